@@ -1,0 +1,288 @@
+"""The ``p2pchat`` command: profiles, identity, a headless node and ping."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import statistics
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import trio
+
+from p2pchat import __version__
+from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.errors import ConnectionClosed, P2PChatError
+from p2pchat.identity import decode_peer_id, fingerprint
+from p2pchat.net.connection import SecureConnection
+from p2pchat.net.server import listener_addresses, open_secure_connection, serve_secure
+from p2pchat.profile import Profile, open_profile, resolve_home
+
+DEFAULT_PORT = 7483
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("p2pchat")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2pchat",
+        description="A peer-to-peer messenger: no server, no account, no internet.",
+    )
+    parser.add_argument("--version", action="version", version=f"p2pchat {__version__}")
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        help="profile directory (default: $P2PCHAT_HOME or the platform's data directory)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (repeat for debug)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    id_cmd = commands.add_parser("id", help="print this profile's peer id and fingerprint")
+    id_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+
+    daemon = commands.add_parser("daemon", help="run a headless node")
+    _add_daemon_options(daemon)
+
+    ping = commands.add_parser("ping", help="connect to a node and measure round trips")
+    ping.add_argument("address", metavar="HOST:PORT")
+    ping.add_argument("-c", "--count", type=int, default=4, help="pings to send (default 4)")
+    ping.add_argument("-i", "--interval", type=float, default=0.2, help="seconds between pings")
+    ping.add_argument("-s", "--size", type=int, default=0, help="payload bytes per ping")
+    ping.add_argument("--expect", metavar="PEER_ID", help="refuse any other identity")
+    ping.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address to listen on (default: all interfaces, port {DEFAULT_PORT} "
+        "or a free one if taken)",
+    )
+    parser.add_argument("--nick", help="set this profile's nick")
+    parser.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command is None:  # until the UI exists, plain `p2pchat` runs a node
+        args = parser.parse_args([*(argv or sys.argv[1:]), "daemon"])
+    try:
+        profile = open_profile(resolve_home(args.home))
+        if args.command == "id":
+            return cmd_id(profile, as_json=args.json)
+        if args.command == "daemon":
+            return cmd_daemon(profile, args)
+        if args.command == "ping":
+            return cmd_ping(profile, args)
+    except P2PChatError as error:
+        print(f"p2pchat: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE  # parser.error exits; this satisfies the type checker
+
+
+# ------------------------------------------------------------------------- id
+
+
+def cmd_id(profile: Profile, *, as_json: bool) -> int:
+    identity = profile.identity
+    if as_json:
+        _print_json(
+            {"id": identity.peer_id, "fingerprint": identity.fingerprint, "nick": profile.nick}
+        )
+    else:
+        print(f"peer id:     {identity.peer_id}")
+        print(f"fingerprint: {identity.fingerprint}")
+        print(f"nick:        {profile.nick}")
+        print(f"profile:     {profile.home}")
+    return 0
+
+
+# --------------------------------------------------------------------- daemon
+
+
+def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
+    if args.nick is not None:
+        profile.set_nick(args.nick)
+    if args.listen:
+        try:
+            host, port = parse_host_port(args.listen)
+        except ValueError as error:
+            print(f"p2pchat: --listen: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        fallback = False
+    else:
+        host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
+    return trio.run(_run_daemon, profile, host, port, fallback, args.json)
+
+
+async def _run_daemon(
+    profile: Profile, host: str, port: int, may_fall_back: bool, as_json: bool
+) -> int:
+    out = _EventPrinter(sys.stdout, as_json=as_json)
+
+    async def handle(connection: SecureConnection) -> None:
+        out.event(
+            "connected",
+            f"connected: {connection.peer_id} from {connection.remote_address}",
+            id=connection.peer_id,
+            address=connection.remote_address,
+        )
+        try:
+            async for message in connection:
+                log.debug("from %s: %r", connection.peer_id, message)
+        finally:
+            reason = connection.closed
+            out.event(
+                "disconnected",
+                f"disconnected: {connection.peer_id} ({reason})",
+                id=connection.peer_id,
+                reason=str(reason),
+            )
+
+    async with trio.open_nursery() as nursery:
+        try:
+            listeners = await nursery.start(_serve, handle, profile, host, port)
+        except OSError as error:
+            if not may_fall_back:
+                print(
+                    f"p2pchat: cannot listen on {format_host_port(host, port)}: {error.strerror}",
+                    file=sys.stderr,
+                )
+                return EXIT_ERROR
+            listeners = await nursery.start(_serve, handle, profile, host, 0)
+        addresses = [format_host_port(h, p) for h, p in listener_addresses(listeners)]
+        identity = profile.identity
+        out.event(
+            "listening",
+            f"listening on {', '.join(addresses)}",
+            addresses=addresses,
+            id=identity.peer_id,
+            fingerprint=identity.fingerprint,
+            nick=profile.nick,
+        )
+        if not as_json:
+            print(
+                f"peer id: {identity.peer_id}  fingerprint: {identity.fingerprint}  "
+                f"nick: {profile.nick}",
+                flush=True,
+            )
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                break
+        out.event("stopped", "stopped")
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+async def _serve(
+    handle: Any,
+    profile: Profile,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve_secure(handle, profile.identity, host=host, port=port, task_status=task_status)
+
+
+class _EventPrinter:
+    def __init__(self, stream: TextIO, *, as_json: bool) -> None:
+        self.stream = stream
+        self.as_json = as_json
+
+    def event(self, name: str, text: str, **fields: Any) -> None:
+        if self.as_json:
+            _print_json({"event": name, **fields}, self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+
+# ----------------------------------------------------------------------- ping
+
+
+def cmd_ping(profile: Profile, args: argparse.Namespace) -> int:
+    try:
+        host, port = parse_host_port(args.address)
+        expected = decode_peer_id(args.expect) if args.expect else None
+    except ValueError as error:
+        print(f"p2pchat: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.count < 1 or args.size < 0 or args.interval < 0:
+        print(
+            "p2pchat: --count must be at least 1; --size and --interval not negative",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        return trio.run(_run_ping, profile, host, port, expected, args)
+    except OSError as error:
+        print(f"p2pchat: cannot reach {args.address}: {error.strerror or error}", file=sys.stderr)
+    except trio.TooSlowError:
+        print(f"p2pchat: cannot reach {args.address}: timed out", file=sys.stderr)
+    except ConnectionClosed as closed:
+        print(f"p2pchat: {args.address}: {closed}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+async def _run_ping(
+    profile: Profile, host: str, port: int, expected: bytes | None, args: argparse.Namespace
+) -> int:
+    address = format_host_port(host, port)
+    async with open_secure_connection(
+        host, port, profile.identity, expected_peer=expected
+    ) as connection:
+        if not args.json:
+            print(
+                f"connected to {connection.peer_id} ({fingerprint(connection.peer_key)}) "
+                f"at {address}, protocol v{connection.version}",
+                flush=True,
+            )
+        rtts: list[float] = []
+        payload = bytes(args.size)
+        for sequence in range(args.count):
+            if sequence:
+                await trio.sleep(args.interval)
+            rtt_ms = await connection.ping(payload) * 1000
+            rtts.append(rtt_ms)
+            if not args.json:
+                print(f"pong {sequence + 1}: time={rtt_ms:.3f} ms", flush=True)
+        summary = {
+            "id": connection.peer_id,
+            "fingerprint": fingerprint(connection.peer_key),
+            "address": address,
+            "version": connection.version,
+            "rtt_ms": [round(rtt, 3) for rtt in rtts],
+            "min_ms": round(min(rtts), 3),
+            "avg_ms": round(statistics.fmean(rtts), 3),
+            "max_ms": round(max(rtts), 3),
+        }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(
+            f"{len(rtts)} pings: min/avg/max = {summary['min_ms']}/{summary['avg_ms']}/"
+            f"{summary['max_ms']} ms"
+        )
+    return 0
+
+
+def _print_json(value: Any, stream: TextIO | None = None) -> None:
+    print(json.dumps(value, separators=(",", ":")), file=stream or sys.stdout, flush=True)

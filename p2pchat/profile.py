@@ -1,0 +1,132 @@
+"""A profile: one directory holding one identity and its settings.
+
+Selected by ``--home DIR``, else ``$P2PCHAT_HOME``, else the platform's user data
+directory. The directory is private (0700) and the key file 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from p2pchat.errors import ProfileError
+from p2pchat.identity import Identity, load_or_create_identity
+
+HOME_ENV = "P2PCHAT_HOME"
+KEY_FILE = "identity.key"
+CONFIG_FILE = "config.json"
+MAX_NICK_CHARS = 32
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir("p2pchat", appauthor=False))
+
+
+def resolve_home(cli_home: str | None) -> Path:
+    if cli_home:
+        return Path(cli_home).expanduser()
+    env_home = os.environ.get(HOME_ENV)
+    if env_home:
+        return Path(env_home).expanduser()
+    return default_home()
+
+
+def validate_nick(nick: str) -> str:
+    """Return a cleaned nick or raise ProfileError saying what is wrong with it."""
+    cleaned = " ".join(nick.split())
+    if not cleaned:
+        raise ProfileError("a nick cannot be empty")
+    if len(cleaned) > MAX_NICK_CHARS:
+        raise ProfileError(f"a nick has at most {MAX_NICK_CHARS} characters")
+    if any(not ch.isprintable() for ch in cleaned):
+        raise ProfileError("a nick cannot contain control characters")
+    return cleaned
+
+
+def _default_nick() -> str:
+    try:
+        return validate_nick(getpass.getuser())
+    except (ProfileError, OSError, KeyError):
+        return "anonymous"
+
+
+@dataclass(slots=True)
+class Profile:
+    home: Path
+    identity: Identity
+    nick: str
+    created: bool
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    def set_nick(self, nick: str) -> None:
+        self.nick = validate_nick(nick)
+        config = _read_config(self.config_path)
+        config["nick"] = self.nick
+        _write_config(self.config_path, config)
+
+
+def open_profile(home: Path) -> Profile:
+    """Open (creating on first use) the profile in ``home``."""
+    _ensure_private_dir(home)
+    identity, created = load_or_create_identity(home / KEY_FILE)
+    config = _read_config(home / CONFIG_FILE)
+    nick_value = config.get("nick")
+    nick = _default_nick()
+    if isinstance(nick_value, str):
+        # A hand-edited bad nick falls back to the default rather than locking the user out.
+        with contextlib.suppress(ProfileError):
+            nick = validate_nick(nick_value)
+    return Profile(home=home, identity=identity, nick=nick, created=created)
+
+
+def _ensure_private_dir(home: Path) -> None:
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not home.is_dir():
+            raise ProfileError(f"the profile path {home} is not a directory")
+        if stat.S_IMODE(home.stat().st_mode) & 0o077:
+            os.chmod(home, 0o700)
+    except OSError as exc:
+        raise ProfileError(f"cannot use the profile directory {home}: {exc.strerror}") from exc
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"cannot read the profile configuration {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(
+            f"the profile configuration {path} is not valid JSON (line {exc.lineno}): "
+            "fix or remove it"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ProfileError(f"the profile configuration {path} must hold a JSON object")
+    return data
+
+
+def _write_config(path: Path, config: dict[str, Any]) -> None:
+    # Write-then-rename so a crash never leaves a half-written configuration.
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,354 @@
+"""The sans-IO secure session: Noise XX handshake with identity binding, then transport.
+
+Bytes go in with :meth:`SecureSession.receive_data`; bytes to write come out of
+:meth:`SecureSession.data_to_send`; what happened comes out of
+:meth:`SecureSession.next_event`. No sockets, no clock, no randomness: the I/O layer
+in :mod:`p2pchat.net` drives it. See docs/protocol.md for the normative description.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2pchat.errors import (
+    HandshakeRefused,
+    LocalProtocolError,
+    P2PChatError,
+    RemoteProtocolError,
+)
+from p2pchat.identity import Identity, encode_peer_id, verify_static_key_signature
+from p2pchat.noise import CipherState, HandshakeState
+from p2pchat.session.events import (
+    HandshakeComplete,
+    MessageReceived,
+    PeerClosed,
+    PongReceived,
+    SessionEvent,
+)
+from p2pchat.session.records import RecordReader, RecordWriter
+from p2pchat.wire.codec import DEFAULT_MAX_MESSAGE_BYTES, Codec, UnknownMessage
+from p2pchat.wire.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
+from p2pchat.wire.messages import (
+    Close,
+    HandshakeAuth,
+    HandshakeHello,
+    HandshakeReject,
+    Ping,
+    Pong,
+)
+
+NOISE_PROTOCOL = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
+PROTOCOL_NAME = b"p2pchat"
+# Version of the handshake layout itself (prologue, payloads, records). Bumping it makes
+# old and new peers fail the handshake, so it changes only for incompatible redesigns;
+# ordinary evolution goes through the negotiated protocol version and features.
+HANDSHAKE_VERSION = 1
+PROLOGUE = PROTOCOL_NAME + b"/" + str(HANDSHAKE_VERSION).encode("ascii")
+# Handshake messages are small; a larger length is someone speaking another protocol.
+MAX_HANDSHAKE_FRAME_BYTES = 4096
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS: tuple[int, ...] = (PROTOCOL_VERSION,)
+
+# An authorisation hook: given the peer's identity key, a refusal reason or None.
+Authorizer = Callable[[bytes], str | None]
+
+
+class SessionState(enum.Enum):
+    HANDSHAKING = "handshaking"
+    OPEN = "open"
+    CLOSING = "closing"  # we sent Close; nothing more may be sent
+    CLOSED = "closed"  # the peer closed, or the session failed
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    versions: tuple[int, ...] = SUPPORTED_VERSIONS
+    features: frozenset[str] = field(default_factory=frozenset)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+
+class SecureSession:
+    """One end of an authenticated, encrypted p2pchat session."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        initiator: bool,
+        config: SessionConfig | None = None,
+        expected_peer: bytes | None = None,
+        authorize: Authorizer | None = None,
+        codec: Codec | None = None,
+        ephemeral_key: bytes | None = None,
+    ) -> None:
+        """``ephemeral_key`` fixes the Noise ephemeral: for deterministic tests only."""
+        self.identity = identity
+        self.initiator = initiator
+        self.config = config or SessionConfig()
+        self.expected_peer = expected_peer
+        self._authorize = authorize
+        self._codec = codec or Codec(max_message_bytes=self.config.max_message_bytes)
+        self.state = SessionState.HANDSHAKING
+        self.peer_key: bytes | None = None
+        self.version: int | None = None
+        self.features: frozenset[str] = frozenset()
+        self.handshake_hash: bytes | None = None
+        self.unknown_messages_skipped = 0
+        self._handshake = HandshakeState(
+            NOISE_PROTOCOL,
+            initiator=initiator,
+            prologue=PROLOGUE,
+            s=identity.noise_static_private,
+            e=ephemeral_key,
+        )
+        self._send_cipher: CipherState | None = None
+        self._recv_cipher: CipherState | None = None
+        self._frames = FrameDecoder(max_frame_bytes=MAX_HANDSHAKE_FRAME_BYTES)
+        self._records_in = RecordReader(self.config.max_message_bytes)
+        self._records_out = RecordWriter()
+        self._ready_frames: list[bytes] = []
+        self._ready_bytes = 0
+        self._events: deque[SessionEvent] = deque()
+        if initiator:
+            hello = HandshakeHello(versions=self.config.versions)
+            self._emit_frame(self._handshake.write_message(self._codec.encode(hello)))
+
+    # ----------------------------------------------------------------- outputs
+
+    def data_to_send(self) -> bytes:
+        """Everything ready to write, encrypted and framed; b"" when there is nothing."""
+        records = self._records_out
+        if records and self._send_cipher is not None:
+            encrypt = self._send_cipher.encrypt_with_ad
+            while records:
+                self._emit_frame(encrypt(b"", records.next_plaintext()))
+        if not self._ready_frames:
+            return b""
+        data = b"".join(self._ready_frames)
+        self._ready_frames.clear()
+        self._ready_bytes = 0
+        return data
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued but not yet taken by :meth:`data_to_send` (for backpressure)."""
+        return self._records_out.pending_bytes + self._ready_bytes
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    def next_event(self) -> SessionEvent | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def peer_id(self) -> str | None:
+        return encode_peer_id(self.peer_key) if self.peer_key else None
+
+    # ------------------------------------------------------------------ inputs
+
+    def send(self, message: Any) -> None:
+        """Queue an application message (any registered wire message)."""
+        if self.state is not SessionState.OPEN:
+            raise LocalProtocolError(f"cannot send in state {self.state.value}")
+        self._records_out.push(self._codec.encode(message))
+
+    def ping(self, nonce: int, data: bytes = b"") -> None:
+        self.send(Ping(nonce=nonce, data=data))
+
+    def close(self, code: str = "bye", reason: str = "") -> None:
+        """Queue a Close message; after this nothing more can be sent."""
+        if self.state is SessionState.OPEN:
+            self._records_out.push(self._codec.encode(Close(code=code, reason=reason[:512])))
+        if self.state is not SessionState.CLOSED:
+            self.state = SessionState.CLOSING
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes from the peer. Raises RemoteProtocolError if they break the protocol.
+
+        After an error the session is CLOSED; :meth:`data_to_send` may still hold a
+        last message telling the peer why.
+        """
+        if self.is_closed:
+            return
+        self._frames.feed(data)
+        try:
+            while not self.is_closed:
+                frame = self._frames.next_frame()
+                if frame is None:
+                    break
+                if self.state is SessionState.HANDSHAKING:
+                    self._handshake_frame(frame)
+                else:
+                    self._transport_frame(frame)
+        except RemoteProtocolError as error:
+            self._fail(error)
+            raise
+        except P2PChatError as error:  # e.g. a Noise engine refusal on bad input
+            wrapped = RemoteProtocolError(str(error), code="protocol-error")
+            self._fail(wrapped)
+            raise wrapped from error
+
+    # --------------------------------------------------------------- handshake
+
+    def _handshake_frame(self, frame: bytes) -> None:
+        payload = self._codec.decode(self._handshake.read_message(frame))
+        if self.initiator:
+            self._initiator_reads_auth(payload)
+        elif self._handshake.is_finished:
+            self._responder_reads_auth(payload)
+        else:
+            self._responder_reads_hello(payload)
+
+    def _responder_reads_hello(self, payload: Any) -> None:
+        if not isinstance(payload, HandshakeHello):
+            raise RemoteProtocolError(
+                "handshake message 1 must carry a hello", code="bad-handshake"
+            )
+        common = set(payload.versions) & set(self.config.versions)
+        if not common:
+            reason = (
+                f"no common protocol version: peer speaks {sorted(payload.versions)}, "
+                f"we speak {sorted(self.config.versions)}"
+            )
+            self._emit_frame(
+                self._handshake.write_message(
+                    self._codec.encode(HandshakeReject(code="unsupported-version", reason=reason))
+                )
+            )
+            raise HandshakeRefused(reason, code="unsupported-version")
+        self.version = max(common)
+        self._emit_frame(self._handshake.write_message(self._codec.encode(self._auth())))
+
+    def _initiator_reads_auth(self, payload: Any) -> None:
+        self._raise_if_rejected(payload)
+        try:
+            self._check_auth(payload, version_ok=lambda v: v in self.config.versions)
+        except HandshakeRefused as refusal:
+            reject = HandshakeReject(code=refusal.code, reason=str(refusal))
+            self._emit_frame(self._handshake.write_message(self._codec.encode(reject)))
+            raise
+        self.version = payload.version
+        self._emit_frame(self._handshake.write_message(self._codec.encode(self._auth())))
+        self._finish_handshake()
+
+    def _responder_reads_auth(self, payload: Any) -> None:
+        self._raise_if_rejected(payload)
+        # The handshake is finished either way, so a refusal can go out encrypted.
+        self._finish_handshake(announce=False)
+        try:
+            self._check_auth(payload, version_ok=lambda v: v == self.version)
+        except HandshakeRefused as refusal:
+            self._records_out.push(
+                self._codec.encode(Close(code=refusal.code, reason=str(refusal)))
+            )
+            raise
+        self._announce_open()
+
+    def _raise_if_rejected(self, payload: Any) -> None:
+        if isinstance(payload, HandshakeReject):
+            raise HandshakeRefused(
+                f"the peer refused the connection: {payload.reason or payload.code}",
+                code=payload.code,
+            )
+        if not isinstance(payload, HandshakeAuth):
+            raise RemoteProtocolError("handshake payload must be an auth", code="bad-handshake")
+
+    def _auth(self) -> HandshakeAuth:
+        assert self.version is not None
+        return HandshakeAuth(
+            identity_key=self.identity.public_key,
+            signature=self.identity.static_key_signature,
+            version=self.version,
+            features=tuple(sorted(self.config.features)),
+        )
+
+    def _check_auth(self, auth: HandshakeAuth, *, version_ok: Callable[[int], bool]) -> None:
+        remote_static = self._handshake.remote_static
+        assert remote_static is not None  # XX: known once message 2 (or 3) is read
+        verify_static_key_signature(auth.identity_key, remote_static, auth.signature)
+        if not version_ok(auth.version):
+            raise HandshakeRefused(
+                f"the peer chose protocol version {auth.version}, which we do not speak",
+                code="unsupported-version",
+            )
+        if self.expected_peer is not None and auth.identity_key != self.expected_peer:
+            raise HandshakeRefused(
+                f"expected peer {encode_peer_id(self.expected_peer)} but "
+                f"{encode_peer_id(auth.identity_key)} answered",
+                code="unexpected-identity",
+            )
+        if auth.identity_key == self.identity.public_key:
+            raise HandshakeRefused("this is a connection to ourselves", code="self-connection")
+        if self._authorize is not None:
+            refusal = self._authorize(auth.identity_key)
+            if refusal is not None:
+                raise HandshakeRefused(refusal, code="not-authorized")
+        self.peer_key = auth.identity_key
+        self.features = self.config.features & frozenset(auth.features)
+
+    def _finish_handshake(self, *, announce: bool = True) -> None:
+        initiator_to_responder, responder_to_initiator = self._handshake.split()
+        if self.initiator:
+            self._send_cipher, self._recv_cipher = initiator_to_responder, responder_to_initiator
+        else:
+            self._send_cipher, self._recv_cipher = responder_to_initiator, initiator_to_responder
+        self.handshake_hash = self._handshake.handshake_hash
+        self._frames.max_frame_bytes = MAX_FRAME_BYTES
+        if announce:
+            self._announce_open()
+        else:
+            self.state = SessionState.OPEN
+
+    def _announce_open(self) -> None:
+        assert self.peer_key is not None and self.version is not None
+        assert self.handshake_hash is not None
+        self.state = SessionState.OPEN
+        self._events.append(
+            HandshakeComplete(self.peer_key, self.version, self.features, self.handshake_hash)
+        )
+
+    # --------------------------------------------------------------- transport
+
+    def _transport_frame(self, frame: bytes) -> None:
+        assert self._recv_cipher is not None
+        plaintext = self._recv_cipher.decrypt_with_ad(b"", frame)
+        for encoded in self._records_in.feed(plaintext):
+            self._dispatch(self._codec.decode(encoded))
+            if self.is_closed:
+                return
+
+    def _dispatch(self, message: Any) -> None:
+        if isinstance(message, Ping):
+            if self.state is SessionState.OPEN:
+                self._records_out.push(self._codec.encode(Pong(message.nonce, message.data)))
+        elif isinstance(message, Pong):
+            self._events.append(PongReceived(message.nonce, message.data))
+        elif isinstance(message, Close):
+            self.state = SessionState.CLOSED
+            self._events.append(PeerClosed(message.code, message.reason))
+        elif isinstance(message, UnknownMessage):
+            self.unknown_messages_skipped += 1
+        elif isinstance(message, HandshakeHello | HandshakeAuth | HandshakeReject):
+            raise RemoteProtocolError("handshake message after the handshake", code="bad-message")
+        else:
+            self._events.append(MessageReceived(message))
+
+    # ----------------------------------------------------------------- helpers
+
+    def _emit_frame(self, noise_message: bytes) -> None:
+        frame = encode_frame(noise_message)
+        self._ready_frames.append(frame)
+        self._ready_bytes += len(frame)
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        """Tell the peer why we are closing, if there is still a channel to say it on."""
+        if self.state is SessionState.OPEN and self._send_cipher is not None:
+            self._records_out.push(
+                self._codec.encode(Close(code=error.code, reason=str(error)[:512]))
+            )
+        self.state = SessionState.CLOSED

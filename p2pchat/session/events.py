@@ -1,0 +1,38 @@
+"""What a secure session reports to the layer above it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeComplete:
+    """The peer proved ``peer_key`` (its Ed25519 identity); versions and features agreed."""
+
+    peer_key: bytes
+    version: int
+    features: frozenset[str]
+    handshake_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    message: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    nonce: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClosed:
+    """The peer ended the session (or refused it) and said why."""
+
+    code: str
+    reason: str
+
+
+SessionEvent = HandshakeComplete | MessageReceived | PongReceived | PeerClosed

@@ -1,0 +1,106 @@
+"""Every message p2pchat puts on the wire, as frozen dataclasses: the one schema.
+
+Each message class carries a stable numeric ``TYPE_ID``; only :mod:`p2pchat.wire.codec`
+turns these objects into bytes and back. Field names are part of the wire format
+(they are the map keys), so rename nothing that has shipped: add fields with defaults
+instead, and old peers ignore them.
+
+Per-field limits live in the field metadata (see :func:`limit`); the codec enforces
+them on decode so a peer can never make us hold more than the schema allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+_T = TypeVar("_T")
+
+MESSAGE_TYPES: dict[int, type[Any]] = {}
+
+
+def wire_message(type_id: int) -> Any:
+    """Register a dataclass as the wire message with ``type_id``."""
+
+    def register(cls: type[_T]) -> type[_T]:
+        if type_id in MESSAGE_TYPES:
+            raise RuntimeError(f"wire type {type_id} registered twice")
+        cls.TYPE_ID = type_id  # type: ignore[attr-defined]
+        MESSAGE_TYPES[type_id] = cls
+        return cls
+
+    return register
+
+
+def limit(*, max_len: int | None = None, size: int | None = None, default: Any = ...) -> Any:
+    """A dataclass field with wire limits: ``max_len`` (items, chars or bytes) or exact ``size``."""
+    metadata = {"max_len": max_len, "size": size}
+    if default is ...:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --- handshake payloads (inside Noise handshake messages, see docs/protocol.md) ---
+
+
+@wire_message(1)
+@dataclass(frozen=True, slots=True)
+class HandshakeHello:
+    """Payload of handshake message 1 (sent in clear, authenticated by the handshake hash)."""
+
+    TYPE_ID: ClassVar[int]
+    versions: tuple[int, ...] = limit(max_len=16)
+
+
+@wire_message(2)
+@dataclass(frozen=True, slots=True)
+class HandshakeAuth:
+    """Payload of handshake messages 2 and 3: who we are and what we speak."""
+
+    TYPE_ID: ClassVar[int]
+    identity_key: bytes = limit(size=32)
+    # Ed25519 signature by identity_key over b"p2pchat-noise-static-key:" || noise static key.
+    signature: bytes = limit(size=64)
+    version: int = 0
+    features: tuple[str, ...] = limit(max_len=64, default=())
+
+
+@wire_message(3)
+@dataclass(frozen=True, slots=True)
+class HandshakeReject:
+    """Sent instead of HandshakeAuth when we will not complete the handshake."""
+
+    TYPE_ID: ClassVar[int]
+    code: str = limit(max_len=64)
+    reason: str = limit(max_len=512, default="")
+
+
+# --- session control (after the handshake) ---
+
+
+@wire_message(4)
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The last message of a session: why the sender is closing it."""
+
+    TYPE_ID: ClassVar[int]
+    code: str = limit(max_len=64)
+    reason: str = limit(max_len=512, default="")
+
+
+@wire_message(5)
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Keepalive and round-trip probe; answered by a Pong with the same nonce and data."""
+
+    TYPE_ID: ClassVar[int]
+    nonce: int
+    data: bytes = b""  # bounded by the session's maximum message size
+
+
+@wire_message(6)
+@dataclass(frozen=True, slots=True)
+class Pong:
+    TYPE_ID: ClassVar[int]
+    nonce: int
+    data: bytes = b""  # bounded by the session's maximum message size

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from p2pchat.errors import ConnectionClosed
+from p2pchat.identity import Identity
+from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.server import open_secure_connection
+from p2pchat.session import PeerClosed, SessionConfig
+from tests.blob import Blob
+from tests.net.helpers import raw_handshake, read_until_closed, running_server
+
+
+async def test_connect_ping_and_echo() -> None:
+    async with running_server() as server:
+        client = Identity.generate()
+        async with open_secure_connection("127.0.0.1", server.port, client) as conn:
+            assert conn.peer_key == server.identity.public_key
+            assert conn.version == 1
+            rtt = await conn.ping(b"hello")
+            assert 0 <= rtt < 1
+            for i in range(50):
+                await conn.send(Blob(b"x" * i, seq=i))
+            got = [await conn.receive() for _ in range(50)]
+            assert got == [Blob(b"x" * i, seq=i) for i in range(50)]
+            (peer,) = server.connections
+            assert peer.peer_key == client.public_key
+
+
+async def test_largest_message_crosses_real_tcp() -> None:
+    big = Blob(bytes(range(256)) * (16 * 4096 - 1), seq=1)  # just under 16 MiB
+    async with (
+        running_server() as server,
+        open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,
+    ):
+        await conn.send(big)
+        assert await conn.receive() == big
+
+
+async def test_message_over_the_limit_closes_that_connection_with_a_reason() -> None:
+    small = ConnectionConfig(session=SessionConfig(max_message_bytes=10_000))
+    async with (
+        running_server(config=small) as server,
+        open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,
+    ):
+        await conn.send(Blob(b"x" * 20_000))
+        with pytest.raises(ConnectionClosed, match="limit") as closed:
+            await conn.receive()
+        assert closed.value.by_peer and closed.value.code == "too-large"
+
+
+async def test_expected_identity_mismatch_is_refused() -> None:
+    async with running_server() as server:
+        wrong = Identity.generate().public_key
+        with pytest.raises(ConnectionClosed, match="expected peer") as closed:
+            async with open_secure_connection(
+                "127.0.0.1", server.port, Identity.generate(), expected_peer=wrong
+            ):
+                pass
+        assert closed.value.code == "unexpected-identity"
+
+
+async def test_server_refusal_reaches_the_client_with_its_reason() -> None:
+    refuse_all = ConnectionConfig()
+    async with (
+        running_server(authorize=lambda key: "you are blocked here", config=refuse_all) as server,
+        open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,
+    ):
+        with pytest.raises(ConnectionClosed, match="blocked here"):
+            await conn.receive()
+
+
+async def test_graceful_close_tells_the_peer() -> None:
+    closed_with: list[ConnectionClosed | None] = []
+
+    async def handler(connection: SecureConnection) -> None:
+        async for _ in connection:
+            pass
+        closed_with.append(connection.closed)
+
+    async with running_server(handler) as server:
+        async with open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn:
+            await conn.aclose("bye", "going home")
+            with pytest.raises(ConnectionClosed):
+                await conn.send(Blob())
+        with trio.fail_after(5):
+            while not closed_with:
+                await trio.sleep(0.01)
+    (reason,) = closed_with
+    assert reason is not None and reason.by_peer and "going home" in str(reason)
+
+
+async def test_keepalive_holds_an_idle_connection_open() -> None:
+    fast = ConnectionConfig(keepalive_interval=0.1, idle_timeout=0.5)
+    async with (
+        running_server(config=fast) as server,
+        open_secure_connection("127.0.0.1", server.port, Identity.generate(), config=fast) as conn,
+    ):
+        await trio.sleep(1.5)
+        assert conn.closed is None
+        assert await conn.ping() < 1
+
+
+async def test_silent_peer_is_dropped_after_the_idle_timeout() -> None:
+    fast = ConnectionConfig(keepalive_interval=0.1, idle_timeout=0.4)
+    async with running_server(config=fast) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await raw_handshake(stream, Identity.generate())
+        # We never answer the server's keepalive pings.
+        data = await read_until_closed(stream, limit=3)
+        assert data  # at least a ping and the Close
+        (connection,) = server.connections
+        assert connection.closed is not None and connection.closed.code == "idle-timeout"
+
+
+async def test_many_clients_at_once() -> None:
+    async with running_server() as server:
+
+        async def one(i: int) -> None:
+            async with open_secure_connection(
+                "127.0.0.1", server.port, Identity.generate()
+            ) as conn:
+                await conn.send(Blob(seq=i))
+                assert await conn.receive() == Blob(seq=i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(40):
+                nursery.start_soon(one, i)
+
+
+async def test_body_exceptions_are_not_wrapped_in_groups() -> None:
+    async with running_server() as server:
+        with pytest.raises(KeyError):
+            async with open_secure_connection("127.0.0.1", server.port, Identity.generate()):
+                raise KeyError("mine")
+
+
+async def test_connection_refused_is_an_os_error() -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    with pytest.raises(OSError):
+        async with open_secure_connection("127.0.0.1", port, Identity.generate()):
+            pass
+
+
+async def test_raw_session_sees_the_close_reason(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "p2pchat.net")
+    async with running_server() as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        session = await raw_handshake(stream, Identity.generate())
+        session.send(Blob(b"one"))
+        frame = session.data_to_send()
+        await stream.send_all(frame + frame)  # a replay
+        session.receive_data(await read_until_closed(stream))
+        closes = []
+        while (event := session.next_event()) is not None:
+            if isinstance(event, PeerClosed):
+                closes.append(event)
+        assert [c.code for c in closes] == ["decrypt-failed"]
+    assert "authentication failed" in caplog.text

@@ -1,0 +1,154 @@
+"""Hostile peers: each loses its own connection with a logged reason; others are served."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tracemalloc
+
+import pytest
+import trio
+
+from p2pchat.identity import Identity
+from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.server import open_secure_connection
+from tests.blob import Blob
+from tests.net.helpers import Server, echo, raw_handshake, read_until_closed, running_server
+
+QUICK = ConnectionConfig(handshake_timeout=0.5, send_timeout=0.5)
+
+
+async def assert_still_serving(server: Server) -> None:
+    async with open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn:
+        await conn.send(Blob(b"still there?"))
+        assert await conn.receive() == Blob(b"still there?")
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",  # not our protocol at all
+        b"\x00\x00",  # an empty frame
+        b"\x00\x05abc",  # a truncated frame, then EOF
+        b"\xff\xff" + b"\x00" * 65535,  # the largest frame, full of zeros
+        b"\x00\x20" + b"\x01" * 32,  # an ephemeral key with no hello payload
+        bytes(range(256)) * 8,
+    ],
+)
+async def test_garbage_before_or_as_the_handshake(
+    garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "p2pchat.net")
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        with contextlib.suppress(trio.BrokenResourceError):  # we may be cut off mid-way
+            await stream.send_all(garbage)
+            await stream.send_eof()
+        await read_until_closed(stream)
+        await assert_still_serving(server)
+    assert "handshake with 127.0.0.1" in caplog.text
+
+
+async def test_garbage_inside_the_handshake() -> None:
+    async with running_server(config=QUICK) as server:
+        from p2pchat.session import SecureSession
+
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        session = SecureSession(Identity.generate(), initiator=True)
+        await stream.send_all(session.data_to_send())
+        session.receive_data(await stream.receive_some(65536))
+        message3 = bytearray(session.data_to_send())
+        message3[30] ^= 0x01
+        await stream.send_all(bytes(message3))
+        assert await read_until_closed(stream) == b""
+        await assert_still_serving(server)
+
+
+async def test_silent_peer_is_dropped_at_the_handshake_timeout() -> None:
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        start = trio.current_time()
+        await read_until_closed(stream, limit=3)
+        assert trio.current_time() - start < 2
+        await assert_still_serving(server)
+
+
+async def test_slowloris_dribbling_bytes_is_dropped_at_the_handshake_timeout() -> None:
+    async with running_server(config=QUICK) as server:
+        from p2pchat.session import SecureSession
+
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        message1 = SecureSession(Identity.generate(), initiator=True).data_to_send()
+        start = trio.current_time()
+        with trio.move_on_after(3):
+            try:
+                for byte in message1[:-1]:
+                    await stream.send_all(bytes([byte]))
+                    await trio.sleep(0.05)
+            except trio.BrokenResourceError:
+                pass
+            await read_until_closed(stream, limit=3)
+        assert trio.current_time() - start < 2.5
+        await assert_still_serving(server)
+
+
+async def test_handshake_limit_drops_excess_connections() -> None:
+    async with running_server(config=QUICK, max_concurrent_handshakes=2) as server:
+        stalled = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(2)]
+        await trio.sleep(0.1)
+        extra = await trio.open_tcp_stream("127.0.0.1", server.port)
+        with trio.fail_after(0.4):  # dropped at once, long before the handshake timeout
+            assert await read_until_closed(extra) == b""
+        for stream in stalled:
+            await stream.aclose()
+        await assert_still_serving(server)
+
+
+async def test_peer_that_stops_reading_cannot_grow_our_memory() -> None:
+    """The server pushes 64 KiB messages to a peer that never reads: send() blocks at the
+    high-water mark, then the send timeout closes that connection."""
+    config = ConnectionConfig(send_timeout=1.0, high_water_bytes=256 * 1024)
+    peak: list[int] = []
+    outcome: list[str] = []
+
+    async def flood(connection: SecureConnection) -> None:
+        if outcome:  # only the first client is flooded; later ones get an echo
+            await echo(connection)
+            return
+        chunk = Blob(b"f" * 65536)
+        try:
+            while True:
+                await connection.send(chunk)
+                peak.append(connection.pending_bytes)
+        except Exception as error:  # ConnectionClosed
+            outcome.append(getattr(error, "code", repr(error)))
+
+    tracemalloc.start()
+    try:
+        async with running_server(flood, config=config) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await raw_handshake(stream, Identity.generate())
+            baseline = tracemalloc.get_traced_memory()[0]
+            with trio.fail_after(10):
+                while not outcome:
+                    await trio.sleep(0.05)
+            grown = tracemalloc.get_traced_memory()[1] - baseline
+            await stream.aclose()
+            await assert_still_serving(server)
+    finally:
+        tracemalloc.stop()
+    assert outcome == ["send-timeout"]
+    assert max(peak) <= config.high_water_bytes + 70_000
+    assert grown < 8 * 1024 * 1024  # kernel buffers hold the rest; we hold ~high water
+
+
+async def test_frames_after_the_handshake_from_a_hostile_client() -> None:
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        session = await raw_handshake(stream, Identity.generate())
+        session.send(Blob(b"ok"))
+        frame = bytearray(session.data_to_send())
+        frame[-1] ^= 0x80  # flip a bit in the tag
+        await stream.send_all(bytes(frame))
+        await read_until_closed(stream)
+        await assert_still_serving(server)

@@ -1,0 +1,181 @@
+"""The daemon and ping commands, as a user runs them (real processes on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from p2pchat.identity import decode_peer_id
+
+
+def p2pchat(*args: str) -> list[str]:
+    return [sys.executable, "-m", "p2pchat", *args]
+
+
+@contextmanager
+def daemon(home: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
+    process = subprocess.Popen(
+        p2pchat("--home", str(home), "daemon", "--listen", "127.0.0.1:0", *extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        if "--json" in extra:
+            info = json.loads(first)
+        else:
+            assert first.startswith("listening on 127.0.0.1:"), first
+            info = {"addresses": [first.split()[-1]]}
+        yield process, info
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hang is the failure
+            process.kill()
+            raise
+
+
+def test_daemon_json_first_line_and_ping(tmp_path: Path) -> None:
+    with daemon(tmp_path / "a", "--json", "--nick", "alice") as (process, info):
+        assert info["event"] == "listening"
+        assert info["nick"] == "alice"
+        address = str(info["addresses"][0])  # type: ignore[index]
+        decode_peer_id(str(info["id"]))
+        result = subprocess.run(
+            p2pchat(
+                "--home",
+                str(tmp_path / "b"),
+                "ping",
+                address,
+                "--count",
+                "3",
+                "--interval",
+                "0",
+                "--json",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["id"] == info["id"]
+        assert len(summary["rtt_ms"]) == 3
+        assert 0 < summary["min_ms"] <= summary["avg_ms"] <= summary["max_ms"] < 1000
+        assert process.stdout is not None
+        events = [json.loads(process.stdout.readline()) for _ in range(2)]
+        assert [e["event"] for e in events] == ["connected", "disconnected"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert json.loads(process.stdout.readline())["event"] == "stopped"
+
+
+def test_ping_text_output_and_expected_identity(tmp_path: Path) -> None:
+    with daemon(tmp_path / "a") as (_, info):
+        address = str(info["addresses"][0])  # type: ignore[index]
+        server_id = json.loads(
+            subprocess.run(
+                p2pchat("--home", str(tmp_path / "a"), "id", "--json"),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+        )["id"]
+        ok = subprocess.run(
+            p2pchat(
+                "--home",
+                str(tmp_path / "b"),
+                "ping",
+                address,
+                "-c",
+                "2",
+                "-i",
+                "0",
+                "--expect",
+                server_id,
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert server_id in ok.stdout and "pong 2: time=" in ok.stdout
+        other_id = json.loads(
+            subprocess.run(
+                p2pchat("--home", str(tmp_path / "c"), "id", "--json"),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+        )["id"]
+        wrong = subprocess.run(
+            p2pchat("--home", str(tmp_path / "b"), "ping", address, "--expect", other_id),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert wrong.returncode == 1
+        assert "expected peer" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ping", "nonsense"], "missing ':PORT'"),
+        (["ping", "127.0.0.1:99999"], "port must be"),
+        (["ping", "127.0.0.1:1", "--expect", "notanid"], "peer id"),
+        (["daemon", "--listen", "[::1"], "missing ']'"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    result = subprocess.run(
+        p2pchat("--home", str(tmp_path), *args), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ping_to_a_closed_port_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        p2pchat("--home", str(tmp_path), "ping", f"127.0.0.1:{port}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_listen_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            p2pchat("--home", str(tmp_path), "daemon", "--listen", f"127.0.0.1:{port}"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
