@@ -19,6 +19,7 @@ import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -106,7 +107,7 @@ async def bare_xx_over_tcp(engine: type[_Ours] | type[_Theirs], count: int) -> l
         await stream.aclose()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, responder, 0, "127.0.0.1")
+        listeners = await nursery.start(partial(trio.serve_tcp, responder, 0, host="127.0.0.1"))
         port = listener_addresses(listeners)[0][1]
         for _ in range(count):
             stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -188,7 +189,7 @@ async def _receiver_raw(port_file: str) -> None:
         done.set()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, handle, 0, "127.0.0.1")
+        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
         Path(port_file).write_text(str(listener_addresses(listeners)[0][1]))
         await done.wait()
         nursery.cancel_scope.cancel()
@@ -349,6 +350,9 @@ def _rss_bytes() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--only", choices=["handshake", "throughput", "small", "memory"], help="one section"
+    )
     parser.add_argument("--receiver-raw")
     parser.add_argument("--receiver-secure")
     parser.add_argument("--idle-server")
@@ -374,6 +378,17 @@ def main() -> None:
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
 
+    if args.only in (None, "handshake"):
+        bench_handshakes(reps)
+    if args.only in (None, "throughput"):
+        bench_throughput(args.quick, tmp)
+    if args.only in (None, "small"):
+        bench_small(args.quick, tmp)
+    if args.only in (None, "memory"):
+        bench_memory(tmp)
+
+
+def bench_handshakes(reps: int) -> None:
     ours = trio.run(bare_xx_over_tcp, _Ours, reps)
     theirs = trio.run(bare_xx_over_tcp, _Theirs, reps)
     full = trio.run(full_session_handshakes, reps)
@@ -389,9 +404,11 @@ def main() -> None:
         f"{1000 / m_full:.0f}/s sequential"
     )
 
+
+def bench_throughput(quick: bool, tmp: Path) -> None:
     size = 64 * 1024
-    aead = raw_aead_rate(size, 1.0 if args.quick else 2.0)
-    total = (256 if args.quick else 1024) * 1024 * 1024
+    aead = raw_aead_rate(size, 1.0 if quick else 2.0)
+    total = (256 if quick else 1024) * 1024 * 1024
     tcp = raw_tcp_rate(size, total, tmp)
     bulk = secure_rate(size, total // size, tmp, "bulk")
     print(
@@ -400,13 +417,17 @@ def main() -> None:
         f"raw AEAD one core {aead / 1e6:.0f} MB/s (ratio {bulk['bytes_per_s'] / aead:.2f})"
     )
 
-    small_count = 200_000 if args.quick else 1_000_000
+
+def bench_small(quick: bool, tmp: Path) -> None:
+    small_count = 200_000 if quick else 1_000_000
     small = secure_rate(100, small_count, tmp, "small")
     print(
         f"small messages: {small['messages_per_s']:.0f} 100-byte messages/s one way on one "
         f"connection ({small_count} messages)"
     )
 
+
+def bench_memory(tmp: Path) -> None:
     memory = trio.run(idle_memory, 1000, tmp)
     print(
         f"idle sessions: 1000 held, {memory['python_heap_per_session'] / 1024:.1f} KiB "

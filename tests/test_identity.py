@@ -118,7 +118,7 @@ def test_unreadable_key_file_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(Path, "read_bytes", denied)
-    with pytest.raises(IdentityError, match="cannot read.*Permission denied"):
+    with pytest.raises(IdentityError, match=r"cannot read.*Permission denied"):
         load_or_create_identity(key_file)
     monkeypatch.undo()
     assert key_file.read_bytes() == b"x"

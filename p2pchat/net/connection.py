@@ -48,7 +48,7 @@ class ConnectionConfig:
     # send() waits while more than this many bytes are queued for the socket.
     high_water_bytes: int = 1 << 20
     receive_queue_messages: int = 256
-    read_size: int = 1 << 16
+    read_size: int = 1 << 18
     session: SessionConfig = field(default_factory=SessionConfig)
 
 

@@ -188,27 +188,44 @@ def _to_wire(obj: Any) -> Any:
     raise LocalProtocolError(f"{type(obj).__name__} cannot be encoded for the wire")
 
 
+# One packer for the process: creating one per call costs more than packing a small message.
+# Packing is synchronous and the codec is only used from the trio thread.
+_pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, default=_to_wire).pack
+
+
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise RemoteProtocolError(f"msgpack extension type {code} is not allowed", code="bad-message")
 
 
+_compiled: dict[int, _StructSpec] = {}
+
+
+def _specs() -> dict[int, _StructSpec]:
+    """The compiled schema, shared by every codec; extended when new types register."""
+    if len(_compiled) != len(MESSAGE_TYPES):
+        for type_id, cls in MESSAGE_TYPES.items():
+            if type_id not in _compiled:
+                _compiled[type_id] = _StructSpec(cls, cls.__name__)
+    return _compiled
+
+
 class Codec:
-    """Encodes and decodes the messages registered in :mod:`p2pchat.wire.messages`."""
+    """Encodes and decodes the messages registered in :mod:`p2pchat.wire.messages`.
+
+    Cheap to create: the schema is compiled once per process and shared.
+    """
+
+    __slots__ = ("max_message_bytes",)
 
     def __init__(self, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.max_message_bytes = max_message_bytes
-        self._specs = {
-            type_id: _StructSpec(cls, cls.__name__) for type_id, cls in MESSAGE_TYPES.items()
-        }
-        self._names = {cls: spec.names for spec in self._specs.values() for cls in [spec.cls]}
-        self._packer = msgpack.Packer(use_bin_type=True, default=_to_wire)
 
     def encode(self, message: Any) -> bytes:
-        names = self._names.get(type(message))
-        if names is None:
+        spec = _specs().get(getattr(message, "TYPE_ID", -1))
+        if spec is None or spec.cls is not type(message):
             raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
-        body = {name: getattr(message, name) for name in names}
-        encoded: bytes = self._packer.pack([message.TYPE_ID, body])
+        body = {name: getattr(message, name) for name in spec.names}
+        encoded: bytes = _pack([message.TYPE_ID, body])
         if len(encoded) > self.max_message_bytes:
             raise LocalProtocolError(
                 f"{type(message).__name__} encodes to {len(encoded)} bytes, over the "
@@ -245,7 +262,7 @@ class Codec:
                 "a message must be the array [type_id, body]", code="bad-message"
             )
         type_id, body = top
-        spec = self._specs.get(type_id)
+        spec = _specs().get(type_id)
         if spec is None:
             if type(body) is not dict:
                 raise RemoteProtocolError("a message body must be a map", code="bad-message")
