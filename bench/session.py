@@ -64,8 +64,8 @@ class _Ours:
     def write(self) -> bytes:
         return self.hs.write_message(b"")
 
-    def read(self, message: bytes) -> None:
-        self.hs.read_message(message)
+    def read(self, message: memoryview) -> None:
+        self.hs.read_message(bytes(message))
 
 
 class _Theirs:
@@ -81,11 +81,11 @@ class _Theirs:
     def write(self) -> bytes:
         return bytes(self.conn.write_message(b""))
 
-    def read(self, message: bytes) -> None:
-        self.conn.read_message(message)
+    def read(self, message: memoryview) -> None:
+        self.conn.read_message(bytes(message))
 
 
-async def _recv_frame(stream: trio.SocketStream, decoder: FrameDecoder) -> bytes:
+async def _recv_frame(stream: trio.SocketStream, decoder: FrameDecoder) -> memoryview:
     while (frame := decoder.next_frame()) is None:
         data = await stream.receive_some(65536)
         if not data:

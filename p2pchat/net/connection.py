@@ -238,19 +238,22 @@ class SecureConnection:
             while True:
                 await self._wake_writer.wait()
                 self._wake_writer = trio.Event()
-                while data := self._session.data_to_send():
-                    with trio.move_on_after(self.config.send_timeout) as scope:
-                        await self._stream.send_all(data)
-                    if scope.cancelled_caught:
-                        self._mark_closed(
-                            ConnectionClosed(
-                                f"the peer accepted no data for {self.config.send_timeout:g} s",
-                                by_peer=False,
-                                code="send-timeout",
-                            )
+                # One scope for the whole drain, its deadline pushed on after each frame:
+                # "no progress for send_timeout", without a scope per 64 KiB frame.
+                with trio.CancelScope() as scope:
+                    while (frame := self._session.next_frame_to_send()) is not None:
+                        scope.deadline = trio.current_time() + self.config.send_timeout
+                        await self._stream.send_all(frame)
+                        self._signal_progress()
+                if scope.cancelled_caught:
+                    self._mark_closed(
+                        ConnectionClosed(
+                            f"the peer accepted no data for {self.config.send_timeout:g} s",
+                            by_peer=False,
+                            code="send-timeout",
                         )
-                        return
-                    self._signal_progress()
+                    )
+                    return
                 if self.closed is not None:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
@@ -295,7 +298,12 @@ class SecureConnection:
         while (event := session.next_event()) is not None:
             if isinstance(event, MessageReceived):
                 with contextlib.suppress(trio.ClosedResourceError):  # closing: nobody reads
-                    await self._incoming_send.send(event.message)
+                    try:
+                        # No scheduling point while the receiver keeps up...
+                        self._incoming_send.send_nowait(event.message)
+                    except trio.WouldBlock:
+                        # ...and backpressure (stop reading the socket) when it does not.
+                        await self._incoming_send.send(event.message)
             else:
                 self._handle_control_event(event)
 
@@ -334,8 +342,9 @@ class SecureConnection:
         self._wake_writer.set()
 
     def _signal_progress(self) -> None:
-        self._progress.set()
-        self._progress = trio.Event()
+        if self._progress.statistics().tasks_waiting:
+            self._progress.set()
+            self._progress = trio.Event()
 
     def _describe(self) -> str:
         peer = self._session.peer_id

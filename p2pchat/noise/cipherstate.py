@@ -60,6 +60,36 @@ class CipherState:
         self._n = n + 1
         return plaintext
 
+    def encrypt_in_place(self, ad: bytes, buffer: bytearray, start: int, size: int) -> None:
+        """Like :meth:`encrypt_with_ad` for ``buffer[start:start+size]``, in place.
+
+        ``buffer`` must hold 16 more bytes after the plaintext for the tag.
+        """
+        if size > MAX_PLAINTEXT_BYTES:
+            raise LocalProtocolError(
+                f"a Noise message holds at most {MAX_PLAINTEXT_BYTES} bytes of plaintext"
+            )
+        if self._k is None:
+            raise LocalProtocolError("in-place encryption needs a key")
+        n = self._n
+        if n >= crypto.MAX_NONCE:
+            raise NonceExhaustedError("nonce 2^64-1 is reserved; this session must end")
+        crypto.encrypt_in_place(self._k, n, ad, buffer, start, size)
+        self._n = n + 1
+
+    def decrypt_to_buffer(self, ad: bytes, ciphertext: bytes | memoryview) -> bytearray:
+        """Like :meth:`decrypt_with_ad`, returning a fresh mutable buffer (the fast path)."""
+        if len(ciphertext) > crypto.MAX_MESSAGE_BYTES:
+            raise RemoteProtocolError("a Noise message is at most 65535 bytes", code="too-large")
+        if self._k is None:
+            raise LocalProtocolError("decrypting to a buffer needs a key")
+        n = self._n
+        if n >= crypto.MAX_NONCE:
+            raise NonceExhaustedError("nonce 2^64-1 is reserved; this session must end")
+        plaintext = crypto.decrypt_to_buffer(self._k, n, ad, ciphertext)  # raises before n moves
+        self._n = n + 1
+        return plaintext
+
     def rekey(self) -> None:
         """§4.2: k = first 32 bytes of ENCRYPT(k, 2^64-1, zerolen, 32 zero bytes)."""
         if self._k is None:

@@ -22,6 +22,7 @@ from p2pchat.errors import (
 )
 from p2pchat.identity import Identity, encode_peer_id, verify_static_key_signature
 from p2pchat.noise import CipherState, HandshakeState
+from p2pchat.noise.crypto import TAG_BYTES
 from p2pchat.session.events import (
     HandshakeComplete,
     MessageReceived,
@@ -31,6 +32,7 @@ from p2pchat.session.events import (
 )
 from p2pchat.session.records import RecordReader, RecordWriter
 from p2pchat.wire.codec import DEFAULT_MAX_MESSAGE_BYTES, Codec, UnknownMessage
+from p2pchat.wire.framing import HEADER_BYTES as FRAME_HEADER_BYTES
 from p2pchat.wire.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from p2pchat.wire.messages import (
     Close,
@@ -119,19 +121,28 @@ class SecureSession:
 
     # ----------------------------------------------------------------- outputs
 
+    def next_frame_to_send(self) -> bytes | bytearray | None:
+        """The next frame to write (encrypted and framed), or None when there is none.
+
+        Writers call this in a loop, one socket write per frame: a frame carries up to
+        64 KiB, so there is no need to join frames (and copy them again).
+        """
+        if self._ready_frames:
+            ready = self._ready_frames.pop(0)
+            self._ready_bytes -= len(ready)
+            return ready
+        if not self._records_out or self._send_cipher is None:
+            return None
+        frame = self._records_out.pop_plaintext(head=FRAME_HEADER_BYTES, tail=TAG_BYTES)
+        size = len(frame) - FRAME_HEADER_BYTES - TAG_BYTES
+        self._send_cipher.encrypt_in_place(b"", frame, FRAME_HEADER_BYTES, size)
+        frame[0] = (size + TAG_BYTES) >> 8
+        frame[1] = (size + TAG_BYTES) & 0xFF
+        return frame
+
     def data_to_send(self) -> bytes:
-        """Everything ready to write, encrypted and framed; b"" when there is nothing."""
-        records = self._records_out
-        if records and self._send_cipher is not None:
-            encrypt = self._send_cipher.encrypt_with_ad
-            while records:
-                self._emit_frame(encrypt(b"", records.next_plaintext()))
-        if not self._ready_frames:
-            return b""
-        data = b"".join(self._ready_frames)
-        self._ready_frames.clear()
-        self._ready_bytes = 0
-        return data
+        """Everything ready to write, as one buffer; b"" when there is nothing."""
+        return b"".join(iter(self.next_frame_to_send, None))
 
     @property
     def pending_bytes(self) -> int:
@@ -195,8 +206,8 @@ class SecureSession:
 
     # --------------------------------------------------------------- handshake
 
-    def _handshake_frame(self, frame: bytes) -> None:
-        payload = self._codec.decode(self._handshake.read_message(frame))
+    def _handshake_frame(self, frame: memoryview) -> None:
+        payload = self._codec.decode(self._handshake.read_message(bytes(frame)))
         if self.initiator:
             self._initiator_reads_auth(payload)
         elif self._handshake.is_finished:
@@ -314,9 +325,9 @@ class SecureSession:
 
     # --------------------------------------------------------------- transport
 
-    def _transport_frame(self, frame: bytes) -> None:
+    def _transport_frame(self, frame: memoryview) -> None:
         assert self._recv_cipher is not None
-        plaintext = self._recv_cipher.decrypt_with_ad(b"", frame)
+        plaintext = self._recv_cipher.decrypt_to_buffer(b"", frame)
         for encoded in self._records_in.feed(plaintext):
             self._dispatch(self._codec.decode(encoded))
             if self.is_closed:

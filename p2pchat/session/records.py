@@ -36,29 +36,51 @@ class RecordWriter:
     def __bool__(self) -> bool:
         return bool(self._queue)
 
-    def next_plaintext(self) -> bytes:
-        """Fill one plaintext with as many queued messages (or chunks) as fit."""
-        parts: list[bytes | memoryview] = []
-        room = MAX_PLAINTEXT_BYTES
+    def pop_plaintext(self, head: int = 0, tail: int = 0) -> bytearray:
+        """Cut the next plaintext: as many queued messages (or chunks) as fit.
+
+        It comes in a new buffer of exactly the right size with ``head`` spare bytes
+        before it and ``tail`` after (room for the frame header and the AEAD tag), so
+        the caller can encrypt in place: each message byte is copied once on its way
+        to the socket, and nothing is reallocated.
+        """
+        plan: list[tuple[bytes, int, int, bool]] = []
         queue = self._queue
-        while queue and room > RECORD_HEADER_BYTES:
-            message = queue[0]
-            remaining = len(message) - self._offset
+        room = MAX_PLAINTEXT_BYTES
+        index, offset, size = 0, self._offset, 0
+        while index < len(queue) and room > RECORD_HEADER_BYTES:
+            message = queue[index]
+            remaining = len(message) - offset
             take = min(remaining, room - RECORD_HEADER_BYTES)
             final = take == remaining
-            parts.append(bytes((FINAL if final else 0, take >> 8, take & 0xFF)))
-            if self._offset == 0 and final:
-                parts.append(message)
-            else:
-                parts.append(memoryview(message)[self._offset : self._offset + take])
+            plan.append((message, offset, take, final))
             room -= RECORD_HEADER_BYTES + take
-            self.pending_bytes -= take
+            size += RECORD_HEADER_BYTES + take
             if final:
-                queue.popleft()
-                self._offset = 0
+                index, offset = index + 1, 0
             else:
-                self._offset += take
-        return b"".join(parts)
+                offset += take
+        buffer = bytearray(head + size + tail)
+        position = head
+        for message, start, take, final in plan:
+            buffer[position] = FINAL if final else 0
+            buffer[position + 1] = take >> 8
+            buffer[position + 2] = take & 0xFF
+            position += RECORD_HEADER_BYTES
+            if start == 0 and final:
+                buffer[position : position + take] = message
+            else:
+                buffer[position : position + take] = memoryview(message)[start : start + take]
+            position += take
+        for _ in range(index):
+            queue.popleft()
+        self._offset = offset
+        self.pending_bytes -= size - RECORD_HEADER_BYTES * len(plan)
+        return buffer
+
+    def next_plaintext(self) -> bytes:
+        """One plaintext as bytes (for tests)."""
+        return bytes(self.pop_plaintext())
 
 
 class RecordReader:
@@ -68,12 +90,18 @@ class RecordReader:
 
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
-        self._partial: list[bytes] = []
+        self._partial: list[memoryview] = []
         self._partial_bytes = 0
 
-    def feed(self, plaintext: bytes) -> list[bytes]:
-        """Return the messages completed by this plaintext, in order."""
-        complete: list[bytes] = []
+    def feed(self, plaintext: bytes | bytearray) -> list[memoryview | bytes]:
+        """Return the messages completed by this plaintext, in order.
+
+        Messages within one plaintext come back as views of it (no copy); a message
+        that spans plaintexts is joined once. The caller must not modify
+        ``plaintext`` while it still uses them.
+        """
+        complete: list[memoryview | bytes] = []
+        view = memoryview(plaintext)
         offset = 0
         end = len(plaintext)
         if end == 0:
@@ -94,14 +122,15 @@ class RecordReader:
                     f"message larger than the {self.max_message_bytes}-byte limit",
                     code="too-large",
                 )
-            chunk = plaintext[offset : offset + length]
+            chunk = view[offset : offset + length]
             offset += length
             if flags & FINAL:
                 if self._partial:
                     self._partial.append(chunk)
-                    chunk = b"".join(self._partial)
+                    complete.append(b"".join(self._partial))
                     self._partial.clear()
-                complete.append(chunk)
+                else:
+                    complete.append(chunk)
                 self._partial_bytes = 0
             else:
                 self._partial.append(chunk)

@@ -233,7 +233,7 @@ class Codec:
             )
         return encoded
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes | bytearray | memoryview) -> Any:
         """Decode one message; RemoteProtocolError for anything the schema does not allow."""
         if len(data) > self.max_message_bytes:
             raise RemoteProtocolError(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError
 
 HEADER_BYTES = 2
 MAX_FRAME_BYTES = 0xFFFF  # the largest Noise message
+
+Buffer = bytes | bytearray | memoryview
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -18,16 +22,17 @@ def encode_frame(payload: bytes) -> bytes:
 class FrameDecoder:
     """Turns a byte stream into frames; feed it any split of the stream.
 
-    Never holds more than what was fed and not yet returned, and the caller feeds it
-    at most one read at a time, so its memory is bounded by the read size plus one
-    frame.
+    Frames that lie within one fed chunk come back as zero-copy memoryviews of it;
+    only a frame that straddles two chunks is copied together. The decoder holds
+    only what was fed and not yet returned; the caller feeds one read at a time, so
+    its memory is bounded by the read size plus one frame.
     """
 
-    __slots__ = ("_buffer", "_offset", "max_frame_bytes", "min_frame_bytes")
+    __slots__ = ("_buffered", "_chunks", "max_frame_bytes", "min_frame_bytes")
 
     def __init__(self, *, min_frame_bytes: int = 1, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self._buffer = bytearray()
-        self._offset = 0
+        self._chunks: deque[memoryview] = deque()
+        self._buffered = 0
         # A zero-length frame carries nothing in our protocol; refusing it stops a peer
         # from making us spin on empty frames.
         self.min_frame_bytes = min_frame_bytes
@@ -35,23 +40,26 @@ class FrameDecoder:
         # speaking another protocol is refused at its first two bytes.
         self.max_frame_bytes = max_frame_bytes
 
-    def feed(self, data: bytes | bytearray) -> None:
-        if self._offset:
-            del self._buffer[: self._offset]
-            self._offset = 0
-        self._buffer += data
+    def feed(self, data: Buffer) -> None:
+        if data:
+            # bytes are immutable, so a view of them stays valid; copy anything mutable.
+            view = memoryview(data if isinstance(data, bytes) else bytes(data))
+            self._chunks.append(view)
+            self._buffered += len(view)
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) - self._offset
+        return self._buffered
 
-    def next_frame(self) -> bytes | None:
+    def next_frame(self) -> memoryview | None:
         """The next complete frame, or None until more bytes arrive."""
-        start = self._offset
-        buffer = self._buffer
-        if len(buffer) - start < HEADER_BYTES:
+        if self._buffered < HEADER_BYTES:
             return None
-        size = (buffer[start] << 8) | buffer[start + 1]
+        first = self._chunks[0]
+        if len(first) >= HEADER_BYTES:
+            size = (first[0] << 8) | first[1]
+        else:
+            size = (first[0] << 8) | self._chunks[1][0]
         if size < self.min_frame_bytes:
             raise RemoteProtocolError(
                 f"frame of {size} bytes is shorter than the minimum {self.min_frame_bytes}",
@@ -62,8 +70,29 @@ class FrameDecoder:
                 f"frame of {size} bytes is over the {self.max_frame_bytes}-byte limit here",
                 code="bad-frame",
             )
-        end = start + HEADER_BYTES + size
-        if len(buffer) < end:
+        if self._buffered < HEADER_BYTES + size:
             return None
-        self._offset = end
-        return bytes(buffer[start + HEADER_BYTES : end])
+        self._take(HEADER_BYTES)
+        return self._take(size)
+
+    def _take(self, size: int) -> memoryview:
+        self._buffered -= size
+        chunks = self._chunks
+        first = chunks[0]
+        if len(first) > size:
+            chunks[0] = first[size:]
+            return first[:size]
+        if len(first) == size:
+            chunks.popleft()
+            return first
+        joined = bytearray()
+        while len(joined) < size:
+            chunk = chunks[0]
+            need = size - len(joined)
+            if len(chunk) > need:
+                joined += chunk[:need]
+                chunks[0] = chunk[need:]
+            else:
+                joined += chunk
+                chunks.popleft()
+        return memoryview(joined)

@@ -121,3 +121,28 @@ def test_no_key_means_plaintext_passthrough() -> None:
 def test_bad_key_length_is_refused() -> None:
     with pytest.raises(LocalProtocolError):
         CipherState(os.urandom(31))
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 65519])
+def test_in_place_paths_match_the_plain_ones(size: int) -> None:
+    plaintext = os.urandom(size)
+    plain, in_place = CipherState(KEY), CipherState(KEY)
+    buffer = bytearray(b"HD" + plaintext + bytes(16))
+    in_place.encrypt_in_place(b"ad", buffer, 2, size)
+    expected = plain.encrypt_with_ad(b"ad", plaintext)
+    assert bytes(buffer[2:]) == expected and buffer[:2] == b"HD"
+    assert in_place.n == plain.n == 1
+    receiver = CipherState(KEY)
+    assert receiver.decrypt_to_buffer(b"ad", memoryview(expected)) == plaintext
+    with pytest.raises(LocalProtocolError):
+        in_place.encrypt_in_place(b"", bytearray(65520 + 16), 0, 65520)
+
+
+def test_decrypt_to_buffer_failure_keeps_the_nonce() -> None:
+    sender, receiver = pair()
+    good = sender.encrypt_with_ad(b"", b"data")
+    for bad in (good[:-1], b"", good[:15], bytes([good[0] ^ 1]) + good[1:]):
+        with pytest.raises(DecryptionError):
+            receiver.decrypt_to_buffer(b"", bad)
+    assert receiver.n == 0
+    assert receiver.decrypt_to_buffer(b"", good) == b"data"
