@@ -223,7 +223,8 @@ class SecureConnection:
                 try:
                     self._session.receive_data(data)
                 finally:
-                    self._wake_writer.set()  # pongs, or a Close telling the peer why
+                    if self._session.pending_bytes:  # pongs, or a Close telling the peer why
+                        self._wake_writer.set()
                     await self._dispatch_events()
         except RemoteProtocolError as error:
             log.info("closing connection to %s: %s", self._describe(), error)

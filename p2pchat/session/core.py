@@ -166,7 +166,7 @@ class SecureSession:
         """Queue an application message (any registered wire message)."""
         if self.state is not SessionState.OPEN:
             raise LocalProtocolError(f"cannot send in state {self.state.value}")
-        self._records_out.push(self._codec.encode(message))
+        self._records_out.push_pieces(self._codec.encode_pieces(message))
 
     def ping(self, nonce: int, data: bytes = b"") -> None:
         self.send(Ping(nonce=nonce, data=data))

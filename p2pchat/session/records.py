@@ -20,18 +20,31 @@ MAX_PLAINTEXT_BYTES = 0xFFFF - 16  # the Noise message limit minus the AEAD tag
 
 
 class RecordWriter:
-    """Queues whole messages and cuts them into plaintexts on demand."""
+    """Queues messages and cuts them into plaintexts on demand.
+
+    A message may be queued as several pieces (:meth:`push_pieces`): each piece
+    becomes one or more records and only the last carries FINAL, so a large byte
+    string inside a message travels by reference until it is copied into its frame.
+    """
 
     __slots__ = ("_offset", "_queue", "pending_bytes")
 
     def __init__(self) -> None:
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes | memoryview, bool]] = deque()
         self._offset = 0  # bytes of _queue[0] already cut into an earlier plaintext
         self.pending_bytes = 0
 
     def push(self, message: bytes) -> None:
-        self._queue.append(message)
+        self._queue.append((message, True))
         self.pending_bytes += len(message)
+
+    def push_pieces(self, pieces: list[bytes | memoryview]) -> None:
+        # Empty pieces would become empty records, which the receiver refuses.
+        pieces = [piece for piece in pieces if piece]
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            self._queue.append((piece, index == last))
+            self.pending_bytes += len(piece)
 
     def __bool__(self) -> bool:
         return bool(self._queue)
@@ -44,33 +57,33 @@ class RecordWriter:
         the caller can encrypt in place: each message byte is copied once on its way
         to the socket, and nothing is reallocated.
         """
-        plan: list[tuple[bytes, int, int, bool]] = []
+        plan: list[tuple[bytes | memoryview, int, int, bool]] = []
         queue = self._queue
         room = MAX_PLAINTEXT_BYTES
         index, offset, size = 0, self._offset, 0
         while index < len(queue) and room > RECORD_HEADER_BYTES:
-            message = queue[index]
-            remaining = len(message) - offset
+            piece, ends_message = queue[index]
+            remaining = len(piece) - offset
             take = min(remaining, room - RECORD_HEADER_BYTES)
-            final = take == remaining
-            plan.append((message, offset, take, final))
+            whole = take == remaining
+            plan.append((piece, offset, take, whole and ends_message))
             room -= RECORD_HEADER_BYTES + take
             size += RECORD_HEADER_BYTES + take
-            if final:
+            if whole:
                 index, offset = index + 1, 0
             else:
                 offset += take
         buffer = bytearray(head + size + tail)
         position = head
-        for message, start, take, final in plan:
+        for piece, start, take, final in plan:
             buffer[position] = FINAL if final else 0
             buffer[position + 1] = take >> 8
             buffer[position + 2] = take & 0xFF
             position += RECORD_HEADER_BYTES
-            if start == 0 and final:
-                buffer[position : position + take] = message
+            if start == 0 and take == len(piece):
+                buffer[position : position + take] = piece
             else:
-                buffer[position : position + take] = memoryview(message)[start : start + take]
+                buffer[position : position + take] = memoryview(piece)[start : start + take]
             position += take
         for _ in range(index):
             queue.popleft()

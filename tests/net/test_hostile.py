@@ -18,6 +18,13 @@ from tests.net.helpers import Server, echo, raw_handshake, read_until_closed, ru
 QUICK = ConnectionConfig(handshake_timeout=0.5, send_timeout=0.5)
 
 
+async def wait_for_handler(server: Server) -> None:
+    """Wait until the server has finished the handshake and runs our handler."""
+    with trio.fail_after(5):
+        while not server.connections:
+            await trio.sleep(0.005)
+
+
 async def assert_still_serving(server: Server) -> None:
     async with open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn:
         await conn.send(Blob(b"still there?"))
@@ -146,9 +153,52 @@ async def test_frames_after_the_handshake_from_a_hostile_client() -> None:
     async with running_server(config=QUICK) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         session = await raw_handshake(stream, Identity.generate())
+        await wait_for_handler(server)
         session.send(Blob(b"ok"))
         frame = bytearray(session.data_to_send())
         frame[-1] ^= 0x80  # flip a bit in the tag
         await stream.send_all(bytes(frame))
         await read_until_closed(stream)
+        (victim,) = server.connections
+        assert victim.closed is not None and victim.closed.code == "decrypt-failed"
+        await assert_still_serving(server)
+
+
+async def test_forged_identity_over_the_network_is_refused_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.session.test_session import ForgingSession
+
+    caplog.set_level(logging.INFO, "p2pchat.net")
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        forger = ForgingSession(Identity.generate(), initiator=True)
+        forger.claimed = Identity.generate().public_key  # someone else's identity
+        await stream.send_all(forger.data_to_send())
+        forger.receive_data(await stream.receive_some(65536))
+        await stream.send_all(forger.data_to_send())
+        reply = await read_until_closed(stream)
+        forger.receive_data(reply)  # the server's Close, telling us why
+        closes = []
+        while (event := forger.next_event()) is not None:
+            closes.append(event)
+        assert any(getattr(e, "code", None) == "bad-signature" for e in closes)
+        assert server.connections == []  # the handler never saw the forger
+        await assert_still_serving(server)
+    assert "signature" in caplog.text
+
+
+async def test_reordered_frames_over_the_network_close_that_connection() -> None:
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        session = await raw_handshake(stream, Identity.generate())
+        await wait_for_handler(server)
+        session.send(Blob(b"first"))
+        first = session.data_to_send()
+        session.send(Blob(b"second"))
+        second = session.data_to_send()
+        await stream.send_all(second + first)
+        await read_until_closed(stream)
+        (victim,) = server.connections
+        assert victim.closed is not None and victim.closed.code == "decrypt-failed"
         await assert_still_serving(server)

@@ -155,3 +155,18 @@ def test_unregistered_type_cannot_be_encoded() -> None:
 
     with pytest.raises(LocalProtocolError):
         codec.encode(NotAMessage(1))
+
+
+@given(messages | st.builds(Ping, nonce=st.integers(0, 2**63), data=st.binary(min_size=8192,
+       max_size=70_000)))  # fmt: skip
+def test_pieces_concatenate_to_the_encoding(message: Any) -> None:
+    pieces = codec.encode_pieces(message)
+    assert b"".join(pieces) == codec.encode(message)
+    if isinstance(message, Ping) and len(message.data) >= 8192:
+        assert any(piece is message.data for piece in pieces)  # passed by reference
+
+
+def test_pieces_respect_the_size_limit() -> None:
+    small = Codec(max_message_bytes=10_000)
+    with pytest.raises(LocalProtocolError):
+        small.encode_pieces(Ping(1, b"x" * 20_000))
