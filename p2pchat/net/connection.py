@@ -35,6 +35,9 @@ from p2pchat.session.events import HandshakeComplete
 
 log = logging.getLogger("p2pchat.net")
 
+# Frames built and written together: ~256 KiB per socket call in a bulk transfer.
+FRAMES_PER_WRITE = 4
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
@@ -242,7 +245,7 @@ class SecureConnection:
                 # One scope for the whole drain, its deadline pushed on after each frame:
                 # "no progress for send_timeout", without a scope per 64 KiB frame.
                 with trio.CancelScope() as scope:
-                    while (frame := self._session.next_frame_to_send()) is not None:
+                    while (frame := self._session.next_frame_to_send(FRAMES_PER_WRITE)) is not None:
                         scope.deadline = trio.current_time() + self.config.send_timeout
                         await self._stream.send_all(frame)
                         self._signal_progress()

@@ -49,47 +49,62 @@ class RecordWriter:
     def __bool__(self) -> bool:
         return bool(self._queue)
 
-    def pop_plaintext(self, head: int = 0, tail: int = 0) -> bytearray:
-        """Cut the next plaintext: as many queued messages (or chunks) as fit.
+    def pop_plaintexts(
+        self, count: int, head: int = 0, tail: int = 0
+    ) -> tuple[bytearray, list[int]]:
+        """Cut up to ``count`` plaintexts, each as full as the queue allows.
 
-        It comes in a new buffer of exactly the right size with ``head`` spare bytes
-        before it and ``tail`` after (room for the frame header and the AEAD tag), so
-        the caller can encrypt in place: each message byte is copied once on its way
-        to the socket, and nothing is reallocated.
+        They come back back to back in one new buffer of exactly the right size, each
+        with ``head`` spare bytes before it and ``tail`` after (room for a frame header
+        and an AEAD tag), with the list of their sizes. The caller encrypts them in
+        place and writes the buffer with one socket call: each message byte is copied
+        once on its way to the socket, and nothing is reallocated.
         """
-        plan: list[tuple[bytes | memoryview, int, int, bool]] = []
         queue = self._queue
-        room = MAX_PLAINTEXT_BYTES
-        index, offset, size = 0, self._offset, 0
-        while index < len(queue) and room > RECORD_HEADER_BYTES:
-            piece, ends_message = queue[index]
-            remaining = len(piece) - offset
-            take = min(remaining, room - RECORD_HEADER_BYTES)
-            whole = take == remaining
-            plan.append((piece, offset, take, whole and ends_message))
-            room -= RECORD_HEADER_BYTES + take
-            size += RECORD_HEADER_BYTES + take
-            if whole:
-                index, offset = index + 1, 0
-            else:
-                offset += take
-        buffer = bytearray(head + size + tail)
-        position = head
-        for piece, start, take, final in plan:
-            buffer[position] = FINAL if final else 0
-            buffer[position + 1] = take >> 8
-            buffer[position + 2] = take & 0xFF
-            position += RECORD_HEADER_BYTES
-            if start == 0 and take == len(piece):
-                buffer[position : position + take] = piece
-            else:
-                buffer[position : position + take] = memoryview(piece)[start : start + take]
-            position += take
+        index, offset = 0, self._offset
+        plans: list[tuple[list[tuple[bytes | memoryview, int, int, bool]], int]] = []
+        while len(plans) < count and index < len(queue):
+            plan: list[tuple[bytes | memoryview, int, int, bool]] = []
+            room, size = MAX_PLAINTEXT_BYTES, 0
+            while index < len(queue) and room > RECORD_HEADER_BYTES:
+                piece, ends_message = queue[index]
+                remaining = len(piece) - offset
+                take = min(remaining, room - RECORD_HEADER_BYTES)
+                whole = take == remaining
+                plan.append((piece, offset, take, whole and ends_message))
+                room -= RECORD_HEADER_BYTES + take
+                size += RECORD_HEADER_BYTES + take
+                if whole:
+                    index, offset = index + 1, 0
+                else:
+                    offset += take
+            plans.append((plan, size))
+        buffer = bytearray(sum(head + size + tail for _, size in plans))
+        position = 0
+        payload = 0
+        for plan, _ in plans:
+            position += head
+            for piece, start, take, final in plan:
+                buffer[position] = FINAL if final else 0
+                buffer[position + 1] = take >> 8
+                buffer[position + 2] = take & 0xFF
+                position += RECORD_HEADER_BYTES
+                if start == 0 and take == len(piece):
+                    buffer[position : position + take] = piece
+                else:
+                    buffer[position : position + take] = memoryview(piece)[start : start + take]
+                position += take
+                payload += take
+            position += tail
         for _ in range(index):
             queue.popleft()
         self._offset = offset
-        self.pending_bytes -= size - RECORD_HEADER_BYTES * len(plan)
-        return buffer
+        self.pending_bytes -= payload
+        return buffer, [size for _, size in plans]
+
+    def pop_plaintext(self, head: int = 0, tail: int = 0) -> bytearray:
+        """One plaintext with spare room around it (see :meth:`pop_plaintexts`)."""
+        return self.pop_plaintexts(1, head, tail)[0]
 
     def next_plaintext(self) -> bytes:
         """One plaintext as bytes (for tests)."""

@@ -70,8 +70,16 @@ class FrameDecoder:
                 f"frame of {size} bytes is over the {self.max_frame_bytes}-byte limit here",
                 code="bad-frame",
             )
-        if self._buffered < HEADER_BYTES + size:
+        end = HEADER_BYTES + size
+        if self._buffered < end:
             return None
+        if len(first) >= end:  # the common case: the whole frame is in the first chunk
+            self._buffered -= end
+            if len(first) == end:
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = first[end:]
+            return first[HEADER_BYTES:end]
         self._take(HEADER_BYTES)
         return self._take(size)
 
