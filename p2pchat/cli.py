@@ -19,7 +19,7 @@ from p2pchat.errors import ConnectionClosed, P2PChatError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.net.connection import SecureConnection
 from p2pchat.net.server import listener_addresses, open_secure_connection, serve_secure
-from p2pchat.profile import Profile, open_profile, resolve_home
+from p2pchat.profile import Profile, ProfileLock, open_profile, resolve_home
 
 DEFAULT_PORT = 7483
 EXIT_ERROR = 1
@@ -130,7 +130,8 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         fallback = False
     else:
         host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
-    return trio.run(_run_daemon, profile, host, port, fallback, args.json)
+    with ProfileLock(profile.home):
+        return trio.run(_run_daemon, profile, host, port, fallback, args.json)
 
 
 async def _run_daemon(
@@ -167,6 +168,11 @@ async def _run_daemon(
                     file=sys.stderr,
                 )
                 return EXIT_ERROR
+            print(
+                f"p2pchat: port {port} is taken ({error.strerror}); listening on a free "
+                "port instead",
+                file=sys.stderr,
+            )
             listeners = await nursery.start(_serve, handle, profile, host, 0)
         addresses = [format_host_port(h, p) for h, p in listener_addresses(listeners)]
         identity = profile.identity

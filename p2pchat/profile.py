@@ -7,6 +7,7 @@ directory. The directory is private (0700) and the key file 0600.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import json
 import os
@@ -23,6 +24,7 @@ from p2pchat.identity import Identity, load_or_create_identity
 HOME_ENV = "P2PCHAT_HOME"
 KEY_FILE = "identity.key"
 CONFIG_FILE = "config.json"
+LOCK_FILE = "node.lock"
 MAX_NICK_CHARS = 32
 
 
@@ -74,6 +76,41 @@ class Profile:
         config = _read_config(self.config_path)
         config["nick"] = self.nick
         _write_config(self.config_path, config)
+
+
+class ProfileLock:
+    """Held while a node runs on a profile: one identity must not run twice at once."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ProfileError(
+                f"p2pchat is already running with the profile {self.path.parent} "
+                f"(pid {holder}); stop it first, or choose another profile with --home"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> ProfileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 def open_profile(home: Path) -> Profile:

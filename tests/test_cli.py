@@ -179,3 +179,18 @@ def test_listen_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_profile_runs_one_node_at_a_time(tmp_path: Path) -> None:
+    with daemon(tmp_path / "a"):
+        second = subprocess.run(
+            p2pchat("--home", str(tmp_path / "a"), "daemon", "--listen", "127.0.0.1:0"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert "already running" in second.stderr and "Traceback" not in second.stderr
+    # Once the first node has stopped, the profile is free again.
+    with daemon(tmp_path / "a") as (_, info):
+        assert info["addresses"]
