@@ -46,7 +46,12 @@ class NonceExhaustedError(LocalProtocolError):
 
 
 class HandshakeRefused(RemoteProtocolError):
-    """The peer is not who we will talk to (bad signature, wrong identity, no common version)."""
+    """No session: we refused the peer (bad signature, wrong identity, no common version),
+    or, with ``by_peer``, the peer refused us and said why."""
+
+    def __init__(self, message: str, *, code: str, by_peer: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.by_peer = by_peer
 
 
 class IdentityError(P2PChatError):

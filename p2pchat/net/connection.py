@@ -72,7 +72,10 @@ class SecureConnection:
         self._wake_writer = trio.Event()
         self._progress = trio.Event()  # set whenever the writer flushed or the link closed
         self._writer_done = trio.Event()
+        # Outstanding pings: nonce -> event set when its pong arrives (or the link closes);
+        # the nonces whose pong did arrive go into _ponged.
         self._pings: dict[int, trio.Event] = {}
+        self._ponged: set[int] = set()
         self._last_receive = trio.current_time()
 
     # ----------------------------------------------------------------- facts
@@ -152,8 +155,10 @@ class SecureConnection:
             await answered.wait()
         finally:
             self._pings.pop(nonce, None)
-        if self.closed is not None and not answered.is_set():
+        if nonce not in self._ponged:
+            assert self.closed is not None  # only a close wakes us without a pong
             raise self.closed
+        self._ponged.discard(nonce)
         return trio.current_time() - start
 
     async def aclose(self, code: str = "bye", reason: str = "") -> None:
@@ -191,8 +196,7 @@ class SecureConnection:
                 code="handshake-timeout",
             ) from None
         except HandshakeRefused as error:
-            by_peer = str(error).startswith("the peer refused")
-            raise ConnectionClosed(str(error), by_peer=by_peer, code=error.code) from error
+            raise ConnectionClosed(str(error), by_peer=error.by_peer, code=error.code) from error
         except RemoteProtocolError as error:
             raise ConnectionClosed(
                 f"handshake failed: {error}", by_peer=False, code=error.code
@@ -324,6 +328,7 @@ class SecureConnection:
         if isinstance(event, PongReceived):
             waiter = self._pings.get(event.nonce)
             if waiter is not None:
+                self._ponged.add(event.nonce)
                 waiter.set()
         elif isinstance(event, PeerClosed):
             text = event.reason or event.code

@@ -272,6 +272,7 @@ class SecureSession:
             raise HandshakeRefused(
                 f"the peer refused the connection: {payload.reason or payload.code}",
                 code=payload.code,
+                by_peer=True,
             )
         if not isinstance(payload, HandshakeAuth):
             raise RemoteProtocolError("handshake payload must be an auth", code="bad-handshake")

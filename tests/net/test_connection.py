@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import pytest
 import trio
@@ -163,3 +164,28 @@ async def test_raw_session_sees_the_close_reason(caplog: pytest.LogCaptureFixtur
                 closes.append(event)
         assert [c.code for c in closes] == ["decrypt-failed"]
     assert "authentication failed" in caplog.text
+
+
+async def test_ping_interrupted_by_a_close_raises_instead_of_timing() -> None:
+    """A peer that never answers our ping, then closes: ping() raises, not a bogus RTT."""
+    from p2pchat.session import SecureSession, SessionState
+
+    async def mute_responder(stream: trio.SocketStream) -> None:
+        session = SecureSession(Identity.generate(), initiator=False)
+        while session.state is SessionState.HANDSHAKING:
+            session.receive_data(await stream.receive_some(65536))
+            await stream.send_all(session.data_to_send())
+        await trio.sleep(0.3)  # our ping sits unanswered: this side reads nothing
+        session.close("bye", "not answering")
+        await stream.send_all(session.data_to_send())
+        await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_tcp, mute_responder, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        async with open_secure_connection("127.0.0.1", port, Identity.generate()) as conn:
+            with pytest.raises(ConnectionClosed, match="not answering"):
+                await conn.ping()
+        nursery.cancel_scope.cancel()
