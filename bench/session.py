@@ -212,7 +212,7 @@ async def _receiver_secure(port_file: str) -> None:
         result.update(bytes=total, messages=count, seconds=time.perf_counter() - start)
         done.set()
 
-    config = ConnectionConfig(receive_queue_messages=4096)
+    config = ConnectionConfig()
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             lambda task_status: serve_secure(
@@ -233,7 +233,9 @@ async def _receiver_secure(port_file: str) -> None:
 def _wait_port(port_file: Path) -> int:
     for _ in range(500):
         if port_file.exists() and port_file.read_text():
-            return int(port_file.read_text())
+            port = int(port_file.read_text())
+            port_file.unlink()  # the next run of the same kind writes a fresh one
+            return port
         time.sleep(0.01)
     raise RuntimeError("receiver did not start")
 
@@ -405,16 +407,23 @@ def bench_handshakes(reps: int) -> None:
     )
 
 
-def bench_throughput(quick: bool, tmp: Path) -> None:
+def bench_throughput(quick: bool, tmp: Path, rounds: int = 3) -> None:
+    """Best of ``rounds`` interleaved runs of each: noise on a shared VM only slows
+    things down, so the best run is the closest to what the code can do."""
     size = 64 * 1024
-    aead = raw_aead_rate(size, 1.0 if quick else 2.0)
-    total = (256 if quick else 1024) * 1024 * 1024
-    tcp = raw_tcp_rate(size, total, tmp)
-    bulk = secure_rate(size, total // size, tmp, "bulk")
+    total = (256 if quick else 512) * 1024 * 1024
+    aead, tcp, ours = [], [], []
+    for round_number in range(rounds):
+        aead.append(raw_aead_rate(size, 1.0))
+        tcp.append(raw_tcp_rate(size, total, tmp))
+        ours.append(secure_rate(size, total // size, tmp, f"bulk{round_number}")["bytes_per_s"])
+    best_aead, best_tcp, best_ours = max(aead), max(tcp), max(ours)
     print(
-        f"throughput 64 KiB messages: p2pchat {bulk['bytes_per_s'] / 1e6:.0f} MB/s, "
-        f"raw trio TCP {tcp / 1e6:.0f} MB/s (ratio {bulk['bytes_per_s'] / tcp:.2f}), "
-        f"raw AEAD one core {aead / 1e6:.0f} MB/s (ratio {bulk['bytes_per_s'] / aead:.2f})"
+        f"throughput 64 KiB messages (best of {rounds}): p2pchat {best_ours / 1e6:.0f} MB/s, "
+        f"raw trio TCP {best_tcp / 1e6:.0f} MB/s (ratio {best_ours / best_tcp:.2f}), "
+        f"raw AEAD one core {best_aead / 1e6:.0f} MB/s (ratio {best_ours / best_aead:.2f}); "
+        f"medians {statistics.median(ours) / 1e6:.0f} / {statistics.median(tcp) / 1e6:.0f} / "
+        f"{statistics.median(aead) / 1e6:.0f} MB/s"
     )
 
 

@@ -51,7 +51,7 @@ class ConnectionConfig:
     # send() waits while more than this many bytes are queued for the socket.
     high_water_bytes: int = 1 << 20
     receive_queue_messages: int = 256
-    read_size: int = 1 << 18
+    read_size: int = (1 << 17) - 1024  # under glibc's mmap threshold: no page faults per read
     session: SessionConfig = field(default_factory=SessionConfig)
 
 

@@ -50,6 +50,8 @@ PROTOCOL_NAME = b"p2pchat"
 # ordinary evolution goes through the negotiated protocol version and features.
 HANDSHAKE_VERSION = 1
 PROLOGUE = PROTOCOL_NAME + b"/" + str(HANDSHAKE_VERSION).encode("ascii")
+# Outgoing frame buffers above this size are reused rather than allocated per write.
+BULK_BUFFER_THRESHOLD = 64 * 1024
 # Handshake messages are small; a larger length is someone speaking another protocol.
 MAX_HANDSHAKE_FRAME_BYTES = 4096
 PROTOCOL_VERSION = 1
@@ -113,6 +115,7 @@ class SecureSession:
         self._records_in = RecordReader(self.config.max_message_bytes)
         self._records_out = RecordWriter()
         self._ready_frames: list[bytes] = []
+        self._bulk_buffer: bytearray | None = None
         self._ready_bytes = 0
         self._events: deque[SessionEvent] = deque()
         if initiator:
@@ -121,22 +124,24 @@ class SecureSession:
 
     # ----------------------------------------------------------------- outputs
 
-    def next_frame_to_send(self, max_frames: int = 1) -> bytes | bytearray | None:
+    def next_frame_to_send(self, max_frames: int = 1) -> bytes | bytearray | memoryview | None:
         """The next frames to write (encrypted and framed), or None when there are none.
 
         Writers call this in a loop and make one socket write per result. Up to
         ``max_frames`` transport frames come back in one buffer built in place, so a
         bulk transfer costs one write per few hundred KiB without joining (copying)
-        frames.
+        frames. The result is valid until the next call (large results share a
+        reused buffer).
         """
         if self._ready_frames:
             ready = self._ready_frames.pop(0)
             self._ready_bytes -= len(ready)
             return ready
         if not self._records_out or self._send_cipher is None:
+            self._bulk_buffer = None
             return None
         buffer, sizes = self._records_out.pop_plaintexts(
-            max_frames, head=FRAME_HEADER_BYTES, tail=TAG_BYTES
+            max_frames, head=FRAME_HEADER_BYTES, tail=TAG_BYTES, allocate=self._frame_buffer
         )
         encrypt_in_place = self._send_cipher.encrypt_in_place
         position = 0
@@ -145,11 +150,29 @@ class SecureSession:
             buffer[position] = (size + TAG_BYTES) >> 8
             buffer[position + 1] = (size + TAG_BYTES) & 0xFF
             position += FRAME_HEADER_BYTES + size + TAG_BYTES
+        if buffer is self._bulk_buffer:
+            return memoryview(buffer)[:position]
         return buffer
+
+    def _frame_buffer(self, size: int) -> bytearray:
+        """A buffer for outgoing frames: fresh when small, reused when large.
+
+        Large fresh buffers come from mmap and cost a page fault per 4 KiB on first
+        write, as much as the copy itself; a bulk transfer therefore reuses one. It is
+        kept only while there is more to send, so idle sessions hold nothing.
+        """
+        if size <= BULK_BUFFER_THRESHOLD:
+            return bytearray(size)
+        if self._bulk_buffer is None or len(self._bulk_buffer) < size:
+            self._bulk_buffer = bytearray(size)
+        return self._bulk_buffer
 
     def data_to_send(self) -> bytes:
         """Everything ready to write, as one buffer; b"" when there is nothing."""
-        return b"".join(iter(lambda: self.next_frame_to_send(max_frames=64), None))
+        chunks = []
+        while (chunk := self.next_frame_to_send(max_frames=64)) is not None:
+            chunks.append(bytes(chunk))  # copied: the next call may reuse the buffer
+        return b"".join(chunks)
 
     @property
     def pending_bytes(self) -> int:

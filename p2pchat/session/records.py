@@ -11,6 +11,7 @@ socket write for hundreds of them).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from p2pchat.errors import RemoteProtocolError
 
@@ -50,15 +51,19 @@ class RecordWriter:
         return bool(self._queue)
 
     def pop_plaintexts(
-        self, count: int, head: int = 0, tail: int = 0
+        self,
+        count: int,
+        head: int = 0,
+        tail: int = 0,
+        allocate: Callable[[int], bytearray] = bytearray,
     ) -> tuple[bytearray, list[int]]:
         """Cut up to ``count`` plaintexts, each as full as the queue allows.
 
-        They come back back to back in one new buffer of exactly the right size, each
-        with ``head`` spare bytes before it and ``tail`` after (room for a frame header
-        and an AEAD tag), with the list of their sizes. The caller encrypts them in
-        place and writes the buffer with one socket call: each message byte is copied
-        once on its way to the socket, and nothing is reallocated.
+        They are written back to back into one buffer from ``allocate(size)`` (at
+        least ``size`` bytes), each with ``head`` spare bytes before it and ``tail``
+        after (room for a frame header and an AEAD tag). Returns the buffer and the
+        plaintext sizes. The caller encrypts them in place and writes the buffer with
+        one socket call: each message byte is copied once on its way to the socket.
         """
         queue = self._queue
         index, offset = 0, self._offset
@@ -79,7 +84,7 @@ class RecordWriter:
                 else:
                     offset += take
             plans.append((plan, size))
-        buffer = bytearray(sum(head + size + tail for _, size in plans))
+        buffer = allocate(sum(head + size + tail for _, size in plans))
         position = 0
         payload = 0
         for plan, _ in plans:
