@@ -369,3 +369,19 @@ def test_ping_is_answered_by_the_session() -> None:
     assert events(b) == []
     a.receive_data(b.data_to_send())
     assert events(a) == [PongReceived(99, b"data")]
+
+
+def test_bulk_frames_from_a_reused_buffer_arrive_intact() -> None:
+    a, b = open_pair()
+    events(a), events(b)
+    sent = [Blob(bytes([i]) * 300_000, seq=i) for i in range(6)]
+    for blob in sent:
+        a.send(blob)
+    seen_buffers = set()
+    while (chunk := a.next_frame_to_send(4)) is not None:
+        if isinstance(chunk, memoryview):
+            seen_buffers.add(id(chunk.obj))
+        b.receive_data(bytes(chunk))  # consumed before the next call, as the writer does
+    assert len(seen_buffers) == 1  # one buffer served the whole burst
+    assert events(b) == [MessageReceived(blob) for blob in sent]
+    assert a._bulk_buffer is None  # released once the queue drained
