@@ -208,8 +208,10 @@ class SecureSession:
         if self.state is not SessionState.CLOSED:
             self.state = SessionState.CLOSING
 
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the peer. Raises RemoteProtocolError if they break the protocol.
+
+        ``data`` may be a view of a buffer the caller reuses after this returns.
 
         After an error the session is CLOSED; :meth:`data_to_send` may still hold a
         last message telling the peer why.
@@ -217,6 +219,12 @@ class SecureSession:
         if self.is_closed:
             return
         self._frames.feed(data)
+        try:
+            self._process_frames()
+        finally:
+            self._frames.detach()  # the caller may reuse ``data`` once we return
+
+    def _process_frames(self) -> None:
         try:
             while not self.is_closed:
                 frame = self._frames.next_frame()

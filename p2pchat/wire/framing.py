@@ -28,11 +28,12 @@ class FrameDecoder:
     its memory is bounded by the read size plus one frame.
     """
 
-    __slots__ = ("_buffered", "_chunks", "max_frame_bytes", "min_frame_bytes")
+    __slots__ = ("_borrowed", "_buffered", "_chunks", "max_frame_bytes", "min_frame_bytes")
 
     def __init__(self, *, min_frame_bytes: int = 1, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self._chunks: deque[memoryview] = deque()
         self._buffered = 0
+        self._borrowed = False  # some chunk views a buffer the caller will reuse
         # A zero-length frame carries nothing in our protocol; refusing it stops a peer
         # from making us spin on empty frames.
         self.min_frame_bytes = min_frame_bytes
@@ -41,11 +42,26 @@ class FrameDecoder:
         self.max_frame_bytes = max_frame_bytes
 
     def feed(self, data: Buffer) -> None:
+        """Take ``data`` without copying it.
+
+        If ``data`` is (a view of) a buffer the caller will reuse, the caller must call
+        :meth:`detach` before reusing it.
+        """
         if data:
-            # bytes are immutable, so a view of them stays valid; copy anything mutable.
-            view = memoryview(data if isinstance(data, bytes) else bytes(data))
+            view = memoryview(data)
             self._chunks.append(view)
             self._buffered += len(view)
+            if not isinstance(view.obj, bytes):
+                self._borrowed = True
+
+    def detach(self) -> None:
+        """Copy whatever is still buffered out of any borrowed (mutable) buffer."""
+        if self._borrowed:
+            self._chunks = deque(
+                chunk if isinstance(chunk.obj, bytes) else memoryview(bytes(chunk))
+                for chunk in self._chunks
+            )
+            self._borrowed = False
 
     @property
     def buffered(self) -> int:

@@ -385,3 +385,19 @@ def test_bulk_frames_from_a_reused_buffer_arrive_intact() -> None:
     assert len(seen_buffers) == 1  # one buffer served the whole burst
     assert events(b) == [MessageReceived(blob) for blob in sent]
     assert a._bulk_buffer is None  # released once the queue drained
+
+
+def test_receive_data_from_a_reused_buffer() -> None:
+    a, b = open_pair()
+    events(a), events(b)
+    sent = [Blob(bytes([i]) * (i * 9000 + 1), seq=i) for i in range(20)]
+    for blob in sent:
+        a.send(blob)
+    stream = a.data_to_send()
+    buffer = bytearray(1000)
+    for start in range(0, len(stream), 1000):
+        piece = stream[start : start + 1000]
+        buffer[: len(piece)] = piece
+        b.receive_data(memoryview(buffer)[: len(piece)])
+        buffer[:] = b"\x00" * 1000  # reused by the caller: must not corrupt anything
+    assert events(b) == [MessageReceived(blob) for blob in sent]

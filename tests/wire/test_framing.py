@@ -70,3 +70,15 @@ def test_largest_frame_and_too_large() -> None:
     assert drain(decoder) == [big]
     with pytest.raises(LocalProtocolError):
         encode_frame(big + b"x")
+
+
+def test_borrowed_buffer_may_be_reused_after_detach() -> None:
+    stream = encode_frame(b"first") + encode_frame(b"second-frame")
+    reused = bytearray(stream[:12])  # all of the first frame, part of the second
+    decoder = FrameDecoder()
+    decoder.feed(memoryview(reused))
+    assert drain(decoder) == [b"first"]
+    decoder.detach()
+    reused[:] = b"\xff" * len(reused)  # the caller reuses its buffer
+    decoder.feed(stream[12:])
+    assert drain(decoder) == [b"second-frame"]
