@@ -35,29 +35,19 @@ class CipherState:
         self._n = nonce
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
-        if len(plaintext) > MAX_PLAINTEXT_BYTES:
-            raise LocalProtocolError(
-                f"a Noise message holds at most {MAX_PLAINTEXT_BYTES} bytes of plaintext"
-            )
+        _check_plaintext_size(len(plaintext))
         if self._k is None:
             return plaintext
-        n = self._n
-        if n >= crypto.MAX_NONCE:
-            raise NonceExhaustedError("nonce 2^64-1 is reserved; this session must end")
-        ciphertext = crypto.encrypt(self._k, n, ad, plaintext)
-        self._n = n + 1
+        ciphertext = crypto.encrypt(self._k, self._usable_nonce(), ad, plaintext)
+        self._n += 1
         return ciphertext
 
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
-        if len(ciphertext) > crypto.MAX_MESSAGE_BYTES:
-            raise RemoteProtocolError("a Noise message is at most 65535 bytes", code="too-large")
+        _check_ciphertext_size(len(ciphertext))
         if self._k is None:
             return ciphertext
-        n = self._n
-        if n >= crypto.MAX_NONCE:
-            raise NonceExhaustedError("nonce 2^64-1 is reserved; this session must end")
-        plaintext = crypto.decrypt(self._k, n, ad, ciphertext)  # raises before n advances
-        self._n = n + 1
+        plaintext = crypto.decrypt(self._k, self._usable_nonce(), ad, ciphertext)
+        self._n += 1  # only after authentication succeeded
         return plaintext
 
     def encrypt_in_place(self, ad: bytes, buffer: bytearray, start: int, size: int) -> None:
@@ -65,33 +55,41 @@ class CipherState:
 
         ``buffer`` must hold 16 more bytes after the plaintext for the tag.
         """
-        if size > MAX_PLAINTEXT_BYTES:
-            raise LocalProtocolError(
-                f"a Noise message holds at most {MAX_PLAINTEXT_BYTES} bytes of plaintext"
-            )
-        if self._k is None:
-            raise LocalProtocolError("in-place encryption needs a key")
-        n = self._n
-        if n >= crypto.MAX_NONCE:
-            raise NonceExhaustedError("nonce 2^64-1 is reserved; this session must end")
-        crypto.encrypt_in_place(self._k, n, ad, buffer, start, size)
-        self._n = n + 1
+        _check_plaintext_size(size)
+        crypto.encrypt_in_place(self._key(), self._usable_nonce(), ad, buffer, start, size)
+        self._n += 1
 
     def decrypt_to_buffer(self, ad: bytes, ciphertext: bytes | memoryview) -> bytearray:
         """Like :meth:`decrypt_with_ad`, returning a fresh mutable buffer (the fast path)."""
-        if len(ciphertext) > crypto.MAX_MESSAGE_BYTES:
-            raise RemoteProtocolError("a Noise message is at most 65535 bytes", code="too-large")
-        if self._k is None:
-            raise LocalProtocolError("decrypting to a buffer needs a key")
-        n = self._n
-        if n >= crypto.MAX_NONCE:
-            raise NonceExhaustedError("nonce 2^64-1 is reserved; this session must end")
-        plaintext = crypto.decrypt_to_buffer(self._k, n, ad, ciphertext)  # raises before n moves
-        self._n = n + 1
+        _check_ciphertext_size(len(ciphertext))
+        plaintext = crypto.decrypt_to_buffer(self._key(), self._usable_nonce(), ad, ciphertext)
+        self._n += 1  # only after authentication succeeded
         return plaintext
+
+    def _key(self) -> bytes:
+        if self._k is None:
+            raise LocalProtocolError("this operation needs a cipher key")
+        return self._k
+
+    def _usable_nonce(self) -> int:
+        if self._n >= crypto.MAX_NONCE:
+            raise NonceExhaustedError("nonce 2^64-1 is reserved; this session must end")
+        return self._n
 
     def rekey(self) -> None:
         """§4.2: k = first 32 bytes of ENCRYPT(k, 2^64-1, zerolen, 32 zero bytes)."""
         if self._k is None:
             raise LocalProtocolError("cannot rekey a cipher without a key")
         self._k = crypto.encrypt(self._k, crypto.MAX_NONCE, b"", bytes(32))[:32]
+
+
+def _check_plaintext_size(size: int) -> None:
+    if size > MAX_PLAINTEXT_BYTES:
+        raise LocalProtocolError(
+            f"a Noise message holds at most {MAX_PLAINTEXT_BYTES} bytes of plaintext"
+        )
+
+
+def _check_ciphertext_size(size: int) -> None:
+    if size > crypto.MAX_MESSAGE_BYTES:
+        raise RemoteProtocolError("a Noise message is at most 65535 bytes", code="too-large")
