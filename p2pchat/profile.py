@@ -128,10 +128,10 @@ def open_profile(home: Path) -> Profile:
 
 
 def _ensure_private_dir(home: Path) -> None:
+    if home.exists() and not home.is_dir():
+        raise ProfileError(f"the profile path {home} is a file, not a directory")
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not home.is_dir():
-            raise ProfileError(f"the profile path {home} is not a directory")
         if stat.S_IMODE(home.stat().st_mode) & 0o077:
             os.chmod(home, 0o700)
     except OSError as exc:

@@ -194,3 +194,31 @@ def test_a_profile_runs_one_node_at_a_time(tmp_path: Path) -> None:
     # Once the first node has stopped, the profile is free again.
     with daemon(tmp_path / "a") as (_, info):
         assert info["addresses"]
+
+
+def test_ping_to_something_that_is_not_p2pchat_says_so(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def http_like() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(100)
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        thread = threading.Thread(target=http_like)
+        thread.start()
+        result = subprocess.run(
+            p2pchat("--home", str(tmp_path), "ping", f"127.0.0.1:{port}"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        thread.join()
+    assert result.returncode == 1
+    assert "not a p2pchat node" in result.stderr and "Traceback" not in result.stderr

@@ -176,3 +176,10 @@ def test_bad_config_json_is_a_clear_error(tmp_path: Path) -> None:
     result = _cli("--home", str(home), "id")
     assert result.returncode == 1
     assert "config.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_profile_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    result = _cli("--home", str(tmp_path / "file"), "id")
+    assert result.returncode == 1
+    assert "is a file, not a directory" in result.stderr

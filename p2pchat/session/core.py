@@ -112,6 +112,7 @@ class SecureSession:
         self._send_cipher: CipherState | None = None
         self._recv_cipher: CipherState | None = None
         self._frames = FrameDecoder(max_frame_bytes=MAX_HANDSHAKE_FRAME_BYTES)
+        self._frames.oversize_hint = " (this is not a p2pchat node, or not this version of one)"
         self._records_in = RecordReader(self.config.max_message_bytes)
         self._records_out = RecordWriter()
         self._ready_frames: list[bytes] = []
@@ -349,6 +350,7 @@ class SecureSession:
             self._send_cipher, self._recv_cipher = responder_to_initiator, initiator_to_responder
         self.handshake_hash = self._handshake.handshake_hash
         self._frames.max_frame_bytes = MAX_FRAME_BYTES
+        self._frames.oversize_hint = ""
         if announce:
             self._announce_open()
         else:

@@ -28,7 +28,14 @@ class FrameDecoder:
     its memory is bounded by the read size plus one frame.
     """
 
-    __slots__ = ("_borrowed", "_buffered", "_chunks", "max_frame_bytes", "min_frame_bytes")
+    __slots__ = (
+        "_borrowed",
+        "_buffered",
+        "_chunks",
+        "max_frame_bytes",
+        "min_frame_bytes",
+        "oversize_hint",
+    )
 
     def __init__(self, *, min_frame_bytes: int = 1, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self._chunks: deque[memoryview] = deque()
@@ -40,6 +47,7 @@ class FrameDecoder:
         # Lowered while a small frame is expected (the handshake), so that a stranger
         # speaking another protocol is refused at its first two bytes.
         self.max_frame_bytes = max_frame_bytes
+        self.oversize_hint = ""  # appended to the error: what an oversize frame suggests
 
     def feed(self, data: Buffer) -> None:
         """Take ``data`` without copying it.
@@ -83,7 +91,8 @@ class FrameDecoder:
             )
         if size > self.max_frame_bytes:
             raise RemoteProtocolError(
-                f"frame of {size} bytes is over the {self.max_frame_bytes}-byte limit here",
+                f"frame of {size} bytes is over the {self.max_frame_bytes}-byte limit here"
+                f"{self.oversize_hint}",
                 code="bad-frame",
             )
         end = HEADER_BYTES + size
