@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import json
 import logging
+import os
 import signal
 import statistics
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, TextIO
 
 import trio
 
 from p2pchat import __version__
 from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.discovery.mdns import open_mdns
+from p2pchat.discovery.records import Announcement, Status
+from p2pchat.discovery.watch import watch
 from p2pchat.errors import ConnectionClosed, P2PChatError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.net.connection import SecureConnection
 from p2pchat.net.server import listener_addresses, open_secure_connection, serve_secure
 from p2pchat.profile import Profile, ProfileLock, open_profile, resolve_home
+from p2pchat.session.core import SUPPORTED_VERSIONS
 
 DEFAULT_PORT = 7483
+INTERFACES_ENV = "P2PCHAT_INTERFACES"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -57,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("-s", "--size", type=int, default=0, help="payload bytes per ping")
     ping.add_argument("--expect", metavar="PEER_ID", help="refuse any other identity")
     ping.add_argument("--json", action="store_true", help="print one JSON object")
+
+    peers = commands.add_parser("peers", help="list the peers mDNS shows, verifying each")
+    peers.add_argument(
+        "--wait", type=float, default=3.0, metavar="SECONDS", help="how long to listen (default 3)"
+    )
+    peers.add_argument("--json", action="store_true", help="print one JSON array")
+    _add_discovery_options(peers)
     return parser
 
 
@@ -68,7 +84,32 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
         "or a free one if taken)",
     )
     parser.add_argument("--nick", help="set this profile's nick")
+    parser.add_argument(
+        "--status",
+        choices=[status.value for status in Status],
+        default=Status.AVAILABLE.value,
+        help="presence to announce (default avail)",
+    )
     parser.add_argument("--json", action="store_true", help="print events as JSON lines")
+    _add_discovery_options(parser)
+    parser.add_argument(
+        "--no-mdns", action="store_true", help="announce nothing and browse nothing on mDNS"
+    )
+    parser.add_argument(
+        "--no-announce-nick",
+        action="store_true",
+        help="announce without nick and status (peers learn them only after connecting)",
+    )
+
+
+def _add_discovery_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--interface",
+        metavar="IP",
+        action="append",
+        help="use mDNS only on the interface with this address (repeatable; "
+        "default: all; 127.0.0.1 for nodes on one machine)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_daemon(profile, args)
         if args.command == "ping":
             return cmd_ping(profile, args)
+        if args.command == "peers":
+            return cmd_peers(profile, args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -130,13 +173,37 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         fallback = False
     else:
         host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
+    try:
+        interfaces = _interfaces(args.interface)
+    except ValueError as error:
+        print(f"p2pchat: --interface: {error}", file=sys.stderr)
+        return EXIT_USAGE
     with ProfileLock(profile.home):
-        return trio.run(_run_daemon, profile, host, port, fallback, args.json)
+        return trio.run(_run_daemon, profile, host, port, fallback, args, interfaces)
+
+
+def _interfaces(values: list[str] | None) -> list[str] | None:
+    """The ``--interface`` addresses, else ``$P2PCHAT_INTERFACES`` (comma-separated)."""
+    if not values:
+        values = [v.strip() for v in os.environ.get(INTERFACES_ENV, "").split(",") if v.strip()]
+    if not values:
+        return None
+    for value in values:
+        address = ipaddress.ip_address(value)  # ValueError names the bad value
+        if address.version != 4:
+            raise ValueError(f"{value}: only IPv4 interface addresses are supported for now")
+    return list(values)
 
 
 async def _run_daemon(
-    profile: Profile, host: str, port: int, may_fall_back: bool, as_json: bool
+    profile: Profile,
+    host: str,
+    port: int,
+    may_fall_back: bool,
+    args: argparse.Namespace,
+    interfaces: list[str] | None,
 ) -> int:
+    as_json = args.json
     out = _EventPrinter(sys.stdout, as_json=as_json)
 
     async def handle(connection: SecureConnection) -> None:
@@ -190,11 +257,30 @@ async def _run_daemon(
                 f"nick: {profile.nick}",
                 flush=True,
             )
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                break
-        out.event("stopped", "stopped")
-        nursery.cancel_scope.cancel()
+        async with contextlib.AsyncExitStack() as stack:
+            if not args.no_mdns:
+                mdns = await stack.enter_async_context(
+                    open_mdns(
+                        own_peer_id=identity.peer_id,
+                        supported_versions=SUPPORTED_VERSIONS,
+                        interfaces=interfaces,
+                    )
+                )
+                announcement = Announcement(
+                    peer_id=identity.peer_id,
+                    port=listener_addresses(listeners)[0][1],
+                    versions=SUPPORTED_VERSIONS,
+                    nick=None if args.no_announce_nick else profile.nick,
+                    status=None if args.no_announce_nick else Status(args.status),
+                )
+                await nursery.start(
+                    partial(watch, mdns, identity, out.event, announcement=announcement)
+                )
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+            out.event("stopped", "stopped")
+            nursery.cancel_scope.cancel()
     return 0
 
 
@@ -288,6 +374,64 @@ async def _run_ping(
             f"{summary['max_ms']} ms"
         )
     return 0
+
+
+# ---------------------------------------------------------------------- peers
+
+
+def cmd_peers(profile: Profile, args: argparse.Namespace) -> int:
+    try:
+        interfaces = _interfaces(args.interface)
+    except ValueError as error:
+        print(f"p2pchat: --interface: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 <= args.wait <= 3600:
+        print("p2pchat: --wait takes 0 to 3600 seconds", file=sys.stderr)
+        return EXIT_USAGE
+    found = trio.run(_collect_peers, profile, args.wait, interfaces)
+    if args.json:
+        _print_json(found)
+    elif not found:
+        print(
+            f"no peers seen in {args.wait:g} s. If you expected some: they may be on "
+            "another network segment, or multicast may be blocked here (Wi-Fi client "
+            "isolation, VPN); use an invite code or --peer HOST:PORT."
+        )
+    else:
+        for peer in found:
+            mark = "verified" if peer["verified"] else "unverified"
+            nick = peer["nick"] or "(no nick)"
+            print(
+                f"{nick:<20} {peer['status'] or '-':<6} {mark:<10} {peer['id']}  "
+                f"{', '.join(peer['addresses'])}"
+            )
+    return 0
+
+
+async def _collect_peers(
+    profile: Profile, wait: float, interfaces: list[str] | None
+) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, text: str, **fields: Any) -> None:
+        if name in ("discovered", "updated", "verified"):
+            verified = fields["verified"] or found.get(fields["id"], {}).get("verified", False)
+            found[fields["id"]] = {**fields, "verified": verified}
+        elif name in ("gone", "spoof"):
+            found.pop(fields["id"], None)
+
+    async with (
+        open_mdns(
+            own_peer_id=profile.identity.peer_id,
+            supported_versions=SUPPORTED_VERSIONS,
+            interfaces=interfaces,
+        ) as mdns,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(partial(watch, mdns, profile.identity, record, announcement=None))
+        await trio.sleep(wait)
+        nursery.cancel_scope.cancel()
+    return sorted(found.values(), key=lambda peer: (peer["nick"] or "", peer["id"]))
 
 
 def _print_json(value: Any, stream: TextIO | None = None) -> None:

@@ -22,7 +22,7 @@ def p2pchat(*args: str) -> list[str]:
 @contextmanager
 def daemon(home: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
     process = subprocess.Popen(
-        p2pchat("--home", str(home), "daemon", "--listen", "127.0.0.1:0", *extra),
+        p2pchat("--home", str(home), "daemon", "--listen", "127.0.0.1:0", "--no-mdns", *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -172,7 +172,9 @@ def test_listen_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            p2pchat("--home", str(tmp_path), "daemon", "--listen", f"127.0.0.1:{port}"),
+            p2pchat(
+                "--home", str(tmp_path), "daemon", "--listen", f"127.0.0.1:{port}", "--no-mdns"
+            ),
             capture_output=True,
             text=True,
             timeout=60,
@@ -184,7 +186,9 @@ def test_listen_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_profile_runs_one_node_at_a_time(tmp_path: Path) -> None:
     with daemon(tmp_path / "a"):
         second = subprocess.run(
-            p2pchat("--home", str(tmp_path / "a"), "daemon", "--listen", "127.0.0.1:0"),
+            p2pchat(
+                "--home", str(tmp_path / "a"), "daemon", "--listen", "127.0.0.1:0", "--no-mdns"
+            ),
             capture_output=True,
             text=True,
             timeout=60,

@@ -1,0 +1,234 @@
+"""mDNS/DNS-SD with python-zeroconf, bridged into trio.
+
+python-zeroconf runs its own thread (``use_asyncio=False``); its browser callbacks
+cross into trio with ``trio.from_thread.run_sync`` and its blocking calls
+(register, resolve, unregister) go through ``trio.to_thread.run_sync``. What comes
+out is a stream of typed events about validated records; our own record is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import ifaddr
+import trio
+from zeroconf import (
+    IPVersion,
+    NonUniqueNameException,
+    ServiceBrowser,
+    ServiceInfo,
+    ServiceStateChange,
+    Zeroconf,
+)
+
+from p2pchat.discovery.records import (
+    SERVICE_TYPE,
+    Announcement,
+    DiscoveredPeer,
+    InvalidRecord,
+    parse_record,
+)
+
+log = logging.getLogger("p2pchat.discovery")
+
+RESOLVE_TIMEOUT_MS = 2000
+EVENT_QUEUE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSeen:
+    """A valid record appeared (``first``) or changed."""
+
+    peer: DiscoveredPeer
+    first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerGone:
+    """A record was withdrawn (goodbye) or expired."""
+
+    instance: str
+    peer: DiscoveredPeer | None
+
+
+DiscoveryEvent = PeerSeen | PeerGone
+
+
+def local_addresses(interfaces: Sequence[str] | None) -> list[str]:
+    """The IPv4 addresses we announce: the chosen interfaces, or every non-loopback one."""
+    if interfaces:
+        return list(interfaces)
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback:
+                found.append(ip.ip)
+    return found or ["127.0.0.1"]
+
+
+class Mdns:
+    """One zeroconf instance: announce ourselves, browse for others."""
+
+    def __init__(
+        self,
+        zeroconf: Zeroconf,
+        *,
+        own_peer_id: str,
+        supported_versions: Sequence[int],
+        addresses: Sequence[str],
+    ) -> None:
+        self._zeroconf = zeroconf
+        self._own_peer_id = own_peer_id
+        self._versions = tuple(supported_versions)
+        self._addresses = list(addresses)
+        self._info: ServiceInfo | None = None
+        self._known: dict[str, DiscoveredPeer] = {}
+        self.ignored_instances: set[str] = set()
+
+    # ------------------------------------------------------------- announcing
+
+    async def announce(self, announcement: Announcement) -> str:
+        """Register (or update) our service; returns the instance name in use."""
+        info = ServiceInfo(
+            SERVICE_TYPE,
+            f"{announcement.instance_name()}.{SERVICE_TYPE}",
+            addresses=[socket.inet_aton(address) for address in self._addresses],
+            port=announcement.port,
+            properties=announcement.txt(),
+        )
+        if self._info is None:
+            try:
+                await trio.to_thread.run_sync(
+                    lambda: self._zeroconf.register_service(info, allow_name_change=True)
+                )
+            except NonUniqueNameException:  # pragma: no cover - allow_name_change renames
+                log.warning("mDNS name %s is taken", info.name)
+                raise
+        else:
+            info.name = self._info.name  # keep the name we won; only TXT changes
+            await trio.to_thread.run_sync(self._zeroconf.update_service, info)
+        self._info = info
+        return info.name
+
+    async def withdraw(self) -> None:
+        """Send the goodbye: others drop our record at once."""
+        if self._info is not None:
+            info, self._info = self._info, None
+            await trio.to_thread.run_sync(self._zeroconf.unregister_service, info)
+
+    # --------------------------------------------------------------- browsing
+
+    async def browse(
+        self,
+        send: trio.MemorySendChannel[DiscoveryEvent],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until cancelled, sending an event for every valid change seen."""
+        token = trio.lowlevel.current_trio_token()
+        changes_send, changes = trio.open_memory_channel[tuple[ServiceStateChange, str]](
+            EVENT_QUEUE
+        )
+
+        def on_change(
+            zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+        ) -> None:
+            # Runs in zeroconf's thread: hand over and return at once. A full queue
+            # drops the change (the record is seen again at its next announcement).
+            with contextlib.suppress(
+                trio.RunFinishedError,
+                trio.WouldBlock,
+                trio.ClosedResourceError,
+                trio.BrokenResourceError,
+            ):
+                trio.from_thread.run_sync(
+                    changes_send.send_nowait, (state_change, name), trio_token=token
+                )
+
+        browser = await trio.to_thread.run_sync(
+            lambda: ServiceBrowser(self._zeroconf, SERVICE_TYPE, handlers=[on_change])
+        )
+        task_status.started()
+        try:
+            async with changes:
+                async for state_change, name in changes:
+                    event = await self._resolve(state_change, name)
+                    if event is not None:
+                        await send.send(event)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(browser.cancel)
+
+    async def _resolve(self, state_change: ServiceStateChange, name: str) -> DiscoveryEvent | None:
+        if state_change is ServiceStateChange.Removed:
+            gone = self._known.pop(name, None)
+            return PeerGone(name, gone) if gone is not None else None
+        if name in self.ignored_instances:
+            return None
+        info = await trio.to_thread.run_sync(
+            lambda: self._zeroconf.get_service_info(SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS)
+        )
+        if info is None:
+            log.debug("mDNS record %s did not resolve", name)
+            return None
+        try:
+            peer = parse_record(
+                name,
+                info.properties,
+                info.parsed_addresses(IPVersion.V4Only),
+                info.port,
+                supported_versions=self._versions,
+            )
+        except InvalidRecord as reason:
+            log.debug("ignoring mDNS record %s: %s", name, reason)
+            return None
+        if peer.peer_id == self._own_peer_id:
+            return None
+        first = name not in self._known
+        if not first and self._known[name] == peer:
+            return None
+        self._known[name] = peer
+        return PeerSeen(peer, first)
+
+    def ignore(self, instance: str) -> None:
+        """Never report this instance again (its record lied about its identity)."""
+        self.ignored_instances.add(instance)
+        self._known.pop(instance, None)
+
+
+@asynccontextmanager
+async def open_mdns(
+    *,
+    own_peer_id: str,
+    supported_versions: Sequence[int],
+    interfaces: Sequence[str] | None = None,
+) -> AsyncIterator[Mdns]:
+    """Start zeroconf on ``interfaces`` (default: all) and stop it cleanly on exit."""
+    chosen = list(interfaces) if interfaces else None
+
+    def start() -> Zeroconf:
+        # use_asyncio=False: zeroconf runs its own loop thread, even when an asyncio
+        # loop (Textual's) is running on ours.
+        if chosen:
+            return Zeroconf(interfaces=chosen, ip_version=IPVersion.V4Only, use_asyncio=False)
+        return Zeroconf(ip_version=IPVersion.V4Only, use_asyncio=False)
+
+    zeroconf = await trio.to_thread.run_sync(start)
+    mdns = Mdns(
+        zeroconf,
+        own_peer_id=own_peer_id,
+        supported_versions=supported_versions,
+        addresses=local_addresses(chosen),
+    )
+    try:
+        yield mdns
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await mdns.withdraw()
+            await trio.to_thread.run_sync(zeroconf.close)

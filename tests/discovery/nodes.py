@@ -1,0 +1,66 @@
+"""Real `p2pchat daemon` processes for discovery tests, with their JSON events."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Node:
+    """A daemon process; its JSON events are collected by a reader thread."""
+
+    def __init__(self, home: Path, *args: str, prefix: tuple[str, ...] = ()) -> None:
+        command = [*prefix, sys.executable, "-m", "p2pchat", "--home", str(home), "daemon",
+                   "--json", *args]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        listening = self.wait_for("listening", timeout=30)
+        self.id: str = listening["id"]
+        self.address: str = listening["addresses"][0]
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                self.events.put({"event": "garbage", "line": line})
+
+    def wait_for(self, name: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
+        """The first event called ``name`` whose fields include ``match``."""
+        for event in self.seen:
+            if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
+                return event
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(event)
+            if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
+                return event
+        stderr = ""
+        if self.process.poll() is not None and self.process.stderr is not None:
+            stderr = self.process.stderr.read()
+        raise AssertionError(f"no {name} {match} within {timeout} s; saw {self.seen} {stderr}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hang is the failure
+            self.process.kill()
+            raise
