@@ -37,7 +37,8 @@ from p2pchat.discovery.records import (
 
 log = logging.getLogger("p2pchat.discovery")
 
-RESOLVE_TIMEOUT_MS = 2000
+RESOLVE_TIMEOUT_MS = 1500
+RESOLVE_RETRY_DELAYS = (0.0, 1.0, 2.0, 4.0, 8.0)
 EVENT_QUEUE = 1024
 
 
@@ -155,28 +156,50 @@ class Mdns:
             lambda: ServiceBrowser(self._zeroconf, SERVICE_TYPE, handlers=[on_change])
         )
         task_status.started()
+        resolving: dict[str, trio.CancelScope] = {}
         try:
-            async with changes:
+            async with changes, trio.open_nursery() as nursery:
                 async for state_change, name in changes:
-                    event = await self._resolve(state_change, name)
-                    if event is not None:
-                        await send.send(event)
+                    # A newer change supersedes a resolution still in progress.
+                    if (previous := resolving.pop(name, None)) is not None:
+                        previous.cancel()
+                    if state_change is ServiceStateChange.Removed:
+                        gone = self._known.pop(name, None)
+                        if gone is not None:
+                            await send.send(PeerGone(name, gone))
+                    elif name not in self.ignored_instances:
+                        scope = resolving[name] = trio.CancelScope()
+                        nursery.start_soon(self._resolve, name, scope, send, resolving)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(browser.cancel)
 
-    async def _resolve(self, state_change: ServiceStateChange, name: str) -> DiscoveryEvent | None:
-        if state_change is ServiceStateChange.Removed:
-            gone = self._known.pop(name, None)
-            return PeerGone(name, gone) if gone is not None else None
-        if name in self.ignored_instances:
-            return None
-        info = await trio.to_thread.run_sync(
-            lambda: self._zeroconf.get_service_info(SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS)
-        )
-        if info is None:
-            log.debug("mDNS record %s did not resolve", name)
-            return None
+    async def _resolve(
+        self,
+        name: str,
+        scope: trio.CancelScope,
+        send: trio.MemorySendChannel[DiscoveryEvent],
+        resolving: dict[str, trio.CancelScope],
+    ) -> None:
+        """Resolve one instance, retrying: a lost packet must not hide a peer for good."""
+        with scope:
+            for delay in RESOLVE_RETRY_DELAYS:
+                await trio.sleep(delay)
+                info = await trio.to_thread.run_sync(
+                    lambda: self._zeroconf.get_service_info(SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS),
+                    abandon_on_cancel=True,
+                )
+                # An answer can be incomplete (the address records not in yet): retry.
+                if info is not None and info.port and info.parsed_addresses(IPVersion.V4Only):
+                    event = self._judge(name, info)
+                    if event is not None:
+                        await send.send(event)
+                    break
+                log.debug("mDNS record %s did not resolve fully; will retry", name)
+        if resolving.get(name) is scope:
+            del resolving[name]
+
+    def _judge(self, name: str, info: ServiceInfo) -> DiscoveryEvent | None:
         try:
             peer = parse_record(
                 name,

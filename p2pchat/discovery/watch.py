@@ -45,6 +45,10 @@ async def watch(
 ) -> None:
     """Announce (unless ``announcement`` is None), then browse and report until cancelled."""
     send, events = trio.open_memory_channel[DiscoveryEvent](256)
+    # Where each instance was last proven: a record that moves (a restart on a new
+    # port, a new address, or a stale cache entry that is then corrected) is proven
+    # again, so "verified" always refers to the addresses being reported.
+    proven: dict[str, tuple[tuple[str, ...], int]] = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(mdns.browse, send)
         if announcement is not None:
@@ -52,19 +56,31 @@ async def watch(
         task_status.started()
         async for event in events:
             if isinstance(event, PeerSeen):
-                fields = peer_fields(event.peer, verified=False)
+                peer = event.peer
+                place = (peer.addresses, peer.port)
+                verified = proven.get(peer.instance) == place
+                fields = peer_fields(peer, verified=verified)
                 if event.first:
-                    report("discovered", f"discovered: {describe(event.peer)}", **fields)
-                    nursery.start_soon(_verify, mdns, identity, event.peer, report)
+                    report("discovered", f"discovered: {describe(peer)}", **fields)
                 else:
-                    report("updated", f"updated: {describe(event.peer)}", **fields)
+                    report("updated", f"updated: {describe(peer)}", **fields)
+                if not verified:
+                    nursery.start_soon(_verify, mdns, identity, peer, report, proven)
             elif isinstance(event, PeerGone) and event.peer is not None:
+                proven.pop(event.instance, None)
                 report("gone", f"gone: {describe(event.peer)}", id=event.peer.peer_id)
 
 
-async def _verify(mdns: Mdns, identity: Identity, peer: DiscoveredPeer, report: Reporter) -> None:
+async def _verify(
+    mdns: Mdns,
+    identity: Identity,
+    peer: DiscoveredPeer,
+    report: Reporter,
+    proven: dict[str, tuple[tuple[str, ...], int]],
+) -> None:
     result = await verify_peer(peer, identity)
     if result.verdict is Verdict.VERIFIED:
+        proven[peer.instance] = (peer.addresses, peer.port)
         report("verified", f"verified: {describe(peer)}", **peer_fields(peer, verified=True))
     elif result.verdict is Verdict.SPOOFED:
         mdns.ignore(peer.instance)

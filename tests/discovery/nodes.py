@@ -19,9 +19,11 @@ class Node:
     def __init__(self, home: Path, *args: str, prefix: tuple[str, ...] = ()) -> None:
         command = [*prefix, sys.executable, "-m", "p2pchat", "--home", str(home), "daemon",
                    "--json", *args]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        # stderr goes to a file: an unread pipe fills up and freezes the daemon.
+        home.mkdir(parents=True, exist_ok=True)
+        self.log_path = home.parent / f"{home.name}.stderr"
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -51,10 +53,12 @@ class Node:
             self.seen.append(event)
             if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
                 return event
-        stderr = ""
-        if self.process.poll() is not None and self.process.stderr is not None:
-            stderr = self.process.stderr.read()
-        raise AssertionError(f"no {name} {match} within {timeout} s; saw {self.seen} {stderr}")
+        stderr = self.log_path.read_text()[-4000:]
+        summary = [(e["event"], e.get("nick"), str(e.get("id", ""))[:8]) for e in self.seen]
+        raise AssertionError(
+            f"{self.id[:8]} at {self.address}: no {name} {match} within {timeout} s; "
+            f"saw {summary}\n{stderr}"
+        )
 
     def stop(self) -> int:
         if self.process.poll() is None:

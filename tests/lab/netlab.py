@@ -1,0 +1,109 @@
+"""A lab of hosts: Linux network namespaces on one bridge, addresses in 198.18.0.0/24.
+
+Everything the lab makes (namespaces, veth pairs, the bridge, processes) lives in
+namespaces it creates and is removed by :meth:`Lab.close`, which the pytest fixture
+calls even when a test fails. The machine's own interfaces are never touched: the
+bridge sits in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUBNET = "198.18.0"  # RFC 2544 benchmarking range: never routed anywhere real
+PREFIX_LEN = 24
+
+
+class LabUnavailable(Exception):
+    """Namespaces cannot be made here (not root, no iproute2, no kernel support)."""
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise LabUnavailable(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+@dataclass
+class Host:
+    name: str  # the namespace
+    address: str
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def exec_prefix(self) -> tuple[str, ...]:
+        return ("ip", "netns", "exec", self.name)
+
+    def run(self, *command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.exec_prefix, *command], capture_output=True, text=True, timeout=timeout
+        )
+
+
+class Lab:
+    def __init__(self, tag: str = "") -> None:
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            raise LabUnavailable("the lab needs root and iproute2 to create network namespaces")
+        # Short and unique per process: interface names have at most 15 characters.
+        self.prefix = f"p2{os.getpid() % 100000}{tag}"
+        self.switch = f"{self.prefix}sw"
+        self.hosts: list[Host] = []
+        self._namespaces: list[str] = []
+        try:
+            self._add_namespace(self.switch)
+            _ip("-n", self.switch, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+            _ip("-n", self.switch, "link", "set", "br0", "up")
+        except LabUnavailable:
+            self.close()
+            raise
+
+    def _add_namespace(self, name: str) -> None:
+        _ip("netns", "add", name)
+        self._namespaces.append(name)
+        _ip("-n", name, "link", "set", "lo", "up")
+
+    def add_host(self) -> Host:
+        index = len(self.hosts) + 1
+        name = f"{self.prefix}h{index}"
+        address = f"{SUBNET}.{index + 1}"
+        self._add_namespace(name)
+        port = f"p{index}"
+        _ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+            "netns", name)  # fmt: skip
+        _ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
+        _ip("-n", name, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", "eth0")
+        _ip("-n", name, "link", "set", "eth0", "up")
+        # mDNS and tools like dig need a route for the multicast group.
+        _ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        host = Host(name, address)
+        self.hosts.append(host)
+        return host
+
+    def cut(self, host: Host) -> None:
+        _ip("-n", self.switch, "link", "set", f"p{self.hosts.index(host) + 1}", "down")
+
+    def restore(self, host: Host) -> None:
+        _ip("-n", self.switch, "link", "set", f"p{self.hosts.index(host) + 1}", "up")
+
+    def close(self) -> None:
+        for host in self.hosts:
+            for process in host.processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+        for name in reversed(self._namespaces):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        self._namespaces.clear()
+
+
+def leftover_namespaces(prefix: str) -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.startswith(prefix)]
+
+
+def home_dirs(root: Path, count: int) -> list[Path]:
+    return [root / f"host{index}" for index in range(1, count + 1)]

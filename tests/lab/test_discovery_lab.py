@@ -1,0 +1,87 @@
+"""Discovery across real hosts (network namespaces on a bridge) with real multicast."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.discovery.nodes import Node
+from tests.lab.netlab import Host, Lab
+
+
+def start(host: Host, home: Path, *args: str) -> Node:
+    node = Node(
+        home,
+        "--listen", f"{host.address}:0", "--interface", host.address, *args,
+        prefix=host.exec_prefix,
+    )  # fmt: skip
+    host.processes.append(node.process)
+    return node
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Node]]:
+    started: list[Node] = []
+    yield started
+    for node in started:
+        node.stop()
+
+
+def test_every_node_finds_every_other_leaves_and_returns(
+    lab: Lab, tmp_path: Path, nodes: list[Node]
+) -> None:
+    hosts = [lab.add_host() for _ in range(4)]
+    for index, host in enumerate(hosts):
+        nodes.append(start(host, tmp_path / f"n{index}", "--nick", f"node{index}"))
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                seen = node.wait_for("verified", timeout=10, id=other.id)
+                assert seen["addresses"] == [other.address]
+    # A clean exit disappears from the others within 2 s (the mDNS goodbye).
+    leaving = nodes[3]
+    assert leaving.stop() == 0
+    for node in nodes[:3]:
+        node.wait_for("gone", timeout=2, id=leaving.id)
+    # Restarted (same profile), it is found again.
+    back = start(hosts[3], tmp_path / "n3", "--nick", "node3")
+    nodes[3] = back
+    assert back.id == leaving.id
+    for node in nodes[:3]:
+        node.wait_for("verified", timeout=10, id=back.id, addresses=[back.address])
+
+
+MDNS_JS = Path(__file__).parent / "tools" / "mdns-query.js"
+NODE_MODULES = Path(os.environ.get("P2PCHAT_LAB_NODE_MODULES", "/opt/p2pchat-lab/node_modules"))
+
+
+def test_an_independent_mdns_client_sees_our_service(
+    lab: Lab, tmp_path: Path, nodes: list[Node]
+) -> None:
+    """multicast-dns (JavaScript, not python-zeroconf) browses the lab's network.
+
+    dig cannot do this job: it connects its UDP socket to 224.0.0.251, so the kernel
+    drops the unicast replies that RFC 6762 §6.7 prescribes for its legacy queries.
+    """
+    if shutil.which("node") is None or not (NODE_MODULES / "multicast-dns").is_dir():
+        pytest.fail(
+            f"the lab needs node and multicast-dns in {NODE_MODULES}: .ci/run installs them"
+        )
+    server, client = lab.add_host(), lab.add_host()
+    node = start(server, tmp_path / "s", "--nick", "seen-by-js", "--status", "away")
+    nodes.append(node)
+    result = client.run(
+        "env", f"NODE_PATH={NODE_MODULES}", "node", str(MDNS_JS), client.address,
+        "_p2pchat._tcp.local", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (service,) = json.loads(result.stdout)
+    assert service["instance"].startswith("seen-by-js (")
+    assert service["port"] == int(node.address.rsplit(":", 1)[1])
+    txt = set(service["txt"])
+    assert {"txtvers=1", "v=1", f"id={node.id}", "nick=seen-by-js", "status=away"} <= txt
