@@ -19,7 +19,14 @@ import trio
 
 from p2pchat import __version__
 from p2pchat.addresses import format_host_port, parse_host_port
-from p2pchat.discovery.mdns import open_mdns
+from p2pchat.discovery.dial import dial_all
+from p2pchat.discovery.known import (
+    KNOWN_FILE,
+    KnownPeers,
+    make_invite,
+    static_targets,
+)
+from p2pchat.discovery.mdns import local_addresses, open_mdns
 from p2pchat.discovery.records import Announcement, Status
 from p2pchat.discovery.watch import watch
 from p2pchat.errors import ConnectionClosed, P2PChatError
@@ -31,6 +38,7 @@ from p2pchat.session.core import SUPPORTED_VERSIONS
 
 DEFAULT_PORT = 7483
 INTERFACES_ENV = "P2PCHAT_INTERFACES"
+NODE_STATE_FILE = "node.json"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -67,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("--expect", metavar="PEER_ID", help="refuse any other identity")
     ping.add_argument("--json", action="store_true", help="print one JSON object")
 
+    invite = commands.add_parser("invite", help="print an invite code others can connect with")
+    invite.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_discovery_options(invite)
+
+    connect = commands.add_parser(
+        "connect", help="handshake with a peer by invite code or HOST:PORT and remember it"
+    )
+    connect.add_argument("target", metavar="CODE|HOST:PORT")
+    connect.add_argument("--json", action="store_true", help="print one JSON object")
+
     peers = commands.add_parser("peers", help="list the peers mDNS shows, verifying each")
     peers.add_argument(
         "--wait", type=float, default=3.0, metavar="SECONDS", help="how long to listen (default 3)"
@@ -94,6 +112,13 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
     _add_discovery_options(parser)
     parser.add_argument(
         "--no-mdns", action="store_true", help="announce nothing and browse nothing on mDNS"
+    )
+    parser.add_argument(
+        "--peer",
+        metavar="HOST:PORT|CODE",
+        action="append",
+        help="also dial this address or invite code at start (repeatable); static peers "
+        'can also be listed in the profile\'s config.json as "peers"',
     )
     parser.add_argument(
         "--no-announce-nick",
@@ -132,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ping(profile, args)
         if args.command == "peers":
             return cmd_peers(profile, args)
+        if args.command == "invite":
+            return cmd_invite(profile, args)
+        if args.command == "connect":
+            return cmd_connect(profile, args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -177,6 +206,11 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         interfaces = _interfaces(args.interface)
     except ValueError as error:
         print(f"p2pchat: --interface: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        args.static_targets = static_targets(profile.config.get("peers"), args.peer)
+    except ValueError as error:
+        print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
         return EXIT_USAGE
     with ProfileLock(profile.home):
         return trio.run(_run_daemon, profile, host, port, fallback, args, interfaces)
@@ -243,6 +277,8 @@ async def _run_daemon(
             listeners = await nursery.start(_serve, handle, profile, host, 0)
         addresses = [format_host_port(h, p) for h, p in listener_addresses(listeners)]
         identity = profile.identity
+        listen_port = listener_addresses(listeners)[0][1]
+        _write_node_state(profile, listen_port, interfaces)
         out.event(
             "listening",
             f"listening on {', '.join(addresses)}",
@@ -257,6 +293,11 @@ async def _run_daemon(
                 f"nick: {profile.nick}",
                 flush=True,
             )
+        known = KnownPeers(profile.home / KNOWN_FILE)
+        # Remembered and static peers first: no waiting for multicast.
+        nursery.start_soon(
+            dial_all, [*known.targets(), *args.static_targets], identity, out.event, known.remember
+        )
         async with contextlib.AsyncExitStack() as stack:
             if not args.no_mdns:
                 mdns = await stack.enter_async_context(
@@ -268,13 +309,20 @@ async def _run_daemon(
                 )
                 announcement = Announcement(
                     peer_id=identity.peer_id,
-                    port=listener_addresses(listeners)[0][1],
+                    port=listen_port,
                     versions=SUPPORTED_VERSIONS,
                     nick=None if args.no_announce_nick else profile.nick,
                     status=None if args.no_announce_nick else Status(args.status),
                 )
                 await nursery.start(
-                    partial(watch, mdns, identity, out.event, announcement=announcement)
+                    partial(
+                        watch,
+                        mdns,
+                        identity,
+                        out.event,
+                        announcement=announcement,
+                        on_verified=known.remember,
+                    )
                 )
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
@@ -374,6 +422,62 @@ async def _run_ping(
             f"{summary['max_ms']} ms"
         )
     return 0
+
+
+def _write_node_state(profile: Profile, port: int, interfaces: list[str] | None) -> None:
+    """Where the running node listens, for `p2pchat invite` run beside it."""
+    state = {"pid": os.getpid(), "port": port, "interfaces": interfaces}
+    (profile.home / NODE_STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------- invite, connect
+
+
+def cmd_invite(profile: Profile, args: argparse.Namespace) -> int:
+    try:
+        state = json.loads((profile.home / NODE_STATE_FILE).read_text(encoding="utf-8"))
+        port, interfaces = int(state["port"]), state.get("interfaces")
+    except (OSError, ValueError, KeyError, TypeError):
+        port, interfaces = DEFAULT_PORT, None
+        print(f"p2pchat: no node has run with this profile yet; assuming port {port}",
+              file=sys.stderr)  # fmt: skip
+    try:
+        chosen = _interfaces(args.interface) or interfaces
+    except ValueError as error:
+        print(f"p2pchat: --interface: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    addresses = [format_host_port(host, port) for host in local_addresses(chosen)]
+    code = make_invite(profile.identity.peer_id, addresses, profile.nick)
+    if args.json:
+        _print_json({"invite": code, "id": profile.identity.peer_id, "addresses": addresses})
+    else:
+        print(code)
+    return 0
+
+
+def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
+    try:
+        targets = static_targets(None, [args.target])
+    except ValueError as error:
+        print(f"p2pchat: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    known = KnownPeers(profile.home / KNOWN_FILE)
+    results: list[dict[str, Any]] = []
+
+    def record(name: str, text: str, **fields: Any) -> None:
+        results.append({"event": name, **fields})
+        if not args.json:
+            print(text)
+
+    trio.run(dial_all, targets, profile.identity, record, known.remember)
+    verified = [r for r in results if r["event"] == "verified"]
+    if args.json:
+        _print_json((verified or results or [{}])[0])
+    if verified:
+        if not args.json:
+            print("remembered: the node will reconnect to it at start")
+        return 0
+    return EXIT_ERROR
 
 
 # ---------------------------------------------------------------------- peers

@@ -66,6 +66,7 @@ class Profile:
     identity: Identity
     nick: str
     created: bool
+    config: dict[str, Any]
 
     @property
     def config_path(self) -> Path:
@@ -73,9 +74,13 @@ class Profile:
 
     def set_nick(self, nick: str) -> None:
         self.nick = validate_nick(nick)
+        self.update_config(nick=self.nick)
+
+    def update_config(self, **changes: Any) -> None:
         config = _read_config(self.config_path)
-        config["nick"] = self.nick
+        config.update(changes)
         _write_config(self.config_path, config)
+        self.config = config
 
 
 class ProfileLock:
@@ -124,7 +129,7 @@ def open_profile(home: Path) -> Profile:
         # A hand-edited bad nick falls back to the default rather than locking the user out.
         with contextlib.suppress(ProfileError):
             nick = validate_nick(nick_value)
-    return Profile(home=home, identity=identity, nick=nick, created=created)
+    return Profile(home=home, identity=identity, nick=nick, created=created, config=config)
 
 
 def _ensure_private_dir(home: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import trio
 
 from p2pchat.addresses import format_host_port
+from p2pchat.discovery.dial import OnVerified
 from p2pchat.discovery.mdns import DiscoveryEvent, Mdns, PeerGone, PeerSeen
 from p2pchat.discovery.records import Announcement, DiscoveredPeer
 from p2pchat.discovery.verify import Verdict, verify_peer
@@ -41,6 +42,7 @@ async def watch(
     report: Reporter,
     *,
     announcement: Announcement | None,
+    on_verified: OnVerified | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Announce (unless ``announcement`` is None), then browse and report until cancelled."""
@@ -65,7 +67,7 @@ async def watch(
                 else:
                     report("updated", f"updated: {describe(peer)}", **fields)
                 if not verified:
-                    nursery.start_soon(_verify, mdns, identity, peer, report, proven)
+                    nursery.start_soon(_verify, mdns, identity, peer, report, proven, on_verified)
             elif isinstance(event, PeerGone) and event.peer is not None:
                 proven.pop(event.instance, None)
                 report("gone", f"gone: {describe(event.peer)}", id=event.peer.peer_id)
@@ -77,10 +79,13 @@ async def _verify(
     peer: DiscoveredPeer,
     report: Reporter,
     proven: dict[str, tuple[tuple[str, ...], int]],
+    on_verified: OnVerified | None,
 ) -> None:
     result = await verify_peer(peer, identity)
     if result.verdict is Verdict.VERIFIED:
         proven[peer.instance] = (peer.addresses, peer.port)
+        if on_verified is not None and result.address is not None:
+            on_verified(peer.peer_id, result.address, peer.nick)
         report("verified", f"verified: {describe(peer)}", **peer_fields(peer, verified=True))
     elif result.verdict is Verdict.SPOOFED:
         mdns.ignore(peer.instance)

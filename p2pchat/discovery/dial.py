@@ -1,0 +1,92 @@
+"""Dialling known places (remembered addresses, static peers, invites) and proving who answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from itertools import groupby
+
+import trio
+
+from p2pchat.discovery.known import Target
+from p2pchat.errors import ConnectionClosed
+from p2pchat.identity import Identity, decode_peer_id
+from p2pchat.net.server import open_secure_connection
+
+log = logging.getLogger("p2pchat.discovery")
+
+DIAL_TIMEOUT = 5.0
+
+# report(event_name, human_text, **json_fields) — the same reporter the mDNS watcher uses.
+Reporter = Callable[..., None]
+# on_verified(peer_id, address, nick) — e.g. KnownPeers.remember
+OnVerified = Callable[[str, str, str | None], None]
+
+
+async def probe(target: Target, identity: Identity) -> tuple[str | None, str]:
+    """Handshake with ``target``: (proven peer id, detail). ConnectionClosed for a spoof."""
+    expected = decode_peer_id(target.peer_id) if target.peer_id else None
+    with trio.fail_after(DIAL_TIMEOUT):
+        async with open_secure_connection(
+            target.host, target.port, identity, expected_peer=expected
+        ) as connection:
+            peer_id = connection.peer_id
+            await connection.aclose("bye", "verified")
+    return peer_id, "handshake proved the id"
+
+
+async def dial_all(
+    targets: list[Target], identity: Identity, report: Reporter, on_verified: OnVerified
+) -> None:
+    """Try every target at once; for targets of one peer, its addresses in order."""
+    async with trio.open_nursery() as nursery:
+        for key, group in groupby(targets, key=lambda t: t.peer_id or t.address):
+            nursery.start_soon(_dial_peer, key, list(group), identity, report, on_verified)
+
+
+async def _dial_peer(
+    key: str, targets: list[Target], identity: Identity, report: Reporter, on_verified: OnVerified
+) -> None:
+    failures = []
+    spoofed = False
+    for target in targets:
+        try:
+            peer_id, _ = await probe(target, identity)
+        except ConnectionClosed as closed:
+            if closed.code == "unexpected-identity":
+                spoofed = True
+                report("spoof", f"warning: {target.address} is not {target.peer_id} ({closed})",
+                       id=target.peer_id, address=target.address, detail=str(closed))  # fmt: skip
+                continue
+            failures.append(f"{target.address}: {closed}")
+            continue
+        except OSError:
+            failures.append(f"{target.address}: could not connect")
+            continue
+        except trio.TooSlowError:
+            failures.append(f"{target.address}: timed out")
+            continue
+        assert peer_id is not None
+        on_verified(peer_id, target.address, target.nick)
+        name = f"{target.nick} ({peer_id[:12]}…)" if target.nick else f"{peer_id[:12]}…"
+        report(
+            "verified",
+            f"verified: {name} at {target.address} ({target.source})",
+            id=peer_id,
+            nick=target.nick,
+            status=None,
+            addresses=[target.address],
+            verified=True,
+            via=target.source,
+        )
+        return
+    if spoofed and not failures:
+        return  # already reported as a spoof
+    log.info("could not reach %s: %s", key, "; ".join(failures))
+    report(
+        "unreachable",
+        f"unreachable: {key} ({'; '.join(failures)})",
+        id=targets[0].peer_id,
+        addresses=[t.address for t in targets],
+        detail="; ".join(failures),
+    )

@@ -1,0 +1,165 @@
+"""Peers reachable without multicast: remembered addresses, static peers and invite codes.
+
+Remembered addresses live in the profile (``peers.json``): after a restart a node
+dials them at once instead of waiting for mDNS. Static peers come from the profile's
+``config.json`` (``"peers": ["HOST:PORT", ...]``) and ``--peer``. Invite codes are
+``p2pchat:`` URIs carrying a peer id and its addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.identity import decode_peer_id
+
+log = logging.getLogger("p2pchat.discovery")
+
+KNOWN_FILE = "peers.json"
+MAX_KNOWN_PEERS = 1000
+MAX_ADDRESSES_PER_PEER = 8
+INVITE_SCHEME = "p2pchat"
+MAX_INVITE_CHARS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Somewhere to dial: an address, and the identity expected there if known."""
+
+    host: str
+    port: int
+    peer_id: str | None = None
+    source: str = "static"
+    nick: str | None = None
+
+    @property
+    def address(self) -> str:
+        return format_host_port(self.host, self.port)
+
+
+class KnownPeers:
+    """The last good addresses of peers we verified, most recent first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._peers: dict[str, dict[str, Any]] = self._load()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            kept = self.path.with_suffix(".json.corrupt")
+            log.warning(
+                "%s is unreadable (%s); kept as %s, starting afresh", self.path, error, kept
+            )
+            os.replace(self.path, kept)
+            return {}
+        peers: dict[str, dict[str, Any]] = {}
+        if isinstance(data, dict):
+            for peer_id, entry in list(data.items())[:MAX_KNOWN_PEERS]:
+                addresses = entry.get("addresses") if isinstance(entry, dict) else None
+                try:
+                    decode_peer_id(peer_id)
+                    parsed = [parse_host_port(a) for a in addresses or [] if isinstance(a, str)]
+                except ValueError:
+                    continue
+                if parsed:
+                    peers[peer_id] = {
+                        "addresses": [format_host_port(h, p) for h, p in parsed][
+                            :MAX_ADDRESSES_PER_PEER
+                        ],
+                        "nick": entry.get("nick") if isinstance(entry.get("nick"), str) else None,
+                        "seen": entry.get("seen") if isinstance(entry.get("seen"), int) else 0,
+                    }
+        return peers
+
+    def remember(self, peer_id: str, address: str, nick: str | None = None) -> None:
+        entry = self._peers.setdefault(peer_id, {"addresses": [], "nick": None, "seen": 0})
+        entry["addresses"] = [address, *(a for a in entry["addresses"] if a != address)][
+            :MAX_ADDRESSES_PER_PEER
+        ]
+        entry["nick"] = nick or entry["nick"]
+        entry["seen"] = int(time.time())
+        if len(self._peers) > MAX_KNOWN_PEERS:  # forget the longest unseen
+            oldest = min(self._peers, key=lambda key: self._peers[key]["seen"])
+            del self._peers[oldest]
+        self._save()
+
+    def targets(self) -> list[Target]:
+        found = []
+        for peer_id, entry in sorted(self._peers.items(), key=lambda item: -item[1]["seen"]):
+            for address in entry["addresses"]:
+                host, port = parse_host_port(address)
+                found.append(Target(host, port, peer_id, "remembered", entry["nick"]))
+        return found
+
+    def nick(self, peer_id: str) -> str | None:
+        entry = self._peers.get(peer_id)
+        return entry["nick"] if entry else None
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(self._peers, handle, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def static_targets(config_peers: Any, cli_peers: list[str] | None) -> list[Target]:
+    """Targets from config.json's "peers" and from --peer; raises ValueError on bad input."""
+    entries: list[str] = []
+    if config_peers is not None:
+        if not isinstance(config_peers, list) or not all(isinstance(p, str) for p in config_peers):
+            raise ValueError('"peers" in config.json must be a list of "HOST:PORT" strings')
+        entries += config_peers
+    entries += cli_peers or []
+    targets = []
+    for entry in entries:
+        if entry.startswith(f"{INVITE_SCHEME}:"):
+            targets += parse_invite(entry)
+        else:
+            host, port = parse_host_port(entry)
+            targets.append(Target(host, port))
+    return targets
+
+
+def make_invite(peer_id: str, addresses: list[str], nick: str | None = None) -> str:
+    query = [("addr", address) for address in addresses]
+    if nick:
+        query.append(("nick", nick))
+    return f"{INVITE_SCHEME}:{peer_id}?{urllib.parse.urlencode(query, safe=':[]')}"
+
+
+def parse_invite(code: str) -> list[Target]:
+    """The targets an invite code names; ValueError with a readable reason if it is bad."""
+    code = code.strip()
+    if len(code) > MAX_INVITE_CHARS:
+        raise ValueError("this invite code is too long")
+    if not code.startswith(f"{INVITE_SCHEME}:"):
+        raise ValueError(f"an invite code starts with '{INVITE_SCHEME}:'")
+    body = code[len(INVITE_SCHEME) + 1 :]
+    peer_id, _, query = body.partition("?")
+    decode_peer_id(peer_id)  # raises ValueError naming the problem
+    addresses = [value for key, value in urllib.parse.parse_qsl(query) if key == "addr"]
+    if not addresses:
+        raise ValueError("this invite code has no address")
+    targets = []
+    for address in addresses[:MAX_ADDRESSES_PER_PEER]:
+        host, port = parse_host_port(address)
+        targets.append(Target(host, port, peer_id.lower(), "invite", invite_nick(code)))
+    return targets
+
+
+def invite_nick(code: str) -> str | None:
+    query = code.partition("?")[2]
+    nicks = [value for key, value in urllib.parse.parse_qsl(query) if key == "nick"]
+    return nicks[0][:32] if nicks else None
