@@ -11,7 +11,7 @@ import os
 import signal
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any, TextIO
 
@@ -259,77 +259,87 @@ async def _run_daemon(
                 reason=str(reason),
             )
 
-    async with trio.open_nursery() as nursery:
-        try:
-            listeners = await nursery.start(_serve, handle, profile, host, port)
-        except OSError as error:
-            if not may_fall_back:
+    # Signals are caught from the very start, so a node stopped while it is still
+    # registering on mDNS sends its goodbye too.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+            try:
+                listeners = await nursery.start(_serve, handle, profile, host, port)
+            except OSError as error:
+                if not may_fall_back:
+                    where = format_host_port(host, port)
+                    print(f"p2pchat: cannot listen on {where}: {error.strerror}", file=sys.stderr)
+                    nursery.cancel_scope.cancel()
+                    return EXIT_ERROR
                 print(
-                    f"p2pchat: cannot listen on {format_host_port(host, port)}: {error.strerror}",
+                    f"p2pchat: port {port} is taken ({error.strerror}); listening on a free "
+                    "port instead",
                     file=sys.stderr,
                 )
-                return EXIT_ERROR
-            print(
-                f"p2pchat: port {port} is taken ({error.strerror}); listening on a free "
-                "port instead",
-                file=sys.stderr,
+                listeners = await nursery.start(_serve, handle, profile, host, 0)
+            addresses = [format_host_port(h, p) for h, p in listener_addresses(listeners)]
+            identity = profile.identity
+            listen_port = listener_addresses(listeners)[0][1]
+            _write_node_state(profile, listen_port, interfaces)
+            out.event(
+                "listening",
+                f"listening on {', '.join(addresses)}",
+                addresses=addresses,
+                id=identity.peer_id,
+                fingerprint=identity.fingerprint,
+                nick=profile.nick,
             )
-            listeners = await nursery.start(_serve, handle, profile, host, 0)
-        addresses = [format_host_port(h, p) for h, p in listener_addresses(listeners)]
-        identity = profile.identity
-        listen_port = listener_addresses(listeners)[0][1]
-        _write_node_state(profile, listen_port, interfaces)
-        out.event(
-            "listening",
-            f"listening on {', '.join(addresses)}",
-            addresses=addresses,
-            id=identity.peer_id,
-            fingerprint=identity.fingerprint,
-            nick=profile.nick,
-        )
-        if not as_json:
-            print(
-                f"peer id: {identity.peer_id}  fingerprint: {identity.fingerprint}  "
-                f"nick: {profile.nick}",
-                flush=True,
+            if not as_json:
+                print(
+                    f"peer id: {identity.peer_id}  fingerprint: {identity.fingerprint}  "
+                    f"nick: {profile.nick}",
+                    flush=True,
+                )
+            known = KnownPeers(profile.home / KNOWN_FILE)
+            # Remembered and static peers first: no waiting for multicast.
+            nursery.start_soon(
+                dial_all,
+                [*known.targets(), *args.static_targets],
+                identity,
+                out.event,
+                known.remember,
             )
-        known = KnownPeers(profile.home / KNOWN_FILE)
-        # Remembered and static peers first: no waiting for multicast.
-        nursery.start_soon(
-            dial_all, [*known.targets(), *args.static_targets], identity, out.event, known.remember
-        )
-        async with contextlib.AsyncExitStack() as stack:
-            if not args.no_mdns:
-                mdns = await stack.enter_async_context(
-                    open_mdns(
-                        own_peer_id=identity.peer_id,
-                        supported_versions=SUPPORTED_VERSIONS,
-                        interfaces=interfaces,
+            async with contextlib.AsyncExitStack() as stack:
+                if not args.no_mdns:
+                    mdns = await stack.enter_async_context(
+                        open_mdns(
+                            own_peer_id=identity.peer_id,
+                            supported_versions=SUPPORTED_VERSIONS,
+                            interfaces=interfaces,
+                        )
                     )
-                )
-                announcement = Announcement(
-                    peer_id=identity.peer_id,
-                    port=listen_port,
-                    versions=SUPPORTED_VERSIONS,
-                    nick=None if args.no_announce_nick else profile.nick,
-                    status=None if args.no_announce_nick else Status(args.status),
-                )
-                await nursery.start(
-                    partial(
-                        watch,
-                        mdns,
-                        identity,
-                        out.event,
-                        announcement=announcement,
-                        on_verified=known.remember,
+                    announcement = Announcement(
+                        peer_id=identity.peer_id,
+                        port=listen_port,
+                        versions=SUPPORTED_VERSIONS,
+                        nick=None if args.no_announce_nick else profile.nick,
+                        status=None if args.no_announce_nick else Status(args.status),
                     )
-                )
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    break
-            out.event("stopped", "stopped")
-            nursery.cancel_scope.cancel()
+                    await nursery.start(
+                        partial(
+                            watch,
+                            mdns,
+                            identity,
+                            out.event,
+                            announcement=announcement,
+                            on_verified=known.remember,
+                        )
+                    )
+                await trio.sleep_forever()  # until a signal cancels the nursery
+    out.event("stopped", "stopped")
     return 0
+
+
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
 
 
 async def _serve(

@@ -96,25 +96,29 @@ class Mdns:
 
     async def announce(self, announcement: Announcement) -> str:
         """Register (or update) our service; returns the instance name in use."""
+        registered = self._info
         info = ServiceInfo(
             SERVICE_TYPE,
-            f"{announcement.instance_name()}.{SERVICE_TYPE}",
+            registered.name if registered else f"{announcement.instance_name()}.{SERVICE_TYPE}",
             addresses=[socket.inet_aton(address) for address in self._addresses],
             port=announcement.port,
             properties=announcement.txt(),
+            server=registered.server if registered else None,
         )
-        if self._info is None:
+        if registered is None:
+            # Set first: a node stopped while registering still sends its goodbye.
+            self._info = info
             try:
                 await trio.to_thread.run_sync(
                     lambda: self._zeroconf.register_service(info, allow_name_change=True)
                 )
             except NonUniqueNameException:  # pragma: no cover - allow_name_change renames
                 log.warning("mDNS name %s is taken", info.name)
+                self._info = None
                 raise
-        else:
-            info.name = self._info.name  # keep the name we won; only TXT changes
+        else:  # keep the name (and host) we won; only TXT and port change
             await trio.to_thread.run_sync(self._zeroconf.update_service, info)
-        self._info = info
+            self._info = info
         return info.name
 
     async def withdraw(self) -> None:

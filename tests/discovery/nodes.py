@@ -34,10 +34,11 @@ class Node:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            at = time.monotonic()  # when the line arrived, for benchmarks
             try:
-                self.events.put(json.loads(line))
+                self.events.put({**json.loads(line), "_at": at})
             except json.JSONDecodeError:
-                self.events.put({"event": "garbage", "line": line})
+                self.events.put({"event": "garbage", "line": line, "_at": at})
 
     def wait_for(self, name: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         """The first event called ``name`` whose fields include ``match``."""

@@ -1,0 +1,53 @@
+"""The zeroconf adapter in-process, on 127.0.0.1 only: updates and name conflicts."""
+
+from __future__ import annotations
+
+import trio
+
+from p2pchat.discovery.mdns import DiscoveryEvent, PeerSeen, open_mdns
+from p2pchat.discovery.records import Announcement, Status
+from p2pchat.identity import Identity
+
+LOOPBACK = ["127.0.0.1"]
+
+
+async def next_seen(events: trio.MemoryReceiveChannel[DiscoveryEvent], peer_id: str) -> PeerSeen:
+    with trio.fail_after(10):
+        async for event in events:
+            if isinstance(event, PeerSeen) and event.peer.peer_id == peer_id:
+                return event
+    raise AssertionError("channel closed")
+
+
+async def test_status_and_nick_changes_update_the_txt_record() -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    send, events = trio.open_memory_channel[DiscoveryEvent](64)
+    async with (
+        open_mdns(own_peer_id=bob.peer_id, supported_versions=(1,), interfaces=LOOPBACK) as seer,
+        open_mdns(own_peer_id=alice.peer_id, supported_versions=(1,), interfaces=LOOPBACK) as mdns,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(seer.browse, send)
+        first = Announcement(alice.peer_id, 7001, (1,), nick="alice", status=Status.AVAILABLE)
+        name = await mdns.announce(first)
+        seen = await next_seen(events, alice.peer_id)
+        assert seen.first and seen.peer.status is Status.AVAILABLE
+        changed = Announcement(alice.peer_id, 7001, (1,), nick="alice b", status=Status.AWAY)
+        assert await mdns.announce(changed) == name  # same instance, new TXT
+        update = await next_seen(events, alice.peer_id)
+        assert not update.first
+        assert update.peer.status is Status.AWAY and update.peer.nick == "alice b"
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_instance_name_conflict_is_resolved_by_renaming() -> None:
+    alice = Identity.generate()
+    same = Announcement(alice.peer_id, 7002, (1,), nick="twin")
+    async with (
+        open_mdns(own_peer_id="x", supported_versions=(1,), interfaces=LOOPBACK) as one,
+        open_mdns(own_peer_id="y", supported_versions=(1,), interfaces=LOOPBACK) as two,
+    ):
+        first = await one.announce(same)
+        second = await two.announce(same)
+    assert first != second
+    assert second.startswith(same.instance_name())
