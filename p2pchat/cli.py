@@ -20,6 +20,7 @@ import trio
 from p2pchat import __version__
 from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.discovery.dial import dial_all
+from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import (
     KNOWN_FILE,
     KnownPeers,
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     invite = commands.add_parser("invite", help="print an invite code others can connect with")
     invite.add_argument("--json", action="store_true", help="print one JSON object")
     _add_discovery_options(invite)
+
+    doctor = commands.add_parser(
+        "doctor", help="check interfaces, multicast and the node, and say what to do"
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_discovery_options(doctor)
 
     connect = commands.add_parser(
         "connect", help="handshake with a peer by invite code or HOST:PORT and remember it"
@@ -161,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_invite(profile, args)
         if args.command == "connect":
             return cmd_connect(profile, args)
+        if args.command == "doctor":
+            return cmd_doctor(profile, args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -488,6 +497,27 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
             print("remembered: the node will reconnect to it at start")
         return 0
     return EXIT_ERROR
+
+
+def cmd_doctor(profile: Profile, args: argparse.Namespace) -> int:
+    try:
+        chosen = _interfaces(args.interface)
+    except ValueError as error:
+        print(f"p2pchat: --interface: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    report = trio.run(run_checks, profile.home, chosen)
+    if args.json:
+        _print_json({
+            "healthy": report.healthy,
+            "findings": [vars(finding) for finding in report.findings],
+        })  # fmt: skip
+    else:
+        for finding in report.findings:
+            print(f"{'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
+            if finding.advice:
+                print(f"     -> {finding.advice}")
+        print("all good" if report.healthy else "some checks failed: see the advice above")
+    return 0 if report.healthy else EXIT_ERROR
 
 
 # ---------------------------------------------------------------------- peers

@@ -1,0 +1,189 @@
+"""`p2pchat doctor`: why can't I see anyone? Checks that end in concrete advice."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ifaddr
+import trio
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+
+from p2pchat.addresses import format_host_port
+from p2pchat.identity import Identity
+from p2pchat.net.server import open_secure_connection
+
+IFF_UP = 0x1
+IFF_MULTICAST = 0x1000
+PROBE_TYPE = "_p2pchat-check._tcp.local."  # not our real type: nodes never see the probe
+MDNS_GROUP_HEX = "FB0000E0"  # 224.0.0.251 as /proc/net/igmp writes it
+
+
+@dataclass
+class Finding:
+    ok: bool
+    check: str
+    detail: str
+    advice: str = ""
+
+
+@dataclass
+class Interface:
+    name: str
+    address: str
+    prefix: int
+    flags: int | None
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, ok: bool, check: str, detail: str, advice: str = "") -> None:
+        self.findings.append(Finding(ok, check, detail, advice))
+
+    @property
+    def healthy(self) -> bool:
+        return all(finding.ok for finding in self.findings)
+
+
+def interfaces(chosen: list[str] | None) -> list[Interface]:
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if not isinstance(ip.ip, str):
+                continue
+            if chosen and ip.ip not in chosen:
+                continue
+            if not chosen and ipaddress.ip_address(ip.ip).is_loopback:
+                continue
+            found.append(
+                Interface(adapter.nice_name, ip.ip, ip.network_prefix, _flags(adapter.name))
+            )
+    return found
+
+
+def _flags(name: str) -> int | None:
+    try:
+        return int(Path(f"/sys/class/net/{name}/flags").read_text(), 16)
+    except (OSError, ValueError):
+        return None
+
+
+def _joined_mdns_group(name: str) -> bool | None:
+    """Whether /proc/net/igmp lists 224.0.0.251 on interface ``name`` (None: unknown)."""
+    try:
+        lines = Path("/proc/net/igmp").read_text().splitlines()
+    except OSError:
+        return None
+    current = None
+    for line in lines[1:]:
+        if line and not line[0].isspace():
+            parts = line.split()
+            current = parts[1].rstrip(":") if len(parts) > 1 else None
+        elif current == name and MDNS_GROUP_HEX in line:
+            return True
+    return False
+
+
+def _multicast_round_trip(interface: Interface, seconds: float) -> tuple[bool, bool | None]:
+    """Announce a probe service and browse for it with a second responder on the same
+    interface: (seen, group joined). Runs in a worker thread."""
+    probe_name = f"check-{secrets.token_hex(4)}.{PROBE_TYPE}"
+    seen: list[bool] = []  # filled by the browser's thread
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if name == probe_name and state_change is ServiceStateChange.Added:
+            seen.append(True)
+
+    announcer = Zeroconf(interfaces=[interface.address], ip_version=IPVersion.V4Only,
+                         use_asyncio=False)  # fmt: skip
+    listener = Zeroconf(interfaces=[interface.address], ip_version=IPVersion.V4Only,
+                        use_asyncio=False)  # fmt: skip
+    try:
+        joined = _joined_mdns_group(interface.name)
+        browser = ServiceBrowser(listener, PROBE_TYPE, handlers=[on_change])
+        info = ServiceInfo(PROBE_TYPE, probe_name, addresses=[socket.inet_aton(interface.address)],
+                           port=9, properties={"doctor": "1"})  # fmt: skip
+        announcer.register_service(info, cooperating_responders=True)
+        deadline = time.monotonic() + seconds
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        announcer.unregister_service(info)
+        browser.cancel()
+    finally:
+        announcer.close()
+        listener.close()
+    return bool(seen), joined
+
+
+async def run_checks(home: Path, chosen: list[str] | None) -> Report:
+    report = Report()
+    found = interfaces(chosen)
+    if not found:
+        report.add(False, "interfaces", "no IPv4 interface to use",
+                   "connect to a network, or name one with --interface IP")  # fmt: skip
+    for interface in found:
+        label = f"{interface.name} {interface.address}/{interface.prefix}"
+        flags = interface.flags
+        if flags is not None and not interface.loopback:
+            if not flags & IFF_UP:
+                report.add(False, "interface", f"{label} is down", f"bring {interface.name} up")
+                continue
+            if not flags & IFF_MULTICAST:
+                report.add(False, "multicast", f"{label} has multicast switched off",
+                           f"no multicast on {interface.name}: use an invite code "
+                           "(p2pchat invite / p2pchat connect)")  # fmt: skip
+                continue
+        seen, joined = await trio.to_thread.run_sync(_multicast_round_trip, interface, 3.0)
+        if joined is False:
+            report.add(False, "mDNS group", f"{label}: could not join 224.0.0.251",
+                       f"no multicast on {interface.name}: use an invite code")  # fmt: skip
+        elif joined:
+            report.add(True, "mDNS group", f"{label}: joined 224.0.0.251")
+        if seen:
+            report.add(True, "mDNS", f"{label}: our own announcement came back")
+        else:
+            report.add(False, "mDNS", f"{label}: our own announcement did not come back",
+                       f"mDNS does not work on {interface.name} (a firewall dropping UDP 5353?): "
+                       "use an invite code")  # fmt: skip
+    await _check_node(home, found, report)
+    return report
+
+
+async def _check_node(home: Path, found: list[Interface], report: Report) -> None:
+    try:
+        state = json.loads((home / "node.json").read_text(encoding="utf-8"))
+        pid, port = int(state["pid"]), int(state["port"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        report.add(False, "node", "no node is running with this profile",
+                   "start one: p2pchat daemon")  # fmt: skip
+        return
+    # A throwaway identity: the node would refuse its own as a self-connection.
+    visitor = Identity.generate()
+    for interface in found:
+        address = format_host_port(interface.address, port)
+        try:
+            with trio.fail_after(5):
+                async with open_secure_connection(interface.address, port, visitor) as connection:
+                    rtt = await connection.ping()
+            report.add(True, "listening", f"{address} answers ({rtt * 1000:.1f} ms)")
+        except Exception as error:  # any failure is the finding
+            advice = (
+                f"port {port} is not reachable on {interface.address}: a firewall may block "
+                "it, or the node listens on another address (--listen)"
+            )
+            report.add(False, "listening", f"{address} does not answer: {error}", advice)
