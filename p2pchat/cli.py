@@ -30,7 +30,7 @@ from p2pchat.discovery.known import (
 from p2pchat.discovery.mdns import local_addresses, open_mdns
 from p2pchat.discovery.records import Announcement, Status
 from p2pchat.discovery.watch import watch
-from p2pchat.errors import ConnectionClosed, P2PChatError
+from p2pchat.errors import ConnectionClosed, P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.net.connection import SecureConnection
 from p2pchat.net.server import listener_addresses, open_secure_connection, serve_secure
@@ -139,6 +139,7 @@ def _add_discovery_options(parser: argparse.ArgumentParser) -> None:
         "--interface",
         metavar="IP",
         action="append",
+        type=_ipv4_interface,
         help="use mDNS only on the interface with this address (repeatable; "
         "default: all; 127.0.0.1 for nodes on one machine)",
     )
@@ -154,37 +155,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command is None:  # until the UI exists, plain `p2pchat` runs a node
         args = parser.parse_args([*(argv or sys.argv[1:]), "daemon"])
+    commands = {
+        "id": cmd_id,
+        "daemon": cmd_daemon,
+        "ping": cmd_ping,
+        "peers": cmd_peers,
+        "invite": cmd_invite,
+        "connect": cmd_connect,
+        "doctor": cmd_doctor,
+    }
     try:
-        profile = open_profile(resolve_home(args.home))
-        if args.command == "id":
-            return cmd_id(profile, as_json=args.json)
-        if args.command == "daemon":
-            return cmd_daemon(profile, args)
-        if args.command == "ping":
-            return cmd_ping(profile, args)
-        if args.command == "peers":
-            return cmd_peers(profile, args)
-        if args.command == "invite":
-            return cmd_invite(profile, args)
-        if args.command == "connect":
-            return cmd_connect(profile, args)
-        if args.command == "doctor":
-            return cmd_doctor(profile, args)
+        return commands[args.command](open_profile(resolve_home(args.home)), args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-    parser.error(f"unknown command {args.command}")
-    return EXIT_USAGE  # parser.error exits; this satisfies the type checker
 
 
 # ------------------------------------------------------------------------- id
 
 
-def cmd_id(profile: Profile, *, as_json: bool) -> int:
+def cmd_id(profile: Profile, args: argparse.Namespace) -> int:
     identity = profile.identity
-    if as_json:
+    if args.json:
         _print_json(
             {"id": identity.peer_id, "fingerprint": identity.fingerprint, "nick": profile.nick}
         )
@@ -211,11 +205,7 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         fallback = False
     else:
         host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
-    try:
-        interfaces = _interfaces(args.interface)
-    except ValueError as error:
-        print(f"p2pchat: --interface: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    interfaces = _interfaces(args.interface)
     try:
         args.static_targets = static_targets(profile.config.get("peers"), args.peer)
     except ValueError as error:
@@ -225,17 +215,26 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         return trio.run(_run_daemon, profile, host, port, fallback, args, interfaces)
 
 
+def _ipv4_interface(value: str) -> str:
+    """argparse type for --interface: the IPv4 address of a local interface."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IP address") from None
+    if address.version != 4:
+        raise argparse.ArgumentTypeError(f"{value}: only IPv4 interfaces are supported for now")
+    return value
+
+
 def _interfaces(values: list[str] | None) -> list[str] | None:
     """The ``--interface`` addresses, else ``$P2PCHAT_INTERFACES`` (comma-separated)."""
-    if not values:
-        values = [v.strip() for v in os.environ.get(INTERFACES_ENV, "").split(",") if v.strip()]
-    if not values:
-        return None
-    for value in values:
-        address = ipaddress.ip_address(value)  # ValueError names the bad value
-        if address.version != 4:
-            raise ValueError(f"{value}: only IPv4 interface addresses are supported for now")
-    return list(values)
+    if values:
+        return values
+    from_env = [v.strip() for v in os.environ.get(INTERFACES_ENV, "").split(",") if v.strip()]
+    try:
+        return [_ipv4_interface(value) for value in from_env] or None
+    except argparse.ArgumentTypeError as error:
+        raise ProfileError(f"{INTERFACES_ENV}: {error}") from None
 
 
 async def _run_daemon(
@@ -460,11 +459,7 @@ def cmd_invite(profile: Profile, args: argparse.Namespace) -> int:
         port, interfaces = DEFAULT_PORT, None
         print(f"p2pchat: no node has run with this profile yet; assuming port {port}",
               file=sys.stderr)  # fmt: skip
-    try:
-        chosen = _interfaces(args.interface) or interfaces
-    except ValueError as error:
-        print(f"p2pchat: --interface: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    chosen = _interfaces(args.interface) or interfaces
     addresses = [format_host_port(host, port) for host in local_addresses(chosen)]
     code = make_invite(profile.identity.peer_id, addresses, profile.nick)
     if args.json:
@@ -500,11 +495,7 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(profile: Profile, args: argparse.Namespace) -> int:
-    try:
-        chosen = _interfaces(args.interface)
-    except ValueError as error:
-        print(f"p2pchat: --interface: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    chosen = _interfaces(args.interface)
     report = trio.run(run_checks, profile.home, chosen)
     if args.json:
         _print_json({
@@ -524,11 +515,7 @@ def cmd_doctor(profile: Profile, args: argparse.Namespace) -> int:
 
 
 def cmd_peers(profile: Profile, args: argparse.Namespace) -> int:
-    try:
-        interfaces = _interfaces(args.interface)
-    except ValueError as error:
-        print(f"p2pchat: --interface: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    interfaces = _interfaces(args.interface)
     if not 0 <= args.wait <= 3600:
         print("p2pchat: --wait takes 0 to 3600 seconds", file=sys.stderr)
         return EXIT_USAGE

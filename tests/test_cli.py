@@ -138,6 +138,8 @@ def test_ping_text_output_and_expected_identity(tmp_path: Path) -> None:
         (["ping", "127.0.0.1:99999"], "port must be"),
         (["ping", "127.0.0.1:1", "--expect", "notanid"], "peer id"),
         (["daemon", "--listen", "[::1"], "missing ']'"),
+        (["daemon", "--interface", "eth0"], "not an IP address"),
+        (["peers", "--interface", "::1"], "only IPv4"),
     ],
 )
 def test_bad_arguments_give_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:

@@ -6,22 +6,11 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.discovery.nodes import Node
 
 LOOPBACK = ("--interface", "127.0.0.1", "--listen", "127.0.0.1:0")
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def start(nodes: list[Node], home: Path, *args: str) -> Node:
@@ -56,16 +45,21 @@ def test_no_announce_nick_hides_nick_and_status(tmp_path: Path, nodes: list[Node
 def test_no_mdns_announces_and_browses_nothing(tmp_path: Path, nodes: list[Node]) -> None:
     hidden = start(nodes, tmp_path / "h", "--no-mdns")
     alice = start(nodes, tmp_path / "a")
-    result = subprocess.run(
-        [sys.executable, "-m", "p2pchat", "--home", str(tmp_path / "q"), "peers",
-         "--interface", "127.0.0.1", "--wait", "2.5", "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    ids = {peer["id"] for peer in json.loads(result.stdout)}
+    ids = {peer["id"] for peer in list_peers(tmp_path / "q", wait=2.5)}
     assert alice.id in ids and hidden.id not in ids
     time.sleep(0.5)
     assert all(e["event"] != "discovered" for e in [*hidden.seen, *_drain(hidden)])
+
+
+def list_peers(home: Path, *, wait: float) -> list[dict[str, object]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "p2pchat", "--home", str(home), "peers",
+         "--interface", "127.0.0.1", "--wait", str(wait), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    peers: list[dict[str, object]] = json.loads(result.stdout)
+    return peers
 
 
 def _drain(node: Node) -> list[dict[str, object]]:
@@ -77,13 +71,7 @@ def _drain(node: Node) -> list[dict[str, object]]:
 
 def test_peers_json_lists_verified_peers(tmp_path: Path, nodes: list[Node]) -> None:
     bob = start(nodes, tmp_path / "b", "--nick", "bob", "--status", "away")
-    result = subprocess.run(
-        [sys.executable, "-m", "p2pchat", "--home", str(tmp_path / "q"), "peers",
-         "--interface", "127.0.0.1", "--wait", "3", "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (entry,) = [peer for peer in json.loads(result.stdout) if peer["id"] == bob.id]
+    (entry,) = [peer for peer in list_peers(tmp_path / "q", wait=3) if peer["id"] == bob.id]
     assert {"id", "nick", "status", "addresses", "verified"} <= set(entry)
     assert entry == {**entry, "nick": "bob", "status": "away", "verified": True,
                      "addresses": [bob.address]}  # fmt: skip

@@ -5,22 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.discovery.nodes import Node
 
 NO_MDNS = ("--listen", "127.0.0.1:0", "--no-mdns")
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ def start(host: Host, home: Path, *args: str) -> Node:
     )  # fmt: skip
     host.processes.append(node.process)
     return node
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def test_every_node_finds_every_other_leaves_and_returns(
