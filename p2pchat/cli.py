@@ -251,7 +251,7 @@ async def _run_daemon(
     async def handle(connection: SecureConnection) -> None:
         out.event(
             "connected",
-            f"connected: {connection.peer_id} from {connection.remote_address}",
+            f"connected: {connection.peer_id[:12]}… from {connection.remote_address}",
             id=connection.peer_id,
             address=connection.remote_address,
         )
@@ -262,7 +262,7 @@ async def _run_daemon(
             reason = connection.closed
             out.event(
                 "disconnected",
-                f"disconnected: {connection.peer_id} ({reason})",
+                f"disconnected: {connection.peer_id[:12]}… ({reason})",
                 id=connection.peer_id,
                 reason=str(reason),
             )
