@@ -104,3 +104,26 @@ class Pong:
     TYPE_ID: ClassVar[int]
     nonce: int
     data: bytes = b""  # bounded by the session's maximum message size
+
+
+# --- mesh ---
+
+
+@wire_message(10)
+@dataclass(frozen=True, slots=True)
+class PresenceRecord:
+    """A node's presence, signed by the node itself (see docs/protocol.md §11).
+
+    Only the owner can make a valid record, and only a higher ``version`` replaces
+    an older one, so relays can carry records but never forge, alter or roll them back.
+    """
+
+    TYPE_ID: ClassVar[int]
+    owner: bytes = limit(size=32)
+    version: int = 0
+    nick: str = limit(max_len=32, default="")
+    status: str = limit(max_len=16, default="avail")
+    status_text: str = limit(max_len=140, default="")
+    addresses: tuple[str, ...] = limit(max_len=8, default=())
+    protocol: int = 1
+    signature: bytes = limit(size=64, default=bytes(64))

@@ -1,0 +1,1 @@
+"""The mesh: membership, failure detection and presence, as sans-IO cores."""

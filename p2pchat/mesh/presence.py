@@ -1,0 +1,148 @@
+"""Signed, owner-versioned presence records and the store that judges them.
+
+Pure: no I/O, no clock (the caller passes ``now_ms``), no randomness. A record is
+signed by its owner's Ed25519 key over a canonical encoding; a receiver accepts it
+only if the signature is valid, the fields are well-formed, and its version is higher
+than any it already holds for that owner. Forged, altered, stale and replayed records
+are rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+import nacl.exceptions
+import nacl.signing
+
+from p2pchat.addresses import parse_host_port
+from p2pchat.identity import Identity
+from p2pchat.wire.codec import signed_fields
+from p2pchat.wire.messages import PresenceRecord
+
+SIGNATURE_CONTEXT = b"p2pchat-presence-v1:"
+STATUSES = frozenset({"avail", "away", "dnd", "offline"})
+MAX_VERSION = 2**63 - 1
+
+
+class Verdict(enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # the same version we already hold: nothing new
+    STALE = "stale"  # older than what we hold: a replay or a slow relay
+    FORGED = "forged"  # the signature does not verify
+    INVALID = "invalid"  # well-signed nonsense (bad status, address, sizes)
+    CONFLICT = "conflict"  # same version, different content: the owner's key misused
+
+
+def signing_bytes(record: PresenceRecord) -> bytes:
+    """What the owner signs: a context string and the fields as one msgpack array."""
+    return SIGNATURE_CONTEXT + signed_fields(record)
+
+
+def sign(record: PresenceRecord, identity: Identity) -> PresenceRecord:
+    if record.owner != identity.public_key:
+        raise ValueError("a presence record is signed by its owner only")
+    signature = identity.signing_key.sign(signing_bytes(record)).signature
+    return replace(record, signature=signature)
+
+
+def make_record(
+    identity: Identity,
+    *,
+    version: int,
+    nick: str,
+    status: str = "avail",
+    status_text: str = "",
+    addresses: tuple[str, ...] = (),
+    protocol: int = 1,
+) -> PresenceRecord:
+    record = PresenceRecord(
+        owner=identity.public_key,
+        version=version,
+        nick=nick,
+        status=status,
+        status_text=status_text,
+        addresses=addresses,
+        protocol=protocol,
+    )
+    problem = _invalid(record)
+    if problem:
+        raise ValueError(problem)
+    return sign(record, identity)
+
+
+def next_version(previous: int, now_ms: int) -> int:
+    """Versions follow the owner's clock, and always go up even if the clock does not,
+    so a restarted node (which may have lost its counter) still supersedes itself."""
+    return max(previous + 1, now_ms)
+
+
+def _invalid(record: PresenceRecord) -> str | None:
+    if record.status not in STATUSES:
+        return f"unknown status {record.status!r}"
+    if not 0 < record.version <= MAX_VERSION:
+        return "version out of range"
+    if any(not ch.isprintable() for ch in record.nick + record.status_text):
+        return "control characters in nick or status text"
+    for address in record.addresses:
+        try:
+            parse_host_port(address)
+        except ValueError as error:
+            return f"bad address: {error}"
+    return None
+
+
+def _signed_by_owner(record: PresenceRecord) -> bool:
+    try:
+        nacl.signing.VerifyKey(record.owner).verify(signing_bytes(record), record.signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    reason: str = ""
+
+
+class PresenceStore:
+    """The newest valid record per owner; bounded, least recently updated evicted first."""
+
+    def __init__(self, *, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._records: OrderedDict[bytes, PresenceRecord] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, owner: bytes) -> PresenceRecord | None:
+        return self._records.get(owner)
+
+    def records(self) -> list[PresenceRecord]:
+        return list(self._records.values())
+
+    def offer(self, record: PresenceRecord) -> Judgement:
+        """Judge a record from anywhere; keep it if it is new and genuine."""
+        held = self._records.get(record.owner)
+        if held is not None and record.version < held.version:
+            return Judgement(Verdict.STALE, f"version {record.version} < {held.version}")
+        if held is not None and record.version == held.version:
+            if record == held:
+                return Judgement(Verdict.DUPLICATE)
+            # Checked before the signature: a genuine conflict means a misused key,
+            # a forged one is reported as forged below.
+            if _signed_by_owner(record):
+                return Judgement(Verdict.CONFLICT, "same version, different content")
+            return Judgement(Verdict.FORGED, "signature does not verify")
+        if not _signed_by_owner(record):
+            return Judgement(Verdict.FORGED, "signature does not verify")
+        problem = _invalid(record)
+        if problem:
+            return Judgement(Verdict.INVALID, problem)
+        self._records[record.owner] = record
+        self._records.move_to_end(record.owner)
+        while len(self._records) > self.capacity:
+            self._records.popitem(last=False)
+        return Judgement(Verdict.ACCEPTED)
