@@ -42,6 +42,7 @@ from p2pchat.wire.framing import FrameDecoder, encode_frame
 from p2pchat.wire.messages import wire_message
 
 XX = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
+RECEIVER_LIMIT_S = 300
 
 
 @wire_message(60_100)
@@ -191,7 +192,8 @@ async def _receiver_raw(port_file: str) -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
         Path(port_file).write_text(str(listener_addresses(listeners)[0][1]))
-        await done.wait()
+        with trio.move_on_after(RECEIVER_LIMIT_S):  # never outlive a failed sender
+            await done.wait()
         nursery.cancel_scope.cancel()
     print(json.dumps(result))
 
@@ -225,7 +227,8 @@ async def _receiver_secure(port_file: str) -> None:
             )
         )
         Path(port_file).write_text(str(listener_addresses(listeners)[0][1]))
-        await done.wait()
+        with trio.move_on_after(RECEIVER_LIMIT_S):  # never outlive a failed sender
+            await done.wait()
         nursery.cancel_scope.cancel()
     print(json.dumps(result))
 
