@@ -38,6 +38,7 @@ from p2pchat.discovery.records import (
 log = logging.getLogger("p2pchat.discovery")
 
 RESOLVE_TIMEOUT_MS = 1500
+MAX_KNOWN_INSTANCES = 1024
 # RFC 6762 §8.1 spaces the three probes 250 ms apart. python-zeroconf stretches this to
 # 500 ms (better conflict detection on slow Wi-Fi, at ~0.5 s per start). Our instance
 # names carry a prefix of the peer id, so a genuine conflict needs two nodes with the
@@ -223,6 +224,10 @@ class Mdns:
         if peer.peer_id == self._own_peer_id:
             return None
         first = name not in self._known
+        if first and len(self._known) >= MAX_KNOWN_INSTANCES:
+            # A flood of fake records must not grow memory or our dialling without end.
+            log.debug("ignoring mDNS record %s: already tracking %d", name, len(self._known))
+            return None
         if not first and self._known[name] == peer:
             return None
         self._known[name] = peer

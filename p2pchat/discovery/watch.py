@@ -17,6 +17,8 @@ from p2pchat.identity import Identity
 
 log = logging.getLogger("p2pchat.discovery")
 
+MAX_CONCURRENT_VERIFICATIONS = 8
+
 # report(event_name, human_text, **json_fields)
 Reporter = Callable[..., None]
 
@@ -51,6 +53,8 @@ async def watch(
     # port, a new address, or a stale cache entry that is then corrected) is proven
     # again, so "verified" always refers to the addresses being reported.
     proven: dict[str, tuple[tuple[str, ...], int]] = {}
+    # Records can name any address: bound how many handshakes they make us start.
+    dialling = trio.CapacityLimiter(MAX_CONCURRENT_VERIFICATIONS)
     async with trio.open_nursery() as nursery:
         await nursery.start(mdns.browse, send)
         if announcement is not None:
@@ -67,7 +71,9 @@ async def watch(
                 else:
                     report("updated", f"updated: {describe(peer)}", **fields)
                 if not verified:
-                    nursery.start_soon(_verify, mdns, identity, peer, report, proven, on_verified)
+                    nursery.start_soon(
+                        _verify, mdns, identity, peer, report, proven, on_verified, dialling
+                    )
             elif isinstance(event, PeerGone) and event.peer is not None:
                 proven.pop(event.instance, None)
                 report("gone", f"gone: {describe(event.peer)}", id=event.peer.peer_id)
@@ -80,8 +86,10 @@ async def _verify(
     report: Reporter,
     proven: dict[str, tuple[tuple[str, ...], int]],
     on_verified: OnVerified | None,
+    dialling: trio.CapacityLimiter,
 ) -> None:
-    result = await verify_peer(peer, identity)
+    async with dialling:
+        result = await verify_peer(peer, identity)
     if result.verdict is Verdict.VERIFIED:
         proven[peer.instance] = (peer.addresses, peer.port)
         if on_verified is not None and result.address is not None:

@@ -51,3 +51,24 @@ async def test_an_instance_name_conflict_is_resolved_by_renaming() -> None:
         second = await two.announce(same)
     assert first != second
     assert second.startswith(same.instance_name())
+
+
+async def test_a_flood_of_records_is_bounded() -> None:
+    import socket
+
+    from zeroconf import ServiceInfo
+
+    from p2pchat.discovery import mdns as mdns_module
+    from p2pchat.discovery.records import SERVICE_TYPE
+
+    async with open_mdns(own_peer_id="me", supported_versions=(1,), interfaces=LOOPBACK) as mdns:
+        accepted = 0
+        for index in range(mdns_module.MAX_KNOWN_INSTANCES + 50):
+            owner = Identity(index.to_bytes(32, "big"))
+            name = f"fake{index}.{SERVICE_TYPE}"
+            txt = Announcement(owner.peer_id, 9, (1,)).txt()
+            loopback = [socket.inet_aton("127.0.0.1")]
+            info = ServiceInfo(SERVICE_TYPE, name, addresses=loopback, port=9, properties=txt)
+            if mdns._judge(name, info) is not None:
+                accepted += 1
+        assert accepted == mdns_module.MAX_KNOWN_INSTANCES
