@@ -184,11 +184,17 @@ def _compile(hint: Any, path: str, metadata: Any) -> Checker:
     raise TypeError(f"{path}: type {hint!r} cannot go on the wire")
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _to_wire(obj: Any) -> Any:
     """msgpack ``default`` hook: nested dataclasses become maps."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {spec.name: getattr(obj, spec.name) for spec in dataclasses.fields(obj)}
-    raise LocalProtocolError(f"{type(obj).__name__} cannot be encoded for the wire")
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+            raise LocalProtocolError(f"{type(obj).__name__} cannot be encoded for the wire")
+        names = _FIELD_NAMES[type(obj)] = tuple(spec.name for spec in dataclasses.fields(obj))
+    return {name: getattr(obj, name) for name in names}
 
 
 # One packer for the process: creating one per call costs more than packing a small message.

@@ -127,3 +127,127 @@ class PresenceRecord:
     addresses: tuple[str, ...] = limit(max_len=8, default=())
     protocol: int = 1
     signature: bytes = limit(size=64, default=bytes(64))
+
+
+@dataclass(frozen=True, slots=True)
+class MeshClaim:
+    """One node's claim that ``subject`` (at record ``version``) is suspect or dead.
+
+    Only the subject can answer it, by publishing a record with a higher version.
+    """
+
+    subject: bytes = limit(size=32)
+    version: int = 0
+    state: str = limit(max_len=8, default="suspect")  # "suspect" | "dead"
+    accuser: bytes = limit(size=32, default=bytes(32))
+
+
+@dataclass(frozen=True, slots=True)
+class DigestEntry:
+    """What a node knows of one member: the record version and whether it thinks it dead."""
+
+    owner: bytes = limit(size=32)
+    version: int = 0
+    dead: bool = False
+
+
+MAX_PIGGYBACK = 8
+MAX_GOSSIP_ITEMS = 256
+MAX_DIGEST_ENTRIES = 10_000
+
+
+@wire_message(20)
+@dataclass(frozen=True, slots=True)
+class MeshPing:
+    """A direct probe; answered by ``MeshAck`` with the same ``seq``. Carries gossip."""
+
+    TYPE_ID: ClassVar[int]
+    seq: int
+    records: tuple[PresenceRecord, ...] = limit(max_len=MAX_PIGGYBACK, default=())
+    claims: tuple[MeshClaim, ...] = limit(max_len=MAX_PIGGYBACK, default=())
+
+
+@wire_message(21)
+@dataclass(frozen=True, slots=True)
+class MeshAck:
+    TYPE_ID: ClassVar[int]
+    seq: int
+    records: tuple[PresenceRecord, ...] = limit(max_len=MAX_PIGGYBACK, default=())
+    claims: tuple[MeshClaim, ...] = limit(max_len=MAX_PIGGYBACK, default=())
+
+
+@wire_message(22)
+@dataclass(frozen=True, slots=True)
+class MeshProbeRequest:
+    """Ask a neighbour to probe ``target`` for us (SWIM's indirect probe)."""
+
+    TYPE_ID: ClassVar[int]
+    seq: int
+    target: bytes = limit(size=32)
+
+
+@wire_message(23)
+@dataclass(frozen=True, slots=True)
+class MeshProbeResult:
+    """The answer to a ``MeshProbeRequest``: ``reached`` false is Lifeguard's nack."""
+
+    TYPE_ID: ClassVar[int]
+    seq: int
+    target: bytes = limit(size=32)
+    reached: bool = False
+
+
+@wire_message(24)
+@dataclass(frozen=True, slots=True)
+class MeshGossip:
+    """Eager push of news: records and claims the sender has just accepted.
+
+    ``repair`` marks the answer to a digest exchange (old news the receiver lacked).
+    """
+
+    TYPE_ID: ClassVar[int]
+    records: tuple[PresenceRecord, ...] = limit(max_len=MAX_GOSSIP_ITEMS, default=())
+    claims: tuple[MeshClaim, ...] = limit(max_len=MAX_GOSSIP_ITEMS, default=())
+    repair: bool = False
+
+
+@wire_message(25)
+@dataclass(frozen=True, slots=True)
+class MeshNeighbor:
+    """Ask to join the receiver's active view. ``urgent``: the sender has no neighbour."""
+
+    TYPE_ID: ClassVar[int]
+    urgent: bool = False
+
+
+@wire_message(26)
+@dataclass(frozen=True, slots=True)
+class MeshNeighborReply:
+    TYPE_ID: ClassVar[int]
+    accepted: bool = False
+    suggestions: tuple[bytes, ...] = limit(max_len=16, default=())
+
+
+@wire_message(27)
+@dataclass(frozen=True, slots=True)
+class MeshDisconnect:
+    """The sender drops the receiver from its active view (it is not leaving the mesh)."""
+
+    TYPE_ID: ClassVar[int]
+
+
+@wire_message(28)
+@dataclass(frozen=True, slots=True)
+class MeshDigest:
+    """Push-pull anti-entropy. ``summary`` hashes the sender's whole membership view.
+
+    With no ``entries`` it is a cheap check; a receiver whose summary differs answers
+    with its full entries (``want_reply`` true) and the two send each other what the
+    other lacks.
+    """
+
+    TYPE_ID: ClassVar[int]
+    summary: bytes = limit(size=16)
+    entries: tuple[DigestEntry, ...] = limit(max_len=MAX_DIGEST_ENTRIES, default=())
+    full: bool = False
+    want_reply: bool = False

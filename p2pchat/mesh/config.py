@@ -1,0 +1,61 @@
+"""The mesh's timers and sizes, with the reasoning for each default (docs/protocol.md §12)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    # One neighbour is probed every period. A neighbour count k gives each node about
+    # one probe per period from its k neighbours, so a crash is noticed in ~1 period.
+    probe_interval: float = 0.5
+    # Wait this long for a direct ack before asking helpers (LAN round trips are ~ms).
+    probe_timeout: float = 0.2
+    # Total budget for a probe round, indirect probes included.
+    probe_round_timeout: float = 0.45
+    indirect_probes: int = 3
+    # Lifeguard: suspicion lasts between min = alpha * max(1, log10 N) * probe_interval
+    # and beta * min; each independent confirmation shortens it toward min.
+    suspicion_alpha: float = 2.0
+    suspicion_beta: float = 3.0
+    suspicion_confirmations: int = 3
+    # Lifeguard local health: our own timeouts stretch by (1 + score) while we are slow.
+    max_local_health: int = 8
+    # HyParView-style active view: ceil(log2 N) + active_extra, clamped; accept
+    # requests up to active_slack more before refusing.
+    active_extra: int = 1
+    active_min: int = 3
+    active_max: int = 12
+    active_slack: int = 2
+    passive_size: int = 30
+    neighbor_timeout: float = 2.0
+    view_interval: float = 1.0
+    # Push-pull anti-entropy with one neighbour per interval: a 16-byte summary when
+    # in sync, so it costs almost nothing when idle.
+    anti_entropy_interval: float = 5.0
+    # How often to try one member we consider dead: this is how partitions heal.
+    reconnect_interval: float = 5.0
+    # Piggybacked news is repeated retransmit_mult * ceil(log10(N + 1)) times (SWIM).
+    retransmit_mult: int = 3
+    piggyback_max: int = 4
+    # Only the newest news rides on probes; bulk repairs travel by push and digest.
+    piggyback_queue: int = 16
+
+    def active_target(self, members: int) -> int:
+        wanted = math.ceil(math.log2(max(members, 2))) + self.active_extra
+        return max(self.active_min, min(self.active_max, wanted))
+
+    def suspicion_bounds(self, members: int) -> tuple[float, float]:
+        low = self.suspicion_alpha * max(1.0, math.log10(max(members, 1))) * self.probe_interval
+        return low, low * self.suspicion_beta
+
+    def suspicion_timeout(self, members: int, confirmations: int) -> float:
+        low, high = self.suspicion_bounds(members)
+        k = self.suspicion_confirmations
+        fraction = math.log(min(confirmations, k) + 1) / math.log(k + 1)
+        return max(low, high - (high - low) * fraction)
+
+    def retransmits(self, members: int) -> int:
+        return self.retransmit_mult * max(1, math.ceil(math.log10(members + 1)))

@@ -1,0 +1,201 @@
+"""Who is in the mesh and in what state: the merge rules for records and claims.
+
+Pure. Each member has the newest genuine record its owner signed and a liveness state.
+The precedence is SWIM's, with the owner's record version as the incarnation number:
+a claim (suspect or dead) applies to a version; a record with a higher version always
+wins over any claim about an older one; at the same version dead beats suspect beats
+alive. Only the owner can make a higher version, so only the owner can refute.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from p2pchat.mesh.presence import PresenceStore, Verdict
+from p2pchat.wire.messages import DigestEntry, MeshClaim, PresenceRecord
+
+
+class State(enum.Enum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"  # someone failed to reach it; still shown online
+    DEAD = "dead"  # declared failed: shown offline until it publishes a newer record
+    LEFT = "left"  # its own record says offline: a graceful leave
+
+
+ONLINE_STATES = frozenset({State.ALIVE, State.SUSPECT})
+
+
+@dataclass(slots=True)
+class Member:
+    record: PresenceRecord
+    state: State = State.ALIVE
+    claim_version: int = 0  # the record version the suspect/dead state applies to
+    suspect_since: float = 0.0
+    confirmers: set[bytes] = field(default_factory=set)
+
+    @property
+    def peer(self) -> bytes:
+        return self.record.owner
+
+    @property
+    def online(self) -> bool:
+        return self.state in ONLINE_STATES
+
+    @property
+    def shown_status(self) -> str:
+        return self.record.status if self.online else "offline"
+
+
+class Change(enum.Enum):
+    NONE = "none"
+    NEW = "new"  # news worth spreading
+    CONFIRMATION = "confirmation"  # another accuser for a suspicion we already hold
+
+
+def _state_for(record: PresenceRecord) -> State:
+    return State.LEFT if record.status == "offline" else State.ALIVE
+
+
+class Membership:
+    def __init__(
+        self,
+        own: PresenceRecord,
+        *,
+        capacity: int = 10_000,
+        verify: Callable[[PresenceRecord], bool] | None = None,
+    ) -> None:
+        self.me = own.owner
+        self._store = PresenceStore(capacity=capacity, verify=verify)
+        self._members: dict[bytes, Member] = {}
+        self._peer_list: list[bytes] = []  # for O(1) random sampling
+        self._summary: bytes | None = None
+        # Members by non-alive state, so hot paths never scan the whole membership.
+        self._by_state: dict[State, set[bytes]] = {state: set() for state in State}
+        self.rejected: dict[Verdict, int] = {}
+        self.set_own(own)
+
+    # --- reading ---
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(self._members.values())
+
+    def get(self, peer: bytes) -> Member | None:
+        return self._members.get(peer)
+
+    @property
+    def own(self) -> PresenceRecord:
+        return self._members[self.me].record
+
+    def online_count(self) -> int:
+        offline = len(self._by_state[State.DEAD]) + len(self._by_state[State.LEFT])
+        return len(self._members) - offline
+
+    def random_peers(self, rng: random.Random, count: int) -> list[bytes]:
+        """Up to ``count`` random draws (with repetition) from every member but us."""
+        if not self._peer_list:
+            return []
+        return [rng.choice(self._peer_list) for _ in range(count)]
+
+    def in_state(self, state: State) -> set[bytes]:
+        return self._by_state[state]
+
+    def _set_state(self, member: Member, state: State) -> None:
+        self._by_state[member.state].discard(member.peer)
+        member.state = state
+        self._by_state[state].add(member.peer)
+        if state is not State.SUSPECT:
+            member.confirmers.clear()
+
+    # --- merging ---
+
+    def set_own(self, record: PresenceRecord) -> None:
+        judgement = self._store.offer(record)
+        if judgement.verdict is not Verdict.ACCEPTED:
+            raise ValueError(f"own record refused: {judgement.verdict.value} {judgement.reason}")
+        member = self._members.setdefault(self.me, Member(record))
+        member.record = record
+        self._set_state(member, _state_for(record))
+        self._summary = None
+
+    def offer_record(self, record: PresenceRecord) -> Change:
+        judgement = self._store.offer(record)
+        if judgement.verdict is not Verdict.ACCEPTED:
+            if judgement.verdict is not Verdict.DUPLICATE:
+                self.rejected[judgement.verdict] = self.rejected.get(judgement.verdict, 0) + 1
+            return Change.NONE
+        member = self._members.get(record.owner)
+        if member is None:
+            member = self._members[record.owner] = Member(record)
+            self._peer_list.append(record.owner)
+            self._set_state(member, _state_for(record))
+        elif member.state in (State.SUSPECT, State.DEAD) and member.claim_version >= record.version:
+            member.record = record  # the claim is about this version or newer: it stands
+        else:
+            member.record = record
+            self._set_state(member, _state_for(record))
+        self._summary = None
+        return Change.NEW
+
+    def offer_claim(self, claim: MeshClaim, now: float) -> Change:
+        member = self._members.get(claim.subject)
+        if member is None or claim.subject == self.me:
+            return Change.NONE  # unknown: anti-entropy brings the record with the claim
+        if claim.version < member.record.version or member.state is State.LEFT:
+            return Change.NONE
+        if claim.state == "dead":
+            if member.state is State.DEAD and member.claim_version >= claim.version:
+                return Change.NONE
+            self._set_state(member, State.DEAD)
+            member.claim_version = claim.version
+            self._summary = None
+            return Change.NEW
+        if claim.state != "suspect" or member.state is State.DEAD:
+            return Change.NONE
+        if member.state is State.SUSPECT and member.claim_version >= claim.version:
+            if claim.accuser in member.confirmers:
+                return Change.NONE
+            member.confirmers.add(claim.accuser)
+            return Change.CONFIRMATION
+        self._set_state(member, State.SUSPECT)
+        member.claim_version = claim.version
+        member.suspect_since = now
+        member.confirmers = {claim.accuser}
+        return Change.NEW
+
+    def forget_suspicion(self, peer: bytes) -> None:
+        member = self._members.get(peer)
+        if member is not None and member.state is State.SUSPECT:
+            self._set_state(member, State.ALIVE)
+
+    # --- anti-entropy ---
+
+    def entry(self, member: Member) -> DigestEntry:
+        return DigestEntry(member.peer, member.record.version, member.state is State.DEAD)
+
+    def entries(self) -> list[DigestEntry]:
+        return [self.entry(member) for member in self._members.values()]
+
+    def summary(self) -> bytes:
+        """A 16-byte hash of every (owner, version, dead): equal summaries, equal views."""
+        if self._summary is None:
+            digest = hashlib.blake2b(digest_size=16, person=b"p2pchat-digest")
+            for owner, member in sorted(self._members.items()):
+                digest.update(owner)
+                digest.update(member.record.version.to_bytes(8, "big"))
+                digest.update(b"\x01" if member.state is State.DEAD else b"\x00")
+            self._summary = digest.digest()
+        return self._summary
+
+
+def newer(mine: DigestEntry, theirs: DigestEntry | None) -> bool:
+    """Does ``mine`` tell the holder of ``theirs`` something it does not know?"""
+    if theirs is None:
+        return True
+    return (mine.version, mine.dead) > (theirs.version, theirs.dead)

@@ -1,0 +1,290 @@
+"""The mesh core without sockets: a few meshes wired by hand, then the simulator."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import pytest
+
+from p2pchat.identity import Identity
+from p2pchat.mesh.config import MeshConfig
+from p2pchat.mesh.core import Mesh, PresenceChanged
+from p2pchat.mesh.membership import State
+from p2pchat.mesh.presence import Verdict, make_record
+from p2pchat.mesh.sim import SimSettings, Simulation, main, simulate
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import (
+    DigestEntry,
+    MeshAck,
+    MeshClaim,
+    MeshDigest,
+    MeshGossip,
+    MeshNeighborReply,
+    MeshPing,
+)
+
+
+class Net:
+    """Meshes that deliver to each other instantly, through the real codec."""
+
+    def __init__(self, count: int, seed: int = 1) -> None:
+        rng = random.Random(seed)
+        self.now = 1000.0
+        self.codec = Codec()
+        self.meshes: list[Mesh] = []
+        self.down: set[bytes] = set()
+        self.events: dict[bytes, list[PresenceChanged]] = {}
+        for index in range(count):
+            identity = Identity(rng.randbytes(32))
+            record = make_record(identity, version=1, nick=f"n{index}")
+            mesh = Mesh(identity, record, now=self.now, rng=random.Random(index))
+            self.meshes.append(mesh)
+            self.events[mesh.me] = []
+        self.by_id = {mesh.me: mesh for mesh in self.meshes}
+
+    def pump(self, rounds: int = 50) -> None:
+        for _ in range(rounds):
+            moved = False
+            for mesh in self.meshes:
+                self.events[mesh.me].extend(mesh.take_events())
+                for peer, message in mesh.take_outgoing():
+                    target = self.by_id.get(peer)
+                    if target is None or peer in self.down or mesh.me in self.down:
+                        continue
+                    decoded = self.codec.decode(self.codec.encode(message))
+                    target.receive(mesh.me, decoded, self.now)
+                    moved = True
+            if not moved:
+                return
+
+    def advance(self, seconds: float, step: float = 0.05) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now += step
+            for mesh in self.meshes:
+                if mesh.me not in self.down and mesh.next_deadline() <= self.now:
+                    mesh.tick(self.now)
+            self.pump()
+
+
+def joined(count: int) -> Net:
+    net = Net(count)
+    first = net.meshes[0]
+    for mesh in net.meshes[1:]:
+        mesh.introduce([first.me], net.now)
+    net.pump()
+    net.advance(3)
+    return net
+
+
+def test_meshes_join_learn_every_record_and_keep_symmetric_views() -> None:
+    net = joined(6)
+    for mesh in net.meshes:
+        assert len(mesh.members) == 6
+        assert mesh.members.online_count() == 6
+        assert mesh.active, "every node has neighbours"
+        for peer in mesh.active:
+            assert mesh.me in net.by_id[peer].active, "views are symmetric"
+
+
+def test_a_status_change_reaches_everyone_and_older_versions_are_ignored() -> None:
+    net = joined(5)
+    speaker = net.meshes[2]
+    old = speaker.own
+    new = speaker.update_presence(net.now, status="dnd", status_text="in a call")
+    net.pump()
+    for mesh in net.meshes:
+        member = mesh.members.get(speaker.me)
+        assert member is not None and member.record == new
+    listener = net.meshes[0]
+    listener.receive(net.meshes[1].me, MeshGossip(records=(old,)), net.now)
+    held = listener.members.get(speaker.me)
+    assert held is not None and held.record == new
+    assert listener.members.rejected.get(Verdict.STALE) == 1
+
+
+def test_forged_records_are_rejected_and_change_nothing() -> None:
+    net = joined(3)
+    victim, listener = net.meshes[1], net.meshes[0]
+    forged = replace(victim.own, version=victim.own.version + 5, status="away")
+    listener.receive(net.meshes[2].me, MeshGossip(records=(forged,)), net.now)
+    member = listener.members.get(victim.me)
+    assert member is not None and member.record.status == "avail"
+    assert listener.members.rejected[Verdict.FORGED] == 1
+    assert not listener.take_outgoing() or all(
+        forged not in getattr(message, "records", ()) for _, message in listener.take_outgoing()
+    )
+
+
+def test_a_suspicion_is_refuted_by_a_higher_version_sent_back_to_its_source() -> None:
+    net = joined(3)
+    subject, accuser = net.meshes[0], net.meshes[1]
+    version = subject.own.version
+    subject.receive(
+        accuser.me,
+        MeshGossip(claims=(MeshClaim(subject.me, version, "suspect", accuser.me),)),
+        net.now,
+    )
+    assert subject.own.version == version + 1
+    sent = subject.take_outgoing()
+    assert any(
+        peer == accuser.me and subject.own in getattr(message, "records", ())
+        for peer, message in sent
+    )
+    # A claim about an older version than the record held is stale and ignored.
+    subject.receive(
+        accuser.me,
+        MeshGossip(claims=(MeshClaim(subject.me, version, "dead", accuser.me),)),
+        net.now,
+    )
+    assert subject.own.version == version + 1
+
+
+def test_a_crashed_node_is_suspected_then_marked_dead_everywhere() -> None:
+    net = joined(6)
+    victim = net.meshes[3]
+    net.down.add(victim.me)
+    net.advance(8)
+    for mesh in net.meshes:
+        if mesh is victim:
+            continue
+        member = mesh.members.get(victim.me)
+        assert member is not None and member.state is State.DEAD
+        assert victim.me not in mesh.active
+        states = [e.state for e in net.events[mesh.me] if e.record.owner == victim.me]
+        assert State.DEAD in states
+
+
+def test_a_graceful_leave_shows_at_once() -> None:
+    net = joined(4)
+    leaver = net.meshes[1]
+    leaver.leave(net.now)
+    net.pump()
+    for mesh in net.meshes:
+        if mesh is leaver:
+            continue
+        member = mesh.members.get(leaver.me)
+        assert member is not None and member.state is State.LEFT
+        assert member.shown_status == "offline"
+        assert leaver.me not in mesh.active
+
+
+def test_anti_entropy_repairs_a_missed_update() -> None:
+    net = joined(4)
+    deaf, speaker = net.meshes[3], net.meshes[0]
+    net.down.add(deaf.me)
+    new = speaker.update_presence(net.now, status="away")
+    net.pump()
+    stale = deaf.members.get(speaker.me)
+    assert stale is not None and stale.record.version < new.version
+    net.down.discard(deaf.me)
+    net.advance(MeshConfig().anti_entropy_interval * 2)
+    repaired = deaf.members.get(speaker.me)
+    assert repaired is not None and repaired.record == new
+
+
+def test_digest_exchange_sends_only_what_is_missing() -> None:
+    net = joined(3)
+    a, b = net.meshes[0], net.meshes[1]
+    a.take_outgoing()
+    entries = tuple(b.members.entries())
+    a.receive(b.me, MeshDigest(b.members.summary(), entries, full=True, want_reply=True), net.now)
+    assert a.take_outgoing() == [], "in sync: nothing to send"
+    a.receive(
+        b.me,
+        MeshDigest(bytes(16), (DigestEntry(bytes(32), 99),), full=True, want_reply=True),
+        net.now,
+    )
+    sent = a.take_outgoing()
+    records = [r for _, m in sent if isinstance(m, MeshGossip) for r in m.records]
+    assert len(records) == 3, "b claims to know none of ours: all three records go"
+    wants = [m for _, m in sent if isinstance(m, MeshDigest)]
+    assert wants and wants[0].entries == (DigestEntry(bytes(32), 0),)
+
+
+def test_nonsense_from_a_neighbour_is_ignored() -> None:
+    net = joined(3)
+    mesh, other = net.meshes[0], net.meshes[1]
+    before = (mesh.own, set(mesh.active), len(mesh.members))
+    mesh.receive(other.me, MeshNeighborReply(True, (b"short", bytes(40))), net.now)
+    mesh.receive(other.me, MeshAck(424242), net.now)
+    mesh.receive(other.me, MeshGossip(claims=(MeshClaim(bytes(32), 5, "dead", other.me),)), net.now)
+    mesh.receive(
+        other.me, MeshGossip(claims=(MeshClaim(other.me, 1, "zombie", other.me),)), net.now
+    )
+    mesh.receive(other.me, object(), net.now)
+    assert (mesh.own, set(mesh.active), len(mesh.members)) == before
+
+
+def test_probes_are_answered_and_carry_gossip() -> None:
+    net = joined(2)
+    a, b = net.meshes
+    news = b.update_presence(net.now, status_text="hello")
+    b.take_outgoing()
+    a.receive(b.me, MeshPing(7, records=(news,)), net.now)
+    replies = a.take_outgoing()
+    assert any(isinstance(m, MeshAck) and m.seq == 7 for _, m in replies)
+    member = a.members.get(b.me)
+    assert member is not None and member.record == news
+
+
+def test_lifeguard_suspicion_timeout_shrinks_with_confirmations() -> None:
+    config = MeshConfig()
+    low, high = config.suspicion_bounds(100)
+    timeouts = [config.suspicion_timeout(100, c) for c in range(5)]
+    assert timeouts[0] == pytest.approx(high)
+    assert timeouts == sorted(timeouts, reverse=True)
+    assert timeouts[config.suspicion_confirmations] == pytest.approx(low)
+    assert config.active_target(1000) > config.active_target(10)
+
+
+# ---------------------------------------------------------------- the simulator
+
+
+def test_simulated_crashes_are_detected_and_changes_converge() -> None:
+    report = simulate(SimSettings(nodes=40, seed=3, crash=3, seconds=20))
+    assert report.converge_100_s is not None and report.converge_100_s < 1.0
+    assert report.detect_max_s is not None and report.detect_max_s < 8.0
+    assert report.false_offline == 0
+    assert report.active_view_max <= MeshConfig().active_target(40) + MeshConfig().active_slack
+
+
+def test_simulation_with_loss_marks_no_live_node_offline() -> None:
+    report = simulate(SimSettings(nodes=30, seed=4, loss=0.1, seconds=240))
+    assert report.false_offline == 0
+    assert report.converge_100_s is not None
+
+
+def test_a_partition_heals() -> None:
+    report = simulate(SimSettings(nodes=20, seed=5, partition=True, seconds=30))
+    assert report.heal_s is not None and report.heal_s < 15
+
+
+def test_a_cold_start_forms_one_mesh() -> None:
+    sim = Simulation(SimSettings(nodes=25, seed=6, cold_start=True))
+    sim.warm_up()
+    assert sim.everyone_knows_everyone() and sim.views_formed()
+
+
+def test_the_simulator_is_deterministic_and_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--nodes", "15", "--seed", "9", "--crash", "1", "--seconds", "10", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    for key in ("wall_s",):
+        first.pop(key), second.pop(key)
+    assert first == second
+    for key in (
+        "converge_999_s",
+        "converge_100_s",
+        "detect_median_s",
+        "detect_max_s",
+        "false_offline",
+        "msgs_per_node_s",
+        "bytes_per_node_s",
+    ):
+        assert key in first
+    assert main(["--nodes", "1", "--seed", "1"]) == 2
