@@ -1,0 +1,398 @@
+"""The Node: one nursery running the listener, discovery, links and the mesh.
+
+Every front end (daemon, TUI, tests) drives a node the same way::
+
+    async with open_node(identity, NodeSettings(nick="ann")) as node:
+        await node.set_presence(status="away")
+        async for event in node.events:
+            ...
+
+Commands are methods; everything the node observes arrives as one stream of typed
+:data:`NodeEvent` values. Leaving the ``async with`` announces a graceful leave to
+the mesh, says goodbye on mDNS and closes every session, promptly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import trio
+
+from p2pchat.addresses import format_host_port
+from p2pchat.discovery.dial import dial_all
+from p2pchat.discovery.known import KnownPeers, Target
+from p2pchat.discovery.mdns import local_addresses, open_mdns
+from p2pchat.discovery.records import Announcement, Status
+from p2pchat.discovery.watch import watch
+from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
+from p2pchat.mesh.config import MeshConfig
+from p2pchat.mesh.core import MESH_MESSAGES, Mesh, PresenceChanged
+from p2pchat.mesh.membership import State
+from p2pchat.mesh.presence import make_record, next_version
+from p2pchat.net.connection import ConnectionConfig
+from p2pchat.net.links import LinkLimits, LinkManager
+from p2pchat.net.server import listener_addresses, serve_secure
+from p2pchat.session.core import SUPPORTED_VERSIONS
+
+log = logging.getLogger("p2pchat.node")
+
+EVENT_BUFFER = 4096
+STATIC_RETRY_MAX = 60.0
+
+
+# ---------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    peer_id: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    peer_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDisconnected:
+    peer_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """How a member looks now: shown ``status`` is ``offline`` once it is dead or left."""
+
+    peer_id: str
+    nick: str
+    status: str
+    status_text: str
+    state: str  # alive / suspect / dead / left
+    version: int
+    is_self: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryNote:
+    """What discovery saw (discovered, verified, gone, spoof...), as the CLI prints it."""
+
+    name: str
+    text: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+NodeEvent = Listening | PeerConnected | PeerDisconnected | Presence | DiscoveryNote
+
+
+# ---------------------------------------------------------------------- settings
+
+
+@dataclass(slots=True)
+class NodeSettings:
+    nick: str = ""
+    status: str = "avail"
+    status_text: str = ""
+    host: str = "0.0.0.0"
+    port: int = 0
+    mdns: bool = True
+    announce_nick: bool = True
+    interfaces: list[str] | None = None
+    static: list[Target] = field(default_factory=list)
+    known_peers: KnownPeers | None = None
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    limits: LinkLimits = field(default_factory=LinkLimits)
+    connection: ConnectionConfig = field(default_factory=ConnectionConfig)
+    seed: int | None = None  # for repeatable tests; None: the OS's randomness
+
+
+class Node:
+    def __init__(self, identity: Identity, settings: NodeSettings, nursery: trio.Nursery) -> None:
+        self.identity = identity
+        self.settings = settings
+        self.peer_id = identity.peer_id
+        self._nursery = nursery
+        self._rng = random.Random(settings.seed)
+        self._hints: dict[bytes, list[str]] = {}
+        self._verified_addresses: set[str] = set()
+        self._shown: dict[bytes, tuple[str, str, str, bool]] = {}
+        self._wake = trio.Event()
+        self._events_in, self.events = trio.open_memory_channel[NodeEvent](EVENT_BUFFER)
+        self.addresses: tuple[str, ...] = ()
+        self.mesh: Mesh | None = None
+        self.links = LinkManager(
+            identity,
+            nursery,
+            resolve=self._resolve,
+            on_message=self._on_message,
+            on_up=self._on_up,
+            on_down=self._on_down,
+            needed=self._needed,
+            config=settings.connection,
+            limits=settings.limits,
+            rng=random.Random(self._rng.getrandbits(64)),
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    async def set_presence(
+        self,
+        *,
+        nick: str | None = None,
+        status: str | None = None,
+        status_text: str | None = None,
+    ) -> None:
+        """Publish a new nick, status (avail/away/dnd) or status text to the mesh."""
+        if status is not None and status not in ("avail", "away", "dnd"):
+            raise ValueError(f"unknown status {status!r}: use avail, away or dnd")
+        mesh = self._require_mesh()
+        mesh.update_presence(trio.current_time(), nick=nick, status=status, status_text=status_text)
+        self._pump()
+
+    def introduce(self, peer_id: str, address: str | None = None) -> None:
+        """Tell the node about a peer to join through (an invite, a static peer)."""
+        key = decode_peer_id(peer_id)
+        if address:
+            self._hint(key, address)
+        self._require_mesh().introduce([key], trio.current_time())
+        self._pump()
+
+    def members(self) -> list[Presence]:
+        mesh = self._require_mesh()
+        return [self._presence(member.record, member.state) for member in mesh.members]
+
+    def presence_of(self, peer_id: str) -> Presence | None:
+        member = self._require_mesh().members.get(decode_peer_id(peer_id))
+        return None if member is None else self._presence(member.record, member.state)
+
+    def neighbours(self) -> list[str]:
+        return sorted(encode_peer_id(peer) for peer in self._require_mesh().active)
+
+    def connected(self) -> list[str]:
+        return sorted(encode_peer_id(peer) for peer in self.links.links)
+
+    # ------------------------------------------------------------------ running
+
+    async def _start(self, *, task_status: trio.TaskStatus[None]) -> None:
+        settings = self.settings
+        listeners = await self._nursery.start(
+            partial(
+                serve_secure,
+                self.links.serve,
+                self.identity,
+                host=settings.host,
+                port=settings.port,
+                config=settings.connection,
+            )
+        )
+        bound = listener_addresses(listeners)
+        port = bound[0][1]
+        hosts = [host for host, _ in bound]
+        if any(host in ("0.0.0.0", "::") for host in hosts):
+            hosts = local_addresses(settings.interfaces)
+        self.addresses = tuple(format_host_port(host, port) for host in hosts)[:8]
+        record = make_record(
+            self.identity,
+            version=next_version(0, int(time.time() * 1000)),
+            nick=settings.nick,
+            status=settings.status,
+            status_text=settings.status_text,
+            addresses=self.addresses,
+        )
+        self.mesh = Mesh(
+            self.identity,
+            record,
+            now=trio.current_time(),
+            rng=random.Random(self._rng.getrandbits(64)),
+            config=settings.mesh,
+        )
+        self._emit(Listening(self.peer_id, self.addresses))
+        self._emit_presence(PresenceChanged(record, State.ALIVE))
+        self._nursery.start_soon(self._run_mesh)
+        self._nursery.start_soon(self.links.reap_idle)
+        targets = list(settings.static)
+        if settings.known_peers is not None:
+            targets = [*settings.known_peers.targets(), *targets]
+        if targets:
+            self._nursery.start_soon(self._keep_trying, targets)
+        if settings.mdns:
+            await self._nursery.start(self._run_discovery, port)
+        task_status.started()
+
+    async def _run_mesh(self) -> None:
+        mesh = self._require_mesh()
+        while True:
+            with trio.move_on_at(mesh.next_deadline()):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            mesh.tick(trio.current_time())
+            self._pump()
+
+    async def _run_discovery(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
+        settings = self.settings
+        async with open_mdns(
+            own_peer_id=self.peer_id,
+            supported_versions=SUPPORTED_VERSIONS,
+            interfaces=settings.interfaces,
+        ) as mdns:
+            announcement = Announcement(
+                peer_id=self.peer_id,
+                port=port,
+                versions=SUPPORTED_VERSIONS,
+                nick=settings.nick if settings.announce_nick else None,
+                status=Status(settings.status) if settings.announce_nick else None,
+            )
+            await watch(
+                mdns,
+                self.identity,
+                self._note,
+                announcement=announcement,
+                on_verified=self._verified,
+                task_status=task_status,
+            )
+
+    async def _keep_trying(self, targets: list[Target]) -> None:
+        """Dial static and remembered peers until each answered once, backing off."""
+        delay = 1.0
+        waiting = list(targets)
+        while waiting:
+            await dial_all(waiting, self.identity, self._note, self._verified)
+            waiting = [t for t in waiting if t.address not in self._verified_addresses]
+            if not waiting:
+                return
+            await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
+            delay = min(STATIC_RETRY_MAX, delay * 2)
+
+    def _verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
+        self._verified_addresses.add(address)
+        if self.settings.known_peers is not None:
+            self.settings.known_peers.remember(peer_id, address, nick)
+        key = decode_peer_id(peer_id)
+        if key == self.identity.public_key:
+            return
+        self._hint(key, address)
+        if self.mesh is not None:
+            self.mesh.introduce([key], trio.current_time())
+            self._pump()
+
+    async def _leave(self) -> None:
+        if self.mesh is not None and not self.mesh.stopped:
+            self.mesh.leave(trio.current_time())
+            self._pump()
+        await self.links.close_all()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _require_mesh(self) -> Mesh:
+        if self.mesh is None:
+            raise RuntimeError("the node has not started")
+        return self.mesh
+
+    def _hint(self, peer: bytes, address: str) -> None:
+        known = self._hints.setdefault(peer, [])
+        if address in known:
+            known.remove(address)
+        known.insert(0, address)
+        del known[4:]
+
+    def _resolve(self, peer: bytes) -> list[str]:
+        addresses = list(self._hints.get(peer, ()))
+        if self.mesh is not None:
+            member = self.mesh.members.get(peer)
+            if member is not None:
+                addresses += [a for a in member.record.addresses if a not in addresses]
+        return addresses
+
+    def _needed(self, peer: bytes) -> bool:
+        return self.mesh is not None and peer in self.mesh.active
+
+    def _on_message(self, peer: bytes, message: Any) -> None:
+        if isinstance(message, MESH_MESSAGES) and self.mesh is not None:
+            self.mesh.receive(peer, message, trio.current_time())
+            self._pump()
+        else:
+            log.debug("ignoring %s from %s", type(message).__name__, encode_peer_id(peer))
+
+    def _on_up(self, peer: bytes, address: str) -> None:
+        self._emit(PeerConnected(encode_peer_id(peer), address))
+
+    def _on_down(self, peer: bytes, reason: str) -> None:
+        self._emit(PeerDisconnected(encode_peer_id(peer), reason))
+        if self.mesh is not None:
+            self.mesh.link_down(peer, trio.current_time())
+            self._pump()
+
+    def _pump(self) -> None:
+        mesh = self.mesh
+        if mesh is None:
+            return
+        for peer, message in mesh.take_outgoing():
+            self.links.send(peer, message)
+        for event in mesh.take_events():
+            self._emit_presence(event)
+        self._wake.set()  # the mesh's next deadline may have moved
+
+    def _presence(self, record: Any, state: State) -> Presence:
+        online = state in (State.ALIVE, State.SUSPECT)
+        return Presence(
+            peer_id=encode_peer_id(record.owner),
+            nick=record.nick,
+            status=record.status if online else "offline",
+            status_text=record.status_text,
+            state=state.value,
+            version=record.version,
+            is_self=record.owner == self.identity.public_key,
+        )
+
+    def _emit_presence(self, event: PresenceChanged) -> None:
+        presence = self._presence(event.record, event.state)
+        shown = (presence.nick, presence.status, presence.status_text, presence.status != "offline")
+        if self._shown.get(event.record.owner) == shown:
+            return  # a suspicion, or a refutation: nothing a person would see changed
+        self._shown[event.record.owner] = shown
+        self._emit(presence)
+
+    def _note(self, name: str, text: str, **fields: Any) -> None:
+        self._emit(DiscoveryNote(name, text, fields))
+
+    def _emit(self, event: NodeEvent) -> None:
+        try:
+            self._events_in.send_nowait(event)
+        except trio.WouldBlock:
+            log.warning("event stream full (nobody reading?): dropped %s", type(event).__name__)
+
+
+@contextlib.asynccontextmanager
+async def open_node(
+    identity: Identity, settings: NodeSettings | None = None
+) -> AsyncIterator[Node]:
+    """Start a node; on exit leave the mesh gracefully and stop everything."""
+    async with trio.open_nursery() as nursery:
+        node = Node(identity, settings or NodeSettings(), nursery)
+        try:
+            await nursery.start(node._start)
+            yield node
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(3):
+                await node._leave()
+            nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def crashable_node(
+    identity: Identity, settings: NodeSettings | None = None
+) -> AsyncIterator[tuple[Node, trio.CancelScope]]:
+    """For tests: a node whose scope can be cancelled to stop it *without* a leave."""
+    async with trio.open_nursery() as nursery:
+        node = Node(identity, settings or NodeSettings(), nursery)
+        await nursery.start(node._start)
+        yield node, nursery.cancel_scope
+        nursery.cancel_scope.cancel()
