@@ -96,7 +96,7 @@ async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change()
 
         took = await wait_until(lambda: all(heard(o) for o in survivors), 10, "the change")
         assert took < 2
-        assert all(o.presence_of(speaker.peer_id).status == "dnd" for o in survivors)  # type: ignore[union-attr]
+        assert all(o.presence_of(speaker.peer_id).status == "dnd" for o in survivors)
         nursery.cancel_scope.cancel()
 
 
@@ -135,7 +135,7 @@ async def test_a_graceful_leave_is_seen_at_once_and_events_flow() -> None:
             lambda: sees(stay_a, node, "offline") and sees(stay_b, node, "offline"), 5, "leave"
         )
         assert took < 0.5, "a leave is announced, not detected"
-        assert stay_a.presence_of(node.peer_id).state == "left"  # type: ignore[union-attr]
+        assert stay_a.presence_of(node.peer_id).state == "left"
         nursery.cancel_scope.cancel()
 
 
