@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import json
 import logging
@@ -28,12 +27,22 @@ from p2pchat.discovery.known import (
     static_targets,
 )
 from p2pchat.discovery.mdns import local_addresses, open_mdns
-from p2pchat.discovery.records import Announcement, Status
+from p2pchat.discovery.records import Status
 from p2pchat.discovery.watch import watch
 from p2pchat.errors import ConnectionClosed, P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
-from p2pchat.net.connection import SecureConnection
-from p2pchat.net.server import listener_addresses, open_secure_connection, serve_secure
+from p2pchat.mesh.presence import MAX_NICK, MAX_STATUS_TEXT
+from p2pchat.net.node import (
+    DiscoveryNote,
+    Listening,
+    Node,
+    NodeSettings,
+    PeerConnected,
+    PeerDisconnected,
+    Presence,
+    open_node,
+)
+from p2pchat.net.server import open_secure_connection
 from p2pchat.profile import Profile, ProfileLock, open_profile, resolve_home
 from p2pchat.session.core import SUPPORTED_VERSIONS
 
@@ -114,6 +123,12 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
         choices=[status.value for status in Status],
         default=Status.AVAILABLE.value,
         help="presence to announce (default avail)",
+    )
+    parser.add_argument(
+        "--status-text",
+        default="",
+        metavar="TEXT",
+        help="a short line shown with your status (at most 140 characters)",
     )
     parser.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_discovery_options(parser)
@@ -205,6 +220,10 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         fallback = False
     else:
         host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
+    problem = presence_problem(profile.nick, args.status_text)
+    if problem:
+        print(f"p2pchat: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     interfaces = _interfaces(args.interface)
     try:
         args.static_targets = static_targets(profile.config.get("peers"), args.peer)
@@ -213,6 +232,16 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with ProfileLock(profile.home):
         return trio.run(_run_daemon, profile, host, port, fallback, args, interfaces)
+
+
+def presence_problem(nick: str, status_text: str) -> str | None:
+    if len(nick) > MAX_NICK:
+        return f"the nick is {len(nick)} characters; at most {MAX_NICK}"
+    if len(status_text) > MAX_STATUS_TEXT:
+        return f"--status-text is {len(status_text)} characters; at most {MAX_STATUS_TEXT}"
+    if not all(ch.isprintable() for ch in nick + status_text):
+        return "control characters are not allowed in a nick or status text"
+    return None
 
 
 def _ipv4_interface(value: str) -> str:
@@ -245,35 +274,27 @@ async def _run_daemon(
     args: argparse.Namespace,
     interfaces: list[str] | None,
 ) -> int:
-    as_json = args.json
-    out = _EventPrinter(sys.stdout, as_json=as_json)
-
-    async def handle(connection: SecureConnection) -> None:
-        out.event(
-            "connected",
-            f"connected: {connection.peer_id[:12]}… from {connection.remote_address}",
-            id=connection.peer_id,
-            address=connection.remote_address,
-        )
-        try:
-            async for message in connection:
-                log.debug("from %s: %r", connection.peer_id, message)
-        finally:
-            reason = connection.closed
-            out.event(
-                "disconnected",
-                f"disconnected: {connection.peer_id[:12]}… ({reason})",
-                id=connection.peer_id,
-                reason=str(reason),
-            )
-
-    # Signals are caught from the very start, so a node stopped while it is still
-    # registering on mDNS sends its goodbye too.
+    out = _EventPrinter(sys.stdout, as_json=args.json)
+    settings = NodeSettings(
+        nick=profile.nick,
+        status=args.status,
+        status_text=args.status_text,
+        host=host,
+        port=port,
+        mdns=not args.no_mdns,
+        announce_nick=not args.no_announce_nick,
+        interfaces=interfaces,
+        static=args.static_targets,
+        known_peers=KnownPeers(profile.home / KNOWN_FILE),
+    )
+    # Signals are caught from the very start. A signal ends the event loop rather than
+    # cancelling the node, so the node can still announce its leave and say goodbye.
+    stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+            nursery.start_soon(_stop_on_signal, signals, stop)
             try:
-                listeners = await nursery.start(_serve, handle, profile, host, port)
+                await _run_node(profile, settings, interfaces, out, stop)
             except OSError as error:
                 if not may_fall_back:
                     where = format_host_port(host, port)
@@ -285,80 +306,83 @@ async def _run_daemon(
                     "port instead",
                     file=sys.stderr,
                 )
-                listeners = await nursery.start(_serve, handle, profile, host, 0)
-            addresses = [format_host_port(h, p) for h, p in listener_addresses(listeners)]
-            identity = profile.identity
-            listen_port = listener_addresses(listeners)[0][1]
-            _write_node_state(profile, listen_port, interfaces)
+                settings.port = 0
+                await _run_node(profile, settings, interfaces, out, stop)
+            nursery.cancel_scope.cancel()
+    out.event("stopped", "stopped")
+    return 0
+
+
+async def _run_node(
+    profile: Profile,
+    settings: NodeSettings,
+    interfaces: list[str] | None,
+    out: _EventPrinter,
+    stop: trio.Event,
+) -> None:
+    identity = profile.identity
+    async with open_node(identity, settings) as node, trio.open_nursery() as printing:
+        printing.start_soon(_print_events, node, profile, interfaces, out)
+        await stop.wait()
+        printing.cancel_scope.cancel()
+
+
+async def _print_events(
+    node: Node, profile: Profile, interfaces: list[str] | None, out: _EventPrinter
+) -> None:
+    identity = profile.identity
+    async for event in node.events:
+        if isinstance(event, Listening):
+            port = int(event.addresses[0].rsplit(":", 1)[1])
+            _write_node_state(profile, port, interfaces)
             out.event(
                 "listening",
-                f"listening on {', '.join(addresses)}",
-                addresses=addresses,
+                f"listening on {', '.join(event.addresses)}",
+                addresses=list(event.addresses),
                 id=identity.peer_id,
                 fingerprint=identity.fingerprint,
                 nick=profile.nick,
             )
-            if not as_json:
+            if not out.as_json:
                 print(
                     f"peer id: {identity.peer_id}  fingerprint: {identity.fingerprint}  "
                     f"nick: {profile.nick}",
                     flush=True,
                 )
-            known = KnownPeers(profile.home / KNOWN_FILE)
-            # Remembered and static peers first: no waiting for multicast.
-            nursery.start_soon(
-                dial_all,
-                [*known.targets(), *args.static_targets],
-                identity,
-                out.event,
-                known.remember,
+        elif isinstance(event, PeerConnected):
+            out.event(
+                "connected",
+                f"connected: {event.peer_id[:12]}… at {event.address}",
+                id=event.peer_id,
+                address=event.address,
             )
-            async with contextlib.AsyncExitStack() as stack:
-                if not args.no_mdns:
-                    mdns = await stack.enter_async_context(
-                        open_mdns(
-                            own_peer_id=identity.peer_id,
-                            supported_versions=SUPPORTED_VERSIONS,
-                            interfaces=interfaces,
-                        )
-                    )
-                    announcement = Announcement(
-                        peer_id=identity.peer_id,
-                        port=listen_port,
-                        versions=SUPPORTED_VERSIONS,
-                        nick=None if args.no_announce_nick else profile.nick,
-                        status=None if args.no_announce_nick else Status(args.status),
-                    )
-                    await nursery.start(
-                        partial(
-                            watch,
-                            mdns,
-                            identity,
-                            out.event,
-                            announcement=announcement,
-                            on_verified=known.remember,
-                        )
-                    )
-                await trio.sleep_forever()  # until a signal cancels the nursery
-    out.event("stopped", "stopped")
-    return 0
+        elif isinstance(event, PeerDisconnected):
+            out.event(
+                "disconnected",
+                f"disconnected: {event.peer_id[:12]}… ({event.reason})",
+                id=event.peer_id,
+                reason=event.reason,
+            )
+        elif isinstance(event, Presence) and not event.is_self:
+            text = f" — {event.status_text}" if event.status_text else ""
+            out.event(
+                "presence",
+                f"presence: {event.nick or '(no nick)'} ({event.peer_id[:12]}…) is "
+                f"{event.status}{text}",
+                id=event.peer_id,
+                nick=event.nick,
+                status=event.status,
+                status_text=event.status_text,
+                state=event.state,
+            )
+        elif isinstance(event, DiscoveryNote):
+            out.event(event.name, event.text, **event.fields)
 
 
-async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
     async for _ in signals:
-        scope.cancel()
+        stop.set()
         return
-
-
-async def _serve(
-    handle: Any,
-    profile: Profile,
-    host: str,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await serve_secure(handle, profile.identity, host=host, port=port, task_status=task_status)
 
 
 class _EventPrinter:

@@ -331,7 +331,7 @@ class Mesh:
             self._send(sender, MeshGossip(records=(self.own,)))
             self._send(sender, MeshDigest(self.members.summary()))
         else:
-            self._refused[sender] = now + self.config.neighbor_timeout * 5
+            self._refused[sender] = now + self.config.neighbor_timeout * 2
             fresh = [p for p in message.suggestions if len(p) == 32 and p != self.me]
             self.introduce(fresh[:4], now)
         self._maintain_view(now)
@@ -339,7 +339,7 @@ class Mesh:
     def _on_disconnect(self, sender: bytes, message: MeshDisconnect, now: float) -> None:
         if sender in self.active:
             self.active.discard(sender)
-            self._refused[sender] = now + self.config.neighbor_timeout * 5
+            self._refused[sender] = now + self.config.neighbor_timeout * 2
             self._add_passive(sender)
             self._maintain_view(now)
 
@@ -641,7 +641,7 @@ class Mesh:
         for peer, deadline in list(self._pending_neighbors.items()):
             if now >= deadline:
                 del self._pending_neighbors[peer]
-                self._refused[peer] = now + self.config.neighbor_timeout * 5
+                self._refused[peer] = now + self.config.neighbor_timeout * 2
         for peer, until in list(self._refused.items()):
             if now >= until:
                 del self._refused[peer]

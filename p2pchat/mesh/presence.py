@@ -25,6 +25,8 @@ from p2pchat.wire.messages import PresenceRecord
 SIGNATURE_CONTEXT = b"p2pchat-presence-v1:"
 STATUSES = frozenset({"avail", "away", "dnd", "offline"})
 MAX_VERSION = 2**63 - 1
+MAX_NICK = 32  # the wire limits (wire/messages.py), checked before signing
+MAX_STATUS_TEXT = 140
 
 
 class Verdict(enum.Enum):
@@ -84,6 +86,8 @@ def _invalid(record: PresenceRecord) -> str | None:
         return f"unknown status {record.status!r}"
     if not 0 < record.version <= MAX_VERSION:
         return "version out of range"
+    if len(record.nick) > MAX_NICK or len(record.status_text) > MAX_STATUS_TEXT:
+        return f"nick over {MAX_NICK} or status text over {MAX_STATUS_TEXT} characters"
     if any(not ch.isprintable() for ch in record.nick + record.status_text):
         return "control characters in nick or status text"
     for address in record.addresses:

@@ -201,6 +201,13 @@ class LinkManager:
             return
         self.links[peer] = link
         if old is not None:
+            # What the old session had not written yet goes out on the new one.
+            while True:
+                try:
+                    outbox.send_nowait(old.inbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+            old.outbox.close()
             self._nursery.start_soon(
                 old.connection.aclose, "duplicate", "replaced by a newer session"
             )

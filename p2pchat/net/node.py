@@ -374,16 +374,26 @@ class Node:
 async def open_node(
     identity: Identity, settings: NodeSettings | None = None
 ) -> AsyncIterator[Node]:
-    """Start a node; on exit leave the mesh gracefully and stop everything."""
-    async with trio.open_nursery() as nursery:
-        node = Node(identity, settings or NodeSettings(), nursery)
-        try:
-            await nursery.start(node._start)
-            yield node
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(3):
-                await node._leave()
-            nursery.cancel_scope.cancel()
+    """Start a node; on exit leave the mesh gracefully and stop everything.
+
+    Raises OSError if the listener cannot bind (a taken port, say).
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            node = Node(identity, settings or NodeSettings(), nursery)
+            try:
+                await nursery.start(node._start)
+                yield node
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(3):
+                    await node._leave()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The node's tasks never raise; a group holds one failure to start or whatever
+        # the caller's body raised: pass it on as itself.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 @contextlib.asynccontextmanager

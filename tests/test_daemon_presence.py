@@ -1,0 +1,61 @@
+"""The daemon joins the mesh and prints presence events as JSON lines."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.discovery.nodes import Node
+
+
+def test_daemons_show_each_others_presence_crashes_and_leaves(
+    tmp_path: Path, nodes: list[Node]
+) -> None:
+    common = ("--no-mdns", "--listen", "127.0.0.1:0")
+    ann = Node(tmp_path / "ann", "--nick", "ann", *common)
+    nodes.append(ann)
+    bob = Node(tmp_path / "bob", "--nick", "bob", "--status", "away", "--status-text",
+               "at lunch", "--peer", ann.address, *common)  # fmt: skip
+    nodes.append(bob)
+    carol = Node(tmp_path / "carol", "--nick", "carol", "--status", "dnd", "--peer",
+                 bob.address, *common)  # fmt: skip
+    nodes.append(carol)
+
+    seen = ann.wait_for("presence", id=bob.id, status="away", timeout=15)
+    assert seen["nick"] == "bob" and seen["status_text"] == "at lunch"
+    assert ann.wait_for("presence", id=carol.id, status="dnd", timeout=15)["nick"] == "carol"
+    assert carol.wait_for("presence", id=ann.id, status="avail", timeout=15)["nick"] == "ann"
+
+    carol.process.send_signal(signal.SIGKILL)  # a crash: no leave announced
+    carol.process.wait()
+    started = time.monotonic()
+    assert ann.wait_for("presence", id=carol.id, status="offline", timeout=15)["state"] == "dead"
+    assert bob.wait_for("presence", id=carol.id, status="offline", timeout=15)["state"] == "dead"
+    assert time.monotonic() - started < 10
+
+    assert bob.stop() == 0  # a graceful leave: shown at once
+    assert ann.wait_for("presence", id=bob.id, status="offline", timeout=3)["state"] == "left"
+
+
+def test_an_overlong_status_text_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "p2pchat",
+            "--home",
+            str(tmp_path / "p"),
+            "daemon",
+            "--no-mdns",
+            "--status-text",
+            "x" * 141,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "at most 140" in result.stderr and "Traceback" not in result.stderr
