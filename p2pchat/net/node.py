@@ -234,7 +234,7 @@ class Node:
                 await self._wake.wait()
             self._wake = trio.Event()
             mesh.tick(trio.current_time())
-            self._pump()
+            self._drain()  # not _pump: waking ourselves here would spin the CPU
 
     async def _run_discovery(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
         settings = self.settings
@@ -331,6 +331,11 @@ class Node:
             self._pump()
 
     def _pump(self) -> None:
+        """After feeding the mesh from outside its runner: send, report, re-arm its timer."""
+        self._drain()
+        self._wake.set()  # the mesh's next deadline may have moved
+
+    def _drain(self) -> None:
         mesh = self.mesh
         if mesh is None:
             return
@@ -338,7 +343,6 @@ class Node:
             self.links.send(peer, message)
         for event in mesh.take_events():
             self._emit_presence(event)
-        self._wake.set()  # the mesh's next deadline may have moved
 
     def _presence(self, record: Any, state: State) -> Presence:
         online = state in (State.ALIVE, State.SUSPECT)

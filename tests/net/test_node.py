@@ -160,3 +160,22 @@ async def test_simultaneous_dials_keep_one_session() -> None:
 def test_active_view_target_is_logarithmic() -> None:
     config = MeshConfig()
     assert config.active_target(30) == math.ceil(math.log2(30)) + 1
+
+
+async def test_an_idle_node_sleeps_until_its_next_timer() -> None:
+    async with crashable_node(Identity.generate(), settings(1)) as (node, _):
+        mesh = node.mesh
+        assert mesh is not None
+        ticks = 0
+        tick = mesh.tick
+
+        def counting_tick(now: float) -> None:
+            nonlocal ticks
+            ticks += 1
+            tick(now)
+
+        mesh.tick = counting_tick  # type: ignore[method-assign]
+        await trio.sleep(1.0)
+        # Timers fire a few times a second; a runner that wakes itself would tick
+        # thousands of times (and burn a core).
+        assert ticks < 20
