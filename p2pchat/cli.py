@@ -31,7 +31,7 @@ from p2pchat.discovery.records import Status
 from p2pchat.discovery.watch import watch
 from p2pchat.errors import ConnectionClosed, P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
-from p2pchat.mesh.presence import MAX_NICK, MAX_STATUS_TEXT
+from p2pchat.mesh.presence import MAX_STATUS_TEXT, text_problem
 from p2pchat.net.node import (
     DiscoveryNote,
     Listening,
@@ -128,7 +128,7 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
         "--status-text",
         default="",
         metavar="TEXT",
-        help="a short line shown with your status (at most 140 characters)",
+        help=f"a short line shown with your status (at most {MAX_STATUS_TEXT} characters)",
     )
     parser.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_discovery_options(parser)
@@ -220,9 +220,9 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         fallback = False
     else:
         host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
-    problem = presence_problem(profile.nick, args.status_text)
+    problem = text_problem(profile.nick, args.status_text)
     if problem:
-        print(f"p2pchat: {problem}", file=sys.stderr)
+        print(f"p2pchat: --status-text: {problem}", file=sys.stderr)
         return EXIT_USAGE
     interfaces = _interfaces(args.interface)
     try:
@@ -232,16 +232,6 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with ProfileLock(profile.home):
         return trio.run(_run_daemon, profile, host, port, fallback, args, interfaces)
-
-
-def presence_problem(nick: str, status_text: str) -> str | None:
-    if len(nick) > MAX_NICK:
-        return f"the nick is {len(nick)} characters; at most {MAX_NICK}"
-    if len(status_text) > MAX_STATUS_TEXT:
-        return f"--status-text is {len(status_text)} characters; at most {MAX_STATUS_TEXT}"
-    if not all(ch.isprintable() for ch in nick + status_text):
-        return "control characters are not allowed in a nick or status text"
-    return None
 
 
 def _ipv4_interface(value: str) -> str:
@@ -333,7 +323,7 @@ async def _print_events(
     identity = profile.identity
     async for event in node.events:
         if isinstance(event, Listening):
-            port = int(event.addresses[0].rsplit(":", 1)[1])
+            port = parse_host_port(event.addresses[0])[1]
             _write_node_state(profile, port, interfaces)
             out.event(
                 "listening",

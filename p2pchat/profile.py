@@ -20,12 +20,13 @@ import platformdirs
 
 from p2pchat.errors import ProfileError
 from p2pchat.identity import Identity, load_or_create_identity
+from p2pchat.mesh.presence import MAX_NICK
 
 HOME_ENV = "P2PCHAT_HOME"
 KEY_FILE = "identity.key"
 CONFIG_FILE = "config.json"
 LOCK_FILE = "node.lock"
-MAX_NICK_CHARS = 32
+MAX_NICK_CHARS = MAX_NICK  # what a presence record carries
 
 
 def default_home() -> Path:

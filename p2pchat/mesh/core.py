@@ -24,11 +24,10 @@ How the pieces fit (docs/protocol.md §12):
 
 from __future__ import annotations
 
-import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
@@ -50,28 +49,9 @@ from p2pchat.wire.messages import (
     PresenceRecord,
 )
 
-MeshMessage = (
-    MeshPing
-    | MeshAck
-    | MeshProbeRequest
-    | MeshProbeResult
-    | MeshGossip
-    | MeshNeighbor
-    | MeshNeighborReply
-    | MeshDisconnect
-    | MeshDigest
-)
-MESH_MESSAGES = (
-    MeshPing,
-    MeshAck,
-    MeshProbeRequest,
-    MeshProbeResult,
-    MeshGossip,
-    MeshNeighbor,
-    MeshNeighborReply,
-    MeshDisconnect,
-    MeshDigest,
-)
+if TYPE_CHECKING:  # the core draws from an injected generator; it never seeds one
+    import random
+
 Item = PresenceRecord | MeshClaim
 
 
@@ -142,7 +122,6 @@ class Mesh:
         self._probe_order: list[bytes] = []
         self._pending_neighbors: dict[bytes, float] = {}
         self._refused: dict[bytes, float] = {}
-        self._last_heard: dict[bytes, float] = {}
         self._next_probe = now + rng.uniform(0, self.config.probe_interval)
         self._next_view = now
         self._next_anti_entropy = now + rng.uniform(0, self.config.anti_entropy_interval)
@@ -172,16 +151,8 @@ class Mesh:
         addresses: tuple[str, ...] | None = None,
     ) -> PresenceRecord:
         """Publish a new version of our own record (nick, status, text, addresses)."""
-        changes: dict[str, Any] = {}
-        for name, value in (
-            ("nick", nick),
-            ("status", status),
-            ("status_text", status_text),
-            ("addresses", addresses),
-        ):
-            if value is not None:
-                changes[name] = value
-        return self._publish_own(now, **changes)
+        given = {"nick": nick, "status": status, "status_text": status_text, "addresses": addresses}
+        return self._publish_own(now, **{k: v for k, v in given.items() if v is not None})
 
     def leave(self, now: float) -> None:
         """Announce a graceful leave (a signed ``offline`` record) to every neighbour."""
@@ -194,7 +165,6 @@ class Mesh:
     def receive(self, sender: bytes, message: Any, now: float) -> None:
         if self.stopped or sender == self.me:
             return
-        self._last_heard[sender] = now
         handler = self._handlers.get(type(message))
         if handler is not None:
             handler(self, sender, message, now)
@@ -254,7 +224,7 @@ class Mesh:
         own = self.members.own
         record = sign(replace(own, version=own.version + 1, **changes), self.identity)
         self.members.set_own(record)
-        self._events.append(PresenceChanged(record, self.members.get(self.me).state))  # type: ignore[union-attr]
+        self._events.append(PresenceChanged(record, self.members.own_state))
         self._spread(record, None)
         self._flush_flood()
         return record
@@ -693,3 +663,7 @@ class Mesh:
 
     def _jittered(self, interval: float) -> float:
         return interval * self.rng.uniform(0.5, 1.5)
+
+
+# What the I/O layer hands to Mesh.receive: exactly the types it handles.
+MESH_MESSAGES = tuple(Mesh._handlers)

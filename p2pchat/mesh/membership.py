@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from p2pchat.mesh.presence import PresenceStore, Verdict
 from p2pchat.wire.messages import DigestEntry, MeshClaim, PresenceRecord
+
+if TYPE_CHECKING:
+    import random
 
 
 class State(enum.Enum):
@@ -92,6 +95,10 @@ class Membership:
     @property
     def own(self) -> PresenceRecord:
         return self._members[self.me].record
+
+    @property
+    def own_state(self) -> State:
+        return self._members[self.me].state
 
     def online_count(self) -> int:
         offline = len(self._by_state[State.DEAD]) + len(self._by_state[State.LEFT])

@@ -81,15 +81,25 @@ def next_version(previous: int, now_ms: int) -> int:
     return max(previous + 1, now_ms)
 
 
+def text_problem(nick: str, status_text: str) -> str | None:
+    """What is wrong with a nick or status text for a record, if anything."""
+    if len(nick) > MAX_NICK:
+        return f"a nick has at most {MAX_NICK} characters"
+    if len(status_text) > MAX_STATUS_TEXT:
+        return f"a status text has at most {MAX_STATUS_TEXT} characters"
+    if not (nick + status_text).isprintable():
+        return "control characters in a nick or status text"
+    return None
+
+
 def _invalid(record: PresenceRecord) -> str | None:
     if record.status not in STATUSES:
         return f"unknown status {record.status!r}"
     if not 0 < record.version <= MAX_VERSION:
         return "version out of range"
-    if len(record.nick) > MAX_NICK or len(record.status_text) > MAX_STATUS_TEXT:
-        return f"nick over {MAX_NICK} or status text over {MAX_STATUS_TEXT} characters"
-    if any(not ch.isprintable() for ch in record.nick + record.status_text):
-        return "control characters in nick or status text"
+    problem = text_problem(record.nick, record.status_text)
+    if problem:
+        return problem
     for address in record.addresses:
         try:
             parse_host_port(address)

@@ -94,7 +94,6 @@ class Simulation:
         self._queue: list[tuple[float, int, int, int, Any]] = []
         self._counter = 0
         self._codec = Codec()
-        self._size_cache: dict[int, int] = {}
         self.partitioned = False
         self.healed_at = -math.inf
         self._grace = settings.config.suspicion_bounds(settings.nodes)[1] + 2.0

@@ -14,12 +14,12 @@ import ipaddress
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.addresses import parse_host_port
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
@@ -51,21 +51,13 @@ class Link:
     address: str
 
     def host(self) -> str:
-        try:
-            return parse_host_port(self.address)[0]
-        except ValueError:
-            return self.address
+        return _host_of(self.address)
 
 
 @dataclass(slots=True)
 class _Backoff:
     failures: int = 0
     not_before: float = 0.0
-
-
-@dataclass(slots=True)
-class _Dial:
-    pending: list[Any] = field(default_factory=list)
 
 
 Receiver = Callable[[bytes, Any], None]
@@ -100,7 +92,7 @@ class LinkManager:
         self.limits = limits or LinkLimits()
         self._rng = rng or random.Random()
         self.links: dict[bytes, Link] = {}
-        self._dials: dict[bytes, _Dial] = {}
+        self._dials: dict[bytes, list[Any]] = {}  # peer -> messages waiting for the dial
         self._backoff: dict[bytes, _Backoff] = {}
         self._dial_slots = trio.CapacityLimiter(self.limits.max_dials)
         self.dropped = 0
@@ -118,15 +110,15 @@ class LinkManager:
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 self.dropped += 1
             return
-        dial = self._dials.get(peer)
-        if dial is None:
+        pending = self._dials.get(peer)
+        if pending is None:
             if not self._may_dial(peer):
                 self.dropped += 1
                 return
-            dial = self._dials[peer] = _Dial()
+            pending = self._dials[peer] = []
             self._nursery.start_soon(self._dial, peer)
-        if len(dial.pending) < self.limits.pending_per_dial:
-            dial.pending.append(message)
+        if len(pending) < self.limits.pending_per_dial:
+            pending.append(message)
         else:
             self.dropped += 1
 
@@ -172,7 +164,7 @@ class LinkManager:
         await self._run(connection, dialled_by=connection.peer_key, address=None)
 
     def _address_full(self, connection: SecureConnection) -> bool:
-        host = connection.remote_address.rsplit(":", 1)[0].strip("[]")
+        host = _host_of(connection.remote_address)
         try:
             if ipaddress.ip_address(host).is_loopback:
                 return False
@@ -211,11 +203,11 @@ class LinkManager:
             self._nursery.start_soon(
                 old.connection.aclose, "duplicate", "replaced by a newer session"
             )
-        dial = self._dials.get(peer)
-        if dial is not None:
-            for message in dial.pending:
+        pending = self._dials.get(peer)
+        if pending:  # sent once, even if our own dial also lands later
+            for message in pending:
                 outbox.send_nowait(message)
-            dial.pending.clear()
+            pending.clear()
         if old is None:
             self._on_up(peer, link.address)
         reason = "closed"
@@ -273,6 +265,9 @@ class LinkManager:
             for link in list(self.links.values()):
                 await link.connection.aclose()
 
-    def describe(self, peer: bytes) -> str:
-        link = self.links.get(peer)
-        return format_host_port(*parse_host_port(link.address)) if link else "-"
+
+def _host_of(address: str) -> str:
+    try:
+        return parse_host_port(address)[0]
+    except ValueError:
+        return address

@@ -34,7 +34,7 @@ from p2pchat.discovery.watch import watch
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import MESH_MESSAGES, Mesh, PresenceChanged
-from p2pchat.mesh.membership import State
+from p2pchat.mesh.membership import ONLINE_STATES, State
 from p2pchat.mesh.presence import make_record, next_version
 from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.links import LinkLimits, LinkManager
@@ -345,7 +345,7 @@ class Node:
             self._emit_presence(event)
 
     def _presence(self, record: Any, state: State) -> Presence:
-        online = state in (State.ALIVE, State.SUSPECT)
+        online = state in ONLINE_STATES
         return Presence(
             peer_id=encode_peer_id(record.owner),
             nick=record.nick,
