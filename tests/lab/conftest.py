@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,9 @@ def lab() -> Iterator[Lab]:
     try:
         made = Lab()
     except LabUnavailable as reason:
+        # CI installs everything the lab needs, so there a missing lab is a failure.
+        if os.environ.get("P2PCHAT_LAB_REQUIRED") == "1":
+            pytest.fail(f"network namespaces unavailable: {reason}")
         print(f"lab skipped: {reason}")
         pytest.skip(f"network namespaces unavailable: {reason}")
     try:
