@@ -157,7 +157,7 @@ class Mesh:
     def leave(self, now: float) -> None:
         """Announce a graceful leave (a signed ``offline`` record) to every neighbour."""
         self._publish_own(now, status="offline")
-        for peer in self.active:
+        for peer in sorted(self.active):
             self._send(peer, MeshDisconnect())
         self.active.clear()
         self.stopped = True
@@ -403,8 +403,9 @@ class Mesh:
         if not self._flood:
             return
         batches: dict[bytes, tuple[list[PresenceRecord], list[MeshClaim]]] = {}
+        neighbours = sorted(self.active)  # a fixed order keeps a seeded run repeatable
         for item, source in self._flood:
-            for peer in self.active:
+            for peer in neighbours:
                 if peer == source:
                     continue
                 records, claims = batches.setdefault(peer, ([], []))
@@ -560,7 +561,7 @@ class Mesh:
                 self._send(relay.requester, MeshProbeResult(relay.requester_seq, relay.target))
 
     def _suspects(self) -> list[Member]:
-        suspects = (self.members.get(peer) for peer in self.members.in_state(State.SUSPECT))
+        suspects = (self.members.get(peer) for peer in sorted(self.members.in_state(State.SUSPECT)))
         return [member for member in suspects if member is not None]
 
     def _suspicion_deadline(self, member: Member) -> float:
