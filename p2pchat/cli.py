@@ -10,6 +10,7 @@ import os
 import signal
 import statistics
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any, TextIO
@@ -18,6 +19,10 @@ import trio
 
 from p2pchat import __version__
 from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.api.control import answer_lines, call_control, read_lines, serve_control
+from p2pchat.api.handler import ApiHandler
+from p2pchat.api.protocol import API_VERSION
+from p2pchat.chat.relay import RelayLimits
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import (
@@ -32,6 +37,7 @@ from p2pchat.discovery.watch import watch
 from p2pchat.errors import ConnectionClosed, P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.mesh.presence import MAX_STATUS_TEXT, text_problem
+from p2pchat.net.chat import ChatEvent, ChatSettings, ContactRequest, MessageIn, Receipt
 from p2pchat.net.node import (
     DiscoveryNote,
     Listening,
@@ -45,6 +51,7 @@ from p2pchat.net.node import (
 from p2pchat.net.server import open_secure_connection
 from p2pchat.profile import Profile, ProfileLock, open_profile, resolve_home
 from p2pchat.session.core import SUPPORTED_VERSIONS
+from p2pchat.store import DATABASE_FILE, Store, open_store
 
 DEFAULT_PORT = 7483
 INTERFACES_ENV = "P2PCHAT_INTERFACES"
@@ -107,6 +114,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peers.add_argument("--json", action="store_true", help="print one JSON array")
     _add_discovery_options(peers)
+
+    contacts = commands.add_parser("contacts", help="list and manage contacts and requests")
+    contact_commands = contacts.add_subparsers(dest="contacts_command", metavar="ACTION")
+    listing = contact_commands.add_parser("list", help="list contacts (the default)")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    adding = contact_commands.add_parser("add", help="add a contact by peer id")
+    adding.add_argument("peer", metavar="ID")
+    adding.add_argument("--nick", default="", help="your name for this contact")
+    for action, text in (
+        ("accept", "accept a contact request"),
+        ("block", "refuse this id: no connection, no messages, nothing relayed"),
+        ("unblock", "stop refusing this id"),
+    ):
+        contact_commands.add_parser(action, help=text).add_argument("peer", metavar="ID")
+    requests = contact_commands.add_parser("requests", help="list pending contact requests")
+    requests.add_argument("--json", action="store_true", help="print one JSON array")
+    for sub in contact_commands.choices.values():
+        sub.set_defaults(json=getattr(sub, "json", False))
+
+    send = commands.add_parser(
+        "send",
+        help="send a message (exit 0: delivered, 3: queued for later)",
+        description="Send a message through the running node, or start one for as long as it "
+        "takes. Exits 0 once delivered, 3 if it is queued for later (the recipient is away), "
+        "1 with a reason otherwise.",
+    )
+    send.add_argument("peer", metavar="ID")
+    send.add_argument("text", metavar="TEXT")
+    send.add_argument(
+        "--wait", type=float, default=10.0, metavar="SECONDS",
+        help="how long to wait for delivery (default 10)",
+    )  # fmt: skip
+    send.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_node_options(send)
+
+    history = commands.add_parser("history", help="show a conversation")
+    history.add_argument("peer", metavar="ID")
+    history.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")
+    history.add_argument("--json", action="store_true", help="print one JSON array")
     return parser
 
 
@@ -130,13 +176,27 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
         metavar="TEXT",
         help=f"a short line shown with your status (at most {MAX_STATUS_TEXT} characters)",
     )
-    parser.add_argument("--json", action="store_true", help="print events as JSON lines")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print events as JSON lines and read JSON commands on stdin (docs/api.md)",
+    )
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="do not keep messages for other peers (your own still travel through relays)",
+    )
+    _add_node_options(parser)
+
+
+def _add_node_options(parser: argparse.ArgumentParser) -> None:
     _add_discovery_options(parser)
     parser.add_argument(
         "--no-mdns", action="store_true", help="announce nothing and browse nothing on mDNS"
     )
     parser.add_argument(
         "--peer",
+        dest="peer_address",
         metavar="HOST:PORT|CODE",
         action="append",
         help="also dial this address or invite code at start (repeatable); static peers "
@@ -178,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "invite": cmd_invite,
         "connect": cmd_connect,
         "doctor": cmd_doctor,
+        "contacts": cmd_contacts,
+        "send": cmd_send,
+        "history": cmd_history,
     }
     try:
         return commands[args.command](open_profile(resolve_home(args.home)), args)
@@ -226,12 +289,12 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     interfaces = _interfaces(args.interface)
     try:
-        args.static_targets = static_targets(profile.config.get("peers"), args.peer)
+        args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
     except ValueError as error:
         print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
         return EXIT_USAGE
-    with ProfileLock(profile.home):
-        return trio.run(_run_daemon, profile, host, port, fallback, args, interfaces)
+    with ProfileLock(profile.home), open_store(profile.home / DATABASE_FILE) as store:
+        return trio.run(_run_daemon, profile, store, host, port, fallback, args, interfaces)
 
 
 def _ipv4_interface(value: str) -> str:
@@ -256,19 +319,18 @@ def _interfaces(values: list[str] | None) -> list[str] | None:
         raise ProfileError(f"{INTERFACES_ENV}: {error}") from None
 
 
-async def _run_daemon(
+def _node_settings(
     profile: Profile,
+    store: Store,
+    args: argparse.Namespace,
     host: str,
     port: int,
-    may_fall_back: bool,
-    args: argparse.Namespace,
     interfaces: list[str] | None,
-) -> int:
-    out = _EventPrinter(sys.stdout, as_json=args.json)
-    settings = NodeSettings(
+) -> NodeSettings:
+    return NodeSettings(
         nick=profile.nick,
-        status=args.status,
-        status_text=args.status_text,
+        status=getattr(args, "status", Status.AVAILABLE.value),
+        status_text=getattr(args, "status_text", ""),
         host=host,
         port=port,
         mdns=not args.no_mdns,
@@ -276,7 +338,22 @@ async def _run_daemon(
         interfaces=interfaces,
         static=args.static_targets,
         known_peers=KnownPeers(profile.home / KNOWN_FILE),
+        store=store,
+        chat=ChatSettings(relay=RelayLimits(enabled=not getattr(args, "no_relay", False))),
     )
+
+
+async def _run_daemon(
+    profile: Profile,
+    store: Store,
+    host: str,
+    port: int,
+    may_fall_back: bool,
+    args: argparse.Namespace,
+    interfaces: list[str] | None,
+) -> int:
+    out = _EventPrinter(sys.stdout, as_json=args.json)
+    settings = _node_settings(profile, store, args, host, port, interfaces)
     # Signals are caught from the very start. A signal ends the event loop rather than
     # cancelling the node, so the node can still announce its leave and say goodbye.
     stop = trio.Event()
@@ -284,7 +361,7 @@ async def _run_daemon(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, stop)
             try:
-                await _run_node(profile, settings, interfaces, out, stop)
+                await _run_node(profile, settings, interfaces, out, stop, args.json)
             except OSError as error:
                 if not may_fall_back:
                     where = format_host_port(host, port)
@@ -297,7 +374,7 @@ async def _run_daemon(
                     file=sys.stderr,
                 )
                 settings.port = 0
-                await _run_node(profile, settings, interfaces, out, stop)
+                await _run_node(profile, settings, interfaces, out, stop, args.json)
             nursery.cancel_scope.cancel()
     out.event("stopped", "stopped")
     return 0
@@ -309,19 +386,43 @@ async def _run_node(
     interfaces: list[str] | None,
     out: _EventPrinter,
     stop: trio.Event,
+    read_stdin: bool,
 ) -> None:
     identity = profile.identity
-    async with open_node(identity, settings) as node, trio.open_nursery() as printing:
-        printing.start_soon(_print_events, node, profile, interfaces, out)
+    assert settings.store is not None
+    async with open_node(identity, settings) as node, trio.open_nursery() as tasks:
+        handler = ApiHandler(
+            identity, settings.store, node, on_quit=stop.set, on_nick=profile.set_nick
+        )
+        tasks.start_soon(_print_events, node, profile, interfaces, out, handler)
+        await tasks.start(serve_control, profile.home, handler)
+        if read_stdin:
+            tasks.start_soon(_serve_stdin, handler, out)
         await stop.wait()
-        printing.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
+
+
+async def _serve_stdin(handler: ApiHandler, out: _EventPrinter) -> None:
+    """JSON commands on stdin, answers on stdout. End of input leaves the node running:
+    a daemon started with </dev/null is still a daemon; {"cmd": "quit"} stops it."""
+    try:
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return  # no stdin at all
+    async with stdin:
+        await answer_lines(read_lines(stdin), handler, out.json)
 
 
 async def _print_events(
-    node: Node, profile: Profile, interfaces: list[str] | None, out: _EventPrinter
+    node: Node,
+    profile: Profile,
+    interfaces: list[str] | None,
+    out: _EventPrinter,
+    handler: ApiHandler,
 ) -> None:
     identity = profile.identity
     async for event in node.events:
+        handler.observe(event)
         if isinstance(event, Listening):
             port = parse_host_port(event.addresses[0])[1]
             _write_node_state(profile, port, interfaces)
@@ -332,6 +433,7 @@ async def _print_events(
                 id=identity.peer_id,
                 fingerprint=identity.fingerprint,
                 nick=profile.nick,
+                api=API_VERSION,
             )
             if not out.as_json:
                 print(
@@ -367,6 +469,44 @@ async def _print_events(
             )
         elif isinstance(event, DiscoveryNote):
             out.event(event.name, event.text, **event.fields)
+        elif isinstance(event, MessageIn | Receipt | ContactRequest):
+            _print_chat_event(node, event, out)
+
+
+def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
+    presence = node.presence_of(event.peer_id)
+    nick = presence.nick if presence and presence.nick else event.peer_id[:12] + "…"
+    if isinstance(event, MessageIn):
+        waits = " (contact request: p2pchat contacts accept ID)" if event.request else ""
+        out.event(
+            "message",
+            f"message from {nick}: {event.text}{waits}",
+            **{"from": event.peer_id},
+            nick=presence.nick if presence else "",
+            msg_id=event.msg_id,
+            text=event.text,
+            time=event.time,
+            clock=event.clock,
+            request=event.request,
+            relayed=event.relayed,
+        )
+    elif isinstance(event, Receipt):
+        out.event(
+            "receipt",
+            f"message {event.msg_id[:8]} to {nick}: {event.state}",
+            to=event.peer_id,
+            msg_id=event.msg_id,
+            state=event.state,
+        )
+    else:
+        out.event(
+            "request",
+            f"contact request from {nick} ({event.peer_id}): {event.text}",
+            **{"from": event.peer_id},
+            nick=event.nick,
+            address=event.address,
+            text=event.text,
+        )
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
@@ -380,11 +520,18 @@ class _EventPrinter:
         self.stream = stream
         self.as_json = as_json
 
-    def event(self, name: str, text: str, **fields: Any) -> None:
+    def event(self, name: str, line: str, **fields: Any) -> None:
         if self.as_json:
             _print_json({"event": name, **fields}, self.stream)
         else:
-            print(text, file=self.stream, flush=True)
+            print(line, file=self.stream, flush=True)
+
+    def json(self, answer: dict[str, Any]) -> None:
+        """An API answer: as it is in JSON mode, as a readable line otherwise."""
+        if self.as_json:
+            _print_json(answer, self.stream)
+        else:
+            print(json.dumps(answer, ensure_ascii=False), file=self.stream, flush=True)
 
 
 # ----------------------------------------------------------------------- ping
@@ -581,3 +728,141 @@ async def _collect_peers(
 
 def _print_json(value: Any, stream: TextIO | None = None) -> None:
     print(json.dumps(value, separators=(",", ":")), file=stream or sys.stdout, flush=True)
+
+
+# ------------------------------------------------------- contacts, send, history
+
+EXIT_QUEUED = 3
+
+
+def _local_call(profile: Profile, command: dict[str, Any]) -> dict[str, Any]:
+    """Run one API command: through the profile's running node if there is one, else
+    straight on the message store."""
+    answer = trio.run(call_control, profile.home, command)
+    if answer is not None:
+        return answer
+    with open_store(profile.home / DATABASE_FILE) as store:
+        handler = ApiHandler(profile.identity, store)
+        return trio.run(handler.handle, command)
+
+
+def _fail(answer: dict[str, Any]) -> int:
+    print(f"p2pchat: {answer.get('error', 'failed')}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_contacts(profile: Profile, args: argparse.Namespace) -> int:
+    action = args.contacts_command or "list"
+    if action in ("list", "requests"):
+        answer = _local_call(profile, {"cmd": "contacts" if action == "list" else "requests"})
+        if answer["event"] == "error":
+            return _fail(answer)
+        rows = answer["contacts" if action == "list" else "requests"]
+        if args.json:
+            _print_json(rows)
+        elif not rows:
+            print("no contacts yet: p2pchat contacts add ID" if action == "list" else
+                  "no pending requests")  # fmt: skip
+        elif action == "list":
+            for row in rows:
+                marks = " ".join(
+                    mark
+                    for mark, on in (("verified", row["verified"]), ("blocked", row["blocked"]))
+                    if on
+                )
+                print(f"{row['name'] or '(no name)':<20} {row['status']:<8} {row['id']} {marks}")
+        else:
+            for row in rows:
+                print(f"{row['nick'] or '(no nick)':<20} {row['messages']} message(s)  {row['id']}")
+        return 0
+    command: dict[str, Any] = {"cmd": "add_contact" if action == "add" else action, "id": args.peer}
+    if action == "add":
+        command["nick"] = args.nick
+    answer = _local_call(profile, command)
+    if answer["event"] == "error":
+        return _fail(answer)
+    if action in ("add", "accept"):
+        contact = answer["contact"]
+        print(f"contact: {contact['name'] or '(no name)'} {contact['id']}")
+    else:
+        print(f"{action}ed: {answer['id']}")
+    return 0
+
+
+def cmd_history(profile: Profile, args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 10_000:
+        print("p2pchat: --limit takes 1 to 10000", file=sys.stderr)
+        return EXIT_USAGE
+    answer = _local_call(profile, {"cmd": "history", "with": args.peer, "limit": args.limit})
+    if answer["event"] == "error":
+        return _fail(answer)
+    messages = answer["messages"]
+    if args.json:
+        _print_json(messages)
+        return 0
+    me = profile.identity.peer_id
+    for message in messages:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message["time"] / 1000))
+        who = "me" if message["from"] == me else message["from"][:8]
+        mark = f"  [{message['state']}]" if message["outgoing"] else ""
+        print(f"{when} {who:<8} {message['text']}{mark}")
+    if not messages:
+        print("no messages with this peer yet")
+    return 0
+
+
+def cmd_send(profile: Profile, args: argparse.Namespace) -> int:
+    if not 0 <= args.wait <= 600:
+        print("p2pchat: --wait takes 0 to 600 seconds", file=sys.stderr)
+        return EXIT_USAGE
+    command = {"cmd": "send", "to": args.peer, "text": args.text, "wait": args.wait}
+    answer = trio.run(call_control, profile.home, command)
+    if answer is None:
+        try:
+            args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
+        except ValueError as error:
+            print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        interfaces = _interfaces(args.interface)
+        with ProfileLock(profile.home), open_store(profile.home / DATABASE_FILE) as store:
+            settings = _node_settings(profile, store, args, "0.0.0.0", 0, interfaces)
+            answer = trio.run(_send_with_own_node, profile, settings, command)
+    if answer["event"] == "error":
+        return _fail(answer)
+    delivered = answer["state"] in ("delivered", "read")
+    if args.json:
+        _print_json(answer)
+    elif delivered:
+        print(f"delivered ({answer['msg_id']})")
+    else:
+        print(
+            f"queued ({answer['msg_id']}): the recipient did not answer within {args.wait:g} s; "
+            "the message stays in the outbox and goes out when a node of this profile runs "
+            "and the recipient, or a relay holding a copy, is reachable"
+        )
+    return 0 if delivered else EXIT_QUEUED
+
+
+async def _send_with_own_node(
+    profile: Profile, settings: NodeSettings, command: dict[str, Any]
+) -> dict[str, Any]:
+    assert settings.store is not None
+    async with open_node(profile.identity, settings) as node, trio.open_nursery() as tasks:
+        handler = ApiHandler(profile.identity, settings.store, node)
+
+        async def observe() -> None:
+            async for event in node.events:
+                handler.observe(event)
+
+        tasks.start_soon(observe)
+        answer = await handler.handle(command)
+        if answer["event"] == "send" and answer["state"] not in ("delivered", "read"):
+            # Give relays a moment to take a copy before this short-lived node leaves.
+            with trio.move_on_after(2):
+                while node.store and node.store.outbox(decode_peer_id(command["to"])):
+                    item = node.store.outbox(decode_peer_id(command["to"]))[0]
+                    if item.relays:
+                        break
+                    await trio.sleep(0.1)
+        tasks.cancel_scope.cancel()
+    return answer

@@ -70,3 +70,11 @@ class ConnectionClosed(P2PChatError):
         self.reason = reason
         self.by_peer = by_peer
         self.code = code
+
+
+class StoreError(P2PChatError):
+    """The message database cannot be opened, is corrupt, or is from a newer version.
+
+    Also raised when a statement on an open database fails (disk full, locked by
+    another process for longer than the busy timeout): callers never see sqlite3.
+    """

@@ -24,6 +24,7 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
 from p2pchat.net.server import open_secure_connection
+from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.net.links")
 
@@ -79,8 +80,10 @@ class LinkManager:
         config: ConnectionConfig | None = None,
         limits: LinkLimits | None = None,
         rng: random.Random | None = None,
+        authorize: Authorizer | None = None,
     ) -> None:
         self.identity = identity
+        self._authorize = authorize
         self.me = identity.public_key
         self._nursery = nursery
         self._resolve = resolve
@@ -143,7 +146,12 @@ class LinkManager:
                     try:
                         host, port = parse_host_port(address)
                         async with open_secure_connection(
-                            host, port, self.identity, config=self.config, expected_peer=peer
+                            host,
+                            port,
+                            self.identity,
+                            config=self.config,
+                            expected_peer=peer,
+                            authorize=self._authorize,
                         ) as connection:
                             self._backoff.pop(peer, None)
                             await self._run(connection, dialled_by=self.me, address=address)

@@ -36,10 +36,12 @@ from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import MESH_MESSAGES, Mesh, PresenceChanged
 from p2pchat.mesh.membership import ONLINE_STATES, State
 from p2pchat.mesh.presence import make_record, next_version
+from p2pchat.net.chat import CHAT_MESSAGES, ChatEvent, ChatService, ChatSettings
 from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.links import LinkLimits, LinkManager
 from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.session.core import SUPPORTED_VERSIONS
+from p2pchat.store import Store
 
 log = logging.getLogger("p2pchat.node")
 
@@ -90,7 +92,7 @@ class DiscoveryNote:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-NodeEvent = Listening | PeerConnected | PeerDisconnected | Presence | DiscoveryNote
+NodeEvent = Listening | PeerConnected | PeerDisconnected | Presence | DiscoveryNote | ChatEvent
 
 
 # ---------------------------------------------------------------------- settings
@@ -112,6 +114,8 @@ class NodeSettings:
     limits: LinkLimits = field(default_factory=LinkLimits)
     connection: ConnectionConfig = field(default_factory=ConnectionConfig)
     seed: int | None = None  # for repeatable tests; None: the OS's randomness
+    store: Store | None = None  # without one the node carries presence only, no chat
+    chat: ChatSettings = field(default_factory=ChatSettings)
 
 
 class Node:
@@ -139,9 +143,30 @@ class Node:
             config=settings.connection,
             limits=settings.limits,
             rng=random.Random(self._rng.getrandbits(64)),
+            authorize=self._authorize,
         )
+        self.store = settings.store
+        self.chat: ChatService | None = None
+        if settings.store is not None:
+            self.chat = ChatService(
+                identity,
+                settings.store,
+                send=self.links.send,
+                connected=self.links.links.__contains__,
+                online=self._online,
+                online_peers=self._online_peers,
+                nick_of=self._nick_of,
+                emit=self._emit,
+                settings=settings.chat,
+                rng=random.Random(self._rng.getrandbits(64)),
+            )
 
     # ------------------------------------------------------------------ commands
+
+    def require_chat(self) -> ChatService:
+        if self.chat is None:
+            raise RuntimeError("this node was started without a message store")
+        return self.chat
 
     async def set_presence(
         self,
@@ -191,6 +216,7 @@ class Node:
                 host=settings.host,
                 port=settings.port,
                 config=settings.connection,
+                authorize=self._authorize,
             )
         )
         bound = listener_addresses(listeners)
@@ -218,6 +244,8 @@ class Node:
         self._emit_presence(PresenceChanged(record, State.ALIVE))
         self._nursery.start_soon(self._run_mesh)
         self._nursery.start_soon(self.links.reap_idle)
+        if self.chat is not None:
+            self._nursery.start_soon(self.chat.run)
         targets = list(settings.static)
         if settings.known_peers is not None:
             targets = [*settings.known_peers.targets(), *targets]
@@ -279,6 +307,8 @@ class Node:
         if key == self.identity.public_key:
             return
         self._hint(key, address)
+        if self.store is not None:
+            self.store.remember_address(key, address, now=int(time.time() * 1000))
         if self.mesh is not None:
             self.mesh.introduce([key], trio.current_time())
             self._pump()
@@ -305,6 +335,8 @@ class Node:
 
     def _resolve(self, peer: bytes) -> list[str]:
         addresses = list(self._hints.get(peer, ()))
+        if self.store is not None:
+            addresses += [a for a in self.store.addresses(peer) if a not in addresses]
         if self.mesh is not None:
             member = self.mesh.members.get(peer)
             if member is not None:
@@ -318,11 +350,33 @@ class Node:
         if isinstance(message, MESH_MESSAGES) and self.mesh is not None:
             self.mesh.receive(peer, message, trio.current_time())
             self._pump()
+        elif isinstance(message, CHAT_MESSAGES) and self.chat is not None:
+            link = self.links.links.get(peer)
+            self.chat.receive(peer, message, link.address if link else "")
         else:
             log.debug("ignoring %s from %s", type(message).__name__, encode_peer_id(peer))
 
     def _on_up(self, peer: bytes, address: str) -> None:
         self._emit(PeerConnected(encode_peer_id(peer), address))
+        if self.chat is not None:
+            self.chat.peer_up(peer)
+
+    def _authorize(self, peer: bytes) -> str | None:
+        return None if self.chat is None else self.chat.authorize(peer)
+
+    def _online(self, peer: bytes) -> bool:
+        member = None if self.mesh is None else self.mesh.members.get(peer)
+        return member is not None and member.online
+
+    def _online_peers(self) -> list[bytes]:
+        if self.mesh is None:
+            return []
+        me = self.identity.public_key
+        return [member.peer for member in self.mesh.members if member.online and member.peer != me]
+
+    def _nick_of(self, peer: bytes) -> str:
+        member = None if self.mesh is None else self.mesh.members.get(peer)
+        return "" if member is None else str(member.record.nick)
 
     def _on_down(self, peer: bytes, reason: str) -> None:
         self._emit(PeerDisconnected(encode_peer_id(peer), reason))
@@ -363,6 +417,8 @@ class Node:
             return  # a suspicion, or a refutation: nothing a person would see changed
         self._shown[event.record.owner] = shown
         self._emit(presence)
+        if self.chat is not None and not presence.is_self and presence.status != "offline":
+            self.chat.peer_online(event.record.owner)
 
     def _note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))

@@ -251,3 +251,87 @@ class MeshDigest:
     entries: tuple[DigestEntry, ...] = limit(max_len=MAX_DIGEST_ENTRIES, default=())
     full: bool = False
     want_reply: bool = False
+
+
+# --- chat (docs/protocol.md §13) ---
+
+MSG_ID_BYTES = 16
+MAX_TEXT_CHARS = 4096
+MAX_RECEIPT_IDS = 256
+MAX_ENVELOPES = 64
+MAX_SEALED_BOX = 16 * 1024
+
+
+def _check_ids(ids: tuple[bytes, ...], size: int = MSG_ID_BYTES) -> None:
+    for item in ids:
+        if len(item) != size:
+            raise ValueError(f"an id has {size} bytes, not {len(item)}")
+
+
+@wire_message(30)
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One chat message. ``clock`` is the conversation's Lamport clock, ``time`` the
+    sender's wall clock in milliseconds since the Unix epoch (shown, never trusted)."""
+
+    TYPE_ID: ClassVar[int]
+    msg_id: bytes = limit(size=MSG_ID_BYTES)
+    clock: int = 0
+    time: int = 0
+    text: str = limit(max_len=MAX_TEXT_CHARS, default="")
+
+
+@wire_message(31)
+@dataclass(frozen=True, slots=True)
+class ChatReceipt:
+    """The recipient stored (``delivered``) or showed (``read``) these messages."""
+
+    TYPE_ID: ClassVar[int]
+    state: str = limit(max_len=16)
+    msg_ids: tuple[bytes, ...] = limit(max_len=MAX_RECEIPT_IDS, default=())
+
+    def __post_init__(self) -> None:
+        if self.state not in ("delivered", "read"):
+            raise ValueError(f"unknown receipt state {self.state!r}")
+        _check_ids(self.msg_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A message or receipt encrypted to ``recipient`` and signed by ``sender``.
+
+    Relays keep and forward it; they can check the signature but cannot read ``box``
+    (a libsodium sealed box to the recipient's X25519 key). See docs/protocol.md §13.4.
+    """
+
+    envelope_id: bytes = limit(size=MSG_ID_BYTES)
+    sender: bytes = limit(size=32)
+    recipient: bytes = limit(size=32)
+    expires: int = 0  # ms since the Unix epoch
+    box: bytes = limit(max_len=MAX_SEALED_BOX, default=b"")
+    signature: bytes = limit(size=64, default=bytes(64))
+
+
+@wire_message(32)
+@dataclass(frozen=True, slots=True)
+class Envelopes:
+    """Sealed envelopes: for the receiver itself, or for it to keep for their recipients."""
+
+    TYPE_ID: ClassVar[int]
+    envelopes: tuple[Sealed, ...] = limit(max_len=MAX_ENVELOPES, default=())
+
+
+@wire_message(33)
+@dataclass(frozen=True, slots=True)
+class EnvelopesTaken:
+    """The answer to ``Envelopes``: which ones the receiver took (stored or consumed)
+    and which it refused (quota, relaying off, bad signature, expired)."""
+
+    TYPE_ID: ClassVar[int]
+    taken: tuple[bytes, ...] = limit(max_len=MAX_ENVELOPES, default=())
+    refused: tuple[bytes, ...] = limit(max_len=MAX_ENVELOPES, default=())
+    reason: str = limit(max_len=128, default="")
+
+    def __post_init__(self) -> None:
+        _check_ids(self.taken)
+        _check_ids(self.refused)

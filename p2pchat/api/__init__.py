@@ -1,0 +1,1 @@
+"""The JSON-lines API shared by the daemon's stdin, its control socket and the CLI."""

@@ -1,0 +1,287 @@
+"""Carries out API commands against a node (or, for the offline ones, just the store).
+
+The same handler serves the daemon's stdin, its control socket and the one-shot CLI
+commands, so every front end behaves alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from p2pchat.api.protocol import (
+    API_VERSION,
+    ApiError,
+    contact_json,
+    float_arg,
+    int_arg,
+    message_json,
+    peer_arg,
+    request_json,
+    str_arg,
+)
+from p2pchat.chat.rules import MessageState
+from p2pchat.identity import Identity, encode_peer_id, fingerprint, safety_number
+from p2pchat.mesh.presence import text_problem
+from p2pchat.net.chat import ChatService, Receipt
+from p2pchat.net.node import Node, NodeEvent, Presence
+from p2pchat.store import Contact, Store
+
+FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
+Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ApiHandler:
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        node: Node | None = None,
+        *,
+        on_quit: Callable[[], None] | None = None,
+        on_nick: Callable[[str], None] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.node = node
+        self._on_quit = on_quit
+        self._on_nick = on_nick
+        self._waiting: dict[str, trio.Event] = {}
+        self.commands: dict[str, Command] = {
+            "send": self.send,
+            "history": self.history,
+            "contacts": self.contacts,
+            "add_contact": self.add_contact,
+            "accept": self.accept,
+            "block": self.block,
+            "unblock": self.unblock,
+            "requests": self.requests,
+            "read": self.read,
+            "verify": self.verify,
+            "set_status": self.set_status,
+            "peers": self.peers,
+            "version": self.version,
+            "quit": self.quit,
+        }
+
+    async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The answer to one parsed command: its own event, or an ``error`` event."""
+        name = command.get("cmd")
+        tag = command.get("tag")
+        try:
+            run = self.commands.get(str(name))
+            if run is None:
+                known = ", ".join(sorted(self.commands))
+                raise ApiError(f"unknown command {name!r}; commands: {known}")
+            answer = {"event": name, **await run(command)}
+        except ApiError as error:
+            answer = {"event": "error", "cmd": name, "error": str(error)}
+        except ValueError as error:  # a rule of the chat layer, in words
+            answer = {"event": "error", "cmd": name, "error": str(error)}
+        if tag is not None:
+            answer["tag"] = tag
+        return answer
+
+    def observe(self, event: NodeEvent) -> None:
+        """Every node event passes here: it wakes ``send`` commands waiting for delivery."""
+        if isinstance(event, Receipt) and event.state in FINAL_STATES:
+            waiter = self._waiting.pop(event.msg_id, None)
+            if waiter is not None:
+                waiter.set()
+
+    # ------------------------------------------------------------------ commands
+
+    async def send(self, command: dict[str, Any]) -> dict[str, Any]:
+        peer = peer_arg(command, "to")
+        text = str_arg(command, "text")
+        wait = float_arg(command, "wait", 0, 0, 600)
+        stored = self._chat().send_text(peer, text)
+        msg_id = stored.msg_id.hex()
+        if wait:
+            waiter = self._waiting[msg_id] = trio.Event()
+            with trio.move_on_after(wait):
+                await waiter.wait()
+            self._waiting.pop(msg_id, None)
+        now = self.store.message(stored.msg_id) or stored
+        return {
+            "msg_id": msg_id,
+            "to": encode_peer_id(peer),
+            "state": now.state,
+            "time": stored.sent_at,
+            "clock": stored.clock,
+        }
+
+    async def history(self, command: dict[str, Any]) -> dict[str, Any]:
+        peer = peer_arg(command, "with")
+        limit = int_arg(command, "limit", 50, 1, 10_000)
+        before = None
+        if "before" in command:
+            anchor = self.store.message(_msg_id(str_arg(command, "before")))
+            if anchor is None or anchor.peer != peer:
+                raise ApiError('"before": no such message in this conversation')
+            before = (anchor.clock, anchor.msg_id)
+        rows = self.store.history(peer, limit=limit, before=before)
+        me = self.identity.public_key
+        return {"with": encode_peer_id(peer), "messages": [message_json(m, me) for m in rows]}
+
+    async def contacts(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {"contacts": [self._contact(c) for c in self.store.contacts()]}
+
+    async def add_contact(self, command: dict[str, Any]) -> dict[str, Any]:
+        peer = peer_arg(command, "id")
+        petname = str_arg(command, "nick", "").strip()
+        problem = text_problem(petname, "")
+        if problem:
+            raise ApiError(f'"nick": {problem}')
+        if self.node is not None and self.node.chat is not None:
+            contact = self.node.chat.add_contact(peer, petname)
+        else:
+            if peer == self.identity.public_key:
+                raise ApiError("that is your own id")
+            contact = self.store.add_contact(peer, petname=petname, now=_now_ms())
+        return {"contact": self._contact(contact)}
+
+    async def accept(self, command: dict[str, Any]) -> dict[str, Any]:
+        peer = peer_arg(command, "id")
+        if self.store.request(peer) is None:
+            raise ApiError("there is no pending request from this id")
+        if self.node is not None and self.node.chat is not None:
+            contact = self.node.chat.accept(peer)
+        else:
+            contact = self.store.add_contact(peer, now=_now_ms())
+        return {"contact": self._contact(contact)}
+
+    async def block(self, command: dict[str, Any]) -> dict[str, Any]:
+        return self._set_blocked(peer_arg(command, "id"), True)
+
+    async def unblock(self, command: dict[str, Any]) -> dict[str, Any]:
+        return self._set_blocked(peer_arg(command, "id"), False)
+
+    async def requests(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {"requests": [request_json(r) for r in self.store.requests()]}
+
+    async def read(self, command: dict[str, Any]) -> dict[str, Any]:
+        peer = peer_arg(command, "with")
+        if self.node is not None and self.node.chat is not None:
+            count = self.node.chat.mark_read(peer)
+        else:
+            unread = self.store.unread(peer)
+            count = len(self.store.advance(unread, MessageState.READ, at=_now_ms()))
+        return {"with": encode_peer_id(peer), "marked": count}
+
+    async def verify(self, command: dict[str, Any]) -> dict[str, Any]:
+        peer = peer_arg(command, "id")
+        if "verified" in command:
+            if type(command["verified"]) is not bool:
+                raise ApiError('"verified" must be true or false')
+            if not self.store.set_verified(peer, command["verified"]):
+                raise ApiError("add this id as a contact before marking it verified")
+        contact = self.store.contact(peer)
+        return {
+            "id": encode_peer_id(peer),
+            "fingerprint": fingerprint(peer),
+            "safety_number": safety_number(self.identity.public_key, peer),
+            "verified": bool(contact and contact.verified),
+        }
+
+    async def set_status(self, command: dict[str, Any]) -> dict[str, Any]:
+        node = self._node()
+        status = command.get("status")
+        if status is not None and status not in ("avail", "away", "dnd"):
+            raise ApiError('"status" is one of avail, away, dnd')
+        nick = command.get("nick")
+        text = command.get("text")
+        for name, value in (("nick", nick), ("text", text)):
+            if value is not None and not isinstance(value, str):
+                raise ApiError(f'"{name}" must be a string')
+        own = node.presence_of(node.peer_id)
+        problem = text_problem(
+            nick if nick is not None else (own.nick if own else ""),
+            text if text is not None else (own.status_text if own else ""),
+        )
+        if problem:
+            raise ApiError(problem)
+        await node.set_presence(nick=nick, status=status, status_text=text)
+        if nick is not None and self._on_nick is not None:
+            self._on_nick(nick)
+        own = node.presence_of(node.peer_id)
+        assert own is not None
+        return {"nick": own.nick, "status": own.status, "text": own.status_text}
+
+    async def peers(self, command: dict[str, Any]) -> dict[str, Any]:
+        node = self._node()
+        connected = set(node.connected())
+        return {
+            "peers": [
+                _presence_json(member, member.peer_id in connected)
+                for member in node.members()
+                if not member.is_self
+            ]
+        }
+
+    async def version(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {"api": API_VERSION, "id": self.identity.peer_id}
+
+    async def quit(self, command: dict[str, Any]) -> dict[str, Any]:
+        if self._on_quit is None:
+            raise ApiError("nothing to quit here")
+        self._on_quit()
+        return {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _set_blocked(self, peer: bytes, blocked: bool) -> dict[str, Any]:
+        if self.node is not None and self.node.chat is not None:
+            self.node.chat.set_blocked(peer, blocked)
+        else:
+            if peer == self.identity.public_key:
+                raise ApiError("that is your own id")
+            self.store.set_blocked(peer, blocked, now=_now_ms())
+        return {"id": encode_peer_id(peer), "blocked": blocked}
+
+    def _contact(self, contact: Contact) -> dict[str, Any]:
+        shown = contact_json(contact)
+        presence = None
+        if self.node is not None and self.node.mesh is not None:
+            presence = self.node.presence_of(shown["id"])
+        shown["status"] = presence.status if presence else "offline"
+        return shown
+
+    def _node(self) -> Node:
+        if self.node is None:
+            raise ApiError("no node is running for this profile: start p2pchat daemon")
+        return self.node
+
+    def _chat(self) -> ChatService:
+        chat = self._node().chat
+        if chat is None:
+            raise ApiError("this node runs without a message store")
+        return chat
+
+
+def _presence_json(presence: Presence, connected: bool) -> dict[str, Any]:
+    return {
+        "id": presence.peer_id,
+        "nick": presence.nick,
+        "status": presence.status,
+        "status_text": presence.status_text,
+        "state": presence.state,
+        "connected": connected,
+    }
+
+
+def _msg_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise ApiError("a message id is 32 hexadecimal digits")
+    return raw
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

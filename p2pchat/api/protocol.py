@@ -1,0 +1,115 @@
+"""The JSON-lines API: how commands are read and events are written (docs/api.md).
+
+One JSON object per line each way. A command is ``{"cmd": NAME, ...}`` with an
+optional ``"tag"`` that is echoed in its answer; every answer and every spontaneous
+event is ``{"event": NAME, ...}``. Bad input gets an ``error`` event, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from p2pchat.identity import decode_peer_id, encode_peer_id
+from p2pchat.store import Contact, Request, StoredMessage
+
+API_VERSION = 1
+MAX_LINE_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    """A command that cannot be carried out; the text is shown to the caller."""
+
+
+def parse_command(line: bytes | str) -> dict[str, Any]:
+    """One line of input as a command object; ApiError says what is wrong with it."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ApiError(f"a command line is limited to {MAX_LINE_BYTES} bytes")
+    try:
+        value = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError('a command is a JSON object like {"cmd": "peers"}')
+    if not isinstance(value.get("cmd"), str):
+        raise ApiError('a command needs "cmd": a string')
+    return value
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+# --------------------------------------------------------------- argument helpers
+
+
+def peer_arg(command: dict[str, Any], name: str) -> bytes:
+    value = command.get(name)
+    if not isinstance(value, str):
+        raise ApiError(f'"{name}" must be a peer id (a string)')
+    try:
+        return decode_peer_id(value)
+    except ValueError as exc:
+        raise ApiError(f'"{name}": {exc}') from None
+
+
+def str_arg(command: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = command.get(name, default)
+    if not isinstance(value, str):
+        raise ApiError(f'"{name}" must be a string')
+    return value
+
+
+def int_arg(command: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = command.get(name, default)
+    if type(value) is not int or not low <= value <= high:
+        raise ApiError(f'"{name}" must be an integer from {low} to {high}')
+    return value
+
+
+def float_arg(command: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = command.get(name, default)
+    if type(value) not in (int, float) or not low <= value <= high:
+        raise ApiError(f'"{name}" must be a number from {low:g} to {high:g}')
+    return float(value)
+
+
+# --------------------------------------------------------------- rows as JSON
+
+
+def message_json(message: StoredMessage, me: bytes) -> dict[str, Any]:
+    return {
+        "msg_id": message.msg_id.hex(),
+        "from": encode_peer_id(message.sender),
+        "to": encode_peer_id(me if not message.outgoing else message.peer),
+        "with": encode_peer_id(message.peer),
+        "outgoing": message.outgoing,
+        "text": message.text,
+        "time": message.sent_at,
+        "received": message.received_at,
+        "clock": message.clock,
+        "state": message.state,
+    }
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": encode_peer_id(contact.peer),
+        "name": contact.name,
+        "petname": contact.petname,
+        "nick": contact.nick,
+        "verified": contact.verified,
+        "blocked": contact.blocked,
+        "contact": contact.is_contact,
+    }
+
+
+def request_json(request: Request) -> dict[str, Any]:
+    return {
+        "id": encode_peer_id(request.peer),
+        "nick": request.nick,
+        "address": request.address,
+        "first": request.first_at,
+        "last": request.last_at,
+        "messages": request.messages,
+    }

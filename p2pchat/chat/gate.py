@@ -1,0 +1,116 @@
+"""The contact-request gate: who may put messages in front of the user.
+
+A contact's messages go to the inbox. A stranger's first messages become one pending
+request, small and few, and only within rate limits per identity and per address and
+a cap on pending requests. Over a limit the message is *held*: neither stored nor
+acknowledged, so the sender's node keeps it and retries; once the user accepts, the
+retries get through. Blocked identities are refused outright.
+
+Memory is bounded whatever the sender does: the rate-limit buckets live in an LRU of
+fixed size, and everything else is in the store under a cap.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+class Relation(enum.Enum):
+    CONTACT = "contact"
+    STRANGER = "stranger"
+    BLOCKED = "blocked"
+
+
+class Verdict(enum.Enum):
+    ADMIT = "admit"  # store it and acknowledge it
+    REQUEST = "request"  # store it as (part of) a pending contact request, acknowledge it
+    HOLD = "hold"  # neither store nor acknowledge: the sender retries later
+    REFUSE = "refuse"  # drop it for good
+
+
+@dataclass(frozen=True, slots=True)
+class GateLimits:
+    request_messages: int = 3  # messages kept per pending request
+    request_chars: int = 1000  # longer first messages wait until accepted
+    max_requests: int = 100  # pending requests at once
+    identity_rate: float = 6 / 60  # messages per second per stranger...
+    identity_burst: float = 6  # ...with this burst
+    address_rate: float = 20 / 60  # new requests per second per address...
+    address_burst: float = 20  # ...with this burst
+    tracked: int = 4096  # buckets kept (least recently used dropped first)
+
+
+class _Buckets:
+    """Token buckets keyed by identity or address, in a bounded LRU."""
+
+    __slots__ = ("_burst", "_capacity", "_rate", "_state")
+
+    def __init__(self, rate: float, burst: float, capacity: int) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._capacity = capacity
+        self._state: OrderedDict[object, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: object, now_ms: int) -> bool:
+        tokens, updated = self._state.pop(key, (self._burst, now_ms))
+        tokens = min(self._burst, tokens + (now_ms - updated) / 1000 * self._rate)
+        allowed = tokens >= 1
+        if allowed:
+            tokens -= 1
+        self._state[key] = (tokens, now_ms)
+        while len(self._state) > self._capacity:
+            self._state.popitem(last=False)
+        return allowed
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+
+class ContactGate:
+    def __init__(self, limits: GateLimits | None = None) -> None:
+        self.limits = limits or GateLimits()
+        lim = self.limits
+        self._identities = _Buckets(lim.identity_rate, lim.identity_burst, lim.tracked)
+        self._addresses = _Buckets(lim.address_rate, lim.address_burst, lim.tracked)
+        self.held = 0
+
+    def judge(
+        self,
+        *,
+        peer: bytes,
+        relation: Relation,
+        address: str,
+        text_chars: int,
+        request_messages: int | None,
+        pending_requests: int,
+        now_ms: int,
+    ) -> Verdict:
+        """Decide about one incoming message.
+
+        ``request_messages`` is how many messages the stranger's pending request
+        already holds (None: no request yet); ``pending_requests`` how many requests
+        are pending in all.
+        """
+        if relation is Relation.BLOCKED:
+            return Verdict.REFUSE
+        if relation is Relation.CONTACT:
+            return Verdict.ADMIT
+        lim = self.limits
+        verdict = Verdict.REQUEST
+        if text_chars > lim.request_chars:
+            verdict = Verdict.HOLD
+        elif request_messages is None:
+            if pending_requests >= lim.max_requests or not self._addresses.take(address, now_ms):
+                verdict = Verdict.HOLD
+        elif request_messages >= lim.request_messages:
+            verdict = Verdict.HOLD
+        if verdict is Verdict.REQUEST and not self._identities.take(peer, now_ms):
+            verdict = Verdict.HOLD
+        if verdict is Verdict.HOLD:
+            self.held += 1
+        return verdict
+
+    def tracked(self) -> int:
+        return len(self._identities) + len(self._addresses)

@@ -1,0 +1,636 @@
+"""The chat service: the chat rules of :mod:`p2pchat.chat` around the store and the links.
+
+Durability comes from two orders that are never broken:
+
+- a message is committed to the outbox *before* it is handed to the network, and it
+  stays there until the recipient acknowledges it;
+- an incoming message is committed *before* it is acknowledged.
+
+Incoming traffic is processed in batches (everything that arrived since the last
+pass) inside one transaction, so a burst costs one commit, not one per message.
+Messages sent over a live session are resent when the session is replaced; a timer
+retries the rest with backoff, and hands messages for absent recipients to relays.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from p2pchat.chat.gate import ContactGate, GateLimits, Relation, Verdict
+from p2pchat.chat.relay import RelayLimits, RelayLoad, choose_relays, kept_until, refusal
+from p2pchat.chat.rules import (
+    Clocks,
+    MessageState,
+    clock_acceptable,
+    compose,
+    retry_delay_ms,
+    text_problem,
+)
+from p2pchat.chat.sealing import check_signature, seal, unseal
+from p2pchat.errors import RemoteProtocolError
+from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.store import Contact, OutboxItem, Store, StoredMessage
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import (
+    MAX_ENVELOPES,
+    MAX_RECEIPT_IDS,
+    ChatMessage,
+    ChatReceipt,
+    Envelopes,
+    EnvelopesTaken,
+    Sealed,
+)
+
+log = logging.getLogger("p2pchat.chat")
+
+CHAT_MESSAGES = (ChatMessage, ChatReceipt, Envelopes, EnvelopesTaken)
+LINK_RETRY_MS = 30_000  # sent over a live session: resent on reconnect, this is a backstop
+RELAY_RECHECK_MS = 30_000  # how often a relay re-offers what it keeps to online recipients
+MAX_BATCH = 2048
+
+
+# ---------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIn:
+    """A message was stored (first time only). ``request``: it waits in the requests box."""
+
+    peer_id: str
+    msg_id: str
+    text: str
+    time: int
+    clock: int
+    request: bool
+    relayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One of our messages moved on: sent, delivered or read."""
+
+    peer_id: str
+    msg_id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    """A stranger wrote for the first time; their messages wait until accepted."""
+
+    peer_id: str
+    nick: str
+    address: str
+    text: str
+
+
+ChatEvent = MessageIn | Receipt | ContactRequest
+
+
+@dataclass(slots=True)
+class ChatSettings:
+    gate: GateLimits = field(default_factory=GateLimits)
+    relay: RelayLimits = field(default_factory=RelayLimits)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def msg_id_text(msg_id: bytes) -> str:
+    return msg_id.hex()
+
+
+class ChatService:
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        *,
+        send: Callable[[bytes, Any], None],
+        connected: Callable[[bytes], bool],
+        online: Callable[[bytes], bool],
+        online_peers: Callable[[], list[bytes]],
+        nick_of: Callable[[bytes], str],
+        emit: Callable[[ChatEvent], None],
+        settings: ChatSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.me = identity.public_key
+        self.store = store
+        self.settings = settings or ChatSettings()
+        self.gate = ContactGate(self.settings.gate)
+        self._send = send
+        self._connected = connected
+        self._online = online
+        self._online_peers = online_peers
+        self._nick_of = nick_of
+        self._emit = emit
+        self._rng = rng or random.Random()
+        self._codec = Codec()
+        self._clocks = Clocks()
+        self._relations: dict[bytes, Relation] = {}
+        self._incoming: list[tuple[bytes, Any, str]] = []
+        self._deposits: dict[bytes, bytes] = {}  # envelope id -> msg id, while relays answer
+        self._relay_offered: dict[bytes, bytes] = {}  # envelope id -> recipient
+        self._next_relay_check = 0
+        self._wake = trio.Event()
+
+    # ------------------------------------------------------------------ commands
+
+    def send_text(self, peer: bytes, text: str) -> StoredMessage:
+        """Commit a new message to the outbox, then hand it to the network."""
+        problem = text_problem(text)
+        if problem:
+            raise ValueError(problem)
+        if peer == self.me:
+            raise ValueError("that is your own id")
+        if self.relation(peer) is Relation.BLOCKED:
+            raise ValueError("you blocked this peer: unblock it first")
+        now = now_ms()
+        message = compose(os.urandom(16), self._clock(peer), now, text)
+        self._clocks.observe(peer, message.clock)
+        stored = self.store.add_outgoing(
+            msg_id=message.msg_id,
+            peer=peer,
+            sender=self.me,
+            clock=message.clock,
+            sent_at=message.time,
+            text=text,
+            next_attempt_at=now + retry_delay_ms(0, self._rng),
+        )
+        if self._reachable(peer):
+            self._transmit(peer, [stored], now)
+        else:
+            self._wake.set()  # the runner hands it to relays
+        return stored
+
+    def mark_read(self, peer: bytes) -> int:
+        """Mark the conversation read and tell the sender (a read receipt)."""
+        unread = self.store.unread(peer)
+        if not unread:
+            return 0
+        self.store.advance(unread, MessageState.READ, at=now_ms())
+        self._send_receipts(peer, MessageState.READ, unread)
+        return len(unread)
+
+    def add_contact(self, peer: bytes, petname: str = "") -> Contact:
+        if peer == self.me:
+            raise ValueError("that is your own id")
+        request = self.store.request(peer)
+        nick = request.nick if request else self._nick_of(peer)
+        contact = self.store.add_contact(peer, petname=petname, nick=nick, now=now_ms())
+        self._relations[peer] = Relation.BLOCKED if contact.blocked else Relation.CONTACT
+        if request is not None:
+            # An empty receipt asks the sender to retry what it holds for us now:
+            # the messages the gate held back while this was a request.
+            self._send_receipts(peer, MessageState.DELIVERED, [], nudge=True)
+        return contact
+
+    def accept(self, peer: bytes) -> Contact:
+        if self.store.request(peer) is None and self.relation(peer) is not Relation.STRANGER:
+            contact = self.store.contact(peer)
+            if contact is not None and contact.is_contact:
+                return contact
+        return self.add_contact(peer)
+
+    def set_blocked(self, peer: bytes, blocked: bool) -> None:
+        if peer == self.me:
+            raise ValueError("that is your own id")
+        self.store.set_blocked(peer, blocked, now=now_ms())
+        self._relations.pop(peer, None)
+
+    def authorize(self, peer: bytes) -> str | None:
+        """The handshake hook: blocked identities are refused before any message."""
+        return "blocked" if self.relation(peer) is Relation.BLOCKED else None
+
+    def relation(self, peer: bytes) -> Relation:
+        relation = self._relations.get(peer)
+        if relation is None:
+            contact = self.store.contact(peer)
+            if contact is not None and contact.blocked:
+                relation = Relation.BLOCKED
+            elif contact is not None and contact.is_contact:
+                relation = Relation.CONTACT
+            else:
+                relation = Relation.STRANGER
+            if len(self._relations) > 65_536:
+                self._relations.clear()  # a cache: bounded, refilled from the store
+            self._relations[peer] = relation
+        return relation
+
+    # ------------------------------------------------------------------ inputs
+
+    def receive(self, peer: bytes, message: Any, address: str) -> None:
+        """A chat message arrived on a session (processed by the runner, in batches)."""
+        if len(self._incoming) >= 64 * MAX_BATCH:
+            log.warning("chat input backlog full: dropped a %s", type(message).__name__)
+            return  # the sender retries: nothing is acknowledged that was not stored
+        self._incoming.append((peer, message, address))
+        self._wake.set()
+
+    def peer_up(self, peer: bytes) -> None:
+        """A session with ``peer`` opened: resend what waits for it, offer what we keep."""
+        now = now_ms()
+        waiting = self.store.outbox(peer)
+        if waiting:
+            self._transmit(peer, waiting, now)
+        self._offer_relayed(peer, now)
+
+    def peer_online(self, peer: bytes) -> None:
+        """The mesh says ``peer`` is (back) online."""
+        if self.store.outbox(peer) or self.store.relay_count(recipient=peer):
+            now = now_ms()
+            if self._connected(peer):
+                self.peer_up(peer)
+            else:  # dial by sending; the session's arrival resends everything in order
+                waiting = self.store.outbox(peer)
+                if waiting:
+                    self._transmit(peer, waiting[:1], now)
+                self._offer_relayed(peer, now)
+
+    # ------------------------------------------------------------------ runner
+
+    async def run(self) -> None:
+        while True:
+            with trio.move_on_at(self._next_deadline()):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                while self._incoming:
+                    self._process_incoming()
+                    await trio.sleep(0)  # let the readers and writers run between batches
+                self._retry_due(now_ms())
+            except Exception:  # a bug must not stop chat for the whole node
+                log.exception("chat service pass failed")
+
+    def _next_deadline(self) -> float:
+        due = self.store.next_outbox_deadline()
+        if self._next_relay_check and (due is None or self._next_relay_check < due):
+            due = self._next_relay_check
+        if due is None:
+            return float("inf")
+        return trio.current_time() + max(0.0, (due - now_ms()) / 1000)
+
+    # ------------------------------------------------------------------ incoming
+
+    def _process_incoming(self) -> None:
+        batch = self._incoming[:MAX_BATCH]
+        del self._incoming[:MAX_BATCH]
+        now = now_ms()
+        acks: dict[bytes, list[bytes]] = defaultdict(list)
+        taken_replies: list[tuple[bytes, EnvelopesTaken]] = []
+        events: list[ChatEvent] = []
+        with self.store.transaction():
+            for peer, message, address in batch:
+                try:
+                    if isinstance(message, ChatMessage):
+                        self._take_message(peer, message, address, now, acks, events, False)
+                    elif isinstance(message, ChatReceipt):
+                        self._take_receipt(peer, message, now, events)
+                    elif isinstance(message, Envelopes):
+                        reply = self._take_envelopes(peer, message, address, now, acks, events)
+                        taken_replies.append((peer, reply))
+                    elif isinstance(message, EnvelopesTaken):
+                        self._take_envelopes_taken(peer, message, now, events)
+                except RemoteProtocolError as error:
+                    log.info("chat input from %s dropped: %s", encode_peer_id(peer), error)
+        # Committed: now, and only now, acknowledge and report.
+        for peer, reply in taken_replies:
+            self._send(peer, reply)
+        for peer, ids in acks.items():
+            self._send_receipts(peer, MessageState.DELIVERED, ids)
+        for event in events:
+            self._emit(event)
+
+    def _take_message(
+        self,
+        peer: bytes,
+        message: ChatMessage,
+        address: str,
+        now: int,
+        acks: dict[bytes, list[bytes]],
+        events: list[ChatEvent],
+        relayed: bool,
+    ) -> bool:
+        """Store one message if the gate lets it in; True if it is stored (now or before)."""
+        existing = self.store.message(message.msg_id)
+        if existing is not None:
+            if existing.peer == peer and not existing.outgoing:
+                acks[peer].append(message.msg_id)  # a duplicate: acknowledge it again
+                return True
+            raise RemoteProtocolError("a message id that belongs to another conversation")
+        if not clock_acceptable(self._clock(peer), message.clock):
+            raise RemoteProtocolError(f"implausible clock {message.clock}")
+        relation = self.relation(peer)
+        request = self.store.request(peer) if relation is Relation.STRANGER else None
+        verdict = self.gate.judge(
+            peer=peer,
+            relation=relation,
+            address=_host(address),
+            text_chars=len(message.text),
+            request_messages=None if request is None else request.messages,
+            pending_requests=self.store.count_requests() if request is None else 0,
+            now_ms=now,
+        )
+        if verdict in (Verdict.HOLD, Verdict.REFUSE):
+            return False
+        stored = self.store.add_incoming(
+            msg_id=message.msg_id,
+            peer=peer,
+            clock=message.clock,
+            sent_at=message.time,
+            received_at=now,
+            text=message.text,
+        )
+        if stored is None:
+            return True
+        self._clocks.observe(peer, message.clock)
+        acks[peer].append(message.msg_id)
+        is_request = verdict is Verdict.REQUEST
+        if is_request:
+            nick = self._nick_of(peer)
+            if self.store.add_request(peer, nick=nick, address=address, now=now):
+                events.append(ContactRequest(encode_peer_id(peer), nick, address, message.text))
+        events.append(
+            MessageIn(
+                encode_peer_id(peer),
+                msg_id_text(message.msg_id),
+                message.text,
+                message.time,
+                message.clock,
+                is_request,
+                relayed,
+            )
+        )
+        return True
+
+    def _take_receipt(
+        self, peer: bytes, receipt: ChatReceipt, now: int, events: list[ChatEvent]
+    ) -> None:
+        ours = []
+        for msg_id in receipt.msg_ids:
+            stored = self.store.message(msg_id)
+            if stored is not None and stored.outgoing and stored.peer == peer:
+                ours.append(msg_id)
+        for changed in self.store.advance(ours, receipt.state, at=now):
+            events.append(Receipt(encode_peer_id(peer), msg_id_text(changed.msg_id), changed.state))
+        if not receipt.msg_ids or (receipt.state == MessageState.READ and self._connected(peer)):
+            # The peer is listening and asks for (or may now take) what we hold for it.
+            for item in self.store.outbox(peer):
+                self.store.reschedule(item.msg_id, attempts=item.attempts, next_attempt_at=now)
+
+    def _take_envelopes(
+        self,
+        peer: bytes,
+        message: Envelopes,
+        address: str,
+        now: int,
+        acks: dict[bytes, list[bytes]],
+        events: list[ChatEvent],
+    ) -> EnvelopesTaken:
+        taken: list[bytes] = []
+        refused: list[bytes] = []
+        reasons: set[str] = set()
+        for envelope in message.envelopes:
+            try:
+                check_signature(envelope)
+                if envelope.recipient == self.me:
+                    done = self._open_envelope(envelope, address, now, acks, events)
+                else:
+                    reason = self._keep_for_other(envelope, now)
+                    done = reason is None
+                    if reason:
+                        reasons.add(reason)
+            except RemoteProtocolError as error:
+                log.info("envelope from %s refused: %s", encode_peer_id(peer), error)
+                reasons.add("invalid")
+                done = False
+            (taken if done else refused).append(envelope.envelope_id)
+        return EnvelopesTaken(tuple(taken), tuple(refused), "; ".join(sorted(reasons))[:128])
+
+    def _open_envelope(
+        self,
+        envelope: Sealed,
+        address: str,
+        now: int,
+        acks: dict[bytes, list[bytes]],
+        events: list[ChatEvent],
+    ) -> bool:
+        sender = envelope.sender
+        if self.relation(sender) is Relation.BLOCKED:
+            return True  # taken, and dropped: the relay may forget it
+        inner = self._codec.decode(unseal(self.identity, envelope))
+        if isinstance(inner, ChatMessage):
+            return self._take_message(sender, inner, address, now, acks, events, True)
+        if isinstance(inner, ChatReceipt):
+            self._take_receipt(sender, inner, now, events)
+            return True
+        raise RemoteProtocolError(f"a sealed {type(inner).__name__} is not allowed")
+
+    def _keep_for_other(self, envelope: Sealed, now: int) -> str | None:
+        limits = self.settings.relay
+        load = RelayLoad(
+            from_sender=self.store.relay_count(sender=envelope.sender),
+            for_recipient=self.store.relay_count(recipient=envelope.recipient),
+            total_bytes=self.store.relay_bytes(),
+        )
+        reason = refusal(
+            envelope,
+            limits=limits,
+            load=load,
+            now_ms=now,
+            sender_blocked=self.relation(envelope.sender) is Relation.BLOCKED,
+        )
+        if reason is None:
+            self.store.relay_put(
+                envelope_id=envelope.envelope_id,
+                sender=envelope.sender,
+                recipient=envelope.recipient,
+                expires_at=kept_until(envelope, limits, now),
+                stored_at=now,
+                envelope=self._codec.encode(Envelopes((envelope,))),
+            )
+            if self._online(envelope.recipient):
+                self._next_relay_check = now  # it is back already: offer it at once
+        return reason
+
+    def _take_envelopes_taken(
+        self, peer: bytes, message: EnvelopesTaken, now: int, events: list[ChatEvent]
+    ) -> None:
+        delivered = [i for i in (*message.taken, *message.refused) if i in self._relay_offered]
+        mine = [i for i in delivered if self._relay_offered[i] == peer]
+        for envelope_id in mine:
+            del self._relay_offered[envelope_id]
+        if mine:
+            self.store.relay_remove(mine)
+        for envelope_id in message.taken:
+            msg_id = self._deposits.get(envelope_id)
+            if msg_id is None:
+                continue
+            item = self._outbox_item(msg_id)
+            if item is not None:
+                self.store.set_relays(msg_id, item.relays + 1)
+                for changed in self.store.advance([msg_id], MessageState.SENT, at=now):
+                    events.append(
+                        Receipt(encode_peer_id(changed.peer), msg_id_text(msg_id), changed.state)
+                    )
+        if message.refused and message.reason:
+            log.info("relay %s refused envelopes: %s", encode_peer_id(peer), message.reason)
+
+    # ------------------------------------------------------------------ outgoing
+
+    def _transmit(self, peer: bytes, items: Iterable[StoredMessage | OutboxItem], now: int) -> None:
+        sent_ids = []
+        live = self._connected(peer)
+        for item in items:
+            stored = item if isinstance(item, StoredMessage) else self.store.message(item.msg_id)
+            if stored is None:
+                continue
+            self._send(
+                peer,
+                ChatMessage(
+                    msg_id=stored.msg_id, clock=stored.clock, time=stored.sent_at, text=stored.text
+                ),
+            )
+            attempts = item.attempts + 1 if isinstance(item, OutboxItem) else 1
+            delay = LINK_RETRY_MS if live else retry_delay_ms(attempts, self._rng)
+            self.store.reschedule(stored.msg_id, attempts=attempts, next_attempt_at=now + delay)
+            sent_ids.append(stored.msg_id)
+        if live and sent_ids:
+            for changed in self.store.advance(sent_ids, MessageState.SENT, at=now):
+                self._emit(Receipt(encode_peer_id(peer), msg_id_text(changed.msg_id), "sent"))
+
+    def _send_receipts(
+        self, peer: bytes, state: MessageState, ids: list[bytes], *, nudge: bool = False
+    ) -> None:
+        chunks = [ids[i : i + MAX_RECEIPT_IDS] for i in range(0, len(ids), MAX_RECEIPT_IDS)]
+        if nudge and not chunks:
+            chunks = [[]]
+        for chunk in chunks:
+            receipt = ChatReceipt(state.value, tuple(chunk))
+            if self._reachable(peer):
+                self._send(peer, receipt)
+            else:  # the sender is away: the receipt travels like a message, sealed
+                self._deposit(
+                    peer, receipt, now_ms(), msg_id=None, wanted=self.settings.relay.copies
+                )
+
+    def _deposit(
+        self,
+        recipient: bytes,
+        content: ChatMessage | ChatReceipt,
+        now: int,
+        *,
+        msg_id: bytes | None,
+        wanted: int,
+    ) -> int:
+        """Seal ``content`` for ``recipient`` and hand it to relays; how many were asked."""
+        relays = self._relays_for(recipient, wanted)
+        if not relays:
+            return 0
+        envelope_id = os.urandom(16)
+        envelope = seal(
+            self.identity,
+            recipient,
+            envelope_id,
+            now + self.settings.relay.expiry_ms,
+            self._codec.encode(content),
+        )
+        if msg_id is not None:
+            self._deposits[envelope_id] = msg_id
+            if len(self._deposits) > 65_536:
+                self._deposits.pop(next(iter(self._deposits)))
+        for relay in relays:
+            self._send(relay, Envelopes((envelope,)))
+        return len(relays)
+
+    def _relays_for(self, recipient: bytes, wanted: int) -> list[bytes]:
+        candidates = [p for p in self._online_peers() if p not in (recipient, self.me)]
+        connected = frozenset(p for p in candidates if self._connected(p))
+        return choose_relays(candidates, wanted, self._rng, prefer=connected)
+
+    def _retry_due(self, now: int) -> None:
+        due = self.store.outbox_due(now)
+        by_peer: dict[bytes, list[OutboxItem]] = defaultdict(list)
+        for item in due:
+            by_peer[item.peer].append(item)
+        for peer, items in by_peer.items():
+            if self._reachable(peer):
+                self._transmit(peer, items, now)
+                continue
+            for item in items:
+                attempts = item.attempts + 1
+                wanted = self.settings.relay.copies - item.relays
+                if wanted > 0:
+                    stored = self.store.message(item.msg_id)
+                    if stored is not None:
+                        content = ChatMessage(
+                            stored.msg_id, stored.clock, stored.sent_at, stored.text
+                        )
+                        self._deposit(peer, content, now, msg_id=item.msg_id, wanted=wanted)
+                self.store.reschedule(
+                    item.msg_id,
+                    attempts=attempts,
+                    next_attempt_at=now + retry_delay_ms(attempts, self._rng),
+                )
+        if self._next_relay_check and now >= self._next_relay_check:
+            self._next_relay_check = 0
+            for recipient in self.store.relay_recipients(now):
+                if self._online(recipient):
+                    self._offer_relayed(recipient, now)
+        if self.store.relay_recipients(now):
+            self._next_relay_check = self._next_relay_check or now + RELAY_RECHECK_MS
+        self.store.relay_expire(now)
+
+    def _offer_relayed(self, recipient: bytes, now: int) -> None:
+        """Hand the recipient what we keep for it; it answers with EnvelopesTaken."""
+        kept = self.store.relay_for(recipient, now=now)
+        batch: list[Sealed] = []
+        for envelope_id, blob in kept:
+            try:
+                wrapped = self._codec.decode(blob)
+            except RemoteProtocolError:
+                self.store.relay_remove([envelope_id])
+                continue
+            batch.extend(wrapped.envelopes)
+            self._relay_offered[envelope_id] = recipient
+            if len(batch) == MAX_ENVELOPES:
+                self._send(recipient, Envelopes(tuple(batch)))
+                batch = []
+        if batch:
+            self._send(recipient, Envelopes(tuple(batch)))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reachable(self, peer: bytes) -> bool:
+        return self._connected(peer) or self._online(peer)
+
+    def _clock(self, peer: bytes) -> int:
+        if not self._clocks.known(peer):
+            self._clocks.seed(peer, self.store.max_clock(peer))
+        return self._clocks.highest(peer)
+
+    def _outbox_item(self, msg_id: bytes) -> OutboxItem | None:
+        stored = self.store.message(msg_id)
+        if stored is None:
+            return None
+        for item in self.store.outbox(stored.peer):
+            if item.msg_id == msg_id:
+                return item
+        return None
+
+
+def _host(address: str) -> str:
+    host, _, _ = address.rpartition(":")
+    return host.strip("[]") or address

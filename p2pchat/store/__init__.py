@@ -1,0 +1,37 @@
+"""The message store: contacts, messages, outbox, requests, addresses and relayed
+envelopes in one SQLite file (``messages.db``) per profile. See docs/storage.md.
+
+The only package that imports sqlite3; everything else sees :class:`Store`, frozen
+row values and :class:`~p2pchat.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+from p2pchat.store.database import DATABASE_FILE, MAX_ADDRESSES, Store, open_store
+from p2pchat.store.rows import (
+    INCOMING_STATES,
+    OUTGOING_STATES,
+    Contact,
+    Conversation,
+    OutboxItem,
+    Request,
+    StoredMessage,
+)
+from p2pchat.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+
+__all__ = [
+    "DATABASE_FILE",
+    "INCOMING_STATES",
+    "MAX_ADDRESSES",
+    "MIGRATIONS",
+    "OUTGOING_STATES",
+    "SCHEMA_VERSION",
+    "Contact",
+    "Conversation",
+    "Migration",
+    "OutboxItem",
+    "Request",
+    "Store",
+    "StoredMessage",
+    "open_store",
+]

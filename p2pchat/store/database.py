@@ -1,0 +1,628 @@
+"""The message database: one SQLite file per profile, behind a small synchronous API.
+
+Every call is a few indexed statements (microseconds), so the trio thread calls it
+directly. Times are integer milliseconds passed in by the caller; the store never
+reads a clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from p2pchat.errors import LocalProtocolError, StoreError
+from p2pchat.store.rows import (
+    INCOMING_STATES,
+    OUTGOING_STATES,
+    STATES,
+    Contact,
+    Conversation,
+    OutboxItem,
+    Request,
+    StoredMessage,
+)
+from p2pchat.store.schema import MIGRATIONS, Migration, migrate, newer_error, user_version
+
+DATABASE_FILE = "messages.db"
+BUSY_TIMEOUT_MS = 5000
+MAX_ADDRESSES = 8
+
+_CONTACT_COLUMNS = "peer, petname, nick, verified, blocked, is_contact, added_at"
+_MESSAGE_COLUMNS = "seq, msg_id, peer, sender, outgoing, clock, sent_at, received_at, text, state"
+_REQUEST_COLUMNS = "peer, nick, address, first_at, last_at, messages"
+# Outgoing messages reach these states only once the peer has the message, so
+# there is nothing left to retry.
+_SETTLED = frozenset({"delivered", "read"})
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(
+        peer=row[0],
+        petname=row[1],
+        nick=row[2],
+        verified=bool(row[3]),
+        blocked=bool(row[4]),
+        is_contact=bool(row[5]),
+        added_at=row[6],
+    )
+
+
+def _message(row: Any) -> StoredMessage:
+    return StoredMessage(
+        seq=row[0],
+        msg_id=row[1],
+        peer=row[2],
+        sender=row[3],
+        outgoing=bool(row[4]),
+        clock=row[5],
+        sent_at=row[6],
+        received_at=row[7],
+        text=row[8],
+        state=row[9],
+    )
+
+
+def _outbox_item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        msg_id=row[0], peer=row[1], attempts=row[2], next_attempt_at=row[3], relays=row[4]
+    )
+
+
+def _request(row: Any) -> Request:
+    return Request(
+        peer=row[0], nick=row[1], address=row[2], first_at=row[3], last_at=row[4], messages=row[5]
+    )
+
+
+def _create_private(path: Path) -> None:
+    # Created here rather than by SQLite so it is 0600 from its first byte; SQLite
+    # gives its -wal and -shm files the mode of the database file.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise StoreError(f"cannot create the message database {path}: {error}") from error
+    os.close(fd)
+
+
+def open_store(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+    """Open (creating or upgrading as needed) the message database at ``path``.
+
+    ``migrations`` is a parameter only so tests can play older and newer versions.
+    """
+    _create_private(path)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot open the message database {path}: {error}") from error
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        # The first read of the file: refuse garbage and newer schemas before any
+        # write (setting WAL rewrites the header) could touch them.
+        found = user_version(conn)
+        if found > len(migrations):
+            raise newer_error(path, found, len(migrations))
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        version = migrate(conn, path, migrations)
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        if "not a database" in str(error):
+            raise StoreError(
+                f"{path} is not a p2pchat message database (or it is damaged); "
+                "it was left untouched: move it away to start a new one, or use another --home"
+            ) from error
+        raise StoreError(f"cannot open the message database {path}: {error}") from error
+    except BaseException:
+        conn.close()
+        raise
+    with contextlib.suppress(OSError):
+        # An existing file may have been loosened by hand or copied in; tighten it.
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    return Store(conn, path, version)
+
+
+class Store:
+    """The message database. Create with :func:`open_store`; close when done."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, schema_version: int) -> None:
+        self._conn = conn
+        self._depth = 0
+        self.path = path
+        self.schema_version = schema_version
+
+    # --- lifecycle and transactions -------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (one fsync); roll back if the block raises.
+
+        A nested call joins the outer transaction: nothing is committed until the
+        outermost block ends. The nested block is a savepoint, so a failure inside
+        one method that the caller catches does not leave that method half-done.
+        """
+        if self._depth:
+            name = f"nested_{self._depth:d}"
+            self._exec(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                # If SQLite already rolled back the whole transaction (it does on some
+                # errors), there is no savepoint left; the outer COMMIT will say so.
+                with contextlib.suppress(StoreError):
+                    self._exec(f"ROLLBACK TO {name}")
+                    self._exec(f"RELEASE {name}")
+                raise
+            else:
+                self._exec(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        self._exec("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+            self._exec("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth = 0
+
+    def _exec(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as error:
+            raise StoreError(f"message database {self.path}: {error}") from error
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"message database {self.path}: {error}") from error
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        try:
+            return self._conn.execute(sql, params).fetchone()
+        except sqlite3.Error as error:
+            raise StoreError(f"message database {self.path}: {error}") from error
+
+    def _count(self, sql: str, params: Sequence[object] = ()) -> int:
+        return int(self._one(sql, params)[0] or 0)
+
+    # --- contacts ------------------------------------------------------------------
+
+    def add_contact(self, peer: bytes, *, petname: str = "", nick: str = "", now: int) -> Contact:
+        """Make ``peer`` a contact (upsert); verification and blocking are kept."""
+        with self.transaction():
+            self._exec(
+                f"""INSERT INTO contacts ({_CONTACT_COLUMNS}) VALUES (?, ?, ?, 0, 0, 1, ?)
+                ON CONFLICT (peer) DO UPDATE SET
+                    petname = CASE WHEN excluded.petname = '' THEN petname
+                                   ELSE excluded.petname END,
+                    nick = CASE WHEN excluded.nick = '' THEN nick ELSE excluded.nick END,
+                    added_at = CASE WHEN is_contact THEN added_at ELSE excluded.added_at END,
+                    is_contact = 1""",
+                (peer, petname, nick, now),
+            )
+            self._exec("DELETE FROM requests WHERE peer = ?", (peer,))
+            contact = self.contact(peer)
+        assert contact is not None  # just upserted inside the same transaction
+        return contact
+
+    def contact(self, peer: bytes) -> Contact | None:
+        row = self._one(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE peer = ?", (peer,))
+        return None if row is None else _contact(row)
+
+    def contacts(self) -> list[Contact]:
+        """Contacts and blocked peers, by name (case-insensitive), then peer."""
+        rows = self._all(
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE is_contact != 0 OR blocked != 0"
+        )
+        # Sorted here: SQLite's lower() and NOCASE fold ASCII only.
+        return sorted(map(_contact, rows), key=lambda c: (c.name.casefold(), c.peer))
+
+    def set_verified(self, peer: bytes, verified: bool) -> bool:
+        cursor = self._exec(
+            "UPDATE contacts SET verified = ? WHERE peer = ?", (int(verified), peer)
+        )
+        return cursor.rowcount > 0
+
+    def set_blocked(self, peer: bytes, blocked: bool, *, now: int) -> None:
+        """Block or unblock; blocking also drops everything queued from or to them."""
+        if not blocked:
+            self._exec("UPDATE contacts SET blocked = 0 WHERE peer = ?", (peer,))
+            return
+        with self.transaction():
+            self._exec(
+                f"""INSERT INTO contacts ({_CONTACT_COLUMNS}) VALUES (?, '', '', 0, 1, 0, ?)
+                ON CONFLICT (peer) DO UPDATE SET blocked = 1""",
+                (peer, now),
+            )
+            self._exec("DELETE FROM requests WHERE peer = ?", (peer,))
+            self._exec("DELETE FROM outbox WHERE peer = ?", (peer,))
+            self._exec("DELETE FROM relayed WHERE sender = ?", (peer,))
+
+    def blocked(self) -> set[bytes]:
+        return {row[0] for row in self._all("SELECT peer FROM contacts WHERE blocked != 0")}
+
+    def remove_contact(self, peer: bytes) -> bool:
+        """Stop ``peer`` being a contact; False if it was not one.
+
+        A block outlives the removal (the row stays, no longer a contact); otherwise
+        the row goes, and with it the verification.
+        """
+        with self.transaction():
+            removed = self._exec(
+                "DELETE FROM contacts WHERE peer = ? AND is_contact != 0 AND blocked = 0",
+                (peer,),
+            ).rowcount
+            demoted = self._exec(
+                "UPDATE contacts SET is_contact = 0, verified = 0 "
+                "WHERE peer = ? AND is_contact != 0",
+                (peer,),
+            ).rowcount
+        return removed + demoted > 0
+
+    def set_nick(self, peer: bytes, nick: str) -> None:
+        self._exec("UPDATE contacts SET nick = ? WHERE peer = ?", (nick, peer))
+
+    # --- messages ------------------------------------------------------------------
+
+    def add_outgoing(
+        self,
+        *,
+        msg_id: bytes,
+        peer: bytes,
+        sender: bytes,
+        clock: int,
+        sent_at: int,
+        text: str,
+        next_attempt_at: int,
+    ) -> StoredMessage:
+        """Store a message we wrote, queued for sending (received_at = sent_at)."""
+        with self.transaction():
+            seq = self._exec(
+                f"""INSERT INTO messages ({_MESSAGE_COLUMNS})
+                VALUES (NULL, ?, ?, ?, 1, ?, ?, ?, ?, 'queued')""",
+                (msg_id, peer, sender, clock, sent_at, sent_at, text),
+            ).lastrowid
+            self._exec(
+                "INSERT INTO outbox (msg_id, peer, attempts, next_attempt_at, relays) "
+                "VALUES (?, ?, 0, ?, 0)",
+                (msg_id, peer, next_attempt_at),
+            )
+            self._exec(
+                "INSERT INTO receipts (msg_id, state, at) VALUES (?, 'queued', ?)",
+                (msg_id, sent_at),
+            )
+        assert seq is not None
+        return StoredMessage(
+            seq, msg_id, peer, sender, True, clock, sent_at, sent_at, text, "queued"
+        )
+
+    def add_incoming(
+        self,
+        *,
+        msg_id: bytes,
+        peer: bytes,
+        clock: int,
+        sent_at: int,
+        received_at: int,
+        text: str,
+    ) -> StoredMessage | None:
+        """Store a message ``peer`` sent us; None if this msg_id is already stored."""
+        with self.transaction():
+            # Only a duplicate msg_id is ignored; any other constraint still raises.
+            cursor = self._exec(
+                f"""INSERT INTO messages ({_MESSAGE_COLUMNS})
+                VALUES (NULL, ?, ?, ?, 0, ?, ?, ?, ?, 'received')
+                ON CONFLICT (msg_id) DO NOTHING""",
+                (msg_id, peer, peer, clock, sent_at, received_at, text),
+            )
+            if cursor.rowcount == 0:
+                return None
+            self._exec(
+                "INSERT INTO receipts (msg_id, state, at) VALUES (?, 'received', ?)",
+                (msg_id, received_at),
+            )
+        seq = cursor.lastrowid
+        assert seq is not None
+        return StoredMessage(
+            seq, msg_id, peer, peer, False, clock, sent_at, received_at, text, "received"
+        )
+
+    def message(self, msg_id: bytes) -> StoredMessage | None:
+        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE msg_id = ?", (msg_id,))
+        return None if row is None else _message(row)
+
+    def advance(
+        self,
+        msg_ids: Iterable[bytes],
+        state: str,
+        *,
+        at: int,
+        peer: bytes | None = None,
+    ) -> list[StoredMessage]:
+        """Move messages forward to ``state``; return those that changed, as they are now.
+
+        A message already at or past ``state``, unknown, or whose direction has no
+        such state (an incoming message is never "delivered") is left alone. With
+        ``peer``, only messages of that conversation move: a receipt from one peer
+        cannot advance messages exchanged with another.
+        """
+        if state not in STATES:
+            raise LocalProtocolError(f"unknown message state {state!r}")
+        changed: list[StoredMessage] = []
+        with self.transaction():
+            for msg_id in dict.fromkeys(msg_ids):
+                current = self.message(msg_id)
+                if current is None or (peer is not None and current.peer != peer):
+                    continue
+                order = OUTGOING_STATES if current.outgoing else INCOMING_STATES
+                if state not in order or order.index(state) <= order.index(current.state):
+                    continue
+                self._exec("UPDATE messages SET state = ? WHERE seq = ?", (state, current.seq))
+                self._exec(
+                    "INSERT OR IGNORE INTO receipts (msg_id, state, at) VALUES (?, ?, ?)",
+                    (msg_id, state, at),
+                )
+                if current.outgoing and state in _SETTLED:
+                    self._exec("DELETE FROM outbox WHERE msg_id = ?", (msg_id,))
+                changed.append(replace(current, state=state))
+        return changed
+
+    def receipts(self, msg_id: bytes) -> dict[str, int]:
+        """When each state of the message was reached (ms), by state."""
+        rows = self._all("SELECT state, at FROM receipts WHERE msg_id = ?", (msg_id,))
+        return {state: at for state, at in rows}
+
+    def history(
+        self, peer: bytes, *, limit: int = 50, before: tuple[int, bytes] | None = None
+    ) -> list[StoredMessage]:
+        """The newest ``limit`` messages with peer (before ``(clock, msg_id)``), oldest first."""
+        # The row-value comparison is a range on messages_by_conversation, walked
+        # backwards: the cost is the page size, not the conversation length.
+        if before is None:
+            rows = self._all(
+                f"""SELECT {_MESSAGE_COLUMNS} FROM messages WHERE peer = ?
+                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
+                (peer, limit),
+            )
+        else:
+            rows = self._all(
+                f"""SELECT {_MESSAGE_COLUMNS} FROM messages
+                WHERE peer = ? AND (clock, msg_id) < (?, ?)
+                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
+                (peer, before[0], before[1], limit),
+            )
+        rows.reverse()
+        return [_message(row) for row in rows]
+
+    def max_clock(self, peer: bytes) -> int:
+        return self._count("SELECT max(clock) FROM messages WHERE peer = ?", (peer,))
+
+    def unread(self, peer: bytes) -> list[bytes]:
+        rows = self._all(
+            """SELECT msg_id FROM messages
+            WHERE peer = ? AND outgoing = 0 AND state = 'received'
+            ORDER BY clock, msg_id""",
+            (peer,),
+        )
+        return [row[0] for row in rows]
+
+    def conversations(self) -> list[Conversation]:
+        """One per peer with messages, the most recently active first."""
+        # A loose index scan: jumps from peer to peer in messages_by_conversation
+        # instead of reading every message to find the distinct peers.
+        peers = self._all(
+            """WITH RECURSIVE p (peer) AS (
+                SELECT min(peer) FROM messages
+                UNION ALL
+                SELECT (SELECT min(peer) FROM messages WHERE peer > p.peer)
+                FROM p WHERE p.peer IS NOT NULL
+            ) SELECT peer FROM p WHERE peer IS NOT NULL"""
+        )
+        found: list[Conversation] = []
+        for (peer,) in peers:
+            last = self.history(peer, limit=1)[0]
+            unread = self._count(
+                "SELECT count(*) FROM messages "
+                "WHERE peer = ? AND outgoing = 0 AND state = 'received'",
+                (peer,),
+            )
+            found.append(Conversation(peer, last, unread))
+        # Lamport clocks of different conversations do not compare; local arrival
+        # time (our own send time for outgoing) does.
+        found.sort(key=lambda c: (c.last.received_at, c.last.seq), reverse=True)
+        return found
+
+    def count_messages(self, peer: bytes | None = None) -> int:
+        if peer is None:
+            return self._count("SELECT count(*) FROM messages")
+        return self._count("SELECT count(*) FROM messages WHERE peer = ?", (peer,))
+
+    # --- outbox --------------------------------------------------------------------
+
+    def outbox(self, peer: bytes | None = None) -> list[OutboxItem]:
+        """Pending outgoing messages in conversation order."""
+        where = "" if peer is None else "WHERE o.peer = ?"
+        rows = self._all(
+            f"""SELECT o.msg_id, o.peer, o.attempts, o.next_attempt_at, o.relays
+            FROM outbox AS o JOIN messages AS m ON m.msg_id = o.msg_id {where}
+            ORDER BY m.clock, m.msg_id""",
+            () if peer is None else (peer,),
+        )
+        return [_outbox_item(row) for row in rows]
+
+    def outbox_due(self, now: int, limit: int = 1000) -> list[OutboxItem]:
+        rows = self._all(
+            """SELECT msg_id, peer, attempts, next_attempt_at, relays FROM outbox
+            WHERE next_attempt_at <= ? ORDER BY next_attempt_at, msg_id LIMIT ?""",
+            (now, limit),
+        )
+        return [_outbox_item(row) for row in rows]
+
+    def next_outbox_deadline(self) -> int | None:
+        row = self._one("SELECT min(next_attempt_at) FROM outbox")
+        return None if row[0] is None else int(row[0])
+
+    def reschedule(self, msg_id: bytes, *, attempts: int, next_attempt_at: int) -> None:
+        self._exec(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE msg_id = ?",
+            (attempts, next_attempt_at, msg_id),
+        )
+
+    def set_relays(self, msg_id: bytes, relays: int) -> None:
+        self._exec("UPDATE outbox SET relays = ? WHERE msg_id = ?", (relays, msg_id))
+
+    # --- contact requests ----------------------------------------------------------
+
+    def add_request(self, peer: bytes, *, nick: str, address: str, now: int) -> bool:
+        """Record a stranger's request; True if it is new, False if it was repeated."""
+        with self.transaction():
+            inserted = self._exec(
+                f"""INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1)
+                ON CONFLICT (peer) DO NOTHING""",
+                (peer, nick, address, now, now),
+            ).rowcount
+            if inserted:
+                return True
+            self._exec(
+                "UPDATE requests SET last_at = ?, messages = messages + 1 WHERE peer = ?",
+                (now, peer),
+            )
+        return False
+
+    def request(self, peer: bytes) -> Request | None:
+        row = self._one(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE peer = ?", (peer,))
+        return None if row is None else _request(row)
+
+    def requests(self) -> list[Request]:
+        rows = self._all(f"SELECT {_REQUEST_COLUMNS} FROM requests ORDER BY first_at, peer")
+        return [_request(row) for row in rows]
+
+    def remove_request(self, peer: bytes) -> bool:
+        return self._exec("DELETE FROM requests WHERE peer = ?", (peer,)).rowcount > 0
+
+    def count_requests(self) -> int:
+        return self._count("SELECT count(*) FROM requests")
+
+    # --- addresses -----------------------------------------------------------------
+
+    def remember_address(self, peer: bytes, address: str, *, now: int) -> None:
+        """Note that ``peer`` was reachable at ``address``; keep its 8 newest."""
+        with self.transaction():
+            self._exec(
+                """INSERT INTO addresses (peer, address, last_seen) VALUES (?, ?, ?)
+                ON CONFLICT (peer, address) DO UPDATE SET
+                    last_seen = max(last_seen, excluded.last_seen)""",
+                (peer, address, now),
+            )
+            # On a tie in last_seen the address just remembered stays.
+            self._exec(
+                """DELETE FROM addresses WHERE peer = ? AND address NOT IN (
+                    SELECT address FROM addresses WHERE peer = ?
+                    ORDER BY last_seen DESC, address = ? DESC, address LIMIT ?)""",
+                (peer, peer, address, MAX_ADDRESSES),
+            )
+
+    def addresses(self, peer: bytes) -> list[str]:
+        rows = self._all(
+            "SELECT address FROM addresses WHERE peer = ? ORDER BY last_seen DESC, address",
+            (peer,),
+        )
+        return [row[0] for row in rows]
+
+    # --- envelopes held for others -------------------------------------------------
+
+    def relay_put(
+        self,
+        *,
+        envelope_id: bytes,
+        sender: bytes,
+        recipient: bytes,
+        expires_at: int,
+        stored_at: int,
+        envelope: bytes,
+    ) -> bool:
+        """Hold a sealed envelope for ``recipient``; False if it is already held."""
+        cursor = self._exec(
+            """INSERT INTO relayed (envelope_id, sender, recipient, expires_at, stored_at,
+                envelope) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (envelope_id) DO NOTHING""",
+            (envelope_id, sender, recipient, expires_at, stored_at, envelope),
+        )
+        return cursor.rowcount > 0
+
+    def relay_for(
+        self, recipient: bytes, *, now: int, limit: int = 256
+    ) -> list[tuple[bytes, bytes]]:
+        """Unexpired ``(envelope_id, envelope)`` pairs for ``recipient``, oldest first."""
+        rows = self._all(
+            """SELECT envelope_id, envelope FROM relayed
+            WHERE recipient = ? AND expires_at > ?
+            ORDER BY stored_at, envelope_id LIMIT ?""",
+            (recipient, now, limit),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def relay_remove(self, envelope_ids: Iterable[bytes]) -> int:
+        removed = 0
+        with self.transaction():
+            for envelope_id in envelope_ids:
+                removed += self._exec(
+                    "DELETE FROM relayed WHERE envelope_id = ?", (envelope_id,)
+                ).rowcount
+        return removed
+
+    def relay_expire(self, now: int) -> int:
+        """Drop envelopes whose expiry has come (``expires_at <= now``)."""
+        return self._exec("DELETE FROM relayed WHERE expires_at <= ?", (now,)).rowcount
+
+    def relay_count(self, *, sender: bytes | None = None, recipient: bytes | None = None) -> int:
+        clauses: list[str] = []
+        params: list[object] = []
+        if sender is not None:
+            clauses.append("sender = ?")
+            params.append(sender)
+        if recipient is not None:
+            clauses.append("recipient = ?")
+            params.append(recipient)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._count(f"SELECT count(*) FROM relayed{where}", params)
+
+    def relay_bytes(self) -> int:
+        return self._count("SELECT sum(length(envelope)) FROM relayed")
+
+    def relay_recipients(self, now: int) -> list[bytes]:
+        rows = self._all(
+            "SELECT DISTINCT recipient FROM relayed WHERE expires_at > ? ORDER BY recipient",
+            (now,),
+        )
+        return [row[0] for row in rows]

@@ -1,0 +1,67 @@
+"""The rows the store hands out: plain frozen values, detached from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A message only ever moves forward along its direction's order; a late or replayed
+# receipt must not turn "read" back into "delivered".
+OUTGOING_STATES: tuple[str, ...] = ("queued", "sent", "delivered", "read")
+INCOMING_STATES: tuple[str, ...] = ("received", "read")
+STATES: frozenset[str] = frozenset(OUTGOING_STATES + INCOMING_STATES)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    peer: bytes
+    petname: str
+    nick: str
+    verified: bool
+    blocked: bool
+    is_contact: bool
+    added_at: int
+
+    @property
+    def name(self) -> str:
+        """What to show: the name we chose beats the name they chose."""
+        return self.petname or self.nick or ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    seq: int
+    msg_id: bytes
+    peer: bytes
+    sender: bytes
+    outgoing: bool
+    clock: int
+    sent_at: int
+    received_at: int
+    text: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    msg_id: bytes
+    peer: bytes
+    attempts: int
+    next_attempt_at: int
+    relays: int
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    peer: bytes
+    nick: str
+    address: str
+    first_at: int
+    last_at: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    peer: bytes
+    last: StoredMessage
+    unread: int

@@ -1,0 +1,135 @@
+"""The database layout and the steps that bring an older file up to it.
+
+Rule: a step that has shipped is never edited. A change to the layout is a new step
+appended to :data:`MIGRATIONS`; step ``i`` takes a database from ``PRAGMA
+user_version`` ``i`` to ``i + 1``. A step is a sequence of single SQL statements
+(not a script: ``executescript`` would commit half-way through the upgrade).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from p2pchat.errors import StoreError
+
+Migration = Sequence[str]
+
+_V1: Migration = (
+    # peer is the 32-byte Ed25519 key: the pinned identity, never a name.
+    """CREATE TABLE contacts (
+        peer BLOB PRIMARY KEY NOT NULL CHECK (length(peer) = 32),
+        petname TEXT NOT NULL DEFAULT '',
+        nick TEXT NOT NULL DEFAULT '',
+        verified INTEGER NOT NULL DEFAULT 0,
+        blocked INTEGER NOT NULL DEFAULT 0,
+        is_contact INTEGER NOT NULL DEFAULT 0,
+        added_at INTEGER NOT NULL
+    )""",
+    """CREATE TABLE messages (
+        seq INTEGER PRIMARY KEY,
+        msg_id BLOB UNIQUE NOT NULL CHECK (length(msg_id) = 16),
+        peer BLOB NOT NULL,
+        sender BLOB NOT NULL,
+        outgoing INTEGER NOT NULL,
+        clock INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        state TEXT NOT NULL
+    )""",
+    # History paging walks this index backwards from the newest (clock, msg_id).
+    "CREATE INDEX messages_by_conversation ON messages (peer, clock, msg_id)",
+    # Partial: unread lists and counts touch only unread rows, not the whole history.
+    """CREATE INDEX messages_unread ON messages (peer, clock, msg_id)
+        WHERE outgoing = 0 AND state = 'received'""",
+    """CREATE TABLE outbox (
+        msg_id BLOB PRIMARY KEY NOT NULL REFERENCES messages (msg_id) ON DELETE CASCADE,
+        peer BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        relays INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX outbox_by_peer ON outbox (peer)",
+    "CREATE INDEX outbox_by_due ON outbox (next_attempt_at, msg_id)",
+    """CREATE TABLE receipts (
+        msg_id BLOB NOT NULL REFERENCES messages (msg_id) ON DELETE CASCADE,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (msg_id, state)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE requests (
+        peer BLOB PRIMARY KEY NOT NULL,
+        nick TEXT NOT NULL,
+        address TEXT NOT NULL,
+        first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        messages INTEGER NOT NULL
+    )""",
+    """CREATE TABLE addresses (
+        peer BLOB NOT NULL,
+        address TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (peer, address)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE relayed (
+        envelope_id BLOB PRIMARY KEY NOT NULL,
+        sender BLOB NOT NULL,
+        recipient BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL,
+        envelope BLOB NOT NULL
+    )""",
+    "CREATE INDEX relayed_by_recipient ON relayed (recipient, stored_at)",
+    "CREATE INDEX relayed_by_sender ON relayed (sender)",
+    "CREATE INDEX relayed_by_expiry ON relayed (expires_at)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(version)
+
+
+def newer_error(path: Path, found: int, known: int) -> StoreError:
+    return StoreError(
+        f"the message database {path} was written by a newer p2pchat "
+        f"(schema {found}; this version knows up to {known}): "
+        "upgrade p2pchat, or use another --home"
+    )
+
+
+def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration]) -> int:
+    """Run the missing steps in one transaction; return the schema version now in force.
+
+    All or nothing: a failing step leaves the file at the version it had.
+    """
+    known = len(migrations)
+    if user_version(conn) == known:
+        return known
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have upgraded meanwhile.
+        found = user_version(conn)
+        if found > known:
+            raise newer_error(path, found, known)
+        for step in migrations[found:]:
+            for statement in step:
+                conn.execute(statement)
+        # PRAGMA takes no bound parameters; known is an int we computed.
+        conn.execute(f"PRAGMA user_version = {known:d}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as error:
+        conn.execute("ROLLBACK")
+        raise StoreError(
+            f"upgrading the message database {path} to schema {known} failed ({error}); "
+            "it was left unchanged"
+        ) from error
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return known

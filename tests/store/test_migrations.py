@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2pchat.errors import StoreError
+from p2pchat.store import MIGRATIONS, SCHEMA_VERSION, Migration, open_store
+from tests.store.ids import mid, peer
+
+ALICE = peer(1)
+
+# A pretend version 2, as a later release would append it: adds a column and fills it
+# from the rows already there.
+STEP_2: Migration = (
+    "ALTER TABLE messages ADD COLUMN length INTEGER NOT NULL DEFAULT 0",
+    "UPDATE messages SET length = length(text)",
+)
+WITH_STEP_2 = (*MIGRATIONS, STEP_2)
+
+
+def version_of(path: Path) -> int:
+    """PRAGMA user_version as stored in the file header (the store is closed, so the
+    WAL has been checkpointed into the file)."""
+    return int.from_bytes(path.read_bytes()[60:64], "big")
+
+
+def test_schema_version_counts_the_steps() -> None:
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 1
+
+
+def test_a_fresh_database_gets_the_current_version(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    with open_store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+    assert version_of(path) == SCHEMA_VERSION
+    with open_store(path) as store:  # reopening runs nothing and fails nothing
+        assert store.schema_version == SCHEMA_VERSION
+
+
+def test_an_older_database_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    with open_store(path) as old:
+        old.add_contact(ALICE, petname="A", now=1)
+        old.add_incoming(msg_id=mid(1), peer=ALICE, clock=1, sent_at=2, received_at=3, text="hello")
+    with open_store(path, migrations=WITH_STEP_2) as new:
+        assert new.schema_version == 2
+        contact = new.contact(ALICE)
+        assert contact is not None and contact.petname == "A"
+        message = new.message(mid(1))
+        assert message is not None and message.text == "hello"
+        length = new._conn.execute("SELECT length FROM messages").fetchone()[0]
+        assert length == 5
+    assert version_of(path) == 2
+
+
+def test_a_version_0_file_runs_every_step(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    path.write_bytes(b"")  # an empty file is an empty SQLite database at version 0
+    with open_store(path, migrations=WITH_STEP_2) as store:
+        assert store.schema_version == 2
+        store.add_incoming(msg_id=mid(1), peer=ALICE, clock=1, sent_at=2, received_at=3, text="x")
+        # The column from step 2 exists (an added row takes its default).
+        assert store._conn.execute("SELECT length FROM messages").fetchone()[0] == 0
+    assert version_of(path) == 2
+
+
+def test_a_failing_step_leaves_the_file_at_its_version(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    open_store(path).close()
+    broken: Migration = ("CREATE TABLE half_done (x)", "THIS IS NOT SQL")
+    with pytest.raises(StoreError, match="left unchanged"):
+        open_store(path, migrations=(*MIGRATIONS, broken))
+    with open_store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        tables = {row[0] for row in store._conn.execute("SELECT name FROM sqlite_schema")}
+        assert "half_done" not in tables
+        assert "messages" in tables
+
+
+def test_a_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    open_store(path, migrations=[*MIGRATIONS, *[()] * 6]).close()  # schema 7
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as caught:
+        open_store(path)
+    assert str(caught.value) == (
+        f"the message database {path} was written by a newer p2pchat "
+        "(schema 7; this version knows up to 1): upgrade p2pchat, or use another --home"
+    )
+    assert path.read_bytes() == before
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    garbage = b"this is not SQLite, just some text the user put here\n" * 200
+    path.write_bytes(garbage)
+    with pytest.raises(StoreError) as caught:
+        open_store(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "not a p2pchat message database" in message
+    assert "left untouched" in message
+    assert path.read_bytes() == garbage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["messages.db"]
