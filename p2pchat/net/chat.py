@@ -212,7 +212,7 @@ class ChatService:
 
     def authorize(self, peer: bytes) -> str | None:
         """The handshake hook: blocked identities are refused before any message."""
-        return "blocked" if self.relation(peer) is Relation.BLOCKED else None
+        return "not accepting this identity" if self.relation(peer) is Relation.BLOCKED else None
 
     def relation(self, peer: bytes) -> Relation:
         relation = self._relations.get(peer)

@@ -372,7 +372,10 @@ class Node:
         if self.mesh is None:
             return []
         me = self.identity.public_key
-        return [member.peer for member in self.mesh.members if member.online and member.peer != me]
+        online = {member.peer for member in self.mesh.members if member.online}
+        online.update(self.links.links)  # a fresh session counts before gossip arrives
+        online.discard(me)
+        return sorted(online)
 
     def _nick_of(self, peer: bytes) -> str:
         member = None if self.mesh is None else self.mesh.members.get(peer)

@@ -1,0 +1,113 @@
+"""Chat nodes for tests: real loopback sessions, a real store per node, restartable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from p2pchat.chat.relay import RelayLimits
+from p2pchat.identity import Identity
+from p2pchat.net.chat import ChatService, ChatSettings, MessageIn, Receipt
+from p2pchat.net.node import Node, NodeEvent, NodeSettings, crashable_node
+from p2pchat.store import DATABASE_FILE, Store, open_store
+
+
+@dataclass(eq=False)
+class ChatPeer:
+    """One person's node: identity and database survive stops and restarts."""
+
+    name: str
+    home: Path
+    identity: Identity = field(default_factory=Identity.generate)
+    relay: bool = True
+    events: list[NodeEvent] = field(default_factory=list)
+    node: Node | None = None
+    store: Store | None = None
+    _scope: trio.CancelScope | None = None
+    _stopped: trio.Event | None = None
+
+    @property
+    def key(self) -> bytes:
+        return self.identity.public_key
+
+    @property
+    def chat(self) -> ChatService:
+        assert self.node is not None and self.node.chat is not None, f"{self.name} is stopped"
+        return self.node.chat
+
+    @property
+    def address(self) -> str:
+        assert self.node is not None
+        return self.node.addresses[0]
+
+    async def start(self, nursery: trio.Nursery, *, port: int = 0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(self.home / DATABASE_FILE)
+        settings = NodeSettings(
+            nick=self.name,
+            host="127.0.0.1",
+            port=port,
+            mdns=False,
+            store=self.store,
+            chat=ChatSettings(relay=RelayLimits(enabled=self.relay)),
+        )
+        self._stopped = trio.Event()
+        await nursery.start(self._run, settings)
+
+    async def _run(self, settings: NodeSettings, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self._stopped is not None and self.store is not None
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with crashable_node(self.identity, settings) as (node, _):
+                    self.node = node
+                    task_status.started()
+                    async for event in node.events:
+                        self.events.append(event)
+        finally:
+            self.node = None
+            self.store.close()
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Leave the mesh the way a quitting user does, then stop."""
+        assert self.node is not None
+        await self.node._leave()
+        await self.crash()
+
+    async def crash(self) -> None:
+        """Stop at once: no leave announced, sessions simply vanish."""
+        assert self._scope is not None and self._stopped is not None
+        self._scope.cancel()
+        await self._stopped.wait()
+
+    def introduce(self, other: ChatPeer) -> None:
+        assert self.node is not None
+        self.node.introduce(other.identity.peer_id, other.address)
+
+    def befriend(self, other: ChatPeer) -> None:
+        assert self.store is not None
+        self.store.add_contact(other.key, petname=other.name, now=now_ms())
+
+    def received(self) -> list[MessageIn]:
+        return [e for e in self.events if isinstance(e, MessageIn)]
+
+    def receipts(self, state: str) -> set[str]:
+        return {e.msg_id for e in self.events if isinstance(e, Receipt) and e.state == state}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    start = trio.current_time()
+    with trio.move_on_after(timeout):
+        while not check():
+            await trio.sleep(0.02)
+        return trio.current_time() - start
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

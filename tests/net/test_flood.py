@@ -1,0 +1,99 @@
+"""A flood of contact requests from fresh identities leaves the node bounded and usable."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import trio
+
+from p2pchat.addresses import parse_host_port
+from p2pchat.errors import ConnectionClosed
+from p2pchat.identity import Identity
+from p2pchat.net.chat import ContactRequest
+from p2pchat.net.server import open_secure_connection
+from p2pchat.wire.messages import ChatMessage
+from tests.net.chatpeers import ChatPeer, now_ms, wait_for
+
+IDENTITIES = 1_000
+MESSAGES_EACH = 10
+AT_ONCE = 25
+
+
+async def spam(address: str, identities: trio.MemoryReceiveChannel[Identity]) -> None:
+    host, port = parse_host_port(address)
+    async for identity in identities:
+        try:
+            async with open_secure_connection(host, port, identity) as connection:
+                for i in range(MESSAGES_EACH):
+                    text = f"buy cheap stuff {i} " * 20
+                    message = ChatMessage(os.urandom(16), i + 1, now_ms(), text[:900])
+                    await connection.send(message)
+                await trio.sleep(0.01)
+        except (ConnectionClosed, OSError):
+            pass  # refused or cut off: that is the node defending itself
+
+
+async def wait_stored(peer: ChatPeer, msg_id: bytes) -> float:
+    def stored() -> bool:
+        return peer.store is not None and peer.store.message(msg_id) is not None
+
+    return await wait_for(stored, 10, "a contact's message during the flood")
+
+
+async def test_ten_thousand_requests_from_a_thousand_identities(tmp_path: Path) -> None:
+    ann = ChatPeer("ann", tmp_path / "ann")
+    bob = ChatPeer("bob", tmp_path / "bob")
+    async with trio.open_nursery() as nursery:
+        await ann.start(nursery)
+        await bob.start(nursery)
+        ann.befriend(bob)
+        bob.befriend(ann)
+        bob.introduce(ann)
+        await wait_for(lambda: bob.chat._reachable(ann.key), 5, "bob to see ann")
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+        send_identities, receive_identities = trio.open_memory_channel[Identity](0)
+        started = trio.current_time()
+        async with trio.open_nursery() as flood:
+            for _ in range(AT_ONCE):
+                flood.start_soon(spam, ann.address, receive_identities.clone())
+            receive_identities.close()
+
+            # While the flood runs, a contact's messages still get through promptly.
+            async def feed() -> None:
+                async with send_identities:
+                    for _ in range(IDENTITIES):
+                        await send_identities.send(Identity.generate())
+
+            flood.start_soon(feed)
+            latencies = []
+            for i in range(5):
+                await trio.sleep(0.5)
+                sent = bob.chat.send_text(ann.key, f"still there? {i}")
+                latencies.append(await wait_stored(ann, sent.msg_id))
+        flood_seconds = trio.current_time() - started
+        rss_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+
+        assert ann.store is not None and ann.node is not None
+        limits = ann.chat.gate.limits
+        requests = ann.store.count_requests()
+        stored_from_strangers = ann.store.count_messages() - 5
+        print(
+            f"\nflood: {IDENTITIES * MESSAGES_EACH} messages from {IDENTITIES} identities in "
+            f"{flood_seconds:.1f} s; {requests} requests and {stored_from_strangers} messages "
+            f"kept, {ann.chat.gate.held} held; gate tracks {ann.chat.gate.tracked()} buckets; "
+            f"contact latency max {max(latencies) * 1000:.0f} ms; RSS +{rss_growth_mb:.0f} MB"
+        )
+        # Everything from 127.0.0.1 shares one address bucket: at most its burst of new
+        # requests, each with at most its few messages.
+        assert 0 < requests <= limits.address_burst
+        assert stored_from_strangers <= requests * limits.request_messages
+        assert len([e for e in ann.events if isinstance(e, ContactRequest)]) == requests
+        assert ann.chat.gate.tracked() <= 2 * limits.tracked
+        assert not ann.chat._incoming
+        assert len(ann.node.links.links) <= ann.node.links.limits.max_links
+        assert max(latencies) < 5
+        assert rss_growth_mb < 200
+        nursery.cancel_scope.cancel()
