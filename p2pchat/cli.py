@@ -130,8 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         contact_commands.add_parser(action, help=text).add_argument("peer", metavar="ID")
     requests = contact_commands.add_parser("requests", help="list pending contact requests")
     requests.add_argument("--json", action="store_true", help="print one JSON array")
-    for sub in contact_commands.choices.values():
-        sub.set_defaults(json=getattr(sub, "json", False))
+    contacts.set_defaults(json=False)  # plain `p2pchat contacts` lists them
 
     send = commands.add_parser(
         "send",

@@ -16,14 +16,22 @@ from typing import Any
 class Node:
     """A daemon process; its JSON events are collected by a reader thread."""
 
-    def __init__(self, home: Path, *args: str, prefix: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, home: Path, *args: str, prefix: tuple[str, ...] = (), stdin: bool = False
+    ) -> None:
         command = [*prefix, sys.executable, "-m", "p2pchat", "--home", str(home), "daemon",
                    "--json", *args]  # fmt: skip
         # stderr goes to a file: an unread pipe fills up and freezes the daemon.
         home.mkdir(parents=True, exist_ok=True)
         self.log_path = home.parent / f"{home.name}.stderr"
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE if stdin else None,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -60,6 +68,13 @@ class Node:
             f"{self.id[:8]} at {self.address}: no {name} {match} within {timeout} s; "
             f"saw {summary}\n{stderr}"
         )
+
+    def command(self, line: str | dict[str, Any]) -> None:
+        """Write one line (a JSON command, or raw text) to the daemon's stdin."""
+        assert self.process.stdin is not None, "start the node with stdin=True"
+        self.process.stdin.write(line if isinstance(line, str) else json.dumps(line))
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
 
     def stop(self) -> int:
         if self.process.poll() is None:
