@@ -110,7 +110,7 @@ def test_the_json_api_survives_bad_input(tmp_path: Path, nodes: list[Node]) -> N
     bot.command({"cmd": "nope", "tag": 1})
     bot.command({"cmd": "send", "to": "bob", "text": "hi", "tag": 2})
     bot.command({"cmd": "history", "with": 7, "tag": 3})
-    bot.command([1, 2, 3])
+    bot.command("[1, 2, 3]")
     bot.command({"cmd": "set_status", "status": "away", "text": "brb", "tag": 4})
     bot.command({"cmd": "version", "tag": 5})
     assert "unknown command" in bot.wait_for("error", tag=1)["error"]
