@@ -474,14 +474,17 @@ async def _print_events(
 
 def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
     presence = node.presence_of(event.peer_id)
-    nick = presence.nick if presence and presence.nick else event.peer_id[:12] + "…"
+    contact = node.store.contact(decode_peer_id(event.peer_id)) if node.store else None
+    nick = (contact.name if contact else "") or (presence.nick if presence else "")
+    shown = nick or event.peer_id[:12] + "…"
     if isinstance(event, MessageIn):
-        waits = " (contact request: p2pchat contacts accept ID)" if event.request else ""
+        waits = f" (a contact request: p2pchat contacts accept {event.peer_id})"
+        waits = waits if event.request else ""
         out.event(
             "message",
-            f"message from {nick}: {event.text}{waits}",
+            f"message from {shown}: {event.text}{waits}",
             **{"from": event.peer_id},
-            nick=presence.nick if presence else "",
+            nick=nick,
             msg_id=event.msg_id,
             text=event.text,
             time=event.time,
@@ -492,7 +495,7 @@ def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
     elif isinstance(event, Receipt):
         out.event(
             "receipt",
-            f"message {event.msg_id[:8]} to {nick}: {event.state}",
+            f"message {event.msg_id[:8]} to {shown}: {event.state}",
             to=event.peer_id,
             msg_id=event.msg_id,
             state=event.state,
@@ -500,7 +503,7 @@ def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
     else:
         out.event(
             "request",
-            f"contact request from {nick} ({event.peer_id}): {event.text}",
+            f"contact request from {shown} ({event.peer_id}): {event.text}",
             **{"from": event.peer_id},
             nick=event.nick,
             address=event.address,

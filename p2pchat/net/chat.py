@@ -159,20 +159,24 @@ class ChatService:
             raise ValueError("you blocked this peer: unblock it first")
         now = now_ms()
         message = compose(os.urandom(16), self._clock(peer), now, text)
+        # One commit for the new row and its "sent" mark. Handing the message to the
+        # link inside the transaction is still commit-before-send: links only queue,
+        # and nothing reaches a socket before this (synchronous) block has committed.
+        with self.store.transaction():
+            stored = self.store.add_outgoing(
+                msg_id=message.msg_id,
+                peer=peer,
+                sender=self.me,
+                clock=message.clock,
+                sent_at=message.time,
+                text=text,
+                next_attempt_at=now + retry_delay_ms(0, self._rng),
+            )
+            if self._reachable(peer):
+                self._transmit(peer, [stored], now)
+            else:
+                self._wake.set()  # the runner hands it to relays
         self._clocks.observe(peer, message.clock)
-        stored = self.store.add_outgoing(
-            msg_id=message.msg_id,
-            peer=peer,
-            sender=self.me,
-            clock=message.clock,
-            sent_at=message.time,
-            text=text,
-            next_attempt_at=now + retry_delay_ms(0, self._rng),
-        )
-        if self._reachable(peer):
-            self._transmit(peer, [stored], now)
-        else:
-            self._wake.set()  # the runner hands it to relays
         return stored
 
     def mark_read(self, peer: bytes) -> int:
@@ -242,9 +246,10 @@ class ChatService:
     def peer_up(self, peer: bytes) -> None:
         """A session with ``peer`` opened: resend what waits for it, offer what we keep."""
         now = now_ms()
-        waiting = self.store.outbox(peer)
-        if waiting:
-            self._transmit(peer, waiting, now)
+        with self.store.transaction():
+            waiting = self.store.outbox(peer)
+            if waiting:
+                self._transmit(peer, waiting, now)
         self._offer_relayed(peer, now)
 
     def peer_online(self, peer: bytes) -> None:
@@ -270,7 +275,8 @@ class ChatService:
                 while self._incoming:
                     self._process_incoming()
                     await trio.sleep(0)  # let the readers and writers run between batches
-                self._retry_due(now_ms())
+                with self.store.transaction():
+                    self._retry_due(now_ms())
             except Exception:  # a bug must not stop chat for the whole node
                 log.exception("chat service pass failed")
 
