@@ -111,6 +111,7 @@ def test_the_json_api_survives_bad_input(tmp_path: Path, nodes: list[Node]) -> N
     bot.command({"cmd": "send", "to": "bob", "text": "hi", "tag": 2})
     bot.command({"cmd": "history", "with": 7, "tag": 3})
     bot.command("[1, 2, 3]")
+    bot.command("[" * 60_000)  # nested too deeply for the JSON parser
     bot.command({"cmd": "set_status", "status": "away", "text": "brb", "tag": 4})
     bot.command({"cmd": "version", "tag": 5})
     assert "unknown command" in bot.wait_for("error", tag=1)["error"]
@@ -121,6 +122,7 @@ def test_the_json_api_survives_bad_input(tmp_path: Path, nodes: list[Node]) -> N
     errors = [e for e in bot.seen if e["event"] == "error"]
     assert any("limited to" in e["error"] for e in errors)  # the 70 kB line
     assert any("JSON object" in e["error"] for e in errors)  # the array
+    assert any("nested too deeply" in e["error"] for e in errors)
     bot.command({"cmd": "quit"})
     bot.wait_for("stopped")
     assert bot.process.wait(timeout=10) == 0

@@ -6,6 +6,7 @@ commands, so every front end behaves alike.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,12 +25,14 @@ from p2pchat.api.protocol import (
     str_arg,
 )
 from p2pchat.chat.rules import MessageState
+from p2pchat.errors import P2PChatError
 from p2pchat.identity import Identity, encode_peer_id, fingerprint, safety_number
 from p2pchat.mesh.presence import text_problem
 from p2pchat.net.chat import ChatService, Receipt
 from p2pchat.net.node import Node, NodeEvent, Presence
 from p2pchat.store import Contact, Store
 
+log = logging.getLogger("p2pchat.api")
 FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -79,8 +82,11 @@ class ApiHandler:
             answer = {"event": name, **await run(command)}
         except ApiError as error:
             answer = {"event": "error", "cmd": name, "error": str(error)}
-        except ValueError as error:  # a rule of the chat layer, in words
+        except (ValueError, P2PChatError) as error:  # a chat rule, or the store, in words
             answer = {"event": "error", "cmd": name, "error": str(error)}
+        except Exception as error:  # a bug must cost one answer, not the daemon
+            log.exception("API command %r failed", name)
+            answer = {"event": "error", "cmd": name, "error": f"internal error: {error!r}"}
         if tag is not None:
             answer["tag"] = tag
         return answer

@@ -29,6 +29,8 @@ def parse_command(line: bytes | str) -> dict[str, Any]:
         value = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError("not JSON we accept: nested too deeply") from None
     if not isinstance(value, dict):
         raise ApiError('a command is a JSON object like {"cmd": "peers"}')
     if not isinstance(value.get("cmd"), str):

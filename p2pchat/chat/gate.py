@@ -1,7 +1,8 @@
 """The contact-request gate: who may put messages in front of the user.
 
 A contact's messages go to the inbox. A stranger's first messages become one pending
-request, small and few, and only within rate limits per identity and per address and
+request, small and few (a first message too long for a request opens the request but
+waits itself), and only within rate limits per identity and per address and
 a cap on pending requests. Over a limit the message is *held*: neither stored nor
 acknowledged, so the sender's node keeps it and retries; once the user accepts, the
 retries get through. Blocked identities are refused outright.
@@ -27,6 +28,7 @@ class Verdict(enum.Enum):
     ADMIT = "admit"  # store it and acknowledge it
     REQUEST = "request"  # store it as (part of) a pending contact request, acknowledge it
     HOLD = "hold"  # neither store nor acknowledge: the sender retries later
+    ANNOUNCE = "announce"  # too long for a request: open one, hold the message itself
     REFUSE = "refuse"  # drop it for good
 
 
@@ -98,15 +100,13 @@ class ContactGate:
         if relation is Relation.CONTACT:
             return Verdict.ADMIT
         lim = self.limits
-        verdict = Verdict.REQUEST
-        if text_chars > lim.request_chars:
-            verdict = Verdict.HOLD
-        elif request_messages is None:
+        verdict = Verdict.REQUEST if text_chars <= lim.request_chars else Verdict.ANNOUNCE
+        if request_messages is None:
             if pending_requests >= lim.max_requests or not self._addresses.take(address, now_ms):
                 verdict = Verdict.HOLD
-        elif request_messages >= lim.request_messages:
-            verdict = Verdict.HOLD
-        if verdict is Verdict.REQUEST and not self._identities.take(peer, now_ms):
+        elif request_messages >= lim.request_messages or verdict is Verdict.ANNOUNCE:
+            verdict = Verdict.HOLD  # a full request, or one that already exists
+        if verdict is not Verdict.HOLD and not self._identities.take(peer, now_ms):
             verdict = Verdict.HOLD
         if verdict is Verdict.HOLD:
             self.held += 1

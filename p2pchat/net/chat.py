@@ -14,6 +14,7 @@ retries the rest with backoff, and hands messages for absent recipients to relay
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -122,6 +123,7 @@ class ChatService:
         online_peers: Callable[[], list[bytes]],
         nick_of: Callable[[bytes], str],
         emit: Callable[[ChatEvent], None],
+        disconnect: Callable[[bytes], None] = lambda peer: None,
         settings: ChatSettings | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -136,12 +138,14 @@ class ChatService:
         self._online_peers = online_peers
         self._nick_of = nick_of
         self._emit = emit
+        self._disconnect = disconnect
         self._rng = rng or random.Random()
         self._codec = Codec()
         self._clocks = Clocks()
         self._relations: dict[bytes, Relation] = {}
         self._incoming: list[tuple[bytes, Any, str]] = []
         self._deposits: dict[bytes, bytes] = {}  # envelope id -> msg id, while relays answer
+        self._kept_by: set[tuple[bytes, bytes]] = set()  # (envelope id, relay) that took it
         self._relay_offered: dict[bytes, bytes] = {}  # envelope id -> recipient
         self._next_relay_check = 0
         self._wake = trio.Event()
@@ -155,8 +159,11 @@ class ChatService:
             raise ValueError(problem)
         if peer == self.me:
             raise ValueError("that is your own id")
-        if self.relation(peer) is Relation.BLOCKED:
+        relation = self.relation(peer)
+        if relation is Relation.BLOCKED:
             raise ValueError("you blocked this peer: unblock it first")
+        if relation is Relation.STRANGER:
+            self.add_contact(peer)  # writing to someone accepts them, as in any messenger
         now = now_ms()
         message = compose(os.urandom(16), self._clock(peer), now, text)
         # One commit for the new row and its "sent" mark. Handing the message to the
@@ -213,6 +220,8 @@ class ChatService:
             raise ValueError("that is your own id")
         self.store.set_blocked(peer, blocked, now=now_ms())
         self._relations.pop(peer, None)
+        if blocked:
+            self._disconnect(peer)  # an open session would otherwise outlive the block
 
     def authorize(self, peer: bytes) -> str | None:
         """The handshake hook: blocked identities are refused before any message."""
@@ -299,18 +308,24 @@ class ChatService:
         events: list[ChatEvent] = []
         with self.store.transaction():
             for peer, message, address in batch:
+                # Each item in its own savepoint: one bad item is undone and dropped (never
+                # acknowledged) without taking the rest of the batch with it.
+                item_acks: dict[bytes, list[bytes]] = defaultdict(list)
+                item_events: list[ChatEvent] = []
                 try:
-                    if isinstance(message, ChatMessage):
-                        self._take_message(peer, message, address, now, acks, events, False)
-                    elif isinstance(message, ChatReceipt):
-                        self._take_receipt(peer, message, now, events)
-                    elif isinstance(message, Envelopes):
-                        reply = self._take_envelopes(peer, message, address, now, acks, events)
-                        taken_replies.append((peer, reply))
-                    elif isinstance(message, EnvelopesTaken):
-                        self._take_envelopes_taken(peer, message, now, events)
+                    with self.store.transaction():
+                        reply = self._take_one(peer, message, address, now, item_acks, item_events)
                 except RemoteProtocolError as error:
                     log.info("chat input from %s dropped: %s", encode_peer_id(peer), error)
+                    continue
+                except Exception:
+                    log.exception("chat input from %s failed", encode_peer_id(peer))
+                    continue
+                if reply is not None:
+                    taken_replies.append((peer, reply))
+                for acked_peer, ids in item_acks.items():
+                    acks[acked_peer].extend(ids)
+                events.extend(item_events)
         # Committed: now, and only now, acknowledge and report.
         for peer, reply in taken_replies:
             self._send(peer, reply)
@@ -318,6 +333,25 @@ class ChatService:
             self._send_receipts(peer, MessageState.DELIVERED, ids)
         for event in events:
             self._emit(event)
+
+    def _take_one(
+        self,
+        peer: bytes,
+        message: Any,
+        address: str,
+        now: int,
+        acks: dict[bytes, list[bytes]],
+        events: list[ChatEvent],
+    ) -> EnvelopesTaken | None:
+        if isinstance(message, ChatMessage):
+            self._take_message(peer, message, address, now, acks, events, False)
+        elif isinstance(message, ChatReceipt):
+            self._take_receipt(peer, message, now, events)
+        elif isinstance(message, Envelopes):
+            return self._take_envelopes(peer, message, address, now, acks, events)
+        elif isinstance(message, EnvelopesTaken):
+            self._take_envelopes_taken(peer, message, now)
+        return None
 
     def _take_message(
         self,
@@ -329,7 +363,8 @@ class ChatService:
         events: list[ChatEvent],
         relayed: bool,
     ) -> bool:
-        """Store one message if the gate lets it in; True if it is stored (now or before)."""
+        """Store one message if the gate lets it in; True if it is stored (now or before),
+        False if the gate holds it back for now."""
         existing = self.store.message(message.msg_id)
         if existing is not None:
             if existing.peer == peer and not existing.outgoing:
@@ -338,6 +373,9 @@ class ChatService:
             raise RemoteProtocolError("a message id that belongs to another conversation")
         if not clock_acceptable(self._clock(peer), message.clock):
             raise RemoteProtocolError(f"implausible clock {message.clock}")
+        problem = text_problem(message.text)
+        if problem:  # e.g. terminal escape sequences: never shown, never stored
+            raise RemoteProtocolError(f"unacceptable text: {problem}")
         relation = self.relation(peer)
         request = self.store.request(peer) if relation is Relation.STRANGER else None
         verdict = self.gate.judge(
@@ -349,7 +387,16 @@ class ChatService:
             pending_requests=self.store.count_requests() if request is None else 0,
             now_ms=now,
         )
-        if verdict in (Verdict.HOLD, Verdict.REFUSE):
+        if verdict is Verdict.ANNOUNCE:
+            # Too long for a request: the request is made, the message waits for "accept".
+            nick = self._nick_of(peer)
+            if self.store.add_request(peer, nick=nick, address=address, now=now):
+                text = f"(a message of {len(message.text)} characters waits until you accept)"
+                events.append(ContactRequest(encode_peer_id(peer), nick, address, text))
+            return False
+        if verdict is Verdict.REFUSE:
+            raise RemoteProtocolError("a message from a blocked identity")
+        if verdict is Verdict.HOLD:
             return False
         stored = self.store.add_incoming(
             msg_id=message.msg_id,
@@ -413,6 +460,8 @@ class ChatService:
                 check_signature(envelope)
                 if envelope.recipient == self.me:
                     done = self._open_envelope(envelope, address, now, acks, events)
+                    if not done:
+                        continue  # held by the gate: the relay keeps it and offers it again
                 else:
                     reason = self._keep_for_other(envelope, now)
                     done = reason is None
@@ -471,9 +520,7 @@ class ChatService:
                 self._next_relay_check = now  # it is back already: offer it at once
         return reason
 
-    def _take_envelopes_taken(
-        self, peer: bytes, message: EnvelopesTaken, now: int, events: list[ChatEvent]
-    ) -> None:
+    def _take_envelopes_taken(self, peer: bytes, message: EnvelopesTaken, now: int) -> None:
         delivered = [i for i in (*message.taken, *message.refused) if i in self._relay_offered]
         mine = [i for i in delivered if self._relay_offered[i] == peer]
         for envelope_id in mine:
@@ -482,13 +529,14 @@ class ChatService:
             self.store.relay_remove(mine)
         for envelope_id in message.taken:
             msg_id = self._deposits.get(envelope_id)
-            if msg_id is None:
+            if msg_id is None or (envelope_id, peer) in self._kept_by:
                 continue
+            self._kept_by.add((envelope_id, peer))
             item = self._outbox_item(msg_id)
             if item is not None:
                 self.store.set_relays(msg_id, item.relays + 1)
                 for changed in self.store.advance([msg_id], MessageState.SENT, at=now):
-                    events.append(
+                    self._emit(
                         Receipt(encode_peer_id(changed.peer), msg_id_text(msg_id), changed.state)
                     )
         if message.refused and message.reason:
@@ -545,7 +593,9 @@ class ChatService:
         relays = self._relays_for(recipient, wanted)
         if not relays:
             return 0
-        envelope_id = os.urandom(16)
+        # A message keeps one envelope id however often it is deposited, so a relay asked
+        # twice keeps one copy; receipts are fire-and-forget and get fresh ids.
+        envelope_id = os.urandom(16) if msg_id is None else _envelope_id(msg_id, recipient)
         envelope = seal(
             self.identity,
             recipient,
@@ -555,8 +605,9 @@ class ChatService:
         )
         if msg_id is not None:
             self._deposits[envelope_id] = msg_id
-            if len(self._deposits) > 65_536:
+            if len(self._deposits) > 65_536:  # bounded: forgetting costs only a count
                 self._deposits.pop(next(iter(self._deposits)))
+                self._kept_by.clear()
         for relay in relays:
             self._send(relay, Envelopes((envelope,)))
         return len(relays)
@@ -584,7 +635,10 @@ class ChatService:
                         content = ChatMessage(
                             stored.msg_id, stored.clock, stored.sent_at, stored.text
                         )
-                        self._deposit(peer, content, now, msg_id=item.msg_id, wanted=wanted)
+                        try:
+                            self._deposit(peer, content, now, msg_id=item.msg_id, wanted=wanted)
+                        except ValueError as error:  # cannot be sealed: it waits for a session
+                            log.warning("message %s not relayed: %s", item.msg_id.hex(), error)
                 self.store.reschedule(
                     item.msg_id,
                     attempts=attempts,
@@ -635,6 +689,10 @@ class ChatService:
             if item.msg_id == msg_id:
                 return item
         return None
+
+
+def _envelope_id(msg_id: bytes, recipient: bytes) -> bytes:
+    return hashlib.blake2b(msg_id + recipient, digest_size=16, person=b"p2pchat-envelope").digest()
 
 
 def _host(address: str) -> str:

@@ -251,6 +251,12 @@ class LinkManager:
                 return
             link.last_used = trio.current_time()
 
+    def close(self, peer: bytes, code: str = "bye", reason: str = "") -> None:
+        """Close the session with ``peer``, if there is one (in the background)."""
+        link = self.links.get(peer)
+        if link is not None:
+            self._nursery.start_soon(link.connection.aclose, code, reason)
+
     # ------------------------------------------------------------------ housekeeping
 
     async def reap_idle(self, interval: float = 5.0) -> None:

@@ -157,6 +157,7 @@ class Node:
                 online_peers=self._online_peers,
                 nick_of=self._nick_of,
                 emit=self._emit,
+                disconnect=partial(self.links.close, code="not-authorized", reason="blocked"),
                 settings=settings.chat,
                 rng=random.Random(self._rng.getrandbits(64)),
             )

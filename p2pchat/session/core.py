@@ -289,14 +289,9 @@ class SecureSession:
     def _responder_reads_auth(self, payload: Any) -> None:
         self._raise_if_rejected(payload)
         # The handshake is finished either way, so a refusal can go out encrypted.
+        # (_fail then sends the refusal as the session's one and only Close.)
         self._finish_handshake(announce=False)
-        try:
-            self._check_auth(payload, version_ok=lambda v: v == self.version)
-        except HandshakeRefused as refusal:
-            self._records_out.push(
-                self._codec.encode(Close(code=refusal.code, reason=str(refusal)))
-            )
-            raise
+        self._check_auth(payload, version_ok=lambda v: v == self.version)
         self._announce_open()
 
     def _raise_if_rejected(self, payload: Any) -> None:

@@ -259,7 +259,10 @@ MSG_ID_BYTES = 16
 MAX_TEXT_CHARS = 4096
 MAX_RECEIPT_IDS = 256
 MAX_ENVELOPES = 64
-MAX_SEALED_BOX = 16 * 1024
+# A sealed ChatMessage of MAX_TEXT_CHARS four-byte characters must fit: 16 KiB of text,
+# its encoding, the sender key and the sealed box's overhead.
+MAX_SEALED_BOX = 20 * 1024
+MAX_WIRE_INT = 2**63 - 1  # times and clocks must fit a signed 64-bit integer (SQLite's)
 
 
 def _check_ids(ids: tuple[bytes, ...], size: int = MSG_ID_BYTES) -> None:
@@ -279,6 +282,10 @@ class ChatMessage:
     clock: int = 0
     time: int = 0
     text: str = limit(max_len=MAX_TEXT_CHARS, default="")
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.clock <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):
+            raise ValueError("clock and time must be from 0 to 2**63 - 1")
 
 
 @wire_message(31)
@@ -310,6 +317,10 @@ class Sealed:
     expires: int = 0  # ms since the Unix epoch
     box: bytes = limit(max_len=MAX_SEALED_BOX, default=b"")
     signature: bytes = limit(size=64, default=bytes(64))
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.expires <= MAX_WIRE_INT:
+            raise ValueError("expires must be from 0 to 2**63 - 1")
 
 
 @wire_message(32)

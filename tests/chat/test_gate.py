@@ -43,8 +43,8 @@ def test_a_stranger_gets_a_small_request() -> None:
     assert judge(gate, request_messages=1) is Verdict.REQUEST
     assert judge(gate, request_messages=2) is Verdict.REQUEST
     assert judge(gate, request_messages=3) is Verdict.HOLD  # the request is full
-    assert judge(gate, peer=b"t" * 32, chars=101) is Verdict.HOLD  # too long for a request
-    assert gate.held == 2
+    assert judge(gate, peer=b"t" * 32, chars=101) is Verdict.ANNOUNCE  # too long: waits
+    assert gate.held == 1
 
 
 def test_pending_requests_are_capped() -> None:
@@ -77,3 +77,10 @@ def test_memory_stays_bounded_under_a_flood_of_identities() -> None:
     for i in range(10_000):
         judge(gate, peer=i.to_bytes(32, "big"), address=f"198.18.{i % 250}.{i % 7}", now=i)
     assert gate.tracked() <= 200
+
+
+def test_a_long_first_message_opens_the_request_and_waits() -> None:
+    gate = ContactGate(GateLimits(request_chars=100))
+    assert judge(gate, chars=101) is Verdict.ANNOUNCE
+    assert judge(gate, chars=101, request_messages=0) is Verdict.HOLD  # announced already
+    assert judge(gate, chars=50, request_messages=0) is Verdict.REQUEST

@@ -66,3 +66,17 @@ def test_limits() -> None:
     with pytest.raises(ValueError):
         seal(ALICE, bytes(32), b"e" * 16, 10**12, CONTENT)  # not a usable key
     seal(ALICE, BOB.public_key, b"e" * 16, 10**12, bytes(MAX_CONTENT))
+
+
+def test_the_longest_message_fits_in_an_envelope() -> None:
+    longest = ChatMessage(msg_id=bytes(16), clock=2**63 - 1, time=2**63 - 1, text="👋" * 4096)
+    envelope = seal(ALICE, BOB.public_key, b"e" * 16, 10**12, Codec().encode(longest))
+    wire = Codec().encode(Envelopes((envelope,)))
+    assert Codec().decode(wire).envelopes[0] == envelope
+    assert Codec().decode(unseal(BOB, envelope)) == longest
+
+
+@pytest.mark.parametrize(("clock", "time"), [(2**63, 0), (0, 2**63), (-1, 0), (0, -5)])
+def test_out_of_range_clocks_and_times_are_malformed(clock: int, time: int) -> None:
+    with pytest.raises(ValueError):
+        ChatMessage(msg_id=bytes(16), clock=clock, time=time, text="x")

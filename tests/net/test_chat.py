@@ -218,3 +218,61 @@ async def test_blocked_senders_relayed_envelopes_are_dropped(tmp_path: Path) -> 
         assert not [e for e in ann.events if isinstance(e, MessageIn)]
         assert ann.store is not None and ann.store.count_messages() == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_blocking_closes_an_open_session(tmp_path: Path) -> None:
+    ann, eve = peers(tmp_path, "ann", "eve")
+    async with trio.open_nursery() as nursery:
+        await ann.start(nursery)
+        await eve.start(nursery)
+        ann.befriend(eve)
+        eve.befriend(ann)
+        eve.introduce(ann)
+        await wait_for(lambda: eve.chat._connected(ann.key), 5, "a session")
+        assert ann.node is not None
+        ann.chat.set_blocked(eve.key, True)
+        await wait_for(lambda: ann.node is not None and eve.key not in ann.node.links.links, 5,
+                       "the session to close")  # fmt: skip
+        sent = eve.chat.send_text(ann.key, "still here?")
+        await trio.sleep(1.0)
+        assert ann.store is not None and ann.store.message(sent.msg_id) is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_unshowable_text_is_dropped_and_the_rest_of_the_batch_kept(tmp_path: Path) -> None:
+    ann, eve = peers(tmp_path, "ann", "eve")
+    async with trio.open_nursery() as nursery:
+        await ann.start(nursery)
+        await eve.start(nursery)
+        ann.befriend(eve)
+        eve.befriend(ann)
+        eve.introduce(ann)
+        await wait_for(lambda: eve.chat._connected(ann.key), 5, "a session")
+        assert eve.node is not None
+        hostile = ChatMessage(bytes(range(16)), 1, 0, "\x1b[31mred alert\x1b[0m")
+        eve.node.links.send(ann.key, hostile)
+        good = eve.chat.send_text(ann.key, "a normal line")
+        await wait_for(lambda: state_of(eve, good.msg_id) == "delivered", 5, "the good one")
+        assert ann.store is not None and ann.store.message(hostile.msg_id) is None
+        assert [m.text for m in ann.received()] == ["a normal line"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_writing_to_a_stranger_accepts_them(tmp_path: Path) -> None:
+    ann, eve = peers(tmp_path, "ann", "eve")
+    async with trio.open_nursery() as nursery:
+        await ann.start(nursery)
+        await eve.start(nursery)
+        eve.introduce(ann)
+        await wait_for(lambda: eve.chat._reachable(ann.key), 5, "eve to see ann")
+        eve.chat.send_text(ann.key, "hi, we met at the conference")  # eve adds ann
+        await wait_for(lambda: bool(ann.received()), 5, "the request")
+        assert ann.received()[0].request
+        assert ann.store is not None and ann.store.request(eve.key) is not None
+        reply = ann.chat.send_text(eve.key, "oh hi!")  # replying accepts the request
+        assert ann.store.request(eve.key) is None
+        contact = ann.store.contact(eve.key)
+        assert contact is not None and contact.is_contact
+        await wait_for(lambda: state_of(ann, reply.msg_id) == "delivered", 5, "the reply")
+        assert not [m for m in eve.received() if m.request]
+        nursery.cancel_scope.cancel()
