@@ -478,8 +478,7 @@ def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
     nick = (contact.name if contact else "") or (presence.nick if presence else "")
     shown = nick or event.peer_id[:12] + "…"
     if isinstance(event, MessageIn):
-        waits = f" (a contact request: p2pchat contacts accept {event.peer_id})"
-        waits = waits if event.request else ""
+        waits = " (waiting in requests)" if event.request else ""
         out.event(
             "message",
             f"message from {shown}: {event.text}{waits}",
@@ -503,7 +502,8 @@ def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
     else:
         out.event(
             "request",
-            f"contact request from {shown} ({event.peer_id}): {event.text}",
+            f"contact request from {shown} ({event.peer_id}); accept with: "
+            f"p2pchat contacts accept {event.peer_id}",
             **{"from": event.peer_id},
             nick=event.nick,
             address=event.address,
@@ -802,12 +802,13 @@ def cmd_history(profile: Profile, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(messages)
         return 0
-    me = profile.identity.peer_id
+    name = answer.get("name") or args.peer[:8]
+    width = max(2, len(name))
     for message in messages:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message["time"] / 1000))
-        who = "me" if message["from"] == me else message["from"][:8]
+        who = "me" if message["outgoing"] else name
         mark = f"  [{message['state']}]" if message["outgoing"] else ""
-        print(f"{when} {who:<8} {message['text']}{mark}")
+        print(f"{when} {who:<{width}} {message['text']}{mark}")
     if not messages:
         print("no messages with this peer yet")
     return 0
@@ -836,11 +837,18 @@ def cmd_send(profile: Profile, args: argparse.Namespace) -> int:
         _print_json(answer)
     elif delivered:
         print(f"delivered ({answer['msg_id']})")
+    elif answer.get("relays"):
+        relays = answer["relays"]
+        print(
+            f"queued ({answer['msg_id']}): the recipient is away; a sealed copy waits with "
+            f"{relays} other peer{'s' if relays > 1 else ''}, to be delivered when the "
+            "recipient is back"
+        )
     else:
         print(
-            f"queued ({answer['msg_id']}): the recipient did not answer within {args.wait:g} s; "
-            "the message stays in the outbox and goes out when a node of this profile runs "
-            "and the recipient, or a relay holding a copy, is reachable"
+            f"queued ({answer['msg_id']}): the recipient did not answer within {args.wait:g} s "
+            "and no other peer took a copy; the message stays in the outbox and goes out "
+            "while a node of this profile runs (p2pchat daemon) and the recipient is reachable"
         )
     return 0 if delivered else EXIT_QUEUED
 

@@ -112,10 +112,12 @@ class ApiHandler:
                 await waiter.wait()
             self._waiting.pop(msg_id, None)
         now = self.store.message(stored.msg_id) or stored
+        waiting = [item for item in self.store.outbox(peer) if item.msg_id == stored.msg_id]
         return {
             "msg_id": msg_id,
             "to": encode_peer_id(peer),
             "state": now.state,
+            "relays": waiting[0].relays if waiting else 0,
             "time": stored.sent_at,
             "clock": stored.clock,
         }
@@ -131,7 +133,11 @@ class ApiHandler:
             before = (anchor.clock, anchor.msg_id)
         rows = self.store.history(peer, limit=limit, before=before)
         me = self.identity.public_key
-        return {"with": encode_peer_id(peer), "messages": [message_json(m, me) for m in rows]}
+        return {
+            "with": encode_peer_id(peer),
+            "name": self._name(peer),
+            "messages": [message_json(m, me) for m in rows],
+        }
 
     async def contacts(self, command: dict[str, Any]) -> dict[str, Any]:
         return {"contacts": [self._contact(c) for c in self.store.contacts()]}
@@ -255,6 +261,19 @@ class ApiHandler:
             presence = self.node.presence_of(shown["id"])
         shown["status"] = presence.status if presence else "offline"
         return shown
+
+    def _name(self, peer: bytes) -> str:
+        """What to call a peer: the contact's name, else its current nick, else ""."""
+        contact = self.store.contact(peer)
+        if contact is not None and contact.name:
+            return contact.name
+        presence = None
+        if self.node is not None and self.node.mesh is not None:
+            presence = self.node.presence_of(encode_peer_id(peer))
+        if presence is not None:
+            return presence.nick
+        request = self.store.request(peer)
+        return request.nick if request else ""
 
     def _node(self) -> Node:
         if self.node is None:
