@@ -8,7 +8,7 @@ the store and the network.
 from __future__ import annotations
 
 import enum
-import unicodedata
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -52,10 +52,14 @@ def text_problem(text: str) -> str | None:
         return "the message is empty"
     if len(text) > MAX_TEXT_CHARS:
         return f"the message has {len(text)} characters; at most {MAX_TEXT_CHARS} fit"
-    for char in text:
-        if char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cs"):
-            return f"the message contains a control character (U+{ord(char):04X})"
+    bad = _UNSHOWABLE.search(text)
+    if bad:
+        return f"the message contains a control character (U+{ord(bad.group()):04X})"
     return None
+
+
+# Unicode categories Cc (C0 and C1 controls, DEL) and Cs (surrogates), but tab and newline.
+_UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def compose(msg_id: bytes, clock_before: int, now_ms: int, text: str) -> ChatMessage:

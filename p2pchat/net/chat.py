@@ -14,6 +14,7 @@ retries the rest with backoff, and hands messages for absent recipients to relay
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,7 +38,7 @@ from p2pchat.chat.rules import (
     text_problem,
 )
 from p2pchat.chat.sealing import check_signature, seal, unseal
-from p2pchat.errors import RemoteProtocolError
+from p2pchat.errors import LocalProtocolError, RemoteProtocolError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.store import Contact, OutboxItem, Store, StoredMessage
 from p2pchat.wire.codec import Codec
@@ -54,6 +55,8 @@ from p2pchat.wire.messages import (
 log = logging.getLogger("p2pchat.chat")
 
 CHAT_MESSAGES = (ChatMessage, ChatReceipt, Envelopes, EnvelopesTaken)
+WINDOW = 256  # messages in flight (sent, not acknowledged) per peer
+SETTLED = (MessageState.DELIVERED, MessageState.READ)
 LINK_RETRY_MS = 30_000  # sent over a live session: resent on reconnect, this is a backstop
 RELAY_RECHECK_MS = 30_000  # how often a relay re-offers what it keeps to online recipients
 MAX_BATCH = 2048
@@ -117,8 +120,9 @@ class ChatService:
         identity: Identity,
         store: Store,
         *,
-        send: Callable[[bytes, Any], None],
+        send: Callable[[bytes, Any], bool],
         connected: Callable[[bytes], bool],
+        has_room: Callable[[bytes], bool],
         online: Callable[[bytes], bool],
         online_peers: Callable[[], list[bytes]],
         nick_of: Callable[[bytes], str],
@@ -134,6 +138,7 @@ class ChatService:
         self.gate = ContactGate(self.settings.gate)
         self._send = send
         self._connected = connected
+        self._has_room = has_room
         self._online = online
         self._online_peers = online_peers
         self._nick_of = nick_of
@@ -146,6 +151,11 @@ class ChatService:
         self._incoming: list[tuple[bytes, Any, str]] = []
         self._deposits: dict[bytes, bytes] = {}  # envelope id -> msg id, while relays answer
         self._kept_by: set[tuple[bytes, bytes]] = set()  # (envelope id, relay) that took it
+        self._in_flight: dict[bytes, set[bytes]] = {}  # peer -> sent, not yet acknowledged
+        # peer -> message ids waiting for window room, in order (a dict: an ordered set)
+        self._backlog: dict[bytes, dict[bytes, None]] = {}
+        self._text_ids: dict[bytes, str] = {}
+        self._room: set[bytes] = set()  # peers whose window receipts have just opened
         self._relay_offered: dict[bytes, bytes] = {}  # envelope id -> recipient
         self._next_relay_check = 0
         self._wake = trio.Event()
@@ -154,9 +164,6 @@ class ChatService:
 
     def send_text(self, peer: bytes, text: str) -> StoredMessage:
         """Commit a new message to the outbox, then hand it to the network."""
-        problem = text_problem(text)
-        if problem:
-            raise ValueError(problem)
         if peer == self.me:
             raise ValueError("that is your own id")
         relation = self.relation(peer)
@@ -165,9 +172,12 @@ class ChatService:
         if relation is Relation.STRANGER:
             self.add_contact(peer)  # writing to someone accepts them, as in any messenger
         now = now_ms()
-        message = compose(os.urandom(16), self._clock(peer), now, text)
-        # One commit for the new row and its "sent" mark. Handing the message to the
-        # link inside the transaction is still commit-before-send: links only queue,
+        message = compose(os.urandom(16), self._clock(peer), now, text)  # checks the text
+        window = self._in_flight.setdefault(peer, set())
+        # The common case: a live session with room, nothing waiting before this one.
+        direct = len(window) < WINDOW and not self._backlog.get(peer) and self._has_room(peer)
+        # One commit, stored as sent when it goes straight out. Handing the message to
+        # the link inside the transaction is still commit-before-send: links only queue,
         # and nothing reaches a socket before this (synchronous) block has committed.
         with self.store.transaction():
             stored = self.store.add_outgoing(
@@ -177,9 +187,16 @@ class ChatService:
                 clock=message.clock,
                 sent_at=message.time,
                 text=text,
-                next_attempt_at=now + retry_delay_ms(0, self._rng),
+                next_attempt_at=now + (LINK_RETRY_MS if direct else retry_delay_ms(0, self._rng)),
+                sent=direct,
             )
-            if self._reachable(peer):
+            if direct:
+                if self._send(peer, message):
+                    window.add(message.msg_id)
+                else:  # only if the link closed this instant (shutting down): resent later
+                    self._backlog.setdefault(peer, {})[message.msg_id] = None
+                self._emit(Receipt(self._text_id(peer), msg_id_text(message.msg_id), "sent"))
+            elif self._reachable(peer):
                 self._transmit(peer, [stored], now)
             else:
                 self._wake.set()  # the runner hands it to relays
@@ -255,6 +272,7 @@ class ChatService:
     def peer_up(self, peer: bytes) -> None:
         """A session with ``peer`` opened: resend what waits for it, offer what we keep."""
         now = now_ms()
+        self.peer_down(peer)  # a new session: whatever was in flight went with the old one
         with self.store.transaction():
             waiting = self.store.outbox(peer)
             if waiting:
@@ -303,36 +321,53 @@ class ChatService:
         batch = self._incoming[:MAX_BATCH]
         del self._incoming[:MAX_BATCH]
         now = now_ms()
-        acks: dict[bytes, list[bytes]] = defaultdict(list)
-        taken_replies: list[tuple[bytes, EnvelopesTaken]] = []
-        events: list[ChatEvent] = []
-        with self.store.transaction():
-            for peer, message, address in batch:
-                # Each item in its own savepoint: one bad item is undone and dropped (never
-                # acknowledged) without taking the rest of the batch with it.
-                item_acks: dict[bytes, list[bytes]] = defaultdict(list)
-                item_events: list[ChatEvent] = []
-                try:
-                    with self.store.transaction():
-                        reply = self._take_one(peer, message, address, now, item_acks, item_events)
-                except RemoteProtocolError as error:
-                    log.info("chat input from %s dropped: %s", encode_peer_id(peer), error)
-                    continue
-                except Exception:
-                    log.exception("chat input from %s failed", encode_peer_id(peer))
-                    continue
-                if reply is not None:
-                    taken_replies.append((peer, reply))
-                for acked_peer, ids in item_acks.items():
-                    acks[acked_peer].extend(ids)
-                events.extend(item_events)
+        try:
+            # The fast path: the whole batch in one transaction. A peer's protocol error
+            # is raised before its item writes anything, so it only drops that item.
+            with self.store.transaction():
+                taken = self._take_batch(batch, now, isolate=False)
+        except Exception:
+            # Something failed half-way (a bug, a store error): undo the batch and take
+            # the items one by one, each in its own savepoint, so that one bad item is
+            # dropped (never acknowledged) without taking the others with it.
+            log.warning("a chat batch failed; retrying its %d items one by one", len(batch))
+            with self.store.transaction():
+                taken = self._take_batch(batch, now, isolate=True)
         # Committed: now, and only now, acknowledge and report.
-        for peer, reply in taken_replies:
+        for peer, reply in taken.replies:
             self._send(peer, reply)
-        for peer, ids in acks.items():
+        for peer, ids in taken.acks.items():
             self._send_receipts(peer, MessageState.DELIVERED, ids)
-        for event in events:
+        for event in taken.events:
             self._emit(event)
+        if self._room:
+            with self.store.transaction():
+                for peer in self._room:
+                    self._refill(peer, now)
+            self._room.clear()
+
+    def _take_batch(
+        self, batch: list[tuple[bytes, Any, str]], now: int, *, isolate: bool
+    ) -> _Taken:
+        taken = _Taken()
+        for peer, message, address in batch:
+            item = _Taken() if isolate else taken
+            try:
+                with self.store.savepoint() if isolate else contextlib.nullcontext():
+                    reply = self._take_one(peer, message, address, now, item.acks, item.events)
+            except RemoteProtocolError as error:
+                log.info("chat input from %s dropped: %s", encode_peer_id(peer), error)
+                continue
+            except Exception:
+                if not isolate:
+                    raise
+                log.exception("chat input from %s failed", encode_peer_id(peer))
+                continue
+            if reply is not None:
+                item.replies.append((peer, reply))
+            if isolate:
+                taken.merge(item)
+        return taken
 
     def _take_one(
         self,
@@ -350,7 +385,7 @@ class ChatService:
         elif isinstance(message, Envelopes):
             return self._take_envelopes(peer, message, address, now, acks, events)
         elif isinstance(message, EnvelopesTaken):
-            self._take_envelopes_taken(peer, message, now)
+            self._take_envelopes_taken(peer, message, now, events)
         return None
 
     def _take_message(
@@ -431,13 +466,13 @@ class ChatService:
     def _take_receipt(
         self, peer: bytes, receipt: ChatReceipt, now: int, events: list[ChatEvent]
     ) -> None:
-        ours = []
-        for msg_id in receipt.msg_ids:
-            stored = self.store.message(msg_id)
-            if stored is not None and stored.outgoing and stored.peer == peer:
-                ours.append(msg_id)
-        for changed in self.store.advance(ours, receipt.state, at=now):
-            events.append(Receipt(encode_peer_id(peer), msg_id_text(changed.msg_id), changed.state))
+        # advance() only moves our own messages to this peer, and only forward.
+        for changed in self.store.advance(receipt.msg_ids, receipt.state, at=now, peer=peer):
+            events.append(Receipt(self._text_id(peer), msg_id_text(changed.msg_id), changed.state))
+        window = self._in_flight.get(peer)
+        if window:
+            window.difference_update(receipt.msg_ids)
+            self._room.add(peer)
         if not receipt.msg_ids or (receipt.state == MessageState.READ and self._connected(peer)):
             # The peer is listening and asks for (or may now take) what we hold for it.
             for item in self.store.outbox(peer):
@@ -494,6 +529,11 @@ class ChatService:
         raise RemoteProtocolError(f"a sealed {type(inner).__name__} is not allowed")
 
     def _keep_for_other(self, envelope: Sealed, now: int) -> str | None:
+        held_from = self.store.relay_sender(envelope.envelope_id)
+        if held_from == envelope.sender:
+            return None  # asked again for what we keep: taken, whatever the quotas say now
+        if held_from is not None:  # someone else's envelope took this id first
+            return "envelope id in use"
         limits = self.settings.relay
         load = RelayLoad(
             from_sender=self.store.relay_count(sender=envelope.sender),
@@ -520,7 +560,9 @@ class ChatService:
                 self._next_relay_check = now  # it is back already: offer it at once
         return reason
 
-    def _take_envelopes_taken(self, peer: bytes, message: EnvelopesTaken, now: int) -> None:
+    def _take_envelopes_taken(
+        self, peer: bytes, message: EnvelopesTaken, now: int, events: list[ChatEvent]
+    ) -> None:
         delivered = [i for i in (*message.taken, *message.refused) if i in self._relay_offered]
         mine = [i for i in delivered if self._relay_offered[i] == peer]
         for envelope_id in mine:
@@ -536,7 +578,7 @@ class ChatService:
             if item is not None:
                 self.store.set_relays(msg_id, item.relays + 1)
                 for changed in self.store.advance([msg_id], MessageState.SENT, at=now):
-                    self._emit(
+                    events.append(
                         Receipt(encode_peer_id(changed.peer), msg_id_text(msg_id), changed.state)
                     )
         if message.refused and message.reason:
@@ -544,26 +586,68 @@ class ChatService:
 
     # ------------------------------------------------------------------ outgoing
 
-    def _transmit(self, peer: bytes, items: Iterable[StoredMessage | OutboxItem], now: int) -> None:
-        sent_ids = []
+    def _transmit(
+        self,
+        peer: bytes,
+        items: Iterable[StoredMessage | OutboxItem],
+        now: int,
+        *,
+        from_backlog: bool = False,
+    ) -> None:
+        """Send ``items`` in order while the peer's window has room; the rest wait in its
+        backlog until receipts make room (flow control: a fast sender never overruns the
+        session's queue, and nothing is marked sent that was not handed over)."""
+        sent_ids: list[bytes] = []
         live = self._connected(peer)
+        window = self._in_flight.setdefault(peer, set())
+        backlog = self._backlog.setdefault(peer, {})
+        waiting: list[bytes] = []
         for item in items:
-            stored = item if isinstance(item, StoredMessage) else self.store.message(item.msg_id)
-            if stored is None:
+            behind = bool(backlog) and not from_backlog
+            if item.msg_id not in window and (len(window) >= WINDOW or behind):
+                waiting.append(item.msg_id)  # behind the window, or behind older ones
                 continue
-            self._send(
-                peer,
-                ChatMessage(
-                    msg_id=stored.msg_id, clock=stored.clock, time=stored.sent_at, text=stored.text
-                ),
-            )
+            stored = item if isinstance(item, StoredMessage) else self.store.message(item.msg_id)
+            if stored is None or stored.state in SETTLED:
+                continue
+            wire = ChatMessage(stored.msg_id, stored.clock, stored.sent_at, stored.text)
+            if not self._send(peer, wire):
+                waiting.append(item.msg_id)  # the link is full: again when receipts come
+                continue
+            window.add(stored.msg_id)
             attempts = item.attempts + 1 if isinstance(item, OutboxItem) else 1
             delay = LINK_RETRY_MS if live else retry_delay_ms(attempts, self._rng)
             self.store.reschedule(stored.msg_id, attempts=attempts, next_attempt_at=now + delay)
             sent_ids.append(stored.msg_id)
+        for msg_id in waiting:
+            if msg_id not in backlog:
+                backlog[msg_id] = None
+                if live:  # receipts drive it from here; the timer is only a backstop
+                    self.store.reschedule(msg_id, attempts=0, next_attempt_at=now + LINK_RETRY_MS)
         if live and sent_ids:
             for changed in self.store.advance(sent_ids, MessageState.SENT, at=now):
-                self._emit(Receipt(encode_peer_id(peer), msg_id_text(changed.msg_id), "sent"))
+                self._emit(Receipt(self._text_id(peer), msg_id_text(changed.msg_id), "sent"))
+
+    def _refill(self, peer: bytes, now: int) -> None:
+        """Receipts made room in the peer's window: send what waits in its backlog."""
+        window = self._in_flight.get(peer, set())
+        backlog = self._backlog.get(peer)
+        if not backlog or len(window) >= WINDOW:
+            return
+        batch: list[StoredMessage] = []
+        while backlog and len(window) + len(batch) < WINDOW:
+            msg_id = next(iter(backlog))
+            del backlog[msg_id]
+            stored = self.store.message(msg_id) if msg_id not in window else None
+            if stored is not None and stored.state not in SETTLED:
+                batch.append(stored)
+        if batch:
+            self._transmit(peer, batch, now, from_backlog=True)
+
+    def peer_down(self, peer: bytes) -> None:
+        """The session closed: nothing is in flight any more (the next one resends)."""
+        self._in_flight.pop(peer, None)
+        self._backlog.pop(peer, None)
 
     def _send_receipts(
         self, peer: bytes, state: MessageState, ids: list[bytes], *, nudge: bool = False
@@ -593,16 +677,21 @@ class ChatService:
         relays = self._relays_for(recipient, wanted)
         if not relays:
             return 0
+        try:
+            encoded = self._codec.encode(content)
+        except LocalProtocolError as error:
+            log.warning("cannot seal for %s: %s", encode_peer_id(recipient), error)
+            return 0
         # A message keeps one envelope id however often it is deposited, so a relay asked
         # twice keeps one copy; receipts are fire-and-forget and get fresh ids.
         envelope_id = os.urandom(16) if msg_id is None else _envelope_id(msg_id, recipient)
-        envelope = seal(
-            self.identity,
-            recipient,
-            envelope_id,
-            now + self.settings.relay.expiry_ms,
-            self._codec.encode(content),
-        )
+        try:
+            envelope = seal(
+                self.identity, recipient, envelope_id, now + self.settings.relay.expiry_ms, encoded
+            )
+        except ValueError as error:  # e.g. a key that has no X25519 form: it waits for a session
+            log.warning("cannot seal for %s: %s", encode_peer_id(recipient), error)
+            return 0
         if msg_id is not None:
             self._deposits[envelope_id] = msg_id
             if len(self._deposits) > 65_536:  # bounded: forgetting costs only a count
@@ -635,10 +724,7 @@ class ChatService:
                         content = ChatMessage(
                             stored.msg_id, stored.clock, stored.sent_at, stored.text
                         )
-                        try:
-                            self._deposit(peer, content, now, msg_id=item.msg_id, wanted=wanted)
-                        except ValueError as error:  # cannot be sealed: it waits for a session
-                            log.warning("message %s not relayed: %s", item.msg_id.hex(), error)
+                        self._deposit(peer, content, now, msg_id=item.msg_id, wanted=wanted)
                 self.store.reschedule(
                     item.msg_id,
                     attempts=attempts,
@@ -664,6 +750,8 @@ class ChatService:
                 self.store.relay_remove([envelope_id])
                 continue
             batch.extend(wrapped.envelopes)
+            if len(self._relay_offered) > 65_536:  # answers that never came: forget them
+                self._relay_offered.clear()
             self._relay_offered[envelope_id] = recipient
             if len(batch) == MAX_ENVELOPES:
                 self._send(recipient, Envelopes(tuple(batch)))
@@ -672,6 +760,14 @@ class ChatService:
             self._send(recipient, Envelopes(tuple(batch)))
 
     # ------------------------------------------------------------------ helpers
+
+    def _text_id(self, peer: bytes) -> str:
+        text = self._text_ids.get(peer)
+        if text is None:
+            if len(self._text_ids) > 4096:
+                self._text_ids.clear()
+            text = self._text_ids[peer] = encode_peer_id(peer)
+        return text
 
     def _reachable(self, peer: bytes) -> bool:
         return self._connected(peer) or self._online(peer)
@@ -689,6 +785,21 @@ class ChatService:
             if item.msg_id == msg_id:
                 return item
         return None
+
+
+@dataclass(slots=True)
+class _Taken:
+    """What a batch of input owes once it is committed: replies, receipts, events."""
+
+    acks: dict[bytes, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    replies: list[tuple[bytes, EnvelopesTaken]] = field(default_factory=list)
+    events: list[ChatEvent] = field(default_factory=list)
+
+    def merge(self, other: _Taken) -> None:
+        for peer, ids in other.acks.items():
+            self.acks[peer].extend(ids)
+        self.replies.extend(other.replies)
+        self.events.extend(other.events)
 
 
 def _envelope_id(msg_id: bytes, recipient: bytes) -> bytes:

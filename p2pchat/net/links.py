@@ -102,28 +102,39 @@ class LinkManager:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, peer: bytes, message: Any) -> None:
-        """Queue ``message`` for ``peer``, dialling if needed. Never blocks; may drop."""
+    def send(self, peer: bytes, message: Any) -> bool:
+        """Queue ``message`` for ``peer``, dialling if needed. Never blocks; may drop:
+        returns False if it did (a full queue, no address, backing off)."""
         if peer == self.me:
-            return
+            return False
         link = self.links.get(peer)
         if link is not None:
             try:
                 link.outbox.send_nowait(message)
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 self.dropped += 1
-            return
+                return False
+            return True
         pending = self._dials.get(peer)
         if pending is None:
             if not self._may_dial(peer):
                 self.dropped += 1
-                return
+                return False
             pending = self._dials[peer] = []
             self._nursery.start_soon(self._dial, peer)
         if len(pending) < self.limits.pending_per_dial:
             pending.append(message)
-        else:
-            self.dropped += 1
+            return True
+        self.dropped += 1
+        return False
+
+    def has_room(self, peer: bytes) -> bool:
+        """Whether a send to ``peer`` would be queued on a live session right now."""
+        link = self.links.get(peer)
+        if link is None:
+            return False
+        statistics = link.outbox.statistics()
+        return statistics.current_buffer_used < statistics.max_buffer_size
 
     def _may_dial(self, peer: bytes) -> bool:
         backoff = self._backoff.get(peer)
@@ -226,6 +237,14 @@ class LinkManager:
                     async for message in connection:
                         link.last_used = trio.current_time()
                         self._on_message(peer, message)
+                        # Take the rest of a burst now: yielding after every message
+                        # would hand its consumers one message per scheduling round.
+                        while True:
+                            try:
+                                more = connection.receive_nowait()
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                            self._on_message(peer, more)
                 except ConnectionClosed as closed:
                     reason = str(closed)
                 else:
@@ -247,7 +266,17 @@ class LinkManager:
         async for message in link.inbox:
             try:
                 await link.connection.send(message)
+                # The session queues without yielding while it has room, so a burst
+                # goes out together (and coalesces into few frames).
+                while True:
+                    try:
+                        more = link.inbox.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    await link.connection.send(more)
             except (ConnectionClosed, trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except trio.EndOfChannel:
                 return
             link.last_used = trio.current_time()
 

@@ -45,7 +45,7 @@ from p2pchat.store import Store
 
 log = logging.getLogger("p2pchat.node")
 
-EVENT_BUFFER = 4096
+EVENT_BUFFER = 65_536  # a burst of 20,000 sends makes 40,000 receipt events
 STATIC_RETRY_MAX = 60.0
 
 
@@ -153,6 +153,7 @@ class Node:
                 settings.store,
                 send=self.links.send,
                 connected=self.links.links.__contains__,
+                has_room=self.links.has_room,
                 online=self._online,
                 online_peers=self._online_peers,
                 nick_of=self._nick_of,
@@ -384,6 +385,8 @@ class Node:
 
     def _on_down(self, peer: bytes, reason: str) -> None:
         self._emit(PeerDisconnected(encode_peer_id(peer), reason))
+        if self.chat is not None:
+            self.chat.peer_down(peer)
         if self.mesh is not None:
             self.mesh.link_down(peer, trio.current_time())
             self._pump()

@@ -11,7 +11,6 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,6 +38,11 @@ _REQUEST_COLUMNS = "peer, nick, address, first_at, last_at, messages"
 # Outgoing messages reach these states only once the peer has the message, so
 # there is nothing left to retry.
 _SETTLED = frozenset({"delivered", "read"})
+# One scale for both directions: outgoing queued < sent < delivered < read, incoming
+# received < read (an update also checks the direction, so the scales never mix).
+_RANK = {"queued": 0, "sent": 1, "received": 1, "delivered": 2, "read": 3}
+_RANK_SQL = "CASE state " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in _RANK.items()) + " END"
+_CHUNK = 500  # ids per statement, well under SQLite's limit on bound parameters
 
 
 def _contact(row: Any) -> Contact:
@@ -160,25 +164,15 @@ class Store:
     def transaction(self) -> Iterator[None]:
         """Group writes into one commit (one fsync); roll back if the block raises.
 
-        A nested call joins the outer transaction: nothing is committed until the
-        outermost block ends. The nested block is a savepoint, so a failure inside
-        one method that the caller catches does not leave that method half-done.
+        A nested call simply joins the outer transaction: nothing is committed until
+        the outermost block ends. (No savepoint: they cost two statements each, and a
+        batch of thousands of messages nests one per write. Use :meth:`savepoint` where
+        a failure must be undone alone.)
         """
         if self._depth:
-            name = f"nested_{self._depth:d}"
-            self._exec(f"SAVEPOINT {name}")
             self._depth += 1
             try:
                 yield
-            except BaseException:
-                # If SQLite already rolled back the whole transaction (it does on some
-                # errors), there is no savepoint left; the outer COMMIT will say so.
-                with contextlib.suppress(StoreError):
-                    self._exec(f"ROLLBACK TO {name}")
-                    self._exec(f"RELEASE {name}")
-                raise
-            else:
-                self._exec(f"RELEASE {name}")
             finally:
                 self._depth -= 1
             return
@@ -194,6 +188,31 @@ class Store:
         finally:
             self._depth = 0
 
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: if the block raises, undo just the block's writes and let
+        the transaction go on (the exception still propagates)."""
+        if not self._depth:
+            with self.transaction():
+                yield
+            return
+        name = f"item_{self._depth:d}"
+        self._exec(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            # If SQLite already rolled back the whole transaction (it does on some
+            # errors), there is no savepoint left; the outer COMMIT will say so.
+            with contextlib.suppress(StoreError):
+                self._exec(f"ROLLBACK TO {name}")
+                self._exec(f"RELEASE {name}")
+            raise
+        else:
+            self._exec(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
     def _exec(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
         try:
             return self._conn.execute(sql, params)
@@ -203,6 +222,12 @@ class Store:
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:
             return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"message database {self.path}: {error}") from error
+
+    def _many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
         except sqlite3.Error as error:
             raise StoreError(f"message database {self.path}: {error}") from error
 
@@ -304,27 +329,31 @@ class Store:
         sent_at: int,
         text: str,
         next_attempt_at: int,
+        sent: bool = False,
     ) -> StoredMessage:
-        """Store a message we wrote, queued for sending (received_at = sent_at)."""
+        """Store a message we wrote, queued for sending (received_at = sent_at).
+
+        ``sent``: the caller hands it to a live session in the same transaction, so it
+        is stored as sent (one attempt made) at once, saving an update.
+        """
+        state = "sent" if sent else "queued"
         with self.transaction():
             seq = self._exec(
                 f"""INSERT INTO messages ({_MESSAGE_COLUMNS})
-                VALUES (NULL, ?, ?, ?, 1, ?, ?, ?, ?, 'queued')""",
-                (msg_id, peer, sender, clock, sent_at, sent_at, text),
+                VALUES (NULL, ?, ?, ?, 1, ?, ?, ?, ?, ?)""",
+                (msg_id, peer, sender, clock, sent_at, sent_at, text, state),
             ).lastrowid
             self._exec(
                 "INSERT INTO outbox (msg_id, peer, attempts, next_attempt_at, relays) "
-                "VALUES (?, ?, 0, ?, 0)",
-                (msg_id, peer, next_attempt_at),
+                "VALUES (?, ?, ?, ?, 0)",
+                (msg_id, peer, int(sent), next_attempt_at),
             )
-            self._exec(
-                "INSERT INTO receipts (msg_id, state, at) VALUES (?, 'queued', ?)",
-                (msg_id, sent_at),
+            self._many(
+                "INSERT INTO receipts (msg_id, state, at) VALUES (?, ?, ?)",
+                [(msg_id, "queued", sent_at)] + ([(msg_id, "sent", sent_at)] if sent else []),
             )
         assert seq is not None
-        return StoredMessage(
-            seq, msg_id, peer, sender, True, clock, sent_at, sent_at, text, "queued"
-        )
+        return StoredMessage(seq, msg_id, peer, sender, True, clock, sent_at, sent_at, text, state)
 
     def add_incoming(
         self,
@@ -378,23 +407,39 @@ class Store:
         """
         if state not in STATES:
             raise LocalProtocolError(f"unknown message state {state!r}")
+        ids = list(dict.fromkeys(msg_ids))
+        directions = [
+            flag for flag, order in ((1, OUTGOING_STATES), (0, INCOMING_STATES)) if state in order
+        ]
         changed: list[StoredMessage] = []
         with self.transaction():
-            for msg_id in dict.fromkeys(msg_ids):
-                current = self.message(msg_id)
-                if current is None or (peer is not None and current.peer != peer):
-                    continue
-                order = OUTGOING_STATES if current.outgoing else INCOMING_STATES
-                if state not in order or order.index(state) <= order.index(current.state):
-                    continue
-                self._exec("UPDATE messages SET state = ? WHERE seq = ?", (state, current.seq))
-                self._exec(
-                    "INSERT OR IGNORE INTO receipts (msg_id, state, at) VALUES (?, ?, ?)",
-                    (msg_id, state, at),
+            # Set-based: one UPDATE per chunk moves every message that may move (its
+            # direction has this state, and it is behind it) and returns them as they are
+            # now; receipts rows and outbox deletions follow in two batched statements.
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                where_peer = "" if peer is None else " AND peer = ?"
+                rows = self._all(
+                    f"""UPDATE messages SET state = ?
+                    WHERE msg_id IN ({marks}) AND outgoing IN ({",".join("?" * len(directions))})
+                    AND {_RANK_SQL} < ?{where_peer}
+                    RETURNING {_MESSAGE_COLUMNS}""",
+                    (state, *chunk, *directions, _RANK[state], *(() if peer is None else (peer,))),
                 )
-                if current.outgoing and state in _SETTLED:
-                    self._exec("DELETE FROM outbox WHERE msg_id = ?", (msg_id,))
-                changed.append(replace(current, state=state))
+                changed += (_message(row) for row in rows)
+            if changed:
+                self._many(
+                    "INSERT OR IGNORE INTO receipts (msg_id, state, at) VALUES (?, ?, ?)",
+                    [(m.msg_id, state, at) for m in changed],
+                )
+                if state in _SETTLED:
+                    self._many(
+                        "DELETE FROM outbox WHERE msg_id = ?",
+                        [(m.msg_id,) for m in changed if m.outgoing],
+                    )
+        position = {msg_id: i for i, msg_id in enumerate(ids)}
+        changed.sort(key=lambda m: position[m.msg_id])  # in the order asked
         return changed
 
     def receipts(self, msg_id: bytes) -> dict[str, int]:
@@ -579,6 +624,11 @@ class Store:
             (envelope_id, sender, recipient, expires_at, stored_at, envelope),
         )
         return cursor.rowcount > 0
+
+    def relay_sender(self, envelope_id: bytes) -> bytes | None:
+        """Who signed the envelope held under ``envelope_id``, if one is held."""
+        row = self._one("SELECT sender FROM relayed WHERE envelope_id = ?", (envelope_id,))
+        return None if row is None else bytes(row[0])
 
     def relay_for(
         self, recipient: bytes, *, now: int, limit: int = 256

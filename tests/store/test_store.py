@@ -522,10 +522,11 @@ def test_nested_transactions_join_the_outer_one(db_path: Path, store: Store) -> 
             with store.transaction():
                 incoming(store, 1)
             assert reader.count_messages() == 0  # the inner block did not commit
-            # A failing method inside the batch is undone alone; the batch goes on.
+            # A failing step inside a savepoint is undone alone; the batch goes on.
             outgoing(store, 2)
-            with pytest.raises(StoreError):
-                outgoing(store, 2, BOB)
+            with pytest.raises(StoreError), store.savepoint():
+                incoming(store, 5)
+                outgoing(store, 2, BOB)  # a duplicate id: fails
             incoming(store, 3)
         assert reader.count_messages() == 3
         assert [i.msg_id for i in reader.outbox()] == [mid(2)]
