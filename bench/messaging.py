@@ -1,0 +1,431 @@
+"""Messaging benchmarks: loopback latency with receipt, durable throughput, history paging.
+
+Two nodes (real TCP + Noise on 127.0.0.1, each with its own SQLite store) run in one
+trio process; every figure is printed beside a baseline measured in the same run:
+
+1. latency: messages sent one at a time; from ``send_text`` to the receiver's
+   ``MessageIn`` (emitted after its commit) and to the sender's ``delivered``
+   ``Receipt`` (emitted after the sender's commit); baselines: a ``SecureConnection``
+   ping round trip between the same two nodes, and a raw trio TCP echo;
+2. durable throughput: a burst of ``send_text`` until the sender holds ``delivered``
+   for all of them; baseline: the same number of ``Store.add_incoming`` inserts in
+   batched transactions, SQLite alone;
+3. history: the latest page (50) of a 100,000-message conversation, after reopening.
+
+Run:  python bench/messaging.py [--quick] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from p2pchat.discovery.known import Target
+from p2pchat.identity import Identity
+from p2pchat.net.chat import MessageIn, Receipt, msg_id_text
+from p2pchat.net.node import Node, NodeSettings, open_node
+from p2pchat.net.server import listener_addresses
+from p2pchat.store import Store, open_store
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+START, END = "<!-- messaging-bench:start -->", "<!-- messaging-bench:end -->"
+TEXT = "x" * 100  # a 100-character message, as in bench/session.py's small messages
+STORE_BATCH = 500  # inserts per transaction in the SQLite baseline and the history fill
+YIELD_EVERY = 200  # send_text calls between trio checkpoints in the throughput burst
+SETTLE_S = 180.0  # give up on a run after this long (a dropped message waits 30 s)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+# ---------------------------------------------------------------------- two nodes
+
+
+@dataclass(slots=True)
+class Watch:
+    """When each chat event was seen (perf_counter seconds), by message id."""
+
+    stored: dict[str, float] = field(default_factory=dict)  # MessageIn on the receiver
+    delivered: dict[str, float] = field(default_factory=dict)  # Receipt delivered, sender
+    changed: trio.Event = field(default_factory=trio.Event)
+    wanted_delivered: int = 0  # wake waiters only at this count (0: on every event)
+
+    def note(self, event: object) -> None:
+        now = time.perf_counter()
+        if isinstance(event, MessageIn):
+            self.stored[event.msg_id] = now
+        elif isinstance(event, Receipt) and event.state == "delivered":
+            self.delivered[event.msg_id] = now
+            if self.wanted_delivered and len(self.delivered) < self.wanted_delivered:
+                return
+        else:
+            return
+        changed, self.changed = self.changed, trio.Event()
+        changed.set()
+
+    async def until(self, done: dict[str, float], msg_id: str) -> None:
+        while msg_id not in done:
+            await self.changed.wait()
+
+
+@dataclass(slots=True)
+class Pair:
+    sender: Node
+    receiver: Node
+    receiver_key: bytes
+    watch: Watch
+
+
+async def _consume(node: Node, watch: Watch) -> None:
+    # Everything queued is taken at each wake-up: `receive` yields once per event, and
+    # the node drops events once EVENT_BUFFER of them wait (a burst emits two per send).
+    async for event in node.events:
+        watch.note(event)
+        while True:
+            try:
+                watch.note(node.events.receive_nowait())
+            except trio.WouldBlock:
+                break
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(tmp: Path, name: str) -> AsyncIterator[Pair]:
+    """Sender and receiver nodes, contacts of each other, with a session open."""
+    sender_id, receiver_id = Identity.generate(), Identity.generate()
+    folder = tmp / name
+    folder.mkdir()
+    sender_store = open_store(folder / "sender.db")
+    receiver_store = open_store(folder / "receiver.db")
+    sender_store.add_contact(receiver_id.public_key, now=now_ms())
+    receiver_store.add_contact(sender_id.public_key, now=now_ms())
+    try:
+        settings = NodeSettings(
+            nick="sender", host="127.0.0.1", port=0, mdns=False, store=sender_store
+        )
+        async with open_node(sender_id, settings) as sender:
+            host, port = sender.addresses[0].rsplit(":", 1)
+            settings = NodeSettings(
+                nick="receiver",
+                host="127.0.0.1",
+                port=0,
+                mdns=False,
+                store=receiver_store,
+                static=[Target(host, int(port))],
+            )
+            async with open_node(receiver_id, settings) as receiver, trio.open_nursery() as nursery:
+                watch = Watch()
+                nursery.start_soon(_consume, sender, watch)
+                nursery.start_soon(_consume, receiver, watch)
+                with trio.fail_after(30):
+                    while not (
+                        receiver_id.public_key in sender.links.links
+                        and sender_id.public_key in receiver.links.links
+                        and _sees(sender, receiver)
+                        and _sees(receiver, sender)
+                    ):
+                        await trio.sleep(0.01)
+                await trio.sleep(0.5)  # let the mesh settle (a duplicate session is replaced)
+                yield Pair(sender, receiver, receiver_id.public_key, watch)
+                nursery.cancel_scope.cancel()
+    finally:
+        sender_store.close()
+        receiver_store.close()
+
+
+def _sees(observer: Node, subject: Node) -> bool:
+    presence = observer.presence_of(subject.peer_id)
+    return presence is not None and presence.status == "avail"
+
+
+# ---------------------------------------------------------------------- 1. latency
+
+
+@dataclass(slots=True)
+class Latency:
+    stored_ms: list[float]
+    delivered_ms: list[float]
+    ping_ms: list[float]
+    echo_ms: list[float]
+
+
+async def tcp_echo(count: int) -> list[float]:
+    """Round trips of 100 bytes over raw trio TCP on loopback (both ends here)."""
+
+    async def echo(stream: trio.SocketStream) -> None:
+        while data := await stream.receive_some(65536):
+            await stream.send_all(data)
+
+    rtts: list[float] = []
+    payload = TEXT.encode()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
+        port = listener_addresses(listeners)[0][1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        for _ in range(count):
+            start = time.perf_counter()
+            await stream.send_all(payload)
+            got = 0
+            while got < len(payload):
+                got += len(await stream.receive_some(65536))
+            rtts.append((time.perf_counter() - start) * 1000)
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    return rtts
+
+
+async def latency(count: int, tmp: Path) -> Latency:
+    async with two_nodes(tmp, "latency") as pair:
+        chat, watch, peer = pair.sender.require_chat(), pair.watch, pair.receiver_key
+        link = pair.sender.links.links[peer]
+        ping_ms = [await link.connection.ping() * 1000 for _ in range(count)]
+        stored_ms: list[float] = []
+        delivered_ms: list[float] = []
+        warmup = min(50, count // 10)
+        with trio.fail_after(SETTLE_S):
+            for index in range(warmup + count):
+                start = time.perf_counter()
+                msg_id = msg_id_text(chat.send_text(peer, TEXT).msg_id)
+                await watch.until(watch.delivered, msg_id)
+                await watch.until(watch.stored, msg_id)  # always before the receipt
+                if index >= warmup:
+                    stored_ms.append((watch.stored[msg_id] - start) * 1000)
+                    delivered_ms.append((watch.delivered[msg_id] - start) * 1000)
+    echo_ms = await tcp_echo(count)
+    return Latency(stored_ms, delivered_ms, ping_ms, echo_ms)
+
+
+# ---------------------------------------------------------------------- 2. throughput
+
+
+@dataclass(slots=True)
+class Throughput:
+    messages: int
+    seconds: float
+    accept_seconds: float  # until the last send_text returned
+    store_only_seconds: float
+    dropped: int  # messages the sender's link queue refused (resent later)
+
+
+def fill(store: Store, peer: bytes, count: int, clock: int = 0) -> None:
+    """``count`` incoming messages from ``peer`` in batched transactions."""
+    ids = [os.urandom(16) for _ in range(count)]
+    at = now_ms()
+    for first in range(0, count, STORE_BATCH):
+        with store.transaction():
+            for offset, msg_id in enumerate(ids[first : first + STORE_BATCH]):
+                clock += 1
+                store.add_incoming(
+                    msg_id=msg_id,
+                    peer=peer,
+                    clock=clock,
+                    sent_at=at + first + offset,
+                    received_at=at + first + offset,
+                    text=TEXT,
+                )
+
+
+def store_only(count: int, tmp: Path) -> float:
+    store = open_store(tmp / "store-only.db")
+    try:
+        start = time.perf_counter()
+        fill(store, os.urandom(32), count)
+        return time.perf_counter() - start
+    finally:
+        store.close()
+
+
+async def throughput(count: int, tmp: Path, yield_every: int = YIELD_EVERY) -> Throughput:
+    async with two_nodes(tmp, "throughput") as pair:
+        chat, watch, peer = pair.sender.require_chat(), pair.watch, pair.receiver_key
+        watch.wanted_delivered = count
+        dropped_before = pair.sender.links.dropped
+        start = time.perf_counter()
+        for index in range(count):
+            chat.send_text(peer, TEXT)
+            if index % yield_every == yield_every - 1:
+                await trio.sleep(0)
+        accepted = time.perf_counter() - start
+        with trio.move_on_after(SETTLE_S):
+            while len(watch.delivered) < count:
+                await watch.changed.wait()
+        seconds = time.perf_counter() - start
+        delivered = len(watch.delivered)
+        dropped = pair.sender.links.dropped - dropped_before
+    if delivered < count:
+        print(f"  throughput: only {delivered} of {count} delivered after {SETTLE_S:.0f} s")
+    return Throughput(delivered, seconds, accepted, store_only(count, tmp), dropped)
+
+
+# ---------------------------------------------------------------------- 3. history
+
+
+@dataclass(slots=True)
+class History:
+    messages: int
+    fill_seconds: float
+    first_ms: float
+    median_ms: float
+
+
+def history(count: int, tmp: Path, calls: int = 20) -> History:
+    path = tmp / "history.db"
+    peer = os.urandom(32)
+    store = open_store(path)
+    try:
+        start = time.perf_counter()
+        fill(store, peer, count)
+        filled = time.perf_counter() - start
+        store.add_incoming(  # another conversation, so the index holds more than one peer
+            msg_id=os.urandom(16), peer=os.urandom(32), clock=1, sent_at=1, received_at=1, text="x"
+        )
+    finally:
+        store.close()
+    store = open_store(path)  # a fresh connection: SQLite's page cache is empty
+    try:
+        times: list[float] = []
+        for _ in range(calls + 1):
+            start = time.perf_counter()
+            page = store.history(peer, limit=50)
+            times.append((time.perf_counter() - start) * 1000)
+            assert len(page) == 50 and page[-1].clock == count
+    finally:
+        store.close()
+    return History(count, filled, times[0], statistics.median(times[1:]))
+
+
+# ---------------------------------------------------------------------- report
+
+
+def report(lat: Latency, thr: Throughput, hist: History) -> tuple[list[str], list[str]]:
+    """The printed figure lines, and the Markdown table of targets."""
+    s50, s99 = percentile(lat.stored_ms, 0.5), percentile(lat.stored_ms, 0.99)
+    d50, d99 = percentile(lat.delivered_ms, 0.5), percentile(lat.delivered_ms, 0.99)
+    p50, p99 = percentile(lat.ping_ms, 0.5), percentile(lat.ping_ms, 0.99)
+    e50, e99 = percentile(lat.echo_ms, 0.5), percentile(lat.echo_ms, 0.99)
+    rate = thr.messages / thr.seconds
+    store_rate = thr.messages / thr.store_only_seconds
+    lines = [
+        f"latency, {len(lat.delivered_ms)} messages one at a time: send -> stored by the "
+        f"receiver p50 {s50:.3f} ms, p99 {s99:.3f} ms; send -> delivered receipt stored by "
+        f"the sender p50 {d50:.3f} ms, p99 {d99:.3f} ms",
+        f"  baselines: session ping round trip p50 {p50:.3f} ms, p99 {p99:.3f} ms "
+        f"(ratio {d50 / p50:.1f}x at p50); raw trio TCP echo p50 {e50:.3f} ms, "
+        f"p99 {e99:.3f} ms (ratio {d50 / e50:.1f}x)",
+        f"durable throughput: {thr.messages} messages delivered and receipted in "
+        f"{thr.seconds:.2f} s = {rate:.0f} messages/s (all accepted by send_text after "
+        f"{thr.accept_seconds:.2f} s; {thr.dropped} dropped by the link queue)",
+        f"  baseline: Store.add_incoming alone, {STORE_BATCH} per transaction: "
+        f"{store_rate:.0f} messages/s (ratio {rate / store_rate:.2f})",
+        f"history: latest 50 of {hist.messages} messages after reopening: first call "
+        f"{hist.first_ms:.3f} ms, median of 20 {hist.median_ms:.3f} ms "
+        f"(filled in {hist.fill_seconds:.1f} s)",
+    ]
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "**missed**"
+
+    table = [
+        "| figure | target | measured | baseline in the same run | verdict |",
+        "|---|---|---|---|---|",
+        f"| send → stored by the receiver, p50 / p99 | — | {s50:.3f} / {s99:.3f} ms "
+        f"| ping {p50:.3f} / {p99:.3f} ms | — |",
+        f"| send → delivered receipt stored by the sender, p50 | ≤ 2 ms | {d50:.3f} ms "
+        f"| ping {p50:.3f} ms ({d50 / p50:.1f}x), TCP echo {e50:.3f} ms ({d50 / e50:.1f}x) "
+        f"| {verdict(d50 <= 2)} |",
+        f"| send → delivered receipt stored by the sender, p99 | ≤ 10 ms | {d99:.3f} ms "
+        f"| ping {p99:.3f} ms, TCP echo {e99:.3f} ms | {verdict(d99 <= 10)} |",
+        f"| durable messages/s between two nodes ({thr.messages:,} messages) | ≥ 5,000/s "
+        f"| {rate:,.0f}/s ({thr.dropped:,} sends dropped by the link queue, resent later) "
+        f"| SQLite alone (`Store.add_incoming`, {STORE_BATCH} per "
+        f"transaction) {store_rate:,.0f}/s (ratio {rate / store_rate:.2f}) "
+        f"| {verdict(rate >= 5000)} |",
+        f"| latest page (50) of a {hist.messages:,}-message conversation, reopened store "
+        f"| ≤ 50 ms | first call {hist.first_ms:.3f} ms, median of 20 {hist.median_ms:.3f} ms "
+        f"| — | {verdict(max(hist.first_ms, hist.median_ms) <= 50)} |",
+    ]
+    return lines, table
+
+
+def write_doc(lines: list[str], table: list[str], command: str) -> None:
+    block = "\n".join(
+        [
+            START,
+            f"Command: `{command}`; run recorded here on {datetime.date.today().isoformat()}.",
+            "",
+            "```",
+            *lines,
+            "```",
+            "",
+            *table,
+            END,
+        ]
+    )
+    doc = DOC.read_text(encoding="utf-8")
+    if START in doc:
+        head, rest = doc.split(START, 1)
+        doc = head + block + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + f"\n\n## Messaging (`bench/messaging.py`)\n\n{block}\n"
+    DOC.write_text(doc, encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    parser.add_argument(
+        "--yield-every",
+        type=int,
+        default=YIELD_EVERY,
+        help=f"send_text calls between checkpoints in the burst (default {YIELD_EVERY})",
+    )
+    args = parser.parse_args()
+    count = 200 if args.quick else 1000
+    burst = 2000 if args.quick else 20_000
+    conversation = 20_000 if args.quick else 100_000
+    print(
+        f"p2pchat messaging benchmark ({'quick' if args.quick else 'full'}), "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores",
+        flush=True,
+    )
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="p2pchat-bench-messaging-"))
+    try:
+        lat = trio.run(latency, count, tmp)
+        thr = trio.run(throughput, burst, tmp, args.yield_every)
+        hist = history(conversation, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    lines, table = report(lat, thr, hist)
+    print("\n".join(lines))
+    print("\n".join(table))
+    print(f"(bench took {time.perf_counter() - started:.0f} s)")
+    if args.write:
+        command = ".venv/bin/python bench/messaging.py" + (" --quick" if args.quick else "")
+        write_doc(lines, table, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
