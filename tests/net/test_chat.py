@@ -3,12 +3,14 @@ the contact-request gate and blocking."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import trio
 
 from p2pchat.net.chat import ContactRequest, MessageIn
-from p2pchat.wire.messages import ChatMessage
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import ChatMessage, Envelopes
 from tests.net.chatpeers import ChatPeer, wait_for
 
 
@@ -275,4 +277,55 @@ async def test_writing_to_a_stranger_accepts_them(tmp_path: Path) -> None:
         assert contact is not None and contact.is_contact
         await wait_for(lambda: state_of(ann, reply.msg_id) == "delivered", 5, "the reply")
         assert not [m for m in eve.received() if m.request]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_misbehaving_relay_can_neither_alter_nor_duplicate(tmp_path: Path) -> None:
+    """Two relays keep bob's message. One alters its copy: bob refuses it (and that relay
+    forgets it). The other delivers the true copy, then replays it: bob keeps one."""
+    ann, bob, rex, ray = peers(tmp_path, "ann", "bob", "rex", "ray")
+    async with trio.open_nursery() as nursery:
+        for peer in (rex, ray, ann, bob):
+            await peer.start(nursery)
+        ann.befriend(bob)
+        bob.befriend(ann)
+        for peer in (ann, bob, ray):
+            peer.introduce(rex)
+        await wait_for(lambda: ann.chat._reachable(bob.key), 10, "the mesh to form")
+        await bob.stop()
+        await wait_for(lambda: not ann.chat._reachable(bob.key), 5, "ann to see bob leave")
+        sent = ann.chat.send_text(bob.key, "the real text")
+
+        def held(relay: ChatPeer) -> bool:
+            return relay.store is not None and relay.store.relay_count(recipient=bob.key) > 0
+
+        await wait_for(lambda: held(rex) and held(ray), 10, "both relays to keep a copy")
+        await ann.stop()
+        assert rex.store is not None and ray.store is not None
+        codec = Codec()
+        [(envelope_id, blob)] = rex.store.relay_for(bob.key, now=0)
+        [original] = codec.decode(blob).envelopes
+        box = bytearray(original.box)
+        box[-1] ^= 1
+        altered = dataclasses.replace(original, box=bytes(box))
+        rex.store.relay_remove([envelope_id])
+        rex.store.relay_put(envelope_id=envelope_id, sender=original.sender,
+                            recipient=bob.key, expires_at=original.expires, stored_at=0,
+                            envelope=codec.encode(Envelopes((altered,))))  # fmt: skip
+        [(_, good_blob)] = ray.store.relay_for(bob.key, now=0)
+
+        await bob.start(nursery)
+        bob.introduce(rex)
+        bob.introduce(ray)
+        await wait_for(lambda: bool(bob.received()), 15, "the true copy")
+        await wait_for(lambda: not held(rex) and not held(ray), 10, "both relays to forget")
+        # ray replays what it delivered
+        ray.store.relay_put(envelope_id=envelope_id, sender=original.sender, recipient=bob.key,
+                            expires_at=original.expires, stored_at=0, envelope=good_blob)  # fmt: skip
+        ray.chat._offer_relayed(bob.key, 0)
+        await wait_for(lambda: not held(ray), 5, "the replay to be answered")
+        assert [m.text for m in bob.received()] == ["the real text"]
+        assert bob.store is not None and bob.store.count_messages() == 1
+        assert history_texts(bob, ann) == ["the real text"]
+        assert sent.msg_id.hex() == bob.received()[0].msg_id
         nursery.cancel_scope.cancel()
