@@ -320,8 +320,14 @@ async def test_a_misbehaving_relay_can_neither_alter_nor_duplicate(tmp_path: Pat
         await wait_for(lambda: bool(bob.received()), 15, "the true copy")
         await wait_for(lambda: not held(rex) and not held(ray), 10, "both relays to forget")
         # ray replays what it delivered
-        ray.store.relay_put(envelope_id=envelope_id, sender=original.sender, recipient=bob.key,
-                            expires_at=original.expires, stored_at=0, envelope=good_blob)  # fmt: skip
+        ray.store.relay_put(
+            envelope_id=envelope_id,
+            sender=original.sender,
+            recipient=bob.key,
+            expires_at=original.expires,
+            stored_at=0,
+            envelope=good_blob,
+        )
         ray.chat._offer_relayed(bob.key, 0)
         await wait_for(lambda: not held(ray), 5, "the replay to be answered")
         assert [m.text for m in bob.received()] == ["the real text"]
