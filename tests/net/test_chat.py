@@ -18,6 +18,16 @@ def peers(tmp_path: Path, *names: str, relay: bool = True) -> list[ChatPeer]:
     return [ChatPeer(name, tmp_path / name, relay=relay) for name in names]
 
 
+async def friends(nursery: trio.Nursery, first: ChatPeer, second: ChatPeer) -> None:
+    """Start two nodes that are each other's contacts, and wait for their session."""
+    await first.start(nursery)
+    await second.start(nursery)
+    first.befriend(second)
+    second.befriend(first)
+    second.introduce(first)
+    await wait_for(lambda: second.chat._connected(first.key), 5, "a session")
+
+
 def history_texts(peer: ChatPeer, other: ChatPeer) -> list[str]:
     assert peer.store is not None
     return [m.text for m in peer.store.history(other.key, limit=10_000)]
@@ -33,12 +43,7 @@ def state_of(peer: ChatPeer, msg_id: bytes) -> str:
 async def test_a_message_is_delivered_acknowledged_and_read(tmp_path: Path) -> None:
     ann, bob = peers(tmp_path, "ann", "bob")
     async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
-        await bob.start(nursery)
-        ann.befriend(bob)
-        bob.befriend(ann)
-        ann.introduce(bob)
-        await wait_for(lambda: ann.chat._reachable(bob.key), 5, "ann to see bob")
+        await friends(nursery, bob, ann)
         sent = ann.chat.send_text(bob.key, "hello bob")
         assert sent.state == ("sent" if ann.chat._connected(bob.key) else "queued")
         await wait_for(lambda: state_of(ann, sent.msg_id) == "delivered", 5, "delivered")
@@ -61,12 +66,7 @@ async def test_a_message_is_delivered_acknowledged_and_read(tmp_path: Path) -> N
 async def test_order_and_no_duplicates_under_a_burst_and_resends(tmp_path: Path) -> None:
     ann, bob = peers(tmp_path, "ann", "bob")
     async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
-        await bob.start(nursery)
-        ann.befriend(bob)
-        bob.befriend(ann)
-        ann.introduce(bob)
-        await wait_for(lambda: ann.chat._reachable(bob.key), 5, "ann to see bob")
+        await friends(nursery, bob, ann)
         sent = [ann.chat.send_text(bob.key, f"m{i:04d}") for i in range(1000)]
         assert ann.node is not None
         # Resend the first 100 again, as a sender does after a lost session.
@@ -225,12 +225,7 @@ async def test_blocked_senders_relayed_envelopes_are_dropped(tmp_path: Path) -> 
 async def test_blocking_closes_an_open_session(tmp_path: Path) -> None:
     ann, eve = peers(tmp_path, "ann", "eve")
     async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
-        await eve.start(nursery)
-        ann.befriend(eve)
-        eve.befriend(ann)
-        eve.introduce(ann)
-        await wait_for(lambda: eve.chat._connected(ann.key), 5, "a session")
+        await friends(nursery, ann, eve)
         assert ann.node is not None
         ann.chat.set_blocked(eve.key, True)
         await wait_for(lambda: ann.node is not None and eve.key not in ann.node.links.links, 5,
@@ -244,12 +239,7 @@ async def test_blocking_closes_an_open_session(tmp_path: Path) -> None:
 async def test_unshowable_text_is_dropped_and_the_rest_of_the_batch_kept(tmp_path: Path) -> None:
     ann, eve = peers(tmp_path, "ann", "eve")
     async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
-        await eve.start(nursery)
-        ann.befriend(eve)
-        eve.befriend(ann)
-        eve.introduce(ann)
-        await wait_for(lambda: eve.chat._connected(ann.key), 5, "a session")
+        await friends(nursery, ann, eve)
         assert eve.node is not None
         hostile = ChatMessage(bytes(range(16)), 1, 0, "\x1b[31mred alert\x1b[0m")
         eve.node.links.send(ann.key, hostile)
