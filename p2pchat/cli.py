@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import logging
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     daemon = commands.add_parser("daemon", help="run a headless node")
     _add_daemon_options(daemon)
+
+    ui = commands.add_parser(
+        "ui", help="the chat window in this terminal (what plain `p2pchat` runs)"
+    )
+    _add_ui_options(ui)
+    parser.set_defaults(ui_parser=ui)
 
     ping = commands.add_parser("ping", help="connect to a node and measure round trips")
     ping.add_argument("address", metavar="HOST:PORT")
@@ -188,6 +195,19 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
     _add_node_options(parser)
 
 
+def _add_ui_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nick", help="your nickname (asked on the first run otherwise)")
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address to listen on (default: all interfaces, port {DEFAULT_PORT} or a free one)",
+    )
+    parser.add_argument(
+        "--no-relay", action="store_true", help="do not keep messages for other peers"
+    )
+    _add_node_options(parser)
+
+
 def _add_node_options(parser: argparse.ArgumentParser) -> None:
     _add_discovery_options(parser)
     parser.add_argument(
@@ -221,14 +241,17 @@ def _add_discovery_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command is None:  # plain `p2pchat [--nick NAME ...]` opens the chat window
+        args = args.ui_parser.parse_args(rest, namespace=args)
+        args.command = "ui"
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command is None:  # until the UI exists, plain `p2pchat` runs a node
-        args = parser.parse_args([*(argv or sys.argv[1:]), "daemon"])
     commands = {
         "id": cmd_id,
         "daemon": cmd_daemon,
@@ -240,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "contacts": cmd_contacts,
         "send": cmd_send,
         "history": cmd_history,
+        "ui": cmd_ui,
     }
     try:
         return commands[args.command](open_profile(resolve_home(args.home)), args)
@@ -292,7 +316,7 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
         return EXIT_USAGE
-    with ProfileLock(profile.home), open_store(profile.home / DATABASE_FILE) as store:
+    with ProfileLock(profile.home), _open_store(profile) as store:
         return trio.run(_run_daemon, profile, store, host, port, fallback, args, interfaces)
 
 
@@ -735,6 +759,7 @@ def _print_json(value: Any, stream: TextIO | None = None) -> None:
 # ------------------------------------------------------- contacts, send, history
 
 EXIT_QUEUED = 3
+READ_ONLY = frozenset({"contacts", "requests", "history"})
 
 
 def _local_call(profile: Profile, command: dict[str, Any]) -> dict[str, Any]:
@@ -743,9 +768,20 @@ def _local_call(profile: Profile, command: dict[str, Any]) -> dict[str, Any]:
     answer = trio.run(call_control, profile.home, command)
     if answer is not None:
         return answer
-    with open_store(profile.home / DATABASE_FILE) as store:
+    # No node answers. Reading the store beside a node is safe; a change is made only
+    # while we hold the profile lock, so no running node misses it.
+    lock = contextlib.nullcontext() if command["cmd"] in READ_ONLY else ProfileLock(profile.home)
+    with lock, _open_store(profile) as store:
         handler = ApiHandler(profile.identity, store)
         return trio.run(handler.handle, command)
+
+
+def _open_store(profile: Profile) -> Store:
+    """The profile's message store; config.json "full_sync": true trades speed for
+    surviving power cuts too (docs/storage.md)."""
+    return open_store(
+        profile.home / DATABASE_FILE, full_sync=profile.config.get("full_sync") is True
+    )
 
 
 def _fail(answer: dict[str, Any]) -> int:
@@ -827,7 +863,7 @@ def cmd_send(profile: Profile, args: argparse.Namespace) -> int:
             print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
             return EXIT_USAGE
         interfaces = _interfaces(args.interface)
-        with ProfileLock(profile.home), open_store(profile.home / DATABASE_FILE) as store:
+        with ProfileLock(profile.home), _open_store(profile) as store:
             settings = _node_settings(profile, store, args, "0.0.0.0", 0, interfaces)
             answer = trio.run(_send_with_own_node, profile, settings, command)
     if answer["event"] == "error":
@@ -876,3 +912,50 @@ async def _send_with_own_node(
                     await trio.sleep(0.1)
         tasks.cancel_scope.cancel()
     return answer
+
+
+# ------------------------------------------------------------------------- ui
+
+
+def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
+    first_run = "nick" not in profile.config
+    if args.nick is not None:
+        try:
+            profile.set_nick(args.nick)
+        except ProfileError as error:
+            print(f"p2pchat: --nick: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        first_run = False
+    if args.listen:
+        try:
+            host, port = parse_host_port(args.listen)
+        except ValueError as error:
+            print(f"p2pchat: --listen: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        host, port = "0.0.0.0", DEFAULT_PORT
+    try:
+        args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
+    except ValueError as error:
+        print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    interfaces = _interfaces(args.interface)
+    from p2pchat.ui.app import ChatApp  # Textual loads only for the UI
+
+    with ProfileLock(profile.home), _open_store(profile) as store:
+        if not args.listen and _port_taken(host, port):
+            port = 0  # another program has the default port: any free one will do
+        settings = _node_settings(profile, store, args, host, port, interfaces)
+        ChatApp(profile, settings, ask_nick=first_run).run()
+    return 0
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False

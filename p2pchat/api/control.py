@@ -129,6 +129,8 @@ async def _serve_client(handler: ApiHandler, stream: trio.SocketStream) -> None:
             await answer_lines(read_lines(stream), handler, write)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
         log.debug("control client went away: %s", error)
+    except Exception:  # one client's trouble must not stop the daemon
+        log.exception("control client failed")
 
 
 async def call_control(home: Path, command: dict[str, Any]) -> dict[str, Any] | None:

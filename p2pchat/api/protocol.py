@@ -39,7 +39,9 @@ def parse_command(line: bytes | str) -> dict[str, Any]:
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    """One JSON line. ASCII-only: an echoed value holding a lone surrogate (valid in JSON
+    text, not in UTF-8) must not make the answer unencodable."""
+    return json.dumps(event, separators=(",", ":")).encode("ascii") + b"\n"
 
 
 # --------------------------------------------------------------- argument helpers

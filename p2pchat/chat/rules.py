@@ -81,6 +81,9 @@ class Clocks:
     def __init__(self) -> None:
         self._highest: dict[bytes, int] = {}
 
+    def __len__(self) -> int:
+        return len(self._highest)
+
     def known(self, peer: bytes) -> bool:
         return peer in self._highest
 

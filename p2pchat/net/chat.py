@@ -60,6 +60,7 @@ SETTLED = (MessageState.DELIVERED, MessageState.READ)
 LINK_RETRY_MS = 30_000  # sent over a live session: resent on reconnect, this is a backstop
 RELAY_RECHECK_MS = 30_000  # how often a relay re-offers what it keeps to online recipients
 MAX_BATCH = 2048
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # waiting input, roughly counted (see _weight)
 
 
 # ---------------------------------------------------------------------- events
@@ -123,6 +124,7 @@ class ChatService:
         send: Callable[[bytes, Any], bool],
         connected: Callable[[bytes], bool],
         has_room: Callable[[bytes], bool],
+        dial_failing: Callable[[bytes], bool] = lambda peer: False,
         online: Callable[[bytes], bool],
         online_peers: Callable[[], list[bytes]],
         nick_of: Callable[[bytes], str],
@@ -139,6 +141,7 @@ class ChatService:
         self._send = send
         self._connected = connected
         self._has_room = has_room
+        self._dial_failing = dial_failing
         self._online = online
         self._online_peers = online_peers
         self._nick_of = nick_of
@@ -149,6 +152,7 @@ class ChatService:
         self._clocks = Clocks()
         self._relations: dict[bytes, Relation] = {}
         self._incoming: list[tuple[bytes, Any, str]] = []
+        self._incoming_bytes = 0
         self._deposits: dict[bytes, bytes] = {}  # envelope id -> msg id, while relays answer
         self._kept_by: set[tuple[bytes, bytes]] = set()  # (envelope id, relay) that took it
         self._in_flight: dict[bytes, set[bytes]] = {}  # peer -> sent, not yet acknowledged
@@ -156,6 +160,7 @@ class ChatService:
         self._backlog: dict[bytes, dict[bytes, None]] = {}
         self._text_ids: dict[bytes, str] = {}
         self._room: set[bytes] = set()  # peers whose window receipts have just opened
+        self._nudged: set[bytes] = set()  # peers that asked for everything again
         self._relay_offered: dict[bytes, bytes] = {}  # envelope id -> recipient
         self._next_relay_check = 0
         self._wake = trio.Event()
@@ -174,33 +179,33 @@ class ChatService:
         now = now_ms()
         message = compose(os.urandom(16), self._clock(peer), now, text)  # checks the text
         window = self._in_flight.setdefault(peer, set())
-        # The common case: a live session with room, nothing waiting before this one.
-        direct = len(window) < WINDOW and not self._backlog.get(peer) and self._has_room(peer)
-        # One commit, stored as sent when it goes straight out. Handing the message to
-        # the link inside the transaction is still commit-before-send: links only queue,
-        # and nothing reaches a socket before this (synchronous) block has committed.
-        with self.store.transaction():
-            stored = self.store.add_outgoing(
-                msg_id=message.msg_id,
-                peer=peer,
-                sender=self.me,
-                clock=message.clock,
-                sent_at=message.time,
-                text=text,
-                next_attempt_at=now + (LINK_RETRY_MS if direct else retry_delay_ms(0, self._rng)),
-                sent=direct,
-            )
-            if direct:
-                if self._send(peer, message):
-                    window.add(message.msg_id)
-                else:  # only if the link closed this instant (shutting down): resent later
-                    self._backlog.setdefault(peer, {})[message.msg_id] = None
-                self._emit(Receipt(self._text_id(peer), msg_id_text(message.msg_id), "sent"))
-            elif self._reachable(peer):
-                self._transmit(peer, [stored], now)
-            else:
-                self._wake.set()  # the runner hands it to relays
+        live = self._connected(peer)
+        # The common case: a live session with room, nothing waiting before this one. It
+        # is stored as sent in the same insert, and handed over right after the commit
+        # (nothing can run in between: no await), so a failed commit sends nothing.
+        direct = live and len(window) < WINDOW and not self._backlog.get(peer)
+        direct = direct and self._has_room(peer)
+        stored = self.store.add_outgoing(
+            msg_id=message.msg_id,
+            peer=peer,
+            sender=self.me,
+            clock=message.clock,
+            sent_at=message.time,
+            text=text,
+            next_attempt_at=now + (LINK_RETRY_MS if live else retry_delay_ms(0, self._rng)),
+            sent=direct,
+        )
         self._clocks.observe(peer, message.clock)
+        if direct and self._send(peer, message):
+            window.add(message.msg_id)
+            self._emit(Receipt(self._text_id(peer), msg_id_text(message.msg_id), "sent"))
+        elif direct:  # the link closed this very instant: the next session resends it
+            self._emit(Receipt(self._text_id(peer), msg_id_text(message.msg_id), "sent"))
+        elif self._reachable(peer):
+            with self.store.transaction():
+                self._transmit(peer, [stored], now)
+        else:
+            self._wake.set()  # the runner hands it to relays
         return stored
 
     def mark_read(self, peer: bytes) -> int:
@@ -263,9 +268,11 @@ class ChatService:
 
     def receive(self, peer: bytes, message: Any, address: str) -> None:
         """A chat message arrived on a session (processed by the runner, in batches)."""
-        if len(self._incoming) >= 64 * MAX_BATCH:
+        weight = _weight(message)
+        if self._incoming_bytes + weight > MAX_INPUT_BYTES:
             log.warning("chat input backlog full: dropped a %s", type(message).__name__)
             return  # the sender retries: nothing is acknowledged that was not stored
+        self._incoming_bytes += weight
         self._incoming.append((peer, message, address))
         self._wake.set()
 
@@ -294,18 +301,27 @@ class ChatService:
     # ------------------------------------------------------------------ runner
 
     async def run(self) -> None:
+        deadline = 0.0
         while True:
-            with trio.move_on_at(self._next_deadline()):
+            with trio.move_on_at(deadline):
                 await self._wake.wait()
             self._wake = trio.Event()
             try:
                 while self._incoming:
                     self._process_incoming()
                     await trio.sleep(0)  # let the readers and writers run between batches
-                with self.store.transaction():
-                    self._retry_due(now_ms())
-            except Exception:  # a bug must not stop chat for the whole node
+                if self._due(now_ms()):
+                    with self.store.transaction():
+                        self._retry_due(now_ms())
+                deadline = self._next_deadline()
+            except Exception:  # a bug or a store error must not stop chat for the node
                 log.exception("chat service pass failed")
+                deadline = trio.current_time() + 1.0  # and must not spin either
+
+    def _due(self, now: int) -> bool:
+        due = self.store.next_outbox_deadline()
+        relay_due = bool(self._next_relay_check) and self._next_relay_check <= now
+        return relay_due or (due is not None and due <= now)
 
     def _next_deadline(self) -> float:
         due = self.store.next_outbox_deadline()
@@ -320,6 +336,7 @@ class ChatService:
     def _process_incoming(self) -> None:
         batch = self._incoming[:MAX_BATCH]
         del self._incoming[:MAX_BATCH]
+        self._incoming_bytes -= sum(_weight(message) for _, message, _ in batch)
         now = now_ms()
         try:
             # The fast path: the whole batch in one transaction. A peer's protocol error
@@ -340,9 +357,15 @@ class ChatService:
             self._send_receipts(peer, MessageState.DELIVERED, ids)
         for event in taken.events:
             self._emit(event)
+        nudged, self._nudged = self._nudged, set()
+        for peer in nudged:
+            if self._connected(peer):
+                self.peer_up(peer)
+            else:
+                self.peer_online(peer)
         if self._room:
             with self.store.transaction():
-                for peer in self._room:
+                for peer in self._room - nudged:
                     self._refill(peer, now)
             self._room.clear()
 
@@ -473,10 +496,9 @@ class ChatService:
         if window:
             window.difference_update(receipt.msg_ids)
             self._room.add(peer)
-        if not receipt.msg_ids or (receipt.state == MessageState.READ and self._connected(peer)):
-            # The peer is listening and asks for (or may now take) what we hold for it.
-            for item in self.store.outbox(peer):
-                self.store.reschedule(item.msg_id, attempts=item.attempts, next_attempt_at=now)
+        if not receipt.msg_ids:
+            # A nudge: the peer accepted us and asks for what its gate held back.
+            self._nudged.add(peer)
 
     def _take_envelopes(
         self,
@@ -594,39 +616,62 @@ class ChatService:
         *,
         from_backlog: bool = False,
     ) -> None:
-        """Send ``items`` in order while the peer's window has room; the rest wait in its
-        backlog until receipts make room (flow control: a fast sender never overruns the
-        session's queue, and nothing is marked sent that was not handed over)."""
-        sent_ids: list[bytes] = []
-        live = self._connected(peer)
+        """Hand ``items`` (in conversation order) to the peer.
+
+        With a live session they go through the peer's window: at most WINDOW in flight,
+        the rest wait in its ordered backlog, refilled by receipts (the timer is only a
+        30 s backstop). Without a session each send starts or joins a dial, and retries
+        back off. ``from_backlog``: the items come from the head of the backlog.
+        """
+        if not self._connected(peer):
+            for item in items:
+                stored = self._unsettled(item)
+                if stored is not None:
+                    self._send(peer, _wire(stored))  # may drop: the backoff retries it
+                    attempts = _attempts(item) + 1
+                    delay = retry_delay_ms(attempts, self._rng)
+                    self.store.reschedule(
+                        stored.msg_id, attempts=attempts, next_attempt_at=now + delay
+                    )
+            return
         window = self._in_flight.setdefault(peer, set())
         backlog = self._backlog.setdefault(peer, {})
-        waiting: list[bytes] = []
+        waiting: list[StoredMessage | OutboxItem] = []
+        sent_ids: list[bytes] = []
         for item in items:
-            behind = bool(backlog) and not from_backlog
-            if item.msg_id not in window and (len(window) >= WINDOW or behind):
-                waiting.append(item.msg_id)  # behind the window, or behind older ones
+            queued_behind = waiting or (backlog and not from_backlog)
+            if item.msg_id not in window and (len(window) >= WINDOW or queued_behind):
+                waiting.append(item)
                 continue
-            stored = item if isinstance(item, StoredMessage) else self.store.message(item.msg_id)
-            if stored is None or stored.state in SETTLED:
+            stored = self._unsettled(item)
+            if stored is None:
                 continue
-            wire = ChatMessage(stored.msg_id, stored.clock, stored.sent_at, stored.text)
-            if not self._send(peer, wire):
-                waiting.append(item.msg_id)  # the link is full: again when receipts come
+            if not self._send(peer, _wire(stored)):
+                waiting.append(item)  # the link's queue is full: again when receipts come
                 continue
             window.add(stored.msg_id)
-            attempts = item.attempts + 1 if isinstance(item, OutboxItem) else 1
-            delay = LINK_RETRY_MS if live else retry_delay_ms(attempts, self._rng)
-            self.store.reschedule(stored.msg_id, attempts=attempts, next_attempt_at=now + delay)
+            attempts = _attempts(item) + 1
+            self.store.reschedule(
+                stored.msg_id, attempts=attempts, next_attempt_at=now + LINK_RETRY_MS
+            )
             sent_ids.append(stored.msg_id)
-        for msg_id in waiting:
-            if msg_id not in backlog:
-                backlog[msg_id] = None
-                if live:  # receipts drive it from here; the timer is only a backstop
-                    self.store.reschedule(msg_id, attempts=0, next_attempt_at=now + LINK_RETRY_MS)
-        if live and sent_ids:
-            for changed in self.store.advance(sent_ids, MessageState.SENT, at=now):
-                self._emit(Receipt(self._text_id(peer), msg_id_text(changed.msg_id), "sent"))
+        if waiting:
+            ids = [item.msg_id for item in waiting]
+            if from_backlog:  # back to the head, in order
+                self._backlog[peer] = dict.fromkeys([*ids, *backlog])
+            else:
+                backlog.update(dict.fromkeys(ids))
+            for item in waiting:  # due ones wait another backstop period, never spin
+                if isinstance(item, OutboxItem) and item.next_attempt_at <= now:
+                    self.store.reschedule(
+                        item.msg_id, attempts=item.attempts, next_attempt_at=now + LINK_RETRY_MS
+                    )
+        for changed in self.store.advance(sent_ids, MessageState.SENT, at=now):
+            self._emit(Receipt(self._text_id(peer), msg_id_text(changed.msg_id), "sent"))
+
+    def _unsettled(self, item: StoredMessage | OutboxItem) -> StoredMessage | None:
+        stored = item if isinstance(item, StoredMessage) else self.store.message(item.msg_id)
+        return None if stored is None or stored.state in SETTLED else stored
 
     def _refill(self, peer: bytes, now: int) -> None:
         """Receipts made room in the peer's window: send what waits in its backlog."""
@@ -713,7 +758,7 @@ class ChatService:
             by_peer[item.peer].append(item)
         for peer, items in by_peer.items():
             if self._reachable(peer):
-                self._transmit(peer, items, now)
+                self._transmit(peer, items, now, from_backlog=True)
                 continue
             for item in items:
                 attempts = item.attempts + 1
@@ -770,21 +815,35 @@ class ChatService:
         return text
 
     def _reachable(self, peer: bytes) -> bool:
-        return self._connected(peer) or self._online(peer)
+        """Connected, or online and not failing to dial (then relays carry it instead)."""
+        return self._connected(peer) or (self._online(peer) and not self._dial_failing(peer))
 
     def _clock(self, peer: bytes) -> int:
         if not self._clocks.known(peer):
+            if len(self._clocks) > 4096:  # a cache of the store's clocks: bounded
+                self._clocks = Clocks()
             self._clocks.seed(peer, self.store.max_clock(peer))
         return self._clocks.highest(peer)
 
     def _outbox_item(self, msg_id: bytes) -> OutboxItem | None:
-        stored = self.store.message(msg_id)
-        if stored is None:
-            return None
-        for item in self.store.outbox(stored.peer):
-            if item.msg_id == msg_id:
-                return item
-        return None
+        return self.store.outbox_item(msg_id)
+
+
+def _wire(stored: StoredMessage) -> ChatMessage:
+    return ChatMessage(stored.msg_id, stored.clock, stored.sent_at, stored.text)
+
+
+def _attempts(item: StoredMessage | OutboxItem) -> int:
+    return item.attempts if isinstance(item, OutboxItem) else 0
+
+
+def _weight(message: Any) -> int:
+    """About how much memory a waiting input item holds."""
+    if isinstance(message, ChatMessage):
+        return 64 + 4 * len(message.text)
+    if isinstance(message, Envelopes):
+        return 64 + sum(200 + len(envelope.box) for envelope in message.envelopes)
+    return 64 + 16 * len(getattr(message, "msg_ids", ()))
 
 
 @dataclass(slots=True)

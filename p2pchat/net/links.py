@@ -76,6 +76,7 @@ class LinkManager:
         on_message: Receiver,
         on_up: Notify,
         on_down: Notify,
+        on_session: Callable[[bytes], None] = lambda peer: None,
         needed: Callable[[bytes], bool],
         config: ConnectionConfig | None = None,
         limits: LinkLimits | None = None,
@@ -90,6 +91,7 @@ class LinkManager:
         self._on_message = on_message
         self._on_up = on_up
         self._on_down = on_down
+        self._on_session = on_session
         self._needed = needed
         self.config = config or ConnectionConfig()
         self.limits = limits or LinkLimits()
@@ -135,6 +137,15 @@ class LinkManager:
             return False
         statistics = link.outbox.statistics()
         return statistics.current_buffer_used < statistics.max_buffer_size
+
+    def dial_failing(self, peer: bytes) -> bool:
+        """Whether dialling ``peer`` failed lately (it is in backoff, no session now)."""
+        backoff = self._backoff.get(peer)
+        return (
+            peer not in self.links
+            and backoff is not None
+            and trio.current_time() < backoff.not_before
+        )
 
     def _may_dial(self, peer: bytes) -> bool:
         backoff = self._backoff.get(peer)
@@ -227,10 +238,13 @@ class LinkManager:
             for message in pending:
                 outbox.send_nowait(message)
             pending.clear()
-        if old is None:
-            self._on_up(peer, link.address)
         reason = "closed"
         try:
+            # Inside the try: whatever the callbacks raise, the link is unregistered and
+            # reported down below, never left half-alive.
+            if old is None:
+                self._on_up(peer, link.address)
+            self._on_session(peer)  # also for a replacement: it resends what was in flight
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, link)
                 try:

@@ -139,6 +139,7 @@ class Node:
             on_message=self._on_message,
             on_up=self._on_up,
             on_down=self._on_down,
+            on_session=self._on_session,
             needed=self._needed,
             config=settings.connection,
             limits=settings.limits,
@@ -154,6 +155,7 @@ class Node:
                 send=self.links.send,
                 connected=self.links.links.__contains__,
                 has_room=self.links.has_room,
+                dial_failing=self.links.dial_failing,
                 online=self._online,
                 online_peers=self._online_peers,
                 nick_of=self._nick_of,
@@ -301,6 +303,10 @@ class Node:
             await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
             delay = min(STATIC_RETRY_MAX, delay * 2)
 
+    def peer_verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
+        """A handshake proved ``peer_id`` at ``address`` (an invite, /connect): join it."""
+        self._verified(peer_id, address, nick)
+
     def _verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
         self._verified_addresses.add(address)
         if self.settings.known_peers is not None:
@@ -360,8 +366,10 @@ class Node:
 
     def _on_up(self, peer: bytes, address: str) -> None:
         self._emit(PeerConnected(encode_peer_id(peer), address))
+
+    def _on_session(self, peer: bytes) -> None:
         if self.chat is not None:
-            self.chat.peer_up(peer)
+            _guarded(self.chat.peer_up, peer)
 
     def _authorize(self, peer: bytes) -> str | None:
         return None if self.chat is None else self.chat.authorize(peer)
@@ -386,7 +394,7 @@ class Node:
     def _on_down(self, peer: bytes, reason: str) -> None:
         self._emit(PeerDisconnected(encode_peer_id(peer), reason))
         if self.chat is not None:
-            self.chat.peer_down(peer)
+            _guarded(self.chat.peer_down, peer)
         if self.mesh is not None:
             self.mesh.link_down(peer, trio.current_time())
             self._pump()
@@ -425,7 +433,7 @@ class Node:
         self._shown[event.record.owner] = shown
         self._emit(presence)
         if self.chat is not None and not presence.is_self and presence.status != "offline":
-            self.chat.peer_online(event.record.owner)
+            _guarded(self.chat.peer_online, event.record.owner)
 
     def _note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))
@@ -435,6 +443,15 @@ class Node:
             self._events_in.send_nowait(event)
         except trio.WouldBlock:
             log.warning("event stream full (nobody reading?): dropped %s", type(event).__name__)
+
+
+def _guarded(callback: Any, peer: bytes) -> None:
+    """Chat work triggered by the network (a session, a presence change) touches the
+    store; a store error there is logged, and must not take the node down with it."""
+    try:
+        callback(peer)
+    except Exception:
+        log.exception("chat: %s failed for %s", callback.__name__, encode_peer_id(peer))
 
 
 @contextlib.asynccontextmanager

@@ -96,7 +96,9 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def open_store(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+def open_store(
+    path: Path, *, migrations: Sequence[Migration] = MIGRATIONS, full_sync: bool = False
+) -> Store:
     """Open (creating or upgrading as needed) the message database at ``path``.
 
     ``migrations`` is a parameter only so tests can play older and newer versions.
@@ -114,7 +116,9 @@ def open_store(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> S
         if found > len(migrations):
             raise newer_error(path, found, len(migrations))
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        # NORMAL: a commit survives any process crash; FULL: also a power cut (an fsync
+        # per commit). See docs/storage.md.
+        conn.execute(f"PRAGMA synchronous = {'FULL' if full_sync else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys = ON")
         version = migrate(conn, path, migrations)
     except sqlite3.DatabaseError as error:
@@ -524,6 +528,13 @@ class Store:
             () if peer is None else (peer,),
         )
         return [_outbox_item(row) for row in rows]
+
+    def outbox_item(self, msg_id: bytes) -> OutboxItem | None:
+        row = self._one(
+            "SELECT msg_id, peer, attempts, next_attempt_at, relays FROM outbox WHERE msg_id = ?",
+            (msg_id,),
+        )
+        return None if row is None else _outbox_item(row)
 
     def outbox_due(self, now: int, limit: int = 1000) -> list[OutboxItem]:
         rows = self._all(
