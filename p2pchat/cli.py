@@ -8,11 +8,12 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any, TextIO
 
@@ -57,6 +58,8 @@ from p2pchat.store import DATABASE_FILE, Store, open_store
 DEFAULT_PORT = 7483
 INTERFACES_ENV = "P2PCHAT_INTERFACES"
 NODE_STATE_FILE = "node.json"
+UI_LOG_FILE = "p2pchat.log"
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -89,7 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
         "ui", help="the chat window in this terminal (what plain `p2pchat` runs)"
     )
     _add_ui_options(ui)
-    parser.set_defaults(ui_parser=ui)
 
     ping = commands.add_parser("ping", help="connect to a node and measure round trips")
     ping.add_argument("address", metavar="HOST:PORT")
@@ -239,34 +241,34 @@ def _add_discovery_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _with_default_command(argv: list[str]) -> list[str]:
+    """Plain `p2pchat [--home DIR] [--nick NAME ...]` means `p2pchat ... ui ...`."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--home":
+            index += 2
+        elif word.startswith("--home=") or word in GLOBAL_FLAGS or re.fullmatch(r"-v+", word):
+            index += 1
+        else:
+            break
+    if index < len(argv) and (argv[index] in HANDLERS or argv[index] in ("-h", "--help")):
+        return argv
+    if any(word in ("-h", "--help", "--version") for word in argv[:index]):
+        return argv
+    return [*argv[:index], "ui", *argv[index:]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command is None:  # plain `p2pchat [--nick NAME ...]` opens the chat window
-        args = args.ui_parser.parse_args(rest, namespace=args)
-        args.command = "ui"
-    elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    commands = {
-        "id": cmd_id,
-        "daemon": cmd_daemon,
-        "ping": cmd_ping,
-        "peers": cmd_peers,
-        "invite": cmd_invite,
-        "connect": cmd_connect,
-        "doctor": cmd_doctor,
-        "contacts": cmd_contacts,
-        "send": cmd_send,
-        "history": cmd_history,
-        "ui": cmd_ui,
-    }
     try:
-        return commands[args.command](open_profile(resolve_home(args.home)), args)
+        return HANDLERS[args.command](open_profile(resolve_home(args.home)), args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -942,6 +944,14 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
     interfaces = _interfaces(args.interface)
     from p2pchat.ui.app import ChatApp  # Textual loads only for the UI
 
+    # The screen is the terminal's: log lines go to a file in the profile instead.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    log_file = logging.FileHandler(profile.home / UI_LOG_FILE, encoding="utf-8")
+    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(log_file)
+
     with ProfileLock(profile.home), _open_store(profile) as store:
         if not args.listen and _port_taken(host, port):
             port = 0  # another program has the default port: any free one will do
@@ -959,3 +969,18 @@ def _port_taken(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+HANDLERS: dict[str, Callable[[Profile, argparse.Namespace], int]] = {
+    "id": cmd_id,
+    "daemon": cmd_daemon,
+    "ping": cmd_ping,
+    "peers": cmd_peers,
+    "invite": cmd_invite,
+    "connect": cmd_connect,
+    "doctor": cmd_doctor,
+    "contacts": cmd_contacts,
+    "send": cmd_send,
+    "history": cmd_history,
+    "ui": cmd_ui,
+}

@@ -1,0 +1,1 @@
+"""The terminal UI (Textual): p2pchat with no arguments opens it."""

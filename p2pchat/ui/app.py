@@ -1,0 +1,607 @@
+"""The Textual app: sidebar, conversation, composer and status bar around one node.
+
+The node runs in trio as a guest on Textual's loop (:mod:`p2pchat.ui.host`). Node
+events arrive as Textual messages; commands go into trio with ``host.call`` /
+``host.spawn``. Reading the store or the node's membership is done directly: it is
+the same thread.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import trio
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Static
+
+from p2pchat.discovery.dial import dial_all
+from p2pchat.discovery.known import make_invite, static_targets
+from p2pchat.errors import ProfileError
+from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
+from p2pchat.net.chat import ChatService, ContactRequest, MessageIn, Receipt
+from p2pchat.net.node import (
+    Listening,
+    Node,
+    NodeEvent,
+    NodeSettings,
+    PeerConnected,
+    PeerDisconnected,
+    Presence,
+    open_node,
+)
+from p2pchat.profile import Profile
+from p2pchat.store import Store
+from p2pchat.ui.commands import (
+    Command,
+    CommandError,
+    complete,
+    literal_text,
+    parse,
+    resolve_peer,
+    split_status,
+    split_target,
+)
+from p2pchat.ui.host import NodeHost
+from p2pchat.ui.people import (
+    PRESENCE_MARKS,
+    PRESENCE_WORDS,
+    Entry,
+    Section,
+    Seen,
+    build_entries,
+    people_for_lookup,
+)
+from p2pchat.ui.screens.first_run import FirstRunScreen
+from p2pchat.ui.screens.help import HelpScreen
+from p2pchat.ui.screens.verify import VerifyScreen
+from p2pchat.ui.widgets.composer import Composer
+from p2pchat.ui.widgets.conversation import ConversationView
+from p2pchat.ui.widgets.sidebar import Sidebar
+
+NO_PEERS_AFTER = 10.0  # seconds without any peer before the status bar gives advice
+
+
+@dataclass
+class NodeUp(Message):
+    node: Node
+
+
+@dataclass
+class NodeEventArrived(Message):
+    event: NodeEvent
+
+
+@dataclass
+class NodeFailed(Message):
+    text: str
+
+
+@dataclass
+class Sent(Message):
+    peer_id: str
+    msg_id: bytes
+
+
+class ChatApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "p2pchat"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        # priority: the composer (a TextArea) has its own ctrl+k; ours wins (ux.md keys)
+        Binding("ctrl+k", "command_palette", "Switch", priority=True),
+        Binding("ctrl+n", "new_conversation", "New", priority=True),
+        Binding("ctrl+v", "verify", "Verify", priority=True),
+        Binding("f1", "help", "Help", priority=True),
+        Binding("alt+up", "step(-1)", "Previous", show=False),
+        Binding("alt+down", "step(1)", "Next", show=False),
+        # The composer keeps the focus; the conversation still scrolls.
+        Binding("pageup", "scroll_conversation('page_up')", show=False, priority=True),
+        Binding("pagedown", "scroll_conversation('page_down')", show=False, priority=True),
+        Binding("ctrl+end", "scroll_conversation('scroll_end')", show=False, priority=True),
+    ]
+    KEYS_HELP: ClassVar[list[tuple[str, str]]] = [
+        ("Enter", "send the message"),
+        ("Ctrl+J", "new line in the message"),
+        ("↑ (empty composer)", "earlier input"),
+        ("Tab", "complete a command or a name"),
+        ("Ctrl+K / Ctrl+P", "quick switcher and command palette"),
+        ("Alt+↑ / Alt+↓", "previous / next conversation"),
+        ("PageUp / PageDown", "scroll the conversation"),
+        ("Ctrl+End", "jump to the newest message"),
+        ("Ctrl+N", "new conversation"),
+        ("Ctrl+V", "verify the open contact"),
+        ("F1", "this help"),
+        ("Ctrl+Q", "quit"),
+    ]
+
+    def __init__(
+        self,
+        profile: Profile,
+        settings: NodeSettings,
+        *,
+        host: NodeHost | None = None,
+        ask_nick: bool = False,
+        desktop_notifications: bool | None = None,
+    ) -> None:
+        super().__init__()
+        assert settings.store is not None, "the UI needs a message store"
+        self.profile = profile
+        self.settings = settings
+        self.store: Store = settings.store
+        self.me = profile.identity.public_key
+        self.node: Node | None = None
+        self._host = host
+        self._owns_host = host is None
+        self._ask_nick = ask_nick
+        self._node_scope: trio.CancelScope | None = None
+        self._peer: str | None = None  # the open conversation
+        self._seen: dict[str, Seen] = {}
+        self._connected: set[str] = set()
+        self._entries: list[Entry] = []
+        self._started = time.monotonic()
+        self._failure = ""
+        self._refresh_pending = False
+        if desktop_notifications is None:
+            desktop_notifications = bool(
+                shutil.which("notify-send")
+                and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+            )
+        self._desktop = desktop_notifications
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="topbar")
+        with Horizontal(id="body"):
+            yield Sidebar(id="sidebar")
+            with Vertical(id="main"):
+                yield Static(id="chat-title")
+                yield ConversationView(id="conversation")
+                yield Composer(complete=self._complete, id="composer")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ConversationView).show(self.store, self.me, None, self.name_of)
+        self._refresh_sidebar()
+        self._update_title()
+        self._update_topbar()
+        self.set_interval(1.0, self._update_topbar)
+        self.query_one(Composer).focus()
+        if self._ask_nick:
+            screen = FirstRunScreen(
+                suggested=self.profile.nick, fingerprint=self.profile.identity.fingerprint
+            )
+            self.push_screen(screen, self._nick_chosen)
+        else:
+            self.run_worker(self._start_node(), exclusive=True, group="node")
+
+    def _nick_chosen(self, nick: str | None) -> None:
+        if nick:
+            self.profile.set_nick(nick)
+            self.settings.nick = nick
+        self._update_topbar()
+        self.run_worker(self._start_node(), exclusive=True, group="node")
+
+    async def _start_node(self) -> None:
+        if self._host is None:
+            self._host = NodeHost()
+        if not self._host.running:
+            await self._host.start()
+        self._host.spawn(self._run_node)
+
+    async def _run_node(self) -> None:
+        """Inside trio: the node's whole life, its events forwarded to the UI."""
+        try:
+            with trio.CancelScope() as scope:
+                self._node_scope = scope
+                async with open_node(self.profile.identity, self.settings) as node:
+                    self.post_message(NodeUp(node))
+                    async for event in node.events:
+                        self.post_message(NodeEventArrived(event))
+        except OSError as error:
+            self.post_message(NodeFailed(f"cannot listen: {error.strerror or error}"))
+
+    async def on_unmount(self) -> None:
+        host, scope = self._host, self._node_scope
+        if host is None:
+            return
+        if scope is not None:
+            host.call(scope.cancel)
+        if self._owns_host:
+            await host.stop()
+
+    # ------------------------------------------------------------------ node events
+
+    def on_node_up(self, message: NodeUp) -> None:
+        self.node = message.node
+        self._update_topbar()
+
+    def on_node_failed(self, message: NodeFailed) -> None:
+        self._failure = message.text
+        self.notify(message.text, title="The node could not start", severity="error")
+        self._update_topbar()
+
+    def on_node_event_arrived(self, message: NodeEventArrived) -> None:
+        event = message.event
+        if isinstance(event, MessageIn):
+            self._message_in(event)
+        elif isinstance(event, Receipt):
+            if event.peer_id == self._peer:
+                self.query_one(ConversationView).set_state(bytes.fromhex(event.msg_id), event.state)
+        elif isinstance(event, ContactRequest):
+            self.notify(
+                f"{event.nick or 'someone'} wants to talk: /accept or /block",
+                title="Contact request",
+            )
+            self._schedule_refresh()
+        elif isinstance(event, Presence) and not event.is_self:
+            self._seen[event.peer_id] = Seen(
+                event.peer_id, event.nick, event.status, event.status_text
+            )
+            self._schedule_refresh()
+        elif isinstance(event, PeerConnected):
+            self._connected.add(event.peer_id)
+        elif isinstance(event, PeerDisconnected):
+            self._connected.discard(event.peer_id)
+        elif isinstance(event, Listening):
+            self._update_topbar()
+        self._update_topbar()
+
+    def _message_in(self, event: MessageIn) -> None:
+        stored = self.store.message(bytes.fromhex(event.msg_id))
+        if event.peer_id == self._peer and stored is not None:
+            self.query_one(ConversationView).add(stored)
+            self._mark_read(event.peer_id)
+        else:
+            name = self.name_of(decode_peer_id(event.peer_id))
+            preview = " ".join(event.text.split())[:80]
+            self.notify(preview, title=f"{name}" + (" (request)" if event.request else ""))
+            self.bell()
+            if self._desktop:
+                self._desktop_notify(name, preview)
+        self._schedule_refresh()
+
+    def on_sent(self, message: Sent) -> None:
+        stored = self.store.message(message.msg_id)
+        if stored is not None and message.peer_id == self._peer:
+            self.query_one(ConversationView).add(stored)
+        self._schedule_refresh()
+
+    # ------------------------------------------------------------------ sidebar
+
+    def _schedule_refresh(self) -> None:
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            self.set_timer(0.1, self._refresh_sidebar)
+
+    def _refresh_sidebar(self) -> None:
+        self._refresh_pending = False
+        unread = {encode_peer_id(c.peer): c.unread for c in self.store.conversations() if c.unread}
+        self._entries = build_entries(
+            self.store.contacts(), self.store.requests(), self._seen.values(), unread
+        )
+        sidebar = self.query_one(Sidebar)
+        sidebar.current = self._peer
+        sidebar.show(self._entries)
+
+    def on_sidebar_chosen(self, message: Sidebar.Chosen) -> None:
+        self.open_conversation(message.entry.peer_id)
+
+    def open_conversation(self, peer_id: str) -> None:
+        self._peer = peer_id
+        peer = decode_peer_id(peer_id)
+        self.query_one(ConversationView).show(self.store, self.me, peer, self.name_of)
+        self._mark_read(peer_id)
+        self._update_title()
+        self._refresh_sidebar()
+        self.query_one(Composer).focus()
+
+    def _mark_read(self, peer_id: str) -> None:
+        node = self.node
+        if node is not None and node.chat is not None and self._host is not None:
+            self._host.call(node.chat.mark_read, decode_peer_id(peer_id))
+            self._schedule_refresh()
+
+    def action_step(self, step: int) -> None:
+        entry = self.query_one(Sidebar).neighbour(self._peer, step)
+        if entry is not None:
+            self.open_conversation(entry.peer_id)
+
+    # ------------------------------------------------------------------ naming
+
+    def name_of(self, key: bytes) -> str:
+        if key == self.me:
+            return self.profile.nick
+        peer_id = encode_peer_id(key)
+        for entry in self._entries:
+            if entry.peer_id == peer_id:
+                return entry.name
+        seen = self._seen.get(peer_id)
+        return seen.nick if seen and seen.nick else f"{peer_id[:4]}…{peer_id[-3:]}"
+
+    def _entry(self, peer_id: str) -> Entry | None:
+        return next((e for e in self._entries if e.peer_id == peer_id), None)
+
+    # ------------------------------------------------------------------ bars
+
+    def _update_title(self) -> None:
+        title = self.query_one("#chat-title", Static)
+        if self._peer is None:
+            title.update("No conversation open")
+            return
+        entry = self._entry(self._peer)
+        seen = self._seen.get(self._peer)
+        status = seen.status if seen else "offline"
+        parts = [
+            self.name_of(decode_peer_id(self._peer)),
+            f"{PRESENCE_MARKS.get(status, '○')} {PRESENCE_WORDS.get(status, status)}",
+        ]
+        if seen and seen.status_text:
+            parts.append(f'"{seen.status_text}"')
+        if entry is not None and entry.section is Section.REQUESTS:
+            parts.append("wants to talk: /accept or /block")
+        elif entry is not None and entry.verified:
+            parts.append("verified ✔")
+        if entry is not None and entry.clash:
+            parts.append("⚠ another peer uses this name: /verify")
+        title.update(" · ".join(parts))
+
+    def _update_topbar(self) -> None:
+        own = self.node.presence_of(self.node.peer_id) if self.node else None
+        status = own.status if own else self.settings.status
+        left = (
+            f"p2pchat ─ {self.profile.nick} "
+            f"({PRESENCE_MARKS.get(status, '●')} {PRESENCE_WORDS.get(status, status)})"
+        )
+        online = len([s for s in self._seen.values() if s.status != "offline"])
+        if self._failure:
+            right = f"offline: {self._failure}; messages will wait"
+        elif self.node is None:
+            right = "starting…"
+        elif online:
+            right = f"{online} peer{'s' if online != 1 else ''} · connected"
+        elif time.monotonic() - self._started < NO_PEERS_AFTER:
+            right = "discovering…"
+        else:
+            right = "no peers found — multicast may be blocked: /invite or /connect"
+        bar = self.query_one("#topbar", Static)
+        width = max(1, self.size.width - len(left) - len(right) - 4)  # 2 for padding
+        bar.update(f"{left} {'─' * width} {right}")
+        if self._peer is not None:
+            self._update_title()
+
+    # ------------------------------------------------------------------ composer
+
+    def _complete(self, line: str) -> list[str]:
+        return complete(line, [e.name for e in self._entries])
+
+    def on_composer_submitted(self, message: Composer.Submitted) -> None:
+        text = message.text
+        try:
+            command = parse(text)
+        except CommandError as error:
+            self.notify(str(error), severity="warning")
+            return
+        if command is None:
+            self._send(literal_text(text))
+        else:
+            self._run_command(command)
+
+    def _send(self, text: str, peer_id: str | None = None) -> None:
+        peer_id = peer_id or self._peer
+        if peer_id is None:
+            self.notify("Open a conversation first: pick one on the left, or /msg NICK")
+            return
+        node, host = self.node, self._host
+        if node is None or node.chat is None or host is None:
+            self.notify("Still starting: try again in a moment", severity="warning")
+            return
+        chat = node.chat
+        peer = decode_peer_id(peer_id)
+
+        def send() -> None:
+            try:
+                stored = chat.send_text(peer, text)
+            except ValueError as error:
+                self.notify(str(error), severity="warning")
+                return
+            self.post_message(Sent(peer_id, stored.msg_id))
+
+        host.call(send)
+
+    # ------------------------------------------------------------------ commands
+
+    def _run_command(self, command: Command) -> None:
+        handler = getattr(self, f"_cmd_{command.name}", None)
+        if handler is None:
+            self.notify(f"/{command.name} is not available here", severity="warning")
+            return
+        try:
+            handler(command.args)
+        except CommandError as error:
+            self.notify(str(error), severity="warning")
+
+    def _resolve(self, query: str) -> str:
+        return resolve_peer(query, people_for_lookup(self._entries))
+
+    def _cmd_help(self, args: str) -> None:
+        self.action_help()
+
+    def _cmd_quit(self, args: str) -> None:
+        self.exit()
+
+    def _cmd_msg(self, args: str) -> None:
+        target, text = split_target(args)
+        peer_id = self._resolve(target)
+        self.open_conversation(peer_id)
+        if text:
+            self._send(text, peer_id)
+
+    def _cmd_nick(self, args: str) -> None:
+        try:
+            self.profile.set_nick(args)
+        except ProfileError as error:
+            raise CommandError(f"{error}.") from None
+        self._set_presence(nick=self.profile.nick)
+
+    def _cmd_status(self, args: str) -> None:
+        status, text = split_status(args)
+        self._set_presence(status=status, status_text=text)
+
+    def _cmd_away(self, args: str) -> None:
+        self._set_presence(status="away", status_text=args)
+
+    def _cmd_back(self, args: str) -> None:
+        self._set_presence(status="avail", status_text="")
+
+    def _set_presence(self, **changes: Any) -> None:
+        node, host = self.node, self._host
+        if node is None or host is None:
+            raise CommandError("still starting: try again in a moment")
+        host.spawn(self._presence_in_trio, node, changes)
+
+    async def _presence_in_trio(self, node: Node, changes: dict[str, Any]) -> None:
+        try:
+            await node.set_presence(**changes)
+        except ValueError as error:
+            self.notify(str(error), severity="warning")
+        self.call_later(self._update_topbar)
+
+    def _cmd_accept(self, args: str) -> None:
+        peer_id = self._resolve(args)
+        chat = self._chat()
+        assert self._host is not None
+        self._host.call(chat.accept, decode_peer_id(peer_id))
+        self.notify(f"{self.name_of(decode_peer_id(peer_id))} is now a contact")
+        self._schedule_refresh()
+
+    def _cmd_block(self, args: str) -> None:
+        self._blocking(args, True)
+
+    def _cmd_unblock(self, args: str) -> None:
+        self._blocking(args, False)
+
+    def _blocking(self, args: str, blocked: bool) -> None:
+        peer_id = self._resolve(args)
+        chat = self._chat()
+        assert self._host is not None
+        self._host.call(chat.set_blocked, decode_peer_id(peer_id), blocked)
+        name = self.name_of(decode_peer_id(peer_id))
+        self.notify(f"{name} is {'blocked' if blocked else 'no longer blocked'}")
+        self._schedule_refresh()
+
+    def _cmd_verify(self, args: str) -> None:
+        peer_id = self._resolve(args) if args else self._peer
+        if peer_id is None:
+            raise CommandError("open a conversation, or name someone: /verify NICK")
+        self._show_verify(peer_id)
+
+    def _show_verify(self, peer_id: str) -> None:
+        key = decode_peer_id(peer_id)
+        contact = self.store.contact(key)
+        screen = VerifyScreen(
+            my_key=self.me,
+            their_key=key,
+            their_name=self.name_of(key),
+            verified=bool(contact and contact.verified),
+        )
+
+        def done(result: bool | None) -> None:
+            if result is None:
+                return
+            chat, host = self._chat(), self._host
+            assert host is not None
+
+            def apply() -> None:  # inside trio: adding a contact may talk to the peer
+                existing = self.store.contact(key)
+                if existing is None or not existing.is_contact:
+                    chat.add_contact(key)
+                self.store.set_verified(key, result)
+                self.call_later(self._refresh_sidebar)
+                self.call_later(self._update_title)
+
+            host.call(apply)
+            self.notify(f"{self.name_of(key)} is {'verified ✔' if result else 'not verified'}")
+
+        self.push_screen(screen, done)
+
+    def _cmd_peers(self, args: str) -> None:
+        online = [s for s in self._seen.values() if s.status != "offline"]
+        if not online:
+            self.notify("Nobody found yet. /invite gives a code to share; /connect uses one.")
+            return
+        lines = [
+            f"{PRESENCE_MARKS.get(s.status, '○')} {self.name_of(decode_peer_id(s.peer_id))} "
+            f"({fingerprint(decode_peer_id(s.peer_id))})"
+            for s in sorted(online, key=lambda s: s.nick.casefold())
+        ]
+        self.notify("\n".join(lines[:20]), title=f"{len(online)} peers", timeout=10)
+
+    def _cmd_invite(self, args: str) -> None:
+        node = self.node
+        if node is None:
+            raise CommandError("still starting: try again in a moment")
+        code = make_invite(node.peer_id, list(node.addresses), self.profile.nick)
+        self.copy_to_clipboard(code)
+        self.notify(code, title="Your invite code (copied): others type /connect CODE", timeout=30)
+
+    def _cmd_connect(self, args: str) -> None:
+        node, host = self.node, self._host
+        if node is None or host is None:
+            raise CommandError("still starting: try again in a moment")
+        try:
+            targets = static_targets(None, [args])
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        host.spawn(self._connect_in_trio, node, targets)
+
+    async def _connect_in_trio(self, node: Node, targets: list[Any]) -> None:
+        def note(name: str, text: str, **fields: Any) -> None:
+            if name in ("verified", "spoof", "unreachable"):
+                self.notify(text, severity="information" if name == "verified" else "error")
+
+        await dial_all(targets, node.identity, note, node.peer_verified)
+
+    def _chat(self) -> ChatService:
+        if self.node is None or self.node.chat is None:
+            raise CommandError("still starting: try again in a moment")
+        return self.node.chat
+
+    # ------------------------------------------------------------------ actions
+
+    def action_scroll_conversation(self, how: str) -> None:
+        view = self.query_one(ConversationView)
+        getattr(view, f"action_{how}")()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(keys=self.KEYS_HELP))
+
+    def action_verify(self) -> None:
+        if self._peer is None:
+            self.notify("Open a conversation first, or type /verify NICK")
+            return
+        self._show_verify(self._peer)
+
+    def action_new_conversation(self) -> None:
+        composer = self.query_one(Composer)
+        composer.load_text("/msg ")
+        composer.move_cursor(composer.document.end)
+        composer.focus()
+
+    def _desktop_notify(self, title: str, body: str) -> None:
+        try:
+            subprocess.Popen(
+                ["notify-send", "--app-name=p2pchat", title, body],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            self._desktop = False

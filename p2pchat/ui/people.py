@@ -1,0 +1,160 @@
+"""Who the UI shows, and how: contacts, requests and nearby peers as sidebar entries.
+
+Pure: built from the store's rows and the node's presence, no Textual. Names follow
+one rule everywhere (a contact's petname, else the nick it announces, else a short id),
+and a nick that two identities use is flagged, never silently merged.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from p2pchat.identity import encode_peer_id
+from p2pchat.store import Contact, Request
+
+# Readable without colour (ux.md): the shape carries the meaning.
+PRESENCE_MARKS = {"avail": "●", "away": "◐", "dnd": "⊘", "offline": "○"}
+PRESENCE_WORDS = {"avail": "available", "away": "away", "dnd": "busy", "offline": "offline"}
+
+
+class Section(enum.Enum):
+    CONTACTS = "CONTACTS"
+    REQUESTS = "REQUESTS"
+    NEARBY = "NEARBY"
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the mesh says about a peer right now (from the node's Presence)."""
+
+    peer_id: str
+    nick: str
+    status: str  # avail / away / dnd / offline
+    status_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    section: Section
+    peer_id: str
+    name: str
+    status: str
+    status_text: str = ""
+    unread: int = 0
+    verified: bool = False
+    blocked: bool = False
+    clash: bool = False  # another identity shows the same name
+
+    @property
+    def key(self) -> str:
+        return f"{self.section.value}:{self.peer_id}"
+
+    @property
+    def mark(self) -> str:
+        if self.section is Section.REQUESTS:
+            return "?"
+        return PRESENCE_MARKS.get(self.status, "○")
+
+
+def short_id(peer_id: str) -> str:
+    return f"{peer_id[:4]}…{peer_id[-3:]}"
+
+
+def display_name(peer_id: str, contact: Contact | None, seen: Seen | None) -> str:
+    if contact is not None and contact.name:
+        return contact.name
+    if seen is not None and seen.nick:
+        return seen.nick
+    return short_id(peer_id)
+
+
+def build_entries(
+    contacts: Iterable[Contact],
+    requests: Iterable[Request],
+    seen: Iterable[Seen],
+    unread: dict[str, int],
+) -> list[Entry]:
+    """The sidebar, section by section: contacts (online first, then by name), pending
+    requests (oldest first), and nearby peers that are neither (by name)."""
+    seen_by_id = {s.peer_id: s for s in seen}
+    entries: list[Entry] = []
+    contact_ids: set[str] = set()
+    for contact in contacts:
+        peer_id = encode_peer_id(contact.peer)
+        contact_ids.add(peer_id)
+        if not contact.is_contact and not contact.blocked:
+            continue
+        presence = seen_by_id.get(peer_id)
+        entries.append(
+            Entry(
+                Section.CONTACTS,
+                peer_id,
+                display_name(peer_id, contact, presence),
+                presence.status if presence else "offline",
+                presence.status_text if presence else "",
+                unread.get(peer_id, 0),
+                contact.verified,
+                contact.blocked,
+            )
+        )
+    entries.sort(key=lambda e: (e.blocked, e.status == "offline", e.name.casefold(), e.peer_id))
+    request_ids: set[str] = set()
+    for request in requests:
+        peer_id = encode_peer_id(request.peer)
+        request_ids.add(peer_id)
+        presence = seen_by_id.get(peer_id)
+        name = request.nick or (presence.nick if presence else "") or short_id(peer_id)
+        entries.append(
+            Entry(
+                Section.REQUESTS,
+                peer_id,
+                name,
+                presence.status if presence else "offline",
+                unread=unread.get(peer_id, 0),
+            )
+        )
+    nearby = [
+        Entry(Section.NEARBY, s.peer_id, s.nick or short_id(s.peer_id), s.status, s.status_text)
+        for s in seen
+        if s.peer_id not in contact_ids and s.peer_id not in request_ids and s.status != "offline"
+    ]
+    nearby.sort(key=lambda e: (e.name.casefold(), e.peer_id))
+    entries += nearby
+    return _flag_clashes(entries)
+
+
+def _flag_clashes(entries: list[Entry]) -> list[Entry]:
+    """A name shown for two different identities is marked on both (impersonation, or
+    just two Bobs: either way the user must be able to tell them apart)."""
+    owners: dict[str, set[str]] = {}
+    for entry in entries:
+        owners.setdefault(entry.name.casefold(), set()).add(entry.peer_id)
+    clashing = {name for name, ids in owners.items() if len(ids) > 1}
+    if not clashing:
+        return entries
+    return [
+        Entry(
+            e.section,
+            e.peer_id,
+            e.name,
+            e.status,
+            e.status_text,
+            e.unread,
+            e.verified,
+            e.blocked,
+            e.name.casefold() in clashing,
+        )
+        for e in entries
+    ]
+
+
+def people_for_lookup(entries: Iterable[Entry]) -> list[tuple[str, str]]:
+    """(peer id, name) pairs for resolving what the user typed after /msg and friends."""
+    pairs = {(e.peer_id, e.name) for e in entries}
+    return sorted(pairs, key=lambda pair: (pair[1].casefold(), pair[0]))
+
+
+def count_online(entries: Iterable[Entry]) -> int:
+    return len({e.peer_id for e in entries if e.status != "offline"})

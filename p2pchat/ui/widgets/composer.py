@@ -1,0 +1,95 @@
+"""The composer: Enter sends, Ctrl+J (or Shift+Enter where the terminal tells it) adds
+a new line, ↑ in an empty composer brings back earlier input, Tab completes commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from textual import events
+from textual.message import Message
+from textual.widgets import TextArea
+
+HISTORY = 100
+
+
+class Composer(TextArea):
+    @dataclass
+    class Submitted(Message):
+        text: str
+
+    def __init__(
+        self, *, complete: Callable[[str], list[str]] | None = None, id: str | None = None
+    ) -> None:
+        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
+        self._complete = complete
+        self._history: list[str] = []
+        self._recall: int | None = None
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.prevent_default()
+            event.stop()
+            self._submit()
+        elif event.key in ("ctrl+j", "shift+enter"):
+            event.prevent_default()
+            event.stop()
+            self.insert("\n")
+        elif event.key == "up" and (not self.text or self._recall is not None):
+            if self._history and self.cursor_location[0] == 0:
+                event.prevent_default()
+                event.stop()
+                self._step_history(-1)
+        elif event.key == "down" and self._recall is not None:
+            event.prevent_default()
+            event.stop()
+            self._step_history(1)
+        elif event.key == "tab" and self._complete is not None and self.text.startswith("/"):
+            event.prevent_default()
+            event.stop()
+            self._tab_complete()
+
+    def _submit(self) -> None:
+        text = self.text
+        if not text.strip():
+            return
+        if not self._history or self._history[-1] != text:
+            self._history = [*self._history, text][-HISTORY:]
+        self._recall = None
+        self.clear()
+        self.post_message(self.Submitted(text))
+
+    def _step_history(self, step: int) -> None:
+        index = len(self._history) if self._recall is None else self._recall
+        index += step
+        if index >= len(self._history):
+            self._recall = None
+            self.clear()
+            return
+        self._recall = max(0, index)
+        self.load_text(self._history[self._recall])
+        self.move_cursor(self.document.end)
+
+    def _tab_complete(self) -> None:
+        assert self._complete is not None
+        options = self._complete(self.text)
+        if not options:
+            self.app.bell()
+            return
+        if len(options) == 1:
+            choice = options[0]
+        else:
+            choice = _common_prefix(options)
+            if len(choice) <= len(self.text):
+                self.notify("  ".join(o.strip() for o in options[:12]), title="Completions")
+                return
+        self.load_text(choice)
+        self.move_cursor(self.document.end)
+
+
+def _common_prefix(options: list[str]) -> str:
+    first, last = min(options), max(options)
+    size = 0
+    while size < min(len(first), len(last)) and first[size].lower() == last[size].lower():
+        size += 1
+    return first[:size]

@@ -1,0 +1,576 @@
+"""The conversation pane: one conversation's messages, lazily paged in from the store.
+
+A conversation may hold 100,000 messages, so the pane never reads it whole and never
+makes a widget per message. It holds the messages loaded so far (the newest page at
+first, older pages as the reader scrolls up) and draws them with Textual's Line API:
+each message is wrapped once per width into cached strips, and drawing a line is a
+binary search over the block start lines plus a list lookup. Nothing on the drawing
+path touches SQLite.
+
+Message text and nicknames come from the network: they are drawn as plain text
+(never Rich markup), with control characters replaced so they cannot drive the
+terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from itertools import accumulate
+from typing import ClassVar, NamedTuple
+
+from rich.cells import cell_len, chop_cells, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from p2pchat.store import Store, StoredMessage
+
+PAGE = 200
+"""Messages read from the store at a time (the first screenful and each older page)."""
+
+HINT_NO_PEER = "Choose a contact on the left, or type /msg NICK"
+HINT_EMPTY = "No messages yet. Say hello below."
+
+MARKS: dict[str, str] = {"queued": "⏱", "sent": "✓", "delivered": "✓✓", "read": "✓✓ read"}
+"""Delivery marks of outgoing messages; words and tick counts, so colour is optional."""
+
+# An older page is read when the top of the view comes this close to the first loaded
+# line, so that it is usually there before the reader reaches the top.
+_NEAR_TOP = 3
+_TIME_WIDTH = 6  # "HH:MM "
+_GAP = 2  # between the name column and the text
+_MIN_NAME = 3
+_MAX_NAME = 16
+_MIN_TEXT = 10
+# Every line keeps a column for the widest mark, even incoming ones: the text wraps
+# the same whatever the state, so a receipt never changes a message's height (and
+# set_state never has to re-lay out), and the marks line up.
+_MARK_COLUMN = 1 + max(cell_len(mark) for mark in MARKS.values())
+
+# Fixed names, not strftime: the UI speaks English whatever the process locale says.
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+# Readable on dark and light themes; own messages use the theme's accent instead.
+_PALETTE = (
+    "#e5a50a",
+    "#3584e4",
+    "#c061cb",
+    "#26a269",
+    "#e66100",
+    "#2ec27e",
+    "#f66151",
+    "#1c9fb0",
+)
+
+# C0/C1 controls (an ESC would let a peer restyle or rewrite the terminal) and the bidi
+# embeddings, overrides and isolates (they can make text display in a misleading order).
+# Newlines are kept: they are split on before this is applied.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+
+def _plain(text: str) -> str:
+    """``text`` made safe to put on the terminal as it is (newlines kept)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    ")
+    return "\n".join(_UNSAFE.sub("\ufffd", line) for line in text.split("\n"))
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Word-wrap ``text`` to ``width`` cells: newlines kept, overlong words folded."""
+    width = max(1, width)
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        used = 0
+        for token in _TOKEN.findall(paragraph):
+            word = token.rstrip()
+            size = cell_len(word)
+            if used + size <= width:
+                # Trailing spaces may run past the width; they are trimmed when the
+                # line ends, so they never push a word onto a line of its own.
+                line += token
+                used += cell_len(token)
+                continue
+            if line:
+                lines.append(line.rstrip())
+                line, used = "", 0
+            if size > width:
+                # A word longer than the line (a URL, a key): fold it.
+                *full, word = chop_cells(word, width)
+                lines.extend(full)
+                size = cell_len(word)
+            line = word + token[len(token.rstrip()) :]
+            used = size + (cell_len(token) - cell_len(token.rstrip()))
+        lines.append(line.rstrip())
+    return lines
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` in exactly ``width`` cells: padded, or cut with an ellipsis."""
+    if width <= 0:
+        return ""
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    return set_cell_size(text, width - 1) + "…"
+
+
+def _local_time(message: StoredMessage) -> datetime:
+    # sent_at comes from the sender's clock; a garbage value must not break the pane,
+    # so it falls back to our own arrival time.
+    for ms in (message.sent_at, message.received_at):
+        try:
+            return datetime.fromtimestamp(ms / 1000)
+        except (OverflowError, OSError, ValueError):
+            continue
+    return datetime.fromtimestamp(0)
+
+
+def _day_label(day: date, today: date) -> str:
+    label = f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]}"
+    return label if day.year == today.year else f"{label} {day.year}"
+
+
+def _order(message: StoredMessage) -> tuple[int, bytes]:
+    return (message.clock, message.msg_id)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A loaded message and its drawing at the current width."""
+
+    message: StoredMessage
+    time: datetime
+    separator: bool = False  # a day separator line comes first
+    strips: list[Strip] | None = None
+    generation: int = -1  # the view generation the strips were drawn for
+
+    @property
+    def key(self) -> tuple[int, bytes]:
+        return _order(self.message)
+
+
+class _Styles(NamedTuple):
+    base: Style
+    time: Style
+    name: Style
+    own: Style
+    separator: Style
+    mark: Style
+    read: Style
+    hint: Style
+
+
+class ConversationView(ScrollView, can_focus=True):
+    """The messages of one conversation, newest at the bottom, older pages on demand."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "conversation--time",
+        "conversation--name",
+        "conversation--own",
+        "conversation--separator",
+        "conversation--mark",
+        "conversation--read",
+        "conversation--hint",
+    }
+
+    DEFAULT_CSS = """
+    ConversationView {
+        overflow-x: hidden;
+        overflow-y: auto;
+        /* The wrap width must not depend on whether the scrollbar shows (it shows
+           because of the wrapping): keep its column always. */
+        scrollbar-gutter: stable;
+    }
+    ConversationView > .conversation--time { color: $text-muted; }
+    ConversationView > .conversation--name { text-style: bold; }
+    ConversationView > .conversation--own { color: $accent; text-style: bold; }
+    ConversationView > .conversation--separator { color: $text-muted; }
+    ConversationView > .conversation--mark { color: $text-muted; }
+    ConversationView > .conversation--read { color: $accent; text-style: bold; }
+    ConversationView > .conversation--hint { color: $text-muted; text-style: italic; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("pageup", "page_up", "Scroll up", show=False),
+        Binding("pagedown", "page_down", "Scroll down", show=False),
+        Binding("home", "scroll_home", "Older messages", show=False),
+        Binding("end,ctrl+end", "scroll_end", "Newest message", show=False),
+    ]
+
+    def __init__(
+        self, *, name: str | None = None, id: str | None = None, classes: str | None = None
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._store: Store | None = None
+        self._me = b""
+        self._peer: bytes | None = None
+        self._name_of: Callable[[bytes], str] = lambda key: key.hex()[:8]
+        self._names: dict[bytes, str] = {}
+        self._name_width = _MIN_NAME
+        self._entries: list[_Entry] = []
+        self._by_id: dict[bytes, _Entry] = {}
+        # _starts[i] is the first line of entry i's block; the last item is the total.
+        self._starts: list[int] = [0]
+        self._wrap_width = 0  # the width the layout was made for; 0: not laid out yet
+        self._view_height = 0  # the viewport height at that time
+        self._generation = 0  # bumped when every cached strip goes stale
+        self._separators: dict[date, Strip] = {}
+        self._style_cache: _Styles | None = None
+        self._has_more = False  # the store may hold messages older than the first loaded
+        self._loading = False
+        self._end_pending = False  # show() ran before the view had a size
+
+    # --- the interface the app uses -------------------------------------------------
+
+    @property
+    def peer(self) -> bytes | None:
+        return self._peer
+
+    @property
+    def loaded_count(self) -> int:
+        return len(self._entries)
+
+    def show(
+        self, store: Store, me: bytes, peer: bytes | None, name_of: Callable[[bytes], str]
+    ) -> None:
+        """Show the conversation with ``peer`` (its newest page), scrolled to the end."""
+        self._store, self._me, self._peer, self._name_of = store, me, peer, name_of
+        self._names = {}
+        page = [] if peer is None else store.history(peer, limit=PAGE)
+        self._has_more = len(page) == PAGE
+        self._entries = [_Entry(message, _local_time(message)) for message in page]
+        self._by_id = {entry.message.msg_id: entry for entry in self._entries}
+        self._mark_separators(0, len(self._entries))
+        # The name column fits both parties (others, in a room, are cut to it).
+        names = [self._display_name(me)] + ([] if peer is None else [self._display_name(peer)])
+        widest = max(cell_len(name) for name in names)
+        self._name_width = min(max(widest, _MIN_NAME), _MAX_NAME)
+        self._generation += 1
+        self._separators.clear()
+        if self._laid_out_width():
+            self._layout()
+            self._jump(self.max_scroll_y)
+        else:
+            self._end_pending = True
+        self.refresh()
+
+    def add(self, message: StoredMessage) -> None:
+        """A new message: shown in its place if it belongs to this conversation."""
+        if self._peer is None or message.peer != self._peer:
+            return
+        known = self._by_id.get(message.msg_id)
+        if known is not None:
+            if known.message.state != message.state:
+                self.set_state(message.msg_id, message.state)
+            return
+        index = bisect_right(self._entries, _order(message), key=lambda entry: entry.key)
+        if index == 0 and self._has_more:
+            # Older than everything loaded while older pages remain: it is in the store,
+            # and the page load that reaches its place will bring it.
+            return
+        at_end = self.is_vertical_scroll_end
+        entry = _Entry(message, _local_time(message))
+        self._entries.insert(index, entry)
+        self._by_id[message.msg_id] = entry
+        self._mark_separators(index, index + 2)
+        if not self._wrap_width:
+            return
+        top = self.scroll_offset.y
+        inserted_above = self._starts[index] < top  # _starts still has the old layout
+        before = self._starts[-1]
+        if index == len(self._entries) - 1:
+            # The usual case: appended; extend the line index instead of rebuilding it.
+            self._starts.append(self._starts[-1] + self._block_height(entry))
+            self.virtual_size = Size(self._wrap_width, self._starts[-1])
+        else:
+            self._reindex()
+        if at_end:
+            self._jump(self.max_scroll_y)
+        elif inserted_above:
+            # A late message landed above the view: keep the visible lines where they are.
+            self._jump(top + self._starts[-1] - before)
+        self.refresh()
+
+    def set_state(self, msg_id: bytes, state: str) -> None:
+        """Change the delivery mark of a loaded message (others are ignored)."""
+        entry = self._by_id.get(msg_id)
+        if entry is None or entry.message.state == state:
+            return
+        entry.message = replace(entry.message, state=state)
+        # Same height by construction (the mark column is always reserved): only this
+        # message's strips are redrawn.
+        entry.strips = None
+        self.refresh()
+
+    # --- keys ------------------------------------------------------------------------
+
+    def action_page_up(self) -> None:
+        # Not animated: an animation still running when an older page is prepended
+        # would carry on towards a position that no longer means the same lines.
+        self.scroll_page_up(animate=False)
+
+    def action_page_down(self) -> None:
+        self.scroll_page_down(animate=False)
+
+    def action_scroll_home(self) -> None:
+        """Go to the top of what is loaded, which loads the previous page (place kept)."""
+        self._jump(0)
+
+    def action_scroll_end(self) -> None:
+        self._jump(self.max_scroll_y)
+
+    # --- Textual hooks ----------------------------------------------------------------
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value <= _NEAR_TOP and self._has_more and not self._loading:
+            self._loading = True
+            # Not from inside the watcher: loading moves scroll_y again.
+            self.call_later(self._load_older)
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = self._laid_out_width()
+        if not width:
+            return
+        at_end = self._end_pending or self._was_at_end()
+        anchor = None if at_end else self._top_anchor()
+        self._end_pending = False
+        if width != self._wrap_width:
+            if at_end and len(self._entries) > PAGE:
+                # Re-wrapping costs a little per loaded message; a reader at the end only
+                # needs the newest page (older ones load again, cheaply, on the way up).
+                for entry in self._entries[:-PAGE]:
+                    del self._by_id[entry.message.msg_id]
+                del self._entries[:-PAGE]
+                self._has_more = True
+                self._mark_separators(0, 1)
+            # Re-wrap everything loaded: the total height must be right for the scrollbar.
+            self._generation += 1
+            self._separators.clear()
+            self._layout()
+        else:
+            self._view_height = self.scrollable_content_region.height
+        if at_end or anchor is None:
+            self._jump(self.max_scroll_y)
+        else:
+            # Keep the line that was at the top at the top (or its message, if it now
+            # wraps to fewer lines).
+            entry, offset = anchor
+            index = self._index_of(entry)
+            block = self._block_height(entry)
+            self._jump(self._starts[index] + min(offset, block - 1))
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        # Theme or CSS changed: redraw with the new colours (heights do not change).
+        self._style_cache = None
+        self._generation += 1
+        self._separators.clear()
+
+    def render_line(self, y: int) -> Strip:
+        styles = self._styles()
+        width = self.scrollable_content_region.width
+        if not self._entries:
+            if y == self.size.height // 2:
+                hint = HINT_NO_PEER if self._peer is None else HINT_EMPTY
+                line = Strip([Segment(_fit(hint, min(width, cell_len(hint))), styles.hint)])
+                return line.text_align(width, "center").apply_style(styles.base)
+            return Strip.blank(width, styles.base)
+        line_no = y + self.scroll_offset.y
+        if width != self._wrap_width or not 0 <= line_no < self._starts[-1]:
+            return Strip.blank(width, styles.base)
+        index = bisect_right(self._starts, line_no) - 1
+        entry = self._entries[index]
+        offset = line_no - self._starts[index]
+        if entry.separator:
+            if offset == 0:
+                return self._separator(entry.time.date())
+            offset -= 1
+        return self._strips(entry)[offset]
+
+    # --- paging ------------------------------------------------------------------------
+
+    def _load_older(self) -> None:
+        try:
+            if not (self._has_more and self._entries and self._store and self._peer):
+                return
+            if self.scroll_offset.y > _NEAR_TOP:
+                return  # the reader moved away (or the conversation changed) meanwhile
+            oldest = self._entries[0].message
+            page = self._store.history(self._peer, limit=PAGE, before=(oldest.clock, oldest.msg_id))
+            self._has_more = len(page) == PAGE
+            fresh = [
+                _Entry(message, _local_time(message))
+                for message in page
+                if message.msg_id not in self._by_id
+            ]
+            if not fresh:
+                return
+            # Stop any scroll animation where it is headed, so the shift below applies to
+            # where the view really is.
+            self.app.animator.force_stop_animation(self, "scroll_y")
+            old_first = self._entries[0]
+            old_first_height = self._starts[1] - self._starts[0]
+            self._entries[:0] = fresh
+            self._by_id.update((entry.message.msg_id, entry) for entry in fresh)
+            self._mark_separators(0, len(fresh) + 1)
+            if not self._wrap_width:
+                return  # laid out in full once the view has a size
+            # Only the new page is wrapped; the lines already loaded all move down by the
+            # same amount (less a day separator that went away when the new page ends on
+            # the same day), so the line index is shifted rather than rebuilt: a page
+            # costs the same with 200 or 100,000 messages loaded.
+            head = [0, *accumulate(self._block_height(entry) for entry in fresh)]
+            shift = head[-1] + self._block_height(old_first) - old_first_height
+            self._starts = head + [start + shift for start in self._starts[1:]]
+            self.virtual_size = Size(self._wrap_width, self._starts[-1])
+            # Follow the lines that were on screen.
+            self._jump(self.scroll_offset.y + shift)
+            self.refresh()
+        finally:
+            self._loading = False
+
+    # --- layout ------------------------------------------------------------------------
+
+    def _jump(self, y: int) -> None:
+        # force: whether the view may scroll (has a scrollbar) is only worked out at the
+        # next layout, and the content has usually just grown.
+        self.scroll_to(y=y, animate=False, force=True)
+
+    def _laid_out_width(self) -> int:
+        return self.scrollable_content_region.width if self.is_mounted else 0
+
+    def _layout(self) -> None:
+        """Lay out every loaded message at the current width."""
+        self._wrap_width = self.scrollable_content_region.width
+        self._view_height = self.scrollable_content_region.height
+        self._reindex()
+
+    def _reindex(self) -> None:
+        heights = (self._block_height(entry) for entry in self._entries)
+        self._starts = [0, *accumulate(heights)]
+        self.virtual_size = Size(self._wrap_width, self._starts[-1])
+
+    def _was_at_end(self) -> bool:
+        # Judged against the layout before the resize: max_scroll_y already uses the
+        # new viewport.
+        return self.scroll_offset.y >= self._starts[-1] - self._view_height
+
+    def _top_anchor(self) -> tuple[_Entry, int] | None:
+        line_no = self.scroll_offset.y
+        if not self._entries or not 0 <= line_no < self._starts[-1]:
+            return None
+        index = bisect_right(self._starts, line_no) - 1
+        return self._entries[index], line_no - self._starts[index]
+
+    def _index_of(self, entry: _Entry) -> int:
+        return bisect_right(self._entries, entry.key, key=lambda e: e.key) - 1
+
+    def _mark_separators(self, start: int, stop: int) -> None:
+        entries = self._entries
+        for index in range(max(start, 0), min(stop, len(entries))):
+            entry = entries[index]
+            separator = index == 0 or entry.time.date() != entries[index - 1].time.date()
+            if separator != entry.separator:
+                entry.separator = separator
+
+    def _block_height(self, entry: _Entry) -> int:
+        return int(entry.separator) + len(self._strips(entry))
+
+    # --- drawing -----------------------------------------------------------------------
+
+    def _styles(self) -> _Styles:
+        if self._style_cache is None:
+            get = self.get_component_rich_style
+            self._style_cache = _Styles(
+                base=self.rich_style,
+                time=get("conversation--time"),
+                name=get("conversation--name"),
+                own=get("conversation--own"),
+                separator=get("conversation--separator"),
+                mark=get("conversation--mark"),
+                read=get("conversation--read"),
+                hint=get("conversation--hint"),
+            )
+        return self._style_cache
+
+    def _display_name(self, key: bytes) -> str:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = _plain(self._name_of(key)).replace("\n", " ")
+        return name
+
+    def _separator(self, day: date) -> Strip:
+        strip = self._separators.get(day)
+        if strip is None:
+            styles = self._styles()
+            label = f" {_day_label(day, date.today())} "
+            rule = max(0, self._wrap_width - cell_len(label))
+            text = "─" * (rule // 2) + label + "─" * (rule - rule // 2)
+            strip = Strip([Segment(text, styles.separator)]).adjust_cell_length(
+                self._wrap_width, styles.base
+            )
+            self._separators[day] = strip
+        return strip
+
+    def _strips(self, entry: _Entry) -> list[Strip]:
+        if entry.strips is None or entry.generation != self._generation:
+            entry.strips = self._draw(entry)
+            entry.generation = self._generation
+        return entry.strips
+
+    def _draw(self, entry: _Entry) -> list[Strip]:
+        """The lines of one message at the current width (without its day separator)."""
+        message = entry.message
+        styles = self._styles()
+        width = self._wrap_width
+        indent = _TIME_WIDTH + self._name_width + _GAP
+        text_width = max(_MIN_TEXT, width - indent - _MARK_COLUMN)
+        lines = _wrap(_plain(message.text), text_width)
+        own = message.outgoing or message.sender == self._me
+        if own:
+            name_style = styles.own
+        else:
+            colour = _PALETTE[zlib.crc32(message.sender) % len(_PALETTE)]
+            name_style = styles.name + Style(color=colour)
+        base = styles.base
+        first: list[Segment] = [
+            Segment(entry.time.strftime("%H:%M") + " ", styles.time),
+            Segment(_fit(self._display_name(message.sender), self._name_width), name_style),
+            Segment(" " * _GAP, base),
+            Segment(set_cell_size(lines[0], text_width), base),
+        ]
+        if message.outgoing:
+            mark = MARKS.get(message.state, "")
+            style = styles.read if message.state == "read" else styles.mark
+            first += [Segment(" ", base), Segment(mark, style)]
+        strips = [Strip(first).adjust_cell_length(width, base)]
+        pad = Segment(" " * indent, base)
+        strips += (
+            Strip([pad, Segment(line, base)]).adjust_cell_length(width, base) for line in lines[1:]
+        )
+        return strips

@@ -1,0 +1,87 @@
+"""The sidebar: contacts, requests and nearby peers, with presence and unread counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from p2pchat.ui.people import Entry, Section
+
+
+class Sidebar(OptionList):
+    """One list with section headings; selecting an entry opens its conversation."""
+
+    @dataclass
+    class Chosen(Message):
+        entry: Entry
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.entries: list[Entry] = []
+        self._by_key: dict[str, Entry] = {}
+        self.current: str | None = None  # the open conversation's peer id
+
+    def show(self, entries: list[Entry], width: int = 24) -> None:
+        """Redraw with ``entries``, keeping the highlight on the same peer if it is there."""
+        highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
+        self.entries = entries
+        self._by_key = {entry.key: entry for entry in entries}
+        options: list[Option] = []
+        for section in Section:
+            members = [e for e in entries if e.section is section]
+            if section is Section.NEARBY and not members:
+                continue
+            title = section.value
+            if section is Section.REQUESTS:
+                if not members:
+                    continue
+                title = f"{title} ({len(members)})"
+            options.append(Option(Text(title, style="bold dim"), disabled=True))
+            if not members and section is Section.CONTACTS:
+                options.append(Option(Text("  none yet", style="dim italic"), disabled=True))
+            options += [Option(self._label(entry, width), id=entry.key) for entry in members]
+        self.clear_options()
+        self.add_options(options)
+        if highlighted is not None and highlighted in self._by_key:
+            self.highlighted = self.get_option_index(highlighted)
+
+    def _label(self, entry: Entry, width: int) -> Text:
+        label = Text(no_wrap=True, overflow="ellipsis")
+        style = {"avail": "green", "away": "yellow", "dnd": "red"}.get(entry.status, "dim")
+        label.append(f"{entry.mark} ", style=style if entry.section is not Section.REQUESTS else "")
+        name_style = "bold" if entry.peer_id == self.current else ""
+        if entry.blocked:
+            name_style = "dim strike"
+        label.append(entry.name, style=name_style)
+        badges = ""
+        if entry.verified:
+            badges += " ✔"
+        if entry.clash:
+            badges += " ⚠"
+        if entry.section is Section.NEARBY:
+            badges += " (new)"
+        label.append(badges, style="dim")
+        if entry.unread:
+            count = str(entry.unread) if entry.unread < 1000 else "999+"
+            padding = max(1, width - len(label) - len(count))
+            label.append(" " * padding)
+            label.append(count, style="bold reverse")
+        return label
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        entry = self._by_key.get(event.option.id or "")
+        if entry is not None:
+            self.post_message(self.Chosen(entry))
+
+    def neighbour(self, peer_id: str | None, step: int) -> Entry | None:
+        """The entry ``step`` places after the one for ``peer_id`` (Alt+↑/↓)."""
+        if not self.entries:
+            return None
+        ids = [e.peer_id for e in self.entries]
+        index = ids.index(peer_id) if peer_id in ids else -1
+        return self.entries[(index + step) % len(self.entries)]
