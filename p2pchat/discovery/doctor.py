@@ -129,7 +129,8 @@ def _multicast_round_trip(interface: Interface, seconds: float) -> tuple[bool, b
     return bool(seen), joined
 
 
-async def run_checks(home: Path, chosen: list[str] | None) -> Report:
+async def run_checks(home: Path, chosen: list[str] | None, *, node: bool = True) -> Report:
+    """Interfaces and multicast, then (``node``) whether the profile's node answers."""
     report = Report()
     found = interfaces(chosen)
     if not found:
@@ -159,7 +160,8 @@ async def run_checks(home: Path, chosen: list[str] | None) -> Report:
             report.add(False, "mDNS", f"{label}: our own announcement did not come back",
                        f"mDNS does not work on {interface.name} (a firewall dropping UDP 5353?): "
                        "use an invite code")  # fmt: skip
-    await _check_node(home, found, report)
+    if node:
+        await _check_node(home, found, report)
     return report
 
 

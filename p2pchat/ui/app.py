@@ -12,17 +12,20 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import trio
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Static
 
 from p2pchat.discovery.dial import dial_all
+from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import make_invite, static_targets
 from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
@@ -50,6 +53,7 @@ from p2pchat.ui.commands import (
     split_target,
 )
 from p2pchat.ui.host import NodeHost
+from p2pchat.ui.palette import ChatCommands
 from p2pchat.ui.people import (
     PRESENCE_MARKS,
     PRESENCE_WORDS,
@@ -93,6 +97,9 @@ class Sent(Message):
 class ChatApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "p2pchat"
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = App.COMMANDS | {
+        ChatCommands
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         # priority: the composer (a TextArea) has its own ctrl+k; ours wins (ux.md keys)
@@ -149,6 +156,8 @@ class ChatApp(App[None]):
         self._started = time.monotonic()
         self._failure = ""
         self._refresh_pending = False
+        self._advice = ""
+        self._advice_asked = False
         if desktop_notifications is None:
             desktop_notifications = bool(
                 shutil.which("notify-send")
@@ -327,6 +336,14 @@ class ChatApp(App[None]):
         seen = self._seen.get(peer_id)
         return seen.nick if seen and seen.nick else f"{peer_id[:4]}…{peer_id[-3:]}"
 
+    @property
+    def entries(self) -> list[Entry]:
+        return self._entries
+
+    def run_line(self, line: str) -> None:
+        """Run a composer line (a command, from the palette) as if it had been typed."""
+        self.on_composer_submitted(Composer.Submitted(line))
+
     def _entry(self, peer_id: str) -> Entry | None:
         return next((e for e in self._entries if e.peer_id == peer_id), None)
 
@@ -368,15 +385,39 @@ class ChatApp(App[None]):
             right = "starting…"
         elif online:
             right = f"{online} peer{'s' if online != 1 else ''} · connected"
+        elif not self.settings.mdns:
+            right = "mDNS off: /connect CODE reaches someone, /invite gives your code"
         elif time.monotonic() - self._started < NO_PEERS_AFTER:
             right = "discovering…"
         else:
-            right = "no peers found — multicast may be blocked: /invite or /connect"
+            right = self._advice or "no peers found yet: /invite or /connect"
+            if not self._advice_asked:
+                self._advice_asked = True
+                self._ask_doctor()
         bar = self.query_one("#topbar", Static)
         width = max(1, self.size.width - len(left) - len(right) - 4)  # 2 for padding
         bar.update(f"{left} {'─' * width} {right}")
         if self._peer is not None:
             self._update_title()
+
+    def _ask_doctor(self) -> None:
+        """Nobody after a while: run the multicast checks of `p2pchat doctor` once and
+        put their advice in the status bar."""
+        host = self._host
+        if host is None:
+            return
+
+        async def check() -> None:
+            report = await run_checks(self.profile.home, self.settings.interfaces, node=False)
+            failed = [f for f in report.findings if not f.ok and f.advice]
+            advice = failed[0].advice if failed else "multicast works here: nobody else yet?"
+            self.call_later(self._show_advice, advice.replace("p2pchat invite", "/invite"))
+
+        host.spawn(check)
+
+    def _show_advice(self, advice: str) -> None:
+        self._advice = f"no peers found — {advice}"
+        self._update_topbar()
 
     # ------------------------------------------------------------------ composer
 
