@@ -365,6 +365,9 @@ class ChatApp(App[None]):
             parts.append(f'"{seen.status_text}"')
         if entry is not None and entry.section is Section.REQUESTS:
             parts.append("wants to talk: /accept or /block")
+        elif entry is None or entry.section is Section.NEARBY:
+            key_print = fingerprint(decode_peer_id(self._peer))
+            parts.append(f"not a contact yet (fingerprint {key_print}): writing adds them")
         elif entry is not None and entry.verified:
             parts.append("verified ✔")
         if entry is not None and entry.clash:
@@ -585,6 +588,20 @@ class ChatApp(App[None]):
             for s in sorted(online, key=lambda s: s.nick.casefold())
         ]
         self.notify("\n".join(lines[:20]), title=f"{len(online)} peers", timeout=10)
+
+    def _cmd_contacts(self, args: str) -> None:
+        self._list_section(Section.CONTACTS, "No contacts yet: pick someone under NEARBY.")
+
+    def _cmd_requests(self, args: str) -> None:
+        self._list_section(Section.REQUESTS, "No pending requests.")
+
+    def _list_section(self, section: Section, empty: str) -> None:
+        rows = [e for e in self._entries if e.section is section]
+        if not rows:
+            self.notify(empty)
+            return
+        lines = [f"{e.mark} {e.name}" + (" ✔" if e.verified else "") for e in rows[:20]]
+        self.notify("\n".join(lines), title=section.value.title(), timeout=10)
 
     def _cmd_invite(self, args: str) -> None:
         node = self.node
