@@ -204,6 +204,7 @@ class ChatService:
         elif self._reachable(peer):
             with self.store.transaction():
                 self._transmit(peer, [stored], now)
+            self._wake.set()  # its retry may be the runner's next deadline
         else:
             self._wake.set()  # the runner hands it to relays
         return stored
@@ -285,6 +286,7 @@ class ChatService:
             if waiting:
                 self._transmit(peer, waiting, now)
         self._offer_relayed(peer, now)
+        self._wake.set()  # new retry times: let the runner take its next deadline
 
     def peer_online(self, peer: bytes) -> None:
         """The mesh says ``peer`` is (back) online."""
@@ -297,6 +299,7 @@ class ChatService:
                 if waiting:
                     self._transmit(peer, waiting[:1], now)
                 self._offer_relayed(peer, now)
+                self._wake.set()
 
     # ------------------------------------------------------------------ runner
 

@@ -169,7 +169,7 @@ class ChatApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="topbar")
-        with Horizontal(id="body"):
+        with Horizontal(id="columns"):
             yield Sidebar(id="sidebar")
             with Vertical(id="main"):
                 yield Static(id="chat-title")

@@ -1,0 +1,368 @@
+"""Regression tests for chat robustness: nothing stalls, spins, leaks or dies.
+
+Each test reproduces one bug a review found (and commit 8c266f2 fixed): a message for a
+peer that cannot be dialled, a stranger's backlog past the 30 s backstop, a store error
+while a session opens, an unencodable echo on the control socket, a replaced session,
+a clock cache that grew with every sender, and a first message whose own dial fails
+(the runner was not woken to retry it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+import p2pchat.net.chat as chat_module
+from p2pchat.api.control import serve_control
+from p2pchat.api.handler import ApiHandler
+from p2pchat.chat.sealing import seal
+from p2pchat.errors import StoreError
+from p2pchat.identity import Identity
+from p2pchat.net.chat import ChatEvent, ChatService
+from p2pchat.net.server import open_secure_connection
+from p2pchat.store import StoredMessage, open_store
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import ChatMessage, Envelopes
+from tests.net.chatpeers import ChatPeer, now_ms, wait_for
+from tests.net.test_chat import friends, history_texts, peers, state_of
+
+
+class RunnerPasses:
+    """Counts the passes of a chat service's runner (each one ends by computing its
+    next deadline), so a test can tell a sleeping runner from a spinning one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, chat: ChatService) -> None:
+        self.count = 0
+        original = chat._next_deadline
+
+        def counting() -> float:
+            self.count += 1
+            return original()
+
+        monkeypatch.setattr(chat, "_next_deadline", counting)
+
+    async def during(self, seconds: float) -> int:
+        before = self.count
+        await trio.sleep(seconds)
+        return self.count - before
+
+
+def unused_address() -> str:
+    """A loopback address where nothing listens: dials to it are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+def dial_backing_off(peer: ChatPeer, other: ChatPeer) -> bool:
+    """Whether ``peer``'s last dial to ``other`` failed and it waits before the next."""
+    assert peer.node is not None
+    backoff = peer.node.links._backoff.get(other.key)
+    return backoff is not None and trio.current_time() < backoff.not_before
+
+
+def misdirect(peer: ChatPeer, other: ChatPeer, address: str) -> None:
+    """``peer`` knows only a wrong address for ``other``: every dial to it fails."""
+    assert peer.node is not None
+    links = peer.node.links
+    resolve = links._resolve
+    links._resolve = lambda key: [address] if key == other.key else resolve(key)
+
+
+# ------------------------------------------------------------------ 1: dial fails
+
+
+async def undiallable_pair(
+    tmp_path: Path, nursery: trio.Nursery, *, backoff: float | None = None
+) -> tuple[ChatPeer, ChatPeer, ChatPeer]:
+    """ann and bob, contacts, in one mesh through rex. They have each other's address
+    wrong, so neither can dial the other; rex reaches both, so the mesh (its indirect
+    probes go through rex) keeps seeing both alive. ``backoff``: how long ann waits
+    after her first failed dial before she dials again."""
+    ann, bob, rex = peers(tmp_path, "ann", "bob", "rex")
+    for peer in (rex, ann, bob):
+        await peer.start(nursery)
+    assert ann.node is not None
+    if backoff is not None:
+        links = ann.node.links
+        links.limits = dataclasses.replace(links.limits, backoff_initial=backoff)
+    nowhere = unused_address()
+    misdirect(ann, bob, nowhere)
+    misdirect(bob, ann, nowhere)
+    ann.befriend(bob)
+    bob.befriend(ann)
+    ann.introduce(rex)
+    bob.introduce(rex)
+    await wait_for(lambda: ann.chat._online(bob.key), 10, "ann to see bob in the mesh")
+    return ann, bob, rex
+
+
+async def relayed_within_seconds(
+    ann: ChatPeer, bob: ChatPeer, sent: StoredMessage, passes: RunnerPasses
+) -> None:
+    await wait_for(lambda: state_of(ann, sent.msg_id) != "queued", 8, "a relay to take it")
+    assert sent.msg_id.hex() in ann.receipts("sent")
+    await wait_for(lambda: bool(bob.received()), 5, "bob to get it from the relay")
+    [incoming] = bob.received()
+    assert (incoming.text, incoming.relayed) == (sent.text, True)
+    assert await passes.during(3.0) < 60, "the chat runner spins"
+    assert ann.chat._online(bob.key), "the premise: bob stayed online for ann's mesh"
+    assert not ann.chat._connected(bob.key), "the premise: ann never reached bob"
+
+
+async def test_a_message_for_a_peer_that_fails_to_dial_goes_to_a_relay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob is online for the mesh, but ann's dials to him fail: her message is handed
+    to rex within seconds (it used to wait in a backlog forever, the runner spinning)."""
+    async with trio.open_nursery() as nursery:
+        # A long backoff: ann's dial keeps counting as failing while the message waits.
+        ann, bob, _ = await undiallable_pair(tmp_path, nursery, backoff=30.0)
+        await wait_for(lambda: dial_backing_off(ann, bob), 10, "a failed dial to bob")
+        passes = RunnerPasses(monkeypatch, ann.chat)
+        sent = ann.chat.send_text(bob.key, "can you hear me?")
+        await relayed_within_seconds(ann, bob, sent, passes)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_first_message_whose_dial_then_fails_goes_to_a_relay(
+    tmp_path: Path,
+) -> None:
+    """As above, but the message itself starts the dial that fails."""
+    async with trio.open_nursery() as nursery:
+        ann, bob, _ = await undiallable_pair(tmp_path, nursery)
+        await wait_for(lambda: not dial_backing_off(ann, bob), 10, "no dial in backoff")
+        sent = ann.chat.send_text(bob.key, "can you hear me?")
+        with trio.move_on_after(8):
+            while state_of(ann, sent.msg_id) == "queued":
+                await trio.sleep(0.05)
+        state = state_of(ann, sent.msg_id)
+        nursery.cancel_scope.cancel()
+    assert state != "queued", "no relay took it within 8 s"
+
+
+# ------------------------------------------------------------------ 2: past the window
+
+
+async def test_a_held_stranger_backlog_neither_spins_nor_loses_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eve writes more than a window to ann, who does not know her: ann's gate holds
+    them. Past the backstop eve's runner must not spin; once ann accepts, every message
+    arrives in order, once."""
+    monkeypatch.setattr(chat_module, "LINK_RETRY_MS", 500)
+    count = chat_module.WINDOW + 44
+    ann, eve = peers(tmp_path, "ann", "eve")
+    async with trio.open_nursery() as nursery:
+        await ann.start(nursery)
+        await eve.start(nursery)
+        eve.befriend(ann)  # eve knows ann; ann does not know eve
+        eve.introduce(ann)
+        await wait_for(lambda: eve.chat._connected(ann.key), 5, "a session")
+        passes = RunnerPasses(monkeypatch, eve.chat)
+        texts = [f"m{i:03d}" for i in range(count)]
+        sent = [eve.chat.send_text(ann.key, text) for text in texts]
+        await wait_for(lambda: len(ann.received()) == 3, 5, "the request")
+        assert len(eve.chat._backlog.get(ann.key, {})) > 0, "the premise: some wait for room"
+
+        assert await passes.during(3.0) < 200, "the chat runner spins past the backstop"
+        assert len(ann.received()) == 3
+
+        ann.chat.accept(eve.key)
+        await wait_for(lambda: len(ann.received()) >= count, 10, "everything after accepting")
+        await wait_for(
+            lambda: all(state_of(eve, m.msg_id) == "delivered" for m in sent), 5, "receipts"
+        )
+        await trio.sleep(0.7)  # past one more backstop: resends must not show up again
+        assert [m.text for m in ann.received()] == texts
+        assert history_texts(ann, eve) == texts
+        nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ 3: store error
+
+
+@pytest.mark.parametrize("side", ["dialler", "acceptor"])
+async def test_a_store_error_as_a_session_opens_harms_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: str
+) -> None:
+    """ChatService.peer_up fails once (a locked database, say) as the session opens:
+    the node keeps running, and the session is a working one, not a dead entry."""
+    ann, bob = peers(tmp_path, "ann", "bob")
+    async with trio.open_nursery() as nursery:
+        await ann.start(nursery)
+        await bob.start(nursery)
+        ann.befriend(bob)
+        bob.befriend(ann)
+        victim = bob if side == "dialler" else ann  # bob dials ann
+        original = victim.chat.peer_up
+        failed: list[bytes] = []
+
+        def failing_once(peer: bytes) -> None:
+            if not failed:
+                failed.append(peer)
+                raise StoreError("database is locked")
+            original(peer)
+
+        monkeypatch.setattr(victim.chat, "peer_up", failing_once)
+        bob.introduce(ann)
+        await wait_for(lambda: bool(failed), 5, "the failing peer_up")
+        await wait_for(
+            lambda: ann.chat._connected(bob.key) and bob.chat._connected(ann.key), 5, "a session"
+        )
+        hello = ann.chat.send_text(bob.key, "hello bob")
+        reply = bob.chat.send_text(ann.key, "hello ann")
+        await wait_for(lambda: state_of(ann, hello.msg_id) == "delivered", 5, "ann's message")
+        await wait_for(lambda: state_of(bob, reply.msg_id) == "delivered", 5, "bob's message")
+        assert [m.text for m in bob.received()] == ["hello bob"]
+        assert [m.text for m in ann.received()] == ["hello ann"]
+        assert victim.node is not None
+        nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ 4: control socket
+
+
+async def test_the_control_socket_survives_a_lone_surrogate(tmp_path: Path) -> None:
+    """A lone surrogate is valid JSON text but not UTF-8: echoing it must neither kill
+    the control socket nor stop the client's next command from being answered."""
+    identity = Identity.generate()
+    with open_store(tmp_path / "m.db") as store:
+        handler = ApiHandler(identity, store)
+        async with trio.open_nursery() as nursery:
+            path = await nursery.start(serve_control, tmp_path, handler)
+            assert path is not None, "tmp_path too long for a unix socket"
+            stream = await trio.open_unix_socket(os.fspath(path))
+            async with stream:
+                await stream.send_all(b'{"cmd":"version","tag":"\\ud800"}\n')
+                await stream.send_all(b'{"cmd":"version","tag":"next"}\n')
+                buffer = b""
+                with trio.fail_after(5):
+                    while buffer.count(b"\n") < 2:
+                        data = await stream.receive_some(65536)
+                        assert data, "the control socket closed"
+                        buffer += data
+            first, second = (json.loads(line) for line in buffer.splitlines())
+            assert (first["event"], first["tag"]) == ("version", "\ud800")
+            assert (second["event"], second["tag"]) == ("version", "next")
+
+            # A new client is served too: the listener is still there.
+            with trio.fail_after(5):
+                again = await trio.open_unix_socket(os.fspath(path))
+                async with again:
+                    await again.send_all(b'{"cmd":"version"}\n')
+                    answer = await again.receive_some(65536)
+            assert json.loads(answer)["event"] == "version"
+            nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ 5: replaced session
+
+
+async def test_a_replaced_session_resends_what_was_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages written to a session that is then replaced (a second dial from the same
+    side) were lost with it: the new session resends them, long before the backstop."""
+    ann, bob = peers(tmp_path, "ann", "bob")
+    async with trio.open_nursery() as nursery:
+        await friends(nursery, bob, ann)
+        assert ann.node is not None and bob.node is not None
+        # Lose what reaches bob on the old session, as a dying connection would.
+        lost: list[object] = []
+        receive = bob.chat.receive
+
+        def losing(peer: bytes, message: object, address: str) -> None:
+            if isinstance(message, ChatMessage):
+                lost.append(message)
+            else:
+                receive(peer, message, address)
+
+        monkeypatch.setattr(bob.chat, "receive", losing)
+        sent = [ann.chat.send_text(bob.key, f"m{i}") for i in range(5)]
+        await wait_for(lambda: len(lost) == 5, 5, "the messages to be lost")
+        monkeypatch.setattr(bob.chat, "receive", receive)
+        assert all(state_of(ann, m.msg_id) == "sent" for m in sent)
+
+        # The smaller id dials again: by the tie rule its new session wins on both sides.
+        dialler, target = (ann, bob) if ann.key < bob.key else (bob, ann)
+        assert dialler.node is not None
+        links = dialler.node.links
+        old = links.links[target.key]
+
+        async def dial_again() -> None:
+            host, port = target.address.rsplit(":", 1)
+            async with open_secure_connection(
+                host,
+                int(port),
+                dialler.identity,
+                config=links.config,
+                expected_peer=target.key,
+            ) as connection:
+                await links._run(connection, dialled_by=dialler.key, address=target.address)
+
+        nursery.start_soon(dial_again)
+        await wait_for(
+            lambda: (
+                ann.node is not None
+                and bob.node is not None
+                and links.links.get(target.key) not in (None, old)
+                and ann.chat._connected(bob.key)
+                and bob.chat._connected(ann.key)
+            ),
+            5,
+            "the replacement session",
+        )
+        await wait_for(
+            lambda: all(state_of(ann, m.msg_id) == "delivered" for m in sent),
+            5,
+            "the lost messages, well before the 30 s backstop",
+        )
+        await trio.sleep(0.2)
+        assert [m.text for m in bob.received()] == [f"m{i}" for i in range(5)]
+        nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ 6: clock cache
+
+
+async def test_many_senders_leave_the_clock_cache_bounded(tmp_path: Path) -> None:
+    """5,000 throwaway identities each send one sealed message through one relay
+    session: the cache of conversation clocks stays bounded."""
+    me, relay = Identity.generate(), Identity.generate()
+    events: list[ChatEvent] = []
+    with open_store(tmp_path / "m.db") as store:
+        chat = ChatService(
+            me,
+            store,
+            send=lambda peer, message: True,
+            connected=lambda peer: True,
+            has_room=lambda peer: True,
+            online=lambda peer: True,
+            online_peers=lambda: [relay.public_key],
+            nick_of=lambda peer: "",
+            emit=events.append,
+            rng=random.Random(1),
+        )
+        codec = Codec()
+        expires = now_ms() + 86_400_000
+        envelopes = []
+        for _ in range(5000):
+            content = codec.encode(ChatMessage(os.urandom(16), 1, now_ms(), "hi"))
+            sender = Identity.generate()
+            envelopes.append(seal(sender, me.public_key, os.urandom(16), expires, content))
+        for start in range(0, len(envelopes), 64):
+            batch = Envelopes(tuple(envelopes[start : start + 64]))
+            chat.receive(relay.public_key, batch, "127.0.0.1:4000")
+        while chat._incoming:
+            chat._process_incoming()
+        assert events, "the premise: the envelopes were opened"
+        assert len(chat._clocks._highest) <= 4097
