@@ -763,16 +763,17 @@ class ChatService:
             if self._reachable(peer):
                 self._transmit(peer, items, now, from_backlog=True)
                 continue
+            if self._online(peer) and (first := self._unsettled(items[0])) is not None:
+                # Online but our dials fail: relays carry it, and one send per pass lets
+                # the link try a direct path again (its own backoff paces the dials).
+                self._send(peer, _wire(first))
             for item in items:
                 attempts = item.attempts + 1
                 wanted = self.settings.relay.copies - item.relays
                 if wanted > 0:
                     stored = self.store.message(item.msg_id)
                     if stored is not None:
-                        content = ChatMessage(
-                            stored.msg_id, stored.clock, stored.sent_at, stored.text
-                        )
-                        self._deposit(peer, content, now, msg_id=item.msg_id, wanted=wanted)
+                        self._deposit(peer, _wire(stored), now, msg_id=item.msg_id, wanted=wanted)
                 self.store.reschedule(
                     item.msg_id,
                     attempts=attempts,

@@ -139,13 +139,11 @@ class LinkManager:
         return statistics.current_buffer_used < statistics.max_buffer_size
 
     def dial_failing(self, peer: bytes) -> bool:
-        """Whether dialling ``peer`` failed lately (it is in backoff, no session now)."""
-        backoff = self._backoff.get(peer)
-        return (
-            peer not in self.links
-            and backoff is not None
-            and trio.current_time() < backoff.not_before
-        )
+        """Whether our last dial to ``peer`` failed and no session has come up since.
+
+        Not "in backoff right now": that flips with every retry window, and callers
+        deciding between a direct send and a relay need a steady answer."""
+        return peer not in self.links and peer in self._backoff
 
     def _may_dial(self, peer: bytes) -> bool:
         backoff = self._backoff.get(peer)
