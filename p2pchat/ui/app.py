@@ -649,8 +649,12 @@ class ChatApp(App[None]):
         self._show_verify(self._peer)
 
     def action_new_conversation(self) -> None:
+        self.prefill("/msg ")
+
+    def prefill(self, text: str) -> None:
+        """Put the start of a command in the composer for the user to finish."""
         composer = self.query_one(Composer)
-        composer.load_text("/msg ")
+        composer.load_text(text)
         composer.move_cursor(composer.document.end)
         composer.focus()
 

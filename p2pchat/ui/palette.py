@@ -34,12 +34,19 @@ def palette_items(app: ChatApp) -> list[Item]:
         if not entry.blocked:
             items.append((f"Block {entry.name}", partial(app.run_line, f"/block {entry.peer_id}"),
                           "refuse this identity"))  # fmt: skip
+        else:
+            items.append((f"Unblock {entry.name}",
+                          partial(app.run_line, f"/unblock {entry.peer_id}"),
+                          "accept this identity again"))  # fmt: skip
         items.append((f"Verify {entry.name}", partial(app.run_line, f"/verify {entry.peer_id}"),
                       "compare safety numbers"))  # fmt: skip
     for word, status in (("available", "avail"), ("away", "away"), ("busy", "dnd")):
         items.append((f"Status: {word}", partial(app.run_line, f"/status {status}"),
                       "what others see next to your name"))  # fmt: skip
     items += [
+        ("New conversation", partial(app.prefill, "/msg "), "type a nick or a peer id"),
+        ("Change nickname", partial(app.prefill, "/nick "), "what others see"),
+        ("Connect with a code", partial(app.prefill, "/connect "), "paste an invite code"),
         ("Invite code", partial(app.run_line, "/invite"), "a code for people mDNS cannot reach"),
         ("Peers", partial(app.run_line, "/peers"), "who is around"),
         ("Help", app.action_help, "commands and keys"),
