@@ -964,6 +964,8 @@ def _port_taken(host: str, port: int) -> bool:
     import socket
 
     with socket.socket() as probe:
+        # As the real listener does: a port in TIME_WAIT from our last run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -8,6 +8,7 @@ the same thread.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -17,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import trio
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
 from p2pchat.discovery.dial import dial_all
@@ -70,7 +73,9 @@ from p2pchat.ui.widgets.composer import Composer
 from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.sidebar import Sidebar
 
+log = logging.getLogger("p2pchat.ui")
 NO_PEERS_AFTER = 10.0  # seconds without any peer before the status bar gives advice
+TOAST_EVERY = 3.0  # seconds between two toasts for the same sender
 
 
 @dataclass
@@ -158,12 +163,27 @@ class ChatApp(App[None]):
         self._refresh_pending = False
         self._advice = ""
         self._advice_asked = False
+        self._last_toast: dict[str, float] = {}
+        self._last_bell = -1e9
         if desktop_notifications is None:
             desktop_notifications = bool(
                 shutil.which("notify-send")
                 and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
             )
         self._desktop = desktop_notifications
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Toasts carry names and text from the network: never read them as markup (an
+        unbalanced "[/]" would crash the app; "[@click=…]" would add actions)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # ------------------------------------------------------------------ layout
 
@@ -217,6 +237,9 @@ class ChatApp(App[None]):
                         self.post_message(NodeEventArrived(event))
         except OSError as error:
             self.post_message(NodeFailed(f"cannot listen: {error.strerror or error}"))
+        except Exception as error:  # shown, not only logged: the window must not lie
+            log.exception("the node stopped")
+            self.post_message(NodeFailed(f"the node stopped: {error}"))
 
     async def on_unmount(self) -> None:
         host, scope = self._host, self._node_scope
@@ -235,6 +258,7 @@ class ChatApp(App[None]):
 
     def on_node_failed(self, message: NodeFailed) -> None:
         self._failure = message.text
+        self.node = None
         self.notify(message.text, title="The node could not start", severity="error")
         self._update_topbar()
 
@@ -262,7 +286,8 @@ class ChatApp(App[None]):
             self._connected.discard(event.peer_id)
         elif isinstance(event, Listening):
             self._update_topbar()
-        self._update_topbar()
+        if isinstance(event, Presence | PeerConnected | PeerDisconnected):
+            self._update_topbar()
 
     def _message_in(self, event: MessageIn) -> None:
         stored = self.store.message(bytes.fromhex(event.msg_id))
@@ -270,13 +295,28 @@ class ChatApp(App[None]):
             self.query_one(ConversationView).add(stored)
             self._mark_read(event.peer_id)
         else:
-            name = self.name_of(decode_peer_id(event.peer_id))
-            preview = " ".join(event.text.split())[:80]
-            self.notify(preview, title=f"{name}" + (" (request)" if event.request else ""))
-            self.bell()
-            if self._desktop:
-                self._desktop_notify(name, preview)
+            self._announce(event)
         self._schedule_refresh()
+
+    def _announce(self, event: MessageIn) -> None:
+        """A toast and the bell for a message elsewhere — at most one toast per sender
+        every few seconds and one bell a second, so a burst cannot bury the screen (the
+        unread count in the sidebar keeps the tally)."""
+        now = time.monotonic()
+        if now - self._last_toast.get(event.peer_id, -1e9) < TOAST_EVERY:
+            return
+        if len(self._last_toast) > 1024:
+            self._last_toast.clear()
+        self._last_toast[event.peer_id] = now
+        name = self.name_of(decode_peer_id(event.peer_id))
+        preview = " ".join(event.text.split())[:80]
+        if not event.request:  # a request has its own toast already
+            self.notify(preview, title=name)
+        if now - self._last_bell >= 1.0:
+            self._last_bell = now
+            self.bell()
+        if self._desktop:
+            self._desktop_notify(name, preview)
 
     def on_sent(self, message: Sent) -> None:
         stored = self.store.message(message.msg_id)
@@ -314,6 +354,11 @@ class ChatApp(App[None]):
         self.query_one(Composer).focus()
 
     def _mark_read(self, peer_id: str) -> None:
+        entry = self._entry(peer_id)
+        if entry is not None and entry.section is Section.REQUESTS:
+            return  # a stranger learns nothing (not even "read") before being accepted
+        if len(self.screen_stack) > 1:
+            return  # a dialog covers the conversation: not read yet
         node = self.node
         if node is not None and node.chat is not None and self._host is not None:
             self._host.call(node.chat.mark_read, decode_peer_id(peer_id))
@@ -352,7 +397,7 @@ class ChatApp(App[None]):
     def _update_title(self) -> None:
         title = self.query_one("#chat-title", Static)
         if self._peer is None:
-            title.update("No conversation open")
+            title.update(Text("No conversation open"))
             return
         entry = self._entry(self._peer)
         seen = self._seen.get(self._peer)
@@ -372,7 +417,7 @@ class ChatApp(App[None]):
             parts.append("verified ✔")
         if entry is not None and entry.clash:
             parts.append("⚠ another peer uses this name: /verify")
-        title.update(" · ".join(parts))
+        title.update(Text(" · ".join(parts)))  # a peer's nick and note: plain text
 
     def _update_topbar(self) -> None:
         own = self.node.presence_of(self.node.peer_id) if self.node else None
@@ -399,7 +444,7 @@ class ChatApp(App[None]):
                 self._ask_doctor()
         bar = self.query_one("#topbar", Static)
         width = max(1, self.size.width - len(left) - len(right) - 4)  # 2 for padding
-        bar.update(f"{left} {'─' * width} {right}")
+        bar.update(Text(f"{left} {'─' * width} {right}"))
         if self._peer is not None:
             self._update_title()
 
@@ -446,7 +491,7 @@ class ChatApp(App[None]):
             return
         node, host = self.node, self._host
         if node is None or node.chat is None or host is None:
-            self.notify("Still starting: try again in a moment", severity="warning")
+            self.notify(self._not_ready(), severity="warning")
             return
         chat = node.chat
         peer = decode_peer_id(peer_id)
@@ -509,7 +554,7 @@ class ChatApp(App[None]):
     def _set_presence(self, **changes: Any) -> None:
         node, host = self.node, self._host
         if node is None or host is None:
-            raise CommandError("still starting: try again in a moment")
+            raise CommandError(self._not_ready())
         host.spawn(self._presence_in_trio, node, changes)
 
     async def _presence_in_trio(self, node: Node, changes: dict[str, Any]) -> None:
@@ -606,7 +651,7 @@ class ChatApp(App[None]):
     def _cmd_invite(self, args: str) -> None:
         node = self.node
         if node is None:
-            raise CommandError("still starting: try again in a moment")
+            raise CommandError(self._not_ready())
         code = make_invite(node.peer_id, list(node.addresses), self.profile.nick)
         self.copy_to_clipboard(code)
         self.notify(code, title="Your invite code (copied): others type /connect CODE", timeout=30)
@@ -614,7 +659,7 @@ class ChatApp(App[None]):
     def _cmd_connect(self, args: str) -> None:
         node, host = self.node, self._host
         if node is None or host is None:
-            raise CommandError("still starting: try again in a moment")
+            raise CommandError(self._not_ready())
         try:
             targets = static_targets(None, [args])
         except ValueError as error:
@@ -630,8 +675,13 @@ class ChatApp(App[None]):
 
     def _chat(self) -> ChatService:
         if self.node is None or self.node.chat is None:
-            raise CommandError("still starting: try again in a moment")
+            raise CommandError(self._not_ready())
         return self.node.chat
+
+    def _not_ready(self) -> str:
+        if self._failure:
+            return f"the node is not running ({self._failure}); restart p2pchat"
+        return "still starting: try again in a moment"
 
     # ------------------------------------------------------------------ actions
 

@@ -7,6 +7,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.markup import escape
 
 from p2pchat.ui.people import PRESENCE_MARKS, Section
 
@@ -63,11 +65,12 @@ class ChatCommands(Provider):
 
     async def discover(self) -> Hits:
         for shown, action, help_text in self._items():
-            yield DiscoveryHit(shown, action, help=help_text)
+            yield DiscoveryHit(Content(shown), action, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for shown, action, help_text in self._items():
             score = matcher.match(shown)
             if score > 0:
-                yield Hit(score, matcher.highlight(shown), action, help=help_text)
+                # Names come from the network: escape them before highlighting.
+                yield Hit(score, matcher.highlight(escape(shown)), action, help=help_text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -48,6 +49,6 @@ class FirstRunScreen(ModalScreen[str]):
         try:
             nick = validate_nick(self.query_one("#nick", Input).value)
         except ProfileError as error:
-            self.query_one("#problem", Static).update(f"{error}.")
+            self.query_one("#problem", Static).update(Text(f"{error}."))
             return
         self.dismiss(nick)

@@ -81,7 +81,9 @@ class Composer(TextArea):
         else:
             choice = _common_prefix(options)
             if len(choice) <= len(self.text):
-                self.notify("  ".join(o.strip() for o in options[:12]), title="Completions")
+                self.notify(
+                    "  ".join(o.strip() for o in options[:12]), title="Completions", markup=False
+                )
                 return
         self.load_text(choice)
         self.move_cursor(self.document.end)
