@@ -15,6 +15,17 @@ are what a real node would send. The scenario, after the mesh has formed:
    until every live node again sees every live node online;
 5. the run continues to ``--seconds`` counting false suspicions and false offline
    marks (a live, reachable node marked suspect or offline by someone).
+
+With ``--room-members M`` a room broadcast phase follows (docs/protocol.md §14): M
+seeded members run the Plumtree core over a room overlay, each member's mesh
+neighbours that are members, topped up with random members (symmetric links) to
+ceil(log2 M) + 2 room neighbours, since mesh neighbours are rarely members. After
+``--room-warmup`` messages from random online members (the tree settles), the next
+``--room-messages`` are measured: ``room_delivery_100_s`` (median time until every
+online member has a message; ``room_delivery_max_s`` the worst) and
+``room_redundancy`` (payload-carrying messages sent per member reached, minus one).
+The same messages are then sent by plain flooding over the same overlay as a
+baseline (``flood_*``).
 """
 
 from __future__ import annotations
@@ -35,15 +46,20 @@ from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import Mesh, PresenceChanged
 from p2pchat.mesh.membership import State
+from p2pchat.mesh.plumtree import ROOM_MESSAGES, Broadcast, BroadcastConfig
 from p2pchat.mesh.presence import make_record, signed_by_owner
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.messages import PresenceRecord
+from p2pchat.wire.messages import MAX_ROOM_ROUND, PresenceRecord, RoomGossip
 
 FRAME_OVERHEAD = 2 + 16  # length prefix + Poly1305 tag per record
 IDLE_WINDOW = 10.0
 CRASH_AFTER = 5.0
 PARTITION_FOR = 10.0
 WARMUP_LIMIT = 120.0
+PLUMTREE_TOPIC = b"plumtree-room-01"
+FLOOD_TOPIC = b"flooding-room-02"
+ROOM_GAP = 0.5  # seconds between room messages
+ROOM_SETTLE = 5.0  # how long after the last message deliveries are still counted
 
 
 @dataclass(slots=True)
@@ -61,6 +77,60 @@ class SimSettings:
     # all nodes join at once, which costs O(N^2 k) messages to simulate.
     cold_start: bool = False
     config: MeshConfig = field(default_factory=MeshConfig)
+    room_members: int = 0  # 0: no room phase
+    room_warmup: int = 20
+    room_messages: int = 20
+    room_payload: int = 300  # bytes: about a sealed one-line room message
+    room_config: BroadcastConfig = field(default_factory=BroadcastConfig)
+
+
+class _Flood:
+    """The baseline: every member pushes each new message to all its room neighbours."""
+
+    def __init__(self, topic: bytes) -> None:
+        self.topic = topic
+        self.neighbours: set[bytes] = set()
+        self._seen: set[bytes] = set()
+        self._outgoing: list[tuple[bytes, Any]] = []
+        self._delivered: list[tuple[bytes, bytes]] = []
+
+    def neighbour_up(self, peer: bytes, now: float) -> None:
+        self.neighbours.add(peer)
+
+    def neighbour_down(self, peer: bytes, now: float) -> None:
+        self.neighbours.discard(peer)
+
+    def broadcast(self, msg_id: bytes, payload: bytes, now: float) -> None:
+        self._accept(RoomGossip(self.topic, msg_id, 0, payload), None)
+
+    def receive(self, peer: bytes, message: Any, now: float) -> None:
+        if isinstance(message, RoomGossip) and message.msg_id not in self._seen:
+            self._accept(message, peer)
+
+    def _accept(self, message: RoomGossip, sender: bytes | None) -> None:
+        self._seen.add(message.msg_id)
+        self._delivered.append((message.msg_id, message.payload))
+        onward = RoomGossip(
+            self.topic, message.msg_id, min(message.round + 1, MAX_ROOM_ROUND), message.payload
+        )
+        self._outgoing.extend((peer, onward) for peer in sorted(self.neighbours - {sender}))
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def next_deadline(self) -> float:
+        return math.inf
+
+    def take_outgoing(self) -> list[tuple[bytes, Any]]:
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def take_delivered(self) -> list[tuple[bytes, bytes]]:
+        delivered, self._delivered = self._delivered, []
+        return delivered
+
+
+Room = Broadcast | _Flood
 
 
 @dataclass(slots=True)
@@ -70,6 +140,7 @@ class _SimNode:
     alive: bool = True
     side: int = 0
     wake_at: float = math.inf
+    rooms: dict[bytes, Room] = field(default_factory=dict)
 
 
 class _Verifier:
@@ -102,6 +173,10 @@ class Simulation:
         self.suspicions: set[tuple[bytes, int]] = set()  # distinct (subject, version)
         self.false_offline = 0
         self.observers: list[Callable[[int, PresenceChanged], None]] = []
+        # Room phase: per (topic, msg_id), delivery times and payload-carrying sends.
+        self.room_deliveries: dict[tuple[bytes, bytes], list[float]] = {}
+        self.room_payload_sends: dict[tuple[bytes, bytes], int] = {}
+        self.room_control_sends = 0
         verify = _Verifier()
         self.nodes: list[_SimNode] = []
         self.index_of: dict[bytes, int] = {}
@@ -144,12 +219,23 @@ class Simulation:
             for observer in self.observers:
                 observer(node.index, event)
         deadline = node.mesh.next_deadline()
+        for topic, room in node.rooms.items():
+            for peer, message in room.take_outgoing():
+                self._transmit(node, peer, message)
+            for msg_id, _ in room.take_delivered():
+                self.room_deliveries.setdefault((topic, msg_id), []).append(self.now)
+            deadline = min(deadline, room.next_deadline())
         if deadline < node.wake_at:
             node.wake_at = deadline
             self._push(deadline, 0, node.index, deadline)
 
     def _transmit(self, sender: _SimNode, peer: bytes, message: Any) -> None:
         size = self._codec_size(message)
+        if isinstance(message, RoomGossip):
+            key = (message.topic, message.msg_id)
+            self.room_payload_sends[key] = self.room_payload_sends.get(key, 0) + 1
+        elif isinstance(message, ROOM_MESSAGES):
+            self.room_control_sends += 1
         self.sent_messages += 1
         self.sent_bytes += size
         target = self.index_of.get(peer)
@@ -191,10 +277,17 @@ class Simulation:
                     continue  # superseded by an earlier wake-up
                 node.wake_at = math.inf
                 if node.alive:
-                    node.mesh.tick(when)
+                    node.mesh.tick(when)  # harmless when only a room timer is due
+                    for room in node.rooms.values():
+                        if when >= room.next_deadline():
+                            room.tick(when)
             elif node.alive:
                 sender, message = payload
-                node.mesh.receive(sender, message, when)
+                topic = getattr(message, "topic", None)
+                if isinstance(message, ROOM_MESSAGES) and topic in node.rooms:
+                    node.rooms[topic].receive(sender, message, when)
+                else:
+                    node.mesh.receive(sender, message, when)
             if node.alive:
                 self._after_step(node)
             if stop is not None and stop():
@@ -255,11 +348,149 @@ class Report:
     wall_s: float = 0.0
 
 
+@dataclass(slots=True)
+class RoomReport:
+    room_members: int
+    room_online: int = 0
+    room_degree_mean: float = 0.0
+    room_delivery_100_s: float | None = None  # median over the measured messages
+    room_delivery_max_s: float | None = None
+    room_incomplete: int = 0  # measured messages some online member never got
+    room_redundancy: float | None = None
+    room_control_msgs_per_member: float = 0.0  # IHave, Graft, Prune, Digest per message
+    flood_delivery_100_s: float | None = None
+    flood_delivery_max_s: float | None = None
+    flood_incomplete: int = 0
+    flood_redundancy: float | None = None
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+def _room_overlay(sim: Simulation, members: list[int]) -> dict[int, set[int]]:
+    """Room neighbours: mesh neighbours that are members, topped up with random members
+    (symmetric) to ceil(log2 M) + 2, the view size HyParView would give M nodes."""
+    member_set = set(members)
+    links: dict[int, set[int]] = {m: set() for m in members}
+
+    def link(a: int, b: int) -> None:
+        links[a].add(b)
+        links[b].add(a)
+
+    for m in members:
+        for peer in sorted(sim.nodes[m].mesh.active):
+            other = sim.index_of[peer]
+            if other in member_set:
+                link(m, other)
+    target = math.ceil(math.log2(max(len(members), 2))) + 2
+    order = list(members)
+    sim.rng.shuffle(order)
+    for m in order:
+        for _ in range(20 * target):
+            if len(links[m]) >= target:
+                break
+            other = sim.rng.choice(members)
+            if other != m and other not in links[m] and len(links[other]) < target + 2:
+                link(m, other)
+    return links
+
+
+def _room_round(
+    sim: Simulation, topic: bytes, count: int, members: list[int], payload: int
+) -> list[tuple[bytes, float]]:
+    """Send ``count`` messages from random online members, ROOM_GAP apart."""
+    sent: list[tuple[bytes, float]] = []
+    for _ in range(count):
+        sim.run_until(sim.now + ROOM_GAP)
+        online = [m for m in members if sim.nodes[m].alive]
+        origin = sim.nodes[sim.rng.choice(online)]
+        msg_id = sim.rng.randbytes(16)
+        origin.rooms[topic].broadcast(msg_id, sim.rng.randbytes(payload), sim.now)
+        sim._after_step(origin)
+        sent.append((msg_id, sim.now))
+    sim.run_until(sim.now + ROOM_SETTLE)
+    return sent
+
+
+def _room_figures(
+    sim: Simulation, topic: bytes, sent: list[tuple[bytes, float]], online: int
+) -> tuple[float | None, float | None, int, float | None]:
+    """Median and max time to reach every online member, misses, redundancy."""
+    times: list[float] = []
+    incomplete = 0
+    payloads = reached = 0
+    for msg_id, at in sent:
+        deliveries = sim.room_deliveries.get((topic, msg_id), [])
+        payloads += sim.room_payload_sends.get((topic, msg_id), 0)
+        reached += max(0, len(deliveries) - 1)  # the origin is not reached by a send
+        if len(deliveries) >= online:
+            times.append(max(deliveries) - at)
+        else:
+            incomplete += 1
+    median = statistics.median(times) if times else None
+    worst = max(times) if times and not incomplete else None
+    redundancy = payloads / reached - 1 if reached else None
+    return _round(median), _round(worst), incomplete, _round(redundancy)
+
+
+def simulate_room(sim: Simulation, settings: SimSettings) -> RoomReport:
+    """The room phase (see the module docstring), run on a formed mesh."""
+    count = min(settings.room_members, settings.nodes)
+    report = RoomReport(count)
+    members = sorted(sim.rng.sample(range(settings.nodes), count))
+    links = _room_overlay(sim, members)
+    for m in members:
+        node = sim.nodes[m]
+        rng = random.Random(sim.rng.getrandbits(64))
+        node.rooms[PLUMTREE_TOPIC] = Broadcast(
+            PLUMTREE_TOPIC, now=sim.now, rng=rng, config=settings.room_config
+        )
+        node.rooms[FLOOD_TOPIC] = _Flood(FLOOD_TOPIC)
+    for m in members:
+        node = sim.nodes[m]
+        for other in sorted(links[m]):
+            peer = sim.nodes[other].mesh.me
+            member = node.mesh.members.get(peer)
+            if member is not None and not member.online:
+                continue  # a crashed member: its neighbours know it is gone
+            for room in node.rooms.values():
+                room.neighbour_up(peer, sim.now)
+        sim._after_step(node)
+    member_set = set(members)
+
+    def watch_members(observer: int, event: PresenceChanged) -> None:
+        if observer in member_set and event.state in (State.DEAD, State.LEFT):
+            for room in sim.nodes[observer].rooms.values():
+                room.neighbour_down(event.record.owner, sim.now)
+
+    sim.observers.append(watch_members)
+    online = sum(1 for m in members if sim.nodes[m].alive)
+    report.room_online = online
+    report.room_degree_mean = round(statistics.fmean(len(links[m]) for m in members), 2)
+
+    _room_round(sim, PLUMTREE_TOPIC, settings.room_warmup, members, settings.room_payload)
+    control = sim.room_control_sends
+    sent = _room_round(sim, PLUMTREE_TOPIC, settings.room_messages, members, settings.room_payload)
+    figures = _room_figures(sim, PLUMTREE_TOPIC, sent, online)
+    (report.room_delivery_100_s, report.room_delivery_max_s) = figures[:2]
+    report.room_incomplete, report.room_redundancy = figures[2:]
+    if sent:
+        per = (sim.room_control_sends - control) / len(sent) / max(online, 1)
+        report.room_control_msgs_per_member = round(per, 2)
+
+    sent = _room_round(sim, FLOOD_TOPIC, settings.room_messages, members, settings.room_payload)
+    figures = _room_figures(sim, FLOOD_TOPIC, sent, online)
+    (report.flood_delivery_100_s, report.flood_delivery_max_s) = figures[:2]
+    report.flood_incomplete, report.flood_redundancy = figures[2:]
+    return report
+
+
 def simulate(settings: SimSettings) -> Report:
+    return simulate_all(settings)[0]
+
+
+def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     started = time.perf_counter()
     sim = Simulation(settings)
     report = Report(settings.nodes, settings.seed, settings.loss)
@@ -359,7 +590,11 @@ def simulate(settings: SimSettings) -> Report:
         setattr(report, name, round(getattr(report, name), 1))
     for name in ("idle_msgs_per_node_s", "idle_bytes_per_node_s"):
         setattr(report, name, round(getattr(report, name), 1))
-    return report
+    room = None
+    if settings.room_members:
+        room = simulate_room(sim, settings)
+        report.wall_s = round(time.perf_counter() - started, 2)
+    return report, room
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -378,6 +613,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cold-start", action="store_true", help="all nodes join at once with no records"
     )
+    rooms = parser.add_argument_group("room broadcast (docs/protocol.md §14)")
+    rooms.add_argument("--room-members", type=int, default=0, help="members in one room")
+    rooms.add_argument("--room-warmup", type=int, default=20, help="unmeasured messages")
+    rooms.add_argument("--room-messages", type=int, default=20, help="measured messages")
+    rooms.add_argument("--room-payload", type=int, default=300, help="payload bytes")
     return parser
 
 
@@ -386,6 +626,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.nodes < 2 or not 0 <= args.loss < 1 or args.crash < 0 or args.seconds <= 0:
         print("need --nodes >= 2, 0 <= --loss < 1, --crash >= 0, --seconds > 0", file=sys.stderr)
         return 2
+    if args.room_members:
+        room_ok = 2 <= args.room_members <= args.nodes and args.room_messages >= 1
+        if not room_ok or args.room_warmup < 0 or not 1 <= args.room_payload <= 24 * 1024:
+            print(
+                "need 2 <= --room-members <= --nodes, --room-messages >= 1, "
+                "--room-warmup >= 0, 1 <= --room-payload <= 24576",
+                file=sys.stderr,
+            )
+            return 2
     settings = SimSettings(
         nodes=args.nodes,
         seed=args.seed,
@@ -394,9 +643,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         partition=args.partition,
         seconds=args.seconds,
         cold_start=args.cold_start,
+        room_members=args.room_members,
+        room_warmup=args.room_warmup,
+        room_messages=args.room_messages,
+        room_payload=args.room_payload,
     )
-    report = simulate(settings)
+    report, room = simulate_all(settings)
     fields = {name: getattr(report, name) for name in Report.__slots__}
+    if room is not None:
+        fields.update({name: getattr(room, name) for name in RoomReport.__slots__})
     if args.json:
         print(json.dumps(fields))
     else:

@@ -346,3 +346,199 @@ class EnvelopesTaken:
     def __post_init__(self) -> None:
         _check_ids(self.taken)
         _check_ids(self.refused)
+
+
+# --- rooms (docs/protocol.md §15) ---
+
+ROOM_ID_BYTES = 16
+ROOM_KEY_BYTES = 32
+ROOM_NONCE_BYTES = 24
+MAX_ROOM_NAME_CHARS = 64
+MAX_ROOM_MEMBERS = 256
+MAX_ROOM_BOX = 20 * 1024
+
+
+def _check_members(members: tuple[bytes, ...]) -> None:
+    _check_ids(members, 32)
+    if len(set(members)) != len(members):
+        raise ValueError("a member is listed twice")
+
+
+def _check_epoch(epoch: int) -> None:
+    if not 0 <= epoch <= MAX_WIRE_INT:
+        raise ValueError("epoch must be from 0 to 2**63 - 1")
+
+
+@wire_message(45)
+@dataclass(frozen=True, slots=True)
+class RoomInvite:
+    """An invitation into a room, sent pairwise over an encrypted session by ``inviter``:
+    the room's current epoch, its key for that epoch and its members (the invitee among
+    them)."""
+
+    TYPE_ID: ClassVar[int]
+    room_id: bytes = limit(size=ROOM_ID_BYTES)
+    name: str = limit(max_len=MAX_ROOM_NAME_CHARS)
+    epoch: int = limit()  # required: limit() without a default, for mypy
+    key: bytes = limit(size=ROOM_KEY_BYTES)
+    members: tuple[bytes, ...] = limit(max_len=MAX_ROOM_MEMBERS)
+    inviter: bytes = limit(size=32)
+
+    def __post_init__(self) -> None:
+        _check_epoch(self.epoch)
+        _check_members(self.members)
+
+
+@wire_message(46)
+@dataclass(frozen=True, slots=True)
+class RoomKeyUpdate:
+    """A new epoch of a room: its key and member list, sent pairwise by the member who
+    changed the membership to every other member of the new list."""
+
+    TYPE_ID: ClassVar[int]
+    room_id: bytes = limit(size=ROOM_ID_BYTES)
+    epoch: int = limit()  # required: limit() without a default, for mypy
+    key: bytes = limit(size=ROOM_KEY_BYTES)
+    members: tuple[bytes, ...] = limit(max_len=MAX_ROOM_MEMBERS)
+
+    def __post_init__(self) -> None:
+        _check_epoch(self.epoch)
+        _check_members(self.members)
+
+
+@wire_message(47)
+@dataclass(frozen=True, slots=True)
+class RoomLeave:
+    """``member`` leaves the room (or declines an invitation); sent pairwise, by the
+    member itself, to every other member."""
+
+    TYPE_ID: ClassVar[int]
+    room_id: bytes = limit(size=ROOM_ID_BYTES)
+    member: bytes = limit(size=32)
+
+
+@wire_message(48)
+@dataclass(frozen=True, slots=True)
+class RoomEnvelope:
+    """A room message: ``box`` is a RoomText encrypted with the room key of ``epoch``,
+    and the whole envelope is signed by ``author``. Anyone can carry and check it; only
+    members can read it."""
+
+    TYPE_ID: ClassVar[int]
+    room_id: bytes = limit(size=ROOM_ID_BYTES)
+    epoch: int = limit()  # required: limit() without a default, for mypy
+    msg_id: bytes = limit(size=MSG_ID_BYTES)
+    author: bytes = limit(size=32)
+    nonce: bytes = limit(size=ROOM_NONCE_BYTES)
+    box: bytes = limit(max_len=MAX_ROOM_BOX)
+    signature: bytes = limit(size=64)
+
+    def __post_init__(self) -> None:
+        _check_epoch(self.epoch)
+
+
+@wire_message(49)
+@dataclass(frozen=True, slots=True)
+class RoomText:
+    """The plaintext inside a RoomEnvelope's box: the room's Lamport ``clock``, the
+    author's wall clock ``time`` in ms (shown, never trusted) and the text."""
+
+    TYPE_ID: ClassVar[int]
+    clock: int = 0
+    time: int = 0
+    text: str = limit(max_len=MAX_TEXT_CHARS, default="")
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.clock <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):
+            raise ValueError("clock and time must be from 0 to 2**63 - 1")
+
+
+# --- room broadcast (docs/protocol.md §14) ---
+
+TOPIC_BYTES = 16
+MAX_ROOM_PAYLOAD = 24 * 1024  # a sealed room message (the sealed chat message and its key)
+MAX_ROOM_IDS = 64
+MAX_ROOM_DIGEST_IDS = 256
+MAX_ROOM_ROUND = 65_535  # hops from the origin; a tree over 10,000 members is far shallower
+
+
+def _check_round(value: int) -> None:
+    if not 0 <= value <= MAX_ROOM_ROUND:
+        raise ValueError(f"a round must be from 0 to {MAX_ROOM_ROUND}")
+
+
+@wire_message(40)
+@dataclass(frozen=True, slots=True)
+class RoomGossip:
+    """A room message pushed along the topic's broadcast tree (eager push).
+
+    ``round`` counts hops from the origin (0 at the origin). ``repair`` marks a
+    catch-up answer to a ``RoomDigest``: old news, delivered but not pushed on.
+    """
+
+    TYPE_ID: ClassVar[int]
+    topic: bytes = limit(size=TOPIC_BYTES)
+    msg_id: bytes = limit(size=MSG_ID_BYTES)
+    round: int = 0
+    payload: bytes = limit(max_len=MAX_ROOM_PAYLOAD, default=b"")
+    repair: bool = False
+
+    def __post_init__(self) -> None:
+        _check_round(self.round)
+
+
+@wire_message(41)
+@dataclass(frozen=True, slots=True)
+class RoomIHave:
+    """Lazy announcement: the sender holds these messages (``rounds[i]`` for ``ids[i]``)."""
+
+    TYPE_ID: ClassVar[int]
+    topic: bytes = limit(size=TOPIC_BYTES)
+    ids: tuple[bytes, ...] = limit(max_len=MAX_ROOM_IDS, default=())
+    rounds: tuple[int, ...] = limit(max_len=MAX_ROOM_IDS, default=())
+
+    def __post_init__(self) -> None:
+        _check_ids(self.ids)
+        if len(self.rounds) != len(self.ids):
+            raise ValueError("rounds must have one entry per id")
+        for value in self.rounds:
+            _check_round(value)
+
+
+@wire_message(42)
+@dataclass(frozen=True, slots=True)
+class RoomGraft:
+    """Make the sender an eager peer of the receiver again, and send it these messages."""
+
+    TYPE_ID: ClassVar[int]
+    topic: bytes = limit(size=TOPIC_BYTES)
+    ids: tuple[bytes, ...] = limit(max_len=MAX_ROOM_IDS, default=())
+
+    def __post_init__(self) -> None:
+        _check_ids(self.ids)
+
+
+@wire_message(43)
+@dataclass(frozen=True, slots=True)
+class RoomPrune:
+    """The receiver's eager push to the sender is redundant: announce lazily instead."""
+
+    TYPE_ID: ClassVar[int]
+    topic: bytes = limit(size=TOPIC_BYTES)
+
+
+@wire_message(44)
+@dataclass(frozen=True, slots=True)
+class RoomDigest:
+    """Catch-up: the ids of the sender's newest messages in the topic, newest first.
+
+    The receiver answers with ``RoomGossip{repair: true}`` for its newest messages
+    that are not listed (bounded, newest first).
+    """
+
+    TYPE_ID: ClassVar[int]
+    topic: bytes = limit(size=TOPIC_BYTES)
+    ids: tuple[bytes, ...] = limit(max_len=MAX_ROOM_DIGEST_IDS, default=())
+
+    def __post_init__(self) -> None:
+        _check_ids(self.ids)

@@ -1,0 +1,503 @@
+"""Rooms: group conversations under a shared key that changes with the membership.
+
+Pure: keys, ids and nonces arrive as bytes from the caller, times as integer
+milliseconds. See docs/protocol.md §15.
+
+- A room has an id, a name, members and, per **epoch**, a 32-byte key. Every
+  membership change (invite, removal, the rotation after a leave) starts a new epoch
+  with a fresh key, which the member making the change sends pairwise (inside the
+  Noise sessions) to every other member: a ``RoomInvite`` to a new member, a
+  ``RoomKeyUpdate`` to the others. Removed members never see later keys.
+- A room message is a ``RoomEnvelope``: a ``RoomText`` encrypted with the epoch key
+  (XChaCha20-Poly1305, the envelope's header as associated data) and signed by its
+  author's identity key. Anyone can carry it and check the signature; only members
+  can read it. Members order messages by (Lamport clock, msg_id), like a one-to-one
+  conversation (:func:`p2pchat.chat.rules.order_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Set
+from dataclasses import dataclass, field, replace
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+
+from p2pchat.chat.rules import clock_acceptable, order_key, text_problem
+from p2pchat.errors import RemoteProtocolError
+from p2pchat.identity import Identity
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import (
+    MAX_ROOM_BOX,
+    MAX_ROOM_MEMBERS,
+    MAX_ROOM_NAME_CHARS,
+    MAX_WIRE_INT,
+    MSG_ID_BYTES,
+    ROOM_ID_BYTES,
+    ROOM_KEY_BYTES,
+    ROOM_NONCE_BYTES,
+    RoomEnvelope,
+    RoomInvite,
+    RoomKeyUpdate,
+    RoomLeave,
+    RoomText,
+)
+
+SIGNATURE_PREFIX = b"p2pchat-room-msg-v1:"
+AAD_PREFIX = b"p2pchat-room-aad-v1:"
+AEAD_TAG_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
+MAX_ROOM_PLAINTEXT = MAX_ROOM_BOX - AEAD_TAG_BYTES
+MAX_KEPT_EPOCHS = 64  # old epoch keys a member keeps for late messages
+MAX_KEYS_PER_EPOCH = 4  # concurrent rotations can give one epoch several keys
+MAX_EPOCH_JUMP = 1_000_000  # a key update may not push the epoch further than this
+
+_codec = Codec()
+
+
+def _bad_message(reason: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"room message refused: {reason}", code="bad-room-message")
+
+
+def _bad_update(reason: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"room update refused: {reason}", code="bad-room-update")
+
+
+def room_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a room, or None (same character rules as a message)."""
+    if len(name) > MAX_ROOM_NAME_CHARS:
+        return f"a room name has at most {MAX_ROOM_NAME_CHARS} characters"
+    problem = text_problem(name)
+    if problem:
+        return problem.replace("the message", "the room name")
+    if "\n" in name or "\t" in name:
+        return "a room name is one line"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """One member's view of a room at its current epoch."""
+
+    room_id: bytes
+    name: str
+    epoch: int
+    key: bytes = field(repr=False)
+    members: frozenset[bytes]
+    clock: int = 0  # the highest Lamport clock seen in the room
+    rotated_by: bytes = b""  # the member who made the current epoch (tie-break)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEntry:
+    """A room message as a member stores and shows it."""
+
+    msg_id: bytes
+    author: bytes
+    epoch: int
+    clock: int
+    time: int
+    text: str
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) != ROOM_KEY_BYTES:
+        raise ValueError(f"a room key has {ROOM_KEY_BYTES} bytes")
+
+
+def new_room(name: str, room_id: bytes, key: bytes, creator: bytes) -> Room:
+    """A room whose only member is ``creator``; ``room_id`` and ``key`` from a CSPRNG."""
+    problem = room_name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    if len(room_id) != ROOM_ID_BYTES:
+        raise ValueError(f"a room id has {ROOM_ID_BYTES} bytes")
+    _check_key(key)
+    if len(creator) != 32:
+        raise ValueError("a member is a 32-byte identity key")
+    return Room(room_id, name, 0, key, frozenset((creator,)), 0, creator)
+
+
+# --- keys ---
+
+
+class RoomKeys:
+    """The keys of one room by epoch, with the members each key was given to.
+
+    Keeps the newest MAX_KEPT_EPOCHS epochs so that late messages of earlier epochs
+    stay readable; a concurrent rotation (§15.4) may add a second key to an epoch.
+    """
+
+    __slots__ = ("_epochs", "_limit", "room_id")
+
+    def __init__(self, room_id: bytes, *, limit: int = MAX_KEPT_EPOCHS) -> None:
+        self.room_id = room_id
+        self._limit = limit
+        # epoch -> {key: members}; dicts keep insertion order, newest key last
+        self._epochs: dict[int, dict[bytes, frozenset[bytes]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._epochs)
+
+    def add(self, epoch: int, key: bytes, members: Iterable[bytes]) -> None:
+        """Record (or update the members of) ``key`` at ``epoch``."""
+        _check_key(key)
+        keys = self._epochs.get(epoch)
+        if keys is None:
+            if len(self._epochs) >= self._limit and epoch < min(self._epochs):
+                return  # older than everything we keep
+            keys = self._epochs[epoch] = {}
+            while len(self._epochs) > self._limit:
+                del self._epochs[min(self._epochs)]
+        keys[key] = frozenset(members)
+        while len(keys) > MAX_KEYS_PER_EPOCH:
+            del keys[next(iter(keys))]
+
+    def add_room(self, room: Room) -> None:
+        """Record the room's current key and members (after any change to them)."""
+        if room.room_id != self.room_id:
+            raise ValueError("these keys belong to another room")
+        self.add(room.epoch, room.key, room.members)
+
+    def epochs(self) -> list[int]:
+        return sorted(self._epochs)
+
+    def keys(self, epoch: int) -> list[tuple[bytes, frozenset[bytes]]]:
+        """The keys of ``epoch`` with their members, newest first (empty if unknown)."""
+        return list(reversed(self._epochs.get(epoch, {}).items()))
+
+    def members_at(self, epoch: int) -> frozenset[bytes]:
+        """Everyone who held a key of ``epoch``."""
+        return frozenset().union(*self._epochs.get(epoch, {}).values())
+
+
+# --- messages ---
+
+
+def _aad(room_id: bytes, epoch: int, msg_id: bytes, author: bytes) -> bytes:
+    return b"".join((AAD_PREFIX, room_id, epoch.to_bytes(8, "big"), msg_id, author))
+
+
+def _signed_bytes(envelope: RoomEnvelope) -> bytes:
+    return b"".join(
+        (
+            SIGNATURE_PREFIX,
+            envelope.room_id,
+            envelope.epoch.to_bytes(8, "big"),
+            envelope.msg_id,
+            envelope.author,
+            envelope.nonce,
+            envelope.box,
+        )
+    )
+
+
+def seal_room_message(
+    identity: Identity,
+    room: Room,
+    msg_id: bytes,
+    clock: int,
+    time: int,
+    text: str,
+    nonce: bytes,
+) -> RoomEnvelope:
+    """Encrypt and sign a message to the room at its current epoch.
+
+    ``msg_id`` (16 bytes) and ``nonce`` (24 bytes) come from a CSPRNG; ``clock`` is
+    the room's next Lamport clock (:func:`tick`), ``time`` the wall clock in ms.
+    """
+    if identity.public_key not in room.members:
+        raise ValueError("only a member can write to the room")
+    if len(msg_id) != MSG_ID_BYTES:
+        raise ValueError(f"a message id has {MSG_ID_BYTES} bytes")
+    if len(nonce) != ROOM_NONCE_BYTES:
+        raise ValueError(f"a room nonce has {ROOM_NONCE_BYTES} bytes")
+    problem = text_problem(text)
+    if problem:
+        raise ValueError(problem)
+    if not (0 < clock <= MAX_WIRE_INT and 0 <= time <= MAX_WIRE_INT):
+        raise ValueError("clock must be from 1 and time from 0, both to 2**63 - 1")
+    plain = _codec.encode(RoomText(clock=clock, time=time, text=text))
+    author = identity.public_key
+    box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        plain, _aad(room.room_id, room.epoch, msg_id, author), nonce, room.key
+    )
+    unsigned = RoomEnvelope(
+        room_id=room.room_id,
+        epoch=room.epoch,
+        msg_id=msg_id,
+        author=author,
+        nonce=nonce,
+        box=box,
+        signature=bytes(64),
+    )
+    signature = identity.signing_key.sign(_signed_bytes(unsigned)).signature
+    return replace(unsigned, signature=signature)
+
+
+def check_room_envelope(envelope: RoomEnvelope) -> None:
+    """What anyone, member or not, can check: ``author`` signed exactly this envelope."""
+    try:
+        nacl.signing.VerifyKey(envelope.author).verify(_signed_bytes(envelope), envelope.signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as exc:
+        raise _bad_message("the signature does not match the author") from exc
+
+
+def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
+    """Check and decrypt a room message; RemoteProtocolError ``bad-room-message`` if the
+    epoch is unknown, the author held no key of it, the signature or the box is bad, or
+    the content is not a valid RoomText. The caller still checks the clock
+    (:func:`observe`) and deduplicates by ``msg_id``."""
+    if envelope.room_id != room_keys.room_id:
+        raise _bad_message("it belongs to another room")
+    keys = room_keys.keys(envelope.epoch)
+    if not keys:
+        raise _bad_message(f"epoch {envelope.epoch} is unknown")
+    candidates = [key for key, members in keys if envelope.author in members]
+    if not candidates:
+        raise _bad_message(f"the author is not a member at epoch {envelope.epoch}")
+    check_room_envelope(envelope)
+    aad = _aad(envelope.room_id, envelope.epoch, envelope.msg_id, envelope.author)
+    for key in candidates:
+        try:
+            plain = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                envelope.box, aad, envelope.nonce, key
+            )
+        except nacl.exceptions.CryptoError:
+            continue
+        break
+    else:
+        raise _bad_message("it cannot be decrypted")
+    try:
+        text = _codec.decode(plain)
+    except RemoteProtocolError as exc:
+        raise _bad_message(f"its content is malformed ({exc})") from exc
+    if type(text) is not RoomText:
+        raise _bad_message("its content is not a RoomText")
+    problem = text_problem(text.text)
+    if problem:
+        raise _bad_message(problem)
+    if text.clock < 1:
+        raise _bad_message("its clock is below 1")
+    return text
+
+
+def room_entry(envelope: RoomEnvelope, text: RoomText) -> RoomEntry:
+    return RoomEntry(
+        envelope.msg_id, envelope.author, envelope.epoch, text.clock, text.time, text.text
+    )
+
+
+# --- clocks, order and deduplication ---
+
+
+def tick(room: Room) -> tuple[Room, int]:
+    """The clock for our next message in the room, and the room having used it."""
+    clock = room.clock + 1
+    return replace(room, clock=clock), clock
+
+
+def observe(room: Room, clock: int) -> Room:
+    """The room after receiving a message with ``clock``; refuses unbelievable clocks
+    (:func:`p2pchat.chat.rules.clock_acceptable`)."""
+    if not clock_acceptable(room.clock, clock):
+        raise _bad_message(f"clock {clock} is too far ahead of {room.clock}")
+    return room if clock <= room.clock else replace(room, clock=clock)
+
+
+def in_room_order(entries: Iterable[RoomEntry]) -> list[RoomEntry]:
+    """The one order every member shows: Lamport clock, then msg_id bytewise."""
+    return sorted(entries, key=lambda entry: order_key(entry.clock, entry.msg_id))
+
+
+class RoomLog:
+    """Messages of one room, deduplicated by ``msg_id`` (the first copy wins; a second
+    message with a known id from another author is a conflict and dropped). The
+    reference model for the store's room tables."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, RoomEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entry: RoomEntry) -> bool:
+        """Whether ``entry`` is new (False for a duplicate or a conflicting id)."""
+        if entry.msg_id in self._entries:
+            return False
+        self._entries[entry.msg_id] = entry
+        return True
+
+    def ordered(self) -> list[RoomEntry]:
+        return in_room_order(self._entries.values())
+
+
+# --- membership ---
+
+
+def _key_updates(room: Room, sender: bytes, skip: Set[bytes]) -> list[tuple[bytes, RoomKeyUpdate]]:
+    update = RoomKeyUpdate(
+        room_id=room.room_id, epoch=room.epoch, key=room.key, members=tuple(sorted(room.members))
+    )
+    return [(member, update) for member in sorted(room.members - skip - {sender})]
+
+
+def _next_epoch(room: Room, by: bytes, members: frozenset[bytes], new_key: bytes) -> Room:
+    if by not in room.members:
+        raise ValueError("only a member can change the room")
+    _check_key(new_key)
+    if new_key == room.key:
+        raise ValueError("a new epoch needs a fresh key")
+    if room.epoch >= MAX_WIRE_INT:
+        raise ValueError("the room has run out of epochs")
+    return replace(room, epoch=room.epoch + 1, key=new_key, members=members, rotated_by=by)
+
+
+def invite(
+    room: Room, inviter: bytes, new_member: bytes, new_key: bytes
+) -> tuple[Room, RoomInvite, list[tuple[bytes, RoomKeyUpdate]]]:
+    """Add ``new_member``: a new epoch with ``new_key``, so the newcomer cannot read
+    what was said before. Returns the room, the invitation for the newcomer and a key
+    update for each other member (pairs of recipient and message)."""
+    if new_member in room.members:
+        raise ValueError("already a member")
+    if len(new_member) != 32:
+        raise ValueError("a member is a 32-byte identity key")
+    if len(room.members) >= MAX_ROOM_MEMBERS:
+        raise ValueError(f"a room has at most {MAX_ROOM_MEMBERS} members")
+    after = _next_epoch(room, inviter, room.members | {new_member}, new_key)
+    invitation = RoomInvite(
+        room_id=after.room_id,
+        name=after.name,
+        epoch=after.epoch,
+        key=after.key,
+        members=tuple(sorted(after.members)),
+        inviter=inviter,
+    )
+    return after, invitation, _key_updates(after, inviter, {new_member})
+
+
+def remove(
+    room: Room, remover: bytes, member: bytes, new_key: bytes
+) -> tuple[Room, list[tuple[bytes, RoomKeyUpdate]], RoomLeave]:
+    """Remove ``member``: a new epoch with ``new_key`` that it never receives. Returns the
+    room, a key update for each remaining member, and the notice for the removed one."""
+    if member not in room.members:
+        raise ValueError("not a member")
+    if member == remover:
+        raise ValueError("use leave() to leave a room")
+    after = _next_epoch(room, remover, room.members - {member}, new_key)
+    notice = RoomLeave(room_id=room.room_id, member=member)
+    return after, _key_updates(after, remover, frozenset()), notice
+
+
+def rotate(
+    room: Room, own: bytes, new_key: bytes
+) -> tuple[Room, list[tuple[bytes, RoomKeyUpdate]]]:
+    """A new epoch with the same members (after a leave, see :func:`rotator`)."""
+    after = _next_epoch(room, own, room.members, new_key)
+    return after, _key_updates(after, own, frozenset())
+
+
+def apply_key_update(room: Room, update: RoomKeyUpdate, from_member: bytes, own: bytes) -> Room:
+    """The room after ``from_member`` (the session's authenticated peer) sent ``update``.
+
+    Refused (``bad-room-update``) unless the sender is a current member and stays one,
+    we are in the new list, and the epoch is higher than ours (by at most
+    MAX_EPOCH_JUMP) — or equal, from a sender bytewise lower than the one who made our
+    current epoch (the tie-break for concurrent changes). A repeat is a no-op.
+    """
+    if update.room_id != room.room_id:
+        raise _bad_update("it is for another room")
+    if (
+        update.epoch == room.epoch
+        and update.key == room.key
+        and frozenset(update.members) == room.members
+    ):
+        return room
+    if from_member not in room.members:
+        raise _bad_update("the sender is not a member")
+    if from_member not in update.members:
+        raise _bad_update("the sender is not in the new member list")
+    if own not in update.members:
+        raise _bad_update("we are not in the new member list")
+    if update.epoch == room.epoch:
+        if not (room.rotated_by and from_member < room.rotated_by) or update.key == room.key:
+            raise _bad_update(f"epoch {update.epoch} is already set")
+    elif update.epoch < room.epoch:
+        raise _bad_update(f"epoch {update.epoch} is older than ours ({room.epoch})")
+    elif update.epoch > room.epoch + MAX_EPOCH_JUMP:
+        raise _bad_update(f"epoch {update.epoch} jumps too far ahead of ours ({room.epoch})")
+    return replace(
+        room,
+        epoch=update.epoch,
+        key=update.key,
+        members=frozenset(update.members),
+        rotated_by=from_member,
+    )
+
+
+def join(invitation: RoomInvite, own: bytes, from_member: bytes) -> Room:
+    """The room an invitation (received from ``from_member``, the session's peer) opens.
+
+    Refused (``bad-room-invite``) if the peer is not the named inviter, either of us is
+    missing from the member list, or the name is not showable."""
+
+    def bad(reason: str) -> RemoteProtocolError:
+        return RemoteProtocolError(f"room invitation refused: {reason}", code="bad-room-invite")
+
+    if invitation.inviter != from_member:
+        raise bad("the sender is not the inviter")
+    if from_member not in invitation.members or own not in invitation.members:
+        raise bad("the member list leaves out the inviter or us")
+    problem = room_name_problem(invitation.name)
+    if problem:
+        raise bad(problem)
+    return Room(
+        room_id=invitation.room_id,
+        name=invitation.name,
+        epoch=invitation.epoch,
+        key=invitation.key,
+        members=frozenset(invitation.members),
+        rotated_by=from_member,
+    )
+
+
+def leave(room: Room, own: bytes) -> tuple[RoomLeave, list[bytes]]:
+    """Our ``RoomLeave`` and the members to send it to (pairwise). Also the answer to
+    an invitation we decline."""
+    if own not in room.members:
+        raise ValueError("not a member")
+    return RoomLeave(room_id=room.room_id, member=own), sorted(room.members - {own})
+
+
+def apply_leave(room: Room, notice: RoomLeave, from_member: bytes, own: bytes) -> Room | None:
+    """The room after ``from_member`` sent ``notice``: without the member who left
+    (same epoch and key, until :func:`rotator` rotates), or None if a member told us we
+    were removed. Refused (``bad-room-update``) otherwise. Leaving is idempotent."""
+    if notice.room_id != room.room_id:
+        raise _bad_update("it is for another room")
+    if notice.member == from_member and from_member != own:
+        if from_member not in room.members:
+            return room
+        return replace(room, members=room.members - {from_member})
+    if notice.member == own and from_member in room.members:
+        return None
+    raise _bad_update("only a member can announce its own leaving or our removal")
+
+
+def rotator(room: Room) -> bytes | None:
+    """The member who rotates the key after a leave: the bytewise lowest identity key
+    (one member, so the remaining members do not all rotate at once)."""
+    return min(room.members) if room.members else None
+
+
+def roster(room: Room, online: Set[bytes]) -> list[tuple[bytes, bool]]:
+    """The member list with presence (from the mesh's presence records): online members
+    first, then by identity key."""
+    return sorted(
+        ((member, member in online) for member in room.members),
+        key=lambda pair: (not pair[1], pair[0]),
+    )

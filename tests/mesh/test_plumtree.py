@@ -1,0 +1,467 @@
+"""The room broadcast core (Plumtree) without sockets: instances wired by hand."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pchat.errors import LocalProtocolError, RemoteProtocolError
+from p2pchat.mesh.plumtree import Broadcast, BroadcastConfig
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import (
+    RoomDigest,
+    RoomGossip,
+    RoomGraft,
+    RoomIHave,
+    RoomPrune,
+)
+
+TOPIC = b"t" * 16
+OTHER_TOPIC = b"o" * 16
+
+
+def peer_id(index: int) -> bytes:
+    return index.to_bytes(2, "big") * 16
+
+
+class Net:
+    """Broadcast instances over a fixed graph, messages delivered in FIFO order with
+    a fake clock; ``cut`` links drop everything, ``codec`` round-trips each message."""
+
+    def __init__(
+        self,
+        count: int,
+        degree: int = 4,
+        seed: int = 1,
+        config: BroadcastConfig | None = None,
+        *,
+        codec: bool = False,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.now = 100.0
+        self.codec = Codec() if codec else None
+        self.ids = [peer_id(i) for i in range(count)]
+        self.nodes = {
+            pid: Broadcast(
+                TOPIC, now=self.now, rng=random.Random(i), config=config or BroadcastConfig()
+            )
+            for i, pid in enumerate(self.ids)
+        }
+        self.links: set[frozenset[bytes]] = set()
+        for i in range(1, count):  # a random spanning tree keeps it connected ...
+            self.link(self.ids[i], self.ids[self.rng.randrange(i)])
+        for i in range(count):  # ... and random extra links make cycles
+            while sum(1 for link in self.links if self.ids[i] in link) < degree:
+                other = self.ids[self.rng.randrange(count)]
+                if other != self.ids[i]:
+                    self.link(self.ids[i], other)
+        self.cut: set[frozenset[bytes]] = set()
+        self.loss = 0.0
+        self.loss_rng = random.Random(seed + 1)
+        self.away: set[bytes] = set()
+        self.queue: deque[tuple[bytes, bytes, Any]] = deque()
+        self.delivered: dict[bytes, list[bytes]] = {pid: [] for pid in self.ids}
+        self.payload_sends = 0
+        self.sent: list[tuple[bytes, bytes, Any]] = []
+        self.pump()
+
+    def link(self, a: bytes, b: bytes) -> None:
+        if frozenset((a, b)) in self.links:
+            return
+        self.links.add(frozenset((a, b)))
+        self.nodes[a].neighbour_up(b, self.now)
+        self.nodes[b].neighbour_up(a, self.now)
+
+    def collect(self) -> None:
+        for pid, node in self.nodes.items():
+            self.delivered[pid].extend(msg_id for msg_id, _ in node.take_delivered())
+            for target, message in node.take_outgoing():
+                self.sent.append((pid, target, message))
+                if isinstance(message, RoomGossip):
+                    self.payload_sends += 1
+                if frozenset((pid, target)) in self.cut or {pid, target} & self.away:
+                    continue
+                if self.loss and self.loss_rng.random() < self.loss:
+                    continue
+                if self.codec is not None:
+                    message = self.codec.decode(self.codec.encode(message))
+                self.queue.append((pid, target, message))
+
+    def pump(self) -> None:
+        self.collect()
+        while self.queue:
+            sender, target, message = self.queue.popleft()
+            self.nodes[target].receive(sender, message, self.now)
+            self.collect()
+
+    def advance(self, seconds: float, step: float = 0.05) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now += step
+            for pid, node in self.nodes.items():
+                if pid not in self.away and node.next_deadline() <= self.now:
+                    node.tick(self.now)
+            self.pump()
+
+    def send(self, origin: bytes | None = None, size: int = 50) -> bytes:
+        origin = origin if origin is not None else self.rng.choice(self.ids)
+        msg_id = self.rng.randbytes(16)
+        self.nodes[origin].broadcast(msg_id, self.rng.randbytes(size), self.now)
+        self.pump()
+        return msg_id
+
+    def eager_edges(self) -> set[frozenset[bytes]]:
+        return {frozenset((pid, peer)) for pid, node in self.nodes.items() for peer in node.eager}
+
+
+def connected(nodes: list[bytes], edges: set[frozenset[bytes]]) -> bool:
+    adjacency: dict[bytes, set[bytes]] = {n: set() for n in nodes}
+    for edge in edges:
+        a, b = tuple(edge)
+        adjacency[a].add(b)
+        adjacency[b].add(a)
+    seen = {nodes[0]}
+    stack = [nodes[0]]
+    while stack:
+        for other in adjacency[stack.pop()] - seen:
+            seen.add(other)
+            stack.append(other)
+    return len(seen) == len(nodes)
+
+
+# ---------------------------------------------------------------------- delivery and tree
+
+
+def test_every_member_delivers_every_message_exactly_once() -> None:
+    net = Net(30, codec=True)
+    sent = [net.send() for _ in range(40)]
+    net.advance(1.0)
+    for pid in net.ids:
+        assert sorted(net.delivered[pid]) == sorted(sent)
+
+
+def test_eager_links_settle_into_a_spanning_tree() -> None:
+    net = Net(40, degree=5)
+    for _ in range(30):  # warm-up: duplicates prune the redundant links
+        net.send()
+        net.advance(0.5)
+    edges = net.eager_edges()
+    assert connected(net.ids, edges)
+    assert len(edges) == len(net.ids) - 1  # connected with n - 1 edges: a tree
+    for pid, node in net.nodes.items():  # both ends agree on every eager link
+        for peer in node.eager:
+            assert pid in net.nodes[peer].eager
+    before = net.payload_sends
+    for _ in range(10):
+        net.send()
+        net.advance(0.5)
+    assert net.payload_sends - before == 10 * (len(net.ids) - 1)  # redundancy exactly 0
+
+
+def test_duplicate_gossip_is_answered_with_prune() -> None:
+    net = Net(3, degree=2)  # a triangle
+    a, b, c = net.ids
+    assert net.links == {frozenset((a, b)), frozenset((b, c)), frozenset((a, c))}
+    net.send(a)
+    prunes = [(s, t) for s, t, m in net.sent if isinstance(m, RoomPrune)]
+    assert prunes and all(s in (b, c) and t in (b, c) for s, t in prunes)
+    # B and C each got the message from A first, then again from each other.
+    assert net.nodes[b].lazy == {c} and net.nodes[c].lazy == {b}
+    assert net.nodes[a].eager == {b, c}
+
+
+def test_prune_moves_a_peer_to_lazy_and_graft_back_to_eager() -> None:
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1))
+    node.neighbour_up(peer_id(1), 0.0)
+    node.receive(peer_id(1), RoomPrune(TOPIC), 0.0)
+    assert node.lazy == {peer_id(1)} and not node.eager
+    node.receive(peer_id(1), RoomGraft(TOPIC, ()), 0.0)
+    assert node.eager == {peer_id(1)} and not node.lazy
+    node.receive(peer_id(9), RoomPrune(TOPIC), 0.0)  # not a neighbour: ignored
+    node.receive(peer_id(1), RoomPrune(OTHER_TOPIC), 0.0)  # another topic: ignored
+    assert node.eager == {peer_id(1)}
+
+
+def test_a_cut_eager_link_is_repaired_by_ihave_and_graft() -> None:
+    net = Net(25, degree=4)
+    for _ in range(20):
+        net.send()
+        net.advance(0.5)
+    edges = sorted(net.eager_edges(), key=sorted)
+    cut = edges[len(edges) // 2]
+    net.cut.add(cut)  # the link silently loses everything (no neighbour_down)
+    net.sent.clear()
+    msg_id = net.send(net.ids[0])
+    missing = [pid for pid in net.ids if msg_id not in net.delivered[pid]]
+    assert missing  # the tree is broken: part of it did not get the message yet
+    net.advance(1.0)
+    assert all(msg_id in net.delivered[pid] for pid in net.ids)
+    assert any(isinstance(m, RoomGraft) for _, _, m in net.sent)
+    assert any(isinstance(m, RoomIHave) for _, _, m in net.sent)
+    # The graft made a new eager link: the next message needs no repair.
+    net.sent.clear()
+    msg_id = net.send(net.ids[0])
+    assert all(msg_id in net.delivered[pid] for pid in net.ids)
+
+
+def test_message_loss_is_repaired() -> None:
+    # Lost pushes and grafts are repaired by grafts; lost announcements by anti-entropy.
+    net = Net(30, degree=4, config=BroadcastConfig(anti_entropy_interval=2.0))
+    net.loss = 0.2
+    sent = [net.send() for _ in range(30)]
+    for _ in range(20):
+        net.advance(0.5)
+    for pid in net.ids:
+        assert sorted(net.delivered[pid]) == sorted(sent)
+
+
+def test_neighbour_down_forgets_the_peer_everywhere() -> None:
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1))
+    node.neighbour_up(peer_id(1), 0.0)
+    node.neighbour_up(peer_id(2), 0.0)
+    node.receive(peer_id(1), RoomIHave(TOPIC, (b"x" * 16,), (3,)), 0.0)
+    node.neighbour_down(peer_id(1), 0.0)
+    assert node.neighbours == {peer_id(2)}
+    assert node.memory["missing"] == 0  # nobody left to graft from
+    node.tick(1.0)
+    assert not [m for _, m in node.take_outgoing() if isinstance(m, RoomGraft)]
+
+
+def test_graft_timer_tries_the_next_announcer() -> None:
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1))
+    first, second = peer_id(1), peer_id(2)
+    node.neighbour_up(first, 0.0)
+    node.neighbour_up(second, 0.0)
+    node.receive(first, RoomPrune(TOPIC), 0.0)
+    node.receive(second, RoomPrune(TOPIC), 0.0)
+    node.take_outgoing()
+    msg_id = b"m" * 16
+    node.receive(first, RoomIHave(TOPIC, (msg_id,), (1,)), 0.0)
+    node.receive(second, RoomIHave(TOPIC, (msg_id,), (1,)), 0.01)
+    assert node.next_deadline() == pytest.approx(0.2)
+    node.tick(0.2)
+    assert node.take_outgoing() == [(first, RoomGraft(TOPIC, (msg_id,)))]
+    assert first in node.eager
+    assert node.next_deadline() == pytest.approx(0.3)
+    node.tick(0.31)
+    assert node.take_outgoing() == [(second, RoomGraft(TOPIC, (msg_id,)))]
+    node.receive(second, RoomGossip(TOPIC, msg_id, 2, b"hello"), 0.31)
+    assert node.take_delivered() == [(msg_id, b"hello")]
+    assert node.memory["missing"] == 0
+
+
+def test_graft_is_answered_from_the_cache() -> None:
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1))
+    node.neighbour_up(peer_id(1), 0.0)
+    node.receive(peer_id(1), RoomPrune(TOPIC), 0.0)
+    node.broadcast(b"a" * 16, b"payload", 0.0)
+    node.take_outgoing()
+    node.receive(peer_id(1), RoomGraft(TOPIC, (b"a" * 16, b"z" * 16)), 0.1)
+    assert node.take_outgoing() == [(peer_id(1), RoomGossip(TOPIC, b"a" * 16, 1, b"payload"))]
+
+
+def test_lazy_announcements_are_batched() -> None:
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1))
+    node.neighbour_up(peer_id(1), 0.0)
+    node.receive(peer_id(1), RoomPrune(TOPIC), 0.0)
+    node.take_outgoing()
+    ids = [bytes([i]) * 16 for i in range(100)]
+    for msg_id in ids:
+        node.broadcast(msg_id, b"x", 0.0)
+    assert node.take_outgoing() == []
+    node.tick(0.1)
+    out = node.take_outgoing()
+    assert [len(m.ids) for _, m in out] == [64, 36]
+    assert [i for _, m in out for i in m.ids] == ids
+    assert all(set(m.rounds) == {1} for _, m in out)
+
+
+def test_a_member_who_was_away_catches_up_newest_first() -> None:
+    config = BroadcastConfig(catchup_max=8, anti_entropy_interval=None)
+    net = Net(12, degree=3, config=config)
+    away = net.ids[5]
+    for peer in list(net.nodes[away].neighbours):
+        net.nodes[peer].neighbour_down(away, net.now)
+        net.nodes[away].neighbour_down(peer, net.now)
+    net.away.add(away)
+    sent = []
+    for _ in range(12):
+        sent.append(net.send(net.ids[0]))
+        net.advance(0.5)
+    assert net.delivered[away] == []
+    net.away.clear()
+    net.now += 10
+    before = net.payload_sends
+    for link in net.links:
+        if away in link:
+            (peer,) = link - {away}
+            net.nodes[away].neighbour_up(peer, net.now)
+            net.nodes[peer].neighbour_up(away, net.now)
+    net.pump()
+    assert net.delivered[away] == list(reversed(sent[-8:]))  # bounded, newest first
+    # One neighbour answers (one digest per digest_gap) and repairs are not pushed on.
+    assert net.payload_sends - before == 8
+    for pid in net.ids:  # nobody else got duplicates delivered
+        assert len(net.delivered[pid]) == len(set(net.delivered[pid]))
+
+
+def test_periodic_anti_entropy_repairs_what_announcements_missed() -> None:
+    config = BroadcastConfig(anti_entropy_interval=5.0)
+    a = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    b = Broadcast(TOPIC, now=0.0, rng=random.Random(2), config=config)
+    a.neighbour_up(peer_id(2), 0.0)
+    b.neighbour_up(peer_id(1), 0.0)
+    a.take_outgoing()
+    b.take_outgoing()
+    a.broadcast(b"q" * 16, b"lost", 0.0)
+    a.take_outgoing()  # the push is lost
+    now = 0.0
+    while not b.has(b"q" * 16) and now < 20:
+        now = min(a.next_deadline(), b.next_deadline())
+        for me in (a, b):
+            if me.next_deadline() <= now:
+                me.tick(now)
+        for _ in range(2):  # a digest, then its answer
+            for sender, receiver, sender_id in ((a, b, peer_id(1)), (b, a, peer_id(2))):
+                for _, message in sender.take_outgoing():
+                    receiver.receive(sender_id, message, now)
+    assert b.take_delivered() == [(b"q" * 16, b"lost")]
+    assert now <= 7.5
+
+
+# ---------------------------------------------------------------------- bounds and errors
+
+
+def test_memory_stays_bounded_under_100000_messages() -> None:
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    eager, lazy = peer_id(1), peer_id(2)
+    node.neighbour_up(eager, 0.0)
+    node.neighbour_up(lazy, 0.0)
+    node.receive(lazy, RoomPrune(TOPIC), 0.0)
+    payload = bytes(12 * 1024)
+    now = 0.0
+    for i in range(100_000):
+        now += 0.001
+        msg_id = i.to_bytes(16, "big")
+        node.receive(eager, RoomGossip(TOPIC, msg_id, 1, payload), now)
+        unknown = (i + 10**9).to_bytes(16, "big")
+        node.receive(lazy, RoomIHave(TOPIC, (unknown,), (1,)), now)
+        if i % 50 == 0:
+            node.tick(now)
+        node.take_outgoing()
+        node.take_delivered()
+    memory = node.memory
+    assert memory["received"] <= config.received_max
+    assert memory["cache"] <= config.cache_max
+    assert memory["cache_bytes"] <= config.cache_bytes
+    assert memory["missing"] <= config.missing_max
+    assert memory["lazy_queue"] <= config.lazy_queue_max
+
+
+def test_broadcast_checks_its_arguments() -> None:
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1))
+    with pytest.raises(LocalProtocolError):
+        node.broadcast(b"short", b"", 0.0)
+    with pytest.raises(LocalProtocolError):
+        node.broadcast(b"i" * 16, bytes(24 * 1024 + 1), 0.0)
+    with pytest.raises(LocalProtocolError):
+        Broadcast(b"bad topic", now=0.0, rng=random.Random(1))
+    node.broadcast(b"i" * 16, b"once", 0.0)
+    node.broadcast(b"i" * 16, b"twice", 0.0)  # an id already out is ignored
+    assert node.take_delivered() == [(b"i" * 16, b"once")]
+
+
+def test_room_messages_round_trip_and_are_checked() -> None:
+    codec = Codec()
+    messages = [
+        RoomGossip(TOPIC, b"m" * 16, 3, b"payload", repair=True),
+        RoomIHave(TOPIC, (b"a" * 16, b"b" * 16), (1, 2)),
+        RoomGraft(TOPIC, (b"a" * 16,)),
+        RoomPrune(TOPIC),
+        RoomDigest(TOPIC, (b"a" * 16,)),
+    ]
+    for message in messages:
+        assert codec.decode(codec.encode(message)) == message
+    bad = [
+        {"topic": TOPIC, "ids": [b"a" * 16], "rounds": []},  # rounds must match ids
+        {"topic": TOPIC, "ids": [b"a" * 15], "rounds": [1]},  # ids are 16 bytes
+        {"topic": TOPIC, "ids": [b"a" * 16], "rounds": [-1]},  # rounds are >= 0
+        {"topic": TOPIC, "ids": [b"a" * 16] * 65, "rounds": [1] * 65},  # at most 64
+        {"topic": b"short", "ids": [], "rounds": []},
+    ]
+    import msgpack
+
+    for fields in bad:
+        with pytest.raises(RemoteProtocolError):
+            codec.decode(msgpack.packb([RoomIHave.TYPE_ID, fields]))
+    oversized = {"topic": TOPIC, "msg_id": b"m" * 16, "round": 0, "payload": bytes(24 * 1024 + 1)}
+    with pytest.raises(RemoteProtocolError):
+        codec.decode(msgpack.packb([RoomGossip.TYPE_ID, oversized]))
+
+
+# ---------------------------------------------------------------------- fuzzing
+
+_ids = st.sampled_from([bytes([i]) * 16 for i in range(6)])
+_peers = st.integers(0, 4).map(peer_id)  # peer 4 is never a neighbour
+_rounds = st.integers(0, 20)
+
+
+@st.composite
+def _ihave(draw: st.DrawFn) -> RoomIHave:
+    ids = draw(st.lists(_ids, max_size=6))
+    return RoomIHave(TOPIC, tuple(ids), tuple(draw(_rounds) for _ in ids))
+
+
+_messages = st.one_of(
+    st.builds(RoomGossip, st.just(TOPIC), _ids, _rounds, st.binary(max_size=8), st.booleans()),
+    _ihave(),
+    st.builds(RoomGraft, st.just(TOPIC), st.lists(_ids, max_size=4).map(tuple)),
+    st.builds(RoomPrune, st.sampled_from([TOPIC, OTHER_TOPIC])),
+    st.builds(RoomDigest, st.just(TOPIC), st.lists(_ids, max_size=6).map(tuple)),
+)
+_actions = st.one_of(
+    st.tuples(st.just("receive"), _peers, _messages),
+    st.tuples(st.just("tick"), st.floats(0, 0.5), st.none()),
+    st.tuples(st.just("up"), _peers.filter(lambda p: p != peer_id(4)), st.none()),
+    st.tuples(st.just("down"), _peers, st.none()),
+    st.tuples(st.just("broadcast"), _ids, st.none()),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_actions, max_size=60))
+def test_fuzzed_message_sequences_only_deliver(actions: list[tuple[Any, Any, Any]]) -> None:
+    config = BroadcastConfig(missing_max=3, announcers_max=2, cache_max=3, received_max=4)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    now = 0.0
+    delivered: list[bytes] = []
+    for kind, first, second in actions:
+        if kind == "receive":
+            node.receive(first, second, now)
+        elif kind == "tick":
+            now += first
+            if node.next_deadline() <= now:
+                node.tick(now)
+        elif kind == "up":
+            node.neighbour_up(first, now)
+        elif kind == "down":
+            node.neighbour_down(first, now)
+        else:
+            node.broadcast(first, b"own", now)
+        delivered.extend(msg_id for msg_id, _ in node.take_delivered())
+        for target, message in node.take_outgoing():
+            assert target != peer_id(4) or isinstance(message, RoomPrune)
+            assert message.topic == TOPIC
+        assert not node.eager & node.lazy
+        assert peer_id(4) not in node.neighbours
+        memory = node.memory
+        assert memory["missing"] <= 3 and memory["cache"] <= 3 and memory["received"] <= 4
+    # With an LRU of 4 ids an evicted id may come back; within the window, never twice.
+    for index, msg_id in enumerate(delivered):
+        assert msg_id not in delivered[max(0, index - 4) : index]
