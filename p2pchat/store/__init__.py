@@ -1,5 +1,5 @@
-"""The message store: contacts, messages, outbox, requests, addresses and relayed
-envelopes in one SQLite file (``messages.db``) per profile. See docs/storage.md.
+"""The message store: contacts, messages, outbox, requests, addresses, rooms and
+relayed envelopes in one SQLite file (``messages.db``) per profile. See docs/storage.md.
 
 The only package that imports sqlite3; everything else sees :class:`Store`, frozen
 row values and :class:`~p2pchat.errors.StoreError`.
@@ -7,7 +7,13 @@ row values and :class:`~p2pchat.errors.StoreError`.
 
 from __future__ import annotations
 
-from p2pchat.store.database import DATABASE_FILE, MAX_ADDRESSES, Store, open_store
+from p2pchat.store.database import (
+    DATABASE_FILE,
+    MAX_ADDRESSES,
+    MAX_ROOM_EPOCHS,
+    Store,
+    open_store,
+)
 from p2pchat.store.rows import (
     INCOMING_STATES,
     OUTGOING_STATES,
@@ -15,6 +21,9 @@ from p2pchat.store.rows import (
     Conversation,
     OutboxItem,
     Request,
+    RoomKeyRow,
+    RoomMessage,
+    RoomRow,
     StoredMessage,
 )
 from p2pchat.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -23,6 +32,7 @@ __all__ = [
     "DATABASE_FILE",
     "INCOMING_STATES",
     "MAX_ADDRESSES",
+    "MAX_ROOM_EPOCHS",
     "MIGRATIONS",
     "OUTGOING_STATES",
     "SCHEMA_VERSION",
@@ -31,6 +41,9 @@ __all__ = [
     "Migration",
     "OutboxItem",
     "Request",
+    "RoomKeyRow",
+    "RoomMessage",
+    "RoomRow",
     "Store",
     "StoredMessage",
     "open_store",

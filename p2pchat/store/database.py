@@ -24,6 +24,9 @@ from p2pchat.store.rows import (
     Conversation,
     OutboxItem,
     Request,
+    RoomKeyRow,
+    RoomMessage,
+    RoomRow,
     StoredMessage,
 )
 from p2pchat.store.schema import MIGRATIONS, Migration, migrate, newer_error, user_version
@@ -31,10 +34,14 @@ from p2pchat.store.schema import MIGRATIONS, Migration, migrate, newer_error, us
 DATABASE_FILE = "messages.db"
 BUSY_TIMEOUT_MS = 5000
 MAX_ADDRESSES = 8
+MAX_ROOM_EPOCHS = 64  # epochs of keys kept per room (late messages of older epochs)
+MEMBER_BYTES = 32
 
 _CONTACT_COLUMNS = "peer, petname, nick, verified, blocked, is_contact, added_at"
 _MESSAGE_COLUMNS = "seq, msg_id, peer, sender, outgoing, clock, sent_at, received_at, text, state"
 _REQUEST_COLUMNS = "peer, nick, address, first_at, last_at, messages"
+_ROOM_COLUMNS = "room_id, name, epoch, joined, clock, inviter, created_at"
+_ROOM_MESSAGE_COLUMNS = "seq, room_id, msg_id, author, clock, sent_at, received_at, text, read"
 # Outgoing messages reach these states only once the peer has the message, so
 # there is nothing left to retry.
 _SETTLED = frozenset({"delivered", "read"})
@@ -81,6 +88,44 @@ def _outbox_item(row: Any) -> OutboxItem:
 def _request(row: Any) -> Request:
     return Request(
         peer=row[0], nick=row[1], address=row[2], first_at=row[3], last_at=row[4], messages=row[5]
+    )
+
+
+def _room(row: Any) -> RoomRow:
+    return RoomRow(
+        room_id=row[0],
+        name=row[1],
+        epoch=row[2],
+        joined=bool(row[3]),
+        clock=row[4],
+        inviter=row[5],
+        created_at=row[6],
+    )
+
+
+def _room_key(row: Any) -> RoomKeyRow:
+    members: bytes = row[3]
+    return RoomKeyRow(
+        room_id=row[0],
+        epoch=row[1],
+        key=row[2],
+        members=frozenset(
+            members[i : i + MEMBER_BYTES] for i in range(0, len(members), MEMBER_BYTES)
+        ),
+    )
+
+
+def _room_message(row: Any) -> RoomMessage:
+    return RoomMessage(
+        seq=row[0],
+        room_id=row[1],
+        msg_id=row[2],
+        author=row[3],
+        clock=row[4],
+        sent_at=row[5],
+        received_at=row[6],
+        text=row[7],
+        read=bool(row[8]),
     )
 
 
@@ -614,6 +659,177 @@ class Store:
             (peer,),
         )
         return [row[0] for row in rows]
+
+    # --- rooms ---------------------------------------------------------------------
+
+    def put_room(
+        self,
+        *,
+        room_id: bytes,
+        name: str,
+        epoch: int,
+        joined: bool,
+        clock: int,
+        inviter: bytes,
+        now: int,
+    ) -> None:
+        """Store a room (upsert): every field is replaced but ``created_at``, which an
+        existing row keeps (``now`` only dates a new one)."""
+        self._exec(
+            f"""INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (room_id) DO UPDATE SET
+                name = excluded.name,
+                epoch = excluded.epoch,
+                joined = excluded.joined,
+                clock = excluded.clock,
+                inviter = excluded.inviter""",
+            (room_id, name, epoch, int(joined), clock, inviter, now),
+        )
+
+    def room(self, room_id: bytes) -> RoomRow | None:
+        row = self._one(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE room_id = ?", (room_id,))
+        return None if row is None else _room(row)
+
+    def rooms(self, *, joined: bool | None = None) -> list[RoomRow]:
+        """Rooms (only joined ones, or only invitations, if ``joined`` says so), by name
+        (case-insensitive), then room_id."""
+        if joined is None:
+            rows = self._all(f"SELECT {_ROOM_COLUMNS} FROM rooms")
+        else:
+            rows = self._all(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE joined = ?", (int(joined),))
+        # Sorted here: SQLite's lower() and NOCASE fold ASCII only.
+        return sorted(map(_room, rows), key=lambda r: (r.name.casefold(), r.room_id))
+
+    def set_room_epoch(self, room_id: bytes, epoch: int) -> None:
+        self._exec("UPDATE rooms SET epoch = ? WHERE room_id = ?", (epoch, room_id))
+
+    def set_room_clock(self, room_id: bytes, clock: int) -> None:
+        self._exec("UPDATE rooms SET clock = ? WHERE room_id = ?", (clock, room_id))
+
+    def delete_room(self, room_id: bytes) -> bool:
+        """Forget a room with its keys and messages (ON DELETE CASCADE); False if unknown."""
+        return self._exec("DELETE FROM rooms WHERE room_id = ?", (room_id,)).rowcount > 0
+
+    def add_room_key(
+        self, room_id: bytes, epoch: int, key: bytes, members: Iterable[bytes]
+    ) -> None:
+        """Keep the key of ``epoch`` (a repeat is ignored) and the members it was given
+        to; then drop the keys of all but the newest MAX_ROOM_EPOCHS epochs. The room
+        must be stored."""
+        member_set = set(members)
+        if any(len(member) != MEMBER_BYTES for member in member_set):
+            raise LocalProtocolError(f"a room member is a {MEMBER_BYTES}-byte identity key")
+        with self.transaction():
+            self._exec(
+                """INSERT INTO room_keys (room_id, epoch, key, members) VALUES (?, ?, ?, ?)
+                ON CONFLICT (room_id, epoch, key) DO NOTHING""",
+                (room_id, epoch, key, b"".join(sorted(member_set))),
+            )
+            # Walks the primary key backwards over at most MAX_ROOM_EPOCHS + 1 epochs.
+            self._exec(
+                """DELETE FROM room_keys WHERE room_id = ? AND epoch < (
+                    SELECT min(epoch) FROM (
+                        SELECT DISTINCT epoch FROM room_keys WHERE room_id = ?
+                        ORDER BY epoch DESC LIMIT ?))""",
+                (room_id, room_id, MAX_ROOM_EPOCHS),
+            )
+
+    def room_keys(self, room_id: bytes) -> list[RoomKeyRow]:
+        """The kept keys of a room, newest epoch first (several keys of one epoch by key)."""
+        rows = self._all(
+            """SELECT room_id, epoch, key, members FROM room_keys WHERE room_id = ?
+            ORDER BY epoch DESC, key""",
+            (room_id,),
+        )
+        return [_room_key(row) for row in rows]
+
+    def add_room_message(
+        self,
+        *,
+        room_id: bytes,
+        msg_id: bytes,
+        author: bytes,
+        clock: int,
+        sent_at: int,
+        received_at: int,
+        text: str,
+        envelope: bytes,
+        read: bool,
+    ) -> RoomMessage | None:
+        """Store a room message with its sealed envelope; None if the room already has
+        this msg_id. Store our own messages ``read=True``. The room must be stored."""
+        # Only a duplicate (room_id, msg_id) is ignored; any other constraint still raises.
+        cursor = self._exec(
+            f"""INSERT INTO room_messages ({_ROOM_MESSAGE_COLUMNS}, envelope)
+            VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (room_id, msg_id) DO NOTHING""",
+            (room_id, msg_id, author, clock, sent_at, received_at, text, int(read), envelope),
+        )
+        if cursor.rowcount == 0:
+            return None
+        seq = cursor.lastrowid
+        assert seq is not None
+        return RoomMessage(seq, room_id, msg_id, author, clock, sent_at, received_at, text, read)
+
+    def room_history(
+        self, room_id: bytes, *, limit: int = 50, before: tuple[int, bytes] | None = None
+    ) -> list[RoomMessage]:
+        """The newest ``limit`` messages of a room (before ``(clock, msg_id)``), oldest
+        first."""
+        # As history(): a backwards range on room_messages_by_room, costing the page size.
+        if before is None:
+            rows = self._all(
+                f"""SELECT {_ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room_id = ?
+                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
+                (room_id, limit),
+            )
+        else:
+            rows = self._all(
+                f"""SELECT {_ROOM_MESSAGE_COLUMNS} FROM room_messages
+                WHERE room_id = ? AND (clock, msg_id) < (?, ?)
+                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
+                (room_id, before[0], before[1], limit),
+            )
+        rows.reverse()
+        return [_room_message(row) for row in rows]
+
+    def room_max_clock(self, room_id: bytes) -> int:
+        """The highest clock of a stored message of the room; 0 if it has none."""
+        return self._count("SELECT max(clock) FROM room_messages WHERE room_id = ?", (room_id,))
+
+    def room_message_ids(self, room_id: bytes, *, limit: int) -> list[bytes]:
+        """The ids of the newest ``limit`` messages of a room, newest first."""
+        rows = self._all(
+            """SELECT msg_id FROM room_messages WHERE room_id = ?
+            ORDER BY clock DESC, msg_id DESC LIMIT ?""",
+            (room_id, limit),
+        )
+        return [row[0] for row in rows]
+
+    def room_envelopes(self, room_id: bytes, msg_ids: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
+        """``(msg_id, envelope)`` of those ``msg_ids`` the room has, newest first."""
+        ids = list(dict.fromkeys(msg_ids))
+        found: list[Any] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            found += self._all(
+                f"""SELECT clock, msg_id, envelope FROM room_messages
+                WHERE room_id = ? AND msg_id IN ({",".join("?" * len(chunk))})""",
+                (room_id, *chunk),
+            )
+        found.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        return [(row[1], row[2]) for row in found]
+
+    def room_unread(self, room_id: bytes) -> int:
+        return self._count(
+            "SELECT count(*) FROM room_messages WHERE room_id = ? AND read = 0", (room_id,)
+        )
+
+    def mark_room_read(self, room_id: bytes) -> int:
+        """Mark every message of the room read; return how many were unread."""
+        return self._exec(
+            "UPDATE room_messages SET read = 1 WHERE room_id = ? AND read = 0", (room_id,)
+        ).rowcount
 
     # --- envelopes held for others -------------------------------------------------
 

@@ -65,3 +65,35 @@ class Conversation:
     peer: bytes
     last: StoredMessage
     unread: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRow:
+    room_id: bytes
+    name: str
+    epoch: int
+    joined: bool  # False: an invitation not yet accepted
+    clock: int  # our Lamport clock in the room
+    inviter: bytes
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKeyRow:
+    room_id: bytes
+    epoch: int
+    key: bytes
+    members: frozenset[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessage:
+    seq: int
+    room_id: bytes
+    msg_id: bytes
+    author: bytes
+    clock: int
+    sent_at: int
+    received_at: int
+    text: str
+    read: bool

@@ -86,7 +86,46 @@ _V1: Migration = (
     "CREATE INDEX relayed_by_expiry ON relayed (expires_at)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+# Rooms (issue 7). Keys and messages belong to their room: deleting the room deletes
+# them (ON DELETE CASCADE), and neither can be stored for a room that is not.
+_V2: Migration = (
+    """CREATE TABLE rooms (
+        room_id BLOB PRIMARY KEY NOT NULL CHECK (length(room_id) = 16),
+        name TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        joined INTEGER NOT NULL,
+        clock INTEGER NOT NULL,
+        inviter BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    )""",
+    # members: the 32-byte keys the epoch key was given to, sorted and concatenated.
+    """CREATE TABLE room_keys (
+        room_id BLOB NOT NULL REFERENCES rooms (room_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        key BLOB NOT NULL CHECK (length(key) = 32),
+        members BLOB NOT NULL CHECK (length(members) % 32 = 0),
+        PRIMARY KEY (room_id, epoch, key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE room_messages (
+        seq INTEGER PRIMARY KEY,
+        room_id BLOB NOT NULL REFERENCES rooms (room_id) ON DELETE CASCADE,
+        msg_id BLOB NOT NULL CHECK (length(msg_id) = 16),
+        author BLOB NOT NULL,
+        clock INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        envelope BLOB NOT NULL,
+        read INTEGER NOT NULL,
+        UNIQUE (room_id, msg_id)
+    )""",
+    # History paging and anti-entropy digests walk this index backwards.
+    "CREATE INDEX room_messages_by_room ON room_messages (room_id, clock, msg_id)",
+    # Partial: unread counts and mark-read touch only unread rows.
+    "CREATE INDEX room_messages_unread ON room_messages (room_id) WHERE read = 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,13 +10,14 @@ from tests.store.ids import mid, peer
 
 ALICE = peer(1)
 
-# A pretend version 2, as a later release would append it: adds a column and fills it
-# from the rows already there.
-STEP_2: Migration = (
+# A pretend next version, as a later release would append it: adds a column and fills
+# it from the rows already there.
+STEP_NEXT: Migration = (
     "ALTER TABLE messages ADD COLUMN length INTEGER NOT NULL DEFAULT 0",
     "UPDATE messages SET length = length(text)",
 )
-WITH_STEP_2 = (*MIGRATIONS, STEP_2)
+WITH_STEP_NEXT = (*MIGRATIONS, STEP_NEXT)
+NEXT = SCHEMA_VERSION + 1
 
 
 def version_of(path: Path) -> int:
@@ -26,7 +27,7 @@ def version_of(path: Path) -> int:
 
 
 def test_schema_version_counts_the_steps() -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 1
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 2
 
 
 def test_a_fresh_database_gets_the_current_version(tmp_path: Path) -> None:
@@ -43,26 +44,26 @@ def test_an_older_database_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> Non
     with open_store(path) as old:
         old.add_contact(ALICE, petname="A", now=1)
         old.add_incoming(msg_id=mid(1), peer=ALICE, clock=1, sent_at=2, received_at=3, text="hello")
-    with open_store(path, migrations=WITH_STEP_2) as new:
-        assert new.schema_version == 2
+    with open_store(path, migrations=WITH_STEP_NEXT) as new:
+        assert new.schema_version == NEXT
         contact = new.contact(ALICE)
         assert contact is not None and contact.petname == "A"
         message = new.message(mid(1))
         assert message is not None and message.text == "hello"
         length = new._conn.execute("SELECT length FROM messages").fetchone()[0]
         assert length == 5
-    assert version_of(path) == 2
+    assert version_of(path) == NEXT
 
 
 def test_a_version_0_file_runs_every_step(tmp_path: Path) -> None:
     path = tmp_path / "messages.db"
     path.write_bytes(b"")  # an empty file is an empty SQLite database at version 0
-    with open_store(path, migrations=WITH_STEP_2) as store:
-        assert store.schema_version == 2
+    with open_store(path, migrations=WITH_STEP_NEXT) as store:
+        assert store.schema_version == NEXT
         store.add_incoming(msg_id=mid(1), peer=ALICE, clock=1, sent_at=2, received_at=3, text="x")
-        # The column from step 2 exists (an added row takes its default).
+        # The column from the last step exists (an added row takes its default).
         assert store._conn.execute("SELECT length FROM messages").fetchone()[0] == 0
-    assert version_of(path) == 2
+    assert version_of(path) == NEXT
 
 
 def test_a_failing_step_leaves_the_file_at_its_version(tmp_path: Path) -> None:
@@ -80,13 +81,14 @@ def test_a_failing_step_leaves_the_file_at_its_version(tmp_path: Path) -> None:
 
 def test_a_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
     path = tmp_path / "messages.db"
-    open_store(path, migrations=[*MIGRATIONS, *[()] * 6]).close()  # schema 7
+    open_store(path, migrations=[*MIGRATIONS, *[()] * (7 - SCHEMA_VERSION)]).close()  # schema 7
     before = path.read_bytes()
     with pytest.raises(StoreError) as caught:
         open_store(path)
     assert str(caught.value) == (
         f"the message database {path} was written by a newer p2pchat "
-        "(schema 7; this version knows up to 1): upgrade p2pchat, or use another --home"
+        f"(schema 7; this version knows up to {SCHEMA_VERSION}): "
+        "upgrade p2pchat, or use another --home"
     )
     assert path.read_bytes() == before
 

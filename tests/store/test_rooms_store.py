@@ -1,0 +1,426 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from p2pchat.errors import LocalProtocolError, StoreError
+from p2pchat.store import (
+    MAX_ROOM_EPOCHS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    RoomKeyRow,
+    RoomMessage,
+    RoomRow,
+    Store,
+    open_store,
+)
+from tests.store.ids import mid, peer
+
+ME = peer(200)
+ALICE = peer(1)
+BOB = peer(2)
+CAROL = peer(3)
+
+
+def rid(n: int) -> bytes:
+    """A 16-byte room id that sorts by n."""
+    return (1000 + n).to_bytes(16, "big")
+
+
+def key(n: int) -> bytes:
+    return bytes([n % 256]) * 32
+
+
+ROOM = rid(1)
+OTHER = rid(2)
+
+
+def room(
+    store: Store,
+    room_id: bytes = ROOM,
+    *,
+    name: str = "general",
+    joined: bool = True,
+    now: int = 100,
+) -> None:
+    store.put_room(
+        room_id=room_id, name=name, epoch=0, joined=joined, clock=0, inviter=ALICE, now=now
+    )
+
+
+def message(
+    store: Store,
+    n: int,
+    room_id: bytes = ROOM,
+    *,
+    clock: int | None = None,
+    author: bytes = ALICE,
+    read: bool = False,
+) -> RoomMessage | None:
+    return store.add_room_message(
+        room_id=room_id,
+        msg_id=mid(n),
+        author=author,
+        clock=n if clock is None else clock,
+        sent_at=1000 + n,
+        received_at=2000 + n,
+        text=f"text {n}",
+        envelope=b"sealed %d" % n,
+        read=read,
+    )
+
+
+def tables(store: Store) -> dict[str, int]:
+    return {
+        name: store._conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        for name in ("rooms", "room_keys", "room_messages")
+    }
+
+
+# --- rooms --------------------------------------------------------------------------
+
+
+def test_put_room_stores_and_reads_back(store: Store) -> None:
+    assert store.room(ROOM) is None
+    store.put_room(
+        room_id=ROOM, name="general", epoch=3, joined=False, clock=7, inviter=BOB, now=123
+    )
+    assert store.room(ROOM) == RoomRow(ROOM, "general", 3, False, 7, BOB, 123)
+
+
+def test_put_room_upserts_and_keeps_created_at(store: Store) -> None:
+    room(store, joined=False, now=100)
+    store.put_room(
+        room_id=ROOM, name="renamed", epoch=2, joined=True, clock=9, inviter=CAROL, now=999
+    )
+    assert store.room(ROOM) == RoomRow(ROOM, "renamed", 2, True, 9, CAROL, 100)
+    assert len(store.rooms()) == 1
+
+
+def test_rooms_are_listed_by_name_and_filtered_by_joined(store: Store) -> None:
+    room(store, rid(1), name="zeta")
+    room(store, rid(2), name="Alpha", joined=False)
+    room(store, rid(3), name="beta")
+    room(store, rid(4), name="alpha")  # same name folded: then by room_id
+    assert [r.room_id for r in store.rooms()] == [rid(2), rid(4), rid(3), rid(1)]
+    assert [r.room_id for r in store.rooms(joined=True)] == [rid(4), rid(3), rid(1)]
+    assert [r.room_id for r in store.rooms(joined=False)] == [rid(2)]
+
+
+def test_set_room_epoch_and_clock(store: Store) -> None:
+    room(store)
+    store.set_room_epoch(ROOM, 5)
+    store.set_room_clock(ROOM, 42)
+    found = store.room(ROOM)
+    assert found is not None and (found.epoch, found.clock) == (5, 42)
+    store.set_room_epoch(OTHER, 1)  # unknown room: nothing happens
+    assert store.room(OTHER) is None
+
+
+def test_room_ids_are_16_bytes(store: Store) -> None:
+    with pytest.raises(StoreError):
+        room(store, b"short")
+
+
+def test_delete_room_cascades_to_its_keys_and_messages(store: Store) -> None:
+    room(store)
+    room(store, OTHER, name="other")
+    for epoch in range(3):
+        store.add_room_key(ROOM, epoch, key(epoch), [ALICE, ME])
+    store.add_room_key(OTHER, 0, key(9), [ME])
+    for n in range(5):
+        message(store, n)
+    message(store, 10, OTHER)
+    assert tables(store) == {"rooms": 2, "room_keys": 4, "room_messages": 6}
+
+    assert store.delete_room(ROOM) is True
+    assert store.room(ROOM) is None
+    assert store.room_keys(ROOM) == []
+    assert store.room_history(ROOM) == []
+    assert tables(store) == {"rooms": 1, "room_keys": 1, "room_messages": 1}
+    assert store.delete_room(ROOM) is False
+    # The other room is untouched.
+    assert len(store.room_keys(OTHER)) == 1
+    assert [m.msg_id for m in store.room_history(OTHER)] == [mid(10)]
+
+
+def test_keys_and_messages_need_a_stored_room(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.add_room_key(ROOM, 0, key(1), [ME])
+    with pytest.raises(StoreError):
+        message(store, 1)
+    assert tables(store) == {"rooms": 0, "room_keys": 0, "room_messages": 0}
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def test_room_keys_newest_epoch_first_with_members(store: Store) -> None:
+    room(store)
+    store.add_room_key(ROOM, 0, key(1), [ME])
+    store.add_room_key(ROOM, 2, key(3), iter([BOB, ME, ALICE]))
+    store.add_room_key(ROOM, 1, key(2), (ME, ALICE, ME))  # a repeated member is kept once
+    # A concurrent rotation: a second key for epoch 2.
+    store.add_room_key(ROOM, 2, key(0), [ME, CAROL])
+    assert store.room_keys(ROOM) == [
+        RoomKeyRow(ROOM, 2, key(0), frozenset({ME, CAROL})),
+        RoomKeyRow(ROOM, 2, key(3), frozenset({ALICE, BOB, ME})),
+        RoomKeyRow(ROOM, 1, key(2), frozenset({ALICE, ME})),
+        RoomKeyRow(ROOM, 0, key(1), frozenset({ME})),
+    ]
+    members = store._conn.execute(
+        "SELECT members FROM room_keys WHERE epoch = 2 AND key = ?", (key(3),)
+    ).fetchone()[0]
+    assert members == ALICE + BOB + ME  # sorted and concatenated
+    assert store.room_keys(OTHER) == []
+
+
+def test_a_repeated_room_key_is_ignored(store: Store) -> None:
+    room(store)
+    store.add_room_key(ROOM, 4, key(1), [ME, ALICE])
+    store.add_room_key(ROOM, 4, key(1), [ME])  # the first members stay
+    assert store.room_keys(ROOM) == [RoomKeyRow(ROOM, 4, key(1), frozenset({ME, ALICE}))]
+
+
+def test_room_keys_are_checked(store: Store) -> None:
+    room(store)
+    with pytest.raises(LocalProtocolError):
+        store.add_room_key(ROOM, 0, key(1), [ME, b"short"])
+    with pytest.raises(StoreError):
+        store.add_room_key(ROOM, 0, b"short key", [ME])
+    assert store.room_keys(ROOM) == []
+
+
+def test_room_keys_keep_the_newest_64_epochs(store: Store) -> None:
+    assert MAX_ROOM_EPOCHS == 64
+    room(store)
+    room(store, OTHER, name="other")
+    store.add_room_key(OTHER, 0, key(0), [ME])
+    with store.transaction():
+        for epoch in range(MAX_ROOM_EPOCHS):
+            store.add_room_key(ROOM, epoch, key(epoch), [ME])
+    store.add_room_key(ROOM, 10, key(200), [ME])  # a second key in epoch 10
+    assert len(store.room_keys(ROOM)) == MAX_ROOM_EPOCHS + 1
+    assert store.room_keys(ROOM)[-1].epoch == 0
+
+    store.add_room_key(ROOM, MAX_ROOM_EPOCHS, key(99), [ME])
+    epochs = [k.epoch for k in store.room_keys(ROOM)]
+    assert epochs[0] == MAX_ROOM_EPOCHS and epochs[-1] == 1
+    assert len(set(epochs)) == MAX_ROOM_EPOCHS
+    assert epochs.count(10) == 2  # both keys of a kept epoch stay
+
+    # Epochs may jump; the oldest ones go, whole epochs at a time.
+    store.add_room_key(ROOM, 1000, key(100), [ME])
+    store.add_room_key(ROOM, 1001, key(101), [ME])
+    epochs = [k.epoch for k in store.room_keys(ROOM)]
+    assert len(set(epochs)) == MAX_ROOM_EPOCHS
+    assert epochs[-1] == 3 and 10 in epochs
+
+    # A key older than every kept epoch is dropped at once.
+    store.add_room_key(ROOM, 0, key(0), [ME])
+    assert min(k.epoch for k in store.room_keys(ROOM)) == 3
+    # Other rooms are not trimmed by this one.
+    assert len(store.room_keys(OTHER)) == 1
+
+
+# --- messages -----------------------------------------------------------------------
+
+
+def test_add_room_message_returns_the_row_and_deduplicates(store: Store) -> None:
+    room(store)
+    room(store, OTHER, name="other")
+    added = message(store, 1)
+    assert added == RoomMessage(
+        added.seq if added else 0, ROOM, mid(1), ALICE, 1, 1001, 2001, "text 1", False
+    )
+    assert store.room_history(ROOM) == [added]
+    # The same msg_id again in this room (a retransmission, another path): ignored.
+    assert message(store, 1, clock=99, author=BOB) is None
+    assert store.room_history(ROOM) == [added]
+    # ...but the same msg_id in another room is another message.
+    assert message(store, 1, OTHER) is not None
+    # In a transaction, too.
+    with store.transaction():
+        assert message(store, 1) is None
+        assert message(store, 2) is not None
+    assert [m.msg_id for m in store.room_history(ROOM)] == [mid(1), mid(2)]
+
+
+def test_room_history_is_in_room_order_and_pages_backwards(store: Store) -> None:
+    room(store)
+    room(store, OTHER, name="other")
+    # Inserted out of order; clocks tie between 3 and 4, broken by msg_id.
+    for n, clock in ((5, 4), (1, 1), (4, 3), (3, 3), (2, 2), (7, 6), (6, 5)):
+        message(store, n, clock=clock)
+    message(store, 50, OTHER, clock=4)
+    order = [mid(n) for n in (1, 2, 3, 4, 5, 6, 7)]
+    assert [m.msg_id for m in store.room_history(ROOM)] == order
+    assert [m.msg_id for m in store.room_history(ROOM, limit=3)] == order[-3:]
+    page = store.room_history(ROOM, limit=2, before=(3, mid(4)))
+    assert [m.msg_id for m in page] == [mid(2), mid(3)]
+    assert store.room_history(rid(9)) == []
+    walked: list[bytes] = []
+    before: tuple[int, bytes] | None = None
+    while page := store.room_history(ROOM, limit=3, before=before):
+        walked[:0] = [m.msg_id for m in page]
+        before = (page[0].clock, page[0].msg_id)
+    assert walked == order
+
+
+def test_room_max_clock(store: Store) -> None:
+    room(store)
+    room(store, OTHER, name="other")
+    assert store.room_max_clock(ROOM) == 0
+    message(store, 1, clock=7)
+    message(store, 2, clock=3)
+    message(store, 3, OTHER, clock=100)
+    assert store.room_max_clock(ROOM) == 7
+
+
+def test_room_message_ids_newest_first(store: Store) -> None:
+    room(store)
+    room(store, OTHER, name="other")
+    for n, clock in ((1, 1), (2, 5), (3, 3), (4, 5)):
+        message(store, n, clock=clock)
+    message(store, 9, OTHER, clock=10)
+    assert store.room_message_ids(ROOM, limit=10) == [mid(4), mid(2), mid(3), mid(1)]
+    assert store.room_message_ids(ROOM, limit=2) == [mid(4), mid(2)]
+    assert store.room_message_ids(ROOM, limit=0) == []
+    assert store.room_message_ids(rid(9), limit=5) == []
+
+
+def test_room_envelopes_for_the_ids_we_have(store: Store) -> None:
+    room(store)
+    room(store, OTHER, name="other")
+    for n, clock in ((1, 1), (2, 5), (3, 3)):
+        message(store, n, clock=clock)
+    message(store, 4, OTHER)
+    asked = [mid(1), mid(3), mid(99), mid(2), mid(4), mid(1)]
+    assert store.room_envelopes(ROOM, asked) == [
+        (mid(2), b"sealed 2"),
+        (mid(3), b"sealed 3"),
+        (mid(1), b"sealed 1"),
+    ]
+    assert store.room_envelopes(ROOM, []) == []
+    assert store.room_envelopes(OTHER, iter(asked)) == [(mid(4), b"sealed 4")]
+
+
+def test_room_envelopes_of_many_ids(store: Store) -> None:
+    room(store)
+    with store.transaction():
+        for n in range(1200):
+            message(store, n)
+    found = store.room_envelopes(ROOM, (mid(n) for n in range(0, 2400, 2)))
+    assert [msg_id for msg_id, _ in found] == [mid(n) for n in range(1198, -1, -2)]
+
+
+def test_unread_counts_and_mark_read(store: Store) -> None:
+    room(store)
+    room(store, OTHER, name="other")
+    message(store, 1)
+    message(store, 2, author=ME, read=True)  # our own: stored read
+    message(store, 3)
+    message(store, 4, OTHER)
+    assert store.room_unread(ROOM) == 2
+    assert [m.read for m in store.room_history(ROOM)] == [False, True, False]
+    assert store.mark_room_read(ROOM) == 2
+    assert store.room_unread(ROOM) == 0
+    assert all(m.read for m in store.room_history(ROOM))
+    assert store.mark_room_read(ROOM) == 0
+    assert store.room_unread(OTHER) == 1
+    assert store.room_unread(rid(9)) == 0
+
+
+def test_writes_join_an_outer_transaction(store: Store) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.transaction():
+        room(store)
+        store.add_room_key(ROOM, 0, key(1), [ME])
+        message(store, 1)
+        store.set_room_clock(ROOM, 5)
+        raise Boom
+    assert tables(store) == {"rooms": 0, "room_keys": 0, "room_messages": 0}
+
+    with store.transaction():
+        room(store)
+        store.add_room_key(ROOM, 0, key(1), [ME])
+        message(store, 1)
+        store.mark_room_read(ROOM)
+    assert tables(store) == {"rooms": 1, "room_keys": 1, "room_messages": 1}
+    assert store.room_unread(ROOM) == 0
+
+
+# --- upgrade and scale --------------------------------------------------------------
+
+
+def test_a_version_1_database_is_upgraded_and_keeps_its_rows(db_path: Path) -> None:
+    assert SCHEMA_VERSION == 2
+    with open_store(db_path, migrations=MIGRATIONS[:1]) as old:
+        assert old.schema_version == 1
+        old.add_contact(ALICE, petname="A", now=1)
+        old.add_incoming(msg_id=mid(1), peer=ALICE, clock=1, sent_at=2, received_at=3, text="hi")
+    with open_store(db_path) as new:
+        assert new.schema_version == 2
+        assert new._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        contact = new.contact(ALICE)
+        assert contact is not None and contact.petname == "A"
+        kept = new.message(mid(1))
+        assert kept is not None and kept.text == "hi"
+        assert new.rooms() == []
+        room(new)
+        new.add_room_key(ROOM, 0, key(1), [ME])
+        assert message(new, 2) is not None
+    with open_store(db_path) as again:
+        assert again.schema_version == 2
+        assert [m.msg_id for m in again.room_history(ROOM)] == [mid(2)]
+        assert again.message(mid(1)) is not None
+
+
+def test_the_latest_page_of_a_long_room_is_fast(store: Store) -> None:
+    count = 100_000
+    room(store)
+    room(store, OTHER, name="other")
+    started = time.perf_counter()
+    with store.transaction():
+        for n in range(count):
+            message(store, n, clock=n, read=n < count - 10)
+    inserted = time.perf_counter() - started
+    message(store, count + 1, OTHER)
+
+    started = time.perf_counter()
+    page = store.room_history(ROOM)
+    elapsed = time.perf_counter() - started
+    print(f"\n100k room rows inserted in {inserted:.2f} s; latest page in {elapsed * 1000:.2f} ms")
+    assert [m.clock for m in page] == list(range(count - 50, count))
+    assert elapsed < 0.5
+
+    started = time.perf_counter()
+    older = store.room_history(ROOM, before=(page[0].clock, page[0].msg_id))
+    ids = store.room_message_ids(ROOM, limit=64)
+    top = store.room_max_clock(ROOM)
+    unread = store.room_unread(ROOM)
+    elapsed = time.perf_counter() - started
+    print(f"older page, digest ids, max clock and unread in {elapsed * 1000:.2f} ms")
+    assert [m.clock for m in older] == list(range(count - 100, count - 50))
+    assert ids == [mid(n) for n in range(count - 1, count - 65, -1)]
+    assert top == count - 1
+    assert unread == 10
+    assert elapsed < 0.5
+
+    def plan(sql: str, params: tuple[object, ...]) -> str:
+        rows = store._conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        return " ".join(str(row[-1]) for row in rows)
+
+    paging = plan(
+        "SELECT * FROM room_messages WHERE room_id = ? AND (clock, msg_id) < (?, ?) "
+        "ORDER BY clock DESC, msg_id DESC LIMIT 50",
+        (ROOM, 10, mid(10)),
+    )
+    assert "room_messages_by_room" in paging and "TEMP B-TREE" not in paging
+    assert "room_messages_unread" in plan(
+        "SELECT count(*) FROM room_messages WHERE room_id = ? AND read = 0", (ROOM,)
+    )
