@@ -50,6 +50,7 @@ from p2pchat.net.node import (
     Presence,
     open_node,
 )
+from p2pchat.net.rooms import RoomChanged, RoomEvent, RoomGone, RoomInvited, RoomMessageIn
 from p2pchat.net.server import open_secure_connection
 from p2pchat.profile import Profile, ProfileLock, open_profile, resolve_home
 from p2pchat.session.core import SUPPORTED_VERSIONS
@@ -496,12 +497,12 @@ async def _print_events(
             out.event(event.name, event.text, **event.fields)
         elif isinstance(event, MessageIn | Receipt | ContactRequest):
             _print_chat_event(node, event, out)
+        elif isinstance(event, RoomMessageIn | RoomInvited | RoomChanged | RoomGone):
+            _print_room_event(node, event, out)
 
 
 def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
-    presence = node.presence_of(event.peer_id)
-    contact = node.store.contact(decode_peer_id(event.peer_id)) if node.store else None
-    nick = (contact.name if contact else "") or (presence.nick if presence else "")
+    nick = _nick(node, event.peer_id)
     shown = nick or event.peer_id[:12] + "…"
     if isinstance(event, MessageIn):
         waits = " (waiting in requests)" if event.request else ""
@@ -537,6 +538,62 @@ def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
         )
 
 
+def _print_room_event(node: Node, event: RoomEvent, out: _EventPrinter) -> None:
+    room = node.rooms.rooms.get(bytes.fromhex(event.room_id)) if node.rooms else None
+    called = room.name if room else event.room_id[:8]
+    if isinstance(event, RoomMessageIn):
+        nick = _nick(node, event.author)
+        shown = "me" if event.own else nick or event.author[:12] + "…"
+        out.event(
+            "room_message",
+            f"[{called}] {shown}: {event.text}",
+            room=event.room_id,
+            msg_id=event.msg_id,
+            **{"from": event.author},
+            nick=nick,
+            text=event.text,
+            time=event.time,
+            clock=event.clock,
+            own=event.own,
+        )
+    elif isinstance(event, RoomInvited):
+        nick = _nick(node, event.inviter)
+        out.event(
+            "room_invite",
+            f'invitation to room "{event.name}" ({event.room_id}) from '
+            f"{nick or event.inviter[:12] + '…'}",
+            room=event.room_id,
+            name=event.name,
+            **{"from": event.inviter},
+            nick=nick,
+        )
+    elif isinstance(event, RoomChanged):
+        out.event(
+            "room_changed",
+            f'room "{event.name}" ({event.room_id}): epoch {event.epoch}, '
+            f"members: {len(event.members)}",
+            room=event.room_id,
+            name=event.name,
+            epoch=event.epoch,
+            members=list(event.members),
+        )
+    else:
+        how = "you left" if event.reason == "left" else "you were removed"
+        out.event(
+            "room_gone",
+            f"room {event.room_id}: {how}",
+            room=event.room_id,
+            reason=event.reason,
+        )
+
+
+def _nick(node: Node, peer_id: str) -> str:
+    """The contact's name, else the presence nick, else ""."""
+    contact = node.store.contact(decode_peer_id(peer_id)) if node.store else None
+    presence = node.presence_of(peer_id)
+    return (contact.name if contact else "") or (presence.nick if presence else "")
+
+
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
     async for _ in signals:
         stop.set()
@@ -548,7 +605,7 @@ class _EventPrinter:
         self.stream = stream
         self.as_json = as_json
 
-    def event(self, name: str, line: str, **fields: Any) -> None:
+    def event(self, name: str, line: str, /, **fields: Any) -> None:
         if self.as_json:
             _print_json({"event": name, **fields}, self.stream)
         else:

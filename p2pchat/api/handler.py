@@ -18,21 +18,29 @@ from p2pchat.api.protocol import (
     ApiError,
     contact_json,
     float_arg,
+    hex_id,
     int_arg,
+    invitation_json,
     message_json,
     peer_arg,
     request_json,
+    room_arg,
+    room_json,
+    room_message_json,
     str_arg,
 )
+from p2pchat.chat.rooms import Room
 from p2pchat.chat.rules import MessageState
 from p2pchat.errors import P2PChatError
 from p2pchat.identity import Identity, encode_peer_id, fingerprint, safety_number
 from p2pchat.mesh.presence import text_problem
 from p2pchat.net.chat import ChatService, Receipt
 from p2pchat.net.node import Node, NodeEvent, Presence
+from p2pchat.net.rooms import RoomService
 from p2pchat.store import Contact, Store
 
 log = logging.getLogger("p2pchat.api")
+ANCHOR_PAGE = 1000  # room messages read per step when looking for a `before` message
 FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -66,6 +74,17 @@ class ApiHandler:
             "verify": self.verify,
             "set_status": self.set_status,
             "peers": self.peers,
+            "rooms": self.rooms,
+            "room_create": self.room_create,
+            "room_invite": self.room_invite,
+            "room_join": self.room_join,
+            "room_decline": self.room_decline,
+            "room_leave": self.room_leave,
+            "room_remove": self.room_remove,
+            "room_send": self.room_send,
+            "room_history": self.room_history,
+            "room_members": self.room_members,
+            "room_read": self.room_read,
             "version": self.version,
             "quit": self.quit,
         }
@@ -234,6 +253,92 @@ class ApiHandler:
             ]
         }
 
+    # ------------------------------------------------------------------ rooms
+
+    async def rooms(self, command: dict[str, Any]) -> dict[str, Any]:
+        service = self._rooms()
+        joined = sorted(service.rooms.values(), key=lambda r: (r.name.casefold(), r.room_id))
+        invitations = sorted(service.invitations(), key=lambda i: (i.name.casefold(), i.room_id))
+        return {
+            "rooms": [
+                {**room_json(room), "unread": self.store.room_unread(room.room_id)}
+                for room in joined
+            ],
+            "invitations": [invitation_json(invitation) for invitation in invitations],
+        }
+
+    async def room_create(self, command: dict[str, Any]) -> dict[str, Any]:
+        name = str_arg(command, "name")
+        return {"room": room_json(self._rooms().create(name))}
+
+    async def room_invite(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        peer = peer_arg(command, "id")
+        return {"room": room_json(self._rooms().invite(room_id, peer))}
+
+    async def room_join(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {"room": room_json(self._rooms().join(room_arg(command)))}
+
+    async def room_decline(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        self._rooms().decline(room_id)
+        return {"room": room_id.hex()}
+
+    async def room_leave(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        self._rooms().leave(room_id)
+        return {"room": room_id.hex()}
+
+    async def room_remove(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        member = peer_arg(command, "id")
+        return {"room": room_json(self._rooms().remove(room_id, member))}
+
+    async def room_send(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        text = str_arg(command, "text")
+        stored = self._rooms().send(room_id, text)
+        return {
+            "room": room_id.hex(),
+            "msg_id": stored.msg_id.hex(),
+            "time": stored.sent_at,
+            "clock": stored.clock,
+        }
+
+    async def room_history(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        room = self._joined(room_id)
+        limit = int_arg(command, "limit", 50, 1, 10_000)
+        before = None
+        if "before" in command:
+            anchor = hex_id(str_arg(command, "before"), "before", "a message id")
+            before = self._room_anchor(room_id, anchor)
+        rows = self.store.room_history(room_id, limit=limit, before=before)
+        me = self.identity.public_key
+        return {
+            "room": room_id.hex(),
+            "name": room.name,
+            "messages": [room_message_json(m, me) for m in rows],
+        }
+
+    async def room_members(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        listed = self._rooms().members(room_id)
+        return {
+            "room": room_id.hex(),
+            "members": [
+                {"id": encode_peer_id(member), "name": self._name(member), "online": online}
+                for member, online in listed
+            ],
+        }
+
+    async def room_read(self, command: dict[str, Any]) -> dict[str, Any]:
+        room_id = room_arg(command)
+        self._joined(room_id)
+        return {"room": room_id.hex(), "marked": self.store.mark_room_read(room_id)}
+
+    # ------------------------------------------------------------------ the rest
+
     async def version(self, command: dict[str, Any]) -> dict[str, Any]:
         return {"api": API_VERSION, "id": self.identity.peer_id}
 
@@ -279,6 +384,30 @@ class ApiHandler:
         if self.node is None:
             raise ApiError("no node is running for this profile: start p2pchat daemon")
         return self.node
+
+    def _rooms(self) -> RoomService:
+        rooms = self._node().rooms
+        if rooms is None:
+            raise ApiError("this node runs without a message store")
+        return rooms
+
+    def _joined(self, room_id: bytes) -> Room:
+        room = self._rooms().rooms.get(room_id)
+        if room is None:
+            raise ApiError("not a member of that room")
+        return room
+
+    def _room_anchor(self, room_id: bytes, msg_id: bytes) -> tuple[int, bytes]:
+        """The (clock, msg_id) of a stored message of the room, for paging back."""
+        # The store looks messages up by room and position only, so walk back in pages.
+        if self.store.room_envelopes(room_id, [msg_id]):
+            before: tuple[int, bytes] | None = None
+            while page := self.store.room_history(room_id, limit=ANCHOR_PAGE, before=before):
+                for row in page:
+                    if row.msg_id == msg_id:
+                        return row.clock, row.msg_id
+                before = (page[0].clock, page[0].msg_id)
+        raise ApiError('"before": no such message in this room')
 
     def _chat(self) -> ChatService:
         chat = self._node().chat

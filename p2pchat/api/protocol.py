@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from p2pchat.chat.rooms import Room
 from p2pchat.identity import decode_peer_id, encode_peer_id
-from p2pchat.store import Contact, Request, StoredMessage
+from p2pchat.store import Contact, Request, RoomMessage, StoredMessage
+from p2pchat.wire.messages import RoomInvite
 
 API_VERSION = 1
 MAX_LINE_BYTES = 64 * 1024
@@ -55,6 +57,25 @@ def peer_arg(command: dict[str, Any], name: str) -> bytes:
         return decode_peer_id(value)
     except ValueError as exc:
         raise ApiError(f'"{name}": {exc}') from None
+
+
+def room_arg(command: dict[str, Any], name: str = "room") -> bytes:
+    """A room id: 32 hexadecimal digits."""
+    value = command.get(name)
+    if not isinstance(value, str):
+        raise ApiError(f'"{name}" must be a room id (a string of 32 hexadecimal digits)')
+    return hex_id(value, name, "a room id")
+
+
+def hex_id(text: str, name: str, what: str) -> bytes:
+    """16 bytes written as 32 hexadecimal digits (a room or message id)."""
+    try:
+        raw = bytes.fromhex(text) if text.isascii() else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise ApiError(f'"{name}": {what} is 32 hexadecimal digits')
+    return raw
 
 
 def str_arg(command: dict[str, Any], name: str, default: str | None = None) -> str:
@@ -116,4 +137,35 @@ def request_json(request: Request) -> dict[str, Any]:
         "first": request.first_at,
         "last": request.last_at,
         "messages": request.messages,
+    }
+
+
+def room_json(room: Room) -> dict[str, Any]:
+    return {
+        "id": room.room_id.hex(),
+        "name": room.name,
+        "epoch": room.epoch,
+        "members": sorted(encode_peer_id(member) for member in room.members),
+    }
+
+
+def invitation_json(invitation: RoomInvite) -> dict[str, Any]:
+    return {
+        "id": invitation.room_id.hex(),
+        "name": invitation.name,
+        "from": encode_peer_id(invitation.inviter),
+        "members": sorted(encode_peer_id(member) for member in invitation.members),
+    }
+
+
+def room_message_json(message: RoomMessage, me: bytes) -> dict[str, Any]:
+    return {
+        "msg_id": message.msg_id.hex(),
+        "from": encode_peer_id(message.author),
+        "own": message.author == me,
+        "text": message.text,
+        "time": message.sent_at,
+        "received": message.received_at,
+        "clock": message.clock,
+        "read": message.read,
     }

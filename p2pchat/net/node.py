@@ -39,6 +39,7 @@ from p2pchat.mesh.presence import make_record, next_version
 from p2pchat.net.chat import CHAT_MESSAGES, ChatEvent, ChatService, ChatSettings
 from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.links import LinkLimits, LinkManager
+from p2pchat.net.rooms import ROOM_WIRE, RoomEvent, RoomService
 from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.store import Store
@@ -92,7 +93,9 @@ class DiscoveryNote:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-NodeEvent = Listening | PeerConnected | PeerDisconnected | Presence | DiscoveryNote | ChatEvent
+NodeEvent = (
+    Listening | PeerConnected | PeerDisconnected | Presence | DiscoveryNote | ChatEvent | RoomEvent
+)
 
 
 # ---------------------------------------------------------------------- settings
@@ -148,6 +151,7 @@ class Node:
         )
         self.store = settings.store
         self.chat: ChatService | None = None
+        self.rooms: RoomService | None = None
         if settings.store is not None:
             self.chat = ChatService(
                 identity,
@@ -162,6 +166,15 @@ class Node:
                 emit=self._emit,
                 disconnect=partial(self.links.close, code="not-authorized", reason="blocked"),
                 settings=settings.chat,
+                rng=random.Random(self._rng.getrandbits(64)),
+            )
+            self.rooms = RoomService(
+                identity,
+                settings.store,
+                send=self.links.send,
+                online=self._online,
+                relation=self.chat.relation,
+                emit=self._emit,
                 rng=random.Random(self._rng.getrandbits(64)),
             )
 
@@ -250,6 +263,8 @@ class Node:
         self._nursery.start_soon(self.links.reap_idle)
         if self.chat is not None:
             self._nursery.start_soon(self.chat.run)
+        if self.rooms is not None:
+            self._nursery.start_soon(self.rooms.run)
         targets = list(settings.static)
         if settings.known_peers is not None:
             targets = [*settings.known_peers.targets(), *targets]
@@ -358,6 +373,8 @@ class Node:
         if isinstance(message, MESH_MESSAGES) and self.mesh is not None:
             self.mesh.receive(peer, message, trio.current_time())
             self._pump()
+        elif isinstance(message, ROOM_WIRE) and self.rooms is not None:
+            self.rooms.receive(peer, message)
         elif isinstance(message, CHAT_MESSAGES) and self.chat is not None:
             link = self.links.links.get(peer)
             self.chat.receive(peer, message, link.address if link else "")
@@ -434,6 +451,11 @@ class Node:
         self._emit(presence)
         if self.chat is not None and not presence.is_self and presence.status != "offline":
             _guarded(self.chat.peer_online, event.record.owner)
+        if self.rooms is not None and not presence.is_self:
+            if presence.status != "offline":
+                _guarded(self.rooms.peer_online, event.record.owner)
+            else:
+                _guarded(self.rooms.peer_offline, event.record.owner)
 
     def _note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))

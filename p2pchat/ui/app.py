@@ -8,6 +8,7 @@ the same thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
@@ -43,8 +45,9 @@ from p2pchat.net.node import (
     Presence,
     open_node,
 )
+from p2pchat.net.rooms import RoomChanged, RoomGone, RoomInvited, RoomMessageIn, RoomService
 from p2pchat.profile import Profile
-from p2pchat.store import Store
+from p2pchat.store import Store, StoredMessage
 from p2pchat.ui.commands import (
     Command,
     CommandError,
@@ -61,6 +64,7 @@ from p2pchat.ui.people import (
     PRESENCE_MARKS,
     PRESENCE_WORDS,
     Entry,
+    RoomLine,
     Section,
     Seen,
     build_entries,
@@ -155,6 +159,7 @@ class ChatApp(App[None]):
         self._ask_nick = ask_nick
         self._node_scope: trio.CancelScope | None = None
         self._peer: str | None = None  # the open conversation
+        self._room: str | None = None  # or the open room (hex id)
         self._seen: dict[str, Seen] = {}
         self._connected: set[str] = set()
         self._entries: list[Entry] = []
@@ -263,12 +268,31 @@ class ChatApp(App[None]):
         self._update_topbar()
 
     def on_node_event_arrived(self, message: NodeEventArrived) -> None:
-        event = message.event
+        # NoMatches: the app is closing (its widgets are gone) while the node says goodbye.
+        with contextlib.suppress(NoMatches):
+            self._node_event(message.event)
+
+    def _node_event(self, event: NodeEvent) -> None:
         if isinstance(event, MessageIn):
             self._message_in(event)
         elif isinstance(event, Receipt):
             if event.peer_id == self._peer:
                 self.query_one(ConversationView).set_state(bytes.fromhex(event.msg_id), event.state)
+        elif isinstance(event, RoomMessageIn):
+            self._room_message(event)
+        elif isinstance(event, RoomInvited):
+            inviter = self.name_of(decode_peer_id(event.inviter))
+            self.notify(f"{inviter} invites you to #{event.name}: /join {event.name}",
+                        title="Room invitation")  # fmt: skip
+            self._schedule_refresh()
+        elif isinstance(event, RoomChanged | RoomGone):
+            if isinstance(event, RoomGone) and event.room_id == self._room:
+                self._room = None
+                self.query_one(ConversationView).show(self.store, self.me, None, self.name_of)
+                self.notify(f"You {'were removed from' if event.reason == 'removed' else 'left'}"
+                            " the room")  # fmt: skip
+            self._schedule_refresh()
+            self._update_title()
         elif isinstance(event, ContactRequest):
             self.notify(
                 f"{event.nick or 'someone'} wants to talk: /accept or /block",
@@ -288,6 +312,28 @@ class ChatApp(App[None]):
             self._update_topbar()
         if isinstance(event, Presence | PeerConnected | PeerDisconnected):
             self._update_topbar()
+
+    def _room_message(self, event: RoomMessageIn) -> None:
+        room_id = bytes.fromhex(event.room_id)
+        if event.room_id == self._room:
+            author = decode_peer_id(event.author)
+            shown = StoredMessage(0, bytes.fromhex(event.msg_id), room_id, author, event.own,
+                                  event.clock, event.time, event.time, event.text, "")  # fmt: skip
+            self.query_one(ConversationView).add(shown)
+            self.store.mark_room_read(room_id)
+        elif not event.own:
+            now = time.monotonic()
+            if now - self._last_toast.get(event.room_id, -1e9) >= TOAST_EVERY:
+                self._last_toast[event.room_id] = now
+                who = self.name_of(decode_peer_id(event.author))
+                self.notify(
+                    " ".join(event.text.split())[:80], title=f"#{self._room_name(room_id)} · {who}"
+                )
+        self._schedule_refresh()
+
+    def _room_name(self, room_id: bytes) -> str:
+        row = next((r for r in self.store.rooms() if r.room_id == room_id), None)
+        return row.name if row is not None else room_id.hex()[:8]
 
     def _message_in(self, event: MessageIn) -> None:
         stored = self.store.message(bytes.fromhex(event.msg_id))
@@ -333,18 +379,47 @@ class ChatApp(App[None]):
 
     def _refresh_sidebar(self) -> None:
         self._refresh_pending = False
+        if not self.query(Sidebar):
+            return  # closing
         unread = {encode_peer_id(c.peer): c.unread for c in self.store.conversations() if c.unread}
+        rooms = [
+            RoomLine(
+                row.room_id.hex(),
+                row.name,
+                0 if not row.joined else self.store.room_unread(row.room_id),
+                invited=not row.joined,
+            )
+            for row in self.store.rooms()
+        ]
         self._entries = build_entries(
-            self.store.contacts(), self.store.requests(), self._seen.values(), unread
+            self.store.contacts(), self.store.requests(), self._seen.values(), unread, rooms
         )
         sidebar = self.query_one(Sidebar)
-        sidebar.current = self._peer
+        sidebar.current = self._room or self._peer
         sidebar.show(self._entries)
 
     def on_sidebar_chosen(self, message: Sidebar.Chosen) -> None:
-        self.open_conversation(message.entry.peer_id)
+        entry = message.entry
+        if entry.section is Section.ROOMS:
+            if entry.status == "invited":
+                self.notify(f"You are invited to #{entry.name}: /join {entry.name}")
+            else:
+                self.open_room(entry.peer_id)
+            return
+        self.open_conversation(entry.peer_id)
+
+    def open_room(self, room_hex: str) -> None:
+        self._peer, self._room = None, room_hex
+        room_id = bytes.fromhex(room_hex)
+        self.query_one(ConversationView).show(self.store, self.me, room_id, self.name_of,
+                                              room=True)  # fmt: skip
+        self.store.mark_room_read(room_id)
+        self._update_title()
+        self._refresh_sidebar()
+        self.query_one(Composer).focus()
 
     def open_conversation(self, peer_id: str) -> None:
+        self._room = None
         self._peer = peer_id
         peer = decode_peer_id(peer_id)
         self.query_one(ConversationView).show(self.store, self.me, peer, self.name_of)
@@ -374,6 +449,8 @@ class ChatApp(App[None]):
     def name_of(self, key: bytes) -> str:
         if key == self.me:
             return self.profile.nick
+        if len(key) != 32:  # a room id (the conversation pane asks for its "peer")
+            return ""
         peer_id = encode_peer_id(key)
         for entry in self._entries:
             if entry.peer_id == peer_id:
@@ -396,6 +473,9 @@ class ChatApp(App[None]):
 
     def _update_title(self) -> None:
         title = self.query_one("#chat-title", Static)
+        if self._room is not None:
+            title.update(Text(self._room_title(self._room)))
+            return
         if self._peer is None:
             title.update(Text("No conversation open"))
             return
@@ -420,6 +500,8 @@ class ChatApp(App[None]):
         title.update(Text(" · ".join(parts)))  # a peer's nick and note: plain text
 
     def _update_topbar(self) -> None:
+        if not self.screen_stack or not self.query("#topbar"):
+            return  # closing
         own = self.node.presence_of(self.node.peer_id) if self.node else None
         status = own.status if own else self.settings.status
         left = (
@@ -485,6 +567,10 @@ class ChatApp(App[None]):
             self._run_command(command)
 
     def _send(self, text: str, peer_id: str | None = None) -> None:
+        if peer_id is None and self._room is not None:
+            room_id = bytes.fromhex(self._room)
+            self._rooms_call(lambda rooms: rooms.send(room_id, text), "")
+            return
         peer_id = peer_id or self._peer
         if peer_id is None:
             self.notify("Open a conversation first: pick one on the left, or /msg NICK")
@@ -634,6 +720,91 @@ class ChatApp(App[None]):
         ]
         self.notify("\n".join(lines[:20]), title=f"{len(online)} peers", timeout=10)
 
+    # rooms
+
+    def _rooms(self) -> RoomService:
+        if self.node is None or self.node.rooms is None:
+            raise CommandError(self._not_ready())
+        return self.node.rooms
+
+    def _open_room_id(self) -> bytes:
+        if self._room is None:
+            raise CommandError("open a room first (or /create NAME)")
+        return bytes.fromhex(self._room)
+
+    def _rooms_call(
+        self,
+        action: Callable[[RoomService], Any],
+        done: str,
+        then: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Run a room command inside trio; say ``done`` (or the error) when it ran."""
+        rooms, host = self._rooms(), self._host
+        assert host is not None
+
+        def run() -> None:
+            try:
+                result = action(rooms)
+            except ValueError as error:
+                self.notify(str(error), severity="warning")
+                return
+            if done:
+                self.notify(done)
+            if then is not None:
+                self.call_later(then, result)
+            self.call_later(self._refresh_sidebar)
+
+        host.call(run)
+
+    def _cmd_create(self, args: str) -> None:
+        self._rooms_call(lambda rooms: rooms.create(args), f"Room #{args} created: /invite NICK",
+                         lambda room: self.open_room(room.room_id.hex()))  # fmt: skip
+
+    def _cmd_join(self, args: str) -> None:
+        wanted = args.strip().lstrip("#").casefold()
+        matching = [r for r in self.store.rooms()
+                    if r.name.casefold() == wanted or r.room_id.hex() == wanted]  # fmt: skip
+        joined = [r for r in matching if r.joined]
+        if joined:  # already a member: just open it
+            self.open_room(joined[0].room_id.hex())
+            return
+        invited = [r for r in matching if not r.joined]
+        if not invited:
+            raise CommandError(f"no room or invitation called {args!r}")
+        room_id = invited[0].room_id
+        self._rooms_call(lambda rooms: rooms.join(room_id), "",
+                         lambda room: self.open_room(room.room_id.hex()))  # fmt: skip
+
+    def _cmd_leave(self, args: str) -> None:
+        room_id = self._open_room_id()
+        self._rooms_call(lambda rooms: rooms.leave(room_id), "You left the room")
+
+    def _cmd_remove(self, args: str) -> None:
+        room_id = self._open_room_id()
+        peer = decode_peer_id(self._resolve(args))
+        self._rooms_call(lambda rooms: rooms.remove(room_id, peer),
+                         f"{self.name_of(peer)} is removed; the room has a new key")  # fmt: skip
+
+    def _cmd_members(self, args: str) -> None:
+        room_id = self._open_room_id()
+        listed = self._rooms().members(room_id)
+        lines = [f"{'●' if online else '○'} {self.name_of(key)}" for key, online in listed]
+        self.notify("\n".join(lines[:30]), title=f"{len(listed)} members", timeout=10)
+
+    def _room_title(self, room_hex: str) -> str:
+        rows = [r for r in self.store.rooms() if r.room_id.hex() == room_hex]
+        name = rows[0].name if rows else "?"
+        rooms = self.node.rooms if self.node is not None else None
+        room = rooms.rooms.get(bytes.fromhex(room_hex)) if rooms is not None else None
+        if room is None:
+            return f"# {name}"
+        online = sum(1 for m in room.members if m == self.me or self._online_key(m))
+        return f"# {name} · {len(room.members)} members · {online} online"
+
+    def _online_key(self, key: bytes) -> bool:
+        seen = self._seen.get(encode_peer_id(key))
+        return seen is not None and seen.status != "offline"
+
     def _cmd_contacts(self, args: str) -> None:
         self._list_section(Section.CONTACTS, "No contacts yet: pick someone under NEARBY.")
 
@@ -649,6 +820,12 @@ class ChatApp(App[None]):
         self.notify("\n".join(lines), title=section.value.title(), timeout=10)
 
     def _cmd_invite(self, args: str) -> None:
+        if args:  # in a room: invite a contact into it
+            room_id = self._open_room_id()
+            peer = decode_peer_id(self._resolve(args))
+            self._rooms_call(lambda rooms: rooms.invite(room_id, peer),
+                             f"{self.name_of(peer)} is invited")  # fmt: skip
+            return
         node = self.node
         if node is None:
             raise CommandError(self._not_ready())

@@ -48,7 +48,14 @@ _SPECS = (
     _spec("/back", "mark yourself available again"),
     _spec("/msg NICK-OR-ID [TEXT]", "open a conversation, and send TEXT if given", "peer text"),
     _spec("/connect CODE|HOST:PORT", "reach someone by invite code or address", "code"),
-    _spec("/invite", "show a code others can use to reach you"),
+    _spec(
+        "/invite [NICK-OR-ID]", "in a room: invite a contact; else show your invite code", "peer"
+    ),
+    _spec("/create NAME", "create a room and open it", "text"),
+    _spec("/join ROOM", "join a room you were invited to", "text"),
+    _spec("/leave", "leave the open room"),
+    _spec("/members", "list the open room's members"),
+    _spec("/remove NICK-OR-ID", "remove someone from the open room (a new key)", "peer"),
     _spec("/accept NICK-OR-ID", "accept a contact request", "peer"),
     _spec("/block NICK-OR-ID", "block someone: no more messages or requests", "peer"),
     _spec("/unblock NICK-OR-ID", "unblock someone", "peer"),

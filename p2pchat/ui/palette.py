@@ -22,6 +22,10 @@ def palette_items(app: ChatApp) -> list[Item]:
     """Everything the palette offers, conversations first (the quick switcher)."""
     items: list[Item] = []
     for entry in app.entries:
+        if entry.section is Section.ROOMS:
+            action = partial(app.run_line, f"/join {entry.peer_id}")
+            items.append((f"{entry.mark} {entry.name}", action, "open or join the room"))
+            continue
         mark = (
             PRESENCE_MARKS.get(entry.status, "○") if entry.section is not Section.REQUESTS else "?"
         )
@@ -30,6 +34,8 @@ def palette_items(app: ChatApp) -> list[Item]:
              f"open the conversation ({entry.section.value.lower()})")
         )  # fmt: skip
     for entry in app.entries:
+        if entry.section is Section.ROOMS:
+            continue
         if entry.section is Section.REQUESTS:
             items.append((f"Accept {entry.name}", partial(app.run_line, f"/accept {entry.peer_id}"),
                           "make this stranger a contact"))  # fmt: skip

@@ -21,6 +21,7 @@ PRESENCE_WORDS = {"avail": "available", "away": "away", "dnd": "busy", "offline"
 
 class Section(enum.Enum):
     CONTACTS = "CONTACTS"
+    ROOMS = "ROOMS"
     REQUESTS = "REQUESTS"
     NEARBY = "NEARBY"
 
@@ -53,6 +54,8 @@ class Entry:
 
     @property
     def mark(self) -> str:
+        if self.section is Section.ROOMS:
+            return "?" if self.status == "invited" else "#"
         if self.section is Section.REQUESTS:
             return "?"
         return PRESENCE_MARKS.get(self.status, "○")
@@ -70,11 +73,22 @@ def display_name(peer_id: str, contact: Contact | None, seen: Seen | None) -> st
     return short_id(peer_id)
 
 
+@dataclass(frozen=True, slots=True)
+class RoomLine:
+    """A room in the sidebar: joined (with unread messages) or an invitation."""
+
+    room_id: str  # hex
+    name: str
+    unread: int = 0
+    invited: bool = False
+
+
 def build_entries(
     contacts: Iterable[Contact],
     requests: Iterable[Request],
     seen: Iterable[Seen],
     unread: dict[str, int],
+    rooms: Iterable[RoomLine] = (),
 ) -> list[Entry]:
     """The sidebar, section by section: contacts (online first, then by name), pending
     requests (oldest first), and nearby peers that are neither (by name)."""
@@ -100,6 +114,11 @@ def build_entries(
             )
         )
     entries.sort(key=lambda e: (e.blocked, e.status == "offline", e.name.casefold(), e.peer_id))
+    room_entries = [
+        Entry(Section.ROOMS, r.room_id, r.name, "invited" if r.invited else "room", unread=r.unread)
+        for r in rooms
+    ]
+    entries += sorted(room_entries, key=lambda e: (e.status == "invited", e.name.casefold()))
     request_ids: set[str] = set()
     for request in requests:
         peer_id = encode_peer_id(request.peer)
@@ -130,6 +149,8 @@ def _flag_clashes(entries: list[Entry]) -> list[Entry]:
     just two Bobs: either way the user must be able to tell them apart)."""
     owners: dict[str, set[str]] = {}
     for entry in entries:
+        if entry.section is Section.ROOMS:
+            continue  # rooms are not people
         owners.setdefault(entry.name.casefold(), set()).add(entry.peer_id)
     clashing = {name for name, ids in owners.items() if len(ids) > 1}
     if not clashing:
@@ -152,7 +173,7 @@ def _flag_clashes(entries: list[Entry]) -> list[Entry]:
 
 def people_for_lookup(entries: Iterable[Entry]) -> list[tuple[str, str]]:
     """(peer id, name) pairs for resolving what the user typed after /msg and friends."""
-    pairs = {(e.peer_id, e.name) for e in entries}
+    pairs = {(e.peer_id, e.name) for e in entries if e.section is not Section.ROOMS}
     return sorted(pairs, key=lambda pair: (pair[1].casefold(), pair[0]))
 
 

@@ -32,7 +32,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from p2pchat.store import Store, StoredMessage
+from p2pchat.store import RoomMessage, Store, StoredMessage
 
 PAGE = 200
 """Messages read from the store at a time (the first screenful and each older page)."""
@@ -153,6 +153,13 @@ def _day_label(day: date, today: date) -> str:
     return label if day.year == today.year else f"{label} {day.year}"
 
 
+def room_message_as_stored(row: RoomMessage, me: bytes) -> StoredMessage:
+    """A room message in the shape the pane draws: the room is the "peer", the author
+    the sender; room messages have no delivery marks (state "")."""
+    return StoredMessage(row.seq, row.msg_id, row.room_id, row.author, row.author == me,
+                         row.clock, row.sent_at, row.received_at, row.text, "")  # fmt: skip
+
+
 def _order(message: StoredMessage) -> tuple[int, bytes]:
     return (message.clock, message.msg_id)
 
@@ -225,6 +232,7 @@ class ConversationView(ScrollView, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._store: Store | None = None
+        self._room = False
         self._me = b""
         self._peer: bytes | None = None
         self._name_of: Callable[[bytes], str] = lambda key: key.hex()[:8]
@@ -254,12 +262,20 @@ class ConversationView(ScrollView, can_focus=True):
         return len(self._entries)
 
     def show(
-        self, store: Store, me: bytes, peer: bytes | None, name_of: Callable[[bytes], str]
+        self,
+        store: Store,
+        me: bytes,
+        peer: bytes | None,
+        name_of: Callable[[bytes], str],
+        *,
+        room: bool = False,
     ) -> None:
-        """Show the conversation with ``peer`` (its newest page), scrolled to the end."""
+        """Show the conversation with ``peer`` (its newest page), scrolled to the end.
+        ``room``: ``peer`` is a room id, and the page comes from the room's messages."""
         self._store, self._me, self._peer, self._name_of = store, me, peer, name_of
+        self._room = room
         self._names = {}
-        page = [] if peer is None else store.history(peer, limit=PAGE)
+        page = [] if peer is None else self._page(None)
         self._has_more = len(page) == PAGE
         self._entries = [_Entry(message, _local_time(message)) for message in page]
         self._by_id = {entry.message.msg_id: entry for entry in self._entries}
@@ -276,6 +292,13 @@ class ConversationView(ScrollView, can_focus=True):
         else:
             self._end_pending = True
         self.refresh()
+
+    def _page(self, before: tuple[int, bytes] | None) -> list[StoredMessage]:
+        assert self._store is not None and self._peer is not None
+        if self._room:
+            rows = self._store.room_history(self._peer, limit=PAGE, before=before)
+            return [room_message_as_stored(row, self._me) for row in rows]
+        return self._store.history(self._peer, limit=PAGE, before=before)
 
     def add(self, message: StoredMessage) -> None:
         """A new message: shown in its place if it belongs to this conversation."""
@@ -421,7 +444,7 @@ class ConversationView(ScrollView, can_focus=True):
             if self.scroll_offset.y > _NEAR_TOP:
                 return  # the reader moved away (or the conversation changed) meanwhile
             oldest = self._entries[0].message
-            page = self._store.history(self._peer, limit=PAGE, before=(oldest.clock, oldest.msg_id))
+            page = self._page((oldest.clock, oldest.msg_id))
             self._has_more = len(page) == PAGE
             fresh = [
                 _Entry(message, _local_time(message))

@@ -33,7 +33,7 @@ class Sidebar(OptionList):
         options: list[Option] = []
         for section in Section:
             members = [e for e in entries if e.section is section]
-            if section is Section.NEARBY and not members:
+            if section in (Section.NEARBY, Section.ROOMS) and not members:
                 continue
             title = section.value
             if section is Section.REQUESTS:
@@ -52,7 +52,9 @@ class Sidebar(OptionList):
     def _label(self, entry: Entry, width: int) -> Text:
         label = Text(no_wrap=True, overflow="ellipsis")
         style = {"avail": "green", "away": "yellow", "dnd": "red"}.get(entry.status, "dim")
-        label.append(f"{entry.mark} ", style=style if entry.section is not Section.REQUESTS else "")
+        if entry.section in (Section.REQUESTS, Section.ROOMS):
+            style = ""
+        label.append(f"{entry.mark} ", style=style)
         name_style = "bold" if entry.peer_id == self.current else ""
         if entry.blocked:
             name_style = "dim strike"
@@ -64,6 +66,8 @@ class Sidebar(OptionList):
             badges += " ⚠"
         if entry.section is Section.NEARBY:
             badges += " (new)"
+        if entry.status == "invited":
+            badges += " (invited)"
         label.append(badges, style="dim")
         if entry.unread:
             count = str(entry.unread) if entry.unread < 1000 else "999+"

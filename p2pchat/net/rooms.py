@@ -1,0 +1,476 @@
+"""The room service: rooms (p2pchat.chat.rooms) over the room broadcast (mesh.plumtree).
+
+One :class:`~p2pchat.mesh.plumtree.Broadcast` per joined room, over the room's online
+members. Membership changes (invitations, key updates, leaving) travel pairwise over
+the encrypted sessions; room messages are sealed with the room key, signed by their
+author, and carried by the broadcast. Everything is stored before it is shown, and
+the store drops duplicates.
+
+Neighbours: every online member of the room (rooms hold at most 256 members). The
+broadcast prunes redundant links into a tree, so a message costs about one payload
+per member; very large rooms would want a partial overlay (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import trio
+
+from p2pchat.chat.gate import Relation
+from p2pchat.chat.rooms import (
+    Room,
+    RoomKeys,
+    apply_key_update,
+    apply_leave,
+    invite,
+    join,
+    leave,
+    new_room,
+    observe,
+    open_room_message,
+    remove,
+    rotate,
+    rotator,
+    seal_room_message,
+    tick,
+)
+from p2pchat.errors import LocalProtocolError, RemoteProtocolError
+from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.mesh.plumtree import ROOM_MESSAGES, Broadcast
+from p2pchat.store import RoomMessage, Store
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import RoomEnvelope, RoomInvite, RoomKeyUpdate, RoomLeave
+
+log = logging.getLogger("p2pchat.rooms")
+
+PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
+ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
+MAX_PENDING_INVITES = 64  # invitations waiting for the user, from contacts only
+
+
+# ---------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessageIn:
+    room_id: str  # hex
+    msg_id: str  # hex
+    author: str  # peer id
+    text: str
+    time: int
+    clock: int
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInvited:
+    room_id: str
+    name: str
+    inviter: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChanged:
+    """Joined, or the members or key changed; ``members`` are peer ids."""
+
+    room_id: str
+    name: str
+    epoch: int
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomGone:
+    room_id: str
+    reason: str  # "left" | "removed"
+
+
+RoomEvent = RoomMessageIn | RoomInvited | RoomChanged | RoomGone
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class RoomService:
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        *,
+        send: Callable[[bytes, Any], bool],
+        online: Callable[[bytes], bool],
+        relation: Callable[[bytes], Relation],
+        emit: Callable[[RoomEvent], None],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.me = identity.public_key
+        self.store = store
+        self._send = send
+        self._online = online
+        self._relation = relation
+        self._emit = emit
+        self._rng = rng or random.Random()
+        self._codec = Codec()
+        self.rooms: dict[bytes, Room] = {}
+        self._keys: dict[bytes, RoomKeys] = {}
+        self._trees: dict[bytes, Broadcast] = {}
+        self._invites: dict[bytes, tuple[RoomInvite, bytes]] = {}  # room id -> (invite, from)
+        self._unanswered: dict[tuple[bytes, bytes], RoomInvite] = {}  # (room, invitee)
+        self._wake = trio.Event()
+        self._load()
+
+    # ------------------------------------------------------------------ state
+
+    def _load(self) -> None:
+        for row in self.store.rooms():
+            keys = RoomKeys(row.room_id)
+            rows = self.store.room_keys(row.room_id)
+            for key_row in reversed(rows):  # oldest first, so the newest key wins
+                keys.add(key_row.epoch, key_row.key, key_row.members)
+            current = keys.keys(row.epoch)
+            if not current:
+                log.warning("room %s has no key for its epoch %d", row.room_id.hex(), row.epoch)
+                continue
+            key, members = current[0]
+            room = Room(row.room_id, row.name, row.epoch, key, members, row.clock)
+            if row.joined:
+                self.rooms[row.room_id] = room
+                self._keys[row.room_id] = keys
+            else:
+                invitation = RoomInvite(
+                    room_id=row.room_id,
+                    name=row.name,
+                    epoch=row.epoch,
+                    key=key,
+                    members=tuple(sorted(members)),
+                    inviter=row.inviter,
+                )
+                self._invites[row.room_id] = (invitation, row.inviter)
+        for room in self.rooms.values():
+            self._sync_tree(room)  # members come up as the mesh reports them online
+
+    def _save(self, room: Room, *, joined: bool = True, inviter: bytes = b"") -> None:
+        with self.store.transaction():
+            self.store.put_room(
+                room_id=room.room_id,
+                name=room.name,
+                epoch=room.epoch,
+                joined=joined,
+                clock=room.clock,
+                inviter=inviter or self.me,
+                now=_now_ms(),
+            )
+            self.store.add_room_key(room.room_id, room.epoch, room.key, room.members)
+        if joined:
+            self.rooms[room.room_id] = room
+            self._keys.setdefault(room.room_id, RoomKeys(room.room_id)).add_room(room)
+            self._sync_tree(room)
+
+    def _changed(self, room: Room) -> None:
+        members = tuple(sorted(encode_peer_id(m) for m in room.members))
+        self._emit(RoomChanged(room.room_id.hex(), room.name, room.epoch, members))
+
+    # ------------------------------------------------------------------ commands
+
+    def create(self, name: str) -> Room:
+        room = new_room(name, os.urandom(16), os.urandom(32), self.me)
+        self._save(room)
+        self._changed(room)
+        return room
+
+    def invite(self, room_id: bytes, peer: bytes) -> Room:
+        room = self._room(room_id)
+        if self._relation(peer) is not Relation.CONTACT:
+            raise ValueError("invite contacts only: add them first")
+        after, invitation, updates = invite(room, self.me, peer, os.urandom(32))
+        self._save(after)
+        self._send(peer, invitation)
+        self._unanswered[(room_id, peer)] = invitation
+        for member, update in updates:
+            self._send(member, update)
+        self._changed(after)
+        return after
+
+    def join(self, room_id: bytes) -> Room:
+        pending = self._invites.pop(room_id, None)
+        if pending is None:
+            raise ValueError("no invitation to that room")
+        invitation, inviter = pending
+        room = join(invitation, self.me, inviter)
+        self._save(room)
+        self._changed(room)
+        return room
+
+    def decline(self, room_id: bytes) -> None:
+        pending = self._invites.pop(room_id, None)
+        if pending is None:
+            raise ValueError("no invitation to that room")
+        invitation, _inviter = pending
+        # Said to the members, so the inviter stops offering it and they drop us.
+        notice = RoomLeave(room_id=room_id, member=self.me)
+        for member in invitation.members:
+            if member != self.me:
+                self._send(member, notice)
+        self.store.delete_room(room_id)
+
+    def leave(self, room_id: bytes) -> None:
+        room = self._room(room_id)
+        notice, recipients = leave(room, self.me)
+        for member in recipients:
+            self._send(member, notice)
+        self._drop(room_id, "left")
+
+    def remove(self, room_id: bytes, member: bytes) -> Room:
+        room = self._room(room_id)
+        after, updates, notice = remove(room, self.me, member, os.urandom(32))
+        self._save(after)
+        for recipient, update in updates:
+            self._send(recipient, update)
+        self._send(member, notice)
+        self._changed(after)
+        return after
+
+    def send(self, room_id: bytes, text: str) -> RoomMessage:
+        room = self._room(room_id)
+        room, clock = tick(room)
+        now = _now_ms()
+        msg_id = os.urandom(16)
+        envelope = seal_room_message(self.identity, room, msg_id, clock, now, text, os.urandom(24))
+        payload = self._codec.encode(envelope)
+        with self.store.transaction():
+            stored = self.store.add_room_message(
+                room_id=room_id,
+                msg_id=msg_id,
+                author=self.me,
+                clock=clock,
+                sent_at=now,
+                received_at=now,
+                text=text,
+                envelope=payload,
+                read=True,
+            )
+            self.store.set_room_clock(room_id, clock)
+        assert stored is not None
+        self.rooms[room_id] = room
+        tree = self._trees[room_id]
+        tree.broadcast(msg_id, payload, trio.current_time())
+        self._drain(room_id)
+        self._emit(RoomMessageIn(room_id.hex(), msg_id.hex(), self.identity.peer_id, text,
+                                 now, clock, True))  # fmt: skip
+        return stored
+
+    def members(self, room_id: bytes) -> list[tuple[bytes, bool]]:
+        room = self._room(room_id)
+        listed = [(m, m == self.me or self._online(m)) for m in room.members]
+        return sorted(listed, key=lambda pair: (not pair[1], pair[0]))
+
+    def invitations(self) -> list[RoomInvite]:
+        return [invitation for invitation, _ in self._invites.values()]
+
+    def _room(self, room_id: bytes) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise ValueError("not a member of that room")
+        return room
+
+    def _drop(self, room_id: bytes, reason: str) -> None:
+        self.rooms.pop(room_id, None)
+        self._keys.pop(room_id, None)
+        self._trees.pop(room_id, None)
+        self.store.delete_room(room_id)
+        self._emit(RoomGone(room_id.hex(), reason))
+
+    # ------------------------------------------------------------------ inputs
+
+    def receive(self, peer: bytes, message: Any) -> None:
+        try:
+            if isinstance(message, RoomInvite):
+                self._on_invite(peer, message)
+            elif isinstance(message, RoomKeyUpdate):
+                self._on_key_update(peer, message)
+            elif isinstance(message, RoomLeave):
+                self._on_leave(peer, message)
+            else:
+                self._on_broadcast(peer, message)
+        except (RemoteProtocolError, LocalProtocolError) as error:
+            log.info("room input from %s dropped: %s", encode_peer_id(peer), error)
+
+    def _on_invite(self, peer: bytes, invitation: RoomInvite) -> None:
+        if invitation.room_id in self.rooms:
+            return  # a repeat: we joined already
+        if self._relation(peer) is not Relation.CONTACT:
+            raise RemoteProtocolError("an invitation from someone who is not a contact")
+        if len(self._invites) >= MAX_PENDING_INVITES and invitation.room_id not in self._invites:
+            raise RemoteProtocolError("too many pending invitations")
+        join(invitation, self.me, peer)  # checks it: raises if it is not acceptable
+        first = invitation.room_id not in self._invites
+        self._invites[invitation.room_id] = (invitation, peer)
+        with self.store.transaction():
+            self.store.put_room(room_id=invitation.room_id, name=invitation.name,
+                                epoch=invitation.epoch, joined=False, clock=0, inviter=peer,
+                                now=_now_ms())  # fmt: skip
+            self.store.add_room_key(
+                invitation.room_id, invitation.epoch, invitation.key, invitation.members
+            )
+        if first:
+            self._emit(RoomInvited(invitation.room_id.hex(), invitation.name,
+                                   encode_peer_id(peer)))  # fmt: skip
+
+    def _on_key_update(self, peer: bytes, update: RoomKeyUpdate) -> None:
+        room = self.rooms.get(update.room_id)
+        if room is None:
+            pending = self._invites.get(update.room_id)
+            if pending is not None:  # a change before we joined: take it into the invitation
+                invitation, inviter = pending
+                self._invites[update.room_id] = (
+                    replace(invitation, epoch=update.epoch, key=update.key,
+                            members=update.members),
+                    inviter,
+                )  # fmt: skip
+            return
+        after = apply_key_update(room, update, peer, self.me)
+        if after is room:
+            return
+        self._save(replace(after, clock=room.clock))
+        self._changed(after)
+
+    def _on_leave(self, peer: bytes, notice: RoomLeave) -> None:
+        self._unanswered.pop((notice.room_id, peer), None)  # a declined invitation
+        room = self.rooms.get(notice.room_id)
+        if room is None:
+            if notice.member == self.me:
+                self._invites.pop(notice.room_id, None)
+            return
+        after = apply_leave(room, notice, peer, self.me)
+        if after is None:
+            self._drop(notice.room_id, "removed")
+            return
+        if after is room:
+            return
+        if rotator(after) == self.me:  # the one who rotates, so the leaver's key dies
+            after, updates = rotate(after, self.me, os.urandom(32))
+            for member, update in updates:
+                self._send(member, update)
+        self._save(after)
+        self._changed(after)
+
+    def _on_broadcast(self, peer: bytes, message: Any) -> None:
+        tree = self._trees.get(message.topic)
+        room = self.rooms.get(message.topic)
+        if tree is None or room is None or peer not in room.members:
+            return  # not our room, or not a member: nothing to do with it
+        self._unanswered.pop((message.topic, peer), None)
+        tree.neighbour_up(peer, trio.current_time())
+        tree.receive(peer, message, trio.current_time())
+        self._drain(message.topic)
+
+    # ------------------------------------------------------------------ presence
+
+    def peer_online(self, peer: bytes) -> None:
+        now = trio.current_time()
+        for room_id, room in self.rooms.items():
+            if peer in room.members and peer != self.me:
+                self._trees[room_id].neighbour_up(peer, now)
+                self._drain(room_id)
+        for (_room, invitee), invitation in list(self._unanswered.items()):
+            if invitee == peer:
+                self._send(peer, invitation)  # again: they may have missed it
+        self._wake.set()
+
+    def peer_offline(self, peer: bytes) -> None:
+        now = trio.current_time()
+        for room_id, tree in self._trees.items():
+            if peer in tree.neighbours:
+                tree.neighbour_down(peer, now)
+                self._drain(room_id)
+
+    def _sync_tree(self, room: Room) -> None:
+        now = trio.current_time()
+        tree = self._trees.get(room.room_id)
+        if tree is None:
+            tree = self._trees[room.room_id] = Broadcast(
+                room.room_id, now=now, rng=random.Random(self._rng.getrandbits(64))
+            )
+        for peer in list(tree.neighbours):
+            if peer not in room.members:
+                tree.neighbour_down(peer, now)
+        for member in room.members:
+            if member != self.me and self._online(member):
+                tree.neighbour_up(member, now)
+        self._drain(room.room_id)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ broadcast
+
+    def _drain(self, room_id: bytes) -> None:
+        tree = self._trees.get(room_id)
+        if tree is None:
+            return
+        # Whatever fed the tree may have armed a timer (an IHave batch, a graft): the
+        # runner must take its new deadline, or lazy links stay silent.
+        self._wake.set()
+        for peer, message in tree.take_outgoing():
+            self._send(peer, message)
+        for msg_id, payload in tree.take_delivered():
+            try:
+                self._deliver(room_id, msg_id, payload)
+            except (RemoteProtocolError, LocalProtocolError) as error:
+                log.info("room message %s dropped: %s", msg_id.hex(), error)
+
+    def _deliver(self, room_id: bytes, msg_id: bytes, payload: bytes) -> None:
+        envelope = self._codec.decode(payload)
+        if not isinstance(envelope, RoomEnvelope) or envelope.room_id != room_id:
+            raise RemoteProtocolError("a room broadcast that is not this room's envelope")
+        if envelope.msg_id != msg_id:
+            raise RemoteProtocolError("a room envelope under another id")
+        keys = self._keys.get(room_id)
+        room = self.rooms.get(room_id)
+        if keys is None or room is None:
+            return
+        inner = open_room_message(keys, envelope)
+        room = observe(room, inner.clock)
+        now = _now_ms()
+        with self.store.transaction():
+            stored = self.store.add_room_message(
+                room_id=room_id,
+                msg_id=msg_id,
+                author=envelope.author,
+                clock=inner.clock,
+                sent_at=inner.time,
+                received_at=now,
+                text=inner.text,
+                envelope=payload,
+                read=envelope.author == self.me,
+            )
+            self.store.set_room_clock(room_id, room.clock)
+        self.rooms[room_id] = room
+        if stored is not None:
+            own = envelope.author == self.me
+            self._emit(RoomMessageIn(room_id.hex(), msg_id.hex(), encode_peer_id(envelope.author),
+                                     inner.text, inner.time, inner.clock, own))  # fmt: skip
+
+    async def run(self) -> None:
+        while True:
+            deadline = min((tree.next_deadline() for tree in self._trees.values()),
+                           default=float("inf"))  # fmt: skip
+            with trio.move_on_at(deadline):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            try:
+                for room_id, tree in list(self._trees.items()):
+                    if tree.next_deadline() <= now:
+                        tree.tick(now)
+                        self._drain(room_id)
+            except Exception:  # a bug must not stop the rooms (or spin)
+                log.exception("room pass failed")
+                await trio.sleep(1.0)

@@ -1,0 +1,127 @@
+"""Rooms between real nodes over loopback: ten members, catch-up, removal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2pchat.chat.rooms import RoomKeys, open_room_message
+from p2pchat.errors import RemoteProtocolError
+from p2pchat.net.rooms import RoomService
+from p2pchat.wire.codec import Codec
+from tests.net.chatpeers import ChatPeer, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def rooms_of(peer: ChatPeer) -> RoomService:
+    assert peer.node is not None and peer.node.rooms is not None
+    return peer.node.rooms
+
+
+def texts(peer: ChatPeer, room_id: bytes) -> list[str]:
+    assert peer.store is not None
+    return [m.text for m in peer.store.room_history(room_id, limit=10_000)]
+
+
+def invited(peer: ChatPeer, room_id: bytes) -> Callable[[], bool]:
+    return lambda: room_id in rooms_of(peer)._invites
+
+
+def sees_offline(peer: ChatPeer, other: ChatPeer) -> Callable[[], bool]:
+    return lambda: not peer.chat._online(other.key)
+
+
+async def start_all(tmp_path: Path, nursery: trio.Nursery, count: int) -> list[ChatPeer]:
+    peers = [ChatPeer(f"p{i}", tmp_path / f"p{i}") for i in range(count)]
+    for peer in peers:
+        await peer.start(nursery)
+    for peer in peers:
+        for other in peers:
+            if other is not peer:
+                peer.befriend(other)
+    for peer in peers[1:]:
+        peer.introduce(peers[0])
+
+    def everyone_online() -> bool:
+        return all(p.chat._online(q.key) for p in peers for q in peers if p is not q)
+
+    await wait_for(everyone_online, 30, "the mesh to form")
+    return peers
+
+
+async def form_room(peers: list[ChatPeer]) -> bytes:
+    owner = rooms_of(peers[0])
+    room_id = owner.create("lab").room_id
+    for peer in peers[1:]:
+        owner.invite(room_id, peer.key)
+        await wait_for(invited(peer, room_id), 10, "an invitation")
+        rooms_of(peer).join(room_id)
+
+    def settled() -> bool:
+        views = [rooms_of(p).rooms.get(room_id) for p in peers]
+        return all(v is not None and len(v.members) == len(peers) for v in views) and (
+            len({v.epoch for v in views if v is not None}) == 1
+        )
+
+    await wait_for(settled, 20, "every member to hold the same epoch and member list")
+    return room_id
+
+
+async def test_ten_members_catch_up_and_removal(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        peers = await start_all(tmp_path, nursery, 10)
+        room_id = await form_room(peers)
+
+        # A message from any member reaches all.
+        rooms_of(peers[5]).send(room_id, "hello from p5")
+        await wait_for(lambda: all("hello from p5" in texts(p, room_id) for p in peers), 10,
+                       "everyone to get p5's message")  # fmt: skip
+
+        # A member away during 50 messages catches up on return, none lost or duplicated.
+        away = peers[9]
+        await away.stop()
+        for peer in peers[:9]:
+            await wait_for(sees_offline(peer, away), 10, "the leave")
+        for i in range(50):
+            rooms_of(peers[1]).send(room_id, f"while away {i:02d}")
+        await wait_for(lambda: all(len(texts(p, room_id)) == 51 for p in peers[:9]), 10,
+                       "the 50 to reach those online")  # fmt: skip
+        await away.start(nursery)
+        away.introduce(peers[0])
+        await wait_for(lambda: len(texts(away, room_id)) == 51, 20, "the catch-up")
+        await trio.sleep(0.5)
+        got = texts(away, room_id)
+        assert len(got) == len(set(got)) == 51
+        assert got == texts(peers[0], room_id)  # the same order everywhere
+
+        # A removed member cannot read what is said after the removal.
+        removed = peers[8]
+        old_keys: RoomKeys = rooms_of(removed)._keys[room_id]
+        rooms_of(peers[0]).remove(room_id, removed.key)
+        await wait_for(lambda: room_id not in rooms_of(removed).rooms, 10, "the removal")
+
+        def rekeyed() -> bool:
+            epochs = {rooms_of(p).rooms[room_id].epoch for p in peers if p is not removed}
+            return len(epochs) == 1
+
+        await wait_for(rekeyed, 10, "the new epoch everywhere")
+        rooms_of(peers[2]).send(room_id, "after the removal")
+        others = [p for p in peers if p is not removed]
+        await wait_for(lambda: all("after the removal" in texts(p, room_id) for p in others),
+                       10, "the message after the removal")  # fmt: skip
+        assert peers[2].store is not None
+        [(_, payload)] = [
+            pair
+            for pair in peers[2].store.room_envelopes(
+                room_id, [m.msg_id for m in peers[2].store.room_history(room_id, limit=1)]
+            )
+        ]
+        with pytest.raises(RemoteProtocolError):
+            open_room_message(old_keys, Codec().decode(payload))
+        assert removed.store is not None
+        assert "after the removal" not in texts(removed, room_id)
+        nursery.cancel_scope.cancel()
