@@ -194,6 +194,14 @@ class Broadcast:
         deadlines.extend(missing.deadline for missing in self._missing.values())
         return min(deadlines)
 
+    def remember(self, msg_id: bytes, payload: bytes) -> None:
+        """An old message (from the caller's storage, after a restart): known and kept to
+        answer grafts and digests, but neither delivered nor pushed again."""
+        if msg_id in self._received:
+            return
+        self._accept(msg_id, payload, 0, None, 0.0, push=False)
+        self._delivered.pop()  # not news: the caller has it already
+
     def take_outgoing(self) -> list[tuple[bytes, Any]]:
         outgoing, self._outgoing = self._outgoing, []
         return outgoing

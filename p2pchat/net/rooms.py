@@ -53,6 +53,7 @@ log = logging.getLogger("p2pchat.rooms")
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
 MAX_PENDING_INVITES = 64  # invitations waiting for the user, from contacts only
+RESEND_EPOCHS = 8  # key epochs re-sent to a member who comes back
 
 
 # ---------------------------------------------------------------------- events
@@ -384,7 +385,23 @@ class RoomService:
         for (_room, invitee), invitation in list(self._unanswered.items()):
             if invitee == peer:
                 self._send(peer, invitation)  # again: they may have missed it
+        for room_id, room in self.rooms.items():
+            if peer in room.members and peer != self.me:
+                self._resend_keys(room_id, peer)
         self._wake.set()
+
+    def _resend_keys(self, room_id: bytes, peer: bytes) -> None:
+        """A member coming back may have missed key updates while away (and could not
+        read what was said since): send the newest epochs it belongs to, oldest first.
+        Repeats are no-ops on its side; older epochs than its own are refused there."""
+        keys = self._keys.get(room_id)
+        if keys is None:
+            return
+        for epoch in keys.epochs()[-RESEND_EPOCHS:]:
+            for key, members in reversed(keys.keys(epoch)):
+                if peer in members and self.me in members:
+                    self._send(peer, RoomKeyUpdate(room_id=room_id, epoch=epoch, key=key,
+                                                   members=tuple(sorted(members))))  # fmt: skip
 
     def peer_offline(self, peer: bytes) -> None:
         now = trio.current_time()
@@ -400,6 +417,10 @@ class RoomService:
             tree = self._trees[room.room_id] = Broadcast(
                 room.room_id, now=now, rng=random.Random(self._rng.getrandbits(64))
             )
+            # What we stored before a restart still serves other members' catch-up.
+            newest = self.store.room_message_ids(room.room_id, limit=tree.config.cache_max)
+            for msg_id, payload in reversed(self.store.room_envelopes(room.room_id, newest)):
+                tree.remember(msg_id, payload)
         for peer in list(tree.neighbours):
             if peer not in room.members:
                 tree.neighbour_down(peer, now)

@@ -125,3 +125,30 @@ async def test_ten_members_catch_up_and_removal(tmp_path: Path) -> None:
         assert removed.store is not None
         assert "after the removal" not in texts(removed, room_id)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_member_away_during_a_key_change_reads_what_followed(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        peers = await start_all(tmp_path, nursery, 4)
+        ann, bob, cat, dan = peers
+        owner = rooms_of(ann)
+        room_id = owner.create("night shift").room_id
+        for peer in (bob, cat):
+            owner.invite(room_id, peer.key)
+            await wait_for(invited(peer, room_id), 10, "an invitation")
+            rooms_of(peer).join(room_id)
+        await wait_for(lambda: len(rooms_of(cat).rooms[room_id].members) == 3, 10, "3 members")
+        await cat.stop()
+        await wait_for(sees_offline(ann, cat), 10, "cat away")
+        owner.invite(room_id, dan.key)  # a new epoch cat does not hear about
+        await wait_for(invited(dan, room_id), 10, "dan's invitation")
+        rooms_of(dan).join(room_id)
+        for i in range(5):
+            rooms_of(bob).send(room_id, f"new epoch {i}")
+        await wait_for(lambda: len(texts(dan, room_id)) == 5, 10, "dan reads the new epoch")
+        await cat.start(nursery)
+        cat.introduce(ann)
+        await wait_for(lambda: len(texts(cat, room_id)) == 5, 20, "cat catches up")
+        assert texts(cat, room_id) == texts(bob, room_id)
+        assert rooms_of(cat).rooms[room_id].epoch == rooms_of(ann).rooms[room_id].epoch
+        nursery.cancel_scope.cancel()
