@@ -13,16 +13,13 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import trio
+from perfdoc import write_section
 
 from p2pchat.identity import Identity
 from p2pchat.mesh.sim import Report, SimSettings, simulate
 from p2pchat.net.node import Node, NodeSettings, crashable_node
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
-START, END = "<!-- mesh-bench:start -->", "<!-- mesh-bench:end -->"
 
 
 def sim_runs(quick: bool) -> list[tuple[str, Report]]:
@@ -154,14 +151,7 @@ def main() -> int:
     print(text)
     print(f"(bench took {time.perf_counter() - started:.0f} s)")
     if args.write:
-        doc = DOC.read_text(encoding="utf-8")
-        block = f"{START}\n{text}\n{END}"
-        if START in doc:
-            head, rest = doc.split(START, 1)
-            doc = head + block + rest.split(END, 1)[1]
-        else:
-            doc += f"\n## Mesh (`python bench/mesh.py --write`)\n\n{block}\n"
-        DOC.write_text(doc, encoding="utf-8")
+        write_section("mesh", "Mesh (`python bench/mesh.py --write`)", text)
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import os
 import shutil
 import statistics
@@ -32,6 +31,7 @@ from functools import partial
 from pathlib import Path
 
 import trio
+from perfdoc import run_report, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,8 +42,6 @@ from p2pchat.net.node import Node, NodeSettings, open_node
 from p2pchat.net.server import listener_addresses
 from p2pchat.store import Store, open_store
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
-START, END = "<!-- messaging-bench:start -->", "<!-- messaging-bench:end -->"
 TEXT = "x" * 100  # a 100-character message, as in bench/session.py's small messages
 STORE_BATCH = 500  # inserts per transaction in the SQLite baseline and the history fill
 YIELD_EVERY = 200  # send_text calls between trio checkpoints in the throughput burst
@@ -368,26 +366,9 @@ def report(lat: Latency, thr: Throughput, hist: History) -> tuple[list[str], lis
 
 
 def write_doc(lines: list[str], table: list[str], command: str) -> None:
-    block = "\n".join(
-        [
-            START,
-            f"Command: `{command}`; run recorded here on {datetime.date.today().isoformat()}.",
-            "",
-            "```",
-            *lines,
-            "```",
-            "",
-            *table,
-            END,
-        ]
+    write_section(
+        "messaging", "Messaging (`bench/messaging.py`)", run_report(command, lines, table)
     )
-    doc = DOC.read_text(encoding="utf-8")
-    if START in doc:
-        head, rest = doc.split(START, 1)
-        doc = head + block + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + f"\n\n## Messaging (`bench/messaging.py`)\n\n{block}\n"
-    DOC.write_text(doc, encoding="utf-8")
 
 
 def main() -> int:

@@ -22,7 +22,6 @@ Run:  python bench/ui_startup.py [--runs N] [--write] [--importtime]
 from __future__ import annotations
 
 import argparse
-import datetime
 import fcntl
 import json
 import os
@@ -40,9 +39,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from perfdoc import run_report, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "performance.md"
-START, END = "<!-- ui-startup-bench:start -->", "<!-- ui-startup-bench:end -->"
 TARGET_S = 1.0
 COLUMNS, ROWS = 120, 36
 RUN_LIMIT_S = 30.0  # a run that has not drawn (or exited) by then is killed
@@ -283,26 +282,9 @@ def report(
 
 
 def write_doc(lines: list[str], table: list[str], command: str) -> None:
-    block = "\n".join(
-        [
-            START,
-            f"Command: `{command}`; run recorded here on {datetime.date.today().isoformat()}.",
-            "",
-            "```",
-            *lines,
-            "```",
-            "",
-            *table,
-            END,
-        ]
+    write_section(
+        "ui-startup", "UI startup (`bench/ui_startup.py`)", run_report(command, lines, table)
     )
-    doc = DOC.read_text(encoding="utf-8")
-    if START in doc:
-        head, rest = doc.split(START, 1)
-        doc = head + block + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + f"\n\n## UI startup (`bench/ui_startup.py`)\n\n{block}\n"
-    DOC.write_text(doc, encoding="utf-8")
 
 
 def main() -> int:
