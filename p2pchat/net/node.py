@@ -374,7 +374,7 @@ class Node:
             self.mesh.receive(peer, message, trio.current_time())
             self._pump()
         elif isinstance(message, ROOM_WIRE) and self.rooms is not None:
-            self.rooms.receive(peer, message)
+            _guarded(partial(self.rooms.receive, message=message), peer)
         elif isinstance(message, CHAT_MESSAGES) and self.chat is not None:
             link = self.links.links.get(peer)
             self.chat.receive(peer, message, link.address if link else "")
@@ -473,7 +473,8 @@ def _guarded(callback: Any, peer: bytes) -> None:
     try:
         callback(peer)
     except Exception:
-        log.exception("chat: %s failed for %s", callback.__name__, encode_peer_id(peer))
+        name = getattr(callback, "__name__", None) or getattr(callback, "func", callback)
+        log.exception("%s failed for %s", name, encode_peer_id(peer))
 
 
 @contextlib.asynccontextmanager

@@ -54,6 +54,7 @@ PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
 MAX_PENDING_INVITES = 64  # invitations waiting for the user, from contacts only
 RESEND_EPOCHS = 8  # key epochs re-sent to a member who comes back
+MAX_PARKED = 256  # messages per room waiting for their epoch's key
 
 
 # ---------------------------------------------------------------------- events
@@ -126,6 +127,8 @@ class RoomService:
         self._trees: dict[bytes, Broadcast] = {}
         self._invites: dict[bytes, tuple[RoomInvite, bytes]] = {}  # room id -> (invite, from)
         self._unanswered: dict[tuple[bytes, bytes], RoomInvite] = {}  # (room, invitee)
+        # room -> messages of an epoch whose key we lack yet (bounded)
+        self._parked: dict[bytes, dict[bytes, bytes]] = {}
         self._wake = trio.Event()
         self._load()
 
@@ -146,6 +149,8 @@ class RoomService:
             if row.joined:
                 self.rooms[row.room_id] = room
                 self._keys[row.room_id] = keys
+            elif len(self._invites) >= MAX_PENDING_INVITES:
+                self.store.delete_room(row.room_id)  # over the cap (an older version's)
             else:
                 invitation = RoomInvite(
                     room_id=row.room_id,
@@ -233,6 +238,7 @@ class RoomService:
     def remove(self, room_id: bytes, member: bytes) -> Room:
         room = self._room(room_id)
         after, updates, notice = remove(room, self.me, member, os.urandom(32))
+        self._unanswered.pop((room_id, member), None)
         self._save(after)
         for recipient, update in updates:
             self._send(recipient, update)
@@ -284,6 +290,9 @@ class RoomService:
         return room
 
     def _drop(self, room_id: bytes, reason: str) -> None:
+        for key in [k for k in self._unanswered if k[0] == room_id]:
+            del self._unanswered[key]
+        self._parked.pop(room_id, None)
         self.rooms.pop(room_id, None)
         self._keys.pop(room_id, None)
         self._trees.pop(room_id, None)
@@ -302,7 +311,7 @@ class RoomService:
                 self._on_leave(peer, message)
             else:
                 self._on_broadcast(peer, message)
-        except (RemoteProtocolError, LocalProtocolError) as error:
+        except (RemoteProtocolError, LocalProtocolError, ValueError) as error:
             log.info("room input from %s dropped: %s", encode_peer_id(peer), error)
 
     def _on_invite(self, peer: bytes, invitation: RoomInvite) -> None:
@@ -313,7 +322,12 @@ class RoomService:
         if len(self._invites) >= MAX_PENDING_INVITES and invitation.room_id not in self._invites:
             raise RemoteProtocolError("too many pending invitations")
         join(invitation, self.me, peer)  # checks it: raises if it is not acceptable
-        first = invitation.room_id not in self._invites
+        earlier = self._invites.get(invitation.room_id)
+        if earlier is not None and (earlier[1] != peer or invitation.epoch <= earlier[0].epoch):
+            return  # a repeat, or someone else's: the first inviter's newest one stands
+        if earlier is not None:
+            self.store.delete_room(invitation.room_id)  # its older key goes with it
+        first = earlier is None
         self._invites[invitation.room_id] = (invitation, peer)
         with self.store.transaction():
             self.store.put_room(room_id=invitation.room_id, name=invitation.name,
@@ -330,26 +344,42 @@ class RoomService:
         room = self.rooms.get(update.room_id)
         if room is None:
             pending = self._invites.get(update.room_id)
-            if pending is not None:  # a change before we joined: take it into the invitation
+            if pending is not None:  # a change before we joined: checked like any other
                 invitation, inviter = pending
-                self._invites[update.room_id] = (
-                    replace(invitation, epoch=update.epoch, key=update.key,
-                            members=update.members),
-                    inviter,
-                )  # fmt: skip
+                before = join(invitation, self.me, inviter)
+                after = apply_key_update(before, update, peer, self.me)
+                if after is not before:
+                    changed = replace(invitation, epoch=after.epoch, key=after.key,
+                                      members=tuple(sorted(after.members)))  # fmt: skip
+                    self._invites[update.room_id] = (changed, inviter)
+                    self.store.put_room(room_id=after.room_id, name=after.name,
+                                        epoch=after.epoch, joined=False, clock=0,
+                                        inviter=inviter, now=_now_ms())  # fmt: skip
+                    self.store.add_room_key(after.room_id, after.epoch, after.key, after.members)
             return
-        after = apply_key_update(room, update, peer, self.me)
+        try:
+            after = apply_key_update(room, update, peer, self.me)
+        except RemoteProtocolError:
+            if update.epoch == room.epoch and peer in room.members and self.me in update.members:
+                # A concurrent change that lost the tie-break: its key stays readable.
+                self._keys[room.room_id].add(update.epoch, update.key, update.members)
+                self.store.add_room_key(room.room_id, update.epoch, update.key, update.members)
+                self._retry_parked(room.room_id)
+            raise
         if after is room:
             return
         self._save(replace(after, clock=room.clock))
         self._changed(after)
+        self._retry_parked(room.room_id)
 
     def _on_leave(self, peer: bytes, notice: RoomLeave) -> None:
         self._unanswered.pop((notice.room_id, peer), None)  # a declined invitation
         room = self.rooms.get(notice.room_id)
         if room is None:
-            if notice.member == self.me:
-                self._invites.pop(notice.room_id, None)
+            pending = self._invites.get(notice.room_id)
+            if pending is not None and notice.member == self.me and peer in pending[0].members:
+                del self._invites[notice.room_id]  # the invitation was withdrawn
+                self.store.delete_room(notice.room_id)
             return
         after = apply_leave(room, notice, peer, self.me)
         if after is None:
@@ -358,7 +388,11 @@ class RoomService:
         if after is room:
             return
         if rotator(after) == self.me:  # the one who rotates, so the leaver's key dies
-            after, updates = rotate(after, self.me, os.urandom(32))
+            try:
+                after, updates = rotate(after, self.me, os.urandom(32))
+            except ValueError as error:  # out of epochs: keep the room as it is, say why
+                log.warning("room %s cannot rotate: %s", notice.room_id.hex(), error)
+                updates = []
             for member, update in updates:
                 self._send(member, update)
         self._save(after)
@@ -380,14 +414,12 @@ class RoomService:
         now = trio.current_time()
         for room_id, room in self.rooms.items():
             if peer in room.members and peer != self.me:
+                self._resend_keys(room_id, peer)  # keys first: the digest answers follow
                 self._trees[room_id].neighbour_up(peer, now)
                 self._drain(room_id)
         for (_room, invitee), invitation in list(self._unanswered.items()):
             if invitee == peer:
                 self._send(peer, invitation)  # again: they may have missed it
-        for room_id, room in self.rooms.items():
-            if peer in room.members and peer != self.me:
-                self._resend_keys(room_id, peer)
         self._wake.set()
 
     def _resend_keys(self, room_id: bytes, peer: bytes) -> None:
@@ -457,6 +489,13 @@ class RoomService:
         room = self.rooms.get(room_id)
         if keys is None or room is None:
             return
+        if envelope.epoch not in keys.epochs() and envelope.epoch > room.epoch:
+            # A newer epoch whose key has not reached us yet (it travels pairwise, the
+            # message by broadcast): keep it until the key comes, then read it.
+            parked = self._parked.setdefault(room_id, {})
+            if len(parked) < MAX_PARKED:
+                parked[msg_id] = payload
+            return
         inner = open_room_message(keys, envelope)
         room = observe(room, inner.clock)
         now = _now_ms()
@@ -478,6 +517,14 @@ class RoomService:
             own = envelope.author == self.me
             self._emit(RoomMessageIn(room_id.hex(), msg_id.hex(), encode_peer_id(envelope.author),
                                      inner.text, inner.time, inner.clock, own))  # fmt: skip
+
+    def _retry_parked(self, room_id: bytes) -> None:
+        parked = self._parked.pop(room_id, None)
+        for msg_id, payload in (parked or {}).items():
+            try:
+                self._deliver(room_id, msg_id, payload)
+            except (RemoteProtocolError, LocalProtocolError) as error:
+                log.info("parked room message %s dropped: %s", msg_id.hex(), error)
 
     async def run(self) -> None:
         while True:

@@ -713,16 +713,16 @@ class Store:
     def add_room_key(
         self, room_id: bytes, epoch: int, key: bytes, members: Iterable[bytes]
     ) -> None:
-        """Keep the key of ``epoch`` (a repeat is ignored) and the members it was given
-        to; then drop the keys of all but the newest MAX_ROOM_EPOCHS epochs. The room
-        must be stored."""
+        """Keep the key of ``epoch`` and the members it was given to (stored again, the
+        key takes the new list: a leave shrinks it without a new key); then drop the
+        keys of all but the newest MAX_ROOM_EPOCHS epochs. The room must be stored."""
         member_set = set(members)
         if any(len(member) != MEMBER_BYTES for member in member_set):
             raise LocalProtocolError(f"a room member is a {MEMBER_BYTES}-byte identity key")
         with self.transaction():
             self._exec(
                 """INSERT INTO room_keys (room_id, epoch, key, members) VALUES (?, ?, ?, ?)
-                ON CONFLICT (room_id, epoch, key) DO NOTHING""",
+                ON CONFLICT (room_id, epoch, key) DO UPDATE SET members = excluded.members""",
                 (room_id, epoch, key, b"".join(sorted(member_set))),
             )
             # Walks the primary key backwards over at most MAX_ROOM_EPOCHS + 1 epochs.

@@ -32,7 +32,7 @@ from textual.widgets import Footer, Static
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import make_invite, static_targets
-from p2pchat.errors import ProfileError
+from p2pchat.errors import P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
 from p2pchat.net.chat import ChatService, ContactRequest, MessageIn, Receipt
 from p2pchat.net.node import (
@@ -745,7 +745,7 @@ class ChatApp(App[None]):
         def run() -> None:
             try:
                 result = action(rooms)
-            except ValueError as error:
+            except (ValueError, P2PChatError) as error:  # e.g. an invitation that is refused
                 self.notify(str(error), severity="warning")
                 return
             if done:

@@ -177,11 +177,12 @@ def test_room_keys_newest_epoch_first_with_members(store: Store) -> None:
     assert store.room_keys(OTHER) == []
 
 
-def test_a_repeated_room_key_is_ignored(store: Store) -> None:
+def test_a_repeated_room_key_takes_the_new_member_list(store: Store) -> None:
+    """A leave keeps the epoch and key but shrinks the list: it must survive a restart."""
     room(store)
     store.add_room_key(ROOM, 4, key(1), [ME, ALICE])
-    store.add_room_key(ROOM, 4, key(1), [ME])  # the first members stay
-    assert store.room_keys(ROOM) == [RoomKeyRow(ROOM, 4, key(1), frozenset({ME, ALICE}))]
+    store.add_room_key(ROOM, 4, key(1), [ME])  # alice left
+    assert store.room_keys(ROOM) == [RoomKeyRow(ROOM, 4, key(1), frozenset({ME}))]
 
 
 def test_room_keys_are_checked(store: Store) -> None:
