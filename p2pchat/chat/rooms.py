@@ -339,7 +339,11 @@ class RoomLog:
 
 def _key_updates(room: Room, sender: bytes, skip: Set[bytes]) -> list[tuple[bytes, RoomKeyUpdate]]:
     update = RoomKeyUpdate(
-        room_id=room.room_id, epoch=room.epoch, key=room.key, members=tuple(sorted(room.members))
+        room_id=room.room_id,
+        epoch=room.epoch,
+        key=room.key,
+        members=tuple(sorted(room.members)),
+        clock=room.clock,
     )
     return [(member, update) for member in sorted(room.members - skip - {sender})]
 
@@ -375,6 +379,7 @@ def invite(
         key=after.key,
         members=tuple(sorted(after.members)),
         inviter=inviter,
+        clock=after.clock,
     )
     return after, invitation, _key_updates(after, inviter, {new_member})
 
@@ -436,6 +441,7 @@ def apply_key_update(room: Room, update: RoomKeyUpdate, from_member: bytes, own:
         key=update.key,
         members=frozenset(update.members),
         rotated_by=from_member,
+        clock=max(room.clock, _plausible(room.clock, update.clock)),
     )
 
 
@@ -462,6 +468,7 @@ def join(invitation: RoomInvite, own: bytes, from_member: bytes) -> Room:
         key=invitation.key,
         members=frozenset(invitation.members),
         rotated_by=from_member,
+        clock=_plausible(0, invitation.clock),
     )
 
 
@@ -486,6 +493,11 @@ def apply_leave(room: Room, notice: RoomLeave, from_member: bytes, own: bytes) -
     if notice.member == own and from_member in room.members:
         return None
     raise _bad_update("only a member can announce its own leaving or our removal")
+
+
+def _plausible(highest: int, clock: int) -> int:
+    """A clock from a key update or invitation, if believable (else ignored: 0)."""
+    return clock if clock_acceptable(highest, clock) else 0
 
 
 def rotator(room: Room) -> bytes | None:

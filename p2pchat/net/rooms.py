@@ -350,7 +350,8 @@ class RoomService:
                 after = apply_key_update(before, update, peer, self.me)
                 if after is not before:
                     changed = replace(invitation, epoch=after.epoch, key=after.key,
-                                      members=tuple(sorted(after.members)))  # fmt: skip
+                                      members=tuple(sorted(after.members)),
+                                      clock=after.clock)  # fmt: skip
                     self._invites[update.room_id] = (changed, inviter)
                     self.store.put_room(room_id=after.room_id, name=after.name,
                                         epoch=after.epoch, joined=False, clock=0,
@@ -368,7 +369,7 @@ class RoomService:
             raise
         if after is room:
             return
-        self._save(replace(after, clock=room.clock))
+        self._save(after)
         self._changed(after)
         self._retry_parked(room.room_id)
 

@@ -364,9 +364,9 @@ def _check_members(members: tuple[bytes, ...]) -> None:
         raise ValueError("a member is listed twice")
 
 
-def _check_epoch(epoch: int) -> None:
-    if not 0 <= epoch <= MAX_WIRE_INT:
-        raise ValueError("epoch must be from 0 to 2**63 - 1")
+def _check_epoch(value: int) -> None:
+    if not 0 <= value <= MAX_WIRE_INT:
+        raise ValueError("epochs and clocks must be from 0 to 2**63 - 1")
 
 
 @wire_message(45)
@@ -383,9 +383,13 @@ class RoomInvite:
     key: bytes = limit(size=ROOM_KEY_BYTES)
     members: tuple[bytes, ...] = limit(max_len=MAX_ROOM_MEMBERS)
     inviter: bytes = limit(size=32)
+    # The room's Lamport clock as the sender knows it: a newcomer, who cannot read what
+    # came before, starts there, so its first message sorts after the room's past.
+    clock: int = 0
 
     def __post_init__(self) -> None:
         _check_epoch(self.epoch)
+        _check_epoch(self.clock)
         _check_members(self.members)
 
 
@@ -400,9 +404,11 @@ class RoomKeyUpdate:
     epoch: int = limit()  # required: limit() without a default, for mypy
     key: bytes = limit(size=ROOM_KEY_BYTES)
     members: tuple[bytes, ...] = limit(max_len=MAX_ROOM_MEMBERS)
+    clock: int = 0  # the sender's room clock, as in RoomInvite
 
     def __post_init__(self) -> None:
         _check_epoch(self.epoch)
+        _check_epoch(self.clock)
         _check_members(self.members)
 
 

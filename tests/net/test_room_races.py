@@ -97,3 +97,24 @@ async def test_a_losing_concurrent_key_stays_readable(tmp_path: Path) -> None:
     keys: RoomKeys = net.s(low)._keys[room_id]
     assert len(keys.keys(net.s(low).rooms[room_id].epoch)) == 2
     net.close()
+
+
+async def test_a_newcomers_first_message_sorts_after_the_rooms_past(tmp_path: Path) -> None:
+    net = RoomNet(tmp_path, 3)
+    room_id = net.s(0).create("r").room_id
+    net.s(0).invite(room_id, net.keys[1])
+    net.pump()
+    net.s(1).join(room_id)
+    net.pump()
+    for i in range(5):
+        net.s(1).send(room_id, f"before {i}")
+    net.pump()
+    net.s(0).invite(room_id, net.keys[2])
+    net.pump()
+    net.s(2).join(room_id)
+    net.pump()
+    net.s(2).send(room_id, "hi, I am new")
+    net.pump()
+    for index in (0, 1):
+        assert net.texts(index, room_id)[-1] == "hi, I am new"
+    net.close()
