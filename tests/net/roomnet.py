@@ -71,6 +71,16 @@ class RoomNet:
             self.services[dst].receive(src, message)
         self.queue[:0] = held
 
+    def form(self, members: tuple[int, ...] | list[int], name: str = "r") -> bytes:
+        """Node 0 creates a room and invites ``members`` one by one; each joins."""
+        room_id = self.s(0).create(name).room_id
+        for index in members:
+            self.s(0).invite(room_id, self.keys[index])
+            self.pump()
+            self.s(index).join(room_id)
+            self.pump()
+        return room_id
+
     def texts(self, index: int, room_id: bytes) -> list[str]:
         rows = self.stores[self.keys[index]].room_history(room_id, limit=10_000)
         return [row.text for row in rows]

@@ -13,12 +13,7 @@ from tests.net.roomnet import RoomNet
 async def test_a_removed_member_cannot_rewrite_a_pending_invitation(tmp_path: Path) -> None:
     net = RoomNet(tmp_path, 4)
     a, _b, r, v = net.keys
-    room_id = net.s(0).create("r").room_id
-    for index in (1, 2):
-        net.s(0).invite(room_id, net.keys[index])
-        net.pump()
-        net.s(index).join(room_id)
-        net.pump()
+    room_id = net.form((1, 2))
     net.s(0).remove(room_id, r)
     net.s(0).invite(room_id, v)
     net.pump()
@@ -38,12 +33,7 @@ async def test_a_message_that_arrives_before_its_key_is_read_when_the_key_comes(
 ) -> None:
     net = RoomNet(tmp_path, 4)
     _a, _b, c, d = net.keys
-    room_id = net.s(0).create("r").room_id
-    for index in (1, 2):
-        net.s(0).invite(room_id, net.keys[index])
-        net.pump()
-        net.s(index).join(room_id)
-        net.pump()
+    room_id = net.form((1, 2))
     net.s(0).invite(room_id, d)  # a new epoch: hold a's key update to c back
     net.pump(hold=lambda src, dst, m: dst == c and isinstance(m, RoomKeyUpdate))
     held = list(net.queue)
@@ -60,12 +50,7 @@ async def test_a_message_that_arrives_before_its_key_is_read_when_the_key_comes(
 
 async def test_a_leave_survives_a_restart(tmp_path: Path) -> None:
     net = RoomNet(tmp_path, 3)
-    room_id = net.s(0).create("r").room_id
-    for index in (1, 2):
-        net.s(0).invite(room_id, net.keys[index])
-        net.pump()
-        net.s(index).join(room_id)
-        net.pump()
+    room_id = net.form((1, 2))
     leaver = net.keys[2]
     net.s(2).leave(room_id)
     # the rotation that follows is slow to arrive: the leave alone must hold
@@ -79,12 +64,7 @@ async def test_a_leave_survives_a_restart(tmp_path: Path) -> None:
 
 async def test_a_losing_concurrent_key_stays_readable(tmp_path: Path) -> None:
     net = RoomNet(tmp_path, 5)
-    room_id = net.s(0).create("r").room_id
-    for index in (1, 2):
-        net.s(0).invite(room_id, net.keys[index])
-        net.pump()
-        net.s(index).join(room_id)
-        net.pump()
+    room_id = net.form((1, 2))
     # the two members invite someone at the same moment: both make the next epoch
     members = sorted(range(3), key=lambda i: net.keys[i])
     low, high = members[0], members[-1]
@@ -101,11 +81,7 @@ async def test_a_losing_concurrent_key_stays_readable(tmp_path: Path) -> None:
 
 async def test_a_newcomers_first_message_sorts_after_the_rooms_past(tmp_path: Path) -> None:
     net = RoomNet(tmp_path, 3)
-    room_id = net.s(0).create("r").room_id
-    net.s(0).invite(room_id, net.keys[1])
-    net.pump()
-    net.s(1).join(room_id)
-    net.pump()
+    room_id = net.form([1])
     for i in range(5):
         net.s(1).send(room_id, f"before {i}")
     net.pump()
