@@ -129,6 +129,8 @@ class RoomService:
         self._unanswered: dict[tuple[bytes, bytes], RoomInvite] = {}  # (room, invitee)
         # room -> messages of an epoch whose key we lack yet (bounded)
         self._parked: dict[bytes, dict[bytes, bytes]] = {}
+        # room -> (epoch, added, removed): our latest change, re-made if it loses a race
+        self._intents: dict[bytes, tuple[int, frozenset[bytes], frozenset[bytes]]] = {}
         self._wake = trio.Event()
         self._load()
 
@@ -198,6 +200,7 @@ class RoomService:
         if self._relation(peer) is not Relation.CONTACT:
             raise ValueError("invite contacts only: add them first")
         after, invitation, updates = invite(room, self.me, peer, os.urandom(32))
+        self._intents[room_id] = (after.epoch, frozenset((peer,)), frozenset())
         self._save(after)
         self._send(peer, invitation)
         self._unanswered[(room_id, peer)] = invitation
@@ -238,6 +241,7 @@ class RoomService:
     def remove(self, room_id: bytes, member: bytes) -> Room:
         room = self._room(room_id)
         after, updates, notice = remove(room, self.me, member, os.urandom(32))
+        self._intents[room_id] = (after.epoch, frozenset(), frozenset((member,)))
         self._unanswered.pop((room_id, member), None)
         self._save(after)
         for recipient, update in updates:
@@ -316,7 +320,13 @@ class RoomService:
 
     def _on_invite(self, peer: bytes, invitation: RoomInvite) -> None:
         if invitation.room_id in self.rooms:
-            return  # a repeat: we joined already
+            # Already in (say, by an invitation whose change then lost the tie-break):
+            # a new invitation is a key update for us.
+            update = RoomKeyUpdate(room_id=invitation.room_id, epoch=invitation.epoch,
+                                   key=invitation.key, members=invitation.members,
+                                   clock=invitation.clock)  # fmt: skip
+            self._on_key_update(peer, update)
+            return
         if self._relation(peer) is not Relation.CONTACT:
             raise RemoteProtocolError("an invitation from someone who is not a contact")
         if len(self._invites) >= MAX_PENDING_INVITES and invitation.room_id not in self._invites:
@@ -372,6 +382,16 @@ class RoomService:
         self._save(after)
         self._changed(after)
         self._retry_parked(room.room_id)
+        intent = self._intents.get(room.room_id)
+        if intent is not None and intent[0] == update.epoch:
+            # Our own change made this epoch too, and lost the tie-break: make it again
+            # on top of the winner's (§15.3).
+            del self._intents[room.room_id]
+            _, added, removed = intent
+            for member in sorted(added - after.members):
+                self.invite(room.room_id, member)
+            for member in sorted(removed & after.members):
+                self.remove(room.room_id, member)
 
     def _on_leave(self, peer: bytes, notice: RoomLeave) -> None:
         self._unanswered.pop((notice.room_id, peer), None)  # a declined invitation
