@@ -40,7 +40,6 @@ from p2pchat.net.rooms import RoomService
 from p2pchat.store import Contact, Store
 
 log = logging.getLogger("p2pchat.api")
-ANCHOR_PAGE = 1000  # room messages read per step when looking for a `before` message
 FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -399,15 +398,10 @@ class ApiHandler:
 
     def _room_anchor(self, room_id: bytes, msg_id: bytes) -> tuple[int, bytes]:
         """The (clock, msg_id) of a stored message of the room, for paging back."""
-        # The store looks messages up by room and position only, so walk back in pages.
-        if self.store.room_envelopes(room_id, [msg_id]):
-            before: tuple[int, bytes] | None = None
-            while page := self.store.room_history(room_id, limit=ANCHOR_PAGE, before=before):
-                for row in page:
-                    if row.msg_id == msg_id:
-                        return row.clock, row.msg_id
-                before = (page[0].clock, page[0].msg_id)
-        raise ApiError('"before": no such message in this room')
+        row = self.store.room_message(room_id, msg_id)
+        if row is None:
+            raise ApiError('"before": no such message in this room')
+        return row.clock, row.msg_id
 
     def _chat(self) -> ChatService:
         chat = self._node().chat

@@ -599,7 +599,7 @@ class ChatService:
             if msg_id is None or (envelope_id, peer) in self._kept_by:
                 continue
             self._kept_by.add((envelope_id, peer))
-            item = self._outbox_item(msg_id)
+            item = self.store.outbox_item(msg_id)
             if item is not None:
                 self.store.set_relays(msg_id, item.relays + 1)
                 for changed in self.store.advance([msg_id], MessageState.SENT, at=now):
@@ -828,9 +828,6 @@ class ChatService:
                 self._clocks = Clocks()
             self._clocks.seed(peer, self.store.max_clock(peer))
         return self._clocks.highest(peer)
-
-    def _outbox_item(self, msg_id: bytes) -> OutboxItem | None:
-        return self.store.outbox_item(msg_id)
 
 
 def _wire(stored: StoredMessage) -> ChatMessage:

@@ -500,23 +500,32 @@ class Store:
         self, peer: bytes, *, limit: int = 50, before: tuple[int, bytes] | None = None
     ) -> list[StoredMessage]:
         """The newest ``limit`` messages with peer (before ``(clock, msg_id)``), oldest first."""
-        # The row-value comparison is a range on messages_by_conversation, walked
-        # backwards: the cost is the page size, not the conversation length.
-        if before is None:
-            rows = self._all(
-                f"""SELECT {_MESSAGE_COLUMNS} FROM messages WHERE peer = ?
-                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
-                (peer, limit),
-            )
-        else:
-            rows = self._all(
-                f"""SELECT {_MESSAGE_COLUMNS} FROM messages
-                WHERE peer = ? AND (clock, msg_id) < (?, ?)
-                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
-                (peer, before[0], before[1], limit),
-            )
-        rows.reverse()
+        rows = self._page(_MESSAGE_COLUMNS, "messages", "peer", peer, limit, before)
         return [_message(row) for row in rows]
+
+    def _page(
+        self,
+        columns: str,
+        table: str,
+        key_column: str,
+        key: bytes,
+        limit: int,
+        before: tuple[int, bytes] | None,
+    ) -> list[Any]:
+        """The newest ``limit`` rows of one conversation or room before ``before``,
+        oldest first. The row-value comparison is a range on the (key, clock, msg_id)
+        index walked backwards: the cost is the page size, not the history's length."""
+        where = f"{key_column} = ?"
+        params: list[object] = [key]
+        if before is not None:
+            where += " AND (clock, msg_id) < (?, ?)"
+            params += [before[0], before[1]]
+        rows = self._all(
+            f"SELECT {columns} FROM {table} WHERE {where} ORDER BY clock DESC, msg_id DESC LIMIT ?",
+            (*params, limit),
+        )
+        rows.reverse()
+        return rows
 
     def max_clock(self, peer: bytes) -> int:
         return self._count("SELECT max(clock) FROM messages WHERE peer = ?", (peer,))
@@ -776,22 +785,15 @@ class Store:
     ) -> list[RoomMessage]:
         """The newest ``limit`` messages of a room (before ``(clock, msg_id)``), oldest
         first."""
-        # As history(): a backwards range on room_messages_by_room, costing the page size.
-        if before is None:
-            rows = self._all(
-                f"""SELECT {_ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room_id = ?
-                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
-                (room_id, limit),
-            )
-        else:
-            rows = self._all(
-                f"""SELECT {_ROOM_MESSAGE_COLUMNS} FROM room_messages
-                WHERE room_id = ? AND (clock, msg_id) < (?, ?)
-                ORDER BY clock DESC, msg_id DESC LIMIT ?""",
-                (room_id, before[0], before[1], limit),
-            )
-        rows.reverse()
+        rows = self._page(_ROOM_MESSAGE_COLUMNS, "room_messages", "room_id", room_id, limit, before)
         return [_room_message(row) for row in rows]
+
+    def room_message(self, room_id: bytes, msg_id: bytes) -> RoomMessage | None:
+        row = self._one(
+            f"SELECT {_ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room_id = ? AND msg_id = ?",
+            (room_id, msg_id),
+        )
+        return None if row is None else _room_message(row)
 
     def room_max_clock(self, room_id: bytes) -> int:
         """The highest clock of a stored message of the room; 0 if it has none."""
