@@ -14,8 +14,9 @@ fixed size, and everything else is in the store under a cap.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from p2pchat.ratelimit import KeyedBuckets
 
 
 class Relation(enum.Enum):
@@ -44,38 +45,12 @@ class GateLimits:
     tracked: int = 4096  # buckets kept (least recently used dropped first)
 
 
-class _Buckets:
-    """Token buckets keyed by identity or address, in a bounded LRU."""
-
-    __slots__ = ("_burst", "_capacity", "_rate", "_state")
-
-    def __init__(self, rate: float, burst: float, capacity: int) -> None:
-        self._rate = rate
-        self._burst = burst
-        self._capacity = capacity
-        self._state: OrderedDict[object, tuple[float, float]] = OrderedDict()
-
-    def take(self, key: object, now_ms: int) -> bool:
-        tokens, updated = self._state.pop(key, (self._burst, now_ms))
-        tokens = min(self._burst, tokens + (now_ms - updated) / 1000 * self._rate)
-        allowed = tokens >= 1
-        if allowed:
-            tokens -= 1
-        self._state[key] = (tokens, now_ms)
-        while len(self._state) > self._capacity:
-            self._state.popitem(last=False)
-        return allowed
-
-    def __len__(self) -> int:
-        return len(self._state)
-
-
 class ContactGate:
     def __init__(self, limits: GateLimits | None = None) -> None:
         self.limits = limits or GateLimits()
         lim = self.limits
-        self._identities = _Buckets(lim.identity_rate, lim.identity_burst, lim.tracked)
-        self._addresses = _Buckets(lim.address_rate, lim.address_burst, lim.tracked)
+        self._identities = KeyedBuckets(lim.identity_rate, lim.identity_burst, lim.tracked)
+        self._addresses = KeyedBuckets(lim.address_rate, lim.address_burst, lim.tracked)
         self.held = 0
 
     def judge(
@@ -100,13 +75,14 @@ class ContactGate:
         if relation is Relation.CONTACT:
             return Verdict.ADMIT
         lim = self.limits
+        now = now_ms / 1000
         verdict = Verdict.REQUEST if text_chars <= lim.request_chars else Verdict.ANNOUNCE
         if request_messages is None:
-            if pending_requests >= lim.max_requests or not self._addresses.take(address, now_ms):
+            if pending_requests >= lim.max_requests or not self._addresses.take(address, now):
                 verdict = Verdict.HOLD
         elif request_messages >= lim.request_messages or verdict is Verdict.ANNOUNCE:
             verdict = Verdict.HOLD  # a full request, or one that already exists
-        if verdict is not Verdict.HOLD and not self._identities.take(peer, now_ms):
+        if verdict is not Verdict.HOLD and not self._identities.take(peer, now):
             verdict = Verdict.HOLD
         if verdict is Verdict.HOLD:
             self.held += 1
