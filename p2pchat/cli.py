@@ -23,7 +23,8 @@ from p2pchat import __version__
 from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.api.control import answer_lines, call_control, read_lines, serve_control
 from p2pchat.api.handler import ApiHandler
-from p2pchat.api.protocol import API_VERSION
+from p2pchat.api.output import LineOutput
+from p2pchat.api.protocol import API_VERSION, encode_event
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.doctor import run_checks
@@ -42,6 +43,7 @@ from p2pchat.mesh.presence import MAX_STATUS_TEXT, text_problem
 from p2pchat.net.chat import ChatEvent, ChatSettings, ContactRequest, MessageIn, Receipt
 from p2pchat.net.node import (
     DiscoveryNote,
+    EventsDropped,
     Listening,
     Node,
     NodeSettings,
@@ -63,6 +65,7 @@ UI_LOG_FILE = "p2pchat.log"
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+STOP_FLUSH = 3.0  # seconds a stopping daemon waits for stdout to take what is left
 
 log = logging.getLogger("p2pchat")
 
@@ -378,7 +381,34 @@ async def _run_daemon(
     args: argparse.Namespace,
     interfaces: list[str] | None,
 ) -> int:
-    out = _EventPrinter(sys.stdout, as_json=args.json)
+    out = _EventPrinter(_stdout_fd(), as_json=args.json)
+    try:
+        async with trio.open_nursery() as printing:
+            printing.start_soon(out.output.run)
+            code = await _run_daemon_printing(
+                profile, store, host, port, may_fall_back, args, interfaces, out
+            )
+            if code == 0:
+                out.event("stopped", "stopped")
+            # Whatever waits is written before the end, unless nobody reads stdout.
+            with trio.move_on_after(STOP_FLUSH):
+                await out.output.flush()
+            printing.cancel_scope.cancel()
+    finally:
+        out.output.close()
+    return code
+
+
+async def _run_daemon_printing(
+    profile: Profile,
+    store: Store,
+    host: str,
+    port: int,
+    may_fall_back: bool,
+    args: argparse.Namespace,
+    interfaces: list[str] | None,
+    out: _EventPrinter,
+) -> int:
     settings = _node_settings(profile, store, args, host, port, interfaces)
     # Signals are caught from the very start. A signal ends the event loop rather than
     # cancelling the node, so the node can still announce its leave and say goodbye.
@@ -402,8 +432,16 @@ async def _run_daemon(
                 settings.port = 0
                 await _run_node(profile, settings, interfaces, out, stop, args.json)
             nursery.cancel_scope.cancel()
-    out.event("stopped", "stopped")
     return 0
+
+
+def _stdout_fd() -> int | None:
+    """Our own copy of stdout's descriptor (None if the daemon was started without one:
+    fd 1 may then be a file the daemon opened itself)."""
+    try:
+        return os.dup(sys.stdout.fileno())
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 async def _run_node(
@@ -420,8 +458,9 @@ async def _run_node(
         handler = ApiHandler(
             identity, settings.store, node, on_quit=stop.set, on_nick=profile.set_nick
         )
-        tasks.start_soon(_print_events, node, profile, interfaces, out, handler)
+        # The socket first: a program that sees "listening" may use it at once.
         await tasks.start(serve_control, profile.home, handler)
+        tasks.start_soon(_print_events, node, profile, interfaces, out, handler)
         if read_stdin:
             tasks.start_soon(_serve_stdin, handler, out)
         await stop.wait()
@@ -449,7 +488,9 @@ async def _print_events(
     identity = profile.identity
     async for event in node.events:
         handler.observe(event)
-        if isinstance(event, Listening):
+        if isinstance(event, EventsDropped):
+            out.event("dropped", _dropped_text(event.count), count=event.count)
+        elif isinstance(event, Listening):
             port = parse_host_port(event.addresses[0])[1]
             _write_node_state(profile, port, interfaces)
             out.event(
@@ -462,10 +503,9 @@ async def _print_events(
                 api=API_VERSION,
             )
             if not out.as_json:
-                print(
+                out.text(
                     f"peer id: {identity.peer_id}  fingerprint: {identity.fingerprint}  "
-                    f"nick: {profile.nick}",
-                    flush=True,
+                    f"nick: {profile.nick}"
                 )
         elif isinstance(event, PeerConnected):
             out.event(
@@ -601,22 +641,40 @@ async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None
 
 
 class _EventPrinter:
-    def __init__(self, stream: TextIO, *, as_json: bool) -> None:
-        self.stream = stream
+    """Events and answers as lines on stdout (JSON or text), through a LineOutput: a
+    reader that does not keep up loses the oldest lines and finds a "dropped" line."""
+
+    def __init__(self, fd: int | None, *, as_json: bool) -> None:
         self.as_json = as_json
+        self.output = LineOutput(fd, dropped_line=self._dropped_line)
 
     def event(self, name: str, line: str, /, **fields: Any) -> None:
+        count = fields["count"] if name == "dropped" else 1  # an upstream gap stays counted
         if self.as_json:
-            _print_json({"event": name, **fields}, self.stream)
+            self.output.write(encode_event({"event": name, **fields}), count=count)
         else:
-            print(line, file=self.stream, flush=True)
+            self.text(line, count=count)
 
     def json(self, answer: dict[str, Any]) -> None:
         """An API answer: as it is in JSON mode, as a readable line otherwise."""
         if self.as_json:
-            _print_json(answer, self.stream)
+            self.output.write(encode_event(answer))
         else:
-            print(json.dumps(answer, ensure_ascii=False), file=self.stream, flush=True)
+            self.text(json.dumps(answer, ensure_ascii=False))
+
+    def text(self, line: str, *, count: int = 1) -> None:
+        # Text from the network may not be encodable here: replaced, never fatal.
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        self.output.write((line + "\n").encode(encoding, "replace"), count=count)
+
+    def _dropped_line(self, count: int) -> bytes:
+        if self.as_json:
+            return encode_event({"event": "dropped", "count": count})
+        return (_dropped_text(count) + "\n").encode()
+
+
+def _dropped_text(count: int) -> str:
+    return f"(dropped {count} event(s): they were not read fast enough)"
 
 
 # ----------------------------------------------------------------------- ping

@@ -20,39 +20,56 @@ import trio
 
 from p2pchat.api.handler import ApiHandler
 from p2pchat.api.protocol import MAX_LINE_BYTES, ApiError, encode_event, parse_command
+from p2pchat.net.feed import Feed
+from p2pchat.ratelimit import LogLimiter
 
 log = logging.getLogger("p2pchat.api")
+_log = LogLimiter()
 
 CONTROL_FILE = "control.sock"
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux; keep a margin
+RECEIVE_SIZE = 65536
+MAX_CLIENTS = 64  # control clients served at once; more are refused with an error line
+CLIENT_ANSWERS = 64  # answers waiting for a client that does not read (then: disconnected)
+CLIENT_ANSWER_BYTES = 16 * 1024 * 1024  # ... or their bytes, beyond a single answer
+# An answer is as large as the command asked for (a history of 10,000 messages of 4,096
+# characters, escaped to ASCII, is ~500 MB at worst): this only stops a runaway.
+MAX_ANSWER_BYTES = 1024 * 1024 * 1024
+FINAL_FLUSH = 1.0  # seconds a stopping daemon gives each client for answers already made
 
 
-async def read_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes | None]:
-    """Lines from ``stream``; None stands for a line that was too long (and skipped)."""
+async def read_lines(
+    stream: trio.abc.ReceiveStream, max_line: int = MAX_LINE_BYTES
+) -> AsyncIterator[bytes | None]:
+    """Lines from ``stream``; None stands for a line over ``max_line`` bytes (skipped)."""
     buffer = bytearray()
+    scanned = 0  # the first bytes of buffer, known to hold no newline
     skipping = False
     while True:
-        data = await stream.receive_some(65536)
+        data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
             if buffer and not skipping:
                 yield bytes(buffer)
             return
         buffer += data
         while True:
-            end = buffer.find(b"\n")
+            end = buffer.find(b"\n", scanned)  # never rescanned: a long line costs O(n)
             if end < 0:
-                if len(buffer) > MAX_LINE_BYTES:
+                scanned = len(buffer)
+                if len(buffer) > max_line:
                     if not skipping:
                         yield None
                     skipping = True
                     buffer.clear()
+                    scanned = 0
                 break
             line = bytes(buffer[:end])
             del buffer[: end + 1]
+            scanned = 0
             if skipping:
                 skipping = False
                 continue
-            if len(line) > MAX_LINE_BYTES:
+            if len(line) > max_line:
                 yield None
             elif line.strip():
                 yield line
@@ -108,29 +125,104 @@ async def serve_control(
         os.umask(old_umask)
     sock.listen(16)
     listener = trio.SocketListener(sock)
+    clients = _Clients()
     try:
         async with trio.open_nursery() as nursery:
             task_status.started(path)
             while True:
                 stream = await listener.accept()
-                nursery.start_soon(_serve_client, handler, stream)
+                if clients.count >= MAX_CLIENTS:
+                    nursery.start_soon(_refuse, stream)
+                else:
+                    clients.count += 1  # here, not in the task: the next accept may be first
+                    nursery.start_soon(_serve_client, handler, stream, clients)
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
         sock.close()
 
 
-async def _serve_client(handler: ApiHandler, stream: trio.SocketStream) -> None:
-    async def write(answer: dict[str, Any]) -> None:
-        await stream.send_all(encode_event(answer))
+class _Clients:
+    __slots__ = ("count",)
 
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class _Unread(Exception):
+    """A control client does not read its answers."""
+
+
+class _Client:
+    """One client: its commands are answered in order; the answers wait in a bounded
+    queue for a writer task, so a client that stops reading costs a fixed amount of
+    memory, and is disconnected when the queue overflows."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.answers = Feed[bytes](CLIENT_ANSWERS, CLIENT_ANSWER_BYTES)
+        self.line = b""  # the answer being sent, and how much of it went out
+        self.sent = 0
+        self.unread = False
+
+    def write(self, answer: dict[str, Any]) -> None:
+        line = encode_event(answer)
+        if self.answers.put_nowait(line, size=len(line)):
+            self.unread = True
+            raise _Unread
+
+    async def send_answers(self) -> None:
+        try:
+            async for line in self.answers:
+                self.line, self.sent = line, 0
+                await self._send_rest()
+        except trio.Cancelled:
+            # The daemon is stopping: answers already made (that to "quit", say) still
+            # get a moment to go out, unless nobody reads them.
+            if not self.unread:
+                with trio.CancelScope(shield=True), trio.move_on_after(FINAL_FLUSH):
+                    await self._send_rest()
+                    while True:
+                        try:
+                            self.line, self.sent = self.answers.receive_nowait(), 0
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        await self._send_rest()
+            raise
+
+    async def _send_rest(self) -> None:
+        """Send what is left of the current answer, counting every byte that went out
+        (a cancelled socket send sends nothing), so that it can be resumed exactly."""
+        view = memoryview(self.line)
+        while self.sent < len(view):
+            self.sent += await self.stream.socket.send(view[self.sent :])
+
+
+async def _serve_client(handler: ApiHandler, stream: trio.SocketStream, clients: _Clients) -> None:
+    client = _Client(stream)
     try:
-        async with stream:
-            await answer_lines(read_lines(stream), handler, write)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
-        log.debug("control client went away: %s", error)
-    except Exception:  # one client's trouble must not stop the daemon
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_answers)
+            await answer_lines(read_lines(stream), handler, client.write)
+            client.answers.close()  # end of the client's commands: what waits still goes out
+    except* _Unread:
+        if _log.allow("unread", trio.current_time()) is not None:
+            log.info("a control client does not read its answers (over %d waiting): "
+                     "disconnected", CLIENT_ANSWERS)  # fmt: skip
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+        log.debug("control client went away: %s", group.exceptions[0])
+    except* Exception:  # one client's trouble must not stop the daemon
         log.exception("control client failed")
+    finally:
+        clients.count -= 1
+
+
+async def _refuse(stream: trio.SocketStream) -> None:
+    refusal = {"event": "error", "error": f"too many control clients (at most {MAX_CLIENTS})"}
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        async with stream:
+            with trio.move_on_after(1):
+                await stream.send_all(encode_event(refusal))
 
 
 async def call_control(home: Path, command: dict[str, Any]) -> dict[str, Any] | None:
@@ -144,10 +236,13 @@ async def call_control(home: Path, command: dict[str, Any]) -> dict[str, Any] | 
     except OSError:
         sock.close()
         return None
+    problem = "the running node closed the connection without answering"
     async with trio.SocketStream(sock) as stream:
         await stream.send_all(encode_event(command))
-        async for line in read_lines(stream):
-            if line is not None:
-                answer: dict[str, Any] = json.loads(line)
-                return answer
-    return None
+        async for line in read_lines(stream, MAX_ANSWER_BYTES):
+            if line is None:
+                problem = f"the running node's answer is over {MAX_ANSWER_BYTES} bytes"
+                break
+            answer: dict[str, Any] = json.loads(line)
+            return answer
+    return {"event": "error", "cmd": command.get("cmd"), "error": problem}

@@ -26,6 +26,7 @@ from typing import Any
 import trio
 
 from p2pchat.addresses import format_host_port
+from p2pchat.backlog import approx_size
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import KnownPeers, Target
 from p2pchat.discovery.mdns import local_addresses, open_mdns
@@ -38,15 +39,22 @@ from p2pchat.mesh.membership import ONLINE_STATES, State
 from p2pchat.mesh.presence import make_record, next_version
 from p2pchat.net.chat import CHAT_MESSAGES, ChatEvent, ChatService, ChatSettings
 from p2pchat.net.connection import ConnectionConfig
+from p2pchat.net.feed import Feed
 from p2pchat.net.links import LinkLimits, LinkManager
 from p2pchat.net.rooms import ROOM_WIRE, RoomEvent, RoomService
 from p2pchat.net.server import listener_addresses, serve_secure
+from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.store import Store
 
 log = logging.getLogger("p2pchat.node")
 
-EVENT_BUFFER = 65_536  # a burst of 20,000 sends makes 40,000 receipt events
+# Every front end moves events on at each wake-up and never waits for its own reader
+# (each has its own bounded queue), so this only has to hold what the node emits
+# between two scheduling points: a chat batch (2,048 inputs) and the receipts of the
+# windows it frees. When nobody reads at all, the oldest go, with an EventsDropped.
+EVENT_BUFFER = 16_384
+EVENT_BUFFER_BYTES = 16 * 1024 * 1024  # roughly counted (approx_size)
 STATIC_RETRY_MAX = 60.0
 
 
@@ -93,8 +101,22 @@ class DiscoveryNote:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EventsDropped:
+    """``count`` events were dropped here, the oldest first: the reader fell behind."""
+
+    count: int
+
+
 NodeEvent = (
-    Listening | PeerConnected | PeerDisconnected | Presence | DiscoveryNote | ChatEvent | RoomEvent
+    Listening
+    | PeerConnected
+    | PeerDisconnected
+    | Presence
+    | DiscoveryNote
+    | ChatEvent
+    | RoomEvent
+    | EventsDropped
 )
 
 
@@ -132,7 +154,8 @@ class Node:
         self._verified_addresses: set[str] = set()
         self._shown: dict[bytes, tuple[str, str, str, bool]] = {}
         self._wake = trio.Event()
-        self._events_in, self.events = trio.open_memory_channel[NodeEvent](EVENT_BUFFER)
+        self.events = Feed[NodeEvent](EVENT_BUFFER, EVENT_BUFFER_BYTES, marker=EventsDropped)
+        self._drop_log = LogLimiter()
         self.addresses: tuple[str, ...] = ()
         self.mesh: Mesh | None = None
         self.links = LinkManager(
@@ -461,10 +484,11 @@ class Node:
         self._emit(DiscoveryNote(name, text, fields))
 
     def _emit(self, event: NodeEvent) -> None:
-        try:
-            self._events_in.send_nowait(event)
-        except trio.WouldBlock:
-            log.warning("event stream full (nobody reading?): dropped %s", type(event).__name__)
+        if self.events.put_nowait(event, size=approx_size(event)):
+            skipped = self._drop_log.allow("events", time.monotonic())
+            if skipped is not None:
+                log.warning("node events are not read fast enough: the oldest are dropped "
+                            "(%d so far)", self.events.backlog.total_dropped)  # fmt: skip
 
 
 def _guarded(callback: Any, peer: bytes) -> None:

@@ -1,7 +1,8 @@
 """The Textual app: sidebar, conversation, composer and status bar around one node.
 
 The node runs in trio as a guest on Textual's loop (:mod:`p2pchat.ui.host`). Node
-events arrive as Textual messages; commands go into trio with ``host.call`` /
+events arrive through a bounded :class:`EventBridge` (a window that falls behind loses
+the oldest, says so and redraws from the store); commands go into trio with ``host.call`` /
 ``host.spawn``. Reading the store or the node's membership is done directly: it is
 the same thread.
 """
@@ -36,6 +37,7 @@ from p2pchat.errors import P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
 from p2pchat.net.chat import ChatService, ContactRequest, MessageIn, Receipt
 from p2pchat.net.node import (
+    EventsDropped,
     Listening,
     Node,
     NodeEvent,
@@ -58,7 +60,7 @@ from p2pchat.ui.commands import (
     split_status,
     split_target,
 )
-from p2pchat.ui.host import NodeHost
+from p2pchat.ui.host import EventBridge, NodeHost
 from p2pchat.ui.palette import ChatCommands
 from p2pchat.ui.people import (
     PRESENCE_MARKS,
@@ -80,6 +82,7 @@ from p2pchat.ui.widgets.sidebar import Sidebar
 log = logging.getLogger("p2pchat.ui")
 NO_PEERS_AFTER = 10.0  # seconds without any peer before the status bar gives advice
 TOAST_EVERY = 3.0  # seconds between two toasts for the same sender
+DROPPED_EVERY = 5.0  # seconds between two "events were dropped" notices
 
 
 @dataclass
@@ -90,6 +93,10 @@ class NodeUp(Message):
 @dataclass
 class NodeEventArrived(Message):
     event: NodeEvent
+
+
+class NodeEventsWaiting(Message):
+    """Node events wait in the bridge (at most one of these is queued at a time)."""
 
 
 @dataclass
@@ -170,6 +177,13 @@ class ChatApp(App[None]):
         self._advice_asked = False
         self._last_toast: dict[str, float] = {}
         self._last_bell = -1e9
+        self._events = EventBridge[NodeEvent](
+            lambda: self.post_message(NodeEventsWaiting()), count=_stands_for
+        )
+        self._dropped_shown = -1e9
+        self._dropped_unshown = 0
+        self._dropped_timer = False
+        self._resync_pending = False
         if desktop_notifications is None:
             desktop_notifications = bool(
                 shutil.which("notify-send")
@@ -238,8 +252,7 @@ class ChatApp(App[None]):
                 self._node_scope = scope
                 async with open_node(self.profile.identity, self.settings) as node:
                     self.post_message(NodeUp(node))
-                    async for event in node.events:
-                        self.post_message(NodeEventArrived(event))
+                    await self._events.pump(node.events)
         except OSError as error:
             self.post_message(NodeFailed(f"cannot listen: {error.strerror or error}"))
         except Exception as error:  # shown, not only logged: the window must not lie
@@ -272,8 +285,70 @@ class ChatApp(App[None]):
         with contextlib.suppress(NoMatches):
             self._node_event(message.event)
 
+    def on_node_events_waiting(self, message: NodeEventsWaiting) -> None:
+        dropped, events = self._events.take()
+        with contextlib.suppress(NoMatches):
+            if dropped:
+                self._events_dropped(dropped)
+            for event in events:
+                self._node_event(event)
+
+    def _events_dropped(self, count: int) -> None:
+        """The window fell behind and ``count`` node events were dropped: say so (one
+        notice every few seconds at most, with the total) and redraw from the store and
+        the node's membership what those events would have changed."""
+        self._dropped_unshown += count
+        self._show_dropped()
+        if not self._resync_pending:
+            self._resync_pending = True
+            self.set_timer(0.2, self._resync)
+
+    def _show_dropped(self) -> None:
+        wait = self._dropped_shown + DROPPED_EVERY - time.monotonic()
+        if wait > 0:
+            if not self._dropped_timer:
+                self._dropped_timer = True
+                self.set_timer(wait, self._dropped_timer_fired)
+            return
+        if self._dropped_unshown:
+            self._dropped_shown = time.monotonic()
+            count, self._dropped_unshown = self._dropped_unshown, 0
+            self.notify(
+                f"{count} network event(s) were dropped while the window was busy; "
+                "the view is redrawn from what is stored",
+                title="Falling behind",
+                severity="warning",
+            )
+
+    def _dropped_timer_fired(self) -> None:
+        self._dropped_timer = False
+        self._show_dropped()
+
+    def _resync(self) -> None:
+        self._resync_pending = False
+        node = self.node
+        if node is not None and node.mesh is not None:
+            self._seen = {
+                p.peer_id: Seen(p.peer_id, p.nick, p.status, p.status_text)
+                for p in node.members()
+                if not p.is_self
+            }
+            self._connected = set(node.connected())
+        with contextlib.suppress(NoMatches):
+            view = self.query_one(ConversationView)
+            if self._room is not None:
+                view.show(self.store, self.me, bytes.fromhex(self._room), self.name_of,
+                          room=True)  # fmt: skip
+            elif self._peer is not None:
+                view.show(self.store, self.me, decode_peer_id(self._peer), self.name_of)
+            self._refresh_sidebar()
+            self._update_title()
+            self._update_topbar()
+
     def _node_event(self, event: NodeEvent) -> None:
-        if isinstance(event, MessageIn):
+        if isinstance(event, EventsDropped):
+            self._events_dropped(event.count)
+        elif isinstance(event, MessageIn):
             self._message_in(event)
         elif isinstance(event, Receipt):
             if event.peer_id == self._peer:
@@ -894,3 +969,8 @@ class ChatApp(App[None]):
             )
         except OSError:
             self._desktop = False
+
+
+def _stands_for(event: NodeEvent) -> int:
+    """How many node events an item is: a gap the node reported counts as its size."""
+    return event.count if isinstance(event, EventsDropped) else 1

@@ -9,6 +9,10 @@ a node's membership) is fine from either side: it is the same thread.
 
 One host can carry several nodes (two apps in one test process share one trio run,
 because trio allows one run per thread).
+
+Node events reach the window through an :class:`EventBridge`: bounded, so a window that
+falls behind loses the oldest events (and is told how many) instead of queueing them
+without end.
 """
 
 from __future__ import annotations
@@ -16,11 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import trio
 
+from p2pchat.backlog import Backlog, approx_size
+from p2pchat.net.feed import Feed
+
 log = logging.getLogger("p2pchat.ui")
+T = TypeVar("T")
+
+UI_EVENTS = 4096  # node events waiting for the window
+UI_EVENT_BYTES = 8 * 1024 * 1024  # ... and roughly their memory (approx_size)
+UI_BATCH = 256  # events the window handles per turn of its message loop
 
 
 class NodeHost:
@@ -116,3 +128,62 @@ class NodeHost:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class EventBridge(Generic[T]):
+    """Node events on their way from trio to the window's handlers.
+
+    One Textual message per event would queue them without bound (the window's message
+    queue is an unbounded asyncio queue) whenever the window is slower than the node.
+    Here they wait in a :class:`Backlog` instead, the oldest dropped first, and the
+    window is woken by at most one message at a time: it takes a batch, and is woken
+    again if more wait, so keys and redraws get their turn between batches. trio runs
+    on the window's thread, so both sides touch this without locks.
+    """
+
+    def __init__(
+        self,
+        wake: Callable[[], object],
+        *,
+        count: Callable[[T], int] = lambda _: 1,
+        max_items: int = UI_EVENTS,
+        max_bytes: int = UI_EVENT_BYTES,
+    ) -> None:
+        self._backlog = Backlog[T](max_items, max_bytes)
+        self._wake = wake
+        self._count = count  # how many events an item stands for (an upstream gap)
+        self._woken = False
+
+    def put(self, event: T) -> None:
+        self._backlog.put(event, size=approx_size(event), count=self._count(event))
+        if not self._woken:
+            self._woken = True
+            self._wake()
+
+    async def pump(self, events: Feed[T]) -> None:
+        """Inside trio: move each event here as it comes, until cancelled. Everything
+        that waits is moved at once: a burst is not spread over many trio rounds."""
+        async for event in events:
+            self.put(event)
+            while True:
+                try:
+                    self.put(events.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+
+    def take(self, limit: int = UI_BATCH) -> tuple[int, list[T]]:
+        """The window's side: how many events were dropped before these (0 if none),
+        and up to ``limit`` events; if more wait, the window is woken once more."""
+        dropped, events = self._backlog.take(limit)
+        self._woken = self._backlog.waiting
+        if self._woken:
+            self._wake()
+        return dropped, events
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped so far, for the whole life of the bridge."""
+        return self._backlog.total_dropped
+
+    def __len__(self) -> int:
+        return len(self._backlog)
