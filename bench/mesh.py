@@ -19,6 +19,7 @@ from perfdoc import write_section
 
 from p2pchat.identity import Identity
 from p2pchat.mesh.sim import Report, SimSettings, simulate
+from p2pchat.net.links import LinkLimits
 from p2pchat.net.node import Node, NodeSettings, crashable_node
 
 
@@ -51,7 +52,13 @@ async def real_run(count: int) -> dict[str, float]:
             index: int, *, task_status: trio.TaskStatus[tuple[Node, trio.CancelScope]]
         ) -> None:
             with trio.CancelScope() as scope:
-                settings = NodeSettings(nick=f"n{index}", host="127.0.0.1", mdns=False, seed=index)
+                settings = NodeSettings(
+                    nick=f"n{index}",
+                    host="127.0.0.1",
+                    mdns=False,
+                    seed=index,
+                    limits=LinkLimits(max_links_per_address=count),  # all at 127.0.0.1
+                )
                 async with crashable_node(Identity.generate(), settings) as (node, _):
                     task_status.started((node, scope))
                     await trio.sleep_forever()

@@ -1,20 +1,32 @@
 """The connection manager: at most one secure session per peer, dialled on demand.
 
-Callers send to a peer id and never wait: a message goes into that peer's bounded
-outbox, and if there is no session yet one is dialled (with exponential backoff and
-jitter after failures). Two nodes that dial each other at the same moment end up with
-two sessions; both sides keep the one dialled by the smaller peer id and close the
-other, so they agree without talking about it. Limits bound the total number of
-sessions, the sessions per remote address and the handshakes in flight.
+Callers send to a peer id and never wait: a message goes into that peer's outbox,
+bounded in messages and in (estimated) bytes, and if there is no session yet one is
+dialled (with exponential backoff and jitter after failures). Two nodes that dial
+each other at the same moment end up with two sessions; both sides keep the one
+dialled by the smaller peer id and close the other, so they agree without talking
+about it (docs/protocol.md §4.3).
+
+Session slots are a resource strangers compete for, so they are handed out by value
+(:class:`Value`): contacts, then mesh neighbours, then strangers in use, then idle
+strangers. Strangers never hold the slots reserved for contacts; a newcomer that is
+worth more than the least valuable session takes that session's slot (it is evicted);
+a newcomer worth no more is refused with ``busy``. A stranger's value cannot be kept
+up by keepalive traffic: it counts as "in use" only for a while after its session
+opened or after the node reported it did something useful (:meth:`mark_useful`).
+
+A peer that does not read cannot make us build answers for it: a session's messages
+are not taken while what is queued for that peer is over its high-water mark.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
+import enum
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -24,21 +36,50 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
 from p2pchat.net.server import open_secure_connection
+from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.net.links")
+
+# Closed by the peer with one of these: it has no slot for us, so do not dial it again
+# before the backoff says so.
+BACK_OFF_CODES = frozenset({"busy", "evicted"})
+
+
+class Value(enum.IntEnum):
+    """What a session is worth keeping, lowest first (docs/protocol.md §4.3).
+
+    The node's ``priority`` callback says what it knows (a contact, a neighbour, a
+    stranger it shares a room with); the link manager raises a stranger to IN_USE
+    while its session is young or was recently useful.
+    """
+
+    NONE = 0  # a stranger that did nothing useful for a while
+    IN_USE = 1  # a stranger we have business with
+    NEIGHBOUR = 2  # in our mesh view
+    CONTACT = 3
 
 
 @dataclass(frozen=True, slots=True)
 class LinkLimits:
     max_links: int = 256
-    max_links_per_address: int = 16  # loopback is exempt: it is this machine's own nodes
+    # Slots strangers can never take: at most max_links - contact_reserve strangers.
+    contact_reserve: int = 32
+    # Sessions of strangers per remote IP address, loopback included (tests that run
+    # many nodes on 127.0.0.1 raise it); contacts neither count nor are counted.
+    max_links_per_address: int = 16
     max_dials: int = 16
-    outbox: int = 512  # messages queued per peer before new ones are dropped
+    outbox: int = 512  # messages queued per peer before new ones are dropped...
+    outbox_bytes: int = 1 << 20  # ...or this many estimated bytes (one message always fits)
+    # A stranger's session is not read while more than this is queued for it (contacts
+    # and neighbours get the connection's high-water mark).
+    stranger_high_water: int = 256 << 10
     pending_per_dial: int = 64
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
-    idle_close: float = 30.0  # sessions nobody needs are closed after this long
+    idle_close: float = 30.0  # sessions nobody needs are closed after this long quiet
+    stranger_idle: float = 30.0  # a stranger counts as in use this long after being useful
+    log_interval: float = 60.0  # one log line per refused or evicted peer per interval
 
 
 @dataclass(eq=False, slots=True)
@@ -46,10 +87,14 @@ class Link:
     peer: bytes
     connection: SecureConnection
     dialled_by: bytes
-    outbox: trio.MemorySendChannel[Any]
-    inbox: trio.MemoryReceiveChannel[Any]
-    last_used: float
+    outbox: trio.MemorySendChannel[tuple[Any, int]]
+    inbox: trio.MemoryReceiveChannel[tuple[Any, int]]
+    last_used: float  # last traffic either way
     address: str
+    useful_at: float = 0.0  # when it last did something useful (or opened)
+    queued: int = 0  # estimated bytes waiting in the outbox
+    closing: bool = False  # evicted or closed by us: no longer holds a slot
+    drained: trio.Event = field(default_factory=trio.Event)  # set when the writer moved on
 
     def host(self) -> str:
         return _host_of(self.address)
@@ -59,6 +104,14 @@ class Link:
 class _Backoff:
     failures: int = 0
     not_before: float = 0.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Messages waiting for a dial to succeed."""
+
+    messages: list[tuple[Any, int]] = field(default_factory=list)
+    queued: int = 0
 
 
 Receiver = Callable[[bytes, Any], None]
@@ -78,6 +131,7 @@ class LinkManager:
         on_down: Notify,
         on_session: Callable[[bytes], None] = lambda peer: None,
         needed: Callable[[bytes], bool],
+        priority: Callable[[bytes], Value] = lambda peer: Value.NONE,
         config: ConnectionConfig | None = None,
         limits: LinkLimits | None = None,
         rng: random.Random | None = None,
@@ -93,50 +147,75 @@ class LinkManager:
         self._on_down = on_down
         self._on_session = on_session
         self._needed = needed
+        self._priority = priority
         self.config = config or ConnectionConfig()
         self.limits = limits or LinkLimits()
         self._rng = rng or random.Random()
         self.links: dict[bytes, Link] = {}
-        self._dials: dict[bytes, list[Any]] = {}  # peer -> messages waiting for the dial
+        self._dials: dict[bytes, _Pending] = {}
         self._backoff: dict[bytes, _Backoff] = {}
         self._dial_slots = trio.CapacityLimiter(self.limits.max_dials)
+        self._log_limiter = LogLimiter(self.limits.log_interval)
         self.dropped = 0
+        self.refused = 0  # sessions closed with `busy` at once
+        self.evicted = 0  # sessions closed to make room for a more valuable one
+        self.idle_closed = 0
+        self.read_stops = 0  # times a session was not read because its queue was full
 
     # ------------------------------------------------------------------ sending
 
     def send(self, peer: bytes, message: Any) -> bool:
         """Queue ``message`` for ``peer``, dialling if needed. Never blocks; may drop:
-        returns False if it did (a full queue, no address, backing off)."""
+        returns False if it did (a full queue, no address, backing off, no slot)."""
         if peer == self.me:
             return False
+        size = estimate_size(message)
         link = self.links.get(peer)
         if link is not None:
+            if link.closing or not self._fits(link.queued, size):
+                self.dropped += 1
+                return False
             try:
-                link.outbox.send_nowait(message)
+                link.outbox.send_nowait((message, size))
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 self.dropped += 1
                 return False
+            link.queued += size
             return True
         pending = self._dials.get(peer)
         if pending is None:
             if not self._may_dial(peer):
                 self.dropped += 1
                 return False
-            pending = self._dials[peer] = []
+            pending = self._dials[peer] = _Pending()
             self._nursery.start_soon(self._dial, peer)
-        if len(pending) < self.limits.pending_per_dial:
-            pending.append(message)
+        if len(pending.messages) < self.limits.pending_per_dial and self._fits(
+            pending.queued, size
+        ):
+            pending.messages.append((message, size))
+            pending.queued += size
             return True
         self.dropped += 1
         return False
 
+    def _fits(self, queued: int, size: int) -> bool:
+        return queued == 0 or queued + size <= self.limits.outbox_bytes
+
     def has_room(self, peer: bytes) -> bool:
         """Whether a send to ``peer`` would be queued on a live session right now."""
         link = self.links.get(peer)
-        if link is None:
+        if link is None or link.closing:
             return False
         statistics = link.outbox.statistics()
-        return statistics.current_buffer_used < statistics.max_buffer_size
+        return (
+            statistics.current_buffer_used < statistics.max_buffer_size
+            and link.queued < self.limits.outbox_bytes
+        )
+
+    def queued_bytes(self, peer: bytes) -> int:
+        """Bytes waiting to go to ``peer``: the outbox (estimated) and the session's."""
+        link = self.links.get(peer)
+        return 0 if link is None else link.queued + link.connection.pending_bytes
 
     def dial_failing(self, peer: bytes) -> bool:
         """Whether our last dial to ``peer`` failed and no session has come up since.
@@ -145,11 +224,22 @@ class LinkManager:
         deciding between a direct send and a relay need a steady answer."""
         return peer not in self.links and peer in self._backoff
 
+    def mark_useful(self, peer: bytes) -> None:
+        """The node got something it wanted from ``peer`` (a stored message, say): its
+        session counts as in use for another ``stranger_idle`` seconds."""
+        link = self.links.get(peer)
+        if link is not None:
+            link.useful_at = trio.current_time()
+
     def _may_dial(self, peer: bytes) -> bool:
         backoff = self._backoff.get(peer)
         if backoff is not None and trio.current_time() < backoff.not_before:
             return False
-        return len(self.links) < self.limits.max_links and bool(self._resolve(peer))
+        lim = self.limits
+        crowded = len(self.links) >= lim.max_links - lim.contact_reserve
+        if crowded and self._plan(peer, None, trio.current_time())[1] is not None:
+            return False  # no slot we could take: do not spend a handshake on it
+        return bool(self._resolve(peer))
 
     def _failed(self, peer: bytes) -> None:
         backoff = self._backoff.setdefault(peer, _Backoff())
@@ -161,7 +251,8 @@ class LinkManager:
         try:
             async with self._dial_slots:
                 for address in self._resolve(peer):
-                    if peer in self.links:
+                    current = self.links.get(peer)
+                    if current is not None and not current.closing:
                         break
                     try:
                         host, port = parse_host_port(address)
@@ -173,7 +264,6 @@ class LinkManager:
                             expected_peer=peer,
                             authorize=self._authorize,
                         ) as connection:
-                            self._backoff.pop(peer, None)
                             await self._run(connection, dialled_by=self.me, address=address)
                         return
                     except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
@@ -182,81 +272,150 @@ class LinkManager:
         finally:
             self._dials.pop(peer, None)
 
+    # ------------------------------------------------------------------ slots
+
+    def value(self, link: Link, now: float) -> Value:
+        """What ``link`` is worth now: the node's word, or IN_USE for a stranger whose
+        session is young or was useful within ``stranger_idle``."""
+        value = self._priority(link.peer)
+        if value < Value.IN_USE and now - link.useful_at < self.limits.stranger_idle:
+            return Value.IN_USE
+        return value
+
+    def _plan(self, peer: bytes, host: str | None, now: float) -> tuple[list[Link], str | None]:
+        """Which sessions must go for a new session with ``peer`` to get a slot, or why
+        it gets none. ``host``: the remote address of an inbound session (the
+        per-address share applies to those only; we choose whom we dial)."""
+        newcomer = max(self._priority(peer), Value.IN_USE)
+        live = {
+            link: self.value(link, now)
+            for link in self.links.values()
+            if not link.closing and link.peer != peer
+        }
+        victims: list[Link] = []
+
+        def make_room(candidates: list[Link], full: str) -> str | None:
+            cheaper = [link for link in candidates if live[link] < newcomer]
+            if not cheaper:
+                return full
+            victim = min(cheaper, key=lambda link: (live[link], link.useful_at))
+            victims.append(victim)
+            del live[victim]
+            return None
+
+        lim = self.limits
+        if newcomer < Value.CONTACT:
+            if host is not None:
+                same = [
+                    link
+                    for link, value in live.items()
+                    if value < Value.CONTACT and link.host() == host
+                ]
+                if len(same) >= lim.max_links_per_address:
+                    full = f"{len(same)} sessions from {host} already"
+                    if (refusal := make_room(same, full)) is not None:
+                        return victims, refusal
+            strangers = [link for link, value in live.items() if value < Value.CONTACT]
+            if len(strangers) >= lim.max_links - lim.contact_reserve:
+                full = f"all {len(strangers)} slots for non-contacts are taken"
+                if (refusal := make_room(strangers, full)) is not None:
+                    return victims, refusal
+        if len(live) >= lim.max_links:
+            full = f"all {len(live)} session slots are taken"
+            if (refusal := make_room(list(live), full)) is not None:
+                return victims, refusal
+        return victims, None
+
+    def _admit(self, link: Link, inbound: bool) -> str | None:
+        """Find ``link`` a slot, evicting cheaper sessions if need be; None if admitted,
+        else the reason for refusing it."""
+        now = trio.current_time()
+        victims, refusal = self._plan(link.peer, link.host() if inbound else None, now)
+        if refusal is not None:
+            return refusal
+        for victim in victims:
+            self.evicted += 1
+            self._shut(victim, "evicted", "the slot was needed for a more valuable peer")
+        return None
+
+    def _shut(self, link: Link, code: str, reason: str) -> None:
+        """Close ``link`` in the background; it stops holding a slot at once."""
+        link.closing = True
+        if code == "bye":
+            log.debug("closing %s: %s", encode_peer_id(link.peer), reason)
+        else:
+            self._log(code, link.peer, link.address, reason)
+        self._nursery.start_soon(link.connection.aclose, code, reason)
+
+    def _log(self, code: str, peer: bytes, address: str, reason: str) -> None:
+        skipped = self._log_limiter.allow((code, peer), trio.current_time())
+        if skipped is not None:
+            more = f" (and {skipped} more times)" if skipped else ""
+            log.info("%s %s at %s: %s%s", code, encode_peer_id(peer), address, reason, more)
+
     # ------------------------------------------------------------------ sessions
 
     async def serve(self, connection: SecureConnection) -> None:
         """The handler for inbound sessions (give it to ``serve_secure``)."""
-        if len(self.links) >= self.limits.max_links or self._address_full(connection):
-            await connection.aclose("busy", "too many connections")
-            return
         await self._run(connection, dialled_by=connection.peer_key, address=None)
-
-    def _address_full(self, connection: SecureConnection) -> bool:
-        host = _host_of(connection.remote_address)
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return False
-        except ValueError:
-            return False
-        same = sum(1 for link in self.links.values() if link.host() == host)
-        return same >= self.limits.max_links_per_address
 
     async def _run(
         self, connection: SecureConnection, *, dialled_by: bytes, address: str | None
     ) -> None:
         peer = connection.peer_key
-        outbox, queued = trio.open_memory_channel[Any](self.limits.outbox)
+        now = trio.current_time()
+        outbox, queued = trio.open_memory_channel[tuple[Any, int]](self.limits.outbox)
         link = Link(
             peer,
             connection,
             dialled_by,
             outbox,
             queued,
-            trio.current_time(),
+            now,
             address or connection.remote_address,
+            useful_at=now,
         )
-        old = self.links.get(peer)
+        old = moved_from = self.links.get(peer)
+        if old is not None and old.closing:
+            old = None  # on its way out: the newcomer needs a slot of its own
         if old is not None and not self._replaces(link, old):
             await connection.aclose("duplicate", "a session with this peer already exists")
             return
+        if old is None:
+            refusal = self._admit(link, inbound=dialled_by != self.me)
+            if refusal is not None:
+                self.refused += 1
+                self._log("busy", peer, link.address, refusal)
+                if dialled_by == self.me:
+                    self._failed(peer)
+                await connection.aclose("busy", refusal)
+                return
         self.links[peer] = link
-        if old is not None:
+        if moved_from is not None:
             # What the old session had not written yet goes out on the new one.
-            while True:
-                try:
-                    outbox.send_nowait(old.inbox.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-            old.outbox.close()
-            self._nursery.start_soon(
-                old.connection.aclose, "duplicate", "replaced by a newer session"
-            )
+            self._move_queued(moved_from, link)
+            if old is not None:
+                old.closing = True
+                self._nursery.start_soon(
+                    old.connection.aclose, "duplicate", "replaced by a newer session"
+                )
         pending = self._dials.get(peer)
         if pending:  # sent once, even if our own dial also lands later
-            for message in pending:
-                outbox.send_nowait(message)
-            pending.clear()
+            for message, size in pending.messages:
+                self._queue(link, message, size)
+            pending.messages.clear()
+            pending.queued = 0
         reason = "closed"
         try:
             # Inside the try: whatever the callbacks raise, the link is unregistered and
             # reported down below, never left half-alive.
-            if old is None:
+            if old is None and moved_from is None:
                 self._on_up(peer, link.address)
             self._on_session(peer)  # also for a replacement: it resends what was in flight
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, link)
                 try:
-                    async for message in connection:
-                        link.last_used = trio.current_time()
-                        self._on_message(peer, message)
-                        # Take the rest of a burst now: yielding after every message
-                        # would hand its consumers one message per scheduling round.
-                        while True:
-                            try:
-                                more = connection.receive_nowait()
-                            except (trio.WouldBlock, trio.EndOfChannel):
-                                break
-                            self._on_message(peer, more)
+                    await self._read(link)
                 except ConnectionClosed as closed:
                     reason = str(closed)
                 else:
@@ -267,6 +426,66 @@ class LinkManager:
             if self.links.get(peer) is link:
                 del self.links[peer]
                 self._on_down(peer, reason)
+            ended = connection.closed
+            if ended is not None and ended.by_peer and ended.code in BACK_OFF_CODES:
+                self._failed(peer)  # the backoff grows while the peer has no slot for us
+            else:
+                self._backoff.pop(peer, None)
+
+    async def _read(self, link: Link) -> None:
+        """Hand the session's messages to the node until it ends (ConnectionClosed)."""
+        connection = link.connection
+        peer = link.peer
+        # Below this nothing is checked per message; above it the limit depends on value.
+        floor = min(self.limits.stranger_high_water, connection.config.high_water_bytes)
+        while True:
+            if link.queued + connection.pending_bytes > floor:
+                await self._wait_for_room(link)
+            try:
+                # Takes the rest of a burst without yielding: yielding after every
+                # message would hand its consumers one message per scheduling round.
+                message = connection.receive_nowait()
+            except trio.WouldBlock:
+                message = await connection.receive()
+            except trio.EndOfChannel:
+                return
+            link.last_used = trio.current_time()
+            self._on_message(peer, message)
+
+    async def _wait_for_room(self, link: Link) -> None:
+        """Backpressure: take nothing more from a peer while what is queued for it is
+        over its high-water mark, so a peer that does not read cannot make us build
+        answers for it (its own session then stops reading its socket)."""
+        connection = link.connection
+        limit = connection.config.high_water_bytes
+        if self.value(link, trio.current_time()) < Value.NEIGHBOUR:
+            limit = min(limit, self.limits.stranger_high_water)
+        if link.queued + connection.pending_bytes <= limit:
+            return
+        self.read_stops += 1
+        while link.queued + connection.pending_bytes > limit and connection.closed is None:
+            # The writer wakes us as it moves on; the timeout covers bytes the session
+            # queued by itself (pongs), which no writer step reports.
+            with trio.move_on_after(1.0):
+                await link.drained.wait()
+
+    def _queue(self, link: Link, message: Any, size: int) -> None:
+        try:
+            link.outbox.send_nowait((message, size))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.dropped += 1
+        else:
+            link.queued += size
+
+    def _move_queued(self, old: Link, new: Link) -> None:
+        while True:
+            try:
+                message, size = old.inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            old.queued -= size
+            self._queue(new, message, size)
+        old.outbox.close()
 
     def _replaces(self, new: Link, old: Link) -> bool:
         """Which of two sessions with one peer survives, decided alike on both sides."""
@@ -275,39 +494,54 @@ class LinkManager:
         return True  # the same side dialled again: the old session is stale (a restart)
 
     async def _write(self, link: Link) -> None:
-        async for message in link.inbox:
-            try:
+        try:
+            async for message, size in link.inbox:
+                link.queued -= size
                 await link.connection.send(message)
+                _wake(link)
                 # The session queues without yielding while it has room, so a burst
                 # goes out together (and coalesces into few frames).
                 while True:
                     try:
-                        more = link.inbox.receive_nowait()
+                        message, size = link.inbox.receive_nowait()
                     except trio.WouldBlock:
                         break
-                    await link.connection.send(more)
-            except (ConnectionClosed, trio.ClosedResourceError, trio.BrokenResourceError):
-                return
-            except trio.EndOfChannel:
-                return
-            link.last_used = trio.current_time()
+                    link.queued -= size
+                    await link.connection.send(message)
+                    _wake(link)
+                link.last_used = trio.current_time()
+        except (ConnectionClosed, trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+        except trio.EndOfChannel:
+            return
+        finally:
+            _wake(link)
 
     def close(self, peer: bytes, code: str = "bye", reason: str = "") -> None:
         """Close the session with ``peer``, if there is one (in the background)."""
         link = self.links.get(peer)
         if link is not None:
+            link.closing = True
             self._nursery.start_soon(link.connection.aclose, code, reason)
 
     # ------------------------------------------------------------------ housekeeping
 
     async def reap_idle(self, interval: float = 5.0) -> None:
-        """Close sessions that no one needs and that have been quiet for a while."""
+        """Close sessions that no one needs: quiet ones, and strangers of no use."""
         while True:
             await trio.sleep(interval)
-            now = trio.current_time()
-            for peer, link in list(self.links.items()):
-                if not self._needed(peer) and now - link.last_used > self.limits.idle_close:
-                    self._nursery.start_soon(link.connection.aclose, "bye", "idle")
+            self.reap(trio.current_time())
+
+    def reap(self, now: float) -> None:
+        for peer, link in list(self.links.items()):
+            if link.closing or self._needed(peer):
+                continue
+            if now - link.last_used > self.limits.idle_close:
+                self.idle_closed += 1
+                self._shut(link, "bye", "idle")
+            elif self.value(link, now) is Value.NONE:
+                self.idle_closed += 1
+                self._shut(link, "bye", f"nothing useful for {self.limits.stranger_idle:g} s")
 
     async def close_all(self) -> None:
         """Send what is queued (a leave announcement, say), then close every session."""
@@ -321,8 +555,48 @@ class LinkManager:
                 await link.connection.aclose()
 
 
+def _wake(link: Link) -> None:
+    if link.drained.statistics().tasks_waiting:
+        link.drained.set()
+        link.drained = trio.Event()
+
+
 def _host_of(address: str) -> str:
     try:
         return parse_host_port(address)[0]
     except ValueError:
         return address
+
+
+# ---------------------------------------------------------------------- sizes
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_SAMPLE = 16  # items looked at in a long sequence
+
+
+def estimate_size(value: Any) -> int:
+    """Roughly how many bytes ``value`` takes encoded (within a small factor), cheaply:
+    a long sequence is judged by a sample of its items, so a 10,000-entry digest costs
+    as much to weigh as a 16-entry one. Good enough to bound queues by bytes."""
+    kind = type(value)
+    if kind is bytes or kind is bytearray or kind is memoryview:
+        return len(value) + 5
+    if kind is str:
+        return (len(value) if value.isascii() else len(value.encode())) + 5
+    if kind is int:
+        return 1 if -32 <= value < 128 else 9
+    if kind is tuple or kind is list:
+        count = len(value)
+        if count <= _SAMPLE:
+            return 5 + sum(estimate_size(item) for item in value)
+        step = count // _SAMPLE
+        sample = value[::step][:_SAMPLE]
+        return 5 + count * sum(estimate_size(item) for item in sample) // len(sample)
+    if kind is dict:
+        return 5 + sum(estimate_size(k) + estimate_size(v) for k, v in value.items())
+    names = _FIELDS.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(kind):
+            return 9  # a float, a boolean, nil
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return 3 + sum(len(name) + 1 + estimate_size(getattr(value, name)) for name in names)

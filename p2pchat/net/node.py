@@ -27,6 +27,7 @@ import trio
 
 from p2pchat.addresses import format_host_port
 from p2pchat.backlog import approx_size
+from p2pchat.chat.gate import Relation
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import KnownPeers, Target
 from p2pchat.discovery.mdns import local_addresses, open_mdns
@@ -37,10 +38,17 @@ from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import MESH_MESSAGES, Mesh, PresenceChanged
 from p2pchat.mesh.membership import ONLINE_STATES, State
 from p2pchat.mesh.presence import make_record, next_version
-from p2pchat.net.chat import CHAT_MESSAGES, ChatEvent, ChatService, ChatSettings
+from p2pchat.net.chat import (
+    CHAT_MESSAGES,
+    ChatEvent,
+    ChatService,
+    ChatSettings,
+    ContactRequest,
+    MessageIn,
+)
 from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.feed import Feed
-from p2pchat.net.links import LinkLimits, LinkManager
+from p2pchat.net.links import LinkLimits, LinkManager, Value
 from p2pchat.net.rooms import ROOM_WIRE, RoomEvent, RoomService
 from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.ratelimit import LogLimiter
@@ -167,6 +175,7 @@ class Node:
             on_down=self._on_down,
             on_session=self._on_session,
             needed=self._needed,
+            priority=self._priority,
             config=settings.connection,
             limits=settings.limits,
             rng=random.Random(self._rng.getrandbits(64)),
@@ -186,7 +195,7 @@ class Node:
                 online=self._online,
                 online_peers=self._online_peers,
                 nick_of=self._nick_of,
-                emit=self._emit,
+                emit=self._chat_event,
                 disconnect=partial(self.links.close, code="not-authorized", reason="blocked"),
                 settings=settings.chat,
                 rng=random.Random(self._rng.getrandbits(64)),
@@ -391,6 +400,23 @@ class Node:
 
     def _needed(self, peer: bytes) -> bool:
         return self.mesh is not None and peer in self.mesh.active
+
+    def _priority(self, peer: bytes) -> Value:
+        """What a session with ``peer`` is worth to us, for the link manager's slots."""
+        if self.chat is not None and self.chat.relation(peer) is Relation.CONTACT:
+            return Value.CONTACT
+        if self._needed(peer):
+            return Value.NEIGHBOUR
+        if self.rooms is not None and any(peer in r.members for r in self.rooms.rooms.values()):
+            return Value.IN_USE
+        return Value.NONE
+
+    def _chat_event(self, event: ChatEvent) -> None:
+        if isinstance(event, ContactRequest) or (isinstance(event, MessageIn) and event.request):
+            # A stranger's message was stored: its session did something useful. (Only
+            # what is stored counts, so keepalive traffic cannot keep a slot.)
+            self.links.mark_useful(decode_peer_id(event.peer_id))
+        self._emit(event)
 
     def _on_message(self, peer: bytes, message: Any) -> None:
         if isinstance(message, MESH_MESSAGES) and self.mesh is not None:

@@ -12,6 +12,7 @@ import trio
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.identity import Identity
 from p2pchat.net.chat import ChatService, ChatSettings, MessageIn, Receipt
+from p2pchat.net.links import LinkLimits
 from p2pchat.net.node import Node, NodeEvent, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, Store, open_store
 
@@ -24,6 +25,7 @@ class ChatPeer:
     home: Path
     identity: Identity = field(default_factory=Identity.generate)
     relay: bool = True
+    limits: LinkLimits = field(default_factory=LinkLimits)
     events: list[NodeEvent] = field(default_factory=list)
     node: Node | None = None
     store: Store | None = None
@@ -54,6 +56,7 @@ class ChatPeer:
             mdns=False,
             store=self.store,
             chat=ChatSettings(relay=RelayLimits(enabled=self.relay)),
+            limits=self.limits,
         )
         self._stopped = trio.Event()
         await nursery.start(self._run, settings)

@@ -10,6 +10,7 @@ import trio
 from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
+from p2pchat.net.links import LinkLimits
 from p2pchat.net.node import (
     Node,
     NodeSettings,
@@ -19,6 +20,9 @@ from p2pchat.net.node import (
     open_node,
 )
 
+# Every node of these tests is at 127.0.0.1: one address for the per-address share.
+LOOPBACK = LinkLimits(max_links_per_address=LinkLimits().max_links)
+
 
 def settings(index: int, **overrides: object) -> NodeSettings:
     values: dict[str, object] = {
@@ -26,6 +30,7 @@ def settings(index: int, **overrides: object) -> NodeSettings:
         "host": "127.0.0.1",
         "mdns": False,
         "seed": index,
+        "limits": LOOPBACK,
     }
     values.update(overrides)
     return NodeSettings(**values)  # type: ignore[arg-type]
