@@ -20,6 +20,8 @@ from typing import Any
 
 import trio
 
+from p2pchat.diskfaults import disk_fault
+
 log = logging.getLogger("p2pchat.ui")
 
 
@@ -77,8 +79,9 @@ class NodeHost:
         def run() -> None:
             try:
                 function(*args)
-            except Exception:
-                log.exception("a UI command failed inside the node")
+            except Exception as error:
+                if disk_fault(error) is None:  # a full disk is reported (and logged) once
+                    log.exception("a UI command failed inside the node")
 
         try:
             self._token.run_sync_soon(run)
