@@ -135,6 +135,36 @@ async def test_input_dropped_while_the_disk_is_full_is_asked_for_again(
         nursery.cancel_scope.cancel()
 
 
+async def test_our_queued_messages_outlive_a_full_disk(tmp_path: Path, disk: Disk) -> None:
+    """Ann's disk fills while her messages wait for bob. Bob comes and gets them (ann's
+    retries still send; only her bookkeeping fails); nothing of her outbox is lost, and
+    once space is back her receipts land and every message shows delivered, once."""
+    ann = ChatPeer("ann", disk.root / "ann")
+    bob = ChatPeer("bob", tmp_path / "bob")
+    async with trio.open_nursery() as nursery:
+        await ann.start(nursery)
+        ann.befriend(bob)
+        queued = [ann.chat.send_text(bob.key, f"queued {n:02d}") for n in range(20)]
+        fill_under(ann, disk)
+        await bob.start(nursery)
+        bob.befriend(ann)
+        bob.introduce(ann)
+        await wait_for(lambda: len(bob.received()) == 20, 20, "bob to get them all")
+        await wait_for(lambda: bool(troubles(ann)), 10, "ann to report her full disk")
+        assert ann.store is not None and ann.node is not None
+        assert len(ann.store.outbox(bob.key)) == 20  # kept: nothing of the outbox lost
+        assert not ann.receipts("delivered")  # not recorded, so not shown
+
+        disk.free()
+        await wait_for(lambda: all(state_of(ann, m.msg_id) == "delivered" for m in queued), 20,
+                       "ann to take bob's receipts")  # fmt: skip
+        assert ann.store.outbox(bob.key) == []
+        await trio.sleep(0.5)
+        assert sorted(e.text for e in bob.received()) == [f"queued {n:02d}" for n in range(20)]
+        assert history_texts(bob, ann) == [f"queued {n:02d}" for n in range(20)]
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_relay_with_a_full_disk_takes_nothing_it_cannot_keep(
     tmp_path: Path, disk: Disk
 ) -> None:
