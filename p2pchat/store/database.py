@@ -156,9 +156,12 @@ def open_store(
             raise StoreError(_empty_text(path), code="empty")
         check_integrity(path)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # mode=rw: never create the file here (an empty one would be taken for damage).
+        conn = sqlite3.connect(
+            _uri(path, "rw"), uri=True, isolation_level=None, check_same_thread=False
+        )
     except sqlite3.Error as error:
-        raise StoreError(f"cannot open the message database {path}: {error}") from error
+        raise _open_error(path, error) from error
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         # Refuse newer schemas before any write (setting WAL rewrites the header).
@@ -208,7 +211,7 @@ def check_integrity(path: Path) -> None:
 
 def _quick_check(path: Path, *, immutable: bool) -> list[str]:
     """Up to 4 problems (the first names the damage), or ``["ok"]``."""
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+    uri = _uri(path, "ro") + ("&immutable=1" if immutable else "")
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as error:
@@ -222,6 +225,10 @@ def _quick_check(path: Path, *, immutable: bool) -> list[str]:
         raise _open_error(path, error) from error
     finally:
         conn.close()
+
+
+def _uri(path: Path, mode: str) -> str:
+    return f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
 
 
 def _damaged_text(path: Path, problem: str) -> str:
