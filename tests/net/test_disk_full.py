@@ -17,11 +17,13 @@ import trio
 
 import p2pchat.net.chat as chat_module
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble
-from p2pchat.store import DATABASE_FILE
+from p2pchat.net.rooms import RoomMessageIn
+from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.wire.messages import ChatMessage
 from tests.discovery.nodes import Node
 from tests.diskfull import Disk, small_disk
 from tests.net.chatpeers import ChatPeer, wait_for
+from tests.net.roomnet import RoomNet
 from tests.net.test_chat import friends, history_texts, state_of
 from tests.net.test_chat_robustness import unused_address
 
@@ -247,3 +249,36 @@ def test_a_daemon_on_a_full_disk_survives_a_verified_peer(
     # One line per file and fault (within the interval), not one per failed write.
     lines = [line for line in stderr.splitlines() if "the disk is full" in line]
     assert 1 <= len(lines) <= 4, lines
+
+
+async def test_room_messages_the_disk_refuses_are_stored_once_it_takes_them(
+    tmp_path: Path, disk: Disk
+) -> None:
+    """The room broadcast delivers a message once: if the disk refuses it then, it is
+    held and stored when the disk takes it (nothing asks the tree for it again)."""
+    net = RoomNet(tmp_path, 2)
+    bob = net.keys[1]
+    try:
+        net.stores[bob].close()
+        net.stores[bob] = open_store(disk.root / DATABASE_FILE)  # bob's store on the tmpfs
+        net.start(1)
+        room_id = net.form([1])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(net.s(1).run)
+            net.stores[bob]._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            disk.fill()
+            for n in range(20):
+                net.s(0).send(room_id, f"room {n:02d}")
+                net.pump()
+            assert net.texts(1, room_id) == []
+            assert len(net.s(1)._unstored[room_id]) == 20
+            assert not [e for e in net.events[bob] if isinstance(e, RoomMessageIn)]
+            disk.free()
+            await wait_for(lambda: len(net.texts(1, room_id)) == 20, 10, "the held messages")
+            assert net.texts(1, room_id) == [f"room {n:02d}" for n in range(20)]
+            shown = [e.text for e in net.events[bob] if isinstance(e, RoomMessageIn)]
+            assert sorted(shown) == [f"room {n:02d}" for n in range(20)]  # once each
+            assert not net.s(1)._unstored
+            nursery.cancel_scope.cancel()
+    finally:
+        net.close()

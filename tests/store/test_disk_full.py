@@ -6,6 +6,7 @@ again when space comes back — no reopening."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from p2pchat.diskfaults import DISK_FULL, DiskEvent, DiskHealth, DiskRecovered, DiskTrouble
 from p2pchat.errors import StoreError
 from p2pchat.store import DATABASE_FILE, Store, open_store
+from p2pchat.store.codes import sqlite_code
 from tests.diskfull import Disk, small_disk
 from tests.store.ids import mid, peer
 
@@ -126,3 +128,22 @@ def test_a_store_cannot_be_created_on_a_full_disk_and_leaves_nothing(disk: Disk)
     disk.free()
     with open_store(disk.root / DATABASE_FILE) as store:
         incoming(store, 1)
+
+
+@pytest.mark.parametrize(
+    ("extended", "code"),
+    [
+        (13, "disk-full"),  # SQLITE_FULL
+        (10 | (4 << 8), "io-error"),  # SQLITE_IOERR_WRITE
+        (10 | (3 << 8), "io-error"),  # SQLITE_IOERR_READ
+        (8, "io-error"),  # SQLITE_READONLY (a file system remounted read-only)
+        (11, "damaged"),  # SQLITE_CORRUPT
+        (26, "damaged"),  # SQLITE_NOTADB
+        (5, "busy"),  # SQLITE_BUSY
+        (19, None),  # SQLITE_CONSTRAINT: not ours to name
+    ],
+)
+def test_sqlite_result_codes_become_store_error_codes(extended: int, code: str | None) -> None:
+    error = sqlite3.OperationalError("as SQLite raised it")
+    error.sqlite_errorcode = extended
+    assert sqlite_code(error) == code
