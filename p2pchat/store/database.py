@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -251,9 +252,21 @@ def _empty_text(path: Path) -> str:
 
 
 def _open_error(path: Path, error: sqlite3.Error) -> StoreError:
-    return StoreError(
-        f"cannot open the message database {path}: {error}", code=_code(error) or "store-error"
-    )
+    code = _code(error) or "store-error"
+    hint = ""
+    if code in (DISK_FULL, IO_ERROR):
+        # Opening needs a little space (SQLite's -wal and -shm files): say so plainly.
+        try:
+            full = shutil.disk_usage(path.parent).free == 0
+        except OSError:
+            full = False
+        code = DISK_FULL if full else code
+        hint = (
+            "; the disk is full: free some space and start again (the file was not changed)"
+            if full
+            else "; the disk failed: check it (the file was not changed)"
+        )
+    return StoreError(f"cannot open the message database {path}: {error}{hint}", code=code)
 
 
 def _create(path: Path, migrations: Sequence[Migration]) -> None:

@@ -147,3 +147,21 @@ def test_sqlite_result_codes_become_store_error_codes(extended: int, code: str |
     error = sqlite3.OperationalError("as SQLite raised it")
     error.sqlite_errorcode = extended
     assert sqlite_code(error) == code
+
+
+def test_opening_an_existing_store_on_a_full_disk_says_so(disk: Disk) -> None:
+    """Opening needs a little space (the -wal and -shm files): on a full disk a node
+    cannot start, and says why in words, leaving the file as it was."""
+    path = disk.root / DATABASE_FILE
+    with open_store(path) as store:
+        incoming(store, 1)
+    before = path.read_bytes()
+    disk.fill()
+    with pytest.raises(StoreError) as caught:
+        open_store(path)
+    assert caught.value.code == DISK_FULL
+    assert "the disk is full: free some space and start again" in str(caught.value)
+    assert path.read_bytes() == before
+    disk.free()
+    with open_store(path) as store:
+        assert store.count_messages(ALICE) == 1
