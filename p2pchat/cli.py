@@ -464,11 +464,13 @@ async def _print_events(
     handler: ApiHandler,
 ) -> None:
     identity = profile.identity
+    unwritten: int | None = None  # the port, while node.json could not be written
     async for event in node.events:
         handler.observe(event)
         if isinstance(event, Listening):
             port = parse_host_port(event.addresses[0])[1]
-            _write_node_state(profile, port, interfaces, node.disk)
+            if not _write_node_state(profile, port, interfaces, node.disk):
+                unwritten = port
             out.event(
                 "listening",
                 f"listening on {', '.join(event.addresses)}",
@@ -523,6 +525,10 @@ async def _print_events(
         elif isinstance(event, DiskRecovered):
             out.event("recovered", f"recovered: {event.file} can be written again",
                       file=event.file)  # fmt: skip
+            if unwritten is not None and _write_node_state(
+                profile, unwritten, interfaces, node.disk
+            ):
+                unwritten = None
 
 
 def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
@@ -714,9 +720,10 @@ async def _run_ping(
 
 def _write_node_state(
     profile: Profile, port: int, interfaces: list[str] | None, health: DiskHealth
-) -> None:
+) -> bool:
     """Where the running node listens, for `p2pchat invite` run beside it. Only a
-    convenience: if the disk refuses it, the node runs on (and `invite` guesses)."""
+    convenience: if the disk refuses it (False), the node runs on, `invite` guesses,
+    and it is written again once the disk takes writes."""
     path = profile.home / NODE_STATE_FILE
     tmp = path.with_suffix(".tmp")
     state = {"pid": os.getpid(), "port": port, "interfaces": interfaces}
@@ -728,8 +735,9 @@ def _write_node_state(
             tmp.unlink()
         if health.failed(str(path), error) is None:
             log.warning("cannot write %s: %s", path, error)
-        return
+        return False
     health.ok(str(path))
+    return True
 
 
 # --------------------------------------------------------------- invite, connect

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -140,14 +141,33 @@ class DiskHealth:
         return code
 
     def ok(self, file: str) -> None:
-        """A write of ``file`` worked: if it was failing, it has recovered."""
-        if file not in self._faults:  # the common case, without the lock
+        """A write of ``file`` worked: if it was failing, it has recovered — and so has
+        every failing file on the same file system (a file with nothing left to write,
+        like a config.json whose change was refused, would otherwise be reported as
+        failing until its next change)."""
+        if not self._faults:  # the common case, without the lock
             return
         with self._lock:
-            gone = self._faults.pop(file, None)
+            device = _device(file)
+            gone = [
+                known
+                for known in self._faults
+                if known == file or (device is not None and _device(known) == device)
+            ]
+            for known in gone:
+                del self._faults[known]
             report = self._report
-        if gone is None:
-            return
-        log.warning("%s can be written again", file)
-        if report is not None:
-            report(DiskRecovered(file))
+        for known in gone:
+            log.warning("%s can be written again", known)
+            if report is not None:
+                report(DiskRecovered(known))
+
+
+def _device(file: str) -> int | None:
+    """The file system a file is on (its directory's, if the file is gone)."""
+    for candidate in (file, os.path.dirname(file)):
+        try:
+            return os.stat(candidate).st_dev
+        except OSError:
+            continue
+    return None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from p2pchat.cli import _write_node_state
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
 from p2pchat.diskfaults import (
     DISK_FULL,
@@ -226,3 +227,34 @@ def test_a_log_that_fails_for_another_reason_keeps_loggings_report(
         logger.removeHandler(handler)
     assert "not a disk fault" in capfd.readouterr().err  # logging's usual traceback
     assert handler.dropped == 0
+
+
+def test_one_file_written_again_clears_its_neighbours_on_the_same_disk(disk: Disk) -> None:
+    """A refused config.json has nothing left to write: it must not be shown failing
+    until its next change. Any write that works on the same file system clears it."""
+    health = DiskHealth()
+    events: list[DiskEvent] = []
+    health.attach(events.append)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    config, peers = str(disk.root / "config.json"), str(disk.root / KNOWN_FILE)
+    health.failed(config, full)
+    health.failed(peers, full)
+    health.failed("the log (<stderr>)", full)  # elsewhere: unaffected
+    health.ok(str(disk.root / "messages.db"))
+    assert {e.file for e in events if isinstance(e, DiskRecovered)} == {config, peers}
+    assert [t.file for t in health.faults] == ["the log (<stderr>)"]
+
+
+def test_node_json_on_a_full_disk_is_skipped_and_written_later(disk: Disk) -> None:
+    profile = open_profile(disk.root / "home")
+    health = DiskHealth()
+    events: list[DiskEvent] = []
+    health.attach(events.append)
+    disk.fill()
+    assert not _write_node_state(profile, 7483, None, health)
+    assert sorted(p.name for p in profile.home.iterdir()) == ["identity.key"]  # no .tmp
+    assert [type(e) for e in events] == [DiskTrouble]
+    disk.free()
+    assert _write_node_state(profile, 7483, None, health)
+    assert json.loads((profile.home / "node.json").read_text())["port"] == 7483
+    assert [type(e) for e in events] == [DiskTrouble, DiskRecovered]

@@ -140,6 +140,11 @@ class KnownPeers:
         """The last save failed: memory holds changes the file does not."""
         return self._unsaved
 
+    def flush(self) -> None:
+        """Save what a failed save left in memory (the disk takes writes again)."""
+        if self._unsaved:
+            self._save()
+
 
 def static_targets(config_peers: Any, cli_peers: list[str] | None) -> list[Target]:
     """Targets from config.json's "peers" and from --peer; raises ValueError on bad input."""

@@ -164,7 +164,8 @@ class Node:
         )
         self.store = settings.store
         self.disk = settings.disk or DiskHealth()
-        self.disk.attach(partial(_report_soon, trio.lowlevel.current_trio_token(), self._emit))
+        token = trio.lowlevel.current_trio_token()
+        self.disk.attach(partial(_report_soon, token, self._disk_event))
         if settings.store is not None and settings.store.health is None:
             settings.store.health = self.disk
         if settings.known_peers is not None and settings.known_peers.health is None:
@@ -481,6 +482,12 @@ class Node:
                 _guarded(self.rooms.peer_online, event.record.owner)
             else:
                 _guarded(self.rooms.peer_offline, event.record.owner)
+
+    def _disk_event(self, event: DiskEvent) -> None:
+        self._emit(event)
+        known = self.settings.known_peers
+        if isinstance(event, DiskRecovered) and known is not None:
+            known.flush()  # what a full disk kept from peers.json
 
     def _note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))

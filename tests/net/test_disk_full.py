@@ -9,6 +9,7 @@ once, without a restart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,6 +242,9 @@ def test_a_daemon_on_a_full_disk_survives_a_verified_peer(
         answer = ann.wait_for("send", timeout=30, tag=2)
         assert answer["state"] == "delivered"
         ann.wait_for("recovered", timeout=10, file=str(home / DATABASE_FILE))
+        # Its neighbour on the same disk recovers with it, and what it held is saved.
+        ann.wait_for("recovered", timeout=10, file=str(home / "peers.json"))
+        assert bob.id in json.loads((home / "peers.json").read_text())
         bob.wait_for("message", text="room again")
         assert not any(e.get("text") == "no room for this" for e in bob.seen)
         assert ann.stop() == 0
