@@ -37,8 +37,10 @@ from p2pchat.discovery.known import (
 from p2pchat.discovery.mdns import local_addresses, open_mdns
 from p2pchat.discovery.records import Status
 from p2pchat.discovery.watch import watch
+from p2pchat.diskfaults import DiskHealth, DiskRecovered, DiskTrouble, disk_fault
 from p2pchat.errors import ConnectionClosed, P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
+from p2pchat.logfile import log_to_file, log_to_stream
 from p2pchat.mesh.presence import MAX_STATUS_TEXT, text_problem
 from p2pchat.net.chat import ChatEvent, ChatSettings, ContactRequest, MessageIn, Receipt
 from p2pchat.net.node import (
@@ -266,13 +268,16 @@ def _with_default_command(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    # One per process: the log, the profile, the store and the address book report
+    # a full or failing disk to it; a node turns that into events (p2pchat.diskfaults).
+    args.disk = DiskHealth()
+    log_to_stream(
+        [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], sys.stderr, args.disk
     )
     try:
-        return HANDLERS[args.command](open_profile(resolve_home(args.home)), args)
+        profile = open_profile(resolve_home(args.home))
+        profile.health = args.disk
+        return HANDLERS[args.command](profile, args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -302,7 +307,7 @@ def cmd_id(profile: Profile, args: argparse.Namespace) -> int:
 
 def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
     if args.nick is not None:
-        profile.set_nick(args.nick)
+        _set_nick(profile, args.nick)
     if args.listen:
         try:
             host, port = parse_host_port(args.listen)
@@ -324,6 +329,17 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with ProfileLock(profile.home), _open_store(profile) as store:
         return trio.run(_run_daemon, profile, store, host, port, fallback, args, interfaces)
+
+
+def _set_nick(profile: Profile, nick: str) -> None:
+    """--nick: a bad nick is an error; a full disk only keeps it from being saved (the
+    node runs with it all the same)."""
+    try:
+        profile.set_nick(nick)
+    except ProfileError as error:
+        if disk_fault(error) is None:
+            raise
+        print(f"p2pchat: {error}; running as {profile.nick!r} all the same", file=sys.stderr)
 
 
 def _ipv4_interface(value: str) -> str:
@@ -366,9 +382,10 @@ def _node_settings(
         announce_nick=not args.no_announce_nick,
         interfaces=interfaces,
         static=args.static_targets,
-        known_peers=KnownPeers(profile.home / KNOWN_FILE),
+        known_peers=KnownPeers(profile.home / KNOWN_FILE, health=getattr(args, "disk", None)),
         store=store,
         chat=ChatSettings(relay=RelayLimits(enabled=not getattr(args, "no_relay", False))),
+        disk=getattr(args, "disk", None),
     )
 
 
@@ -486,13 +503,15 @@ async def _print_events(
     handler: ApiHandler,
 ) -> None:
     identity = profile.identity
+    unwritten: int | None = None  # the port, while node.json could not be written
     async for event in node.events:
         handler.observe(event)
         if isinstance(event, EventsDropped):
             out.event("dropped", _dropped_text(event.count), count=event.count)
         elif isinstance(event, Listening):
             port = parse_host_port(event.addresses[0])[1]
-            _write_node_state(profile, port, interfaces)
+            if not _write_node_state(profile, port, interfaces, node.disk):
+                unwritten = port
             out.event(
                 "listening",
                 f"listening on {', '.join(event.addresses)}",
@@ -539,6 +558,17 @@ async def _print_events(
             _print_chat_event(node, event, out)
         elif isinstance(event, RoomMessageIn | RoomInvited | RoomChanged | RoomGone):
             _print_room_event(node, event, out)
+        elif isinstance(event, DiskTrouble):
+            # An error nobody's command caused: no "cmd", a "code" to act on (docs/api.md).
+            out.event("error", f"error: {event.text}", error=event.text, code=event.code,
+                      file=event.file)  # fmt: skip
+        elif isinstance(event, DiskRecovered):
+            out.event("recovered", f"recovered: {event.file} can be written again",
+                      file=event.file)  # fmt: skip
+            if unwritten is not None and _write_node_state(
+                profile, unwritten, interfaces, node.disk
+            ):
+                unwritten = None
 
 
 def _print_chat_event(node: Node, event: ChatEvent, out: _EventPrinter) -> None:
@@ -746,10 +776,26 @@ async def _run_ping(
     return 0
 
 
-def _write_node_state(profile: Profile, port: int, interfaces: list[str] | None) -> None:
-    """Where the running node listens, for `p2pchat invite` run beside it."""
+def _write_node_state(
+    profile: Profile, port: int, interfaces: list[str] | None, health: DiskHealth
+) -> bool:
+    """Where the running node listens, for `p2pchat invite` run beside it. Only a
+    convenience: if the disk refuses it (False), the node runs on, `invite` guesses,
+    and it is written again once the disk takes writes."""
+    path = profile.home / NODE_STATE_FILE
+    tmp = path.with_suffix(".tmp")
     state = {"pid": os.getpid(), "port": port, "interfaces": interfaces}
-    (profile.home / NODE_STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+    try:
+        tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if health.failed(str(path), error) is None:
+            log.warning("cannot write %s: %s", path, error)
+        return False
+    health.ok(str(path))
+    return True
 
 
 # --------------------------------------------------------------- invite, connect
@@ -792,7 +838,10 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
     if args.json:
         _print_json((verified or results or [{}])[0])
     if verified:
-        if not args.json:
+        if known.unsaved:
+            print(f"p2pchat: verified, but {known.path} could not be saved (is the disk "
+                  "full?): it is not remembered", file=sys.stderr)  # fmt: skip
+        elif not args.json:
             print("remembered: the node will reconnect to it at start")
         return 0
     return EXIT_ERROR
@@ -1038,7 +1087,7 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
     first_run = "nick" not in profile.config
     if args.nick is not None:
         try:
-            profile.set_nick(args.nick)
+            _set_nick(profile, args.nick)
         except ProfileError as error:
             print(f"p2pchat: --nick: {error}", file=sys.stderr)
             return EXIT_USAGE
@@ -1059,13 +1108,9 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
     interfaces = _interfaces(args.interface)
     from p2pchat.ui.app import ChatApp  # Textual loads only for the UI
 
-    # The screen is the terminal's: log lines go to a file in the profile instead.
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    log_file = logging.FileHandler(profile.home / UI_LOG_FILE, encoding="utf-8")
-    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(log_file)
+    # The screen is the terminal's: log lines go to a file in the profile instead (and
+    # a full disk there must not print tracebacks over the chat).
+    log_to_file(profile.home / UI_LOG_FILE, getattr(args, "disk", None))
 
     with ProfileLock(profile.home), _open_store(profile) as store:
         if not args.listen and _port_taken(host, port):

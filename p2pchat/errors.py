@@ -77,4 +77,11 @@ class StoreError(P2PChatError):
 
     Also raised when a statement on an open database fails (disk full, locked by
     another process for longer than the busy timeout): callers never see sqlite3.
+    ``code`` says which: ``disk-full`` and ``io-error`` (the disk failed us: nothing of
+    the failed statement or transaction was stored), ``damaged``, ``empty``, ``newer``,
+    ``busy``, or ``store-error`` for anything else.
     """
+
+    def __init__(self, message: str, *, code: str = "store-error") -> None:
+        super().__init__(message)
+        self.code = code

@@ -156,10 +156,15 @@ def load_or_create_identity(path: Path) -> tuple[Identity, bool]:
         return _read_identity(path), False
     except OSError as exc:
         raise IdentityError(f"cannot create the identity key file {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        # A full disk: an empty or partial key file would lock the profile out for good.
+        path.unlink(missing_ok=True)
+        raise IdentityError(f"cannot create the identity key file {path}: {exc.strerror}") from exc
     return identity, True
 
 

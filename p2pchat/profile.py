@@ -18,6 +18,7 @@ from typing import Any
 
 import platformdirs
 
+from p2pchat.diskfaults import DiskHealth
 from p2pchat.errors import ProfileError
 from p2pchat.identity import Identity, load_or_create_identity
 from p2pchat.mesh.presence import MAX_NICK
@@ -68,6 +69,7 @@ class Profile:
     nick: str
     created: bool
     config: dict[str, Any]
+    health: DiskHealth | None = None
 
     @property
     def config_path(self) -> Path:
@@ -78,9 +80,18 @@ class Profile:
         self.update_config(nick=self.nick)
 
     def update_config(self, **changes: Any) -> None:
+        """Save ``changes`` to config.json; ProfileError (nothing saved) if it cannot be
+        written. ``health`` hears of a full or failing disk, and of the recovery."""
         config = _read_config(self.config_path)
         config.update(changes)
-        _write_config(self.config_path, config)
+        try:
+            _write_config(self.config_path, config)
+        except ProfileError as error:
+            if self.health is not None:
+                self.health.failed(str(self.config_path), error)
+            raise
+        if self.health is not None:
+            self.health.ok(str(self.config_path))
         self.config = config
 
 
@@ -92,7 +103,12 @@ class ProfileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ProfileError(
+                f"cannot create the lock file {self.path}: {exc.strerror or exc}"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -102,8 +118,11 @@ class ProfileLock:
                 f"p2pchat is already running with the profile {self.path.parent} "
                 f"(pid {holder}); stop it first, or choose another profile with --home"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        # The pid only helps the message above; the lock is the flock. A full disk may
+        # refuse the few bytes: the lock holds all the same.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._fd = fd
 
     def release(self) -> None:
@@ -164,12 +183,21 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _write_config(path: Path, config: dict[str, Any]) -> None:
-    # Write-then-rename so a crash never leaves a half-written configuration.
+    """Write-then-rename, so a crash or a full disk never leaves a half-written
+    configuration: the old file stands until the new one is complete."""
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a partial temporary file would only take the space left
+        raise ProfileError(
+            f"cannot save the profile configuration {path}: {exc.strerror or exc}; "
+            "it was left as it was, and the change is not saved"
+        ) from exc

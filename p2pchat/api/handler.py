@@ -31,6 +31,7 @@ from p2pchat.api.protocol import (
 )
 from p2pchat.chat.rooms import Room
 from p2pchat.chat.rules import MessageState
+from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import P2PChatError
 from p2pchat.identity import Identity, encode_peer_id, fingerprint, safety_number
 from p2pchat.mesh.presence import text_problem
@@ -102,6 +103,9 @@ class ApiHandler:
             answer = {"event": "error", "cmd": name, "error": str(error)}
         except (ValueError, P2PChatError) as error:  # a chat rule, or the store, in words
             answer = {"event": "error", "cmd": name, "error": str(error)}
+            fault = disk_fault(error)
+            if fault is not None:  # nothing was stored: the same command may be sent again
+                answer["code"] = fault
         except Exception as error:  # a bug must cost one answer, not the daemon
             log.exception("API command %r failed", name)
             answer = {"event": "error", "cmd": name, "error": f"internal error: {error!r}"}

@@ -8,6 +8,7 @@ dials them at once instead of waiting for mDNS. Static peers come from the profi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.diskfaults import DiskHealth
 from p2pchat.identity import decode_peer_id
 
 log = logging.getLogger("p2pchat.discovery")
@@ -45,11 +47,18 @@ class Target:
 
 
 class KnownPeers:
-    """The last good addresses of peers we verified, most recent first."""
+    """The last good addresses of peers we verified, most recent first.
 
-    def __init__(self, path: Path) -> None:
+    Saving never raises: the file only speeds up the next start. If it cannot be
+    written (a full disk), the change stays in memory and goes out with the next
+    save; ``health`` hears of the failure and of the recovery.
+    """
+
+    def __init__(self, path: Path, *, health: DiskHealth | None = None) -> None:
         self.path = path
+        self.health = health
         self._peers: dict[str, dict[str, Any]] = self._load()
+        self._unsaved = False
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
@@ -61,7 +70,8 @@ class KnownPeers:
             log.warning(
                 "%s is unreadable (%s); kept as %s, starting afresh", self.path, error, kept
             )
-            os.replace(self.path, kept)
+            with contextlib.suppress(OSError):  # a read-only disk: it is only a cache
+                os.replace(self.path, kept)
             return {}
         peers: dict[str, dict[str, Any]] = {}
         if isinstance(data, dict):
@@ -108,10 +118,32 @@ class KnownPeers:
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self._peers, handle, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self._peers, handle, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except OSError as error:
+            # The old file stands; a half-written temporary one would only take space.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            self._unsaved = True
+            if self.health is None or self.health.failed(str(self.path), error) is None:
+                log.warning("cannot save %s: %s (kept in memory)", self.path, error)
+            return
+        self._unsaved = False
+        if self.health is not None:
+            self.health.ok(str(self.path))
+
+    @property
+    def unsaved(self) -> bool:
+        """The last save failed: memory holds changes the file does not."""
+        return self._unsaved
+
+    def flush(self) -> None:
+        """Save what a failed save left in memory (the disk takes writes again)."""
+        if self._unsaved:
+            self._save()
 
 
 def static_targets(config_peers: Any, cli_peers: list[str] | None) -> list[Target]:

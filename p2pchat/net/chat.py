@@ -38,8 +38,10 @@ from p2pchat.chat.rules import (
     text_problem,
 )
 from p2pchat.chat.sealing import check_signature, seal, unseal
+from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError
 from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.ratelimit import LogLimiter
 from p2pchat.store import Contact, OutboxItem, Store, StoredMessage
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
@@ -61,6 +63,9 @@ LINK_RETRY_MS = 30_000  # sent over a live session: resent on reconnect, this is
 RELAY_RECHECK_MS = 30_000  # how often a relay re-offers what it keeps to online recipients
 MAX_BATCH = 2048
 MAX_INPUT_BYTES = 64 * 1024 * 1024  # waiting input, roughly counted (see _weight)
+MAX_NUDGES = 4096  # peers remembered to be asked to retry what we had to drop
+DISK_PAUSE = 1.0  # seconds before trying the disk again after it refused a write ...
+DISK_PAUSE_MAX = 8.0  # ... doubling up to this while it keeps refusing
 
 
 # ---------------------------------------------------------------------- events
@@ -164,6 +169,12 @@ class ChatService:
         self._relay_offered: dict[bytes, bytes] = {}  # envelope id -> recipient
         self._next_relay_check = 0
         self._wake = trio.Event()
+        self._dropped_from: set[bytes] = set()  # peers whose input we had to drop
+        self._log_limit = LogLimiter(60.0)
+        # While the disk refuses our writes, the runner pauses (doubling up to
+        # DISK_PAUSE_MAX) before trying the held input and the retries again.
+        self._held_until = 0.0
+        self._pause = 0.0
 
     # ------------------------------------------------------------------ commands
 
@@ -271,8 +282,16 @@ class ChatService:
         """A chat message arrived on a session (processed by the runner, in batches)."""
         weight = _weight(message)
         if self._incoming_bytes + weight > MAX_INPUT_BYTES:
-            log.warning("chat input backlog full: dropped a %s", type(message).__name__)
-            return  # the sender retries: nothing is acknowledged that was not stored
+            # The sender retries: nothing is acknowledged that was not stored. Once the
+            # backlog drains it is asked to retry at once (a nudge), not in 30 s.
+            if len(self._dropped_from) < MAX_NUDGES:
+                self._dropped_from.add(peer)
+            skipped = self._log_limit.allow("input-full", trio.current_time())
+            if skipped is not None:
+                log.warning("chat input backlog full (%d bytes waiting): dropping input, "
+                            "%d more dropped since the last report",
+                            self._incoming_bytes, skipped)  # fmt: skip
+            return
         self._incoming_bytes += weight
         self._incoming.append((peer, message, address))
         self._wake.set()
@@ -310,16 +329,35 @@ class ChatService:
                 await self._wake.wait()
             self._wake = trio.Event()
             try:
-                while self._incoming:
-                    self._process_incoming()
-                    await trio.sleep(0)  # let the readers and writers run between batches
-                if self._due(now_ms()):
-                    with self.store.transaction():
-                        self._retry_due(now_ms())
+                if trio.current_time() >= self._held_until:
+                    await self._pass()
                 deadline = self._next_deadline()
-            except Exception:  # a bug or a store error must not stop chat for the node
-                log.exception("chat service pass failed")
-                deadline = trio.current_time() + 1.0  # and must not spin either
+                if self._incoming:
+                    deadline = min(deadline, self._held_until)
+            except Exception as error:  # a bug or a store error must not stop chat
+                if disk_fault(error) is not None:  # logged by the store's DiskHealth
+                    deadline = self._hold()
+                else:
+                    log.exception("chat service pass failed")
+                    deadline = trio.current_time() + 1.0  # and must not spin either
+
+    async def _pass(self) -> None:
+        while self._incoming:
+            if not self._process_incoming():
+                self._hold()
+                return
+            await trio.sleep(0)  # let the readers and writers run between batches
+        if self._due(now_ms()):
+            with self.store.transaction():
+                self._retry_due(now_ms())
+        self._pause = 0.0
+
+    def _hold(self) -> float:
+        """The disk refused a write: wait a while before the next try (no spinning, no
+        resending the outbox every second while it stays full)."""
+        self._pause = min(DISK_PAUSE_MAX, self._pause * 2) if self._pause else DISK_PAUSE
+        self._held_until = trio.current_time() + self._pause
+        return self._held_until
 
     def _due(self, now: int) -> bool:
         due = self.store.next_outbox_deadline()
@@ -336,23 +374,36 @@ class ChatService:
 
     # ------------------------------------------------------------------ incoming
 
-    def _process_incoming(self) -> None:
+    def _process_incoming(self) -> bool:
+        """Store, then acknowledge, one batch of input. False if the disk refused it:
+        then nothing of it is stored or acknowledged, and it waits at the head of the
+        input for the next try (so a full disk loses nothing the sender sent)."""
         batch = self._incoming[:MAX_BATCH]
         del self._incoming[:MAX_BATCH]
-        self._incoming_bytes -= sum(_weight(message) for _, message, _ in batch)
+        weight = sum(_weight(message) for _, message, _ in batch)
+        self._incoming_bytes -= weight
         now = now_ms()
         try:
-            # The fast path: the whole batch in one transaction. A peer's protocol error
-            # is raised before its item writes anything, so it only drops that item.
-            with self.store.transaction():
-                taken = self._take_batch(batch, now, isolate=False)
-        except Exception:
-            # Something failed half-way (a bug, a store error): undo the batch and take
-            # the items one by one, each in its own savepoint, so that one bad item is
-            # dropped (never acknowledged) without taking the others with it.
-            log.warning("a chat batch failed; retrying its %d items one by one", len(batch))
-            with self.store.transaction():
-                taken = self._take_batch(batch, now, isolate=True)
+            try:
+                # The fast path: the whole batch in one transaction. A peer's protocol
+                # error is raised before its item writes anything: it drops that item.
+                with self.store.transaction():
+                    taken = self._take_batch(batch, now, isolate=False)
+            except Exception as error:
+                if disk_fault(error) is not None:
+                    raise
+                # Something failed half-way (a bug, a store error): undo the batch and
+                # take the items one by one, each in its own savepoint, so that one bad
+                # item is dropped (never acknowledged) without taking the others with it.
+                log.warning("a chat batch failed; retrying its %d items one by one", len(batch))
+                with self.store.transaction():
+                    taken = self._take_batch(batch, now, isolate=True)
+        except Exception as error:
+            if disk_fault(error) is None:
+                raise
+            self._incoming[:0] = batch
+            self._incoming_bytes += weight
+            return False
         # Committed: now, and only now, acknowledge and report.
         for peer, reply in taken.replies:
             self._send(peer, reply)
@@ -371,6 +422,13 @@ class ChatService:
                 for peer in self._room - nudged:
                     self._refill(peer, now)
             self._room.clear()
+        if self._dropped_from and not self._incoming:
+            # Input we dropped (the backlog was full): ask its senders to retry now.
+            dropped, self._dropped_from = self._dropped_from, set()
+            for peer in dropped:
+                if self._connected(peer):
+                    self._send_receipts(peer, MessageState.DELIVERED, [], nudge=True)
+        return True
 
     def _take_batch(
         self, batch: list[tuple[bytes, Any, str]], now: int, *, isolate: bool
@@ -384,9 +442,9 @@ class ChatService:
             except RemoteProtocolError as error:
                 log.info("chat input from %s dropped: %s", encode_peer_id(peer), error)
                 continue
-            except Exception:
-                if not isolate:
-                    raise
+            except Exception as error:
+                if not isolate or disk_fault(error) is not None:
+                    raise  # a full disk fails the whole batch, not this one item
                 log.exception("chat input from %s failed", encode_peer_id(peer))
                 continue
             if reply is not None:

@@ -33,6 +33,8 @@ from p2pchat.discovery.known import KnownPeers, Target
 from p2pchat.discovery.mdns import local_addresses, open_mdns
 from p2pchat.discovery.records import Announcement, Status
 from p2pchat.discovery.watch import watch
+from p2pchat.diskfaults import DiskEvent, DiskHealth, DiskRecovered, DiskTrouble, disk_fault
+from p2pchat.errors import StoreError
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import MESH_MESSAGES, Mesh, PresenceChanged
@@ -125,6 +127,8 @@ NodeEvent = (
     | ChatEvent
     | RoomEvent
     | EventsDropped
+    | DiskTrouble
+    | DiskRecovered
 )
 
 
@@ -149,6 +153,9 @@ class NodeSettings:
     seed: int | None = None  # for repeatable tests; None: the OS's randomness
     store: Store | None = None  # without one the node carries presence only, no chat
     chat: ChatSettings = field(default_factory=ChatSettings)
+    # One per process, shared with the log and the profile; the node makes its own if
+    # none is given, and hands it to the store and the address book.
+    disk: DiskHealth | None = None
 
 
 class Node:
@@ -182,6 +189,13 @@ class Node:
             authorize=self._authorize,
         )
         self.store = settings.store
+        self.disk = settings.disk or DiskHealth()
+        token = trio.lowlevel.current_trio_token()
+        self.disk.attach(partial(_report_soon, token, self._disk_event))
+        if settings.store is not None and settings.store.health is None:
+            settings.store.health = self.disk
+        if settings.known_peers is not None and settings.known_peers.health is None:
+            settings.known_peers.health = self.disk
         self.chat: ChatService | None = None
         self.rooms: RoomService | None = None
         if settings.store is not None:
@@ -357,13 +371,19 @@ class Node:
     def _verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
         self._verified_addresses.add(address)
         if self.settings.known_peers is not None:
-            self.settings.known_peers.remember(peer_id, address, nick)
+            self.settings.known_peers.remember(peer_id, address, nick)  # never raises
         key = decode_peer_id(peer_id)
         if key == self.identity.public_key:
             return
         self._hint(key, address)
         if self.store is not None:
-            self.store.remember_address(key, address, now=int(time.time() * 1000))
+            # Only a hint for later dials: a full disk must not stop the join (nor the
+            # discovery task that called us, nor the node with it).
+            try:
+                self.store.remember_address(key, address, now=int(time.time() * 1000))
+            except StoreError as error:
+                if disk_fault(error) is None:
+                    log.warning("cannot remember %s at %s: %s", peer_id, address, error)
         if self.mesh is not None:
             self.mesh.introduce([key], trio.current_time())
             self._pump()
@@ -506,6 +526,12 @@ class Node:
             else:
                 _guarded(self.rooms.peer_offline, event.record.owner)
 
+    def _disk_event(self, event: DiskEvent) -> None:
+        self._emit(event)
+        known = self.settings.known_peers
+        if isinstance(event, DiskRecovered) and known is not None:
+            known.flush()  # what a full disk kept from peers.json
+
     def _note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))
 
@@ -519,12 +545,22 @@ class Node:
 
 def _guarded(callback: Any, peer: bytes) -> None:
     """Chat work triggered by the network (a session, a presence change) touches the
-    store; a store error there is logged, and must not take the node down with it."""
+    store; a store error there is logged, and must not take the node down with it. (A
+    full disk is logged by the store's DiskHealth, once per interval, not here.)"""
     try:
         callback(peer)
-    except Exception:
+    except Exception as error:
+        if disk_fault(error) is not None:
+            return
         name = getattr(callback, "__name__", None) or getattr(callback, "func", callback)
         log.exception("%s failed for %s", name, encode_peer_id(peer))
+
+
+def _report_soon(token: trio.lowlevel.TrioToken, emit: Any, event: DiskEvent) -> None:
+    """DiskHealth reports from any thread (the log is written from zeroconf's too):
+    the event joins the node's stream on the trio thread."""
+    with contextlib.suppress(trio.RunFinishedError):
+        token.run_sync_soon(emit, event)
 
 
 @contextlib.asynccontextmanager
@@ -544,6 +580,7 @@ async def open_node(
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(3):
                     await node._leave()
+                node.disk.attach(None)
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # The node's tasks never raise; a group holds one failure to start or whatever

@@ -41,7 +41,8 @@ from p2pchat.chat.rooms import (
     seal_room_message,
     tick,
 )
-from p2pchat.errors import LocalProtocolError, RemoteProtocolError
+from p2pchat.diskfaults import disk_fault
+from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, Broadcast
 from p2pchat.store import RoomMessage, Store
@@ -54,7 +55,8 @@ PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
 MAX_PENDING_INVITES = 64  # invitations waiting for the user, from contacts only
 RESEND_EPOCHS = 8  # key epochs re-sent to a member who comes back
-MAX_PARKED = 256  # messages per room waiting for their epoch's key
+MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk)
+DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
 
 
 # ---------------------------------------------------------------------- events
@@ -129,6 +131,8 @@ class RoomService:
         self._unanswered: dict[tuple[bytes, bytes], RoomInvite] = {}  # (room, invitee)
         # room -> messages of an epoch whose key we lack yet (bounded)
         self._parked: dict[bytes, dict[bytes, bytes]] = {}
+        # room -> messages the disk refused, to store when it takes them (bounded)
+        self._unstored: dict[bytes, dict[bytes, bytes]] = {}
         # room -> (epoch, added, removed): our latest change, re-made if it loses a race
         self._intents: dict[bytes, tuple[int, frozenset[bytes], frozenset[bytes]]] = {}
         self._wake = trio.Event()
@@ -317,6 +321,12 @@ class RoomService:
                 self._on_broadcast(peer, message)
         except (RemoteProtocolError, LocalProtocolError, ValueError) as error:
             log.info("room input from %s dropped: %s", encode_peer_id(peer), error)
+        except StoreError as error:
+            # Not stored, so not taken: the sender offers it again (an invitation when we
+            # come back online, key updates likewise). A full disk is logged by the
+            # store's DiskHealth, once per interval.
+            if disk_fault(error) is None:
+                log.warning("room input from %s not stored: %s", encode_peer_id(peer), error)
 
     def _on_invite(self, peer: bytes, invitation: RoomInvite) -> None:
         if invitation.room_id in self.rooms:
@@ -335,17 +345,17 @@ class RoomService:
         earlier = self._invites.get(invitation.room_id)
         if earlier is not None and (earlier[1] != peer or invitation.epoch <= earlier[0].epoch):
             return  # a repeat, or someone else's: the first inviter's newest one stands
-        if earlier is not None:
-            self.store.delete_room(invitation.room_id)  # its older key goes with it
         first = earlier is None
-        self._invites[invitation.room_id] = (invitation, peer)
-        with self.store.transaction():
+        with self.store.transaction():  # stored first: memory follows only what is kept
+            if earlier is not None:
+                self.store.delete_room(invitation.room_id)  # its older key goes with it
             self.store.put_room(room_id=invitation.room_id, name=invitation.name,
                                 epoch=invitation.epoch, joined=False, clock=0, inviter=peer,
                                 now=_now_ms())  # fmt: skip
             self.store.add_room_key(
                 invitation.room_id, invitation.epoch, invitation.key, invitation.members
             )
+        self._invites[invitation.room_id] = (invitation, peer)
         if first:
             self._emit(RoomInvited(invitation.room_id.hex(), invitation.name,
                                    encode_peer_id(peer)))  # fmt: skip
@@ -362,19 +372,21 @@ class RoomService:
                     changed = replace(invitation, epoch=after.epoch, key=after.key,
                                       members=tuple(sorted(after.members)),
                                       clock=after.clock)  # fmt: skip
+                    with self.store.transaction():
+                        self.store.put_room(room_id=after.room_id, name=after.name,
+                                            epoch=after.epoch, joined=False, clock=0,
+                                            inviter=inviter, now=_now_ms())  # fmt: skip
+                        self.store.add_room_key(after.room_id, after.epoch, after.key,
+                                                after.members)  # fmt: skip
                     self._invites[update.room_id] = (changed, inviter)
-                    self.store.put_room(room_id=after.room_id, name=after.name,
-                                        epoch=after.epoch, joined=False, clock=0,
-                                        inviter=inviter, now=_now_ms())  # fmt: skip
-                    self.store.add_room_key(after.room_id, after.epoch, after.key, after.members)
             return
         try:
             after = apply_key_update(room, update, peer, self.me)
         except RemoteProtocolError:
             if update.epoch == room.epoch and peer in room.members and self.me in update.members:
                 # A concurrent change that lost the tie-break: its key stays readable.
-                self._keys[room.room_id].add(update.epoch, update.key, update.members)
                 self.store.add_room_key(room.room_id, update.epoch, update.key, update.members)
+                self._keys[room.room_id].add(update.epoch, update.key, update.members)
                 self._retry_parked(room.room_id)
             raise
         if after is room:
@@ -495,10 +507,47 @@ class RoomService:
         for peer, message in tree.take_outgoing():
             self._send(peer, message)
         for msg_id, payload in tree.take_delivered():
-            try:
-                self._deliver(room_id, msg_id, payload)
-            except (RemoteProtocolError, LocalProtocolError) as error:
-                log.info("room message %s dropped: %s", msg_id.hex(), error)
+            self._deliver_or_hold(room_id, msg_id, payload)
+
+    def _deliver_or_hold(self, room_id: bytes, msg_id: bytes, payload: bytes) -> None:
+        """Deliver a message the tree took; if the disk refuses it, hold it to store
+        later (the tree has it as received and will not deliver it again)."""
+        try:
+            self._deliver(room_id, msg_id, payload)
+        except (RemoteProtocolError, LocalProtocolError) as error:
+            log.info("room message %s dropped: %s", msg_id.hex(), error)
+        except StoreError as error:
+            if disk_fault(error) is None:
+                log.warning("room message %s not stored: %s", msg_id.hex(), error)
+                return
+            held = self._unstored.setdefault(room_id, {})
+            if len(held) < MAX_PARKED:
+                held[msg_id] = payload
+            else:  # rare: repaired by a digest after our next restart
+                log.warning("room %s: too many messages wait for the disk; one is dropped "
+                            "here until the next start", room_id.hex())  # fmt: skip
+            self._wake.set()
+
+    def _store_held(self) -> None:
+        """Try again to store the room messages the disk refused (oldest first); stop at
+        the first refusal: the disk is still full."""
+        for room_id in list(self._unstored):
+            held = self._unstored[room_id]
+            while held:
+                msg_id, payload = next(iter(held.items()))
+                if room_id not in self.rooms:
+                    held.clear()
+                    break
+                try:
+                    self._deliver(room_id, msg_id, payload)
+                except StoreError as error:
+                    if disk_fault(error) is not None:
+                        return
+                    log.warning("room message %s not stored: %s", msg_id.hex(), error)
+                except (RemoteProtocolError, LocalProtocolError) as error:
+                    log.info("room message %s dropped: %s", msg_id.hex(), error)
+                del held[msg_id]
+            del self._unstored[room_id]
 
     def _deliver(self, room_id: bytes, msg_id: bytes, payload: bytes) -> None:
         envelope = self._codec.decode(payload)
@@ -542,20 +591,21 @@ class RoomService:
     def _retry_parked(self, room_id: bytes) -> None:
         parked = self._parked.pop(room_id, None)
         for msg_id, payload in (parked or {}).items():
-            try:
-                self._deliver(room_id, msg_id, payload)
-            except (RemoteProtocolError, LocalProtocolError) as error:
-                log.info("parked room message %s dropped: %s", msg_id.hex(), error)
+            self._deliver_or_hold(room_id, msg_id, payload)
 
     async def run(self) -> None:
         while True:
             deadline = min((tree.next_deadline() for tree in self._trees.values()),
                            default=float("inf"))  # fmt: skip
+            if self._unstored:
+                deadline = min(deadline, trio.current_time() + DISK_RETRY)
             with trio.move_on_at(deadline):
                 await self._wake.wait()
             self._wake = trio.Event()
             now = trio.current_time()
             try:
+                if self._unstored:
+                    self._store_held()
                 for room_id, tree in list(self._trees.items()):
                     if tree.next_deadline() <= now:
                         tree.tick(now)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from p2pchat.diskfaults import DISK_FULL, IO_ERROR, DiskHealth, disk_fault
 from p2pchat.errors import LocalProtocolError, StoreError
+from p2pchat.store.codes import sqlite_code as _code
 from p2pchat.store.rows import (
     INCOMING_STATES,
     OUTGOING_STATES,
@@ -129,34 +133,39 @@ def _room_message(row: Any) -> RoomMessage:
     )
 
 
-def _create_private(path: Path) -> None:
-    # Created here rather than by SQLite so it is 0600 from its first byte; SQLite
-    # gives its -wal and -shm files the mode of the database file.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError as error:
-        raise StoreError(f"cannot create the message database {path}: {error}") from error
-    os.close(fd)
-
-
 def open_store(
     path: Path, *, migrations: Sequence[Migration] = MIGRATIONS, full_sync: bool = False
 ) -> Store:
     """Open (creating or upgrading as needed) the message database at ``path``.
 
+    An existing file is checked before anything may write to it (``PRAGMA
+    quick_check``, on a read-only connection): a damaged or emptied file is refused with
+    a :class:`StoreError` saying what to do, and left exactly as it was. A new file is
+    built under a temporary name and linked into place complete, so an empty
+    ``messages.db`` is never ours: it always means damage.
+
     ``migrations`` is a parameter only so tests can play older and newer versions.
     """
-    _create_private(path)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as error:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        _create(path, migrations)
+    except OSError as error:
         raise StoreError(f"cannot open the message database {path}: {error}") from error
+    else:
+        if size == 0:
+            raise StoreError(_empty_text(path), code="empty")
+        check_integrity(path)
+    try:
+        # mode=rw: never create the file here (an empty one would be taken for damage).
+        conn = sqlite3.connect(
+            _uri(path, "rw"), uri=True, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as error:
+        raise _open_error(path, error) from error
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-        # The first read of the file: refuse garbage and newer schemas before any
-        # write (setting WAL rewrites the header) could touch them.
+        # Refuse newer schemas before any write (setting WAL rewrites the header).
         found = user_version(conn)
         if found > len(migrations):
             raise newer_error(path, found, len(migrations))
@@ -168,12 +177,9 @@ def open_store(
         version = migrate(conn, path, migrations)
     except sqlite3.DatabaseError as error:
         conn.close()
-        if "not a database" in str(error):
-            raise StoreError(
-                f"{path} is not a p2pchat message database (or it is damaged); "
-                "it was left untouched: move it away to start a new one, or use another --home"
-            ) from error
-        raise StoreError(f"cannot open the message database {path}: {error}") from error
+        if _code(error) == "damaged":
+            raise StoreError(_damaged_text(path, str(error)), code="damaged") from error
+        raise _open_error(path, error) from error
     except BaseException:
         conn.close()
         raise
@@ -184,14 +190,164 @@ def open_store(
     return Store(conn, path, version)
 
 
+def check_integrity(path: Path) -> None:
+    """Raise StoreError (code ``damaged``) unless SQLite's ``quick_check`` finds the file
+    sound, without writing anything.
+
+    Read-only: a read-write connection would checkpoint the WAL into the file when it
+    closes, and a damaged file must be left exactly as it was. Without a -wal file
+    beside it (no connection is open, and everything is in the file itself) the check
+    also makes no -wal or -shm (``immutable``); if one appears meanwhile, a process
+    opened the file while we read it, and a bad verdict is checked again properly.
+    """
+    wal = path.with_name(path.name + "-wal")
+    quiet = not wal.exists()
+    problems = _quick_check(path, immutable=quiet)
+    if problems != ["ok"] and quiet and wal.exists():
+        problems = _quick_check(path, immutable=False)
+    if problems != ["ok"]:
+        more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+        raise StoreError(_damaged_text(path, problems[0] + more), code="damaged")
+
+
+def _quick_check(path: Path, *, immutable: bool) -> list[str]:
+    """Up to 4 problems (the first names the damage), or ``["ok"]``."""
+    uri = _uri(path, "ro") + ("&immutable=1" if immutable else "")
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as error:
+        raise _open_error(path, error) from error
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        return [str(row[0]) for row in conn.execute("PRAGMA quick_check(4)")]
+    except sqlite3.DatabaseError as error:
+        if _code(error) == "damaged":
+            return [str(error)]
+        raise _open_error(path, error) from error
+    finally:
+        conn.close()
+
+
+def _uri(path: Path, mode: str) -> str:
+    return f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
+
+
+def _damaged_text(path: Path, problem: str) -> str:
+    return (
+        f"{path} is damaged, or is not a p2pchat message database (SQLite says: "
+        f"{problem}). It was left untouched: nothing was changed. Restore it from a "
+        f"backup, or move it away (with {path.name}-wal and {path.name}-shm beside it, if "
+        "they exist) to start afresh with an empty one, or use another --home"
+    )
+
+
+def _empty_text(path: Path) -> str:
+    return (
+        f"the message database {path} is empty (0 bytes). p2pchat never leaves it so: "
+        "something else emptied it (a failed copy or restore, a full disk while another "
+        "program rewrote it, a damaged file system). It was left untouched, and no new "
+        "database was made in its place. Restore it from a backup, or delete it to start "
+        "afresh with an empty one"
+    )
+
+
+def _open_error(path: Path, error: sqlite3.Error) -> StoreError:
+    code = _code(error) or "store-error"
+    hint = ""
+    if code in (DISK_FULL, IO_ERROR):
+        # Opening needs a little space (SQLite's -wal and -shm files): say so plainly.
+        try:
+            full = shutil.disk_usage(path.parent).free == 0
+        except OSError:
+            full = False
+        code = DISK_FULL if full else code
+        hint = (
+            "; the disk is full: free some space and start again (the file was not changed)"
+            if full
+            else "; the disk failed: check it (the file was not changed)"
+        )
+    return StoreError(f"cannot open the message database {path}: {error}{hint}", code=code)
+
+
+def _create(path: Path, migrations: Sequence[Migration]) -> None:
+    """Build a new database under a temporary name and link it into place complete.
+
+    The temporary file is 0600 from its first byte (SQLite gives its -wal and -shm the
+    database's mode). Linking never replaces: if another process made ``path``
+    meanwhile, its file stands and ours is dropped.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.new")
+    try:
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            conn = sqlite3.connect(tmp, isolation_level=None, check_same_thread=False)
+            try:
+                migrate(conn, tmp, migrations)
+                # WAL is recorded in the header; closing checkpoints and removes the -wal.
+                conn.execute("PRAGMA journal_mode = WAL")
+            finally:
+                conn.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(tmp, path)
+        except FileExistsError:
+            return  # another process was first: open its file
+        except sqlite3.Error as error:
+            raise StoreError(
+                f"cannot create the message database {path}: {error}",
+                code=_code(error) or "store-error",
+            ) from error
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the message database {path}: {error}",
+                code=_os_code(error),
+            ) from error
+        except StoreError as error:  # from migrate: say which file, keep the code
+            raise StoreError(
+                f"cannot create the message database {path}: {error}", code=error.code
+            ) from error
+        _sync_directory(path.parent)
+    finally:
+        for leftover in (tmp, *(tmp.with_name(tmp.name + end) for end in _SIDE_FILES)):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _sync_directory(directory: Path) -> None:
+    # The new name must survive a power cut as surely as the contents did.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _os_code(error: OSError) -> str:
+    return disk_fault(error) or "store-error"
+
+
 class Store:
-    """The message database. Create with :func:`open_store`; close when done."""
+    """The message database. Create with :func:`open_store`; close when done.
+
+    ``health``, when set, hears of every write that fails because the disk is full or
+    failing, and of the first write that works again (p2pchat.diskfaults).
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, schema_version: int) -> None:
         self._conn = conn
         self._depth = 0
+        self._faulty = False  # the last write failed for a disk fault
+        self._aborted: str | None = None  # why SQLite rolled back the open transaction
         self.path = path
         self.schema_version = schema_version
+        self.health: DiskHealth | None = None
 
     # --- lifecycle and transactions -------------------------------------------------
 
@@ -227,15 +383,21 @@ class Store:
             return
         self._exec("BEGIN IMMEDIATE")
         self._depth = 1
+        self._aborted = None
+        changes = self._conn.total_changes
         try:
             yield
             self._exec("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
             raise
         finally:
             self._depth = 0
+            self._aborted = None
+        if self._conn.total_changes != changes:
+            self._wrote()  # a commit that wrote nothing proves nothing about the disk
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -263,28 +425,73 @@ class Store:
             self._depth -= 1
 
     def _exec(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        self._check_alive()
+        changes = self._conn.total_changes
         try:
-            return self._conn.execute(sql, params)
+            cursor = self._conn.execute(sql, params)
         except sqlite3.Error as error:
-            raise StoreError(f"message database {self.path}: {error}") from error
+            raise self._failure(error) from error
+        if not self._depth and self._faulty and self._conn.total_changes != changes:
+            self._wrote()  # a statement of its own (autocommit) changed rows on disk
+        return cursor
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as error:
-            raise StoreError(f"message database {self.path}: {error}") from error
+            raise self._failure(error) from error
 
     def _many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        self._check_alive()
+        changes = self._conn.total_changes
         try:
             self._conn.executemany(sql, rows)
         except sqlite3.Error as error:
-            raise StoreError(f"message database {self.path}: {error}") from error
+            raise self._failure(error) from error
+        if not self._depth and self._faulty and self._conn.total_changes != changes:
+            self._wrote()
 
     def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
         try:
             return self._conn.execute(sql, params).fetchone()
         except sqlite3.Error as error:
-            raise StoreError(f"message database {self.path}: {error}") from error
+            raise self._failure(error) from error
+
+    def _check_alive(self) -> None:
+        """Inside a transaction SQLite rolled back on its own (after a full disk, say), a
+        further statement would run, and commit, on its own: refuse it instead, so a
+        block is all or nothing even when a callee caught the first error."""
+        if self._depth and self._aborted is not None:
+            raise StoreError(
+                f"message database {self.path}: the transaction was rolled back after an "
+                "earlier error; nothing of it was stored",
+                code=self._aborted,
+            )
+
+    def _failure(self, error: sqlite3.Error) -> StoreError:
+        """The StoreError for a failed statement; a disk fault is also reported."""
+        code = _code(error) or "store-error"
+        if code in (DISK_FULL, IO_ERROR):
+            where = "the disk is full" if code == DISK_FULL else "the disk failed (I/O error)"
+            failure = StoreError(
+                f"{where}: the message database {self.path} cannot be written ({error}); "
+                "nothing of this change was stored",
+                code=code,
+            )
+            self._faulty = True
+            if self.health is not None:
+                self.health.failed(str(self.path), failure)
+        else:
+            failure = StoreError(f"message database {self.path}: {error}", code=code)
+        if self._depth and not self._conn.in_transaction:
+            self._aborted = code
+        return failure
+
+    def _wrote(self) -> None:
+        if self._faulty:
+            self._faulty = False
+            if self.health is not None:
+                self.health.ok(str(self.path))
 
     def _count(self, sql: str, params: Sequence[object] = ()) -> int:
         return int(self._one(sql, params)[0] or 0)

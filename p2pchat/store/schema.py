@@ -8,11 +8,13 @@ user_version`` ``i`` to ``i + 1``. A step is a sequence of single SQL statements
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from p2pchat.errors import StoreError
+from p2pchat.store.codes import sqlite_code
 
 Migration = Sequence[str]
 
@@ -138,7 +140,8 @@ def newer_error(path: Path, found: int, known: int) -> StoreError:
     return StoreError(
         f"the message database {path} was written by a newer p2pchat "
         f"(schema {found}; this version knows up to {known}): "
-        "upgrade p2pchat, or use another --home"
+        "upgrade p2pchat, or use another --home",
+        code="newer",
     )
 
 
@@ -163,12 +166,19 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
         conn.execute(f"PRAGMA user_version = {known:d}")
         conn.execute("COMMIT")
     except sqlite3.Error as error:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise StoreError(
             f"upgrading the message database {path} to schema {known} failed ({error}); "
-            "it was left unchanged"
+            "it was left unchanged",
+            code=sqlite_code(error) or "store-error",
         ) from error
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     return known
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may have rolled back already (it does on a full disk): nothing to undo then.
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")

@@ -33,7 +33,8 @@ from textual.widgets import Footer, Static
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import make_invite, static_targets
-from p2pchat.errors import P2PChatError, ProfileError
+from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble, disk_fault
+from p2pchat.errors import P2PChatError, ProfileError, StoreError
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
 from p2pchat.net.chat import ChatService, ContactRequest, MessageIn, Receipt
 from p2pchat.net.node import (
@@ -172,6 +173,7 @@ class ChatApp(App[None]):
         self._entries: list[Entry] = []
         self._started = time.monotonic()
         self._failure = ""
+        self._disk: dict[str, DiskTrouble] = {}  # files the disk refuses to write now
         self._refresh_pending = False
         self._advice = ""
         self._advice_asked = False
@@ -233,8 +235,11 @@ class ChatApp(App[None]):
 
     def _nick_chosen(self, nick: str | None) -> None:
         if nick:
-            self.profile.set_nick(nick)
-            self.settings.nick = nick
+            try:
+                self.profile.set_nick(nick)
+            except ProfileError as error:  # a full disk: this run uses it, unsaved
+                self.notify(f"{error}.", title="Nick not saved", severity="error")
+            self.settings.nick = self.profile.nick
         self._update_topbar()
         self.run_worker(self._start_node(), exclusive=True, group="node")
 
@@ -385,6 +390,14 @@ class ChatApp(App[None]):
             self._connected.discard(event.peer_id)
         elif isinstance(event, Listening):
             self._update_topbar()
+        elif isinstance(event, DiskTrouble):
+            self._disk[event.file] = event
+            self.notify(event.text, title="Disk problem", severity="error", timeout=30)
+            self._update_topbar()
+        elif isinstance(event, DiskRecovered):
+            if self._disk.pop(event.file, None) is not None:
+                self.notify(f"{event.file} can be written again", title="Disk problem solved")
+            self._update_topbar()
         if isinstance(event, Presence | PeerConnected | PeerDisconnected):
             self._update_topbar()
 
@@ -395,7 +408,7 @@ class ChatApp(App[None]):
             shown = StoredMessage(0, bytes.fromhex(event.msg_id), room_id, author, event.own,
                                   event.clock, event.time, event.time, event.text, "")  # fmt: skip
             self.query_one(ConversationView).add(shown)
-            self.store.mark_room_read(room_id)
+            self._quietly(self.store.mark_room_read, room_id)
         elif not event.own:
             now = time.monotonic()
             if now - self._last_toast.get(event.room_id, -1e9) >= TOAST_EVERY:
@@ -488,7 +501,7 @@ class ChatApp(App[None]):
         room_id = bytes.fromhex(room_hex)
         self.query_one(ConversationView).show(self.store, self.me, room_id, self.name_of,
                                               room=True)  # fmt: skip
-        self.store.mark_room_read(room_id)
+        self._quietly(self.store.mark_room_read, room_id)
         self._update_title()
         self._refresh_sidebar()
         self.query_one(Composer).focus()
@@ -502,6 +515,15 @@ class ChatApp(App[None]):
         self._update_title()
         self._refresh_sidebar()
         self.query_one(Composer).focus()
+
+    def _quietly(self, write: Callable[..., Any], *args: Any) -> None:
+        """A bookkeeping write (read marks) from a UI handler: a full disk must not end
+        the app; the status bar already says the disk is full."""
+        try:
+            write(*args)
+        except StoreError as error:
+            if disk_fault(error) is None:
+                raise
 
     def _mark_read(self, peer_id: str) -> None:
         entry = self._entry(peer_id)
@@ -584,7 +606,11 @@ class ChatApp(App[None]):
             f"({PRESENCE_MARKS.get(status, '●')} {PRESENCE_WORDS.get(status, status)})"
         )
         online = len([s for s in self._seen.values() if s.status != "offline"])
-        if self._failure:
+        if self._disk:
+            trouble = next(iter(self._disk.values()))
+            what = "disk full" if trouble.code == DISK_FULL else "disk error"
+            right = f"⚠ {what}: {os.path.basename(trouble.file)} cannot be written"
+        elif self._failure:
             right = f"offline: {self._failure}; messages will wait"
         elif self.node is None:
             right = "starting…"
@@ -662,6 +688,10 @@ class ChatApp(App[None]):
                 stored = chat.send_text(peer, text)
             except ValueError as error:
                 self.notify(str(error), severity="warning")
+                return
+            except P2PChatError as error:  # e.g. a full disk: nothing was stored or sent
+                self.notify(f"{error}. ↑ in the empty composer brings the text back.",
+                            title="Not sent", severity="error")  # fmt: skip
                 return
             self.post_message(Sent(peer_id, stored.msg_id))
 

@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 import trio
 
 from p2pchat.backlog import Backlog, approx_size
+from p2pchat.diskfaults import disk_fault
 from p2pchat.net.feed import Feed
 
 log = logging.getLogger("p2pchat.ui")
@@ -89,8 +90,9 @@ class NodeHost:
         def run() -> None:
             try:
                 function(*args)
-            except Exception:
-                log.exception("a UI command failed inside the node")
+            except Exception as error:
+                if disk_fault(error) is None:  # a full disk is reported (and logged) once
+                    log.exception("a UI command failed inside the node")
 
         try:
             self._token.run_sync_soon(run)
