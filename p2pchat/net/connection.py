@@ -214,7 +214,8 @@ class SecureConnection:
         event = self._session.next_event()
         assert isinstance(event, HandshakeComplete)
         self._last_receive = trio.current_time()
-        self._dispatch_events_nowait()
+        # Messages that came in the same read as the last handshake message stay in the
+        # session until the reader task hands them on, waiting for room like any others.
 
     async def _flush(self) -> None:
         data = self._session.data_to_send()
@@ -225,6 +226,7 @@ class SecureConnection:
 
     async def run_reader(self) -> None:
         try:
+            await self._dispatch_events()  # what arrived with the last handshake message
             while self.closed is None:
                 data = await self._read()
                 if not data:
@@ -340,15 +342,6 @@ class SecureConnection:
                     except trio.WouldBlock:
                         # ...and backpressure (stop reading the socket) when it does not.
                         await self._incoming_send.send(event.message)
-            else:
-                self._handle_control_event(event)
-
-    def _dispatch_events_nowait(self) -> None:
-        # Messages that arrived together with the last handshake message.
-        session = self._session
-        while (event := session.next_event()) is not None:
-            if isinstance(event, MessageReceived):
-                self._incoming_send.send_nowait(event.message)
             else:
                 self._handle_control_event(event)
 
