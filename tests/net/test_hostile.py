@@ -11,7 +11,9 @@ import trio
 
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.handshakes import HandshakeLimits
 from p2pchat.net.server import open_secure_connection
+from p2pchat.session import SecureSession
 from tests.blob import Blob
 from tests.net.helpers import Server, echo, raw_handshake, read_until_closed, running_server
 
@@ -99,14 +101,17 @@ async def test_slowloris_dribbling_bytes_is_dropped_at_the_handshake_timeout() -
         await assert_still_serving(server)
 
 
-async def test_handshake_limit_drops_excess_connections() -> None:
-    async with running_server(config=QUICK, max_concurrent_handshakes=2) as server:
+async def test_full_handshake_slots_drop_the_oldest_not_the_newcomer() -> None:
+    limits = HandshakeLimits(max_pending=2, max_pending_per_address=2)
+    async with running_server(config=QUICK, handshake_limits=limits) as server:
         stalled = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(2)]
         await trio.sleep(0.1)
         extra = await trio.open_tcp_stream("127.0.0.1", server.port)
-        with trio.fail_after(0.4):  # dropped at once, long before the handshake timeout
-            assert await read_until_closed(extra) == b""
-        for stream in stalled:
+        with trio.fail_after(0.4):  # the oldest goes at once, long before any timeout
+            assert await read_until_closed(stalled[0]) == b""
+        await extra.send_all(SecureSession(Identity.generate(), initiator=True).data_to_send())
+        assert await extra.receive_some(65536)  # message 2: the newcomer is served
+        for stream in (*stalled, extra):
             await stream.aclose()
         await assert_still_serving(server)
 
