@@ -207,3 +207,45 @@ async def test_reordered_frames_over_the_network_close_that_connection() -> None
         (victim,) = server.connections
         assert victim.closed is not None and victim.closed.code == "decrypt-failed"
         await assert_still_serving(server)
+
+
+async def test_a_malformed_message_1_is_answered_with_bad_handshake_over_tcp() -> None:
+    from tests.session.test_handshake_errors import RawPeer, pack
+
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        peer = RawPeer(initiator=True)
+        await stream.send_all(peer.write(pack([1, {"versions": [0]}])))
+        reject = peer.read(await read_until_closed(stream))
+        assert reject.code == "bad-handshake" and "from 1 to 65535" in reject.reason
+        await assert_still_serving(server)
+
+
+async def test_a_malformed_message_3_is_answered_with_a_close_over_tcp() -> None:
+    from tests.session.test_handshake_errors import RawPeer, pack
+
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        peer = RawPeer(initiator=True)
+        await stream.send_all(peer.write(pack([1, {"versions": [1]}])))
+        peer.read(await stream.receive_some(65536))
+        short_key = peer.auth(identity_key=peer.identity.public_key[:31])
+        await stream.send_all(peer.write(pack([2, short_key])))
+        (close,) = peer.read_transport(await read_until_closed(stream))
+        assert close.code == "bad-handshake" and "identity_key" in close.reason
+        assert server.connections == []  # the handler never saw it
+        await assert_still_serving(server)
+
+
+async def test_a_stream_of_failed_handshakes_from_one_host_logs_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "p2pchat.net")
+    async with running_server(config=QUICK) as server:
+        for _ in range(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await stream.send_all(b"GET / HTTP/1.1\r\n\r\n")
+            await read_until_closed(stream)
+        await assert_still_serving(server)
+    lines = [r for r in caplog.records if r.getMessage().startswith("handshake with")]
+    assert len(lines) == 1  # not twenty: one per host per minute
