@@ -32,6 +32,7 @@ from noise.connection import Keypair, NoiseConnection
 
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.handshakes import HandshakeLimits
 from p2pchat.net.server import (
     listener_addresses,
     open_secure_connection,
@@ -336,7 +337,7 @@ async def _idle_server(port_file: str) -> None:
                 Identity.generate(),
                 host="127.0.0.1",
                 port=0,
-                max_concurrent_handshakes=2000,
+                handshake_limits=HandshakeLimits(2000, 2000),
                 task_status=task_status,
             )
         )

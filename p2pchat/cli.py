@@ -59,6 +59,7 @@ from p2pchat.net.server import open_secure_connection
 from p2pchat.profile import Profile, ProfileLock, open_profile, resolve_home
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.store import DATABASE_FILE, Store, open_store
+from p2pchat.wire.messages import MAX_PING_DATA
 
 DEFAULT_PORT = 7483
 INTERFACES_ENV = "P2PCHAT_INTERFACES"
@@ -103,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("address", metavar="HOST:PORT")
     ping.add_argument("-c", "--count", type=int, default=4, help="pings to send (default 4)")
     ping.add_argument("-i", "--interval", type=float, default=0.2, help="seconds between pings")
-    ping.add_argument("-s", "--size", type=int, default=0, help="payload bytes per ping")
+    ping.add_argument(
+        "-s", "--size", type=int, default=0, help="payload bytes per ping (at most 1024)"
+    )
     ping.add_argument("--expect", metavar="PEER_ID", help="refuse any other identity")
     ping.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -717,9 +720,10 @@ def cmd_ping(profile: Profile, args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if args.count < 1 or args.size < 0 or args.interval < 0:
+    if args.count < 1 or not 0 <= args.size <= MAX_PING_DATA or args.interval < 0:
         print(
-            "p2pchat: --count must be at least 1; --size and --interval not negative",
+            f"p2pchat: --count must be at least 1, --size from 0 to {MAX_PING_DATA}, "
+            "--interval not negative",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -4,15 +4,19 @@
 whose ``send``/``receive`` carry wire messages. Every way a connection can end —
 the peer's Close, a protocol violation, a timeout, a broken socket, our own close —
 ends up as one :class:`~p2pchat.errors.ConnectionClosed` with a readable reason.
+
+Memory per connection is bounded in both directions (docs/protocol.md §4.3): what we
+send waits in ``send()`` above a high-water mark; what the peer asked us to send
+(Pongs) makes the reader stop reading once it piles up unread; what we received
+waits in a bounded inbox, and the reader stops reading while it is full.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +26,8 @@ import trio
 from p2pchat.addresses import format_host_port
 from p2pchat.errors import ConnectionClosed, HandshakeRefused, RemoteProtocolError
 from p2pchat.identity import Identity
+from p2pchat.net.inbox import Inbox
+from p2pchat.ratelimit import LogLimiter
 from p2pchat.session import (
     MessageReceived,
     PeerClosed,
@@ -51,7 +57,12 @@ class ConnectionConfig:
     close_timeout: float = 1.0
     # send() waits while more than this many bytes are queued for the socket.
     high_water_bytes: int = 1 << 20
+    # Received messages waiting for the consumer; the reader stops reading beyond either.
     receive_queue_messages: int = 256
+    receive_queue_bytes: int = 1 << 20
+    # An inbound connection must deliver handshake message 1 this soon (a silent socket
+    # would otherwise hold a handshake slot for the whole handshake_timeout).
+    hello_timeout: float = 3.0
     read_size: int = (1 << 17) - 1024  # under glibc's mmap threshold: no page faults per read
     session: SessionConfig = field(default_factory=SessionConfig)
 
@@ -65,10 +76,10 @@ class SecureConnection:
         self._stream = stream
         self._session = session
         self.config = config
-        self.remote_address = _remote_address(stream)
+        self.remote_address = remote_address(stream)
         self.closed: ConnectionClosed | None = None
-        self._incoming_send, self._incoming = trio.open_memory_channel[Any](
-            config.receive_queue_messages
+        self._inbox = Inbox(
+            max_messages=config.receive_queue_messages, max_bytes=config.receive_queue_bytes
         )
         self._wake_writer = trio.Event()
         self._progress = trio.Event()  # set whenever the writer flushed or the link closed
@@ -80,6 +91,9 @@ class SecureConnection:
         self._last_receive = trio.current_time()
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._bulk_in: bytearray | None = None
+        # How often the reader stopped reading because the peer did not read the
+        # replies it asked for.
+        self.reader_pauses = 0
 
     # ----------------------------------------------------------------- facts
 
@@ -108,7 +122,18 @@ class SecureConnection:
 
     @property
     def pending_bytes(self) -> int:
+        """Bytes queued for the peer and not yet written to the socket."""
         return self._session.pending_bytes
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes (as encoded on the wire) of received messages not yet consumed."""
+        return self._inbox.queued_bytes
+
+    @property
+    def queued_messages(self) -> int:
+        """Received messages not yet consumed."""
+        return len(self._inbox)
 
     # ------------------------------------------------------------------- API
 
@@ -133,7 +158,7 @@ class SecureConnection:
     async def receive(self) -> Any:
         """The next application message; raises ConnectionClosed once the session ends."""
         try:
-            return await self._incoming.receive()
+            return await self._inbox.receive()
         except trio.EndOfChannel:
             assert self.closed is not None
             raise self.closed from None
@@ -142,20 +167,23 @@ class SecureConnection:
         """The next message if one is already here; raises trio.WouldBlock if not (and
         trio.EndOfChannel once the session has ended). Lets a reader drain a burst in
         one scheduling round instead of yielding after every message."""
-        return self._incoming.receive_nowait()
+        return self._inbox.receive_nowait()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """Messages until the session ends (then ``closed`` says why)."""
-        return self._incoming.__aiter__()  # no generator layer: this is per message
+        return self._inbox  # no generator layer: this is per message
 
     async def ping(self, data: bytes = b"") -> float:
-        """Round-trip time in seconds of one Ping/Pong."""
+        """Round-trip time in seconds of one Ping/Pong (``data``: at most 1024 bytes).
+
+        Mind the peer's rate limit (docs/protocol.md §6): 20 at once, 10 per second.
+        """
         if self.closed is not None:
             raise self.closed
         nonce = secrets.randbits(63)
-        answered = self._pings[nonce] = trio.Event()
         start = trio.current_time()
-        self._session.ping(nonce, data)
+        self._session.ping(nonce, data)  # LocalProtocolError if data is too long
+        answered = self._pings[nonce] = trio.Event()
         self._wake_writer.set()
         try:
             await answered.wait()
@@ -179,12 +207,25 @@ class SecureConnection:
 
     # -------------------------------------------------------------- handshake
 
-    async def handshake(self) -> None:
+    async def handshake(self, on_hello: Callable[[], None] | None = None) -> None:
+        """Run the handshake. A responder calls ``on_hello`` once message 1 is in."""
+        session = self._session
+        waiting_for_hello = not session.initiator
         try:
             with trio.fail_after(self.config.handshake_timeout):
+                hello_deadline = trio.current_time() + self.config.hello_timeout
                 await self._flush()
-                while self._session.state is SessionState.HANDSHAKING:
-                    data = await self._stream.receive_some(self.config.read_size)
+                while session.state is SessionState.HANDSHAKING:
+                    with trio.CancelScope(
+                        deadline=hello_deadline if waiting_for_hello else math.inf
+                    ) as hello_wait:
+                        data = await self._stream.receive_some(self.config.read_size)
+                    if hello_wait.cancelled_caught:
+                        raise ConnectionClosed(
+                            f"no handshake message 1 within {self.config.hello_timeout:g} s",
+                            by_peer=False,
+                            code="hello-timeout",
+                        )
                     if not data:
                         raise ConnectionClosed(
                             "the peer closed the connection during the handshake",
@@ -192,9 +233,13 @@ class SecureConnection:
                             code="eof",
                         )
                     try:
-                        self._session.receive_data(data)
+                        session.receive_data(data, trio.current_time())
                     finally:
                         await self._flush()
+                    if waiting_for_hello and session.version is not None:
+                        waiting_for_hello = False
+                        if on_hello is not None:
+                            on_hello()
         except trio.TooSlowError:
             raise ConnectionClosed(
                 f"no handshake within {self.config.handshake_timeout:g} s",
@@ -211,32 +256,51 @@ class SecureConnection:
             raise ConnectionClosed(
                 f"the connection broke during the handshake: {error}", by_peer=True, code="broken"
             ) from error
-        event = self._session.next_event()
+        event = session.next_event()
         assert isinstance(event, HandshakeComplete)
         self._last_receive = trio.current_time()
-        self._dispatch_events_nowait()
+        # Messages that came in the same read as the last handshake message stay in the
+        # session until the reader task hands them on, waiting for room like any others.
 
     async def _flush(self) -> None:
-        data = self._session.data_to_send()
+        """Write the handshake messages; once the session failed, also its Close. What
+        else came with the handshake (Pongs) is left to the writer task and its
+        backpressure: a peer that pipelines Pings and does not read must not stall us
+        here."""
+        session = self._session
+        data = session.data_to_send() if session.is_closed else session.handshake_data_to_send()
         if data:
             await self._stream.send_all(data)
 
     # ------------------------------------------------------------------ tasks
 
     async def run_reader(self) -> None:
+        session = self._session
         try:
+            # What arrived with the last handshake message: messages, and Pongs to send.
+            if session.pending_bytes:
+                self._wake_writer.set()
+            await self._dispatch_events()
             while self.closed is None:
-                data = await self._read()
-                if not data:
-                    self._mark_closed(
-                        ConnectionClosed("the peer closed the connection", by_peer=True, code="eof")
-                    )
-                    break
-                self._last_receive = trio.current_time()
+                if session.paused:
+                    # The peer asked for more replies than it reads: read nothing more
+                    # from it until the writer has got them out (or send_timeout ends it).
+                    await self._wait_for_progress()
+                    data: bytes | bytearray | memoryview = b""
+                else:
+                    data = await self._read()
+                    if not data:
+                        self._mark_closed(
+                            ConnectionClosed(
+                                "the peer closed the connection", by_peer=True, code="eof"
+                            )
+                        )
+                        break
+                    self._last_receive = trio.current_time()
                 try:
-                    self._session.receive_data(data)
+                    session.receive_data(data, trio.current_time())
                 finally:
-                    if self._session.pending_bytes:  # pongs, or a Close telling the peer why
+                    if session.pending_bytes:  # pongs, or a Close telling the peer why
                         self._wake_writer.set()
                     await self._dispatch_events()
         except RemoteProtocolError as error:
@@ -246,6 +310,12 @@ class SecureConnection:
             self._mark_closed(
                 ConnectionClosed(f"connection broke: {error}", by_peer=True, code="broken")
             )
+
+    async def _wait_for_progress(self) -> None:
+        self.reader_pauses += 1
+        while self._session.paused and self.closed is None:
+            self._wake_writer.set()
+            await self._progress.wait()
 
     async def _read(self) -> bytes | bytearray | memoryview:
         """The next bytes from the peer (empty at end of stream).
@@ -330,25 +400,14 @@ class SecureConnection:
     # ---------------------------------------------------------------- helpers
 
     async def _dispatch_events(self) -> None:
-        session = self._session
+        session, inbox = self._session, self._inbox
         while (event := session.next_event()) is not None:
             if isinstance(event, MessageReceived):
-                with contextlib.suppress(trio.ClosedResourceError):  # closing: nobody reads
-                    try:
-                        # No scheduling point while the receiver keeps up...
-                        self._incoming_send.send_nowait(event.message)
-                    except trio.WouldBlock:
-                        # ...and backpressure (stop reading the socket) when it does not.
-                        await self._incoming_send.send(event.message)
-            else:
-                self._handle_control_event(event)
-
-    def _dispatch_events_nowait(self) -> None:
-        # Messages that arrived together with the last handshake message.
-        session = self._session
-        while (event := session.next_event()) is not None:
-            if isinstance(event, MessageReceived):
-                self._incoming_send.send_nowait(event.message)
+                # No scheduling point while the consumer keeps up; while it does not, the
+                # reader waits here and so stops reading the socket.
+                if not inbox.has_room:
+                    await inbox.wait_for_room()
+                inbox.put(event.message, event.size)
             else:
                 self._handle_control_event(event)
 
@@ -370,9 +429,10 @@ class SecureConnection:
         if self.closed is not None:
             return
         self.closed = reason
-        if self._session.state is SessionState.OPEN:
+        # A peer that closed or broke the connection is told nothing more.
+        if self._session.state is SessionState.OPEN and not reason.by_peer:
             self._session.close(reason.code, str(reason))
-        self._incoming_send.close()
+        self._inbox.close()
         for waiter in self._pings.values():
             waiter.set()
         self._signal_progress()
@@ -388,7 +448,7 @@ class SecureConnection:
         return f"{peer[:12]}… at {self.remote_address}" if peer else self.remote_address
 
 
-def _remote_address(stream: trio.abc.Stream) -> str:
+def remote_address(stream: trio.abc.Stream) -> str:
     socket = getattr(stream, "socket", None)
     if socket is None:
         return "(memory)"
@@ -408,10 +468,14 @@ async def secure_connection(
     config: ConnectionConfig | None = None,
     expected_peer: bytes | None = None,
     authorize: Authorizer | None = None,
+    on_hello: Callable[[], None] | None = None,
+    log_limiter: LogLimiter | None = None,
 ) -> AsyncIterator[SecureConnection]:
     """Handshake over ``stream`` and yield the open connection; close it on exit.
 
     Raises ConnectionClosed if the handshake fails. The stream is closed on exit.
+    A responder calls ``on_hello`` once handshake message 1 is in. Handshake failures
+    are logged, at most one line per remote host per interval of ``log_limiter``.
     """
     config = config or ConnectionConfig()
     session = SecureSession(
@@ -423,10 +487,10 @@ async def secure_connection(
     )
     connection = SecureConnection(stream, session, config)
     try:
-        await connection.handshake()
+        await connection.handshake(on_hello)
     except ConnectionClosed as failure:
         # Logged before the socket closes, so the log always precedes what the peer sees.
-        log.info("handshake with %s failed: %s", connection.remote_address, failure)
+        _log_handshake_failure(connection.remote_address, failure, log_limiter)
         await trio.aclose_forcefully(stream)
         raise
     except BaseException:
@@ -445,6 +509,26 @@ async def secure_connection(
     except BaseExceptionGroup as group:
         # The tasks never raise, so a group holds just what the caller's body raised.
         _raise_single(group)
+
+
+def _log_handshake_failure(
+    address: str, failure: ConnectionClosed, limiter: LogLimiter | None
+) -> None:
+    if limiter is None:
+        log.info("handshake with %s failed: %s", address, failure)
+        return
+    skipped = limiter.allow(host_of(address), trio.current_time())
+    if skipped is not None:
+        more = f" (and {skipped} more from there)" if skipped else ""
+        log.info("handshake with %s failed: %s%s", address, failure, more)
+
+
+def host_of(address: str) -> str:
+    """The host part of a HOST:PORT address as remote_address writes it."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return address
+    return host[1:-1] if host.startswith("[") else host
 
 
 def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:

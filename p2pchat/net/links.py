@@ -16,7 +16,9 @@ up by keepalive traffic: it counts as "in use" only for a while after its sessio
 opened or after the node reported it did something useful (:meth:`mark_useful`).
 
 A peer that does not read cannot make us build answers for it: a session's messages
-are not taken while what is queued for that peer is over its high-water mark.
+are not taken while what is queued for that peer is over its high-water mark. Contacts
+are the exception (what we queue for them is bounded by the outbox, and two contacts
+sending bulk to each other must not wait for each other).
 """
 
 from __future__ import annotations
@@ -458,7 +460,13 @@ class LinkManager:
         answers for it (its own session then stops reading its socket)."""
         connection = link.connection
         limit = connection.config.high_water_bytes
-        if self.value(link, trio.current_time()) < Value.NEIGHBOUR:
+        value = self.value(link, trio.current_time())
+        if value is Value.CONTACT:
+            # What we queue for a contact is bounded by its outbox anyway (sends beyond
+            # are dropped and retried). Two contacts sending bulk at once, each waiting
+            # for the other to read first, would otherwise deadlock (protocol §4.4).
+            return
+        if value < Value.NEIGHBOUR:
             limit = min(limit, self.limits.stranger_high_water)
         if link.queued + connection.pending_bytes <= limit:
             return

@@ -5,19 +5,28 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 import trio
 
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
-from p2pchat.net.connection import ConnectionConfig, SecureConnection, secure_connection
+from p2pchat.net.connection import (
+    ConnectionConfig,
+    SecureConnection,
+    host_of,
+    remote_address,
+    secure_connection,
+)
+from p2pchat.net.handshakes import HandshakeLimits, HandshakeSlots
+from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.net")
 
 Handler = Callable[[SecureConnection], Awaitable[None]]
-DEFAULT_MAX_HANDSHAKES = 64
 CONNECT_TIMEOUT = 10.0
+LOG_INTERVAL = 60.0  # at most one line per remote host and kind of refusal this often
 
 
 @asynccontextmanager
@@ -52,7 +61,7 @@ async def serve_secure(
     port: int,
     config: ConnectionConfig | None = None,
     authorize: Authorizer | None = None,
-    max_concurrent_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+    handshake_limits: HandshakeLimits | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections on ``host:port`` forever, running ``handler`` for each session.
@@ -61,42 +70,61 @@ async def serve_secure(
     that misbehaves loses its own connection only; the listener keeps serving.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
-    handshakes = trio.CapacityLimiter(max_concurrent_handshakes)
-
-    async def on_stream(stream: trio.SocketStream) -> None:
-        await serve_one(stream, handler, identity, config, authorize, handshakes)
-
+    server = InboundHandshakes(handshake_limits)
+    on_stream = partial(serve_one, handler=handler, identity=identity, config=config,
+                        authorize=authorize, server=server)  # fmt: skip
     await trio.serve_listeners(on_stream, listeners, task_status=task_status)
+
+
+class InboundHandshakes:
+    """What the connections of one listener share: handshake slots and log limits."""
+
+    def __init__(self, limits: HandshakeLimits | None = None) -> None:
+        self.slots = HandshakeSlots(limits)
+        self.failures = LogLimiter(LOG_INTERVAL)
+        self.drops = LogLimiter(LOG_INTERVAL)
 
 
 async def serve_one(
     stream: trio.abc.Stream,
+    *,
     handler: Handler,
     identity: Identity,
     config: ConnectionConfig | None,
     authorize: Authorizer | None,
-    handshakes: trio.CapacityLimiter,
+    server: InboundHandshakes,
 ) -> None:
     """Run one inbound connection to its end; never lets its failure escape."""
+    address = remote_address(stream)
+    host = host_of(address)
+    slots = server.slots
     try:
-        # Handshakes cost CPU (X25519, Ed25519): bound how many run at once.
-        try:
-            handshakes.acquire_nowait()
-        except trio.WouldBlock:
-            log.warning("too many handshakes in progress; dropping an inbound connection")
-            await trio.aclose_forcefully(stream)
-            return
-        released = False
-        try:
-            async with secure_connection(
-                stream, identity, initiator=False, config=config, authorize=authorize
-            ) as connection:
-                handshakes.release()
-                released = True
-                await handler(connection)
-        finally:
-            if not released:
-                handshakes.release()
+        with trio.CancelScope() as scope:
+            slot, drops = slots.admit(host, scope)
+            for drop in drops:
+                skipped = server.drops.allow((drop.address, drop.reason), trio.current_time())
+                if skipped is not None:
+                    more = f" (and {skipped} more)" if skipped else ""
+                    log.warning(
+                        "dropped a pending handshake from %s: %s%s", drop.address, drop.reason, more
+                    )
+            try:
+                async with secure_connection(
+                    stream,
+                    identity,
+                    initiator=False,
+                    config=config,
+                    authorize=authorize,
+                    on_hello=partial(slots.hello, slot),
+                    log_limiter=server.failures,
+                ) as connection:
+                    # From here on the slot is free and nothing can push this one out.
+                    slots.release(slot)
+                    await handler(connection)
+            finally:
+                slots.release(slot)
+        if scope.cancelled_caught and slot.dropped:
+            log.debug("inbound handshake from %s dropped to make room", address)
     except ConnectionClosed as closed:
         log.debug("inbound connection ended: %s", closed)
     except Exception:

@@ -23,6 +23,7 @@ from p2pchat.errors import (
 from p2pchat.identity import Identity, encode_peer_id, verify_static_key_signature
 from p2pchat.noise import CipherState, HandshakeState
 from p2pchat.noise.crypto import TAG_BYTES
+from p2pchat.ratelimit import TokenBucket
 from p2pchat.session.events import (
     HandshakeComplete,
     MessageReceived,
@@ -35,6 +36,7 @@ from p2pchat.wire.codec import DEFAULT_MAX_MESSAGE_BYTES, Codec, UnknownMessage
 from p2pchat.wire.framing import HEADER_BYTES as FRAME_HEADER_BYTES
 from p2pchat.wire.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from p2pchat.wire.messages import (
+    MAX_PING_DATA,
     Close,
     HandshakeAuth,
     HandshakeHello,
@@ -73,6 +75,12 @@ class SessionConfig:
     versions: tuple[int, ...] = SUPPORTED_VERSIONS
     features: frozenset[str] = field(default_factory=frozenset)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Replies the peer asked for (Pongs) and has not taken yet: above this many bytes
+    # the session stops reading its input until they drain (docs/protocol.md §4.3).
+    max_reply_bytes: int = 64 * 1024
+    # Pings the peer may send: a burst, then a steady rate; beyond, Close{rate-limited}.
+    ping_burst: int = 20
+    ping_rate: float = 10.0  # per second
 
 
 class SecureSession:
@@ -119,6 +127,13 @@ class SecureSession:
         self._bulk_buffer: bytearray | None = None
         self._ready_bytes = 0
         self._events: deque[SessionEvent] = deque()
+        # Backpressure: the queue positions and sizes of replies not yet taken for
+        # sending, their total, and the received messages held back meanwhile.
+        self._replies: deque[tuple[int, int]] = deque()
+        self._reply_bytes = 0
+        self._held: list[memoryview | bytes] = []
+        self._now = 0.0
+        self._pings: TokenBucket | None = None
         if initiator:
             hello = HandshakeHello(versions=self.config.versions)
             self._emit_frame(self._handshake.write_message(self._codec.encode(hello)))
@@ -144,6 +159,8 @@ class SecureSession:
         buffer, sizes = self._records_out.pop_plaintexts(
             max_frames, head=FRAME_HEADER_BYTES, tail=TAG_BYTES, allocate=self._frame_buffer
         )
+        if self._replies:
+            self._release_replies()
         encrypt_in_place = self._send_cipher.encrypt_in_place
         position = 0
         for size in sizes:
@@ -168,6 +185,12 @@ class SecureSession:
             self._bulk_buffer = bytearray(size)
         return self._bulk_buffer
 
+    def handshake_data_to_send(self) -> bytes:
+        """The handshake messages ready to write, as one buffer; transport data (such as
+        Pongs for Pings that came with the last handshake message) stays queued."""
+        frames, self._ready_frames, self._ready_bytes = self._ready_frames, [], 0
+        return b"".join(frames)
+
     def data_to_send(self) -> bytes:
         """Everything ready to write, as one buffer; b"" when there is nothing."""
         chunks = []
@@ -179,6 +202,21 @@ class SecureSession:
     def pending_bytes(self) -> int:
         """Bytes queued but not yet taken by :meth:`data_to_send` (for backpressure)."""
         return self._records_out.pending_bytes + self._ready_bytes
+
+    @property
+    def reply_bytes(self) -> int:
+        """Bytes of replies the peer asked for (Pongs) still queued: its unread debt."""
+        return self._reply_bytes
+
+    @property
+    def paused(self) -> bool:
+        """Whether the session holds its input back until queued replies drain.
+
+        While paused, the caller should stop reading from the peer; once
+        :meth:`data_to_send` (or :meth:`next_frame_to_send`) has taken enough, call
+        :meth:`receive_data` with ``b""`` to go on with what is held.
+        """
+        return self._reply_bytes > self.config.max_reply_bytes
 
     @property
     def is_closed(self) -> bool:
@@ -200,6 +238,8 @@ class SecureSession:
         self._records_out.push_pieces(self._codec.encode_pieces(message))
 
     def ping(self, nonce: int, data: bytes = b"") -> None:
+        if len(data) > MAX_PING_DATA:
+            raise LocalProtocolError(f"ping data is at most {MAX_PING_DATA} bytes")
         self.send(Ping(nonce=nonce, data=data))
 
     def close(self, code: str = "bye", reason: str = "") -> None:
@@ -209,14 +249,21 @@ class SecureSession:
         if self.state is not SessionState.CLOSED:
             self.state = SessionState.CLOSING
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None) -> None:
         """Feed bytes from the peer. Raises RemoteProtocolError if they break the protocol.
 
         ``data`` may be a view of a buffer the caller reuses after this returns.
+        ``now`` (seconds, any origin; the last value stands when omitted) is the time
+        Ping rate limits are judged by.
+
+        While :attr:`paused`, the input is kept, not processed; ``receive_data(b"")``
+        goes on with it.
 
         After an error the session is CLOSED; :meth:`data_to_send` may still hold a
         last message telling the peer why.
         """
+        if now is not None:
+            self._now = now
         if self.is_closed:
             return
         self._frames.feed(data)
@@ -228,12 +275,20 @@ class SecureSession:
     def _process_frames(self) -> None:
         try:
             while not self.is_closed:
-                frame = self._frames.next_frame()
-                if frame is None:
-                    break
                 if self.state is SessionState.HANDSHAKING:
+                    frame = self._frames.next_frame()
+                    if frame is None:
+                        break
                     self._handshake_frame(frame)
+                elif self._reply_bytes > self.config.max_reply_bytes:
+                    break  # the peer does not read our replies: stop reading it
+                elif self._held:
+                    held, self._held = self._held, []
+                    self._dispatch_messages(held)
                 else:
+                    frame = self._frames.next_frame()
+                    if frame is None:
+                        break
                     self._transport_frame(frame)
         except RemoteProtocolError as error:
             self._fail(error)
@@ -245,64 +300,90 @@ class SecureSession:
 
     # --------------------------------------------------------------- handshake
 
-    def _handshake_frame(self, frame: memoryview) -> None:
-        payload = self._codec.decode(self._handshake.read_message(bytes(frame)))
-        if self.initiator:
-            self._initiator_reads_auth(payload)
-        elif self._handshake.is_finished:
-            self._responder_reads_auth(payload)
-        else:
-            self._responder_reads_hello(payload)
+    # A handshake message Noise cannot process (too short, failed decryption, an
+    # unusable key) ends the attempt without an answer: there is no key to say it in.
+    # A payload that is malformed or of the wrong type is answered with the code
+    # bad-handshake: in message 2 or 3 as a HandshakeReject, or, once message 3 has
+    # completed the handshake, in a Close (docs/protocol.md §3).
 
-    def _responder_reads_hello(self, payload: Any) -> None:
-        if not isinstance(payload, HandshakeHello):
+    def _handshake_frame(self, frame: memoryview) -> None:
+        plaintext = self._handshake.read_message(bytes(frame))
+        if self.initiator:
+            self._initiator_reads_auth(plaintext)
+        elif self._handshake.is_finished:
+            self._responder_reads_auth(plaintext)
+        else:
+            self._responder_reads_hello(plaintext)
+
+    def _decode_payload(self, plaintext: bytes, message: int, expected: tuple[type, ...]) -> Any:
+        try:
+            payload = self._codec.decode(plaintext)
+        except RemoteProtocolError as error:
             raise RemoteProtocolError(
-                "handshake message 1 must carry a hello", code="bad-handshake"
+                f"malformed handshake message {message}: {error}", code="bad-handshake"
+            ) from error
+        if not isinstance(payload, expected):
+            names = " or ".join(cls.__name__ for cls in expected)
+            raise RemoteProtocolError(
+                f"handshake message {message} must carry {names}, not {type(payload).__name__}",
+                code="bad-handshake",
             )
-        common = set(payload.versions) & set(self.config.versions)
+        return payload
+
+    def _reject(self, code: str, reason: str) -> HandshakeRefused:
+        """Answer with a HandshakeReject in the next handshake message; what to raise."""
+        reject = HandshakeReject(code=code, reason=reason[:512])
+        self._emit_frame(self._handshake.write_message(self._codec.encode(reject)))
+        return HandshakeRefused(reason, code=code)
+
+    def _responder_reads_hello(self, plaintext: bytes) -> None:
+        try:
+            hello = self._decode_payload(plaintext, 1, (HandshakeHello,))
+        except RemoteProtocolError as error:
+            raise self._reject(error.code, str(error)) from error
+        common = set(hello.versions) & set(self.config.versions)
         if not common:
-            reason = (
-                f"no common protocol version: peer speaks {sorted(payload.versions)}, "
-                f"we speak {sorted(self.config.versions)}"
+            raise self._reject(
+                "unsupported-version",
+                f"no common protocol version: peer speaks {sorted(hello.versions)}, "
+                f"we speak {sorted(self.config.versions)}",
             )
-            self._emit_frame(
-                self._handshake.write_message(
-                    self._codec.encode(HandshakeReject(code="unsupported-version", reason=reason))
-                )
-            )
-            raise HandshakeRefused(reason, code="unsupported-version")
         self.version = max(common)
         self._emit_frame(self._handshake.write_message(self._codec.encode(self._auth())))
 
-    def _initiator_reads_auth(self, payload: Any) -> None:
-        self._raise_if_rejected(payload)
+    def _initiator_reads_auth(self, plaintext: bytes) -> None:
         try:
+            payload = self._decode_payload(plaintext, 2, (HandshakeAuth, HandshakeReject))
+            self._raise_if_rejected(payload)
             self._check_auth(payload, version_ok=lambda v: v in self.config.versions)
         except HandshakeRefused as refusal:
-            reject = HandshakeReject(code=refusal.code, reason=str(refusal))
-            self._emit_frame(self._handshake.write_message(self._codec.encode(reject)))
-            raise
+            if refusal.by_peer:
+                raise
+            raise self._reject(refusal.code, str(refusal)) from refusal
+        except RemoteProtocolError as error:
+            raise self._reject(error.code, str(error)) from error
         self.version = payload.version
         self._emit_frame(self._handshake.write_message(self._codec.encode(self._auth())))
         self._finish_handshake()
 
-    def _responder_reads_auth(self, payload: Any) -> None:
-        self._raise_if_rejected(payload)
-        # The handshake is finished either way, so a refusal can go out encrypted.
-        # (_fail then sends the refusal as the session's one and only Close.)
+    def _responder_reads_auth(self, plaintext: bytes) -> None:
+        # The handshake is finished whatever the payload, so from here on a refusal
+        # goes out encrypted, as the session's one and only Close (sent by _fail).
         self._finish_handshake(announce=False)
+        payload = self._decode_payload(plaintext, 3, (HandshakeAuth, HandshakeReject))
+        if isinstance(payload, HandshakeReject):
+            self.state = SessionState.CLOSED  # the peer refused us: nothing to answer
+        self._raise_if_rejected(payload)
         self._check_auth(payload, version_ok=lambda v: v == self.version)
         self._announce_open()
 
-    def _raise_if_rejected(self, payload: Any) -> None:
+    def _raise_if_rejected(self, payload: HandshakeAuth | HandshakeReject) -> None:
         if isinstance(payload, HandshakeReject):
             raise HandshakeRefused(
                 f"the peer refused the connection: {payload.reason or payload.code}",
                 code=payload.code,
                 by_peer=True,
             )
-        if not isinstance(payload, HandshakeAuth):
-            raise RemoteProtocolError("handshake payload must be an auth", code="bad-handshake")
 
     def _auth(self) -> HandshakeAuth:
         assert self.version is not None
@@ -364,15 +445,24 @@ class SecureSession:
     def _transport_frame(self, frame: memoryview) -> None:
         assert self._recv_cipher is not None
         plaintext = self._recv_cipher.decrypt_to_buffer(b"", frame)
-        for encoded in self._records_in.feed(plaintext):
-            self._dispatch(self._codec.decode(encoded))
+        self._dispatch_messages(self._records_in.feed(plaintext))
+
+    def _dispatch_messages(self, messages: list[memoryview | bytes]) -> None:
+        limit = self.config.max_reply_bytes
+        for index, encoded in enumerate(messages):
+            if self._reply_bytes > limit:
+                # One Pong at most beyond the limit: the rest waits until they drain.
+                self._held = messages[index:]
+                return
+            self._dispatch(self._codec.decode(encoded), len(encoded))
             if self.is_closed:
                 return
 
-    def _dispatch(self, message: Any) -> None:
+    def _dispatch(self, message: Any, size: int) -> None:
         if isinstance(message, Ping):
             if self.state is SessionState.OPEN:
-                self._records_out.push(self._codec.encode(Pong(message.nonce, message.data)))
+                self._check_ping_rate()
+                self._queue_reply(self._codec.encode(Pong(message.nonce, message.data)))
         elif isinstance(message, Pong):
             self._events.append(PongReceived(message.nonce, message.data))
         elif isinstance(message, Close):
@@ -383,7 +473,28 @@ class SecureSession:
         elif isinstance(message, HandshakeHello | HandshakeAuth | HandshakeReject):
             raise RemoteProtocolError("handshake message after the handshake", code="bad-message")
         else:
-            self._events.append(MessageReceived(message))
+            self._events.append(MessageReceived(message, size))
+
+    def _check_ping_rate(self) -> None:
+        config = self.config
+        if self._pings is None:
+            self._pings = TokenBucket(config.ping_rate, config.ping_burst, self._now)
+        if not self._pings.take(self._now):
+            raise RemoteProtocolError(
+                f"more than {config.ping_burst} pings at once or {config.ping_rate:g} per second",
+                code="rate-limited",
+            )
+
+    def _queue_reply(self, encoded: bytes) -> None:
+        records = self._records_out
+        records.push(encoded)
+        self._replies.append((records.popped_bytes + records.pending_bytes, len(encoded)))
+        self._reply_bytes += len(encoded)
+
+    def _release_replies(self) -> None:
+        replies, popped = self._replies, self._records_out.popped_bytes
+        while replies and replies[0][0] <= popped:
+            self._reply_bytes -= replies.popleft()[1]
 
     # ----------------------------------------------------------------- helpers
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -19,6 +19,8 @@ class HandshakeComplete:
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     message: Any
+    # Its encoded size: what the layer above counts to bound the bytes it buffers.
+    size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

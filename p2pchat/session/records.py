@@ -28,12 +28,15 @@ class RecordWriter:
     string inside a message travels by reference until it is copied into its frame.
     """
 
-    __slots__ = ("_offset", "_queue", "pending_bytes")
+    __slots__ = ("_offset", "_queue", "pending_bytes", "popped_bytes")
 
     def __init__(self) -> None:
         self._queue: deque[tuple[bytes | memoryview, bool]] = deque()
         self._offset = 0  # bytes of _queue[0] already cut into an earlier plaintext
         self.pending_bytes = 0
+        # Message bytes cut into plaintexts so far: a message pushed when
+        # popped_bytes + pending_bytes was N has left the queue once popped_bytes >= N.
+        self.popped_bytes = 0
 
     def push(self, message: bytes) -> None:
         self._queue.append((message, True))
@@ -105,6 +108,7 @@ class RecordWriter:
             queue.popleft()
         self._offset = offset
         self.pending_bytes -= payload
+        self.popped_bytes += payload
         return buffer, [size for _, size in plans]
 
     def pop_plaintext(self, head: int = 0, tail: int = 0) -> bytearray:

@@ -21,7 +21,10 @@ import msgpack
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError
 from p2pchat.wire.messages import MESSAGE_TYPES
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# The largest message any peer must accept (docs/protocol.md §4.2, §9). Our largest is
+# a MeshGossip of 256 records at their limits (~2.4 MB; typically ~64 KB), then an
+# Envelopes of 64 sealed boxes (~1.4 MB); tests/wire/test_limits.py checks every type.
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_STR_CHARS = 4096
 DEFAULT_MAX_ITEMS = 1024
 MAX_MAP_ENTRIES = 256
@@ -177,7 +180,9 @@ def _compile(hint: Any, path: str, metadata: Any) -> Checker:
         args = typing.get_args(hint)
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"{path}: use tuple[X, ...] for wire sequences")
-        return _check_sequence(path, _compile(args[0], f"{path}[]", {}), max_len)
+        item_max_len = metadata.get("item_max_len") if metadata else None
+        item_limits = {"max_len": item_max_len} if item_max_len is not None else {}
+        return _check_sequence(path, _compile(args[0], f"{path}[]", item_limits), max_len)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         struct = _StructSpec(hint, path)
         return lambda value: struct.build(value, path)

@@ -32,15 +32,31 @@ def wire_message(type_id: int) -> Any:
     return register
 
 
-def limit(*, max_len: int | None = None, size: int | None = None, default: Any = ...) -> Any:
-    """A dataclass field with wire limits: ``max_len`` (items, chars or bytes) or exact ``size``."""
-    metadata = {"max_len": max_len, "size": size}
+def limit(
+    *,
+    max_len: int | None = None,
+    size: int | None = None,
+    item_max_len: int | None = None,
+    default: Any = ...,
+) -> Any:
+    """A dataclass field with wire limits: ``max_len`` (items, chars or bytes) or exact
+    ``size``; for a sequence, ``item_max_len`` bounds each item (chars or bytes)."""
+    metadata = {"max_len": max_len, "size": size, "item_max_len": item_max_len}
     if default is ...:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
 # --- handshake payloads (inside Noise handshake messages, see docs/protocol.md) ---
+
+MAX_VERSION_NUMBER = 65_535  # protocol versions are 1 … 65535 (docs/protocol.md §3)
+MAX_PING_DATA = 1024  # Ping/Pong data: a probe, not a transport (docs/protocol.md §6)
+MAX_NONCE = 2**64 - 1  # an unsigned 64-bit integer, MessagePack's largest
+
+
+def _check_version(value: int) -> None:
+    if not 1 <= value <= MAX_VERSION_NUMBER:
+        raise ValueError(f"a protocol version must be from 1 to {MAX_VERSION_NUMBER}")
 
 
 @wire_message(1)
@@ -50,6 +66,10 @@ class HandshakeHello:
 
     TYPE_ID: ClassVar[int]
     versions: tuple[int, ...] = limit(max_len=16)
+
+    def __post_init__(self) -> None:
+        for version in self.versions:
+            _check_version(version)
 
 
 @wire_message(2)
@@ -61,8 +81,11 @@ class HandshakeAuth:
     identity_key: bytes = limit(size=32)
     # Ed25519 signature by identity_key over b"p2pchat-noise-static-key:" || noise static key.
     signature: bytes = limit(size=64)
-    version: int = 0
+    version: int = limit()  # required: limit() without a default, for mypy
     features: tuple[str, ...] = limit(max_len=64, default=())
+
+    def __post_init__(self) -> None:
+        _check_version(self.version)
 
 
 @wire_message(3)
@@ -88,6 +111,11 @@ class Close:
     reason: str = limit(max_len=512, default="")
 
 
+def _check_nonce(value: int) -> None:
+    if not 0 <= value <= MAX_NONCE:
+        raise ValueError("a nonce must be from 0 to 2**64 - 1")
+
+
 @wire_message(5)
 @dataclass(frozen=True, slots=True)
 class Ping:
@@ -95,7 +123,10 @@ class Ping:
 
     TYPE_ID: ClassVar[int]
     nonce: int
-    data: bytes = b""  # bounded by the session's maximum message size
+    data: bytes = limit(max_len=MAX_PING_DATA, default=b"")
+
+    def __post_init__(self) -> None:
+        _check_nonce(self.nonce)
 
 
 @wire_message(6)
@@ -103,10 +134,18 @@ class Ping:
 class Pong:
     TYPE_ID: ClassVar[int]
     nonce: int
-    data: bytes = b""  # bounded by the session's maximum message size
+    data: bytes = limit(max_len=MAX_PING_DATA, default=b"")
+
+    def __post_init__(self) -> None:
+        _check_nonce(self.nonce)
 
 
 # --- mesh ---
+
+
+# HOST:PORT: a 253-character DNS name, a colon and a port (a bracketed IPv6 address
+# with a zone is shorter). It also keeps a MeshGossip of 256 records under 4 MiB.
+MAX_ADDRESS_CHARS = 259
 
 
 @wire_message(10)
@@ -124,7 +163,7 @@ class PresenceRecord:
     nick: str = limit(max_len=32, default="")
     status: str = limit(max_len=16, default="avail")
     status_text: str = limit(max_len=140, default="")
-    addresses: tuple[str, ...] = limit(max_len=8, default=())
+    addresses: tuple[str, ...] = limit(max_len=8, item_max_len=MAX_ADDRESS_CHARS, default=())
     protocol: int = 1
     signature: bytes = limit(size=64, default=bytes(64))
 

@@ -10,6 +10,7 @@ import trio
 
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.handshakes import HandshakeLimits
 from p2pchat.net.server import Handler, listener_addresses, serve_secure
 from p2pchat.session import SecureSession, SessionState
 from p2pchat.session.core import Authorizer
@@ -33,7 +34,7 @@ async def running_server(
     *,
     config: ConnectionConfig | None = None,
     authorize: Authorizer | None = None,
-    max_concurrent_handshakes: int = 64,
+    handshake_limits: HandshakeLimits | None = None,
 ) -> AsyncIterator[Server]:
     identity = Identity.generate()
     async with trio.open_nursery() as nursery:
@@ -51,7 +52,7 @@ async def running_server(
                 port=0,
                 config=config,
                 authorize=authorize,
-                max_concurrent_handshakes=max_concurrent_handshakes,
+                handshake_limits=handshake_limits,
                 task_status=task_status,
             )
         )

@@ -32,7 +32,7 @@ async def test_connect_ping_and_echo() -> None:
 
 
 async def test_largest_message_crosses_real_tcp() -> None:
-    big = Blob(bytes(range(256)) * (16 * 4096 - 1), seq=1)  # just under 16 MiB
+    big = Blob(bytes(range(256)) * (4 * 4096 - 1), seq=1)  # just under 4 MiB
     async with (
         running_server() as server,
         open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,

@@ -11,7 +11,9 @@ import trio
 
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.handshakes import HandshakeLimits
 from p2pchat.net.server import open_secure_connection
+from p2pchat.session import SecureSession
 from tests.blob import Blob
 from tests.net.helpers import Server, echo, raw_handshake, read_until_closed, running_server
 
@@ -99,14 +101,17 @@ async def test_slowloris_dribbling_bytes_is_dropped_at_the_handshake_timeout() -
         await assert_still_serving(server)
 
 
-async def test_handshake_limit_drops_excess_connections() -> None:
-    async with running_server(config=QUICK, max_concurrent_handshakes=2) as server:
+async def test_full_handshake_slots_drop_the_oldest_not_the_newcomer() -> None:
+    limits = HandshakeLimits(max_pending=2, max_pending_per_address=2)
+    async with running_server(config=QUICK, handshake_limits=limits) as server:
         stalled = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(2)]
         await trio.sleep(0.1)
         extra = await trio.open_tcp_stream("127.0.0.1", server.port)
-        with trio.fail_after(0.4):  # dropped at once, long before the handshake timeout
-            assert await read_until_closed(extra) == b""
-        for stream in stalled:
+        with trio.fail_after(0.4):  # the oldest goes at once, long before any timeout
+            assert await read_until_closed(stalled[0]) == b""
+        await extra.send_all(SecureSession(Identity.generate(), initiator=True).data_to_send())
+        assert await extra.receive_some(65536)  # message 2: the newcomer is served
+        for stream in (*stalled, extra):
             await stream.aclose()
         await assert_still_serving(server)
 
@@ -202,3 +207,45 @@ async def test_reordered_frames_over_the_network_close_that_connection() -> None
         (victim,) = server.connections
         assert victim.closed is not None and victim.closed.code == "decrypt-failed"
         await assert_still_serving(server)
+
+
+async def test_a_malformed_message_1_is_answered_with_bad_handshake_over_tcp() -> None:
+    from tests.session.test_handshake_errors import RawPeer, pack
+
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        peer = RawPeer(initiator=True)
+        await stream.send_all(peer.write(pack([1, {"versions": [0]}])))
+        reject = peer.read(await read_until_closed(stream))
+        assert reject.code == "bad-handshake" and "from 1 to 65535" in reject.reason
+        await assert_still_serving(server)
+
+
+async def test_a_malformed_message_3_is_answered_with_a_close_over_tcp() -> None:
+    from tests.session.test_handshake_errors import RawPeer, pack
+
+    async with running_server(config=QUICK) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        peer = RawPeer(initiator=True)
+        await stream.send_all(peer.write(pack([1, {"versions": [1]}])))
+        peer.read(await stream.receive_some(65536))
+        short_key = peer.auth(identity_key=peer.identity.public_key[:31])
+        await stream.send_all(peer.write(pack([2, short_key])))
+        (close,) = peer.read_transport(await read_until_closed(stream))
+        assert close.code == "bad-handshake" and "identity_key" in close.reason
+        assert server.connections == []  # the handler never saw it
+        await assert_still_serving(server)
+
+
+async def test_a_stream_of_failed_handshakes_from_one_host_logs_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "p2pchat.net")
+    async with running_server(config=QUICK) as server:
+        for _ in range(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await stream.send_all(b"GET / HTTP/1.1\r\n\r\n")
+            await read_until_closed(stream)
+        await assert_still_serving(server)
+    lines = [r for r in caplog.records if r.getMessage().startswith("handshake with")]
+    assert len(lines) == 1  # not twenty: one per host per minute

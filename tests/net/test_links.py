@@ -604,6 +604,53 @@ async def test_a_peer_that_never_reads_cannot_make_us_queue_answers() -> None:
         await stream.aclose()
 
 
+async def test_a_contact_is_read_whatever_waits_for_it_and_its_queue_stays_bounded() -> None:
+    """The same flood from a contact: we keep reading it (two contacts sending bulk to
+    each other must not wait for each other, protocol §4.4), and what we queue for it
+    stays bounded because answers beyond its outbox are dropped, not queued."""
+    limits = LinkLimits()
+    settings = NodeSettings(nick="victim", host="127.0.0.1", mdns=False)
+    async with open_node(Identity.generate(), settings) as victim:
+        assert victim.mesh is not None
+        for index in range(2000):
+            record = make_record(Identity.generate(), version=1, nick=f"m{index}")
+            victim.mesh.members.offer_record(record)
+        answer = MeshDigest(
+            victim.mesh.members.summary(), tuple(victim.mesh.members.entries()), full=True
+        )
+        answer_bytes = len(Codec().encode(answer))
+        contact = Identity.generate()
+        links = victim.links
+        links._priority = lambda peer: Value.CONTACT if peer == contact.public_key else Value.NONE
+        peaks: list[int] = []
+        taken = links._on_message
+
+        def measuring(peer: bytes, message: Any) -> None:
+            taken(peer, message)
+            if peer == contact.public_key:
+                peaks.append(links.queued_bytes(peer))
+
+        links._on_message = measuring
+        stream = await trio.open_tcp_stream("127.0.0.1", int(victim.addresses[0].split(":")[1]))
+        session = await raw_handshake(stream, contact)
+        request = MeshDigest(b"\x00" * 16)
+        for _ in range(20):
+            for _ in range(100):
+                session.send(request)
+            with trio.move_on_after(1.0) as stalled:
+                await stream.send_all(session.data_to_send())
+            if stalled.cancelled_caught:
+                break
+        await trio.testing.wait_all_tasks_blocked()
+        high_water = links.links[contact.public_key].connection.config.high_water_bytes
+        bound = limits.outbox_bytes + high_water + 2 * max(answer_bytes, estimate_size(answer))
+        print(f"{len(peaks)} answered; queue peaked at {max(peaks)} bytes (bound {bound})")
+        assert links.read_stops == 0
+        assert links.dropped > 0  # answers beyond the outbox were dropped, not queued
+        assert max(peaks) <= bound
+        await stream.aclose()
+
+
 def test_size_estimates_are_close_to_the_encoded_sizes() -> None:
     codec = Codec()
     sealed = Sealed(b"e" * 16, b"s" * 32, b"r" * 32, 10**12, b"b" * 20_000, b"g" * 64)

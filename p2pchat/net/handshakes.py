@@ -1,0 +1,109 @@
+"""Slots for inbound handshakes: bounded in all and per remote address.
+
+A handshake costs us CPU (X25519, Ed25519) and a slot while it waits for the peer, so
+only so many run at once. When the slots are full, a newcomer is never refused: the
+handshake that has been pending longest is dropped to make room, and one that has not
+even delivered handshake message 1 goes before one that has. Silent sockets therefore
+cannot keep real handshakes out, however many a stranger opens and re-opens: a real
+peer sends message 1 at once and finishes within a round trip, long before the next
+63 newcomers could push it out. The same rule holds within one address's share, which
+also applies to loopback (see docs/protocol.md §9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import count
+
+import trio
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeLimits:
+    max_pending: int = 64
+    max_pending_per_address: int = 32
+
+
+class PendingHandshake:
+    """One inbound handshake in progress; ``scope`` cancels it if it is pushed out."""
+
+    __slots__ = ("address", "dropped", "hello", "number", "scope")
+
+    def __init__(self, address: str, scope: trio.CancelScope, number: int) -> None:
+        self.address = address
+        self.scope = scope
+        self.number = number  # arrival order
+        self.hello = False  # handshake message 1 is in
+        self.dropped = False
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A pending handshake pushed out to make room, and why."""
+
+    address: str
+    reason: str
+
+
+class HandshakeSlots:
+    def __init__(self, limits: HandshakeLimits | None = None) -> None:
+        self.limits = limits or HandshakeLimits()
+        self._pending: dict[int, PendingHandshake] = {}  # in arrival order
+        self._by_address: dict[str, dict[int, PendingHandshake]] = {}
+        self._numbers = count()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def pending_from(self, address: str) -> int:
+        return len(self._by_address.get(address, ()))
+
+    def admit(self, address: str, scope: trio.CancelScope) -> tuple[PendingHandshake, list[Drop]]:
+        """Take a slot for a new handshake from ``address``, pushing out (cancelling)
+        the oldest pending ones if the limits are reached. Returns what was dropped."""
+        limits = self.limits
+        drops: list[Drop] = []
+        same = self._by_address.get(address, {})
+        if len(same) >= limits.max_pending_per_address:
+            self._drop(
+                _oldest(same),
+                f"more than {limits.max_pending_per_address} handshakes at once from one address",
+                drops,
+            )
+        if len(self._pending) >= limits.max_pending:
+            self._drop(
+                _oldest(self._pending), f"all {limits.max_pending} handshake slots busy", drops
+            )
+        slot = PendingHandshake(address, scope, next(self._numbers))
+        self._pending[slot.number] = slot
+        self._by_address.setdefault(address, {})[slot.number] = slot
+        return slot, drops
+
+    def hello(self, slot: PendingHandshake) -> None:
+        """Handshake message 1 is in: ``slot`` goes after the silent ones when dropping."""
+        slot.hello = True
+
+    def release(self, slot: PendingHandshake) -> None:
+        """The handshake ended (either way); idempotent."""
+        self._pending.pop(slot.number, None)
+        same = self._by_address.get(slot.address)
+        if same is not None:
+            same.pop(slot.number, None)
+            if not same:
+                del self._by_address[slot.address]
+
+    def _drop(self, slot: PendingHandshake, reason: str, drops: list[Drop]) -> None:
+        slot.dropped = True
+        slot.scope.cancel()
+        self.release(slot)
+        self.dropped += 1
+        drops.append(Drop(slot.address, reason))
+
+
+def _oldest(pending: dict[int, PendingHandshake]) -> PendingHandshake:
+    """The longest-pending handshake that is still silent, else the longest-pending."""
+    for slot in pending.values():
+        if not slot.hello:
+            return slot
+    return next(iter(pending.values()))
