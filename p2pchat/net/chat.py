@@ -41,7 +41,7 @@ from p2pchat.chat.sealing import check_signature, seal, unseal
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError
 from p2pchat.identity import Identity, encode_peer_id
-from p2pchat.ratelimit import LogLimiter
+from p2pchat.ratelimit import KeyedBuckets, LogLimiter
 from p2pchat.store import Contact, OutboxItem, Store, StoredMessage
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
@@ -112,6 +112,10 @@ class ChatSettings:
     relay: RelayLimits = field(default_factory=RelayLimits)
 
 
+NUDGE_RATE = 1 / 5  # nudges honoured per second per peer, after a burst of...
+NUDGE_BURST = 3
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -166,6 +170,9 @@ class ChatService:
         self._text_ids: dict[bytes, str] = {}
         self._room: set[bytes] = set()  # peers whose window receipts have just opened
         self._nudged: set[bytes] = set()  # peers that asked for everything again
+        # A nudge costs store reads (the outbox, kept envelopes); an empty receipt is
+        # also the cheapest thing a stranger can send, so nudges are rate-limited.
+        self._nudges = KeyedBuckets(NUDGE_RATE, NUDGE_BURST, capacity=4096)
         self._relay_offered: dict[bytes, bytes] = {}  # envelope id -> recipient
         self._next_relay_check = 0
         self._wake = trio.Event()
@@ -557,7 +564,7 @@ class ChatService:
         if window:
             window.difference_update(receipt.msg_ids)
             self._room.add(peer)
-        if not receipt.msg_ids:
+        if not receipt.msg_ids and self._nudges.take(peer, now / 1000):
             # A nudge: the peer accepted us and asks for what its gate held back.
             self._nudged.add(peer)
 
