@@ -114,6 +114,7 @@ class ChatSettings:
 
 NUDGE_RATE = 1 / 5  # nudges honoured per second per peer, after a burst of...
 NUDGE_BURST = 3
+MAX_DEFERRED_NUDGES = 4096
 
 
 def now_ms() -> int:
@@ -172,7 +173,8 @@ class ChatService:
         self._nudged: set[bytes] = set()  # peers that asked for everything again
         # A nudge costs store reads (the outbox, kept envelopes); an empty receipt is
         # also the cheapest thing a stranger can send, so nudges are rate-limited.
-        self._nudges = KeyedBuckets(NUDGE_RATE, NUDGE_BURST, capacity=4096)
+        self._nudges = KeyedBuckets(NUDGE_RATE, NUDGE_BURST, capacity=MAX_DEFERRED_NUDGES)
+        self._deferred_nudges: dict[bytes, None] = {}  # over the rate: honoured later
         self._relay_offered: dict[bytes, bytes] = {}  # envelope id -> recipient
         self._next_relay_check = 0
         self._wake = trio.Event()
@@ -354,10 +356,24 @@ class ChatService:
                 self._hold()
                 return
             await trio.sleep(0)  # let the readers and writers run between batches
+        self._honour_deferred_nudges()
         if self._due(now_ms()):
             with self.store.transaction():
                 self._retry_due(now_ms())
         self._pause = 0.0
+
+    def _honour_nudge(self, peer: bytes) -> None:
+        if self._connected(peer):
+            self.peer_up(peer)
+        else:
+            self.peer_online(peer)
+
+    def _honour_deferred_nudges(self) -> None:
+        now_s = now_ms() / 1000
+        for peer in list(self._deferred_nudges):
+            if self._nudges.take(peer, now_s):
+                del self._deferred_nudges[peer]
+                self._honour_nudge(peer)
 
     def _hold(self) -> float:
         """The disk refused a write: wait a while before the next try (no spinning, no
@@ -375,9 +391,10 @@ class ChatService:
         due = self.store.next_outbox_deadline()
         if self._next_relay_check and (due is None or self._next_relay_check < due):
             due = self._next_relay_check
+        nudges = trio.current_time() + 1 / NUDGE_RATE if self._deferred_nudges else float("inf")
         if due is None:
-            return float("inf")
-        return trio.current_time() + max(0.0, (due - now_ms()) / 1000)
+            return nudges
+        return min(nudges, trio.current_time() + max(0.0, (due - now_ms()) / 1000))
 
     # ------------------------------------------------------------------ incoming
 
@@ -420,10 +437,7 @@ class ChatService:
             self._emit(event)
         nudged, self._nudged = self._nudged, set()
         for peer in nudged:
-            if self._connected(peer):
-                self.peer_up(peer)
-            else:
-                self.peer_online(peer)
+            self._honour_nudge(peer)
         if self._room:
             with self.store.transaction():
                 for peer in self._room - nudged:
@@ -564,9 +578,15 @@ class ChatService:
         if window:
             window.difference_update(receipt.msg_ids)
             self._room.add(peer)
-        if not receipt.msg_ids and self._nudges.take(peer, now / 1000):
-            # A nudge: the peer accepted us and asks for what its gate held back.
-            self._nudged.add(peer)
+        if not receipt.msg_ids:
+            # A nudge: the peer accepted us and asks for what its gate held back. Over
+            # the rate it waits (once per peer) until the bucket allows it.
+            if self._nudges.take(peer, now / 1000):
+                self._nudged.add(peer)
+            else:
+                self._deferred_nudges[peer] = None
+                while len(self._deferred_nudges) > MAX_DEFERRED_NUDGES:
+                    del self._deferred_nudges[next(iter(self._deferred_nudges))]
 
     def _take_envelopes(
         self,

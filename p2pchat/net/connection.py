@@ -27,6 +27,7 @@ from p2pchat.addresses import format_host_port
 from p2pchat.errors import ConnectionClosed, HandshakeRefused, RemoteProtocolError
 from p2pchat.identity import Identity
 from p2pchat.net.inbox import Inbox
+from p2pchat.net.large import LargeMessageSlots
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session import (
     MessageReceived,
@@ -65,6 +66,11 @@ class ConnectionConfig:
     hello_timeout: float = 3.0
     read_size: int = (1 << 17) - 1024  # under glibc's mmap threshold: no page faults per read
     session: SessionConfig = field(default_factory=SessionConfig)
+    # Shared by every connection made with this config (the node uses one): how many
+    # sessions may hold a large unfinished message at once (net/large.py).
+    large_messages: LargeMessageSlots | None = field(
+        default_factory=LargeMessageSlots, compare=False
+    )
 
 
 class SecureConnection:
@@ -94,6 +100,10 @@ class SecureConnection:
         # How often the reader stopped reading because the peer did not read the
         # replies it asked for.
         self.reader_pauses = 0
+        # A contact's session needs no large-message slot (the link manager says so).
+        self.trusted = False
+        self.large_message_waits = 0  # times the reader waited for a large-message slot
+        self._large_since: float | None = None  # when we took a large-message slot
 
     # ----------------------------------------------------------------- facts
 
@@ -287,8 +297,15 @@ class SecureConnection:
                     # from it until the writer has got them out (or send_timeout ends it).
                     await self._wait_for_progress()
                     data: bytes | bytearray | memoryview = b""
+                elif self._needs_large_slot():
+                    await self._take_large_slot()
+                    continue
                 else:
-                    data = await self._read()
+                    received = await self._read_within_large_deadline()
+                    if received is None:
+                        self._give_up_on_slow_message()
+                        break
+                    data = received
                     if not data:
                         self._mark_closed(
                             ConnectionClosed(
@@ -302,6 +319,8 @@ class SecureConnection:
                 finally:
                     if session.pending_bytes:  # pongs, or a Close telling the peer why
                         self._wake_writer.set()
+                    if self._large_since is not None and not session.partial_bytes:
+                        self._release_large_slot()
                     await self._dispatch_events()
         except RemoteProtocolError as error:
             log.info("closing connection to %s: %s", self._describe(), error)
@@ -310,6 +329,58 @@ class SecureConnection:
             self._mark_closed(
                 ConnectionClosed(f"connection broke: {error}", by_peer=True, code="broken")
             )
+        finally:
+            self._release_large_slot()
+
+    # ------------------------------------------------------- large messages
+
+    def _needs_large_slot(self) -> bool:
+        slots = self.config.large_messages
+        return (
+            slots is not None
+            and not self.trusted
+            and self._large_since is None
+            and self._session.partial_bytes > slots.small_bytes
+        )
+
+    async def _take_large_slot(self) -> None:
+        """Read nothing more until a large-message slot is ours (or the link closes)."""
+        slots = self.config.large_messages
+        assert slots is not None
+        if not slots.try_acquire():
+            self.large_message_waits += 1
+            while self.closed is None:
+                with trio.move_on_after(1.0):  # wakes to notice a close
+                    await slots.acquire()
+                    break
+            else:
+                return
+        self._large_since = trio.current_time()
+
+    def _release_large_slot(self) -> None:
+        if self._large_since is not None:
+            self._large_since = None
+            slots = self.config.large_messages
+            assert slots is not None
+            slots.release()
+
+    async def _read_within_large_deadline(self) -> bytes | bytearray | memoryview | None:
+        """The next bytes; None if a large message has held its slot too long."""
+        if self._large_since is None:
+            return await self._read()
+        slots = self.config.large_messages
+        assert slots is not None
+        with trio.move_on_at(self._large_since + slots.timeout):
+            return await self._read()
+        return None
+
+    def _give_up_on_slow_message(self) -> None:
+        slots = self.config.large_messages
+        assert slots is not None
+        reason = f"a large message took more than {slots.timeout:g} s to arrive"
+        log.info("closing connection to %s: %s", self._describe(), reason)
+        self._session.close("too-slow", reason)
+        self._mark_closed(ConnectionClosed(reason, by_peer=False, code="too-slow"))
 
     async def _wait_for_progress(self) -> None:
         self.reader_pauses += 1

@@ -366,6 +366,8 @@ class LinkManager:
     ) -> None:
         peer = connection.peer_key
         now = trio.current_time()
+        # A contact's large messages need no shared slot (net/large.py).
+        connection.trusted = self._priority(peer) is Value.CONTACT
         outbox, queued = trio.open_memory_channel[tuple[Any, int]](self.limits.outbox)
         link = Link(
             peer,

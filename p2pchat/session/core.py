@@ -204,6 +204,11 @@ class SecureSession:
         return self._records_out.pending_bytes + self._ready_bytes
 
     @property
+    def partial_bytes(self) -> int:
+        """Bytes of an incoming message not yet complete (held until it is)."""
+        return self._records_in.partial_bytes
+
+    @property
     def reply_bytes(self) -> int:
         """Bytes of replies the peer asked for (Pongs) still queued: its unread debt."""
         return self._reply_bytes

@@ -130,6 +130,11 @@ class RecordReader:
         self._partial: list[memoryview] = []
         self._partial_bytes = 0
 
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes of a message begun but not finished: held until its last record."""
+        return self._partial_bytes
+
     def feed(self, plaintext: bytes | bytearray) -> list[memoryview | bytes]:
         """Return the messages completed by this plaintext, in order.
 
