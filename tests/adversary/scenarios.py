@@ -390,12 +390,12 @@ class DiskFullResult:
 
 
 async def disk_fills(
-    victim: Daemon, disk: Path, known_port: int, *, messages: int, chars: int
+    victim: Daemon, disk: Path, known_port: int, *, messages: int, chars: int, fill: bool = True
 ) -> DiskFullResult:
     """The victim's disk fills up; then a peer it was told about (``--peer
     127.0.0.1:known_port``) answers at last and is verified, and a contact writes
     ``messages`` messages. Then space comes back and the contact resends what was not
-    acknowledged, as a sender does (§13.3)."""
+    acknowledged, as a sender does (§13.3). ``fill=False``: the same with room to spare."""
     sender = identity()
     victim.add_contact(sender.peer_id)
     acked: set[bytes] = set()
@@ -405,7 +405,7 @@ async def disk_fills(
     await peer.send(*(message for _, message in warm))
     with trio.fail_after(10):
         await wait_for_receipts(peer, {msg_id for msg_id, _ in warm}, acked)
-    filler = faults.fill(disk)
+    filler = faults.fill(disk) if fill else None
     full_at = time.monotonic()
     known = ContactListener(identity())
     result = DiskFullResult(False, messages, 0, 0, 0)
@@ -428,7 +428,8 @@ async def disk_fills(
         result.acked_while_full = len(acked & ids)
         result.alive_while_full = victim.alive()
         result.errors = [str(e.get("error")) for e in victim.events("error") if e["_at"] >= full_at]
-        filler.unlink()
+        if filler is not None:
+            filler.unlink()
         if victim.alive():
             result.acked_after = await _resend(victim, sender, peer, made, acked)
         result.alive_after = victim.alive()
