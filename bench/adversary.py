@@ -202,7 +202,7 @@ async def bench_slots(tmp: Path, quick: bool) -> Rows:
     async with trio.open_nursery() as nursery:
         await nursery.start(carol.serve)
         with victims(tmp / "slots") as start:
-            victim = start("victim", "--peer", carol.address)
+            victim = await trio.to_thread.run_sync(start, "victim", "--peer", carol.address)
             victim.add_contact(carol.identity.peer_id)
             await know_contact(victim, carol)
             base = await strangers_hold_slots(victim, carol, strangers=0, within=10)
@@ -308,15 +308,16 @@ def bench_store(tmp: Path, quick: bool) -> Rows:
         digest = sha256(path)
         hit = start_once(home)
         unchanged = sha256(path) == digest
-        clean = "Traceback" not in hit.stderr and "messages.db" in hit.stderr
+        said = hit.stderr + hit.stdout
+        clean = "Traceback" not in said and "messages.db" in said
         refused = not hit.started and hit.exit_code not in (None, 0)
-        said = hit.stderr.strip().splitlines()[-1] if hit.stderr.strip() else "(nothing)"
+        last = said.strip().splitlines()[-1] if said.strip() else "(nothing)"
         say(f"{name}: {brief(hit)}; baseline (healthy) {brief(base)}")
         outcome = "refused" if refused else ("started" if hit.started else f"exit {hit.exit_code}")
         rows.append(
             Row(name, "daemon start: outcome, message, file",
                 f"healthy: started in {base.seconds:.1f} s",
-                f"{outcome}; last stderr line: {said[:80]!r}; file "
+                f"{outcome}; its last line: {last[:80]!r}; file "
                 f"{'unchanged' if unchanged else 'CHANGED'}",
                 "refused, a sentence naming the file, no traceback, unchanged",
                 refused and clean and unchanged)

@@ -99,7 +99,9 @@ class Peer:
 
     async def abort(self) -> None:
         """Close with a reset: the victim drops what it has not read yet."""
-        self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        linger = struct.pack("ii", 1, 0)
+        with contextlib.suppress(OSError):  # already closed
+            self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
         await self.aclose()
 
 

@@ -59,14 +59,19 @@ class Daemon:
             fcntl.fcntl(self._stdout.fileno(), fcntl.F_SETPIPE_SZ, pipe_bytes)
         self.seen: list[dict[str, Any]] = []
         self._changed = threading.Condition()
-        listening = self._first_event("listening")
-        self.id: str = listening["id"]
-        self.address: str = listening["addresses"][0]
-        self.port = int(self.address.rsplit(":", 1)[1])
         self._reading = False
-        if read_stdout:
-            self.read_stdout()
-        self._wait_for_control_socket()
+        try:
+            listening = self._first_event("listening")
+            self.id: str = listening["id"]
+            self.address: str = listening["addresses"][0]
+            self.port = int(self.address.rsplit(":", 1)[1])
+            if read_stdout:
+                self.read_stdout()
+            self._wait_for_control_socket()
+        except BaseException:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def _wait_for_control_socket(self, within: float = 20.0) -> None:
         """``listening`` comes just before the control socket is served."""

@@ -95,6 +95,7 @@ class StartResult:
     exit_code: int | None  # None: it did not exit by itself
     stderr: str
     seconds: float
+    stdout: str = ""  # what it printed there (JSON events)
 
 
 def start_once(home: Path, within: float = 30.0) -> StartResult:
@@ -108,7 +109,8 @@ def start_once(home: Path, within: float = 30.0) -> StartResult:
     )
     listening = threading.Event()
     stderr: list[bytes] = []
-    threading.Thread(target=_watch_stdout, args=(process, listening), daemon=True).start()
+    stdout: list[bytes] = []
+    threading.Thread(target=_watch_stdout, args=(process, listening, stdout), daemon=True).start()
     threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True).start()  # type: ignore[union-attr]
     deadline = started_at + within
     while time.monotonic() < deadline and process.poll() is None and not listening.is_set():
@@ -126,12 +128,16 @@ def start_once(home: Path, within: float = 30.0) -> StartResult:
         process.communicate(timeout=5)
     time.sleep(0.1)  # the stderr thread has the last bytes
     text = b"".join(stderr).decode(errors="replace")
-    return StartResult(listening.is_set(), exit_code, text, seconds)
+    printed = b"".join(stdout).decode(errors="replace")
+    return StartResult(listening.is_set(), exit_code, text, seconds, printed)
 
 
-def _watch_stdout(process: subprocess.Popen[bytes], listening: threading.Event) -> None:
+def _watch_stdout(
+    process: subprocess.Popen[bytes], listening: threading.Event, lines: list[bytes]
+) -> None:
     assert process.stdout is not None
     for line in process.stdout:
+        lines.append(line)
         with contextlib.suppress(json.JSONDecodeError):
             if json.loads(line).get("event") == "listening":
                 listening.set()

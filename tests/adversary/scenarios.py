@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class FloodResult:
 
 async def never_reading_flood(
     victim: Daemon,
-    messages: list[Any] | Any,
+    messages: Iterable[bytes],
     *,
     batch: int,
     seed: list[bytes] | None = None,
@@ -71,7 +72,7 @@ async def never_reading_flood(
     peer = await open_session(victim.port, identity(), rcvbuf=attacks.NOT_READING_RCVBUF)
     if seed:
         await peer.send(*seed)
-        await _absorbed(victim, len(seed))
+        await _absorbed(victim)
     await trio.sleep(SETTLE_S)
     before = memory(victim.process.pid)
     guard = MemoryGuard(victim.process.pid, SAFETY_CAP)
@@ -82,20 +83,26 @@ async def never_reading_flood(
     seconds = trio.current_time() - started
     contact_s = await deliver(victim.port, contact, "still there?", within=10)
     await trio.sleep(SETTLE_S)
-    after = memory(victim.process.pid)  # its peak covers the flood and its aftermath
+    after = _memory(victim)  # its peak covers the flood and its aftermath
     await peer.aclose()
     return FloodResult(result, seconds, before, after, guard.tripped, contact_s, victim.alive())
 
 
-async def _absorbed(victim: Daemon, batches: int, within: float = 20.0) -> None:
-    """Wait until the victim's member list stops growing (the seed gossip is in)."""
-    last = -1
+def _memory(victim: Daemon) -> Memory:
+    """The victim's memory now; nothing if it is gone (its ``alive`` figure says so)."""
+    try:
+        return memory(victim.process.pid)
+    except FileNotFoundError:
+        return Memory(rss=0, hwm=0)
+
+
+async def _absorbed(victim: Daemon, within: float = 20.0) -> None:
+    """Wait until the victim's member list has not changed for a second (the seed
+    gossip is in, or what the victim keeps of it)."""
+    counts: list[int] = []
     with trio.move_on_after(within):
-        while True:
-            count = len(await victim.amembers(within))
-            if count == last and count > 0:
-                return
-            last = count
+        while len(counts) < 3 or len(set(counts[-3:])) > 1:
+            counts.append(len(await victim.amembers(within)))
             await trio.sleep(0.5)
 
 
@@ -140,10 +147,13 @@ async def sybil_gossip(
     async def push() -> None:
         nonlocal pushed
         with trio.move_on_after(push_limit) as limit:
-            for start in range(0, len(messages), 16):
-                batch = messages[start : start + 16]
-                await peer.send(*batch)
-                pushed = min(len(records), pushed + 256 * len(batch))
+            try:
+                for start in range(0, len(messages), 16):
+                    batch = messages[start : start + 16]
+                    await peer.send(*batch)
+                    pushed = min(len(records), pushed + 256 * len(batch))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the victim closed the attacker's session: that ends the push
         if limit.cancelled_caught:  # what the victim has not read by now never counts
             await peer.abort()
         pushing.set()
@@ -157,7 +167,7 @@ async def sybil_gossip(
         await pushing.wait()
         push_seconds = trio.current_time() - started
         settle_seconds = await _settled(victim, started)
-        after = memory(victim.process.pid)
+        after = _memory(victim)
         victim_members = len(await victim.amembers()) - victim_base
         nursery.cancel_scope.cancel()
     await peer.aclose()

@@ -24,7 +24,8 @@ async def test_strangers_holding_every_slot_do_not_cut_off_contacts(
     carol = ContactListener(identity())
     async with trio.open_nursery() as nursery:
         await nursery.start(carol.serve)
-        victim = daemons("victim", "--peer", carol.address)
+        # Started from a thread: carol must answer the victim's first dial meanwhile.
+        victim = await trio.to_thread.run_sync(daemons, "victim", "--peer", carol.address)
         victim.add_contact(carol.identity.peer_id)
         await know_contact(victim, carol)
 
