@@ -274,13 +274,16 @@ async def real_handshakes(port: int, count: int, within: float) -> list[float | 
 
 
 async def silent_sockets_hold_handshakes(
-    victim: Daemon, *, sockets: int, handshakes: int, within: float
+    victim: Daemon, *, sockets: int, addresses: int, handshakes: int, within: float
 ) -> HandshakeResult:
-    """``sockets`` TCP connections that never send a byte (each from its own loopback
-    address, re-opened as soon as the victim drops it), then real handshakes."""
+    """``sockets`` TCP connections that never send a byte, spread over ``addresses``
+    loopback addresses and re-opened as soon as the victim drops them; then real
+    handshakes from 127.0.0.1."""
     silent = Silent()
+    sources = loopback_addresses(addresses, block=2)
     async with trio.open_nursery() as nursery:
-        for address in loopback_addresses(sockets, block=2):
+        for index in range(sockets):
+            address = sources[index % addresses]
             nursery.start_soon(attacks.silent_socket, victim.port, address, silent)
         with trio.move_on_after(10):
             while silent.opened < sockets:
