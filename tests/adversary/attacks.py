@@ -48,12 +48,12 @@ class Flood:
 
 
 async def flood(
-    peer: Peer, messages: Iterator[bytes], *, batch: int, stop: Callable[[], bool]
-) -> Flood:
-    """Write ``messages`` (``batch`` per socket write) and never read. Ends when they run
-    out, when ``stop()`` says so, or when the victim closes; cancel it to end it early
-    (a victim that applies backpressure blocks the write for good)."""
-    done = Flood()
+    peer: Peer, messages: Iterator[bytes], done: Flood, *, batch: int, stop: Callable[[], bool]
+) -> None:
+    """Write ``messages`` (``batch`` per socket write) and never read, counting in
+    ``done``. Ends when they run out, when ``stop()`` says so, or when the victim closes;
+    cancel it to end it early (a victim that applies backpressure blocks the write for
+    good)."""
     try:
         while not stop():
             chunk = [m for _, m in zip(range(batch), messages, strict=False)]
@@ -64,7 +64,6 @@ async def flood(
             done.bytes += sum(len(m) for m in chunk)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         done.broken = True
-    return done
 
 
 def pings(count: int, size: int) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ that later tests and benchmark runs reuse (~9.6 MB for 100,000: owner and signat
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -91,7 +92,8 @@ def _generate_all(count: int) -> bytes:
     workers = max(1, os.cpu_count() or 1)
     step = -(-count // (workers * 4))
     chunks = [(start, min(count, start + step)) for start in range(0, count, step)]
-    with ProcessPoolExecutor(workers) as pool:
+    # Spawned, not forked: the caller may be a trio run with reader threads.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return b"".join(pool.map(_generate, chunks))
 
 

@@ -79,7 +79,7 @@ async def never_reading_flood(
     started = trio.current_time()
     result = Flood()
     with trio.move_on_after(FLOOD_S):
-        result = await attacks.flood(peer, iter(messages), batch=batch, stop=guard)
+        await attacks.flood(peer, iter(messages), result, batch=batch, stop=guard)
     seconds = trio.current_time() - started
     contact_s = await deliver(victim.port, contact, "still there?", within=10)
     await trio.sleep(SETTLE_S)
