@@ -96,6 +96,8 @@ def brief(value: object) -> str:
         return f"{value:.3f}"
     if isinstance(value, list):
         return "[" + ", ".join(brief(item) for item in value) + "]"
+    if isinstance(value, str) and len(value) > 100:
+        return repr(value[:100] + "…")
     return repr(value)
 
 
@@ -182,7 +184,7 @@ async def bench_gossip(tmp: Path, quick: bool) -> Rows:
     say(f"sybil gossip: {brief(hit)}; baseline members: victim {base_members}, neighbour "
         f"{base_neighbour}")  # fmt: skip
     name = f"{bounds.SYBILS:,} self-signed identities in MeshGossip"
-    pushed = f"{hit.pushed:,} pushed in {hit.push_seconds:.0f} s (limit {push_limit:g} s)"
+    pushed = f"{hit.pushed:,} written in {hit.push_seconds:.0f} s, limit {push_limit:g} s"
     return [
         Row(name, "members added at the victim", f"members before: {base_members}",
             f"{hit.victim_members:,} ({pushed})", f"≤ {bounds.MAX_MEMBERS:,}",
@@ -321,13 +323,13 @@ def bench_store(tmp: Path, quick: bool) -> Rows:
         said = hit.stderr + hit.stdout
         clean = "Traceback" not in said and "messages.db" in said
         refused = not hit.started and hit.exit_code not in (None, 0)
-        last = said.strip().splitlines()[-1] if said.strip() else "(nothing)"
+        last = hit.stderr.strip().splitlines()[-1] if hit.stderr.strip() else "(nothing)"
         say(f"{name}: {brief(hit)}; baseline (healthy) {brief(base)}")
         outcome = "refused" if refused else ("started" if hit.started else f"exit {hit.exit_code}")
         rows.append(
             Row(name, "daemon start: outcome, message, file",
                 f"healthy: started in {base.seconds:.1f} s",
-                f"{outcome}; its last line: {last[:80]!r}; file "
+                f"{outcome}; stderr: {last[:80]!r}; file "
                 f"{'unchanged' if unchanged else 'CHANGED'}",
                 "refused, a sentence naming the file, no traceback, unchanged",
                 refused and clean and unchanged)

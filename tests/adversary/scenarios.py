@@ -111,7 +111,9 @@ async def _absorbed(victim: Daemon, within: float = 20.0) -> None:
 
 @dataclass(slots=True)
 class GossipResult:
-    pushed: int  # records written before the push time limit (then the attacker resets)
+    # Records whose write completed before the push time limit (then the attacker resets
+    # the connection); the victim may also have read part of the write that was cut.
+    pushed: int
     push_seconds: float
     victim_members: int  # added by the attack, through the API once the victim settled
     neighbour_members: int  # added at the honest neighbour NEIGHBOUR_WINDOW s after the start
