@@ -31,16 +31,25 @@ def _pair(attacker_starts: bool) -> tuple[Session, SecureSession]:
 def test_a_hand_written_session_talks_to_the_products() -> None:
     for attacker_starts in (True, False):
         ours, theirs = _pair(attacker_starts)
-        big = b"\x01" * 200_000  # spans several records and frames
+        data = b"\x01" * 1024  # the most a Ping may carry (§6)
+        # A full digest of 3,000 entries spans several records and frames.
+        entries = [
+            {"owner": index.to_bytes(32, "big"), "version": index + 1, "dead": False}
+            for index in range(3000)
+        ]
+        bulky = wire.encode(28, {"summary": bytes(16), "entries": entries, "full": True})
+        assert len(bulky) > 2 * wire.MAX_PLAINTEXT
         theirs.receive_data(
-            ours.pack([wire.chat_message(b"i" * 16, 1, 5, "hi"), wire.ping(9, big)])
+            ours.pack([wire.chat_message(b"i" * 16, 1, 5, "hi"), bulky, wire.ping(9, data)])
         )
         event = theirs.next_event()
         assert isinstance(event, MessageReceived)
         assert event.message == ChatMessage(b"i" * 16, 1, 5, "hi")
+        event = theirs.next_event()
+        assert isinstance(event, MessageReceived) and len(event.message.entries) == 3000
         [(type_id, body)] = ours.receive(theirs.data_to_send())  # the product's Pong
-        assert type_id == wire.PONG and body == {"nonce": 9, "data": big}
-        assert Pong(9, big).TYPE_ID == wire.PONG
+        assert type_id == wire.PONG and body == {"nonce": 9, "data": data}
+        assert Pong(9, data).TYPE_ID == wire.PONG
         theirs.send(ChatReceipt("delivered", (b"i" * 16,)))
         assert ours.receive(theirs.data_to_send()) == [
             (wire.CHAT_RECEIPT, {"state": "delivered", "msg_ids": [b"i" * 16]})
