@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -61,6 +61,22 @@ class Change(enum.Enum):
 
 def _state_for(record: PresenceRecord) -> State:
     return State.LEFT if record.status == "offline" else State.ALIVE
+
+
+SUMMARY_PERSON = b"p2pchat-digest"
+
+
+def summary_of(entries: Iterable[tuple[bytes, int, bool]]) -> bytes:
+    """The digest summary (docs/protocol.md §12.3) of (owner, version, dead) triples:
+    BLAKE2b with a 16-byte output (not a 64-byte one cut short: the length is a
+    parameter of the hash) over ``owner || version (8 bytes, big-endian) || dead
+    (1 byte)`` for every member, sorted by owner."""
+    digest = hashlib.blake2b(digest_size=16, person=SUMMARY_PERSON)
+    for owner, version, dead in sorted(entries):
+        digest.update(owner)
+        digest.update(version.to_bytes(8, "big"))
+        digest.update(b"\x01" if dead else b"\x00")
+    return digest.digest()
 
 
 class Membership:
@@ -192,12 +208,9 @@ class Membership:
     def summary(self) -> bytes:
         """A 16-byte hash of every (owner, version, dead): equal summaries, equal views."""
         if self._summary is None:
-            digest = hashlib.blake2b(digest_size=16, person=b"p2pchat-digest")
-            for owner, member in sorted(self._members.items()):
-                digest.update(owner)
-                digest.update(member.record.version.to_bytes(8, "big"))
-                digest.update(b"\x01" if member.state is State.DEAD else b"\x00")
-            self._summary = digest.digest()
+            dead = self._by_state[State.DEAD]
+            triples = ((peer, m.record.version, peer in dead) for peer, m in self._members.items())
+            self._summary = summary_of(triples)
         return self._summary
 
 
