@@ -23,7 +23,7 @@ How the pieces fit (docs/protocol.md §12):
 - **Bounds** (§12.6): the member list has a fixed capacity (:mod:`.eviction` picks
   whom to forget); each peer may introduce new members only at a limited rate, and
   all peers together too (:mod:`.admission`); what is dropped is never passed on;
-  only neighbours' news is pushed on; full digests are answered at a limited rate.
+  full digests are answered at a limited rate.
 """
 
 from __future__ import annotations
@@ -273,12 +273,12 @@ class Mesh:
     # ------------------------------------------------------------------ message handlers
 
     def _on_ping(self, sender: bytes, message: MeshPing, now: float) -> None:
-        self._absorb(sender, message.records, message.claims, now, fresh=sender in self.active)
+        self._absorb(sender, message.records, message.claims, now)
         records, claims = self._piggyback_items()
         self._send(sender, MeshAck(message.seq, records, claims))
 
     def _on_ack(self, sender: bytes, message: MeshAck, now: float) -> None:
-        self._absorb(sender, message.records, message.claims, now, fresh=sender in self.active)
+        self._absorb(sender, message.records, message.claims, now)
         relay = self._relays.pop(message.seq, None)
         if relay is not None and relay.target == sender:
             self._send(relay.requester, MeshProbeResult(relay.requester_seq, sender, True))
@@ -306,10 +306,11 @@ class Mesh:
             probe.nacks += 1
 
     def _on_gossip(self, sender: bytes, message: MeshGossip, now: float) -> None:
-        # Only a neighbour's news is pushed on: anyone can open a session and push,
-        # but what a non-neighbour says is kept like a repair, never amplified.
-        fresh = not message.repair and sender in self.active
-        self._absorb(sender, message.records, message.claims, now, fresh=fresh)
+        # News from any peer is pushed on, not only from neighbours: anyone becomes a
+        # neighbour with one urgent MeshNeighbor, so that rule would stop nobody, and
+        # views are briefly one-sided (after a partition, while they change), where it
+        # slowed healing (docs/architecture.md). The admission limits bound every peer.
+        self._absorb(sender, message.records, message.claims, now, fresh=not message.repair)
 
     def _on_neighbor(self, sender: bytes, message: MeshNeighbor, now: float) -> None:
         member = self.members.get(sender)

@@ -125,20 +125,22 @@ def test_what_was_dropped_is_never_forwarded() -> None:
     assert at_neighbour <= {m.peer for m in victim.members}
 
 
-def test_a_non_neighbours_news_is_kept_but_not_pushed_on() -> None:
+def test_a_stranger_that_is_no_neighbour_has_the_same_budget() -> None:
     lan = Lan(3)
     lan.join()
     victim = lan.meshes[0]
-    assert len(victim.active) == 2
-    stray = tuple(fake_records(random.Random(6), 5))
-    victim.receive(ATTACKER, MeshGossip(records=stray), lan.now)  # never asked to neighbour
-    assert all(victim.members.get(r.owner) for r in stray)
+    assert ATTACKER not in victim.active  # it never asked
+    fakes = list(fake_records(random.Random(6), 512))
+    victim.receive(ATTACKER, MeshGossip(records=tuple(fakes[:256])), lan.now)
+    victim.receive(ATTACKER, MeshGossip(records=tuple(fakes[256:])), lan.now)
+    pushed = {r.owner for r in gossip_records(victim.take_outgoing())}
+    held = {m.peer for m in victim.members if m.record.nick.startswith(FAKE)}
+    assert len(held) == CONFIG.new_member_burst and pushed == held
+    # Repairs are stored but never pushed on, whoever sends them.
+    more = tuple(fake_records(random.Random(7), 5))
+    victim.receive(lan.meshes[1].me, MeshGossip(records=more, repair=True), lan.now)
+    assert all(victim.members.get(r.owner) for r in more)
     assert not gossip_records(victim.take_outgoing())
-    neighbour = lan.meshes[1]
-    news = tuple(fake_records(random.Random(7), 5))
-    victim.receive(neighbour.me, MeshGossip(records=news), lan.now)
-    pushed = gossip_records(victim.take_outgoing())
-    assert {r.owner for r in pushed} == {r.owner for r in news}
 
 
 def test_forged_records_use_up_the_senders_budget_not_our_cpu() -> None:
