@@ -43,6 +43,7 @@ from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.links import LinkLimits, LinkManager
 from p2pchat.net.rooms import ROOM_WIRE, RoomEvent, RoomService
 from p2pchat.net.server import listener_addresses, serve_secure
+from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.store import Store
 from p2pchat.wire.messages import PresenceRecord
@@ -140,6 +141,7 @@ class Node:
         self._hints: dict[bytes, list[str]] = {}
         self._verified_addresses: set[str] = set()
         self._shown: dict[bytes, tuple[str, str, str, bool, bool]] = {}
+        self._store_log = LogLimiter(60.0)
         self._wake = trio.Event()
         self._events_in, self.events = trio.open_memory_channel[NodeEvent](EVENT_BUFFER)
         self.addresses: tuple[str, ...] = ()
@@ -410,7 +412,16 @@ class Node:
         return None if self.chat is None else self.chat.authorize(peer)
 
     def _is_contact(self, peer: bytes) -> bool:
-        return self.chat is not None and self.chat.relation(peer) is Relation.CONTACT
+        """For the mesh, which asks about the records it admits and evicts. A store
+        that cannot answer makes the peer a stranger (the safe side), not a crash."""
+        if self.chat is None:
+            return False
+        try:
+            return self.chat.relation(peer) is Relation.CONTACT
+        except Exception:
+            if self._store_log.allow("relation", time.monotonic()) is not None:
+                log.exception("mesh: cannot tell whether %s is a contact", encode_peer_id(peer))
+            return False
 
     def _online(self, peer: bytes) -> bool:
         member = None if self.mesh is None else self.mesh.members.get(peer)

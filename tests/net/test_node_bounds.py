@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+from pathlib import Path
 
 import pytest
 import trio
 
+from p2pchat.chat.gate import Relation
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.presence import make_record
-from p2pchat.net.node import Node
+from p2pchat.net.node import Node, NodeSettings, crashable_node
 from p2pchat.net.server import open_secure_connection
+from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.wire.messages import MeshAck, MeshGossip, MeshNeighbor, MeshPing
 from tests.net.test_node import run_crashable, sees, wait_until
 
@@ -92,3 +96,26 @@ async def test_a_stranger_pushing_signed_fakes_gets_only_its_budget_in(
     lines = [r.getMessage() for r in caplog.records if "over the rate limits" in r.getMessage()]
     about = [sum(peer in line for line in lines) for peer in (attacker_id, victim.peer_id)]
     assert about[0] == 1 and about[1] <= 1 and len(lines) == sum(about)
+
+
+async def test_a_store_that_cannot_say_who_is_a_contact_makes_strangers_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(tmp_path / DATABASE_FILE) as store:
+        settings = NodeSettings(host="127.0.0.1", mdns=False, seed=1, store=store)
+        async with crashable_node(Identity.generate(), settings) as (node, _):
+            chat = node.require_chat()
+
+            def broken(peer: bytes) -> Relation:
+                raise sqlite3.OperationalError("disk I/O error")
+
+            monkeypatch.setattr(chat, "relation", broken)
+            mesh = node.mesh
+            assert mesh is not None
+            fakes = [make_record(Identity(bytes([i]) * 32), version=1, nick="fake")
+                     for i in range(1, 4)]  # fmt: skip
+            for fake in fakes:  # each new member is asked about
+                mesh.receive(b"\x06" * 32, MeshGossip(records=(fake,)), trio.current_time())
+            assert all(mesh.members.get(f.owner) for f in fakes), "admitted as hearsay"
+    lines = [r for r in caplog.records if "cannot tell whether" in r.getMessage()]
+    assert len(lines) == 1, "one line per minute, not one per record"
