@@ -554,6 +554,7 @@ async def _print_events(
                 status=event.status,
                 status_text=event.status_text,
                 state=event.state,
+                proven=event.proven,
             )
         elif isinstance(event, DiscoveryNote):
             out.event(event.name, event.text, **event.fields)

@@ -26,6 +26,7 @@ def test_daemons_show_each_others_presence_crashes_and_leaves(
 
     seen = ann.wait_for("presence", id=bob.id, status="away", timeout=15)
     assert seen["nick"] == "bob" and seen["status_text"] == "at lunch"
+    assert seen["proven"] is True, "bob dialled ann: a session proves it"
     assert ann.wait_for("presence", id=carol.id, status="dnd", timeout=15)["nick"] == "carol"
     assert carol.wait_for("presence", id=ann.id, status="avail", timeout=15)["nick"] == "ann"
 

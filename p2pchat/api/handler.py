@@ -421,6 +421,7 @@ def _presence_json(presence: Presence, connected: bool) -> dict[str, Any]:
         "status": presence.status,
         "status_text": presence.status_text,
         "state": presence.state,
+        "proven": presence.proven,
         "connected": connected,
     }
 

@@ -42,6 +42,31 @@ class MeshConfig:
     piggyback_max: int = 4
     # Only the newest news rides on probes; bulk repairs travel by push and digest.
     piggyback_queue: int = 16
+    # --- what a stranger can make us hold (docs/protocol.md §12.6) ---
+    # Members held, ourselves included: a full digest lists them all in one message.
+    capacity: int = 10_000
+    # New identities (members we hold no record of) one peer may introduce: a burst
+    # that covers a neighbour's repair when we join a mesh of a few hundred, then a
+    # trickle. One stranger pushing fakes gets 300 + 20/s, so at most 500 of them can
+    # exist anywhere in the mesh ten seconds later.
+    new_member_rate: float = 20.0
+    new_member_burst: float = 300.0
+    # ...and from all peers together, because identities are free and one attacker
+    # can hold many sessions. The burst lets a node joining 1,000 learn them at once.
+    new_member_global_rate: float = 100.0
+    new_member_global_burst: float = 1_000.0
+    # Full digests (each up to ~450 KB for a 16-byte request) answered per peer...
+    digest_answer_rate: float = 1.0
+    digest_answer_burst: float = 3.0
+    # ...and in all; a node starts one exchange per anti_entropy_interval.
+    digest_answer_global_rate: float = 10.0
+    digest_answer_global_burst: float = 20.0
+    # Records of members the other side does not list at all, per unasked repair: the
+    # other side asks for more itself, as many as it will admit.
+    repair_new_max: int = 256
+    tracked_peers: int = 1_024  # rate-limit buckets kept (least recently used first)
+    proven_pending: int = 4_096  # proven peers whose record has not arrived yet
+    log_interval: float = 60.0  # one log line per refused peer per interval
 
     def active_target(self, members: int) -> int:
         wanted = math.ceil(math.log2(max(members, 2))) + self.active_extra

@@ -20,6 +20,10 @@ How the pieces fit (docs/protocol.md §12):
 - **Dissemination**: news (records, claims) is pushed at once to every neighbour but
   the one it came from, and also piggybacked on probes a few times; a periodic
   push-pull digest exchange (Scuttlebutt-style) repairs anything lost.
+- **Bounds** (§12.6): the member list has a fixed capacity (:mod:`.eviction` picks
+  whom to forget); each peer may introduce new members only at a limited rate, and
+  all peers together too (:mod:`.admission`); what is dropped is never passed on;
+  full digests are answered at a limited rate.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from p2pchat.identity import Identity
+from p2pchat.mesh.admission import Admission, GossipRefused
 from p2pchat.mesh.config import MeshConfig
+from p2pchat.mesh.eviction import Standing
 from p2pchat.mesh.membership import Change, Member, Membership, State, newer
 from p2pchat.mesh.presence import sign
 from p2pchat.wire.messages import (
@@ -57,14 +63,22 @@ Item = PresenceRecord | MeshClaim
 
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
-    """A member's record or liveness changed (also emitted for our own record)."""
+    """A member's record, liveness or standing changed (also emitted for our own record)."""
 
     record: PresenceRecord
     state: State
     accuser: bytes | None = None  # who made the claim, for suspect and dead
+    proven: bool = False  # we had a session with it, or a handshake verified it
 
 
-MeshEvent = PresenceChanged
+@dataclass(frozen=True, slots=True)
+class MemberForgotten:
+    """A member was dropped from the full member list to make room for another."""
+
+    record: PresenceRecord
+
+
+MeshEvent = PresenceChanged | MemberForgotten | GossipRefused
 
 
 @dataclass(slots=True)
@@ -102,12 +116,23 @@ class Mesh:
         rng: random.Random,
         config: MeshConfig | None = None,
         verify: Callable[[PresenceRecord], bool] | None = None,
+        protected: Callable[[bytes], bool] | None = None,
     ) -> None:
+        """``protected(peer)`` says whether a peer is a contact: its record is always
+        admitted and never forgotten to make room."""
         self.identity = identity
         self.me = identity.public_key
         self.config = config or MeshConfig()
         self.rng = rng
-        self.members = Membership(own, verify=verify)
+        self._protected = protected or (lambda peer: False)
+        self.members = Membership(
+            own,
+            capacity=self.config.capacity,
+            verify=verify,
+            protected=self._protected,
+            proven_pending=self.config.proven_pending,
+        )
+        self.admission = Admission(self.config, now)
         self.active: set[bytes] = set()
         self.passive: list[bytes] = []
         self.local_health = 0
@@ -132,6 +157,13 @@ class Mesh:
     @property
     def own(self) -> PresenceRecord:
         return self.members.own
+
+    def mark_proven(self, peer: bytes) -> None:
+        """A session with ``peer`` opened, or a handshake verified its announcement."""
+        if self.members.mark_proven(peer):
+            member = self.members.get(peer)
+            assert member is not None
+            self._emit(member)
 
     def introduce(self, peers: Iterable[bytes], now: float) -> None:
         """Peers we may contact (discovery, static peers, invites): candidates to join."""
@@ -163,8 +195,10 @@ class Mesh:
         self.stopped = True
 
     def receive(self, sender: bytes, message: Any, now: float) -> None:
+        """``sender`` is the peer the session authenticated: it is proven."""
         if self.stopped or sender == self.me:
             return
+        self.mark_proven(sender)
         handler = self._handlers.get(type(message))
         if handler is not None:
             handler(self, sender, message, now)
@@ -224,7 +258,7 @@ class Mesh:
         own = self.members.own
         record = sign(replace(own, version=own.version + 1, **changes), self.identity)
         self.members.set_own(record)
-        self._events.append(PresenceChanged(record, self.members.own_state))
+        self._events.append(PresenceChanged(record, self.members.own_state, proven=True))
         self._spread(record, None)
         self._flush_flood()
         return record
@@ -272,6 +306,10 @@ class Mesh:
             probe.nacks += 1
 
     def _on_gossip(self, sender: bytes, message: MeshGossip, now: float) -> None:
+        # News from any peer is pushed on, not only from neighbours: anyone becomes a
+        # neighbour with one urgent MeshNeighbor, so that rule would stop nobody, and
+        # views are briefly one-sided (after a partition, while they change), where it
+        # slowed healing (docs/architecture.md). The admission limits bound every peer.
         self._absorb(sender, message.records, message.claims, now, fresh=not message.repair)
 
     def _on_neighbor(self, sender: bytes, message: MeshNeighbor, now: float) -> None:
@@ -315,18 +353,33 @@ class Mesh:
 
     def _on_digest(self, sender: bytes, message: MeshDigest, now: float) -> None:
         mine = self.members.summary()
+        if not message.full and message.summary == mine:
+            return
+        if not self.admission.take_digest(sender, now):
+            self._report_refusal(sender, now, digests=1)
+            return
         if not message.full:
-            if message.summary != mine:
-                entries = tuple(self.members.entries())
-                self._send(sender, MeshDigest(mine, entries, full=True, want_reply=True))
+            entries = tuple(self.members.entries())
+            self._send(sender, MeshDigest(mine, entries, full=True, want_reply=True))
             return
         theirs = {entry.owner: entry for entry in message.entries}
         if message.want_reply:
-            self._send_what_they_lack(sender, self.members, theirs)
+            self._send_what_they_lack(
+                sender, self.members, theirs, new_max=self.config.repair_new_max
+            )
+            # Ask only for as many unknown members as we would admit from this peer.
+            room = self.admission.room_for_members(sender, now)
             wanted = []
             for entry in message.entries:
                 member = self.members.get(entry.owner)
-                held = self.members.entry(member) if member else DigestEntry(entry.owner, 0)
+                if member is None:
+                    if not self.members.is_proven(entry.owner):
+                        if room <= 0:
+                            continue
+                        room -= 1
+                    held = DigestEntry(entry.owner, 0)
+                else:
+                    held = self.members.entry(member)
                 if newer(entry, held):
                     wanted.append(held)
             if wanted:
@@ -357,6 +410,7 @@ class Mesh:
         *,
         fresh: bool = True,
     ) -> None:
+        dropped = 0
         for record in records:
             before = self.members.get(record.owner)
             was_dead = before is not None and before.state is State.DEAD
@@ -365,7 +419,10 @@ class Mesh:
                     self.members.set_own(replace(self.own, version=record.version))
                     self._publish_own(now)
                 continue
-            if self.members.offer_record(record) is Change.NEW:
+            if before is None and not self._may_add(sender, record.owner, now):
+                dropped += 1  # not stored, so never passed on
+                continue
+            if self.members.offer_record(record, introducer=sender) is Change.NEW:
                 member = self.members.get(record.owner)
                 assert member is not None
                 self._emit(member)
@@ -390,6 +447,23 @@ class Mesh:
                     self._start_probe(claim.subject, now)  # confirm or clear it ourselves
             if fresh and len(member.confirmers) <= self.config.suspicion_confirmations + 1:
                 self._spread(claim, sender)
+        if dropped:
+            self._report_refusal(sender, now, members=dropped)
+
+    def _may_add(self, sender: bytes, owner: bytes, now: float) -> bool:
+        """May ``sender`` introduce ``owner``, a member we hold nothing about?"""
+        if owner == sender or self.members.is_proven(owner):
+            return True  # the session (or a handshake) vouches for it, not gossip
+        # The token is taken before the signature is checked: forged records use up
+        # the sender's budget, not our CPU.
+        return self.admission.take_member(sender, now) or self._protected(owner)
+
+    def _report_refusal(
+        self, peer: bytes, now: float, *, members: int = 0, digests: int = 0
+    ) -> None:
+        report = self.admission.refused(peer, now, members=members, digests=digests)
+        if report is not None:
+            self._events.append(report)
 
     def _spread(self, item: Item, source: bytes | None) -> None:
         self._flood.append((item, source))
@@ -400,6 +474,8 @@ class Mesh:
             self._piggyback.popitem(last=False)  # the oldest news has spread by now
 
     def _flush_flood(self) -> None:
+        for record in self.members.take_evicted():
+            self._let_go(record)
         if not self._flood:
             return
         batches: dict[bytes, tuple[list[PresenceRecord], list[MeshClaim]]] = {}
@@ -449,9 +525,13 @@ class Mesh:
         peer: bytes,
         candidates: Iterable[Member | None],
         theirs: dict[bytes, DigestEntry],
+        *,
+        new_max: int | None = None,
     ) -> None:
-        records: list[PresenceRecord] = []
-        claims: list[MeshClaim] = []
+        """A repair; with ``new_max``, at most that many members ``theirs`` does not
+        list (proven ones first): the other side asks for more as it has room."""
+        lacking: list[Member] = []
+        unknown: list[tuple[bool, int, Member]] = []
         for member in candidates:
             if member is None:
                 continue
@@ -459,9 +539,19 @@ class Mesh:
             known = theirs.get(member.peer)
             if not newer(entry, known):
                 continue
-            if known is None or known.version < entry.version:
+            if known is None and new_max is not None:
+                unknown.append((member.standing is Standing.HEARSAY, len(unknown), member))
+            else:
+                lacking.append(member)
+        if new_max is not None:
+            lacking += [member for _, _, member in sorted(unknown)[:new_max]]
+        records: list[PresenceRecord] = []
+        claims: list[MeshClaim] = []
+        for member in lacking:
+            known = theirs.get(member.peer)
+            if known is None or known.version < member.record.version:
                 records.append(member.record)
-            if entry.dead:
+            if member.state is State.DEAD:
                 # Passed on as a suspicion: the receiver checks for itself instead of
                 # taking our word, so a healed partition does not flap live members.
                 claims.append(self._claim(member, "suspect"))
@@ -601,6 +691,17 @@ class Mesh:
             if len(self.passive) > self.config.passive_size:
                 self.passive.pop(self.rng.randrange(len(self.passive)))
 
+    def _let_go(self, record: PresenceRecord) -> None:
+        """A member was forgotten to make room: no view may keep pointing at it."""
+        peer = record.owner
+        self.active.discard(peer)
+        self._pending_neighbors.pop(peer, None)
+        if peer in self.passive:
+            self.passive.remove(peer)
+        self._piggyback.pop(("r", peer), None)
+        self._piggyback.pop(("c", peer), None)
+        self._events.append(MemberForgotten(record))
+
     def _forget_peer(self, peer: bytes, now: float) -> None:
         self.active.discard(peer)
         self._pending_neighbors.pop(peer, None)
@@ -657,7 +758,7 @@ class Mesh:
     # ------------------------------------------------------------------ helpers
 
     def _emit(self, member: Member, accuser: bytes | None = None) -> None:
-        self._events.append(PresenceChanged(member.record, member.state, accuser))
+        self._events.append(PresenceChanged(member.record, member.state, accuser, member.proven))
 
     def _send(self, peer: bytes, message: Any) -> None:
         self._outgoing.append((peer, message))

@@ -5,18 +5,24 @@ The precedence is SWIM's, with the owner's record version as the incarnation num
 a claim (suspect or dead) applies to a version; a record with a higher version always
 wins over any claim about an older one; at the same version dead beats suspect beats
 alive. Only the owner can make a higher version, so only the owner can refute.
+
+The list is bounded (``capacity``): when it is full a newcomer takes the place of the
+member :mod:`p2pchat.mesh.eviction` picks (hearsay first, contacts never), or is
+refused if every member stands higher than it.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from p2pchat.mesh.eviction import EvictionOrder, Standing
 from p2pchat.mesh.presence import PresenceStore, Verdict
-from p2pchat.wire.messages import DigestEntry, MeshClaim, PresenceRecord
+from p2pchat.wire.messages import MAX_DIGEST_ENTRIES, DigestEntry, MeshClaim, PresenceRecord
 
 if TYPE_CHECKING:
     import random
@@ -39,6 +45,15 @@ class Member:
     claim_version: int = 0  # the record version the suspect/dead state applies to
     suspect_since: float = 0.0
     confirmers: set[bytes] = field(default_factory=set)
+    proven: bool = False  # a session or a verified handshake showed us this identity
+    protected: bool = False  # a contact: never forgotten to make room
+    introducer: bytes = b""  # the peer that first brought us its record
+
+    @property
+    def standing(self) -> Standing:
+        if self.protected:
+            return Standing.PROTECTED
+        return Standing.PROVEN if self.proven else Standing.HEARSAY
 
     @property
     def peer(self) -> bytes:
@@ -63,6 +78,22 @@ def _state_for(record: PresenceRecord) -> State:
     return State.LEFT if record.status == "offline" else State.ALIVE
 
 
+SUMMARY_PERSON = b"p2pchat-digest"
+
+
+def summary_of(entries: Iterable[tuple[bytes, int, bool]]) -> bytes:
+    """The digest summary (docs/protocol.md §12.3) of (owner, version, dead) triples:
+    BLAKE2b with a 16-byte output (not a 64-byte one cut short: the length is a
+    parameter of the hash) over ``owner || version (8 bytes, big-endian) || dead
+    (1 byte)`` for every member, sorted by owner."""
+    digest = hashlib.blake2b(digest_size=16, person=SUMMARY_PERSON)
+    for owner, version, dead in sorted(entries):
+        digest.update(owner)
+        digest.update(version.to_bytes(8, "big"))
+        digest.update(b"\x01" if dead else b"\x00")
+    return digest.digest()
+
+
 class Membership:
     def __init__(
         self,
@@ -70,15 +101,29 @@ class Membership:
         *,
         capacity: int = 10_000,
         verify: Callable[[PresenceRecord], bool] | None = None,
+        protected: Callable[[bytes], bool] | None = None,
+        proven_pending: int = 4_096,
     ) -> None:
+        if not 1 <= capacity <= MAX_DIGEST_ENTRIES:
+            raise ValueError(f"capacity must be 1 to {MAX_DIGEST_ENTRIES}: a digest lists all")
         self.me = own.owner
-        self._store = PresenceStore(capacity=capacity, verify=verify)
+        self.capacity = capacity
+        # One spare slot: a record is judged (stored) before we know there is room.
+        self._store = PresenceStore(capacity=capacity + 1, verify=verify)
+        self._protected = protected or (lambda peer: False)
         self._members: dict[bytes, Member] = {}
-        self._peer_list: list[bytes] = []  # for O(1) random sampling
+        self._peer_list: list[bytes] = []  # for O(1) random sampling...
+        self._peer_index: dict[bytes, int] = {}  # ...and O(1) removal
         self._summary: bytes | None = None
         # Members by non-alive state, so hot paths never scan the whole membership.
         self._by_state: dict[State, set[bytes]] = {state: set() for state in State}
+        self._order = EvictionOrder()
+        # Proven before their record arrived (a session opens before gossip flows).
+        self._proven_pending: OrderedDict[bytes, None] = OrderedDict()
+        self._proven_pending_max = proven_pending
+        self._evicted: list[PresenceRecord] = []
         self.rejected: dict[Verdict, int] = {}
+        self.refused_full = 0  # newcomers refused: every member stood higher
         self.set_own(own)
 
     # --- reading ---
@@ -119,6 +164,64 @@ class Membership:
         self._by_state[state].add(member.peer)
         if state is not State.SUSPECT:
             member.confirmers.clear()
+        self._order.set_online(member.peer, member.online)
+
+    # --- standing ---
+
+    def is_proven(self, peer: bytes) -> bool:
+        member = self._members.get(peer)
+        return member.proven if member is not None else peer in self._proven_pending
+
+    def mark_proven(self, peer: bytes) -> bool:
+        """A session or a verified handshake showed us ``peer``. True if a member we
+        held as hearsay became proven (worth telling the user about)."""
+        if peer == self.me:
+            return False
+        member = self._members.get(peer)
+        if member is None:
+            self._proven_pending[peer] = None
+            self._proven_pending.move_to_end(peer)
+            while len(self._proven_pending) > self._proven_pending_max:
+                self._proven_pending.popitem(last=False)
+            return False
+        if member.proven:
+            self._order.touch(peer)
+            return False
+        member.proven = True
+        self._order.place(peer, member.standing, member.online, member.introducer)
+        return True
+
+    def take_evicted(self) -> list[PresenceRecord]:
+        """The records of members forgotten to make room since the last call."""
+        evicted, self._evicted = self._evicted, []
+        return evicted
+
+    def _make_room(self, standing: Standing) -> bool:
+        while len(self._members) >= self.capacity:
+            victim = self._order.first(standing)
+            if victim is None:
+                return False
+            member = self._members[victim]
+            if self._protected(victim):  # became a contact since we placed it
+                member.protected = True
+                self._order.remove(victim)
+                continue
+            self._forget(member)
+        return True
+
+    def _forget(self, member: Member) -> None:
+        peer = member.peer
+        del self._members[peer]
+        self._store.forget(peer)
+        self._order.remove(peer)
+        self._by_state[member.state].discard(peer)
+        index = self._peer_index.pop(peer)
+        last = self._peer_list.pop()
+        if last != peer:
+            self._peer_list[index] = last
+            self._peer_index[last] = index
+        self._evicted.append(member.record)
+        self._summary = None
 
     # --- merging ---
 
@@ -126,12 +229,13 @@ class Membership:
         judgement = self._store.offer(record)
         if judgement.verdict is not Verdict.ACCEPTED:
             raise ValueError(f"own record refused: {judgement.verdict.value} {judgement.reason}")
-        member = self._members.setdefault(self.me, Member(record))
+        member = self._members.setdefault(self.me, Member(record, proven=True))
         member.record = record
         self._set_state(member, _state_for(record))
         self._summary = None
 
-    def offer_record(self, record: PresenceRecord) -> Change:
+    def offer_record(self, record: PresenceRecord, *, introducer: bytes = b"") -> Change:
+        """Judge a record from anywhere; ``introducer`` is the peer it came from."""
         judgement = self._store.offer(record)
         if judgement.verdict is not Verdict.ACCEPTED:
             if judgement.verdict is not Verdict.DUPLICATE:
@@ -139,8 +243,18 @@ class Membership:
             return Change.NONE
         member = self._members.get(record.owner)
         if member is None:
-            member = self._members[record.owner] = Member(record)
+            member = Member(record, introducer=introducer)
+            member.proven = record.owner in self._proven_pending
+            self._proven_pending.pop(record.owner, None)
+            member.protected = self._protected(record.owner)
+            if not self._make_room(member.standing):
+                self._store.forget(record.owner)
+                self.refused_full += 1
+                return Change.NONE
+            self._members[record.owner] = member
+            self._peer_index[record.owner] = len(self._peer_list)
             self._peer_list.append(record.owner)
+            self._order.place(record.owner, member.standing, True, introducer)
             self._set_state(member, _state_for(record))
         elif member.state in (State.SUSPECT, State.DEAD) and member.claim_version >= record.version:
             member.record = record  # the claim is about this version or newer: it stands
@@ -192,12 +306,9 @@ class Membership:
     def summary(self) -> bytes:
         """A 16-byte hash of every (owner, version, dead): equal summaries, equal views."""
         if self._summary is None:
-            digest = hashlib.blake2b(digest_size=16, person=b"p2pchat-digest")
-            for owner, member in sorted(self._members.items()):
-                digest.update(owner)
-                digest.update(member.record.version.to_bytes(8, "big"))
-                digest.update(b"\x01" if member.state is State.DEAD else b"\x00")
-            self._summary = digest.digest()
+            dead = self._by_state[State.DEAD]
+            triples = ((peer, m.record.version, peer in dead) for peer, m in self._members.items())
+            self._summary = summary_of(triples)
         return self._summary
 
 

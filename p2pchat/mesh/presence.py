@@ -145,6 +145,9 @@ class PresenceStore:
     def records(self) -> list[PresenceRecord]:
         return list(self._records.values())
 
+    def forget(self, owner: bytes) -> None:
+        self._records.pop(owner, None)
+
     def offer(self, record: PresenceRecord) -> Judgement:
         """Judge a record from anywhere; keep it if it is new and genuine."""
         held = self._records.get(record.owner)

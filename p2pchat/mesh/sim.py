@@ -1,13 +1,18 @@
 """Run the real mesh core over a simulated network: no sockets, seeded, repeatable.
 
     python -m p2pchat.mesh.sim --nodes 1000 --seed 1 [--loss 0.1] [--crash 5]
-                               [--partition] [--seconds 60] [--json]
+                               [--partition] [--seconds 60] [--cold-start] [--join 1]
+                               [--json]
 
 A discrete-event loop delivers each message after a seeded LAN latency (or drops it
 with probability ``--loss``), and wakes every node at its own next deadline. Message
 sizes are those of the real codec plus framing and the AEAD tag, so bytes per second
-are what a real node would send. The scenario, after the mesh has formed:
+are what a real node would send. The scenario, after the mesh has formed
+(``warmup_s``; with ``--cold-start`` every node starts knowing only itself and must
+learn every member through the rate limits of docs/protocol.md §12.6):
 
+0. with ``--join K``, K more nodes join, each introduced to one random member: time
+   until every one of them holds every live member online (``join_s``);
 1. an idle window (idle load is measured here);
 2. one node changes its status: time until 99.9% and 100% of live nodes hold it;
 3. ``--crash K`` nodes stop silently: time until every live node marks each offline;
@@ -76,6 +81,7 @@ class SimSettings:
     # anti-entropy, and only the views form by the real protocol. A cold start makes
     # all nodes join at once, which costs O(N^2 k) messages to simulate.
     cold_start: bool = False
+    join: int = 0  # nodes that join after the mesh has formed
     config: MeshConfig = field(default_factory=MeshConfig)
     room_members: int = 0  # 0: no room phase
     room_warmup: int = 20
@@ -180,7 +186,7 @@ class Simulation:
         verify = _Verifier()
         self.nodes: list[_SimNode] = []
         self.index_of: dict[bytes, int] = {}
-        for index in range(settings.nodes):
+        for index in range(settings.nodes + settings.join):
             identity = Identity(self.rng.randbytes(32))
             record = make_record(identity, version=1, nick=f"node{index}")
             mesh = Mesh(
@@ -191,15 +197,16 @@ class Simulation:
                 config=settings.config,
                 verify=verify,
             )
-            self.nodes.append(_SimNode(index, mesh))
+            self.nodes.append(_SimNode(index, mesh, alive=index < settings.nodes))
             self.index_of[identity.public_key] = index
+        founders = self.nodes[: settings.nodes]
         if not settings.cold_start:
-            records = [node.mesh.own for node in self.nodes]
-            for node in self.nodes:
+            records = [node.mesh.own for node in founders]
+            for node in founders:
                 for record in records:
                     if record.owner != node.mesh.me:
                         node.mesh.members.offer_record(record)
-        for node in self.nodes:
+        for node in founders:
             others = [n for n in range(settings.nodes) if n != node.index]
             picks = self.rng.sample(others, min(settings.contacts, len(others)))
             node.mesh.introduce([self.nodes[n].mesh.me for n in picks], 0.0)
@@ -215,6 +222,8 @@ class Simulation:
         for peer, message in node.mesh.take_outgoing():
             self._transmit(node, peer, message)
         for event in node.mesh.take_events():
+            if not isinstance(event, PresenceChanged):
+                continue  # evictions and refusals: nothing a scenario measures
             self._judge(node, event)
             for observer in self.observers:
                 observer(node.index, event)
@@ -324,6 +333,25 @@ class Simulation:
         for node in victims:
             node.alive = False
 
+    def join(self, limit: float) -> float | None:
+        """Bring the waiting nodes in; seconds until each holds every live member online."""
+        joiners = self.nodes[self.settings.nodes :]
+        if not joiners:
+            return None
+        started = self.now
+        founders = self.live()
+        for node in joiners:
+            node.alive = True
+            node.mesh.tick(self.now)  # its timers were scheduled from time 0
+            node.mesh.introduce([self.rng.choice(founders).mesh.me], self.now)
+            self._after_step(node)
+        while self.now < started + limit:
+            self.run_until(self.now + 0.1)
+            count = len(self.live())
+            if all(node.mesh.members.online_count() == count for node in joiners):
+                return self.now - started
+        return None
+
 
 @dataclass(slots=True)
 class Report:
@@ -331,6 +359,7 @@ class Report:
     seed: int
     loss: float
     warmup_s: float = 0.0
+    join_s: float | None = None
     converge_999_s: float | None = None
     converge_100_s: float | None = None
     detect_median_s: float | None = None
@@ -495,6 +524,8 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     sim = Simulation(settings)
     report = Report(settings.nodes, settings.seed, settings.loss)
     report.warmup_s = round(sim.warm_up(), 3)
+    if settings.join:
+        report.join_s = _round(sim.join(WARMUP_LIMIT))
     sim.suspicions.clear()
     sim.false_offline = 0  # the mesh forming is not measured
 
@@ -613,6 +644,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cold-start", action="store_true", help="all nodes join at once with no records"
     )
+    parser.add_argument("--join", type=int, default=0, help="nodes joining the formed mesh")
     rooms = parser.add_argument_group("room broadcast (docs/protocol.md §14)")
     rooms.add_argument("--room-members", type=int, default=0, help="members in one room")
     rooms.add_argument("--room-warmup", type=int, default=20, help="unmeasured messages")
@@ -625,6 +657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.nodes < 2 or not 0 <= args.loss < 1 or args.crash < 0 or args.seconds <= 0:
         print("need --nodes >= 2, 0 <= --loss < 1, --crash >= 0, --seconds > 0", file=sys.stderr)
+        return 2
+    if args.join < 0:
+        print("need --join >= 0", file=sys.stderr)
         return 2
     if args.room_members:
         room_ok = 2 <= args.room_members <= args.nodes and args.room_messages >= 1
@@ -643,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         partition=args.partition,
         seconds=args.seconds,
         cold_start=args.cold_start,
+        join=args.join,
         room_members=args.room_members,
         room_warmup=args.room_warmup,
         room_messages=args.room_messages,

@@ -36,8 +36,9 @@ from p2pchat.discovery.watch import watch
 from p2pchat.diskfaults import DiskEvent, DiskHealth, DiskRecovered, DiskTrouble, disk_fault
 from p2pchat.errors import StoreError
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
+from p2pchat.mesh.admission import GossipRefused
 from p2pchat.mesh.config import MeshConfig
-from p2pchat.mesh.core import MESH_MESSAGES, Mesh, PresenceChanged
+from p2pchat.mesh.core import MESH_MESSAGES, MemberForgotten, Mesh, MeshEvent, PresenceChanged
 from p2pchat.mesh.membership import ONLINE_STATES, State
 from p2pchat.mesh.presence import make_record, next_version
 from p2pchat.net.chat import (
@@ -56,6 +57,7 @@ from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.store import Store
+from p2pchat.wire.messages import PresenceRecord
 
 log = logging.getLogger("p2pchat.node")
 
@@ -91,15 +93,21 @@ class PeerDisconnected:
 
 @dataclass(frozen=True, slots=True)
 class Presence:
-    """How a member looks now: shown ``status`` is ``offline`` once it is dead or left."""
+    """How a member looks now: shown ``status`` is ``offline`` once it is dead or left.
+
+    ``proven``: a session or a verified handshake showed us this peer; otherwise only
+    gossip vouches for it (anyone can make up identities). State ``forgotten``: the
+    member was dropped from the full member list; treat it as unknown.
+    """
 
     peer_id: str
     nick: str
     status: str
     status_text: str
-    state: str  # alive / suspect / dead / left
+    state: str  # alive / suspect / dead / left / forgotten
     version: int
     is_self: bool = False
+    proven: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +175,8 @@ class Node:
         self._rng = random.Random(settings.seed)
         self._hints: dict[bytes, list[str]] = {}
         self._verified_addresses: set[str] = set()
-        self._shown: dict[bytes, tuple[str, str, str, bool]] = {}
+        self._shown: dict[bytes, tuple[str, str, str, bool, bool]] = {}
+        self._store_log = LogLimiter(60.0)
         self._wake = trio.Event()
         self.events = Feed[NodeEvent](EVENT_BUFFER, EVENT_BUFFER_BYTES, marker=EventsDropped)
         self._drop_log = LogLimiter()
@@ -255,11 +264,15 @@ class Node:
 
     def members(self) -> list[Presence]:
         mesh = self._require_mesh()
-        return [self._presence(member.record, member.state) for member in mesh.members]
+        return [
+            self._presence(member.record, member.state, member.proven) for member in mesh.members
+        ]
 
     def presence_of(self, peer_id: str) -> Presence | None:
         member = self._require_mesh().members.get(decode_peer_id(peer_id))
-        return None if member is None else self._presence(member.record, member.state)
+        if member is None:
+            return None
+        return self._presence(member.record, member.state, member.proven)
 
     def neighbours(self) -> list[str]:
         return sorted(encode_peer_id(peer) for peer in self._require_mesh().active)
@@ -302,9 +315,10 @@ class Node:
             now=trio.current_time(),
             rng=random.Random(self._rng.getrandbits(64)),
             config=settings.mesh,
+            protected=self._is_contact,
         )
         self._emit(Listening(self.peer_id, self.addresses))
-        self._emit_presence(PresenceChanged(record, State.ALIVE))
+        self._emit_presence(PresenceChanged(record, State.ALIVE, proven=True))
         self._nursery.start_soon(self._run_mesh)
         self._nursery.start_soon(self.links.reap_idle)
         if self.chat is not None:
@@ -385,6 +399,7 @@ class Node:
                 if disk_fault(error) is None:
                     log.warning("cannot remember %s at %s: %s", peer_id, address, error)
         if self.mesh is not None:
+            self.mesh.mark_proven(key)
             self.mesh.introduce([key], trio.current_time())
             self._pump()
 
@@ -452,6 +467,9 @@ class Node:
 
     def _on_up(self, peer: bytes, address: str) -> None:
         self._emit(PeerConnected(encode_peer_id(peer), address))
+        if self.mesh is not None:
+            self.mesh.mark_proven(peer)  # ranks it above gossip hearsay (§12.6)
+            self._pump()
 
     def _on_session(self, peer: bytes) -> None:
         if self.chat is not None:
@@ -459,6 +477,18 @@ class Node:
 
     def _authorize(self, peer: bytes) -> str | None:
         return None if self.chat is None else self.chat.authorize(peer)
+
+    def _is_contact(self, peer: bytes) -> bool:
+        """For the mesh, which asks about the records it admits and evicts. A store
+        that cannot answer makes the peer a stranger (the safe side), not a crash."""
+        if self.chat is None:
+            return False
+        try:
+            return self.chat.relation(peer) is Relation.CONTACT
+        except Exception:
+            if self._store_log.allow("relation", time.monotonic()) is not None:
+                log.exception("mesh: cannot tell whether %s is a contact", encode_peer_id(peer))
+            return False
 
     def _online(self, peer: bytes) -> bool:
         member = None if self.mesh is None else self.mesh.members.get(peer)
@@ -497,31 +527,56 @@ class Node:
         for peer, message in mesh.take_outgoing():
             self.links.send(peer, message)
         for event in mesh.take_events():
-            self._emit_presence(event)
+            self._on_mesh_event(event)
 
-    def _presence(self, record: Any, state: State) -> Presence:
+    def _on_mesh_event(self, event: MeshEvent) -> None:
+        if isinstance(event, PresenceChanged):
+            self._emit_presence(event)
+        elif isinstance(event, MemberForgotten):
+            self._forget_presence(event.record)
+        else:
+            self._log_refusal(event)
+
+    def _log_refusal(self, event: GossipRefused) -> None:
+        # The mesh reports each peer at most once per interval (LogLimiter).
+        log.warning(
+            "mesh: dropped %d new members and %d digest requests from %s, over the rate "
+            "limits%s (docs/protocol.md §12.6)",
+            event.members,
+            event.digests,
+            encode_peer_id(event.peer),
+            f"; {event.reports_skipped} more refusals since the last line"
+            if event.reports_skipped
+            else "",
+        )
+
+    def _presence(
+        self, record: PresenceRecord, state: State | str, proven: bool = False
+    ) -> Presence:
         online = state in ONLINE_STATES
         return Presence(
             peer_id=encode_peer_id(record.owner),
             nick=record.nick,
             status=record.status if online else "offline",
             status_text=record.status_text,
-            state=state.value,
+            state=state.value if isinstance(state, State) else state,
             version=record.version,
             is_self=record.owner == self.identity.public_key,
+            proven=proven,
         )
 
     def _emit_presence(self, event: PresenceChanged) -> None:
-        presence = self._presence(event.record, event.state)
-        shown = (presence.nick, presence.status, presence.status_text, presence.status != "offline")
+        presence = self._presence(event.record, event.state, event.proven)
+        online = presence.status != "offline"
+        shown = (presence.nick, presence.status, presence.status_text, online, presence.proven)
         if self._shown.get(event.record.owner) == shown:
             return  # a suspicion, or a refutation: nothing a person would see changed
         self._shown[event.record.owner] = shown
         self._emit(presence)
-        if self.chat is not None and not presence.is_self and presence.status != "offline":
+        if self.chat is not None and not presence.is_self and online:
             _guarded(self.chat.peer_online, event.record.owner)
         if self.rooms is not None and not presence.is_self:
-            if presence.status != "offline":
+            if online:
                 _guarded(self.rooms.peer_online, event.record.owner)
             else:
                 _guarded(self.rooms.peer_offline, event.record.owner)
@@ -531,6 +586,13 @@ class Node:
         known = self.settings.known_peers
         if isinstance(event, DiskRecovered) and known is not None:
             known.flush()  # what a full disk kept from peers.json
+
+    def _forget_presence(self, record: PresenceRecord) -> None:
+        """A member left the full member list: front ends drop it (and free its memory)."""
+        self._shown.pop(record.owner, None)
+        self._emit(self._presence(record, "forgotten"))
+        if self.rooms is not None:
+            _guarded(self.rooms.peer_offline, record.owner)
 
     def _note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))

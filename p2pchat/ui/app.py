@@ -71,6 +71,7 @@ from p2pchat.ui.people import (
     Section,
     Seen,
     build_entries,
+    hearsay_count,
     people_for_lookup,
 )
 from p2pchat.ui.screens.first_run import FirstRunScreen
@@ -380,9 +381,12 @@ class ChatApp(App[None]):
             )
             self._schedule_refresh()
         elif isinstance(event, Presence) and not event.is_self:
-            self._seen[event.peer_id] = Seen(
-                event.peer_id, event.nick, event.status, event.status_text
-            )
+            if event.state == "forgotten":
+                self._seen.pop(event.peer_id, None)  # the node's list was full: unknown
+            else:
+                self._seen[event.peer_id] = Seen(
+                    event.peer_id, event.nick, event.status, event.status_text, event.proven
+                )
             self._schedule_refresh()
         elif isinstance(event, PeerConnected):
             self._connected.add(event.peer_id)
@@ -484,7 +488,7 @@ class ChatApp(App[None]):
         )
         sidebar = self.query_one(Sidebar)
         sidebar.current = self._room or self._peer
-        sidebar.show(self._entries)
+        sidebar.show(self._entries, unconfirmed=hearsay_count(self._entries, self._seen.values()))
 
     def on_sidebar_chosen(self, message: Sidebar.Chosen) -> None:
         entry = message.entry
@@ -605,7 +609,7 @@ class ChatApp(App[None]):
             f"p2pchat ─ {self.profile.nick} "
             f"({PRESENCE_MARKS.get(status, '●')} {PRESENCE_WORDS.get(status, status)})"
         )
-        online = len([s for s in self._seen.values() if s.status != "offline"])
+        online = len([s for s in self._seen.values() if s.status != "offline" and s.proven])
         if self._disk:
             trouble = next(iter(self._disk.values()))
             what = "disk full" if trouble.code == DISK_FULL else "disk error"
@@ -814,7 +818,8 @@ class ChatApp(App[None]):
         self.push_screen(screen, done)
 
     def _cmd_peers(self, args: str) -> None:
-        online = [s for s in self._seen.values() if s.status != "offline"]
+        everyone = [s for s in self._seen.values() if s.status != "offline"]
+        online = [s for s in everyone if s.proven]
         if not online:
             self.notify("Nobody found yet. /invite gives a code to share; /connect uses one.")
             return
@@ -822,8 +827,10 @@ class ChatApp(App[None]):
             f"{PRESENCE_MARKS.get(s.status, '○')} {self.name_of(decode_peer_id(s.peer_id))} "
             f"({fingerprint(decode_peer_id(s.peer_id))})"
             for s in sorted(online, key=lambda s: s.nick.casefold())
-        ]
-        self.notify("\n".join(lines[:20]), title=f"{len(online)} peers", timeout=10)
+        ][:20]
+        if len(everyone) > len(online):
+            lines.append(f"and {len(everyone) - len(online):,} only heard of through others")
+        self.notify("\n".join(lines), title=f"{len(online)} peers", timeout=10)
 
     # rooms
 

@@ -3,6 +3,11 @@
 Pure: built from the store's rows and the node's presence, no Textual. Names follow
 one rule everywhere (a contact's petname, else the nick it announces, else a short id),
 and a nick that two identities use is flagged, never silently merged.
+
+NEARBY lists only peers the node has *proven* (a session, or a handshake that verified
+their announcement). Anyone can make up identities and gossip their records, so a peer
+only gossip vouches for is not shown as if it were in the room: the section counts
+them instead (:func:`hearsay_count`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class Seen:
     nick: str
     status: str  # avail / away / dnd / offline
     status_text: str = ""
+    proven: bool = False  # a session or a verified handshake, not just gossip
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +97,7 @@ def build_entries(
     rooms: Iterable[RoomLine] = (),
 ) -> list[Entry]:
     """The sidebar, section by section: contacts (online first, then by name), pending
-    requests (oldest first), and nearby peers that are neither (by name)."""
+    requests (oldest first), and nearby proven peers that are neither (by name)."""
     seen_by_id = {s.peer_id: s for s in seen}
     entries: list[Entry] = []
     contact_ids: set[str] = set()
@@ -137,11 +143,21 @@ def build_entries(
     nearby = [
         Entry(Section.NEARBY, s.peer_id, s.nick or short_id(s.peer_id), s.status, s.status_text)
         for s in seen
-        if s.peer_id not in contact_ids and s.peer_id not in request_ids and s.status != "offline"
+        if s.peer_id not in contact_ids
+        and s.peer_id not in request_ids
+        and s.status != "offline"
+        and s.proven
     ]
     nearby.sort(key=lambda e: (e.name.casefold(), e.peer_id))
     entries += nearby
     return _flag_clashes(entries)
+
+
+def hearsay_count(entries: Iterable[Entry], seen: Iterable[Seen]) -> int:
+    """Online peers the sidebar (``entries``, from :func:`build_entries`) leaves out:
+    neither contacts nor requests, and only gossip says they exist."""
+    listed = {e.peer_id for e in entries}
+    return sum(1 for s in seen if s.status != "offline" and s.peer_id not in listed)
 
 
 def _flag_clashes(entries: list[Entry]) -> list[Entry]:

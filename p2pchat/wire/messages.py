@@ -142,6 +142,18 @@ class Pong:
 
 # --- mesh ---
 
+MAX_MESH_INT = 2**63 - 1  # versions and sequence numbers fit a signed 64-bit integer
+MAX_PROTOCOL = 65_535
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}")
+
+
+def _check_seq(seq: int) -> None:
+    _check_range("seq", seq, 0, MAX_MESH_INT)
+
 
 # HOST:PORT: a 253-character DNS name, a colon and a port (a bracketed IPv6 address
 # with a zone is shorter). It also keeps a MeshGossip of 256 records under 4 MiB.
@@ -159,13 +171,17 @@ class PresenceRecord:
 
     TYPE_ID: ClassVar[int]
     owner: bytes = limit(size=32)
-    version: int = 0
+    version: int = limit()  # required: no default
     nick: str = limit(max_len=32, default="")
     status: str = limit(max_len=16, default="avail")
     status_text: str = limit(max_len=140, default="")
     addresses: tuple[str, ...] = limit(max_len=8, item_max_len=MAX_ADDRESS_CHARS, default=())
     protocol: int = 1
     signature: bytes = limit(size=64, default=bytes(64))
+
+    def __post_init__(self) -> None:
+        _check_range("a record version", self.version, 1, MAX_MESH_INT)
+        _check_range("a record's protocol", self.protocol, 1, MAX_PROTOCOL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +192,12 @@ class MeshClaim:
     """
 
     subject: bytes = limit(size=32)
-    version: int = 0
+    version: int = limit()  # required: no default
     state: str = limit(max_len=8, default="suspect")  # "suspect" | "dead"
     accuser: bytes = limit(size=32, default=bytes(32))
+
+    def __post_init__(self) -> None:
+        _check_range("a claim's version", self.version, 1, MAX_MESH_INT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +205,11 @@ class DigestEntry:
     """What a node knows of one member: the record version and whether it thinks it dead."""
 
     owner: bytes = limit(size=32)
-    version: int = 0
+    version: int = limit()  # required; 0: no record held (in a list of wanted entries)
     dead: bool = False
+
+    def __post_init__(self) -> None:
+        _check_range("a digest entry's version", self.version, 0, MAX_MESH_INT)
 
 
 MAX_PIGGYBACK = 8
@@ -205,6 +227,9 @@ class MeshPing:
     records: tuple[PresenceRecord, ...] = limit(max_len=MAX_PIGGYBACK, default=())
     claims: tuple[MeshClaim, ...] = limit(max_len=MAX_PIGGYBACK, default=())
 
+    def __post_init__(self) -> None:
+        _check_seq(self.seq)
+
 
 @wire_message(21)
 @dataclass(frozen=True, slots=True)
@@ -213,6 +238,9 @@ class MeshAck:
     seq: int
     records: tuple[PresenceRecord, ...] = limit(max_len=MAX_PIGGYBACK, default=())
     claims: tuple[MeshClaim, ...] = limit(max_len=MAX_PIGGYBACK, default=())
+
+    def __post_init__(self) -> None:
+        _check_seq(self.seq)
 
 
 @wire_message(22)
@@ -224,6 +252,9 @@ class MeshProbeRequest:
     seq: int
     target: bytes = limit(size=32)
 
+    def __post_init__(self) -> None:
+        _check_seq(self.seq)
+
 
 @wire_message(23)
 @dataclass(frozen=True, slots=True)
@@ -234,6 +265,9 @@ class MeshProbeResult:
     seq: int
     target: bytes = limit(size=32)
     reached: bool = False
+
+    def __post_init__(self) -> None:
+        _check_seq(self.seq)
 
 
 @wire_message(24)

@@ -51,7 +51,8 @@ class Net:
         for _ in range(rounds):
             moved = False
             for mesh in self.meshes:
-                self.events[mesh.me].extend(mesh.take_events())
+                events = mesh.take_events()
+                self.events[mesh.me].extend(e for e in events if isinstance(e, PresenceChanged))
                 for peer, message in mesh.take_outgoing():
                     target = self.by_id.get(peer)
                     if target is None or peer in self.down or mesh.me in self.down:

@@ -87,13 +87,20 @@ def test_same_version_with_other_content_is_a_conflict() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"status": "sleeping"}, {"nick": "bell\x07"}, {"addresses": ("nowhere",)}, {"version": 0}],
+    [{"status": "sleeping"}, {"nick": "bell\x07"}, {"addresses": ("nowhere",)}],
 )
 def test_invalid_content_is_refused_even_when_signed(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         record(**changes)  # we never make one...
     sneaky = sign(replace(record(1), **changes), ALICE)  # ...but a peer could
     assert PresenceStore().offer(sneaky).verdict is Verdict.INVALID
+
+
+@pytest.mark.parametrize("changes", [{"version": 0}, {"version": 2**63}, {"protocol": 0}])
+def test_out_of_range_numbers_are_not_a_record_at_all(changes: dict[str, Any]) -> None:
+    # Malformed, not invalid: decoding refuses them (bad-message, tests/mesh/test_wire_ranges.py).
+    with pytest.raises(ValueError):
+        replace(record(1), **changes)
 
 
 def test_the_store_is_bounded() -> None:

@@ -33,7 +33,7 @@ async def scenario(tmp_path: Path) -> None:
             evil_id = EVIL.peer_id
             for nick in HOSTILE:
                 app.post_message(
-                    NodeEventArrived(Presence(evil_id, nick, "away", nick, "alive", 1))
+                    NodeEventArrived(Presence(evil_id, nick, "away", nick, "alive", 1, proven=True))
                 )
                 await pilot.pause(0.15)
             for i, text in enumerate(HOSTILE):

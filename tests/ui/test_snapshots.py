@@ -155,7 +155,7 @@ def make_app(store: Store, tmp_path: Path, *, ask_nick: bool = False) -> ChatApp
 
 
 def presence(who: Identity, nick: str, status: str, text: str = "") -> NodeEventArrived:
-    return NodeEventArrived(Presence(who.peer_id, nick, status, text, "alive", 1))
+    return NodeEventArrived(Presence(who.peer_id, nick, status, text, "alive", 1, proven=True))
 
 
 async def open_bob(pilot: Pilot[None]) -> None:

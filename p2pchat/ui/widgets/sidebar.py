@@ -25,15 +25,19 @@ class Sidebar(OptionList):
         self._by_key: dict[str, Entry] = {}
         self.current: str | None = None  # the open conversation's peer id
 
-    def show(self, entries: list[Entry], width: int = 24) -> None:
-        """Redraw with ``entries``, keeping the highlight on the same peer if it is there."""
+    def show(self, entries: list[Entry], width: int = 24, *, unconfirmed: int = 0) -> None:
+        """Redraw with ``entries``, keeping the highlight on the same peer if it is there.
+
+        ``unconfirmed``: online peers only gossip vouches for, counted under NEARBY
+        rather than listed (anyone can gossip made-up identities)."""
         highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
         self.entries = entries
         self._by_key = {entry.key: entry for entry in entries}
         options: list[Option] = []
         for section in Section:
             members = [e for e in entries if e.section is section]
-            if section in (Section.NEARBY, Section.ROOMS) and not members:
+            extra = unconfirmed if section is Section.NEARBY else 0
+            if section in (Section.NEARBY, Section.ROOMS) and not members and not extra:
                 continue
             title = section.value
             if section is Section.REQUESTS:
@@ -44,6 +48,9 @@ class Sidebar(OptionList):
             if not members and section is Section.CONTACTS:
                 options.append(Option(Text("  none yet", style="dim italic"), disabled=True))
             options += [Option(self._label(entry, width), id=entry.key) for entry in members]
+            if extra:
+                line = Text(f"  + {extra:,} unconfirmed", style="dim italic")
+                options.append(Option(line, disabled=True))
         self.clear_options()
         self.add_options(options)
         if highlighted is not None and highlighted in self._by_key:

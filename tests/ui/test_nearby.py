@@ -1,0 +1,82 @@
+"""NEARBY shows peers the node has proven, never gossip hearsay as if it were in the room.
+
+Anyone can make up identities and gossip their records (docs/protocol.md §12.6): the
+sidebar lists the proven ones and only counts the rest, and forgets what the node
+forgot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rich.text import Text
+
+from p2pchat.identity import Identity
+from p2pchat.net.node import NodeSettings, Presence
+from p2pchat.profile import Profile
+from p2pchat.store import DATABASE_FILE, open_store
+from p2pchat.ui.app import ChatApp, NodeEventArrived
+from p2pchat.ui.people import Section, Seen, build_entries, hearsay_count
+from p2pchat.ui.widgets.sidebar import Sidebar
+from tests.ui.test_snapshots import IdleHost
+
+ME = Identity(bytes([7]) * 32)
+BOB = Identity(bytes([8]) * 32)
+DAVE = Identity(bytes([9]) * 32)
+FAKES = [Identity(bytes([20 + i]) * 32) for i in range(5)]
+
+
+def test_only_proven_strangers_are_listed_and_the_rest_are_counted() -> None:
+    seen = [
+        Seen(BOB.peer_id, "bob", "avail", proven=True),
+        Seen(DAVE.peer_id, "dave", "offline", proven=True),
+        *(Seen(f.peer_id, "bob", "avail") for f in FAKES),  # look-alikes, by gossip only
+        Seen(FAKES[0].peer_id + "x", "gone", "offline"),
+    ]
+    entries = build_entries([], [], seen, {})
+    nearby = [e for e in entries if e.section is Section.NEARBY]
+    assert [e.peer_id for e in nearby] == [BOB.peer_id]
+    assert not nearby[0].clash, "hearsay look-alikes do not even clash with the real bob"
+    assert hearsay_count(entries, seen) == len(FAKES)
+
+
+def sidebar_lines(app: ChatApp) -> list[str]:
+    bar = app.query_one(Sidebar)
+    lines = []
+    for index in range(bar.option_count):
+        prompt = bar.get_option_at_index(index).prompt
+        lines.append(prompt.plain if isinstance(prompt, Text) else str(prompt))
+    return lines
+
+
+def presence(who: Identity, nick: str, *, proven: bool, state: str = "alive") -> NodeEventArrived:
+    status = "offline" if state == "forgotten" else "avail"
+    return NodeEventArrived(Presence(who.peer_id, nick, status, "", state, 1, proven=proven))
+
+
+def test_the_sidebar_counts_hearsay_and_forgets_what_the_node_forgot(tmp_path: Path) -> None:
+    asyncio.run(scenario(tmp_path))
+
+
+async def scenario(tmp_path: Path) -> None:
+    with open_store(tmp_path / DATABASE_FILE) as store:
+        profile = Profile(home=tmp_path, identity=ME, nick="me", created=False, config={})
+        settings = NodeSettings(nick="me", host="127.0.0.1", mdns=False, store=store)
+        app = ChatApp(profile, settings, host=IdleHost(), desktop_notifications=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.post_message(presence(BOB, "bob", proven=True))
+            for index, fake in enumerate(FAKES):
+                app.post_message(presence(fake, f"mallory{index}", proven=False))
+            await pilot.pause(0.3)  # the sidebar refresh is debounced by 0.1 s
+            lines = sidebar_lines(app)
+            assert "NEARBY" in lines and any("bob" in line for line in lines)
+            assert not any("mallory" in line for line in lines)
+            assert "  + 5 unconfirmed" in lines
+            app.post_message(presence(FAKES[0], "mallory0", proven=False, state="forgotten"))
+            app.post_message(presence(FAKES[1], "mallory1", proven=True))  # a session opened
+            await pilot.pause(0.3)
+            lines = sidebar_lines(app)
+            assert "  + 3 unconfirmed" in lines
+            assert any("mallory1" in line for line in lines)
+            assert FAKES[0].peer_id not in app._seen
