@@ -4,8 +4,9 @@ Pure: time comes in as ``now``. Identities are free, so every member a peer
 introduces (a record of an owner we hold nothing about) costs a token from that peer's
 bucket and from one shared by all peers; tokens are taken before the signature is
 checked, so forged records cost the sender its budget, not our CPU. Updates of members
-we hold are not limited here. Full digests are limited the same way: answering one
-costs up to ~450 KB for a 16-byte question.
+we hold and claims cost a token from a larger bucket per peer (each means a signature
+check or a probe, and a push to every neighbour). Full digests are limited the same
+way: answering one costs up to ~450 KB for a 16-byte question.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class GossipRefused:
     peer: bytes
     members: int  # new members dropped over the rate limit
     digests: int  # full digests left unanswered over the rate limit
+    items: int  # updates and claims dropped over the rate limit
     reports_skipped: int  # refusals that found the log line for this peer already written
 
 
@@ -35,6 +37,7 @@ class Admission:
         self._members_all = TokenBucket(
             config.new_member_global_rate, config.new_member_global_burst, now
         )
+        self._items = KeyedBuckets(config.item_rate, config.item_burst, config.tracked_peers)
         self._digests = KeyedBuckets(
             config.digest_answer_rate, config.digest_answer_burst, config.tracked_peers
         )
@@ -42,10 +45,11 @@ class Admission:
             config.digest_answer_global_rate, config.digest_answer_global_burst, now
         )
         self._log = LogLimiter(config.log_interval, capacity=config.tracked_peers)
-        self._pending: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
+        self._pending: OrderedDict[bytes, tuple[int, int, int]] = OrderedDict()
         self._tracked = config.tracked_peers
         self.dropped_members = 0
         self.dropped_digests = 0
+        self.dropped_items = 0
 
     def room_for_members(self, peer: bytes, now: float) -> int:
         """How many new members ``peer`` may introduce right now."""
@@ -57,6 +61,10 @@ class Admission:
         self._members_all.take(now)
         return True
 
+    def take_item(self, peer: bytes, now: float) -> bool:
+        """May ``peer`` pass us one more update or claim now?"""
+        return self._items.take(peer, now)
+
     def take_digest(self, peer: bytes, now: float) -> bool:
         if self._digests_all.available(now) < 1 or not self._digests.take(peer, now):
             return False
@@ -64,18 +72,20 @@ class Admission:
         return True
 
     def refused(
-        self, peer: bytes, now: float, *, members: int = 0, digests: int = 0
+        self, peer: bytes, now: float, *, members: int = 0, digests: int = 0, items: int = 0
     ) -> GossipRefused | None:
         """Count a refusal; a report when the log may say something about ``peer``."""
         self.dropped_members += members
         self.dropped_digests += digests
-        held_members, held_digests = self._pending.pop(peer, (0, 0))
+        self.dropped_items += items
+        held_members, held_digests, held_items = self._pending.pop(peer, (0, 0, 0))
         held_members += members
         held_digests += digests
+        held_items += items
         skipped = self._log.allow(peer, now)
         if skipped is None:
-            self._pending[peer] = (held_members, held_digests)
+            self._pending[peer] = (held_members, held_digests, held_items)
             while len(self._pending) > self._tracked:
                 self._pending.popitem(last=False)  # a fresh flood: old counts go unsaid
             return None
-        return GossipRefused(peer, held_members, held_digests, skipped)
+        return GossipRefused(peer, held_members, held_digests, held_items, skipped)

@@ -55,6 +55,12 @@ class MeshConfig:
     # can hold many sessions. The burst lets a node joining 1,000 learn them at once.
     new_member_global_rate: float = 100.0
     new_member_global_burst: float = 1_000.0
+    # Updates of members we hold, and claims, one peer may pass us: each costs a
+    # signature check (records) and a push to every neighbour, so a peer re-signing its
+    # records as fast as its link allows would otherwise keep the whole mesh busy.
+    # Honest news is rare (a status change, a refutation); a burst covers a repair.
+    item_rate: float = 200.0
+    item_burst: float = 2_000.0
     # Full digests (each up to ~450 KB for a 16-byte request) answered per peer...
     digest_answer_rate: float = 1.0
     digest_answer_burst: float = 3.0

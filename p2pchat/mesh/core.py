@@ -410,7 +410,7 @@ class Mesh:
         *,
         fresh: bool = True,
     ) -> None:
-        dropped = 0
+        dropped = skipped = 0
         for record in records:
             before = self.members.get(record.owner)
             was_dead = before is not None and before.state is State.DEAD
@@ -422,6 +422,13 @@ class Mesh:
             if before is None and not self._may_add(sender, record.owner, now):
                 dropped += 1  # not stored, so never passed on
                 continue
+            if (
+                before is not None
+                and record.version > before.record.version
+                and not self._may_pass(sender, record.owner, now)
+            ):
+                skipped += 1  # an update over the sender's rate: anti-entropy brings it
+                continue
             if self.members.offer_record(record, introducer=sender) is Change.NEW:
                 member = self.members.get(record.owner)
                 assert member is not None
@@ -431,6 +438,9 @@ class Mesh:
                 if was_dead and member.online and sender == record.owner:
                     self._add_passive(record.owner)
         for claim in claims:
+            if not self._may_pass(sender, claim.subject, now):
+                skipped += 1
+                continue
             if claim.subject == self.me:
                 self._refute(claim, sender, now)
                 continue
@@ -447,8 +457,8 @@ class Mesh:
                     self._start_probe(claim.subject, now)  # confirm or clear it ourselves
             if fresh and len(member.confirmers) <= self.config.suspicion_confirmations + 1:
                 self._spread(claim, sender)
-        if dropped:
-            self._report_refusal(sender, now, members=dropped)
+        if dropped or skipped:
+            self._report_refusal(sender, now, members=dropped, items=skipped)
 
     def _may_add(self, sender: bytes, owner: bytes, now: float) -> bool:
         """May ``sender`` introduce ``owner``, a member we hold nothing about?"""
@@ -458,10 +468,18 @@ class Mesh:
         # the sender's budget, not our CPU.
         return self.admission.take_member(sender, now) or self._protected(owner)
 
+    def _may_pass(self, sender: bytes, subject: bytes, now: float) -> bool:
+        """May ``sender`` pass us one more update or claim (about ``subject``)?"""
+        if subject == sender or self._protected(subject):
+            return True  # its own news, and news of our contacts, always get through
+        return self.admission.take_item(sender, now)
+
     def _report_refusal(
-        self, peer: bytes, now: float, *, members: int = 0, digests: int = 0
+        self, peer: bytes, now: float, *, members: int = 0, digests: int = 0, items: int = 0
     ) -> None:
-        report = self.admission.refused(peer, now, members=members, digests=digests)
+        report = self.admission.refused(
+            peer, now, members=members, digests=digests, items=items
+        )
         if report is not None:
             self._events.append(report)
 

@@ -540,9 +540,10 @@ class Node:
     def _log_refusal(self, event: GossipRefused) -> None:
         # The mesh reports each peer at most once per interval (LogLimiter).
         log.warning(
-            "mesh: dropped %d new members and %d digest requests from %s, over the rate "
-            "limits%s (docs/protocol.md §12.6)",
+            "mesh: dropped %d new members, %d updates or claims and %d digest requests "
+            "from %s, over the rate limits%s (docs/protocol.md §12.6)",
             event.members,
+            event.items,
             event.digests,
             encode_peer_id(event.peer),
             f"; {event.reports_skipped} more refusals since the last line"

@@ -373,3 +373,33 @@ def test_a_node_joining_a_mesh_larger_than_one_burst_learns_every_member() -> No
     assert report.join_s is not None
     # Proven members (its neighbours) need no budget; all others wait for it.
     assert report.join_s >= (120 - 40 - config.active_max) / 5
+
+
+def test_updates_and_claims_from_one_peer_are_held_to_its_item_budget() -> None:
+    """A peer re-signs the members it got admitted (and adds claims about them) as fast
+    as it can: only its item budget is stored and pushed on; the rest is dropped."""
+    lan = Lan(2)
+    lan.join()
+    victim, neighbour = lan.meshes
+    victim.receive(ATTACKER, MeshNeighbor(urgent=True), lan.now)
+    fakes = list(fake_records(random.Random(9), 200))
+    victim.receive(ATTACKER, MeshGossip(records=tuple(fakes)), lan.now)
+    victim.take_outgoing()
+    updates = 0
+    for version in range(2, 30):  # 28 versions of 200 records: 5,600 updates at once
+        bumped = tuple(replace(record, version=version) for record in fakes)
+        claims = tuple(MeshClaim(r.owner, version, "suspect", ATTACKER) for r in fakes[:50])
+        for start in range(0, len(bumped), 100):
+            victim.receive(
+                ATTACKER,
+                MeshGossip(records=bumped[start : start + 100], claims=claims[:10]),
+                lan.now,
+            )
+        updates += len(bumped) + 10 * 2
+    pushed = gossip_records(victim.take_outgoing())
+    taken = CONFIG.item_burst  # the same instant: the burst, nothing refilled
+    print(f"{updates} updates and claims sent; {len(pushed)} pushed on; budget {taken:g}")
+    assert victim.admission.dropped_items == updates - taken
+    assert len(pushed) <= taken
+    refusals = [e for e in victim.take_events() if isinstance(e, GossipRefused)]
+    assert len(refusals) == 1 and refusals[0].items > 0, "one log line"
