@@ -477,9 +477,7 @@ class Mesh:
     def _report_refusal(
         self, peer: bytes, now: float, *, members: int = 0, digests: int = 0, items: int = 0
     ) -> None:
-        report = self.admission.refused(
-            peer, now, members=members, digests=digests, items=items
-        )
+        report = self.admission.refused(peer, now, members=members, digests=digests, items=items)
         if report is not None:
             self._events.append(report)
 

@@ -380,7 +380,7 @@ def test_updates_and_claims_from_one_peer_are_held_to_its_item_budget() -> None:
     as it can: only its item budget is stored and pushed on; the rest is dropped."""
     lan = Lan(2)
     lan.join()
-    victim, neighbour = lan.meshes
+    victim = lan.meshes[0]
     victim.receive(ATTACKER, MeshNeighbor(urgent=True), lan.now)
     fakes = list(fake_records(random.Random(9), 200))
     victim.receive(ATTACKER, MeshGossip(records=tuple(fakes)), lan.now)
