@@ -461,7 +461,7 @@ class ChatService:
                 with self.store.savepoint() if isolate else contextlib.nullcontext():
                     reply = self._take_one(peer, message, address, now, item.acks, item.events)
             except RemoteProtocolError as error:
-                log.info("chat input from %s dropped: %s", encode_peer_id(peer), error)
+                self._log_refusal("chat input", peer, error)
                 continue
             except Exception as error:
                 if not isolate or disk_fault(error) is not None:
@@ -613,7 +613,7 @@ class ChatService:
                     if reason:
                         reasons.add(reason)
             except RemoteProtocolError as error:
-                log.info("envelope from %s refused: %s", encode_peer_id(peer), error)
+                self._log_refusal("an envelope", peer, error)
                 reasons.add("invalid")
                 done = False
             (taken if done else refused).append(envelope.envelope_id)
@@ -692,7 +692,20 @@ class ChatService:
                         Receipt(encode_peer_id(changed.peer), msg_id_text(msg_id), changed.state)
                     )
         if message.refused and message.reason:
-            log.info("relay %s refused envelopes: %s", encode_peer_id(peer), message.reason)
+            self._log_refusal("our envelopes", peer, message.reason, by_peer=True)
+
+    def _log_refusal(
+        self, what: str, peer: bytes, reason: object, *, by_peer: bool = False
+    ) -> None:
+        """One line per peer and kind per minute, whatever a peer sends."""
+        skipped = self._log_limit.allow((what, peer), trio.current_time())
+        if skipped is None:
+            return
+        more = f" ({skipped} more since the last line)" if skipped else ""
+        if by_peer:
+            log.info("%s refused %s: %s%s", encode_peer_id(peer), what, reason, more)
+        else:
+            log.info("%s from %s refused: %s%s", what, encode_peer_id(peer), reason, more)
 
     # ------------------------------------------------------------------ outgoing
 
