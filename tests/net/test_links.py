@@ -9,7 +9,8 @@ MockClock.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,10 +22,11 @@ import trio.testing
 
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
+from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.presence import make_record
 from p2pchat.net.connection import ConnectionConfig, SecureConnection, secure_connection
 from p2pchat.net.links import LinkLimits, LinkManager, Value, estimate_size
-from p2pchat.net.node import NodeSettings, open_node
+from p2pchat.net.node import Node, NodeSettings, open_node
 from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
@@ -539,6 +541,28 @@ async def test_a_second_dial_from_the_same_side_replaces_the_first() -> None:
 # ---------------------------------------------------------------------- backpressure
 
 
+@asynccontextmanager
+async def victim_of_many_members() -> AsyncIterator[tuple[Node, MeshDigest]]:
+    """A node holding 2,000 members, and the full digest it answers a wrong summary with.
+
+    The mesh's own limit on full digest answers (protocol §12.6) is lifted: these tests
+    are about what the link manager bounds when a peer asks for big answers."""
+    unlimited = MeshConfig(
+        digest_answer_rate=1e9,
+        digest_answer_burst=1e9,
+        digest_answer_global_rate=1e9,
+        digest_answer_global_burst=1e9,
+    )
+    settings = NodeSettings(nick="victim", host="127.0.0.1", mdns=False, mesh=unlimited)
+    async with open_node(Identity.generate(), settings) as victim:
+        assert victim.mesh is not None
+        for index in range(2000):
+            record = make_record(Identity.generate(), version=1, nick=f"m{index}")
+            victim.mesh.members.offer_record(record)
+        members = victim.mesh.members
+        yield victim, MeshDigest(members.summary(), tuple(members.entries()), full=True)
+
+
 async def test_a_peer_that_never_reads_cannot_make_us_queue_answers() -> None:
     """A stranger sends 16-byte digests with a wrong summary, each answered with our
     full digest (2,000 entries, ~100 KB), and never reads. Once what is queued for it
@@ -546,15 +570,7 @@ async def test_a_peer_that_never_reads_cannot_make_us_queue_answers() -> None:
     below that mark plus one answer, while it sent enough for hundreds of megabytes
     of answers."""
     limits = LinkLimits()
-    settings = NodeSettings(nick="victim", host="127.0.0.1", mdns=False)
-    async with open_node(Identity.generate(), settings) as victim:
-        assert victim.mesh is not None
-        for index in range(2000):
-            record = make_record(Identity.generate(), version=1, nick=f"m{index}")
-            victim.mesh.members.offer_record(record)
-        answer = MeshDigest(
-            victim.mesh.members.summary(), tuple(victim.mesh.members.entries()), full=True
-        )
+    async with victim_of_many_members() as (victim, answer):
         answer_bytes = len(Codec().encode(answer))
         assert answer_bytes > 90_000
 
@@ -609,15 +625,7 @@ async def test_a_contact_is_read_whatever_waits_for_it_and_its_queue_stays_bound
     each other must not wait for each other, protocol §4.4), and what we queue for it
     stays bounded because answers beyond its outbox are dropped, not queued."""
     limits = LinkLimits()
-    settings = NodeSettings(nick="victim", host="127.0.0.1", mdns=False)
-    async with open_node(Identity.generate(), settings) as victim:
-        assert victim.mesh is not None
-        for index in range(2000):
-            record = make_record(Identity.generate(), version=1, nick=f"m{index}")
-            victim.mesh.members.offer_record(record)
-        answer = MeshDigest(
-            victim.mesh.members.summary(), tuple(victim.mesh.members.entries()), full=True
-        )
+    async with victim_of_many_members() as (victim, answer):
         answer_bytes = len(Codec().encode(answer))
         contact = Identity.generate()
         links = victim.links
