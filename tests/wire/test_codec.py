@@ -112,7 +112,10 @@ def test_defaults_fill_missing_optional_fields() -> None:
         ([2, {"identity_key": b"x" * 32, "signature": b"s" * 64, "version": 2**16}], "65535"),
         ([1, {"versions": [1, 0]}], "from 1 to 65535"),
         ([1, {"versions": [65536]}], "from 1 to 65535"),
-        ([10, {"owner": b"o" * 32, "addresses": ["h" * 254 + ":65535"]}], "longer than 259"),
+        (
+            [10, {"owner": b"o" * 32, "version": 1, "addresses": ["h" * 254 + ":65535"]}],
+            "longer than 259",
+        ),
         ([1, {"versions": list(range(17))}], "more than 16"),
         ([1, {"versions": [1, "2"]}], "integer"),
         ([4, {"code": "x" * 65}], "longer"),

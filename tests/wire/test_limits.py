@@ -123,7 +123,7 @@ def test_the_bound_is_an_upper_bound_for_a_real_worst_case_gossip() -> None:
         status=wide * 16,
         status_text=wide * 140,
         addresses=tuple(wide * MAX_ADDRESS_CHARS for _ in range(8)),
-        protocol=2**63 - 1,
+        protocol=65535,
     )
     claim = MeshClaim(bytes(32), 2**63 - 1, wide * 8, bytes(32))
     gossip = MeshGossip((record,) * MAX_GOSSIP_ITEMS, (claim,) * MAX_GOSSIP_ITEMS, True)
