@@ -74,9 +74,9 @@ async def test_garbage_inside_the_handshake() -> None:
 async def test_silent_peer_is_dropped_at_the_handshake_timeout() -> None:
     async with running_server(config=QUICK) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        start = trio.current_time()
-        await read_until_closed(stream, limit=3)
-        assert trio.current_time() - start < 2
+        # The server closes it: without a handshake deadline it would stay open, and the
+        # (generous, load-proof) guard would fail the test.
+        assert await read_until_closed(stream, limit=30) == b""
         await assert_still_serving(server)
 
 
@@ -86,16 +86,18 @@ async def test_slowloris_dribbling_bytes_is_dropped_at_the_handshake_timeout() -
 
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         message1 = SecureSession(Identity.generate(), initiator=True).data_to_send()
-        start = trio.current_time()
-        with trio.move_on_after(3):
-            try:
-                for byte in message1[:-1]:
-                    await stream.send_all(bytes([byte]))
-                    await trio.sleep(0.05)
-            except trio.BrokenResourceError:
-                pass
-            await read_until_closed(stream, limit=3)
-        assert trio.current_time() - start < 2.5
+        # A byte every 0.1 s: each read is prompt, but the whole handshake would take
+        # ~5 s, ten times the deadline. A deadline per read would let it finish.
+        sent = 0
+        try:
+            for byte in message1[:-1]:
+                await stream.send_all(bytes([byte]))
+                sent += 1
+                await trio.sleep(0.1)
+        except trio.BrokenResourceError:
+            pass
+        assert await read_until_closed(stream, limit=30) == b""
+        assert sent < len(message1) - 1, "the dribbler was let through its whole message"
         await assert_still_serving(server)
 
 
