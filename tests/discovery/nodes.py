@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Our mDNS records live 120 s at least (zeroconf's shortest default TTL): a peer gone
+# in less than half of that was removed by its goodbye, however busy the machine.
+GOODBYE_S = 60
+
 
 class Node:
     """A daemon process; its JSON events are collected by a reader thread."""

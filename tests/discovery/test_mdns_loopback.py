@@ -8,12 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.discovery.nodes import Node
+from tests.discovery.nodes import GOODBYE_S, Node
 
 LOOPBACK = ("--interface", "127.0.0.1", "--listen", "127.0.0.1:0")
-# Our records live 120 s at least (zeroconf's shortest default TTL): a peer gone in
-# less than half of that was removed by its goodbye, however busy the machine.
-GOODBYE_S = 60
 
 
 def start(nodes: list[Node], home: Path, *args: str) -> Node:

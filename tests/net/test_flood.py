@@ -7,6 +7,7 @@ import resource
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 
 from p2pchat.addresses import parse_host_port
@@ -45,6 +46,8 @@ async def wait_stored(peer: ChatPeer, msg_id: bytes) -> float:
     return await wait_for(stored, 60, "a contact's message during the flood")
 
 
+# Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.timeout(600)
 async def test_ten_thousand_requests_from_a_thousand_identities(tmp_path: Path) -> None:
     ann = ChatPeer("ann", tmp_path / "ann")
     bob = ChatPeer("bob", tmp_path / "bob")
