@@ -54,7 +54,7 @@ def trio_task_dump() -> str:
     return "\n".join(lines)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, optionalhook=True)  # optional: -p no:timeout still runs
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Generator[None, object, object]:
     result = yield
     fail = signal.getsignal(signal.SIGALRM)

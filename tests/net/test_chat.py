@@ -154,11 +154,13 @@ async def test_strangers_land_in_requests_until_accepted(tmp_path: Path) -> None
         await wait_for(lambda: eve.chat._reachable(ann.key), 30, "eve to see ann")
         sent = [eve.chat.send_text(ann.key, f"hi {i}") for i in range(5)]
         await wait_for(lambda: len(ann.received()) == 3, 30, "the request")
-        await trio.sleep(0.3)
         assert all(m.request for m in ann.received())
         [request] = [e for e in ann.events if isinstance(e, ContactRequest)]
         assert request.peer_id == eve.identity.peer_id and request.text == "hi 0"
         assert ann.store is not None and ann.store.request(eve.key) is not None
+        await wait_for(
+            lambda: all(state_of(eve, m.msg_id) == "delivered" for m in sent[:3]), 30, "receipts"
+        )
         states = [state_of(eve, m.msg_id) for m in sent]
         assert states == ["delivered"] * 3 + ["sent"] * 2  # two are held, not acknowledged
 
