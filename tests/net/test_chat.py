@@ -47,10 +47,12 @@ async def test_a_message_is_delivered_acknowledged_and_read(tmp_path: Path) -> N
         sent = ann.chat.send_text(bob.key, "hello bob")
         assert sent.state == ("sent" if ann.chat._connected(bob.key) else "queued")
         await wait_for(lambda: state_of(ann, sent.msg_id) == "delivered", 30, "delivered")
+        # Events trail the store (they go through each node's event channel): wait for them.
+        await wait_for(lambda: bool(bob.received()), 30, "bob's event")
         [incoming] = bob.received()
         assert (incoming.text, incoming.request, incoming.relayed) == ("hello bob", False, False)
         assert incoming.peer_id == ann.identity.peer_id
-        assert sent.msg_id.hex() in ann.receipts("delivered")
+        await wait_for(lambda: sent.msg_id.hex() in ann.receipts("delivered"), 30, "ann's event")
         assert state_of(bob, sent.msg_id) == "received"
 
         reply = bob.chat.send_text(ann.key, "hi ann")

@@ -109,7 +109,8 @@ async def relayed_within_seconds(
     ann: ChatPeer, bob: ChatPeer, sent: StoredMessage, passes: RunnerPasses
 ) -> None:
     await wait_for(lambda: state_of(ann, sent.msg_id) != "queued", 30, "a relay to take it")
-    assert sent.msg_id.hex() in ann.receipts("sent")
+    # The event trails the store (it goes through the node's event channel): wait for it.
+    await wait_for(lambda: sent.msg_id.hex() in ann.receipts("sent"), 30, "the 'sent' event")
     await wait_for(lambda: bool(bob.received()), 30, "bob to get it from the relay")
     [incoming] = bob.received()
     assert (incoming.text, incoming.relayed) == (sent.text, True)
