@@ -159,7 +159,7 @@ async def test_a_held_stranger_backlog_neither_spins_nor_loses_order(
 ) -> None:
     """eve writes more than a window to ann, who does not know her: ann's gate holds
     them. Past the backstop eve's runner must not spin; once ann accepts, every message
-    arrives in order, once."""
+    arrives once, and the conversation shows them in order."""
     monkeypatch.setattr(chat_module, "LINK_RETRY_MS", 500)
     count = chat_module.WINDOW + 44
     ann, eve = peers(tmp_path, "ann", "eve")
@@ -284,12 +284,12 @@ async def test_a_replaced_session_resends_what_was_in_flight(
         await friends(nursery, bob, ann)
         assert ann.node is not None and bob.node is not None
         # Lose what reaches bob on the old session, as a dying connection would.
-        lost: list[object] = []
+        lost: set[bytes] = set()
         receive = bob.chat.receive
 
         def losing(peer: bytes, message: object, address: str) -> None:
             if isinstance(message, ChatMessage):
-                lost.append(message)
+                lost.add(message.msg_id)
             else:
                 receive(peer, message, address)
 
@@ -298,7 +298,9 @@ async def test_a_replaced_session_resends_what_was_in_flight(
         # however slowly it runs.
         monkeypatch.setattr(chat_module, "LINK_RETRY_MS", 3_600_000)
         sent = [ann.chat.send_text(bob.key, f"m{i}") for i in range(5)]
-        await wait_for(lambda: len(lost) == 5, 30, "the messages to be lost")
+        # Each one at least once: if the first session is replaced on its own (both
+        # sides dialled), the new one resends them, and they are lost again.
+        await wait_for(lambda: lost >= {m.msg_id for m in sent}, 30, "the messages to be lost")
         monkeypatch.setattr(bob.chat, "receive", receive)
         assert all(state_of(ann, m.msg_id) == "sent" for m in sent)
 
