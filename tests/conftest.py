@@ -12,8 +12,16 @@ os.environ["P2PCHAT_INTERFACES"] = "127.0.0.1"
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.discovery.nodes import Node
+from tests.timeouts import pytest_pyfunc_call, pytest_timeout_set_timer  # noqa: F401
+
+# Hypothesis' per-example deadline (200 ms) and its too-slow health check are wall-clock
+# bounds: on a busy machine they fail correct code. Properties are about results, and
+# a hang is pytest-timeout's business.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 @pytest.fixture

@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Our mDNS records live 120 s at least (zeroconf's shortest default TTL): a peer gone
+# in less than half of that was removed by its goodbye, however busy the machine.
+GOODBYE_S = 60
+
 
 class Node:
     """A daemon process; its JSON events are collected by a reader thread."""
@@ -35,7 +39,7 @@ class Node:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         threading.Thread(target=self._read, daemon=True).start()
-        listening = self.wait_for("listening", timeout=30)
+        listening = self.wait_for("listening")
         self.id: str = listening["id"]
         self.address: str = listening["addresses"][0]
 
@@ -48,8 +52,12 @@ class Node:
             except json.JSONDecodeError:
                 self.events.put({"event": "garbage", "line": line, "_at": at})
 
-    def wait_for(self, name: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
-        """The first event called ``name`` whose fields include ``match``."""
+    def wait_for(self, name: str, timeout: float = 60, **match: Any) -> dict[str, Any]:
+        """The first event called ``name`` whose fields include ``match``.
+
+        ``timeout`` is a guard against waiting forever, not a speed test: on a busy
+        machine a daemon may take many times its usual second to start or to answer.
+        """
         for event in self.seen:
             if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
                 return event

@@ -12,7 +12,7 @@ LOOPBACK = ["127.0.0.1"]
 
 
 async def next_seen(events: trio.MemoryReceiveChannel[DiscoveryEvent], peer_id: str) -> PeerSeen:
-    with trio.fail_after(10):
+    with trio.fail_after(60):  # a guard: zeroconf's thread is slow on a busy machine
         async for event in events:
             if isinstance(event, PeerSeen) and event.peer.peer_id == peer_id:
                 return event

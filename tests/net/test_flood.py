@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 
 from p2pchat.addresses import parse_host_port
@@ -39,9 +41,13 @@ async def wait_stored(peer: ChatPeer, msg_id: bytes) -> float:
     def stored() -> bool:
         return peer.store is not None and peer.store.message(msg_id) is not None
 
-    return await wait_for(stored, 10, "a contact's message during the flood")
+    # A generous guard only: that the contact is served while the flood goes on is
+    # asserted below by order (before the flood ends), not by a wall-clock bound.
+    return await wait_for(stored, 60, "a contact's message during the flood")
 
 
+# Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.timeout(600)
 async def test_ten_thousand_requests_from_a_thousand_identities(tmp_path: Path) -> None:
     ann = ChatPeer("ann", tmp_path / "ann")
     bob = ChatPeer("bob", tmp_path / "bob")
@@ -55,45 +61,69 @@ async def test_ten_thousand_requests_from_a_thousand_identities(tmp_path: Path) 
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
         send_identities, receive_identities = trio.open_memory_channel[Identity](0)
+        fed = [0]  # identities handed to the spammers so far
         started = trio.current_time()
+        # The gate's buckets run on the wall clock (now_ms): the bound below is taken
+        # on the same clock, from before the first stranger's message.
+        flood_started_ms = now_ms()
         async with trio.open_nursery() as flood:
             for _ in range(AT_ONCE):
                 flood.start_soon(spam, ann.address, receive_identities.clone())
             receive_identities.close()
 
-            # While the flood runs, a contact's messages still get through promptly.
             async def feed() -> None:
                 async with send_identities:
                     for _ in range(IDENTITIES):
                         await send_identities.send(Identity.generate())
+                        fed[0] += 1
 
             flood.start_soon(feed)
+
+            # While the flood runs, a contact's messages still get through: each one,
+            # sent at a point of the flood's progress, is stored before the flood is
+            # over, however slow the machine makes both.
+            def flooded(at: int) -> Callable[[], bool]:
+                return lambda: fed[0] >= at
+
             latencies = []
             for i in range(5):
-                await trio.sleep(0.5)
+                at = (i + 1) * IDENTITIES // 7
+                await wait_for(flooded(at), 60, f"{at} identities to flood in")
                 sent = bob.chat.send_text(ann.key, f"still there? {i}")
                 latencies.append(await wait_stored(ann, sent.msg_id))
+                assert fed[0] < IDENTITIES, f"message {i} waited for the flood to end"
         flood_seconds = trio.current_time() - started
         rss_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
 
         assert ann.store is not None and ann.node is not None
+        store = ann.store
+
+        def settled() -> bool:  # every request stored so far has been reported
+            events = [e for e in ann.events if isinstance(e, ContactRequest)]
+            return len(events) == store.count_requests()
+
+        await wait_for(settled, 30, "the last requests to be reported")
+        # No await from here on: the counts and the time they are compared with agree.
+        counted_ms = now_ms()
+        requests = store.count_requests()
+        stored_from_strangers = store.count_messages() - 5
         limits = ann.chat.gate.limits
-        requests = ann.store.count_requests()
-        stored_from_strangers = ann.store.count_messages() - 5
+        # Everything from 127.0.0.1 shares one address bucket: at most its burst of new
+        # requests plus what it refilled while the flood lasted, each request with at
+        # most its few messages.
+        refill_s = (counted_ms - flood_started_ms) / 1000
+        allowed = limits.address_burst + limits.address_rate * refill_s
         print(
             f"\nflood: {IDENTITIES * MESSAGES_EACH} messages from {IDENTITIES} identities in "
-            f"{flood_seconds:.1f} s; {requests} requests and {stored_from_strangers} messages "
-            f"kept, {ann.chat.gate.held} held; gate tracks {ann.chat.gate.tracked()} buckets; "
-            f"contact latency max {max(latencies) * 1000:.0f} ms; RSS +{rss_growth_mb:.0f} MB"
+            f"{flood_seconds:.1f} s; {requests} requests (allowed {allowed:.1f}) and "
+            f"{stored_from_strangers} messages kept, {ann.chat.gate.held} held; gate tracks "
+            f"{ann.chat.gate.tracked()} buckets; contact latency max "
+            f"{max(latencies) * 1000:.0f} ms; RSS +{rss_growth_mb:.0f} MB"
         )
-        # Everything from 127.0.0.1 shares one address bucket: at most its burst of new
-        # requests, each with at most its few messages.
-        assert 0 < requests <= limits.address_burst
+        assert 0 < requests <= allowed
         assert stored_from_strangers <= requests * limits.request_messages
-        assert len([e for e in ann.events if isinstance(e, ContactRequest)]) == requests
         assert ann.chat.gate.tracked() <= 2 * limits.tracked
         assert not ann.chat._incoming
         assert len(ann.node.links.links) <= ann.node.links.limits.max_links
-        assert max(latencies) < 5
         assert rss_growth_mb < 200
         nursery.cancel_scope.cancel()

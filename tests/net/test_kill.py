@@ -223,6 +223,8 @@ def daemons() -> Iterator[list[Daemon]]:
 
 
 @pytest.mark.slow
+# Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.timeout(600)
 def test_sigkill_sender_and_receiver_while_1000_messages_flow(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:

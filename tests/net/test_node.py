@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import pytest
 import trio
 
 from p2pchat.discovery.known import Target
@@ -36,11 +37,20 @@ def settings(index: int, **overrides: object) -> NodeSettings:
     return NodeSettings(**values)  # type: ignore[arg-type]
 
 
+# Many nodes in one process: on a busy machine its event loop lags by more than the
+# failure detector's 0.2 s probe timeout, so live nodes are declared dead, and the
+# mesh flaps instead of converging (30 nodes under two CPU hogs: 48 s to converge,
+# with live members lost and found on the way). Probe and suspicion timeouts five
+# times as long absorb that lag; the probe and gossip intervals stay as they are.
+SHARED_PROCESS = MeshConfig(probe_timeout=1.0, probe_round_timeout=2.25, suspicion_alpha=5.0)
+
+
 async def run_crashable(
     index: int, *, task_status: trio.TaskStatus[tuple[Node, trio.CancelScope]]
 ) -> None:
     with trio.CancelScope() as scope:
-        async with crashable_node(Identity.generate(), settings(index)) as (node, _):
+        node_settings = settings(index, mesh=SHARED_PROCESS)
+        async with crashable_node(Identity.generate(), node_settings) as (node, _):
             task_status.started((node, scope))
             await trio.sleep_forever()
 
@@ -59,7 +69,15 @@ def sees(observer: Node, subject: Node, status: str) -> bool:
     return presence is not None and presence.status == status
 
 
-async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change() -> None:
+# Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.timeout(600)
+async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thirty real nodes in one process: on a busy machine they are slow, so every wait
+    here is a generous guard, and each claim is shown by its mechanism, not by a time
+    (how fast the mesh converges and detects is the simulator's test and bench/mesh.py's
+    figure)."""
     count = 30
     async with trio.open_nursery() as nursery:
         started = [await nursery.start(run_crashable, i) for i in range(count)]
@@ -73,7 +91,7 @@ async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change()
                 all(sees(observer, subject, "avail") for subject in live) for observer in live
             )
 
-        await wait_until(lambda: all_online(nodes), 30, "every node to see every other online")
+        await wait_until(lambda: all_online(nodes), 90, "every node to see every other online")
         target = MeshConfig().active_target(count) + MeshConfig().active_slack
         for node in nodes:
             assert 1 <= len(node.neighbours()) <= target < count - 1, "a partial view"
@@ -82,16 +100,20 @@ async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change()
         for _, scope in victims:
             scope.cancel()
         dead = [node for node, _ in victims]
-        took = await wait_until(
+        await wait_until(
             lambda: all(all(sees(o, v, "offline") for v in dead) for o in survivors),
-            20,
+            60,
             "the five killed nodes to be marked offline everywhere",
         )
-        assert took < 10
         for observer in survivors:
             presence = observer.presence_of(dead[0].peer_id)
-            assert presence is not None and presence.state == "dead"
+            assert presence is not None and presence.state == "dead"  # detected, not left
 
+        # The change must spread by push: the periodic repairs that would also carry it,
+        # given time, are switched off.
+        for node in survivors:
+            monkeypatch.setattr(node.mesh, "_start_anti_entropy", lambda now: None)
+            monkeypatch.setattr(node.mesh, "_reconnect_one", lambda now: None)
         speaker = survivors[7]
         await speaker.set_presence(status="dnd", status_text="do not disturb")
 
@@ -99,8 +121,7 @@ async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change()
             presence = observer.presence_of(speaker.peer_id)
             return presence is not None and presence.status_text == "do not disturb"
 
-        took = await wait_until(lambda: all(heard(o) for o in survivors), 10, "the change")
-        assert took < 2
+        await wait_until(lambda: all(heard(o) for o in survivors), 60, "the change")
         assert all(o.presence_of(speaker.peer_id).status == "dnd" for o in survivors)
         nursery.cancel_scope.cancel()
 
@@ -129,18 +150,19 @@ async def test_a_graceful_leave_is_seen_at_once_and_events_flow() -> None:
 
         nursery.start_soon(collect)
         await wait_until(
-            lambda: sees(stay_a, node, "avail") and sees(stay_b, node, "avail"), 15, "join"
+            lambda: sees(stay_a, node, "avail") and sees(stay_b, node, "avail"), 60, "join"
         )
         assert any(isinstance(e, PeerConnected) for e in events)
         own = [e for e in events if isinstance(e, Presence) and e.is_self]
         assert own and own[0].nick == "node3"
         leave.set()
         await left.wait()
-        took = await wait_until(
-            lambda: sees(stay_a, node, "offline") and sees(stay_b, node, "offline"), 5, "leave"
+        await wait_until(
+            lambda: sees(stay_a, node, "offline") and sees(stay_b, node, "offline"), 60, "leave"
         )
-        assert took < 0.5, "a leave is announced, not detected"
+        # "left", not "dead": the leave was announced, not detected.
         assert stay_a.presence_of(node.peer_id).state == "left"
+        assert stay_b.presence_of(node.peer_id).state == "left"
         nursery.cancel_scope.cancel()
 
 
@@ -151,9 +173,13 @@ async def test_simultaneous_dials_keep_one_session() -> None:
         # Both introduce each other at the same moment: both dial.
         a.introduce(b.peer_id, b.addresses[0])
         b.introduce(a.peer_id, a.addresses[0])
-        await wait_until(lambda: sees(a, b, "avail") and sees(b, a, "avail"), 10, "the pair")
-        await trio.sleep(0.5)
-        assert a.connected() == [b.peer_id] and b.connected() == [a.peer_id]
+        await wait_until(lambda: sees(a, b, "avail") and sees(b, a, "avail"), 60, "the pair")
+        # If both dials landed, one session is closed on both sides: wait for that.
+        await wait_until(
+            lambda: a.connected() == [b.peer_id] and b.connected() == [a.peer_id],
+            60,
+            "one session each",
+        )
         link_a = a.links.links[b.identity.public_key]
         link_b = b.links.links[a.identity.public_key]
         # Both sides kept the same session (if both dials landed, the smaller id's).

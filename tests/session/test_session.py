@@ -140,6 +140,8 @@ def test_message_over_the_maximum_cannot_be_sent_or_received() -> None:
     assert any(isinstance(e, PeerClosed) and e.code == "too-large" for e in events(a))
 
 
+# Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.timeout(600)
 def test_byte_at_a_time_equals_all_at_once() -> None:
     """Two identical responders, one fed whole chunks and one single bytes, agree exactly."""
     alice, bob = Identity.generate(), Identity.generate()

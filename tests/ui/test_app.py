@@ -37,7 +37,9 @@ from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.sidebar import Sidebar
 
 SIZE = (120, 36)
-TIMEOUT = 10.0  # seconds for anything that crosses the network (loopback: well under 1 s)
+# A guard, not a speed test: anything that crosses the network takes well under 1 s on
+# loopback, but many times that on a busy machine.
+TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -249,9 +251,7 @@ def test_two_apps_chat_presence_and_verify(people: Callable[[str], Person]) -> N
         assert ann_app.screen.number == numbers[0]
         await ann_pilot.press("escape")
 
-    started = time.monotonic()
     asyncio.run(scenario())
-    assert time.monotonic() - started < 20
 
 
 # --- one person -----------------------------------------------------------------------

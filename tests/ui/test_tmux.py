@@ -49,7 +49,7 @@ class Tmux:
     def screen(self, window: str) -> str:
         return self.run("capture-pane", "-p", "-t", f"test:{window}")
 
-    def wait_for(self, window: str, text: str, timeout: float = 20) -> str:
+    def wait_for(self, window: str, text: str, timeout: float = 60) -> str:  # a guard
         deadline = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < deadline:
