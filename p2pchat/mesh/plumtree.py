@@ -441,7 +441,9 @@ class Broadcast:
         self._send_owed(now)
 
     def _send_owed(self, now: float) -> None:
-        if self._owed and now - self._last_digest >= self.config.digest_gap:
+        # The same sum as next_deadline's: now - last >= gap can stay false at that very
+        # deadline (rounding), and a timer that never fires spins its runner.
+        if self._owed and now >= self._last_digest + self.config.digest_gap:
             peer, ask = next(iter(self._owed.items()))
             self._send_digest(peer, now, ask=ask)
 

@@ -359,6 +359,23 @@ def test_a_session_that_opens_again_owes_a_digest_one_per_gap() -> None:
     assert peer_id(3) in node.eager and node.memory["owed_digests"] == 0
 
 
+def test_an_owed_digest_goes_out_at_its_deadline_exactly() -> None:
+    # 7.232753387141089 + 1.0 - 7.232753387141089 < 1.0 in floating point: a check
+    # written as "now - last >= gap" would not fire at the deadline it announced, and
+    # a runner woken at that deadline would spin.
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    last = 7.232753387141089
+    node.neighbour_up(peer_id(1), last)
+    node.neighbour_up(peer_id(2), last)
+    node.take_outgoing()
+    deadline = node.next_deadline()
+    assert deadline - last < config.digest_gap  # the rounding this test is about
+    node.tick(deadline)
+    assert node.take_outgoing() == [(peer_id(2), RoomDigest(TOPIC, (), want_reply=True))]
+    assert node.next_deadline() == float("inf")
+
+
 def test_a_digest_that_asks_is_answered_with_one_that_does_not() -> None:
     config = BroadcastConfig(anti_entropy_interval=None)
     node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
