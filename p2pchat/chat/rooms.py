@@ -139,19 +139,30 @@ class RoomKeys:
     def __len__(self) -> int:
         return len(self._epochs)
 
-    def add(self, epoch: int, key: bytes, members: Iterable[bytes]) -> None:
-        """Record (or update the members of) ``key`` at ``epoch``."""
+    def add(self, epoch: int, key: bytes, members: Iterable[bytes]) -> bool:
+        """Record (or update the members of) ``key`` at ``epoch``. False if it was not
+        kept: older than every epoch we keep, or a fifth key for one epoch (the first
+        MAX_KEYS_PER_EPOCH stay, so a member sending key after key cannot push out the
+        one the room uses)."""
         _check_key(key)
         keys = self._epochs.get(epoch)
         if keys is None:
             if len(self._epochs) >= self._limit and epoch < min(self._epochs):
-                return  # older than everything we keep
+                return False  # older than everything we keep
             keys = self._epochs[epoch] = {}
             while len(self._epochs) > self._limit:
                 del self._epochs[min(self._epochs)]
+        if key not in keys and len(keys) >= MAX_KEYS_PER_EPOCH:
+            return False
         keys[key] = frozenset(members)
-        while len(keys) > MAX_KEYS_PER_EPOCH:
-            del keys[next(iter(keys))]
+        return True
+
+    def full(self, epoch: int) -> bool:
+        """Whether ``epoch`` holds as many keys as it may."""
+        return len(self._epochs.get(epoch, ())) >= MAX_KEYS_PER_EPOCH
+
+    def holds(self, epoch: int, key: bytes) -> bool:
+        return key in self._epochs.get(epoch, {})
 
     def add_room(self, room: Room) -> None:
         """Record the room's current key and members (after any change to them)."""
@@ -461,6 +472,10 @@ def join(invitation: RoomInvite, own: bytes, from_member: bytes) -> Room:
     problem = room_name_problem(invitation.name)
     if problem:
         raise bad(problem)
+    # A newcomer has seen nothing of the room, so the jump bound has nothing to measure
+    # against: the inviter's clock is taken as it is (any value the wire allows). Were it
+    # bounded from 0, a room past clock 1,000,000 would look implausible to every
+    # newcomer, which would then refuse all its messages.
     return Room(
         room_id=invitation.room_id,
         name=invitation.name,
@@ -468,7 +483,7 @@ def join(invitation: RoomInvite, own: bytes, from_member: bytes) -> Room:
         key=invitation.key,
         members=frozenset(invitation.members),
         rotated_by=from_member,
-        clock=_plausible(0, invitation.clock),
+        clock=invitation.clock,
     )
 
 

@@ -16,6 +16,11 @@ message does not arrive in time by the tree (a link or a node broke), the receiv
 asks the announcer for it (``RoomGraft``), which also makes that link eager again:
 the tree repairs itself. Members who were away catch up with ``RoomDigest``: the ids
 of their newest messages, answered with the newest messages they lack (bounded).
+
+The payload is opaque here, but the caller may judge it: a ``check`` given to the
+constructor sees the first copy of every message before anything else happens, and a
+payload it refuses is not delivered, cached, pushed, announced or served, and its id is
+not taken as received (a genuine copy under the same id is still welcome).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from p2pchat.errors import LocalProtocolError
+from p2pchat.ratelimit import KeyedBuckets
 from p2pchat.wire.messages import (
     MAX_ROOM_DIGEST_IDS,
     MAX_ROOM_IDS,
@@ -72,11 +79,18 @@ class BroadcastConfig:
     digest_ids: int = 128
     catchup_max: int = 64
     catchup_bytes: int = 512 * 1024
-    # A digest goes to a neighbour that comes up (at most one per digest_gap, so a
-    # returning member asks one neighbour, not all) and to one random neighbour every
-    # anti_entropy_interval (None: never), which repairs what announcements missed.
+    # A digest (asking for one back, so the exchange repairs both sides) is owed to a
+    # neighbour that comes up and to one whose session opened again (resync); owed
+    # digests go out one per digest_gap, in turn, so a returning member that the first
+    # answer caught up costs the others a short digest each, not a full answer. One
+    # random neighbour also gets one every anti_entropy_interval (None: never), which
+    # repairs what announcements missed.
     digest_gap: float = 1.0
     anti_entropy_interval: float | None = 30.0
+    # Payloads sent on request (graft and digest answers) per neighbour: a member that
+    # asks over and over cannot turn a small request into a flood of payloads.
+    serve_rate: float = 128.0  # per second
+    serve_burst: int = 512
 
     def __post_init__(self) -> None:
         if self.digest_ids > MAX_ROOM_DIGEST_IDS:
@@ -88,6 +102,7 @@ class _Cached:
     payload: bytes
     round: int  # hops from the origin when it reached us
     sender: bytes | None  # who pushed it to us eagerly (None: ours, a repair, or settled)
+    repaired: bool = False  # taken from a catch-up answer, so not passed on yet
 
 
 @dataclass(slots=True)
@@ -95,6 +110,9 @@ class _Missing:
     deadline: float
     announcers: list[tuple[bytes, int]] = field(default_factory=list)
     grafts: int = 0
+
+
+Check = Callable[[bytes, bytes, bytes], bool]  # (carrier, msg_id, payload) -> take it?
 
 
 class Broadcast:
@@ -107,12 +125,14 @@ class Broadcast:
         now: float,
         rng: random.Random,
         config: BroadcastConfig | None = None,
+        check: Check | None = None,
     ) -> None:
         if len(topic) != TOPIC_BYTES:
             raise LocalProtocolError(f"a topic has {TOPIC_BYTES} bytes, not {len(topic)}")
         self.topic = topic
         self.config = config or BroadcastConfig()
         self.rng = rng
+        self._check = check
         self.eager: set[bytes] = set()
         self.lazy: set[bytes] = set()
         self._received: OrderedDict[bytes, None] = OrderedDict()
@@ -124,6 +144,9 @@ class Broadcast:
         self._outgoing: list[tuple[bytes, Any]] = []
         self._delivered: list[tuple[bytes, bytes]] = []
         self._last_digest = -float("inf")
+        # Neighbours owed a digest, in turn, and whether it asks for one back.
+        self._owed: dict[bytes, bool] = {}
+        self._served = KeyedBuckets(self.config.serve_rate, self.config.serve_burst, capacity=1024)
         interval = self.config.anti_entropy_interval
         self._next_anti_entropy = (
             float("inf") if interval is None else now + rng.uniform(0.5, 1.5) * interval
@@ -150,17 +173,25 @@ class Broadcast:
         self._accept(msg_id, payload, 0, None, now)
 
     def neighbour_up(self, peer: bytes, now: float) -> None:
-        """``peer`` is now our neighbour in this topic: push to it eagerly, and catch up."""
+        """``peer`` is now our neighbour in this topic: push to it eagerly, and catch up
+        (a digest is owed to it)."""
         if peer in self.eager or peer in self.lazy:
             return
         self.eager.add(peer)
-        if now - self._last_digest >= self.config.digest_gap:
-            self._send_digest(peer, now)
+        self.resync(peer, now)
+
+    def resync(self, peer: bytes, now: float) -> None:
+        """We may have missed what ``peer`` has (its session with us broke and came back,
+        say): owe it a digest. Makes it a neighbour if it was not one."""
+        if peer not in self.eager and peer not in self.lazy:
+            self.eager.add(peer)
+        self._owe(peer, True, now)
 
     def neighbour_down(self, peer: bytes, now: float) -> None:
         self.eager.discard(peer)
         self.lazy.discard(peer)
         self._lazy_queue.pop(peer, None)
+        self._owed.pop(peer, None)
         for msg_id, missing in list(self._missing.items()):
             missing.announcers = [a for a in missing.announcers if a[0] != peer]
             if not missing.announcers:
@@ -180,15 +211,18 @@ class Broadcast:
                 self._graft_next(msg_id, missing, now)
         if self._flush_at is not None and now >= self._flush_at:
             self._flush_lazy()
+        self._send_owed(now)
         if now >= self._next_anti_entropy:
             if self.neighbours:
-                self._send_digest(self.rng.choice(sorted(self.neighbours)), now)
+                self._send_digest(self.rng.choice(sorted(self.neighbours)), now, ask=True)
             assert self.config.anti_entropy_interval is not None
             jitter = self.rng.uniform(0.5, 1.5)
             self._next_anti_entropy = now + jitter * self.config.anti_entropy_interval
 
     def next_deadline(self) -> float:
         deadlines = [self._next_anti_entropy]
+        if self._owed:
+            deadlines.append(self._last_digest + self.config.digest_gap)
         if self._flush_at is not None:
             deadlines.append(self._flush_at)
         deadlines.extend(missing.deadline for missing in self._missing.values())
@@ -223,6 +257,8 @@ class Broadcast:
             "cache_bytes": self._cache_size,
             "missing": len(self._missing),
             "lazy_queue": sum(len(queue) for queue in self._lazy_queue.values()),
+            "owed_digests": len(self._owed),
+            "serve_buckets": len(self._served),
         }
 
     # ------------------------------------------------------------------ message handlers
@@ -232,10 +268,21 @@ class Broadcast:
         if message.msg_id in self._received:
             self._received.move_to_end(message.msg_id)
             if neighbour and not message.repair:
+                cached = self._cache.get(message.msg_id)
+                if cached is not None and cached.repaired:
+                    # A catch-up answer overtook the tree's copy, and was not passed
+                    # on: this is the first tree copy, so the link stays and it goes on.
+                    cached.repaired = False
+                    cached.sender, cached.round = peer, message.round
+                    self._make_eager(peer)
+                    self._push(message.msg_id, cached.payload, message.round, peer, now)
+                    return
                 # A second copy: this link is redundant in the tree.
                 self._make_lazy(peer)
                 self._send(peer, RoomPrune(self.topic))
             return
+        if self._check is not None and not self._check(peer, message.msg_id, message.payload):
+            return  # refused (or kept aside by the caller): as if it had never come
         sender = None
         if neighbour and not message.repair:
             self._make_eager(peer)
@@ -243,6 +290,9 @@ class Broadcast:
         self._accept(
             message.msg_id, message.payload, message.round, sender, now, push=not message.repair
         )
+        cached = self._cache.get(message.msg_id)
+        if message.repair and cached is not None:
+            cached.repaired = True
 
     def _on_ihave(self, peer: bytes, message: RoomIHave, now: float) -> None:
         if peer not in self.eager and peer not in self.lazy:
@@ -266,7 +316,7 @@ class Broadcast:
         self._make_eager(peer)
         for msg_id in message.ids:
             cached = self._cache.get(msg_id)
-            if cached is not None:
+            if cached is not None and self._served.take(peer, now):
                 self._send(peer, self._gossip(msg_id, cached))
 
     def _on_prune(self, peer: bytes, message: RoomPrune, now: float) -> None:
@@ -278,14 +328,16 @@ class Broadcast:
             return
         theirs = set(message.ids)
         budget = self.config.catchup_bytes
-        newest = list(reversed(self._cache.items()))[: self.config.catchup_max]
+        newest = islice(reversed(self._cache.items()), self.config.catchup_max)
         for msg_id, cached in newest:
             if msg_id in theirs:
                 continue
             budget -= len(cached.payload)
-            if budget < 0:
+            if budget < 0 or not self._served.take(peer, now):
                 break
             self._send(peer, self._gossip(msg_id, cached, repair=True))
+        if message.want_reply:  # it may lack what we have, and not know it
+            self._owe(peer, False, now)
 
     _handlers: ClassVar[dict[type, Callable[[Broadcast, bytes, Any, float], None]]] = {
         RoomGossip: _on_gossip,
@@ -322,8 +374,12 @@ class Broadcast:
             _, old = self._cache.popitem(last=False)
             self._cache_size -= len(old.payload)
         self._delivered.append((msg_id, payload))
-        if not push:
-            return
+        if push:
+            self._push(msg_id, payload, round_, sender, now)
+
+    def _push(
+        self, msg_id: bytes, payload: bytes, round_: int, sender: bytes | None, now: float
+    ) -> None:
         onward = min(round_ + 1, MAX_ROOM_ROUND)
         gossip = RoomGossip(self.topic, msg_id, onward, payload)
         for peer in sorted(self.eager):  # a fixed order keeps a seeded run repeatable
@@ -380,10 +436,23 @@ class Broadcast:
                 self._make_lazy(old)
                 self._send(old, RoomPrune(self.topic))
 
-    def _send_digest(self, peer: bytes, now: float) -> None:
+    def _owe(self, peer: bytes, ask: bool, now: float) -> None:
+        self._owed[peer] = ask or self._owed.get(peer, False)
+        self._send_owed(now)
+
+    def _send_owed(self, now: float) -> None:
+        # The same sum as next_deadline's: now - last >= gap can stay false at that very
+        # deadline (rounding), and a timer that never fires spins its runner.
+        if self._owed and now >= self._last_digest + self.config.digest_gap:
+            peer, ask = next(iter(self._owed.items()))
+            self._send_digest(peer, now, ask=ask)
+
+    def _send_digest(self, peer: bytes, now: float, *, ask: bool) -> None:
         self._last_digest = now
-        newest = list(reversed(self._received))[: self.config.digest_ids]
-        self._send(peer, RoomDigest(self.topic, tuple(newest)))
+        owed = self._owed.pop(peer, False)  # this one covers what was owed
+        ask = ask or owed
+        newest = islice(reversed(self._received), self.config.digest_ids)
+        self._send(peer, RoomDigest(self.topic, tuple(newest), want_reply=ask))
 
     def _gossip(self, msg_id: bytes, cached: _Cached, *, repair: bool = False) -> RoomGossip:
         onward = min(cached.round + 1, MAX_ROOM_ROUND)

@@ -474,6 +474,8 @@ class Node:
     def _on_session(self, peer: bytes) -> None:
         if self.chat is not None:
             _guarded(self.chat.peer_up, peer)
+        if self.rooms is not None:
+            _guarded(self.rooms.session_up, peer)
 
     def _authorize(self, peer: bytes) -> str | None:
         return None if self.chat is None else self.chat.authorize(peer)
@@ -511,6 +513,8 @@ class Node:
         self._emit(PeerDisconnected(encode_peer_id(peer), reason))
         if self.chat is not None:
             _guarded(self.chat.peer_down, peer)
+        if self.rooms is not None:
+            _guarded(self.rooms.session_down, peer)
         if self.mesh is not None:
             self.mesh.link_down(peer, trio.current_time())
             self._pump()

@@ -1,14 +1,16 @@
 """The room service: rooms (p2pchat.chat.rooms) over the room broadcast (mesh.plumtree).
 
-One :class:`~p2pchat.mesh.plumtree.Broadcast` per joined room, over the room's online
-members. Membership changes (invitations, key updates, leaving) travel pairwise over
-the encrypted sessions; room messages are sealed with the room key, signed by their
-author, and carried by the broadcast. Everything is stored before it is shown, and
-the store drops duplicates.
+One :class:`~p2pchat.mesh.plumtree.Broadcast` per joined room, over the room's joined
+members that are online or connected. Membership changes (invitations, key updates,
+leaving) travel pairwise over the encrypted sessions; room messages are sealed with the
+room key, signed by their author, and carried by the broadcast among members only.
+Every message is judged before the broadcast takes it (a refused one is neither
+stored, shown, cached nor passed on), and stored before it is shown.
 
-Neighbours: every online member of the room (rooms hold at most 256 members). The
-broadcast prunes redundant links into a tree, so a message costs about one payload
-per member; very large rooms would want a partial overlay (see docs/architecture.md).
+Neighbours: every joined member of the room that is online (rooms hold at most 256
+members). The broadcast prunes redundant links into a tree, so a message costs about
+one payload per member; very large rooms would want a partial overlay (see
+docs/architecture.md). docs/protocol.md §14 and §15 are the rulebook.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import os
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,10 +28,12 @@ import trio
 
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import (
+    MAX_EPOCH_JUMP,
     Room,
     RoomKeys,
     apply_key_update,
     apply_leave,
+    check_room_envelope,
     invite,
     join,
     leave,
@@ -44,19 +49,42 @@ from p2pchat.chat.rooms import (
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
-from p2pchat.mesh.plumtree import ROOM_MESSAGES, Broadcast
+from p2pchat.mesh.plumtree import ROOM_MESSAGES, Broadcast, BroadcastConfig
+from p2pchat.ratelimit import KeyedBuckets, LogLimiter
 from p2pchat.store import RoomMessage, Store
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.messages import RoomEnvelope, RoomInvite, RoomKeyUpdate, RoomLeave
+from p2pchat.wire.messages import (
+    RoomEnvelope,
+    RoomGossip,
+    RoomGraft,
+    RoomInvite,
+    RoomKeyUpdate,
+    RoomLeave,
+    RoomText,
+)
 
 log = logging.getLogger("p2pchat.rooms")
 
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
 MAX_PENDING_INVITES = 64  # invitations waiting for the user, from contacts only
-RESEND_EPOCHS = 8  # key epochs re-sent to a member who comes back
-MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk)
+RESEND_EPOCHS = 8  # key epochs re-sent to a member whose session opens
+MAX_INVITE_SENDS = 8  # an unanswered invitation is sent at most this often
+MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk) ...
 DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
+PARK_SECONDS = 60.0  # ... each for at most this long (it comes again by graft or digest)
+# Room messages a carrier may get refused after we checked a signature or opened a box
+# (the costly checks): a burst, then one every two seconds. Beyond that its room
+# messages are dropped unchecked until the bucket refills. Honest members check before
+# they pass anything on, so they are not refused in practice.
+REFUSAL_RATE = 0.5
+REFUSAL_BURST = 32
+LOG_INTERVAL = 60.0  # one log line per refused peer per interval
+EPOCH_MEMORY = 4096  # epochs of recent message ids, to serve each member what it can read
+
+
+def _bad_message(reason: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"room message refused: {reason}", code="bad-room-message")
 
 
 # ---------------------------------------------------------------------- events
@@ -99,6 +127,16 @@ class RoomGone:
 RoomEvent = RoomMessageIn | RoomInvited | RoomChanged | RoomGone
 
 
+@dataclass(frozen=True, slots=True)
+class _Parked:
+    """A message of an epoch whose key has not reached us yet (signature checked)."""
+
+    payload: bytes
+    carrier: bytes
+    epoch: int
+    since: float
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -114,6 +152,7 @@ class RoomService:
         relation: Callable[[bytes], Relation],
         emit: Callable[[RoomEvent], None],
         rng: random.Random | None = None,
+        config: BroadcastConfig | None = None,
     ) -> None:
         self.identity = identity
         self.me = identity.public_key
@@ -123,16 +162,29 @@ class RoomService:
         self._relation = relation
         self._emit = emit
         self._rng = rng or random.Random()
+        self._config = config
         self._codec = Codec()
         self.rooms: dict[bytes, Room] = {}
         self._keys: dict[bytes, RoomKeys] = {}
         self._trees: dict[bytes, Broadcast] = {}
         self._invites: dict[bytes, tuple[RoomInvite, bytes]] = {}  # room id -> (invite, from)
-        self._unanswered: dict[tuple[bytes, bytes], RoomInvite] = {}  # (room, invitee)
-        # room -> messages of an epoch whose key we lack yet (bounded)
-        self._parked: dict[bytes, dict[bytes, bytes]] = {}
-        # room -> messages the disk refused, to store when it takes them (bounded)
-        self._unstored: dict[bytes, dict[bytes, bytes]] = {}
+        # Members invited but not yet seen taking part (§15.3 "joined"): they get key
+        # updates, but no room traffic. In memory: a restart takes everyone as joined.
+        self._pending: dict[bytes, set[bytes]] = {}
+        # (room, invitee) -> how often we sent our invitation; re-sent when it comes back
+        self._unanswered: dict[tuple[bytes, bytes], int] = {}
+        self._sessions: set[bytes] = set()  # peers with an open session
+        # room -> (msg id, author) -> message of an epoch whose key we lack yet (bounded)
+        self._parked: dict[bytes, dict[tuple[bytes, bytes], _Parked]] = {}
+        # room -> msg id -> a message the disk refused, to store when it takes it (bounded)
+        self._unstored: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes]]] = {}
+        # Judged and opened by _check, stored by _deliver in the same pass.
+        self._opened: dict[tuple[bytes, bytes], tuple[RoomEnvelope, RoomText]] = {}
+        self._epochs: OrderedDict[bytes, int] = OrderedDict()  # msg id -> epoch (LRU)
+        self._refusals = KeyedBuckets(REFUSAL_RATE, REFUSAL_BURST, capacity=1024)
+        self._log_limit = LogLimiter(LOG_INTERVAL)
+        self.refused = 0  # room inputs refused (all kinds), for tests and diagnostics
+        self.unchecked = 0  # room messages dropped unchecked (carrier over its budget)
         # room -> (epoch, added, removed): our latest change, re-made if it loses a race
         self._intents: dict[bytes, tuple[int, frozenset[bytes], frozenset[bytes]]] = {}
         self._wake = trio.Event()
@@ -165,6 +217,7 @@ class RoomService:
                     key=key,
                     members=tuple(sorted(members)),
                     inviter=row.inviter,
+                    clock=row.clock,
                 )
                 self._invites[row.room_id] = (invitation, row.inviter)
         for room in self.rooms.values():
@@ -205,9 +258,10 @@ class RoomService:
             raise ValueError("invite contacts only: add them first")
         after, invitation, updates = invite(room, self.me, peer, os.urandom(32))
         self._intents[room_id] = (after.epoch, frozenset((peer,)), frozenset())
+        self._pending.setdefault(room_id, set()).add(peer)  # no room traffic until it joins
         self._save(after)
         self._send(peer, invitation)
-        self._unanswered[(room_id, peer)] = invitation
+        self._unanswered[(room_id, peer)] = 1
         for member, update in updates:
             self._send(member, update)
         self._changed(after)
@@ -221,6 +275,12 @@ class RoomService:
         room = join(invitation, self.me, inviter)
         self._save(room)
         self._changed(room)
+        # Joining is said on the wire by taking part (§15.3): an empty graft asks each
+        # member to take us into its tree. Those away learn it when a session opens.
+        announcement = RoomGraft(room_id, ())
+        for member in sorted(room.members - {self.me}):
+            if member in self._sessions or self._online(member):
+                self._send(member, announcement)
         return room
 
     def decline(self, room_id: bytes) -> None:
@@ -246,7 +306,7 @@ class RoomService:
         room = self._room(room_id)
         after, updates, notice = remove(room, self.me, member, os.urandom(32))
         self._intents[room_id] = (after.epoch, frozenset(), frozenset((member,)))
-        self._unanswered.pop((room_id, member), None)
+        self._forget_member(room_id, member)
         self._save(after)
         for recipient, update in updates:
             self._send(recipient, update)
@@ -276,6 +336,7 @@ class RoomService:
             self.store.set_room_clock(room_id, clock)
         assert stored is not None
         self.rooms[room_id] = room
+        self._note_epoch(msg_id, room.epoch)
         tree = self._trees[room_id]
         tree.broadcast(msg_id, payload, trio.current_time())
         self._drain(room_id)
@@ -300,6 +361,9 @@ class RoomService:
     def _drop(self, room_id: bytes, reason: str) -> None:
         for key in [k for k in self._unanswered if k[0] == room_id]:
             del self._unanswered[key]
+        for key in [k for k in self._opened if k[0] == room_id]:
+            del self._opened[key]
+        self._pending.pop(room_id, None)
         self._parked.pop(room_id, None)
         self.rooms.pop(room_id, None)
         self._keys.pop(room_id, None)
@@ -320,13 +384,24 @@ class RoomService:
             else:
                 self._on_broadcast(peer, message)
         except (RemoteProtocolError, LocalProtocolError, ValueError) as error:
-            log.info("room input from %s dropped: %s", encode_peer_id(peer), error)
+            self._refuse(peer, error)
         except StoreError as error:
             # Not stored, so not taken: the sender offers it again (an invitation when we
             # come back online, key updates likewise). A full disk is logged by the
             # store's DiskHealth, once per interval.
             if disk_fault(error) is None:
                 log.warning("room input from %s not stored: %s", encode_peer_id(peer), error)
+
+    def _refuse(self, peer: bytes, error: Exception | str) -> None:
+        """Count a refusal and log it, one line per peer per LOG_INTERVAL."""
+        self.refused += 1
+        skipped = self._log_limit.allow(peer, trio.current_time())
+        if skipped is None:
+            return
+        code = getattr(error, "code", None)
+        more = f" (and {skipped} more since the last line)" if skipped else ""
+        log.info("room input from %s refused%s: %s%s", encode_peer_id(peer),
+                 f" [{code}]" if code else "", error, more)  # fmt: skip
 
     def _on_invite(self, peer: bytes, invitation: RoomInvite) -> None:
         if invitation.room_id in self.rooms:
@@ -338,9 +413,11 @@ class RoomService:
             self._on_key_update(peer, update)
             return
         if self._relation(peer) is not Relation.CONTACT:
-            raise RemoteProtocolError("an invitation from someone who is not a contact")
+            raise RemoteProtocolError(
+                "an invitation from someone who is not a contact", code="bad-room-invite"
+            )
         if len(self._invites) >= MAX_PENDING_INVITES and invitation.room_id not in self._invites:
-            raise RemoteProtocolError("too many pending invitations")
+            raise RemoteProtocolError("too many pending invitations", code="bad-room-invite")
         join(invitation, self.me, peer)  # checks it: raises if it is not acceptable
         earlier = self._invites.get(invitation.room_id)
         if earlier is not None and (earlier[1] != peer or invitation.epoch <= earlier[0].epoch):
@@ -350,8 +427,8 @@ class RoomService:
             if earlier is not None:
                 self.store.delete_room(invitation.room_id)  # its older key goes with it
             self.store.put_room(room_id=invitation.room_id, name=invitation.name,
-                                epoch=invitation.epoch, joined=False, clock=0, inviter=peer,
-                                now=_now_ms())  # fmt: skip
+                                epoch=invitation.epoch, joined=False, clock=invitation.clock,
+                                inviter=peer, now=_now_ms())  # fmt: skip
             self.store.add_room_key(
                 invitation.room_id, invitation.epoch, invitation.key, invitation.members
             )
@@ -366,6 +443,8 @@ class RoomService:
             pending = self._invites.get(update.room_id)
             if pending is not None:  # a change before we joined: checked like any other
                 invitation, inviter = pending
+                if (update.epoch, update.key) == (invitation.epoch, invitation.key):
+                    return  # the key we hold (re-sent when a session opened)
                 before = join(invitation, self.me, inviter)
                 after = apply_key_update(before, update, peer, self.me)
                 if after is not before:
@@ -374,23 +453,45 @@ class RoomService:
                                       clock=after.clock)  # fmt: skip
                     with self.store.transaction():
                         self.store.put_room(room_id=after.room_id, name=after.name,
-                                            epoch=after.epoch, joined=False, clock=0,
-                                            inviter=inviter, now=_now_ms())  # fmt: skip
+                                            epoch=after.epoch, joined=False,
+                                            clock=after.clock, inviter=inviter,
+                                            now=_now_ms())  # fmt: skip
                         self.store.add_room_key(after.room_id, after.epoch, after.key,
                                                 after.members)  # fmt: skip
                     self._invites[update.room_id] = (changed, inviter)
             return
+        keys = self._keys[room.room_id]
+        if keys.holds(update.epoch, update.key):
+            return  # a key we hold (re-sent when a session opened): nothing new
+        if update.epoch == room.epoch and keys.full(update.epoch):
+            raise RemoteProtocolError(
+                f"room update refused: epoch {update.epoch} has as many keys as it may",
+                code="bad-room-update",
+            )
         try:
             after = apply_key_update(room, update, peer, self.me)
         except RemoteProtocolError:
-            if update.epoch == room.epoch and peer in room.members and self.me in update.members:
+            if (
+                update.epoch == room.epoch
+                and peer in room.members
+                and peer in update.members
+                and self.me in update.members
+            ):
                 # A concurrent change that lost the tie-break: its key stays readable.
-                self.store.add_room_key(room.room_id, update.epoch, update.key, update.members)
-                self._keys[room.room_id].add(update.epoch, update.key, update.members)
-                self._retry_parked(room.room_id)
+                if keys.add(update.epoch, update.key, update.members):
+                    self.store.add_room_key(room.room_id, update.epoch, update.key,
+                                            update.members)  # fmt: skip
+                    self._retry_parked(room.room_id)
+                return
             raise
         if after is room:
             return
+        self._mark_joined(room.room_id, peer)  # only a member that joined changes the room
+        added = after.members - room.members - {self.me}
+        if added:
+            self._pending.setdefault(room.room_id, set()).update(added)
+        for member in room.members - after.members:
+            self._forget_member(room.room_id, member)
         self._save(after)
         self._changed(after)
         self._retry_parked(room.room_id)
@@ -399,14 +500,13 @@ class RoomService:
             # Our own change made this epoch too, and lost the tie-break: make it again
             # on top of the winner's (§15.3).
             del self._intents[room.room_id]
-            _, added, removed = intent
-            for member in sorted(added - after.members):
+            _, added_by_us, removed_by_us = intent
+            for member in sorted(added_by_us - after.members):
                 self.invite(room.room_id, member)
-            for member in sorted(removed & after.members):
+            for member in sorted(removed_by_us & after.members):
                 self.remove(room.room_id, member)
 
     def _on_leave(self, peer: bytes, notice: RoomLeave) -> None:
-        self._unanswered.pop((notice.room_id, peer), None)  # a declined invitation
         room = self.rooms.get(notice.room_id)
         if room is None:
             pending = self._invites.get(notice.room_id)
@@ -418,6 +518,7 @@ class RoomService:
         if after is None:
             self._drop(notice.room_id, "removed")
             return
+        self._forget_member(notice.room_id, peer)  # left, or declined our invitation
         if after is room:
             return
         if rotator(after) == self.me:  # the one who rotates, so the leaver's key dies
@@ -434,31 +535,105 @@ class RoomService:
     def _on_broadcast(self, peer: bytes, message: Any) -> None:
         tree = self._trees.get(message.topic)
         room = self.rooms.get(message.topic)
-        if tree is None or room is None or peer not in room.members:
-            return  # not our room, or not a member: nothing to do with it
-        self._unanswered.pop((message.topic, peer), None)
-        tree.neighbour_up(peer, trio.current_time())
-        tree.receive(peer, message, trio.current_time())
+        if tree is None or room is None:
+            return  # not a room we take part in (§14): ignored
+        if peer not in room.members:
+            # Only members carry room traffic: nothing of it is looked at, so a stranger
+            # costs us two lookups per message.
+            self._refuse(peer, "room traffic from someone who is not a member")
+            return
+        self._mark_joined(message.topic, peer)
+        now = trio.current_time()
+        tree.neighbour_up(peer, now)
+        tree.receive(peer, message, now)
         self._drain(message.topic)
 
-    # ------------------------------------------------------------------ presence
+    # ------------------------------------------------------------------ joined or not
+
+    def _mark_joined(self, room_id: bytes, member: bytes) -> None:
+        """``member`` has shown that it takes part in the room (§15.3)."""
+        self._unanswered.pop((room_id, member), None)
+        pending = self._pending.get(room_id)
+        if pending is None or member not in pending:
+            return
+        pending.discard(member)
+        if not pending:
+            del self._pending[room_id]
+        room = self.rooms.get(room_id)
+        if room is not None:
+            self._sync_tree(room)
+
+    def _forget_member(self, room_id: bytes, member: bytes) -> None:
+        """``member`` left the list (or declined): nothing more to wait for or re-send."""
+        self._unanswered.pop((room_id, member), None)
+        pending = self._pending.get(room_id)
+        if pending is not None:
+            pending.discard(member)
+            if not pending:
+                del self._pending[room_id]
+
+    def _joined_members(self, room: Room) -> set[bytes]:
+        return set(room.members - self._pending.get(room.room_id, set()) - {self.me})
+
+    # ------------------------------------------------------------------ presence, sessions
 
     def peer_online(self, peer: bytes) -> None:
+        """The mesh shows ``peer`` online again (§12): a neighbour in the rooms it joined.
+        Keys and catch-up follow when the session opens (the first send dials)."""
         now = trio.current_time()
         for room_id, room in self.rooms.items():
-            if peer in room.members and peer != self.me:
-                self._resend_keys(room_id, peer)  # keys first: the digest answers follow
+            if peer in self._joined_members(room):
                 self._trees[room_id].neighbour_up(peer, now)
                 self._drain(room_id)
-        for (_room, invitee), invitation in list(self._unanswered.items()):
-            if invitee == peer:
-                self._send(peer, invitation)  # again: they may have missed it
+        if peer not in self._sessions:
+            self._resend_invitations(peer)  # the send opens a session with it
         self._wake.set()
+
+    def peer_offline(self, peer: bytes) -> None:
+        now = trio.current_time()
+        for room_id, tree in self._trees.items():
+            if peer in tree.neighbours:
+                tree.neighbour_down(peer, now)
+                self._drain(room_id)
+
+    def session_up(self, peer: bytes) -> None:
+        """A session with ``peer`` opened (either side dialled; also a replacement): it
+        may have missed invitations, key updates and messages while it was away or while
+        our link was down, however briefly (§15.3, "members coming back")."""
+        self._sessions.add(peer)
+        now = trio.current_time()
+        self._resend_invitations(peer)
+        for room_id, room in self.rooms.items():
+            if peer == self.me or peer not in room.members:
+                continue
+            self._resend_keys(room_id, peer)  # keys first: the catch-up answers follow
+            if peer in self._joined_members(room):
+                self._trees[room_id].resync(peer, now)
+                self._drain(room_id)
+        self._wake.set()
+
+    def session_down(self, peer: bytes) -> None:
+        self._sessions.discard(peer)
+
+    def _resend_invitations(self, peer: bytes) -> None:
+        """Our unanswered invitations to ``peer``, again, as of the room's current epoch
+        (the invitee may never have got the first). At most MAX_INVITE_SENDS in all."""
+        for (room_id, invitee), sends in list(self._unanswered.items()):
+            if invitee != peer:
+                continue
+            room = self.rooms.get(room_id)
+            if room is None or peer not in room.members or sends >= MAX_INVITE_SENDS:
+                del self._unanswered[(room_id, invitee)]
+                continue
+            self._unanswered[(room_id, invitee)] = sends + 1
+            self._send(peer, RoomInvite(room_id=room_id, name=room.name, epoch=room.epoch,
+                                        key=room.key, members=tuple(sorted(room.members)),
+                                        inviter=self.me, clock=room.clock))  # fmt: skip
 
     def _resend_keys(self, room_id: bytes, peer: bytes) -> None:
         """A member coming back may have missed key updates while away (and could not
         read what was said since): send the newest epochs it belongs to, oldest first.
-        Repeats are no-ops on its side; older epochs than its own are refused there."""
+        Keys it holds are no-ops on its side; older epochs than its own are refused."""
         keys = self._keys.get(room_id)
         if keys is None:
             return
@@ -468,34 +643,168 @@ class RoomService:
                     self._send(peer, RoomKeyUpdate(room_id=room_id, epoch=epoch, key=key,
                                                    members=tuple(sorted(members))))  # fmt: skip
 
-    def peer_offline(self, peer: bytes) -> None:
-        now = trio.current_time()
-        for room_id, tree in self._trees.items():
-            if peer in tree.neighbours:
-                tree.neighbour_down(peer, now)
-                self._drain(room_id)
-
     def _sync_tree(self, room: Room) -> None:
         now = trio.current_time()
         tree = self._trees.get(room.room_id)
         if tree is None:
-            tree = self._trees[room.room_id] = Broadcast(
-                room.room_id, now=now, rng=random.Random(self._rng.getrandbits(64))
+            room_id = room.room_id
+            tree = self._trees[room_id] = Broadcast(
+                room_id,
+                now=now,
+                rng=random.Random(self._rng.getrandbits(64)),
+                config=self._config,
+                check=lambda carrier, msg_id, payload: self._check(
+                    room_id, carrier, msg_id, payload
+                ),
             )
             # What we stored before a restart still serves other members' catch-up.
-            newest = self.store.room_message_ids(room.room_id, limit=tree.config.cache_max)
-            for msg_id, payload in reversed(self.store.room_envelopes(room.room_id, newest)):
+            newest = self.store.room_message_ids(room_id, limit=tree.config.cache_max)
+            for msg_id, payload in reversed(self.store.room_envelopes(room_id, newest)):
                 tree.remember(msg_id, payload)
+        joined = self._joined_members(room)
         for peer in list(tree.neighbours):
-            if peer not in room.members:
+            if peer not in joined:
                 tree.neighbour_down(peer, now)
-        for member in room.members:
-            if member != self.me and self._online(member):
+        for member in sorted(joined):
+            if member in self._sessions or self._online(member):
                 tree.neighbour_up(member, now)
         self._drain(room.room_id)
         self._wake.set()
 
     # ------------------------------------------------------------------ broadcast
+
+    def _check(self, room_id: bytes, carrier: bytes, msg_id: bytes, payload: bytes) -> bool:
+        """Whether the broadcast may take the first copy of a room message (§15.2): it is
+        then delivered, cached and passed on. A refused one is dropped as if it had never
+        come; one whose epoch key has not come yet is parked, and read when it comes."""
+        now = trio.current_time()
+        if self._refusals.available(carrier, now) < 1:
+            self.unchecked += 1
+            self._refuse(carrier, "too many refused room messages: dropped unchecked")
+            return False
+        room = self.rooms.get(room_id)
+        keys = self._keys.get(room_id)
+        if room is None or keys is None:
+            return False
+        try:
+            envelope = self._envelope(room_id, msg_id, payload)
+            parked = self._parked.get(room_id, {}).get((msg_id, envelope.author))
+            if parked is not None and parked.payload == payload:
+                return False  # already waiting for its key
+            if self.store.room_message(room_id, msg_id) is not None:
+                return False  # held already (the first copy wins, whoever the author)
+            if not keys.keys(envelope.epoch):
+                if not room.epoch < envelope.epoch <= room.epoch + MAX_EPOCH_JUMP:
+                    raise _bad_message(f"no key for epoch {envelope.epoch}")
+                parked_here = self._parking(room_id, now)
+                if len(parked_here) >= MAX_PARKED:
+                    return False  # unchecked; not taken as received, so it comes again
+                self._costly(carrier, now, check_room_envelope, envelope)
+                parked_here[(msg_id, envelope.author)] = _Parked(
+                    payload, carrier, envelope.epoch, now
+                )
+                return False
+            if envelope.author not in keys.members_at(envelope.epoch):
+                raise _bad_message(f"the author is not a member at epoch {envelope.epoch}")
+            inner = self._costly(carrier, now, self._open, room, keys, envelope)
+        except RemoteProtocolError as error:
+            self._refuse(carrier, error)
+            return False
+        self._opened[(room_id, msg_id)] = (envelope, inner)
+        self._note_epoch(msg_id, envelope.epoch)
+        return True
+
+    def _costly(self, carrier: bytes, now: float, check: Callable[..., Any], *args: Any) -> Any:
+        """Run a check that costs a signature or a box; a failure draws on the carrier's
+        refusal budget."""
+        try:
+            return check(*args)
+        except RemoteProtocolError:
+            self._refusals.take(carrier, now)
+            raise
+
+    def _open(self, room: Room, keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
+        inner = open_room_message(keys, envelope)
+        observe(room, inner.clock)  # the clock must be plausible
+        return inner
+
+    def _envelope(self, room_id: bytes, msg_id: bytes, payload: bytes) -> RoomEnvelope:
+        """The RoomEnvelope a RoomGossip payload carries (§14: the §5 encoding, type id
+        included), for this room and under the gossip's own id."""
+        try:
+            envelope = self._codec.decode(payload)
+        except RemoteProtocolError as error:
+            raise _bad_message(f"the payload is malformed ({error})") from error
+        if type(envelope) is not RoomEnvelope:
+            raise _bad_message("the payload is not a RoomEnvelope")
+        if envelope.room_id != room_id:
+            raise _bad_message("the envelope belongs to another room")
+        if envelope.msg_id != msg_id:
+            raise _bad_message("the envelope's msg_id is not the gossip's")
+        return envelope
+
+    def _parking(self, room_id: bytes, now: float) -> dict[tuple[bytes, bytes], _Parked]:
+        """The room's parked messages, without those that waited too long."""
+        parked = self._parked.setdefault(room_id, {})
+        for key in [k for k, item in parked.items() if now - item.since > PARK_SECONDS]:
+            del parked[key]
+        return parked
+
+    def _retry_parked(self, room_id: bytes) -> None:
+        parked = self._parked.get(room_id)
+        room = self.rooms.get(room_id)
+        keys = self._keys.get(room_id)
+        tree = self._trees.get(room_id)
+        if not parked or room is None or keys is None or tree is None:
+            return
+        now = trio.current_time()
+        for (msg_id, author), item in list(parked.items()):
+            if now - item.since > PARK_SECONDS:
+                del parked[(msg_id, author)]
+                continue
+            if not keys.keys(item.epoch):
+                if item.epoch <= room.epoch:  # we moved past it: its key will not come
+                    del parked[(msg_id, author)]
+                    self._refuse(item.carrier, _bad_message(f"no key for epoch {item.epoch}"))
+                continue
+            del parked[(msg_id, author)]
+            if tree.has(msg_id) or self.store.room_message(room_id, msg_id) is not None:
+                continue  # another copy got through meanwhile
+            try:
+                envelope = self._envelope(room_id, msg_id, item.payload)
+                if envelope.author not in keys.members_at(envelope.epoch):
+                    raise _bad_message(f"the author is not a member at epoch {envelope.epoch}")
+                inner = self._open(room, keys, envelope)
+            except RemoteProtocolError as error:
+                self._refuse(item.carrier, error)
+                continue
+            # Read late: served from now on, but not pushed (the others had their chance).
+            tree.remember(msg_id, item.payload)
+            self._note_epoch(msg_id, envelope.epoch)
+            self._store_or_hold(room_id, envelope, inner, item.payload)
+            room = self.rooms[room_id]
+        if not parked:
+            self._parked.pop(room_id, None)
+
+    def _note_epoch(self, msg_id: bytes, epoch: int) -> None:
+        self._epochs[msg_id] = epoch
+        self._epochs.move_to_end(msg_id)
+        while len(self._epochs) > EPOCH_MEMORY:
+            self._epochs.popitem(last=False)
+
+    def _epoch_of(self, msg_id: bytes, payload: bytes) -> int | None:
+        epoch = self._epochs.get(msg_id)
+        if epoch is not None:
+            self._epochs.move_to_end(msg_id)
+            return epoch
+        try:
+            envelope = self._codec.decode(payload)
+        except RemoteProtocolError:
+            return None
+        if type(envelope) is not RoomEnvelope:
+            return None
+        self._note_epoch(msg_id, envelope.epoch)
+        return envelope.epoch
 
     def _drain(self, room_id: bytes) -> None:
         tree = self._trees.get(room_id)
@@ -504,25 +813,44 @@ class RoomService:
         # Whatever fed the tree may have armed a timer (an IHave batch, a graft): the
         # runner must take its new deadline, or lazy links stay silent.
         self._wake.set()
+        keys = self._keys.get(room_id)
+        readers: dict[int | None, frozenset[bytes]] = {}
         for peer, message in tree.take_outgoing():
+            if isinstance(message, RoomGossip) and keys is not None:
+                # Only to members who held a key of its epoch: a newcomer's catch-up
+                # does not bring it what was said before it came, which it cannot read.
+                epoch = self._epoch_of(message.msg_id, message.payload)
+                if epoch not in readers:
+                    readers[epoch] = frozenset() if epoch is None else keys.members_at(epoch)
+                if peer not in readers[epoch]:
+                    continue
             self._send(peer, message)
         for msg_id, payload in tree.take_delivered():
-            self._deliver_or_hold(room_id, msg_id, payload)
-
-    def _deliver_or_hold(self, room_id: bytes, msg_id: bytes, payload: bytes) -> None:
-        """Deliver a message the tree took; if the disk refuses it, hold it to store
-        later (the tree has it as received and will not deliver it again)."""
-        try:
             self._deliver(room_id, msg_id, payload)
+
+    def _deliver(self, room_id: bytes, msg_id: bytes, payload: bytes) -> None:
+        opened = self._opened.pop((room_id, msg_id), None)
+        if opened is None:
+            return  # our own message: stored when it was written
+        envelope, inner = opened
+        self._store_or_hold(room_id, envelope, inner, payload)
+
+    def _store_or_hold(
+        self, room_id: bytes, envelope: RoomEnvelope, inner: RoomText, payload: bytes
+    ) -> None:
+        """Store a message the tree took; if the disk refuses it, hold it to store later
+        (the tree has it as received and will not deliver it again)."""
+        try:
+            self._store_message(room_id, envelope, inner, payload)
         except (RemoteProtocolError, LocalProtocolError) as error:
-            log.info("room message %s dropped: %s", msg_id.hex(), error)
+            self._refuse(envelope.author, error)
         except StoreError as error:
             if disk_fault(error) is None:
-                log.warning("room message %s not stored: %s", msg_id.hex(), error)
+                log.warning("room message %s not stored: %s", envelope.msg_id.hex(), error)
                 return
             held = self._unstored.setdefault(room_id, {})
             if len(held) < MAX_PARKED:
-                held[msg_id] = payload
+                held[envelope.msg_id] = (envelope, inner, payload)
             else:  # rare: repaired by a digest after our next restart
                 log.warning("room %s: too many messages wait for the disk; one is dropped "
                             "here until the next start", room_id.hex())  # fmt: skip
@@ -534,45 +862,33 @@ class RoomService:
         for room_id in list(self._unstored):
             held = self._unstored[room_id]
             while held:
-                msg_id, payload = next(iter(held.items()))
+                msg_id, (envelope, inner, payload) = next(iter(held.items()))
                 if room_id not in self.rooms:
                     held.clear()
                     break
                 try:
-                    self._deliver(room_id, msg_id, payload)
+                    self._store_message(room_id, envelope, inner, payload)
                 except StoreError as error:
                     if disk_fault(error) is not None:
                         return
                     log.warning("room message %s not stored: %s", msg_id.hex(), error)
                 except (RemoteProtocolError, LocalProtocolError) as error:
-                    log.info("room message %s dropped: %s", msg_id.hex(), error)
+                    self._refuse(envelope.author, error)
                 del held[msg_id]
             del self._unstored[room_id]
 
-    def _deliver(self, room_id: bytes, msg_id: bytes, payload: bytes) -> None:
-        envelope = self._codec.decode(payload)
-        if not isinstance(envelope, RoomEnvelope) or envelope.room_id != room_id:
-            raise RemoteProtocolError("a room broadcast that is not this room's envelope")
-        if envelope.msg_id != msg_id:
-            raise RemoteProtocolError("a room envelope under another id")
-        keys = self._keys.get(room_id)
+    def _store_message(
+        self, room_id: bytes, envelope: RoomEnvelope, inner: RoomText, payload: bytes
+    ) -> None:
         room = self.rooms.get(room_id)
-        if keys is None or room is None:
+        if room is None:
             return
-        if envelope.epoch not in keys.epochs() and envelope.epoch > room.epoch:
-            # A newer epoch whose key has not reached us yet (it travels pairwise, the
-            # message by broadcast): keep it until the key comes, then read it.
-            parked = self._parked.setdefault(room_id, {})
-            if len(parked) < MAX_PARKED:
-                parked[msg_id] = payload
-            return
-        inner = open_room_message(keys, envelope)
         room = observe(room, inner.clock)
         now = _now_ms()
         with self.store.transaction():
             stored = self.store.add_room_message(
                 room_id=room_id,
-                msg_id=msg_id,
+                msg_id=envelope.msg_id,
                 author=envelope.author,
                 clock=inner.clock,
                 sent_at=inner.time,
@@ -583,15 +899,12 @@ class RoomService:
             )
             self.store.set_room_clock(room_id, room.clock)
         self.rooms[room_id] = room
+        self._mark_joined(room_id, envelope.author)  # it wrote: it has joined
         if stored is not None:
             own = envelope.author == self.me
-            self._emit(RoomMessageIn(room_id.hex(), msg_id.hex(), encode_peer_id(envelope.author),
-                                     inner.text, inner.time, inner.clock, own))  # fmt: skip
-
-    def _retry_parked(self, room_id: bytes) -> None:
-        parked = self._parked.pop(room_id, None)
-        for msg_id, payload in (parked or {}).items():
-            self._deliver_or_hold(room_id, msg_id, payload)
+            self._emit(RoomMessageIn(room_id.hex(), envelope.msg_id.hex(),
+                                     encode_peer_id(envelope.author), inner.text, inner.time,
+                                     inner.clock, own))  # fmt: skip
 
     async def run(self) -> None:
         while True:

@@ -612,12 +612,14 @@ class RoomDigest:
     """Catch-up: the ids of the sender's newest messages in the topic, newest first.
 
     The receiver answers with ``RoomGossip{repair: true}`` for its newest messages
-    that are not listed (bounded, newest first).
+    that are not listed (bounded, newest first), and with a digest of its own if
+    ``want_reply`` (so that the exchange repairs both sides).
     """
 
     TYPE_ID: ClassVar[int]
     topic: bytes = limit(size=TOPIC_BYTES)
     ids: tuple[bytes, ...] = limit(max_len=MAX_ROOM_DIGEST_IDS, default=())
+    want_reply: bool = False
 
     def __post_init__(self) -> None:
         _check_ids(self.ids)

@@ -318,9 +318,15 @@ def test_room_keys_are_bounded() -> None:
     assert keys.epochs() == [2, 3, 4]
     keys.add(0, key(9), (A,))  # older than everything kept
     assert keys.epochs() == [2, 3, 4]
-    for n in range(10):
-        keys.add(4, key(20 + n), (A,))
-    assert [k for k, _ in keys.keys(4)] == [key(29), key(28), key(27), key(26)]
+    # At most four keys per epoch, and the first ones stay: a member sending key after
+    # key for one epoch cannot push out the key the room uses.
+    kept = [keys.add(4, key(20 + n), (A,)) for n in range(10)]
+    assert kept == [True] * 3 + [False] * 7
+    assert [k for k, _ in keys.keys(4)] == [key(22), key(21), key(20), key(5)]
+    assert keys.full(4) and not keys.full(3) and keys.holds(4, key(5))
+    assert keys.add(4, key(5), (A, B))  # a key it holds: its members are updated
+    assert keys.members_at(4) == frozenset({A, B})
+    keys.add(4, key(5), (A,))
     assert keys.members_at(4) == frozenset({A}) and keys.members_at(99) == frozenset()
     with pytest.raises(ValueError):
         keys.add_room(new_room("x", b"o" * 16, key(1), A))

@@ -334,6 +334,142 @@ def test_periodic_anti_entropy_repairs_what_announcements_missed() -> None:
     assert now <= 7.5
 
 
+def test_a_session_that_opens_again_owes_a_digest_one_per_gap() -> None:
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    a, b = peer_id(1), peer_id(2)
+    node.neighbour_up(a, 0.0)
+    node.neighbour_up(b, 0.0)
+    # Owed to both; one goes now, the other when the gap has passed. Both ask for one back.
+    assert node.take_outgoing() == [(a, RoomDigest(TOPIC, (), want_reply=True))]
+    assert node.next_deadline() == pytest.approx(config.digest_gap)
+    node.tick(config.digest_gap)
+    assert node.take_outgoing() == [(b, RoomDigest(TOPIC, (), want_reply=True))]
+    assert node.next_deadline() == float("inf")
+    # Sessions break and open again while the mesh still shows both neighbours online.
+    node.resync(a, 5.0)
+    node.resync(b, 5.2)
+    assert node.take_outgoing() == [(a, RoomDigest(TOPIC, (), want_reply=True))]
+    node.resync(b, 5.3)  # owed once, however often it is owed
+    node.tick(6.0)
+    assert node.take_outgoing() == [(b, RoomDigest(TOPIC, (), want_reply=True))]
+    node.tick(9.0)
+    assert node.take_outgoing() == []
+    node.resync(peer_id(3), 9.0)  # a new one becomes a neighbour
+    assert peer_id(3) in node.eager and node.memory["owed_digests"] == 0
+
+
+def test_an_owed_digest_goes_out_at_its_deadline_exactly() -> None:
+    # 7.232753387141089 + 1.0 - 7.232753387141089 < 1.0 in floating point: a check
+    # written as "now - last >= gap" would not fire at the deadline it announced, and
+    # a runner woken at that deadline would spin.
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    last = 7.232753387141089
+    node.neighbour_up(peer_id(1), last)
+    node.neighbour_up(peer_id(2), last)
+    node.take_outgoing()
+    deadline = node.next_deadline()
+    assert deadline - last < config.digest_gap  # the rounding this test is about
+    node.tick(deadline)
+    assert node.take_outgoing() == [(peer_id(2), RoomDigest(TOPIC, (), want_reply=True))]
+    assert node.next_deadline() == float("inf")
+
+
+def test_a_digest_that_asks_is_answered_with_one_that_does_not() -> None:
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    a = peer_id(1)
+    node.neighbour_up(a, 0.0)
+    node.broadcast(b"m" * 16, b"ours", 0.0)
+    node.take_outgoing()
+    node.receive(a, RoomDigest(TOPIC, (b"t" * 16,), want_reply=True), 5.0)
+    assert node.take_outgoing() == [
+        (a, RoomGossip(TOPIC, b"m" * 16, 1, b"ours", repair=True)),
+        (a, RoomDigest(TOPIC, (b"m" * 16,), want_reply=False)),
+    ]
+    node.receive(a, RoomDigest(TOPIC, (b"m" * 16,)), 9.0)  # not asking: no digest back
+    assert node.take_outgoing() == []
+
+
+def test_one_exchange_repairs_both_sides() -> None:
+    # Each side holds a message the other lacks and does not know it: the periodic
+    # digest of one asks for the other's, so both are repaired in one exchange.
+    config = BroadcastConfig(anti_entropy_interval=5.0)
+    a = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    b = Broadcast(TOPIC, now=0.0, rng=random.Random(2), config=config)
+    a.neighbour_up(peer_id(2), 0.0)
+    b.neighbour_up(peer_id(1), 0.0)
+    a.broadcast(b"a" * 16, b"from a", 0.0)
+    b.broadcast(b"b" * 16, b"from b", 0.0)
+    a.take_outgoing()  # every push is lost, and the first digests too
+    b.take_outgoing()
+    first = min(a.next_deadline(), b.next_deadline())
+    now = first
+    for me in (a, b):
+        if me.next_deadline() <= now:
+            me.tick(now)
+    for _ in range(4):  # digest, answer and digest back, answer
+        for sender, receiver, sender_id in ((a, b, peer_id(1)), (b, a, peer_id(2))):
+            for _, message in sender.take_outgoing():
+                receiver.receive(sender_id, message, now)
+    assert a.has(b"b" * 16) and b.has(b"a" * 16)
+    assert now == first  # one periodic digest did it, on one side only
+
+
+def test_a_repair_that_overtakes_the_tree_keeps_the_link_and_goes_on() -> None:
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    up, down, helper = peer_id(1), peer_id(2), peer_id(3)
+    for peer in (up, down, helper):
+        node.neighbour_up(peer, 0.0)
+    for now in (1.0, 2.0):
+        node.tick(now)
+    node.take_outgoing()
+    msg_id = b"m" * 16
+    node.receive(helper, RoomGossip(TOPIC, msg_id, 4, b"p", repair=True), 3.0)
+    assert node.take_delivered() == [(msg_id, b"p")]
+    assert node.take_outgoing() == []  # a repair is not passed on ...
+    node.receive(up, RoomGossip(TOPIC, msg_id, 2, b"p"), 3.01)
+    assert node.take_delivered() == []  # ... but its tree copy is, once, and prunes nothing
+    assert node.take_outgoing() == [
+        (down, RoomGossip(TOPIC, msg_id, 3, b"p")),
+        (helper, RoomGossip(TOPIC, msg_id, 3, b"p")),
+    ]
+    assert up in node.eager
+    node.receive(down, RoomGossip(TOPIC, msg_id, 4, b"p"), 3.02)  # a real duplicate
+    assert node.take_outgoing() == [(down, RoomPrune(TOPIC))]
+
+
+def test_a_refused_payload_leaves_no_trace() -> None:
+    def check(carrier: bytes, msg_id: bytes, payload: bytes) -> bool:
+        return payload != b"bad"
+
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config, check=check)
+    a, b, c = peer_id(1), peer_id(2), peer_id(3)
+    for peer in (a, b, c):
+        node.neighbour_up(peer, 0.0)
+    node.receive(c, RoomPrune(TOPIC), 0.0)
+    for now in (1.0, 2.0):  # the digests owed to the new neighbours
+        node.tick(now)
+    node.take_outgoing()
+    msg_id = b"x" * 16
+    node.receive(a, RoomGossip(TOPIC, msg_id, 1, b"bad"), 5.0)
+    node.receive(a, RoomGossip(TOPIC, msg_id, 1, b"bad", repair=True), 5.0)
+    assert node.take_delivered() == [] and not node.has(msg_id)
+    node.tick(6.0)  # an announcement to the lazy neighbour would have gone by now
+    assert node.take_outgoing() == []  # not passed on, and no prune for a refused copy
+    assert node.memory["cache"] == 0 and a in node.eager
+    node.receive(b, RoomGraft(TOPIC, (msg_id,)), 6.0)
+    node.receive(b, RoomDigest(TOPIC, ()), 6.0)
+    assert not [m for _, m in node.take_outgoing() if isinstance(m, RoomGossip)]
+    # A genuine copy under the same id is still taken, and goes on as usual.
+    node.receive(b, RoomGossip(TOPIC, msg_id, 1, b"good"), 7.0)
+    assert node.take_delivered() == [(msg_id, b"good")]
+    assert node.take_outgoing() == [(a, RoomGossip(TOPIC, msg_id, 2, b"good"))]
+
+
 # ---------------------------------------------------------------------- bounds and errors
 
 
@@ -362,6 +498,33 @@ def test_memory_stays_bounded_under_100000_messages() -> None:
     assert memory["cache_bytes"] <= config.cache_bytes
     assert memory["missing"] <= config.missing_max
     assert memory["lazy_queue"] <= config.lazy_queue_max
+
+
+def test_requests_cannot_turn_into_a_flood_of_payloads() -> None:
+    # A neighbour that grafts or asks for catch-up over and over gets at most
+    # serve_burst payloads at once, then serve_rate per second.
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    asker, other = peer_id(1), peer_id(2)
+    node.neighbour_up(asker, 0.0)
+    node.neighbour_up(other, 0.0)
+    ids = tuple(i.to_bytes(16, "big") for i in range(64))
+    for msg_id in ids:
+        node.broadcast(msg_id, b"p" * 100, 0.0)
+    node.take_outgoing()
+
+    def served(peer: bytes) -> int:
+        return sum(1 for to, m in node.take_outgoing() if to == peer and isinstance(m, RoomGossip))
+
+    for _ in range(1000):
+        node.receive(asker, RoomGraft(TOPIC, ids), 1.0)
+        node.receive(asker, RoomDigest(TOPIC, ()), 1.0)
+    assert served(asker) == config.serve_burst
+    for _ in range(1000):
+        node.receive(asker, RoomGraft(TOPIC, ids), 2.0)
+    assert served(asker) == int(config.serve_rate * 1.0)
+    node.receive(other, RoomGraft(TOPIC, ids[:3]), 2.0)  # each neighbour has its own
+    assert served(other) == 3
 
 
 def test_broadcast_checks_its_arguments() -> None:

@@ -1,7 +1,9 @@
 """RoomServices wired by an in-memory queue that a test can hold back and reorder.
 
 Real cores, real store, real codec (every message is encoded and decoded on the way);
-no sockets, so message orders that are rare on a real network can be forced.
+no sockets, so message orders that are rare on a real network can be forced. Sessions
+are implied (every pair of online nodes talks) except where a test ``cut``s one: then
+what the two send each other is lost, and ``heal`` reopens it (``session_up`` on both).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from p2pchat.chat.gate import Relation
 from p2pchat.identity import Identity
+from p2pchat.mesh.plumtree import BroadcastConfig
 from p2pchat.net.rooms import RoomEvent, RoomService
 from p2pchat.store import Store, open_store
 from p2pchat.wire.codec import Codec
@@ -22,8 +27,12 @@ Hold = Callable[[bytes, bytes, Any], bool]
 
 
 class RoomNet:
-    def __init__(self, tmp: Path, count: int) -> None:
+    def __init__(self, tmp: Path, count: int, *, config: BroadcastConfig | None = None) -> None:
         self.tmp = tmp
+        self.config = config
+        self.cut_links: set[frozenset[bytes]] = set()
+        self.log: list[tuple[bytes, bytes, Any]] = []  # everything sent, delivered or not
+        self.relation: Callable[[bytes, bytes], Relation] = lambda me, peer: Relation.CONTACT
         self.ids = [Identity(bytes([i + 1]) * 32) for i in range(count)]
         self.keys = [identity.public_key for identity in self.ids]
         self.queue: list[tuple[bytes, bytes, Any]] = []
@@ -41,7 +50,9 @@ class RoomNet:
             self.stores[me] = open_store(self.tmp / f"n{index}.db")
 
         def send(peer: bytes, message: Any) -> bool:
-            self.queue.append((me, peer, CODEC.decode(CODEC.encode(message))))
+            decoded = CODEC.decode(CODEC.encode(message))
+            self.log.append((me, peer, decoded))
+            self.queue.append((me, peer, decoded))
             return True
 
         self.services[me] = RoomService(
@@ -49,11 +60,43 @@ class RoomNet:
             self.stores[me],
             send=send,
             online=lambda peer: peer in self.online and peer != me,
-            relation=lambda peer: Relation.CONTACT,
+            relation=lambda peer: self.relation(me, peer),
             emit=self.events[me].append,
             rng=random.Random(index),
+            config=self.config,
         )
         return self.services[me]
+
+    def cut(self, i: int, j: int) -> None:
+        """The session between nodes i and j breaks (the mesh does not notice)."""
+        a, b = self.keys[i], self.keys[j]
+        self.cut_links.add(frozenset((a, b)))
+        self.services[a].session_down(b)
+        self.services[b].session_down(a)
+
+    def heal(self, i: int, j: int) -> None:
+        """A new session between nodes i and j opens."""
+        a, b = self.keys[i], self.keys[j]
+        self.cut_links.discard(frozenset((a, b)))
+        self.services[a].session_up(b)
+        self.services[b].session_up(a)
+
+    def sent_to(self, index: int, kind: type | tuple[type, ...]) -> list[Any]:
+        """What was sent to node ``index`` of the given message type(s)."""
+        return [m for _, dst, m in self.log if dst == self.keys[index] and isinstance(m, kind)]
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        """Run every service's timer loop (for tests on a MockClock)."""
+        for service in self.services.values():
+            nursery.start_soon(service.run)
+
+    async def settle(self, seconds: float, step: float = 0.05) -> None:
+        """Let ``seconds`` pass, delivering what is sent meanwhile."""
+        end = trio.current_time() + seconds
+        while trio.current_time() < end:
+            self.pump()
+            await trio.sleep(step)
+        self.pump()
 
     def s(self, index: int) -> RoomService:
         return self.services[self.keys[index]]
@@ -64,6 +107,8 @@ class RoomNet:
         while self.queue:
             src, dst, message = self.queue.pop(0)
             if dst not in self.online or src not in self.online:
+                continue
+            if frozenset((src, dst)) in self.cut_links:
                 continue
             if hold(src, dst, message):
                 held.append((src, dst, message))
