@@ -31,7 +31,11 @@ async def probe(
     target: Target, identity: Identity, authorize: Authorizer | None = None
 ) -> tuple[str | None, str]:
     """Handshake with ``target``: (proven peer id, detail). ConnectionClosed for a spoof
-    or a refusal. A code's token goes along (only to the identity the code names)."""
+    or a refusal. A code's token goes along (only to the identity the code names).
+
+    One Ping after the handshake: the responder judges us on handshake message 3, which
+    completes the handshake on our side before its verdict can reach us, so a session
+    that answers is one it admitted (a code's token redeemed, say)."""
     expected = decode_peer_id(target.peer_id) if target.peer_id else None
     with trio.fail_after(DIAL_TIMEOUT):
         async with open_secure_connection(
@@ -43,6 +47,7 @@ async def probe(
             invite=target.invite if expected is not None else b"",
         ) as connection:
             peer_id = connection.peer_id
+            await connection.ping()
             await connection.aclose("bye", "verified")
     return peer_id, "handshake proved the id"
 

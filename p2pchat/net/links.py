@@ -43,9 +43,10 @@ from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.net.links")
 
-# Closed by the peer with one of these: it has no slot for us, so do not dial it again
-# before the backoff says so.
-BACK_OFF_CODES = frozenset({"busy", "evicted"})
+# Closed by the peer with one of these: it has no slot for us, or will not talk to us
+# (its policy: we are blocked, or not its contact), so do not dial it again before the
+# backoff says so (docs/protocol.md §4.3, §7).
+BACK_OFF_CODES = frozenset({"busy", "evicted", "contacts-only", "not-authorized"})
 
 
 class Value(enum.IntEnum):
