@@ -358,6 +358,7 @@ class ApiHandler:
 
     async def invite(self, command: dict[str, Any]) -> dict[str, Any]:
         node = self._node()
+        self._chat()  # the token is kept in the message store
         own = node.presence_of(node.peer_id)
         nick = own.nick if own is not None and node.settings.announce_nick else None
         invitation = node.invite(nick)
