@@ -541,10 +541,9 @@ async def _print_events(
             contacts_only = node.settings.contacts_only
             if not _write_node_state(profile, port, interfaces, node.disk, contacts_only):
                 unwritten = port
-            mode = " (contacts only)" if contacts_only else ""
             out.event(
                 "listening",
-                f"listening on {', '.join(event.addresses)}{mode}",
+                f"listening on {', '.join(event.addresses)}",
                 addresses=list(event.addresses),
                 id=identity.peer_id,
                 fingerprint=identity.fingerprint,
@@ -553,9 +552,10 @@ async def _print_events(
                 contacts_only=contacts_only,
             )
             if not out.as_json:
+                mode = "  (contacts only)" if contacts_only else ""
                 out.text(
                     f"peer id: {identity.peer_id}  fingerprint: {identity.fingerprint}  "
-                    f"nick: {profile.nick}"
+                    f"nick: {profile.nick}{mode}"
                 )
         elif isinstance(event, PeerConnected):
             out.event(

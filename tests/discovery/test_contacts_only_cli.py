@@ -19,6 +19,7 @@ from p2pchat.discovery.known import parse_invite
 from p2pchat.store import DATABASE_FILE, open_store
 from tests.discovery.nodes import Node
 from tests.discovery.test_static_peers import NO_MDNS, cli
+from tests.test_cli import daemon
 
 
 def test_the_mode_from_the_flag_or_the_config(tmp_path: Path, nodes: list[Node]) -> None:
@@ -110,3 +111,11 @@ def test_doctor_names_the_mode_as_a_reason_nobody_shows_up(tmp_path: Path) -> No
     [finding] = [f for f in report.findings if f.check == "contacts only"]
     assert finding.ok and "only contacts show up" in finding.detail
     assert "p2pchat invite" in finding.advice
+
+
+def test_the_text_output_says_the_mode_after_the_listening_line(tmp_path: Path) -> None:
+    with daemon(tmp_path / "a", "--contacts-only") as (process, info):
+        assert str(info["addresses"][0]).startswith("127.0.0.1:")  # type: ignore[index]
+        assert process.stdout is not None
+        second = process.stdout.readline()
+        assert second.startswith("peer id: ") and second.rstrip().endswith("(contacts only)")
