@@ -22,7 +22,7 @@ import trio
 from p2pchat import __version__
 from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.api.control import answer_lines, call_control, read_lines, serve_control
-from p2pchat.api.handler import ApiHandler
+from p2pchat.api.handler import MAX_PINGS, ApiHandler
 from p2pchat.api.output import LineOutput
 from p2pchat.api.protocol import API_VERSION, encode_event
 from p2pchat.chat.relay import RelayLimits
@@ -32,6 +32,7 @@ from p2pchat.discovery.known import (
     KNOWN_FILE,
     KnownPeers,
     make_invite,
+    parse_invite,
     static_targets,
 )
 from p2pchat.discovery.mdns import local_addresses, open_mdns
@@ -42,7 +43,14 @@ from p2pchat.errors import ConnectionClosed, P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.logfile import log_to_file, log_to_stream
 from p2pchat.mesh.presence import MAX_STATUS_TEXT, text_problem
-from p2pchat.net.chat import ChatEvent, ChatSettings, ContactRequest, MessageIn, Receipt
+from p2pchat.net.chat import (
+    ChatEvent,
+    ChatSettings,
+    ContactRequest,
+    MessageIn,
+    Receipt,
+    new_invite,
+)
 from p2pchat.net.node import (
     DiscoveryNote,
     EventsDropped,
@@ -100,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ui_options(ui)
 
-    ping = commands.add_parser("ping", help="connect to a node and measure round trips")
-    ping.add_argument("address", metavar="HOST:PORT")
+    ping = commands.add_parser(
+        "ping",
+        help="measure round trips: to HOST:PORT over a session of its own, or to a peer "
+        "ID through the running node",
+    )
+    ping.add_argument("address", metavar="HOST:PORT|ID")
     ping.add_argument("-c", "--count", type=int, default=4, help="pings to send (default 4)")
     ping.add_argument("-i", "--interval", type=float, default=0.2, help="seconds between pings")
     ping.add_argument(
@@ -236,6 +248,13 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         "--no-announce-nick",
         action="store_true",
         help="announce without nick and status (peers learn them only after connecting)",
+    )
+    parser.add_argument(
+        "--contacts-only",
+        action="store_true",
+        help="talk to contacts only: refuse strangers' connections, dial no stranger, "
+        "relay nothing for them; invite codes still work (config.json: "
+        '"contacts_only": true)',
     )
 
 
@@ -389,7 +408,13 @@ def _node_settings(
         store=store,
         chat=ChatSettings(relay=RelayLimits(enabled=not getattr(args, "no_relay", False))),
         disk=getattr(args, "disk", None),
+        contacts_only=_contacts_only(profile, args),
     )
+
+
+def _contacts_only(profile: Profile, args: argparse.Namespace) -> bool:
+    """--contacts-only, or "contacts_only": true in config.json (either turns it on)."""
+    return bool(getattr(args, "contacts_only", False)) or profile.flag("contacts_only")
 
 
 async def _run_daemon(
@@ -513,7 +538,8 @@ async def _print_events(
             out.event("dropped", _dropped_text(event.count), count=event.count)
         elif isinstance(event, Listening):
             port = parse_host_port(event.addresses[0])[1]
-            if not _write_node_state(profile, port, interfaces, node.disk):
+            contacts_only = node.settings.contacts_only
+            if not _write_node_state(profile, port, interfaces, node.disk, contacts_only):
                 unwritten = port
             out.event(
                 "listening",
@@ -523,11 +549,13 @@ async def _print_events(
                 fingerprint=identity.fingerprint,
                 nick=profile.nick,
                 api=API_VERSION,
+                contacts_only=contacts_only,
             )
             if not out.as_json:
+                mode = "  (contacts only)" if contacts_only else ""
                 out.text(
                     f"peer id: {identity.peer_id}  fingerprint: {identity.fingerprint}  "
-                    f"nick: {profile.nick}"
+                    f"nick: {profile.nick}{mode}"
                 )
         elif isinstance(event, PeerConnected):
             out.event(
@@ -570,7 +598,7 @@ async def _print_events(
             out.event("recovered", f"recovered: {event.file} can be written again",
                       file=event.file)  # fmt: skip
             if unwritten is not None and _write_node_state(
-                profile, unwritten, interfaces, node.disk
+                profile, unwritten, interfaces, node.disk, node.settings.contacts_only
             ):
                 unwritten = None
 
@@ -715,6 +743,8 @@ def _dropped_text(count: int) -> str:
 
 
 def cmd_ping(profile: Profile, args: argparse.Namespace) -> int:
+    if _is_peer_id(args.address):
+        return _ping_through_node(profile, args)
     try:
         host, port = parse_host_port(args.address)
         expected = decode_peer_id(args.expect) if args.expect else None
@@ -737,6 +767,39 @@ def cmd_ping(profile: Profile, args: argparse.Namespace) -> int:
     except ConnectionClosed as closed:
         print(f"p2pchat: {args.address}: {closed}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _is_peer_id(text: str) -> bool:
+    try:
+        decode_peer_id(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ping_through_node(profile: Profile, args: argparse.Namespace) -> int:
+    """`p2pchat ping ID`: the running node pings over its own session with the peer
+    (dialling it if needed), rather than a second session of the same identity."""
+    if not 1 <= args.count <= MAX_PINGS or not 0 <= args.size <= MAX_PING_DATA:
+        print(f"p2pchat: by peer id, --count takes 1 to {MAX_PINGS} and --size 0 to "
+              f"{MAX_PING_DATA}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    command = {"cmd": "ping", "id": args.address, "count": args.count, "size": args.size}
+    answer = trio.run(call_control, profile.home, command)
+    if answer is None:
+        print("p2pchat: no node runs for this profile: ping by HOST:PORT, or start "
+              "p2pchat daemon", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    if answer["event"] == "error":
+        return _fail(answer)
+    if args.json:
+        _print_json({k: v for k, v in answer.items() if k not in ("event", "tag")})
+        return 0
+    for sequence, rtt in enumerate(answer["rtt_ms"], 1):
+        print(f"pong {sequence}: time={rtt:.3f} ms")
+    print(f"{len(answer['rtt_ms'])} pings: min/avg/max = {answer['min_ms']}/"
+          f"{answer['avg_ms']}/{answer['max_ms']} ms")  # fmt: skip
+    return 0
 
 
 async def _run_ping(
@@ -782,14 +845,23 @@ async def _run_ping(
 
 
 def _write_node_state(
-    profile: Profile, port: int, interfaces: list[str] | None, health: DiskHealth
+    profile: Profile,
+    port: int,
+    interfaces: list[str] | None,
+    health: DiskHealth,
+    contacts_only: bool = False,
 ) -> bool:
-    """Where the running node listens, for `p2pchat invite` run beside it. Only a
-    convenience: if the disk refuses it (False), the node runs on, `invite` guesses,
-    and it is written again once the disk takes writes."""
+    """Where the running node listens and in which mode, for `p2pchat invite` and
+    `doctor` run beside it. Only a convenience: if the disk refuses it (False), the node
+    runs on, and it is written again once the disk takes writes."""
     path = profile.home / NODE_STATE_FILE
     tmp = path.with_suffix(".tmp")
-    state = {"pid": os.getpid(), "port": port, "interfaces": interfaces}
+    state = {
+        "pid": os.getpid(),
+        "port": port,
+        "interfaces": interfaces,
+        "contacts_only": contacts_only,
+    }
     try:
         tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
         os.replace(tmp, path)
@@ -807,29 +879,55 @@ def _write_node_state(
 
 
 def cmd_invite(profile: Profile, args: argparse.Namespace) -> int:
-    try:
-        state = json.loads((profile.home / NODE_STATE_FILE).read_text(encoding="utf-8"))
-        port, interfaces = int(state["port"]), state.get("interfaces")
-    except (OSError, ValueError, KeyError, TypeError):
-        port, interfaces = DEFAULT_PORT, None
-        print(f"p2pchat: no node has run with this profile yet; assuming port {port}",
-              file=sys.stderr)  # fmt: skip
-    chosen = _interfaces(args.interface) or interfaces
-    addresses = [format_host_port(host, port) for host in local_addresses(chosen)]
-    code = make_invite(profile.identity.peer_id, addresses, profile.nick)
+    """The running node makes the code (its real addresses, a fresh token); with no node
+    running, the token is stored here and the port is the last node's, or a guess."""
+    chosen = _interfaces(args.interface)
+    answer = trio.run(call_control, profile.home, {"cmd": "invite"})
+    if answer is not None:
+        if answer["event"] == "error":
+            return _fail(answer)
+        code, addresses = answer["invite"], list(answer["addresses"])
+        if chosen:  # only the addresses on the interfaces asked for
+            kept = [a for a in addresses if parse_host_port(a)[0] in chosen]
+            if not kept:
+                print(f"p2pchat: the node listens on none of {', '.join(chosen)} "
+                      f"(it listens on {', '.join(addresses)})", file=sys.stderr)  # fmt: skip
+                return EXIT_ERROR
+            target = parse_invite(code)[0]
+            code = make_invite(profile.identity.peer_id, kept, target.nick, target.invite)
+            addresses = kept
+        expires = int(answer["expires"])
+    else:
+        try:
+            state = json.loads((profile.home / NODE_STATE_FILE).read_text(encoding="utf-8"))
+            port, interfaces = int(state["port"]), state.get("interfaces")
+        except (OSError, ValueError, KeyError, TypeError):
+            port, interfaces = DEFAULT_PORT, None
+            print(f"p2pchat: no node has run with this profile yet; assuming port {port}",
+                  file=sys.stderr)  # fmt: skip
+        addresses = [format_host_port(h, port) for h in local_addresses(chosen or interfaces)]
+        with ProfileLock(profile.home), _open_store(profile) as store:
+            token, expires = new_invite(store)
+        code = make_invite(profile.identity.peer_id, addresses, profile.nick, token)
     if args.json:
-        _print_json({"invite": code, "id": profile.identity.peer_id, "addresses": addresses})
+        _print_json({"invite": code, "id": profile.identity.peer_id, "addresses": addresses,
+                     "expires": expires})  # fmt: skip
     else:
         print(code)
     return 0
 
 
 def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
+    """Through the running node if there is one (it joins the peer at once); otherwise a
+    handshake of our own, remembered for the node's next start."""
     try:
         targets = static_targets(None, [args.target])
     except ValueError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_USAGE
+    answer = trio.run(call_control, profile.home, {"cmd": "connect", "target": args.target})
+    if answer is not None:
+        return _print_connected(answer, args.json)
     known = KnownPeers(profile.home / KNOWN_FILE)
     results: list[dict[str, Any]] = []
 
@@ -840,9 +938,18 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
 
     trio.run(dial_all, targets, profile.identity, record, known.remember)
     verified = [r for r in results if r["event"] == "verified"]
+    contact = None
+    if verified and verified[0].get("via") == "invite":
+        # We used this identity's code on purpose: it is a contact now (as the node does).
+        contact = verified[0]
+        with ProfileLock(profile.home), _open_store(profile) as store:
+            store.add_contact(decode_peer_id(contact["id"]), nick=contact["nick"] or "",
+                              now=time.time_ns() // 1_000_000)  # fmt: skip
     if args.json:
         _print_json((verified or results or [{}])[0])
     if verified:
+        if contact is not None and not args.json:
+            print(f"{contact['nick'] or contact['id'][:12] + '…'} is now a contact")
         if known.unsaved:
             print(f"p2pchat: verified, but {known.path} could not be saved (is the disk "
                   "full?): it is not remembered", file=sys.stderr)  # fmt: skip
@@ -850,6 +957,21 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
             print("remembered: the node will reconnect to it at start")
         return 0
     return EXIT_ERROR
+
+
+def _print_connected(answer: dict[str, Any], as_json: bool) -> int:
+    if answer["event"] == "error":
+        return _fail(answer)
+    if as_json:
+        _print_json({k: v for k, v in answer.items() if k not in ("event", "tag")})
+    elif answer["state"] == "verified":
+        print(f"verified: {answer['id']} at {answer['address']}")
+        if answer["contact"]:
+            print("it is a contact: the node keeps in touch with it")
+    else:
+        where = f" at {answer['address']}" if answer.get("address") else ""
+        print(f"{answer['state']}: {answer.get('id') or ''}{where}: {answer['detail']}")
+    return 0 if answer["state"] == "verified" else EXIT_ERROR
 
 
 def cmd_doctor(profile: Profile, args: argparse.Namespace) -> int:

@@ -75,6 +75,16 @@ class Profile:
     def config_path(self) -> Path:
         return self.home / CONFIG_FILE
 
+    def flag(self, name: str) -> bool:
+        """A true/false setting of config.json (absent: false); ProfileError if it is
+        something else, so a typo never silently turns a privacy setting off."""
+        value = self.config.get(name, False)
+        if not isinstance(value, bool):
+            raise ProfileError(
+                f'"{name}" in {self.config_path} must be true or false, not {value!r}'
+            )
+        return value
+
     def set_nick(self, nick: str) -> None:
         self.nick = validate_nick(nick)
         self.update_config(nick=self.nick)

@@ -29,19 +29,30 @@ from p2pchat.api.protocol import (
     room_message_json,
     str_arg,
 )
+from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import Room
 from p2pchat.chat.rules import MessageState
+from p2pchat.discovery.known import static_targets
 from p2pchat.diskfaults import disk_fault
-from p2pchat.errors import P2PChatError
-from p2pchat.identity import Identity, encode_peer_id, fingerprint, safety_number
+from p2pchat.errors import ConnectionClosed, P2PChatError
+from p2pchat.identity import (
+    Identity,
+    decode_peer_id,
+    encode_peer_id,
+    fingerprint,
+    safety_number,
+)
 from p2pchat.mesh.presence import text_problem
 from p2pchat.net.chat import ChatService, Receipt
 from p2pchat.net.node import Node, NodeEvent, Presence
 from p2pchat.net.rooms import RoomService
 from p2pchat.store import Contact, Store
+from p2pchat.wire.messages import MAX_PING_DATA
 
 log = logging.getLogger("p2pchat.api")
 FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
+MAX_PINGS = 10  # per ping command: within the peer's Ping rate (docs/protocol.md §6)
+PING_WITHIN = 5.0  # seconds for a session and each round trip
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -85,6 +96,9 @@ class ApiHandler:
             "room_history": self.room_history,
             "room_members": self.room_members,
             "room_read": self.room_read,
+            "invite": self.invite,
+            "connect": self.connect,
+            "ping": self.ping,
             "version": self.version,
             "quit": self.quit,
         }
@@ -340,10 +354,68 @@ class ApiHandler:
         self._joined(room_id)
         return {"room": room_id.hex(), "marked": self.store.mark_room_read(room_id)}
 
+    # ------------------------------------------------------------------ reaching peers
+
+    async def invite(self, command: dict[str, Any]) -> dict[str, Any]:
+        node = self._node()
+        self._chat()  # the token is kept in the message store
+        own = node.presence_of(node.peer_id)
+        nick = own.nick if own is not None and node.settings.announce_nick else None
+        invitation = node.invite(nick)
+        return {
+            "invite": invitation.code,
+            "id": node.peer_id,
+            "addresses": invitation.addresses,
+            "expires": invitation.expires,
+        }
+
+    async def connect(self, command: dict[str, Any]) -> dict[str, Any]:
+        node = self._node()
+        target = str_arg(command, "target")
+        try:
+            targets = static_targets(None, [target])
+        except ValueError as error:
+            raise ApiError(f'"target": {error}') from None
+        notes = await node.connect(targets)
+        outcome = _outcome([(note.name, note.fields) for note in notes])
+        peer_id = outcome.get("id")
+        contact = False
+        if peer_id and node.chat is not None:
+            contact = node.chat.relation(decode_peer_id(peer_id)) is Relation.CONTACT
+        return {**outcome, "contact": contact}
+
+    async def ping(self, command: dict[str, Any]) -> dict[str, Any]:
+        node = self._node()
+        peer = peer_arg(command, "id")
+        count = int_arg(command, "count", 1, 1, MAX_PINGS)
+        size = int_arg(command, "size", 0, 0, MAX_PING_DATA)
+        rtts = []
+        for _ in range(count):
+            try:
+                rtt = await node.ping(peer, data=bytes(size), within=PING_WITHIN)
+            except ConnectionClosed as closed:
+                raise ApiError(f"cannot reach {encode_peer_id(peer)}: {closed}") from None
+            except trio.TooSlowError:
+                raise ApiError(f"no answer from {encode_peer_id(peer)} within "
+                               f"{PING_WITHIN:g} s") from None  # fmt: skip
+            rtts.append(round(rtt * 1000, 3))
+        link = node.links.links.get(peer)
+        return {
+            "id": encode_peer_id(peer),
+            "address": link.address if link is not None else None,
+            "rtt_ms": rtts,
+            "min_ms": min(rtts),
+            "avg_ms": round(sum(rtts) / len(rtts), 3),
+            "max_ms": max(rtts),
+        }
+
     # ------------------------------------------------------------------ the rest
 
     async def version(self, command: dict[str, Any]) -> dict[str, Any]:
-        return {"api": API_VERSION, "id": self.identity.peer_id}
+        answer: dict[str, Any] = {"api": API_VERSION, "id": self.identity.peer_id}
+        if self.node is not None:
+            answer["contacts_only"] = self.node.settings.contacts_only
+        return answer
 
     async def quit(self, command: dict[str, Any]) -> dict[str, Any]:
         if self._on_quit is None:
@@ -424,6 +496,23 @@ def _presence_json(presence: Presence, connected: bool) -> dict[str, Any]:
         "proven": presence.proven,
         "connected": connected,
     }
+
+
+def _outcome(notes: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """What a connect came to, from the notes of its dial: proven, refused (by either
+    side's policy), answered by someone else, or not reached."""
+    for state in ("verified", "refused", "spoof", "unreachable"):
+        for name, fields in notes:
+            if name == state:
+                addresses = fields.get("addresses") or [fields.get("address")]
+                return {
+                    "state": state,
+                    "id": fields.get("id"),
+                    "address": addresses[0],
+                    "detail": fields.get("detail", ""),
+                    **({"code": fields["code"]} if "code" in fields else {}),
+                }
+    return {"state": "unreachable", "id": None, "address": None, "detail": "nothing to dial"}
 
 
 def _msg_id(text: str) -> bytes:

@@ -12,10 +12,14 @@ from p2pchat.discovery.known import Target
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, decode_peer_id
 from p2pchat.net.server import open_secure_connection
+from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.discovery")
 
 DIAL_TIMEOUT = 5.0
+# Refusals by local policy (either side's): the peer is there, but one of the two will
+# not talk to the other; dialling again changes nothing until someone changes a list.
+POLICY_CODES = frozenset({"contacts-only", "not-authorized"})
 
 # report(event_name, human_text, **json_fields) — the same reporter the mDNS watcher uses.
 Reporter = Callable[..., None]
@@ -23,41 +27,75 @@ Reporter = Callable[..., None]
 OnVerified = Callable[[str, str, str | None], None]
 
 
-async def probe(target: Target, identity: Identity) -> tuple[str | None, str]:
-    """Handshake with ``target``: (proven peer id, detail). ConnectionClosed for a spoof."""
+async def probe(
+    target: Target, identity: Identity, authorize: Authorizer | None = None
+) -> tuple[str | None, str]:
+    """Handshake with ``target``: (proven peer id, detail). ConnectionClosed for a spoof
+    or a refusal. A code's token goes along (only to the identity the code names).
+
+    One Ping after the handshake: the responder judges us on handshake message 3, which
+    completes the handshake on our side before its verdict can reach us, so a session
+    that answers is one it admitted (a code's token redeemed, say)."""
     expected = decode_peer_id(target.peer_id) if target.peer_id else None
     with trio.fail_after(DIAL_TIMEOUT):
         async with open_secure_connection(
-            target.host, target.port, identity, expected_peer=expected
+            target.host,
+            target.port,
+            identity,
+            expected_peer=expected,
+            authorize=authorize,
+            invite=target.invite if expected is not None else b"",
         ) as connection:
             peer_id = connection.peer_id
+            await connection.ping()
             await connection.aclose("bye", "verified")
     return peer_id, "handshake proved the id"
 
 
 async def dial_all(
-    targets: list[Target], identity: Identity, report: Reporter, on_verified: OnVerified
+    targets: list[Target],
+    identity: Identity,
+    report: Reporter,
+    on_verified: OnVerified,
+    *,
+    authorize: Authorizer | None = None,
 ) -> None:
-    """Try every target at once; for targets of one peer, its addresses in order."""
+    """Try every target at once; for targets of one peer, its addresses in order.
+
+    ``authorize`` is our own policy, asked about whoever answers (a stranger in
+    contacts-only mode is refused: reported ``refused``)."""
     async with trio.open_nursery() as nursery:
         for key, group in groupby(targets, key=lambda t: t.peer_id or t.address):
-            nursery.start_soon(_dial_peer, key, list(group), identity, report, on_verified)
+            nursery.start_soon(
+                _dial_peer, key, list(group), identity, report, on_verified, authorize
+            )
 
 
 async def _dial_peer(
-    key: str, targets: list[Target], identity: Identity, report: Reporter, on_verified: OnVerified
+    key: str,
+    targets: list[Target],
+    identity: Identity,
+    report: Reporter,
+    on_verified: OnVerified,
+    authorize: Authorizer | None,
 ) -> None:
     failures = []
     spoofed = False
     for target in targets:
         try:
-            peer_id, _ = await probe(target, identity)
+            peer_id, _ = await probe(target, identity, authorize)
         except ConnectionClosed as closed:
             if closed.code == "unexpected-identity":
                 spoofed = True
                 report("spoof", f"warning: {target.address} is not {target.peer_id} ({closed})",
                        id=target.peer_id, address=target.address, detail=str(closed))  # fmt: skip
                 continue
+            if closed.code in POLICY_CODES:
+                who = "it refused us" if closed.by_peer else "we refused it"
+                report("refused", f"refused: {key} at {target.address}: {who} ({closed})",
+                       id=target.peer_id, address=target.address, code=closed.code,
+                       by_peer=closed.by_peer, detail=str(closed))  # fmt: skip
+                return  # the same answer at its other addresses
             failures.append(f"{target.address}: {closed}")
             continue
         except OSError:

@@ -16,6 +16,7 @@ import trio
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
 from p2pchat.addresses import format_host_port
+from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
 from p2pchat.net.server import open_secure_connection
 
@@ -162,7 +163,27 @@ async def run_checks(home: Path, chosen: list[str] | None, *, node: bool = True)
                        "use an invite code")  # fmt: skip
     if node:
         await _check_node(home, found, report)
+    if contacts_only(home):
+        report.add(True, "contacts only",
+                   "this profile talks to its contacts only: strangers' announcements are "
+                   "not dialled and their connections are refused, so only contacts show up",
+                   "if you expected someone else: add them (p2pchat contacts add ID) or "
+                   "exchange an invite code (p2pchat invite, p2pchat connect CODE)")  # fmt: skip
     return report
+
+
+def contacts_only(home: Path) -> bool:
+    """The mode of the running node (node.json), else the profile's config.json."""
+    for name in ("node.json", "config.json"):
+        try:
+            state = json.loads((home / name).read_text(encoding="utf-8"))
+            if name == "node.json":
+                os.kill(int(state["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(state, dict) and "contacts_only" in state:
+            return state["contacts_only"] is True
+    return False
 
 
 async def _check_node(home: Path, found: list[Interface], report: Report) -> None:
@@ -183,9 +204,20 @@ async def _check_node(home: Path, found: list[Interface], report: Report) -> Non
                 async with open_secure_connection(interface.address, port, visitor) as connection:
                     rtt = await connection.ping()
             report.add(True, "listening", f"{address} answers ({rtt * 1000:.1f} ms)")
+        except ConnectionClosed as closed:
+            if closed.code != "contacts-only":
+                report.add(False, "listening", f"{address} does not answer: {closed}",
+                           _unreachable_advice(port, interface))  # fmt: skip
+            else:  # it answered, and refused this check's stranger identity as it should
+                report.add(True, "listening", f"{address} answers (and refuses strangers: "
+                           "contacts only)")  # fmt: skip
         except Exception as error:  # any failure is the finding
-            advice = (
-                f"port {port} is not reachable on {interface.address}: a firewall may block "
-                "it, or the node listens on another address (--listen)"
-            )
+            advice = _unreachable_advice(port, interface)
             report.add(False, "listening", f"{address} does not answer: {error}", advice)
+
+
+def _unreachable_advice(port: int, interface: Interface) -> str:
+    return (
+        f"port {port} is not reachable on {interface.address}: a firewall may block "
+        "it, or the node listens on another address (--listen)"
+    )

@@ -3,7 +3,7 @@
 Remembered addresses live in the profile (``peers.json``): after a restart a node
 dials them at once instead of waiting for mDNS. Static peers come from the profile's
 ``config.json`` (``"peers": ["HOST:PORT", ...]``) and ``--peer``. Invite codes are
-``p2pchat:`` URIs carrying a peer id and its addresses.
+``p2pchat:`` URIs carrying a peer id, its addresses and a one-time token.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.chat.invites import decode_token, encode_token
 from p2pchat.diskfaults import DiskHealth
 from p2pchat.identity import decode_peer_id
 
@@ -40,6 +41,7 @@ class Target:
     peer_id: str | None = None
     source: str = "static"
     nick: str | None = None
+    invite: bytes = b""  # an invite code's one-time token, presented in the handshake
 
     @property
     def address(self) -> str:
@@ -164,10 +166,16 @@ def static_targets(config_peers: Any, cli_peers: list[str] | None) -> list[Targe
     return targets
 
 
-def make_invite(peer_id: str, addresses: list[str], nick: str | None = None) -> str:
+def make_invite(
+    peer_id: str, addresses: list[str], nick: str | None = None, token: bytes = b""
+) -> str:
+    """An invite code; ``token`` (from ChatService.new_invite) admits whoever dials it
+    first, once (docs/protocol.md §10.1)."""
     query = [("addr", address) for address in addresses]
     if nick:
         query.append(("nick", nick))
+    if token:
+        query.append(("t", encode_token(token)))
     return f"{INVITE_SCHEME}:{peer_id}?{urllib.parse.urlencode(query, safe=':[]')}"
 
 
@@ -184,10 +192,15 @@ def parse_invite(code: str) -> list[Target]:
     addresses = [value for key, value in urllib.parse.parse_qsl(query) if key == "addr"]
     if not addresses:
         raise ValueError("this invite code has no address")
+    tokens = [value for key, value in urllib.parse.parse_qsl(query) if key == "t"]
+    try:
+        token = decode_token(tokens[0]) if tokens else b""
+    except ValueError as error:
+        raise ValueError(f"this invite code is damaged: {error}") from None
     targets = []
     for address in addresses[:MAX_ADDRESSES_PER_PEER]:
         host, port = parse_host_port(address)
-        targets.append(Target(host, port, peer_id.lower(), "invite", invite_nick(code)))
+        targets.append(Target(host, port, peer_id.lower(), "invite", invite_nick(code), token))
     return targets
 
 

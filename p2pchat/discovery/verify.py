@@ -13,6 +13,7 @@ from p2pchat.discovery.records import DiscoveredPeer
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
 from p2pchat.net.server import open_secure_connection
+from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.discovery")
 
@@ -32,15 +33,18 @@ class Verification:
     detail: str
 
 
-async def verify_peer(peer: DiscoveredPeer, identity: Identity) -> Verification:
-    """Handshake with the announced addresses in turn, expecting the announced id."""
+async def verify_peer(
+    peer: DiscoveredPeer, identity: Identity, authorize: Authorizer | None = None
+) -> Verification:
+    """Handshake with the announced addresses in turn, expecting the announced id;
+    ``authorize``: our own policy (a blocked identity is not verified)."""
     failures = []
     for host in peer.addresses:
         address = format_host_port(host, peer.port)
         try:
             with trio.fail_after(VERIFY_TIMEOUT):
                 async with open_secure_connection(
-                    host, peer.port, identity, expected_peer=peer.peer_key
+                    host, peer.port, identity, expected_peer=peer.peer_key, authorize=authorize
                 ) as connection:
                     await connection.aclose("bye", "verified")
         except ConnectionClosed as closed:

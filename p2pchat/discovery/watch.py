@@ -14,6 +14,7 @@ from p2pchat.discovery.mdns import DiscoveryEvent, Mdns, PeerGone, PeerSeen
 from p2pchat.discovery.records import Announcement, DiscoveredPeer
 from p2pchat.discovery.verify import Verdict, verify_peer
 from p2pchat.identity import Identity
+from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.discovery")
 
@@ -45,9 +46,17 @@ async def watch(
     *,
     announcement: Announcement | None,
     on_verified: OnVerified | None = None,
+    authorize: Authorizer | None = None,
+    wanted: Callable[[str], bool] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Announce (unless ``announcement`` is None), then browse and report until cancelled."""
+    """Announce (unless ``announcement`` is None), then browse and report until cancelled.
+
+    Each record is proven by a handshake, unless ``wanted(peer_id)`` says no: then it is
+    reported (not verified, ``"dialled": false``) and nobody is dialled for it. That is
+    contacts-only mode: a stranger's record would cost a handshake we would refuse.
+    ``authorize``: our own policy in the handshakes we make.
+    """
     send, events = trio.open_memory_channel[DiscoveryEvent](256)
     # Where each instance was last proven: a record that moves (a restart on a new
     # port, a new address, or a stale cache entry that is then corrected) is proven
@@ -66,14 +75,19 @@ async def watch(
                 place = (peer.addresses, peer.port)
                 verified = proven.get(peer.instance) == place
                 fields = peer_fields(peer, verified=verified)
+                dial = wanted is None or wanted(peer.peer_id)
+                note = "" if dial else " (not a contact: not dialled, contacts-only mode)"
+                if not dial:
+                    fields["dialled"] = False
                 if event.first:
-                    report("discovered", f"discovered: {describe(peer)}", **fields)
+                    report("discovered", f"discovered: {describe(peer)}{note}", **fields)
                 else:
-                    report("updated", f"updated: {describe(peer)}", **fields)
-                if not verified:
+                    report("updated", f"updated: {describe(peer)}{note}", **fields)
+                if not verified and dial:
                     nursery.start_soon(
-                        _verify, mdns, identity, peer, report, proven, on_verified, dialling
-                    )
+                        _verify, mdns, identity, peer, report, proven, on_verified, dialling,
+                        authorize,
+                    )  # fmt: skip
             elif isinstance(event, PeerGone) and event.peer is not None:
                 proven.pop(event.instance, None)
                 report("gone", f"gone: {describe(event.peer)}", id=event.peer.peer_id)
@@ -87,9 +101,10 @@ async def _verify(
     proven: dict[str, tuple[tuple[str, ...], int]],
     on_verified: OnVerified | None,
     dialling: trio.CapacityLimiter,
+    authorize: Authorizer | None,
 ) -> None:
     async with dialling:
-        result = await verify_peer(peer, identity)
+        result = await verify_peer(peer, identity, authorize)
     if result.verdict is Verdict.VERIFIED:
         proven[peer.instance] = (peer.addresses, peer.port)
         if on_verified is not None and result.address is not None:

@@ -117,10 +117,14 @@ class Mesh:
         config: MeshConfig | None = None,
         verify: Callable[[PresenceRecord], bool] | None = None,
         protected: Callable[[bytes], bool] | None = None,
+        contacts_only: bool = False,
     ) -> None:
         """``protected(peer)`` says whether a peer is a contact: its record is always
-        admitted and never forgotten to make room."""
+        admitted and never forgotten to make room. ``contacts_only``: the mesh is made of
+        protected peers alone (docs/protocol.md §13.6): no other record is admitted, and
+        no one else is asked, or accepted, as a neighbour."""
         self.identity = identity
+        self.contacts_only = contacts_only
         self.me = identity.public_key
         self.config = config or MeshConfig()
         self.rng = rng
@@ -160,7 +164,7 @@ class Mesh:
 
     def mark_proven(self, peer: bytes) -> None:
         """A session with ``peer`` opened, or a handshake verified its announcement."""
-        if self.members.mark_proven(peer):
+        if self._admits(peer) and self.members.mark_proven(peer):
             member = self.members.get(peer)
             assert member is not None
             self._emit(member)
@@ -168,6 +172,8 @@ class Mesh:
     def introduce(self, peers: Iterable[bytes], now: float) -> None:
         """Peers we may contact (discovery, static peers, invites): candidates to join."""
         for peer in peers:
+            if not self._admits(peer):
+                continue
             if peer != self.me and peer not in self.passive and peer not in self.active:
                 self.passive.append(peer)
                 del self.passive[: -self.config.passive_size]
@@ -313,6 +319,9 @@ class Mesh:
         self._absorb(sender, message.records, message.claims, now, fresh=not message.repair)
 
     def _on_neighbor(self, sender: bytes, message: MeshNeighbor, now: float) -> None:
+        if not self._admits(sender):
+            self._send(sender, MeshNeighborReply(False))  # and no suggestions either
+            return
         member = self.members.get(sender)
         if member is not None and not member.online:
             # It speaks, so it is not dead; it will refute once it hears the claim.
@@ -371,6 +380,8 @@ class Mesh:
             room = self.admission.room_for_members(sender, now)
             wanted = []
             for entry in message.entries:
+                if not self._admits(entry.owner):
+                    continue  # never ask for what we would not admit
                 member = self.members.get(entry.owner)
                 if member is None:
                     if not self.members.is_proven(entry.owner):
@@ -419,6 +430,8 @@ class Mesh:
                     self.members.set_own(replace(self.own, version=record.version))
                     self._publish_own(now)
                 continue
+            if not self._admits(record.owner):
+                continue  # contacts-only: a stranger's record, which a contact passes on
             if before is None and not self._may_add(sender, record.owner, now):
                 dropped += 1  # not stored, so never passed on
                 continue
@@ -473,6 +486,10 @@ class Mesh:
         if subject == sender or self._protected(subject):
             return True  # its own news, and news of our contacts, always get through
         return self.admission.take_item(sender, now)
+
+    def _admits(self, peer: bytes) -> bool:
+        """Whether ``peer`` may be a member (and a neighbour) at all."""
+        return not self.contacts_only or peer == self.me or self._protected(peer)
 
     def _report_refusal(
         self, peer: bytes, now: float, *, members: int = 0, digests: int = 0, items: int = 0

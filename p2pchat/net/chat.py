@@ -28,6 +28,7 @@ from typing import Any
 import trio
 
 from p2pchat.chat.gate import ContactGate, GateLimits, Relation, Verdict
+from p2pchat.chat.invites import MAX_OUTSTANDING, TOKEN_BYTES, VALID_MS, token_key
 from p2pchat.chat.relay import RelayLimits, RelayLoad, choose_relays, kept_until, refusal
 from p2pchat.chat.rules import (
     Clocks,
@@ -39,9 +40,10 @@ from p2pchat.chat.rules import (
 )
 from p2pchat.chat.sealing import check_signature, seal, unseal
 from p2pchat.diskfaults import disk_fault
-from p2pchat.errors import LocalProtocolError, RemoteProtocolError
+from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.ratelimit import KeyedBuckets, LogLimiter
+from p2pchat.session.core import Refusal
 from p2pchat.store import Contact, OutboxItem, Store, StoredMessage
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
@@ -66,6 +68,8 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024  # waiting input, roughly counted (see _weigh
 MAX_NUDGES = 4096  # peers remembered to be asked to retry what we had to drop
 DISK_PAUSE = 1.0  # seconds before trying the disk again after it refused a write ...
 DISK_PAUSE_MAX = 8.0  # ... doubling up to this while it keeps refusing
+CONTACTS_ONLY = "contacts-only"  # the close code (docs/protocol.md §7)
+CONTACTS_ONLY_REASON = "this node talks to its contacts only"
 
 
 # ---------------------------------------------------------------------- events
@@ -121,6 +125,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def new_invite(store: Store) -> tuple[bytes, int]:
+    """A fresh invite token, remembered in ``store`` (what only a hash of it is kept
+    as); (token, expiry in ms). Also for `p2pchat invite` when no node runs."""
+    token = os.urandom(TOKEN_BYTES)
+    now = now_ms()
+    expires = now + VALID_MS
+    store.add_invite(token_key(token), now=now, expires_at=expires, keep=MAX_OUTSTANDING)
+    return token, expires
+
+
 def msg_id_text(msg_id: bytes) -> str:
     return msg_id.hex()
 
@@ -142,8 +156,12 @@ class ChatService:
         disconnect: Callable[[bytes], None] = lambda peer: None,
         settings: ChatSettings | None = None,
         rng: random.Random | None = None,
+        contacts_only: bool = False,
     ) -> None:
+        """``contacts_only``: talk to contacts only (docs/protocol.md §13.6): strangers get
+        no session (see :meth:`authorize`), no relaying and nothing through relays."""
         self.identity = identity
+        self.contacts_only = contacts_only
         self.me = identity.public_key
         self.store = store
         self.settings = settings or ChatSettings()
@@ -238,11 +256,13 @@ class ChatService:
         self._send_receipts(peer, MessageState.READ, unread)
         return len(unread)
 
-    def add_contact(self, peer: bytes, petname: str = "") -> Contact:
+    def add_contact(self, peer: bytes, petname: str = "", nick: str = "") -> Contact:
+        """Make ``peer`` a contact. ``nick``: its nick as we learnt it (an invite code),
+        else the request's or the mesh's."""
         if peer == self.me:
             raise ValueError("that is your own id")
         request = self.store.request(peer)
-        nick = request.nick if request else self._nick_of(peer)
+        nick = nick or (request.nick if request else self._nick_of(peer))
         contact = self.store.add_contact(peer, petname=petname, nick=nick, now=now_ms())
         self._relations[peer] = Relation.BLOCKED if contact.blocked else Relation.CONTACT
         if request is not None:
@@ -266,9 +286,58 @@ class ChatService:
         if blocked:
             self._disconnect(peer)  # an open session would otherwise outlive the block
 
-    def authorize(self, peer: bytes) -> str | None:
-        """The handshake hook: blocked identities are refused before any message."""
-        return "not accepting this identity" if self.relation(peer) is Relation.BLOCKED else None
+    def authorize(
+        self, peer: bytes, invite: bytes = b"", *, wanted: bool = False
+    ) -> Refusal | None:
+        """The handshake hook, asked right after the peer proved its identity and before
+        anything of it is stored (docs/protocol.md §3, §13.6).
+
+        Blocked identities are refused (``not-authorized``), whatever they present. A
+        valid ``invite`` token (one of our codes) is spent: it admits the peer and makes
+        it a contact. In contacts-only mode everyone else who is not a contact is refused
+        (``contacts-only``), unless ``wanted``: we are dialling this peer's own invite
+        code. The store errors (a full disk, say) refuse with ``busy``, which makes the
+        peer back off and try again: never an exception out of the handshake.
+        """
+        try:
+            relation = self.relation(peer)
+            if relation is Relation.BLOCKED:
+                return Refusal("not-authorized", "not accepting this identity")
+            if invite and self._redeem(peer, invite):
+                return None
+        except StoreError as error:
+            skipped = self._log_limit.allow("authorize", time.monotonic())
+            if skipped is not None and disk_fault(error) is None:
+                log.warning("cannot decide about %s: %s", encode_peer_id(peer), error)
+            return Refusal("busy", "cannot decide about this identity now; try again later")
+        if self.contacts_only and relation is not Relation.CONTACT and not wanted:
+            return Refusal(CONTACTS_ONLY, CONTACTS_ONLY_REASON)
+        return None
+
+    def _redeem(self, peer: bytes, invite: bytes) -> bool:
+        """Spend one of our invite tokens for ``peer``: True if it was valid (the peer is
+        a contact now), False for a spent, expired or unknown one (no admission)."""
+        if len(invite) != TOKEN_BYTES:
+            return False
+        with self.store.transaction():
+            if not self.store.redeem_invite(token_key(invite), now=now_ms()):
+                return False
+            self.add_contact(peer)
+        log.info("invite code redeemed by %s: now a contact", encode_peer_id(peer))
+        return True
+
+    def new_invite(self) -> tuple[bytes, int]:
+        """A fresh one-time token for an invite code, remembered durably; (token, expiry
+        in ms). At most MAX_OUTSTANDING are outstanding: the oldest are forgotten."""
+        return new_invite(self.store)
+
+    def _unwanted(self, sender: bytes) -> bool:
+        """In contacts-only mode, a stranger (not blocked: its envelopes are taken and
+        dropped) whose sealed messages we refuse."""
+        return self.contacts_only and self.relation(sender) is Relation.STRANGER
+
+    def _is_contact(self, peer: bytes) -> bool:
+        return self.relation(peer) is Relation.CONTACT
 
     def relation(self, peer: bytes) -> Relation:
         relation = self._relations.get(peer)
@@ -517,6 +586,9 @@ class ChatService:
         if problem:  # e.g. terminal escape sequences: never shown, never stored
             raise RemoteProtocolError(f"unacceptable text: {problem}")
         relation = self.relation(peer)
+        if self.contacts_only and relation is Relation.STRANGER:
+            # No session admits a stranger in this mode; this guards the relay path too.
+            raise RemoteProtocolError("contacts only: not from a contact")
         request = self.store.request(peer) if relation is Relation.STRANGER else None
         verdict = self.gate.judge(
             peer=peer,
@@ -603,7 +675,11 @@ class ChatService:
         for envelope in message.envelopes:
             try:
                 check_signature(envelope)
-                if envelope.recipient == self.me:
+                if envelope.recipient == self.me and self._unwanted(envelope.sender):
+                    # No contact requests in this mode: refused, so the relay forgets it.
+                    reasons.add("contacts only")
+                    done = False
+                elif envelope.recipient == self.me:
                     done = self._open_envelope(envelope, address, now, acks, events)
                     if not done:
                         continue  # held by the gate: the relay keeps it and offers it again
@@ -630,6 +706,7 @@ class ChatService:
         sender = envelope.sender
         if self.relation(sender) is Relation.BLOCKED:
             return True  # taken, and dropped: the relay may forget it
+
         inner = self._codec.decode(unseal(self.identity, envelope))
         if isinstance(inner, ChatMessage):
             return self._take_message(sender, inner, address, now, acks, events, True)
@@ -639,6 +716,10 @@ class ChatService:
         raise RemoteProtocolError(f"a sealed {type(inner).__name__} is not allowed")
 
     def _keep_for_other(self, envelope: Sealed, now: int) -> str | None:
+        if self.contacts_only and not (
+            self._is_contact(envelope.sender) and self._is_contact(envelope.recipient)
+        ):
+            return "contacts only"  # we carry nothing for (or from) strangers
         held_from = self.store.relay_sender(envelope.envelope_id)
         if held_from == envelope.sender:
             return None  # asked again for what we keep: taken, whatever the quotas say now
@@ -849,6 +930,8 @@ class ChatService:
 
     def _relays_for(self, recipient: bytes, wanted: int) -> list[bytes]:
         candidates = [p for p in self._online_peers() if p not in (recipient, self.me)]
+        if self.contacts_only:
+            candidates = [p for p in candidates if self._is_contact(p)]
         connected = frozenset(p for p in candidates if self._connected(p))
         return choose_relays(candidates, wanted, self._rng, prefer=connected)
 

@@ -541,12 +541,14 @@ async def secure_connection(
     authorize: Authorizer | None = None,
     on_hello: Callable[[], None] | None = None,
     log_limiter: LogLimiter | None = None,
+    invite: bytes = b"",
 ) -> AsyncIterator[SecureConnection]:
     """Handshake over ``stream`` and yield the open connection; close it on exit.
 
     Raises ConnectionClosed if the handshake fails. The stream is closed on exit.
     A responder calls ``on_hello`` once handshake message 1 is in. Handshake failures
     are logged, at most one line per remote host per interval of ``log_limiter``.
+    ``invite``: an initiator's invite token for ``expected_peer`` (protocol §10.1).
     """
     config = config or ConnectionConfig()
     session = SecureSession(
@@ -555,6 +557,7 @@ async def secure_connection(
         config=config.session,
         expected_peer=expected_peer,
         authorize=authorize,
+        invite=invite,
     )
     connection = SecureConnection(stream, session, config)
     try:

@@ -43,9 +43,10 @@ from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.net.links")
 
-# Closed by the peer with one of these: it has no slot for us, so do not dial it again
-# before the backoff says so.
-BACK_OFF_CODES = frozenset({"busy", "evicted"})
+# Closed by the peer with one of these: it has no slot for us, or will not talk to us
+# (its policy: we are blocked, or not its contact), so do not dial it again before the
+# backoff says so (docs/protocol.md §4.3, §7).
+BACK_OFF_CODES = frozenset({"busy", "evicted", "contacts-only", "not-authorized"})
 
 
 class Value(enum.IntEnum):
@@ -163,6 +164,7 @@ class LinkManager:
         self.evicted = 0  # sessions closed to make room for a more valuable one
         self.idle_closed = 0
         self.read_stops = 0  # times a session was not read because its queue was full
+        self._changed = trio.Event()  # set (and replaced) when a link comes or a dial ends
 
     # ------------------------------------------------------------------ sending
 
@@ -203,6 +205,31 @@ class LinkManager:
     def _fits(self, queued: int, size: int) -> bool:
         return queued == 0 or queued + size <= self.limits.outbox_bytes
 
+    async def session(self, peer: bytes, within: float) -> SecureConnection | None:
+        """The open session with ``peer``, dialling it if there is none (as a send would);
+        None if it cannot be had within ``within`` seconds (no address, backing off, a
+        peer we would refuse, the dial failed)."""
+        with trio.move_on_after(within):
+            while True:
+                link = self.links.get(peer)
+                if link is not None and not link.closing:
+                    return link.connection
+                if peer not in self._dials:
+                    if peer == self.me or not self._may_dial(peer):
+                        return None
+                    self._dials[peer] = _Pending()
+                    self._nursery.start_soon(self._dial, peer)
+                    await self._changed.wait()
+                    if peer not in self._dials and peer not in self.links:
+                        return None  # the dial ended without a session
+                    continue
+                await self._changed.wait()
+        return None
+
+    def _signal_change(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
     def has_room(self, peer: bytes) -> bool:
         """Whether a send to ``peer`` would be queued on a live session right now."""
         link = self.links.get(peer)
@@ -234,6 +261,8 @@ class LinkManager:
             link.useful_at = trio.current_time()
 
     def _may_dial(self, peer: bytes) -> bool:
+        if self._authorize is not None and self._authorize(peer, b"") is not None:
+            return False  # a peer we would refuse (blocked; a stranger in contacts-only mode)
         backoff = self._backoff.get(peer)
         if backoff is not None and trio.current_time() < backoff.not_before:
             return False
@@ -273,6 +302,7 @@ class LinkManager:
                 self._failed(peer)
         finally:
             self._dials.pop(peer, None)
+            self._signal_change()
 
     # ------------------------------------------------------------------ slots
 
@@ -395,6 +425,7 @@ class LinkManager:
                 await connection.aclose("busy", refusal)
                 return
         self.links[peer] = link
+        self._signal_change()
         if moved_from is not None:
             # What the old session had not written yet goes out on the new one.
             self._move_queued(moved_from, link)

@@ -29,12 +29,12 @@ from p2pchat.addresses import format_host_port
 from p2pchat.backlog import approx_size
 from p2pchat.chat.gate import Relation
 from p2pchat.discovery.dial import dial_all
-from p2pchat.discovery.known import KnownPeers, Target
+from p2pchat.discovery.known import KnownPeers, Target, make_invite
 from p2pchat.discovery.mdns import local_addresses, open_mdns
 from p2pchat.discovery.records import Announcement, Status
 from p2pchat.discovery.watch import watch
 from p2pchat.diskfaults import DiskEvent, DiskHealth, DiskRecovered, DiskTrouble, disk_fault
-from p2pchat.errors import StoreError
+from p2pchat.errors import ConnectionClosed, StoreError
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.mesh.admission import GossipRefused
 from p2pchat.mesh.config import MeshConfig
@@ -43,6 +43,8 @@ from p2pchat.mesh.membership import ONLINE_STATES, State
 from p2pchat.mesh.presence import make_record, next_version
 from p2pchat.net.chat import (
     CHAT_MESSAGES,
+    CONTACTS_ONLY,
+    CONTACTS_ONLY_REASON,
     ChatEvent,
     ChatService,
     ChatSettings,
@@ -55,7 +57,7 @@ from p2pchat.net.links import LinkLimits, LinkManager, Value
 from p2pchat.net.rooms import ROOM_WIRE, RoomEvent, RoomService
 from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.ratelimit import LogLimiter
-from p2pchat.session.core import SUPPORTED_VERSIONS
+from p2pchat.session.core import SUPPORTED_VERSIONS, Refusal
 from p2pchat.store import Store
 from p2pchat.wire.messages import PresenceRecord
 
@@ -120,6 +122,15 @@ class DiscoveryNote:
 
 
 @dataclass(frozen=True, slots=True)
+class Invitation:
+    """An invite code we handed out: ``expires`` (ms since the epoch) ends its token."""
+
+    code: str
+    addresses: list[str]
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
 class EventsDropped:
     """``count`` events were dropped here, the oldest first: the reader fell behind."""
 
@@ -164,6 +175,10 @@ class NodeSettings:
     # One per process, shared with the log and the profile; the node makes its own if
     # none is given, and hands it to the store and the address book.
     disk: DiskHealth | None = None
+    # Talk to contacts only (docs/protocol.md §13.6): strangers' handshakes are refused
+    # (`contacts-only`), nobody else is dialled, relayed for or gossiped with; invite
+    # codes still admit whoever redeems them.
+    contacts_only: bool = False
 
 
 class Node:
@@ -222,6 +237,7 @@ class Node:
                 disconnect=partial(self.links.close, code="not-authorized", reason="blocked"),
                 settings=settings.chat,
                 rng=random.Random(self._rng.getrandbits(64)),
+                contacts_only=settings.contacts_only,
             )
             self.rooms = RoomService(
                 identity,
@@ -316,6 +332,7 @@ class Node:
             rng=random.Random(self._rng.getrandbits(64)),
             config=settings.mesh,
             protected=self._is_contact,
+            contacts_only=settings.contacts_only,
         )
         self._emit(Listening(self.peer_id, self.addresses))
         self._emit_presence(PresenceChanged(record, State.ALIVE, proven=True))
@@ -363,20 +380,86 @@ class Node:
                 self._note,
                 announcement=announcement,
                 on_verified=self._verified,
+                authorize=self._authorize,
+                wanted=self._wanted if settings.contacts_only else None,
                 task_status=task_status,
             )
 
     async def _keep_trying(self, targets: list[Target]) -> None:
-        """Dial static and remembered peers until each answered once, backing off."""
+        """Dial static and remembered peers until each answered once, backing off. One
+        we refused (a stranger, in contacts-only mode) is not dialled again."""
         delay = 1.0
         waiting = list(targets)
+        refused: set[str] = set()
+
+        def report(name: str, text: str, **fields: Any) -> None:
+            if name == "refused" and not fields.get("by_peer"):
+                refused.add(fields["address"])
+            self._note(name, text, **fields)
+
         while waiting:
-            await dial_all(waiting, self.identity, self._note, self._verified)
-            waiting = [t for t in waiting if t.address not in self._verified_addresses]
+            await self._dial(waiting, report)
+            done = self._verified_addresses | refused
+            waiting = [t for t in waiting if t.address not in done and self._dialable(t)]
             if not waiting:
                 return
             await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
             delay = min(STATIC_RETRY_MAX, delay * 2)
+
+    async def connect(self, targets: list[Target]) -> list[DiscoveryNote]:
+        """Dial an invite code's or an address's targets now (the API's and the UI's
+        connect): what happened, as the notes also emitted as events. A code's identity
+        becomes a contact once its handshake proved it (in either mode)."""
+        notes: list[DiscoveryNote] = []
+
+        def report(name: str, text: str, **fields: Any) -> None:
+            notes.append(DiscoveryNote(name, text, fields))
+            self._note(name, text, **fields)
+
+        await self._dial(targets, report)
+        return notes
+
+    async def _dial(self, targets: list[Target], report: Any) -> None:
+        """Invite codes with their token, the rest under our usual policy."""
+        codes = [t for t in targets if t.source == "invite" and t.peer_id]
+        others = [t for t in targets if t not in codes and self._dialable(t)]
+        async with trio.open_nursery() as nursery:
+            if codes:
+                verified, policy = self._code_verified, self._authorize_code
+                nursery.start_soon(
+                    partial(dial_all, codes, self.identity, report, verified, authorize=policy)
+                )
+            if others:
+                verified, policy = self._verified, self._authorize
+                nursery.start_soon(
+                    partial(dial_all, others, self.identity, report, verified, authorize=policy)
+                )
+
+    def _dialable(self, target: Target) -> bool:
+        """In contacts-only mode, a target known to be a stranger (a remembered address,
+        say) is not dialled; one without an id is, and refused if a stranger answers."""
+        if not self.settings.contacts_only or target.peer_id is None or target.source == "invite":
+            return True
+        return self._wanted(target.peer_id)
+
+    def invite(self, nick: str | None = None) -> Invitation:
+        """A new invite code: our listening addresses and a fresh one-time token, which
+        admits whoever dials it first (and makes it a contact), for a week."""
+        token, expires = self.require_chat().new_invite()
+        addresses = list(self.addresses)
+        return Invitation(make_invite(self.peer_id, addresses, nick, token), addresses, expires)
+
+    async def ping(self, peer: bytes, *, data: bytes = b"", within: float = 5.0) -> float:
+        """Round-trip time in seconds of one Ping to ``peer``, over its session (dialled
+        if there is none). ConnectionClosed if there is no session within ``within``."""
+        connection = await self.links.session(peer, within)
+        if connection is None:
+            raise ConnectionClosed(
+                "no session: the peer is unknown, unreachable or refused", by_peer=False,
+                code="unreachable",
+            )  # fmt: skip
+        with trio.fail_after(within):
+            return await connection.ping(data)
 
     def peer_verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
         """A handshake proved ``peer_id`` at ``address`` (an invite, /connect): join it."""
@@ -477,8 +560,30 @@ class Node:
         if self.rooms is not None:
             _guarded(self.rooms.session_up, peer)
 
-    def _authorize(self, peer: bytes) -> str | None:
-        return None if self.chat is None else self.chat.authorize(peer)
+    def _authorize(self, peer: bytes, invite: bytes) -> Refusal | None:
+        if self.chat is not None:
+            return self.chat.authorize(peer, invite)
+        if self.settings.contacts_only:  # no store, so no contacts: nobody
+            return Refusal(CONTACTS_ONLY, CONTACTS_ONLY_REASON)
+        return None
+
+    def _authorize_code(self, peer: bytes, invite: bytes) -> Refusal | None:
+        """For the dial of an invite code: the code names the peer (the handshake has
+        checked it is that identity), so only a block stands in the way."""
+        return None if self.chat is None else self.chat.authorize(peer, invite, wanted=True)
+
+    def _code_verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
+        """A handshake proved an invite code's identity: it becomes a contact (we used
+        its code on purpose), then joins like any verified peer."""
+        if self.chat is not None and peer_id != self.peer_id:
+            try:
+                self.chat.add_contact(decode_peer_id(peer_id), nick=nick or "")
+            except (StoreError, ValueError) as error:
+                log.warning("cannot add %s as a contact: %s", peer_id, error)
+        self._verified(peer_id, address, nick)
+
+    def _wanted(self, peer_id: str) -> bool:
+        return self._is_contact(decode_peer_id(peer_id))
 
     def _is_contact(self, peer: bytes) -> bool:
         """For the mesh, which asks about the records it admits and evicts. A store

@@ -38,8 +38,11 @@ async def open_secure_connection(
     config: ConnectionConfig | None = None,
     expected_peer: bytes | None = None,
     authorize: Authorizer | None = None,
+    invite: bytes = b"",
 ) -> AsyncIterator[SecureConnection]:
-    """Dial ``host:port`` and handshake. Raises OSError or ConnectionClosed on failure."""
+    """Dial ``host:port`` and handshake. Raises OSError or ConnectionClosed on failure.
+
+    ``invite``: the token of the invite code being dialled (needs ``expected_peer``)."""
     with trio.fail_after(CONNECT_TIMEOUT):
         stream = await trio.open_tcp_stream(host, port)
     async with secure_connection(
@@ -49,6 +52,7 @@ async def open_secure_connection(
         config=config,
         expected_peer=expected_peer,
         authorize=authorize,
+        invite=invite,
     ) as connection:
         yield connection
 

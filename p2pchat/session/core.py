@@ -36,6 +36,7 @@ from p2pchat.wire.codec import DEFAULT_MAX_MESSAGE_BYTES, Codec, UnknownMessage
 from p2pchat.wire.framing import HEADER_BYTES as FRAME_HEADER_BYTES
 from p2pchat.wire.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from p2pchat.wire.messages import (
+    MAX_INVITE_TOKEN,
     MAX_PING_DATA,
     Close,
     HandshakeAuth,
@@ -59,8 +60,19 @@ MAX_HANDSHAKE_FRAME_BYTES = 4096
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (PROTOCOL_VERSION,)
 
-# An authorisation hook: given the peer's identity key, a refusal reason or None.
-Authorizer = Callable[[bytes], str | None]
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why local policy refuses a peer: a close code (docs/protocol.md §7) and a sentence."""
+
+    code: str
+    reason: str
+
+
+# The local-policy hook, asked once the peer's identity is proven (docs/protocol.md §3):
+# given its identity key and the invite token it presented (b"" if none; only a
+# responder ever sees one), a Refusal or None to accept it.
+Authorizer = Callable[[bytes, bytes], Refusal | None]
 
 
 class SessionState(enum.Enum):
@@ -96,13 +108,24 @@ class SecureSession:
         authorize: Authorizer | None = None,
         codec: Codec | None = None,
         ephemeral_key: bytes | None = None,
+        invite: bytes = b"",
     ) -> None:
-        """``ephemeral_key`` fixes the Noise ephemeral: for deterministic tests only."""
+        """``ephemeral_key`` fixes the Noise ephemeral: for deterministic tests only.
+
+        ``invite``: the token of the invite code an initiator dials (docs/protocol.md
+        §10.1). It goes out in handshake message 3, encrypted to the responder, and only
+        once the responder has proven to be ``expected_peer``.
+        """
+        if invite and (not initiator or expected_peer is None):
+            raise LocalProtocolError("only an initiator dialling a known peer presents an invite")
+        if len(invite) > MAX_INVITE_TOKEN:
+            raise LocalProtocolError(f"an invite token has at most {MAX_INVITE_TOKEN} bytes")
         self.identity = identity
         self.initiator = initiator
         self.config = config or SessionConfig()
         self.expected_peer = expected_peer
         self._authorize = authorize
+        self._invite = invite
         self._codec = codec or Codec(max_message_bytes=self.config.max_message_bytes)
         self.state = SessionState.HANDSHAKING
         self.peer_key: bytes | None = None
@@ -397,6 +420,7 @@ class SecureSession:
             signature=self.identity.static_key_signature,
             version=self.version,
             features=tuple(sorted(self.config.features)),
+            invite=self._invite if self.initiator else b"",
         )
 
     def _check_auth(self, auth: HandshakeAuth, *, version_ok: Callable[[int], bool]) -> None:
@@ -417,9 +441,11 @@ class SecureSession:
         if auth.identity_key == self.identity.public_key:
             raise HandshakeRefused("this is a connection to ourselves", code="self-connection")
         if self._authorize is not None:
-            refusal = self._authorize(auth.identity_key)
+            # A responder's HandshakeAuth carries no invite that means anything to us.
+            invite = b"" if self.initiator else auth.invite
+            refusal = self._authorize(auth.identity_key, invite)
             if refusal is not None:
-                raise HandshakeRefused(refusal, code="not-authorized")
+                raise HandshakeRefused(refusal.reason, code=refusal.code)
         self.peer_key = auth.identity_key
         self.features = self.config.features & frozenset(auth.features)
 

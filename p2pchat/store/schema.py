@@ -127,7 +127,18 @@ _V2: Migration = (
     "CREATE INDEX room_messages_unread ON room_messages (room_id) WHERE read = 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+# Invite tokens (issue 12, contacts-only mode): the codes this node handed out and that
+# are not yet redeemed. Only a hash of each token is kept (chat/invites.py).
+_V3: Migration = (
+    """CREATE TABLE invites (
+        token_key BLOB PRIMARY KEY NOT NULL CHECK (length(token_key) = 16),
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX invites_by_age ON invites (created_at)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -30,9 +30,8 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
-from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.doctor import run_checks
-from p2pchat.discovery.known import make_invite, static_targets
+from p2pchat.discovery.known import static_targets
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble, disk_fault
 from p2pchat.errors import P2PChatError, ProfileError, StoreError
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
@@ -609,6 +608,8 @@ class ChatApp(App[None]):
             f"p2pchat ─ {self.profile.nick} "
             f"({PRESENCE_MARKS.get(status, '●')} {PRESENCE_WORDS.get(status, status)})"
         )
+        if self.settings.contacts_only:
+            left += " · contacts only"
         online = len([s for s in self._seen.values() if s.status != "offline" and s.proven])
         if self._disk:
             trouble = next(iter(self._disk.values()))
@@ -622,6 +623,9 @@ class ChatApp(App[None]):
             right = f"{online} peer{'s' if online != 1 else ''} · connected"
         elif not self.settings.mdns:
             right = "mDNS off: /connect CODE reaches someone, /invite gives your code"
+        elif self.settings.contacts_only:
+            # Strangers are not shown in this mode, so nobody here is the likely reason.
+            right = "no contact online: /invite gives a code to become one"
         elif time.monotonic() - self._started < NO_PEERS_AFTER:
             right = "discovering…"
         else:
@@ -941,9 +945,18 @@ class ChatApp(App[None]):
         node = self.node
         if node is None:
             raise CommandError(self._not_ready())
-        code = make_invite(node.peer_id, list(node.addresses), self.profile.nick)
+        nick = self.profile.nick if self.settings.announce_nick else None
+        try:
+            code = node.invite(nick).code  # a fresh one-time token, remembered in the store
+        except P2PChatError as error:  # a full disk: the token could not be kept
+            raise CommandError(f"no invite code: {error}") from None
         self.copy_to_clipboard(code)
-        self.notify(code, title="Your invite code (copied): others type /connect CODE", timeout=30)
+        self.notify(
+            code,
+            title="Your invite code (copied; it admits one person, for a week): others type "
+            "/connect CODE",
+            timeout=30,
+        )
 
     def _cmd_connect(self, args: str) -> None:
         node, host = self.node, self._host
@@ -956,11 +969,16 @@ class ChatApp(App[None]):
         host.spawn(self._connect_in_trio, node, targets)
 
     async def _connect_in_trio(self, node: Node, targets: list[Any]) -> None:
-        def note(name: str, text: str, **fields: Any) -> None:
-            if name in ("verified", "spoof", "unreachable"):
-                self.notify(text, severity="information" if name == "verified" else "error")
-
-        await dial_all(targets, node.identity, note, node.peer_verified)
+        for note in await node.connect(targets):
+            if note.name not in ("verified", "spoof", "unreachable", "refused"):
+                continue
+            text = note.text
+            peer_id = note.fields.get("id")
+            if note.name == "verified" and note.fields.get("via") == "invite" and peer_id:
+                name = note.fields.get("nick") or self.name_of(decode_peer_id(peer_id))
+                text += f" — {name} is now a contact"
+            self.notify(text, severity="information" if note.name == "verified" else "error")
+        self.call_later(self._refresh_sidebar)
 
     def _chat(self) -> ChatService:
         if self.node is None or self.node.chat is None:

@@ -52,6 +52,7 @@ def limit(
 MAX_VERSION_NUMBER = 65_535  # protocol versions are 1 … 65535 (docs/protocol.md §3)
 MAX_PING_DATA = 1024  # Ping/Pong data: a probe, not a transport (docs/protocol.md §6)
 MAX_NONCE = 2**64 - 1  # an unsigned 64-bit integer, MessagePack's largest
+MAX_INVITE_TOKEN = 32  # HandshakeAuth.invite; ours are 16 bytes (docs/protocol.md §10.1)
 
 
 def _check_version(value: int) -> None:
@@ -83,6 +84,9 @@ class HandshakeAuth:
     signature: bytes = limit(size=64)
     version: int = limit()  # required: limit() without a default, for mypy
     features: tuple[str, ...] = limit(max_len=64, default=())
+    # An invite token from the responder's invite code (docs/protocol.md §10.1): only an
+    # initiator dialling a code fills it in; empty otherwise.
+    invite: bytes = limit(max_len=MAX_INVITE_TOKEN, default=b"")
 
     def __post_init__(self) -> None:
         _check_version(self.version)

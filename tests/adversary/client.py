@@ -112,11 +112,13 @@ async def open_session(
     local_host: str | None = None,
     rcvbuf: int | None = None,
     with_message_3: list[bytes] | None = None,
+    invite: bytes = b"",
 ) -> Peer:
     """Dial and handshake as the initiator. ``with_message_3``: messages written in the
-    same socket write as handshake message 3. Raises HandshakeFailed or OSError."""
+    same socket write as handshake message 3; ``invite``: a code's token to present.
+    Raises HandshakeFailed or OSError."""
     stream = await dial(port, local_host=local_host, rcvbuf=rcvbuf)
-    session = Session(identity, initiator=True)
+    session = Session(identity, initiator=True, invite=invite)
     try:
         await stream.send_all(session.take_output())
         early: list[Message] = []

@@ -157,9 +157,11 @@ def _decode(data: bytes) -> Message:
 class Session:
     """One end of a p2pchat session, as a peer written from the spec alone would run it."""
 
-    def __init__(self, identity: Identity, *, initiator: bool) -> None:
+    def __init__(self, identity: Identity, *, initiator: bool, invite: bytes = b"") -> None:
+        """``invite``: an invite code's token, presented in handshake message 3 (§3)."""
         self.identity = identity
         self.initiator = initiator
+        self.invite = invite
         self.peer_key: bytes | None = None
         self.closed_with: str | None = None  # the code of the victim's Close, if any
         self._handshake = HandshakeState(
@@ -230,6 +232,7 @@ class Session:
                 "signature": self.identity.static_key_signature,
                 "version": VERSION,
                 "features": [],
+                "invite": self.invite if self.initiator else b"",
             },
         )
 

@@ -30,9 +30,23 @@ def test_invite_round_trip() -> None:
     ]
 
 
+def test_an_invite_carries_its_token_to_every_target() -> None:
+    token = bytes(range(16))
+    code = make_invite(ALICE, ["198.18.0.2:7483", "198.18.0.3:7483"], "alice", token)
+    assert code.endswith("&t=aaaqeayeaudaocajbifqydiob4")
+    targets = parse_invite(code)
+    assert [t.invite for t in targets] == [token, token]
+    shouted = code.replace("aaaqeayeaudaocajbifqydiob4", "AAAQEAYEAUDAOCAJBIFQYDIOB4")
+    assert parse_invite(shouted)[0].invite == token
+    assert parse_invite(make_invite(ALICE, ["198.18.0.2:1"]))[0].invite == b""  # no token
+
+
 @pytest.mark.parametrize(
     ("code", "why"),
     [
+        (f"p2pchat:{ALICE}?addr=198.18.0.2:1&t=abc", "damaged.*3 characters"),
+        (f"p2pchat:{ALICE}?addr=198.18.0.2:1&t=" + "1" * 26, "damaged.*base32"),
+        (f"p2pchat:{ALICE}?addr=198.18.0.2:1&t=" + "a" * 25 + "b", "damaged.*non-canonical"),
         ("http://example.org", "starts with"),
         (f"p2pchat:{ALICE}", "no address"),
         ("p2pchat:notanid?addr=198.18.0.2:1", "52 characters"),

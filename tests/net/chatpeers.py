@@ -26,6 +26,7 @@ class ChatPeer:
     identity: Identity = field(default_factory=Identity.generate)
     relay: bool = True
     limits: LinkLimits = field(default_factory=LinkLimits)
+    contacts_only: bool = False
     events: list[NodeEvent] = field(default_factory=list)
     node: Node | None = None
     store: Store | None = None
@@ -57,6 +58,7 @@ class ChatPeer:
             store=self.store,
             chat=ChatSettings(relay=RelayLimits(enabled=self.relay)),
             limits=self.limits,
+            contacts_only=self.contacts_only,
         )
         self._stopped = trio.Event()
         await nursery.start(self._run, settings)

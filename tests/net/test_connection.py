@@ -11,6 +11,7 @@ from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
 from p2pchat.net.server import open_secure_connection
 from p2pchat.session import PeerClosed, SessionConfig
+from p2pchat.session.core import Refusal
 from tests.blob import Blob
 from tests.net.helpers import raw_handshake, read_until_closed, running_server
 
@@ -67,7 +68,10 @@ async def test_expected_identity_mismatch_is_refused() -> None:
 async def test_server_refusal_reaches_the_client_with_its_reason() -> None:
     refuse_all = ConnectionConfig()
     async with (
-        running_server(authorize=lambda key: "you are blocked here", config=refuse_all) as server,
+        running_server(
+            authorize=lambda key, invite: Refusal("not-authorized", "you are blocked here"),
+            config=refuse_all,
+        ) as server,
         open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,
     ):
         with pytest.raises(ConnectionClosed, match="blocked here"):

@@ -120,6 +120,8 @@ def bad_auths(peer: RawPeer) -> dict[str, bytes]:
         "short identity key": pack([2, peer.auth(identity_key=peer.identity.public_key[:31])]),
         "65 features": pack([2, peer.auth(features=[f"f{i}" for i in range(65)])]),
         "version 0": pack([2, peer.auth(version=0)]),
+        "33-byte invite": pack([2, peer.auth(invite=bytes(33))]),
+        "invite as text": pack([2, peer.auth(invite="t" * 26)]),
         "no version": pack([2, {k: v for k, v in peer.auth().items() if k != "version"}]),
         "a hello instead": pack([1, {"versions": [1]}]),
         "a close instead": codec.encode(Close("bye")),

@@ -21,6 +21,7 @@ from p2pchat.session import (
     SessionConfig,
     SessionState,
 )
+from p2pchat.session.core import Refusal
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.framing import FrameDecoder
 from p2pchat.wire.messages import HandshakeAuth, Ping
@@ -214,7 +215,9 @@ def test_unexpected_identity_is_refused_on_both_sides() -> None:
 def test_responder_authorization_refusal_reaches_the_initiator() -> None:
     alice, bob = Identity.generate(), Identity.generate()
     a = SecureSession(alice, initiator=True)
-    b = SecureSession(bob, initiator=False, authorize=lambda key: "you are blocked")
+    b = SecureSession(
+        bob, initiator=False, authorize=lambda key, invite: Refusal("not-authorized", "blocked")
+    )
     b.receive_data(a.data_to_send())
     a.receive_data(b.data_to_send())
     with pytest.raises(HandshakeRefused, match="blocked"):

@@ -29,7 +29,7 @@ def version_of(path: Path) -> int:
 
 
 def test_schema_version_counts_the_steps() -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 3
 
 
 def test_a_fresh_database_gets_the_current_version(tmp_path: Path) -> None:
@@ -112,3 +112,21 @@ def test_a_file_that_is_not_a_database_is_refused_and_untouched(tmp_path: Path) 
     assert "left untouched" in message
     assert path.read_bytes() == garbage
     assert sorted(p.name for p in tmp_path.iterdir()) == ["messages.db"]
+
+
+def test_a_version_2_database_gains_an_empty_invites_table(tmp_path: Path) -> None:
+    """Schema 3 (invite tokens) over a file written by the release before it."""
+    path = tmp_path / "messages.db"
+    with open_store(path, migrations=MIGRATIONS[:2]) as old:
+        assert old.schema_version == 2
+        old.add_contact(ALICE, petname="A", now=1)
+        tables = {row[0] for row in old._conn.execute("SELECT name FROM sqlite_schema")}
+        assert "invites" not in tables
+    with open_store(path) as new:
+        assert new.schema_version == 3
+        assert new.count_invites(now=0) == 0
+        contact = new.contact(ALICE)
+        assert contact is not None and contact.petname == "A"
+        new.add_invite(bytes(16), now=10, expires_at=20, keep=64)
+        assert new.redeem_invite(bytes(16), now=11)
+    assert version_of(path) == 3

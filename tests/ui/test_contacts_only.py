@@ -1,0 +1,76 @@
+"""Contacts-only mode in the window: the status bar says so, /invite hands out a code
+with a one-time token, and /connect with it makes its owner a contact on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from textual.widgets import Static
+
+from p2pchat.discovery.known import parse_invite
+from p2pchat.net.node import NodeSettings
+from p2pchat.ui.app import ChatApp
+from p2pchat.ui.host import NodeHost
+from tests.ui.test_app import SIZE, Person, notifications, people, type_line, until
+
+__all__ = ["people"]  # the fixture, used by name
+
+
+def app_for(person: Person, host: NodeHost, *, contacts_only: bool) -> ChatApp:
+    settings = NodeSettings(
+        nick=person.profile.nick,
+        host="127.0.0.1",
+        port=person.port,
+        mdns=False,
+        store=person.store,
+        contacts_only=contacts_only,
+    )
+    return ChatApp(person.profile, settings, host=host, desktop_notifications=False)
+
+
+def topbar(app: ChatApp) -> str:
+    return str(app.query_one("#topbar", Static).content)
+
+
+def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
+    people: Callable[[str], Person],
+) -> None:
+    ann, bob = people("ann"), people("bob")
+
+    async def scenario() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            ann_app = app_for(ann, host, contacts_only=True)
+            bob_app = app_for(bob, host, contacts_only=False)
+            async with (
+                ann_app.run_test(size=SIZE, notifications=True) as ann_pilot,
+                bob_app.run_test(size=SIZE, notifications=True) as bob_pilot,
+            ):
+                await until(ann_pilot, lambda: ann_app.node and bob_app.node, "both nodes")
+                assert "ann (● available) · contacts only" in topbar(ann_app)
+                assert "contacts only" not in topbar(bob_app)
+
+                await type_line(ann_pilot, "/invite")
+                code = notifications(ann_app)[-1][1]
+                [target] = parse_invite(code)
+                assert target.peer_id == ann.peer_id and len(target.invite) == 16
+                assert ann.store.count_invites(now=0) == 1
+
+                await type_line(bob_pilot, f"/connect {code}")
+                await until(
+                    bob_pilot,
+                    lambda: any("ann is now a contact" in m for _, m in notifications(bob_app)),
+                    "bob's confirmation",
+                )
+                contact = ann.store.contact(bob.key)
+                assert contact is not None and contact.is_contact  # by the token
+                assert ann.store.count_invites(now=0) == 0
+                assert (mine := bob.store.contact(ann.key)) is not None and mine.is_contact
+                # Both show each other as contacts, online.
+                await until(ann_pilot, lambda: "1 peer" in topbar(ann_app), "bob online at ann's")
+        finally:
+            await host.stop()
+
+    asyncio.run(scenario())
