@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -72,6 +72,12 @@ RESEND_EPOCHS = 8  # key epochs re-sent to a member whose session opens
 MAX_INVITE_SENDS = 8  # an unanswered invitation is sent at most this often
 MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk) ...
 DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
+# A membership message (invitation, key update, leave, join) that the link manager did
+# not take (a full queue, a dial backing off) is offered again this often, this many
+# times; after that the next session with the peer brings it (session_up).
+PAIRWISE_RETRY = 2.0
+PAIRWISE_TRIES = 30
+MAX_UNSENT = 1024
 PARK_SECONDS = 60.0  # ... each for at most this long (it comes again by graft or digest)
 # Room messages a carrier may get refused after we checked a signature or opened a box
 # (the costly checks): a burst, then one every two seconds. Beyond that its room
@@ -178,6 +184,9 @@ class RoomService:
         self._parked: dict[bytes, dict[tuple[bytes, bytes], _Parked]] = {}
         # room -> msg id -> a message the disk refused, to store when it takes it (bounded)
         self._unstored: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes]]] = {}
+        # membership messages the link manager did not take yet: (peer, message, tries)
+        self._unsent: deque[tuple[bytes, Any, int]] = deque(maxlen=MAX_UNSENT)
+        self._next_unsent_try = float("inf")
         # Judged and opened by _check, stored by _deliver in the same pass.
         self._opened: dict[tuple[bytes, bytes], tuple[RoomEnvelope, RoomText]] = {}
         self._epochs: OrderedDict[bytes, int] = OrderedDict()  # msg id -> epoch (LRU)
@@ -260,10 +269,10 @@ class RoomService:
         self._intents[room_id] = (after.epoch, frozenset((peer,)), frozenset())
         self._pending.setdefault(room_id, set()).add(peer)  # no room traffic until it joins
         self._save(after)
-        self._send(peer, invitation)
+        self._send_pairwise(peer, invitation)
         self._unanswered[(room_id, peer)] = 1
         for member, update in updates:
-            self._send(member, update)
+            self._send_pairwise(member, update)
         self._changed(after)
         return after
 
@@ -280,7 +289,7 @@ class RoomService:
         announcement = RoomGraft(room_id, ())
         for member in sorted(room.members - {self.me}):
             if member in self._sessions or self._online(member):
-                self._send(member, announcement)
+                self._send_pairwise(member, announcement)
         return room
 
     def decline(self, room_id: bytes) -> None:
@@ -292,14 +301,14 @@ class RoomService:
         notice = RoomLeave(room_id=room_id, member=self.me)
         for member in invitation.members:
             if member != self.me:
-                self._send(member, notice)
+                self._send_pairwise(member, notice)
         self.store.delete_room(room_id)
 
     def leave(self, room_id: bytes) -> None:
         room = self._room(room_id)
         notice, recipients = leave(room, self.me)
         for member in recipients:
-            self._send(member, notice)
+            self._send_pairwise(member, notice)
         self._drop(room_id, "left")
 
     def remove(self, room_id: bytes, member: bytes) -> Room:
@@ -309,8 +318,8 @@ class RoomService:
         self._forget_member(room_id, member)
         self._save(after)
         for recipient, update in updates:
-            self._send(recipient, update)
-        self._send(member, notice)
+            self._send_pairwise(recipient, update)
+        self._send_pairwise(member, notice)
         self._changed(after)
         return after
 
@@ -528,7 +537,7 @@ class RoomService:
                 log.warning("room %s cannot rotate: %s", notice.room_id.hex(), error)
                 updates = []
             for member, update in updates:
-                self._send(member, update)
+                self._send_pairwise(member, update)
         self._save(after)
         self._changed(after)
 
@@ -602,6 +611,7 @@ class RoomService:
         our link was down, however briefly (§15.3, "members coming back")."""
         self._sessions.add(peer)
         now = trio.current_time()
+        self._offer_unsent(only=peer)
         self._resend_invitations(peer)
         for room_id, room in self.rooms.items():
             if peer == self.me or peer not in room.members:
@@ -611,6 +621,28 @@ class RoomService:
                 self._trees[room_id].resync(peer, now)
                 self._drain(room_id)
         self._wake.set()
+
+    def _send_pairwise(self, peer: bytes, message: Any) -> None:
+        """Send a membership message; if the link manager does not take it now, keep it
+        and offer it again (PAIRWISE_RETRY, at most PAIRWISE_TRIES times)."""
+        if not self._send(peer, message):
+            self._keep_unsent(peer, message, 1)
+
+    def _keep_unsent(self, peer: bytes, message: Any, tries: int) -> None:
+        self._unsent.append((peer, message, tries))  # the oldest goes when it is full
+        self._next_unsent_try = min(self._next_unsent_try, trio.current_time() + PAIRWISE_RETRY)
+        self._wake.set()
+
+    def _offer_unsent(self, only: bytes | None = None) -> None:
+        kept, self._unsent = self._unsent, deque(maxlen=MAX_UNSENT)
+        self._next_unsent_try = float("inf")
+        for peer, message, tries in kept:
+            if only is not None and peer != only:
+                self._unsent.append((peer, message, tries))
+            elif not self._send(peer, message) and tries < PAIRWISE_TRIES:
+                self._keep_unsent(peer, message, tries + 1)
+        if self._unsent and self._next_unsent_try == float("inf"):
+            self._next_unsent_try = trio.current_time() + PAIRWISE_RETRY
 
     def session_down(self, peer: bytes) -> None:
         self._sessions.discard(peer)
@@ -626,7 +658,7 @@ class RoomService:
                 del self._unanswered[(room_id, invitee)]
                 continue
             self._unanswered[(room_id, invitee)] = sends + 1
-            self._send(peer, RoomInvite(room_id=room_id, name=room.name, epoch=room.epoch,
+            self._send_pairwise(peer, RoomInvite(room_id=room_id, name=room.name, epoch=room.epoch,
                                         key=room.key, members=tuple(sorted(room.members)),
                                         inviter=self.me, clock=room.clock))  # fmt: skip
 
@@ -640,7 +672,7 @@ class RoomService:
         for epoch in keys.epochs()[-RESEND_EPOCHS:]:
             for key, members in reversed(keys.keys(epoch)):
                 if peer in members and self.me in members:
-                    self._send(peer, RoomKeyUpdate(room_id=room_id, epoch=epoch, key=key,
+                    self._send_pairwise(peer, RoomKeyUpdate(room_id=room_id, epoch=epoch, key=key,
                                                    members=tuple(sorted(members))))  # fmt: skip
 
     def _sync_tree(self, room: Room) -> None:
@@ -912,6 +944,7 @@ class RoomService:
                            default=float("inf"))  # fmt: skip
             if self._unstored:
                 deadline = min(deadline, trio.current_time() + DISK_RETRY)
+            deadline = min(deadline, self._next_unsent_try)
             with trio.move_on_at(deadline):
                 await self._wake.wait()
             self._wake = trio.Event()
@@ -919,6 +952,8 @@ class RoomService:
             try:
                 if self._unstored:
                     self._store_held()
+                if now >= self._next_unsent_try:
+                    self._offer_unsent()
                 for room_id, tree in list(self._trees.items()):
                     if tree.next_deadline() <= now:
                         tree.tick(now)

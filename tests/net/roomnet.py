@@ -33,6 +33,9 @@ class RoomNet:
         self.cut_links: set[frozenset[bytes]] = set()
         self.log: list[tuple[bytes, bytes, Any]] = []  # everything sent, delivered or not
         self.relation: Callable[[bytes, bytes], Relation] = lambda me, peer: Relation.CONTACT
+        # What the link manager does not take (a full queue, a dial backing off): True
+        # makes a send return False, and nothing is sent.
+        self.refuse: Callable[[bytes, bytes, Any], bool] = lambda src, dst, message: False
         self.ids = [Identity(bytes([i + 1]) * 32) for i in range(count)]
         self.keys = [identity.public_key for identity in self.ids]
         self.queue: list[tuple[bytes, bytes, Any]] = []
@@ -50,6 +53,8 @@ class RoomNet:
             self.stores[me] = open_store(self.tmp / f"n{index}.db")
 
         def send(peer: bytes, message: Any) -> bool:
+            if self.refuse(me, peer, message):
+                return False
             decoded = CODEC.decode(CODEC.encode(message))
             self.log.append((me, peer, decoded))
             self.queue.append((me, peer, decoded))

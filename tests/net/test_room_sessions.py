@@ -15,7 +15,7 @@ import trio.testing
 
 from p2pchat.chat.gate import Relation
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
-from p2pchat.net.rooms import MAX_INVITE_SENDS, RoomInvited
+from p2pchat.net.rooms import MAX_INVITE_SENDS, PAIRWISE_RETRY, RoomInvited
 from p2pchat.wire.messages import RoomGossip, RoomGraft, RoomInvite, RoomKeyUpdate
 from tests.net.roomnet import CODEC, RoomNet
 
@@ -243,4 +243,34 @@ async def test_a_key_re_sent_to_an_invitee_is_a_no_op(tmp_path: Path) -> None:
     net.s(2).receive(a, again)
     assert net.s(2).refused == 0
     assert net.s(2).invitations() == [invitation]
+    net.close()
+
+
+async def test_an_invitation_the_link_did_not_take_is_offered_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """b is online and stays online (no session opens, no presence changes), but the
+    link manager did not take the invitation (say, its queue to b was full): it is
+    offered again, and b gets it, without waiting for b to come back."""
+    net = RoomNet(tmp_path, 2, config=NO_PERIODIC)
+    refused: list[object] = []
+
+    def refuse_first_invitation(src: bytes, dst: bytes, message: object) -> bool:
+        if isinstance(message, RoomInvite) and not refused:
+            refused.append(message)
+            return True
+        return False
+
+    net.refuse = refuse_first_invitation
+    async with trio.open_nursery() as nursery:
+        await net.run(nursery)
+        room_id = net.s(0).create("lab").room_id
+        net.s(0).invite(room_id, net.keys[1])
+        invited = [e for e in net.events[net.keys[1]] if isinstance(e, RoomInvited)]
+        took = await wait_until(
+            net, lambda: any(isinstance(e, RoomInvited) for e in net.events[net.keys[1]])
+        )
+        assert refused and not invited
+        assert took <= 2 * PAIRWISE_RETRY
+        nursery.cancel_scope.cancel()
     net.close()
