@@ -71,6 +71,9 @@ class ConnectionConfig:
     large_messages: LargeMessageSlots | None = field(
         default_factory=LargeMessageSlots, compare=False
     )
+    # Also shared: protocol violations are logged once per host per minute, so whoever
+    # opens many connections to break the protocol does not flood the log.
+    close_log: LogLimiter = field(default_factory=lambda: LogLimiter(60.0), compare=False)
 
 
 class SecureConnection:
@@ -323,7 +326,7 @@ class SecureConnection:
                         self._release_large_slot()
                     await self._dispatch_events()
         except RemoteProtocolError as error:
-            _log_close(self.remote_address, self._describe(), error)
+            self._log_close(error)
             self._mark_closed(ConnectionClosed(str(error), by_peer=False, code=error.code))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             self._mark_closed(
@@ -378,7 +381,7 @@ class SecureConnection:
         slots = self.config.large_messages
         assert slots is not None
         reason = f"a large message took more than {slots.timeout:g} s to arrive"
-        _log_close(self.remote_address, self._describe(), reason)
+        self._log_close(reason)
         self._session.close("too-slow", reason)
         self._mark_closed(ConnectionClosed(reason, by_peer=False, code="too-slow"))
 
@@ -514,6 +517,12 @@ class SecureConnection:
             self._progress.set()
             self._progress = trio.Event()
 
+    def _log_close(self, reason: object) -> None:
+        skipped = self.config.close_log.allow(host_of(self.remote_address), trio.current_time())
+        if skipped is not None:
+            more = f" (and {skipped} more from there)" if skipped else ""
+            log.info("closing connection to %s: %s%s", self._describe(), reason, more)
+
     def _describe(self) -> str:
         peer = self._session.peer_id
         return f"{peer[:12]}… at {self.remote_address}" if peer else self.remote_address
@@ -583,18 +592,6 @@ async def secure_connection(
     except BaseExceptionGroup as group:
         # The tasks never raise, so a group holds just what the caller's body raised.
         _raise_single(group)
-
-
-# Protocol violations close the connection; whoever makes many connections to violate
-# the protocol gets one log line per host per minute, not one per connection.
-_CLOSE_LOG = LogLimiter(60.0)
-
-
-def _log_close(address: str, described: str, reason: object) -> None:
-    skipped = _CLOSE_LOG.allow(host_of(address), trio.current_time())
-    if skipped is not None:
-        more = f" (and {skipped} more from there)" if skipped else ""
-        log.info("closing connection to %s: %s%s", described, reason, more)
 
 
 def _log_handshake_failure(

@@ -74,6 +74,9 @@ async def serve_secure(
     that misbehaves loses its own connection only; the listener keeps serving.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
+    # One config for every connection: it carries what they share (large-message
+    # slots, the log limiter).
+    config = config or ConnectionConfig()
     server = InboundHandshakes(handshake_limits)
     on_stream = partial(serve_one, handler=handler, identity=identity, config=config,
                         authorize=authorize, server=server)  # fmt: skip

@@ -167,7 +167,7 @@ async def test_no_relaying_for_or_through_strangers(
         caplog.set_level(logging.INFO, logger="p2pchat.chat")
         await wait_for(lambda: tried(bob.store, to_eve.msg_id), 10, "bob's retry")
         # Bob asked ann, his only online peer, to keep a copy; she said why not.
-        await wait_for(lambda: "refused envelopes: contacts only" in caplog.text, 10,
+        await wait_for(lambda: "refused our envelopes: contacts only" in caplog.text, 10,
                        "ann's answer to bob")  # fmt: skip
         await wait_for(lambda: tried(eve.store, to_bob.msg_id), 10, "eve's retry")
         await wait_for(lambda: eve.node is not None and eve.node.links.dial_failing(ann.key),
