@@ -61,6 +61,9 @@ class ConnectionConfig:
     # Received messages waiting for the consumer; the reader stops reading beyond either.
     receive_queue_messages: int = 256
     receive_queue_bytes: int = 1 << 20
+    # ...but a session not marked trusted (a stranger's) gets at most this much: the
+    # queue only smooths bursts, and strangers may hold a couple of hundred sessions.
+    stranger_receive_bytes: int = 256 << 10
     # An inbound connection must deliver handshake message 1 this soon (a silent socket
     # would otherwise hold a handshake slot for the whole handshake_timeout).
     hello_timeout: float = 3.0
@@ -88,7 +91,8 @@ class SecureConnection:
         self.remote_address = remote_address(stream)
         self.closed: ConnectionClosed | None = None
         self._inbox = Inbox(
-            max_messages=config.receive_queue_messages, max_bytes=config.receive_queue_bytes
+            max_messages=config.receive_queue_messages,
+            max_bytes=min(config.stranger_receive_bytes, config.receive_queue_bytes),
         )
         self._wake_writer = trio.Event()
         self._progress = trio.Event()  # set whenever the writer flushed or the link closed
@@ -103,8 +107,7 @@ class SecureConnection:
         # How often the reader stopped reading because the peer did not read the
         # replies it asked for.
         self.reader_pauses = 0
-        # A contact's session needs no large-message slot (the link manager says so).
-        self.trusted = False
+        self._trusted = False
         self.large_message_waits = 0  # times the reader waited for a large-message slot
         self._large_since: float | None = None  # when we took a large-message slot
 
@@ -132,6 +135,19 @@ class SecureConnection:
     @property
     def handshake_hash(self) -> bytes | None:
         return self._session.handshake_hash
+
+    @property
+    def trusted(self) -> bool:
+        """A contact's session (the link manager says so): it needs no large-message
+        slot and gets the full receive queue."""
+        return self._trusted
+
+    @trusted.setter
+    def trusted(self, trusted: bool) -> None:
+        self._trusted = trusted
+        config = self.config
+        bound = config.receive_queue_bytes
+        self._inbox.set_max_bytes(bound if trusted else min(config.stranger_receive_bytes, bound))
 
     @property
     def pending_bytes(self) -> int:

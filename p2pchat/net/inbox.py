@@ -51,6 +51,11 @@ class Inbox:
         while not self.has_room and not self._closed:
             await self._room.park()
 
+    def set_max_bytes(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        if self.has_room and self._room:
+            self._room.unpark_all()
+
     def put(self, message: Any, size: int) -> None:
         """Queue ``message`` (``size`` bytes on the wire); dropped once closed.
 

@@ -175,3 +175,47 @@ async def test_many_tiny_messages_are_bounded_by_count() -> None:
         release.set()
         await stream.aclose()
     assert max(counts) == 64
+
+
+async def test_a_strangers_inbox_is_smaller_and_a_trusted_one_gets_the_full_queue() -> None:
+    """With the defaults, an untrusted session (a stranger's) is held at 256 KiB of
+    received messages and one more; marked trusted (a contact), at the full 1 MiB."""
+    config = ConnectionConfig(send_timeout=30.0)
+    assert config.stranger_receive_bytes < config.receive_queue_bytes
+    peaks = {"pending": 0, "queued": 0}
+    victims: list[SecureConnection] = []
+    trust = trio.Event()
+
+    async def handler(connection: SecureConnection) -> None:
+        victims.append(connection)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, connection, peaks)
+            await trust.wait()
+            connection.trusted = True  # as the link manager does for a contact
+            await trio.sleep_forever()  # and still reads nothing
+
+    message = Blob(bytes(10_000))
+    size = len(Codec().encode(message))
+
+    async def held_at(bound: int) -> None:
+        """Wait until the victim holds ``bound`` bytes and stops taking more."""
+        with trio.fail_after(60):
+            while not (victims and victims[0].queued_bytes >= bound):
+                await trio.sleep(0.01)
+        await trio.sleep(0.3)  # had it room, it would take more meanwhile
+
+    async with running_server(handler, config=config) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        sender = await raw_handshake(stream, Identity.generate())
+        for _ in range(300):
+            sender.send(message)
+        batch = sender.data_to_send()  # ~3 MB: more than the queue and the kernel hold
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.send_all, batch)
+            await held_at(config.stranger_receive_bytes)
+            assert peaks["queued"] <= config.stranger_receive_bytes + size
+            trust.set()
+            await held_at(config.receive_queue_bytes)
+            assert peaks["queued"] <= config.receive_queue_bytes + size
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
