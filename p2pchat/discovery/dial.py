@@ -9,6 +9,7 @@ from itertools import groupby
 import trio
 
 from p2pchat.discovery.known import Target
+from p2pchat.discovery.verify import POLICY_CODES
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, decode_peer_id
 from p2pchat.net.server import open_secure_connection
@@ -19,7 +20,6 @@ log = logging.getLogger("p2pchat.discovery")
 DIAL_TIMEOUT = 5.0
 # Refusals by local policy (either side's): the peer is there, but one of the two will
 # not talk to the other; dialling again changes nothing until someone changes a list.
-POLICY_CODES = frozenset({"contacts-only", "not-authorized"})
 
 # report(event_name, human_text, **json_fields) — the same reporter the mDNS watcher uses.
 Reporter = Callable[..., None]

@@ -24,6 +24,11 @@ class Verdict(enum.Enum):
     VERIFIED = "verified"
     SPOOFED = "spoofed"  # someone else answered at the announced address
     UNREACHABLE = "unreachable"
+    REFUSED = "refused"  # the id is proven, but it will not talk to us (its policy)
+
+
+# Refusals by a peer's policy: it is there and proved who it is, but will not talk.
+POLICY_CODES = frozenset({"contacts-only", "not-authorized"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,7 @@ class Verification:
     verdict: Verdict
     address: str | None
     detail: str
+    code: str = ""  # the refusal's code (REFUSED)
 
 
 async def verify_peer(
@@ -46,10 +52,15 @@ async def verify_peer(
                 async with open_secure_connection(
                     host, peer.port, identity, expected_peer=peer.peer_key, authorize=authorize
                 ) as connection:
+                    # The responder judges us on handshake message 3, which completes
+                    # the handshake on our side first: a Ping shows whether it admitted us.
+                    await connection.ping()
                     await connection.aclose("bye", "verified")
         except ConnectionClosed as closed:
             if closed.code == "unexpected-identity":
                 return Verification(Verdict.SPOOFED, address, str(closed))
+            if closed.code in POLICY_CODES:
+                return Verification(Verdict.REFUSED, address, str(closed), closed.code)
             failures.append(f"{address}: {closed}")
         except (OSError, trio.TooSlowError) as error:
             failures.append(f"{address}: {error or 'timed out'}")

@@ -62,6 +62,8 @@ async def watch(
     # port, a new address, or a stale cache entry that is then corrected) is proven
     # again, so "verified" always refers to the addresses being reported.
     proven: dict[str, tuple[tuple[str, ...], int]] = {}
+    # ...and where each instance refused us (its policy): not dialled again there.
+    refused: dict[str, tuple[tuple[str, ...], int]] = {}
     # Records can name any address: bound how many handshakes they make us start.
     dialling = trio.CapacityLimiter(MAX_CONCURRENT_VERIFICATIONS)
     async with trio.open_nursery() as nursery:
@@ -83,13 +85,14 @@ async def watch(
                     report("discovered", f"discovered: {describe(peer)}{note}", **fields)
                 else:
                     report("updated", f"updated: {describe(peer)}{note}", **fields)
-                if not verified and dial:
+                if not verified and dial and refused.get(peer.instance) != place:
                     nursery.start_soon(
-                        _verify, mdns, identity, peer, report, proven, on_verified, dialling,
-                        authorize,
+                        _verify, mdns, identity, peer, report, (proven, refused), on_verified,
+                        dialling, authorize,
                     )  # fmt: skip
             elif isinstance(event, PeerGone) and event.peer is not None:
                 proven.pop(event.instance, None)
+                refused.pop(event.instance, None)
                 report("gone", f"gone: {describe(event.peer)}", id=event.peer.peer_id)
 
 
@@ -98,18 +101,25 @@ async def _verify(
     identity: Identity,
     peer: DiscoveredPeer,
     report: Reporter,
-    proven: dict[str, tuple[tuple[str, ...], int]],
+    places: tuple[dict[str, tuple[tuple[str, ...], int]], dict[str, tuple[tuple[str, ...], int]]],
     on_verified: OnVerified | None,
     dialling: trio.CapacityLimiter,
     authorize: Authorizer | None,
 ) -> None:
     async with dialling:
         result = await verify_peer(peer, identity, authorize)
+    proven, refused = places
     if result.verdict is Verdict.VERIFIED:
         proven[peer.instance] = (peer.addresses, peer.port)
         if on_verified is not None and result.address is not None:
             on_verified(peer.peer_id, result.address, peer.nick)
         report("verified", f"verified: {describe(peer)}", **peer_fields(peer, verified=True))
+    elif result.verdict is Verdict.REFUSED:
+        refused[peer.instance] = (peer.addresses, peer.port)
+        why = "it talks to its contacts only" if result.code == "contacts-only" else "refused"
+        report("refused", f"refused: {describe(peer)}: {why} ({result.detail})",
+               id=peer.peer_id, address=result.address, code=result.code, by_peer=True,
+               detail=result.detail)  # fmt: skip
     elif result.verdict is Verdict.SPOOFED:
         mdns.ignore(peer.instance)
         log.warning("spoofed mDNS record for %s: %s", peer.peer_id, result.detail)

@@ -37,6 +37,7 @@ from p2pchat.errors import P2PChatError, ProfileError, StoreError
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
 from p2pchat.net.chat import ChatService, ContactRequest, MessageIn, Receipt
 from p2pchat.net.node import (
+    DiscoveryNote,
     EventsDropped,
     Listening,
     Node,
@@ -176,6 +177,9 @@ class ChatApp(App[None]):
         self._disk: dict[str, DiskTrouble] = {}  # files the disk refuses to write now
         self._refresh_pending = False
         self._advice = ""
+        # Peers nearby that proved who they are but refused us (they talk to their
+        # contacts only): the likely reason nobody shows up. Bounded by what mDNS tracks.
+        self._refused_by: set[str] = set()
         self._advice_asked = False
         self._last_toast: dict[str, float] = {}
         self._last_bell = -1e9
@@ -334,7 +338,7 @@ class ChatApp(App[None]):
         node = self.node
         if node is not None and node.mesh is not None:
             self._seen = {
-                p.peer_id: Seen(p.peer_id, p.nick, p.status, p.status_text)
+                p.peer_id: Seen(p.peer_id, p.nick, p.status, p.status_text, p.proven)
                 for p in node.members()
                 if not p.is_self
             }
@@ -355,6 +359,8 @@ class ChatApp(App[None]):
             self._events_dropped(event.count)
         elif isinstance(event, MessageIn):
             self._message_in(event)
+        elif isinstance(event, DiscoveryNote):
+            self._discovery_note(event)
         elif isinstance(event, Receipt):
             if event.peer_id == self._peer:
                 self.query_one(ConversationView).set_state(bytes.fromhex(event.msg_id), event.state)
@@ -621,6 +627,10 @@ class ChatApp(App[None]):
             right = "starting…"
         elif online:
             right = f"{online} peer{'s' if online != 1 else ''} · connected"
+        elif self._refused_by and not self.settings.contacts_only:
+            count = len(self._refused_by)
+            who = "1 peer nearby talks" if count == 1 else f"{count} peers nearby talk"
+            right = f"{who} to contacts only: ask for an invite code, then /connect CODE"
         elif not self.settings.mdns:
             right = "mDNS off: /connect CODE reaches someone, /invite gives your code"
         elif self.settings.contacts_only:
@@ -638,6 +648,18 @@ class ChatApp(App[None]):
         bar.update(Text(f"{left} {'─' * width} {right}"))
         if self._peer is not None:
             self._update_title()
+
+    def _discovery_note(self, note: DiscoveryNote) -> None:
+        peer_id = note.fields.get("id")
+        if not isinstance(peer_id, str):
+            return
+        if note.name == "refused" and note.fields.get("by_peer"):
+            self._refused_by.add(peer_id)
+        elif note.name in ("verified", "gone"):
+            self._refused_by.discard(peer_id)
+        else:
+            return
+        self._update_topbar()
 
     def _ask_doctor(self) -> None:
         """Nobody after a while: run the multicast checks of `p2pchat doctor` once and

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 import trio
+import trio.testing
 
 import p2pchat.discovery.watch as watch_module
 from p2pchat.discovery.mdns import DiscoveryEvent, Mdns, PeerSeen
@@ -107,3 +108,79 @@ async def test_only_contacts_records_are_dialled_in_contacts_only_mode(
         assert "not a contact: not dialled" in eve["text"]
     else:
         assert "dialled" not in eve
+
+
+async def test_a_record_of_a_contacts_only_node_is_refused_once_not_verified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handshake proves the announced id, but the node behind it talks to its
+    contacts only: the record is reported refused (with the code), not verified, the
+    node is not joined, and an update of the same record is not dialled again."""
+    from p2pchat.discovery.verify import verify_peer
+    from p2pchat.net.node import NodeSettings, open_node
+
+    me = Identity.generate()
+    verified: list[str] = []
+    dials: list[str] = []
+    reports: list[tuple[str, dict[str, Any]]] = []
+
+    async def counting(peer: DiscoveredPeer, identity: Identity, authorize: Any) -> Verification:
+        dials.append(peer.peer_id)
+        return await verify_peer(peer, identity, authorize)
+
+    def report(name: str, text: str, **fields: Any) -> None:
+        reports.append((name, {"text": text, **fields}))
+
+    monkeypatch.setattr(watch_module, "verify_peer", counting)
+    settings = NodeSettings(nick="ann", host="127.0.0.1", mdns=False, contacts_only=True)
+    async with open_node(Identity.generate(), settings) as ann:
+        port = int(ann.addresses[0].rsplit(":", 1)[1])
+        record = seen(ann.identity, "ann", port)
+        send, later = trio.open_memory_channel[DiscoveryEvent](4)
+        fake = LaterMdns([record], later)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: watch(
+                    cast(Mdns, fake),
+                    me,
+                    report,
+                    announcement=None,
+                    on_verified=lambda peer_id, address, nick: verified.append(peer_id),
+                    task_status=task_status,
+                )
+            )
+            with trio.fail_after(30):
+                while not any(name == "refused" for name, _ in reports):
+                    await trio.sleep(0.01)
+                await send.send(PeerSeen(record.peer, first=False))  # its status changed
+                while not any(name == "updated" for name, _ in reports):
+                    await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    [fields] = [f for n, f in reports if n == "refused"]
+    assert fields["code"] == "contacts-only" and fields["by_peer"] is True
+    assert "contacts only" in fields["text"]
+    assert verified == [] and not any(name == "verified" for name, _ in reports)
+    assert dials == [ann.peer_id], "the update was not dialled again"
+
+
+class LaterMdns(FakeMdns):
+    """Hands over its events, then whatever the test sends later."""
+
+    def __init__(
+        self, events: list[DiscoveryEvent], later: trio.MemoryReceiveChannel[DiscoveryEvent]
+    ) -> None:
+        super().__init__(events)
+        self.later = later
+
+    async def browse(
+        self,
+        send: trio.MemorySendChannel[DiscoveryEvent],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        for event in self.events:
+            await send.send(event)
+        async for event in self.later:
+            await send.send(event)

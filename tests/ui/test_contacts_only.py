@@ -9,7 +9,7 @@ from collections.abc import Callable
 from textual.widgets import Static
 
 from p2pchat.discovery.known import parse_invite
-from p2pchat.net.node import NodeSettings
+from p2pchat.net.node import DiscoveryNote, NodeSettings
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.host import NodeHost
 from tests.ui.test_app import SIZE, Person, notifications, people, type_line, until
@@ -70,6 +70,39 @@ def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
                 assert (mine := bob.store.contact(ann.key)) is not None and mine.is_contact
                 # Both show each other as contacts, online.
                 await until(ann_pilot, lambda: "1 peer" in topbar(ann_app), "bob online at ann's")
+        finally:
+            await host.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_peer_nearby_that_refused_us_is_the_status_bar_s_advice(
+    people: Callable[[str], Person],
+) -> None:
+    """Nobody shows up because the one node nearby talks to its contacts only: the
+    status bar says that (and what to do), not "no peers found"."""
+    bob = people("bob")
+    ann_id = people("ann").peer_id
+
+    async def scenario() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            app = app_for(bob, host, contacts_only=False)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.node is not None, "the node")
+                node = app.node
+                assert node is not None
+
+                def note(name: str) -> None:
+                    fields = {"id": ann_id, "by_peer": True, "code": "contacts-only"}
+                    host.call(lambda: node._emit(DiscoveryNote(name, name, fields)))
+
+                note("refused")
+                await until(pilot, lambda: "talks to contacts only" in topbar(app), "advice")
+                assert "invite code" in topbar(app)
+                note("gone")
+                await until(pilot, lambda: "contacts only" not in topbar(app), "it went")
         finally:
             await host.stop()
 
