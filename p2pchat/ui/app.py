@@ -629,13 +629,13 @@ class ChatApp(App[None]):
             right = f"{online} peer{'s' if online != 1 else ''} · connected"
         elif self._refused_by and not self.settings.contacts_only:
             count = len(self._refused_by)
-            who = "1 peer nearby talks" if count == 1 else f"{count} peers nearby talk"
-            right = f"{who} to contacts only: ask for an invite code, then /connect CODE"
+            who = "1 nearby talks" if count == 1 else f"{count} nearby talk"
+            right = f"{who} to contacts only · ask for an invite code"
         elif not self.settings.mdns:
             right = "mDNS off: /connect CODE reaches someone, /invite gives your code"
         elif self.settings.contacts_only:
             # Strangers are not shown in this mode, so nobody here is the likely reason.
-            right = "no contact online: /invite gives a code to become one"
+            right = "no contact online · /invite makes a code"
         elif time.monotonic() - self._started < NO_PEERS_AFTER:
             right = "discovering…"
         else:
@@ -999,6 +999,12 @@ class ChatApp(App[None]):
             if note.name == "verified" and note.fields.get("via") == "invite" and peer_id:
                 name = note.fields.get("nick") or self.name_of(decode_peer_id(peer_id))
                 text += f" — {name} is now a contact"
+            elif note.name == "refused" and note.fields.get("code") == "contacts-only":
+                target = next((t for t in targets if t.peer_id == peer_id), None)
+                name = (target.nick if target else None) or (peer_id or "")[:12]
+                text = f"{name} talks to contacts only"
+                if target is not None and target.invite:
+                    text += ": this code was used already or has expired; ask for a new one"
             self.notify(text, severity="information" if note.name == "verified" else "error")
         self.call_later(self._refresh_sidebar)
 

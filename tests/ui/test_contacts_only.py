@@ -36,7 +36,7 @@ def topbar(app: ChatApp) -> str:
 def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
     people: Callable[[str], Person],
 ) -> None:
-    ann, bob = people("ann"), people("bob")
+    ann, bob, carol = people("ann"), people("bob"), people("carol")
 
     async def scenario() -> None:
         host = NodeHost()
@@ -44,9 +44,11 @@ def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
         try:
             ann_app = app_for(ann, host, contacts_only=True)
             bob_app = app_for(bob, host, contacts_only=False)
+            carol_app = app_for(carol, host, contacts_only=False)
             async with (
                 ann_app.run_test(size=SIZE, notifications=True) as ann_pilot,
                 bob_app.run_test(size=SIZE, notifications=True) as bob_pilot,
+                carol_app.run_test(size=SIZE, notifications=True) as carol_pilot,
             ):
                 await until(ann_pilot, lambda: ann_app.node and bob_app.node, "both nodes")
                 assert "ann (● available) · contacts only" in topbar(ann_app)
@@ -70,6 +72,14 @@ def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
                 assert (mine := bob.store.contact(ann.key)) is not None and mine.is_contact
                 # Both show each other as contacts, online.
                 await until(ann_pilot, lambda: "1 peer" in topbar(ann_app), "bob online at ann's")
+                # The code is spent: carol, who got it passed on, is told so.
+                await type_line(carol_pilot, f"/connect {code}")
+                await until(
+                    carol_pilot,
+                    lambda: any("used already" in m for _, m in notifications(carol_app)),
+                    "carol's refusal",
+                )
+                assert ann.store.contact(carol.key) is None
         finally:
             await host.stop()
 
