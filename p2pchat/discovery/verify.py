@@ -12,6 +12,7 @@ from p2pchat.addresses import format_host_port
 from p2pchat.discovery.records import DiscoveredPeer
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
+from p2pchat.net.connection import SecureConnection
 from p2pchat.net.server import open_secure_connection
 from p2pchat.session.core import Authorizer
 
@@ -52,9 +53,7 @@ async def verify_peer(
                 async with open_secure_connection(
                     host, peer.port, identity, expected_peer=peer.peer_key, authorize=authorize
                 ) as connection:
-                    # The responder judges us on handshake message 3, which completes
-                    # the handshake on our side first: a Ping shows whether it admitted us.
-                    await connection.ping()
+                    await _ask_whether_admitted(connection)
                     await connection.aclose("bye", "verified")
         except ConnectionClosed as closed:
             if closed.code == "unexpected-identity":
@@ -69,3 +68,14 @@ async def verify_peer(
     detail = "; ".join(failures) or "no address"
     log.debug("could not verify %s: %s", peer.peer_id, detail)
     return Verification(Verdict.UNREACHABLE, None, detail)
+
+
+async def _ask_whether_admitted(connection: SecureConnection) -> None:
+    """The responder judges us on handshake message 3, which completes the handshake
+    on our side first: a Ping shows whether it admitted us. Any other close (most often
+    ``duplicate``: we already share a session with it) still leaves the id proven."""
+    try:
+        await connection.ping()
+    except ConnectionClosed as closed:
+        if closed.code in POLICY_CODES:
+            raise

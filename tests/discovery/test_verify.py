@@ -1,0 +1,54 @@
+"""Verifying a record of a node we already share a session with.
+
+A Ping after the handshake tells whether the responder admitted us; a node that
+already has a session with us may close the second one (``duplicate``) before it
+answers. The handshake proved the id all the same: the record is verified.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from p2pchat.discovery.known import Target
+from p2pchat.discovery.records import DiscoveredPeer
+from p2pchat.discovery.verify import Verdict, verify_peer
+from p2pchat.identity import Identity
+from p2pchat.net.links import LinkLimits
+from p2pchat.net.node import NodeSettings, open_node
+
+LOOPBACK = LinkLimits(max_links_per_address=LinkLimits().max_links)
+
+
+def record_of(identity: Identity, nick: str, port: int) -> DiscoveredPeer:
+    return DiscoveredPeer(
+        instance=f"{nick} ({identity.peer_id[:8]})",
+        peer_id=identity.peer_id,
+        peer_key=identity.public_key,
+        addresses=("127.0.0.1",),
+        port=port,
+        versions=(1,),
+        nick=nick,
+        status=None,
+    )
+
+
+async def test_a_peer_that_dialled_us_is_verified_though_it_keeps_its_own_session() -> None:
+    """Of two sessions between a pair, the one dialled by the smaller key survives: when
+    the peer with the smaller key dialled us, our verification's session is the one
+    closed (``duplicate``) — after the handshake that proved its id."""
+    small, large = sorted((Identity.generate(), Identity.generate()), key=lambda i: i.public_key)
+
+    def settings(nick: str, **more: object) -> NodeSettings:
+        return NodeSettings(nick=nick, host="127.0.0.1", mdns=False, limits=LOOPBACK, **more)  # type: ignore[arg-type]
+
+    async with open_node(large, settings("large")) as verifier:
+        port = int(verifier.addresses[0].rsplit(":", 1)[1])
+        async with open_node(small, settings("small", static=[Target("127.0.0.1", port)])) as peer:
+            with trio.fail_after(30):
+                while small.peer_id not in verifier.connected():
+                    await trio.sleep(0.01)
+            peer_port = int(peer.addresses[0].rsplit(":", 1)[1])
+            result = await verify_peer(record_of(small, "small", peer_port), large)
+            assert result.verdict is Verdict.VERIFIED, result.detail
+            assert result.address == f"127.0.0.1:{peer_port}"
+            assert small.peer_id in verifier.connected(), "its own session was kept"
