@@ -14,7 +14,7 @@ from p2pchat.discovery.records import DiscoveredPeer
 from p2pchat.discovery.verify import Verdict, verify_peer
 from p2pchat.identity import Identity
 from p2pchat.net.links import LinkLimits
-from p2pchat.net.node import NodeSettings, open_node
+from p2pchat.node.node import NodeSettings, open_node
 
 LOOPBACK = LinkLimits(max_links_per_address=LinkLimits().max_links)
 
@@ -45,7 +45,11 @@ async def test_a_peer_that_dialled_us_is_verified_though_it_keeps_its_own_sessio
         port = int(verifier.addresses[0].rsplit(":", 1)[1])
         async with open_node(small, settings("small", static=[Target("127.0.0.1", port)])) as peer:
             with trio.fail_after(30):
-                while small.peer_id not in verifier.connected():
+                # Both ends: until the dialler registers its session, ours would be
+                # the only one it has, and be kept.
+                while small.peer_id not in verifier.connected() or (
+                    large.peer_id not in peer.connected()
+                ):
                     await trio.sleep(0.01)
             peer_port = int(peer.addresses[0].rsplit(":", 1)[1])
             result = await verify_peer(record_of(small, "small", peer_port), large)
