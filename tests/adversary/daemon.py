@@ -141,6 +141,18 @@ class Daemon:
         raw = fcntl.ioctl(self._stdout.fileno(), termios.FIONREAD, b"\0\0\0\0")
         return int.from_bytes(raw, sys.byteorder)
 
+    def blocked_writing_a_pipe(self) -> bool:
+        """Whether one of the daemon's threads sleeps in a pipe write (its stdout is full
+        for the write it tries: a write that fits in a pipe page is all or nothing, so
+        the pipe may hold less than its size while the writer waits)."""
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*"):
+            try:
+                if "pipe_write" in (task / "wchan").read_text():
+                    return True
+            except OSError:  # the thread ended meanwhile
+                continue
+        return False
+
     def stderr(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-4000:]

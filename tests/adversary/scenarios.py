@@ -346,6 +346,7 @@ async def burst_with_message_3(victim: Daemon, count: int, *, together: bool) ->
 class StdoutResult:
     unread: int  # bytes waiting in the stdout pipe once it stopped moving
     pipe: int  # the pipe's size
+    blocked: bool  # the victim's stdout writer was seen sleeping in a pipe write
     sent: int
     acked: int
     control_s: float | None  # a control socket command answered, the pipe full
@@ -368,8 +369,9 @@ async def contact_floods_unread_stdout(
         await peer.round_trip()
         await _send_and_wait(peer, made[:messages], acked)
     pipe = victim.pipe_size()
+    blocked = False
     with trio.move_on_after(within):  # events are written after the receipts go out
-        while victim.unread_bytes() < pipe - 1024:  # no room left for a `message` line
+        while not (blocked := victim.blocked_writing_a_pipe()):
             await trio.sleep(0.05)
     unread = victim.unread_bytes()
     control_s: float | None = None
@@ -383,7 +385,9 @@ async def contact_floods_unread_stdout(
     stored: int | None = None
     with contextlib.suppress(TimeoutError, OSError):
         stored = len(await victim.ahistory(contact.peer_id, within))
-    return StdoutResult(unread, pipe, len(made), len(acked), control_s, stored, victim.alive())
+    return StdoutResult(
+        unread, pipe, blocked, len(made), len(acked), control_s, stored, victim.alive()
+    )
 
 
 async def _send_and_wait(peer: Peer, made: list[tuple[bytes, bytes]], acked: set[bytes]) -> None:

@@ -20,7 +20,7 @@ PIPE_BYTES = 4096
 async def test_an_unread_stdout_does_not_freeze_the_node(daemons: Callable[..., Daemon]) -> None:
     victim = daemons("victim", read_stdout=False, pipe_bytes=PIPE_BYTES)
     result = await contact_floods_unread_stdout(victim, BURST, within=CONTACT_WITHIN)
-    assert result.unread >= result.pipe - 1024, f"stdout never filled: {result}"
+    assert result.blocked and result.unread > 0, f"stdout never filled: {result}"
     assert result.control_s is not None and result.control_s <= CONTACT_WITHIN, result
     assert (result.acked, result.stored) == (result.sent, result.sent), result
     assert result.alive
