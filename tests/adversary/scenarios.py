@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ from tests.adversary.client import (
 from tests.adversary.daemon import Daemon
 from tests.adversary.memory import MIB, Memory, memory
 from tests.adversary.wire import HandshakeFailed
+
+REPOSITORY = Path(__file__).resolve().parents[2]  # where `python -m tests.…` runs
 
 SAFETY_CAP = 768 * MIB  # an attack stops once the victim has grown this much
 FLOOD_S = 8.0  # a flood that the victim stops taking ends after this long
@@ -240,18 +244,38 @@ async def strangers_hold_slots(
     caller = identity()
     victim.add_contact(caller.peer_id)
     held = Held()
+    command = [sys.executable, "-m", "tests.adversary.holders", str(victim.port), str(strangers)]
     async with trio.open_nursery() as nursery:
-        for address in loopback_addresses(strangers):
-            nursery.start_soon(attacks.hold_session, victim.port, address, held)
-        with trio.move_on_after(20):  # every stranger in, or turned away at least once
-            while held.opened + held.refused < strangers:
-                await trio.sleep(0.2)
-        await trio.sleep(attacks.REFRESH_S)  # the victim has seen them all talk once
-        contact_in = await deliver(victim.port, caller, "hello under siege", within=within)
-        contact_out = await send_to_contact(victim, contact, within)
-        counts = Held(held.open, held.opened, held.refused, held.closed)
+        holders = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, cwd=REPOSITORY, start_new_session=True
+        )
+        assert holders.stdout is not None
+        nursery.start_soon(_follow_counts, holders.stdout, held)
+        try:
+            with trio.move_on_after(20):  # every stranger in, or turned away at least once
+                while held.opened + held.refused < strangers:
+                    await trio.sleep(0.2)
+            await trio.sleep(attacks.REFRESH_S)  # the victim has seen them all talk once
+            contact_in = await deliver(victim.port, caller, "hello under siege", within=within)
+            contact_out = await send_to_contact(victim, contact, within)
+            counts = Held(held.open, held.opened, held.refused, held.closed)
+        finally:
+            holders.kill()
+            with trio.CancelScope(shield=True):
+                await holders.wait()
         nursery.cancel_scope.cancel()
     return SlotsResult(counts, strangers, contact_in, contact_out, victim.alive())
+
+
+async def _follow_counts(stdout: trio.abc.ReceiveStream, held: Held) -> None:
+    """Keeps ``held`` up to date from the holders' JSON lines."""
+    pending = b""
+    async for chunk in stdout:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if lines:
+            for name, value in json.loads(lines[-1]).items():
+                setattr(held, name, value)
 
 
 # ---------------------------------------------------------------------- handshake slots
