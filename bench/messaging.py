@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity
-from p2pchat.net.chat import MessageIn, Receipt, msg_id_text
-from p2pchat.net.node import Node, NodeSettings, open_node
 from p2pchat.net.server import listener_addresses
+from p2pchat.node.chat import MessageIn, Receipt, msg_id_text
+from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.store import Store, open_store
 
 TEXT = "x" * 100  # a 100-character message, as in bench/session.py's small messages

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p2pchat.identity import Identity, encode_peer_id
-from p2pchat.net.node import NodeSettings, Presence
+from p2pchat.node.node import NodeSettings, Presence
 from p2pchat.profile import Profile
 from p2pchat.store import Store, open_store
 from p2pchat.ui.app import ChatApp, NodeEventArrived

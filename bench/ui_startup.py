@@ -67,7 +67,7 @@ from pathlib import Path
 start = time.perf_counter()
 from p2pchat.ui.app import ChatApp
 imported = time.perf_counter()
-from p2pchat.net.node import NodeSettings
+from p2pchat.node.node import NodeSettings
 from p2pchat.profile import open_profile
 from p2pchat.store import open_store
 

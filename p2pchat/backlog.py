@@ -7,7 +7,7 @@ go is counted, and the reader learns it at the place of the gap: dropping always
 the oldest waiting item, which is the next one the reader would have taken, so a
 ``take`` that reports a count reports it exactly where the items are missing.
 
-Pure: no I/O, no clock. The trio side is :mod:`p2pchat.net.feed`.
+Pure: no I/O, no clock. The trio side is :mod:`p2pchat.feed`.
 """
 
 from __future__ import annotations

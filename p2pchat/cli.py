@@ -43,7 +43,8 @@ from p2pchat.errors import ConnectionClosed, P2PChatError, ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.logfile import log_to_file, log_to_stream
 from p2pchat.mesh.presence import MAX_STATUS_TEXT, text_problem
-from p2pchat.net.chat import (
+from p2pchat.net.server import open_secure_connection
+from p2pchat.node.chat import (
     ChatEvent,
     ChatSettings,
     ContactRequest,
@@ -51,7 +52,7 @@ from p2pchat.net.chat import (
     Receipt,
     new_invite,
 )
-from p2pchat.net.node import (
+from p2pchat.node.node import (
     DiscoveryNote,
     EventsDropped,
     Listening,
@@ -62,8 +63,7 @@ from p2pchat.net.node import (
     Presence,
     open_node,
 )
-from p2pchat.net.rooms import RoomChanged, RoomEvent, RoomGone, RoomInvited, RoomMessageIn
-from p2pchat.net.server import open_secure_connection
+from p2pchat.node.rooms import RoomChanged, RoomEvent, RoomGone, RoomInvited, RoomMessageIn
 from p2pchat.profile import Profile, ProfileLock, open_profile, resolve_home
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.store import DATABASE_FILE, Store, open_store

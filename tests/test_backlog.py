@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pchat.backlog import Backlog, approx_size
-from p2pchat.net.chat import MessageIn, Receipt
+from p2pchat.node.chat import MessageIn, Receipt
 
 
 def test_the_oldest_go_and_the_gap_is_reported_where_it_is() -> None:

@@ -8,9 +8,9 @@ import pytest
 import trio
 import trio.testing
 
+from p2pchat.feed import Feed
 from p2pchat.identity import Identity
-from p2pchat.net.feed import Feed
-from p2pchat.net.node import (
+from p2pchat.node.node import (
     EVENT_BUFFER,
     DiscoveryNote,
     EventsDropped,

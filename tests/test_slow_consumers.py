@@ -23,7 +23,7 @@ from p2pchat.api.output import MAX_BYTES, MAX_LINES
 from p2pchat.chat.rules import MessageState
 from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity, decode_peer_id
-from p2pchat.net.node import Node, NodeSettings, open_node
+from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.store import open_store
 from tests.test_chat_cli import cli
 

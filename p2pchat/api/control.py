@@ -20,7 +20,7 @@ import trio
 
 from p2pchat.api.handler import ApiHandler
 from p2pchat.api.protocol import MAX_LINE_BYTES, ApiError, encode_event, parse_command
-from p2pchat.net.feed import Feed
+from p2pchat.feed import Feed
 from p2pchat.ratelimit import LogLimiter
 
 log = logging.getLogger("p2pchat.api")

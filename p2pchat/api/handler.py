@@ -43,9 +43,9 @@ from p2pchat.identity import (
     safety_number,
 )
 from p2pchat.mesh.presence import text_problem
-from p2pchat.net.chat import ChatService, Receipt
-from p2pchat.net.node import Node, NodeEvent, Presence
-from p2pchat.net.rooms import RoomService
+from p2pchat.node.chat import ChatService, Receipt
+from p2pchat.node.node import Node, NodeEvent, Presence
+from p2pchat.node.rooms import RoomService
 from p2pchat.store import Contact, Store
 from p2pchat.wire.messages import MAX_PING_DATA
 

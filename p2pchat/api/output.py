@@ -1,7 +1,7 @@
 """The daemon's stdout: lines for a reader the node does not control, never waited for.
 
 A blocking write on the trio thread would freeze the whole node as soon as a pipe that
-nobody reads is full. So lines wait in a bounded :class:`~p2pchat.net.feed.Feed`
+nobody reads is full. So lines wait in a bounded :class:`~p2pchat.feed.Feed`
 (the oldest go first, and the reader finds a "dropped" line where they were) and one
 writer task hands them to a worker thread, which may block on the pipe as long as it
 likes. Setting stdout non-blocking instead would also change the terminal or pipe for
@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import trio
 
-from p2pchat.net.feed import Feed
+from p2pchat.feed import Feed
 from p2pchat.ratelimit import LogLimiter
 
 log = logging.getLogger("p2pchat.api")

@@ -1,5 +1,5 @@
 """Chat rules, sans-IO: message ids, clocks, states, ordering, the contact-request gate,
-relay quotas and sealed envelopes. The trio side lives in :mod:`p2pchat.net.chat`."""
+relay quotas and sealed envelopes. The trio side lives in :mod:`p2pchat.node.chat`."""
 
 from p2pchat.chat.gate import ContactGate, GateLimits, Relation, Verdict
 from p2pchat.chat.relay import RelayLimits

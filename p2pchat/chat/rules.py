@@ -1,7 +1,7 @@
 """The rules of a one-to-one conversation: message ids, clocks, states, order, retries.
 
 Pure: time arrives as integer milliseconds, randomness as bytes or an injected
-``random.Random``. The service in :mod:`p2pchat.net.chat` applies these rules around
+``random.Random``. The service in :mod:`p2pchat.node.chat` applies these rules around
 the store and the network.
 """
 

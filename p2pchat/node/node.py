@@ -35,13 +35,17 @@ from p2pchat.discovery.records import Announcement, Status
 from p2pchat.discovery.watch import watch
 from p2pchat.diskfaults import DiskEvent, DiskHealth, DiskRecovered, DiskTrouble, disk_fault
 from p2pchat.errors import ConnectionClosed, StoreError
+from p2pchat.feed import Feed
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.mesh.admission import GossipRefused
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import MESH_MESSAGES, MemberForgotten, Mesh, MeshEvent, PresenceChanged
 from p2pchat.mesh.membership import ONLINE_STATES, State
 from p2pchat.mesh.presence import make_record, next_version
-from p2pchat.net.chat import (
+from p2pchat.net.connection import ConnectionConfig
+from p2pchat.net.links import LinkLimits, LinkManager, Value
+from p2pchat.net.server import listener_addresses, serve_secure
+from p2pchat.node.chat import (
     CHAT_MESSAGES,
     CONTACTS_ONLY,
     CONTACTS_ONLY_REASON,
@@ -51,11 +55,7 @@ from p2pchat.net.chat import (
     ContactRequest,
     MessageIn,
 )
-from p2pchat.net.connection import ConnectionConfig
-from p2pchat.net.feed import Feed
-from p2pchat.net.links import LinkLimits, LinkManager, Value
-from p2pchat.net.rooms import ROOM_WIRE, RoomEvent, RoomService
-from p2pchat.net.server import listener_addresses, serve_secure
+from p2pchat.node.rooms import ROOM_WIRE, RoomEvent, RoomService
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import SUPPORTED_VERSIONS, Refusal
 from p2pchat.store import Store

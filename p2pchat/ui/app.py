@@ -35,8 +35,8 @@ from p2pchat.discovery.known import static_targets
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble, disk_fault
 from p2pchat.errors import P2PChatError, ProfileError, StoreError
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
-from p2pchat.net.chat import ChatService, ContactRequest, MessageIn, Receipt
-from p2pchat.net.node import (
+from p2pchat.node.chat import ChatService, ContactRequest, MessageIn, Receipt
+from p2pchat.node.node import (
     DiscoveryNote,
     EventsDropped,
     Listening,
@@ -48,7 +48,7 @@ from p2pchat.net.node import (
     Presence,
     open_node,
 )
-from p2pchat.net.rooms import RoomChanged, RoomGone, RoomInvited, RoomMessageIn, RoomService
+from p2pchat.node.rooms import RoomChanged, RoomGone, RoomInvited, RoomMessageIn, RoomService
 from p2pchat.profile import Profile
 from p2pchat.store import Store, StoredMessage
 from p2pchat.ui.commands import (

@@ -26,7 +26,7 @@ import trio
 
 from p2pchat.backlog import Backlog, approx_size
 from p2pchat.diskfaults import disk_fault
-from p2pchat.net.feed import Feed
+from p2pchat.feed import Feed
 
 log = logging.getLogger("p2pchat.ui")
 T = TypeVar("T")

@@ -117,7 +117,7 @@ async def test_a_record_of_a_contacts_only_node_is_refused_once_not_verified(
     contacts only: the record is reported refused (with the code), not verified, the
     node is not joined, and an update of the same record is not dialled again."""
     from p2pchat.discovery.verify import verify_peer
-    from p2pchat.net.node import NodeSettings, open_node
+    from p2pchat.node.node import NodeSettings, open_node
 
     me = Identity.generate()
     verified: list[str] = []

@@ -11,9 +11,9 @@ import trio
 
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.identity import Identity
-from p2pchat.net.chat import ChatService, ChatSettings, MessageIn, Receipt
 from p2pchat.net.links import LinkLimits
-from p2pchat.net.node import Node, NodeEvent, NodeSettings, crashable_node
+from p2pchat.node.chat import ChatService, ChatSettings, MessageIn, Receipt
+from p2pchat.node.node import Node, NodeEvent, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, Store, open_store
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.net.chat import ContactRequest, MessageIn
+from p2pchat.node.chat import ContactRequest, MessageIn
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes
 from tests.net.chatpeers import ChatPeer, wait_for

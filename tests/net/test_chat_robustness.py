@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 import trio
 
-import p2pchat.net.chat as chat_module
+import p2pchat.node.chat as chat_module
 from p2pchat.api.control import serve_control
 from p2pchat.api.handler import ApiHandler
 from p2pchat.chat.sealing import seal
 from p2pchat.errors import StoreError
 from p2pchat.identity import Identity
-from p2pchat.net.chat import ChatEvent, ChatService
 from p2pchat.net.server import open_secure_connection
+from p2pchat.node.chat import ChatEvent, ChatService
 from p2pchat.store import StoredMessage, open_store
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes

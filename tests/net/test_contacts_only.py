@@ -18,9 +18,9 @@ from p2pchat.api.handler import ApiHandler
 from p2pchat.discovery.known import parse_invite
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
-from p2pchat.net.chat import MessageIn
-from p2pchat.net.node import PeerConnected
 from p2pchat.net.server import open_secure_connection
+from p2pchat.node.chat import MessageIn
+from p2pchat.node.node import PeerConnected
 from p2pchat.store import Store
 from tests.net.chatpeers import ChatPeer, wait_for
 from tests.net.test_chat import state_of

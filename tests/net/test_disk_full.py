@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import trio
 
-import p2pchat.net.chat as chat_module
+import p2pchat.node.chat as chat_module
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble
-from p2pchat.net.rooms import RoomMessageIn
+from p2pchat.node.rooms import RoomMessageIn
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.wire.messages import ChatMessage
 from tests.discovery.nodes import Node

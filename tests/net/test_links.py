@@ -26,8 +26,8 @@ from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.presence import make_record
 from p2pchat.net.connection import ConnectionConfig, SecureConnection, secure_connection
 from p2pchat.net.links import LinkLimits, LinkManager, Value, estimate_size
-from p2pchat.net.node import Node, NodeSettings, open_node
 from p2pchat.net.server import listener_addresses, serve_secure
+from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
     ChatMessage,

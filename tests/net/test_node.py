@@ -12,7 +12,7 @@ from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.net.links import LinkLimits
-from p2pchat.net.node import (
+from p2pchat.node.node import (
     Node,
     NodeSettings,
     PeerConnected,

@@ -23,8 +23,8 @@ from p2pchat.chat.gate import Relation
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.presence import make_record
-from p2pchat.net.node import Node, NodeSettings, crashable_node
 from p2pchat.net.server import open_secure_connection
+from p2pchat.node.node import Node, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.wire.messages import MeshAck, MeshGossip, MeshNeighbor, MeshPing
 from tests.net.test_node import run_crashable, sees, wait_until

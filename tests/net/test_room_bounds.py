@@ -19,10 +19,10 @@ import pytest
 import trio
 import trio.testing
 
-import p2pchat.net.rooms as room_service
+import p2pchat.node.rooms as room_service
 from p2pchat.chat.rooms import MAX_KEYS_PER_EPOCH, _signed_bytes, seal_room_message
 from p2pchat.identity import Identity
-from p2pchat.net.rooms import (
+from p2pchat.node.rooms import (
     LOG_INTERVAL,
     MAX_PARKED,
     MAX_PENDING_INVITES,
@@ -64,7 +64,7 @@ def gossip(envelope: RoomEnvelope) -> RoomGossip:
 
 
 class Counter:
-    """Wraps a function of net/rooms.py and counts its calls."""
+    """Wraps a function of node/rooms.py and counts its calls."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
         self.calls = 0

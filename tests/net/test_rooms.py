@@ -10,7 +10,7 @@ import trio
 
 from p2pchat.chat.rooms import RoomKeys, open_room_message
 from p2pchat.errors import RemoteProtocolError
-from p2pchat.net.rooms import RoomService
+from p2pchat.node.rooms import RoomService
 from p2pchat.wire.codec import Codec
 from tests.net.chatpeers import ChatPeer, wait_for
 

@@ -26,7 +26,7 @@ from textual.widgets import Input, Static
 
 from p2pchat.discovery.known import Target
 from p2pchat.identity import safety_number
-from p2pchat.net.node import NodeSettings
+from p2pchat.node.node import NodeSettings
 from p2pchat.profile import CONFIG_FILE, Profile, open_profile
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.ui.app import ChatApp

@@ -10,7 +10,7 @@ from pathlib import Path
 from textual.widgets import Static
 
 from p2pchat.identity import Identity
-from p2pchat.net.node import NodeSettings
+from p2pchat.node.node import NodeSettings
 from p2pchat.profile import open_profile
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.ui.app import ChatApp

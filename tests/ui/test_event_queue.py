@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from p2pchat.net.chat import Receipt
-from p2pchat.net.node import EVENT_BUFFER, NodeSettings
+from p2pchat.node.chat import Receipt
+from p2pchat.node.node import EVENT_BUFFER, NodeSettings
 from p2pchat.profile import open_profile
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.ui.app import ChatApp

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from p2pchat.identity import Identity
-from p2pchat.net.chat import ContactRequest, MessageIn
-from p2pchat.net.node import NodeSettings, Presence
+from p2pchat.node.chat import ContactRequest, MessageIn
+from p2pchat.node.node import NodeSettings, Presence
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.ui.app import ChatApp, NodeEventArrived

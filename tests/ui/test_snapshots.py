@@ -23,7 +23,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from p2pchat.identity import Identity
-from p2pchat.net.node import NodeSettings, Presence
+from p2pchat.node.node import NodeSettings, Presence
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.ui.app import ChatApp, NodeEventArrived

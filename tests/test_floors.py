@@ -1,0 +1,136 @@
+"""The floors of the house: which package may import which.
+
+Each top-level package or module of ``p2pchat`` sits on a floor; code may import from
+floors below its own, never from its own floor's neighbours or from above. So the pure
+cores never reach the sockets, the transport never reaches the application, and the
+front ends reach the rest of the node only through the node and the command layer.
+docs/architecture.md draws the same picture; this test keeps it true.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import p2pchat
+
+PACKAGE = Path(p2pchat.__file__).parent
+
+FLOORS: dict[str, int] = {
+    # Leaves: no p2pchat imports but each other's, in this order.
+    "__init__": 0,  # the version
+    "errors": 0,
+    "addresses": 0,
+    "ratelimit": 0,
+    "backlog": 0,
+    "identity": 1,
+    "diskfaults": 1,
+    "feed": 1,
+    "logfile": 2,
+    # Pure cores: bytes and values in, bytes, values and events out.
+    "wire": 2,
+    "noise": 2,
+    "session": 3,
+    "mesh": 3,
+    "chat": 3,
+    # Side by side, unaware of each other: the disk, the profile, the transport.
+    "store": 4,
+    "profile": 4,
+    "net": 4,
+    "discovery": 5,
+    "node": 6,
+    "api": 7,
+    # Front ends: the chat window, and the command line that also launches it.
+    "ui": 8,
+    "cli": 9,
+    "__main__": 10,
+}
+
+# Floors below a front end that it still may not touch: the UI reaches the store and
+# discovery through the node and the command layer only.
+FORBIDDEN: dict[str, frozenset[str]] = {
+    "ui": frozenset({"store", "discovery", "net"}),
+}
+
+# Imports that break the rules today and are being moved behind the command layer.
+# Each entry must still exist (the test says when one is gone, so the list only shrinks).
+KNOWN_BREACHES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("ui/people.py", "store"),
+        ("ui/app.py", "store"),
+        ("ui/app.py", "discovery"),
+        ("ui/widgets/conversation.py", "store"),
+    }
+)
+
+
+def floor_of(relative: Path) -> str:
+    return relative.parts[0].removesuffix(".py")
+
+
+def imported_packages(tree: ast.Module) -> Iterator[tuple[str, int]]:
+    """(top-level package under p2pchat, line) for every import of p2pchat, also the
+    ones inside functions (a late import is still a dependency)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            parts = node.module.split(".")
+            if parts[0] != "p2pchat":
+                continue
+            if len(parts) > 1:
+                yield parts[1], node.lineno
+            else:  # from p2pchat import x: a package, or a name of p2pchat/__init__.py
+                for alias in node.names:
+                    is_package = (PACKAGE / alias.name).is_dir()
+                    is_module = (PACKAGE / f"{alias.name}.py").is_file()
+                    yield (alias.name if is_package or is_module else "__init__"), node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "p2pchat" and len(parts) > 1:
+                    yield parts[1], node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise AssertionError(f"relative import at line {node.lineno}: use p2pchat.…")
+
+
+def breaches() -> tuple[list[str], set[tuple[str, str]]]:
+    problems: list[str] = []
+    known_seen: set[tuple[str, str]] = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        here = floor_of(relative)
+        assert here in FLOORS, f"{relative}: a new package needs a floor in {__file__}"
+        tree = ast.parse(path.read_text(), str(path))
+        for target, line in imported_packages(tree):
+            if target == here:
+                continue
+            assert target in FLOORS, f"{relative}:{line}: p2pchat.{target} has no floor"
+            wrong = FLOORS[target] >= FLOORS[here] or target in FORBIDDEN.get(here, ())
+            if not wrong:
+                continue
+            key = (relative.as_posix(), target)
+            if key in KNOWN_BREACHES:
+                known_seen.add(key)
+                continue
+            problems.append(
+                f"{relative}:{line}: {here} (floor {FLOORS[here]}) imports {target} "
+                f"(floor {FLOORS[target]})"
+            )
+    return problems, known_seen
+
+
+def test_every_import_goes_down_a_floor() -> None:
+    problems, _ = breaches()
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_list_of_known_breaches_only_shrinks() -> None:
+    _, seen = breaches()
+    gone = KNOWN_BREACHES - seen
+    assert not gone, f"no longer breached, remove from KNOWN_BREACHES: {sorted(gone)}"
+
+
+def test_the_rule_catches_an_import_going_up(tmp_path: Path) -> None:
+    tree = ast.parse("def f():\n    from p2pchat.node.node import Node\n")
+    assert list(imported_packages(tree)) == [("node", 2)]
+    assert FLOORS["node"] >= FLOORS["net"], "net importing node would be refused"
