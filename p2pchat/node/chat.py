@@ -377,7 +377,9 @@ class ChatService:
     def peer_up(self, peer: bytes) -> None:
         """A session with ``peer`` opened: resend what waits for it, offer what we keep."""
         now = now_ms()
-        self.peer_down(peer)  # a new session: whatever was in flight went with the old one
+        # A new session: whatever was in flight went with the old one, and is sent below.
+        self._in_flight.pop(peer, None)
+        self._backlog.pop(peer, None)
         with self.store.transaction():
             waiting = self.store.outbox(peer)
             if waiting:
@@ -872,9 +874,20 @@ class ChatService:
             self._transmit(peer, batch, now, from_backlog=True)
 
     def peer_down(self, peer: bytes) -> None:
-        """The session closed: nothing is in flight any more (the next one resends)."""
-        self._in_flight.pop(peer, None)
+        """The session closed: nothing is in flight any more. What it carried and was not
+        acknowledged is tried again after the first retry delay (~1 s), by dialling, not
+        only when the peer next dials us or the 30 s backstop passes: a session the peer
+        closes for being idle can cross a message just sent."""
+        window = self._in_flight.pop(peer, None)
         self._backlog.pop(peer, None)
+        if not window:
+            return
+        soon = now_ms() + retry_delay_ms(0, self._rng)
+        with self.store.transaction():
+            for item in self.store.outbox(peer):
+                if item.msg_id in window and item.next_attempt_at > soon:
+                    self.store.reschedule(item.msg_id, attempts=item.attempts, next_attempt_at=soon)
+        self._wake.set()  # an earlier deadline for the runner
 
     def _send_receipts(
         self, peer: bytes, state: MessageState, ids: list[bytes], *, nudge: bool = False

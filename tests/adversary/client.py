@@ -191,7 +191,9 @@ class ContactListener:
     session the victim has with it is one the victim dialled.
     """
 
-    def __init__(self, identity: Identity, *, linger: float = 0.3) -> None:
+    # Long enough for a victim starved of CPU (two hogs, 300 strangers) to send what it
+    # dialled for: at 0.3 s the contact hung up first and the message waited for a retry.
+    def __init__(self, identity: Identity, *, linger: float = 3.0) -> None:
         self.identity = identity
         self.linger = linger
         self.port = 0
