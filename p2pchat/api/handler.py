@@ -30,6 +30,7 @@ from p2pchat.api.protocol import (
     str_arg,
 )
 from p2pchat.chat.gate import Relation
+from p2pchat.chat.names import person_name
 from p2pchat.chat.rooms import Room
 from p2pchat.chat.rules import MessageState
 from p2pchat.discovery.known import static_targets
@@ -443,17 +444,17 @@ class ApiHandler:
         return shown
 
     def _name(self, peer: bytes) -> str:
-        """What to call a peer: the contact's name, else its current nick, else ""."""
+        """What to call a peer (chat/names.py), or "" when only its id is known."""
         contact = self.store.contact(peer)
-        if contact is not None and contact.name:
-            return contact.name
         presence = None
         if self.node is not None and self.node.mesh is not None:
             presence = self.node.presence_of(encode_peer_id(peer))
-        if presence is not None:
-            return presence.nick
-        request = self.store.request(peer)
-        return request.nick if request else ""
+        request = self.store.request(peer) if presence is None else None
+        return person_name(
+            contact_name=contact.name if contact else "",
+            nick=presence.nick if presence else "",
+            request_nick=request.nick if request else "",
+        )
 
     def _node(self) -> Node:
         if self.node is None:

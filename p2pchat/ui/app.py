@@ -30,6 +30,7 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
+from p2pchat.chat.names import shown_name
 from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import static_targets
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble, disk_fault
@@ -562,7 +563,7 @@ class ChatApp(App[None]):
             if entry.peer_id == peer_id:
                 return entry.name
         seen = self._seen.get(peer_id)
-        return seen.nick if seen and seen.nick else f"{peer_id[:4]}…{peer_id[-3:]}"
+        return shown_name(peer_id, seen.nick if seen else "")
 
     @property
     def entries(self) -> list[Entry]:

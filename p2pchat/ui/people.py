@@ -16,6 +16,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from p2pchat.chat.names import person_name, shown_name
 from p2pchat.identity import encode_peer_id
 from p2pchat.store import Contact, Request
 
@@ -67,16 +68,9 @@ class Entry:
         return PRESENCE_MARKS.get(self.status, "○")
 
 
-def short_id(peer_id: str) -> str:
-    return f"{peer_id[:4]}…{peer_id[-3:]}"
-
-
 def display_name(peer_id: str, contact: Contact | None, seen: Seen | None) -> str:
-    if contact is not None and contact.name:
-        return contact.name
-    if seen is not None and seen.nick:
-        return seen.nick
-    return short_id(peer_id)
+    name = person_name(contact_name=contact.name if contact else "", nick=seen.nick if seen else "")
+    return shown_name(peer_id, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +124,8 @@ def build_entries(
         peer_id = encode_peer_id(request.peer)
         request_ids.add(peer_id)
         presence = seen_by_id.get(peer_id)
-        name = request.nick or (presence.nick if presence else "") or short_id(peer_id)
+        nick = presence.nick if presence else ""
+        name = shown_name(peer_id, person_name(nick=nick, request_nick=request.nick))
         entries.append(
             Entry(
                 Section.REQUESTS,
@@ -141,7 +136,7 @@ def build_entries(
             )
         )
     nearby = [
-        Entry(Section.NEARBY, s.peer_id, s.nick or short_id(s.peer_id), s.status, s.status_text)
+        Entry(Section.NEARBY, s.peer_id, shown_name(s.peer_id, s.nick), s.status, s.status_text)
         for s in seen
         if s.peer_id not in contact_ids
         and s.peer_id not in request_ids
