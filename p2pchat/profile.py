@@ -21,13 +21,12 @@ import platformdirs
 from p2pchat.diskfaults import DiskHealth
 from p2pchat.errors import ProfileError
 from p2pchat.identity import Identity, load_or_create_identity
-from p2pchat.mesh.presence import MAX_NICK
+from p2pchat.wire.messages import MAX_NICK_CHARS
 
 HOME_ENV = "P2PCHAT_HOME"
 KEY_FILE = "identity.key"
 CONFIG_FILE = "config.json"
 LOCK_FILE = "node.lock"
-MAX_NICK_CHARS = MAX_NICK  # what a presence record carries
 
 
 def default_home() -> Path:

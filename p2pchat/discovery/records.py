@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from p2pchat.identity import decode_peer_id
+from p2pchat.wire.messages import MAX_NICK_CHARS
 
 SERVICE_TYPE = "_p2pchat._tcp.local."
 TXT_VERSION = "1"
 MAX_INSTANCE_BYTES = 63  # a DNS label
 MAX_TXT_ENTRY_BYTES = 255
-MAX_NICK_CHARS = 32
 MAX_TXT_ENTRIES = 32
 
 

@@ -20,13 +20,12 @@ import nacl.signing
 from p2pchat.addresses import parse_host_port
 from p2pchat.identity import Identity
 from p2pchat.wire.codec import signed_fields
-from p2pchat.wire.messages import PresenceRecord
+from p2pchat.wire.messages import MAX_NICK_CHARS, MAX_STATUS_TEXT_CHARS, PresenceRecord
 
 SIGNATURE_CONTEXT = b"p2pchat-presence-v1:"
 STATUSES = frozenset({"avail", "away", "dnd", "offline"})
 MAX_VERSION = 2**63 - 1
-MAX_NICK = 32  # the wire limits (wire/messages.py), checked before signing
-MAX_STATUS_TEXT = 140
+MAX_STATUS_TEXT = MAX_STATUS_TEXT_CHARS  # the command line's old name for the limit
 
 
 class Verdict(enum.Enum):
@@ -83,10 +82,10 @@ def next_version(previous: int, now_ms: int) -> int:
 
 def text_problem(nick: str, status_text: str) -> str | None:
     """What is wrong with a nick or status text for a record, if anything."""
-    if len(nick) > MAX_NICK:
-        return f"a nick has at most {MAX_NICK} characters"
-    if len(status_text) > MAX_STATUS_TEXT:
-        return f"a status text has at most {MAX_STATUS_TEXT} characters"
+    if len(nick) > MAX_NICK_CHARS:  # the wire limits, checked before signing
+        return f"a nick has at most {MAX_NICK_CHARS} characters"
+    if len(status_text) > MAX_STATUS_TEXT_CHARS:
+        return f"a status text has at most {MAX_STATUS_TEXT_CHARS} characters"
     if not (nick + status_text).isprintable():
         return "control characters in a nick or status text"
     return None

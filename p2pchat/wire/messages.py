@@ -164,6 +164,12 @@ def _check_seq(seq: int) -> None:
 MAX_ADDRESS_CHARS = 259
 
 
+# How long a nick and a status text may be: the one definition every check imports
+# (the profile, the presence record, mDNS TXT, the chat window's input fields).
+MAX_NICK_CHARS = 32
+MAX_STATUS_TEXT_CHARS = 140
+
+
 @wire_message(10)
 @dataclass(frozen=True, slots=True)
 class PresenceRecord:
@@ -176,9 +182,9 @@ class PresenceRecord:
     TYPE_ID: ClassVar[int]
     owner: bytes = limit(size=32)
     version: int = limit()  # required: no default
-    nick: str = limit(max_len=32, default="")
+    nick: str = limit(max_len=MAX_NICK_CHARS, default="")
     status: str = limit(max_len=16, default="avail")
-    status_text: str = limit(max_len=140, default="")
+    status_text: str = limit(max_len=MAX_STATUS_TEXT_CHARS, default="")
     addresses: tuple[str, ...] = limit(max_len=8, item_max_len=MAX_ADDRESS_CHARS, default=())
     protocol: int = 1
     signature: bytes = limit(size=64, default=bytes(64))

@@ -10,6 +10,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from p2pchat.errors import ProfileError
 from p2pchat.profile import validate_nick
+from p2pchat.wire.messages import MAX_NICK_CHARS
 
 
 class FirstRunScreen(ModalScreen[str]):
@@ -29,7 +30,7 @@ class FirstRunScreen(ModalScreen[str]):
                 "is encrypted end to end."
             )
             yield Label("Choose a nickname others will see:")
-            yield Input(value=self._suggested, id="nick", max_length=32)
+            yield Input(value=self._suggested, id="nick", max_length=MAX_NICK_CHARS)
             yield Static("", id="problem", classes="problem")
             yield Static(f"Your fingerprint: {self._fingerprint}", classes="dim")
             yield Button("Start chatting", id="start", variant="primary")
