@@ -31,7 +31,8 @@ from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import Mesh
 from p2pchat.mesh.presence import make_record
-from p2pchat.mesh.sim import SimSettings, simulate
+from p2pchat.sim.engine import SimSettings
+from p2pchat.sim.scenarios import simulate
 from p2pchat.wire.messages import MeshAck, MeshGossip, MeshNeighbor, MeshPing, PresenceRecord
 
 ATTACKER = b"\xaa" * 32

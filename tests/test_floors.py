@@ -38,6 +38,10 @@ FLOORS: dict[str, int] = {
     "store": 4,
     "profile": 4,
     "net": 4,
+    # The simulator drives the real cores over a fake network and clock. It sits beside
+    # the disk and the transport because it replaces them, so it may not import them
+    # (nor anything above); nothing in p2pchat imports it but its old command name.
+    "sim": 4,
     "discovery": 5,
     "node": 6,
     "api": 7,
@@ -63,6 +67,12 @@ KNOWN_BREACHES: frozenset[tuple[str, str]] = frozenset(
         ("ui/widgets/conversation.py", "store"),
     }
 )
+
+
+# Old command names kept working: they import the new home only when run as a script
+# (``python -m``), so importing them still loads nothing from above their floor
+# (tests/sim/test_sim.py checks this for ``p2pchat.mesh.sim``).
+COMMAND_ALIASES: frozenset[tuple[str, str]] = frozenset({("mesh/sim.py", "sim")})
 
 
 def floor_of(relative: Path) -> str:
@@ -109,6 +119,8 @@ def breaches() -> tuple[list[str], set[tuple[str, str]]]:
             if not wrong:
                 continue
             key = (relative.as_posix(), target)
+            if key in COMMAND_ALIASES:
+                continue
             if key in KNOWN_BREACHES:
                 known_seen.add(key)
                 continue

@@ -24,7 +24,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from p2pchat.chat.rules import clock_acceptable, order_key, text_problem
+from p2pchat.chat.rules import clock_acceptable, text_problem
 from p2pchat.errors import RemoteProtocolError
 from p2pchat.identity import Identity
 from p2pchat.wire.codec import Codec
@@ -86,18 +86,6 @@ class Room:
     members: frozenset[bytes]
     clock: int = 0  # the highest Lamport clock seen in the room
     rotated_by: bytes = b""  # the member who made the current epoch (tie-break)
-
-
-@dataclass(frozen=True, slots=True)
-class RoomEntry:
-    """A room message as a member stores and shows it."""
-
-    msg_id: bytes
-    author: bytes
-    epoch: int
-    clock: int
-    time: int
-    text: str
 
 
 def _check_key(key: bytes) -> None:
@@ -293,13 +281,7 @@ def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
     return text
 
 
-def room_entry(envelope: RoomEnvelope, text: RoomText) -> RoomEntry:
-    return RoomEntry(
-        envelope.msg_id, envelope.author, envelope.epoch, text.clock, text.time, text.text
-    )
-
-
-# --- clocks, order and deduplication ---
+# --- clocks ---
 
 
 def tick(room: Room) -> tuple[Room, int]:
@@ -314,35 +296,6 @@ def observe(room: Room, clock: int) -> Room:
     if not clock_acceptable(room.clock, clock):
         raise _bad_message(f"clock {clock} is too far ahead of {room.clock}")
     return room if clock <= room.clock else replace(room, clock=clock)
-
-
-def in_room_order(entries: Iterable[RoomEntry]) -> list[RoomEntry]:
-    """The one order every member shows: Lamport clock, then msg_id bytewise."""
-    return sorted(entries, key=lambda entry: order_key(entry.clock, entry.msg_id))
-
-
-class RoomLog:
-    """Messages of one room, deduplicated by ``msg_id`` (the first copy wins; a second
-    message with a known id from another author is a conflict and dropped). The
-    reference model for the store's room tables."""
-
-    __slots__ = ("_entries",)
-
-    def __init__(self) -> None:
-        self._entries: dict[bytes, RoomEntry] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def add(self, entry: RoomEntry) -> bool:
-        """Whether ``entry`` is new (False for a duplicate or a conflicting id)."""
-        if entry.msg_id in self._entries:
-            return False
-        self._entries[entry.msg_id] = entry
-        return True
-
-    def ordered(self) -> list[RoomEntry]:
-        return in_room_order(self._entries.values())
 
 
 # --- membership ---

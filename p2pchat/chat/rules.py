@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from p2pchat.wire.messages import MAX_TEXT_CHARS, MSG_ID_BYTES, ChatMessage
@@ -41,9 +40,15 @@ _RANK = {
 }
 
 
+def state_rank(state: str) -> int:
+    """Where ``state`` stands on the one scale of both directions (outgoing queued <
+    sent < delivered < read, incoming received < read); the store orders by it too."""
+    return _RANK[MessageState(state)]
+
+
 def moves_forward(old: str, new: str) -> bool:
     """Whether ``old`` → ``new`` is progress (never back, never sideways)."""
-    return _RANK[MessageState(new)] > _RANK[MessageState(old)]
+    return state_rank(new) > state_rank(old)
 
 
 def text_problem(text: str) -> str | None:
@@ -107,10 +112,6 @@ class Clocks:
 def order_key(clock: int, msg_id: bytes) -> tuple[int, bytes]:
     """The one conversation order both sides use: Lamport clock, then message id."""
     return (clock, msg_id)
-
-
-def in_order(messages: Iterable[ChatMessage]) -> list[ChatMessage]:
-    return sorted(messages, key=lambda message: order_key(message.clock, message.msg_id))
 
 
 def retry_delay_ms(attempts: int, rng: random.Random) -> int:

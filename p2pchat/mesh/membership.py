@@ -290,11 +290,6 @@ class Membership:
         member.confirmers = {claim.accuser}
         return Change.NEW
 
-    def forget_suspicion(self, peer: bytes) -> None:
-        member = self._members.get(peer)
-        if member is not None and member.state is State.SUSPECT:
-            self._set_state(member, State.ALIVE)
-
     # --- anti-entropy ---
 
     def entry(self, member: Member) -> DigestEntry:

@@ -41,6 +41,7 @@ from p2pchat.chat.rooms import (
     observe,
     open_room_message,
     remove,
+    roster,
     rotate,
     rotator,
     seal_room_message,
@@ -355,8 +356,9 @@ class RoomService:
 
     def members(self, room_id: bytes) -> list[tuple[bytes, bool]]:
         room = self._room(room_id)
-        listed = [(m, m == self.me or self._online(m)) for m in room.members]
-        return sorted(listed, key=lambda pair: (not pair[1], pair[0]))
+        # The mesh has no presence of us for ourselves: we are online while we ask.
+        online = {m for m in room.members if m == self.me or self._online(m)}
+        return roster(room, online)
 
     def invitations(self) -> list[RoomInvite]:
         return [invitation for invitation, _ in self._invites.values()]

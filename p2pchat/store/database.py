@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from p2pchat.chat.rules import MessageState, state_rank
 from p2pchat.diskfaults import DISK_FULL, IO_ERROR, DiskHealth, disk_fault
 from p2pchat.errors import LocalProtocolError, StoreError
 from p2pchat.store.codes import sqlite_code as _code
@@ -49,10 +50,11 @@ _ROOM_MESSAGE_COLUMNS = "seq, room_id, msg_id, author, clock, sent_at, received_
 # Outgoing messages reach these states only once the peer has the message, so
 # there is nothing left to retry.
 _SETTLED = frozenset({"delivered", "read"})
-# One scale for both directions: outgoing queued < sent < delivered < read, incoming
-# received < read (an update also checks the direction, so the scales never mix).
-_RANK = {"queued": 0, "sent": 1, "received": 1, "delivered": 2, "read": 3}
-_RANK_SQL = "CASE state " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in _RANK.items()) + " END"
+# The chat rules' one scale for both directions (an update also checks the direction,
+# so the scales never mix), as SQL.
+_RANK_SQL = (
+    "CASE state " + " ".join(f"WHEN '{s}' THEN {state_rank(s)}" for s in MessageState) + " END"
+)
 _CHUNK = 500  # ids per statement, well under SQLite's limit on bound parameters
 
 
@@ -681,7 +683,13 @@ class Store:
                     WHERE msg_id IN ({marks}) AND outgoing IN ({",".join("?" * len(directions))})
                     AND {_RANK_SQL} < ?{where_peer}
                     RETURNING {_MESSAGE_COLUMNS}""",
-                    (state, *chunk, *directions, _RANK[state], *(() if peer is None else (peer,))),
+                    (
+                        state,
+                        *chunk,
+                        *directions,
+                        state_rank(state),
+                        *(() if peer is None else (peer,)),
+                    ),
                 )
                 changed += (_message(row) for row in rows)
             if changed:

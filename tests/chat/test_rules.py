@@ -14,8 +14,8 @@ from p2pchat.chat.rules import (
     MessageState,
     clock_acceptable,
     compose,
-    in_order,
     moves_forward,
+    order_key,
     retry_delay_ms,
     text_problem,
 )
@@ -122,8 +122,8 @@ def test_both_sides_order_a_conversation_identically(
         inbox[not side].append(message)
     for side in (True, False):
         seen[side].extend(inbox[side])
-    first = [m.msg_id for m in in_order(seen[True])]
-    second = [m.msg_id for m in in_order(seen[False])]
+    first = [m.msg_id for m in sorted(seen[True], key=lambda m: order_key(m.clock, m.msg_id))]
+    second = [m.msg_id for m in sorted(seen[False], key=lambda m: order_key(m.clock, m.msg_id))]
     assert first == second
     position = {msg_id: i for i, msg_id in enumerate(first)}
     for msg_id, before in causes.items():

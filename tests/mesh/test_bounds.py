@@ -19,7 +19,8 @@ from p2pchat.mesh.core import MemberForgotten, Mesh
 from p2pchat.mesh.eviction import EvictionOrder, Standing
 from p2pchat.mesh.membership import Change, Membership, State
 from p2pchat.mesh.presence import make_record
-from p2pchat.mesh.sim import SimSettings, simulate
+from p2pchat.sim.engine import SimSettings
+from p2pchat.sim.scenarios import simulate
 from p2pchat.wire.messages import (
     DigestEntry,
     MeshClaim,

@@ -1,12 +1,9 @@
-"""The mesh core without sockets: a few meshes wired by hand, then the simulator."""
+"""The mesh core without sockets: a few meshes wired by hand (the simulator is tested
+in tests/sim/)."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -16,7 +13,6 @@ from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import Mesh, PresenceChanged
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.presence import Verdict, make_record
-from p2pchat.mesh.sim import SimSettings, Simulation, main, simulate
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
     DigestEntry,
@@ -242,86 +238,3 @@ def test_lifeguard_suspicion_timeout_shrinks_with_confirmations() -> None:
     assert timeouts == sorted(timeouts, reverse=True)
     assert timeouts[config.suspicion_confirmations] == pytest.approx(low)
     assert config.active_target(1000) > config.active_target(10)
-
-
-# ---------------------------------------------------------------- the simulator
-
-
-def test_simulated_crashes_are_detected_and_changes_converge() -> None:
-    report = simulate(SimSettings(nodes=40, seed=3, crash=3, seconds=20))
-    assert report.converge_100_s is not None and report.converge_100_s < 1.0
-    assert report.detect_max_s is not None and report.detect_max_s < 8.0
-    assert report.false_offline == 0
-    assert report.active_view_max <= MeshConfig().active_target(40) + MeshConfig().active_slack
-
-
-def test_simulation_with_loss_marks_no_live_node_offline() -> None:
-    report = simulate(SimSettings(nodes=30, seed=4, loss=0.1, seconds=240))
-    assert report.false_offline == 0
-    assert report.converge_100_s is not None
-
-
-def test_a_partition_heals() -> None:
-    report = simulate(SimSettings(nodes=20, seed=5, partition=True, seconds=30))
-    assert report.heal_s is not None and report.heal_s < 15
-
-
-def test_a_cold_start_forms_one_mesh() -> None:
-    sim = Simulation(SimSettings(nodes=25, seed=6, cold_start=True))
-    sim.warm_up()
-    assert sim.everyone_knows_everyone() and sim.views_formed()
-
-
-def test_the_simulator_is_deterministic_and_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--nodes", "15", "--seed", "9", "--crash", "1", "--seconds", "10", "--json"]
-    assert main(args) == 0
-    first = json.loads(capsys.readouterr().out)
-    assert main(args) == 0
-    second = json.loads(capsys.readouterr().out)
-    for key in ("wall_s",):
-        first.pop(key), second.pop(key)
-    assert first == second
-    for key in (
-        "converge_999_s",
-        "converge_100_s",
-        "detect_median_s",
-        "detect_max_s",
-        "false_offline",
-        "msgs_per_node_s",
-        "bytes_per_node_s",
-    ):
-        assert key in first
-    assert main(["--nodes", "1", "--seed", "1"]) == 2
-
-
-def test_a_seeded_run_repeats_across_processes() -> None:
-    """Sets of bytes iterate in a per-process hash order; none may leak into a run."""
-    outputs = []
-    for hash_seed in ("1", "2"):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "p2pchat.mesh.sim",
-                "--nodes",
-                "20",
-                "--seed",
-                "3",
-                "--crash",
-                "2",
-                "--loss",
-                "0.05",
-                "--seconds",
-                "15",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "PYTHONHASHSEED": hash_seed},
-            check=True,
-        )
-        report = json.loads(result.stdout)
-        report.pop("wall_s")
-        outputs.append(report)
-    assert outputs[0] == outputs[1]

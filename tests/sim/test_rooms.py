@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from p2pchat.mesh.sim import main
+from p2pchat.sim.__main__ import main
 
 ROOM_KEYS = {
     "room_members",

@@ -1,0 +1,288 @@
+"""The simulated network and clock that drive the real mesh cores: no sockets, seeded,
+repeatable.
+
+A discrete-event loop delivers each message after a seeded LAN latency (or drops it
+with probability ``loss``), and wakes every node at its own next deadline. Message
+sizes are those of the real codec plus framing and the AEAD tag, so bytes per second
+are what a real node would send. What a run measures is in
+:mod:`p2pchat.sim.scenarios`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from p2pchat.identity import Identity
+from p2pchat.mesh.config import MeshConfig
+from p2pchat.mesh.core import Mesh, PresenceChanged
+from p2pchat.mesh.membership import State
+from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
+from p2pchat.mesh.presence import make_record, signed_by_owner
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import PresenceRecord, RoomGossip
+
+FRAME_OVERHEAD = 2 + 16  # length prefix + Poly1305 tag per record
+WARMUP_LIMIT = 120.0
+
+
+@dataclass(slots=True)
+class SimSettings:
+    nodes: int
+    seed: int
+    loss: float = 0.0
+    crash: int = 0
+    partition: bool = False
+    seconds: float = 30.0
+    latency_ms: tuple[float, float] = (0.5, 3.0)
+    contacts: int = 3
+    # Warm start: every node begins holding every record, as after a long-converged
+    # anti-entropy, and only the views form by the real protocol. A cold start makes
+    # all nodes join at once, which costs O(N^2 k) messages to simulate.
+    cold_start: bool = False
+    join: int = 0  # nodes that join after the mesh has formed
+    config: MeshConfig = field(default_factory=MeshConfig)
+    room_members: int = 0  # 0: no room phase
+    room_warmup: int = 20
+    room_messages: int = 20
+    room_payload: int = 300  # bytes: about a sealed one-line room message
+    room_config: BroadcastConfig = field(default_factory=BroadcastConfig)
+
+
+class Room(Protocol):
+    """A room's broadcast core as the engine drives it: the real Plumtree, or the
+    scenario's flooding baseline."""
+
+    def neighbour_up(self, peer: bytes, now: float) -> None: ...
+
+    def neighbour_down(self, peer: bytes, now: float) -> None: ...
+
+    def broadcast(self, msg_id: bytes, payload: bytes, now: float) -> None: ...
+
+    def receive(self, peer: bytes, message: Any, now: float) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    def next_deadline(self) -> float: ...
+
+    def take_outgoing(self) -> list[tuple[bytes, Any]]: ...
+
+    def take_delivered(self) -> list[tuple[bytes, bytes]]: ...
+
+
+@dataclass(slots=True)
+class SimNode:
+    index: int
+    mesh: Mesh
+    alive: bool = True
+    side: int = 0
+    wake_at: float = math.inf
+    rooms: dict[bytes, Room] = field(default_factory=dict)
+
+
+class _Verifier:
+    """Each distinct record is verified once for the whole simulated network."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[bytes, int, bytes], bool] = {}
+
+    def __call__(self, record: PresenceRecord) -> bool:
+        key = (record.owner, record.version, record.signature)
+        verdict = self._seen.get(key)
+        if verdict is None:
+            verdict = self._seen[key] = signed_by_owner(record)
+        return verdict
+
+
+class Simulation:
+    def __init__(self, settings: SimSettings) -> None:
+        self.settings = settings
+        self.rng = random.Random(settings.seed)
+        self.now = 0.0
+        self._queue: list[tuple[float, int, int, int, Any]] = []
+        self._counter = 0
+        self._codec = Codec()
+        self.partitioned = False
+        self.healed_at = -math.inf
+        self._grace = settings.config.suspicion_bounds(settings.nodes)[1] + 2.0
+        self.sent_messages = 0
+        self.sent_bytes = 0
+        self.suspicions: set[tuple[bytes, int]] = set()  # distinct (subject, version)
+        self.false_offline = 0
+        self.observers: list[Callable[[int, PresenceChanged], None]] = []
+        # Room phase: per (topic, msg_id), delivery times and payload-carrying sends.
+        self.room_deliveries: dict[tuple[bytes, bytes], list[float]] = {}
+        self.room_payload_sends: dict[tuple[bytes, bytes], int] = {}
+        self.room_control_sends = 0
+        verify = _Verifier()
+        self.nodes: list[SimNode] = []
+        self.index_of: dict[bytes, int] = {}
+        for index in range(settings.nodes + settings.join):
+            identity = Identity(self.rng.randbytes(32))
+            record = make_record(identity, version=1, nick=f"node{index}")
+            mesh = Mesh(
+                identity,
+                record,
+                now=0.0,
+                rng=random.Random(self.rng.getrandbits(64)),
+                config=settings.config,
+                verify=verify,
+            )
+            self.nodes.append(SimNode(index, mesh, alive=index < settings.nodes))
+            self.index_of[identity.public_key] = index
+        founders = self.nodes[: settings.nodes]
+        if not settings.cold_start:
+            records = [node.mesh.own for node in founders]
+            for node in founders:
+                for record in records:
+                    if record.owner != node.mesh.me:
+                        node.mesh.members.offer_record(record)
+        for node in founders:
+            others = [n for n in range(settings.nodes) if n != node.index]
+            picks = self.rng.sample(others, min(settings.contacts, len(others)))
+            node.mesh.introduce([self.nodes[n].mesh.me for n in picks], 0.0)
+            self.after_step(node)
+
+    # ------------------------------------------------------------------ event loop
+
+    def _push(self, when: float, kind: int, target: int, payload: Any) -> None:
+        self._counter += 1
+        heapq.heappush(self._queue, (when, self._counter, kind, target, payload))
+
+    def after_step(self, node: SimNode) -> None:
+        for peer, message in node.mesh.take_outgoing():
+            self._transmit(node, peer, message)
+        for event in node.mesh.take_events():
+            if not isinstance(event, PresenceChanged):
+                continue  # evictions and refusals: nothing a scenario measures
+            self._judge(node, event)
+            for observer in self.observers:
+                observer(node.index, event)
+        deadline = node.mesh.next_deadline()
+        for topic, room in node.rooms.items():
+            for peer, message in room.take_outgoing():
+                self._transmit(node, peer, message)
+            for msg_id, _ in room.take_delivered():
+                self.room_deliveries.setdefault((topic, msg_id), []).append(self.now)
+            deadline = min(deadline, room.next_deadline())
+        if deadline < node.wake_at:
+            node.wake_at = deadline
+            self._push(deadline, 0, node.index, deadline)
+
+    def _transmit(self, sender: SimNode, peer: bytes, message: Any) -> None:
+        size = self._codec_size(message)
+        if isinstance(message, RoomGossip):
+            key = (message.topic, message.msg_id)
+            self.room_payload_sends[key] = self.room_payload_sends.get(key, 0) + 1
+        elif isinstance(message, ROOM_MESSAGES):
+            self.room_control_sends += 1
+        self.sent_messages += 1
+        self.sent_bytes += size
+        target = self.index_of.get(peer)
+        if target is None:
+            return
+        receiver = self.nodes[target]
+        if not receiver.alive or (self.partitioned and receiver.side != sender.side):
+            return
+        if self.settings.loss and self.rng.random() < self.settings.loss:
+            return
+        low, high = self.settings.latency_ms
+        delay = self.rng.uniform(low, high) / 1000
+        self._push(self.now + delay, 1, target, (sender.mesh.me, message))
+
+    def _codec_size(self, message: Any) -> int:
+        return len(self._codec.encode(message)) + FRAME_OVERHEAD
+
+    def _judge(self, observer: SimNode, event: PresenceChanged) -> None:
+        subject = self.index_of[event.record.owner]
+        if subject == observer.index or not self.nodes[subject].alive:
+            return
+        same_side = self.nodes[subject].side == observer.side
+        # Across a partition that healed recently, offline marks are old news arriving
+        # late, not mistakes; the grace is the longest a suspicion can last.
+        healed_long_ago = self.now - self.healed_at > self._grace
+        reachable = same_side or (not self.partitioned and healed_long_ago)
+        if event.state is State.SUSPECT and reachable:
+            self.suspicions.add((event.record.owner, event.record.version))
+        elif event.state is State.DEAD and reachable:
+            self.false_offline += 1
+
+    def run_until(self, end: float, stop: Callable[[], bool] | None = None) -> None:
+        while self._queue and self._queue[0][0] <= end:
+            when, _, kind, target, payload = heapq.heappop(self._queue)
+            self.now = when
+            node = self.nodes[target]
+            if kind == 0:
+                if payload != node.wake_at:
+                    continue  # superseded by an earlier wake-up
+                node.wake_at = math.inf
+                if node.alive:
+                    node.mesh.tick(when)  # harmless when only a room timer is due
+                    for room in node.rooms.values():
+                        if when >= room.next_deadline():
+                            room.tick(when)
+            elif node.alive:
+                sender, message = payload
+                topic = getattr(message, "topic", None)
+                if isinstance(message, ROOM_MESSAGES) and topic in node.rooms:
+                    node.rooms[topic].receive(sender, message, when)
+                else:
+                    node.mesh.receive(sender, message, when)
+            if node.alive:
+                self.after_step(node)
+            if stop is not None and stop():
+                return
+        self.now = max(self.now, end)
+
+    # ------------------------------------------------------------------ scenario pieces
+
+    def live(self) -> list[SimNode]:
+        return [node for node in self.nodes if node.alive]
+
+    def everyone_knows_everyone(self) -> bool:
+        count = len(self.live())
+        return all(node.mesh.members.online_count() == count for node in self.live())
+
+    def views_formed(self) -> bool:
+        config = self.settings.config
+        return all(
+            len(node.mesh.active) >= config.active_target(self.settings.nodes) - 1
+            for node in self.live()
+        )
+
+    def warm_up(self) -> float:
+        """Run until every node knows every other and has its neighbours (or give up)."""
+        step = 0.5
+        while self.now < WARMUP_LIMIT:
+            self.run_until(self.now + step)
+            if self.everyone_knows_everyone() and self.views_formed():
+                break
+        self.run_until(self.now + 2 * self.settings.config.view_interval)
+        return self.now
+
+    def crash(self, victims: Sequence[SimNode]) -> None:
+        for node in victims:
+            node.alive = False
+
+    def join(self, limit: float) -> float | None:
+        """Bring the waiting nodes in; seconds until each holds every live member online."""
+        joiners = self.nodes[self.settings.nodes :]
+        if not joiners:
+            return None
+        started = self.now
+        founders = self.live()
+        for node in joiners:
+            node.alive = True
+            node.mesh.tick(self.now)  # its timers were scheduled from time 0
+            node.mesh.introduce([self.rng.choice(founders).mesh.me], self.now)
+            self.after_step(node)
+        while self.now < started + limit:
+            self.run_until(self.now + 0.1)
+            count = len(self.live())
+            if all(node.mesh.members.online_count() == count for node in joiners):
+                return self.now - started
+        return None

@@ -1,0 +1,282 @@
+"""The scenario of a simulated run and what it measures, phase by phase (the phases
+are listed in ``python -m p2pchat.sim --help``): warm-up, joins, idle load, a
+presence change, crashes, a partition, then the room broadcast against flooding."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from typing import Any
+
+from p2pchat.mesh.core import PresenceChanged
+from p2pchat.mesh.membership import State
+from p2pchat.mesh.plumtree import Broadcast
+from p2pchat.sim.engine import WARMUP_LIMIT, SimSettings, Simulation
+from p2pchat.sim.report import Report, RoomReport, room_figures, rounded
+from p2pchat.wire.messages import MAX_ROOM_ROUND, RoomGossip
+
+IDLE_WINDOW = 10.0
+CRASH_AFTER = 5.0
+PARTITION_FOR = 10.0
+PLUMTREE_TOPIC = b"plumtree-room-01"
+FLOOD_TOPIC = b"flooding-room-02"
+ROOM_GAP = 0.5  # seconds between room messages
+ROOM_SETTLE = 5.0  # how long after the last message deliveries are still counted
+
+
+class _Flood:
+    """The baseline: every member pushes each new message to all its room neighbours."""
+
+    def __init__(self, topic: bytes) -> None:
+        self.topic = topic
+        self.neighbours: set[bytes] = set()
+        self._seen: set[bytes] = set()
+        self._outgoing: list[tuple[bytes, Any]] = []
+        self._delivered: list[tuple[bytes, bytes]] = []
+
+    def neighbour_up(self, peer: bytes, now: float) -> None:
+        self.neighbours.add(peer)
+
+    def neighbour_down(self, peer: bytes, now: float) -> None:
+        self.neighbours.discard(peer)
+
+    def broadcast(self, msg_id: bytes, payload: bytes, now: float) -> None:
+        self._accept(RoomGossip(self.topic, msg_id, 0, payload), None)
+
+    def receive(self, peer: bytes, message: Any, now: float) -> None:
+        if isinstance(message, RoomGossip) and message.msg_id not in self._seen:
+            self._accept(message, peer)
+
+    def _accept(self, message: RoomGossip, sender: bytes | None) -> None:
+        self._seen.add(message.msg_id)
+        self._delivered.append((message.msg_id, message.payload))
+        onward = RoomGossip(
+            self.topic, message.msg_id, min(message.round + 1, MAX_ROOM_ROUND), message.payload
+        )
+        self._outgoing.extend((peer, onward) for peer in sorted(self.neighbours - {sender}))
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def next_deadline(self) -> float:
+        return math.inf
+
+    def take_outgoing(self) -> list[tuple[bytes, Any]]:
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def take_delivered(self) -> list[tuple[bytes, bytes]]:
+        delivered, self._delivered = self._delivered, []
+        return delivered
+
+
+def _room_overlay(sim: Simulation, members: list[int]) -> dict[int, set[int]]:
+    """Room neighbours: mesh neighbours that are members, topped up with random members
+    (symmetric) to ceil(log2 M) + 2, the view size HyParView would give M nodes."""
+    member_set = set(members)
+    links: dict[int, set[int]] = {m: set() for m in members}
+
+    def link(a: int, b: int) -> None:
+        links[a].add(b)
+        links[b].add(a)
+
+    for m in members:
+        for peer in sorted(sim.nodes[m].mesh.active):
+            other = sim.index_of[peer]
+            if other in member_set:
+                link(m, other)
+    target = math.ceil(math.log2(max(len(members), 2))) + 2
+    order = list(members)
+    sim.rng.shuffle(order)
+    for m in order:
+        for _ in range(20 * target):
+            if len(links[m]) >= target:
+                break
+            other = sim.rng.choice(members)
+            if other != m and other not in links[m] and len(links[other]) < target + 2:
+                link(m, other)
+    return links
+
+
+def _room_round(
+    sim: Simulation, topic: bytes, count: int, members: list[int], payload: int
+) -> list[tuple[bytes, float]]:
+    """Send ``count`` messages from random online members, ROOM_GAP apart."""
+    sent: list[tuple[bytes, float]] = []
+    for _ in range(count):
+        sim.run_until(sim.now + ROOM_GAP)
+        online = [m for m in members if sim.nodes[m].alive]
+        origin = sim.nodes[sim.rng.choice(online)]
+        msg_id = sim.rng.randbytes(16)
+        origin.rooms[topic].broadcast(msg_id, sim.rng.randbytes(payload), sim.now)
+        sim.after_step(origin)
+        sent.append((msg_id, sim.now))
+    sim.run_until(sim.now + ROOM_SETTLE)
+    return sent
+
+
+def simulate_room(sim: Simulation, settings: SimSettings) -> RoomReport:
+    """The room phase (see ``--help``), run on a formed mesh."""
+    count = min(settings.room_members, settings.nodes)
+    report = RoomReport(count)
+    members = sorted(sim.rng.sample(range(settings.nodes), count))
+    links = _room_overlay(sim, members)
+    for m in members:
+        node = sim.nodes[m]
+        rng = random.Random(sim.rng.getrandbits(64))
+        node.rooms[PLUMTREE_TOPIC] = Broadcast(
+            PLUMTREE_TOPIC, now=sim.now, rng=rng, config=settings.room_config
+        )
+        node.rooms[FLOOD_TOPIC] = _Flood(FLOOD_TOPIC)
+    for m in members:
+        node = sim.nodes[m]
+        for other in sorted(links[m]):
+            peer = sim.nodes[other].mesh.me
+            member = node.mesh.members.get(peer)
+            if member is not None and not member.online:
+                continue  # a crashed member: its neighbours know it is gone
+            for room in node.rooms.values():
+                room.neighbour_up(peer, sim.now)
+        sim.after_step(node)
+    member_set = set(members)
+
+    def watch_members(observer: int, event: PresenceChanged) -> None:
+        if observer in member_set and event.state in (State.DEAD, State.LEFT):
+            for room in sim.nodes[observer].rooms.values():
+                room.neighbour_down(event.record.owner, sim.now)
+
+    sim.observers.append(watch_members)
+    online = sum(1 for m in members if sim.nodes[m].alive)
+    report.room_online = online
+    report.room_degree_mean = round(statistics.fmean(len(links[m]) for m in members), 2)
+
+    _room_round(sim, PLUMTREE_TOPIC, settings.room_warmup, members, settings.room_payload)
+    control = sim.room_control_sends
+    sent = _room_round(sim, PLUMTREE_TOPIC, settings.room_messages, members, settings.room_payload)
+    figures = room_figures(sim, PLUMTREE_TOPIC, sent, online)
+    (report.room_delivery_100_s, report.room_delivery_max_s) = figures[:2]
+    report.room_incomplete, report.room_redundancy = figures[2:]
+    if sent:
+        per = (sim.room_control_sends - control) / len(sent) / max(online, 1)
+        report.room_control_msgs_per_member = round(per, 2)
+
+    sent = _room_round(sim, FLOOD_TOPIC, settings.room_messages, members, settings.room_payload)
+    figures = room_figures(sim, FLOOD_TOPIC, sent, online)
+    (report.flood_delivery_100_s, report.flood_delivery_max_s) = figures[:2]
+    report.flood_incomplete, report.flood_redundancy = figures[2:]
+    return report
+
+
+def simulate(settings: SimSettings) -> Report:
+    return simulate_all(settings)[0]
+
+
+def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
+    started = time.perf_counter()
+    sim = Simulation(settings)
+    report = Report(settings.nodes, settings.seed, settings.loss)
+    report.warmup_s = round(sim.warm_up(), 3)
+    if settings.join:
+        report.join_s = rounded(sim.join(WARMUP_LIMIT))
+    sim.suspicions.clear()
+    sim.false_offline = 0  # the mesh forming is not measured
+
+    # 1. idle load
+    begin, messages, size = sim.now, sim.sent_messages, sim.sent_bytes
+    sim.run_until(begin + IDLE_WINDOW)
+    live = len(sim.live())
+    report.idle_msgs_per_node_s = (sim.sent_messages - messages) / live / IDLE_WINDOW
+    report.idle_bytes_per_node_s = (sim.sent_bytes - size) / live / IDLE_WINDOW
+    window_start, window_messages, window_bytes = sim.now, sim.sent_messages, sim.sent_bytes
+    end = window_start + settings.seconds
+
+    # 2. a presence change
+    changer = sim.rng.choice(sim.nodes)
+    changed_at = sim.now
+    record = changer.mesh.update_presence(changed_at, status="away", status_text="lunch")
+    holders: set[int] = set()
+    arrival: list[float] = []
+    others = settings.nodes - 1
+
+    def watch_change(observer: int, event: PresenceChanged) -> None:
+        news = event.record.owner == record.owner and event.record.version >= record.version
+        if news and observer != changer.index and observer not in holders:
+            holders.add(observer)
+            arrival.append(sim.now - changed_at)
+
+    sim.observers.append(watch_change)
+    sim.after_step(changer)
+    sim.run_until(min(end, changed_at + CRASH_AFTER), stop=lambda: len(holders) >= others)
+    if arrival and others:
+        wanted = math.ceil(0.999 * others)
+        if len(arrival) >= wanted:
+            report.converge_999_s = rounded(arrival[wanted - 1])
+        if len(arrival) >= others:
+            report.converge_100_s = rounded(arrival[others - 1])
+
+    # 3. crashes
+    crash_at = changed_at + CRASH_AFTER
+    sim.run_until(crash_at)
+    candidates = [node for node in sim.live() if node is not changer]
+    victims = sim.rng.sample(candidates, min(settings.crash, len(candidates) - 1))
+    seen_dead: dict[bytes, set[int]] = {node.mesh.me: set() for node in victims}
+    detected: dict[bytes, float] = {}
+    survivors = len(candidates) + 1 - len(victims)
+
+    def watch_crash(observer: int, event: PresenceChanged) -> None:
+        watchers = seen_dead.get(event.record.owner)
+        if watchers is None or event.state is not State.DEAD:
+            return
+        watchers.add(observer)
+        if len(watchers) >= survivors and event.record.owner not in detected:
+            detected[event.record.owner] = sim.now - crash_at
+
+    if victims:
+        sim.observers.append(watch_crash)
+        sim.crash(victims)
+        sim.run_until(end, stop=lambda: len(detected) == len(victims))
+        if detected:
+            times = sorted(detected.values())
+            report.detect_median_s = rounded(statistics.median(times))
+            report.detect_max_s = rounded(times[-1]) if len(times) == len(victims) else None
+
+    # 4. a partition, then healing
+    if settings.partition:
+        split_at = max(sim.now, crash_at + 10.0)
+        sim.run_until(split_at)
+        for node in sim.nodes:
+            node.side = node.index % 2
+        sim.partitioned = True
+        sim.run_until(split_at + PARTITION_FOR)
+        sim.partitioned = False
+        healed_at = sim.healed_at = sim.now
+        while sim.now < max(end, healed_at + 60):
+            sim.run_until(sim.now + 0.25)
+            if sim.everyone_knows_everyone():
+                report.heal_s = rounded(sim.now - healed_at)
+                break
+        end = max(end, sim.now)
+
+    # 5. the rest of the run
+    sim.run_until(end)
+    elapsed = sim.now - window_start
+    report.msgs_per_node_s = (sim.sent_messages - window_messages) / live / elapsed
+    report.bytes_per_node_s = (sim.sent_bytes - window_bytes) / live / elapsed
+    report.false_suspicions = len(sim.suspicions)
+    report.false_offline = sim.false_offline
+    views = [len(node.mesh.active) for node in sim.live()]
+    report.active_view_mean = round(statistics.fmean(views), 2)
+    report.active_view_max = max(views)
+    report.simulated_s = round(sim.now, 3)
+    report.wall_s = round(time.perf_counter() - started, 2)
+    for name in ("msgs_per_node_s", "bytes_per_node_s"):
+        setattr(report, name, round(getattr(report, name), 1))
+    for name in ("idle_msgs_per_node_s", "idle_bytes_per_node_s"):
+        setattr(report, name, round(getattr(report, name), 1))
+    room = None
+    if settings.room_members:
+        room = simulate_room(sim, settings)
+        report.wall_s = round(time.perf_counter() - started, 2)
+    return report, room
