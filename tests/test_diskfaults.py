@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat.cli import _write_node_state
+from p2pchat.cli.daemon import _write_node_state
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
 from p2pchat.diskfaults import (
     DISK_FULL,

@@ -127,10 +127,10 @@ async def test_a_failed_write_counts_its_lines_and_writing_resumes(
 
 
 async def test_the_daemon_text_mode_says_dropped_in_words() -> None:
-    from p2pchat.cli import _EventPrinter
+    from p2pchat.api.events import EventPrinter
 
     read_end, write_end = os.pipe()
-    printer = _EventPrinter(write_end, as_json=False)
+    printer = EventPrinter(write_end, as_json=False)
     printer.event("dropped", "(upstream gap)", count=7)
     printer.output._feed.backlog.note_dropped(3)  # as if the reader had been too slow
     printer.event("connected", "connected: someone")

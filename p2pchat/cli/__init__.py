@@ -1,0 +1,79 @@
+"""The ``p2pchat`` command's front door: opens the log and the profile, picks the
+command (plain ``p2pchat`` means ``ui``) and runs it; ``main`` stays here so
+``p2pchat.cli:main`` and ``python -m p2pchat`` find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+from p2pchat.cli.client import cmd_contacts, cmd_history, cmd_id, cmd_send
+from p2pchat.cli.common import EXIT_ERROR
+from p2pchat.cli.daemon import cmd_daemon
+from p2pchat.cli.launcher import cmd_ui
+from p2pchat.cli.network import cmd_connect, cmd_doctor, cmd_invite, cmd_peers, cmd_ping
+from p2pchat.cli.parser import build_parser
+from p2pchat.diskfaults import DiskHealth
+from p2pchat.errors import P2PChatError
+from p2pchat.logfile import log_to_stream
+from p2pchat.profile import Profile, open_profile, resolve_home
+
+__all__ = ["main"]
+
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
+
+HANDLERS: dict[str, Callable[[Profile, argparse.Namespace], int]] = {
+    "id": cmd_id,
+    "daemon": cmd_daemon,
+    "ping": cmd_ping,
+    "peers": cmd_peers,
+    "invite": cmd_invite,
+    "connect": cmd_connect,
+    "doctor": cmd_doctor,
+    "contacts": cmd_contacts,
+    "send": cmd_send,
+    "history": cmd_history,
+    "ui": cmd_ui,
+}
+
+
+def _with_default_command(argv: list[str]) -> list[str]:
+    """Plain `p2pchat [--home DIR] [--nick NAME ...]` means `p2pchat ... ui ...`."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--home":
+            index += 2
+        elif word.startswith("--home=") or word in GLOBAL_FLAGS or re.fullmatch(r"-v+", word):
+            index += 1
+        else:
+            break
+    if index < len(argv) and (argv[index] in HANDLERS or argv[index] in ("-h", "--help")):
+        return argv
+    if any(word in ("-h", "--help", "--version") for word in argv[:index]):
+        return argv
+    return [*argv[:index], "ui", *argv[index:]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
+    # One per process: the log, the profile, the store and the address book report
+    # a full or failing disk to it; a node turns that into events (p2pchat.diskfaults).
+    args.disk = DiskHealth()
+    log_to_stream(
+        [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], sys.stderr, args.disk
+    )
+    try:
+        profile = open_profile(resolve_home(args.home))
+        profile.health = args.disk
+        return HANDLERS[args.command](profile, args)
+    except P2PChatError as error:
+        print(f"p2pchat: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

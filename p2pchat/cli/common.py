@@ -1,0 +1,110 @@
+"""What several commands share, so each reads it the same way: exit codes, the
+meaning of the flags two or more of them take (``--interface``, ``--nick``, the node
+options), the profile's store and JSON printing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from p2pchat.chat.relay import RelayLimits
+from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
+from p2pchat.discovery.records import Status
+from p2pchat.diskfaults import disk_fault
+from p2pchat.errors import ProfileError
+from p2pchat.node.chat import ChatSettings
+from p2pchat.node.node import NodeSettings
+from p2pchat.profile import Profile
+from p2pchat.store import DATABASE_FILE, Store, open_store
+
+DEFAULT_PORT = 7483
+INTERFACES_ENV = "P2PCHAT_INTERFACES"
+NODE_STATE_FILE = "node.json"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def set_nick(profile: Profile, nick: str) -> None:
+    """--nick: a bad nick is an error; a full disk only keeps it from being saved (the
+    node runs with it all the same)."""
+    try:
+        profile.set_nick(nick)
+    except ProfileError as error:
+        if disk_fault(error) is None:
+            raise
+        print(f"p2pchat: {error}; running as {profile.nick!r} all the same", file=sys.stderr)
+
+
+def ipv4_interface(value: str) -> str:
+    """argparse type for --interface: the IPv4 address of a local interface."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IP address") from None
+    if address.version != 4:
+        raise argparse.ArgumentTypeError(f"{value}: only IPv4 interfaces are supported for now")
+    return value
+
+
+def chosen_interfaces(values: list[str] | None) -> list[str] | None:
+    """The ``--interface`` addresses, else ``$P2PCHAT_INTERFACES`` (comma-separated)."""
+    if values:
+        return values
+    from_env = [v.strip() for v in os.environ.get(INTERFACES_ENV, "").split(",") if v.strip()]
+    try:
+        return [ipv4_interface(value) for value in from_env] or None
+    except argparse.ArgumentTypeError as error:
+        raise ProfileError(f"{INTERFACES_ENV}: {error}") from None
+
+
+def node_settings(
+    profile: Profile,
+    store: Store,
+    args: argparse.Namespace,
+    host: str,
+    port: int,
+    interfaces: list[str] | None,
+) -> NodeSettings:
+    return NodeSettings(
+        nick=profile.nick,
+        status=getattr(args, "status", Status.AVAILABLE.value),
+        status_text=getattr(args, "status_text", ""),
+        host=host,
+        port=port,
+        mdns=not args.no_mdns,
+        announce_nick=not args.no_announce_nick,
+        interfaces=interfaces,
+        static=args.static_targets,
+        known_peers=KnownPeers(profile.home / KNOWN_FILE, health=getattr(args, "disk", None)),
+        store=store,
+        chat=ChatSettings(relay=RelayLimits(enabled=not getattr(args, "no_relay", False))),
+        disk=getattr(args, "disk", None),
+        contacts_only=_contacts_only(profile, args),
+    )
+
+
+def _contacts_only(profile: Profile, args: argparse.Namespace) -> bool:
+    """--contacts-only, or "contacts_only": true in config.json (either turns it on)."""
+    return bool(getattr(args, "contacts_only", False)) or profile.flag("contacts_only")
+
+
+def open_profile_store(profile: Profile) -> Store:
+    """The profile's message store; config.json "full_sync": true trades speed for
+    surviving power cuts too (docs/storage.md)."""
+    return open_store(
+        profile.home / DATABASE_FILE, full_sync=profile.config.get("full_sync") is True
+    )
+
+
+def fail(answer: dict[str, Any]) -> int:
+    print(f"p2pchat: {answer.get('error', 'failed')}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def print_json(value: Any, stream: TextIO | None = None) -> None:
+    print(json.dumps(value, separators=(",", ":")), file=stream or sys.stdout, flush=True)

@@ -1,0 +1,239 @@
+"""``p2pchat daemon``: a headless node that runs until a signal or the API's ``quit``,
+prints its events on stdout (text, or JSON lines that also read commands on stdin),
+serves the control socket and tells other commands in ``node.json`` where it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import trio
+
+from p2pchat.addresses import format_host_port, parse_host_port
+from p2pchat.api.control import answer_lines, read_lines, serve_control
+from p2pchat.api.events import EventPrinter, print_event, print_listening
+from p2pchat.api.handler import ApiHandler
+from p2pchat.cli.common import (
+    DEFAULT_PORT,
+    EXIT_ERROR,
+    EXIT_USAGE,
+    NODE_STATE_FILE,
+    chosen_interfaces,
+    node_settings,
+    open_profile_store,
+    set_nick,
+)
+from p2pchat.discovery.known import static_targets
+from p2pchat.diskfaults import DiskHealth, DiskRecovered
+from p2pchat.mesh.presence import text_problem
+from p2pchat.node.node import Listening, Node, NodeSettings, open_node
+from p2pchat.profile import Profile, ProfileLock
+from p2pchat.store import Store
+
+STOP_FLUSH = 3.0  # seconds a stopping daemon waits for stdout to take what is left
+
+log = logging.getLogger("p2pchat")
+
+
+def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
+    if args.nick is not None:
+        set_nick(profile, args.nick)
+    if args.listen:
+        try:
+            host, port = parse_host_port(args.listen)
+        except ValueError as error:
+            print(f"p2pchat: --listen: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        fallback = False
+    else:
+        host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
+    problem = text_problem(profile.nick, args.status_text)
+    if problem:
+        print(f"p2pchat: --status-text: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    interfaces = chosen_interfaces(args.interface)
+    try:
+        args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
+    except ValueError as error:
+        print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    with ProfileLock(profile.home), open_profile_store(profile) as store:
+        return trio.run(_run_daemon, profile, store, host, port, fallback, args, interfaces)
+
+
+async def _run_daemon(
+    profile: Profile,
+    store: Store,
+    host: str,
+    port: int,
+    may_fall_back: bool,
+    args: argparse.Namespace,
+    interfaces: list[str] | None,
+) -> int:
+    out = EventPrinter(_stdout_fd(), as_json=args.json)
+    try:
+        async with trio.open_nursery() as printing:
+            printing.start_soon(out.output.run)
+            code = await _run_daemon_printing(
+                profile, store, host, port, may_fall_back, args, interfaces, out
+            )
+            if code == 0:
+                out.event("stopped", "stopped")
+            # Whatever waits is written before the end, unless nobody reads stdout.
+            with trio.move_on_after(STOP_FLUSH):
+                await out.output.flush()
+            printing.cancel_scope.cancel()
+    finally:
+        out.output.close()
+    return code
+
+
+async def _run_daemon_printing(
+    profile: Profile,
+    store: Store,
+    host: str,
+    port: int,
+    may_fall_back: bool,
+    args: argparse.Namespace,
+    interfaces: list[str] | None,
+    out: EventPrinter,
+) -> int:
+    settings = node_settings(profile, store, args, host, port, interfaces)
+    # Signals are caught from the very start. A signal ends the event loop rather than
+    # cancelling the node, so the node can still announce its leave and say goodbye.
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, stop)
+            try:
+                await _run_node(profile, settings, interfaces, out, stop, args.json)
+            except OSError as error:
+                if not may_fall_back:
+                    where = format_host_port(host, port)
+                    print(f"p2pchat: cannot listen on {where}: {error.strerror}", file=sys.stderr)
+                    nursery.cancel_scope.cancel()
+                    return EXIT_ERROR
+                print(
+                    f"p2pchat: port {port} is taken ({error.strerror}); listening on a free "
+                    "port instead",
+                    file=sys.stderr,
+                )
+                settings.port = 0
+                await _run_node(profile, settings, interfaces, out, stop, args.json)
+            nursery.cancel_scope.cancel()
+    return 0
+
+
+def _stdout_fd() -> int | None:
+    """Our own copy of stdout's descriptor (None if the daemon was started without one:
+    fd 1 may then be a file the daemon opened itself)."""
+    try:
+        return os.dup(sys.stdout.fileno())
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+async def _run_node(
+    profile: Profile,
+    settings: NodeSettings,
+    interfaces: list[str] | None,
+    out: EventPrinter,
+    stop: trio.Event,
+    read_stdin: bool,
+) -> None:
+    identity = profile.identity
+    assert settings.store is not None
+    async with open_node(identity, settings) as node, trio.open_nursery() as tasks:
+        handler = ApiHandler(
+            identity, settings.store, node, on_quit=stop.set, on_nick=profile.set_nick
+        )
+        # The socket first: a program that sees "listening" may use it at once.
+        await tasks.start(serve_control, profile.home, handler)
+        tasks.start_soon(_print_events, node, profile, interfaces, out, handler)
+        if read_stdin:
+            tasks.start_soon(_serve_stdin, handler, out)
+        await stop.wait()
+        tasks.cancel_scope.cancel()
+
+
+async def _serve_stdin(handler: ApiHandler, out: EventPrinter) -> None:
+    """JSON commands on stdin, answers on stdout. End of input leaves the node running:
+    a daemon started with </dev/null is still a daemon; {"cmd": "quit"} stops it."""
+    try:
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return  # no stdin at all
+    async with stdin:
+        await answer_lines(read_lines(stdin), handler, out.json)
+
+
+async def _print_events(
+    node: Node,
+    profile: Profile,
+    interfaces: list[str] | None,
+    out: EventPrinter,
+    handler: ApiHandler,
+) -> None:
+    unwritten: int | None = None  # the port, while node.json could not be written
+    async for event in node.events:
+        handler.observe(event)
+        if isinstance(event, Listening):
+            port = parse_host_port(event.addresses[0])[1]
+            contacts_only = node.settings.contacts_only
+            if not _write_node_state(profile, port, interfaces, node.disk, contacts_only):
+                unwritten = port
+            print_listening(out, event, profile.identity, profile.nick, contacts_only)
+            continue
+        print_event(node, event, out)
+        if (
+            isinstance(event, DiskRecovered)
+            and unwritten is not None
+            and _write_node_state(
+                profile, unwritten, interfaces, node.disk, node.settings.contacts_only
+            )
+        ):
+            unwritten = None
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    async for _ in signals:
+        stop.set()
+        return
+
+
+def _write_node_state(
+    profile: Profile,
+    port: int,
+    interfaces: list[str] | None,
+    health: DiskHealth,
+    contacts_only: bool = False,
+) -> bool:
+    """Where the running node listens and in which mode, for `p2pchat invite` and
+    `doctor` run beside it. Only a convenience: if the disk refuses it (False), the node
+    runs on, and it is written again once the disk takes writes."""
+    path = profile.home / NODE_STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    state = {
+        "pid": os.getpid(),
+        "port": port,
+        "interfaces": interfaces,
+        "contacts_only": contacts_only,
+    }
+    try:
+        tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if health.failed(str(path), error) is None:
+            log.warning("cannot write %s: %s", path, error)
+        return False
+    health.ok(str(path))
+    return True

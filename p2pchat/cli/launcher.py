@@ -1,0 +1,75 @@
+"""``p2pchat ui`` (and plain ``p2pchat``): turns the flags into a node's settings and
+starts the Textual chat window with them; Textual is imported only when it runs, so
+the other commands start without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from p2pchat.addresses import parse_host_port
+from p2pchat.cli.common import (
+    DEFAULT_PORT,
+    EXIT_USAGE,
+    chosen_interfaces,
+    node_settings,
+    open_profile_store,
+    set_nick,
+)
+from p2pchat.discovery.known import static_targets
+from p2pchat.errors import ProfileError
+from p2pchat.logfile import log_to_file
+from p2pchat.profile import Profile, ProfileLock
+
+UI_LOG_FILE = "p2pchat.log"
+
+
+def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
+    first_run = "nick" not in profile.config
+    if args.nick is not None:
+        try:
+            set_nick(profile, args.nick)
+        except ProfileError as error:
+            print(f"p2pchat: --nick: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        first_run = False
+    if args.listen:
+        try:
+            host, port = parse_host_port(args.listen)
+        except ValueError as error:
+            print(f"p2pchat: --listen: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        host, port = "0.0.0.0", DEFAULT_PORT
+    try:
+        args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
+    except ValueError as error:
+        print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    interfaces = chosen_interfaces(args.interface)
+    from p2pchat.ui.app import ChatApp  # Textual loads only for the UI
+
+    # The screen is the terminal's: log lines go to a file in the profile instead (and
+    # a full disk there must not print tracebacks over the chat).
+    log_to_file(profile.home / UI_LOG_FILE, getattr(args, "disk", None))
+
+    with ProfileLock(profile.home), open_profile_store(profile) as store:
+        if not args.listen and _port_taken(host, port):
+            port = 0  # another program has the default port: any free one will do
+        settings = node_settings(profile, store, args, host, port, interfaces)
+        ChatApp(profile, settings, ask_nick=first_run).run()
+    return 0
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        # As the real listener does: a port in TIME_WAIT from our last run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -1,0 +1,200 @@
+"""The command line's grammar: every command, its flags and their help texts (what a
+flag means once parsed belongs to the command that reads it, or to ``common``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from p2pchat import __version__
+from p2pchat.cli.common import DEFAULT_PORT, ipv4_interface
+from p2pchat.discovery.records import Status
+from p2pchat.mesh.presence import MAX_STATUS_TEXT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2pchat",
+        description="A peer-to-peer messenger: no server, no account, no internet.",
+    )
+    parser.add_argument("--version", action="version", version=f"p2pchat {__version__}")
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        help="profile directory (default: $P2PCHAT_HOME or the platform's data directory)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (repeat for debug)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    id_cmd = commands.add_parser("id", help="print this profile's peer id and fingerprint")
+    id_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+
+    daemon = commands.add_parser("daemon", help="run a headless node")
+    _add_daemon_options(daemon)
+
+    ui = commands.add_parser(
+        "ui", help="the chat window in this terminal (what plain `p2pchat` runs)"
+    )
+    _add_ui_options(ui)
+
+    ping = commands.add_parser(
+        "ping",
+        help="measure round trips: to HOST:PORT over a session of its own, or to a peer "
+        "ID through the running node",
+    )
+    ping.add_argument("address", metavar="HOST:PORT|ID")
+    ping.add_argument("-c", "--count", type=int, default=4, help="pings to send (default 4)")
+    ping.add_argument("-i", "--interval", type=float, default=0.2, help="seconds between pings")
+    ping.add_argument(
+        "-s", "--size", type=int, default=0, help="payload bytes per ping (at most 1024)"
+    )
+    ping.add_argument("--expect", metavar="PEER_ID", help="refuse any other identity")
+    ping.add_argument("--json", action="store_true", help="print one JSON object")
+
+    invite = commands.add_parser("invite", help="print an invite code others can connect with")
+    invite.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_discovery_options(invite)
+
+    doctor = commands.add_parser(
+        "doctor", help="check interfaces, multicast and the node, and say what to do"
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_discovery_options(doctor)
+
+    connect = commands.add_parser(
+        "connect", help="handshake with a peer by invite code or HOST:PORT and remember it"
+    )
+    connect.add_argument("target", metavar="CODE|HOST:PORT")
+    connect.add_argument("--json", action="store_true", help="print one JSON object")
+
+    peers = commands.add_parser("peers", help="list the peers mDNS shows, verifying each")
+    peers.add_argument(
+        "--wait", type=float, default=3.0, metavar="SECONDS", help="how long to listen (default 3)"
+    )
+    peers.add_argument("--json", action="store_true", help="print one JSON array")
+    _add_discovery_options(peers)
+
+    contacts = commands.add_parser("contacts", help="list and manage contacts and requests")
+    contact_commands = contacts.add_subparsers(dest="contacts_command", metavar="ACTION")
+    listing = contact_commands.add_parser("list", help="list contacts (the default)")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    adding = contact_commands.add_parser("add", help="add a contact by peer id")
+    adding.add_argument("peer", metavar="ID")
+    adding.add_argument("--nick", default="", help="your name for this contact")
+    for action, text in (
+        ("accept", "accept a contact request"),
+        ("block", "refuse this id: no connection, no messages, nothing relayed"),
+        ("unblock", "stop refusing this id"),
+    ):
+        contact_commands.add_parser(action, help=text).add_argument("peer", metavar="ID")
+    requests = contact_commands.add_parser("requests", help="list pending contact requests")
+    requests.add_argument("--json", action="store_true", help="print one JSON array")
+    contacts.set_defaults(json=False)  # plain `p2pchat contacts` lists them
+
+    send = commands.add_parser(
+        "send",
+        help="send a message (exit 0: delivered, 3: queued for later)",
+        description="Send a message through the running node, or start one for as long as it "
+        "takes. Exits 0 once delivered, 3 if it is queued for later (the recipient is away), "
+        "1 with a reason otherwise.",
+    )
+    send.add_argument("peer", metavar="ID")
+    send.add_argument("text", metavar="TEXT")
+    send.add_argument(
+        "--wait", type=float, default=10.0, metavar="SECONDS",
+        help="how long to wait for delivery (default 10)",
+    )  # fmt: skip
+    send.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_node_options(send)
+
+    history = commands.add_parser("history", help="show a conversation")
+    history.add_argument("peer", metavar="ID")
+    history.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")
+    history.add_argument("--json", action="store_true", help="print one JSON array")
+    return parser
+
+
+def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address to listen on (default: all interfaces, port {DEFAULT_PORT} "
+        "or a free one if taken)",
+    )
+    parser.add_argument("--nick", help="set this profile's nick")
+    parser.add_argument(
+        "--status",
+        choices=[status.value for status in Status],
+        default=Status.AVAILABLE.value,
+        help="presence to announce (default avail)",
+    )
+    parser.add_argument(
+        "--status-text",
+        default="",
+        metavar="TEXT",
+        help=f"a short line shown with your status (at most {MAX_STATUS_TEXT} characters)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print events as JSON lines and read JSON commands on stdin (docs/api.md)",
+    )
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="do not keep messages for other peers (your own still travel through relays)",
+    )
+    _add_node_options(parser)
+
+
+def _add_ui_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nick", help="your nickname (asked on the first run otherwise)")
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address to listen on (default: all interfaces, port {DEFAULT_PORT} or a free one)",
+    )
+    parser.add_argument(
+        "--no-relay", action="store_true", help="do not keep messages for other peers"
+    )
+    _add_node_options(parser)
+
+
+def _add_node_options(parser: argparse.ArgumentParser) -> None:
+    _add_discovery_options(parser)
+    parser.add_argument(
+        "--no-mdns", action="store_true", help="announce nothing and browse nothing on mDNS"
+    )
+    parser.add_argument(
+        "--peer",
+        dest="peer_address",
+        metavar="HOST:PORT|CODE",
+        action="append",
+        help="also dial this address or invite code at start (repeatable); static peers "
+        'can also be listed in the profile\'s config.json as "peers"',
+    )
+    parser.add_argument(
+        "--no-announce-nick",
+        action="store_true",
+        help="announce without nick and status (peers learn them only after connecting)",
+    )
+    parser.add_argument(
+        "--contacts-only",
+        action="store_true",
+        help="talk to contacts only: refuse strangers' connections, dial no stranger, "
+        "relay nothing for them; invite codes still work (config.json: "
+        '"contacts_only": true)',
+    )
+
+
+def _add_discovery_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--interface",
+        metavar="IP",
+        action="append",
+        type=ipv4_interface,
+        help="use mDNS only on the interface with this address (repeatable; "
+        "default: all; 127.0.0.1 for nodes on one machine)",
+    )
