@@ -14,6 +14,7 @@ from typing import Any
 
 from p2pchat.api.output import LineOutput
 from p2pchat.api.protocol import API_VERSION, encode_event
+from p2pchat.chat.names import person_name
 from p2pchat.diskfaults import DiskRecovered, DiskTrouble
 from p2pchat.identity import Identity, decode_peer_id
 from p2pchat.node.chat import ChatEvent, ContactRequest, MessageIn, Receipt
@@ -183,10 +184,13 @@ def _print_room_event(node: Node, event: RoomEvent, out: EventPrinter) -> None:
 
 
 def _nick(node: Node, peer_id: str) -> str:
-    """The contact's name, else the presence nick, else ""."""
+    """What to call the peer of an event (chat/names.py); a contact request's own nick
+    is in the event itself, so the store's requests are not read for every line."""
     contact = node.store.contact(decode_peer_id(peer_id)) if node.store else None
     presence = node.presence_of(peer_id)
-    return (contact.name if contact else "") or (presence.nick if presence else "")
+    return person_name(
+        contact_name=contact.name if contact else "", nick=presence.nick if presence else ""
+    )
 
 
 class EventPrinter:

@@ -9,7 +9,7 @@ import argparse
 from p2pchat import __version__
 from p2pchat.cli.common import DEFAULT_PORT, ipv4_interface
 from p2pchat.discovery.records import Status
-from p2pchat.mesh.presence import MAX_STATUS_TEXT
+from p2pchat.wire.messages import MAX_STATUS_TEXT_CHARS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +134,7 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
         "--status-text",
         default="",
         metavar="TEXT",
-        help=f"a short line shown with your status (at most {MAX_STATUS_TEXT} characters)",
+        help=f"a short line shown with your status (at most {MAX_STATUS_TEXT_CHARS} characters)",
     )
     parser.add_argument(
         "--json",

@@ -25,7 +25,6 @@ from p2pchat.wire.messages import MAX_NICK_CHARS, MAX_STATUS_TEXT_CHARS, Presenc
 SIGNATURE_CONTEXT = b"p2pchat-presence-v1:"
 STATUSES = frozenset({"avail", "away", "dnd", "offline"})
 MAX_VERSION = 2**63 - 1
-MAX_STATUS_TEXT = MAX_STATUS_TEXT_CHARS  # the command line's old name for the limit
 
 
 class Verdict(enum.Enum):
