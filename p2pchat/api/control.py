@@ -238,11 +238,17 @@ async def call_control(home: Path, command: dict[str, Any]) -> dict[str, Any] | 
         return None
     problem = "the running node closed the connection without answering"
     async with trio.SocketStream(sock) as stream:
-        await stream.send_all(encode_event(command))
-        async for line in read_lines(stream, MAX_ANSWER_BYTES):
-            if line is None:
-                problem = f"the running node's answer is over {MAX_ANSWER_BYTES} bytes"
-                break
-            answer: dict[str, Any] = json.loads(line)
-            return answer
+        # A node that refuses us (too many clients) writes why and closes at once, maybe
+        # before our command is out: the refusal is still there to be read.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(encode_event(command))
+        try:
+            async for line in read_lines(stream, MAX_ANSWER_BYTES):
+                if line is None:
+                    problem = f"the running node's answer is over {MAX_ANSWER_BYTES} bytes"
+                    break
+                answer: dict[str, Any] = json.loads(line)
+                return answer
+        except trio.BrokenResourceError:  # reset by the node
+            pass
     return {"event": "error", "cmd": command.get("cmd"), "error": problem}
