@@ -27,7 +27,8 @@ from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.node import NodeSettings, Presence
 from p2pchat.profile import Profile
 from p2pchat.store import Store, open_store
-from p2pchat.ui.app import ChatApp, NodeEventArrived
+from p2pchat.ui.app import ChatApp
+from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.widgets.composer import Composer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -63,7 +63,8 @@ KNOWN_BREACHES: frozenset[tuple[str, str]] = frozenset(
     {
         ("ui/people.py", "store"),
         ("ui/app.py", "store"),
-        ("ui/app.py", "discovery"),
+        ("ui/bars.py", "discovery"),
+        ("ui/slash.py", "discovery"),
         ("ui/widgets/conversation.py", "store"),
     }
 )

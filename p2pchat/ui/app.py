@@ -16,27 +16,22 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import trio
-from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
 from p2pchat.chat.names import shown_name
-from p2pchat.discovery.doctor import run_checks
-from p2pchat.discovery.known import static_targets
-from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble, disk_fault
-from p2pchat.errors import P2PChatError, ProfileError, StoreError
-from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
-from p2pchat.node.chat import ChatService, ContactRequest, MessageIn, Receipt
+from p2pchat.diskfaults import DiskRecovered, DiskTrouble, disk_fault
+from p2pchat.errors import ProfileError, StoreError
+from p2pchat.identity import decode_peer_id, encode_peer_id
+from p2pchat.node.chat import ContactRequest, MessageIn, Receipt
 from p2pchat.node.node import (
     DiscoveryNote,
     EventsDropped,
@@ -49,68 +44,30 @@ from p2pchat.node.node import (
     Presence,
     open_node,
 )
-from p2pchat.node.rooms import RoomChanged, RoomGone, RoomInvited, RoomMessageIn, RoomService
+from p2pchat.node.rooms import RoomChanged, RoomGone, RoomInvited, RoomMessageIn
 from p2pchat.profile import Profile
 from p2pchat.store import Store, StoredMessage
-from p2pchat.ui.commands import (
-    Command,
-    CommandError,
-    complete,
-    literal_text,
-    parse,
-    resolve_peer,
-    split_status,
-    split_target,
-)
+from p2pchat.ui import bars, slash
 from p2pchat.ui.host import EventBridge, NodeHost
+from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
 from p2pchat.ui.palette import ChatCommands
 from p2pchat.ui.people import (
-    PRESENCE_MARKS,
-    PRESENCE_WORDS,
     Entry,
     RoomLine,
     Section,
     Seen,
     build_entries,
     hearsay_count,
-    people_for_lookup,
 )
 from p2pchat.ui.screens.first_run import FirstRunScreen
 from p2pchat.ui.screens.help import HelpScreen
-from p2pchat.ui.screens.verify import VerifyScreen
 from p2pchat.ui.widgets.composer import Composer
 from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.sidebar import Sidebar
 
 log = logging.getLogger("p2pchat.ui")
-NO_PEERS_AFTER = 10.0  # seconds without any peer before the status bar gives advice
 TOAST_EVERY = 3.0  # seconds between two toasts for the same sender
 DROPPED_EVERY = 5.0  # seconds between two "events were dropped" notices
-
-
-@dataclass
-class NodeUp(Message):
-    node: Node
-
-
-@dataclass
-class NodeEventArrived(Message):
-    event: NodeEvent
-
-
-class NodeEventsWaiting(Message):
-    """Node events wait in the bridge (at most one of these is queued at a time)."""
-
-
-@dataclass
-class NodeFailed(Message):
-    text: str
-
-
-@dataclass
-class Sent(Message):
-    peer_id: str
-    msg_id: bytes
 
 
 class ChatApp(App[None]):
@@ -573,82 +530,22 @@ class ChatApp(App[None]):
         """Run a composer line (a command, from the palette) as if it had been typed."""
         self.on_composer_submitted(Composer.Submitted(line))
 
+    def _complete(self, line: str) -> list[str]:
+        return slash.complete_line(self, line)
+
+    def on_composer_submitted(self, message: Composer.Submitted) -> None:
+        slash.composer_submitted(self, message)
+
+    def _update_title(self) -> None:
+        bars.update_title(self)
+
+    def _update_topbar(self) -> None:
+        bars.update_topbar(self)
+
     def _entry(self, peer_id: str) -> Entry | None:
         return next((e for e in self._entries if e.peer_id == peer_id), None)
 
     # ------------------------------------------------------------------ bars
-
-    def _update_title(self) -> None:
-        title = self.query_one("#chat-title", Static)
-        if self._room is not None:
-            title.update(Text(self._room_title(self._room)))
-            return
-        if self._peer is None:
-            title.update(Text("No conversation open"))
-            return
-        entry = self._entry(self._peer)
-        seen = self._seen.get(self._peer)
-        status = seen.status if seen else "offline"
-        parts = [
-            self.name_of(decode_peer_id(self._peer)),
-            f"{PRESENCE_MARKS.get(status, '○')} {PRESENCE_WORDS.get(status, status)}",
-        ]
-        if seen and seen.status_text:
-            parts.append(f'"{seen.status_text}"')
-        if entry is not None and entry.section is Section.REQUESTS:
-            parts.append("wants to talk: /accept or /block")
-        elif entry is None or entry.section is Section.NEARBY:
-            key_print = fingerprint(decode_peer_id(self._peer))
-            parts.append(f"not a contact yet (fingerprint {key_print}): writing adds them")
-        elif entry is not None and entry.verified:
-            parts.append("verified ✔")
-        if entry is not None and entry.clash:
-            parts.append("⚠ another peer uses this name: /verify")
-        title.update(Text(" · ".join(parts)))  # a peer's nick and note: plain text
-
-    def _update_topbar(self) -> None:
-        if not self.screen_stack or not self.query("#topbar"):
-            return  # closing
-        own = self.node.presence_of(self.node.peer_id) if self.node else None
-        status = own.status if own else self.settings.status
-        left = (
-            f"p2pchat ─ {self.profile.nick} "
-            f"({PRESENCE_MARKS.get(status, '●')} {PRESENCE_WORDS.get(status, status)})"
-        )
-        if self.settings.contacts_only:
-            left += " · contacts only"
-        online = len([s for s in self._seen.values() if s.status != "offline" and s.proven])
-        if self._disk:
-            trouble = next(iter(self._disk.values()))
-            what = "disk full" if trouble.code == DISK_FULL else "disk error"
-            right = f"⚠ {what}: {os.path.basename(trouble.file)} cannot be written"
-        elif self._failure:
-            right = f"offline: {self._failure}; messages will wait"
-        elif self.node is None:
-            right = "starting…"
-        elif online:
-            right = f"{online} peer{'s' if online != 1 else ''} · connected"
-        elif self._refused_by and not self.settings.contacts_only:
-            count = len(self._refused_by)
-            who = "1 nearby talks" if count == 1 else f"{count} nearby talk"
-            right = f"{who} to contacts only · ask for an invite code"
-        elif not self.settings.mdns:
-            right = "mDNS off: /connect CODE reaches someone, /invite gives your code"
-        elif self.settings.contacts_only:
-            # Strangers are not shown in this mode, so nobody here is the likely reason.
-            right = "no contact online · /invite makes a code"
-        elif time.monotonic() - self._started < NO_PEERS_AFTER:
-            right = "discovering…"
-        else:
-            right = self._advice or "no peers found yet: /invite or /connect"
-            if not self._advice_asked:
-                self._advice_asked = True
-                self._ask_doctor()
-        bar = self.query_one("#topbar", Static)
-        width = max(1, self.size.width - len(left) - len(right) - 4)  # 2 for padding
-        bar.update(Text(f"{left} {'─' * width} {right}"))
-        if self._peer is not None:
-            self._update_title()
 
     def _discovery_note(self, note: DiscoveryNote) -> None:
         peer_id = note.fields.get("id")
@@ -661,363 +558,6 @@ class ChatApp(App[None]):
         else:
             return
         self._update_topbar()
-
-    def _ask_doctor(self) -> None:
-        """Nobody after a while: run the multicast checks of `p2pchat doctor` once and
-        put their advice in the status bar."""
-        host = self._host
-        if host is None:
-            return
-
-        async def check() -> None:
-            report = await run_checks(self.profile.home, self.settings.interfaces, node=False)
-            failed = [f for f in report.findings if not f.ok and f.advice]
-            advice = failed[0].advice if failed else "multicast works here: nobody else yet?"
-            self.call_later(self._show_advice, advice.replace("p2pchat invite", "/invite"))
-
-        host.spawn(check)
-
-    def _show_advice(self, advice: str) -> None:
-        self._advice = f"no peers found — {advice}"
-        self._update_topbar()
-
-    # ------------------------------------------------------------------ composer
-
-    def _complete(self, line: str) -> list[str]:
-        return complete(line, [e.name for e in self._entries])
-
-    def on_composer_submitted(self, message: Composer.Submitted) -> None:
-        text = message.text
-        try:
-            command = parse(text)
-        except CommandError as error:
-            self.notify(str(error), severity="warning")
-            return
-        if command is None:
-            self._send(literal_text(text))
-        else:
-            self._run_command(command)
-
-    def _send(self, text: str, peer_id: str | None = None) -> None:
-        if peer_id is None and self._room is not None:
-            room_id = bytes.fromhex(self._room)
-            self._rooms_call(lambda rooms: rooms.send(room_id, text), "")
-            return
-        peer_id = peer_id or self._peer
-        if peer_id is None:
-            self.notify("Open a conversation first: pick one on the left, or /msg NICK")
-            return
-        node, host = self.node, self._host
-        if node is None or node.chat is None or host is None:
-            self.notify(self._not_ready(), severity="warning")
-            return
-        chat = node.chat
-        peer = decode_peer_id(peer_id)
-
-        def send() -> None:
-            try:
-                stored = chat.send_text(peer, text)
-            except ValueError as error:
-                self.notify(str(error), severity="warning")
-                return
-            except P2PChatError as error:  # e.g. a full disk: nothing was stored or sent
-                self.notify(f"{error}. ↑ in the empty composer brings the text back.",
-                            title="Not sent", severity="error")  # fmt: skip
-                return
-            self.post_message(Sent(peer_id, stored.msg_id))
-
-        host.call(send)
-
-    # ------------------------------------------------------------------ commands
-
-    def _run_command(self, command: Command) -> None:
-        handler = getattr(self, f"_cmd_{command.name}", None)
-        if handler is None:
-            self.notify(f"/{command.name} is not available here", severity="warning")
-            return
-        try:
-            handler(command.args)
-        except CommandError as error:
-            self.notify(str(error), severity="warning")
-
-    def _resolve(self, query: str) -> str:
-        return resolve_peer(query, people_for_lookup(self._entries))
-
-    def _cmd_help(self, args: str) -> None:
-        self.action_help()
-
-    def _cmd_quit(self, args: str) -> None:
-        self.exit()
-
-    def _cmd_msg(self, args: str) -> None:
-        target, text = split_target(args)
-        peer_id = self._resolve(target)
-        self.open_conversation(peer_id)
-        if text:
-            self._send(text, peer_id)
-
-    def _cmd_nick(self, args: str) -> None:
-        try:
-            self.profile.set_nick(args)
-        except ProfileError as error:
-            raise CommandError(f"{error}.") from None
-        self._set_presence(nick=self.profile.nick)
-
-    def _cmd_status(self, args: str) -> None:
-        status, text = split_status(args)
-        self._set_presence(status=status, status_text=text)
-
-    def _cmd_away(self, args: str) -> None:
-        self._set_presence(status="away", status_text=args)
-
-    def _cmd_back(self, args: str) -> None:
-        self._set_presence(status="avail", status_text="")
-
-    def _set_presence(self, **changes: Any) -> None:
-        node, host = self.node, self._host
-        if node is None or host is None:
-            raise CommandError(self._not_ready())
-        host.spawn(self._presence_in_trio, node, changes)
-
-    async def _presence_in_trio(self, node: Node, changes: dict[str, Any]) -> None:
-        try:
-            await node.set_presence(**changes)
-        except ValueError as error:
-            self.notify(str(error), severity="warning")
-        self.call_later(self._update_topbar)
-
-    def _cmd_accept(self, args: str) -> None:
-        peer_id = self._resolve(args)
-        chat = self._chat()
-        assert self._host is not None
-        self._host.call(chat.accept, decode_peer_id(peer_id))
-        self.notify(f"{self.name_of(decode_peer_id(peer_id))} is now a contact")
-        self._schedule_refresh()
-
-    def _cmd_block(self, args: str) -> None:
-        self._blocking(args, True)
-
-    def _cmd_unblock(self, args: str) -> None:
-        self._blocking(args, False)
-
-    def _blocking(self, args: str, blocked: bool) -> None:
-        peer_id = self._resolve(args)
-        chat = self._chat()
-        assert self._host is not None
-        self._host.call(chat.set_blocked, decode_peer_id(peer_id), blocked)
-        name = self.name_of(decode_peer_id(peer_id))
-        self.notify(f"{name} is {'blocked' if blocked else 'no longer blocked'}")
-        self._schedule_refresh()
-
-    def _cmd_verify(self, args: str) -> None:
-        peer_id = self._resolve(args) if args else self._peer
-        if peer_id is None:
-            raise CommandError("open a conversation, or name someone: /verify NICK")
-        self._show_verify(peer_id)
-
-    def _show_verify(self, peer_id: str) -> None:
-        key = decode_peer_id(peer_id)
-        contact = self.store.contact(key)
-        screen = VerifyScreen(
-            my_key=self.me,
-            their_key=key,
-            their_name=self.name_of(key),
-            verified=bool(contact and contact.verified),
-        )
-
-        def done(result: bool | None) -> None:
-            if result is None:
-                return
-            chat, host = self._chat(), self._host
-            assert host is not None
-
-            def apply() -> None:  # inside trio: adding a contact may talk to the peer
-                existing = self.store.contact(key)
-                if existing is None or not existing.is_contact:
-                    chat.add_contact(key)
-                self.store.set_verified(key, result)
-                self.call_later(self._refresh_sidebar)
-                self.call_later(self._update_title)
-
-            host.call(apply)
-            self.notify(f"{self.name_of(key)} is {'verified ✔' if result else 'not verified'}")
-
-        self.push_screen(screen, done)
-
-    def _cmd_peers(self, args: str) -> None:
-        everyone = [s for s in self._seen.values() if s.status != "offline"]
-        online = [s for s in everyone if s.proven]
-        if not online:
-            self.notify("Nobody found yet. /invite gives a code to share; /connect uses one.")
-            return
-        lines = [
-            f"{PRESENCE_MARKS.get(s.status, '○')} {self.name_of(decode_peer_id(s.peer_id))} "
-            f"({fingerprint(decode_peer_id(s.peer_id))})"
-            for s in sorted(online, key=lambda s: s.nick.casefold())
-        ][:20]
-        if len(everyone) > len(online):
-            lines.append(f"and {len(everyone) - len(online):,} only heard of through others")
-        self.notify("\n".join(lines), title=f"{len(online)} peers", timeout=10)
-
-    # rooms
-
-    def _rooms(self) -> RoomService:
-        if self.node is None or self.node.rooms is None:
-            raise CommandError(self._not_ready())
-        return self.node.rooms
-
-    def _open_room_id(self) -> bytes:
-        if self._room is None:
-            raise CommandError("open a room first (or /create NAME)")
-        return bytes.fromhex(self._room)
-
-    def _rooms_call(
-        self,
-        action: Callable[[RoomService], Any],
-        done: str,
-        then: Callable[[Any], None] | None = None,
-    ) -> None:
-        """Run a room command inside trio; say ``done`` (or the error) when it ran."""
-        rooms, host = self._rooms(), self._host
-        assert host is not None
-
-        def run() -> None:
-            try:
-                result = action(rooms)
-            except (ValueError, P2PChatError) as error:  # e.g. an invitation that is refused
-                self.notify(str(error), severity="warning")
-                return
-            if done:
-                self.notify(done)
-            if then is not None:
-                self.call_later(then, result)
-            self.call_later(self._refresh_sidebar)
-
-        host.call(run)
-
-    def _cmd_create(self, args: str) -> None:
-        self._rooms_call(lambda rooms: rooms.create(args), f"Room #{args} created: /invite NICK",
-                         lambda room: self.open_room(room.room_id.hex()))  # fmt: skip
-
-    def _cmd_join(self, args: str) -> None:
-        wanted = args.strip().lstrip("#").casefold()
-        matching = [r for r in self.store.rooms()
-                    if r.name.casefold() == wanted or r.room_id.hex() == wanted]  # fmt: skip
-        joined = [r for r in matching if r.joined]
-        if joined:  # already a member: just open it
-            self.open_room(joined[0].room_id.hex())
-            return
-        invited = [r for r in matching if not r.joined]
-        if not invited:
-            raise CommandError(f"no room or invitation called {args!r}")
-        room_id = invited[0].room_id
-        self._rooms_call(lambda rooms: rooms.join(room_id), "",
-                         lambda room: self.open_room(room.room_id.hex()))  # fmt: skip
-
-    def _cmd_leave(self, args: str) -> None:
-        room_id = self._open_room_id()
-        self._rooms_call(lambda rooms: rooms.leave(room_id), "You left the room")
-
-    def _cmd_remove(self, args: str) -> None:
-        room_id = self._open_room_id()
-        peer = decode_peer_id(self._resolve(args))
-        self._rooms_call(lambda rooms: rooms.remove(room_id, peer),
-                         f"{self.name_of(peer)} is removed; the room has a new key")  # fmt: skip
-
-    def _cmd_members(self, args: str) -> None:
-        room_id = self._open_room_id()
-        listed = self._rooms().members(room_id)
-        lines = [f"{'●' if online else '○'} {self.name_of(key)}" for key, online in listed]
-        self.notify("\n".join(lines[:30]), title=f"{len(listed)} members", timeout=10)
-
-    def _room_title(self, room_hex: str) -> str:
-        rows = [r for r in self.store.rooms() if r.room_id.hex() == room_hex]
-        name = rows[0].name if rows else "?"
-        rooms = self.node.rooms if self.node is not None else None
-        room = rooms.rooms.get(bytes.fromhex(room_hex)) if rooms is not None else None
-        if room is None:
-            return f"# {name}"
-        online = sum(1 for m in room.members if m == self.me or self._online_key(m))
-        return f"# {name} · {len(room.members)} members · {online} online"
-
-    def _online_key(self, key: bytes) -> bool:
-        seen = self._seen.get(encode_peer_id(key))
-        return seen is not None and seen.status != "offline"
-
-    def _cmd_contacts(self, args: str) -> None:
-        self._list_section(Section.CONTACTS, "No contacts yet: pick someone under NEARBY.")
-
-    def _cmd_requests(self, args: str) -> None:
-        self._list_section(Section.REQUESTS, "No pending requests.")
-
-    def _list_section(self, section: Section, empty: str) -> None:
-        rows = [e for e in self._entries if e.section is section]
-        if not rows:
-            self.notify(empty)
-            return
-        lines = [f"{e.mark} {e.name}" + (" ✔" if e.verified else "") for e in rows[:20]]
-        self.notify("\n".join(lines), title=section.value.title(), timeout=10)
-
-    def _cmd_invite(self, args: str) -> None:
-        if args:  # in a room: invite a contact into it
-            room_id = self._open_room_id()
-            peer = decode_peer_id(self._resolve(args))
-            self._rooms_call(lambda rooms: rooms.invite(room_id, peer),
-                             f"{self.name_of(peer)} is invited")  # fmt: skip
-            return
-        node = self.node
-        if node is None:
-            raise CommandError(self._not_ready())
-        nick = self.profile.nick if self.settings.announce_nick else None
-        try:
-            code = node.invite(nick).code  # a fresh one-time token, remembered in the store
-        except P2PChatError as error:  # a full disk: the token could not be kept
-            raise CommandError(f"no invite code: {error}") from None
-        self.copy_to_clipboard(code)
-        self.notify(
-            code,
-            title="Your invite code (copied; it admits one person, for a week): others type "
-            "/connect CODE",
-            timeout=30,
-        )
-
-    def _cmd_connect(self, args: str) -> None:
-        node, host = self.node, self._host
-        if node is None or host is None:
-            raise CommandError(self._not_ready())
-        try:
-            targets = static_targets(None, [args])
-        except ValueError as error:
-            raise CommandError(str(error)) from None
-        host.spawn(self._connect_in_trio, node, targets)
-
-    async def _connect_in_trio(self, node: Node, targets: list[Any]) -> None:
-        for note in await node.connect(targets):
-            if note.name not in ("verified", "spoof", "unreachable", "refused"):
-                continue
-            text = note.text
-            peer_id = note.fields.get("id")
-            if note.name == "verified" and note.fields.get("via") == "invite" and peer_id:
-                name = note.fields.get("nick") or self.name_of(decode_peer_id(peer_id))
-                text += f" — {name} is now a contact"
-            elif note.name == "refused" and note.fields.get("code") == "contacts-only":
-                target = next((t for t in targets if t.peer_id == peer_id), None)
-                name = (target.nick if target else None) or (peer_id or "")[:12]
-                text = f"{name} talks to contacts only"
-                if target is not None and target.invite:
-                    text += ": this code was used already or has expired; ask for a new one"
-            self.notify(text, severity="information" if note.name == "verified" else "error")
-        self.call_later(self._refresh_sidebar)
-
-    def _chat(self) -> ChatService:
-        if self.node is None or self.node.chat is None:
-            raise CommandError(self._not_ready())
-        return self.node.chat
-
-    def _not_ready(self) -> str:
-        if self._failure:
-            return f"the node is not running ({self._failure}); restart p2pchat"
-        return "still starting: try again in a moment"
 
     # ------------------------------------------------------------------ actions
 
@@ -1032,7 +572,7 @@ class ChatApp(App[None]):
         if self._peer is None:
             self.notify("Open a conversation first, or type /verify NICK")
             return
-        self._show_verify(self._peer)
+        slash.show_verify(self, self._peer)
 
     def action_new_conversation(self) -> None:
         self.prefill("/msg ")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from p2pchat.ui.app import ChatApp
 from p2pchat.ui.commands import COMMANDS
+from p2pchat.ui.slash import HANDLERS
 
 
 def test_every_listed_command_has_a_handler() -> None:
-    missing = [name for name in COMMANDS if not callable(getattr(ChatApp, f"_cmd_{name}", None))]
+    missing = [name for name in COMMANDS if not callable(HANDLERS.get(name))]
     assert missing == []

@@ -12,7 +12,8 @@ from p2pchat.node.chat import ContactRequest, MessageIn
 from p2pchat.node.node import NodeSettings, Presence
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, open_store
-from p2pchat.ui.app import ChatApp, NodeEventArrived
+from p2pchat.ui.app import ChatApp
+from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.widgets.composer import Composer
 from tests.ui.test_snapshots import IdleHost
 

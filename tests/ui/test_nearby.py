@@ -17,7 +17,8 @@ from p2pchat.identity import Identity
 from p2pchat.node.node import NodeSettings, Presence
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, open_store
-from p2pchat.ui.app import ChatApp, NodeEventArrived
+from p2pchat.ui.app import ChatApp
+from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.people import Section, Seen, build_entries, hearsay_count
 from p2pchat.ui.widgets.sidebar import Sidebar
 from tests.ui.test_snapshots import IdleHost

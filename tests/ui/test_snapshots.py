@@ -26,8 +26,9 @@ from p2pchat.identity import Identity
 from p2pchat.node.node import NodeSettings, Presence
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, Store, open_store
-from p2pchat.ui.app import ChatApp, NodeEventArrived
+from p2pchat.ui.app import ChatApp
 from p2pchat.ui.host import NodeHost
+from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.widgets import conversation as conversation_module
 from p2pchat.ui.widgets.composer import Composer
 
