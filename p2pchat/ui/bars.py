@@ -1,8 +1,8 @@
 """What the two bars say: the top bar (who I am, the network's state, advice when
 nobody shows up) and the title above the conversation (who or which room is open).
 
-:class:`StatusBars` is mixed into :class:`~p2pchat.ui.app.ChatApp`; the app calls
-``_update_topbar`` and ``_update_title`` whenever what they show may have changed. When
+Functions taking the :class:`~p2pchat.ui.app.ChatApp`, which calls ``update_topbar`` and
+``update_title`` whenever what they show may have changed. When
 no peer shows up for a while, the top bar runs the multicast checks of
 ``p2pchat doctor`` once and shows their advice.
 """

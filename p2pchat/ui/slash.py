@@ -1,11 +1,11 @@
 """What a composer line does: a message to send, or a slash command to run.
 
-:class:`SlashCommands` is mixed into :class:`~p2pchat.ui.app.ChatApp` and holds the
-handlers of every slash command (``/msg``, ``/accept``, ``/block``, ``/verify``, the room
-commands, ``/invite``, ``/connect`` …) and the sending of plain text. Parsing and
-completion are pure and live in :mod:`p2pchat.ui.commands`; this module turns a parsed
-command into calls on the node (inside trio, through the app's host) and toasts. A
-handler is found by name, ``_cmd_<command>``, so a new command is one method here.
+Functions taking the :class:`~p2pchat.ui.app.ChatApp`: the handlers of every slash
+command (``/msg``, ``/accept``, ``/block``, ``/verify``, the room commands, ``/invite``,
+``/connect`` …) and the sending of plain text. Parsing and completion are pure and live
+in :mod:`p2pchat.ui.commands`; this module turns a parsed command into calls on the node
+(inside trio, through the app's host) and toasts. A new command is one ``cmd_`` function
+here and its entry in :data:`HANDLERS`.
 """
 
 from __future__ import annotations
