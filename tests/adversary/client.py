@@ -186,9 +186,10 @@ class ContactListener:
     """An honest contact that listens and lets the victim dial it.
 
     On every session it sends its own signed presence record (so the victim knows it
-    online, with this address), acknowledges chat messages, declines to become a mesh
-    neighbour and hangs up once the victim has been quiet for ``linger`` seconds: every
-    session the victim has with it is one the victim dialled.
+    online, with this address), acknowledges chat messages, answers the failure
+    detector's probes (as a peer that gossips its record must, docs/protocol.md §12),
+    declines to become a mesh neighbour and hangs up once the victim has been quiet for
+    ``linger`` seconds: every session the victim has with it is one the victim dialled.
     """
 
     # Long enough for a victim starved of CPU (two hogs, 300 strangers) to send what it
@@ -257,6 +258,9 @@ class ContactListener:
                 ids.append(body["msg_id"])
             elif type_id == wire.MESH_NEIGHBOR:
                 await peer.send(wire.neighbor_reply(False))
+            elif type_id == wire.MESH_PING:  # unanswered, the victim would declare us
+                # dead and stop dialling us, hand our messages to relays instead
+                await peer.send(wire.mesh_ack(body["seq"]))
         if ids:
             await peer.send(wire.receipt(ids))
             self.arrived.set()

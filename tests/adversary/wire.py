@@ -32,6 +32,7 @@ PRESENCE_CONTEXT = b"p2pchat-presence-v1:"  # §11
 
 # Type ids (§6).
 HELLO, AUTH, REJECT, CLOSE, PING, PONG = 1, 2, 3, 4, 5, 6
+MESH_PING, MESH_ACK = 20, 21
 MESH_GOSSIP, MESH_NEIGHBOR, MESH_NEIGHBOR_REPLY, MESH_DIGEST = 24, 25, 26, 28
 CHAT_MESSAGE, CHAT_RECEIPT = 30, 31
 
@@ -80,6 +81,11 @@ def digest(summary: bytes = bytes(16)) -> bytes:
     """A digest summary that matches nobody's: the receiver answers with all its entries."""
     return encode(MESH_DIGEST, {"summary": summary, "entries": [], "full": False,
                                 "want_reply": False})  # fmt: skip
+
+
+def mesh_ack(seq: int) -> bytes:
+    """§12: the answer to a direct probe (``MeshPing``), echoing its ``seq``."""
+    return encode(MESH_ACK, {"seq": seq, "records": [], "claims": []})
 
 
 def neighbor_reply(accepted: bool) -> bytes:
