@@ -10,26 +10,13 @@ from __future__ import annotations
 import trio
 
 from p2pchat.discovery.known import Target
-from p2pchat.discovery.records import DiscoveredPeer
 from p2pchat.discovery.verify import Verdict, verify_peer
 from p2pchat.identity import Identity
 from p2pchat.net.links import LinkLimits
 from p2pchat.node.node import NodeSettings, open_node
+from tests.discovery.test_watch_contacts_only import seen
 
 LOOPBACK = LinkLimits(max_links_per_address=LinkLimits().max_links)
-
-
-def record_of(identity: Identity, nick: str, port: int) -> DiscoveredPeer:
-    return DiscoveredPeer(
-        instance=f"{nick} ({identity.peer_id[:8]})",
-        peer_id=identity.peer_id,
-        peer_key=identity.public_key,
-        addresses=("127.0.0.1",),
-        port=port,
-        versions=(1,),
-        nick=nick,
-        status=None,
-    )
 
 
 async def test_a_peer_that_dialled_us_is_verified_though_it_keeps_its_own_session() -> None:
@@ -52,7 +39,7 @@ async def test_a_peer_that_dialled_us_is_verified_though_it_keeps_its_own_sessio
                 ):
                     await trio.sleep(0.01)
             peer_port = int(peer.addresses[0].rsplit(":", 1)[1])
-            result = await verify_peer(record_of(small, "small", peer_port), large)
+            result = await verify_peer(seen(small, "small", peer_port).peer, large)
             assert result.verdict is Verdict.VERIFIED, result.detail
             assert result.address == f"127.0.0.1:{peer_port}"
             assert small.peer_id in verifier.connected(), "its own session was kept"
