@@ -8,6 +8,7 @@ import json
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -36,14 +37,14 @@ RSS_GROWTH_LIMIT = 32 * 1024 * 1024  # the stdout queue holds MAX_BYTES; the res
 class Daemon:
     """A `p2pchat daemon --json` whose stdout the test reads only when it wants to."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, stdin: int = subprocess.PIPE) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
         self.log_path = home.parent / f"{home.name}.stderr"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*DAEMON, "--home", str(home), "daemon", "--json", *OPTIONS],
-                stdin=subprocess.PIPE,
+                stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 bufsize=0,
@@ -272,3 +273,29 @@ def test_a_closed_stdout_leaves_the_daemon_running(tmp_path: Path) -> None:
         assert node.stderr().count("stdout is closed") == 1
         assert trio.run(call_control, node.home, {"cmd": "quit"}) == {"event": "quit"}
         assert node.process.wait(timeout=30) == 0
+
+
+def test_an_unreadable_stdin_leaves_the_daemon_running(tmp_path: Path) -> None:
+    """Reading stdin fails (a terminal the daemon was backgrounded from gives EIO; here a
+    TCP connection reset gives ECONNRESET): one line on stderr, no traceback, and the
+    node goes on answering on its control socket."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        theirs, _ = server.accept()
+    try:
+        node = Daemon(tmp_path / "node", stdin=theirs.fileno())
+    finally:
+        theirs.close()
+    try:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ours.close()  # a reset: the daemon's next read of stdin fails
+        deadline = time.monotonic() + 30
+        while "stdin cannot be read" not in node.stderr():
+            assert time.monotonic() < deadline, node.stderr()
+            time.sleep(0.1)
+        answer = trio.run(call_control, node.home, {"cmd": "version"})
+        assert answer is not None and answer["event"] == "version"
+        assert node.process.poll() is None
+        assert "Traceback" not in node.stderr()
+    finally:
+        node.stop()

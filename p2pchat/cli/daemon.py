@@ -171,7 +171,14 @@ async def _serve_stdin(handler: ApiHandler, out: EventPrinter) -> None:
     except (OSError, ValueError, AttributeError):
         return  # no stdin at all
     async with stdin:
-        await answer_lines(read_lines(stdin), handler, out.json)
+        try:
+            await answer_lines(read_lines(stdin), handler, out.json)
+        except trio.BrokenResourceError as error:  # EIO from a terminal we left, say
+            log.warning(
+                "stdin cannot be read (%s); the node goes on, commands reach it through "
+                "its control socket",
+                error.__cause__ or error,
+            )
 
 
 async def _print_events(
