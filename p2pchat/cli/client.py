@@ -22,8 +22,8 @@ from p2pchat.cli.common import (
     node_settings,
     open_profile_store,
     print_json,
+    read_static_targets,
 )
-from p2pchat.discovery.known import static_targets
 from p2pchat.identity import decode_peer_id
 from p2pchat.node.node import NodeSettings, open_node
 from p2pchat.profile import Profile, ProfileLock
@@ -128,10 +128,7 @@ def cmd_send(profile: Profile, args: argparse.Namespace) -> int:
     command = {"cmd": "send", "to": args.peer, "text": args.text, "wait": args.wait}
     answer = trio.run(call_control, profile.home, command)
     if answer is None:
-        try:
-            args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
-        except ValueError as error:
-            print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+        if not read_static_targets(profile, args):
             return EXIT_USAGE
         interfaces = chosen_interfaces(args.interface)
         with ProfileLock(profile.home), open_profile_store(profile) as store:

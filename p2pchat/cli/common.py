@@ -13,7 +13,7 @@ import sys
 from typing import Any, TextIO
 
 from p2pchat.chat.relay import RelayLimits
-from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
+from p2pchat.discovery.known import KNOWN_FILE, KnownPeers, static_targets
 from p2pchat.discovery.records import Status
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import ProfileError
@@ -91,6 +91,17 @@ def node_settings(
 def _contacts_only(profile: Profile, args: argparse.Namespace) -> bool:
     """--contacts-only, or "contacts_only": true in config.json (either turns it on)."""
     return bool(getattr(args, "contacts_only", False)) or profile.flag("contacts_only")
+
+
+def read_static_targets(profile: Profile, args: argparse.Namespace) -> bool:
+    """Set ``args.static_targets`` from --peer and config.json's peers; False (after
+    saying why on stderr) if one of them is not a peer address."""
+    try:
+        args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
+    except ValueError as error:
+        print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def open_profile_store(profile: Profile) -> Store:

@@ -28,9 +28,9 @@ from p2pchat.cli.common import (
     chosen_interfaces,
     node_settings,
     open_profile_store,
+    read_static_targets,
     set_nick,
 )
-from p2pchat.discovery.known import static_targets
 from p2pchat.diskfaults import DiskHealth, DiskRecovered
 from p2pchat.mesh.presence import text_problem
 from p2pchat.node.node import Listening, Node, NodeSettings, open_node
@@ -59,10 +59,7 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
         print(f"p2pchat: --status-text: {problem}", file=sys.stderr)
         return EXIT_USAGE
     interfaces = chosen_interfaces(args.interface)
-    try:
-        args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
-    except ValueError as error:
-        print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+    if not read_static_targets(profile, args):
         return EXIT_USAGE
     with ProfileLock(profile.home), open_profile_store(profile) as store:
         return trio.run(_run_daemon, profile, store, host, port, fallback, args, interfaces)

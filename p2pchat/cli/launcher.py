@@ -15,9 +15,9 @@ from p2pchat.cli.common import (
     chosen_interfaces,
     node_settings,
     open_profile_store,
+    read_static_targets,
     set_nick,
 )
-from p2pchat.discovery.known import static_targets
 from p2pchat.errors import ProfileError
 from p2pchat.logfile import log_to_file
 from p2pchat.profile import Profile, ProfileLock
@@ -42,10 +42,7 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         host, port = "0.0.0.0", DEFAULT_PORT
-    try:
-        args.static_targets = static_targets(profile.config.get("peers"), args.peer_address)
-    except ValueError as error:
-        print(f"p2pchat: --peer / config.json peers: {error}", file=sys.stderr)
+    if not read_static_targets(profile, args):
         return EXIT_USAGE
     interfaces = chosen_interfaces(args.interface)
     from p2pchat.ui.app import ChatApp  # Textual loads only for the UI
