@@ -141,6 +141,8 @@ def test_ping_text_output_and_expected_identity(tmp_path: Path) -> None:
         (["daemon", "--listen", "[::1"], "missing ']'"),
         (["daemon", "--interface", "eth0"], "not an IP address"),
         (["peers", "--interface", "::1"], "only IPv4"),
+        (["daemon", "--peer", "nonsense"], "--peer / config.json peers"),
+        (["send", "x", "hi", "--peer", "nonsense"], "--peer / config.json peers"),
     ],
 )
 def test_bad_arguments_give_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
