@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity
 from p2pchat.net.server import listener_addresses
-from p2pchat.node.chat import MessageIn, Receipt, msg_id_text
+from p2pchat.node.events import MessageIn, Receipt
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.store import Store, open_store
 
@@ -64,8 +64,8 @@ def percentile(values: list[float], fraction: float) -> float:
 class Watch:
     """When each chat event was seen (perf_counter seconds), by message id."""
 
-    stored: dict[str, float] = field(default_factory=dict)  # MessageIn on the receiver
-    delivered: dict[str, float] = field(default_factory=dict)  # Receipt delivered, sender
+    stored: dict[bytes, float] = field(default_factory=dict)  # MessageIn on the receiver
+    delivered: dict[bytes, float] = field(default_factory=dict)  # Receipt delivered, sender
     changed: trio.Event = field(default_factory=trio.Event)
     wanted_delivered: int = 0  # wake waiters only at this count (0: on every event)
 
@@ -82,7 +82,7 @@ class Watch:
         changed, self.changed = self.changed, trio.Event()
         changed.set()
 
-    async def until(self, done: dict[str, float], msg_id: str) -> None:
+    async def until(self, done: dict[bytes, float], msg_id: bytes) -> None:
         while msg_id not in done:
             await self.changed.wait()
 
@@ -203,7 +203,7 @@ async def latency(count: int, tmp: Path) -> Latency:
         with trio.fail_after(SETTLE_S):
             for index in range(warmup + count):
                 start = time.perf_counter()
-                msg_id = msg_id_text(chat.send_text(peer, TEXT).msg_id)
+                msg_id = chat.send_text(peer, TEXT).msg_id
                 await watch.until(watch.delivered, msg_id)
                 await watch.until(watch.stored, msg_id)  # always before the receipt
                 if index >= warmup:

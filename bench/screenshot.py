@@ -24,12 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p2pchat.identity import Identity, encode_peer_id
-from p2pchat.node.node import NodeSettings, Presence
+from p2pchat.node.events import Presence
+from p2pchat.node.node import NodeSettings
 from p2pchat.profile import Profile
 from p2pchat.store import Store, open_store
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.widgets.composer import Composer
+from p2pchat.wire.messages import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (120, 36)
@@ -104,8 +106,7 @@ def fill(store: Store, me: bytes) -> None:
 
 
 def presence(name: str, status: str, text: str = "") -> NodeEventArrived:
-    peer_id = encode_peer_id(key(name))
-    return NodeEventArrived(Presence(peer_id, name, status, text, "alive", 1))
+    return NodeEventArrived(Presence(key(name), name, Status(status), text, "alive", 1))
 
 
 async def take(out: Path, home: Path) -> None:

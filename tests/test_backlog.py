@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pchat.backlog import Backlog, approx_size
-from p2pchat.node.chat import MessageIn, Receipt
+from p2pchat.chat.rules import MessageState
+from p2pchat.node.events import MessageIn, Receipt
 
 
 def test_the_oldest_go_and_the_gap_is_reported_where_it_is() -> None:
@@ -125,8 +126,8 @@ def test_against_a_model(
 
 
 def test_approx_size_weighs_what_an_event_holds() -> None:
-    receipt = Receipt("p" * 52, "m" * 32, "delivered")
-    short = MessageIn("p" * 52, "m" * 32, "hi", 0, 1, False, False)
-    long = MessageIn("p" * 52, "m" * 32, "\U0001f600" * 4096, 0, 1, False, False)
+    receipt = Receipt(b"p" * 32, b"m" * 16, MessageState.DELIVERED)
+    short = MessageIn(b"p" * 32, b"m" * 16, "hi", 0, 1, False, False)
+    long = MessageIn(b"p" * 32, b"m" * 16, "\U0001f600" * 4096, 0, 1, False, False)
     assert 150 < approx_size(receipt) < 600
     assert approx_size(long) - approx_size(short) >= 4 * 4096  # four bytes a character

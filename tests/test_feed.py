@@ -10,14 +10,8 @@ import trio.testing
 
 from p2pchat.feed import Feed
 from p2pchat.identity import Identity
-from p2pchat.node.node import (
-    EVENT_BUFFER,
-    DiscoveryNote,
-    EventsDropped,
-    Node,
-    NodeEvent,
-    NodeSettings,
-)
+from p2pchat.node.events import DiscoveryNote, EventsDropped, NodeEvent
+from p2pchat.node.node import EVENT_BUFFER, Node, NodeSettings
 
 
 async def test_a_reader_gets_items_in_order_and_a_marker_at_each_gap() -> None:

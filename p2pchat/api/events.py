@@ -14,21 +14,29 @@ from typing import Any
 
 from p2pchat.api.output import LineOutput
 from p2pchat.api.protocol import API_VERSION, encode_event
-from p2pchat.chat.names import person_name
-from p2pchat.diskfaults import DiskRecovered, DiskTrouble
-from p2pchat.identity import Identity, decode_peer_id
-from p2pchat.node.chat import ChatEvent, ContactRequest, MessageIn, Receipt
-from p2pchat.node.node import (
+from p2pchat.chat.names import line_id, person_name
+from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.node.events import (
+    ChatEvent,
+    ContactRequest,
     DiscoveryNote,
+    DiskRecovered,
+    DiskTrouble,
     EventsDropped,
     Listening,
-    Node,
+    MessageIn,
     NodeEvent,
     PeerConnected,
     PeerDisconnected,
     Presence,
+    Receipt,
+    RoomChanged,
+    RoomEvent,
+    RoomGone,
+    RoomInvited,
+    RoomMessageIn,
 )
-from p2pchat.node.rooms import RoomChanged, RoomEvent, RoomGone, RoomInvited, RoomMessageIn
+from p2pchat.node.node import Node
 
 
 def print_listening(
@@ -52,32 +60,27 @@ def print_listening(
 
 
 def print_event(node: Node, event: NodeEvent, out: EventPrinter) -> None:
-    """Every event but ``Listening``, whose line needs the profile (print_listening)."""
+    """Every event but ``Listening``, whose line needs the profile (print_listening).
+    Ids become text here: peer ids in their encoded form, message and room ids in hex."""
     if isinstance(event, EventsDropped):
         out.event("dropped", dropped_text(event.count), count=event.count)
-    elif isinstance(event, PeerConnected):
-        out.event(
-            "connected",
-            f"connected: {event.peer_id[:12]}… at {event.address}",
-            id=event.peer_id,
-            address=event.address,
-        )
-    elif isinstance(event, PeerDisconnected):
-        out.event(
-            "disconnected",
-            f"disconnected: {event.peer_id[:12]}… ({event.reason})",
-            id=event.peer_id,
-            reason=event.reason,
-        )
+    elif isinstance(event, PeerConnected | PeerDisconnected):
+        peer_id = encode_peer_id(event.peer)
+        if isinstance(event, PeerConnected):
+            out.event("connected", f"connected: {line_id(peer_id)} at {event.address}",
+                      id=peer_id, address=event.address)  # fmt: skip
+        else:
+            out.event("disconnected", f"disconnected: {line_id(peer_id)} ({event.reason})",
+                      id=peer_id, reason=event.reason)  # fmt: skip
     elif isinstance(event, Presence) and not event.is_self:
+        peer_id = encode_peer_id(event.peer)
         text = f" — {event.status_text}" if event.status_text else ""
         out.event(
             "presence",
-            f"presence: {event.nick or '(no nick)'} ({event.peer_id[:12]}…) is "
-            f"{event.status}{text}",
-            id=event.peer_id,
+            f"presence: {event.nick or '(no nick)'} ({line_id(peer_id)}) is {event.status}{text}",
+            id=peer_id,
             nick=event.nick,
-            status=event.status,
+            status=event.status.value,
             status_text=event.status_text,
             state=event.state,
             proven=event.proven,
@@ -98,16 +101,17 @@ def print_event(node: Node, event: NodeEvent, out: EventPrinter) -> None:
 
 
 def _print_chat_event(node: Node, event: ChatEvent, out: EventPrinter) -> None:
-    nick = _nick(node, event.peer_id)
-    shown = nick or event.peer_id[:12] + "…"
+    peer_id = encode_peer_id(event.peer)
+    nick = _nick(node, event.peer)
+    shown = nick or line_id(peer_id)
     if isinstance(event, MessageIn):
         waits = " (waiting in requests)" if event.request else ""
         out.event(
             "message",
             f"message from {shown}: {event.text}{waits}",
-            **{"from": event.peer_id},
+            **{"from": peer_id},
             nick=nick,
-            msg_id=event.msg_id,
+            msg_id=event.msg_id.hex(),
             text=event.text,
             time=event.time,
             clock=event.clock,
@@ -115,19 +119,15 @@ def _print_chat_event(node: Node, event: ChatEvent, out: EventPrinter) -> None:
             relayed=event.relayed,
         )
     elif isinstance(event, Receipt):
-        out.event(
-            "receipt",
-            f"message {event.msg_id[:8]} to {shown}: {event.state}",
-            to=event.peer_id,
-            msg_id=event.msg_id,
-            state=event.state,
-        )
+        msg_id = event.msg_id.hex()
+        out.event("receipt", f"message {msg_id[:8]} to {shown}: {event.state}",
+                  to=peer_id, msg_id=msg_id, state=event.state.value)  # fmt: skip
     else:
         out.event(
             "request",
-            f"contact request from {shown} ({event.peer_id}); accept with: "
-            f"p2pchat contacts accept {event.peer_id}",
-            **{"from": event.peer_id},
+            f"contact request from {shown} ({peer_id}); accept with: "
+            f"p2pchat contacts accept {peer_id}",
+            **{"from": peer_id},
             nick=event.nick,
             address=event.address,
             text=event.text,
@@ -135,59 +135,42 @@ def _print_chat_event(node: Node, event: ChatEvent, out: EventPrinter) -> None:
 
 
 def _print_room_event(node: Node, event: RoomEvent, out: EventPrinter) -> None:
-    room = node.rooms.rooms.get(bytes.fromhex(event.room_id)) if node.rooms else None
-    called = room.name if room else event.room_id[:8]
-    if isinstance(event, RoomMessageIn):
-        nick = _nick(node, event.author)
-        shown = "me" if event.own else nick or event.author[:12] + "…"
-        out.event(
-            "room_message",
-            f"[{called}] {shown}: {event.text}",
-            room=event.room_id,
-            msg_id=event.msg_id,
-            **{"from": event.author},
-            nick=nick,
-            text=event.text,
-            time=event.time,
-            clock=event.clock,
-            own=event.own,
-        )
-    elif isinstance(event, RoomInvited):
-        nick = _nick(node, event.inviter)
-        out.event(
-            "room_invite",
-            f'invitation to room "{event.name}" ({event.room_id}) from '
-            f"{nick or event.inviter[:12] + '…'}",
-            room=event.room_id,
-            name=event.name,
-            **{"from": event.inviter},
-            nick=nick,
-        )
+    room_id = event.room.hex()
+    room = node.rooms.rooms.get(event.room) if node.rooms else None
+    called = room.name if room else room_id[:8]
+    if isinstance(event, RoomMessageIn | RoomInvited):
+        sender = event.author if isinstance(event, RoomMessageIn) else event.inviter
+        sender_id = encode_peer_id(sender)
+        nick = _nick(node, sender)
+        if isinstance(event, RoomMessageIn):
+            shown = "me" if event.own else nick or line_id(sender_id)
+            out.event("room_message", f"[{called}] {shown}: {event.text}", room=room_id,
+                      msg_id=event.msg_id.hex(), **{"from": sender_id}, nick=nick,
+                      text=event.text, time=event.time, clock=event.clock,
+                      own=event.own)  # fmt: skip
+        else:
+            out.event("room_invite", f'invitation to room "{event.name}" ({room_id}) from '
+                      f"{nick or line_id(sender_id)}", room=room_id, name=event.name,
+                      **{"from": sender_id}, nick=nick)  # fmt: skip
     elif isinstance(event, RoomChanged):
         out.event(
             "room_changed",
-            f'room "{event.name}" ({event.room_id}): epoch {event.epoch}, '
-            f"members: {len(event.members)}",
-            room=event.room_id,
+            f'room "{event.name}" ({room_id}): epoch {event.epoch}, members: {len(event.members)}',
+            room=room_id,
             name=event.name,
             epoch=event.epoch,
-            members=list(event.members),
+            members=sorted(encode_peer_id(member) for member in event.members),
         )
     else:
         how = "you left" if event.reason == "left" else "you were removed"
-        out.event(
-            "room_gone",
-            f"room {event.room_id}: {how}",
-            room=event.room_id,
-            reason=event.reason,
-        )
+        out.event("room_gone", f"room {room_id}: {how}", room=room_id, reason=event.reason)
 
 
-def _nick(node: Node, peer_id: str) -> str:
+def _nick(node: Node, peer: bytes) -> str:
     """What to call the peer of an event (chat/names.py); a contact request's own nick
     is in the event itself, so the store's requests are not read for every line."""
-    contact = node.store.contact(decode_peer_id(peer_id)) if node.store else None
-    presence = node.presence_of(peer_id)
+    contact = node.store.contact(peer) if node.store else None
+    presence = node.presence_of(encode_peer_id(peer))
     return person_name(
         contact_name=contact.name if contact else "", nick=presence.nick if presence else ""
     )

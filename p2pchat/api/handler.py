@@ -44,11 +44,12 @@ from p2pchat.identity import (
     safety_number,
 )
 from p2pchat.mesh.presence import text_problem
-from p2pchat.node.chat import ChatService, Receipt
-from p2pchat.node.node import Node, NodeEvent, Presence
+from p2pchat.node.chat import ChatService
+from p2pchat.node.events import NodeEvent, Presence, Receipt
+from p2pchat.node.node import Node
 from p2pchat.node.rooms import RoomService
 from p2pchat.store import Contact, Store
-from p2pchat.wire.messages import MAX_PING_DATA
+from p2pchat.wire.messages import MAX_PING_DATA, SETTABLE_STATUSES
 
 log = logging.getLogger("p2pchat.api")
 FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
@@ -131,7 +132,7 @@ class ApiHandler:
     def observe(self, event: NodeEvent) -> None:
         """Every node event passes here: it wakes ``send`` commands waiting for delivery."""
         if isinstance(event, Receipt) and event.state in FINAL_STATES:
-            waiter = self._waiting.pop(event.msg_id, None)
+            waiter = self._waiting.pop(event.msg_id.hex(), None)
             if waiter is not None:
                 waiter.set()
 
@@ -239,7 +240,7 @@ class ApiHandler:
     async def set_status(self, command: dict[str, Any]) -> dict[str, Any]:
         node = self._node()
         status = command.get("status")
-        if status is not None and status not in ("avail", "away", "dnd"):
+        if status is not None and status not in SETTABLE_STATUSES:
             raise ApiError('"status" is one of avail, away, dnd')
         nick = command.get("nick")
         text = command.get("text")
@@ -265,7 +266,7 @@ class ApiHandler:
         connected = set(node.connected())
         return {
             "peers": [
-                _presence_json(member, member.peer_id in connected)
+                _presence_json(member, encode_peer_id(member.peer) in connected)
                 for member in node.members()
                 if not member.is_self
             ]
@@ -489,7 +490,7 @@ class ApiHandler:
 
 def _presence_json(presence: Presence, connected: bool) -> dict[str, Any]:
     return {
-        "id": presence.peer_id,
+        "id": encode_peer_id(presence.peer),
         "nick": presence.nick,
         "status": presence.status,
         "status_text": presence.status_text,

@@ -23,3 +23,8 @@ def short_id(peer_id: str) -> str:
 def shown_name(peer_id: str, name: str) -> str:
     """``name``, or the short id when there is none."""
     return name or short_id(peer_id)
+
+
+def line_id(peer_id: str) -> str:
+    """A peer id as log lines and the command line's sentences show it: enough to grep for."""
+    return f"{peer_id[:12]}…"

@@ -33,7 +33,8 @@ from p2pchat.cli.common import (
 )
 from p2pchat.diskfaults import DiskHealth, DiskRecovered
 from p2pchat.mesh.presence import text_problem
-from p2pchat.node.node import Listening, Node, NodeSettings, open_node
+from p2pchat.node.events import Listening
+from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile, ProfileLock
 from p2pchat.store import Store
 

@@ -8,8 +8,7 @@ import argparse
 
 from p2pchat import __version__
 from p2pchat.cli.common import DEFAULT_PORT, ipv4_interface
-from p2pchat.discovery.records import Status
-from p2pchat.wire.messages import MAX_STATUS_TEXT_CHARS
+from p2pchat.wire.messages import MAX_STATUS_TEXT_CHARS, Status
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,28 +9,19 @@ is malformed in any way is rejected here with a reason, never half-used.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from p2pchat.identity import decode_peer_id
-from p2pchat.wire.messages import MAX_NICK_CHARS
+from p2pchat.wire.messages import MAX_NICK_CHARS, SETTABLE_STATUSES, Status
 
 SERVICE_TYPE = "_p2pchat._tcp.local."
 TXT_VERSION = "1"
 MAX_INSTANCE_BYTES = 63  # a DNS label
 MAX_TXT_ENTRY_BYTES = 255
 MAX_TXT_ENTRIES = 32
-
-
-class Status(enum.Enum):
-    """Presence as carried in mDNS TXT (XEP-0174 names)."""
-
-    AVAILABLE = "avail"
-    AWAY = "away"
-    BUSY = "dnd"
 
 
 class InvalidRecord(ValueError):
@@ -119,10 +110,10 @@ def parse_record(
         raise InvalidRecord("nick is empty, too long or not printable")
     status = None
     if "status" in txt:
-        try:
-            status = Status(txt["status"])
-        except ValueError:
-            raise InvalidRecord(f"unknown status {txt['status']!r}") from None
+        # Only what a person can set is announced (XEP-0174 names): never "offline".
+        status = next((s for s in SETTABLE_STATUSES if s == txt["status"]), None)
+        if status is None:
+            raise InvalidRecord(f"unknown status {txt['status']!r}")
     if port is None or not 0 < port < 65536:
         raise InvalidRecord(f"bad port {port!r}")
     usable = tuple(address for address in addresses if _usable(address))

@@ -20,10 +20,10 @@ import nacl.signing
 from p2pchat.addresses import parse_host_port
 from p2pchat.identity import Identity
 from p2pchat.wire.codec import signed_fields
-from p2pchat.wire.messages import MAX_NICK_CHARS, MAX_STATUS_TEXT_CHARS, PresenceRecord
+from p2pchat.wire.messages import MAX_NICK_CHARS, MAX_STATUS_TEXT_CHARS, PresenceRecord, Status
 
 SIGNATURE_CONTEXT = b"p2pchat-presence-v1:"
-STATUSES = frozenset({"avail", "away", "dnd", "offline"})
+STATUSES = frozenset(Status)
 MAX_VERSION = 2**63 - 1
 
 

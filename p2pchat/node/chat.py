@@ -42,6 +42,7 @@ from p2pchat.chat.sealing import check_signature, seal, unseal
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.node.events import ChatEvent, ContactRequest, MessageIn, Receipt
 from p2pchat.ratelimit import KeyedBuckets, LogLimiter
 from p2pchat.session.core import Refusal
 from p2pchat.store import Contact, OutboxItem, Store, StoredMessage
@@ -72,44 +73,6 @@ CONTACTS_ONLY = "contacts-only"  # the close code (docs/protocol.md §7)
 CONTACTS_ONLY_REASON = "this node talks to its contacts only"
 
 
-# ---------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class MessageIn:
-    """A message was stored (first time only). ``request``: it waits in the requests box."""
-
-    peer_id: str
-    msg_id: str
-    text: str
-    time: int
-    clock: int
-    request: bool
-    relayed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """One of our messages moved on: sent, delivered or read."""
-
-    peer_id: str
-    msg_id: str
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class ContactRequest:
-    """A stranger wrote for the first time; their messages wait until accepted."""
-
-    peer_id: str
-    nick: str
-    address: str
-    text: str
-
-
-ChatEvent = MessageIn | Receipt | ContactRequest
-
-
 @dataclass(slots=True)
 class ChatSettings:
     gate: GateLimits = field(default_factory=GateLimits)
@@ -133,10 +96,6 @@ def new_invite(store: Store) -> tuple[bytes, int]:
     expires = now + VALID_MS
     store.add_invite(token_key(token), now=now, expires_at=expires, keep=MAX_OUTSTANDING)
     return token, expires
-
-
-def msg_id_text(msg_id: bytes) -> str:
-    return msg_id.hex()
 
 
 class ChatService:
@@ -186,7 +145,6 @@ class ChatService:
         self._in_flight: dict[bytes, set[bytes]] = {}  # peer -> sent, not yet acknowledged
         # peer -> message ids waiting for window room, in order (a dict: an ordered set)
         self._backlog: dict[bytes, dict[bytes, None]] = {}
-        self._text_ids: dict[bytes, str] = {}
         self._room: set[bytes] = set()  # peers whose window receipts have just opened
         self._nudged: set[bytes] = set()  # peers that asked for everything again
         # A nudge costs store reads (the outbox, kept envelopes); an empty receipt is
@@ -236,9 +194,9 @@ class ChatService:
         self._clocks.observe(peer, message.clock)
         if direct and self._send(peer, message):
             window.add(message.msg_id)
-            self._emit(Receipt(self._text_id(peer), msg_id_text(message.msg_id), "sent"))
+            self._emit(Receipt(peer, message.msg_id, MessageState.SENT))
         elif direct:  # the link closed this very instant: the next session resends it
-            self._emit(Receipt(self._text_id(peer), msg_id_text(message.msg_id), "sent"))
+            self._emit(Receipt(peer, message.msg_id, MessageState.SENT))
         elif self._reachable(peer):
             with self.store.transaction():
                 self._transmit(peer, [stored], now)
@@ -606,7 +564,7 @@ class ChatService:
             nick = self._nick_of(peer)
             if self.store.add_request(peer, nick=nick, address=address, now=now):
                 text = f"(a message of {len(message.text)} characters waits until you accept)"
-                events.append(ContactRequest(encode_peer_id(peer), nick, address, text))
+                events.append(ContactRequest(peer, nick, address, text))
             return False
         if verdict is Verdict.REFUSE:
             raise RemoteProtocolError("a message from a blocked identity")
@@ -628,11 +586,11 @@ class ChatService:
         if is_request:
             nick = self._nick_of(peer)
             if self.store.add_request(peer, nick=nick, address=address, now=now):
-                events.append(ContactRequest(encode_peer_id(peer), nick, address, message.text))
+                events.append(ContactRequest(peer, nick, address, message.text))
         events.append(
             MessageIn(
-                encode_peer_id(peer),
-                msg_id_text(message.msg_id),
+                peer,
+                message.msg_id,
                 message.text,
                 message.time,
                 message.clock,
@@ -647,7 +605,7 @@ class ChatService:
     ) -> None:
         # advance() only moves our own messages to this peer, and only forward.
         for changed in self.store.advance(receipt.msg_ids, receipt.state, at=now, peer=peer):
-            events.append(Receipt(self._text_id(peer), msg_id_text(changed.msg_id), changed.state))
+            events.append(Receipt(peer, changed.msg_id, MessageState(changed.state)))
         window = self._in_flight.get(peer)
         if window:
             window.difference_update(receipt.msg_ids)
@@ -771,9 +729,7 @@ class ChatService:
             if item is not None:
                 self.store.set_relays(msg_id, item.relays + 1)
                 for changed in self.store.advance([msg_id], MessageState.SENT, at=now):
-                    events.append(
-                        Receipt(encode_peer_id(changed.peer), msg_id_text(msg_id), changed.state)
-                    )
+                    events.append(Receipt(changed.peer, msg_id, MessageState(changed.state)))
         if message.refused and message.reason:
             self._log_refusal("our envelopes", peer, message.reason, by_peer=True)
 
@@ -851,7 +807,7 @@ class ChatService:
                         item.msg_id, attempts=item.attempts, next_attempt_at=now + LINK_RETRY_MS
                     )
         for changed in self.store.advance(sent_ids, MessageState.SENT, at=now):
-            self._emit(Receipt(self._text_id(peer), msg_id_text(changed.msg_id), "sent"))
+            self._emit(Receipt(peer, changed.msg_id, MessageState.SENT))
 
     def _unsettled(self, item: StoredMessage | OutboxItem) -> StoredMessage | None:
         stored = item if isinstance(item, StoredMessage) else self.store.message(item.msg_id)
@@ -1003,14 +959,6 @@ class ChatService:
             self._send(recipient, Envelopes(tuple(batch)))
 
     # ------------------------------------------------------------------ helpers
-
-    def _text_id(self, peer: bytes) -> str:
-        text = self._text_ids.get(peer)
-        if text is None:
-            if len(self._text_ids) > 4096:
-                self._text_ids.clear()
-            text = self._text_ids[peer] = encode_peer_id(peer)
-        return text
 
     def _reachable(self, peer: bytes) -> bool:
         """Connected, or online and not failing to dial (then relays carry it instead)."""

@@ -31,9 +31,9 @@ from p2pchat.chat.gate import Relation
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import KnownPeers, Target, make_invite
 from p2pchat.discovery.mdns import local_addresses, open_mdns
-from p2pchat.discovery.records import Announcement, Status
+from p2pchat.discovery.records import Announcement
 from p2pchat.discovery.watch import watch
-from p2pchat.diskfaults import DiskEvent, DiskHealth, DiskRecovered, DiskTrouble, disk_fault
+from p2pchat.diskfaults import DiskEvent, DiskHealth, DiskRecovered, disk_fault
 from p2pchat.errors import ConnectionClosed, StoreError
 from p2pchat.feed import Feed
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
@@ -49,17 +49,26 @@ from p2pchat.node.chat import (
     CHAT_MESSAGES,
     CONTACTS_ONLY,
     CONTACTS_ONLY_REASON,
-    ChatEvent,
     ChatService,
     ChatSettings,
-    ContactRequest,
-    MessageIn,
 )
-from p2pchat.node.rooms import ROOM_WIRE, RoomEvent, RoomService
+from p2pchat.node.events import (
+    ChatEvent,
+    ContactRequest,
+    DiscoveryNote,
+    EventsDropped,
+    Listening,
+    MessageIn,
+    NodeEvent,
+    PeerConnected,
+    PeerDisconnected,
+    Presence,
+)
+from p2pchat.node.rooms import ROOM_WIRE, RoomService
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import SUPPORTED_VERSIONS, Refusal
 from p2pchat.store import Store
-from p2pchat.wire.messages import PresenceRecord
+from p2pchat.wire.messages import SETTABLE_STATUSES, PresenceRecord, Status
 
 log = logging.getLogger("p2pchat.node")
 
@@ -72,53 +81,7 @@ EVENT_BUFFER_BYTES = 16 * 1024 * 1024  # roughly counted (approx_size)
 STATIC_RETRY_MAX = 60.0
 
 
-# ---------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class Listening:
-    peer_id: str
-    addresses: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerConnected:
-    peer_id: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class PeerDisconnected:
-    peer_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Presence:
-    """How a member looks now: shown ``status`` is ``offline`` once it is dead or left.
-
-    ``proven``: a session or a verified handshake showed us this peer; otherwise only
-    gossip vouches for it (anyone can make up identities). State ``forgotten``: the
-    member was dropped from the full member list; treat it as unknown.
-    """
-
-    peer_id: str
-    nick: str
-    status: str
-    status_text: str
-    state: str  # alive / suspect / dead / left / forgotten
-    version: int
-    is_self: bool = False
-    proven: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DiscoveryNote:
-    """What discovery saw (discovered, verified, gone, spoof...), as the CLI prints it."""
-
-    name: str
-    text: str
-    fields: dict[str, Any] = field(default_factory=dict)
+# ---------------------------------------------------------------------- values
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,27 +91,6 @@ class Invitation:
     code: str
     addresses: list[str]
     expires: int
-
-
-@dataclass(frozen=True, slots=True)
-class EventsDropped:
-    """``count`` events were dropped here, the oldest first: the reader fell behind."""
-
-    count: int
-
-
-NodeEvent = (
-    Listening
-    | PeerConnected
-    | PeerDisconnected
-    | Presence
-    | DiscoveryNote
-    | ChatEvent
-    | RoomEvent
-    | EventsDropped
-    | DiskTrouble
-    | DiskRecovered
-)
 
 
 # ---------------------------------------------------------------------- settings
@@ -264,7 +206,7 @@ class Node:
         status_text: str | None = None,
     ) -> None:
         """Publish a new nick, status (avail/away/dnd) or status text to the mesh."""
-        if status is not None and status not in ("avail", "away", "dnd"):
+        if status is not None and status not in SETTABLE_STATUSES:
             raise ValueError(f"unknown status {status!r}: use avail, away or dnd")
         mesh = self._require_mesh()
         mesh.update_presence(trio.current_time(), nick=nick, status=status, status_text=status_text)
@@ -334,7 +276,7 @@ class Node:
             protected=self._is_contact,
             contacts_only=settings.contacts_only,
         )
-        self._emit(Listening(self.peer_id, self.addresses))
+        self._emit(Listening(self.identity.public_key, self.addresses))
         self._emit_presence(PresenceChanged(record, State.ALIVE, proven=True))
         self._nursery.start_soon(self._run_mesh)
         self._nursery.start_soon(self.links.reap_idle)
@@ -533,7 +475,7 @@ class Node:
         if isinstance(event, ContactRequest) or (isinstance(event, MessageIn) and event.request):
             # A stranger's message was stored: its session did something useful. (Only
             # what is stored counts, so keepalive traffic cannot keep a slot.)
-            self.links.mark_useful(decode_peer_id(event.peer_id))
+            self.links.mark_useful(event.peer)
         self._emit(event)
 
     def _on_message(self, peer: bytes, message: Any) -> None:
@@ -549,7 +491,7 @@ class Node:
             log.debug("ignoring %s from %s", type(message).__name__, encode_peer_id(peer))
 
     def _on_up(self, peer: bytes, address: str) -> None:
-        self._emit(PeerConnected(encode_peer_id(peer), address))
+        self._emit(PeerConnected(peer, address))
         if self.mesh is not None:
             self.mesh.mark_proven(peer)  # ranks it above gossip hearsay (§12.6)
             self._pump()
@@ -615,7 +557,7 @@ class Node:
         return "" if member is None else str(member.record.nick)
 
     def _on_down(self, peer: bytes, reason: str) -> None:
-        self._emit(PeerDisconnected(encode_peer_id(peer), reason))
+        self._emit(PeerDisconnected(peer, reason))
         if self.chat is not None:
             _guarded(self.chat.peer_down, peer)
         if self.rooms is not None:
@@ -665,9 +607,9 @@ class Node:
     ) -> Presence:
         online = state in ONLINE_STATES
         return Presence(
-            peer_id=encode_peer_id(record.owner),
+            peer=record.owner,
             nick=record.nick,
-            status=record.status if online else "offline",
+            status=Status(record.status) if online else Status.OFFLINE,
             status_text=record.status_text,
             state=state.value if isinstance(state, State) else state,
             version=record.version,
@@ -677,7 +619,7 @@ class Node:
 
     def _emit_presence(self, event: PresenceChanged) -> None:
         presence = self._presence(event.record, event.state, event.proven)
-        online = presence.status != "offline"
+        online = presence.status is not Status.OFFLINE
         shown = (presence.nick, presence.status, presence.status_text, online, presence.proven)
         if self._shown.get(event.record.owner) == shown:
             return  # a suspicion, or a refutation: nothing a person would see changed

@@ -51,6 +51,7 @@ from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, Broadcast, BroadcastConfig
+from p2pchat.node.events import RoomChanged, RoomEvent, RoomGone, RoomInvited, RoomMessageIn
 from p2pchat.ratelimit import KeyedBuckets, LogLimiter
 from p2pchat.store import RoomMessage, Store
 from p2pchat.wire.codec import Codec
@@ -92,46 +93,6 @@ EPOCH_MEMORY = 4096  # epochs of recent message ids, to serve each member what i
 
 def _bad_message(reason: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"room message refused: {reason}", code="bad-room-message")
-
-
-# ---------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class RoomMessageIn:
-    room_id: str  # hex
-    msg_id: str  # hex
-    author: str  # peer id
-    text: str
-    time: int
-    clock: int
-    own: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RoomInvited:
-    room_id: str
-    name: str
-    inviter: str
-
-
-@dataclass(frozen=True, slots=True)
-class RoomChanged:
-    """Joined, or the members or key changed; ``members`` are peer ids."""
-
-    room_id: str
-    name: str
-    epoch: int
-    members: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RoomGone:
-    room_id: str
-    reason: str  # "left" | "removed"
-
-
-RoomEvent = RoomMessageIn | RoomInvited | RoomChanged | RoomGone
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +212,8 @@ class RoomService:
             self._sync_tree(room)
 
     def _changed(self, room: Room) -> None:
-        members = tuple(sorted(encode_peer_id(m) for m in room.members))
-        self._emit(RoomChanged(room.room_id.hex(), room.name, room.epoch, members))
+        members = tuple(sorted(room.members))
+        self._emit(RoomChanged(room.room_id, room.name, room.epoch, members))
 
     # ------------------------------------------------------------------ commands
 
@@ -350,8 +311,7 @@ class RoomService:
         tree = self._trees[room_id]
         tree.broadcast(msg_id, payload, trio.current_time())
         self._drain(room_id)
-        self._emit(RoomMessageIn(room_id.hex(), msg_id.hex(), self.identity.peer_id, text,
-                                 now, clock, True))  # fmt: skip
+        self._emit(RoomMessageIn(room_id, msg_id, self.me, text, now, clock, True))
         return stored
 
     def members(self, room_id: bytes) -> list[tuple[bytes, bool]]:
@@ -380,7 +340,7 @@ class RoomService:
         self._keys.pop(room_id, None)
         self._trees.pop(room_id, None)
         self.store.delete_room(room_id)
-        self._emit(RoomGone(room_id.hex(), reason))
+        self._emit(RoomGone(room_id, reason))
 
     # ------------------------------------------------------------------ inputs
 
@@ -445,8 +405,7 @@ class RoomService:
             )
         self._invites[invitation.room_id] = (invitation, peer)
         if first:
-            self._emit(RoomInvited(invitation.room_id.hex(), invitation.name,
-                                   encode_peer_id(peer)))  # fmt: skip
+            self._emit(RoomInvited(invitation.room_id, invitation.name, peer))
 
     def _on_key_update(self, peer: bytes, update: RoomKeyUpdate) -> None:
         room = self.rooms.get(update.room_id)
@@ -936,9 +895,8 @@ class RoomService:
         self._mark_joined(room_id, envelope.author)  # it wrote: it has joined
         if stored is not None:
             own = envelope.author == self.me
-            self._emit(RoomMessageIn(room_id.hex(), envelope.msg_id.hex(),
-                                     encode_peer_id(envelope.author), inner.text, inner.time,
-                                     inner.clock, own))  # fmt: skip
+            self._emit(RoomMessageIn(room_id, envelope.msg_id, envelope.author, inner.text,
+                                     inner.time, inner.clock, own))  # fmt: skip
 
     async def run(self) -> None:
         while True:

@@ -28,23 +28,28 @@ from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
 from p2pchat.chat.names import shown_name
-from p2pchat.diskfaults import DiskRecovered, DiskTrouble, disk_fault
+from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import ProfileError, StoreError
 from p2pchat.identity import decode_peer_id, encode_peer_id
-from p2pchat.node.chat import ContactRequest, MessageIn, Receipt
-from p2pchat.node.node import (
+from p2pchat.node.events import (
+    ContactRequest,
     DiscoveryNote,
+    DiskRecovered,
+    DiskTrouble,
     EventsDropped,
     Listening,
-    Node,
+    MessageIn,
     NodeEvent,
-    NodeSettings,
     PeerConnected,
     PeerDisconnected,
     Presence,
-    open_node,
+    Receipt,
+    RoomChanged,
+    RoomGone,
+    RoomInvited,
+    RoomMessageIn,
 )
-from p2pchat.node.rooms import RoomChanged, RoomGone, RoomInvited, RoomMessageIn
+from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile
 from p2pchat.store import Store, StoredMessage
 from p2pchat.ui import bars, slash
@@ -139,7 +144,7 @@ class ChatApp(App[None]):
         # contacts only): the likely reason nobody shows up. Bounded by what mDNS tracks.
         self._refused_by: set[str] = set()
         self._advice_asked = False
-        self._last_toast: dict[str, float] = {}
+        self._last_toast: dict[bytes, float] = {}  # a peer or a room
         self._last_bell = -1e9
         self._events = EventBridge[NodeEvent](
             lambda: self.post_message(NodeEventsWaiting()), count=_stands_for
@@ -295,11 +300,8 @@ class ChatApp(App[None]):
         self._resync_pending = False
         node = self.node
         if node is not None and node.mesh is not None:
-            self._seen = {
-                p.peer_id: Seen(p.peer_id, p.nick, p.status, p.status_text, p.proven)
-                for p in node.members()
-                if not p.is_self
-            }
+            members = (_seen(p) for p in node.members() if not p.is_self)
+            self._seen = {seen.peer_id: seen for seen in members}
             self._connected = set(node.connected())
         with contextlib.suppress(NoMatches):
             view = self.query_one(ConversationView)
@@ -320,17 +322,17 @@ class ChatApp(App[None]):
         elif isinstance(event, DiscoveryNote):
             self._discovery_note(event)
         elif isinstance(event, Receipt):
-            if event.peer_id == self._peer:
-                self.query_one(ConversationView).set_state(bytes.fromhex(event.msg_id), event.state)
+            if encode_peer_id(event.peer) == self._peer:
+                self.query_one(ConversationView).set_state(event.msg_id, event.state)
         elif isinstance(event, RoomMessageIn):
             self._room_message(event)
         elif isinstance(event, RoomInvited):
-            inviter = self.name_of(decode_peer_id(event.inviter))
+            inviter = self.name_of(event.inviter)
             self.notify(f"{inviter} invites you to #{event.name}: /join {event.name}",
                         title="Room invitation")  # fmt: skip
             self._schedule_refresh()
         elif isinstance(event, RoomChanged | RoomGone):
-            if isinstance(event, RoomGone) and event.room_id == self._room:
+            if isinstance(event, RoomGone) and event.room.hex() == self._room:
                 self._room = None
                 self.query_one(ConversationView).show(self.store, self.me, None, self.name_of)
                 self.notify(f"You {'were removed from' if event.reason == 'removed' else 'left'}"
@@ -344,17 +346,16 @@ class ChatApp(App[None]):
             )
             self._schedule_refresh()
         elif isinstance(event, Presence) and not event.is_self:
+            seen = _seen(event)
             if event.state == "forgotten":
-                self._seen.pop(event.peer_id, None)  # the node's list was full: unknown
+                self._seen.pop(seen.peer_id, None)  # the node's list was full: unknown
             else:
-                self._seen[event.peer_id] = Seen(
-                    event.peer_id, event.nick, event.status, event.status_text, event.proven
-                )
+                self._seen[seen.peer_id] = seen
             self._schedule_refresh()
         elif isinstance(event, PeerConnected):
-            self._connected.add(event.peer_id)
+            self._connected.add(encode_peer_id(event.peer))
         elif isinstance(event, PeerDisconnected):
-            self._connected.discard(event.peer_id)
+            self._connected.discard(encode_peer_id(event.peer))
         elif isinstance(event, Listening):
             self._update_topbar()
         elif isinstance(event, DiskTrouble):
@@ -369,18 +370,17 @@ class ChatApp(App[None]):
             self._update_topbar()
 
     def _room_message(self, event: RoomMessageIn) -> None:
-        room_id = bytes.fromhex(event.room_id)
-        if event.room_id == self._room:
-            author = decode_peer_id(event.author)
-            shown = StoredMessage(0, bytes.fromhex(event.msg_id), room_id, author, event.own,
+        room_id = event.room
+        if room_id.hex() == self._room:
+            shown = StoredMessage(0, event.msg_id, room_id, event.author, event.own,
                                   event.clock, event.time, event.time, event.text, "")  # fmt: skip
             self.query_one(ConversationView).add(shown)
             self._quietly(self.store.mark_room_read, room_id)
         elif not event.own:
             now = time.monotonic()
-            if now - self._last_toast.get(event.room_id, -1e9) >= TOAST_EVERY:
-                self._last_toast[event.room_id] = now
-                who = self.name_of(decode_peer_id(event.author))
+            if now - self._last_toast.get(room_id, -1e9) >= TOAST_EVERY:
+                self._last_toast[room_id] = now
+                who = self.name_of(event.author)
                 self.notify(
                     " ".join(event.text.split())[:80], title=f"#{self._room_name(room_id)} · {who}"
                 )
@@ -391,10 +391,11 @@ class ChatApp(App[None]):
         return row.name if row is not None else room_id.hex()[:8]
 
     def _message_in(self, event: MessageIn) -> None:
-        stored = self.store.message(bytes.fromhex(event.msg_id))
-        if event.peer_id == self._peer and stored is not None:
+        stored = self.store.message(event.msg_id)
+        peer_id = encode_peer_id(event.peer)
+        if peer_id == self._peer and stored is not None:
             self.query_one(ConversationView).add(stored)
-            self._mark_read(event.peer_id)
+            self._mark_read(peer_id)
         else:
             self._announce(event)
         self._schedule_refresh()
@@ -404,12 +405,12 @@ class ChatApp(App[None]):
         every few seconds and one bell a second, so a burst cannot bury the screen (the
         unread count in the sidebar keeps the tally)."""
         now = time.monotonic()
-        if now - self._last_toast.get(event.peer_id, -1e9) < TOAST_EVERY:
+        if now - self._last_toast.get(event.peer, -1e9) < TOAST_EVERY:
             return
         if len(self._last_toast) > 1024:
             self._last_toast.clear()
-        self._last_toast[event.peer_id] = now
-        name = self.name_of(decode_peer_id(event.peer_id))
+        self._last_toast[event.peer] = now
+        name = self.name_of(event.peer)
         preview = " ".join(event.text.split())[:80]
         if not event.request:  # a request has its own toast already
             self.notify(preview, title=name)
@@ -598,3 +599,9 @@ class ChatApp(App[None]):
 def _stands_for(event: NodeEvent) -> int:
     """How many node events an item is: a gap the node reported counts as its size."""
     return event.count if isinstance(event, EventsDropped) else 1
+
+
+def _seen(presence: Presence) -> Seen:
+    """A member as the sidebar keeps it: ids become text here, at the edge."""
+    return Seen(encode_peer_id(presence.peer), presence.nick, presence.status,
+                presence.status_text, presence.proven)  # fmt: skip

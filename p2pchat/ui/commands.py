@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from p2pchat.wire.messages import SETTABLE_STATUSES, Status
+
 PEER_PREFIX_MIN = 4  # shorter id prefixes match too many people to be safe to act on
 ID_SHOWN_MIN = 4  # how much of an id an ambiguity message shows, at least
 # "/name", then optionally whitespace and the rest of the line (newlines included).
@@ -71,12 +73,10 @@ COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in _SPECS}
 
 # Canonical status words and the other words people type for them ("busy" is what the
 # screen shows for dnd).
-STATUSES: dict[str, str] = {
-    "avail": "avail",
-    "available": "avail",
-    "away": "away",
-    "dnd": "dnd",
-    "busy": "dnd",
+STATUSES: dict[str, Status] = {
+    **{status.value: status for status in SETTABLE_STATUSES},
+    "available": Status.AVAILABLE,
+    "busy": Status.BUSY,
 }
 
 
@@ -161,7 +161,7 @@ def complete(line: str, candidates: Iterable[str]) -> list[str]:
     if spec.takes.startswith("peer"):
         pool: Iterable[str] = candidates
     elif spec.takes == "status":
-        pool = ("avail", "away", "dnd")
+        pool = [status.value for status in SETTABLE_STATUSES]
     else:
         return []
     wanted = rest.casefold()

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from p2pchat.node.node import Node, NodeEvent
+from p2pchat.node.events import NodeEvent
+from p2pchat.node.node import Node
 
 
 @dataclass

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from p2pchat.chat.names import person_name, shown_name
 from p2pchat.identity import encode_peer_id
 from p2pchat.store import Contact, Request
+from p2pchat.wire.messages import Status
 
 # Readable without colour (ux.md): the shape carries the meaning.
 PRESENCE_MARKS = {"avail": "●", "away": "◐", "dnd": "⊘", "offline": "○"}
@@ -38,7 +39,7 @@ class Seen:
 
     peer_id: str
     nick: str
-    status: str  # avail / away / dnd / offline
+    status: Status
     status_text: str = ""
     proven: bool = False  # a session or a verified handshake, not just gossip
 

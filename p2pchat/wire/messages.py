@@ -11,6 +11,7 @@ them on decode so a peer can never make us hold more than the schema allows.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -170,6 +171,22 @@ MAX_NICK_CHARS = 32
 MAX_STATUS_TEXT_CHARS = 140
 
 
+class Status(enum.StrEnum):
+    """A person's presence status: the one vocabulary of the wire (a record's ``status``),
+    mDNS TXT, the API and the chat window. A ``str``, so it packs and prints as its value
+    (the XEP-0174 names). ``OFFLINE`` is never announced: it is what a record of a member
+    that died or left is shown as."""
+
+    AVAILABLE = "avail"
+    AWAY = "away"
+    BUSY = "dnd"
+    OFFLINE = "offline"
+
+
+# What a person may set (and announce): everything but OFFLINE.
+SETTABLE_STATUSES = (Status.AVAILABLE, Status.AWAY, Status.BUSY)
+
+
 @wire_message(10)
 @dataclass(frozen=True, slots=True)
 class PresenceRecord:
@@ -183,7 +200,7 @@ class PresenceRecord:
     owner: bytes = limit(size=32)
     version: int = limit()  # required: no default
     nick: str = limit(max_len=MAX_NICK_CHARS, default="")
-    status: str = limit(max_len=16, default="avail")
+    status: str = limit(max_len=16, default=Status.AVAILABLE.value)
     status_text: str = limit(max_len=MAX_STATUS_TEXT_CHARS, default="")
     addresses: tuple[str, ...] = limit(max_len=8, item_max_len=MAX_ADDRESS_CHARS, default=())
     protocol: int = 1

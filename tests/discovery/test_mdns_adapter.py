@@ -5,8 +5,9 @@ from __future__ import annotations
 import trio
 
 from p2pchat.discovery.mdns import DiscoveryEvent, PeerSeen, open_mdns
-from p2pchat.discovery.records import Announcement, Status
+from p2pchat.discovery.records import Announcement
 from p2pchat.identity import Identity
+from p2pchat.wire.messages import Status
 
 LOOPBACK = ["127.0.0.1"]
 

@@ -11,10 +11,10 @@ from p2pchat.discovery.records import (
     Announcement,
     DiscoveredPeer,
     InvalidRecord,
-    Status,
     parse_record,
 )
 from p2pchat.identity import Identity
+from p2pchat.wire.messages import Status
 
 PEER_ID = Identity(b"\x07" * 32).peer_id
 

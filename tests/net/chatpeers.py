@@ -12,8 +12,9 @@ import trio
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.identity import Identity
 from p2pchat.net.links import LinkLimits
-from p2pchat.node.chat import ChatService, ChatSettings, MessageIn, Receipt
-from p2pchat.node.node import Node, NodeEvent, NodeSettings, crashable_node
+from p2pchat.node.chat import ChatService, ChatSettings
+from p2pchat.node.events import MessageIn, NodeEvent, Receipt
+from p2pchat.node.node import Node, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, Store, open_store
 
 
@@ -101,7 +102,7 @@ class ChatPeer:
     def received(self) -> list[MessageIn]:
         return [e for e in self.events if isinstance(e, MessageIn)]
 
-    def receipts(self, state: str) -> set[str]:
+    def receipts(self, state: str) -> set[bytes]:
         return {e.msg_id for e in self.events if isinstance(e, Receipt) and e.state == state}
 
 

@@ -18,7 +18,8 @@ import trio
 from p2pchat.chat.gate import Relation
 from p2pchat.identity import Identity
 from p2pchat.mesh.plumtree import BroadcastConfig
-from p2pchat.node.rooms import RoomEvent, RoomService
+from p2pchat.node.events import RoomEvent
+from p2pchat.node.rooms import RoomService
 from p2pchat.store import Store, open_store
 from p2pchat.wire.codec import Codec
 

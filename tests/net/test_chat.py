@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.node.chat import ContactRequest, MessageIn
+from p2pchat.node.events import ContactRequest, MessageIn
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes
 from tests.net.chatpeers import ChatPeer, wait_for
@@ -51,8 +51,8 @@ async def test_a_message_is_delivered_acknowledged_and_read(tmp_path: Path) -> N
         await wait_for(lambda: bool(bob.received()), 30, "bob's event")
         [incoming] = bob.received()
         assert (incoming.text, incoming.request, incoming.relayed) == ("hello bob", False, False)
-        assert incoming.peer_id == ann.identity.peer_id
-        await wait_for(lambda: sent.msg_id.hex() in ann.receipts("delivered"), 30, "ann's event")
+        assert incoming.peer == ann.key
+        await wait_for(lambda: sent.msg_id in ann.receipts("delivered"), 30, "ann's event")
         assert state_of(bob, sent.msg_id) == "received"
 
         reply = bob.chat.send_text(ann.key, "hi ann")
@@ -158,7 +158,7 @@ async def test_strangers_land_in_requests_until_accepted(tmp_path: Path) -> None
         await wait_for(lambda: len(ann.received()) == 3, 30, "the request")
         assert all(m.request for m in ann.received())
         [request] = [e for e in ann.events if isinstance(e, ContactRequest)]
-        assert request.peer_id == eve.identity.peer_id and request.text == "hi 0"
+        assert request.peer == eve.key and request.text == "hi 0"
         assert ann.store is not None and ann.store.request(eve.key) is not None
         await wait_for(
             lambda: all(state_of(eve, m.msg_id) == "delivered" for m in sent[:3]), 30, "receipts"
@@ -327,5 +327,5 @@ async def test_a_misbehaving_relay_can_neither_alter_nor_duplicate(tmp_path: Pat
         assert [m.text for m in bob.received()] == ["the real text"]
         assert bob.store is not None and bob.store.count_messages() == 1
         assert history_texts(bob, ann) == ["the real text"]
-        assert sent.msg_id.hex() == bob.received()[0].msg_id
+        assert sent.msg_id == bob.received()[0].msg_id
         nursery.cancel_scope.cancel()

@@ -26,7 +26,8 @@ from p2pchat.chat.sealing import seal
 from p2pchat.errors import StoreError
 from p2pchat.identity import Identity
 from p2pchat.net.server import open_secure_connection
-from p2pchat.node.chat import ChatEvent, ChatService
+from p2pchat.node.chat import ChatService
+from p2pchat.node.events import ChatEvent
 from p2pchat.store import StoredMessage, open_store
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes
@@ -110,7 +111,7 @@ async def relayed_within_seconds(
 ) -> None:
     await wait_for(lambda: state_of(ann, sent.msg_id) != "queued", 30, "a relay to take it")
     # The event trails the store (it goes through the node's event channel): wait for it.
-    await wait_for(lambda: sent.msg_id.hex() in ann.receipts("sent"), 30, "the 'sent' event")
+    await wait_for(lambda: sent.msg_id in ann.receipts("sent"), 30, "the 'sent' event")
     await wait_for(lambda: bool(bob.received()), 30, "bob to get it from the relay")
     [incoming] = bob.received()
     assert (incoming.text, incoming.relayed) == (sent.text, True)

@@ -17,10 +17,9 @@ import trio
 from p2pchat.api.handler import ApiHandler
 from p2pchat.discovery.known import parse_invite
 from p2pchat.errors import ConnectionClosed
-from p2pchat.identity import Identity
+from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.server import open_secure_connection
-from p2pchat.node.chat import MessageIn
-from p2pchat.node.node import PeerConnected
+from p2pchat.node.events import MessageIn, PeerConnected
 from p2pchat.store import Store
 from tests.net.chatpeers import ChatPeer, wait_for
 from tests.net.test_chat import state_of
@@ -40,7 +39,7 @@ def port_of(peer: ChatPeer) -> int:
 
 def member_ids(peer: ChatPeer) -> set[str]:
     assert peer.node is not None
-    return {p.peer_id for p in peer.node.members() if not p.is_self}
+    return {encode_peer_id(p.peer) for p in peer.node.members() if not p.is_self}
 
 
 async def test_a_strangers_handshake_is_refused_and_nothing_of_it_is_kept(tmp_path: Path) -> None:

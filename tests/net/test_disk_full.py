@@ -18,7 +18,7 @@ import trio
 
 import p2pchat.node.chat as chat_module
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble
-from p2pchat.node.rooms import RoomMessageIn
+from p2pchat.node.events import RoomMessageIn
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.wire.messages import ChatMessage
 from tests.discovery.nodes import Node
@@ -56,8 +56,8 @@ async def watch_acknowledgements(sender: ChatPeer, receiver: ChatPeer, breaches:
     while True:
         if sender.node is not None and receiver.store is not None:
             for msg_id in sender.receipts("delivered"):
-                if receiver.store.message(bytes.fromhex(msg_id)) is None:
-                    breaches.append(msg_id)
+                if receiver.store.message(msg_id) is None:
+                    breaches.append(msg_id.hex())
         await trio.sleep(0.01)
 
 

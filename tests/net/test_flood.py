@@ -14,7 +14,7 @@ from p2pchat.addresses import parse_host_port
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
 from p2pchat.net.server import open_secure_connection
-from p2pchat.node.chat import ContactRequest
+from p2pchat.node.events import ContactRequest
 from p2pchat.wire.messages import ChatMessage
 from tests.net.chatpeers import ChatPeer, now_ms, wait_for
 

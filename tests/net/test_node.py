@@ -12,14 +12,8 @@ from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.net.links import LinkLimits
-from p2pchat.node.node import (
-    Node,
-    NodeSettings,
-    PeerConnected,
-    Presence,
-    crashable_node,
-    open_node,
-)
+from p2pchat.node.events import PeerConnected, Presence
+from p2pchat.node.node import Node, NodeSettings, crashable_node, open_node
 
 # Every node of these tests is at 127.0.0.1: one address for the per-address share.
 LOOPBACK = LinkLimits(max_links_per_address=LinkLimits().max_links)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.node.chat import NUDGE_BURST, NUDGE_RATE, ContactRequest
+from p2pchat.node.chat import NUDGE_BURST, NUDGE_RATE
+from p2pchat.node.events import ContactRequest
 from p2pchat.wire.messages import ChatReceipt
 from tests.net.chatpeers import ChatPeer, wait_for
 

@@ -15,7 +15,8 @@ import trio.testing
 
 from p2pchat.chat.gate import Relation
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
-from p2pchat.node.rooms import MAX_INVITE_SENDS, PAIRWISE_RETRY, RoomInvited
+from p2pchat.node.events import RoomInvited
+from p2pchat.node.rooms import MAX_INVITE_SENDS, PAIRWISE_RETRY
 from p2pchat.wire.messages import RoomGossip, RoomGraft, RoomInvite, RoomKeyUpdate
 from tests.net.roomnet import CODEC, RoomNet
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from textual.widgets import Static
 
 from p2pchat.discovery.known import parse_invite
-from p2pchat.node.node import DiscoveryNote, NodeSettings
+from p2pchat.node.events import DiscoveryNote
+from p2pchat.node.node import NodeSettings
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.host import NodeHost
 from tests.ui.test_app import SIZE, Person, notifications, people, type_line, until

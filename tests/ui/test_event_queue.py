@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from p2pchat.node.chat import Receipt
+from p2pchat.chat.rules import MessageState
+from p2pchat.node.events import Receipt
 from p2pchat.node.node import EVENT_BUFFER, NodeSettings
 from p2pchat.profile import open_profile
 from p2pchat.store import DATABASE_FILE, open_store
@@ -25,7 +26,7 @@ BURST = 40_000  # more than the node's own feed holds, and ten times the window'
 def test_a_burst_bigger_than_the_window_queue_is_dropped_with_a_notice(tmp_path: Path) -> None:
     profile = open_profile(tmp_path / "ann")
     profile.set_nick("ann")
-    peer_id = "a" * 52  # receipts for a conversation that is not open: no work to draw
+    peer = b"a" * 32  # receipts for a conversation that is not open: no work to draw
 
     async def scenario() -> None:
         with open_store(tmp_path / "ann" / DATABASE_FILE) as store:
@@ -44,7 +45,7 @@ def test_a_burst_bigger_than_the_window_queue_is_dropped_with_a_notice(tmp_path:
 
                     def burst() -> None:  # inside trio, in one go: no reader runs meanwhile
                         for n in range(BURST):
-                            node._emit(Receipt(peer_id, f"{n:032x}", "delivered"))
+                            node._emit(Receipt(peer, n.to_bytes(16, "big"), MessageState.DELIVERED))
 
                     host.call(burst)
                     # The window holds at most UI_EVENTS of them; the node's feed dropped

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from p2pchat.identity import Identity
-from p2pchat.node.chat import ContactRequest, MessageIn
-from p2pchat.node.node import NodeSettings, Presence
+from p2pchat.node.events import ContactRequest, MessageIn, Presence
+from p2pchat.node.node import NodeSettings
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.widgets.composer import Composer
+from p2pchat.wire.messages import Status
 from tests.ui.test_snapshots import IdleHost
 
 ME = Identity(bytes([7]) * 32)
@@ -42,19 +43,24 @@ async def scenario(tmp_path: Path) -> None:
 
         app.notify = recording  # type: ignore[method-assign]
         async with app.run_test(size=(100, 30), notifications=True) as pilot:
-            evil_id = EVIL.peer_id
             for nick in HOSTILE:
                 app.post_message(
-                    NodeEventArrived(Presence(evil_id, nick, "away", nick, "alive", 1, proven=True))
+                    NodeEventArrived(
+                        Presence(EVIL.public_key, nick, Status.AWAY, nick, "alive", 1, proven=True)
+                    )
                 )
                 await pilot.pause(0.15)
             for i, text in enumerate(HOSTILE):
                 msg_id = bytes([i + 1]) * 16
                 store.add_incoming(msg_id=msg_id, peer=EVIL.public_key, clock=i + 1,
                                    sent_at=0, received_at=0, text=text)  # fmt: skip
-                app.post_message(NodeEventArrived(ContactRequest(evil_id, "x[/]", "a", text)))
                 app.post_message(
-                    NodeEventArrived(MessageIn(evil_id, msg_id.hex(), text, 0, i + 1, True, False))
+                    NodeEventArrived(ContactRequest(EVIL.public_key, "x[/]", "a", text))
+                )
+                app.post_message(
+                    NodeEventArrived(
+                        MessageIn(EVIL.public_key, msg_id, text, 0, i + 1, True, False)
+                    )
                 )
                 await pilot.pause(0.05)
             composer = app.query_one(Composer)

@@ -14,13 +14,15 @@ from rich.text import Text
 from textual.pilot import Pilot
 
 from p2pchat.identity import Identity
-from p2pchat.node.node import NodeSettings, Presence
+from p2pchat.node.events import Presence
+from p2pchat.node.node import NodeSettings
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.people import Section, Seen, build_entries, hearsay_count
 from p2pchat.ui.widgets.sidebar import Sidebar
+from p2pchat.wire.messages import Status
 from tests.ui.test_snapshots import IdleHost
 
 ME = Identity(bytes([7]) * 32)
@@ -31,10 +33,10 @@ FAKES = [Identity(bytes([20 + i]) * 32) for i in range(5)]
 
 def test_only_proven_strangers_are_listed_and_the_rest_are_counted() -> None:
     seen = [
-        Seen(BOB.peer_id, "bob", "avail", proven=True),
-        Seen(DAVE.peer_id, "dave", "offline", proven=True),
-        *(Seen(f.peer_id, "bob", "avail") for f in FAKES),  # look-alikes, by gossip only
-        Seen(FAKES[0].peer_id + "x", "gone", "offline"),
+        Seen(BOB.peer_id, "bob", Status.AVAILABLE, proven=True),
+        Seen(DAVE.peer_id, "dave", Status.OFFLINE, proven=True),
+        *(Seen(f.peer_id, "bob", Status.AVAILABLE) for f in FAKES),  # look-alikes, by gossip only
+        Seen(FAKES[0].peer_id + "x", "gone", Status.OFFLINE),
     ]
     entries = build_entries([], [], seen, {})
     nearby = [e for e in entries if e.section is Section.NEARBY]
@@ -62,8 +64,8 @@ async def refreshed(pilot: Pilot[None], app: ChatApp, line: str) -> list[str]:
 
 
 def presence(who: Identity, nick: str, *, proven: bool, state: str = "alive") -> NodeEventArrived:
-    status = "offline" if state == "forgotten" else "avail"
-    return NodeEventArrived(Presence(who.peer_id, nick, status, "", state, 1, proven=proven))
+    status = Status.OFFLINE if state == "forgotten" else Status.AVAILABLE
+    return NodeEventArrived(Presence(who.public_key, nick, status, "", state, 1, proven=proven))
 
 
 def test_the_sidebar_counts_hearsay_and_forgets_what_the_node_forgot(tmp_path: Path) -> None:

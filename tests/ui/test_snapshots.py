@@ -23,7 +23,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from p2pchat.identity import Identity
-from p2pchat.node.node import NodeSettings, Presence
+from p2pchat.node.events import Presence
+from p2pchat.node.node import NodeSettings
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.ui.app import ChatApp
@@ -31,6 +32,7 @@ from p2pchat.ui.host import NodeHost
 from p2pchat.ui.messages import NodeEventArrived
 from p2pchat.ui.widgets import conversation as conversation_module
 from p2pchat.ui.widgets.composer import Composer
+from p2pchat.wire.messages import Status
 
 SIZE = (120, 36)
 ANN = Identity(bytes(32))
@@ -156,7 +158,9 @@ def make_app(store: Store, tmp_path: Path, *, ask_nick: bool = False) -> ChatApp
 
 
 def presence(who: Identity, nick: str, status: str, text: str = "") -> NodeEventArrived:
-    return NodeEventArrived(Presence(who.peer_id, nick, status, text, "alive", 1, proven=True))
+    return NodeEventArrived(
+        Presence(who.public_key, nick, Status(status), text, "alive", 1, proven=True)
+    )
 
 
 async def open_bob(pilot: Pilot[None]) -> None:

@@ -1,0 +1,186 @@
+"""Everything a node tells its front ends: one typed vocabulary, in one module.
+
+A node's observations arrive as one stream of these frozen values (``Node.events``).
+Ids are bytes here — a peer's public key, a message id, a room id — and become text
+(a peer id, hex) only at the edges that show or serialise them: the JSON-lines API
+(:mod:`p2pchat.api.events`) and the chat window. A status is a
+:class:`~p2pchat.wire.messages.Status`; a message state a
+:class:`~p2pchat.chat.rules.MessageState`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2pchat.chat.rules import MessageState
+from p2pchat.diskfaults import DiskRecovered, DiskTrouble
+from p2pchat.wire.messages import Status
+
+__all__ = [
+    "ChatEvent",
+    "ContactRequest",
+    "DiscoveryNote",
+    "DiskRecovered",
+    "DiskTrouble",
+    "EventsDropped",
+    "Listening",
+    "MessageIn",
+    "NodeEvent",
+    "PeerConnected",
+    "PeerDisconnected",
+    "Presence",
+    "Receipt",
+    "RoomChanged",
+    "RoomEvent",
+    "RoomGone",
+    "RoomInvited",
+    "RoomMessageIn",
+]
+
+# ---------------------------------------------------------------------- the node
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    peer: bytes
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    peer: bytes
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDisconnected:
+    peer: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """How a member looks now: shown ``status`` is OFFLINE once it is dead or left.
+
+    ``proven``: a session or a verified handshake showed us this peer; otherwise only
+    gossip vouches for it (anyone can make up identities). State ``forgotten``: the
+    member was dropped from the full member list; treat it as unknown.
+    """
+
+    peer: bytes
+    nick: str
+    status: Status
+    status_text: str
+    state: str  # alive / suspect / dead / left / forgotten
+    version: int
+    is_self: bool = False
+    proven: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryNote:
+    """What discovery saw (discovered, verified, gone, spoof...), as the CLI prints it."""
+
+    name: str
+    text: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsDropped:
+    """``count`` events were dropped here, the oldest first: the reader fell behind."""
+
+    count: int
+
+
+# ---------------------------------------------------------------------- chat
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIn:
+    """A message was stored (first time only). ``request``: it waits in the requests box."""
+
+    peer: bytes
+    msg_id: bytes
+    text: str
+    time: int
+    clock: int
+    request: bool
+    relayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One of our messages moved on: sent, delivered or read."""
+
+    peer: bytes
+    msg_id: bytes
+    state: MessageState
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    """A stranger wrote for the first time; their messages wait until accepted."""
+
+    peer: bytes
+    nick: str
+    address: str
+    text: str
+
+
+ChatEvent = MessageIn | Receipt | ContactRequest
+
+
+# ---------------------------------------------------------------------- rooms
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessageIn:
+    room: bytes
+    msg_id: bytes
+    author: bytes
+    text: str
+    time: int
+    clock: int
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInvited:
+    room: bytes
+    name: str
+    inviter: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChanged:
+    """Joined, or the members or key changed."""
+
+    room: bytes
+    name: str
+    epoch: int
+    members: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomGone:
+    room: bytes
+    reason: str  # "left" | "removed"
+
+
+RoomEvent = RoomMessageIn | RoomInvited | RoomChanged | RoomGone
+
+
+NodeEvent = (
+    Listening
+    | PeerConnected
+    | PeerDisconnected
+    | Presence
+    | DiscoveryNote
+    | ChatEvent
+    | RoomEvent
+    | EventsDropped
+    | DiskTrouble
+    | DiskRecovered
+)
