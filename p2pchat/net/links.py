@@ -230,6 +230,10 @@ class LinkManager:
         self._changed.set()
         self._changed = trio.Event()
 
+    def is_connected(self, peer: bytes) -> bool:
+        """Whether a session with ``peer`` is up now."""
+        return peer in self.links
+
     def has_room(self, peer: bytes) -> bool:
         """Whether a send to ``peer`` would be queued on a live session right now."""
         link = self.links.get(peer)

@@ -43,6 +43,7 @@ from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.events import ChatEvent, ContactRequest, MessageIn, Receipt
+from p2pchat.node.ports import Links, Peers
 from p2pchat.ratelimit import KeyedBuckets, LogLimiter
 from p2pchat.session.core import Refusal
 from p2pchat.store import Contact, OutboxItem, Store, StoredMessage
@@ -104,15 +105,9 @@ class ChatService:
         identity: Identity,
         store: Store,
         *,
-        send: Callable[[bytes, Any], bool],
-        connected: Callable[[bytes], bool],
-        has_room: Callable[[bytes], bool],
-        dial_failing: Callable[[bytes], bool] = lambda peer: False,
-        online: Callable[[bytes], bool],
-        online_peers: Callable[[], list[bytes]],
-        nick_of: Callable[[bytes], str],
+        links: Links,
+        peers: Peers,
         emit: Callable[[ChatEvent], None],
-        disconnect: Callable[[bytes], None] = lambda peer: None,
         settings: ChatSettings | None = None,
         rng: random.Random | None = None,
         contacts_only: bool = False,
@@ -125,15 +120,9 @@ class ChatService:
         self.store = store
         self.settings = settings or ChatSettings()
         self.gate = ContactGate(self.settings.gate)
-        self._send = send
-        self._connected = connected
-        self._has_room = has_room
-        self._dial_failing = dial_failing
-        self._online = online
-        self._online_peers = online_peers
-        self._nick_of = nick_of
+        self._links = links
+        self._peers = peers
         self._emit = emit
-        self._disconnect = disconnect
         self._rng = rng or random.Random()
         self._codec = Codec()
         self._clocks = Clocks()
@@ -175,12 +164,12 @@ class ChatService:
         now = now_ms()
         message = compose(os.urandom(16), self._clock(peer), now, text)  # checks the text
         window = self._in_flight.setdefault(peer, set())
-        live = self._connected(peer)
+        live = self._links.is_connected(peer)
         # The common case: a live session with room, nothing waiting before this one. It
         # is stored as sent in the same insert, and handed over right after the commit
         # (nothing can run in between: no await), so a failed commit sends nothing.
         direct = live and len(window) < WINDOW and not self._backlog.get(peer)
-        direct = direct and self._has_room(peer)
+        direct = direct and self._links.has_room(peer)
         stored = self.store.add_outgoing(
             msg_id=message.msg_id,
             peer=peer,
@@ -192,7 +181,7 @@ class ChatService:
             sent=direct,
         )
         self._clocks.observe(peer, message.clock)
-        if direct and self._send(peer, message):
+        if direct and self._links.send(peer, message):
             window.add(message.msg_id)
             self._emit(Receipt(peer, message.msg_id, MessageState.SENT))
         elif direct:  # the link closed this very instant: the next session resends it
@@ -220,7 +209,7 @@ class ChatService:
         if peer == self.me:
             raise ValueError("that is your own id")
         request = self.store.request(peer)
-        nick = nick or (request.nick if request else self._nick_of(peer))
+        nick = nick or (request.nick if request else self._peers.nick_of(peer))
         contact = self.store.add_contact(peer, petname=petname, nick=nick, now=now_ms())
         self._relations[peer] = Relation.BLOCKED if contact.blocked else Relation.CONTACT
         if request is not None:
@@ -242,7 +231,8 @@ class ChatService:
         self.store.set_blocked(peer, blocked, now=now_ms())
         self._relations.pop(peer, None)
         if blocked:
-            self._disconnect(peer)  # an open session would otherwise outlive the block
+            # An open session would otherwise outlive the block.
+            self._links.close(peer, code="not-authorized", reason="blocked")
 
     def authorize(
         self, peer: bytes, invite: bytes = b"", *, wanted: bool = False
@@ -349,7 +339,7 @@ class ChatService:
         """The mesh says ``peer`` is (back) online."""
         if self.store.outbox(peer) or self.store.relay_count(recipient=peer):
             now = now_ms()
-            if self._connected(peer):
+            if self._links.is_connected(peer):
                 self.peer_up(peer)
             else:  # dial by sending; the session's arrival resends everything in order
                 waiting = self.store.outbox(peer)
@@ -392,7 +382,7 @@ class ChatService:
         self._pause = 0.0
 
     def _honour_nudge(self, peer: bytes) -> None:
-        if self._connected(peer):
+        if self._links.is_connected(peer):
             self.peer_up(peer)
         else:
             self.peer_online(peer)
@@ -459,7 +449,7 @@ class ChatService:
             return False
         # Committed: now, and only now, acknowledge and report.
         for peer, reply in taken.replies:
-            self._send(peer, reply)
+            self._links.send(peer, reply)
         for peer, ids in taken.acks.items():
             self._send_receipts(peer, MessageState.DELIVERED, ids)
         for event in taken.events:
@@ -476,7 +466,7 @@ class ChatService:
             # Input we dropped (the backlog was full): ask its senders to retry now.
             dropped, self._dropped_from = self._dropped_from, set()
             for peer in dropped:
-                if self._connected(peer):
+                if self._links.is_connected(peer):
                     self._send_receipts(peer, MessageState.DELIVERED, [], nudge=True)
         return True
 
@@ -561,7 +551,7 @@ class ChatService:
         )
         if verdict is Verdict.ANNOUNCE:
             # Too long for a request: the request is made, the message waits for "accept".
-            nick = self._nick_of(peer)
+            nick = self._peers.nick_of(peer)
             if self.store.add_request(peer, nick=nick, address=address, now=now):
                 text = f"(a message of {len(message.text)} characters waits until you accept)"
                 events.append(ContactRequest(peer, nick, address, text))
@@ -584,7 +574,7 @@ class ChatService:
         acks[peer].append(message.msg_id)
         is_request = verdict is Verdict.REQUEST
         if is_request:
-            nick = self._nick_of(peer)
+            nick = self._peers.nick_of(peer)
             if self.store.add_request(peer, nick=nick, address=address, now=now):
                 events.append(ContactRequest(peer, nick, address, message.text))
         events.append(
@@ -707,7 +697,7 @@ class ChatService:
                 stored_at=now,
                 envelope=self._codec.encode(Envelopes((envelope,))),
             )
-            if self._online(envelope.recipient):
+            if self._peers.is_online(envelope.recipient):
                 self._next_relay_check = now  # it is back already: offer it at once
         return reason
 
@@ -763,11 +753,11 @@ class ChatService:
         30 s backstop). Without a session each send starts or joins a dial, and retries
         back off. ``from_backlog``: the items come from the head of the backlog.
         """
-        if not self._connected(peer):
+        if not self._links.is_connected(peer):
             for item in items:
                 stored = self._unsettled(item)
                 if stored is not None:
-                    self._send(peer, _wire(stored))  # may drop: the backoff retries it
+                    self._links.send(peer, _wire(stored))  # may drop: the backoff retries it
                     attempts = _attempts(item) + 1
                     delay = retry_delay_ms(attempts, self._rng)
                     self.store.reschedule(
@@ -786,7 +776,7 @@ class ChatService:
             stored = self._unsettled(item)
             if stored is None:
                 continue
-            if not self._send(peer, _wire(stored)):
+            if not self._links.send(peer, _wire(stored)):
                 waiting.append(item)  # the link's queue is full: again when receipts come
                 continue
             window.add(stored.msg_id)
@@ -854,7 +844,7 @@ class ChatService:
         for chunk in chunks:
             receipt = ChatReceipt(state.value, tuple(chunk))
             if self._reachable(peer):
-                self._send(peer, receipt)
+                self._links.send(peer, receipt)
             else:  # the sender is away: the receipt travels like a message, sealed
                 self._deposit(
                     peer, receipt, now_ms(), msg_id=None, wanted=self.settings.relay.copies
@@ -894,14 +884,14 @@ class ChatService:
                 self._deposits.pop(next(iter(self._deposits)))
                 self._kept_by.clear()
         for relay in relays:
-            self._send(relay, Envelopes((envelope,)))
+            self._links.send(relay, Envelopes((envelope,)))
         return len(relays)
 
     def _relays_for(self, recipient: bytes, wanted: int) -> list[bytes]:
-        candidates = [p for p in self._online_peers() if p not in (recipient, self.me)]
+        candidates = [p for p in self._peers.online_peers() if p not in (recipient, self.me)]
         if self.contacts_only:
             candidates = [p for p in candidates if self._is_contact(p)]
-        connected = frozenset(p for p in candidates if self._connected(p))
+        connected = frozenset(p for p in candidates if self._links.is_connected(p))
         return choose_relays(candidates, wanted, self._rng, prefer=connected)
 
     def _retry_due(self, now: int) -> None:
@@ -913,10 +903,10 @@ class ChatService:
             if self._reachable(peer):
                 self._transmit(peer, items, now, from_backlog=True)
                 continue
-            if self._online(peer) and (first := self._unsettled(items[0])) is not None:
+            if self._peers.is_online(peer) and (first := self._unsettled(items[0])) is not None:
                 # Online but our dials fail: relays carry it, and one send per pass lets
                 # the link try a direct path again (its own backoff paces the dials).
-                self._send(peer, _wire(first))
+                self._links.send(peer, _wire(first))
             for item in items:
                 attempts = item.attempts + 1
                 wanted = self.settings.relay.copies - item.relays
@@ -932,7 +922,7 @@ class ChatService:
         if self._next_relay_check and now >= self._next_relay_check:
             self._next_relay_check = 0
             for recipient in self.store.relay_recipients(now):
-                if self._online(recipient):
+                if self._peers.is_online(recipient):
                     self._offer_relayed(recipient, now)
         if self.store.relay_recipients(now):
             self._next_relay_check = self._next_relay_check or now + RELAY_RECHECK_MS
@@ -953,16 +943,18 @@ class ChatService:
                 self._relay_offered.clear()
             self._relay_offered[envelope_id] = recipient
             if len(batch) == MAX_ENVELOPES:
-                self._send(recipient, Envelopes(tuple(batch)))
+                self._links.send(recipient, Envelopes(tuple(batch)))
                 batch = []
         if batch:
-            self._send(recipient, Envelopes(tuple(batch)))
+            self._links.send(recipient, Envelopes(tuple(batch)))
 
     # ------------------------------------------------------------------ helpers
 
     def _reachable(self, peer: bytes) -> bool:
         """Connected, or online and not failing to dial (then relays carry it instead)."""
-        return self._connected(peer) or (self._online(peer) and not self._dial_failing(peer))
+        return self._links.is_connected(peer) or (
+            self._peers.is_online(peer) and not self._links.dial_failing(peer)
+        )
 
     def _clock(self, peer: bytes) -> int:
         if not self._clocks.known(peer):

@@ -168,15 +168,9 @@ class Node:
             self.chat = ChatService(
                 identity,
                 settings.store,
-                send=self.links.send,
-                connected=self.links.links.__contains__,
-                has_room=self.links.has_room,
-                dial_failing=self.links.dial_failing,
-                online=self._online,
-                online_peers=self._online_peers,
-                nick_of=self._nick_of,
+                links=self.links,
+                peers=self,
                 emit=self._chat_event,
-                disconnect=partial(self.links.close, code="not-authorized", reason="blocked"),
                 settings=settings.chat,
                 rng=random.Random(self._rng.getrandbits(64)),
                 contacts_only=settings.contacts_only,
@@ -184,9 +178,9 @@ class Node:
             self.rooms = RoomService(
                 identity,
                 settings.store,
-                send=self.links.send,
-                online=self._online,
-                relation=self.chat.relation,
+                links=self.links,
+                peers=self,
+                relations=self.chat,
                 emit=self._emit,
                 rng=random.Random(self._rng.getrandbits(64)),
             )
@@ -539,11 +533,11 @@ class Node:
                 log.exception("mesh: cannot tell whether %s is a contact", encode_peer_id(peer))
             return False
 
-    def _online(self, peer: bytes) -> bool:
+    def is_online(self, peer: bytes) -> bool:
         member = None if self.mesh is None else self.mesh.members.get(peer)
         return member is not None and member.online
 
-    def _online_peers(self) -> list[bytes]:
+    def online_peers(self) -> list[bytes]:
         if self.mesh is None:
             return []
         me = self.identity.public_key
@@ -552,7 +546,7 @@ class Node:
         online.discard(me)
         return sorted(online)
 
-    def _nick_of(self, peer: bytes) -> str:
+    def nick_of(self, peer: bytes) -> str:
         member = None if self.mesh is None else self.mesh.members.get(peer)
         return "" if member is None else str(member.record.nick)
 

@@ -52,6 +52,7 @@ from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, Broadcast, BroadcastConfig
 from p2pchat.node.events import RoomChanged, RoomEvent, RoomGone, RoomInvited, RoomMessageIn
+from p2pchat.node.ports import Links, Peers, Relations
 from p2pchat.ratelimit import KeyedBuckets, LogLimiter
 from p2pchat.store import RoomMessage, Store
 from p2pchat.wire.codec import Codec
@@ -115,9 +116,9 @@ class RoomService:
         identity: Identity,
         store: Store,
         *,
-        send: Callable[[bytes, Any], bool],
-        online: Callable[[bytes], bool],
-        relation: Callable[[bytes], Relation],
+        links: Links,
+        peers: Peers,
+        relations: Relations,
         emit: Callable[[RoomEvent], None],
         rng: random.Random | None = None,
         config: BroadcastConfig | None = None,
@@ -125,9 +126,9 @@ class RoomService:
         self.identity = identity
         self.me = identity.public_key
         self.store = store
-        self._send = send
-        self._online = online
-        self._relation = relation
+        self._links = links
+        self._peers = peers
+        self._relations = relations
         self._emit = emit
         self._rng = rng or random.Random()
         self._config = config
@@ -225,7 +226,7 @@ class RoomService:
 
     def invite(self, room_id: bytes, peer: bytes) -> Room:
         room = self._room(room_id)
-        if self._relation(peer) is not Relation.CONTACT:
+        if self._relations.relation(peer) is not Relation.CONTACT:
             raise ValueError("invite contacts only: add them first")
         after, invitation, updates = invite(room, self.me, peer, os.urandom(32))
         self._intents[room_id] = (after.epoch, frozenset((peer,)), frozenset())
@@ -250,7 +251,7 @@ class RoomService:
         # member to take us into its tree. Those away learn it when a session opens.
         announcement = RoomGraft(room_id, ())
         for member in sorted(room.members - {self.me}):
-            if member in self._sessions or self._online(member):
+            if member in self._sessions or self._peers.is_online(member):
                 self._send_pairwise(member, announcement)
         return room
 
@@ -317,7 +318,7 @@ class RoomService:
     def members(self, room_id: bytes) -> list[tuple[bytes, bool]]:
         room = self._room(room_id)
         # The mesh has no presence of us for ourselves: we are online while we ask.
-        online = {m for m in room.members if m == self.me or self._online(m)}
+        online = {m for m in room.members if m == self.me or self._peers.is_online(m)}
         return roster(room, online)
 
     def invitations(self) -> list[RoomInvite]:
@@ -383,7 +384,7 @@ class RoomService:
                                    clock=invitation.clock)  # fmt: skip
             self._on_key_update(peer, update)
             return
-        if self._relation(peer) is not Relation.CONTACT:
+        if self._relations.relation(peer) is not Relation.CONTACT:
             raise RemoteProtocolError(
                 "an invitation from someone who is not a contact", code="bad-room-invite"
             )
@@ -586,7 +587,7 @@ class RoomService:
     def _send_pairwise(self, peer: bytes, message: Any) -> None:
         """Send a membership message; if the link manager does not take it now, keep it
         and offer it again (PAIRWISE_RETRY, at most PAIRWISE_TRIES times)."""
-        if not self._send(peer, message):
+        if not self._links.send(peer, message):
             self._keep_unsent(peer, message, 1)
 
     def _keep_unsent(self, peer: bytes, message: Any, tries: int) -> None:
@@ -600,7 +601,7 @@ class RoomService:
         for peer, message, tries in kept:
             if only is not None and peer != only:
                 self._unsent.append((peer, message, tries))
-            elif not self._send(peer, message) and tries < PAIRWISE_TRIES:
+            elif not self._links.send(peer, message) and tries < PAIRWISE_TRIES:
                 self._keep_unsent(peer, message, tries + 1)
         if self._unsent and self._next_unsent_try == float("inf"):
             self._next_unsent_try = trio.current_time() + PAIRWISE_RETRY
@@ -659,7 +660,7 @@ class RoomService:
             if peer not in joined:
                 tree.neighbour_down(peer, now)
         for member in sorted(joined):
-            if member in self._sessions or self._online(member):
+            if member in self._sessions or self._peers.is_online(member):
                 tree.neighbour_up(member, now)
         self._drain(room.room_id)
         self._wake.set()
@@ -817,7 +818,7 @@ class RoomService:
                     readers[epoch] = frozenset() if epoch is None else keys.members_at(epoch)
                 if peer not in readers[epoch]:
                     continue
-            self._send(peer, message)
+            self._links.send(peer, message)
         for msg_id, payload in tree.take_delivered():
             self._deliver(room_id, msg_id, payload)
 

@@ -99,6 +99,14 @@ class ChatPeer:
         assert self.store is not None
         self.store.add_contact(other.key, petname=other.name, now=now_ms())
 
+    def connected_to(self, other: ChatPeer) -> bool:
+        """A session with ``other`` is up (False while this peer is not running)."""
+        return self.node is not None and self.node.links.is_connected(other.key)
+
+    def sees_online(self, other: ChatPeer) -> bool:
+        """This peer's mesh has ``other`` online."""
+        return self.node is not None and self.node.is_online(other.key)
+
     def received(self) -> list[MessageIn]:
         return [e for e in self.events if isinstance(e, MessageIn)]
 

@@ -22,6 +22,7 @@ from p2pchat.node.events import RoomEvent
 from p2pchat.node.rooms import RoomService
 from p2pchat.store import Store, open_store
 from p2pchat.wire.codec import Codec
+from tests.net.fakes import FakeLinks, FakePeers, FakeRelations
 
 CODEC = Codec()
 Hold = Callable[[bytes, bytes, Any], bool]
@@ -64,9 +65,9 @@ class RoomNet:
         self.services[me] = RoomService(
             identity,
             self.stores[me],
-            send=send,
-            online=lambda peer: peer in self.online and peer != me,
-            relation=lambda peer: self.relation(me, peer),
+            links=FakeLinks(deliver=send),
+            peers=FakePeers(online=lambda peer: peer in self.online and peer != me),
+            relations=FakeRelations(lambda peer: self.relation(me, peer)),
             emit=self.events[me].append,
             rng=random.Random(index),
             config=self.config,

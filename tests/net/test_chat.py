@@ -25,7 +25,7 @@ async def friends(nursery: trio.Nursery, first: ChatPeer, second: ChatPeer) -> N
     first.befriend(second)
     second.befriend(first)
     second.introduce(first)
-    await wait_for(lambda: second.chat._connected(first.key), 30, "a session")
+    await wait_for(lambda: second.connected_to(first), 30, "a session")
 
 
 def history_texts(peer: ChatPeer, other: ChatPeer) -> list[str]:
@@ -45,7 +45,7 @@ async def test_a_message_is_delivered_acknowledged_and_read(tmp_path: Path) -> N
     async with trio.open_nursery() as nursery:
         await friends(nursery, bob, ann)
         sent = ann.chat.send_text(bob.key, "hello bob")
-        assert sent.state == ("sent" if ann.chat._connected(bob.key) else "queued")
+        assert sent.state == ("sent" if ann.connected_to(bob) else "queued")
         await wait_for(lambda: state_of(ann, sent.msg_id) == "delivered", 30, "delivered")
         # Events trail the store (they go through each node's event channel): wait for them.
         await wait_for(lambda: bool(bob.received()), 30, "bob's event")

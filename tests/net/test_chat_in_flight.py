@@ -18,6 +18,7 @@ from p2pchat.chat.rules import RETRY_FIRST_MS
 from p2pchat.identity import Identity
 from p2pchat.node.chat import LINK_RETRY_MS, ChatService, now_ms
 from p2pchat.store import Store, open_store
+from tests.net.fakes import FakeLinks, FakePeers
 
 
 @pytest.fixture
@@ -27,25 +28,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def chat_over_a_live_session(store: Store) -> tuple[ChatService, list[tuple[bytes, Any]]]:
-    sent: list[tuple[bytes, Any]] = []
-
-    def send(peer: bytes, message: Any) -> bool:
-        sent.append((peer, message))
-        return True
-
-    chat = ChatService(
-        Identity.generate(),
-        store,
-        send=send,
-        connected=lambda peer: True,
-        has_room=lambda peer: True,
-        online=lambda peer: True,
-        online_peers=lambda: [],
-        nick_of=lambda peer: "",
-        emit=lambda event: None,
-        rng=random.Random(1),
-    )
-    return chat, sent
+    links = FakeLinks()
+    chat = ChatService(Identity.generate(), store, links=links, peers=FakePeers(),
+                       emit=lambda event: None, rng=random.Random(1))  # fmt: skip
+    return chat, links.sent
 
 
 def next_attempts(store: Store, peer: bytes) -> list[int]:

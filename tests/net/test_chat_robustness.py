@@ -32,6 +32,7 @@ from p2pchat.store import StoredMessage, open_store
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes
 from tests.net.chatpeers import ChatPeer, now_ms, wait_for
+from tests.net.fakes import FakeLinks, FakePeers
 from tests.net.test_chat import friends, history_texts, peers, state_of
 
 
@@ -102,7 +103,7 @@ async def undiallable_pair(
     bob.befriend(ann)
     ann.introduce(rex)
     bob.introduce(rex)
-    await wait_for(lambda: ann.chat._online(bob.key), 30, "ann to see bob in the mesh")
+    await wait_for(lambda: ann.sees_online(bob), 30, "ann to see bob in the mesh")
     return ann, bob, rex
 
 
@@ -116,8 +117,8 @@ async def relayed_within_seconds(
     [incoming] = bob.received()
     assert (incoming.text, incoming.relayed) == (sent.text, True)
     assert await passes.during(3.0) < 60, "the chat runner spins"
-    assert ann.chat._online(bob.key), "the premise: bob stayed online for ann's mesh"
-    assert not ann.chat._connected(bob.key), "the premise: ann never reached bob"
+    assert ann.sees_online(bob), "the premise: bob stayed online for ann's mesh"
+    assert not ann.connected_to(bob), "the premise: ann never reached bob"
 
 
 async def test_a_message_for_a_peer_that_fails_to_dial_goes_to_a_relay(
@@ -169,7 +170,7 @@ async def test_a_held_stranger_backlog_neither_spins_nor_loses_order(
         await eve.start(nursery)
         eve.befriend(ann)  # eve knows ann; ann does not know eve
         eve.introduce(ann)
-        await wait_for(lambda: eve.chat._connected(ann.key), 30, "a session")
+        await wait_for(lambda: eve.connected_to(ann), 30, "a session")
         passes = RunnerPasses(monkeypatch, eve.chat)
         texts = [f"m{i:03d}" for i in range(count)]
         sent = [eve.chat.send_text(ann.key, text) for text in texts]
@@ -224,7 +225,9 @@ async def test_a_store_error_as_a_session_opens_harms_nothing(
         bob.introduce(ann)
         await wait_for(lambda: bool(failed), 30, "the failing peer_up")
         await wait_for(
-            lambda: ann.chat._connected(bob.key) and bob.chat._connected(ann.key), 30, "a session"
+            lambda: ann.connected_to(bob) and bob.connected_to(ann),
+            30,
+            "a session",
         )
         hello = ann.chat.send_text(bob.key, "hello bob")
         reply = bob.chat.send_text(ann.key, "hello ann")
@@ -328,8 +331,8 @@ async def test_a_replaced_session_resends_what_was_in_flight(
                 ann.node is not None
                 and bob.node is not None
                 and links.links.get(target.key) not in (None, old)
-                and ann.chat._connected(bob.key)
-                and bob.chat._connected(ann.key)
+                and ann.connected_to(bob)
+                and bob.connected_to(ann)
             ),
             30,
             "the replacement session",
@@ -356,12 +359,8 @@ async def test_many_senders_leave_the_clock_cache_bounded(tmp_path: Path) -> Non
         chat = ChatService(
             me,
             store,
-            send=lambda peer, message: True,
-            connected=lambda peer: True,
-            has_room=lambda peer: True,
-            online=lambda peer: True,
-            online_peers=lambda: [relay.public_key],
-            nick_of=lambda peer: "",
+            links=FakeLinks(),
+            peers=FakePeers(listed=lambda: [relay.public_key]),
             emit=events.append,
             rng=random.Random(1),
         )

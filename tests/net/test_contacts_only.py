@@ -85,7 +85,7 @@ async def test_contacts_connect_and_chat(tmp_path: Path) -> None:
         ann.befriend(bob)
         bob.befriend(ann)
         bob.introduce(ann)
-        await wait_for(lambda: bob.chat._connected(ann.key), 5, "a session")
+        await wait_for(lambda: bob.connected_to(ann), 5, "a session")
         sent = bob.chat.send_text(ann.key, "hi ann")
         await wait_for(lambda: state_of(bob, sent.msg_id) == "delivered", 5, "delivered")
         reply = ann.chat.send_text(bob.key, "hi bob")
@@ -152,7 +152,7 @@ async def test_no_relaying_for_or_through_strangers(
         eve.befriend(bob)
         bob.introduce(ann)
         eve.introduce(ann)
-        await wait_for(lambda: bob.chat._connected(ann.key), 5, "bob's session with ann")
+        await wait_for(lambda: bob.connected_to(ann), 5, "bob's session with ann")
 
         to_eve = bob.chat.send_text(eve.key, "for eve, while she is away")
         to_bob = eve.chat.send_text(bob.key, "for bob, while he is away")

@@ -26,6 +26,7 @@ from p2pchat.session.core import Refusal
 from p2pchat.store import Store, open_store
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes, EnvelopesTaken
+from tests.net.fakes import FakeLinks, FakePeers
 
 CONTACTS_ONLY = Refusal("contacts-only", "this node talks to its contacts only")
 
@@ -51,12 +52,8 @@ def make(store: Store, *, contacts_only: bool) -> Setup:
     setup.chat = ChatService(
         me,
         store,
-        send=send,
-        connected=lambda peer: True,
-        has_room=lambda peer: True,
-        online=lambda peer: False,
-        online_peers=lambda: list(setup.online),
-        nick_of=lambda peer: "",
+        links=FakeLinks(deliver=send),
+        peers=FakePeers(online=lambda peer: False, listed=lambda: list(setup.online)),
         emit=setup.events.append,
         rng=random.Random(1),
         contacts_only=contacts_only,

@@ -32,7 +32,7 @@ def invited(peer: ChatPeer, room_id: bytes) -> Callable[[], bool]:
 
 
 def sees_offline(peer: ChatPeer, other: ChatPeer) -> Callable[[], bool]:
-    return lambda: not peer.chat._online(other.key)
+    return lambda: not peer.sees_online(other)
 
 
 async def start_all(tmp_path: Path, nursery: trio.Nursery, count: int) -> list[ChatPeer]:
@@ -47,7 +47,7 @@ async def start_all(tmp_path: Path, nursery: trio.Nursery, count: int) -> list[C
         peer.introduce(peers[0])
 
     def everyone_online() -> bool:
-        return all(p.chat._online(q.key) for p in peers for q in peers if p is not q)
+        return all(p.sees_online(q) for p in peers for q in peers if p is not q)
 
     await wait_for(everyone_online, 60, "the mesh to form")
     return peers
