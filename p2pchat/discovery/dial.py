@@ -8,6 +8,7 @@ from itertools import groupby
 
 import trio
 
+from p2pchat.chat.names import line_id
 from p2pchat.discovery.known import Target
 from p2pchat.discovery.verify import POLICY_CODES
 from p2pchat.errors import ConnectionClosed
@@ -106,7 +107,7 @@ async def _dial_peer(
             continue
         assert peer_id is not None
         on_verified(peer_id, target.address, target.nick)
-        name = f"{target.nick} ({peer_id[:12]}…)" if target.nick else f"{peer_id[:12]}…"
+        name = f"{target.nick} ({line_id(peer_id)})" if target.nick else line_id(peer_id)
         report(
             "verified",
             f"verified: {name} at {target.address} ({target.source})",

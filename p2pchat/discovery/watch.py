@@ -9,6 +9,7 @@ from typing import Any
 import trio
 
 from p2pchat.addresses import format_host_port
+from p2pchat.chat.names import line_id
 from p2pchat.discovery.dial import OnVerified
 from p2pchat.discovery.mdns import DiscoveryEvent, Mdns, PeerGone, PeerSeen
 from p2pchat.discovery.records import Announcement, DiscoveredPeer
@@ -36,7 +37,7 @@ def peer_fields(peer: DiscoveredPeer, *, verified: bool) -> dict[str, Any]:
 
 def describe(peer: DiscoveredPeer) -> str:
     name = peer.nick or "(no nick)"
-    return f"{name} ({peer.peer_id[:12]}…) at {format_host_port(peer.addresses[0], peer.port)}"
+    return f"{name} ({line_id(peer.peer_id)}) at {format_host_port(peer.addresses[0], peer.port)}"
 
 
 async def watch(
