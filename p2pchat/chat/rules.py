@@ -31,6 +31,18 @@ class MessageState(enum.StrEnum):
     RECEIVED = "received"  # an incoming message we have not shown yet
 
 
+# A message only ever moves forward along its direction's order; a late or replayed
+# receipt must not turn "read" back into "delivered".
+OUTGOING_STATES: tuple[MessageState, ...] = (
+    MessageState.QUEUED,
+    MessageState.SENT,
+    MessageState.DELIVERED,
+    MessageState.READ,
+)
+INCOMING_STATES: tuple[MessageState, ...] = (MessageState.RECEIVED, MessageState.READ)
+# An outgoing message in one of these states is with the peer: nothing is left to retry.
+SETTLED_STATES: frozenset[MessageState] = frozenset({MessageState.DELIVERED, MessageState.READ})
+
 _RANK = {
     MessageState.QUEUED: 0,
     MessageState.SENT: 1,

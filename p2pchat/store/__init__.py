@@ -15,8 +15,6 @@ from p2pchat.store.database import (
     open_store,
 )
 from p2pchat.store.rows import (
-    INCOMING_STATES,
-    OUTGOING_STATES,
     Contact,
     Conversation,
     OutboxItem,
@@ -30,11 +28,9 @@ from p2pchat.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
 
 __all__ = [
     "DATABASE_FILE",
-    "INCOMING_STATES",
     "MAX_ADDRESSES",
     "MAX_ROOM_EPOCHS",
     "MIGRATIONS",
-    "OUTGOING_STATES",
     "SCHEMA_VERSION",
     "Contact",
     "Conversation",

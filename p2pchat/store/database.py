@@ -17,14 +17,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from p2pchat.chat.rules import MessageState, state_rank
+from p2pchat.chat.rules import (
+    INCOMING_STATES,
+    OUTGOING_STATES,
+    SETTLED_STATES,
+    MessageState,
+    state_rank,
+)
 from p2pchat.diskfaults import DISK_FULL, IO_ERROR, DiskHealth, disk_fault
 from p2pchat.errors import LocalProtocolError, StoreError
 from p2pchat.store.codes import sqlite_code as _code
 from p2pchat.store.rows import (
-    INCOMING_STATES,
-    OUTGOING_STATES,
-    STATES,
     Contact,
     Conversation,
     OutboxItem,
@@ -47,9 +50,6 @@ _MESSAGE_COLUMNS = "seq, msg_id, peer, sender, outgoing, clock, sent_at, receive
 _REQUEST_COLUMNS = "peer, nick, address, first_at, last_at, messages"
 _ROOM_COLUMNS = "room_id, name, epoch, joined, clock, inviter, created_at"
 _ROOM_MESSAGE_COLUMNS = "seq, room_id, msg_id, author, clock, sent_at, received_at, text, read"
-# Outgoing messages reach these states only once the peer has the message, so
-# there is nothing left to retry.
-_SETTLED = frozenset({"delivered", "read"})
 # The chat rules' one scale for both directions (an update also checks the direction,
 # so the scales never mix), as SQL.
 _RANK_SQL = (
@@ -663,8 +663,10 @@ class Store:
         ``peer``, only messages of that conversation move: a receipt from one peer
         cannot advance messages exchanged with another.
         """
-        if state not in STATES:
-            raise LocalProtocolError(f"unknown message state {state!r}")
+        try:
+            rank = state_rank(state)
+        except ValueError:
+            raise LocalProtocolError(f"unknown message state {state!r}") from None
         ids = list(dict.fromkeys(msg_ids))
         directions = [
             flag for flag, order in ((1, OUTGOING_STATES), (0, INCOMING_STATES)) if state in order
@@ -683,13 +685,7 @@ class Store:
                     WHERE msg_id IN ({marks}) AND outgoing IN ({",".join("?" * len(directions))})
                     AND {_RANK_SQL} < ?{where_peer}
                     RETURNING {_MESSAGE_COLUMNS}""",
-                    (
-                        state,
-                        *chunk,
-                        *directions,
-                        state_rank(state),
-                        *(() if peer is None else (peer,)),
-                    ),
+                    (state, *chunk, *directions, rank, *(() if peer is None else (peer,))),
                 )
                 changed += (_message(row) for row in rows)
             if changed:
@@ -697,7 +693,7 @@ class Store:
                     "INSERT OR IGNORE INTO receipts (msg_id, state, at) VALUES (?, ?, ?)",
                     [(m.msg_id, state, at) for m in changed],
                 )
-                if state in _SETTLED:
+                if state in SETTLED_STATES:
                     self._many(
                         "DELETE FROM outbox WHERE msg_id = ?",
                         [(m.msg_id,) for m in changed if m.outgoing],

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# A message only ever moves forward along its direction's order; a late or replayed
-# receipt must not turn "read" back into "delivered".
-OUTGOING_STATES: tuple[str, ...] = ("queued", "sent", "delivered", "read")
-INCOMING_STATES: tuple[str, ...] = ("received", "read")
-STATES: frozenset[str] = frozenset(OUTGOING_STATES + INCOMING_STATES)
-
 
 @dataclass(frozen=True, slots=True)
 class Contact:
