@@ -11,3 +11,9 @@ def peer(n: int) -> bytes:
 def mid(n: int) -> bytes:
     """A 16-byte message id that sorts by n."""
     return n.to_bytes(16, "big")
+
+
+ME = peer(200)
+ALICE = peer(1)
+BOB = peer(2)
+CAROL = peer(3)

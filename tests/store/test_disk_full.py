@@ -17,9 +17,7 @@ from p2pchat.errors import StoreError
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.store.codes import sqlite_code
 from tests.diskfull import Disk, small_disk
-from tests.store.ids import mid, peer
-
-ALICE = peer(1)
+from tests.store.ids import ALICE, mid
 
 
 @pytest.fixture

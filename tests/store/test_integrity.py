@@ -16,9 +16,8 @@ import pytest
 from p2pchat.errors import StoreError
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.store import database as database_module
-from tests.store.ids import mid, peer
+from tests.store.ids import ALICE, mid
 
-ALICE = peer(1)
 PAGE = 4096
 
 

@@ -8,9 +8,7 @@ import pytest
 
 from p2pchat.errors import StoreError
 from p2pchat.store import MIGRATIONS, SCHEMA_VERSION, Migration, open_store
-from tests.store.ids import mid, peer
-
-ALICE = peer(1)
+from tests.store.ids import ALICE, mid
 
 # A pretend next version, as a later release would append it: adds a column and fills
 # it from the rows already there.

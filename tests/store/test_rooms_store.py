@@ -16,13 +16,8 @@ from p2pchat.store import (
     Store,
     open_store,
 )
-from tests.store.ids import mid, peer
+from tests.store.ids import ALICE, BOB, CAROL, ME, mid
 from tests.store.work import counting_instructions
-
-ME = peer(200)
-ALICE = peer(1)
-BOB = peer(2)
-CAROL = peer(3)
 
 
 def rid(n: int) -> bytes:

@@ -17,13 +17,8 @@ from p2pchat.store import (
     StoredMessage,
     open_store,
 )
-from tests.store.ids import mid, peer
+from tests.store.ids import ALICE, BOB, CAROL, ME, mid, peer
 from tests.store.work import counting_instructions
-
-ME = peer(200)
-ALICE = peer(1)
-BOB = peer(2)
-CAROL = peer(3)
 
 
 def pragma(store: Store, name: str) -> object:
