@@ -7,13 +7,9 @@ row values and :class:`~p2pchat.errors.StoreError`.
 
 from __future__ import annotations
 
-from p2pchat.store.database import (
-    DATABASE_FILE,
-    MAX_ADDRESSES,
-    MAX_ROOM_EPOCHS,
-    Store,
-    open_store,
-)
+from p2pchat.store.contacts import MAX_ADDRESSES
+from p2pchat.store.database import DATABASE_FILE, Store, open_store
+from p2pchat.store.rooms import MAX_ROOM_EPOCHS
 from p2pchat.store.rows import (
     Contact,
     Conversation,

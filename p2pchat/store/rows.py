@@ -1,8 +1,41 @@
-"""The rows the store hands out: plain frozen values, detached from the database."""
+"""The rows the store hands out: plain frozen values, detached from the database; and
+:class:`RowReader`, which reads one from an SQLite row."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
+
+
+class RowReader(Generic[R]):
+    """Reads a row dataclass from a SELECT of :attr:`columns`: its fields, named as the
+    table's columns, in field order. SQLite stores a bool as 0 or 1; a ``bool`` field
+    is read back as one."""
+
+    __slots__ = ("_bool_fields", "_make", "columns")
+
+    def __init__(self, row_type: type[R]) -> None:
+        names = [field.name for field in dataclasses.fields(row_type)]
+        hints = typing.get_type_hints(row_type)
+        self.columns = ", ".join(names)
+        self._bool_fields = tuple(i for i, name in enumerate(names) if hints[name] is bool)
+        self._make: Callable[..., R] = row_type
+
+    def __call__(self, row: Sequence[Any]) -> R:
+        if not self._bool_fields:
+            return self._make(*row)
+        values = list(row)
+        for i in self._bool_fields:
+            values[i] = bool(values[i])
+        return self._make(*values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,203 @@
+"""Rooms: the ``rooms`` we joined or were invited to, the epoch keys of each
+(``room_keys``) and their messages (``room_messages``, each kept with its sealed
+envelope for anti-entropy). Keys and messages belong to their room: deleting the room
+deletes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from p2pchat.errors import LocalProtocolError
+from p2pchat.store.core import CHUNK, StoreCore
+from p2pchat.store.rows import RoomKeyRow, RoomMessage, RoomRow, RowReader
+
+MAX_ROOM_EPOCHS = 64  # epochs of keys kept per room (late messages of older epochs)
+MEMBER_BYTES = 32
+
+_ROOM = RowReader(RoomRow)
+_ROOM_MESSAGE = RowReader(RoomMessage)
+
+
+def _room_key(row: Any) -> RoomKeyRow:
+    members: bytes = row[3]
+    return RoomKeyRow(
+        room_id=row[0],
+        epoch=row[1],
+        key=row[2],
+        members=frozenset(
+            members[i : i + MEMBER_BYTES] for i in range(0, len(members), MEMBER_BYTES)
+        ),
+    )
+
+
+class RoomTables(StoreCore):
+    """The ``rooms``, ``room_keys`` and ``room_messages`` tables."""
+
+    # --- rooms ---------------------------------------------------------------------
+
+    def put_room(
+        self,
+        *,
+        room_id: bytes,
+        name: str,
+        epoch: int,
+        joined: bool,
+        clock: int,
+        inviter: bytes,
+        now: int,
+    ) -> None:
+        """Store a room (upsert): every field is replaced but ``created_at``, which an
+        existing row keeps (``now`` only dates a new one)."""
+        self._exec(
+            f"""INSERT INTO rooms ({_ROOM.columns}) VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (room_id) DO UPDATE SET
+                name = excluded.name,
+                epoch = excluded.epoch,
+                joined = excluded.joined,
+                clock = excluded.clock,
+                inviter = excluded.inviter""",
+            (room_id, name, epoch, int(joined), clock, inviter, now),
+        )
+
+    def room(self, room_id: bytes) -> RoomRow | None:
+        row = self._one(f"SELECT {_ROOM.columns} FROM rooms WHERE room_id = ?", (room_id,))
+        return None if row is None else _ROOM(row)
+
+    def rooms(self, *, joined: bool | None = None) -> list[RoomRow]:
+        """Rooms (only joined ones, or only invitations, if ``joined`` says so), by name
+        (case-insensitive), then room_id."""
+        if joined is None:
+            rows = self._all(f"SELECT {_ROOM.columns} FROM rooms")
+        else:
+            rows = self._all(f"SELECT {_ROOM.columns} FROM rooms WHERE joined = ?", (int(joined),))
+        # Sorted here: SQLite's lower() and NOCASE fold ASCII only.
+        return sorted(map(_ROOM, rows), key=lambda r: (r.name.casefold(), r.room_id))
+
+    def set_room_epoch(self, room_id: bytes, epoch: int) -> None:
+        self._exec("UPDATE rooms SET epoch = ? WHERE room_id = ?", (epoch, room_id))
+
+    def set_room_clock(self, room_id: bytes, clock: int) -> None:
+        self._exec("UPDATE rooms SET clock = ? WHERE room_id = ?", (clock, room_id))
+
+    def delete_room(self, room_id: bytes) -> bool:
+        """Forget a room with its keys and messages (ON DELETE CASCADE); False if unknown."""
+        return self._exec("DELETE FROM rooms WHERE room_id = ?", (room_id,)).rowcount > 0
+
+    # --- room keys -----------------------------------------------------------------
+
+    def add_room_key(
+        self, room_id: bytes, epoch: int, key: bytes, members: Iterable[bytes]
+    ) -> None:
+        """Keep the key of ``epoch`` and the members it was given to (stored again, the
+        key takes the new list: a leave shrinks it without a new key); then drop the
+        keys of all but the newest MAX_ROOM_EPOCHS epochs. The room must be stored."""
+        member_set = set(members)
+        if any(len(member) != MEMBER_BYTES for member in member_set):
+            raise LocalProtocolError(f"a room member is a {MEMBER_BYTES}-byte identity key")
+        with self.transaction():
+            self._exec(
+                """INSERT INTO room_keys (room_id, epoch, key, members) VALUES (?, ?, ?, ?)
+                ON CONFLICT (room_id, epoch, key) DO UPDATE SET members = excluded.members""",
+                (room_id, epoch, key, b"".join(sorted(member_set))),
+            )
+            # Walks the primary key backwards over at most MAX_ROOM_EPOCHS + 1 epochs.
+            self._exec(
+                """DELETE FROM room_keys WHERE room_id = ? AND epoch < (
+                    SELECT min(epoch) FROM (
+                        SELECT DISTINCT epoch FROM room_keys WHERE room_id = ?
+                        ORDER BY epoch DESC LIMIT ?))""",
+                (room_id, room_id, MAX_ROOM_EPOCHS),
+            )
+
+    def room_keys(self, room_id: bytes) -> list[RoomKeyRow]:
+        """The kept keys of a room, newest epoch first (several keys of one epoch by key)."""
+        rows = self._all(
+            """SELECT room_id, epoch, key, members FROM room_keys WHERE room_id = ?
+            ORDER BY epoch DESC, key""",
+            (room_id,),
+        )
+        return [_room_key(row) for row in rows]
+
+    # --- room messages -------------------------------------------------------------
+
+    def add_room_message(
+        self,
+        *,
+        room_id: bytes,
+        msg_id: bytes,
+        author: bytes,
+        clock: int,
+        sent_at: int,
+        received_at: int,
+        text: str,
+        envelope: bytes,
+        read: bool,
+    ) -> RoomMessage | None:
+        """Store a room message with its sealed envelope; None if the room already has
+        this msg_id. Store our own messages ``read=True``. The room must be stored."""
+        # Only a duplicate (room_id, msg_id) is ignored; any other constraint still raises.
+        cursor = self._exec(
+            f"""INSERT INTO room_messages ({_ROOM_MESSAGE.columns}, envelope)
+            VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (room_id, msg_id) DO NOTHING""",
+            (room_id, msg_id, author, clock, sent_at, received_at, text, int(read), envelope),
+        )
+        if cursor.rowcount == 0:
+            return None
+        seq = cursor.lastrowid
+        assert seq is not None
+        return RoomMessage(seq, room_id, msg_id, author, clock, sent_at, received_at, text, read)
+
+    def room_history(
+        self, room_id: bytes, *, limit: int = 50, before: tuple[int, bytes] | None = None
+    ) -> list[RoomMessage]:
+        """The newest ``limit`` messages of a room (before ``(clock, msg_id)``), oldest
+        first."""
+        rows = self._page(_ROOM_MESSAGE.columns, "room_messages", "room_id", room_id, limit, before)
+        return [_ROOM_MESSAGE(row) for row in rows]
+
+    def room_message(self, room_id: bytes, msg_id: bytes) -> RoomMessage | None:
+        row = self._one(
+            f"SELECT {_ROOM_MESSAGE.columns} FROM room_messages WHERE room_id = ? AND msg_id = ?",
+            (room_id, msg_id),
+        )
+        return None if row is None else _ROOM_MESSAGE(row)
+
+    def room_max_clock(self, room_id: bytes) -> int:
+        """The highest clock of a stored message of the room; 0 if it has none."""
+        return self._count("SELECT max(clock) FROM room_messages WHERE room_id = ?", (room_id,))
+
+    def room_message_ids(self, room_id: bytes, *, limit: int) -> list[bytes]:
+        """The ids of the newest ``limit`` messages of a room, newest first."""
+        rows = self._all(
+            """SELECT msg_id FROM room_messages WHERE room_id = ?
+            ORDER BY clock DESC, msg_id DESC LIMIT ?""",
+            (room_id, limit),
+        )
+        return [row[0] for row in rows]
+
+    def room_envelopes(self, room_id: bytes, msg_ids: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
+        """``(msg_id, envelope)`` of those ``msg_ids`` the room has, newest first."""
+        ids = list(dict.fromkeys(msg_ids))
+        found: list[Any] = []
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            found += self._all(
+                f"""SELECT clock, msg_id, envelope FROM room_messages
+                WHERE room_id = ? AND msg_id IN ({",".join("?" * len(chunk))})""",
+                (room_id, *chunk),
+            )
+        found.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        return [(row[1], row[2]) for row in found]
+
+    def room_unread(self, room_id: bytes) -> int:
+        return self._count(
+            "SELECT count(*) FROM room_messages WHERE room_id = ? AND read = 0", (room_id,)
+        )
+
+    def mark_room_read(self, room_id: bytes) -> int:
+        """Mark every message of the room read; return how many were unread."""
+        return self._exec(
+            "UPDATE room_messages SET read = 1 WHERE room_id = ? AND read = 0", (room_id,)
+        ).rowcount
