@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any, TextIO
 
+from p2pchat.addresses import parse_host_port
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers, static_targets
 from p2pchat.diskfaults import disk_fault
@@ -91,6 +92,19 @@ def node_settings(
 def _contacts_only(profile: Profile, args: argparse.Namespace) -> bool:
     """--contacts-only, or "contacts_only": true in config.json (either turns it on)."""
     return bool(getattr(args, "contacts_only", False)) or profile.flag("contacts_only")
+
+
+def listen_address(args: argparse.Namespace) -> tuple[str, int, bool] | None:
+    """--listen as (host, port, given); without it the default port on every interface.
+    None (after saying why on stderr) if it is not a HOST:PORT."""
+    if not args.listen:
+        return "0.0.0.0", DEFAULT_PORT, False
+    try:
+        host, port = parse_host_port(args.listen)
+    except ValueError as error:
+        print(f"p2pchat: --listen: {error}", file=sys.stderr)
+        return None
+    return host, port, True
 
 
 def read_static_targets(profile: Profile, args: argparse.Namespace) -> bool:

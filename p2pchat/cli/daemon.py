@@ -21,11 +21,11 @@ from p2pchat.api.control import answer_lines, read_lines, serve_control
 from p2pchat.api.events import EventPrinter, print_event, print_listening
 from p2pchat.api.handler import ApiHandler
 from p2pchat.cli.common import (
-    DEFAULT_PORT,
     EXIT_ERROR,
     EXIT_USAGE,
     NODE_STATE_FILE,
     chosen_interfaces,
+    listen_address,
     node_settings,
     open_profile_store,
     read_static_targets,
@@ -36,7 +36,6 @@ from p2pchat.mesh.presence import text_problem
 from p2pchat.node.events import Listening
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile, ProfileLock
-from p2pchat.store import Store
 
 STOP_FLUSH = 3.0  # seconds a stopping daemon waits for stdout to take what is left
 
@@ -46,15 +45,10 @@ log = logging.getLogger("p2pchat")
 def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
     if args.nick is not None:
         set_nick(profile, args.nick)
-    if args.listen:
-        try:
-            host, port = parse_host_port(args.listen)
-        except ValueError as error:
-            print(f"p2pchat: --listen: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        fallback = False
-    else:
-        host, port, fallback = "0.0.0.0", DEFAULT_PORT, True
+    listen = listen_address(args)
+    if listen is None:
+        return EXIT_USAGE
+    host, port, given = listen
     problem = text_problem(profile.nick, args.status_text)
     if problem:
         print(f"p2pchat: --status-text: {problem}", file=sys.stderr)
@@ -63,25 +57,19 @@ def cmd_daemon(profile: Profile, args: argparse.Namespace) -> int:
     if not read_static_targets(profile, args):
         return EXIT_USAGE
     with ProfileLock(profile.home), open_profile_store(profile) as store:
-        return trio.run(_run_daemon, profile, store, host, port, fallback, args, interfaces)
+        settings = node_settings(profile, store, args, host, port, interfaces)
+        # Only the default port may be swapped for a free one: a --listen is a promise.
+        return trio.run(_run_daemon, profile, settings, not given, args)
 
 
 async def _run_daemon(
-    profile: Profile,
-    store: Store,
-    host: str,
-    port: int,
-    may_fall_back: bool,
-    args: argparse.Namespace,
-    interfaces: list[str] | None,
+    profile: Profile, settings: NodeSettings, may_fall_back: bool, args: argparse.Namespace
 ) -> int:
     out = EventPrinter(_stdout_fd(), as_json=args.json)
     try:
         async with trio.open_nursery() as printing:
             printing.start_soon(out.output.run)
-            code = await _run_daemon_printing(
-                profile, store, host, port, may_fall_back, args, interfaces, out
-            )
+            code = await _run_daemon_printing(profile, settings, may_fall_back, args, out)
             if code == 0:
                 out.event("stopped", "stopped")
             # Whatever waits is written before the end, unless nobody reads stdout.
@@ -95,15 +83,11 @@ async def _run_daemon(
 
 async def _run_daemon_printing(
     profile: Profile,
-    store: Store,
-    host: str,
-    port: int,
+    settings: NodeSettings,
     may_fall_back: bool,
     args: argparse.Namespace,
-    interfaces: list[str] | None,
     out: EventPrinter,
 ) -> int:
-    settings = node_settings(profile, store, args, host, port, interfaces)
     # Signals are caught from the very start. A signal ends the event loop rather than
     # cancelling the node, so the node can still announce its leave and say goodbye.
     stop = trio.Event()
@@ -111,20 +95,20 @@ async def _run_daemon_printing(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, stop)
             try:
-                await _run_node(profile, settings, interfaces, out, stop, args.json)
+                await _run_node(profile, settings, out, stop, args.json)
             except OSError as error:
                 if not may_fall_back:
-                    where = format_host_port(host, port)
+                    where = format_host_port(settings.host, settings.port)
                     print(f"p2pchat: cannot listen on {where}: {error.strerror}", file=sys.stderr)
                     nursery.cancel_scope.cancel()
                     return EXIT_ERROR
                 print(
-                    f"p2pchat: port {port} is taken ({error.strerror}); listening on a free "
-                    "port instead",
+                    f"p2pchat: port {settings.port} is taken ({error.strerror}); listening on "
+                    "a free port instead",
                     file=sys.stderr,
                 )
                 settings.port = 0
-                await _run_node(profile, settings, interfaces, out, stop, args.json)
+                await _run_node(profile, settings, out, stop, args.json)
             nursery.cancel_scope.cancel()
     return 0
 
@@ -141,7 +125,6 @@ def _stdout_fd() -> int | None:
 async def _run_node(
     profile: Profile,
     settings: NodeSettings,
-    interfaces: list[str] | None,
     out: EventPrinter,
     stop: trio.Event,
     read_stdin: bool,
@@ -154,7 +137,7 @@ async def _run_node(
         )
         # The socket first: a program that sees "listening" may use it at once.
         await tasks.start(serve_control, profile.home, handler)
-        tasks.start_soon(_print_events, node, profile, interfaces, out, handler)
+        tasks.start_soon(_print_events, node, profile, settings.interfaces, out, handler)
         if read_stdin:
             tasks.start_soon(_serve_stdin, handler, out)
         await stop.wait()

@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from p2pchat.addresses import parse_host_port
 from p2pchat.cli.common import (
-    DEFAULT_PORT,
     EXIT_USAGE,
     chosen_interfaces,
+    listen_address,
     node_settings,
     open_profile_store,
     read_static_targets,
@@ -34,14 +33,10 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
             print(f"p2pchat: --nick: {error}", file=sys.stderr)
             return EXIT_USAGE
         first_run = False
-    if args.listen:
-        try:
-            host, port = parse_host_port(args.listen)
-        except ValueError as error:
-            print(f"p2pchat: --listen: {error}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        host, port = "0.0.0.0", DEFAULT_PORT
+    listen = listen_address(args)
+    if listen is None:
+        return EXIT_USAGE
+    host, port, given = listen
     if not read_static_targets(profile, args):
         return EXIT_USAGE
     interfaces = chosen_interfaces(args.interface)
@@ -52,7 +47,7 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
     log_to_file(profile.home / UI_LOG_FILE, getattr(args, "disk", None))
 
     with ProfileLock(profile.home), open_profile_store(profile) as store:
-        if not args.listen and _port_taken(host, port):
+        if not given and _port_taken(host, port):
             port = 0  # another program has the default port: any free one will do
         settings = node_settings(profile, store, args, host, port, interfaces)
         ChatApp(profile, settings, ask_nick=first_run).run()
