@@ -7,10 +7,8 @@ import json
 import os
 import threading
 
-import pytest
 import trio
 
-from p2pchat.api import output
 from p2pchat.api.output import LineOutput
 from p2pchat.api.protocol import encode_event
 
@@ -89,9 +87,7 @@ async def test_no_stdout_at_all() -> None:
     assert out.broken == "no stdout"
 
 
-async def test_a_failed_write_counts_its_lines_and_writing_resumes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_failed_write_counts_its_lines_and_writing_resumes() -> None:
     """A full disk under a redirected stdout: the lines of the failed write are counted,
     the line it cut is ended, and the next write starts with the gap."""
     writes: list[bytes] = []
@@ -103,9 +99,12 @@ async def test_a_failed_write_counts_its_lines_and_writing_resumes(
         writes.append(data)
         return len(data), None
 
-    monkeypatch.setattr(output, "_write_all", fake_write)
-    monkeypatch.setattr(output, "RETRY_AFTER", 0)
-    out = LineOutput(99, dropped_line=dropped_line)
+    out = LineOutput(
+        os.open(os.devnull, os.O_WRONLY),  # closed by close(); the fake writes instead
+        dropped_line=dropped_line,
+        write_all=fake_write,
+        retry_after=0,
+    )
     for n in range(3):
         out.write(line(n))
     async with trio.open_nursery() as nursery:
@@ -117,7 +116,7 @@ async def test_a_failed_write_counts_its_lines_and_writing_resumes(
         out.write(line(3))
         await out.flush()
         nursery.cancel_scope.cancel()
-    out._fd = None  # 99 was never ours
+    out.close()
     data = b"".join(writes)
     assert data.startswith(b"\n")  # ends the cut line, so the gap line is whole
     assert [json.loads(text) for text in data.split(b"\n") if text] == [

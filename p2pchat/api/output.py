@@ -45,9 +45,14 @@ class LineOutput:
         dropped_line: Callable[[int], bytes],
         max_lines: int = MAX_LINES,
         max_bytes: int = MAX_BYTES,
+        write_all: Callable[[int, bytes], tuple[int, OSError | None]] | None = None,
+        retry_after: float = RETRY_AFTER,
     ) -> None:
-        """``fd`` is ours (closed by :meth:`close`); None: there is no stdout at all."""
+        """``fd`` is ours (closed by :meth:`close`); None: there is no stdout at all.
+        ``write_all`` and ``retry_after`` let tests stand in for a failing disk."""
         self._fd = fd
+        self._write_all = write_all or _write_all
+        self._retry_after = retry_after
         self._feed = Feed[bytes](max_lines, max_bytes, marker=dropped_line)
         self._drained = trio.Event()
         self._drained.set()
@@ -83,7 +88,7 @@ class LineOutput:
             assert self._fd is not None
             self._writing = True
             written, error = await trio.to_thread.run_sync(
-                _write_all, self._fd, prefix + b"".join(lines), abandon_on_cancel=True
+                self._write_all, self._fd, prefix + b"".join(lines), abandon_on_cancel=True
             )
             self._writing = False
             self._cut_line = False
@@ -93,7 +98,7 @@ class LineOutput:
                 self._stop(error)
                 return
             self._lost(lines, written - len(prefix), error)
-            await trio.sleep(RETRY_AFTER)
+            await trio.sleep(self._retry_after)
 
     def close(self) -> None:
         """Close our descriptor, unless a write abandoned on cancel still uses it (the
