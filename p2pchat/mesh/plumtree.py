@@ -32,6 +32,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from p2pchat.errors import LocalProtocolError
+from p2pchat.mesh.drain import Drain, Outgoing
 from p2pchat.ratelimit import KeyedBuckets
 from p2pchat.wire.messages import (
     MAX_ROOM_DIGEST_IDS,
@@ -141,8 +142,8 @@ class Broadcast:
         self._missing: dict[bytes, _Missing] = {}
         self._lazy_queue: dict[bytes, OrderedDict[bytes, int]] = {}
         self._flush_at: float | None = None
-        self._outgoing: list[tuple[bytes, Any]] = []
-        self._delivered: list[tuple[bytes, bytes]] = []
+        self._outgoing = Outgoing()
+        self._delivered = Drain[tuple[bytes, bytes]]()
         self._last_digest = -float("inf")
         # Neighbours owed a digest, in turn, and whether it asks for one back.
         self._owed: dict[bytes, bool] = {}
@@ -233,17 +234,14 @@ class Broadcast:
         answer grafts and digests, but neither delivered nor pushed again."""
         if msg_id in self._received:
             return
-        self._accept(msg_id, payload, 0, None, 0.0, push=False)
-        self._delivered.pop()  # not news: the caller has it already
+        self._accept(msg_id, payload, 0, None, 0.0, push=False, deliver=False)
 
     def take_outgoing(self) -> list[tuple[bytes, Any]]:
-        outgoing, self._outgoing = self._outgoing, []
-        return outgoing
+        return self._outgoing.take()
 
     def take_delivered(self) -> list[tuple[bytes, bytes]]:
         """``(msg_id, payload)`` of each message received for the first time, in order."""
-        delivered, self._delivered = self._delivered, []
-        return delivered
+        return self._delivered.take()
 
     def has(self, msg_id: bytes) -> bool:
         return msg_id in self._received
@@ -358,9 +356,11 @@ class Broadcast:
         now: float,
         *,
         push: bool = True,
+        deliver: bool = True,
     ) -> None:
         """First receipt: remember, deliver, push to eager peers and announce to lazy ones
-        (unless it is a catch-up repair: old news, which the neighbours have had)."""
+        (unless it is a catch-up repair: old news, which the neighbours have had; or a
+        message the caller stored before a restart, which it has had too)."""
         self._received[msg_id] = None
         while len(self._received) > self.config.received_max:
             self._received.popitem(last=False)
@@ -373,7 +373,8 @@ class Broadcast:
         ):
             _, old = self._cache.popitem(last=False)
             self._cache_size -= len(old.payload)
-        self._delivered.append((msg_id, payload))
+        if deliver:
+            self._delivered.put((msg_id, payload))
         if push:
             self._push(msg_id, payload, round_, sender, now)
 
@@ -467,7 +468,7 @@ class Broadcast:
         self.lazy.add(peer)
 
     def _send(self, peer: bytes, message: Any) -> None:
-        self._outgoing.append((peer, message))
+        self._outgoing.send(peer, message)
 
 
 # What the I/O layer hands to Broadcast.receive: exactly the types it handles.

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from p2pchat.mesh.core import PresenceChanged
+from p2pchat.mesh.drain import Drain, Outgoing
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.plumtree import Broadcast
 from p2pchat.sim.engine import WARMUP_LIMIT, SimSettings, Simulation
@@ -33,8 +34,8 @@ class _Flood:
         self.topic = topic
         self.neighbours: set[bytes] = set()
         self._seen: set[bytes] = set()
-        self._outgoing: list[tuple[bytes, Any]] = []
-        self._delivered: list[tuple[bytes, bytes]] = []
+        self._outgoing = Outgoing()
+        self._delivered = Drain[tuple[bytes, bytes]]()
 
     def neighbour_up(self, peer: bytes, now: float) -> None:
         self.neighbours.add(peer)
@@ -51,11 +52,12 @@ class _Flood:
 
     def _accept(self, message: RoomGossip, sender: bytes | None) -> None:
         self._seen.add(message.msg_id)
-        self._delivered.append((message.msg_id, message.payload))
+        self._delivered.put((message.msg_id, message.payload))
         onward = RoomGossip(
             self.topic, message.msg_id, min(message.round + 1, MAX_ROOM_ROUND), message.payload
         )
-        self._outgoing.extend((peer, onward) for peer in sorted(self.neighbours - {sender}))
+        for peer in sorted(self.neighbours - {sender}):
+            self._outgoing.send(peer, onward)
 
     def tick(self, now: float) -> None:
         pass
@@ -64,12 +66,10 @@ class _Flood:
         return math.inf
 
     def take_outgoing(self) -> list[tuple[bytes, Any]]:
-        outgoing, self._outgoing = self._outgoing, []
-        return outgoing
+        return self._outgoing.take()
 
     def take_delivered(self) -> list[tuple[bytes, bytes]]:
-        delivered, self._delivered = self._delivered, []
-        return delivered
+        return self._delivered.take()
 
 
 def _room_overlay(sim: Simulation, members: list[int]) -> dict[int, set[int]]:
