@@ -141,6 +141,9 @@ class Mesh:
         self.passive: list[bytes] = []
         self.local_health = 0
         self.stopped = False
+        # The timed repairs: a digest exchange, a knock on a member we think dead. Off,
+        # news travels by push and piggyback alone (a test measures those so).
+        self.periodic_repair = True
         self._outgoing: list[tuple[bytes, Any]] = []
         self._events: list[MeshEvent] = []
         self._flood: list[tuple[Item, bytes | None]] = []
@@ -232,10 +235,12 @@ class Mesh:
             self._maintain_view(now)
             self._next_view = now + self.config.view_interval
         if now >= self._next_anti_entropy:
-            self._start_anti_entropy(now)
+            if self.periodic_repair:
+                self._start_anti_entropy(now)
             self._next_anti_entropy = now + self._jittered(self.config.anti_entropy_interval)
         if now >= self._next_reconnect:
-            self._reconnect_one(now)
+            if self.periodic_repair:
+                self._reconnect_one(now)
             self._next_reconnect = now + self._jittered(self.config.reconnect_interval)
         self._flush_flood()
 
