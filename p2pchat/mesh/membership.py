@@ -264,6 +264,12 @@ class Membership:
         self._summary = None
         return Change.NEW
 
+    def our_claim(self, member: Member, state: str) -> MeshClaim:
+        """Our claim that ``member`` is ``state`` (suspect or dead), about the newest
+        version of it we know of."""
+        version = max(member.record.version, member.claim_version)
+        return MeshClaim(member.peer, version, state, self.me)
+
     def offer_claim(self, claim: MeshClaim, now: float) -> Change:
         member = self._members.get(claim.subject)
         if member is None or claim.subject == self.me:

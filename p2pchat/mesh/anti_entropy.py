@@ -1,0 +1,144 @@
+"""Anti-entropy: the periodic push-pull digest exchange that repairs lost news.
+
+Scuttlebutt-style: every interval we send one neighbour the 16-byte summary of our
+member list; equal summaries end the exchange. Otherwise full digests (owner, version,
+dead) go both ways and each side sends what the other lacks, and asks only for as many
+unknown members as it would admit (docs/protocol.md §12.3, §12.6). Every interval we
+also knock on one member we think dead: if it answers, a partition has healed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from p2pchat.mesh.dissemination import Dissemination
+from p2pchat.mesh.eviction import Standing
+from p2pchat.mesh.gate import Gate
+from p2pchat.mesh.membership import Member, State, newer
+from p2pchat.mesh.shared import Part, Shared
+from p2pchat.mesh.views import Views
+from p2pchat.wire.messages import DigestEntry, MeshClaim, MeshDigest, PresenceRecord
+
+
+class AntiEntropy(Part):
+    def __init__(
+        self, shared: Shared, views: Views, gate: Gate, gossip: Dissemination, *, now: float
+    ) -> None:
+        super().__init__(shared)
+        # Off, news travels by push and piggyback alone; the timers keep their pace.
+        self.periodic = True
+        self._views = views
+        self._gate = gate
+        self._gossip = gossip
+        self._next_exchange = now + self._rng.uniform(0, self._config.anti_entropy_interval)
+        self._next_knock = now + self._jittered(self._config.reconnect_interval)
+
+    def tick(self, now: float) -> None:
+        if now >= self._next_exchange:
+            if self.periodic:
+                self._start_exchange()
+            self._next_exchange = now + self._jittered(self._config.anti_entropy_interval)
+        if now >= self._next_knock:
+            if self.periodic:
+                self._knock()
+            self._next_knock = now + self._jittered(self._config.reconnect_interval)
+
+    def next_deadline(self) -> float:
+        return min(self._next_exchange, self._next_knock)
+
+    def on_digest(self, sender: bytes, message: MeshDigest, now: float) -> None:
+        mine = self._members.summary()
+        if not message.full and message.summary == mine:
+            return
+        if not self._gate.may_answer_digest(sender, now):
+            return
+        if not message.full:
+            entries = tuple(self._members.entries())
+            self._outgoing.send(sender, MeshDigest(mine, entries, full=True, want_reply=True))
+            return
+        theirs = {entry.owner: entry for entry in message.entries}
+        if message.want_reply:
+            self._send_what_they_lack(
+                sender, self._members, theirs, new_max=self._config.repair_new_max
+            )
+            wanted = self._wanted(sender, message.entries, now)
+            if wanted:
+                self._outgoing.send(sender, MeshDigest(mine, tuple(wanted), full=True))
+        else:
+            held = (self._members.get(owner) for owner in theirs)
+            self._send_what_they_lack(sender, held, theirs)
+
+    def _wanted(
+        self, sender: bytes, entries: Iterable[DigestEntry], now: float
+    ) -> list[DigestEntry]:
+        """What we hold of the members ``sender`` knows better: ask only for as many
+        unknown members as we would admit from it, and never for what we would not
+        admit at all."""
+        room = self._gate.room_for_members(sender, now)
+        wanted = []
+        for entry in entries:
+            if not self._gate.admits(entry.owner):
+                continue
+            member = self._members.get(entry.owner)
+            if member is None:
+                if not self._members.is_proven(entry.owner):
+                    if room <= 0:
+                        continue
+                    room -= 1
+                held = DigestEntry(entry.owner, 0)
+            else:
+                held = self._members.entry(member)
+            if newer(entry, held):
+                wanted.append(held)
+        return wanted
+
+    def _send_what_they_lack(
+        self,
+        peer: bytes,
+        candidates: Iterable[Member | None],
+        theirs: dict[bytes, DigestEntry],
+        *,
+        new_max: int | None = None,
+    ) -> None:
+        """A repair; with ``new_max``, at most that many members ``theirs`` does not
+        list (proven ones first): the other side asks for more as it has room."""
+        lacking: list[Member] = []
+        unknown: list[tuple[bool, int, Member]] = []
+        for member in candidates:
+            if member is None:
+                continue
+            entry = self._members.entry(member)
+            known = theirs.get(member.peer)
+            if not newer(entry, known):
+                continue
+            if known is None and new_max is not None:
+                unknown.append((member.standing is Standing.HEARSAY, len(unknown), member))
+            else:
+                lacking.append(member)
+        if new_max is not None:
+            lacking += [member for _, _, member in sorted(unknown)[:new_max]]
+        records: list[PresenceRecord] = []
+        claims: list[MeshClaim] = []
+        for member in lacking:
+            known = theirs.get(member.peer)
+            if known is None or known.version < member.record.version:
+                records.append(member.record)
+            if member.state is State.DEAD:
+                # Passed on as a suspicion: the receiver checks for itself instead of
+                # taking our word, so a healed partition does not flap live members.
+                claims.append(self._members.our_claim(member, "suspect"))
+        self._gossip.send_items(peer, records, claims, repair=True)
+
+    def _start_exchange(self) -> None:
+        if self._views.active:
+            peer = self._rng.choice(sorted(self._views.active))
+            self._outgoing.send(peer, MeshDigest(self._members.summary()))
+
+    def _knock(self) -> None:
+        """Knock on one member we think dead: if it answers, a partition has healed."""
+        dead = self._members.in_state(State.DEAD)
+        if dead:
+            self._outgoing.send(self._rng.choice(sorted(dead)), MeshDigest(self._members.summary()))
+
+    def _jittered(self, interval: float) -> float:
+        return interval * self._rng.uniform(0.5, 1.5)

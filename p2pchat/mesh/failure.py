@@ -1,0 +1,224 @@
+"""Failure detection: SWIM probes with Lifeguard's refinements.
+
+Every period one neighbour is pinged, in a shuffled round-robin order. No ack in time
+and helpers are asked to try (``MeshProbeRequest``), while we try directly once more;
+still nothing and the neighbour is *suspected*. The suspicion spreads; the subject
+refutes it by publishing a higher record version (:mod:`p2pchat.mesh.own_record`).
+Otherwise it is declared dead when a timeout expires that shrinks with each
+independent confirmation. Our own timeouts stretch while our local health is poor: a
+probe of ours that failed, or a suspicion of us, hints that we are the slow one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p2pchat.mesh.dissemination import Dissemination
+from p2pchat.mesh.events import PresenceChanged
+from p2pchat.mesh.membership import Change, Member, State
+from p2pchat.mesh.shared import Part, Shared
+from p2pchat.mesh.views import Views
+from p2pchat.wire.messages import MeshAck, MeshPing, MeshProbeRequest, MeshProbeResult
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: bytes
+    started: float
+    direct_deadline: float
+    deadline: float
+    helpers: list[bytes] = field(default_factory=list)
+    nacks: int = 0
+    asked_helpers: bool = False
+
+
+@dataclass(slots=True)
+class _Relay:
+    requester: bytes
+    requester_seq: int
+    target: bytes
+    deadline: float
+
+
+class FailureDetector(Part):
+    def __init__(self, shared: Shared, views: Views, gossip: Dissemination, *, now: float) -> None:
+        super().__init__(shared)
+        self.local_health = 0
+        self._views = views
+        self._gossip = gossip
+        self._seq = 0
+        self._probes: dict[int, _Probe] = {}
+        self._relays: dict[int, _Relay] = {}
+        self._probe_order: list[bytes] = []
+        self._next_probe = now + self._rng.uniform(0, self._config.probe_interval)
+
+    def tick(self, now: float) -> None:
+        self._expire_probes(now)
+        self._expire_relays(now)
+        self._expire_suspicions(now)
+        if now >= self._next_probe:
+            self._probe_next(now)
+            self._next_probe = now + self._config.probe_interval * (1 + self.local_health)
+
+    def next_deadline(self) -> float:
+        deadlines = [self._next_probe]
+        for probe in self._probes.values():
+            deadlines.append(probe.deadline if probe.asked_helpers else probe.direct_deadline)
+        deadlines.extend(relay.deadline for relay in self._relays.values())
+        deadlines.extend(self._suspicion_deadline(m) for m in self._suspects())
+        return min(deadlines)
+
+    def _probing(self, peer: bytes) -> bool:
+        return any(probe.target == peer for probe in self._probes.values())
+
+    def link_down(self, peer: bytes, now: float) -> None:
+        """The transport to neighbour ``peer`` broke: ask helpers now, not at its turn."""
+        member = self._members.get(peer)
+        if member is not None and member.online and not self._probing(peer):
+            self._start_probe(peer, now, direct=False)
+
+    def check_suspect(self, peer: bytes, now: float) -> None:
+        """Someone suspects ``peer``: if it is our neighbour, probe it ourselves (unless we
+        are already) to confirm or clear the suspicion."""
+        if peer in self._views.active and not self._probing(peer):
+            self._start_probe(peer, now)
+
+    def refuted(self) -> None:
+        """We refuted a suspicion of ourselves: we may be the slow one."""
+        self.local_health = min(self._config.max_local_health, self.local_health + 1)
+
+    # ------------------------------------------------------------------ messages
+
+    def answer_ping(self, sender: bytes, message: MeshPing) -> None:
+        records, claims = self._gossip.piggyback()
+        self._outgoing.send(sender, MeshAck(message.seq, records, claims))
+
+    def on_ack(self, sender: bytes, message: MeshAck) -> None:
+        relay = self._relays.pop(message.seq, None)
+        if relay is not None and relay.target == sender:
+            result = MeshProbeResult(relay.requester_seq, sender, True)
+            self._outgoing.send(relay.requester, result)
+            return
+        probe = self._probes.get(message.seq)
+        if probe is not None and probe.target == sender:
+            self._probe_succeeded(message.seq)
+
+    def on_probe_request(self, sender: bytes, message: MeshProbeRequest, now: float) -> None:
+        if message.target == self._me:
+            self._outgoing.send(sender, MeshProbeResult(message.seq, self._me, True))
+            return
+        seq = self._next_seq()
+        timeout = self._config.probe_round_timeout - self._config.probe_timeout
+        self._relays[seq] = _Relay(sender, message.seq, message.target, now + timeout)
+        self._outgoing.send(message.target, MeshPing(seq))
+
+    def on_probe_result(self, sender: bytes, message: MeshProbeResult, now: float) -> None:
+        probe = self._probes.get(message.seq)
+        if probe is None or probe.target != message.target or sender not in probe.helpers:
+            return
+        if message.reached:
+            self._probe_succeeded(message.seq)
+        else:
+            probe.nacks += 1
+
+    # ------------------------------------------------------------------ probes
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _start_probe(self, peer: bytes, now: float, *, direct: bool = True) -> None:
+        seq = self._next_seq()
+        scale = 1 + self.local_health
+        probe = _Probe(
+            peer,
+            now,
+            now + self._config.probe_timeout * scale,
+            now + self._config.probe_round_timeout * scale,
+        )
+        self._probes[seq] = probe
+        if direct:
+            records, claims = self._gossip.piggyback()
+            member = self._members.get(peer)
+            if member is not None and member.state is State.SUSPECT:
+                suspicion = self._members.our_claim(member, "suspect")
+                claims = (*claims, suspicion)[-8:]  # tell it directly
+            self._outgoing.send(peer, MeshPing(seq, records, claims))
+        else:
+            self._ask_helpers(seq, probe, retry_direct=False)
+
+    def _probe_next(self, now: float) -> None:
+        while self._probe_order:
+            peer = self._probe_order.pop()
+            if peer in self._views.active and not self._probing(peer):
+                self._start_probe(peer, now)
+                return
+        if self._views.active:
+            self._probe_order = sorted(self._views.active)
+            self._rng.shuffle(self._probe_order)
+            self._start_probe(self._probe_order.pop(), now)
+
+    def _ask_helpers(self, seq: int, probe: _Probe, *, retry_direct: bool = True) -> None:
+        probe.asked_helpers = True
+        if retry_direct:
+            # A second direct try in parallel with the helpers (memberlist does the same
+            # over TCP): with 10% loss it cuts false suspicions about five-fold.
+            self._outgoing.send(probe.target, MeshPing(seq))
+        others = sorted(self._views.active - {probe.target})
+        probe.helpers = self._rng.sample(others, min(self._config.indirect_probes, len(others)))
+        for helper in probe.helpers:
+            self._outgoing.send(helper, MeshProbeRequest(seq, probe.target))
+
+    def _probe_succeeded(self, seq: int) -> None:
+        self._probes.pop(seq, None)
+        self.local_health = max(0, self.local_health - 1)
+
+    def _expire_probes(self, now: float) -> None:
+        for seq, probe in list(self._probes.items()):
+            if not probe.asked_helpers and now >= probe.direct_deadline:
+                self._ask_helpers(seq, probe)
+            elif probe.asked_helpers and now >= probe.deadline:
+                del self._probes[seq]
+                self._probe_failed(probe, now)
+
+    def _probe_failed(self, probe: _Probe, now: float) -> None:
+        missed_nacks = len(probe.helpers) - probe.nacks
+        bump = 1 + (1 if missed_nacks > 0 and probe.helpers else 0)
+        self.local_health = min(self._config.max_local_health, self.local_health + bump)
+        member = self._members.get(probe.target)
+        if member is None or not member.online:
+            return
+        claim = self._members.our_claim(member, "suspect")
+        change = self._members.offer_claim(claim, now)
+        if change is Change.NEW:
+            self._events.put(PresenceChanged.of(member, self._me))
+        if change is not Change.NONE:
+            self._gossip.spread(claim, None)
+
+    def _expire_relays(self, now: float) -> None:
+        for seq, relay in list(self._relays.items()):
+            if now >= relay.deadline:
+                del self._relays[seq]
+                result = MeshProbeResult(relay.requester_seq, relay.target)
+                self._outgoing.send(relay.requester, result)
+
+    # ------------------------------------------------------------------ suspicions
+
+    def _suspects(self) -> list[Member]:
+        peers = sorted(self._members.in_state(State.SUSPECT))
+        suspects = (self._members.get(peer) for peer in peers)
+        return [member for member in suspects if member is not None]
+
+    def _suspicion_deadline(self, member: Member) -> float:
+        confirmations = len(member.confirmers) - 1
+        timeout = self._config.suspicion_timeout(self._members.online_count(), confirmations)
+        return member.suspect_since + timeout
+
+    def _expire_suspicions(self, now: float) -> None:
+        for member in self._suspects():
+            if now >= self._suspicion_deadline(member):
+                claim = self._members.our_claim(member, "dead")
+                if self._members.offer_claim(claim, now) is Change.NEW:
+                    self._events.put(PresenceChanged.of(member, self._me))
+                    self._gossip.spread(claim, None)
+                    self._views.forget(member.peer, now)

@@ -1,0 +1,52 @@
+"""Our own presence record: each change is a new, signed, higher version, spread as news.
+
+A claim that we are suspect or dead is refuted the same way: a higher version wins
+over any claim about an older one (SWIM's incarnation number), and it goes back to
+the claim's source at once. If gossip brings our own record at a version above ours,
+we restarted and lost our counter: we continue above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from p2pchat.identity import Identity
+from p2pchat.mesh.dissemination import Dissemination
+from p2pchat.mesh.events import PresenceChanged
+from p2pchat.mesh.failure import FailureDetector
+from p2pchat.mesh.presence import sign
+from p2pchat.mesh.shared import Part, Shared
+from p2pchat.wire.messages import MeshClaim, MeshGossip, PresenceRecord
+
+
+class OwnRecord(Part):
+    def __init__(
+        self, shared: Shared, identity: Identity, detector: FailureDetector, gossip: Dissemination
+    ) -> None:
+        super().__init__(shared)
+        self._identity = identity
+        self._detector = detector
+        self._gossip = gossip
+
+    def publish(self, **changes: Any) -> PresenceRecord:
+        """Sign and spread the next version of our record, with ``changes`` applied."""
+        own = self._members.own
+        record = sign(replace(own, version=own.version + 1, **changes), self._identity)
+        self._members.set_own(record)
+        self._events.put(PresenceChanged(record, self._members.own_state, proven=True))
+        self._gossip.spread(record, None)
+        self._gossip.flush()
+        return record
+
+    def refute(self, claim: MeshClaim, source: bytes) -> None:
+        if claim.version < self._members.own.version:
+            return
+        self._detector.refuted()
+        record = self.publish()
+        self._outgoing.send(source, MeshGossip(records=(record,)))
+
+    def continue_above(self, version: int) -> None:
+        """Gossip carried our own record at ``version``, above the one we hold."""
+        self._members.set_own(replace(self._members.own, version=version))
+        self.publish()
