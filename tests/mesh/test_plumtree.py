@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError
-from p2pchat.mesh.plumtree import Broadcast, BroadcastConfig
+from p2pchat.mesh.plumtree import Broadcast, BroadcastConfig, Check
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
     RoomDigest,
@@ -117,6 +117,48 @@ class Net:
 
     def eager_edges(self) -> set[frozenset[bytes]]:
         return {frozenset((pid, peer)) for pid, node in self.nodes.items() for peer in node.eager}
+
+
+class Pair:
+    """Two instances, each the other's only neighbour; what they send arrives only when
+    the test exchanges it, so a test can lose it instead."""
+
+    def __init__(self, config: BroadcastConfig) -> None:
+        self.a = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+        self.b = Broadcast(TOPIC, now=0.0, rng=random.Random(2), config=config)
+        self.a.neighbour_up(peer_id(2), 0.0)
+        self.b.neighbour_up(peer_id(1), 0.0)
+
+    def next_deadline(self) -> float:
+        return min(self.a.next_deadline(), self.b.next_deadline())
+
+    def tick(self, now: float) -> None:
+        for node in (self.a, self.b):
+            if node.next_deadline() <= now:
+                node.tick(now)
+
+    def lose(self) -> None:
+        self.a.take_outgoing()
+        self.b.take_outgoing()
+
+    def exchange(self, now: float, *, rounds: int) -> None:
+        for _ in range(rounds):
+            for sender, receiver, sender_id in (
+                (self.a, self.b, peer_id(1)),
+                (self.b, self.a, peer_id(2)),
+            ):
+                for _, message in sender.take_outgoing():
+                    receiver.receive(sender_id, message, now)
+
+
+def quiet_node(*neighbours: bytes, at: float = 0.0, check: Check | None = None) -> Broadcast:
+    """One instance without periodic anti-entropy (only what the test does happens), its
+    ``neighbours`` up at ``at``."""
+    config = BroadcastConfig(anti_entropy_interval=None)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config, check=check)
+    for peer in neighbours:
+        node.neighbour_up(peer, at)
+    return node
 
 
 def connected(nodes: list[bytes], edges: set[frozenset[bytes]]) -> bool:
@@ -311,35 +353,23 @@ def test_a_member_who_was_away_catches_up_newest_first() -> None:
 
 
 def test_periodic_anti_entropy_repairs_what_announcements_missed() -> None:
-    config = BroadcastConfig(anti_entropy_interval=5.0)
-    a = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
-    b = Broadcast(TOPIC, now=0.0, rng=random.Random(2), config=config)
-    a.neighbour_up(peer_id(2), 0.0)
-    b.neighbour_up(peer_id(1), 0.0)
-    a.take_outgoing()
-    b.take_outgoing()
-    a.broadcast(b"q" * 16, b"lost", 0.0)
-    a.take_outgoing()  # the push is lost
+    pair = Pair(BroadcastConfig(anti_entropy_interval=5.0))
+    pair.lose()
+    pair.a.broadcast(b"q" * 16, b"lost", 0.0)
+    pair.lose()  # the push is lost
     now = 0.0
-    while not b.has(b"q" * 16) and now < 20:
-        now = min(a.next_deadline(), b.next_deadline())
-        for me in (a, b):
-            if me.next_deadline() <= now:
-                me.tick(now)
-        for _ in range(2):  # a digest, then its answer
-            for sender, receiver, sender_id in ((a, b, peer_id(1)), (b, a, peer_id(2))):
-                for _, message in sender.take_outgoing():
-                    receiver.receive(sender_id, message, now)
-    assert b.take_delivered() == [(b"q" * 16, b"lost")]
+    while not pair.b.has(b"q" * 16) and now < 20:
+        now = pair.next_deadline()
+        pair.tick(now)
+        pair.exchange(now, rounds=2)  # a digest, then its answer
+    assert pair.b.take_delivered() == [(b"q" * 16, b"lost")]
     assert now <= 7.5
 
 
 def test_a_session_that_opens_again_owes_a_digest_one_per_gap() -> None:
-    config = BroadcastConfig(anti_entropy_interval=None)
-    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
     a, b = peer_id(1), peer_id(2)
-    node.neighbour_up(a, 0.0)
-    node.neighbour_up(b, 0.0)
+    node = quiet_node(a, b)
+    config = node.config
     # Owed to both; one goes now, the other when the gap has passed. Both ask for one back.
     assert node.take_outgoing() == [(a, RoomDigest(TOPIC, (), want_reply=True))]
     assert node.next_deadline() == pytest.approx(config.digest_gap)
@@ -363,11 +393,9 @@ def test_an_owed_digest_goes_out_at_its_deadline_exactly() -> None:
     # 7.232753387141089 + 1.0 - 7.232753387141089 < 1.0 in floating point: a check
     # written as "now - last >= gap" would not fire at the deadline it announced, and
     # a runner woken at that deadline would spin.
-    config = BroadcastConfig(anti_entropy_interval=None)
-    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
     last = 7.232753387141089
-    node.neighbour_up(peer_id(1), last)
-    node.neighbour_up(peer_id(2), last)
+    node = quiet_node(peer_id(1), peer_id(2), at=last)
+    config = node.config
     node.take_outgoing()
     deadline = node.next_deadline()
     assert deadline - last < config.digest_gap  # the rounding this test is about
@@ -377,10 +405,8 @@ def test_an_owed_digest_goes_out_at_its_deadline_exactly() -> None:
 
 
 def test_a_digest_that_asks_is_answered_with_one_that_does_not() -> None:
-    config = BroadcastConfig(anti_entropy_interval=None)
-    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
     a = peer_id(1)
-    node.neighbour_up(a, 0.0)
+    node = quiet_node(a)
     node.broadcast(b"m" * 16, b"ours", 0.0)
     node.take_outgoing()
     node.receive(a, RoomDigest(TOPIC, (b"t" * 16,), want_reply=True), 5.0)
@@ -395,34 +421,20 @@ def test_a_digest_that_asks_is_answered_with_one_that_does_not() -> None:
 def test_one_exchange_repairs_both_sides() -> None:
     # Each side holds a message the other lacks and does not know it: the periodic
     # digest of one asks for the other's, so both are repaired in one exchange.
-    config = BroadcastConfig(anti_entropy_interval=5.0)
-    a = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
-    b = Broadcast(TOPIC, now=0.0, rng=random.Random(2), config=config)
-    a.neighbour_up(peer_id(2), 0.0)
-    b.neighbour_up(peer_id(1), 0.0)
-    a.broadcast(b"a" * 16, b"from a", 0.0)
-    b.broadcast(b"b" * 16, b"from b", 0.0)
-    a.take_outgoing()  # every push is lost, and the first digests too
-    b.take_outgoing()
-    first = min(a.next_deadline(), b.next_deadline())
-    now = first
-    for me in (a, b):
-        if me.next_deadline() <= now:
-            me.tick(now)
-    for _ in range(4):  # digest, answer and digest back, answer
-        for sender, receiver, sender_id in ((a, b, peer_id(1)), (b, a, peer_id(2))):
-            for _, message in sender.take_outgoing():
-                receiver.receive(sender_id, message, now)
-    assert a.has(b"b" * 16) and b.has(b"a" * 16)
-    assert now == first  # one periodic digest did it, on one side only
+    pair = Pair(BroadcastConfig(anti_entropy_interval=5.0))
+    pair.a.broadcast(b"a" * 16, b"from a", 0.0)
+    pair.b.broadcast(b"b" * 16, b"from b", 0.0)
+    pair.lose()  # every push is lost, and the first digests too
+    first = pair.next_deadline()
+    pair.tick(first)
+    pair.exchange(first, rounds=4)  # digest, answer and digest back, answer
+    # One periodic digest, on one side only, did it: the pair ticked once.
+    assert pair.a.has(b"b" * 16) and pair.b.has(b"a" * 16)
 
 
 def test_a_repair_that_overtakes_the_tree_keeps_the_link_and_goes_on() -> None:
-    config = BroadcastConfig(anti_entropy_interval=None)
-    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
     up, down, helper = peer_id(1), peer_id(2), peer_id(3)
-    for peer in (up, down, helper):
-        node.neighbour_up(peer, 0.0)
+    node = quiet_node(up, down, helper)
     for now in (1.0, 2.0):
         node.tick(now)
     node.take_outgoing()
@@ -445,11 +457,8 @@ def test_a_refused_payload_leaves_no_trace() -> None:
     def check(carrier: bytes, msg_id: bytes, payload: bytes) -> bool:
         return payload != b"bad"
 
-    config = BroadcastConfig(anti_entropy_interval=None)
-    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config, check=check)
     a, b, c = peer_id(1), peer_id(2), peer_id(3)
-    for peer in (a, b, c):
-        node.neighbour_up(peer, 0.0)
+    node = quiet_node(a, b, c, check=check)
     node.receive(c, RoomPrune(TOPIC), 0.0)
     for now in (1.0, 2.0):  # the digests owed to the new neighbours
         node.tick(now)
@@ -474,11 +483,9 @@ def test_a_refused_payload_leaves_no_trace() -> None:
 
 
 def test_memory_stays_bounded_under_100000_messages() -> None:
-    config = BroadcastConfig(anti_entropy_interval=None)
-    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
     eager, lazy = peer_id(1), peer_id(2)
-    node.neighbour_up(eager, 0.0)
-    node.neighbour_up(lazy, 0.0)
+    node = quiet_node(eager, lazy)
+    config = node.config
     node.receive(lazy, RoomPrune(TOPIC), 0.0)
     payload = bytes(12 * 1024)
     now = 0.0
@@ -503,11 +510,9 @@ def test_memory_stays_bounded_under_100000_messages() -> None:
 def test_requests_cannot_turn_into_a_flood_of_payloads() -> None:
     # A neighbour that grafts or asks for catch-up over and over gets at most
     # serve_burst payloads at once, then serve_rate per second.
-    config = BroadcastConfig(anti_entropy_interval=None)
-    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
     asker, other = peer_id(1), peer_id(2)
-    node.neighbour_up(asker, 0.0)
-    node.neighbour_up(other, 0.0)
+    node = quiet_node(asker, other)
+    config = node.config
     ids = tuple(i.to_bytes(16, "big") for i in range(64))
     for msg_id in ids:
         node.broadcast(msg_id, b"p" * 100, 0.0)
