@@ -31,8 +31,15 @@ class OwnRecord(Part):
 
     def publish(self, **changes: Any) -> PresenceRecord:
         """Sign and spread the next version of our record, with ``changes`` applied."""
-        own = self._members.own
-        record = sign(replace(own, version=own.version + 1, **changes), self._identity)
+        return self._publish(self._members.own.version + 1, changes)
+
+    def continue_above(self, version: int) -> None:
+        """Gossip carried our own record at ``version``, above the one we hold: the next
+        one we sign goes above it (its fields are ours, not that record's)."""
+        self._publish(version + 1, {})
+
+    def _publish(self, version: int, changes: dict[str, Any]) -> PresenceRecord:
+        record = sign(replace(self._members.own, version=version, **changes), self._identity)
         self._members.set_own(record)
         self._events.put(PresenceChanged(record, self._members.own_state, proven=True))
         self._gossip.spread(record, None)
@@ -45,8 +52,3 @@ class OwnRecord(Part):
         self._detector.refuted()
         record = self.publish()
         self._outgoing.send(source, MeshGossip(records=(record,)))
-
-    def continue_above(self, version: int) -> None:
-        """Gossip carried our own record at ``version``, above the one we hold."""
-        self._members.set_own(replace(self._members.own, version=version))
-        self.publish()

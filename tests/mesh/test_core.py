@@ -12,7 +12,7 @@ from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import Mesh, PresenceChanged
 from p2pchat.mesh.membership import State
-from p2pchat.mesh.presence import Verdict, make_record
+from p2pchat.mesh.presence import Verdict, make_record, signed_by_owner
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
     DigestEntry,
@@ -140,6 +140,20 @@ def test_a_suspicion_is_refuted_by_a_higher_version_sent_back_to_its_source() ->
         net.now,
     )
     assert subject.own.version == version + 1
+
+
+def test_our_own_record_from_before_a_restart_is_continued_above_and_signed() -> None:
+    """Gossip brings our record at a version we lost in a restart: we go on above it with
+    a record we sign anew (the old signature covers the old fields only)."""
+    net = joined(2)
+    me, other = net.meshes
+    earlier_life = make_record(me.identity, version=50, nick="n0 before")
+    me.receive(other.me, MeshGossip(records=(earlier_life,)), net.now)
+    assert me.own.version == 51 and me.own.nick == "n0"
+    assert signed_by_owner(me.own), "our new record carries a valid signature"
+    net.pump()
+    member = other.members.get(me.me)
+    assert member is not None and member.record == me.own, "and the others take it"
 
 
 def test_a_crashed_node_is_suspected_then_marked_dead_everywhere() -> None:
