@@ -55,7 +55,8 @@ MAX_EPOCH_JUMP = 1_000_000  # a key update may not push the epoch further than t
 _codec = Codec()
 
 
-def _bad_message(reason: str) -> RemoteProtocolError:
+def bad_message(reason: str) -> RemoteProtocolError:
+    """A room message refused (``bad-room-message``), for ``reason``."""
     return RemoteProtocolError(f"room message refused: {reason}", code="bad-room-message")
 
 
@@ -239,7 +240,7 @@ def check_room_envelope(envelope: RoomEnvelope) -> None:
     try:
         nacl.signing.VerifyKey(envelope.author).verify(_signed_bytes(envelope), envelope.signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as exc:
-        raise _bad_message("the signature does not match the author") from exc
+        raise bad_message("the signature does not match the author") from exc
 
 
 def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
@@ -248,13 +249,13 @@ def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
     the content is not a valid RoomText. The caller still checks the clock
     (:func:`observe`) and deduplicates by ``msg_id``."""
     if envelope.room_id != room_keys.room_id:
-        raise _bad_message("it belongs to another room")
+        raise bad_message("it belongs to another room")
     keys = room_keys.keys(envelope.epoch)
     if not keys:
-        raise _bad_message(f"epoch {envelope.epoch} is unknown")
+        raise bad_message(f"epoch {envelope.epoch} is unknown")
     candidates = [key for key, members in keys if envelope.author in members]
     if not candidates:
-        raise _bad_message(f"the author is not a member at epoch {envelope.epoch}")
+        raise bad_message(f"the author is not a member at epoch {envelope.epoch}")
     check_room_envelope(envelope)
     aad = _aad(envelope.room_id, envelope.epoch, envelope.msg_id, envelope.author)
     for key in candidates:
@@ -266,18 +267,18 @@ def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
             continue
         break
     else:
-        raise _bad_message("it cannot be decrypted")
+        raise bad_message("it cannot be decrypted")
     try:
         text = _codec.decode(plain)
     except RemoteProtocolError as exc:
-        raise _bad_message(f"its content is malformed ({exc})") from exc
+        raise bad_message(f"its content is malformed ({exc})") from exc
     if type(text) is not RoomText:
-        raise _bad_message("its content is not a RoomText")
+        raise bad_message("its content is not a RoomText")
     problem = text_problem(text.text)
     if problem:
-        raise _bad_message(problem)
+        raise bad_message(problem)
     if text.clock < 1:
-        raise _bad_message("its clock is below 1")
+        raise bad_message("its clock is below 1")
     return text
 
 
@@ -294,7 +295,7 @@ def observe(room: Room, clock: int) -> Room:
     """The room after receiving a message with ``clock``; refuses unbelievable clocks
     (:func:`p2pchat.chat.rules.clock_acceptable`)."""
     if not clock_acceptable(room.clock, clock):
-        raise _bad_message(f"clock {clock} is too far ahead of {room.clock}")
+        raise bad_message(f"clock {clock} is too far ahead of {room.clock}")
     return room if clock <= room.clock else replace(room, clock=clock)
 
 
@@ -336,16 +337,21 @@ def invite(
     if len(room.members) >= MAX_ROOM_MEMBERS:
         raise ValueError(f"a room has at most {MAX_ROOM_MEMBERS} members")
     after = _next_epoch(room, inviter, room.members | {new_member}, new_key)
-    invitation = RoomInvite(
-        room_id=after.room_id,
-        name=after.name,
-        epoch=after.epoch,
-        key=after.key,
-        members=tuple(sorted(after.members)),
+    return after, invitation_for(after, inviter), _key_updates(after, inviter, {new_member})
+
+
+def invitation_for(room: Room, inviter: bytes) -> RoomInvite:
+    """The invitation into ``room`` as it is now (its epoch, key and members), from
+    ``inviter``."""
+    return RoomInvite(
+        room_id=room.room_id,
+        name=room.name,
+        epoch=room.epoch,
+        key=room.key,
+        members=tuple(sorted(room.members)),
         inviter=inviter,
-        clock=after.clock,
+        clock=room.clock,
     )
-    return after, invitation, _key_updates(after, inviter, {new_member})
 
 
 def remove(

@@ -275,14 +275,14 @@ async def test_room_messages_the_disk_refuses_are_stored_once_it_takes_them(
                 net.s(0).send(room_id, f"room {n:02d}")
                 net.pump()
             assert net.texts(1, room_id) == []
-            assert len(net.s(1)._unstored[room_id]) == 20
+            assert len(net.s(1).storage.held[room_id]) == 20
             assert not [e for e in net.events[bob] if isinstance(e, RoomMessageIn)]
             disk.free()
             await wait_for(lambda: len(net.texts(1, room_id)) == 20, 10, "the held messages")
             assert net.texts(1, room_id) == [f"room {n:02d}" for n in range(20)]
             shown = [e.text for e in net.events[bob] if isinstance(e, RoomMessageIn)]
             assert sorted(shown) == [f"room {n:02d}" for n in range(20)]  # once each
-            assert not net.s(1)._unstored
+            assert not net.s(1).storage.held
             nursery.cancel_scope.cancel()
     finally:
         net.close()

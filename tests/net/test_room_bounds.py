@@ -19,7 +19,7 @@ import pytest
 import trio
 import trio.testing
 
-import p2pchat.node.rooms as room_service
+import p2pchat.node.rooms.broadcast as room_broadcast
 from p2pchat.chat.rooms import MAX_KEYS_PER_EPOCH, _signed_bytes, seal_room_message
 from p2pchat.identity import Identity
 from p2pchat.node.rooms import (
@@ -64,17 +64,17 @@ def gossip(envelope: RoomEnvelope) -> RoomGossip:
 
 
 class Counter:
-    """Wraps a function of node/rooms.py and counts its calls."""
+    """Wraps a function node/rooms/broadcast.py calls and counts its calls."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
         self.calls = 0
-        original = getattr(room_service, name)
+        original = getattr(room_broadcast, name)
 
         def counted(*args: Any) -> Any:
             self.calls += 1
             return original(*args)
 
-        monkeypatch.setattr(room_service, name, counted)
+        monkeypatch.setattr(room_broadcast, name, counted)
 
 
 def room_log_lines(caplog: pytest.LogCaptureFixture, peer: Identity) -> int:
@@ -104,7 +104,7 @@ async def test_a_refused_room_message_is_not_stored_passed_on_or_served(tmp_path
         net.s(0).receive(b, message)
         net.s(0).receive(b, replace(message, repair=True))
     net.pump()
-    tree = net.s(0)._trees[room_id]
+    tree = net.s(0).broadcasts.trees[room_id]
     assert not tree.has(target) and tree.memory["cache"] == 0
     assert net.texts(0, room_id) == []
     passed_on = [m for src, _, m in net.log if src == a and isinstance(m, (RoomGossip, RoomIHave))]
@@ -134,7 +134,7 @@ async def test_a_strangers_room_traffic_costs_no_signature_check(
     room_id = net.form([1])
     opened = Counter(monkeypatch, "open_room_message")
     checked = Counter(monkeypatch, "check_room_envelope")
-    tree = net.s(0)._trees[room_id]
+    tree = net.s(0).broadcasts.trees[room_id]
     before = dict(tree.memory)
     epoch = net.s(0).rooms[room_id].epoch
     net.log.clear()
@@ -148,7 +148,7 @@ async def test_a_strangers_room_traffic_costs_no_signature_check(
         net.s(0).receive(stranger.public_key, RoomDigest(room_id, ids, want_reply=True))
     assert opened.calls == checked.calls == 0
     assert net.s(0).refused == 13_000
-    assert tree.memory == before and net.s(0)._parked.get(room_id, {}) == {}
+    assert tree.memory == before and net.s(0).broadcasts.parked.get(room_id, {}) == {}
     assert net.sent_to(2, object) == []  # not a word back
     assert room_log_lines(caplog, stranger) == 1  # one line per peer per interval
     net.close()
@@ -200,7 +200,7 @@ async def test_messages_waiting_for_their_key_are_bounded(
     for i in range(10_000):  # "from an epoch whose key is on its way": never
         envelope = signed(hostile, room_id, epoch + 1 + i % 1000, os.urandom(16))
         net.s(0).receive(hostile.public_key, gossip(envelope))
-    parked = net.s(0)._parked[room_id]
+    parked = net.s(0).broadcasts.parked[room_id]
     assert len(parked) == MAX_PARKED
     assert checked.calls == MAX_PARKED  # a full car park checks nothing more
     beyond = signed(hostile, room_id, epoch + 2_000_000, os.urandom(16))
@@ -209,7 +209,7 @@ async def test_messages_waiting_for_their_key_are_bounded(
     await trio.sleep(PARK_SECONDS + 1)
     late = signed(hostile, room_id, epoch + 1, os.urandom(16))
     net.s(0).receive(hostile.public_key, gossip(late))
-    assert len(net.s(0)._parked[room_id]) == 1  # the old ones waited too long
+    assert len(net.s(0).broadcasts.parked[room_id]) == 1  # the old ones waited too long
     assert net.texts(0, room_id) == []
     net.close()
 
@@ -224,7 +224,7 @@ async def test_a_hostile_member_cannot_grow_the_keys_of_an_epoch(tmp_path: Path)
         update = RoomKeyUpdate(room_id=room_id, epoch=room.epoch, key=os.urandom(32),
                                members=members)  # fmt: skip
         net.s(0).receive(b, update)
-    keys = net.s(0)._keys[room_id]
+    keys = net.s(0).state.keys[room_id]
     assert len(keys.keys(room.epoch)) == MAX_KEYS_PER_EPOCH
     stored = [row for row in net.stores[a].room_keys(room_id) if row.epoch == room.epoch]
     assert len(stored) == MAX_KEYS_PER_EPOCH

@@ -74,7 +74,7 @@ async def test_a_losing_concurrent_key_stays_readable(tmp_path: Path) -> None:
     net.pump()
     for index in range(3):
         assert net.texts(index, room_id) == ["under the losing key"], index
-    keys: RoomKeys = net.s(low)._keys[room_id]
+    keys: RoomKeys = net.s(low).state.keys[room_id]
     assert any(len(keys.keys(epoch)) == 2 for epoch in keys.epochs())
     # The losing change (the invitation of member 4) is made again on top of the winner's:
     # once the newcomers join, all five are members everywhere, at one epoch.

@@ -28,7 +28,7 @@ def texts(peer: ChatPeer, room_id: bytes) -> list[str]:
 
 
 def invited(peer: ChatPeer, room_id: bytes) -> Callable[[], bool]:
-    return lambda: room_id in rooms_of(peer)._invites
+    return lambda: any(i.room_id == room_id for i in rooms_of(peer).invitations())
 
 
 def sees_offline(peer: ChatPeer, other: ChatPeer) -> Callable[[], bool]:
@@ -100,7 +100,7 @@ async def test_ten_members_catch_up_and_removal(tmp_path: Path) -> None:
 
         # A removed member cannot read what is said after the removal.
         removed = peers[8]
-        old_keys: RoomKeys = rooms_of(removed)._keys[room_id]
+        old_keys: RoomKeys = rooms_of(removed).state.keys[room_id]
         rooms_of(peers[0]).remove(room_id, removed.key)
         await wait_for(lambda: room_id not in rooms_of(removed).rooms, 60, "the removal")
 

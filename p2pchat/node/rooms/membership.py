@@ -1,0 +1,268 @@
+"""Membership of the rooms we joined (§15.3): the changes we make (create, invite,
+join, leave, remove) and those members send us (key updates, leaves), each sent
+pairwise (outbox.py); members invited but not yet seen taking part; and what a member
+coming back may have missed: our unanswered invitations (at most MAX_INVITE_SENDS in
+all) and the keys of the newest RESEND_EPOCHS epochs."""
+
+from __future__ import annotations
+
+import os
+
+from p2pchat.chat.gate import Relation
+from p2pchat.chat.rooms import (
+    Room,
+    RoomKeys,
+    apply_key_update,
+    apply_leave,
+    invitation_for,
+    invite,
+    join,
+    leave,
+    new_room,
+    remove,
+    rotate,
+    rotator,
+)
+from p2pchat.errors import RemoteProtocolError
+from p2pchat.node.events import RoomGone
+from p2pchat.node.ports import Relations
+from p2pchat.node.rooms.broadcast import RoomBroadcasts
+from p2pchat.node.rooms.invitations import Invitations
+from p2pchat.node.rooms.outbox import PairwiseOutbox
+from p2pchat.node.rooms.state import RoomState, log
+from p2pchat.wire.messages import RoomGraft, RoomInvite, RoomKeyUpdate, RoomLeave
+
+RESEND_EPOCHS = 8  # key epochs re-sent to a member whose session opens
+MAX_INVITE_SENDS = 8  # an unanswered invitation is sent at most this often
+
+
+class Membership:
+    def __init__(
+        self,
+        state: RoomState,
+        outbox: PairwiseOutbox,
+        broadcasts: RoomBroadcasts,
+        invitations: Invitations,
+        relations: Relations,
+    ) -> None:
+        self._state = state
+        self._outbox = outbox
+        self._broadcasts = broadcasts
+        self._invitations = invitations
+        self._relations = relations
+        # (room, invitee) -> how often we sent our invitation; re-sent when it comes back
+        self._unanswered: dict[tuple[bytes, bytes], int] = {}
+        # room -> (epoch, added, removed): our latest change, re-made if it loses a race
+        self._intents: dict[bytes, tuple[int, frozenset[bytes], frozenset[bytes]]] = {}
+
+    # ------------------------------------------------------------------ our changes
+
+    def create(self, name: str) -> Room:
+        room = new_room(name, os.urandom(16), os.urandom(32), self._state.me)
+        self._save(room)
+        self._state.changed(room)
+        return room
+
+    def invite(self, room_id: bytes, peer: bytes) -> Room:
+        state = self._state
+        room = state.room(room_id)
+        if self._relations.relation(peer) is not Relation.CONTACT:
+            raise ValueError("invite contacts only: add them first")
+        after, invitation, updates = invite(room, state.me, peer, os.urandom(32))
+        self._intents[room_id] = (after.epoch, frozenset((peer,)), frozenset())
+        state.pending.setdefault(room_id, set()).add(peer)  # no room traffic until it joins
+        self._save(after)
+        self._outbox.send(peer, invitation)
+        self._unanswered[(room_id, peer)] = 1
+        for member, update in updates:
+            self._outbox.send(member, update)
+        state.changed(after)
+        return after
+
+    def join(self, room_id: bytes) -> Room:
+        state = self._state
+        invitation, inviter = self._invitations.take(room_id)
+        room = join(invitation, state.me, inviter)
+        self._save(room)
+        state.changed(room)
+        # Joining is said on the wire by taking part (§15.3): an empty graft asks each
+        # member to take us into its tree. Those away learn it when a session opens.
+        announcement = RoomGraft(room_id, ())
+        for member in sorted(room.members - {state.me}):
+            if state.reachable(member):
+                self._outbox.send(member, announcement)
+        return room
+
+    def leave(self, room_id: bytes) -> None:
+        room = self._state.room(room_id)
+        notice, recipients = leave(room, self._state.me)
+        for member in recipients:
+            self._outbox.send(member, notice)
+        self._drop(room_id, "left")
+
+    def remove(self, room_id: bytes, member: bytes) -> Room:
+        room = self._state.room(room_id)
+        after, updates, notice = remove(room, self._state.me, member, os.urandom(32))
+        self._intents[room_id] = (after.epoch, frozenset(), frozenset((member,)))
+        self._forget_member(room_id, member)
+        self._save(after)
+        for recipient, update in updates:
+            self._outbox.send(recipient, update)
+        self._outbox.send(member, notice)
+        self._state.changed(after)
+        return after
+
+    def _save(self, room: Room) -> None:
+        self._state.save_row(room, joined=True)
+        self._state.rooms[room.room_id] = room
+        self._state.keys.setdefault(room.room_id, RoomKeys(room.room_id)).add_room(room)
+        self._broadcasts.sync_tree(room)
+
+    def _drop(self, room_id: bytes, reason: str) -> None:
+        state = self._state
+        for key in [k for k in self._unanswered if k[0] == room_id]:
+            del self._unanswered[key]
+        self._broadcasts.forget(room_id)
+        state.pending.pop(room_id, None)
+        state.rooms.pop(room_id, None)
+        state.keys.pop(room_id, None)
+        state.store.delete_room(room_id)
+        state.emit(RoomGone(room_id, reason))
+
+    # ------------------------------------------------------------------ members' changes
+
+    def invited_again(self, peer: bytes, invitation: RoomInvite) -> None:
+        """An invitation to a room we are in (say, by an invitation whose change then
+        lost the tie-break): a key update for us."""
+        update = RoomKeyUpdate(room_id=invitation.room_id, epoch=invitation.epoch,
+                               key=invitation.key, members=invitation.members,
+                               clock=invitation.clock)  # fmt: skip
+        self.key_update(peer, update)
+
+    def key_update(self, peer: bytes, update: RoomKeyUpdate) -> None:
+        """A key update for a room we are in."""
+        state = self._state
+        room = state.room(update.room_id)
+        keys = state.keys[room.room_id]
+        if keys.holds(update.epoch, update.key):
+            return  # a key we hold (re-sent when a session opened): nothing new
+        if update.epoch == room.epoch and keys.full(update.epoch):
+            raise RemoteProtocolError(
+                f"room update refused: epoch {update.epoch} has as many keys as it may",
+                code="bad-room-update",
+            )
+        try:
+            after = apply_key_update(room, update, peer, state.me)
+        except RemoteProtocolError:
+            if (
+                update.epoch == room.epoch
+                and peer in room.members
+                and peer in update.members
+                and state.me in update.members
+            ):
+                # A concurrent change that lost the tie-break: its key stays readable.
+                if keys.add(update.epoch, update.key, update.members):
+                    state.store.add_room_key(room.room_id, update.epoch, update.key,
+                                             update.members)  # fmt: skip
+                    self._broadcasts.retry_parked(room.room_id)
+                return
+            raise
+        if after is room:
+            return
+        self.mark_joined(room.room_id, peer)  # only a member that joined changes the room
+        added = after.members - room.members - {state.me}
+        if added:
+            state.pending.setdefault(room.room_id, set()).update(added)
+        for member in room.members - after.members:
+            self._forget_member(room.room_id, member)
+        self._save(after)
+        state.changed(after)
+        self._broadcasts.retry_parked(room.room_id)
+        intent = self._intents.get(room.room_id)
+        if intent is not None and intent[0] == update.epoch:
+            # Our own change made this epoch too, and lost the tie-break: make it again
+            # on top of the winner's (§15.3).
+            del self._intents[room.room_id]
+            _, added_by_us, removed_by_us = intent
+            for member in sorted(added_by_us - after.members):
+                self.invite(room.room_id, member)
+            for member in sorted(removed_by_us & after.members):
+                self.remove(room.room_id, member)
+
+    def left(self, peer: bytes, notice: RoomLeave) -> None:
+        """A RoomLeave about a room we are in: a member left (or declined our
+        invitation), or we were removed."""
+        state = self._state
+        room = state.room(notice.room_id)
+        after = apply_leave(room, notice, peer, state.me)
+        if after is None:
+            self._drop(notice.room_id, "removed")
+            return
+        self._forget_member(notice.room_id, peer)  # left, or declined our invitation
+        if after is room:
+            return
+        if rotator(after) == state.me:  # the one who rotates, so the leaver's key dies
+            try:
+                after, updates = rotate(after, state.me, os.urandom(32))
+            except ValueError as error:  # out of epochs: keep the room as it is, say why
+                log.warning("room %s cannot rotate: %s", notice.room_id.hex(), error)
+                updates = []
+            for member, update in updates:
+                self._outbox.send(member, update)
+        self._save(after)
+        state.changed(after)
+
+    # ------------------------------------------------------------------ joined or not
+
+    def mark_joined(self, room_id: bytes, member: bytes) -> None:
+        """``member`` has shown that it takes part in the room (§15.3)."""
+        state = self._state
+        self._unanswered.pop((room_id, member), None)
+        pending = state.pending.get(room_id)
+        if pending is None or member not in pending:
+            return
+        pending.discard(member)
+        if not pending:
+            del state.pending[room_id]
+        room = state.rooms.get(room_id)
+        if room is not None:
+            self._broadcasts.sync_tree(room)
+
+    def _forget_member(self, room_id: bytes, member: bytes) -> None:
+        """``member`` left the list (or declined): nothing more to wait for or re-send."""
+        self._unanswered.pop((room_id, member), None)
+        pending = self._state.pending.get(room_id)
+        if pending is not None:
+            pending.discard(member)
+            if not pending:
+                del self._state.pending[room_id]
+
+    # ------------------------------------------------------------------ coming back
+
+    def resend_invitations(self, peer: bytes) -> None:
+        """Our unanswered invitations to ``peer``, again, as of the room's current epoch
+        (the invitee may never have got the first). At most MAX_INVITE_SENDS in all."""
+        for (room_id, invitee), sends in list(self._unanswered.items()):
+            if invitee != peer:
+                continue
+            room = self._state.rooms.get(room_id)
+            if room is None or peer not in room.members or sends >= MAX_INVITE_SENDS:
+                del self._unanswered[(room_id, invitee)]
+                continue
+            self._unanswered[(room_id, invitee)] = sends + 1
+            self._outbox.send(peer, invitation_for(room, self._state.me))
+
+    def resend_keys(self, room_id: bytes, peer: bytes) -> None:
+        """A member coming back may have missed key updates while away (and could not
+        read what was said since): send the newest epochs it belongs to, oldest first.
+        Keys it holds are no-ops on its side; older epochs than its own are refused."""
+        me = self._state.me
+        keys = self._state.keys.get(room_id)
+        if keys is None:
+            return
+        for epoch in keys.epochs()[-RESEND_EPOCHS:]:
+            for key, members in reversed(keys.keys(epoch)):
+                if peer in members and me in members:
+                    update = RoomKeyUpdate(room_id=room_id, epoch=epoch, key=key,
+                                           members=tuple(sorted(members)))  # fmt: skip
+                    self._outbox.send(peer, update)

@@ -1,0 +1,226 @@
+"""The room service's face: what the node and the user interfaces call. It owns the
+parts and wires them (the rooms' shared state, pairwise outbox, storage, broadcast,
+invitations, membership), routes each room input to its part, tells the parts of
+sessions and presence, writes our own messages, and runs the timers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from p2pchat.chat.rooms import Room, RoomKeys, roster, seal_room_message, tick
+from p2pchat.diskfaults import disk_fault
+from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
+from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
+from p2pchat.node.events import RoomEvent, RoomMessageIn
+from p2pchat.node.ports import Links, Peers, Relations
+from p2pchat.node.rooms.broadcast import RoomBroadcasts
+from p2pchat.node.rooms.invitations import Invitations
+from p2pchat.node.rooms.membership import Membership
+from p2pchat.node.rooms.outbox import PairwiseOutbox
+from p2pchat.node.rooms.state import RoomState, log, now_ms
+from p2pchat.node.rooms.storing import DISK_RETRY, MessageStorage, write_message
+from p2pchat.store import RoomMessage, Store
+from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave
+
+PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
+ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
+
+
+class RoomService:
+    def __init__(
+        self,
+        identity: Identity,
+        store: Store,
+        *,
+        links: Links,
+        peers: Peers,
+        relations: Relations,
+        emit: Callable[[RoomEvent], None],
+        rng: random.Random | None = None,
+        config: BroadcastConfig | None = None,
+    ) -> None:
+        self.identity = identity
+        self.me = identity.public_key
+        self.store = store
+        self.state = RoomState(identity, store, peers, emit)
+        self.rooms = self.state.rooms  # the rooms we joined, by id
+        self._codec = Codec()
+        self._outbox = PairwiseOutbox(links, self.state.wake)
+        self.storage = MessageStorage(self.state, wrote=self._joined)
+        self.broadcasts = RoomBroadcasts(self.state, links, self.storage, joined=self._joined,
+                                         rng=rng or random.Random(), config=config)  # fmt: skip
+        self._invitations = Invitations(self.state, self._outbox, relations)
+        self._membership = Membership(
+            self.state, self._outbox, self.broadcasts, self._invitations, relations
+        )
+        self._load()
+
+    def _joined(self, room_id: bytes, member: bytes) -> None:
+        self._membership.mark_joined(room_id, member)
+
+    def _load(self) -> None:
+        for row in self.store.rooms():
+            keys = RoomKeys(row.room_id)
+            rows = self.store.room_keys(row.room_id)
+            for key_row in reversed(rows):  # oldest first, so the newest key wins
+                keys.add(key_row.epoch, key_row.key, key_row.members)
+            current = keys.keys(row.epoch)
+            if not current:
+                log.warning("room %s has no key for its epoch %d", row.room_id.hex(), row.epoch)
+                continue
+            key, members = current[0]
+            room = Room(row.room_id, row.name, row.epoch, key, members, row.clock)
+            if row.joined:
+                self.rooms[row.room_id] = room
+                self.state.keys[row.room_id] = keys
+            else:
+                self._invitations.restore(room, row.inviter)
+        for room in self.rooms.values():
+            self.broadcasts.sync_tree(room)  # members come up as the mesh reports them online
+
+    @property
+    def refused(self) -> int:
+        """Room inputs refused (all kinds), for tests and diagnostics."""
+        return self.state.refused
+
+    @property
+    def unchecked(self) -> int:
+        """Room messages dropped unchecked (carrier over its budget)."""
+        return self.broadcasts.unchecked
+
+    # ------------------------------------------------------------------ commands
+
+    def create(self, name: str) -> Room:
+        return self._membership.create(name)
+
+    def invite(self, room_id: bytes, peer: bytes) -> Room:
+        return self._membership.invite(room_id, peer)
+
+    def join(self, room_id: bytes) -> Room:
+        return self._membership.join(room_id)
+
+    def decline(self, room_id: bytes) -> None:
+        self._invitations.decline(room_id)
+
+    def leave(self, room_id: bytes) -> None:
+        self._membership.leave(room_id)
+
+    def remove(self, room_id: bytes, member: bytes) -> Room:
+        return self._membership.remove(room_id, member)
+
+    def send(self, room_id: bytes, text: str) -> RoomMessage:
+        room = self.state.room(room_id)
+        room, clock = tick(room)
+        now = now_ms()
+        msg_id = os.urandom(16)
+        envelope = seal_room_message(self.identity, room, msg_id, clock, now, text, os.urandom(24))
+        payload = self._codec.encode(envelope)
+        stored = write_message(self.store, room_id=room_id, msg_id=msg_id, author=self.me,
+                               clock=clock, sent_at=now, received_at=now, text=text,
+                               envelope=payload, read=True, room_clock=clock)  # fmt: skip
+        assert stored is not None
+        self.rooms[room_id] = room
+        self.broadcasts.send(room_id, msg_id, room.epoch, payload)
+        self.state.emit(RoomMessageIn(room_id, msg_id, self.me, text, now, clock, True))
+        return stored
+
+    def members(self, room_id: bytes) -> list[tuple[bytes, bool]]:
+        room = self.state.room(room_id)
+        # The mesh has no presence of us for ourselves: we are online while we ask.
+        online = {m for m in room.members if m == self.me or self.state.online(m)}
+        return roster(room, online)
+
+    def invitations(self) -> list[RoomInvite]:
+        return self._invitations.waiting()
+
+    # ------------------------------------------------------------------ inputs
+
+    def receive(self, peer: bytes, message: Any) -> None:
+        """A room message from ``peer`` (one of ROOM_WIRE), over its session."""
+        try:
+            self._route(peer, message)
+        except (RemoteProtocolError, LocalProtocolError, ValueError) as error:
+            self.state.refuse(peer, error)
+        except StoreError as error:
+            # Not stored, so not taken: the sender offers it again (an invitation when we
+            # come back online, key updates likewise). A full disk is logged by the
+            # store's DiskHealth, once per interval.
+            if disk_fault(error) is None:
+                log.warning("room input from %s not stored: %s", encode_peer_id(peer), error)
+
+    def _route(self, peer: bytes, message: Any) -> None:
+        """Membership changes of a room we are in go to the membership, those of a
+        room we are invited to to the invitations; room traffic to the broadcast."""
+        if not isinstance(message, PAIRWISE):
+            self.broadcasts.receive(peer, message)
+        elif message.room_id not in self.rooms:
+            if isinstance(message, RoomInvite):
+                self._invitations.receive(peer, message)
+            elif isinstance(message, RoomKeyUpdate):
+                self._invitations.key_update(peer, message)
+            else:
+                self._invitations.withdrawn(peer, message)
+        elif isinstance(message, RoomInvite):
+            self._membership.invited_again(peer, message)
+        elif isinstance(message, RoomKeyUpdate):
+            self._membership.key_update(peer, message)
+        else:
+            self._membership.left(peer, message)
+
+    # ------------------------------------------------------------------ presence, sessions
+
+    def peer_online(self, peer: bytes) -> None:
+        """The mesh shows ``peer`` online again (§12): a neighbour in the rooms it joined.
+        Keys and catch-up follow when the session opens (the first send dials)."""
+        self.broadcasts.peer_online(peer)
+        if peer not in self.state.sessions:
+            self._membership.resend_invitations(peer)  # the send opens a session with it
+        self.state.wake.set()
+
+    def peer_offline(self, peer: bytes) -> None:
+        self.broadcasts.peer_offline(peer)
+
+    def session_up(self, peer: bytes) -> None:
+        """A session with ``peer`` opened (either side dialled; also a replacement): it
+        may have missed invitations, key updates and messages while it was away or while
+        our link was down, however briefly (§15.3, "members coming back")."""
+        self.state.sessions.add(peer)
+        now = trio.current_time()
+        self._outbox.offer(only=peer)
+        self._membership.resend_invitations(peer)
+        for room_id, room in self.rooms.items():
+            if peer == self.me or peer not in room.members:
+                continue
+            self._membership.resend_keys(room_id, peer)  # keys first: the catch-up follows
+            if peer in self.state.joined_members(room):
+                self.broadcasts.resync(room_id, peer, now)
+        self.state.wake.set()
+
+    def session_down(self, peer: bytes) -> None:
+        self.state.sessions.discard(peer)
+
+    async def run(self) -> None:
+        while True:
+            deadline = self.broadcasts.next_deadline()
+            if self.storage.held:
+                deadline = min(deadline, trio.current_time() + DISK_RETRY)
+            deadline = min(deadline, self._outbox.next_try)
+            await self.state.wake.wait(deadline)
+            now = trio.current_time()
+            try:
+                if self.storage.held:
+                    self.storage.store_held()
+                if now >= self._outbox.next_try:
+                    self._outbox.offer()
+                self.broadcasts.tick(now)
+            except Exception:  # a bug must not stop the rooms (or spin)
+                log.exception("room pass failed")
+                await trio.sleep(1.0)

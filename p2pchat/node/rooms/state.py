@@ -1,0 +1,114 @@
+"""What the parts of the room service share, and nothing else: the rooms we joined with
+their keys, the members not yet seen taking part, the peers with an open session, the
+run loop's alarm and the refusal log (one line per peer per LOG_INTERVAL).
+
+The service (service.py) creates one RoomState and hands it to each part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import trio
+
+from p2pchat.chat.rooms import Room, RoomKeys
+from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.node.events import RoomChanged, RoomEvent
+from p2pchat.node.ports import Peers
+from p2pchat.ratelimit import LogLimiter
+from p2pchat.store import Store
+
+log = logging.getLogger("p2pchat.rooms")
+
+LOG_INTERVAL = 60.0  # one log line per refused peer per interval
+MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Wake:
+    """The run loop's alarm: set by whatever may have moved a deadline."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, deadline: float) -> None:
+        """Until the alarm is set or ``deadline`` (trio time) passes; then rearm."""
+        with trio.move_on_at(deadline):
+            await self._event.wait()
+        self._event = trio.Event()
+
+
+class RoomState:
+    def __init__(
+        self, identity: Identity, store: Store, peers: Peers, emit: Callable[[RoomEvent], None]
+    ) -> None:
+        self.identity = identity
+        self.me = identity.public_key
+        self.store = store
+        self.emit = emit
+        self._peers = peers
+        self.rooms: dict[bytes, Room] = {}
+        self.keys: dict[bytes, RoomKeys] = {}
+        # Members invited but not yet seen taking part (§15.3 "joined"): they get key
+        # updates, but no room traffic. In memory: a restart takes everyone as joined.
+        self.pending: dict[bytes, set[bytes]] = {}
+        self.sessions: set[bytes] = set()  # peers with an open session
+        self.wake = Wake()
+        self.refused = 0  # room inputs refused (all kinds), for tests and diagnostics
+        self._log_limit = LogLimiter(LOG_INTERVAL)
+
+    def room(self, room_id: bytes) -> Room:
+        """A room we joined; ValueError if we are not in it."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise ValueError("not a member of that room")
+        return room
+
+    def online(self, peer: bytes) -> bool:
+        """The mesh shows ``peer`` online."""
+        return self._peers.is_online(peer)
+
+    def reachable(self, peer: bytes) -> bool:
+        """A session is open with ``peer``, or the mesh shows it online."""
+        return peer in self.sessions or self._peers.is_online(peer)
+
+    def joined_members(self, room: Room) -> set[bytes]:
+        """The other members that take part in ``room`` (§15.3)."""
+        return set(room.members - self.pending.get(room.room_id, set()) - {self.me})
+
+    def save_row(self, room: Room, *, joined: bool, inviter: bytes = b"") -> None:
+        """Store the room and its current key (a room we joined, or an invitation)."""
+        with self.store.transaction():
+            self.store.put_room(
+                room_id=room.room_id,
+                name=room.name,
+                epoch=room.epoch,
+                joined=joined,
+                clock=room.clock,
+                inviter=inviter or self.me,
+                now=now_ms(),
+            )
+            self.store.add_room_key(room.room_id, room.epoch, room.key, room.members)
+
+    def changed(self, room: Room) -> None:
+        members = tuple(sorted(room.members))
+        self.emit(RoomChanged(room.room_id, room.name, room.epoch, members))
+
+    def refuse(self, peer: bytes, error: Exception | str) -> None:
+        """Count a refusal and log it, one line per peer per LOG_INTERVAL."""
+        self.refused += 1
+        skipped = self._log_limit.allow(peer, trio.current_time())
+        if skipped is None:
+            return
+        code = getattr(error, "code", None)
+        more = f" (and {skipped} more since the last line)" if skipped else ""
+        log.info("room input from %s refused%s: %s%s", encode_peer_id(peer),
+                 f" [{code}]" if code else "", error, more)  # fmt: skip

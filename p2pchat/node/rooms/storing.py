@@ -1,0 +1,131 @@
+"""Storing room messages: written with the room's clock in one transaction, then shown.
+
+A message the broadcast took (and will not deliver again) that the disk refuses is held
+here, at most MAX_PARKED per room, and stored when the disk takes it again (the run
+loop tries every DISK_RETRY seconds, oldest first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from p2pchat.chat.rooms import observe
+from p2pchat.diskfaults import disk_fault
+from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
+from p2pchat.node.events import RoomMessageIn
+from p2pchat.node.rooms.state import MAX_PARKED, RoomState, log, now_ms
+from p2pchat.store import RoomMessage, Store
+from p2pchat.wire.messages import RoomEnvelope, RoomText
+
+DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
+
+
+def write_message(
+    store: Store,
+    *,
+    room_id: bytes,
+    msg_id: bytes,
+    author: bytes,
+    clock: int,
+    sent_at: int,
+    received_at: int,
+    text: str,
+    envelope: bytes,
+    read: bool,
+    room_clock: int,
+) -> RoomMessage | None:
+    """Add a room message and the room's clock after it, in one transaction; None if
+    the message was stored already."""
+    with store.transaction():
+        stored = store.add_room_message(
+            room_id=room_id,
+            msg_id=msg_id,
+            author=author,
+            clock=clock,
+            sent_at=sent_at,
+            received_at=received_at,
+            text=text,
+            envelope=envelope,
+            read=read,
+        )
+        store.set_room_clock(room_id, room_clock)
+    return stored
+
+
+class MessageStorage:
+    def __init__(self, state: RoomState, *, wrote: Callable[[bytes, bytes], None]) -> None:
+        """``wrote(room_id, author)`` is told that a member wrote: it has joined."""
+        self._state = state
+        self._wrote = wrote
+        # room -> msg id -> a message the disk refused, to store when it takes it (bounded)
+        self.held: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes]]] = {}
+
+    def store_or_hold(
+        self, room_id: bytes, envelope: RoomEnvelope, inner: RoomText, payload: bytes
+    ) -> None:
+        """Store a message the tree took; if the disk refuses it, hold it to store later
+        (the tree has it as received and will not deliver it again)."""
+        try:
+            self._store(room_id, envelope, inner, payload)
+        except (RemoteProtocolError, LocalProtocolError) as error:
+            self._state.refuse(envelope.author, error)
+        except StoreError as error:
+            if disk_fault(error) is None:
+                log.warning("room message %s not stored: %s", envelope.msg_id.hex(), error)
+                return
+            held = self.held.setdefault(room_id, {})
+            if len(held) < MAX_PARKED:
+                held[envelope.msg_id] = (envelope, inner, payload)
+            else:  # rare: repaired by a digest after our next restart
+                log.warning("room %s: too many messages wait for the disk; one is dropped "
+                            "here until the next start", room_id.hex())  # fmt: skip
+            self._state.wake.set()
+
+    def store_held(self) -> None:
+        """Try again to store the room messages the disk refused (oldest first); stop at
+        the first refusal: the disk is still full."""
+        for room_id in list(self.held):
+            held = self.held[room_id]
+            while held:
+                msg_id, (envelope, inner, payload) = next(iter(held.items()))
+                if room_id not in self._state.rooms:
+                    held.clear()
+                    break
+                try:
+                    self._store(room_id, envelope, inner, payload)
+                except StoreError as error:
+                    if disk_fault(error) is not None:
+                        return
+                    log.warning("room message %s not stored: %s", msg_id.hex(), error)
+                except (RemoteProtocolError, LocalProtocolError) as error:
+                    self._state.refuse(envelope.author, error)
+                del held[msg_id]
+            del self.held[room_id]
+
+    def _store(
+        self, room_id: bytes, envelope: RoomEnvelope, inner: RoomText, payload: bytes
+    ) -> None:
+        state = self._state
+        room = state.rooms.get(room_id)
+        if room is None:
+            return
+        room = observe(room, inner.clock)
+        stored = write_message(
+            state.store,
+            room_id=room_id,
+            msg_id=envelope.msg_id,
+            author=envelope.author,
+            clock=inner.clock,
+            sent_at=inner.time,
+            received_at=now_ms(),
+            text=inner.text,
+            envelope=payload,
+            read=envelope.author == state.me,
+            room_clock=room.clock,
+        )
+        state.rooms[room_id] = room
+        self._wrote(room_id, envelope.author)  # it wrote: it has joined
+        if stored is not None:
+            own = envelope.author == state.me
+            state.emit(RoomMessageIn(room_id, envelope.msg_id, envelope.author, inner.text,
+                                     inner.time, inner.clock, own))  # fmt: skip
