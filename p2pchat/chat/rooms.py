@@ -29,7 +29,6 @@ from p2pchat.errors import RemoteProtocolError
 from p2pchat.identity import Identity
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
-    MAX_ROOM_BOX,
     MAX_ROOM_MEMBERS,
     MAX_ROOM_NAME_CHARS,
     MAX_WIRE_INT,
@@ -46,8 +45,6 @@ from p2pchat.wire.messages import (
 
 SIGNATURE_PREFIX = b"p2pchat-room-msg-v1:"
 AAD_PREFIX = b"p2pchat-room-aad-v1:"
-AEAD_TAG_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
-MAX_ROOM_PLAINTEXT = MAX_ROOM_BOX - AEAD_TAG_BYTES
 MAX_KEPT_EPOCHS = 64  # old epoch keys a member keeps for late messages
 MAX_KEYS_PER_EPOCH = 4  # concurrent rotations can give one epoch several keys
 MAX_EPOCH_JUMP = 1_000_000  # a key update may not push the epoch further than this
@@ -233,6 +230,23 @@ def seal_room_message(
     )
     signature = identity.signing_key.sign(_signed_bytes(unsigned)).signature
     return replace(unsigned, signature=signature)
+
+
+def gossip_envelope(room_id: bytes, msg_id: bytes, payload: bytes) -> RoomEnvelope:
+    """The RoomEnvelope a RoomGossip payload carries (§14: the §5 encoding, type id
+    included), for this room and under the gossip's own id; ``bad-room-message`` if it
+    is not one. Nothing is checked inside it yet (:func:`check_room_envelope`)."""
+    try:
+        envelope = _codec.decode(payload)
+    except RemoteProtocolError as error:
+        raise bad_message(f"the payload is malformed ({error})") from error
+    if type(envelope) is not RoomEnvelope:
+        raise bad_message("the payload is not a RoomEnvelope")
+    if envelope.room_id != room_id:
+        raise bad_message("the envelope belongs to another room")
+    if envelope.msg_id != msg_id:
+        raise bad_message("the envelope's msg_id is not the gossip's")
+    return envelope
 
 
 def check_room_envelope(envelope: RoomEnvelope) -> None:

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from p2pchat.chat.rooms import (
     MAX_EPOCH_JUMP,
-    MAX_ROOM_PLAINTEXT,
     Room,
     RoomKeys,
     _aad,
@@ -22,6 +21,8 @@ from p2pchat.chat.rooms import (
     apply_key_update,
     apply_leave,
     check_room_envelope,
+    gossip_envelope,
+    invitation_for,
     invite,
     join,
     leave,
@@ -41,6 +42,7 @@ from p2pchat.errors import RemoteProtocolError
 from p2pchat.identity import Identity
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
+    MAX_ROOM_BOX,
     MAX_ROOM_MEMBERS,
     MAX_TEXT_CHARS,
     RoomEnvelope,
@@ -100,7 +102,7 @@ def test_the_longest_text_fits() -> None:
     rooms = three_members()
     text = "\U0001f600" * MAX_TEXT_CHARS
     envelope = seal_room_message(ALICE, rooms[A], mid(1), 1, 2**63 - 1, text, NONCE)
-    assert len(envelope.box) <= MAX_ROOM_PLAINTEXT + 16
+    assert len(envelope.box) <= MAX_ROOM_BOX
     codec = Codec()
     again = codec.decode(codec.encode(envelope))
     assert open_room_message(keys_of(rooms[B]), again).text == text
@@ -276,6 +278,13 @@ def test_join_checks_the_invitation() -> None:
     assert info.value.code == "bad-room-invite"
 
 
+def test_an_invitation_is_the_room_as_it_is_now() -> None:
+    rooms = three_members()
+    after, invitation, _ = invite(rooms[A], A, M, key(80))
+    assert invitation_for(after, A) == invitation
+    assert join(invitation_for(after, A), M, A) == after  # what the newcomer opens
+
+
 def test_local_misuse_raises_value_error() -> None:
     room = new_room("r", RID, key(1), A)
     with pytest.raises(ValueError):
@@ -443,6 +452,24 @@ def test_wire_round_trips() -> None:
         RoomText(clock=3, time=4, text="t"),
     ):
         assert codec.decode(codec.encode(message)) == message
+
+
+def test_a_gossip_payload_is_one_whole_envelope_of_its_room_under_its_id() -> None:
+    codec = Codec()
+    rooms = three_members()
+    envelope = seal_room_message(ALICE, rooms[A], mid(1), 1, 5, "hi", NONCE)
+    payload = codec.encode(envelope)
+    assert gossip_envelope(RID, mid(1), payload) == envelope
+    for room_id, msg_id, bad in (
+        (RID, mid(1), b"\x00" * 10),  # not a message at all
+        (RID, mid(1), payload[2:]),  # the bare body, without the type id
+        (RID, mid(1), codec.encode(RoomText(clock=1, text="hi"))),
+        (b"o" * 16, mid(1), payload),  # another room's
+        (RID, mid(2), payload),  # under another id
+    ):
+        with pytest.raises(RemoteProtocolError) as info:
+            gossip_envelope(room_id, msg_id, bad)
+        assert info.value.code == "bad-room-message"
 
 
 def _encoded_with(message: Any, **changes: Any) -> bytes:

@@ -26,6 +26,7 @@ from p2pchat.chat.rooms import (
     RoomKeys,
     bad_message,
     check_room_envelope,
+    gossip_envelope,
     observe,
     open_room_message,
 )
@@ -204,7 +205,7 @@ class RoomBroadcasts:
         if room is None or keys is None:
             return False
         try:
-            envelope = self._envelope(room_id, msg_id, payload)
+            envelope = gossip_envelope(room_id, msg_id, payload)
             parked = self.parked.get(room_id, {}).get((msg_id, envelope.author))
             if parked is not None and parked.payload == payload:
                 return False  # already waiting for its key
@@ -240,21 +241,6 @@ class RoomBroadcasts:
             self._refusals.take(carrier, now)
             raise
 
-    def _envelope(self, room_id: bytes, msg_id: bytes, payload: bytes) -> RoomEnvelope:
-        """The RoomEnvelope a RoomGossip payload carries (§14: the §5 encoding, type id
-        included), for this room and under the gossip's own id."""
-        try:
-            envelope = self._codec.decode(payload)
-        except RemoteProtocolError as error:
-            raise bad_message(f"the payload is malformed ({error})") from error
-        if type(envelope) is not RoomEnvelope:
-            raise bad_message("the payload is not a RoomEnvelope")
-        if envelope.room_id != room_id:
-            raise bad_message("the envelope belongs to another room")
-        if envelope.msg_id != msg_id:
-            raise bad_message("the envelope's msg_id is not the gossip's")
-        return envelope
-
     # ------------------------------------------------------------------ parked
 
     def _parking(self, room_id: bytes, now: float) -> dict[tuple[bytes, bytes], Parked]:
@@ -287,7 +273,7 @@ class RoomBroadcasts:
             if tree.has(msg_id) or state.store.room_message(room_id, msg_id) is not None:
                 continue  # another copy got through meanwhile
             try:
-                envelope = self._envelope(room_id, msg_id, item.payload)
+                envelope = gossip_envelope(room_id, msg_id, item.payload)
                 if envelope.author not in keys.members_at(envelope.epoch):
                     raise bad_message(f"the author is not a member at epoch {envelope.epoch}")
                 inner = open_message(room, keys, envelope)
