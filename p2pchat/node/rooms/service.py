@@ -25,10 +25,10 @@ from p2pchat.node.rooms.invitations import Invitations
 from p2pchat.node.rooms.membership import Membership
 from p2pchat.node.rooms.outbox import PairwiseOutbox
 from p2pchat.node.rooms.state import RoomState, log, now_ms
-from p2pchat.node.rooms.storing import DISK_RETRY, MessageStorage, write_message
+from p2pchat.node.rooms.storing import DISK_RETRY, MessageStorage
 from p2pchat.store import RoomMessage, Store
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave
+from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave, RoomText
 
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
@@ -123,9 +123,8 @@ class RoomService:
         msg_id = os.urandom(16)
         envelope = seal_room_message(self.identity, room, msg_id, clock, now, text, os.urandom(24))
         payload = self._codec.encode(envelope)
-        stored = write_message(self.store, room_id=room_id, msg_id=msg_id, author=self.me,
-                               clock=clock, sent_at=now, received_at=now, text=text,
-                               envelope=payload, read=True, room_clock=clock)  # fmt: skip
+        inner = RoomText(clock=clock, time=now, text=text)
+        stored = self.storage.write(envelope, inner, payload, received_at=now, room_clock=clock)
         assert stored is not None
         self.rooms[room_id] = room
         self.broadcasts.send(room_id, msg_id, room.epoch, payload)

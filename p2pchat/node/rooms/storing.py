@@ -14,42 +14,10 @@ from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.node.events import RoomMessageIn
 from p2pchat.node.rooms.state import MAX_PARKED, RoomState, log, now_ms
-from p2pchat.store import RoomMessage, Store
+from p2pchat.store import RoomMessage
 from p2pchat.wire.messages import RoomEnvelope, RoomText
 
 DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
-
-
-def write_message(
-    store: Store,
-    *,
-    room_id: bytes,
-    msg_id: bytes,
-    author: bytes,
-    clock: int,
-    sent_at: int,
-    received_at: int,
-    text: str,
-    envelope: bytes,
-    read: bool,
-    room_clock: int,
-) -> RoomMessage | None:
-    """Add a room message and the room's clock after it, in one transaction; None if
-    the message was stored already."""
-    with store.transaction():
-        stored = store.add_room_message(
-            room_id=room_id,
-            msg_id=msg_id,
-            author=author,
-            clock=clock,
-            sent_at=sent_at,
-            received_at=received_at,
-            text=text,
-            envelope=envelope,
-            read=read,
-        )
-        store.set_room_clock(room_id, room_clock)
-    return stored
 
 
 class MessageStorage:
@@ -59,6 +27,34 @@ class MessageStorage:
         self._wrote = wrote
         # room -> msg id -> a message the disk refused, to store when it takes it (bounded)
         self.held: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes]]] = {}
+
+    def write(
+        self,
+        envelope: RoomEnvelope,
+        inner: RoomText,
+        payload: bytes,
+        *,
+        received_at: int,
+        room_clock: int,
+    ) -> RoomMessage | None:
+        """Add a room message (``payload`` the encoded ``envelope``, ``inner`` its text)
+        and the room's clock after it, in one transaction; None if it was stored
+        already. Ours is stored read."""
+        store = self._state.store
+        with store.transaction():
+            stored = store.add_room_message(
+                room_id=envelope.room_id,
+                msg_id=envelope.msg_id,
+                author=envelope.author,
+                clock=inner.clock,
+                sent_at=inner.time,
+                received_at=received_at,
+                text=inner.text,
+                envelope=payload,
+                read=envelope.author == self._state.me,
+            )
+            store.set_room_clock(envelope.room_id, room_clock)
+        return stored
 
     def store_or_hold(
         self, room_id: bytes, envelope: RoomEnvelope, inner: RoomText, payload: bytes
@@ -110,19 +106,7 @@ class MessageStorage:
         if room is None:
             return
         room = observe(room, inner.clock)
-        stored = write_message(
-            state.store,
-            room_id=room_id,
-            msg_id=envelope.msg_id,
-            author=envelope.author,
-            clock=inner.clock,
-            sent_at=inner.time,
-            received_at=now_ms(),
-            text=inner.text,
-            envelope=payload,
-            read=envelope.author == state.me,
-            room_clock=room.clock,
-        )
+        stored = self.write(envelope, inner, payload, received_at=now_ms(), room_clock=room.clock)
         state.rooms[room_id] = room
         self._wrote(room_id, envelope.author)  # it wrote: it has joined
         if stored is not None:
