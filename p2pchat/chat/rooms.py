@@ -13,12 +13,16 @@ milliseconds. See docs/protocol.md §15.
   author's identity key. Anyone can carry it and check the signature; only members
   can read it. Members order messages by (Lamport clock, msg_id), like a one-to-one
   conversation (:func:`p2pchat.chat.rules.order_key`).
+
+One module of about 500 lines: keys, messages, clocks and membership all turn on one
+``Room`` and its ``RoomKeys``, and are read together against §15.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import nacl.bindings
 import nacl.exceptions
@@ -50,6 +54,7 @@ MAX_KEYS_PER_EPOCH = 4  # concurrent rotations can give one epoch several keys
 MAX_EPOCH_JUMP = 1_000_000  # a key update may not push the epoch further than this
 
 _codec = Codec()
+_Message = TypeVar("_Message", RoomEnvelope, RoomText)
 
 
 def bad_message(reason: str) -> RemoteProtocolError:
@@ -232,16 +237,22 @@ def seal_room_message(
     return replace(unsigned, signature=signature)
 
 
+def _decoded(data: bytes, kind: type[_Message], what: str) -> _Message:
+    """``data`` decoded (the §5 encoding, type id included), if it is a ``kind``."""
+    try:
+        message = _codec.decode(data)
+    except RemoteProtocolError as error:
+        raise bad_message(f"{what} is malformed ({error})") from error
+    if type(message) is not kind:
+        raise bad_message(f"{what} is not a {kind.__name__}")
+    return message
+
+
 def gossip_envelope(room_id: bytes, msg_id: bytes, payload: bytes) -> RoomEnvelope:
     """The RoomEnvelope a RoomGossip payload carries (§14: the §5 encoding, type id
     included), for this room and under the gossip's own id; ``bad-room-message`` if it
     is not one. Nothing is checked inside it yet (:func:`check_room_envelope`)."""
-    try:
-        envelope = _codec.decode(payload)
-    except RemoteProtocolError as error:
-        raise bad_message(f"the payload is malformed ({error})") from error
-    if type(envelope) is not RoomEnvelope:
-        raise bad_message("the payload is not a RoomEnvelope")
+    envelope = _decoded(payload, RoomEnvelope, "the payload")
     if envelope.room_id != room_id:
         raise bad_message("the envelope belongs to another room")
     if envelope.msg_id != msg_id:
@@ -282,12 +293,7 @@ def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
         break
     else:
         raise bad_message("it cannot be decrypted")
-    try:
-        text = _codec.decode(plain)
-    except RemoteProtocolError as exc:
-        raise bad_message(f"its content is malformed ({exc})") from exc
-    if type(text) is not RoomText:
-        raise bad_message("its content is not a RoomText")
+    text = _decoded(plain, RoomText, "its content")
     problem = text_problem(text.text)
     if problem:
         raise bad_message(problem)
