@@ -23,7 +23,7 @@ from p2pchat.node.rooms.broadcast import PARK_SECONDS, REFUSAL_BURST, REFUSAL_RA
 from p2pchat.node.rooms.invitations import MAX_PENDING_INVITES
 from p2pchat.node.rooms.membership import MAX_INVITE_SENDS
 from p2pchat.node.rooms.outbox import PAIRWISE_RETRY
-from p2pchat.node.rooms.service import PAIRWISE, ROOM_WIRE, RoomService
+from p2pchat.node.rooms.service import ROOM_WIRE, RoomService
 from p2pchat.node.rooms.state import LOG_INTERVAL, MAX_PARKED
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "MAX_INVITE_SENDS",
     "MAX_PARKED",
     "MAX_PENDING_INVITES",
-    "PAIRWISE",
     "PAIRWISE_RETRY",
     "PARK_SECONDS",
     "REFUSAL_BURST",

@@ -64,6 +64,9 @@ class RoomService:
         self._load()
 
     def _joined(self, room_id: bytes, member: bytes) -> None:
+        """``member`` showed that it takes part in the room (it wrote, or carried room
+        traffic): storage and broadcast say so here, the membership (made last, as it
+        uses them) acts on it."""
         self._membership.mark_joined(room_id, member)
 
     def _load(self) -> None:
