@@ -4,6 +4,12 @@ Bytes go in with :meth:`SecureSession.receive_data`; bytes to write come out of
 :meth:`SecureSession.data_to_send`; what happened comes out of
 :meth:`SecureSession.next_event`. No sockets, no clock, no randomness: the I/O layer
 in :mod:`p2pchat.net` drives it. See docs/protocol.md for the normative description.
+
+Why one module of over 500 lines: it is one state machine. The handshake's checks and
+the transport's limits read and change the same state (the cipher states, the pending
+replies, the pause, the closing code), and a reader following a frame from
+``receive_data`` to an event should not have to jump between objects. What does stand
+apart already does: record packing (:mod:`.records`) and the events (:mod:`.events`).
 """
 
 from __future__ import annotations
