@@ -12,7 +12,7 @@ import trio
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.identity import Identity
 from p2pchat.net.links import LinkLimits
-from p2pchat.node.chat import ChatService, ChatSettings
+from p2pchat.node.chat import LINK_RETRY_MS, MAX_INPUT_BYTES, ChatService, ChatSettings
 from p2pchat.node.events import MessageIn, NodeEvent, Receipt
 from p2pchat.node.node import Node, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, Store, open_store
@@ -28,6 +28,8 @@ class ChatPeer:
     relay: bool = True
     limits: LinkLimits = field(default_factory=LinkLimits)
     contacts_only: bool = False
+    link_retry_ms: int = LINK_RETRY_MS  # the chat backstop for what went over a session
+    max_input_bytes: int = MAX_INPUT_BYTES  # chat input held before more is dropped
     events: list[NodeEvent] = field(default_factory=list)
     node: Node | None = None
     store: Store | None = None
@@ -57,7 +59,11 @@ class ChatPeer:
             port=port,
             mdns=False,
             store=self.store,
-            chat=ChatSettings(relay=RelayLimits(enabled=self.relay)),
+            chat=ChatSettings(
+                relay=RelayLimits(enabled=self.relay),
+                link_retry_ms=self.link_retry_ms,
+                max_input_bytes=self.max_input_bytes,
+            ),
             limits=self.limits,
             contacts_only=self.contacts_only,
         )

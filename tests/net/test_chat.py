@@ -96,9 +96,9 @@ async def test_offline_delivery_through_a_relay(tmp_path: Path) -> None:
         bob.befriend(ann)
         ann.introduce(rex)
         bob.introduce(rex)
-        await wait_for(lambda: ann.chat._reachable(bob.key), 30, "the mesh to form")
+        await wait_for(lambda: ann.chat.reachable(bob.key), 30, "the mesh to form")
         await bob.stop()
-        await wait_for(lambda: not ann.chat._reachable(bob.key), 30, "ann to see bob leave")
+        await wait_for(lambda: not ann.chat.reachable(bob.key), 30, "ann to see bob leave")
 
         sent = ann.chat.send_text(bob.key, "while you were away")
         await wait_for(lambda: state_of(ann, sent.msg_id) == "sent", 30, "the relay to take it")
@@ -136,9 +136,9 @@ async def test_relaying_can_be_switched_off(tmp_path: Path) -> None:
         ann.befriend(bob)
         ann.introduce(rex)
         bob.introduce(rex)
-        await wait_for(lambda: ann.chat._reachable(bob.key), 30, "the mesh to form")
+        await wait_for(lambda: ann.chat.reachable(bob.key), 30, "the mesh to form")
         await bob.stop()
-        await wait_for(lambda: not ann.chat._reachable(bob.key), 30, "ann to see bob leave")
+        await wait_for(lambda: not ann.chat.reachable(bob.key), 30, "ann to see bob leave")
         sent = ann.chat.send_text(bob.key, "nobody keeps this")
         await trio.sleep(2.5)  # past the first retry, when relays are asked
         assert state_of(ann, sent.msg_id) == "queued"
@@ -153,7 +153,7 @@ async def test_strangers_land_in_requests_until_accepted(tmp_path: Path) -> None
         await eve.start(nursery)
         eve.befriend(ann)  # eve knows ann; ann does not know eve
         eve.introduce(ann)
-        await wait_for(lambda: eve.chat._reachable(ann.key), 30, "eve to see ann")
+        await wait_for(lambda: eve.chat.reachable(ann.key), 30, "eve to see ann")
         sent = [eve.chat.send_text(ann.key, f"hi {i}") for i in range(5)]
         await wait_for(lambda: len(ann.received()) == 3, 30, "the request")
         assert all(m.request for m in ann.received())
@@ -210,10 +210,10 @@ async def test_blocked_senders_relayed_envelopes_are_dropped(tmp_path: Path) -> 
         ann.introduce(rex)
         eve.introduce(rex)
         eve.befriend(ann)
-        await wait_for(lambda: eve.chat._reachable(ann.key), 30, "the mesh to form")
+        await wait_for(lambda: eve.chat.reachable(ann.key), 30, "the mesh to form")
         ann.chat.set_blocked(eve.key, True)
         await ann.stop()
-        await wait_for(lambda: not eve.chat._reachable(ann.key), 30, "eve to see ann leave")
+        await wait_for(lambda: not eve.chat.reachable(ann.key), 30, "eve to see ann leave")
         eve.chat.send_text(ann.key, "through the back door")
         assert rex.store is not None
         await wait_for(lambda: rex.store is not None and rex.store.relay_count() > 0, 30, "relay")
@@ -260,7 +260,7 @@ async def test_writing_to_a_stranger_accepts_them(tmp_path: Path) -> None:
         await ann.start(nursery)
         await eve.start(nursery)
         eve.introduce(ann)
-        await wait_for(lambda: eve.chat._reachable(ann.key), 30, "eve to see ann")
+        await wait_for(lambda: eve.chat.reachable(ann.key), 30, "eve to see ann")
         eve.chat.send_text(ann.key, "hi, we met at the conference")  # eve adds ann
         await wait_for(lambda: bool(ann.received()), 30, "the request")
         assert ann.received()[0].request
@@ -285,9 +285,9 @@ async def test_a_misbehaving_relay_can_neither_alter_nor_duplicate(tmp_path: Pat
         bob.befriend(ann)
         for peer in (ann, bob, ray):
             peer.introduce(rex)
-        await wait_for(lambda: ann.chat._reachable(bob.key), 30, "the mesh to form")
+        await wait_for(lambda: ann.chat.reachable(bob.key), 30, "the mesh to form")
         await bob.stop()
-        await wait_for(lambda: not ann.chat._reachable(bob.key), 30, "ann to see bob leave")
+        await wait_for(lambda: not ann.chat.reachable(bob.key), 30, "ann to see bob leave")
         sent = ann.chat.send_text(bob.key, "the real text")
 
         def held(relay: ChatPeer) -> bool:
@@ -322,7 +322,7 @@ async def test_a_misbehaving_relay_can_neither_alter_nor_duplicate(tmp_path: Pat
             stored_at=0,
             envelope=good_blob,
         )
-        ray.chat._offer_relayed(bob.key, 0)
+        ray.chat.relay.offer_relayed(bob.key, 0)
         await wait_for(lambda: not held(ray), 30, "the replay to be answered")
         assert [m.text for m in bob.received()] == ["the real text"]
         assert bob.store is not None and bob.store.count_messages() == 1

@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 import trio
 
-import p2pchat.node.chat as chat_module
 from p2pchat.api.control import serve_control
 from p2pchat.api.handler import ApiHandler
 from p2pchat.chat.sealing import seal
 from p2pchat.errors import StoreError
 from p2pchat.identity import Identity
 from p2pchat.net.server import open_secure_connection
-from p2pchat.node.chat import ChatService
+from p2pchat.node.chat import WINDOW, ChatService
 from p2pchat.node.events import ChatEvent
 from p2pchat.store import StoredMessage, open_store
 from p2pchat.wire.codec import Codec
@@ -37,23 +36,16 @@ from tests.net.test_chat import friends, history_texts, peers, state_of
 
 
 class RunnerPasses:
-    """Counts the passes of a chat service's runner (each one ends by computing its
-    next deadline), so a test can tell a sleeping runner from a spinning one."""
+    """Counts the passes of a chat service's runner, so a test can tell a sleeping
+    runner from a spinning one."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, chat: ChatService) -> None:
-        self.count = 0
-        original = chat._next_deadline
-
-        def counting() -> float:
-            self.count += 1
-            return original()
-
-        monkeypatch.setattr(chat, "_next_deadline", counting)
+    def __init__(self, chat: ChatService) -> None:
+        self._chat = chat
 
     async def during(self, seconds: float) -> int:
-        before = self.count
+        before = self._chat.runner_passes
         await trio.sleep(seconds)
-        return self.count - before
+        return self._chat.runner_passes - before
 
 
 def unused_address() -> str:
@@ -121,16 +113,14 @@ async def relayed_within_seconds(
     assert not ann.connected_to(bob), "the premise: ann never reached bob"
 
 
-async def test_a_message_for_a_peer_that_fails_to_dial_goes_to_a_relay(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_message_for_a_peer_that_fails_to_dial_goes_to_a_relay(tmp_path: Path) -> None:
     """bob is online for the mesh, but ann's dials to him fail: her message is handed
     to rex within seconds (it used to wait in a backlog forever, the runner spinning)."""
     async with trio.open_nursery() as nursery:
         # A long backoff: ann's dial keeps counting as failing while the message waits.
         ann, bob, _ = await undiallable_pair(tmp_path, nursery, backoff=30.0)
         await wait_for(lambda: dial_backing_off(ann, bob), 30, "a failed dial to bob")
-        passes = RunnerPasses(monkeypatch, ann.chat)
+        passes = RunnerPasses(ann.chat)
         sent = ann.chat.send_text(bob.key, "can you hear me?")
         await relayed_within_seconds(ann, bob, sent, passes)
         nursery.cancel_scope.cancel()
@@ -156,26 +146,24 @@ async def test_a_first_message_whose_dial_then_fails_goes_to_a_relay(
 # ------------------------------------------------------------------ 2: past the window
 
 
-async def test_a_held_stranger_backlog_neither_spins_nor_loses_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_held_stranger_backlog_neither_spins_nor_loses_order(tmp_path: Path) -> None:
     """eve writes more than a window to ann, who does not know her: ann's gate holds
     them. Past the backstop eve's runner must not spin; once ann accepts, every message
     arrives once, and the conversation shows them in order."""
-    monkeypatch.setattr(chat_module, "LINK_RETRY_MS", 500)
-    count = chat_module.WINDOW + 44
+    count = WINDOW + 44
     ann, eve = peers(tmp_path, "ann", "eve")
+    ann.link_retry_ms = eve.link_retry_ms = 500
     async with trio.open_nursery() as nursery:
         await ann.start(nursery)
         await eve.start(nursery)
         eve.befriend(ann)  # eve knows ann; ann does not know eve
         eve.introduce(ann)
         await wait_for(lambda: eve.connected_to(ann), 30, "a session")
-        passes = RunnerPasses(monkeypatch, eve.chat)
+        passes = RunnerPasses(eve.chat)
         texts = [f"m{i:03d}" for i in range(count)]
         sent = [eve.chat.send_text(ann.key, text) for text in texts]
         await wait_for(lambda: len(ann.received()) == 3, 30, "the request")
-        assert len(eve.chat._backlog.get(ann.key, {})) > 0, "the premise: some wait for room"
+        assert eve.chat.outbox.waiting_for_room(ann.key) > 0, "the premise: some wait for room"
 
         assert await passes.during(3.0) < 200, "the chat runner spins past the backstop"
         assert len(ann.received()) == 3
@@ -284,6 +272,9 @@ async def test_a_replaced_session_resends_what_was_in_flight(
     """Messages written to a session that is then replaced (a second dial from the same
     side) were lost with it: the new session resends them, long before the backstop."""
     ann, bob = peers(tmp_path, "ann", "bob")
+    # Only the new session may bring them: the backstop must not fire in this test,
+    # however slowly it runs.
+    ann.link_retry_ms = bob.link_retry_ms = 3_600_000
     async with trio.open_nursery() as nursery:
         await friends(nursery, bob, ann)
         assert ann.node is not None and bob.node is not None
@@ -298,9 +289,6 @@ async def test_a_replaced_session_resends_what_was_in_flight(
                 receive(peer, message, address)
 
         monkeypatch.setattr(bob.chat, "receive", losing)
-        # Only the new session may bring them: the backstop must not fire in this test,
-        # however slowly it runs.
-        monkeypatch.setattr(chat_module, "LINK_RETRY_MS", 3_600_000)
         sent = [ann.chat.send_text(bob.key, f"m{i}") for i in range(5)]
         # Each one at least once: if the first session is replaced on its own (both
         # sides dialled), the new one resends them, and they are lost again.
@@ -374,7 +362,6 @@ async def test_many_senders_leave_the_clock_cache_bounded(tmp_path: Path) -> Non
         for start in range(0, len(envelopes), 64):
             batch = Envelopes(tuple(envelopes[start : start + 64]))
             chat.receive(relay.public_key, batch, "127.0.0.1:4000")
-        while chat._incoming:
-            chat._process_incoming()
+        assert chat.process_pending()
         assert events, "the premise: the envelopes were opened"
-        assert len(chat._clocks._highest) <= 4097
+        assert chat.cached_clocks <= 4097

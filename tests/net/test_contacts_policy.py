@@ -174,8 +174,7 @@ def envelope(sender: Identity, recipient: bytes, text: str = "hi") -> Any:
 def offer(setup: Setup, relay_peer: bytes, *envelopes: Any) -> EnvelopesTaken:
     setup.sent.clear()
     setup.chat.receive(relay_peer, Envelopes(tuple(envelopes)), "127.0.0.1:4000")
-    while setup.chat._incoming:
-        setup.chat._process_incoming()
+    assert setup.chat.process_pending()
     answers = [m for peer, m in setup.sent if isinstance(m, EnvelopesTaken)]
     assert len(answers) == 1
     return answers[0]
@@ -212,4 +211,4 @@ def test_our_own_envelopes_go_to_contacts_only(strict: Setup) -> None:
     strict.chat.add_contact(recipient.public_key)
     strict.online[:] = [stranger.public_key, friend.public_key]
     strict.sent.clear()
-    assert strict.chat._relays_for(recipient.public_key, 3) == [friend.public_key]
+    assert strict.chat.relay.relays_for(recipient.public_key, 3) == [friend.public_key]

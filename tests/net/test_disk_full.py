@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-import p2pchat.node.chat as chat_module
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble
+from p2pchat.node.chat import input_weight
 from p2pchat.node.events import RoomMessageIn
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.wire.messages import ChatMessage
@@ -62,13 +62,12 @@ async def watch_acknowledgements(sender: ChatPeer, receiver: ChatPeer, breaches:
 
 
 async def test_messages_sent_to_a_full_disk_are_stored_once_space_returns(
-    tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, disk: Disk
 ) -> None:
     # The sender's own backstop (a resend after 30 s) is taken out of the picture: bob
     # must take back what he held by himself, not wait for ann to try again.
-    monkeypatch.setattr(chat_module, "LINK_RETRY_MS", 3_600_000)
-    ann = ChatPeer("ann", tmp_path / "ann")
-    bob = ChatPeer("bob", disk.root / "bob")
+    ann = ChatPeer("ann", tmp_path / "ann", link_retry_ms=3_600_000)
+    bob = ChatPeer("bob", disk.root / "bob", link_retry_ms=3_600_000)
     breaches: list[str] = []
     async with trio.open_nursery() as nursery:
         await friends(nursery, ann, bob)
@@ -110,23 +109,21 @@ async def test_messages_sent_to_a_full_disk_are_stored_once_space_returns(
 
 
 async def test_input_dropped_while_the_disk_is_full_is_asked_for_again(
-    tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, disk: Disk
 ) -> None:
     """While the disk is full, held input fills the input bound and the rest is dropped
     (unacknowledged). Once the held input is stored, its senders are nudged to resend
     at once: with their own backstop out of the picture, everything still arrives."""
-    monkeypatch.setattr(chat_module, "LINK_RETRY_MS", 3_600_000)
-    weight = chat_module._weight(ChatMessage(bytes(16), 1, 0, "during 000"))
-    monkeypatch.setattr(chat_module, "MAX_INPUT_BYTES", 40 * weight)  # holds 40 of them
-    ann = ChatPeer("ann", tmp_path / "ann")
-    bob = ChatPeer("bob", disk.root / "bob")
+    held = 40 * input_weight(ChatMessage(bytes(16), 1, 0, "during 000"))  # 40 of them
+    ann = ChatPeer("ann", tmp_path / "ann", link_retry_ms=3_600_000, max_input_bytes=held)
+    bob = ChatPeer("bob", disk.root / "bob", link_retry_ms=3_600_000, max_input_bytes=held)
     async with trio.open_nursery() as nursery:
         await friends(nursery, ann, bob)
         fill_under(bob, disk)
         during = [ann.chat.send_text(bob.key, f"during {n:03d}") for n in range(DURING)]
         await wait_for(lambda: bool(troubles(bob)), 10, "bob to report the full disk")
-        await wait_for(lambda: bool(bob.chat._dropped_from), 10, "bob to drop input")
-        assert len(bob.chat._incoming) <= 40
+        await wait_for(lambda: bob.chat.inbox.dropped > 0, 10, "bob to drop input")
+        assert bob.chat.inbox.waiting <= 40
         disk.free()
         await wait_for(lambda: all(state_of(ann, m.msg_id) == "delivered" for m in during), 30,
                        "everything to be delivered, the dropped part after a nudge")  # fmt: skip
@@ -183,9 +180,9 @@ async def test_a_relay_with_a_full_disk_takes_nothing_it_cannot_keep(
         bob.befriend(ann)
         ann.introduce(rex)
         bob.introduce(rex)
-        await wait_for(lambda: ann.chat._reachable(bob.key), 10, "the mesh to form")
+        await wait_for(lambda: ann.chat.reachable(bob.key), 10, "the mesh to form")
         await bob.stop()
-        await wait_for(lambda: not ann.chat._reachable(bob.key), 5, "ann to see bob leave")
+        await wait_for(lambda: not ann.chat.reachable(bob.key), 5, "ann to see bob leave")
 
         fill_under(rex, disk)
         sent = ann.chat.send_text(bob.key, "kept for you")

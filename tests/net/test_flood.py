@@ -57,7 +57,7 @@ async def test_ten_thousand_requests_from_a_thousand_identities(tmp_path: Path) 
         ann.befriend(bob)
         bob.befriend(ann)
         bob.introduce(ann)
-        await wait_for(lambda: bob.chat._reachable(ann.key), 5, "bob to see ann")
+        await wait_for(lambda: bob.chat.reachable(ann.key), 5, "bob to see ann")
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
         send_identities, receive_identities = trio.open_memory_channel[Identity](0)
@@ -123,7 +123,7 @@ async def test_ten_thousand_requests_from_a_thousand_identities(tmp_path: Path) 
         assert 0 < requests <= allowed
         assert stored_from_strangers <= requests * limits.request_messages
         assert ann.chat.gate.tracked() <= 2 * limits.tracked
-        assert not ann.chat._incoming
+        assert not ann.chat.inbox.waiting
         assert len(ann.node.links.links) <= ann.node.links.limits.max_links
         assert rss_growth_mb < 200
         nursery.cancel_scope.cancel()
