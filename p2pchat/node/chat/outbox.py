@@ -12,10 +12,10 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 
-from p2pchat.chat.rules import MessageState, compose, retry_delay_ms
+from p2pchat.chat.rules import SETTLED_STATES, MessageState, compose, retry_delay_ms
 from p2pchat.node.chat.context import ChatContext
 from p2pchat.node.chat.relaying import Relay
-from p2pchat.node.chat.settings import SETTLED, WINDOW, now_ms
+from p2pchat.node.chat.settings import WINDOW, now_ms
 from p2pchat.node.events import Receipt
 from p2pchat.store import OutboxItem, StoredMessage
 from p2pchat.wire.messages import MAX_RECEIPT_IDS, ChatMessage, ChatReceipt
@@ -136,7 +136,7 @@ class Outbox:
 
     def _unsettled(self, item: StoredMessage | OutboxItem) -> StoredMessage | None:
         stored = item if isinstance(item, StoredMessage) else self._ctx.store.message(item.msg_id)
-        return None if stored is None or stored.state in SETTLED else stored
+        return None if stored is None or stored.state in SETTLED_STATES else stored
 
     # ------------------------------------------------------------------ windows
 
@@ -167,7 +167,7 @@ class Outbox:
             msg_id = next(iter(backlog))
             del backlog[msg_id]
             stored = self._ctx.store.message(msg_id) if msg_id not in window else None
-            if stored is not None and stored.state not in SETTLED:
+            if stored is not None and stored.state not in SETTLED_STATES:
                 batch.append(stored)
         if batch:
             self._transmit(peer, batch, now, from_backlog=True)

@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 
 from p2pchat.chat.gate import GateLimits
 from p2pchat.chat.relay import RelayLimits
-from p2pchat.chat.rules import MessageState
 from p2pchat.wire.messages import ChatMessage, ChatReceipt, Envelopes, EnvelopesTaken
 
 CHAT_MESSAGES = (ChatMessage, ChatReceipt, Envelopes, EnvelopesTaken)
 WINDOW = 256  # messages in flight (sent, not acknowledged) per peer
-SETTLED = (MessageState.DELIVERED, MessageState.READ)
 LINK_RETRY_MS = 30_000  # sent over a live session: resent on reconnect, this is a backstop
 RELAY_RECHECK_MS = 30_000  # how often a relay re-offers what it keeps to online recipients
 MAX_BATCH = 2048
