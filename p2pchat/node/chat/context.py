@@ -18,6 +18,7 @@ from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.chat.settings import ChatSettings
 from p2pchat.node.events import ChatEvent
 from p2pchat.node.ports import Links, Peers
+from p2pchat.node.wake import Wake
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.store import Store
 from p2pchat.wire.codec import Codec
@@ -46,22 +47,10 @@ class ChatContext:
     clocks: Clocks = field(init=False, default_factory=Clocks)
     log_limit: LogLimiter = field(init=False, default_factory=lambda: LogLimiter(60.0))
     _relations: dict[bytes, Relation] = field(init=False, default_factory=dict)
-    _woken: trio.Event = field(init=False, default_factory=trio.Event)
+    wake: Wake = field(init=False, default_factory=Wake)  # the runner's alarm
 
     def __post_init__(self) -> None:
         self.me = self.identity.public_key
-
-    # ------------------------------------------------------------------ the runner
-
-    def wake(self) -> None:
-        """Let the runner take its next deadline (or the waiting input) now."""
-        self._woken.set()
-
-    async def sleep_until(self, deadline: float) -> None:
-        """Wait for a :meth:`wake` or the ``deadline``, whichever comes first."""
-        with trio.move_on_at(deadline):
-            await self._woken.wait()
-        self._woken = trio.Event()
 
     # ------------------------------------------------------------------ relations
 

@@ -84,7 +84,7 @@ class Inbox:
             return
         self._incoming_bytes += weight
         self._incoming.append((peer, message, address))
-        self._ctx.wake()
+        self._ctx.wake.set()
 
     # ------------------------------------------------------------------ batches
 

@@ -68,9 +68,9 @@ class Outbox:
         elif ctx.reachable(peer):
             with ctx.store.transaction():
                 self._transmit(peer, [stored], now)
-            ctx.wake()  # its retry may be the runner's next deadline
+            ctx.wake.set()  # its retry may be the runner's next deadline
         else:
-            ctx.wake()  # the runner hands it to relays
+            ctx.wake.set()  # the runner hands it to relays
         return stored
 
     def _transmit(
@@ -186,7 +186,7 @@ class Outbox:
             if waiting:
                 self._transmit(peer, waiting, now)
         self._relay.offer_relayed(peer, now)
-        ctx.wake()  # new retry times: let the runner take its next deadline
+        ctx.wake.set()  # new retry times: let the runner take its next deadline
 
     def peer_online(self, peer: bytes) -> None:
         """The mesh says ``peer`` is (back) online."""
@@ -200,7 +200,7 @@ class Outbox:
                 if waiting:
                     self._transmit(peer, waiting[:1], now)
                 self._relay.offer_relayed(peer, now)
-                ctx.wake()
+                ctx.wake.set()
 
     def peer_down(self, peer: bytes) -> None:
         """The session closed: nothing is in flight any more. What it carried and was not
@@ -217,7 +217,7 @@ class Outbox:
             for item in ctx.store.outbox(peer):
                 if item.msg_id in window and item.next_attempt_at > soon:
                     ctx.store.reschedule(item.msg_id, attempts=item.attempts, next_attempt_at=soon)
-        ctx.wake()  # an earlier deadline for the runner
+        ctx.wake.set()  # an earlier deadline for the runner
 
     # ------------------------------------------------------------------ retries, receipts
 

@@ -228,7 +228,7 @@ class ChatService:
     async def run(self) -> None:
         deadline = 0.0
         while True:
-            await self._ctx.sleep_until(deadline)
+            await self._ctx.wake.wait(deadline)
             try:
                 if trio.current_time() >= self._held_until:
                     await self._pass()
