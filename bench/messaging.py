@@ -41,15 +41,12 @@ from p2pchat.net.server import listener_addresses
 from p2pchat.node.events import MessageIn, Receipt
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.store import Store, open_store
+from p2pchat.wallclock import now_ms
 
 TEXT = "x" * 100  # a 100-character message, as in bench/session.py's small messages
 STORE_BATCH = 500  # inserts per transaction in the SQLite baseline and the history fill
 YIELD_EVERY = 200  # send_text calls between trio checkpoints in the throughput burst
 SETTLE_S = 180.0  # give up on a run after this long (a dropped message waits 30 s)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -24,6 +24,7 @@ FLOORS: dict[str, int] = {
     "addresses": 0,
     "ratelimit": 0,
     "backlog": 0,
+    "wallclock": 0,
     "identity": 1,
     "diskfaults": 1,
     "feed": 1,

@@ -9,7 +9,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from functools import partial
 from typing import Any
 
@@ -45,6 +44,7 @@ from p2pchat.net.server import open_secure_connection
 from p2pchat.node.chat import new_invite
 from p2pchat.profile import Profile, ProfileLock
 from p2pchat.session.core import SUPPORTED_VERSIONS
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import MAX_PING_DATA
 
 
@@ -216,7 +216,7 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
         contact = verified[0]
         with ProfileLock(profile.home), open_profile_store(profile) as store:
             store.add_contact(decode_peer_id(contact["id"]), nick=contact["nick"] or "",
-                              now=time.time_ns() // 1_000_000)  # fmt: skip
+                              now=now_ms())  # fmt: skip
     if args.json:
         print_json((verified or results or [{}])[0])
     if verified:

@@ -12,22 +12,18 @@ import os
 import secrets
 import socket
 import struct
-import time
 from dataclasses import dataclass, field
 
 import nacl.signing
 import trio
 
 from p2pchat.identity import Identity
+from p2pchat.wallclock import now_ms
 from tests.adversary import wire
 from tests.adversary.wire import HandshakeFailed, Message, Session
 
 READ_BYTES = 1 << 16
 RETRY_S = 0.25  # an honest peer refused (busy) tries again this soon
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def dial(

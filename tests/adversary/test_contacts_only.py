@@ -17,9 +17,10 @@ from pathlib import Path
 import nacl.signing
 
 from p2pchat.discovery.known import parse_invite
+from p2pchat.wallclock import now_ms
 from tests.adversary import wire
 from tests.adversary.bounds import CONTACT_WITHIN
-from tests.adversary.client import deliver, identity, new_message, now_ms, open_session
+from tests.adversary.client import deliver, identity, new_message, open_session
 from tests.adversary.daemon import Daemon
 
 STRANGERS = 20

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from p2pchat.node.chat import LINK_RETRY_MS, MAX_INPUT_BYTES, ChatService, ChatS
 from p2pchat.node.events import MessageIn, NodeEvent, Receipt
 from p2pchat.node.node import Node, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, Store, open_store
+from p2pchat.wallclock import now_ms
 
 
 @dataclass(eq=False)
@@ -118,10 +118,6 @@ class ChatPeer:
 
     def receipts(self, state: str) -> set[bytes]:
         return {e.msg_id for e in self.events if isinstance(e, Receipt) and e.state == state}
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:

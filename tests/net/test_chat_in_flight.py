@@ -16,8 +16,9 @@ import pytest
 
 from p2pchat.chat.rules import RETRY_FIRST_MS
 from p2pchat.identity import Identity
-from p2pchat.node.chat import LINK_RETRY_MS, ChatService, now_ms
+from p2pchat.node.chat import LINK_RETRY_MS, ChatService
 from p2pchat.store import Store, open_store
+from p2pchat.wallclock import now_ms
 from tests.net.fakes import FakeLinks, FakePeers
 
 

@@ -28,9 +28,10 @@ from p2pchat.net.server import open_secure_connection
 from p2pchat.node.chat import WINDOW, ChatService
 from p2pchat.node.events import ChatEvent
 from p2pchat.store import StoredMessage, open_store
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes
-from tests.net.chatpeers import ChatPeer, now_ms, wait_for
+from tests.net.chatpeers import ChatPeer, wait_for
 from tests.net.fakes import FakeLinks, FakePeers
 from tests.net.test_chat import friends, history_texts, peers, state_of
 

@@ -20,10 +20,11 @@ import pytest
 from p2pchat.chat.invites import token_key
 from p2pchat.chat.sealing import seal
 from p2pchat.identity import Identity
-from p2pchat.node.chat import ChatService, new_invite, now_ms
+from p2pchat.node.chat import ChatService, new_invite
 from p2pchat.node.events import ChatEvent
 from p2pchat.session.core import Refusal
 from p2pchat.store import Store, open_store
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes, EnvelopesTaken
 from tests.net.fakes import FakeLinks, FakePeers

@@ -15,8 +15,9 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
 from p2pchat.net.server import open_secure_connection
 from p2pchat.node.events import ContactRequest
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import ChatMessage
-from tests.net.chatpeers import ChatPeer, now_ms, wait_for
+from tests.net.chatpeers import ChatPeer, wait_for
 
 IDENTITIES = 1_000
 MESSAGES_EACH = 10

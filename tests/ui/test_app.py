@@ -35,6 +35,7 @@ from p2pchat.ui.screens.first_run import FirstRunScreen
 from p2pchat.ui.screens.verify import VerifyScreen
 from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.sidebar import Sidebar
+from p2pchat.wallclock import now_ms
 
 SIZE = (120, 36)
 # A guard, not a speed test: anything that crosses the network takes well under 1 s on
@@ -47,10 +48,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 from p2pchat.discovery.known import Target
 from p2pchat.ui.host import NodeHost
+from p2pchat.wallclock import now_ms
 from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
     SIZE,
     Person,
     line_with,
     notifications,
-    now_ms,
     people,
     sidebar_entry,
     type_line,

@@ -15,13 +15,13 @@ from p2pchat.profile import open_profile
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.host import NodeHost
+from p2pchat.wallclock import now_ms
 from tests.diskfull import small_disk
 from tests.ui.test_app import (
     SIZE,
     free_port,
     line_with,
     notifications,
-    now_ms,
     type_line,
     until,
 )

@@ -31,7 +31,6 @@ from p2pchat.node.chat.settings import (
     NUDGE_RATE,
     WINDOW,
     ChatSettings,
-    now_ms,
 )
 
 __all__ = [
@@ -50,5 +49,4 @@ __all__ = [
     "Relay",
     "input_weight",
     "new_invite",
-    "now_ms",
 ]

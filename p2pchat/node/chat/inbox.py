@@ -29,10 +29,10 @@ from p2pchat.node.chat.settings import (
     MAX_NUDGES,
     NUDGE_BURST,
     NUDGE_RATE,
-    now_ms,
 )
 from p2pchat.node.events import ChatEvent, ContactRequest, MessageIn, Receipt
 from p2pchat.ratelimit import KeyedBuckets
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import ChatMessage, ChatReceipt, Envelopes, EnvelopesTaken, Sealed
 
 log = logging.getLogger("p2pchat.chat")

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from p2pchat.chat.rules import SETTLED_STATES, MessageState, compose, retry_delay_ms
 from p2pchat.node.chat.context import ChatContext
 from p2pchat.node.chat.relaying import Relay
-from p2pchat.node.chat.settings import WINDOW, now_ms
+from p2pchat.node.chat.settings import WINDOW
 from p2pchat.node.events import Receipt
 from p2pchat.store import OutboxItem, StoredMessage
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import MAX_RECEIPT_IDS, ChatMessage, ChatReceipt
 
 

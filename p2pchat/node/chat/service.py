@@ -43,12 +43,12 @@ from p2pchat.node.chat.settings import (
     DISK_PAUSE_MAX,
     NUDGE_RATE,
     ChatSettings,
-    now_ms,
 )
 from p2pchat.node.events import ChatEvent
 from p2pchat.node.ports import Links, Peers
 from p2pchat.session.core import Refusal
 from p2pchat.store import Contact, Store, StoredMessage
+from p2pchat.wallclock import now_ms
 
 log = logging.getLogger("p2pchat.chat")
 

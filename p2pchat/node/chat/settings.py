@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from p2pchat.chat.gate import GateLimits
@@ -35,7 +34,3 @@ class ChatSettings:
     relay: RelayLimits = field(default_factory=RelayLimits)
     link_retry_ms: int = LINK_RETRY_MS
     max_input_bytes: int = MAX_INPUT_BYTES
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

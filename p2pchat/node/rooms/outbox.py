@@ -11,7 +11,7 @@ from typing import Any
 import trio
 
 from p2pchat.node.ports import Links
-from p2pchat.node.rooms.state import Wake
+from p2pchat.node.wake import Wake
 
 PAIRWISE_RETRY = 2.0
 PAIRWISE_TRIES = 30

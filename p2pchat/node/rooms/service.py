@@ -24,9 +24,10 @@ from p2pchat.node.rooms.broadcast import RoomBroadcasts
 from p2pchat.node.rooms.invitations import Invitations
 from p2pchat.node.rooms.membership import Membership
 from p2pchat.node.rooms.outbox import PairwiseOutbox
-from p2pchat.node.rooms.state import RoomState, log, now_ms
+from p2pchat.node.rooms.state import RoomState, log
 from p2pchat.node.rooms.storing import DISK_RETRY, MessageStorage
 from p2pchat.store import RoomMessage, Store
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave, RoomText
 

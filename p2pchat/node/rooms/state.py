@@ -8,7 +8,6 @@ The service (service.py) creates one RoomState and hands it to each part.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import trio
@@ -17,33 +16,15 @@ from p2pchat.chat.rooms import Room, RoomKeys
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.events import RoomChanged, RoomEvent
 from p2pchat.node.ports import Peers
+from p2pchat.node.wake import Wake
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.store import Store
+from p2pchat.wallclock import now_ms
 
 log = logging.getLogger("p2pchat.rooms")
 
 LOG_INTERVAL = 60.0  # one log line per refused peer per interval
 MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class Wake:
-    """The run loop's alarm: set by whatever may have moved a deadline."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self, deadline: float) -> None:
-        """Until the alarm is set or ``deadline`` (trio time) passes; then rearm."""
-        with trio.move_on_at(deadline):
-            await self._event.wait()
-        self._event = trio.Event()
 
 
 class RoomState:

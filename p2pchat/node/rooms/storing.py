@@ -13,8 +13,9 @@ from p2pchat.chat.rooms import observe
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.node.events import RoomMessageIn
-from p2pchat.node.rooms.state import MAX_PARKED, RoomState, log, now_ms
+from p2pchat.node.rooms.state import MAX_PARKED, RoomState, log
 from p2pchat.store import RoomMessage
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import RoomEnvelope, RoomText
 
 DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
