@@ -9,6 +9,15 @@ Memory per connection is bounded in both directions (docs/protocol.md §4.3): wh
 send waits in ``send()`` above a high-water mark; what the peer asked us to send
 (Pongs) makes the reader stop reading once it piles up unread; what we received
 waits in a bounded inbox, and the reader stops reading while it is full.
+
+Why this module stays whole (over 500 lines): it is one object with three tasks
+(reader, writer, keepalive) that share one session, the events that wake each other
+(writer wake-up, progress) and one way to end (``_mark_closed``); the handshake, the
+large-message slot the reader takes and the writer's send timeout all read and change
+those same fields. Split apart, that one concurrency protocol would be spread over
+modules that each make sense only with the others open. What does stand apart is
+elsewhere already: the inbox (net/inbox.py), the large-message slots (net/large.py),
+the session itself (p2pchat/session).
 """
 
 from __future__ import annotations
