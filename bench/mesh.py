@@ -18,7 +18,7 @@ import trio
 from perfdoc import write_section
 
 from p2pchat.identity import Identity
-from p2pchat.net.links import LinkLimits
+from p2pchat.net.slots import LinkLimits
 from p2pchat.node.node import Node, NodeSettings, crashable_node
 from p2pchat.sim.engine import SimSettings
 from p2pchat.sim.report import Report

@@ -8,26 +8,28 @@ dialled by the smaller peer id and close the other, so they agree without talkin
 about it (docs/protocol.md §4.3).
 
 Session slots are a resource strangers compete for, so they are handed out by value
-(:class:`Value`): contacts, then mesh neighbours, then strangers in use, then idle
-strangers. Strangers never hold the slots reserved for contacts; a newcomer that is
-worth more than the least valuable session takes that session's slot (it is evicted);
-a newcomer worth no more is refused with ``busy``. A stranger's value cannot be kept
-up by keepalive traffic: it counts as "in use" only for a while after its session
-opened or after the node reported it did something useful (:meth:`mark_useful`).
+(:class:`~p2pchat.net.slots.Value`; the eviction policy is in net/slots.py):
+contacts, then mesh neighbours, then strangers in use, then idle strangers. Strangers
+never hold the slots reserved for contacts; a newcomer that is worth more than the
+least valuable session takes that session's slot (it is evicted); a newcomer worth no
+more is refused with ``busy``. A stranger's value cannot be kept up by keepalive
+traffic: it counts as "in use" only for a while after its session opened or after the
+node reported it did something useful (:meth:`mark_useful`).
 
 A peer that does not read cannot make us build answers for it: a session's messages
 are not taken while what is queued for that peer is over its high-water mark. Contacts
 are the exception (what we queue for them is bounded by the outbox, and two contacts
 sending bulk to each other must not wait for each other).
+
+Whom to dial where, whom to keep and admit, and where messages go are the node's to
+say: the manager asks its :class:`~p2pchat.net.owner.LinkOwner`. Message sizes are
+estimated by net/sizes.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +39,11 @@ from p2pchat.addresses import parse_host_port
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.owner import LinkOwner
 from p2pchat.net.server import open_secure_connection
+from p2pchat.net.sizes import estimate_size
+from p2pchat.net.slots import Link, LinkLimits, Value, plan_admission
 from p2pchat.ratelimit import LogLimiter
-from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.net.links")
 
@@ -47,60 +51,6 @@ log = logging.getLogger("p2pchat.net.links")
 # (its policy: we are blocked, or not its contact), so do not dial it again before the
 # backoff says so (docs/protocol.md §4.3, §7).
 BACK_OFF_CODES = frozenset({"busy", "evicted", "contacts-only", "not-authorized"})
-
-
-class Value(enum.IntEnum):
-    """What a session is worth keeping, lowest first (docs/protocol.md §4.3).
-
-    The node's ``priority`` callback says what it knows (a contact, a neighbour, a
-    stranger it shares a room with); the link manager raises a stranger to IN_USE
-    while its session is young or was recently useful.
-    """
-
-    NONE = 0  # a stranger that did nothing useful for a while
-    IN_USE = 1  # a stranger we have business with
-    NEIGHBOUR = 2  # in our mesh view
-    CONTACT = 3
-
-
-@dataclass(frozen=True, slots=True)
-class LinkLimits:
-    max_links: int = 256
-    # Slots strangers can never take: at most max_links - contact_reserve strangers.
-    contact_reserve: int = 32
-    # Sessions of strangers per remote IP address, loopback included (tests that run
-    # many nodes on 127.0.0.1 raise it); contacts neither count nor are counted.
-    max_links_per_address: int = 16
-    max_dials: int = 16
-    outbox: int = 512  # messages queued per peer before new ones are dropped...
-    outbox_bytes: int = 1 << 20  # ...or this many estimated bytes (one message always fits)
-    # A stranger's session is not read while more than this is queued for it (contacts
-    # and neighbours get the connection's high-water mark).
-    stranger_high_water: int = 256 << 10
-    pending_per_dial: int = 64
-    backoff_initial: float = 0.5
-    backoff_max: float = 60.0
-    idle_close: float = 30.0  # sessions nobody needs are closed after this long quiet
-    stranger_idle: float = 30.0  # a stranger counts as in use this long after being useful
-    log_interval: float = 60.0  # one log line per refused or evicted peer per interval
-
-
-@dataclass(eq=False, slots=True)
-class Link:
-    peer: bytes
-    connection: SecureConnection
-    dialled_by: bytes
-    outbox: trio.MemorySendChannel[tuple[Any, int]]
-    inbox: trio.MemoryReceiveChannel[tuple[Any, int]]
-    last_used: float  # last traffic either way
-    address: str
-    useful_at: float = 0.0  # when it last did something useful (or opened)
-    queued: int = 0  # estimated bytes waiting in the outbox
-    closing: bool = False  # evicted or closed by us: no longer holds a slot
-    drained: trio.Event = field(default_factory=trio.Event)  # set when the writer moved on
-
-    def host(self) -> str:
-        return _host_of(self.address)
 
 
 @dataclass(slots=True)
@@ -117,40 +67,23 @@ class _Pending:
     queued: int = 0
 
 
-Receiver = Callable[[bytes, Any], None]
-Notify = Callable[[bytes, str], None]
-Resolver = Callable[[bytes], list[str]]
-
-
 class LinkManager:
     def __init__(
         self,
         identity: Identity,
         nursery: trio.Nursery,
+        owner: LinkOwner,
         *,
-        resolve: Resolver,
-        on_message: Receiver,
-        on_up: Notify,
-        on_down: Notify,
-        on_session: Callable[[bytes], None] = lambda peer: None,
-        needed: Callable[[bytes], bool],
-        priority: Callable[[bytes], Value] = lambda peer: Value.NONE,
         config: ConnectionConfig | None = None,
         limits: LinkLimits | None = None,
         rng: random.Random | None = None,
-        authorize: Authorizer | None = None,
     ) -> None:
         self.identity = identity
-        self._authorize = authorize
         self.me = identity.public_key
         self._nursery = nursery
-        self._resolve = resolve
-        self._on_message = on_message
-        self._on_up = on_up
-        self._on_down = on_down
-        self._on_session = on_session
-        self._needed = needed
-        self._priority = priority
+        # Public: whoever holds the manager may put a wrapper around its owner (tests
+        # observe what the node is told that way).
+        self.owner = owner
         self.config = config or ConnectionConfig()
         self.limits = limits or LinkLimits()
         self._rng = rng or random.Random()
@@ -257,6 +190,11 @@ class LinkManager:
         deciding between a direct send and a relay need a steady answer."""
         return peer not in self.links and peer in self._backoff
 
+    def backing_off(self, peer: bytes) -> bool:
+        """Whether a dial to ``peer`` waits for its backoff now (a failed dial, a refusal)."""
+        backoff = self._backoff.get(peer)
+        return backoff is not None and trio.current_time() < backoff.not_before
+
     def mark_useful(self, peer: bytes) -> None:
         """The node got something it wanted from ``peer`` (a stored message, say): its
         session counts as in use for another ``stranger_idle`` seconds."""
@@ -265,16 +203,15 @@ class LinkManager:
             link.useful_at = trio.current_time()
 
     def _may_dial(self, peer: bytes) -> bool:
-        if self._authorize is not None and self._authorize(peer, b"") is not None:
+        if self.owner.authorize(peer, b"") is not None:
             return False  # a peer we would refuse (blocked; a stranger in contacts-only mode)
-        backoff = self._backoff.get(peer)
-        if backoff is not None and trio.current_time() < backoff.not_before:
+        if self.backing_off(peer):
             return False
         lim = self.limits
         crowded = len(self.links) >= lim.max_links - lim.contact_reserve
         if crowded and self._plan(peer, None, trio.current_time())[1] is not None:
             return False  # no slot we could take: do not spend a handshake on it
-        return bool(self._resolve(peer))
+        return bool(self.owner.resolve(peer))
 
     def _failed(self, peer: bytes) -> None:
         backoff = self._backoff.setdefault(peer, _Backoff())
@@ -285,7 +222,7 @@ class LinkManager:
     async def _dial(self, peer: bytes) -> None:
         try:
             async with self._dial_slots:
-                for address in self._resolve(peer):
+                for address in self.owner.resolve(peer):
                     current = self.links.get(peer)
                     if current is not None and not current.closing:
                         break
@@ -297,7 +234,7 @@ class LinkManager:
                             self.identity,
                             config=self.config,
                             expected_peer=peer,
-                            authorize=self._authorize,
+                            authorize=self.owner.authorize,
                         ) as connection:
                             await self._run(connection, dialled_by=self.me, address=address)
                         return
@@ -313,54 +250,21 @@ class LinkManager:
     def value(self, link: Link, now: float) -> Value:
         """What ``link`` is worth now: the node's word, or IN_USE for a stranger whose
         session is young or was useful within ``stranger_idle``."""
-        value = self._priority(link.peer)
+        value = self.owner.priority(link.peer)
         if value < Value.IN_USE and now - link.useful_at < self.limits.stranger_idle:
             return Value.IN_USE
         return value
 
     def _plan(self, peer: bytes, host: str | None, now: float) -> tuple[list[Link], str | None]:
         """Which sessions must go for a new session with ``peer`` to get a slot, or why
-        it gets none. ``host``: the remote address of an inbound session (the
-        per-address share applies to those only; we choose whom we dial)."""
-        newcomer = max(self._priority(peer), Value.IN_USE)
+        it gets none (net/slots.py)."""
+        newcomer = max(self.owner.priority(peer), Value.IN_USE)
         live = {
             link: self.value(link, now)
             for link in self.links.values()
             if not link.closing and link.peer != peer
         }
-        victims: list[Link] = []
-
-        def make_room(candidates: list[Link], full: str) -> str | None:
-            cheaper = [link for link in candidates if live[link] < newcomer]
-            if not cheaper:
-                return full
-            victim = min(cheaper, key=lambda link: (live[link], link.useful_at))
-            victims.append(victim)
-            del live[victim]
-            return None
-
-        lim = self.limits
-        if newcomer < Value.CONTACT:
-            if host is not None:
-                same = [
-                    link
-                    for link, value in live.items()
-                    if value < Value.CONTACT and link.host() == host
-                ]
-                if len(same) >= lim.max_links_per_address:
-                    full = f"{len(same)} sessions from {host} already"
-                    if (refusal := make_room(same, full)) is not None:
-                        return victims, refusal
-            strangers = [link for link, value in live.items() if value < Value.CONTACT]
-            if len(strangers) >= lim.max_links - lim.contact_reserve:
-                full = f"all {len(strangers)} slots for non-contacts are taken"
-                if (refusal := make_room(strangers, full)) is not None:
-                    return victims, refusal
-        if len(live) >= lim.max_links:
-            full = f"all {len(live)} session slots are taken"
-            if (refusal := make_room(list(live), full)) is not None:
-                return victims, refusal
-        return victims, None
+        return plan_admission(live, newcomer, host, self.limits)
 
     def _admit(self, link: Link, inbound: bool) -> str | None:
         """Find ``link`` a slot, evicting cheaper sessions if need be; None if admitted,
@@ -401,7 +305,7 @@ class LinkManager:
         peer = connection.peer_key
         now = trio.current_time()
         # A contact's large messages need no shared slot (net/large.py).
-        connection.trusted = self._priority(peer) is Value.CONTACT
+        connection.trusted = self.owner.priority(peer) is Value.CONTACT
         outbox, queued = trio.open_memory_channel[tuple[Any, int]](self.limits.outbox)
         link = Link(
             peer,
@@ -446,11 +350,11 @@ class LinkManager:
             pending.queued = 0
         reason = "closed"
         try:
-            # Inside the try: whatever the callbacks raise, the link is unregistered and
+            # Inside the try: whatever the owner's handlers raise, the link is unregistered and
             # reported down below, never left half-alive.
             if old is None and moved_from is None:
-                self._on_up(peer, link.address)
-            self._on_session(peer)  # also for a replacement: it resends what was in flight
+                self.owner.on_up(peer, link.address)
+            self.owner.on_session(peer)  # also for a replacement: it resends what was in flight
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, link)
                 try:
@@ -464,7 +368,7 @@ class LinkManager:
             outbox.close()
             if self.links.get(peer) is link:
                 del self.links[peer]
-                self._on_down(peer, reason)
+                self.owner.on_down(peer, reason)
             ended = connection.closed
             if ended is not None and ended.by_peer and ended.code in BACK_OFF_CODES:
                 self._failed(peer)  # the backoff grows while the peer has no slot for us
@@ -489,7 +393,7 @@ class LinkManager:
             except trio.EndOfChannel:
                 return
             link.last_used = trio.current_time()
-            self._on_message(peer, message)
+            self.owner.on_message(peer, message)
 
     async def _wait_for_room(self, link: Link) -> None:
         """Backpressure: take nothing more from a peer while what is queued for it is
@@ -543,7 +447,7 @@ class LinkManager:
             async for message, size in link.inbox:
                 link.queued -= size
                 await link.connection.send(message)
-                _wake(link)
+                link.wake()
                 # The session queues without yielding while it has room, so a burst
                 # goes out together (and coalesces into few frames).
                 while True:
@@ -553,14 +457,14 @@ class LinkManager:
                         break
                     link.queued -= size
                     await link.connection.send(message)
-                    _wake(link)
+                    link.wake()
                 link.last_used = trio.current_time()
         except (ConnectionClosed, trio.ClosedResourceError, trio.BrokenResourceError):
             return
         except trio.EndOfChannel:
             return
         finally:
-            _wake(link)
+            link.wake()
 
     def close(self, peer: bytes, code: str = "bye", reason: str = "") -> None:
         """Close the session with ``peer``, if there is one (in the background)."""
@@ -579,7 +483,7 @@ class LinkManager:
 
     def reap(self, now: float) -> None:
         for peer, link in list(self.links.items()):
-            if link.closing or self._needed(peer):
+            if link.closing or self.owner.needed(peer):
                 continue
             if now - link.last_used > self.limits.idle_close:
                 self.idle_closed += 1
@@ -598,50 +502,3 @@ class LinkManager:
         with trio.move_on_after(1.0):
             for link in list(self.links.values()):
                 await link.connection.aclose()
-
-
-def _wake(link: Link) -> None:
-    if link.drained.statistics().tasks_waiting:
-        link.drained.set()
-        link.drained = trio.Event()
-
-
-def _host_of(address: str) -> str:
-    try:
-        return parse_host_port(address)[0]
-    except ValueError:
-        return address
-
-
-# ---------------------------------------------------------------------- sizes
-
-_FIELDS: dict[type, tuple[str, ...]] = {}
-_SAMPLE = 16  # items looked at in a long sequence
-
-
-def estimate_size(value: Any) -> int:
-    """Roughly how many bytes ``value`` takes encoded (within a small factor), cheaply:
-    a long sequence is judged by a sample of its items, so a 10,000-entry digest costs
-    as much to weigh as a 16-entry one. Good enough to bound queues by bytes."""
-    kind = type(value)
-    if kind is bytes or kind is bytearray or kind is memoryview:
-        return len(value) + 5
-    if kind is str:
-        return (len(value) if value.isascii() else len(value.encode())) + 5
-    if kind is int:
-        return 1 if -32 <= value < 128 else 9
-    if kind is tuple or kind is list:
-        count = len(value)
-        if count <= _SAMPLE:
-            return 5 + sum(estimate_size(item) for item in value)
-        step = count // _SAMPLE
-        sample = value[::step][:_SAMPLE]
-        return 5 + count * sum(estimate_size(item) for item in sample) // len(sample)
-    if kind is dict:
-        return 5 + sum(estimate_size(k) + estimate_size(v) for k, v in value.items())
-    names = _FIELDS.get(kind)
-    if names is None:
-        if not dataclasses.is_dataclass(kind):
-            return 9  # a float, a boolean, nil
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
-    return 3 + sum(len(name) + 1 + estimate_size(getattr(value, name)) for name in names)

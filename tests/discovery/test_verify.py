@@ -12,7 +12,7 @@ import trio
 from p2pchat.discovery.known import Target
 from p2pchat.discovery.verify import Verdict, verify_peer
 from p2pchat.identity import Identity
-from p2pchat.net.links import LinkLimits
+from p2pchat.net.slots import LinkLimits
 from p2pchat.node.node import NodeSettings, open_node
 from tests.discovery.test_watch_contacts_only import seen
 

@@ -10,7 +10,7 @@ import trio
 
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.identity import Identity
-from p2pchat.net.links import LinkLimits
+from p2pchat.net.slots import LinkLimits
 from p2pchat.node.chat import LINK_RETRY_MS, MAX_INPUT_BYTES, ChatService, ChatSettings
 from p2pchat.node.events import MessageIn, NodeEvent, Receipt
 from p2pchat.node.node import Node, NodeSettings, crashable_node

@@ -32,7 +32,7 @@ from p2pchat.wallclock import now_ms
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import ChatMessage, Envelopes
 from tests.net.chatpeers import ChatPeer, wait_for
-from tests.net.fakes import FakeLinks, FakePeers
+from tests.net.fakes import FakeLinks, FakePeers, WatchedOwner
 from tests.net.test_chat import friends, history_texts, peers, state_of
 
 
@@ -60,16 +60,17 @@ def unused_address() -> str:
 def dial_backing_off(peer: ChatPeer, other: ChatPeer) -> bool:
     """Whether ``peer``'s last dial to ``other`` failed and it waits before the next."""
     assert peer.node is not None
-    backoff = peer.node.links._backoff.get(other.key)
-    return backoff is not None and trio.current_time() < backoff.not_before
+    return peer.node.links.backing_off(other.key)
 
 
 def misdirect(peer: ChatPeer, other: ChatPeer, address: str) -> None:
     """``peer`` knows only a wrong address for ``other``: every dial to it fails."""
     assert peer.node is not None
     links = peer.node.links
-    resolve = links._resolve
-    links._resolve = lambda key: [address] if key == other.key else resolve(key)
+    resolve = links.owner.resolve
+    links.owner = WatchedOwner(
+        links.owner, resolve_with=lambda key: [address] if key == other.key else resolve(key)
+    )
 
 
 # ------------------------------------------------------------------ 1: dial fails

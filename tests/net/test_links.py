@@ -25,8 +25,10 @@ from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.presence import make_record
 from p2pchat.net.connection import ConnectionConfig, SecureConnection, secure_connection
-from p2pchat.net.links import LinkLimits, LinkManager, Value, estimate_size
+from p2pchat.net.links import LinkManager
 from p2pchat.net.server import listener_addresses, serve_secure
+from p2pchat.net.sizes import estimate_size
+from p2pchat.net.slots import LinkLimits, Value
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
@@ -39,6 +41,7 @@ from p2pchat.wire.messages import (
     Sealed,
 )
 from tests.net.chatpeers import ChatPeer, wait_for
+from tests.net.fakes import FakeLinkOwner, WatchedOwner
 from tests.net.helpers import raw_handshake
 
 # ---------------------------------------------------------------------- strangers
@@ -282,11 +285,18 @@ async def test_one_address_gets_its_share_and_contacts_are_not_counted(tmp_path:
 
 @dataclass(eq=False)
 class Manager:
-    """A link manager with hand-made callbacks, for memory-stream tests."""
+    """A link manager with an in-memory owner, for memory-stream tests."""
 
     links: LinkManager
-    received: list[tuple[bytes, Any]] = field(default_factory=list)
-    values: dict[bytes, Value] = field(default_factory=dict)
+    owner: FakeLinkOwner
+
+    @property
+    def received(self) -> list[tuple[bytes, Any]]:
+        return self.owner.received
+
+    @property
+    def values(self) -> dict[bytes, Value]:
+        return self.owner.values
 
 
 def manager(
@@ -298,27 +308,15 @@ def manager(
     useful: Callable[[Any], bool] = lambda message: False,
     resolve: Callable[[bytes], list[str]] = lambda peer: [],
 ) -> Manager:
-    made: list[Manager] = []
-
-    def on_message(peer: bytes, message: Any) -> None:
-        made[0].received.append((peer, message))
+    def on_received(peer: bytes, message: Any) -> None:
         if useful(message):  # the node's rule: what it stores counts as useful
-            made[0].links.mark_useful(peer)
+            links.mark_useful(peer)
 
+    owner = FakeLinkOwner(addresses=resolve, on_received=on_received)
     links = LinkManager(
-        identity or Identity.generate(),
-        nursery,
-        resolve=resolve,
-        on_message=on_message,
-        on_up=lambda peer, address: None,
-        on_down=lambda peer, reason: None,
-        needed=lambda peer: False,
-        priority=lambda peer: made[0].values.get(peer, Value.NONE),
-        config=config,
-        limits=limits,
+        identity or Identity.generate(), nursery, owner, config=config, limits=limits
     )
-    made.append(Manager(links))
-    return made[0]
+    return Manager(links, owner)
 
 
 async def test_strangers_that_send_only_keepalives_are_closed(
@@ -575,14 +573,12 @@ async def test_a_peer_that_never_reads_cannot_make_us_queue_answers() -> None:
         attacker = Identity.generate()
         peaks: list[int] = []
         links = victim.links
-        taken = links._on_message
 
-        def measuring(peer: bytes, message: Any) -> None:
-            taken(peer, message)
+        def measure(peer: bytes, message: Any) -> None:
             if peer == attacker.public_key:
                 peaks.append(links.queued_bytes(peer))
 
-        links._on_message = measuring
+        links.owner = WatchedOwner(links.owner, watch=measure)
         stream = await trio.open_tcp_stream("127.0.0.1", int(victim.addresses[0].split(":")[1]))
         session = await raw_handshake(stream, attacker)
         request = MeshDigest(b"\x00" * 16)
@@ -627,16 +623,16 @@ async def test_a_contact_is_read_whatever_waits_for_it_and_its_queue_stays_bound
         answer_bytes = len(Codec().encode(answer))
         contact = Identity.generate()
         links = victim.links
-        links._priority = lambda peer: Value.CONTACT if peer == contact.public_key else Value.NONE
         peaks: list[int] = []
-        taken = links._on_message
 
-        def measuring(peer: bytes, message: Any) -> None:
-            taken(peer, message)
+        def measure(peer: bytes, message: Any) -> None:
             if peer == contact.public_key:
                 peaks.append(links.queued_bytes(peer))
 
-        links._on_message = measuring
+        def value(peer: bytes) -> Value:
+            return Value.CONTACT if peer == contact.public_key else Value.NONE
+
+        links.owner = WatchedOwner(links.owner, watch=measure, priority_with=value)
         stream = await trio.open_tcp_stream("127.0.0.1", int(victim.addresses[0].split(":")[1]))
         session = await raw_handshake(stream, contact)
         request = MeshDigest(b"\x00" * 16)

@@ -11,7 +11,7 @@ import trio
 from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity
 from p2pchat.mesh.config import MeshConfig
-from p2pchat.net.links import LinkLimits
+from p2pchat.net.slots import LinkLimits
 from p2pchat.node.events import PeerConnected, Presence
 from p2pchat.node.node import Node, NodeSettings, crashable_node, open_node
 

@@ -1,0 +1,207 @@
+"""Finding and reaching peers: mDNS discovery, static and remembered peers, invite
+codes, and the addresses the link manager dials a peer at.
+
+A handshake that proves a peer at an address (:meth:`Dialler.verified`) makes that
+address a hint for later dials, remembers it (peers.json, the store) and introduces
+the peer to the mesh. An invite code's identity also becomes a contact.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import trio
+
+from p2pchat.discovery.dial import dial_all
+from p2pchat.discovery.known import Target
+from p2pchat.discovery.mdns import open_mdns
+from p2pchat.discovery.records import Announcement
+from p2pchat.discovery.watch import watch
+from p2pchat.diskfaults import disk_fault
+from p2pchat.errors import StoreError
+from p2pchat.identity import Identity, decode_peer_id
+from p2pchat.node.admission import Admission
+from p2pchat.node.chat import ChatService
+from p2pchat.node.events import DiscoveryNote, NodeEvent
+from p2pchat.node.meshrun import MeshRunner
+from p2pchat.node.settings import NodeSettings
+from p2pchat.session.core import SUPPORTED_VERSIONS
+from p2pchat.wire.messages import Status
+
+log = logging.getLogger("p2pchat.node")
+
+STATIC_RETRY_MAX = 60.0
+
+
+class Dialler:
+    def __init__(
+        self,
+        identity: Identity,
+        settings: NodeSettings,
+        *,
+        chat: ChatService | None,
+        admission: Admission,
+        mesh: MeshRunner,
+        rng: random.Random,
+        emit: Callable[[NodeEvent], None],
+    ) -> None:
+        self._identity = identity
+        self._peer_id = identity.peer_id
+        self._settings = settings
+        self._store = settings.store
+        self._chat = chat
+        self._admission = admission
+        self._mesh = mesh
+        self._rng = rng
+        self._emit = emit
+        self._hints: dict[bytes, list[str]] = {}
+        self._verified_addresses: set[str] = set()
+
+    # ------------------------------------------------------------------ addresses
+
+    def hint(self, peer: bytes, address: str) -> None:
+        """``peer`` was last seen at ``address``: dial it there first."""
+        known = self._hints.setdefault(peer, [])
+        if address in known:
+            known.remove(address)
+        known.insert(0, address)
+        del known[4:]
+
+    def resolve(self, peer: bytes) -> list[str]:
+        """Where to dial ``peer``: hints, then the store's addresses, then its record's."""
+        addresses = list(self._hints.get(peer, ()))
+        if self._store is not None:
+            addresses += [a for a in self._store.addresses(peer) if a not in addresses]
+        mesh = self._mesh.mesh
+        if mesh is not None:
+            member = mesh.members.get(peer)
+            if member is not None:
+                addresses += [a for a in member.record.addresses if a not in addresses]
+        return addresses
+
+    # ------------------------------------------------------------------ discovery
+
+    async def run_discovery(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
+        settings = self._settings
+        async with open_mdns(
+            own_peer_id=self._peer_id,
+            supported_versions=SUPPORTED_VERSIONS,
+            interfaces=settings.interfaces,
+        ) as mdns:
+            announcement = Announcement(
+                peer_id=self._peer_id,
+                port=port,
+                versions=SUPPORTED_VERSIONS,
+                nick=settings.nick if settings.announce_nick else None,
+                status=Status(settings.status) if settings.announce_nick else None,
+            )
+            await watch(
+                mdns,
+                self._identity,
+                self.note,
+                announcement=announcement,
+                on_verified=self.verified,
+                authorize=self._admission.authorize,
+                wanted=self._admission.wanted if settings.contacts_only else None,
+                task_status=task_status,
+            )
+
+    async def keep_trying(self, targets: list[Target]) -> None:
+        """Dial static and remembered peers until each answered once, backing off. One
+        we refused (a stranger, in contacts-only mode) is not dialled again."""
+        delay = 1.0
+        waiting = list(targets)
+        refused: set[str] = set()
+
+        def report(name: str, text: str, **fields: Any) -> None:
+            if name == "refused" and not fields.get("by_peer"):
+                refused.add(fields["address"])
+            self.note(name, text, **fields)
+
+        while waiting:
+            await self._dial(waiting, report)
+            done = self._verified_addresses | refused
+            waiting = [t for t in waiting if t.address not in done and self._dialable(t)]
+            if not waiting:
+                return
+            await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
+            delay = min(STATIC_RETRY_MAX, delay * 2)
+
+    async def connect(self, targets: list[Target]) -> list[DiscoveryNote]:
+        """Dial ``targets`` now: what happened, as the notes also emitted as events."""
+        notes: list[DiscoveryNote] = []
+
+        def report(name: str, text: str, **fields: Any) -> None:
+            notes.append(DiscoveryNote(name, text, fields))
+            self.note(name, text, **fields)
+
+        await self._dial(targets, report)
+        return notes
+
+    async def _dial(self, targets: list[Target], report: Any) -> None:
+        """Invite codes with their token, the rest under our usual policy."""
+        codes = [t for t in targets if t.source == "invite" and t.peer_id]
+        others = [t for t in targets if t not in codes and self._dialable(t)]
+        async with trio.open_nursery() as nursery:
+            if codes:
+                verified, policy = self._code_verified, self._admission.authorize_code
+                nursery.start_soon(
+                    partial(dial_all, codes, self._identity, report, verified, authorize=policy)
+                )
+            if others:
+                verified, policy = self.verified, self._admission.authorize
+                nursery.start_soon(
+                    partial(dial_all, others, self._identity, report, verified, authorize=policy)
+                )
+
+    def _dialable(self, target: Target) -> bool:
+        """In contacts-only mode, a target known to be a stranger (a remembered address,
+        say) is not dialled; one without an id is, and refused if a stranger answers."""
+        if not self._settings.contacts_only or target.peer_id is None:
+            return True
+        if target.source == "invite":
+            return True
+        return self._admission.wanted(target.peer_id)
+
+    # ------------------------------------------------------------------ proofs
+
+    def verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
+        """A handshake proved ``peer_id`` at ``address``: remember it, join it."""
+        self._verified_addresses.add(address)
+        if self._settings.known_peers is not None:
+            self._settings.known_peers.remember(peer_id, address, nick)  # never raises
+        key = decode_peer_id(peer_id)
+        if key == self._identity.public_key:
+            return
+        self.hint(key, address)
+        if self._store is not None:
+            # Only a hint for later dials: a full disk must not stop the join (nor the
+            # discovery task that called us, nor the node with it).
+            try:
+                self._store.remember_address(key, address, now=int(time.time() * 1000))
+            except StoreError as error:
+                if disk_fault(error) is None:
+                    log.warning("cannot remember %s at %s: %s", peer_id, address, error)
+        mesh = self._mesh.mesh
+        if mesh is not None:
+            mesh.mark_proven(key)
+            mesh.introduce([key], trio.current_time())
+            self._mesh.pump()
+
+    def _code_verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
+        """A handshake proved an invite code's identity: it becomes a contact (we used
+        its code on purpose), then joins like any verified peer."""
+        if self._chat is not None and peer_id != self._peer_id:
+            try:
+                self._chat.add_contact(decode_peer_id(peer_id), nick=nick or "")
+            except (StoreError, ValueError) as error:
+                log.warning("cannot add %s as a contact: %s", peer_id, error)
+        self.verified(peer_id, address, nick)
+
+    def note(self, name: str, text: str, **fields: Any) -> None:
+        self._emit(DiscoveryNote(name, text, fields))

@@ -1,0 +1,98 @@
+"""The node's side of the link manager (:class:`~p2pchat.net.owner.LinkOwner`): where
+messages go (mesh, rooms, chat), what sessions coming and going mean to the services
+and the mesh, whom to keep, admit and dial where.
+
+An adapter rather than public methods on :class:`~p2pchat.node.node.Node`, whose public
+methods are the commands front ends call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from p2pchat.chat.gate import Relation
+from p2pchat.identity import encode_peer_id
+from p2pchat.mesh.core import MESH_MESSAGES
+from p2pchat.net.slots import Value
+from p2pchat.node.chat import CHAT_MESSAGES
+from p2pchat.node.events import NodeEvent, PeerConnected, PeerDisconnected
+from p2pchat.node.guard import guarded
+from p2pchat.node.rooms import ROOM_WIRE
+from p2pchat.session.core import Refusal
+
+if TYPE_CHECKING:
+    from p2pchat.node.node import Node
+
+log = logging.getLogger("p2pchat.node")
+
+
+class NodeLinkOwner:
+    def __init__(self, node: Node, emit: Callable[[NodeEvent], None]) -> None:
+        # The node's parts are made after its link manager (the services send through
+        # it): they are looked up when the link manager asks, never before.
+        self._node = node
+        self._emit = emit
+
+    def resolve(self, peer: bytes) -> list[str]:
+        return self._node.dialler.resolve(peer)
+
+    def needed(self, peer: bytes) -> bool:
+        mesh = self._node.mesh
+        return mesh is not None and peer in mesh.active
+
+    def priority(self, peer: bytes) -> Value:
+        """What a session with ``peer`` is worth to us, for the link manager's slots."""
+        node = self._node
+        if node.chat is not None and node.chat.relation(peer) is Relation.CONTACT:
+            return Value.CONTACT
+        if self.needed(peer):
+            return Value.NEIGHBOUR
+        if node.rooms is not None and any(peer in r.members for r in node.rooms.rooms.values()):
+            return Value.IN_USE
+        return Value.NONE
+
+    def authorize(self, peer: bytes, invite: bytes) -> Refusal | None:
+        return self._node.admission.authorize(peer, invite)
+
+    def on_message(self, peer: bytes, message: Any) -> None:
+        node = self._node
+        if isinstance(message, MESH_MESSAGES) and node.mesh is not None:
+            node.mesh.receive(peer, message, trio.current_time())
+            node.mesh_runner.pump()
+        elif isinstance(message, ROOM_WIRE) and node.rooms is not None:
+            guarded(partial(node.rooms.receive, message=message), peer)
+        elif isinstance(message, CHAT_MESSAGES) and node.chat is not None:
+            link = node.links.links.get(peer)
+            node.chat.receive(peer, message, link.address if link else "")
+        else:
+            log.debug("ignoring %s from %s", type(message).__name__, encode_peer_id(peer))
+
+    def on_up(self, peer: bytes, address: str) -> None:
+        self._emit(PeerConnected(peer, address))
+        mesh = self._node.mesh
+        if mesh is not None:
+            mesh.mark_proven(peer)  # ranks it above gossip hearsay (§12.6)
+            self._node.mesh_runner.pump()
+
+    def on_session(self, peer: bytes) -> None:
+        node = self._node
+        if node.chat is not None:
+            guarded(node.chat.peer_up, peer)
+        if node.rooms is not None:
+            guarded(node.rooms.session_up, peer)
+
+    def on_down(self, peer: bytes, reason: str) -> None:
+        self._emit(PeerDisconnected(peer, reason))
+        node = self._node
+        if node.chat is not None:
+            guarded(node.chat.peer_down, peer)
+        if node.rooms is not None:
+            guarded(node.rooms.session_down, peer)
+        if node.mesh is not None:
+            node.mesh.link_down(peer, trio.current_time())
+            node.mesh_runner.pump()

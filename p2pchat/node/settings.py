@@ -1,0 +1,50 @@
+"""What a node is started with (:class:`NodeSettings`), and the invite codes it hands
+out (:class:`Invitation`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p2pchat.discovery.known import KnownPeers, Target
+from p2pchat.diskfaults import DiskHealth
+from p2pchat.mesh.config import MeshConfig
+from p2pchat.net.connection import ConnectionConfig
+from p2pchat.net.slots import LinkLimits
+from p2pchat.node.chat import ChatSettings
+from p2pchat.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """An invite code we handed out: ``expires`` (ms since the epoch) ends its token."""
+
+    code: str
+    addresses: list[str]
+    expires: int
+
+
+@dataclass(slots=True)
+class NodeSettings:
+    nick: str = ""
+    status: str = "avail"
+    status_text: str = ""
+    host: str = "0.0.0.0"
+    port: int = 0
+    mdns: bool = True
+    announce_nick: bool = True
+    interfaces: list[str] | None = None
+    static: list[Target] = field(default_factory=list)
+    known_peers: KnownPeers | None = None
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    limits: LinkLimits = field(default_factory=LinkLimits)
+    connection: ConnectionConfig = field(default_factory=ConnectionConfig)
+    seed: int | None = None  # for repeatable tests; None: the OS's randomness
+    store: Store | None = None  # without one the node carries presence only, no chat
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    # One per process, shared with the log and the profile; the node makes its own if
+    # none is given, and hands it to the store and the address book.
+    disk: DiskHealth | None = None
+    # Talk to contacts only (docs/protocol.md §13.6): strangers' handshakes are refused
+    # (`contacts-only`), nobody else is dialled, relayed for or gossiped with; invite
+    # codes still admit whoever redeems them.
+    contacts_only: bool = False
