@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -31,6 +30,7 @@ from p2pchat.node.events import DiscoveryNote, NodeEvent
 from p2pchat.node.meshrun import MeshRunner
 from p2pchat.node.settings import NodeSettings
 from p2pchat.session.core import SUPPORTED_VERSIONS
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import Status
 
 log = logging.getLogger("p2pchat.node")
@@ -183,7 +183,7 @@ class Dialler:
             # Only a hint for later dials: a full disk must not stop the join (nor the
             # discovery task that called us, nor the node with it).
             try:
-                self._store.remember_address(key, address, now=int(time.time() * 1000))
+                self._store.remember_address(key, address, now=now_ms())
             except StoreError as error:
                 if disk_fault(error) is None:
                     log.warning("cannot remember %s at %s: %s", peer_id, address, error)

@@ -62,6 +62,7 @@ from p2pchat.node.rooms import RoomService
 from p2pchat.node.settings import Invitation as Invitation
 from p2pchat.node.settings import NodeSettings as NodeSettings
 from p2pchat.ratelimit import LogLimiter
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import SETTABLE_STATUSES
 
 log = logging.getLogger("p2pchat.node")
@@ -262,7 +263,7 @@ class Node:
         self.addresses = tuple(format_host_port(host, port) for host in hosts)[:8]
         record = make_record(
             self.identity,
-            version=next_version(0, int(time.time() * 1000)),
+            version=next_version(0, now_ms()),
             nick=settings.nick,
             status=settings.status,
             status_text=settings.status_text,
