@@ -45,11 +45,13 @@ FLOORS: dict[str, int] = {
     "sim": 4,
     "discovery": 5,
     "node": 6,
-    "api": 7,
+    # Every user action once, as a typed call (the front ends' way to the node).
+    "commands": 7,
+    "api": 8,
     # Front ends: the chat window, and the command line that also launches it.
-    "ui": 8,
-    "cli": 9,
-    "__main__": 10,
+    "ui": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 
 # Floors below a front end that it still may not touch: the UI reaches the store and

@@ -10,17 +10,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from p2pchat.chat.rooms import Room
+from p2pchat.commands import (
+    CommandError,
+    Contact,
+    Request,
+    Room,
+    RoomInvite,
+    RoomMessage,
+    StoredMessage,
+)
 from p2pchat.identity import decode_peer_id, encode_peer_id
-from p2pchat.store import Contact, Request, RoomMessage, StoredMessage
-from p2pchat.wire.messages import RoomInvite
 
 API_VERSION = 1
 MAX_LINE_BYTES = 64 * 1024
 
 
-class ApiError(Exception):
-    """A command that cannot be carried out; the text is shown to the caller."""
+class ApiError(CommandError):
+    """A command line or argument the API cannot take; the text is shown to the caller
+    (as is any other CommandError's)."""
 
 
 def parse_command(line: bytes | str) -> dict[str, Any]:
