@@ -98,7 +98,7 @@ class ApiHandler:
                 known = ", ".join(sorted(self.commands))
                 raise ApiError(f"unknown command {name!r}; commands: {known}")
             answer = {"event": name, **await run(command)}
-        except (CommandError, ValueError, P2PChatError) as error:  # in words, for a person
+        except (ValueError, P2PChatError) as error:  # a CommandError, or a rule, in words
             answer = {"event": "error", "cmd": name, "error": str(error)}
             fault = disk_fault(error)
             if fault is not None:  # nothing was stored: the same command may be sent again

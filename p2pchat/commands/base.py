@@ -28,8 +28,9 @@ NO_NODE = "no node is running for this profile: start p2pchat daemon"
 NO_STORE = "this node runs without a message store"
 
 
-class CommandError(Exception):
-    """A user action that cannot be carried out; ``str()`` is a sentence for a person.
+class CommandError(P2PChatError):
+    """A user action that cannot be carried out; ``str()`` is a sentence for a person
+    (a P2PChatError, so a command line that meets one prints it and exits).
 
     ``fault``: the action failed (the store or the disk refused it, nothing was done:
     it may be tried again), as opposed to being refused by a rule or a bad argument.
