@@ -3,8 +3,9 @@
 The node runs in trio as a guest on Textual's loop (:mod:`p2pchat.ui.host`). Node
 events arrive through a bounded :class:`EventBridge` (a window that falls behind loses
 the oldest, says so and redraws from the store); commands go into trio with ``host.call`` /
-``host.spawn``. Reading the store or the node's membership is done directly: it is
-the same thread.
+``host.spawn``. Every action and every read of the store or the node's membership goes
+through the command layer (:mod:`p2pchat.commands`); reads are done directly (it is the
+same thread), actions inside trio (:meth:`ChatApp.call_in_node`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import trio
@@ -28,8 +29,9 @@ from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
 from p2pchat.chat.names import shown_name
+from p2pchat.commands import CommandError, Commands, StoredMessage
 from p2pchat.diskfaults import disk_fault
-from p2pchat.errors import ProfileError, StoreError
+from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, encode_peer_id
 from p2pchat.node.events import (
     ContactRequest,
@@ -51,7 +53,6 @@ from p2pchat.node.events import (
 )
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile
-from p2pchat.store import Store, StoredMessage
 from p2pchat.ui import bars, slash
 from p2pchat.ui.host import EventBridge, NodeHost
 from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
@@ -123,7 +124,7 @@ class ChatApp(App[None]):
         assert settings.store is not None, "the UI needs a message store"
         self.profile = profile
         self.settings = settings
-        self.store: Store = settings.store
+        self.commands = Commands(profile.identity, settings.store)
         self.me = profile.identity.public_key
         self.node: Node | None = None
         self._host = host
@@ -133,17 +134,9 @@ class ChatApp(App[None]):
         self._peer: str | None = None  # the open conversation
         self._room: str | None = None  # or the open room (hex id)
         self._seen: dict[str, Seen] = {}
-        self._connected: set[str] = set()
         self._entries: list[Entry] = []
-        self._started = time.monotonic()
-        self._failure = ""
-        self._disk: dict[str, DiskTrouble] = {}  # files the disk refuses to write now
+        self.top_bar = bars.TopBarState()
         self._refresh_pending = False
-        self._advice = ""
-        # Peers nearby that proved who they are but refused us (they talk to their
-        # contacts only): the likely reason nobody shows up. Bounded by what mDNS tracks.
-        self._refused_by: set[str] = set()
-        self._advice_asked = False
         self._last_toast: dict[bytes, float] = {}  # a peer or a room
         self._last_bell = -1e9
         self._events = EventBridge[NodeEvent](
@@ -186,11 +179,11 @@ class ChatApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(ConversationView).show(self.store, self.me, None, self.name_of)
-        self._refresh_sidebar()
-        self._update_title()
-        self._update_topbar()
-        self.set_interval(1.0, self._update_topbar)
+        self.query_one(ConversationView).show(self.commands, self.me, None, self.name_of)
+        self.refresh_sidebar()
+        self.update_title()
+        self.update_topbar()
+        self.set_interval(1.0, self.update_topbar)
         self.query_one(Composer).focus()
         if self._ask_nick:
             screen = FirstRunScreen(
@@ -207,7 +200,7 @@ class ChatApp(App[None]):
             except ProfileError as error:  # a full disk: this run uses it, unsaved
                 self.notify(f"{error}.", title="Nick not saved", severity="error")
             self.settings.nick = self.profile.nick
-        self._update_topbar()
+        self.update_topbar()
         self.run_worker(self._start_node(), exclusive=True, group="node")
 
     async def _start_node(self) -> None:
@@ -244,13 +237,15 @@ class ChatApp(App[None]):
 
     def on_node_up(self, message: NodeUp) -> None:
         self.node = message.node
-        self._update_topbar()
+        self.commands.attach(message.node)
+        self.update_topbar()
 
     def on_node_failed(self, message: NodeFailed) -> None:
-        self._failure = message.text
+        self.top_bar.failure = message.text
         self.node = None
+        self.commands.attach(None)
         self.notify(message.text, title="The node could not start", severity="error")
-        self._update_topbar()
+        self.update_topbar()
 
     def on_node_event_arrived(self, message: NodeEventArrived) -> None:
         # NoMatches: the app is closing (its widgets are gone) while the node says goodbye.
@@ -298,21 +293,19 @@ class ChatApp(App[None]):
 
     def _resync(self) -> None:
         self._resync_pending = False
-        node = self.node
-        if node is not None and node.mesh is not None:
-            members = (_seen(p) for p in node.members() if not p.is_self)
+        if self.node is not None:
+            members = (_seen(peer.presence) for peer in self.commands.peers())
             self._seen = {seen.peer_id: seen for seen in members}
-            self._connected = set(node.connected())
         with contextlib.suppress(NoMatches):
             view = self.query_one(ConversationView)
             if self._room is not None:
-                view.show(self.store, self.me, bytes.fromhex(self._room), self.name_of,
+                view.show(self.commands, self.me, bytes.fromhex(self._room), self.name_of,
                           room=True)  # fmt: skip
             elif self._peer is not None:
-                view.show(self.store, self.me, decode_peer_id(self._peer), self.name_of)
-            self._refresh_sidebar()
-            self._update_title()
-            self._update_topbar()
+                view.show(self.commands, self.me, decode_peer_id(self._peer), self.name_of)
+            self.refresh_sidebar()
+            self.update_title()
+            self.update_topbar()
 
     def _node_event(self, event: NodeEvent) -> None:
         if isinstance(event, EventsDropped):
@@ -330,44 +323,40 @@ class ChatApp(App[None]):
             inviter = self.name_of(event.inviter)
             self.notify(f"{inviter} invites you to #{event.name}: /join {event.name}",
                         title="Room invitation")  # fmt: skip
-            self._schedule_refresh()
+            self.schedule_refresh()
         elif isinstance(event, RoomChanged | RoomGone):
             if isinstance(event, RoomGone) and event.room.hex() == self._room:
                 self._room = None
-                self.query_one(ConversationView).show(self.store, self.me, None, self.name_of)
+                self.query_one(ConversationView).show(self.commands, self.me, None, self.name_of)
                 self.notify(f"You {'were removed from' if event.reason == 'removed' else 'left'}"
                             " the room")  # fmt: skip
-            self._schedule_refresh()
-            self._update_title()
+            self.schedule_refresh()
+            self.update_title()
         elif isinstance(event, ContactRequest):
             self.notify(
                 f"{event.nick or 'someone'} wants to talk: /accept or /block",
                 title="Contact request",
             )
-            self._schedule_refresh()
+            self.schedule_refresh()
         elif isinstance(event, Presence) and not event.is_self:
             seen = _seen(event)
             if event.state == "forgotten":
                 self._seen.pop(seen.peer_id, None)  # the node's list was full: unknown
             else:
                 self._seen[seen.peer_id] = seen
-            self._schedule_refresh()
-        elif isinstance(event, PeerConnected):
-            self._connected.add(encode_peer_id(event.peer))
-        elif isinstance(event, PeerDisconnected):
-            self._connected.discard(encode_peer_id(event.peer))
+            self.schedule_refresh()
         elif isinstance(event, Listening):
-            self._update_topbar()
+            self.update_topbar()
         elif isinstance(event, DiskTrouble):
-            self._disk[event.file] = event
+            self.top_bar.disk[event.file] = event
             self.notify(event.text, title="Disk problem", severity="error", timeout=30)
-            self._update_topbar()
+            self.update_topbar()
         elif isinstance(event, DiskRecovered):
-            if self._disk.pop(event.file, None) is not None:
+            if self.top_bar.disk.pop(event.file, None) is not None:
                 self.notify(f"{event.file} can be written again", title="Disk problem solved")
-            self._update_topbar()
+            self.update_topbar()
         if isinstance(event, Presence | PeerConnected | PeerDisconnected):
-            self._update_topbar()
+            self.update_topbar()
 
     def _room_message(self, event: RoomMessageIn) -> None:
         room_id = event.room
@@ -375,7 +364,7 @@ class ChatApp(App[None]):
             shown = StoredMessage(0, event.msg_id, room_id, event.author, event.own,
                                   event.clock, event.time, event.time, event.text, "")  # fmt: skip
             self.query_one(ConversationView).add(shown)
-            self._quietly(self.store.mark_room_read, room_id)
+            self._quietly(self.commands.mark_room_read, room_id)
         elif not event.own:
             now = time.monotonic()
             if now - self._last_toast.get(room_id, -1e9) >= TOAST_EVERY:
@@ -384,21 +373,21 @@ class ChatApp(App[None]):
                 self.notify(
                     " ".join(event.text.split())[:80], title=f"#{self._room_name(room_id)} · {who}"
                 )
-        self._schedule_refresh()
+        self.schedule_refresh()
 
     def _room_name(self, room_id: bytes) -> str:
-        row = next((r for r in self.store.rooms() if r.room_id == room_id), None)
+        row = self.commands.stored_room(room_id)
         return row.name if row is not None else room_id.hex()[:8]
 
     def _message_in(self, event: MessageIn) -> None:
-        stored = self.store.message(event.msg_id)
+        stored = self.commands.message(event.msg_id)
         peer_id = encode_peer_id(event.peer)
         if peer_id == self._peer and stored is not None:
             self.query_one(ConversationView).add(stored)
             self._mark_read(peer_id)
         else:
             self._announce(event)
-        self._schedule_refresh()
+        self.schedule_refresh()
 
     def _announce(self, event: MessageIn) -> None:
         """A toast and the bell for a message elsewhere — at most one toast per sender
@@ -421,34 +410,36 @@ class ChatApp(App[None]):
             self._desktop_notify(name, preview)
 
     def on_sent(self, message: Sent) -> None:
-        stored = self.store.message(message.msg_id)
+        stored = self.commands.message(message.msg_id)
         if stored is not None and message.peer_id == self._peer:
             self.query_one(ConversationView).add(stored)
-        self._schedule_refresh()
+        self.schedule_refresh()
 
     # ------------------------------------------------------------------ sidebar
 
-    def _schedule_refresh(self) -> None:
+    def schedule_refresh(self) -> None:
+        """Redraw the sidebar soon (many changes in a row are one redraw)."""
         if not self._refresh_pending:
             self._refresh_pending = True
-            self.set_timer(0.1, self._refresh_sidebar)
+            self.set_timer(0.1, self.refresh_sidebar)
 
-    def _refresh_sidebar(self) -> None:
+    def refresh_sidebar(self) -> None:
         self._refresh_pending = False
         if not self.query(Sidebar):
             return  # closing
-        unread = {encode_peer_id(c.peer): c.unread for c in self.store.conversations() if c.unread}
+        commands = self.commands
+        unread = {encode_peer_id(c.peer): c.unread for c in commands.conversations() if c.unread}
         rooms = [
             RoomLine(
                 row.room_id.hex(),
                 row.name,
-                0 if not row.joined else self.store.room_unread(row.room_id),
+                0 if not row.joined else commands.room_unread(row.room_id),
                 invited=not row.joined,
             )
-            for row in self.store.rooms()
+            for row in commands.stored_rooms()
         ]
         self._entries = build_entries(
-            self.store.contacts(), self.store.requests(), self._seen.values(), unread, rooms
+            commands.contacts(), commands.requests(), self._seen.values(), unread, rooms
         )
         sidebar = self.query_one(Sidebar)
         sidebar.current = self._room or self._peer
@@ -467,21 +458,21 @@ class ChatApp(App[None]):
     def open_room(self, room_hex: str) -> None:
         self._peer, self._room = None, room_hex
         room_id = bytes.fromhex(room_hex)
-        self.query_one(ConversationView).show(self.store, self.me, room_id, self.name_of,
+        self.query_one(ConversationView).show(self.commands, self.me, room_id, self.name_of,
                                               room=True)  # fmt: skip
-        self._quietly(self.store.mark_room_read, room_id)
-        self._update_title()
-        self._refresh_sidebar()
+        self._quietly(self.commands.mark_room_read, room_id)
+        self.update_title()
+        self.refresh_sidebar()
         self.query_one(Composer).focus()
 
     def open_conversation(self, peer_id: str) -> None:
         self._room = None
         self._peer = peer_id
         peer = decode_peer_id(peer_id)
-        self.query_one(ConversationView).show(self.store, self.me, peer, self.name_of)
+        self.query_one(ConversationView).show(self.commands, self.me, peer, self.name_of)
         self._mark_read(peer_id)
-        self._update_title()
-        self._refresh_sidebar()
+        self.update_title()
+        self.refresh_sidebar()
         self.query_one(Composer).focus()
 
     def _quietly(self, write: Callable[..., Any], *args: Any) -> None:
@@ -489,20 +480,19 @@ class ChatApp(App[None]):
         the app; the status bar already says the disk is full."""
         try:
             write(*args)
-        except StoreError as error:
+        except CommandError as error:
             if disk_fault(error) is None:
                 raise
 
     def _mark_read(self, peer_id: str) -> None:
-        entry = self._entry(peer_id)
+        entry = self.entry(peer_id)
         if entry is not None and entry.section is Section.REQUESTS:
             return  # a stranger learns nothing (not even "read") before being accepted
         if len(self.screen_stack) > 1:
             return  # a dialog covers the conversation: not read yet
-        node = self.node
-        if node is not None and node.chat is not None and self._host is not None:
-            self._host.call(node.chat.mark_read, decode_peer_id(peer_id))
-            self._schedule_refresh()
+        if self.node is not None and self._host is not None:
+            self._host.call(self.commands.mark_read, decode_peer_id(peer_id))
+            self.schedule_refresh()
 
     def action_step(self, step: int) -> None:
         entry = self.query_one(Sidebar).neighbour(self._peer, step)
@@ -523,9 +513,52 @@ class ChatApp(App[None]):
         seen = self._seen.get(peer_id)
         return shown_name(peer_id, seen.nick if seen else "")
 
+    # ------------------------------------------------------------------ for slash and bars
+
     @property
     def entries(self) -> list[Entry]:
+        """The sidebar's entries, section by section (ui/people.py)."""
         return self._entries
+
+    def entry(self, peer_id: str) -> Entry | None:
+        return next((e for e in self._entries if e.peer_id == peer_id), None)
+
+    @property
+    def seen(self) -> Mapping[str, Seen]:
+        """Every member of the mesh the node told us about, by peer id."""
+        return self._seen
+
+    @property
+    def current_peer(self) -> str | None:
+        """The peer id of the open conversation, if one is open."""
+        return self._peer
+
+    @property
+    def current_room(self) -> str | None:
+        """The hex id of the open room, if one is open."""
+        return self._room
+
+    def not_ready(self) -> str:
+        """Why a command that needs the node cannot run now."""
+        if self.top_bar.failure:
+            return f"the node is not running ({self.top_bar.failure}); restart p2pchat"
+        return "still starting: try again in a moment"
+
+    def require_node(self) -> None:
+        if self.node is None or self._host is None:
+            raise CommandError(self.not_ready())
+
+    def call_in_node(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` inside trio, where the node lives, soon."""
+        self.require_node()
+        assert self._host is not None
+        self._host.call(function, *args)
+
+    def spawn_in_node(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Start ``function(*args)`` as a task inside trio, beside the node."""
+        self.require_node()
+        assert self._host is not None
+        self._host.spawn(function, *args)
 
     def run_line(self, line: str) -> None:
         """Run a composer line (a command, from the palette) as if it had been typed."""
@@ -537,14 +570,11 @@ class ChatApp(App[None]):
     def on_composer_submitted(self, message: Composer.Submitted) -> None:
         slash.composer_submitted(self, message)
 
-    def _update_title(self) -> None:
+    def update_title(self) -> None:
         bars.update_title(self)
 
-    def _update_topbar(self) -> None:
+    def update_topbar(self) -> None:
         bars.update_topbar(self)
-
-    def _entry(self, peer_id: str) -> Entry | None:
-        return next((e for e in self._entries if e.peer_id == peer_id), None)
 
     # ------------------------------------------------------------------ bars
 
@@ -553,12 +583,12 @@ class ChatApp(App[None]):
         if not isinstance(peer_id, str):
             return
         if note.name == "refused" and note.fields.get("by_peer"):
-            self._refused_by.add(peer_id)
+            self.top_bar.refused_by.add(peer_id)
         elif note.name in ("verified", "gone"):
-            self._refused_by.discard(peer_id)
+            self.top_bar.refused_by.discard(peer_id)
         else:
             return
-        self._update_topbar()
+        self.update_topbar()
 
     # ------------------------------------------------------------------ actions
 

@@ -2,23 +2,25 @@
 nobody shows up) and the title above the conversation (who or which room is open).
 
 Functions taking the :class:`~p2pchat.ui.app.ChatApp`, which calls ``update_topbar`` and
-``update_title`` whenever what they show may have changed. When
-no peer shows up for a while, the top bar runs the multicast checks of
-``p2pchat doctor`` once and shows their advice.
+``update_title`` whenever what they show may have changed; what only the top bar needs
+to know the app keeps in a :class:`TopBarState`. When no peer shows up for a while, the
+top bar runs the multicast checks of ``p2pchat doctor`` once and shows their advice.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
 
-from p2pchat.discovery.doctor import run_checks
+from p2pchat.commands import CommandError
 from p2pchat.diskfaults import DISK_FULL
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
+from p2pchat.node.events import DiskTrouble
 from p2pchat.ui.people import PRESENCE_MARKS, PRESENCE_WORDS, Section
 
 if TYPE_CHECKING:
@@ -27,19 +29,34 @@ if TYPE_CHECKING:
 NO_PEERS_AFTER = 10.0  # seconds without any peer before the status bar gives advice
 
 
+@dataclass(slots=True)
+class TopBarState:
+    """What the top bar reports beyond the node's presence: the app updates it."""
+
+    started: float = field(default_factory=time.monotonic)
+    failure: str = ""  # why the node is not running
+    disk: dict[str, DiskTrouble] = field(default_factory=dict)  # files refused now
+    # Peers nearby that proved who they are but refused us (they talk to their
+    # contacts only): the likely reason nobody shows up. Bounded by what mDNS tracks.
+    refused_by: set[str] = field(default_factory=set)
+    advice: str = ""
+    advice_asked: bool = False
+
+
 def update_title(app: ChatApp) -> None:
     title = app.query_one("#chat-title", Static)
-    if app._room is not None:
-        title.update(Text(room_title(app, app._room)))
+    if app.current_room is not None:
+        title.update(Text(room_title(app, app.current_room)))
         return
-    if app._peer is None:
+    peer_id = app.current_peer
+    if peer_id is None:
         title.update(Text("No conversation open"))
         return
-    entry = app._entry(app._peer)
-    seen = app._seen.get(app._peer)
+    entry = app.entry(peer_id)
+    seen = app.seen.get(peer_id)
     status = seen.status if seen else "offline"
     parts = [
-        app.name_of(decode_peer_id(app._peer)),
+        app.name_of(decode_peer_id(peer_id)),
         f"{PRESENCE_MARKS.get(status, '○')} {PRESENCE_WORDS.get(status, status)}",
     ]
     if seen and seen.status_text:
@@ -47,7 +64,7 @@ def update_title(app: ChatApp) -> None:
     if entry is not None and entry.section is Section.REQUESTS:
         parts.append("wants to talk: /accept or /block")
     elif entry is None or entry.section is Section.NEARBY:
-        key_print = fingerprint(decode_peer_id(app._peer))
+        key_print = fingerprint(decode_peer_id(peer_id))
         parts.append(f"not a contact yet (fingerprint {key_print}): writing adds them")
     elif entry is not None and entry.verified:
         parts.append("verified ✔")
@@ -59,7 +76,8 @@ def update_title(app: ChatApp) -> None:
 def update_topbar(app: ChatApp) -> None:
     if not app.screen_stack or not app.query("#topbar"):
         return  # closing
-    own = app.node.presence_of(app.node.peer_id) if app.node else None
+    state = app.top_bar
+    own = app.commands.own_presence()
     status = own.status if own else app.settings.status
     left = (
         f"p2pchat ─ {app.profile.nick} "
@@ -67,19 +85,19 @@ def update_topbar(app: ChatApp) -> None:
     )
     if app.settings.contacts_only:
         left += " · contacts only"
-    online = len([s for s in app._seen.values() if s.status != "offline" and s.proven])
-    if app._disk:
-        trouble = next(iter(app._disk.values()))
+    online = len([s for s in app.seen.values() if s.status != "offline" and s.proven])
+    if state.disk:
+        trouble = next(iter(state.disk.values()))
         what = "disk full" if trouble.code == DISK_FULL else "disk error"
         right = f"⚠ {what}: {os.path.basename(trouble.file)} cannot be written"
-    elif app._failure:
-        right = f"offline: {app._failure}; messages will wait"
+    elif state.failure:
+        right = f"offline: {state.failure}; messages will wait"
     elif app.node is None:
         right = "starting…"
     elif online:
         right = f"{online} peer{'s' if online != 1 else ''} · connected"
-    elif app._refused_by and not app.settings.contacts_only:
-        count = len(app._refused_by)
+    elif state.refused_by and not app.settings.contacts_only:
+        count = len(state.refused_by)
         who = "1 nearby talks" if count == 1 else f"{count} nearby talk"
         right = f"{who} to contacts only · ask for an invite code"
     elif not app.settings.mdns:
@@ -87,52 +105,55 @@ def update_topbar(app: ChatApp) -> None:
     elif app.settings.contacts_only:
         # Strangers are not shown in this mode, so nobody here is the likely reason.
         right = "no contact online · /invite makes a code"
-    elif time.monotonic() - app._started < NO_PEERS_AFTER:
+    elif time.monotonic() - state.started < NO_PEERS_AFTER:
         right = "discovering…"
     else:
-        right = app._advice or "no peers found yet: /invite or /connect"
-        if not app._advice_asked:
-            app._advice_asked = True
+        right = state.advice or "no peers found yet: /invite or /connect"
+        if not state.advice_asked:
+            state.advice_asked = True
             ask_doctor(app)
     bar = app.query_one("#topbar", Static)
     width = max(1, app.size.width - len(left) - len(right) - 4)  # 2 for padding
     bar.update(Text(f"{left} {'─' * width} {right}"))
-    if app._peer is not None:
+    if app.current_peer is not None:
         update_title(app)
 
 
 def ask_doctor(app: ChatApp) -> None:
     """Nobody after a while: run the multicast checks of `p2pchat doctor` once and
     put their advice in the status bar."""
-    host = app._host
-    if host is None:
-        return
 
     async def check() -> None:
-        report = await run_checks(app.profile.home, app.settings.interfaces, node=False)
+        report = await app.commands.check_network(
+            app.profile.home, app.settings.interfaces, node=False
+        )
         failed = [f for f in report.findings if not f.ok and f.advice]
         advice = failed[0].advice if failed else "multicast works here: nobody else yet?"
         app.call_later(show_advice, app, advice.replace("p2pchat invite", "/invite"))
 
-    host.spawn(check)
+    try:
+        app.spawn_in_node(check)
+    except CommandError:
+        return  # no node (any more): nothing to advise about
 
 
 def show_advice(app: ChatApp, advice: str) -> None:
-    app._advice = f"no peers found — {advice}"
+    app.top_bar.advice = f"no peers found — {advice}"
     update_topbar(app)
 
 
 def room_title(app: ChatApp, room_hex: str) -> str:
-    rows = [r for r in app.store.rooms() if r.room_id.hex() == room_hex]
-    name = rows[0].name if rows else "?"
-    rooms = app.node.rooms if app.node is not None else None
-    room = rooms.rooms.get(bytes.fromhex(room_hex)) if rooms is not None else None
-    if room is None:
+    room_id = bytes.fromhex(room_hex)
+    row = app.commands.stored_room(room_id)
+    name = row.name if row is not None else "?"
+    try:
+        room = app.commands.room(room_id)
+    except CommandError:
         return f"# {name}"
     online = sum(1 for m in room.members if m == app.me or online_key(app, m))
     return f"# {name} · {len(room.members)} members · {online} online"
 
 
 def online_key(app: ChatApp, key: bytes) -> bool:
-    seen = app._seen.get(encode_peer_id(key))
+    seen = app.seen.get(encode_peer_id(key))
     return seen is not None and seen.status != "offline"

@@ -1,8 +1,10 @@
 """Slash commands typed in the composer: the table, parsing, completion, naming people.
 
 Pure code with no Textual import, so the rules can be tested without a terminal and
-shared by any front end. Error messages are shown to the user as they are: short,
-plain sentences that say what to do next.
+shared by any front end. A line that cannot run raises the command layer's
+:class:`~p2pchat.commands.CommandError` (re-exported here), as a command that fails
+does; its message is shown to the user as it is: a short, plain sentence that says
+what to do next.
 
 A line is a command only when its very first character is ``/`` (as in irssi and
 weechat). ``//text`` sends the literal ``/text``; :func:`literal_text` strips the
@@ -16,6 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from p2pchat.commands import CommandError as CommandError  # what parse() raises
 from p2pchat.wire.messages import SETTABLE_STATUSES, Status
 
 PEER_PREFIX_MIN = 4  # shorter id prefixes match too many people to be safe to act on
@@ -86,10 +89,6 @@ class Command:
 
     name: str
     args: str
-
-
-class CommandError(ValueError):
-    """A line that looks like a command but cannot run; the message is for the user."""
 
 
 def parse(line: str) -> Command | None:

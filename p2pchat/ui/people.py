@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from p2pchat.chat.names import person_name, shown_name
+from p2pchat.commands import Contact, Request
 from p2pchat.identity import encode_peer_id
-from p2pchat.store import Contact, Request
 from p2pchat.wire.messages import Status
 
 # Readable without colour (ux.md): the shape carries the meaning.

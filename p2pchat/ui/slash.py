@@ -3,25 +3,22 @@
 Functions taking the :class:`~p2pchat.ui.app.ChatApp`: the handlers of every slash
 command (``/msg``, ``/accept``, ``/block``, ``/verify``, the room commands, ``/invite``,
 ``/connect`` …) and the sending of plain text. Parsing and completion are pure and live
-in :mod:`p2pchat.ui.commands`; this module turns a parsed command into calls on the node
-(inside trio, through the app's host) and toasts. A new command is one ``cmd_`` function
-here and its entry in :data:`HANDLERS`.
+in :mod:`p2pchat.ui.commands`; this module turns a parsed command into calls on the
+command layer (:mod:`p2pchat.commands`, inside trio through the app) and toasts. A new
+command is one ``cmd_`` function here and its entry in :data:`HANDLERS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from p2pchat.discovery.known import static_targets
-from p2pchat.errors import P2PChatError, ProfileError
+from p2pchat.chat.names import shown_name
+from p2pchat.commands import CommandError, Commands, Connected, Target
+from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
-from p2pchat.node.chat import ChatService
-from p2pchat.node.node import Node
-from p2pchat.node.rooms import RoomService
 from p2pchat.ui.commands import (
     Command,
-    CommandError,
     complete,
     literal_text,
     parse,
@@ -37,9 +34,11 @@ from p2pchat.ui.widgets.composer import Composer
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
 
+T = TypeVar("T")
+
 
 def complete_line(app: ChatApp, line: str) -> list[str]:
-    return complete(line, [e.name for e in app._entries])
+    return complete(line, [e.name for e in app.entries])
 
 
 def composer_submitted(app: ChatApp, message: Composer.Submitted) -> None:
@@ -56,34 +55,37 @@ def composer_submitted(app: ChatApp, message: Composer.Submitted) -> None:
 
 
 def send(app: ChatApp, text: str, peer_id: str | None = None) -> None:
-    if peer_id is None and app._room is not None:
-        room_id = bytes.fromhex(app._room)
-        rooms_call(app, lambda rooms: rooms.send(room_id, text), "")
+    room = app.current_room
+    if peer_id is None and room is not None:
+        room_id = bytes.fromhex(room)
+        try:
+            in_node(app, lambda commands: commands.send_to_room(room_id, text), "")
+        except CommandError as error:
+            app.notify(str(error), severity="warning")
         return
-    peer_id = peer_id or app._peer
+    peer_id = peer_id or app.current_peer
     if peer_id is None:
         app.notify("Open a conversation first: pick one on the left, or /msg NICK")
         return
-    node, host = app.node, app._host
-    if node is None or node.chat is None or host is None:
-        app.notify(not_ready(app), severity="warning")
+    if app.node is None:
+        app.notify(app.not_ready(), severity="warning")
         return
-    chat = node.chat
+    commands = app.commands
     peer = decode_peer_id(peer_id)
 
     def send() -> None:
         try:
-            stored = chat.send_text(peer, text)
-        except ValueError as error:
-            app.notify(str(error), severity="warning")
-            return
-        except P2PChatError as error:  # e.g. a full disk: nothing was stored or sent
-            app.notify(f"{error}. ↑ in the empty composer brings the text back.",
-                        title="Not sent", severity="error")  # fmt: skip
+            stored = commands.send(peer, text)
+        except CommandError as error:
+            if error.fault:  # e.g. a full disk: nothing was stored or sent
+                app.notify(f"{error}. ↑ in the empty composer brings the text back.",
+                           title="Not sent", severity="error")  # fmt: skip
+            else:
+                app.notify(str(error), severity="warning")
             return
         app.post_message(Sent(peer_id, stored.msg_id))
 
-    host.call(send)
+    app.call_in_node(send)
 
 
 # ------------------------------------------------------------------ commands
@@ -100,8 +102,32 @@ def run_command(app: ChatApp, command: Command) -> None:
         app.notify(str(error), severity="warning")
 
 
+def in_node(
+    app: ChatApp,
+    action: Callable[[Commands], T],
+    done: str,
+    then: Callable[[T], None] | None = None,
+) -> None:
+    """Run a command inside trio; say ``done`` (or the error) when it ran."""
+    commands = app.commands
+
+    def run() -> None:
+        try:
+            result = action(commands)
+        except CommandError as error:  # e.g. an invitation that is refused
+            app.notify(str(error), severity="warning")
+            return
+        if done:
+            app.notify(done)
+        if then is not None:
+            app.call_later(then, result)
+        app.call_later(app.refresh_sidebar)
+
+    app.call_in_node(run)
+
+
 def resolve(app: ChatApp, query: str) -> str:
-    return resolve_peer(query, people_for_lookup(app._entries))
+    return resolve_peer(query, people_for_lookup(app.entries))
 
 
 def cmd_help(app: ChatApp, args: str) -> None:
@@ -142,27 +168,29 @@ def cmd_back(app: ChatApp, args: str) -> None:
 
 
 def set_presence(app: ChatApp, **changes: Any) -> None:
-    node, host = app.node, app._host
-    if node is None or host is None:
-        raise CommandError(not_ready(app))
-    host.spawn(presence_in_trio, app, node, changes)
+    app.spawn_in_node(presence_in_trio, app, changes)
 
 
-async def presence_in_trio(app: ChatApp, node: Node, changes: dict[str, Any]) -> None:
+async def presence_in_trio(app: ChatApp, changes: dict[str, Any]) -> None:
     try:
-        await node.set_presence(**changes)
-    except ValueError as error:
+        await app.commands.set_presence(**changes)
+    except CommandError as error:
         app.notify(str(error), severity="warning")
-    app.call_later(app._update_topbar)
+    app.call_later(app.update_topbar)
 
 
 def cmd_accept(app: ChatApp, args: str) -> None:
-    peer_id = resolve(app, args)
-    chat = chat_service(app)
-    assert app._host is not None
-    app._host.call(chat.accept, decode_peer_id(peer_id))
-    app.notify(f"{app.name_of(decode_peer_id(peer_id))} is now a contact")
-    app._schedule_refresh()
+    peer = decode_peer_id(resolve(app, args))
+
+    def accept(commands: Commands) -> object:
+        # Accepting someone who sent no request (nearby, say) makes them a contact too.
+        if commands.request(peer) is None:
+            return commands.add_contact(peer)
+        return commands.accept(peer)
+
+    in_node(app, accept, "")
+    app.notify(f"{app.name_of(peer)} is now a contact")
+    app.schedule_refresh()
 
 
 def cmd_block(app: ChatApp, args: str) -> None:
@@ -174,17 +202,15 @@ def cmd_unblock(app: ChatApp, args: str) -> None:
 
 
 def blocking(app: ChatApp, args: str, blocked: bool) -> None:
-    peer_id = resolve(app, args)
-    chat = chat_service(app)
-    assert app._host is not None
-    app._host.call(chat.set_blocked, decode_peer_id(peer_id), blocked)
-    name = app.name_of(decode_peer_id(peer_id))
+    peer = decode_peer_id(resolve(app, args))
+    in_node(app, lambda commands: commands.set_blocked(peer, blocked), "")
+    name = app.name_of(peer)
     app.notify(f"{name} is {'blocked' if blocked else 'no longer blocked'}")
-    app._schedule_refresh()
+    app.schedule_refresh()
 
 
 def cmd_verify(app: ChatApp, args: str) -> None:
-    peer_id = resolve(app, args) if args else app._peer
+    peer_id = resolve(app, args) if args else app.current_peer
     if peer_id is None:
         raise CommandError("open a conversation, or name someone: /verify NICK")
     show_verify(app, peer_id)
@@ -192,36 +218,32 @@ def cmd_verify(app: ChatApp, args: str) -> None:
 
 def show_verify(app: ChatApp, peer_id: str) -> None:
     key = decode_peer_id(peer_id)
-    contact = app.store.contact(key)
     screen = VerifyScreen(
         my_key=app.me,
         their_key=key,
         their_name=app.name_of(key),
-        verified=bool(contact and contact.verified),
+        verified=app.commands.verification(key).verified,
     )
 
     def done(result: bool | None) -> None:
         if result is None:
             return
-        chat, host = chat_service(app), app._host
-        assert host is not None
 
-        def apply() -> None:  # inside trio: adding a contact may talk to the peer
-            existing = app.store.contact(key)
+        def apply(commands: Commands) -> None:  # inside trio: adding a contact may talk
+            existing = commands.contact(key)
             if existing is None or not existing.is_contact:
-                chat.add_contact(key)
-            app.store.set_verified(key, result)
-            app.call_later(app._refresh_sidebar)
-            app.call_later(app._update_title)
+                commands.add_contact(key)
+            commands.set_verified(key, result)
+            app.call_later(app.update_title)
 
-        host.call(apply)
+        in_node(app, apply, "")
         app.notify(f"{app.name_of(key)} is {'verified ✔' if result else 'not verified'}")
 
     app.push_screen(screen, done)
 
 
 def cmd_peers(app: ChatApp, args: str) -> None:
-    everyone = [s for s in app._seen.values() if s.status != "offline"]
+    everyone = [s for s in app.seen.values() if s.status != "offline"]
     online = [s for s in everyone if s.proven]
     if not online:
         app.notify("Nobody found yet. /invite gives a code to share; /connect uses one.")
@@ -239,51 +261,20 @@ def cmd_peers(app: ChatApp, args: str) -> None:
 # rooms
 
 
-def room_service(app: ChatApp) -> RoomService:
-    if app.node is None or app.node.rooms is None:
-        raise CommandError(not_ready(app))
-    return app.node.rooms
-
-
 def open_room_id(app: ChatApp) -> bytes:
-    if app._room is None:
+    if app.current_room is None:
         raise CommandError("open a room first (or /create NAME)")
-    return bytes.fromhex(app._room)
-
-
-def rooms_call(
-    app: ChatApp,
-    action: Callable[[RoomService], Any],
-    done: str,
-    then: Callable[[Any], None] | None = None,
-) -> None:
-    """Run a room command inside trio; say ``done`` (or the error) when it ran."""
-    rooms, host = room_service(app), app._host
-    assert host is not None
-
-    def run() -> None:
-        try:
-            result = action(rooms)
-        except (ValueError, P2PChatError) as error:  # e.g. an invitation that is refused
-            app.notify(str(error), severity="warning")
-            return
-        if done:
-            app.notify(done)
-        if then is not None:
-            app.call_later(then, result)
-        app.call_later(app._refresh_sidebar)
-
-    host.call(run)
+    return bytes.fromhex(app.current_room)
 
 
 def cmd_create(app: ChatApp, args: str) -> None:
-    rooms_call(app, lambda rooms: rooms.create(args), f"Room #{args} created: /invite NICK",
-                     lambda room: app.open_room(room.room_id.hex()))  # fmt: skip
+    in_node(app, lambda commands: commands.create_room(args), f"Room #{args} created: /invite NICK",
+            lambda room: app.open_room(room.room_id.hex()))  # fmt: skip
 
 
 def cmd_join(app: ChatApp, args: str) -> None:
     wanted = args.strip().lstrip("#").casefold()
-    matching = [r for r in app.store.rooms()
+    matching = [r for r in app.commands.stored_rooms()
                 if r.name.casefold() == wanted or r.room_id.hex() == wanted]  # fmt: skip
     joined = [r for r in matching if r.joined]
     if joined:  # already a member: just open it
@@ -293,26 +284,27 @@ def cmd_join(app: ChatApp, args: str) -> None:
     if not invited:
         raise CommandError(f"no room or invitation called {args!r}")
     room_id = invited[0].room_id
-    rooms_call(app, lambda rooms: rooms.join(room_id), "",
-                     lambda room: app.open_room(room.room_id.hex()))  # fmt: skip
+    in_node(app, lambda commands: commands.join_room(room_id), "",
+            lambda room: app.open_room(room.room_id.hex()))  # fmt: skip
 
 
 def cmd_leave(app: ChatApp, args: str) -> None:
     room_id = open_room_id(app)
-    rooms_call(app, lambda rooms: rooms.leave(room_id), "You left the room")
+    in_node(app, lambda commands: commands.leave_room(room_id), "You left the room")
 
 
 def cmd_remove(app: ChatApp, args: str) -> None:
     room_id = open_room_id(app)
     peer = decode_peer_id(resolve(app, args))
-    rooms_call(app, lambda rooms: rooms.remove(room_id, peer),
-                     f"{app.name_of(peer)} is removed; the room has a new key")  # fmt: skip
+    in_node(app, lambda commands: commands.remove_from_room(room_id, peer),
+            f"{app.name_of(peer)} is removed; the room has a new key")  # fmt: skip
 
 
 def cmd_members(app: ChatApp, args: str) -> None:
     room_id = open_room_id(app)
-    listed = room_service(app).members(room_id)
-    lines = [f"{'●' if online else '○'} {app.name_of(key)}" for key, online in listed]
+    app.require_node()
+    listed = app.commands.room_members(room_id)
+    lines = [f"{'●' if m.online else '○'} {app.name_of(m.peer)}" for m in listed]
     app.notify("\n".join(lines[:30]), title=f"{len(listed)} members", timeout=10)
 
 
@@ -325,7 +317,7 @@ def cmd_requests(app: ChatApp, args: str) -> None:
 
 
 def list_section(app: ChatApp, section: Section, empty: str) -> None:
-    rows = [e for e in app._entries if e.section is section]
+    rows = [e for e in app.entries if e.section is section]
     if not rows:
         app.notify(empty)
         return
@@ -337,16 +329,13 @@ def cmd_invite(app: ChatApp, args: str) -> None:
     if args:  # in a room: invite a contact into it
         room_id = open_room_id(app)
         peer = decode_peer_id(resolve(app, args))
-        rooms_call(app, lambda rooms: rooms.invite(room_id, peer),
-                         f"{app.name_of(peer)} is invited")  # fmt: skip
+        in_node(app, lambda commands: commands.invite_to_room(room_id, peer),
+                f"{app.name_of(peer)} is invited")  # fmt: skip
         return
-    node = app.node
-    if node is None:
-        raise CommandError(not_ready(app))
-    nick = app.profile.nick if app.settings.announce_nick else None
+    app.require_node()
     try:
-        code = node.invite(nick).code  # a fresh one-time token, remembered in the store
-    except P2PChatError as error:  # a full disk: the token could not be kept
+        code = app.commands.invite().code  # a fresh one-time token, remembered in the store
+    except CommandError as error:  # a full disk: the token could not be kept
         raise CommandError(f"no invite code: {error}") from None
     app.copy_to_clipboard(code)
     app.notify(
@@ -358,18 +347,23 @@ def cmd_invite(app: ChatApp, args: str) -> None:
 
 
 def cmd_connect(app: ChatApp, args: str) -> None:
-    node, host = app.node, app._host
-    if node is None or host is None:
-        raise CommandError(not_ready(app))
+    app.require_node()
+    targets = app.commands.parse_target(args)
+    app.spawn_in_node(connect_in_trio, app, targets)
+
+
+async def connect_in_trio(app: ChatApp, targets: list[Target]) -> None:
     try:
-        targets = static_targets(None, [args])
-    except ValueError as error:
-        raise CommandError(str(error)) from None
-    host.spawn(connect_in_trio, app, node, targets)
+        connected = await app.commands.connect(targets)
+    except CommandError as error:
+        app.notify(str(error), severity="error")
+        return
+    show_connected(app, targets, connected)
+    app.call_later(app.refresh_sidebar)
 
 
-async def connect_in_trio(app: ChatApp, node: Node, targets: list[Any]) -> None:
-    for note in await node.connect(targets):
+def show_connected(app: ChatApp, targets: list[Target], connected: Connected) -> None:
+    for note in connected.notes:
         if note.name not in ("verified", "spoof", "unreachable", "refused"):
             continue
         text = note.text
@@ -379,24 +373,11 @@ async def connect_in_trio(app: ChatApp, node: Node, targets: list[Any]) -> None:
             text += f" — {name} is now a contact"
         elif note.name == "refused" and note.fields.get("code") == "contacts-only":
             target = next((t for t in targets if t.peer_id == peer_id), None)
-            name = (target.nick if target else None) or (peer_id or "")[:12]
+            name = (target.nick if target else None) or shown_name(peer_id or "", "")
             text = f"{name} talks to contacts only"
             if target is not None and target.invite:
                 text += ": this code was used already or has expired; ask for a new one"
         app.notify(text, severity="information" if note.name == "verified" else "error")
-    app.call_later(app._refresh_sidebar)
-
-
-def chat_service(app: ChatApp) -> ChatService:
-    if app.node is None or app.node.chat is None:
-        raise CommandError(not_ready(app))
-    return app.node.chat
-
-
-def not_ready(app: ChatApp) -> str:
-    if app._failure:
-        return f"the node is not running ({app._failure}); restart p2pchat"
-    return "still starting: try again in a moment"
 
 
 # By name, as the parser spells them; a name missing here gets "not available here".

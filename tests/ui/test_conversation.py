@@ -16,6 +16,8 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
+from p2pchat.commands import Commands
+from p2pchat.identity import Identity
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.ui.widgets.conversation import HINT_NO_PEER, PAGE, ConversationView
 
@@ -39,6 +41,11 @@ def msg_id(n: int) -> bytes:
 
 def text_of(n: int) -> str:
     return f"message number {n}"
+
+
+def pages(store: Store) -> Commands:
+    """The pane reads its pages through the command layer, as in the app."""
+    return Commands(Identity.generate(), store)
 
 
 def fill(store: Store, count: int, *, per_day: int = PER_DAY) -> None:
@@ -115,7 +122,7 @@ def shown(view: ConversationView) -> str:
 def test_big_conversation_opens_at_once(big_store: Store) -> None:
     async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
         started = time.perf_counter()
-        view.show(big_store, ME, BOB, name_of)
+        view.show(pages(big_store), ME, BOB, name_of)
         await pilot.pause()
         text = shown(view)
         elapsed = time.perf_counter() - started
@@ -133,7 +140,7 @@ def test_big_conversation_opens_at_once(big_store: Store) -> None:
 
 def test_scrolling_to_the_top_loads_the_previous_page_in_place(big_store: Store) -> None:
     async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
-        view.show(big_store, ME, BOB, name_of)
+        view.show(pages(big_store), ME, BOB, name_of)
         await pilot.pause()
         view.scroll_to(y=0, animate=False)
         at_top = screen(view)  # before the older page arrives
@@ -177,7 +184,7 @@ def test_added_message_appears_at_the_end(store: Store) -> None:
     fill(store, 50)
 
     async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
-        view.show(store, ME, BOB, name_of)
+        view.show(pages(store), ME, BOB, name_of)
         await pilot.pause()
         assert view.loaded_count == 50
         at = START + 86_400_000
@@ -213,7 +220,7 @@ def test_set_state_changes_the_mark(store: Store) -> None:
             text="see you there",
             next_attempt_at=START,
         )
-        view.show(store, ME, BOB, name_of)
+        view.show(pages(store), ME, BOB, name_of)
         await pilot.pause()
         line = next(line for line in screen(view) if "see you there" in line)
         assert "alice" in line and line.rstrip().endswith("⏱")
@@ -231,7 +238,7 @@ def test_day_separators(store: Store) -> None:
     fill(store, 150, per_day=100)  # Monday 0-99, Tuesday 100-149: one page
 
     async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
-        view.show(store, ME, BOB, name_of)
+        view.show(pages(store), ME, BOB, name_of)
         await pilot.pause()
         await pilot.press("home")
         assert any("── Monday 23 November" in line for line in screen(view))
@@ -253,7 +260,7 @@ def test_text_is_shown_literally(store: Store) -> None:
         )
 
     async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
-        view.show(store, ME, BOB, name_of)
+        view.show(pages(store), ME, BOB, name_of)
         await pilot.pause()
         text = shown(view)
         assert "[bold]x[/]" in text
@@ -278,7 +285,7 @@ def test_long_text_wraps_under_the_text_column(store: Store) -> None:
     )
 
     async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
-        view.show(store, ME, BOB, name_of)
+        view.show(pages(store), ME, BOB, name_of)
         await pilot.pause()
         lines = [line.rstrip() for line in screen(view) if line.strip()]
         assert lines[0].startswith("──")  # the day separator, then the message
@@ -308,11 +315,11 @@ def test_long_text_wraps_under_the_text_column(store: Store) -> None:
 def test_empty_view_shows_a_hint(store: Store) -> None:
     async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
         assert HINT_NO_PEER in shown(view)  # before show(): no conversation yet
-        view.show(store, ME, None, name_of)
+        view.show(pages(store), ME, None, name_of)
         await pilot.pause()
         assert view.peer is None and view.loaded_count == 0
         assert HINT_NO_PEER in shown(view)
-        view.show(store, ME, BOB, name_of)  # a contact with no messages yet
+        view.show(pages(store), ME, BOB, name_of)  # a contact with no messages yet
         await pilot.pause()
         assert HINT_NO_PEER not in shown(view)
         assert "No messages yet" in shown(view)

@@ -91,4 +91,4 @@ async def scenario(tmp_path: Path) -> None:
             lines = await refreshed(pilot, app, "  + 3 unconfirmed")
             assert "  + 3 unconfirmed" in lines
             assert any("mallory1" in line for line in lines)
-            assert FAKES[0].peer_id not in app._seen
+            assert FAKES[0].peer_id not in app.seen

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from itertools import accumulate
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
 from rich.cells import cell_len, chop_cells, set_cell_size
 from rich.segment import Segment
@@ -32,7 +32,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from p2pchat.store import RoomMessage, Store, StoredMessage
+from p2pchat.commands import RoomMessage, StoredMessage
 
 PAGE = 200
 """Messages read from the store at a time (the first screenful and each older page)."""
@@ -137,6 +137,19 @@ def _fit(text: str, width: int) -> str:
     return set_cell_size(text, width - 1) + "…"
 
 
+class Pages(Protocol):
+    """Where the pane reads its pages (the command layer's history reads): the last
+    ``limit`` messages, or the ``limit`` before the message ``before``, oldest first."""
+
+    def history(
+        self, peer: bytes, *, limit: int = ..., before: bytes | None = ...
+    ) -> list[StoredMessage]: ...
+
+    def room_history(
+        self, room_id: bytes, *, limit: int = ..., before: bytes | None = ...
+    ) -> list[RoomMessage]: ...
+
+
 def _local_time(message: StoredMessage) -> datetime:
     # sent_at comes from the sender's clock; a garbage value must not break the pane,
     # so it falls back to our own arrival time.
@@ -231,7 +244,7 @@ class ConversationView(ScrollView, can_focus=True):
         self, *, name: str | None = None, id: str | None = None, classes: str | None = None
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self._store: Store | None = None
+        self._pages: Pages | None = None
         self._room = False
         self._me = b""
         self._peer: bytes | None = None
@@ -263,7 +276,7 @@ class ConversationView(ScrollView, can_focus=True):
 
     def show(
         self,
-        store: Store,
+        pages: Pages,
         me: bytes,
         peer: bytes | None,
         name_of: Callable[[bytes], str],
@@ -272,7 +285,7 @@ class ConversationView(ScrollView, can_focus=True):
     ) -> None:
         """Show the conversation with ``peer`` (its newest page), scrolled to the end.
         ``room``: ``peer`` is a room id, and the page comes from the room's messages."""
-        self._store, self._me, self._peer, self._name_of = store, me, peer, name_of
+        self._pages, self._me, self._peer, self._name_of = pages, me, peer, name_of
         self._room = room
         self._names = {}
         page = [] if peer is None else self._page(None)
@@ -293,12 +306,14 @@ class ConversationView(ScrollView, can_focus=True):
             self._end_pending = True
         self.refresh()
 
-    def _page(self, before: tuple[int, bytes] | None) -> list[StoredMessage]:
-        assert self._store is not None and self._peer is not None
+    def _page(self, before: StoredMessage | None) -> list[StoredMessage]:
+        """The newest page, or the page just older than ``before`` (a loaded message)."""
+        assert self._pages is not None and self._peer is not None
+        anchor = None if before is None else before.msg_id
         if self._room:
-            rows = self._store.room_history(self._peer, limit=PAGE, before=before)
+            rows = self._pages.room_history(self._peer, limit=PAGE, before=anchor)
             return [room_message_as_stored(row, self._me) for row in rows]
-        return self._store.history(self._peer, limit=PAGE, before=before)
+        return self._pages.history(self._peer, limit=PAGE, before=anchor)
 
     def add(self, message: StoredMessage) -> None:
         """A new message: shown in its place if it belongs to this conversation."""
@@ -439,12 +454,11 @@ class ConversationView(ScrollView, can_focus=True):
 
     def _load_older(self) -> None:
         try:
-            if not (self._has_more and self._entries and self._store and self._peer):
+            if not (self._has_more and self._entries and self._pages and self._peer):
                 return
             if self.scroll_offset.y > _NEAR_TOP:
                 return  # the reader moved away (or the conversation changed) meanwhile
-            oldest = self._entries[0].message
-            page = self._page((oldest.clock, oldest.msg_id))
+            page = self._page(self._entries[0].message)
             self._has_more = len(page) == PAGE
             fresh = [
                 _Entry(message, _local_time(message))
