@@ -15,6 +15,7 @@ import trio
 
 from p2pchat.api.control import call_control
 from p2pchat.api.handler import ApiHandler
+from p2pchat.chat.names import line_id
 from p2pchat.cli.common import (
     EXIT_USAGE,
     chosen_interfaces,
@@ -109,7 +110,7 @@ def cmd_history(profile: Profile, args: argparse.Namespace) -> int:
     if args.json:
         print_json(messages)
         return 0
-    name = answer.get("name") or args.peer[:8]
+    name = answer.get("name") or line_id(args.peer)
     width = max(2, len(name))
     for message in messages:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message["time"] / 1000))

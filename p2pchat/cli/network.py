@@ -17,6 +17,7 @@ import trio
 from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.api.control import call_control
 from p2pchat.api.handler import MAX_PINGS
+from p2pchat.chat.names import line_id
 from p2pchat.cli.common import (
     DEFAULT_PORT,
     EXIT_ERROR,
@@ -27,6 +28,7 @@ from p2pchat.cli.common import (
     open_profile_store,
     print_json,
 )
+from p2pchat.commands import Commands
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import (
@@ -41,7 +43,6 @@ from p2pchat.discovery.watch import watch
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.net.server import open_secure_connection
-from p2pchat.node.chat import new_invite
 from p2pchat.profile import Profile, ProfileLock
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.wallclock import now_ms
@@ -179,8 +180,8 @@ def cmd_invite(profile: Profile, args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
         addresses = [format_host_port(h, port) for h in local_addresses(chosen or interfaces)]
         with ProfileLock(profile.home), open_profile_store(profile) as store:
-            token, expires = new_invite(store)
-        code = make_invite(profile.identity.peer_id, addresses, profile.nick, token)
+            invitation = Commands(profile.identity, store).invite_offline(addresses, profile.nick)
+        code, expires = invitation.code, invitation.expires
     if args.json:
         print_json({"invite": code, "id": profile.identity.peer_id, "addresses": addresses,
                      "expires": expires})  # fmt: skip
@@ -221,7 +222,7 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
         print_json((verified or results or [{}])[0])
     if verified:
         if contact is not None and not args.json:
-            print(f"{contact['nick'] or contact['id'][:12] + '…'} is now a contact")
+            print(f"{contact['nick'] or line_id(contact['id'])} is now a contact")
         if known.unsaved:
             print(f"p2pchat: verified, but {known.path} could not be saved (is the disk "
                   "full?): it is not remembered", file=sys.stderr)  # fmt: skip
