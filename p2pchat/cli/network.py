@@ -45,7 +45,6 @@ from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.net.server import open_secure_connection
 from p2pchat.profile import Profile, ProfileLock
 from p2pchat.session.core import SUPPORTED_VERSIONS
-from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import MAX_PING_DATA
 
 
@@ -216,8 +215,8 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
         # We used this identity's code on purpose: it is a contact now (as the node does).
         contact = verified[0]
         with ProfileLock(profile.home), open_profile_store(profile) as store:
-            store.add_contact(decode_peer_id(contact["id"]), nick=contact["nick"] or "",
-                              now=now_ms())  # fmt: skip
+            commands = Commands(profile.identity, store)
+            commands.add_contact(decode_peer_id(contact["id"]), nick=contact["nick"] or "")
     if args.json:
         print_json((verified or results or [{}])[0])
     if verified:

@@ -46,18 +46,19 @@ class PeopleCommands(CommandContext):
         with readable_errors():
             return self.store.request(peer)
 
-    def add_contact(self, peer: bytes, petname: str = "") -> Contact:
-        """Make ``peer`` a contact, called ``petname`` if given."""
+    def add_contact(self, peer: bytes, petname: str = "", *, nick: str = "") -> Contact:
+        """Make ``peer`` a contact, called ``petname`` if given. ``nick``: the nick it
+        gave us itself (an invite code's), if known."""
         problem = text_problem(petname, "")
         if problem:
             raise CommandError(f'"nick": {problem}')
         chat = self._running_chat()
         with readable_errors():
             if chat is not None:
-                return chat.add_contact(peer, petname)
+                return chat.add_contact(peer, petname, nick)
             if peer == self.me:
                 raise CommandError(OWN_ID)
-            return self.store.add_contact(peer, petname=petname, now=now_ms())
+            return self.store.add_contact(peer, petname=petname, nick=nick, now=now_ms())
 
     def accept(self, peer: bytes) -> Contact:
         """Accept a pending contact request (the messages it held are delivered)."""

@@ -59,6 +59,12 @@ def test_contacts_are_added_named_and_listed(commands: Commands) -> None:
     assert commands.name_of(CAT) == ""  # only the id is known
 
 
+def test_a_contact_keeps_the_nick_it_gave_and_the_name_we_gave(commands: Commands) -> None:
+    commands.add_contact(BOB, nick="bobby")  # from an invite code, say
+    contact = commands.add_contact(BOB, "bob")
+    assert (contact.nick, contact.petname, contact.name) == ("bobby", "bob", "bob")
+
+
 def test_a_contact_name_and_ones_own_id_are_refused(commands: Commands, me: Identity) -> None:
     with pytest.raises(CommandError, match='"nick": a nick has at most'):
         commands.add_contact(BOB, "b" * 1000)
