@@ -3,6 +3,8 @@ invite codes, connecting and ping, on real loopback sessions and real stores."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,16 @@ import trio
 
 from p2pchat.commands import CommandError, Commands
 from tests.net.chatpeers import ChatPeer, wait_for
+
+
+@asynccontextmanager
+async def running(*peers: ChatPeer) -> AsyncIterator[None]:
+    """The peers' nodes, stopped when the block ends."""
+    async with trio.open_nursery() as nursery:
+        for peer in peers:
+            await peer.start(nursery)
+        yield
+        nursery.cancel_scope.cancel()
 
 
 def commands_of(peer: ChatPeer) -> Commands:
@@ -20,9 +32,7 @@ def commands_of(peer: ChatPeer) -> Commands:
 async def test_a_message_reaches_a_contact(tmp_path: Path) -> None:
     ann = ChatPeer("ann", tmp_path / "ann")
     bob = ChatPeer("bob", tmp_path / "bob")
-    async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
-        await bob.start(nursery)
+    async with running(ann, bob):
         ann.befriend(bob)
         bob.befriend(ann)
         ann.introduce(bob)
@@ -39,15 +49,12 @@ async def test_a_message_reaches_a_contact(tmp_path: Path) -> None:
         assert to_ann.name_of(bob.key) == "bob"
         with pytest.raises(CommandError, match="your own id"):
             to_ann.send(ann.key, "me?")
-        nursery.cancel_scope.cancel()
 
 
 async def test_presence_and_peers(tmp_path: Path) -> None:
     ann = ChatPeer("ann", tmp_path / "ann")
     bob = ChatPeer("bob", tmp_path / "bob")
-    async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
-        await bob.start(nursery)
+    async with running(ann, bob):
         bob.introduce(ann)
         to_ann, to_bob = commands_of(ann), commands_of(bob)
         own = await to_ann.set_presence(nick="Ann", status="away", status_text="lunch")
@@ -65,13 +72,11 @@ async def test_presence_and_peers(tmp_path: Path) -> None:
         [peer] = [p for p in to_bob.peers() if p.presence.peer == ann.key]
         assert peer.connected and peer.presence.nick == "Ann"
         assert to_bob.presence(ann.key) == peer.presence
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_room_of_one(tmp_path: Path) -> None:
     ann = ChatPeer("ann", tmp_path / "ann")
-    async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
+    async with running(ann):
         commands = commands_of(ann)
         room = commands.create_room("lunch")
         assert commands.room(room.room_id) == room
@@ -92,15 +97,12 @@ async def test_a_room_of_one(tmp_path: Path) -> None:
         commands.leave_room(room.room_id)
         with pytest.raises(CommandError, match="not a member of that room"):
             commands.room(room.room_id)
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_invite_code_connects_and_pings(tmp_path: Path) -> None:
     ann = ChatPeer("ann", tmp_path / "ann", contacts_only=True)
     bob = ChatPeer("bob", tmp_path / "bob")
-    async with trio.open_nursery() as nursery:
-        await ann.start(nursery)
-        await bob.start(nursery)
+    async with running(ann, bob):
         to_ann, to_bob = commands_of(ann), commands_of(bob)
         invitation = to_ann.invite()
         assert invitation.addresses == [ann.address]
@@ -110,4 +112,3 @@ async def test_an_invite_code_connects_and_pings(tmp_path: Path) -> None:
         assert "verified" in [note.name for note in connected.notes]
         pinged = await to_bob.ping(ann.key, count=2)
         assert len(pinged.rtts) == 2 and pinged.address == ann.address
-        nursery.cancel_scope.cancel()
