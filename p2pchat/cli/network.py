@@ -30,7 +30,6 @@ from p2pchat.cli.common import (
 )
 from p2pchat.commands import Commands
 from p2pchat.discovery.dial import dial_all
-from p2pchat.discovery.doctor import run_checks
 from p2pchat.discovery.known import (
     KNOWN_FILE,
     KnownPeers,
@@ -248,7 +247,7 @@ def _print_connected(answer: dict[str, Any], as_json: bool) -> int:
 
 def cmd_doctor(profile: Profile, args: argparse.Namespace) -> int:
     chosen = chosen_interfaces(args.interface)
-    report = trio.run(run_checks, profile.home, chosen)
+    report = trio.run(Commands.check_network, profile.home, chosen)
     if args.json:
         print_json({
             "healthy": report.healthy,
