@@ -126,7 +126,6 @@ class ChatApp(App[None]):
         self.settings = settings
         self.commands = Commands(profile.identity, settings.store)
         self.me = profile.identity.public_key
-        self.node: Node | None = None
         self._host = host
         self._owns_host = host is None
         self._ask_nick = ask_nick
@@ -235,14 +234,17 @@ class ChatApp(App[None]):
 
     # ------------------------------------------------------------------ node events
 
+    @property
+    def node(self) -> Node | None:
+        """The running node (None before it starts, or once it failed)."""
+        return self.commands.node
+
     def on_node_up(self, message: NodeUp) -> None:
-        self.node = message.node
         self.commands.attach(message.node)
         self.update_topbar()
 
     def on_node_failed(self, message: NodeFailed) -> None:
         self.top_bar.failure = message.text
-        self.node = None
         self.commands.attach(None)
         self.notify(message.text, title="The node could not start", severity="error")
         self.update_topbar()
