@@ -6,16 +6,17 @@ the oldest, says so and redraws from the store); commands go into trio with ``ho
 ``host.spawn``. Every action and every read of the store or the node's membership goes
 through the command layer (:mod:`p2pchat.commands`); reads are done directly (it is the
 same thread), actions inside trio (:meth:`ChatApp.call_in_node`).
+
+Longer than most modules because a Textual App is one class: its layout, its lifecycle
+and what each node event changes on screen. What stands alone lives beside it: the bars
+(``bars.py``), the slash commands (``slash.py``), the toasts (``notices.py``), the
+sidebar's people (``people.py``) and the trio host (``host.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
-import subprocess
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
@@ -56,6 +57,7 @@ from p2pchat.profile import Profile
 from p2pchat.ui import bars, slash
 from p2pchat.ui.host import EventBridge, NodeHost
 from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
+from p2pchat.ui.notices import Notices, desktop_available
 from p2pchat.ui.palette import ChatCommands
 from p2pchat.ui.people import (
     Entry,
@@ -72,8 +74,6 @@ from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.sidebar import Sidebar
 
 log = logging.getLogger("p2pchat.ui")
-TOAST_EVERY = 3.0  # seconds between two toasts for the same sender
-DROPPED_EVERY = 5.0  # seconds between two "events were dropped" notices
 
 
 class ChatApp(App[None]):
@@ -136,21 +136,13 @@ class ChatApp(App[None]):
         self._entries: list[Entry] = []
         self.top_bar = bars.TopBarState()
         self._refresh_pending = False
-        self._last_toast: dict[bytes, float] = {}  # a peer or a room
-        self._last_bell = -1e9
         self._events = EventBridge[NodeEvent](
             lambda: self.post_message(NodeEventsWaiting()), count=_stands_for
         )
-        self._dropped_shown = -1e9
-        self._dropped_unshown = 0
-        self._dropped_timer = False
         self._resync_pending = False
         if desktop_notifications is None:
-            desktop_notifications = bool(
-                shutil.which("notify-send")
-                and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-            )
-        self._desktop = desktop_notifications
+            desktop_notifications = desktop_available()
+        self._notices = Notices(self, desktop=desktop_notifications)
 
     def notify(
         self,
@@ -266,32 +258,10 @@ class ChatApp(App[None]):
         """The window fell behind and ``count`` node events were dropped: say so (one
         notice every few seconds at most, with the total) and redraw from the store and
         the node's membership what those events would have changed."""
-        self._dropped_unshown += count
-        self._show_dropped()
+        self._notices.dropped(count)
         if not self._resync_pending:
             self._resync_pending = True
             self.set_timer(0.2, self._resync)
-
-    def _show_dropped(self) -> None:
-        wait = self._dropped_shown + DROPPED_EVERY - time.monotonic()
-        if wait > 0:
-            if not self._dropped_timer:
-                self._dropped_timer = True
-                self.set_timer(wait, self._dropped_timer_fired)
-            return
-        if self._dropped_unshown:
-            self._dropped_shown = time.monotonic()
-            count, self._dropped_unshown = self._dropped_unshown, 0
-            self.notify(
-                f"{count} network event(s) were dropped while the window was busy; "
-                "the view is redrawn from what is stored",
-                title="Falling behind",
-                severity="warning",
-            )
-
-    def _dropped_timer_fired(self) -> None:
-        self._dropped_timer = False
-        self._show_dropped()
 
     def _resync(self) -> None:
         self._resync_pending = False
@@ -368,13 +338,8 @@ class ChatApp(App[None]):
             self.query_one(ConversationView).add(shown)
             self._quietly(self.commands.mark_room_read, room_id)
         elif not event.own:
-            now = time.monotonic()
-            if now - self._last_toast.get(room_id, -1e9) >= TOAST_EVERY:
-                self._last_toast[room_id] = now
-                who = self.name_of(event.author)
-                self.notify(
-                    " ".join(event.text.split())[:80], title=f"#{self._room_name(room_id)} · {who}"
-                )
+            title = f"#{self._room_name(room_id)} · {self.name_of(event.author)}"
+            self._notices.room_message(room_id, title, event.text)
         self.schedule_refresh()
 
     def _room_name(self, room_id: bytes) -> str:
@@ -388,28 +353,8 @@ class ChatApp(App[None]):
             self.query_one(ConversationView).add(stored)
             self._mark_read(peer_id)
         else:
-            self._announce(event)
+            self._notices.message(event)
         self.schedule_refresh()
-
-    def _announce(self, event: MessageIn) -> None:
-        """A toast and the bell for a message elsewhere — at most one toast per sender
-        every few seconds and one bell a second, so a burst cannot bury the screen (the
-        unread count in the sidebar keeps the tally)."""
-        now = time.monotonic()
-        if now - self._last_toast.get(event.peer, -1e9) < TOAST_EVERY:
-            return
-        if len(self._last_toast) > 1024:
-            self._last_toast.clear()
-        self._last_toast[event.peer] = now
-        name = self.name_of(event.peer)
-        preview = " ".join(event.text.split())[:80]
-        if not event.request:  # a request has its own toast already
-            self.notify(preview, title=name)
-        if now - self._last_bell >= 1.0:
-            self._last_bell = now
-            self.bell()
-        if self._desktop:
-            self._desktop_notify(name, preview)
 
     def on_sent(self, message: Sent) -> None:
         stored = self.commands.message(message.msg_id)
@@ -616,16 +561,6 @@ class ChatApp(App[None]):
         composer.load_text(text)
         composer.move_cursor(composer.document.end)
         composer.focus()
-
-    def _desktop_notify(self, title: str, body: str) -> None:
-        try:
-            subprocess.Popen(
-                ["notify-send", "--app-name=p2pchat", title, body],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            self._desktop = False
 
 
 def _stands_for(event: NodeEvent) -> int:
