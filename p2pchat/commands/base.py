@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from p2pchat.chat.names import person_name
-from p2pchat.chat.rooms import Room
 from p2pchat.errors import P2PChatError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.chat import ChatService
@@ -117,10 +116,3 @@ class CommandContext:
         if rooms is None:
             raise CommandError(NO_STORE)
         return rooms
-
-    def room(self, room_id: bytes) -> Room:
-        """A room we are a member of."""
-        room = self._rooms().rooms.get(room_id)
-        if room is None:
-            raise CommandError("not a member of that room")
-        return room

@@ -36,6 +36,13 @@ class Member:
 
 
 class RoomCommands(CommandContext):
+    def room(self, room_id: bytes) -> Room:
+        """A room we are a member of."""
+        room = self._rooms().rooms.get(room_id)
+        if room is None:
+            raise CommandError("not a member of that room")
+        return room
+
     def rooms(self) -> RoomList:
         service = self._rooms()
         with readable_errors():
