@@ -63,7 +63,7 @@ class CommandContext:
 
     def __init__(self, identity: Identity, store: Store, node: Node | None = None) -> None:
         self.identity = identity
-        self.store = store
+        self._store = store
         self.node = node
 
     @property
@@ -85,9 +85,9 @@ class CommandContext:
     def name_of(self, peer: bytes) -> str:
         """What to call ``peer`` (chat/names.py), or "" when only its id is known."""
         with readable_errors():
-            contact = self.store.contact(peer)
+            contact = self._store.contact(peer)
             presence = self.presence(peer)
-            request = self.store.request(peer) if presence is None else None
+            request = self._store.request(peer) if presence is None else None
         return person_name(
             contact_name=contact.name if contact else "",
             nick=presence.nick if presence else "",

@@ -58,8 +58,8 @@ class MessageCommands(CommandContext):
                 await waiter.wait()
             self._waiting.pop(message.msg_id, None)
         with readable_errors():
-            now = self.store.message(message.msg_id) or message
-            waiting = [i for i in self.store.outbox(message.peer) if i.msg_id == message.msg_id]
+            now = self._store.message(message.msg_id) or message
+            waiting = [i for i in self._store.outbox(message.peer) if i.msg_id == message.msg_id]
         return Delivery(message, now.state, waiting[0].relays if waiting else 0)
 
     def history(
@@ -70,20 +70,20 @@ class MessageCommands(CommandContext):
         with readable_errors():
             position = None
             if before is not None:
-                anchor = self.store.message(before)
+                anchor = self._store.message(before)
                 if anchor is None or anchor.peer != peer:
                     raise CommandError('"before": no such message in this conversation')
                 position = (anchor.clock, anchor.msg_id)
-            return self.store.history(peer, limit=limit, before=position)
+            return self._store.history(peer, limit=limit, before=position)
 
     def message(self, msg_id: bytes) -> StoredMessage | None:
         with readable_errors():
-            return self.store.message(msg_id)
+            return self._store.message(msg_id)
 
     def conversations(self) -> list[Conversation]:
         """Every conversation with its last message and unread count."""
         with readable_errors():
-            return self.store.conversations()
+            return self._store.conversations()
 
     def mark_read(self, peer: bytes) -> int:
         """Mark the conversation read (telling the sender, if a node runs); how many
@@ -92,5 +92,5 @@ class MessageCommands(CommandContext):
         with readable_errors():
             if chat is not None:
                 return chat.mark_read(peer)
-            unread = self.store.unread(peer)
-            return len(self.store.advance(unread, MessageState.READ, at=now_ms()))
+            unread = self._store.unread(peer)
+            return len(self._store.advance(unread, MessageState.READ, at=now_ms()))

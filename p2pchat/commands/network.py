@@ -112,7 +112,7 @@ class NetworkCommands(CommandContext):
         """An invite code made while no node runs: the token waits in the store for the
         next node, which is expected to listen at ``addresses``."""
         with readable_errors():
-            token, expires = new_invite(self.store)
+            token, expires = new_invite(self._store)
         code = make_invite(self.identity.peer_id, addresses, nick, token)
         return Invitation(code, list(addresses), expires)
 

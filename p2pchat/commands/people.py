@@ -31,20 +31,20 @@ class PeopleCommands(CommandContext):
     def contacts(self) -> list[Contact]:
         """Contacts and blocked peers, by name."""
         with readable_errors():
-            return self.store.contacts()
+            return self._store.contacts()
 
     def contact(self, peer: bytes) -> Contact | None:
         with readable_errors():
-            return self.store.contact(peer)
+            return self._store.contact(peer)
 
     def requests(self) -> list[Request]:
         """Contact requests waiting for an answer, oldest first."""
         with readable_errors():
-            return self.store.requests()
+            return self._store.requests()
 
     def request(self, peer: bytes) -> Request | None:
         with readable_errors():
-            return self.store.request(peer)
+            return self._store.request(peer)
 
     def add_contact(self, peer: bytes, petname: str = "", *, nick: str = "") -> Contact:
         """Make ``peer`` a contact, called ``petname`` if given. ``nick``: the nick it
@@ -58,7 +58,7 @@ class PeopleCommands(CommandContext):
                 return chat.add_contact(peer, petname, nick)
             if peer == self.me:
                 raise CommandError(OWN_ID)
-            return self.store.add_contact(peer, petname=petname, nick=nick, now=now_ms())
+            return self._store.add_contact(peer, petname=petname, nick=nick, now=now_ms())
 
     def accept(self, peer: bytes) -> Contact:
         """Accept a pending contact request (the messages it held are delivered)."""
@@ -68,7 +68,7 @@ class PeopleCommands(CommandContext):
         with readable_errors():
             if chat is not None:
                 return chat.accept(peer)
-            return self.store.add_contact(peer, now=now_ms())
+            return self._store.add_contact(peer, now=now_ms())
 
     def set_blocked(self, peer: bytes, blocked: bool) -> None:
         """Block (nothing more from or to them, their session closed) or unblock."""
@@ -79,7 +79,7 @@ class PeopleCommands(CommandContext):
                 return
             if peer == self.me:
                 raise CommandError(OWN_ID)
-            self.store.set_blocked(peer, blocked, now=now_ms())
+            self._store.set_blocked(peer, blocked, now=now_ms())
 
     def verification(self, peer: bytes) -> Verification:
         contact = self.contact(peer)
@@ -93,6 +93,6 @@ class PeopleCommands(CommandContext):
     def set_verified(self, peer: bytes, verified: bool) -> Verification:
         """Mark a contact verified (the safety numbers matched) or not."""
         with readable_errors():
-            if not self.store.set_verified(peer, verified):
+            if not self._store.set_verified(peer, verified):
                 raise CommandError("add this id as a contact before marking it verified")
         return self.verification(peer)

@@ -51,22 +51,22 @@ class RoomCommands(CommandContext):
                 service.invitations(), key=lambda i: (i.name.casefold(), i.room_id)
             )
             return RoomList(
-                [JoinedRoom(room, self.store.room_unread(room.room_id)) for room in joined],
+                [JoinedRoom(room, self._store.room_unread(room.room_id)) for room in joined],
                 invitations,
             )
 
     def stored_rooms(self) -> list[RoomRow]:
         """Every room the store knows, joined or an invitation (works without a node)."""
         with readable_errors():
-            return self.store.rooms()
+            return self._store.rooms()
 
     def stored_room(self, room_id: bytes) -> RoomRow | None:
         with readable_errors():
-            return self.store.room(room_id)
+            return self._store.room(room_id)
 
     def room_unread(self, room_id: bytes) -> int:
         with readable_errors():
-            return self.store.room_unread(room_id)
+            return self._store.room_unread(room_id)
 
     def create_room(self, name: str) -> Room:
         rooms = self._rooms()
@@ -112,11 +112,11 @@ class RoomCommands(CommandContext):
         with readable_errors():
             position = None
             if before is not None:
-                anchor = self.store.room_message(room_id, before)
+                anchor = self._store.room_message(room_id, before)
                 if anchor is None:
                     raise CommandError('"before": no such message in this room')
                 position = (anchor.clock, anchor.msg_id)
-            return self.store.room_history(room_id, limit=limit, before=position)
+            return self._store.room_history(room_id, limit=limit, before=position)
 
     def room_members(self, room_id: bytes) -> list[Member]:
         rooms = self._rooms()
@@ -127,4 +127,4 @@ class RoomCommands(CommandContext):
     def mark_room_read(self, room_id: bytes) -> int:
         """Mark the room's messages read (works without a node); how many were unread."""
         with readable_errors():
-            return self.store.mark_room_read(room_id)
+            return self._store.mark_room_read(room_id)
