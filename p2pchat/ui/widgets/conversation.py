@@ -1,4 +1,5 @@
-"""The conversation pane: one conversation's messages, lazily paged in from the store.
+"""The conversation pane: one conversation's messages, lazily paged in from the store
+(through the command layer's history reads, :class:`Pages`).
 
 A conversation may hold 100,000 messages, so the pane never reads it whole and never
 makes a widget per message. It holds the messages loaded so far (the newest page at
@@ -10,6 +11,9 @@ path touches SQLite.
 Message text and nicknames come from the network: they are drawn as plain text
 (never Rich markup), with control characters replaced so they cannot drive the
 terminal.
+
+One module although long: paging, layout and drawing all keep the same line index
+(the block start lines) true, and are only correct together.
 """
 
 from __future__ import annotations
