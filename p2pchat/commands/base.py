@@ -10,7 +10,6 @@ the disk's fault code through :func:`~p2pchat.diskfaults.disk_fault`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,10 +50,6 @@ def readable_errors() -> Iterator[None]:
         raise CommandError(str(error)) from error
     except P2PChatError as error:
         raise CommandError(str(error), fault=True) from error
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class CommandContext:

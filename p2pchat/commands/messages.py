@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import trio
 
 from p2pchat.chat.rules import MessageState
-from p2pchat.commands.base import CommandContext, CommandError, now_ms, readable_errors
+from p2pchat.commands.base import CommandContext, CommandError, readable_errors
 from p2pchat.identity import Identity
 from p2pchat.node.events import NodeEvent, Receipt
 from p2pchat.node.node import Node
 from p2pchat.store import Conversation, Store, StoredMessage
+from p2pchat.wallclock import now_ms
 
 FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pchat.commands.base import CommandContext, CommandError, now_ms, readable_errors
+from p2pchat.commands.base import CommandContext, CommandError, readable_errors
 from p2pchat.identity import fingerprint, safety_number
 from p2pchat.mesh.presence import text_problem
 from p2pchat.store import Contact, Request
+from p2pchat.wallclock import now_ms
 
 OWN_ID = "that is your own id"
 
