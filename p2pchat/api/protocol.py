@@ -116,11 +116,18 @@ def message_json(message: StoredMessage, me: bytes) -> dict[str, Any]:
         "to": encode_peer_id(me if not message.outgoing else message.peer),
         "with": encode_peer_id(message.peer),
         "outgoing": message.outgoing,
+        **_text_fields(message),
+        "state": message.state,
+    }
+
+
+def _text_fields(message: StoredMessage | RoomMessage) -> dict[str, Any]:
+    """What a one-to-one message and a room message show alike, in the API's order."""
+    return {
         "text": message.text,
         "time": message.sent_at,
         "received": message.received_at,
         "clock": message.clock,
-        "state": message.state,
     }
 
 
@@ -170,9 +177,6 @@ def room_message_json(message: RoomMessage, me: bytes) -> dict[str, Any]:
         "msg_id": message.msg_id.hex(),
         "from": encode_peer_id(message.author),
         "own": message.author == me,
-        "text": message.text,
-        "time": message.sent_at,
-        "received": message.received_at,
-        "clock": message.clock,
+        **_text_fields(message),
         "read": message.read,
     }

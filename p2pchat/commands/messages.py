@@ -10,15 +10,13 @@ from dataclasses import dataclass
 
 import trio
 
-from p2pchat.chat.rules import MessageState
+from p2pchat.chat.rules import SETTLED_STATES, MessageState
 from p2pchat.commands.base import CommandContext, CommandError, readable_errors
 from p2pchat.identity import Identity
 from p2pchat.node.events import NodeEvent, Receipt
 from p2pchat.node.node import Node
 from p2pchat.store import Conversation, Store, StoredMessage
 from p2pchat.wallclock import now_ms
-
-FINAL_STATES = (MessageState.DELIVERED, MessageState.READ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +36,7 @@ class MessageCommands(CommandContext):
 
     def observe(self, event: NodeEvent) -> None:
         """Every node event passes here: it wakes :meth:`delivery` calls waiting for it."""
-        if isinstance(event, Receipt) and event.state in FINAL_STATES:
+        if isinstance(event, Receipt) and event.state in SETTLED_STATES:
             waiter = self._waiting.pop(event.msg_id, None)
             if waiter is not None:
                 waiter.set()
