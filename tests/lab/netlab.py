@@ -1,9 +1,14 @@
-"""A lab of hosts: Linux network namespaces on one bridge, addresses in 198.18.0.0/24.
+"""A lab of hosts: Linux network namespaces on one bridge, addresses in a /24 of 198.18.0.0/15.
 
 Everything the lab makes (namespaces, veth pairs, the bridge, processes) lives in
 namespaces it creates and is removed by :meth:`Lab.close`, which the pytest fixture
 calls even when a test fails. The machine's own interfaces are never touched: the
 bridge sits in a namespace of its own.
+
+Labs of parallel test workers (pytest-xdist) never meet: namespace names carry the
+process id, and each worker numbers its hosts in a /24 of its own (198.18.0.0/24
+outside xdist and for worker gw0, 198.18.1.0/24 for gw1, ...), so no two workers'
+address plans overlap even though their bridges are apart anyway.
 """
 
 from __future__ import annotations
@@ -14,8 +19,19 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUBNET = "198.18.0"  # RFC 2544 benchmarking range: never routed anywhere real
+# RFC 2544 benchmarking range, 198.18.0.0/15: never routed anywhere real.
 PREFIX_LEN = 24
+SUBNETS = 512  # the /24s in the /15
+
+
+def worker_subnet(worker: str | None = None) -> str:
+    """The first three octets of this test worker's /24, e.g. ``"198.18.1"`` for gw1."""
+    if worker is None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    if not 0 <= index < SUBNETS:
+        raise LabUnavailable(f"worker {worker} has no /24 of its own in 198.18.0.0/15")
+    return f"198.{18 + index // 256}.{index % 256}"
 
 
 class LabUnavailable(Exception):
@@ -48,8 +64,10 @@ class Lab:
     def __init__(self, tag: str = "") -> None:
         if os.geteuid() != 0 or shutil.which("ip") is None:
             raise LabUnavailable("the lab needs root and iproute2 to create network namespaces")
-        # Short and unique per process: interface names have at most 15 characters.
-        self.prefix = f"p2{os.getpid() % 100000}{tag}"
+        # Unique per process, so parallel workers never share a namespace; the closing
+        # "-" keeps one lab's prefix from being the start of another's (p2-12 vs p2-123).
+        self.prefix = f"p2-{os.getpid()}{tag}-"
+        self.subnet = worker_subnet()
         self.switch = f"{self.prefix}sw"
         self.hosts: list[Host] = []
         self._namespaces: list[str] = []
@@ -69,7 +87,7 @@ class Lab:
     def add_host(self) -> Host:
         index = len(self.hosts) + 1
         name = f"{self.prefix}h{index}"
-        address = f"{SUBNET}.{index + 1}"
+        address = f"{self.subnet}.{index + 1}"
         self._add_namespace(name)
         port = f"p{index}"
         _ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0",
