@@ -12,9 +12,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 # Our mDNS records live 120 s at least (zeroconf's shortest default TTL): a peer gone
 # in less than half of that was removed by its goodbye, however busy the machine.
 GOODBYE_S = 60
+
+# mDNS on 127.0.0.1 is one medium for the whole machine: the daemons of two parallel
+# test workers would discover, and dial, each other there. Every test that announces or
+# browses on it carries this mark, and pytest-xdist's --dist loadgroup runs all of them
+# on one worker, one after another, as a serial run does.
+LOOPBACK_MDNS = pytest.mark.xdist_group("loopback-mdns")
 
 
 class Node:

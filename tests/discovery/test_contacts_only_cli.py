@@ -17,7 +17,7 @@ import trio
 from p2pchat.discovery.doctor import Report, _check_node, contacts_only, interfaces, run_checks
 from p2pchat.discovery.known import parse_invite
 from p2pchat.store import DATABASE_FILE, open_store
-from tests.discovery.nodes import Node
+from tests.discovery.nodes import LOOPBACK_MDNS, Node
 from tests.discovery.test_static_peers import NO_MDNS, cli
 from tests.test_cli import daemon
 
@@ -105,6 +105,7 @@ def test_doctor_says_contacts_only_and_finds_the_node_answering(
     assert finding.ok and "refuses strangers: contacts only" in finding.detail
 
 
+@LOOPBACK_MDNS  # the doctor's multicast round trip
 def test_doctor_names_the_mode_as_a_reason_nobody_shows_up(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"contacts_only": True}))
     report = trio.run(partial(run_checks, tmp_path, ["127.0.0.1"], node=False))

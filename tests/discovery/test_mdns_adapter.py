@@ -8,6 +8,9 @@ from p2pchat.discovery.mdns import DiscoveryEvent, PeerSeen, open_mdns
 from p2pchat.discovery.records import Announcement
 from p2pchat.identity import Identity
 from p2pchat.wire.messages import Status
+from tests.discovery.nodes import LOOPBACK_MDNS
+
+pytestmark = LOOPBACK_MDNS
 
 LOOPBACK = ["127.0.0.1"]
 

@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.discovery.nodes import GOODBYE_S, Node
+from tests.discovery.nodes import GOODBYE_S, LOOPBACK_MDNS, Node
+
+pytestmark = LOOPBACK_MDNS
 
 LOOPBACK = ("--interface", "127.0.0.1", "--listen", "127.0.0.1:0")
 
