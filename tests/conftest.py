@@ -1,4 +1,5 @@
-"""Test-wide safety: nothing a test starts may use mDNS on the machine's real interfaces."""
+"""Test-wide safety (nothing a test starts may use mDNS on the machine's real
+interfaces), and how the run is spread over pytest-xdist workers."""
 
 from __future__ import annotations
 
@@ -22,6 +23,31 @@ from tests.timeouts import pytest_pyfunc_call, pytest_timeout_set_timer  # noqa:
 # a hang is pytest-timeout's business.
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
+
+# Workers per core for ``-n auto`` (set in pyproject.toml). Many tests spend their time
+# waiting on daemons, sockets and timers rather than computing, so more workers than
+# cores pay: measured on 2 cores, see docs/testing.md.
+WORKERS_PER_CORE = 2
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """Parallel when the run takes in a folder (the whole suite, ``tests/net``); serial
+    when it names only files or tests (``tests/x.py::test``), where starting workers
+    (seconds of imports each) costs more than it saves. ``-n N`` or
+    PYTEST_XDIST_AUTO_NUM_WORKERS overrides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own hook reads it
+    here = config.invocation_params.dir
+    if not any((here / arg.split("::")[0]).is_dir() for arg in config.args):
+        return 0
+    return WORKERS_PER_CORE * len(os.sched_getaffinity(0))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow run first. Handed out at the start, they spread over the
+    workers; handed out last, one of them would keep its worker busy long after the
+    others had finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture
