@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from textual import events
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from p2pchat.discovery.known import parse_invite
@@ -28,6 +30,14 @@ def app_for(person: Person, host: NodeHost, *, contacts_only: bool) -> ChatApp:
         contacts_only=contacts_only,
     )
     return ChatApp(person.profile, settings, host=host, desktop_notifications=False)
+
+
+async def paste_line(pilot: Pilot[None], text: str) -> None:
+    """Paste ``text`` into the composer and press enter, as one enters an invite code:
+    pressed key by key, its hundred characters cost Pilot seconds."""
+    pilot.app.post_message(events.Paste(text))
+    await pilot.pause()
+    await pilot.press("enter")
 
 
 def topbar(app: ChatApp) -> str:
@@ -61,7 +71,7 @@ def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
                 assert target.peer_id == ann.peer_id and len(target.invite) == 16
                 assert ann.store.count_invites(now=0) == 1
 
-                await type_line(bob_pilot, f"/connect {code}")
+                await paste_line(bob_pilot, f"/connect {code}")
                 await until(
                     bob_pilot,
                     lambda: any("ann is now a contact" in m for _, m in notifications(bob_app)),
@@ -74,7 +84,7 @@ def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
                 # Both show each other as contacts, online.
                 await until(ann_pilot, lambda: "1 peer" in topbar(ann_app), "bob online at ann's")
                 # The code is spent: carol, who got it passed on, is told so.
-                await type_line(carol_pilot, f"/connect {code}")
+                await paste_line(carol_pilot, f"/connect {code}")
                 await until(
                     carol_pilot,
                     lambda: any("used already" in m for _, m in notifications(carol_app)),
