@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.discovery.nodes import Node
 
 COMMON = ("--no-mdns", "--listen", "127.0.0.1:0")
@@ -36,6 +38,7 @@ def history(home: Path, other: str) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.slow
 def test_contacts_without_a_running_node(tmp_path: Path) -> None:
     ann, bob = tmp_path / "ann", tmp_path / "bob"
     bob_id = peer_id(bob)
@@ -58,6 +61,7 @@ def test_contacts_without_a_running_node(tmp_path: Path) -> None:
     assert cli(ann, "history", bob_id).stdout.strip() == "no messages with this peer yet"
 
 
+@pytest.mark.slow
 def test_send_starts_a_node_and_reports_delivery(tmp_path: Path, nodes: list[Node]) -> None:
     ann_home, bob_home = tmp_path / "ann", tmp_path / "bob"
     ann_id = peer_id(ann_home)
@@ -89,6 +93,7 @@ def test_send_starts_a_node_and_reports_delivery(tmp_path: Path, nodes: list[Nod
     assert [r["outgoing"] for r in rows] == [False, True]
 
 
+@pytest.mark.slow
 def test_send_to_someone_unreachable_is_queued(tmp_path: Path) -> None:
     ann = tmp_path / "ann"
     bob_id = peer_id(tmp_path / "bob")

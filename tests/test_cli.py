@@ -81,6 +81,7 @@ def test_daemon_json_first_line_and_ping(tmp_path: Path) -> None:
         assert json.loads(process.stdout.readline())["event"] == "stopped"
 
 
+@pytest.mark.slow
 def test_ping_text_output_and_expected_identity(tmp_path: Path) -> None:
     with daemon(tmp_path / "a") as (_, info):
         address = str(info["addresses"][0])  # type: ignore[index]

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.discovery.nodes import Node
 
 
+@pytest.mark.slow
 def test_daemons_show_each_others_presence_crashes_and_leaves(
     tmp_path: Path, nodes: list[Node]
 ) -> None:

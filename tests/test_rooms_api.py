@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.discovery.nodes import Node
 from tests.test_chat_cli import COMMON, cli, peer_id
 
@@ -18,6 +20,7 @@ def add_contacts(home: Path, others: dict[str, str]) -> None:
         assert added.returncode == 0, added.stderr
 
 
+@pytest.mark.slow
 def test_a_room_of_three(tmp_path: Path, nodes: list[Node]) -> None:
     names = ("ann", "bob", "cat")
     homes = [tmp_path / name for name in names]

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from p2pchat.api.control import CLIENT_ANSWERS, CONTROL_FILE, MAX_CLIENTS, call_control
@@ -146,6 +147,7 @@ async def until(check: Any, what: str, timeout: float = 180) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.mark.slow
 async def test_an_unread_stdout_does_not_stop_a_flooded_daemon(tmp_path: Path) -> None:
     with daemon(tmp_path / "victim") as victim:
         await trio.sleep(1)  # settle before the baseline

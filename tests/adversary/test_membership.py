@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import trio
 
 from tests.adversary.bounds import (
@@ -36,6 +37,7 @@ async def neighbours(victim: Daemon, neighbour: Daemon, within: float = 20) -> N
             await trio.sleep(0.2)
 
 
+@pytest.mark.slow
 async def test_a_stranger_cannot_inflate_the_member_list(
     daemons: Callable[..., Daemon], sybils: list[dict[str, Any]]
 ) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.adversary.daemon import Daemon
 from tests.adversary.faults import (
     damage_middle,
@@ -53,6 +55,7 @@ def test_a_store_truncated_to_nothing_is_refused_untouched(short_tmp: Path) -> N
     _assert_refused(home, sha256(path))
 
 
+@pytest.mark.slow
 async def test_a_full_disk_does_not_end_the_node(
     short_tmp: Path, daemons: Callable[..., Daemon]
 ) -> None:

@@ -24,6 +24,7 @@ def start(host: Host, home: Path, *args: str) -> Node:
     return node
 
 
+@pytest.mark.slow
 def test_every_node_finds_every_other_leaves_and_returns(
     lab: Lab, tmp_path: Path, nodes: list[Node]
 ) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.discovery.nodes import Node
 from tests.lab.netlab import Lab
 from tests.lab.test_discovery_lab import start
 
 
+@pytest.mark.slow
 def test_a_cut_link_is_marked_offline_on_both_sides_and_the_mesh_heals(
     lab: Lab, tmp_path: Path, nodes: list[Node]
 ) -> None:

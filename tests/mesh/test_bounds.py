@@ -12,6 +12,8 @@ import random
 import tracemalloc
 from dataclasses import replace
 
+import pytest
+
 from p2pchat.identity import Identity
 from p2pchat.mesh.admission import GossipRefused
 from p2pchat.mesh.config import MeshConfig
@@ -85,6 +87,7 @@ def test_the_member_list_stays_at_capacity_and_a_flood_evicts_its_own_records() 
     assert len(neighbour.members) == config.capacity
 
 
+@pytest.mark.slow
 def test_memory_grows_at_most_64_mib_under_100000_fakes() -> None:
     # Faster rates than the defaults, so the list fills within the test: the memory
     # is that of a full list (10,000 members), whatever the rate.

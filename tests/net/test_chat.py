@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 import trio
 
 from p2pchat.node.events import ContactRequest, MessageIn
@@ -177,6 +178,7 @@ async def test_strangers_land_in_requests_until_accepted(tmp_path: Path) -> None
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_a_blocked_identity_is_refused_at_the_handshake(tmp_path: Path) -> None:
     ann, eve = peers(tmp_path, "ann", "eve")
     async with trio.open_nursery() as nursery:

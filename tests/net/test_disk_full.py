@@ -108,6 +108,7 @@ async def test_messages_sent_to_a_full_disk_are_stored_once_space_returns(
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_input_dropped_while_the_disk_is_full_is_asked_for_again(
     tmp_path: Path, disk: Disk
 ) -> None:

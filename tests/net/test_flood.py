@@ -48,6 +48,7 @@ async def wait_stored(peer: ChatPeer, msg_id: bytes) -> float:
 
 
 # Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_ten_thousand_requests_from_a_thousand_identities(tmp_path: Path) -> None:
     ann = ChatPeer("ann", tmp_path / "ann")

@@ -142,6 +142,7 @@ def test_message_over_the_maximum_cannot_be_sent_or_received() -> None:
 
 
 # Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_byte_at_a_time_equals_all_at_once() -> None:
     """Two identical responders, one fed whole chunks and one single bytes, agree exactly."""

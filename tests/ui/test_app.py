@@ -139,6 +139,7 @@ async def type_line(pilot: Pilot[None], text: str) -> None:
 # --- two people -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_apps_chat_presence_and_verify(people: Callable[[str], Person]) -> None:
     ann, bob = people("ann"), people("bob")
     ann.store.add_contact(bob.key, petname="bob", now=now_ms())

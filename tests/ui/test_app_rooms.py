@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from p2pchat.discovery.known import Target
 from p2pchat.ui.host import NodeHost
 from p2pchat.wallclock import now_ms
@@ -20,6 +22,7 @@ from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
 )
 
 
+@pytest.mark.slow
 def test_a_room_from_the_composer(people: Callable[[str], Person]) -> None:  # noqa: F811
     ann, bob = people("ann"), people("bob")
     ann.store.add_contact(bob.key, petname="bob", now=now_ms())
