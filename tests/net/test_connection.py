@@ -5,6 +5,7 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
@@ -109,7 +110,9 @@ async def test_keepalive_holds_an_idle_connection_open() -> None:
         assert await conn.ping() < 1
 
 
-async def test_silent_peer_is_dropped_after_the_idle_timeout() -> None:
+async def test_silent_peer_is_dropped_after_the_idle_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     fast = ConnectionConfig(keepalive_interval=0.1, idle_timeout=0.4)
     async with running_server(config=fast) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
@@ -170,7 +173,9 @@ async def test_raw_session_sees_the_close_reason(caplog: pytest.LogCaptureFixtur
     assert "authentication failed" in caplog.text
 
 
-async def test_ping_interrupted_by_a_close_raises_instead_of_timing() -> None:
+async def test_ping_interrupted_by_a_close_raises_instead_of_timing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A peer that never answers our ping, then closes: ping() raises, not a bogus RTT."""
     from p2pchat.session import SecureSession, SessionState
 

@@ -8,6 +8,7 @@ import tracemalloc
 
 import pytest
 import trio
+import trio.testing
 
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
@@ -45,7 +46,7 @@ async def assert_still_serving(server: Server) -> None:
     ],
 )
 async def test_garbage_before_or_as_the_handshake(
-    garbage: bytes, caplog: pytest.LogCaptureFixture
+    garbage: bytes, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
 ) -> None:
     caplog.set_level(logging.INFO, "p2pchat.net")
     async with running_server(config=QUICK) as server:
@@ -58,7 +59,7 @@ async def test_garbage_before_or_as_the_handshake(
     assert "handshake with 127.0.0.1" in caplog.text
 
 
-async def test_garbage_inside_the_handshake() -> None:
+async def test_garbage_inside_the_handshake(autojump_clock: trio.testing.MockClock) -> None:
     async with running_server(config=QUICK) as server:
         from p2pchat.session import SecureSession
 
@@ -73,7 +74,9 @@ async def test_garbage_inside_the_handshake() -> None:
         await assert_still_serving(server)
 
 
-async def test_silent_peer_is_dropped_at_the_handshake_timeout() -> None:
+async def test_silent_peer_is_dropped_at_the_handshake_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with running_server(config=QUICK) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         # The server closes it: without a handshake deadline it would stay open, and the
@@ -82,7 +85,9 @@ async def test_silent_peer_is_dropped_at_the_handshake_timeout() -> None:
         await assert_still_serving(server)
 
 
-async def test_slowloris_dribbling_bytes_is_dropped_at_the_handshake_timeout() -> None:
+async def test_slowloris_dribbling_bytes_is_dropped_at_the_handshake_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with running_server(config=QUICK) as server:
         from p2pchat.session import SecureSession
 
@@ -103,7 +108,9 @@ async def test_slowloris_dribbling_bytes_is_dropped_at_the_handshake_timeout() -
         await assert_still_serving(server)
 
 
-async def test_full_handshake_slots_drop_the_oldest_not_the_newcomer() -> None:
+async def test_full_handshake_slots_drop_the_oldest_not_the_newcomer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     # Deadlines far beyond the guard below: a connection closed within the guard was
     # dropped for the limit, not timed out, however slow the machine.
     patient = ConnectionConfig(handshake_timeout=600, hello_timeout=600)
@@ -121,7 +128,9 @@ async def test_full_handshake_slots_drop_the_oldest_not_the_newcomer() -> None:
         await assert_still_serving(server)
 
 
-async def test_peer_that_stops_reading_cannot_grow_our_memory() -> None:
+async def test_peer_that_stops_reading_cannot_grow_our_memory(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """The server pushes 64 KiB messages to a peer that never reads: send() blocks at the
     high-water mark, then the send timeout closes that connection."""
     config = ConnectionConfig(send_timeout=1.0, high_water_bytes=256 * 1024)
@@ -159,7 +168,9 @@ async def test_peer_that_stops_reading_cannot_grow_our_memory() -> None:
     assert grown < 8 * 1024 * 1024  # kernel buffers hold the rest; we hold ~high water
 
 
-async def test_frames_after_the_handshake_from_a_hostile_client() -> None:
+async def test_frames_after_the_handshake_from_a_hostile_client(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with running_server(config=QUICK) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         session = await raw_handshake(stream, Identity.generate())
@@ -175,7 +186,7 @@ async def test_frames_after_the_handshake_from_a_hostile_client() -> None:
 
 
 async def test_forged_identity_over_the_network_is_refused_and_logged(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
 ) -> None:
     from tests.session.test_session import ForgingSession
 
@@ -198,7 +209,9 @@ async def test_forged_identity_over_the_network_is_refused_and_logged(
     assert "signature" in caplog.text
 
 
-async def test_reordered_frames_over_the_network_close_that_connection() -> None:
+async def test_reordered_frames_over_the_network_close_that_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with running_server(config=QUICK) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         session = await raw_handshake(stream, Identity.generate())
@@ -214,7 +227,9 @@ async def test_reordered_frames_over_the_network_close_that_connection() -> None
         await assert_still_serving(server)
 
 
-async def test_a_malformed_message_1_is_answered_with_bad_handshake_over_tcp() -> None:
+async def test_a_malformed_message_1_is_answered_with_bad_handshake_over_tcp(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     from tests.session.test_handshake_errors import RawPeer, pack
 
     async with running_server(config=QUICK) as server:
@@ -226,7 +241,9 @@ async def test_a_malformed_message_1_is_answered_with_bad_handshake_over_tcp() -
         await assert_still_serving(server)
 
 
-async def test_a_malformed_message_3_is_answered_with_a_close_over_tcp() -> None:
+async def test_a_malformed_message_3_is_answered_with_a_close_over_tcp(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     from tests.session.test_handshake_errors import RawPeer, pack
 
     async with running_server(config=QUICK) as server:
@@ -243,7 +260,7 @@ async def test_a_malformed_message_3_is_answered_with_a_close_over_tcp() -> None
 
 
 async def test_a_stream_of_failed_handshakes_from_one_host_logs_one_line(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
 ) -> None:
     caplog.set_level(logging.INFO, "p2pchat.net")
     async with running_server(config=QUICK) as server:

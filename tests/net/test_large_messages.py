@@ -7,6 +7,7 @@ its last record; strangers may hold a couple of hundred sessions.
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, SecureConnection
@@ -85,7 +86,9 @@ async def test_only_the_slot_holders_buffer_large_unfinished_messages() -> None:
             await stream.aclose()
 
 
-async def test_a_slot_held_too_long_closes_the_session() -> None:
+async def test_a_slot_held_too_long_closes_the_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     slots = LargeMessageSlots(1, small_bytes=SMALL, timeout=0.5)
     config = ConnectionConfig(large_messages=slots)
     async with running_server(lambda c: c.receive(), config=config) as server:

@@ -155,6 +155,7 @@ def codes(strangers: list[Stranger]) -> dict[str, int]:
 # ---------------------------------------------------------------------- slots
 
 
+@pytest.mark.slow
 async def test_three_hundred_strangers_leave_room_for_contacts(tmp_path: Path) -> None:
     """300 fresh identities from 30 loopback addresses (10 each: under the per-address
     share) hold sessions with empty receipts. They get at most max_links minus the
@@ -402,7 +403,9 @@ async def test_the_value_order_decides_who_is_evicted(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_peer_that_answers_busy_is_dialled_with_growing_backoff() -> None:
+async def test_a_peer_that_answers_busy_is_dialled_with_growing_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Each `busy` doubles the wait before the next dial, so a node that wants to reach a
     full peer spends a handshake on it a logarithmic number of times, not per send."""
     no_strangers = LinkLimits(max_links=4, contact_reserve=4)
@@ -559,7 +562,9 @@ async def victim_of_many_members() -> AsyncIterator[tuple[Node, MeshDigest]]:
         yield victim, MeshDigest(members.summary(), tuple(members.entries()), full=True)
 
 
-async def test_a_peer_that_never_reads_cannot_make_us_queue_answers() -> None:
+async def test_a_peer_that_never_reads_cannot_make_us_queue_answers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A stranger sends 16-byte digests with a wrong summary, each answered with our
     full digest (2,000 entries, ~100 KB), and never reads. Once what is queued for it
     passes the stranger high-water mark we take nothing more from it: the queue peaks
@@ -614,7 +619,10 @@ async def test_a_peer_that_never_reads_cannot_make_us_queue_answers() -> None:
         await stream.aclose()
 
 
-async def test_a_contact_is_read_whatever_waits_for_it_and_its_queue_stays_bounded() -> None:
+@pytest.mark.slow
+async def test_a_contact_is_read_whatever_waits_for_it_and_its_queue_stays_bounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """The same flood from a contact: we keep reading it (two contacts sending bulk to
     each other must not wait for each other, protocol §4.4), and what we queue for it
     stays bounded because answers beyond its outbox are dropped, not queued."""

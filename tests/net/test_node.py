@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 
 from p2pchat.discovery.known import Target
 from p2pchat.identity import Identity
@@ -36,6 +37,9 @@ def settings(index: int, **overrides: object) -> NodeSettings:
 # mesh flaps instead of converging (30 nodes under two CPU hogs: 48 s to converge,
 # with live members lost and found on the way). Probe and suspicion timeouts five
 # times as long absorb that lag; the probe and gossip intervals stay as they are.
+# The tests that run them also run on trio's MockClock (autojump): time passes only
+# while every task waits, so the lag of a busy machine cannot expire a timer at all,
+# and no test waits out a timer in real time.
 SHARED_PROCESS = MeshConfig(probe_timeout=1.0, probe_round_timeout=2.25, suspicion_alpha=5.0)
 
 
@@ -64,10 +68,13 @@ def sees(observer: Node, subject: Node, status: str) -> bool:
 
 
 # Minutes on a busy machine: more than the default timeout allows.
+@pytest.mark.slow
 @pytest.mark.timeout(600)
-async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change() -> None:
-    """Thirty real nodes in one process: on a busy machine they are slow, so every wait
-    here is a generous guard, and each claim is shown by its mechanism, not by a time
+async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Thirty real nodes in one process, on the mock clock: every wait here is a generous
+    guard in virtual time, and each claim is shown by its mechanism, not by a time
     (how fast the mesh converges and detects is the simulator's test and bench/mesh.py's
     figure)."""
     count = 30
@@ -118,7 +125,9 @@ async def test_thirty_nodes_converge_detect_crashes_and_spread_a_status_change()
         nursery.cancel_scope.cancel()
 
 
-async def test_a_graceful_leave_is_seen_at_once_and_events_flow() -> None:
+async def test_a_graceful_leave_is_seen_at_once_and_events_flow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with trio.open_nursery() as nursery:
         stay_a, _ = await nursery.start(run_crashable, 1)
         stay_b, _ = await nursery.start(run_crashable, 2)
@@ -158,7 +167,7 @@ async def test_a_graceful_leave_is_seen_at_once_and_events_flow() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_simultaneous_dials_keep_one_session() -> None:
+async def test_simultaneous_dials_keep_one_session(autojump_clock: trio.testing.MockClock) -> None:
     async with trio.open_nursery() as nursery:
         a, _ = await nursery.start(run_crashable, 1)
         b, _ = await nursery.start(run_crashable, 2)
