@@ -394,13 +394,17 @@ class ChatApp(App[None]):
 
     def on_sidebar_chosen(self, message: Sidebar.Chosen) -> None:
         entry = message.entry
+        if _is_invitation(entry):
+            self.notify(f"You are invited to #{entry.name}: /join {entry.name}")
+        else:
+            self.open_entry(entry)
+
+    def open_entry(self, entry: Entry) -> None:
+        """Open what a sidebar entry stands for: a room, or a conversation with a person."""
         if entry.section is Section.ROOMS:
-            if entry.status == "invited":
-                self.notify(f"You are invited to #{entry.name}: /join {entry.name}")
-            else:
-                self.open_room(entry.peer_id)
-            return
-        self.open_conversation(entry.peer_id)
+            self.open_room(entry.peer_id)
+        else:
+            self.open_conversation(entry.peer_id)
 
     def open_room(self, room_hex: str) -> None:
         self._peer, self._room = None, room_hex
@@ -442,9 +446,18 @@ class ChatApp(App[None]):
             self.schedule_refresh()
 
     def action_step(self, step: int) -> None:
-        entry = self.query_one(Sidebar).neighbour(self._peer, step)
-        if entry is not None:
-            self.open_conversation(entry.peer_id)
+        """The next (or previous) entry that can be opened: invitations are passed over,
+        they open nothing until joined."""
+        sidebar = self.query_one(Sidebar)
+        current = self._room or self._peer
+        for _ in range(len(self._entries)):
+            entry = sidebar.neighbour(current, step)
+            if entry is None:
+                return
+            if not _is_invitation(entry):
+                self.open_entry(entry)
+                return
+            current = entry.peer_id
 
     # ------------------------------------------------------------------ naming
 
@@ -572,3 +585,7 @@ def _seen(presence: Presence) -> Seen:
     """A member as the sidebar keeps it: ids become text here, at the edge."""
     return Seen(encode_peer_id(presence.peer), presence.nick, presence.status,
                 presence.status_text, presence.proven)  # fmt: skip
+
+
+def _is_invitation(entry: Entry) -> bool:
+    return entry.section is Section.ROOMS and entry.status == "invited"
