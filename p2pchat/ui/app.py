@@ -528,7 +528,8 @@ class ChatApp(App[None]):
         return slash.complete_line(self, line)
 
     def on_composer_submitted(self, message: Composer.Submitted) -> None:
-        slash.composer_submitted(self, message)
+        if slash.composer_submitted(self, message):
+            self.query_one(Composer).taken(message.text)
 
     def update_title(self) -> None:
         bars.update_title(self)

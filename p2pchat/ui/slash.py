@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from p2pchat.chat.names import shown_name
+from p2pchat.chat.rules import text_problem
 from p2pchat.commands import CommandError, Commands, Connected, Target
 from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
@@ -41,20 +42,26 @@ def complete_line(app: ChatApp, line: str) -> list[str]:
     return complete(line, [e.name for e in app.entries])
 
 
-def composer_submitted(app: ChatApp, message: Composer.Submitted) -> None:
+def composer_submitted(app: ChatApp, message: Composer.Submitted) -> bool:
+    """Send or run a composer line; False if it was refused at once (the line stays)."""
     text = message.text
     try:
         command = parse(text)
     except CommandError as error:
         app.notify(str(error), severity="warning")
-        return
+        return False
     if command is None:
-        send(app, literal_text(text))
-    else:
-        run_command(app, command)
+        return send(app, literal_text(text))
+    return run_command(app, command)
 
 
-def send(app: ChatApp, text: str, peer_id: str | None = None) -> None:
+def send(app: ChatApp, text: str, peer_id: str | None = None) -> bool:
+    """Hand ``text`` to the node for the open room or person (or ``peer_id``); False,
+    after saying why, if it cannot go (what only the node can find out is said later)."""
+    problem = text_problem(text)
+    if problem:
+        app.notify(f"Not sent: {problem}.", severity="warning")
+        return False
     room = app.current_room
     if peer_id is None and room is not None:
         room_id = bytes.fromhex(room)
@@ -62,14 +69,15 @@ def send(app: ChatApp, text: str, peer_id: str | None = None) -> None:
             in_node(app, lambda commands: commands.send_to_room(room_id, text), "")
         except CommandError as error:
             app.notify(str(error), severity="warning")
-        return
+            return False
+        return True
     peer_id = peer_id or app.current_peer
     if peer_id is None:
         app.notify("Open a conversation first: pick one on the left, or /msg NICK")
-        return
+        return False
     if app.node is None:
         app.notify(app.not_ready(), severity="warning")
-        return
+        return False
     commands = app.commands
     peer = decode_peer_id(peer_id)
 
@@ -86,20 +94,24 @@ def send(app: ChatApp, text: str, peer_id: str | None = None) -> None:
         app.post_message(Sent(peer_id, stored.msg_id))
 
     app.call_in_node(send)
+    return True
 
 
 # ------------------------------------------------------------------ commands
 
 
-def run_command(app: ChatApp, command: Command) -> None:
+def run_command(app: ChatApp, command: Command) -> bool:
+    """Run a slash command; False if it was refused at once (a handler raises
+    CommandError, or returns False after saying why)."""
     handler = HANDLERS.get(command.name)
     if handler is None:
         app.notify(f"/{command.name} is not available here", severity="warning")
-        return
+        return False
     try:
-        handler(app, command.args)
+        return handler(app, command.args) is not False
     except CommandError as error:
         app.notify(str(error), severity="warning")
+        return False
 
 
 def in_node(
@@ -138,12 +150,11 @@ def cmd_quit(app: ChatApp, args: str) -> None:
     app.exit()
 
 
-def cmd_msg(app: ChatApp, args: str) -> None:
+def cmd_msg(app: ChatApp, args: str) -> bool:
     target, text = split_target(args)
     peer_id = resolve(app, target)
     app.open_conversation(peer_id)
-    if text:
-        send(app, text, peer_id)
+    return send(app, text, peer_id) if text else True
 
 
 def cmd_nick(app: ChatApp, args: str) -> None:
@@ -381,7 +392,7 @@ def show_connected(app: ChatApp, targets: list[Target], connected: Connected) ->
 
 
 # By name, as the parser spells them; a name missing here gets "not available here".
-HANDLERS: dict[str, Callable[[ChatApp, str], None]] = {
+HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "help": cmd_help,
     "quit": cmd_quit,
     "msg": cmd_msg,

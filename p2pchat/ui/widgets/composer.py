@@ -1,5 +1,9 @@
 """The composer: Enter sends, Ctrl+J (or Shift+Enter where the terminal tells it) adds
-a new line, ↑ in an empty composer brings back earlier input, Tab completes commands."""
+a new line, ↑ in an empty composer brings back earlier input, Tab completes commands.
+
+Enter does not clear the line by itself: the app checks it first and calls
+:meth:`Composer.taken` when it was sent or run, so a refused line (too long, an unknown
+command, an ambiguous name) stays to be corrected."""
 
 from __future__ import annotations
 
@@ -53,11 +57,16 @@ class Composer(TextArea):
         text = self.text
         if not text.strip():
             return
+        self.post_message(self.Submitted(text))
+
+    def taken(self, text: str) -> None:
+        """``text`` was sent or run: remember it (↑ brings it back) and clear the line,
+        unless the line has changed meanwhile."""
         if not self._history or self._history[-1] != text:
             self._history = [*self._history, text][-HISTORY:]
-        self._recall = None
-        self.clear()
-        self.post_message(self.Submitted(text))
+        if self.text == text:
+            self._recall = None
+            self.clear()
 
     def _step_history(self, step: int) -> None:
         index = len(self._history) if self._recall is None else self._recall
