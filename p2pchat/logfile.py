@@ -11,8 +11,11 @@ disk takes it. Errors that are not the disk's keep logging's usual handling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from io import TextIOWrapper
 from pathlib import Path
 from typing import TextIO
 
@@ -90,6 +93,14 @@ class DiskSafeFileHandler(logging.FileHandler, _DiskSafe):
 
     def where(self) -> str:
         return self.baseFilename
+
+    def _open(self) -> TextIOWrapper:
+        # Owner only, like every other file of the profile: the log names peers, addresses
+        # and nicks. A log left 0644 by an older version is tightened too.
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record: logging.LogRecord) -> None:
         self._failed = False

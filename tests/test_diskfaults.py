@@ -258,3 +258,17 @@ def test_node_json_on_a_full_disk_is_skipped_and_written_later(disk: Disk) -> No
     assert _write_node_state(profile, 7483, None, health)
     assert json.loads((profile.home / "node.json").read_text())["port"] == 7483
     assert [type(e) for e in events] == [DiskTrouble, DiskRecovered]
+
+
+def test_the_log_file_is_for_its_owner_only(tmp_path: Path) -> None:
+    """Like every other file of the profile (the log names peers, addresses and nicks);
+    a log an older version left readable by all is tightened too."""
+    fresh, old = tmp_path / "p2pchat.log", tmp_path / "old.log"
+    old.write_text("an earlier line\n")
+    old.chmod(0o644)
+    for path in (fresh, old):
+        handler = DiskSafeFileHandler(path)
+        handler.emit(logging.LogRecord("t", logging.INFO, __file__, 1, "a line", None, None))
+        handler.close()
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert old.read_text().splitlines() == ["an earlier line", "a line"]
