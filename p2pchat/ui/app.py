@@ -30,7 +30,7 @@ from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
 from p2pchat.chat.names import shown_name
-from p2pchat.commands import CommandError, Commands, StoredMessage
+from p2pchat.commands import CommandError, Commands, RoomRow, StoredMessage
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, encode_peer_id
@@ -134,6 +134,8 @@ class ChatApp(App[None]):
         self._room: str | None = None  # or the open room (hex id)
         self._seen: dict[str, Seen] = {}
         self._entries: list[Entry] = []
+        # Names of the rooms we have seen, kept after leaving one: its goodbye names it.
+        self._room_names: dict[bytes, str] = {}
         self.top_bar = bars.TopBarState()
         self._refresh_pending = False
         self._events = EventBridge[NodeEvent](
@@ -297,11 +299,15 @@ class ChatApp(App[None]):
                         title="Room invitation")  # fmt: skip
             self.schedule_refresh()
         elif isinstance(event, RoomChanged | RoomGone):
-            if isinstance(event, RoomGone) and event.room.hex() == self._room:
-                self._room = None
-                self.query_one(ConversationView).show(self.commands, self.me, None, self.name_of)
-                self.notify(f"You {'were removed from' if event.reason == 'removed' else 'left'}"
-                            " the room")  # fmt: skip
+            if isinstance(event, RoomChanged):
+                self._room_names[event.room] = event.name
+            else:
+                how = "were removed from" if event.reason == "removed" else "left"
+                self.notify(f"You {how} #{self._room_label(event.room)}")
+                if event.room.hex() == self._room:
+                    self._room = None
+                    self.query_one(ConversationView).show(self.commands, self.me, None,
+                                                          self.name_of)  # fmt: skip
             self.schedule_refresh()
             self.update_title()
         elif isinstance(event, ContactRequest):
@@ -341,6 +347,14 @@ class ChatApp(App[None]):
             title = f"#{self._room_name(room_id)} · {self.name_of(event.author)}"
             self._notices.room_message(room_id, title, event.text)
         self.schedule_refresh()
+
+    def _remember_names(self, rows: list[RoomRow]) -> list[RoomRow]:
+        self._room_names.update((row.room_id, row.name) for row in rows)
+        return rows
+
+    def _room_label(self, room_id: bytes) -> str:
+        """A room's name, also once it is left and gone from the store."""
+        return self._room_names.get(room_id) or self._room_name(room_id)
 
     def _room_name(self, room_id: bytes) -> str:
         row = self.commands.stored_room(room_id)
@@ -383,7 +397,7 @@ class ChatApp(App[None]):
                 0 if not row.joined else commands.room_unread(row.room_id),
                 invited=not row.joined,
             )
-            for row in commands.stored_rooms()
+            for row in self._remember_names(commands.stored_rooms())
         ]
         self._entries = build_entries(
             commands.contacts(), commands.requests(), self._seen.values(), unread, rooms

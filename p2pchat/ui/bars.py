@@ -21,7 +21,7 @@ from p2pchat.commands import CommandError
 from p2pchat.diskfaults import DISK_FULL
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
 from p2pchat.node.events import DiskTrouble
-from p2pchat.ui.people import PRESENCE_MARKS, PRESENCE_WORDS, Section
+from p2pchat.ui.people import PRESENCE_MARKS, PRESENCE_WORDS, Section, counted
 
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
@@ -95,7 +95,7 @@ def update_topbar(app: ChatApp) -> None:
     elif app.node is None:
         right = "starting…"
     elif online:
-        right = f"{online} peer{'s' if online != 1 else ''} · connected"
+        right = f"{counted(online, 'peer')} · connected"
     elif state.refused_by and not app.settings.contacts_only:
         count = len(state.refused_by)
         who = "1 nearby talks" if count == 1 else f"{count} nearby talk"
@@ -151,7 +151,7 @@ def room_title(app: ChatApp, room_hex: str) -> str:
     except CommandError:
         return f"# {name}"
     online = sum(1 for m in room.members if m == app.me or online_key(app, m))
-    return f"# {name} · {len(room.members)} members · {online} online"
+    return f"# {name} · {counted(len(room.members), 'member')} · {online} online"
 
 
 def online_key(app: ChatApp, key: bytes) -> bool:

@@ -189,5 +189,10 @@ def people_for_lookup(entries: Iterable[Entry]) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda pair: (pair[1].casefold(), pair[0]))
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 member``, ``3 members``: a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def count_online(entries: Iterable[Entry]) -> int:
     return len({e.peer_id for e in entries if e.status != "offline"})

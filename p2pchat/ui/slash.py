@@ -28,7 +28,7 @@ from p2pchat.ui.commands import (
     split_target,
 )
 from p2pchat.ui.messages import Sent
-from p2pchat.ui.people import PRESENCE_MARKS, Section, people_for_lookup
+from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, people_for_lookup
 from p2pchat.ui.screens.verify import VerifyScreen
 from p2pchat.ui.widgets.composer import Composer
 
@@ -266,7 +266,7 @@ def cmd_peers(app: ChatApp, args: str) -> None:
     ][:20]
     if len(everyone) > len(online):
         lines.append(f"and {len(everyone) - len(online):,} only heard of through others")
-    app.notify("\n".join(lines), title=f"{len(online)} peers", timeout=10)
+    app.notify("\n".join(lines), title=counted(len(online), "peer"), timeout=10)
 
 
 # rooms
@@ -301,7 +301,8 @@ def cmd_join(app: ChatApp, args: str) -> None:
 
 def cmd_leave(app: ChatApp, args: str) -> None:
     room_id = open_room_id(app)
-    in_node(app, lambda commands: commands.leave_room(room_id), "You left the room")
+    # What it did is said once, with the room's name, when the node reports it (RoomGone).
+    in_node(app, lambda commands: commands.leave_room(room_id), "")
 
 
 def cmd_remove(app: ChatApp, args: str) -> None:
@@ -316,7 +317,7 @@ def cmd_members(app: ChatApp, args: str) -> None:
     app.require_node()
     listed = app.commands.room_members(room_id)
     lines = [f"{'●' if m.online else '○'} {app.name_of(m.peer)}" for m in listed]
-    app.notify("\n".join(lines[:30]), title=f"{len(listed)} members", timeout=10)
+    app.notify("\n".join(lines[:30]), title=counted(len(listed), "member"), timeout=10)
 
 
 def cmd_contacts(app: ChatApp, args: str) -> None:
