@@ -232,3 +232,14 @@ def test_ping_to_something_that_is_not_p2pchat_says_so(tmp_path: Path) -> None:
         thread.join()
     assert result.returncode == 1
     assert "not a p2pchat node" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_command_is_a_usage_error_not_the_chat_window(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from p2pchat.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--home", str(tmp_path), "passphrase", "set", "--help"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'passphrase'" in capsys.readouterr().err

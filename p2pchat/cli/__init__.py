@@ -54,6 +54,8 @@ def _with_default_command(argv: list[str]) -> list[str]:
             break
     if index < len(argv) and (argv[index] in HANDLERS or argv[index] in ("-h", "--help")):
         return argv
+    if index < len(argv) and not argv[index].startswith("-"):
+        return argv  # a word that is no command: argparse says so, not the chat window
     if any(word in ("-h", "--help", "--version") for word in argv[:index]):
         return argv
     return [*argv[:index], "ui", *argv[index:]]
