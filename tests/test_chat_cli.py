@@ -49,6 +49,10 @@ def test_contacts_without_a_running_node(tmp_path: Path) -> None:
     [contact] = json.loads(listed.stdout)
     assert (contact["id"], contact["name"], contact["status"]) == (bob_id, "bob", "offline")
     assert "bob" in cli(ann, "contacts").stdout
+    # docs/api.md: `contacts [list] [--json]`, so the plain form takes --json too
+    plain = cli(ann, "contacts", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout) == json.loads(listed.stdout)
 
     bad = cli(ann, "contacts", "add", "not-an-id")
     assert bad.returncode == 1 and "peer id" in bad.stderr

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         contact_commands.add_parser(action, help=text).add_argument("peer", metavar="ID")
     requests = contact_commands.add_parser("requests", help="list pending contact requests")
     requests.add_argument("--json", action="store_true", help="print one JSON array")
-    contacts.set_defaults(json=False)  # plain `p2pchat contacts` lists them
+    # Plain `p2pchat contacts [--json]` lists them, as `contacts list [--json]` does.
+    contacts.add_argument("--json", action="store_true", help="print one JSON array")
 
     send = commands.add_parser(
         "send",
