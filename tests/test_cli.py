@@ -243,3 +243,17 @@ def test_an_unknown_command_is_a_usage_error_not_the_chat_window(
         main(["--home", str(tmp_path), "passphrase", "set", "--help"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'passphrase'" in capsys.readouterr().err
+
+
+def test_global_options_work_after_the_command_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from p2pchat.cli import main
+
+    assert main(["--home", str(tmp_path / "ann"), "id", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)["id"]
+    assert main(["id", "--json", "--home", str(tmp_path / "ann"), "-v"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == before
+    # Given before the command, a --home is not undone by the command's own default.
+    assert main(["--home", str(tmp_path / "bob"), "id", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] != before

@@ -113,7 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("peer", metavar="ID")
     history.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")
     history.add_argument("--json", action="store_true", help="print one JSON array")
+    for command in [*commands.choices.values(), *contact_commands.choices.values()]:
+        _accept_global_options(command)
     return parser
+
+
+def _accept_global_options(command: argparse.ArgumentParser) -> None:
+    """--home and -v also after the command (`p2pchat id --home DIR`), as people type
+    them. SUPPRESS as the default: a value given before the command is not overwritten."""
+    command.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)  # fmt: skip
+    command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)  # fmt: skip
 
 
 def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
