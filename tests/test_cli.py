@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from p2pchat.identity import decode_peer_id
+from p2pchat.store import DATABASE_FILE, open_store
 
 
 def p2pchat(*args: str) -> list[str]:
@@ -257,3 +258,23 @@ def test_global_options_work_after_the_command_too(
     # Given before the command, a --home is not undone by the command's own default.
     assert main(["--home", str(tmp_path / "bob"), "id", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["id"] != before
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    """`p2pchat contacts --json | head -c 10`: the pipe closes under the writer."""
+    home = tmp_path / "ann"
+    subprocess.run(p2pchat("--home", str(home), "id"), check=True, capture_output=True)
+    with open_store(home / DATABASE_FILE) as store:
+        for n in range(500):  # more output than one pipe buffer
+            store.add_contact(bytes([n % 256, n // 256]) * 16, petname=f"friend {n:03}", now=1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "p2pchat", "--home", str(home), "contacts", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.read(10)
+    process.stdout.close()  # the reader goes away before the writer is done
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) != 0
+    assert "Traceback" not in error, error
