@@ -63,6 +63,17 @@ def test_contacts_without_a_running_node(tmp_path: Path) -> None:
     assert json.loads(cli(ann, "contacts", "list", "--json").stdout)[0]["blocked"] is True
     assert cli(ann, "contacts", "requests").stdout.strip() == "no pending requests"
     assert cli(ann, "history", bob_id).stdout.strip() == "no messages with this peer yet"
+    # A contact's name does for an id; nobody by that name, or two, is said plainly.
+    assert cli(ann, "history", "BOB").stdout.strip() == "no messages with this peer yet"
+    nobody = cli(ann, "history", "alice")
+    assert nobody.returncode == 1 and "no contact called 'alice'" in nobody.stderr
+    assert '"with"' not in nobody.stderr, "no internal field names"
+    other_bob = peer_id(tmp_path / "other")
+    assert cli(ann, "contacts", "add", other_bob, "--nick", "bob").returncode == 0
+    two = cli(ann, "history", "bob")
+    assert two.returncode == 1 and "2 contacts are called 'bob'" in two.stderr
+    assert bob_id in two.stderr and other_bob in two.stderr
+    assert cli(ann, "contacts", "unblock", bob_id).returncode == 0
 
 
 @pytest.mark.slow

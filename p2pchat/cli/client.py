@@ -17,6 +17,7 @@ from p2pchat.api.control import call_control
 from p2pchat.api.handler import ApiHandler
 from p2pchat.chat.names import line_id
 from p2pchat.cli.common import (
+    EXIT_ERROR,
     EXIT_USAGE,
     chosen_interfaces,
     fail,
@@ -61,6 +62,35 @@ def _local_call(profile: Profile, command: dict[str, Any]) -> dict[str, Any]:
         return trio.run(handler.handle, command)
 
 
+def _person(profile: Profile, given: str, *, requests: bool = False) -> str | None:
+    """The peer id ``given`` stands for: a peer id, or the name of a contact (or, with
+    ``requests``, the nick of a pending request). None after saying why on stderr: nobody
+    by that name, or several (listed, so the id can be given instead)."""
+    with contextlib.suppress(ValueError):
+        decode_peer_id(given)
+        return given
+    people: list[tuple[str, str]] = []
+    for cmd, rows, field in (("contacts", "contacts", "name"), ("requests", "requests", "nick")):
+        if cmd == "requests" and not requests:
+            continue
+        answer = _local_call(profile, {"cmd": cmd})
+        if answer["event"] == "error":
+            fail(answer)
+            return None
+        people += [(row[field], row["id"]) for row in answer[rows] if row[field]]
+    wanted = given.casefold()
+    found = sorted({peer_id for name, peer_id in people if name.casefold() == wanted})
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        print(f"p2pchat: no contact called {given!r}: give a peer id, or see "
+              "p2pchat contacts", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"p2pchat: {len(found)} contacts are called {given!r}; give the id of one: "
+              + ", ".join(found), file=sys.stderr)  # fmt: skip
+    return None
+
+
 def cmd_contacts(profile: Profile, args: argparse.Namespace) -> int:
     action = args.contacts_command or "list"
     if action in ("list", "requests"):
@@ -85,7 +115,10 @@ def cmd_contacts(profile: Profile, args: argparse.Namespace) -> int:
             for row in rows:
                 print(f"{row['nick'] or '(no nick)':<20} {row['messages']} message(s)  {row['id']}")
         return 0
-    command: dict[str, Any] = {"cmd": "add_contact" if action == "add" else action, "id": args.peer}
+    peer = args.peer if action == "add" else _person(profile, args.peer, requests=True)
+    if peer is None:
+        return EXIT_ERROR
+    command: dict[str, Any] = {"cmd": "add_contact" if action == "add" else action, "id": peer}
     if action == "add":
         command["nick"] = args.nick
     answer = _local_call(profile, command)
@@ -103,14 +136,17 @@ def cmd_history(profile: Profile, args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 10_000:
         print("p2pchat: --limit takes 1 to 10000", file=sys.stderr)
         return EXIT_USAGE
-    answer = _local_call(profile, {"cmd": "history", "with": args.peer, "limit": args.limit})
+    peer = _person(profile, args.peer)
+    if peer is None:
+        return EXIT_ERROR
+    answer = _local_call(profile, {"cmd": "history", "with": peer, "limit": args.limit})
     if answer["event"] == "error":
         return fail(answer)
     messages = answer["messages"]
     if args.json:
         print_json(messages)
         return 0
-    name = answer.get("name") or line_id(args.peer)
+    name = answer.get("name") or line_id(peer)
     width = max(2, len(name))
     for message in messages:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message["time"] / 1000))
@@ -126,11 +162,14 @@ def cmd_send(profile: Profile, args: argparse.Namespace) -> int:
     if not 0 <= args.wait <= 600:
         print("p2pchat: --wait takes 0 to 600 seconds", file=sys.stderr)
         return EXIT_USAGE
-    command = {"cmd": "send", "to": args.peer, "text": args.text, "wait": args.wait}
+    if not read_static_targets(profile, args):  # a usage error first, whoever sends
+        return EXIT_USAGE
+    peer = _person(profile, args.peer)
+    if peer is None:
+        return EXIT_ERROR
+    command = {"cmd": "send", "to": peer, "text": args.text, "wait": args.wait}
     answer = trio.run(call_control, profile.home, command)
     if answer is None:
-        if not read_static_targets(profile, args):
-            return EXIT_USAGE
         interfaces = chosen_interfaces(args.interface)
         with ProfileLock(profile.home), open_profile_store(profile) as store:
             settings = node_settings(profile, store, args, "0.0.0.0", 0, interfaces)

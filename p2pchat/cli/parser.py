@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("block", "refuse this id: no connection, no messages, nothing relayed"),
         ("unblock", "stop refusing this id"),
     ):
-        contact_commands.add_parser(action, help=text).add_argument("peer", metavar="ID")
+        contact_commands.add_parser(action, help=text).add_argument("peer", metavar="ID|NAME")
     requests = contact_commands.add_parser("requests", help="list pending contact requests")
     requests.add_argument("--json", action="store_true", help="print one JSON array")
     # Plain `p2pchat contacts [--json]` lists them, as `contacts list [--json]` does.
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "takes. Exits 0 once delivered, 3 if it is queued for later (the recipient is away), "
         "1 with a reason otherwise.",
     )
-    send.add_argument("peer", metavar="ID")
+    send.add_argument("peer", metavar="ID|NAME", help="a peer id, or a contact's name")
     send.add_argument("text", metavar="TEXT")
     send.add_argument(
         "--wait", type=float, default=10.0, metavar="SECONDS",
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_options(send)
 
     history = commands.add_parser("history", help="show a conversation")
-    history.add_argument("peer", metavar="ID")
+    history.add_argument("peer", metavar="ID|NAME", help="a peer id, or a contact's name")
     history.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")
     history.add_argument("--json", action="store_true", help="print one JSON array")
     for command in [*commands.choices.values(), *contact_commands.choices.values()]:
