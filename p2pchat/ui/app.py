@@ -374,6 +374,8 @@ class ChatApp(App[None]):
         stored = self.commands.message(message.msg_id)
         if stored is not None and message.peer_id == self._peer:
             self.query_one(ConversationView).add(stored)
+            # Replying accepts a request: what they wrote is read now, as it is shown.
+            self._mark_read(message.peer_id)
         self.schedule_refresh()
 
     # ------------------------------------------------------------------ sidebar
@@ -450,9 +452,10 @@ class ChatApp(App[None]):
                 raise
 
     def _mark_read(self, peer_id: str) -> None:
-        entry = self.entry(peer_id)
-        if entry is not None and entry.section is Section.REQUESTS:
-            return  # a stranger learns nothing (not even "read") before being accepted
+        # A stranger learns nothing (not even "read") before being accepted. The store
+        # says, not the sidebar: that may not show a request that has just come in.
+        if self.commands.request(decode_peer_id(peer_id)) is not None:
+            return
         if len(self.screen_stack) > 1:
             return  # a dialog covers the conversation: not read yet
         if self.node is not None and self._host is not None:
