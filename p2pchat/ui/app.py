@@ -273,8 +273,7 @@ class ChatApp(App[None]):
         with contextlib.suppress(NoMatches):
             view = self.query_one(ConversationView)
             if self._room is not None:
-                view.show(self.commands, self.me, bytes.fromhex(self._room), self.name_of,
-                          room=True)  # fmt: skip
+                self._show_room(view, bytes.fromhex(self._room))
             elif self._peer is not None:
                 view.show(self.commands, self.me, decode_peer_id(self._peer), self.name_of)
             self.refresh_sidebar()
@@ -425,12 +424,18 @@ class ChatApp(App[None]):
     def open_room(self, room_hex: str) -> None:
         self._peer, self._room = None, room_hex
         room_id = bytes.fromhex(room_hex)
-        self.query_one(ConversationView).show(self.commands, self.me, room_id, self.name_of,
-                                              room=True)  # fmt: skip
+        self._show_room(self.query_one(ConversationView), room_id)
         self._quietly(self.commands.mark_room_read, room_id)
         self.update_title()
         self.refresh_sidebar()
         self.query_one(Composer).focus()
+
+    def _show_room(self, view: ConversationView, room_id: bytes) -> None:
+        try:  # the name column fits every member's name, not only ours
+            members: frozenset[bytes] = self.commands.room(room_id).members
+        except CommandError:  # not joined (any more), or no node yet: the authors do
+            members = frozenset()
+        view.show(self.commands, self.me, room_id, self.name_of, room=True, people=members)
 
     def open_conversation(self, peer_id: str) -> None:
         self._room = None

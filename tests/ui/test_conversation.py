@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 
 from p2pchat.commands import Commands
 from p2pchat.identity import Identity
-from p2pchat.store import DATABASE_FILE, Store, open_store
+from p2pchat.store import DATABASE_FILE, RoomMessage, Store, StoredMessage, open_store
 from p2pchat.ui.widgets.conversation import HINT_NO_PEER, PAGE, ConversationView
 
 ME = b"\x01" * 32
@@ -323,5 +323,41 @@ def test_empty_view_shows_a_hint(store: Store) -> None:
         await pilot.pause()
         assert HINT_NO_PEER not in shown(view)
         assert "No messages yet" in shown(view)
+
+    run(scenario)
+
+
+class RoomPages:
+    """A room's page, in memory: one message from each of two members."""
+
+    def __init__(self, room: bytes, authors: list[bytes]) -> None:
+        self.rows = [
+            RoomMessage(n, room, msg_id(n), author, n + 1, START, START, f"line {n}", True)
+            for n, author in enumerate(authors)
+        ]
+
+    def history(
+        self, peer: bytes, *, limit: int = PAGE, before: bytes | None = None
+    ) -> list[StoredMessage]:
+        return []
+
+    def room_history(
+        self, room_id: bytes, *, limit: int = PAGE, before: bytes | None = None
+    ) -> list[RoomMessage]:
+        return self.rows
+
+
+def test_in_a_room_the_name_column_fits_the_members_not_only_me() -> None:
+    room = b"\x09" * 16
+    long_names = {**NAMES, BOB: "bartholomew", CAROL: "christabel"}
+
+    async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
+        # Carol has not written yet, but she is a member: her name fits too.
+        view.show(RoomPages(room, [ME, BOB]), ME, room, long_names.__getitem__, room=True,
+                  people=[ME, BOB, CAROL])  # fmt: skip
+        await pilot.pause()
+        text = shown(view)
+        assert "bartholomew line 1" in " ".join(text.split()), text
+        assert "alice" in text and "…" not in text
 
     run(scenario)

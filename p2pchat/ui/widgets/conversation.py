@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import zlib
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from itertools import accumulate
@@ -286,9 +286,11 @@ class ConversationView(ScrollView, can_focus=True):
         name_of: Callable[[bytes], str],
         *,
         room: bool = False,
+        people: Iterable[bytes] = (),
     ) -> None:
         """Show the conversation with ``peer`` (its newest page), scrolled to the end.
-        ``room``: ``peer`` is a room id, and the page comes from the room's messages."""
+        ``room``: ``peer`` is a room id, and the page comes from the room's messages;
+        ``people``: the room's members, whose names the name column fits."""
         self._pages, self._me, self._peer, self._name_of = pages, me, peer, name_of
         self._room = room
         self._names = {}
@@ -297,9 +299,13 @@ class ConversationView(ScrollView, can_focus=True):
         self._entries = [_Entry(message, _local_time(message)) for message in page]
         self._by_id = {entry.message.msg_id: entry for entry in self._entries}
         self._mark_separators(0, len(self._entries))
-        # The name column fits both parties (others, in a room, are cut to it).
-        names = [self._display_name(me)] + ([] if peer is None else [self._display_name(peer)])
-        widest = max(cell_len(name) for name in names)
+        # The name column fits both parties, or in a room every member and every author
+        # loaded (up to _MAX_NAME: longer names are cut).
+        if room:
+            parties = [me, *people, *(entry.message.sender for entry in self._entries)]
+        else:
+            parties = [me] if peer is None else [me, peer]
+        widest = max(cell_len(self._display_name(party)) for party in parties)
         self._name_width = min(max(widest, _MIN_NAME), _MAX_NAME)
         self._generation += 1
         self._separators.clear()
