@@ -583,6 +583,10 @@ class ChatApp(App[None]):
         self.push_screen(HelpScreen(keys=self.KEYS_HELP))
 
     def action_verify(self) -> None:
+        if self._room is not None:  # a room has no safety number: its members each do
+            self.prefill("/verify ")
+            self.notify("Verify a member of the room: type their nick (Tab completes)")
+            return
         if self._peer is None:
             self.notify("Open a conversation first, or type /verify NICK")
             return

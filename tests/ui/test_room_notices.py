@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from p2pchat.ui.host import NodeHost
 from p2pchat.ui.people import counted
+from p2pchat.ui.widgets.composer import Composer
 from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
     SIZE,
     Person,
@@ -45,6 +46,29 @@ def test_leaving_a_room_is_said_once_with_its_name(people: Callable[[str], Perso
                 await pilot.pause(0.2)  # anything else it would say arrives by now
                 said = [message for _, message in notifications(app) if "left" in message]
                 assert said == ["You left #lab"]
+        finally:
+            await host.stop()
+
+    asyncio.run(scenario())
+
+
+def test_ctrl_v_in_a_room_asks_which_member(people: Callable[[str], Person]) -> None:  # noqa: F811
+    ann = people("ann")
+
+    async def scenario() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            app = ann.app(host)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.node is not None, "the node")
+                await type_line(pilot, "/create lab")
+                await until(pilot, lambda: sidebar_entry(app, "# lab"), "the room")
+                app.open_room(next(e for e in app.entries if e.name == "lab").peer_id)
+                await pilot.press("ctrl+v")
+                await pilot.pause()
+                assert app.query_one(Composer).text == "/verify "
+                assert "Open a conversation first" not in str(notifications(app))
         finally:
             await host.stop()
 
