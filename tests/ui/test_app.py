@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +135,31 @@ async def until(pilot: Pilot[None], check: Callable[[], object], what: str) -> N
 
 async def type_line(pilot: Pilot[None], text: str) -> None:
     await pilot.press(*text, "enter")
+
+
+def with_app(person: Person, scenario: Callable[[ChatApp, Pilot[None]], Awaitable[None]]) -> None:
+    """Run ``scenario`` in ``person``'s chat window once its node is up."""
+
+    async def main() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            app = person.app(host)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.node is not None, "the node")
+                await scenario(app, pilot)
+        finally:
+            await host.stop()
+
+    asyncio.run(main())
+
+
+async def open_new_room(app: ChatApp, pilot: Pilot[None], name: str) -> None:
+    """/create a room and open it, as a person would."""
+    await type_line(pilot, f"/create {name}")
+    await until(pilot, lambda: sidebar_entry(app, f"# {name}"), "the room")
+    app.open_room(next(e for e in app.entries if e.name == name).peer_id)
+    await pilot.pause()
 
 
 # --- two people -----------------------------------------------------------------------

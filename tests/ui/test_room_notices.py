@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
+from textual.pilot import Pilot
 from textual.widgets import Static
 
-from p2pchat.ui.host import NodeHost
+from p2pchat.ui.app import ChatApp
 from p2pchat.ui.people import counted
 from p2pchat.ui.widgets.composer import Composer
 from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
-    SIZE,
     Person,
     notifications,
+    open_new_room,
     people,
     sidebar_entry,
     type_line,
     until,
+    with_app,
 )
 
 
@@ -26,50 +27,25 @@ def test_counted_says_one_member_and_two_members() -> None:
 
 
 def test_leaving_a_room_is_said_once_with_its_name(people: Callable[[str], Person]) -> None:  # noqa: F811
-    ann = people("ann")
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        await open_new_room(app, pilot, "lab")
+        title = app.query_one("#chat-title", Static)
+        await until(pilot, lambda: "# lab · 1 member ·" in str(title.content), "the title")
+        await type_line(pilot, "/leave")
+        await until(pilot, lambda: not sidebar_entry(app, "lab"), "the room to go")
+        await pilot.pause(0.2)  # anything else it would say arrives by now
+        said = [message for _, message in notifications(app) if "left" in message]
+        assert said == ["You left #lab"]
 
-    async def scenario() -> None:
-        host = NodeHost()
-        await host.start()
-        try:
-            app = ann.app(host)
-            async with app.run_test(size=SIZE) as pilot:
-                await until(pilot, lambda: app.node is not None, "the node")
-                await type_line(pilot, "/create lab")
-                await until(pilot, lambda: sidebar_entry(app, "# lab"), "the room")
-                room = next(e for e in app.entries if e.name == "lab")
-                app.open_room(room.peer_id)
-                title = app.query_one("#chat-title", Static)
-                await until(pilot, lambda: "# lab · 1 member ·" in str(title.content), "the title")
-                await type_line(pilot, "/leave")
-                await until(pilot, lambda: not sidebar_entry(app, "lab"), "the room to go")
-                await pilot.pause(0.2)  # anything else it would say arrives by now
-                said = [message for _, message in notifications(app) if "left" in message]
-                assert said == ["You left #lab"]
-        finally:
-            await host.stop()
-
-    asyncio.run(scenario())
+    with_app(people("ann"), scenario)
 
 
 def test_ctrl_v_in_a_room_asks_which_member(people: Callable[[str], Person]) -> None:  # noqa: F811
-    ann = people("ann")
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        await open_new_room(app, pilot, "lab")
+        await pilot.press("ctrl+v")
+        await pilot.pause()
+        assert app.query_one(Composer).text == "/verify "
+        assert "Open a conversation first" not in str(notifications(app))
 
-    async def scenario() -> None:
-        host = NodeHost()
-        await host.start()
-        try:
-            app = ann.app(host)
-            async with app.run_test(size=SIZE) as pilot:
-                await until(pilot, lambda: app.node is not None, "the node")
-                await type_line(pilot, "/create lab")
-                await until(pilot, lambda: sidebar_entry(app, "# lab"), "the room")
-                app.open_room(next(e for e in app.entries if e.name == "lab").peer_id)
-                await pilot.press("ctrl+v")
-                await pilot.pause()
-                assert app.query_one(Composer).text == "/verify "
-                assert "Open a conversation first" not in str(notifications(app))
-        finally:
-            await host.stop()
-
-    asyncio.run(scenario())
+    with_app(people("ann"), scenario)
