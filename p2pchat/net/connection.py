@@ -33,6 +33,7 @@ from typing import Any
 import trio
 
 from p2pchat.addresses import format_host_port
+from p2pchat.chat.names import line_id
 from p2pchat.errors import ConnectionClosed, HandshakeRefused, RemoteProtocolError
 from p2pchat.identity import Identity
 from p2pchat.net.inbox import Inbox
@@ -550,7 +551,7 @@ class SecureConnection:
 
     def _describe(self) -> str:
         peer = self._session.peer_id
-        return f"{peer[:12]}… at {self.remote_address}" if peer else self.remote_address
+        return f"{line_id(peer)} at {self.remote_address}" if peer else self.remote_address
 
 
 def remote_address(stream: trio.abc.Stream) -> str:
