@@ -55,7 +55,7 @@ def test_contacts_without_a_running_node(tmp_path: Path) -> None:
     assert json.loads(plain.stdout) == json.loads(listed.stdout)
 
     bad = cli(ann, "contacts", "add", "not-an-id")
-    assert bad.returncode == 1 and "peer id" in bad.stderr
+    assert bad.returncode == 2 and "'not-an-id' is not a peer id" in bad.stderr
     own = cli(ann, "contacts", "add", peer_id(ann))
     assert own.returncode == 1 and "your own id" in own.stderr
     blocked = cli(ann, "contacts", "block", bob_id)
@@ -146,3 +146,35 @@ def test_the_json_api_survives_bad_input(tmp_path: Path, nodes: list[Node]) -> N
     bot.command({"cmd": "quit"})
     bot.wait_for("stopped")
     assert bot.process.wait(timeout=10) == 0
+
+
+@pytest.mark.slow
+def test_every_peer_argument_takes_a_contacts_name(tmp_path: Path, nodes: list[Node]) -> None:
+    bob = Node(tmp_path / "bob", "--nick", "bob", *COMMON)
+    nodes.append(bob)
+    ann_home = tmp_path / "ann"
+    assert cli(ann_home, "contacts", "add", bob.id, "--nick", "Bob").returncode == 0
+    ann = Node(ann_home, "--nick", "ann", *COMMON, "--peer", bob.address)
+    nodes.append(ann)
+
+    by_name = cli(ann_home, "ping", "bob", "-c", "1")
+    assert by_name.returncode == 0, by_name.stderr
+    assert "pong 1" in by_name.stdout
+    expecting = cli(ann_home, "ping", bob.address, "--expect", "BOB", "-c", "1")
+    assert expecting.returncode == 0, expecting.stderr
+    assert bob.id in expecting.stdout
+    nobody = cli(ann_home, "ping", "carol")
+    assert nobody.returncode == 1
+    assert "no contact called 'carol'" in nobody.stderr
+
+
+def test_cli_errors_name_no_internal_fields(tmp_path: Path) -> None:
+    home = tmp_path / "ann"
+    added = cli(home, "contacts", "add", "garbage")
+    assert added.returncode == 2
+    assert "'garbage' is not a peer id" in added.stderr and '"id"' not in added.stderr
+    connect = cli(home, "connect", "garbage")
+    assert connect.returncode == 2
+    assert "neither HOST:PORT nor an invite code" in connect.stderr
+    accept = cli(home, "contacts", "accept", "zed")
+    assert accept.returncode == 1 and "no contact or request called 'zed'" in accept.stderr

@@ -6,7 +6,6 @@ same API handler straight on the store (``send`` starts a short-lived node inste
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from typing import Any
@@ -26,12 +25,12 @@ from p2pchat.cli.common import (
     print_json,
     read_static_targets,
 )
+from p2pchat.cli.people import local_call, peer_id_problem, person
 from p2pchat.identity import decode_peer_id
 from p2pchat.node.node import NodeSettings, open_node
 from p2pchat.profile import Profile, ProfileLock
 
 EXIT_QUEUED = 3
-READ_ONLY = frozenset({"contacts", "requests", "history"})
 
 
 def cmd_id(profile: Profile, args: argparse.Namespace) -> int:
@@ -48,53 +47,10 @@ def cmd_id(profile: Profile, args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_call(profile: Profile, command: dict[str, Any]) -> dict[str, Any]:
-    """Run one API command: through the profile's running node if there is one, else
-    straight on the message store."""
-    answer = trio.run(call_control, profile.home, command)
-    if answer is not None:
-        return answer
-    # No node answers. Reading the store beside a node is safe; a change is made only
-    # while we hold the profile lock, so no running node misses it.
-    lock = contextlib.nullcontext() if command["cmd"] in READ_ONLY else ProfileLock(profile.home)
-    with lock, open_profile_store(profile) as store:
-        handler = ApiHandler(profile.identity, store)
-        return trio.run(handler.handle, command)
-
-
-def _person(profile: Profile, given: str, *, requests: bool = False) -> str | None:
-    """The peer id ``given`` stands for: a peer id, or the name of a contact (or, with
-    ``requests``, the nick of a pending request). None after saying why on stderr: nobody
-    by that name, or several (listed, so the id can be given instead)."""
-    with contextlib.suppress(ValueError):
-        decode_peer_id(given)
-        return given
-    people: list[tuple[str, str]] = []
-    for cmd, rows, field in (("contacts", "contacts", "name"), ("requests", "requests", "nick")):
-        if cmd == "requests" and not requests:
-            continue
-        answer = _local_call(profile, {"cmd": cmd})
-        if answer["event"] == "error":
-            fail(answer)
-            return None
-        people += [(row[field], row["id"]) for row in answer[rows] if row[field]]
-    wanted = given.casefold()
-    found = sorted({peer_id for name, peer_id in people if name.casefold() == wanted})
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        print(f"p2pchat: no contact called {given!r}: give a peer id, or see "
-              "p2pchat contacts", file=sys.stderr)  # fmt: skip
-    else:
-        print(f"p2pchat: {len(found)} contacts are called {given!r}; give the id of one: "
-              + ", ".join(found), file=sys.stderr)  # fmt: skip
-    return None
-
-
 def cmd_contacts(profile: Profile, args: argparse.Namespace) -> int:
     action = args.contacts_command or "list"
     if action in ("list", "requests"):
-        answer = _local_call(profile, {"cmd": "contacts" if action == "list" else "requests"})
+        answer = local_call(profile, {"cmd": "contacts" if action == "list" else "requests"})
         if answer["event"] == "error":
             return fail(answer)
         rows = answer["contacts" if action == "list" else "requests"]
@@ -115,13 +71,18 @@ def cmd_contacts(profile: Profile, args: argparse.Namespace) -> int:
             for row in rows:
                 print(f"{row['nick'] or '(no nick)':<20} {row['messages']} message(s)  {row['id']}")
         return 0
-    peer = args.peer if action == "add" else _person(profile, args.peer, requests=True)
+    if action == "add":
+        problem = peer_id_problem(args.peer)
+        if problem:
+            print(f"p2pchat: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    peer = args.peer if action == "add" else person(profile, args.peer, requests=True)
     if peer is None:
         return EXIT_ERROR
     command: dict[str, Any] = {"cmd": "add_contact" if action == "add" else action, "id": peer}
     if action == "add":
         command["nick"] = args.nick
-    answer = _local_call(profile, command)
+    answer = local_call(profile, command)
     if answer["event"] == "error":
         return fail(answer)
     if action in ("add", "accept"):
@@ -136,10 +97,10 @@ def cmd_history(profile: Profile, args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 10_000:
         print("p2pchat: --limit takes 1 to 10000", file=sys.stderr)
         return EXIT_USAGE
-    peer = _person(profile, args.peer)
+    peer = person(profile, args.peer)
     if peer is None:
         return EXIT_ERROR
-    answer = _local_call(profile, {"cmd": "history", "with": peer, "limit": args.limit})
+    answer = local_call(profile, {"cmd": "history", "with": peer, "limit": args.limit})
     if answer["event"] == "error":
         return fail(answer)
     messages = answer["messages"]
@@ -164,7 +125,7 @@ def cmd_send(profile: Profile, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not read_static_targets(profile, args):  # a usage error first, whoever sends
         return EXIT_USAGE
-    peer = _person(profile, args.peer)
+    peer = person(profile, args.peer)
     if peer is None:
         return EXIT_ERROR
     command = {"cmd": "send", "to": peer, "text": args.text, "wait": args.wait}

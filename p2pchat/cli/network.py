@@ -28,6 +28,7 @@ from p2pchat.cli.common import (
     open_profile_store,
     print_json,
 )
+from p2pchat.cli.people import is_peer_id, person
 from p2pchat.commands import Commands
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import (
@@ -48,14 +49,22 @@ from p2pchat.wire.messages import MAX_PING_DATA
 
 
 def cmd_ping(profile: Profile, args: argparse.Namespace) -> int:
-    if _is_peer_id(args.address):
-        return _ping_through_node(profile, args)
+    if is_peer_id(args.address):
+        return _ping_through_node(profile, args, args.address)
+    if ":" not in args.address:  # not HOST:PORT, so the name of a contact
+        peer = person(profile, args.address)
+        return EXIT_ERROR if peer is None else _ping_through_node(profile, args, peer)
     try:
         host, port = parse_host_port(args.address)
-        expected = decode_peer_id(args.expect) if args.expect else None
     except ValueError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_USAGE
+    expected = None
+    if args.expect:
+        expected_id = person(profile, args.expect)
+        if expected_id is None:
+            return EXIT_ERROR
+        expected = decode_peer_id(expected_id)
     if args.count < 1 or not 0 <= args.size <= MAX_PING_DATA or args.interval < 0:
         print(
             f"p2pchat: --count must be at least 1, --size from 0 to {MAX_PING_DATA}, "
@@ -74,22 +83,14 @@ def cmd_ping(profile: Profile, args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
-def _is_peer_id(text: str) -> bool:
-    try:
-        decode_peer_id(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _ping_through_node(profile: Profile, args: argparse.Namespace) -> int:
+def _ping_through_node(profile: Profile, args: argparse.Namespace, peer: str) -> int:
     """`p2pchat ping ID`: the running node pings over its own session with the peer
     (dialling it if needed), rather than a second session of the same identity."""
     if not 1 <= args.count <= MAX_PINGS or not 0 <= args.size <= MAX_PING_DATA:
         print(f"p2pchat: by peer id, --count takes 1 to {MAX_PINGS} and --size 0 to "
               f"{MAX_PING_DATA}", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    command = {"cmd": "ping", "id": args.address, "count": args.count, "size": args.size}
+    command = {"cmd": "ping", "id": peer, "count": args.count, "size": args.size}
     answer = trio.run(call_control, profile.home, command)
     if answer is None:
         print("p2pchat: no node runs for this profile: ping by HOST:PORT, or start "
@@ -194,7 +195,8 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
     try:
         targets = static_targets(None, [args.target])
     except ValueError as error:
-        print(f"p2pchat: {error}", file=sys.stderr)
+        print(f"p2pchat: {args.target!r} is neither HOST:PORT nor an invite code "
+              f"({error})", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     answer = trio.run(call_control, profile.home, {"cmd": "connect", "target": args.target})
     if answer is not None:

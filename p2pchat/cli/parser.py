@@ -41,15 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     ping = commands.add_parser(
         "ping",
         help="measure round trips: to HOST:PORT over a session of its own, or to a peer "
-        "ID through the running node",
+        "(ID or a contact's name) through the running node",
     )
-    ping.add_argument("address", metavar="HOST:PORT|ID")
+    ping.add_argument("address", metavar="HOST:PORT|ID|NAME")
     ping.add_argument("-c", "--count", type=int, default=4, help="pings to send (default 4)")
     ping.add_argument("-i", "--interval", type=float, default=0.2, help="seconds between pings")
     ping.add_argument(
         "-s", "--size", type=int, default=0, help="payload bytes per ping (at most 1024)"
     )
-    ping.add_argument("--expect", metavar="PEER_ID", help="refuse any other identity")
+    ping.add_argument(
+        "--expect", metavar="ID|NAME", help="refuse any other identity (a peer id or contact)"
+    )
     ping.add_argument("--json", action="store_true", help="print one JSON object")
 
     invite = commands.add_parser("invite", help="print an invite code others can connect with")
