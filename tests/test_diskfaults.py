@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat.cli.daemon import _write_node_state
+from p2pchat.api.service import write_node_state
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
 from p2pchat.diskfaults import (
     DISK_FULL,
@@ -251,11 +251,11 @@ def test_node_json_on_a_full_disk_is_skipped_and_written_later(disk: Disk) -> No
     events: list[DiskEvent] = []
     health.attach(events.append)
     disk.fill()
-    assert not _write_node_state(profile, 7483, None, health)
+    assert not write_node_state(profile, 7483, None, health)
     assert sorted(p.name for p in profile.home.iterdir()) == ["identity.key"]  # no .tmp
     assert [type(e) for e in events] == [DiskTrouble]
     disk.free()
-    assert _write_node_state(profile, 7483, None, health)
+    assert write_node_state(profile, 7483, None, health)
     assert json.loads((profile.home / "node.json").read_text())["port"] == 7483
     assert [type(e) for e in events] == [DiskTrouble, DiskRecovered]
 

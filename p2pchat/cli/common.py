@@ -13,6 +13,7 @@ import sys
 from typing import Any, TextIO
 
 from p2pchat.addresses import parse_host_port
+from p2pchat.api.service import NODE_STATE_FILE as NODE_STATE_FILE
 from p2pchat.chat.relay import RelayLimits
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers, static_targets
 from p2pchat.diskfaults import disk_fault
@@ -25,7 +26,6 @@ from p2pchat.wire.messages import Status
 
 DEFAULT_PORT = 7483
 INTERFACES_ENV = "P2PCHAT_INTERFACES"
-NODE_STATE_FILE = "node.json"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 

@@ -6,8 +6,6 @@ serves the control socket and tells other commands in ``node.json`` where it lis
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import os
 import signal
@@ -16,14 +14,14 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from p2pchat.addresses import format_host_port, parse_host_port
-from p2pchat.api.control import answer_lines, read_lines, serve_control
+from p2pchat.addresses import format_host_port
+from p2pchat.api.control import answer_lines, read_lines
 from p2pchat.api.events import EventPrinter, print_event, print_listening
 from p2pchat.api.handler import ApiHandler
+from p2pchat.api.service import NodeService
 from p2pchat.cli.common import (
     EXIT_ERROR,
     EXIT_USAGE,
-    NODE_STATE_FILE,
     chosen_interfaces,
     listen_address,
     node_settings,
@@ -31,7 +29,6 @@ from p2pchat.cli.common import (
     read_static_targets,
     set_nick,
 )
-from p2pchat.diskfaults import DiskHealth, DiskRecovered
 from p2pchat.mesh.presence import text_problem
 from p2pchat.node.events import Listening
 from p2pchat.node.node import Node, NodeSettings, open_node
@@ -129,17 +126,14 @@ async def _run_node(
     stop: trio.Event,
     read_stdin: bool,
 ) -> None:
-    identity = profile.identity
     assert settings.store is not None
-    async with open_node(identity, settings) as node, trio.open_nursery() as tasks:
-        handler = ApiHandler(
-            identity, settings.store, node, on_quit=stop.set, on_nick=profile.set_nick
-        )
+    async with open_node(profile.identity, settings) as node, trio.open_nursery() as tasks:
+        service = NodeService(profile, node, on_quit=stop.set)
         # The socket first: a program that sees "listening" may use it at once.
-        await tasks.start(serve_control, profile.home, handler)
-        tasks.start_soon(_print_events, node, profile, settings.interfaces, out, handler)
+        await tasks.start(service.serve)
+        tasks.start_soon(_print_events, node, profile, out, service)
         if read_stdin:
-            tasks.start_soon(_serve_stdin, handler, out)
+            tasks.start_soon(_serve_stdin, service.handler, out)
         await stop.wait()
         tasks.cancel_scope.cancel()
 
@@ -165,63 +159,19 @@ async def _serve_stdin(handler: ApiHandler, out: EventPrinter) -> None:
 async def _print_events(
     node: Node,
     profile: Profile,
-    interfaces: list[str] | None,
     out: EventPrinter,
-    handler: ApiHandler,
+    service: NodeService,
 ) -> None:
-    unwritten: int | None = None  # the port, while node.json could not be written
     async for event in node.events:
-        handler.observe(event)
+        service.observe(event)
         if isinstance(event, Listening):
-            port = parse_host_port(event.addresses[0])[1]
             contacts_only = node.settings.contacts_only
-            if not _write_node_state(profile, port, interfaces, node.disk, contacts_only):
-                unwritten = port
             print_listening(out, event, profile.identity, profile.nick, contacts_only)
-            continue
-        print_event(node, event, out)
-        if (
-            isinstance(event, DiskRecovered)
-            and unwritten is not None
-            and _write_node_state(
-                profile, unwritten, interfaces, node.disk, node.settings.contacts_only
-            )
-        ):
-            unwritten = None
+        else:
+            print_event(node, event, out)
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
     async for _ in signals:
         stop.set()
         return
-
-
-def _write_node_state(
-    profile: Profile,
-    port: int,
-    interfaces: list[str] | None,
-    health: DiskHealth,
-    contacts_only: bool = False,
-) -> bool:
-    """Where the running node listens and in which mode, for `p2pchat invite` and
-    `doctor` run beside it. Only a convenience: if the disk refuses it (False), the node
-    runs on, and it is written again once the disk takes writes."""
-    path = profile.home / NODE_STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    state = {
-        "pid": os.getpid(),
-        "port": port,
-        "interfaces": interfaces,
-        "contacts_only": contacts_only,
-    }
-    try:
-        tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if health.failed(str(path), error) is None:
-            log.warning("cannot write %s: %s", path, error)
-        return False
-    health.ok(str(path))
-    return True

@@ -29,6 +29,7 @@ from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
+from p2pchat.api.service import NodeService
 from p2pchat.chat.names import shown_name
 from p2pchat.commands import CommandError, Commands, RoomRow, StoredMessage
 from p2pchat.diskfaults import disk_fault
@@ -208,14 +209,24 @@ class ChatApp(App[None]):
         try:
             with trio.CancelScope() as scope:
                 self._node_scope = scope
-                async with open_node(self.profile.identity, self.settings) as node:
+                async with (
+                    open_node(self.profile.identity, self.settings) as node,
+                    trio.open_nursery() as nursery,
+                ):
+                    # Like the daemon: other commands of this profile reach this node.
+                    service = NodeService(self.profile, node, on_quit=self._quit_from_api)
+                    await nursery.start(service.serve)
                     self.post_message(NodeUp(node))
-                    await self._events.pump(node.events)
+                    await self._events.pump(node.events, also=service.observe)
         except OSError as error:
             self.post_message(NodeFailed(f"cannot listen: {error.strerror or error}"))
         except Exception as error:  # shown, not only logged: the window must not lie
             log.exception("the node stopped")
             self.post_message(NodeFailed(f"the node stopped: {error}"))
+
+    def _quit_from_api(self) -> None:
+        """The API's ``quit`` (``{"cmd": "quit"}`` on the control socket) closes the window."""
+        self.call_later(self.exit)
 
     async def on_unmount(self) -> None:
         host, scope = self._host, self._node_scope

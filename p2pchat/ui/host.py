@@ -162,16 +162,20 @@ class EventBridge(Generic[T]):
             self._woken = True
             self._wake()
 
-    async def pump(self, events: Feed[T]) -> None:
+    async def pump(self, events: Feed[T], also: Callable[[T], object] = lambda _: None) -> None:
         """Inside trio: move each event here as it comes, until cancelled. Everything
-        that waits is moved at once: a burst is not spread over many trio rounds."""
+        that waits is moved at once: a burst is not spread over many trio rounds.
+        ``also`` sees each event first, inside trio (the API serving other programs)."""
         async for event in events:
+            also(event)
             self.put(event)
             while True:
                 try:
-                    self.put(events.receive_nowait())
+                    event = events.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+                also(event)
+                self.put(event)
 
     def take(self, limit: int = UI_BATCH) -> tuple[int, list[T]]:
         """The window's side: how many events were dropped before these (0 if none),

@@ -1,0 +1,74 @@
+"""The chat window serves its profile's other programs like the daemon does: with the
+window open, one-shot commands (real processes) reach its node over the control socket,
+and ``node.json`` says where it listens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+
+from p2pchat.api.control import CONTROL_FILE
+from p2pchat.identity import encode_peer_id
+from p2pchat.profile import ProfileLock
+from p2pchat.ui.app import ChatApp
+from p2pchat.wallclock import now_ms
+from tests.ui.test_app import Person, people, with_app
+
+__all__ = ["people"]  # the fixture, used by name
+
+HISTORY = 10_000  # messages: an answer of several MiB, far over one socket buffer
+
+
+async def cli(person: Person, *args: str) -> tuple[int, str, str]:
+    """Run ``p2pchat --home HOME ARGS`` as a real process without blocking the window's
+    loop (the node that must answer runs on it)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "p2pchat", "--home", str(person.profile.home), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def test_cli_commands_reach_the_chat_windows_node(people: Callable[[str], Person]) -> None:
+    ann = people("ann")
+    bob = os.urandom(32)  # a contact who is away
+    ann.store.add_contact(bob, petname="bob", now=now_ms())
+    for clock in range(1, HISTORY + 1):
+        ann.store.add_incoming(msg_id=os.urandom(16), peer=bob, clock=clock, sent_at=clock,
+                               received_at=clock, text=f"message {clock} " + "é" * 40)  # fmt: skip
+    home = ann.profile.home
+
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        assert (home / CONTROL_FILE).exists()
+        state = json.loads((home / "node.json").read_text())
+        assert state["pid"] == os.getpid() and state["port"] == ann.port
+
+        code, out, err = await cli(ann, "history", "bob", "--json", "--limit", str(HISTORY))
+        assert code == 0, err
+        rows = json.loads(out)
+        assert len(rows) == HISTORY and rows[-1]["text"].startswith(f"message {HISTORY} ")
+
+        # send goes through the window's node (without it: "already running").
+        code, out, err = await cli(ann, "send", "bob", "hello", "--wait", "0", "--json")
+        assert code == 3, err  # queued: bob is away
+        assert json.loads(out)["to"] == encode_peer_id(bob)
+        assert app.commands.history(bob, limit=1)[0].text == "hello"
+
+        code, out, err = await cli(ann, "invite", "--json", "--interface", "127.0.0.1")
+        assert code == 0, err
+        assert json.loads(out)["addresses"] == [f"127.0.0.1:{ann.port}"]
+
+        code, out, err = await cli(ann, "doctor", "--json", "--interface", "127.0.0.1")
+        checks = {(f["check"], f["ok"]) for f in json.loads(out)["findings"]}
+        assert ("listening", True) in checks and ("node", False) not in checks, out
+
+    with ProfileLock(home):  # as `p2pchat ui` holds it
+        with_app(ann, scenario)
+    assert not (home / CONTROL_FILE).exists()  # the window closed: nobody answers there
