@@ -16,6 +16,8 @@ from typing import Any
 
 import trio
 
+from p2pchat.addresses import parse_host_port
+from p2pchat.chat.names import line_id
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import Target
 from p2pchat.discovery.mdns import open_mdns
@@ -23,7 +25,7 @@ from p2pchat.discovery.records import Announcement
 from p2pchat.discovery.watch import watch
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import StoreError
-from p2pchat.identity import Identity, decode_peer_id
+from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.node.admission import Admission
 from p2pchat.node.chat import ChatService
 from p2pchat.node.events import DiscoveryNote, NodeEvent
@@ -31,7 +33,7 @@ from p2pchat.node.meshrun import MeshRunner
 from p2pchat.node.settings import NodeSettings
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.wallclock import now_ms
-from p2pchat.wire.messages import Status
+from p2pchat.wire.messages import PresenceRecord, Status
 
 log = logging.getLogger("p2pchat.node")
 
@@ -173,20 +175,12 @@ class Dialler:
     def verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
         """A handshake proved ``peer_id`` at ``address``: remember it, join it."""
         self._verified_addresses.add(address)
-        if self._settings.known_peers is not None:
-            self._settings.known_peers.remember(peer_id, address, nick)  # never raises
         key = decode_peer_id(peer_id)
         if key == self._identity.public_key:
+            if self._settings.known_peers is not None:
+                self._settings.known_peers.remember(peer_id, address, nick)  # never raises
             return
-        self.hint(key, address)
-        if self._store is not None:
-            # Only a hint for later dials: a full disk must not stop the join (nor the
-            # discovery task that called us, nor the node with it).
-            try:
-                self._store.remember_address(key, address, now=now_ms())
-            except StoreError as error:
-                if disk_fault(error) is None:
-                    log.warning("cannot remember %s at %s: %s", peer_id, address, error)
+        self._remember(key, address, nick)
         mesh = self._mesh.mesh
         if mesh is not None:
             mesh.mark_proven(key)
@@ -202,6 +196,38 @@ class Dialler:
             except (StoreError, ValueError) as error:
                 log.warning("cannot add %s as a contact: %s", peer_id, error)
         self.verified(peer_id, address, nick)
+
+    def dialled_us(self, record: PresenceRecord, host: str) -> None:
+        """A contact that dialled us (from ``host``) told its listening addresses in its
+        signed presence record: those on ``host`` are remembered like an address we
+        proved ourselves, so that after a restart we dial it at once instead of waiting
+        for its retry (an invite code's acceptor learns the dialler's port this way)."""
+        key = bytes(record.owner)
+        if not self._admission.is_contact(key):
+            return  # a stranger's address is no reason to dial it at our next start
+        for address in record.addresses:
+            try:
+                on_host = parse_host_port(address)[0] == host
+            except ValueError:
+                continue
+            if on_host and address not in self._hints.get(key, ()):
+                self._remember(key, address, str(record.nick) or None)
+
+    def _remember(self, key: bytes, address: str, nick: str | None) -> None:
+        """``key`` listens at ``address``: dial it there first, now and after a restart."""
+        if self._settings.known_peers is not None:
+            self._settings.known_peers.remember(encode_peer_id(key), address, nick)  # never raises
+        self.hint(key, address)
+        if self._store is not None:
+            # Only a hint for later dials: a full disk must not stop the join (nor the
+            # discovery task that called us, nor the node with it).
+            try:
+                self._store.remember_address(key, address, now=now_ms())
+            except StoreError as error:
+                if disk_fault(error) is None:
+                    log.warning(
+                        "cannot remember %s at %s: %s", line_id(encode_peer_id(key)), address, error
+                    )
 
     def note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))

@@ -317,6 +317,9 @@ class Node:
     def _on_mesh_event(self, event: MeshEvent) -> None:
         if isinstance(event, PresenceChanged):
             self._presence.changed(event)
+            link = self.links.links.get(bytes(event.record.owner))
+            if link is not None and link.dialled_by == link.peer:
+                self.dialler.dialled_us(event.record, link.host())
         elif isinstance(event, MemberForgotten):
             self._presence.forgotten(event.record)
         else:
