@@ -16,6 +16,7 @@ import trio
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
 from p2pchat.addresses import format_host_port
+from p2pchat.discovery.others import heard_from_others
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
 from p2pchat.net.server import open_secure_connection
@@ -149,18 +150,23 @@ async def run_checks(home: Path, chosen: list[str] | None, *, node: bool = True)
                            f"no multicast on {interface.name}: use an invite code "
                            "(p2pchat invite / p2pchat connect)")  # fmt: skip
                 continue
-        seen, joined = await trio.to_thread.run_sync(_multicast_round_trip, interface, 3.0)
+        heard: list[list[str] | None] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_listen_for_others, interface, heard)
+            seen, joined = await trio.to_thread.run_sync(_multicast_round_trip, interface, 3.0)
         if joined is False:
             report.add(False, "mDNS group", f"{label}: could not join 224.0.0.251",
                        f"no multicast on {interface.name}: use an invite code")  # fmt: skip
         elif joined:
             report.add(True, "mDNS group", f"{label}: joined 224.0.0.251")
         if seen:
-            report.add(True, "mDNS", f"{label}: our own announcement came back")
+            report.add(True, "mDNS", f"{label}: this host sends and receives mDNS (our own "
+                       "announcement came back, which says nothing about the network)")  # fmt: skip
         else:
             report.add(False, "mDNS", f"{label}: our own announcement did not come back",
                        f"mDNS does not work on {interface.name} (a firewall dropping UDP 5353?): "
                        "use an invite code")  # fmt: skip
+        _add_others(report, label, heard[0])
     if node:
         await _check_node(home, found, report)
     if contacts_only(home):
@@ -170,6 +176,24 @@ async def run_checks(home: Path, chosen: list[str] | None, *, node: bool = True)
                    "if you expected someone else: add them (p2pchat contacts add ID) or "
                    "exchange an invite code (p2pchat invite, p2pchat connect CODE)")  # fmt: skip
     return report
+
+
+async def _listen_for_others(interface: Interface, heard: list[list[str] | None]) -> None:
+    heard.append(await trio.to_thread.run_sync(heard_from_others, interface.address, 3.0))
+
+
+def _add_others(report: Report, label: str, hosts: list[str] | None) -> None:
+    """Only a packet from another host shows that multicast crosses the network."""
+    if hosts:
+        shown = ", ".join(hosts[:4]) + (f" and {len(hosts) - 4} more" if len(hosts) > 4 else "")
+        report.add(True, "other hosts", f"{label}: mDNS from other hosts arrives ({shown})")
+        return
+    detail = (f"{label}: no mDNS from any other host" if hosts is not None
+              else f"{label}: cannot listen for mDNS (UDP 5353)")  # fmt: skip
+    report.add(False, "other hosts", detail,
+               "multicast may not cross this network (Wi-Fi client isolation, a VPN, a "
+               "firewall dropping UDP 5353), or nobody else here runs mDNS: use an invite "
+               "code (p2pchat invite / p2pchat connect)")  # fmt: skip
 
 
 def contacts_only(home: Path) -> bool:

@@ -128,7 +128,11 @@ def ask_doctor(app: ChatApp) -> None:
             app.profile.home, app.settings.interfaces, node=False
         )
         failed = [f for f in report.findings if not f.ok and f.advice]
-        advice = failed[0].advice if failed else "multicast works here: nobody else yet?"
+        advice = (
+            failed[0].advice
+            if failed
+            else "other hosts answer on mDNS here, but none runs p2pchat yet?"
+        )
         app.call_later(show_advice, app, advice.replace("p2pchat invite", "/invite"))
 
     try:
