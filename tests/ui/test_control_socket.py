@@ -7,17 +7,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
+import trio
 from textual.pilot import Pilot
 
-from p2pchat.api.control import CONTROL_FILE
-from p2pchat.identity import encode_peer_id
+from p2pchat.api.control import CONTROL_FILE, call_control
+from p2pchat.identity import decode_peer_id, encode_peer_id
 from p2pchat.profile import ProfileLock
 from p2pchat.ui.app import ChatApp
 from p2pchat.wallclock import now_ms
-from tests.ui.test_app import Person, people, with_app
+from tests.ui.test_app import Person, people, sidebar_entry, until, with_app
 
 __all__ = ["people"]  # the fixture, used by name
 
@@ -50,6 +54,11 @@ def test_cli_commands_reach_the_chat_windows_node(people: Callable[[str], Person
         state = json.loads((home / "node.json").read_text())
         assert state["pid"] == os.getpid() and state["port"] == ann.port
 
+        # The window's node answers (not the store beside it), whatever the answer's size.
+        command = {"cmd": "history", "with": encode_peer_id(bob), "limit": HISTORY}
+        answer = await asyncio.to_thread(trio.run, partial(call_control, home, command))
+        assert answer is not None and len(answer["messages"]) == HISTORY
+
         code, out, err = await cli(ann, "history", "bob", "--json", "--limit", str(HISTORY))
         assert code == 0, err
         rows = json.loads(out)
@@ -72,3 +81,43 @@ def test_cli_commands_reach_the_chat_windows_node(people: Callable[[str], Person
     with ProfileLock(home):  # as `p2pchat ui` holds it
         with_app(ann, scenario)
     assert not (home / CONTROL_FILE).exists()  # the window closed: nobody answers there
+
+
+def test_contacts_beside_the_window_show_who_is_online(
+    people: Callable[[str], Person], tmp_path: Path
+) -> None:
+    """`p2pchat contacts` asks the window's node, which knows who is online (the store
+    alone says everybody is offline)."""
+    ann = people("ann")
+    bob_home = tmp_path / "bob-daemon"
+    bob_id = json.loads(run_cli(bob_home, "id", "--json"))["id"]
+    run_cli(bob_home, "contacts", "add", ann.peer_id, "--nick", "ann")
+    ann.store.add_contact(decode_peer_id(bob_id), petname="bob", now=now_ms())
+
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        bob = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "p2pchat", "--home", str(bob_home), "daemon", "--no-mdns",
+            "--listen", "127.0.0.1:0", "--peer", f"127.0.0.1:{ann.port}",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await until(pilot, lambda: (sidebar_entry(app, "bob") or "").startswith("● "), "bob")
+            code, out, err = await cli(ann, "contacts", "--json")
+            assert code == 0, err
+            [row] = json.loads(out)
+            assert row["id"] == bob_id and row["status"] == "avail", row
+        finally:
+            bob.terminate()
+            await bob.wait()
+
+    with ProfileLock(ann.profile.home):
+        with_app(ann, scenario)
+
+
+def run_cli(home: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "p2pchat", "--home", str(home), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
