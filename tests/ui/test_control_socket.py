@@ -78,6 +78,12 @@ def test_cli_commands_reach_the_chat_windows_node(people: Callable[[str], Person
         checks = {(f["check"], f["ok"]) for f in json.loads(out)["findings"]}
         assert ("listening", True) in checks and ("node", False) not in checks, out
 
+        # The API's quit closes the window, as it stops a daemon.
+        answer = await asyncio.to_thread(trio.run, partial(call_control, home, {"cmd": "quit"}))
+        assert answer == {"event": "quit"}
+        while app.return_code is None:
+            await asyncio.sleep(0.05)
+
     with ProfileLock(home):  # as `p2pchat ui` holds it
         with_app(ann, scenario)
     assert not (home / CONTROL_FILE).exists()  # the window closed: nobody answers there
