@@ -39,6 +39,9 @@ from p2pchat.wire.messages import MAX_PING_DATA, SETTABLE_STATUSES
 
 log = logging.getLogger("p2pchat.api")
 MAX_PINGS = 10  # per ping command: within the peer's Ping rate (docs/protocol.md §6)
+# Commands that change nothing another front end shows (the rest call ``on_change``).
+READING = frozenset({"history", "contacts", "requests", "peers", "rooms", "room_history",
+                     "room_members", "ping", "version", "invite", "quit"})  # fmt: skip
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -51,12 +54,16 @@ class ApiHandler:
         *,
         on_quit: Callable[[], None] | None = None,
         on_nick: Callable[[str], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """``on_change``: called once a command may have changed what a front end shows
+        (a message sent, a contact added, ...), so one that did not run it redraws."""
         self.identity = identity
         self.node = node
         self.actions = Commands(identity, store, node)
         self._on_quit = on_quit
         self._on_nick = on_nick
+        self._on_change = on_change or (lambda: None)
         self.commands: dict[str, Command] = {
             "send": self.send,
             "history": self.history,
@@ -108,6 +115,8 @@ class ApiHandler:
             answer = {"event": "error", "cmd": name, "error": f"internal error: {error!r}"}
         if tag is not None:
             answer["tag"] = tag
+        if answer["event"] != "error" and name not in READING:
+            self._on_change()
         return answer
 
     def observe(self, event: NodeEvent) -> None:
@@ -121,6 +130,7 @@ class ApiHandler:
         text = str_arg(command, "text")
         wait = float_arg(command, "wait", 0, 0, 600)
         stored = self.actions.send(peer, text)
+        self._on_change()  # shown at once, not only once the wait for delivery is over
         delivery = await self.actions.delivery(stored, wait)
         return {
             "msg_id": stored.msg_id.hex(),

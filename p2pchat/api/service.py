@@ -42,13 +42,20 @@ class NodeService:
         *,
         on_quit: Callable[[], None],
         on_nick: Callable[[str], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """``on_change``: an API command may have changed what the front end shows."""
         store = node.settings.store
         assert store is not None, "the API needs the node's message store"
         self.profile = profile
         self.node = node
         self.handler = ApiHandler(
-            profile.identity, store, node, on_quit=on_quit, on_nick=on_nick or profile.set_nick
+            profile.identity,
+            store,
+            node,
+            on_quit=on_quit,
+            on_nick=on_nick or profile.set_nick,
+            on_change=on_change,
         )
         self._unwritten: int | None = None  # the port, while node.json could not be written
 

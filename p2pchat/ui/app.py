@@ -214,7 +214,12 @@ class ChatApp(App[None]):
                     trio.open_nursery() as nursery,
                 ):
                     # Like the daemon: other commands of this profile reach this node.
-                    service = NodeService(self.profile, node, on_quit=self._quit_from_api)
+                    service = NodeService(
+                        self.profile,
+                        node,
+                        on_quit=self._quit_from_api,
+                        on_change=self._changed_elsewhere,
+                    )
                     await nursery.start(service.serve)
                     self.post_message(NodeUp(node))
                     await self._events.pump(node.events, also=service.observe)
@@ -227,6 +232,13 @@ class ChatApp(App[None]):
     def _quit_from_api(self) -> None:
         """The API's ``quit`` (``{"cmd": "quit"}`` on the control socket) closes the window."""
         self.call_later(self.exit)
+
+    def _changed_elsewhere(self) -> None:
+        """Inside trio: a command of another program (``p2pchat send`` ...) went through
+        our node. The window redraws from the store, as after dropped events."""
+        if not self._resync_pending:
+            self._resync_pending = True
+            self.call_later(self._resync)
 
     async def on_unmount(self) -> None:
         host, scope = self._host, self._node_scope

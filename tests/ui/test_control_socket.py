@@ -21,7 +21,7 @@ from p2pchat.identity import decode_peer_id, encode_peer_id
 from p2pchat.profile import ProfileLock
 from p2pchat.ui.app import ChatApp
 from p2pchat.wallclock import now_ms
-from tests.ui.test_app import Person, people, sidebar_entry, until, with_app
+from tests.ui.test_app import Person, line_with, people, sidebar_entry, until, with_app
 
 __all__ = ["people"]  # the fixture, used by name
 
@@ -64,11 +64,14 @@ def test_cli_commands_reach_the_chat_windows_node(people: Callable[[str], Person
         rows = json.loads(out)
         assert len(rows) == HISTORY and rows[-1]["text"].startswith(f"message {HISTORY} ")
 
-        # send goes through the window's node (without it: "already running").
-        code, out, err = await cli(ann, "send", "bob", "hello", "--wait", "0", "--json")
+        # send goes through the window's node (without it: "already running"), and the
+        # open conversation shows what was sent.
+        app.open_conversation(encode_peer_id(bob))
+        await pilot.pause()
+        code, out, err = await cli(ann, "send", "bob", "hello there", "--wait", "0", "--json")
         assert code == 3, err  # queued: bob is away
         assert json.loads(out)["to"] == encode_peer_id(bob)
-        assert app.commands.history(bob, limit=1)[0].text == "hello"
+        await until(pilot, lambda: line_with(app, "hello there"), "the message in the window")
 
         code, out, err = await cli(ann, "invite", "--json", "--interface", "127.0.0.1")
         assert code == 0, err
