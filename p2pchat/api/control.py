@@ -36,6 +36,10 @@ CLIENT_ANSWER_BYTES = 16 * 1024 * 1024  # ... or their bytes, beyond a single an
 # characters, escaped to ASCII, is ~500 MB at worst): this only stops a runaway.
 MAX_ANSWER_BYTES = 1024 * 1024 * 1024
 FINAL_FLUSH = 1.0  # seconds a stopping daemon gives each client for answers already made
+# Events waiting for a subscribed client (``subscribe``) that reads slowly: then the
+# oldest go, and a "dropped" event says how many, as on the daemon's stdout.
+CLIENT_EVENTS = 4096
+CLIENT_EVENT_BYTES = 4 * 1024 * 1024
 
 
 async def read_lines(
@@ -102,13 +106,38 @@ def control_path(home: Path) -> Path | None:
     return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
 
 
+class Subscribers:
+    """The control clients that asked for the node's events (``subscribe``): each event
+    goes to every one of them, through a bounded queue of its own."""
+
+    def __init__(self) -> None:
+        self._clients: set[_Client] = set()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        if self._clients:
+            line = encode_event(event)
+            for client in self._clients:
+                client.put_event(line)
+
+    def add(self, client: _Client) -> None:
+        self._clients.add(client)
+
+    def discard(self, client: _Client) -> None:
+        self._clients.discard(client)
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
 async def serve_control(
     home: Path,
     handler: ApiHandler,
     *,
+    subscribers: Subscribers | None = None,
     task_status: trio.TaskStatus[Path | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the API on the profile's control socket until cancelled."""
+    """Serve the API on the profile's control socket until cancelled. With
+    ``subscribers``, a client's ``subscribe`` adds it there (the caller publishes)."""
     path = control_path(home)
     if path is None:
         log.warning("profile path too long for a control socket; one-shot commands will not "
@@ -135,7 +164,7 @@ async def serve_control(
                     nursery.start_soon(_refuse, stream)
                 else:
                     clients.count += 1  # here, not in the task: the next accept may be first
-                    nursery.start_soon(_serve_client, handler, stream, clients)
+                    nursery.start_soon(_serve_client, handler, stream, clients, subscribers)
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
@@ -156,24 +185,69 @@ class _Unread(Exception):
 class _Client:
     """One client: its commands are answered in order; the answers wait in a bounded
     queue for a writer task, so a client that stops reading costs a fixed amount of
-    memory, and is disconnected when the queue overflows."""
+    memory, and is disconnected when the queue overflows. A subscribed client's events
+    wait in a second queue, which drops the oldest instead; the writer sends whole
+    lines from both, answers first."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.SocketStream, subscribers: Subscribers | None) -> None:
         self.stream = stream
         self.answers = Feed[bytes](CLIENT_ANSWERS, CLIENT_ANSWER_BYTES)
-        self.line = b""  # the answer being sent, and how much of it went out
+        self.events: Feed[bytes] | None = None  # once subscribed
+        self.subscribers = subscribers
+        self.line = b""  # the line being sent, and how much of it went out
         self.sent = 0
         self.unread = False
+        self._wake = trio.Event()
 
     def write(self, answer: dict[str, Any]) -> None:
         line = encode_event(answer)
         if self.answers.put_nowait(line, size=len(line)):
             self.unread = True
             raise _Unread
+        self._wake.set()
+        if answer.get("event") == "subscribe" and self.subscribers is not None:
+            if self.events is None:
+                self.events = Feed[bytes](CLIENT_EVENTS, CLIENT_EVENT_BYTES, marker=_dropped)
+            self.subscribers.add(self)
+
+    def end_of_commands(self) -> None:
+        self.answers.close()
+        self._wake.set()
+
+    def put_event(self, line: bytes) -> None:
+        if self.events is not None:
+            self.events.put_nowait(line, size=len(line))
+            self._wake.set()
+
+    def _next_line(self) -> bytes | None:
+        """The next whole line to send (an answer before an event); None if none waits.
+        trio.EndOfChannel: the client sent its last command, was answered, and gets
+        no events."""
+        try:
+            return self.answers.receive_nowait()
+        except trio.WouldBlock:
+            ended = False
+        except trio.EndOfChannel:
+            ended = True
+        if self.events is not None:
+            with contextlib.suppress(trio.WouldBlock):
+                return self.events.receive_nowait()
+            return None  # a subscriber keeps getting events after its last command
+        if ended:
+            raise trio.EndOfChannel
+        return None
 
     async def send_answers(self) -> None:
         try:
-            async for line in self.answers:
+            while True:
+                try:
+                    line = self._next_line()
+                except trio.EndOfChannel:
+                    return
+                if line is None:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                    continue
                 self.line, self.sent = line, 0
                 await self._send_rest()
         except trio.Cancelled:
@@ -198,13 +272,22 @@ class _Client:
             self.sent += await self.stream.socket.send(view[self.sent :])
 
 
-async def _serve_client(handler: ApiHandler, stream: trio.SocketStream, clients: _Clients) -> None:
-    client = _Client(stream)
+def _dropped(count: int) -> bytes:
+    return encode_event({"event": "dropped", "count": count})
+
+
+async def _serve_client(
+    handler: ApiHandler,
+    stream: trio.SocketStream,
+    clients: _Clients,
+    subscribers: Subscribers | None,
+) -> None:
+    client = _Client(stream, subscribers)
     try:
         async with stream, trio.open_nursery() as nursery:
             nursery.start_soon(client.send_answers)
             await answer_lines(read_lines(stream), handler, client.write)
-            client.answers.close()  # end of the client's commands: what waits still goes out
+            client.end_of_commands()  # what waits still goes out
     except* _Unread:
         if _log.allow("unread", trio.current_time()) is not None:
             log.info("a control client does not read its answers (over %d waiting): "
@@ -215,6 +298,8 @@ async def _serve_client(handler: ApiHandler, stream: trio.SocketStream, clients:
         log.exception("control client failed")
     finally:
         clients.count -= 1
+        if subscribers is not None:
+            subscribers.discard(client)
 
 
 async def _refuse(stream: trio.SocketStream) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from p2pchat.api.output import LineOutput
 from p2pchat.api.protocol import API_VERSION, encode_event
@@ -39,6 +39,23 @@ from p2pchat.node.events import (
 from p2pchat.node.node import Node
 
 
+class EventSink(Protocol):
+    """Where :func:`print_event` writes: an event's name, its sentence, its fields."""
+
+    def event(self, name: str, line: str, /, **fields: Any) -> None: ...
+
+
+class EventCollector:
+    """Events as JSON objects, for a reader other than stdout (a control-socket
+    subscriber)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def event(self, name: str, line: str, /, **fields: Any) -> None:
+        self.events.append({"event": name, **fields})
+
+
 def print_listening(
     out: EventPrinter, event: Listening, identity: Identity, nick: str, contacts_only: bool
 ) -> None:
@@ -59,7 +76,7 @@ def print_listening(
         )
 
 
-def print_event(node: Node, event: NodeEvent, out: EventPrinter) -> None:
+def print_event(node: Node, event: NodeEvent, out: EventSink) -> None:
     """Every event but ``Listening``, whose line needs the profile (print_listening).
     Ids become text here: peer ids in their encoded form, message and room ids in hex."""
     if isinstance(event, EventsDropped):
@@ -100,7 +117,7 @@ def print_event(node: Node, event: NodeEvent, out: EventPrinter) -> None:
                   file=event.file)  # fmt: skip
 
 
-def _print_chat_event(node: Node, event: ChatEvent, out: EventPrinter) -> None:
+def _print_chat_event(node: Node, event: ChatEvent, out: EventSink) -> None:
     peer_id = encode_peer_id(event.peer)
     nick = _nick(node, event.peer)
     shown = nick or line_id(peer_id)
@@ -134,7 +151,7 @@ def _print_chat_event(node: Node, event: ChatEvent, out: EventPrinter) -> None:
         )
 
 
-def _print_room_event(node: Node, event: RoomEvent, out: EventPrinter) -> None:
+def _print_room_event(node: Node, event: RoomEvent, out: EventSink) -> None:
     room_id = event.room.hex()
     room = node.rooms.rooms.get(event.room) if node.rooms else None
     called = room.name if room else room_id[:8]

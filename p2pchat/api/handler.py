@@ -41,7 +41,8 @@ log = logging.getLogger("p2pchat.api")
 MAX_PINGS = 10  # per ping command: within the peer's Ping rate (docs/protocol.md §6)
 # Commands that change nothing another front end shows (the rest call ``on_change``).
 READING = frozenset({"history", "contacts", "requests", "peers", "rooms", "room_history",
-                     "room_members", "ping", "version", "invite", "quit"})  # fmt: skip
+                     "room_members", "ping", "version", "invite", "subscribe",
+                     "quit"})  # fmt: skip
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -92,6 +93,7 @@ class ApiHandler:
             "connect": self.connect,
             "ping": self.ping,
             "version": self.version,
+            "subscribe": self.subscribe,
             "quit": self.quit,
         }
 
@@ -341,6 +343,13 @@ class ApiHandler:
         if self.node is not None:
             answer["contacts_only"] = self.node.settings.contacts_only
         return answer
+
+    async def subscribe(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Events follow on the control socket (api/control.py); the daemon's stdout
+        carries them anyway."""
+        if self.node is None:
+            raise ApiError("no node runs for this profile: there are no events to follow")
+        return {}
 
     async def quit(self, command: dict[str, Any]) -> dict[str, Any]:
         if self._on_quit is None:

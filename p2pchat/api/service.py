@@ -1,6 +1,7 @@
 """What a running node offers the other programs of its profile, whichever front end
-runs it (``p2pchat daemon`` or the chat window): the API on the control socket, and
-``node.json`` saying where the node listens and in which mode.
+runs it (``p2pchat daemon`` or the chat window): the API on the control socket (with
+the node's events for the clients that subscribe), and ``node.json`` saying where the
+node listens and in which mode.
 
 Both front ends build one :class:`NodeService` beside their node, start :meth:`serve`
 in their nursery and pass every node event through :meth:`observe`, so a one-shot
@@ -20,7 +21,8 @@ from pathlib import Path
 import trio
 
 from p2pchat.addresses import parse_host_port
-from p2pchat.api.control import serve_control
+from p2pchat.api.control import Subscribers, serve_control
+from p2pchat.api.events import EventCollector, print_event
 from p2pchat.api.handler import ApiHandler
 from p2pchat.diskfaults import DiskHealth, DiskRecovered
 from p2pchat.node.events import Listening, NodeEvent
@@ -58,17 +60,23 @@ class NodeService:
             on_change=on_change,
         )
         self._unwritten: int | None = None  # the port, while node.json could not be written
+        self.subscribers = Subscribers()
 
     async def serve(
         self, *, task_status: trio.TaskStatus[Path | None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve the control socket until cancelled (started once it accepts)."""
-        await serve_control(self.profile.home, self.handler, task_status=task_status)
+        await serve_control(
+            self.profile.home, self.handler, subscribers=self.subscribers, task_status=task_status
+        )
 
     def observe(self, event: NodeEvent) -> None:
         """Every node event passes here: it wakes API commands waiting for one, and
-        ``node.json`` is written once the node listens (again once the disk recovers)."""
+        ``node.json`` is written once the node listens (again once the disk recovers);
+        control clients that subscribed get it as the daemon's stdout shows it."""
         self.handler.observe(event)
+        if self.subscribers and not isinstance(event, Listening):
+            self._publish(event)
         if isinstance(event, Listening):
             port = parse_host_port(event.addresses[0])[1]
             self._unwritten = None if self._write_state(port) else port
@@ -78,6 +86,16 @@ class NodeService:
             and self._write_state(self._unwritten)
         ):
             self._unwritten = None
+
+    def _publish(self, event: NodeEvent) -> None:
+        collected = EventCollector()
+        try:  # names come from the store: a failing disk costs subscribers one event
+            print_event(self.node, event, collected)
+        except Exception:
+            log.exception("cannot describe %r for control-socket subscribers", event)
+            return
+        for line in collected.events:
+            self.subscribers.publish(line)
 
     def _write_state(self, port: int) -> bool:
         settings = self.node.settings

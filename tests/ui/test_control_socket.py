@@ -104,6 +104,11 @@ def test_contacts_beside_the_window_show_who_is_online(
     ann.store.add_contact(decode_peer_id(bob_id), petname="bob", now=now_ms())
 
     async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        # A program beside the window follows the node's events, as on a daemon.
+        path = str(ann.profile.home / CONTROL_FILE)
+        events, subscribe = await asyncio.open_unix_connection(path)
+        subscribe.write(b'{"cmd": "subscribe"}\n')
+        assert json.loads(await events.readline()) == {"event": "subscribe"}
         bob = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "p2pchat", "--home", str(bob_home), "daemon", "--no-mdns",
             "--listen", "127.0.0.1:0", "--peer", f"127.0.0.1:{ann.port}",
@@ -115,7 +120,11 @@ def test_contacts_beside_the_window_show_who_is_online(
             assert code == 0, err
             [row] = json.loads(out)
             assert row["id"] == bob_id and row["status"] == "avail", row
+            while (event := json.loads(await events.readline()))["event"] != "connected":
+                pass
+            assert event["id"] == bob_id
         finally:
+            subscribe.close()
             bob.terminate()
             await bob.wait()
 
