@@ -67,6 +67,7 @@ from p2pchat.ui.people import (
     Seen,
     build_entries,
     hearsay_count,
+    jump_targets,
 )
 from p2pchat.ui.screens.first_run import FirstRunScreen
 from p2pchat.ui.screens.help import HelpScreen
@@ -92,6 +93,7 @@ class ChatApp(App[None]):
         Binding("f1", "help", "Help", priority=True),
         Binding("alt+up", "step(-1)", "Previous", show=False),
         Binding("alt+down", "step(1)", "Next", show=False),
+        *(Binding(f"alt+{n}", f"jump({n})", show=False) for n in range(1, 10)),
         # The composer keeps the focus; the conversation still scrolls.
         Binding("pageup", "scroll_conversation('page_up')", show=False, priority=True),
         Binding("pagedown", "scroll_conversation('page_down')", show=False, priority=True),
@@ -104,6 +106,7 @@ class ChatApp(App[None]):
         ("Tab", "complete a command or a name"),
         ("Ctrl+K / Ctrl+P", "quick switcher and command palette"),
         ("Alt+↑ / Alt+↓", "previous / next conversation"),
+        ("Alt+1 … Alt+9", "open the 1st … 9th conversation or room in the sidebar"),
         ("PageUp / PageDown", "scroll the conversation"),
         ("Ctrl+End", "jump to the newest message"),
         ("Ctrl+N", "new conversation"),
@@ -503,6 +506,13 @@ class ChatApp(App[None]):
                 self.open_entry(entry)
                 return
             current = entry.peer_id
+
+    def action_jump(self, position: int) -> None:
+        """Alt+1…9: open the ``position``-th conversation of the sidebar (weechat's
+        buffer numbers). Nothing happens past the end or under a dialog."""
+        targets = jump_targets(self._entries)
+        if len(self.screen_stack) == 1 and 0 < position <= len(targets):
+            self.open_entry(targets[position - 1])
 
     # ------------------------------------------------------------------ naming
 

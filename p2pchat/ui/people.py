@@ -183,6 +183,12 @@ def _flag_clashes(entries: list[Entry]) -> list[Entry]:
     ]
 
 
+def jump_targets(entries: Iterable[Entry]) -> list[Entry]:
+    """What Alt+1…9 open, in sidebar order: every entry but a room invitation (it opens
+    nothing until joined)."""
+    return [e for e in entries if not (e.section is Section.ROOMS and e.status == "invited")]
+
+
 def people_for_lookup(entries: Iterable[Entry]) -> list[tuple[str, str]]:
     """(peer id, name) pairs for resolving what the user typed after /msg and friends."""
     pairs = {(e.peer_id, e.name) for e in entries if e.section is not Section.ROOMS}
