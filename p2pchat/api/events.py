@@ -125,11 +125,12 @@ def _print_chat_event(node: Node, event: ChatEvent, out: EventSink) -> None:
         waits = " (waiting in requests)" if event.request else ""
         out.event(
             "message",
-            f"message from {shown}: {event.text}{waits}",
+            f"message from {shown}: {'* ' if event.action else ''}{event.text}{waits}",
             **{"from": peer_id},
             nick=nick,
             msg_id=event.msg_id.hex(),
             text=event.text,
+            action=event.action,
             time=event.time,
             clock=event.clock,
             request=event.request,
@@ -161,9 +162,10 @@ def _print_room_event(node: Node, event: RoomEvent, out: EventSink) -> None:
         nick = _nick(node, sender)
         if isinstance(event, RoomMessageIn):
             shown = "me" if event.own else nick or line_id(sender_id)
-            out.event("room_message", f"[{called}] {shown}: {event.text}", room=room_id,
+            line = f"* {shown} {event.text}" if event.action else f"{shown}: {event.text}"
+            out.event("room_message", f"[{called}] {line}", room=room_id,
                       msg_id=event.msg_id.hex(), **{"from": sender_id}, nick=nick,
-                      text=event.text, time=event.time, clock=event.clock,
+                      text=event.text, action=event.action, time=event.time, clock=event.clock,
                       own=event.own)  # fmt: skip
         else:
             out.event("room_invite", f'invitation to room "{event.name}" ({room_id}) from '

@@ -15,6 +15,7 @@ from typing import Any
 from p2pchat.api.protocol import (
     API_VERSION,
     ApiError,
+    bool_arg,
     contact_json,
     float_arg,
     hex_id,
@@ -131,7 +132,7 @@ class ApiHandler:
         peer = peer_arg(command, "to")
         text = str_arg(command, "text")
         wait = float_arg(command, "wait", 0, 0, 600)
-        stored = self.actions.send(peer, text)
+        stored = self.actions.send(peer, text, action=bool_arg(command, "action"))
         self._on_change()  # shown at once, not only once the wait for delivery is over
         delivery = await self.actions.delivery(stored, wait)
         return {
@@ -254,7 +255,7 @@ class ApiHandler:
     async def room_send(self, command: dict[str, Any]) -> dict[str, Any]:
         room_id = room_arg(command)
         text = str_arg(command, "text")
-        stored = self.actions.send_to_room(room_id, text)
+        stored = self.actions.send_to_room(room_id, text, action=bool_arg(command, "action"))
         return {
             "room": room_id.hex(),
             "msg_id": stored.msg_id.hex(),

@@ -92,6 +92,13 @@ def str_arg(command: dict[str, Any], name: str, default: str | None = None) -> s
     return value
 
 
+def bool_arg(command: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = command.get(name, default)
+    if type(value) is not bool:
+        raise ApiError(f'"{name}" must be true or false')
+    return value
+
+
 def int_arg(command: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
     value = command.get(name, default)
     if type(value) is not int or not low <= value <= high:
@@ -125,6 +132,7 @@ def _text_fields(message: StoredMessage | RoomMessage) -> dict[str, Any]:
     """What a one-to-one message and a room message show alike, in the API's order."""
     return {
         "text": message.text,
+        "action": message.action,
         "time": message.sent_at,
         "received": message.received_at,
         "clock": message.clock,

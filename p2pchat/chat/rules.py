@@ -79,14 +79,16 @@ def text_problem(text: str) -> str | None:
 _UNSHOWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def compose(msg_id: bytes, clock_before: int, now_ms: int, text: str) -> ChatMessage:
+def compose(
+    msg_id: bytes, clock_before: int, now_ms: int, text: str, *, action: bool = False
+) -> ChatMessage:
     """A new message after a conversation whose highest clock is ``clock_before``."""
     if len(msg_id) != MSG_ID_BYTES:
         raise ValueError(f"a message id has {MSG_ID_BYTES} bytes")
     problem = text_problem(text)
     if problem:
         raise ValueError(problem)
-    return ChatMessage(msg_id=msg_id, clock=clock_before + 1, time=now_ms, text=text)
+    return ChatMessage(msg_id=msg_id, clock=clock_before + 1, time=now_ms, text=text, action=action)
 
 
 class Clocks:

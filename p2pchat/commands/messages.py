@@ -41,12 +41,12 @@ class MessageCommands(CommandContext):
             if waiter is not None:
                 waiter.set()
 
-    def send(self, peer: bytes, text: str) -> StoredMessage:
+    def send(self, peer: bytes, text: str, *, action: bool = False) -> StoredMessage:
         """Store a message for ``peer`` and hand it to the network (writing to a stranger
-        makes them a contact)."""
+        makes them a contact). ``action``: a /me line, something you do."""
         chat = self._chat()
         with readable_errors():
-            return chat.send_text(peer, text)
+            return chat.send_text(peer, text, action=action)
 
     async def delivery(self, message: StoredMessage, wait: float = 0) -> Delivery:
         """How ``message`` stands, after waiting up to ``wait`` seconds for it to be

@@ -99,10 +99,11 @@ class RoomCommands(CommandContext):
         with readable_errors():
             return rooms.remove(room_id, member)
 
-    def send_to_room(self, room_id: bytes, text: str) -> RoomMessage:
+    def send_to_room(self, room_id: bytes, text: str, *, action: bool = False) -> RoomMessage:
+        """Write ``text`` to the room (``action``: a /me line, something you do)."""
         rooms = self._rooms()
         with readable_errors():
-            return rooms.send(room_id, text)
+            return rooms.send(room_id, text, action=action)
 
     def room_history(
         self, room_id: bytes, *, limit: int = 50, before: bytes | None = None

@@ -108,6 +108,7 @@ class MessageIn:
     clock: int
     request: bool
     relayed: bool
+    action: bool = False  # a /me line
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,7 @@ class RoomMessageIn:
     time: int
     clock: int
     own: bool
+    action: bool = False  # a /me line
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ class MessageTables(StoreCore):
         text: str,
         next_attempt_at: int,
         sent: bool = False,
+        action: bool = False,
     ) -> StoredMessage:
         """Store a message we wrote, queued for sending (received_at = sent_at).
 
@@ -55,8 +56,8 @@ class MessageTables(StoreCore):
         with self.transaction():
             seq = self._exec(
                 f"""INSERT INTO messages ({_MESSAGE.columns})
-                VALUES (NULL, ?, ?, ?, 1, ?, ?, ?, ?, ?)""",
-                (msg_id, peer, sender, clock, sent_at, sent_at, text, state),
+                VALUES (NULL, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)""",
+                (msg_id, peer, sender, clock, sent_at, sent_at, text, state, int(action)),
             ).lastrowid
             self._exec(
                 "INSERT INTO outbox (msg_id, peer, attempts, next_attempt_at, relays) "
@@ -68,7 +69,9 @@ class MessageTables(StoreCore):
                 [(msg_id, "queued", sent_at)] + ([(msg_id, "sent", sent_at)] if sent else []),
             )
         assert seq is not None
-        return StoredMessage(seq, msg_id, peer, sender, True, clock, sent_at, sent_at, text, state)
+        return StoredMessage(
+            seq, msg_id, peer, sender, True, clock, sent_at, sent_at, text, state, action
+        )
 
     def add_incoming(
         self,
@@ -79,15 +82,16 @@ class MessageTables(StoreCore):
         sent_at: int,
         received_at: int,
         text: str,
+        action: bool = False,
     ) -> StoredMessage | None:
         """Store a message ``peer`` sent us; None if this msg_id is already stored."""
         with self.transaction():
             # Only a duplicate msg_id is ignored; any other constraint still raises.
             cursor = self._exec(
                 f"""INSERT INTO messages ({_MESSAGE.columns})
-                VALUES (NULL, ?, ?, ?, 0, ?, ?, ?, ?, 'received')
+                VALUES (NULL, ?, ?, ?, 0, ?, ?, ?, ?, 'received', ?)
                 ON CONFLICT (msg_id) DO NOTHING""",
-                (msg_id, peer, peer, clock, sent_at, received_at, text),
+                (msg_id, peer, peer, clock, sent_at, received_at, text, int(action)),
             )
             if cursor.rowcount == 0:
                 return None
@@ -98,7 +102,7 @@ class MessageTables(StoreCore):
         seq = cursor.lastrowid
         assert seq is not None
         return StoredMessage(
-            seq, msg_id, peer, peer, False, clock, sent_at, received_at, text, "received"
+            seq, msg_id, peer, peer, False, clock, sent_at, received_at, text, "received", action
         )
 
     def message(self, msg_id: bytes) -> StoredMessage | None:

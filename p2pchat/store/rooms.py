@@ -133,21 +133,35 @@ class RoomTables(StoreCore):
         text: str,
         envelope: bytes,
         read: bool,
+        action: bool = False,
     ) -> RoomMessage | None:
         """Store a room message with its sealed envelope; None if the room already has
         this msg_id. Store our own messages ``read=True``. The room must be stored."""
         # Only a duplicate (room_id, msg_id) is ignored; any other constraint still raises.
         cursor = self._exec(
             f"""INSERT INTO room_messages ({_ROOM_MESSAGE.columns}, envelope)
-            VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (room_id, msg_id) DO NOTHING""",
-            (room_id, msg_id, author, clock, sent_at, received_at, text, int(read), envelope),
+            (
+                room_id,
+                msg_id,
+                author,
+                clock,
+                sent_at,
+                received_at,
+                text,
+                int(read),
+                int(action),
+                envelope,
+            ),
         )
         if cursor.rowcount == 0:
             return None
         seq = cursor.lastrowid
         assert seq is not None
-        return RoomMessage(seq, room_id, msg_id, author, clock, sent_at, received_at, text, read)
+        return RoomMessage(
+            seq, room_id, msg_id, author, clock, sent_at, received_at, text, read, action
+        )
 
     def room_history(
         self, room_id: bytes, *, limit: int = 50, before: tuple[int, bytes] | None = None

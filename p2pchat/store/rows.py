@@ -66,6 +66,7 @@ class StoredMessage:
     received_at: int
     text: str
     state: str
+    action: bool = False  # a /me line
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +125,4 @@ class RoomMessage:
     received_at: int
     text: str
     read: bool
+    action: bool = False  # a /me line

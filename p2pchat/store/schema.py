@@ -138,7 +138,13 @@ _V3: Migration = (
     "CREATE INDEX invites_by_age ON invites (created_at)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+# Actions (issue 14, IRC's /me): a message can be something its author does.
+_V4: Migration = (
+    "ALTER TABLE messages ADD COLUMN action INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE room_messages ADD COLUMN action INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

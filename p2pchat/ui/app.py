@@ -364,8 +364,8 @@ class ChatApp(App[None]):
     def _room_message(self, event: RoomMessageIn) -> None:
         room_id = event.room
         if room_id.hex() == self._room:
-            shown = StoredMessage(0, event.msg_id, room_id, event.author, event.own,
-                                  event.clock, event.time, event.time, event.text, "")  # fmt: skip
+            shown = StoredMessage(0, event.msg_id, room_id, event.author, event.own, event.clock,
+                                  event.time, event.time, event.text, "", event.action)  # fmt: skip
             self.query_one(ConversationView).add(shown)
             self._quietly(self.commands.mark_room_read, room_id)
         elif not event.own:

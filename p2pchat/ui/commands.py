@@ -52,6 +52,7 @@ _SPECS = (
     _spec("/away [TEXT]", "mark yourself away, with an optional note", "text"),
     _spec("/back", "mark yourself available again"),
     _spec("/msg NICK-OR-ID [TEXT]", "open a conversation, and send TEXT if given", "peer text"),
+    _spec("/me TEXT", "say what you do: /me waves shows * alice waves", "text"),
     _spec("/connect CODE|HOST:PORT", "reach someone by invite code or address", "code"),
     _spec(
         "/invite [NICK-OR-ID]", "in a room: invite a contact; else show your invite code", "peer"

@@ -55,9 +55,10 @@ def composer_submitted(app: ChatApp, message: Composer.Submitted) -> bool:
     return run_command(app, command)
 
 
-def send(app: ChatApp, text: str, peer_id: str | None = None) -> bool:
+def send(app: ChatApp, text: str, peer_id: str | None = None, *, action: bool = False) -> bool:
     """Hand ``text`` to the node for the open room or person (or ``peer_id``); False,
-    after saying why, if it cannot go (what only the node can find out is said later)."""
+    after saying why, if it cannot go (what only the node can find out is said later).
+    ``action``: a /me line."""
     problem = text_problem(text)
     if problem:
         app.notify(f"Not sent: {problem}.", severity="warning")
@@ -66,7 +67,7 @@ def send(app: ChatApp, text: str, peer_id: str | None = None) -> bool:
     if peer_id is None and room is not None:
         room_id = bytes.fromhex(room)
         try:
-            in_node(app, lambda commands: commands.send_to_room(room_id, text), "")
+            in_node(app, lambda commands: commands.send_to_room(room_id, text, action=action), "")
         except CommandError as error:
             app.notify(str(error), severity="warning")
             return False
@@ -83,7 +84,7 @@ def send(app: ChatApp, text: str, peer_id: str | None = None) -> bool:
 
     def send() -> None:
         try:
-            stored = commands.send(peer, text)
+            stored = commands.send(peer, text, action=action)
         except CommandError as error:
             if error.fault:  # e.g. a full disk: nothing was stored or sent
                 app.notify(f"{error}. ↑ in the empty composer brings the text back.",
@@ -155,6 +156,10 @@ def cmd_msg(app: ChatApp, args: str) -> bool:
     peer_id = resolve(app, target)
     app.open_conversation(peer_id)
     return send(app, text, peer_id) if text else True
+
+
+def cmd_me(app: ChatApp, args: str) -> bool:
+    return send(app, args, action=True)
 
 
 def cmd_nick(app: ChatApp, args: str) -> None:
@@ -397,6 +402,7 @@ HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "help": cmd_help,
     "quit": cmd_quit,
     "msg": cmd_msg,
+    "me": cmd_me,
     "nick": cmd_nick,
     "status": cmd_status,
     "away": cmd_away,

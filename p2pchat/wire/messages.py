@@ -379,13 +379,15 @@ def _check_ids(ids: tuple[bytes, ...], size: int = MSG_ID_BYTES) -> None:
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One chat message. ``clock`` is the conversation's Lamport clock, ``time`` the
-    sender's wall clock in milliseconds since the Unix epoch (shown, never trusted)."""
+    sender's wall clock in milliseconds since the Unix epoch (shown, never trusted).
+    ``action``: the text is something the sender does (IRC's ``/me``), not says."""
 
     TYPE_ID: ClassVar[int]
     msg_id: bytes = limit(size=MSG_ID_BYTES)
     clock: int = 0
     time: int = 0
     text: str = limit(max_len=MAX_TEXT_CHARS, default="")
+    action: bool = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.clock <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):
@@ -551,12 +553,14 @@ class RoomEnvelope:
 @dataclass(frozen=True, slots=True)
 class RoomText:
     """The plaintext inside a RoomEnvelope's box: the room's Lamport ``clock``, the
-    author's wall clock ``time`` in ms (shown, never trusted) and the text."""
+    author's wall clock ``time`` in ms (shown, never trusted) and the text; ``action``:
+    the text is something the author does (``/me``)."""
 
     TYPE_ID: ClassVar[int]
     clock: int = 0
     time: int = 0
     text: str = limit(max_len=MAX_TEXT_CHARS, default="")
+    action: bool = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.clock <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):

@@ -359,7 +359,12 @@ def test_a_version_1_database_is_upgraded_and_keeps_its_rows(db_path: Path) -> N
     with open_store(db_path, migrations=MIGRATIONS[:1]) as old:
         assert old.schema_version == 1
         old.add_contact(ALICE, petname="A", now=1)
-        old.add_incoming(msg_id=mid(1), peer=ALICE, clock=1, sent_at=2, received_at=3, text="hi")
+        # As that release wrote it (today's add_incoming writes columns it had not).
+        old._conn.execute(
+            "INSERT INTO messages (msg_id, peer, sender, outgoing, clock, sent_at, received_at,"
+            " text, state) VALUES (?, ?, ?, 0, 1, 2, 3, 'hi', 'received')",
+            (mid(1), ALICE, ALICE),
+        )
     with open_store(db_path) as new:
         assert new.schema_version == SCHEMA_VERSION
         assert new._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -234,6 +234,7 @@ class Inbox:
             sent_at=message.time,
             received_at=now,
             text=message.text,
+            action=message.action,
         )
         if stored is None:
             return True
@@ -253,6 +254,7 @@ class Inbox:
                 message.clock,
                 is_request,
                 relayed,
+                message.action,
             )
         )
         return True

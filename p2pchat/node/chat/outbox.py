@@ -37,11 +37,11 @@ class Outbox:
 
     # ------------------------------------------------------------------ sending
 
-    def send_text(self, peer: bytes, text: str) -> StoredMessage:
+    def send_text(self, peer: bytes, text: str, *, action: bool = False) -> StoredMessage:
         """Commit a new message to the outbox, then hand it to the network."""
         ctx = self._ctx
         now = now_ms()
-        message = compose(os.urandom(16), ctx.clock(peer), now, text)  # checks the text
+        message = compose(os.urandom(16), ctx.clock(peer), now, text, action=action)
         window = self._in_flight.setdefault(peer, set())
         live = ctx.links.is_connected(peer)
         # The common case: a live session with room, nothing waiting before this one. It
@@ -59,6 +59,7 @@ class Outbox:
             text=text,
             next_attempt_at=now + retry_ms,
             sent=direct,
+            action=action,
         )
         ctx.clocks.observe(peer, message.clock)
         if direct and ctx.links.send(peer, message):
@@ -273,7 +274,7 @@ class Outbox:
 
 
 def _wire(stored: StoredMessage) -> ChatMessage:
-    return ChatMessage(stored.msg_id, stored.clock, stored.sent_at, stored.text)
+    return ChatMessage(stored.msg_id, stored.clock, stored.sent_at, stored.text, stored.action)
 
 
 def _attempts(item: StoredMessage | OutboxItem) -> int:

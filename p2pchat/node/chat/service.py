@@ -97,7 +97,7 @@ class ChatService:
 
     # ------------------------------------------------------------------ commands
 
-    def send_text(self, peer: bytes, text: str) -> StoredMessage:
+    def send_text(self, peer: bytes, text: str, *, action: bool = False) -> StoredMessage:
         """Commit a new message to the outbox, then hand it to the network."""
         if peer == self.me:
             raise ValueError("that is your own id")
@@ -106,7 +106,7 @@ class ChatService:
             raise ValueError("you blocked this peer: unblock it first")
         if relation is Relation.STRANGER:
             self.add_contact(peer)  # writing to someone accepts them, as in any messenger
-        return self.outbox.send_text(peer, text)
+        return self.outbox.send_text(peer, text, action=action)
 
     def mark_read(self, peer: bytes) -> int:
         """Mark the conversation read and tell the sender (a read receipt)."""

@@ -53,6 +53,7 @@ class MessageStorage:
                 text=inner.text,
                 envelope=payload,
                 read=envelope.author == self._state.me,
+                action=inner.action,
             )
             store.set_room_clock(envelope.room_id, room_clock)
         return stored
@@ -113,4 +114,4 @@ class MessageStorage:
         if stored is not None:
             own = envelope.author == state.me
             state.emit(RoomMessageIn(room_id, envelope.msg_id, envelope.author, inner.text,
-                                     inner.time, inner.clock, own))  # fmt: skip
+                                     inner.time, inner.clock, own, inner.action))  # fmt: skip

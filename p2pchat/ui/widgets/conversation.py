@@ -174,7 +174,8 @@ def room_message_as_stored(row: RoomMessage, me: bytes) -> StoredMessage:
     """A room message in the shape the pane draws: the room is the "peer", the author
     the sender; room messages have no delivery marks (state "")."""
     return StoredMessage(row.seq, row.msg_id, row.room_id, row.author, row.author == me,
-                         row.clock, row.sent_at, row.received_at, row.text, "")  # fmt: skip
+                         row.clock, row.sent_at, row.received_at, row.text, "",
+                         row.action)  # fmt: skip
 
 
 def _order(message: StoredMessage) -> tuple[int, bytes]:
@@ -597,7 +598,10 @@ class ConversationView(ScrollView, can_focus=True):
         width = self._wrap_width
         indent = _TIME_WIDTH + self._name_width + _GAP
         text_width = max(_MIN_TEXT, width - indent - _MARK_COLUMN)
-        lines = _wrap(_plain(message.text), text_width)
+        name = self._display_name(message.sender)
+        # An action (/me) reads as in IRC: "*" in the name column, "alice waves" beside it.
+        text = f"{name} {message.text}" if message.action else message.text
+        lines = _wrap(_plain(text), text_width)
         own = message.outgoing or message.sender == self._me
         if own:
             name_style = styles.own
@@ -607,7 +611,7 @@ class ConversationView(ScrollView, can_focus=True):
         base = styles.base
         first: list[Segment] = [
             Segment(entry.time.strftime("%H:%M") + " ", styles.time),
-            Segment(_fit(self._display_name(message.sender), self._name_width), name_style),
+            Segment(_fit("*" if message.action else name, self._name_width), name_style),
             Segment(" " * _GAP, base),
             Segment(set_cell_size(lines[0], text_width), base),
         ]
