@@ -1,7 +1,7 @@
 """The command layer: every user action, once, as a typed call.
 
 Sending, contacts and requests, blocking, verifying, presence, rooms, invite codes,
-connecting, ping, history and the reads the front ends need (conversations, rooms,
+connecting, ping, history, search and the reads the front ends need (conversations, rooms,
 members, the network checks). The JSON-lines API (:mod:`p2pchat.api.handler`) wraps
 each command with argument parsing and turns its answer into JSON; the chat window
 calls the commands directly; the command line reaches them through the API, over the
@@ -10,7 +10,7 @@ same way, and the front ends need neither the store nor discovery: the values th
 get back are re-exported here.
 
 :class:`Commands` is built from one family per module (``people``, ``messages``,
-``rooms``, ``network``) over :class:`~p2pchat.commands.base.CommandContext`. A command
+``rooms``, ``network``, ``search``) over :class:`~p2pchat.commands.base.CommandContext`. A command
 that cannot be carried out raises :class:`CommandError` with a sentence for a person.
 """
 
@@ -22,6 +22,7 @@ from p2pchat.commands.messages import Delivery, MessageCommands
 from p2pchat.commands.network import Connected, NetworkCommands, Peer, PingResult
 from p2pchat.commands.people import PeopleCommands, Verification
 from p2pchat.commands.rooms import JoinedRoom, Member, RoomCommands, RoomList
+from p2pchat.commands.search import Found, SearchCommands
 from p2pchat.discovery.doctor import Finding, Report
 from p2pchat.discovery.known import Target
 from p2pchat.node.node import Invitation
@@ -29,7 +30,7 @@ from p2pchat.store import Contact, Conversation, Request, RoomMessage, RoomRow, 
 from p2pchat.wire.messages import RoomInvite
 
 
-class Commands(PeopleCommands, MessageCommands, RoomCommands, NetworkCommands):
+class Commands(PeopleCommands, MessageCommands, RoomCommands, NetworkCommands, SearchCommands):
     """Every command, on one profile's identity and store, and its node while one runs
     (:meth:`attach`)."""
 
@@ -42,6 +43,7 @@ __all__ = [
     "Conversation",
     "Delivery",
     "Finding",
+    "Found",
     "Invitation",
     "JoinedRoom",
     "Member",

@@ -18,6 +18,7 @@ from p2pchat.store.rows import (
     RoomKeyRow,
     RoomMessage,
     RoomRow,
+    SearchHit,
     StoredMessage,
 )
 from p2pchat.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
@@ -36,6 +37,7 @@ __all__ = [
     "RoomKeyRow",
     "RoomMessage",
     "RoomRow",
+    "SearchHit",
     "Store",
     "StoredMessage",
     "open_store",

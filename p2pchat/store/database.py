@@ -23,12 +23,13 @@ from p2pchat.store.messages import MessageTables
 from p2pchat.store.relay import RelayTables
 from p2pchat.store.rooms import RoomTables
 from p2pchat.store.schema import MIGRATIONS, Migration, migrate, newer_error, user_version
+from p2pchat.store.search import SearchTables
 
 DATABASE_FILE = "messages.db"
 BUSY_TIMEOUT_MS = 5000
 
 
-class Store(ContactTables, MessageTables, InviteTables, RoomTables, RelayTables):
+class Store(ContactTables, MessageTables, InviteTables, RoomTables, RelayTables, SearchTables):
     """The message database. Create with :func:`open_store`; close when done.
 
     One connection (:class:`~p2pchat.store.core.StoreCore`: transactions, disk-fault

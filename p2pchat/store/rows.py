@@ -126,3 +126,19 @@ class RoomMessage:
     text: str
     read: bool
     action: bool = False  # a /me line
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message that matched a search. ``room``: ``where`` is a room id, else the peer
+    of a one-to-one conversation; ``author`` wrote it (us, for our own); ``snippet`` is
+    the text around the match, ``marks`` the (start, end) character ranges in it that
+    matched."""
+
+    room: bool
+    where: bytes
+    msg_id: bytes
+    author: bytes
+    sent_at: int
+    snippet: str
+    marks: tuple[tuple[int, int], ...]

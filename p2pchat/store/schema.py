@@ -144,7 +144,44 @@ _V4: Migration = (
     "ALTER TABLE room_messages ADD COLUMN action INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+# Full-text search over all history (issue 14, /search): one FTS5 index per message
+# table, over its text, with the table as external content (the text is not kept twice).
+# Triggers keep each in step with its table, also through a room's ON DELETE CASCADE;
+# 'rebuild' indexes what an older file already holds.
+_V5: Migration = (
+    """CREATE VIRTUAL TABLE messages_fts USING fts5 (
+        text, content = 'messages', content_rowid = 'seq'
+    )""",
+    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
+    END""",
+    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+    END""",
+    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+        INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
+    END""",
+    "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
+    """CREATE VIRTUAL TABLE room_messages_fts USING fts5 (
+        text, content = 'room_messages', content_rowid = 'seq'
+    )""",
+    """CREATE TRIGGER room_messages_fts_insert AFTER INSERT ON room_messages BEGIN
+        INSERT INTO room_messages_fts (rowid, text) VALUES (new.seq, new.text);
+    END""",
+    """CREATE TRIGGER room_messages_fts_delete AFTER DELETE ON room_messages BEGIN
+        INSERT INTO room_messages_fts (room_messages_fts, rowid, text)
+            VALUES ('delete', old.seq, old.text);
+    END""",
+    """CREATE TRIGGER room_messages_fts_update AFTER UPDATE OF text ON room_messages BEGIN
+        INSERT INTO room_messages_fts (room_messages_fts, rowid, text)
+            VALUES ('delete', old.seq, old.text);
+        INSERT INTO room_messages_fts (rowid, text) VALUES (new.seq, new.text);
+    END""",
+    "INSERT INTO room_messages_fts (room_messages_fts) VALUES ('rebuild')",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -168,6 +205,7 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
     All or nothing: a failing step leaves the file at the version it had.
     """
     known = len(migrations)
+    require_fts5(conn, path, migrations)
     if user_version(conn) == known:
         return known
     conn.execute("BEGIN IMMEDIATE")
@@ -193,6 +231,25 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
         _rollback(conn)
         raise
     return known
+
+
+def require_fts5(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration]) -> None:
+    """Refuse, with a sentence that says what to do, a database whose layout needs SQLite's
+    FTS5 full-text search on an SQLite built without it: otherwise the upgrade would
+    fail half-way with "no such module", or every later insert would."""
+    if not any("fts5" in statement for step in migrations for statement in step):
+        return
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.fts5_probe USING fts5 (x)")
+        conn.execute("DROP TABLE temp.fts5_probe")
+    except sqlite3.OperationalError as error:
+        raise StoreError(
+            f"the message database {path} needs SQLite's FTS5 full-text search (for "
+            f"/search), and the SQLite in this Python ({sqlite3.sqlite_version}) lacks it "
+            f"({error}): use a Python whose sqlite3 module includes FTS5 (any recent "
+            "python.org or distribution build does)",
+            code="no-fts5",
+        ) from error
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
