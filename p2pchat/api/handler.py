@@ -18,6 +18,7 @@ from p2pchat.api.protocol import (
     bool_arg,
     contact_json,
     float_arg,
+    found_json,
     hex_id,
     int_arg,
     invitation_json,
@@ -69,6 +70,7 @@ class ApiHandler:
         self.commands: dict[str, Command] = {
             "send": self.send,
             "history": self.history,
+            "search": self.search,
             "contacts": self.contacts,
             "add_contact": self.add_contact,
             "accept": self.accept,
@@ -155,6 +157,11 @@ class ApiHandler:
             "name": self.actions.name_of(peer),
             "messages": [message_json(m, me) for m in rows],
         }
+
+    async def search(self, command: dict[str, Any]) -> dict[str, Any]:
+        text = str_arg(command, "text")
+        limit = int_arg(command, "limit", 50, 1, 500)
+        return {"results": [found_json(f) for f in self.actions.search(text, limit)]}
 
     async def read(self, command: dict[str, Any]) -> dict[str, Any]:
         peer = peer_arg(command, "with")

@@ -13,6 +13,7 @@ from typing import Any
 from p2pchat.commands import (
     CommandError,
     Contact,
+    Found,
     Request,
     Room,
     RoomInvite,
@@ -136,6 +137,21 @@ def _text_fields(message: StoredMessage | RoomMessage) -> dict[str, Any]:
         "time": message.sent_at,
         "received": message.received_at,
         "clock": message.clock,
+    }
+
+
+def found_json(found: Found) -> dict[str, Any]:
+    """A search result: ``room`` (a room id) or ``with`` (a peer id), the other null."""
+    return {
+        "room": found.where.hex() if found.room else None,
+        "with": None if found.room else encode_peer_id(found.where),
+        "conversation": found.conversation,
+        "msg_id": found.msg_id.hex(),
+        "from": encode_peer_id(found.author),
+        "name": found.author_name,
+        "time": found.time,
+        "snippet": found.snippet,
+        "marks": [list(mark) for mark in found.marks],
     }
 
 

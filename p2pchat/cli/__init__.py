@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from p2pchat.cli.client import cmd_contacts, cmd_history, cmd_id, cmd_send
+from p2pchat.cli.client import cmd_contacts, cmd_history, cmd_id, cmd_search, cmd_send
 from p2pchat.cli.common import EXIT_ERROR
 from p2pchat.cli.daemon import cmd_daemon
 from p2pchat.cli.launcher import cmd_ui
@@ -38,6 +38,7 @@ HANDLERS: dict[str, Callable[[Profile, argparse.Namespace], int]] = {
     "contacts": cmd_contacts,
     "send": cmd_send,
     "history": cmd_history,
+    "search": cmd_search,
     "ui": cmd_ui,
 }
 

@@ -1,4 +1,4 @@
-"""The commands on one's own data (id, contacts, history, send): each is one API
+"""The commands on one's own data (id, contacts, history, search, send): each is one API
 command, answered by the profile's running node over the control socket, else by the
 same API handler straight on the store (``send`` starts a short-lived node instead).
 """
@@ -116,6 +116,27 @@ def cmd_history(profile: Profile, args: argparse.Namespace) -> int:
         print(f"{when} {who:<{width}} {message['text']}{mark}")
     if not messages:
         print("no messages with this peer yet")
+    return 0
+
+
+def cmd_search(profile: Profile, args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 500:
+        print("p2pchat: --limit takes 1 to 500", file=sys.stderr)
+        return EXIT_USAGE
+    text = " ".join(args.words)
+    answer = local_call(profile, {"cmd": "search", "text": text, "limit": args.limit})
+    if answer["event"] == "error":
+        return fail(answer)
+    results = answer["results"]
+    if args.json:
+        print_json(results)
+        return 0
+    for found in results:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(found["time"] / 1000))
+        snippet = " ".join(found["snippet"].split())
+        print(f"{when}  {found['conversation']}  {found['name']}: {snippet}")
+    if not results:
+        print(f"no message has {text!r}")
     return 0
 
 

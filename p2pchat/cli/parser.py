@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("peer", metavar="ID|NAME", help="a peer id, or a contact's name")
     history.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")
     history.add_argument("--json", action="store_true", help="print one JSON array")
+
+    search = commands.add_parser("search", help="find messages in all conversations")
+    search.add_argument("words", metavar="WORDS", nargs="+", help="words the messages hold")
+    search.add_argument("--limit", type=int, default=50, help="results to show (default 50)")
+    search.add_argument("--json", action="store_true", help="print one JSON array")
     for command in [*commands.choices.values(), *contact_commands.choices.values()]:
         _accept_global_options(command)
     return parser

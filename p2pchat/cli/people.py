@@ -17,7 +17,7 @@ from p2pchat.cli.common import fail, open_profile_store
 from p2pchat.identity import decode_peer_id
 from p2pchat.profile import Profile, ProfileLock
 
-READ_ONLY = frozenset({"contacts", "requests", "history"})
+READ_ONLY = frozenset({"contacts", "requests", "history", "search"})
 
 
 def local_call(profile: Profile, command: dict[str, Any]) -> dict[str, Any]:

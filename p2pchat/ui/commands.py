@@ -66,6 +66,7 @@ _SPECS = (
     _spec("/block NICK-OR-ID", "block someone: no more messages or requests", "peer"),
     _spec("/unblock NICK-OR-ID", "unblock someone", "peer"),
     _spec("/verify [NICK-OR-ID]", "compare safety numbers (default: this chat)", "peer"),
+    _spec("/search WORDS", "find messages with these words in all conversations", "text"),
     _spec("/peers", "list who is around"),
     _spec("/contacts", "list your contacts"),
     _spec("/requests", "list contact requests waiting for you"),

@@ -59,6 +59,8 @@ _MIN_TEXT = 10
 # the same whatever the state, so a receipt never changes a message's height (and
 # set_state never has to re-lay out), and the marks line up.
 _MARK_COLUMN = 1 + max(cell_len(mark) for mark in MARKS.values())
+# How far back reveal() pages to find a message (a search result): 10,000 messages.
+_REVEAL_PAGES = 50
 
 # Fixed names, not strftime: the UI speaks English whatever the process locale says.
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -206,6 +208,7 @@ class _Styles(NamedTuple):
     mark: Style
     read: Style
     hint: Style
+    found: Style
 
 
 class ConversationView(ScrollView, can_focus=True):
@@ -219,6 +222,7 @@ class ConversationView(ScrollView, can_focus=True):
         "conversation--mark",
         "conversation--read",
         "conversation--hint",
+        "conversation--found",
     }
 
     DEFAULT_CSS = """
@@ -236,6 +240,7 @@ class ConversationView(ScrollView, can_focus=True):
     ConversationView > .conversation--mark { color: $text-muted; }
     ConversationView > .conversation--read { color: $accent; text-style: bold; }
     ConversationView > .conversation--hint { color: $text-muted; text-style: italic; }
+    ConversationView > .conversation--found { background: $accent 30%; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -268,6 +273,7 @@ class ConversationView(ScrollView, can_focus=True):
         self._has_more = False  # the store may hold messages older than the first loaded
         self._loading = False
         self._end_pending = False  # show() ran before the view had a size
+        self._found: bytes | None = None  # the message reveal() marked (a search result)
 
     # --- the interface the app uses -------------------------------------------------
 
@@ -294,6 +300,7 @@ class ConversationView(ScrollView, can_focus=True):
         ``people``: the room's members, whose names the name column fits."""
         self._pages, self._me, self._peer, self._name_of = pages, me, peer, name_of
         self._room = room
+        self._found = None
         self._names = {}
         page = [] if peer is None else self._page(None)
         self._has_more = len(page) == PAGE
@@ -362,6 +369,27 @@ class ConversationView(ScrollView, can_focus=True):
             # A late message landed above the view: keep the visible lines where they are.
             self._jump(top + self._starts[-1] - before)
         self.refresh()
+
+    def reveal(self, msg_id: bytes) -> bool:
+        """Bring the message ``msg_id`` into view and mark it (a search result), loading
+        older pages as far as needed (up to 10,000 messages back). False if it is not in
+        this conversation, or further back than that."""
+        for _ in range(_REVEAL_PAGES):
+            if msg_id in self._by_id or not self._has_more:
+                break
+            self._load_older(anywhere=True)
+        entry = self._by_id.get(msg_id)
+        if entry is None:
+            return False
+        self._found = msg_id
+        entry.strips = None
+        if self._wrap_width:
+            # A third of the way down: the lines before it give its context.
+            top = self._starts[self._index_of(entry)] - self.scrollable_content_region.height // 3
+            self._end_pending = False
+            self._jump(max(0, top))
+        self.refresh()
+        return True
 
     def set_state(self, msg_id: bytes, state: str) -> None:
         """Change the delivery mark of a loaded message (others are ignored)."""
@@ -463,11 +491,13 @@ class ConversationView(ScrollView, can_focus=True):
 
     # --- paging ------------------------------------------------------------------------
 
-    def _load_older(self) -> None:
+    def _load_older(self, *, anywhere: bool = False) -> None:
+        """Prepend the page before the first loaded message, keeping the view on the same
+        lines; ``anywhere``: wherever the view is (else only near the top)."""
         try:
             if not (self._has_more and self._entries and self._pages and self._peer):
                 return
-            if self.scroll_offset.y > _NEAR_TOP:
+            if self.scroll_offset.y > _NEAR_TOP and not anywhere:
                 return  # the reader moved away (or the conversation changed) meanwhile
             page = self._page(self._entries[0].message)
             self._has_more = len(page) == PAGE
@@ -563,6 +593,7 @@ class ConversationView(ScrollView, can_focus=True):
                 mark=get("conversation--mark"),
                 read=get("conversation--read"),
                 hint=get("conversation--hint"),
+                found=get("conversation--found"),
             )
         return self._style_cache
 
@@ -624,4 +655,11 @@ class ConversationView(ScrollView, can_focus=True):
         strips += (
             Strip([pad, Segment(line, base)]).adjust_cell_length(width, base) for line in lines[1:]
         )
+        if message.msg_id == self._found:
+            # Over every segment's own background (the base style has one), colours kept.
+            marked = Style(bgcolor=styles.found.bgcolor)
+            strips = [
+                Strip(Segment.apply_style(strip, post_style=marked), strip.cell_length)
+                for strip in strips
+            ]
         return strips
