@@ -62,6 +62,7 @@ _SPECS = (
     _spec("/leave", "leave the open room"),
     _spec("/members", "list the open room's members"),
     _spec("/remove NICK-OR-ID", "remove someone from the open room (a new key)", "peer"),
+    _spec("/add NICK-OR-ID", "make someone nearby (or a request) a contact", "peer"),
     _spec("/accept NICK-OR-ID", "accept a contact request", "peer"),
     _spec("/block NICK-OR-ID", "block someone: no more messages or requests", "peer"),
     _spec("/unblock NICK-OR-ID", "unblock someone", "peer"),

@@ -198,15 +198,34 @@ async def presence_in_trio(app: ChatApp, changes: dict[str, Any]) -> None:
 
 
 def cmd_accept(app: ChatApp, args: str) -> None:
-    peer = decode_peer_id(resolve(app, args))
+    make_contact(app, decode_peer_id(resolve(app, args)))
 
-    def accept(commands: Commands) -> object:
-        # Accepting someone who sent no request (nearby, say) makes them a contact too.
+
+def cmd_add(app: ChatApp, args: str) -> None:
+    """/add NICK: someone nearby (or who asked) becomes a contact."""
+    wanted = args.strip()
+    unknown = [e for e in app.entries if e.section in (Section.NEARBY, Section.REQUESTS)]
+    contacts = [e for e in app.entries if e.section is Section.CONTACTS]
+    try:
+        peer_id = resolve_peer(wanted, people_for_lookup(unknown))
+    except CommandError as nobody:  # nobody nearby by that name, or several (listed)
+        try:
+            known = resolve_peer(wanted, people_for_lookup(contacts))
+        except CommandError:
+            raise nobody from None
+        name = app.name_of(decode_peer_id(known))
+        raise CommandError(f"{name} is already a contact: /msg {wanted}") from None
+    make_contact(app, decode_peer_id(peer_id))
+
+
+def make_contact(app: ChatApp, peer: bytes) -> None:
+    def add(commands: Commands) -> object:
+        # Someone who sent no request (nearby, say) is added; a request is accepted.
         if commands.request(peer) is None:
             return commands.add_contact(peer)
         return commands.accept(peer)
 
-    in_node(app, accept, "")
+    in_node(app, add, "")
     app.notify(f"{app.name_of(peer)} is now a contact")
     app.schedule_refresh()
 
@@ -371,7 +390,14 @@ def list_section(app: ChatApp, section: Section, empty: str) -> None:
 def cmd_invite(app: ChatApp, args: str) -> None:
     if args:  # in a room: invite a contact into it
         room_id = open_room_id(app)
-        peer = decode_peer_id(resolve(app, args))
+        peer_id = resolve(app, args)
+        entry = app.entry(peer_id)
+        if entry is None or entry.section is not Section.CONTACTS:
+            # Rooms admit contacts only (their keys go to people we chose).
+            name = args.strip() if entry is None else entry.name
+            name = name if not any(c.isspace() for c in name) else peer_id
+            raise CommandError(f"{name} is not a contact: add them first with /add {name}")
+        peer = decode_peer_id(peer_id)
         in_node(app, lambda commands: commands.invite_to_room(room_id, peer),
                 f"{app.name_of(peer)} is invited")  # fmt: skip
         return
@@ -433,6 +459,7 @@ HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "status": cmd_status,
     "away": cmd_away,
     "back": cmd_back,
+    "add": cmd_add,
     "accept": cmd_accept,
     "block": cmd_block,
     "unblock": cmd_unblock,
