@@ -57,6 +57,7 @@ from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile
 from p2pchat.ui import bars, slash
 from p2pchat.ui.host import EventBridge, NodeHost
+from p2pchat.ui.mentions import mentions
 from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
 from p2pchat.ui.notices import Notices, desktop_available
 from p2pchat.ui.palette import ChatCommands
@@ -368,9 +369,14 @@ class ChatApp(App[None]):
                                   event.time, event.time, event.text, "", event.action)  # fmt: skip
             self.query_one(ConversationView).add(shown)
             self._quietly(self.commands.mark_room_read, room_id)
+            if not event.own and mentions(event.text, self.profile.nick):
+                self._notices.bell()
         elif not event.own:
-            title = f"#{self._room_name(room_id)} · {self.name_of(event.author)}"
-            self._notices.room_message(room_id, title, event.text)
+            who, room = self.name_of(event.author), self._room_name(room_id)
+            if mentions(event.text, self.profile.nick):
+                self._notices.mention(room_id, who, room, event.text)
+            else:
+                self._notices.room_message(room_id, f"#{room} · {who}", event.text)
         self.schedule_refresh()
 
     def _remember_names(self, rows: list[RoomRow]) -> list[RoomRow]:

@@ -1,6 +1,6 @@
 """What the window says about things outside the open conversation: toasts, the
-terminal bell and desktop notifications for messages elsewhere, and the notice that
-node events were dropped while the window was busy.
+terminal bell and desktop notifications for messages elsewhere and for mentions of
+your nick, and the notice that node events were dropped while the window was busy.
 
 Each is rate-limited, so that a burst cannot bury the screen: one toast per sender (or
 room) every few seconds, one bell a second, one "falling behind" notice every few
@@ -57,9 +57,7 @@ class Notices:
         preview = _preview(event.text)
         if not event.request:  # a request has its own toast already
             app.notify(preview, title=name)
-        if now - self._last_bell >= BELL_EVERY:
-            self._last_bell = now
-            app.bell()
+        self.bell()
         if self._desktop:
             self._desktop_notify(name, preview)
 
@@ -69,6 +67,27 @@ class Notices:
         if now - self._last_toast.get(room_id, -1e9) >= TOAST_EVERY:
             self._last_toast[room_id] = now
             self._app.notify(_preview(text), title=title)
+
+    def mention(self, room_id: bytes, who: str, room: str, text: str) -> None:
+        """``who`` named you in a room that is not open: a toast that stays longer, the
+        bell and a desktop notice (rate-limited apart from the room's ordinary toasts)."""
+        now = time.monotonic()
+        key = b"@" + room_id
+        if now - self._last_toast.get(key, -1e9) < TOAST_EVERY:
+            return
+        self._last_toast[key] = now
+        title = f"{who} mentioned you in #{room}"
+        self._app.notify(_preview(text), title=title, severity="warning", timeout=15)
+        self.bell()
+        if self._desktop:
+            self._desktop_notify(title, _preview(text))
+
+    def bell(self) -> None:
+        """The terminal bell, at most once a second."""
+        now = time.monotonic()
+        if now - self._last_bell >= BELL_EVERY:
+            self._last_bell = now
+            self._app.bell()
 
     def dropped(self, count: int) -> None:
         """``count`` more node events were dropped: say so, with the total, at most

@@ -37,6 +37,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from p2pchat.commands import RoomMessage, StoredMessage
+from p2pchat.ui.mentions import mentions
 
 PAGE = 200
 """Messages read from the store at a time (the first screenful and each older page)."""
@@ -209,6 +210,7 @@ class _Styles(NamedTuple):
     read: Style
     hint: Style
     found: Style
+    mention: Style
 
 
 class ConversationView(ScrollView, can_focus=True):
@@ -223,6 +225,7 @@ class ConversationView(ScrollView, can_focus=True):
         "conversation--read",
         "conversation--hint",
         "conversation--found",
+        "conversation--mention",
     }
 
     DEFAULT_CSS = """
@@ -241,6 +244,7 @@ class ConversationView(ScrollView, can_focus=True):
     ConversationView > .conversation--read { color: $accent; text-style: bold; }
     ConversationView > .conversation--hint { color: $text-muted; text-style: italic; }
     ConversationView > .conversation--found { background: $accent 30%; }
+    ConversationView > .conversation--mention { color: $warning; text-style: bold; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -594,6 +598,7 @@ class ConversationView(ScrollView, can_focus=True):
                 read=get("conversation--read"),
                 hint=get("conversation--hint"),
                 found=get("conversation--found"),
+                mention=get("conversation--mention"),
             )
         return self._style_cache
 
@@ -640,11 +645,16 @@ class ConversationView(ScrollView, can_focus=True):
             colour = _PALETTE[zlib.crc32(message.sender) % len(_PALETTE)]
             name_style = styles.name + Style(color=colour)
         base = styles.base
+        text_style = base
+        if not own and mentions(message.text, self._display_name(self._me)):
+            # Names you: the name in reverse and the text bold (weechat's highlight).
+            name_style += Style(reverse=True)
+            text_style = base + styles.mention
         first: list[Segment] = [
             Segment(entry.time.strftime("%H:%M") + " ", styles.time),
             Segment(_fit("*" if message.action else name, self._name_width), name_style),
             Segment(" " * _GAP, base),
-            Segment(set_cell_size(lines[0], text_width), base),
+            Segment(set_cell_size(lines[0], text_width), text_style),
         ]
         if message.outgoing:
             mark = MARKS.get(message.state, "")
@@ -653,7 +663,8 @@ class ConversationView(ScrollView, can_focus=True):
         strips = [Strip(first).adjust_cell_length(width, base)]
         pad = Segment(" " * indent, base)
         strips += (
-            Strip([pad, Segment(line, base)]).adjust_cell_length(width, base) for line in lines[1:]
+            Strip([pad, Segment(line, text_style)]).adjust_cell_length(width, base)
+            for line in lines[1:]
         )
         if message.msg_id == self._found:
             # Over every segment's own background (the base style has one), colours kept.
