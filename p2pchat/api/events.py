@@ -163,9 +163,12 @@ def _print_room_event(node: Node, event: RoomEvent, out: EventSink) -> None:
         if isinstance(event, RoomMessageIn):
             shown = "me" if event.own else nick or line_id(sender_id)
             line = f"* {shown} {event.text}" if event.action else f"{shown}: {event.text}"
+            if event.topic:
+                line = f"* {shown} set the topic: {event.text}"
             out.event("room_message", f"[{called}] {line}", room=room_id,
                       msg_id=event.msg_id.hex(), **{"from": sender_id}, nick=nick,
-                      text=event.text, action=event.action, time=event.time, clock=event.clock,
+                      text=event.text, action=event.action, topic=event.topic, time=event.time,
+                      clock=event.clock,
                       own=event.own)  # fmt: skip
         else:
             out.event("room_invite", f'invitation to room "{event.name}" ({room_id}) from '

@@ -262,7 +262,10 @@ class ApiHandler:
     async def room_send(self, command: dict[str, Any]) -> dict[str, Any]:
         room_id = room_arg(command)
         text = str_arg(command, "text")
-        stored = self.actions.send_to_room(room_id, text, action=bool_arg(command, "action"))
+        if bool_arg(command, "topic"):
+            stored = self.actions.set_topic(room_id, text)
+        else:
+            stored = self.actions.send_to_room(room_id, text, action=bool_arg(command, "action"))
         return {
             "room": room_id.hex(),
             "msg_id": stored.msg_id.hex(),

@@ -202,5 +202,6 @@ def room_message_json(message: RoomMessage, me: bytes) -> dict[str, Any]:
         "from": encode_peer_id(message.author),
         "own": message.author == me,
         **_text_fields(message),
+        "topic": message.topic,
         "read": message.read,
     }

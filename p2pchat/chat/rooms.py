@@ -204,9 +204,10 @@ def seal_room_message(
     nonce: bytes,
     *,
     action: bool = False,
+    topic: bool = False,
 ) -> RoomEnvelope:
     """Encrypt and sign a message to the room at its current epoch (``action``: a /me
-    line).
+    line; ``topic``: the text is the room's new topic).
 
     ``msg_id`` (16 bytes) and ``nonce`` (24 bytes) come from a CSPRNG; ``clock`` is
     the room's next Lamport clock (:func:`tick`), ``time`` the wall clock in ms.
@@ -222,7 +223,7 @@ def seal_room_message(
         raise ValueError(problem)
     if not (0 < clock <= MAX_WIRE_INT and 0 <= time <= MAX_WIRE_INT):
         raise ValueError("clock must be from 1 and time from 0, both to 2**63 - 1")
-    plain = _codec.encode(RoomText(clock=clock, time=time, text=text, action=action))
+    plain = _codec.encode(RoomText(clock=clock, time=time, text=text, action=action, topic=topic))
     author = identity.public_key
     box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         plain, _aad(room.room_id, room.epoch, msg_id, author), nonce, room.key

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from p2pchat.chat.rooms import Room
 from p2pchat.commands.base import CommandContext, CommandError, readable_errors
 from p2pchat.store import RoomMessage, RoomRow
-from p2pchat.wire.messages import RoomInvite
+from p2pchat.wire.messages import MAX_TOPIC_CHARS, RoomInvite
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,22 @@ class RoomCommands(CommandContext):
         rooms = self._rooms()
         with readable_errors():
             return rooms.send(room_id, text, action=action)
+
+    def set_topic(self, room_id: bytes, topic: str) -> RoomMessage:
+        """Make ``topic`` the room's topic for every member (any member may): a room
+        message that says so, which members who were away get when they catch up."""
+        topic = topic.strip()
+        if len(topic) > MAX_TOPIC_CHARS:
+            raise CommandError(f"a topic has at most {MAX_TOPIC_CHARS} characters, "
+                               f"this one {len(topic)}")  # fmt: skip
+        rooms = self._rooms()
+        with readable_errors():
+            return rooms.send(room_id, topic, topic=True)
+
+    def room_topic(self, room_id: bytes) -> str:
+        """The room's topic, "" if none was set (works without a node)."""
+        with readable_errors():
+            return self._store.room_topic(room_id)
 
     def room_history(
         self, room_id: bytes, *, limit: int = 50, before: bytes | None = None

@@ -146,6 +146,7 @@ class RoomMessageIn:
     clock: int
     own: bool
     action: bool = False  # a /me line
+    topic: bool = False  # the text is the room's new topic
 
 
 @dataclass(frozen=True, slots=True)

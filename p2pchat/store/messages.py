@@ -20,7 +20,7 @@ from p2pchat.errors import LocalProtocolError
 from p2pchat.store.core import CHUNK, StoreCore
 from p2pchat.store.rows import Conversation, OutboxItem, RowReader, StoredMessage
 
-_MESSAGE = RowReader(StoredMessage)
+_MESSAGE = RowReader(StoredMessage, without=("topic",))
 _OUTBOX_ITEM = RowReader(OutboxItem)
 # The chat rules' one scale for both directions (an update also checks the direction,
 # so the scales never mix), as SQL.

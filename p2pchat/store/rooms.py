@@ -134,13 +134,14 @@ class RoomTables(StoreCore):
         envelope: bytes,
         read: bool,
         action: bool = False,
+        topic: bool = False,
     ) -> RoomMessage | None:
         """Store a room message with its sealed envelope; None if the room already has
         this msg_id. Store our own messages ``read=True``. The room must be stored."""
         # Only a duplicate (room_id, msg_id) is ignored; any other constraint still raises.
         cursor = self._exec(
             f"""INSERT INTO room_messages ({_ROOM_MESSAGE.columns}, envelope)
-            VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (room_id, msg_id) DO NOTHING""",
             (
                 room_id,
@@ -152,6 +153,7 @@ class RoomTables(StoreCore):
                 text,
                 int(read),
                 int(action),
+                int(topic),
                 envelope,
             ),
         )
@@ -160,8 +162,25 @@ class RoomTables(StoreCore):
         seq = cursor.lastrowid
         assert seq is not None
         return RoomMessage(
-            seq, room_id, msg_id, author, clock, sent_at, received_at, text, read, action
+            seq, room_id, msg_id, author, clock, sent_at, received_at, text, read, action, topic
         )
+
+    def set_room_topic(self, room_id: bytes, topic: str, *, clock: int, msg_id: bytes) -> bool:
+        """Make ``topic`` the room's topic unless a later one is stored: topics are
+        ordered like the room's messages, by (clock, msg_id); an invitation's counts as
+        (0, b""). True if the topic's text changed."""
+        before = self.room_topic(room_id)
+        cursor = self._exec(
+            """UPDATE rooms SET topic = ?, topic_clock = ?, topic_id = ?
+            WHERE room_id = ? AND (topic_clock, topic_id) <= (?, ?)""",
+            (topic, clock, msg_id, room_id, clock, msg_id),
+        )
+        return cursor.rowcount > 0 and topic != before
+
+    def room_topic(self, room_id: bytes) -> str:
+        """The room's topic ("" if none, or no such room)."""
+        row = self._one("SELECT topic FROM rooms WHERE room_id = ?", (room_id,))
+        return "" if row is None else str(row[0])
 
     def room_history(
         self, room_id: bytes, *, limit: int = 50, before: tuple[int, bytes] | None = None

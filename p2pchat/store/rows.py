@@ -22,8 +22,13 @@ class RowReader(Generic[R]):
 
     __slots__ = ("_bool_fields", "_make", "columns")
 
-    def __init__(self, row_type: type[R]) -> None:
+    def __init__(self, row_type: type[R], *, without: tuple[str, ...] = ()) -> None:
+        """``without``: trailing fields the table has no column for (they keep their
+        defaults)."""
         names = [field.name for field in dataclasses.fields(row_type)]
+        if without:
+            assert tuple(names[-len(without) :]) == without, "only trailing fields"
+            names = names[: -len(without)]
         hints = typing.get_type_hints(row_type)
         self.columns = ", ".join(names)
         self._bool_fields = tuple(i for i, name in enumerate(names) if hints[name] is bool)
@@ -67,6 +72,7 @@ class StoredMessage:
     text: str
     state: str
     action: bool = False  # a /me line
+    topic: bool = False  # a room's new topic (room messages only: no column in messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,7 @@ class RoomMessage:
     text: str
     read: bool
     action: bool = False  # a /me line
+    topic: bool = False  # sets the room's topic (/topic)
 
 
 @dataclass(frozen=True, slots=True)

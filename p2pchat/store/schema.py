@@ -181,7 +181,17 @@ _V5: Migration = (
     "INSERT INTO room_messages_fts (room_messages_fts) VALUES ('rebuild')",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Room topics (issue 14, /topic): a room's topic and the (clock, msg_id) of the message
+# that set it (the latest wins; an invitation's topic counts as (0, empty)); which room
+# messages set a topic.
+_V6: Migration = (
+    "ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE rooms ADD COLUMN topic_clock INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE rooms ADD COLUMN topic_id BLOB NOT NULL DEFAULT x''",
+    "ALTER TABLE room_messages ADD COLUMN topic INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -366,7 +366,8 @@ class ChatApp(App[None]):
         room_id = event.room
         if room_id.hex() == self._room:
             shown = StoredMessage(0, event.msg_id, room_id, event.author, event.own, event.clock,
-                                  event.time, event.time, event.text, "", event.action)  # fmt: skip
+                                  event.time, event.time, event.text, "", event.action,
+                                  event.topic)  # fmt: skip
             self.query_one(ConversationView).add(shown)
             self._quietly(self.commands.mark_room_read, room_id)
             if not event.own and mentions(event.text, self.profile.nick):
@@ -377,6 +378,8 @@ class ChatApp(App[None]):
                 self._notices.mention(room_id, who, room, event.text)
             else:
                 self._notices.room_message(room_id, f"#{room} · {who}", event.text)
+        if event.topic:
+            self.update_title()
         self.schedule_refresh()
 
     def _remember_names(self, rows: list[RoomRow]) -> list[RoomRow]:

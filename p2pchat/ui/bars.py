@@ -155,7 +155,9 @@ def room_title(app: ChatApp, room_hex: str) -> str:
     except CommandError:
         return f"# {name}"
     online = sum(1 for m in room.members if m == app.me or online_key(app, m))
-    return f"# {name} · {counted(len(room.members), 'member')} · {online} online"
+    title = f"# {name} · {counted(len(room.members), 'member')} · {online} online"
+    topic = " ".join(app.commands.room_topic(room_id).split())  # one line
+    return f"{title} · {topic}" if topic else title
 
 
 def online_key(app: ChatApp, key: bytes) -> bool:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from p2pchat.chat.names import shown_name
 from p2pchat.chat.rules import text_problem
-from p2pchat.commands import CommandError, Commands, Connected, Found, Target
+from p2pchat.commands import CommandError, Commands, Connected, Target
 from p2pchat.errors import ProfileError
-from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
+from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.ui.commands import (
     Command,
     complete,
@@ -29,10 +29,10 @@ from p2pchat.ui.commands import (
 )
 from p2pchat.ui.messages import Sent
 from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, people_for_lookup
-from p2pchat.ui.screens.search import SearchScreen
+from p2pchat.ui.screens.search import cmd_search
 from p2pchat.ui.screens.verify import VerifyScreen
 from p2pchat.ui.widgets.composer import Composer
-from p2pchat.ui.widgets.conversation import ConversationView
+from p2pchat.wire.messages import MAX_TOPIC_CHARS
 
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
@@ -295,30 +295,6 @@ def cmd_peers(app: ChatApp, args: str) -> None:
     app.notify("\n".join(lines), title=counted(len(online), "peer"), timeout=10)
 
 
-def cmd_search(app: ChatApp, args: str) -> None:
-    found = app.commands.search(args)  # a read: the store answers at once
-    if not found:
-        app.notify(f"No message has {args!r}.")
-        return
-    app.push_screen(SearchScreen(args, found), lambda chosen: open_found(app, chosen))
-
-
-def open_found(app: ChatApp, found: Found | None) -> None:
-    """Open the conversation of a search result, at that message, marked."""
-    if found is None:
-        return
-    if found.room:
-        room = app.commands.stored_room(found.where)
-        if room is None or not room.joined:
-            app.notify(f"You are no longer in {found.conversation}.", severity="warning")
-            return
-        app.open_room(found.where.hex())
-    else:
-        app.open_conversation(encode_peer_id(found.where))
-    if not app.query_one(ConversationView).reveal(found.msg_id):
-        app.notify("That message is too far back to show here; p2pchat history shows it all.")
-
-
 # rooms
 
 
@@ -368,6 +344,18 @@ def cmd_members(app: ChatApp, args: str) -> None:
     listed = app.commands.room_members(room_id)
     lines = [f"{'●' if m.online else '○'} {app.name_of(m.peer)}" for m in listed]
     app.notify("\n".join(lines[:30]), title=counted(len(listed), "member"), timeout=10)
+
+
+def cmd_topic(app: ChatApp, args: str) -> None:
+    room_id = open_room_id(app)
+    if not args:
+        topic = app.commands.room_topic(room_id)
+        app.notify(f"The topic: {topic}" if topic else "No topic yet: /topic TEXT sets one")
+        return
+    if len(args) > MAX_TOPIC_CHARS:  # said now, while the line is still there
+        raise CommandError(f"a topic has at most {MAX_TOPIC_CHARS} characters, this one "
+                           f"{len(args)}")  # fmt: skip
+    in_node(app, lambda commands: commands.set_topic(room_id, args), "")
 
 
 def cmd_contacts(app: ChatApp, args: str) -> None:
@@ -471,6 +459,7 @@ HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "leave": cmd_leave,
     "remove": cmd_remove,
     "members": cmd_members,
+    "topic": cmd_topic,
     "contacts": cmd_contacts,
     "requests": cmd_requests,
     "invite": cmd_invite,

@@ -460,6 +460,7 @@ ROOM_ID_BYTES = 16
 ROOM_KEY_BYTES = 32
 ROOM_NONCE_BYTES = 24
 MAX_ROOM_NAME_CHARS = 64
+MAX_TOPIC_CHARS = 300  # a room topic as an invitation carries it (§15.1)
 MAX_ROOM_MEMBERS = 256
 MAX_ROOM_BOX = 20 * 1024
 
@@ -492,6 +493,9 @@ class RoomInvite:
     # The room's Lamport clock as the sender knows it: a newcomer, who cannot read what
     # came before, starts there, so its first message sorts after the room's past.
     clock: int = 0
+    # The room's topic as the sender knows it ("" if none): the newcomer cannot read the
+    # message that set it.
+    topic: str = limit(max_len=MAX_TOPIC_CHARS, default="")
 
     def __post_init__(self) -> None:
         _check_epoch(self.epoch)
@@ -554,13 +558,15 @@ class RoomEnvelope:
 class RoomText:
     """The plaintext inside a RoomEnvelope's box: the room's Lamport ``clock``, the
     author's wall clock ``time`` in ms (shown, never trusted) and the text; ``action``:
-    the text is something the author does (``/me``)."""
+    the text is something the author does (``/me``); ``topic``: the text is the room's
+    new topic (``/topic``)."""
 
     TYPE_ID: ClassVar[int]
     clock: int = 0
     time: int = 0
     text: str = limit(max_len=MAX_TEXT_CHARS, default="")
     action: bool = False
+    topic: bool = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.clock <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):

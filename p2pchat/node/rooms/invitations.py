@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import Room, apply_key_update, invitation_for, join
+from p2pchat.chat.rules import text_problem
 from p2pchat.errors import RemoteProtocolError
 from p2pchat.node.events import RoomInvited
 from p2pchat.node.ports import Relations
@@ -67,6 +68,10 @@ class Invitations:
             if earlier is not None:
                 state.store.delete_room(invitation.room_id)  # its older key goes with it
             state.save_row(room, joined=False, inviter=peer)
+            # Shown like any text from the network: only if the text rules allow it.
+            if invitation.topic and text_problem(invitation.topic) is None:
+                state.store.set_room_topic(invitation.room_id, invitation.topic, clock=0,
+                                           msg_id=b"")  # fmt: skip
         self._invites[invitation.room_id] = (invitation, peer)
         if earlier is None:
             state.emit(RoomInvited(invitation.room_id, invitation.name, peer))

@@ -7,6 +7,7 @@ all) and the keys of the newest RESEND_EPOCHS epochs."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import (
@@ -30,7 +31,13 @@ from p2pchat.node.rooms.broadcast import RoomBroadcasts
 from p2pchat.node.rooms.invitations import Invitations
 from p2pchat.node.rooms.outbox import PairwiseOutbox
 from p2pchat.node.rooms.state import RoomState, log
-from p2pchat.wire.messages import RoomGraft, RoomInvite, RoomKeyUpdate, RoomLeave
+from p2pchat.wire.messages import (
+    MAX_TOPIC_CHARS,
+    RoomGraft,
+    RoomInvite,
+    RoomKeyUpdate,
+    RoomLeave,
+)
 
 RESEND_EPOCHS = 8  # key epochs re-sent to a member whose session opens
 MAX_INVITE_SENDS = 8  # an unanswered invitation is sent at most this often
@@ -72,7 +79,7 @@ class Membership:
         self._intents[room_id] = (after.epoch, frozenset((peer,)), frozenset())
         state.pending.setdefault(room_id, set()).add(peer)  # no room traffic until it joins
         self._save(after)
-        self._outbox.send(peer, invitation)
+        self._outbox.send(peer, self._with_topic(invitation))
         self._unanswered[(room_id, peer)] = 1
         for member, update in updates:
             self._outbox.send(member, update)
@@ -250,7 +257,13 @@ class Membership:
                 del self._unanswered[(room_id, invitee)]
                 continue
             self._unanswered[(room_id, invitee)] = sends + 1
-            self._outbox.send(peer, invitation_for(room, self._state.me))
+            self._outbox.send(peer, self._with_topic(invitation_for(room, self._state.me)))
+
+    def _with_topic(self, invitation: RoomInvite) -> RoomInvite:
+        """The invitation with the room's topic: the newcomer cannot read the message
+        that set it."""
+        topic = self._state.store.room_topic(invitation.room_id)[:MAX_TOPIC_CHARS]
+        return replace(invitation, topic=topic)
 
     def resend_keys(self, room_id: bytes, peer: bytes) -> None:
         """A member coming back may have missed key updates while away (and could not

@@ -120,20 +120,25 @@ class RoomService:
     def remove(self, room_id: bytes, member: bytes) -> Room:
         return self._membership.remove(room_id, member)
 
-    def send(self, room_id: bytes, text: str, *, action: bool = False) -> RoomMessage:
+    def send(
+        self, room_id: bytes, text: str, *, action: bool = False, topic: bool = False
+    ) -> RoomMessage:
+        """Write to the room (``action``: a /me line; ``topic``: ``text`` becomes the
+        room's topic, for every member)."""
         room = self.state.room(room_id)
         room, clock = tick(room)
         now = now_ms()
         msg_id = os.urandom(16)
         envelope = seal_room_message(self.identity, room, msg_id, clock, now, text,
-                                     os.urandom(24), action=action)  # fmt: skip
+                                     os.urandom(24), action=action, topic=topic)  # fmt: skip
         payload = self._codec.encode(envelope)
-        inner = RoomText(clock=clock, time=now, text=text, action=action)
+        inner = RoomText(clock=clock, time=now, text=text, action=action, topic=topic)
         stored = self.storage.write(envelope, inner, payload, received_at=now, room_clock=clock)
         assert stored is not None
         self.rooms[room_id] = room
         self.broadcasts.send(room_id, msg_id, room.epoch, payload)
-        self.state.emit(RoomMessageIn(room_id, msg_id, self.me, text, now, clock, True, action))
+        self.state.emit(RoomMessageIn(room_id, msg_id, self.me, text, now, clock, True, action,
+                                      topic))  # fmt: skip
         return stored
 
     def members(self, room_id: bytes) -> list[tuple[bytes, bool]]:

@@ -54,7 +54,11 @@ class MessageStorage:
                 envelope=payload,
                 read=envelope.author == self._state.me,
                 action=inner.action,
+                topic=inner.topic,
             )
+            if inner.topic and stored is not None:
+                store.set_room_topic(envelope.room_id, inner.text, clock=inner.clock,
+                                     msg_id=envelope.msg_id)  # fmt: skip
             store.set_room_clock(envelope.room_id, room_clock)
         return stored
 
@@ -114,4 +118,5 @@ class MessageStorage:
         if stored is not None:
             own = envelope.author == state.me
             state.emit(RoomMessageIn(room_id, envelope.msg_id, envelope.author, inner.text,
-                                     inner.time, inner.clock, own, inner.action))  # fmt: skip
+                                     inner.time, inner.clock, own, inner.action,
+                                     inner.topic))  # fmt: skip

@@ -1,10 +1,10 @@
-"""The search results dialog (``/search``): one line per message found, newest first;
-Enter opens its conversation at that message, Esc closes."""
+"""``/search``: the command and its results dialog, one line per message found, newest
+first; Enter opens its conversation at that message (marked), Esc closes."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,7 +15,12 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from p2pchat.commands import Found
+from p2pchat.identity import encode_peer_id
 from p2pchat.ui.people import counted
+from p2pchat.ui.widgets.conversation import ConversationView
+
+if TYPE_CHECKING:
+    from p2pchat.ui.app import ChatApp
 
 
 def result_line(found: Found) -> Text:
@@ -93,3 +98,27 @@ class SearchScreen(ModalScreen[Found | None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def cmd_search(app: ChatApp, args: str) -> None:
+    found = app.commands.search(args)  # a read: the store answers at once
+    if not found:
+        app.notify(f"No message has {args!r}.")
+        return
+    app.push_screen(SearchScreen(args, found), lambda chosen: open_found(app, chosen))
+
+
+def open_found(app: ChatApp, found: Found | None) -> None:
+    """Open the conversation of a search result, at that message, marked."""
+    if found is None:
+        return
+    if found.room:
+        room = app.commands.stored_room(found.where)
+        if room is None or not room.joined:
+            app.notify(f"You are no longer in {found.conversation}.", severity="warning")
+            return
+        app.open_room(found.where.hex())
+    else:
+        app.open_conversation(encode_peer_id(found.where))
+    if not app.query_one(ConversationView).reveal(found.msg_id):
+        app.notify("That message is too far back to show here; p2pchat history shows it all.")

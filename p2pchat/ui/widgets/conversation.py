@@ -178,7 +178,7 @@ def room_message_as_stored(row: RoomMessage, me: bytes) -> StoredMessage:
     the sender; room messages have no delivery marks (state "")."""
     return StoredMessage(row.seq, row.msg_id, row.room_id, row.author, row.author == me,
                          row.clock, row.sent_at, row.received_at, row.text, "",
-                         row.action)  # fmt: skip
+                         row.action, row.topic)  # fmt: skip
 
 
 def _order(message: StoredMessage) -> tuple[int, bytes]:
@@ -637,7 +637,10 @@ class ConversationView(ScrollView, can_focus=True):
         name = self._display_name(message.sender)
         # An action (/me) reads as in IRC: "*" in the name column, "alice waves" beside it.
         text = f"{name} {message.text}" if message.action else message.text
+        if message.topic:
+            text = f"{name} set the topic: {message.text}"
         lines = _wrap(_plain(text), text_width)
+        shown_name = "*" if message.action or message.topic else name
         own = message.outgoing or message.sender == self._me
         if own:
             name_style = styles.own
@@ -652,7 +655,7 @@ class ConversationView(ScrollView, can_focus=True):
             text_style = base + styles.mention
         first: list[Segment] = [
             Segment(entry.time.strftime("%H:%M") + " ", styles.time),
-            Segment(_fit("*" if message.action else name, self._name_width), name_style),
+            Segment(_fit(shown_name, self._name_width), name_style),
             Segment(" " * _GAP, base),
             Segment(set_cell_size(lines[0], text_width), text_style),
         ]
