@@ -74,6 +74,7 @@ from p2pchat.ui.screens.first_run import FirstRunScreen
 from p2pchat.ui.screens.help import HelpScreen
 from p2pchat.ui.widgets.composer import Composer
 from p2pchat.ui.widgets.conversation import ConversationView
+from p2pchat.ui.widgets.members import MemberPanel, refresh_member_panel
 from p2pchat.ui.widgets.sidebar import Sidebar
 
 log = logging.getLogger("p2pchat.ui")
@@ -92,6 +93,7 @@ class ChatApp(App[None]):
         Binding("ctrl+n", "new_conversation", "New", priority=True),
         Binding("ctrl+v", "verify", "Verify", priority=True),
         Binding("f1", "help", "Help", priority=True),
+        Binding("f3", "members", "Members", show=False, priority=True),
         Binding("alt+up", "step(-1)", "Previous", show=False),
         Binding("alt+down", "step(1)", "Next", show=False),
         *(Binding(f"alt+{n}", f"jump({n})", show=False) for n in range(1, 10)),
@@ -112,6 +114,7 @@ class ChatApp(App[None]):
         ("Ctrl+End", "jump to the newest message"),
         ("Ctrl+N", "new conversation"),
         ("Ctrl+V", "verify the open contact"),
+        ("F3", "show / hide the open room's member list"),
         ("F1", "this help"),
         ("Ctrl+Q", "quit"),
     ]
@@ -174,6 +177,7 @@ class ChatApp(App[None]):
                 yield Static(id="chat-title")
                 yield ConversationView(id="conversation")
                 yield Composer(complete=self._complete, id="composer")
+            yield MemberPanel(id="members")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -441,6 +445,19 @@ class ChatApp(App[None]):
         sidebar = self.query_one(Sidebar)
         sidebar.current = self._room or self._peer
         sidebar.show(self._entries, unconfirmed=hearsay_count(self._entries, self._seen.values()))
+        refresh_member_panel(self)
+
+    def on_resize(self) -> None:
+        if self.query(MemberPanel):
+            refresh_member_panel(self)
+
+    def action_members(self) -> None:
+        """F3: show or hide the open room's member list."""
+        if self._room is None:
+            self.notify("Open a room first: the member list is the open room's")
+            return
+        self.query_one(MemberPanel).toggle(self.size.width)
+        refresh_member_panel(self)
 
     def on_sidebar_chosen(self, message: Sidebar.Chosen) -> None:
         entry = message.entry

@@ -60,7 +60,7 @@ _SPECS = (
     _spec("/create NAME", "create a room and open it", "text"),
     _spec("/join ROOM", "join a room you were invited to", "text"),
     _spec("/leave", "leave the open room"),
-    _spec("/members", "list the open room's members"),
+    _spec("/members", "show / hide the open room's member list (F3)"),
     _spec("/topic [TEXT]", "set the open room's topic for everyone (or show it)", "text"),
     _spec("/remove NICK-OR-ID", "remove someone from the open room (a new key)", "peer"),
     _spec("/add NICK-OR-ID", "make someone nearby (or a request) a contact", "peer"),

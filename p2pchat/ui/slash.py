@@ -339,11 +339,8 @@ def cmd_remove(app: ChatApp, args: str) -> None:
 
 
 def cmd_members(app: ChatApp, args: str) -> None:
-    room_id = open_room_id(app)
-    app.require_node()
-    listed = app.commands.room_members(room_id)
-    lines = [f"{'●' if m.online else '○'} {app.name_of(m.peer)}" for m in listed]
-    app.notify("\n".join(lines[:30]), title=counted(len(listed), "member"), timeout=10)
+    open_room_id(app)
+    app.action_members()
 
 
 def cmd_topic(app: ChatApp, args: str) -> None:

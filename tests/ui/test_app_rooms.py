@@ -9,12 +9,12 @@ import pytest
 
 from p2pchat.discovery.known import Target
 from p2pchat.ui.host import NodeHost
+from p2pchat.ui.widgets.members import MemberPanel
 from p2pchat.wallclock import now_ms
 from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
     SIZE,
     Person,
     line_with,
-    notifications,
     people,
     sidebar_entry,
     type_line,
@@ -51,12 +51,18 @@ def test_a_room_from_the_composer(people: Callable[[str], Person]) -> None:  # n
                 await until(ann_pilot, lambda: line_with(ann_app, "hello lab"), "bob's line at ann")
                 await type_line(ann_pilot, "welcome, bob")
                 await until(bob_pilot, lambda: line_with(bob_app, "welcome, bob"), "ann's line")
-                await type_line(ann_pilot, "/members")
+                # At 120 columns the member list shows beside the room; /members hides it.
+                panel = ann_app.query_one(MemberPanel)
                 await until(
                     ann_pilot,
-                    lambda: any("2 members" in m or "bob" in m for _, m in notifications(ann_app)),
+                    lambda: (
+                        [(m.name, m.status) for m in panel.shown_lines]
+                        == [("ann", "avail"), ("bob", "avail")]
+                    ),
                     "the member list",
                 )
+                await type_line(ann_pilot, "/members")
+                assert not panel.display
                 await type_line(bob_pilot, "/leave")
                 await until(bob_pilot, lambda: not sidebar_entry(bob_app, "lab"), "bob has left")
                 assert ann_app.is_running and bob_app.is_running
