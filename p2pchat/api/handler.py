@@ -42,7 +42,7 @@ from p2pchat.wire.messages import MAX_PING_DATA, SETTABLE_STATUSES
 log = logging.getLogger("p2pchat.api")
 MAX_PINGS = 10  # per ping command: within the peer's Ping rate (docs/protocol.md §6)
 # Commands that change nothing another front end shows (the rest call ``on_change``).
-READING = frozenset({"history", "contacts", "requests", "peers", "rooms", "room_history",
+READING = frozenset({"history", "search", "contacts", "requests", "peers", "rooms", "room_history",
                      "room_members", "ping", "version", "invite", "subscribe",
                      "quit"})  # fmt: skip
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
