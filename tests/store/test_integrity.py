@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from p2pchat.errors import StoreError
+from p2pchat.identity import encode_peer_id
 from p2pchat.store import DATABASE_FILE, open_store
 from p2pchat.store import database as database_module
 from tests.store.ids import ALICE, mid
@@ -187,15 +188,18 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+SOMEONE = encode_peer_id(bytes(range(32)))  # a well-formed id: the store is at fault, not it
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ["daemon", "--json", "--no-mdns", "--listen", "127.0.0.1:0"],
         ["ui", "--nick", "ann", "--no-mdns", "--listen", "127.0.0.1:0"],
-        ["history", "2" * 52],
+        ["history", SOMEONE],
         ["contacts", "list"],
-        ["contacts", "add", "2" * 52],
-        ["send", "2" * 52, "hello", "--wait", "0", "--no-mdns"],
+        ["contacts", "add", SOMEONE],
+        ["send", SOMEONE, "hello", "--wait", "0", "--no-mdns"],
     ],
     ids=["daemon", "ui", "history", "contacts", "contacts add", "send"],
 )
