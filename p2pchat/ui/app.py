@@ -62,6 +62,7 @@ from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed,
 from p2pchat.ui.notices import Notices, desktop_available
 from p2pchat.ui.palette import ChatCommands
 from p2pchat.ui.people import (
+    SYSTEM_ID,
     Entry,
     RoomLine,
     Section,
@@ -69,13 +70,16 @@ from p2pchat.ui.people import (
     build_entries,
     hearsay_count,
     jump_targets,
+    system_entry,
 )
 from p2pchat.ui.screens.first_run import FirstRunScreen
 from p2pchat.ui.screens.help import HelpScreen
+from p2pchat.ui.system import SystemConsole
 from p2pchat.ui.widgets.composer import Composer
 from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.members import MemberPanel, refresh_member_panel
 from p2pchat.ui.widgets.sidebar import Sidebar
+from p2pchat.ui.widgets.system_pane import SystemPane
 
 log = logging.getLogger("p2pchat.ui")
 
@@ -94,6 +98,7 @@ class ChatApp(App[None]):
         Binding("ctrl+v", "verify", "Verify", priority=True),
         Binding("f1", "help", "Help", priority=True),
         Binding("f3", "members", "Members", show=False, priority=True),
+        Binding("f2", "open_system", "System", priority=True),
         Binding("alt+up", "step(-1)", "Previous", show=False),
         Binding("alt+down", "step(1)", "Next", show=False),
         *(Binding(f"alt+{n}", f"jump({n})", show=False) for n in range(1, 10)),
@@ -114,6 +119,7 @@ class ChatApp(App[None]):
         ("Ctrl+End", "jump to the newest message"),
         ("Ctrl+N", "new conversation"),
         ("Ctrl+V", "verify the open contact"),
+        ("F2", "the system conversation: command output, network notes, errors"),
         ("F3", "show / hide the open room's member list"),
         ("F1", "this help"),
         ("Ctrl+Q", "quit"),
@@ -153,6 +159,7 @@ class ChatApp(App[None]):
         if desktop_notifications is None:
             desktop_notifications = desktop_available()
         self._notices = Notices(self, desktop=desktop_notifications)
+        self.system = SystemConsole(self)
 
     def notify(
         self,
@@ -162,10 +169,14 @@ class ChatApp(App[None]):
         severity: SeverityLevel = "information",
         timeout: float | None = None,
         markup: bool = False,
+        system: bool = True,
     ) -> None:
         """Toasts carry names and text from the network: never read them as markup (an
-        unbalanced "[/]" would crash the app; "[@click=…]" would add actions)."""
+        unbalanced "[/]" would crash the app; "[@click=…]" would add actions).
+        ``system``: the toast is a line in the system conversation too."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+        if system:
+            self.system.toasted(message, title, severity)
 
     # ------------------------------------------------------------------ layout
 
@@ -176,6 +187,7 @@ class ChatApp(App[None]):
             with Vertical(id="main"):
                 yield Static(id="chat-title")
                 yield ConversationView(id="conversation")
+                yield SystemPane(id="system")
                 yield Composer(complete=self._complete, id="composer")
             yield MemberPanel(id="members")
         yield Footer()
@@ -312,6 +324,7 @@ class ChatApp(App[None]):
             self.update_topbar()
 
     def _node_event(self, event: NodeEvent) -> None:
+        self.system.node_event(event)
         if isinstance(event, EventsDropped):
             self._events_dropped(event.count)
         elif isinstance(event, MessageIn):
@@ -443,8 +456,9 @@ class ChatApp(App[None]):
             commands.contacts(), commands.requests(), self._seen.values(), unread, rooms
         )
         sidebar = self.query_one(Sidebar)
-        sidebar.current = self._room or self._peer
-        sidebar.show(self._entries, unconfirmed=hearsay_count(self._entries, self._seen.values()))
+        sidebar.current = SYSTEM_ID if self.system.is_open else self._room or self._peer
+        sidebar.show(self._entries, unconfirmed=hearsay_count(self._entries, self._seen.values()),
+                     system=system_entry(self.system.log.unread_errors))  # fmt: skip
         refresh_member_panel(self)
 
     def on_resize(self) -> None:
@@ -468,13 +482,16 @@ class ChatApp(App[None]):
 
     def open_entry(self, entry: Entry) -> None:
         """Open what a sidebar entry stands for: a room, or a conversation with a person."""
-        if entry.section is Section.ROOMS:
+        if entry.section is Section.SYSTEM:
+            self.action_open_system()
+        elif entry.section is Section.ROOMS:
             self.open_room(entry.peer_id)
         else:
             self.open_conversation(entry.peer_id)
 
     def open_room(self, room_hex: str) -> None:
         self._peer, self._room = None, room_hex
+        self.system.hide()
         room_id = bytes.fromhex(room_hex)
         self._show_room(self.query_one(ConversationView), room_id)
         self._quietly(self.commands.mark_room_read, room_id)
@@ -492,6 +509,7 @@ class ChatApp(App[None]):
     def open_conversation(self, peer_id: str) -> None:
         self._room = None
         self._peer = peer_id
+        self.system.hide()
         peer = decode_peer_id(peer_id)
         self.query_one(ConversationView).show(self.commands, self.me, peer, self.name_of)
         self._mark_read(peer_id)
@@ -523,7 +541,7 @@ class ChatApp(App[None]):
         """The next (or previous) entry that can be opened: invitations are passed over,
         they open nothing until joined."""
         sidebar = self.query_one(Sidebar)
-        current = self._room or self._peer
+        current = SYSTEM_ID if self.system.is_open else self._room or self._peer
         for _ in range(len(self._entries)):
             entry = sidebar.neighbour(current, step)
             if entry is None:
@@ -637,6 +655,14 @@ class ChatApp(App[None]):
     def action_scroll_conversation(self, how: str) -> None:
         view = self.query_one(ConversationView)
         getattr(view, f"action_{how}")()
+
+    def action_open_system(self) -> None:
+        """Show the system conversation in place of the open one."""
+        self._peer = self._room = None
+        self.system.show()
+        self.update_title()
+        self.refresh_sidebar()
+        self.query_one(Composer).focus()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(keys=self.KEYS_HELP))

@@ -45,6 +45,9 @@ class TopBarState:
 
 def update_title(app: ChatApp) -> None:
     title = app.query_one("#chat-title", Static)
+    if app.system.is_open:
+        title.update(Text(app.system.title()))
+        return
     if app.current_room is not None:
         title.update(Text(room_title(app, app.current_room)))
         return

@@ -72,6 +72,8 @@ _SPECS = (
     _spec("/peers", "list who is around"),
     _spec("/contacts", "list your contacts"),
     _spec("/requests", "list contact requests waiting for you"),
+    _spec("/system", "open the system conversation: command output, network notes, errors"),
+    _spec("/find [TEXT]", "show the system lines that contain TEXT (alone: all)", "text"),
     _spec("/quit", "leave p2pchat"),
 )
 

@@ -56,7 +56,7 @@ class Notices:
         name = app.name_of(event.peer)
         preview = _preview(event.text)
         if not event.request:  # a request has its own toast already
-            app.notify(preview, title=name)
+            app.notify(preview, title=name, system=False)  # a message, not a system line
         self.bell()
         if self._desktop:
             self._desktop_notify(name, preview)
@@ -66,7 +66,7 @@ class Notices:
         now = time.monotonic()
         if now - self._last_toast.get(room_id, -1e9) >= TOAST_EVERY:
             self._last_toast[room_id] = now
-            self._app.notify(_preview(text), title=title)
+            self._app.notify(_preview(text), title=title, system=False)
 
     def mention(self, room_id: bytes, who: str, room: str, text: str) -> None:
         """``who`` named you in a room that is not open: a toast that stays longer, the
@@ -77,7 +77,9 @@ class Notices:
             return
         self._last_toast[key] = now
         title = f"{who} mentioned you in #{room}"
-        self._app.notify(_preview(text), title=title, severity="warning", timeout=15)
+        # A message, not a system line (nor a refusal, which warnings are there).
+        self._app.notify(_preview(text), title=title, severity="warning", timeout=15,
+                         system=False)  # fmt: skip
         self.bell()
         if self._desktop:
             self._desktop_notify(title, _preview(text))

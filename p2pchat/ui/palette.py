@@ -57,6 +57,11 @@ def palette_items(app: ChatApp) -> list[Item]:
         ("Connect with a code", partial(app.prefill, "/connect "), "paste an invite code"),
         ("Invite code", partial(app.run_line, "/invite"), "a code for people mDNS cannot reach"),
         ("Peers", partial(app.run_line, "/peers"), "who is around"),
+        (
+            "System",
+            app.action_open_system,
+            "command output, network notes, errors (F2); /find TEXT searches",
+        ),
         ("Help", app.action_help, "commands and keys"),
         ("Quit", app.exit, "leave p2pchat"),
     ]

@@ -27,6 +27,7 @@ PRESENCE_WORDS = {"avail": "available", "away": "away", "dnd": "busy", "offline"
 
 
 class Section(enum.Enum):
+    SYSTEM = "SYSTEM"  # the system conversation: one entry, at the top, no heading
     CONTACTS = "CONTACTS"
     ROOMS = "ROOMS"
     REQUESTS = "REQUESTS"
@@ -62,11 +63,22 @@ class Entry:
 
     @property
     def mark(self) -> str:
+        if self.section is Section.SYSTEM:
+            return "≡"
         if self.section is Section.ROOMS:
             return "?" if self.status == "invited" else "#"
         if self.section is Section.REQUESTS:
             return "?"
         return PRESENCE_MARKS.get(self.status, "○")
+
+
+SYSTEM_ID = "system"
+"""The system conversation's key in the sidebar (no peer id or room id looks like it)."""
+
+
+def system_entry(unread_errors: int) -> Entry:
+    """The sidebar's first entry: the system conversation, with its unread errors."""
+    return Entry(Section.SYSTEM, SYSTEM_ID, "system", "system", unread=unread_errors)
 
 
 def display_name(peer_id: str, contact: Contact | None, seen: Seen | None) -> str:

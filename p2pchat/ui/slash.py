@@ -18,6 +18,7 @@ from p2pchat.chat.rules import text_problem
 from p2pchat.commands import CommandError, Commands, Connected, Target
 from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
+from p2pchat.ui import clipboard
 from p2pchat.ui.commands import (
     Command,
     complete,
@@ -283,16 +284,16 @@ def cmd_peers(app: ChatApp, args: str) -> None:
     everyone = [s for s in app.seen.values() if s.status != "offline"]
     online = [s for s in everyone if s.proven]
     if not online:
-        app.notify("Nobody found yet. /invite gives a code to share; /connect uses one.")
+        app.system.listing("Nobody found yet", ["/invite gives a code to share; /connect uses one"])
         return
     lines = [
         f"{PRESENCE_MARKS.get(s.status, '○')} {app.name_of(decode_peer_id(s.peer_id))} "
         f"({fingerprint(decode_peer_id(s.peer_id))})"
         for s in sorted(online, key=lambda s: s.nick.casefold())
-    ][:20]
+    ]
     if len(everyone) > len(online):
         lines.append(f"and {len(everyone) - len(online):,} only heard of through others")
-    app.notify("\n".join(lines), title=counted(len(online), "peer"), timeout=10)
+    app.system.listing(counted(len(online), "peer"), lines)
 
 
 # rooms
@@ -366,10 +367,10 @@ def cmd_requests(app: ChatApp, args: str) -> None:
 def list_section(app: ChatApp, section: Section, empty: str) -> None:
     rows = [e for e in app.entries if e.section is section]
     if not rows:
-        app.notify(empty)
+        app.system.listing(section.value.title(), [empty])
         return
-    lines = [f"{e.mark} {e.name}" + (" ✔" if e.verified else "") for e in rows[:20]]
-    app.notify("\n".join(lines), title=section.value.title(), timeout=10)
+    lines = [f"{e.mark} {e.name}" + (" ✔" if e.verified else "") for e in rows]
+    app.system.listing(f"{section.value.title()} ({len(rows)})", lines)
 
 
 def cmd_invite(app: ChatApp, args: str) -> None:
@@ -391,13 +392,35 @@ def cmd_invite(app: ChatApp, args: str) -> None:
         code = app.commands.invite().code  # a fresh one-time token, remembered in the store
     except CommandError as error:  # a full disk: the token could not be kept
         raise CommandError(f"no invite code: {error}") from None
-    app.copy_to_clipboard(code)
-    app.notify(
+    if clipboard.copy(app, code):
+        how = "Copied to the clipboard."
+    else:  # nothing says whether the terminal took it: say how to take it instead
+        how = (
+            "Select the line above with the mouse (Shift+drag in most terminals). "
+            "Cut off? Widen the window, or run 'p2pchat invite' in a shell."
+        )
+    app.system.code(
+        "Your invite code: it admits one person, for a week; they type /connect CODE",
         code,
-        title="Your invite code (copied; it admits one person, for a week): others type "
-        "/connect CODE",
-        timeout=30,
+        how,
+        short="Invite code" + (" copied" if how.startswith("Copied") else ""),
     )
+
+
+def cmd_find(app: ChatApp, args: str) -> None:
+    """Show the system conversation, only its lines that contain ``args`` (all of
+    them when empty), as weechat's search in its core buffer."""
+    found = app.system.find(args)
+    if not app.system.is_open:
+        app.action_open_system()
+    else:
+        app.update_title()
+    if args and not found:
+        app.notify(f"No system line contains {args!r}; /find alone shows all", system=False)
+
+
+def cmd_system(app: ChatApp, args: str) -> None:
+    app.action_open_system()
 
 
 def cmd_connect(app: ChatApp, args: str) -> None:
@@ -461,4 +484,6 @@ HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "requests": cmd_requests,
     "invite": cmd_invite,
     "connect": cmd_connect,
+    "find": cmd_find,
+    "system": cmd_system,
 }

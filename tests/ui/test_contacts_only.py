@@ -15,6 +15,7 @@ from p2pchat.node.events import DiscoveryNote
 from p2pchat.node.node import NodeSettings
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.host import NodeHost
+from p2pchat.ui.system_log import Kind
 from tests.ui.test_app import SIZE, Person, notifications, people, type_line, until
 
 __all__ = ["people"]  # the fixture, used by name
@@ -66,7 +67,9 @@ def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
                 assert "contacts only" not in topbar(bob_app)
 
                 await type_line(ann_pilot, "/invite")
-                code = notifications(ann_app)[-1][1]
+                # The code is a line of the system conversation (not a toast).
+                code = next(line.text for line in ann_app.system.log.lines
+                            if line.kind is Kind.CODE)  # fmt: skip
                 [target] = parse_invite(code)
                 assert target.peer_id == ann.peer_id and len(target.invite) == 16
                 assert ann.store.count_invites(now=0) == 1

@@ -1,4 +1,5 @@
-"""The sidebar: contacts, requests and nearby peers, with presence and unread counts."""
+"""The sidebar: the system conversation, contacts, rooms, requests and nearby peers,
+with presence and unread counts."""
 
 from __future__ import annotations
 
@@ -25,18 +26,31 @@ class Sidebar(OptionList):
         self._by_key: dict[str, Entry] = {}
         self.current: str | None = None  # the open conversation's peer id
 
-    def show(self, entries: list[Entry], width: int = 24, *, unconfirmed: int = 0) -> None:
+    def show(
+        self,
+        entries: list[Entry],
+        width: int = 24,
+        *,
+        unconfirmed: int = 0,
+        system: Entry | None = None,
+    ) -> None:
         """Redraw with ``entries``, keeping the highlight on the same peer if it is there.
 
         ``unconfirmed``: online peers only gossip vouches for, counted under NEARBY
-        rather than listed (anyone can gossip made-up identities)."""
+        rather than listed (anyone can gossip made-up identities). ``system``: the
+        system conversation's entry, drawn first, without a heading."""
         highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
+        if system is not None:
+            entries = [system, *entries]
         self.entries = entries
         self._by_key = {entry.key: entry for entry in entries}
         options: list[Option] = []
         for section in Section:
             members = [e for e in entries if e.section is section]
             extra = unconfirmed if section is Section.NEARBY else 0
+            if section is Section.SYSTEM:
+                options += [Option(self._label(entry, width), id=entry.key) for entry in members]
+                continue
             if section in (Section.NEARBY, Section.ROOMS) and not members and not extra:
                 continue
             title = section.value
@@ -59,7 +73,7 @@ class Sidebar(OptionList):
     def _label(self, entry: Entry, width: int) -> Text:
         label = Text(no_wrap=True, overflow="ellipsis")
         style = {"avail": "green", "away": "yellow", "dnd": "red"}.get(entry.status, "dim")
-        if entry.section in (Section.REQUESTS, Section.ROOMS):
+        if entry.section in (Section.REQUESTS, Section.ROOMS, Section.SYSTEM):
             style = ""
         label.append(f"{entry.mark} ", style=style)
         name_style = "bold" if entry.peer_id == self.current else ""
@@ -80,7 +94,9 @@ class Sidebar(OptionList):
             count = str(entry.unread) if entry.unread < 1000 else "999+"
             padding = max(1, width - len(label) - len(count))
             label.append(" " * padding)
-            label.append(count, style="bold reverse")
+            # The system conversation counts only errors: they are shown in red.
+            alarm = "bold reverse red" if entry.section is Section.SYSTEM else "bold reverse"
+            label.append(count, style=alarm)
         return label
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
