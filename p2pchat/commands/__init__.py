@@ -10,8 +10,9 @@ same way, and the front ends need neither the store nor discovery: the values th
 get back are re-exported here.
 
 :class:`Commands` is built from one family per module (``people``, ``messages``,
-``rooms``, ``network``, ``search``) over :class:`~p2pchat.commands.base.CommandContext`. A command
-that cannot be carried out raises :class:`CommandError` with a sentence for a person.
+``rooms``, ``network``, ``search``, ``notices``) over
+:class:`~p2pchat.commands.base.CommandContext`. A command that cannot be carried out
+raises :class:`CommandError` with a sentence for a person.
 """
 
 from __future__ import annotations
@@ -20,17 +21,28 @@ from p2pchat.chat.rooms import Room
 from p2pchat.commands.base import CommandError
 from p2pchat.commands.messages import Delivery, MessageCommands
 from p2pchat.commands.network import Connected, NetworkCommands, Peer, PingResult
+from p2pchat.commands.notices import NoticeCommands
 from p2pchat.commands.people import PeopleCommands, Verification
 from p2pchat.commands.rooms import JoinedRoom, Member, RoomCommands, RoomList
 from p2pchat.commands.search import Found, SearchCommands
 from p2pchat.discovery.doctor import Finding, Report
 from p2pchat.discovery.known import Target
 from p2pchat.node.node import Invitation
-from p2pchat.store import Contact, Conversation, Request, RoomMessage, RoomRow, StoredMessage
+from p2pchat.store import (
+    Contact,
+    Conversation,
+    Notice,
+    Request,
+    RoomMessage,
+    RoomRow,
+    StoredMessage,
+)
 from p2pchat.wire.messages import RoomInvite
 
 
-class Commands(PeopleCommands, MessageCommands, RoomCommands, NetworkCommands, SearchCommands):
+class Commands(
+    PeopleCommands, MessageCommands, RoomCommands, NetworkCommands, SearchCommands, NoticeCommands
+):
     """Every command, on one profile's identity and store, and its node while one runs
     (:meth:`attach`)."""
 
@@ -47,6 +59,7 @@ __all__ = [
     "Invitation",
     "JoinedRoom",
     "Member",
+    "Notice",
     "Peer",
     "PingResult",
     "Report",

@@ -1,5 +1,5 @@
-"""The message store: contacts, messages, outbox, requests, addresses, rooms and
-relayed envelopes in one SQLite file (``messages.db``) per profile. See docs/storage.md.
+"""The message store: contacts, messages, outbox, requests, addresses, rooms, local
+notices and relayed envelopes in one SQLite file (``messages.db``) per profile. See docs/storage.md.
 
 The only package that imports sqlite3; everything else sees :class:`Store`, frozen
 row values and :class:`~p2pchat.errors.StoreError`.
@@ -13,6 +13,7 @@ from p2pchat.store.rooms import MAX_ROOM_EPOCHS
 from p2pchat.store.rows import (
     Contact,
     Conversation,
+    Notice,
     OutboxItem,
     Request,
     RoomKeyRow,
@@ -32,6 +33,7 @@ __all__ = [
     "Contact",
     "Conversation",
     "Migration",
+    "Notice",
     "OutboxItem",
     "Request",
     "RoomKeyRow",

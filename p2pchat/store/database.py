@@ -1,7 +1,7 @@
 """The database file and the :class:`Store` on it: opening (with an integrity check and
 refusal of newer schemas), creating a new file complete under a temporary name, and
 the Store assembled from its table families (contacts.py, messages.py, invites.py,
-rooms.py, relay.py) over one shared connection (core.py).
+rooms.py, relay.py, notices.py) over one shared connection (core.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from p2pchat.store.codes import sqlite_code as _code
 from p2pchat.store.contacts import ContactTables
 from p2pchat.store.invites import InviteTables
 from p2pchat.store.messages import MessageTables
+from p2pchat.store.notices import NoticeTables
 from p2pchat.store.relay import RelayTables
 from p2pchat.store.rooms import RoomTables
 from p2pchat.store.schema import MIGRATIONS, Migration, migrate, newer_error, user_version
@@ -29,7 +30,9 @@ DATABASE_FILE = "messages.db"
 BUSY_TIMEOUT_MS = 5000
 
 
-class Store(ContactTables, MessageTables, InviteTables, RoomTables, RelayTables, SearchTables):
+class Store(
+    ContactTables, MessageTables, InviteTables, RoomTables, RelayTables, SearchTables, NoticeTables
+):
     """The message database. Create with :func:`open_store`; close when done.
 
     One connection (:class:`~p2pchat.store.core.StoreCore`: transactions, disk-fault

@@ -149,3 +149,15 @@ class SearchHit:
     sent_at: int
     snippet: str
     marks: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A line a conversation shows about what happened in it, placed after the messages
+    up to ``clock`` (its newest message's clock when it happened)."""
+
+    seq: int
+    conversation: bytes  # a peer's key or a room id
+    clock: int
+    at: int
+    text: str

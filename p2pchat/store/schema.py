@@ -191,7 +191,20 @@ _V6: Migration = (
     "ALTER TABLE room_messages ADD COLUMN topic INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Local notices: lines a conversation shows about what happened in it (joins, leaves,
+# renames, new nicks), never sent. conversation: a peer's key or a room id.
+_V7: Migration = (
+    """CREATE TABLE notices (
+        seq INTEGER PRIMARY KEY,
+        conversation BLOB NOT NULL,
+        clock INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        text TEXT NOT NULL
+    )""",
+    "CREATE INDEX notices_by_conversation ON notices (conversation, clock, seq)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -56,6 +56,7 @@ from p2pchat.node.events import (
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile
 from p2pchat.ui import bars, slash
+from p2pchat.ui.conversation_notices import ConversationNotices
 from p2pchat.ui.host import EventBridge, NodeHost
 from p2pchat.ui.mentions import mentions
 from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
@@ -160,6 +161,7 @@ class ChatApp(App[None]):
             desktop_notifications = desktop_available()
         self._notices = Notices(self, desktop=desktop_notifications)
         self.system = SystemConsole(self)
+        self.conversation_notices = ConversationNotices(self)
 
     def notify(
         self,
@@ -278,6 +280,7 @@ class ChatApp(App[None]):
 
     def on_node_up(self, message: NodeUp) -> None:
         self.commands.attach(message.node)
+        self.conversation_notices.node_up()
         self.update_topbar()
 
     def on_node_failed(self, message: NodeFailed) -> None:
@@ -325,6 +328,7 @@ class ChatApp(App[None]):
 
     def _node_event(self, event: NodeEvent) -> None:
         self.system.node_event(event)
+        self.conversation_notices.node_event(event)
         if isinstance(event, EventsDropped):
             self._events_dropped(event.count)
         elif isinstance(event, MessageIn):

@@ -335,8 +335,9 @@ def cmd_leave(app: ChatApp, args: str) -> None:
 def cmd_remove(app: ChatApp, args: str) -> None:
     room_id = open_room_id(app)
     peer = decode_peer_id(resolve(app, args))
-    in_node(app, lambda commands: commands.remove_from_room(room_id, peer),
-            f"{app.name_of(peer)} is removed; the room has a new key")  # fmt: skip
+    app.conversation_notices.removing(room_id, peer)
+    # Said in the room when the node reports the change (a line, not a toast).
+    in_node(app, lambda commands: commands.remove_from_room(room_id, peer), "")
 
 
 def cmd_members(app: ChatApp, args: str) -> None:
@@ -384,8 +385,8 @@ def cmd_invite(app: ChatApp, args: str) -> None:
             name = name if not any(c.isspace() for c in name) else peer_id
             raise CommandError(f"{name} is not a contact: add them first with /add {name}")
         peer = decode_peer_id(peer_id)
-        in_node(app, lambda commands: commands.invite_to_room(room_id, peer),
-                f"{app.name_of(peer)} is invited")  # fmt: skip
+        # Said in the room when the node reports the change (a line, not a toast).
+        in_node(app, lambda commands: commands.invite_to_room(room_id, peer), "")
         return
     app.require_node()
     try:

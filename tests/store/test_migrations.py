@@ -27,7 +27,7 @@ def version_of(path: Path) -> int:
 
 
 def test_schema_version_counts_the_steps() -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 6
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 7
 
 
 def test_a_fresh_database_gets_the_current_version(tmp_path: Path) -> None:
@@ -86,13 +86,14 @@ def test_a_failing_step_leaves_the_file_at_its_version(tmp_path: Path) -> None:
 
 def test_a_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
     path = tmp_path / "messages.db"
-    open_store(path, migrations=[*MIGRATIONS, *[()] * (7 - SCHEMA_VERSION)]).close()  # schema 7
+    newer = SCHEMA_VERSION + 2
+    open_store(path, migrations=[*MIGRATIONS, *[()] * (newer - SCHEMA_VERSION)]).close()
     before = path.read_bytes()
     with pytest.raises(StoreError) as caught:
         open_store(path)
     assert str(caught.value) == (
         f"the message database {path} was written by a newer p2pchat "
-        f"(schema 7; this version knows up to {SCHEMA_VERSION}): "
+        f"(schema {newer}; this version knows up to {SCHEMA_VERSION}): "
         "upgrade p2pchat, or use another --home"
     )
     assert path.read_bytes() == before

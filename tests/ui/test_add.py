@@ -16,6 +16,7 @@ from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import Status
 from tests.ui.test_app import (  # noqa: F401
     Person,
+    line_with,
     notifications,
     open_new_room,
     people,
@@ -75,6 +76,7 @@ def test_add_makes_a_nearby_peer_a_contact_and_refuses_ambiguity(
         assert composer.text == ""
         # Now a contact, erin can be invited.
         await type_line(pilot, "/invite erin")
-        await until(pilot, lambda: notifications(app)[-1][1] == "erin is invited", "the invite")
+        # Said in the room, as a line (not a toast).
+        await until(pilot, lambda: line_with(app, "You invited erin into the room"), "the invite")
 
     with_app(ann, scenario)

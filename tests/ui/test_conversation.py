@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 
 from p2pchat.commands import Commands
 from p2pchat.identity import Identity
-from p2pchat.store import DATABASE_FILE, RoomMessage, Store, StoredMessage, open_store
+from p2pchat.store import DATABASE_FILE, Notice, RoomMessage, Store, StoredMessage, open_store
 from p2pchat.ui.widgets.conversation import HINT_NO_PEER, PAGE, ConversationView
 
 ME = b"\x01" * 32
@@ -345,6 +345,11 @@ class RoomPages:
         self, room_id: bytes, *, limit: int = PAGE, before: bytes | None = None
     ) -> list[RoomMessage]:
         return self.rows
+
+    def notices(
+        self, conversation: bytes, *, from_clock: int | None = None, below_clock: int | None = None
+    ) -> list[Notice]:
+        return []
 
 
 def test_in_a_room_the_name_column_fits_the_members_not_only_me() -> None:

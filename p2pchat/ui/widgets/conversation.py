@@ -36,7 +36,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from p2pchat.commands import RoomMessage, StoredMessage
+from p2pchat.commands import Notice, RoomMessage, StoredMessage
 from p2pchat.ui.mentions import mentions
 
 PAGE = 200
@@ -146,7 +146,8 @@ def _fit(text: str, width: int) -> str:
 
 class Pages(Protocol):
     """Where the pane reads its pages (the command layer's history reads): the last
-    ``limit`` messages, or the ``limit`` before the message ``before``, oldest first."""
+    ``limit`` messages, or the ``limit`` before the message ``before``, oldest first;
+    and the conversation's notices placed among the messages of a page."""
 
     def history(
         self, peer: bytes, *, limit: int = ..., before: bytes | None = ...
@@ -155,6 +156,10 @@ class Pages(Protocol):
     def room_history(
         self, room_id: bytes, *, limit: int = ..., before: bytes | None = ...
     ) -> list[RoomMessage]: ...
+
+    def notices(
+        self, conversation: bytes, *, from_clock: int | None = ..., below_clock: int | None = ...
+    ) -> list[Notice]: ...
 
 
 def _local_time(message: StoredMessage) -> datetime:
@@ -179,6 +184,19 @@ def room_message_as_stored(row: RoomMessage, me: bytes) -> StoredMessage:
     return StoredMessage(row.seq, row.msg_id, row.room_id, row.author, row.author == me,
                          row.clock, row.sent_at, row.received_at, row.text, "",
                          row.action, row.topic)  # fmt: skip
+
+
+NOTICE = "notice"
+"""The state of a notice shown among the messages (it has no sender)."""
+_NOTICE_ID = b"\xff\xff"  # after the messages of the same clock (their ids are random)
+
+
+def notice_as_stored(notice: Notice) -> StoredMessage:
+    """A notice in the shape the pane draws: no sender, state :data:`NOTICE`, placed
+    after the messages up to its clock."""
+    notice_id = _NOTICE_ID + notice.seq.to_bytes(8, "big")
+    return StoredMessage(0, notice_id, notice.conversation, b"", False, notice.clock,
+                         notice.at, notice.at, notice.text, NOTICE)  # fmt: skip
 
 
 def _order(message: StoredMessage) -> tuple[int, bytes]:
@@ -308,6 +326,8 @@ class ConversationView(ScrollView, can_focus=True):
         self._names = {}
         page = [] if peer is None else self._page(None)
         self._has_more = len(page) == PAGE
+        if peer is not None:
+            page = sorted(page + self._notices(page, None), key=_order)
         self._entries = [_Entry(message, _local_time(message)) for message in page]
         self._by_id = {entry.message.msg_id: entry for entry in self._entries}
         self._mark_separators(0, len(self._entries))
@@ -336,6 +356,14 @@ class ConversationView(ScrollView, can_focus=True):
             rows = self._pages.room_history(self._peer, limit=PAGE, before=anchor)
             return [room_message_as_stored(row, self._me) for row in rows]
         return self._pages.history(self._peer, limit=PAGE, before=anchor)
+
+    def _notices(self, page: list[StoredMessage], below: int | None) -> list[StoredMessage]:
+        """The notices placed among the messages of ``page`` (the page just older than
+        the clock ``below``, or the newest)."""
+        assert self._pages is not None and self._peer is not None
+        start = page[0].clock if page and self._has_more else None
+        found = self._pages.notices(self._peer, from_clock=start, below_clock=below)
+        return [notice_as_stored(notice) for notice in found]
 
     def add(self, message: StoredMessage) -> None:
         """A new message: shown in its place if it belongs to this conversation."""
@@ -503,8 +531,10 @@ class ConversationView(ScrollView, can_focus=True):
                 return
             if self.scroll_offset.y > _NEAR_TOP and not anywhere:
                 return  # the reader moved away (or the conversation changed) meanwhile
-            page = self._page(self._entries[0].message)
+            anchor = next(e.message for e in self._entries if e.message.state != NOTICE)
+            page = self._page(anchor)
             self._has_more = len(page) == PAGE
+            page = sorted(page + self._notices(page, anchor.clock), key=_order)
             fresh = [
                 _Entry(message, _local_time(message))
                 for message in page
@@ -633,6 +663,8 @@ class ConversationView(ScrollView, can_focus=True):
         styles = self._styles()
         width = self._wrap_width
         indent = _TIME_WIDTH + self._name_width + _GAP
+        if message.state == NOTICE:
+            return self._draw_notice(entry, indent)
         text_width = max(_MIN_TEXT, width - indent - _MARK_COLUMN)
         name = self._display_name(message.sender)
         # An action (/me) reads as in IRC: "*" in the name column, "alice waves" beside it.
@@ -676,4 +708,23 @@ class ConversationView(ScrollView, can_focus=True):
                 Strip(Segment.apply_style(strip, post_style=marked), strip.cell_length)
                 for strip in strips
             ]
+        return strips
+
+    def _draw_notice(self, entry: _Entry, indent: int) -> list[Strip]:
+        """A notice: its time, "--" in the name column, the text in the muted style."""
+        styles = self._styles()
+        width, base = self._wrap_width, styles.base
+        lines = _wrap(_plain(entry.message.text), max(_MIN_TEXT, width - indent))
+        first = [
+            Segment(entry.time.strftime("%H:%M") + " ", styles.time),
+            Segment("--".rjust(self._name_width), styles.separator),
+            Segment(" " * _GAP, base),
+            Segment(lines[0], styles.hint),
+        ]
+        pad = Segment(" " * indent, base)
+        strips = [Strip(first).adjust_cell_length(width, base)]
+        strips += (
+            Strip([pad, Segment(line, styles.hint)]).adjust_cell_length(width, base)
+            for line in lines[1:]
+        )
         return strips

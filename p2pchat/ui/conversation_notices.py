@@ -1,0 +1,148 @@
+"""Lines in a conversation about what happened in it: who joined, left or was removed
+from a room, that it was renamed, and that a contact took a new nick ("alice is now
+ally"). They are kept as local notices through the command layer (so they are still
+there after a restart), drawn in the open conversation at once, and written in the
+system conversation too.
+
+The node says what a room is now (``RoomChanged``: its name and members), not what
+changed: :class:`RoomMembers` remembers what each room was, and :func:`room_lines`
+says the difference. A nick change is noticed against the nick the store remembers for
+the contact (:meth:`~p2pchat.commands.Commands.remember_nick`), so a change made while
+this window was closed is said when the contact is next seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from p2pchat.commands import CommandError, Room
+from p2pchat.diskfaults import disk_fault
+from p2pchat.identity import encode_peer_id
+from p2pchat.node.events import NodeEvent, Presence, RoomChanged, RoomGone
+from p2pchat.ui.system_log import Kind
+from p2pchat.ui.widgets.conversation import ConversationView, notice_as_stored
+
+if TYPE_CHECKING:
+    from p2pchat.ui.app import ChatApp
+
+PEER_KEY_BYTES = 32  # a peer's key; a room id has 16
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    name: str
+    members: frozenset[bytes]
+
+
+def room_lines(
+    before: RoomState | None,
+    after: RoomState,
+    me: bytes,
+    name_of: Callable[[bytes], str],
+    removed_by_me: frozenset[bytes] = frozenset(),
+) -> list[tuple[Kind, str]]:
+    """What a room's change says in its conversation (and how the system pane marks
+    it). ``before`` None: we have just joined or created it."""
+    if before is None:
+        others = len(after.members - {me})
+        if not others:
+            return [(Kind.CAME, f"You created #{after.name}")]
+        return [(Kind.CAME, f"You joined #{after.name}, with {_people(others)}")]
+    lines: list[tuple[Kind, str]] = []
+    if after.name != before.name:
+        lines.append((Kind.NOTE, f"The room #{before.name} is now called #{after.name}"))
+    for member in sorted(after.members - before.members, key=name_of):
+        lines.append((Kind.CAME, f"{name_of(member)} was invited into the room"))
+    for member in sorted(before.members - after.members, key=name_of):
+        if member in removed_by_me:
+            lines.append((Kind.WENT, f"You removed {name_of(member)} from the room"))
+        else:
+            lines.append((Kind.WENT, f"{name_of(member)} left the room, or was removed"))
+    return lines
+
+
+def _people(count: int) -> str:
+    return "1 other member" if count == 1 else f"{count} other members"
+
+
+class RoomMembers:
+    """The name and members the window last knew of each room it is in."""
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, RoomState] = {}
+
+    def seed(self, rooms: Iterable[Room]) -> None:
+        for room in rooms:
+            self._known[room.room_id] = RoomState(room.name, room.members)
+
+    def changed(self, event: RoomChanged) -> tuple[RoomState | None, RoomState]:
+        after = RoomState(event.name, frozenset(event.members))
+        before = self._known.get(event.room)
+        self._known[event.room] = after
+        return before, after
+
+    def gone(self, room_id: bytes) -> None:
+        self._known.pop(room_id, None)
+
+
+class ConversationNotices:
+    """The app's side: node events in, notices out (stored, shown, and in the system
+    pane). Called from the app before it applies the event."""
+
+    def __init__(self, app: ChatApp) -> None:
+        self._app = app
+        self._rooms = RoomMembers()
+        self._removing: dict[bytes, set[bytes]] = {}  # room → members we asked to remove
+
+    def node_up(self) -> None:
+        try:
+            self._rooms.seed(room.room for room in self._app.commands.rooms().rooms)
+        except CommandError:
+            return  # no room service: no room lines
+
+    def removing(self, room_id: bytes, member: bytes) -> None:
+        """We asked the node to remove ``member`` from the room (/remove)."""
+        self._removing.setdefault(room_id, set()).add(member)
+
+    def node_event(self, event: NodeEvent) -> None:
+        if isinstance(event, RoomChanged):
+            before, after = self._rooms.changed(event)
+            removing = self._removing.pop(event.room, set())
+            mine = frozenset(removing & (before.members if before else frozenset()))
+            lines = room_lines(before, after, self._app.me, self._app.name_of, mine)
+            for kind, text in lines:
+                self._add(event.room, text, kind, f"#{after.name}: ")
+        elif isinstance(event, RoomGone):
+            self._rooms.gone(event.room)
+            self._removing.pop(event.room, None)
+        elif isinstance(event, Presence) and not event.is_self:
+            self._presence(event)
+
+    def _presence(self, event: Presence) -> None:
+        app = self._app
+        try:
+            before = app.commands.remember_nick(event.peer, event.nick)
+        except CommandError as error:
+            if disk_fault(error) is None:
+                raise
+            return  # the disk is full: said in the top bar; the change is said later
+        if before is not None:
+            self._add(event.peer, f"{before} is now {event.nick}", Kind.NOTE, "")
+            app.schedule_refresh()  # the sidebar shows the new name
+
+    def _add(self, conversation: bytes, text: str, kind: Kind, where: str) -> None:
+        app = self._app
+        app.system.say(kind, where + text)
+        try:
+            notice = app.commands.add_notice(conversation, text)
+        except CommandError as error:
+            if disk_fault(error) is None:
+                raise
+            return  # not kept (a full disk): the system pane has it
+        open_now = conversation.hex() == app.current_room or (
+            len(conversation) == PEER_KEY_BYTES and encode_peer_id(conversation) == app.current_peer
+        )
+        if open_now:
+            app.query_one(ConversationView).add(notice_as_stored(notice))

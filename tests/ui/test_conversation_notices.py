@@ -1,0 +1,124 @@
+"""Lines in a conversation about what happened in it: a room's joins, leaves, removals
+and renames, a contact's new nick; kept across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from textual.pilot import Pilot
+
+from p2pchat.discovery.known import Target
+from p2pchat.ui.app import ChatApp
+from p2pchat.ui.conversation_notices import RoomState, room_lines
+from p2pchat.ui.host import NodeHost
+from p2pchat.ui.system_log import Kind
+from p2pchat.wallclock import now_ms
+from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
+    SIZE,
+    Person,
+    line_with,
+    open_new_room,
+    people,
+    sidebar_entry,
+    type_line,
+    until,
+    with_app,
+)
+
+ME, BOB, CAROL = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
+NAMES = {ME: "ann", BOB: "bob", CAROL: "carol"}
+
+
+def test_what_a_room_change_says() -> None:
+    lab = RoomState("lab", frozenset({ME, BOB}))
+    assert room_lines(None, RoomState("lab", frozenset({ME})), ME, NAMES.__getitem__) == [
+        (Kind.CAME, "You created #lab")
+    ]
+    assert room_lines(None, lab, ME, NAMES.__getitem__) == [
+        (Kind.CAME, "You joined #lab, with 1 other member")
+    ]
+    bigger = RoomState("lab", frozenset({ME, BOB, CAROL}))
+    assert room_lines(lab, bigger, ME, NAMES.__getitem__) == [
+        (Kind.CAME, "carol was invited into the room")
+    ]
+    assert room_lines(bigger, lab, ME, NAMES.__getitem__) == [
+        (Kind.WENT, "carol left the room, or was removed")
+    ]
+    assert room_lines(bigger, lab, ME, NAMES.__getitem__, frozenset({CAROL})) == [
+        (Kind.WENT, "You removed carol from the room")
+    ]
+    renamed = RoomState("lab2", lab.members)
+    assert room_lines(lab, renamed, ME, NAMES.__getitem__) == [
+        (Kind.NOTE, "The room #lab is now called #lab2")
+    ]
+
+
+def test_a_room_line_is_still_there_after_a_restart(people: Callable[[str], Person]) -> None:  # noqa: F811
+    ann = people("ann")
+
+    async def create(app: ChatApp, pilot: Pilot[None]) -> None:
+        await open_new_room(app, pilot, "lab")
+        await until(pilot, lambda: line_with(app, "You created #lab"), "the line")
+        await type_line(pilot, "first message")
+        await until(pilot, lambda: line_with(app, "first message"), "the message")
+
+    async def again(app: ChatApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: sidebar_entry(app, "# lab"), "the room")
+        app.open_room(next(e for e in app.entries if e.name == "lab").peer_id)
+        await pilot.pause()
+        created, first = line_with(app, "You created #lab"), line_with(app, "first message")
+        assert created and first
+        lines = [line for line in conversation_lines(app) if line.strip()]
+        # Where it happened: before the message written after it.
+        assert lines.index(created) < lines.index(first)
+
+    with_app(ann, create)
+    with_app(ann, again)
+
+
+def conversation_lines(app: ChatApp) -> list[str]:
+    from tests.ui.test_app import conversation
+
+    return conversation(app)
+
+
+@pytest.mark.slow
+def test_joins_leaves_and_a_new_nick_are_lines(people: Callable[[str], Person]) -> None:  # noqa: F811
+    ann, bob = people("ann"), people("bob")
+    ann.store.add_contact(bob.key, nick="bob", now=now_ms())
+    bob.store.add_contact(ann.key, nick="ann", now=now_ms())
+
+    async def scenario() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            ann_app = ann.app(host, static=[Target("127.0.0.1", bob.port, bob.peer_id)])
+            bob_app = bob.app(host)
+            async with (
+                ann_app.run_test(size=SIZE) as ann_pilot,
+                bob_app.run_test(size=SIZE) as bob_pilot,
+            ):
+                await until(
+                    ann_pilot, lambda: (sidebar_entry(ann_app, "bob") or "").startswith("● "), "bob"
+                )
+                await open_new_room(ann_app, ann_pilot, "lab")
+                await type_line(ann_pilot, "/invite bob")
+                await until(ann_pilot, lambda: line_with(ann_app, "bob was invited"), "invited")
+                await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
+                await type_line(bob_pilot, "/join lab")
+                await until(bob_pilot, lambda: line_with(bob_app, "You joined #lab"), "joined")
+                await type_line(bob_pilot, "/leave")
+                await until(
+                    ann_pilot, lambda: line_with(ann_app, "bob left the room"), "bob's leaving"
+                )
+                # A new nick: said in the conversation with that person.
+                ann_app.open_conversation(bob.peer_id)
+                await type_line(bob_pilot, "/nick bobby")
+                await until(ann_pilot, lambda: line_with(ann_app, "bob is now bobby"), "the nick")
+                assert any("bob is now bobby" in line.text for line in ann_app.system.log.lines)
+        finally:
+            await host.stop()
+
+    asyncio.run(scenario())
