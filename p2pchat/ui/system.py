@@ -28,6 +28,7 @@ from p2pchat.node.events import (
     PeerDisconnected,
     Presence,
 )
+from p2pchat.ui.people import counted
 from p2pchat.ui.system_log import Kind, SystemLine, SystemLog
 from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.system_pane import SystemPane
@@ -150,7 +151,7 @@ class SystemConsole:
             return (
                 f"system · {found} of {count} lines contain “{self.search}” · /find alone shows all"
             )
-        return f"system · {count} lines · /find TEXT searches them"
+        return f"system · {counted(count, 'line')} · /find TEXT searches them"
 
 
 def _closing_quietly() -> contextlib.suppress:
