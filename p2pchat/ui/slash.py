@@ -417,7 +417,8 @@ def cmd_find(app: ChatApp, args: str) -> None:
     else:
         app.update_title()
     if args and not found:
-        app.notify(f"No system line contains {args!r}; /find alone shows all", system=False)
+        shown = args if len(args) <= 40 else args[:39] + "…"  # a paste can be long
+        app.notify(f"No system line contains “{shown}”; /find alone shows all", system=False)
 
 
 def cmd_system(app: ChatApp, args: str) -> None:

@@ -189,6 +189,7 @@ def test_the_invite_code_is_one_line_and_not_said_copied(
         codes = [line for line in pane_lines(app) if line.startswith("p2pchat:")]
         assert len(codes) == 1  # alone on its line, whole, however wide
         assert app.commands.parse_target(codes[0])
+        assert not any(codes[0] in message for _, message in notifications(app))  # no toast
         everything = " ".join(pane_lines(app) + [m for _, m in notifications(app)])
         assert "copied" not in everything
         assert "Select the line above" in everything
