@@ -657,7 +657,7 @@ class ChatApp(App[None]):
     # ------------------------------------------------------------------ actions
 
     def action_scroll_conversation(self, how: str) -> None:
-        view = self.query_one(ConversationView)
+        view = self.query_one(SystemPane if self.system.is_open else ConversationView)
         getattr(view, f"action_{how}")()
 
     def action_open_system(self) -> None:

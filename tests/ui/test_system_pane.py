@@ -228,3 +228,37 @@ def test_the_palette_and_alt_arrows_reach_the_system_conversation(
         assert app.system.is_open and app.current_room is None
 
     with_app(people("ann"), scenario)
+
+
+def test_page_up_scrolls_the_system_pane_when_it_is_open(
+    people: Callable[[str], Person],  # noqa: F811
+) -> None:
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        await pilot.press("f2")
+        for _ in range(8):
+            await type_line(pilot, "/contacts")  # a few screens of lines
+            await type_line(pilot, "/requests")
+        await pilot.pause()
+        pane = app.query_one(SystemPane)
+        await until(pilot, lambda: pane.max_scroll_y > 0 and pane.scroll_y == pane.max_scroll_y,
+                    "a pane that scrolls, at its end")  # fmt: skip
+        await pilot.press("pageup")
+        await until(pilot, lambda: pane.scroll_y < pane.max_scroll_y, "the pane scrolled up")
+        await pilot.press("ctrl+end")
+        await until(pilot, lambda: pane.scroll_y == pane.max_scroll_y, "back at the end")
+
+    with_app(people("ann"), scenario)
+
+
+def test_the_pane_is_bounded_too(people: Callable[[str], Person]) -> None:  # noqa: F811
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        await pilot.press("f2")
+        for number in range(3 * MAX_LINES):
+            app.system.say(Kind.NOTE, f"note {number}")
+        await pilot.pause()
+        lines = pane_lines(app)
+        assert MAX_LINES <= len(lines) <= MAX_LINES + 100
+        assert lines[-1].endswith(f"note {3 * MAX_LINES - 1}")
+        assert len(app.system.log) == MAX_LINES
+
+    with_app(people("ann"), scenario)

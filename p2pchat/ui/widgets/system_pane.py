@@ -19,6 +19,7 @@ from textual.widgets import Log
 from p2pchat.ui.system_log import MAX_LINES, Kind, SystemLine
 
 _INDENT = " " * len("00:00:00 --> ")
+_SLACK = 100
 
 
 def shown(line: SystemLine) -> str:
@@ -41,17 +42,21 @@ class SystemPane(Log):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(auto_scroll=True, id=id)
+        # Not Log's auto_scroll: it cannot scroll before the next layout shows the
+        # scrollbar, and stops following once it missed the end (see _write).
+        super().__init__(auto_scroll=False, id=id)
         self.search = ""
-        # What is drawn, to wrap it again at a new width: as many lines as the log keeps.
-        self._drawn: deque[SystemLine] = deque(maxlen=MAX_LINES)
+        # What is drawn, to wrap it again at a new width: as many lines as the log keeps,
+        # and up to _SLACK more before the oldest are dropped (one redraw per _SLACK).
+        self._drawn: deque[SystemLine] = deque()
         self._width = 0
 
     def show(self, lines: Iterable[SystemLine], search: str = "") -> None:
         """Redraw with ``lines`` (already narrowed to ``search``), scrolled to the end."""
         self.search = search
-        self._drawn.clear()
-        self._drawn.extend(lines)
+        self._drawn = deque(lines, maxlen=None)
+        while len(self._drawn) > MAX_LINES:
+            self._drawn.popleft()
         self._redraw()
 
     def append(self, lines: Iterable[SystemLine]) -> None:
@@ -59,12 +64,13 @@ class SystemPane(Log):
         wanted = [line for line in lines if line.matches(self.search)]
         if not wanted:
             return
-        if len(self._drawn) + len(wanted) > MAX_LINES:
-            self._drawn.extend(wanted)  # the oldest go: draw again without them
-            self._redraw()
-            return
         self._drawn.extend(wanted)
-        self.write_lines(self._rows(wanted))
+        if len(self._drawn) > MAX_LINES + _SLACK:
+            while len(self._drawn) > MAX_LINES:
+                self._drawn.popleft()
+            self._redraw()  # without the oldest
+            return
+        self._write(self._rows(wanted), follow=self.scroll_y >= self.max_scroll_y)
 
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
@@ -72,8 +78,18 @@ class SystemPane(Log):
 
     def _redraw(self) -> None:
         self.clear()
-        self.write_lines(self._rows(self._drawn))
-        self.scroll_end(animate=False)
+        self._write(self._rows(self._drawn), follow=True)
+
+    def _write(self, rows: list[str], *, follow: bool) -> None:
+        """Add ``rows``; ``follow``: the reader was at the end, and stays there."""
+        self.write_lines(rows)
+        if follow:
+            self._to_end()
+            self.call_after_refresh(self._to_end)  # once the new height is laid out
+
+    def _to_end(self) -> None:
+        # force: whether the pane may scroll is only worked out at the next layout.
+        self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
 
     def _rows(self, lines: Iterable[SystemLine]) -> list[str]:
         """The pane's rows for ``lines``: each wrapped to the width (under its text),
