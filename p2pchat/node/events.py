@@ -158,12 +158,16 @@ class RoomInvited:
 
 @dataclass(frozen=True, slots=True)
 class RoomChanged:
-    """Joined, or the members or key changed."""
+    """Joined, or the members or key changed. ``by``: whose message made the change
+    (our own key for our own commands; empty if not known). A member who is gone and
+    was ``by`` left; a member gone by someone else's key update was removed, or left
+    and the update came before their own notice."""
 
     room: bytes
     name: str
     epoch: int
     members: tuple[bytes, ...]
+    by: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,10 +41,11 @@ def room_lines(
     after: RoomState,
     me: bytes,
     name_of: Callable[[bytes], str],
-    removed_by_me: frozenset[bytes] = frozenset(),
+    by: bytes = b"",
 ) -> list[tuple[Kind, str]]:
     """What a room's change says in its conversation (and how the system pane marks
-    it). ``before`` None: we have just joined or created it."""
+    it). ``before`` None: we have just joined or created it. ``by``: whose message or
+    command made the change (RoomChanged.by)."""
     if before is None:
         others = len(after.members - {me})
         if not others:
@@ -53,12 +54,18 @@ def room_lines(
     lines: list[tuple[Kind, str]] = []
     if after.name != before.name:
         lines.append((Kind.NOTE, f"The room #{before.name} is now called #{after.name}"))
+    inviter = "You" if by == me else name_of(by) if by else ""
     for member in sorted(after.members - before.members, key=name_of):
-        lines.append((Kind.CAME, f"{name_of(member)} was invited into the room"))
-    for member in sorted(before.members - after.members, key=name_of):
-        if member in removed_by_me:
-            lines.append((Kind.WENT, f"You removed {name_of(member)} from the room"))
+        if inviter and by != member:
+            lines.append((Kind.CAME, f"{inviter} invited {name_of(member)} into the room"))
         else:
+            lines.append((Kind.CAME, f"{name_of(member)} was invited into the room"))
+    for member in sorted(before.members - after.members, key=name_of):
+        if by == member:  # their own notice
+            lines.append((Kind.WENT, f"{name_of(member)} left the room"))
+        elif by == me:
+            lines.append((Kind.WENT, f"You removed {name_of(member)} from the room"))
+        else:  # a key update: a removal, or a leave whose own notice is still on its way
             lines.append((Kind.WENT, f"{name_of(member)} left the room, or was removed"))
     return lines
 
@@ -94,7 +101,6 @@ class ConversationNotices:
     def __init__(self, app: ChatApp) -> None:
         self._app = app
         self._rooms = RoomMembers()
-        self._removing: dict[bytes, set[bytes]] = {}  # room → members we asked to remove
 
     def node_up(self) -> None:
         try:
@@ -102,21 +108,14 @@ class ConversationNotices:
         except CommandError:
             return  # no room service: no room lines
 
-    def removing(self, room_id: bytes, member: bytes) -> None:
-        """We asked the node to remove ``member`` from the room (/remove)."""
-        self._removing.setdefault(room_id, set()).add(member)
-
     def node_event(self, event: NodeEvent) -> None:
         if isinstance(event, RoomChanged):
             before, after = self._rooms.changed(event)
-            removing = self._removing.pop(event.room, set())
-            mine = frozenset(removing & (before.members if before else frozenset()))
-            lines = room_lines(before, after, self._app.me, self._app.name_of, mine)
+            lines = room_lines(before, after, self._app.me, self._app.name_of, event.by)
             for kind, text in lines:
                 self._add(event.room, text, kind, f"#{after.name}: ")
         elif isinstance(event, RoomGone):
             self._rooms.gone(event.room)
-            self._removing.pop(event.room, None)
         elif isinstance(event, Presence) and not event.is_self:
             self._presence(event)
 

@@ -335,7 +335,6 @@ def cmd_leave(app: ChatApp, args: str) -> None:
 def cmd_remove(app: ChatApp, args: str) -> None:
     room_id = open_room_id(app)
     peer = decode_peer_id(resolve(app, args))
-    app.conversation_notices.removing(room_id, peer)
     # Said in the room when the node reports the change (a line, not a toast).
     in_node(app, lambda commands: commands.remove_from_room(room_id, peer), "")
 

@@ -67,7 +67,7 @@ class Membership:
     def create(self, name: str) -> Room:
         room = new_room(name, os.urandom(16), os.urandom(32), self._state.me)
         self._save(room)
-        self._state.changed(room)
+        self._state.changed(room, self._state.me)
         return room
 
     def invite(self, room_id: bytes, peer: bytes) -> Room:
@@ -83,7 +83,7 @@ class Membership:
         self._unanswered[(room_id, peer)] = 1
         for member, update in updates:
             self._outbox.send(member, update)
-        state.changed(after)
+        state.changed(after, state.me)
         return after
 
     def join(self, room_id: bytes) -> Room:
@@ -91,7 +91,7 @@ class Membership:
         invitation, inviter = self._invitations.take(room_id)
         room = join(invitation, state.me, inviter)
         self._save(room)
-        state.changed(room)
+        state.changed(room, state.me)
         # Joining is said on the wire by taking part (§15.3): an empty graft asks each
         # member to take us into its tree. Those away learn it when a session opens.
         announcement = RoomGraft(room_id, ())
@@ -116,7 +116,7 @@ class Membership:
         for recipient, update in updates:
             self._outbox.send(recipient, update)
         self._outbox.send(member, notice)
-        self._state.changed(after)
+        self._state.changed(after, self._state.me)
         return after
 
     def _save(self, room: Room) -> None:
@@ -183,7 +183,7 @@ class Membership:
         for member in room.members - after.members:
             self._forget_member(room.room_id, member)
         self._save(after)
-        state.changed(after)
+        state.changed(after, peer)
         self._broadcasts.retry_parked(room.room_id)
         intent = self._intents.get(room.room_id)
         if intent is not None and intent[0] == update.epoch:
@@ -217,7 +217,7 @@ class Membership:
             for member, update in updates:
                 self._outbox.send(member, update)
         self._save(after)
-        state.changed(after)
+        state.changed(after, peer)
 
     # ------------------------------------------------------------------ joined or not
 

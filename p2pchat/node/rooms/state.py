@@ -79,9 +79,11 @@ class RoomState:
             )
             self.store.add_room_key(room.room_id, room.epoch, room.key, room.members)
 
-    def changed(self, room: Room) -> None:
+    def changed(self, room: Room, by: bytes) -> None:
+        """Tell the front ends what ``room`` is now; ``by``: whose message (or command,
+        then our own key) made the change."""
         members = tuple(sorted(room.members))
-        self.emit(RoomChanged(room.room_id, room.name, room.epoch, members))
+        self.emit(RoomChanged(room.room_id, room.name, room.epoch, members, by))
 
     def refuse(self, peer: bytes, error: Exception | str) -> None:
         """Count a refusal and log it, one line per peer per LOG_INTERVAL."""
