@@ -81,10 +81,11 @@ class SystemConsole:
 
     def _added(self, lines: list[SystemLine]) -> None:
         app = self._app
-        if self.is_open:
-            self.log.read()
         with _closing_quietly():
             app.query_one(SystemPane).append(lines)
+            if self.is_open:
+                self.log.read()
+                app.update_title()  # its count
         if any(line.is_error for line in lines) and not self.is_open:
             app.schedule_refresh()  # the sidebar's unread mark
 

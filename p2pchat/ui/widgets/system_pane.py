@@ -38,6 +38,8 @@ class SystemPane(Log):
         background: $background;
         overflow-x: auto;
         overflow-y: auto;
+        /* The wrap width must not change when the scrollbar shows up. */
+        scrollbar-gutter: stable;
     }
     """
 
@@ -70,7 +72,9 @@ class SystemPane(Log):
                 self._drawn.popleft()
             self._redraw()  # without the oldest
             return
-        self._write(self._rows(wanted), follow=self.scroll_y >= self.max_scroll_y)
+        # At the end, or a row short of it: a code line wider than the pane has just
+        # brought the horizontal scrollbar, which took a row after the last jump.
+        self._write(self._rows(wanted), follow=self.scroll_y >= self.max_scroll_y - 1)
 
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
