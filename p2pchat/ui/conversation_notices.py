@@ -93,6 +93,10 @@ class RoomMembers:
     def gone(self, room_id: bytes) -> None:
         self._known.pop(room_id, None)
 
+    def shared_with(self, peer: bytes) -> list[bytes]:
+        """The rooms ``peer`` is a member of."""
+        return [room_id for room_id, state in self._known.items() if peer in state.members]
+
 
 class ConversationNotices:
     """The app's side: node events in, notices out (stored, shown, and in the system
@@ -113,13 +117,17 @@ class ConversationNotices:
             before, after = self._rooms.changed(event)
             lines = room_lines(before, after, self._app.me, self._app.name_of, event.by)
             for kind, text in lines:
-                self._add(event.room, text, kind, f"#{after.name}: ")
+                self._app.system.say(kind, f"#{after.name}: {text}")
+                self._keep(event.room, text)
         elif isinstance(event, RoomGone):
             self._rooms.gone(event.room)
         elif isinstance(event, Presence) and not event.is_self:
             self._presence(event)
 
     def _presence(self, event: Presence) -> None:
+        """A new nick: said with a contact (checked against the nick the store keeps
+        for it, so also after a restart) and in the rooms shared with them (for a
+        member who is not a contact, against the nick seen before in this run)."""
         app = self._app
         try:
             before = app.commands.remember_nick(event.peer, event.nick)
@@ -127,13 +135,22 @@ class ConversationNotices:
             if disk_fault(error) is None:
                 raise
             return  # the disk is full: said in the top bar; the change is said later
-        if before is not None:
-            self._add(event.peer, f"{before} is now {event.nick}", Kind.NOTE, "")
-            app.schedule_refresh()  # the sidebar shows the new name
+        where = [event.peer] if before is not None else []
+        if before is None:
+            seen = app.seen.get(encode_peer_id(event.peer))
+            if seen is not None and seen.nick and event.nick and seen.nick != event.nick:
+                before = seen.nick
+        if before is None:
+            return
+        text = f"{before} is now {event.nick}"
+        app.system.say(Kind.NOTE, text)
+        for conversation in [*where, *self._rooms.shared_with(event.peer)]:
+            self._keep(conversation, text)
+        app.schedule_refresh()  # the sidebar shows the new name
 
-    def _add(self, conversation: bytes, text: str, kind: Kind, where: str) -> None:
+    def _keep(self, conversation: bytes, text: str) -> None:
+        """Keep ``text`` as a notice of ``conversation``; show it if that is open."""
         app = self._app
-        app.system.say(kind, where + text)
         try:
             notice = app.commands.add_notice(conversation, text)
         except CommandError as error:

@@ -116,15 +116,20 @@ def test_joins_leaves_and_a_new_nick_are_lines(people: Callable[[str], Person]) 
                 await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
                 await type_line(bob_pilot, "/join lab")
                 await until(bob_pilot, lambda: line_with(bob_app, "You joined #lab"), "joined")
+                # A new nick: said in the room shared with that person...
+                await type_line(bob_pilot, "/nick bobby")
+                await until(
+                    ann_pilot, lambda: line_with(ann_app, "bob is now bobby"), "in the room"
+                )
                 await type_line(bob_pilot, "/leave")
                 # bob's own notice says he left: not "or was removed".
-                await until(ann_pilot, lambda: line_with(ann_app, "bob left the room"), "the leave")
-                assert "removed" not in (line_with(ann_app, "bob left the room") or "")
-                # A new nick: said in the conversation with that person.
+                await until(ann_pilot, lambda: line_with(ann_app, "bobby left the room"), "leave")
+                assert "removed" not in (line_with(ann_app, "bobby left the room") or "")
+                # ... and in the conversation with them, once in the system conversation.
                 ann_app.open_conversation(bob.peer_id)
-                await type_line(bob_pilot, "/nick bobby")
                 await until(ann_pilot, lambda: line_with(ann_app, "bob is now bobby"), "the nick")
-                assert any("bob is now bobby" in line.text for line in ann_app.system.log.lines)
+                said = [line for line in ann_app.system.log.lines if "is now bobby" in line.text]
+                assert len(said) == 1
         finally:
             await host.stop()
 
