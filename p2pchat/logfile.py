@@ -22,6 +22,7 @@ from typing import TextIO
 from p2pchat.diskfaults import DiskHealth, disk_fault
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+UI_LOG_FILE = "p2pchat.log"  # the chat window's log, in the profile
 
 
 class _DiskSafe(logging.Handler):

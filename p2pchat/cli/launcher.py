@@ -18,10 +18,8 @@ from p2pchat.cli.common import (
     set_nick,
 )
 from p2pchat.errors import ProfileError
-from p2pchat.logfile import log_to_file
+from p2pchat.logfile import UI_LOG_FILE, log_to_file
 from p2pchat.profile import Profile, ProfileLock
-
-UI_LOG_FILE = "p2pchat.log"
 
 
 def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:

@@ -15,17 +15,21 @@ sidebar's people (``people.py``) and the trio host (``host.py``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import trio
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
@@ -57,6 +61,7 @@ from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile
 from p2pchat.ui import bars, slash
 from p2pchat.ui.conversation_notices import ConversationNotices
+from p2pchat.ui.crash import Crashes
 from p2pchat.ui.host import EventBridge, NodeHost
 from p2pchat.ui.mentions import mentions
 from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
@@ -83,6 +88,8 @@ from p2pchat.ui.widgets.sidebar import Sidebar
 from p2pchat.ui.widgets.system_pane import SystemPane
 
 log = logging.getLogger("p2pchat.ui")
+
+NODE_GOODBYE_WAIT = 30.0  # seconds the closing window waits for the node's goodbye
 
 
 class ChatApp(App[None]):
@@ -144,7 +151,13 @@ class ChatApp(App[None]):
         self._host = host
         self._owns_host = host is None
         self._ask_nick = ask_nick
-        self._node_scope: trio.CancelScope | None = None
+        # Set to end the node's life: its body returns, so the node leaves the mesh with
+        # its tasks still running (a cancelled scope around it would cancel the sending
+        # of its own goodbye).
+        self._node_stop = trio.Event()
+        self._node_spawned = False
+        self._node_stopped = asyncio.Event()  # _run_node has ended (the goodbye is said)
+        self.crashes = Crashes(self)
         self._peer: str | None = None  # the open conversation
         self._room: str | None = None  # or the open room (hex id)
         self._seen: dict[str, Seen] = {}
@@ -225,31 +238,37 @@ class ChatApp(App[None]):
         if not self._host.running:
             await self._host.start()
         self._host.spawn(self._run_node)
+        self._node_spawned = True
 
     async def _run_node(self) -> None:
         """Inside trio: the node's whole life, its events forwarded to the UI."""
+        stop = self._node_stop
         try:
-            with trio.CancelScope() as scope:
-                self._node_scope = scope
-                async with (
-                    open_node(self.profile.identity, self.settings) as node,
-                    trio.open_nursery() as nursery,
-                ):
-                    # Like the daemon: other commands of this profile reach this node.
-                    service = NodeService(
-                        self.profile,
-                        node,
-                        on_quit=self._quit_from_api,
-                        on_change=self._changed_elsewhere,
-                    )
-                    await nursery.start(service.serve)
-                    self.post_message(NodeUp(node))
-                    await self._events.pump(node.events, also=service.observe)
+            if stop.is_set():
+                return  # the window closed before the node started
+            async with (
+                open_node(self.profile.identity, self.settings) as node,
+                trio.open_nursery() as nursery,
+            ):
+                # Like the daemon: other commands of this profile reach this node.
+                service = NodeService(
+                    self.profile,
+                    node,
+                    on_quit=self._quit_from_api,
+                    on_change=self._changed_elsewhere,
+                )
+                await nursery.start(service.serve)
+                self.post_message(NodeUp(node))
+                nursery.start_soon(partial(self._events.pump, node.events, also=service.observe))
+                await stop.wait()
+                nursery.cancel_scope.cancel()  # the service and the pump; then the goodbye
         except OSError as error:
             self.post_message(NodeFailed(f"cannot listen: {error.strerror or error}"))
         except Exception as error:  # shown, not only logged: the window must not lie
             log.exception("the node stopped")
             self.post_message(NodeFailed(f"the node stopped: {error}"))
+        finally:
+            self._node_stopped.set()
 
     def _quit_from_api(self) -> None:
         """The API's ``quit`` (``{"cmd": "quit"}`` on the control socket) closes the window."""
@@ -263,13 +282,33 @@ class ChatApp(App[None]):
             self.call_later(self._resync)
 
     async def on_unmount(self) -> None:
-        host, scope = self._host, self._node_scope
+        host = self._host
         if host is None:
             return
-        if scope is not None:
-            host.call(scope.cancel)
+        if self._node_spawned:
+            host.call(self._node_stop.set)
+            # The node leaves the mesh (goodbye) before the store is closed behind us.
+            try:
+                await asyncio.wait_for(self._node_stopped.wait(), NODE_GOODBYE_WAIT)
+            except TimeoutError:
+                log.error("the node did not stop within %s s", NODE_GOODBYE_WAIT)
         if self._owns_host:
             await host.stop()
+
+    # ------------------------------------------------------------------ errors
+
+    async def _dispatch_message(self, message: Message) -> None:
+        # Textual stops the app's message loop at a handler's exception, and the app with
+        # it (and the node): a failed handler of ours is logged and said instead.
+        try:
+            await super()._dispatch_message(message)
+        except Exception as error:
+            if isinstance(message, events.Compose | events.Mount):
+                raise  # no window to go on with
+            self.crashes.handler_failed(error)
+
+    def _handle_exception(self, error: Exception) -> None:
+        self.crashes.uncaught(error)  # not Textual's full-screen traceback
 
     # ------------------------------------------------------------------ node events
 
@@ -615,13 +654,13 @@ class ChatApp(App[None]):
         """Run ``function(*args)`` inside trio, where the node lives, soon."""
         self.require_node()
         assert self._host is not None
-        self._host.call(function, *args)
+        self._host.call(self.crashes.guarded(function), *args)
 
     def spawn_in_node(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start ``function(*args)`` as a task inside trio, beside the node."""
         self.require_node()
         assert self._host is not None
-        self._host.spawn(function, *args)
+        self._host.spawn(self.crashes.guarded_task(function), *args)
 
     def run_line(self, line: str) -> None:
         """Run a composer line (a command, from the palette) as if it had been typed."""
