@@ -118,7 +118,9 @@ def update_topbar(app: ChatApp) -> None:
     bar = app.query_one("#topbar", Static)
     width = max(1, app.size.width - len(left) - len(right) - 4)  # 2 for padding
     bar.update(Text(f"{left} {'─' * width} {right}"))
-    if app.current_peer is not None:
+    # The title counts who is online too (a person's state, a room's "2 online"): it is
+    # redrawn with the top bar, on every presence change.
+    if app.current_peer is not None or app.current_room is not None:
         update_title(app)
 
 

@@ -130,7 +130,7 @@ def test_verify_dialog_texts() -> None:
             assert "Compare these numbers with [b]bob[/b]" in text_of(screen, "#explain")
             fingerprints = text_of(screen, "#fingerprints")
             assert fingerprints == f"yours:  {fingerprint(ALICE)}\ntheirs: {fingerprint(BOB)}"
-            assert str(screen.query_one("#mark", Button).label) == "Mark as verified"
+            assert str(screen.query_one("#mark", Button).label) == "Mark as verified (M)"
             assert str(screen.query_one("#cancel", Button).label) == "Not now"
             assert not screen.query("#state")
             assert screen.focused is screen.query_one("#cancel", Button)
@@ -175,6 +175,30 @@ def test_enter_on_the_default_focus_changes_nothing() -> None:
     asyncio.run(scenario())
 
 
+def test_the_dialog_says_what_enter_does_and_m_marks() -> None:
+    """Enter closes without a change (a stray Enter must not verify), so the focused
+    button is styled as the default one and a line says so; M marks."""
+
+    async def scenario() -> None:
+        app = Host(verify_screen())
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            screen = app.modal
+            focused = screen.focused
+            assert isinstance(focused, Button) and str(focused.label) == "Not now"
+            assert focused.variant == "primary"
+            assert screen.query_one("#mark", Button).variant != "primary"
+            keys = text_of(screen, "#keys")
+            assert "Enter" in keys and "nothing changes" in keys and "M marks" in keys
+            region = screen.query_one("#keys").region
+            assert region.bottom <= 24 and region.height > 0
+            await pilot.press("m")
+            await pilot.pause()
+            assert app.result is True
+
+    asyncio.run(scenario())
+
+
 def test_already_verified_offers_to_undo() -> None:
     async def scenario() -> None:
         app = Host(verify_screen(verified=True))
@@ -183,7 +207,7 @@ def test_already_verified_offers_to_undo() -> None:
             screen = app.modal
             assert text_of(screen, "#state") == "You have already verified bob."
             assert not screen.query("#mark")
-            assert str(screen.query_one("#unmark", Button).label) == "Mark as not verified"
+            assert str(screen.query_one("#unmark", Button).label) == "Mark as not verified (M)"
             assert await pilot.click("#unmark")
             await pilot.pause()
             assert app.result is False

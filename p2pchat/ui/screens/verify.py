@@ -2,6 +2,9 @@
 
 Two people compare the number (read aloud, or scan the QR code) to be sure that no one
 sits between them. The dialog only shows and asks; whoever pushes it records the result.
+
+A stray Enter must never mark anyone verified, so the focus rests on "Not now"; the
+dialog says so in words (and that M marks), rather than looking as if Enter would.
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ class VerifyScreen(ModalScreen[bool | None]):
     when nothing should change.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Not now")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Not now"),
+        Binding("m", "mark", "Mark"),
+    ]
 
     DEFAULT_CSS = """
     VerifyScreen {
@@ -107,8 +113,13 @@ class VerifyScreen(ModalScreen[bool | None]):
     VerifyScreen #scan-hint, VerifyScreen #fingerprints, VerifyScreen #state {
         margin-top: 1;
     }
-    VerifyScreen #scan-hint, VerifyScreen #fingerprints {
+    VerifyScreen #scan-hint, VerifyScreen #fingerprints, VerifyScreen #keys {
         color: $text-muted;
+    }
+    VerifyScreen #keys {
+        width: 1fr;
+        height: auto;
+        content-align: left middle;
     }
     VerifyScreen #state {
         color: $success;
@@ -165,11 +176,14 @@ class VerifyScreen(ModalScreen[bool | None]):
                                 markup=False,
                             )
             with Horizontal(id="buttons"):
+                what = "not verified" if self.verified else "verified"
+                yield Static(f"M marks as {what}; Enter or Esc closes, nothing changes", id="keys")
                 if self.verified:
-                    yield Button("Mark as not verified", variant="warning", id="unmark")
+                    yield Button("Mark as not verified (M)", variant="warning", id="unmark")
                 else:
-                    yield Button("Mark as verified", variant="success", id="mark")
-                yield Button("Not now", id="cancel")
+                    yield Button("Mark as verified (M)", variant="success", id="mark")
+                # The focused button, and styled as the default one: it is what Enter does.
+                yield Button("Not now", variant="primary", id="cancel")
 
     def on_mount(self) -> None:
         # Focus "Not now": a stray Enter must never verify anyone.
@@ -186,3 +200,6 @@ class VerifyScreen(ModalScreen[bool | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_mark(self) -> None:
+        self.dismiss(not self.verified)
