@@ -224,7 +224,7 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
         if contact is not None and not args.json:
             print(f"{contact['nick'] or line_id(contact['id'])} is now a contact")
         if known.unsaved:
-            print(f"p2pchat: verified, but {known.path} could not be saved (is the disk "
+            print(f"p2pchat: proven, but {known.path} could not be saved (is the disk "
                   "full?): it is not remembered", file=sys.stderr)  # fmt: skip
         elif not args.json:
             print("remembered: the node will reconnect to it at start")
@@ -238,7 +238,7 @@ def _print_connected(answer: dict[str, Any], as_json: bool) -> int:
     if as_json:
         print_json({k: v for k, v in answer.items() if k not in ("event", "tag")})
     elif answer["state"] == "verified":
-        print(f"verified: {answer['id']} at {answer['address']}")
+        print(f"proven: {answer['id']} at {answer['address']}")
         if answer["contact"]:
             print("it is a contact: the node keeps in touch with it")
     else:
@@ -283,7 +283,8 @@ def cmd_peers(profile: Profile, args: argparse.Namespace) -> int:
         )
     else:
         for peer in found:
-            mark = "verified" if peer["verified"] else "unverified"
+            # "proven": a handshake showed the id; "verified" is for compared safety numbers
+            mark = "proven" if peer["verified"] else "not proven"
             nick = peer["nick"] or "(no nick)"
             print(
                 f"{nick:<20} {peer['status'] or '-':<6} {mark:<10} {peer['id']}  "

@@ -110,7 +110,7 @@ async def _dial_peer(
         name = f"{target.nick} ({line_id(peer_id)})" if target.nick else line_id(peer_id)
         report(
             "verified",
-            f"verified: {name} at {target.address} ({target.source})",
+            f"proven: {name} at {target.address} ({target.source})",
             id=peer_id,
             nick=target.nick,
             status=None,

@@ -114,7 +114,7 @@ async def _verify(
         proven[peer.instance] = (peer.addresses, peer.port)
         if on_verified is not None and result.address is not None:
             on_verified(peer.peer_id, result.address, peer.nick)
-        report("verified", f"verified: {describe(peer)}", **peer_fields(peer, verified=True))
+        report("verified", f"proven: {describe(peer)}", **peer_fields(peer, verified=True))
     elif result.verdict is Verdict.REFUSED:
         refused[peer.instance] = (peer.addresses, peer.port)
         why = "it talks to its contacts only" if result.code == "contacts-only" else "refused"

@@ -4,8 +4,8 @@ Pure: built from the store's rows and the node's presence, no Textual. Names fol
 one rule everywhere (a contact's petname, else the nick it announces, else a short id),
 and a nick that two identities use is flagged, never silently merged.
 
-NEARBY lists only peers the node has *proven* (a session, or a handshake that verified
-their announcement). Anyone can make up identities and gossip their records, so a peer
+NEARBY lists only peers the node has *proven* (a session, or a handshake that proved
+their announcement; "verified" is kept for a safety number compared in person). Anyone can make up identities and gossip their records, so a peer
 only gossip vouches for is not shown as if it were in the room: the section counts
 them instead (:func:`hearsay_count`).
 """
@@ -42,7 +42,7 @@ class Seen:
     nick: str
     status: Status
     status_text: str = ""
-    proven: bool = False  # a session or a verified handshake, not just gossip
+    proven: bool = False  # a session or a handshake showed it, not just gossip
 
 
 @dataclass(frozen=True, slots=True)

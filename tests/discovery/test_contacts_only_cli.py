@@ -60,7 +60,7 @@ def test_invite_connect_and_ping_through_the_running_nodes(
 
     joined = cli(tmp_path / "b", "connect", invite["invite"])
     assert joined.returncode == 0, joined.stderr
-    assert f"verified: {ann.id} at {ann.address}" in joined.stdout
+    assert f"proven: {ann.id} at {ann.address}" in joined.stdout
     assert "it is a contact" in joined.stdout
     ann.wait_for("connected", id=bob.id)  # bob's node joined ann's right away
 

@@ -41,7 +41,7 @@ def test_invite_and_connect(tmp_path: Path, nodes: list[Node]) -> None:
     assert invite["id"] == alice.id and invite["addresses"] == [alice.address]
     joined = cli(tmp_path / "c", "connect", invite["invite"])
     assert joined.returncode == 0, joined.stderr
-    assert "verified: alice" in joined.stdout
+    assert "proven: alice" in joined.stdout
     remembered = json.loads((tmp_path / "c" / "peers.json").read_text())
     assert remembered[alice.id]["addresses"] == [alice.address]
     carol = Node(tmp_path / "c", *NO_MDNS)

@@ -113,13 +113,8 @@ class VerifyScreen(ModalScreen[bool | None]):
     VerifyScreen #scan-hint, VerifyScreen #fingerprints, VerifyScreen #state {
         margin-top: 1;
     }
-    VerifyScreen #scan-hint, VerifyScreen #fingerprints, VerifyScreen #keys {
+    VerifyScreen #scan-hint, VerifyScreen #fingerprints {
         color: $text-muted;
-    }
-    VerifyScreen #keys {
-        width: 1fr;
-        height: auto;
-        content-align: left middle;
     }
     VerifyScreen #state {
         color: $success;
@@ -150,6 +145,9 @@ class VerifyScreen(ModalScreen[bool | None]):
         dialog = Vertical(id="dialog")
         # The title sits in the border so the whole dialog still fits in 80x24.
         dialog.border_title = Content(f"Verify {name}")
+        # What the keys do, in the border too: it takes no room from the number.
+        what = "not verified" if self.verified else "verified"
+        dialog.border_subtitle = Content(f"M marks as {what} · Enter or Esc: no change")
         with dialog:
             with VerticalScroll(id="body"):
                 yield Static(
@@ -176,8 +174,6 @@ class VerifyScreen(ModalScreen[bool | None]):
                                 markup=False,
                             )
             with Horizontal(id="buttons"):
-                what = "not verified" if self.verified else "verified"
-                yield Static(f"M marks as {what}; Enter or Esc closes, nothing changes", id="keys")
                 if self.verified:
                     yield Button("Mark as not verified (M)", variant="warning", id="unmark")
                 else:
