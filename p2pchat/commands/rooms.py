@@ -55,6 +55,16 @@ class RoomCommands(CommandContext):
                 invitations,
             )
 
+    def shared_rooms(self, peer: bytes) -> list[str]:
+        """The names of the joined rooms ``peer`` is a member of (empty without a node):
+        how a stranger who writes to us may know us."""
+        if self.node is None or self.node.rooms is None:
+            return []
+        return sorted(
+            (room.name for room in self.node.rooms.rooms.values() if peer in room.members),
+            key=str.casefold,
+        )
+
     def stored_rooms(self) -> list[RoomRow]:
         """Every room the store knows, joined or an invitation (works without a node)."""
         with readable_errors():

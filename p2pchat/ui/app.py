@@ -397,10 +397,7 @@ class ChatApp(App[None]):
             self.schedule_refresh()
             self.update_title()
         elif isinstance(event, ContactRequest):
-            self.notify(
-                f"{event.nick or 'someone'} wants to talk: /accept or /block",
-                title="Contact request",
-            )
+            self._notices.request(event)
             self.schedule_refresh()
         elif isinstance(event, Presence) and not event.is_self:
             seen = _seen(event)
@@ -495,8 +492,10 @@ class ChatApp(App[None]):
             )
             for row in self._remember_names(commands.stored_rooms())
         ]
+        requests = commands.requests()
+        shared = {encode_peer_id(r.peer): commands.shared_rooms(r.peer) for r in requests}
         self._entries = build_entries(
-            commands.contacts(), commands.requests(), self._seen.values(), unread, rooms
+            commands.contacts(), requests, self._seen.values(), unread, rooms, shared
         )
         sidebar = self.query_one(Sidebar)
         sidebar.current = SYSTEM_ID if self.system.is_open else self._room or self._peer

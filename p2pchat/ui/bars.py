@@ -21,7 +21,7 @@ from p2pchat.commands import CommandError
 from p2pchat.diskfaults import DISK_FULL
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
 from p2pchat.node.events import DiskTrouble
-from p2pchat.ui.people import PRESENCE_MARKS, PRESENCE_WORDS, Section, counted
+from p2pchat.ui.people import PRESENCE_MARKS, PRESENCE_WORDS, Section, counted, member_of
 
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
@@ -65,6 +65,8 @@ def update_title(app: ChatApp) -> None:
     if seen and seen.status_text:
         parts.append(f'"{seen.status_text}"')
     if entry is not None and entry.section is Section.REQUESTS:
+        if entry.rooms:
+            parts.append(member_of(entry.rooms))
         parts.append("wants to talk: /accept or /block")
     elif entry is None or entry.section is Section.NEARBY:
         key_print = fingerprint(decode_peer_id(peer_id))

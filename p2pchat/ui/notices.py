@@ -15,7 +15,8 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
-from p2pchat.node.events import MessageIn
+from p2pchat.node.events import ContactRequest, MessageIn
+from p2pchat.ui.people import member_of
 
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
@@ -60,6 +61,15 @@ class Notices:
         self.bell()
         if self._desktop:
             self._desktop_notify(name, preview)
+
+    def request(self, event: ContactRequest) -> None:
+        """A stranger's first message; one we share a room with is said to be one."""
+        app = self._app
+        who = event.nick or "someone"
+        known = member_of(app.commands.shared_rooms(event.peer))
+        if known:
+            who = f"{who}, {known},"
+        app.notify(f"{who} wants to talk: /accept or /block", title="Contact request")
 
     def room_message(self, room_id: bytes, title: str, text: str) -> None:
         """A toast for a message in a room that is not open."""

@@ -5,16 +5,20 @@ one rule everywhere (a contact's petname, else the nick it announces, else a sho
 and a nick that two identities use is flagged, never silently merged.
 
 NEARBY lists only peers the node has *proven* (a session, or a handshake that proved
-their announcement; "verified" is kept for a safety number compared in person). Anyone can make up identities and gossip their records, so a peer
-only gossip vouches for is not shown as if it were in the room: the section counts
-them instead (:func:`hearsay_count`).
+their announcement; "verified" is kept for a safety number compared in person). Anyone
+can make up identities and gossip their records, so a peer only gossip vouches for is
+not shown as if it were in the room: the section counts them instead
+(:func:`hearsay_count`).
+
+A request from someone we share a room with says so (:func:`member_of`): it is still a
+request (a room's members were let in by any member, not by us), but not a stranger's.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from p2pchat.chat.names import person_name, shown_name
 from p2pchat.commands import Contact, Request
@@ -56,6 +60,7 @@ class Entry:
     verified: bool = False
     blocked: bool = False
     clash: bool = False  # another identity shows the same name
+    rooms: tuple[str, ...] = ()  # a request: the rooms we share with them
 
     @property
     def key(self) -> str:
@@ -102,9 +107,11 @@ def build_entries(
     seen: Iterable[Seen],
     unread: dict[str, int],
     rooms: Iterable[RoomLine] = (),
+    shared: Mapping[str, list[str]] | None = None,
 ) -> list[Entry]:
     """The sidebar, section by section: contacts (online first, then by name), pending
-    requests (oldest first), and nearby proven peers that are neither (by name)."""
+    requests (oldest first; ``shared`` names the rooms we share with each, by peer id),
+    and nearby proven peers that are neither (by name)."""
     seen_by_id = {s.peer_id: s for s in seen}
     entries: list[Entry] = []
     contact_ids: set[str] = set()
@@ -146,6 +153,7 @@ def build_entries(
                 name,
                 presence.status if presence else "offline",
                 unread=unread.get(peer_id, 0),
+                rooms=tuple((shared or {}).get(peer_id, ())),
             )
         )
     nearby = [
@@ -179,20 +187,17 @@ def _flag_clashes(entries: list[Entry]) -> list[Entry]:
     clashing = {name for name, ids in owners.items() if len(ids) > 1}
     if not clashing:
         return entries
-    return [
-        Entry(
-            e.section,
-            e.peer_id,
-            e.name,
-            e.status,
-            e.status_text,
-            e.unread,
-            e.verified,
-            e.blocked,
-            e.name.casefold() in clashing,
-        )
-        for e in entries
-    ]
+    return [replace(e, clash=e.name.casefold() in clashing) for e in entries]
+
+
+def member_of(rooms: Iterable[str]) -> str:
+    """``a member of #lab`` (or ``of #lab and #ops``): why a stranger who writes may be
+    someone we know; empty when we share no room."""
+    names = [f"#{name}" for name in rooms]
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"a member of {listed}"
 
 
 def jump_targets(entries: Iterable[Entry]) -> list[Entry]:

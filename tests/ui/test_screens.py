@@ -190,7 +190,8 @@ def test_the_dialog_says_what_enter_does_and_m_marks() -> None:
             assert screen.query_one("#mark", Button).variant != "primary"
             keys = screen.query_one("#dialog").border_subtitle
             assert keys is not None
-            assert Content.from_markup(keys).plain == "M marks as verified · Enter or Esc: no change"
+            hint = Content.from_markup(keys).plain
+            assert hint == "M marks as verified · Enter or Esc: no change"
             await pilot.press("m")
             await pilot.pause()
             assert app.result is True

@@ -89,6 +89,8 @@ class Sidebar(OptionList):
             badges += " (new)"
         if entry.status == "invited":
             badges += " (invited)"
+        if entry.rooms:  # a request from someone in a room with us
+            badges += " (" + ", ".join(f"#{name}" for name in entry.rooms) + ")"
         label.append(badges, style="dim")
         if entry.unread:
             count = str(entry.unread) if entry.unread < 1000 else "999+"
