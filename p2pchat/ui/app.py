@@ -31,6 +31,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.timer import Timer, TimerCallback
 from textual.widgets import Footer, Static
 
 from p2pchat.api.service import NodeService
@@ -309,6 +310,29 @@ class ChatApp(App[None]):
 
     def _handle_exception(self, error: Exception) -> None:
         self.crashes.uncaught(error)  # not Textual's full-screen traceback
+
+    def set_timer(
+        self,
+        delay: float,
+        callback: TimerCallback | None = None,
+        *,
+        name: str | None = None,
+        pause: bool = False,
+    ) -> Timer:
+        guarded = None if callback is None else self.crashes.timer_callback(callback)
+        return super().set_timer(delay, guarded, name=name, pause=pause)
+
+    def set_interval(
+        self,
+        interval: float,
+        callback: TimerCallback | None = None,
+        *,
+        name: str | None = None,
+        repeat: int = 0,
+        pause: bool = False,
+    ) -> Timer:
+        guarded = None if callback is None else self.crashes.timer_callback(callback)
+        return super().set_interval(interval, guarded, name=name, repeat=repeat, pause=pause)
 
     # ------------------------------------------------------------------ node events
 

@@ -5,9 +5,10 @@ traceback; for us that would also take the node off the network without a goodby
 leave nothing in ``p2pchat.log``. Here every such exception is logged with its
 traceback and said in one line, and:
 
-- a failed handler of the window itself, a failed worker, or a UI command that failed
-  inside the node is *survived*: the window goes on (one toast, at most one every few
-  seconds, so a handler that fails on every event cannot bury the screen);
+- a failed handler of the window itself, a failed worker, a timer's callback of the
+  app, or a UI command that failed inside the node is *survived*: the window goes on
+  (one toast, at most one every few seconds, so a handler that fails on every event
+  cannot bury the screen);
 - anything else (a widget's or a dialog's message loop has stopped, so part of the
   window no longer reacts) ends the app *cleanly*: its unmount stops the node, which
   leaves the mesh and says goodbye, and the one line is printed on the terminal.
@@ -15,6 +16,7 @@ traceback and said in one line, and:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual.timer import TimerCallback
 from textual.worker import WorkerFailed
 
 from p2pchat.diskfaults import disk_fault
@@ -98,6 +101,20 @@ class Crashes:
             f"the node left the network cleanly. Details: {self.log_file}"
         )
         self._app.exit(return_code=1, message=Text(self.farewell))
+
+    def timer_callback(self, callback: TimerCallback) -> TimerCallback:
+        """A timer's callback that survives its own exception (Textual would end the
+        app): logged and said, and the timer goes on."""
+
+        async def run() -> None:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                self.handler_failed(error)
+
+        return run
 
     def guarded(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """``function`` as the node host should run it: an exception is logged and said

@@ -130,6 +130,26 @@ def test_a_failed_worker_is_survived(
     assert "in failing" in path.read_text()
 
 
+def test_a_failing_timer_is_survived(
+    people: Callable[[str], Person],  # noqa: F811
+    log_file: Callable[[Person], Path],
+) -> None:
+    ann = people("ann")
+    path = log_file(ann)
+
+    def tick() -> None:
+        raise KeyError("a bug in a timer")
+
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        app.set_timer(0.01, tick)
+        await until(pilot, lambda: app.crashes.survived, "the error")
+        await pilot.pause()
+        assert app.is_running and app.node is not None and app.return_code is None
+
+    with_app(ann, scenario)
+    assert "in tick" in path.read_text()
+
+
 @pytest.mark.slow
 def test_a_broken_widget_ends_the_app_cleanly_and_peers_see_it_leave(
     people: Callable[[str], Person],  # noqa: F811
