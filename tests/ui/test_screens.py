@@ -13,6 +13,7 @@ from p2pchat.identity import fingerprint, safety_number
 from p2pchat.ui.commands import COMMANDS
 from p2pchat.ui.screens.help import HelpScreen
 from p2pchat.ui.screens.verify import VerifyScreen, number_rows, qr_lines
+from tests.ui.screen_text import screen_lines
 
 ALICE = hashlib.sha256(b"alice").digest()
 BOB = hashlib.sha256(b"bob").digest()
@@ -286,6 +287,22 @@ def test_help_closes(key: str) -> None:
             await pilot.pause()
             assert app.result is None
             assert app.screen is not app.modal
+
+    asyncio.run(scenario())
+
+
+def test_help_wraps_each_description_in_its_own_column_at_60_columns() -> None:
+    async def scenario() -> None:
+        app = Host(HelpScreen(KEYS))
+        async with app.run_test(size=(60, 20)) as pilot:
+            await pilot.pause()
+            visible = app.modal.query_one("#body").region
+            table = app.modal.query_one("#commands").region.intersection(visible)
+            drawn = screen_lines(app)[table.y : table.bottom]
+            rows = [line[table.x : table.right] for line in drawn]
+            assert len(rows) > 3
+            # A row starts with a command, or continues the text beside the one above.
+            assert all(row.startswith(("/", " ")) for row in rows), rows
 
     asyncio.run(scenario())
 
