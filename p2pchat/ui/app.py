@@ -156,7 +156,7 @@ class ChatApp(App[None]):
         # its tasks still running (a cancelled scope around it would cancel the sending
         # of its own goodbye).
         self._node_stop = trio.Event()
-        self._node_spawned = False
+        self._node_started = False  # _run_node began (so it will set _node_stopped)
         self._node_stopped = asyncio.Event()  # _run_node has ended (the goodbye is said)
         self.crashes = Crashes(self)
         self._peer: str | None = None  # the open conversation
@@ -239,11 +239,11 @@ class ChatApp(App[None]):
         if not self._host.running:
             await self._host.start()
         self._host.spawn(self._run_node)
-        self._node_spawned = True
 
     async def _run_node(self) -> None:
         """Inside trio: the node's whole life, its events forwarded to the UI."""
         stop = self._node_stop
+        self._node_started = True
         try:
             if stop.is_set():
                 return  # the window closed before the node started
@@ -286,8 +286,9 @@ class ChatApp(App[None]):
         host = self._host
         if host is None:
             return
-        if self._node_spawned:
-            host.call(self._node_stop.set)
+        if host.running:
+            host.call(self._node_stop.set)  # also if the node has yet to start
+        if self._node_started and host.running:
             # The node leaves the mesh (goodbye) before the store is closed behind us.
             try:
                 await asyncio.wait_for(self._node_stopped.wait(), NODE_GOODBYE_WAIT)
