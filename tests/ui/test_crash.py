@@ -196,3 +196,39 @@ def test_a_broken_widget_ends_the_app_cleanly_and_peers_see_it_leave(
     asyncio.run(main())
     text = path.read_text()
     assert "Traceback (most recent call last)" in text and "a bug in a widget" in text
+
+
+@pytest.mark.slow
+def test_quitting_the_window_says_goodbye(people: Callable[[str], Person]) -> None:  # noqa: F811
+    """Ctrl+Q: peers hear that the node left, at once, not that it went silent (a
+    cancelled scope around the node used to cancel the sending of its goodbye too)."""
+    ann, bob = people("ann"), people("bob")
+    ann.store.add_contact(bob.key, petname="bob", now=now_ms())
+    bob.store.add_contact(ann.key, petname="ann", now=now_ms())
+
+    async def main() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            ann_app = ann.app(host, static=[Target("127.0.0.1", bob.port, bob.peer_id)])
+            bob_app = bob.app(host)
+            async with bob_app.run_test(size=SIZE) as bob_pilot:
+                async with ann_app.run_test(size=SIZE) as ann_pilot:
+                    await until(
+                        bob_pilot,
+                        lambda: (sidebar_entry(bob_app, "ann") or "").startswith("● "),
+                        "ann online at bob",
+                    )
+                    await ann_pilot.press("ctrl+q")
+
+                def ann_left() -> bool:
+                    return any(
+                        p.presence.peer == ann.key and p.presence.state == "left"
+                        for p in bob_app.commands.peers()
+                    )
+
+                await until(bob_pilot, ann_left, "ann's goodbye at bob")
+        finally:
+            await host.stop()
+
+    asyncio.run(main())
