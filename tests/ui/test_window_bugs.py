@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from p2pchat.discovery.known import Target
@@ -122,3 +123,14 @@ def test_nothing_peeks_out_beside_the_welcome_dialog(people: Callable[[str], Per
             await host.stop()
 
     asyncio.run(main())
+
+
+def test_the_sidebars_border_runs_the_whole_height(people: Callable[[str], Person]) -> None:  # noqa: F811
+    # Seen in tmux: with three entries the sidebar's right border stopped after them and
+    # the conversation's lines seemed to run on under the sidebar.
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        sidebar = app.query_one("#sidebar")
+        columns = app.query_one("#columns")
+        assert sidebar.region.height == columns.region.height > 10
+
+    with_app(people("ann"), scenario)

@@ -23,7 +23,7 @@ from p2pchat.ui.people import PRESENCE_MARKS, counted
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
 
-WIDE = 100  # columns from which the panel shows by itself
+WIDE = 120  # columns from which the panel shows by itself: the conversation keeps 68
 _STYLES = {"avail": "green", "away": "yellow", "dnd": "red"}
 
 
