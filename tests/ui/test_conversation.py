@@ -19,7 +19,12 @@ from textual.pilot import Pilot
 from p2pchat.commands import Commands
 from p2pchat.identity import Identity
 from p2pchat.store import DATABASE_FILE, Notice, RoomMessage, Store, StoredMessage, open_store
-from p2pchat.ui.widgets.conversation import HINT_NO_PEER, PAGE, ConversationView
+from p2pchat.ui.widgets.conversation import (
+    HINT_NO_PEER,
+    PAGE,
+    ConversationView,
+    room_message_as_stored,
+)
 
 ME = b"\x01" * 32
 BOB = b"\x02" * 32
@@ -364,5 +369,24 @@ def test_in_a_room_the_name_column_fits_the_members_not_only_me() -> None:
         text = shown(view)
         assert "bartholomew line 1" in " ".join(text.split()), text
         assert "alice" in text and "…" not in text
+
+    run(scenario)
+
+
+def test_a_room_widens_its_name_column_for_someone_who_joined_later() -> None:
+    # Seen in tmux: a room opened before carol joined cut her name to "caro…".
+    room = b"\x09" * 16
+    long_names = {**NAMES, BOB: "bob", CAROL: "carolina-mariner"}  # 16: as wide as names go
+
+    async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
+        view.show(RoomPages(room, [ME, BOB]), ME, room, long_names.__getitem__, room=True,
+                  people=[ME, BOB])  # fmt: skip
+        await pilot.pause()
+        late = RoomMessage(9, room, msg_id(9), CAROL, 10, START, START, "ahoy", True)
+        view.add(room_message_as_stored(late, ME))
+        await pilot.pause()
+        text = shown(view)
+        assert "carolina-mariner  ahoy" in text and "…" not in text, text
+        assert "bob" + " " * 15 + "line 1" in text, text  # the earlier lines follow it
 
     run(scenario)

@@ -380,6 +380,11 @@ class ConversationView(ScrollView, can_focus=True):
             # and the page load that reaches its place will bring it.
             return
         at_end = self.is_vertical_scroll_end
+        widened = self._widen_names_for(message.sender)
+        if widened:
+            # Someone new writes in a room (joined after it was opened): every line is
+            # redrawn with the wider name column, rather than cutting their name.
+            self._generation += 1
         entry = _Entry(message, _local_time(message))
         self._entries.insert(index, entry)
         self._by_id[message.msg_id] = entry
@@ -389,7 +394,7 @@ class ConversationView(ScrollView, can_focus=True):
         top = self.scroll_offset.y
         inserted_above = self._starts[index] < top  # _starts still has the old layout
         before = self._starts[-1]
-        if index == len(self._entries) - 1:
+        if index == len(self._entries) - 1 and not widened:
             # The usual case: appended; extend the line index instead of rebuilding it.
             self._starts.append(self._starts[-1] + self._block_height(entry))
             self.virtual_size = Size(self._wrap_width, self._starts[-1])
@@ -401,6 +406,17 @@ class ConversationView(ScrollView, can_focus=True):
             # A late message landed above the view: keep the visible lines where they are.
             self._jump(top + self._starts[-1] - before)
         self.refresh()
+
+    def _widen_names_for(self, sender: bytes) -> bool:
+        """Widen the name column of a room to fit ``sender`` (up to _MAX_NAME); True if
+        it changed."""
+        if not self._room:
+            return False
+        wanted = min(cell_len(self._display_name(sender)), _MAX_NAME)
+        if wanted <= self._name_width:
+            return False
+        self._name_width = wanted
+        return True
 
     def reveal(self, msg_id: bytes) -> bool:
         """Bring the message ``msg_id`` into view and mark it (a search result), loading
