@@ -120,6 +120,10 @@ async def test_an_invite_code_admits_one_new_identity_once(
         await wait_for(lambda: state_of(carol, sent.msg_id) == "delivered", 10, "delivered")
         assert not ann.received()[0].request  # a contact's message, not a request
 
+        # Ann also remembers where carol listens (from carol's presence record), so that
+        # she can redial after a restart; let that land before the store is compared.
+        await wait_for(lambda: ann.store.addresses(carol.key) != [], 10, "carol's address")
+
         # Someone else with the same code: judged without it, so refused.
         before = rows(ann.store)
         notes = await dave.node.connect(parse_invite(code))

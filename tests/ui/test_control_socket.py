@@ -51,6 +51,9 @@ def test_cli_commands_reach_the_chat_windows_node(people: Callable[[str], Person
 
     async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
         assert (home / CONTROL_FILE).exists()
+        # node.json follows the node's Listening event, which reaches the window's
+        # event pump a moment after the node is up.
+        await until(pilot, lambda: (home / "node.json").exists(), "node.json")
         state = json.loads((home / "node.json").read_text())
         assert state["pid"] == os.getpid() and state["port"] == ann.port
 
@@ -106,6 +109,7 @@ def test_contacts_beside_the_window_show_who_is_online(
     async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
         # A program beside the window follows the node's events, as on a daemon.
         path = str(ann.profile.home / CONTROL_FILE)
+        await until(pilot, lambda: os.path.exists(path), "the control socket")
         events, subscribe = await asyncio.open_unix_connection(path)
         subscribe.write(b'{"cmd": "subscribe"}\n')
         assert json.loads(await events.readline()) == {"event": "subscribe"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -390,3 +391,23 @@ def test_a_room_widens_its_name_column_for_someone_who_joined_later() -> None:
         assert "bob" + " " * 15 + "line 1" in text, text  # the earlier lines follow it
 
     run(scenario)
+
+
+def test_a_narrow_room_keeps_its_text_wide() -> None:
+    # Seen at 80x24: a 16-cell name column and a column for delivery marks (which room
+    # messages never have) left the text 15 cells.
+    room = b"\x09" * 16
+    long_names = {**NAMES, BOB: "carolina-mariner"}
+    words = "the switch is in the engine room behind the second hatch on the left"
+
+    async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
+        pages = RoomPages(room, [ME, BOB])
+        pages.rows[1] = replace(pages.rows[1], text=words)
+        view.show(pages, ME, room, long_names.__getitem__, room=True, people=[ME, BOB])
+        await pilot.pause()
+        lines = [line.rstrip() for line in shown(view).splitlines() if line.strip()]
+        first = next(line for line in lines if "carolina" in line)
+        assert first.startswith("00:00 carolina-mari…  the switch"), first  # a quarter
+        assert len(first) > 50, first  # the text runs to the edge: no mark column
+
+    run(scenario, size=(60, 20))

@@ -55,6 +55,7 @@ _TIME_WIDTH = 6  # "HH:MM "
 _GAP = 2  # between the name column and the text
 _MIN_NAME = 3
 _MAX_NAME = 16
+_NARROW_NAME = 8  # the name column a narrow pane still gives (if the names need it)
 _MIN_TEXT = 10
 # Every line keeps a column for the widest mark, even incoming ones: the text wraps
 # the same whatever the state, so a receipt never changes a message's height (and
@@ -407,6 +408,11 @@ class ConversationView(ScrollView, can_focus=True):
             self._jump(top + self._starts[-1] - before)
         self.refresh()
 
+    def _name_column(self, width: int) -> int:
+        """The name column at ``width``: the widest name, but at most a quarter of a
+        narrow pane (weechat's prefix_align_max), so that the text keeps its room."""
+        return min(self._name_width, max(_NARROW_NAME, width // 4))
+
     def _widen_names_for(self, sender: bytes) -> bool:
         """Widen the name column of a room to fit ``sender`` (up to _MAX_NAME); True if
         it changed."""
@@ -678,10 +684,12 @@ class ConversationView(ScrollView, can_focus=True):
         message = entry.message
         styles = self._styles()
         width = self._wrap_width
-        indent = _TIME_WIDTH + self._name_width + _GAP
+        name_width = self._name_column(width)
+        indent = _TIME_WIDTH + name_width + _GAP
         if message.state == NOTICE:
-            return self._draw_notice(entry, indent)
-        text_width = max(_MIN_TEXT, width - indent - _MARK_COLUMN)
+            return self._draw_notice(entry, name_width)
+        # Room messages carry no delivery marks, so rooms keep no column for them.
+        text_width = max(_MIN_TEXT, width - indent - (0 if self._room else _MARK_COLUMN))
         name = self._display_name(message.sender)
         # An action (/me) reads as in IRC: "*" in the name column, "alice waves" beside it.
         text = f"{name} {message.text}" if message.action else message.text
@@ -703,7 +711,7 @@ class ConversationView(ScrollView, can_focus=True):
             text_style = base + styles.mention
         first: list[Segment] = [
             Segment(entry.time.strftime("%H:%M") + " ", styles.time),
-            Segment(_fit(shown_name, self._name_width), name_style),
+            Segment(_fit(shown_name, name_width), name_style),
             Segment(" " * _GAP, base),
             Segment(set_cell_size(lines[0], text_width), text_style),
         ]
@@ -726,14 +734,15 @@ class ConversationView(ScrollView, can_focus=True):
             ]
         return strips
 
-    def _draw_notice(self, entry: _Entry, indent: int) -> list[Strip]:
+    def _draw_notice(self, entry: _Entry, name_width: int) -> list[Strip]:
         """A notice: its time, "--" in the name column, the text in the muted style."""
+        indent = _TIME_WIDTH + name_width + _GAP
         styles = self._styles()
         width, base = self._wrap_width, styles.base
         lines = _wrap(_plain(entry.message.text), max(_MIN_TEXT, width - indent))
         first = [
             Segment(entry.time.strftime("%H:%M") + " ", styles.time),
-            Segment("--".rjust(self._name_width), styles.separator),
+            Segment("--".rjust(name_width), styles.separator),
             Segment(" " * _GAP, base),
             Segment(lines[0], styles.hint),
         ]
