@@ -64,6 +64,7 @@ from p2pchat.ui import bars, slash
 from p2pchat.ui.conversation_notices import ConversationNotices
 from p2pchat.ui.crash import Crashes
 from p2pchat.ui.host import EventBridge, NodeHost
+from p2pchat.ui.keys import read_alt_digits_as_alt
 from p2pchat.ui.mentions import mentions
 from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
 from p2pchat.ui.notices import Notices, desktop_available
@@ -110,7 +111,7 @@ class ChatApp(App[None]):
         Binding("f2", "open_system", "System", priority=True),
         Binding("alt+up", "step(-1)", "Previous", show=False),
         Binding("alt+down", "step(1)", "Next", show=False),
-        *(Binding(f"alt+{n}", f"jump({n})", show=False) for n in range(1, 10)),
+        *(Binding(f"alt+{n}", f"jump({n})", show=False, priority=True) for n in range(1, 10)),
         # The composer keeps the focus; the conversation still scrolls.
         Binding("pageup", "scroll_conversation('page_up')", show=False, priority=True),
         Binding("pagedown", "scroll_conversation('page_down')", show=False, priority=True),
@@ -144,6 +145,7 @@ class ChatApp(App[None]):
         desktop_notifications: bool | None = None,
     ) -> None:
         super().__init__()
+        read_alt_digits_as_alt()  # Alt+1…9 from Linux terminals and tmux
         assert settings.store is not None, "the UI needs a message store"
         self.profile = profile
         self.settings = settings

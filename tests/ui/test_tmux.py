@@ -113,5 +113,12 @@ def test_a_message_typed_in_one_window_appears_in_the_other(tmp_path: Path, tmux
     tmux.wait_for("ann", "✓✓")  # delivered (and soon read) in ann's window
     screen = tmux.wait_for("bob", "hello from the tmux test")
     assert "ann" in screen
+    # Alt+1 as a real terminal sends it (ESC 1) opens the first conversation, rather
+    # than typing the "¡" Textual reads for macOS's Option+1.
+    tmux.keys("bob", "F2")
+    tmux.wait_for("bob", "system ·")
+    tmux.keys("bob", "M-1")
+    screen = tmux.wait_for("bob", "ann · ")
+    assert "¡" not in screen
     tmux.keys("bob", "C-q")
     tmux.keys("ann", "C-q")
