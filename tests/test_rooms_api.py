@@ -76,6 +76,9 @@ def test_a_room_of_three(tmp_path: Path, nodes: list[Node]) -> None:
         assert (got["room"], got["from"], got["text"]) == (room_id, bob_id, "soup?")
         assert got["own"] is False
         assert (got["time"], got["clock"], got["nick"]) == (sent["time"], sent["clock"], "bob!")
+    # The inviter learns that bob took the invitation (room_joined, docs/api.md).
+    joined = ann.wait_for("room_joined", room=room_id, id=bob_id)
+    assert joined["nick"] == "bob!"
 
     cat.command({"cmd": "room_history", "room": room_id, "tag": 7})
     [row] = cat.wait_for("room_history", tag=7)["messages"]

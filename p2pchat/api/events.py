@@ -34,6 +34,7 @@ from p2pchat.node.events import (
     RoomEvent,
     RoomGone,
     RoomInvited,
+    RoomMemberJoined,
     RoomMessageIn,
 )
 from p2pchat.node.node import Node
@@ -106,7 +107,7 @@ def print_event(node: Node, event: NodeEvent, out: EventSink) -> None:
         out.event(event.name, event.text, **event.fields)
     elif isinstance(event, MessageIn | Receipt | ContactRequest):
         _print_chat_event(node, event, out)
-    elif isinstance(event, RoomMessageIn | RoomInvited | RoomChanged | RoomGone):
+    elif isinstance(event, RoomMessageIn | RoomInvited | RoomChanged | RoomMemberJoined | RoomGone):
         _print_room_event(node, event, out)
     elif isinstance(event, DiskTrouble):
         # An error nobody's command caused: no "cmd", a "code" to act on (docs/api.md).
@@ -183,6 +184,11 @@ def _print_room_event(node: Node, event: RoomEvent, out: EventSink) -> None:
             epoch=event.epoch,
             members=sorted(encode_peer_id(member) for member in event.members),
         )
+    elif isinstance(event, RoomMemberJoined):
+        member_id = encode_peer_id(event.member)
+        nick = _nick(node, event.member)
+        out.event("room_joined", f"room {room_id}: {nick or line_id(member_id)} joined",
+                  room=room_id, id=member_id, nick=nick)  # fmt: skip
     else:
         how = "you left" if event.reason == "left" else "you were removed"
         out.event("room_gone", f"room {room_id}: {how}", room=room_id, reason=event.reason)

@@ -35,6 +35,7 @@ __all__ = [
     "RoomEvent",
     "RoomGone",
     "RoomInvited",
+    "RoomMemberJoined",
     "RoomMessageIn",
 ]
 
@@ -171,12 +172,22 @@ class RoomChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomMemberJoined:
+    """Someone we invited took part in the room for the first time (their first room
+    message or gossip reached us, §15.3). Only the inviter learns it: the others saw
+    the invitation as a change of the member list."""
+
+    room: bytes
+    member: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RoomGone:
     room: bytes
     reason: str  # "left" | "removed"
 
 
-RoomEvent = RoomMessageIn | RoomInvited | RoomChanged | RoomGone
+RoomEvent = RoomMessageIn | RoomInvited | RoomChanged | RoomMemberJoined | RoomGone
 
 
 NodeEvent = (

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from p2pchat.commands import CommandError, Room
 from p2pchat.diskfaults import disk_fault
 from p2pchat.identity import encode_peer_id
-from p2pchat.node.events import NodeEvent, Presence, RoomChanged, RoomGone
+from p2pchat.node.events import NodeEvent, Presence, RoomChanged, RoomGone, RoomMemberJoined
 from p2pchat.ui.system_log import Kind
 from p2pchat.ui.widgets.conversation import ConversationView, notice_as_stored
 
@@ -93,6 +93,10 @@ class RoomMembers:
     def gone(self, room_id: bytes) -> None:
         self._known.pop(room_id, None)
 
+    def name(self, room_id: bytes) -> str:
+        known = self._known.get(room_id)
+        return known.name if known is not None else room_id.hex()[:8]
+
     def shared_with(self, peer: bytes) -> list[bytes]:
         """The rooms ``peer`` is a member of."""
         return [room_id for room_id, state in self._known.items() if peer in state.members]
@@ -119,6 +123,10 @@ class ConversationNotices:
             for kind, text in lines:
                 self._app.system.say(kind, f"#{after.name}: {text}")
                 self._keep(event.room, text)
+        elif isinstance(event, RoomMemberJoined):
+            text = f"{self._app.name_of(event.member)} joined the room"
+            self._app.system.say(Kind.CAME, f"#{self._rooms.name(event.room)}: {text}")
+            self._keep(event.room, text)
         elif isinstance(event, RoomGone):
             self._rooms.gone(event.room)
         elif isinstance(event, Presence) and not event.is_self:

@@ -116,6 +116,9 @@ def test_joins_leaves_and_a_new_nick_are_lines(people: Callable[[str], Person]) 
                 await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
                 await type_line(bob_pilot, "/join lab")
                 await until(bob_pilot, lambda: line_with(bob_app, "You joined #lab"), "joined")
+                # The inviter learns that the invitation was taken (bob's first message).
+                await type_line(bob_pilot, "hello lab")
+                await until(ann_pilot, lambda: line_with(ann_app, "bob joined the room"), "took it")
                 # A new nick: said in the room shared with that person...
                 await type_line(bob_pilot, "/nick bobby")
                 await until(

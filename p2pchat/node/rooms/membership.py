@@ -25,7 +25,7 @@ from p2pchat.chat.rooms import (
     rotator,
 )
 from p2pchat.errors import RemoteProtocolError
-from p2pchat.node.events import RoomGone
+from p2pchat.node.events import RoomGone, RoomMemberJoined
 from p2pchat.node.ports import Relations
 from p2pchat.node.rooms.broadcast import RoomBroadcasts
 from p2pchat.node.rooms.invitations import Invitations
@@ -234,6 +234,7 @@ class Membership:
         room = state.rooms.get(room_id)
         if room is not None:
             self._broadcasts.sync_tree(room)
+            state.emit(RoomMemberJoined(room_id, member))
 
     def _forget_member(self, room_id: bytes, member: bytes) -> None:
         """``member`` left the list (or declined): nothing more to wait for or re-send."""
