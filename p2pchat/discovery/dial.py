@@ -49,7 +49,7 @@ async def probe(
         ) as connection:
             peer_id = connection.peer_id
             await connection.ping()
-            await connection.aclose("bye", "verified")
+            await connection.aclose("bye", "identity check done")
     return peer_id, "handshake proved the id"
 
 

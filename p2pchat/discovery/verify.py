@@ -54,7 +54,7 @@ async def verify_peer(
                     host, peer.port, identity, expected_peer=peer.peer_key, authorize=authorize
                 ) as connection:
                     await _ask_whether_admitted(connection)
-                    await connection.aclose("bye", "verified")
+                    await connection.aclose("bye", "identity check done")
         except ConnectionClosed as closed:
             if closed.code == "unexpected-identity":
                 return Verification(Verdict.SPOOFED, address, str(closed))
