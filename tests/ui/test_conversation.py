@@ -411,3 +411,28 @@ def test_a_narrow_room_keeps_its_text_wide() -> None:
         assert len(first) > 50, first  # the text runs to the edge: no mark column
 
     run(scenario, size=(60, 20))
+
+
+def test_a_conversation_shown_while_hidden_draws_when_it_comes_back() -> None:
+    # Found by the hour in tmux: with the system conversation open (this pane hidden),
+    # the pane was shown a shorter conversation and a message added; the old layout was
+    # still read, and drawing past the end of the new one ended the app.
+    room = b"\x09" * 16
+    many = RoomPages(room, [BOB] * 40)
+    few = RoomPages(room, [BOB] * 2)
+
+    async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
+        view.show(many, ME, room, NAMES.__getitem__, room=True, people=[ME, BOB])
+        await pilot.pause()
+        view.display = False
+        await pilot.pause()
+        view.show(few, ME, room, NAMES.__getitem__, room=True, people=[ME, BOB])
+        late = RoomMessage(99, room, msg_id(99), CAROL, 99, START, START, "hi", True)
+        view.add(room_message_as_stored(late, ME))
+        await pilot.pause()
+        view.display = True
+        await pilot.pause()
+        text = shown(view)  # draws every line
+        assert "line 1" in text and "carol" in text and "line 39" not in text, text
+
+    run(scenario, size=(80, 24))

@@ -346,6 +346,11 @@ class ConversationView(ScrollView, can_focus=True):
             self._layout()
             self._jump(self.max_scroll_y)
         else:
+            # Hidden (the system conversation is open) or not yet laid out: forget the
+            # old layout, which was of other messages, so that nothing reads it; the
+            # next resize (being shown again) lays these out.
+            self._wrap_width = 0
+            self._starts = [0]
             self._end_pending = True
         self.refresh()
 
@@ -416,7 +421,7 @@ class ConversationView(ScrollView, can_focus=True):
     def _widen_names_for(self, sender: bytes) -> bool:
         """Widen the name column of a room to fit ``sender`` (up to _MAX_NAME); True if
         it changed."""
-        if not self._room:
+        if not self._room or not sender:  # a notice has no sender
             return False
         wanted = min(cell_len(self._display_name(sender)), _MAX_NAME)
         if wanted <= self._name_width:
