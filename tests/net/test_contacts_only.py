@@ -122,7 +122,8 @@ async def test_an_invite_code_admits_one_new_identity_once(
 
         # Ann also remembers where carol listens (from carol's presence record), so that
         # she can redial after a restart; let that land before the store is compared.
-        await wait_for(lambda: ann.store.addresses(carol.key) != [], 10, "carol's address")
+        ann_store = ann.store
+        await wait_for(lambda: ann_store.addresses(carol.key) != [], 10, "carol's address")
 
         # Someone else with the same code: judged without it, so refused.
         before = rows(ann.store)
