@@ -154,6 +154,50 @@ def with_app(person: Person, scenario: Callable[[ChatApp, Pilot[None]], Awaitabl
     asyncio.run(main())
 
 
+def with_two_apps(
+    ann: Person,
+    bob: Person,
+    scenario: Callable[[ChatApp, Pilot[None], ChatApp, Pilot[None]], Awaitable[None]],
+    *,
+    contacts: bool = True,
+) -> None:
+    """Run ``scenario`` in two chat windows, ann's and bob's, on one NodeHost; ann's node
+    dials bob's. With ``contacts`` each is first made the other's contact (petname: the
+    nick). Before the scenario both nodes are up, and each person who has the other as a
+    contact (made here or by the test) sees them online in the sidebar."""
+    if contacts:
+        ann.store.add_contact(bob.key, petname=bob.profile.nick, now=now_ms())
+        bob.store.add_contact(ann.key, petname=ann.profile.nick, now=now_ms())
+
+    async def main() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            ann_app = ann.app(host, static=[Target("127.0.0.1", bob.port, bob.peer_id)])
+            bob_app = bob.app(host)
+            async with (
+                ann_app.run_test(size=SIZE) as ann_pilot,
+                bob_app.run_test(size=SIZE) as bob_pilot,
+            ):
+                await until(ann_pilot, lambda: ann_app.node and bob_app.node, "both nodes")
+                for me, app, pilot, other in (
+                    (ann, ann_app, ann_pilot, bob),
+                    (bob, bob_app, bob_pilot, ann),
+                ):
+                    if me.store.contact(other.key) is not None:
+                        await until(pilot, online(app, other.profile.nick), other.profile.nick)
+                await scenario(ann_app, ann_pilot, bob_app, bob_pilot)
+        finally:
+            await host.stop()
+
+    asyncio.run(main())
+
+
+def online(app: ChatApp, name: str) -> Callable[[], bool]:
+    """Whether ``app``'s sidebar shows ``name`` available."""
+    return lambda: (sidebar_entry(app, name) or "").startswith("● ")
+
+
 async def open_new_room(app: ChatApp, pilot: Pilot[None], name: str) -> None:
     """/create a room and open it, as a person would."""
     await type_line(pilot, f"/create {name}")
@@ -168,32 +212,15 @@ async def open_new_room(app: ChatApp, pilot: Pilot[None], name: str) -> None:
 @pytest.mark.slow
 def test_two_apps_chat_presence_and_verify(people: Callable[[str], Person]) -> None:
     ann, bob = people("ann"), people("bob")
-    ann.store.add_contact(bob.key, petname="bob", now=now_ms())
-    bob.store.add_contact(ann.key, petname="ann", now=now_ms())
 
-    async def scenario() -> None:
-        host = NodeHost()
-        await host.start()
-        try:
-            ann_app = ann.app(host, static=[Target("127.0.0.1", bob.port, bob.peer_id)])
-            bob_app = bob.app(host)
-            async with (
-                ann_app.run_test(size=SIZE) as ann_pilot,
-                bob_app.run_test(size=SIZE) as bob_pilot,
-            ):
-                await until(ann_pilot, lambda: ann_app.node and bob_app.node, "both nodes")
-                # Presence has crossed both ways: each shows the other available.
-                await until(
-                    ann_pilot, lambda: (sidebar_entry(ann_app, "bob") or "").startswith("● "), "bob"
-                )
-                await until(
-                    bob_pilot, lambda: (sidebar_entry(bob_app, "ann") or "").startswith("● "), "ann"
-                )
-                await chat(ann_app, ann_pilot, bob_app, bob_pilot)
-                await away(ann_app, ann_pilot, bob_app, bob_pilot)
-                await verify(ann_app, ann_pilot, bob_app, bob_pilot)
-        finally:
-            await host.stop()
+    # with_two_apps has waited until presence has crossed both ways: each shows the
+    # other available.
+    async def scenario(
+        ann_app: ChatApp, ann_pilot: Pilot[None], bob_app: ChatApp, bob_pilot: Pilot[None]
+    ) -> None:
+        await chat(ann_app, ann_pilot, bob_app, bob_pilot)
+        await away(ann_app, ann_pilot, bob_app, bob_pilot)
+        await verify(ann_app, ann_pilot, bob_app, bob_pilot)
 
     async def chat(
         ann_app: ChatApp, ann_pilot: Pilot[None], bob_app: ChatApp, bob_pilot: Pilot[None]
@@ -275,7 +302,7 @@ def test_two_apps_chat_presence_and_verify(people: Callable[[str], Person]) -> N
         assert ann_app.screen.number == numbers[0]
         await ann_pilot.press("escape")
 
-    asyncio.run(scenario())
+    with_two_apps(ann, bob, scenario)
 
 
 # --- one person -----------------------------------------------------------------------

@@ -3,20 +3,16 @@ and renames, a contact's new nick; kept across a restart."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import pytest
 from textual.pilot import Pilot
 
-from p2pchat.discovery.known import Target
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.conversation_notices import RoomState, room_lines
-from p2pchat.ui.host import NodeHost
 from p2pchat.ui.system_log import Kind
 from p2pchat.wallclock import now_ms
 from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
-    SIZE,
     Person,
     line_with,
     open_new_room,
@@ -25,6 +21,7 @@ from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
     type_line,
     until,
     with_app,
+    with_two_apps,
 )
 
 ME, BOB, CAROL = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
@@ -97,43 +94,30 @@ def test_joins_leaves_and_a_new_nick_are_lines(people: Callable[[str], Person]) 
     ann.store.add_contact(bob.key, nick="bob", now=now_ms())
     bob.store.add_contact(ann.key, nick="ann", now=now_ms())
 
-    async def scenario() -> None:
-        host = NodeHost()
-        await host.start()
-        try:
-            ann_app = ann.app(host, static=[Target("127.0.0.1", bob.port, bob.peer_id)])
-            bob_app = bob.app(host)
-            async with (
-                ann_app.run_test(size=SIZE) as ann_pilot,
-                bob_app.run_test(size=SIZE) as bob_pilot,
-            ):
-                await until(
-                    ann_pilot, lambda: (sidebar_entry(ann_app, "bob") or "").startswith("● "), "bob"
-                )
-                await open_new_room(ann_app, ann_pilot, "lab")
-                await type_line(ann_pilot, "/invite bob")
-                await until(ann_pilot, lambda: line_with(ann_app, "You invited bob"), "invited")
-                await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
-                await type_line(bob_pilot, "/join lab")
-                await until(bob_pilot, lambda: line_with(bob_app, "You joined #lab"), "joined")
-                # The inviter learns that the invitation was taken (bob's first message).
-                await type_line(bob_pilot, "hello lab")
-                await until(ann_pilot, lambda: line_with(ann_app, "bob joined the room"), "took it")
-                # A new nick: said in the room shared with that person...
-                await type_line(bob_pilot, "/nick bobby")
-                await until(
-                    ann_pilot, lambda: line_with(ann_app, "bob is now bobby"), "in the room"
-                )
-                await type_line(bob_pilot, "/leave")
-                # bob's own notice says he left: not "or was removed".
-                await until(ann_pilot, lambda: line_with(ann_app, "bobby left the room"), "leave")
-                assert "removed" not in (line_with(ann_app, "bobby left the room") or "")
-                # ... and in the conversation with them, once in the system conversation.
-                ann_app.open_conversation(bob.peer_id)
-                await until(ann_pilot, lambda: line_with(ann_app, "bob is now bobby"), "the nick")
-                said = [line for line in ann_app.system.log.lines if "is now bobby" in line.text]
-                assert len(said) == 1
-        finally:
-            await host.stop()
+    async def scenario(
+        ann_app: ChatApp, ann_pilot: Pilot[None], bob_app: ChatApp, bob_pilot: Pilot[None]
+    ) -> None:
+        await open_new_room(ann_app, ann_pilot, "lab")
+        await type_line(ann_pilot, "/invite bob")
+        await until(ann_pilot, lambda: line_with(ann_app, "You invited bob"), "invited")
+        await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
+        await type_line(bob_pilot, "/join lab")
+        await until(bob_pilot, lambda: line_with(bob_app, "You joined #lab"), "joined")
+        # The inviter learns that the invitation was taken (bob's first message).
+        await type_line(bob_pilot, "hello lab")
+        await until(ann_pilot, lambda: line_with(ann_app, "bob joined the room"), "took it")
+        # A new nick: said in the room shared with that person...
+        await type_line(bob_pilot, "/nick bobby")
+        await until(ann_pilot, lambda: line_with(ann_app, "bob is now bobby"), "in the room")
+        await type_line(bob_pilot, "/leave")
+        # bob's own notice says he left: not "or was removed".
+        await until(ann_pilot, lambda: line_with(ann_app, "bobby left the room"), "leave")
+        assert "removed" not in (line_with(ann_app, "bobby left the room") or "")
+        # ... and in the conversation with them, once in the system conversation.
+        ann_app.open_conversation(bob.peer_id)
+        await until(ann_pilot, lambda: line_with(ann_app, "bob is now bobby"), "the nick")
+        said = [line for line in ann_app.system.log.lines if "is now bobby" in line.text]
+        assert len(said) == 1
 
-    asyncio.run(scenario())
+    # The contacts above are by nick, not petname: made here, not by with_two_apps.
+    with_two_apps(ann, bob, scenario, contacts=False)
