@@ -18,19 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
 import trio
 from textual import events
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.timer import Timer, TimerCallback
 from textual.widgets import Footer, Static
 
@@ -732,6 +733,14 @@ class ChatApp(App[None]):
         self.update_title()
         self.refresh_sidebar()
         self.query_one(Composer).focus()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        # Not "Quit": Ctrl+K is where people switch conversations, and a name with no
+        # match left "Quit" the best match for Enter (Ctrl+K, q, Enter ended the app).
+        # Ctrl+Q quits, and the footer says so.
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(keys=self.KEYS_HELP))

@@ -63,7 +63,8 @@ def palette_items(app: ChatApp) -> list[Item]:
             "command output, network notes, errors (F2); /find TEXT searches",
         ),
         ("Help", app.action_help, "commands and keys"),
-        ("Quit", app.exit, "leave p2pchat"),
+        # No "Quit": a switcher whose best match for an unknown name could end the app
+        # is a trap (Ctrl+K, q, Enter did). Ctrl+Q and /quit quit.
     ]
     return items
 

@@ -134,3 +134,21 @@ def test_the_sidebars_border_runs_the_whole_height(people: Callable[[str], Perso
         assert sidebar.region.height == columns.region.height > 10
 
     with_app(people("ann"), scenario)
+
+
+def test_the_switcher_never_quits_the_window(people: Callable[[str], Person]) -> None:  # noqa: F811
+    # Seen in the hour in tmux: Ctrl+K, a name that matched nothing, Enter: the best
+    # match was "Quit" and the window closed. Ctrl+Q and /quit quit.
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        for typed in ("q", "quit"):
+            await pilot.press("ctrl+k")
+            await pilot.pause()
+            await pilot.press(*typed)
+            await pilot.pause(0.3)  # the palette's search runs in a worker
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.is_running, typed
+            await pilot.press("escape")
+            await pilot.pause()
+
+    with_app(people("ann"), scenario)
