@@ -260,6 +260,15 @@ def test_node_json_on_a_full_disk_is_skipped_and_written_later(disk: Disk) -> No
     assert [type(e) for e in events] == [DiskTrouble, DiskRecovered]
 
 
+def test_node_json_is_for_its_owner_only(tmp_path: Path) -> None:
+    # Seen in the profile of a running chat window: node.json was 0644, the only file
+    # of the profile others could read.
+    profile = open_profile(tmp_path / "home")
+    assert write_node_state(profile, 7483, None, DiskHealth())
+    assert (profile.home / "node.json").stat().st_mode & 0o777 == 0o600
+    assert all(p.stat().st_mode & 0o077 == 0 for p in profile.home.iterdir())
+
+
 def test_the_log_file_is_for_its_owner_only(tmp_path: Path) -> None:
     """Like every other file of the profile (the log names peers, addresses and nicks);
     a log an older version left readable by all is tightened too."""

@@ -124,7 +124,11 @@ def write_node_state(
         "contacts_only": contacts_only,
     }
     try:
-        tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
+        # 0600 like every other file of the profile: it says who runs, and where.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)  # a .tmp left over from before keeps its mode
+            out.write(json.dumps(state) + "\n")
         os.replace(tmp, path)
     except OSError as error:
         with contextlib.suppress(OSError):
