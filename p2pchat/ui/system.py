@@ -127,6 +127,9 @@ class SystemConsole:
         view, pane = app.query_one(ConversationView), app.query_one(SystemPane)
         view.display, pane.display = False, True
         pane.show(self.log.find(self.search), self.search)
+        # The toasts on screen are lines here now ("Invite code: see system (F2)" among
+        # them); left up, they would cover the very lines they point to.
+        app.clear_notifications()
 
     def hide(self) -> None:
         """Back to the conversation pane (another conversation is being opened)."""
