@@ -1,0 +1,1 @@
+"""Benchmarks (run as scripts, e.g. ``python bench/mesh.py``) and the testbed package."""
