@@ -44,12 +44,20 @@ from bench.testbed.netns import (
     delete_namespaces,
     find_leftovers,
     kill_all,
+    lab_namespaces,
     pids_in,
     run_ip,
-    testbed_namespaces,
 )
 
-__all__ = ["CLEAN_COMMAND", "Host", "Lab", "LabLeftovers", "LabUnavailable", "PortCounters"]
+__all__ = [
+    "CLEAN_COMMAND",
+    "Host",
+    "Lab",
+    "LabLeftovers",
+    "LabUnavailable",
+    "PortCounters",
+    "check_available",
+]
 
 CLEAN_COMMAND = "python -m bench.testbed.lab --clean"
 REPO = Path(__file__).resolve().parents[2]
@@ -142,14 +150,14 @@ class Lab:
     # Entering and leaving ---------------------------------------------------------------
 
     async def __aenter__(self) -> Lab:
-        _check_available()
+        check_available()
         leftovers = find_leftovers()
         if leftovers:
             raise LabLeftovers(
                 f"An earlier testbed run left {leftovers.describe()} behind; "
                 f"remove them with: {CLEAN_COMMAND}"
             )
-        if any(name.startswith(self.prefix) for name in testbed_namespaces()):
+        if any(name.startswith(self.prefix) for name in lab_namespaces()):
             raise LabLeftovers(f"A Lab of this process ({self.prefix}*) is still open")
         self._catch_sigterm()
         try:
@@ -173,7 +181,7 @@ class Lab:
     @trio.lowlevel.enable_ki_protection
     def close(self) -> None:
         """Remove everything this lab made; safe to call twice (synchronous on purpose)."""
-        mine = [name for name in testbed_namespaces() if name.startswith(self.prefix)]
+        mine = [name for name in lab_namespaces() if name.startswith(self.prefix)]
         kill_all(pids_in(mine))
         for stream in (self._control, self._answers.stream if self._answers else None):
             if stream is not None:
@@ -360,7 +368,7 @@ def _disable_ipv6() -> None:
         Path(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6").write_text("1")
 
 
-def _check_available() -> None:
+def check_available() -> None:
     if os.geteuid() != 0:
         raise LabUnavailable("the testbed needs root to create namespaces and TAP devices")
     if shutil.which("ip") is None:

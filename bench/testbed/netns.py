@@ -56,7 +56,7 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def testbed_namespaces() -> list[str]:
+def lab_namespaces() -> list[str]:
     try:
         names = os.listdir(NETNS_DIR)
     except FileNotFoundError:
@@ -64,7 +64,7 @@ def testbed_namespaces() -> list[str]:
     return sorted(name for name in names if name.startswith(PREFIX))
 
 
-def testbed_links() -> list[str]:
+def lab_links() -> list[str]:
     """``tb-`` network devices in this (the root) namespace."""
     listing = run_ip("-o", "link", "show", check=False)
     names = [line.split(":", 2)[1].strip().split("@")[0] for line in listing.splitlines()]
@@ -152,8 +152,8 @@ def find_leftovers(*, everything: bool = False) -> Leftovers:
         return everything or pid is None or not running(pid)
 
     return Leftovers(
-        namespaces=[name for name in testbed_namespaces() if orphaned(name)],
-        links=[name for name in testbed_links() if orphaned(name)],
+        namespaces=[name for name in lab_namespaces() if orphaned(name)],
+        links=[name for name in lab_links() if orphaned(name)],
         switches=[
             pid for pid, driver in switch_processes().items() if everything or not running(driver)
         ],
