@@ -128,7 +128,10 @@ class Lab:
         latency_ms: float = 1.0,
         jitter_ms: float = 0.0,
         loss: float = 0.0,
+        switch_priority: str = "realtime",
     ) -> None:
+        """``switch_priority``: "realtime" (falls back to "nice" where not allowed), "nice"
+        or "normal": see :func:`bench.testbed.switch.prioritise`."""
         if not 1 <= hosts <= MAX_HOSTS:
             raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {hosts}")
         self.prefix = f"tb-{os.getpid()}-"
@@ -137,6 +140,7 @@ class Lab:
             for index in range(hosts)
         ]
         self.seed = seed
+        self.switch_priority = switch_priority
         self.settings = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "loss": loss}
         self.switch_pid: int | None = None
         self._switch: subprocess.Popen[bytes] | None = None
@@ -240,23 +244,12 @@ class Lab:
     async def _start_switch(self) -> None:
         taps = ",".join(f"{self.prefix}t{host.index}" for host in self.hosts)
         settings = self.settings
-        command = [
-            sys.executable,
-            "-m",
-            "bench.testbed.switch",
-            "--owner",
-            str(os.getpid()),
-            "--taps",
-            taps,
-            "--seed",
-            str(self.seed),
-            "--latency-ms",
-            str(settings["latency_ms"]),
-            "--jitter-ms",
-            str(settings["jitter_ms"]),
-            "--loss",
-            str(settings["loss"]),
-        ]
+        options = {"--owner": os.getpid(), "--taps": taps, "--seed": self.seed,
+                   "--latency-ms": settings["latency_ms"], "--jitter-ms": settings["jitter_ms"],
+                   "--loss": settings["loss"], "--priority": self.switch_priority}  # fmt: skip
+        command = [sys.executable, "-m", "bench.testbed.switch"]
+        for option, value in options.items():
+            command += [option, str(value)]
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
         control_in, control_out = os.pipe()
@@ -279,6 +272,7 @@ class Lab:
                 raise LabUnavailable(f"the switch exited with status {status}") from None
         if not ready.get("ready"):
             raise LabUnavailable(f"the switch did not start: {ready}")
+        self.switch_priority = ready["priority"]  # what it got
 
     async def _wire_hosts(self) -> None:
         run_ip(

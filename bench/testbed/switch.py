@@ -154,6 +154,30 @@ def _seconds(milliseconds: float | None, default: float) -> float:
     return default if milliseconds is None else float(milliseconds) / 1000
 
 
+PRIORITIES = ("normal", "nice", "realtime")
+
+
+def prioritise(priority: str) -> str:
+    """Let the switch run before the hosts it serves when the machine is busy; returns
+    the priority it got.
+
+    "realtime" (the default): SCHED_RR 1, ahead of every normal process (the kernel still
+    keeps 5% of each core for others), so frames leave on time however busy the hosts
+    are: measured beside a load of 5.5 on 2 cores, delayed frames left 67 us late on
+    average against 348 us with "nice" (nice -10, about 9 times a normal process's share
+    under contention), which is the fallback where real-time scheduling is not allowed.
+    """
+    if priority == "realtime":
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+            return priority
+        except PermissionError:
+            priority = "nice"
+    if priority == "nice":
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    return priority
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--owner", type=int, required=True, help="the driver's pid")
@@ -162,16 +186,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=1.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--loss", type=float, default=0.0)
+    parser.add_argument("--priority", choices=PRIORITIES, default="realtime")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(signal.SIGTERM)
     if os.getppid() != args.owner:
         sys.exit("switch: the driver is already gone")
+    priority = prioritise(args.priority)
     link = LinkSettings(args.latency_ms / 1000, args.jitter_ms / 1000, args.loss)
     fds = [open_tap(name) for name in args.taps.split(",")]
     switch = Switch(fds, seed=args.seed, link=link)
-    print(json.dumps({"ready": True, "pid": os.getpid(), "ports": len(fds)}), flush=True)
+    ready = {"ready": True, "pid": os.getpid(), "ports": len(fds), "priority": priority}
+    print(json.dumps(ready), flush=True)
     trio.run(switch.run)
 
 
