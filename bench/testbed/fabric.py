@@ -17,7 +17,8 @@ one per other port for broadcast, multicast and unknown unicast, which are flood
   than 0) after it was read, but never before the previous copy on the same
   (source, destination) port pair: jitter never reorders the frames of a link, so it
   never reorders a TCP flow (the clamp makes the mean delay slightly larger than
-  ``latency`` under heavy jitter and traffic).
+  ``latency`` under heavy jitter and traffic). With ``reorder`` set, there is no clamp
+  and jittered frames overtake each other.
 - No bandwidth limit and no queue of its own: the only queues are the kernel's TAP
   queues (``txqueuelen`` 1000 frames) when the switch process falls behind, and frames
   a TAP refuses (EAGAIN on write) count as ``overflow``.
@@ -59,6 +60,7 @@ class LinkSettings:
     latency: float = 0.001
     jitter: float = 0.0
     loss: float = 0.0
+    reorder: bool = False
 
     def __post_init__(self) -> None:
         if self.latency < 0 or self.jitter < 0:
@@ -154,9 +156,9 @@ class Fabric:
             delay = max(0.0, delay + self._rng.uniform(-link.jitter, link.jitter))
         due = now + delay
         pair = source * self.ports + destination
-        if due < self._last_due[pair]:
+        if due < self._last_due[pair] and not link.reorder:
             due = self._last_due[pair]
-        self._last_due[pair] = due
+        self._last_due[pair] = max(due, self._last_due[pair])
         if due <= now:
             self._hand_over(source, destination, frame)
         else:

@@ -323,10 +323,12 @@ class Lab:
         latency_ms: float | None = None,
         jitter_ms: float | None = None,
         loss: float | None = None,
+        reorder: bool | None = None,
     ) -> None:
         """Change every link at once (None keeps a setting); frames already queued keep
-        their due time."""
-        asked = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "loss": loss}
+        their due time. Jitter never reorders the frames of a link unless ``reorder``."""
+        asked = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "loss": loss,
+                 "reorder": reorder}  # fmt: skip
         changes = {key: value for key, value in asked.items() if value is not None}
         await self._ask({"cmd": "link", **changes})
         self.settings.update(changes)

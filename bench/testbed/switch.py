@@ -7,7 +7,8 @@ It creates one TAP device per host (the driver, :mod:`bench.testbed.lab`, then m
 each into its host's namespace as eth0), prints one JSON line ``{"ready": ...}`` on
 stdout and then answers one JSON line per command line read on stdin:
 
-    {"cmd": "link", "latency_ms": 1.0, "jitter_ms": 0.0, "loss": 0.0}   (each optional)
+    {"cmd": "link", "latency_ms": 1.0, "jitter_ms": 0.0, "loss": 0.0, "reorder": false}
+                                                                   (each optional)
     {"cmd": "freeze", "port": 3}          {"cmd": "thaw", "port": 3}
     {"cmd": "partition", "groups": [[0, 1], [2]]}        {"cmd": "heal"}
     {"cmd": "counters"}  ->  {"ok": true, "counters": [[...], ...], "pending": n,
@@ -97,6 +98,7 @@ class Switch:
                     latency=_seconds(request.get("latency_ms"), link.latency),
                     jitter=_seconds(request.get("jitter_ms"), link.jitter),
                     loss=float(request.get("loss", link.loss)),
+                    reorder=bool(request.get("reorder", link.reorder)),
                 )
             case "freeze":
                 fabric.freeze(int(request["port"]))

@@ -4,6 +4,7 @@ to be killed: ``python -m tests.testbed.driver``. Used by the cleanup tests."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 
 import trio
@@ -21,4 +22,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl+C must reach it even if the test runner started it with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     trio.run(main)

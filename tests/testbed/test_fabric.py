@@ -35,8 +35,18 @@ class Wire:
         return [port for _, port, _ in self.written]
 
 
-def fabric(ports: int, wire: Wire, *, seed: int = 1, **link: float) -> Fabric:
-    return Fabric(ports, wire.write, seed=seed, link=LinkSettings(**link))
+def fabric(
+    ports: int,
+    wire: Wire,
+    *,
+    seed: int = 1,
+    latency: float = 0.001,
+    jitter: float = 0.0,
+    loss: float = 0.0,
+    reorder: bool = False,
+) -> Fabric:
+    link = LinkSettings(latency=latency, jitter=jitter, loss=loss, reorder=reorder)
+    return Fabric(ports, wire.write, seed=seed, link=link)
 
 
 def run(made: Fabric, wire: Wire, until: float) -> None:
@@ -104,6 +114,16 @@ def test_jitter_spreads_the_delay_but_never_reorders_the_frames_of_a_link() -> N
                     for when, _, data in wire.written)  # fmt: skip
     assert delays[0] >= 0.001 - 1e-9 and delays[-1] <= 0.009 + 1e-9
     assert delays[-1] - delays[0] > 0.004
+
+
+def test_jitter_reorders_a_link_when_asked_to() -> None:
+    wire = Wire()
+    made = fabric(2, wire, latency=0.005, jitter=0.004, reorder=True)
+    for number in range(200):
+        made.receive(number * 0.0005, 0, frame(port_mac(1), 0, number.to_bytes(4, "big")))
+    run(made, wire, 1.0)
+    order = [int.from_bytes(data[14:18], "big") for _, _, data in wire.written]
+    assert sorted(order) == list(range(200)) and order != sorted(order)
 
 
 def test_loss_drops_its_share_of_copies_as_the_binomial_allows_and_the_seed_repeats_it() -> None:
