@@ -112,13 +112,15 @@ class Fabric:
 
     # The forwarding decision ------------------------------------------------------------
 
-    def destinations(self, source: int, frame: bytes) -> tuple[list[int], bool]:
-        """The ports a frame from ``source`` is copied to (before freeze, partition and
-        loss), and whether it is flooded (broadcast, multicast or unknown unicast)."""
-        port = None if frame[0] & 1 else self._port_of.get(frame[:6])
-        if port is None:
-            return [other for other in range(self.ports) if other != source], True
-        return [port], False
+    def unicast_port(self, frame: bytes) -> int | None:
+        """The one port a frame goes to, or None if it is flooded (broadcast, multicast:
+        the group bit of its destination MAC; or unknown unicast)."""
+        return None if frame[0] & 1 else self._port_of.get(frame[:6])
+
+    def destinations(self, source: int, frame: bytes) -> list[int]:
+        """The ports a frame from ``source`` is copied to (before freeze, partition, loss)."""
+        port = self.unicast_port(frame)
+        return [other for other in range(self.ports) if other != source] if port is None else [port]
 
     # Frames in --------------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class Fabric:
         """A frame read from ``source``'s TAP at ``now``: count it, then copy, drop or queue it."""
         self.rx_bytes[source] += len(frame)
         self.rx_frames[source] += 1
-        port = None if frame[0] & 1 else self._port_of.get(frame[:6])  # group bit: flood
+        port = self.unicast_port(frame)
         if port is not None:
             self._forward(now, source, port, frame)
             return
