@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable
@@ -89,6 +90,7 @@ async def test_tcp_between_hosts_crosses_the_switch_and_its_counts_match_the_ker
 
         # Each host's eth0 counts what it sent and got; the switch counted the same frames.
         counts = await counters_when(lab, settled)
+        assert await lab.queue_drops() == [0, 0, 0]
         assert counts[0].rx_bytes > len(payload) and counts[1].tx_bytes > len(payload)
         assert counts[2].rx_frames == 0 and counts[2].tx_frames >= 1  # only ARP broadcasts
         assert sum(c.lost_frames + c.blocked_frames + c.overflow_frames for c in counts) == 0
@@ -174,6 +176,25 @@ async def test_a_partition_keeps_frames_inside_groups_until_healed() -> None:
         await lab.heal()
         await sockets[0].sendto(b"healed", (bob.address, PORT))
         assert await sockets[1].recv(100) == b"healed"
+
+
+async def test_frames_the_switch_could_not_read_in_time_show_as_queue_drops() -> None:
+    async with Lab(2, latency_ms=0) as lab:
+        ann, bob = lab.hosts
+        sender = lab.socket(ann, socket.SOCK_DGRAM)
+        sender.connect((bob.address, PORT))
+        assert lab.switch_pid is not None
+        os.kill(lab.switch_pid, signal.SIGSTOP)  # an overloaded switch, at the extreme
+        try:
+            for _ in range(3000):  # more than the TAP's queue holds
+                sender.send(b"q" * 64)
+        finally:
+            os.kill(lab.switch_pid, signal.SIGCONT)
+        sender.close()
+        drops = await lab.queue_drops()
+        assert drops[0] > 0 and drops[1] == 0
+        await sent_at_least(lab, ann, 3000 - drops[0])
+        assert (await lab.counters())[0].rx_frames == 3000 - drops[0]
 
 
 async def test_the_lab_removes_what_it_made_on_exit_and_on_error() -> None:
