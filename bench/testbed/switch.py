@@ -1,7 +1,7 @@
 """The testbed's switch process: TAP devices in, :class:`~bench.testbed.fabric.Fabric` between.
 
     python -m bench.testbed.switch --owner PID --taps tb-PID-t0,tb-PID-t1,... [--seed N]
-        [--latency-ms 1] [--jitter-ms 0] [--loss 0]
+        [--latency-ms 1] [--jitter-ms 0] [--loss 0] [--priority realtime|nice|normal]
 
 It creates one TAP device per host (the driver, :mod:`bench.testbed.lab`, then moves
 each into its host's namespace as eth0), prints one JSON line ``{"ready": ...}`` on
@@ -57,7 +57,7 @@ class Switch:
     def _write(self, port: int, frame: bytes) -> bool:
         try:
             os.write(self.fds[port], frame)
-        except (BlockingIOError, OSError):
+        except OSError:  # BlockingIOError included
             # A TAP whose host is gone or whose queue is full: a dropped frame, counted.
             return False
         return True
