@@ -1,11 +1,21 @@
 """The simulated network and clock that drive the real mesh cores: no sockets, seeded,
 repeatable.
 
-A discrete-event loop delivers each message after a seeded LAN latency (or drops it
-with probability ``loss``), and wakes every node at its own next deadline. Message
-sizes are those of the real codec plus framing and the AEAD tag, so bytes per second
-are what a real node would send. What a run measures is in
-:mod:`p2pchat.sim.scenarios`.
+A discrete-event loop wakes every node at its own next deadline and carries what the
+nodes send, in one of two models:
+
+- ``transport="tcp"`` (the model of the product): messages travel in sessions over
+  TCP on a switched LAN (:mod:`.transport`, :mod:`.tcp`: set-up, ordering,
+  retransmission, head-of-line blocking, every frame and ACK counted on the wire), and
+  each node is one thread whose work (handling a message, running its timers, sending)
+  costs the CPU time measured from the real code (:mod:`.costs`), queued behind what
+  the node is already doing, on its own core or on ``cores`` shared by all
+  (:mod:`.cpu`).
+- ``transport="datagram"`` (the first model, kept for comparison): each message
+  arrives after a seeded latency or is lost with probability ``loss``, and handling it
+  is instantaneous. Sizes are the codec's plus framing and the AEAD tag.
+
+What a run measures is in :mod:`p2pchat.sim.scenarios`.
 """
 
 from __future__ import annotations
@@ -23,11 +33,26 @@ from p2pchat.mesh.core import Mesh, PresenceChanged
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
 from p2pchat.mesh.presence import make_record, signed_by_owner
+from p2pchat.sim.costs import FREE, CostTable
+from p2pchat.sim.cpu import Processors
+from p2pchat.sim.tcp import TcpParams
+from p2pchat.sim.transport import Frame, HandshakeStep, LanParams, Transport
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.messages import PresenceRecord, RoomGossip
+from p2pchat.wire.messages import Ping, Pong, PresenceRecord, RoomGossip
 
 FRAME_OVERHEAD = 2 + 16  # length prefix + Poly1305 tag per record
 WARMUP_LIMIT = 120.0
+_WAKE, _DELIVER, _ACTION = 0, 1, 2  # kinds of event
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    sender: int
+    item: Any  # a Frame or a HandshakeStep, handed up by the receiver's TCP
+
+
+_TICK = object()  # a job: run the node's timers
+_COLLECT = object()  # a job: send what the node's cores have queued (after a command)
 
 
 @dataclass(slots=True)
@@ -51,6 +76,14 @@ class SimSettings:
     room_messages: int = 20
     room_payload: int = 300  # bytes: about a sealed one-line room message
     room_config: BroadcastConfig = field(default_factory=BroadcastConfig)
+    # The network model (see the module docstring): "datagram" or "tcp".
+    transport: str = "datagram"
+    costs: CostTable = FREE  # CPU per message; FREE charges nothing
+    cores: int | None = None  # None: a core per node; C: all nodes share C cores
+    bandwidth: float = 1e9  # bits/s on each node's switch port (tcp)
+    tcp: TcpParams = field(default_factory=TcpParams)
+    idle_seconds: float = 10.0  # the idle window of the scenario
+    changes: int = 1  # presence changes measured, one after another
 
 
 class Room(Protocol):
@@ -90,7 +123,10 @@ class _Verifier:
     def __init__(self) -> None:
         self._seen: dict[tuple[bytes, int, bytes], bool] = {}
 
+    calls = 0  # checks the real nodes would have made: each costs one verification
+
     def __call__(self, record: PresenceRecord) -> bool:
+        self.calls += 1
         key = (record.owner, record.version, record.signature)
         verdict = self._seen.get(key)
         if verdict is None:
@@ -118,7 +154,21 @@ class Simulation:
         self.room_deliveries: dict[tuple[bytes, bytes], list[float]] = {}
         self.room_payload_sends: dict[tuple[bytes, bytes], int] = {}
         self.room_control_sends = 0
-        verify = _Verifier()
+        self._verify = verify = _Verifier()
+        self.transport: Transport | None = None
+        self.cpu: Processors | None = None
+        if settings.transport == "tcp":
+            total = settings.nodes + settings.join
+            lan = LanParams(
+                latency=(settings.latency_ms[0] / 1000, settings.latency_ms[1] / 1000),
+                loss=settings.loss,
+                bandwidth=settings.bandwidth,
+                tcp=settings.tcp,
+            )
+            self.transport = Transport(total, lan, settings.costs, self.rng, self)
+            self.cpu = Processors(total, settings.cores)
+        elif settings.transport != "datagram":
+            raise ValueError(f"unknown transport {settings.transport!r}")
         self.nodes: list[SimNode] = []
         self.index_of: dict[bytes, int] = {}
         for index in range(settings.nodes + settings.join):
@@ -154,6 +204,12 @@ class Simulation:
         heapq.heappush(self._queue, (when, self._counter, kind, target, payload))
 
     def after_step(self, node: SimNode) -> None:
+        """Send what the node's cores want sent and report what they noticed (with a
+        network model of CPU: once the node has had the CPU to do so)."""
+        if self.cpu is not None:
+            self.cpu.submit(node.index, _COLLECT)
+            self._start_jobs()
+            return
         for peer, message in node.mesh.take_outgoing():
             self._transmit(node, peer, message)
         for event in node.mesh.take_events():
@@ -173,15 +229,20 @@ class Simulation:
             node.wake_at = deadline
             self._push(deadline, 0, node.index, deadline)
 
-    def _transmit(self, sender: SimNode, peer: bytes, message: Any) -> None:
-        size = self._codec_size(message)
+    def _account(self, message: Any) -> int:
+        """Count a message sent (the message-level figures); its encoded size."""
+        size = len(self._codec.encode(message))
         if isinstance(message, RoomGossip):
             key = (message.topic, message.msg_id)
             self.room_payload_sends[key] = self.room_payload_sends.get(key, 0) + 1
         elif isinstance(message, ROOM_MESSAGES):
             self.room_control_sends += 1
         self.sent_messages += 1
-        self.sent_bytes += size
+        self.sent_bytes += size + FRAME_OVERHEAD
+        return size
+
+    def _transmit(self, sender: SimNode, peer: bytes, message: Any) -> None:
+        self._account(message)
         target = self.index_of.get(peer)
         if target is None:
             return
@@ -192,10 +253,7 @@ class Simulation:
             return
         low, high = self.settings.latency_ms
         delay = self.rng.uniform(low, high) / 1000
-        self._push(self.now + delay, 1, target, (sender.mesh.me, message))
-
-    def _codec_size(self, message: Any) -> int:
-        return len(self._codec.encode(message)) + FRAME_OVERHEAD
+        self._push(self.now + delay, _DELIVER, target, (sender.mesh.me, message))
 
     def _judge(self, observer: SimNode, event: PresenceChanged) -> None:
         subject = self.index_of[event.record.owner]
@@ -211,32 +269,183 @@ class Simulation:
         elif event.state is State.DEAD and reachable:
             self.false_offline += 1
 
+    def handle(self, node: SimNode, sender: bytes, message: Any, now: float) -> None:
+        """One message to the node's cores (bench/sim_costs.py times this)."""
+        topic = getattr(message, "topic", None)
+        if isinstance(message, ROOM_MESSAGES) and topic in node.rooms:
+            node.rooms[topic].receive(sender, message, now)
+        else:
+            node.mesh.receive(sender, message, now)
+
+    def run_timers(self, node: SimNode, now: float) -> None:
+        """The node's timers (bench/sim_costs.py times this)."""
+        node.mesh.tick(now)  # harmless when only a room timer is due
+        for room in node.rooms.values():
+            if now >= room.next_deadline():
+                room.tick(now)
+
     def run_until(self, end: float, stop: Callable[[], bool] | None = None) -> None:
+        if self.cpu is not None:
+            self._start_jobs()
         while self._queue and self._queue[0][0] <= end:
             when, _, kind, target, payload = heapq.heappop(self._queue)
             self.now = when
+            if kind == _ACTION:
+                payload(when)
+                self._start_jobs()
+                if stop is not None and stop():
+                    return
+                continue
             node = self.nodes[target]
-            if kind == 0:
+            if kind == _WAKE:
                 if payload != node.wake_at:
                     continue  # superseded by an earlier wake-up
                 node.wake_at = math.inf
+                if node.alive and self.cpu is not None:
+                    self.cpu.submit(node.index, _TICK)
+                    self._start_jobs()
+                    if stop is not None and stop():
+                        return
+                    continue
                 if node.alive:
-                    node.mesh.tick(when)  # harmless when only a room timer is due
-                    for room in node.rooms.values():
-                        if when >= room.next_deadline():
-                            room.tick(when)
+                    self.run_timers(node, when)
             elif node.alive:
                 sender, message = payload
-                topic = getattr(message, "topic", None)
-                if isinstance(message, ROOM_MESSAGES) and topic in node.rooms:
-                    node.rooms[topic].receive(sender, message, when)
-                else:
-                    node.mesh.receive(sender, message, when)
+                self.handle(node, sender, message, when)
             if node.alive:
                 self.after_step(node)
             if stop is not None and stop():
                 return
         self.now = max(self.now, end)
+
+    # ------------------------------------------------------------------ the tcp model
+
+    def schedule(self, when: float, action: Callable[[float], None]) -> None:
+        self._push(when, _ACTION, 0, action)
+
+    def alive(self, node: int) -> bool:
+        return self.nodes[node].alive
+
+    def reachable(self, sender: int, receiver: int) -> bool:
+        a, b = self.nodes[sender], self.nodes[receiver]
+        return a.alive and b.alive and not (self.partitioned and a.side != b.side)
+
+    def needed(self, node: int, peer: int) -> bool:
+        return self.nodes[peer].mesh.me in self.nodes[node].mesh.active
+
+    def arrived(self, receiver: int, sender: int, item: Any, now: float) -> None:
+        if self.cpu is not None and self.nodes[receiver].alive:
+            self.cpu.submit(receiver, _Arrival(sender, item))
+
+    def _start_jobs(self) -> None:
+        if self.cpu is not None:
+            for index, job in self.cpu.startable():
+                self._run_job(self.nodes[index], job)
+
+    def _run_job(self, node: SimNode, job: object) -> None:
+        """Run a job at once, charge its CPU, and let its effects out when it is done."""
+        assert self.cpu is not None and self.transport is not None
+        cpu, transport, costs = self.cpu, self.transport, self.settings.costs
+        now = self.now
+        if not node.alive:
+            cpu.done(node.index)
+            return
+        checked = self._verify.calls
+        cost = 0.0
+        after: Callable[[float], None] | None = None
+        replies: list[Frame] = []
+        if job is _TICK:
+            self.run_timers(node, now)
+            cost = costs.tick_cost()
+        elif isinstance(job, _Arrival) and isinstance(job.item, HandshakeStep):
+            cost, after = transport.handshake(node.index, job.item)
+        elif isinstance(job, _Arrival) and isinstance(job.item, Frame):
+            cost = costs.frame_cost()
+            sender = self.nodes[job.sender].mesh.me
+            for message, size in zip(job.item.messages, job.item.sizes, strict=True):
+                cost += costs.receive_cost(type(message).__name__, size, 0)
+                if isinstance(message, Ping):
+                    replies.append(Frame([Pong(message.nonce)], [size]))
+                elif not isinstance(message, Pong):
+                    self.handle(node, sender, message, now)
+        cost += costs.verify_cost(self._verify.calls - checked)
+        frames, events, deliveries = self._collect(node)
+        for _, frame in frames:
+            cost += costs.frame_cost()
+            for message, size in zip(frame.messages, frame.sizes, strict=True):
+                cost += costs.send_cost(type(message).__name__, size)
+        if replies:
+            cost += costs.frame_cost()
+            frames += [(job.sender, reply) for reply in replies if isinstance(job, _Arrival)]
+        cpu.charge(node.index, cost)
+
+        def release(t: float) -> None:
+            cpu.done(node.index)
+            if not node.alive:
+                return
+            if after is not None:
+                after(t)
+            for peer, frame in frames:
+                transport.send(node.index, peer, frame, t)
+            self._report(node, events, deliveries)
+            self._wake_for(node)
+
+        if cost > 0:
+            self.schedule(now + cost, release)
+        else:
+            release(now)
+
+    def _collect(
+        self, node: SimNode
+    ) -> tuple[list[tuple[int, Frame]], list[PresenceChanged], list[tuple[bytes, bytes]]]:
+        """What the node's cores want sent (one frame per peer) and have noticed."""
+        batches: dict[int, Frame] = {}
+
+        def add(peer: bytes, message: Any) -> None:
+            size = self._account(message)
+            target = self.index_of.get(peer)
+            if target is not None:
+                frame = batches.setdefault(target, Frame([], []))
+                frame.messages.append(message)
+                frame.sizes.append(size)
+
+        for peer, message in node.mesh.take_outgoing():
+            add(peer, message)
+        events = [e for e in node.mesh.take_events() if isinstance(e, PresenceChanged)]
+        deliveries: list[tuple[bytes, bytes]] = []
+        for topic, room in node.rooms.items():
+            for peer, message in room.take_outgoing():
+                add(peer, message)
+            deliveries += [(topic, msg_id) for msg_id, _ in room.take_delivered()]
+        return list(batches.items()), events, deliveries
+
+    def _report(
+        self, node: SimNode, events: list[PresenceChanged], deliveries: list[tuple[bytes, bytes]]
+    ) -> None:
+        for event in events:
+            self._judge(node, event)
+            for observer in self.observers:
+                observer(node.index, event)
+        for key in deliveries:
+            self.room_deliveries.setdefault(key, []).append(self.now)
+
+    def _wake_for(self, node: SimNode) -> None:
+        deadline = node.mesh.next_deadline()
+        for room in node.rooms.values():
+            deadline = min(deadline, room.next_deadline())
+        if deadline < node.wake_at:
+            node.wake_at = deadline
+            self._push(deadline, _WAKE, node.index, deadline)
+
+    def wire_totals(self) -> tuple[int, int]:
+        """Frames and bytes all nodes have put on the wire so far (tcp model)."""
+        if self.transport is None:
+            return 0, 0
+        lan = self.transport.lan
+        return sum(lan.wire_packets), sum(lan.wire_bytes)
+
+    def cpu_seconds(self) -> float:
+        return 0.0 if self.cpu is None else sum(self.cpu.busy_seconds)
 
     # ------------------------------------------------------------------ scenario pieces
 
@@ -267,6 +476,8 @@ class Simulation:
     def crash(self, victims: Sequence[SimNode]) -> None:
         for node in victims:
             node.alive = False
+            if self.cpu is not None:
+                self.cpu.drop(node.index)
 
     def join(self, limit: float) -> float | None:
         """Bring the waiting nodes in; seconds until each holds every live member online."""

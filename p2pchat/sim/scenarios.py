@@ -15,10 +15,19 @@ from p2pchat.mesh.drain import Drain, Outgoing
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.plumtree import Broadcast
 from p2pchat.sim.engine import WARMUP_LIMIT, SimSettings, Simulation
-from p2pchat.sim.report import Report, RoomReport, room_figures, rounded
+from p2pchat.sim.phases import Meter, presence_changes
+from p2pchat.sim.report import (
+    Report,
+    RoomReport,
+    model_name,
+    record_idle,
+    record_spreads,
+    record_window,
+    room_figures,
+    rounded,
+)
 from p2pchat.wire.messages import MAX_ROOM_ROUND, RoomGossip
 
-IDLE_WINDOW = 10.0
 CRASH_AFTER = 5.0
 PARTITION_FOR = 10.0
 PLUMTREE_TOPIC = b"plumtree-room-01"
@@ -176,7 +185,7 @@ def simulate(settings: SimSettings) -> Report:
 def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     started = time.perf_counter()
     sim = Simulation(settings)
-    report = Report(settings.nodes, settings.seed, settings.loss)
+    report = Report(settings.nodes, settings.seed, settings.loss, model=model_name(settings))
     report.warmup_s = round(sim.warm_up(), 3)
     if settings.join:
         report.join_s = rounded(sim.join(WARMUP_LIMIT))
@@ -184,37 +193,17 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     sim.false_offline = 0  # the mesh forming is not measured
 
     # 1. idle load
-    begin, messages, size = sim.now, sim.sent_messages, sim.sent_bytes
-    sim.run_until(begin + IDLE_WINDOW)
     live = len(sim.live())
-    report.idle_msgs_per_node_s = (sim.sent_messages - messages) / live / IDLE_WINDOW
-    report.idle_bytes_per_node_s = (sim.sent_bytes - size) / live / IDLE_WINDOW
-    window_start, window_messages, window_bytes = sim.now, sim.sent_messages, sim.sent_bytes
-    end = window_start + settings.seconds
+    idle = Meter(sim)
+    sim.run_until(sim.now + settings.idle_seconds)
+    record_idle(report, idle.load(live))
+    window = Meter(sim)
+    end = window.started + settings.seconds
 
-    # 2. a presence change
-    changer = sim.rng.choice(sim.nodes)
-    changed_at = sim.now
-    record = changer.mesh.update_presence(changed_at, status="away", status_text="lunch")
-    holders: set[int] = set()
-    arrival: list[float] = []
-    others = settings.nodes - 1
-
-    def watch_change(observer: int, event: PresenceChanged) -> None:
-        news = event.record.owner == record.owner and event.record.version >= record.version
-        if news and observer != changer.index and observer not in holders:
-            holders.add(observer)
-            arrival.append(sim.now - changed_at)
-
-    sim.observers.append(watch_change)
-    sim.after_step(changer)
-    sim.run_until(min(end, changed_at + CRASH_AFTER), stop=lambda: len(holders) >= others)
-    if arrival and others:
-        wanted = math.ceil(0.999 * others)
-        if len(arrival) >= wanted:
-            report.converge_999_s = rounded(arrival[wanted - 1])
-        if len(arrival) >= others:
-            report.converge_100_s = rounded(arrival[others - 1])
+    # 2. presence changes
+    spreads, changer, changed_at = presence_changes(sim, settings.changes, end)
+    record_spreads(report, spreads)
+    end += max(0.0, changed_at - window.started)  # later changes do not eat the window
 
     # 3. crashes
     crash_at = changed_at + CRASH_AFTER
@@ -261,9 +250,7 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
 
     # 5. the rest of the run
     sim.run_until(end)
-    elapsed = sim.now - window_start
-    report.msgs_per_node_s = (sim.sent_messages - window_messages) / live / elapsed
-    report.bytes_per_node_s = (sim.sent_bytes - window_bytes) / live / elapsed
+    record_window(report, window.load(live), sim)
     report.false_suspicions = len(sim.suspicions)
     report.false_offline = sim.false_offline
     views = [len(node.mesh.active) for node in sim.live()]
@@ -271,10 +258,6 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     report.active_view_max = max(views)
     report.simulated_s = round(sim.now, 3)
     report.wall_s = round(time.perf_counter() - started, 2)
-    for name in ("msgs_per_node_s", "bytes_per_node_s"):
-        setattr(report, name, round(getattr(report, name), 1))
-    for name in ("idle_msgs_per_node_s", "idle_bytes_per_node_s"):
-        setattr(report, name, round(getattr(report, name), 1))
     room = None
     if settings.room_members:
         room = simulate_room(sim, settings)
