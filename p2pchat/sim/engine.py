@@ -35,24 +35,15 @@ from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
 from p2pchat.mesh.presence import make_record, signed_by_owner
 from p2pchat.sim.costs import FREE, CostTable
 from p2pchat.sim.cpu import Processors
+from p2pchat.sim.jobs import COLLECT, TICK, Arrival, JobRunner
 from p2pchat.sim.tcp import TcpParams
-from p2pchat.sim.transport import Frame, HandshakeStep, LanParams, Transport
+from p2pchat.sim.transport import LanParams, Transport
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.messages import Ping, Pong, PresenceRecord, RoomGossip
+from p2pchat.wire.messages import PresenceRecord, RoomGossip
 
 FRAME_OVERHEAD = 2 + 16  # length prefix + Poly1305 tag per record
 WARMUP_LIMIT = 120.0
 _WAKE, _DELIVER, _ACTION = 0, 1, 2  # kinds of event
-
-
-@dataclass(frozen=True, slots=True)
-class _Arrival:
-    sender: int
-    item: Any  # a Frame or a HandshakeStep, handed up by the receiver's TCP
-
-
-_TICK = object()  # a job: run the node's timers
-_COLLECT = object()  # a job: send what the node's cores have queued (after a command)
 
 
 @dataclass(slots=True)
@@ -154,9 +145,10 @@ class Simulation:
         self.room_deliveries: dict[tuple[bytes, bytes], list[float]] = {}
         self.room_payload_sends: dict[tuple[bytes, bytes], int] = {}
         self.room_control_sends = 0
-        self._verify = verify = _Verifier()
+        self.verifier = verify = _Verifier()
         self.transport: Transport | None = None
         self.cpu: Processors | None = None
+        self.jobs: JobRunner | None = None
         if settings.transport == "tcp":
             total = settings.nodes + settings.join
             lan = LanParams(
@@ -167,6 +159,7 @@ class Simulation:
             )
             self.transport = Transport(total, lan, settings.costs, self.rng, self)
             self.cpu = Processors(total, settings.cores)
+            self.jobs = JobRunner(self, self.cpu, self.transport)
         elif settings.transport != "datagram":
             raise ValueError(f"unknown transport {settings.transport!r}")
         self.nodes: list[SimNode] = []
@@ -207,7 +200,7 @@ class Simulation:
         """Send what the node's cores want sent and report what they noticed (with a
         network model of CPU: once the node has had the CPU to do so)."""
         if self.cpu is not None:
-            self.cpu.submit(node.index, _COLLECT)
+            self.cpu.submit(node.index, COLLECT)
             self._start_jobs()
             return
         for peer, message in node.mesh.take_outgoing():
@@ -215,7 +208,7 @@ class Simulation:
         for event in node.mesh.take_events():
             if not isinstance(event, PresenceChanged):
                 continue  # evictions and refusals: nothing a scenario measures
-            self._judge(node, event)
+            self.judge(node, event)
             for observer in self.observers:
                 observer(node.index, event)
         deadline = node.mesh.next_deadline()
@@ -229,7 +222,7 @@ class Simulation:
             node.wake_at = deadline
             self._push(deadline, 0, node.index, deadline)
 
-    def _account(self, message: Any) -> int:
+    def account(self, message: Any) -> int:
         """Count a message sent (the message-level figures); its encoded size."""
         size = len(self._codec.encode(message))
         if isinstance(message, RoomGossip):
@@ -242,7 +235,7 @@ class Simulation:
         return size
 
     def _transmit(self, sender: SimNode, peer: bytes, message: Any) -> None:
-        self._account(message)
+        self.account(message)
         target = self.index_of.get(peer)
         if target is None:
             return
@@ -255,7 +248,7 @@ class Simulation:
         delay = self.rng.uniform(low, high) / 1000
         self._push(self.now + delay, _DELIVER, target, (sender.mesh.me, message))
 
-    def _judge(self, observer: SimNode, event: PresenceChanged) -> None:
+    def judge(self, observer: SimNode, event: PresenceChanged) -> None:
         subject = self.index_of[event.record.owner]
         if subject == observer.index or not self.nodes[subject].alive:
             return
@@ -302,7 +295,7 @@ class Simulation:
                     continue  # superseded by an earlier wake-up
                 node.wake_at = math.inf
                 if node.alive and self.cpu is not None:
-                    self.cpu.submit(node.index, _TICK)
+                    self.cpu.submit(node.index, TICK)
                     self._start_jobs()
                     if stop is not None and stop():
                         return
@@ -335,101 +328,13 @@ class Simulation:
 
     def arrived(self, receiver: int, sender: int, item: Any, now: float) -> None:
         if self.cpu is not None and self.nodes[receiver].alive:
-            self.cpu.submit(receiver, _Arrival(sender, item))
+            self.cpu.submit(receiver, Arrival(sender, item))
 
     def _start_jobs(self) -> None:
-        if self.cpu is not None:
-            for index, job in self.cpu.startable():
-                self._run_job(self.nodes[index], job)
+        if self.jobs is not None:
+            self.jobs.start()
 
-    def _run_job(self, node: SimNode, job: object) -> None:
-        """Run a job at once, charge its CPU, and let its effects out when it is done."""
-        assert self.cpu is not None and self.transport is not None
-        cpu, transport, costs = self.cpu, self.transport, self.settings.costs
-        now = self.now
-        if not node.alive:
-            cpu.done(node.index)
-            return
-        checked = self._verify.calls
-        cost = 0.0
-        after: Callable[[float], None] | None = None
-        replies: list[Frame] = []
-        if job is _TICK:
-            self.run_timers(node, now)
-            cost = costs.tick_cost()
-        elif isinstance(job, _Arrival) and isinstance(job.item, HandshakeStep):
-            cost, after = transport.handshake(node.index, job.item)
-        elif isinstance(job, _Arrival) and isinstance(job.item, Frame):
-            cost = costs.frame_cost()
-            sender = self.nodes[job.sender].mesh.me
-            for message, size in zip(job.item.messages, job.item.sizes, strict=True):
-                cost += costs.receive_cost(type(message).__name__, size, 0)
-                if isinstance(message, Ping):
-                    replies.append(Frame([Pong(message.nonce)], [size]))
-                elif not isinstance(message, Pong):
-                    self.handle(node, sender, message, now)
-        cost += costs.verify_cost(self._verify.calls - checked)
-        frames, events, deliveries = self._collect(node)
-        for _, frame in frames:
-            cost += costs.frame_cost()
-            for message, size in zip(frame.messages, frame.sizes, strict=True):
-                cost += costs.send_cost(type(message).__name__, size)
-        if replies:
-            cost += costs.frame_cost()
-            frames += [(job.sender, reply) for reply in replies if isinstance(job, _Arrival)]
-        cpu.charge(node.index, cost)
-
-        def release(t: float) -> None:
-            cpu.done(node.index)
-            if not node.alive:
-                return
-            if after is not None:
-                after(t)
-            for peer, frame in frames:
-                transport.send(node.index, peer, frame, t)
-            self._report(node, events, deliveries)
-            self._wake_for(node)
-
-        if cost > 0:
-            self.schedule(now + cost, release)
-        else:
-            release(now)
-
-    def _collect(
-        self, node: SimNode
-    ) -> tuple[list[tuple[int, Frame]], list[PresenceChanged], list[tuple[bytes, bytes]]]:
-        """What the node's cores want sent (one frame per peer) and have noticed."""
-        batches: dict[int, Frame] = {}
-
-        def add(peer: bytes, message: Any) -> None:
-            size = self._account(message)
-            target = self.index_of.get(peer)
-            if target is not None:
-                frame = batches.setdefault(target, Frame([], []))
-                frame.messages.append(message)
-                frame.sizes.append(size)
-
-        for peer, message in node.mesh.take_outgoing():
-            add(peer, message)
-        events = [e for e in node.mesh.take_events() if isinstance(e, PresenceChanged)]
-        deliveries: list[tuple[bytes, bytes]] = []
-        for topic, room in node.rooms.items():
-            for peer, message in room.take_outgoing():
-                add(peer, message)
-            deliveries += [(topic, msg_id) for msg_id, _ in room.take_delivered()]
-        return list(batches.items()), events, deliveries
-
-    def _report(
-        self, node: SimNode, events: list[PresenceChanged], deliveries: list[tuple[bytes, bytes]]
-    ) -> None:
-        for event in events:
-            self._judge(node, event)
-            for observer in self.observers:
-                observer(node.index, event)
-        for key in deliveries:
-            self.room_deliveries.setdefault(key, []).append(self.now)
-
-    def _wake_for(self, node: SimNode) -> None:
+    def wake_for(self, node: SimNode) -> None:
         deadline = node.mesh.next_deadline()
         for room in node.rooms.values():
             deadline = min(deadline, room.next_deadline())
