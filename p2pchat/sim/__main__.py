@@ -39,6 +39,12 @@ scenario, once the mesh has formed:
 5. the run continues to ``--seconds`` counting false suspicions and false offline
    marks (a live, reachable node marked suspect or offline by someone).
 
+With ``--churn R``, random live nodes change their status at R changes per node and
+hour (a Poisson process; the testbed's churn is 4) from the end of the idle window to
+the end of the run. From the start: ``all_see_all_s`` (every node holds every other
+online; in 0.5 s steps) and, in the tcp model, ``first_window_wire_bytes_per_node``
+(bytes each node sent in the first 60 s, the testbed's cold-start window).
+
 Load: messages and bytes as the cores send them (``msgs_per_node_s``,
 ``bytes_per_node_s``: encoded size, framing and tag), and in the tcp model frames and
 bytes sent on the wire per node (``wire_packets_per_node_s``, ``wire_bytes_per_node_s``:
@@ -119,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     scenario = parser.add_argument_group("scenario")
     scenario.add_argument("--idle", type=float, default=10.0, help="idle window, seconds")
     scenario.add_argument("--changes", type=int, default=1, help="presence changes measured")
+    scenario.add_argument(
+        "--churn", type=float, default=0.0, help="status changes per node and hour (window)"
+    )
     scenario.add_argument("--seeds", type=int, default=1, help="runs, seeds --seed, --seed+1..")
     scenario.add_argument("--testbed", action="store_true", help="bench/testbed's parameters")
     parser.add_argument("--join", type=int, default=0, help="nodes joining the formed mesh")
@@ -173,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.cpu_scale < 0 or args.bandwidth_mbit <= 0:
-        print("need --cpu-scale >= 0 and --bandwidth-mbit > 0", file=sys.stderr)
+    if args.cpu_scale < 0 or args.bandwidth_mbit <= 0 or args.churn < 0:
+        print("need --cpu-scale >= 0, --bandwidth-mbit > 0, --churn >= 0", file=sys.stderr)
         return 2
     costs = _costs(args.costs, args.cpu_scale)
     if costs is None:
@@ -208,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bandwidth=args.bandwidth_mbit * 1e6,
         idle_seconds=args.idle,
         changes=args.changes,
+        churn_per_hour=args.churn,
     )
     if args.seeds > 1:
         print(printed_summary(summary(simulate_seeds(settings, args.seeds)), as_json=args.json))

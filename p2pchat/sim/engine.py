@@ -75,6 +75,8 @@ class SimSettings:
     tcp: TcpParams = field(default_factory=TcpParams)
     idle_seconds: float = 10.0  # the idle window of the scenario
     changes: int = 1  # presence changes measured, one after another
+    churn_per_hour: float = 0.0  # status changes per node and hour in the measured window
+    first_window: float = 60.0  # wire bytes of the start are counted over this (tcp)
 
 
 class Room(Protocol):
@@ -177,6 +179,10 @@ class Simulation:
             )
             self.nodes.append(SimNode(index, mesh, alive=index < settings.nodes))
             self.index_of[identity.public_key] = index
+        self.all_known_at: float | None = None
+        self.first_window_wire: tuple[int, int] | None = None
+        if self.transport is not None:
+            self.schedule(settings.first_window, self._end_first_window)
         founders = self.nodes[: settings.nodes]
         if not settings.cold_start:
             records = [node.mesh.own for node in founders]
@@ -342,6 +348,9 @@ class Simulation:
             node.wake_at = deadline
             self._push(deadline, _WAKE, node.index, deadline)
 
+    def _end_first_window(self, now: float) -> None:
+        self.first_window_wire = self.wire_totals()
+
     def wire_totals(self) -> tuple[int, int]:
         """Frames and bytes all nodes have put on the wire so far (tcp model)."""
         if self.transport is None:
@@ -373,7 +382,10 @@ class Simulation:
         step = 0.5
         while self.now < WARMUP_LIMIT:
             self.run_until(self.now + step)
-            if self.everyone_knows_everyone() and self.views_formed():
+            everyone = self.everyone_knows_everyone()
+            if everyone and self.all_known_at is None:
+                self.all_known_at = self.now
+            if everyone and self.views_formed():
                 break
         self.run_until(self.now + 2 * self.settings.config.view_interval)
         return self.now

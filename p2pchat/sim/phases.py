@@ -4,7 +4,9 @@ model), and presence changes spreading through the mesh."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from functools import partial
 
 from p2pchat.mesh.core import PresenceChanged
 from p2pchat.sim.engine import SimNode, Simulation
@@ -91,3 +93,27 @@ def _one_change(
     sim.run_until(until, stop=lambda: len(holders) >= others)
     sim.observers.remove(watch)
     return arrival
+
+
+def churn(sim: Simulation, per_hour: float, start: float, end: float) -> int:
+    """Status changes by random live nodes at ``per_hour`` per node and hour (a Poisson
+    process) between ``start`` and ``end``, scheduled now; how many."""
+    if per_hour <= 0:
+        return 0
+    rate = per_hour * sim.settings.nodes / 3600
+    rng = random.Random(sim.rng.getrandbits(64))
+    when = start + rng.expovariate(rate)
+    count = 0
+    while when < end:
+        sim.schedule(when, partial(_churn_once, sim, rng, count))
+        count += 1
+        when += rng.expovariate(rate)
+    return count
+
+
+def _churn_once(sim: Simulation, rng: random.Random, number: int, now: float) -> None:
+    live = sim.live()
+    if live:
+        node = rng.choice(live)
+        node.mesh.update_presence(now, status=STATUSES[number % len(STATUSES)])
+        sim.after_step(node)

@@ -23,6 +23,8 @@ class Report:
     loss: float
     model: str = ""
     warmup_s: float = 0.0
+    all_see_all_s: float | None = None  # from the start (0.5 s steps)
+    first_window_wire_bytes_per_node: float | None = None  # tcp: sent in the first window
     join_s: float | None = None
     # Seconds until 50 / 99 / 100% of the other nodes hold a presence change: medians
     # over the run's changes (interpolated between arrivals, see measure.py), and the
@@ -54,6 +56,7 @@ class Report:
     wire_bytes_per_node_s: float = 0.0
     cpu_percent: float = 0.0
     sessions_dialled_per_node: float = 0.0
+    churn_changes: int = 0
     simulated_s: float = 0.0
     wall_s: float = 0.0
     change_spreads: list[tuple[float | None, ...]] = field(default_factory=list)
@@ -103,6 +106,9 @@ def record_window(report: Report, load: Load, sim: Simulation) -> None:
     report.cpu_percent = load.cpu_percent
     if sim.transport is not None:
         report.sessions_dialled_per_node = round(sim.transport.dials / len(sim.nodes), 2)
+    if sim.first_window_wire is not None:
+        per_node = sim.first_window_wire[1] / max(sim.settings.nodes, 1)
+        report.first_window_wire_bytes_per_node = round(per_node)
 
 
 def record_spreads(report: Report, spreads: list[tuple[float | None, ...]]) -> None:

@@ -15,7 +15,7 @@ from p2pchat.mesh.drain import Drain, Outgoing
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.plumtree import Broadcast
 from p2pchat.sim.engine import WARMUP_LIMIT, SimSettings, Simulation
-from p2pchat.sim.phases import Meter, presence_changes
+from p2pchat.sim.phases import Meter, churn, presence_changes
 from p2pchat.sim.report import (
     Report,
     RoomReport,
@@ -187,6 +187,7 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     sim = Simulation(settings)
     report = Report(settings.nodes, settings.seed, settings.loss, model=model_name(settings))
     report.warmup_s = round(sim.warm_up(), 3)
+    report.all_see_all_s = sim.all_known_at
     if settings.join:
         report.join_s = rounded(sim.join(WARMUP_LIMIT))
     sim.suspicions.clear()
@@ -199,6 +200,7 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     record_idle(report, idle.load(live))
     window = Meter(sim)
     end = window.started + settings.seconds
+    report.churn_changes = churn(sim, settings.churn_per_hour, window.started, end)
 
     # 2. presence changes
     spreads, changer, changed_at = presence_changes(sim, settings.changes, end)
