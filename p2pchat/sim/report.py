@@ -38,6 +38,7 @@ class Report:
     changes_incomplete: int = 0
     detect_median_s: float | None = None
     detect_max_s: float | None = None
+    detect_median_node_s: float | None = None  # until half the others marked it offline
     heal_s: float | None = None
     false_suspicions: int = 0
     false_offline: int = 0

@@ -15,6 +15,7 @@ from p2pchat.mesh.drain import Drain, Outgoing
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.plumtree import Broadcast
 from p2pchat.sim.engine import WARMUP_LIMIT, SimSettings, Simulation
+from p2pchat.sim.measure import reached
 from p2pchat.sim.phases import Meter, churn, presence_changes
 from p2pchat.sim.report import (
     Report,
@@ -214,12 +215,15 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
     victims = sim.rng.sample(candidates, min(settings.crash, len(candidates) - 1))
     seen_dead: dict[bytes, set[int]] = {node.mesh.me: set() for node in victims}
     detected: dict[bytes, float] = {}
+    delays: dict[bytes, list[float]] = {}  # per victim, each observer's
     survivors = len(candidates) + 1 - len(victims)
 
     def watch_crash(observer: int, event: PresenceChanged) -> None:
         watchers = seen_dead.get(event.record.owner)
         if watchers is None or event.state is not State.DEAD:
             return
+        if observer not in watchers:
+            delays.setdefault(event.record.owner, []).append(sim.now - crash_at)
         watchers.add(observer)
         if len(watchers) >= survivors and event.record.owner not in detected:
             detected[event.record.owner] = sim.now - crash_at
@@ -232,6 +236,9 @@ def simulate_all(settings: SimSettings) -> tuple[Report, RoomReport | None]:
             times = sorted(detected.values())
             report.detect_median_s = rounded(statistics.median(times))
             report.detect_max_s = rounded(times[-1]) if len(times) == len(victims) else None
+        halves = [reached(d, survivors, 0.5) for d in delays.values()]
+        known = [h for h in halves if h is not None]
+        report.detect_median_node_s = rounded(statistics.median(known)) if known else None
 
     # 4. a partition, then healing
     if settings.partition:
