@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from p2pchat.sim.costs import CostTable
 from p2pchat.sim.tcp import Connection, TcpParams
-from p2pchat.wire.messages import Ping
+from p2pchat.wire.messages import Ping, Pong
 
 RECORD_HEADER = 3  # flags + length, per message in a transport message (§4.2)
 FRAME_OVERHEAD = 2 + 16  # length prefix + Poly1305 tag per transport message
@@ -72,6 +72,12 @@ class HandshakeStep:
 
     session: Session
     step: int
+
+
+def _useful(frame: Frame) -> bool:
+    """Whether a frame keeps a session in use: keepalives do not (the node counts
+    application messages only)."""
+    return not all(isinstance(message, Ping | Pong) for message in frame.messages)
 
 
 class Host(Protocol):
@@ -160,7 +166,8 @@ class Transport:
         session = self.sessions.get(key)
         if session is None:
             session = self._dial(sender, receiver, now)
-        session.last_used = now
+        if _useful(frame):
+            session.last_used = now
         if session.ready[sender]:
             session.tcp.send(sender, frame.size, [frame], now)
         else:
@@ -195,7 +202,8 @@ class Transport:
         )
         if session is None or session.closed:
             return
-        session.last_used = now
+        if isinstance(item, Frame) and _useful(item):
+            session.last_used = now
         session.last_received[receiver] = now
         session.pinged[receiver] = False
         self._host.arrived(receiver, sender, item, now)
