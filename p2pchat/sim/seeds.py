@@ -14,7 +14,7 @@ from p2pchat.sim.report import NOT_PRINTED, Report, RoomReport, rounded
 from p2pchat.sim.scenarios import simulate_all
 
 # Figures that are not summed up as median/p95 over runs.
-LABELS = frozenset({"nodes", "seed", "loss", "model"})
+LABELS = ("nodes", "seed", "loss", "model")
 SPREADS = ("converge_50_s", "converge_99_s", "converge_100_s")
 
 
@@ -31,7 +31,7 @@ def summary(runs: list[tuple[Report, RoomReport | None]]) -> dict[str, Any]:
     first, first_room = runs[0]
     result: dict[str, Any] = {name: getattr(first, name) for name in LABELS}
     result["seeds"] = [report.seed for report, _ in runs]
-    names = [n for n in Report.__slots__ if n not in LABELS | NOT_PRINTED]
+    names = [n for n in Report.__slots__ if n not in LABELS and n not in NOT_PRINTED]
     rows: list[tuple[str, list[Any]]] = [(n, [getattr(r, n) for r, _ in runs]) for n in names]
     if first_room is not None:
         rows += [
