@@ -36,6 +36,7 @@ from p2pchat.addresses import format_host_port
 from p2pchat.chat.names import line_id
 from p2pchat.errors import ConnectionClosed, HandshakeRefused, RemoteProtocolError
 from p2pchat.identity import Identity
+from p2pchat.net.groups import raise_sole
 from p2pchat.net.inbox import Inbox
 from p2pchat.net.large import LargeMessageSlots
 from p2pchat.ratelimit import LogLimiter
@@ -616,8 +617,9 @@ async def secure_connection(
                 await connection.aclose()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # The tasks never raise, so a group holds just what the caller's body raised.
-        _raise_single(group)
+        # The tasks never raise, so a group holds just what the caller's body raised
+        # (and the tasks' cancellation if a deadline fired as it did).
+        raise_sole(group)
 
 
 def _log_handshake_failure(
@@ -639,8 +641,3 @@ def host_of(address: str) -> str:
         return address
     return host[1:-1] if host.startswith("[") else host
 
-
-def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:
-    if len(group.exceptions) == 1:
-        raise group.exceptions[0] from None
-    raise group

@@ -40,6 +40,7 @@ from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.mesh.core import MemberForgotten, Mesh, MeshEvent, PresenceChanged
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.presence import make_record, next_version
+from p2pchat.net.groups import raise_sole
 from p2pchat.net.links import LinkManager
 from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.node.admission import Admission
@@ -368,9 +369,7 @@ async def open_node(
     except BaseExceptionGroup as group:
         # The node's tasks never raise; a group holds one failure to start or whatever
         # the caller's body raised: pass it on as itself.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        raise_sole(group)
 
 
 @contextlib.asynccontextmanager
