@@ -13,7 +13,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import nacl.bindings
@@ -33,9 +33,20 @@ _NOISE_STATIC_PERSON = b"p2pchat-x25519"  # blake2b personalisation, <= 16 bytes
 
 def encode_peer_id(public_key: bytes) -> str:
     """Lowercase, unpadded base32 of an Ed25519 public key."""
+    if type(public_key) is bytes:
+        return _encoded(public_key)
+    return _encode(public_key)
+
+
+def _encode(public_key: bytes) -> str:
     if len(public_key) != PUBLIC_KEY_BYTES:
         raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(public_key)}")
     return base64.b32encode(public_key).decode("ascii").rstrip("=").lower()
+
+
+# Every event and log line names peers: base32 in pure Python costs ~20 us a time, and
+# the same few peers come up again and again. Bounded, as every cache here.
+_encoded = lru_cache(maxsize=1024)(_encode)
 
 
 def decode_peer_id(text: str) -> bytes:

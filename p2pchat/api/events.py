@@ -198,10 +198,7 @@ def _nick(node: Node, peer: bytes) -> str:
     """What to call the peer of an event (chat/names.py); a contact request's own nick
     is in the event itself, so the store's requests are not read for every line."""
     contact = node.store.contact(peer) if node.store else None
-    presence = node.presence_of(encode_peer_id(peer))
-    return person_name(
-        contact_name=contact.name if contact else "", nick=presence.nick if presence else ""
-    )
+    return person_name(contact_name=contact.name if contact else "", nick=node.nick_of(peer))
 
 
 class EventPrinter:

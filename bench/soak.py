@@ -1,0 +1,550 @@
+"""Chat-rate soak: what a daemon costs per message handled, idle, and in memory.
+
+Three real ``p2pchat daemon --json --no-mdns --listen 127.0.0.1:0`` processes, contacts
+of each other, exchange chat messages through their JSON-lines API (stdin) at a steady
+rate per node, for a set time per rate. CPU is read from ``/proc/PID/stat`` (utime +
+stime, all threads) at the start and end of each window, so the figure is the daemon's
+own: ms of CPU per message handled (one sent or one received). Beside it, in the same
+run:
+
+- the bulk baseline: durable messages/s between two nodes in one process, as
+  ``bench/messaging.py`` measures it, and its CPU per message handled (the process's
+  CPU over twice the messages: each is sent by one node and received by the other);
+- idle: the three daemons with their sessions open and nothing to do, CPU % over the
+  idle window and RSS (``VmRSS``), beside three ``serf agent`` processes joined to each
+  other on 127.0.0.1 in the same window;
+- counters per message handled from ``/proc``: wake-ups (voluntary context switches),
+  write and read system calls.
+
+Run:  python bench/soak.py [--quick] [--minutes M] [--rate R[,R...]] [--idle-minutes M]
+      [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from perfdoc import write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
+TEXT = "x" * 100  # as in bench/messaging.py
+NODES = 3
+WARMUP_S = 5.0  # sending starts this long before a window is measured
+SETTLE_S = 60.0  # after a window: every message must be delivered within this
+
+
+# ---------------------------------------------------------------------- /proc
+
+
+@dataclass(slots=True, frozen=True)
+class Sample:
+    """What /proc says about one process at one moment."""
+
+    at: float  # time.monotonic()
+    cpu: float  # seconds of CPU, user + system, all threads
+    system: float  # the system part of it
+    rss_kib: int
+    wakeups: int  # voluntary context switches of the main thread
+    writes: int  # write system calls
+    reads: int  # read system calls
+
+
+def sample(pid: int) -> Sample:
+    """Wake-ups are the main thread's (the trio loop): worker threads come and go."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+    rss = 0
+    wakeups = 0
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("voluntary_ctxt_switches:"):
+                wakeups = int(line.split()[1])
+    io: dict[str, int] = {}
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            key, value = line.split(":")
+            io[key] = int(value)
+    system = int(fields[12]) / TICK
+    return Sample(time.monotonic(), cpu, system, rss, wakeups, io["syscw"], io["syscr"])
+
+
+# ---------------------------------------------------------------------- daemons
+
+
+@dataclass(eq=False)
+class Daemon:
+    """One ``p2pchat daemon --json`` and what its stdout said."""
+
+    name: str
+    process: trio.Process
+    peer_id: str = ""
+    address: str = ""
+    listening: trio.Event = field(default_factory=trio.Event)
+    connected: set[str] = field(default_factory=set)
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    answered: trio.Event = field(default_factory=trio.Event)
+    sent: int = 0  # send answers
+    received: int = 0  # message events
+    delivered: int = 0  # receipt events, state delivered
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    changed: trio.Event = field(default_factory=trio.Event)
+    _tags: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        buffer = b""
+        async for chunk in self.process.stdout:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    self._note(json.loads(line))
+            changed, self.changed = self.changed, trio.Event()
+            changed.set()
+
+    def _note(self, event: dict[str, Any]) -> None:
+        name = event["event"]
+        if "tag" in event:
+            if name == "send":
+                self.sent += 1
+            elif name == "error":
+                self.errors.append(event)
+            else:
+                self.answers[event["tag"]] = event
+                answered, self.answered = self.answered, trio.Event()
+                answered.set()
+        elif name == "message":
+            self.received += 1
+        elif name == "receipt" and event["state"] == "delivered":
+            self.delivered += 1
+        elif name == "listening":
+            self.peer_id = event["id"]
+            self.address = event["addresses"][0]
+            self.listening.set()
+        elif name == "connected":
+            self.connected.add(event["id"])
+        elif name == "disconnected":
+            self.connected.discard(event["id"])
+        elif name == "error":
+            self.errors.append(event)
+
+    async def write(self, command: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(json.dumps(command).encode() + b"\n")
+
+    async def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        tag = next(self._tags)
+        await self.write({"cmd": cmd, "tag": tag, **args})
+        while tag not in self.answers:
+            await self.answered.wait()
+        return self.answers.pop(tag)
+
+    async def send(self, to: str) -> None:
+        """A message, answered later (counted in ``sent``)."""
+        await self.write({"cmd": "send", "to": to, "text": TEXT, "tag": -1})
+
+
+@contextlib.asynccontextmanager
+async def daemons(
+    tmp: Path, count: int, python: str, profile: Path | None = None
+) -> AsyncIterator[list[Daemon]]:
+    """``profile``: the first daemon runs under cProfile, its statistics written there."""
+    started: list[Daemon] = []
+    async with trio.open_nursery() as nursery:
+        try:
+            for index in range(count):
+                home = tmp / f"node{index}"
+                home.mkdir()
+                command = ["-m", "p2pchat", "--home", str(home), "daemon", "--json",
+                           "--no-mdns", "--listen", "127.0.0.1:0", "--nick", f"n{index}"]
+                if profile and not index:
+                    command = ["-m", "cProfile", "-o", str(profile), *command]
+                if os.environ.get("SOAK_WRAP") and not index:  # XXX temporary
+                    command = [os.environ["SOAK_WRAP"], *command[2:], "/tmp/cc/d0"]
+                process = await trio.lowlevel.open_process(
+                    [python, *command],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=open(home / "stderr.log", "wb"),  # noqa: SIM115 (the child's)
+                    cwd=ROOT,
+                )  # fmt: skip
+                daemon = Daemon(f"n{index}", process)
+                started.append(daemon)
+                nursery.start_soon(daemon.read_stdout)
+            with trio.fail_after(60):
+                for daemon in started:
+                    await daemon.listening.wait()
+            yield started
+        finally:
+            with trio.CancelScope(shield=True):
+                for daemon in started:
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await daemon.write({"cmd": "quit"})
+                with trio.move_on_after(10):
+                    for daemon in started:
+                        await daemon.process.wait()
+                for daemon in started:
+                    if daemon.process.returncode is None:
+                        daemon.process.kill()
+                        await daemon.process.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def connect_all(nodes: list[Daemon]) -> None:
+    """Each a contact of every other, each pair with a session."""
+    for a in nodes:
+        for b in nodes:
+            if a is not b:
+                await a.call("add_contact", id=b.peer_id, nick=b.name)
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1 :]:
+            answer = await a.call("connect", target=b.address)
+            assert answer.get("state") == "verified", answer
+    with trio.fail_after(30):
+        while not all(len(n.connected) == len(nodes) - 1 for n in nodes):
+            await trio.sleep(0.05)
+
+
+async def wait_delivered(nodes: list[Daemon], timeout: float) -> bool:
+    """Until every node holds a delivered receipt for everything it sent."""
+    with trio.move_on_after(timeout):
+        while not all(n.delivered >= n.sent and not n.errors for n in nodes):
+            await trio.sleep(0.1)
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------- phases
+
+
+@dataclass(slots=True)
+class Window:
+    """One measured window of one daemon."""
+
+    name: str
+    seconds: float
+    cpu: float
+    sent: int
+    received: int
+    before: Sample
+    after: Sample
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.received
+
+    @property
+    def cpu_percent(self) -> float:
+        return 100 * self.cpu / self.seconds
+
+    def per_message(self, value: float) -> float:
+        return value / self.handled if self.handled else float("nan")
+
+
+async def chat_phase(nodes: list[Daemon], rate: float, seconds: float) -> list[Window]:
+    """Each node sends ``rate`` messages/s (to the others in turn) for WARMUP_S plus
+    ``seconds``; the window is the last ``seconds``."""
+    period = 1.0 / rate
+    windows: list[Window] = []
+
+    async def sender(node: Daemon, offset: float, stop_at: float) -> None:
+        others = itertools.cycle([n.peer_id for n in nodes if n is not node])
+        at = trio.current_time() + offset
+        while at < stop_at:
+            await trio.sleep_until(at)
+            await node.send(next(others))
+            at += period
+
+    start = trio.current_time()
+    stop_at = start + WARMUP_S + seconds
+    async with trio.open_nursery() as nursery:
+        for index, node in enumerate(nodes):
+            nursery.start_soon(sender, node, index * period / len(nodes), stop_at)
+        await trio.sleep_until(start + WARMUP_S)
+        before = [(sample(n.pid), n.sent, n.received) for n in nodes]
+        await trio.sleep_until(stop_at)
+        after = [(sample(n.pid), n.sent, n.received) for n in nodes]
+    for node, (s0, sent0, got0), (s1, sent1, got1) in zip(nodes, before, after, strict=True):
+        windows.append(
+            Window(node.name, s1.at - s0.at, s1.cpu - s0.cpu, sent1 - sent0, got1 - got0, s0, s1)
+        )
+    if not await wait_delivered(nodes, SETTLE_S):
+        print(f"  rate {rate:g}/s: not every message was delivered within {SETTLE_S:.0f} s")
+    return windows
+
+
+# ---------------------------------------------------------------------- serf
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serf_agents(tmp: Path, count: int) -> Any:
+    """``count`` serf agents on 127.0.0.1, joined to the first; [] if serf is missing."""
+    serf = shutil.which("serf")
+    if serf is None:
+        yield []
+        return
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        first = None
+        for index in range(count):
+            bind = f"127.0.0.1:{free_port()}"
+            command = [serf, "agent", "-node", f"s{index}", "-bind", bind,
+                       "-rpc-addr", f"127.0.0.1:{free_port()}"]  # fmt: skip
+            if first is not None:
+                command += ["-join", first]
+            first = first or bind
+            log = open(tmp / f"serf{index}.log", "wb")  # noqa: SIM115 (the child's)
+            processes.append(subprocess.Popen(command, stdout=log, stderr=log))
+            time.sleep(0.3)  # the first must listen before the others join it
+        yield processes
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)  # a graceful leave
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass(slots=True)
+class Idle:
+    name: str
+    seconds: float
+    cpu_percent: float
+    rss_mib: float
+    wakeups_per_s: float
+
+
+def idle_of(name: str, s0: Sample, s1: Sample) -> Idle:
+    seconds = s1.at - s0.at
+    seconds = max(seconds, 1e-9)
+    return Idle(
+        name,
+        seconds,
+        100 * (s1.cpu - s0.cpu) / seconds,
+        s1.rss_kib / 1024,
+        (s1.wakeups - s0.wakeups) / seconds,
+    )
+
+
+# ---------------------------------------------------------------------- bulk baseline
+
+
+@dataclass(slots=True)
+class Bulk:
+    messages: int
+    seconds: float
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    @property
+    def ms_per_handled(self) -> float:
+        return 1000 * self.cpu / (2 * self.messages) if self.messages else float("nan")
+
+
+BULK_SCRIPT = """
+import json, sys, tempfile, time, trio
+from pathlib import Path
+sys.path.insert(0, "bench")
+import messaging
+tmp = Path(tempfile.mkdtemp(prefix="p2pchat-soak-bulk-"))
+cpu = time.process_time()
+result = trio.run(messaging.throughput, int(sys.argv[1]), tmp)
+cpu = time.process_time() - cpu
+print(json.dumps({"messages": result.messages, "seconds": result.seconds, "cpu": cpu}))
+"""
+
+
+def bulk(python: str, count: int) -> Bulk:
+    """messaging.py's durable throughput in a process of its own; its CPU includes the
+    two nodes' set-up (a fraction of a second), so the figure is a slight overestimate."""
+    done = subprocess.run(
+        [python, "-c", BULK_SCRIPT, str(count)], cwd=ROOT, capture_output=True, check=True
+    )
+    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return Bulk(result["messages"], result["seconds"], result["cpu"])
+
+
+# ---------------------------------------------------------------------- the run
+
+
+@dataclass(slots=True)
+class Run:
+    chat: dict[float, list[Window]]
+    idle: list[Idle]
+    serf: list[Idle]
+    bulk: Bulk
+    rss_after_setup: list[float]
+
+
+async def soak(args: argparse.Namespace, tmp: Path) -> Run:
+    python = sys.executable
+    chat: dict[float, list[Window]] = {}
+    with serf_agents(tmp, NODES if not args.no_serf else 0) as serfs:
+        async with daemons(tmp, NODES, python, args.profile) as nodes:
+            await connect_all(nodes)
+            for node in nodes:  # a first message each way: every path is warm
+                for other in nodes:
+                    if other is not node:
+                        await node.send(other.peer_id)
+            assert await wait_delivered(nodes, 30), "the first messages were not delivered"
+            rss_after_setup = [sample(n.pid).rss_kib / 1024 for n in nodes]
+            for rate in args.rates:
+                print(f"  chat at {rate:g} messages/s per node for {args.minutes:g} min ...",
+                      flush=True)  # fmt: skip
+                chat[rate] = await chat_phase(nodes, rate, args.minutes * 60)
+            bulk_run = Bulk(0, 1.0, 0.0)
+            if args.bulk:
+                print("  bulk baseline ...", flush=True)
+                bulk_run = await trio.to_thread.run_sync(bulk, python, args.bulk)
+            print(f"  idle for {args.idle_minutes:g} min ...", flush=True)
+            await trio.sleep(5)  # what the bulk run left behind settles
+            pids = [n.pid for n in nodes] + [s.pid for s in serfs]
+            before = [sample(pid) for pid in pids]
+            await trio.sleep(args.idle_minutes * 60)
+            after = [sample(pid) for pid in pids]
+            names = [n.name for n in nodes] + [f"serf{i}" for i in range(len(serfs))]
+            idles = [idle_of(*z) for z in zip(names, before, after, strict=True)]
+            for node in nodes:
+                if node.errors:
+                    print(f"  {node.name}: errors: {node.errors[:3]}")
+    return Run(chat, idles[:NODES], idles[NODES:], bulk_run, rss_after_setup)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def report(run: Run, args: argparse.Namespace) -> list[str]:
+    bulk_ms = run.bulk.ms_per_handled
+    lines = [
+        f"bulk baseline (bench/messaging.py throughput, two nodes in one process): "
+        f"{run.bulk.messages} messages in {run.bulk.seconds:.2f} s = {run.bulk.rate:.0f} "
+        f"durable messages/s; {bulk_ms:.3f} ms CPU per message handled",
+    ]
+    for rate, windows in run.chat.items():
+        per = [1000 * w.per_message(w.cpu) for w in windows]
+        handled = [w.handled / w.seconds for w in windows]
+        wake = [w.per_message(w.after.wakeups - w.before.wakeups) for w in windows]
+        writes = [w.per_message(w.after.writes - w.before.writes) for w in windows]
+        reads = [w.per_message(w.after.reads - w.before.reads) for w in windows]
+        lines.append(
+            f"chat at {rate:g} messages/s per node ({NODES} daemons, {rate * NODES:g}/s in all, "
+            f"{windows[0].seconds / 60:.1f} min): CPU {mean([w.cpu_percent for w in windows]):.2f}% "
+            f"per daemon ({' / '.join(f'{w.cpu_percent:.2f}' for w in windows)}); "
+            f"{mean(per):.3f} ms CPU per message handled ({mean(handled):.1f} handled/s per "
+            f"daemon); ratio {mean(per) / bulk_ms:.1f}x the bulk cost"
+        )
+        system = [1000 * w.per_message(w.after.system - w.before.system) for w in windows]
+        lines.append(
+            f"  per message handled: {mean(system):.3f} ms of it in the kernel, "
+            f"{mean(wake):.2f} wake-ups, {mean(writes):.2f} write and "
+            f"{mean(reads):.2f} read system calls; RSS after "
+            f"{' / '.join(f'{w.after.rss_kib / 1024:.1f}' for w in windows)} MiB"
+        )
+    idle_line = (
+        f"idle ({run.idle[0].seconds / 60:.1f} min, sessions open to 2 peers): CPU "
+        f"{mean([i.cpu_percent for i in run.idle]):.3f}% per daemon "
+        f"({' / '.join(f'{i.cpu_percent:.3f}' for i in run.idle)}), "
+        f"{mean([i.wakeups_per_s for i in run.idle]):.1f} wake-ups/s; RSS "
+        f"{' / '.join(f'{i.rss_mib:.1f}' for i in run.idle)} MiB (after set-up "
+        f"{' / '.join(f'{r:.1f}' for r in run.rss_after_setup)})"
+    )
+    lines.append(idle_line)
+    if run.serf:
+        serf_cpu = mean([i.cpu_percent for i in run.serf])
+        serf_rss = mean([i.rss_mib for i in run.serf])
+        ours_cpu = mean([i.cpu_percent for i in run.idle])
+        ours_rss = mean([i.rss_mib for i in run.idle])
+        lines.append(
+            f"  baseline: {len(run.serf)} serf agents joined on 127.0.0.1, same window: CPU "
+            f"{serf_cpu:.3f}% per agent, {mean([i.wakeups_per_s for i in run.serf]):.1f} "
+            f"wake-ups/s, RSS {serf_rss:.1f} MiB (ratios p2pchat/serf: CPU "
+            f"{ours_cpu / serf_cpu if serf_cpu else float('inf'):.2f}x, RSS "
+            f"{ours_rss / serf_rss:.2f}x)"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="~1 minute in all")
+    parser.add_argument("--minutes", type=float, help="per chat rate (default 10; quick 0.25)")
+    parser.add_argument("--rate", default="17,50",
+                        help="messages/s sent per node, comma-separated (default 17,50)")
+    parser.add_argument("--idle-minutes", type=float, help="idle window (default 3; quick 0.25)")
+    parser.add_argument("--bulk", type=int, help="messages of the bulk baseline (default 20000)")
+    parser.add_argument("--no-serf", action="store_true", help="no serf agents beside")
+    parser.add_argument("--profile", type=Path, help="run the first daemon under cProfile")
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    args = parser.parse_args()  # fmt: skip
+    args.rates = [float(r) for r in args.rate.split(",")]
+    if args.minutes is None:
+        args.minutes = 0.25 if args.quick else 10.0
+    if args.idle_minutes is None:
+        args.idle_minutes = 0.25 if args.quick else 3.0
+    if args.bulk is None:
+        args.bulk = 5000 if args.quick else 20_000
+    print(
+        f"p2pchat chat-rate soak, python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f} at the start",
+        flush=True,
+    )
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="p2pchat-bench-soak-"))
+    try:
+        run = trio.run(soak, args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    lines = report(run, args)
+    print("\n".join(lines))
+    print(f"(bench took {time.perf_counter() - started:.0f} s; load average "
+          f"{os.getloadavg()[0]:.2f} at the end)")  # fmt: skip
+    if args.write:
+        command = " ".join([".venv/bin/python bench/soak.py", *sys.argv[1:]]).replace(
+            " --write", ""
+        )
+        body = "\n".join([f"Command: `{command}`; run recorded here on "
+                          f"{time.strftime('%Y-%m-%d')}.", "", "```", *lines, "```"])  # fmt: skip
+        write_section("soak", "Chat rates (`bench/soak.py`)", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
