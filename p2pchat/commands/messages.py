@@ -58,8 +58,10 @@ class MessageCommands(CommandContext):
             self._waiting.pop(message.msg_id, None)
         with readable_errors():
             now = self._store.message(message.msg_id) or message
-            waiting = [i for i in self._store.outbox(message.peer) if i.msg_id == message.msg_id]
-        return Delivery(message, now.state, waiting[0].relays if waiting else 0)
+            # One row, not the peer's whole outbox: a bot that keeps hundreds of
+            # messages in flight pays for this on every send.
+            waiting = self._store.outbox_item(message.msg_id)
+        return Delivery(message, now.state, waiting.relays if waiting else 0)
 
     def history(
         self, peer: bytes, *, limit: int = 50, before: bytes | None = None
