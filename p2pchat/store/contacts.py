@@ -3,10 +3,14 @@ from strangers, and the addresses each peer was last reachable at."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
+
 from p2pchat.store.core import StoreCore
 from p2pchat.store.rows import Contact, Request, RowReader
 
 MAX_ADDRESSES = 8
+MAX_CACHED_CONTACTS = 4096  # rows of contact() kept in memory (then the cache starts over)
 
 _CONTACT = RowReader(Contact)
 _REQUEST = RowReader(Request)
@@ -36,8 +40,33 @@ class ContactTables(StoreCore):
         return contact
 
     def contact(self, peer: bytes) -> Contact | None:
+        """The row of ``peer`` (None if it has none). Every event names its peer, so rows
+        are cached; any write to the table, and any rollback, empties the cache."""
+        cache = self._contact_cache
+        if peer in cache:
+            return cache[peer]
         row = self._one(f"SELECT {_CONTACT.columns} FROM contacts WHERE peer = ?", (peer,))
-        return None if row is None else _CONTACT(row)
+        contact = None if row is None else _CONTACT(row)
+        if len(cache) >= MAX_CACHED_CONTACTS:
+            cache.clear()
+        cache[peer] = contact
+        return contact
+
+    @property
+    def _contact_cache(self) -> dict[bytes, Contact | None]:
+        return self._cache("contacts")
+
+    # Every write of every table family passes here (reads go through _one and _all): one
+    # that names the table empties the cache, whichever method it comes from.
+    def _exec(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        if "contacts" in sql:
+            self._contact_cache.clear()
+        return super()._exec(sql, params)
+
+    def _many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if "contacts" in sql:
+            self._contact_cache.clear()
+        super()._many(sql, rows)
 
     def contacts(self) -> list[Contact]:
         """Contacts and blocked peers, by name (case-insensitive), then peer."""

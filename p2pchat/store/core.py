@@ -38,6 +38,9 @@ class StoreCore:
         self.path = path
         self.schema_version = schema_version
         self.health: DiskHealth | None = None
+        # Rows the table families keep in memory, by family; emptied on every rollback
+        # (a row read inside a transaction that is undone must not outlive it).
+        self._caches: dict[str, dict[Any, Any]] = {}
 
     # --- lifecycle and transactions -------------------------------------------------
 
@@ -79,6 +82,7 @@ class StoreCore:
             yield
             self._exec("COMMIT")
         except BaseException:
+            self._forget_cached()
             with contextlib.suppress(sqlite3.Error):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -103,6 +107,7 @@ class StoreCore:
         try:
             yield
         except BaseException:
+            self._forget_cached()
             # If SQLite already rolled back the whole transaction (it does on some
             # errors), there is no savepoint left; the outer COMMIT will say so.
             with contextlib.suppress(StoreError):
@@ -113,6 +118,14 @@ class StoreCore:
             self._exec(f"RELEASE {name}")
         finally:
             self._depth -= 1
+
+    def _cache(self, family: str) -> dict[Any, Any]:
+        """A table family's cache of rows (see ``_caches``)."""
+        return self._caches.setdefault(family, {})
+
+    def _forget_cached(self) -> None:
+        for cache in self._caches.values():
+            cache.clear()
 
     # --- statements -----------------------------------------------------------------
 
