@@ -51,6 +51,12 @@ _encoded = lru_cache(maxsize=1024)(_encode)
 
 def decode_peer_id(text: str) -> bytes:
     """Parse the text form of a peer id; raises ValueError with a readable reason."""
+    if type(text) is str and len(text) == PEER_ID_CHARS:
+        return _decoded(text)  # every API command names a peer: the same few, again
+    return _decode(text)
+
+
+def _decode(text: str) -> bytes:
     cleaned = text.strip().lower()
     if len(cleaned) != PEER_ID_CHARS:
         raise ValueError(f"a peer id has {PEER_ID_CHARS} characters, this one has {len(cleaned)}")
@@ -61,6 +67,9 @@ def decode_peer_id(text: str) -> bytes:
     if encode_peer_id(raw) != cleaned:  # rejects non-canonical trailing bits
         raise ValueError("this peer id is not in canonical form")
     return raw
+
+
+_decoded = lru_cache(maxsize=1024)(_decode)
 
 
 def fingerprint(public_key: bytes) -> str:
