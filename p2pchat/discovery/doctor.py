@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ifaddr
 import trio
-from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
 from p2pchat.addresses import format_host_port
 from p2pchat.discovery.others import heard_from_others
@@ -60,6 +58,8 @@ class Report:
 
 
 def interfaces(chosen: list[str] | None) -> list[Interface]:
+    import ifaddr  # here, not at the top: a daemon imports this module, rarely runs it
+
     found = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -101,6 +101,8 @@ def _joined_mdns_group(name: str) -> bool | None:
 def _multicast_round_trip(interface: Interface, seconds: float) -> tuple[bool, bool | None]:
     """Announce a probe service and browse for it with a second responder on the same
     interface: (seen, group joined). Runs in a worker thread."""
+    from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+
     probe_name = f"check-{secrets.token_hex(4)}.{PROBE_TYPE}"
     seen: list[bool] = []  # filled by the browser's thread
 

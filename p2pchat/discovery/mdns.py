@@ -4,6 +4,9 @@ python-zeroconf runs its own thread (``use_asyncio=False``); its browser callbac
 cross into trio with ``trio.from_thread.run_sync`` and its blocking calls
 (register, resolve, unregister) go through ``trio.to_thread.run_sync``. What comes
 out is a stream of typed events about validated records; our own record is ignored.
+
+zeroconf (and the asyncio it brings, ~8 MiB resident) and ifaddr are imported when
+mDNS starts, not with this module: a node run with ``--no-mdns`` never loads them.
 """
 
 from __future__ import annotations
@@ -15,17 +18,9 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import ifaddr
 import trio
-from zeroconf import (
-    IPVersion,
-    NonUniqueNameException,
-    ServiceBrowser,
-    ServiceInfo,
-    ServiceStateChange,
-    Zeroconf,
-)
 
 from p2pchat.discovery.records import (
     SERVICE_TYPE,
@@ -34,6 +29,9 @@ from p2pchat.discovery.records import (
     InvalidRecord,
     parse_record,
 )
+
+if TYPE_CHECKING:
+    from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
 
 log = logging.getLogger("p2pchat.discovery")
 
@@ -71,6 +69,8 @@ def local_addresses(interfaces: Sequence[str] | None) -> list[str]:
     """The IPv4 addresses we announce: the chosen interfaces, or every non-loopback one."""
     if interfaces:
         return list(interfaces)
+    import ifaddr
+
     found = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -102,6 +102,8 @@ class Mdns:
 
     async def announce(self, announcement: Announcement) -> str:
         """Register (or update) our service; returns the instance name in use."""
+        from zeroconf import NonUniqueNameException, ServiceInfo
+
         registered = self._info
         info = ServiceInfo(
             SERVICE_TYPE,
@@ -142,6 +144,8 @@ class Mdns:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until cancelled, sending an event for every valid change seen."""
+        from zeroconf import ServiceBrowser, ServiceStateChange
+
         token = trio.lowlevel.current_trio_token()
         changes_send, changes = trio.open_memory_channel[tuple[ServiceStateChange, str]](
             EVENT_QUEUE
@@ -192,6 +196,8 @@ class Mdns:
         resolving: dict[str, trio.CancelScope],
     ) -> None:
         """Resolve one instance, retrying: a lost packet must not hide a peer for good."""
+        from zeroconf import IPVersion
+
         with scope:
             for delay in RESOLVE_RETRY_DELAYS:
                 await trio.sleep(delay)
@@ -210,6 +216,8 @@ class Mdns:
             del resolving[name]
 
     def _judge(self, name: str, info: ServiceInfo) -> DiscoveryEvent | None:
+        from zeroconf import IPVersion
+
         try:
             peer = parse_record(
                 name,
@@ -256,6 +264,8 @@ async def open_mdns(
     interfaces: Sequence[str] | None = None,
 ) -> AsyncIterator[Mdns]:
     """Start zeroconf on ``interfaces`` (default: all) and stop it cleanly on exit."""
+    from zeroconf import IPVersion, Zeroconf
+
     chosen = list(interfaces) if interfaces else None
 
     _use_rfc_probe_spacing()

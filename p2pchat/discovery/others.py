@@ -18,8 +18,6 @@ import struct
 import time
 from collections.abc import Iterable
 
-import ifaddr
-
 from p2pchat.discovery.records import SERVICE_TYPE
 
 MDNS_GROUP = "224.0.0.251"
@@ -31,6 +29,8 @@ PTR, IN = 12, 1
 
 def own_addresses() -> set[str]:
     """Every IPv4 address of this host (any of them may be the source of our packets)."""
+    import ifaddr  # here, not at the top: a daemon imports this module, rarely runs it
+
     found = {"127.0.0.1"}
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
