@@ -11,7 +11,9 @@ polled; a thread works for all of them.
 A line written while nothing waits goes straight into a pipe when the pipe can take it
 without blocking (``RWF_NOWAIT``, Linux): at chat rates that is every line, and a line
 then costs one system call instead of a wake-up of the writer task, a hand-over to a
-thread and one back. Whatever the pipe cannot take at once waits as above.
+thread and one back. At most DIRECT_RATE lines a second go that way: in a burst each
+such write would wake the reader for one line, so the rest wait and go together, and
+the writer task, too, tries the pipe without blocking before it asks a thread.
 
 When stdout is gone for good (EPIPE: the reader closed it; EBADF) output stops, the
 queue is emptied and further lines are discarded; the node keeps running, as it does at
@@ -27,6 +29,7 @@ import logging
 import os
 import select
 import stat
+import time
 from collections.abc import Callable
 
 import trio
@@ -40,6 +43,8 @@ MAX_LINES = 4096  # lines waiting for the reader
 MAX_BYTES = 4 * 1024 * 1024  # ... and their bytes (one longer line still gets through)
 WRITE_CHUNK = 64 * 1024  # lines handed to the thread in one write
 RETRY_AFTER = 1.0  # seconds to wait after a write error that may pass
+DIRECT_RATE = 200.0  # lines a second written at once, beyond a burst of DIRECT_BURST
+DIRECT_BURST = 8
 GONE = frozenset({errno.EPIPE, errno.EBADF, errno.EINVAL, errno.ECONNRESET})
 
 
@@ -68,6 +73,8 @@ class LineOutput:
         self.broken: str | None = None if fd is not None else "no stdout"
         self._direct = write_all is None and fd is not None and _nowait_pipe(fd)
         self.direct_lines = 0  # lines written at once, without the writer task
+        self._tokens = float(DIRECT_BURST)
+        self._tokens_at = time.monotonic()
 
     def write(self, line: bytes, *, count: int = 1) -> None:
         """Queue one line (ending in a newline); ``count``: how many events it stands for."""
@@ -80,6 +87,7 @@ class LineOutput:
             and not self._cut_line
             and not self._feed.backlog.waiting
             and len(line) <= select.PIPE_BUF
+            and self._take_token()
         ):
             written = self._write_nowait(line)
             if written == len(line):
@@ -107,10 +115,15 @@ class LineOutput:
             lines = await self._next_lines()
             prefix = b"\n" if self._cut_line else b""  # end the line a failed write cut
             assert self._fd is not None
+            data = prefix + b"".join(lines)
+            done = self._write_nowait(data) if self._direct else 0
+            if done == len(data):
+                continue
             self._writing = True
             written, error = await trio.to_thread.run_sync(
-                self._write_all, self._fd, prefix + b"".join(lines), abandon_on_cancel=True
+                self._write_all, self._fd, data[done:], abandon_on_cancel=True
             )
+            written += done
             self._writing = False
             self._cut_line = False
             if error is None:
@@ -127,6 +140,13 @@ class LineOutput:
         if self._fd is not None and not self._writing:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        tokens = min(float(DIRECT_BURST), self._tokens + (now - self._tokens_at) * DIRECT_RATE)
+        self._tokens_at = now
+        self._tokens = tokens - 1 if tokens >= 1 else tokens
+        return tokens >= 1
 
     def _write_nowait(self, line: bytes) -> int:
         """Bytes of ``line`` the pipe took without blocking (0: none, or an error, which
