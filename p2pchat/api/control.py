@@ -46,6 +46,33 @@ async def read_lines(
     stream: trio.abc.ReceiveStream, max_line: int = MAX_LINE_BYTES
 ) -> AsyncIterator[bytes | None]:
     """Lines from ``stream``; None stands for a line over ``max_line`` bytes (skipped)."""
+    async for batch in read_batches(stream, max_line):
+        for line in batch:
+            yield line
+
+
+async def read_batches(
+    stream: trio.abc.ReceiveStream, max_line: int = MAX_LINE_BYTES
+) -> AsyncIterator[list[bytes | None]]:
+    """The lines of ``stream`` (as :func:`read_lines`), grouped as they arrived: all the
+    complete lines one read brought."""
+    batch: list[bytes | None] = []
+    async for line in _lines(stream, max_line):
+        if line is _END_OF_READ:
+            if batch:
+                yield batch
+                batch = []
+        else:
+            batch.append(line)
+    if batch:
+        yield batch
+
+
+_END_OF_READ = b"\n"  # never a line (lines come without their newline)
+
+
+async def _lines(stream: trio.abc.ReceiveStream, max_line: int) -> AsyncIterator[bytes | None]:
+    """Lines, and _END_OF_READ after the lines of each read."""
     buffer = bytearray()
     scanned = 0  # the first bytes of buffer, known to hold no newline
     skipping = False
@@ -77,23 +104,33 @@ async def read_lines(
                 yield None
             elif line.strip():
                 yield line
+        yield _END_OF_READ
 
 
 async def answer_lines(
-    lines: AsyncIterator[bytes | None],
+    batches: AsyncIterator[list[bytes | None]],
     handler: ApiHandler,
     write: Callable[[dict[str, Any]], Any],
 ) -> None:
-    """Run each command line through ``handler``; ``write`` gets every answer."""
-    async for line in lines:
-        try:
-            if line is None:
-                raise ApiError(f"a command line is limited to {MAX_LINE_BYTES} bytes")
-            command = parse_command(line)
-        except ApiError as error:
-            await _maybe_await(write({"event": "error", "error": str(error)}))
-            continue
-        await _maybe_await(write(await handler.handle(command)))
+    """Run each command line through ``handler``; ``write`` gets every answer, in the
+    order of the lines. The commands of one read go to the handler together (it stores
+    a run of sends in one commit)."""
+    async for batch in batches:
+        commands: list[dict[str, Any]] = []
+        for line in batch:
+            try:
+                if line is None:
+                    raise ApiError(f"a command line is limited to {MAX_LINE_BYTES} bytes")
+                command = parse_command(line)
+            except ApiError as error:
+                for answer in await handler.handle_many(commands):
+                    await _maybe_await(write(answer))
+                commands = []
+                await _maybe_await(write({"event": "error", "error": str(error)}))
+                continue
+            commands.append(command)
+        for answer in await handler.handle_many(commands):
+            await _maybe_await(write(answer))
 
 
 async def _maybe_await(value: Any) -> None:
@@ -286,7 +323,7 @@ async def _serve_client(
     try:
         async with stream, trio.open_nursery() as nursery:
             nursery.start_soon(client.send_answers)
-            await answer_lines(read_lines(stream), handler, client.write)
+            await answer_lines(read_batches(stream), handler, client.write)
             client.end_of_commands()  # what waits still goes out
     except* _Unread:
         if _log.allow("unread", trio.current_time()) is not None:

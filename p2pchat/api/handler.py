@@ -36,7 +36,7 @@ from p2pchat.errors import P2PChatError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.events import NodeEvent
 from p2pchat.node.node import Node
-from p2pchat.store import Store
+from p2pchat.store import Store, StoredMessage
 from p2pchat.wire.messages import MAX_PING_DATA, SETTABLE_STATUSES
 
 log = logging.getLogger("p2pchat.api")
@@ -124,6 +124,68 @@ class ApiHandler:
             self._on_change()
         return answer
 
+    async def handle_many(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The answers to commands that arrived together, in order. A run of ``send``
+        commands that do not wait for delivery is stored in one commit (docs/api.md
+        §2.1) and answered after it; every other command is handled alone."""
+        answers: list[dict[str, Any]] = []
+        start = 0
+        while start < len(commands):
+            end = start
+            while end < len(commands) and _batchable(commands[end]) and self.node is not None:
+                end += 1
+            if end - start > 1:
+                answers += await self._send_batch(commands[start:end])
+                start = end
+            else:
+                answers.append(await self.handle(commands[start]))
+                start += 1
+        return answers
+
+    async def _send_batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any] | None] = []
+        items: list[tuple[bytes, str, bool]] = []
+        for command in commands:
+            try:
+                items.append(
+                    (peer_arg(command, "to"), str_arg(command, "text"), bool_arg(command, "action"))
+                )
+                answers.append(None)
+            except ApiError as error:
+                answers.append(self._error(command, error))
+        try:
+            results = iter(self.actions.send_many(items))
+        except Exception as error:  # the commit failed: nothing is stored
+            if not isinstance(error, ValueError | P2PChatError):  # a bug costs answers only
+                log.exception("API send batch failed")
+                error = ApiError(f"internal error: {error!r}")
+            return [answer or self._error(command, error) for command, answer in
+                    zip(commands, answers, strict=True)]  # fmt: skip
+        self._on_change()
+        done: list[dict[str, Any]] = []
+        for command, answer in zip(commands, answers, strict=True):
+            if answer is None:
+                result = next(results)
+                if isinstance(result, CommandError):
+                    answer = self._error(command, result)
+                else:
+                    answer = self._tagged(command, {"event": "send", **await self._sent(result)})
+            done.append(answer)
+        return done
+
+    def _error(self, command: dict[str, Any], error: Exception) -> dict[str, Any]:
+        answer = {"event": "error", "cmd": command.get("cmd"), "error": str(error)}
+        fault = disk_fault(error)
+        if fault is not None:
+            answer["code"] = fault
+        return self._tagged(command, answer)
+
+    @staticmethod
+    def _tagged(command: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        if command.get("tag") is not None:
+            answer["tag"] = command["tag"]
+        return answer
+
     def observe(self, event: NodeEvent) -> None:
         """Every node event passes here: it wakes ``send`` commands waiting for delivery."""
         self.actions.observe(event)
@@ -136,10 +198,13 @@ class ApiHandler:
         wait = float_arg(command, "wait", 0, 0, 600)
         stored = self.actions.send(peer, text, action=bool_arg(command, "action"))
         self._on_change()  # shown at once, not only once the wait for delivery is over
+        return await self._sent(stored, wait)
+
+    async def _sent(self, stored: StoredMessage, wait: float = 0) -> dict[str, Any]:
         delivery = await self.actions.delivery(stored, wait)
         return {
             "msg_id": stored.msg_id.hex(),
-            "to": encode_peer_id(peer),
+            "to": encode_peer_id(stored.peer),
             "state": delivery.state,
             "relays": delivery.relays,
             "time": stored.sent_at,
@@ -379,6 +444,12 @@ class ApiHandler:
         presence = self.actions.presence(contact.peer)
         shown["status"] = presence.status if presence else "offline"
         return shown
+
+
+def _batchable(command: dict[str, Any]) -> bool:
+    """A ``send`` that does not wait for delivery: it may join a batch."""
+    wait = command.get("wait", 0)
+    return command.get("cmd") == "send" and type(wait) in (int, float) and wait == 0
 
 
 def _peer_json(peer: Peer) -> dict[str, Any]:

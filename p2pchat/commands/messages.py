@@ -48,6 +48,15 @@ class MessageCommands(CommandContext):
         with readable_errors():
             return chat.send_text(peer, text, action=action)
 
+    def send_many(self, items: list[tuple[bytes, str, bool]]) -> list[StoredMessage | CommandError]:
+        """Several messages (peer, text, action) stored in one commit, then handed to the
+        network; an item the chat rules refuse is its CommandError in the result. A
+        store failure raises a CommandError for them all: none is stored."""
+        chat = self._chat()
+        with readable_errors():
+            results = chat.send_texts(items)
+        return [CommandError(str(r)) if isinstance(r, ValueError) else r for r in results]
+
     async def delivery(self, message: StoredMessage, wait: float = 0) -> Delivery:
         """How ``message`` stands, after waiting up to ``wait`` seconds for it to be
         delivered (node events must reach :meth:`observe` meanwhile)."""

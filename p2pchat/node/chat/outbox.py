@@ -39,15 +39,47 @@ class Outbox:
 
     def send_text(self, peer: bytes, text: str, *, action: bool = False) -> StoredMessage:
         """Commit a new message to the outbox, then hand it to the network."""
+        new = self._store_new(peer, text, action, planned=0)
+        self._hand_over(*new)
+        return new[1]
+
+    def send_texts(self, items: list[tuple[bytes, str, bool]]) -> list[StoredMessage | ValueError]:
+        """Several new messages (peer, text, action) committed together, then handed to
+        the network: one commit instead of one each. An item the chat rules refuse is
+        its ValueError in the result, and the others go; a failed commit (a StoreError)
+        stores and sends none of them."""
+        results: list[StoredMessage | ValueError] = []
+        made: list[tuple[bytes, StoredMessage, ChatMessage, bool]] = []
+        planned: dict[bytes, int] = {}  # direct sends planned per peer in this batch
+        with self._ctx.store.transaction():
+            for peer, text, action in items:
+                try:
+                    new = self._store_new(peer, text, action, planned=planned.get(peer, 0))
+                except ValueError as refused:  # before anything of it was written
+                    results.append(refused)
+                    continue
+                planned[peer] = planned.get(peer, 0) + new[3]
+                made.append(new)
+                results.append(new[1])
+        for new in made:  # committed: now, and only now, handed over
+            self._hand_over(*new)
+        return results
+
+    def _store_new(
+        self, peer: bytes, text: str, action: bool, *, planned: int
+    ) -> tuple[bytes, StoredMessage, ChatMessage, bool]:
+        """Store one new message (ValueError, before any write, if the rules refuse it);
+        whether it goes straight out is decided here (``planned``: direct sends to the
+        peer already decided in the same transaction)."""
         ctx = self._ctx
         now = now_ms()
         message = compose(os.urandom(16), ctx.clock(peer), now, text, action=action)
-        window = self._in_flight.setdefault(peer, set())
+        window = self._in_flight.get(peer, ())
         live = ctx.links.is_connected(peer)
         # The common case: a live session with room, nothing waiting before this one. It
         # is stored as sent in the same insert, and handed over right after the commit
         # (nothing can run in between: no await), so a failed commit sends nothing.
-        direct = live and len(window) < WINDOW and not self._backlog.get(peer)
+        direct = live and len(window) + planned < WINDOW and not self._backlog.get(peer)
         direct = direct and ctx.links.has_room(peer)
         retry_ms = ctx.settings.link_retry_ms if live else retry_delay_ms(0, ctx.rng)
         stored = ctx.store.add_outgoing(
@@ -62,6 +94,13 @@ class Outbox:
             action=action,
         )
         ctx.clocks.observe(peer, message.clock)
+        return peer, stored, message, direct
+
+    def _hand_over(
+        self, peer: bytes, stored: StoredMessage, message: ChatMessage, direct: bool
+    ) -> None:
+        ctx = self._ctx
+        window = self._in_flight.setdefault(peer, set())
         if direct and ctx.links.send(peer, message):
             window.add(message.msg_id)
             ctx.emit(Receipt(peer, message.msg_id, MessageState.SENT))
@@ -69,11 +108,10 @@ class Outbox:
             ctx.emit(Receipt(peer, message.msg_id, MessageState.SENT))
         elif ctx.reachable(peer):
             with ctx.store.transaction():
-                self._transmit(peer, [stored], now)
+                self._transmit(peer, [stored], now_ms())
             ctx.wake.set()  # its retry may be the runner's next deadline
         else:
             ctx.wake.set()  # the runner hands it to relays
-        return stored
 
     def _transmit(
         self,

@@ -99,6 +99,27 @@ class ChatService:
 
     def send_text(self, peer: bytes, text: str, *, action: bool = False) -> StoredMessage:
         """Commit a new message to the outbox, then hand it to the network."""
+        self._accept_recipient(peer)
+        return self.outbox.send_text(peer, text, action=action)
+
+    def send_texts(self, items: list[tuple[bytes, str, bool]]) -> list[StoredMessage | ValueError]:
+        """Several messages (peer, text, action), committed to the outbox in one
+        transaction and handed to the network after it; a refused item is its
+        ValueError in the result. Not inside a transaction of the caller's: the commit
+        must come before the hand-over."""
+        refused: dict[int, ValueError] = {}
+        accepted: list[tuple[bytes, str, bool]] = []
+        for index, (peer, text, action) in enumerate(items):
+            try:
+                self._accept_recipient(peer)
+            except ValueError as error:
+                refused[index] = error
+            else:
+                accepted.append((peer, text, action))
+        stored = iter(self.outbox.send_texts(accepted))
+        return [refused[i] if i in refused else next(stored) for i in range(len(items))]
+
+    def _accept_recipient(self, peer: bytes) -> None:
         if peer == self.me:
             raise ValueError("that is your own id")
         relation = self.relation(peer)
@@ -106,7 +127,6 @@ class ChatService:
             raise ValueError("you blocked this peer: unblock it first")
         if relation is Relation.STRANGER:
             self.add_contact(peer)  # writing to someone accepts them, as in any messenger
-        return self.outbox.send_text(peer, text, action=action)
 
     def mark_read(self, peer: bytes) -> int:
         """Mark the conversation read and tell the sender (a read receipt)."""
