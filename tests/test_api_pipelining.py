@@ -8,6 +8,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from p2pchat.identity import encode_peer_id
 from tests.test_cli import daemon
@@ -25,7 +26,7 @@ def test_pipelined_sends_are_answered_in_order_and_stored(tmp_path: Path) -> Non
     with daemon(home), socket.socket(socket.AF_UNIX) as control:
         control.connect(str(home / "control.sock"))
         control.sendall(b"".join(json.dumps(c).encode() + b"\n" for c in commands))
-        answers = []
+        answers: list[dict[str, Any]] = []
         with control.makefile("rb") as lines:
             while len(answers) < len(commands):
                 answers.append(json.loads(lines.readline()))
