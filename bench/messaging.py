@@ -10,7 +10,10 @@ trio process; every figure is printed beside a baseline measured in the same run
 2. durable throughput: a burst of ``send_text`` until the sender holds ``delivered``
    for all of them; baseline: the same number of ``Store.add_incoming`` inserts in
    batched transactions, SQLite alone;
-3. history: the latest page (50) of a 100,000-message conversation, after reopening.
+3. history: the latest page (50) of a 100,000-message conversation, after reopening;
+4. the JSON-lines API path: the same burst sent by a client through the stdin of a
+   real ``p2pchat daemon --json`` process to another daemon process on 127.0.0.1, at
+   most API_WINDOW messages not yet delivered; baseline: the in-process figure of 2.
 
 Run:  python bench/messaging.py [--quick] [--write]
 """
@@ -31,6 +34,7 @@ from functools import partial
 from pathlib import Path
 
 import trio
+from daemons import connect_all, daemons
 from perfdoc import run_report, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,6 +51,9 @@ TEXT = "x" * 100  # a 100-character message, as in bench/session.py's small mess
 STORE_BATCH = 500  # inserts per transaction in the SQLite baseline and the history fill
 YIELD_EVERY = 200  # send_text calls between trio checkpoints in the throughput burst
 SETTLE_S = 180.0  # give up on a run after this long (a dropped message waits 30 s)
+PINGS = 50  # session ping round trips of the latency baseline
+PING_SPACING = 0.12  # seconds between them: a peer answers 10 Pings per second
+API_WINDOW = 256  # messages sent through the API and not yet delivered, at most
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -193,7 +200,10 @@ async def latency(count: int, tmp: Path) -> Latency:
     async with two_nodes(tmp, "latency") as pair:
         chat, watch, peer = pair.sender.require_chat(), pair.watch, pair.receiver_key
         link = pair.sender.links.links[peer]
-        ping_ms = [await link.connection.ping() * 1000 for _ in range(count)]
+        ping_ms: list[float] = []
+        for _ in range(PINGS):  # within the peer's Ping rate (docs/protocol.md §6)
+            ping_ms.append(await link.connection.ping() * 1000)
+            await trio.sleep(PING_SPACING)
         stored_ms: list[float] = []
         delivered_ms: list[float] = []
         warmup = min(50, count // 10)
@@ -272,6 +282,29 @@ async def throughput(count: int, tmp: Path, yield_every: int = YIELD_EVERY) -> T
     return Throughput(delivered, seconds, accepted, store_only(count, tmp), dropped)
 
 
+async def api_throughput(count: int, tmp: Path) -> tuple[int, float]:
+    """(messages delivered, seconds): ``count`` sends through a daemon's stdin, at most
+    API_WINDOW of them not yet delivered, until the sender reported every ``delivered``
+    receipt on its stdout."""
+    folder = tmp / "api"
+    folder.mkdir()
+    async with daemons(folder, 2) as (sender, receiver):
+        await connect_all([sender, receiver])
+        start = time.perf_counter()
+        issued = 0
+        with trio.move_on_after(SETTLE_S):
+            while sender.delivered < count:
+                room = min(count - issued, API_WINDOW - (issued - sender.delivered))
+                if room > 0:
+                    await sender.send_many(receiver.peer_id, TEXT, room)
+                    issued += room
+                await sender.changed.wait()
+        seconds = time.perf_counter() - start
+        if sender.errors:
+            print(f"  api: errors: {sender.errors[:3]}")
+        return sender.delivered, seconds
+
+
 # ---------------------------------------------------------------------- 3. history
 
 
@@ -312,7 +345,9 @@ def history(count: int, tmp: Path, calls: int = 20) -> History:
 # ---------------------------------------------------------------------- report
 
 
-def report(lat: Latency, thr: Throughput, hist: History) -> tuple[list[str], list[str]]:
+def report(
+    lat: Latency, thr: Throughput, hist: History, api: tuple[int, float]
+) -> tuple[list[str], list[str]]:
     """The printed figure lines, and the Markdown table of targets."""
     s50, s99 = percentile(lat.stored_ms, 0.5), percentile(lat.stored_ms, 0.99)
     d50, d99 = percentile(lat.delivered_ms, 0.5), percentile(lat.delivered_ms, 0.99)
@@ -320,6 +355,7 @@ def report(lat: Latency, thr: Throughput, hist: History) -> tuple[list[str], lis
     e50, e99 = percentile(lat.echo_ms, 0.5), percentile(lat.echo_ms, 0.99)
     rate = thr.messages / thr.seconds
     store_rate = thr.messages / thr.store_only_seconds
+    api_rate = api[0] / api[1]
     lines = [
         f"latency, {len(lat.delivered_ms)} messages one at a time: send -> stored by the "
         f"receiver p50 {s50:.3f} ms, p99 {s99:.3f} ms; send -> delivered receipt stored by "
@@ -332,6 +368,11 @@ def report(lat: Latency, thr: Throughput, hist: History) -> tuple[list[str], lis
         f"{thr.accept_seconds:.2f} s; {thr.dropped} dropped by the link queue)",
         f"  baseline: Store.add_incoming alone, {STORE_BATCH} per transaction: "
         f"{store_rate:.0f} messages/s (ratio {rate / store_rate:.2f})",
+        f"through the JSON-lines API (two daemon processes, a client on the sender's stdin, "
+        f"at most {API_WINDOW} not yet delivered): {api[0]} messages delivered in "
+        f"{api[1]:.2f} s = {api_rate:.0f} messages/s",
+        f"  baseline: the in-process figure above, {rate:.0f} messages/s "
+        f"(ratio {api_rate / rate:.2f})",
         f"history: latest 50 of {hist.messages} messages after reopening: first call "
         f"{hist.first_ms:.3f} ms, median of 20 {hist.median_ms:.3f} ms "
         f"(filled in {hist.fill_seconds:.1f} s)",
@@ -355,6 +396,10 @@ def report(lat: Latency, thr: Throughput, hist: History) -> tuple[list[str], lis
         f"| SQLite alone (`Store.add_incoming`, {STORE_BATCH} per "
         f"transaction) {store_rate:,.0f}/s (ratio {rate / store_rate:.2f}) "
         f"| {verdict(rate >= 5000)} |",
+        f"| the same through the JSON-lines API, two daemon processes, {API_WINDOW} in flight "
+        f"| ≥ 70 % of in-process | {api_rate:,.0f}/s ({api[0]:,} messages) "
+        f"| in-process {rate:,.0f}/s (ratio {api_rate / rate:.2f}) "
+        f"| {verdict(api_rate >= 0.7 * rate)} |",
         f"| latest page (50) of a {hist.messages:,}-message conversation, reopened store "
         f"| ≤ 50 ms | first call {hist.first_ms:.3f} ms, median of 20 {hist.median_ms:.3f} ms "
         f"| — | {verdict(max(hist.first_ms, hist.median_ms) <= 50)} |",
@@ -392,10 +437,11 @@ def main() -> int:
     try:
         lat = trio.run(latency, count, tmp)
         thr = trio.run(throughput, burst, tmp, args.yield_every)
+        api = trio.run(api_throughput, burst, tmp)
         hist = history(conversation, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    lines, table = report(lat, thr, hist)
+    lines, table = report(lat, thr, hist, api)
     print("\n".join(lines))
     print("\n".join(table))
     print(f"(bench took {time.perf_counter() - started:.0f} s)")

@@ -34,12 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
+from daemons import Daemon, connect_all, daemons
 from perfdoc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,147 +86,6 @@ def sample(pid: int) -> Sample:
             io[key] = int(value)
     system = int(fields[12]) / TICK
     return Sample(time.monotonic(), cpu, system, rss, wakeups, io["syscw"], io["syscr"])
-
-
-# ---------------------------------------------------------------------- daemons
-
-
-@dataclass(eq=False)
-class Daemon:
-    """One ``p2pchat daemon --json`` and what its stdout said."""
-
-    name: str
-    process: trio.Process
-    peer_id: str = ""
-    address: str = ""
-    listening: trio.Event = field(default_factory=trio.Event)
-    connected: set[str] = field(default_factory=set)
-    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
-    answered: trio.Event = field(default_factory=trio.Event)
-    sent: int = 0  # send answers
-    received: int = 0  # message events
-    delivered: int = 0  # receipt events, state delivered
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    changed: trio.Event = field(default_factory=trio.Event)
-    _tags: itertools.count[int] = field(default_factory=itertools.count)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    async def read_stdout(self) -> None:
-        assert self.process.stdout is not None
-        buffer = b""
-        async for chunk in self.process.stdout:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    self._note(json.loads(line))
-            changed, self.changed = self.changed, trio.Event()
-            changed.set()
-
-    def _note(self, event: dict[str, Any]) -> None:
-        name = event["event"]
-        if "tag" in event:
-            if name == "send":
-                self.sent += 1
-            elif name == "error":
-                self.errors.append(event)
-            else:
-                self.answers[event["tag"]] = event
-                answered, self.answered = self.answered, trio.Event()
-                answered.set()
-        elif name == "message":
-            self.received += 1
-        elif name == "receipt" and event["state"] == "delivered":
-            self.delivered += 1
-        elif name == "listening":
-            self.peer_id = event["id"]
-            self.address = event["addresses"][0]
-            self.listening.set()
-        elif name == "connected":
-            self.connected.add(event["id"])
-        elif name == "disconnected":
-            self.connected.discard(event["id"])
-        elif name == "error":
-            self.errors.append(event)
-
-    async def write(self, command: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send_all(json.dumps(command).encode() + b"\n")
-
-    async def call(self, cmd: str, **args: Any) -> dict[str, Any]:
-        tag = next(self._tags)
-        await self.write({"cmd": cmd, "tag": tag, **args})
-        while tag not in self.answers:
-            await self.answered.wait()
-        return self.answers.pop(tag)
-
-    async def send(self, to: str) -> None:
-        """A message, answered later (counted in ``sent``)."""
-        await self.write({"cmd": "send", "to": to, "text": TEXT, "tag": -1})
-
-
-@contextlib.asynccontextmanager
-async def daemons(
-    tmp: Path, count: int, python: str, profile: Path | None = None
-) -> AsyncIterator[list[Daemon]]:
-    """``profile``: the first daemon runs under cProfile, its statistics written there."""
-    started: list[Daemon] = []
-    async with trio.open_nursery() as nursery:
-        try:
-            for index in range(count):
-                home = tmp / f"node{index}"
-                home.mkdir()
-                command = ["-m", "p2pchat", "--home", str(home), "daemon", "--json",
-                           "--no-mdns", "--listen", "127.0.0.1:0", "--nick", f"n{index}"]
-                if profile and not index:
-                    command = ["-m", "cProfile", "-o", str(profile), *command]
-                if os.environ.get("SOAK_WRAP") and not index:  # XXX temporary
-                    command = [os.environ["SOAK_WRAP"], *command[2:], "/tmp/cc/d0"]
-                process = await trio.lowlevel.open_process(
-                    [python, *command],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=open(home / "stderr.log", "wb"),  # noqa: SIM115 (the child's)
-                    cwd=ROOT,
-                )  # fmt: skip
-                daemon = Daemon(f"n{index}", process)
-                started.append(daemon)
-                nursery.start_soon(daemon.read_stdout)
-            with trio.fail_after(60):
-                for daemon in started:
-                    await daemon.listening.wait()
-            yield started
-        finally:
-            with trio.CancelScope(shield=True):
-                for daemon in started:
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await daemon.write({"cmd": "quit"})
-                with trio.move_on_after(10):
-                    for daemon in started:
-                        await daemon.process.wait()
-                for daemon in started:
-                    if daemon.process.returncode is None:
-                        daemon.process.kill()
-                        await daemon.process.wait()
-            nursery.cancel_scope.cancel()
-
-
-async def connect_all(nodes: list[Daemon]) -> None:
-    """Each a contact of every other, each pair with a session."""
-    for a in nodes:
-        for b in nodes:
-            if a is not b:
-                await a.call("add_contact", id=b.peer_id, nick=b.name)
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1 :]:
-            answer = await a.call("connect", target=b.address)
-            assert answer.get("state") == "verified", answer
-    with trio.fail_after(30):
-        while not all(len(n.connected) == len(nodes) - 1 for n in nodes):
-            await trio.sleep(0.05)
 
 
 async def wait_delivered(nodes: list[Daemon], timeout: float) -> bool:
@@ -276,7 +135,7 @@ async def chat_phase(nodes: list[Daemon], rate: float, seconds: float) -> list[W
         at = trio.current_time() + offset
         while at < stop_at:
             await trio.sleep_until(at)
-            await node.send(next(others))
+            await node.send(next(others), TEXT)
             at += period
 
     start = trio.current_time()
@@ -417,12 +276,12 @@ async def soak(args: argparse.Namespace, tmp: Path) -> Run:
     python = sys.executable
     chat: dict[float, list[Window]] = {}
     with serf_agents(tmp, NODES if not args.no_serf else 0) as serfs:
-        async with daemons(tmp, NODES, python, args.profile) as nodes:
+        async with daemons(tmp, NODES, python, profile=args.profile) as nodes:
             await connect_all(nodes)
             for node in nodes:  # a first message each way: every path is warm
                 for other in nodes:
                     if other is not node:
-                        await node.send(other.peer_id)
+                        await node.send(other.peer_id, TEXT)
             assert await wait_delivered(nodes, 30), "the first messages were not delivered"
             rss_after_setup = [sample(n.pid).rss_kib / 1024 for n in nodes]
             for rate in args.rates:
@@ -464,9 +323,10 @@ def report(run: Run, args: argparse.Namespace) -> list[str]:
         wake = [w.per_message(w.after.wakeups - w.before.wakeups) for w in windows]
         writes = [w.per_message(w.after.writes - w.before.writes) for w in windows]
         reads = [w.per_message(w.after.reads - w.before.reads) for w in windows]
+        cpu = mean([w.cpu_percent for w in windows])
         lines.append(
             f"chat at {rate:g} messages/s per node ({NODES} daemons, {rate * NODES:g}/s in all, "
-            f"{windows[0].seconds / 60:.1f} min): CPU {mean([w.cpu_percent for w in windows]):.2f}% "
+            f"{windows[0].seconds / 60:.1f} min): CPU {cpu:.2f}% "
             f"per daemon ({' / '.join(f'{w.cpu_percent:.2f}' for w in windows)}); "
             f"{mean(per):.3f} ms CPU per message handled ({mean(handled):.1f} handled/s per "
             f"daemon); ratio {mean(per) / bulk_ms:.1f}x the bulk cost"
@@ -506,8 +366,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="~1 minute in all")
     parser.add_argument("--minutes", type=float, help="per chat rate (default 10; quick 0.25)")
-    parser.add_argument("--rate", default="17,50",
-                        help="messages/s sent per node, comma-separated (default 17,50)")
+    parser.add_argument(
+        "--rate", default="17,50", help="messages/s sent per node, comma-separated (default 17,50)"
+    )
     parser.add_argument("--idle-minutes", type=float, help="idle window (default 3; quick 0.25)")
     parser.add_argument("--bulk", type=int, help="messages of the bulk baseline (default 20000)")
     parser.add_argument("--no-serf", action="store_true", help="no serf agents beside")

@@ -1,0 +1,173 @@
+"""Real ``p2pchat daemon --json`` processes for the benchmarks, driven through their
+JSON-lines API (docs/api.md) on stdin and stdout, on 127.0.0.1 only, each with a
+profile of its own in a temporary directory; stopped with ``quit`` (killed if they do
+not stop within 10 s)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(eq=False)
+class Daemon:
+    """One ``p2pchat daemon --json`` and what its stdout said."""
+
+    name: str
+    process: trio.Process
+    peer_id: str = ""
+    address: str = ""
+    listening: trio.Event = field(default_factory=trio.Event)
+    connected: set[str] = field(default_factory=set)
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    answered: trio.Event = field(default_factory=trio.Event)
+    sent: int = 0  # send answers
+    received: int = 0  # message events
+    delivered: int = 0  # receipt events, state delivered
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    changed: trio.Event = field(default_factory=trio.Event)
+    _tags: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        buffer = b""
+        async for chunk in self.process.stdout:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    self._note(json.loads(line))
+            changed, self.changed = self.changed, trio.Event()
+            changed.set()
+
+    def _note(self, event: dict[str, Any]) -> None:
+        name = event["event"]
+        if "tag" in event:
+            if name == "send":
+                self.sent += 1
+            elif name == "error":
+                self.errors.append(event)
+            else:
+                self.answers[event["tag"]] = event
+                answered, self.answered = self.answered, trio.Event()
+                answered.set()
+        elif name == "message":
+            self.received += 1
+        elif name == "receipt" and event["state"] == "delivered":
+            self.delivered += 1
+        elif name == "listening":
+            self.peer_id = event["id"]
+            self.address = event["addresses"][0]
+            self.listening.set()
+        elif name == "connected":
+            self.connected.add(event["id"])
+        elif name == "disconnected":
+            self.connected.discard(event["id"])
+        elif name == "error":
+            self.errors.append(event)
+
+    async def write(self, command: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(json.dumps(command).encode() + b"\n")
+
+    async def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        tag = next(self._tags)
+        await self.write({"cmd": cmd, "tag": tag, **args})
+        while tag not in self.answers:
+            await self.answered.wait()
+        return self.answers.pop(tag)
+
+    async def send_many(self, to: str, text: str, count: int) -> None:
+        """``count`` messages in one write (a client that pipelines its commands)."""
+        line = json.dumps({"cmd": "send", "to": to, "text": text, "tag": -1}).encode() + b"\n"
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(line * count)
+
+    async def send(self, to: str, text: str) -> None:
+        """A message, answered later (counted in ``sent``)."""
+        await self.write({"cmd": "send", "to": to, "text": text, "tag": -1})
+
+
+@contextlib.asynccontextmanager
+async def daemons(
+    tmp: Path, count: int, python: str = sys.executable, *, profile: Path | None = None
+) -> AsyncIterator[list[Daemon]]:
+    """``profile``: the first daemon runs under cProfile, its statistics written there."""
+    started: list[Daemon] = []
+    async with trio.open_nursery() as nursery:
+        try:
+            for index in range(count):
+                home = tmp / f"node{index}"
+                home.mkdir()
+                command = [
+                    "-m",
+                    "p2pchat",
+                    "--home",
+                    str(home),
+                    "daemon",
+                    "--json",
+                    "--no-mdns",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--nick",
+                    f"n{index}",
+                ]
+                if profile and not index:
+                    command = ["-m", "cProfile", "-o", str(profile), *command]
+                process = await trio.lowlevel.open_process(
+                    [python, *command],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=open(home / "stderr.log", "wb"),  # noqa: SIM115 (the child's)
+                    cwd=ROOT,
+                )  # fmt: skip
+                daemon = Daemon(f"n{index}", process)
+                started.append(daemon)
+                nursery.start_soon(daemon.read_stdout)
+            with trio.fail_after(60):
+                for daemon in started:
+                    await daemon.listening.wait()
+            yield started
+        finally:
+            with trio.CancelScope(shield=True):
+                for daemon in started:
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await daemon.write({"cmd": "quit"})
+                with trio.move_on_after(10):
+                    for daemon in started:
+                        await daemon.process.wait()
+                for daemon in started:
+                    if daemon.process.returncode is None:
+                        daemon.process.kill()
+                        await daemon.process.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def connect_all(nodes: list[Daemon]) -> None:
+    """Each a contact of every other, each pair with a session."""
+    for a in nodes:
+        for b in nodes:
+            if a is not b:
+                await a.call("add_contact", id=b.peer_id, nick=b.name)
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1 :]:
+            answer = await a.call("connect", target=b.address)
+            assert answer.get("state") == "verified", answer
+    with trio.fail_after(30):
+        while not all(len(n.connected) == len(nodes) - 1 for n in nodes):
+            await trio.sleep(0.05)
