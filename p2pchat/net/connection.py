@@ -195,6 +195,19 @@ class SecureConnection:
         if self.closed is not None:
             raise self.closed
 
+    def send_nowait(self, message: Any) -> bool:
+        """Queue ``message`` if the session is open and nothing waits to be written (True:
+        the common case at chat rates); False if not, or if the session refuses the
+        message (then :meth:`send` meets the same refusal in the caller's writer task)."""
+        if self.closed is not None or self._session.pending_bytes:
+            return False
+        try:
+            self._session.send(message)
+        except Exception:
+            return False
+        self._wake_writer.set()
+        return True
+
     async def receive(self) -> Any:
         """The next application message; raises ConnectionClosed once the session ends."""
         try:
