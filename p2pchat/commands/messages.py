@@ -59,12 +59,17 @@ class MessageCommands(CommandContext):
 
     async def delivery(self, message: StoredMessage, wait: float = 0) -> Delivery:
         """How ``message`` stands, after waiting up to ``wait`` seconds for it to be
-        delivered (node events must reach :meth:`observe` meanwhile)."""
+        delivered (node events must reach :meth:`observe` meanwhile). ``message`` is
+        what :meth:`send` returned, with no await in between."""
         if wait:
             waiter = self._waiting[message.msg_id] = trio.Event()
             with trio.move_on_after(wait):
                 await waiter.wait()
             self._waiting.pop(message.msg_id, None)
+        elif message.state == MessageState.SENT:
+            # Just handed to a live session, and nothing ran since (no await): that is
+            # how it stands, and no relay holds it. No need to read it back.
+            return Delivery(message, message.state, 0)
         with readable_errors():
             now = self._store.message(message.msg_id) or message
             # One row, not the peer's whole outbox: a bot that keeps hundreds of
