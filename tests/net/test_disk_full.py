@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from p2pchat.diskfaults import DISK_FULL, DiskRecovered, DiskTrouble
+from p2pchat.errors import StoreError
 from p2pchat.node.chat import input_weight
 from p2pchat.node.events import RoomMessageIn
 from p2pchat.store import DATABASE_FILE, open_store
@@ -284,3 +285,25 @@ async def test_room_messages_the_disk_refuses_are_stored_once_it_takes_them(
             nursery.cancel_scope.cancel()
     finally:
         net.close()
+
+
+async def test_a_batch_of_sends_the_disk_refuses_sends_none_of_them(
+    tmp_path: Path, disk: Disk
+) -> None:
+    """Sends stored together (the API's pipelined sends, docs/api.md §2.1) are handed to
+    the network only after their commit: when it fails, the peer gets none of them."""
+    ann = ChatPeer("ann", disk.root / "ann")
+    bob = ChatPeer("bob", tmp_path / "bob")
+    async with trio.open_nursery() as nursery:
+        await friends(nursery, ann, bob)
+        fill_under(ann, disk)
+        with pytest.raises(StoreError) as refused:
+            ann.chat.send_texts([(bob.key, f"lost {n}", False) for n in range(20)])
+        assert refused.value.code == DISK_FULL
+        disk.free()
+        after = ann.chat.send_text(bob.key, "after")
+        await wait_for(lambda: state_of(ann, after.msg_id) == "delivered", 10, "delivery")
+        # One session, in order: had any of the batch gone out, it would be here first.
+        assert history_texts(bob, ann) == ["after"]
+        assert history_texts(ann, bob) == ["after"]
+        nursery.cancel_scope.cancel()
