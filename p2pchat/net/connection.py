@@ -653,4 +653,3 @@ def host_of(address: str) -> str:
     if not host or not port.isdigit():
         return address
     return host[1:-1] if host.startswith("[") else host
-
