@@ -25,7 +25,7 @@ class AntiEntropy(Part):
         self, shared: Shared, views: Views, gate: Gate, gossip: Dissemination, *, now: float
     ) -> None:
         super().__init__(shared)
-        # Off, news travels by push and piggyback alone; the timers keep their pace.
+        # Off, news travels by push alone; the timers keep their pace.
         self.periodic = True
         self._views = views
         self._gate = gate

@@ -37,11 +37,6 @@ class MeshConfig:
     anti_entropy_interval: float = 5.0
     # How often to try one member we consider dead: this is how partitions heal.
     reconnect_interval: float = 5.0
-    # Piggybacked news is repeated retransmit_mult * ceil(log10(N + 1)) times (SWIM).
-    retransmit_mult: int = 3
-    piggyback_max: int = 4
-    # Only the newest news rides on probes; bulk repairs travel by push and digest.
-    piggyback_queue: int = 16
     # --- what a stranger can make us hold (docs/protocol.md §12.6) ---
     # Members held, ourselves included: a full digest lists them all in one message.
     capacity: int = 10_000
@@ -87,6 +82,3 @@ class MeshConfig:
         k = self.suspicion_confirmations
         fraction = math.log(min(confirmations, k) + 1) / math.log(k + 1)
         return max(low, high - (high - low) * fraction)
-
-    def retransmits(self, members: int) -> int:
-        return self.retransmit_mult * max(1, math.ceil(math.log10(members + 1)))

@@ -12,12 +12,13 @@ This module wires the parts and routes each message to the part that handles it
 - **Active view** (HyParView, :mod:`.views`): about log2(N)+1 neighbours, kept
   symmetric; refilled from a bounded passive view sampled from the membership.
 - **Failure detection** (SWIM + Lifeguard, :mod:`.failure`): neighbours are probed in
-  turn, helpers asked when one does not answer, then it is suspected and, unless it
-  refutes (:mod:`.own_record`), declared dead.
-- **Dissemination** (:mod:`.dissemination`): news (records, claims) is pushed at once
-  to every neighbour but the one it came from, and also piggybacked on probes a few
-  times; news is taken in by :mod:`.intake`. A periodic push-pull digest exchange
-  (Scuttlebutt-style, :mod:`.anti_entropy`) repairs anything lost.
+  turn, helpers asked when one does not answer, then it is suspected (by us alone:
+  the subject is told, nobody else) and, unless it answers (:mod:`.own_record`),
+  declared dead.
+- **Dissemination** (:mod:`.dissemination`): news (records, dead claims) is pushed at
+  once to every neighbour but the one it came from; news is taken in by
+  :mod:`.intake`. A periodic push-pull digest exchange (Scuttlebutt-style,
+  :mod:`.anti_entropy`) repairs anything lost.
 - **Bounds** (§12.6): the member list has a fixed capacity (:mod:`.eviction` picks
   whom to forget); each peer may introduce new members only at a limited rate, and
   all peers together too (:mod:`.admission`, applied by :mod:`.gate`); what is
@@ -200,6 +201,7 @@ class Mesh:
         if self.stopped or sender == self.me:
             return
         self.mark_proven(sender)
+        self._detector.heard_from(sender)
         handler = self._routes.get(type(message))
         if handler is not None:
             handler(sender, message, now)

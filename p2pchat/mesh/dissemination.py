@@ -1,14 +1,16 @@
 """Spreading news (records and claims) through the mesh.
 
-News is pushed at once to every neighbour but the one it came from, batched per
-neighbour after each call into the core, and the newest is also piggybacked on probes
-a few times (SWIM). A member forgotten to make room is dropped from the news and from
-the views before anything more is sent: what is dropped is never passed on.
+News is what changes what a member is shown as: a new record, a dead claim. It is
+pushed at once to every neighbour but the one it came from, batched per neighbour
+after each call into the core. It is not also piggybacked on probes: sessions run over
+TCP, where a pushed message arrives or the session breaks, and anti-entropy repairs
+what a broken session lost. Suspicions and their answers are not news: they travel
+between the accuser and the subject alone (:mod:`.failure`, :mod:`.own_record`).
+A member forgotten to make room is dropped from the news and from the views before
+anything more is sent: what is dropped is never passed on.
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 from p2pchat.mesh.events import MemberForgotten
 from p2pchat.mesh.shared import Part, Shared
@@ -18,10 +20,8 @@ from p2pchat.wire.messages import MAX_GOSSIP_ITEMS, MeshClaim, MeshGossip, Prese
 Item = PresenceRecord | MeshClaim
 
 
-def _item_key(item: Item) -> tuple[str, bytes]:
-    if isinstance(item, PresenceRecord):
-        return ("r", item.owner)
-    return ("c", item.subject)
+def _about(item: Item) -> bytes:
+    return item.owner if isinstance(item, PresenceRecord) else item.subject
 
 
 class Dissemination(Part):
@@ -29,16 +29,10 @@ class Dissemination(Part):
         super().__init__(shared)
         self._views = views
         self._flood: list[tuple[Item, bytes | None]] = []
-        self._piggyback: OrderedDict[tuple[str, bytes], tuple[Item, int]] = OrderedDict()
 
     def spread(self, item: Item, source: bytes | None) -> None:
-        """News from ``source`` (None: our own): pushed at the next flush, piggybacked."""
+        """News from ``source`` (None: our own): pushed at the next flush."""
         self._flood.append((item, source))
-        key = _item_key(item)
-        self._piggyback.pop(key, None)
-        self._piggyback[key] = (item, self._config.retransmits(len(self._members)))
-        while len(self._piggyback) > self._config.piggyback_queue:
-            self._piggyback.popitem(last=False)  # the oldest news has spread by now
 
     def flush(self) -> None:
         for record in self._members.take_evicted():
@@ -74,24 +68,9 @@ class Dissemination(Part):
             chunk_claims = tuple(claims[start : start + step])
             self._outgoing.send(peer, MeshGossip(chunk_records, chunk_claims, repair))
 
-    def piggyback(self) -> tuple[tuple[PresenceRecord, ...], tuple[MeshClaim, ...]]:
-        """The newest news for one probe; each item rides a limited number of times."""
-        records: list[PresenceRecord] = []
-        claims: list[MeshClaim] = []
-        for key in list(self._piggyback)[: self._config.piggyback_max]:
-            item, remaining = self._piggyback.pop(key)
-            if isinstance(item, PresenceRecord):
-                records.append(item)
-            else:
-                claims.append(item)
-            if remaining > 1:
-                self._piggyback[key] = (item, remaining - 1)
-        return tuple(records), tuple(claims)
-
     def _let_go(self, record: PresenceRecord) -> None:
         """A member was forgotten to make room: no view or news may keep pointing at it."""
         peer = record.owner
         self._views.remove(peer)
-        self._piggyback.pop(("r", peer), None)
-        self._piggyback.pop(("c", peer), None)
+        self._flood = [(item, source) for item, source in self._flood if _about(item) != peer]
         self._events.put(MemberForgotten(record))

@@ -2,11 +2,16 @@
 
 Every period one neighbour is pinged, in a shuffled round-robin order. No ack in time
 and helpers are asked to try (``MeshProbeRequest``), while we try directly once more;
-still nothing and the neighbour is *suspected*. The suspicion spreads; the subject
-refutes it by publishing a higher record version (:mod:`p2pchat.mesh.own_record`).
-Otherwise it is declared dead when a timeout expires that shrinks with each
-independent confirmation. Our own timeouts stretch while our local health is poor: a
-probe of ours that failed, or a suspicion of us, hints that we are the slow one.
+still nothing and the neighbour is *suspected*. The suspicion is ours alone: it is
+sent to the subject (and rides every probe of it, one per period until it ends) but
+to nobody else, so a false one costs a few messages, not a flood. Any message from the
+subject ends it. Otherwise it is declared dead, and that is spread as news, when a
+timeout expires that shrinks with each independent confirmation: a helper that
+could not reach the subject either (Lifeguard's nack), or another accuser. A
+suspicion we hold only because others told us (a peer of an older version floods
+them) never becomes a death here; it lapses after the longest timeout. Our own
+timeouts stretch while our local health is poor: a probe of ours that failed, or a
+suspicion of us, hints that we are the slow one.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ from p2pchat.mesh.events import PresenceChanged
 from p2pchat.mesh.membership import Change, Member, State
 from p2pchat.mesh.shared import Part, Shared
 from p2pchat.mesh.views import Views
-from p2pchat.wire.messages import MeshAck, MeshPing, MeshProbeRequest, MeshProbeResult
+from p2pchat.wire.messages import (
+    MeshAck,
+    MeshClaim,
+    MeshGossip,
+    MeshPing,
+    MeshProbeRequest,
+    MeshProbeResult,
+)
 
 
 @dataclass(slots=True)
@@ -28,7 +40,7 @@ class _Probe:
     direct_deadline: float
     deadline: float
     helpers: list[bytes] = field(default_factory=list)
-    nacks: int = 0
+    nackers: set[bytes] = field(default_factory=set)
     asked_helpers: bool = False
 
 
@@ -50,14 +62,19 @@ class FailureDetector(Part):
         self._probes: dict[int, _Probe] = {}
         self._relays: dict[int, _Relay] = {}
         self._probe_order: list[bytes] = []
+        self._accusing: set[bytes] = set()  # members we suspect because our probe failed
+        # Probes that failed, for the helpers' nacks that arrive after we gave up.
+        self._failed: dict[int, tuple[bytes, float]] = {}
         self._next_probe = now + self._rng.uniform(0, self._config.probe_interval)
 
     def tick(self, now: float) -> None:
+        self._accusing = {peer for peer in self._accusing if self._suspected(peer)}
         self._expire_probes(now)
         self._expire_relays(now)
         self._expire_suspicions(now)
         if now >= self._next_probe:
             self._probe_next(now)
+            self._probe_accused(now)
             self._next_probe = now + self._config.probe_interval * (1 + self.local_health)
 
     def next_deadline(self) -> float:
@@ -67,6 +84,10 @@ class FailureDetector(Part):
         deadlines.extend(relay.deadline for relay in self._relays.values())
         deadlines.extend(self._suspicion_deadline(m) for m in self._suspects())
         return min(deadlines)
+
+    def _suspected(self, peer: bytes) -> bool:
+        member = self._members.get(peer)
+        return member is not None and member.state is State.SUSPECT
 
     def _probing(self, peer: bytes) -> bool:
         return any(probe.target == peer for probe in self._probes.values())
@@ -87,11 +108,18 @@ class FailureDetector(Part):
         """We refuted a suspicion of ourselves: we may be the slow one."""
         self.local_health = min(self._config.max_local_health, self.local_health + 1)
 
+    def heard_from(self, peer: bytes) -> None:
+        """``peer`` itself sent us a message: it is alive, whatever we suspected."""
+        member = self._members.get(peer)
+        self._accusing.discard(peer)
+        if member is not None and member.state is State.SUSPECT:
+            self._members.clear_suspicion(peer)
+            self._events.put(PresenceChanged.of(member))
+
     # ------------------------------------------------------------------ messages
 
     def answer_ping(self, sender: bytes, message: MeshPing) -> None:
-        records, claims = self._gossip.piggyback()
-        self._outgoing.send(sender, MeshAck(message.seq, records, claims))
+        self._outgoing.send(sender, MeshAck(message.seq))
 
     def on_ack(self, sender: bytes, message: MeshAck) -> None:
         relay = self._relays.pop(message.seq, None)
@@ -114,12 +142,17 @@ class FailureDetector(Part):
 
     def on_probe_result(self, sender: bytes, message: MeshProbeResult, now: float) -> None:
         probe = self._probes.get(message.seq)
-        if probe is None or probe.target != message.target or sender not in probe.helpers:
+        if probe is None:
+            failed = self._failed.get(message.seq)
+            if failed is not None and failed[0] == message.target and not message.reached:
+                self._confirm(message.target, sender)  # a nack after we gave up
+            return
+        if probe.target != message.target or sender not in probe.helpers:
             return
         if message.reached:
             self._probe_succeeded(message.seq)
         else:
-            probe.nacks += 1
+            probe.nackers.add(sender)
 
     # ------------------------------------------------------------------ probes
 
@@ -138,14 +171,23 @@ class FailureDetector(Part):
         )
         self._probes[seq] = probe
         if direct:
-            records, claims = self._gossip.piggyback()
             member = self._members.get(peer)
-            if member is not None and member.state is State.SUSPECT:
-                suspicion = self._members.our_claim(member, "suspect")
-                claims = (*claims, suspicion)[-8:]  # tell it directly
-            self._outgoing.send(peer, MeshPing(seq, records, claims))
+            ours = member is not None and peer in self._accusing and self._suspected(peer)
+            claims = (self._suspicion(member),) if member is not None and ours else ()
+            self._outgoing.send(peer, MeshPing(seq, claims=claims))  # tell it directly
         else:
             self._ask_helpers(seq, probe, retry_direct=False)
+
+    def _suspicion(self, member: Member) -> MeshClaim:
+        claim = self._members.our_claim(member, "suspect")
+        return MeshClaim(claim.subject, claim.version, claim.state, claim.accuser, local=True)
+
+    def _probe_accused(self, now: float) -> None:
+        """Every period, each neighbour we suspect is probed again (the ping carries the
+        suspicion): its answer, or any message from it, ends the suspicion."""
+        for peer in sorted(self._accusing & self._views.active):
+            if not self._probing(peer):
+                self._start_probe(peer, now)
 
     def _probe_next(self, now: float) -> None:
         while self._probe_order:
@@ -179,21 +221,35 @@ class FailureDetector(Part):
                 self._ask_helpers(seq, probe)
             elif probe.asked_helpers and now >= probe.deadline:
                 del self._probes[seq]
-                self._probe_failed(probe, now)
+                self._probe_failed(seq, probe, now)
+        for seq, (_, until) in list(self._failed.items()):
+            if now >= until:
+                del self._failed[seq]
 
-    def _probe_failed(self, probe: _Probe, now: float) -> None:
-        missed_nacks = len(probe.helpers) - probe.nacks
+    def _probe_failed(self, seq: int, probe: _Probe, now: float) -> None:
+        missed_nacks = len(probe.helpers) - len(probe.nackers)
         bump = 1 + (1 if missed_nacks > 0 and probe.helpers else 0)
         self.local_health = min(self._config.max_local_health, self.local_health + bump)
         member = self._members.get(probe.target)
         if member is None or not member.online:
             return
-        claim = self._members.our_claim(member, "suspect")
+        self._failed[seq] = (probe.target, now + self._config.probe_round_timeout)
+        first = probe.target not in self._accusing
+        self._accusing.add(probe.target)
+        claim = self._suspicion(member)
         change = self._members.offer_claim(claim, now)
         if change is Change.NEW:
             self._events.put(PresenceChanged.of(member, self._me))
-        if change is not Change.NONE:
-            self._gossip.spread(claim, None)
+        for helper in sorted(probe.nackers):
+            self._confirm(probe.target, helper)
+        if first:  # the subject hears it at once, and answers
+            self._outgoing.send(probe.target, MeshGossip(claims=(claim,)))
+
+    def _confirm(self, peer: bytes, witness: bytes) -> None:
+        """``witness`` could not reach ``peer`` either: one more independent accuser."""
+        member = self._members.get(peer)
+        if member is not None and member.state is State.SUSPECT and peer in self._accusing:
+            member.confirmers.add(witness)
 
     def _expire_relays(self, now: float) -> None:
         for seq, relay in list(self._relays.items()):
@@ -210,15 +266,26 @@ class FailureDetector(Part):
         return [member for member in suspects if member is not None]
 
     def _suspicion_deadline(self, member: Member) -> float:
+        if member.peer not in self._accusing:  # hearsay: it lapses, it never kills
+            return member.suspect_since + self._suspicion_bounds()[1]
         confirmations = len(member.confirmers) - 1
         timeout = self._config.suspicion_timeout(self._members.online_count(), confirmations)
         return member.suspect_since + timeout
 
+    def _suspicion_bounds(self) -> tuple[float, float]:
+        return self._config.suspicion_bounds(self._members.online_count())
+
     def _expire_suspicions(self, now: float) -> None:
         for member in self._suspects():
-            if now >= self._suspicion_deadline(member):
-                claim = self._members.our_claim(member, "dead")
-                if self._members.offer_claim(claim, now) is Change.NEW:
-                    self._events.put(PresenceChanged.of(member, self._me))
-                    self._gossip.spread(claim, None)
-                    self._views.forget(member.peer, now)
+            if now < self._suspicion_deadline(member):
+                continue
+            if member.peer not in self._accusing:
+                self._members.clear_suspicion(member.peer)
+                self._events.put(PresenceChanged.of(member))
+                continue
+            self._accusing.discard(member.peer)
+            claim = self._members.our_claim(member, "dead")
+            if self._members.offer_claim(claim, now) is Change.NEW:
+                self._events.put(PresenceChanged.of(member, self._me))
+                self._gossip.spread(claim, None)
+                self._views.forget(member.peer, now)

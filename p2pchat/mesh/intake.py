@@ -3,8 +3,9 @@
 Each item passes the gate first (contacts-only, the rate limits); what it refuses is
 not stored, so never passed on, and anti-entropy brings a skipped update later. What
 is new is reported to the caller and, unless it came as a repair (old news), spread
-on. A claim about us is refuted; a new suspicion of a neighbour is checked by probing
-it ourselves; a member declared dead leaves the views.
+on if it is news (a record, a dead claim; a suspicion is never passed on). A claim
+about us is answered; a new suspicion of a neighbour is checked by probing it
+ourselves; a member declared dead leaves the views.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ class Intake(Part):
                     self._views.forget(claim.subject, now)
                 else:
                     self._detector.check_suspect(claim.subject, now)
-            if fresh and len(member.confirmers) <= self._config.suspicion_confirmations + 1:
-                self._gossip.spread(claim, sender)
+                if not fresh and claim.subject != sender:
+                    # A repair says someone holds it dead (a healed partition): its
+                    # subject is the one who can end that, so it hears it from us.
+                    self._outgoing.send(claim.subject, MeshGossip(claims=(claim,)))
+            if fresh and change is Change.NEW and claim.state == "dead":
+                self._gossip.spread(claim, sender)  # a suspicion is not news: never pushed
         return skipped

@@ -296,6 +296,16 @@ class Membership:
         member.confirmers = {claim.accuser}
         return Change.NEW
 
+    def clear_suspicion(self, peer: bytes) -> bool:
+        """``peer`` showed it is alive to us (it sent us a message, or a suspicion only
+        heard from others lapsed): alive again at the same version. A claim about that
+        version may suspect it again; only its owner's new version overrides that."""
+        member = self._members.get(peer)
+        if member is None or member.state is not State.SUSPECT:
+            return False
+        self._set_state(member, State.ALIVE)
+        return True
+
     # --- anti-entropy ---
 
     def entry(self, member: Member) -> DigestEntry:

@@ -2,8 +2,10 @@
 
 A claim that we are suspect or dead is refuted the same way: a higher version wins
 over any claim about an older one (SWIM's incarnation number), and it goes back to
-the claim's source at once. If gossip brings our own record at a version above ours,
-we restarted and lost our counter: we continue above it.
+the claim's source and its accuser at once. A local suspicion (one only its accuser
+holds) needs no new version: the accuser drops it when we answer. If gossip brings our
+own record at a version above ours, we restarted and lost our counter: we continue
+above it.
 """
 
 from __future__ import annotations
@@ -47,8 +49,25 @@ class OwnRecord(Part):
         return record
 
     def refute(self, claim: MeshClaim, source: bytes) -> None:
-        if claim.version < self._members.own.version:
+        """Answer a claim about us. A stale one (about an older version) is answered
+        with the record we hold, to its source and accuser; a local suspicion from its
+        accuser, to the accuser alone: any message from us ends it, and nobody else
+        holds it.
+        Any other claim may have spread, so only a new version overrides it
+        everywhere: we publish one (pushed as news) and send it to the source and the
+        accuser too."""
+        own = self._members.own
+        if claim.version < own.version:
+            self._tell(own, source, claim.accuser)
             return
         self._detector.refuted()
-        record = self.publish()
-        self._outgoing.send(source, MeshGossip(records=(record,)))
+        if claim.local and claim.state == "suspect" and claim.accuser == source:
+            self._tell(own, source)
+            return
+        self._tell(self.publish(), source, claim.accuser)
+
+    def _tell(self, record: PresenceRecord, *peers: bytes) -> None:
+        # The accuser too: after a partition it is on the other side, where the push
+        # of our new version would not reach yet; from it, it spreads there as news.
+        for peer in sorted(set(peers) - {self._me, bytes(32)}):
+            self._outgoing.send(peer, MeshGossip(records=(record,)))

@@ -220,12 +220,15 @@ class MeshClaim:
     """One node's claim that ``subject`` (at record ``version``) is suspect or dead.
 
     Only the subject can answer it, by publishing a record with a higher version.
+    ``local``: a suspicion the accuser holds alone and sends only to the subject; the
+    subject answers the accuser, with no new version (docs/protocol.md §12.1).
     """
 
     subject: bytes = limit(size=32)
     version: int = limit()  # required: no default
     state: str = limit(max_len=8, default="suspect")  # "suspect" | "dead"
     accuser: bytes = limit(size=32, default=bytes(32))
+    local: bool = False
 
     def __post_init__(self) -> None:
         _check_range("a claim's version", self.version, 1, MAX_MESH_INT)

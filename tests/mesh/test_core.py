@@ -35,6 +35,7 @@ class Net:
         self.meshes: list[Mesh] = []
         self.down: set[bytes] = set()
         self.events: dict[bytes, list[PresenceChanged]] = {}
+        self.sent: list[tuple[bytes, bytes, object]] = []  # (from, to, message) delivered
         for index in range(count):
             identity = Identity(rng.randbytes(32))
             record = make_record(identity, version=1, nick=f"n{index}")
@@ -54,6 +55,7 @@ class Net:
                     if target is None or peer in self.down or mesh.me in self.down:
                         continue
                     decoded = self.codec.decode(self.codec.encode(message))
+                    self.sent.append((mesh.me, peer, decoded))
                     target.receive(mesh.me, decoded, self.now)
                     moved = True
             if not moved:
@@ -140,6 +142,46 @@ def test_a_suspicion_is_refuted_by_a_higher_version_sent_back_to_its_source() ->
         net.now,
     )
     assert subject.own.version == version + 1
+
+
+def test_a_false_suspicion_stays_between_accuser_and_subject() -> None:
+    """A neighbour that misses its probes for a moment is suspected by its prober alone:
+    the claim goes to the subject and nobody else, the subject answers without a new
+    version, and the suspicion ends (docs/protocol.md §12.1, §12.2)."""
+    net = joined(6)
+    subject = net.meshes[2]
+    version = subject.own.version
+    net.sent.clear()
+    net.down.add(subject.me)
+    config = MeshConfig()
+
+    def suspected() -> bool:
+        held = (mesh.members.get(subject.me) for mesh in net.meshes)
+        return any(member and member.state is State.SUSPECT for member in held)
+
+    for _ in range(20):  # its neighbours probe it in turn: one of them gives up
+        net.advance(config.probe_interval)
+        if suspected():
+            break
+    assert suspected()
+    net.down.discard(subject.me)
+    net.advance(config.probe_interval * 3)
+    claims_about = [
+        (sender, to, claim)
+        for sender, to, message in net.sent
+        for claim in getattr(message, "claims", ())
+        if claim.subject == subject.me
+    ]
+    assert claims_about and all(to == subject.me for _, to, _ in claims_about), (
+        "the suspicion went to its subject alone"
+    )
+    assert all(claim.local for _, _, claim in claims_about)
+    assert subject.own.version == version, "answered without a new version"
+    for mesh in net.meshes:
+        member = mesh.members.get(subject.me)
+        if mesh is not subject:
+            assert member is not None and member.state is State.ALIVE
+            assert not any(e.state is State.DEAD for e in net.events[mesh.me])
 
 
 def test_our_own_record_from_before_a_restart_is_continued_above_and_signed() -> None:

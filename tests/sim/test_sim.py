@@ -29,6 +29,25 @@ def test_simulation_with_loss_marks_no_live_node_offline() -> None:
     assert report.converge_100_s is not None
 
 
+def test_loss_costs_idle_traffic_only_for_the_extra_probes() -> None:
+    """At 10% loss a probe needs its helpers when the ping or the ack is lost (1 - 0.9^2
+    = 19% of probes), each such round adding a second ping and 3 x 4 helper messages to
+    the ping and ack: about 2.3 times the lossless idle load. False suspicions must add
+    nothing on top, as they did when each was refuted by a flooded record (7x here)."""
+    lossless = simulate(SimSettings(nodes=60, seed=2, seconds=5))
+    lossy = simulate(SimSettings(nodes=60, seed=2, loss=0.1, seconds=5))
+    assert lossy.false_suspicions > 0, "the case is exercised"
+    assert lossy.idle_bytes_per_node_s <= 3 * lossless.idle_bytes_per_node_s
+
+
+def test_a_healed_partition_marks_no_reachable_member_offline() -> None:
+    """Dead claims made on one side must not reach the other side's members about their
+    own side once the halves meet again (51 false offline marks here before)."""
+    report = simulate(SimSettings(nodes=40, seed=3, partition=True, seconds=5))
+    assert report.false_offline == 0
+    assert report.heal_s is not None and report.heal_s < 5
+
+
 def test_a_partition_heals() -> None:
     report = simulate(SimSettings(nodes=20, seed=5, partition=True, seconds=30))
     assert report.heal_s is not None and report.heal_s < 15
