@@ -44,6 +44,7 @@ class Admission:
         self._digests_all = TokenBucket(
             config.digest_answer_global_rate, config.digest_answer_global_burst, now
         )
+        self._learning = TokenBucket(config.learn_rate, config.learn_burst, now)
         self._log = LogLimiter(config.log_interval, capacity=config.tracked_peers)
         self._pending: OrderedDict[bytes, tuple[int, int, int]] = OrderedDict()
         self._tracked = config.tracked_peers
@@ -54,6 +55,14 @@ class Admission:
     def room_for_members(self, peer: bytes, now: float) -> int:
         """How many new members ``peer`` may introduce right now."""
         return int(min(self._members.available(peer, now), self._members_all.available(now)))
+
+    def reserve_learning(self, wanted: int, now: float) -> int:
+        """Take up to ``wanted`` tokens for members we will ask a digest exchange for;
+        how many we got."""
+        granted = max(0, min(wanted, int(self._learning.available(now))))
+        if granted:
+            self._learning.take(now, granted)
+        return granted
 
     def take_member(self, peer: bytes, now: float) -> bool:
         if self._members_all.available(now) < 1 or not self._members.take(peer, now):

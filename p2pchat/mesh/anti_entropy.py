@@ -1,16 +1,22 @@
 """Anti-entropy: the periodic push-pull digest exchange that repairs lost news.
 
 Scuttlebutt-style: every interval we send one neighbour the 16-byte summary of our
-member list; equal summaries end the exchange. Otherwise full digests (owner, version,
-dead) go both ways and each side sends what the other lacks, and asks only for as many
-unknown members as it would admit (docs/protocol.md §12.3, §12.6). Every interval we
-also knock on one member we think dead: if it answers, a partition has healed.
+member list (and how many members we hold); equal summaries end the exchange.
+Otherwise the two compare 64 bucket hashes (:mod:`.buckets`), the side holding fewer
+members lists its entries (owner, version, dead) in the buckets that differ, and each
+side sends what the other lacks. Members the lister holds nothing of come only as many
+as it says it takes (its learning budget and §12.6 limits), so a newcomer learns the
+mesh over minutes instead of taking every record at once. Peers that predate buckets
+answer a summary with every entry, and are answered the same way (docs/protocol.md
+§12.3, §12.6). Every interval we also knock on one member we think dead: if it
+answers, a partition has healed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from p2pchat.mesh.buckets import BUCKETS_BYTES, bucket_of, differing, in_mask, mask_of
 from p2pchat.mesh.dissemination import Dissemination
 from p2pchat.mesh.eviction import Standing
 from p2pchat.mesh.gate import Gate
@@ -53,14 +59,25 @@ class AntiEntropy(Part):
         if not self._gate.may_answer_digest(sender, now):
             return
         if not message.full:
-            entries = tuple(self._members.entries())
-            self._outgoing.send(sender, MeshDigest(mine, entries, full=True, want_reply=True))
+            if len(message.buckets) == BUCKETS_BYTES:
+                self._on_buckets(sender, message, now)
+            elif message.held:  # a peer that compares buckets
+                reply = MeshDigest(
+                    mine,
+                    want_reply=True,
+                    held=len(self._members),
+                    buckets=self._members.bucket_hashes(),
+                )
+                self._outgoing.send(sender, reply)
+            else:  # a peer of an earlier revision: every entry
+                entries = tuple(self._members.entries())
+                self._outgoing.send(sender, MeshDigest(mine, entries, full=True, want_reply=True))
             return
         theirs = {entry.owner: entry for entry in message.entries}
         if message.want_reply:
-            self._send_what_they_lack(
-                sender, self._members, theirs, new_max=self._config.repair_new_max
-            )
+            candidates = (m for m in self._members if in_mask(message.mask, m.peer))
+            new_max = min(self._config.repair_new_max, message.room)
+            self._send_what_they_lack(sender, candidates, theirs, new_max=new_max)
             wanted = self._wanted(sender, message.entries, now)
             if wanted:
                 self._outgoing.send(sender, MeshDigest(mine, tuple(wanted), full=True))
@@ -68,28 +85,70 @@ class AntiEntropy(Part):
             held = (self._members.get(owner) for owner in theirs)
             self._send_what_they_lack(sender, held, theirs)
 
+    def _on_buckets(self, sender: bytes, message: MeshDigest, now: float) -> None:
+        """The other side's bucket hashes: the side holding fewer members lists its
+        entries in the buckets that differ (as many buckets as fit in one digest)."""
+        mine = self._members.summary()
+        buckets = self._members.bucket_hashes()
+        differ = differing(buckets, message.buckets)
+        if not differ:
+            return
+        if message.want_reply and len(self._members) > message.held:
+            # We hold more: our hashes go back, and the other side lists (want_reply
+            # false: it must not bounce them again).
+            reply = MeshDigest(mine, held=len(self._members), buckets=buckets)
+            self._outgoing.send(sender, reply)
+            return
+        by_bucket: dict[int, list[DigestEntry]] = {index: [] for index in differ}
+        for entry in self._members.entries_in(mask_of(differ)):
+            by_bucket[bucket_of(entry.owner)].append(entry)
+        self._rng.shuffle(differ)
+        chosen: list[int] = []
+        entries: list[DigestEntry] = []
+        for index in differ:
+            part = by_bucket[index]
+            if chosen and len(entries) + len(part) > self._config.bucket_entries_max:
+                continue
+            chosen.append(index)
+            entries += part
+        room = self._gate.reserve_learning(sender, self._config.repair_new_max, now)
+        listing = MeshDigest(
+            mine,
+            tuple(entries),
+            full=True,
+            want_reply=True,
+            held=len(self._members),
+            mask=mask_of(chosen),
+            room=room,
+        )
+        self._outgoing.send(sender, listing)
+
     def _wanted(
         self, sender: bytes, entries: Iterable[DigestEntry], now: float
     ) -> list[DigestEntry]:
         """What we hold of the members ``sender`` knows better: ask only for as many
-        unknown members as we would admit from it, and never for what we would not
-        admit at all."""
-        room = self._gate.room_for_members(sender, now)
-        wanted = []
+        unknown members as we would admit from it and may learn now, and never for
+        what we would not admit at all."""
+        wanted: list[DigestEntry] = []
+        unknown: list[DigestEntry] = []
         for entry in entries:
             if not self._gate.admits(entry.owner):
                 continue
             member = self._members.get(entry.owner)
             if member is None:
-                if not self._members.is_proven(entry.owner):
-                    if room <= 0:
-                        continue
-                    room -= 1
-                held = DigestEntry(entry.owner, 0)
-            else:
-                held = self._members.entry(member)
+                if entry.version == 0:
+                    continue  # it lacks the record too
+                if self._members.is_proven(entry.owner):
+                    wanted.append(DigestEntry(entry.owner, 0))
+                else:
+                    unknown.append(DigestEntry(entry.owner, 0))
+                continue
+            held = self._members.entry(member)
             if newer(entry, held):
                 wanted.append(held)
+        if unknown:
+            room = self._gate.reserve_learning(sender, len(unknown), now)
+            wanted += unknown[:room]
         return wanted
 
     def _send_what_they_lack(
@@ -132,13 +191,17 @@ class AntiEntropy(Part):
     def _start_exchange(self) -> None:
         if self._views.active:
             peer = self._rng.choice(sorted(self._views.active))
-            self._outgoing.send(peer, MeshDigest(self._members.summary()))
+            self._outgoing.send(peer, self.summary_digest())
+
+    def summary_digest(self) -> MeshDigest:
+        """The opening of an exchange: our summary and how many members we hold."""
+        return MeshDigest(self._members.summary(), held=len(self._members))
 
     def _knock(self) -> None:
         """Knock on one member we think dead: if it answers, a partition has healed."""
         dead = self._members.in_state(State.DEAD)
         if dead:
-            self._outgoing.send(self._rng.choice(sorted(dead)), MeshDigest(self._members.summary()))
+            self._outgoing.send(self._rng.choice(sorted(dead)), self.summary_digest())
 
     def _jittered(self, interval: float) -> float:
         return interval * self._rng.uniform(0.5, 1.5)

@@ -56,6 +56,12 @@ class Gate(Part):
         """How many new members ``sender`` may introduce right now."""
         return self._admission.room_for_members(sender, now)
 
+    def reserve_learning(self, sender: bytes, wanted: int, now: float) -> int:
+        """How many of ``wanted`` members we hold nothing of we ask ``sender`` for in
+        this exchange (reserved: two exchanges at once do not both get the budget)."""
+        room = min(wanted, self._admission.room_for_members(sender, now))
+        return self._admission.reserve_learning(room, now)
+
     def refused(
         self, peer: bytes, now: float, *, members: int = 0, digests: int = 0, items: int = 0
     ) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from p2pchat.mesh.buckets import bucket_hashes, in_mask
 from p2pchat.mesh.eviction import EvictionOrder, Standing
 from p2pchat.mesh.presence import PresenceStore, Verdict
 from p2pchat.wire.messages import MAX_DIGEST_ENTRIES, DigestEntry, MeshClaim, PresenceRecord
@@ -115,6 +116,7 @@ class Membership:
         self._peer_list: list[bytes] = []  # for O(1) random sampling...
         self._peer_index: dict[bytes, int] = {}  # ...and O(1) removal
         self._summary: bytes | None = None
+        self._buckets: tuple[bytes, bytes] | None = None  # (summary, bucket hashes)
         # Members by non-alive state, so hot paths never scan the whole membership.
         self._by_state: dict[State, set[bytes]] = {state: set() for state in State}
         self._order = EvictionOrder()
@@ -313,6 +315,22 @@ class Membership:
 
     def entries(self) -> list[DigestEntry]:
         return [self.entry(member) for member in self._members.values()]
+
+    def entries_in(self, mask: bytes) -> list[DigestEntry]:
+        """Our entries in the buckets of ``mask``, and version 0 for each proven peer
+        whose record we lack there: the other side sends what it holds of them."""
+        held = [self.entry(m) for peer, m in self._members.items() if in_mask(mask, peer)]
+        pending = [DigestEntry(p, 0) for p in self._proven_pending if in_mask(mask, p)]
+        return held + pending
+
+    def bucket_hashes(self) -> bytes:
+        """The 64 bucket hashes of :mod:`p2pchat.mesh.buckets` over every member."""
+        summary = self.summary()
+        if self._buckets is None or self._buckets[0] != summary:
+            dead = self._by_state[State.DEAD]
+            triples = ((peer, m.record.version, peer in dead) for peer, m in self._members.items())
+            self._buckets = (summary, bucket_hashes(triples))
+        return self._buckets[1]
 
     def summary(self) -> bytes:
         """A 16-byte hash of every (owner, version, dead): equal summaries, equal views."""

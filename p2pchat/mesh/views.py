@@ -103,7 +103,8 @@ class Views(Part):
             self._add_neighbor(sender)
             # Our record as news, so a newcomer is known everywhere within a few hops.
             self._outgoing.send(sender, MeshGossip(records=(self._members.own,)))
-            self._outgoing.send(sender, MeshDigest(self._members.summary()))
+            digest = MeshDigest(self._members.summary(), held=len(self._members))
+            self._outgoing.send(sender, digest)
         else:
             self._refused[sender] = now + self._config.neighbor_timeout * 2
             fresh = [p for p in message.suggestions if len(p) == 32 and p != self._me]

@@ -140,6 +140,7 @@ class Simulation:
         self._grace = settings.config.suspicion_bounds(settings.nodes)[1] + 2.0
         self.sent_messages = 0
         self.sent_bytes = 0
+        self.received_bytes: dict[int, int] = {}  # by node index, what was delivered
         self.suspicions: set[tuple[bytes, int]] = set()  # distinct (subject, version)
         self.false_offline = 0
         self.observers: list[Callable[[int, PresenceChanged], None]] = []
@@ -250,6 +251,7 @@ class Simulation:
             return
         if self.settings.loss and self.rng.random() < self.settings.loss:
             return
+        self.received_bytes[target] = self.received_bytes.get(target, 0) + size
         low, high = self.settings.latency_ms
         delay = self.rng.uniform(low, high) / 1000
         self._push(self.now + delay, _DELIVER, target, (sender.mesh.me, message))

@@ -349,8 +349,8 @@ class MeshDigest:
     """Push-pull anti-entropy. ``summary`` hashes the sender's whole membership view.
 
     With no ``entries`` it is a cheap check; a receiver whose summary differs answers
-    with its full entries (``want_reply`` true) and the two send each other what the
-    other lacks.
+    with its bucket hashes (or, before buckets, its full entries), and the two send
+    each other what the other lacks.
     """
 
     TYPE_ID: ClassVar[int]
@@ -358,6 +358,15 @@ class MeshDigest:
     entries: tuple[DigestEntry, ...] = limit(max_len=MAX_DIGEST_ENTRIES, default=())
     full: bool = False
     want_reply: bool = False
+    # Bucketed reconciliation (docs/protocol.md §12.3); peers that predate it send none.
+    held: int = 0  # members the sender holds; 0: not said
+    buckets: bytes = limit(max_len=512, default=b"")  # 64 bucket hashes of 8 bytes
+    mask: bytes = limit(max_len=8, default=b"")  # the buckets ``entries`` cover; empty: all
+    room: int = MAX_DIGEST_ENTRIES  # members it does not list it takes now
+
+    def __post_init__(self) -> None:
+        _check_range("a digest's held count", self.held, 0, MAX_MESH_INT)
+        _check_range("a digest's room", self.room, 0, MAX_MESH_INT)
 
 
 # --- chat (docs/protocol.md §13) ---

@@ -246,7 +246,9 @@ def test_a_repair_asks_only_for_what_it_will_admit_and_offers_at_most_256_unknow
     mesh.receive(ATTACKER, MeshDigest(bytes(16), tuple(offered), full=True, want_reply=True), 0)
     sent = mesh.take_outgoing()
     wants = [m for _, m in sent if isinstance(m, MeshDigest)]
-    assert len(wants) == 1 and len(wants[0].entries) == CONFIG.new_member_burst
+    # As many as the peer may introduce, and we may learn at once (§12.6).
+    room = min(CONFIG.new_member_burst, CONFIG.learn_burst)
+    assert len(wants) == 1 and len(wants[0].entries) == room
     unasked = gossip_records(sent)
     assert len(unasked) == CONFIG.repair_new_max
     first_two = {r.owner for r in unasked[:2]}

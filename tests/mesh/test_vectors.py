@@ -1,5 +1,5 @@
 """The test vectors of docs/protocol.md, read from the spec itself so the two cannot drift:
-the signed presence record (§11) and the digest summary (§12.3)."""
+the signed presence record (§11), the digest summary and the bucket hashes (§12.3)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import msgpack
 
 from p2pchat.identity import Identity
+from p2pchat.mesh.buckets import BUCKETS, bucket_hashes, in_mask, mask_of
 from p2pchat.mesh.membership import Membership, summary_of
 from p2pchat.mesh.presence import (
     SIGNATURE_CONTEXT,
@@ -98,3 +99,21 @@ def test_a_membership_summarises_what_it_holds() -> None:
     members.offer_record(other)
     expected = summary_of([(own.owner, 3, False), (other.owner, 5, False)])
     assert members.summary() == expected
+
+
+def test_the_bucket_hash_vector() -> None:
+    vector = vector_after("**Buckets.**")
+    hashes = bucket_hashes(ENTRIES)
+    assert len(hashes) == BUCKETS * 8
+    assert hashes[:8].hex() == vector["bucket 0"]
+    assert hashes[8:16].hex() == vector["bucket 1 (empty)"]
+    assert hashes[63 * 8 :].hex() == vector["bucket 63"]
+    assert bucket_hashes(reversed(ENTRIES)) == hashes, "sorted by owner"
+
+
+def test_a_mask_covers_exactly_its_buckets() -> None:
+    mask = mask_of([0, 9, 63])
+    assert mask == bytes([0b1, 0b10, 0, 0, 0, 0, 0, 0b10000000])
+    assert in_mask(mask, b"\x03" + bytes(31)) and not in_mask(mask, b"\x04" + bytes(31))
+    assert in_mask(mask, b"\x24" + bytes(31)), "0x24 >> 2 = 9"
+    assert in_mask(b"", b"\x04" + bytes(31)), "an empty mask covers all"
