@@ -10,15 +10,21 @@ from dataclasses import dataclass
 class MeshConfig:
     # One neighbour is probed every period. A neighbour count k gives each node about
     # one probe per period from its k neighbours, so a crash is noticed in ~1 period.
-    probe_interval: float = 0.5
+    # Over TCP a probe is three segments (ping, ack, and the ack's TCP ACK), ~320 bytes
+    # on the wire: one per second is what keeps idle traffic below Serf's (memberlist
+    # also probes once per second, over UDP).
+    probe_interval: float = 1.0
     # Wait this long for a direct ack before asking helpers (LAN round trips are ~ms).
     probe_timeout: float = 0.2
     # Total budget for a probe round, indirect probes included.
     probe_round_timeout: float = 0.45
     indirect_probes: int = 3
-    # Lifeguard: suspicion lasts between min = alpha * max(1, log10 N) * probe_interval
-    # and beta * min; each independent confirmation shortens it toward min.
-    suspicion_alpha: float = 2.0
+    # Lifeguard: suspicion lasts between min = alpha * max(1, log10 N) * suspicion_unit
+    # and beta * min; each independent confirmation shortens it toward min. The unit is
+    # not the probe interval: the accuser probes its suspect again as soon as each
+    # probe ends, so the suspect has several chances to answer however long the period.
+    suspicion_unit: float = 0.5
+    suspicion_alpha: float = 1.5
     suspicion_beta: float = 3.0
     suspicion_confirmations: int = 3
     # Lifeguard local health: our own timeouts stretch by (1 + score) while we are slow.
@@ -84,7 +90,7 @@ class MeshConfig:
         return max(self.active_min, min(self.active_max, wanted))
 
     def suspicion_bounds(self, members: int) -> tuple[float, float]:
-        low = self.suspicion_alpha * max(1.0, math.log10(max(members, 1))) * self.probe_interval
+        low = self.suspicion_alpha * max(1.0, math.log10(max(members, 1))) * self.suspicion_unit
         return low, low * self.suspicion_beta
 
     def suspicion_timeout(self, members: int, confirmations: int) -> float:

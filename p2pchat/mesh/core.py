@@ -121,6 +121,7 @@ class Mesh:
         # The detector draws its first probe time, then anti-entropy its first exchange
         # and knock: in this order, so a seeded run repeats.
         self._detector = detector = FailureDetector(shared, views, gossip, now=now)
+        gossip.unreachable = detector.accusing
         self._repair = AntiEntropy(shared, views, gate, gossip, now=now)
         self._own = OwnRecord(shared, identity, detector, gossip)
         self._intake = Intake(shared, gate, views, gossip, detector, self._own)
@@ -201,7 +202,7 @@ class Mesh:
         if self.stopped or sender == self.me:
             return
         self.mark_proven(sender)
-        self._detector.heard_from(sender)
+        self._detector.heard_from(sender, now)
         handler = self._routes.get(type(message))
         if handler is not None:
             handler(sender, message, now)

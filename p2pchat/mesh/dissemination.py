@@ -12,6 +12,8 @@ anything more is sent: what is dropped is never passed on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from p2pchat.mesh.events import MemberForgotten
 from p2pchat.mesh.shared import Part, Shared
 from p2pchat.mesh.views import Views
@@ -29,6 +31,10 @@ class Dissemination(Part):
         super().__init__(shared)
         self._views = views
         self._flood: list[tuple[Item, bytes | None]] = []
+        # Neighbours our own probes failed to reach: news skips them, since one cut off
+        # with the news' subject would carry a death across the cut when it heals
+        # (anti-entropy brings them the news later, as a suspicion). Set by the core.
+        self.unreachable: Callable[[bytes], bool] = lambda peer: False
 
     def spread(self, item: Item, source: bytes | None) -> None:
         """News from ``source`` (None: our own): pushed at the next flush."""
@@ -40,7 +46,8 @@ class Dissemination(Part):
         if not self._flood:
             return
         batches: dict[bytes, tuple[list[PresenceRecord], list[MeshClaim]]] = {}
-        neighbours = sorted(self._views.active)  # a fixed order keeps a seeded run repeatable
+        # A fixed order keeps a seeded run repeatable.
+        neighbours = [peer for peer in sorted(self._views.active) if not self.unreachable(peer)]
         for item, source in self._flood:
             for peer in neighbours:
                 if peer == source:

@@ -16,6 +16,7 @@ suspicion of us, hints that we are the slow one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from p2pchat.mesh.dissemination import Dissemination
@@ -63,18 +64,20 @@ class FailureDetector(Part):
         self._relays: dict[int, _Relay] = {}
         self._probe_order: list[bytes] = []
         self._accusing: set[bytes] = set()  # members we suspect because our probe failed
+        self._heard: dict[bytes, float] = {}  # neighbours: when they last sent us anything
         # Probes that failed, for the helpers' nacks that arrive after we gave up.
         self._failed: dict[int, tuple[bytes, float]] = {}
         self._next_probe = now + self._rng.uniform(0, self._config.probe_interval)
 
     def tick(self, now: float) -> None:
         self._accusing = {peer for peer in self._accusing if self._suspected(peer)}
+        self._heard = {peer: at for peer, at in self._heard.items() if peer in self._views.active}
         self._expire_probes(now)
         self._expire_relays(now)
         self._expire_suspicions(now)
+        self._probe_accused(now)
         if now >= self._next_probe:
             self._probe_next(now)
-            self._probe_accused(now)
             self._next_probe = now + self._config.probe_interval * (1 + self.local_health)
 
     def next_deadline(self) -> float:
@@ -98,6 +101,20 @@ class FailureDetector(Part):
         if member is not None and member.online and not self._probing(peer):
             self._start_probe(peer, now, direct=False)
 
+    def accusing(self, peer: bytes) -> bool:
+        """Whether we suspect ``peer`` because a probe of ours failed."""
+        return peer in self._accusing
+
+    def sweep(self, now: float) -> None:
+        """Something is wrong somewhere (a probe of ours failed, or a member died): probe
+        at once every neighbour we have not heard from within a period, rather than in
+        turn, so that a cut (a partition) is seen whole before any death is announced:
+        news is not pushed to neighbours we suspect (:mod:`.dissemination`)."""
+        quiet_since = now - self._config.probe_interval
+        for peer in sorted(self._views.active):
+            if self._heard.get(peer, -math.inf) < quiet_since and not self._probing(peer):
+                self._start_probe(peer, now)
+
     def check_suspect(self, peer: bytes, now: float) -> None:
         """Someone suspects ``peer``: if it is our neighbour, probe it ourselves (unless we
         are already) to confirm or clear the suspicion."""
@@ -108,8 +125,10 @@ class FailureDetector(Part):
         """We refuted a suspicion of ourselves: we may be the slow one."""
         self.local_health = min(self._config.max_local_health, self.local_health + 1)
 
-    def heard_from(self, peer: bytes) -> None:
+    def heard_from(self, peer: bytes, now: float) -> None:
         """``peer`` itself sent us a message: it is alive, whatever we suspected."""
+        if peer in self._views.active:
+            self._heard[peer] = now
         member = self._members.get(peer)
         self._accusing.discard(peer)
         if member is not None and member.state is State.SUSPECT:
@@ -183,8 +202,8 @@ class FailureDetector(Part):
         return MeshClaim(claim.subject, claim.version, claim.state, claim.accuser, local=True)
 
     def _probe_accused(self, now: float) -> None:
-        """Every period, each neighbour we suspect is probed again (the ping carries the
-        suspicion): its answer, or any message from it, ends the suspicion."""
+        """Each neighbour we suspect is probed again as soon as its last probe ended (the
+        ping carries the suspicion): its answer, or any message from it, ends it."""
         for peer in sorted(self._accusing & self._views.active):
             if not self._probing(peer):
                 self._start_probe(peer, now)
@@ -244,6 +263,7 @@ class FailureDetector(Part):
             self._confirm(probe.target, helper)
         if first:  # the subject hears it at once, and answers
             self._outgoing.send(probe.target, MeshGossip(claims=(claim,)))
+            self.sweep(now)
 
     def _confirm(self, peer: bytes, witness: bytes) -> None:
         """``witness`` could not reach ``peer`` either: one more independent accuser."""

@@ -117,6 +117,7 @@ class Intake(Part):
                 self._events.put(PresenceChanged.of(member, claim.accuser))
                 if claim.state == "dead":
                     self._views.forget(claim.subject, now)
+                    self._detector.sweep(now)
                 else:
                     self._detector.check_suspect(claim.subject, now)
                 if not fresh and claim.subject != sender:

@@ -48,6 +48,20 @@ def test_a_healed_partition_marks_no_reachable_member_offline() -> None:
     assert report.heal_s is not None and report.heal_s < 5
 
 
+def test_a_silent_host_is_marked_offline_everywhere_within_one_probe_cycle() -> None:
+    """A crashed member is probed by one of its neighbours within about half a probe
+    interval; the round fails after probe_round_timeout, the helpers' nacks confirm it,
+    and it is declared dead after the shortest suspicion timeout: the median must stay
+    within a whole interval plus those (3.19 s here before, with 0.5 s probes and a
+    2 s timeout; the target on a LAN is 3 s)."""
+    config = MeshConfig()
+    report = simulate(SimSettings(nodes=100, seed=1, crash=5, seconds=15))
+    shortest = config.suspicion_bounds(100)[0]
+    bound = config.probe_interval + config.probe_round_timeout + shortest + 0.1
+    assert report.detect_median_s is not None and report.detect_median_s <= min(bound, 3.0)
+    assert report.false_offline == 0
+
+
 def test_a_partition_heals() -> None:
     report = simulate(SimSettings(nodes=20, seed=5, partition=True, seconds=30))
     assert report.heal_s is not None and report.heal_s < 15
