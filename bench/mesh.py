@@ -12,7 +12,8 @@ the first model (instant handling, loss drops messages) for comparison.
 Ratios against baselines measured in the same run: per-node wire bytes at each N
 against N = 10 (flatness), the tcp model against the datagram model on the same
 scenario, and on real sockets, convergence time against one Noise-session round trip
-on loopback. ``--write`` puts the table into docs/performance.md.
+on loopback; joining, a status change and churn against a baseline of the same run
+(bench/mesh_costs.py). ``--write`` puts the table into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from mesh_costs import lines as cost_lines
 from perfdoc import write_section
 
 from p2pchat.identity import Identity
@@ -241,9 +243,13 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     results = run_sims(args.quick, reused(args.reuse))
+    costs = [] if args.reuse else cost_lines(args.quick)
+    print("\n".join(costs), flush=True)
     real = {} if args.no_real else trio.run(real_run, args.real_nodes)
     print(f"real sockets: {real}", flush=True)
     text = table(results, real, args.real_nodes)
+    if costs:
+        text += "\n\n" + "\n".join(costs)
     print(text)
     print(f"(bench took {time.perf_counter() - started:.0f} s)")
     if args.write:

@@ -140,7 +140,8 @@ class Simulation:
         self._grace = settings.config.suspicion_bounds(settings.nodes)[1] + 2.0
         self.sent_messages = 0
         self.sent_bytes = 0
-        self.received_bytes: dict[int, int] = {}  # by node index, what was delivered
+        # By node index, what was delivered (datagram model: framed message bytes).
+        self.received_bytes: dict[int, int] = {}
         self.suspicions: set[tuple[bytes, int]] = set()  # distinct (subject, version)
         self.false_offline = 0
         self.observers: list[Callable[[int, PresenceChanged], None]] = []
@@ -242,7 +243,7 @@ class Simulation:
         return size
 
     def _transmit(self, sender: SimNode, peer: bytes, message: Any) -> None:
-        self.account(message)
+        size = self.account(message) + FRAME_OVERHEAD
         target = self.index_of.get(peer)
         if target is None:
             return
