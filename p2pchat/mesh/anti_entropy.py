@@ -56,19 +56,22 @@ class AntiEntropy(Part):
         mine = self._members.summary()
         if not message.full and message.summary == mine:
             return
+        if not message.full and message.held and len(message.buckets) != BUCKETS_BYTES:
+            # A peer that compares buckets: our hashes (512 bytes, cached) cost little,
+            # so they are not counted against the rate of digest answers.
+            reply = MeshDigest(
+                mine,
+                want_reply=True,
+                held=len(self._members),
+                buckets=self._members.bucket_hashes(),
+            )
+            self._outgoing.send(sender, reply)
+            return
         if not self._gate.may_answer_digest(sender, now):
             return
         if not message.full:
             if len(message.buckets) == BUCKETS_BYTES:
                 self._on_buckets(sender, message, now)
-            elif message.held:  # a peer that compares buckets
-                reply = MeshDigest(
-                    mine,
-                    want_reply=True,
-                    held=len(self._members),
-                    buckets=self._members.bucket_hashes(),
-                )
-                self._outgoing.send(sender, reply)
             else:  # a peer of an earlier revision: every entry
                 entries = tuple(self._members.entries())
                 self._outgoing.send(sender, MeshDigest(mine, entries, full=True, want_reply=True))
