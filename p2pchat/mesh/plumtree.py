@@ -136,6 +136,9 @@ class Broadcast:
         self._check = check
         self.eager: set[bytes] = set()
         self.lazy: set[bytes] = set()
+        # Peers we are not linked to whose announcements, grafts and digests we still
+        # take (they may take us for a neighbour): nothing is pushed or announced to them.
+        self.heard: frozenset[bytes] = frozenset()
         self._received: OrderedDict[bytes, None] = OrderedDict()
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()  # oldest first
         self._cache_size = 0
@@ -188,10 +191,22 @@ class Broadcast:
             self.eager.add(peer)
         self._owe(peer, True, now)
 
+    def hear(self, peers: frozenset[bytes]) -> None:
+        """Take announcements, grafts and digests from ``peers`` too (besides the
+        neighbours), without linking to them."""
+        for peer in self.heard - peers - self.neighbours:
+            self._forget(peer)
+        self.heard = peers
+
     def neighbour_down(self, peer: bytes, now: float) -> None:
         self.eager.discard(peer)
         self.lazy.discard(peer)
         self._lazy_queue.pop(peer, None)
+        if peer not in self.heard:
+            self._forget(peer)
+
+    def _forget(self, peer: bytes) -> None:
+        """Neither a neighbour nor heard: nothing is owed to it or expected from it."""
         self._owed.pop(peer, None)
         for msg_id, missing in list(self._missing.items()):
             missing.announcers = [a for a in missing.announcers if a[0] != peer]
@@ -278,6 +293,12 @@ class Broadcast:
                 # A second copy: this link is redundant in the tree.
                 self._make_lazy(peer)
                 self._send(peer, RoomPrune(self.topic))
+            elif not message.repair:
+                # From a member that is not our neighbour (an older peer that links to
+                # every member, or one whose view of the room is a moment behind ours):
+                # it should announce, not push, to us.
+                self._send(peer, RoomPrune(self.topic))
+            self._has_it(peer, message.msg_id)
             return
         if self._check is not None and not self._check(peer, message.msg_id, message.payload):
             return  # refused (or kept aside by the caller): as if it had never come
@@ -293,9 +314,10 @@ class Broadcast:
             cached.repaired = True
 
     def _on_ihave(self, peer: bytes, message: RoomIHave, now: float) -> None:
-        if peer not in self.eager and peer not in self.lazy:
+        if not self._hears(peer):
             return
         for msg_id, round_ in zip(message.ids, message.rounds, strict=True):
+            self._has_it(peer, msg_id)
             if msg_id in self._received:
                 self._optimize_on_announce(peer, msg_id, round_)
                 continue
@@ -309,9 +331,10 @@ class Broadcast:
                 missing.announcers.append((peer, round_))
 
     def _on_graft(self, peer: bytes, message: RoomGraft, now: float) -> None:
-        if peer not in self.eager and peer not in self.lazy:
+        if not self._hears(peer):
             return
-        self._make_eager(peer)
+        if peer in self.lazy:
+            self._make_eager(peer)
         for msg_id in message.ids:
             cached = self._cache.get(msg_id)
             if cached is not None and self._served.take(peer, now):
@@ -322,7 +345,7 @@ class Broadcast:
             self._make_lazy(peer)
 
     def _on_digest(self, peer: bytes, message: RoomDigest, now: float) -> None:
-        if peer not in self.eager and peer not in self.lazy:
+        if not self._hears(peer):
             return
         theirs = set(message.ids)
         budget = self.config.catchup_bytes
@@ -364,7 +387,7 @@ class Broadcast:
         self._received[msg_id] = None
         while len(self._received) > self.config.received_max:
             self._received.popitem(last=False)
-        self._missing.pop(msg_id, None)
+        missing = self._missing.pop(msg_id, None)
         cached = _Cached(payload, round_, sender)
         self._cache[msg_id] = cached
         self._cache_size += len(payload)
@@ -376,10 +399,17 @@ class Broadcast:
         if deliver:
             self._delivered.put((msg_id, payload))
         if push:
-            self._push(msg_id, payload, round_, sender, now)
+            announced = frozenset(a for a, _ in missing.announcers) if missing else frozenset()
+            self._push(msg_id, payload, round_, sender, now, announced)
 
     def _push(
-        self, msg_id: bytes, payload: bytes, round_: int, sender: bytes | None, now: float
+        self,
+        msg_id: bytes,
+        payload: bytes,
+        round_: int,
+        sender: bytes | None,
+        now: float,
+        announced: frozenset[bytes] = frozenset(),
     ) -> None:
         onward = min(round_ + 1, MAX_ROOM_ROUND)
         gossip = RoomGossip(self.topic, msg_id, onward, payload)
@@ -387,8 +417,15 @@ class Broadcast:
             if peer != sender:
                 self._send(peer, gossip)
         for peer in self.lazy:
-            if peer != sender:
+            # Who announced it to us has it: an announcement back would only cost bytes.
+            if peer != sender and peer not in announced:
                 self._announce(peer, msg_id, onward, now)
+
+    def _has_it(self, peer: bytes, msg_id: bytes) -> None:
+        """``peer`` showed it has ``msg_id``: do not announce it to it."""
+        queue = self._lazy_queue.get(peer)
+        if queue is not None:
+            queue.pop(msg_id, None)
 
     def _announce(self, peer: bytes, msg_id: bytes, round_: int, now: float) -> None:
         queue = self._lazy_queue.setdefault(peer, OrderedDict())
@@ -416,7 +453,8 @@ class Broadcast:
             announcer = missing.announcers.pop(0)
             missing.announcers.append(announcer)
             missing.grafts += 1
-            self._make_eager(announcer[0])
+            if announcer[0] in self.lazy:  # a heard peer answers, but stays unlinked
+                self._make_eager(announcer[0])
             self._send(announcer[0], RoomGraft(self.topic, (msg_id,)))
             missing.deadline = now + self.config.graft_retry
             return
@@ -458,6 +496,9 @@ class Broadcast:
     def _gossip(self, msg_id: bytes, cached: _Cached, *, repair: bool = False) -> RoomGossip:
         onward = min(cached.round + 1, MAX_ROOM_ROUND)
         return RoomGossip(self.topic, msg_id, onward, cached.payload, repair)
+
+    def _hears(self, peer: bytes) -> bool:
+        return peer in self.eager or peer in self.lazy or peer in self.heard
 
     def _make_eager(self, peer: bytes) -> None:
         self.lazy.discard(peer)

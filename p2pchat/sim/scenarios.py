@@ -27,6 +27,7 @@ from p2pchat.sim.report import (
     room_figures,
     rounded,
 )
+from p2pchat.sim.room_links import Linked, RoomLinks
 from p2pchat.wire.messages import MAX_ROOM_ROUND, RoomGossip
 
 CRASH_AFTER = 5.0
@@ -52,6 +53,9 @@ class _Flood:
 
     def neighbour_down(self, peer: bytes, now: float) -> None:
         self.neighbours.discard(peer)
+
+    def hear(self, peers: frozenset[bytes]) -> None:
+        pass  # flooding answers nothing
 
     def broadcast(self, msg_id: bytes, payload: bytes, now: float) -> None:
         self._accept(RoomGossip(self.topic, msg_id, 0, payload), None)
@@ -82,34 +86,6 @@ class _Flood:
         return self._delivered.take()
 
 
-def _room_overlay(sim: Simulation, members: list[int]) -> dict[int, set[int]]:
-    """Room neighbours: mesh neighbours that are members, topped up with random members
-    (symmetric) to ceil(log2 M) + 2, the view size HyParView would give M nodes."""
-    member_set = set(members)
-    links: dict[int, set[int]] = {m: set() for m in members}
-
-    def link(a: int, b: int) -> None:
-        links[a].add(b)
-        links[b].add(a)
-
-    for m in members:
-        for peer in sorted(sim.nodes[m].mesh.active):
-            other = sim.index_of[peer]
-            if other in member_set:
-                link(m, other)
-    target = math.ceil(math.log2(max(len(members), 2))) + 2
-    order = list(members)
-    sim.rng.shuffle(order)
-    for m in order:
-        for _ in range(20 * target):
-            if len(links[m]) >= target:
-                break
-            other = sim.rng.choice(members)
-            if other != m and other not in links[m] and len(links[other]) < target + 2:
-                link(m, other)
-    return links
-
-
 def _room_round(
     sim: Simulation, topic: bytes, count: int, members: list[int], payload: int
 ) -> list[tuple[bytes, float]]:
@@ -132,35 +108,30 @@ def simulate_room(sim: Simulation, settings: SimSettings) -> RoomReport:
     count = min(settings.room_members, settings.nodes)
     report = RoomReport(count)
     members = sorted(sim.rng.sample(range(settings.nodes), count))
-    links = _room_overlay(sim, members)
+    links = RoomLinks(sim, PLUMTREE_TOPIC, members)
+    engines: dict[int, list[Linked]] = {}
     for m in members:
         node = sim.nodes[m]
         rng = random.Random(sim.rng.getrandbits(64))
-        node.rooms[PLUMTREE_TOPIC] = Broadcast(
-            PLUMTREE_TOPIC, now=sim.now, rng=rng, config=settings.room_config
-        )
-        node.rooms[FLOOD_TOPIC] = _Flood(FLOOD_TOPIC)
+        tree = Broadcast(PLUMTREE_TOPIC, now=sim.now, rng=rng, config=settings.room_config)
+        flood = _Flood(FLOOD_TOPIC)
+        node.rooms[PLUMTREE_TOPIC], node.rooms[FLOOD_TOPIC] = tree, flood
+        engines[m] = [tree, flood]
     for m in members:
-        node = sim.nodes[m]
-        for other in sorted(links[m]):
-            peer = sim.nodes[other].mesh.me
-            member = node.mesh.members.get(peer)
-            if member is not None and not member.online:
-                continue  # a crashed member: its neighbours know it is gone
-            for room in node.rooms.values():
-                room.neighbour_up(peer, sim.now)
-        sim.after_step(node)
+        links.sync(m, engines[m])
+        sim.after_step(sim.nodes[m])
     member_set = set(members)
+    member_ids = set(links.peers.values())
 
     def watch_members(observer: int, event: PresenceChanged) -> None:
-        if observer in member_set and event.state in (State.DEAD, State.LEFT):
-            for room in sim.nodes[observer].rooms.values():
-                room.neighbour_down(event.record.owner, sim.now)
+        # The overlay follows what each member's mesh shows, as in the product.
+        if observer in member_set and event.record.owner in member_ids:
+            links.sync(observer, engines[observer])
 
     sim.observers.append(watch_members)
     online = sum(1 for m in members if sim.nodes[m].alive)
     report.room_online = online
-    report.room_degree_mean = round(statistics.fmean(len(links[m]) for m in members), 2)
+    report.room_degree_mean = round(statistics.fmean(links.degree(m) for m in members), 2)
 
     _room_round(sim, PLUMTREE_TOPIC, settings.room_warmup, members, settings.room_payload)
     control = sim.room_control_sends

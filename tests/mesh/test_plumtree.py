@@ -642,3 +642,55 @@ def test_fuzzed_message_sequences_only_deliver(actions: list[tuple[Any, Any, Any
         assert peer_id(4) not in node.neighbours
         memory = node.memory
         assert memory["missing"] <= 3 and memory["cache"] <= 3 and memory["received"] <= 4
+
+
+# ---------------------------------------------------------------------- on a partial overlay
+
+
+def test_a_pushed_duplicate_from_a_non_neighbour_is_pruned_but_links_nothing() -> None:
+    # An older peer that links to every member, or one whose view of the room is a
+    # moment behind ours, pushes to us: the first copy is taken, the second pruned.
+    node = quiet_node(peer_id(1))
+    node.take_outgoing()  # the digest owed to a new neighbour
+    stranger = peer_id(9)
+    node.receive(stranger, RoomGossip(TOPIC, b"a" * 16, 1, b"x"), 0.0)
+    assert node.take_delivered() == [(b"a" * 16, b"x")]
+    assert node.neighbours == {peer_id(1)}
+    assert [p for p, _ in node.take_outgoing()] == [peer_id(1)]  # pushed on, not back
+    node.receive(stranger, RoomGossip(TOPIC, b"a" * 16, 1, b"x"), 0.0)
+    assert node.take_outgoing() == [(stranger, RoomPrune(TOPIC))]
+    assert node.neighbours == {peer_id(1)}
+
+
+def test_an_id_is_not_announced_back_to_who_announced_it() -> None:
+    a, b, c = peer_id(1), peer_id(2), peer_id(3)
+    node = quiet_node(a, b, c)
+    for peer in (b, c):
+        node.receive(peer, RoomPrune(TOPIC), 0.0)  # b and c lazy, a eager
+    node.receive(b, RoomIHave(TOPIC, (b"m" * 16,), (2,)), 0.0)  # b has it
+    node.receive(a, RoomGossip(TOPIC, b"m" * 16, 1, b"x"), 0.01)
+    node.receive(c, RoomIHave(TOPIC, (b"m" * 16,), (2,)), 0.02)  # so has c, by now
+    node.tick(0.2)
+    assert [m for _, m in node.take_outgoing() if isinstance(m, RoomIHave)] == []
+
+
+def test_heard_peers_are_answered_but_not_linked() -> None:
+    neighbour, heard, stranger = peer_id(1), peer_id(2), peer_id(3)
+    node = quiet_node(neighbour)
+    node.take_outgoing()  # the digest owed to a new neighbour
+    node.hear(frozenset({heard}))
+    node.broadcast(b"a" * 16, b"x", 0.0)
+    assert [p for p, _ in node.take_outgoing()] == [neighbour]  # nothing pushed to it
+    for peer in (heard, stranger):
+        node.receive(peer, RoomGraft(TOPIC, (b"a" * 16,)), 0.1)
+        node.receive(peer, RoomDigest(TOPIC, (), want_reply=False), 0.1)
+    answered = [(p, type(m)) for p, m in node.take_outgoing()]
+    assert answered == [(heard, RoomGossip), (heard, RoomGossip)]
+    assert node.neighbours == {neighbour}
+    # Its announcement is taken: the id is grafted from it, still without a link.
+    node.receive(heard, RoomIHave(TOPIC, (b"b" * 16,), (1,)), 0.2)
+    node.tick(0.2 + node.config.graft_timeout)
+    assert node.take_outgoing() == [(heard, RoomGraft(TOPIC, (b"b" * 16,)))]
+    assert node.neighbours == {neighbour}
+    node.hear(frozenset())
+    assert node.next_deadline() == float("inf")  # nothing is waited for from it

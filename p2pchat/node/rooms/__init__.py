@@ -7,10 +7,11 @@ room key, signed by their author, and carried by the broadcast among members onl
 Every message is judged before the broadcast takes it (a refused one is neither
 stored, shown, cached nor passed on), and stored before it is shown.
 
-Neighbours: every joined member of the room that is online (rooms hold at most 256
-members). The broadcast prunes redundant links into a tree, so a message costs about
-one payload per member; very large rooms would want a partial overlay (see
-docs/architecture.md). docs/protocol.md §14 and §15 are the rulebook.
+Neighbours: a few of the joined members that are online, chosen by the room overlay
+(mesh/room_overlay.py: each member's ring neighbours on two hash rings keyed by the
+room id, at most 4 up to the 256-member limit). The broadcast prunes redundant links
+into a tree, so a message costs about one payload and one or two announcements per
+member, whatever the room's size. docs/protocol.md §14 and §15 are the rulebook.
 
 The parts, each in its module: service.py (the face: commands, inputs, sessions and
 presence, the run loop), state.py (what the parts share), membership.py (changes to

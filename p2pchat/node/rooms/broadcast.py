@@ -1,5 +1,6 @@
 """The room broadcast: one plumtree :class:`~p2pchat.mesh.plumtree.Broadcast` per
-joined room, over the room's joined members that are online or connected.
+joined room, over the neighbours the room's overlay (mesh.room_overlay) gives among
+the joined members that are online or connected: O(log members), not all of them.
 
 Every room message is judged before the tree takes it (§15.2): a refused one is
 neither stored, shown, cached nor passed on; one of an epoch whose key has not come
@@ -32,6 +33,7 @@ from p2pchat.chat.rooms import (
 )
 from p2pchat.errors import RemoteProtocolError
 from p2pchat.mesh.plumtree import Broadcast, BroadcastConfig
+from p2pchat.mesh.room_overlay import RoomOverlay
 from p2pchat.node.ports import Links
 from p2pchat.node.rooms.state import MAX_PARKED, RoomState
 from p2pchat.node.rooms.storing import MessageStorage
@@ -87,6 +89,8 @@ class RoomBroadcasts:
         self._config = config
         self._codec = Codec()
         self.trees: dict[bytes, Broadcast] = {}
+        self.overlays: dict[bytes, RoomOverlay] = {}  # room -> who our neighbours are
+        self._away: set[bytes] = set()  # shown offline by the mesh, no session since
         # room -> (msg id, author) -> message of an epoch whose key we lack yet (bounded)
         self.parked: dict[bytes, dict[tuple[bytes, bytes], Parked]] = {}
         # Judged and opened by _check, stored by _deliver in the same pass.
@@ -98,8 +102,8 @@ class RoomBroadcasts:
     # ------------------------------------------------------------------ trees
 
     def sync_tree(self, room: Room) -> None:
-        """The room's tree (made on first use), its neighbours its joined members that
-        are reachable."""
+        """The room's tree (made on first use), its neighbours those the room's overlay
+        gives among the joined members that are reachable (§14)."""
         state = self._state
         now = trio.current_time()
         tree = self.trees.get(room.room_id)
@@ -114,19 +118,26 @@ class RoomBroadcasts:
                     room_id, carrier, msg_id, payload
                 ),
             )
+            self.overlays[room_id] = RoomOverlay(room_id, state.me)
             # What we stored before a restart still serves other members' catch-up.
             newest = state.store.room_message_ids(room_id, limit=tree.config.cache_max)
             for msg_id, payload in reversed(state.store.room_envelopes(room_id, newest)):
                 tree.remember(msg_id, payload)
-        joined = state.joined_members(room)
-        for peer in list(tree.neighbours):
-            if peer not in joined:
-                tree.neighbour_down(peer, now)
-        for member in sorted(joined):
-            if state.reachable(member):
-                tree.neighbour_up(member, now)
+        present = {m for m in state.joined_members(room) if self.present(m)}
+        overlay = self.overlays[room.room_id]
+        overlay.update(len(room.members), present)
+        for peer in sorted(tree.neighbours - overlay.neighbours):
+            tree.neighbour_down(peer, now)
+        for peer in sorted(overlay.neighbours):
+            tree.neighbour_up(peer, now)  # a no-op for a neighbour already
+        tree.hear(overlay.near - overlay.neighbours)
         self.drain(room.room_id)
         state.wake.set()
+
+    def neighbours(self, room_id: bytes) -> frozenset[bytes]:
+        """Our neighbours in the room's overlay (for tests and diagnostics)."""
+        overlay = self.overlays.get(room_id)
+        return overlay.neighbours if overlay is not None else frozenset()
 
     def forget(self, room_id: bytes) -> None:
         """A room we are no longer in."""
@@ -134,6 +145,7 @@ class RoomBroadcasts:
             del self._opened[key]
         self.parked.pop(room_id, None)
         self.trees.pop(room_id, None)
+        self.overlays.pop(room_id, None)
 
     def send(self, room_id: bytes, msg_id: bytes, epoch: int, payload: bytes) -> None:
         """Our own message (stored already) to the room's members."""
@@ -152,31 +164,37 @@ class RoomBroadcasts:
             # costs us two lookups per message.
             self._state.refuse(peer, "room traffic from someone who is not a member")
             return
-        self._joined(message.topic, peer)
-        now = trio.current_time()
-        tree.neighbour_up(peer, now)
-        tree.receive(peer, message, now)
+        self._joined(message.topic, peer)  # which may change the overlay
+        # A member that is not our neighbour is heard (a first copy of a message is
+        # taken, a pushed duplicate pruned) but not linked: nobody makes itself our
+        # neighbour by sending to us (§14).
+        tree.receive(peer, message, trio.current_time())
         self.drain(message.topic)
 
-    def peer_online(self, peer: bytes) -> None:
-        """A neighbour again in the rooms it joined."""
-        now = trio.current_time()
-        for room_id, room in self._state.rooms.items():
-            if peer in self._state.joined_members(room):
-                self.trees[room_id].neighbour_up(peer, now)
-                self.drain(room_id)
+    def present(self, peer: bytes) -> bool:
+        """``peer`` takes part in the overlays now (§14): the mesh shows it online or a
+        session with it is open, and the mesh has not shown it going offline since."""
+        return peer not in self._away and self._state.reachable(peer)
 
-    def peer_offline(self, peer: bytes) -> None:
-        now = trio.current_time()
-        for room_id, tree in self.trees.items():
-            if peer in tree.neighbours:
-                tree.neighbour_down(peer, now)
-                self.drain(room_id)
+    def reachability_changed(self, peer: bytes, *, offline: bool = False) -> None:
+        """``peer`` came online (or a session with it opened or closed), or went
+        offline (``offline``): the overlays of the rooms it is in follow."""
+        rooms = [room for room in self._state.rooms.values() if peer in room.members]
+        if offline and rooms:  # only members are remembered: the set stays bounded
+            self._away.add(peer)
+        elif peer in self._state.sessions or self._state.online(peer):
+            self._away.discard(peer)
+        for room in rooms:
+            if room.room_id in self.trees:
+                self.sync_tree(room)
 
     def resync(self, room_id: bytes, peer: bytes, now: float) -> None:
-        """Catch ``peer`` up on the room (a session with it opened)."""
-        self.trees[room_id].resync(peer, now)
-        self.drain(room_id)
+        """Catch ``peer`` up on the room (a session with it opened), if it is our
+        neighbour there."""
+        tree = self.trees[room_id]
+        if peer in tree.neighbours:
+            tree.resync(peer, now)
+            self.drain(room_id)
 
     def next_deadline(self) -> float:
         return min((tree.next_deadline() for tree in self.trees.values()), default=float("inf"))

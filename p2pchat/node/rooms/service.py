@@ -189,19 +189,20 @@ class RoomService:
     def peer_online(self, peer: bytes) -> None:
         """The mesh shows ``peer`` online again (§12): a neighbour in the rooms it joined.
         Keys and catch-up follow when the session opens (the first send dials)."""
-        self.broadcasts.peer_online(peer)
+        self.broadcasts.reachability_changed(peer)
         if peer not in self.state.sessions:
             self._membership.resend_invitations(peer)  # the send opens a session with it
         self.state.wake.set()
 
     def peer_offline(self, peer: bytes) -> None:
-        self.broadcasts.peer_offline(peer)
+        self.broadcasts.reachability_changed(peer, offline=True)
 
     def session_up(self, peer: bytes) -> None:
         """A session with ``peer`` opened (either side dialled; also a replacement): it
         may have missed invitations, key updates and messages while it was away or while
         our link was down, however briefly (§15.3, "members coming back")."""
         self.state.sessions.add(peer)
+        self.broadcasts.reachability_changed(peer)
         now = trio.current_time()
         self._outbox.offer(only=peer)
         self._membership.resend_invitations(peer)
@@ -215,6 +216,7 @@ class RoomService:
 
     def session_down(self, peer: bytes) -> None:
         self.state.sessions.discard(peer)
+        self.broadcasts.reachability_changed(peer)
 
     async def run(self) -> None:
         while True:
