@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from p2pchat.mesh.room_overlay import ring_count
 from p2pchat.sim.__main__ import main
 
 ROOM_KEYS = {
@@ -37,6 +38,9 @@ def test_room_phase_reports_plumtree_against_flooding(capsys: pytest.CaptureFixt
     assert result.keys() >= ROOM_KEYS
     assert result["room_members"] == result["room_online"] == 30
     assert result["room_incomplete"] == result["flood_incomplete"] == 0
+    # The product's overlay (mesh/room_overlay.py): two rings, at most 4 neighbours.
+    degree = result["room_degree_mean"]
+    assert isinstance(degree, float) and 3.0 <= degree <= 2 * ring_count(30)
     redundancy, flooding = result["room_redundancy"], result["flood_redundancy"]
     assert isinstance(redundancy, float) and isinstance(flooding, float)
     assert redundancy < 0.5 < flooding
