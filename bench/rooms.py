@@ -1,6 +1,7 @@
 """Room cost on real sockets: bytes and packets on the wire per member per message.
 
-    python bench/rooms.py [--members 20 50] [--messages 30] [--gap 0.5] [--baseline-src DIR]
+    python bench/rooms.py [--members 20 50] [--messages 30] [--gap 0.5]
+                          [--baseline-src DIR [--mixed]]
 
 Runs M real ``p2pchat daemon`` processes, each in its own network namespace, joined
 by veth pairs to one bridge in a switch namespace of their own (addresses in
@@ -9,15 +10,18 @@ invites the others (contacts, added through the JSON-lines API); each joins. Aft
 warm-up (the Plumtree settles), members chosen at random send ``--messages`` messages
 of 300 characters, ``--gap`` seconds apart; the bench reads the bridge ports' byte and
 packet counters (every frame, TCP ACKs and the mesh's own traffic included) before and
-after, and also over an idle window of the same length (the mesh's pings, which are
-not room cost) right after. It prints, per member per message: bytes and packets
-(raw, and less the idle window), the ratio to a 300-byte payload, and the delivery
-delay from each ``room_send`` to each member's ``room_message`` event.
+after, and also over quiet windows just before and just after (the mesh's pings and
+the rooms' periodic digests, which are not cost per message). It prints, per member
+per message: bytes and packets (raw, and less the quiet rate), the ratio to a 300-byte
+payload, the delivery delay from each ``room_send`` to each member's ``room_message``
+event, and the TCP connections per member (the mesh's and the rooms' together).
 
 Baselines in the same run: the same 300 bytes sent once over a plain TCP connection
 between two of the namespaces (one data frame and its ACK), and, with
 ``--baseline-src DIR`` (a checkout of an older p2pchat, e.g. the main branch before
-the room overlay), the same room run with that code: today's full-mesh overlay.
+the room overlay), the same room run with that code: today's full-mesh overlay;
+with ``--mixed`` also a room where every other member runs that older code (every
+message must still reach every member: the run waits for each delivery).
 Namespaces and processes are removed on exit, also on failure or Ctrl+C; the bench
 refuses to start if a namespace of its prefix is left over.
 """
@@ -204,11 +208,11 @@ def form_room(daemons: list[Daemon]) -> str:
         hub.wait_for("room_invite", tag=tag, timeout=120)
     everyone = sorted(d.id for d in daemons)
     for other in others:
-        other.wait_for("room_invite", room=room, timeout=120)
+        other.wait_for("room_invite", room=room, timeout=300)
         other.command({"cmd": "room_join", "room": room, "tag": 2})
         other.wait_for("room_join", tag=2, timeout=120)
     for daemon in daemons:
-        daemon.wait_for("room_changed", room=room, members=everyone, timeout=180)
+        daemon.wait_for("room_changed", room=room, members=everyone, timeout=300)
     return room
 
 
@@ -238,15 +242,18 @@ def send_round(
 
 
 def room_run(
-    lab: Lab, count: int, src: Path | None, messages: int, gap: float, work: Path
+    lab: Lab, code: list[Path | None], messages: int, gap: float, work: Path
 ) -> dict[str, float]:
+    """One room of ``len(code)`` daemons, daemon i running the p2pchat at ``code[i]``
+    (None: this checkout)."""
+    count = len(code)
     daemons: list[Daemon] = []
     try:
-        hub = Daemon(lab, 1, work / "d1", src, "")
+        hub = Daemon(lab, 1, work / "d1", code[0], "")
         daemons.append(hub)
         peer = f"{lab.address(1)}:{PORT}"
         for index in range(2, count + 1):
-            daemons.append(Daemon(lab, index, work / f"d{index}", src, peer))
+            daemons.append(Daemon(lab, index, work / f"d{index}", code[index - 1], peer))
         room = form_room(daemons)
         rng = random.Random(1)
         time.sleep(5)  # joins and digests settle
@@ -255,6 +262,8 @@ def room_run(
         for daemon in daemons:
             daemon.drain()
             daemon.seen.clear()
+        idle_start = lab.counters()
+        time.sleep(messages * gap)
         before, started = lab.counters(), time.monotonic()
         delays = send_round(daemons, room, messages, gap, rng)
         time.sleep(1.0)  # the last announcements and ACKs
@@ -266,7 +275,11 @@ def room_run(
         idle_after = lab.counters()
         per = count * messages
         raw_b, raw_p = after[0] - before[0], after[1] - before[1]
-        idle_b, idle_p = idle_after[0] - idle_before[0], idle_after[1] - idle_before[1]
+        # The mesh's own traffic, from a quiet window before and one after (as long
+        # as the message phase, together), is not room cost.
+        idle_took = messages * gap + took
+        idle_b = (before[0] - idle_start[0] + idle_after[0] - idle_before[0]) * took / idle_took
+        idle_p = (before[1] - idle_start[1] + idle_after[1] - idle_before[1]) * took / idle_took
         return {
             "bytes": raw_b / per,
             "packets": raw_p / per,
@@ -367,6 +380,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=30)
     parser.add_argument("--gap", type=float, default=0.5)
     parser.add_argument("--baseline-src", type=Path, default=None)
+    mixed = "also a room where every other member runs --baseline-src"
+    parser.add_argument("--mixed", action="store_true", help=mixed)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="p2pro-"))
     try:
@@ -375,11 +390,14 @@ def main() -> int:
             print(f"plain TCP, one {PAYLOAD}-byte send: {plain[0]:.0f} B, {plain[1]:.1f} packets",
                   flush=True)  # fmt: skip
             for count in args.members:
-                runs = [("overlay", None)]
-                if args.baseline_src is not None:
-                    runs.append(("baseline", args.baseline_src))
-                for label, src in runs:
-                    figures = room_run(lab, count, src, args.messages, args.gap,
+                old = args.baseline_src
+                runs: list[tuple[str, list[Path | None]]] = [("overlay", [None] * count)]
+                if old is not None:
+                    runs.append(("baseline", [old] * count))
+                if old is not None and args.mixed:  # every other member runs the old code
+                    runs.append(("mixed", [old if i % 2 else None for i in range(count)]))
+                for label, code in runs:
+                    figures = room_run(lab, code, args.messages, args.gap,
                                        work / f"{label}-{count}")  # fmt: skip
                     print(show(f"M={count} {label}", figures, plain), flush=True)
     finally:
