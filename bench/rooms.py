@@ -1,7 +1,7 @@
 """Room cost on real sockets: bytes and packets on the wire per member per message.
 
     python bench/rooms.py [--members 20 50] [--messages 30] [--gap 0.5]
-                          [--baseline-src DIR [--mixed]]
+                          [--baseline-src DIR] [--runs overlay baseline mixed]
 
 Runs M real ``p2pchat daemon`` processes, each in its own network namespace, joined
 by veth pairs to one bridge in a switch namespace of their own (addresses in
@@ -20,7 +20,7 @@ Baselines in the same run: the same 300 bytes sent once over a plain TCP connect
 between two of the namespaces (one data frame and its ACK), and, with
 ``--baseline-src DIR`` (a checkout of an older p2pchat, e.g. the main branch before
 the room overlay), the same room run with that code: today's full-mesh overlay;
-with ``--mixed`` also a room where every other member runs that older code (every
+``--runs mixed`` also a room where every other member runs that older code (every
 message must still reach every member: the run waits for each delivery).
 Namespaces and processes are removed on exit, also on failure or Ctrl+C; the bench
 refuses to start if a namespace of its prefix is left over.
@@ -147,8 +147,12 @@ class Daemon:
         # (cwd: ``-m`` puts the working directory first on sys.path, before PYTHONPATH.)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
+        self.id = f"n{index}"  # until it says which identity it has
         threading.Thread(target=self._read, daemon=True).start()
-        self.id: str = self.wait_for("listening", timeout=120)["id"]
+
+    def ready(self) -> None:
+        """Wait until it listens (startups overlap: all are launched, then waited for)."""
+        self.id = self.wait_for("listening", timeout=600)["id"]
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -183,6 +187,17 @@ class Daemon:
             with contextlib.suppress(queue.Empty):
                 self.seen.append(self.events.get(timeout=left))
 
+    def wait_for_either(self, first: str, second: str, tag: int, timeout: float) -> str:
+        """Which of two answers to the command tagged ``tag`` came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.seen:
+                if event.get("tag") == tag and event["event"] in (first, second):
+                    return str(event["event"])
+            with contextlib.suppress(queue.Empty):
+                self.seen.append(self.events.get(timeout=0.5))
+        raise TimeoutError(f"no answer to {tag} from {self.id[:8]}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -207,13 +222,26 @@ def form_room(daemons: list[Daemon]) -> str:
         hub.command({"cmd": "room_invite", "room": room, "id": other.id, "tag": tag})
         hub.wait_for("room_invite", tag=tag, timeout=120)
     everyone = sorted(d.id for d in daemons)
-    for other in others:
-        other.wait_for("room_invite", room=room, timeout=300)
-        other.command({"cmd": "room_join", "room": room, "tag": 2})
-        other.wait_for("room_join", tag=2, timeout=120)
-    for daemon in daemons:
-        daemon.wait_for("room_changed", room=room, members=everyone, timeout=300)
-    return room
+    # Polled with `rooms`, not waited for as events: with a hundred daemons on two
+    # cores the bench may read their stdout too slowly, and a daemon drops old lines.
+    waiting = list(others)
+    for tag in range(1000, 1300):
+        for other in waiting:
+            other.command({"cmd": "room_join", "room": room, "tag": tag})
+        for other in list(waiting):
+            if other.wait_for_either("room_join", "error", tag=tag, timeout=120) == "room_join":
+                waiting.remove(other)
+        if not waiting:
+            break
+        time.sleep(1.0)
+    for tag in range(2000, 2300):
+        for daemon in daemons:
+            daemon.command({"cmd": "rooms", "tag": tag})
+        lists = [d.wait_for("rooms", tag=tag, timeout=120)["rooms"] for d in daemons]
+        if all(r and r[0]["members"] == everyone for r in lists):
+            return room
+        time.sleep(1.0)
+    raise TimeoutError("the room did not form")
 
 
 def send_round(
@@ -251,9 +279,12 @@ def room_run(
     try:
         hub = Daemon(lab, 1, work / "d1", code[0], "")
         daemons.append(hub)
+        hub.ready()
         peer = f"{lab.address(1)}:{PORT}"
         for index in range(2, count + 1):
             daemons.append(Daemon(lab, index, work / f"d{index}", code[index - 1], peer))
+        for daemon in daemons:
+            daemon.ready()
         room = form_room(daemons)
         rng = random.Random(1)
         time.sleep(5)  # joins and digests settle
@@ -380,8 +411,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=30)
     parser.add_argument("--gap", type=float, default=0.5)
     parser.add_argument("--baseline-src", type=Path, default=None)
-    mixed = "also a room where every other member runs --baseline-src"
-    parser.add_argument("--mixed", action="store_true", help=mixed)
+    which = "which rooms: this code, --baseline-src's, or every other member on each"
+    parser.add_argument("--runs", nargs="+", choices=("overlay", "baseline", "mixed"),
+                        default=["overlay", "baseline"], help=which)  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="p2pro-"))
     try:
@@ -391,10 +423,12 @@ def main() -> int:
                   flush=True)  # fmt: skip
             for count in args.members:
                 old = args.baseline_src
-                runs: list[tuple[str, list[Path | None]]] = [("overlay", [None] * count)]
-                if old is not None:
+                runs: list[tuple[str, list[Path | None]]] = []
+                if "overlay" in args.runs:
+                    runs.append(("overlay", [None] * count))
+                if old is not None and "baseline" in args.runs:
                     runs.append(("baseline", [old] * count))
-                if old is not None and args.mixed:  # every other member runs the old code
+                if old is not None and "mixed" in args.runs:  # every other one is old
                     runs.append(("mixed", [old if i % 2 else None for i in range(count)]))
                 for label, code in runs:
                     figures = room_run(lab, code, args.messages, args.gap,
