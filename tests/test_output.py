@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import threading
+import time
 
 import trio
 
@@ -145,3 +146,25 @@ async def test_the_daemon_text_mode_says_dropped_in_words() -> None:
         "(upstream gap)",
         "connected: someone",
     ]
+
+
+async def test_the_daemon_json_mode_stamps_each_line_with_when_it_was_written() -> None:
+    from p2pchat.api.events import EventPrinter
+
+    read_end, write_end = os.pipe()
+    printer = EventPrinter(write_end, as_json=True)
+    before = time.time_ns() // 1000
+    printer.event("connected", "connected: someone", id="x")
+    printer.json({"event": "peers", "peers": [], "tag": 1})
+    after = time.time_ns() // 1000
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(printer.output.run)
+        await printer.output.flush()
+        nursery.cancel_scope.cancel()
+    printer.output.close()
+    event, answer = read_all(read_end)
+    os.close(read_end)
+    assert event["event"] == "connected" and answer["tag"] == 1
+    for written in (event, answer):
+        stamp = written["at_us"]
+        assert isinstance(stamp, int) and before <= stamp <= after

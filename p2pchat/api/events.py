@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any, Protocol
 
 from p2pchat.api.output import LineOutput
@@ -212,14 +213,14 @@ class EventPrinter:
     def event(self, name: str, line: str, /, **fields: Any) -> None:
         count = fields["count"] if name == "dropped" else 1  # an upstream gap stays counted
         if self.as_json:
-            self.output.write(encode_event({"event": name, **fields}), count=count)
+            self.output.write(encode_event({"event": name, **fields, **_stamp()}), count=count)
         else:
             self.text(line, count=count)
 
     def json(self, answer: dict[str, Any]) -> None:
         """An API answer: as it is in JSON mode, as a readable line otherwise."""
         if self.as_json:
-            self.output.write(encode_event(answer))
+            self.output.write(encode_event({**answer, **_stamp()}))
         else:
             self.text(json.dumps(answer, ensure_ascii=False))
 
@@ -232,6 +233,12 @@ class EventPrinter:
         if self.as_json:
             return encode_event({"event": "dropped", "count": count})
         return (dropped_text(count) + "\n").encode()
+
+
+def _stamp() -> dict[str, int]:
+    """When the daemon wrote the line, by its own wall clock (docs/api.md §4): a reader
+    that reads many daemons' pipes late still knows when each thing happened."""
+    return {"at_us": time.time_ns() // 1000}
 
 
 def dropped_text(count: int) -> str:
