@@ -1,0 +1,108 @@
+"""Presence changes and silent hosts: how fast the agents see them, from their own times.
+
+A change: one agent (chosen by the seeded generator) changes its presence; each other
+alive agent's delay is from when the changer applied it to when that agent did. For
+each change the times to 50 %, 99 % and 100 % of the observers are percentiles of those
+delays (bench/testbed/stats.py); over many changes, their median and 95th percentile.
+
+A silent host: the switch drops everything to and from it (Lab.freeze, no clean exit);
+each other alive agent's delay is from the freeze to its offline (p2pchat) or failed
+(Serf) mark. The frozen agent is then killed, so nothing of it ever leaks out.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import trio
+
+from bench.testbed.stats import median_p95, percentile, reach_times
+from bench.testbed.views import System, delays, wait_until
+
+FRACTIONS = (0.5, 0.99, 1.0)
+
+
+class FreezingLab(Protocol):
+    async def freeze(self, host: Any) -> None: ...
+
+
+async def changes(
+    system: System,
+    alive: Sequence[int],
+    count: int,
+    rng: random.Random,
+    serial: list[int],
+    *,
+    timeout: float,
+    gap: float = 0.3,
+) -> dict[str, Any]:
+    """``count`` presence changes one after another, each waited for (or ``timeout``)."""
+    per_fraction: list[list[float]] = [[] for _ in FRACTIONS]
+    missed = 0
+    for _ in range(count):
+        changer = rng.choice(list(alive))
+        observers = [system.views[i] for i in alive if i != changer]
+        serial[0] += 1
+        start, key = await system.change(changer, serial[0])
+
+        def seen() -> list[float | None]:
+            return [view.first_update(changer, key, start - 0.001) for view in observers]  # noqa: B023
+
+        await wait_until(lambda: None not in seen(), timeout)
+        times = delays(seen(), start)
+        missed += sum(1 for t in times if t == float("inf"))
+        for bucket, reached in zip(per_fraction, reach_times(times, FRACTIONS), strict=True):
+            bucket.append(reached)
+        await trio.sleep(gap)
+    result: dict[str, Any] = {"changes": count, "missed_sightings": missed}
+    for fraction, bucket in zip(FRACTIONS, per_fraction, strict=True):
+        result[f"seen_by_{round(fraction * 100)}pct_s"] = median_p95(bucket)
+    return result
+
+
+async def silent_hosts(
+    lab: FreezingLab,
+    hosts: Sequence[Any],
+    system: System,
+    alive: list[int],
+    victims: Sequence[int],
+    *,
+    timeout: float,
+) -> dict[str, Any]:
+    """Freeze each victim in turn, wait until every other alive agent marked it
+    offline, then kill it. ``alive`` loses the victims."""
+    everywhere: list[float] = []
+    median_observer: list[float] = []
+    for victim in victims:
+        alive.remove(victim)
+        observers = [system.views[i] for i in alive]
+        await lab.freeze(hosts[victim])
+        start = time.time()
+
+        def marks() -> list[float | None]:
+            return [view.first_offline(victim, start) for view in observers]  # noqa: B023
+
+        await wait_until(lambda: None not in marks(), timeout)
+        times = delays(marks(), start)
+        everywhere.append(percentile(times, 1.0))
+        median_observer.append(percentile(times, 0.5))
+        system.kill(victim)
+    return {
+        "silent_hosts": len(victims),
+        "offline_everywhere_s": median_p95(everywhere),
+        "offline_at_median_observer_s": median_p95(median_observer),
+    }
+
+
+def false_offline_marks(system: System, frozen: set[int], since: float, until: float) -> int:
+    """Offline or failed marks of an agent that was never frozen, by one never frozen."""
+    return sum(
+        1
+        for view in system.views
+        if view.index not in frozen
+        for at, subject in list(view.offline_marks)
+        if subject not in frozen and since <= at < until
+    )

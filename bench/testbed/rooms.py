@@ -1,0 +1,147 @@
+"""The room scenario (p2pchat only): one room of M members made through the API, then
+messages of a 300-byte payload from random members.
+
+Only API commands are used (room_create, add_contact, room_invite, room_join,
+room_send), so the scenario runs unchanged whatever overlay the rooms form. Figures:
+the time until every online member stored a message (from the author's own
+``room_message``, to each member's; median and p95 over messages), the delivery at 5 %
+loss, and the bytes on the wire per member per message: every frame the switch received
+during the message phase (Ethernet headers and TCP ACKs included; the whole mesh's
+background too, so the idle rate measured in the same run is also subtracted) divided
+by members x messages, as a multiple of the payload.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import trio
+
+from bench.testbed import traffic
+from bench.testbed.p2pchat_agents import Daemon, P2pchatAgents
+from bench.testbed.stats import median_p95, percentile
+from bench.testbed.views import delays, wait_until
+
+PAYLOAD = 300
+
+
+class LossyLab(traffic.CountingLab, Protocol):
+    async def set_link(self, *, loss: float | None = None) -> None: ...
+
+
+def room_sizes(nodes: int) -> list[int]:
+    """20 members, and as many as the lab has (at most 200) if that is more."""
+    return sorted({min(20, nodes), min(200, nodes)})
+
+
+async def make_room(agents: P2pchatAgents, members: Sequence[int], name: str) -> str:
+    daemons = [agents.daemons[i] for i in members]
+    creator, others = daemons[0], daemons[1:]
+    _, answer = await creator.command("room_create", name=name)
+    room: str = answer["room"]["id"]
+    assert creator.id is not None
+    tags = [(d, d.send("add_contact", id=creator.id)) for d in others]
+    tags += [(creator, creator.send("add_contact", id=d.id)) for d in others]
+    await _answered(tags, timeout=120)
+    for member in others:
+        await creator.command("room_invite", timeout=120, room=room, id=member.id)
+    for member in others:
+        await wait_until(lambda: room in member.invitations, 60)  # noqa: B023
+        member.send("room_join", room=room)
+    size = len(daemons)
+    if not await wait_until(
+        lambda: all(len(d.rooms.get(room, ())) == size for d in daemons), 60 + size
+    ):
+        raise TimeoutError(f"room {name}: not every member sees {size} members")
+    return room
+
+
+async def _answered(tags: list[tuple[Daemon, int]], timeout: float) -> None:
+    if not await wait_until(lambda: all(tag in d.answers for d, tag in tags), timeout):
+        raise TimeoutError("commands were not answered")
+    for daemon, tag in tags:
+        _, answer = daemon.answers.pop(tag)
+        if answer.get("event") == "error":
+            raise RuntimeError(f"h{daemon.index}: {answer.get('error')}")
+
+
+async def messages(
+    agents: P2pchatAgents,
+    room: str,
+    members: Sequence[int],
+    count: int,
+    rng: random.Random,
+    *,
+    timeout: float,
+) -> dict[str, Any]:
+    """``count`` messages one after another, each waited for by every other member."""
+    everyone: list[float] = []
+    typical: list[float] = []
+    expected = received = 0
+    for _ in range(count):
+        author = agents.daemons[rng.choice(list(members))]
+        text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(PAYLOAD))
+        answered, answer = await author.command("room_send", room=room, text=text)
+        msg_id = answer["msg_id"]
+        start = min(answered, author.room_messages.get(msg_id, answered))
+        readers = [agents.daemons[i] for i in members if i != author.index]
+
+        def times() -> list[float | None]:
+            return [d.room_messages.get(msg_id) for d in readers]  # noqa: B023
+
+        await wait_until(lambda: None not in times(), timeout)
+        waited = delays(times(), start)
+        expected += len(waited)
+        received += sum(1 for t in waited if t != float("inf"))
+        everyone.append(percentile(waited, 1.0))
+        typical.append(percentile(waited, 0.5))
+    return {
+        "messages": count,
+        "delivered_pct": 100 * received / max(expected, 1),
+        "all_members_s": median_p95(everyone),
+        "median_member_s": median_p95(typical),
+    }
+
+
+async def scenario(
+    lab: LossyLab,
+    agents: P2pchatAgents,
+    alive: Sequence[int],
+    *,
+    messages_each: int,
+    idle_out_bytes_per_s: float,
+    base_loss: float,
+    seed: int,
+) -> dict[str, Any]:
+    rng = random.Random(seed)
+    results: dict[str, Any] = {}
+    for size in room_sizes(len(alive)):
+        members = list(alive[:size])
+        began = time.time()
+        room = await make_room(agents, members, f"bench{size}")
+        made = time.time() - began
+        await trio.sleep(2)  # the joins' own traffic is over
+        first = await traffic.snapshot(lab)
+        clean = await messages(agents, room, members, messages_each, rng, timeout=15)
+        await trio.sleep(2)  # lazy announcements and ACKs that follow the last message
+        last = await traffic.snapshot(lab)
+        seconds = last.at - first.at
+        sent = sum(last.counters[i].rx_bytes - first.counters[i].rx_bytes for i in alive)
+        background = idle_out_bytes_per_s * len(alive) * seconds
+        per = size * messages_each
+        await lab.set_link(loss=0.05)
+        lossy = await messages(agents, room, members, messages_each, rng, timeout=20)
+        await lab.set_link(loss=base_loss)
+        results[str(size)] = {
+            "members": size,
+            "made_in_s": round(made, 1),
+            **clean,
+            "bytes_per_member_per_message": sent / per,
+            "payload_multiple": sent / per / PAYLOAD,
+            "payload_multiple_net_of_idle": (sent - background) / per / PAYLOAD,
+            "at_5pct_loss": lossy,
+        }
+    return results

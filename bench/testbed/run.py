@@ -1,0 +1,167 @@
+"""One system's run on the lab, phase by phase: cold start, idle, presence changes,
+churn, loss, (rooms, for p2pchat), silent hosts. Every phase's figures come from the
+agents' own times and the switch's counters; the phases run in this order for both
+systems, on the same hosts with the same seed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from bench.testbed import presence, traffic
+from bench.testbed.views import System, everyone_sees_everyone, wait_until
+
+SEEDS = 3  # hosts 0..2 are the seeds and are never frozen
+
+
+@dataclass(frozen=True)
+class Durations:
+    first_window: float  # bytes of the cold start are counted over this
+    ready_timeout: float
+    settle: float  # after everyone sees everyone, before measuring
+    idle: float
+    churn: float
+    loss_window: float
+    changes: int
+    changes_at_loss: int
+    silent_hosts: int
+    change_timeout: float
+    crash_timeout: float
+    room_messages: int  # per room, and again at 5 % loss
+
+
+QUICK = Durations(
+    first_window=15, ready_timeout=180, settle=3, idle=15, churn=10, loss_window=8,
+    changes=20, changes_at_loss=6, silent_hosts=2, change_timeout=10, crash_timeout=40,
+    room_messages=10,
+)  # fmt: skip
+FULL = Durations(
+    first_window=60, ready_timeout=600, settle=10, idle=120, churn=90, loss_window=40,
+    changes=30, changes_at_loss=12, silent_hosts=3, change_timeout=15, crash_timeout=60,
+    room_messages=20,
+)  # fmt: skip
+CHURN_PER_HOUR = 4.0
+
+
+class Lab(traffic.CountingLab, presence.FreezingLab, Protocol):
+    async def set_link(self, *, loss: float | None = None) -> None: ...
+
+
+# A scenario of one system's own (rooms), given the alive hosts and the figures so far.
+Extra = Callable[[list[int], dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def run_system(
+    lab: Lab,
+    hosts: Sequence[Any],
+    system: System,
+    durations: Durations,
+    *,
+    seed: int,
+    base_loss: float,
+    losses: Sequence[float],
+    extra: Extra | None = None,
+    membership: bool = True,
+) -> dict[str, Any]:
+    """Every phase in order; without ``membership`` only the cold start, the idle
+    baseline and ``extra``."""
+    rng = random.Random(seed)
+    serial = [0]
+    alive = list(range(len(hosts)))
+    result: dict[str, Any] = {"system": system.name, "nodes": len(hosts)}
+    phases: list[tuple[str, float, float]] = []
+
+    began = time.time()
+    result["cold_start"] = await _cold_start(lab, system, alive, durations)
+    await trio.sleep(durations.settle)
+    measuring = time.time()
+
+    mark = time.time()
+    result["idle"] = await traffic.window(lab, system, alive, durations.idle)
+    phases.append(("idle", mark, time.time()))
+
+    if not membership:
+        if extra is not None:
+            result.update(await extra(alive, result))
+        result["seconds"] = round(time.time() - began, 1)
+        return result
+
+    mark = time.time()
+    result["presence"] = await presence.changes(
+        system, alive, durations.changes, rng, serial, timeout=durations.change_timeout
+    )
+    phases.append(("presence", mark, time.time()))
+
+    mark = time.time()
+    result["churn"] = await traffic.window(
+        lab, system, alive, durations.churn, churn_per_hour=CHURN_PER_HOUR, rng=rng, serial=serial
+    )
+    phases.append(("churn", mark, time.time()))
+
+    result["loss"] = {}
+    for loss in losses:
+        await lab.set_link(loss=loss)
+        mark = time.time()
+        figures = await traffic.window(lab, system, alive, durations.loss_window)
+        if loss == 0.05:
+            figures["presence"] = await presence.changes(
+                system, alive, durations.changes_at_loss, rng, serial,
+                timeout=durations.change_timeout,
+            )  # fmt: skip
+        await lab.set_link(loss=base_loss)
+        phases.append((f"loss {loss:g}", mark, time.time()))
+        result["loss"][f"{loss:g}"] = figures
+
+    if extra is not None:
+        mark = time.time()
+        result.update(await extra(alive, result))
+        phases.append(("extra", mark, time.time()))
+
+    # Seeds are never frozen, and one non-seed always stays.
+    victims = rng.sample(alive[SEEDS:], max(0, min(durations.silent_hosts, len(alive) - SEEDS - 1)))
+    result["crash"] = await presence.silent_hosts(
+        lab, hosts, system, alive, victims, timeout=durations.crash_timeout
+    )
+    ended = time.time()
+    frozen = set(victims)
+    result["false_offline_marks"] = {
+        "total": presence.false_offline_marks(system, frozen, measuring, ended),
+        **{name: presence.false_offline_marks(system, frozen, since, until)
+           for name, since, until in phases},
+    }  # fmt: skip
+    result["seconds"] = round(ended - began, 1)
+    return result
+
+
+async def _cold_start(
+    lab: Lab, system: System, alive: list[int], durations: Durations
+) -> dict[str, Any]:
+    """Every agent started at once: when all saw all, and the bytes of the first window."""
+    first = await traffic.snapshot(lab)
+    started = 0.0
+    window_end: list[traffic.Snapshot] = []
+
+    async def count_first_window() -> None:
+        await trio.sleep(max(0.0, started + durations.first_window - time.time()))
+        window_end.append(await traffic.snapshot(lab))
+
+    started = await system.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(count_first_window)
+        ready = await wait_until(
+            lambda: everyone_sees_everyone(system.views, set(alive)), durations.ready_timeout
+        )
+    completes = [view.complete_at for view in system.views]
+    return {
+        "all_see_all_s": max(c for c in completes if c is not None) - started
+        if ready and None not in completes
+        else None,
+        "window_s": durations.first_window,
+        "bytes_per_node_first_window": traffic.bytes_per_node(first, window_end[0], alive),
+    }
