@@ -27,6 +27,7 @@ import trio
 
 from bench.testbed import report, rooms
 from bench.testbed.lab import Lab
+from bench.testbed.netns import clean
 from bench.testbed.p2pchat_agents import P2pchatAgents
 from bench.testbed.run import FULL, QUICK, Durations, Extra, run_system
 from bench.testbed.serf_agents import SerfAgents
@@ -134,9 +135,8 @@ async def _run(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.clean:
-        from bench.testbed.lab import clean
-
-        clean()
+        removed = clean()
+        print(f"removed {removed.describe()}" if removed else "nothing to remove")
         return 0
     if "serf" in args.only and shutil.which("serf") is None:
         print("serf is not installed (Debian package 'serf'); or run --only p2pchat,rooms",

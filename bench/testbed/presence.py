@@ -27,6 +27,7 @@ FRACTIONS = (0.5, 0.99, 1.0)
 
 class FreezingLab(Protocol):
     async def freeze(self, host: Any) -> None: ...
+    async def thaw(self, host: Any) -> None: ...
 
 
 async def changes(
@@ -73,7 +74,8 @@ async def silent_hosts(
     timeout: float,
 ) -> dict[str, Any]:
     """Freeze each victim in turn, wait until every other alive agent marked it
-    offline, then kill it. ``alive`` loses the victims."""
+    offline, then kill it and thaw its host (for the next system on the same hosts).
+    ``alive`` loses the victims."""
     everywhere: list[float] = []
     median_observer: list[float] = []
     for victim in victims:
@@ -90,6 +92,7 @@ async def silent_hosts(
         everywhere.append(percentile(times, 1.0))
         median_observer.append(percentile(times, 0.5))
         system.kill(victim)
+        await lab.thaw(hosts[victim])
     return {
         "silent_hosts": len(victims),
         "offline_everywhere_s": median_p95(everywhere),

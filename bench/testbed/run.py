@@ -17,7 +17,7 @@ import trio
 from bench.testbed import presence, traffic
 from bench.testbed.views import System, everyone_sees_everyone, wait_until
 
-SEEDS = 3  # hosts 0..2 are the seeds and are never frozen
+SEEDS = 3  # hosts 0..2 are the seeds (bench/testbed/p2pchat_agents.py)
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,9 @@ async def run_system(
         result.update(await extra(alive, result))
         phases.append(("extra", mark, time.time()))
 
-    # Seeds are never frozen, and one non-seed always stays.
-    victims = rng.sample(alive[SEEDS:], max(0, min(durations.silent_hosts, len(alive) - SEEDS - 1)))
+    # Seeds are frozen only in a lab of seeds alone; host 0 never is, so one stays.
+    candidates = alive[SEEDS:] if len(alive) > SEEDS else alive[1:]
+    victims = rng.sample(candidates, min(durations.silent_hosts, len(candidates)))
     result["crash"] = await presence.silent_hosts(
         lab, hosts, system, alive, victims, timeout=durations.crash_timeout
     )
