@@ -29,7 +29,7 @@ from bench.testbed import report, rooms
 from bench.testbed.lab import Lab
 from bench.testbed.netns import clean
 from bench.testbed.p2pchat_agents import P2pchatAgents
-from bench.testbed.run import FULL, QUICK, Durations, Extra, run_system
+from bench.testbed.run import FULL, QUICK, Durations, Extra, Phases, run_system
 from bench.testbed.serf_agents import SerfAgents
 from bench.testbed.views import System
 
@@ -94,11 +94,13 @@ async def measure(
         if args.only & {"p2pchat", "rooms"}:
             agents = P2pchatAgents(lab.hosts, lab.exec_prefix, root)
 
-            async def room_scenario(alive: list[int], so_far: dict[str, Any]) -> dict[str, Any]:
+            async def room_scenario(
+                alive: list[int], so_far: dict[str, Any], phases: Phases
+            ) -> dict[str, Any]:
                 idle = so_far["idle"]["out_bytes_per_s"]
                 return {"rooms": await rooms.scenario(
                     lab, agents, alive, messages_each=durations.room_messages,
-                    idle_out_bytes_per_s=idle, base_loss=args.loss, seed=args.seed,
+                    idle_out_bytes_per_s=idle, base_loss=args.loss, seed=args.seed, phases=phases,
                 )}  # fmt: skip
 
             results["p2pchat"] = await _run(

@@ -146,6 +146,7 @@ class P2pchatAgents:
             return
         if name == "listening":
             daemon.id = event["id"]
+            daemon.view.up_at = at
             self.by_id[event["id"]] = daemon.index
             for waiting in self._unknown.pop(event["id"], []):
                 self._on_event(*waiting)

@@ -100,10 +100,13 @@ async def silent_hosts(
     }
 
 
-def false_offline_marks(system: System, frozen: set[int], since: float, until: float) -> int:
-    """Offline or failed marks of an agent that was never frozen, by one never frozen."""
-    return sum(
-        1
+def false_offline_marks(
+    system: System, frozen: set[int], since: float, until: float
+) -> list[tuple[float, int, int]]:
+    """Offline or failed marks of an agent never frozen, by one never frozen, in time
+    order: (when, observer, subject)."""
+    return sorted(
+        (at, view.index, subject)
         for view in system.views
         if view.index not in frozen
         for at, subject in list(view.offline_marks)

@@ -37,7 +37,10 @@ ROWS: list[tuple[str, tuple[str, ...], str, int]] = [
     ("RSS per node (mean)", ("idle", "rss_mib"), "MiB", 1),
     ("CPU per node, idle (mean)", ("idle", "cpu_percent"), "%", 2),
     ("cold start: all see all", ("cold_start", "all_see_all_s"), "s", 1),
-    ("cold start: bytes sent per node, first window",
+    ("cold start: last agent up", ("cold_start", "last_agent_up_s"), "s", 1),
+    ("cold start: all see all after last up",
+     ("cold_start", "all_see_all_after_last_up_s"), "s", 1),
+    ("cold start: bytes sent per node, first {window} s",
      ("cold_start", "bytes_per_node_first_window"), "B", 0),
 ]  # fmt: skip
 
@@ -63,7 +66,9 @@ def _cell(value: float | None, unit: str, decimals: int) -> str:
 
 def table(p2pchat: dict[str, Any] | None, serf: dict[str, Any] | None) -> list[str]:
     lines = [f"{'':44} {'p2pchat':>14} {'Serf':>14} {'ratio':>7}"]
+    window = lookup(p2pchat, ("cold_start", "window_s")) or lookup(serf, ("cold_start", "window_s"))
     for label, path, unit, decimals in ROWS:
+        label = label.format(window=f"{window or 0:g}")
         ours, theirs = lookup(p2pchat, path), lookup(serf, path)
         share = ratio(ours, theirs)
         lines.append(
@@ -91,5 +96,6 @@ def rooms_table(rooms: dict[str, Any]) -> list[str]:
 
 
 def ratios(p2pchat: dict[str, Any] | None, serf: dict[str, Any] | None) -> dict[str, float | None]:
-    return {label.strip(): ratio(lookup(p2pchat, path), lookup(serf, path))
-            for label, path, _, _ in ROWS}  # fmt: skip
+    """Keyed by the figure's path in a system's result, e.g. ``idle.out_bytes_per_s``."""
+    return {".".join(path): ratio(lookup(p2pchat, path), lookup(serf, path))
+            for _, path, _, _ in ROWS}  # fmt: skip

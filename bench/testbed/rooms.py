@@ -115,6 +115,7 @@ async def scenario(
     idle_out_bytes_per_s: float,
     base_loss: float,
     seed: int,
+    phases: list[tuple[str, float, float]],
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     results: dict[str, Any] = {}
@@ -124,17 +125,21 @@ async def scenario(
         room = await make_room(agents, members, f"bench{size}")
         made = time.time() - began
         await trio.sleep(2)  # the joins' own traffic is over
+        phases.append((f"room {size}: made", began, time.time()))
         first = await traffic.snapshot(lab)
         clean = await messages(agents, room, members, messages_each, rng, timeout=15)
         await trio.sleep(2)  # lazy announcements and ACKs that follow the last message
         last = await traffic.snapshot(lab)
+        phases.append((f"room {size}: messages", first.at, last.at))
         seconds = last.at - first.at
         sent = sum(last.counters[i].rx_bytes - first.counters[i].rx_bytes for i in alive)
         background = idle_out_bytes_per_s * len(alive) * seconds
         per = size * messages_each
         await lab.set_link(loss=0.05)
+        lossy_from = time.time()
         lossy = await messages(agents, room, members, messages_each, rng, timeout=20)
         await lab.set_link(loss=base_loss)
+        phases.append((f"room {size}: messages at 5% loss", lossy_from, time.time()))
         results[str(size)] = {
             "members": size,
             "made_in_s": round(made, 1),

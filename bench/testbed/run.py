@@ -37,7 +37,7 @@ class Durations:
 
 
 QUICK = Durations(
-    first_window=15, ready_timeout=180, settle=3, idle=15, churn=10, loss_window=8,
+    first_window=30, ready_timeout=180, settle=3, idle=15, churn=10, loss_window=8,
     changes=20, changes_at_loss=6, silent_hosts=2, change_timeout=10, crash_timeout=40,
     room_messages=10,
 )  # fmt: skip
@@ -53,8 +53,10 @@ class Lab(traffic.CountingLab, presence.FreezingLab, Protocol):
     async def set_link(self, *, loss: float | None = None) -> None: ...
 
 
-# A scenario of one system's own (rooms), given the alive hosts and the figures so far.
-Extra = Callable[[list[int], dict[str, Any]], Awaitable[dict[str, Any]]]
+Phases = list[tuple[str, float, float]]  # name, from, until (wall clock)
+# A scenario of one system's own (rooms), given the alive hosts and the figures so far;
+# it adds the windows of its parts to the phases.
+Extra = Callable[[list[int], dict[str, Any], Phases], Awaitable[dict[str, Any]]]
 
 
 async def run_system(
@@ -75,7 +77,7 @@ async def run_system(
     serial = [0]
     alive = list(range(len(hosts)))
     result: dict[str, Any] = {"system": system.name, "nodes": len(hosts)}
-    phases: list[tuple[str, float, float]] = []
+    phases: Phases = []
 
     began = time.time()
     result["cold_start"] = await _cold_start(lab, system, alive, durations)
@@ -88,9 +90,8 @@ async def run_system(
 
     if not membership:
         if extra is not None:
-            result.update(await extra(alive, result))
-        result["seconds"] = round(time.time() - began, 1)
-        return result
+            result.update(await extra(alive, result, phases))
+        return _finish(result, system, phases, set(), began, measuring)
 
     mark = time.time()
     result["presence"] = await presence.changes(
@@ -119,9 +120,7 @@ async def run_system(
         result["loss"][f"{loss:g}"] = figures
 
     if extra is not None:
-        mark = time.time()
-        result.update(await extra(alive, result))
-        phases.append(("extra", mark, time.time()))
+        result.update(await extra(alive, result, phases))
 
     # Seeds are frozen only in a lab of seeds alone; host 0 never is, so one stays.
     candidates = alive[SEEDS:] if len(alive) > SEEDS else alive[1:]
@@ -129,12 +128,29 @@ async def run_system(
     result["crash"] = await presence.silent_hosts(
         lab, hosts, system, alive, victims, timeout=durations.crash_timeout
     )
+    return _finish(result, system, phases, set(victims), began, measuring)
+
+
+def _finish(
+    result: dict[str, Any],
+    system: System,
+    phases: Phases,
+    frozen: set[int],
+    began: float,
+    measuring: float,
+) -> dict[str, Any]:
+    """False offline marks over the run and per phase (and the first few, to look at)."""
     ended = time.time()
-    frozen = set(victims)
+    marks = presence.false_offline_marks(system, frozen, measuring, ended)
     result["false_offline_marks"] = {
-        "total": presence.false_offline_marks(system, frozen, measuring, ended),
-        **{name: presence.false_offline_marks(system, frozen, since, until)
+        "total": len(marks),
+        **{name: sum(1 for at, _, _ in marks if since <= at < until)
            for name, since, until in phases},
+        "first": [
+            {"at_s": round(at - began, 3), "observer": observer, "subject": subject,
+             "phase": next((name for name, since, until in phases if since <= at < until), "")}
+            for at, observer, subject in marks[:40]
+        ],
     }  # fmt: skip
     result["seconds"] = round(ended - began, 1)
     return result
@@ -159,10 +175,14 @@ async def _cold_start(
             lambda: everyone_sees_everyone(system.views, set(alive)), durations.ready_timeout
         )
     completes = [view.complete_at for view in system.views]
+    ups = [view.up_at for view in system.views]
+    all_up = max(up for up in ups if up is not None) if None not in ups else None
+    all_see_all = max(c for c in completes if c is not None) if None not in completes else None
     return {
-        "all_see_all_s": max(c for c in completes if c is not None) - started
-        if ready and None not in completes
-        else None,
+        # From the first agent started; p2pchat's includes starting Python.
+        "all_see_all_s": all_see_all - started if ready and all_see_all else None,
+        "last_agent_up_s": all_up - started if all_up else None,
+        "all_see_all_after_last_up_s": all_see_all - all_up if all_see_all and all_up else None,
         "window_s": durations.first_window,
         "bytes_per_node_first_window": traffic.bytes_per_node(first, window_end[0], alive),
     }

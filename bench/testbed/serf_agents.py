@@ -80,7 +80,9 @@ class SerfAgents:
             subject = node_index(event.node)
             if subject is None:
                 return
-            if event.kind == "join":
+            if event.kind == "join" and subject == index:
+                view.up_at = arrived
+            elif event.kind == "join":
                 view.mark_online(arrived, subject)
             elif event.kind == "update":
                 view.update(arrived, subject, None)

@@ -31,6 +31,7 @@ class View:
     index: int
     total: int  # agents in the run, this one included
     online: set[int] = field(default_factory=set)
+    up_at: float | None = None  # when the agent was up (listening, or in its own list)
     complete_at: float | None = None  # when it first saw every other agent online
     updates: list[Update] = field(default_factory=list)
     offline_marks: list[tuple[float, int]] = field(default_factory=list)

@@ -135,7 +135,7 @@ def test_the_table_shows_both_systems_and_their_ratio() -> None:
     line = next(row for row in report.table(ours, theirs) if row.startswith("idle: bytes"))
     assert "700 B/s" in line and "350 B/s" in line and line.endswith("2.00")
     assert report.lookup(ours, ("presence", "seen_by_50pct_s", "median")) is None
-    assert report.ratios(ours, None)["idle: bytes/s sent per node"] is None
+    assert report.ratios(ours, None)["idle.out_bytes_per_s"] is None
 
 
 class Host:
