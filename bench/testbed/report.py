@@ -81,7 +81,8 @@ def table(p2pchat: dict[str, Any] | None, serf: dict[str, Any] | None) -> list[s
 def rooms_table(rooms: dict[str, Any]) -> list[str]:
     lines = [
         f"{'room (p2pchat)':16} {'all have it: median':>20} {'p95':>8} {'at 5% loss':>11} "
-        f"{'bytes/member/msg':>17} {'x payload':>10} {'net of idle':>12}"
+        f"{'bytes/member/msg':>17} {'frames':>7} {'x payload':>10} {'net of idle':>12} "
+        f"{'warm-up':>8}"
     ]
     for size, room in rooms.items():
         everyone = room["all_members_s"]
@@ -90,7 +91,9 @@ def rooms_table(rooms: dict[str, Any]) -> list[str]:
             f"{_cell(everyone['p95'], 's', 3):>8} "
             f"{room['at_5pct_loss']['delivered_pct']:>10.1f}% "
             f"{room['bytes_per_member_per_message']:>15,.0f} B "
-            f"{room['payload_multiple']:>9.1f}x {room['payload_multiple_net_of_idle']:>11.1f}x"
+            f"{room['frames_per_member_per_message']:>7.1f} "
+            f"{room['payload_multiple']:>9.1f}x {room['payload_multiple_net_of_idle']:>11.1f}x "
+            f"{room['warmup']['payload_multiple_net_of_idle']:>7.1f}x"
         )
     return lines
 
