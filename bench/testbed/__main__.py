@@ -125,11 +125,19 @@ async def _run(
 ) -> dict[str, Any]:
     print(f"{system.name}: starting {args.nodes} agents ({time.strftime('%H:%M:%S')})",
           file=sys.stderr, flush=True)  # fmt: skip
+    drops_before = sum(await lab.queue_drops())
     try:
-        return await run_system(
+        result = await run_system(
             lab, lab.hosts, system, durations, seed=args.seed, base_loss=args.loss,
             losses=LOSSES, extra=extra, membership=membership,
         )  # fmt: skip
+        # Whether the switch kept up: frames the hosts' kernels dropped because it did
+        # not read them in time, and how late it delivered delayed frames.
+        result["switch"] = {
+            "queue_drops": sum(await lab.queue_drops()) - drops_before,
+            **await lab.switch_stats(),
+        }
+        return result
     finally:
         await system.stop()
 
@@ -169,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine['loadavg_after']} on {machine['cores']} cores")  # fmt: skip
     for line in report.table(p2pchat, serf):
         print(line)
+    for name, result in (("p2pchat", p2pchat), ("serf", serf)):
+        if result and "switch" in result:
+            print(f"switch during {name}: {json.dumps(result['switch'])}")
     if p2pchat and "rooms" in p2pchat:
         print()
         for line in report.rooms_table(p2pchat["rooms"]):
