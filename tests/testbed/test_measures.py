@@ -1,14 +1,18 @@
 """The testbed's pure parts: percentiles, Serf's log lines, the daemons' JSON lines,
-/proc parsing, views, traffic rates and the side-by-side table. No sockets."""
+/proc parsing, views, traffic rates, the side-by-side table, and the pipe reader (on a
+plain pipe). No sockets."""
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 
 import pytest
 
 from bench.testbed import report
 from bench.testbed.p2pchat_agents import parse_line, seed_addresses
+from bench.testbed.pipes import PipeReader
 from bench.testbed.procstat import cpu_seconds, rss_kib
 from bench.testbed.rooms import room_sizes
 from bench.testbed.serf_agents import node_index
@@ -81,8 +85,6 @@ def test_proc_files_give_rss_and_cpu_time() -> None:
 
 
 def _ticks() -> int:
-    import os
-
     return os.sysconf("SC_CLK_TCK")
 
 
@@ -156,3 +158,28 @@ def test_every_host_dials_the_first_three_but_itself() -> None:
     assert room_sizes(3) == [3]
     assert room_sizes(50) == [20, 50]
     assert room_sizes(500) == [20, 200]
+
+
+def test_the_pipe_reader_hands_on_whole_lines_with_their_arrival_time() -> None:
+    got: list[tuple[bytes, float]] = []
+    done = threading.Event()
+
+    def handle(line: bytes, at: float) -> None:
+        got.append((line, at))
+        if line == b"last":
+            done.set()
+
+    reader = PipeReader()
+    read_end, write_end = os.pipe()
+    try:
+        reader.add(read_end, handle)
+        os.write(write_end, b'{"a":')
+        os.write(write_end, b"1}\n\nsecond\nla")
+        os.write(write_end, b"st")
+        os.close(write_end)  # the end of the pipe delivers the unfinished line
+        assert done.wait(timeout=30)
+    finally:
+        reader.close()
+        os.close(read_end)
+    assert [line for line, _ in got] == [b'{"a":1}', b"second", b"last"]
+    assert all(at > 0 for _, at in got)
