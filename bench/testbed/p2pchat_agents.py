@@ -9,6 +9,7 @@ with a ``tag``; events and answers come out on stdout and are timed by the daemo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench.testbed.pipes import PipeReader
-from bench.testbed.views import View, wait_until
+from bench.testbed.views import AgentGone, View, wait_until
 
 PORT = 7483
 SEEDS = 3
@@ -71,8 +72,11 @@ class Daemon:
         self._tag += 1
         line = json.dumps({"cmd": cmd, **args, "tag": self._tag}) + "\n"
         assert self.process.stdin is not None
-        self.process.stdin.write(line.encode())
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(line.encode())
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise AgentGone(f"h{self.index}: the daemon exited (see its stderr)") from None
         return self._tag
 
     async def command(
@@ -80,8 +84,12 @@ class Daemon:
     ) -> tuple[float, dict[str, Any]]:
         """Send a command and wait for its answer: (when the daemon answered, answer)."""
         tag = self.send(cmd, **args)
-        if not await wait_until(lambda: tag in self.answers, timeout):
+        if not await wait_until(
+            lambda: tag in self.answers or self.process.poll() is not None, timeout
+        ):
             raise TimeoutError(f"h{self.index}: no answer to {cmd} within {timeout} s")
+        if tag not in self.answers:
+            raise AgentGone(f"h{self.index}: the daemon exited (see its stderr)")
         at, answer = self.answers.pop(tag)
         if answer.get("event") == "error":
             raise RuntimeError(f"h{self.index}: {cmd} failed: {answer.get('error')}")
@@ -178,6 +186,9 @@ class P2pchatAgents:
     def pids(self) -> list[int]:
         return [daemon.process.pid for daemon in self.daemons]
 
+    def exited(self) -> list[int]:
+        return [daemon.index for daemon in self.daemons if daemon.process.poll() is not None]
+
     def kill(self, index: int) -> None:
         process = self.daemons[index].process
         if process.poll() is None:
@@ -199,4 +210,5 @@ class P2pchatAgents:
         for daemon in self.daemons:
             for stream in (daemon.process.stdin, daemon.process.stdout):
                 if stream is not None:
-                    stream.close()
+                    with contextlib.suppress(BrokenPipeError):
+                        stream.close()

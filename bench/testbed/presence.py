@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import trio
 
 from bench.testbed.stats import median_p95, percentile, reach_times
-from bench.testbed.views import System, delays, wait_until
+from bench.testbed.views import AgentGone, System, delays, wait_until
 
 FRACTIONS = (0.5, 0.99, 1.0)
 
@@ -42,12 +42,16 @@ async def changes(
 ) -> dict[str, Any]:
     """``count`` presence changes one after another, each waited for (or ``timeout``)."""
     per_fraction: list[list[float]] = [[] for _ in FRACTIONS]
-    missed = 0
+    missed = lost = 0
     for _ in range(count):
         changer = rng.choice(list(alive))
         observers = [system.views[i] for i in alive if i != changer]
         serial[0] += 1
-        start, key = await system.change(changer, serial[0])
+        try:
+            start, key = await system.change(changer, serial[0])
+        except AgentGone:
+            lost += 1
+            continue
 
         def seen() -> list[float | None]:
             return [view.first_update(changer, key, start - 0.001) for view in observers]  # noqa: B023
@@ -58,7 +62,7 @@ async def changes(
         for bucket, reached in zip(per_fraction, reach_times(times, FRACTIONS), strict=True):
             bucket.append(reached)
         await trio.sleep(gap)
-    result: dict[str, Any] = {"changes": count, "missed_sightings": missed}
+    result: dict[str, Any] = {"changes": count - lost, "missed_sightings": missed}
     for fraction, bucket in zip(FRACTIONS, per_fraction, strict=True):
         result[f"seen_by_{round(fraction * 100)}pct_s"] = median_p95(bucket)
     return result

@@ -84,21 +84,26 @@ async def run_system(
     await trio.sleep(durations.settle)
     measuring = time.time()
 
+    gone: list[dict[str, Any]] = []
+    _prune(system, alive, gone, "idle")
     mark = time.time()
     result["idle"] = await traffic.window(lab, system, alive, durations.idle)
     phases.append(("idle", mark, time.time()))
 
     if not membership:
         if extra is not None:
+            _prune(system, alive, gone, "extra")
             result.update(await extra(alive, result, phases))
-        return _finish(result, system, phases, set(), began, measuring)
+        return _finish(result, system, phases, set(), gone, began, measuring)
 
+    _prune(system, alive, gone, "presence")
     mark = time.time()
     result["presence"] = await presence.changes(
         system, alive, durations.changes, rng, serial, timeout=durations.change_timeout
     )
     phases.append(("presence", mark, time.time()))
 
+    _prune(system, alive, gone, "churn")
     mark = time.time()
     result["churn"] = await traffic.window(
         lab, system, alive, durations.churn, churn_per_hour=CHURN_PER_HOUR, rng=rng, serial=serial
@@ -107,6 +112,7 @@ async def run_system(
 
     result["loss"] = {}
     for loss in losses:
+        _prune(system, alive, gone, f"loss {loss:g}")
         await lab.set_link(loss=loss)
         mark = time.time()
         figures = await traffic.window(lab, system, alive, durations.loss_window)
@@ -120,7 +126,9 @@ async def run_system(
         result["loss"][f"{loss:g}"] = figures
 
     if extra is not None:
+        _prune(system, alive, gone, "extra")
         result.update(await extra(alive, result, phases))
+    _prune(system, alive, gone, "crash")
 
     # Seeds are frozen only in a lab of seeds alone; host 0 never is, so one stays.
     candidates = alive[SEEDS:] if len(alive) > SEEDS else alive[1:]
@@ -128,7 +136,7 @@ async def run_system(
     result["crash"] = await presence.silent_hosts(
         lab, hosts, system, alive, victims, timeout=durations.crash_timeout
     )
-    return _finish(result, system, phases, set(victims), began, measuring)
+    return _finish(result, system, phases, set(victims), gone, began, measuring)
 
 
 def _finish(
@@ -136,12 +144,16 @@ def _finish(
     system: System,
     phases: Phases,
     frozen: set[int],
+    gone: list[dict[str, Any]],
     began: float,
     measuring: float,
 ) -> dict[str, Any]:
-    """False offline marks over the run and per phase (and the first few, to look at)."""
+    """False offline marks over the run and per phase (and the first few, to look at);
+    an agent that exited by itself is no false mark's subject, and is listed."""
     ended = time.time()
-    marks = presence.false_offline_marks(system, frozen, measuring, ended)
+    exited = {entry["index"] for entry in gone}
+    result["agents_exited"] = gone
+    marks = presence.false_offline_marks(system, frozen | exited, measuring, ended)
     result["false_offline_marks"] = {
         "total": len(marks),
         **{name: sum(1 for at, _, _ in marks if since <= at < until)
@@ -154,6 +166,14 @@ def _finish(
     }  # fmt: skip
     result["seconds"] = round(ended - began, 1)
     return result
+
+
+def _prune(system: System, alive: list[int], gone: list[dict[str, Any]], phase: str) -> None:
+    """Agents that exited by themselves (a crash of theirs) leave ``alive``."""
+    for index in system.exited():
+        if index in alive:
+            alive.remove(index)
+            gone.append({"index": index, "noticed_before": phase})
 
 
 async def _cold_start(

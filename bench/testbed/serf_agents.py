@@ -114,6 +114,9 @@ class SerfAgents:
     def pids(self) -> list[int]:
         return [process.pid for process in self.processes]
 
+    def exited(self) -> list[int]:
+        return [i for i, process in enumerate(self.processes) if process.poll() is not None]
+
     def kill(self, index: int) -> None:
         process = self.processes[index]
         if process.poll() is None:

@@ -7,6 +7,7 @@ it); "in" is what the switch delivered to it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 import trio
 
 from bench.testbed.procstat import usage
-from bench.testbed.views import System
+from bench.testbed.views import AgentGone, System
 
 
 class Counters(Protocol):
@@ -91,8 +92,9 @@ async def window(
         while (wait := rng.expovariate(rate)) < deadline - trio.current_time():
             await trio.sleep(wait)
             serial[0] += 1
-            await system.change(rng.choice(list(alive)), serial[0])
-            changes += 1
+            with contextlib.suppress(AgentGone):
+                await system.change(rng.choice(list(alive)), serial[0])
+                changes += 1
         await trio.sleep_until(deadline)
     else:
         await trio.sleep(seconds)

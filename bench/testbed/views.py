@@ -67,6 +67,10 @@ class View:
         return None
 
 
+class AgentGone(RuntimeError):
+    """The agent's process exited (it crashed: its log says why)."""
+
+
 class System(Protocol):
     """One membership system on the lab's hosts: p2pchat daemons or Serf agents."""
 
@@ -83,6 +87,10 @@ class System(Protocol):
         ...
 
     def pids(self) -> list[int]: ...
+
+    def exited(self) -> list[int]:
+        """The agents whose process ended (none should, until ``stop``)."""
+        ...
 
     def kill(self, index: int) -> None:
         """SIGKILL one agent (a frozen host's, so that nothing of it leaks out)."""
