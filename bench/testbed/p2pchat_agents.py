@@ -105,7 +105,7 @@ class P2pchatAgents:
         self.hosts = list(hosts)
         self._prefix = exec_prefix
         self.root = root
-        self.views = [View(host.index, len(self.hosts)) for host in self.hosts]
+        self.views = [View(host.index) for host in self.hosts]
         self.daemons: list[Daemon] = []
         self.by_id: dict[str, int] = {}
         # Events about a daemon whose "listening" line was not read yet (the reader may

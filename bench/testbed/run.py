@@ -7,6 +7,7 @@ systems, on the same hosts with the same seed.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -169,7 +170,9 @@ def _finish(
 
 
 def _prune(system: System, alive: list[int], gone: list[dict[str, Any]], phase: str) -> None:
-    """Agents that exited by themselves (a crash of theirs) leave ``alive``."""
+    """Agents that exited by themselves (a crash of theirs) leave ``alive``. Says which
+    phase begins, on stderr, for whoever waits for a long run."""
+    print(f"{system.name}: {phase} ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
     for index in system.exited():
         if index in alive:
             alive.remove(index)
@@ -191,11 +194,14 @@ async def _cold_start(
     started = await system.start()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(count_first_window)
+        # An agent that exits by itself (a crash) is not waited for.
         ready = await wait_until(
-            lambda: everyone_sees_everyone(system.views, set(alive)), durations.ready_timeout
+            lambda: everyone_sees_everyone(system.views, set(alive) - set(system.exited())),
+            durations.ready_timeout,
         )
-    completes = [view.complete_at for view in system.views]
-    ups = [view.up_at for view in system.views]
+    live = set(alive) - set(system.exited())
+    completes = [system.views[i].complete_at(live) for i in live]
+    ups = [system.views[i].up_at for i in live]
     all_up = max(up for up in ups if up is not None) if None not in ups else None
     all_see_all = max(c for c in completes if c is not None) if None not in completes else None
     return {

@@ -44,7 +44,7 @@ class SerfAgents:
         self.hosts = list(hosts)
         self._prefix = exec_prefix
         self.root = root
-        self.views = [View(host.index, len(self.hosts)) for host in self.hosts]
+        self.views = [View(host.index) for host in self.hosts]
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: list[Any] = []
         self._reader = PipeReader()

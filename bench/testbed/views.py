@@ -29,10 +29,9 @@ class View:
     """One agent's marks of the others (never of itself)."""
 
     index: int
-    total: int  # agents in the run, this one included
     online: set[int] = field(default_factory=set)
     up_at: float | None = None  # when the agent was up (listening, or in its own list)
-    complete_at: float | None = None  # when it first saw every other agent online
+    first_seen: dict[int, float] = field(default_factory=dict)  # subject -> first online
     updates: list[Update] = field(default_factory=list)
     offline_marks: list[tuple[float, int]] = field(default_factory=list)
 
@@ -40,8 +39,14 @@ class View:
         if subject == self.index:
             return
         self.online.add(subject)
-        if self.complete_at is None and len(self.online) >= self.total - 1:
-            self.complete_at = at
+        self.first_seen.setdefault(subject, at)
+
+    def complete_at(self, others: set[int]) -> float | None:
+        """When this agent had first seen each of ``others`` (itself aside) online."""
+        times = [self.first_seen.get(subject) for subject in others - {self.index}]
+        if None in times:
+            return None
+        return max((t for t in times if t is not None), default=None)
 
     def mark_offline(self, at: float, subject: int) -> None:
         if subject == self.index:
