@@ -59,7 +59,7 @@ def test_an_overlong_status_text_is_a_usage_error(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=120,  # a backstop for a hang, not a speed bound (start-up under load)
     )
     assert result.returncode == 2
     assert "at most 140" in result.stderr and "Traceback" not in result.stderr

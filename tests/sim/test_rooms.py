@@ -33,7 +33,9 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
 
 
 def test_room_phase_reports_plumtree_against_flooding(capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["--nodes", "100", "--seed", "3", "--seconds", "5"]
+    # A warm start: the room phase is under test, not a cold start of the mesh (which
+    # takes minutes to simulate on a busy machine).
+    base = ["--nodes", "50", "--seed", "3", "--seconds", "5", "--warm-start"]
     result = run(capsys, *base, "--room-members", "30", "--room-warmup", "10")
     assert result.keys() >= ROOM_KEYS
     assert result["room_members"] == result["room_online"] == 30
@@ -57,7 +59,7 @@ def test_room_phase_reports_plumtree_against_flooding(capsys: pytest.CaptureFixt
 def test_room_phase_survives_loss(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(
         capsys,
-        *["--nodes", "60", "--seed", "4", "--seconds", "5", "--loss", "0.1"],
+        *["--nodes", "40", "--seed", "4", "--seconds", "5", "--loss", "0.1", "--warm-start"],
         *["--room-members", "20", "--room-warmup", "10", "--room-messages", "10"],
     )
     assert result["room_incomplete"] == 0
