@@ -51,12 +51,13 @@ async def test_a_large_room_uses_a_few_neighbours_and_reaches_everyone(
             assert sorted(net.texts(index, room_id)) == sorted(sent)
         for peers in room_peers(net, start).values():
             assert len(peers) <= bound  # never the whole room
-        # Once the tree has settled, a message crosses each member about once.
+        # Once the tree has settled, a message crosses each member about once (a graft
+        # racing a late push may add a few; flooding over the overlay would be ~3 per member).
         start = len(net.log)
         net.s(1).send(room_id, "settled")
         await net.settle(3)
         copies = [m for _, _, m in net.log[start:] if isinstance(m, RoomGossip)]
-        assert len(copies) <= MEMBERS + 2
+        assert len(copies) <= MEMBERS + MEMBERS // 4
         nursery.cancel_scope.cancel()
     net.close()
 
