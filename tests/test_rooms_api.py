@@ -48,9 +48,10 @@ def test_a_room_of_three(tmp_path: Path, nodes: list[Node]) -> None:
     assert len(room_id) == 32
     assert (room["name"], room["epoch"], room["members"]) == ("lunch", 0, [ann_id])
     ann.wait_for("room_changed", room=room_id, members=[ann_id])
-    for tag, invitee in ((2, bob_id), (3, cat_id)):
-        ann.command({"cmd": "room_invite", "room": room_id, "id": invitee, "tag": tag})
-        assert invitee in ann.wait_for("room_invite", tag=tag)["room"]["members"]
+    # Both at once: one new epoch (docs/api.md, room_invite's "ids").
+    ann.command({"cmd": "room_invite", "room": room_id, "ids": [bob_id, cat_id], "tag": 2})
+    invited_room = ann.wait_for("room_invite", tag=2)["room"]
+    assert (invited_room["epoch"], invited_room["members"]) == (1, everyone)
     assert ann.wait_for("room_changed", room=room_id, members=everyone)["name"] == "lunch"
 
     for node in (cat, bob):  # cat first: in the room before bob writes
@@ -110,6 +111,10 @@ def test_a_room_of_three(tmp_path: Path, nodes: list[Node]) -> None:
         {"cmd": "room_members", "room": unknown},
         {"cmd": "room_join", "room": unknown},
         {"cmd": "room_invite", "room": room_id, "id": bob_id},  # already a member
+        {"cmd": "room_invite", "room": room_id, "ids": []},
+        {"cmd": "room_invite", "room": room_id, "ids": [bob_id, bob_id]},
+        {"cmd": "room_invite", "room": room_id, "ids": [bob_id], "id": cat_id},
+        {"cmd": "room_invite", "room": room_id, "ids": "not a list"},
         {"cmd": "room_create", "name": ""},
         {"cmd": "room_history", "room": room_id, "before": unknown},
     ]
@@ -122,6 +127,11 @@ def test_a_room_of_three(tmp_path: Path, nodes: list[Node]) -> None:
     assert "32 hexadecimal digits" in errors[2]["error"]
     assert all("not a member" in e["error"] for e in errors[3:6])
     assert "no invitation" in errors[6]["error"]
+    assert "already a member" in errors[7]["error"]
+    assert "non-empty list" in errors[8]["error"]
+    assert "twice" in errors[9]["error"]
+    assert "not both" in errors[10]["error"]
+    assert "non-empty list" in errors[11]["error"]
     assert not any(e["error"].startswith("internal error") for e in errors)
 
     bob.command({"cmd": "room_leave", "room": room_id, "tag": 12})

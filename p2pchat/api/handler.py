@@ -24,6 +24,7 @@ from p2pchat.api.protocol import (
     invitation_json,
     message_json,
     peer_arg,
+    peer_list_arg,
     request_json,
     room_arg,
     room_json,
@@ -303,8 +304,13 @@ class ApiHandler:
 
     async def room_invite(self, command: dict[str, Any]) -> dict[str, Any]:
         room_id = room_arg(command)
-        peer = peer_arg(command, "id")
-        return {"room": room_json(self.actions.invite_to_room(room_id, peer))}
+        if "ids" in command:  # several at once: one epoch (docs/protocol.md §15.3)
+            if "id" in command:
+                raise ApiError('give "id" or "ids", not both')
+            peers = peer_list_arg(command, "ids")
+        else:
+            peers = [peer_arg(command, "id")]
+        return {"room": room_json(self.actions.invite_to_room(room_id, *peers))}
 
     async def room_join(self, command: dict[str, Any]) -> dict[str, Any]:
         return {"room": room_json(self.actions.join_room(room_arg(command)))}

@@ -67,6 +67,19 @@ def peer_arg(command: dict[str, Any], name: str) -> bytes:
         raise ApiError(f'"{name}": {exc}') from None
 
 
+def peer_list_arg(command: dict[str, Any], name: str, *, most: int = 256) -> list[bytes]:
+    """A non-empty list of distinct peer ids, at most ``most``."""
+    values = command.get(name)
+    if not isinstance(values, list) or not values:
+        raise ApiError(f'"{name}" must be a non-empty list of peer ids')
+    if len(values) > most:
+        raise ApiError(f'"{name}" lists at most {most} peer ids')
+    peers = [peer_arg({name: value}, name) for value in values]
+    if len(set(peers)) != len(peers):
+        raise ApiError(f'"{name}" lists a peer twice')
+    return peers
+
+
 def room_arg(command: dict[str, Any], name: str = "room") -> bytes:
     """A room id: 32 hexadecimal digits."""
     value = command.get(name)

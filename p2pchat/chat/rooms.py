@@ -20,7 +20,7 @@ One module of about 500 lines: keys, messages, clocks and membership all turn on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Collection, Iterable, Set
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -349,19 +349,24 @@ def _next_epoch(room: Room, by: bytes, members: frozenset[bytes], new_key: bytes
 
 
 def invite(
-    room: Room, inviter: bytes, new_member: bytes, new_key: bytes
+    room: Room, inviter: bytes, new_members: bytes | Collection[bytes], new_key: bytes
 ) -> tuple[Room, RoomInvite, list[tuple[bytes, RoomKeyUpdate]]]:
-    """Add ``new_member``: a new epoch with ``new_key``, so the newcomer cannot read
-    what was said before. Returns the room, the invitation for the newcomer and a key
-    update for each other member (pairs of recipient and message)."""
-    if new_member in room.members:
-        raise ValueError("already a member")
-    if len(new_member) != 32:
+    """Add one member or several at once: a new epoch with ``new_key``, so the
+    newcomers cannot read what was said before. Returns the room, the invitation (the
+    same for every newcomer) and a key update for each other member (pairs of
+    recipient and message). Several at once cost one epoch and one update per member,
+    where one at a time would cost an epoch and an update per member per newcomer."""
+    newcomers = frozenset((new_members,) if isinstance(new_members, bytes) else new_members)
+    if not newcomers:
+        raise ValueError("nobody to invite")
+    if any(len(member) != 32 for member in newcomers):
         raise ValueError("a member is a 32-byte identity key")
-    if len(room.members) >= MAX_ROOM_MEMBERS:
+    if newcomers & room.members:
+        raise ValueError("already a member")
+    if len(room.members) + len(newcomers) > MAX_ROOM_MEMBERS:
         raise ValueError(f"a room has at most {MAX_ROOM_MEMBERS} members")
-    after = _next_epoch(room, inviter, room.members | {new_member}, new_key)
-    return after, invitation_for(after, inviter), _key_updates(after, inviter, {new_member})
+    after = _next_epoch(room, inviter, room.members | newcomers, new_key)
+    return after, invitation_for(after, inviter), _key_updates(after, inviter, newcomers)
 
 
 def invitation_for(room: Room, inviter: bytes) -> RoomInvite:

@@ -83,10 +83,10 @@ class RoomCommands(CommandContext):
         with readable_errors():
             return rooms.create(name)
 
-    def invite_to_room(self, room_id: bytes, peer: bytes) -> Room:
+    def invite_to_room(self, room_id: bytes, *peers: bytes) -> Room:
         rooms = self._rooms()
         with readable_errors():
-            return rooms.invite(room_id, peer)
+            return rooms.invite(room_id, *peers)
 
     def join_room(self, room_id: bytes) -> Room:
         rooms = self._rooms()

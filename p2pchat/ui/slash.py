@@ -373,19 +373,36 @@ def list_section(app: ChatApp, section: Section, empty: str) -> None:
     app.system.listing(f"{section.value.title()} ({len(rows)})", lines)
 
 
+def contact_to_invite(app: ChatApp, query: str) -> bytes:
+    peer_id = resolve(app, query)
+    entry = app.entry(peer_id)
+    if entry is None or entry.section is not Section.CONTACTS:
+        # Rooms admit contacts only (their keys go to people we chose).
+        name = query.strip() if entry is None else entry.name
+        name = name if not any(c.isspace() for c in name) else peer_id
+        raise CommandError(f"{name} is not a contact: add them first with /add {name}")
+    return decode_peer_id(peer_id)
+
+
+def invitees(app: ChatApp, args: str) -> list[bytes]:
+    """``/invite alice`` or ``/invite alice bob carol`` (several at once share one new
+    epoch); a nick with spaces in it is tried whole first."""
+    try:
+        return [contact_to_invite(app, args)]
+    except CommandError:
+        words = args.split()
+        if len(words) < 2:
+            raise
+    peers = [contact_to_invite(app, word) for word in words]
+    return list(dict.fromkeys(peers))
+
+
 def cmd_invite(app: ChatApp, args: str) -> None:
-    if args:  # in a room: invite a contact into it
+    if args:  # in a room: invite contacts into it
         room_id = open_room_id(app)
-        peer_id = resolve(app, args)
-        entry = app.entry(peer_id)
-        if entry is None or entry.section is not Section.CONTACTS:
-            # Rooms admit contacts only (their keys go to people we chose).
-            name = args.strip() if entry is None else entry.name
-            name = name if not any(c.isspace() for c in name) else peer_id
-            raise CommandError(f"{name} is not a contact: add them first with /add {name}")
-        peer = decode_peer_id(peer_id)
+        peers = invitees(app, args)
         # Said in the room when the node reports the change (a line, not a toast).
-        in_node(app, lambda commands: commands.invite_to_room(room_id, peer), "")
+        in_node(app, lambda commands: commands.invite_to_room(room_id, *peers), "")
         return
     app.require_node()
     try:

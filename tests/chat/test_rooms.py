@@ -278,6 +278,24 @@ def test_join_checks_the_invitation() -> None:
     assert info.value.code == "bad-room-invite"
 
 
+def test_several_invited_at_once_share_one_epoch() -> None:
+    alice = new_room("lunch", RID, key(10), A)
+    alice, to_bob, updates = invite(alice, A, B, key(11))
+    bob = join(to_bob, B, A)
+    after, invitation, updates = invite(alice, A, {C, M}, key(12))
+    assert after.epoch == alice.epoch + 1 and after.members == {A, B, C, M}
+    assert [who for who, _ in updates] == [B]  # the newcomers get the invitation instead
+    assert set(invitation.members) == {A, B, C, M}
+    assert join(invitation, C, A) == join(invitation, M, A) == after
+    assert apply_key_update(bob, updates[0][1], A, B).members == after.members
+    with pytest.raises(ValueError, match="already"):
+        invite(after, A, {B, key(13)}, key(14))  # one of them is a member: nobody is added
+    with pytest.raises(ValueError, match="nobody"):
+        invite(after, A, set(), key(14))
+    with pytest.raises(ValueError, match="32-byte"):
+        invite(after, A, {b"short", key(13)}, key(14))
+
+
 def test_an_invitation_is_the_room_as_it_is_now() -> None:
     rooms = three_members()
     after, invitation, _ = invite(rooms[A], A, M, key(80))
@@ -315,6 +333,11 @@ def test_room_full() -> None:
     )
     with pytest.raises(ValueError, match="at most"):
         invite(full, A, B, key(2))
+    others = frozenset(bytes([1]) + n.to_bytes(31, "big") for n in range(MAX_ROOM_MEMBERS - 2))
+    nearly = dataclasses.replace(room, members=others | {A})
+    invite(nearly, A, B, key(2))  # exactly full
+    with pytest.raises(ValueError, match="at most"):
+        invite(nearly, A, {B, C}, key(2))  # two newcomers do not fit where one does
 
 
 def test_room_keys_are_bounded() -> None:

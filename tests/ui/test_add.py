@@ -80,3 +80,32 @@ def test_add_makes_a_nearby_peer_a_contact_and_refuses_ambiguity(
         await until(pilot, lambda: line_with(app, "You invited erin into the room"), "the invite")
 
     with_app(ann, scenario)
+
+
+def test_invite_several_contacts_at_once(people: Callable[[str], Person]) -> None:  # noqa: F811
+    ann = people("ann")
+    cat, dan, erin = (Identity.generate() for _ in range(3))
+    for who, nick in ((cat, "cat"), (dan, "dan")):
+        ann.store.add_contact(who.public_key, petname=nick, now=now_ms())
+
+    async def scenario(app: ChatApp, pilot: Pilot[None]) -> None:
+        composer = app.query_one(Composer)
+        nearby(app, erin, "erin")
+        await until(pilot, lambda: sidebar_entry(app, "erin (new)"), "erin nearby")
+        await open_new_room(app, pilot, "lab")
+        # One of them is no contact: nobody is invited, and the line stays to fix.
+        await type_line(pilot, "/invite cat erin")
+        assert notifications(app)[-1] == (
+            "warning",
+            "erin is not a contact: add them first with /add erin",
+        )
+        assert composer.text == "/invite cat erin"
+        composer.clear()
+        await type_line(pilot, "/invite cat dan")
+        await until(pilot, lambda: line_with(app, "You invited cat"), "cat's invitation")
+        await until(pilot, lambda: line_with(app, "You invited dan"), "dan's invitation")
+        [room] = [r for r in ann.store.rooms() if r.name == "lab"]
+        assert room.epoch == 1  # one change for both
+        assert composer.text == ""
+
+    with_app(ann, scenario)

@@ -7,6 +7,7 @@ all) and the keys of the newest RESEND_EPOCHS epochs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import replace
 
 from p2pchat.chat.gate import Relation
@@ -70,17 +71,23 @@ class Membership:
         self._state.changed(room, self._state.me)
         return room
 
-    def invite(self, room_id: bytes, peer: bytes) -> Room:
+    def invite(self, room_id: bytes, peers: Collection[bytes]) -> Room:
+        """Invite contacts into a room, all of them in one new epoch."""
         state = self._state
         room = state.room(room_id)
-        if self._relations.relation(peer) is not Relation.CONTACT:
-            raise ValueError("invite contacts only: add them first")
-        after, invitation, updates = invite(room, state.me, peer, os.urandom(32))
-        self._intents[room_id] = (after.epoch, frozenset((peer,)), frozenset())
-        state.pending.setdefault(room_id, set()).add(peer)  # no room traffic until it joins
+        newcomers = frozenset(peers)
+        for peer in sorted(newcomers):
+            if self._relations.relation(peer) is not Relation.CONTACT:
+                raise ValueError("invite contacts only: add them first")
+        after, invitation, updates = invite(room, state.me, newcomers, os.urandom(32))
+        self._intents[room_id] = (after.epoch, newcomers, frozenset())
+        # No room traffic to them until they join.
+        state.pending.setdefault(room_id, set()).update(newcomers)
         self._save(after)
-        self._outbox.send(peer, self._with_topic(invitation))
-        self._unanswered[(room_id, peer)] = 1
+        invitation = self._with_topic(invitation)
+        for peer in sorted(newcomers):
+            self._outbox.send(peer, invitation)
+            self._unanswered[(room_id, peer)] = 1
         for member, update in updates:
             self._outbox.send(member, update)
         state.changed(after, state.me)
@@ -191,8 +198,8 @@ class Membership:
             # on top of the winner's (§15.3).
             del self._intents[room.room_id]
             _, added_by_us, removed_by_us = intent
-            for member in sorted(added_by_us - after.members):
-                self.invite(room.room_id, member)
+            if added_by_us - after.members:
+                self.invite(room.room_id, added_by_us - after.members)
             for member in sorted(removed_by_us & after.members):
                 self.remove(room.room_id, member)
 

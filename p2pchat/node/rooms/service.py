@@ -105,8 +105,9 @@ class RoomService:
     def create(self, name: str) -> Room:
         return self._membership.create(name)
 
-    def invite(self, room_id: bytes, peer: bytes) -> Room:
-        return self._membership.invite(room_id, peer)
+    def invite(self, room_id: bytes, *peers: bytes) -> Room:
+        """Invite one contact or several (in one epoch: docs/protocol.md §15.3)."""
+        return self._membership.invite(room_id, peers)
 
     def join(self, room_id: bytes) -> Room:
         return self._membership.join(room_id)
