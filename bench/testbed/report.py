@@ -85,6 +85,10 @@ def rooms_table(rooms: dict[str, Any]) -> list[str]:
         f"{'warm-up':>8}"
     ]
     for size, room in rooms.items():
+        if "failed" in room:
+            lines.append(f"{size + ' members':16} failed after {room['failed_after_s']} s: "
+                         f"{room['failed']}")  # fmt: skip
+            continue
         everyone = room["all_members_s"]
         lines.append(
             f"{size + ' members':16} {_cell(everyone['median'], 's', 3):>20} "
