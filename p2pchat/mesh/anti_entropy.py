@@ -14,9 +14,10 @@ answers, a partition has healed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-from p2pchat.mesh.buckets import BUCKETS_BYTES, bucket_of, differing, in_mask, mask_of
+from p2pchat.mesh.buckets import BUCKETS, BUCKETS_BYTES, bucket_of, differing, in_mask, mask_of
 from p2pchat.mesh.dissemination import Dissemination
 from p2pchat.mesh.eviction import Standing
 from p2pchat.mesh.gate import Gate
@@ -24,6 +25,8 @@ from p2pchat.mesh.membership import Member, State, newer
 from p2pchat.mesh.shared import Part, Shared
 from p2pchat.mesh.views import Views
 from p2pchat.wire.messages import DigestEntry, MeshClaim, MeshDigest, PresenceRecord
+
+LEARN_MARGIN = 8  # unknown members asked for beyond the even-spread estimate
 
 
 class AntiEntropy(Part):
@@ -114,7 +117,15 @@ class AntiEntropy(Part):
                 continue
             chosen.append(index)
             entries += part
-        room = self._gate.reserve_learning(sender, self._config.repair_new_max, now)
+        # Reserve room for about as many unknown members as the other side can hold in
+        # the buckets listed (its members spread evenly over them, with a margin), not
+        # for repair_new_max each time: a reservation is spent whether or not records
+        # come. At a cold start of 100 nodes the first exchange with a seed that held a
+        # dozen members spent the whole learning budget, and the rest of the mesh then
+        # came at learn_rate (3/s): the last node saw everyone ~30 s late.
+        expected = message.held * len(chosen) / BUCKETS
+        wanted = min(self._config.repair_new_max, math.ceil(expected * 1.5) + LEARN_MARGIN)
+        room = self._gate.reserve_learning(sender, wanted, now)
         listing = MeshDigest(
             mine,
             tuple(entries),

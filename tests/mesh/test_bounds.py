@@ -16,6 +16,7 @@ import pytest
 
 from p2pchat.identity import Identity
 from p2pchat.mesh.admission import GossipRefused
+from p2pchat.mesh.buckets import bucket_hashes
 from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import MemberForgotten, Mesh
 from p2pchat.mesh.eviction import EvictionOrder, Standing
@@ -409,3 +410,29 @@ def test_updates_and_claims_from_one_peer_are_held_to_its_item_budget() -> None:
     assert len(pushed) <= taken
     refusals = [e for e in victim.take_events() if isinstance(e, GossipRefused)]
     assert len(refusals) == 1 and refusals[0].items > 0, "one log line"
+
+
+def test_an_exchange_with_a_small_neighbour_leaves_the_learning_budget_for_later() -> None:
+    """A cold start: the first bucket exchange is with a seed that holds a dozen
+    members; a later one, with most of the mesh. The first may not spend the whole
+    learning budget (it once reserved repair_new_max for any exchange), or the later
+    one gets only what learn_rate refilled meanwhile."""
+    identity = Identity(b"\x01" * 32)
+    newcomer = Mesh(identity, make_record(identity, version=1, nick="new"), now=0,
+                    rng=random.Random(1), verify=trusting)  # fmt: skip
+    seed = b"\x0e" * 32
+    newcomer.receive(seed, MeshNeighbor(urgent=True), 0)
+    newcomer.take_outgoing()
+
+    def listing_room(held: int, now: float) -> int:
+        entries = [(r.owner, 1, False) for r in fake_records(random.Random(held), held)]
+        hashes = MeshDigest(bytes(16), held=held, buckets=bucket_hashes(entries))
+        newcomer.receive(seed, hashes, now)  # its hashes back: we list and say our room
+        [listing] = [m for _, m in newcomer.take_outgoing() if isinstance(m, MeshDigest)]
+        return listing.room
+
+    small = listing_room(12, now=1.0)
+    assert 12 <= small <= 12 * 1.5 + 8
+    large = listing_room(150, now=2.0)
+    # The rest of the budget: a second after the first exchange, learn_rate adds ~3.
+    assert large >= min(CONFIG.learn_burst - small, 150 * 1.5)
