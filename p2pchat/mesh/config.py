@@ -31,6 +31,9 @@ class MeshConfig:
     suspicion_confirmations: int = 3
     # Lifeguard local health: our own timeouts stretch by (1 + score) while we are slow.
     max_local_health: int = 8
+    # Our timers firing later than this after they were due means we were not running:
+    # the delay is given back to every pending probe and suspicion (mesh/failure.py).
+    late_slack: float = 0.05
     # HyParView-style active view: ceil(log2 N) + active_extra, clamped; accept
     # requests up to active_slack more before refusing.
     active_extra: int = 1

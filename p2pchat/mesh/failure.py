@@ -10,8 +10,9 @@ timeout expires that shrinks with each independent confirmation: a helper that
 could not reach the subject either (Lifeguard's nack), or another accuser. A
 suspicion we hold only because others told us (a peer of an older version floods
 them) never becomes a death here; it lapses after the longest timeout. Our own
-timeouts stretch while our local health is poor: a probe of ours that failed, or a
-suspicion of us, hints that we are the slow one.
+probe timeouts stretch while our local health is poor: a probe of ours that failed, a
+suspicion of us, or our own timers running late hint that we are the slow one; and
+time we were not running does not count against anyone.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class _Probe:
     helpers: list[bytes] = field(default_factory=list)
     nackers: set[bytes] = field(default_factory=set)
     asked_helpers: bool = False
+    forgiven: bool = False  # given back the time we were not running (once)
 
 
 @dataclass(slots=True)
@@ -51,6 +53,7 @@ class _Relay:
     requester_seq: int
     target: bytes
     deadline: float
+    forgiven: bool = False
 
 
 class FailureDetector(Part):
@@ -64,13 +67,18 @@ class FailureDetector(Part):
         self._relays: dict[int, _Relay] = {}
         self._probe_order: list[bytes] = []
         self._accusing: set[bytes] = set()  # members we suspect because our probe failed
+        self._forgiven: set[bytes] = set()  # of those, whose suspicion got our lateness back
         self._heard: dict[bytes, float] = {}  # neighbours: when they last sent us anything
         # Probes that failed, for the helpers' nacks that arrive after we gave up.
         self._failed: dict[int, tuple[bytes, float]] = {}
         self._next_probe = now + self._rng.uniform(0, self._config.probe_interval)
 
     def tick(self, now: float) -> None:
+        late = now - self.next_deadline()
+        if late > self._config.late_slack:
+            self._forgive(late)
         self._accusing = {peer for peer in self._accusing if self._suspected(peer)}
+        self._forgiven &= self._accusing
         self._heard = {peer: at for peer, at in self._heard.items() if peer in self._views.active}
         self._expire_probes(now)
         self._expire_relays(now)
@@ -87,6 +95,34 @@ class FailureDetector(Part):
         deadlines.extend(relay.deadline for relay in self._relays.values())
         deadlines.extend(self._suspicion_deadline(m) for m in self._suspects())
         return min(deadlines)
+
+    def _forgive(self, late: float) -> None:
+        """We run ``late`` seconds after something was due: this process was not
+        running (a busy or overloaded host), so the answers we wait for may sit unread
+        in our sockets. The time we were away does not count against the others: every
+        probe, relay and suspicion of ours gets it back, and a long absence says we are
+        the slow one. (Without this, 100 nodes on two cores took each other for dead by
+        the thousand, and the refutations kept the cores busy: a collapse.)"""
+        # Each is forgiven once: a caller that ticks in coarse steps (a simulator, a
+        # test) is late every time, and must not postpone every deadline for ever.
+        # Beyond the delay, one probe timeout more: to read what waits.
+        late += self._config.probe_timeout
+        for probe in self._probes.values():
+            if not probe.forgiven:
+                probe.forgiven = True
+                probe.direct_deadline += late
+                probe.deadline += late
+        for relay in self._relays.values():
+            if not relay.forgiven:
+                relay.forgiven = True
+                relay.deadline += late
+        for peer in sorted(self._accusing - self._forgiven):
+            member = self._members.get(peer)
+            if member is not None and member.state is State.SUSPECT:
+                self._forgiven.add(peer)
+                member.suspect_since += late
+        if late > 2 * self._config.probe_timeout:
+            self.local_health = min(self._config.max_local_health, self.local_health + 1)
 
     def _suspected(self, peer: bytes) -> bool:
         member = self._members.get(peer)
