@@ -28,6 +28,7 @@ estimated by net/sizes.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -226,29 +227,53 @@ class LinkManager:
 
     async def _dial(self, peer: bytes) -> None:
         try:
-            async with self._dial_slots:
-                for address in self.owner.resolve(peer):
-                    current = self.links.get(peer)
-                    if current is not None and not current.closing:
-                        break
+            async with contextlib.AsyncExitStack() as stack:
+                opened = await self._connect(peer, stack)
+                if opened is not None:
+                    connection, address = opened
                     try:
-                        host, port = parse_host_port(address)
-                        async with open_secure_connection(
+                        await self._run(connection, dialled_by=self.me, address=address)
+                        return
+                    except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
+                        log.debug("session with %s at %s ended: %s",
+                                  encode_peer_id(peer), address, error)  # fmt: skip
+            self._failed(peer)
+        except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
+            log.debug("closing the session with %s failed: %s", encode_peer_id(peer), error)
+            self._failed(peer)
+        finally:
+            self._dials.pop(peer, None)
+            self._signal_change()
+
+    async def _connect(
+        self, peer: bytes, stack: contextlib.AsyncExitStack
+    ) -> tuple[SecureConnection, str] | None:
+        """A session with ``peer`` at the first of its addresses that answers, entered
+        into ``stack``. A dial slot is held for the handshakes only: it bounds how many
+        are under way, not how many sessions we dialled (held for a session's life, it
+        kept a node from opening more than max_dials sessions itself: a room's
+        invitations to 99 members went out 16 every 30 s)."""
+        async with self._dial_slots:
+            for address in self.owner.resolve(peer):
+                current = self.links.get(peer)
+                if current is not None and not current.closing:
+                    return None
+                try:
+                    host, port = parse_host_port(address)
+                    connection = await stack.enter_async_context(
+                        open_secure_connection(
                             host,
                             port,
                             self.identity,
                             config=self.config,
                             expected_peer=peer,
                             authorize=self.owner.authorize,
-                        ) as connection:
-                            await self._run(connection, dialled_by=self.me, address=address)
-                        return
-                    except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
-                        log.debug("dial %s at %s failed: %s", encode_peer_id(peer), address, error)
-                self._failed(peer)
-        finally:
-            self._dials.pop(peer, None)
-            self._signal_change()
+                        )
+                    )
+                    return connection, address
+                except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
+                    log.debug("dial %s at %s failed: %s", encode_peer_id(peer), address, error)
+        return None
 
     # ------------------------------------------------------------------ slots
 

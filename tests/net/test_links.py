@@ -680,3 +680,24 @@ def test_size_estimates_are_close_to_the_encoded_sizes() -> None:
         encoded = len(codec.encode(message))
         estimate = estimate_size(message)
         assert encoded * 0.9 <= estimate <= encoded * 1.5, (type(message).__name__, encoded)
+
+
+async def test_a_dial_slot_is_held_for_the_handshake_not_for_the_session() -> None:
+    """With two dial slots, a node still holds sessions it dialled with four peers at
+    once (the slot once stayed taken for the whole session: a room's invitations to 99
+    members went out 16 at a time, one batch per idle timeout)."""
+    async with trio.open_nursery() as nursery:
+        acceptors = [manager(nursery) for _ in range(4)]
+        addresses: dict[bytes, str] = {}
+        for acceptor in acceptors:
+            serve = partial(serve_secure, acceptor.links.serve, acceptor.links.identity,
+                            host="127.0.0.1", port=0)  # fmt: skip
+            listeners = await nursery.start(serve)
+            addresses[acceptor.links.me] = f"127.0.0.1:{listener_addresses(listeners)[0][1]}"
+        dialler = manager(nursery, limits=LinkLimits(max_dials=2),
+                          resolve=lambda peer: [addresses[peer]])  # fmt: skip
+        for acceptor in acceptors:
+            assert dialler.links.send(acceptor.links.me, empty_receipt())
+        await wait_for(lambda: all(a.received for a in acceptors), 30, "all four sessions")
+        assert len(dialler.links.links) == 4
+        nursery.cancel_scope.cancel()
