@@ -17,7 +17,8 @@ from p2pchat.chat.rules import (
     state_rank,
 )
 from p2pchat.errors import LocalProtocolError
-from p2pchat.store.core import CHUNK, StoreCore
+from p2pchat.store.core import CHUNK
+from p2pchat.store.indexing import SearchIndexing
 from p2pchat.store.rows import Conversation, OutboxItem, RowReader, StoredMessage
 
 _MESSAGE = RowReader(StoredMessage, without=("topic",))
@@ -29,7 +30,7 @@ _RANK_SQL = (
 )
 
 
-class MessageTables(StoreCore):
+class MessageTables(SearchIndexing):
     """The ``messages``, ``receipts`` and ``outbox`` tables."""
 
     # --- messages ------------------------------------------------------------------
@@ -68,7 +69,8 @@ class MessageTables(StoreCore):
                 "INSERT INTO receipts (msg_id, state, at) VALUES (?, ?, ?)",
                 [(msg_id, "queued", sent_at)] + ([(msg_id, "sent", sent_at)] if sent else []),
             )
-        assert seq is not None
+            assert seq is not None
+            self._added_for_search("messages", seq)
         return StoredMessage(
             seq, msg_id, peer, sender, True, clock, sent_at, sent_at, text, state, action
         )
@@ -99,8 +101,9 @@ class MessageTables(StoreCore):
                 "INSERT INTO receipts (msg_id, state, at) VALUES (?, 'received', ?)",
                 (msg_id, received_at),
             )
-        seq = cursor.lastrowid
-        assert seq is not None
+            seq = cursor.lastrowid
+            assert seq is not None
+            self._added_for_search("messages", seq)
         return StoredMessage(
             seq, msg_id, peer, peer, False, clock, sent_at, received_at, text, "received", action
         )

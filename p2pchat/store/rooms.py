@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from p2pchat.errors import LocalProtocolError
-from p2pchat.store.core import CHUNK, StoreCore
+from p2pchat.store.core import CHUNK
+from p2pchat.store.indexing import SearchIndexing
 from p2pchat.store.rows import RoomKeyRow, RoomMessage, RoomRow, RowReader
 
 MAX_ROOM_EPOCHS = 64  # epochs of keys kept per room (late messages of older epochs)
@@ -31,7 +32,7 @@ def _room_key(row: Any) -> RoomKeyRow:
     )
 
 
-class RoomTables(StoreCore):
+class RoomTables(SearchIndexing):
     """The ``rooms``, ``room_keys`` and ``room_messages`` tables."""
 
     # --- rooms ---------------------------------------------------------------------
@@ -161,6 +162,7 @@ class RoomTables(StoreCore):
             return None
         seq = cursor.lastrowid
         assert seq is not None
+        self._added_for_search("room_messages", seq)
         return RoomMessage(
             seq, room_id, msg_id, author, clock, sent_at, received_at, text, read, action, topic
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from p2pchat.store.core import StoreCore
+from p2pchat.store.indexing import SearchIndexing
 from p2pchat.store.rows import SearchHit
 
 MAX_SEARCH_WORDS = 16
@@ -26,14 +26,16 @@ def match_expression(words: Sequence[str]) -> str:
     return " ".join('"' + word.replace('"', '""') + '"*' for word in words)
 
 
-class SearchTables(StoreCore):
-    """Reads of the full-text indexes (their writes are the schema's triggers)."""
+class SearchTables(SearchIndexing):
+    """Reads of the full-text indexes (their writes: the schema's triggers and the
+    catch-up of store/indexing.py, which runs first, so every stored message is found)."""
 
     def search(self, words: Sequence[str], *, limit: int = 50) -> list[SearchHit]:
         """Messages holding every one of ``words`` (up to MAX_SEARCH_WORDS), the most
         recently arrived first, at most ``limit``."""
         if not words:
             return []
+        self.index_for_search()
         query = match_expression(words[:MAX_SEARCH_WORDS])
         snippet = f"'{_OPEN}', '{_CLOSE}', '…', {SNIPPET_TOKENS:d}"
         rows = self._all(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from p2pchat.store import MIGRATIONS, Store, open_store
+from p2pchat.store import MIGRATIONS, SCHEMA_VERSION, Store, open_store
 from tests.store.ids import ALICE, BOB
 from tests.store.test_store import incoming, outgoing
 
@@ -46,7 +46,7 @@ def test_a_version_6_database_gains_an_empty_notices_table(tmp_path: Path) -> No
     with open_store(path, migrations=MIGRATIONS[:6]) as old:
         old.add_contact(ALICE, petname="A", now=1)
     with open_store(path) as new:
-        assert new.schema_version == 7
+        assert new.schema_version == SCHEMA_VERSION
         assert new.notices(ALICE) == []
         assert new.contact(ALICE) is not None
         new.add_notice(ALICE, "kept", now=1, keep=10, keep_all=100)

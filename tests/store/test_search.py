@@ -13,6 +13,7 @@ import pytest
 
 from p2pchat.errors import StoreError
 from p2pchat.store import MIGRATIONS, Store, open_store
+from p2pchat.store.indexing import SEARCH_BATCH, SEARCHED_TABLES
 from p2pchat.store.schema import migrate, user_version
 from p2pchat.store.search import match_expression
 from tests.store.ids import ALICE, BOB, ME, mid
@@ -107,3 +108,72 @@ def test_an_sqlite_without_fts5_is_refused_with_a_sentence(tmp_path: Path) -> No
         assert user_version(conn) == 0  # nothing was done
         # The layouts before search need no FTS5.
         assert migrate(conn, path, MIGRATIONS[:4]) == 4
+
+
+def indexed(store: Store, table: str = "messages") -> int:
+    """Rows in the table's full-text index (one docsize row per indexed row)."""
+    return int(store._conn.execute(f"SELECT count(*) FROM {table}_fts_docsize").fetchone()[0])
+
+
+def index_is_exact(store: Store) -> None:
+    """FTS5's own check: each index matches its table (after a catch-up)."""
+    store.index_for_search()
+    for table in SEARCHED_TABLES:
+        store._conn.execute(f"INSERT INTO {table}_fts ({table}_fts) VALUES ('integrity-check')")
+
+
+def test_messages_are_indexed_in_batches_and_always_before_a_search(tmp_path: Path) -> None:
+    # Indexing each message in its own commit was half the cost of storing it.
+    with open_store(tmp_path / "messages.db") as store:
+        for n in range(1, 11):
+            direct(store, n, f"word{n} lunch")
+        assert indexed(store) == 0  # not yet: nothing searched, far from a batch
+        assert [h[1] for h in found(store, "word7")] == [mid(7)]  # caught up first
+        assert indexed(store) == 10
+        for n in range(11, 11 + SEARCH_BATCH - 1):
+            direct(store, n, "later")
+        assert indexed(store) == 10
+        direct(store, 11 + SEARCH_BATCH, "the one that fills a batch")
+        assert indexed(store) == 10 + SEARCH_BATCH  # a full batch catches up by itself
+        store.add_outgoing(msg_id=mid(9999), peer=ALICE, sender=ME, clock=1, sent_at=1,
+                           text="sent lunch", next_attempt_at=2)  # fmt: skip
+        assert len(found(store, "lunch")) == 11
+        index_is_exact(store)
+
+
+def test_deleted_and_reused_rows_keep_the_index_exact(tmp_path: Path) -> None:
+    # A deleted row above the watermark was never indexed, and is not taken out; one at
+    # or below it is. A seq freed by deleting the newest rows can come back below the
+    # watermark: that row is indexed at once, else a search would never find it.
+    other = (1002).to_bytes(16, "big")
+    with open_store(tmp_path / "messages.db") as store:
+        for room in (ROOM, other):
+            store.put_room(room_id=room, name="r", epoch=0, joined=True, clock=0,
+                           inviter=ALICE, now=1)  # fmt: skip
+        store.add_room_message(room_id=other, msg_id=mid(1), author=BOB, clock=1, sent_at=1,
+                               received_at=1, text="keep me", envelope=b"e", read=True)  # fmt: skip
+        in_room(store, 2, "indexed then gone")
+        assert found(store, "gone") == [(True, mid(2), "indexed then gone")]
+        in_room(store, 3, "never indexed and gone")
+        store.delete_room(ROOM)  # seq 2 (indexed) and 3 (waiting) go
+        index_is_exact(store)
+        assert found(store, "gone") == []
+        store.put_room(room_id=ROOM, name="again", epoch=0, joined=True, clock=0,
+                       inviter=ALICE, now=2)  # fmt: skip
+        in_room(store, 4, "reused seq")  # seq 2 again: at the watermark
+        assert indexed(store, "room_messages") == 2  # indexed at once
+        assert found(store, "reused") == [(True, mid(4), "reused seq")]
+        assert [h[1] for h in found(store, "keep")] == [mid(1)]
+        index_is_exact(store)
+
+
+def test_a_version_7_database_keeps_its_index_and_indexes_later_rows(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    with open_store(path, migrations=MIGRATIONS[:7]) as old:
+        direct(old, 1, "indexed by the old triggers")
+    with open_store(path) as store:
+        assert indexed(store) == 1
+        direct(store, 2, "indexed by the catch-up")
+        assert indexed(store) == 1
+        assert [h[1] for h in found(store, "indexed")] == [mid(2), mid(1)]
+        index_is_exact(store)
