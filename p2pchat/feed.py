@@ -57,6 +57,7 @@ class Feed(Generic[T]):
 
     async def receive(self) -> T:
         await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             try:
                 item = self.receive_nowait()
@@ -64,8 +65,10 @@ class Feed(Generic[T]):
                 if self._ready.is_set():
                     self._ready = trio.Event()
                 await self._ready.wait()
+                waited = True
             else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                if not waited:  # the wait was the scheduling point: one is enough
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
 
     def __aiter__(self) -> Feed[T]:

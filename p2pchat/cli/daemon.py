@@ -162,13 +162,22 @@ async def _print_events(
     out: EventPrinter,
     service: NodeService,
 ) -> None:
-    async for event in node.events:
-        service.observe(event)
-        if isinstance(event, Listening):
-            contacts_only = node.settings.contacts_only
-            print_listening(out, event, profile.identity, profile.nick, contacts_only)
-        else:
-            print_event(node, event, out)
+    events = node.events
+    async for first in events:
+        # What else is waiting is printed in the same step: the events of one batch of
+        # chat input (a message, its receipts) cost one round of the loop, not one each.
+        event = first
+        while True:
+            service.observe(event)
+            if isinstance(event, Listening):
+                contacts_only = node.settings.contacts_only
+                print_listening(out, event, profile.identity, profile.nick, contacts_only)
+            else:
+                print_event(node, event, out)
+            try:
+                event = events.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:

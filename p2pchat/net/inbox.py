@@ -93,13 +93,18 @@ class Inbox:
     async def receive(self) -> Any:
         """The next message, waiting for one; trio.EndOfChannel at the end."""
         await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             try:
                 message = self.receive_nowait()
             except trio.WouldBlock:
                 await self._readers.park()
+                waited = True
                 continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if not waited:
+                # Parking was the scheduling point; a second one would cost every
+                # message that finds the reader waiting another round of the loop.
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return message
 
     def __aiter__(self) -> Inbox:

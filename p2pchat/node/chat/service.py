@@ -277,7 +277,8 @@ class ChatService:
             if not self.inbox.process_batch():
                 self._hold()
                 return
-            await trio.sleep(0)  # let the readers and writers run between batches
+            if self.inbox.waiting:
+                await trio.sleep(0)  # let the readers and writers run between batches
         self.inbox.honour_deferred_nudges()
         if self._due(now_ms()):
             with self.store.transaction():
