@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -114,6 +115,10 @@ class SecureConnection:
         self._ponged: set[int] = set()
         self._last_receive = trio.current_time()
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        # The writer task is between wake-up and its last write (then it owns the socket);
+        # what a direct write from send_nowait could not write, for the writer to finish.
+        self._writing = False
+        self._unsent = b""
         self._bulk_in: bytearray | None = None
         # How often the reader stopped reading because the peer did not read the
         # replies it asked for.
@@ -162,8 +167,9 @@ class SecureConnection:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes queued for the peer and not yet written to the socket."""
-        return self._session.pending_bytes
+        """Bytes queued for the peer and not yet written to the socket (also the rest of
+        a direct write that the writer has still to write)."""
+        return self._session.pending_bytes + len(self._unsent)
 
     @property
     def queued_bytes(self) -> int:
@@ -188,7 +194,7 @@ class SecureConnection:
             raise self.closed
         self._session.send(message)
         self._wake_writer.set()
-        while self._session.pending_bytes > self.config.high_water_bytes:
+        while self.pending_bytes > self.config.high_water_bytes:
             if self.closed is not None:
                 raise self.closed
             await self._progress.wait()
@@ -199,14 +205,37 @@ class SecureConnection:
         """Queue ``message`` if the session is open and nothing waits to be written (True:
         the common case at chat rates); False if not, or if the session refuses the
         message (then :meth:`send` meets the same refusal in the caller's writer task)."""
-        if self.closed is not None or self._session.pending_bytes:
+        if self.closed is not None or self._session.pending_bytes or self._unsent:
             return False
         try:
             self._session.send(message)
         except Exception:
             return False
-        self._wake_writer.set()
+        if self._writing or self._socket is None or self._wake_writer.is_set():
+            self._wake_writer.set()
+        else:
+            self._write_now()
         return True
+
+    def _write_now(self) -> None:
+        """The writer task is idle and the session holds only what was just queued:
+        write it to the socket here (non-blocking), instead of waking the writer task,
+        which costs two rounds of the event loop per message at chat rates. Whatever
+        the socket does not take now (a full send buffer, an error) is left to the
+        writer, which meets it as it would have: waiting for room, or the broken
+        connection."""
+        assert self._socket is not None
+        session = self._session
+        while (frame := session.next_frame_to_send(FRAMES_PER_WRITE)) is not None:
+            try:
+                written = os.write(self._socket.fileno(), frame)
+            except OSError:  # would block, or broken: the writer's send_all says which
+                written = 0
+            if written < len(frame):
+                self._unsent = bytes(memoryview(frame)[written:])
+                self._wake_writer.set()
+                return
+        self._signal_progress()
 
     async def receive(self) -> Any:
         """The next application message; raises ConnectionClosed once the session ends."""
@@ -458,13 +487,20 @@ class SecureConnection:
             while True:
                 await self._wake_writer.wait()
                 self._wake_writer = trio.Event()
+                self._writing = True
                 # One scope for the whole drain, its deadline pushed on after each frame:
                 # "no progress for send_timeout", without a scope per 64 KiB frame.
                 with trio.CancelScope() as scope:
+                    if self._unsent:  # the rest of a direct write goes first
+                        scope.deadline = trio.current_time() + self.config.send_timeout
+                        await self._stream.send_all(self._unsent)
+                        self._unsent = b""
+                        self._signal_progress()
                     while (frame := self._session.next_frame_to_send(FRAMES_PER_WRITE)) is not None:
                         scope.deadline = trio.current_time() + self.config.send_timeout
                         await self._stream.send_all(frame)
                         self._signal_progress()
+                self._writing = False
                 if scope.cancelled_caught:
                     self._mark_closed(
                         ConnectionClosed(

@@ -198,3 +198,73 @@ async def test_ping_interrupted_by_a_close_raises_instead_of_timing(
             with pytest.raises(ConnectionClosed, match="not answering"):
                 await conn.ping()
         nursery.cancel_scope.cancel()
+
+
+class _WriterSteps(trio.abc.Instrument):
+    """Counts the steps of one connection's writer task."""
+
+    def __init__(self, connection: SecureConnection) -> None:
+        self.connection = connection
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        frame = getattr(task.coro, "cr_frame", None)
+        if (
+            task.name.endswith("run_writer")
+            and frame is not None
+            and frame.f_locals.get("self") is self.connection
+        ):
+            self.steps += 1
+
+
+async def test_send_nowait_to_an_idle_writer_writes_at_once_without_waking_it() -> None:
+    # At chat rates each message finds the writer task idle: it goes straight into the
+    # socket, instead of costing the writer's two rounds of the event loop.
+    async with (
+        running_server() as server,
+        open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,
+    ):
+        await trio.testing.wait_all_tasks_blocked()
+        counter = _WriterSteps(conn)
+        trio.lowlevel.add_instrument(counter)
+        try:
+            for i in range(10):
+                assert conn.send_nowait(Blob(b"x" * i, seq=i))
+                assert await conn.receive() == Blob(b"x" * i, seq=i)  # echoed
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert counter.steps == 0
+
+
+async def test_what_a_direct_write_cannot_write_the_writer_finishes_in_order() -> None:
+    # The peer reads nothing for a while: a message larger than the socket buffers is
+    # written in part at once, the rest by the writer task, and later messages queue
+    # behind it; all arrive whole and in order.
+    release = trio.Event()
+    got: list[Blob] = []
+
+    async def slow_reader(connection: SecureConnection) -> None:
+        await release.wait()
+        async for message in connection:
+            got.append(message)
+            if len(got) == 3:
+                return
+
+    big = Blob(bytes(range(256)) * 4096 * 3, seq=1)  # 3 MiB: more than any send buffer
+    async with (
+        running_server(slow_reader) as server,
+        open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,
+    ):
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn.send_nowait(big)
+        assert conn._unsent  # the socket took only part of it
+        # ...and the rest still counts as queued: backpressure sees it.
+        assert conn.pending_bytes >= len(conn._unsent) > 0
+        assert not conn.send_nowait(Blob(seq=2))  # behind it: not written directly
+        await conn.send(Blob(seq=2))
+        await conn.send(Blob(seq=3))
+        release.set()
+        with trio.fail_after(10):
+            while len(got) < 3:
+                await trio.sleep(0.01)
+        assert got == [big, Blob(seq=2), Blob(seq=3)]
