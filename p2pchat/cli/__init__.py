@@ -6,17 +6,14 @@ command (plain ``p2pchat`` means ``ui``) and runs it; ``main`` stays here so
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 
-from p2pchat.cli.client import cmd_contacts, cmd_history, cmd_id, cmd_search, cmd_send
 from p2pchat.cli.common import EXIT_ERROR
-from p2pchat.cli.daemon import cmd_daemon
-from p2pchat.cli.launcher import cmd_ui
-from p2pchat.cli.network import cmd_connect, cmd_doctor, cmd_invite, cmd_peers, cmd_ping
 from p2pchat.cli.parser import build_parser
 from p2pchat.diskfaults import DiskHealth
 from p2pchat.errors import P2PChatError
@@ -27,20 +24,31 @@ __all__ = ["main"]
 
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
 
-HANDLERS: dict[str, Callable[[Profile, argparse.Namespace], int]] = {
-    "id": cmd_id,
-    "daemon": cmd_daemon,
-    "ping": cmd_ping,
-    "peers": cmd_peers,
-    "invite": cmd_invite,
-    "connect": cmd_connect,
-    "doctor": cmd_doctor,
-    "contacts": cmd_contacts,
-    "send": cmd_send,
-    "history": cmd_history,
-    "search": cmd_search,
-    "ui": cmd_ui,
+Handler = Callable[[Profile, argparse.Namespace], int]
+
+# command -> the module that runs it, imported only for that command: a daemon runs for
+# days, and every module it never uses (the network tools' statistics, the launcher, the
+# one-shot client commands) would cost resident memory all that time.
+HANDLERS: dict[str, str] = {
+    "id": "p2pchat.cli.client",
+    "daemon": "p2pchat.cli.daemon",
+    "ping": "p2pchat.cli.network",
+    "peers": "p2pchat.cli.network",
+    "invite": "p2pchat.cli.network",
+    "connect": "p2pchat.cli.network",
+    "doctor": "p2pchat.cli.network",
+    "contacts": "p2pchat.cli.client",
+    "send": "p2pchat.cli.client",
+    "history": "p2pchat.cli.client",
+    "search": "p2pchat.cli.client",
+    "ui": "p2pchat.cli.launcher",
 }
+
+
+def handler(command: str) -> Handler:
+    """The function that runs ``command`` (``cmd_<command>`` of its module)."""
+    run: Handler = getattr(importlib.import_module(HANDLERS[command]), f"cmd_{command}")
+    return run
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
@@ -75,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         profile = open_profile(resolve_home(args.home))
         profile.health = args.disk
-        return HANDLERS[args.command](profile, args)
+        return handler(args.command)(profile, args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)
         return EXIT_ERROR

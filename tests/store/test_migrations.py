@@ -8,7 +8,7 @@ import pytest
 
 from p2pchat.errors import StoreError
 from p2pchat.store import MIGRATIONS, SCHEMA_VERSION, Migration, open_store
-from tests.store.ids import ALICE, mid
+from tests.store.ids import ALICE, ME, mid
 
 # A pretend next version, as a later release would append it: adds a column and fills
 # it from the rows already there.
@@ -129,3 +129,31 @@ def test_a_version_2_database_gains_an_empty_invites_table(tmp_path: Path) -> No
         new.add_invite(bytes(16), now=10, expires_at=20, keep=64)
         assert new.redeem_invite(bytes(16), now=11)
     assert version_of(path) == 3
+
+
+def test_a_version_7_outbox_is_kept_when_it_loses_its_rowid(tmp_path: Path) -> None:
+    # Schema 8 rebuilds the outbox WITHOUT ROWID (one b-tree fewer to write per message
+    # queued and delivered): every waiting message keeps its attempts and schedule, and
+    # deleting a message still takes its outbox row with it.
+    path = tmp_path / "messages.db"
+    with open_store(path, migrations=MIGRATIONS[:7]) as old:
+        for n in (1, 2):
+            old.add_outgoing(msg_id=mid(n), peer=ALICE, sender=ME, clock=n, sent_at=n,
+                             text=f"m{n}", next_attempt_at=100 + n)  # fmt: skip
+        old.reschedule(mid(2), attempts=3, next_attempt_at=500)
+    with open_store(path) as new:
+        assert [(i.msg_id, i.attempts, i.next_attempt_at) for i in new.outbox(ALICE)] == [
+            (mid(1), 0, 101),
+            (mid(2), 3, 500),
+        ]
+        assert (
+            "WITHOUT ROWID"
+            in new._conn.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()[
+                0
+            ]
+        )
+        assert [i.msg_id for i in new.outbox_due(200)] == [mid(1)]
+        new._conn.execute("DELETE FROM messages WHERE msg_id = ?", (mid(1),))
+        assert [i.msg_id for i in new.outbox()] == [mid(2)]
+        new.advance([mid(2)], "delivered", at=600)
+        assert new.outbox() == []
