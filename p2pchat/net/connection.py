@@ -119,6 +119,10 @@ class SecureConnection:
         # what a direct write from send_nowait could not write, for the writer to finish.
         self._writing = False
         self._unsent = b""
+        # Set by the consumer (the link manager): takes a received message in the
+        # reader's own step if it can (True), instead of the consumer's task waking for
+        # it from the inbox; only while nothing waits there, so the order is kept.
+        self.deliver: Callable[[Any], bool] | None = None
         self._bulk_in: bytearray | None = None
         # How often the reader stopped reading because the peer did not read the
         # replies it asked for.
@@ -553,6 +557,9 @@ class SecureConnection:
         session, inbox = self._session, self._inbox
         while (event := session.next_event()) is not None:
             if isinstance(event, MessageReceived):
+                deliver = self.deliver
+                if deliver is not None and not inbox and deliver(event.message):
+                    continue
                 # No scheduling point while the consumer keeps up; while it does not, the
                 # reader waits here and so stops reading the socket.
                 if not inbox.has_room:

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -406,11 +407,32 @@ class LinkManager:
                 self._backoff.pop(peer, None)
 
     async def _read(self, link: Link) -> None:
-        """Hand the session's messages to the node until it ends (ConnectionClosed)."""
+        """Hand the session's messages to the node until it ends (ConnectionClosed).
+
+        While the peer's queue is under the floor, the connection's reader hands each
+        message over itself (``_deliver``): one task step per message instead of two.
+        Above it, messages wait in the connection's inbox for this task, which takes
+        them only as the value of the peer allows (``_wait_for_room``).
+        """
         connection = link.connection
-        peer = link.peer
         # Below this nothing is checked per message; above it the limit depends on value.
         floor = min(self.limits.stranger_high_water, connection.config.high_water_bytes)
+        connection.deliver = partial(self._deliver, link, floor)
+        try:
+            await self._read_queued(link, floor)
+        finally:
+            connection.deliver = None
+
+    def _deliver(self, link: Link, floor: int, message: Any) -> bool:
+        if link.queued + link.connection.pending_bytes > floor:
+            return False  # into the inbox: _read_queued waits for room first
+        link.last_used = trio.current_time()
+        self.owner.on_message(link.peer, message)
+        return True
+
+    async def _read_queued(self, link: Link, floor: int) -> None:
+        connection = link.connection
+        peer = link.peer
         while True:
             if link.queued + connection.pending_bytes > floor:
                 await self._wait_for_room(link)
@@ -420,6 +442,10 @@ class LinkManager:
                 message = connection.receive_nowait()
             except trio.WouldBlock:
                 message = await connection.receive()
+                # While this task waited, the reader handed messages over itself, and
+                # their answers may have filled the queue: check again before this one.
+                if link.queued + connection.pending_bytes > floor:
+                    await self._wait_for_room(link)
             except trio.EndOfChannel:
                 return
             link.last_used = trio.current_time()

@@ -701,3 +701,42 @@ async def test_a_dial_slot_is_held_for_the_handshake_not_for_the_session() -> No
         await wait_for(lambda: all(a.received for a in acceptors), 30, "all four sessions")
         assert len(dialler.links.links) == 4
         nursery.cancel_scope.cancel()
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps of the tasks whose name ends with ``suffix``."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(self.suffix):
+            self.steps += 1
+
+
+async def test_a_message_reaches_the_owner_in_the_readers_step_in_order() -> None:
+    # At chat rates each message used to cost the link's task a wake-up of its own
+    # after the connection's reader had decoded it; now the reader hands it over.
+    async with trio.open_nursery() as nursery:
+        ours, theirs = manager(nursery), manager(nursery)
+        out, into = await _open(nursery, theirs.links, ours.links)
+        _take_up(nursery, ours.links, into, theirs.links.me)
+        _take_up(nursery, theirs.links, out, theirs.links.me)
+        await trio.testing.wait_all_tasks_blocked()
+        counter = _TaskSteps("LinkManager._run")
+        trio.lowlevel.add_instrument(counter)
+        try:
+            for n in range(20):
+                await out.send(empty_receipt())
+                await out.send(ChatReceipt("read", (bytes([n]) * 16,)))
+                await trio.testing.wait_all_tasks_blocked()
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        got = [m for peer, m in ours.owner.received if peer == theirs.links.me]
+        assert got[1::2] == [ChatReceipt("read", (bytes([n]) * 16,)) for n in range(20)]
+        assert len(got) == 40
+        # Only our side's link task could run for them; the sender's does not count here
+        # (it sends nothing), and ours took none of the 40.
+        assert counter.steps == 0
+        nursery.cancel_scope.cancel()
