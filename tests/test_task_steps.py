@@ -5,12 +5,15 @@ the node's event feed). Counted with a trio instrument, not timed."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import trio
 import trio.lowlevel
 
+from p2pchat.api.control import FdReader
 from p2pchat.feed import Feed
 from p2pchat.net.inbox import Inbox
 
@@ -71,3 +74,34 @@ async def test_an_item_already_queued_is_still_a_checkpoint() -> None:
     inbox.put(2, 10)
     with trio.testing.assert_checkpoints():
         assert await inbox.receive() == 2
+
+
+@pytest.mark.parametrize(("wrap", "steps"), [(FdReader, 1), (lambda stream: stream, 2)])
+async def test_a_command_line_on_stdin_costs_its_reader_one_step(
+    wrap: Callable[[trio.lowlevel.FdStream], trio.abc.ReceiveStream], steps: int
+) -> None:
+    # trio's FdStream takes two (a checkpoint before the first read, then the wait).
+    read_end, write_end = os.pipe()
+    stream = trio.lowlevel.FdStream(read_end)
+    lines = wrap(stream)
+    got: list[bytes] = []
+
+    async def read() -> None:
+        while chunk := await lines.receive_some(65536):
+            got.append(bytes(chunk))
+
+    counter = StepCounter("reader")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read, name="reader")
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(counter)
+        for n in range(5):
+            os.write(write_end, b'{"cmd": "id"}\n')
+            with trio.fail_after(5):
+                while len(got) <= n:
+                    await trio.sleep(0.01)
+        trio.lowlevel.remove_instrument(counter)
+        os.close(write_end)
+    await stream.aclose()
+    assert got == [b'{"cmd": "id"}\n'] * 5
+    assert counter.steps == 5 * steps

@@ -42,6 +42,42 @@ CLIENT_EVENTS = 4096
 CLIENT_EVENT_BYTES = 4 * 1024 * 1024
 
 
+class FdReader(trio.abc.ReceiveStream):
+    """A pipe or terminal read in one step per read when it has to wait.
+
+    trio's FdStream yields once before it tries to read and again when that finds
+    nothing yet: two rounds of the event loop for every command line a script writes to
+    the daemon's stdin. This reads first; only what was there at once is followed by a
+    checkpoint (so a flood of input still lets other tasks run), and the wait for input
+    is the one step otherwise. (Waiting first would not do: /dev/null and regular files
+    cannot be waited on with epoll.) ``stream`` keeps owning the descriptor (it made it
+    non-blocking, and closes it).
+    """
+
+    def __init__(self, stream: trio.lowlevel.FdStream) -> None:
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        fd = self._stream.fileno()
+        waited = False
+        while True:
+            try:
+                data = os.read(fd, max_bytes or RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                waited = True
+                continue
+            except OSError as error:
+                raise trio.BrokenResourceError(str(error)) from error
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 async def read_lines(
     stream: trio.abc.ReceiveStream, max_line: int = MAX_LINE_BYTES
 ) -> AsyncIterator[bytes | None]:

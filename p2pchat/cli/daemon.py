@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import trio
 
 from p2pchat.addresses import format_host_port
-from p2pchat.api.control import answer_lines, read_batches
+from p2pchat.api.control import FdReader, answer_lines, read_batches
 from p2pchat.api.events import EventPrinter, print_event, print_listening
 from p2pchat.api.handler import ApiHandler
 from p2pchat.api.service import NodeService
@@ -147,7 +147,7 @@ async def _serve_stdin(handler: ApiHandler, out: EventPrinter) -> None:
         return  # no stdin at all
     async with stdin:
         try:
-            await answer_lines(read_batches(stdin), handler, out.json)
+            await answer_lines(read_batches(FdReader(stdin)), handler, out.json)
         except trio.BrokenResourceError as error:  # EIO from a terminal we left, say
             log.warning(
                 "stdin cannot be read (%s); the node goes on, commands reach it through "
