@@ -57,6 +57,7 @@ SETTLE_S = 60.0  # after a window: every message must be delivered within this
 class Sample:
     """What /proc says about one process at one moment."""
 
+    pid: int
     at: float  # time.monotonic()
     cpu: float  # seconds of CPU, user + system, all threads
     system: float  # the system part of it
@@ -85,7 +86,7 @@ def sample(pid: int) -> Sample:
             key, value = line.split(":")
             io[key] = int(value)
     system = int(fields[12]) / TICK
-    return Sample(time.monotonic(), cpu, system, rss, wakeups, io["syscw"], io["syscr"])
+    return Sample(pid, time.monotonic(), cpu, system, rss, wakeups, io["syscw"], io["syscr"])
 
 
 async def wait_delivered(nodes: list[Daemon], timeout: float) -> bool:
@@ -205,17 +206,36 @@ class Idle:
     cpu_percent: float
     rss_mib: float
     wakeups_per_s: float
+    pss_mib: float  # resident memory with each shared page divided among its sharers
+    uss_mib: float  # the pages of this process alone
+
+
+def shared_memory(pid: int) -> tuple[float, float]:
+    """PSS and USS in MiB (``/proc/PID/smaps_rollup``): RSS counts the shared libraries
+    (libpython, libcrypto, libsqlite) in full in every process; PSS splits them among
+    the processes that map them, USS leaves them out."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return fields.get("Pss", 0) / 1024, uss / 1024
 
 
 def idle_of(name: str, s0: Sample, s1: Sample) -> Idle:
     seconds = s1.at - s0.at
     seconds = max(seconds, 1e-9)
+    pss, uss = shared_memory(s1.pid)
     return Idle(
         name,
         seconds,
         100 * (s1.cpu - s0.cpu) / seconds,
         s1.rss_kib / 1024,
         (s1.wakeups - s0.wakeups) / seconds,
+        pss,
+        uss,
     )
 
 
@@ -344,7 +364,9 @@ def report(run: Run, args: argparse.Namespace) -> list[str]:
         f"({' / '.join(f'{i.cpu_percent:.3f}' for i in run.idle)}), "
         f"{mean([i.wakeups_per_s for i in run.idle]):.1f} wake-ups/s; RSS "
         f"{' / '.join(f'{i.rss_mib:.1f}' for i in run.idle)} MiB (after set-up "
-        f"{' / '.join(f'{r:.1f}' for r in run.rss_after_setup)})"
+        f"{' / '.join(f'{r:.1f}' for r in run.rss_after_setup)}); PSS "
+        f"{' / '.join(f'{i.pss_mib:.1f}' for i in run.idle)}, USS "
+        f"{' / '.join(f'{i.uss_mib:.1f}' for i in run.idle)} MiB"
     )
     lines.append(idle_line)
     if run.serf:
@@ -355,7 +377,9 @@ def report(run: Run, args: argparse.Namespace) -> list[str]:
         lines.append(
             f"  baseline: {len(run.serf)} serf agents joined on 127.0.0.1, same window: CPU "
             f"{serf_cpu:.3f}% per agent, {mean([i.wakeups_per_s for i in run.serf]):.1f} "
-            f"wake-ups/s, RSS {serf_rss:.1f} MiB (ratios p2pchat/serf: CPU "
+            f"wake-ups/s, RSS {serf_rss:.1f} MiB, PSS "
+            f"{mean([i.pss_mib for i in run.serf]):.1f}, USS "
+            f"{mean([i.uss_mib for i in run.serf]):.1f} MiB (ratios p2pchat/serf: CPU "
             f"{ours_cpu / serf_cpu if serf_cpu else float('inf'):.2f}x, RSS "
             f"{ours_rss / serf_rss:.2f}x)"
         )
