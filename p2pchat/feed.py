@@ -71,6 +71,17 @@ class Feed(Generic[T]):
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
 
+    async def wait(self) -> None:
+        """Until something waits to be received (or the feed is closed), taking nothing:
+        one scheduling point, whether it had to wait or not."""
+        if self.backlog.waiting or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        while not (self.backlog.waiting or self._closed):
+            if self._ready.is_set():
+                self._ready = trio.Event()
+            await self._ready.wait()
+
     def __aiter__(self) -> Feed[T]:
         return self
 

@@ -80,3 +80,56 @@ async def test_a_node_nobody_reads_drops_the_oldest_and_says_so_once(
         second = await node.events.receive()
         assert isinstance(second, DiscoveryNote) and second.text == str(extra)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_front_end_takes_events_at_once_but_never_ahead_of_queued_ones() -> None:
+    # The daemon prints an event in the step that made it (no task step of its own),
+    # unless it declines (while it answers commands): then events queue, and later ones
+    # queue behind them until the queue is empty again.
+    async with trio.open_nursery() as nursery:
+        node = Node(Identity.generate(), NodeSettings(mdns=False), nursery)
+        taken: list[str] = []
+        declining = False
+
+        def take(event: NodeEvent) -> bool:
+            if declining:
+                return False
+            assert isinstance(event, DiscoveryNote)
+            taken.append(event.text)
+            return True
+
+        node.take_event = take
+        node._emit(DiscoveryNote("note", "1"))
+        assert taken == ["1"] and len(node.events) == 0
+        declining = True
+        node._emit(DiscoveryNote("note", "2"))
+        declining = False
+        node._emit(DiscoveryNote("note", "3"))  # behind "2": queued too
+        assert taken == ["1"]
+        queued = [node.events.receive_nowait(), node.events.receive_nowait()]
+        assert queued == [DiscoveryNote("note", "2"), DiscoveryNote("note", "3")]
+        node._emit(DiscoveryNote("note", "4"))
+        assert taken == ["1", "4"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_wait_returns_when_something_waits_and_takes_nothing() -> None:
+    feed = Feed[int](10)
+    feed.put_nowait(1)
+    with trio.testing.assert_checkpoints():
+        await feed.wait()
+    assert len(feed) == 1
+    feed.receive_nowait()
+    async with trio.open_nursery() as nursery:
+        done = trio.Event()
+
+        async def waiter() -> None:
+            await feed.wait()
+            done.set()
+
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set()
+        feed.put_nowait(2)
+        await done.wait()
+    assert feed.receive_nowait() == 2

@@ -147,26 +147,40 @@ async def answer_lines(
     batches: AsyncIterator[list[bytes | None]],
     handler: ApiHandler,
     write: Callable[[dict[str, Any]], Any],
+    answering: Callable[[bool], object] = lambda busy: None,
 ) -> None:
     """Run each command line through ``handler``; ``write`` gets every answer, in the
     order of the lines. The commands of one read go to the handler together (it stores
-    a run of sends in one commit)."""
+    a run of sends in one commit). ``answering`` hears True before the commands of a
+    read run and False once their answers are written."""
     async for batch in batches:
-        commands: list[dict[str, Any]] = []
-        for line in batch:
-            try:
-                if line is None:
-                    raise ApiError(f"a command line is limited to {MAX_LINE_BYTES} bytes")
-                command = parse_command(line)
-            except ApiError as error:
-                for answer in await handler.handle_many(commands):
-                    await _maybe_await(write(answer))
-                commands = []
-                await _maybe_await(write({"event": "error", "error": str(error)}))
-                continue
-            commands.append(command)
-        for answer in await handler.handle_many(commands):
-            await _maybe_await(write(answer))
+        answering(True)
+        try:
+            await _answer_batch(batch, handler, write)
+        finally:
+            answering(False)
+
+
+async def _answer_batch(
+    batch: list[bytes | None],
+    handler: ApiHandler,
+    write: Callable[[dict[str, Any]], Any],
+) -> None:
+    commands: list[dict[str, Any]] = []
+    for line in batch:
+        try:
+            if line is None:
+                raise ApiError(f"a command line is limited to {MAX_LINE_BYTES} bytes")
+            command = parse_command(line)
+        except ApiError as error:
+            for answer in await handler.handle_many(commands):
+                await _maybe_await(write(answer))
+            commands = []
+            await _maybe_await(write({"event": "error", "error": str(error)}))
+            continue
+        commands.append(command)
+    for answer in await handler.handle_many(commands):
+        await _maybe_await(write(answer))
 
 
 async def _maybe_await(value: Any) -> None:

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import trio
 
@@ -30,7 +30,7 @@ from p2pchat.cli.common import (
     set_nick,
 )
 from p2pchat.mesh.presence import text_problem
-from p2pchat.node.events import Listening
+from p2pchat.node.events import Listening, NodeEvent
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile, ProfileLock
 
@@ -131,14 +131,21 @@ async def _run_node(
         service = NodeService(profile, node, on_quit=stop.set)
         # The socket first: a program that sees "listening" may use it at once.
         await tasks.start(service.serve)
-        tasks.start_soon(_print_events, node, profile, out, service)
+        printer = _Printer(node, profile, out, service)
+        tasks.start_soon(printer.run)
         if read_stdin:
-            tasks.start_soon(_serve_stdin, service.handler, out)
-        await stop.wait()
+            tasks.start_soon(_serve_stdin, service.handler, out, printer.answering)
+        node.take_event = printer.take
+        try:
+            await stop.wait()
+        finally:
+            node.take_event = None
         tasks.cancel_scope.cancel()
 
 
-async def _serve_stdin(handler: ApiHandler, out: EventPrinter) -> None:
+async def _serve_stdin(
+    handler: ApiHandler, out: EventPrinter, answering: Callable[[bool], object]
+) -> None:
     """JSON commands on stdin, answers on stdout. End of input leaves the node running:
     a daemon started with </dev/null is still a daemon; {"cmd": "quit"} stops it."""
     try:
@@ -147,7 +154,7 @@ async def _serve_stdin(handler: ApiHandler, out: EventPrinter) -> None:
         return  # no stdin at all
     async with stdin:
         try:
-            await answer_lines(read_batches(FdReader(stdin)), handler, out.json)
+            await answer_lines(read_batches(FdReader(stdin)), handler, out.json, answering)
         except trio.BrokenResourceError as error:  # EIO from a terminal we left, say
             log.warning(
                 "stdin cannot be read (%s); the node goes on, commands reach it through "
@@ -156,28 +163,59 @@ async def _serve_stdin(handler: ApiHandler, out: EventPrinter) -> None:
             )
 
 
-async def _print_events(
-    node: Node,
-    profile: Profile,
-    out: EventPrinter,
-    service: NodeService,
-) -> None:
-    events = node.events
-    async for first in events:
-        # What else is waiting is printed in the same step: the events of one batch of
-        # chat input (a message, its receipts) cost one round of the loop, not one each.
-        event = first
+class _Printer:
+    """The node's events on stdout. Printing never blocks (a line goes straight into the
+    pipe, or waits in the output's own queue), so the node hands an event over in the
+    step that made it (``take``), without a task step of the printer's own, except
+    while stdin's commands are being answered: their answers come first, as they always
+    did, and the events they caused wait in the node's feed for ``run``."""
+
+    def __init__(
+        self, node: Node, profile: Profile, out: EventPrinter, service: NodeService
+    ) -> None:
+        self._node = node
+        self._profile = profile
+        self._out = out
+        self._service = service
+        self._answering = False
+
+    def answering(self, busy: bool) -> None:
+        self._answering = busy
+
+    def take(self, event: NodeEvent) -> bool:
+        if self._answering:
+            return False
+        try:
+            self._show(event)
+        except Exception:  # printing must never break the node step that emitted it
+            log.exception("printing an event failed")
+        return True
+
+    async def run(self) -> None:
+        events = self._node.events
         while True:
-            service.observe(event)
-            if isinstance(event, Listening):
-                contacts_only = node.settings.contacts_only
-                print_listening(out, event, profile.identity, profile.nick, contacts_only)
-            else:
-                print_event(node, event, out)
-            try:
-                event = events.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+            # Nothing is taken out of the feed before it is printed: while anything
+            # waits there, ``take`` declines, so no event can overtake another.
+            await events.wait()
+            # All that waits is printed in this one step: the events of one batch of
+            # chat input (a message, its receipts) cost one step, not one each.
+            while True:
+                try:
+                    event = events.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                except trio.EndOfChannel:
+                    return
+                self._show(event)
+
+    def _show(self, event: NodeEvent) -> None:
+        node, out = self._node, self._out
+        self._service.observe(event)
+        if isinstance(event, Listening):
+            contacts_only = node.settings.contacts_only
+            print_listening(out, event, self._profile.identity, self._profile.nick, contacts_only)
+        else:
+            print_event(node, event, out)
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -84,6 +84,12 @@ class Node:
         self._nursery = nursery
         self._rng = random.Random(settings.seed)
         self.events = Feed[NodeEvent](EVENT_BUFFER, EVENT_BUFFER_BYTES, marker=EventsDropped)
+        # A front end that can take an event at once, without blocking (the daemon: a
+        # line into a pipe), sets this: an event then reaches it in the step that made
+        # it instead of a step of its reader's own. It returns False to have the event
+        # queued in ``events`` instead, and is asked only while nothing waits there, so
+        # the order of events holds.
+        self.take_event: Callable[[NodeEvent], bool] | None = None
         self._drop_log = LogLimiter()
         self.addresses: tuple[str, ...] = ()
         self.links = LinkManager(
@@ -333,6 +339,9 @@ class Node:
             known.flush()  # what a full disk kept from peers.json
 
     def _emit(self, event: NodeEvent) -> None:
+        take = self.take_event
+        if take is not None and not self.events.backlog.waiting and take(event):
+            return
         if self.events.put_nowait(event, size=approx_size(event)):
             skipped = self._drop_log.allow("events", time.monotonic())
             if skipped is not None:
