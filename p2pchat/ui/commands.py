@@ -55,7 +55,7 @@ _SPECS = (
     _spec("/me TEXT", "say what you do: /me waves shows * alice waves", "text"),
     _spec("/connect CODE|HOST:PORT", "reach someone by invite code or address", "code"),
     _spec(
-        "/invite [NICK-OR-ID ...]", "in a room: invite contacts; else show your invite code", "peer"
+        "/invite [NICK-OR-ID]", "in a room: invite a contact; else show your invite code", "peer"
     ),
     _spec("/create NAME", "create a room and open it", "text"),
     _spec("/join ROOM", "join a room you were invited to", "text"),
