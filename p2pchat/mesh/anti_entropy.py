@@ -8,8 +8,10 @@ side sends what the other lacks. Members the lister holds nothing of come only a
 as it says it takes (its learning budget and §12.6 limits), so a newcomer learns the
 mesh over minutes instead of taking every record at once. Peers that predate buckets
 answer a summary with every entry, and are answered the same way (docs/protocol.md
-§12.3, §12.6). Every interval we also knock on one member we think dead: if it
-answers, a partition has healed.
+§12.3, §12.6). The summary leaves with the next probe we start (:meth:`AntiEntropy.ride`),
+in the same write, so it costs bytes but no frame of its own; alone, to a random
+neighbour, only if no probe starts within an interval. Every interval we also knock on
+one member we think dead: if it answers, a partition has healed.
 """
 
 from __future__ import annotations
@@ -41,19 +43,36 @@ class AntiEntropy(Part):
         self._gossip = gossip
         self._next_exchange = now + self._rng.uniform(0, self._config.anti_entropy_interval)
         self._next_knock = now + self._jittered(self._config.reconnect_interval)
+        self._waiting_since: float | None = None  # a summary due, waiting for a probe
 
     def tick(self, now: float) -> None:
         if now >= self._next_exchange:
-            if self.periodic:
-                self._start_exchange()
+            if self.periodic and self._waiting_since is None:
+                self._waiting_since = now
             self._next_exchange = now + self._jittered(self._config.anti_entropy_interval)
+        if self._waiting_since is not None and now >= self._ride_deadline():
+            self._waiting_since = None
+            self._start_exchange()
         if now >= self._next_knock:
             if self.periodic:
                 self._knock()
             self._next_knock = now + self._jittered(self._config.reconnect_interval)
 
     def next_deadline(self) -> float:
-        return min(self._next_exchange, self._next_knock)
+        waiting = self._ride_deadline() if self._waiting_since is not None else math.inf
+        return min(self._next_exchange, self._next_knock, waiting)
+
+    def ride(self, peer: bytes) -> None:
+        """We are about to probe neighbour ``peer``: a summary that is due goes with the
+        ping, in the same write (its receiver answers the ping at once, so the summary
+        adds no frame and no TCP ACK of its own)."""
+        if self._waiting_since is not None and self.periodic:
+            self._waiting_since = None
+            self._outgoing.send(peer, self.summary_digest())
+
+    def _ride_deadline(self) -> float:
+        assert self._waiting_since is not None
+        return self._waiting_since + self._config.anti_entropy_interval
 
     def on_digest(self, sender: bytes, message: MeshDigest, now: float) -> None:
         mine = self._members.summary()

@@ -8,13 +8,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class MeshConfig:
-    # One neighbour is probed every period. A neighbour count k gives each node about
-    # one probe per period from its k neighbours, so a crash is noticed in ~1 period.
-    # Over TCP a probe is three or four segments (ping, ack, their TCP ACKs), ~350 bytes
-    # on the wire. On the testbed (20 hosts, one busy 2-core machine) 0.5 s cost 779 B/s
-    # per node idle, 1 s 447 B/s but a silent host took 4.5 s to be marked offline,
-    # 0.75 s 543 B/s and 1.6 s (Serf: 347 B/s and 7.3 s). Below Serf's bytes needs a
-    # cheaper probe than a TCP round trip, not a longer period.
+    # Each pair of neighbours is probed once per quiet period of probe_interval times
+    # the active view's target size (ceil(log2 N) + 1), normally from the same side: a
+    # round trip shows both sides alive. A node thus starts about one probe per two
+    # intervals, and a crashed member with k neighbours is probed by one of them
+    # about quiet / (k + 1) after it stopped, as soon as when every node probed one
+    # neighbour per interval in turn. Over TCP a probe one way costs three frames
+    # (ping, answer carrying the ACK, ACK; ~300 bytes); a pair probed from both sides
+    # in turn paid a fourth, since Linux acks at once data after a quiet spell unless
+    # the receiver has been answering. On the testbed (20 hosts) probing one neighbour
+    # per 0.5 s cost 779 B/s per node idle, per 0.75 s 533 B/s (5.8 frames/s) with a
+    # silent host offline everywhere in 2.05 s (Serf: 380 B/s, 7.2 s);
+    # docs/performance.md has the figures of the pairs.
     probe_interval: float = 0.75
     # Wait this long for a direct ack before asking helpers (LAN round trips are ~ms).
     probe_timeout: float = 0.2
@@ -44,7 +49,7 @@ class MeshConfig:
     neighbor_timeout: float = 2.0
     view_interval: float = 1.0
     # Push-pull anti-entropy with one neighbour per interval: a 16-byte summary when
-    # in sync, so it costs almost nothing when idle.
+    # in sync, sent with the next routine probe (one write, no frame of its own).
     anti_entropy_interval: float = 5.0
     # How often to try one member we consider dead: this is how partitions heal.
     reconnect_interval: float = 5.0

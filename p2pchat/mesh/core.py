@@ -11,14 +11,14 @@ This module wires the parts and routes each message to the part that handles it
 
 - **Active view** (HyParView, :mod:`.views`): about log2(N)+1 neighbours, kept
   symmetric; refilled from a bounded passive view sampled from the membership.
-- **Failure detection** (SWIM + Lifeguard, :mod:`.failure`): neighbours are probed in
-  turn, helpers asked when one does not answer, then it is suspected (by us alone:
-  the subject is told, nobody else) and, unless it answers (:mod:`.own_record`),
-  declared dead.
+- **Failure detection** (SWIM + Lifeguard, :mod:`.failure`): each pair of neighbours
+  is probed once per quiet period, normally from the same side; helpers are asked
+  when a neighbour does not answer, then it is suspected (by us alone: the subject is
+  told, nobody else) and, unless it answers (:mod:`.own_record`), declared dead.
 - **Dissemination** (:mod:`.dissemination`): news (records, dead claims) is pushed at
   once to every neighbour but the one it came from; news is taken in by
   :mod:`.intake`. A periodic push-pull digest exchange (Scuttlebutt-style,
-  :mod:`.anti_entropy`) repairs anything lost.
+  :mod:`.anti_entropy`), whose opening rides a probe, repairs anything lost.
 - **Bounds** (§12.6): the member list has a fixed capacity (:mod:`.eviction` picks
   whom to forget); each peer may introduce new members only at a limited rate, and
   all peers together too (:mod:`.admission`, applied by :mod:`.gate`); what is
@@ -118,11 +118,10 @@ class Mesh:
         )
         self._views = views = Views(shared, admits=gate.admits, now=now)
         self._gossip = gossip = Dissemination(shared, views)
-        # The detector draws its first probe time, then anti-entropy its first exchange
-        # and knock: in this order, so a seeded run repeats.
         self._detector = detector = FailureDetector(shared, views, gossip, now=now)
         gossip.unreachable = detector.accusing
         self._repair = AntiEntropy(shared, views, gate, gossip, now=now)
+        detector.before_probe = self._repair.ride  # a due summary goes with a ping
         self._own = OwnRecord(shared, identity, detector, gossip)
         self._intake = Intake(shared, gate, views, gossip, detector, self._own)
         self._routes: dict[type, Handler] = {
@@ -239,8 +238,8 @@ class Mesh:
 
     def _on_ping(self, sender: bytes, message: MeshPing, now: float) -> None:
         self._intake.absorb(sender, message.records, message.claims, now)
-        self._detector.answer_ping(sender, message)
+        self._detector.answer_ping(sender, message, now)
 
     def _on_ack(self, sender: bytes, message: MeshAck, now: float) -> None:
         self._intake.absorb(sender, message.records, message.claims, now)
-        self._detector.on_ack(sender, message)
+        self._detector.on_ack(sender, message, now)

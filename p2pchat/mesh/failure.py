@@ -1,8 +1,11 @@
 """Failure detection: SWIM probes with Lifeguard's refinements.
 
-Every period one neighbour is pinged, in a shuffled round-robin order. No ack in time
-and helpers are asked to try (``MeshProbeRequest``), while we try directly once more;
-still nothing and the neighbour is *suspected*. The suspicion is ours alone: it is
+A neighbour is probed when its pair has had no routine probe for a while: a probe's
+round trip shows each side the other alive, so a pair needs one per quiet period,
+normally from the same side (picked by the two ids; the other side's wait runs out
+only if that side stops), and the ping says it is routine. No ack
+in time and helpers are asked to try (``MeshProbeRequest``), while we try directly
+once more; still nothing and the neighbour is *suspected*. The suspicion is ours alone: it is
 sent to the subject (and rides every probe of it, one per period until it ends) but
 to nobody else, so a false one costs a few messages, not a flood. Any message from the
 subject ends it. Otherwise it is declared dead, and that is spread as news, when a
@@ -18,6 +21,7 @@ time we were not running does not count against anyone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from p2pchat.mesh.dissemination import Dissemination
@@ -34,6 +38,14 @@ from p2pchat.wire.messages import (
     MeshProbeResult,
 )
 
+# The side of a pair that probes it (see FailureDetector.owns) waits the quiet period
+# times a factor drawn from 1 - PROBE_JITTER ... 1, the other side OTHER_SIDE times it
+# (since the pair's last routine probe): while the first side lives, its pings come
+# first and the pair is probed one way; if it stops, the other side's wait runs out
+# soon after, from wherever it was, so both sides' neighbours notice a crash early.
+PROBE_JITTER = 0.1
+OTHER_SIDE = 1.05
+
 
 @dataclass(slots=True)
 class _Probe:
@@ -41,6 +53,7 @@ class _Probe:
     started: float
     direct_deadline: float
     deadline: float
+    routine: bool = False  # our turn on a quiet pair (not a sweep, nor a suspect again)
     helpers: list[bytes] = field(default_factory=list)
     nackers: set[bytes] = field(default_factory=set)
     asked_helpers: bool = False
@@ -65,13 +78,15 @@ class FailureDetector(Part):
         self._seq = 0
         self._probes: dict[int, _Probe] = {}
         self._relays: dict[int, _Relay] = {}
-        self._probe_order: list[bytes] = []
+        self._due: dict[bytes, float] = {}  # neighbours: when their routine probe is due
         self._accusing: set[bytes] = set()  # members we suspect because our probe failed
         self._forgiven: set[bytes] = set()  # of those, whose suspicion got our lateness back
         self._heard: dict[bytes, float] = {}  # neighbours: when they last sent us anything
         # Probes that failed, for the helpers' nacks that arrive after we gave up.
         self._failed: dict[int, tuple[bytes, float]] = {}
-        self._next_probe = now + self._rng.uniform(0, self._config.probe_interval)
+        # Called with the neighbour of each routine probe, just before its ping is
+        # queued: what else is due for it leaves in the same write (anti-entropy).
+        self.before_probe: Callable[[bytes], None] | None = None
 
     def tick(self, now: float) -> None:
         late = now - self.next_deadline()
@@ -84,12 +99,11 @@ class FailureDetector(Part):
         self._expire_relays(now)
         self._expire_suspicions(now)
         self._probe_accused(now)
-        if now >= self._next_probe:
-            self._probe_next(now)
-            self._next_probe = now + self._config.probe_interval * (1 + self.local_health)
+        self._probe_quiet(now)
 
     def next_deadline(self) -> float:
-        deadlines = [self._next_probe]
+        active = self._views.active
+        deadlines = [math.inf, *(due for peer, due in self._due.items() if peer in active)]
         for probe in self._probes.values():
             deadlines.append(probe.deadline if probe.asked_helpers else probe.direct_deadline)
         deadlines.extend(relay.deadline for relay in self._relays.values())
@@ -173,10 +187,12 @@ class FailureDetector(Part):
 
     # ------------------------------------------------------------------ messages
 
-    def answer_ping(self, sender: bytes, message: MeshPing) -> None:
+    def answer_ping(self, sender: bytes, message: MeshPing, now: float) -> None:
         self._outgoing.send(sender, MeshAck(message.seq))
+        if message.routine and sender in self._views.active:
+            self._schedule(sender, now)  # the pair's probe of this period: it was theirs
 
-    def on_ack(self, sender: bytes, message: MeshAck) -> None:
+    def on_ack(self, sender: bytes, message: MeshAck, now: float) -> None:
         relay = self._relays.pop(message.seq, None)
         if relay is not None and relay.target == sender:
             result = MeshProbeResult(relay.requester_seq, sender, True)
@@ -184,6 +200,8 @@ class FailureDetector(Part):
             return
         probe = self._probes.get(message.seq)
         if probe is not None and probe.target == sender:
+            if probe.routine and sender in self._views.active:
+                self._schedule(sender, now)
             self._probe_succeeded(message.seq)
 
     def on_probe_request(self, sender: bytes, message: MeshProbeRequest, now: float) -> None:
@@ -193,7 +211,7 @@ class FailureDetector(Part):
         seq = self._next_seq()
         timeout = self._config.probe_round_timeout - self._config.probe_timeout
         self._relays[seq] = _Relay(sender, message.seq, message.target, now + timeout)
-        self._outgoing.send(message.target, MeshPing(seq))
+        self._outgoing.send(message.target, MeshPing(seq, routine=False))
 
     def on_probe_result(self, sender: bytes, message: MeshProbeResult, now: float) -> None:
         probe = self._probes.get(message.seq)
@@ -215,7 +233,9 @@ class FailureDetector(Part):
         self._seq += 1
         return self._seq
 
-    def _start_probe(self, peer: bytes, now: float, *, direct: bool = True) -> None:
+    def _start_probe(
+        self, peer: bytes, now: float, *, direct: bool = True, routine: bool = False
+    ) -> None:
         seq = self._next_seq()
         scale = 1 + self.local_health
         probe = _Probe(
@@ -223,13 +243,15 @@ class FailureDetector(Part):
             now,
             now + self._config.probe_timeout * scale,
             now + self._config.probe_round_timeout * scale,
+            routine=routine,
         )
         self._probes[seq] = probe
         if direct:
             member = self._members.get(peer)
             ours = member is not None and peer in self._accusing and self._suspected(peer)
             claims = (self._suspicion(member),) if member is not None and ours else ()
-            self._outgoing.send(peer, MeshPing(seq, claims=claims))  # tell it directly
+            ping = MeshPing(seq, claims=claims, routine=routine)
+            self._outgoing.send(peer, ping)  # a suspicion rides it: tell it directly
         else:
             self._ask_helpers(seq, probe, retry_direct=False)
 
@@ -244,23 +266,64 @@ class FailureDetector(Part):
             if not self._probing(peer):
                 self._start_probe(peer, now)
 
-    def _probe_next(self, now: float) -> None:
-        while self._probe_order:
-            peer = self._probe_order.pop()
-            if peer in self._views.active and not self._probing(peer):
-                self._start_probe(peer, now)
-                return
-        if self._views.active:
-            self._probe_order = sorted(self._views.active)
-            self._rng.shuffle(self._probe_order)
-            self._start_probe(self._probe_order.pop(), now)
+    def quiet_period(self) -> float:
+        """How long a pair may go without a routine probe (about: see
+        :meth:`_schedule`): ``probe_interval`` times the target size of an active view,
+        which both sides of a pair compute alike from the membership. A probe's round
+        trip shows each side the other alive, so a pair needs one probe per period; a
+        node thus starts about one probe per two intervals however many neighbours it
+        has, and a crashed member with k neighbours is probed by one of them about
+        quiet / (k + 1) after it stopped, as often as when each node probed one
+        neighbour per interval. Not stretched while we are slow (our probe timeouts
+        are): after a member dies each of its neighbours has a poor score for a while,
+        and a longer period would leave the next member to crash unprobed."""
+        target = self._config.active_target(self._members.online_count())
+        return self._config.probe_interval * target
+
+    def owns(self, peer: bytes) -> bool:
+        """Whether our timer for the pair with ``peer`` is the one that normally runs out
+        first. Both sides agree: the lower id, or the higher one when the ids' last bits
+        differ, so each node owns about half of its pairs."""
+        flip = bool((self._me[-1] ^ peer[-1]) & 1)
+        return (self._me < peer) != flip
+
+    def _schedule(self, peer: bytes, since: float, *, first: bool = False) -> None:
+        """When the pair with ``peer`` is next due. A new pair's first wait is drawn
+        from the whole period, so that pairs formed together (a cold start) are not in
+        step: a member's neighbours are then due at times spread over the period."""
+        quiet = self.quiet_period()
+        if not self.owns(peer):
+            wait = quiet * OTHER_SIDE
+        elif first:
+            wait = quiet * self._rng.uniform(0, 1)
+        else:
+            wait = quiet * self._rng.uniform(1 - PROBE_JITTER, 1)
+        self._due[peer] = since + wait
+
+    def _probe_quiet(self, now: float) -> None:
+        """Probe each neighbour whose pair had no routine probe for its period (a new
+        neighbour's period starts now). Only routine probes, ours or theirs, re-arm a
+        pair: news, sweeps and suspects' probes reach every pair at once, and would
+        otherwise put them all in step, so that a member crashing a moment later would
+        be probed by none of its neighbours for most of a period."""
+        active = self._views.active
+        self._due = {peer: due for peer, due in self._due.items() if peer in active}
+        for peer in sorted(active - self._due.keys()):
+            self._schedule(peer, now, first=True)
+        for peer in sorted(peer for peer, due in self._due.items() if now >= due):
+            self._schedule(peer, now)  # its ack re-arms it from then
+            if self._probing(peer):
+                continue
+            if self.before_probe is not None:
+                self.before_probe(peer)
+            self._start_probe(peer, now, routine=True)
 
     def _ask_helpers(self, seq: int, probe: _Probe, *, retry_direct: bool = True) -> None:
         probe.asked_helpers = True
         if retry_direct:
             # A second direct try in parallel with the helpers (memberlist does the same
             # over TCP): with 10% loss it cuts false suspicions about five-fold.
-            self._outgoing.send(probe.target, MeshPing(seq))
+            self._outgoing.send(probe.target, MeshPing(seq, routine=probe.routine))
         others = sorted(self._views.active - {probe.target})
         probe.helpers = self._rng.sample(others, min(self._config.indirect_probes, len(others)))
         for helper in probe.helpers:

@@ -57,5 +57,8 @@ class Processors:
         return len(self._queues[node])
 
     def drop(self, node: int) -> None:
-        """Forget what a node had queued (it crashed)."""
+        """Forget what a node had queued (it crashed), and its place in the line."""
         self._queues[node].clear()
+        if self._queued[node]:
+            self._queued[node] = False
+            self._ready.remove(node)

@@ -15,17 +15,26 @@ What is modelled (close to Linux defaults):
   ``ack_every_bytes`` are unacknowledged, otherwise after ``delayed_ack`` unless data
   going the other way carries the acknowledgement first (piggybacking). ACKs are lost
   like any frame; a later one covers for a lost one.
+- Linux's quick-ack and ping-pong modes: data that arrives after a gap longer than the
+  receiver's RTO (or the first data of a connection) is acknowledged at once, unless
+  the receiver is in ping-pong mode: it entered it by sending data within
+  ``delayed_ack`` of receiving some (an answer), and leaves it when a delayed ACK has
+  to go alone (nothing answered in time). So a request after a quiet spell costs a
+  lone ACK before its answer, except on a connection whose receiver answers what it
+  gets; this is why an idle p2pchat daemon sent four frames per probe, not three.
 - Set-up: SYN and SYN-ACK (``syn_bytes`` each, lost like any frame, retried after 1 s,
   doubling) and the final ACK.
 
 Not modelled: congestion and receive windows (slow start), tail-loss probes and RACK's
-time-based loss marking, Nagle, quick-ack mode, connection death after many
+time-based loss marking, Nagle, quick-ack counts (only the segment after a gap is
+acknowledged at once), connection death after many
 retransmissions. The path (latency, loss, who is reachable, wire accounting) is
 injected, and so are the clock's timers: the module holds no time of its own.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -88,6 +97,8 @@ class _Half:
     ack_pending: bool = False
     delack_generation: int = 0
     retransmissions: int = 0
+    last_data: float | None = None  # when new data last arrived in order
+    pingpong: bool = False  # the receiver answers what it gets: its ACKs wait
 
 
 class Connection:
@@ -167,6 +178,9 @@ class Connection:
     def send(self, side: int, size: int, items: list[Any], now: float) -> None:
         """Write ``size`` bytes from ``side``; ``items`` are delivered with their last byte."""
         half = self._halves[side]
+        received = self._reverse(half)
+        if received.last_data is not None and now - received.last_data < self.params.delayed_ack:
+            received.pingpong = True  # an answer: Linux's ping-pong mode
         mss = self.params.mss
         remaining = max(size, 1)
         while remaining > 0:
@@ -212,6 +226,9 @@ class Connection:
             self._send_ack(half, now)  # a hole: duplicate ACK with SACK, at once
             return
         filled_hole = bool(half.out_of_order)
+        gap = math.inf if half.last_data is None else now - half.last_data
+        half.last_data = now
+        quick = gap > self.rto(half.receiver) and not half.pingpong
         ready = [segment]
         half.rcv_next += 1
         while half.rcv_next in half.out_of_order:
@@ -223,7 +240,7 @@ class Connection:
                 self._deliver(half.receiver, half.sender, item, now)
                 if self.closed:
                     return
-        if filled_hole or half.unacked_bytes > self.params.ack_every_bytes:
+        if filled_hole or quick or half.unacked_bytes > self.params.ack_every_bytes:
             self._send_ack(half, now)
         elif not half.ack_pending:
             half.ack_pending = True
@@ -231,6 +248,7 @@ class Connection:
 
             def delayed(t: float) -> None:
                 if half.ack_pending and half.delack_generation == generation:
+                    half.pingpong = False  # nothing answered in time
                     self._send_ack(half, t)
 
             self._schedule(now + self.params.delayed_ack, delayed)

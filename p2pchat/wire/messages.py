@@ -254,12 +254,19 @@ MAX_DIGEST_ENTRIES = 10_000
 @wire_message(20)
 @dataclass(frozen=True, slots=True)
 class MeshPing:
-    """A direct probe; answered by ``MeshAck`` with the same ``seq``. Carries gossip."""
+    """A direct probe; answered by ``MeshAck`` with the same ``seq``. Carries gossip.
+
+    ``routine``: the sender's probe of a pair that was quiet for its period (its
+    receiver then waits a whole period before probing back); false for a probe out of
+    turn (a sweep, a suspect probed again, a helper's relay), which moves no timer
+    (docs/protocol.md §12.2). Peers that predate it send none: their pings count as
+    routine."""
 
     TYPE_ID: ClassVar[int]
     seq: int
     records: tuple[PresenceRecord, ...] = limit(max_len=MAX_PIGGYBACK, default=())
     claims: tuple[MeshClaim, ...] = limit(max_len=MAX_PIGGYBACK, default=())
+    routine: bool = True
 
     def __post_init__(self) -> None:
         _check_seq(self.seq)

@@ -74,9 +74,11 @@ def test_a_first_message_waits_for_tcp_and_noise_handshakes() -> None:
     expected = 2 * LATENCY + STEPS[0] + LATENCY + STEPS[1] + LATENCY + STEPS[2] + LATENCY
     assert host.received[0][2] == pytest.approx(expected)
     lan = transport.lan
-    # Dialler: SYN, ACK, Noise 1 and 3, the data (3 + 10 bytes in a 2 + 16 frame).
-    assert lan.wire_bytes[0] == 74 + 66 + (50 + 66) + (222 + 66) + (10 + 3 + 18 + 66)
-    # Acceptor: SYN-ACK, Noise 2 (carrying the ACK of message 1), delayed ACKs.
+    # Dialler: SYN, ACK, Noise 1, an ACK of Noise 2 at once (the first data of a
+    # connection is acknowledged at once: Linux's quick-ack), Noise 3, the data (3 + 10
+    # bytes in a 2 + 16 frame).
+    assert lan.wire_bytes[0] == 74 + 66 + (50 + 66) + 66 + (222 + 66) + (10 + 3 + 18 + 66)
+    # Acceptor: SYN-ACK, Noise 2, pure ACKs.
     assert lan.wire_bytes[1] == 74 + (254 + 66) + 66 * (lan.wire_packets[1] - 2)
     assert transport.dials == 1
 
