@@ -2,8 +2,9 @@
 
 A neighbour is probed when its pair has had no routine probe for a while: a probe's
 round trip shows each side the other alive, so a pair needs one per quiet period,
-normally from the same side (picked by the two ids; the other side's wait runs out
-only if that side stops), and the ping says it is routine. No ack
+normally from the same side (picked by the two ids; the other side, which computes
+the same wait from the ping's ``seq``, probes only if the ping does not come), and
+the ping says it is routine. No ack
 in time and helpers are asked to try (``MeshProbeRequest``), while we try directly
 once more; still nothing and the neighbour is *suspected*. The suspicion is ours alone: it is
 sent to the subject (and rides every probe of it, one per period until it ends) but
@@ -39,12 +40,20 @@ from p2pchat.wire.messages import (
 )
 
 # The side of a pair that probes it (see FailureDetector.owns) waits the quiet period
-# times a factor drawn from 1 - PROBE_JITTER ... 1, the other side OTHER_SIDE times it
-# (since the pair's last routine probe): while the first side lives, its pings come
-# first and the pair is probed one way; if it stops, the other side's wait runs out
-# soon after, from wherever it was, so both sides' neighbours notice a crash early.
+# times next_wait(seq of the last routine probe), between 1 - PROBE_JITTER and 1; the
+# other side, which sees the same seq, OTHER_SIDE periods longer: while the first side
+# lives its pings come first and the pair is probed one way, and if it stops the
+# other side's wait runs out just after the ping that did not come.
 PROBE_JITTER = 0.1
-OTHER_SIDE = 1.05
+OTHER_SIDE = 0.05
+GOLDEN = 0.6180339887498949
+
+
+def next_wait(seq: int) -> float:
+    """The wait after routine probe ``seq``, in quiet periods: spread evenly over
+    1 - PROBE_JITTER ... 1 by the golden-ratio sequence, so both sides of a pair
+    compute the same (docs/protocol.md §12.2)."""
+    return 1 - PROBE_JITTER * ((seq % 65536 * GOLDEN) % 1.0)
 
 
 @dataclass(slots=True)
@@ -190,7 +199,7 @@ class FailureDetector(Part):
     def answer_ping(self, sender: bytes, message: MeshPing, now: float) -> None:
         self._outgoing.send(sender, MeshAck(message.seq))
         if message.routine and sender in self._views.active:
-            self._schedule(sender, now)  # the pair's probe of this period: it was theirs
+            self._schedule(sender, now, seq=message.seq)  # the pair's probe: it was theirs
 
     def on_ack(self, sender: bytes, message: MeshAck, now: float) -> None:
         relay = self._relays.pop(message.seq, None)
@@ -201,7 +210,7 @@ class FailureDetector(Part):
         probe = self._probes.get(message.seq)
         if probe is not None and probe.target == sender:
             if probe.routine and sender in self._views.active:
-                self._schedule(sender, now)
+                self._schedule(sender, now, seq=message.seq)
             self._probe_succeeded(message.seq)
 
     def on_probe_request(self, sender: bytes, message: MeshProbeRequest, now: float) -> None:
@@ -287,17 +296,23 @@ class FailureDetector(Part):
         flip = bool((self._me[-1] ^ peer[-1]) & 1)
         return (self._me < peer) != flip
 
-    def _schedule(self, peer: bytes, since: float, *, first: bool = False) -> None:
-        """When the pair with ``peer`` is next due. A new pair's first wait is drawn
-        from the whole period, so that pairs formed together (a cold start) are not in
-        step: a member's neighbours are then due at times spread over the period."""
+    def _schedule(
+        self, peer: bytes, since: float, *, seq: int | None = None, first: bool = False
+    ) -> None:
+        """When the pair with ``peer`` is next due, after a routine probe ``seq`` (or at
+        the start of one of ours, or when the pair formed: ``first``). The side that
+        probes the pair waits ``quiet_period() * next_wait(seq)``; the other side
+        computes the same from the ping's ``seq`` and waits ``OTHER_SIDE`` periods
+        more, so both sides' timers for a member are spread over the period alike. A
+        new pair's first wait is drawn from the whole period, so that pairs formed
+        together (a cold start) are not in step."""
         quiet = self.quiet_period()
-        if not self.owns(peer):
-            wait = quiet * OTHER_SIDE
-        elif first:
-            wait = quiet * self._rng.uniform(0, 1)
+        if first:
+            wait = quiet * (self._rng.uniform(0, 1) if self.owns(peer) else 1 + OTHER_SIDE)
+        elif seq is None:
+            wait = quiet * (1 if self.owns(peer) else 1 + OTHER_SIDE)  # until the answer
         else:
-            wait = quiet * self._rng.uniform(1 - PROBE_JITTER, 1)
+            wait = quiet * (next_wait(seq) + (0 if self.owns(peer) else OTHER_SIDE))
         self._due[peer] = since + wait
 
     def _probe_quiet(self, now: float) -> None:
