@@ -4,19 +4,19 @@ A neighbour is probed when its pair has had no routine probe for a while: a prob
 round trip shows each side the other alive, so a pair needs one per quiet period,
 normally from the same side (picked by the two ids; the other side, which computes
 the same wait from the ping's ``seq``, probes only if the ping does not come), and
-the ping says it is routine. No ack
-in time and helpers are asked to try (``MeshProbeRequest``), while we try directly
-once more; still nothing and the neighbour is *suspected*. The suspicion is ours alone: it is
-sent to the subject (and rides every probe of it, one per period until it ends) but
-to nobody else, so a false one costs a few messages, not a flood. Any message from the
-subject ends it. Otherwise it is declared dead, and that is spread as news, when a
-timeout expires that shrinks with each independent confirmation: a helper that
-could not reach the subject either (Lifeguard's nack), or another accuser. A
-suspicion we hold only because others told us (a peer of an older version floods
-them) never becomes a death here; it lapses after the longest timeout. Our own
-probe timeouts stretch while our local health is poor: a probe of ours that failed, a
-suspicion of us, or our own timers running late hint that we are the slow one; and
-time we were not running does not count against anyone.
+the ping says it is routine. No ack in time and helpers are asked to try
+(``MeshProbeRequest``), while we try directly once more; still nothing and the
+neighbour is *suspected*. The suspicion is ours alone: it is sent to the subject (and
+rides every probe of it, one per period until it ends) but to nobody else, so a false
+one costs a few messages, not a flood. Any message from the subject ends it.
+Otherwise it is declared dead, and that is spread as news, when a timeout expires
+that shrinks with each independent confirmation: a helper that could not reach the
+subject either (Lifeguard's nack), or another accuser. A suspicion we hold only
+because others told us (a peer of an older version floods them) never becomes a
+death here; it lapses after the longest timeout. Our own probe timeouts stretch while
+our local health is poor: a probe of ours that failed, a suspicion of us, or our own
+timers running late hint that we are the slow one; and time we were not running does
+not count against anyone.
 """
 
 from __future__ import annotations
