@@ -8,6 +8,8 @@ from collections import Counter
 import msgpack
 
 from p2pchat.mesh.config import MeshConfig
+from p2pchat.mesh.core import PresenceChanged
+from p2pchat.mesh.membership import State
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import MeshAck, MeshDigest, MeshPing
 from tests.mesh.test_core import Net, joined
@@ -107,3 +109,64 @@ def test_a_ping_of_a_peer_that_predates_routine_counts_as_routine() -> None:
     raw = msgpack.packb([MeshPing.TYPE_ID, {"seq": 5, "records": [], "claims": []}])
     message = Codec().decode(raw)
     assert isinstance(message, MeshPing) and message.seq == 5 and message.routine
+
+
+class CutNet(Net):
+    """Like Net, but messages between the two members of a ``cut`` pair are lost."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.cut: set[frozenset[bytes]] = set()
+
+    def pump(self, rounds: int = 50) -> None:
+        for _ in range(rounds):
+            moved = False
+            for mesh in self.meshes:
+                events = mesh.take_events()
+                self.events[mesh.me].extend(e for e in events if isinstance(e, PresenceChanged))
+                for peer, message in mesh.take_outgoing():
+                    self.sent.append((mesh.me, peer, message))
+                    target = self.by_id.get(peer)
+                    if target is None or frozenset((mesh.me, peer)) in self.cut:
+                        continue
+                    target.receive(mesh.me, message, self.now)
+                    moved = True
+            if not moved:
+                return
+
+
+def test_a_member_its_helpers_reach_is_not_declared_dead_by_an_accuser_cut_off_from_it() -> None:
+    """A stalled session (a TCP segment lost twice waits 0.6 s and more, and every
+    answer behind it) makes a probe fail and its prober suspect a live member; when a
+    later probe's helpers reach that member, the suspicion must end: the prober used to
+    declare it dead, and every node marked it offline (97 marks at 10% loss)."""
+    net = CutNet(6)
+    first = net.meshes[0]
+    for mesh in net.meshes[1:]:
+        mesh.introduce([first.me], net.now)
+    net.pump()
+    net.advance(20)
+    accuser = next(m for m in net.meshes if len(m.active) >= 3)
+    subject = net.by_id[sorted(accuser.active)[0]]
+    net.cut = {frozenset((subject.me, m.me)) for m in net.meshes if m is not subject}
+
+    accuser.link_down(subject.me, net.now)  # its helpers cannot reach it either
+
+    def suspected() -> bool:
+        member = accuser.members.get(subject.me)
+        return member is not None and member.state is State.SUSPECT
+
+    for _ in range(40):
+        net.advance(0.05, step=0.05)
+        if suspected():
+            break
+    assert suspected()
+    net.cut = {frozenset((accuser.me, subject.me))}  # only that session stays stalled
+    net.advance(30)
+    assert not any(
+        e.state is State.DEAD and e.record.owner == subject.me
+        for m in net.meshes
+        for e in net.events[m.me]
+    ), "nobody marks a member offline that the helpers still reach"
+    member = accuser.members.get(subject.me)
+    assert member is not None and member.state is State.ALIVE
