@@ -17,9 +17,9 @@ class MeshConfig:
     # (ping, answer carrying the ACK, ACK; ~300 bytes); a pair probed from both sides
     # in turn paid a fourth, since Linux acks at once data after a quiet spell unless
     # the receiver has been answering. On the testbed (20 hosts) probing one neighbour
-    # per 0.5 s cost 779 B/s per node idle, per 0.75 s 533 B/s (5.8 frames/s) with a
-    # silent host offline everywhere in 2.05 s (Serf: 380 B/s, 7.2 s);
-    # docs/performance.md has the figures of the pairs.
+    # per 0.75 s in turn cost 533 B/s (5.8 frames/s) per node idle, with a silent host
+    # offline everywhere in 2.05 s; a probe per pair and period 304 B/s (3.0 frames/s)
+    # and 2.01 s (Serf: 361 B/s, 2.3 packets/s, 6.9 s); docs/performance.md.
     probe_interval: float = 0.75
     # Wait this long for a direct ack before asking helpers (LAN round trips are ~ms).
     probe_timeout: float = 0.2
