@@ -8,9 +8,9 @@ side sends what the other lacks. Members the lister holds nothing of come only a
 as it says it takes (its learning budget and §12.6 limits), so a newcomer learns the
 mesh over minutes instead of taking every record at once. Peers that predate buckets
 answer a summary with every entry, and are answered the same way (docs/protocol.md
-§12.3, §12.6). The summary leaves with the next probe we start (:meth:`AntiEntropy.ride`),
-in the same write, so it costs bytes but no frame of its own; alone, to a random
-neighbour, only if no probe starts within an interval. Every interval we also knock on
+§12.3, §12.6). The summary leaves just before the next probe we start
+(:meth:`AntiEntropy.ride`), so the answer to the ping acknowledges both; alone, to a
+random neighbour, only if no probe starts within an interval. Every interval we also knock on
 one member we think dead: if it answers, a partition has healed.
 """
 
@@ -63,9 +63,9 @@ class AntiEntropy(Part):
         return min(self._next_exchange, self._next_knock, waiting)
 
     def ride(self, peer: bytes) -> None:
-        """We are about to probe neighbour ``peer``: a summary that is due goes with the
-        ping, in the same write (its receiver answers the ping at once, so the summary
-        adds no frame and no TCP ACK of its own)."""
+        """We are about to probe neighbour ``peer``: a summary that is due goes just
+        before the ping (its receiver answers the ping at once, and that answer carries
+        the TCP ACK of both: the summary costs no lone ACK of its own)."""
         if self._waiting_since is not None and self.periodic:
             self._waiting_since = None
             self._outgoing.send(peer, self.summary_digest())

@@ -49,7 +49,7 @@ class MeshConfig:
     neighbor_timeout: float = 2.0
     view_interval: float = 1.0
     # Push-pull anti-entropy with one neighbour per interval: a 16-byte summary when
-    # in sync, sent with the next routine probe (one write, no frame of its own).
+    # in sync, sent just before the next routine probe (the answer acknowledges both).
     anti_entropy_interval: float = 5.0
     # How often to try one member we consider dead: this is how partitions heal.
     reconnect_interval: float = 5.0

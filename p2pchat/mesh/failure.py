@@ -94,7 +94,7 @@ class FailureDetector(Part):
         # Probes that failed, for the helpers' nacks that arrive after we gave up.
         self._failed: dict[int, tuple[bytes, float]] = {}
         # Called with the neighbour of each routine probe, just before its ping is
-        # queued: what else is due for it leaves in the same write (anti-entropy).
+        # queued: what else is due for it goes first (anti-entropy's summary).
         self.before_probe: Callable[[bytes], None] | None = None
 
     def tick(self, now: float) -> None:

@@ -119,6 +119,7 @@ class SecureConnection:
         # what a direct write from send_nowait could not write, for the writer to finish.
         self._writing = False
         self._unsent = b""
+        self._held = False  # send_nowait(more=True) queued without writing
         # Set by the consumer (the link manager): takes a received message in the
         # reader's own step if it can (True), instead of the consumer's task waking for
         # it from the inbox; only while nothing waits there, so the order is kept.
@@ -205,16 +206,27 @@ class SecureConnection:
         if self.closed is not None:
             raise self.closed
 
-    def send_nowait(self, message: Any) -> bool:
+    def send_nowait(self, message: Any, *, more: bool = False) -> bool:
         """Queue ``message`` if the session is open and nothing waits to be written (True:
         the common case at chat rates); False if not, or if the session refuses the
-        message (then :meth:`send` meets the same refusal in the caller's writer task)."""
-        if self.closed is not None or self._session.pending_bytes or self._unsent:
+        message (then :meth:`send` meets the same refusal in the caller's writer task).
+        With ``more``, the caller sends another message at once, in the same step: this
+        one waits for it, and both leave in one write (one TCP segment: a probe and the
+        digest that rides it, docs/protocol.md §12.3)."""
+        held, self._held = self._held, False
+        busy = self._session.pending_bytes and not held
+        if self.closed is not None or busy or self._unsent:
             return False
         try:
             self._session.send(message)
         except Exception:
             return False
+        if more:
+            # The writer task runs only after this step, by when the next message is
+            # queued too; woken now, it also writes this one if the next never comes.
+            self._held = True
+            self._wake_writer.set()
+            return True
         if self._writing or self._socket is None or self._wake_writer.is_set():
             self._wake_writer.set()
         else:

@@ -103,9 +103,11 @@ class LinkManager:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, peer: bytes, message: Any) -> bool:
+    def send(self, peer: bytes, message: Any, *, more: bool = False) -> bool:
         """Queue ``message`` for ``peer``, dialling if needed. Never blocks; may drop:
-        returns False if it did (a full queue, no address, backing off, no slot)."""
+        returns False if it did (a full queue, no address, backing off, no slot).
+        ``more``: the next call, in the same step, sends ``peer`` another message; the
+        two may then leave in one write (:meth:`SecureConnection.send_nowait`)."""
         if peer == self.me:
             return False
         size = estimate_size(message)
@@ -116,7 +118,7 @@ class LinkManager:
                 return False
             # Nothing waits, here or in the session (a message every few ms, as chat
             # goes): straight into the session, without a hop through the writer task.
-            if link.queued == 0 and link.connection.send_nowait(message):
+            if link.queued == 0 and link.connection.send_nowait(message, more=more):
                 link.last_used = trio.current_time()
                 return True
             try:

@@ -18,7 +18,7 @@ log = logging.getLogger("p2pchat.node")
 
 
 class Sender(Protocol):
-    def send(self, peer: bytes, message: Any) -> bool: ...
+    def send(self, peer: bytes, message: Any, *, more: bool = False) -> bool: ...
 
 
 class MeshRunner:
@@ -54,8 +54,12 @@ class MeshRunner:
         mesh = self.mesh
         if mesh is None:
             return
-        for peer, message in mesh.take_outgoing():
-            self._links.send(peer, message)
+        outgoing = mesh.take_outgoing()
+        for index, (peer, message) in enumerate(outgoing):
+            # Messages to one peer in a row (a probe and the digest riding it) may share
+            # a write: one TCP segment.
+            more = index + 1 < len(outgoing) and outgoing[index + 1][0] == peer
+            self._links.send(peer, message, more=more)
         for event in mesh.take_events():
             self._report(event)
 

@@ -54,7 +54,7 @@ def test_a_pair_is_probed_from_one_side_so_the_answer_carries_the_tcp_ack() -> N
 
 def test_the_anti_entropy_summary_rides_a_probe() -> None:
     """The opening digest is queued just before a routine ping to the same neighbour, so
-    both leave in one write and the summary costs no frame (and no lone ACK) of its own."""
+    the answer to the ping acknowledges both: the summary costs no lone ACK of its own."""
     net = joined(8)
     net.advance(20)
     net.sent.clear()

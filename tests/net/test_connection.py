@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 
 import pytest
@@ -268,3 +269,39 @@ async def test_what_a_direct_write_cannot_write_the_writer_finishes_in_order() -
             while len(got) < 3:
                 await trio.sleep(0.01)
         assert got == [big, Blob(seq=2), Blob(seq=3)]
+
+
+async def test_messages_sent_with_more_leave_in_one_write() -> None:
+    """A probe and the anti-entropy digest that rides it are sent one after the other
+    (docs/protocol.md §12.3): with ``more`` they share a write, one TCP segment, and the
+    answer to the ping acknowledges both (sent apart, the receiver acked the two
+    segments at once: two frames more per digest)."""
+    async with (
+        running_server() as server,
+        open_secure_connection("127.0.0.1", server.port, Identity.generate()) as conn,
+    ):
+        await conn.ping()
+        writes: list[int] = []
+        stream = conn._stream
+        original = stream.send_all
+        assert isinstance(stream, trio.SocketStream)
+        fd = stream.socket.fileno()
+        real_write = os.write
+
+        async def counting(data: bytes | bytearray | memoryview) -> None:
+            writes.append(len(data))
+            await original(data)
+
+        def counting_write(target: int, data: bytes | bytearray | memoryview) -> int:
+            if target == fd:
+                writes.append(len(data))
+            return real_write(target, data)
+
+        stream.send_all = counting  # type: ignore[method-assign]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "write", counting_write)
+            assert conn.send_nowait(Blob(b"digest", seq=1), more=True)
+            assert conn.send_nowait(Blob(b"ping", seq=2))
+            got = [await conn.receive() for _ in range(2)]
+        assert got == [Blob(b"digest", seq=1), Blob(b"ping", seq=2)]
+        assert len(writes) == 1
