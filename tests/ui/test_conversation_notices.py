@@ -71,7 +71,12 @@ def test_a_room_line_is_still_there_after_a_restart(people: Callable[[str], Pers
     async def again(app: ChatApp, pilot: Pilot[None]) -> None:
         await until(pilot, lambda: sidebar_entry(app, "# lab"), "the room")
         app.open_room(next(e for e in app.entries if e.name == "lab").peer_id)
-        await pilot.pause()
+        # The history is read after the pane opens: on a busy machine that takes a while.
+        await until(
+            pilot,
+            lambda: line_with(app, "You created #lab") and line_with(app, "first message"),
+            "both lines",
+        )
         created, first = line_with(app, "You created #lab"), line_with(app, "first message")
         assert created and first
         lines = [line for line in conversation_lines(app) if line.strip()]
