@@ -44,6 +44,10 @@ class Net:
             self.events[mesh.me] = []
         self.by_id = {mesh.me: mesh for mesh in self.meshes}
 
+    def lost(self, sender: bytes, receiver: bytes) -> bool:
+        """Whether a message between the two is lost (either is down)."""
+        return sender in self.down or receiver in self.down
+
     def pump(self, rounds: int = 50) -> None:
         for _ in range(rounds):
             moved = False
@@ -53,7 +57,7 @@ class Net:
                 for peer, message in mesh.take_outgoing():
                     self.sent.append((mesh.me, peer, message))
                     target = self.by_id.get(peer)
-                    if target is None or peer in self.down or mesh.me in self.down:
+                    if target is None or self.lost(mesh.me, peer):
                         continue
                     decoded = self.codec.decode(self.codec.encode(message))
                     target.receive(mesh.me, decoded, self.now)

@@ -8,7 +8,6 @@ from collections import Counter
 import msgpack
 
 from p2pchat.mesh.config import MeshConfig
-from p2pchat.mesh.core import PresenceChanged
 from p2pchat.mesh.membership import State
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import MeshAck, MeshDigest, MeshPing
@@ -118,21 +117,8 @@ class CutNet(Net):
         super().__init__(count)
         self.cut: set[frozenset[bytes]] = set()
 
-    def pump(self, rounds: int = 50) -> None:
-        for _ in range(rounds):
-            moved = False
-            for mesh in self.meshes:
-                events = mesh.take_events()
-                self.events[mesh.me].extend(e for e in events if isinstance(e, PresenceChanged))
-                for peer, message in mesh.take_outgoing():
-                    self.sent.append((mesh.me, peer, message))
-                    target = self.by_id.get(peer)
-                    if target is None or frozenset((mesh.me, peer)) in self.cut:
-                        continue
-                    target.receive(mesh.me, message, self.now)
-                    moved = True
-            if not moved:
-                return
+    def lost(self, sender: bytes, receiver: bytes) -> bool:
+        return super().lost(sender, receiver) or frozenset((sender, receiver)) in self.cut
 
 
 def test_a_member_its_helpers_reach_is_not_declared_dead_by_an_accuser_cut_off_from_it() -> None:
