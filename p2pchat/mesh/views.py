@@ -153,9 +153,12 @@ class Views(Part):
         ]
         self._rng.shuffle(candidates)
         for peer in candidates[:missing]:
-            # HyParView's high priority: only for a node with no neighbour and no
-            # request out, or every newcomer would push everyone over their limit.
-            urgent = not self.active and not self._pending
+            # HyParView's high priority, for a node with no neighbour. Not only when no
+            # request is out: a newcomer's other requests may wait on peers it cannot
+            # reach (suggestions come as bare ids), and the full seeds then refused it
+            # for ever (daemons stayed alone after a cold start of 100). It stops with
+            # its first neighbour, so a newcomer takes at most `missing` slots by force.
+            urgent = not self.active
             self._pending[peer] = now + self._config.neighbor_timeout
             self._outgoing.send(peer, MeshNeighbor(urgent=urgent))
 

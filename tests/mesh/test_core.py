@@ -20,6 +20,7 @@ from p2pchat.wire.messages import (
     MeshClaim,
     MeshDigest,
     MeshGossip,
+    MeshNeighbor,
     MeshNeighborReply,
     MeshPing,
 )
@@ -298,3 +299,23 @@ def test_lifeguard_suspicion_timeout_shrinks_with_confirmations() -> None:
     assert timeouts == sorted(timeouts, reverse=True)
     assert timeouts[config.suspicion_confirmations] == pytest.approx(low)
     assert config.active_target(1000) > config.active_target(10)
+
+
+def test_a_node_without_neighbours_asks_with_priority_whatever_it_waits_for() -> None:
+    """A newcomer's requests may wait on peers it cannot reach (a refusal's suggestions
+    are bare ids); its request to a seed must still be urgent, or a full seed refuses
+    it every time: daemons stayed alone for good after a cold start of 100."""
+    identity = Identity(b"\x07" * 32)
+    mesh = Mesh(identity, make_record(identity, version=1, nick="new"), now=0,
+                rng=random.Random(3))  # fmt: skip
+    unreachable = [bytes([0x10 + i]) * 32 for i in range(5)]
+    mesh.introduce(unreachable, 0)
+    first = [m for _, m in mesh.take_outgoing() if isinstance(m, MeshNeighbor)]
+    assert first and all(m.urgent for m in first)
+    seed = b"\x55" * 32
+    mesh.introduce([seed], 1.0)  # known while those requests are still out
+    mesh.tick(5.0)  # they timed out; the next round asks others, the seed among them
+    mesh.tick(9.0)
+    asked = [(peer, m) for peer, m in mesh.take_outgoing() if isinstance(m, MeshNeighbor)]
+    to_seed = [m for peer, m in asked if peer == seed]
+    assert to_seed and all(m.urgent for m in to_seed)
