@@ -55,6 +55,10 @@ log = logging.getLogger("p2pchat.net.links")
 BACK_OFF_CODES = frozenset({"busy", "evicted", "contacts-only", "not-authorized"})
 
 
+# What ends a dial or a dialled session without being a bug of ours.
+_DIAL_ERRORS = (OSError, ConnectionClosed, trio.TooSlowError, ValueError)
+
+
 @dataclass(slots=True)
 class _Backoff:
     failures: int = 0
@@ -230,19 +234,15 @@ class LinkManager:
 
     async def _dial(self, peer: bytes) -> None:
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                opened = await self._connect(peer, stack)
-                if opened is not None:
-                    connection, address = opened
-                    try:
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    opened = await self._connect(peer, stack)
+                    if opened is not None:
+                        connection, address = opened
                         await self._run(connection, dialled_by=self.me, address=address)
                         return
-                    except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
-                        log.debug("session with %s at %s ended: %s",
-                                  encode_peer_id(peer), address, error)  # fmt: skip
-            self._failed(peer)
-        except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
-            log.debug("closing the session with %s failed: %s", encode_peer_id(peer), error)
+            except _DIAL_ERRORS as error:
+                log.debug("session with %s ended: %s", encode_peer_id(peer), error)
             self._failed(peer)
         finally:
             self._dials.pop(peer, None)
@@ -274,7 +274,7 @@ class LinkManager:
                         )
                     )
                     return connection, address
-                except (OSError, ConnectionClosed, trio.TooSlowError, ValueError) as error:
+                except _DIAL_ERRORS as error:
                     log.debug("dial %s at %s failed: %s", encode_peer_id(peer), address, error)
         return None
 
