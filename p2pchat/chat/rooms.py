@@ -205,9 +205,10 @@ def seal_room_message(
     *,
     action: bool = False,
     topic: bool = False,
+    joined: bool = False,
 ) -> RoomEnvelope:
     """Encrypt and sign a message to the room at its current epoch (``action``: a /me
-    line; ``topic``: the text is the room's new topic).
+    line; ``topic``: the text is the room's new topic; ``joined``: our join notice).
 
     ``msg_id`` (16 bytes) and ``nonce`` (24 bytes) come from a CSPRNG; ``clock`` is
     the room's next Lamport clock (:func:`tick`), ``time`` the wall clock in ms.
@@ -223,7 +224,8 @@ def seal_room_message(
         raise ValueError(problem)
     if not (0 < clock <= MAX_WIRE_INT and 0 <= time <= MAX_WIRE_INT):
         raise ValueError("clock must be from 1 and time from 0, both to 2**63 - 1")
-    plain = _codec.encode(RoomText(clock=clock, time=time, text=text, action=action, topic=topic))
+    inner = RoomText(clock=clock, time=time, text=text, action=action, topic=topic, joined=joined)
+    plain = _codec.encode(inner)
     author = identity.public_key
     box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         plain, _aad(room.room_id, room.epoch, msg_id, author), nonce, room.key

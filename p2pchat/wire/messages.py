@@ -578,7 +578,8 @@ class RoomText:
     """The plaintext inside a RoomEnvelope's box: the room's Lamport ``clock``, the
     author's wall clock ``time`` in ms (shown, never trusted) and the text; ``action``:
     the text is something the author does (``/me``); ``topic``: the text is the room's
-    new topic (``/topic``)."""
+    new topic (``/topic``); ``joined``: the author's notice that it joined (§15.3), not
+    stored as a message."""
 
     TYPE_ID: ClassVar[int]
     clock: int = 0
@@ -586,6 +587,7 @@ class RoomText:
     text: str = limit(max_len=MAX_TEXT_CHARS, default="")
     action: bool = False
     topic: bool = False
+    joined: bool = False
 
     def __post_init__(self) -> None:
         if not (0 <= self.clock <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):

@@ -26,7 +26,7 @@ async def test_five_invited_at_once_share_one_epoch_and_can_talk(tmp_path: Path)
         [invitation] = net.sent_to(index, RoomInvite)
         assert set(invitation.members) == set(net.keys)
         net.s(index).join(room_id)
-    net.pump()
+        net.pump()  # (all at once: tests/net/test_room_join.py)
     for index in range(7):
         held = net.s(index).rooms[room_id]
         assert (held.epoch, held.members) == (2, frozenset(net.keys))

@@ -218,7 +218,7 @@ async def test_a_newcomer_takes_the_invitations_clock_as_it_is(tmp_path: Path) -
     net.pump()
     net.start(2)  # a restart before answering keeps the invitation's clock
     room = net.s(2).join(room_id)
-    assert room.clock == 5_000_000
+    assert room.clock == 5_000_001  # its join notice (§15.3) came right after
     net.pump()
     net.s(1).send(room_id, "at five million and one")
     net.pump()

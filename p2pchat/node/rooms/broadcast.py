@@ -134,6 +134,12 @@ class RoomBroadcasts:
         self.drain(room.room_id)
         state.wake.set()
 
+    def near(self, room_id: bytes) -> frozenset[bytes]:
+        """The members within NEAR_REACH places of us on some ring of the room: our
+        neighbours and those we hear (§14.4)."""
+        overlay = self.overlays.get(room_id)
+        return overlay.near if overlay is not None else frozenset()
+
     def neighbours(self, room_id: bytes) -> frozenset[bytes]:
         """Our neighbours in the room's overlay (for tests and diagnostics)."""
         overlay = self.overlays.get(room_id)

@@ -99,12 +99,14 @@ class Membership:
         room = join(invitation, state.me, inviter)
         self._save(room)
         state.changed(room, state.me)
-        # Joining is said on the wire by taking part (§15.3): an empty graft asks each
-        # member to take us into its tree. Those away learn it when a session opens.
+        # Joining is said on the wire by taking part (§15.3): an empty graft asks the
+        # members near us on the rings (whose trees we join) and the inviter (who
+        # stops re-sending its invitation) to take us in. The others learn it from our
+        # join notice, which the room's broadcast brings them: told one by one, the M
+        # members of a forming room would open M * M sessions.
         announcement = RoomGraft(room_id, ())
-        for member in sorted(room.members - {state.me}):
-            if state.reachable(member):
-                self._outbox.send(member, announcement)
+        for member in sorted((self._broadcasts.near(room_id) | {inviter}) - {state.me}):
+            self._outbox.send(member, announcement)
         return room
 
     def leave(self, room_id: bytes) -> None:

@@ -33,6 +33,7 @@ from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave, RoomText
 
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
+JOIN_TEXT = "joined the room"  # the join notice's text, for peers that predate it
 
 
 class RoomService:
@@ -110,7 +111,21 @@ class RoomService:
         return self._membership.invite(room_id, peers)
 
     def join(self, room_id: bytes) -> Room:
-        return self._membership.join(room_id)
+        self._membership.join(room_id)
+        self._send_join_notice(room_id)
+        return self.rooms[room_id]
+
+    def _send_join_notice(self, room_id: bytes) -> None:
+        """Say in the room that we joined (§15.3): members who learn it stop holding
+        room traffic back from us. Not stored: it is a notice, not something said. Its
+        text is what a peer that predates the notice shows, as an action line."""
+        room, clock = tick(self.state.room(room_id))
+        msg_id = os.urandom(16)
+        envelope = seal_room_message(self.identity, room, msg_id, clock, now_ms(), JOIN_TEXT,
+                                     os.urandom(24), action=True, joined=True)  # fmt: skip
+        self.rooms[room_id] = room
+        self.state.store.set_room_clock(room_id, clock)
+        self.broadcasts.send(room_id, msg_id, room.epoch, self._codec.encode(envelope))
 
     def decline(self, room_id: bytes) -> None:
         self._invitations.decline(room_id)

@@ -112,6 +112,11 @@ class MessageStorage:
         if room is None:
             return
         room = observe(room, inner.clock)
+        if inner.joined:  # a join notice: nothing to store or show, the author joined
+            state.store.set_room_clock(room_id, room.clock)
+            state.rooms[room_id] = room
+            self._wrote(room_id, envelope.author)
+            return
         stored = self.write(envelope, inner, payload, received_at=now_ms(), room_clock=room.clock)
         state.rooms[room_id] = room
         self._wrote(room_id, envelope.author)  # it wrote: it has joined
