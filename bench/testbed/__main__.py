@@ -60,6 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path("testbed-result.json"),
         help="where to write the result (default ./testbed-result.json)",
     )
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=0.0,
+        help="after the loss phases, this long at --soak-loss (false marks in an hour)",
+    )
+    parser.add_argument("--soak-loss", type=float, default=0.05)
     parser.add_argument("--keep", action="store_true", help="keep the agents' homes and logs")
     parser.add_argument(
         "--clean",
@@ -130,6 +137,7 @@ async def _run(
         result = await run_system(
             lab, lab.hosts, system, durations, seed=args.seed, base_loss=args.loss,
             losses=LOSSES, extra=extra, membership=membership,
+            soak=(args.soak_minutes * 60, args.soak_loss) if args.soak_minutes > 0 else None,
         )  # fmt: skip
         # Whether the switch kept up: frames the hosts' kernels dropped because it did
         # not read them in time, and how late it delivered delayed frames.

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import trio
 
+from bench.testbed.procstat import usage
 from bench.testbed.stats import median_p95, percentile, reach_times
 from bench.testbed.views import AgentGone, System, delays, wait_until
 
@@ -42,11 +43,14 @@ async def changes(
 ) -> dict[str, Any]:
     """``count`` presence changes one after another, each waited for (or ``timeout``)."""
     per_fraction: list[list[float]] = [[] for _ in FRACTIONS]
+    cpu_per_change: list[float] = []
     missed = lost = 0
+    pids = system.pids()
     for _ in range(count):
         changer = rng.choice(list(alive))
         observers = [system.views[i] for i in alive if i != changer]
         serial[0] += 1
+        cpu_before = _cpu_seconds(pids, alive)
         try:
             start, key = await system.change(changer, serial[0])
         except AgentGone:
@@ -57,15 +61,28 @@ async def changes(
             return [view.first_update(changer, key, start - 0.001) for view in observers]  # noqa: B023
 
         await wait_until(lambda: None not in seen(), timeout)
+        cpu_per_change.append(_cpu_seconds(pids, alive) - cpu_before)
         times = delays(seen(), start)
         missed += sum(1 for t in times if t == float("inf"))
         for bucket, reached in zip(per_fraction, reach_times(times, FRACTIONS), strict=True):
             bucket.append(reached)
         await trio.sleep(gap)
-    result: dict[str, Any] = {"changes": count - lost, "missed_sightings": missed}
+    # The CPU all agents together spent from a change until everyone had seen it (a
+    # little idle work included): on a lab of many agents on few cores, the spread
+    # cannot be faster than this divided by the cores.
+    result: dict[str, Any] = {
+        "changes": count - lost,
+        "missed_sightings": missed,
+        "cpu_s_all_agents_per_change": median_p95(cpu_per_change),
+    }
     for fraction, bucket in zip(FRACTIONS, per_fraction, strict=True):
         result[f"seen_by_{round(fraction * 100)}pct_s"] = median_p95(bucket)
     return result
+
+
+def _cpu_seconds(pids: Sequence[int], alive: Sequence[int]) -> float:
+    """CPU seconds the alive agents have used so far, all together."""
+    return sum(use.cpu_s for i in alive if (use := usage(pids[i])) is not None)
 
 
 async def silent_hosts(

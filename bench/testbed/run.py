@@ -71,9 +71,11 @@ async def run_system(
     losses: Sequence[float],
     extra: Extra | None = None,
     membership: bool = True,
+    soak: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Every phase in order; without ``membership`` only the cold start, the idle
-    baseline and ``extra``."""
+    baseline and ``extra``. ``soak`` (seconds, loss): after the loss phases, a long
+    window at that loss, for the false marks of an hour at 5 % loss."""
     rng = random.Random(seed)
     serial = [0]
     alive = list(range(len(hosts)))
@@ -125,6 +127,16 @@ async def run_system(
         await lab.set_link(loss=base_loss)
         phases.append((f"loss {loss:g}", mark, time.time()))
         result["loss"][f"{loss:g}"] = figures
+
+    if soak is not None:
+        seconds, loss = soak
+        _prune(system, alive, gone, f"soak {seconds:g} s at {loss:g} loss")
+        await lab.set_link(loss=loss)
+        mark = time.time()
+        result["soak"] = {"seconds": seconds, "loss": loss,
+                          **await traffic.window(lab, system, alive, seconds)}  # fmt: skip
+        await lab.set_link(loss=base_loss)
+        phases.append(("soak", mark, time.time()))
 
     if extra is not None:
         _prune(system, alive, gone, "extra")

@@ -27,7 +27,7 @@ def test_three_hosts_run_every_phase_on_both_systems(testbed: None, tmp_path: Pa
         if os.environ.get("P2PCHAT_LAB_REQUIRED") == "1":
             pytest.fail("serf is not installed (.ci/run installs it)")
         pytest.skip("serf is not installed")
-    args = parse_args(["--nodes", "3", "--seed", "7"])
+    args = parse_args(["--nodes", "3", "--seed", "7", "--soak-minutes", "0.02"])
     results = trio.run(measure, args, tmp_path, TINY)
     for name in ("p2pchat", "serf"):
         result = results[name]
@@ -40,6 +40,8 @@ def test_three_hosts_run_every_phase_on_both_systems(testbed: None, tmp_path: Pa
         assert result["crash"]["silent_hosts"] == 1, name
         assert result["crash"]["offline_everywhere_s"]["median"] is not None, name
         assert result["false_offline_marks"]["total"] == 0, name
+        assert result["soak"]["loss"] == 0.05 and result["soak"]["out_bytes_per_s"] > 0, name
+        assert result["false_offline_marks"]["soak"] == 0, name
     room = results["p2pchat"]["rooms"]["3"]
     assert room["delivered_pct"] == 100.0
     assert room["bytes_per_member_per_message"] > 0
