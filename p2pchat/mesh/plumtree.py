@@ -140,6 +140,10 @@ class Broadcast:
         # take (they may take us for a neighbour): nothing is pushed or announced to them.
         self.heard: frozenset[bytes] = frozenset()
         self._received: OrderedDict[bytes, None] = OrderedDict()
+        # Received ids that are news only while they spread (a room's join notices):
+        # neither listed in our digests nor served in catch-up answers. A subset of
+        # _received, so bounded by it.
+        self._ephemeral: set[bytes] = set()
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()  # oldest first
         self._cache_size = 0
         self._missing: dict[bytes, _Missing] = {}
@@ -261,12 +265,20 @@ class Broadcast:
     def has(self, msg_id: bytes) -> bool:
         return msg_id in self._received
 
+    def ephemeral(self, msg_id: bytes) -> None:
+        """A message we have that is news only while it spreads: grafts for it are
+        answered, but it is left out of our digests and catch-up answers (§14.2), where
+        a burst of them would crowd out what members need to catch up on."""
+        if msg_id in self._received:
+            self._ephemeral.add(msg_id)
+
     @property
     def memory(self) -> dict[str, int]:
         """Sizes of the bounded structures (for tests and diagnostics)."""
         return {
             "received": len(self._received),
             "cache": len(self._cache),
+            "ephemeral": len(self._ephemeral),
             "cache_bytes": self._cache_size,
             "missing": len(self._missing),
             "lazy_queue": sum(len(queue) for queue in self._lazy_queue.values()),
@@ -349,7 +361,10 @@ class Broadcast:
             return
         theirs = set(message.ids)
         budget = self.config.catchup_bytes
-        newest = islice(reversed(self._cache.items()), self.config.catchup_max)
+        candidates = (
+            item for item in reversed(self._cache.items()) if item[0] not in self._ephemeral
+        )
+        newest = islice(candidates, self.config.catchup_max)
         for msg_id, cached in newest:
             if msg_id in theirs:
                 continue
@@ -386,7 +401,7 @@ class Broadcast:
         message the caller stored before a restart, which it has had too)."""
         self._received[msg_id] = None
         while len(self._received) > self.config.received_max:
-            self._received.popitem(last=False)
+            self._ephemeral.discard(self._received.popitem(last=False)[0])
         missing = self._missing.pop(msg_id, None)
         cached = _Cached(payload, round_, sender)
         self._cache[msg_id] = cached
@@ -490,7 +505,8 @@ class Broadcast:
         self._last_digest = now
         owed = self._owed.pop(peer, False)  # this one covers what was owed
         ask = ask or owed
-        newest = islice(reversed(self._received), self.config.digest_ids)
+        listed = (msg_id for msg_id in reversed(self._received) if msg_id not in self._ephemeral)
+        newest = islice(listed, self.config.digest_ids)
         self._send(peer, RoomDigest(self.topic, tuple(newest), want_reply=ask))
 
     def _gossip(self, msg_id: bytes, cached: _Cached, *, repair: bool = False) -> RoomGossip:

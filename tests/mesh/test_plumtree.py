@@ -418,6 +418,30 @@ def test_a_digest_that_asks_is_answered_with_one_that_does_not() -> None:
     assert node.take_outgoing() == []
 
 
+def test_ephemeral_news_is_grafted_but_neither_listed_nor_served_in_catch_up() -> None:
+    # A room's join notices: a burst of them must not crowd the real messages out of
+    # the catch-up window, yet a member missing one can still graft it.
+    a = peer_id(1)
+    config = BroadcastConfig(anti_entropy_interval=None, catchup_max=2, digest_ids=2)
+    node = Broadcast(TOPIC, now=0.0, rng=random.Random(1), config=config)
+    node.neighbour_up(a, 0.0)
+    node.broadcast(b"m" * 16, b"said", 0.0)
+    for index in range(3):
+        notice = bytes([index]) * 16
+        node.broadcast(notice, b"joined", 0.0)
+        node.ephemeral(notice)
+    node.ephemeral(b"z" * 16)  # not held: nothing to mark
+    assert node.memory["ephemeral"] == 3
+    node.take_outgoing()
+    node.receive(a, RoomDigest(TOPIC, (), want_reply=True), 5.0)
+    assert node.take_outgoing() == [
+        (a, RoomGossip(TOPIC, b"m" * 16, 1, b"said", repair=True)),
+        (a, RoomDigest(TOPIC, (b"m" * 16,), want_reply=False)),
+    ]
+    node.receive(a, RoomGraft(TOPIC, (b"\x01" * 16,)), 6.0)
+    assert node.take_outgoing() == [(a, RoomGossip(TOPIC, b"\x01" * 16, 1, b"joined"))]
+
+
 def test_one_exchange_repairs_both_sides() -> None:
     # Each side holds a message the other lacks and does not know it: the periodic
     # digest of one asks for the other's, so both are repaired in one exchange.

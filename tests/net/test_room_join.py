@@ -14,7 +14,7 @@ import trio.testing
 from p2pchat.mesh.plumtree import BroadcastConfig
 from p2pchat.mesh.room_overlay import NEAR_REACH, ring_count
 from p2pchat.node.events import RoomMemberJoined
-from p2pchat.wire.messages import RoomGraft, RoomInvite
+from p2pchat.wire.messages import RoomGossip, RoomGraft, RoomInvite
 from tests.net.roomnet import RoomNet
 
 MEMBERS = 40
@@ -51,8 +51,12 @@ async def test_a_room_joined_all_at_once_learns_every_join_without_a_full_mesh(
             assert net.s(index).state.pending.get(room_id, set()) == set()
         joined = {e.member for e in net.events[creator] if isinstance(e, RoomMemberJoined)}
         assert joined == set(net.keys[1:])
-        # The notices are not messages: nothing stored, nothing to read.
+        # The notices are not messages: nothing stored, nothing to read; nor are they
+        # served in catch-up, where each joiner's digests would fetch them again.
         assert all(net.texts(index, room_id) == [] for index in range(MEMBERS))
+        for index in range(MEMBERS):
+            assert net.s(index).broadcasts.trees[room_id].memory["ephemeral"] == MEMBERS - 1
+        assert not [m for _, _, m in net.log if isinstance(m, RoomGossip) and m.repair]
         net.s(17).send(room_id, "hello from a newcomer")
         await net.settle(3)
         for index in range(MEMBERS):

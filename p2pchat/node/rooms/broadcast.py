@@ -153,10 +153,16 @@ class RoomBroadcasts:
         self.trees.pop(room_id, None)
         self.overlays.pop(room_id, None)
 
-    def send(self, room_id: bytes, msg_id: bytes, epoch: int, payload: bytes) -> None:
-        """Our own message (stored already) to the room's members."""
+    def send(
+        self, room_id: bytes, msg_id: bytes, epoch: int, payload: bytes, *, notice: bool = False
+    ) -> None:
+        """Our own message (stored already; ``notice``: our join notice, not stored) to
+        the room's members."""
         self._note_epoch(msg_id, epoch)
-        self.trees[room_id].broadcast(msg_id, payload, trio.current_time())
+        tree = self.trees[room_id]
+        tree.broadcast(msg_id, payload, trio.current_time())
+        if notice:
+            tree.ephemeral(msg_id)
         self.drain(room_id)
 
     def receive(self, peer: bytes, message: Any) -> None:
@@ -306,6 +312,8 @@ class RoomBroadcasts:
                 continue
             # Read late: served from now on, but not pushed (the others had their chance).
             tree.remember(msg_id, item.payload)
+            if inner.joined:
+                tree.ephemeral(msg_id)
             self._note_epoch(msg_id, envelope.epoch)
             self._storage.store_or_hold(room_id, envelope, inner, item.payload)
             room = state.rooms[room_id]
@@ -362,4 +370,6 @@ class RoomBroadcasts:
         if opened is None:
             return  # our own message: stored when it was written
         envelope, inner = opened
+        if inner.joined:  # a join notice: not served in catch-up (§15.2)
+            self.trees[room_id].ephemeral(msg_id)
         self._storage.store_or_hold(room_id, envelope, inner, payload)

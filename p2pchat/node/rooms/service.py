@@ -125,7 +125,8 @@ class RoomService:
                                      os.urandom(24), action=True, joined=True)  # fmt: skip
         self.rooms[room_id] = room
         self.state.store.set_room_clock(room_id, clock)
-        self.broadcasts.send(room_id, msg_id, room.epoch, self._codec.encode(envelope))
+        payload = self._codec.encode(envelope)
+        self.broadcasts.send(room_id, msg_id, room.epoch, payload, notice=True)
 
     def decline(self, room_id: bytes) -> None:
         self._invitations.decline(room_id)
