@@ -171,6 +171,7 @@ async def run_checks(home: Path, chosen: list[str] | None, *, node: bool = True)
         _add_others(report, label, heard[0])
     if node:
         await _check_node(home, found, report)
+        await _check_mesh(home, report)
     if contacts_only(home):
         report.add(True, "contacts only",
                    "this profile talks to its contacts only: strangers' announcements are "
@@ -240,6 +241,38 @@ async def _check_node(home: Path, found: list[Interface], report: Report) -> Non
         except Exception as error:  # any failure is the finding
             advice = _unreachable_advice(port, interface)
             report.add(False, "listening", f"{address} does not answer: {error}", advice)
+
+
+async def _check_mesh(home: Path, report: Report) -> None:
+    """Whom the running node has found: a node that answers but knows nobody is the
+    usual "I can't see anyone" (multicast blocked, no invite or static peer yet)."""
+    from p2pchat.api.control import call_control  # the API's commands import the doctor
+
+    try:
+        answer = await call_control(home, {"cmd": "peers"})
+    except (OSError, ValueError) as error:  # a node that is going away, or garbled
+        report.add(False, "mesh", f"the node did not say whom it knows: {error}")
+        return
+    if answer is None:
+        return  # no node (said by the node check)
+    peers = answer.get("peers") if answer.get("event") == "peers" else None
+    if not isinstance(peers, list):
+        report.add(False, "mesh", f"the node did not say whom it knows: {answer.get('error')}")
+        return
+    online = [p for p in peers if isinstance(p, dict) and p.get("status") != "offline"]
+    sessions = sum(1 for p in peers if isinstance(p, dict) and p.get("connected"))
+    if online:
+        report.add(True, "mesh", f"the node sees {len(online)} other member(s) online, "
+                   f"with {sessions} session(s) open")  # fmt: skip
+    elif peers:
+        report.add(False, "mesh", f"the node knows {len(peers)} member(s), none online now",
+                   "they may have gone, or be cut off from here: if they are up, try "
+                   "p2pchat connect with one's invite code")  # fmt: skip
+    else:
+        report.add(False, "mesh", "the node has found nobody yet",
+                   "if the checks above pass, nobody else may run p2pchat on this "
+                   "network; else exchange an invite code (p2pchat invite on one side, "
+                   "p2pchat connect CODE on the other) or start with --peer HOST:PORT")  # fmt: skip
 
 
 def _unreachable_advice(port: int, interface: Interface) -> str:

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.discovery.doctor import Report, _check_node, contacts_only, interfaces, run_checks
+from p2pchat.discovery.doctor import (
+    Report,
+    _check_mesh,
+    _check_node,
+    contacts_only,
+    interfaces,
+    run_checks,
+)
 from p2pchat.discovery.known import parse_invite
 from p2pchat.store import DATABASE_FILE, open_store
 from tests.discovery.nodes import LOOPBACK_MDNS, Node
@@ -120,3 +127,29 @@ def test_the_text_output_says_the_mode_after_the_listening_line(tmp_path: Path) 
         assert process.stdout is not None
         second = process.stdout.readline()
         assert second.startswith("peer id: ") and second.rstrip().endswith("(contacts only)")
+
+
+def test_doctor_says_whom_the_running_node_has_found(tmp_path: Path, nodes: list[Node]) -> None:
+    """A node that answers but knows nobody is the usual "I can't see anyone": said
+    with what to do; once a peer is found, how many and with how many sessions."""
+    ann = Node(tmp_path / "a", *NO_MDNS)
+    nodes.append(ann)
+    ann.wait_for("listening")
+    report = Report()
+    trio.run(_check_mesh, tmp_path / "a", report)
+    [alone] = report.findings
+    assert not alone.ok and "found nobody yet" in alone.detail
+    assert "p2pchat invite" in alone.advice and "--peer" in alone.advice
+    bob = Node(tmp_path / "b", *NO_MDNS, "--peer", ann.address)
+    nodes.append(bob)
+    ann.wait_for("presence", id=bob.wait_for("listening")["id"])
+    report = Report()
+    trio.run(_check_mesh, tmp_path / "a", report)
+    [found] = report.findings
+    assert (
+        found.ok
+        and found.detail == "the node sees 1 other member(s) online, with 1 session(s) open"
+    )
+    report = Report()
+    trio.run(_check_mesh, tmp_path / "nobody", report)  # no node: the node check says so
+    assert report.findings == []
