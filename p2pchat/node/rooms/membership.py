@@ -60,6 +60,8 @@ class Membership:
         self._relations = relations
         # (room, invitee) -> how often we sent our invitation; re-sent when it comes back
         self._unanswered: dict[tuple[bytes, bytes], int] = {}
+        # (room, member): said to have joined in this run (RoomMemberJoined), once each
+        self._said_joined: set[tuple[bytes, bytes]] = set()
         # room -> (epoch, added, removed): our latest change, re-made if it loses a race
         self._intents: dict[bytes, tuple[int, frozenset[bytes], frozenset[bytes]]] = {}
 
@@ -138,6 +140,7 @@ class Membership:
         state = self._state
         for key in [k for k in self._unanswered if k[0] == room_id]:
             del self._unanswered[key]
+        self._said_joined = {key for key in self._said_joined if key[0] != room_id}
         self._broadcasts.forget(room_id)
         state.pending.pop(room_id, None)
         state.rooms.pop(room_id, None)
@@ -230,24 +233,31 @@ class Membership:
 
     # ------------------------------------------------------------------ joined or not
 
-    def mark_joined(self, room_id: bytes, member: bytes) -> None:
-        """``member`` has shown that it takes part in the room (§15.3)."""
+    def mark_joined(self, room_id: bytes, member: bytes, *, notice: bool = False) -> None:
+        """``member`` has shown that it takes part in the room (§15.3); ``notice``: by
+        its join notice. Said (RoomMemberJoined) once, the first time we learn it of a
+        member we held back, or by its notice."""
         state = self._state
         self._unanswered.pop((room_id, member), None)
         pending = state.pending.get(room_id)
-        if pending is None or member not in pending:
-            return
-        pending.discard(member)
-        if not pending:
-            del state.pending[room_id]
         room = state.rooms.get(room_id)
-        if room is not None:
-            self._broadcasts.sync_tree(room)
+        held_back = False
+        if pending is not None and member in pending:
+            held_back = True
+            pending.discard(member)
+            if not pending:
+                del state.pending[room_id]
+            if room is not None:
+                self._broadcasts.sync_tree(room)
+        said = (room_id, member) in self._said_joined
+        if (held_back or notice) and not said and room is not None and member in room.members:
+            self._said_joined.add((room_id, member))
             state.emit(RoomMemberJoined(room_id, member))
 
     def _forget_member(self, room_id: bytes, member: bytes) -> None:
         """``member`` left the list (or declined): nothing more to wait for or re-send."""
         self._unanswered.pop((room_id, member), None)
+        self._said_joined.discard((room_id, member))  # invited again, it joins again
         pending = self._state.pending.get(room_id)
         if pending is not None:
             pending.discard(member)

@@ -56,7 +56,7 @@ class RoomService:
         self.rooms = self.state.rooms  # the rooms we joined, by id
         self._codec = Codec()
         self._outbox = PairwiseOutbox(links, self.state.wake)
-        self.storage = MessageStorage(self.state, wrote=self._joined)
+        self.storage = MessageStorage(self.state, wrote=self._joined, announced=self._announced)
         self.broadcasts = RoomBroadcasts(self.state, links, self.storage, joined=self._joined,
                                          rng=rng or random.Random(), config=config)  # fmt: skip
         self._invitations = Invitations(self.state, self._outbox, relations)
@@ -70,6 +70,11 @@ class RoomService:
         traffic): storage and broadcast say so here, the membership (made last, as it
         uses them) acts on it."""
         self._membership.mark_joined(room_id, member)
+
+    def _announced(self, room_id: bytes, member: bytes) -> None:
+        """``member``'s join notice came: it joined, and is said to have joined even if
+        we never held it back (a co-invitee of ours, say)."""
+        self._membership.mark_joined(room_id, member, notice=True)
 
     def _load(self) -> None:
         for row in self.store.rooms():

@@ -22,10 +22,18 @@ DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
 
 
 class MessageStorage:
-    def __init__(self, state: RoomState, *, wrote: Callable[[bytes, bytes], None]) -> None:
-        """``wrote(room_id, author)`` is told that a member wrote: it has joined."""
+    def __init__(
+        self,
+        state: RoomState,
+        *,
+        wrote: Callable[[bytes, bytes], None],
+        announced: Callable[[bytes, bytes], None],
+    ) -> None:
+        """``wrote(room_id, author)`` is told that a member wrote: it has joined;
+        ``announced(room_id, author)`` that a member's join notice came."""
         self._state = state
         self._wrote = wrote
+        self._announced = announced
         # room -> msg id -> a message the disk refused, to store when it takes it (bounded)
         self.held: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes]]] = {}
 
@@ -115,7 +123,7 @@ class MessageStorage:
         if inner.joined:  # a join notice: nothing to store or show, the author joined
             state.store.set_room_clock(room_id, room.clock)
             state.rooms[room_id] = room
-            self._wrote(room_id, envelope.author)
+            self._announced(room_id, envelope.author)
             return
         stored = self.write(envelope, inner, payload, received_at=now_ms(), room_clock=room.clock)
         state.rooms[room_id] = room
