@@ -26,6 +26,17 @@ class MeshConfig:
     # Total budget for a probe round, indirect probes included.
     probe_round_timeout: float = 0.45
     indirect_probes: int = 3
+    # What a helper spends on others' indirect probes (§12.2, §12.6). Each requester
+    # may have this many relayed; beyond, requests go unanswered (a neighbour asks a
+    # helper once per failed probe round). Relaying to a target we hold no session
+    # with costs a TCP connection and a Noise handshake: at most relay_dial_rate of
+    # those per second in all, beyond which such requests go unanswered too.
+    # On 2 cores, 200 daemons starting at once had helpers open ~4,000 such sessions
+    # in two minutes while every probe was late, which made probes later still.
+    relay_rate: float = 5.0
+    relay_burst: float = 15.0
+    relay_dial_rate: float = 2.0
+    relay_dial_burst: float = 6.0
     # Lifeguard: suspicion lasts between min = alpha * max(1, log10 N) * suspicion_unit
     # and beta * min; each independent confirmation shortens it toward min. The unit is
     # not the probe interval: the accuser probes its suspect again as soon as each

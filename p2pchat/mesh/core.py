@@ -90,11 +90,14 @@ class Mesh:
         verify: Callable[[PresenceRecord], bool] | None = None,
         protected: Callable[[bytes], bool] | None = None,
         contacts_only: bool = False,
+        linked: Callable[[bytes], bool] | None = None,
     ) -> None:
         """``protected(peer)`` says whether a peer is a contact: its record is always
         admitted and never forgotten to make room. ``contacts_only``: the mesh is made of
         protected peers alone (docs/protocol.md §13.6): no other record is admitted, and
-        no one else is asked, or accepted, as a neighbour."""
+        no one else is asked, or accepted, as a neighbour. ``linked(peer)``: whether a
+        session with ``peer`` is open or being opened (relaying a probe to a peer that is
+        not costs a handshake, so those are rationed); None: always."""
         self.identity = identity
         self.contacts_only = contacts_only
         self.me = identity.public_key
@@ -120,6 +123,8 @@ class Mesh:
         self._gossip = gossip = Dissemination(shared, views)
         self._detector = detector = FailureDetector(shared, views, gossip, now=now)
         gossip.unreachable = detector.accusing
+        if linked is not None:
+            detector.linked = linked
         self._repair = AntiEntropy(shared, views, gate, gossip, now=now)
         detector.before_probe = self._repair.ride  # a due summary goes with a ping
         self._own = OwnRecord(shared, identity, detector, gossip)

@@ -30,6 +30,7 @@ from p2pchat.mesh.events import PresenceChanged
 from p2pchat.mesh.membership import Change, Member, State
 from p2pchat.mesh.shared import Part, Shared
 from p2pchat.mesh.views import Views
+from p2pchat.ratelimit import KeyedBuckets, TokenBucket
 from p2pchat.wire.messages import (
     MeshAck,
     MeshClaim,
@@ -96,6 +97,12 @@ class FailureDetector(Part):
         # Called with the neighbour of each routine probe, just before its ping is
         # queued: what else is due for it goes first (anti-entropy's summary).
         self.before_probe: Callable[[bytes], None] | None = None
+        # Whether a message to a peer leaves over a session already open (or being
+        # opened): a relay to a target that is not costs a handshake. Set by the node.
+        self.linked: Callable[[bytes], bool] = lambda peer: True
+        config = self._config
+        self._relay_budget = KeyedBuckets(config.relay_rate, config.relay_burst, capacity=1024)
+        self._relay_dials = TokenBucket(config.relay_dial_rate, config.relay_dial_burst, now)
 
     def tick(self, now: float) -> None:
         late = now - self.next_deadline()
@@ -216,6 +223,13 @@ class FailureDetector(Part):
     def on_probe_request(self, sender: bytes, message: MeshProbeRequest, now: float) -> None:
         if message.target == self._me:
             self._outgoing.send(sender, MeshProbeResult(message.seq, self._me, True))
+            return
+        if not self._relay_budget.take(sender, now):
+            return  # over its budget: unanswered, as if lost
+        if not self.linked(message.target) and not self._relay_dials.take(now):
+            # No session with the target and no handshake to spare for one: unanswered
+            # too. Not a nack, which would count as a confirmation that the target is
+            # gone; a missing nack makes the prober more patient instead (Lifeguard).
             return
         seq = self._next_seq()
         timeout = self._config.probe_round_timeout - self._config.probe_timeout

@@ -107,6 +107,11 @@ class LinkManager:
 
     # ------------------------------------------------------------------ sending
 
+    def linked(self, peer: bytes) -> bool:
+        """Whether a session with ``peer`` is open or being dialled: sending to it costs
+        no new handshake."""
+        return peer in self.links or peer in self._dials
+
     def send(self, peer: bytes, message: Any, *, more: bool = False) -> bool:
         """Queue ``message`` for ``peer``, dialling if needed. Never blocks; may drop:
         returns False if it did (a full queue, no address, backing off, no slot).

@@ -284,6 +284,7 @@ class Node:
             config=settings.mesh,
             protected=self.admission.is_contact,
             contacts_only=settings.contacts_only,
+            linked=self.links.linked,
         )
         self._emit(Listening(self.identity.public_key, self.addresses))
         self._presence.changed(PresenceChanged(record, State.ALIVE, proven=True))

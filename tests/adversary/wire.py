@@ -32,7 +32,7 @@ PRESENCE_CONTEXT = b"p2pchat-presence-v1:"  # §11
 
 # Type ids (§6).
 HELLO, AUTH, REJECT, CLOSE, PING, PONG = 1, 2, 3, 4, 5, 6
-MESH_PING, MESH_ACK = 20, 21
+MESH_PING, MESH_ACK, MESH_PROBE_REQUEST, MESH_PROBE_RESULT = 20, 21, 22, 23
 MESH_GOSSIP, MESH_NEIGHBOR, MESH_NEIGHBOR_REPLY, MESH_DIGEST = 24, 25, 26, 28
 CHAT_MESSAGE, CHAT_RECEIPT = 30, 31
 
@@ -86,6 +86,11 @@ def digest(summary: bytes = bytes(16)) -> bytes:
 def mesh_ack(seq: int) -> bytes:
     """§12: the answer to a direct probe (``MeshPing``), echoing its ``seq``."""
     return encode(MESH_ACK, {"seq": seq, "records": [], "claims": []})
+
+
+def probe_request(seq: int, target: bytes) -> bytes:
+    """§12.2: ask the receiver to probe ``target`` for us."""
+    return encode(MESH_PROBE_REQUEST, {"seq": seq, "target": target})
 
 
 def neighbor_reply(accepted: bool) -> bytes:
