@@ -249,7 +249,8 @@ def _print_connected(answer: dict[str, Any], as_json: bool) -> int:
 
 def cmd_doctor(profile: Profile, args: argparse.Namespace) -> int:
     chosen = chosen_interfaces(args.interface)
-    report = trio.run(Commands.check_network, profile.home, chosen)
+    ask = partial(call_control, profile.home)
+    report = trio.run(partial(Commands.check_network, profile.home, chosen, ask=ask))
     if args.json:
         print_json({
             "healthy": report.healthy,

@@ -15,7 +15,7 @@ import trio
 
 from p2pchat.chat.gate import Relation
 from p2pchat.commands.base import CommandContext, CommandError, readable_errors
-from p2pchat.discovery.doctor import Report, run_checks
+from p2pchat.discovery.doctor import AskNode, Report, run_checks
 from p2pchat.discovery.known import Target, make_invite, static_targets
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import decode_peer_id, encode_peer_id
@@ -157,11 +157,11 @@ class NetworkCommands(CommandContext):
 
     @staticmethod
     async def check_network(
-        home: Path, interfaces: list[str] | None, *, node: bool = True
+        home: Path, interfaces: list[str] | None, *, node: bool = True, ask: AskNode | None = None
     ) -> Report:
         """The checks of ``p2pchat doctor``: interfaces, multicast and (``node``)
-        whether the profile's node answers."""
-        return await run_checks(home, interfaces, node=node)
+        whether the profile's node answers, and (``ask``: its API) whom it found."""
+        return await run_checks(home, interfaces, node=node, ask=ask)
 
 
 def _outcome(notes: list[DiscoveryNote]) -> Connected:

@@ -8,8 +8,10 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -133,8 +135,15 @@ def _multicast_round_trip(interface: Interface, seconds: float) -> tuple[bool, b
     return bool(seen), joined
 
 
-async def run_checks(home: Path, chosen: list[str] | None, *, node: bool = True) -> Report:
-    """Interfaces and multicast, then (``node``) whether the profile's node answers."""
+# Sends one API command to the profile's running node: its answer, None if no node.
+AskNode = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+async def run_checks(
+    home: Path, chosen: list[str] | None, *, node: bool = True, ask: AskNode | None = None
+) -> Report:
+    """Interfaces and multicast, then (``node``) whether the profile's node answers
+    and (with ``ask``, how to reach its API) whom it has found."""
     report = Report()
     found = interfaces(chosen)
     if not found:
@@ -171,7 +180,8 @@ async def run_checks(home: Path, chosen: list[str] | None, *, node: bool = True)
         _add_others(report, label, heard[0])
     if node:
         await _check_node(home, found, report)
-        await _check_mesh(home, report)
+        if ask is not None:
+            await _check_mesh(ask, report)
     if contacts_only(home):
         report.add(True, "contacts only",
                    "this profile talks to its contacts only: strangers' announcements are "
@@ -243,13 +253,11 @@ async def _check_node(home: Path, found: list[Interface], report: Report) -> Non
             report.add(False, "listening", f"{address} does not answer: {error}", advice)
 
 
-async def _check_mesh(home: Path, report: Report) -> None:
+async def _check_mesh(ask: AskNode, report: Report) -> None:
     """Whom the running node has found: a node that answers but knows nobody is the
     usual "I can't see anyone" (multicast blocked, no invite or static peer yet)."""
-    from p2pchat.api.control import call_control  # the API's commands import the doctor
-
     try:
-        answer = await call_control(home, {"cmd": "peers"})
+        answer = await ask({"cmd": "peers"})
     except (OSError, ValueError) as error:  # a node that is going away, or garbled
         report.add(False, "mesh", f"the node did not say whom it knows: {error}")
         return

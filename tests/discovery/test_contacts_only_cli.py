@@ -14,6 +14,7 @@ from pathlib import Path
 
 import trio
 
+from p2pchat.api.control import call_control
 from p2pchat.discovery.doctor import (
     Report,
     _check_mesh,
@@ -136,7 +137,7 @@ def test_doctor_says_whom_the_running_node_has_found(tmp_path: Path, nodes: list
     nodes.append(ann)
     ann.wait_for("listening")
     report = Report()
-    trio.run(_check_mesh, tmp_path / "a", report)
+    trio.run(_check_mesh, partial(call_control, tmp_path / "a"), report)
     [alone] = report.findings
     assert not alone.ok and "found nobody yet" in alone.detail
     assert "p2pchat invite" in alone.advice and "--peer" in alone.advice
@@ -144,12 +145,12 @@ def test_doctor_says_whom_the_running_node_has_found(tmp_path: Path, nodes: list
     nodes.append(bob)
     ann.wait_for("presence", id=bob.wait_for("listening")["id"])
     report = Report()
-    trio.run(_check_mesh, tmp_path / "a", report)
+    trio.run(_check_mesh, partial(call_control, tmp_path / "a"), report)
     [found] = report.findings
     assert (
         found.ok
         and found.detail == "the node sees 1 other member(s) online, with 1 session(s) open"
     )
     report = Report()
-    trio.run(_check_mesh, tmp_path / "nobody", report)  # no node: the node check says so
-    assert report.findings == []
+    trio.run(_check_mesh, partial(call_control, tmp_path / "nobody"), report)
+    assert report.findings == []  # no node: the node check says so
