@@ -195,8 +195,12 @@ class FailureDetector(Part):
         """``peer`` itself sent us a message: it is alive, whatever we suspected."""
         if peer in self._views.active:
             self._heard[peer] = now
-        member = self._members.get(peer)
+        self._alive(peer)
+
+    def _alive(self, peer: bytes) -> None:
+        """``peer`` was shown alive: we no longer accuse it, and its suspicion ends."""
         self._accusing.discard(peer)
+        member = self._members.get(peer)
         if member is not None and member.state is State.SUSPECT:
             self._members.clear_suspicion(peer)
             self._events.put(PresenceChanged.of(member))
@@ -257,13 +261,8 @@ class FailureDetector(Part):
         twice waits 0.6 s and more, and its answers with it). Without this, an accuser
         whose session to a live member stalled declared it dead although its helpers
         reached it (seen at 10% loss: one false death, 97 offline marks)."""
-        if peer not in self._accusing:
-            return
-        self._accusing.discard(peer)
-        member = self._members.get(peer)
-        if member is not None and member.state is State.SUSPECT:
-            self._members.clear_suspicion(peer)
-            self._events.put(PresenceChanged.of(member))
+        if peer in self._accusing:
+            self._alive(peer)
 
     # ------------------------------------------------------------------ probes
 
