@@ -16,9 +16,10 @@ This module wires the parts and routes each message to the part that handles it
   when a neighbour does not answer, then it is suspected (by us alone: the subject is
   told, nobody else) and, unless it answers (:mod:`.own_record`), declared dead.
 - **Dissemination** (:mod:`.dissemination`): news (records, dead claims) is pushed at
-  once to every neighbour but the one it came from; news is taken in by
-  :mod:`.intake`. A periodic push-pull digest exchange (Scuttlebutt-style,
-  :mod:`.anti_entropy`), whose opening rides a probe, repairs anything lost.
+  once to every neighbour but the one it came from, in full along a tree and by id
+  to the other neighbours (:mod:`.tree`); news is taken in by :mod:`.intake`. A
+  periodic push-pull digest exchange (Scuttlebutt-style, :mod:`.anti_entropy`), whose
+  opening rides a probe, repairs anything lost.
 - **Bounds** (§12.6): the member list has a fixed capacity (:mod:`.eviction` picks
   whom to forget); each peer may introduce new members only at a limited rate, and
   all peers together too (:mod:`.admission`, applied by :mod:`.gate`); what is
@@ -43,17 +44,21 @@ from p2pchat.mesh.intake import Intake
 from p2pchat.mesh.membership import Membership
 from p2pchat.mesh.own_record import OwnRecord
 from p2pchat.mesh.shared import Shared
+from p2pchat.mesh.tree import NewsTree
 from p2pchat.mesh.views import Views
 from p2pchat.wire.messages import (
     MeshAck,
     MeshDigest,
     MeshDisconnect,
     MeshGossip,
+    MeshGraft,
+    MeshIHave,
     MeshNeighbor,
     MeshNeighborReply,
     MeshPing,
     MeshProbeRequest,
     MeshProbeResult,
+    MeshPrune,
     PresenceRecord,
 )
 
@@ -73,6 +78,9 @@ MESH_MESSAGES = (
     MeshNeighborReply,
     MeshDisconnect,
     MeshDigest,
+    MeshIHave,
+    MeshGraft,
+    MeshPrune,
 )
 
 Handler = Callable[[bytes, Any, float], None]
@@ -120,7 +128,8 @@ class Mesh:
             shared, self.admission, protected=protected, contacts_only=contacts_only
         )
         self._views = views = Views(shared, admits=gate.admits, now=now)
-        self._gossip = gossip = Dissemination(shared, views)
+        self._tree = tree = NewsTree(shared, admits=gate.admits, neighbours=lambda: views.active)
+        self._gossip = gossip = Dissemination(shared, views, tree)
         self._detector = detector = FailureDetector(shared, views, gossip, now=now)
         gossip.unreachable = detector.accusing
         if linked is not None:
@@ -128,7 +137,7 @@ class Mesh:
         self._repair = AntiEntropy(shared, views, gate, gossip, now=now)
         detector.before_probe = self._repair.ride  # a due summary goes with a ping
         self._own = OwnRecord(shared, identity, detector, gossip)
-        self._intake = Intake(shared, gate, views, gossip, detector, self._own)
+        self._intake = Intake(shared, gate, views, gossip, detector, self._own, tree)
         self._routes: dict[type, Handler] = {
             MeshPing: self._on_ping,
             MeshAck: self._on_ack,
@@ -139,6 +148,9 @@ class Mesh:
             MeshNeighborReply: views.on_neighbor_reply,
             MeshDisconnect: views.on_disconnect,
             MeshDigest: self._repair.on_digest,
+            MeshIHave: tree.on_ihave,
+            MeshGraft: tree.on_graft,
+            MeshPrune: tree.on_prune,
         }
         assert self._routes.keys() == set(MESH_MESSAGES)  # what the I/O layer is promised
 
@@ -193,11 +205,15 @@ class Mesh:
     ) -> PresenceRecord:
         """Publish a new version of our own record (nick, status, text, addresses)."""
         given = {"nick": nick, "status": status, "status_text": status_text, "addresses": addresses}
-        return self._own.publish(**{k: v for k, v in given.items() if v is not None})
+        record = self._own.publish(**{k: v for k, v in given.items() if v is not None})
+        self._gossip.flush(now)
+        return record
 
     def leave(self, now: float) -> None:
         """Announce a graceful leave (a signed ``offline`` record) to every neighbour."""
+        self._tree.keep(set())  # in full to every neighbour: we will not be asked again
         self._own.publish(status="offline")
+        self._gossip.flush(now)
         self._views.leave()
         self.stopped = True
 
@@ -210,14 +226,14 @@ class Mesh:
         handler = self._routes.get(type(message))
         if handler is not None:
             handler(sender, message, now)
-        self._gossip.flush()
+        self._gossip.flush(now)
 
     def link_down(self, peer: bytes, now: float) -> None:
         """The transport to ``peer`` broke: probe it now rather than at its turn."""
         if self.stopped or peer not in self._views.active:
             return
         self._detector.link_down(peer, now)
-        self._gossip.flush()
+        self._gossip.flush(now)
 
     def tick(self, now: float) -> None:
         if self.stopped:
@@ -225,12 +241,13 @@ class Mesh:
         self._detector.tick(now)
         self._views.tick(now)
         self._repair.tick(now)
-        self._gossip.flush()
+        self._tree.tick(now)
+        self._gossip.flush(now)
 
     def next_deadline(self) -> float:
         if self.stopped:
             return float("inf")
-        parts = (self._detector, self._views, self._repair)
+        parts = (self._detector, self._views, self._repair, self._tree)
         return min(part.next_deadline() for part in parts)
 
     def take_outgoing(self) -> list[tuple[bytes, Any]]:

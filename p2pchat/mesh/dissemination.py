@@ -2,10 +2,12 @@
 
 News is what changes what a member is shown as: a new record, a dead claim. It is
 pushed at once to every neighbour but the one it came from, batched per neighbour
-after each call into the core. It is not also piggybacked on probes: sessions run over
-TCP, where a pushed message arrives or the session breaks, and anti-entropy repairs
-what a broken session lost. Suspicions and their answers are not news: they travel
-between the accuser and the subject alone (:mod:`.failure`, :mod:`.own_record`).
+after each call into the core: in full to eager neighbours, by id to lazy ones
+(:mod:`.tree`, which settles the eager links into a spanning tree). It is not also
+piggybacked on probes: sessions run over TCP, where a pushed message arrives or the
+session breaks, and anti-entropy repairs what a broken session lost. Suspicions and
+their answers are not news: they travel between the accuser and the subject alone
+(:mod:`.failure`, :mod:`.own_record`).
 A member forgotten to make room is dropped from the news and from the views before
 anything more is sent: what is dropped is never passed on.
 """
@@ -16,8 +18,15 @@ from collections.abc import Callable
 
 from p2pchat.mesh.events import MemberForgotten
 from p2pchat.mesh.shared import Part, Shared
+from p2pchat.mesh.tree import NewsTree
 from p2pchat.mesh.views import Views
-from p2pchat.wire.messages import MAX_GOSSIP_ITEMS, MeshClaim, MeshGossip, PresenceRecord
+from p2pchat.wire.messages import (
+    MAX_GOSSIP_ITEMS,
+    DigestEntry,
+    MeshClaim,
+    MeshGossip,
+    PresenceRecord,
+)
 
 Item = PresenceRecord | MeshClaim
 
@@ -26,10 +35,17 @@ def _about(item: Item) -> bytes:
     return item.owner if isinstance(item, PresenceRecord) else item.subject
 
 
+def _entry(item: Item) -> DigestEntry:
+    if isinstance(item, PresenceRecord):
+        return DigestEntry(item.owner, item.version)
+    return DigestEntry(item.subject, item.version, dead=True)
+
+
 class Dissemination(Part):
-    def __init__(self, shared: Shared, views: Views) -> None:
+    def __init__(self, shared: Shared, views: Views, tree: NewsTree) -> None:
         super().__init__(shared)
         self._views = views
+        self._tree = tree
         self._flood: list[tuple[Item, bytes | None]] = []
         # Neighbours our own probes failed to reach: news skips them, since one cut off
         # with the news' subject would carry a death across the cut when it heals
@@ -40,17 +56,25 @@ class Dissemination(Part):
         """News from ``source`` (None: our own): pushed at the next flush."""
         self._flood.append((item, source))
 
-    def flush(self) -> None:
+    def flush(self, now: float) -> None:
         for record in self._members.take_evicted():
             self._let_go(record)
+        self._tree.keep(self._views.active)
         if not self._flood:
             return
         batches: dict[bytes, tuple[list[PresenceRecord], list[MeshClaim]]] = {}
         # A fixed order keeps a seeded run repeatable.
         neighbours = [peer for peer in sorted(self._views.active) if not self.unreachable(peer)]
+        lazy_push = self._config.lazy_push
         for item, source in self._flood:
             for peer in neighbours:
                 if peer == source:
+                    continue
+                # A death leaves a hole in the tree right where its news must travel,
+                # so dead claims go in full to every neighbour (deaths are rare).
+                lazy = isinstance(item, PresenceRecord) and self._tree.is_lazy(peer)
+                if lazy_push and lazy:
+                    self._tree.announce(peer, _entry(item), now)
                     continue
                 records, claims = batches.setdefault(peer, ([], []))
                 if isinstance(item, PresenceRecord):
@@ -59,7 +83,7 @@ class Dissemination(Part):
                     claims.append(item)
         self._flood.clear()
         for peer, (records, claims) in batches.items():
-            self.send_items(peer, records, claims)
+            self.send_items(peer, records, claims, tree=lazy_push)
 
     def send_items(
         self,
@@ -68,12 +92,13 @@ class Dissemination(Part):
         claims: list[MeshClaim],
         *,
         repair: bool = False,
+        tree: bool = False,
     ) -> None:
         step = MAX_GOSSIP_ITEMS
         for start in range(0, max(len(records), len(claims)), step):
             chunk_records = tuple(records[start : start + step])
             chunk_claims = tuple(claims[start : start + step])
-            self._outgoing.send(peer, MeshGossip(chunk_records, chunk_claims, repair))
+            self._outgoing.send(peer, MeshGossip(chunk_records, chunk_claims, repair, tree))
 
     def _let_go(self, record: PresenceRecord) -> None:
         """A member was forgotten to make room: no view or news may keep pointing at it."""

@@ -19,6 +19,7 @@ from p2pchat.mesh.gate import Gate
 from p2pchat.mesh.membership import Change, State
 from p2pchat.mesh.own_record import OwnRecord
 from p2pchat.mesh.shared import Part, Shared
+from p2pchat.mesh.tree import NewsTree
 from p2pchat.mesh.views import Views
 from p2pchat.wire.messages import MeshClaim, MeshGossip, PresenceRecord
 
@@ -32,8 +33,10 @@ class Intake(Part):
         gossip: Dissemination,
         detector: FailureDetector,
         own: OwnRecord,
+        tree: NewsTree,
     ) -> None:
         super().__init__(shared)
+        self._tree = tree
         self._gate = gate
         self._views = views
         self._gossip = gossip
@@ -45,7 +48,15 @@ class Intake(Part):
         # neighbour with one urgent MeshNeighbor, so that rule would stop nobody, and
         # views are briefly one-sided (after a partition, while they change), where it
         # slowed healing (docs/architecture.md). The admission limits bound every peer.
+        redundant = (
+            message.tree
+            and not message.repair
+            and (message.records or message.claims)
+            and self._tree.holds_all(message.records, message.claims)
+        )
         self.absorb(sender, message.records, message.claims, now, fresh=not message.repair)
+        if redundant:
+            self._tree.redundant(sender)
 
     def absorb(
         self,

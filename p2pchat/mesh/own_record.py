@@ -44,8 +44,7 @@ class OwnRecord(Part):
         record = sign(replace(self._members.own, version=version, **changes), self._identity)
         self._members.set_own(record)
         self._events.put(PresenceChanged(record, self._members.own_state, proven=True))
-        self._gossip.spread(record, None)
-        self._gossip.flush()
+        self._gossip.spread(record, None)  # pushed when the core flushes, after this call
         return record
 
     def refute(self, claim: MeshClaim, source: bytes) -> None:

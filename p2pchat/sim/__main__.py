@@ -76,6 +76,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from p2pchat.mesh.config import MeshConfig
 from p2pchat.sim.costs import FREE, TABLE, CostTable
 from p2pchat.sim.engine import SimSettings
 from p2pchat.sim.report import printed
@@ -130,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     scenario.add_argument("--seeds", type=int, default=1, help="runs, seeds --seed, --seed+1..")
     scenario.add_argument("--testbed", action="store_true", help="bench/testbed's parameters")
+    scenario.add_argument(
+        "--eager-push",
+        action="store_true",
+        help="push news in full to every neighbour (no lazy push), for comparison",
+    )
     parser.add_argument("--join", type=int, default=0, help="nodes joining the formed mesh")
     rooms = parser.add_argument_group("room broadcast (docs/protocol.md §14)")
     rooms.add_argument("--room-members", type=int, default=0, help="members in one room")
@@ -218,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle_seconds=args.idle,
         changes=args.changes,
         churn_per_hour=args.churn,
+        config=MeshConfig(lazy_push=not args.eager_push),
     )
     if args.seeds > 1:
         print(printed_summary(summary(simulate_seeds(settings, args.seeds)), as_json=args.json))

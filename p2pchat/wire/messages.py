@@ -317,12 +317,15 @@ class MeshGossip:
     """Eager push of news: records and claims the sender has just accepted.
 
     ``repair`` marks the answer to a digest exchange (old news the receiver lacked).
+    ``tree``: pushed along the news tree (docs/protocol.md §12.3): a receiver that
+    already held every item answers ``MeshPrune``. Peers that predate it send none.
     """
 
     TYPE_ID: ClassVar[int]
     records: tuple[PresenceRecord, ...] = limit(max_len=MAX_GOSSIP_ITEMS, default=())
     claims: tuple[MeshClaim, ...] = limit(max_len=MAX_GOSSIP_ITEMS, default=())
     repair: bool = False
+    tree: bool = False
 
 
 @wire_message(25)
@@ -374,6 +377,34 @@ class MeshDigest:
     def __post_init__(self) -> None:
         _check_range("a digest's held count", self.held, 0, MAX_MESH_INT)
         _check_range("a digest's room", self.room, 0, MAX_MESH_INT)
+
+
+@wire_message(29)
+@dataclass(frozen=True, slots=True)
+class MeshIHave:
+    """Lazy push: the sender has just taken in this news (a record at ``version``, or
+    with ``dead`` a dead claim about that version); ask with ``MeshGraft`` if it does
+    not reach you along the tree."""
+
+    TYPE_ID: ClassVar[int]
+    entries: tuple[DigestEntry, ...] = limit(max_len=MAX_GOSSIP_ITEMS, default=())
+
+
+@wire_message(18)
+@dataclass(frozen=True, slots=True)
+class MeshGraft:
+    """Push news to the sender in full again, starting with these announced items."""
+
+    TYPE_ID: ClassVar[int]
+    entries: tuple[DigestEntry, ...] = limit(max_len=MAX_GOSSIP_ITEMS, default=())
+
+
+@wire_message(19)
+@dataclass(frozen=True, slots=True)
+class MeshPrune:
+    """Your pushes to the sender are redundant: announce news to it with ``MeshIHave``."""
+
+    TYPE_ID: ClassVar[int]
 
 
 # --- chat (docs/protocol.md §13) ---
