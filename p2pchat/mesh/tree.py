@@ -139,7 +139,11 @@ class NewsTree(Part):
         self._lazy.discard(sender)
         records: list[PresenceRecord] = []
         claims: list[MeshClaim] = []
+        asked: set[bytes] = set()
         for entry in message.entries:
+            if entry.owner in asked:
+                continue  # one answer per member, however often a graft names it
+            asked.add(entry.owner)
             if not self._serve.take(sender, now):
                 break  # over its rate: the digest exchange brings the rest
             self._serve_one(entry, records, claims)

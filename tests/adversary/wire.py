@@ -34,6 +34,7 @@ PRESENCE_CONTEXT = b"p2pchat-presence-v1:"  # §11
 HELLO, AUTH, REJECT, CLOSE, PING, PONG = 1, 2, 3, 4, 5, 6
 MESH_PING, MESH_ACK, MESH_PROBE_REQUEST, MESH_PROBE_RESULT = 20, 21, 22, 23
 MESH_GOSSIP, MESH_NEIGHBOR, MESH_NEIGHBOR_REPLY, MESH_DIGEST = 24, 25, 26, 28
+MESH_GRAFT, MESH_PRUNE, MESH_IHAVE = 18, 19, 29
 CHAT_MESSAGE, CHAT_RECEIPT = 30, 31
 
 Message = tuple[int, dict[str, Any]]
@@ -91,6 +92,12 @@ def mesh_ack(seq: int) -> bytes:
 def probe_request(seq: int, target: bytes) -> bytes:
     """§12.2: ask the receiver to probe ``target`` for us."""
     return encode(MESH_PROBE_REQUEST, {"seq": seq, "target": target})
+
+
+def graft(owners: list[bytes], version: int = 1) -> bytes:
+    """§12.3: send us these members' news in full (and push to us eagerly again)."""
+    entries = [{"owner": owner, "version": version, "dead": False} for owner in owners]
+    return encode(MESH_GRAFT, {"entries": entries})
 
 
 def neighbor_reply(accepted: bool) -> bytes:
