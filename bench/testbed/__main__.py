@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in (("p2pchat", p2pchat), ("serf", serf)):
         if result and "switch" in result:
             print(f"switch during {name}: {json.dumps(result['switch'])}")
+        if result and result.get("events_dropped"):
+            print(f"{name}: event lines the agents dropped unread: {result['events_dropped']}")
         if result and result.get("agents_exited"):
             print(f"{name} agents that exited by themselves: {result['agents_exited']}")
     if p2pchat and "rooms" in p2pchat:

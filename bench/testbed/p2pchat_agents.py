@@ -66,6 +66,9 @@ class Daemon:
         self.invitations: list[str] = []  # room ids
         self.rooms: dict[str, list[str]] = {}  # room id -> its members, as last seen
         self.errors: list[dict[str, Any]] = []
+        # Event lines the daemon dropped because we did not read them fast enough: a
+        # presence change in them would count as not seen (docs/api.md, "dropped").
+        self.events_dropped = 0
         self._tag = 0
 
     def send(self, cmd: str, **args: Any) -> int:
@@ -176,6 +179,8 @@ class P2pchatAgents:
             daemon.rooms[event["room"]] = event["members"]
         elif name == "error":
             daemon.errors.append(event)
+        elif name == "dropped":
+            daemon.events_dropped += int(event.get("count", 1))
 
     async def change(self, index: int, serial: int) -> tuple[float, str | None]:
         key = f"c{serial}"
@@ -188,6 +193,10 @@ class P2pchatAgents:
 
     def exited(self) -> list[int]:
         return [daemon.index for daemon in self.daemons if daemon.process.poll() is not None]
+
+    def events_dropped(self) -> int:
+        """Event lines the daemons dropped, unread, over the run (0: every line read)."""
+        return sum(daemon.events_dropped for daemon in self.daemons)
 
     def kill(self, index: int) -> None:
         process = self.daemons[index].process

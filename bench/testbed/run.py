@@ -166,6 +166,9 @@ def _finish(
     ended = time.time()
     exited = {entry["index"] for entry in gone}
     result["agents_exited"] = gone
+    count_dropped = getattr(system, "events_dropped", None)
+    if count_dropped is not None:
+        result["events_dropped"] = count_dropped()
     marks = presence.false_offline_marks(system, frozen | exited, measuring, ended)
     result["false_offline_marks"] = {
         "total": len(marks),

@@ -71,11 +71,12 @@ class MeshConfig:
     # of CPU per status change on 2 cores, and so 0.18 s before 99% had seen it.
     lazy_push: bool = True
     ihave_interval: float = 0.5
-    # A node prunes no link while it has this few eager neighbours or fewer.
+    # A node prunes no link while it has this few eager neighbours or fewer: spare
+    # paths in (docs/protocol.md §12.7 has the figures behind the number).
     eager_min: int = 3
     # News announced but still missing this long after the first announcement is
     # grafted from its first announcer, then from the next after graft_retry, up to
-    # graft_attempts times; after that the digest exchange brings it.
+    # graft_attempts announcers; after that the digest exchange brings it.
     graft_timeout: float = 0.25
     graft_retry: float = 0.25
     graft_attempts: int = 3

@@ -47,9 +47,10 @@ class Dissemination(Part):
         self._views = views
         self._tree = tree
         self._flood: list[tuple[Item, bytes | None]] = []
-        # Neighbours our own probes failed to reach: news skips them, since one cut off
-        # with the news' subject would carry a death across the cut when it heals
-        # (anti-entropy brings them the news later, as a suspicion). Set by the core.
+        # Neighbours our own probes failed to reach: dead claims skip them, since one
+        # cut off with the claim's subject would carry a death across the cut when it
+        # heals (anti-entropy brings them the news later, as a suspicion). Set by the
+        # core.
         self.unreachable: Callable[[bytes], bool] = lambda peer: False
 
     def spread(self, item: Item, source: bytes | None) -> None:
@@ -64,23 +65,27 @@ class Dissemination(Part):
             return
         batches: dict[bytes, tuple[list[PresenceRecord], list[MeshClaim]]] = {}
         # A fixed order keeps a seeded run repeatable.
-        neighbours = [peer for peer in sorted(self._views.active) if not self.unreachable(peer)]
+        neighbours = sorted(self._views.active)
+        reachable = [peer for peer in neighbours if not self.unreachable(peer)]
         lazy_push = self._config.lazy_push
         for item, source in self._flood:
-            for peer in neighbours:
-                if peer == source:
-                    continue
-                # A death leaves a hole in the tree right where its news must travel,
-                # so dead claims go in full to every neighbour (deaths are rare).
-                lazy = isinstance(item, PresenceRecord) and self._tree.is_lazy(peer)
-                if lazy_push and lazy:
-                    self._tree.announce(peer, _entry(item), now)
-                    continue
-                records, claims = batches.setdefault(peer, ([], []))
-                if isinstance(item, PresenceRecord):
-                    records.append(item)
-                else:
-                    claims.append(item)
+            if isinstance(item, PresenceRecord):
+                # A record is safe to pass anyone (only a newer one of its owner's
+                # replaces it), and on a tree a neighbour skipped here may be a whole
+                # subtree's only way in: records skip no one.
+                for peer in neighbours:
+                    if peer == source:
+                        continue
+                    if lazy_push and self._tree.is_lazy(peer):
+                        self._tree.announce(peer, _entry(item), now)
+                    else:
+                        batches.setdefault(peer, ([], []))[0].append(item)
+                continue
+            # A death leaves a hole in the tree right where its news must travel, so
+            # dead claims go in full to every neighbour we can reach (deaths are rare).
+            for peer in reachable:
+                if peer != source:
+                    batches.setdefault(peer, ([], []))[1].append(item)
         self._flood.clear()
         for peer, (records, claims) in batches.items():
             self.send_items(peer, records, claims, tree=lazy_push)

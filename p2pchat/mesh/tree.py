@@ -160,6 +160,9 @@ class NewsTree(Part):
         for owner, missing in list(self._missing.items()):
             if now < missing.deadline:
                 continue
+            # Each announcer once, in turn: grafting the same one again would make more
+            # links eager (a graft does), and on a busy machine, where answers are late
+            # anyway, that thickened the tree and made every change cost more.
             attempts = min(self._config.graft_attempts, len(missing.announcers))
             if not self._lacks(missing.entry) or missing.grafts >= attempts:
                 del self._missing[owner]

@@ -224,3 +224,57 @@ def test_announcements_cannot_make_a_node_wait_for_unbounded_news() -> None:
     # One announcer, so each item is asked for once, then left to the digest exchange.
     assert grafted == config.missing_max
     assert mesh._tree.memory()["missing"] == 0
+
+
+def test_a_graft_whose_answer_is_lost_is_asked_again() -> None:
+    """Over a lossy link a graft's answer may come late or (its session broken) never:
+    the item is grafted again, from its next announcer."""
+    net = _settled(16)
+    speaker = net.meshes[3]
+    deaf = next(
+        mesh
+        for mesh in net.meshes
+        if mesh is not speaker and speaker.me not in mesh.active and mesh._tree.memory()["lazy"]
+    )
+    eager_in = {peer for peer in deaf.active if not deaf._tree.is_lazy(peer)}
+    real_lost = net.lost
+    net.lost = lambda sender, receiver: (  # type: ignore[method-assign]
+        real_lost(sender, receiver) or (receiver == deaf.me and sender in eager_in)
+    )
+    real_receive = deaf.receive
+    dropped: list[object] = []
+
+    def lossy_receive(sender: bytes, message: object, now: float) -> None:
+        answer = isinstance(message, MeshGossip) and message.tree and message.records
+        if answer and not dropped:
+            dropped.append(message)  # the first graft's answer is lost
+            return
+        real_receive(sender, message, now)
+
+    deaf.receive = lossy_receive  # type: ignore[method-assign]
+    record = speaker.update_presence(net.now, status="dnd")
+    net.pump()
+    config = MeshConfig()
+    net.advance(config.ihave_interval + config.graft_timeout + config.graft_retry + 0.2)
+    held = deaf.members.get(speaker.me)
+    assert dropped, "a graft was answered, and its answer lost"
+    assert held is not None and held.record == record, "grafted again (digests are off)"
+
+
+def test_a_record_still_reaches_a_neighbour_suspected_by_all_its_neighbours() -> None:
+    """Dead claims skip a neighbour our own probe failed to reach (so a partition does
+    not carry deaths across itself, §12.2); records do not: on a tree, that neighbour
+    may be a subtree's only way in, and any record is safe to pass on."""
+    net = _settled(12)
+    speaker, cut_off = net.meshes[2], net.meshes[9]
+    for mesh in net.meshes:
+        mesh._gossip.unreachable = lambda peer: peer == cut_off.me
+    record = speaker.update_presence(net.now, status="away", status_text="back soon")
+    net.pump()
+    net.advance(MeshConfig().ihave_interval + MeshConfig().graft_timeout + 0.2)
+    held = cut_off.members.get(speaker.me)
+    assert held is not None and held.record == record
+    claim_pushes = [
+        m for _, to, m in net.sent if to == cut_off.me and isinstance(m, MeshGossip) and m.claims
+    ]
+    assert not claim_pushes
