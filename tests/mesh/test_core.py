@@ -77,7 +77,11 @@ class Net:
 
 
 def joined(count: int) -> Net:
-    net = Net(count)
+    return join(Net(count))
+
+
+def join(net: Net) -> Net:
+    """Every mesh introduced to the first, and the clock run until views form."""
     first = net.meshes[0]
     for mesh in net.meshes[1:]:
         mesh.introduce([first.me], net.now)

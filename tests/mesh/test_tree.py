@@ -21,7 +21,7 @@ from p2pchat.wire.messages import (
     MeshPrune,
 )
 from tests.mesh.lan import trusting
-from tests.mesh.test_core import Net, joined
+from tests.mesh.test_core import Net, join, joined
 
 
 def _settled(count: int, config: MeshConfig | None = None) -> Net:
@@ -37,18 +37,29 @@ def _settled(count: int, config: MeshConfig | None = None) -> Net:
 
 def _joined_with(count: int, config: MeshConfig) -> Net:
     net = Net(count)
-    for index, mesh in enumerate(net.meshes):
-        mesh.config = config
-        net.meshes[index] = Mesh(
-            mesh.identity, mesh.own, now=net.now, rng=random.Random(index), config=config
-        )
+    net.meshes = [
+        Mesh(mesh.identity, mesh.own, now=net.now, rng=random.Random(index), config=config)
+        for index, mesh in enumerate(net.meshes)
+    ]
     net.by_id = {mesh.me: mesh for mesh in net.meshes}
-    first = net.meshes[0]
-    for mesh in net.meshes[1:]:
-        mesh.introduce([first.me], net.now)
-    net.pump()
-    net.advance(3)
-    return net
+    return join(net)
+
+
+def _cut_off_from_its_eager_links(net: Net, speaker: Mesh) -> Mesh:
+    """A node not next to ``speaker``, with lazy links, whose eager links in now lose
+    everything: what reaches it comes by id."""
+    deaf = next(
+        mesh
+        for mesh in net.meshes
+        if mesh is not speaker and speaker.me not in mesh.active and mesh._tree.memory()["lazy"]
+    )
+    eager_in = {peer for peer in deaf.active if not deaf._tree.is_lazy(peer)}
+    assert eager_in, "the node has eager neighbours to cut"
+    real_lost = net.lost
+    net.lost = lambda sender, receiver: (  # type: ignore[method-assign]
+        real_lost(sender, receiver) or (receiver == deaf.me and sender in eager_in)
+    )
+    return deaf
 
 
 def _copies_of_one_change(net: Net, speaker: Mesh) -> tuple[int, Counter[str]]:
@@ -88,18 +99,7 @@ def test_a_settled_tree_carries_a_change_in_a_fraction_of_a_flood() -> None:
 def test_a_cut_in_the_tree_is_grafted_from_an_announcement() -> None:
     net = _settled(16)
     speaker = net.meshes[3]
-    # Cut every eager link into one node: what reaches it now comes by id.
-    deaf = next(
-        mesh
-        for mesh in net.meshes
-        if mesh is not speaker and speaker.me not in mesh.active and mesh._tree.memory()["lazy"]
-    )
-    eager_in = {peer for peer in deaf.active if not deaf._tree.is_lazy(peer)}
-    assert eager_in, "the node has eager neighbours to cut"
-    real_lost = net.lost
-    net.lost = lambda sender, receiver: (  # type: ignore[method-assign]
-        real_lost(sender, receiver) or (receiver == deaf.me and sender in eager_in)
-    )
+    deaf = _cut_off_from_its_eager_links(net, speaker)
     record = speaker.update_presence(net.now, status="dnd")
     net.pump()
     held = deaf.members.get(speaker.me)
@@ -231,16 +231,7 @@ def test_a_graft_whose_answer_is_lost_is_asked_again() -> None:
     the item is grafted again, from its next announcer."""
     net = _settled(16)
     speaker = net.meshes[3]
-    deaf = next(
-        mesh
-        for mesh in net.meshes
-        if mesh is not speaker and speaker.me not in mesh.active and mesh._tree.memory()["lazy"]
-    )
-    eager_in = {peer for peer in deaf.active if not deaf._tree.is_lazy(peer)}
-    real_lost = net.lost
-    net.lost = lambda sender, receiver: (  # type: ignore[method-assign]
-        real_lost(sender, receiver) or (receiver == deaf.me and sender in eager_in)
-    )
+    deaf = _cut_off_from_its_eager_links(net, speaker)
     real_receive = deaf.receive
     dropped: list[object] = []
 
