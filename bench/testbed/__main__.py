@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in (("p2pchat", p2pchat), ("serf", serf)):
         if result and "switch" in result:
             print(f"switch during {name}: {json.dumps(result['switch'])}")
+        for phase, misses in _misses(result):
+            print(f"{name}, {phase}: not seen within the timeout: {json.dumps(misses)}")
         if result and result.get("events_dropped"):
             print(f"{name}: event lines the agents dropped unread: {result['events_dropped']}")
         if result and result.get("agents_exited"):
@@ -201,6 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
     print(f"result: {args.json}")
     return 0
+
+
+def _misses(result: dict[str, Any] | None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(phase, misses) for each presence phase where an observer missed a change."""
+    if not result:
+        return []
+    phases = [("presence", result.get("presence") or {})]
+    for loss, figures in sorted((result.get("loss") or {}).items()):
+        phases.append((f"presence at {loss} loss", figures.get("presence") or {}))
+    return [(phase, found["misses"]) for phase, found in phases if found.get("misses")]
 
 
 if __name__ == "__main__":

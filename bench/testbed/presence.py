@@ -24,6 +24,7 @@ from bench.testbed.stats import median_p95, percentile, reach_times
 from bench.testbed.views import AgentGone, System, delays, wait_until
 
 FRACTIONS = (0.5, 0.99, 1.0)
+MISSES_LISTED = 20  # observers named per missed change (the count is always whole)
 
 
 class FreezingLab(Protocol):
@@ -45,6 +46,8 @@ async def changes(
     per_fraction: list[list[float]] = [[] for _ in FRACTIONS]
     cpu_per_change: list[float] = []
     missed = lost = 0
+    # Which observers missed which change (host indices): where to look afterwards.
+    misses: list[dict[str, Any]] = []
     pids = system.pids()
     for _ in range(count):
         changer = rng.choice(list(alive))
@@ -63,7 +66,10 @@ async def changes(
         await wait_until(lambda: None not in seen(), timeout)
         cpu_per_change.append(_cpu_seconds(pids, alive) - cpu_before)
         times = delays(seen(), start)
-        missed += sum(1 for t in times if t == float("inf"))
+        late = [view.index for view, t in zip(observers, times, strict=True) if t == float("inf")]
+        missed += len(late)
+        if late:
+            misses.append({"changer": changer, "key": key, "observers": late[:MISSES_LISTED]})
         for bucket, reached in zip(per_fraction, reach_times(times, FRACTIONS), strict=True):
             bucket.append(reached)
         await trio.sleep(gap)
@@ -73,6 +79,7 @@ async def changes(
     result: dict[str, Any] = {
         "changes": count - lost,
         "missed_sightings": missed,
+        "misses": misses,
         "cpu_s_all_agents_per_change": median_p95(cpu_per_change),
     }
     for fraction, bucket in zip(FRACTIONS, per_fraction, strict=True):

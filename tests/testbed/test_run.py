@@ -35,6 +35,7 @@ def test_three_hosts_run_every_phase_on_both_systems(testbed: None, tmp_path: Pa
         result = results[name]
         spread = result["presence"]["seen_by_100pct_s"]
         assert spread["n"] == 2 and spread["median"] is not None, name
+        assert isinstance(result["presence"]["misses"], list), name  # who missed what
         assert result["cold_start"]["all_see_all_s"] is not None, name
         assert result["idle"]["out_bytes_per_s"] > 0, name
         assert result["idle"]["rss_mib"] > 0, name
