@@ -18,27 +18,15 @@ from collections.abc import Callable
 
 from p2pchat.mesh.events import MemberForgotten
 from p2pchat.mesh.shared import Part, Shared
-from p2pchat.mesh.tree import NewsTree
+from p2pchat.mesh.tree import NewsTree, news_entry
 from p2pchat.mesh.views import Views
-from p2pchat.wire.messages import (
-    MAX_GOSSIP_ITEMS,
-    DigestEntry,
-    MeshClaim,
-    MeshGossip,
-    PresenceRecord,
-)
+from p2pchat.wire.messages import MAX_GOSSIP_ITEMS, MeshClaim, MeshGossip, PresenceRecord
 
 Item = PresenceRecord | MeshClaim
 
 
 def _about(item: Item) -> bytes:
     return item.owner if isinstance(item, PresenceRecord) else item.subject
-
-
-def _entry(item: Item) -> DigestEntry:
-    if isinstance(item, PresenceRecord):
-        return DigestEntry(item.owner, item.version)
-    return DigestEntry(item.subject, item.version, dead=True)
 
 
 class Dissemination(Part):
@@ -77,7 +65,7 @@ class Dissemination(Part):
                     if peer == source:
                         continue
                     if lazy_push and self._tree.is_lazy(peer):
-                        self._tree.announce(peer, _entry(item), now)
+                        self._tree.announce(peer, news_entry(item), now)
                     else:
                         batches.setdefault(peer, ([], []))[0].append(item)
                 continue

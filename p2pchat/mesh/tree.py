@@ -46,6 +46,14 @@ class _Missing:
 ANNOUNCERS_MAX = 4  # announcers remembered per missing item
 
 
+def news_entry(item: PresenceRecord | MeshClaim) -> DigestEntry:
+    """What announces a piece of news: a record's owner and version, or a dead claim's
+    subject and version with ``dead``."""
+    if isinstance(item, PresenceRecord):
+        return DigestEntry(item.owner, item.version)
+    return DigestEntry(item.subject, item.version, dead=True)
+
+
 class NewsTree(Part):
     def __init__(
         self,
@@ -93,14 +101,9 @@ class NewsTree(Part):
     def holds_all(self, records: Iterable[PresenceRecord], claims: Iterable[MeshClaim]) -> bool:
         """Whether we already hold every record and dead claim given (suspicions are not
         news, so they do not count)."""
-        for record in records:
-            if self._lacks(DigestEntry(record.owner, record.version)):
-                return False
-        return not any(
-            self._lacks(DigestEntry(claim.subject, claim.version, dead=True))
-            for claim in claims
-            if claim.state == "dead"
-        )
+        news: list[PresenceRecord | MeshClaim] = [*records]
+        news += (claim for claim in claims if claim.state == "dead")
+        return not any(self._lacks(news_entry(item)) for item in news)
 
     def redundant(self, sender: bytes) -> None:
         """A tree push from ``sender`` brought nothing new: the link is not needed."""
