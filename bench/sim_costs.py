@@ -67,9 +67,11 @@ class TimedSimulation(Simulation):
         self.sizer = Codec()
         super().__init__(settings)
 
-    def handle(self, node: SimNode, sender: bytes, message: Any, now: float) -> None:
+    def handle(
+        self, node: SimNode, sender: bytes, message: Any, now: float, *, flush: bool = True
+    ) -> None:
         start = time.perf_counter()
-        super().handle(node, sender, message, now)
+        super().handle(node, sender, message, now)  # news passed on within: timed too
         elapsed = time.perf_counter() - start
         kind = type(message).__name__
         if len(self.handled[kind]) < 20_000:

@@ -23,6 +23,9 @@ class MeshConfig:
     probe_interval: float = 0.75
     # Wait this long for a direct ack before asking helpers (LAN round trips are ~ms).
     probe_timeout: float = 0.2
+    # ... or longer, after a neighbour's measured round trips (mean + 4 deviations), up
+    # to this: a busy host answers late, and a late answer is not a failure.
+    probe_timeout_max: float = 4.0
     # Total budget for a probe round, indirect probes included.
     probe_round_timeout: float = 0.45
     indirect_probes: int = 3
@@ -37,6 +40,8 @@ class MeshConfig:
     relay_burst: float = 15.0
     relay_dial_rate: float = 2.0
     relay_dial_burst: float = 6.0
+    # ... and only while our local health score is at most this (0: perfectly healthy).
+    relay_dial_health: int = 0
     # Lifeguard: suspicion lasts between min = alpha * max(1, log10 N) * suspicion_unit
     # and beta * min; each independent confirmation shortens it toward min. The unit is
     # not the probe interval: the accuser probes its suspect again as soon as each

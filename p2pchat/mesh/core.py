@@ -134,6 +134,7 @@ class Mesh:
         gossip.unreachable = detector.accusing
         if linked is not None:
             detector.linked = linked
+            views.linked = linked
         self._repair = AntiEntropy(shared, views, gate, gossip, now=now)
         detector.before_probe = self._repair.ride  # a due summary goes with a ping
         self._own = OwnRecord(shared, identity, detector, gossip)
@@ -217,8 +218,12 @@ class Mesh:
         self._views.leave()
         self.stopped = True
 
-    def receive(self, sender: bytes, message: Any, now: float) -> None:
-        """``sender`` is the peer the session authenticated: it is proven."""
+    def receive(self, sender: bytes, message: Any, now: float, *, flush: bool = True) -> None:
+        """``sender`` is the peer the session authenticated: it is proven. With
+        ``flush`` false, news it brings waits for :meth:`flush` (or the next tick): a
+        driver with more messages already waiting passes news on once for all of them,
+        in one gossip per neighbour instead of one per message received. Answers
+        (acks, replies, grafts served) are queued at once either way."""
         if self.stopped or sender == self.me:
             return
         self.mark_proven(sender)
@@ -226,7 +231,13 @@ class Mesh:
         handler = self._routes.get(type(message))
         if handler is not None:
             handler(sender, message, now)
-        self._gossip.flush(now)
+        if flush:
+            self._gossip.flush(now)
+
+    def flush(self, now: float) -> None:
+        """Pass on the news that :meth:`receive` held back."""
+        if not self.stopped:
+            self._gossip.flush(now)
 
     def link_down(self, peer: bytes, now: float) -> None:
         """The transport to ``peer`` broke: probe it now rather than at its turn."""

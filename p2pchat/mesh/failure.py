@@ -48,6 +48,9 @@ from p2pchat.wire.messages import (
 PROBE_JITTER = 0.1
 OTHER_SIDE = 0.05
 GOLDEN = 0.6180339887498949
+# A late ack still measures a round trip for this many probe_timeout_max after its
+# probe failed: a host that answers in 5 s must be seen to be that slow.
+LATE_ACKS = 5
 
 
 def next_wait(seq: int) -> float:
@@ -68,6 +71,34 @@ class _Probe:
     nackers: set[bytes] = field(default_factory=set)
     asked_helpers: bool = False
     forgiven: bool = False  # given back the time we were not running (once)
+
+
+class RoundTrip:
+    """A smoothed round trip and its mean deviation, as TCP keeps them (RFC 6298)."""
+
+    __slots__ = ("deviation", "mean")
+
+    def __init__(self, first: float) -> None:
+        self.mean = first
+        self.deviation = first / 2
+
+    def add(self, sample: float) -> None:
+        self.deviation = 0.75 * self.deviation + 0.25 * abs(self.mean - sample)
+        self.mean = 0.875 * self.mean + 0.125 * sample
+
+    def timeout(self) -> float:
+        return self.mean + 4 * self.deviation
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A probe that got no answer in time: a nack may still count for a while, and an
+    ack that comes later still measures the neighbour's round trip."""
+
+    target: bytes
+    started: float
+    nacks_until: float
+    until: float
 
 
 @dataclass(slots=True)
@@ -92,8 +123,9 @@ class FailureDetector(Part):
         self._accusing: set[bytes] = set()  # members we suspect because our probe failed
         self._forgiven: set[bytes] = set()  # of those, whose suspicion got our lateness back
         self._heard: dict[bytes, float] = {}  # neighbours: when they last sent us anything
+        self._round_trips: dict[bytes, RoundTrip] = {}  # neighbours: how fast they answer
         # Probes that failed, for the helpers' nacks that arrive after we gave up.
-        self._failed: dict[int, tuple[bytes, float]] = {}
+        self._failed: dict[int, _Failed] = {}
         # Called with the neighbour of each routine probe, just before its ping is
         # queued: what else is due for it goes first (anti-entropy's summary).
         self.before_probe: Callable[[bytes], None] | None = None
@@ -110,7 +142,9 @@ class FailureDetector(Part):
             self._forgive(late)
         self._accusing = {peer for peer in self._accusing if self._suspected(peer)}
         self._forgiven &= self._accusing
-        self._heard = {peer: at for peer, at in self._heard.items() if peer in self._views.active}
+        active = self._views.active
+        self._heard = {peer: at for peer, at in self._heard.items() if peer in active}
+        self._round_trips = {p: rt for p, rt in self._round_trips.items() if p in active}
         self._expire_probes(now)
         self._expire_relays(now)
         self._expire_suspicions(now)
@@ -218,8 +252,12 @@ class FailureDetector(Part):
             result = MeshProbeResult(relay.requester_seq, sender, True)
             self._outgoing.send(relay.requester, result)
             return
+        failed = self._failed.pop(message.seq, None)
+        if failed is not None and failed.target == sender:
+            self._measured(sender, now - failed.started, forgiven=False)  # late, but it counts
         probe = self._probes.get(message.seq)
         if probe is not None and probe.target == sender:
+            self._measured(sender, now - probe.started, forgiven=probe.forgiven)
             if probe.routine and sender in self._views.active:
                 self._schedule(sender, now, seq=message.seq)
             self._probe_succeeded(message.seq)
@@ -230,7 +268,7 @@ class FailureDetector(Part):
             return
         if not self._relay_budget.take(sender, now):
             return  # over its budget: unanswered, as if lost
-        if not self.linked(message.target) and not self._relay_dials.take(now):
+        if not self.linked(message.target) and not self._may_dial_for_relay(now):
             # No session with the target and no handshake to spare for one: unanswered
             # too. Not a nack, which would count as a confirmation that the target is
             # gone; a missing nack makes the prober more patient instead (Lifeguard).
@@ -240,11 +278,24 @@ class FailureDetector(Part):
         self._relays[seq] = _Relay(sender, message.seq, message.target, now + timeout)
         self._outgoing.send(message.target, MeshPing(seq, routine=False))
 
+    def _may_dial_for_relay(self, now: float) -> bool:
+        """Whether we open a session to relay a probe. Not while our own health is
+        poor: a handshake for someone else's probe is work a busy host cannot spare,
+        and on one that all hosts share (200 daemons on two cores) those handshakes
+        made every probe later, every late probe a relay more, and the mesh never
+        formed. Then the request goes unanswered: a missing nack makes the prober more
+        patient (Lifeguard), which is right when the hosts are slow."""
+        if self.local_health > self._config.relay_dial_health:
+            return False
+        return self._relay_dials.take(now)
+
     def on_probe_result(self, sender: bytes, message: MeshProbeResult, now: float) -> None:
         probe = self._probes.get(message.seq)
         if probe is None:
             failed = self._failed.get(message.seq)
-            if failed is not None and failed[0] == message.target and not message.reached:
+            if failed is None or failed.target != message.target or message.reached:
+                return
+            if now < failed.nacks_until:
                 self._confirm(message.target, sender)  # a nack after we gave up
             return
         if probe.target != message.target or sender not in probe.helpers:
@@ -275,12 +326,10 @@ class FailureDetector(Part):
     ) -> None:
         seq = self._next_seq()
         scale = 1 + self.local_health
+        wait = self._direct_timeout(peer)
+        indirect = self._config.probe_round_timeout - self._config.probe_timeout
         probe = _Probe(
-            peer,
-            now,
-            now + self._config.probe_timeout * scale,
-            now + self._config.probe_round_timeout * scale,
-            routine=routine,
+            peer, now, now + wait * scale, now + (wait + indirect) * scale, routine=routine
         )
         self._probes[seq] = probe
         if direct:
@@ -291,6 +340,31 @@ class FailureDetector(Part):
             self._outgoing.send(peer, ping)  # a suspicion rides it: tell it directly
         else:
             self._ask_helpers(seq, probe, retry_direct=False)
+
+    def _direct_timeout(self, peer: bytes) -> float:
+        """How long a direct ping to ``peer`` waits for its ack: ``probe_timeout``, or
+        more while that neighbour's measured round trips are slower (TCP's retransmission
+        timer, RFC 6298: mean + 4 deviations), up to ``probe_timeout_max``. A fixed
+        timeout turned an overloaded host's slow answers into failed probes, each
+        failure into helpers, sweeps and suspicions, and that work into slower answers
+        still: 200 daemons on two cores never converged (docs/performance.md)."""
+        config = self._config
+        round_trip = self._round_trips.get(peer)
+        if round_trip is None:
+            return config.probe_timeout
+        return max(config.probe_timeout, min(config.probe_timeout_max, round_trip.timeout()))
+
+    def _measured(self, peer: bytes, seconds: float, *, forgiven: bool) -> None:
+        """An ack from neighbour ``peer`` came ``seconds`` after its ping. An ack to the
+        second direct try counts from the first (it may answer either): too long, never
+        too short. A probe we were not running for (``forgiven``) measured us, not it."""
+        if forgiven or peer not in self._views.active:
+            return
+        round_trip = self._round_trips.get(peer)
+        if round_trip is None:
+            self._round_trips[peer] = RoundTrip(seconds)
+        else:
+            round_trip.add(seconds)
 
     def _suspicion(self, member: Member) -> MeshClaim:
         claim = self._members.our_claim(member, "suspect")
@@ -383,8 +457,8 @@ class FailureDetector(Part):
             elif probe.asked_helpers and now >= probe.deadline:
                 del self._probes[seq]
                 self._probe_failed(seq, probe, now)
-        for seq, (_, until) in list(self._failed.items()):
-            if now >= until:
+        for seq, failed in list(self._failed.items()):
+            if now >= failed.until:
                 del self._failed[seq]
 
     def _probe_failed(self, seq: int, probe: _Probe, now: float) -> None:
@@ -394,7 +468,12 @@ class FailureDetector(Part):
         member = self._members.get(probe.target)
         if member is None or not member.online:
             return
-        self._failed[seq] = (probe.target, now + self._config.probe_round_timeout)
+        self._failed[seq] = _Failed(
+            probe.target,
+            probe.started,
+            now + self._config.probe_round_timeout,
+            now + self._config.probe_timeout_max * LATE_ACKS,
+        )
         first = probe.target not in self._accusing
         self._accusing.add(probe.target)
         claim = self._suspicion(member)

@@ -29,6 +29,9 @@ class Views(Part):
         self._pending: dict[bytes, float] = {}  # asked to be our neighbour, until
         self._refused: dict[bytes, float] = {}  # not to be asked again, until
         self._next_maintenance = now
+        # Whether a session with a peer is open: asking it costs no handshake. Set by
+        # the core (``Mesh(linked=...)``).
+        self.linked: Callable[[bytes], bool] = lambda peer: False
 
     def introduce(self, peers: Iterable[bytes], now: float) -> None:
         """Peers we may contact: passive candidates, asked at once if a neighbour is missing."""
@@ -152,6 +155,10 @@ class Views(Part):
             peer for peer in self.passive if peer not in self._pending and peer not in self._refused
         ]
         self._rng.shuffle(candidates)
+        # Peers we hold a session with first: a request to anyone else costs both sides
+        # a TCP connection and a Noise handshake, and in a cold start of 200 daemons on
+        # two cores those requests were a third of all sessions opened.
+        candidates.sort(key=lambda peer: not self.linked(peer))
         for peer in candidates[:missing]:
             # HyParView's high priority, for a node with no neighbour. Not only when no
             # request is out: a newcomer's other requests may wait on peers it cannot

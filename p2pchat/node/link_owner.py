@@ -62,7 +62,10 @@ class NodeLinkOwner:
     def on_message(self, peer: bytes, message: Any) -> None:
         node = self._node
         if isinstance(message, MESH_MESSAGES) and node.mesh is not None:
-            node.mesh.receive(peer, message, trio.current_time())
+            # News waits for the runner's next step (it ticks, which passes news on):
+            # messages read in one round of the event loop go on as one gossip per
+            # neighbour. Answers leave at once.
+            node.mesh.receive(peer, message, trio.current_time(), flush=False)
             node.mesh_runner.pump()
         elif isinstance(message, ROOM_WIRE) and node.rooms is not None:
             guarded(partial(node.rooms.receive, message=message), peer)

@@ -108,6 +108,7 @@ class SimNode:
     side: int = 0
     wake_at: float = math.inf
     rooms: dict[bytes, Room] = field(default_factory=dict)
+    held: int = 0  # frames handled since the mesh last passed news on (tcp model)
 
 
 class _Verifier:
@@ -178,6 +179,7 @@ class Simulation:
                 rng=random.Random(self.rng.getrandbits(64)),
                 config=settings.config,
                 verify=verify,
+                linked=self._linked_to(index) if self.transport is not None else None,
             )
             self.nodes.append(SimNode(index, mesh, alive=index < settings.nodes))
             self.index_of[identity.public_key] = index
@@ -271,13 +273,28 @@ class Simulation:
         elif event.state is State.DEAD and reachable:
             self.false_offline += 1
 
-    def handle(self, node: SimNode, sender: bytes, message: Any, now: float) -> None:
-        """One message to the node's cores (bench/sim_costs.py times this)."""
+    def _linked_to(self, index: int) -> Callable[[bytes], bool]:
+        """Whether node ``index`` holds a session with a peer (tcp model), as the node's
+        link manager tells its mesh (``Mesh(linked=...)``)."""
+
+        def linked(peer: bytes) -> bool:
+            other = self.index_of.get(peer)
+            if other is None or self.transport is None:
+                return False
+            return (min(index, other), max(index, other)) in self.transport.sessions
+
+        return linked
+
+    def handle(
+        self, node: SimNode, sender: bytes, message: Any, now: float, *, flush: bool = True
+    ) -> None:
+        """One message to the node's cores (bench/sim_costs.py times this); with
+        ``flush`` false the mesh holds back the news it brings (:meth:`Mesh.receive`)."""
         topic = getattr(message, "topic", None)
         if isinstance(message, ROOM_MESSAGES) and topic in node.rooms:
             node.rooms[topic].receive(sender, message, now)
         else:
-            node.mesh.receive(sender, message, now)
+            node.mesh.receive(sender, message, now, flush=flush)
 
     def run_timers(self, node: SimNode, now: float) -> None:
         """The node's timers (bench/sim_costs.py times this)."""

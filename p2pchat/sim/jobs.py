@@ -28,6 +28,7 @@ class Arrival:
 
 TICK = object()  # a job: run the node's timers
 COLLECT = object()  # a job: send what the node's cores have queued (after a command)
+HELD_MAX = 64  # frames a busy node handles at most before it passes their news on
 
 
 class JobRunner:
@@ -55,6 +56,7 @@ class JobRunner:
         replies: list[Frame] = []
         if job is TICK:
             sim.run_timers(node, now)
+            node.held = 0  # a timer run passes news on
             cost = costs.tick_cost()
         elif isinstance(job, Arrival) and isinstance(job.item, HandshakeStep):
             cost, after = transport.handshake(node.index, job.item)
@@ -66,7 +68,8 @@ class JobRunner:
                 if isinstance(message, Ping):
                     replies.append(Frame([Pong(message.nonce)], [size]))
                 elif not isinstance(message, Pong):
-                    sim.handle(node, sender, message, now)
+                    sim.handle(node, sender, message, now, flush=False)
+            self._pass_news_on(node, now)
         cost += costs.verify_cost(sim.verifier.calls - checked)
         frames, events, deliveries = self._collect(node)
         for _, frame in frames:
@@ -93,6 +96,17 @@ class JobRunner:
             sim.schedule(now + cost, release)
         else:
             release(now)
+
+    def _pass_news_on(self, node: SimNode, now: float) -> None:
+        """As the node's mesh runner does (p2pchat/node/meshrun.py): news that frames
+        brought is passed on once the frames that were waiting are handled, so a busy
+        node sends one gossip per neighbour for many frames. The product's batch is
+        what one round of its event loop read; here, the node's queue running empty
+        or ``HELD_MAX`` frames, whichever comes first."""
+        node.held += 1
+        if self.cpu.backlog(node.index) == 0 or node.held >= HELD_MAX:
+            node.mesh.flush(now)
+            node.held = 0
 
     def _collect(
         self, node: SimNode

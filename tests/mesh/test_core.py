@@ -29,7 +29,7 @@ from p2pchat.wire.messages import (
 class Net:
     """Meshes that deliver to each other instantly, through the real codec."""
 
-    def __init__(self, count: int, seed: int = 1) -> None:
+    def __init__(self, count: int, seed: int = 1, config: MeshConfig | None = None) -> None:
         rng = random.Random(seed)
         self.now = 1000.0
         self.codec = Codec()
@@ -40,7 +40,7 @@ class Net:
         for index in range(count):
             identity = Identity(rng.randbytes(32))
             record = make_record(identity, version=1, nick=f"n{index}")
-            mesh = Mesh(identity, record, now=self.now, rng=random.Random(index))
+            mesh = Mesh(identity, record, now=self.now, rng=random.Random(index), config=config)
             self.meshes.append(mesh)
             self.events[mesh.me] = []
         self.by_id = {mesh.me: mesh for mesh in self.meshes}

@@ -235,12 +235,12 @@ def test_a_graft_whose_answer_is_lost_is_asked_again() -> None:
     real_receive = deaf.receive
     dropped: list[object] = []
 
-    def lossy_receive(sender: bytes, message: object, now: float) -> None:
+    def lossy_receive(sender: bytes, message: object, now: float, *, flush: bool = True) -> None:
         answer = isinstance(message, MeshGossip) and message.tree and message.records
         if answer and not dropped:
             dropped.append(message)  # the first graft's answer is lost
             return
-        real_receive(sender, message, now)
+        real_receive(sender, message, now, flush=flush)
 
     deaf.receive = lossy_receive  # type: ignore[method-assign]
     record = speaker.update_presence(net.now, status="dnd")
