@@ -12,6 +12,7 @@ each other alive agent's delay is from the freeze to its offline (p2pchat) or fa
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ async def changes(
     missed = lost = 0
     # Which observers missed which change (host indices): where to look afterwards.
     misses: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], float, str | None, int, list[Any]]] = []
     pids = system.pids()
     for _ in range(count):
         changer = rng.choice(list(alive))
@@ -70,9 +72,22 @@ async def changes(
         missed += len(late)
         if late:
             misses.append({"changer": changer, "key": key, "observers": late[:MISSES_LISTED]})
+            pending.append(
+                (misses[-1], start, key, changer, [v for v in observers if v.index in late])
+            )
         for bucket, reached in zip(per_fraction, reach_times(times, FRACTIONS), strict=True):
             bucket.append(reached)
         await trio.sleep(gap)
+    # A miss is "not read within the timeout": whether the agent applied the change
+    # late by its own clock (or the harness read its event line late), or never, is
+    # told by what its event lines say once all changes are done.
+    for miss, start, key, changer, late_views in pending:
+        later = delays(
+            [view.first_update(changer, key, start - 0.001) for view in late_views], start
+        )
+        miss["seen_after_s"] = [None if t == math.inf else round(t, 3) for t in later][
+            :MISSES_LISTED
+        ]
     # The CPU all agents together spent from a change until everyone had seen it (a
     # little idle work included): on a lab of many agents on few cores, the spread
     # cannot be faster than this divided by the cores.
