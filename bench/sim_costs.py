@@ -71,7 +71,7 @@ class TimedSimulation(Simulation):
         self, node: SimNode, sender: bytes, message: Any, now: float, *, flush: bool = True
     ) -> None:
         start = time.perf_counter()
-        super().handle(node, sender, message, now)  # news passed on within: timed too
+        super().handle(node, sender, message, now, flush=flush)
         elapsed = time.perf_counter() - start
         kind = type(message).__name__
         if len(self.handled[kind]) < 20_000:

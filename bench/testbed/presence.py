@@ -49,7 +49,7 @@ async def changes(
     missed = lost = 0
     # Which observers missed which change (host indices): where to look afterwards.
     misses: list[dict[str, Any]] = []
-    pending: list[tuple[dict[str, Any], float, str | None, int, list[Any]]] = []
+    pending: list[tuple[dict[str, Any], float, list[Any]]] = []  # a miss, its start, late views
     pids = system.pids()
     for _ in range(count):
         changer = rng.choice(list(alive))
@@ -72,19 +72,18 @@ async def changes(
         missed += len(late)
         if late:
             misses.append({"changer": changer, "key": key, "observers": late[:MISSES_LISTED]})
-            pending.append(
-                (misses[-1], start, key, changer, [v for v in observers if v.index in late])
-            )
+            pending.append((misses[-1], start, [v for v in observers if v.index in late]))
         for bucket, reached in zip(per_fraction, reach_times(times, FRACTIONS), strict=True):
             bucket.append(reached)
         await trio.sleep(gap)
     # A miss is "not read within the timeout": whether the agent applied the change
     # late by its own clock (or the harness read its event line late), or never, is
     # told by what its event lines say once all changes are done.
-    for miss, start, key, changer, late_views in pending:
-        later = delays(
-            [view.first_update(changer, key, start - 0.001) for view in late_views], start
-        )
+    for miss, since, late_views in pending:
+        applied = [
+            view.first_update(miss["changer"], miss["key"], since - 0.001) for view in late_views
+        ]
+        later = delays(applied, since)
         miss["seen_after_s"] = [None if t == math.inf else round(t, 3) for t in later][
             :MISSES_LISTED
         ]

@@ -99,6 +99,7 @@ class _Failed:
     started: float
     nacks_until: float
     until: float
+    forgiven: bool
 
 
 @dataclass(slots=True)
@@ -254,7 +255,7 @@ class FailureDetector(Part):
             return
         failed = self._failed.pop(message.seq, None)
         if failed is not None and failed.target == sender:
-            self._measured(sender, now - failed.started, forgiven=False)  # late, but it counts
+            self._measured(sender, now - failed.started, forgiven=failed.forgiven)  # late: counts
         probe = self._probes.get(message.seq)
         if probe is not None and probe.target == sender:
             self._measured(sender, now - probe.started, forgiven=probe.forgiven)
@@ -473,6 +474,7 @@ class FailureDetector(Part):
             probe.started,
             now + self._config.probe_round_timeout,
             now + self._config.probe_timeout_max * LATE_ACKS,
+            probe.forgiven,
         )
         first = probe.target not in self._accusing
         self._accusing.add(probe.target)

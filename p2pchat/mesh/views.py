@@ -30,8 +30,8 @@ class Views(Part):
         self._refused: dict[bytes, float] = {}  # not to be asked again, until
         self._next_maintenance = now
         # Whether a session with a peer is open: asking it costs no handshake. Set by
-        # the core (``Mesh(linked=...)``).
-        self.linked: Callable[[bytes], bool] = lambda peer: False
+        # the core (``Mesh(linked=...)``; without it, every peer counts as linked).
+        self.linked: Callable[[bytes], bool] = lambda peer: True
 
     def introduce(self, peers: Iterable[bytes], now: float) -> None:
         """Peers we may contact: passive candidates, asked at once if a neighbour is missing."""

@@ -37,6 +37,7 @@ class Net:
         self.down: set[bytes] = set()
         self.events: dict[bytes, list[PresenceChanged]] = {}
         self.sent: list[tuple[bytes, bytes, object]] = []  # (from, to, message), also lost
+        self.late: list[tuple[float, bytes, bytes, object]] = []  # (due, from, to, message)
         for index in range(count):
             identity = Identity(rng.randbytes(32))
             record = make_record(identity, version=1, nick=f"n{index}")
@@ -49,9 +50,17 @@ class Net:
         """Whether a message between the two is lost (either is down)."""
         return sender in self.down or receiver in self.down
 
+    def delay(self, sender: bytes, receiver: bytes) -> float:
+        """How late a message between the two arrives (a subclass may slow a host)."""
+        return 0.0
+
     def pump(self, rounds: int = 50) -> None:
         for _ in range(rounds):
-            moved = False
+            due = [item for item in self.late if item[0] <= self.now]
+            self.late = [item for item in self.late if item[0] > self.now]
+            for _, sender, receiver, message in due:
+                self.by_id[receiver].receive(sender, message, self.now)
+            moved = bool(due)
             for mesh in self.meshes:
                 events = mesh.take_events()
                 self.events[mesh.me].extend(e for e in events if isinstance(e, PresenceChanged))
@@ -61,6 +70,10 @@ class Net:
                     if target is None or self.lost(mesh.me, peer):
                         continue
                     decoded = self.codec.decode(self.codec.encode(message))
+                    wait = self.delay(mesh.me, peer)
+                    if wait > 0:
+                        self.late.append((self.now + wait, mesh.me, peer, decoded))
+                        continue
                     target.receive(mesh.me, decoded, self.now)
                     moved = True
             if not moved:

@@ -13,12 +13,18 @@ from p2pchat.mesh.config import MeshConfig
 from p2pchat.mesh.core import Mesh
 from p2pchat.mesh.membership import State
 from p2pchat.mesh.presence import make_record
-from p2pchat.wire.messages import MeshAck, MeshGossip, MeshPing, MeshProbeRequest
+from p2pchat.wire.messages import (
+    MeshAck,
+    MeshGossip,
+    MeshPing,
+    MeshProbeRequest,
+    PresenceRecord,
+)
 from tests.mesh.lan import Lan
 from tests.mesh.test_core import Net, join
 
 
-def _new_records(count: int, seed: int = 7) -> list:  # type: ignore[type-arg]
+def _new_records(count: int, seed: int = 7) -> list[PresenceRecord]:
     rng = random.Random(seed)
     return [
         make_record(Identity(rng.randbytes(32)), version=1, nick=f"new{i}") for i in range(count)
@@ -64,30 +70,10 @@ class SlowNet(Net):
     def __init__(self, count: int, slow: int, delay: float, config: MeshConfig) -> None:
         super().__init__(count, config=config)
         self.slow = self.meshes[slow].me
-        self.delay = delay
-        self.late: list[tuple[float, bytes, bytes, object]] = []
+        self.slowness = delay
 
-    def pump(self, rounds: int = 50) -> None:
-        for _ in range(rounds):
-            moved = False
-            due = [item for item in self.late if item[0] <= self.now]
-            self.late = [item for item in self.late if item[0] > self.now]
-            for _, sender, receiver, message in due:
-                self.by_id[receiver].receive(sender, message, self.now)
-                moved = True
-            for mesh in self.meshes:
-                mesh.take_events()
-                for peer, message in mesh.take_outgoing():
-                    if peer not in self.by_id:
-                        continue
-                    decoded = self.codec.decode(self.codec.encode(message))
-                    if mesh.me == self.slow:
-                        self.late.append((self.now + self.delay, mesh.me, peer, decoded))
-                    else:
-                        self.by_id[peer].receive(mesh.me, decoded, self.now)
-                        moved = True
-            if not moved:
-                return
+    def delay(self, sender: bytes, receiver: bytes) -> float:
+        return self.slowness if sender == self.slow else 0.0
 
 
 def _suspicions_of_the_slow_host(config: MeshConfig) -> int:
