@@ -14,8 +14,9 @@ import trio
 from bench.testbed.__main__ import measure, parse_args
 from bench.testbed.run import Durations
 
-# The idle window outlasts two quiet periods of a 3-node mesh (each pair is probed once
-# per 0.75 s x 3, docs/protocol.md §12.2): a 1 s window once held no frame at all.
+# The idle and soak windows outlast two quiet periods of a 3-node mesh (each pair is
+# probed once per 0.75 s x 3, docs/protocol.md §12.2): a 1 s idle window, and later a
+# 1.2 s soak window, once held no frame at all.
 TINY = Durations(
     first_window=2, ready_timeout=120, settle=0.5, idle=5, churn=1, loss_window=1,
     changes=2, changes_at_loss=1, silent_hosts=1, change_timeout=30, crash_timeout=60,
@@ -29,7 +30,7 @@ def test_three_hosts_run_every_phase_on_both_systems(testbed: None, tmp_path: Pa
         if os.environ.get("P2PCHAT_LAB_REQUIRED") == "1":
             pytest.fail("serf is not installed (.ci/run installs it)")
         pytest.skip("serf is not installed")
-    args = parse_args(["--nodes", "3", "--seed", "7", "--soak-minutes", "0.02"])
+    args = parse_args(["--nodes", "3", "--seed", "7", "--soak-minutes", "0.1"])
     results = trio.run(measure, args, tmp_path, TINY)
     for name in ("p2pchat", "serf"):
         result = results[name]
