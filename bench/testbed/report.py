@@ -17,6 +17,8 @@ ROWS: list[tuple[str, tuple[str, ...], str, int]] = [
     ("presence seen by 99% (p95)", ("presence", "seen_by_99pct_s", "p95"), "s", 3),
     ("presence seen by 100% (median)", ("presence", "seen_by_100pct_s", "median"), "s", 3),
     ("presence seen by 100% (p95)", ("presence", "seen_by_100pct_s", "p95"), "s", 3),
+    ("  missed sightings", ("presence", "missed_sightings"), "", 0),
+    ("  seen before the changer's answer", ("presence", "seen_before_answer"), "", 0),
     ("  CPU of all agents per change (median)",
      ("presence", "cpu_s_all_agents_per_change", "median"), "s", 3),
     ("  at 5% loss: seen by 100% (median)",

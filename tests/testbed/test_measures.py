@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import threading
+import time
 
 import pytest
 
-from bench.testbed import report
+from bench.testbed import presence, report
 from bench.testbed.p2pchat_agents import parse_line, seed_addresses
 from bench.testbed.pipes import PipeReader
 from bench.testbed.procstat import cpu_seconds, rss_kib
@@ -121,6 +123,45 @@ class Port:
     def __init__(self, rx_bytes: int, rx_frames: int, tx_bytes: int, tx_frames: int) -> None:
         self.rx_bytes, self.rx_frames = rx_bytes, rx_frames
         self.tx_bytes, self.tx_frames = tx_bytes, tx_frames
+
+
+class _AnsweredLate:
+    """Three agents; the one after the changer is its neighbour and applies each change
+    before the changer's answer is stamped (the changer was descheduled between writing
+    the news into its socket and writing its answer); the third 0.1 s after."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.views = [View(index) for index in range(3)]
+
+    async def change(self, index: int, serial: int) -> tuple[float, str | None]:
+        key = f"c{serial}"
+        issued = time.time()
+        for view in self.views:
+            if view.index != index:
+                delay = -0.003 if view.index == (index + 1) % 3 else 0.1
+                view.update(issued + 0.005 + delay, index, key)
+        return issued + 0.005, key  # the answer's stamp
+
+    def pids(self) -> list[int]:
+        return [os.getpid()] * 3
+
+
+async def test_a_neighbour_that_applied_a_change_before_the_changers_answer_saw_it() -> None:
+    result = await presence.changes(
+        _AnsweredLate(),  # type: ignore[arg-type]
+        [0, 1, 2],
+        2,
+        random.Random(1),
+        [0],
+        timeout=2,
+        gap=0,
+    )
+    assert result["missed_sightings"] == 0
+    assert result["seen_before_answer"] == 2
+    assert result["seen_by_50pct_s"]["median"] == pytest.approx(0.05, abs=0.01)
+    assert result["seen_by_100pct_s"]["median"] == pytest.approx(0.1, abs=0.01)
 
 
 def test_traffic_is_per_node_per_second_over_the_hosts_asked_for() -> None:
