@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -37,3 +38,9 @@ def usage(pid: int) -> Usage | None:
             return Usage(rss_kib(status.read()), cpu_seconds(stat.read()))
     except (OSError, ValueError):
         return None
+
+
+def cpu_seconds_of(pids: Sequence[int], hosts: Iterable[int]) -> float:
+    """CPU seconds the agents of ``hosts`` (indices into ``pids``) have used so far, all
+    together (an agent already gone counts nothing)."""
+    return sum(use.cpu_s for i in hosts if (use := usage(pids[i])) is not None)

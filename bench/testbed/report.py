@@ -88,7 +88,7 @@ def rooms_table(rooms: dict[str, Any]) -> list[str]:
     lines = [
         f"{'room (p2pchat)':16} {'all have it: median':>20} {'p95':>8} {'at 5% loss':>11} "
         f"{'bytes/member/msg':>17} {'frames':>7} {'x payload':>10} {'net of idle':>12} "
-        f"{'warm-up':>8}"
+        f"{'warm-up':>8} {'CPU/msg':>8}"
     ]
     for size, room in rooms.items():
         if "failed" in room:
@@ -103,7 +103,8 @@ def rooms_table(rooms: dict[str, Any]) -> list[str]:
             f"{room['bytes_per_member_per_message']:>15,.0f} B "
             f"{room['frames_per_member_per_message']:>7.1f} "
             f"{room['payload_multiple']:>9.1f}x {room['payload_multiple_net_of_idle']:>11.1f}x "
-            f"{room['warmup']['payload_multiple_net_of_idle']:>7.1f}x"
+            f"{room['warmup']['payload_multiple_net_of_idle']:>7.1f}x "
+            f"{_cell(room.get('cpu_s_all_members_per_message', {}).get('median'), 's', 3):>8}"
         )
     return lines
 

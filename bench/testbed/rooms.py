@@ -23,6 +23,7 @@ import trio
 
 from bench.testbed import traffic
 from bench.testbed.p2pchat_agents import Daemon, P2pchatAgents
+from bench.testbed.procstat import cpu_seconds_of
 from bench.testbed.stats import median_p95, percentile
 from bench.testbed.views import delays, wait_until
 
@@ -95,8 +96,11 @@ async def messages(
     """``count`` messages one after another, each waited for by every other member."""
     everyone: list[float] = []
     typical: list[float] = []
+    cpu: list[float] = []
+    pids = agents.pids()
     expected = received = 0
     for _ in range(count):
+        cpu_before = cpu_seconds_of(pids, members)
         author = agents.daemons[rng.choice(list(members))]
         text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(PAYLOAD))
         answered, answer = await author.command("room_send", room=room, text=text)
@@ -108,6 +112,7 @@ async def messages(
             return [d.room_messages.get(msg_id) for d in readers]  # noqa: B023
 
         await wait_until(lambda: None not in times(), timeout)
+        cpu.append(cpu_seconds_of(pids, members) - cpu_before)
         waited = delays(times(), start)
         expected += len(waited)
         received += sum(1 for t in waited if t != float("inf"))
@@ -118,6 +123,10 @@ async def messages(
         "delivered_pct": 100 * received / max(expected, 1),
         "all_members_s": median_p95(everyone),
         "median_member_s": median_p95(typical),
+        # The CPU the members spent together from the send until all had it (their
+        # idle work included): on few shared cores, delivery to all cannot be faster
+        # than this divided by the cores.
+        "cpu_s_all_members_per_message": median_p95(cpu),
     }
 
 
@@ -153,6 +162,7 @@ async def scenario(
         warmup = await messages(agents, room, members, WARMUP, rng, timeout=15)
         await trio.sleep(2)
         first = await traffic.snapshot(lab)
+        phases.append((f"room {size}: warm-up", warm_from.at, first.at))
         warm_sent = _sent(warm_from, first, alive) - idle_out_bytes_per_s * len(alive) * (
             first.at - warm_from.at
         )

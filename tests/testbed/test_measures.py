@@ -182,6 +182,24 @@ def test_the_table_shows_both_systems_and_their_ratio() -> None:
     assert report.ratios(ours, None)["idle.out_bytes_per_s"] is None
 
 
+def test_the_room_table_shows_the_cpu_all_members_spent_per_message() -> None:
+    room = {
+        "all_members_s": {"median": 0.33, "p95": 0.41},
+        "at_5pct_loss": {"delivered_pct": 100.0},
+        "bytes_per_member_per_message": 1331.0,
+        "frames_per_member_per_message": 7.0,
+        "payload_multiple": 4.4,
+        "payload_multiple_net_of_idle": 3.9,
+        "warmup": {"payload_multiple_net_of_idle": 507.6},
+        "cpu_s_all_members_per_message": {"n": 20, "median": 0.61, "p95": 0.7},
+    }
+    header, line = report.rooms_table({"200": room})
+    assert header.endswith("CPU/msg")
+    assert line.startswith("200 members") and line.endswith("0.610 s")
+    del room["cpu_s_all_members_per_message"]  # a result from before the column
+    assert report.rooms_table({"200": room})[1].endswith("-")
+
+
 class Host:
     def __init__(self, index: int) -> None:
         self.index = index
