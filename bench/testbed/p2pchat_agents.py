@@ -66,6 +66,7 @@ class Daemon:
         self.invitations: list[str] = []  # room ids
         self.rooms: dict[str, list[str]] = {}  # room id -> its members, as last seen
         self.errors: list[dict[str, Any]] = []
+        self.sessions_up: list[float] = []  # when each session of ours came up
         # Event lines the daemon dropped because we did not read them fast enough: a
         # presence change in them would count as not seen (docs/api.md, "dropped").
         self.events_dropped = 0
@@ -177,6 +178,8 @@ class P2pchatAgents:
             daemon.invitations.append(event["room"])
         elif name == "room_changed":
             daemon.rooms[event["room"]] = event["members"]
+        elif name == "connected":
+            daemon.sessions_up.append(at)
         elif name == "error":
             daemon.errors.append(event)
         elif name == "dropped":

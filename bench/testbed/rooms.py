@@ -71,6 +71,15 @@ async def make_room(agents: P2pchatAgents, members: Sequence[int], name: str) ->
     return room
 
 
+def sessions_opened(
+    agents: P2pchatAgents, members: Sequence[int], since: float, until: float
+) -> int:
+    """Sessions that came up among ``members`` from ``since`` to ``until`` (each one is
+    reported by both of its ends, with one outside the members counted as half)."""
+    ends = sum(1 for i in members for at in agents.daemons[i].sessions_up if since <= at < until)
+    return (ends + 1) // 2
+
+
 def _sent(first: traffic.Snapshot, last: traffic.Snapshot, hosts: Sequence[int]) -> int:
     return sum(last.counters[i].rx_bytes - first.counters[i].rx_bytes for i in hosts)
 
@@ -156,7 +165,8 @@ async def scenario(
             continue
         made = time.time() - began
         await trio.sleep(2)  # the joins' own traffic is over
-        phases.append((f"room {size}: made", began, time.time()))
+        made_until = time.time()
+        phases.append((f"room {size}: made", began, made_until))
         # The first messages open the members' sessions with each other: counted apart.
         warm_from = await traffic.snapshot(lab)
         warmup = await messages(agents, room, members, WARMUP, rng, timeout=15)
@@ -183,6 +193,10 @@ async def scenario(
         results[str(size)] = {
             "members": size,
             "made_in_s": round(made, 1),
+            # Sessions opened per member while the room formed and in its warm-up.
+            "sessions_per_member_made": sessions_opened(agents, members, began, made_until) / size,
+            "sessions_per_member_warmup": sessions_opened(agents, members, warm_from.at, first.at)
+            / size,
             **clean,
             "warmup": {
                 **warmup,

@@ -9,6 +9,7 @@ import os
 import random
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,7 +17,7 @@ from bench.testbed import presence, report
 from bench.testbed.p2pchat_agents import parse_line, seed_addresses
 from bench.testbed.pipes import PipeReader
 from bench.testbed.procstat import cpu_seconds, rss_kib
-from bench.testbed.rooms import room_sizes
+from bench.testbed.rooms import room_sizes, sessions_opened
 from bench.testbed.serf_agents import node_index
 from bench.testbed.serf_log import SerfMemberEvent, parse_member_event
 from bench.testbed.stats import NEVER, median_p95, percentile, reach_times
@@ -198,6 +199,13 @@ def test_the_room_table_shows_the_cpu_all_members_spent_per_message() -> None:
     assert line.startswith("200 members") and line.endswith("0.610 s")
     del room["cpu_s_all_members_per_message"]  # a result from before the column
     assert report.rooms_table({"200": room})[1].endswith("-")
+
+
+def test_sessions_opened_count_each_session_once_from_its_two_ends() -> None:
+    ends = [[1.0, 2.0, 9.0], [1.0, 2.5], [2.0, 2.5]]  # three sessions by t = 3, one later
+    agents = SimpleNamespace(daemons=[SimpleNamespace(sessions_up=times) for times in ends])
+    assert sessions_opened(agents, [0, 1, 2], 0.0, 3.0) == 3  # type: ignore[arg-type]
+    assert sessions_opened(agents, [0, 1, 2], 3.0, 10.0) == 1  # type: ignore[arg-type]
 
 
 class Host:
