@@ -20,12 +20,18 @@ from typing import Any, Protocol
 
 import trio
 
-from bench.testbed.procstat import usage
+from bench.testbed.procstat import cpu_seconds_of
 from bench.testbed.stats import median_p95, percentile, reach_times
 from bench.testbed.views import AgentGone, System, delays, wait_until
 
 FRACTIONS = (0.5, 0.99, 1.0)
 MISSES_LISTED = 20  # observers named per missed change (the count is always whole)
+# Quiet after each change is seen by all, before the next: a change's deferred work
+# (p2pchat's ids to lazy links 0.5 s later and any graft 0.25 s after; Serf's
+# retransmissions) is done before the next change is timed, as it is at real rates
+# (4 changes per user per hour: one every 9 s in a mesh of 100). With 0.3 s, each
+# change was timed while the last one's announcements took the shared cores.
+GAP = 1.0
 
 
 class FreezingLab(Protocol):
@@ -41,9 +47,10 @@ async def changes(
     serial: list[int],
     *,
     timeout: float,
-    gap: float = 0.3,
+    gap: float = GAP,
 ) -> dict[str, Any]:
-    """``count`` presence changes one after another, each waited for (or ``timeout``)."""
+    """``count`` presence changes one after another, each waited for (or ``timeout``),
+    then ``gap`` seconds of quiet."""
     per_fraction: list[list[float]] = [[] for _ in FRACTIONS]
     cpu_per_change: list[float] = []
     missed = lost = before_answer = 0
@@ -56,7 +63,7 @@ async def changes(
         changer = rng.choice(list(alive))
         observers = [system.views[i] for i in alive if i != changer]
         serial[0] += 1
-        cpu_before = _cpu_seconds(pids, alive)
+        cpu_before = cpu_seconds_of(pids, alive)
         # Nothing can apply the change before the command is issued, but a neighbour
         # may apply it before the changer's own answer is stamped: the changer writes
         # the news into its sockets first, and on a loaded host it can be descheduled
@@ -73,7 +80,7 @@ async def changes(
             return [view.first_update(changer, key, issued) for view in observers]  # noqa: B023
 
         await wait_until(lambda: None not in seen(), timeout)
-        cpu_per_change.append(_cpu_seconds(pids, alive) - cpu_before)
+        cpu_per_change.append(cpu_seconds_of(pids, alive) - cpu_before)
         applied = seen()
         before_answer += sum(1 for at in applied if at is not None and at < start)
         times = delays(applied, start)
@@ -109,11 +116,6 @@ async def changes(
     for fraction, bucket in zip(FRACTIONS, per_fraction, strict=True):
         result[f"seen_by_{round(fraction * 100)}pct_s"] = median_p95(bucket)
     return result
-
-
-def _cpu_seconds(pids: Sequence[int], alive: Sequence[int]) -> float:
-    """CPU seconds the alive agents have used so far, all together."""
-    return sum(use.cpu_s for i in alive if (use := usage(pids[i])) is not None)
 
 
 async def silent_hosts(
