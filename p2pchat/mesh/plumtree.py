@@ -206,6 +206,12 @@ class Broadcast:
         self.eager.discard(peer)
         self.lazy.discard(peer)
         self._lazy_queue.pop(peer, None)
+        if self._owed.get(peer):
+            # A catch-up owed to the link, which is gone. While a room forms, each
+            # member's ring neighbours change with every joiner near it: sending each
+            # one that has passed a digest cost a session per passer-by. An answer
+            # owed to a heard member's question (False) still goes.
+            del self._owed[peer]
         if peer not in self.heard:
             self._forget(peer)
 

@@ -389,6 +389,24 @@ def test_a_session_that_opens_again_owes_a_digest_one_per_gap() -> None:
     assert peer_id(3) in node.eager and node.memory["owed_digests"] == 0
 
 
+def test_a_neighbour_gone_before_its_digest_is_not_sent_one() -> None:
+    # A room forming: b was our neighbour for a moment (a joiner came between us on a
+    # ring); the catch-up owed to the link goes with it, even though b is still heard.
+    a, b = peer_id(1), peer_id(2)
+    node = quiet_node(a, b)
+    node.hear(frozenset({b}))
+    assert node.take_outgoing() == [(a, RoomDigest(TOPIC, (), want_reply=True))]
+    node.neighbour_down(b, 0.5)
+    assert node.memory["owed_digests"] == 0
+    node.tick(node.config.digest_gap)
+    assert node.take_outgoing() == []
+    # An answer owed to a heard member that asked still goes.
+    node.receive(b, RoomDigest(TOPIC, (), want_reply=True), 2.0)
+    assert node.take_outgoing() == [(b, RoomDigest(TOPIC, (), want_reply=False))]
+    node.neighbour_up(b, 5.0)  # a neighbour again: owed again
+    assert node.take_outgoing() == [(b, RoomDigest(TOPIC, (), want_reply=True))]
+
+
 def test_an_owed_digest_goes_out_at_its_deadline_exactly() -> None:
     # 7.232753387141089 + 1.0 - 7.232753387141089 < 1.0 in floating point: a check
     # written as "now - last >= gap" would not fire at the deadline it announced, and
