@@ -67,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="after the loss phases, this long at --soak-loss (false marks in an hour)",
     )
     parser.add_argument("--soak-loss", type=float, default=0.05)
-    parser.add_argument("--keep", action="store_true", help="keep the agents' homes and logs")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the agents' homes, logs and event lines"
+    )
     parser.add_argument(
         "--clean",
         action="store_true",
@@ -99,7 +101,7 @@ async def measure(
     async with Lab(args.nodes, seed=args.seed, latency_ms=args.latency_ms,
                    jitter_ms=args.jitter_ms, loss=args.loss) as lab:  # fmt: skip
         if args.only & {"p2pchat", "rooms"}:
-            agents = P2pchatAgents(lab.hosts, lab.exec_prefix, root)
+            agents = P2pchatAgents(lab.hosts, lab.exec_prefix, root, record=args.keep)
 
             async def room_scenario(
                 alive: list[int], so_far: dict[str, Any], phases: Phases

@@ -104,9 +104,18 @@ class P2pchatAgents:
     name = "p2pchat"
 
     def __init__(
-        self, hosts: Sequence[LabHost], exec_prefix: Callable[[Any], list[str]], root: Path
+        self,
+        hosts: Sequence[LabHost],
+        exec_prefix: Callable[[Any], list[str]],
+        root: Path,
+        *,
+        record: bool = False,
     ) -> None:
+        """``record``: every daemon's stdout lines also go to ``p2pchat-hN.events`` in
+        ``root`` (what --keep leaves behind to read after a run)."""
         self.hosts = list(hosts)
+        self._record = record
+        self._records: list[Any] = []
         self._prefix = exec_prefix
         self.root = root
         self.views = [View(host.index) for host in self.hosts]
@@ -139,11 +148,22 @@ class P2pchatAgents:
             self._reader.add(process.stdout.fileno(), self._handler(daemon))
         return started
 
+    def _recorder(self, index: int) -> Callable[[bytes], object] | None:
+        if not self._record:
+            return None
+        record = open(self.root / f"p2pchat-h{index}.events", "ab")  # noqa: SIM115
+        self._records.append(record)
+        return record.write
+
     async def wait_listening(self, timeout: float) -> bool:
         return await wait_until(lambda: len(self.by_id) == len(self.hosts), timeout)
 
     def _handler(self, daemon: Daemon) -> Callable[[bytes, float], None]:
+        record = self._recorder(daemon.index)
+
         def handle(line: bytes, arrived: float) -> None:
+            if record is not None:
+                record(line if line.endswith(b"\n") else line + b"\n")
             parsed = parse_line(line, arrived)
             if parsed is not None:
                 self._on_event(daemon, *parsed)
@@ -219,6 +239,8 @@ class P2pchatAgents:
                 daemon.process.kill()
                 daemon.process.wait(timeout=30)
         self._reader.close()
+        for record in self._records:
+            record.close()
         for daemon in self.daemons:
             for stream in (daemon.process.stdin, daemon.process.stdout):
                 if stream is not None:
