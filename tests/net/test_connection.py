@@ -101,12 +101,14 @@ async def test_graceful_close_tells_the_peer() -> None:
 
 
 async def test_keepalive_holds_an_idle_connection_open() -> None:
-    fast = ConnectionConfig(keepalive_interval=0.1, idle_timeout=0.5)
+    # Real sockets, so real time: the idle timeout is ten keepalives long, so that a
+    # busy machine stalling this process for a second does not end the connection.
+    fast = ConnectionConfig(keepalive_interval=0.2, idle_timeout=2.0)
     async with (
         running_server(config=fast) as server,
         open_secure_connection("127.0.0.1", server.port, Identity.generate(), config=fast) as conn,
     ):
-        await trio.sleep(1.5)
+        await trio.sleep(4.5)  # more than twice the idle timeout
         assert conn.closed is None
         assert await conn.ping() < 1
 
