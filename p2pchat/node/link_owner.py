@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -68,7 +67,7 @@ class NodeLinkOwner:
             node.mesh.receive(peer, message, trio.current_time(), flush=False)
             node.mesh_runner.pump()
         elif isinstance(message, ROOM_WIRE) and node.rooms is not None:
-            guarded(partial(node.rooms.receive, message=message), peer)
+            node.rooms.queue(peer, message)  # judged by the room task, not this reader
         elif isinstance(message, CHAT_MESSAGES) and node.chat is not None:
             link = node.links.links.get(peer)
             node.chat.receive(peer, message, link.address if link else "")

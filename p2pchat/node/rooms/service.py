@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -19,13 +20,16 @@ from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
 from p2pchat.node.events import RoomEvent, RoomMessageIn
+from p2pchat.node.guard import guarded
 from p2pchat.node.ports import Links, Peers, Relations
 from p2pchat.node.rooms.broadcast import RoomBroadcasts
+from p2pchat.node.rooms.inputs import RoomInputs
 from p2pchat.node.rooms.invitations import Invitations
 from p2pchat.node.rooms.membership import Membership
 from p2pchat.node.rooms.outbox import PairwiseOutbox
-from p2pchat.node.rooms.state import RoomState, log
+from p2pchat.node.rooms.state import LOG_INTERVAL, RoomState, log
 from p2pchat.node.rooms.storing import DISK_RETRY, MessageStorage
+from p2pchat.ratelimit import LogLimiter
 from p2pchat.store import RoomMessage, Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.codec import Codec
@@ -55,6 +59,8 @@ class RoomService:
         self.state = RoomState(identity, store, peers, emit)
         self.rooms = self.state.rooms  # the rooms we joined, by id
         self._codec = Codec()
+        self.inputs = RoomInputs()  # what sessions read, waiting for the run loop
+        self._shed_log = LogLimiter(LOG_INTERVAL)
         self._outbox = PairwiseOutbox(links, self.state.wake)
         self.storage = MessageStorage(self.state, wrote=self._joined, announced=self._announced)
         self.broadcasts = RoomBroadcasts(self.state, links, self.storage, joined=self._joined,
@@ -174,8 +180,37 @@ class RoomService:
 
     # ------------------------------------------------------------------ inputs
 
+    def queue(self, peer: bytes, message: Any) -> None:
+        """A room input from ``peer``'s session (one of ROOM_WIRE), for the run loop:
+        the session's reader goes on at once (inputs.py says why); dropped, and logged
+        once per peer per interval, if too many wait. Only a member's input for a room
+        we are in waits: anything else (an invitation, a stranger's traffic) is handled
+        at once, as it costs little, so strangers take no share of the queue."""
+        room = self.rooms.get(message.room_id if isinstance(message, PAIRWISE) else message.topic)
+        if room is None or peer not in room.members:
+            guarded(partial(self.receive, message=message), peer)
+            return
+        if self.inputs.put(peer, message):
+            self.state.wake.set()
+            return
+        skipped = self._shed_log.allow(peer, trio.current_time())
+        if skipped is not None:
+            more = f" (and {skipped} more since the last line)" if skipped else ""
+            log.info("room input from %s dropped: %d inputs (%d bytes) wait already%s",
+                     encode_peer_id(peer), len(self.inputs), self.inputs.waiting_bytes(),
+                     more)  # fmt: skip
+
+    async def _take_inputs(self) -> None:
+        """The inputs waiting when the pass began, one per step of the event loop (a
+        probe read meanwhile is answered between two of them)."""
+        for _ in range(len(self.inputs)):
+            peer, message = self.inputs.take()
+            guarded(partial(self.receive, message=message), peer)
+            await trio.lowlevel.checkpoint()
+
     def receive(self, peer: bytes, message: Any) -> None:
-        """A room message from ``peer`` (one of ROOM_WIRE), over its session."""
+        """A room message from ``peer`` (one of ROOM_WIRE), over its session, judged
+        now."""
         try:
             self._route(peer, message)
         except (RemoteProtocolError, LocalProtocolError, ValueError) as error:
@@ -246,7 +281,9 @@ class RoomService:
             if self.storage.held:
                 deadline = min(deadline, trio.current_time() + DISK_RETRY)
             deadline = min(deadline, self._outbox.next_try)
-            await self.state.wake.wait(deadline)
+            if not self.inputs:
+                await self.state.wake.wait(deadline)
+            await self._take_inputs()
             now = trio.current_time()
             try:
                 if self.storage.held:
