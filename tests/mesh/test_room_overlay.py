@@ -153,3 +153,25 @@ def test_positions_depend_on_the_room_and_the_ring() -> None:
     one = member(1)
     assert ring_position(ROOM, 0, one) != ring_position(ROOM, 1, one)
     assert ring_position(ROOM, 0, one) != ring_position(bytes(16), 0, one)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rooms, st.integers(min_value=1, max_value=256), st.data())
+def test_updates_in_steps_give_what_computing_afresh_gives(
+    room_id: bytes, size: int, data: st.DataObject
+) -> None:
+    # The rings are kept sorted between updates and changed by who came and went: after
+    # any sequence of present sets, the view is what it is computed from scratch.
+    everyone = [member(i) for i in range(size)]
+    me = everyone[0]
+    overlay = RoomOverlay(room_id, me)
+    present: set[bytes] = set()
+    for _ in range(data.draw(st.integers(1, 12))):
+        came = data.draw(st.sets(st.sampled_from(everyone), max_size=8))
+        gone = data.draw(st.sets(st.sampled_from(everyone), max_size=8))
+        present = (present | came) - gone
+        members = data.draw(st.sampled_from([size, size, max(1, size // 20), size * 20]))
+        overlay.update(members, present)
+        rings = ring_count(members)
+        assert overlay.neighbours == ring_neighbours(room_id, me, present, rings)
+        assert overlay.near == ring_neighbours(room_id, me, present, rings, NEAR_REACH)
