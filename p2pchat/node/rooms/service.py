@@ -196,7 +196,7 @@ class RoomService:
         skipped = self._shed_log.allow(peer, trio.current_time())
         if skipped is not None:
             more = f" (and {skipped} more since the last line)" if skipped else ""
-            log.info("room input from %s dropped: %d inputs (%d bytes) wait already%s",
+            log.warning("room input from %s dropped: %d inputs (%d bytes) wait already%s",
                      encode_peer_id(peer), len(self.inputs), self.inputs.waiting_bytes(),
                      more)  # fmt: skip
 
