@@ -16,8 +16,9 @@ The queue is bounded in inputs and bytes, in all and per peer: beyond either bou
 input is dropped (*shed*), counted and logged once per peer per interval. Shedding
 broadcast traffic loses nothing for good: the tree's announcements, grafts and the
 periodic digest bring a dropped message again (docs/protocol.md §14.2). A dropped
-pairwise update (an invitation, a key update, a leave) comes again when the next
-session with its sender opens (§15.3); an honest member never has that many waiting.
+key update or invitation comes again when the next session with its sender opens,
+and a dropped leave is followed by the rotation that leaves the member out (§15.3);
+an honest member never has that many inputs waiting.
 """
 
 from __future__ import annotations
