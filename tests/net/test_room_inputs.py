@@ -13,7 +13,7 @@ from p2pchat.identity import Identity
 from p2pchat.net.sizes import estimate_size
 from p2pchat.node.rooms import inputs as room_inputs
 from p2pchat.node.rooms.inputs import RoomInputs
-from p2pchat.wire.messages import RoomGossip, RoomIHave
+from p2pchat.wire.messages import RoomGossip, RoomIHave, RoomLeave
 from tests.net.roomnet import RoomNet
 
 A, B, C = b"a" * 32, b"b" * 32, b"c" * 32
@@ -60,6 +60,22 @@ def test_the_queue_is_bounded_in_all_and_in_bytes(monkeypatch: pytest.MonkeyPatc
     assert sum(inputs.put(A, big) for _ in range(20)) == 10  # A's share in bytes
     assert sum(inputs.put(B, big) for _ in range(20)) == 5  # what is left in all
     assert inputs.waiting_bytes() == 15 * estimate_size(big)
+
+
+def test_pairwise_updates_have_bounds_of_their_own() -> None:
+    # A member's leave is sent once: a flood of broadcast traffic must not push it out.
+    inputs = RoomInputs()
+    for n in range(room_inputs.PEER_INPUTS):
+        assert inputs.put(A, ihave(n))
+    assert not inputs.put(A, ihave(0))  # A's broadcast share is full ...
+    leave = RoomLeave(TOPIC, A)
+    assert inputs.put(A, leave, update=True)  # ... its leave still gets in
+    taken = sum(inputs.put(A, leave, update=True) for _ in range(room_inputs.PEER_UPDATES))
+    assert taken == room_inputs.PEER_UPDATES - 1  # and updates are bounded too
+    assert inputs.waiting_bytes() == room_inputs.PEER_INPUTS * estimate_size(ihave(0))
+    order = [inputs.take()[1] for _ in range(len(inputs))]
+    assert order[room_inputs.PEER_INPUTS] == leave  # in the order they came
+    assert len(inputs) == 0 and inputs.waiting_bytes() == 0
 
 
 async def test_the_room_task_takes_one_input_per_step(tmp_path: Path) -> None:

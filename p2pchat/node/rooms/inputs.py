@@ -12,13 +12,14 @@ cost more sessions and more work, and the next member fell behind (docs/performa
 takes them in turn, one per step of the event loop, so a probe waits for at most one
 room input, never for a backlog.
 
-The queue is bounded in inputs and bytes, in all and per peer: beyond either bound an
-input is dropped (*shed*), counted and logged once per peer per interval. Shedding
-broadcast traffic loses nothing for good: the tree's announcements, grafts and the
-periodic digest bring a dropped message again (docs/protocol.md §14.2). A dropped
-key update or invitation comes again when the next session with its sender opens,
-and a dropped leave is followed by the rotation that leaves the member out (§15.3);
-an honest member never has that many inputs waiting.
+The queue is bounded, in all and per peer. Broadcast traffic is bounded in inputs
+and bytes; beyond either bound an input is dropped (*shed*), counted and logged once
+per peer per interval, and nothing is lost for good: the tree's announcements, grafts
+and the periodic digest bring a dropped message again (docs/protocol.md §14.2).
+Pairwise updates (invitations, key updates, leaves) are few, and a dropped one would
+not all come again (a leave is sent once), so they have bounds of their own, apart
+from the broadcast's: an honest member sends at most a few per room per session, far
+under them, however much broadcast traffic waits.
 """
 
 from __future__ import annotations
@@ -35,48 +36,72 @@ MAX_BYTES = 4 << 20
 # From one peer: a flooding member fills its own share, not the others'.
 PEER_INPUTS = 256
 PEER_BYTES = 1 << 20
+# Pairwise updates waiting, apart from the above: in all, and from one peer. Each is
+# at most ~9 KB (a key update naming 256 members).
+MAX_UPDATES = 1024
+PEER_UPDATES = 64
 
 
 class RoomInputs:
     """A FIFO of (peer, message) with the bounds above."""
 
     def __init__(self) -> None:
-        self._items: deque[tuple[bytes, Any, int]] = deque()
-        self._bytes = 0
-        self._per_peer: dict[bytes, list[int]] = {}  # peer -> [inputs, bytes] waiting
+        self._items: deque[tuple[bytes, Any, int, bool]] = deque()
+        self._bytes = 0  # of broadcast inputs
+        self._broadcast = 0
+        self._updates = 0
+        # peer -> [broadcast inputs, their bytes, pairwise updates] waiting
+        self._per_peer: dict[bytes, list[int]] = {}
         self.shed = 0  # inputs dropped over the bounds, for tests and diagnostics
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, peer: bytes, message: Any) -> bool:
-        """Queue ``message`` from ``peer``; False if it was shed."""
-        size = estimate_size(message)
-        waiting = self._per_peer.get(peer)
-        over_share = waiting is not None and (
-            waiting[0] >= PEER_INPUTS or waiting[1] + size > PEER_BYTES
-        )
-        if over_share or len(self._items) >= MAX_INPUTS or self._bytes + size > MAX_BYTES:
+    def put(self, peer: bytes, message: Any, *, update: bool = False) -> bool:
+        """Queue ``message`` from ``peer`` (``update``: a pairwise update, not broadcast
+        traffic); False if it was shed."""
+        waiting = self._per_peer.get(peer) or [0, 0, 0]
+        size = 0 if update else estimate_size(message)
+        if update:
+            full = waiting[2] >= PEER_UPDATES or self._updates >= MAX_UPDATES
+        else:
+            full = (
+                waiting[0] >= PEER_INPUTS
+                or waiting[1] + size > PEER_BYTES
+                or self._broadcast >= MAX_INPUTS
+                or self._bytes + size > MAX_BYTES
+            )
+        if full:
             self.shed += 1
             return False
-        if waiting is None:
-            waiting = self._per_peer[peer] = [0, 0]
-        waiting[0] += 1
-        waiting[1] += size
-        self._bytes += size
-        self._items.append((peer, message, size))
+        self._per_peer[peer] = waiting
+        if update:
+            waiting[2] += 1
+            self._updates += 1
+        else:
+            waiting[0] += 1
+            waiting[1] += size
+            self._broadcast += 1
+            self._bytes += size
+        self._items.append((peer, message, size, update))
         return True
 
     def take(self) -> tuple[bytes, Any]:
         """The oldest input (IndexError if none)."""
-        peer, message, size = self._items.popleft()
-        self._bytes -= size
+        peer, message, size, update = self._items.popleft()
         waiting = self._per_peer[peer]
-        waiting[0] -= 1
-        waiting[1] -= size
-        if waiting[0] == 0:
+        if update:
+            waiting[2] -= 1
+            self._updates -= 1
+        else:
+            waiting[0] -= 1
+            waiting[1] -= size
+            self._broadcast -= 1
+            self._bytes -= size
+        if not any(waiting):
             del self._per_peer[peer]
         return peer, message
 
     def waiting_bytes(self) -> int:
+        """Bytes of broadcast inputs waiting."""
         return self._bytes

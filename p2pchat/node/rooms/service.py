@@ -190,7 +190,7 @@ class RoomService:
         if room is None or peer not in room.members:
             guarded(partial(self.receive, message=message), peer)
             return
-        if self.inputs.put(peer, message):
+        if self.inputs.put(peer, message, update=isinstance(message, PAIRWISE)):
             self.state.wake.set()
             return
         skipped = self._shed_log.allow(peer, trio.current_time())
