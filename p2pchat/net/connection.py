@@ -114,6 +114,7 @@ class SecureConnection:
         self._pings: dict[int, trio.Event] = {}
         self._ponged: set[int] = set()
         self._last_receive = trio.current_time()
+        self._reads = 0  # reads that brought data: the keepalive's "heard since we pinged"
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         # The writer task is between wake-up and its last write (then it owns the socket);
         # what a direct write from send_nowait could not write, for the writer to finish.
@@ -402,6 +403,7 @@ class SecureConnection:
                         )
                         break
                     self._last_receive = trio.current_time()
+                    self._reads += 1
                 try:
                     session.receive_data(data, trio.current_time())
                 finally:
@@ -540,7 +542,7 @@ class SecureConnection:
 
     async def run_keepalive(self) -> None:
         config = self.config
-        pinged_at = -math.inf
+        pinged_at_read: int | None = None  # self._reads when we last pinged
         while self.closed is None:
             now = trio.current_time()
             idle = now - self._last_receive
@@ -554,14 +556,17 @@ class SecureConnection:
                     )
                 )
                 return
-            if idle >= config.keepalive_interval and pinged_at < self._last_receive:
-                pinged_at = now
+            # Heard since the ping is counted in reads, not compared in time: where a
+            # round trip takes no time (trio's MockClock) the pong comes at the very
+            # instant of its ping.
+            waiting = pinged_at_read == self._reads
+            if idle >= config.keepalive_interval and not waiting:
+                pinged_at_read = self._reads
+                waiting = True
                 self._session.ping(secrets.randbits(63))
                 self._wake_writer.set()
-            next_check = self._last_receive + config.keepalive_interval
-            if pinged_at >= self._last_receive:
-                next_check = self._last_receive + config.idle_timeout
-            await trio.sleep_until(max(next_check, now + 0.001))
+            wait = config.idle_timeout if waiting else config.keepalive_interval
+            await trio.sleep_until(max(self._last_receive + wait, now + 0.001))
 
     # ---------------------------------------------------------------- helpers
 

@@ -100,15 +100,19 @@ async def test_graceful_close_tells_the_peer() -> None:
     assert reason is not None and reason.by_peer and "going home" in str(reason)
 
 
-async def test_keepalive_holds_an_idle_connection_open() -> None:
-    # Real sockets, so real time: the idle timeout is ten keepalives long, so that a
-    # busy machine stalling this process for a second does not end the connection.
-    fast = ConnectionConfig(keepalive_interval=0.2, idle_timeout=2.0)
+async def test_keepalive_holds_an_idle_connection_open(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # Virtual time: a busy machine stalling this process does not move the clock, and
+    # the clock jumps only after 10 ms with every task waiting, time enough for the
+    # loopback bytes in flight to arrive.
+    mock_clock.autojump_threshold = 0.01
+    fast = ConnectionConfig(keepalive_interval=0.1, idle_timeout=0.5)
     async with (
         running_server(config=fast) as server,
         open_secure_connection("127.0.0.1", server.port, Identity.generate(), config=fast) as conn,
     ):
-        await trio.sleep(4.5)  # more than twice the idle timeout
+        await trio.sleep(1.5)  # three idle timeouts
         assert conn.closed is None
         assert await conn.ping() < 1
 
