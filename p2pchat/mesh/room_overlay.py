@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 RING_DOMAIN = b"p2pchat room ring v1"
@@ -56,31 +56,24 @@ def ring_neighbours(
     """``me``'s neighbours among ``present`` (``me`` is taken as present): the members
     within ``reach`` places of it on some ring (``reach`` 1: the neighbours proper)."""
 
-    def position(ring: int, member: bytes) -> bytes:
-        return ring_position(room_id, ring, member)
-
-    return _adjacent(me, set(present) | {me}, rings, position, reach)
-
-
-def _adjacent(
-    me: bytes,
-    everyone: set[bytes],
-    rings: int,
-    position: Callable[[int, bytes], bytes],
-    reach: int,
-) -> set[bytes]:
-    """The members within ``reach`` places of ``me`` on each ring over ``everyone``."""
+    everyone = set(present) | {me}
     found: set[bytes] = set()
-    if len(everyone) <= 1:
-        return found
     for ring in range(rings):
-        order = sorted(everyone, key=lambda member: (position(ring, member), member))
-        at = order.index(me)
-        for step in range(1, reach + 1):
-            found.add(order[(at - step) % len(order)])
-            found.add(order[(at + step) % len(order)])
+        order = sorted((ring_position(room_id, ring, m), m) for m in everyone)
+        at = order.index((ring_position(room_id, ring, me), me))
+        found.update(member for _, member in _around(order, at, reach))
     found.discard(me)
     return found
+
+
+def _around(order: list[tuple[bytes, bytes]], at: int, reach: int) -> Iterator[tuple[int, bytes]]:
+    """(steps away, member) for the members within ``reach`` places of place ``at`` on
+    a ring sorted by position, both ways, cyclically; none on a ring of one."""
+    if len(order) <= 1:
+        return
+    for step in range(1, reach + 1):
+        yield step, order[(at - step) % len(order)][1]
+        yield step, order[(at + step) % len(order)][1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,18 +128,12 @@ class RoomOverlay:
             self._positions.clear()
         new: set[bytes] = set()
         near: set[bytes] = set()
-        count = len(everyone)
-        if count > 1:
-            for ring, order in enumerate(self._rings):
-                at = bisect.bisect_left(order, (self._position(ring, self.me), self.me))
-                for step in range(1, NEAR_REACH + 1):
-                    before = order[(at - step) % count][1]
-                    after = order[(at + step) % count][1]
-                    if step == 1:
-                        new.add(before)
-                        new.add(after)
-                    near.add(before)
-                    near.add(after)
+        for ring, order in enumerate(self._rings):
+            at = bisect.bisect_left(order, (self._position(ring, self.me), self.me))
+            for step, member in _around(order, at, NEAR_REACH):
+                near.add(member)
+                if step == 1:
+                    new.add(member)
         new.discard(self.me)
         near.discard(self.me)
         self.near = frozenset(near)
