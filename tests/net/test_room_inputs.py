@@ -76,6 +76,15 @@ def test_pairwise_updates_have_bounds_of_their_own() -> None:
     order = [inputs.take()[1] for _ in range(len(inputs))]
     assert order[room_inputs.PEER_INPUTS] == leave  # in the order they came
     assert len(inputs) == 0 and inputs.waiting_bytes() == 0
+    # And in all: MAX_UPDATES from however many members.
+    peers = [
+        bytes([n]) * 32 for n in range(room_inputs.MAX_UPDATES // room_inputs.PEER_UPDATES + 1)
+    ]
+    taken = sum(
+        inputs.put(p, leave, update=True) for p in peers for _ in range(room_inputs.PEER_UPDATES)
+    )
+    assert taken == len(inputs) == room_inputs.MAX_UPDATES
+    assert inputs.put(A, ihave(0))  # broadcast traffic has its own bounds
 
 
 async def test_the_room_task_takes_one_input_per_step(tmp_path: Path) -> None:

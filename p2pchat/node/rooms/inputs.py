@@ -48,8 +48,7 @@ class RoomInputs:
     def __init__(self) -> None:
         self._items: deque[tuple[bytes, Any, int, bool]] = deque()
         self._bytes = 0  # of broadcast inputs
-        self._broadcast = 0
-        self._updates = 0
+        self._updates = 0  # pairwise updates waiting; the rest of the items are broadcast
         # peer -> [broadcast inputs, their bytes, pairwise updates] waiting
         self._per_peer: dict[bytes, list[int]] = {}
         self.shed = 0  # inputs dropped over the bounds, for tests and diagnostics
@@ -68,7 +67,7 @@ class RoomInputs:
             full = (
                 waiting[0] >= PEER_INPUTS
                 or waiting[1] + size > PEER_BYTES
-                or self._broadcast >= MAX_INPUTS
+                or len(self._items) - self._updates >= MAX_INPUTS
                 or self._bytes + size > MAX_BYTES
             )
         if full:
@@ -81,7 +80,6 @@ class RoomInputs:
         else:
             waiting[0] += 1
             waiting[1] += size
-            self._broadcast += 1
             self._bytes += size
         self._items.append((peer, message, size, update))
         return True
@@ -96,7 +94,6 @@ class RoomInputs:
         else:
             waiting[0] -= 1
             waiting[1] -= size
-            self._broadcast -= 1
             self._bytes -= size
         if not any(waiting):
             del self._per_peer[peer]
