@@ -119,9 +119,15 @@ finally:
 
 @contextlib.asynccontextmanager
 async def daemons(
-    tmp: Path, count: int, python: str = sys.executable, *, profile: Path | None = None
+    tmp: Path,
+    count: int,
+    python: str = sys.executable,
+    *,
+    profile: Path | None = None,
+    floor: bool = False,
 ) -> AsyncIterator[list[Daemon]]:
-    """``profile``: the first daemon runs under cProfile, its statistics written there."""
+    """``profile``: the first daemon runs under cProfile, its statistics written there.
+    ``floor``: instead of daemons, bench/floor_node.py's minimal nodes (a baseline)."""
     started: list[Daemon] = []
     async with trio.open_nursery() as nursery:
         try:
@@ -143,6 +149,8 @@ async def daemons(
                 ]
                 if profile and not index:
                     command = ["-c", _PROFILED, str(profile), *command[2:]]
+                if floor:
+                    command = [str(ROOT / "bench" / "floor_node.py"), str(home / "floor.db")]
                 process = await trio.lowlevel.open_process(
                     [python, *command],
                     stdin=subprocess.PIPE,

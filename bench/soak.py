@@ -14,7 +14,11 @@ run:
   idle window and RSS (``VmRSS``), beside three ``serf agent`` processes joined to each
   other on 127.0.0.1 in the same window;
 - counters per message handled from ``/proc``: wake-ups (voluntary context switches),
-  write and read system calls.
+  write and read system calls;
+- the floor: three ``bench/floor_node.py`` processes (a minimal node on the same
+  libraries that only stores, encrypts, sends, acknowledges and prints each message)
+  driven the same way at the same rates, so the daemons' cost reads as a multiple of
+  the least this stack can spend per message at chat rates.
 
 Run:  python bench/soak.py [--quick] [--minutes M] [--rate R[,R...]] [--idle-minutes M]
       [--write]
@@ -286,10 +290,36 @@ def bulk(python: str, count: int) -> Bulk:
 @dataclass(slots=True)
 class Run:
     chat: dict[float, list[Window]]
+    floor: dict[float, list[Window]]
     idle: list[Idle]
     serf: list[Idle]
     bulk: Bulk
     rss_after_setup: list[float]
+
+
+async def warm(nodes: list[Daemon]) -> None:
+    """Each a contact of every other with a session, and a first message each way
+    delivered: every path is warm."""
+    await connect_all(nodes)
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                await node.send(other.peer_id, TEXT)
+    assert await wait_delivered(nodes, 30), "the first messages were not delivered"
+
+
+async def floor_phases(args: argparse.Namespace, tmp: Path) -> dict[float, list[Window]]:
+    """The same chat phases, run by bench/floor_node.py's minimal nodes."""
+    floor: dict[float, list[Window]] = {}
+    folder = tmp / "floor"
+    folder.mkdir()
+    async with daemons(folder, NODES, sys.executable, floor=True) as nodes:
+        await warm(nodes)
+        for rate in args.rates:
+            print(f"  floor at {rate:g} messages/s per node for {args.minutes:g} min ...",
+                  flush=True)  # fmt: skip
+            floor[rate] = await chat_phase(nodes, rate, args.minutes * 60)
+    return floor
 
 
 async def soak(args: argparse.Namespace, tmp: Path) -> Run:
@@ -297,12 +327,7 @@ async def soak(args: argparse.Namespace, tmp: Path) -> Run:
     chat: dict[float, list[Window]] = {}
     with serf_agents(tmp, NODES if not args.no_serf else 0) as serfs:
         async with daemons(tmp, NODES, python, profile=args.profile) as nodes:
-            await connect_all(nodes)
-            for node in nodes:  # a first message each way: every path is warm
-                for other in nodes:
-                    if other is not node:
-                        await node.send(other.peer_id, TEXT)
-            assert await wait_delivered(nodes, 30), "the first messages were not delivered"
+            await warm(nodes)
             rss_after_setup = [sample(n.pid).rss_kib / 1024 for n in nodes]
             for rate in args.rates:
                 print(f"  chat at {rate:g} messages/s per node for {args.minutes:g} min ...",
@@ -323,7 +348,8 @@ async def soak(args: argparse.Namespace, tmp: Path) -> Run:
             for node in nodes:
                 if node.errors:
                     print(f"  {node.name}: errors: {node.errors[:3]}")
-    return Run(chat, idles[:NODES], idles[NODES:], bulk_run, rss_after_setup)
+    floor = await floor_phases(args, tmp) if not args.no_floor else {}
+    return Run(chat, floor, idles[:NODES], idles[NODES:], bulk_run, rss_after_setup)
 
 
 def mean(values: list[float]) -> float:
@@ -344,12 +370,15 @@ def report(run: Run, args: argparse.Namespace) -> list[str]:
         writes = [w.per_message(w.after.writes - w.before.writes) for w in windows]
         reads = [w.per_message(w.after.reads - w.before.reads) for w in windows]
         cpu = mean([w.cpu_percent for w in windows])
+        floor = run.floor.get(rate)
+        floor_ms = mean([1000 * w.per_message(w.cpu) for w in floor]) if floor else 0.0
         lines.append(
             f"chat at {rate:g} messages/s per node ({NODES} daemons, {rate * NODES:g}/s in all, "
             f"{windows[0].seconds / 60:.1f} min): CPU {cpu:.2f}% "
             f"per daemon ({' / '.join(f'{w.cpu_percent:.2f}' for w in windows)}); "
             f"{mean(per):.3f} ms CPU per message handled ({mean(handled):.1f} handled/s per "
             f"daemon); ratio {mean(per) / bulk_ms:.1f}x the bulk cost"
+            + (f", {mean(per) / floor_ms:.2f}x the floor" if floor_ms else "")
         )
         system = [1000 * w.per_message(w.after.system - w.before.system) for w in windows]
         lines.append(
@@ -357,6 +386,16 @@ def report(run: Run, args: argparse.Namespace) -> list[str]:
             f"{mean(wake):.2f} wake-ups, {mean(writes):.2f} write and "
             f"{mean(reads):.2f} read system calls; RSS after "
             f"{' / '.join(f'{w.after.rss_kib / 1024:.1f}' for w in windows)} MiB"
+        )
+    for rate, windows in run.floor.items():
+        per = [1000 * w.per_message(w.cpu) for w in windows]
+        lines.append(
+            f"floor at {rate:g} messages/s per node (bench/floor_node.py: store, encrypt, "
+            f"send, acknowledge, print; nothing else): "
+            f"{mean(per):.3f} ms CPU per message handled "
+            f"({' / '.join(f'{p:.3f}' for p in per)}), "
+            f"{mean([w.per_message(w.after.wakeups - w.before.wakeups) for w in windows]):.2f}"
+            f" wake-ups per message handled"
         )
     idle_line = (
         f"idle ({run.idle[0].seconds / 60:.1f} min, sessions open to 2 peers): CPU "
@@ -396,6 +435,7 @@ def main() -> int:
     parser.add_argument("--idle-minutes", type=float, help="idle window (default 3; quick 0.25)")
     parser.add_argument("--bulk", type=int, help="messages of the bulk baseline (default 20000)")
     parser.add_argument("--no-serf", action="store_true", help="no serf agents beside")
+    parser.add_argument("--no-floor", action="store_true", help="no floor_node.py baseline")
     parser.add_argument("--profile", type=Path, help="run the first daemon under cProfile")
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()  # fmt: skip
