@@ -120,10 +120,6 @@ class FloorNode:
         self.emit({"event": "connected", "id": peer})
         nursery.start_soon(self.read_link, peer, link)
 
-    async def accept(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
-        peer = (await stream.receive_some(16)).decode()
-        await self.add_link(nursery, stream, peer)
-
     async def command(self, nursery: trio.Nursery, command: dict[str, Any]) -> bool:
         name, tag = command.get("cmd"), command.get("tag")
         if name == "quit":
@@ -149,8 +145,10 @@ class FloorNode:
         return True
 
     async def serve(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
+        """An accepted connection: ids exchanged, as ``connect`` does from its side."""
         await stream.send_all(self.node_id.encode())
-        await self.accept(nursery, stream)
+        peer = (await stream.receive_some(16)).decode()
+        await self.add_link(nursery, stream, peer)
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
