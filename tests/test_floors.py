@@ -35,6 +35,7 @@ FLOORS: dict[str, int] = {
     "session": 3,
     "mesh": 3,
     "chat": 3,
+    "files": 3,
     # Side by side, unaware of each other: the disk, the profile, the transport.
     "store": 4,
     "profile": 4,
@@ -143,3 +144,51 @@ def test_the_rule_catches_an_import_going_up(tmp_path: Path) -> None:
     tree = ast.parse("def f():\n    from p2pchat.node.node import Node\n")
     assert list(imported_packages(tree)) == [("node", 2)]
     assert FLOORS["node"] >= FLOORS["net"], "net importing node would be refused"
+
+
+# House rule 1: the pure cores do no I/O and keep no time or chance of their own. Time
+# comes in as an argument and randomness as an injected generator, which they may name
+# in annotations (imports under ``if TYPE_CHECKING:``) but never import to run.
+PURE_CORES = ("wire", "noise", "session", "mesh", "chat", "files")
+IMPURE_MODULES = frozenset({"trio", "asyncio", "socket", "sqlite3", "time", "random"})
+
+
+def runtime_imports(tree: ast.Module) -> Iterator[tuple[str, int]]:
+    """(top-level module, line) of every import that runs, skipping the bodies of
+    ``if TYPE_CHECKING:`` blocks."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
+        }:
+            skipped.update(id(inner) for part in node.body for inner in ast.walk(part))
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0], node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module.split(".")[0], node.lineno
+
+
+def test_pure_cores_import_no_io_time_or_chance() -> None:
+    problems = []
+    for core in PURE_CORES:
+        for path in sorted((PACKAGE / core).rglob("*.py")):
+            relative = path.relative_to(PACKAGE)
+            tree = ast.parse(path.read_text(), str(path))
+            for module, line in runtime_imports(tree):
+                if module in IMPURE_MODULES:
+                    problems.append(f"{relative}:{line}: imports {module}")
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_pure_core_rule_sees_through_type_checking_only() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import random\n"
+        "def f():\n    import time\n"
+    )
+    assert [m for m, _ in runtime_imports(ast.parse(source))] == ["typing", "time"]
