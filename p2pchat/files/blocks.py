@@ -24,8 +24,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-BLOCK_SIZE = 256 * 1024  # wire: the same for every file
-HASH_SIZE = 32
+from p2pchat.wire.messages import FILE_BLOCK_BYTES, FILE_ROOT_BYTES
+
+BLOCK_SIZE = FILE_BLOCK_BYTES  # the same for every file
+HASH_SIZE = FILE_ROOT_BYTES
 _PERSON = b"p2pchat file v1"  # BLAKE2b personalisation: these hashes mean nothing else
 _LEAF = b"\x00"
 _NODE = b"\x01"

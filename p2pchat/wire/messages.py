@@ -716,3 +716,108 @@ class RoomDigest:
 
     def __post_init__(self) -> None:
         _check_ids(self.ids)
+
+
+# --- files (docs/protocol.md §16; sent only where both sides list the feature files/1) ---
+
+FILES_FEATURE = "files/1"
+FILE_ROOT_BYTES = 32
+FILE_BLOCK_BYTES = 256 * 1024  # every block but a file's last is exactly this long
+MAX_FILE_NAME_CHARS = 255
+MAX_MEDIA_TYPE_CHARS = 127
+MAX_THUMBNAIL_BYTES = 16 * 1024
+MAX_FILE_BLOCKS_ASKED = 64  # block indices per FileRequest / FileUnavailable
+MAX_PROOF_HASHES = 64  # a file of 2^63 bytes has 2^45 blocks: proofs of 45 hashes at most
+FILE_ANSWERS = ("accept", "decline", "cancel", "done")
+
+
+def _check_block_indices(blocks: tuple[int, ...]) -> None:
+    for index in blocks:
+        if not 0 <= index <= MAX_WIRE_INT:
+            raise ValueError("a block index must be from 0 to 2**63 - 1")
+
+
+@wire_message(50)
+@dataclass(frozen=True, slots=True)
+class FileOffer:
+    """A file offered in a conversation: named by its ``root`` (§16.1) and ``size``; the
+    ``name`` and ``media_type`` are the sender's suggestions (§16.2); ``thumbnail`` a
+    small preview of an image (JPEG or PNG), or empty. ``offer_id`` is in the id space
+    of chat messages (a ``ChatReceipt`` acknowledges it), and ``clock`` and ``time`` are
+    as in ``ChatMessage``: the offer takes its place in the conversation."""
+
+    TYPE_ID: ClassVar[int]
+    offer_id: bytes = limit(size=MSG_ID_BYTES)
+    root: bytes = limit(size=FILE_ROOT_BYTES)
+    size: int = 0
+    name: str = limit(max_len=MAX_FILE_NAME_CHARS, default="")
+    media_type: str = limit(max_len=MAX_MEDIA_TYPE_CHARS, default="")
+    thumbnail: bytes = limit(max_len=MAX_THUMBNAIL_BYTES, default=b"")
+    clock: int = 0
+    time: int = 0
+
+    def __post_init__(self) -> None:
+        for value in (self.size, self.clock, self.time):
+            if not 0 <= value <= MAX_WIRE_INT:
+                raise ValueError("size, clock and time must be from 0 to 2**63 - 1")
+
+
+@wire_message(51)
+@dataclass(frozen=True, slots=True)
+class FileAnswer:
+    """What became of an offer: the receiver ``accept``s (and will request blocks),
+    ``decline``s, or has it all verified (``done``); either side may ``cancel``."""
+
+    TYPE_ID: ClassVar[int]
+    offer_id: bytes = limit(size=MSG_ID_BYTES)
+    state: str = limit(max_len=16)
+    reason: str = limit(max_len=256, default="")
+
+    def __post_init__(self) -> None:
+        if self.state not in FILE_ANSWERS:
+            raise ValueError(f"unknown file answer {self.state!r}")
+
+
+@wire_message(52)
+@dataclass(frozen=True, slots=True)
+class FileRequest:
+    """Send me these blocks of the file named ``root``."""
+
+    TYPE_ID: ClassVar[int]
+    root: bytes = limit(size=FILE_ROOT_BYTES)
+    blocks: tuple[int, ...] = limit(max_len=MAX_FILE_BLOCKS_ASKED, default=())
+
+    def __post_init__(self) -> None:
+        _check_block_indices(self.blocks)
+
+
+@wire_message(53)
+@dataclass(frozen=True, slots=True)
+class FileBlock:
+    """Block ``index`` of the file named ``root``, with its ``proof`` (§16.1)."""
+
+    TYPE_ID: ClassVar[int]
+    root: bytes = limit(size=FILE_ROOT_BYTES)
+    index: int = 0
+    data: bytes = limit(max_len=FILE_BLOCK_BYTES, default=b"")
+    proof: tuple[bytes, ...] = limit(max_len=MAX_PROOF_HASHES, default=())
+
+    def __post_init__(self) -> None:
+        _check_block_indices((self.index,))
+        _check_ids(self.proof, FILE_ROOT_BYTES)
+
+
+@wire_message(54)
+@dataclass(frozen=True, slots=True)
+class FileUnavailable:
+    """The sender will not send these blocks of ``root`` now: ``reason`` is ``unknown``
+    (it holds no such file), ``not-allowed`` (not offered to you), ``busy`` (ask again
+    later) or ``gone`` (the offer was cancelled or the file changed on its disk)."""
+
+    TYPE_ID: ClassVar[int]
+    root: bytes = limit(size=FILE_ROOT_BYTES)
+    blocks: tuple[int, ...] = limit(max_len=MAX_FILE_BLOCKS_ASKED, default=())
+    reason: str = limit(max_len=64, default="")
+
+    def __post_init__(self) -> None:
+        _check_block_indices(self.blocks)

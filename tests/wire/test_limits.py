@@ -42,6 +42,7 @@ ITEM_BYTES = {
     "RoomDigest.ids": MSG_ID_BYTES,
     "RoomInvite.members": 32,
     "RoomKeyUpdate.members": 32,
+    "FileBlock.proof": 32,
 }
 
 
