@@ -728,7 +728,7 @@ MAX_MEDIA_TYPE_CHARS = 127
 MAX_THUMBNAIL_BYTES = 16 * 1024
 MAX_FILE_BLOCKS_ASKED = 64  # block indices per FileRequest / FileUnavailable
 MAX_PROOF_HASHES = 64  # a file of 2^63 bytes has 2^45 blocks: proofs of 45 hashes at most
-FILE_ANSWERS = ("accept", "decline", "cancel", "done")
+FILE_ANSWERS = ("received", "accept", "decline", "cancel", "done")
 
 
 def _check_block_indices(blocks: tuple[int, ...]) -> None:
@@ -742,9 +742,8 @@ def _check_block_indices(blocks: tuple[int, ...]) -> None:
 class FileOffer:
     """A file offered in a conversation: named by its ``root`` (§16.1) and ``size``; the
     ``name`` and ``media_type`` are the sender's suggestions (§16.2); ``thumbnail`` a
-    small preview of an image (JPEG or PNG), or empty. ``offer_id`` is in the id space
-    of chat messages (a ``ChatReceipt`` acknowledges it), and ``clock`` and ``time`` are
-    as in ``ChatMessage``: the offer takes its place in the conversation."""
+    small preview of an image (JPEG or PNG), or empty; ``time`` the sender's wall clock
+    in ms (shown, never trusted)."""
 
     TYPE_ID: ClassVar[int]
     offer_id: bytes = limit(size=MSG_ID_BYTES)
@@ -753,20 +752,19 @@ class FileOffer:
     name: str = limit(max_len=MAX_FILE_NAME_CHARS, default="")
     media_type: str = limit(max_len=MAX_MEDIA_TYPE_CHARS, default="")
     thumbnail: bytes = limit(max_len=MAX_THUMBNAIL_BYTES, default=b"")
-    clock: int = 0
     time: int = 0
 
     def __post_init__(self) -> None:
-        for value in (self.size, self.clock, self.time):
-            if not 0 <= value <= MAX_WIRE_INT:
-                raise ValueError("size, clock and time must be from 0 to 2**63 - 1")
+        if not (0 <= self.size <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):
+            raise ValueError("size and time must be from 0 to 2**63 - 1")
 
 
 @wire_message(51)
 @dataclass(frozen=True, slots=True)
 class FileAnswer:
-    """What became of an offer: the receiver ``accept``s (and will request blocks),
-    ``decline``s, or has it all verified (``done``); either side may ``cancel``."""
+    """What became of an offer: the receiver stored it (``received``), ``accept``s it
+    (and will request blocks), ``decline``s it, or has it all verified (``done``);
+    either side may ``cancel``."""
 
     TYPE_ID: ClassVar[int]
     offer_id: bytes = limit(size=MSG_ID_BYTES)

@@ -37,7 +37,6 @@ file_messages = st.one_of(
         name=st.text(max_size=255),
         media_type=st.text(max_size=127),
         thumbnail=st.binary(max_size=300),
-        clock=wire_ints,
         time=wire_ints,
     ),
     st.builds(
@@ -83,7 +82,7 @@ OFFER = {"offer_id": bytes(16), "root": bytes(32), "size": 1, "name": "a"}
         (50, {**OFFER, "offer_id": bytes(17)}),
         (50, {**OFFER, "name": "x" * 256}),
         (50, {**OFFER, "thumbnail": bytes(16 * 1024 + 1)}),
-        (50, {**OFFER, "clock": 2**63}),
+        (50, {**OFFER, "time": 2**63}),
         (51, {"offer_id": bytes(16), "state": "maybe"}),
         (51, {"offer_id": bytes(16), "state": "accept", "reason": "x" * 257}),
         (52, {"root": bytes(32), "blocks": [-1]}),
