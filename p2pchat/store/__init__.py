@@ -13,6 +13,7 @@ from p2pchat.store.rooms import MAX_ROOM_EPOCHS
 from p2pchat.store.rows import (
     Contact,
     Conversation,
+    FileTransfer,
     Notice,
     OutboxItem,
     Request,
@@ -32,6 +33,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Contact",
     "Conversation",
+    "FileTransfer",
     "Migration",
     "Notice",
     "OutboxItem",

@@ -18,6 +18,7 @@ from p2pchat.diskfaults import DISK_FULL, IO_ERROR, disk_fault
 from p2pchat.errors import StoreError
 from p2pchat.store.codes import sqlite_code as _code
 from p2pchat.store.contacts import ContactTables
+from p2pchat.store.files import FileTables
 from p2pchat.store.invites import InviteTables
 from p2pchat.store.messages import MessageTables
 from p2pchat.store.notices import NoticeTables
@@ -31,7 +32,14 @@ BUSY_TIMEOUT_MS = 5000
 
 
 class Store(
-    ContactTables, MessageTables, InviteTables, RoomTables, RelayTables, SearchTables, NoticeTables
+    ContactTables,
+    MessageTables,
+    InviteTables,
+    RoomTables,
+    RelayTables,
+    SearchTables,
+    NoticeTables,
+    FileTables,
 ):
     """The message database. Create with :func:`open_store`; close when done.
 

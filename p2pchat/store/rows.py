@@ -161,3 +161,24 @@ class Notice:
     clock: int
     at: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileTransfer:
+    """One file offer, ours (``outgoing``) or a peer's, and how far it got. ``path``:
+    the file we serve (ours), or where the received file was saved (theirs, once
+    done). ``leaves`` (ours) and ``held`` (theirs) are not loaded with the row."""
+
+    offer_id: bytes
+    peer: bytes
+    outgoing: bool
+    root: bytes
+    size: int
+    name: str
+    media_type: str
+    thumbnail: bytes
+    offered_at: int  # the sender's clock, ms
+    state: str
+    reason: str
+    path: str
+    updated_at: int

@@ -263,7 +263,32 @@ _V8: Migration = (
     "CREATE INDEX outbox_by_due ON outbox (next_attempt_at, msg_id)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# Files (docs/protocol.md §16): one row per offer, ours or a peer's. Ours keep the
+# path we serve from and the blocks' leaf hashes (32 bytes each, 128 KiB per GiB), so
+# that we can serve after a restart without hashing the file again; a peer's keep the
+# map of blocks held so far, so that a download resumes.
+_V9: Migration = (
+    """CREATE TABLE file_transfers (
+        offer_id BLOB PRIMARY KEY NOT NULL CHECK (length(offer_id) = 16),
+        peer BLOB NOT NULL CHECK (length(peer) = 32),
+        outgoing INTEGER NOT NULL,
+        root BLOB NOT NULL CHECK (length(root) = 32),
+        size INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        media_type TEXT NOT NULL DEFAULT '',
+        thumbnail BLOB NOT NULL DEFAULT x'',
+        offered_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        path TEXT NOT NULL DEFAULT '',
+        leaves BLOB NOT NULL DEFAULT x'',
+        held BLOB NOT NULL DEFAULT x'',
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX file_transfers_by_peer ON file_transfers (peer, state)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,90 @@
+"""File offers and transfers (``file_transfers``): ours with the path we serve and the
+leaf hashes of its blocks, a peer's with the map of blocks held so far
+(docs/protocol.md §16, docs/storage.md)."""
+
+from __future__ import annotations
+
+from p2pchat.store.core import StoreCore
+from p2pchat.store.rows import FileTransfer, RowReader
+
+_TRANSFER = RowReader(FileTransfer)
+
+
+class FileTables(StoreCore):
+    """The ``file_transfers`` table."""
+
+    def add_transfer(self, transfer: FileTransfer, *, leaves: bytes = b"") -> bool:
+        """Store a new offer; False (and nothing changed) if its id is stored already."""
+        cursor = self._exec(
+            f"""INSERT INTO file_transfers ({_TRANSFER.columns}, leaves)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (offer_id) DO NOTHING""",
+            (
+                transfer.offer_id, transfer.peer, int(transfer.outgoing), transfer.root,
+                transfer.size, transfer.name, transfer.media_type, transfer.thumbnail,
+                transfer.offered_at, transfer.state, transfer.reason, transfer.path,
+                transfer.updated_at, leaves,
+            ),
+        )  # fmt: skip
+        return cursor.rowcount > 0
+
+    def transfer(self, offer_id: bytes) -> FileTransfer | None:
+        row = self._one(
+            f"SELECT {_TRANSFER.columns} FROM file_transfers WHERE offer_id = ?", (offer_id,)
+        )
+        return None if row is None else _TRANSFER(row)
+
+    def transfers(
+        self, peer: bytes | None = None, *, states: tuple[str, ...] = ()
+    ) -> list[FileTransfer]:
+        """Offers, newest first: all, or ``peer``'s, in any of ``states`` if given."""
+        where: list[str] = []
+        params: list[object] = []
+        if peer is not None:
+            where.append("peer = ?")
+            params.append(peer)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._all(
+            f"""SELECT {_TRANSFER.columns} FROM file_transfers {clause}
+            ORDER BY updated_at DESC, offer_id""",
+            params,
+        )
+        return [_TRANSFER(row) for row in rows]
+
+    def count_transfers(
+        self, *, outgoing: bool, states: tuple[str, ...], peer: bytes | None = None
+    ) -> int:
+        where = [f"outgoing = ? AND state IN ({', '.join('?' * len(states))})"]
+        params: list[object] = [int(outgoing), *states]
+        if peer is not None:
+            where.append("peer = ?")
+            params.append(peer)
+        return self._count(
+            f"SELECT count(*) FROM file_transfers WHERE {' AND '.join(where)}", params
+        )
+
+    def set_transfer_state(
+        self, offer_id: bytes, state: str, *, now: int, reason: str = "", path: str | None = None
+    ) -> None:
+        self._exec(
+            """UPDATE file_transfers SET state = ?, reason = ?, path = coalesce(?, path),
+            updated_at = ? WHERE offer_id = ?""",
+            (state, reason, path, now, offer_id),
+        )
+
+    def transfer_leaves(self, offer_id: bytes) -> bytes:
+        row = self._one("SELECT leaves FROM file_transfers WHERE offer_id = ?", (offer_id,))
+        return b"" if row is None else bytes(row[0])
+
+    def transfer_held(self, offer_id: bytes) -> bytes:
+        row = self._one("SELECT held FROM file_transfers WHERE offer_id = ?", (offer_id,))
+        return b"" if row is None else bytes(row[0])
+
+    def save_held(self, offer_id: bytes, held: bytes, *, now: int) -> None:
+        self._exec(
+            "UPDATE file_transfers SET held = ?, updated_at = ? WHERE offer_id = ?",
+            (held, now, offer_id),
+        )
