@@ -24,6 +24,7 @@ __all__ = [
     "DiskRecovered",
     "DiskTrouble",
     "EventsDropped",
+    "FileEvent",
     "Listening",
     "MessageIn",
     "NodeEvent",
@@ -190,6 +191,26 @@ class RoomGone:
 RoomEvent = RoomMessageIn | RoomInvited | RoomChanged | RoomMemberJoined | RoomGone
 
 
+@dataclass(frozen=True, slots=True)
+class FileEvent:
+    """A file offer or transfer changed (docs/protocol.md §16). ``kind``: ``offer`` (a
+    peer offered us a file), ``answer`` (the state moved: accepted, declined, cancelled
+    and so on), ``progress`` (a few times a second at most), ``done`` or ``failed``
+    (with a ``reason``). ``path``: ours, the file we serve; theirs, where it was saved
+    once done."""
+
+    kind: str
+    offer_id: bytes
+    peer: bytes
+    outgoing: bool
+    name: str
+    size: int
+    state: str
+    done_bytes: int = 0
+    reason: str = ""
+    path: str = ""
+
+
 NodeEvent = (
     Listening
     | PeerConnected
@@ -198,6 +219,7 @@ NodeEvent = (
     | DiscoveryNote
     | ChatEvent
     | RoomEvent
+    | FileEvent
     | EventsDropped
     | DiskTrouble
     | DiskRecovered

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -20,6 +21,7 @@ from p2pchat.mesh.core import MESH_MESSAGES
 from p2pchat.net.slots import Value
 from p2pchat.node.chat import CHAT_MESSAGES
 from p2pchat.node.events import NodeEvent, PeerConnected, PeerDisconnected
+from p2pchat.node.files import FILE_MESSAGES
 from p2pchat.node.guard import guarded
 from p2pchat.node.rooms import ROOM_WIRE
 from p2pchat.session.core import Refusal
@@ -71,6 +73,8 @@ class NodeLinkOwner:
         elif isinstance(message, CHAT_MESSAGES) and node.chat is not None:
             link = node.links.links.get(peer)
             node.chat.receive(peer, message, link.address if link else "")
+        elif isinstance(message, FILE_MESSAGES) and node.files is not None:
+            guarded(partial(node.files.receive, message=message), peer)
         else:
             log.debug("ignoring %s from %s", type(message).__name__, encode_peer_id(peer))
 
@@ -87,6 +91,8 @@ class NodeLinkOwner:
             guarded(node.chat.peer_up, peer)
         if node.rooms is not None:
             guarded(node.rooms.session_up, peer)
+        if node.files is not None:
+            guarded(node.files.session_up, peer)
 
     def on_down(self, peer: bytes, reason: str) -> None:
         self._emit(PeerDisconnected(peer, reason))
@@ -95,6 +101,8 @@ class NodeLinkOwner:
             guarded(node.chat.peer_down, peer)
         if node.rooms is not None:
             guarded(node.rooms.session_down, peer)
+        if node.files is not None:
+            guarded(node.files.session_down, peer)
         if node.mesh is not None:
             node.mesh.link_down(peer, trio.current_time())
             node.mesh_runner.pump()

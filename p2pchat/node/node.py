@@ -20,6 +20,7 @@ presence events (node/presence.py), and its side of the link manager
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -56,6 +57,7 @@ from p2pchat.node.events import (
     NodeEvent,
     Presence,
 )
+from p2pchat.node.files import FileService
 from p2pchat.node.link_owner import NodeLinkOwner
 from p2pchat.node.meshrun import MeshRunner, log_refusal
 from p2pchat.node.presence import PresenceBoard
@@ -64,7 +66,7 @@ from p2pchat.node.settings import Invitation as Invitation
 from p2pchat.node.settings import NodeSettings as NodeSettings
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.wallclock import now_ms
-from p2pchat.wire.messages import SETTABLE_STATUSES
+from p2pchat.wire.messages import FILES_FEATURE, SETTABLE_STATUSES
 
 log = logging.getLogger("p2pchat.node")
 
@@ -92,6 +94,13 @@ class Node:
         self.take_event: Callable[[NodeEvent], bool] | None = None
         self._drop_log = LogLimiter()
         self.addresses: tuple[str, ...] = ()
+        if settings.store is not None:
+            # With a store the node takes files: its sessions say so (§16.3).
+            session = settings.connection.session
+            features = session.features | {FILES_FEATURE}
+            settings.connection = dataclasses.replace(
+                settings.connection, session=dataclasses.replace(session, features=features)
+            )
         self.links = LinkManager(
             identity,
             nursery,
@@ -112,6 +121,7 @@ class Node:
             settings.known_peers.health = self.disk
         self.chat: ChatService | None = None
         self.rooms: RoomService | None = None
+        self.files: FileService | None = None
         if settings.store is not None:
             self.chat = ChatService(
                 identity,
@@ -131,6 +141,9 @@ class Node:
                 relations=self.chat,
                 emit=self._emit,
                 rng=random.Random(self._rng.getrandbits(64)),
+            )
+            self.files = FileService(
+                settings.store, self.links, self.chat, self._emit, settings.files
             )
 
         # The node's parts (the link manager asks them through its owner).
@@ -294,6 +307,8 @@ class Node:
             self._nursery.start_soon(self.chat.run)
         if self.rooms is not None:
             self._nursery.start_soon(self.rooms.run)
+        if self.files is not None:
+            self._nursery.start_soon(self.files.run)
         targets = list(settings.static)
         if settings.known_peers is not None:
             targets = [*settings.known_peers.targets(), *targets]

@@ -11,6 +11,7 @@ from p2pchat.mesh.config import MeshConfig
 from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.slots import LinkLimits
 from p2pchat.node.chat import ChatSettings
+from p2pchat.node.files import FileSettings
 from p2pchat.store import Store
 
 
@@ -41,6 +42,7 @@ class NodeSettings:
     seed: int | None = None  # for repeatable tests; None: the OS's randomness
     store: Store | None = None  # without one the node carries presence only, no chat
     chat: ChatSettings = field(default_factory=ChatSettings)
+    files: FileSettings = field(default_factory=FileSettings)
     # One per process, shared with the log and the profile; the node makes its own if
     # none is given, and hands it to the store and the address book.
     disk: DiskHealth | None = None

@@ -13,6 +13,7 @@ from p2pchat.identity import Identity
 from p2pchat.net.slots import LinkLimits
 from p2pchat.node.chat import LINK_RETRY_MS, MAX_INPUT_BYTES, ChatService, ChatSettings
 from p2pchat.node.events import MessageIn, NodeEvent, Receipt
+from p2pchat.node.files import FileSettings
 from p2pchat.node.node import Node, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.wallclock import now_ms
@@ -30,6 +31,7 @@ class ChatPeer:
     contacts_only: bool = False
     link_retry_ms: int = LINK_RETRY_MS  # the chat backstop for what went over a session
     max_input_bytes: int = MAX_INPUT_BYTES  # chat input held before more is dropped
+    downloads: Path | None = None  # where accepted files go (none accepted without)
     events: list[NodeEvent] = field(default_factory=list)
     node: Node | None = None
     store: Store | None = None
@@ -66,6 +68,7 @@ class ChatPeer:
             ),
             limits=self.limits,
             contacts_only=self.contacts_only,
+            files=FileSettings(downloads=self.downloads),
         )
         self._stopped = trio.Event()
         await nursery.start(self._run, settings)

@@ -1,0 +1,98 @@
+"""The disk side of files: hashing a file to offer, reading a block to serve, writing a
+block received, and putting a finished file under its name. Blocking calls, each meant
+for a worker thread (``trio.to_thread.run_sync``) or, for one block, the event loop."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from p2pchat.files.blocks import BLOCK_SIZE, HashTree, block_count, file_root, leaf_hash
+from p2pchat.files.names import safe_name, unique_name
+
+PARTIAL_FOLDER = ".p2pchat-partial"  # inside the downloads folder: files not yet whole
+
+
+def hash_file(path: Path) -> tuple[int, bytes]:
+    """(size, the leaf hashes of its blocks, 32 bytes each), reading it once."""
+    leaves = bytearray()
+    size = 0
+    with open(path, "rb") as source:
+        while block := source.read(BLOCK_SIZE):
+            leaves += leaf_hash(block)
+            size += len(block)
+    return size, bytes(leaves)
+
+
+def tree_of(leaves: bytes) -> HashTree:
+    return HashTree(leaves[i : i + 32] for i in range(0, len(leaves), 32))
+
+
+def read_block(path: Path, size: int, index: int, leaf: bytes) -> bytes | None:
+    """Block ``index`` of the file at ``path``; None if the file is not the one we
+    hashed any more (another size, or this block changed)."""
+    with open(path, "rb") as source:
+        if os.fstat(source.fileno()).st_size != size:
+            return None
+        block = os.pread(source.fileno(), BLOCK_SIZE, index * BLOCK_SIZE)
+    return block if leaf_hash(block) == leaf else None
+
+
+def partial_path(downloads: Path, offer_id: bytes) -> Path:
+    return downloads / PARTIAL_FOLDER / f"{offer_id.hex()}.part"
+
+
+def write_block(part: Path, index: int, data: bytes) -> None:
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, data, index * BLOCK_SIZE)
+    finally:
+        os.close(fd)
+
+
+def whole_root(part: Path, size: int) -> bytes:
+    """The root of what the partial file holds now, read from the disk (the last check
+    before it takes its name: the held map may claim blocks a power cut lost)."""
+    with open(part, "rb") as source:
+        leaves = [leaf_hash(source.read(BLOCK_SIZE)) for _ in range(block_count(size))]
+        if source.read(1):
+            return b""  # longer than offered
+    return file_root(size, HashTree(leaves).root)
+
+
+def finish(part: Path, downloads: Path, offered_name: str) -> Path:
+    """Make the partial file durable and give it a free, safe name in ``downloads``
+    (never replacing a file there); the path it got."""
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    name = safe_name(offered_name)
+    while True:
+        final = downloads / unique_name(name, lambda n: (downloads / n).exists())
+        try:
+            os.link(part, final)  # fails if the name was taken meanwhile: never replaces
+        except FileExistsError:
+            continue
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                raise
+            if final.exists():
+                continue
+            os.rename(part, final)  # a file system without hard links
+            return final
+        os.unlink(part)
+        _sync_folder(downloads)
+        return final
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

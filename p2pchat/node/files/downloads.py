@@ -1,0 +1,301 @@
+"""Our side of the files offered to us: the offers kept for our user's say, and the
+downloads accepted (docs/protocol.md §16.3).
+
+A download asks its sender for blocks within a window, judges each block against the
+root before writing it into a partial file in the downloads folder's
+``.p2pchat-partial``, saves the map of blocks held every SAVE_EVERY blocks (and when the
+session ends), and when all are held reads the whole partial file once more against
+the root, makes it durable and links it under a free, safe name. A block that does not
+verify fails the download: the sender is the only source, and it sent something false.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from p2pchat.chat.gate import Relation
+from p2pchat.files.download import Download, Verdict
+from p2pchat.net.links import LinkManager
+from p2pchat.node.events import FileEvent
+from p2pchat.node.files.disk import finish, partial_path, whole_root, write_block
+from p2pchat.node.ports import Relations
+from p2pchat.store import FileTransfer, Store
+from p2pchat.wallclock import now_ms
+from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest, FileUnavailable
+
+log = logging.getLogger("p2pchat.files")
+
+SAVE_EVERY = 16  # blocks stored between two saves of the held map (4 MiB)
+PROGRESS_INTERVAL = 0.5  # seconds between two progress events of one download
+ACTIVE = ("offered", "accepted")  # theirs: not yet ended
+# The answer that says where an offer made to us stands, by its state.
+ANSWER_FOR = {"offered": "received", "accepted": "accept", "declined": "decline",
+              "done": "done", "cancelled": "cancel", "failed": "cancel"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class OfferLimits:
+    """Offers waiting for our user's say: a peer cannot fill the list or the disk."""
+
+    per_contact: int = 32
+    per_stranger: int = 4
+    in_all: int = 256
+    max_size: int = 1 << 40  # 1 TiB: larger offers are declined at once
+
+
+class Downloads:
+    def __init__(
+        self,
+        store: Store,
+        links: LinkManager,
+        relations: Relations,
+        emit: Callable[[FileEvent], None],
+        *,
+        folder: Path | None,
+        limits: OfferLimits,
+    ) -> None:
+        self._store = store
+        self._links = links
+        self._relations = relations
+        self._emit = emit
+        self.folder = folder
+        self._limits = limits
+        self.active: dict[bytes, Download] = {}  # offer_id -> download, accepted ones
+        self._peers: dict[bytes, bytes] = {}  # offer_id -> sender
+        self._unsaved: dict[bytes, int] = {}  # offer_id -> blocks stored since the last save
+        self._progress_at: dict[bytes, float] = {}
+        self.nursery: trio.Nursery | None = None
+
+    # ---------------------------------------------------------------- offers
+
+    def offered(self, peer: bytes, message: FileOffer) -> None:
+        relation = self._relations.relation(peer)
+        if relation is Relation.BLOCKED:
+            return
+        known = self._store.transfer(message.offer_id)
+        if known is not None:
+            if known.peer == peer and not known.outgoing:
+                self._answer_again(known)
+            return
+        refusal = self._refusal(peer, relation, message)
+        if refusal:
+            self._links.send(peer, FileAnswer(message.offer_id, "decline", refusal))
+            return
+        now = now_ms()
+        transfer = FileTransfer(
+            message.offer_id, peer, False, message.root, message.size, message.name,
+            message.media_type, message.thumbnail, message.time, "offered", "", "", now,
+        )  # fmt: skip
+        self._store.add_transfer(transfer)
+        self._links.send(peer, FileAnswer(message.offer_id, "received"))
+        self._event("offer", transfer)
+
+    def _refusal(self, peer: bytes, relation: Relation, message: FileOffer) -> str:
+        limits = self._limits
+        if message.size > limits.max_size:
+            return f"too large: at most {limits.max_size} bytes"
+        mine = self._store.count_transfers(outgoing=False, states=("offered",), peer=peer)
+        share = limits.per_contact if relation is Relation.CONTACT else limits.per_stranger
+        if (
+            mine >= share
+            or self._store.count_transfers(outgoing=False, states=("offered",)) >= limits.in_all
+        ):
+            return "too many offers waiting"
+        return ""
+
+    def _answer_again(self, transfer: FileTransfer) -> None:
+        """An offer we hold came again: the sender missed our answer."""
+        answer = ANSWER_FOR[transfer.state]
+        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, answer, transfer.reason))
+
+    def accept(self, transfer: FileTransfer) -> FileTransfer:
+        if transfer.outgoing or transfer.state != "offered":
+            raise ValueError(f"offer {transfer.offer_id.hex()} is {transfer.state}, not waiting")
+        if self.folder is None:
+            raise ValueError("no downloads folder is set")
+        part = partial_path(self.folder, transfer.offer_id)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(part.parent).free
+        if free < transfer.size + (64 << 20):
+            raise ValueError(
+                f"not enough space in {self.folder}: {transfer.size} bytes needed, {free} free"
+            )
+        part.touch(mode=0o600)
+        self._store.set_transfer_state(transfer.offer_id, "accepted", now=now_ms())
+        transfer = self._row(transfer.offer_id)
+        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "accept"))
+        self._event("answer", transfer)
+        self._start(transfer)
+        return transfer
+
+    def decline(self, transfer: FileTransfer, reason: str = "") -> FileTransfer:
+        if transfer.outgoing or transfer.state != "offered":
+            raise ValueError(f"offer {transfer.offer_id.hex()} is {transfer.state}, not waiting")
+        self._end(transfer, "declined", reason)
+        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "decline", reason))
+        return self._row(transfer.offer_id)
+
+    def cancel(self, transfer: FileTransfer, reason: str) -> FileTransfer:
+        self._end(transfer, "cancelled", reason)
+        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "cancel", reason))
+        return self._row(transfer.offer_id)
+
+    def answered(self, peer: bytes, message: FileAnswer) -> None:
+        """The sender's word on an offer it made us: only ``cancel`` means anything."""
+        transfer = self._store.transfer(message.offer_id)
+        if transfer is None or transfer.outgoing or transfer.peer != peer:
+            return
+        if message.state == "cancel" and transfer.state in ACTIVE:
+            self._end(transfer, "cancelled", message.reason[:256] or "the sender cancelled")
+
+    # ---------------------------------------------------------------- downloading
+
+    def resume(self) -> None:
+        """Downloads accepted before we stopped: again, from their held maps."""
+        for transfer in self._store.transfers(states=("accepted",)):
+            if not transfer.outgoing:
+                self._start(transfer)
+
+    def _start(self, transfer: FileTransfer) -> None:
+        held = self._store.transfer_held(transfer.offer_id)
+        download = Download(transfer.root, transfer.size, held)
+        self.active[transfer.offer_id] = download
+        self._peers[transfer.offer_id] = transfer.peer
+        self._ask(transfer.offer_id, download)
+
+    def session_up(self, peer: bytes) -> None:
+        for offer_id, download in list(self.active.items()):
+            if self._peers[offer_id] == peer:
+                download.not_answered()  # asked before this session: lost with it
+                self._links.send(peer, FileAnswer(offer_id, "accept"))
+                self._ask(offer_id, download)
+
+    def session_down(self, peer: bytes) -> None:
+        for offer_id, download in self.active.items():
+            if self._peers[offer_id] == peer:
+                download.not_answered()
+                self._save(offer_id, download)
+
+    def tick(self) -> None:
+        """Ask again for what is overdue (the service calls this every second)."""
+        for offer_id, download in list(self.active.items()):
+            if self._links.is_connected(self._peers[offer_id]):
+                self._ask(offer_id, download)
+
+    def _ask(self, offer_id: bytes, download: Download) -> None:
+        if download.complete:
+            self._complete(offer_id)
+            return
+        blocks = download.to_ask(trio.current_time())
+        if blocks and not self._links.send(
+            self._peers[offer_id], FileRequest(download.root, tuple(blocks))
+        ):
+            download.not_answered(blocks)  # dropped (no session, no address): later
+
+    def _download_for(self, peer: bytes, root: bytes) -> tuple[bytes, Download] | None:
+        for offer_id, download in self.active.items():
+            if download.root == root and self._peers[offer_id] == peer:
+                return offer_id, download
+        return None
+
+    def block(self, peer: bytes, message: FileBlock) -> None:
+        found = self._download_for(peer, message.root)
+        if found is None:
+            return  # not asked of this peer: ignored
+        offer_id, download = found
+        verdict = download.receive(message.index, message.data, message.proof)
+        if verdict is Verdict.BAD:
+            self._fail(offer_id, "a block from the sender did not match the file")
+            return
+        if verdict is not Verdict.STORED:
+            return
+        assert self.folder is not None
+        try:
+            write_block(partial_path(self.folder, offer_id), message.index, message.data)
+        except OSError as error:
+            self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
+            return
+        self._unsaved[offer_id] = self._unsaved.get(offer_id, 0) + 1
+        if self._unsaved[offer_id] >= SAVE_EVERY:
+            self._save(offer_id, download)
+        now = trio.current_time()
+        if now - self._progress_at.get(offer_id, -PROGRESS_INTERVAL) >= PROGRESS_INTERVAL:
+            self._progress_at[offer_id] = now
+            self._event("progress", self._row(offer_id), download.held_bytes)
+        self._ask(offer_id, download)
+
+    def unavailable(self, peer: bytes, message: FileUnavailable) -> None:
+        found = self._download_for(peer, message.root)
+        if found is None:
+            return
+        offer_id, download = found
+        download.not_answered(message.blocks)
+        if message.reason in ("gone", "unknown", "not-allowed"):
+            self._fail(offer_id, f"the sender no longer has the file ({message.reason})")
+        # busy: asked again when overdue
+
+    def _save(self, offer_id: bytes, download: Download) -> None:
+        self._unsaved[offer_id] = 0
+        self._store.save_held(offer_id, download.held_map(), now=now_ms())
+
+    def _complete(self, offer_id: bytes) -> None:
+        download = self.active.pop(offer_id)
+        self._save(offer_id, download)
+        self._forget(offer_id)
+        assert self.nursery is not None and self.folder is not None
+        self.nursery.start_soon(self._finish, offer_id, download, self.folder)
+
+    async def _finish(self, offer_id: bytes, download: Download, folder: Path) -> None:
+        transfer = self._row(offer_id)
+        part = partial_path(folder, offer_id)
+        try:
+            root = await trio.to_thread.run_sync(whole_root, part, transfer.size)
+            if root != transfer.root:
+                # A block the held map claimed is not on the disk (a power cut): ask again.
+                self._store.save_held(offer_id, b"", now=now_ms())
+                self._start(transfer)
+                return
+            path = await trio.to_thread.run_sync(finish, part, folder, transfer.name)
+        except OSError as error:
+            self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
+            return
+        self._store.set_transfer_state(offer_id, "done", now=now_ms(), path=str(path))
+        self._links.send(transfer.peer, FileAnswer(offer_id, "done"))
+        self._event("done", self._row(offer_id), transfer.size)
+
+    def _fail(self, offer_id: bytes, reason: str) -> None:
+        transfer = self._row(offer_id)
+        if transfer.state not in ACTIVE:
+            return
+        self._end(transfer, "failed", reason)
+        self._links.send(transfer.peer, FileAnswer(offer_id, "cancel", reason))
+
+    def _end(self, transfer: FileTransfer, state: str, reason: str) -> None:
+        download = self.active.pop(transfer.offer_id, None)
+        self._forget(transfer.offer_id)
+        self._store.set_transfer_state(transfer.offer_id, state, now=now_ms(), reason=reason)
+        if self.folder is not None and download is not None:
+            partial_path(self.folder, transfer.offer_id).unlink(missing_ok=True)
+        kind = "failed" if state == "failed" else "answer"
+        self._event(kind, self._row(transfer.offer_id))
+
+    def _forget(self, offer_id: bytes) -> None:
+        self._peers.pop(offer_id, None)
+        self._unsaved.pop(offer_id, None)
+        self._progress_at.pop(offer_id, None)
+
+    def _row(self, offer_id: bytes) -> FileTransfer:
+        row = self._store.transfer(offer_id)
+        assert row is not None
+        return row
+
+    def _event(self, kind: str, transfer: FileTransfer, done_bytes: int = 0) -> None:
+        self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, False, transfer.name,
+                             transfer.size, transfer.state, done_bytes, transfer.reason,
+                             transfer.path))  # fmt: skip

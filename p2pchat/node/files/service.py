@@ -1,0 +1,166 @@
+"""Files between people (docs/protocol.md §16): offers, answers and transfers, over the
+sessions that list the feature ``files/1``. The uploads (ours) and the downloads
+(theirs) do the work; this service routes what arrives and holds the commands."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from p2pchat.files.blocks import file_root
+from p2pchat.net.links import LinkManager
+from p2pchat.node.events import NodeEvent
+from p2pchat.node.files.disk import hash_file, tree_of
+from p2pchat.node.files.downloads import Downloads, OfferLimits
+from p2pchat.node.files.uploads import SERVING, Uploads
+from p2pchat.node.ports import Relations
+from p2pchat.store import FileTransfer, Store
+from p2pchat.wallclock import now_ms
+from p2pchat.wire.messages import (
+    FILES_FEATURE,
+    MAX_FILE_NAME_CHARS,
+    MAX_MEDIA_TYPE_CHARS,
+    FileAnswer,
+    FileBlock,
+    FileOffer,
+    FileRequest,
+    FileUnavailable,
+)
+
+FILE_MESSAGES = (FileOffer, FileAnswer, FileRequest, FileBlock, FileUnavailable)
+TICK = 1.0  # seconds between looks for overdue blocks, while a download runs
+SESSION_WAIT = 5.0  # how long an offer waits for a session to learn the peer's features
+
+
+class FilesNotSupported(ValueError):
+    """The peer's p2pchat does not take files (its session does not list files/1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    downloads: Path | None = None  # where accepted files are saved; None: none accepted
+    offers: OfferLimits = field(default_factory=OfferLimits)
+
+
+class FileService:
+    def __init__(
+        self,
+        store: Store,
+        links: LinkManager,
+        relations: Relations,
+        emit: Callable[[NodeEvent], None],
+        settings: FileSettings,
+    ) -> None:
+        self._store = store
+        self._links = links
+        self.uploads = Uploads(store, links, emit)
+        self.downloads = Downloads(store, links, relations, emit,
+                                   folder=settings.downloads, limits=settings.offers)  # fmt: skip
+        self._wake = trio.Event()
+
+    # ---------------------------------------------------------------- commands
+
+    async def offer(self, peer: bytes, path: Path) -> FileTransfer:
+        """Offer the file at ``path`` to ``peer``: hashed (in a worker thread), stored,
+        and sent now if a session is up, else when one comes. FilesNotSupported if the
+        peer's session shows it cannot take files; OSError if the file cannot be read."""
+        if not path.is_file():
+            raise FileNotFoundError(f"not a file: {path}")
+        connection = await self._links.session(peer, SESSION_WAIT)
+        if connection is not None and FILES_FEATURE not in connection.features:
+            raise FilesNotSupported("their p2pchat cannot receive files yet")
+        size, leaves = await trio.to_thread.run_sync(hash_file, path)
+        root = file_root(size, tree_of(leaves).root)
+        now = now_ms()
+        media_type = mimetypes.guess_type(path.name)[0] or ""
+        transfer = FileTransfer(
+            os.urandom(16), peer, True, root, size, path.name[:MAX_FILE_NAME_CHARS],
+            media_type[:MAX_MEDIA_TYPE_CHARS], b"", now, "offered", "", str(path.resolve()), now,
+        )  # fmt: skip
+        self._store.add_transfer(transfer, leaves=leaves)
+        if self._links.is_connected(peer):
+            self._links.send(peer, self.uploads.offer_message(transfer))
+        return transfer
+
+    def accept(self, offer_id: bytes) -> FileTransfer:
+        transfer = self._find(offer_id)
+        if transfer.outgoing:
+            raise ValueError("that is our own offer")
+        accepted = self.downloads.accept(transfer)
+        self._wake.set()
+        return accepted
+
+    def decline(self, offer_id: bytes, reason: str = "") -> FileTransfer:
+        transfer = self._find(offer_id)
+        if transfer.outgoing:
+            raise ValueError("that is our own offer: cancel it instead")
+        return self.downloads.decline(transfer, reason)
+
+    def cancel(self, offer_id: bytes, reason: str = "cancelled") -> FileTransfer:
+        transfer = self._find(offer_id)
+        if transfer.outgoing:
+            if transfer.state not in SERVING:
+                raise ValueError(f"offer {offer_id.hex()} has ended ({transfer.state})")
+            return self.uploads.cancel(transfer, reason)
+        if transfer.state not in ("offered", "accepted"):
+            raise ValueError(f"offer {offer_id.hex()} has ended ({transfer.state})")
+        return self.downloads.cancel(transfer, reason)
+
+    def transfers(self, peer: bytes | None = None) -> list[FileTransfer]:
+        return self._store.transfers(peer)
+
+    def progress(self, offer_id: bytes) -> int:
+        """Bytes held of a download running now (0 if none runs)."""
+        download = self.downloads.active.get(offer_id)
+        return 0 if download is None else download.held_bytes
+
+    def _find(self, offer_id: bytes) -> FileTransfer:
+        transfer = self._store.transfer(offer_id)
+        if transfer is None:
+            raise KeyError(f"no file offer {offer_id.hex()}")
+        return transfer
+
+    # ---------------------------------------------------------------- the network
+
+    def receive(self, peer: bytes, message: object) -> None:
+        if isinstance(message, FileBlock):
+            self.downloads.block(peer, message)
+        elif isinstance(message, FileRequest):
+            self.uploads.requested(peer, message)
+        elif isinstance(message, FileOffer):
+            self.downloads.offered(peer, message)
+        elif isinstance(message, FileAnswer):
+            self.uploads.answered(peer, message)
+            self.downloads.answered(peer, message)
+        elif isinstance(message, FileUnavailable):
+            self.downloads.unavailable(peer, message)
+
+    def session_up(self, peer: bytes) -> None:
+        link = self._links.links.get(peer)
+        if link is None or FILES_FEATURE not in link.connection.features:
+            return
+        self.uploads.resend_offers(peer)
+        self.downloads.session_up(peer)
+
+    def session_down(self, peer: bytes) -> None:
+        self.uploads.session_down(peer)
+        self.downloads.session_down(peer)
+
+    async def run(self) -> None:
+        """Serve and download; ask again for overdue blocks while a download runs (no
+        wake-ups at all while none does)."""
+        async with trio.open_nursery() as nursery:
+            self.uploads.nursery = self.downloads.nursery = nursery
+            self.downloads.resume()
+            while True:
+                if self.downloads.active:
+                    await trio.sleep(TICK)
+                else:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                self.downloads.tick()

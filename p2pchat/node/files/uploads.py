@@ -1,0 +1,176 @@
+"""Our side of the files we offer: the offers, their answers, and serving blocks to the
+peers we offered them to (docs/protocol.md §16.3).
+
+A request is served only for an offer we made to that peer and did not end; blocks are
+read from the file we hashed, in a worker thread, and each is checked against its leaf
+hash before it leaves: a file that changed on our disk ends its offer (``gone``) rather
+than sending something that would not verify. Each peer gets at most SERVE_QUEUE block
+indices waiting; beyond, ``busy``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from p2pchat.errors import ConnectionClosed
+from p2pchat.files.blocks import HashTree, block_count
+from p2pchat.net.links import LinkManager
+from p2pchat.node.events import FileEvent
+from p2pchat.node.files.disk import read_block, tree_of
+from p2pchat.store import FileTransfer, Store
+from p2pchat.wallclock import now_ms
+from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest, FileUnavailable
+
+log = logging.getLogger("p2pchat.files")
+
+SERVE_QUEUE = 64  # block indices waiting to be served, per peer
+TREES_KEPT = 16  # hash trees of offers being served, kept in memory
+SERVING = ("offered", "waiting", "accepted")  # states in which we serve an offer's blocks
+ENDED = ("declined", "done", "cancelled", "failed")
+# What an answer moves our offer to, from which states.
+MOVES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "received": ("waiting", ("offered",)),
+    "accept": ("accepted", ("offered", "waiting")),
+    "decline": ("declined", ("offered", "waiting")),
+    "done": ("done", ("offered", "waiting", "accepted")),
+    "cancel": ("cancelled", ("offered", "waiting", "accepted")),
+}
+
+
+class Uploads:
+    def __init__(self, store: Store, links: LinkManager, emit: Callable[[FileEvent], None]) -> None:
+        self._store = store
+        self._links = links
+        self._emit = emit
+        self._queues: dict[bytes, deque[tuple[bytes, int]]] = {}  # peer -> (offer_id, index)
+        self._serving: set[bytes] = set()  # peers with a serving task
+        self._trees: dict[bytes, HashTree] = {}  # offer_id -> tree, the last TREES_KEPT
+        self.nursery: trio.Nursery | None = None
+
+    # ---------------------------------------------------------------- offers
+
+    def offer_message(self, transfer: FileTransfer) -> FileOffer:
+        return FileOffer(
+            offer_id=transfer.offer_id, root=transfer.root, size=transfer.size,
+            name=transfer.name, media_type=transfer.media_type,
+            thumbnail=transfer.thumbnail, time=transfer.offered_at,
+        )  # fmt: skip
+
+    def resend_offers(self, peer: bytes) -> None:
+        """Offers the peer has not said it received: again, on a new session."""
+        for transfer in self._store.transfers(peer, states=("offered",)):
+            if transfer.outgoing:
+                self._links.send(peer, self.offer_message(transfer))
+
+    def cancel(self, transfer: FileTransfer, reason: str) -> FileTransfer:
+        self._move(transfer, "cancelled", reason)
+        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "cancel", reason))
+        return self._store_row(transfer.offer_id)
+
+    def answered(self, peer: bytes, message: FileAnswer) -> None:
+        transfer = self._store.transfer(message.offer_id)
+        if transfer is None or not transfer.outgoing or transfer.peer != peer:
+            return  # not an offer of ours to this peer: ignored (§16.3)
+        state, sources = MOVES[message.state]
+        if transfer.state in sources:
+            reason = message.reason[:256] if state in ("declined", "cancelled") else ""
+            self._move(transfer, state, reason)
+
+    def _move(self, transfer: FileTransfer, state: str, reason: str = "") -> None:
+        self._store.set_transfer_state(transfer.offer_id, state, now=now_ms(), reason=reason)
+        if state in ENDED:
+            self._trees.pop(transfer.offer_id, None)
+        kind = {"done": "done", "failed": "failed"}.get(state, "answer")
+        self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, True, transfer.name,
+                             transfer.size, state, reason=reason, path=transfer.path))  # fmt: skip
+
+    def _store_row(self, offer_id: bytes) -> FileTransfer:
+        row = self._store.transfer(offer_id)
+        assert row is not None
+        return row
+
+    # ---------------------------------------------------------------- serving
+
+    def requested(self, peer: bytes, message: FileRequest) -> None:
+        offer = self._offer_for(peer, message.root)
+        if offer is None:
+            # Whether or not we hold it: a guessed root tells a stranger nothing.
+            self._links.send(peer, FileUnavailable(message.root, message.blocks, "unknown"))
+            return
+        queue = self._queues.setdefault(peer, deque())
+        room = max(0, SERVE_QUEUE - len(queue))
+        wanted, over = message.blocks[:room], message.blocks[room:]
+        count = block_count(offer.size)
+        queue.extend((offer.offer_id, index) for index in wanted if index < count)
+        unknown = tuple(index for index in wanted if index >= count)
+        if over:
+            self._links.send(peer, FileUnavailable(message.root, over, "busy"))
+        if unknown:
+            self._links.send(peer, FileUnavailable(message.root, unknown, "unknown"))
+        if queue and peer not in self._serving and self.nursery is not None:
+            self._serving.add(peer)
+            self.nursery.start_soon(self._serve, peer)
+
+    def _offer_for(self, peer: bytes, root: bytes) -> FileTransfer | None:
+        for transfer in self._store.transfers(peer, states=SERVING):
+            if transfer.outgoing and transfer.root == root:
+                return transfer
+        return None
+
+    def session_down(self, peer: bytes) -> None:
+        queue = self._queues.get(peer)
+        if queue is not None:
+            queue.clear()  # the peer asks again on its next session
+
+    async def _serve(self, peer: bytes) -> None:
+        try:
+            queue = self._queues[peer]
+            while queue:
+                offer_id, index = queue.popleft()
+                await self._serve_one(peer, offer_id, index)
+        except ConnectionClosed:
+            self.session_down(peer)
+        finally:
+            self._serving.discard(peer)
+            if not self._queues.get(peer):
+                self._queues.pop(peer, None)
+
+    async def _serve_one(self, peer: bytes, offer_id: bytes, index: int) -> None:
+        transfer = self._store.transfer(offer_id)
+        if transfer is None or transfer.state not in SERVING:
+            return
+        tree = self._tree(offer_id)
+        if index >= len(tree.leaves):
+            return
+        try:
+            block = await trio.to_thread.run_sync(
+                read_block, Path(transfer.path), transfer.size, index, tree.leaves[index]
+            )
+        except OSError as error:
+            log.warning("cannot read %s to serve it: %s", transfer.path, error)
+            block = None
+        if block is None:
+            self._links.send(peer, FileUnavailable(transfer.root, (index,), "gone"))
+            self.cancel(transfer, "the file changed or went away on the sender's disk")
+            return
+        link = self._links.links.get(peer)
+        if link is None:
+            self.session_down(peer)
+            return
+        # Waits while the session holds more than its high-water mark: blocks go out as
+        # fast as the peer reads them, and a chat message waits behind at most that.
+        await link.connection.send(FileBlock(transfer.root, index, block, tuple(tree.proof(index))))
+
+    def _tree(self, offer_id: bytes) -> HashTree:
+        tree = self._trees.get(offer_id)
+        if tree is None:
+            tree = tree_of(self._store.transfer_leaves(offer_id))
+            while len(self._trees) >= TREES_KEPT:
+                del self._trees[next(iter(self._trees))]
+            self._trees[offer_id] = tree
+        return tree

@@ -1,0 +1,133 @@
+"""Files between real nodes over loopback (docs/protocol.md §16.3): offered, accepted,
+every block verified and the file saved under a safe name; declined, cancelled,
+resumed after a crash, and refused when the sender's file changed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import trio
+
+from p2pchat.files.blocks import BLOCK_SIZE
+from p2pchat.node.events import FileEvent
+from p2pchat.node.files import FileService
+from tests.net.chatpeers import ChatPeer, wait_for
+
+
+def files(peer: ChatPeer) -> FileService:
+    assert peer.node is not None and peer.node.files is not None
+    return peer.node.files
+
+
+def file_events(peer: ChatPeer, kind: str) -> list[FileEvent]:
+    return [e for e in peer.events if isinstance(e, FileEvent) and e.kind == kind]
+
+
+def state(peer: ChatPeer, offer_id: bytes) -> str:
+    transfer = peer.store.transfer(offer_id) if peer.node is not None and peer.store else None
+    return transfer.state if transfer else ""
+
+
+def make_file(folder: Path, name: str, size: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+async def pair(tmp_path: Path, nursery: trio.Nursery) -> tuple[ChatPeer, ChatPeer]:
+    ann = ChatPeer("ann", tmp_path / "ann")
+    bob = ChatPeer("bob", tmp_path / "bob", downloads=tmp_path / "bob-downloads")
+    await ann.start(nursery)
+    await bob.start(nursery)
+    ann.befriend(bob)
+    bob.befriend(ann)
+    bob.introduce(ann)
+    await wait_for(lambda: bob.connected_to(ann) and ann.connected_to(bob), 30, "a session")
+    return ann, bob
+
+
+async def test_a_file_is_offered_accepted_verified_and_saved(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        source = make_file(tmp_path / "ann-files", "holiday photo.jpg", 3 * BLOCK_SIZE + 1234)
+        sent = await files(ann).offer(bob.key, source)
+        assert (sent.size, sent.name, sent.media_type) == (
+            source.stat().st_size, "holiday photo.jpg", "image/jpeg"
+        )
+        await wait_for(lambda: bool(file_events(bob, "offer")), 30, "bob sees the offer")
+        [offer] = file_events(bob, "offer")
+        assert (offer.offer_id, offer.name, offer.size) == (sent.offer_id, sent.name, sent.size)
+        await wait_for(lambda: state(ann, sent.offer_id) == "waiting", 30, "ann hears it arrived")
+        files(bob).accept(sent.offer_id)
+        await wait_for(lambda: bool(file_events(bob, "done")), 30, "the file arrives")
+        [done] = file_events(bob, "done")
+        saved = Path(done.path)
+        assert saved == tmp_path / "bob-downloads" / "holiday photo.jpg"
+        assert saved.read_bytes() == source.read_bytes()
+        assert not any((tmp_path / "bob-downloads" / ".p2pchat-partial").iterdir())
+        await wait_for(lambda: state(ann, sent.offer_id) == "done", 30, "ann hears it is done")
+        assert file_events(bob, "progress")  # at least one progress event on the way
+        # The same name again gets a number; the first file stays as it was.
+        again = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, again.offer_id) == "offered", 30, "the second offer")
+        files(bob).accept(again.offer_id)
+        await wait_for(lambda: state(bob, again.offer_id) == "done", 30, "the second file")
+        assert (tmp_path / "bob-downloads" / "holiday photo (1).jpg").read_bytes() == (
+            source.read_bytes()
+        )
+        nursery.cancel_scope.cancel()
+
+
+async def test_declined_and_cancelled_offers_end_on_both_sides(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        source = make_file(tmp_path / "ann-files", "a.bin", 1000)
+        first = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, first.offer_id) == "offered", 30, "the offer")
+        files(bob).decline(first.offer_id, "no thanks")
+        await wait_for(lambda: state(ann, first.offer_id) == "declined", 30, "declined")
+        assert ann.store is not None
+        declined = ann.store.transfer(first.offer_id)
+        assert declined is not None and declined.reason == "no thanks"
+        second = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, second.offer_id) == "offered", 30, "the offer")
+        files(ann).cancel(second.offer_id, "wrong file")
+        await wait_for(lambda: state(bob, second.offer_id) == "cancelled", 30, "cancelled")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_download_resumes_after_the_receiver_crashes(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        source = make_file(tmp_path / "ann-files", "big.bin", 40 * BLOCK_SIZE)
+        sent = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
+        files(bob).accept(sent.offer_id)
+        assert bob.store is not None
+        # Crash once the held map has been saved with some blocks (every 16).
+        await wait_for(lambda: bob.store is not None and any(bob.store.transfer_held(
+            sent.offer_id)), 30, "some blocks saved")  # fmt: skip
+        await bob.crash()
+        await bob.start(nursery)
+        bob.introduce(ann)
+        await wait_for(lambda: state(bob, sent.offer_id) == "done", 60, "the rest of the file")
+        [done] = file_events(bob, "done")
+        assert Path(done.path).read_bytes() == source.read_bytes()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_file_that_changed_on_the_senders_disk_is_not_sent(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        source = make_file(tmp_path / "ann-files", "notes.txt", 2 * BLOCK_SIZE)
+        sent = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
+        source.write_bytes(os.urandom(2 * BLOCK_SIZE))  # same size, other content
+        files(bob).accept(sent.offer_id)
+        await wait_for(lambda: state(bob, sent.offer_id) == "failed", 30, "the download fails")
+        await wait_for(lambda: state(ann, sent.offer_id) == "cancelled", 30, "ann cancels")
+        assert not any((tmp_path / "bob-downloads").glob("notes*"))
+        assert not any((tmp_path / "bob-downloads" / ".p2pchat-partial").iterdir())
+        nursery.cancel_scope.cancel()
