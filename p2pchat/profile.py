@@ -84,6 +84,19 @@ class Profile:
             )
         return value
 
+    def downloads(self, given: str | None = None) -> Path:
+        """Where received files go: ``given`` (--downloads), else config.json's
+        "downloads", else the system's downloads folder for the default profile and
+        ``downloads`` inside any other (two profiles on one machine keep apart)."""
+        chosen = given if given is not None else self.config.get("downloads")
+        if chosen is not None:
+            if not isinstance(chosen, str) or not chosen:
+                raise ProfileError(f'"downloads" in {self.config_path} must be a folder\'s path')
+            return Path(chosen).expanduser()
+        if self.home == default_home():
+            return Path(platformdirs.user_downloads_dir())
+        return self.home / "downloads"
+
     def set_nick(self, nick: str) -> None:
         self.nick = validate_nick(nick)
         self.update_config(nick=self.nick)

@@ -24,6 +24,7 @@ from p2pchat.node.events import (
     DiskRecovered,
     DiskTrouble,
     EventsDropped,
+    FileEvent,
     Listening,
     MessageIn,
     NodeEvent,
@@ -110,6 +111,8 @@ def print_event(node: Node, event: NodeEvent, out: EventSink) -> None:
         _print_chat_event(node, event, out)
     elif isinstance(event, RoomMessageIn | RoomInvited | RoomChanged | RoomMemberJoined | RoomGone):
         _print_room_event(node, event, out)
+    elif isinstance(event, FileEvent):
+        _print_file_event(node, event, out)
     elif isinstance(event, DiskTrouble):
         # An error nobody's command caused: no "cmd", a "code" to act on (docs/api.md).
         out.event("error", f"error: {event.text}", error=event.text, code=event.code,
@@ -193,6 +196,33 @@ def _print_room_event(node: Node, event: RoomEvent, out: EventSink) -> None:
     else:
         how = "you left" if event.reason == "left" else "you were removed"
         out.event("room_gone", f"room {room_id}: {how}", room=room_id, reason=event.reason)
+
+
+def _print_file_event(node: Node, event: FileEvent, out: EventSink) -> None:
+    peer_id = encode_peer_id(event.peer)
+    shown = _nick(node, event.peer) or line_id(peer_id)
+    offer = event.offer_id.hex()
+    fields = {"offer": offer, "with": peer_id, "outgoing": event.outgoing, "name": event.name,
+              "size": event.size, "state": event.state}  # fmt: skip
+    if event.kind == "offer":
+        line = (f"{shown} offers you {event.name} ({event.size:,} bytes); accept with: "
+                f'{{"cmd": "file_accept", "offer": "{offer}"}}')  # fmt: skip
+        out.event("file_offer", line, **fields)
+    elif event.kind == "progress":
+        percent = 100 * event.done_bytes // event.size if event.size else 100
+        out.event("file_progress", f"{event.name}: {percent}% ({event.done_bytes:,} of "
+                  f"{event.size:,} bytes)", **fields, done_bytes=event.done_bytes)  # fmt: skip
+    elif event.kind == "done":
+        where = f" saved as {event.path}" if not event.outgoing else f" delivered to {shown}"
+        out.event("file_done", f"{event.name}:{where}", **fields, path=event.path)
+    elif event.kind == "failed":
+        out.event("file_failed", f"{event.name} failed: {event.reason}", **fields,
+                  reason=event.reason)  # fmt: skip
+    else:
+        why = f" ({event.reason})" if event.reason else ""
+        way = "to" if event.outgoing else "from"
+        out.event("file_state", f"{event.name} {way} {shown}: {event.state}{why}", **fields,
+                  reason=event.reason)  # fmt: skip
 
 
 def _nick(node: Node, peer: bytes) -> str:

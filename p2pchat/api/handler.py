@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from p2pchat.api.protocol import (
@@ -30,6 +31,7 @@ from p2pchat.api.protocol import (
     room_json,
     room_message_json,
     str_arg,
+    transfer_json,
 )
 from p2pchat.commands import CommandError, Commands, Contact, Peer
 from p2pchat.diskfaults import disk_fault
@@ -44,7 +46,7 @@ log = logging.getLogger("p2pchat.api")
 MAX_PINGS = 10  # per ping command: within the peer's Ping rate (docs/protocol.md §6)
 # Commands that change nothing another front end shows (the rest call ``on_change``).
 READING = frozenset({"history", "search", "contacts", "requests", "peers", "rooms", "room_history",
-                     "room_members", "ping", "version", "invite", "subscribe",
+                     "room_members", "ping", "version", "invite", "subscribe", "files",
                      "quit"})  # fmt: skip
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -93,6 +95,11 @@ class ApiHandler:
             "room_history": self.room_history,
             "room_members": self.room_members,
             "room_read": self.room_read,
+            "send_file": self.send_file,
+            "files": self.files,
+            "file_accept": self.file_accept,
+            "file_decline": self.file_decline,
+            "file_cancel": self.file_cancel,
             "invite": self.invite,
             "connect": self.connect,
             "ping": self.ping,
@@ -344,6 +351,38 @@ class ApiHandler:
             "clock": stored.clock,
         }
 
+    # ------------------------------------------------------------------ files
+
+    async def send_file(self, command: dict[str, Any]) -> dict[str, Any]:
+        peer = peer_arg(command, "to")
+        path = str_arg(command, "path")
+        if not path or "\0" in path:
+            raise ApiError('"path" must name a file')
+        transfer = await self.actions.send_file(peer, Path(path))
+        return {"file": transfer_json(transfer, 0)}
+
+    async def files(self, command: dict[str, Any]) -> dict[str, Any]:
+        if "offer" in command:
+            rows = [self.actions.transfer(_offer_arg(command))]
+        else:
+            peer = peer_arg(command, "with") if "with" in command else None
+            rows = self.actions.transfers(peer)[: int_arg(command, "limit", 100, 1, 10_000)]
+        return {"files": [transfer_json(t, self.actions.transferred(t)) for t in rows]}
+
+    async def file_accept(self, command: dict[str, Any]) -> dict[str, Any]:
+        transfer = self.actions.accept_file(_offer_arg(command))
+        return {"file": transfer_json(transfer, self.actions.transferred(transfer))}
+
+    async def file_decline(self, command: dict[str, Any]) -> dict[str, Any]:
+        reason = str_arg(command, "reason", "")[:256]
+        transfer = self.actions.decline_file(_offer_arg(command), reason)
+        return {"file": transfer_json(transfer, 0)}
+
+    async def file_cancel(self, command: dict[str, Any]) -> dict[str, Any]:
+        reason = str_arg(command, "reason", "cancelled")[:256]
+        transfer = self.actions.cancel_file(_offer_arg(command), reason)
+        return {"file": transfer_json(transfer, self.actions.transferred(transfer))}
+
     async def room_history(self, command: dict[str, Any]) -> dict[str, Any]:
         room_id = room_arg(command)
         room = self.actions.room(room_id)
@@ -479,3 +518,7 @@ def _msg_id(text: str) -> bytes:
     if len(raw) != 16:
         raise ApiError("a message id is 32 hexadecimal digits")
     return raw
+
+
+def _offer_arg(command: dict[str, Any]) -> bytes:
+    return hex_id(str_arg(command, "offer"), "offer", "a file offer id")

@@ -13,6 +13,7 @@ from typing import Any
 from p2pchat.commands import (
     CommandError,
     Contact,
+    FileTransfer,
     Found,
     Request,
     Room,
@@ -217,4 +218,21 @@ def room_message_json(message: RoomMessage, me: bytes) -> dict[str, Any]:
         **_text_fields(message),
         "topic": message.topic,
         "read": message.read,
+    }
+
+
+def transfer_json(transfer: FileTransfer, done_bytes: int) -> dict[str, Any]:
+    """A file offer and how far it got (docs/api.md, "Files")."""
+    return {
+        "offer": transfer.offer_id.hex(),
+        "with": encode_peer_id(transfer.peer),
+        "outgoing": transfer.outgoing,
+        "name": transfer.name,
+        "size": transfer.size,
+        "media_type": transfer.media_type,
+        "state": transfer.state,
+        "reason": transfer.reason,
+        "path": transfer.path,
+        "done_bytes": done_bytes,
+        "time": transfer.offered_at,
     }

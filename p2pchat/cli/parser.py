@@ -194,6 +194,12 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         'can also be listed in the profile\'s config.json as "peers"',
     )
     parser.add_argument(
+        "--downloads",
+        metavar="DIR",
+        help="save received files here (default: the system's downloads folder, or "
+        'DIR/downloads with --home DIR; config.json: "downloads")',
+    )
+    parser.add_argument(
         "--no-announce-nick",
         action="store_true",
         help="announce without nick and status (peers learn them only after connecting)",

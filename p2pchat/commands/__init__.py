@@ -1,6 +1,6 @@
 """The command layer: every user action, once, as a typed call.
 
-Sending, contacts and requests, blocking, verifying, presence, rooms, invite codes,
+Sending, contacts and requests, blocking, verifying, presence, rooms, files, invite codes,
 connecting, ping, history, search and the reads the front ends need (conversations, rooms,
 members, the network checks). The JSON-lines API (:mod:`p2pchat.api.handler`) wraps
 each command with argument parsing and turns its answer into JSON; the chat window
@@ -10,7 +10,7 @@ same way, and the front ends need neither the store nor discovery: the values th
 get back are re-exported here.
 
 :class:`Commands` is built from one family per module (``people``, ``messages``,
-``rooms``, ``network``, ``search``, ``notices``) over
+``rooms``, ``network``, ``search``, ``notices``, ``files``) over
 :class:`~p2pchat.commands.base.CommandContext`. A command that cannot be carried out
 raises :class:`CommandError` with a sentence for a person.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from p2pchat.chat.rooms import Room
 from p2pchat.commands.base import CommandError
+from p2pchat.commands.files import FileCommands
 from p2pchat.commands.messages import Delivery, MessageCommands
 from p2pchat.commands.network import Connected, NetworkCommands, Peer, PingResult
 from p2pchat.commands.notices import NoticeCommands
@@ -31,6 +32,7 @@ from p2pchat.node.node import Invitation
 from p2pchat.store import (
     Contact,
     Conversation,
+    FileTransfer,
     Notice,
     Request,
     RoomMessage,
@@ -41,7 +43,13 @@ from p2pchat.wire.messages import RoomInvite
 
 
 class Commands(
-    PeopleCommands, MessageCommands, RoomCommands, NetworkCommands, SearchCommands, NoticeCommands
+    PeopleCommands,
+    MessageCommands,
+    RoomCommands,
+    NetworkCommands,
+    SearchCommands,
+    NoticeCommands,
+    FileCommands,
 ):
     """Every command, on one profile's identity and store, and its node while one runs
     (:meth:`attach`)."""
@@ -54,6 +62,7 @@ __all__ = [
     "Contact",
     "Conversation",
     "Delivery",
+    "FileTransfer",
     "Finding",
     "Found",
     "Invitation",

@@ -13,6 +13,7 @@ from p2pchat.discovery.known import Target
 from p2pchat.discovery.verify import POLICY_CODES
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, decode_peer_id
+from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.server import open_secure_connection
 from p2pchat.session.core import Authorizer
 
@@ -29,14 +30,20 @@ OnVerified = Callable[[str, str, str | None], None]
 
 
 async def probe(
-    target: Target, identity: Identity, authorize: Authorizer | None = None
+    target: Target,
+    identity: Identity,
+    authorize: Authorizer | None = None,
+    *,
+    config: ConnectionConfig | None = None,
 ) -> tuple[str | None, str]:
     """Handshake with ``target``: (proven peer id, detail). ConnectionClosed for a spoof
     or a refusal. A code's token goes along (only to the identity the code names).
 
     One Ping after the handshake: the responder judges us on handshake message 3, which
     completes the handshake on our side before its verdict can reach us, so a session
-    that answers is one it admitted (a code's token redeemed, say)."""
+    that answers is one it admitted (a code's token redeemed, say). ``config``: the
+    node's own, so that the peer sees the features we offer even on this short session
+    (it may keep it as its link with us)."""
     expected = decode_peer_id(target.peer_id) if target.peer_id else None
     with trio.fail_after(DIAL_TIMEOUT):
         async with open_secure_connection(
@@ -46,6 +53,7 @@ async def probe(
             expected_peer=expected,
             authorize=authorize,
             invite=target.invite if expected is not None else b"",
+            config=config,
         ) as connection:
             peer_id = connection.peer_id
             await connection.ping()
@@ -60,6 +68,7 @@ async def dial_all(
     on_verified: OnVerified,
     *,
     authorize: Authorizer | None = None,
+    config: ConnectionConfig | None = None,
 ) -> None:
     """Try every target at once; for targets of one peer, its addresses in order.
 
@@ -68,7 +77,7 @@ async def dial_all(
     async with trio.open_nursery() as nursery:
         for key, group in groupby(targets, key=lambda t: t.peer_id or t.address):
             nursery.start_soon(
-                _dial_peer, key, list(group), identity, report, on_verified, authorize
+                _dial_peer, key, list(group), identity, report, on_verified, authorize, config
             )
 
 
@@ -79,12 +88,13 @@ async def _dial_peer(
     report: Reporter,
     on_verified: OnVerified,
     authorize: Authorizer | None,
+    config: ConnectionConfig | None,
 ) -> None:
     failures = []
     spoofed = False
     for target in targets:
         try:
-            peer_id, _ = await probe(target, identity, authorize)
+            peer_id, _ = await probe(target, identity, authorize, config=config)
         except ConnectionClosed as closed:
             if closed.code == "unexpected-identity":
                 spoofed = True

@@ -12,7 +12,7 @@ from p2pchat.addresses import format_host_port
 from p2pchat.discovery.records import DiscoveredPeer
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
-from p2pchat.net.connection import SecureConnection
+from p2pchat.net.connection import ConnectionConfig, SecureConnection
 from p2pchat.net.server import open_secure_connection
 from p2pchat.session.core import Authorizer
 
@@ -41,7 +41,11 @@ class Verification:
 
 
 async def verify_peer(
-    peer: DiscoveredPeer, identity: Identity, authorize: Authorizer | None = None
+    peer: DiscoveredPeer,
+    identity: Identity,
+    authorize: Authorizer | None = None,
+    *,
+    config: ConnectionConfig | None = None,
 ) -> Verification:
     """Handshake with the announced addresses in turn, expecting the announced id;
     ``authorize``: our own policy (a blocked identity is not verified)."""
@@ -51,7 +55,12 @@ async def verify_peer(
         try:
             with trio.fail_after(VERIFY_TIMEOUT):
                 async with open_secure_connection(
-                    host, peer.port, identity, expected_peer=peer.peer_key, authorize=authorize
+                    host,
+                    peer.port,
+                    identity,
+                    expected_peer=peer.peer_key,
+                    authorize=authorize,
+                    config=config,
                 ) as connection:
                     await _ask_whether_admitted(connection)
                     await connection.aclose("bye", "identity check done")

@@ -15,6 +15,7 @@ from p2pchat.discovery.mdns import DiscoveryEvent, Mdns, PeerGone, PeerSeen
 from p2pchat.discovery.records import Announcement, DiscoveredPeer
 from p2pchat.discovery.verify import Verdict, verify_peer
 from p2pchat.identity import Identity
+from p2pchat.net.connection import ConnectionConfig
 from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.discovery")
@@ -49,6 +50,7 @@ async def watch(
     on_verified: OnVerified | None = None,
     authorize: Authorizer | None = None,
     wanted: Callable[[str], bool] | None = None,
+    config: ConnectionConfig | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Announce (unless ``announcement`` is None), then browse and report until cancelled.
@@ -56,7 +58,8 @@ async def watch(
     Each record is proven by a handshake, unless ``wanted(peer_id)`` says no: then it is
     reported (not verified, ``"dialled": false``) and nobody is dialled for it. That is
     contacts-only mode: a stranger's record would cost a handshake we would refuse.
-    ``authorize``: our own policy in the handshakes we make.
+    ``authorize``: our own policy in the handshakes we make; ``config``: the node's
+    connection settings (its features: the verified peer may keep the session).
     """
     send, events = trio.open_memory_channel[DiscoveryEvent](256)
     # Where each instance was last proven: a record that moves (a restart on a new
@@ -89,7 +92,7 @@ async def watch(
                 if not verified and dial and refused.get(peer.instance) != place:
                     nursery.start_soon(
                         _verify, mdns, identity, peer, report, (proven, refused), on_verified,
-                        dialling, authorize,
+                        dialling, authorize, config,
                     )  # fmt: skip
             elif isinstance(event, PeerGone) and event.peer is not None:
                 proven.pop(event.instance, None)
@@ -106,9 +109,10 @@ async def _verify(
     on_verified: OnVerified | None,
     dialling: trio.CapacityLimiter,
     authorize: Authorizer | None,
+    config: ConnectionConfig | None,
 ) -> None:
     async with dialling:
-        result = await verify_peer(peer, identity, authorize)
+        result = await verify_peer(peer, identity, authorize, config=config)
     proven, refused = places
     if result.verdict is Verdict.VERIFIED:
         proven[peer.instance] = (peer.addresses, peer.port)

@@ -110,6 +110,7 @@ class Dialler:
                 on_verified=self.verified,
                 authorize=self._admission.authorize,
                 wanted=self._admission.wanted if settings.contacts_only else None,
+                config=settings.connection,
                 task_status=task_status,
             )
 
@@ -153,12 +154,28 @@ class Dialler:
             if codes:
                 verified, policy = self._code_verified, self._admission.authorize_code
                 nursery.start_soon(
-                    partial(dial_all, codes, self._identity, report, verified, authorize=policy)
+                    partial(
+                        dial_all,
+                        codes,
+                        self._identity,
+                        report,
+                        verified,
+                        authorize=policy,
+                        config=self._settings.connection,
+                    )
                 )
             if others:
                 verified, policy = self.verified, self._admission.authorize
                 nursery.start_soon(
-                    partial(dial_all, others, self._identity, report, verified, authorize=policy)
+                    partial(
+                        dial_all,
+                        others,
+                        self._identity,
+                        report,
+                        verified,
+                        authorize=policy,
+                        config=self._settings.connection,
+                    )
                 )
 
     def _dialable(self, target: Target) -> bool:

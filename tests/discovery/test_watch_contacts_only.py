@@ -65,7 +65,9 @@ async def test_only_contacts_records_are_dialled_in_contacts_only_mode(
     dialled: list[str] = []
     done = trio.Event()
 
-    async def verify(peer: DiscoveredPeer, identity: Identity, authorize: Any) -> Verification:
+    async def verify(
+        peer: DiscoveredPeer, identity: Identity, authorize: Any, **_: Any
+    ) -> Verification:
         dialled.append(peer.peer_id)
         done.set()
         return Verification(Verdict.UNREACHABLE, None, "not really dialled")
@@ -124,9 +126,11 @@ async def test_a_record_of_a_contacts_only_node_is_refused_once_not_verified(
     dials: list[str] = []
     reports: list[tuple[str, dict[str, Any]]] = []
 
-    async def counting(peer: DiscoveredPeer, identity: Identity, authorize: Any) -> Verification:
+    async def counting(
+        peer: DiscoveredPeer, identity: Identity, authorize: Any, **more: Any
+    ) -> Verification:
         dials.append(peer.peer_id)
-        return await verify_peer(peer, identity, authorize)
+        return await verify_peer(peer, identity, authorize, **more)
 
     def report(name: str, text: str, **fields: Any) -> None:
         reports.append((name, {"text": text, **fields}))

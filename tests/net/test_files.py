@@ -54,7 +54,9 @@ async def test_a_file_is_offered_accepted_verified_and_saved(tmp_path: Path) -> 
         source = make_file(tmp_path / "ann-files", "holiday photo.jpg", 3 * BLOCK_SIZE + 1234)
         sent = await files(ann).offer(bob.key, source)
         assert (sent.size, sent.name, sent.media_type) == (
-            source.stat().st_size, "holiday photo.jpg", "image/jpeg"
+            source.stat().st_size,
+            "holiday photo.jpg",
+            "image/jpeg",
         )
         await wait_for(lambda: bool(file_events(bob, "offer")), 30, "bob sees the offer")
         [offer] = file_events(bob, "offer")

@@ -4,6 +4,7 @@ sessions that list the feature ``files/1``. The uploads (ours) and the downloads
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 from collections.abc import Callable
@@ -70,7 +71,7 @@ class FileService:
         and sent now if a session is up, else when one comes. FilesNotSupported if the
         peer's session shows it cannot take files; OSError if the file cannot be read."""
         if not path.is_file():
-            raise FileNotFoundError(f"not a file: {path}")
+            raise FileNotFoundError(errno.ENOENT, "not a file", str(path))
         connection = await self._links.session(peer, SESSION_WAIT)
         if connection is not None and FILES_FEATURE not in connection.features:
             raise FilesNotSupported("their p2pchat cannot receive files yet")
