@@ -206,7 +206,7 @@ def _print_file_event(node: Node, event: FileEvent, out: EventSink) -> None:
               "size": event.size, "state": event.state}  # fmt: skip
     if event.kind == "offer":
         line = (f"{shown} offers you {event.name} ({event.size:,} bytes); accept with: "
-                f'{{"cmd": "file_accept", "offer": "{offer}"}}')  # fmt: skip
+                f"p2pchat files accept {offer[:8]}")  # fmt: skip
         out.event("file_offer", line, **fields)
     elif event.kind == "progress":
         percent = 100 * event.done_bytes // event.size if event.size else 100

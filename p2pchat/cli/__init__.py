@@ -39,6 +39,8 @@ HANDLERS: dict[str, str] = {
     "doctor": "p2pchat.cli.network",
     "contacts": "p2pchat.cli.client",
     "send": "p2pchat.cli.client",
+    "send-file": "p2pchat.cli.files",
+    "files": "p2pchat.cli.files",
     "history": "p2pchat.cli.client",
     "search": "p2pchat.cli.client",
     "ui": "p2pchat.cli.launcher",
@@ -47,7 +49,8 @@ HANDLERS: dict[str, str] = {
 
 def handler(command: str) -> Handler:
     """The function that runs ``command`` (``cmd_<command>`` of its module)."""
-    run: Handler = getattr(importlib.import_module(HANDLERS[command]), f"cmd_{command}")
+    name = f"cmd_{command.replace('-', '_')}"
+    run: Handler = getattr(importlib.import_module(HANDLERS[command]), name)
     return run
 
 

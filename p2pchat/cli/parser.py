@@ -111,6 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--json", action="store_true", help="print one JSON object")
     _add_node_options(send)
 
+    send_file = commands.add_parser(
+        "send-file",
+        help="offer a file to a person (sent once they accept)",
+        description="Offer a file through the running node, or start one. With --wait, stay "
+        "until the receiver has it all (a progress bar on a terminal) or declines; exit 0 "
+        "once sent (or offered, without --wait), 1 if declined, cancelled or failed.",
+    )
+    send_file.add_argument("peer", metavar="ID|NAME", help="a peer id, or a contact's name")
+    send_file.add_argument("path", metavar="PATH", help="the file")
+    send_file.add_argument("--wait", action="store_true", help="stay until it is sent")
+    send_file.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_node_options(send_file)
+
+    files = commands.add_parser("files", help="file offers and transfers; answer an offer")
+    files.add_argument("action", nargs="?", choices=["list", "accept", "decline", "cancel"])
+    files.add_argument("offer", nargs="?", metavar="OFFER", help="an offer id (or its start)")
+    files.add_argument("--json", action="store_true", help="print JSON")
+
     history = commands.add_parser("history", help="show a conversation")
     history.add_argument("peer", metavar="ID|NAME", help="a peer id, or a contact's name")
     history.add_argument("--limit", type=int, default=50, help="messages to show (default 50)")

@@ -116,9 +116,12 @@ class FileService:
         return self._store.transfers(peer)
 
     def progress(self, offer_id: bytes) -> int:
-        """Bytes held of a download running now (0 if none runs)."""
+        """Bytes held of a download running now, or sent of an offer of ours being
+        served (0 if neither)."""
         download = self.downloads.active.get(offer_id)
-        return 0 if download is None else download.held_bytes
+        if download is not None:
+            return download.held_bytes
+        return self.uploads.sent_bytes.get(offer_id, 0)
 
     def _find(self, offer_id: bytes) -> FileTransfer:
         transfer = self._store.transfer(offer_id)

@@ -50,6 +50,9 @@ class Uploads:
         self._queues: dict[bytes, deque[tuple[bytes, int]]] = {}  # peer -> (offer_id, index)
         self._serving: set[bytes] = set()  # peers with a serving task
         self._trees: dict[bytes, HashTree] = {}  # offer_id -> tree, the last TREES_KEPT
+        # offer_id -> bytes handed to the session so far (ours being served; the end of
+        # an offer forgets it): what a sender can show of the receiver's progress.
+        self.sent_bytes: dict[bytes, int] = {}
         self.nursery: trio.Nursery | None = None
 
     # ---------------------------------------------------------------- offers
@@ -85,6 +88,7 @@ class Uploads:
         self._store.set_transfer_state(transfer.offer_id, state, now=now_ms(), reason=reason)
         if state in ENDED:
             self._trees.pop(transfer.offer_id, None)
+            self.sent_bytes.pop(transfer.offer_id, None)
         kind = {"done": "done", "failed": "failed"}.get(state, "answer")
         self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, True, transfer.name,
                              transfer.size, state, reason=reason, path=transfer.path))  # fmt: skip
@@ -165,6 +169,9 @@ class Uploads:
         # Waits while the session holds more than its high-water mark: blocks go out as
         # fast as the peer reads them, and a chat message waits behind at most that.
         await link.connection.send(FileBlock(transfer.root, index, block, tuple(tree.proof(index))))
+        current = self._store.transfer(offer_id)
+        if current is not None and current.state in SERVING:  # not ended meanwhile
+            self.sent_bytes[offer_id] = self.sent_bytes.get(offer_id, 0) + len(block)
 
     def _tree(self, offer_id: bytes) -> HashTree:
         tree = self._trees.get(offer_id)
