@@ -109,12 +109,13 @@ async def open_session(
     rcvbuf: int | None = None,
     with_message_3: list[bytes] | None = None,
     invite: bytes = b"",
+    features: tuple[str, ...] = (),
 ) -> Peer:
     """Dial and handshake as the initiator. ``with_message_3``: messages written in the
-    same socket write as handshake message 3; ``invite``: a code's token to present.
-    Raises HandshakeFailed or OSError."""
+    same socket write as handshake message 3; ``invite``: a code's token to present;
+    ``features``: the features we list. Raises HandshakeFailed or OSError."""
     stream = await dial(port, local_host=local_host, rcvbuf=rcvbuf)
-    session = Session(identity, initiator=True, invite=invite)
+    session = Session(identity, initiator=True, invite=invite, features=features)
     try:
         await stream.send_all(session.take_output())
         early: list[Message] = []

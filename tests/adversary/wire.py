@@ -175,8 +175,17 @@ def _decode(data: bytes) -> Message:
 class Session:
     """One end of a p2pchat session, as a peer written from the spec alone would run it."""
 
-    def __init__(self, identity: Identity, *, initiator: bool, invite: bytes = b"") -> None:
-        """``invite``: an invite code's token, presented in handshake message 3 (§3)."""
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        initiator: bool,
+        invite: bytes = b"",
+        features: tuple[str, ...] = (),
+    ) -> None:
+        """``invite``: an invite code's token, presented in handshake message 3 (§3);
+        ``features``: what we say we take (§3), ``files/1`` to be sent files."""
+        self.features = features
         self.identity = identity
         self.initiator = initiator
         self.invite = invite
@@ -249,7 +258,7 @@ class Session:
                 "identity_key": self.identity.public_key,
                 "signature": self.identity.static_key_signature,
                 "version": VERSION,
-                "features": [],
+                "features": list(self.features),
                 "invite": self.invite if self.initiator else b"",
             },
         )

@@ -132,6 +132,11 @@ class FileService:
     # ---------------------------------------------------------------- the network
 
     def receive(self, peer: bytes, message: object) -> None:
+        """A file message from ``peer``'s session; ignored unless that session lists
+        files/1 (a peer that did not offer the feature has no business sending them)."""
+        link = self._links.links.get(peer)
+        if link is None or FILES_FEATURE not in link.connection.features:
+            return
         if isinstance(message, FileBlock):
             self.downloads.block(peer, message)
         elif isinstance(message, FileRequest):
