@@ -36,6 +36,7 @@ class Daemon:
     received: int = 0  # message events
     delivered: int = 0  # receipt events, state delivered
     errors: list[dict[str, Any]] = field(default_factory=list)
+    file_events: list[dict[str, Any]] = field(default_factory=list)  # file_offer, file_done...
     changed: trio.Event = field(default_factory=trio.Event)
     _tags: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -80,6 +81,8 @@ class Daemon:
             self.connected.discard(event["id"])
         elif name == "error":
             self.errors.append(event)
+        elif name.startswith("file_"):
+            self.file_events.append(event)
 
     async def write(self, command: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -117,6 +120,48 @@ finally:
 """
 
 
+async def launch(
+    nursery: trio.Nursery,
+    home: Path,
+    name: str,
+    python: str = sys.executable,
+    *,
+    profile: Path | None = None,
+    floor: bool = False,
+) -> Daemon:
+    """One daemon on ``home`` (made if missing; an existing one is the same profile
+    again: a restart), its stdout read in ``nursery``."""
+    home.mkdir(exist_ok=True)
+    command = ["-m", "p2pchat", "--home", str(home), "daemon", "--json", "--no-mdns",
+               "--listen", "127.0.0.1:0", "--nick", name]  # fmt: skip
+    if profile:
+        command = ["-c", _PROFILED, str(profile), *command[2:]]
+    if floor:
+        command = [str(ROOT / "bench" / "floor_node.py"), str(home / "floor.db")]
+    process = await trio.lowlevel.open_process(
+        [python, *command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(home / "stderr.log", "ab"),  # noqa: SIM115 (the child's)
+        cwd=ROOT,
+    )  # fmt: skip
+    daemon = Daemon(name, process)
+    nursery.start_soon(daemon.read_stdout)
+    return daemon
+
+
+async def stop(daemon: Daemon) -> None:
+    """``quit``, then killed if it has not stopped within 10 s."""
+    with trio.CancelScope(shield=True):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await daemon.write({"cmd": "quit"})
+        with trio.move_on_after(10):
+            await daemon.process.wait()
+        if daemon.process.returncode is None:
+            daemon.process.kill()
+            await daemon.process.wait()
+
+
 @contextlib.asynccontextmanager
 async def daemons(
     tmp: Path,
@@ -132,51 +177,23 @@ async def daemons(
     async with trio.open_nursery() as nursery:
         try:
             for index in range(count):
-                home = tmp / f"node{index}"
-                home.mkdir()
-                command = [
-                    "-m",
-                    "p2pchat",
-                    "--home",
-                    str(home),
-                    "daemon",
-                    "--json",
-                    "--no-mdns",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--nick",
-                    f"n{index}",
-                ]
-                if profile and not index:
-                    command = ["-c", _PROFILED, str(profile), *command[2:]]
-                if floor:
-                    command = [str(ROOT / "bench" / "floor_node.py"), str(home / "floor.db")]
-                process = await trio.lowlevel.open_process(
-                    [python, *command],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=open(home / "stderr.log", "wb"),  # noqa: SIM115 (the child's)
-                    cwd=ROOT,
-                )  # fmt: skip
-                daemon = Daemon(f"n{index}", process)
-                started.append(daemon)
-                nursery.start_soon(daemon.read_stdout)
+                started.append(
+                    await launch(
+                        nursery,
+                        tmp / f"node{index}",
+                        f"n{index}",
+                        python,
+                        profile=profile if not index else None,
+                        floor=floor,
+                    )
+                )
             with trio.fail_after(60):
                 for daemon in started:
                     await daemon.listening.wait()
             yield started
         finally:
-            with trio.CancelScope(shield=True):
-                for daemon in started:
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await daemon.write({"cmd": "quit"})
-                with trio.move_on_after(10):
-                    for daemon in started:
-                        await daemon.process.wait()
-                for daemon in started:
-                    if daemon.process.returncode is None:
-                        daemon.process.kill()
-                        await daemon.process.wait()
+            for daemon in started:
+                await stop(daemon)
             nursery.cancel_scope.cancel()
 
 

@@ -214,7 +214,8 @@ def _print_file_event(node: Node, event: FileEvent, out: EventSink) -> None:
                   f"{event.size:,} bytes)", **fields, done_bytes=event.done_bytes)  # fmt: skip
     elif event.kind == "done":
         where = f" saved as {event.path}" if not event.outgoing else f" delivered to {shown}"
-        out.event("file_done", f"{event.name}:{where}", **fields, path=event.path)
+        out.event("file_done", f"{event.name}:{where}", **fields, path=event.path,
+                  done_bytes=event.done_bytes)  # fmt: skip
     elif event.kind == "failed":
         out.event("file_failed", f"{event.name} failed: {event.reason}", **fields,
                   reason=event.reason)  # fmt: skip

@@ -18,11 +18,12 @@ from collections.abc import Sequence
 
 from p2pchat.files.blocks import BLOCK_SIZE, block_count, block_length, verify_block
 
-DEFAULT_WINDOW = 8  # 2 MiB in flight per download
+DEFAULT_WINDOW = 32  # 8 MiB in flight per download
 ASK_AGAIN_AFTER = 30.0  # seconds an asked block may take before it is asked again
 
 
 class Verdict(enum.Enum):
+    CLAIMED = "claimed"  # asked and not held: check it, then stored() or failed()
     STORED = "stored"  # verified: write it at index * BLOCK_SIZE
     DUPLICATE = "duplicate"  # held already: nothing to write
     UNASKED = "unasked"  # not asked for (or asked of no one now): ignored
@@ -55,6 +56,7 @@ class Download:
                 self._held[-1] &= (1 << (self.count % 8)) - 1
         self.held_count = sum(bin(byte).count("1") for byte in self._held)
         self._asked: dict[int, float] = {}  # index -> when it was asked
+        self._checking: set[int] = set()  # come, claimed, being checked and written
         self._next = 0  # blocks before this were held or asked once
         self._again: deque[int] = deque()  # asked once, to ask again
 
@@ -84,6 +86,12 @@ class Download:
     def asked(self) -> frozenset[int]:
         return frozenset(self._asked)
 
+    @property
+    def waiting(self) -> int:
+        """Blocks asked and not yet answered, or come and not yet checked: at most
+        ``window`` (what a sender can make us hold at once)."""
+        return len(self._asked) + len(self._checking)
+
     # ---------------------------------------------------------------- asking
 
     def to_ask(self, now: float) -> list[int]:
@@ -93,9 +101,11 @@ class Download:
         overdue = [i for i, at in self._asked.items() if now - at >= self.ask_again_after]
         for index in overdue:
             del self._asked[index]
-        asking = overdue[: self.window - len(self._asked)]
+        asking = overdue[: self.window - self.waiting]
         self._again.extend(overdue[len(asking) :])
-        while len(self._asked) + len(asking) < self.window:
+        if not asking and 0 < self.window - self.waiting < self.window // 4:
+            return []  # ask in batches of a quarter window: fewer, fuller requests
+        while self.waiting + len(asking) < self.window:
             missing = self._take_missing()
             if missing is None:
                 break
@@ -107,7 +117,7 @@ class Download:
     def _take_missing(self) -> int | None:
         while self._again:
             index = self._again.popleft()
-            if not self.held(index) and index not in self._asked:
+            if not self.held(index) and index not in self._asked and index not in self._checking:
                 return index
         while self._next < self.count:
             index = self._next
@@ -125,19 +135,42 @@ class Download:
 
     # ---------------------------------------------------------------- receiving
 
-    def receive(self, index: int, data: bytes, proof: Sequence[bytes]) -> Verdict:
-        """Judge block ``index``; on STORED the caller writes ``data`` at
-        ``index * BLOCK_SIZE``."""
+    def claim(self, index: int) -> Verdict:
+        """Block ``index`` came: CLAIMED if it was asked for and is not held (the caller
+        checks it, with :func:`~p2pchat.files.blocks.verify_block`, then calls
+        :meth:`stored` or :meth:`failed`; another copy meanwhile is UNASKED), else
+        DUPLICATE or UNASKED. The check may run elsewhere (a worker thread)."""
         if not 0 <= index < self.count:
             return Verdict.UNASKED
         if self.held(index):
             self._asked.pop(index, None)
             return Verdict.DUPLICATE
-        if index not in self._asked:
+        if self._asked.pop(index, None) is None:
             return Verdict.UNASKED
-        if not verify_block(self.root, self.size, index, data, proof):
-            return Verdict.BAD
-        del self._asked[index]
+        self._checking.add(index)
+        return Verdict.CLAIMED
+
+    def stored(self, index: int) -> None:
+        """A claimed block verified and written."""
+        self._checking.remove(index)
         self._held[index >> 3] |= 1 << (index & 7)
         self.held_count += 1
+
+    def failed(self, index: int) -> None:
+        """A claimed block did not verify (or could not be written): to ask again, of a
+        peer that sends the truth."""
+        if index in self._checking:
+            self._checking.remove(index)
+            self._again.append(index)
+
+    def receive(self, index: int, data: bytes, proof: Sequence[bytes]) -> Verdict:
+        """Judge block ``index`` here and now (claim, verify, store); on STORED the
+        caller writes ``data`` at ``index * BLOCK_SIZE``."""
+        verdict = self.claim(index)
+        if verdict is not Verdict.CLAIMED:
+            return verdict
+        if not verify_block(self.root, self.size, index, data, proof):
+            self.failed(index)
+            return Verdict.BAD
+        self.stored(index)
         return Verdict.STORED

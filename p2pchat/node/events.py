@@ -196,8 +196,10 @@ class FileEvent:
     """A file offer or transfer changed (docs/protocol.md §16). ``kind``: ``offer`` (a
     peer offered us a file), ``answer`` (the state moved: accepted, declined, cancelled
     and so on), ``progress`` (a few times a second at most), ``done`` or ``failed``
-    (with a ``reason``). ``path``: ours, the file we serve; theirs, where it was saved
-    once done."""
+    (with a ``reason``). ``done_bytes``: theirs, the bytes held; ours, the bytes this
+    node has sent of it since it started (more than the size when blocks went again
+    after a lost session). ``path``: ours, the file we serve; theirs, where it was
+    saved once done."""
 
     kind: str
     offer_id: bytes

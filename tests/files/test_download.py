@@ -64,8 +64,11 @@ def test_bad_unasked_and_duplicate_blocks() -> None:
     assert download.receive(2, *holder.block(2)) is Verdict.UNASKED  # not asked
     assert download.receive(9, data, proof) is Verdict.UNASKED  # no such block
     assert download.receive(0, data[:-1] + b"?", proof) is Verdict.BAD
+    assert download.receive(0, data, proof) is Verdict.UNASKED  # refused: not asked now
+    assert download.to_ask(1.0) == [0]  # asked again
     assert download.receive(0, data, proof[:-1]) is Verdict.BAD
     assert download.receive(1, data, proof) is Verdict.BAD  # block 0 sent as block 1
+    assert download.to_ask(2.0) == [0, 1]
     assert download.receive(0, data, proof) is Verdict.STORED
     assert download.receive(0, data, proof) is Verdict.DUPLICATE
     assert download.held_count == 1
@@ -149,3 +152,17 @@ def test_any_order_of_answers_losses_and_restarts_ends_with_the_file(
     assert download.complete
     assert bytes(written) == holder.content
     assert stored == holder.tree.leaves.__len__()  # each block stored exactly once
+
+
+def test_a_claimed_block_counts_in_the_window_until_it_is_stored() -> None:
+    holder = HOLDERS[5, 0]
+    download = Download(holder.root, len(holder.content), window=2)
+    assert download.to_ask(0.0) == [0, 1]
+    assert download.claim(0) is Verdict.CLAIMED
+    assert download.claim(0) is Verdict.UNASKED  # a second copy while the first is checked
+    assert download.waiting == 2 and download.to_ask(1.0) == []
+    download.not_answered()  # a lost session does not take back what is being checked
+    assert download.waiting == 1
+    download.stored(0)
+    assert download.held(0) and download.waiting == 0
+    assert download.to_ask(2.0) == [1, 2]

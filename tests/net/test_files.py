@@ -10,8 +10,10 @@ from pathlib import Path
 import trio
 
 from p2pchat.files.blocks import BLOCK_SIZE
+from p2pchat.files.download import DEFAULT_WINDOW, Download
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files import FileService
+from p2pchat.node.files.downloads import SAVE_EVERY
 from tests.net.chatpeers import ChatPeer, wait_for
 
 
@@ -103,20 +105,36 @@ async def test_declined_and_cancelled_offers_end_on_both_sides(tmp_path: Path) -
 async def test_a_download_resumes_after_the_receiver_crashes(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         ann, bob = await pair(tmp_path, nursery)
-        source = make_file(tmp_path / "ann-files", "big.bin", 40 * BLOCK_SIZE)
+        blocks = SAVE_EVERY * 5 // 2
+        source = make_file(tmp_path / "ann-files", "big.bin", blocks * BLOCK_SIZE)
         sent = await files(ann).offer(bob.key, source)
         await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
+        # Crash bob right after its first save of the held map (SAVE_EVERY blocks in).
+        downloads = files(bob).downloads
+        saved = trio.Event()
+        save = downloads._save
+
+        def save_then_crash(offer_id: bytes, download: Download) -> None:
+            save(offer_id, download)
+            saved.set()
+
+        downloads._save = save_then_crash  # type: ignore[method-assign]
         files(bob).accept(sent.offer_id)
-        assert bob.store is not None
-        # Crash once the held map has been saved with some blocks (every 16).
-        await wait_for(lambda: bob.store is not None and any(bob.store.transfer_held(
-            sent.offer_id)), 30, "some blocks saved")  # fmt: skip
+        with trio.fail_after(30):
+            await saved.wait()
+        assert state(bob, sent.offer_id) == "accepted" and bob.store is not None
+        held_then = Download(sent.root, sent.size, bob.store.transfer_held(sent.offer_id))
         await bob.crash()
+        assert SAVE_EVERY <= held_then.held_count < blocks
         await bob.start(nursery)
         bob.introduce(ann)
         await wait_for(lambda: state(bob, sent.offer_id) == "done", 60, "the rest of the file")
         [done] = file_events(bob, "done")
         assert Path(done.path).read_bytes() == source.read_bytes()
+        # Sent again: at most what was in flight when bob crashed, not the whole file.
+        [delivered] = [e for e in file_events(ann, "done") if e.offer_id == sent.offer_id]
+        again = delivered.done_bytes - sent.size
+        assert 0 <= again <= (DEFAULT_WINDOW + SAVE_EVERY) * BLOCK_SIZE < sent.size
         nursery.cancel_scope.cancel()
 
 

@@ -4,11 +4,13 @@ for a worker thread (``trio.to_thread.run_sync``) or, for one block, the event l
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from p2pchat.files.blocks import BLOCK_SIZE, HashTree, block_count, file_root, leaf_hash
+from p2pchat.files.blocks import BLOCK_SIZE, HashTree, leaf_hash, verify_block
 from p2pchat.files.names import safe_name, unique_name
 
 PARTIAL_FOLDER = ".p2pchat-partial"  # inside the downloads folder: files not yet whole
@@ -43,22 +45,21 @@ def partial_path(downloads: Path, offer_id: bytes) -> Path:
     return downloads / PARTIAL_FOLDER / f"{offer_id.hex()}.part"
 
 
-def write_block(part: Path, index: int, data: bytes) -> None:
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.pwrite(fd, data, index * BLOCK_SIZE)
-    finally:
-        os.close(fd)
+def open_partial(part: Path) -> int:
+    """A descriptor to write the partial file with (made if missing)."""
+    return os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)
 
 
-def whole_root(part: Path, size: int) -> bytes:
-    """The root of what the partial file holds now, read from the disk (the last check
-    before it takes its name: the held map may claim blocks a power cut lost)."""
-    with open(part, "rb") as source:
-        leaves = [leaf_hash(source.read(BLOCK_SIZE)) for _ in range(block_count(size))]
-        if source.read(1):
-            return b""  # longer than offered
-    return file_root(size, HashTree(leaves).root)
+def check_and_write(
+    fd: int, root: bytes, size: int, index: int, data: bytes, proof: Sequence[bytes]
+) -> bool:
+    """Write block ``index`` if it is the file's (§16.1); False, writing nothing, if not.
+    Meant for a worker thread: hashing and writing release the GIL, so this runs beside
+    the event loop's decrypting of the next blocks."""
+    if not verify_block(root, size, index, data, proof):
+        return False
+    os.pwrite(fd, data, index * BLOCK_SIZE)
+    return True
 
 
 def finish(part: Path, downloads: Path, offered_name: str) -> Path:
@@ -91,8 +92,7 @@ def finish(part: Path, downloads: Path, offered_name: str) -> Path:
 def _sync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # some file systems cannot sync a folder
+            os.fsync(fd)
     finally:
         os.close(fd)

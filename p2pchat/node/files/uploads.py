@@ -30,6 +30,7 @@ log = logging.getLogger("p2pchat.files")
 
 SERVE_QUEUE = 64  # block indices waiting to be served, per peer
 TREES_KEPT = 16  # hash trees of offers being served, kept in memory
+READ_AHEAD = 2  # blocks read from the disk ahead of the one being sent, per peer
 SERVING = ("offered", "waiting", "accepted")  # states in which we serve an offer's blocks
 ENDED = ("declined", "done", "cancelled", "failed")
 # What an answer moves our offer to, from which states.
@@ -53,6 +54,7 @@ class Uploads:
         # offer_id -> bytes handed to the session so far (ours being served; the end of
         # an offer forgets it): what a sender can show of the receiver's progress.
         self.sent_bytes: dict[bytes, int] = {}
+        self._serving_offer: dict[tuple[bytes, bytes], bytes] = {}  # (peer, root) -> offer_id
         self.nursery: trio.Nursery | None = None
 
     # ---------------------------------------------------------------- offers
@@ -86,12 +88,13 @@ class Uploads:
 
     def _move(self, transfer: FileTransfer, state: str, reason: str = "") -> None:
         self._store.set_transfer_state(transfer.offer_id, state, now=now_ms(), reason=reason)
+        sent = self.sent_bytes.get(transfer.offer_id, 0)
         if state in ENDED:
             self._trees.pop(transfer.offer_id, None)
             self.sent_bytes.pop(transfer.offer_id, None)
         kind = {"done": "done", "failed": "failed"}.get(state, "answer")
         self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, True, transfer.name,
-                             transfer.size, state, reason=reason, path=transfer.path))  # fmt: skip
+                             transfer.size, state, sent, reason, transfer.path))  # fmt: skip
 
     def _store_row(self, offer_id: bytes) -> FileTransfer:
         row = self._store.transfer(offer_id)
@@ -121,8 +124,18 @@ class Uploads:
             self.nursery.start_soon(self._serve, peer)
 
     def _offer_for(self, peer: bytes, root: bytes) -> FileTransfer | None:
+        """Our offer of ``root`` to ``peer`` that is being served (the last one found is
+        remembered: a download asks for a file's blocks many times over)."""
+        known = self._serving_offer.get((peer, root))
+        if known is not None:
+            transfer = self._store.transfer(known)
+            if transfer is not None and transfer.state in SERVING:
+                return transfer
         for transfer in self._store.transfers(peer, states=SERVING):
             if transfer.outgoing and transfer.root == root:
+                if len(self._serving_offer) >= TREES_KEPT:
+                    del self._serving_offer[next(iter(self._serving_offer))]
+                self._serving_offer[(peer, root)] = transfer.offer_id
                 return transfer
         return None
 
@@ -132,46 +145,70 @@ class Uploads:
             queue.clear()  # the peer asks again on its next session
 
     async def _serve(self, peer: bytes) -> None:
+        """Serve ``peer``'s queue: blocks are read (in a worker thread, READ_AHEAD ahead)
+        while earlier ones are encrypted and sent, so reading and hashing the file
+        overlap with the session's work."""
+        send, receive = trio.open_memory_channel[tuple[FileTransfer, int, bytes | None]](READ_AHEAD)
         try:
-            queue = self._queues[peer]
-            while queue:
-                offer_id, index = queue.popleft()
-                await self._serve_one(peer, offer_id, index)
-        except ConnectionClosed:
-            self.session_down(peer)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_ahead, peer, send)
+                async with receive:
+                    async for transfer, index, block in receive:
+                        if not await self._send_block(peer, transfer, index, block):
+                            nursery.cancel_scope.cancel()
         finally:
             self._serving.discard(peer)
             if not self._queues.get(peer):
                 self._queues.pop(peer, None)
 
-    async def _serve_one(self, peer: bytes, offer_id: bytes, index: int) -> None:
-        transfer = self._store.transfer(offer_id)
-        if transfer is None or transfer.state not in SERVING:
-            return
-        tree = self._tree(offer_id)
-        if index >= len(tree.leaves):
-            return
-        try:
-            block = await trio.to_thread.run_sync(
-                read_block, Path(transfer.path), transfer.size, index, tree.leaves[index]
-            )
-        except OSError as error:
-            log.warning("cannot read %s to serve it: %s", transfer.path, error)
-            block = None
+    async def _read_ahead(
+        self, peer: bytes, send: trio.MemorySendChannel[tuple[FileTransfer, int, bytes | None]]
+    ) -> None:
+        async with send:
+            queue = self._queues[peer]
+            while queue:
+                offer_id, index = queue.popleft()
+                transfer = self._store.transfer(offer_id)
+                if transfer is None or transfer.state not in SERVING:
+                    continue
+                leaf = self._tree(offer_id).leaves[index]
+                try:
+                    block = await trio.to_thread.run_sync(
+                        read_block, Path(transfer.path), transfer.size, index, leaf
+                    )
+                except OSError as error:
+                    log.warning("cannot read %s to serve it: %s", transfer.path, error)
+                    block = None
+                await send.send((transfer, index, block))
+
+    async def _send_block(
+        self, peer: bytes, transfer: FileTransfer, index: int, block: bytes | None
+    ) -> bool:
+        """False when the session is gone (the rest of the queue goes with it)."""
         if block is None:
             self._links.send(peer, FileUnavailable(transfer.root, (index,), "gone"))
-            self.cancel(transfer, "the file changed or went away on the sender's disk")
-            return
+            current = self._store.transfer(transfer.offer_id)
+            if current is not None and current.state in SERVING:
+                self.cancel(current, "the file changed or went away on the sender's disk")
+            return True
         link = self._links.links.get(peer)
         if link is None:
             self.session_down(peer)
-            return
-        # Waits while the session holds more than its high-water mark: blocks go out as
-        # fast as the peer reads them, and a chat message waits behind at most that.
-        await link.connection.send(FileBlock(transfer.root, index, block, tuple(tree.proof(index))))
-        current = self._store.transfer(offer_id)
+            return False
+        proof = tuple(self._tree(transfer.offer_id).proof(index))
+        try:
+            # Waits while the session holds more than its high-water mark: blocks go out
+            # as fast as the peer reads them, and a chat message waits behind that only.
+            await link.connection.send(FileBlock(transfer.root, index, block, proof))
+        except ConnectionClosed:
+            self.session_down(peer)  # the peer asks again on its next session
+            return False
+        current = self._store.transfer(transfer.offer_id)
         if current is not None and current.state in SERVING:  # not ended meanwhile
-            self.sent_bytes[offer_id] = self.sent_bytes.get(offer_id, 0) + len(block)
+            self.sent_bytes[transfer.offer_id] = self.sent_bytes.get(transfer.offer_id, 0) + len(
+                block
+            )
+        return True
 
     def _tree(self, offer_id: bytes) -> HashTree:
         tree = self._trees.get(offer_id)
