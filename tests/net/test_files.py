@@ -112,13 +112,13 @@ async def test_a_download_resumes_after_the_receiver_crashes(tmp_path: Path) -> 
         # Crash bob right after its first save of the held map (SAVE_EVERY blocks in).
         downloads = files(bob).downloads
         saved = trio.Event()
-        save = downloads._save
+        record = downloads._record_held
 
-        def save_then_crash(offer_id: bytes, download: Download) -> None:
-            save(offer_id, download)
+        def record_then_crash(offer_id: bytes, held: bytes) -> None:
+            record(offer_id, held)
             saved.set()
 
-        downloads._save = save_then_crash  # type: ignore[method-assign]
+        downloads._record_held = record_then_crash  # type: ignore[method-assign]
         files(bob).accept(sent.offer_id)
         with trio.fail_after(30):
             await saved.wait()

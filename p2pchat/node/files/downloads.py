@@ -33,10 +33,10 @@ from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest,
 
 log = logging.getLogger("p2pchat.files")
 
-# Blocks stored between two saves of the held map (16 MiB): each save first makes the
+# Blocks stored between two saves of the held map (8 MiB): each save first makes the
 # blocks durable (fdatasync), so the map never claims a block a power cut could lose.
 # A resume sends again at most this much and the window.
-SAVE_EVERY = 64
+SAVE_EVERY = 32
 PROGRESS_INTERVAL = 0.5  # seconds between two progress events of one download
 ACTIVE = ("offered", "accepted")  # theirs: not yet ended
 # The answer that says where an offer made to us stands, by its state.
@@ -248,15 +248,21 @@ class Downloads:
                     self._fail(offer_id, "a block from the sender did not match the file")
                     return
                 download.stored(message.index)
+                self._unsaved[offer_id] = self._unsaved.get(offer_id, 0) + 1
+                if self._unsaved[offer_id] >= SAVE_EVERY:
+                    # The map as it is now claims only blocks written before the sync.
+                    held = download.held_map()
+                    self._unsaved[offer_id] = 0
+                    await trio.to_thread.run_sync(os.fdatasync, fd)
+                    if self.active.get(offer_id) is not download:
+                        return
+                    self._record_held(offer_id, held)
                 self._stored(offer_id, download)
         finally:
             if self._arrived.get(offer_id) is arrived:
                 del self._arrived[offer_id]
 
     def _stored(self, offer_id: bytes, download: Download) -> None:
-        self._unsaved[offer_id] = self._unsaved.get(offer_id, 0) + 1
-        if self._unsaved[offer_id] >= SAVE_EVERY:
-            self._save(offer_id, download)
         now = trio.current_time()
         if now - self._progress_at.get(offer_id, -PROGRESS_INTERVAL) >= PROGRESS_INTERVAL:
             self._progress_at[offer_id] = now
@@ -281,13 +287,18 @@ class Downloads:
         # busy: asked again when overdue
 
     def _save(self, offer_id: bytes, download: Download) -> None:
-        """Save the held map, after making what it claims durable. (An fdatasync per
-        16 MiB in the event loop: the disk has just been given those bytes anyway.)"""
+        """Save the held map, after making what it claims durable (in the event loop:
+        for a lost session and the last blocks; the writer task saves on the way,
+        syncing in a worker thread)."""
         self._unsaved[offer_id] = 0
         fd = self._fds.get(offer_id)
         if fd is not None:
             os.fdatasync(fd)
-        self._store.save_held(offer_id, download.held_map(), now=now_ms())
+        self._record_held(offer_id, download.held_map())
+
+    def _record_held(self, offer_id: bytes, held: bytes) -> None:
+        """Store a held map whose blocks are durable already."""
+        self._store.save_held(offer_id, held, now=now_ms())
 
     def _complete(self, offer_id: bytes) -> None:
         download = self.active.pop(offer_id)
