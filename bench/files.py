@@ -37,7 +37,7 @@ from typing import Any
 
 import trio
 from daemons import Daemon, connect_all, launch, stop
-from perfdoc import write_section
+from perfdoc import write_run
 from session import raw_tcp_rate, secure_rate
 
 BLOCK = 256 * 1024
@@ -197,12 +197,7 @@ def main() -> int:
     print("\n".join(lines))
     print(f"(bench took {time.perf_counter() - started:.0f} s)")
     if args.write:
-        command = " ".join([".venv/bin/python bench/files.py", *sys.argv[1:]]).replace(
-            " --write", ""
-        )
-        body = "\n".join([f"Command: `{command}`; run recorded here on "
-                          f"{time.strftime('%Y-%m-%d')}.", "", "```", *lines, "```"])  # fmt: skip
-        write_section("files", "Files (`bench/files.py`)", body)
+        write_run("files", "Files (`bench/files.py`)", "bench/files.py", lines)
     return 0
 
 

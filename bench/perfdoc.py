@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sys
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -20,6 +21,17 @@ def write_section(name: str, heading: str, body: str) -> None:
     else:
         doc = doc.rstrip("\n") + f"\n\n## {heading}\n\n{block}\n"
     DOC.write_text(doc, encoding="utf-8")
+
+
+def write_run(name: str, heading: str, script: str, lines: list[str]) -> None:
+    """Record a bench's printed ``lines`` in its section, with the command that made
+    them (this process's arguments, less ``--write``) and today's date."""
+    command = " ".join([f".venv/bin/python {script}", *sys.argv[1:]]).replace(" --write", "")
+    today = datetime.date.today().isoformat()
+    body = "\n".join(
+        [f"Command: `{command}`; run recorded here on {today}.", "", "```", *lines, "```"]
+    )
+    write_section(name, heading, body)
 
 
 def run_report(command: str, lines: list[str], table: list[str]) -> str:

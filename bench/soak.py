@@ -44,7 +44,7 @@ from typing import Any
 
 import trio
 from daemons import Daemon, connect_all, daemons
-from perfdoc import write_section
+from perfdoc import write_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -462,12 +462,7 @@ def main() -> int:
     print(f"(bench took {time.perf_counter() - started:.0f} s; load average "
           f"{os.getloadavg()[0]:.2f} at the end)")  # fmt: skip
     if args.write:
-        command = " ".join([".venv/bin/python bench/soak.py", *sys.argv[1:]]).replace(
-            " --write", ""
-        )
-        body = "\n".join([f"Command: `{command}`; run recorded here on "
-                          f"{time.strftime('%Y-%m-%d')}.", "", "```", *lines, "```"])  # fmt: skip
-        write_section("soak", "Chat rates (`bench/soak.py`)", body)
+        write_run("soak", "Chat rates (`bench/soak.py`)", "bench/soak.py", lines)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,28 +37,50 @@ async def next_of(peer: Peer, type_id: int) -> dict[str, object]:
             assert not peer.closed, "the victim closed the session"
 
 
-@pytest.mark.slow
-async def test_a_poisoned_block_fails_the_download_and_nothing_is_kept(
-    daemons: Callable[..., Daemon], short_tmp: Path
-) -> None:
+@dataclass
+class Offered:
+    """A victim that holds mallory as a contact, mallory's session (listing files/1),
+    and a file of ``size`` random bytes with its blocks and tree."""
+
+    victim: Daemon
+    attacker: Peer
+    downloads: Path
+    blocks: list[bytes]
+    tree: HashTree
+    root: bytes
+    size: int
+
+
+async def contact_with_a_file(
+    daemons: Callable[..., Daemon], short_tmp: Path, size: int
+) -> Offered:
     downloads = short_tmp / "in"
     victim = daemons("victim", "--downloads", str(downloads))
     mallory = identity()
     victim.add_contact(mallory.peer_id)
     attacker = await open_session(victim.port, mallory, features=(FILES_FEATURE,))
     assert await attacker.round_trip()
-    content = os.urandom(3 * BLOCK_SIZE)
-    blocks = [content[i : i + BLOCK_SIZE] for i in range(0, len(content), BLOCK_SIZE)]
+    content = os.urandom(size)
+    blocks = [content[i : i + BLOCK_SIZE] for i in range(0, size, BLOCK_SIZE)]
     tree = HashTree(leaf_hash(b) for b in blocks)
-    root = file_root(len(content), tree.root)
+    return Offered(victim, attacker, downloads, blocks, tree, file_root(size, tree.root), size)
+
+
+@pytest.mark.slow
+async def test_a_poisoned_block_fails_the_download_and_nothing_is_kept(
+    daemons: Callable[..., Daemon], short_tmp: Path
+) -> None:
+    offered = await contact_with_a_file(daemons, short_tmp, 3 * BLOCK_SIZE)
+    victim, attacker, downloads = offered.victim, offered.attacker, offered.downloads
+    blocks, tree, root, size = offered.blocks, offered.tree, offered.root, offered.size
     offer_id = os.urandom(16)
     await attacker.send(wire.encode(FILE_OFFER, {
-        "offer_id": offer_id, "root": root, "size": len(content),
+        "offer_id": offer_id, "root": root, "size": size,
         "name": "../../.ssh/authorized_keys",
     }))  # fmt: skip
     assert (await next_of(attacker, FILE_ANSWER))["state"] == "received"
-    offered = victim.wait_for("file_offer", offer=offer_id.hex())
-    assert offered["name"] == "../../.ssh/authorized_keys"
+    seen = victim.wait_for("file_offer", offer=offer_id.hex())
+    assert seen["name"] == "../../.ssh/authorized_keys"
     victim.ok({"cmd": "file_accept", "offer": offer_id.hex()})
     asked = await next_of(attacker, FILE_REQUEST)
     assert asked["root"] == root and 0 in asked["blocks"]  # type: ignore[operator]
@@ -131,20 +154,13 @@ async def test_a_strangers_offer_flood_is_kept_to_its_share(
 async def test_a_hostile_name_is_saved_inside_the_downloads_folder(
     daemons: Callable[..., Daemon], short_tmp: Path
 ) -> None:
-    downloads = short_tmp / "in"
-    victim = daemons("victim", "--downloads", str(downloads))
-    mallory = identity()
-    victim.add_contact(mallory.peer_id)
-    attacker = await open_session(victim.port, mallory, features=(FILES_FEATURE,))
-    assert await attacker.round_trip()
-    content = os.urandom(BLOCK_SIZE + 10)
-    blocks = [content[:BLOCK_SIZE], content[BLOCK_SIZE:]]
-    tree = HashTree(leaf_hash(b) for b in blocks)
-    root = file_root(len(content), tree.root)
+    offered = await contact_with_a_file(daemons, short_tmp, BLOCK_SIZE + 10)
+    victim, attacker, downloads = offered.victim, offered.attacker, offered.downloads
+    blocks, tree, root, size = offered.blocks, offered.tree, offered.root, offered.size
     offer_id = os.urandom(16)
     name = "../../.ssh/authorized_keys\u202e\n"
     await attacker.send(wire.encode(FILE_OFFER, {"offer_id": offer_id, "root": root,
-                                                 "size": len(content), "name": name}))  # fmt: skip
+                                                 "size": size, "name": name}))  # fmt: skip
     victim.wait_for("file_offer", offer=offer_id.hex())
     victim.ok({"cmd": "file_accept", "offer": offer_id.hex()})
     served: set[int] = set()
@@ -160,6 +176,6 @@ async def test_a_hostile_name_is_saved_inside_the_downloads_folder(
     done = victim.wait_for("file_done", offer=offer_id.hex())
     saved = Path(done["path"])
     assert saved.parent == downloads and saved.name == "__.._.ssh_authorized_keys__"
-    assert saved.read_bytes() == content
+    assert saved.read_bytes() == b"".join(blocks)
     assert not (short_tmp / ".ssh").exists()
     await attacker.aclose()
