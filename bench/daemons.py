@@ -37,6 +37,8 @@ class Daemon:
     delivered: int = 0  # receipt events, state delivered
     errors: list[dict[str, Any]] = field(default_factory=list)
     file_events: list[dict[str, Any]] = field(default_factory=list)  # file_offer, file_done...
+    keep_messages: bool = False  # keep each message event (its text and at_us) in messages
+    messages: list[dict[str, Any]] = field(default_factory=list)
     changed: trio.Event = field(default_factory=trio.Event)
     _tags: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -69,6 +71,8 @@ class Daemon:
                 answered.set()
         elif name == "message":
             self.received += 1
+            if self.keep_messages:
+                self.messages.append(event)
         elif name == "receipt" and event["state"] == "delivered":
             self.delivered += 1
         elif name == "listening":

@@ -14,7 +14,10 @@ In the same run, as baselines:
 - the secure session's own bulk rate: 256 KiB messages over one Noise session between
   two processes (``bench/session.py``'s measure), which a file transfer rides on.
 
-Memory: the highest RSS of each daemon, sampled every 0.2 s during the transfer.
+Memory: the highest RSS of each daemon, sampled every 0.2 s during the transfer. Chat
+beside it: the sender writes a chat message to the receiver every 50 ms while the file
+goes; each one's latency runs from the sender's stdin write to the receiver's
+``message`` event stamp (``at_us``; one machine, one clock).
 Resume: a second transfer of the same size is interrupted by killing the receiver
 (SIGKILL) once it reports half the file, and the receiver is started again on its
 profile; the sender's ``file_done`` says how many bytes it sent in all, against the
@@ -26,6 +29,7 @@ Run:  python bench/files.py [--mib N] [--quick] [--write]
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import sys
@@ -83,6 +87,37 @@ class Transfer:
     receiver_rss: float
     sender_cpu: float
     receiver_cpu: float
+    chat_ms: list[float]  # sent beside the file: sender's send to the receiver's event
+
+
+CHAT_EVERY = 0.05  # seconds between two chat messages sent beside a transfer
+
+
+async def chat_beside(sender: Daemon, receiver: Daemon, sent_at: dict[str, float]) -> None:
+    """Chat messages from the file's sender to its receiver while the file goes: when
+    each was written to the sender's stdin (wall clock, µs), by its text."""
+    for n in itertools.count():
+        text = f"beside the file {n}"
+        sent_at[text] = time.time() * 1e6
+        await sender.send(receiver.peer_id, text)
+        await trio.sleep(CHAT_EVERY)
+
+
+def latencies_ms(receiver: Daemon, sent_at: dict[str, float]) -> list[float]:
+    """For each chat message that arrived: its receiver's event stamp (``at_us``, the
+    same machine's wall clock) less when it was written to the sender."""
+    return sorted((m["at_us"] - sent_at[m["text"]]) / 1000 for m in receiver.messages
+                  if m["text"] in sent_at)  # fmt: skip
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (``values`` sorted)."""
+    if not values:
+        return float("nan")
+    at = fraction * (len(values) - 1)
+    low = int(at)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (at - low)
 
 
 async def offer(sender: Daemon, receiver: Daemon, path: Path) -> str:
@@ -104,16 +139,23 @@ async def transfer(sender: Daemon, receiver: Daemon, path: Path) -> Transfer:
             peaks[1] = max(peaks[1], rss_mib(receiver.pid))
             await trio.sleep(0.2)
 
+    sent_at: dict[str, float] = {}
+    receiver.keep_messages = True
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sample)
         start = time.perf_counter()
         accepted = await receiver.call("file_accept", offer=offer_id)
         assert accepted.get("file", {}).get("state") == "accepted", accepted
+        nursery.start_soon(chat_beside, sender, receiver, sent_at)
         await event(receiver, "file_done", offer_id)
         seconds = time.perf_counter() - start
         nursery.cancel_scope.cancel()
+    with trio.fail_after(30):  # the last messages sent beside it arrive
+        while len(latencies_ms(receiver, sent_at)) < len(sent_at):
+            await receiver.changed.wait()
+    receiver.keep_messages = False
     return Transfer(seconds, peaks[0], peaks[1], cpu_s(sender.pid) - cpu[0],
-                    cpu_s(receiver.pid) - cpu[1])  # fmt: skip
+                    cpu_s(receiver.pid) - cpu[1], latencies_ms(receiver, sent_at))  # fmt: skip
 
 
 async def resume(
@@ -170,6 +212,10 @@ async def run(args: argparse.Namespace, tmp: Path, raw: float, bulk: float) -> l
         f"{first.receiver_cpu:.2f} s",
         f"  highest RSS during it: sender {first.sender_rss:.1f} MiB, receiver "
         f"{first.receiver_rss:.1f} MiB",
+        f"  chat beside it (one message every {CHAT_EVERY * 1000:.0f} ms from the sender, "
+        f"{len(first.chat_ms)} messages): median {percentile(first.chat_ms, 0.5):.1f} ms, "
+        f"p99 {percentile(first.chat_ms, 0.99):.1f} ms, max {max(first.chat_ms):.1f} ms "
+        f"from the sender's stdin to the receiver's event",
         f"resume: receiver killed holding {held_then / size:.0%} ({held_then >> 20} MiB), "
         f"started again: the sender sent {sent_all >> 20} MiB in all for {args.mib} MiB, "
         f"{wasted / 2**20:.1f} MiB again = {wasted / remaining:.1%} of the "
