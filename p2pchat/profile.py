@@ -21,6 +21,7 @@ import platformdirs
 from p2pchat.diskfaults import DiskHealth
 from p2pchat.errors import ProfileError
 from p2pchat.identity import Identity, load_or_create_identity
+from p2pchat.sizes import parse_size
 from p2pchat.wire.messages import MAX_NICK_CHARS
 
 HOME_ENV = "P2PCHAT_HOME"
@@ -96,6 +97,23 @@ class Profile:
         if self.home == default_home():
             return Path(platformdirs.user_downloads_dir())
         return self.home / "downloads"
+
+    def auto_accept_files(self, given: str | None = None) -> int:
+        """Bytes up to which a contact's file is accepted without asking: ``given``
+        (--auto-accept-files), else config.json's "auto_accept_files" (a number of
+        bytes or a size such as "10M"), else 0: never."""
+        chosen = given if given is not None else self.config.get("auto_accept_files", 0)
+        if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen >= 0:
+            return chosen
+        try:
+            if isinstance(chosen, str):
+                return parse_size(chosen)
+        except ValueError:
+            pass
+        raise ProfileError(
+            f'"auto_accept_files" in {self.config_path} must be a size such as "10M", '
+            f"not {chosen!r}"
+        )
 
     def set_nick(self, nick: str) -> None:
         self.nick = validate_nick(nick)

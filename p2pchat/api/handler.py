@@ -370,7 +370,11 @@ class ApiHandler:
         return {"files": [transfer_json(t, self.actions.transferred(t)) for t in rows]}
 
     async def file_accept(self, command: dict[str, Any]) -> dict[str, Any]:
-        transfer = self.actions.accept_file(_offer_arg(command))
+        save_to = str_arg(command, "save_to", "")
+        if "\0" in save_to:
+            raise ApiError('"save_to" must be a folder or a new file\'s path')
+        chosen = Path(save_to) if save_to else None
+        transfer = self.actions.accept_file(_offer_arg(command), chosen)
         return {"file": transfer_json(transfer, self.actions.transferred(transfer))}
 
     async def file_decline(self, command: dict[str, Any]) -> dict[str, Any]:

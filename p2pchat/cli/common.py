@@ -19,7 +19,7 @@ from p2pchat.discovery.known import KNOWN_FILE, KnownPeers, static_targets
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import ProfileError
 from p2pchat.node.chat import ChatSettings
-from p2pchat.node.files import FileSettings
+from p2pchat.node.files import FileSettings, OfferLimits
 from p2pchat.node.node import NodeSettings
 from p2pchat.profile import Profile
 from p2pchat.store import DATABASE_FILE, Store, open_store
@@ -85,7 +85,12 @@ def node_settings(
         known_peers=KnownPeers(profile.home / KNOWN_FILE, health=getattr(args, "disk", None)),
         store=store,
         chat=ChatSettings(relay=RelayLimits(enabled=not getattr(args, "no_relay", False))),
-        files=FileSettings(downloads=profile.downloads(getattr(args, "downloads", None))),
+        files=FileSettings(
+            downloads=profile.downloads(getattr(args, "downloads", None)),
+            offers=OfferLimits(
+                auto_accept=profile.auto_accept_files(getattr(args, "auto_accept_files", None))
+            ),
+        ),
         disk=getattr(args, "disk", None),
         contacts_only=_contacts_only(profile, args),
     )

@@ -218,6 +218,12 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         'DIR/downloads with --home DIR; config.json: "downloads")',
     )
     parser.add_argument(
+        "--auto-accept-files",
+        metavar="SIZE",
+        help="accept a contact's file up to SIZE (such as 10M) without asking; a "
+        'stranger\'s never (default: ask for every file; config.json: "auto_accept_files")',
+    )
+    parser.add_argument(
         "--no-announce-nick",
         action="store_true",
         help="announce without nick and status (peers learn them only after connecting)",

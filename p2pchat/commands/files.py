@@ -39,10 +39,12 @@ class FileCommands(CommandContext):
         files = self.node.files if self.node is not None else None
         return 0 if files is None else files.progress(transfer.offer_id)
 
-    def accept_file(self, offer_id: bytes) -> FileTransfer:
+    def accept_file(self, offer_id: bytes, save_to: Path | None = None) -> FileTransfer:
+        """Download a file offered to us: into the downloads folder, or ``save_to`` (a
+        folder, or the path of a new file)."""
         files = self._files()
         with _file_errors():
-            return files.accept(offer_id)
+            return files.accept(offer_id, None if save_to is None else save_to.expanduser())
 
     def decline_file(self, offer_id: bytes, reason: str = "") -> FileTransfer:
         files = self._files()

@@ -14,19 +14,40 @@ class FileTables(StoreCore):
     """The ``file_transfers`` table."""
 
     def add_transfer(self, transfer: FileTransfer, *, leaves: bytes = b"") -> bool:
-        """Store a new offer; False (and nothing changed) if its id is stored already."""
+        """Store a new offer, placed in its conversation after the newest message there;
+        False (and nothing changed) if its id is stored already."""
         cursor = self._exec(
-            f"""INSERT INTO file_transfers ({_TRANSFER.columns}, leaves)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """INSERT INTO file_transfers (offer_id, peer, outgoing, root, size, name,
+                media_type, thumbnail, offered_at, state, reason, path, updated_at,
+                save_to, leaves, clock)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                coalesce((SELECT max(clock) FROM messages WHERE peer = ?), 0))
             ON CONFLICT (offer_id) DO NOTHING""",
             (
                 transfer.offer_id, transfer.peer, int(transfer.outgoing), transfer.root,
                 transfer.size, transfer.name, transfer.media_type, transfer.thumbnail,
                 transfer.offered_at, transfer.state, transfer.reason, transfer.path,
-                transfer.updated_at, leaves,
+                transfer.updated_at, transfer.save_to, leaves, transfer.peer,
             ),
         )  # fmt: skip
         return cursor.rowcount > 0
+
+    def placed_transfers(
+        self, peer: bytes, *, from_clock: int | None = None, below_clock: int | None = None
+    ) -> list[FileTransfer]:
+        """``peer``'s offers and ours to them placed from the clock ``from_clock`` up to
+        (not including) ``below_clock``, in the order they were made."""
+        low = -1 if from_clock is None else from_clock
+        high = 2**63 - 1 if below_clock is None else below_clock
+        rows = self._all(
+            f"""SELECT {_TRANSFER.columns} FROM file_transfers
+            WHERE peer = ? AND clock >= ? AND clock < ? ORDER BY clock, offered_at""",
+            (peer, low, high),
+        )
+        return [_TRANSFER(row) for row in rows]
+
+    def set_save_to(self, offer_id: bytes, save_to: str) -> None:
+        self._exec("UPDATE file_transfers SET save_to = ? WHERE offer_id = ?", (save_to, offer_id))
 
     def transfer(self, offer_id: bytes) -> FileTransfer | None:
         row = self._one(

@@ -182,3 +182,5 @@ class FileTransfer:
     reason: str
     path: str
     updated_at: int
+    clock: int = 0  # placed after the conversation's messages up to this clock
+    save_to: str = ""  # theirs: where the user chose to save it ("": the downloads)

@@ -288,7 +288,15 @@ _V9: Migration = (
     "CREATE INDEX file_transfers_by_peer ON file_transfers (peer, state)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# Files shown in their conversation: an offer is placed after the messages that came
+# before it (``clock``, as a notice is), and a file the user chose to save elsewhere
+# keeps where (``save_to``) until it is done.
+_V10: Migration = (
+    "ALTER TABLE file_transfers ADD COLUMN clock INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE file_transfers ADD COLUMN save_to TEXT NOT NULL DEFAULT ''",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -13,7 +13,7 @@ from p2pchat.identity import Identity
 from p2pchat.net.slots import LinkLimits
 from p2pchat.node.chat import LINK_RETRY_MS, MAX_INPUT_BYTES, ChatService, ChatSettings
 from p2pchat.node.events import MessageIn, NodeEvent, Receipt
-from p2pchat.node.files import FileSettings
+from p2pchat.node.files import FileSettings, OfferLimits
 from p2pchat.node.node import Node, NodeSettings, crashable_node
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.wallclock import now_ms
@@ -32,6 +32,7 @@ class ChatPeer:
     link_retry_ms: int = LINK_RETRY_MS  # the chat backstop for what went over a session
     max_input_bytes: int = MAX_INPUT_BYTES  # chat input held before more is dropped
     downloads: Path | None = None  # where accepted files go (none accepted without)
+    auto_accept: int = 0  # a contact's files up to this size are accepted unasked
     events: list[NodeEvent] = field(default_factory=list)
     node: Node | None = None
     store: Store | None = None
@@ -68,7 +69,9 @@ class ChatPeer:
             ),
             limits=self.limits,
             contacts_only=self.contacts_only,
-            files=FileSettings(downloads=self.downloads),
+            files=FileSettings(
+                downloads=self.downloads, offers=OfferLimits(auto_accept=self.auto_accept)
+            ),
         )
         self._stopped = trio.Event()
         await nursery.start(self._run, settings)

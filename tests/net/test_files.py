@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import trio
 
 from p2pchat.files.blocks import BLOCK_SIZE
@@ -150,4 +151,55 @@ async def test_a_file_that_changed_on_the_senders_disk_is_not_sent(tmp_path: Pat
         await wait_for(lambda: state(ann, sent.offer_id) == "cancelled", 30, "ann cancels")
         assert not any((tmp_path / "bob-downloads").glob("notes*"))
         assert not any((tmp_path / "bob-downloads" / ".p2pchat-partial").iterdir())
+        nursery.cancel_scope.cancel()
+
+
+async def test_save_as_a_folder_or_a_chosen_name(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        source = make_file(tmp_path / "ann-files", "report.pdf", BLOCK_SIZE + 7)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        into_folder = await files(ann).offer(bob.key, source)
+        named = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, named.offer_id) == "offered", 30, "both offers")
+        files(bob).accept(into_folder.offer_id, elsewhere)
+        files(bob).accept(named.offer_id, elsewhere / "q3 numbers.pdf")
+        for offer in (into_folder, named):
+            await wait_for(lambda o=offer: state(bob, o.offer_id) == "done", 30, "saved")
+        assert sorted(p.name for p in elsewhere.iterdir()) == ["q3 numbers.pdf", "report.pdf"]
+        assert all(p.read_bytes() == source.read_bytes() for p in elsewhere.iterdir())
+        assert not (tmp_path / "bob-downloads" / "report.pdf").exists()
+        with pytest.raises(ValueError, match="no folder"):
+            later = await files(ann).offer(bob.key, source)
+            await wait_for(lambda: state(bob, later.offer_id) == "offered", 30, "a third offer")
+            files(bob).accept(later.offer_id, tmp_path / "nowhere" / "x.pdf")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_contacts_small_file_is_accepted_unasked_a_strangers_never(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        ann = ChatPeer("ann", tmp_path / "ann")
+        bob = ChatPeer(
+            "bob", tmp_path / "bob", downloads=tmp_path / "bob-dl", auto_accept=BLOCK_SIZE
+        )
+        stranger = ChatPeer("eve", tmp_path / "eve")
+        for peer in (ann, bob, stranger):
+            await peer.start(nursery)
+        ann.befriend(bob)
+        bob.befriend(ann)
+        bob.introduce(ann)
+        stranger.introduce(bob)
+        await wait_for(lambda: bob.connected_to(ann) and stranger.connected_to(bob), 30, "sessions")
+        small = make_file(tmp_path / "files", "small.txt", 1000)
+        large = make_file(tmp_path / "files", "large.bin", BLOCK_SIZE + 1)
+        sent_small = await files(ann).offer(bob.key, small)
+        sent_large = await files(ann).offer(bob.key, large)
+        from_stranger = await files(stranger).offer(bob.key, small)
+        await wait_for(lambda: state(bob, sent_small.offer_id) == "done", 30, "the small file")
+        await wait_for(lambda: state(bob, from_stranger.offer_id) == "offered", 30, "eve's offer")
+        await wait_for(lambda: state(bob, sent_large.offer_id) == "offered", 30, "the large offer")
+        assert (tmp_path / "bob-dl" / "small.txt").read_bytes() == small.read_bytes()
         nursery.cancel_scope.cancel()

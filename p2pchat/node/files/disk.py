@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,15 +63,16 @@ def check_and_write(
     return True
 
 
-def finish(part: Path, downloads: Path, offered_name: str) -> Path:
-    """Make the partial file durable and give it a free, safe name in ``downloads``
-    (never replacing a file there); the path it got."""
+def finish(part: Path, downloads: Path, offered_name: str, *, chosen: bool = False) -> Path:
+    """Make the partial file durable and give it a free name in ``downloads`` (never
+    replacing a file there); the path it got. ``offered_name`` comes from the network
+    and is made safe; a name our user ``chosen`` is kept as it is."""
     fd = os.open(part, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    name = safe_name(offered_name)
+    name = offered_name if chosen else safe_name(offered_name)
     while True:
         final = downloads / unique_name(name, lambda n: (downloads / n).exists())
         try:
@@ -78,15 +80,37 @@ def finish(part: Path, downloads: Path, offered_name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as error:
-            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+            if error.errno == errno.EXDEV:  # saved to another file system: copied there
+                if not _copy_in(part, final):
+                    continue
+            elif error.errno in (errno.EPERM, errno.ENOTSUP):
+                if final.exists():
+                    continue
+                os.rename(part, final)  # a file system without hard links
+                return final
+            else:
                 raise
-            if final.exists():
-                continue
-            os.rename(part, final)  # a file system without hard links
-            return final
         os.unlink(part)
         _sync_folder(downloads)
         return final
+
+
+def _copy_in(part: Path, final: Path) -> bool:
+    """Copy ``part`` to ``final`` on another file system: first under a hidden name
+    beside it, made durable, then linked (so never a half file under the final name,
+    and never replacing one); False if ``final`` was taken meanwhile."""
+    hidden = final.with_name(f".{final.name}.p2pchat-copy")
+    try:
+        with open(part, "rb") as source, open(hidden, "wb") as copy:
+            shutil.copyfileobj(source, copy, BLOCK_SIZE)
+            copy.flush()
+            os.fsync(copy.fileno())
+        os.link(hidden, final)
+    except FileExistsError:
+        return False
+    finally:
+        hidden.unlink(missing_ok=True)
+    return True
 
 
 def _sync_folder(folder: Path) -> None:

@@ -52,6 +52,9 @@ class OfferLimits:
     per_stranger: int = 4
     in_all: int = 256
     max_size: int = 1 << 40  # 1 TiB: larger offers are declined at once
+    # A contact's file up to this size is accepted without asking (0: never, the
+    # default); a stranger's never is.
+    auto_accept: int = 0
 
 
 class Downloads:
@@ -102,7 +105,12 @@ class Downloads:
         )  # fmt: skip
         self._store.add_transfer(transfer)
         self._links.send(peer, FileAnswer(message.offer_id, "received"))
-        self._event("offer", transfer)
+        self._event("offer", self._row(message.offer_id))
+        if relation is Relation.CONTACT and 0 < message.size <= self._limits.auto_accept:
+            try:
+                self.accept(self._row(message.offer_id))
+            except (OSError, ValueError) as error:  # no room, no folder: the user decides
+                log.info("a file offer waits for our user: %s", error)
 
     def _refusal(self, peer: bytes, relation: Relation, message: FileOffer) -> str:
         limits = self._limits
@@ -122,11 +130,19 @@ class Downloads:
         answer = ANSWER_FOR[transfer.state]
         self._links.send(transfer.peer, FileAnswer(transfer.offer_id, answer, transfer.reason))
 
-    def accept(self, transfer: FileTransfer) -> FileTransfer:
+    def accept(self, transfer: FileTransfer, save_to: Path | None = None) -> FileTransfer:
+        """Start downloading; saved in the downloads folder, or at ``save_to`` (a folder
+        to save it in under its offered name, or a new file's path) once done."""
         if transfer.outgoing or transfer.state != "offered":
             raise ValueError(f"offer {transfer.offer_id.hex()} is {transfer.state}, not waiting")
         if self.folder is None:
             raise ValueError("no downloads folder is set")
+        if save_to is not None:
+            folder = save_to if save_to.is_dir() else save_to.parent
+            if not folder.is_dir():
+                raise ValueError(f"no folder {folder} to save it in")
+            if not os.access(folder, os.W_OK):
+                raise ValueError(f"cannot write in {folder}")
         part = partial_path(self.folder, transfer.offer_id)
         part.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(part.parent).free
@@ -135,6 +151,8 @@ class Downloads:
                 f"not enough space in {self.folder}: {transfer.size} bytes needed, {free} free"
             )
         part.touch(mode=0o600)
+        if save_to is not None:
+            self._store.set_save_to(transfer.offer_id, str(save_to.resolve()))
         self._store.set_transfer_state(transfer.offer_id, "accepted", now=now_ms())
         transfer = self._row(transfer.offer_id)
         self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "accept"))
@@ -206,21 +224,20 @@ class Downloads:
         ):
             download.not_answered(blocks)  # dropped (no session, no address): later
 
-    def _download_for(self, peer: bytes, root: bytes) -> tuple[bytes, Download] | None:
-        for offer_id, download in self.active.items():
-            if download.root == root and self._peers[offer_id] == peer:
-                return offer_id, download
-        return None
+    def _downloads_of(self, peer: bytes, root: bytes) -> list[tuple[bytes, Download]]:
+        """The downloads of the file ``root`` from ``peer``: usually one, but the same
+        file may be offered twice (and saved in two places)."""
+        return [(offer_id, download) for offer_id, download in self.active.items()
+                if download.root == root and self._peers[offer_id] == peer]  # fmt: skip
 
     def block(self, peer: bytes, message: FileBlock) -> None:
-        """A block came: claimed if asked for (others are ignored), then checked and
-        written by the download's writer task, in a worker thread."""
-        found = self._download_for(peer, message.root)
-        if found is None:
-            return  # not asked of this peer: ignored
-        offer_id, download = found
-        if download.claim(message.index) is not Verdict.CLAIMED:
-            return
+        """A block came: claimed by the download that asked for it (others are
+        ignored), then checked and written by its writer task, in a worker thread."""
+        for offer_id, download in self._downloads_of(peer, message.root):
+            if download.claim(message.index) is Verdict.CLAIMED:
+                break
+        else:
+            return  # not asked of this peer, or come already: ignored
         arrived = self._arrived.get(offer_id)
         if arrived is None:
             arrived = self._arrived[offer_id] = deque()
@@ -277,13 +294,10 @@ class Downloads:
         return fd
 
     def unavailable(self, peer: bytes, message: FileUnavailable) -> None:
-        found = self._download_for(peer, message.root)
-        if found is None:
-            return
-        offer_id, download = found
-        download.not_answered(message.blocks)
-        if message.reason in ("gone", "unknown", "not-allowed"):
-            self._fail(offer_id, f"the sender no longer has the file ({message.reason})")
+        for offer_id, download in self._downloads_of(peer, message.root):
+            download.not_answered(message.blocks)
+            if message.reason in ("gone", "unknown", "not-allowed"):
+                self._fail(offer_id, f"the sender no longer has the file ({message.reason})")
         # busy: asked again when overdue
 
     def _save(self, offer_id: bytes, download: Download) -> None:
@@ -313,7 +327,7 @@ class Downloads:
         try:
             # Every block was verified before it was written; the held maps saved on
             # the way claimed only blocks made durable first (_save).
-            path = await trio.to_thread.run_sync(finish, part, folder, transfer.name)
+            path = await trio.to_thread.run_sync(_finish_at, part, folder, transfer)
         except OSError as error:
             self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
             return
@@ -354,3 +368,13 @@ class Downloads:
         self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, False, transfer.name,
                              transfer.size, transfer.state, done_bytes, transfer.reason,
                              transfer.path))  # fmt: skip
+
+
+def _finish_at(part: Path, downloads: Path, transfer: FileTransfer) -> Path:
+    """Where a finished file goes: the downloads folder, or where our user chose."""
+    if not transfer.save_to:
+        return finish(part, downloads, transfer.name)
+    chosen = Path(transfer.save_to)
+    if chosen.is_dir():
+        return finish(part, chosen, transfer.name)
+    return finish(part, chosen.parent, chosen.name, chosen=True)

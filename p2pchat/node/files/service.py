@@ -88,11 +88,11 @@ class FileService:
             self._links.send(peer, self.uploads.offer_message(transfer))
         return transfer
 
-    def accept(self, offer_id: bytes) -> FileTransfer:
+    def accept(self, offer_id: bytes, save_to: Path | None = None) -> FileTransfer:
         transfer = self._find(offer_id)
         if transfer.outgoing:
             raise ValueError("that is our own offer")
-        accepted = self.downloads.accept(transfer)
+        accepted = self.downloads.accept(transfer, save_to)
         self._wake.set()
         return accepted
 
@@ -143,6 +143,8 @@ class FileService:
             self.uploads.requested(peer, message)
         elif isinstance(message, FileOffer):
             self.downloads.offered(peer, message)
+            if self.downloads.active:  # accepted at once (a contact's small file)
+                self._wake.set()
         elif isinstance(message, FileAnswer):
             self.uploads.answered(peer, message)
             self.downloads.answered(peer, message)
