@@ -25,6 +25,16 @@ class FileCommands(CommandContext):
         """Offers and transfers, ours and others', newest first."""
         return self._store.transfers(peer)
 
+    def placed_transfers(
+        self, peer: bytes, *, from_clock: int | None = None, below_clock: int | None = None
+    ) -> list[FileTransfer]:
+        """The offers shown in the conversation with ``peer`` among the messages from
+        the clock ``from_clock`` up to ``below_clock``."""
+        return self._store.placed_transfers(peer, from_clock=from_clock, below_clock=below_clock)
+
+    def stored_transfer(self, offer_id: bytes) -> FileTransfer | None:
+        return self._store.transfer(offer_id)
+
     def transfer(self, offer_id: bytes) -> FileTransfer:
         found = self._store.transfer(offer_id)
         if found is None:

@@ -47,6 +47,7 @@ from p2pchat.node.events import (
     DiskRecovered,
     DiskTrouble,
     EventsDropped,
+    FileEvent,
     Listening,
     MessageIn,
     NodeEvent,
@@ -64,12 +65,14 @@ from p2pchat.profile import Profile
 from p2pchat.ui import bars, slash
 from p2pchat.ui.conversation_notices import ConversationNotices
 from p2pchat.ui.crash import Crashes
+from p2pchat.ui.file_desk import FileDesk
 from p2pchat.ui.host import EventBridge, NodeHost
 from p2pchat.ui.keys import read_alt_digits_as_alt
 from p2pchat.ui.mentions import mentions
 from p2pchat.ui.messages import NodeEventArrived, NodeEventsWaiting, NodeFailed, NodeUp, Sent
 from p2pchat.ui.notices import Notices, desktop_available
 from p2pchat.ui.palette import ChatCommands
+from p2pchat.ui.paths import pasted_file
 from p2pchat.ui.people import (
     SYSTEM_ID,
     Entry,
@@ -110,6 +113,7 @@ class ChatApp(App[None]):
         Binding("f1", "help", "Help", priority=True),
         Binding("f3", "members", "Members", show=False, priority=True),
         Binding("f2", "open_system", "System", priority=True),
+        Binding("f6", "files", "Files", priority=True),
         Binding("alt+up", "step(-1)", "Previous", show=False),
         Binding("alt+down", "step(1)", "Next", show=False),
         *(Binding(f"alt+{n}", f"jump({n})", show=False, priority=True) for n in range(1, 10)),
@@ -122,7 +126,8 @@ class ChatApp(App[None]):
         ("Enter", "send the message"),
         ("Ctrl+J", "new line in the message"),
         ("↑ (empty composer)", "earlier input"),
-        ("Tab", "complete a command or a name"),
+        ("Tab", "complete a command, a name or a path"),
+        ("F6", "files: every transfer, accept, open, cancel"),
         ("Ctrl+K / Ctrl+P", "quick switcher and command palette"),
         ("Alt+↑ / Alt+↓", "previous / next conversation"),
         ("Alt+1 … Alt+9", "open the 1st … 9th conversation or room in the sidebar"),
@@ -179,6 +184,7 @@ class ChatApp(App[None]):
         self._notices = Notices(self, desktop=desktop_notifications)
         self.system = SystemConsole(self)
         self.conversation_notices = ConversationNotices(self)
+        self.files = FileDesk(self)
 
     def notify(
         self,
@@ -207,12 +213,14 @@ class ChatApp(App[None]):
                 yield Static(id="chat-title")
                 yield ConversationView(id="conversation")
                 yield SystemPane(id="system")
-                yield Composer(complete=self._complete, id="composer")
+                yield Composer(complete=self._complete, dropped=_dropped_file, id="composer")
             yield MemberPanel(id="members")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(ConversationView).show(self.commands, self.me, None, self.name_of)
+        view = self.query_one(ConversationView)
+        view.files = self.files.transfers
+        view.show(self.commands, self.me, None, self.name_of)
         self.refresh_sidebar()
         self.update_title()
         self.update_topbar()
@@ -407,6 +415,8 @@ class ChatApp(App[None]):
                 self.query_one(ConversationView).set_state(event.msg_id, event.state)
         elif isinstance(event, RoomMessageIn):
             self._room_message(event)
+        elif isinstance(event, FileEvent):
+            self.files.node_event(event)
         elif isinstance(event, RoomInvited):
             inviter = self.name_of(event.inviter)
             self.notify(f"{inviter} invites you to #{event.name}: /join {event.name}",
@@ -488,6 +498,9 @@ class ChatApp(App[None]):
         else:
             self._notices.message(event)
         self.schedule_refresh()
+
+    def on_conversation_view_file_clicked(self, message: ConversationView.FileClicked) -> None:
+        self.files.act(message.offer_id, message.action)
 
     def on_sent(self, message: Sent) -> None:
         stored = self.commands.message(message.msg_id)
@@ -742,6 +755,9 @@ class ChatApp(App[None]):
             if command.title != "Quit":
                 yield command
 
+    def action_files(self) -> None:
+        self.files.show_panel()
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(keys=self.KEYS_HELP))
 
@@ -764,6 +780,11 @@ class ChatApp(App[None]):
         composer.load_text(text)
         composer.move_cursor(composer.document.end)
         composer.focus()
+
+
+def _dropped_file(text: str) -> str | None:
+    path = pasted_file(text)
+    return None if path is None else f"/send {path}"
 
 
 def _stands_for(event: NodeEvent) -> int:

@@ -32,8 +32,9 @@ class CommandSpec:
     """One command. ``takes`` says what the arguments are, for completion and checks:
     ``""`` nothing, ``"peer"`` a nick or id, ``"text"`` free text, ``"peer text"`` a nick
     or id then free text, ``"status"`` a status word then free text, ``"code"`` an
-    invite code or address. Which arguments are required is read from ``usage``:
-    anything after the name that is not in brackets."""
+    invite code or address, ``"path"`` a file's path (the rest of the line). Which
+    arguments are required is read from ``usage``: anything after the name that is not
+    in brackets."""
 
     name: str
     usage: str
@@ -57,6 +58,8 @@ _SPECS = (
     _spec(
         "/invite [NICK-OR-ID]", "in a room: invite a contact; else show your invite code", "peer"
     ),
+    _spec("/send PATH", "offer a file to this conversation's person (Tab completes)", "path"),
+    _spec("/files", "list every file sent and received: accept, open, cancel (F6)"),
     _spec("/create NAME", "create a room and open it", "text"),
     _spec("/join ROOM", "join a room you were invited to", "text"),
     _spec("/leave", "leave the open room"),

@@ -29,6 +29,7 @@ from p2pchat.ui.commands import (
     split_target,
 )
 from p2pchat.ui.messages import Sent
+from p2pchat.ui.paths import complete_path
 from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, people_for_lookup
 from p2pchat.ui.screens.search import cmd_search
 from p2pchat.ui.screens.verify import VerifyScreen
@@ -42,6 +43,8 @@ T = TypeVar("T")
 
 
 def complete_line(app: ChatApp, line: str) -> list[str]:
+    if line.startswith("/send ") and len(line) > len("/send "):
+        return [f"/send {path}" for path in complete_path(line[len("/send ") :].lstrip())]
     return complete(line, [e.name for e in app.entries])
 
 
@@ -441,6 +444,14 @@ def cmd_system(app: ChatApp, args: str) -> None:
     app.action_open_system()
 
 
+def cmd_send(app: ChatApp, args: str) -> bool:
+    return app.files.send(args)
+
+
+def cmd_files(app: ChatApp, args: str) -> None:
+    app.files.show_panel()
+
+
 def cmd_connect(app: ChatApp, args: str) -> None:
     app.require_node()
     targets = app.commands.parse_target(args)
@@ -492,6 +503,8 @@ HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "verify": cmd_verify,
     "peers": cmd_peers,
     "search": cmd_search,
+    "send": cmd_send,
+    "files": cmd_files,
     "create": cmd_create,
     "join": cmd_join,
     "leave": cmd_leave,

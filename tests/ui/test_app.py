@@ -26,6 +26,7 @@ from textual.widgets import Input, Static
 
 from p2pchat.discovery.known import Target
 from p2pchat.identity import safety_number
+from p2pchat.node.files import FileSettings
 from p2pchat.node.node import NodeSettings
 from p2pchat.profile import CONFIG_FILE, Profile, open_profile
 from p2pchat.store import DATABASE_FILE, Store, open_store
@@ -75,6 +76,7 @@ class Person:
             mdns=False,
             static=static or [],
             store=self.store,
+            files=FileSettings(downloads=self.profile.home / "downloads"),
         )
         return ChatApp(
             self.profile, settings, host=host, ask_nick=ask_nick, desktop_notifications=False

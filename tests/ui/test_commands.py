@@ -26,7 +26,15 @@ def test_table_is_consistent() -> None:
     for name, spec in COMMANDS.items():
         assert spec.name == name
         assert spec.usage.split()[0] == f"/{name}"
-        assert spec.help and spec.takes in {"", "peer", "text", "peer text", "status", "code"}
+        assert spec.help and spec.takes in {
+            "",
+            "peer",
+            "text",
+            "peer text",
+            "status",
+            "code",
+            "path",
+        }
     expected = "help nick status away back msg connect invite accept block unblock verify peers"
     assert set(expected.split()) | {"quit"} <= set(COMMANDS)
 

@@ -233,11 +233,11 @@ class Downloads:
     def block(self, peer: bytes, message: FileBlock) -> None:
         """A block came: claimed by the download that asked for it (others are
         ignored), then checked and written by its writer task, in a worker thread."""
-        for offer_id, download in self._downloads_of(peer, message.root):
-            if download.claim(message.index) is Verdict.CLAIMED:
-                break
-        else:
+        claimed = next((found for found in self._downloads_of(peer, message.root)
+                        if found[1].claim(message.index) is Verdict.CLAIMED), None)  # fmt: skip
+        if claimed is None:
             return  # not asked of this peer, or come already: ignored
+        offer_id, download = claimed
         arrived = self._arrived.get(offer_id)
         if arrived is None:
             arrived = self._arrived[offer_id] = deque()

@@ -14,6 +14,7 @@ from pathlib import Path
 import trio
 
 from p2pchat.files.blocks import file_root
+from p2pchat.images import thumbnail
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import NodeEvent
 from p2pchat.node.files.disk import hash_file, tree_of
@@ -79,9 +80,12 @@ class FileService:
         root = file_root(size, tree_of(leaves).root)
         now = now_ms()
         media_type = mimetypes.guess_type(path.name)[0] or ""
+        small = b""
+        if media_type.startswith("image/"):
+            small = await trio.to_thread.run_sync(thumbnail, path)
         transfer = FileTransfer(
             os.urandom(16), peer, True, root, size, path.name[:MAX_FILE_NAME_CHARS],
-            media_type[:MAX_MEDIA_TYPE_CHARS], b"", now, "offered", "", str(path.resolve()), now,
+            media_type[:MAX_MEDIA_TYPE_CHARS], small, now, "offered", "", str(path.resolve()), now,
         )  # fmt: skip
         self._store.add_transfer(transfer, leaves=leaves)
         if self._links.is_connected(peer):

@@ -22,6 +22,7 @@ from p2pchat.files.blocks import HashTree, block_count
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files.disk import read_block, tree_of
+from p2pchat.node.files.downloads import PROGRESS_INTERVAL
 from p2pchat.store import FileTransfer, Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest, FileUnavailable
@@ -54,6 +55,7 @@ class Uploads:
         # offer_id -> bytes handed to the session so far (ours being served; the end of
         # an offer forgets it): what a sender can show of the receiver's progress.
         self.sent_bytes: dict[bytes, int] = {}
+        self._progress_at: dict[bytes, float] = {}  # offer_id -> its last progress event
         self._serving_offer: dict[tuple[bytes, bytes], bytes] = {}  # (peer, root) -> offer_id
         self.nursery: trio.Nursery | None = None
 
@@ -92,6 +94,7 @@ class Uploads:
         if state in ENDED:
             self._trees.pop(transfer.offer_id, None)
             self.sent_bytes.pop(transfer.offer_id, None)
+            self._progress_at.pop(transfer.offer_id, None)
         kind = {"done": "done", "failed": "failed"}.get(state, "answer")
         self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, True, transfer.name,
                              transfer.size, state, sent, reason, transfer.path))  # fmt: skip
@@ -205,9 +208,17 @@ class Uploads:
             return False
         current = self._store.transfer(transfer.offer_id)
         if current is not None and current.state in SERVING:  # not ended meanwhile
-            self.sent_bytes[transfer.offer_id] = self.sent_bytes.get(transfer.offer_id, 0) + len(
-                block
-            )
+            sent = self.sent_bytes[current.offer_id] = self.sent_bytes.get(
+                current.offer_id, 0
+            ) + len(block)
+            now = trio.current_time()
+            if now - self._progress_at.get(current.offer_id, -PROGRESS_INTERVAL) >= (
+                PROGRESS_INTERVAL
+            ):
+                self._progress_at[current.offer_id] = now
+                self._emit(FileEvent("progress", current.offer_id, peer, True,
+                                     current.name, current.size, current.state, sent,
+                                     path=current.path))  # fmt: skip
         return True
 
     def _tree(self, offer_id: bytes) -> HashTree:

@@ -23,10 +23,18 @@ class Composer(TextArea):
         text: str
 
     def __init__(
-        self, *, complete: Callable[[str], list[str]] | None = None, id: str | None = None
+        self,
+        *,
+        complete: Callable[[str], list[str]] | None = None,
+        dropped: Callable[[str], str | None] | None = None,
+        id: str | None = None,
     ) -> None:
+        """``dropped``: the line a paste into the empty composer stands for (a file
+        dropped on the terminal pastes its path: ``/send PATH``), or None (pasted as it
+        is)."""
         super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
         self._complete = complete
+        self._dropped = dropped
         self._history: list[str] = []
         self._recall: int | None = None
 
@@ -52,6 +60,16 @@ class Composer(TextArea):
             event.prevent_default()
             event.stop()
             self._tab_complete()
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        line = self._dropped(event.text) if self._dropped and not self.text.strip() else None
+        if line is None:
+            return  # TextArea's own handler pastes it (Textual calls each class's)
+        event.prevent_default()
+        event.stop()
+        self.load_text(line)
+        self.move_cursor(self.document.end)
+        self.notify("A file: Enter offers it to this conversation", markup=False)
 
     def _submit(self) -> None:
         text = self.text
@@ -91,11 +109,20 @@ class Composer(TextArea):
             choice = _common_prefix(options)
             if len(choice) <= len(self.text):
                 self.notify(
-                    "  ".join(o.strip() for o in options[:12]), title="Completions", markup=False
+                    "  ".join(_shown(o) for o in options[:12]), title="Completions", markup=False
                 )
                 return
         self.load_text(choice)
         self.move_cursor(self.document.end)
+
+
+def _shown(option: str) -> str:
+    """A completion as listed: a path by its last part (``photos/``, ``cat.jpg``)."""
+    option = option.strip()
+    if option.startswith("/send "):
+        folder = option.endswith("/")
+        return option.rstrip("/").rpartition("/")[2] + ("/" if folder else "")
+    return option
 
 
 def _common_prefix(options: list[str]) -> str:

@@ -33,11 +33,16 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from p2pchat.commands import Notice, RoomMessage, StoredMessage
+from p2pchat.store import FileTransfer
+from p2pchat.ui.file_lines import FileAction
 from p2pchat.ui.mentions import mentions
+from p2pchat.ui.transfers import Transfers
+from p2pchat.ui.widgets.file_entry import Button, draw_file
 
 PAGE = 200
 """Messages read from the store at a time (the first screenful and each older page)."""
@@ -162,6 +167,10 @@ class Pages(Protocol):
         self, conversation: bytes, *, from_clock: int | None = ..., below_clock: int | None = ...
     ) -> list[Notice]: ...
 
+    def placed_transfers(
+        self, peer: bytes, *, from_clock: int | None = ..., below_clock: int | None = ...
+    ) -> list[FileTransfer]: ...
+
 
 def _local_time(message: StoredMessage) -> datetime:
     # sent_at comes from the sender's clock; a garbage value must not break the pane,
@@ -200,6 +209,22 @@ def notice_as_stored(notice: Notice) -> StoredMessage:
                          notice.at, notice.at, notice.text, NOTICE)  # fmt: skip
 
 
+FILE = "file"
+"""The state of a file offer shown among the messages (drawn from its FileLine)."""
+_FILE_ID = b"\xfe"  # before notices of the same clock, after its messages
+
+
+def file_as_stored(row: FileTransfer, me: bytes) -> StoredMessage:
+    """A file offer in the shape the pane draws: its sender, state :data:`FILE`."""
+    sender = me if row.outgoing else row.peer
+    return StoredMessage(0, _FILE_ID + row.offer_id, row.peer, sender, row.outgoing,
+                         row.clock, row.offered_at, row.offered_at, row.name, FILE)  # fmt: skip
+
+
+def _is_message(message: StoredMessage) -> bool:
+    return message.state not in (NOTICE, FILE)
+
+
 def _order(message: StoredMessage) -> tuple[int, bytes]:
     return (message.clock, message.msg_id)
 
@@ -213,6 +238,7 @@ class _Entry:
     separator: bool = False  # a day separator line comes first
     strips: list[Strip] | None = None
     generation: int = -1  # the view generation the strips were drawn for
+    buttons: list[Button] | None = None  # a file's: where its actions are drawn
 
     @property
     def key(self) -> tuple[int, bytes]:
@@ -245,7 +271,17 @@ class ConversationView(ScrollView, can_focus=True):
         "conversation--hint",
         "conversation--found",
         "conversation--mention",
+        "conversation--button",
+        "conversation--title",
     }
+
+    class FileClicked(Message):
+        """An action of a file line was clicked."""
+
+        def __init__(self, offer_id: bytes, action: FileAction) -> None:
+            super().__init__()
+            self.offer_id = offer_id
+            self.action = action
 
     DEFAULT_CSS = """
     ConversationView {
@@ -264,6 +300,8 @@ class ConversationView(ScrollView, can_focus=True):
     ConversationView > .conversation--hint { color: $text-muted; text-style: italic; }
     ConversationView > .conversation--found { background: $accent 30%; }
     ConversationView > .conversation--mention { color: $warning; text-style: bold; }
+    ConversationView > .conversation--button { background: $primary 60%; text-style: bold; }
+    ConversationView > .conversation--title { text-style: bold; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -297,6 +335,7 @@ class ConversationView(ScrollView, can_focus=True):
         self._loading = False
         self._end_pending = False  # show() ran before the view had a size
         self._found: bytes | None = None  # the message reveal() marked (a search result)
+        self.files: Transfers | None = None  # the window's transfers (file lines drawn)
 
     # --- the interface the app uses -------------------------------------------------
 
@@ -369,7 +408,44 @@ class ConversationView(ScrollView, can_focus=True):
         assert self._pages is not None and self._peer is not None
         start = page[0].clock if page and self._has_more else None
         found = self._pages.notices(self._peer, from_clock=start, below_clock=below)
-        return [notice_as_stored(notice) for notice in found]
+        shown = [notice_as_stored(notice) for notice in found]
+        if not self._room:
+            rows = self._pages.placed_transfers(self._peer, from_clock=start, below_clock=below)
+            shown += [file_as_stored(row, self._me) for row in rows]
+        return shown
+
+    def file_changed(self, row: FileTransfer) -> None:
+        """A file offer of this conversation is new or moved: shown, or redrawn."""
+        msg_id = _FILE_ID + row.offer_id
+        entry = self._by_id.get(msg_id)
+        if entry is None:
+            self.add(file_as_stored(row, self._me))
+            return
+        entry.strips = None
+        if not self._wrap_width:
+            return
+        at_end = self.is_vertical_scroll_end
+        before = self._starts[-1]
+        self._reindex()  # a file line changes height (buttons go, a picture comes)
+        if at_end:
+            self._jump(self.max_scroll_y)
+        elif self._starts[self._index_of(entry)] < self.scroll_offset.y:
+            self._jump(self.scroll_offset.y + self._starts[-1] - before)
+        self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        line_no = event.y + self.scroll_offset.y
+        if not self._entries or not 0 <= line_no < self._starts[-1]:
+            return
+        index = bisect_right(self._starts, line_no) - 1
+        entry = self._entries[index]
+        row = line_no - self._starts[index] - int(entry.separator)
+        for button in entry.buttons or ():
+            if button.row == row and button.start <= event.x < button.end:
+                event.stop()
+                offer_id = entry.message.msg_id[len(_FILE_ID) :]
+                self.post_message(self.FileClicked(offer_id, button.action))
+                return
 
     def add(self, message: StoredMessage) -> None:
         """A new message: shown in its place if it belongs to this conversation."""
@@ -558,7 +634,7 @@ class ConversationView(ScrollView, can_focus=True):
                 return
             if self.scroll_offset.y > _NEAR_TOP and not anywhere:
                 return  # the reader moved away (or the conversation changed) meanwhile
-            anchor = next(e.message for e in self._entries if e.message.state != NOTICE)
+            anchor = next(e.message for e in self._entries if _is_message(e.message))
             page = self._page(anchor)
             self._has_more = len(page) == PAGE
             page = sorted(page + self._notices(page, anchor.clock), key=_order)
@@ -693,6 +769,8 @@ class ConversationView(ScrollView, can_focus=True):
         indent = _TIME_WIDTH + name_width + _GAP
         if message.state == NOTICE:
             return self._draw_notice(entry, name_width)
+        if message.state == FILE:
+            return self._draw_file(entry, name_width)
         # Room messages carry no delivery marks, so rooms keep no column for them.
         text_width = max(_MIN_TEXT, width - indent - (0 if self._room else _MARK_COLUMN))
         name = self._display_name(message.sender)
@@ -737,6 +815,39 @@ class ConversationView(ScrollView, can_focus=True):
                 Strip(Segment.apply_style(strip, post_style=marked), strip.cell_length)
                 for strip in strips
             ]
+        return strips
+
+    def _draw_file(self, entry: _Entry, name_width: int) -> list[Strip]:
+        """A file: who offered it, its name and size, where it stands, its actions
+        (clickable) and, for a picture, a preview."""
+        message = entry.message
+        line = None if self.files is None else self.files.line(message.msg_id[len(_FILE_ID) :])
+        if line is None:
+            entry.buttons = []
+            return self._draw_notice(entry, name_width)
+        styles = self._styles()
+        own = message.outgoing
+        name_style = (
+            styles.own
+            if own
+            else styles.name + Style(color=_PALETTE[zlib.crc32(message.sender) % len(_PALETTE)])
+        )
+        head = [
+            Segment(entry.time.strftime("%H:%M") + " ", styles.time),
+            Segment(_fit(self._display_name(message.sender), name_width), name_style),
+            Segment(" " * _GAP, styles.base),
+        ]
+        indent = _TIME_WIDTH + name_width + _GAP
+        text_width = max(_MIN_TEXT, self._wrap_width - indent)
+        picture = None
+        if self.files is not None and line.is_image:
+            picture = self.files.picture(line, min(text_width, 48), 28)
+        strips, entry.buttons = draw_file(
+            line, head, indent, self._wrap_width, picture,
+            base=styles.base, title=styles.base + self.get_component_rich_style(
+                "conversation--title"), hint=styles.hint,
+            button=self.get_component_rich_style("conversation--button"),
+        )  # fmt: skip
         return strips
 
     def _draw_notice(self, entry: _Entry, name_width: int) -> list[Strip]:
