@@ -225,6 +225,7 @@ class ChatApp(App[None]):
         self.update_title()
         self.update_topbar()
         self.set_interval(1.0, self.update_topbar)
+        self.set_interval(1.0, self.files.tick)
         self.query_one(Composer).focus()
         if self._ask_nick:
             screen = FirstRunScreen(

@@ -21,6 +21,7 @@ from p2pchat.files.names import safe_name
 from p2pchat.identity import decode_peer_id
 from p2pchat.images import Pixels
 from p2pchat.node.events import FileEvent
+from p2pchat.sizes import format_size
 from p2pchat.store import FileTransfer
 from p2pchat.ui.file_lines import FileAction, FileLine
 from p2pchat.ui.screens.save_as import SaveAsScreen
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
 
 PANEL_SHOWS = 500  # transfers the panel lists, newest first
+HASHING_SAID = 64 << 20  # a file this large is read for a while before it is offered
 
 
 class FileDesk:
@@ -59,6 +61,9 @@ class FileDesk:
                                f"{path} is not a file")  # fmt: skip
         app.require_node()
         peer = decode_peer_id(peer_id)
+        size = path.stat().st_size
+        if size >= HASHING_SAID:  # reading it through takes a few seconds: say so
+            app.notify(f"Reading {path.name} ({format_size(size)}) to offer it…", system=False)
         app.spawn_in_node(self._offer, peer, path)
         return True
 
@@ -95,6 +100,14 @@ class FileDesk:
             app.notify(f"{line.name}: {event.reason}", title="File failed", severity="error")
         elif event.kind == "answer" and event.state == "declined" and event.outgoing:
             app.notify(f"{who} declined {line.name}", title="File")
+
+    def tick(self) -> None:
+        """Every second: running transfers that stopped moving show it (their rate
+        falls, then "waiting")."""
+        now = time.monotonic()
+        for line in list(self.transfers.lines.values()):
+            if line.tick(now):
+                self._changed(line.offer_id)
 
     def _changed(self, offer_id: bytes) -> None:
         app = self._app

@@ -17,6 +17,7 @@ from p2pchat.sizes import format_duration, format_size
 
 RATE_WINDOW = 5.0  # seconds of progress the rate is measured over
 BAR_WIDTH = 20
+STALL = 1.5  # seconds without progress (events come twice a second) that slow the rate
 
 
 class FileAction(Enum):
@@ -73,6 +74,15 @@ class FileLine:
         samples.append((now, self.done_bytes))
         while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
             samples.popleft()
+
+    def tick(self, now: float) -> bool:
+        """A second went by: if no progress came for a while, the rate falls (to 0
+        once a whole window passed without any). True if the line changed."""
+        if not self.running or not self._samples or now - self._samples[-1][0] < STALL:
+            return False
+        before = self.rate
+        self.moved(self.state, self.done_bytes, now)
+        return self.rate != before
 
     @property
     def rate(self) -> float:

@@ -211,13 +211,24 @@ def notice_as_stored(notice: Notice) -> StoredMessage:
 
 FILE = "file"
 """The state of a file offer shown among the messages (drawn from its FileLine)."""
-_FILE_ID = b"\xfe"  # before notices of the same clock, after its messages
+# Before notices of the same clock, after its messages; files of the same clock in the
+# order they were offered.
+_FILE_ID = b"\xfe"
+_FILE_ID_LENGTH = len(_FILE_ID) + 8
+
+
+def _file_msg_id(row: FileTransfer) -> bytes:
+    return _FILE_ID + min(max(0, row.offered_at), 2**64 - 1).to_bytes(8, "big") + row.offer_id
+
+
+def _offer_of(msg_id: bytes) -> bytes:
+    return msg_id[_FILE_ID_LENGTH:]
 
 
 def file_as_stored(row: FileTransfer, me: bytes) -> StoredMessage:
     """A file offer in the shape the pane draws: its sender, state :data:`FILE`."""
     sender = me if row.outgoing else row.peer
-    return StoredMessage(0, _FILE_ID + row.offer_id, row.peer, sender, row.outgoing,
+    return StoredMessage(0, _file_msg_id(row), row.peer, sender, row.outgoing,
                          row.clock, row.offered_at, row.offered_at, row.name, FILE)  # fmt: skip
 
 
@@ -416,8 +427,7 @@ class ConversationView(ScrollView, can_focus=True):
 
     def file_changed(self, row: FileTransfer) -> None:
         """A file offer of this conversation is new or moved: shown, or redrawn."""
-        msg_id = _FILE_ID + row.offer_id
-        entry = self._by_id.get(msg_id)
+        entry = self._by_id.get(_file_msg_id(row))
         if entry is None:
             self.add(file_as_stored(row, self._me))
             return
@@ -443,7 +453,7 @@ class ConversationView(ScrollView, can_focus=True):
         for button in entry.buttons or ():
             if button.row == row and button.start <= event.x < button.end:
                 event.stop()
-                offer_id = entry.message.msg_id[len(_FILE_ID) :]
+                offer_id = _offer_of(entry.message.msg_id)
                 self.post_message(self.FileClicked(offer_id, button.action))
                 return
 
@@ -821,7 +831,7 @@ class ConversationView(ScrollView, can_focus=True):
         """A file: who offered it, its name and size, where it stands, its actions
         (clickable) and, for a picture, a preview."""
         message = entry.message
-        line = None if self.files is None else self.files.line(message.msg_id[len(_FILE_ID) :])
+        line = None if self.files is None else self.files.line(_offer_of(message.msg_id))
         if line is None:
             entry.buttons = []
             return self._draw_notice(entry, name_width)
