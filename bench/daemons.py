@@ -39,6 +39,8 @@ class Daemon:
     file_events: list[dict[str, Any]] = field(default_factory=list)  # file_offer, file_done...
     keep_messages: bool = False  # keep each message event (its text and at_us) in messages
     messages: list[dict[str, Any]] = field(default_factory=list)
+    keep_events: bool = False  # keep every event that answers no command in events
+    events: list[dict[str, Any]] = field(default_factory=list)
     changed: trio.Event = field(default_factory=trio.Event)
     _tags: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -60,6 +62,8 @@ class Daemon:
 
     def _note(self, event: dict[str, Any]) -> None:
         name = event["event"]
+        if self.keep_events and "tag" not in event:
+            self.events.append(event)
         if "tag" in event:
             if name == "send":
                 self.sent += 1
@@ -132,9 +136,11 @@ async def launch(
     *,
     profile: Path | None = None,
     floor: bool = False,
+    cwd: Path = ROOT,
 ) -> Daemon:
     """One daemon on ``home`` (made if missing; an existing one is the same profile
-    again: a restart), its stdout read in ``nursery``."""
+    again: a restart), its stdout read in ``nursery``. ``cwd``: where it runs (``-m``
+    imports from there first: another version's python runs elsewhere)."""
     home.mkdir(exist_ok=True)
     command = ["-m", "p2pchat", "--home", str(home), "daemon", "--json", "--no-mdns",
                "--listen", "127.0.0.1:0", "--nick", name]  # fmt: skip
@@ -147,7 +153,7 @@ async def launch(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=open(home / "stderr.log", "ab"),  # noqa: SIM115 (the child's)
-        cwd=ROOT,
+        cwd=cwd,
     )  # fmt: skip
     daemon = Daemon(name, process)
     nursery.start_soon(daemon.read_stdout)

@@ -21,6 +21,7 @@ from p2pchat.files.names import safe_name
 from p2pchat.identity import decode_peer_id
 from p2pchat.images import Pixels
 from p2pchat.node.events import FileEvent
+from p2pchat.node.files.uploads import NOT_SUPPORTED
 from p2pchat.sizes import format_size
 from p2pchat.store import FileTransfer
 from p2pchat.ui.file_lines import FileAction, FileLine
@@ -96,6 +97,9 @@ class FileDesk:
             app.notify(f"{line.name} from {who} is here: {event.path}", title="File received")
         elif event.kind == "done" and not here:
             app.notify(f"{who} has {line.name}, every block verified", title="File sent")
+        elif event.kind == "failed" and event.reason == NOT_SUPPORTED:
+            app.notify(f"{line.name} not sent: {who}'s p2pchat cannot receive files yet",
+                       title="File", severity="warning")  # fmt: skip
         elif event.kind == "failed":
             app.notify(f"{line.name}: {event.reason}", title="File failed", severity="error")
         elif event.kind == "answer" and event.state == "declined" and event.outgoing:

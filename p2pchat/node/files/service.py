@@ -19,7 +19,7 @@ from p2pchat.net.links import LinkManager
 from p2pchat.node.events import NodeEvent
 from p2pchat.node.files.disk import hash_file, tree_of
 from p2pchat.node.files.downloads import Downloads, OfferLimits
-from p2pchat.node.files.uploads import SERVING, Uploads
+from p2pchat.node.files.uploads import NOT_SUPPORTED, SERVING, Uploads
 from p2pchat.node.ports import Relations
 from p2pchat.store import FileTransfer, Store
 from p2pchat.wallclock import now_ms
@@ -75,7 +75,7 @@ class FileService:
             raise FileNotFoundError(errno.ENOENT, "not a file", str(path))
         connection = await self._links.session(peer, SESSION_WAIT)
         if connection is not None and FILES_FEATURE not in connection.features:
-            raise FilesNotSupported("their p2pchat cannot receive files yet")
+            raise FilesNotSupported(NOT_SUPPORTED)
         size, leaves = await trio.to_thread.run_sync(hash_file, path)
         root = file_root(size, tree_of(leaves).root)
         now = now_ms()
@@ -157,7 +157,10 @@ class FileService:
 
     def session_up(self, peer: bytes) -> None:
         link = self._links.links.get(peer)
-        if link is None or FILES_FEATURE not in link.connection.features:
+        if link is None:
+            return
+        if FILES_FEATURE not in link.connection.features:
+            self.uploads.not_supported(peer)
             return
         self.uploads.resend_offers(peer)
         self.downloads.session_up(peer)

@@ -34,6 +34,7 @@ TREES_KEPT = 16  # hash trees of offers being served, kept in memory
 READ_AHEAD = 2  # blocks read from the disk ahead of the one being sent, per peer
 SERVING = ("offered", "waiting", "accepted")  # states in which we serve an offer's blocks
 ENDED = ("declined", "done", "cancelled", "failed")
+NOT_SUPPORTED = "their p2pchat cannot receive files yet"
 # What an answer moves our offer to, from which states.
 MOVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "received": ("waiting", ("offered",)),
@@ -73,6 +74,13 @@ class Uploads:
         for transfer in self._store.transfers(peer, states=("offered",)):
             if transfer.outgoing:
                 self._links.send(peer, self.offer_message(transfer))
+
+    def not_supported(self, peer: bytes) -> None:
+        """The peer's session shows its p2pchat takes no files: our offers to it fail
+        (nothing was or will be sent), saying why."""
+        for transfer in self._store.transfers(peer, states=SERVING):
+            if transfer.outgoing:
+                self._move(transfer, "failed", NOT_SUPPORTED)
 
     def cancel(self, transfer: FileTransfer, reason: str) -> FileTransfer:
         self._move(transfer, "cancelled", reason)

@@ -1,0 +1,244 @@
+"""Files are the first feature added to a deployed protocol (docs/protocol.md §8.2).
+The last release before them, v0.1.0 (a git tag), is installed into a venv of its own
+and run as a real daemon beside this code: chat and presence work both ways, this node
+never sends a file message to it (it did not list ``files/1``), what it does not know
+it skips and stays connected, and the window says "bob's p2pchat cannot receive files
+yet" instead of failing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from bench.daemons import Daemon, launch, stop
+from p2pchat.commands import CommandError, Commands, Target
+from p2pchat.identity import decode_peer_id
+from p2pchat.node.events import FileEvent, Presence
+from p2pchat.node.files import FILE_MESSAGES
+from p2pchat.ui.host import NodeHost
+from p2pchat.wire.messages import FILES_FEATURE, FileOffer
+from tests.net.chatpeers import ChatPeer, wait_for
+from tests.ui.test_app import (
+    SIZE,
+    Person,
+    line_with,
+    notifications,
+    online,
+    people,
+    type_line,
+    until,
+)
+
+__all__ = ["people"]  # the fixture, used by name
+
+ROOT = Path(__file__).resolve().parents[2]
+OLD_RELEASE = "v0.1.0"
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def old_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The python of a venv with p2pchat v0.1.0 installed from the git tag (built and
+    installed by pip, as a user would); its dependencies are this venv's, which the
+    release accepts (a .pth line), so no download is needed beyond the build backend."""
+    where = tmp_path_factory.mktemp("old-release")
+    source = where / "src"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD_RELEASE],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(site) / "zz-shared-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(source)],
+                   check=True)  # fmt: skip
+    shown = subprocess.run([str(python), "-m", "p2pchat", "--version"], cwd=where,
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert shown.strip() == "p2pchat 0.1.0", shown
+    return python
+
+
+async def start_old(nursery: trio.Nursery, python: Path, home: Path, name: str) -> Daemon:
+    daemon = await launch(nursery, home, name, str(python), cwd=home)
+    daemon.keep_events = True
+    with trio.fail_after(TIMEOUT):
+        await daemon.listening.wait()
+    return daemon
+
+
+async def until_event(daemon: Daemon, check: Callable[[dict[str, Any]], bool], what: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        while not any(check(event) for event in daemon.events):
+            await daemon.changed.wait()
+    assert what
+
+
+async def test_the_old_release_chats_and_is_sent_no_file_messages(
+    old_python: Path, tmp_path: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        ann = ChatPeer("ann", tmp_path / "ann", downloads=tmp_path / "ann-dl")
+        await ann.start(nursery)
+        assert ann.node is not None and ann.store is not None
+        # Every message ann's node hands to its links for bob, from before they meet.
+        to_bob: list[object] = []
+        bob_key = b""
+        real_send = ann.node.links.send
+
+        def spy(peer: bytes, message: Any, *args: Any, **kwargs: Any) -> bool:
+            if peer == bob_key:
+                to_bob.append(message)
+            return real_send(peer, message, *args, **kwargs)
+
+        ann.node.links.send = spy  # type: ignore[method-assign]
+        bob = await start_old(nursery, old_python, tmp_path / "bob", "bob")
+        bob_key = decode_peer_id(bob.peer_id)
+        commands = Commands(ann.identity, ann.store, ann.node)
+        ann.store.add_contact(bob_key, petname="bob", now=0)
+        await bob.call("add_contact", id=ann.identity.peer_id, nick="ann")
+
+        # An offer made before they meet waits; once the session shows bob's p2pchat
+        # takes no files, it fails saying so (and was never sent).
+        photo = tmp_path / "photo.jpg"
+        photo.write_bytes(b"\xff\xd8" + bytes(5000))
+        waiting = await commands.send_file(bob_key, photo)
+        assert waiting.state == "offered"
+        ann.node.introduce(bob.peer_id, bob.address)
+        await wait_for(lambda: ann.node is not None and ann.node.links.is_connected(bob_key),
+                       TIMEOUT, "a session with the old release")  # fmt: skip
+        session = ann.node.links.links[bob_key].connection
+        assert FILES_FEATURE not in session.features
+        assert FILES_FEATURE in ann.node.links.config.session.features  # ours lists it
+        await wait_for(lambda: ann.store is not None and
+                       ann.store.transfer(waiting.offer_id).state == "failed",  # type: ignore[union-attr]
+                       TIMEOUT, "the waiting offer to fail")  # fmt: skip
+        assert ann.store.transfer(waiting.offer_id).reason == (  # type: ignore[union-attr]
+            "their p2pchat cannot receive files yet"
+        )
+        # Offered now: refused at once, in words.
+        with pytest.raises(CommandError, match="bob's p2pchat cannot receive files yet"):
+            await commands.send_file(bob_key, photo)
+
+        # Chat both ways.
+        commands.send(bob_key, "hello from the new release")
+        hello = "hello from the new release"
+        await until_event(bob, lambda e: e["event"] == "message" and e["text"] == hello,
+                          "bob reads it")  # fmt: skip
+        await bob.send(ann.identity.peer_id, "hello from v0.1.0")
+        await wait_for(lambda: any(m.text == "hello from v0.1.0" for m in ann.received()),
+                       TIMEOUT, "ann reads it")  # fmt: skip
+
+        # Presence both ways.
+        await bob.call("set_status", status="away", text="at lunch")
+        await wait_for(lambda: any(isinstance(e, Presence) and e.peer == bob_key
+                                   and e.status == "away" and e.status_text == "at lunch"
+                                   for e in ann.events), TIMEOUT, "bob away")  # fmt: skip
+        await commands.set_presence(status="dnd", status_text="deep in code")
+        ann_id = ann.identity.peer_id
+        await until_event(bob, lambda e: e["event"] == "presence" and e["id"] == ann_id
+                          and e["status"] == "dnd" and e["status_text"] == "deep in code",
+                          "ann busy")  # fmt: skip
+
+        # The service never handed bob a file message.
+        assert not [m for m in to_bob if isinstance(m, FILE_MESSAGES)], to_bob
+        assert [e.reason for e in ann.events if isinstance(e, FileEvent)
+                and e.kind == "failed"] == ["their p2pchat cannot receive files yet"]  # fmt: skip
+
+        # Forced past the service, an offer is a type bob's release does not know: it
+        # skips it and the session stays, as the spec says (§5, §8).
+        real_send(bob_key, FileOffer(offer_id=bytes(16), root=bytes(32), size=1, name="x"))
+        commands.send(bob_key, "still there?")
+        await until_event(bob, lambda e: e["event"] == "message" and e["text"] == "still there?",
+                          "bob reads past the unknown message")  # fmt: skip
+        await bob.send(ann.identity.peer_id, "yes")
+        await wait_for(lambda: any(m.text == "yes" for m in ann.received()), TIMEOUT, "yes")
+        assert ann.node.links.links[bob_key].connection is session  # the same session
+        assert not [e for e in bob.events if e["event"] == "disconnected"]
+        assert not bob.errors, bob.errors
+        await stop(bob)
+        nursery.cancel_scope.cancel()
+
+
+class OldDaemon:
+    """The old release's daemon as a plain process (the window's test runs asyncio, not
+    trio), driven by JSON lines."""
+
+    def __init__(self, python: Path, home: Path, name: str) -> None:
+        home.mkdir()
+        self.process = subprocess.Popen(
+            [str(python), "-m", "p2pchat", "--home", str(home), "daemon", "--json",
+             "--no-mdns", "--listen", "127.0.0.1:0", "--nick", name],
+            cwd=home, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=open(home / "stderr.log", "wb"),  # noqa: SIM115 (the child's)
+            text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            event = json.loads(line)
+            if event["event"] == "listening":
+                self.peer_id: str = event["id"]
+                self.port = int(event["addresses"][0].rsplit(":", 1)[1])
+                break
+        else:
+            raise AssertionError("the old daemon did not start")
+
+    def command(self, **command: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        self.command(cmd="quit")
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def test_the_window_says_the_old_release_cannot_receive_files(
+    old_python: Path, people: Callable[[str], Person], tmp_path: Path
+) -> None:
+    ann = people("ann")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8" + bytes(5000))
+    bob = OldDaemon(old_python, tmp_path / "bob", "bob")
+    try:
+        bob.command(cmd="add_contact", id=ann.peer_id, nick="ann")
+        ann.store.add_contact(decode_peer_id(bob.peer_id), petname="bob", now=0)
+
+        async def main() -> None:
+            host = NodeHost()
+            await host.start()
+            try:
+                app = ann.app(host, static=[Target("127.0.0.1", bob.port, bob.peer_id)])
+                async with app.run_test(size=SIZE, notifications=True) as pilot:
+                    await until(pilot, online(app, "bob"), "bob online")
+                    app.open_conversation(bob.peer_id)
+                    await type_line(pilot, f"/send {photo}")
+                    said = "bob's p2pchat cannot receive files yet"
+                    await until(pilot, lambda: any(said in m for _, m in notifications(app)),
+                                "the window to say so")  # fmt: skip
+                    # Chat still works: the window failed nothing else.
+                    await type_line(pilot, "no file then, just words")
+                    await until(pilot, lambda: line_with(app, "no file then"), "the message")
+            finally:
+                await host.stop()
+
+        asyncio.run(main())
+    finally:
+        bob.stop()
