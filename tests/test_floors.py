@@ -25,6 +25,7 @@ FLOORS: dict[str, int] = {
     "ratelimit": 0,
     "backlog": 0,
     "wallclock": 0,
+    "sizes": 0,
     "identity": 1,
     "diskfaults": 1,
     "feed": 1,
@@ -36,6 +37,7 @@ FLOORS: dict[str, int] = {
     "mesh": 3,
     "chat": 3,
     "files": 3,
+    "images": 3,  # decoding pictures within limits (thumbnails, previews)
     # Side by side, unaware of each other: the disk, the profile, the transport.
     "store": 4,
     "profile": 4,

@@ -16,14 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from p2pchat.commands import CommandError, Commands
+from p2pchat.commands import CommandError, Commands, FileTransfer
 from p2pchat.files.names import safe_name
 from p2pchat.identity import decode_peer_id
 from p2pchat.images import Pixels
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files.uploads import NOT_SUPPORTED
 from p2pchat.sizes import format_size
-from p2pchat.store import FileTransfer
 from p2pchat.ui.file_lines import FileAction, FileLine
 from p2pchat.ui.screens.save_as import SaveAsScreen
 from p2pchat.ui.screens.transfers import TransfersScreen

@@ -10,9 +10,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from p2pchat.commands import FileTransfer
 from p2pchat.images import MAX_THUMBNAIL_PIXELS, Pixels, pixels
 from p2pchat.node.events import FileEvent
-from p2pchat.store import FileTransfer
 from p2pchat.ui.file_lines import FileLine
 
 PICTURES_KEPT = 64  # decoded previews held (a few KB each)

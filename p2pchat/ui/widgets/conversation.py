@@ -37,8 +37,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from p2pchat.commands import Notice, RoomMessage, StoredMessage
-from p2pchat.store import FileTransfer
+from p2pchat.commands import FileTransfer, Notice, RoomMessage, StoredMessage
 from p2pchat.ui.file_lines import FileAction
 from p2pchat.ui.mentions import mentions
 from p2pchat.ui.transfers import Transfers
