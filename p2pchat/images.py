@@ -61,9 +61,9 @@ def pixels(
         return None
 
 
-def thumbnail(path: Path) -> bytes:
+def thumbnail(path: Path, max_bytes: int = MAX_THUMBNAIL_BYTES) -> bytes:
     """A small JPEG of the picture at ``path`` to send with an offer (at most
-    MAX_THUMBNAIL_BYTES); empty if it is no picture we read."""
+    ``max_bytes``); empty if it is no picture we read."""
     try:
         with _open(path, MAX_PIXELS) as image:
             image.draft("RGB", (THUMBNAIL_BOX, THUMBNAIL_BOX))
@@ -72,7 +72,7 @@ def thumbnail(path: Path) -> bytes:
             for quality in (75, 50, 30):
                 out = io.BytesIO()
                 small.save(out, "JPEG", quality=quality)
-                if out.tell() <= MAX_THUMBNAIL_BYTES:
+                if out.tell() <= max_bytes:
                     return out.getvalue()
     except Exception as error:
         log.debug("no thumbnail of %s: %s", path, error)

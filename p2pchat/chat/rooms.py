@@ -194,6 +194,45 @@ def _signed_bytes(envelope: RoomEnvelope) -> bytes:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SharedFile:
+    """A file shared with a room (docs/protocol.md §16.4), as its message carries it."""
+
+    root: bytes
+    size: int
+    name: str
+    media_type: str = ""
+    thumbnail: bytes = b""
+
+
+def room_text(
+    clock: int,
+    time: int,
+    text: str,
+    *,
+    action: bool = False,
+    topic: bool = False,
+    joined: bool = False,
+    file: SharedFile | None = None,
+) -> RoomText:
+    """The plaintext of a room message."""
+    if file is None:
+        return RoomText(clock=clock, time=time, text=text, action=action, topic=topic,
+                        joined=joined)  # fmt: skip
+    return RoomText(clock=clock, time=time, text=text, action=action, topic=topic,
+                    joined=joined, file_root=file.root, file_size=file.size,
+                    file_name=file.name, file_type=file.media_type,
+                    file_thumbnail=file.thumbnail)  # fmt: skip
+
+
+def shared_file(inner: RoomText) -> SharedFile | None:
+    """The file a room message shares, if it shares one."""
+    if not inner.file_root:
+        return None
+    return SharedFile(inner.file_root, inner.file_size, inner.file_name, inner.file_type,
+                      inner.file_thumbnail)  # fmt: skip
+
+
 def seal_room_message(
     identity: Identity,
     room: Room,
@@ -206,6 +245,7 @@ def seal_room_message(
     action: bool = False,
     topic: bool = False,
     joined: bool = False,
+    file: SharedFile | None = None,
 ) -> RoomEnvelope:
     """Encrypt and sign a message to the room at its current epoch (``action``: a /me
     line; ``topic``: the text is the room's new topic; ``joined``: our join notice).
@@ -224,7 +264,7 @@ def seal_room_message(
         raise ValueError(problem)
     if not (0 < clock <= MAX_WIRE_INT and 0 <= time <= MAX_WIRE_INT):
         raise ValueError("clock must be from 1 and time from 0, both to 2**63 - 1")
-    inner = RoomText(clock=clock, time=time, text=text, action=action, topic=topic, joined=joined)
+    inner = room_text(clock, time, text, action=action, topic=topic, joined=joined, file=file)
     plain = _codec.encode(inner)
     author = identity.public_key
     box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(

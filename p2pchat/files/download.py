@@ -39,8 +39,12 @@ class Download:
         *,
         window: int = DEFAULT_WINDOW,
         ask_again_after: float = ASK_AGAIN_AFTER,
+        order: Sequence[int] | None = None,
     ) -> None:
-        """``held``: a map from :meth:`held_map` of an earlier run (empty: nothing held)."""
+        """``held``: a map from :meth:`held_map` of an earlier run (empty: nothing held).
+        ``order``: the order to ask the blocks in (every index once; default: from the
+        first): a room's members each ask in an order of their own, so that they soon
+        hold different blocks to serve each other (§16.4)."""
         self.root = root
         self.size = size
         self.count = block_count(size)
@@ -59,6 +63,9 @@ class Download:
         self._checking: set[int] = set()  # come, claimed, being checked and written
         self._next = 0  # blocks before this were held or asked once
         self._again: deque[int] = deque()  # asked once, to ask again
+        if order is not None and sorted(order) != list(range(self.count)):
+            raise ValueError("an order names every block once")
+        self._order = None if order is None else list(order)
 
     # ---------------------------------------------------------------- state
 
@@ -120,7 +127,7 @@ class Download:
             if not self.held(index) and index not in self._asked and index not in self._checking:
                 return index
         while self._next < self.count:
-            index = self._next
+            index = self._next if self._order is None else self._order[self._next]
             self._next += 1
             if not self.held(index):
                 return index

@@ -149,6 +149,7 @@ class RoomMessageIn:
     own: bool
     action: bool = False  # a /me line
     topic: bool = False  # the text is the room's new topic
+    file: bool = False  # the message shares a file (its FileEvent follows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +212,7 @@ class FileEvent:
     done_bytes: int = 0
     reason: str = ""
     path: str = ""
+    room: bytes = b""  # a file shared with this room (``peer``: its author)
 
 
 NodeEvent = (

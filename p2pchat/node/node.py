@@ -143,8 +143,9 @@ class Node:
                 rng=random.Random(self._rng.getrandbits(64)),
             )
             self.files = FileService(
-                settings.store, self.links, self.chat, self._emit, settings.files
-            )
+                settings.store, self.links, self.chat, self._emit, settings.files,
+                me=identity.public_key, rooms=self.rooms,
+            )  # fmt: skip
 
         # The node's parts (the link manager asks them through its owner).
         self.admission = Admission(self.chat, contacts_only=settings.contacts_only)

@@ -14,20 +14,22 @@ class FileTables(StoreCore):
     """The ``file_transfers`` table."""
 
     def add_transfer(self, transfer: FileTransfer, *, leaves: bytes = b"") -> bool:
-        """Store a new offer, placed in its conversation after the newest message there;
-        False (and nothing changed) if its id is stored already."""
+        """Store a new offer, placed in its conversation after the newest message there
+        (a room's at its message's clock); False (and nothing changed) if its id is
+        stored already."""
         cursor = self._exec(
             """INSERT INTO file_transfers (offer_id, peer, outgoing, root, size, name,
                 media_type, thumbnail, offered_at, state, reason, path, updated_at,
-                save_to, leaves, clock)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                coalesce((SELECT max(clock) FROM messages WHERE peer = ?), 0))
+                save_to, room_id, leaves, clock)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN ? ELSE
+                coalesce((SELECT max(clock) FROM messages WHERE peer = ?), 0) END)
             ON CONFLICT (offer_id) DO NOTHING""",
             (
                 transfer.offer_id, transfer.peer, int(transfer.outgoing), transfer.root,
                 transfer.size, transfer.name, transfer.media_type, transfer.thumbnail,
                 transfer.offered_at, transfer.state, transfer.reason, transfer.path,
-                transfer.updated_at, transfer.save_to, leaves, transfer.peer,
+                transfer.updated_at, transfer.save_to, transfer.room_id, leaves,
+                bool(transfer.room_id), transfer.clock, transfer.peer,
             ),
         )  # fmt: skip
         return cursor.rowcount > 0
@@ -41,9 +43,29 @@ class FileTables(StoreCore):
         high = 2**63 - 1 if below_clock is None else below_clock
         rows = self._all(
             f"""SELECT {_TRANSFER.columns} FROM file_transfers
-            WHERE peer = ? AND clock >= ? AND clock < ? ORDER BY clock, offered_at""",
+            WHERE peer = ? AND room_id = x'' AND clock >= ? AND clock < ?
+            ORDER BY clock, offered_at""",
             (peer, low, high),
         )
+        return [_TRANSFER(row) for row in rows]
+
+    def room_transfers(
+        self, room_id: bytes, *, from_clock: int | None = None, below_clock: int | None = None
+    ) -> list[FileTransfer]:
+        """The files shared with ``room_id`` from the clock ``from_clock`` up to (not
+        including) ``below_clock``, in the room's order."""
+        low = -1 if from_clock is None else from_clock
+        high = 2**63 - 1 if below_clock is None else below_clock
+        rows = self._all(
+            f"""SELECT {_TRANSFER.columns} FROM file_transfers
+            WHERE room_id = ? AND clock >= ? AND clock < ? ORDER BY clock, offer_id""",
+            (room_id, low, high),
+        )
+        return [_TRANSFER(row) for row in rows]
+
+    def transfers_of_root(self, root: bytes) -> list[FileTransfer]:
+        """Every offer of the file named ``root`` (a room file may be shared twice)."""
+        rows = self._all(f"SELECT {_TRANSFER.columns} FROM file_transfers WHERE root = ?", (root,))
         return [_TRANSFER(row) for row in rows]
 
     def set_save_to(self, offer_id: bytes, save_to: str) -> None:

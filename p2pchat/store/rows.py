@@ -184,3 +184,4 @@ class FileTransfer:
     updated_at: int
     clock: int = 0  # placed after the conversation's messages up to this clock
     save_to: str = ""  # theirs: where the user chose to save it ("": the downloads)
+    room_id: bytes = b""  # a file shared with this room (peer: its author); b"": a person's

@@ -290,10 +290,14 @@ _V9: Migration = (
 
 # Files shown in their conversation: an offer is placed after the messages that came
 # before it (``clock``, as a notice is), and a file the user chose to save elsewhere
-# keeps where (``save_to``) until it is done.
+# keeps where (``save_to``) until it is done. Files shared with a room (``room_id``;
+# empty for a person's) are found by their room and by their root.
 _V10: Migration = (
     "ALTER TABLE file_transfers ADD COLUMN clock INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE file_transfers ADD COLUMN save_to TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE file_transfers ADD COLUMN room_id BLOB NOT NULL DEFAULT x''",
+    "CREATE INDEX file_transfers_by_room ON file_transfers (room_id, clock)",
+    "CREATE INDEX file_transfers_by_root ON file_transfers (root)",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)

@@ -603,6 +603,21 @@ class RoomEnvelope:
         _check_epoch(self.epoch)
 
 
+# --- files (docs/protocol.md §16; sent only where both sides list the feature files/1) ---
+
+FILES_FEATURE = "files/1"
+FILE_ROOT_BYTES = 32
+FILE_BLOCK_BYTES = 256 * 1024  # every block but a file's last is exactly this long
+MAX_FILE_NAME_CHARS = 255
+MAX_MEDIA_TYPE_CHARS = 127
+MAX_THUMBNAIL_BYTES = 16 * 1024
+MAX_FILE_BLOCKS_ASKED = 64  # block indices per FileRequest / FileUnavailable
+MAX_PROOF_HASHES = 64  # a file of 2^63 bytes has 2^45 blocks: proofs of 45 hashes at most
+MAX_ROOM_THUMBNAIL_BYTES = 8 * 1024  # a room file's: within the room box with its text
+MAX_HAVE_BYTES = 8 * 1024  # a FileHave bitmap: room files have at most 65,536 blocks
+FILE_ANSWERS = ("received", "accept", "decline", "cancel", "done")
+
+
 @wire_message(49)
 @dataclass(frozen=True, slots=True)
 class RoomText:
@@ -619,10 +634,20 @@ class RoomText:
     action: bool = False
     topic: bool = False
     joined: bool = False
+    # A file shared with the room (§16.4): empty file_root for none.
+    file_root: bytes = limit(max_len=FILE_ROOT_BYTES, default=b"")
+    file_size: int = 0
+    file_name: str = limit(max_len=MAX_FILE_NAME_CHARS, default="")
+    file_type: str = limit(max_len=MAX_MEDIA_TYPE_CHARS, default="")
+    file_thumbnail: bytes = limit(max_len=MAX_ROOM_THUMBNAIL_BYTES, default=b"")
 
     def __post_init__(self) -> None:
         if not (0 <= self.clock <= MAX_WIRE_INT and 0 <= self.time <= MAX_WIRE_INT):
             raise ValueError("clock and time must be from 0 to 2**63 - 1")
+        if len(self.file_root) not in (0, FILE_ROOT_BYTES):
+            raise ValueError("a file root has 32 bytes")
+        if not 0 <= self.file_size <= MAX_WIRE_INT:
+            raise ValueError("a file size must be from 0 to 2**63 - 1")
 
 
 # --- room broadcast (docs/protocol.md §14) ---
@@ -720,15 +745,7 @@ class RoomDigest:
 
 # --- files (docs/protocol.md §16; sent only where both sides list the feature files/1) ---
 
-FILES_FEATURE = "files/1"
-FILE_ROOT_BYTES = 32
-FILE_BLOCK_BYTES = 256 * 1024  # every block but a file's last is exactly this long
-MAX_FILE_NAME_CHARS = 255
-MAX_MEDIA_TYPE_CHARS = 127
-MAX_THUMBNAIL_BYTES = 16 * 1024
-MAX_FILE_BLOCKS_ASKED = 64  # block indices per FileRequest / FileUnavailable
-MAX_PROOF_HASHES = 64  # a file of 2^63 bytes has 2^45 blocks: proofs of 45 hashes at most
-FILE_ANSWERS = ("received", "accept", "decline", "cancel", "done")
+# (the constants of files are above RoomText, which carries a room's files)
 
 
 def _check_block_indices(blocks: tuple[int, ...]) -> None:
@@ -819,3 +836,14 @@ class FileUnavailable:
 
     def __post_init__(self) -> None:
         _check_block_indices(self.blocks)
+
+
+@wire_message(55)
+@dataclass(frozen=True, slots=True)
+class FileHave:
+    """The blocks of the room file ``root`` the sender holds verified (§16.4): one bit
+    per block, block 0 the lowest bit of the first byte."""
+
+    TYPE_ID: ClassVar[int]
+    root: bytes = limit(size=FILE_ROOT_BYTES)
+    held: bytes = limit(max_len=MAX_HAVE_BYTES, default=b"")

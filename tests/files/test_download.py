@@ -166,3 +166,20 @@ def test_a_claimed_block_counts_in_the_window_until_it_is_stored() -> None:
     download.stored(0)
     assert download.held(0) and download.waiting == 0
     assert download.to_ask(2.0) == [1, 2]
+
+
+def test_blocks_are_asked_in_the_order_given_each_once() -> None:
+    size = 10 * BLOCK_SIZE
+    order = [7, 2, 9, 0, 5, 1, 8, 3, 6, 4]
+    download = Download(b"r" * 32, size, window=4, order=order)
+    seen: list[int] = []
+    while not download.complete:
+        asked = download.to_ask(0.0)
+        assert asked
+        for index in asked:
+            assert download.claim(index) is Verdict.CLAIMED
+            download.stored(index)
+        seen += asked
+    assert seen == order
+    with pytest.raises(ValueError, match="every block once"):
+        Download(b"r" * 32, size, order=[0, 1, 2])

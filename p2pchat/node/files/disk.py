@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from p2pchat.files.blocks import BLOCK_SIZE, HashTree, leaf_hash, verify_block
+from p2pchat.files.blocks import BLOCK_SIZE, HashTree, block_count, leaf_hash, verify_block
 from p2pchat.files.names import safe_name, unique_name
 
 PARTIAL_FOLDER = ".p2pchat-partial"  # inside the downloads folder: files not yet whole
@@ -52,15 +52,54 @@ def open_partial(part: Path) -> int:
 
 
 def check_and_write(
-    fd: int, root: bytes, size: int, index: int, data: bytes, proof: Sequence[bytes]
+    fd: int,
+    root: bytes,
+    size: int,
+    index: int,
+    data: bytes,
+    proof: Sequence[bytes],
+    proofs_fd: int | None = None,
 ) -> bool:
     """Write block ``index`` if it is the file's (§16.1); False, writing nothing, if not.
+    ``proofs_fd``: also keep its proof there (a room file's, served on to others).
     Meant for a worker thread: hashing and writing release the GIL, so this runs beside
     the event loop's decrypting of the next blocks."""
     if not verify_block(root, size, index, data, proof):
         return False
     os.pwrite(fd, data, index * BLOCK_SIZE)
+    if proofs_fd is not None:
+        slot = proof_slot(block_count(size))
+        os.pwrite(proofs_fd, bytes([len(proof)]) + b"".join(proof), index * slot)
     return True
+
+
+def proofs_path(downloads: Path, offer_id: bytes) -> Path:
+    """Where a room file's proofs are kept (beside its partial file, also once done)."""
+    return downloads / PARTIAL_FOLDER / f"{offer_id.hex()}.proofs"
+
+
+def proof_slot(count: int) -> int:
+    """Bytes per block in a proofs file: a length byte and the longest proof."""
+    return 1 + (count - 1).bit_length() * 32
+
+
+def read_held_block(
+    path: Path, proofs: Path, root: bytes, size: int, index: int
+) -> tuple[bytes, tuple[bytes, ...]] | None:
+    """Block ``index`` of a file we fetched, with the proof that came with it; None if
+    either is not there or they do not verify (the file changed, or went away)."""
+    try:
+        with open(path, "rb") as source:
+            data = os.pread(source.fileno(), BLOCK_SIZE, index * BLOCK_SIZE)
+        with open(proofs, "rb") as kept:
+            slot = proof_slot(block_count(size))
+            record = os.pread(kept.fileno(), slot, index * slot)
+    except OSError:
+        return None
+    if not record or 1 + record[0] * 32 > len(record):
+        return None
+    proof = tuple(record[1 + 32 * i : 33 + 32 * i] for i in range(record[0]))
+    return (data, proof) if verify_block(root, size, index, data, proof) else None
 
 
 def finish(part: Path, downloads: Path, offered_name: str, *, chosen: bool = False) -> Path:

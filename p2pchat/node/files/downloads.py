@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 from collections import deque
 from collections.abc import Callable
@@ -22,10 +23,18 @@ from pathlib import Path
 import trio
 
 from p2pchat.chat.gate import Relation
+from p2pchat.files.blocks import block_count
 from p2pchat.files.download import Download, Verdict
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import FileEvent
-from p2pchat.node.files.disk import check_and_write, finish, open_partial, partial_path
+from p2pchat.node.files.disk import (
+    check_and_write,
+    finish,
+    open_partial,
+    partial_path,
+    proofs_path,
+)
+from p2pchat.node.files.rooms import HAVE_EVERY, RoomFiles, full_map
 from p2pchat.node.ports import Relations
 from p2pchat.store import FileTransfer, Store
 from p2pchat.wallclock import now_ms
@@ -80,8 +89,14 @@ class Downloads:
         self._progress_at: dict[bytes, float] = {}
         self._fds: dict[bytes, int] = {}  # offer_id -> the partial file, open for writing
         # offer_id -> blocks come and claimed, waiting for the writer (at most a window)
-        self._arrived: dict[bytes, deque[FileBlock]] = {}
+        self._arrived: dict[bytes, deque[tuple[bytes, FileBlock]]] = {}
         self.nursery: trio.Nursery | None = None
+        # Room files (§16.4): fetched from any member that holds the blocks.
+        self.rooms: RoomFiles | None = None
+        self._room_rows: dict[bytes, FileTransfer] = {}  # offer_id -> row, room downloads
+        self._asked_of: dict[bytes, dict[int, bytes]] = {}  # offer_id -> index -> holder
+        self._proof_fds: dict[bytes, int] = {}  # offer_id -> its proofs file, open
+        self._rng = random.Random()
 
     # ---------------------------------------------------------------- offers
 
@@ -155,7 +170,7 @@ class Downloads:
             self._store.set_save_to(transfer.offer_id, str(save_to.resolve()))
         self._store.set_transfer_state(transfer.offer_id, "accepted", now=now_ms())
         transfer = self._row(transfer.offer_id)
-        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "accept"))
+        self._answer(transfer, "accept")
         self._event("answer", transfer)
         self._start(transfer)
         return transfer
@@ -164,13 +179,18 @@ class Downloads:
         if transfer.outgoing or transfer.state != "offered":
             raise ValueError(f"offer {transfer.offer_id.hex()} is {transfer.state}, not waiting")
         self._end(transfer, "declined", reason)
-        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "decline", reason))
+        self._answer(transfer, "decline", reason)
         return self._row(transfer.offer_id)
 
     def cancel(self, transfer: FileTransfer, reason: str) -> FileTransfer:
         self._end(transfer, "cancelled", reason)
-        self._links.send(transfer.peer, FileAnswer(transfer.offer_id, "cancel", reason))
+        self._answer(transfer, "cancel", reason)
         return self._row(transfer.offer_id)
+
+    def _answer(self, transfer: FileTransfer, state: str, reason: str = "") -> None:
+        """Tell the sender (a room's author is told nothing: members decide alone)."""
+        if not transfer.room_id:
+            self._links.send(transfer.peer, FileAnswer(transfer.offer_id, state, reason))
 
     def answered(self, peer: bytes, message: FileAnswer) -> None:
         """The sender's word on an offer it made us: only ``cancel`` means anything."""
@@ -190,21 +210,58 @@ class Downloads:
 
     def _start(self, transfer: FileTransfer) -> None:
         held = self._store.transfer_held(transfer.offer_id)
-        download = Download(transfer.root, transfer.size, held)
+        order = None
+        if transfer.room_id:
+            # An order of our own: members soon hold different blocks to trade (§16.4).
+            order = list(range(block_count(transfer.size)))
+            self._rng.shuffle(order)
+            self._room_rows[transfer.offer_id] = transfer
+            self._asked_of[transfer.offer_id] = {}
+        download = Download(transfer.root, transfer.size, held, order=order)
         self.active[transfer.offer_id] = download
         self._peers[transfer.offer_id] = transfer.peer
+        if transfer.room_id and self.rooms is not None:
+            self.rooms.announce(transfer, download.held_map(), everyone=True)
         self._ask(transfer.offer_id, download)
+
+    def held_of(self, transfer: FileTransfer) -> bytes:
+        """What we hold of a room file we fetch or have (for FileHave and serving)."""
+        if transfer.state == "done":
+            return full_map(transfer.size)
+        download = self.active.get(transfer.offer_id)
+        return b"" if download is None else download.held_map()
+
+    def serving_path(self, transfer: FileTransfer) -> tuple[Path, Path] | None:
+        """Where to read a room file we fetched from, and its proofs."""
+        if self.folder is None:
+            return None
+        proofs = proofs_path(self.folder, transfer.offer_id)
+        if transfer.state == "done":
+            return Path(transfer.path), proofs
+        return partial_path(self.folder, transfer.offer_id), proofs
 
     def session_up(self, peer: bytes) -> None:
         for offer_id, download in list(self.active.items()):
-            if self._peers[offer_id] == peer:
+            row = self._room_rows.get(offer_id)
+            if row is not None:
+                if self.rooms is not None:
+                    self.rooms.announce_to(peer, row, download.held_map())
+                self._ask(offer_id, download)
+            elif self._peers[offer_id] == peer:
                 download.not_answered()  # asked before this session: lost with it
                 self._links.send(peer, FileAnswer(offer_id, "accept"))
                 self._ask(offer_id, download)
 
     def session_down(self, peer: bytes) -> None:
         for offer_id, download in self.active.items():
-            if self._peers[offer_id] == peer:
+            asked_of = self._asked_of.get(offer_id)
+            if asked_of is not None:
+                lost = [index for index, holder in asked_of.items() if holder == peer]
+                for index in lost:
+                    del asked_of[index]
+                if lost:
+                    download.not_answered(lost)
+            elif self._peers[offer_id] == peer:
                 download.not_answered()
                 self._save(offer_id, download)
 
@@ -219,21 +276,50 @@ class Downloads:
             self._complete(offer_id)
             return
         blocks = download.to_ask(trio.current_time())
-        if blocks and not self._links.send(
+        row = self._room_rows.get(offer_id)
+        if row is not None and blocks:
+            self._ask_members(offer_id, row, download, blocks)
+        elif blocks and not self._links.send(
             self._peers[offer_id], FileRequest(download.root, tuple(blocks))
         ):
             download.not_answered(blocks)  # dropped (no session, no address): later
 
-    def _downloads_of(self, peer: bytes, root: bytes) -> list[tuple[bytes, Download]]:
+    def _ask_members(
+        self, offer_id: bytes, row: FileTransfer, download: Download, blocks: list[int]
+    ) -> None:
+        assert self.rooms is not None
+        asked_of = self._asked_of[offer_id]
+        plan, later = self.rooms.sources(row, blocks, asked_of)
+        if later:  # (an empty list would mean every block asked)
+            download.not_answered(later)
+        for holder, indices in plan.items():
+            if self._links.send(holder, FileRequest(download.root, tuple(indices))):
+                asked_of.update(dict.fromkeys(indices, holder))
+            else:
+                download.not_answered(indices)
+
+    def _downloads_of(
+        self, peer: bytes, root: bytes, index: int | None = None
+    ) -> list[tuple[bytes, Download]]:
         """The downloads of the file ``root`` from ``peer``: usually one, but the same
-        file may be offered twice (and saved in two places)."""
-        return [(offer_id, download) for offer_id, download in self.active.items()
-                if download.root == root and self._peers[offer_id] == peer]  # fmt: skip
+        file may be offered twice (and saved in two places); a room file's, when
+        ``peer`` was asked for block ``index`` of it (any block, if None)."""
+        found = []
+        for offer_id, download in self.active.items():
+            if download.root != root:
+                continue
+            asked_of = self._asked_of.get(offer_id)
+            if asked_of is None:
+                if self._peers[offer_id] == peer:
+                    found.append((offer_id, download))
+            elif peer in asked_of.values() if index is None else asked_of.get(index) == peer:
+                found.append((offer_id, download))
+        return found
 
     def block(self, peer: bytes, message: FileBlock) -> None:
         """A block came: claimed by the download that asked for it (others are
         ignored), then checked and written by its writer task, in a worker thread."""
-        claimed = next((found for found in self._downloads_of(peer, message.root)
+        claimed = next((found for found in self._downloads_of(peer, message.root, message.index)
                         if found[1].claim(message.index) is Verdict.CLAIMED), None)  # fmt: skip
         if claimed is None:
             return  # not asked of this peer, or come already: ignored
@@ -243,17 +329,23 @@ class Downloads:
             arrived = self._arrived[offer_id] = deque()
             assert self.nursery is not None
             self.nursery.start_soon(self._write, offer_id, download, arrived)
-        arrived.append(message)
+        asked_of = self._asked_of.get(offer_id)
+        if asked_of is not None:
+            asked_of.pop(message.index, None)
+        arrived.append((peer, message))
 
-    async def _write(self, offer_id: bytes, download: Download, arrived: deque[FileBlock]) -> None:
+    async def _write(
+        self, offer_id: bytes, download: Download, arrived: deque[tuple[bytes, FileBlock]]
+    ) -> None:
         try:
             while arrived and self.active.get(offer_id) is download:
-                message = arrived.popleft()
+                source, message = arrived.popleft()
                 fd = self._fd(offer_id)
+                proofs_fd = self._proofs_fd(offer_id) if offer_id in self._room_rows else None
                 try:
                     good = await trio.to_thread.run_sync(
                         check_and_write, fd, download.root, download.size, message.index,
-                        message.data, message.proof,
+                        message.data, message.proof, proofs_fd,
                     )  # fmt: skip
                 except OSError as error:
                     self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
@@ -262,6 +354,10 @@ class Downloads:
                     return  # cancelled or failed meanwhile
                 if not good:
                     download.failed(message.index)
+                    if source != self._peers[offer_id] and self.rooms is not None:
+                        self.rooms.ban(download.root, source)  # a member lied: not asked again
+                        log.warning("a member sent a block of a room file that did not verify")
+                        continue
                     self._fail(offer_id, "a block from the sender did not match the file")
                     return
                 download.stored(message.index)
@@ -280,11 +376,21 @@ class Downloads:
                 del self._arrived[offer_id]
 
     def _stored(self, offer_id: bytes, download: Download) -> None:
+        row = self._room_rows.get(offer_id)
+        if row is not None and self.rooms is not None and download.held_count % HAVE_EVERY == 0:
+            self.rooms.announce(row, download.held_map())
         now = trio.current_time()
         if now - self._progress_at.get(offer_id, -PROGRESS_INTERVAL) >= PROGRESS_INTERVAL:
             self._progress_at[offer_id] = now
             self._event("progress", self._row(offer_id), download.held_bytes)
         self._ask(offer_id, download)
+
+    def _proofs_fd(self, offer_id: bytes) -> int:
+        fd = self._proof_fds.get(offer_id)
+        if fd is None:
+            assert self.folder is not None
+            fd = self._proof_fds[offer_id] = open_partial(proofs_path(self.folder, offer_id))
+        return fd
 
     def _fd(self, offer_id: bytes) -> int:
         fd = self._fds.get(offer_id)
@@ -295,6 +401,19 @@ class Downloads:
 
     def unavailable(self, peer: bytes, message: FileUnavailable) -> None:
         for offer_id, download in self._downloads_of(peer, message.root):
+            asked_of = self._asked_of.get(offer_id)
+            if asked_of is not None:  # a room file: ask another holder (or later)
+                named = [i for i in message.blocks if asked_of.get(i) == peer]
+                for index in named:
+                    del asked_of[index]
+                if named:
+                    download.not_answered(named)
+                author = self._peers[offer_id] == peer
+                if message.reason == "gone" and author:
+                    self._fail(offer_id, "the author stopped sharing the file")
+                elif message.reason != "busy" and not author and self.rooms is not None:
+                    self.rooms.forget_holder(message.root, peer)
+                continue
             download.not_answered(message.blocks)
             if message.reason in ("gone", "unknown", "not-allowed"):
                 self._fail(offer_id, f"the sender no longer has the file ({message.reason})")
@@ -332,7 +451,9 @@ class Downloads:
             self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
             return
         self._store.set_transfer_state(offer_id, "done", now=now_ms(), path=str(path))
-        self._links.send(transfer.peer, FileAnswer(offer_id, "done"))
+        self._answer(transfer, "done")
+        if transfer.room_id and self.rooms is not None:  # a holder of it all now
+            self.rooms.announce(transfer, full_map(transfer.size))
         self._event("done", self._row(offer_id), transfer.size)
 
     def _fail(self, offer_id: bytes, reason: str) -> None:
@@ -340,7 +461,7 @@ class Downloads:
         if transfer.state not in ACTIVE:
             return
         self._end(transfer, "failed", reason)
-        self._links.send(transfer.peer, FileAnswer(offer_id, "cancel", reason))
+        self._answer(transfer, "cancel", reason)
 
     def _end(self, transfer: FileTransfer, state: str, reason: str) -> None:
         download = self.active.pop(transfer.offer_id, None)
@@ -348,6 +469,7 @@ class Downloads:
         self._store.set_transfer_state(transfer.offer_id, state, now=now_ms(), reason=reason)
         if self.folder is not None and download is not None:
             partial_path(self.folder, transfer.offer_id).unlink(missing_ok=True)
+            proofs_path(self.folder, transfer.offer_id).unlink(missing_ok=True)
         kind = "failed" if state == "failed" else "answer"
         self._event(kind, self._row(transfer.offer_id))
 
@@ -355,6 +477,13 @@ class Downloads:
         fd = self._fds.pop(offer_id, None)
         if fd is not None:
             os.close(fd)
+        proofs = self._proof_fds.pop(offer_id, None)
+        if proofs is not None:
+            os.close(proofs)
+        self._asked_of.pop(offer_id, None)
+        row = self._room_rows.pop(offer_id, None)
+        if row is not None and self.rooms is not None:
+            self.rooms.forget(row.root)
         self._peers.pop(offer_id, None)
         self._unsaved.pop(offer_id, None)
         self._progress_at.pop(offer_id, None)
@@ -367,7 +496,7 @@ class Downloads:
     def _event(self, kind: str, transfer: FileTransfer, done_bytes: int = 0) -> None:
         self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, False, transfer.name,
                              transfer.size, transfer.state, done_bytes, transfer.reason,
-                             transfer.path))  # fmt: skip
+                             transfer.path, transfer.room_id))  # fmt: skip
 
 
 def _finish_at(part: Path, downloads: Path, transfer: FileTransfer) -> Path:

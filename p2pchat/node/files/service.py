@@ -13,28 +13,34 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.files.blocks import file_root
+from p2pchat.chat.rooms import SharedFile
+from p2pchat.files.blocks import block_count, file_root
 from p2pchat.images import thumbnail
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import NodeEvent
 from p2pchat.node.files.disk import hash_file, tree_of
 from p2pchat.node.files.downloads import Downloads, OfferLimits
+from p2pchat.node.files.rooms import MAX_ROOM_FILE_BLOCKS, RoomFiles
 from p2pchat.node.files.uploads import NOT_SUPPORTED, SERVING, Uploads
 from p2pchat.node.ports import Relations
+from p2pchat.node.rooms import RoomService
+from p2pchat.sizes import format_size
 from p2pchat.store import FileTransfer, Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import (
     FILES_FEATURE,
     MAX_FILE_NAME_CHARS,
     MAX_MEDIA_TYPE_CHARS,
+    MAX_ROOM_THUMBNAIL_BYTES,
     FileAnswer,
     FileBlock,
+    FileHave,
     FileOffer,
     FileRequest,
     FileUnavailable,
 )
 
-FILE_MESSAGES = (FileOffer, FileAnswer, FileRequest, FileBlock, FileUnavailable)
+FILE_MESSAGES = (FileOffer, FileAnswer, FileRequest, FileBlock, FileUnavailable, FileHave)
 TICK = 1.0  # seconds between looks for overdue blocks, while a download runs
 SESSION_WAIT = 5.0  # how long an offer waits for a session to learn the peer's features
 
@@ -57,12 +63,24 @@ class FileService:
         relations: Relations,
         emit: Callable[[NodeEvent], None],
         settings: FileSettings,
+        *,
+        me: bytes = b"",
+        rooms: RoomService | None = None,
     ) -> None:
+        """``rooms``: the node's rooms, for files shared with them (§16.4)."""
         self._store = store
         self._links = links
+        self._room_service = rooms
         self.uploads = Uploads(store, links, emit)
         self.downloads = Downloads(store, links, relations, emit,
                                    folder=settings.downloads, limits=settings.offers)  # fmt: skip
+        self.rooms: RoomFiles | None = None
+        if rooms is not None:
+            self.rooms = RoomFiles(store, links, me, rooms.member_keys, emit)
+            self.uploads.rooms = self.downloads.rooms = self.rooms
+            self.uploads.held_of = self.downloads.held_of
+            self.uploads.serving_path = self.downloads.serving_path
+            rooms.storage.file_shared = self.rooms.shared
         self._wake = trio.Event()
 
     # ---------------------------------------------------------------- commands
@@ -91,6 +109,41 @@ class FileService:
         if self._links.is_connected(peer):
             self._links.send(peer, self.uploads.offer_message(transfer))
         return transfer
+
+    async def share(self, room_id: bytes, path: Path) -> FileTransfer:
+        """Share the file at ``path`` with a room we are in (§16.4): hashed (in a worker
+        thread), announced in a room message, and served to its members as they ask.
+        ValueError if it is larger than a room file may be; OSError if unreadable."""
+        if self._room_service is None or self.rooms is None:
+            raise ValueError("this node keeps no rooms")
+        if not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "not a file", str(path))
+        self._room_service.state.room(room_id)  # KeyError-like refusal if not a member
+        size, leaves = await trio.to_thread.run_sync(hash_file, path)
+        if block_count(size) > MAX_ROOM_FILE_BLOCKS:
+            raise ValueError(f"a file shared with a room is at most {MAX_ROOM_FILE_BLOCKS // 4} MiB"
+                             f" ({MAX_ROOM_FILE_BLOCKS} blocks)")  # fmt: skip
+        root = file_root(size, tree_of(leaves).root)
+        media_type = (mimetypes.guess_type(path.name)[0] or "")[:MAX_MEDIA_TYPE_CHARS]
+        small = b""
+        if media_type.startswith("image/"):
+            small = await trio.to_thread.run_sync(thumbnail, path, MAX_ROOM_THUMBNAIL_BYTES)
+        name = path.name[:MAX_FILE_NAME_CHARS]
+        file = SharedFile(root, size, name, media_type, small)
+        message = self._room_service.send(
+            room_id, f"shares a file: {name} ({format_size(size)})", action=True, file=file
+        )
+        now = now_ms()
+        transfer = FileTransfer(
+            message.msg_id, message.author, True, root, size, name, media_type, small, now,
+            "offered", "", str(path.resolve()), now, clock=message.clock, room_id=room_id,
+        )  # fmt: skip
+        self._store.add_transfer(transfer, leaves=leaves)
+        return transfer
+
+    def uploaded(self, offer_id: bytes) -> int:
+        """Bytes of this file we served to others since the node started."""
+        return self.uploads.served[offer_id]
 
     def accept(self, offer_id: bytes, save_to: Path | None = None) -> FileTransfer:
         transfer = self._find(offer_id)
@@ -154,6 +207,8 @@ class FileService:
             self.downloads.answered(peer, message)
         elif isinstance(message, FileUnavailable):
             self.downloads.unavailable(peer, message)
+        elif isinstance(message, FileHave) and self.rooms is not None:
+            self.rooms.have(peer, message, self.downloads.held_of)
 
     def session_up(self, peer: bytes) -> None:
         link = self._links.links.get(peer)
@@ -168,6 +223,8 @@ class FileService:
     def session_down(self, peer: bytes) -> None:
         self.uploads.session_down(peer)
         self.downloads.session_down(peer)
+        if self.rooms is not None:
+            self.rooms.session_down(peer)
 
     async def run(self) -> None:
         """Serve and download; ask again for overdue blocks while a download runs (no

@@ -11,7 +11,7 @@ indices waiting; beyond, ``busy``.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +21,9 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.files.blocks import HashTree, block_count
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import FileEvent
-from p2pchat.node.files.disk import read_block, tree_of
+from p2pchat.node.files.disk import read_block, read_held_block, tree_of
 from p2pchat.node.files.downloads import PROGRESS_INTERVAL
+from p2pchat.node.files.rooms import RoomFiles
 from p2pchat.store import FileTransfer, Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest, FileUnavailable
@@ -45,6 +46,11 @@ MOVES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# A block read to serve: the row, the index, the data (None: not there or not the same
+# any more) and its proof (None: ours, from our hash tree).
+Read = tuple[FileTransfer, int, bytes | None, tuple[bytes, ...] | None]
+
+
 class Uploads:
     def __init__(self, store: Store, links: LinkManager, emit: Callable[[FileEvent], None]) -> None:
         self._store = store
@@ -58,6 +64,11 @@ class Uploads:
         self.sent_bytes: dict[bytes, int] = {}
         self._progress_at: dict[bytes, float] = {}  # offer_id -> its last progress event
         self._serving_offer: dict[tuple[bytes, bytes], bytes] = {}  # (peer, root) -> offer_id
+        # Room files (§16.4): whom we serve, what we hold, where it is (set by the service).
+        self.rooms: RoomFiles | None = None
+        self.held_of: Callable[[FileTransfer], bytes] = lambda _: b""
+        self.serving_path: Callable[[FileTransfer], tuple[Path, Path] | None] = lambda _: None
+        self.served: Counter[bytes] = Counter()  # offer_id -> bytes served, all time
         self.nursery: trio.Nursery | None = None
 
     # ---------------------------------------------------------------- offers
@@ -116,20 +127,28 @@ class Uploads:
 
     def requested(self, peer: bytes, message: FileRequest) -> None:
         offer = self._offer_for(peer, message.root)
+        if offer is None and self.rooms is not None:
+            offer = self.rooms.row_for(peer, message.root)
         if offer is None:
             # Whether or not we hold it: a guessed root tells a stranger nothing.
             self._links.send(peer, FileUnavailable(message.root, message.blocks, "unknown"))
             return
         queue = self._queues.setdefault(peer, deque())
         room = max(0, SERVE_QUEUE - len(queue))
-        wanted, over = message.blocks[:room], message.blocks[room:]
-        count = block_count(offer.size)
-        queue.extend((offer.offer_id, index) for index in wanted if index < count)
-        unknown = tuple(index for index in wanted if index >= count)
+        wanted, over = list(message.blocks[:room]), list(message.blocks[room:])
+        if offer.room_id and self.rooms is not None:
+            held = b"" if offer.outgoing else self.held_of(offer)
+            wanted, busy, unknown = self.rooms.plan_serving(offer, wanted, held)
+            over += busy
+        else:
+            count = block_count(offer.size)
+            unknown = [index for index in wanted if index >= count]
+            wanted = [index for index in wanted if index < count]
+        queue.extend((offer.offer_id, index) for index in wanted)
         if over:
-            self._links.send(peer, FileUnavailable(message.root, over, "busy"))
+            self._links.send(peer, FileUnavailable(message.root, tuple(over), "busy"))
         if unknown:
-            self._links.send(peer, FileUnavailable(message.root, unknown, "unknown"))
+            self._links.send(peer, FileUnavailable(message.root, tuple(unknown), "unknown"))
         if queue and peer not in self._serving and self.nursery is not None:
             self._serving.add(peer)
             self.nursery.start_soon(self._serve, peer)
@@ -159,28 +178,31 @@ class Uploads:
         """Serve ``peer``'s queue: blocks are read (in a worker thread, READ_AHEAD ahead)
         while earlier ones are encrypted and sent, so reading and hashing the file
         overlap with the session's work."""
-        send, receive = trio.open_memory_channel[tuple[FileTransfer, int, bytes | None]](READ_AHEAD)
+        send, receive = trio.open_memory_channel[Read](READ_AHEAD)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_ahead, peer, send)
                 async with receive:
-                    async for transfer, index, block in receive:
-                        if not await self._send_block(peer, transfer, index, block):
+                    async for transfer, index, block, proof in receive:
+                        if not await self._send_block(peer, transfer, index, block, proof):
                             nursery.cancel_scope.cancel()
         finally:
             self._serving.discard(peer)
             if not self._queues.get(peer):
                 self._queues.pop(peer, None)
 
-    async def _read_ahead(
-        self, peer: bytes, send: trio.MemorySendChannel[tuple[FileTransfer, int, bytes | None]]
-    ) -> None:
+    async def _read_ahead(self, peer: bytes, send: trio.MemorySendChannel[Read]) -> None:
         async with send:
             queue = self._queues[peer]
             while queue:
                 offer_id, index = queue.popleft()
                 transfer = self._store.transfer(offer_id)
-                if transfer is None or transfer.state not in SERVING:
+                if transfer is None:
+                    continue
+                if not transfer.outgoing:  # a room file we fetched: served on
+                    await send.send(await self._read_held(transfer, index))
+                    continue
+                if transfer.state not in SERVING:
                     continue
                 leaf = self._tree(offer_id).leaves[index]
                 try:
@@ -190,12 +212,29 @@ class Uploads:
                 except OSError as error:
                     log.warning("cannot read %s to serve it: %s", transfer.path, error)
                     block = None
-                await send.send((transfer, index, block))
+                await send.send((transfer, index, block, None))
+
+    async def _read_held(self, transfer: FileTransfer, index: int) -> Read:
+        where = self.serving_path(transfer) if transfer.state in ("accepted", "done") else None
+        if where is None:
+            return transfer, index, None, None
+        found = await trio.to_thread.run_sync(
+            read_held_block, where[0], where[1], transfer.root, transfer.size, index
+        )
+        return (transfer, index, None, None) if found is None else (transfer, index, *found)
 
     async def _send_block(
-        self, peer: bytes, transfer: FileTransfer, index: int, block: bytes | None
+        self,
+        peer: bytes,
+        transfer: FileTransfer,
+        index: int,
+        block: bytes | None,
+        proof: tuple[bytes, ...] | None,
     ) -> bool:
         """False when the session is gone (the rest of the queue goes with it)."""
+        if block is None and not transfer.outgoing:  # moved away, or changed: not ours
+            self._links.send(peer, FileUnavailable(transfer.root, (index,), "unknown"))
+            return True
         if block is None:
             self._links.send(peer, FileUnavailable(transfer.root, (index,), "gone"))
             current = self._store.transfer(transfer.offer_id)
@@ -206,7 +245,8 @@ class Uploads:
         if link is None:
             self.session_down(peer)
             return False
-        proof = tuple(self._tree(transfer.offer_id).proof(index))
+        if proof is None:
+            proof = tuple(self._tree(transfer.offer_id).proof(index))
         try:
             # Waits while the session holds more than its high-water mark: blocks go out
             # as fast as the peer reads them, and a chat message waits behind that only.
@@ -214,8 +254,9 @@ class Uploads:
         except ConnectionClosed:
             self.session_down(peer)  # the peer asks again on its next session
             return False
+        self.served[transfer.offer_id] += len(block)
         current = self._store.transfer(transfer.offer_id)
-        if current is not None and current.state in SERVING:  # not ended meanwhile
+        if current is not None and current.outgoing and current.state in SERVING:
             sent = self.sent_bytes[current.offer_id] = self.sent_bytes.get(
                 current.offer_id, 0
             ) + len(block)

@@ -14,7 +14,15 @@ from typing import Any
 
 import trio
 
-from p2pchat.chat.rooms import Room, RoomKeys, roster, seal_room_message, tick
+from p2pchat.chat.rooms import (
+    Room,
+    RoomKeys,
+    SharedFile,
+    room_text,
+    roster,
+    seal_room_message,
+    tick,
+)
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.identity import Identity, encode_peer_id
@@ -33,7 +41,7 @@ from p2pchat.ratelimit import LogLimiter
 from p2pchat.store import RoomMessage, Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave, RoomText
+from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave
 
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
@@ -149,25 +157,37 @@ class RoomService:
         return self._membership.remove(room_id, member)
 
     def send(
-        self, room_id: bytes, text: str, *, action: bool = False, topic: bool = False
+        self,
+        room_id: bytes,
+        text: str,
+        *,
+        action: bool = False,
+        topic: bool = False,
+        file: SharedFile | None = None,
     ) -> RoomMessage:
         """Write to the room (``action``: a /me line; ``topic``: ``text`` becomes the
-        room's topic, for every member)."""
+        room's topic, for every member; ``file``: the message shares this file)."""
         room = self.state.room(room_id)
         room, clock = tick(room)
         now = now_ms()
         msg_id = os.urandom(16)
         envelope = seal_room_message(self.identity, room, msg_id, clock, now, text,
-                                     os.urandom(24), action=action, topic=topic)  # fmt: skip
+                                     os.urandom(24), action=action, topic=topic,
+                                     file=file)  # fmt: skip
         payload = self._codec.encode(envelope)
-        inner = RoomText(clock=clock, time=now, text=text, action=action, topic=topic)
+        inner = room_text(clock, now, text, action=action, topic=topic, file=file)
         stored = self.storage.write(envelope, inner, payload, received_at=now, room_clock=clock)
         assert stored is not None
         self.rooms[room_id] = room
         self.broadcasts.send(room_id, msg_id, room.epoch, payload)
         self.state.emit(RoomMessageIn(room_id, msg_id, self.me, text, now, clock, True, action,
-                                      topic))  # fmt: skip
+                                      topic, file is not None))  # fmt: skip
         return stored
+
+    def member_keys(self, room_id: bytes) -> frozenset[bytes]:
+        """The members of a room we are in (empty if we are not)."""
+        room = self.rooms.get(room_id)
+        return frozenset() if room is None else frozenset(room.members)
 
     def members(self, room_id: bytes) -> list[tuple[bytes, bool]]:
         room = self.state.room(room_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from p2pchat.chat.rooms import observe
+from p2pchat.chat.rooms import SharedFile, observe, shared_file
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from p2pchat.node.events import RoomMessageIn
@@ -34,6 +34,8 @@ class MessageStorage:
         self._state = state
         self._wrote = wrote
         self._announced = announced
+        # Told of each stored message that shares a file (the file service's hook).
+        self.file_shared: Callable[[bytes, bytes, bytes, int, SharedFile], None] | None = None
         # room -> msg id -> a message the disk refused, to store when it takes it (bounded)
         self.held: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes]]] = {}
 
@@ -130,6 +132,9 @@ class MessageStorage:
         self._wrote(room_id, envelope.author)  # it wrote: it has joined
         if stored is not None:
             own = envelope.author == state.me
+            file = shared_file(inner)
             state.emit(RoomMessageIn(room_id, envelope.msg_id, envelope.author, inner.text,
                                      inner.time, inner.clock, own, inner.action,
-                                     inner.topic))  # fmt: skip
+                                     inner.topic, file is not None))  # fmt: skip
+            if file is not None and self.file_shared is not None:
+                self.file_shared(room_id, envelope.msg_id, envelope.author, inner.clock, file)

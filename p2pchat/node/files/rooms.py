@@ -1,0 +1,219 @@
+"""Files shared with rooms (docs/protocol.md §16.4): the offers that room messages
+carry, who holds which blocks (``FileHave``), where a member fetches each block from,
+and what we serve to whom — the author a bounded number of copies of each block, a
+member the blocks it holds verified.
+
+Everything kept here is bounded by what we take part in: haves are kept only for room
+files we hold or fetch, from members of their room, at most one bitmap per member.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+
+import trio
+
+from p2pchat.chat.rooms import SharedFile
+from p2pchat.files.blocks import block_count
+from p2pchat.net.links import LinkManager
+from p2pchat.node.events import FileEvent
+from p2pchat.store import FileTransfer, Store
+from p2pchat.wallclock import now_ms
+from p2pchat.wire.messages import FILES_FEATURE, MAX_HAVE_BYTES, FileHave
+
+HAVE_EVERY = 16  # blocks fetched between two FileHave updates (4 MiB)
+AUTHOR_RELAX = 5.0  # seconds: the author serves each block once more per this long
+SOURCE_WINDOW = 8  # blocks asked of one holder at a time (2 MiB)
+MAX_ROOM_FILE_BLOCKS = MAX_HAVE_BYTES * 8  # 65,536 blocks: 16 GiB
+HOLDING = ("accepted", "done")  # a member's states in which it holds blocks
+
+
+def has_block(held: bytes, index: int) -> bool:
+    byte = index >> 3
+    return byte < len(held) and bool(held[byte] & (1 << (index & 7)))
+
+
+def full_map(size: int) -> bytes:
+    count = block_count(size)
+    held = bytearray(b"\xff" * ((count + 7) // 8))
+    if count % 8:
+        held[-1] = (1 << (count % 8)) - 1
+    return bytes(held)
+
+
+class RoomFiles:
+    def __init__(
+        self,
+        store: Store,
+        links: LinkManager,
+        me: bytes,
+        members: Callable[[bytes], frozenset[bytes]],
+        emit: Callable[[FileEvent], None],
+        rng: random.Random | None = None,
+    ) -> None:
+        """``members(room_id)``: the room's members while we are in it (else empty)."""
+        self._store = store
+        self._links = links
+        self._me = me
+        self._members = members
+        self._emit = emit
+        self._rng = rng or random.Random()
+        self.haves: dict[bytes, dict[bytes, bytes]] = {}  # root -> member -> bitmap
+        self._told: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent ours to
+        self.banned: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent a bad block
+        self._served: dict[bytes, tuple[float, Counter[int]]] = {}  # our offer -> copies
+
+    # ---------------------------------------------------------------- offers
+
+    def shared(self, room_id: bytes, msg_id: bytes, author: bytes, clock: int,
+               file: SharedFile) -> None:  # fmt: skip
+        """A room message shared a file: kept as an offer for our user's say (our own
+        shares are stored when made)."""
+        if author == self._me or self._store.transfer(msg_id) is not None:
+            return
+        if block_count(file.size) > MAX_ROOM_FILE_BLOCKS:
+            return  # larger than a room file may be: no one could say what they hold
+        now = now_ms()
+        transfer = FileTransfer(
+            msg_id, author, False, file.root, file.size, file.name, file.media_type,
+            file.thumbnail, now, "offered", "", "", now, clock=clock, room_id=room_id,
+        )  # fmt: skip
+        self._store.add_transfer(transfer)
+        self._emit(FileEvent("offer", msg_id, author, False, file.name, file.size, "offered",
+                             room=room_id))  # fmt: skip
+
+    def row_for(self, peer: bytes, root: bytes, *, holding: bool = True) -> FileTransfer | None:
+        """Our row of the room file ``root`` shared in a room ``peer`` is a member of;
+        ``holding``: only one we serve from (ours, or one we fetch or have)."""
+        for row in self._store.transfers_of_root(root):
+            if not row.room_id or peer not in self._members(row.room_id):
+                continue
+            if (
+                not holding
+                or (row.outgoing and row.state == "offered")
+                or (not row.outgoing and row.state in HOLDING)
+            ):
+                return row
+        return None
+
+    # ---------------------------------------------------------------- who holds what
+
+    def have(self, peer: bytes, message: FileHave, ours: Callable[[FileTransfer], bytes]) -> None:
+        """A member says what it holds; answered with what we hold, once per session.
+        ``ours(row)``: our held map of a row we fetch or have."""
+        row = self.row_for(peer, message.root)
+        if row is None or peer in self.banned[message.root]:
+            return
+        if len(message.held) > (block_count(row.size) + 7) // 8:
+            return
+        self.haves.setdefault(message.root, {})[peer] = message.held
+        if peer not in self._told[message.root]:
+            held = full_map(row.size) if row.outgoing else ours(row)
+            self._send_have(peer, message.root, held)
+
+    def announce(self, row: FileTransfer, held: bytes, *, everyone: bool = False) -> None:
+        """Our FileHave for a room file we fetch: to the members who sent us theirs, or
+        (``everyone``: starting) to every member we have a session with."""
+        if everyone:
+            peers: Iterable[bytes] = self._members(row.room_id) - {self._me}
+        else:
+            peers = list(self.haves.get(row.root, {}))
+        for peer in peers:
+            self._send_have(peer, row.root, held)
+
+    def _send_have(self, peer: bytes, root: bytes, held: bytes) -> None:
+        link = self._links.links.get(peer)
+        if link is None or FILES_FEATURE not in link.connection.features:
+            return
+        if self._links.send(peer, FileHave(root, held)):
+            self._told[root].add(peer)
+
+    def announce_to(self, peer: bytes, row: FileTransfer, held: bytes) -> None:
+        """A session with ``peer`` came up while we fetch ``row``: tell it, if a member."""
+        if peer in self._members(row.room_id) and peer != self._me:
+            self._send_have(peer, row.root, held)
+
+    def forget_holder(self, root: bytes, peer: bytes) -> None:
+        """``peer`` said it does not hold what it claimed: asked again once it says so."""
+        self.haves.get(root, {}).pop(peer, None)
+
+    def session_down(self, peer: bytes) -> None:
+        """What a member said it holds is asked again on its next session."""
+        for told in self._told.values():
+            told.discard(peer)
+        for holders in self.haves.values():
+            holders.pop(peer, None)
+
+    def forget(self, root: bytes) -> None:
+        """No room file of ``root`` is fetched any more: its holders go."""
+        if not any(r.room_id and r.state in ("offered", "accepted")
+                   for r in self._store.transfers_of_root(root)):  # fmt: skip
+            self.haves.pop(root, None)
+            self._told.pop(root, None)
+
+    def ban(self, root: bytes, peer: bytes) -> None:
+        """``peer`` sent a block of ``root`` that did not verify: asked for no more."""
+        self.banned[root].add(peer)
+        self.haves.get(root, {}).pop(peer, None)
+
+    # ---------------------------------------------------------------- fetching
+
+    def sources(
+        self, row: FileTransfer, blocks: list[int], asked_of: Mapping[int, bytes]
+    ) -> tuple[dict[bytes, list[int]], list[int]]:
+        """Whom to ask for each of ``blocks``: a member whose FileHave holds it (the one
+        with the fewest asked), else the author; at most SOURCE_WINDOW asked of each.
+        Also the blocks no one can be asked for now."""
+        load = Counter(asked_of.values())
+        members = self._members(row.room_id)
+        holders = {
+            peer: held for peer, held in self.haves.get(row.root, {}).items()
+            if peer in members and peer not in self.banned[row.root]
+            and self._links.is_connected(peer)
+        }  # fmt: skip
+        plan: dict[bytes, list[int]] = defaultdict(list)
+        later: list[int] = []
+        for index in blocks:
+            having = [p for p, held in holders.items()
+                      if has_block(held, index) and load[p] < SOURCE_WINDOW]  # fmt: skip
+            if having:
+                source = min(having, key=lambda p: (load[p], self._rng.random()))
+            elif load[row.peer] < SOURCE_WINDOW and row.peer not in self.banned[row.root]:
+                source = row.peer
+            else:
+                later.append(index)
+                continue
+            plan[source].append(index)
+            load[source] += 1
+        return plan, later
+
+    # ---------------------------------------------------------------- serving
+
+    def plan_serving(
+        self, row: FileTransfer, blocks: Iterable[int], held: bytes
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Of the blocks a member asked of ``row``: those to serve, those to call
+        ``busy`` (the author served them often enough for now) and ``unknown`` ones
+        (not held, or past the end). ``held``: ours, for a row we fetched."""
+        count = block_count(row.size)
+        serve: list[int] = []
+        busy: list[int] = []
+        unknown: list[int] = []
+        if row.outgoing:
+            now = trio.current_time()
+            first, copies = self._served.setdefault(row.offer_id, (now, Counter()))
+            allowance = 1 + int((now - first) / AUTHOR_RELAX)
+            for index in blocks:
+                if index >= count:
+                    unknown.append(index)
+                elif copies[index] >= allowance:
+                    busy.append(index)
+                else:
+                    copies[index] += 1
+                    serve.append(index)
+            return serve, busy, unknown
+        for index in blocks:
+            (serve if index < count and has_block(held, index) else unknown).append(index)
+        return serve, busy, unknown
