@@ -203,8 +203,13 @@ def _print_file_event(node: Node, event: FileEvent, out: EventSink) -> None:
     shown = _nick(node, event.peer) or line_id(peer_id)
     offer = event.offer_id.hex()
     fields = {"offer": offer, "with": peer_id, "outgoing": event.outgoing, "name": event.name,
-              "size": event.size, "state": event.state}  # fmt: skip
-    if event.kind == "offer":
+              "size": event.size, "state": event.state,
+              "room": event.room.hex() if event.room else None}  # fmt: skip
+    if event.kind == "offer" and event.room:
+        line = (f"{shown} shares {event.name} ({event.size:,} bytes) in room "
+                f"{event.room.hex()}; fetch it with: p2pchat files accept {offer[:8]}")  # fmt: skip
+        out.event("file_offer", line, **fields)
+    elif event.kind == "offer":
         line = (f"{shown} offers you {event.name} ({event.size:,} bytes); accept with: "
                 f"p2pchat files accept {offer[:8]}")  # fmt: skip
         out.event("file_offer", line, **fields)

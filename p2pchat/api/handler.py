@@ -354,11 +354,15 @@ class ApiHandler:
     # ------------------------------------------------------------------ files
 
     async def send_file(self, command: dict[str, Any]) -> dict[str, Any]:
-        peer = peer_arg(command, "to")
         path = str_arg(command, "path")
         if not path or "\0" in path:
             raise ApiError('"path" must name a file')
-        transfer = await self.actions.send_file(peer, Path(path))
+        if "room" in command:
+            if "to" in command:
+                raise ApiError('give "to" (a person) or "room", not both')
+            transfer = await self.actions.share_file(room_arg(command), Path(path))
+        else:
+            transfer = await self.actions.send_file(peer_arg(command, "to"), Path(path))
         return {"file": transfer_json(transfer, 0)}
 
     async def files(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +371,9 @@ class ApiHandler:
         else:
             peer = peer_arg(command, "with") if "with" in command else None
             rows = self.actions.transfers(peer)[: int_arg(command, "limit", 100, 1, 10_000)]
-        return {"files": [transfer_json(t, self.actions.transferred(t)) for t in rows]}
+        actions = self.actions
+        return {"files": [transfer_json(t, actions.transferred(t), actions.uploaded(t.offer_id))
+                          for t in rows]}  # fmt: skip
 
     async def file_accept(self, command: dict[str, Any]) -> dict[str, Any]:
         save_to = str_arg(command, "save_to", "")

@@ -221,8 +221,9 @@ def room_message_json(message: RoomMessage, me: bytes) -> dict[str, Any]:
     }
 
 
-def transfer_json(transfer: FileTransfer, done_bytes: int) -> dict[str, Any]:
-    """A file offer and how far it got (docs/api.md, "Files")."""
+def transfer_json(transfer: FileTransfer, done_bytes: int, uploaded: int = 0) -> dict[str, Any]:
+    """A file offer and how far it got (docs/api.md, "Files"); ``uploaded``: bytes of it
+    this node served to others since it started."""
     return {
         "offer": transfer.offer_id.hex(),
         "with": encode_peer_id(transfer.peer),
@@ -235,4 +236,6 @@ def transfer_json(transfer: FileTransfer, done_bytes: int) -> dict[str, Any]:
         "path": transfer.path,
         "done_bytes": done_bytes,
         "time": transfer.offered_at,
+        "room": transfer.room_id.hex() if transfer.room_id else None,
+        "uploaded": uploaded,
     }

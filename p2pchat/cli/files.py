@@ -37,11 +37,17 @@ POLL = 0.5  # seconds between two looks at a transfer while waiting
 def cmd_send_file(profile: Profile, args: argparse.Namespace) -> int:
     if not read_static_targets(profile, args):
         return EXIT_USAGE
-    peer = person(profile, args.peer)
-    if peer is None:
-        return EXIT_ERROR
     path = Path(args.path).expanduser().resolve()
-    command = {"cmd": "send_file", "to": peer, "path": str(path)}
+    if args.peer.startswith("#"):  # a room: shared with its members
+        room = _room_id(profile, args.peer[1:])
+        if room is None:
+            return EXIT_ERROR
+        command = {"cmd": "send_file", "room": room, "path": str(path)}
+    else:
+        peer = person(profile, args.peer)
+        if peer is None:
+            return EXIT_ERROR
+        command = {"cmd": "send_file", "to": peer, "path": str(path)}
     answer = trio.run(call_control, profile.home, command)
     if answer is None:
         interfaces = chosen_interfaces(args.interface)
@@ -60,8 +66,29 @@ def cmd_send_file(profile: Profile, args: argparse.Namespace) -> int:
     return EXIT_ERROR if transfer["state"] in ("declined", "cancelled", "failed") else 0
 
 
+def _room_id(profile: Profile, given: str) -> str | None:
+    """The id of the joined room called ``given`` (or with that id); None after saying
+    why on stderr."""
+    answer = local_call(profile, {"cmd": "rooms"})
+    if answer["event"] == "error":
+        fail(answer)
+        return None
+    wanted = given.casefold()
+    found = [
+        r["id"] for r in answer["rooms"] if r["name"].casefold() == wanted or r["id"] == wanted
+    ]
+    if len(found) == 1:
+        return str(found[0])
+    how = "no room" if not found else f"{len(found)} rooms"
+    print(f"p2pchat: {how} called #{given}; give its id (p2pchat rooms)", file=sys.stderr)
+    return None
+
+
 def _outcome(transfer: dict[str, Any]) -> str:
     state, name = transfer["state"], transfer["name"]
+    if transfer.get("room") and state == "offered":
+        return (f"shared with the room: {name} ({transfer['offer']}); members fetch it from "
+                "each other while a node of this profile runs")  # fmt: skip
     if state == "done":
         return f"sent: {name} ({transfer['size']:,} bytes), every block verified by the receiver"
     if state in ("declined", "cancelled", "failed"):

@@ -113,12 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     send_file = commands.add_parser(
         "send-file",
-        help="offer a file to a person (sent once they accept)",
+        help="offer a file to a person (sent once they accept), or share it with a room",
         description="Offer a file through the running node, or start one. With --wait, stay "
         "until the receiver has it all (a progress bar on a terminal) or declines; exit 0 "
         "once sent (or offered, without --wait), 1 if declined, cancelled or failed.",
     )
-    send_file.add_argument("peer", metavar="ID|NAME", help="a peer id, or a contact's name")
+    send_file.add_argument(
+        "peer", metavar="ID|NAME|#ROOM", help="a peer id, a contact's name, or #ROOM (a room)"
+    )
     send_file.add_argument("path", metavar="PATH", help="the file")
     send_file.add_argument("--wait", action="store_true", help="stay until it is sent")
     send_file.add_argument("--json", action="store_true", help="print one JSON object")

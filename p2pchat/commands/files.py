@@ -21,6 +21,25 @@ class FileCommands(CommandContext):
         with _file_errors(f"{name}'s" if name else "their"):
             return await files.offer(peer, path.expanduser())
 
+    async def share_file(self, room_id: bytes, path: Path) -> FileTransfer:
+        """Share the file at ``path`` with a room we are in: each member who wants it
+        fetches it from the members who hold it (docs/protocol.md §16.4)."""
+        files = self._files()
+        with _file_errors():
+            return await files.share(room_id, path.expanduser())
+
+    def room_transfers(
+        self, room_id: bytes, *, from_clock: int | None = None, below_clock: int | None = None
+    ) -> list[FileTransfer]:
+        """The files shared in the room among its messages from ``from_clock`` up to
+        ``below_clock``."""
+        return self._store.room_transfers(room_id, from_clock=from_clock, below_clock=below_clock)
+
+    def uploaded(self, offer_id: bytes) -> int:
+        """Bytes of a file this node served to others since it started."""
+        files = self.node.files if self.node is not None else None
+        return 0 if files is None else files.uploaded(offer_id)
+
     def transfers(self, peer: bytes | None = None) -> list[FileTransfer]:
         """Offers and transfers, ours and others', newest first."""
         return self._store.transfers(peer)
