@@ -460,6 +460,9 @@ class ChatApp(App[None]):
 
     def _room_message(self, event: RoomMessageIn) -> None:
         room_id = event.room
+        if event.file:  # shown as its file line, told by its FileEvent
+            self.schedule_refresh()
+            return
         if room_id.hex() == self._room:
             shown = StoredMessage(0, event.msg_id, room_id, event.author, event.own, event.clock,
                                   event.time, event.time, event.text, "", event.action,

@@ -58,7 +58,11 @@ _SPECS = (
     _spec(
         "/invite [NICK-OR-ID]", "in a room: invite a contact; else show your invite code", "peer"
     ),
-    _spec("/send PATH", "offer a file to this conversation's person (Tab completes)", "path"),
+    _spec(
+        "/send PATH",
+        "offer a file here: to this person, or shared with the room (Tab completes)",
+        "path",
+    ),
     _spec("/files", "list every file sent and received: accept, open, cancel (F6)"),
     _spec("/create NAME", "create a room and open it", "text"),
     _spec("/join ROOM", "join a room you were invited to", "text"),

@@ -50,22 +50,33 @@ class FileDesk:
     def send(self, typed: str) -> bool:
         """``/send PATH``: offer the file to the open conversation's person."""
         app = self._app
-        if app.current_room is not None:
-            raise CommandError("files go to one person for now: open a conversation with them")
+        room = app.current_room
         peer_id = app.current_peer
-        if peer_id is None:
-            raise CommandError("open a conversation first: /send offers the file to that person")
+        if peer_id is None and room is None:
+            raise CommandError("open a conversation or a room first: /send offers the file there")
         path = Path(_unquoted(typed)).expanduser()
         if not path.is_file():
             raise CommandError(f"{path}: no such file" if not path.exists() else
                                f"{path} is not a file")  # fmt: skip
         app.require_node()
-        peer = decode_peer_id(peer_id)
         size = path.stat().st_size
         if size >= HASHING_SAID:  # reading it through takes a few seconds: say so
             app.notify(f"Reading {path.name} ({format_size(size)}) to offer it…", system=False)
-        app.spawn_in_node(self._offer, peer, path)
+        if room is not None:
+            app.spawn_in_node(self._share, bytes.fromhex(room), path)
+        else:
+            assert peer_id is not None
+            app.spawn_in_node(self._offer, decode_peer_id(peer_id), path)
         return True
+
+    async def _share(self, room_id: bytes, path: Path) -> None:
+        app = self._app
+        try:
+            transfer = await app.commands.share_file(room_id, path)
+        except CommandError as error:
+            app.notify(str(error), title="Not shared", severity="warning")
+            return
+        app.call_later(self._offered, transfer)
 
     async def _offer(self, peer: bytes, path: Path) -> None:
         app = self._app
@@ -87,9 +98,16 @@ class FileDesk:
         line = self.transfers.event(event, time.monotonic())
         if line is None:
             return
-        here = app.current_peer is not None and decode_peer_id(app.current_peer) == event.peer
+        if event.room:
+            here = app.current_room == event.room.hex()
+        else:
+            here = app.current_peer is not None and decode_peer_id(app.current_peer) == event.peer
         who = app.name_of(event.peer)
-        if event.kind == "offer" and not here:
+        if event.kind == "offer" and event.room and not here:
+            room = app.commands.stored_room(event.room)
+            where = f"#{room.name}" if room is not None else "a room"
+            app.notify(f"{who} shares {line.title()} in {where}", title="A file")
+        elif event.kind == "offer" and not here:
             app.notify(f"{who} offers you {line.title()}: open the conversation, or /files",
                        title="A file")  # fmt: skip
         elif event.kind == "done" and not event.outgoing:
@@ -118,7 +136,9 @@ class FileDesk:
         if row is None:
             return
         view = app.query_one(ConversationView)
-        if view.peer == row.peer and app.current_room is None:
+        if view.peer == (row.room_id or row.peer) and (
+            (app.current_room is None) == (not row.room_id)
+        ):
             view.file_changed(row)
         if self._panel is not None and self._panel.is_attached:
             self._panel.refresh_rows()
@@ -155,7 +175,7 @@ class FileDesk:
             app.push_screen(SaveAsScreen(line.name, suggested), chosen)
         elif action is FileAction.DECLINE:
             self._in_node(lambda c: c.decline_file(offer_id))
-        elif action is FileAction.CANCEL:
+        elif action in (FileAction.CANCEL, FileAction.STOP):
             self._in_node(lambda c: c.cancel_file(offer_id))
         elif action is FileAction.OPEN:
             _open(app, Path(line.path))

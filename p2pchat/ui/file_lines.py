@@ -25,6 +25,7 @@ class FileAction(Enum):
     SAVE_AS = "Save as…"
     DECLINE = "Decline"
     CANCEL = "Cancel"
+    STOP = "Stop sharing"
     OPEN = "Open"
     FOLDER = "Show in folder"
     RESEND = "Send again"
@@ -45,6 +46,8 @@ class FileLine:
     reason: str = ""
     path: str = ""  # ours: the file we serve; theirs: where it was saved, once done
     done_bytes: int = 0
+    room: bytes = b""  # shared with this room
+    uploaded: int = 0  # ours in a room: bytes served to its members so far
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
 
     @property
@@ -66,6 +69,9 @@ class FileLine:
         self.state = state
         self.reason = reason or self.reason
         self.path = path or self.path
+        if self.room and self.outgoing:  # what the swarm took of us: no bar
+            self.uploaded = max(self.uploaded, done_bytes)
+            return
         if state == "done":
             done_bytes = self.size
         self.done_bytes = min(max(done_bytes, self.done_bytes if not self.outgoing else 0),
@@ -103,7 +109,12 @@ class FileLine:
     def status(self) -> str:
         """Where it stands, in a few words (with progress while it runs)."""
         state, theirs = self.state, not self.outgoing
+        if self.room and not theirs and state == "offered":
+            sent = f" · {format_size(self.uploaded)} sent to members" if self.uploaded else ""
+            return "shared with the room" + sent
         if state == "offered":
+            if self.room:
+                return "shares a file with the room"
             return "offers you a file" if theirs else "offered; waiting for them to see it"
         if state == "waiting":
             return "waiting for them to accept"
@@ -133,6 +144,8 @@ class FileLine:
         """What the user can do with it now, the usual choice first."""
         state = self.state
         if self.outgoing:
+            if self.room:
+                return [FileAction.STOP, FileAction.OPEN] if state == "offered" else []
             if state in ("offered", "waiting", "accepted"):
                 return [FileAction.CANCEL]
             if state in ("declined", "cancelled", "failed"):

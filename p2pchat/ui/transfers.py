@@ -54,7 +54,7 @@ class Transfers:
             line = self.lines[row.offer_id] = FileLine(
                 row.offer_id, row.peer, row.outgoing, row.name, row.size, row.state,
                 row.media_type, row.thumbnail, row.reason, row.path,
-                min(self._transferred(row), row.size),
+                min(self._transferred(row), row.size), row.room_id,
             )  # fmt: skip
         return line
 

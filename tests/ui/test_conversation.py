@@ -17,7 +17,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from p2pchat.commands import Commands
+from p2pchat.commands import Commands, FileTransfer
 from p2pchat.identity import Identity
 from p2pchat.store import DATABASE_FILE, Notice, RoomMessage, Store, StoredMessage, open_store
 from p2pchat.ui.widgets.conversation import (
@@ -355,6 +355,16 @@ class RoomPages:
     def notices(
         self, conversation: bytes, *, from_clock: int | None = None, below_clock: int | None = None
     ) -> list[Notice]:
+        return []
+
+    def placed_transfers(
+        self, peer: bytes, *, from_clock: int | None = None, below_clock: int | None = None
+    ) -> list[FileTransfer]:
+        return []
+
+    def room_transfers(
+        self, room_id: bytes, *, from_clock: int | None = None, below_clock: int | None = None
+    ) -> list[FileTransfer]:
         return []
 
 

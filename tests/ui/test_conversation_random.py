@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2pchat.store import Notice, RoomMessage, StoredMessage
+from p2pchat.store import FileTransfer, Notice, RoomMessage, StoredMessage
 from p2pchat.ui.widgets.conversation import (
     PAGE,
     ConversationView,
@@ -46,6 +46,14 @@ class Pages:
 
     def notices(self, conversation: bytes, *, from_clock: int | None = None,
                 below_clock: int | None = None) -> list[Notice]:  # fmt: skip
+        return []
+
+    def placed_transfers(self, peer: bytes, *, from_clock: int | None = None,
+                         below_clock: int | None = None) -> list[FileTransfer]:  # fmt: skip
+        return []
+
+    def room_transfers(self, room_id: bytes, *, from_clock: int | None = None,
+                       below_clock: int | None = None) -> list[FileTransfer]:  # fmt: skip
         return []
 
 

@@ -24,6 +24,7 @@ from tests.ui.test_app import (
     line_with,
     notifications,
     people,
+    sidebar_entry,
     type_line,
     until,
     with_two_apps,
@@ -128,5 +129,37 @@ def test_decline_from_the_line_and_a_dropped_file(
         await until(ann_pilot, lambda: any("no such file" in m for _, m in notifications(ann_app)),
                     "the warning")  # fmt: skip
         assert composer.text == f"/send {tmp_path}/nothing-here"  # type: ignore[attr-defined]
+
+    with_two_apps(ann, bob, scenario)
+
+
+def test_a_picture_shared_in_a_room_is_fetched_from_its_line(
+    people: Callable[[str], Person], tmp_path: Path
+) -> None:
+    ann, bob = people("ann"), people("bob")
+    photo = make_picture(tmp_path / "team photo.png")
+
+    async def scenario(ann_app: ChatApp, ann_pilot: Pilot[None],
+                       bob_app: ChatApp, bob_pilot: Pilot[None]) -> None:  # fmt: skip
+        await type_line(ann_pilot, "/create lab")
+        await until(ann_pilot, lambda: sidebar_entry(ann_app, "# lab"), "the room")
+        await type_line(ann_pilot, "/invite bob")
+        await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
+        await type_line(bob_pilot, "/join lab")
+        await until(bob_pilot, lambda: sidebar_entry(bob_app, "# lab"), "joined")
+        await type_line(ann_pilot, f"/send {photo}")
+        await until(ann_pilot, lambda: line_with(ann_app, "shared with the room"), "ann's line")
+        await until(bob_pilot, lambda: line_with(bob_app, "shares a file with the room"),
+                    "bob's line")  # fmt: skip
+        # The message's own line ("* ann shares a file: …", for readers without files)
+        # is not shown beside the file line.
+        assert not line_with(bob_app, "shares a file: team photo.png")
+        await until(bob_pilot, lambda: shows_picture(bob_app), "the thumbnail")
+        await click(bob_pilot, bob_app, FileAction.ACCEPT)
+        await until(bob_pilot, lambda: line_with(bob_app, "saved as"), "the saved line")
+        saved = bob.profile.home / "downloads" / "team photo.png"
+        assert saved.read_bytes() == photo.read_bytes()
+        await until(ann_pilot, lambda: line_with(ann_app, "sent to members"), "ann's count")
+        assert button_at(ann_app, FileAction.STOP) is not None
 
     with_two_apps(ann, bob, scenario)

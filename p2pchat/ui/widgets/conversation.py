@@ -170,6 +170,10 @@ class Pages(Protocol):
         self, peer: bytes, *, from_clock: int | None = ..., below_clock: int | None = ...
     ) -> list[FileTransfer]: ...
 
+    def room_transfers(
+        self, room_id: bytes, *, from_clock: int | None = ..., below_clock: int | None = ...
+    ) -> list[FileTransfer]: ...
+
 
 def _local_time(message: StoredMessage) -> datetime:
     # sent_at comes from the sender's clock; a garbage value must not break the pane,
@@ -225,9 +229,10 @@ def _offer_of(msg_id: bytes) -> bytes:
 
 
 def file_as_stored(row: FileTransfer, me: bytes) -> StoredMessage:
-    """A file offer in the shape the pane draws: its sender, state :data:`FILE`."""
+    """A file offer in the shape the pane draws: its sender, state :data:`FILE`; in a
+    room's pane (a file shared there) or its person's."""
     sender = me if row.outgoing else row.peer
-    return StoredMessage(0, _file_msg_id(row), row.peer, sender, row.outgoing,
+    return StoredMessage(0, _file_msg_id(row), row.room_id or row.peer, sender, row.outgoing,
                          row.clock, row.offered_at, row.offered_at, row.name, FILE)  # fmt: skip
 
 
@@ -377,7 +382,7 @@ class ConversationView(ScrollView, can_focus=True):
         page = [] if peer is None else self._page(None)
         self._has_more = len(page) == PAGE
         if peer is not None:
-            page = sorted(page + self._notices(page, None), key=_order)
+            page = sorted(self._without_shared(page) + self._notices(page, None), key=_order)
         self._entries = [_Entry(message, _local_time(message)) for message in page]
         self._by_id = {entry.message.msg_id: entry for entry in self._entries}
         self._mark_separators(0, len(self._entries))
@@ -419,10 +424,21 @@ class ConversationView(ScrollView, can_focus=True):
         start = page[0].clock if page and self._has_more else None
         found = self._pages.notices(self._peer, from_clock=start, below_clock=below)
         shown = [notice_as_stored(notice) for notice in found]
-        if not self._room:
+        if self._room:
+            rows = self._pages.room_transfers(self._peer, from_clock=start, below_clock=below)
+        else:
             rows = self._pages.placed_transfers(self._peer, from_clock=start, below_clock=below)
-            shown += [file_as_stored(row, self._me) for row in rows]
+        shown += [file_as_stored(row, self._me) for row in rows]
         return shown
+
+    def _without_shared(self, page: list[StoredMessage]) -> list[StoredMessage]:
+        """A room page without the messages that share files: each is shown as its file
+        line (from _notices) instead."""
+        if not self._room or not page or self._pages is None or self._peer is None:
+            return page
+        shared = {row.offer_id for row in self._pages.room_transfers(
+            self._peer, from_clock=page[0].clock, below_clock=page[-1].clock + 1)}  # fmt: skip
+        return [message for message in page if message.msg_id not in shared]
 
     def file_changed(self, row: FileTransfer) -> None:
         """A file offer of this conversation is new or moved: shown, or redrawn."""
@@ -646,7 +662,8 @@ class ConversationView(ScrollView, can_focus=True):
             anchor = next(e.message for e in self._entries if _is_message(e.message))
             page = self._page(anchor)
             self._has_more = len(page) == PAGE
-            page = sorted(page + self._notices(page, anchor.clock), key=_order)
+            page = sorted(self._without_shared(page) + self._notices(page, anchor.clock),
+                          key=_order)  # fmt: skip
             fresh = [
                 _Entry(message, _local_time(message))
                 for message in page
