@@ -67,10 +67,10 @@ class Daemon:
         if "tag" in event:
             if name == "send":
                 self.sent += 1
-            elif name == "error":
-                self.errors.append(event)
             else:
-                self.answers[event["tag"]] = event
+                if name == "error":
+                    self.errors.append(event)
+                self.answers[event["tag"]] = event  # (an error answers its command too)
                 answered, self.answered = self.answered, trio.Event()
                 answered.set()
         elif name == "message":

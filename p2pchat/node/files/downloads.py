@@ -222,6 +222,7 @@ class Downloads:
         self._peers[transfer.offer_id] = transfer.peer
         if transfer.room_id and self.rooms is not None:
             self.rooms.announce(transfer, download.held_map(), everyone=True)
+            self.rooms.reach(transfer, download.held_map)
         self._ask(transfer.offer_id, download)
 
     def held_of(self, transfer: FileTransfer) -> bytes:

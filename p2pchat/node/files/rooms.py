@@ -23,8 +23,12 @@ from p2pchat.store import FileTransfer, Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import FILES_FEATURE, MAX_HAVE_BYTES, FileHave
 
-HAVE_EVERY = 16  # blocks fetched between two FileHave updates (4 MiB)
-AUTHOR_RELAX = 5.0  # seconds: the author serves each block once more per this long
+HAVE_EVERY = 4  # blocks fetched between two FileHave updates (1 MiB)
+AUTHOR_RELAX = 2.0  # seconds: the author serves each block once more per this long
+# Members we open a session with to trade blocks when we start fetching, beyond those
+# the room's overlay already gave us (each such dial is bounded by DIAL_WAIT).
+FETCH_PEERS = 6
+DIAL_WAIT = 5.0
 SOURCE_WINDOW = 8  # blocks asked of one holder at a time (2 MiB)
 MAX_ROOM_FILE_BLOCKS = MAX_HAVE_BYTES * 8  # 65,536 blocks: 16 GiB
 HOLDING = ("accepted", "done")  # a member's states in which it holds blocks
@@ -64,6 +68,7 @@ class RoomFiles:
         self._told: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent ours to
         self.banned: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent a bad block
         self._served: dict[bytes, tuple[float, Counter[int]]] = {}  # our offer -> copies
+        self.nursery: trio.Nursery | None = None  # for the dials of reach()
 
     # ---------------------------------------------------------------- offers
 
@@ -122,6 +127,21 @@ class RoomFiles:
             peers = list(self.haves.get(row.root, {}))
         for peer in peers:
             self._send_have(peer, row.root, held)
+
+    def reach(self, row: FileTransfer, held: Callable[[], bytes]) -> None:
+        """Starting to fetch: open sessions with a few members we have none with (the
+        overlay gives each member only a few), and tell them what we hold, so that
+        there are holders to trade with beyond the author."""
+        if self.nursery is None:
+            return
+        others = [m for m in self._members(row.room_id)
+                  if m not in (self._me, row.peer) and not self._links.is_connected(m)]  # fmt: skip
+        for member in self._rng.sample(others, min(FETCH_PEERS, len(others))):
+            self.nursery.start_soon(self._dial_and_tell, member, row.root, held)
+
+    async def _dial_and_tell(self, peer: bytes, root: bytes, held: Callable[[], bytes]) -> None:
+        if await self._links.session(peer, DIAL_WAIT) is not None:
+            self._send_have(peer, root, held())
 
     def _send_have(self, peer: bytes, root: bytes, held: bytes) -> None:
         link = self._links.links.get(peer)

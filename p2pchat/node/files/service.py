@@ -231,6 +231,8 @@ class FileService:
         wake-ups at all while none does)."""
         async with trio.open_nursery() as nursery:
             self.uploads.nursery = self.downloads.nursery = nursery
+            if self.rooms is not None:
+                self.rooms.nursery = nursery
             self.downloads.resume()
             while True:
                 if self.downloads.active:

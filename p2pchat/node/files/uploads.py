@@ -190,6 +190,11 @@ class Uploads:
             self._serving.discard(peer)
             if not self._queues.get(peer):
                 self._queues.pop(peer, None)
+            elif self.nursery is not None and self._links.is_connected(peer):
+                # Asked for more after the reader had finished the queue, and before
+                # this task ended: served by a task of its own, or never.
+                self._serving.add(peer)
+                self.nursery.start_soon(self._serve, peer)
 
     async def _read_ahead(self, peer: bytes, send: trio.MemorySendChannel[Read]) -> None:
         async with send:
