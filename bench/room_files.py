@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import trio
-
 from daemons import Daemon, launch, stop
 from files import event, random_file
 from perfdoc import write_run
@@ -88,11 +87,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[str]:
                 for daemon in daemons:
                     await daemon.listening.wait()
             room = await form_room(daemons)
+            for daemon in daemons:
+                daemon.errors.clear()  # (joins refused before the invitation came, asked again)
             author, members = daemons[0], daemons[1:]
             alone = await one_to_one(author, members[0], source)
             for member in members:
                 member.file_events.clear()
-                member.errors.clear()  # (refused joins, asked again)
             done: list[float] = []
             async with trio.open_nursery() as waiting:
                 for member in members:
@@ -102,6 +102,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[str]:
             offer = shared["file"]["offer"]
             served = []
             for daemon in daemons:
+                if daemon.process.returncode is not None:
+                    raise RuntimeError(f"{daemon.name} exited ({daemon.process.returncode}): see "
+                                       f"{tmp / daemon.name / 'stderr.log'}")  # fmt: skip
                 [row] = (await daemon.call("files", offer=offer))["files"]
                 served.append(row["uploaded"])
         finally:
@@ -133,10 +136,8 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="p2pchat-bench-roomfiles-"))
     started = time.perf_counter()
-    try:
-        lines = trio.run(run, args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    lines = trio.run(run, args, tmp)  # (the profiles are kept if it fails)
+    shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(lines))
     print(f"(bench took {time.perf_counter() - started:.0f} s)")
     if args.write:

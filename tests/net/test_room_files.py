@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -83,4 +84,43 @@ async def test_a_room_of_three_shares_a_file_and_members_serve_each_other(
         assert by_members > 0.4 * size, (by_author / size, by_members / size)
 
         # A member who joins later fetches from the members who hold it, not only the author.
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_member_that_serves_a_false_block_is_dropped_and_the_file_still_comes(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        peers = await members(tmp_path, nursery, 3)
+        room_id = await form_room(peers)
+        author, liar, carol = peers
+        source = tmp_path / "plans.bin"
+        source.write_bytes(os.urandom(24 * BLOCK_SIZE))
+        shared = await files(author).share(room_id, source)
+        await wait_for(lambda: state(liar, shared.offer_id) == "offered", 60, "the liar's offer")
+        files(liar).accept(shared.offer_id)
+        await wait_for(lambda: state(liar, shared.offer_id) == "done", 60, "the liar's copy")
+        # From now on the liar serves every block with one byte changed (its proof kept).
+        uploads = files(liar).uploads
+        honest_read = uploads._read_held
+
+        async def lying_read(transfer: Any, index: int) -> Any:
+            row, at, data, proof = await honest_read(transfer, index)
+            if data is not None:
+                data = bytes([data[0] ^ 1]) + data[1:]
+            return row, at, data, proof
+
+        uploads._read_held = lying_read  # type: ignore[method-assign]
+        carol.introduce(liar)  # a holder carol can reach, and will ask before the author
+        await wait_for(lambda: carol.connected_to(liar), 60, "carol's session with the liar")
+        await wait_for(lambda: state(carol, shared.offer_id) == "offered", 60, "carol's offer")
+        files(carol).accept(shared.offer_id)
+        await wait_for(lambda: state(carol, shared.offer_id) != "accepted", 120, "carol's copy")
+        row = carol.store.transfer(shared.offer_id) if carol.store else None
+        assert row is not None and row.state == "done", row
+        assert Path(row.path).read_bytes() == source.read_bytes()
+        rooms = files(carol).rooms
+        assert rooms is not None and liar.key in rooms.banned[shared.root]
+        # Asked at most a window or two before the first false block was judged.
+        assert files(liar).uploaded(shared.offer_id) <= 16 * BLOCK_SIZE
         nursery.cancel_scope.cancel()

@@ -24,7 +24,10 @@ from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import FILES_FEATURE, MAX_HAVE_BYTES, FileHave
 
 HAVE_EVERY = 4  # blocks fetched between two FileHave updates (1 MiB)
-AUTHOR_RELAX = 2.0  # seconds: the author serves each block once more per this long
+# The author serves each block once; a member refused ``busy`` in PATIENCE seconds of a
+# row (counted at most once a second: no other holder it reaches has what it asks) is
+# served its next request whole.
+PATIENCE = 3
 # Members we open a session with to trade blocks when we start fetching, beyond those
 # the room's overlay already gave us (each such dial is bounded by DIAL_WAIT).
 FETCH_PEERS = 6
@@ -67,7 +70,9 @@ class RoomFiles:
         self.haves: dict[bytes, dict[bytes, bytes]] = {}  # root -> member -> bitmap
         self._told: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent ours to
         self.banned: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent a bad block
-        self._served: dict[bytes, tuple[float, Counter[int]]] = {}  # our offer -> copies
+        self._served: dict[bytes, Counter[int]] = {}  # our offer -> copies of each block
+        # (our offer, member) -> seconds refused in a row, and when last counted
+        self._refused: dict[tuple[bytes, bytes], tuple[int, float]] = {}
         self.nursery: trio.Nursery | None = None  # for the dials of reach()
 
     # ---------------------------------------------------------------- offers
@@ -106,15 +111,18 @@ class RoomFiles:
     # ---------------------------------------------------------------- who holds what
 
     def have(self, peer: bytes, message: FileHave, ours: Callable[[FileTransfer], bytes]) -> None:
-        """A member says what it holds; answered with what we hold, once per session.
-        ``ours(row)``: our held map of a row we fetch or have."""
+        """A member says what it holds; answered with what we hold when it first speaks
+        of this file (in this session). ``ours(row)``: our held map of a row we fetch or
+        have."""
         row = self.row_for(peer, message.root)
         if row is None or peer in self.banned[message.root]:
             return
         if len(message.held) > (block_count(row.size) + 7) // 8:
             return
-        self.haves.setdefault(message.root, {})[peer] = message.held
-        if peer not in self._told[message.root]:
+        holders = self.haves.setdefault(message.root, {})
+        first = peer not in holders  # (what we told it before, it may have ignored)
+        holders[peer] = message.held
+        if first or peer not in self._told[message.root]:
             held = full_map(row.size) if row.outgoing else ours(row)
             self._send_have(peer, message.root, held)
 
@@ -212,27 +220,34 @@ class RoomFiles:
     # ---------------------------------------------------------------- serving
 
     def plan_serving(
-        self, row: FileTransfer, blocks: Iterable[int], held: bytes
+        self, peer: bytes, row: FileTransfer, blocks: Iterable[int], held: bytes
     ) -> tuple[list[int], list[int], list[int]]:
-        """Of the blocks a member asked of ``row``: those to serve, those to call
-        ``busy`` (the author served them often enough for now) and ``unknown`` ones
-        (not held, or past the end). ``held``: ours, for a row we fetched."""
+        """Of the blocks ``peer`` asked of ``row``: those to serve, those to call
+        ``busy`` (the author served them already, and the member is not starved) and
+        ``unknown`` ones (not held, or past the end). ``held``: ours, for a row we
+        fetched."""
         count = block_count(row.size)
         serve: list[int] = []
         busy: list[int] = []
         unknown: list[int] = []
         if row.outgoing:
-            now = trio.current_time()
-            first, copies = self._served.setdefault(row.offer_id, (now, Counter()))
-            allowance = 1 + int((now - first) / AUTHOR_RELAX)
+            copies = self._served.setdefault(row.offer_id, Counter())
+            key = (row.offer_id, peer)
+            refused, counted = self._refused.get(key, (0, -1.0))
+            starved = refused >= PATIENCE
             for index in blocks:
                 if index >= count:
                     unknown.append(index)
-                elif copies[index] >= allowance:
+                elif copies[index] and not starved:
                     busy.append(index)
                 else:
                     copies[index] += 1
                     serve.append(index)
+            now = trio.current_time()
+            if starved or not busy:
+                self._refused.pop(key, None)
+            elif now - counted >= 1.0:
+                self._refused[key] = (refused + 1, now)
             return serve, busy, unknown
         for index in blocks:
             (serve if index < count and has_block(held, index) else unknown).append(index)

@@ -138,7 +138,7 @@ class Uploads:
         wanted, over = list(message.blocks[:room]), list(message.blocks[room:])
         if offer.room_id and self.rooms is not None:
             held = b"" if offer.outgoing else self.held_of(offer)
-            wanted, busy, unknown = self.rooms.plan_serving(offer, wanted, held)
+            wanted, busy, unknown = self.rooms.plan_serving(peer, offer, wanted, held)
             over += busy
         else:
             count = block_count(offer.size)
