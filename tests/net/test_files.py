@@ -5,7 +5,9 @@ resumed after a crash, and refused when the sender's file changed."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -202,4 +204,43 @@ async def test_a_contacts_small_file_is_accepted_unasked_a_strangers_never(
         await wait_for(lambda: state(bob, from_stranger.offer_id) == "offered", 30, "eve's offer")
         await wait_for(lambda: state(bob, sent_large.offer_id) == "offered", 30, "the large offer")
         assert (tmp_path / "bob-dl" / "small.txt").read_bytes() == small.read_bytes()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_download_ended_while_its_block_is_written_closes_its_file_afterwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's worker thread holds the partial file's descriptor: an end meanwhile
+    (here a cancel; also a completion seen by the tick) must not close it under the
+    thread, where the number could be given to another file, nor end the node."""
+    import p2pchat.node.files.downloads as downloads_module
+
+    real_write = downloads_module.check_and_write
+    in_thread = threading.Event()
+    go_on = threading.Event()
+
+    def slow_write(*args: Any) -> bool:
+        in_thread.set()
+        go_on.wait(10)
+        return real_write(*args)
+
+    monkeypatch.setattr(downloads_module, "check_and_write", slow_write)
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        source = make_file(tmp_path / "ann-files", "big.bin", 4 * BLOCK_SIZE)
+        sent = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
+        files(bob).accept(sent.offer_id)
+        await wait_for(in_thread.is_set, 30, "a block in the writer's thread")
+        downloads = files(bob).downloads
+        files(bob).cancel(sent.offer_id)
+        assert downloads._close_later.get(sent.offer_id)  # not closed under the thread
+        go_on.set()
+        await wait_for(lambda: not downloads._close_later, 30, "the descriptors closed")
+        # The node lives on: another file comes whole.
+        monkeypatch.setattr(downloads_module, "check_and_write", real_write)
+        again = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, again.offer_id) == "offered", 30, "a second offer")
+        files(bob).accept(again.offer_id)
+        await wait_for(lambda: state(bob, again.offer_id) == "done", 30, "the second file")
         nursery.cancel_scope.cancel()

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import trio
 
@@ -41,6 +42,7 @@ from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest, FileUnavailable
 
 log = logging.getLogger("p2pchat.files")
+T = TypeVar("T")
 
 # Blocks stored between two saves of the held map (8 MiB): each save first makes the
 # blocks durable (fdatasync), so the map never claims a block a power cut could lose.
@@ -96,6 +98,8 @@ class Downloads:
         self._room_rows: dict[bytes, FileTransfer] = {}  # offer_id -> row, room downloads
         self._asked_of: dict[bytes, dict[int, bytes]] = {}  # offer_id -> index -> holder
         self._proof_fds: dict[bytes, int] = {}  # offer_id -> its proofs file, open
+        self._writing: set[bytes] = set()  # a worker thread uses these downloads' files
+        self._close_later: dict[bytes, list[int]] = {}  # closed when that thread is done
         self._rng = random.Random()
 
     # ---------------------------------------------------------------- offers
@@ -274,7 +278,8 @@ class Downloads:
 
     def _ask(self, offer_id: bytes, download: Download) -> None:
         if download.complete:
-            self._complete(offer_id)
+            if offer_id not in self._writing:  # else the writer completes it, once done
+                self._complete(offer_id)
             return
         blocks = download.to_ask(trio.current_time())
         row = self._room_rows.get(offer_id)
@@ -344,9 +349,9 @@ class Downloads:
                 fd = self._fd(offer_id)
                 proofs_fd = self._proofs_fd(offer_id) if offer_id in self._room_rows else None
                 try:
-                    good = await trio.to_thread.run_sync(
-                        check_and_write, fd, download.root, download.size, message.index,
-                        message.data, message.proof, proofs_fd,
+                    good = await self._in_thread(
+                        offer_id, check_and_write, fd, download.root, download.size,
+                        message.index, message.data, message.proof, proofs_fd,
                     )  # fmt: skip
                 except OSError as error:
                     self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
@@ -367,7 +372,11 @@ class Downloads:
                     # The map as it is now claims only blocks written before the sync.
                     held = download.held_map()
                     self._unsaved[offer_id] = 0
-                    await trio.to_thread.run_sync(os.fdatasync, fd)
+                    try:
+                        await self._in_thread(offer_id, os.fdatasync, fd)
+                    except OSError as error:
+                        self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
+                        return
                     if self.active.get(offer_id) is not download:
                         return
                     self._record_held(offer_id, held)
@@ -375,6 +384,18 @@ class Downloads:
         finally:
             if self._arrived.get(offer_id) is arrived:
                 del self._arrived[offer_id]
+
+    async def _in_thread(self, offer_id: bytes, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` in a worker thread, with the download's descriptors: while it
+        runs they are not closed (an end meanwhile closes them when it returns), so a
+        number the kernel gave to another file is never written or synced."""
+        self._writing.add(offer_id)
+        try:
+            return await trio.to_thread.run_sync(work, *args)
+        finally:
+            self._writing.discard(offer_id)
+            for fd in self._close_later.pop(offer_id, ()):
+                os.close(fd)
 
     def _stored(self, offer_id: bytes, download: Download) -> None:
         row = self._room_rows.get(offer_id)
@@ -475,12 +496,13 @@ class Downloads:
         self._event(kind, self._row(transfer.offer_id))
 
     def _forget(self, offer_id: bytes) -> None:
-        fd = self._fds.pop(offer_id, None)
-        if fd is not None:
-            os.close(fd)
-        proofs = self._proof_fds.pop(offer_id, None)
-        if proofs is not None:
-            os.close(proofs)
+        fds = [fd for fd in (self._fds.pop(offer_id, None), self._proof_fds.pop(offer_id, None))
+               if fd is not None]  # fmt: skip
+        if offer_id in self._writing:  # a worker thread uses them: closed when it is done
+            self._close_later.setdefault(offer_id, []).extend(fds)
+        else:
+            for fd in fds:
+                os.close(fd)
         self._asked_of.pop(offer_id, None)
         row = self._room_rows.pop(offer_id, None)
         if row is not None and self.rooms is not None:
