@@ -212,8 +212,17 @@ class FileDesk:
     # ---------------------------------------------------------------- the panel
 
     def show_panel(self) -> None:
-        self._panel = TransfersScreen(self._panel_lines, self._app.name_of, self.act)
+        self._panel = TransfersScreen(self._panel_lines, self._who, self.act)
         self._app.push_screen(self._panel)
+
+    def _who(self, line: FileLine) -> str:
+        """A person's name; a room file: ``#room`` (and its author, if not us)."""
+        app = self._app
+        if not line.room:
+            return app.name_of(line.peer)
+        room = app.commands.stored_room(line.room)
+        where = f"#{room.name}" if room is not None else "a room"
+        return where if line.outgoing else f"{where} · {app.name_of(line.peer)}"
 
     def _panel_lines(self) -> list[FileLine]:
         rows = self._app.commands.transfers()[:PANEL_SHOWS]

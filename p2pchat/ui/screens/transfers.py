@@ -45,12 +45,13 @@ class TransfersScreen(ModalScreen[None]):
     def __init__(
         self,
         lines: Callable[[], list[FileLine]],
-        name_of: Callable[[bytes], str],
+        who: Callable[[FileLine], str],
         act: Callable[[bytes, FileAction], None],
     ) -> None:
+        """``who``: how a line's other side reads (a person, or a room and its author)."""
         super().__init__()
         self._lines = lines
-        self._name_of = name_of
+        self._who = who
         self._act = act
         self._shown: list[FileLine] = []
 
@@ -79,7 +80,7 @@ class TransfersScreen(ModalScreen[None]):
         for line in self._shown:
             table.add_row(
                 "→" if line.outgoing else "←",
-                self._name_of(line.peer).translate(_CONTROL),
+                self._who(line).translate(_CONTROL),
                 line.name.translate(_CONTROL),
                 format_size(line.size),
                 line.status().translate(_CONTROL),
