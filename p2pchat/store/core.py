@@ -231,3 +231,10 @@ class StoreCore:
             self._faulty = False
             if self.health is not None:
                 self.health.ok(str(self.path))
+
+
+def clock_range(from_clock: int | None, below_clock: int | None) -> tuple[int, int]:
+    """The clocks from ``from_clock`` (None: the first) up to ``below_clock`` (None:
+    past the last), as bounds for ``clock >= ? AND clock < ?``."""
+    return (-1 if from_clock is None else from_clock,
+            2**63 - 1 if below_clock is None else below_clock)  # fmt: skip

@@ -4,7 +4,7 @@ leaf hashes of its blocks, a peer's with the map of blocks held so far
 
 from __future__ import annotations
 
-from p2pchat.store.core import StoreCore
+from p2pchat.store.core import StoreCore, clock_range
 from p2pchat.store.rows import FileTransfer, RowReader
 
 _TRANSFER = RowReader(FileTransfer)
@@ -39,8 +39,7 @@ class FileTables(StoreCore):
     ) -> list[FileTransfer]:
         """``peer``'s offers and ours to them placed from the clock ``from_clock`` up to
         (not including) ``below_clock``, in the order they were made."""
-        low = -1 if from_clock is None else from_clock
-        high = 2**63 - 1 if below_clock is None else below_clock
+        low, high = clock_range(from_clock, below_clock)
         rows = self._all(
             f"""SELECT {_TRANSFER.columns} FROM file_transfers
             WHERE peer = ? AND room_id = x'' AND clock >= ? AND clock < ?
@@ -54,8 +53,7 @@ class FileTables(StoreCore):
     ) -> list[FileTransfer]:
         """The files shared with ``room_id`` from the clock ``from_clock`` up to (not
         including) ``below_clock``, in the room's order."""
-        low = -1 if from_clock is None else from_clock
-        high = 2**63 - 1 if below_clock is None else below_clock
+        low, high = clock_range(from_clock, below_clock)
         rows = self._all(
             f"""SELECT {_TRANSFER.columns} FROM file_transfers
             WHERE room_id = ? AND clock >= ? AND clock < ? ORDER BY clock, offer_id""",

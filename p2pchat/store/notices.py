@@ -4,7 +4,7 @@ still there after a restart. Never sent; bounded per conversation and in all."""
 
 from __future__ import annotations
 
-from p2pchat.store.core import StoreCore
+from p2pchat.store.core import StoreCore, clock_range
 from p2pchat.store.rows import Notice, RowReader
 
 _NOTICE = RowReader(Notice)
@@ -49,8 +49,7 @@ class NoticeTables(StoreCore):
     ) -> list[Notice]:
         """The notices of ``conversation`` placed from the clock ``from_clock`` up to (not
         including) ``below_clock``, in order."""
-        low = -1 if from_clock is None else from_clock
-        high = 2**63 - 1 if below_clock is None else below_clock
+        low, high = clock_range(from_clock, below_clock)
         rows = self._all(
             f"""SELECT {_NOTICE.columns} FROM notices
             WHERE conversation = ? AND clock >= ? AND clock < ? ORDER BY clock, seq""",

@@ -16,7 +16,7 @@ from p2pchat.files.blocks import BLOCK_SIZE
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files import FileService
 from tests.net.chatpeers import ChatPeer, wait_for
-from tests.net.test_rooms import form_room
+from tests.net.test_rooms import form_room, start_all
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +32,7 @@ def state(peer: ChatPeer, offer_id: bytes) -> str:
 
 
 async def members(tmp_path: Path, nursery: trio.Nursery, count: int) -> list[ChatPeer]:
-    peers = [ChatPeer(f"p{i}", tmp_path / f"p{i}", downloads=tmp_path / f"p{i}-dl")
-             for i in range(count)]  # fmt: skip
-    for peer in peers:
-        await peer.start(nursery)
-    for peer in peers:
-        for other in peers:
-            if other is not peer:
-                peer.befriend(other)
-    for peer in peers[1:]:
-        peer.introduce(peers[0])
-    await wait_for(lambda: all(p.sees_online(q) for p in peers for q in peers if p is not q),
-                   60, "the mesh to form")  # fmt: skip
-    return peers
+    return await start_all(tmp_path, nursery, count, downloads=True)
 
 
 async def test_a_room_of_three_shares_a_file_and_members_serve_each_other(

@@ -35,8 +35,14 @@ def sees_offline(peer: ChatPeer, other: ChatPeer) -> Callable[[], bool]:
     return lambda: not peer.sees_online(other)
 
 
-async def start_all(tmp_path: Path, nursery: trio.Nursery, count: int) -> list[ChatPeer]:
-    peers = [ChatPeer(f"p{i}", tmp_path / f"p{i}") for i in range(count)]
+async def start_all(
+    tmp_path: Path, nursery: trio.Nursery, count: int, *, downloads: bool = False
+) -> list[ChatPeer]:
+    """``count`` peers, each every other's contact, in one mesh; ``downloads``: each
+    with a downloads folder (accepting files)."""
+    peers = [ChatPeer(f"p{i}", tmp_path / f"p{i}",
+                      downloads=tmp_path / f"p{i}-dl" if downloads else None)
+             for i in range(count)]  # fmt: skip
     for peer in peers:
         await peer.start(nursery)
     for peer in peers:
