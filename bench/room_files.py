@@ -43,8 +43,8 @@ async def form_room(daemons: list[Daemon]) -> str:
     with trio.fail_after(900):  # 200 daemons on two cores form a room slowly
         while waiting:
             for member in list(waiting):
-                answer = await patient_call(member, "room_join", room=room)
-                if answer is not None and answer["event"] == "room_join":
+                joined = await patient_call(member, "room_join", room=room)
+                if joined is not None and joined["event"] == "room_join":
                     waiting.remove(member)
             await trio.sleep(0.5)
         everyone = sorted(d.peer_id for d in daemons)

@@ -12,14 +12,15 @@ import json
 import subprocess
 import sys
 import sysconfig
+import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from bench.daemons import Daemon, launch, stop
 from p2pchat.commands import CommandError, Commands, Target
 from p2pchat.identity import decode_peer_id
 from p2pchat.node.events import FileEvent, Presence
@@ -72,23 +73,21 @@ def old_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-async def start_old(nursery: trio.Nursery, python: Path, home: Path, name: str) -> Daemon:
-    daemon = await launch(nursery, home, name, str(python), cwd=home)
-    daemon.keep_events = True
+async def until_event(daemon: OldDaemon, check: Callable[[dict[str, Any]], bool]) -> None:
     with trio.fail_after(TIMEOUT):
-        await daemon.listening.wait()
-    return daemon
-
-
-async def until_event(daemon: Daemon, check: Callable[[dict[str, Any]], bool], what: str) -> None:
-    with trio.fail_after(TIMEOUT):
-        while not any(check(event) for event in daemon.events):
-            await daemon.changed.wait()
-    assert what
+        while not any(check(event) for event in list(daemon.events)):
+            await trio.sleep(0.02)
 
 
 async def test_the_old_release_chats_and_is_sent_no_file_messages(
     old_python: Path, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        await chat_and_presence_with_the_old_release(old_python, tmp_path, stack)
+
+
+async def chat_and_presence_with_the_old_release(
+    old_python: Path, tmp_path: Path, stack: ExitStack
 ) -> None:
     async with trio.open_nursery() as nursery:
         ann = ChatPeer("ann", tmp_path / "ann", downloads=tmp_path / "ann-dl")
@@ -105,11 +104,12 @@ async def test_the_old_release_chats_and_is_sent_no_file_messages(
             return real_send(peer, message, *args, **kwargs)
 
         ann.node.links.send = spy  # type: ignore[method-assign]
-        bob = await start_old(nursery, old_python, tmp_path / "bob", "bob")
+        bob = OldDaemon(old_python, tmp_path / "bob", "bob")
+        stack.callback(bob.stop)
         bob_key = decode_peer_id(bob.peer_id)
         commands = Commands(ann.identity, ann.store, ann.node)
         ann.store.add_contact(bob_key, petname="bob", now=0)
-        await bob.call("add_contact", id=ann.identity.peer_id, nick="ann")
+        bob.command(cmd="add_contact", id=ann.identity.peer_id, nick="ann")
 
         # An offer made before they meet waits; once the session shows bob's p2pchat
         # takes no files, it fails saying so (and was never sent).
@@ -117,7 +117,7 @@ async def test_the_old_release_chats_and_is_sent_no_file_messages(
         photo.write_bytes(b"\xff\xd8" + bytes(5000))
         waiting = await commands.send_file(bob_key, photo)
         assert waiting.state == "offered"
-        ann.node.introduce(bob.peer_id, bob.address)
+        ann.node.introduce(bob.peer_id, f"127.0.0.1:{bob.port}")
         await wait_for(lambda: ann.node is not None and ann.node.links.is_connected(bob_key),
                        TIMEOUT, "a session with the old release")  # fmt: skip
         session = ann.node.links.links[bob_key].connection
@@ -136,22 +136,25 @@ async def test_the_old_release_chats_and_is_sent_no_file_messages(
         # Chat both ways.
         commands.send(bob_key, "hello from the new release")
         hello = "hello from the new release"
-        await until_event(bob, lambda e: e["event"] == "message" and e["text"] == hello,
-                          "bob reads it")  # fmt: skip
-        await bob.send(ann.identity.peer_id, "hello from v0.1.0")
+        await until_event(bob, lambda e: e["event"] == "message" and e["text"] == hello)
+        bob.command(cmd="send", to=ann.identity.peer_id, text="hello from v0.1.0")
         await wait_for(lambda: any(m.text == "hello from v0.1.0" for m in ann.received()),
                        TIMEOUT, "ann reads it")  # fmt: skip
 
         # Presence both ways.
-        await bob.call("set_status", status="away", text="at lunch")
+        bob.command(cmd="set_status", status="away", text="at lunch")
         await wait_for(lambda: any(isinstance(e, Presence) and e.peer == bob_key
                                    and e.status == "away" and e.status_text == "at lunch"
                                    for e in ann.events), TIMEOUT, "bob away")  # fmt: skip
         await commands.set_presence(status="dnd", status_text="deep in code")
         ann_id = ann.identity.peer_id
-        await until_event(bob, lambda e: e["event"] == "presence" and e["id"] == ann_id
-                          and e["status"] == "dnd" and e["status_text"] == "deep in code",
-                          "ann busy")  # fmt: skip
+        await until_event(
+            bob,
+            lambda e: (
+                (e["event"], e.get("id"), e.get("status"), e.get("status_text"))
+                == ("presence", ann_id, "dnd", "deep in code")
+            ),
+        )
 
         # The service never handed bob a file message.
         assert not [m for m in to_bob if isinstance(m, FILE_MESSAGES)], to_bob
@@ -162,14 +165,12 @@ async def test_the_old_release_chats_and_is_sent_no_file_messages(
         # skips it and the session stays, as the spec says (§5, §8).
         real_send(bob_key, FileOffer(offer_id=bytes(16), root=bytes(32), size=1, name="x"))
         commands.send(bob_key, "still there?")
-        await until_event(bob, lambda e: e["event"] == "message" and e["text"] == "still there?",
-                          "bob reads past the unknown message")  # fmt: skip
-        await bob.send(ann.identity.peer_id, "yes")
+        await until_event(bob, lambda e: e["event"] == "message" and e["text"] == "still there?")
+        bob.command(cmd="send", to=ann.identity.peer_id, text="yes")
         await wait_for(lambda: any(m.text == "yes" for m in ann.received()), TIMEOUT, "yes")
         assert ann.node.links.links[bob_key].connection is session  # the same session
         assert not [e for e in bob.events if e["event"] == "disconnected"]
-        assert not bob.errors, bob.errors
-        await stop(bob)
+        assert not [e for e in bob.events if e["event"] == "error"]
         nursery.cancel_scope.cancel()
 
 
@@ -195,6 +196,14 @@ class OldDaemon:
                 break
         else:
             raise AssertionError("the old daemon did not start")
+        self.events: list[dict[str, Any]] = []  # every later line (appended by a thread)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self.events.append(json.loads(line))
 
     def command(self, **command: Any) -> None:
         assert self.process.stdin is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ def file_events(peer: ChatPeer, kind: str) -> list[FileEvent]:
 def state(peer: ChatPeer, offer_id: bytes) -> str:
     transfer = peer.store.transfer(offer_id) if peer.node is not None and peer.store else None
     return transfer.state if transfer else ""
+
+
+def in_state(peer: ChatPeer, offer_id: bytes, wanted: str) -> Callable[[], bool]:
+    return lambda: state(peer, offer_id) == wanted
 
 
 def make_file(folder: Path, name: str, size: int) -> Path:
@@ -168,7 +173,7 @@ async def test_save_as_a_folder_or_a_chosen_name(tmp_path: Path) -> None:
         files(bob).accept(into_folder.offer_id, elsewhere)
         files(bob).accept(named.offer_id, elsewhere / "q3 numbers.pdf")
         for offer in (into_folder, named):
-            await wait_for(lambda o=offer: state(bob, o.offer_id) == "done", 30, "saved")
+            await wait_for(in_state(bob, offer.offer_id, "done"), 30, "saved")
         assert sorted(p.name for p in elsewhere.iterdir()) == ["q3 numbers.pdf", "report.pdf"]
         assert all(p.read_bytes() == source.read_bytes() for p in elsewhere.iterdir())
         assert not (tmp_path / "bob-downloads" / "report.pdf").exists()
@@ -213,9 +218,8 @@ async def test_a_download_ended_while_its_block_is_written_closes_its_file_after
     """The writer's worker thread holds the partial file's descriptor: an end meanwhile
     (here a cancel; also a completion seen by the tick) must not close it under the
     thread, where the number could be given to another file, nor end the node."""
-    import p2pchat.node.files.downloads as downloads_module
+    from p2pchat.node.files.disk import check_and_write as real_write
 
-    real_write = downloads_module.check_and_write
     in_thread = threading.Event()
     go_on = threading.Event()
 
@@ -224,7 +228,7 @@ async def test_a_download_ended_while_its_block_is_written_closes_its_file_after
         go_on.wait(10)
         return real_write(*args)
 
-    monkeypatch.setattr(downloads_module, "check_and_write", slow_write)
+    monkeypatch.setattr("p2pchat.node.files.downloads.check_and_write", slow_write)
     async with trio.open_nursery() as nursery:
         ann, bob = await pair(tmp_path, nursery)
         source = make_file(tmp_path / "ann-files", "big.bin", 4 * BLOCK_SIZE)
@@ -238,7 +242,7 @@ async def test_a_download_ended_while_its_block_is_written_closes_its_file_after
         go_on.set()
         await wait_for(lambda: not downloads._close_later, 30, "the descriptors closed")
         # The node lives on: another file comes whole.
-        monkeypatch.setattr(downloads_module, "check_and_write", real_write)
+        monkeypatch.setattr("p2pchat.node.files.downloads.check_and_write", real_write)
         again = await files(ann).offer(bob.key, source)
         await wait_for(lambda: state(bob, again.offer_id) == "offered", 30, "a second offer")
         files(bob).accept(again.offer_id)

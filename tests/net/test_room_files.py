@@ -16,6 +16,7 @@ from p2pchat.files.blocks import BLOCK_SIZE
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files import FileService
 from tests.net.chatpeers import ChatPeer, wait_for
+from tests.net.test_files import in_state
 from tests.net.test_rooms import form_room, start_all
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ async def test_a_room_of_three_shares_a_file_and_members_serve_each_other(
         assert shared.room_id == room_id and shared.outgoing
 
         for member in (bob, carol):
-            await wait_for(lambda m=member: state(m, shared.offer_id) == "offered", 60,
+            await wait_for(in_state(member, shared.offer_id, "offered"), 60,
                            "the offer in the room")  # fmt: skip
             [offer] = [e for e in member.events if isinstance(e, FileEvent) and e.kind == "offer"]
             assert (offer.room, offer.peer, offer.name) == (room_id, author.key, "minutes.pdf")
@@ -59,7 +60,7 @@ async def test_a_room_of_three_shares_a_file_and_members_serve_each_other(
         files(bob).accept(shared.offer_id)
         files(carol).accept(shared.offer_id)
         for member in (bob, carol):
-            await wait_for(lambda m=member: state(m, shared.offer_id) == "done", 120, "the file")
+            await wait_for(in_state(member, shared.offer_id, "done"), 120, "the file")
             row = member.store.transfer(shared.offer_id) if member.store else None
             assert row is not None and Path(row.path).read_bytes() == source.read_bytes()
 
