@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.style import Style
 
 from p2pchat.ui.file_lines import FileAction, FileLine
 from p2pchat.ui.paths import complete_path, pasted_file
+from p2pchat.ui.widgets.file_entry import draw_file
 
 
 def line(state: str = "accepted", *, outgoing: bool = False, size: int = 100_000_000) -> FileLine:
@@ -79,3 +81,16 @@ def test_a_dropped_file_is_read_in_each_shape_terminals_paste(tmp_path: Path) ->
     for text in ("hello there", str(tmp_path), f"{tmp_path}/missing.jpg", elsewhere,
                  f"{dropped}\n{dropped}", "relative.jpg"):  # fmt: skip
         assert pasted_file(text) is None, text
+
+
+def test_a_name_from_the_network_cannot_drive_the_terminal_or_reorder_itself() -> None:
+    # An ESC, a C1 control and a right-to-left override ("photo<RLO>gpj.exe" reads as
+    # "photoexe.jpg" where bidi is honoured).
+    shown = FileLine(b"o" * 16, b"p" * 32, False, "ph\x1b[2Joto\x9b\u202egpj.exe", 10, "offered")
+    strips, buttons = draw_file(shown, [], 0, 60, None, base=Style(), title=Style(),
+                                hint=Style(), button=Style())  # fmt: skip
+    text = "".join(strip.text for strip in strips)
+    assert "\x1b" not in text and "\x9b" not in text and "\u202e" not in text
+    assert "ph\ufffd[2Joto\ufffd\ufffdgpj.exe" in text
+    assert [b.action for b in buttons] == [FileAction.ACCEPT, FileAction.SAVE_AS,
+                                           FileAction.DECLINE]  # fmt: skip

@@ -5,6 +5,7 @@ offer, Escape goes back without answering it."""
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -59,7 +60,8 @@ class SaveAsScreen(ModalScreen[str | None]):
         if len(options) == 1:
             field.value = options[0]
         elif options:
-            common = _common_prefix(options)
+            # Character by character, as a name is typed: "ph" completes to "photo".
+            common = os.path.commonprefix(options)  # noqa: RUF071
             if len(common) > len(field.value):
                 field.value = common
             else:
@@ -68,11 +70,3 @@ class SaveAsScreen(ModalScreen[str | None]):
         else:
             self.app.bell()
         field.cursor_position = len(field.value)
-
-
-def _common_prefix(options: list[str]) -> str:
-    first, last = min(options), max(options)
-    size = 0
-    while size < min(len(first), len(last)) and first[size] == last[size]:
-        size += 1
-    return first[:size]

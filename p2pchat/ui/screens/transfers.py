@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 
 from p2pchat.sizes import format_size
 from p2pchat.ui.file_lines import FileAction, FileLine
+from p2pchat.ui.system_log import plain_line
 
 KEYS: dict[str, FileAction] = {
     "a": FileAction.ACCEPT,
@@ -25,7 +26,6 @@ KEYS: dict[str, FileAction] = {
     "f": FileAction.FOLDER,
     "r": FileAction.RESEND,
 }
-_CONTROL = dict.fromkeys(range(32), "�") | {127: "�"}
 
 
 class TransfersScreen(ModalScreen[None]):
@@ -80,10 +80,10 @@ class TransfersScreen(ModalScreen[None]):
         for line in self._shown:
             table.add_row(
                 "→" if line.outgoing else "←",
-                self._who(line).translate(_CONTROL),
-                line.name.translate(_CONTROL),
+                plain_line(self._who(line)),
+                plain_line(line.name),
                 format_size(line.size),
-                line.status().translate(_CONTROL),
+                plain_line(line.status()),
             )
         if self._shown:
             table.move_cursor(row=min(max(row, 0), len(self._shown) - 1))

@@ -1,7 +1,7 @@
 """A file offer drawn in the conversation pane: a head line (time, who, the file's name
 and size), where it stands (a progress bar while it runs), its actions as buttons, and
 for a picture its preview. Names come from the network: drawn as plain text with
-control characters replaced, as message text is."""
+control characters and bidi marks replaced (``plain_line``), as message text is."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from textual.strip import Strip
 from p2pchat.images import Pixels
 from p2pchat.ui.file_lines import FileAction, FileLine
 from p2pchat.ui.preview import picture_strips
+from p2pchat.ui.system_log import plain_line
 
 _BUTTON_GAP = 2
-_CONTROL = dict.fromkeys(range(32), "�") | {127: "�"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +44,12 @@ def draw_file(
 ) -> tuple[list[Strip], list[Button]]:
     text_width = max(1, width - indent)
     pad = Segment(" " * indent, base)
-    name = line.title().translate(_CONTROL)
+    name = plain_line(line.title())
     if cell_len(name) > text_width - 2:
         name = set_cell_size(name, text_width - 3) + "…"
     strips = [Strip([*head, Segment("📎 " if cell_len("📎") == 2 else "▤ ", base),
                      Segment(name, title)]).adjust_cell_length(width, base)]  # fmt: skip
-    status = line.status().translate(_CONTROL)
+    status = plain_line(line.status())
     while status:  # wrapped by cells: a saved path can be long
         part = set_cell_size(status, text_width) if cell_len(status) > text_width else status
         cut = max(1, len(part.rstrip()))
