@@ -133,10 +133,10 @@ class Download:
                 return index
         return None
 
-    def not_answered(self, blocks: Sequence[int] = ()) -> None:
-        """These blocks (all asked ones if none named) will not come from the peer that
-        was asked (it said unavailable, or its session ended): ask them again later."""
-        for index in blocks or list(self._asked):
+    def not_answered(self, blocks: Sequence[int] | None = None) -> None:
+        """These blocks (every one asked, if None) will not come from the peer that was
+        asked (it said unavailable, or its session ended): ask them again later."""
+        for index in list(self._asked) if blocks is None else blocks:
             if self._asked.pop(index, None) is not None:
                 self._again.append(index)
 

@@ -79,6 +79,8 @@ def test_unanswered_and_overdue_blocks_are_asked_again() -> None:
     download = Download(holder.root, len(holder.content), window=2, ask_again_after=10)
     assert download.to_ask(0.0) == [0, 1]
     download.not_answered([1])
+    download.not_answered([])  # naming none gives back none (not every one asked)
+    assert download.asked == frozenset({0})
     assert download.to_ask(1.0) == [1]
     assert download.to_ask(5.0) == []  # both wait, none overdue
     assert download.to_ask(11.0) == [0, 1]  # both overdue (asked at 0 and at 1)

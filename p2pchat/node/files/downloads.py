@@ -264,8 +264,7 @@ class Downloads:
                 lost = [index for index, holder in asked_of.items() if holder == peer]
                 for index in lost:
                     del asked_of[index]
-                if lost:
-                    download.not_answered(lost)
+                download.not_answered(lost)
             elif self._peers[offer_id] == peer:
                 download.not_answered()
                 self._save(offer_id, download)
@@ -296,8 +295,7 @@ class Downloads:
         assert self.rooms is not None
         asked_of = self._asked_of[offer_id]
         plan, later = self.rooms.sources(row, blocks, asked_of)
-        if later:  # (an empty list would mean every block asked)
-            download.not_answered(later)
+        download.not_answered(later)
         for holder, indices in plan.items():
             if self._links.send(holder, FileRequest(download.root, tuple(indices))):
                 asked_of.update(dict.fromkeys(indices, holder))
@@ -428,8 +426,7 @@ class Downloads:
                 named = [i for i in message.blocks if asked_of.get(i) == peer]
                 for index in named:
                     del asked_of[index]
-                if named:
-                    download.not_answered(named)
+                download.not_answered(named)
                 author = self._peers[offer_id] == peer
                 if message.reason == "gone" and author:
                     self._fail(offer_id, "the author stopped sharing the file")
