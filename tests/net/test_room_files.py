@@ -113,3 +113,29 @@ async def test_a_member_that_serves_a_false_block_is_dropped_and_the_file_still_
         # Asked at most a window or two before the first false block was judged.
         assert files(liar).uploaded(shared.offer_id) <= 16 * BLOCK_SIZE
         nursery.cancel_scope.cancel()
+
+
+async def test_a_members_flood_of_shares_is_kept_to_its_share_of_waiting_offers(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        peers = await members(tmp_path, nursery, 2)
+        room_id = await form_room(peers)
+        author, bob = peers
+        assert bob.store is not None
+        shares = 40  # per_contact is 32
+        for n in range(shares):
+            source = tmp_path / f"f{n}.txt"
+            source.write_bytes(os.urandom(100))
+            await files(author).share(room_id, source)
+
+        def lines() -> int:
+            assert bob.store is not None
+            rows = bob.store.room_history(room_id, limit=1000)
+            return sum(1 for m in rows if m.text.startswith("shares a file: f"))
+
+        await wait_for(lambda: lines() == shares, 60, "every share's line")
+        kept = [t for t in bob.store.transfers() if t.room_id == room_id]
+        assert len(kept) == 32  # the rest show as their lines only
+        assert all(t.state == "offered" for t in kept)
+        nursery.cancel_scope.cancel()

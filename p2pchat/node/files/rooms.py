@@ -59,14 +59,21 @@ class RoomFiles:
         members: Callable[[bytes], frozenset[bytes]],
         emit: Callable[[FileEvent], None],
         rng: random.Random | None = None,
+        *,
+        per_author: int = 32,
+        in_all: int = 256,
     ) -> None:
-        """``members(room_id)``: the room's members while we are in it (else empty)."""
+        """``members(room_id)``: the room's members while we are in it (else empty).
+        ``per_author``, ``in_all``: room offers kept waiting for our user's say, from one
+        author and in all (the 1:1 offers' limits: a member cannot fill the list)."""
         self._store = store
         self._links = links
         self._me = me
         self._members = members
         self._emit = emit
         self._rng = rng or random.Random()
+        self._per_author = per_author
+        self._in_all = in_all
         self.haves: dict[bytes, dict[bytes, bytes]] = {}  # root -> member -> bitmap
         self._told: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent ours to
         self.banned: dict[bytes, set[bytes]] = defaultdict(set)  # root -> sent a bad block
@@ -85,6 +92,13 @@ class RoomFiles:
             return
         if block_count(file.size) > MAX_ROOM_FILE_BLOCKS:
             return  # larger than a room file may be: no one could say what they hold
+        waiting = ("offered",)
+        if (
+            self._store.count_transfers(outgoing=False, states=waiting, peer=author)
+            >= self._per_author
+            or self._store.count_transfers(outgoing=False, states=waiting) >= self._in_all
+        ):
+            return  # too many wait already: the message shows as its line, not an offer
         now = now_ms()
         transfer = FileTransfer(
             msg_id, author, False, file.root, file.size, file.name, file.media_type,

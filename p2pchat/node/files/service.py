@@ -76,7 +76,9 @@ class FileService:
                                    folder=settings.downloads, limits=settings.offers)  # fmt: skip
         self.rooms: RoomFiles | None = None
         if rooms is not None:
-            self.rooms = RoomFiles(store, links, me, rooms.member_keys, emit)
+            self.rooms = RoomFiles(store, links, me, rooms.member_keys, emit,
+                                   per_author=settings.offers.per_contact,
+                                   in_all=settings.offers.in_all)  # fmt: skip
             self.uploads.rooms = self.downloads.rooms = self.rooms
             self.uploads.held_of = self.downloads.held_of
             self.uploads.serving_path = self.downloads.serving_path
