@@ -14,22 +14,11 @@ import trio
 
 from p2pchat.files.blocks import BLOCK_SIZE
 from p2pchat.node.events import FileEvent
-from p2pchat.node.files import FileService
 from tests.net.chatpeers import ChatPeer, wait_for
-from tests.net.test_files import in_state
+from tests.net.test_files import files, in_state, state
 from tests.net.test_rooms import form_room, start_all
 
 pytestmark = pytest.mark.slow
-
-
-def files(peer: ChatPeer) -> FileService:
-    assert peer.node is not None and peer.node.files is not None
-    return peer.node.files
-
-
-def state(peer: ChatPeer, offer_id: bytes) -> str:
-    row = peer.store.transfer(offer_id) if peer.store is not None else None
-    return row.state if row is not None else ""
 
 
 async def members(tmp_path: Path, nursery: trio.Nursery, count: int) -> list[ChatPeer]:

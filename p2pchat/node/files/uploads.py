@@ -1,11 +1,14 @@
 """Our side of the files we offer: the offers, their answers, and serving blocks to the
-peers we offered them to (docs/protocol.md §16.3).
+peers we offered them to (docs/protocol.md §16.3) and to the members of rooms we share
+files with or fetched them in (§16.4).
 
-A request is served only for an offer we made to that peer and did not end; blocks are
-read from the file we hashed, in a worker thread, and each is checked against its leaf
-hash before it leaves: a file that changed on our disk ends its offer (``gone``) rather
-than sending something that would not verify. Each peer gets at most SERVE_QUEUE block
-indices waiting; beyond, ``busy``.
+A request is served only for an offer we made to that peer and did not end, or for a
+room file of a room the peer is a member of (which blocks, the room rules say);
+blocks are read in a worker thread, and each is checked before it leaves — ours
+against its leaf hash, a room file we fetched against the proof kept with it: a file
+that changed on our disk ends our offer (``gone``), or is no longer served from (a
+fetched one, ``unknown``), rather than sending something that would not verify. Each
+peer gets at most SERVE_QUEUE block indices waiting; beyond, ``busy``.
 """
 
 from __future__ import annotations
