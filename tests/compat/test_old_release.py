@@ -1,5 +1,5 @@
 """Files are the first feature added to a deployed protocol (docs/protocol.md §8.2).
-The last release before them, v0.1.0 (a git tag), is installed into a venv of its own
+The last release before them, v0.1.0, is installed into a venv of its own
 and run as a real daemon beside this code: chat and presence work both ways, this node
 never sends a file message to it (it did not list ``files/1``), what it does not know
 it skips and stays connected, and the window says "bob's p2pchat cannot receive files
@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -41,22 +42,22 @@ from tests.ui.test_app import (
 
 __all__ = ["people"]  # the fixture, used by name
 
-ROOT = Path(__file__).resolve().parents[2]
-OLD_RELEASE = "v0.1.0"
+# v0.1.0's source as released, kept in the repository because a clone need not carry
+# tags or history: made by
+#   git archive --prefix=p2pchat-0.1.0/ c305614 p2pchat pyproject.toml README.md | gzip -9n
+OLD_RELEASE = Path(__file__).with_name("p2pchat-0.1.0.tar.gz")
 TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
 def old_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The python of a venv with p2pchat v0.1.0 installed from the git tag (built and
+    """The python of a venv with p2pchat v0.1.0 installed from its source (built and
     installed by pip, as a user would); its dependencies are this venv's, which the
     release accepts (a .pth line), so no download is needed beyond the build backend."""
     where = tmp_path_factory.mktemp("old-release")
-    source = where / "src"
-    source.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD_RELEASE],
-                             capture_output=True, check=True).stdout  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    with tarfile.open(OLD_RELEASE) as archive:
+        archive.extractall(where, filter="data")
+    source = where / "p2pchat-0.1.0"
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
