@@ -218,17 +218,17 @@ async def test_a_download_ended_while_its_block_is_written_closes_its_file_after
     """The writer's worker thread holds the partial file's descriptor: an end meanwhile
     (here a cancel; also a completion seen by the tick) must not close it under the
     thread, where the number could be given to another file, nor end the node."""
-    from p2pchat.node.files.disk import check_and_write as real_write
+    from p2pchat.node.files.disk import check_and_write_all as real_write
 
     in_thread = threading.Event()
     go_on = threading.Event()
 
-    def slow_write(*args: Any) -> bool:
+    def slow_write(*args: Any) -> list[bool]:
         in_thread.set()
         go_on.wait(10)
         return real_write(*args)
 
-    monkeypatch.setattr("p2pchat.node.files.downloads.check_and_write", slow_write)
+    monkeypatch.setattr("p2pchat.node.files.downloads.check_and_write_all", slow_write)
     async with trio.open_nursery() as nursery:
         ann, bob = await pair(tmp_path, nursery)
         source = make_file(tmp_path / "ann-files", "big.bin", 4 * BLOCK_SIZE)
@@ -242,7 +242,7 @@ async def test_a_download_ended_while_its_block_is_written_closes_its_file_after
         go_on.set()
         await wait_for(lambda: not downloads._close_later, 30, "the descriptors closed")
         # The node lives on: another file comes whole.
-        monkeypatch.setattr("p2pchat.node.files.downloads.check_and_write", real_write)
+        monkeypatch.setattr("p2pchat.node.files.downloads.check_and_write_all", real_write)
         again = await files(ann).offer(bob.key, source)
         await wait_for(lambda: state(bob, again.offer_id) == "offered", 30, "a second offer")
         files(bob).accept(again.offer_id)

@@ -3,9 +3,10 @@ downloads accepted (docs/protocol.md §16.3).
 
 A download asks its sender for blocks within a window, judges each block against the
 root before writing it into a partial file in the downloads folder's
-``.p2pchat-partial``, saves the map of blocks held every SAVE_EVERY blocks (and when the
-session ends), and when all are held reads the whole partial file once more against
-the root, makes it durable and links it under a free, safe name. A block that does not
+``.p2pchat-partial`` (directly, bypassing the page cache, where the file system allows:
+disk.py), saves the map of blocks held every SAVE_EVERY blocks (and when the session
+ends), and when all are held makes the file durable and links it under a free, safe
+name. A block that does not
 verify fails the download: the sender is the only source, and it sent something false.
 """
 
@@ -29,7 +30,7 @@ from p2pchat.files.download import Download, Verdict
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files.disk import (
-    check_and_write,
+    check_and_write_all,
     finish,
     open_partial,
     partial_path,
@@ -48,6 +49,9 @@ T = TypeVar("T")
 # blocks durable (fdatasync), so the map never claims a block a power cut could lose.
 # A resume sends again at most this much and the window.
 SAVE_EVERY = 32
+# Blocks checked and written in one trip to a worker thread, at most: those that came
+# while the last trip ran (a quarter of the window, so asking goes on meanwhile).
+WRITE_BATCH = 8
 PROGRESS_INTERVAL = 0.5  # seconds between two progress events of one download
 ACTIVE = ("offered", "accepted")  # theirs: not yet ended
 # The answer that says where an offer made to us stands, by its state.
@@ -343,45 +347,54 @@ class Downloads:
     ) -> None:
         try:
             while arrived and self.active.get(offer_id) is download:
-                source, message = arrived.popleft()
+                batch = [arrived.popleft() for _ in range(min(len(arrived), WRITE_BATCH))]
                 fd = self._fd(offer_id)
                 proofs_fd = self._proofs_fd(offer_id) if offer_id in self._room_rows else None
                 try:
-                    good = await self._in_thread(
-                        offer_id, check_and_write, fd, download.root, download.size,
-                        message.index, message.data, message.proof, proofs_fd,
+                    verdicts = await self._in_thread(
+                        offer_id, check_and_write_all, fd, download.root, download.size,
+                        [(m.index, m.data, m.proof) for _, m in batch], proofs_fd,
                     )  # fmt: skip
                 except OSError as error:
                     self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
                     return
-                if self.active.get(offer_id) is not download:
-                    return  # cancelled or failed meanwhile
-                if not good:
-                    download.failed(message.index)
-                    if source != self._peers[offer_id] and self.rooms is not None:
-                        self.rooms.ban(download.root, source)  # a member lied: not asked again
-                        log.warning("a member sent a block of a room file that did not verify")
-                        continue
-                    self._fail(offer_id, "a block from the sender did not match the file")
-                    return
-                download.stored(message.index)
-                self._unsaved[offer_id] = self._unsaved.get(offer_id, 0) + 1
-                if self._unsaved[offer_id] >= SAVE_EVERY:
-                    # The map as it is now claims only blocks written before the sync.
-                    held = download.held_map()
-                    self._unsaved[offer_id] = 0
-                    try:
-                        await self._in_thread(offer_id, os.fdatasync, fd)
-                    except OSError as error:
-                        self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
-                        return
+                for (source, message), good in zip(batch, verdicts, strict=True):
                     if self.active.get(offer_id) is not download:
+                        return  # cancelled or failed meanwhile
+                    if not good:
+                        download.failed(message.index)
+                        if source != self._peers[offer_id] and self.rooms is not None:
+                            self.rooms.ban(download.root, source)  # a member lied: not again
+                            log.warning("a member sent a block of a room file that did not verify")
+                            continue
+                        self._fail(offer_id, "a block from the sender did not match the file")
                         return
-                    self._record_held(offer_id, held)
-                self._stored(offer_id, download)
+                    download.stored(message.index)
+                    if not await self._count_unsaved(offer_id, download, fd):
+                        return
+                    self._stored(offer_id, download)
         finally:
             if self._arrived.get(offer_id) is arrived:
                 del self._arrived[offer_id]
+
+    async def _count_unsaved(self, offer_id: bytes, download: Download, fd: int) -> bool:
+        """One more block stored; every SAVE_EVERY, the held map saved (after a sync, in
+        a worker thread). False if the download failed or ended meanwhile."""
+        self._unsaved[offer_id] = self._unsaved.get(offer_id, 0) + 1
+        if self._unsaved[offer_id] < SAVE_EVERY:
+            return True
+        # The map as it is now claims only blocks written before the sync.
+        held = download.held_map()
+        self._unsaved[offer_id] = 0
+        try:
+            await self._in_thread(offer_id, os.fdatasync, fd)
+        except OSError as error:
+            self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
+            return False
+        if self.active.get(offer_id) is not download:
+            return False
+        self._record_held(offer_id, held)
+        return True
 
     async def _in_thread(self, offer_id: bytes, work: Callable[..., T], *args: Any) -> T:
         """``work(*args)`` in a worker thread, with the download's descriptors: while it
@@ -416,7 +429,9 @@ class Downloads:
         fd = self._fds.get(offer_id)
         if fd is None:
             assert self.folder is not None
-            fd = self._fds[offer_id] = open_partial(partial_path(self.folder, offer_id))
+            fd = self._fds[offer_id] = open_partial(
+                partial_path(self.folder, offer_id), direct=True
+            )
         return fd
 
     def unavailable(self, peer: bytes, message: FileUnavailable) -> None:

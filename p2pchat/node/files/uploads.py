@@ -24,7 +24,7 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.files.blocks import HashTree, block_count
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import FileEvent
-from p2pchat.node.files.disk import read_block, read_held_block, tree_of
+from p2pchat.node.files.disk import read_blocks, read_held_block, tree_of
 from p2pchat.node.files.downloads import PROGRESS_INTERVAL
 from p2pchat.node.files.rooms import RoomFiles
 from p2pchat.store import FileTransfer, Store
@@ -35,7 +35,8 @@ log = logging.getLogger("p2pchat.files")
 
 SERVE_QUEUE = 64  # block indices waiting to be served, per peer
 TREES_KEPT = 16  # hash trees of offers being served, kept in memory
-READ_AHEAD = 2  # blocks read from the disk ahead of the one being sent, per peer
+READ_BATCH = 4  # blocks of one offer read from the disk in one go, at most
+READ_AHEAD = 2 * READ_BATCH  # blocks read ahead of the one being sent, per peer
 SERVING = ("offered", "waiting", "accepted")  # states in which we serve an offer's blocks
 ENDED = ("declined", "done", "cancelled", "failed")
 NOT_SUPPORTED = "their p2pchat cannot receive files yet"
@@ -136,6 +137,8 @@ class Uploads:
             # Whether or not we hold it: a guessed root tells a stranger nothing.
             self._links.send(peer, FileUnavailable(message.root, message.blocks, "unknown"))
             return
+        if offer.outgoing and offer.state in SERVING:
+            self.sent_bytes.setdefault(offer.offer_id, 0)  # counted until the offer ends
         queue = self._queues.setdefault(peer, deque())
         room = max(0, SERVE_QUEUE - len(queue))
         wanted, over = list(message.blocks[:room]), list(message.blocks[room:])
@@ -212,15 +215,22 @@ class Uploads:
                     continue
                 if transfer.state not in SERVING:
                     continue
-                leaf = self._tree(offer_id).leaves[index]
+                # The blocks of this offer next in the queue go in the same trip to a
+                # worker thread (each trip costs a wake-up on both sides).
+                indices = [index]
+                while queue and queue[0][0] == offer_id and len(indices) < READ_BATCH:
+                    indices.append(queue.popleft()[1])
+                leaves = self._tree(offer_id).leaves
                 try:
-                    block = await trio.to_thread.run_sync(
-                        read_block, Path(transfer.path), transfer.size, index, leaf
-                    )
+                    blocks = await trio.to_thread.run_sync(
+                        read_blocks, Path(transfer.path), transfer.size,
+                        [(i, leaves[i]) for i in indices],
+                    )  # fmt: skip
                 except OSError as error:
                     log.warning("cannot read %s to serve it: %s", transfer.path, error)
-                    block = None
-                await send.send((transfer, index, block, None))
+                    blocks = [None] * len(indices)
+                for block_index, block in zip(indices, blocks, strict=True):
+                    await send.send((transfer, block_index, block, None))
 
     async def _read_held(self, transfer: FileTransfer, index: int) -> Read:
         where = self.serving_path(transfer) if transfer.state in ("accepted", "done") else None
@@ -263,19 +273,16 @@ class Uploads:
             self.session_down(peer)  # the peer asks again on its next session
             return False
         self.served[transfer.offer_id] += len(block)
-        current = self._store.transfer(transfer.offer_id)
-        if current is not None and current.outgoing and current.state in SERVING:
-            sent = self.sent_bytes[current.offer_id] = self.sent_bytes.get(
-                current.offer_id, 0
-            ) + len(block)
-            now = trio.current_time()
-            if now - self._progress_at.get(current.offer_id, -PROGRESS_INTERVAL) >= (
-                PROGRESS_INTERVAL
-            ):
-                self._progress_at[current.offer_id] = now
-                self._emit(FileEvent("progress", current.offer_id, peer, True,
-                                     current.name, current.size, current.state, sent,
-                                     path=current.path))  # fmt: skip
+        sent = self.sent_bytes.get(transfer.offer_id)
+        if sent is None:
+            return True  # not one of our offers being served (a room file, or ended)
+        sent = self.sent_bytes[transfer.offer_id] = sent + len(block)
+        now = trio.current_time()
+        if now - self._progress_at.get(transfer.offer_id, -PROGRESS_INTERVAL) >= PROGRESS_INTERVAL:
+            self._progress_at[transfer.offer_id] = now
+            self._emit(FileEvent("progress", transfer.offer_id, peer, True, transfer.name,
+                                 transfer.size, transfer.state, sent,
+                                 path=transfer.path))  # fmt: skip
         return True
 
     def _tree(self, offer_id: bytes) -> HashTree:
