@@ -109,6 +109,27 @@ def test_send_starts_a_node_and_reports_delivery(tmp_path: Path, nodes: list[Nod
 
 
 @pytest.mark.slow
+def test_a_contact_without_a_petname_is_called_by_the_nick_it_announces(
+    tmp_path: Path, nodes: list[Node]
+) -> None:
+    """chat/names.py's rule in the API's contact list and the command line's: no
+    petname, so the nick bob's presence carries (found in a try as a person would:
+    the list said "(no name)" for a contact whose nick every other view showed)."""
+    ann_home, bob_home = tmp_path / "ann", tmp_path / "bob"
+    bob_id = peer_id(bob_home)
+    assert cli(ann_home, "contacts", "add", bob_id).returncode == 0  # no petname
+    bob = Node(bob_home, "--nick", "bob", *COMMON)
+    nodes.append(bob)
+    ann = Node(ann_home, "--nick", "ann", *COMMON, "--peer", bob.address, stdin=True)
+    nodes.append(ann)
+    ann.wait_for("presence", id=bob_id, nick="bob")
+    ann.command({"cmd": "contacts", "tag": 1})
+    [row] = ann.wait_for("contacts", tag=1)["contacts"]
+    assert (row["name"], row["nick"], row["petname"], row["status"]) == ("bob", "bob", "", "avail")
+    assert cli(ann_home, "contacts").stdout.startswith("bob ")
+
+
+@pytest.mark.slow
 def test_send_to_someone_unreachable_is_queued(tmp_path: Path) -> None:
     ann = tmp_path / "ann"
     bob_id = peer_id(tmp_path / "bob")

@@ -53,5 +53,6 @@ def test_a_file_sent_accepted_and_saved_through_the_api(tmp_path: Path, nodes: l
     bob.command({"cmd": "files", "tag": 5})
     [listed] = bob.wait_for("files", tag=5)["files"]
     assert (listed["state"], listed["done_bytes"], listed["path"]) == ("done", 600_000, str(saved))
+    assert (listed["with"], listed["person"]) == (ann_id, "ann")
     bob.command({"cmd": "file_cancel", "offer": sent["offer"], "tag": 6})
     assert "has ended" in bob.wait_for("error", tag=6)["error"]

@@ -37,7 +37,9 @@ def test_send_file_waits_until_the_receiver_has_it(tmp_path: Path, nodes: list[N
         offer = offered["offer"]
         listed = cli(bob_home, "files", "--json")
         assert [t["offer"] for t in json.loads(listed.stdout)] == [offer]
-        assert offer[:8] in cli(bob_home, "files").stdout
+        assert (
+            f"{offer[:8]}  offered   from ann  song.ogg (700 KB)" in cli(bob_home, "files").stdout
+        )
         accepted = cli(bob_home, "files", "accept", offer[:6])
         assert accepted.returncode == 0, accepted.stderr
         assert accepted.stdout.strip() == "song.ogg: accepted"

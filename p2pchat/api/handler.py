@@ -33,6 +33,7 @@ from p2pchat.api.protocol import (
     str_arg,
     transfer_json,
 )
+from p2pchat.chat.names import person_name
 from p2pchat.commands import CommandError, Commands, Contact, Peer
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import P2PChatError
@@ -372,7 +373,8 @@ class ApiHandler:
             peer = peer_arg(command, "with") if "with" in command else None
             rows = self.actions.transfers(peer)[: int_arg(command, "limit", 100, 1, 10_000)]
         actions = self.actions
-        return {"files": [transfer_json(t, actions.transferred(t), actions.uploaded(t.offer_id))
+        return {"files": [transfer_json(t, actions.transferred(t), actions.uploaded(t.offer_id),
+                                        actions.name_of(t.peer))
                           for t in rows]}  # fmt: skip
 
     async def file_accept(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -498,6 +500,9 @@ class ApiHandler:
         shown = contact_json(contact)
         presence = self.actions.presence(contact.peer)
         shown["status"] = presence.status if presence else "offline"
+        if presence is not None and presence.nick:  # the nick they announce now
+            shown["nick"] = presence.nick
+            shown["name"] = person_name(contact_name=contact.petname, nick=presence.nick)
         return shown
 
 

@@ -221,12 +221,15 @@ def room_message_json(message: RoomMessage, me: bytes) -> dict[str, Any]:
     }
 
 
-def transfer_json(transfer: FileTransfer, done_bytes: int, uploaded: int = 0) -> dict[str, Any]:
+def transfer_json(
+    transfer: FileTransfer, done_bytes: int, uploaded: int = 0, person: str = ""
+) -> dict[str, Any]:
     """A file offer and how far it got (docs/api.md, "Files"); ``uploaded``: bytes of it
-    this node served to others since it started."""
+    this node served to others since it started; ``person``: what ``with`` is called."""
     return {
         "offer": transfer.offer_id.hex(),
         "with": encode_peer_id(transfer.peer),
+        "person": person,
         "outgoing": transfer.outgoing,
         "name": transfer.name,
         "size": transfer.size,

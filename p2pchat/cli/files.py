@@ -29,6 +29,7 @@ from p2pchat.cli.common import (
 from p2pchat.cli.people import local_call, person
 from p2pchat.node.node import NodeSettings, open_node
 from p2pchat.profile import Profile, ProfileLock
+from p2pchat.sizes import format_size
 
 ENDED = ("done", "declined", "cancelled", "failed")
 POLL = 0.5  # seconds between two looks at a transfer while waiting
@@ -190,8 +191,9 @@ def cmd_files(profile: Profile, args: argparse.Namespace) -> int:
             print_json(answer["files"])
         for transfer in [] if args.json else answer["files"]:
             way = "to" if transfer["outgoing"] else "from"
+            who = transfer["person"] or f"{transfer['with'][:12]}…"
             print(f"{transfer['offer'][:8]}  {transfer['state']:<9} {way} "
-                  f"{transfer['with'][:12]}…  {transfer['name']} ({transfer['size']:,} bytes)"
+                  f"{who}  {transfer['name']} ({format_size(transfer['size'])})"
                   + (f"  {transfer['path']}" if transfer["path"] and not transfer["outgoing"]
                      else ""))  # fmt: skip
         return 0
