@@ -16,6 +16,7 @@ from p2pchat.files.blocks import BLOCK_SIZE, HashTree, leaf_hash, root_of
 from p2pchat.node.files.disk import (
     O_DIRECT,
     check_and_write_all,
+    finish,
     open_partial,
     read_blocks,
     write_block,
@@ -129,3 +130,15 @@ def test_blocks_read_in_a_batch_each_say_whether_they_are_what_was_offered(
     assert read_blocks(path, len(data), wanted) == [None, blocks[0], blocks[3]]
     path.write_bytes(data + b"more")  # another size: none of them is the file offered
     assert read_blocks(path, len(data), wanted) == [None, None, None]
+
+
+def test_a_gone_partial_file_is_never_taken_for_a_different_file_of_that_name(
+    tmp_path: Path,
+) -> None:
+    data = content(BLOCK_SIZE + 5)
+    (tmp_path / "song.ogg").write_bytes(content(BLOCK_SIZE + 4) + b"!")  # same size, other
+    with pytest.raises(FileNotFoundError):
+        finish(tmp_path / "gone.part", tmp_path, "song.ogg", root=root_of(data), size=len(data))
+    (tmp_path / "song (1).ogg").write_bytes(data)  # the one it was: found after the other
+    found = finish(tmp_path / "gone.part", tmp_path, "song.ogg", root=root_of(data), size=len(data))
+    assert found == tmp_path / "song (1).ogg"

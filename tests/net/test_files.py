@@ -17,6 +17,7 @@ from p2pchat.files.blocks import BLOCK_SIZE
 from p2pchat.files.download import DEFAULT_WINDOW, Download
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files import FileService
+from p2pchat.node.files.disk import partial_path
 from p2pchat.node.files.downloads import SAVE_EVERY
 from tests.net.chatpeers import ChatPeer, wait_for
 
@@ -81,14 +82,27 @@ async def test_a_file_is_offered_accepted_verified_and_saved(tmp_path: Path) -> 
         assert not any((tmp_path / "bob-downloads" / ".p2pchat-partial").iterdir())
         await wait_for(lambda: state(ann, sent.offer_id) == "done", 30, "ann hears it is done")
         assert file_events(bob, "progress")  # at least one progress event on the way
-        # The same name again gets a number; the first file stays as it was.
+        # The same file again is the file saved already: no second copy.
         again = await files(ann).offer(bob.key, source)
         await wait_for(lambda: state(bob, again.offer_id) == "offered", 30, "the second offer")
         files(bob).accept(again.offer_id)
         await wait_for(lambda: state(bob, again.offer_id) == "done", 30, "the second file")
-        assert (tmp_path / "bob-downloads" / "holiday photo (1).jpg").read_bytes() == (
-            source.read_bytes()
-        )
+        assert bob.store is not None
+        second = bob.store.transfer(again.offer_id)
+        assert second is not None and second.path == str(saved)
+        # Other content under the same name gets a number; the first file stays as it was.
+        first_content = source.read_bytes()
+        other = make_file(tmp_path / "ann-files", "holiday photo.jpg", 3 * BLOCK_SIZE + 1234)
+        third = await files(ann).offer(bob.key, other)
+        await wait_for(lambda: state(bob, third.offer_id) == "offered", 30, "the third offer")
+        files(bob).accept(third.offer_id)
+        await wait_for(lambda: state(bob, third.offer_id) == "done", 30, "the third file")
+        numbered = tmp_path / "bob-downloads" / "holiday photo (1).jpg"
+        assert numbered.read_bytes() == other.read_bytes() != first_content
+        assert saved.read_bytes() == first_content
+        assert sorted(p.name for p in saved.parent.iterdir() if p.is_file()) == [
+            "holiday photo (1).jpg", "holiday photo.jpg"
+        ]  # fmt: skip
         nursery.cancel_scope.cancel()
 
 
@@ -143,6 +157,77 @@ async def test_a_download_resumes_after_the_receiver_crashes(tmp_path: Path) -> 
         [delivered] = [e for e in file_events(ann, "done") if e.offer_id == sent.offer_id]
         again = delivered.done_bytes - sent.size
         assert 0 <= again <= (DEFAULT_WINDOW + SAVE_EVERY) * BLOCK_SIZE < sent.size
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_partial_file_changed_while_the_receiver_was_stopped_is_fetched_again(
+    tmp_path: Path,
+) -> None:
+    """Blocks from an earlier run were verified when written, but the disk may change
+    behind our back: the whole file is checked against the root before it goes under
+    its name, and a file that does not match is fetched again, never saved wrong."""
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        blocks = SAVE_EVERY * 5 // 2
+        source = make_file(tmp_path / "ann-files", "big.bin", blocks * BLOCK_SIZE)
+        sent = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
+        downloads = files(bob).downloads
+        saved = trio.Event()
+        record = downloads._record_held
+
+        def record_then_stop(offer_id: bytes, held: bytes) -> None:
+            record(offer_id, held)
+            saved.set()
+
+        downloads._record_held = record_then_stop  # type: ignore[method-assign]
+        files(bob).accept(sent.offer_id)
+        with trio.fail_after(30):
+            await saved.wait()
+        part = partial_path(tmp_path / "bob-downloads", sent.offer_id)
+        await bob.crash()
+        with open(part, "r+b") as partial:  # block 0, held, changed on the disk
+            partial.write(b"not what was sent")
+        await bob.start(nursery)
+        bob.introduce(ann)
+        await wait_for(lambda: state(bob, sent.offer_id) == "done", 60, "the file")
+        [done] = file_events(bob, "done")
+        assert Path(done.path).read_bytes() == source.read_bytes()
+        [delivered] = [e for e in file_events(ann, "done") if e.offer_id == sent.offer_id]
+        assert delivered.done_bytes >= sent.size + SAVE_EVERY * BLOCK_SIZE  # again, whole
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("partial_left", [False, True])
+async def test_a_stop_between_saving_a_file_and_recording_it_is_finished_on_restart(
+    tmp_path: Path, partial_left: bool
+) -> None:
+    """A run that stopped after the file went under its name (``partial_left``: and
+    before its partial file was removed) and before the store said so: the next run
+    finds the file there, records it done, and makes no second copy."""
+    async with trio.open_nursery() as nursery:
+        ann, bob = await pair(tmp_path, nursery)
+        source = make_file(tmp_path / "ann-files", "notes.txt", 2 * BLOCK_SIZE + 77)
+        sent = await files(ann).offer(bob.key, source)
+        await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
+        files(bob).accept(sent.offer_id)
+        await wait_for(lambda: state(bob, sent.offer_id) == "done", 30, "the file")
+        [done] = file_events(bob, "done")
+        saved = Path(done.path)
+        assert bob.store is not None
+        # As the store was when the stop came: accepted, every block held.
+        bob.store.set_transfer_state(sent.offer_id, "accepted", now=1, path="")
+        bob.store.save_held(sent.offer_id, b"\x07", now=1)
+        if partial_left:
+            os.link(saved, partial_path(tmp_path / "bob-downloads", sent.offer_id))
+        await bob.crash()
+        await bob.start(nursery)
+        await wait_for(lambda: state(bob, sent.offer_id) == "done", 30, "done again")
+        row = bob.store.transfer(sent.offer_id)
+        assert row is not None and row.path == str(saved)
+        assert saved.read_bytes() == source.read_bytes()
+        assert sorted(p.name for p in saved.parent.iterdir()) == [".p2pchat-partial", "notes.txt"]
+        assert not any((saved.parent / ".p2pchat-partial").iterdir())
         nursery.cancel_scope.cancel()
 
 

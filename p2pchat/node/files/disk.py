@@ -14,7 +14,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from p2pchat.files.blocks import BLOCK_SIZE, HashTree, block_count, leaf_hash, verify_block
+from p2pchat.files.blocks import (
+    BLOCK_SIZE,
+    HashTree,
+    block_count,
+    file_root,
+    leaf_hash,
+    verify_block,
+)
 from p2pchat.files.names import safe_name, unique_name
 
 PARTIAL_FOLDER = ".p2pchat-partial"  # inside the downloads folder: files not yet whole
@@ -168,17 +175,38 @@ def read_held_block(
     return (data, proof) if verify_block(root, size, index, data, proof) else None
 
 
-def finish(part: Path, downloads: Path, offered_name: str, *, chosen: bool = False) -> Path:
+def finish(
+    part: Path,
+    downloads: Path,
+    offered_name: str,
+    *,
+    chosen: bool = False,
+    root: bytes | None = None,
+    size: int | None = None,
+) -> Path:
     """Make the partial file durable and give it a free name in ``downloads`` (never
     replacing a file there); the path it got. ``offered_name`` comes from the network
-    and is made safe; a name our user ``chosen`` is kept as it is."""
+    and is made safe; a name our user ``chosen`` is kept as it is.
+
+    Safe to run again after a stop at any point: a file of that name that already is
+    this file (the partial file linked to it, or, given ``root`` and ``size``, the
+    same content copied or moved there) is the answer, not a reason for a second copy;
+    and with the partial file gone, such a file is looked for before giving up."""
+    name = offered_name if chosen else safe_name(offered_name)
+    if not part.exists():
+        earlier = _saved_before(part, downloads, name, root, size)
+        if earlier is None:
+            raise FileNotFoundError(errno.ENOENT, "the partial file is gone", str(part))
+        return earlier
     fd = os.open(part, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    name = offered_name if chosen else safe_name(offered_name)
     while True:
+        final = _saved_before(part, downloads, name, root, size)
+        if final is not None:
+            break
         final = downloads / unique_name(name, lambda n: (downloads / n).exists())
         try:
             os.link(part, final)  # fails if the name was taken meanwhile: never replaces
@@ -192,12 +220,50 @@ def finish(part: Path, downloads: Path, offered_name: str, *, chosen: bool = Fal
                 if final.exists():
                     continue
                 os.rename(part, final)  # a file system without hard links
+                _sync_folder(downloads)
                 return final
             else:
                 raise
-        os.unlink(part)
-        _sync_folder(downloads)
-        return final
+        break
+    os.unlink(part)
+    _sync_folder(downloads)
+    return final
+
+
+def _saved_before(
+    part: Path, downloads: Path, name: str, root: bytes | None, size: int | None
+) -> Path | None:
+    """A file among ``name``, ``name (1)``, … in ``downloads`` (up to the first free
+    one) that is the partial file already: linked to it, or of the same size and
+    root. A run that stopped between putting the file there and recording it."""
+    found: list[Path] = []
+
+    def taken(candidate: str) -> bool:
+        path = downloads / candidate
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return False
+        with contextlib.suppress(OSError):
+            if os.path.samefile(part, path):
+                found.append(path)
+                return False
+        if root is not None and stat.st_size == size and content_root(path) == root:
+            found.append(path)
+            return False
+        return True
+
+    unique_name(name, taken)
+    return found[0] if found else None
+
+
+def content_root(path: Path) -> bytes | None:
+    """The root (§16.1) of the file at ``path`` as it is now; None if it cannot be read."""
+    try:
+        size, leaves = hash_file(path)
+    except OSError:
+        return None
+    return file_root(size, tree_of(leaves).root)
 
 
 def _copy_in(part: Path, final: Path) -> bool:

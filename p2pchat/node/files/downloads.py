@@ -6,7 +6,9 @@ root before writing it into a partial file in the downloads folder's
 ``.p2pchat-partial`` (directly, bypassing the page cache, where the file system allows:
 disk.py), saves the map of blocks held every SAVE_EVERY blocks (and when the session
 ends), and when all are held makes the file durable and links it under a free, safe
-name. A block that does not
+name — after checking it whole against the root if some blocks came in an earlier run
+(the disk may have changed them since). A stop at any point of that is finished on
+the next start, without a second copy. A block that does not
 verify fails the download: the sender is the only source, and it sent something false.
 """
 
@@ -31,6 +33,7 @@ from p2pchat.net.links import LinkManager
 from p2pchat.node.events import FileEvent
 from p2pchat.node.files.disk import (
     check_and_write_all,
+    content_root,
     finish,
     open_partial,
     partial_path,
@@ -104,6 +107,7 @@ class Downloads:
         self._proof_fds: dict[bytes, int] = {}  # offer_id -> its proofs file, open
         self._writing: set[bytes] = set()  # a worker thread uses these downloads' files
         self._close_later: dict[bytes, list[int]] = {}  # closed when that thread is done
+        self._resumed: set[bytes] = set()  # downloads that began from a stored held map
         self._rng = random.Random()
 
     # ---------------------------------------------------------------- offers
@@ -218,6 +222,18 @@ class Downloads:
 
     def _start(self, transfer: FileTransfer) -> None:
         held = self._store.transfer_held(transfer.offer_id)
+        gone = self.folder is not None and not partial_path(self.folder, transfer.offer_id).exists()
+        if held and gone and held != full_map(transfer.size):
+            # (A whole map without its partial file: a stop while the file was put under
+            # its name, which _finish finds there.)
+            log.warning("the partial file of %s is gone: fetched again from the start",
+                        transfer.offer_id.hex())  # fmt: skip
+            held = b""
+            self._record_held(transfer.offer_id, held)
+        if held:
+            # Blocks written by an earlier run: the whole file is checked against the
+            # root before it goes under its name (the disk may have changed meanwhile).
+            self._resumed.add(transfer.offer_id)
         order = None
         if transfer.room_id:
             # An order of our own: members soon hold different blocks to trade (§16.4).
@@ -477,10 +493,21 @@ class Downloads:
     async def _finish(self, offer_id: bytes, download: Download, folder: Path) -> None:
         transfer = self._row(offer_id)
         part = partial_path(folder, offer_id)
+        if offer_id in self._resumed and part.exists():
+            # Blocks from an earlier run were verified when they were written, but the
+            # file has lain on the disk since: checked whole once more.
+            self._resumed.discard(offer_id)
+            if await trio.to_thread.run_sync(content_root, part) != transfer.root:
+                self._start_over(transfer, "its partial file changed on the disk")
+                return
+        self._resumed.discard(offer_id)
         try:
             # Every block was verified before it was written; the held maps saved on
             # the way claimed only blocks made durable first (_save).
             path = await trio.to_thread.run_sync(_finish_at, part, folder, transfer)
+        except FileNotFoundError:
+            self._start_over(transfer, "its partial file is gone")
+            return
         except OSError as error:
             self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
             return
@@ -490,6 +517,17 @@ class Downloads:
             self.rooms.announce(transfer, full_map(transfer.size))
         self._event("done", self._row(offer_id), transfer.size)
 
+    def _start_over(self, transfer: FileTransfer, why: str) -> None:
+        """Fetch every block again: what the disk holds of ``transfer`` is not the file
+        (rare: changed or removed behind our back), and it never goes under its name."""
+        log.warning("download %s: %s; fetched again from the start", transfer.offer_id.hex(), why)
+        if self.folder is not None:
+            partial_path(self.folder, transfer.offer_id).unlink(missing_ok=True)
+        self._record_held(transfer.offer_id, b"")
+        current = self._row(transfer.offer_id)
+        if current.state == "accepted" and transfer.offer_id not in self.active:
+            self._start(current)
+
     def _fail(self, offer_id: bytes, reason: str) -> None:
         transfer = self._row(offer_id)
         if transfer.state not in ACTIVE:
@@ -498,6 +536,7 @@ class Downloads:
         self._answer(transfer, "cancel", reason)
 
     def _end(self, transfer: FileTransfer, state: str, reason: str) -> None:
+        self._resumed.discard(transfer.offer_id)
         download = self.active.pop(transfer.offer_id, None)
         self._forget(transfer.offer_id)
         self._store.set_transfer_state(transfer.offer_id, state, now=now_ms(), reason=reason)
@@ -536,9 +575,10 @@ class Downloads:
 
 def _finish_at(part: Path, downloads: Path, transfer: FileTransfer) -> Path:
     """Where a finished file goes: the downloads folder, or where our user chose."""
+    root, size = transfer.root, transfer.size
     if not transfer.save_to:
-        return finish(part, downloads, transfer.name)
+        return finish(part, downloads, transfer.name, root=root, size=size)
     chosen = Path(transfer.save_to)
     if chosen.is_dir():
-        return finish(part, chosen, transfer.name)
-    return finish(part, chosen.parent, chosen.name, chosen=True)
+        return finish(part, chosen, transfer.name, root=root, size=size)
+    return finish(part, chosen.parent, chosen.name, chosen=True, root=root, size=size)
