@@ -8,6 +8,7 @@ presence event under test, not the 30 s anti-entropy.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import trio
@@ -17,6 +18,7 @@ from p2pchat.chat.gate import Relation
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
 from p2pchat.node.events import RoomInvited
 from p2pchat.node.rooms import MAX_INVITE_SENDS, PAIRWISE_RETRY
+from p2pchat.node.rooms.outbox import PAIRWISE_RETRY_MAX
 from p2pchat.wire.messages import RoomGossip, RoomGraft, RoomInvite, RoomKeyUpdate
 from tests.net.roomnet import CODEC, RoomNet
 
@@ -273,5 +275,40 @@ async def test_an_invitation_the_link_did_not_take_is_offered_again(
         )
         assert refused and not invited
         assert took <= 2 * PAIRWISE_RETRY
+        nursery.cancel_scope.cancel()
+    net.close()
+
+
+async def test_an_invitation_the_link_refuses_for_minutes_still_arrives(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The link manager takes nothing for b for ten minutes (a dial backing off on a
+    loaded machine) while no session with b opens or closes: the invitation is still
+    offered, less often, and arrives soon after the link takes it again. (It used to
+    be given up after a minute, leaving it to a session nothing else would open: one
+    member of 200 was never invited.)"""
+    net = RoomNet(tmp_path, 2, config=NO_PERIODIC)
+    refused: list[float] = []
+    until = trio.current_time() + 600
+
+    def refuse_for_ten_minutes(src: bytes, dst: bytes, message: object) -> bool:
+        if isinstance(message, RoomInvite) and trio.current_time() < until:
+            refused.append(trio.current_time())
+            return True
+        return False
+
+    net.refuse = refuse_for_ten_minutes
+    async with trio.open_nursery() as nursery:
+        await net.run(nursery)
+        room_id = net.s(0).create("lab").room_id
+        net.s(0).invite(room_id, net.keys[1])
+        await wait_until(
+            net,
+            lambda: any(isinstance(e, RoomInvited) for e in net.events[net.keys[1]]),
+            limit=600 + 2 * PAIRWISE_RETRY_MAX,
+        )
+        assert trio.current_time() >= until  # it came after the link took it again
+        gaps = [later - earlier for earlier, later in itertools.pairwise(refused)]
+        assert len(refused) < 30 and max(gaps) <= PAIRWISE_RETRY_MAX  # slower, never stopped
         nursery.cancel_scope.cancel()
     net.close()
