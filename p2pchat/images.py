@@ -26,6 +26,7 @@ MAX_PIXELS = 64_000_000  # a 64-megapixel photo is previewed; more is not decode
 MAX_THUMBNAIL_PIXELS = 512 * 512  # what a thumbnail from the network may claim
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
 THUMBNAIL_BOX = 96  # pixels, the longer side of a thumbnail we send
+VIEW_BOX = 2048  # pixels, the longer side of a picture viewed in the window (more is not seen)
 
 # Pillow's own bomb check warns at MAX_IMAGE_PIXELS and refuses at twice that; ours
 # refuses earlier, so its warning would only be noise.
@@ -58,6 +59,21 @@ def pixels(
             return Pixels(rgb.width, rgb.height, rgb.tobytes())
     except Exception as error:
         log.debug("no picture from %s: %s", _label(source), error)
+        return None
+
+
+def picture(path: Path, box: int = VIEW_BOX) -> Image.Image | None:
+    """The picture at ``path``, decoded and scaled to fit ``box`` by ``box`` pixels
+    (aspect kept, never enlarged), for a terminal that draws real pixels; None if it
+    is no picture we read, or too large."""
+    try:
+        with _open(path, MAX_PIXELS) as image:
+            image.draft("RGB", (box, box))
+            rgb = image.convert("RGB")
+            rgb.thumbnail((box, box))
+            return rgb
+    except Exception as error:
+        log.debug("no picture from %s: %s", path, error)
         return None
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from p2pchat.images import MAX_THUMBNAIL_PIXELS, pixels, thumbnail
+from p2pchat.images import MAX_THUMBNAIL_PIXELS, picture, pixels, thumbnail
 from p2pchat.wire.messages import MAX_THUMBNAIL_BYTES
 
 
@@ -64,3 +64,12 @@ def test_no_picture_or_a_bomb_is_no_picture(tmp_path: Path) -> None:
     (tmp_path / "bomb.png").write_bytes(bomb)
     assert thumbnail(tmp_path / "bomb.png") == b""
     assert thumbnail(tmp_path / "missing.png") == b""
+    assert picture(tmp_path / "bomb.png") is None
+    assert picture(tmp_path / "missing.png") is None
+
+
+def test_a_picture_viewed_whole_fits_its_box_and_keeps_the_aspect(tmp_path: Path) -> None:
+    shown = picture(noisy_photo(tmp_path / "big.jpg", 3000, 1000), box=600)
+    assert shown is not None and shown.size == (600, 200) and shown.mode == "RGB"
+    small = picture(noisy_photo(tmp_path / "small.png", 30, 20))
+    assert small is not None and small.size == (30, 20)  # never enlarged

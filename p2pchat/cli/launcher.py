@@ -39,6 +39,7 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     interfaces = chosen_interfaces(args.interface)
     from p2pchat.ui.app import ChatApp  # Textual loads only for the UI
+    from p2pchat.ui.graphics import probe
 
     # The screen is the terminal's: log lines go to a file in the profile instead (and
     # a full disk there must not print tracebacks over the chat).
@@ -48,6 +49,7 @@ def cmd_ui(profile: Profile, args: argparse.Namespace) -> int:
         if not given and _port_taken(host, port):
             port = 0  # another program has the default port: any free one will do
         settings = node_settings(profile, store, args, host, port, interfaces)
+        probe()  # before the window: the terminal's answers come on its input
         ChatApp(profile, settings, ask_nick=first_run).run()
     return 0
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from p2pchat.node.events import FileEvent
 from p2pchat.node.files.uploads import NOT_SUPPORTED
 from p2pchat.sizes import format_size
 from p2pchat.ui.file_lines import FileAction, FileLine
+from p2pchat.ui.screens.picture import PictureScreen
 from p2pchat.ui.screens.save_as import SaveAsScreen
 from p2pchat.ui.screens.transfers import TransfersScreen
 from p2pchat.ui.transfers import Transfers
@@ -177,6 +179,8 @@ class FileDesk:
             self._in_node(lambda c: c.decline_file(offer_id))
         elif action in (FileAction.CANCEL, FileAction.STOP):
             self._in_node(lambda c: c.cancel_file(offer_id))
+        elif action is FileAction.VIEW:
+            app.push_screen(PictureScreen(Path(line.path), line.title(), partial(_open, app)))
         elif action is FileAction.OPEN:
             _open(app, Path(line.path))
         elif action is FileAction.FOLDER:

@@ -26,6 +26,7 @@ class FileAction(Enum):
     DECLINE = "Decline"
     CANCEL = "Cancel"
     STOP = "Stop sharing"
+    VIEW = "View"  # a picture, whole, in the window
     OPEN = "Open"
     FOLDER = "Show in folder"
     RESEND = "Send again"
@@ -150,11 +151,14 @@ class FileLine:
                 return [FileAction.CANCEL]
             if state in ("declined", "cancelled", "failed"):
                 return [FileAction.RESEND]
-            return [FileAction.OPEN] if self.path else []
+            return [*self._view(), FileAction.OPEN] if self.path else []
         if state == "offered":
             return [FileAction.ACCEPT, FileAction.SAVE_AS, FileAction.DECLINE]
         if state == "accepted":
             return [FileAction.CANCEL]
         if state == "done" and self.path:
-            return [FileAction.OPEN, FileAction.FOLDER]
+            return [*self._view(), FileAction.OPEN, FileAction.FOLDER]
         return []
+
+    def _view(self) -> list[FileAction]:
+        return [FileAction.VIEW] if self.is_image else []

@@ -12,10 +12,12 @@ from PIL import Image
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable
+from textual_image.widget import HalfcellImage
 
 from p2pchat.ui.app import ChatApp
 from p2pchat.ui.file_lines import FileAction
 from p2pchat.ui.preview import UPPER_HALF
+from p2pchat.ui.screens.picture import PictureScreen
 from p2pchat.ui.screens.transfers import TransfersScreen
 from p2pchat.ui.widgets.conversation import ConversationView
 from tests.ui.test_app import (
@@ -89,6 +91,12 @@ def test_a_picture_is_sent_accepted_with_a_click_previewed_and_listed(
         assert button_at(bob_app, FileAction.ACCEPT) is None  # answered: the buttons went
         assert button_at(bob_app, FileAction.OPEN) is not None
         assert shows_picture(bob_app)  # the file itself now
+        # View shows it whole in the window (in half blocks here: no terminal to ask).
+        await click(bob_pilot, bob_app, FileAction.VIEW)
+        await until(bob_pilot, lambda: isinstance(bob_app.screen, PictureScreen), "the view")
+        await until(bob_pilot, lambda: bool(bob_app.screen.query(HalfcellImage)), "drawn")
+        await bob_pilot.press("escape")
+        await until(bob_pilot, lambda: not isinstance(bob_app.screen, PictureScreen), "closed")
         await until(ann_pilot, lambda: line_with(ann_app, "sent, every block verified"), "sent")
         assert any("is here" in message for _, message in notifications(bob_app))
         # The transfers panel lists it.

@@ -22,6 +22,7 @@ KEYS: dict[str, FileAction] = {
     "s": FileAction.SAVE_AS,
     "d": FileAction.DECLINE,
     "c": FileAction.CANCEL,
+    "v": FileAction.VIEW,
     "o": FileAction.OPEN,
     "f": FileAction.FOLDER,
     "r": FileAction.RESEND,
