@@ -18,6 +18,7 @@ from p2pchat.chat.gate import Relation
 from p2pchat.mesh.plumtree import ROOM_MESSAGES, BroadcastConfig
 from p2pchat.node.events import RoomInvited
 from p2pchat.node.rooms import MAX_INVITE_SENDS, PAIRWISE_RETRY
+from p2pchat.node.rooms.membership import INVITE_RESEND
 from p2pchat.node.rooms.outbox import PAIRWISE_RETRY_MAX
 from p2pchat.wire.messages import RoomGossip, RoomGraft, RoomInvite, RoomKeyUpdate
 from tests.net.roomnet import CODEC, RoomNet
@@ -309,6 +310,30 @@ async def test_an_invitation_the_link_refuses_for_minutes_still_arrives(
         )
         assert trio.current_time() >= until  # it came after the link took it again
         gaps = [later - earlier for earlier, later in itertools.pairwise(refused)]
-        assert len(refused) < 30 and max(gaps) <= PAIRWISE_RETRY_MAX  # slower, never stopped
+        assert max(gaps) <= PAIRWISE_RETRY_MAX  # never stopped trying...
+        assert len(refused) < 600 / PAIRWISE_RETRY / 2  # ...and tried less and less often
+        nursery.cancel_scope.cancel()
+    net.close()
+
+
+async def test_an_invitation_the_link_took_and_lost_is_sent_again_on_a_timer(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The link took the invitation and lost it (a dial that failed after all), and no
+    session with b opens or closes afterwards: b is invited all the same, by the
+    timed re-send of an unanswered invitation."""
+    net = RoomNet(tmp_path, 2, config=NO_PERIODIC)
+    between = frozenset(net.keys[:2])
+    net.cut_links.add(between)  # sends are taken and never delivered; no session event
+    async with trio.open_nursery() as nursery:
+        await net.run(nursery)
+        room_id = net.s(0).create("lab").room_id
+        net.s(0).invite(room_id, net.keys[1])
+        await net.settle(5)
+        assert net.sent_to(1, RoomInvite) and not net.s(1).invitations()
+        net.cut_links.discard(between)  # reachable again, and still no session event
+        took = await wait_until(net, lambda: bool(net.s(1).invitations()), limit=4 * INVITE_RESEND)
+        assert took <= INVITE_RESEND
+        assert len(net.sent_to(1, RoomInvite)) == 2  # once, and once again
         nursery.cancel_scope.cancel()
     net.close()

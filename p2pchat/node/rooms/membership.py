@@ -10,6 +10,8 @@ import os
 from collections.abc import Collection
 from dataclasses import replace
 
+import trio
+
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import (
     Room,
@@ -42,6 +44,11 @@ from p2pchat.wire.messages import (
 
 RESEND_EPOCHS = 8  # key epochs re-sent to a member whose session opens
 MAX_INVITE_SENDS = 8  # an unanswered invitation is sent at most this often
+# An unanswered invitation is also sent again on a timer, not only when a session with
+# the invitee opens: the link may have taken it and lost it with a dial that failed, and
+# nothing else need open a session (sessions close when idle). First after this many
+# seconds, then twice as long each time (the eighth send about an hour after the first).
+INVITE_RESEND = 30.0
 
 
 class Membership:
@@ -58,8 +65,9 @@ class Membership:
         self._broadcasts = broadcasts
         self._invitations = invitations
         self._relations = relations
-        # (room, invitee) -> how often we sent our invitation; re-sent when it comes back
-        self._unanswered: dict[tuple[bytes, bytes], int] = {}
+        # (room, invitee) -> how often we sent our invitation, and when to send it again
+        # (also when a session with the invitee opens)
+        self._unanswered: dict[tuple[bytes, bytes], tuple[int, float]] = {}
         # (room, member): said to have joined in this run (RoomMemberJoined), once each
         self._said_joined: set[tuple[bytes, bytes]] = set()
         # room -> (epoch, added, removed): our latest change, re-made if it loses a race
@@ -89,7 +97,7 @@ class Membership:
         invitation = self._with_topic(invitation)
         for peer in sorted(newcomers):
             self._outbox.send(peer, invitation)
-            self._unanswered[(room_id, peer)] = 1
+            self._unanswered[(room_id, peer)] = (1, _resend_at(1))
         for member, update in updates:
             self._outbox.send(member, update)
         state.changed(after, state.me)
@@ -269,15 +277,29 @@ class Membership:
     def resend_invitations(self, peer: bytes) -> None:
         """Our unanswered invitations to ``peer``, again, as of the room's current epoch
         (the invitee may never have got the first). At most MAX_INVITE_SENDS in all."""
-        for (room_id, invitee), sends in list(self._unanswered.items()):
-            if invitee != peer:
-                continue
-            room = self._state.rooms.get(room_id)
-            if room is None or peer not in room.members or sends >= MAX_INVITE_SENDS:
-                del self._unanswered[(room_id, invitee)]
-                continue
-            self._unanswered[(room_id, invitee)] = sends + 1
-            self._outbox.send(peer, self._with_topic(invitation_for(room, self._state.me)))
+        for room_id, invitee in [key for key in self._unanswered if key[1] == peer]:
+            self._resend(room_id, invitee)
+
+    def resend_due(self) -> None:
+        """Our unanswered invitations whose time to be sent again has come."""
+        now = trio.current_time()
+        for key, (_, at) in list(self._unanswered.items()):
+            if at <= now:
+                self._resend(*key)
+
+    @property
+    def next_resend(self) -> float:
+        """The trio time of the next timed re-send (infinity: none waits)."""
+        return min((at for _, at in self._unanswered.values()), default=float("inf"))
+
+    def _resend(self, room_id: bytes, invitee: bytes) -> None:
+        sends, _ = self._unanswered[(room_id, invitee)]
+        room = self._state.rooms.get(room_id)
+        if room is None or invitee not in room.members or sends >= MAX_INVITE_SENDS:
+            del self._unanswered[(room_id, invitee)]
+            return
+        self._unanswered[(room_id, invitee)] = (sends + 1, _resend_at(sends + 1))
+        self._outbox.send(invitee, self._with_topic(invitation_for(room, self._state.me)))
 
     def _with_topic(self, invitation: RoomInvite) -> RoomInvite:
         """The invitation with the room's topic: the newcomer cannot read the message
@@ -299,3 +321,8 @@ class Membership:
                     update = RoomKeyUpdate(room_id=room_id, epoch=epoch, key=key,
                                            members=tuple(sorted(members)))  # fmt: skip
                     self._outbox.send(peer, update)
+
+
+def _resend_at(sends: int) -> float:
+    """When to send again an invitation sent ``sends`` times."""
+    return trio.current_time() + INVITE_RESEND * 2.0 ** (sends - 1)

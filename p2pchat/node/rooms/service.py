@@ -300,7 +300,7 @@ class RoomService:
             deadline = self.broadcasts.next_deadline()
             if self.storage.held:
                 deadline = min(deadline, trio.current_time() + DISK_RETRY)
-            deadline = min(deadline, self._outbox.next_try)
+            deadline = min(deadline, self._outbox.next_try, self._membership.next_resend)
             if not self.inputs:
                 await self.state.wake.wait(deadline)
             await self._take_inputs()
@@ -310,6 +310,8 @@ class RoomService:
                     self.storage.store_held()
                 if now >= self._outbox.next_try:
                     self._outbox.offer()
+                if now >= self._membership.next_resend:
+                    self._membership.resend_due()
                 self.broadcasts.tick(now)
             except Exception:  # a bug must not stop the rooms (or spin)
                 log.exception("room pass failed")
