@@ -19,6 +19,7 @@ from p2pchat.node.events import FileEvent
 from p2pchat.node.files import FileService
 from p2pchat.node.files.disk import partial_path
 from p2pchat.node.files.downloads import SAVE_EVERY
+from p2pchat.store import FileTransfer
 from tests.net.chatpeers import ChatPeer, wait_for
 
 
@@ -124,26 +125,35 @@ async def test_declined_and_cancelled_offers_end_on_both_sides(tmp_path: Path) -
         nursery.cancel_scope.cancel()
 
 
+async def accept_until_first_save(
+    tmp_path: Path, ann: ChatPeer, bob: ChatPeer, blocks: int
+) -> tuple[Path, FileTransfer]:
+    """ann offers bob a file of ``blocks`` blocks; bob accepts and this returns right
+    after bob's first save of the held map (SAVE_EVERY blocks in): (the source, the
+    offer)."""
+    source = make_file(tmp_path / "ann-files", "big.bin", blocks * BLOCK_SIZE)
+    sent = await files(ann).offer(bob.key, source)
+    await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
+    downloads = files(bob).downloads
+    saved = trio.Event()
+    record = downloads._record_held
+
+    def record_and_tell(offer_id: bytes, held: bytes) -> None:
+        record(offer_id, held)
+        saved.set()
+
+    downloads._record_held = record_and_tell  # type: ignore[method-assign]
+    files(bob).accept(sent.offer_id)
+    with trio.fail_after(30):
+        await saved.wait()
+    return source, sent
+
+
 async def test_a_download_resumes_after_the_receiver_crashes(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         ann, bob = await pair(tmp_path, nursery)
         blocks = SAVE_EVERY * 5 // 2
-        source = make_file(tmp_path / "ann-files", "big.bin", blocks * BLOCK_SIZE)
-        sent = await files(ann).offer(bob.key, source)
-        await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
-        # Crash bob right after its first save of the held map (SAVE_EVERY blocks in).
-        downloads = files(bob).downloads
-        saved = trio.Event()
-        record = downloads._record_held
-
-        def record_then_crash(offer_id: bytes, held: bytes) -> None:
-            record(offer_id, held)
-            saved.set()
-
-        downloads._record_held = record_then_crash  # type: ignore[method-assign]
-        files(bob).accept(sent.offer_id)
-        with trio.fail_after(30):
-            await saved.wait()
+        source, sent = await accept_until_first_save(tmp_path, ann, bob, blocks)
         assert state(bob, sent.offer_id) == "accepted" and bob.store is not None
         held_then = Download(sent.root, sent.size, bob.store.transfer_held(sent.offer_id))
         await bob.crash()
@@ -168,22 +178,7 @@ async def test_a_partial_file_changed_while_the_receiver_was_stopped_is_fetched_
     its name, and a file that does not match is fetched again, never saved wrong."""
     async with trio.open_nursery() as nursery:
         ann, bob = await pair(tmp_path, nursery)
-        blocks = SAVE_EVERY * 5 // 2
-        source = make_file(tmp_path / "ann-files", "big.bin", blocks * BLOCK_SIZE)
-        sent = await files(ann).offer(bob.key, source)
-        await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
-        downloads = files(bob).downloads
-        saved = trio.Event()
-        record = downloads._record_held
-
-        def record_then_stop(offer_id: bytes, held: bytes) -> None:
-            record(offer_id, held)
-            saved.set()
-
-        downloads._record_held = record_then_stop  # type: ignore[method-assign]
-        files(bob).accept(sent.offer_id)
-        with trio.fail_after(30):
-            await saved.wait()
+        source, sent = await accept_until_first_save(tmp_path, ann, bob, SAVE_EVERY * 5 // 2)
         part = partial_path(tmp_path / "bob-downloads", sent.offer_id)
         await bob.crash()
         with open(part, "r+b") as partial:  # block 0, held, changed on the disk
