@@ -318,9 +318,9 @@ async def test_a_download_ended_while_its_block_is_written_closes_its_file_after
         await wait_for(in_thread.is_set, 30, "a block in the writer's thread")
         downloads = files(bob).downloads
         files(bob).cancel(sent.offer_id)
-        assert downloads._close_later.get(sent.offer_id)  # not closed under the thread
+        assert downloads._files.closing  # not closed under the thread
         go_on.set()
-        await wait_for(lambda: not downloads._close_later, 30, "the descriptors closed")
+        await wait_for(lambda: not downloads._files.closing, 30, "the descriptors closed")
         # The node lives on: another file comes whole.
         monkeypatch.setattr("p2pchat.node.files.downloads.check_and_write_all", real_write)
         again = await files(ann).offer(bob.key, source)

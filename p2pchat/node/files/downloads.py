@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import trio
 
@@ -35,10 +34,10 @@ from p2pchat.node.files.disk import (
     check_and_write_all,
     content_root,
     finish,
-    open_partial,
     partial_path,
     proofs_path,
 )
+from p2pchat.node.files.partials import PartialFiles
 from p2pchat.node.files.rooms import HAVE_EVERY, RoomFiles, full_map
 from p2pchat.node.ports import Relations
 from p2pchat.store import FileTransfer, Store
@@ -46,7 +45,6 @@ from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest, FileUnavailable
 
 log = logging.getLogger("p2pchat.files")
-T = TypeVar("T")
 
 # Blocks stored between two saves of the held map (8 MiB): each save first makes the
 # blocks durable (fdatasync), so the map never claims a block a power cut could lose.
@@ -96,7 +94,7 @@ class Downloads:
         self._peers: dict[bytes, bytes] = {}  # offer_id -> sender
         self._unsaved: dict[bytes, int] = {}  # offer_id -> blocks stored since the last save
         self._progress_at: dict[bytes, float] = {}
-        self._fds: dict[bytes, int] = {}  # offer_id -> the partial file, open for writing
+        self._files = PartialFiles(lambda: self.folder)  # the partial files, open
         # offer_id -> blocks come and claimed, waiting for the writer (at most a window)
         self._arrived: dict[bytes, deque[tuple[bytes, FileBlock]]] = {}
         self.nursery: trio.Nursery | None = None
@@ -104,9 +102,6 @@ class Downloads:
         self.rooms: RoomFiles | None = None
         self._room_rows: dict[bytes, FileTransfer] = {}  # offer_id -> row, room downloads
         self._asked_of: dict[bytes, dict[int, bytes]] = {}  # offer_id -> index -> holder
-        self._proof_fds: dict[bytes, int] = {}  # offer_id -> its proofs file, open
-        self._writing: set[bytes] = set()  # a worker thread uses these downloads' files
-        self._close_later: dict[bytes, list[int]] = {}  # closed when that thread is done
         self._resumed: set[bytes] = set()  # downloads that began from a stored held map
         self._rng = random.Random()
 
@@ -297,7 +292,7 @@ class Downloads:
 
     def _ask(self, offer_id: bytes, download: Download) -> None:
         if download.complete:
-            if offer_id not in self._writing:  # else the writer completes it, once done
+            if not self._files.in_use(offer_id):  # else the writer completes it, once done
                 self._complete(offer_id)
             return
         blocks = download.to_ask(trio.current_time())
@@ -364,10 +359,10 @@ class Downloads:
         try:
             while arrived and self.active.get(offer_id) is download:
                 batch = [arrived.popleft() for _ in range(min(len(arrived), WRITE_BATCH))]
-                fd = self._fd(offer_id)
-                proofs_fd = self._proofs_fd(offer_id) if offer_id in self._room_rows else None
+                fd = self._files.file(offer_id)
+                proofs_fd = self._files.proofs(offer_id) if offer_id in self._room_rows else None
                 try:
-                    verdicts = await self._in_thread(
+                    verdicts = await self._files.in_thread(
                         offer_id, check_and_write_all, fd, download.root, download.size,
                         [(m.index, m.data, m.proof) for _, m in batch], proofs_fd,
                     )  # fmt: skip
@@ -403,7 +398,7 @@ class Downloads:
         held = download.held_map()
         self._unsaved[offer_id] = 0
         try:
-            await self._in_thread(offer_id, os.fdatasync, fd)
+            await self._files.in_thread(offer_id, os.fdatasync, fd)
         except OSError as error:
             self._fail(offer_id, f"cannot write the file: {error.strerror or error}")
             return False
@@ -411,18 +406,6 @@ class Downloads:
             return False
         self._record_held(offer_id, held)
         return True
-
-    async def _in_thread(self, offer_id: bytes, work: Callable[..., T], *args: Any) -> T:
-        """``work(*args)`` in a worker thread, with the download's descriptors: while it
-        runs they are not closed (an end meanwhile closes them when it returns), so a
-        number the kernel gave to another file is never written or synced."""
-        self._writing.add(offer_id)
-        try:
-            return await trio.to_thread.run_sync(work, *args)
-        finally:
-            self._writing.discard(offer_id)
-            for fd in self._close_later.pop(offer_id, ()):
-                os.close(fd)
 
     def _stored(self, offer_id: bytes, download: Download) -> None:
         row = self._room_rows.get(offer_id)
@@ -433,22 +416,6 @@ class Downloads:
             self._progress_at[offer_id] = now
             self._event("progress", self._row(offer_id), download.held_bytes)
         self._ask(offer_id, download)
-
-    def _proofs_fd(self, offer_id: bytes) -> int:
-        fd = self._proof_fds.get(offer_id)
-        if fd is None:
-            assert self.folder is not None
-            fd = self._proof_fds[offer_id] = open_partial(proofs_path(self.folder, offer_id))
-        return fd
-
-    def _fd(self, offer_id: bytes) -> int:
-        fd = self._fds.get(offer_id)
-        if fd is None:
-            assert self.folder is not None
-            fd = self._fds[offer_id] = open_partial(
-                partial_path(self.folder, offer_id), direct=True
-            )
-        return fd
 
     def unavailable(self, peer: bytes, message: FileUnavailable) -> None:
         for offer_id, download in self._downloads_of(peer, message.root):
@@ -474,7 +441,7 @@ class Downloads:
         for a lost session and the last blocks; the writer task saves on the way,
         syncing in a worker thread)."""
         self._unsaved[offer_id] = 0
-        fd = self._fds.get(offer_id)
+        fd = self._files.opened(offer_id)
         if fd is not None:
             os.fdatasync(fd)
         self._record_held(offer_id, download.held_map())
@@ -547,13 +514,7 @@ class Downloads:
         self._event(kind, self._row(transfer.offer_id))
 
     def _forget(self, offer_id: bytes) -> None:
-        fds = [fd for fd in (self._fds.pop(offer_id, None), self._proof_fds.pop(offer_id, None))
-               if fd is not None]  # fmt: skip
-        if offer_id in self._writing:  # a worker thread uses them: closed when it is done
-            self._close_later.setdefault(offer_id, []).extend(fds)
-        else:
-            for fd in fds:
-                os.close(fd)
+        self._files.close(offer_id)
         self._asked_of.pop(offer_id, None)
         row = self._room_rows.pop(offer_id, None)
         if row is not None and self.rooms is not None:
