@@ -146,7 +146,9 @@ class FileLine:
         state = self.state
         if self.outgoing:
             if self.room:
-                return [FileAction.STOP, FileAction.OPEN] if state == "offered" else []
+                return (
+                    [FileAction.STOP, *self._view(), FileAction.OPEN] if state == "offered" else []
+                )
             if state in ("offered", "waiting", "accepted"):
                 return [FileAction.CANCEL]
             if state in ("declined", "cancelled", "failed"):

@@ -46,6 +46,16 @@ def test_each_state_offers_its_actions() -> None:
     done.path = "/tmp/film.mkv"
     assert done.actions() == [FileAction.OPEN, FileAction.FOLDER]
     assert done.status() == "saved as /tmp/film.mkv"
+    # A picture is also viewed in the window, first where it is there to view.
+    photo = line("done")
+    photo.path, photo.media_type = "/tmp/sun.jpg", "image/jpeg"
+    assert photo.actions() == [FileAction.VIEW, FileAction.OPEN, FileAction.FOLDER]
+    sent = line("done", outgoing=True)
+    sent.path, sent.media_type = "/home/ann/sun.jpg", "image/jpeg"
+    assert sent.actions() == [FileAction.VIEW, FileAction.OPEN]
+    shared = line("offered", outgoing=True)
+    shared.path, shared.media_type, shared.room = "/home/ann/sun.jpg", "image/png", b"r" * 16
+    assert shared.actions() == [FileAction.STOP, FileAction.VIEW, FileAction.OPEN]
     failed = line("failed")
     failed.moved("failed", 0, 1.0, reason="a block from the sender did not match the file")
     assert failed.status() == "failed: a block from the sender did not match the file"
