@@ -164,6 +164,7 @@ async def test_a_download_resumes_after_the_receiver_crashes(tmp_path: Path) -> 
         [done] = file_events(bob, "done")
         assert Path(done.path).read_bytes() == source.read_bytes()
         # Sent again: at most what was in flight when bob crashed, not the whole file.
+        await wait_for(lambda: state(ann, sent.offer_id) == "done", 30, "ann hears it is done")
         [delivered] = [e for e in file_events(ann, "done") if e.offer_id == sent.offer_id]
         again = delivered.done_bytes - sent.size
         assert 0 <= again <= (DEFAULT_WINDOW + SAVE_EVERY) * BLOCK_SIZE < sent.size
@@ -188,6 +189,7 @@ async def test_a_partial_file_changed_while_the_receiver_was_stopped_is_fetched_
         await wait_for(lambda: state(bob, sent.offer_id) == "done", 60, "the file")
         [done] = file_events(bob, "done")
         assert Path(done.path).read_bytes() == source.read_bytes()
+        await wait_for(lambda: state(ann, sent.offer_id) == "done", 30, "ann hears it is done")
         [delivered] = [e for e in file_events(ann, "done") if e.offer_id == sent.offer_id]
         assert delivered.done_bytes >= sent.size + SAVE_EVERY * BLOCK_SIZE  # again, whole
         nursery.cancel_scope.cancel()
