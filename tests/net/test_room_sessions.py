@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -250,6 +251,21 @@ async def test_a_key_re_sent_to_an_invitee_is_a_no_op(tmp_path: Path) -> None:
     net.close()
 
 
+def refuse_invitations(net: RoomNet, now: Callable[[list[float]], bool]) -> list[float]:
+    """The link manager does not take an invitation when ``now(the times it refused
+    one so far)`` says so; those times, as they come."""
+    refused: list[float] = []
+
+    def refuse(src: bytes, dst: bytes, message: object) -> bool:
+        if isinstance(message, RoomInvite) and now(refused):
+            refused.append(trio.current_time())
+            return True
+        return False
+
+    net.refuse = refuse
+    return refused
+
+
 async def test_an_invitation_the_link_did_not_take_is_offered_again(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -257,15 +273,7 @@ async def test_an_invitation_the_link_did_not_take_is_offered_again(
     link manager did not take the invitation (say, its queue to b was full): it is
     offered again, and b gets it, without waiting for b to come back."""
     net = RoomNet(tmp_path, 2, config=NO_PERIODIC)
-    refused: list[object] = []
-
-    def refuse_first_invitation(src: bytes, dst: bytes, message: object) -> bool:
-        if isinstance(message, RoomInvite) and not refused:
-            refused.append(message)
-            return True
-        return False
-
-    net.refuse = refuse_first_invitation
+    refused = refuse_invitations(net, lambda refused: not refused)  # the first only
     async with trio.open_nursery() as nursery:
         await net.run(nursery)
         room_id = net.s(0).create("lab").room_id
@@ -289,16 +297,8 @@ async def test_an_invitation_the_link_refuses_for_minutes_still_arrives(
     be given up after a minute, leaving it to a session nothing else would open: one
     member of 200 was never invited.)"""
     net = RoomNet(tmp_path, 2, config=NO_PERIODIC)
-    refused: list[float] = []
     until = trio.current_time() + 600
-
-    def refuse_for_ten_minutes(src: bytes, dst: bytes, message: object) -> bool:
-        if isinstance(message, RoomInvite) and trio.current_time() < until:
-            refused.append(trio.current_time())
-            return True
-        return False
-
-    net.refuse = refuse_for_ten_minutes
+    refused = refuse_invitations(net, lambda _: trio.current_time() < until)
     async with trio.open_nursery() as nursery:
         await net.run(nursery)
         room_id = net.s(0).create("lab").room_id
