@@ -17,10 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-import shutil
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -37,6 +35,7 @@ from p2pchat.node.files.disk import (
     partial_path,
     proofs_path,
 )
+from p2pchat.node.files.offers import ANSWER_FOR, OfferLimits, make_room, refusal
 from p2pchat.node.files.partials import PartialFiles
 from p2pchat.node.files.rooms import HAVE_EVERY, RoomFiles, full_map
 from p2pchat.node.ports import Relations
@@ -55,22 +54,6 @@ SAVE_EVERY = 32
 WRITE_BATCH = 8
 PROGRESS_INTERVAL = 0.5  # seconds between two progress events of one download
 ACTIVE = ("offered", "accepted")  # theirs: not yet ended
-# The answer that says where an offer made to us stands, by its state.
-ANSWER_FOR = {"offered": "received", "accepted": "accept", "declined": "decline",
-              "done": "done", "cancelled": "cancel", "failed": "cancel"}  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class OfferLimits:
-    """Offers waiting for our user's say: a peer cannot fill the list or the disk."""
-
-    per_contact: int = 32
-    per_stranger: int = 4
-    in_all: int = 256
-    max_size: int = 1 << 40  # 1 TiB: larger offers are declined at once
-    # A contact's file up to this size is accepted without asking (0: never, the
-    # default); a stranger's never is.
-    auto_accept: int = 0
 
 
 class Downloads:
@@ -116,9 +99,9 @@ class Downloads:
             if known.peer == peer and not known.outgoing:
                 self._answer_again(known)
             return
-        refusal = self._refusal(peer, relation, message)
-        if refusal:
-            self._links.send(peer, FileAnswer(message.offer_id, "decline", refusal))
+        refused = refusal(self._store, self._limits, peer, relation, message.size)
+        if refused:
+            self._links.send(peer, FileAnswer(message.offer_id, "decline", refused))
             return
         now = now_ms()
         transfer = FileTransfer(
@@ -134,19 +117,6 @@ class Downloads:
             except (OSError, ValueError) as error:  # no room, no folder: the user decides
                 log.info("a file offer waits for our user: %s", error)
 
-    def _refusal(self, peer: bytes, relation: Relation, message: FileOffer) -> str:
-        limits = self._limits
-        if message.size > limits.max_size:
-            return f"too large: at most {limits.max_size} bytes"
-        mine = self._store.count_transfers(outgoing=False, states=("offered",), peer=peer)
-        share = limits.per_contact if relation is Relation.CONTACT else limits.per_stranger
-        if (
-            mine >= share
-            or self._store.count_transfers(outgoing=False, states=("offered",)) >= limits.in_all
-        ):
-            return "too many offers waiting"
-        return ""
-
     def _answer_again(self, transfer: FileTransfer) -> None:
         """An offer we hold came again: the sender missed our answer."""
         answer = ANSWER_FOR[transfer.state]
@@ -155,24 +125,7 @@ class Downloads:
     def accept(self, transfer: FileTransfer, save_to: Path | None = None) -> FileTransfer:
         """Start downloading; saved in the downloads folder, or at ``save_to`` (a folder
         to save it in under its offered name, or a new file's path) once done."""
-        if transfer.outgoing or transfer.state != "offered":
-            raise ValueError(f"offer {transfer.offer_id.hex()} is {transfer.state}, not waiting")
-        if self.folder is None:
-            raise ValueError("no downloads folder is set")
-        if save_to is not None:
-            folder = save_to if save_to.is_dir() else save_to.parent
-            if not folder.is_dir():
-                raise ValueError(f"no folder {folder} to save it in")
-            if not os.access(folder, os.W_OK):
-                raise ValueError(f"cannot write in {folder}")
-        part = partial_path(self.folder, transfer.offer_id)
-        part.parent.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(part.parent).free
-        if free < transfer.size + (64 << 20):
-            raise ValueError(
-                f"not enough space in {self.folder}: {transfer.size} bytes needed, {free} free"
-            )
-        part.touch(mode=0o600)
+        make_room(transfer, self.folder, save_to)
         if save_to is not None:
             self._store.set_save_to(transfer.offer_id, str(save_to.resolve()))
         self._store.set_transfer_state(transfer.offer_id, "accepted", now=now_ms())
@@ -460,14 +413,17 @@ class Downloads:
     async def _finish(self, offer_id: bytes, download: Download, folder: Path) -> None:
         transfer = self._row(offer_id)
         part = partial_path(folder, offer_id)
-        if offer_id in self._resumed and part.exists():
-            # Blocks from an earlier run were verified when they were written, but the
-            # file has lain on the disk since: checked whole once more.
-            self._resumed.discard(offer_id)
-            if await trio.to_thread.run_sync(content_root, part) != transfer.root:
-                self._start_over(transfer, "its partial file changed on the disk")
-                return
+        resumed = offer_id in self._resumed
         self._resumed.discard(offer_id)
+        # Blocks from an earlier run were verified when they were written, but the file
+        # has lain on the disk since: checked whole once more.
+        if (
+            resumed
+            and part.exists()
+            and (await trio.to_thread.run_sync(content_root, part) != transfer.root)
+        ):
+            self._start_over(transfer, "its partial file changed on the disk")
+            return
         try:
             # Every block was verified before it was written; the held maps saved on
             # the way claimed only blocks made durable first (_save).

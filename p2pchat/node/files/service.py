@@ -19,7 +19,8 @@ from p2pchat.images import thumbnail
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import NodeEvent
 from p2pchat.node.files.disk import hash_file, tree_of
-from p2pchat.node.files.downloads import Downloads, OfferLimits
+from p2pchat.node.files.downloads import Downloads
+from p2pchat.node.files.offers import OfferLimits
 from p2pchat.node.files.rooms import MAX_ROOM_FILE_BLOCKS, RoomFiles
 from p2pchat.node.files.uploads import NOT_SUPPORTED, SERVING, Uploads
 from p2pchat.node.ports import Relations
