@@ -20,6 +20,18 @@ from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
 )
 
 
+async def form_lab(
+    ann_app: ChatApp, ann_pilot: Pilot[None], bob_app: ChatApp, bob_pilot: Pilot[None]
+) -> None:
+    """ann makes the room "lab" from the composer and invites bob, who joins it."""
+    await type_line(ann_pilot, "/create lab")
+    await until(ann_pilot, lambda: sidebar_entry(ann_app, "# lab"), "the room")
+    await type_line(ann_pilot, "/invite bob")
+    await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
+    await type_line(bob_pilot, "/join lab")
+    await until(bob_pilot, lambda: sidebar_entry(bob_app, "# lab"), "joined")
+
+
 @pytest.mark.slow
 def test_a_room_from_the_composer(people: Callable[[str], Person]) -> None:  # noqa: F811
     ann, bob = people("ann"), people("bob")
@@ -27,12 +39,7 @@ def test_a_room_from_the_composer(people: Callable[[str], Person]) -> None:  # n
     async def scenario(
         ann_app: ChatApp, ann_pilot: Pilot[None], bob_app: ChatApp, bob_pilot: Pilot[None]
     ) -> None:
-        await type_line(ann_pilot, "/create lab")
-        await until(ann_pilot, lambda: sidebar_entry(ann_app, "# lab"), "the room")
-        await type_line(ann_pilot, "/invite bob")
-        await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
-        await type_line(bob_pilot, "/join lab")
-        await until(bob_pilot, lambda: sidebar_entry(bob_app, "# lab"), "joined")
+        await form_lab(ann_app, ann_pilot, bob_app, bob_pilot)
         await type_line(bob_pilot, "hello lab")
         await until(ann_pilot, lambda: line_with(ann_app, "hello lab"), "bob's line at ann")
         await type_line(ann_pilot, "welcome, bob")

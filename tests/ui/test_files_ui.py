@@ -26,11 +26,11 @@ from tests.ui.test_app import (
     line_with,
     notifications,
     people,
-    sidebar_entry,
     type_line,
     until,
     with_two_apps,
 )
+from tests.ui.test_app_rooms import form_lab
 
 __all__ = ["people"]  # the fixture, used by name
 
@@ -149,12 +149,7 @@ def test_a_picture_shared_in_a_room_is_fetched_from_its_line(
 
     async def scenario(ann_app: ChatApp, ann_pilot: Pilot[None],
                        bob_app: ChatApp, bob_pilot: Pilot[None]) -> None:  # fmt: skip
-        await type_line(ann_pilot, "/create lab")
-        await until(ann_pilot, lambda: sidebar_entry(ann_app, "# lab"), "the room")
-        await type_line(ann_pilot, "/invite bob")
-        await until(bob_pilot, lambda: sidebar_entry(bob_app, "? lab"), "the invitation")
-        await type_line(bob_pilot, "/join lab")
-        await until(bob_pilot, lambda: sidebar_entry(bob_app, "# lab"), "joined")
+        await form_lab(ann_app, ann_pilot, bob_app, bob_pilot)
         await type_line(ann_pilot, f"/send {photo}")
         await until(ann_pilot, lambda: line_with(ann_app, "shared with the room"), "ann's line")
         await until(bob_pilot, lambda: line_with(bob_app, "shares a file with the room"),
