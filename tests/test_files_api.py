@@ -29,6 +29,9 @@ def test_a_file_sent_accepted_and_saved_through_the_api(tmp_path: Path, nodes: l
 
     ann.command({"cmd": "send_file", "to": bob_id, "path": "/no/such/file", "tag": 1})
     assert "no/such/file" in ann.wait_for("error", tag=1)["error"]
+    # "~user" of no such user is a missing file like any other, not an internal error.
+    ann.command({"cmd": "send_file", "to": bob_id, "path": "~no-such-user-p2p/f", "tag": 11})
+    assert "~no-such-user-p2p/f" in ann.wait_for("error", tag=11)["error"]
     ann.command({"cmd": "send_file", "to": bob_id, "path": str(source), "tag": 2})
     sent = ann.wait_for("send_file", tag=2)["file"]
     assert (sent["name"], sent["size"], sent["state"], sent["outgoing"]) == (

@@ -7,6 +7,7 @@ read from the store."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ POLL = 0.5  # seconds between two looks at a transfer while waiting
 def cmd_send_file(profile: Profile, args: argparse.Namespace) -> int:
     if not read_static_targets(profile, args):
         return EXIT_USAGE
-    path = Path(args.path).expanduser().resolve()
+    path = Path(os.path.expanduser(args.path)).resolve()
     if args.peer.startswith("#"):  # a room: shared with its members
         room = _room_id(profile, args.peer[1:])
         if room is None:

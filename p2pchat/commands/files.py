@@ -4,6 +4,7 @@ store alone."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,14 +20,14 @@ class FileCommands(CommandContext):
         files = self._files()
         name = self.name_of(peer)
         with _file_errors(f"{name}'s" if name else "their"):
-            return await files.offer(peer, path.expanduser())
+            return await files.offer(peer, _home_expanded(path))
 
     async def share_file(self, room_id: bytes, path: Path) -> FileTransfer:
         """Share the file at ``path`` with a room we are in: each member who wants it
         fetches it from the members who hold it (docs/protocol.md §16.4)."""
         files = self._files()
         with _file_errors():
-            return await files.share(room_id, path.expanduser())
+            return await files.share(room_id, _home_expanded(path))
 
     def room_transfers(
         self, room_id: bytes, *, from_clock: int | None = None, below_clock: int | None = None
@@ -73,7 +74,7 @@ class FileCommands(CommandContext):
         folder, or the path of a new file)."""
         files = self._files()
         with _file_errors():
-            return files.accept(offer_id, None if save_to is None else save_to.expanduser())
+            return files.accept(offer_id, None if save_to is None else _home_expanded(save_to))
 
     def decline_file(self, offer_id: bytes, reason: str = "") -> FileTransfer:
         files = self._files()
@@ -106,3 +107,9 @@ def _file_errors(whose: str = "their") -> Iterator[None]:
             raise CommandError(
                 f"{error.filename or 'the file'}: {error.strerror or error}"
             ) from error
+
+
+def _home_expanded(path: Path) -> Path:
+    """A leading ``~`` or ``~user`` made the home folder; left as given where there is
+    no such user (``Path.expanduser`` raises there: a path from a script is any text)."""
+    return Path(os.path.expanduser(path))

@@ -25,6 +25,7 @@ from p2pchat.node.events import FileEvent
 from p2pchat.node.files.uploads import NOT_SUPPORTED
 from p2pchat.sizes import format_size
 from p2pchat.ui.file_lines import FileAction, FileLine
+from p2pchat.ui.paths import expand_home
 from p2pchat.ui.screens.picture import PictureScreen
 from p2pchat.ui.screens.save_as import SaveAsScreen
 from p2pchat.ui.screens.transfers import TransfersScreen
@@ -56,7 +57,7 @@ class FileDesk:
         peer_id = app.current_peer
         if peer_id is None and room is None:
             raise CommandError("open a conversation or a room first: /send offers the file there")
-        path = Path(_unquoted(typed)).expanduser()
+        path = expand_home(_unquoted(typed))
         if not path.is_file():
             raise CommandError(f"{path}: no such file" if not path.exists() else
                                f"{path} is not a file")  # fmt: skip

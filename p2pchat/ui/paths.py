@@ -17,13 +17,19 @@ MAX_COMPLETIONS = 200  # a huge folder is not listed whole on every Tab
 _ESCAPED = re.compile(r"\\(.)")
 
 
+def expand_home(typed: str) -> Path:
+    """``typed`` as a path, a leading ``~`` or ``~user`` made the home folder; left as
+    typed where there is no such user (``Path.expanduser`` would raise instead)."""
+    return Path(os.path.expanduser(typed))
+
+
 def complete_path(typed: str) -> list[str]:
     """Completions of the path ``typed``: each a whole path, folders ending with ``/``;
     hidden entries only when the typed name starts with a dot. ``~`` is kept as typed."""
     folder_part, _, name_part = typed.rpartition("/")
     if "/" in typed:
         folder_part += "/"
-    folder = Path(os.path.expanduser(folder_part or "."))
+    folder = expand_home(folder_part or ".")
     try:
         with os.scandir(folder) as entries:
             found: list[str] = []
@@ -60,7 +66,7 @@ def pasted_file(text: str) -> Path | None:
         text = _ESCAPED.sub(r"\1", text)
     if not (text.startswith("/") or text.startswith("~")):
         return None
-    path = Path(text).expanduser()
+    path = expand_home(text)
     try:
         return path if path.is_file() else None
     except (OSError, ValueError):

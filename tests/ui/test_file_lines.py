@@ -91,6 +91,10 @@ def test_a_dropped_file_is_read_in_each_shape_terminals_paste(tmp_path: Path) ->
     for text in ("hello there", str(tmp_path), f"{tmp_path}/missing.jpg", elsewhere,
                  f"{dropped}\n{dropped}", "relative.jpg"):  # fmt: skip
         assert pasted_file(text) is None, text
+    # "~user" for no such user is a name like any other, not a crash (it was one:
+    # Path.expanduser raises where os.path.expanduser leaves it as typed).
+    assert pasted_file("~0") is None and pasted_file("~no-such-user-p2p/x.jpg") is None
+    assert complete_path("~no-such-user-p2p/") == []
 
 
 def test_a_name_from_the_network_cannot_drive_the_terminal_or_reorder_itself() -> None:
