@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from p2pchat.diskfaults import DISK_FULL, IO_ERROR
+from p2pchat.store.driver import sqlite as sqlite3
 
 # Primary result codes: the low byte of the extended code SQLite reports.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10

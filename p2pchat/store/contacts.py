@@ -3,10 +3,10 @@ from strangers, and the addresses each peer was last reachable at."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from p2pchat.store.core import StoreCore
+from p2pchat.store.driver import sqlite as sqlite3
 from p2pchat.store.rows import Contact, Request, RowReader
 
 MAX_ADDRESSES = 8

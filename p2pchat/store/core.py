@@ -10,7 +10,6 @@ reads a clock.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +18,7 @@ from typing import Any, Self
 from p2pchat.diskfaults import DISK_FULL, IO_ERROR, DiskHealth
 from p2pchat.errors import StoreError
 from p2pchat.store.codes import sqlite_code
+from p2pchat.store.driver import sqlite as sqlite3
 
 CHUNK = 500  # ids per statement, well under SQLite's limit on bound parameters
 

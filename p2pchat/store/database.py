@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sqlite3
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from p2pchat.diskfaults import DISK_FULL, IO_ERROR, disk_fault
 from p2pchat.errors import StoreError
 from p2pchat.store.codes import sqlite_code as _code
 from p2pchat.store.contacts import ContactTables
+from p2pchat.store.driver import sqlite as sqlite3
 from p2pchat.store.files import FileTables
 from p2pchat.store.invites import InviteTables
 from p2pchat.store.messages import MessageTables
@@ -136,7 +136,9 @@ def _quick_check(path: Path, *, immutable: bool) -> list[str]:
         raise _open_error(path, error) from error
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-        return [str(row[0]) for row in conn.execute("PRAGMA quick_check(4)")]
+        # Newer SQLite puts several problems in one row, a line each.
+        rows = conn.execute("PRAGMA quick_check(4)")
+        return [line for row in rows for line in str(row[0]).splitlines() if line][:4]
     except sqlite3.DatabaseError as error:
         if _code(error) == "damaged":
             return [str(error)]

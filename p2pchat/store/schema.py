@@ -9,12 +9,12 @@ user_version`` ``i`` to ``i + 1``. A step is a sequence of single SQL statements
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from p2pchat.errors import StoreError
 from p2pchat.store.codes import sqlite_code
+from p2pchat.store.driver import sqlite as sqlite3
 
 Migration = Sequence[str]
 

@@ -5,7 +5,6 @@ on upgrade, and any text a person types taken as words, never as FTS5 syntax."""
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from p2pchat.errors import StoreError
 from p2pchat.store import MIGRATIONS, Store, open_store
+from p2pchat.store.driver import sqlite as sqlite3
 from p2pchat.store.indexing import SEARCH_BATCH, SEARCHED_TABLES
 from p2pchat.store.schema import migrate, user_version
 from p2pchat.store.search import match_expression
