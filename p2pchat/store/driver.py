@@ -26,6 +26,8 @@ else:
 
         ENCRYPTS = False
 
+__all__ = ["ENCRYPTS", "KEY_BYTES", "sqlite", "use_key"]
+
 KEY_BYTES = 32  # a raw 256-bit key: SQLCipher then derives nothing from a passphrase
 
 
