@@ -25,6 +25,8 @@ from p2pchat.errors import HandshakeRefused, IdentityError
 PUBLIC_KEY_BYTES = 32
 PEER_ID_CHARS = 52  # base32 of 32 bytes, padding stripped
 KEY_FILE_HEADER = "p2pchat-identity-v1"
+# A key file locked with a passphrase (its format: p2pchat.locking.sealed).
+LOCKED_KEY_FILE_HEADER = "p2pchat-identity-locked-v1"
 # Domain separation: the signature in the handshake covers this prefix and the Noise
 # static key, so it can never be mistaken for a signature over anything else.
 STATIC_KEY_SIGNATURE_PREFIX = b"p2pchat-noise-static-key:"
@@ -157,23 +159,46 @@ class Identity:
         return self.signing_key.sign(message).signature
 
 
+def plain_key_text(seed: bytes) -> str:
+    """The text of an unlocked key file holding ``seed``."""
+    return f"{KEY_FILE_HEADER}\n{base64.b64encode(seed).decode('ascii')}\n"
+
+
+@dataclass(frozen=True)
+class LockedKey:
+    """A key file locked with a passphrase (p2pchat.locking.sealed): its text, to be
+    unsealed once the passphrase is known."""
+
+    path: Path
+    text: str = field(repr=False)
+
+
 def load_or_create_identity(path: Path) -> tuple[Identity, bool]:
     """Read the key file at ``path``, creating it (mode 0600) if it does not exist.
 
     Returns the identity and whether it was just created. A file that exists but
-    cannot be read or parsed raises IdentityError and is left untouched.
+    cannot be read or parsed raises IdentityError and is left untouched; so does a
+    locked one (see :func:`load_or_create_key`).
     """
+    key, created = load_or_create_key(path)
+    if isinstance(key, LockedKey):
+        raise IdentityError(f"the identity key file {path} is locked with a passphrase")
+    return key, created
+
+
+def load_or_create_key(path: Path) -> tuple[Identity | LockedKey, bool]:
+    """:func:`load_or_create_identity`, but a locked key file is an answer: its text."""
     try:
-        return _read_identity(path), False
+        return _read_key(path), False
     except FileNotFoundError:
         pass
     identity = Identity.generate()
-    text = f"{KEY_FILE_HEADER}\n{base64.b64encode(identity.seed).decode('ascii')}\n"
+    text = plain_key_text(identity.seed)
     try:
         # O_EXCL: never overwrite a key file that appeared meanwhile.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return _read_identity(path), False
+        return _read_key(path), False
     except OSError as exc:
         raise IdentityError(f"cannot create the identity key file {path}: {exc.strerror}") from exc
     try:
@@ -188,7 +213,7 @@ def load_or_create_identity(path: Path) -> tuple[Identity, bool]:
     return identity, True
 
 
-def _read_identity(path: Path) -> Identity:
+def _read_key(path: Path) -> Identity | LockedKey:
     try:
         mode = path.stat().st_mode
         raw = path.read_bytes()
@@ -204,9 +229,15 @@ def _read_identity(path: Path) -> Identity:
         "backup, or move it away to create a new identity (contacts will see a new peer id)."
     )
     try:
-        header, encoded = raw.decode("ascii").split("\n")[:2]
+        text = raw.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise corrupt from exc
+    if text.split("\n", 1)[0].strip() == LOCKED_KEY_FILE_HEADER:
+        return LockedKey(path, text)
+    try:
+        header, encoded = text.split("\n")[:2]
         seed = base64.b64decode(encoded, validate=True)
-    except (UnicodeDecodeError, ValueError, binascii.Error) as exc:
+    except (ValueError, binascii.Error) as exc:
         raise corrupt from exc
     if header != KEY_FILE_HEADER or len(seed) != 32:
         raise corrupt

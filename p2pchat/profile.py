@@ -12,7 +12,6 @@ import getpass
 import json
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,10 @@ import platformdirs
 
 from p2pchat.diskfaults import DiskHealth
 from p2pchat.errors import ProfileError
-from p2pchat.identity import Identity, load_or_create_identity
+from p2pchat.identity import Identity, LockedKey, load_or_create_key
+from p2pchat.locking.passphrase import NoSource, PassphraseSource
+from p2pchat.locking.sealed import Secrets
+from p2pchat.locking.unlock import unlock
 from p2pchat.sizes import parse_size
 from p2pchat.wire.messages import MAX_NICK_CHARS
 
@@ -62,14 +64,62 @@ def _default_nick() -> str:
         return "anonymous"
 
 
-@dataclass(slots=True)
 class Profile:
-    home: Path
-    identity: Identity
-    nick: str
-    created: bool
-    config: dict[str, Any]
-    health: DiskHealth | None = None
+    """An open profile. A locked one (docs/architecture.md, "A locked profile") asks
+    for its passphrase the first time its identity or database key is needed, through
+    ``passphrase`` — so a command that only talks to a running node never asks."""
+
+    def __init__(
+        self,
+        home: Path,
+        identity: Identity | None = None,
+        nick: str = "",
+        created: bool = False,
+        config: dict[str, Any] | None = None,
+        health: DiskHealth | None = None,
+        *,
+        locked: LockedKey | None = None,
+    ) -> None:
+        if (identity is None) == (locked is None):
+            raise ValueError("a profile has an identity or a locked key file, not both")
+        self.home = home
+        self.nick = nick
+        self.created = created
+        self.config: dict[str, Any] = config if config is not None else {}
+        self.health = health
+        self.locked_key = locked  # None: the profile is not locked
+        self.passphrase: PassphraseSource = NoSource()  # set by the front end
+        self._secrets = None if identity is None else Secrets(identity.seed)
+        self._identity = identity
+
+    @property
+    def locked(self) -> bool:
+        """Whether the profile is locked with a passphrase (unlocked or not yet)."""
+        return self.locked_key is not None
+
+    @property
+    def secrets(self) -> Secrets:
+        """The identity seed and database key, unlocking the profile first if need be."""
+        if self._secrets is None:
+            assert self.locked_key is not None
+            self._secrets = unlock(self.locked_key, self.passphrase, str(self.home))
+        return self._secrets
+
+    @property
+    def identity(self) -> Identity:
+        if self._identity is None:
+            self._identity = Identity(self.secrets.seed)
+        return self._identity
+
+    @property
+    def database_key(self) -> bytes | None:
+        """The key of the message database (None: a plain file)."""
+        return self.secrets.database_key if self.locked else None
+
+    def relocked(self, secrets: Secrets, locked: LockedKey | None) -> None:
+        """The profile's lock was put on, changed or taken off (p2pchat.locking.relock)."""
+        self.locked_key = locked
+        self._secrets = secrets
 
     @property
     def config_path(self) -> Path:
@@ -181,7 +231,7 @@ class ProfileLock:
 def open_profile(home: Path) -> Profile:
     """Open (creating on first use) the profile in ``home``."""
     _ensure_private_dir(home)
-    identity, created = load_or_create_identity(home / KEY_FILE)
+    key, created = load_or_create_key(home / KEY_FILE)
     config = _read_config(home / CONFIG_FILE)
     nick_value = config.get("nick")
     nick = _default_nick()
@@ -189,7 +239,9 @@ def open_profile(home: Path) -> Profile:
         # A hand-edited bad nick falls back to the default rather than locking the user out.
         with contextlib.suppress(ProfileError):
             nick = validate_nick(nick_value)
-    return Profile(home=home, identity=identity, nick=nick, created=created, config=config)
+    if isinstance(key, LockedKey):
+        return Profile(home, nick=nick, created=created, config=config, locked=key)
+    return Profile(home, key, nick=nick, created=created, config=config)
 
 
 def _ensure_private_dir(home: Path) -> None:

@@ -240,9 +240,9 @@ def test_an_unknown_command_is_a_usage_error_not_the_chat_window(
     from p2pchat.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--home", str(tmp_path), "passphrase", "set", "--help"])
+        main(["--home", str(tmp_path), "teleport", "now", "--help"])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'passphrase'" in capsys.readouterr().err
+    assert "invalid choice: 'teleport'" in capsys.readouterr().err
 
 
 def test_global_options_work_after_the_command_too(

@@ -12,17 +12,26 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from p2pchat.cli.common import EXIT_ERROR
 from p2pchat.cli.parser import build_parser
 from p2pchat.diskfaults import DiskHealth
 from p2pchat.errors import P2PChatError
+from p2pchat.locking.passphrase import (
+    FromDescriptor,
+    FromEnvironment,
+    FromKeyring,
+    PassphraseSource,
+    default_source,
+)
 from p2pchat.logfile import log_to_stream
 from p2pchat.profile import Profile, open_profile, resolve_home
 
 __all__ = ["main"]
 
-GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version", "--passphrase-keyring"})
+GLOBAL_OPTIONS = frozenset({"--home", "--passphrase-fd", "--passphrase-env"})  # take a value
 
 Handler = Callable[[Profile, argparse.Namespace], int]
 
@@ -31,6 +40,7 @@ Handler = Callable[[Profile, argparse.Namespace], int]
 # one-shot client commands) would cost resident memory all that time.
 HANDLERS: dict[str, str] = {
     "id": "p2pchat.cli.client",
+    "passphrase": "p2pchat.cli.passphrase",
     "daemon": "p2pchat.cli.daemon",
     "ping": "p2pchat.cli.network",
     "peers": "p2pchat.cli.network",
@@ -59,9 +69,13 @@ def _with_default_command(argv: list[str]) -> list[str]:
     index = 0
     while index < len(argv):
         word = argv[index]
-        if word == "--home":
+        if word in GLOBAL_OPTIONS:
             index += 2
-        elif word.startswith("--home=") or word in GLOBAL_FLAGS or re.fullmatch(r"-v+", word):
+        elif (
+            word.split("=", 1)[0] in GLOBAL_OPTIONS
+            or word in GLOBAL_FLAGS
+            or re.fullmatch(r"-v+", word)
+        ):
             index += 1
         else:
             break
@@ -72,6 +86,18 @@ def _with_default_command(argv: list[str]) -> list[str]:
     if any(word in ("-h", "--help", "--version") for word in argv[:index]):
         return argv
     return [*argv[:index], "ui", *argv[index:]]
+
+
+def passphrase_source(args: argparse.Namespace, home: Path) -> PassphraseSource:
+    """Where a locked profile's passphrase comes from: the option given, else the
+    terminal if there is one."""
+    if args.passphrase_fd is not None:
+        return FromDescriptor(args.passphrase_fd)
+    if args.passphrase_env is not None:
+        return FromEnvironment(args.passphrase_env)
+    if args.passphrase_keyring:
+        return FromKeyring(home)
+    return default_source()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         profile = open_profile(resolve_home(args.home))
         profile.health = args.disk
+        profile.passphrase = passphrase_source(args, profile.home)
         return handler(args.command)(profile, args)
     except P2PChatError as error:
         print(f"p2pchat: {error}", file=sys.stderr)

@@ -82,7 +82,11 @@ def node_settings(
         announce_nick=not args.no_announce_nick,
         interfaces=interfaces,
         static=args.static_targets,
-        known_peers=KnownPeers(profile.home / KNOWN_FILE, health=getattr(args, "disk", None)),
+        known_peers=KnownPeers(
+            profile.home / KNOWN_FILE,
+            health=getattr(args, "disk", None),
+            key=profile.database_key,
+        ),
         store=store,
         chat=ChatSettings(relay=RelayLimits(enabled=not getattr(args, "no_relay", False))),
         files=FileSettings(
@@ -129,7 +133,9 @@ def open_profile_store(profile: Profile) -> Store:
     """The profile's message store; config.json "full_sync": true trades speed for
     surviving power cuts too (docs/storage.md)."""
     return open_store(
-        profile.home / DATABASE_FILE, full_sync=profile.config.get("full_sync") is True
+        profile.home / DATABASE_FILE,
+        full_sync=profile.config.get("full_sync") is True,
+        key=profile.database_key,
     )
 
 

@@ -201,7 +201,7 @@ def cmd_connect(profile: Profile, args: argparse.Namespace) -> int:
     answer = trio.run(call_control, profile.home, {"cmd": "connect", "target": args.target})
     if answer is not None:
         return _print_connected(answer, args.json)
-    known = KnownPeers(profile.home / KNOWN_FILE)
+    known = KnownPeers(profile.home / KNOWN_FILE, key=profile.database_key)
     results: list[dict[str, Any]] = []
 
     def record(name: str, text: str, **fields: Any) -> None:

@@ -25,7 +25,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (repeat for debug)"
     )
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--passphrase-fd",
+        type=int,
+        metavar="N",
+        help="a locked profile's passphrase: read it from file descriptor N (e.g. 3<file)",
+    )
+    secret.add_argument(
+        "--passphrase-env",
+        metavar="NAME",
+        help="a locked profile's passphrase: the value of the environment variable NAME",
+    )
+    secret.add_argument(
+        "--passphrase-keyring",
+        action="store_true",
+        help="a locked profile's passphrase: from the system keyring (saved with "
+        "`passphrase set --remember`)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    passphrase = commands.add_parser(
+        "passphrase",
+        help="lock this profile with a passphrase, change it, or take it off",
+        description="A locked profile keeps its identity key and its whole message "
+        "database encrypted on disk; it asks for the passphrase when it starts. "
+        "If the passphrase is forgotten, nothing can be recovered.",
+    )
+    passphrase.add_argument("action", choices=("set", "change", "remove", "status"))
+    passphrase.add_argument(
+        "--new-passphrase-fd",
+        type=int,
+        metavar="N",
+        help="read the new passphrase from file descriptor N instead of asking",
+    )
+    passphrase.add_argument(
+        "--new-passphrase-env",
+        metavar="NAME",
+        help="the new passphrase is the value of the environment variable NAME",
+    )
+    passphrase.add_argument(
+        "--remember",
+        action="store_true",
+        help="also save the new passphrase in the system keyring (for --passphrase-keyring)",
+    )
 
     id_cmd = commands.add_parser("id", help="print this profile's peer id and fingerprint")
     id_cmd.add_argument("--json", action="store_true", help="print one JSON object")

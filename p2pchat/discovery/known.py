@@ -8,7 +8,10 @@ dials them at once instead of waiting for mDNS. Static peers come from the profi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +20,9 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import nacl.exceptions
+import nacl.secret
 
 from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.chat.invites import decode_token, encode_token
@@ -56,18 +62,28 @@ class KnownPeers:
     save; ``health`` hears of the failure and of the recovery.
     """
 
-    def __init__(self, path: Path, *, health: DiskHealth | None = None) -> None:
+    def __init__(
+        self, path: Path, *, health: DiskHealth | None = None, key: bytes | None = None
+    ) -> None:
+        """``key``: a locked profile's database key; the file is then sealed with a key
+        derived from it (it names peers, their nicks and where they were)."""
         self.path = path
         self.health = health
-        self._peers: dict[str, dict[str, Any]] = self._load()
+        self._box = None if key is None else nacl.secret.SecretBox(_file_key(key))
         self._unsaved = False
+        self._peers: dict[str, dict[str, Any]] = self._load()
+        if self._unsaved:
+            self._save()
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = self.path.read_bytes()
+            data = json.loads(self._open(raw))
+            if self._box is not None and not raw.startswith(SEALED_HEADER):
+                self._unsaved = True  # written before the profile was locked: sealed soon
         except FileNotFoundError:
             return {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
             kept = self.path.with_suffix(".json.corrupt")
             log.warning(
                 "%s is unreadable (%s); kept as %s, starting afresh", self.path, error, kept
@@ -118,12 +134,33 @@ class KnownPeers:
         entry = self._peers.get(peer_id)
         return entry["nick"] if entry else None
 
+    def _open(self, raw: bytes) -> str:
+        """The file's JSON text; ValueError if it is sealed and cannot be opened."""
+        if not raw.startswith(SEALED_HEADER):
+            return raw.decode("utf-8")
+        if self._box is None:
+            raise ValueError("sealed, and this profile is not locked (any more)")
+        try:
+            sealed = base64.b64decode(raw[len(SEALED_HEADER) :].strip(), validate=True)
+            return self._box.decrypt(sealed).decode("utf-8")
+        except (binascii.Error, nacl.exceptions.CryptoError) as error:
+            raise ValueError(f"sealed under another key: {error}") from None
+
+    def resealed(self, key: bytes | None) -> None:
+        """Save the file again under ``key`` (the profile's lock changed)."""
+        self._box = None if key is None else nacl.secret.SecretBox(_file_key(key))
+        self._save()
+
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
+        text = json.dumps(self._peers, indent=1, sort_keys=True)
+        data = text.encode("utf-8")
+        if self._box is not None:
+            data = SEALED_HEADER + base64.b64encode(bytes(self._box.encrypt(data))) + b"\n"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._peers, handle, indent=1, sort_keys=True)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
             os.replace(tmp, self.path)
         except OSError as error:
             # The old file stands; a half-written temporary one would only take space.
@@ -146,6 +183,15 @@ class KnownPeers:
         """Save what a failed save left in memory (the disk takes writes again)."""
         if self._unsaved:
             self._save()
+
+
+SEALED_HEADER = b"p2pchat-sealed-v1\n"
+
+
+def _file_key(database_key: bytes) -> bytes:
+    """The key of a locked profile's ``peers.json``: from its database key, apart."""
+    return hashlib.blake2b(b"peers.json", key=database_key, digest_size=32,
+                           person=b"p2pchat-file-key").digest()  # fmt: skip
 
 
 def static_targets(config_peers: Any, cli_peers: list[str] | None) -> list[Target]:

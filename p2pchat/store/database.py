@@ -18,6 +18,7 @@ from p2pchat.errors import StoreError
 from p2pchat.store.codes import sqlite_code as _code
 from p2pchat.store.contacts import ContactTables
 from p2pchat.store.driver import sqlite as sqlite3
+from p2pchat.store.driver import use_key
 from p2pchat.store.files import FileTables
 from p2pchat.store.invites import InviteTables
 from p2pchat.store.messages import MessageTables
@@ -51,7 +52,11 @@ class Store(
 
 
 def open_store(
-    path: Path, *, migrations: Sequence[Migration] = MIGRATIONS, full_sync: bool = False
+    path: Path,
+    *,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    full_sync: bool = False,
+    key: bytes | None = None,
 ) -> Store:
     """Open (creating or upgrading as needed) the message database at ``path``.
 
@@ -61,18 +66,20 @@ def open_store(
     built under a temporary name and linked into place complete, so an empty
     ``messages.db`` is never ours: it always means damage.
 
-    ``migrations`` is a parameter only so tests can play older and newer versions.
+    ``key``: the database key of a locked profile (the whole file is encrypted with
+    SQLCipher); None for a plain file. ``migrations`` is a parameter only so tests can
+    play older and newer versions.
     """
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        _create(path, migrations)
+        _create(path, migrations, key)
     except OSError as error:
         raise StoreError(f"cannot open the message database {path}: {error}") from error
     else:
         if size == 0:
             raise StoreError(_empty_text(path), code="empty")
-        check_integrity(path)
+        check_integrity(path, key)
     try:
         # mode=rw: never create the file here (an empty one would be taken for damage).
         conn = sqlite3.connect(
@@ -81,6 +88,7 @@ def open_store(
     except sqlite3.Error as error:
         raise _open_error(path, error) from error
     try:
+        use_key(conn, key)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         # Refuse newer schemas before any write (setting WAL rewrites the header).
         found = user_version(conn)
@@ -107,7 +115,7 @@ def open_store(
     return Store(conn, path, version)
 
 
-def check_integrity(path: Path) -> None:
+def check_integrity(path: Path, key: bytes | None = None) -> None:
     """Raise StoreError (code ``damaged``) unless SQLite's ``quick_check`` finds the file
     sound, without writing anything.
 
@@ -119,15 +127,15 @@ def check_integrity(path: Path) -> None:
     """
     wal = path.with_name(path.name + "-wal")
     quiet = not wal.exists()
-    problems = _quick_check(path, immutable=quiet)
+    problems = _quick_check(path, key, immutable=quiet)
     if problems != ["ok"] and quiet and wal.exists():
-        problems = _quick_check(path, immutable=False)
+        problems = _quick_check(path, key, immutable=False)
     if problems != ["ok"]:
         more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
         raise StoreError(_damaged_text(path, problems[0] + more), code="damaged")
 
 
-def _quick_check(path: Path, *, immutable: bool) -> list[str]:
+def _quick_check(path: Path, key: bytes | None, *, immutable: bool) -> list[str]:
     """Up to 4 problems (the first names the damage), or ``["ok"]``."""
     uri = _uri(path, "ro") + ("&immutable=1" if immutable else "")
     try:
@@ -135,6 +143,7 @@ def _quick_check(path: Path, *, immutable: bool) -> list[str]:
     except sqlite3.Error as error:
         raise _open_error(path, error) from error
     try:
+        use_key(conn, key)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         # Newer SQLite puts several problems in one row, a line each.
         rows = conn.execute("PRAGMA quick_check(4)")
@@ -188,7 +197,7 @@ def _open_error(path: Path, error: sqlite3.Error) -> StoreError:
     return StoreError(f"cannot open the message database {path}: {error}{hint}", code=code)
 
 
-def _create(path: Path, migrations: Sequence[Migration]) -> None:
+def _create(path: Path, migrations: Sequence[Migration], key: bytes | None) -> None:
     """Build a new database under a temporary name and link it into place complete.
 
     The temporary file is 0600 from its first byte (SQLite gives its -wal and -shm the
@@ -201,6 +210,7 @@ def _create(path: Path, migrations: Sequence[Migration]) -> None:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             conn = sqlite3.connect(tmp, isolation_level=None, check_same_thread=False)
             try:
+                use_key(conn, key)
                 migrate(conn, tmp, migrations)
                 # WAL is recorded in the header; closing checkpoints and removes the -wal.
                 conn.execute("PRAGMA journal_mode = WAL")
