@@ -18,6 +18,7 @@ from p2pchat.chat.relay import RelayLimits
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers, static_targets
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import ProfileError
+from p2pchat.locking.relock import finish_relock
 from p2pchat.node.chat import ChatSettings
 from p2pchat.node.files import FileSettings, OfferLimits
 from p2pchat.node.node import NodeSettings
@@ -130,8 +131,11 @@ def read_static_targets(profile: Profile, args: argparse.Namespace) -> bool:
 
 
 def open_profile_store(profile: Profile) -> Store:
-    """The profile's message store; config.json "full_sync": true trades speed for
-    surviving power cuts too (docs/storage.md)."""
+    """The profile's message store (a locked profile asks for its passphrase here);
+    config.json "full_sync": true trades speed for surviving power cuts too
+    (docs/storage.md)."""
+    # A change of the profile's lock that stopped half-way is finished or undone.
+    finish_relock(profile.home, profile.database_key)
     return open_store(
         profile.home / DATABASE_FILE,
         full_sync=profile.config.get("full_sync") is True,

@@ -195,6 +195,11 @@ def _accept_global_options(command: argparse.ArgumentParser) -> None:
                          help=argparse.SUPPRESS)  # fmt: skip
     command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                          help=argparse.SUPPRESS)  # fmt: skip
+    command.add_argument("--passphrase-fd", type=int, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)  # fmt: skip
+    command.add_argument("--passphrase-env", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    command.add_argument("--passphrase-keyring", action="store_true",
+                         default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # fmt: skip
 
 
 def _add_daemon_options(parser: argparse.ArgumentParser) -> None:

@@ -146,17 +146,19 @@ class KnownPeers:
         except (binascii.Error, nacl.exceptions.CryptoError) as error:
             raise ValueError(f"sealed under another key: {error}") from None
 
-    def resealed(self, key: bytes | None) -> None:
-        """Save the file again under ``key`` (the profile's lock changed)."""
-        self._box = None if key is None else nacl.secret.SecretBox(_file_key(key))
-        self._save()
+    def copy_to(self, path: Path, key: bytes | None) -> None:
+        """Write what this file holds to ``path`` under ``key`` (the profile's lock
+        changes: p2pchat.locking.relock), durably; OSError if it cannot."""
+        data = _encoded(self._peers, None if key is None else nacl.secret.SecretBox(_file_key(key)))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        text = json.dumps(self._peers, indent=1, sort_keys=True)
-        data = text.encode("utf-8")
-        if self._box is not None:
-            data = SEALED_HEADER + base64.b64encode(bytes(self._box.encrypt(data))) + b"\n"
+        data = _encoded(self._peers, self._box)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as handle:
@@ -186,6 +188,30 @@ class KnownPeers:
 
 
 SEALED_HEADER = b"p2pchat-sealed-v1\n"
+
+
+def opens_under(path: Path, key: bytes | None) -> bool:
+    """Whether the file at ``path`` is a peers file written under ``key`` exactly
+    (sealed with it; or plain, for None)."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return False
+    if key is None:
+        return not raw.startswith(SEALED_HEADER)
+    try:
+        box = nacl.secret.SecretBox(_file_key(key))
+        box.decrypt(base64.b64decode(raw[len(SEALED_HEADER) :].strip(), validate=True))
+    except (binascii.Error, nacl.exceptions.CryptoError, ValueError):
+        return False
+    return raw.startswith(SEALED_HEADER)
+
+
+def _encoded(peers: dict[str, dict[str, Any]], box: nacl.secret.SecretBox | None) -> bytes:
+    data = json.dumps(peers, indent=1, sort_keys=True).encode("utf-8")
+    if box is None:
+        return data
+    return SEALED_HEADER + base64.b64encode(bytes(box.encrypt(data))) + b"\n"
 
 
 def _file_key(database_key: bytes) -> bytes:

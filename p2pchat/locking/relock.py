@@ -8,13 +8,14 @@ atomically, not two. So:
    (SQLCipher's export: encrypted for a lock, plain to take it off; a change of
    passphrase gets a new database key too, so an old copy of the key file and an old
    passphrase open nothing written after), and made durable;
-2. the new key file is written beside the old one and made durable;
+2. ``peers.json`` (remembered addresses and nicks) is written beside itself under the
+   new key, then the new key file beside the old one, both made durable;
 3. it is renamed over ``identity.key``: **the commit**;
-4. the old database's ``-wal`` and ``-shm`` go, and ``messages.db.relock`` is renamed
-   over ``messages.db``.
+4. the staged ``peers.json`` is renamed over the old; the old database's ``-wal`` and
+   ``-shm`` go, and ``messages.db.relock`` is renamed over ``messages.db``.
 
 After a stop, :func:`finish_relock` (run before every opening of the store) decides
-by trying: a ``messages.db.relock`` that opens with the key the key file now holds
+by trying: a staged file that opens with the key the key file now holds
 was committed, and step 4 is done again; one that does not (it is under a key that
 was never committed) is deleted. Nothing is guessed from timestamps or markers.
 """
@@ -26,7 +27,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
+from p2pchat.discovery.known import KNOWN_FILE, KnownPeers, opens_under
 from p2pchat.errors import ProfileError, StoreError
 from p2pchat.identity import LockedKey, plain_key_text
 from p2pchat.locking.sealed import DATABASE_KEY_BYTES, Secrets, seal
@@ -55,6 +56,9 @@ def relock(profile: Profile, passphrase: bytes | None, step: Step = lambda _: No
     if database.exists():
         _export(database, old.database_key, _staged(database), new_key)
         step("database copied")
+    known = home / KNOWN_FILE
+    if known.exists():
+        KnownPeers(known, key=old.database_key).copy_to(_staged(known), new_key)
     key_file = home / KEY_FILE
     text = plain_key_text(new.seed) if passphrase is None else seal(new, passphrase)
     _write_durably(_staged(key_file), text)
@@ -63,9 +67,6 @@ def relock(profile: Profile, passphrase: bytes | None, step: Step = lambda _: No
     _sync_folder(home)
     step("committed")
     finish_relock(home, new_key)
-    known = home / KNOWN_FILE
-    if known.exists():  # a stop before this leaves it unreadable: only a cache
-        KnownPeers(known, key=old.database_key).resealed(new_key)
     profile.relocked(new, None if passphrase is None else LockedKey(key_file, text))
 
 
@@ -74,9 +75,16 @@ def finish_relock(home: Path, database_key: bytes | None) -> None:
     the key file as it is now (None: a plain profile)."""
     with contextlib.suppress(FileNotFoundError):
         _staged(home / KEY_FILE).unlink()  # never renamed: not committed
+    known = _staged(home / KNOWN_FILE)
+    if known.exists():
+        if opens_under(known, database_key):
+            os.replace(known, home / KNOWN_FILE)
+        else:
+            known.unlink()
     database = home / DATABASE_FILE
     staged = _staged(database)
     if not staged.exists():
+        _sync_folder(home)
         return
     if _opens(staged, database_key):
         for end in _SIDE_FILES:  # the old database's: they must not meet the new one

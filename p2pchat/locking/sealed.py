@@ -29,7 +29,9 @@ import nacl.exceptions
 import nacl.pwhash
 
 from p2pchat.errors import IdentityError
-from p2pchat.identity import LOCKED_KEY_FILE_HEADER as LOCKED_HEADER
+from p2pchat.identity import LOCKED_KEY_FILE_HEADER
+
+LOCKED_HEADER = LOCKED_KEY_FILE_HEADER
 
 SALT_BYTES = 16
 NONCE_BYTES = 24

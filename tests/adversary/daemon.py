@@ -41,12 +41,14 @@ class Daemon:
         log: Path | None = None,
         read_stdout: bool = True,
         pipe_bytes: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         # stderr goes to a file (never into the home: a test may fill the home's disk).
         self.log_path = log or home.parent / f"{home.name}.stderr"
-        env = {**os.environ, "P2PCHAT_INTERFACES": "127.0.0.1", "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "P2PCHAT_INTERFACES": "127.0.0.1", "PYTHONPATH": str(REPO),
+               **(env or {})}  # fmt: skip
         command = [sys.executable, "-m", "p2pchat", "--home", str(home), "daemon", "--json",
                    "--no-mdns", "--listen", "127.0.0.1:0", *args]  # fmt: skip
         with open(self.log_path, "ab") as stderr:
