@@ -29,12 +29,19 @@ PROMPT = b"Passphrase for "
 ROOM_NAME = "Smugglers Cove"
 
 
-def p2pchat(home: Path, *args: str, env: dict[str, str] | None = None,
-            **options: object) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def p2pchat(
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: int | None = None,
+    pass_fds: tuple[int, ...] = (),
+    start_new_session: bool = False,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "p2pchat", "--home", str(home), *args],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, **options,  # type: ignore[arg-type]
+        capture_output=True, text=True, timeout=120, cwd=REPO, stdin=stdin,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        pass_fds=pass_fds, start_new_session=start_new_session,
     )  # fmt: skip
 
 
