@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -252,3 +253,34 @@ def test_the_window_says_the_old_release_cannot_receive_files(
         asyncio.run(main())
     finally:
         bob.stop()
+
+
+def test_the_old_release_refuses_a_locked_profile_and_changes_nothing(
+    old_python: Path, tmp_path: Path
+) -> None:
+    """A profile locked by this version, opened by v0.1.0 (which knows no locks): a
+    clear refusal naming the key file, and not a byte of the profile changed (it must
+    not, say, make a new identity or a new database beside the encrypted one)."""
+    home = tmp_path / "ann"
+    env = {**os.environ, "NEW": "correct horse battery staple"}
+    locked = subprocess.run(
+        [sys.executable, "-m", "p2pchat", "--home", str(home), "passphrase", "set",
+         "--new-passphrase-env", "NEW"], capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert locked.returncode == 0, locked.stderr
+    subprocess.run(
+        [sys.executable, "-m", "p2pchat", "--home", str(home), "--passphrase-env", "NEW",
+         "contacts", "add", "a" * 52], capture_output=True, env=env, check=True,
+    )  # fmt: skip
+    before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    for args in (["id"], ["contacts"], ["daemon", "--json", "--no-mdns", "--listen",
+                                         "127.0.0.1:0"]):  # fmt: skip
+        old = subprocess.run([str(old_python), "-m", "p2pchat", "--home", str(home), *args],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=60)  # fmt: skip
+        assert old.returncode != 0, old.stdout
+        assert "identity key file" in old.stderr and "left untouched" in old.stderr
+        assert "Traceback" not in old.stderr
+    after = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    assert {name: data for name, data in after.items() if name != "node.lock"} == {
+        name: data for name, data in before.items() if name != "node.lock"
+    }
