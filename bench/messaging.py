@@ -13,7 +13,10 @@ trio process; every figure is printed beside a baseline measured in the same run
 3. history: the latest page (50) of a 100,000-message conversation, after reopening;
 4. the JSON-lines API path: the same burst sent by a client through the stdin of a
    real ``p2pchat daemon --json`` process to another daemon process on 127.0.0.1, at
-   most API_WINDOW messages not yet delivered; baseline: the in-process figure of 2.
+   most API_WINDOW messages not yet delivered; baseline: the in-process figure of 2;
+5. locked profiles: 2 again with both stores encrypted at rest (SQLCipher, as a
+   locked profile's), beside the plain figure; and unlocking: Argon2id at the default
+   cost plus opening an encrypted store, beside opening the same store plain.
 
 Run:  python bench/messaging.py [--quick] [--write]
 """
@@ -112,13 +115,14 @@ async def _consume(node: Node, watch: Watch) -> None:
 
 
 @contextlib.asynccontextmanager
-async def two_nodes(tmp: Path, name: str) -> AsyncIterator[Pair]:
-    """Sender and receiver nodes, contacts of each other, with a session open."""
+async def two_nodes(tmp: Path, name: str, locked: bool = False) -> AsyncIterator[Pair]:
+    """Sender and receiver nodes, contacts of each other, with a session open;
+    ``locked``: each store encrypted at rest as a locked profile's is (SQLCipher)."""
     sender_id, receiver_id = Identity.generate(), Identity.generate()
     folder = tmp / name
     folder.mkdir()
-    sender_store = open_store(folder / "sender.db")
-    receiver_store = open_store(folder / "receiver.db")
+    sender_store = open_store(folder / "sender.db", key=_key(locked))
+    receiver_store = open_store(folder / "receiver.db", key=_key(locked))
     sender_store.add_contact(receiver_id.public_key, now=now_ms())
     receiver_store.add_contact(sender_id.public_key, now=now_ms())
     try:
@@ -250,8 +254,12 @@ def fill(store: Store, peer: bytes, count: int, clock: int = 0) -> None:
                 )
 
 
-def store_only(count: int, tmp: Path) -> float:
-    store = open_store(tmp / "store-only.db")
+def _key(locked: bool) -> bytes | None:
+    return os.urandom(32) if locked else None
+
+
+def store_only(count: int, tmp: Path, locked: bool = False) -> float:
+    store = open_store(tmp / f"store-only{'-locked' if locked else ''}.db", key=_key(locked))
     try:
         start = time.perf_counter()
         fill(store, os.urandom(32), count)
@@ -260,8 +268,11 @@ def store_only(count: int, tmp: Path) -> float:
         store.close()
 
 
-async def throughput(count: int, tmp: Path, yield_every: int = YIELD_EVERY) -> Throughput:
-    async with two_nodes(tmp, "throughput") as pair:
+async def throughput(
+    count: int, tmp: Path, yield_every: int = YIELD_EVERY, locked: bool = False
+) -> Throughput:
+    name = "throughput-locked" if locked else "throughput"
+    async with two_nodes(tmp, name, locked) as pair:
         chat, watch, peer = pair.sender.require_chat(), pair.watch, pair.receiver_key
         watch.wanted_delivered = count
         dropped_before = pair.sender.links.dropped
@@ -279,7 +290,7 @@ async def throughput(count: int, tmp: Path, yield_every: int = YIELD_EVERY) -> T
         dropped = pair.sender.links.dropped - dropped_before
     if delivered < count:
         print(f"  throughput: only {delivered} of {count} delivered after {SETTLE_S:.0f} s")
-    return Throughput(delivered, seconds, accepted, store_only(count, tmp), dropped)
+    return Throughput(delivered, seconds, accepted, store_only(count, tmp, locked), dropped)
 
 
 async def api_throughput(count: int, tmp: Path) -> tuple[int, float]:
@@ -345,8 +356,41 @@ def history(count: int, tmp: Path, calls: int = 20) -> History:
 # ---------------------------------------------------------------------- report
 
 
+@dataclass
+class Unlock:
+    unseal_s: float  # Argon2id at the default cost, and the key file opened
+    open_s: float  # the encrypted store opened (its quick_check reads every page)
+    plain_open_s: float  # the same store, plain, opened: the baseline
+    messages: int
+
+
+def unlock(tmp: Path, count: int) -> Unlock:
+    """A locked profile's start: the key file unsealed, then its store (``count``
+    messages) opened; beside it, the same store as a plain file opened."""
+    from p2pchat.locking.sealed import Secrets, seal, unseal
+
+    text = seal(Secrets(os.urandom(32), os.urandom(32)), b"correct horse battery staple")
+    start = time.perf_counter()
+    secrets = unseal(text, b"correct horse battery staple")
+    unsealed = time.perf_counter() - start
+    times = []
+    for key in (secrets.database_key, None):
+        path = tmp / f"unlock-{'locked' if key else 'plain'}.db"
+        with open_store(path, key=key) as store:
+            fill(store, os.urandom(32), count)
+        start = time.perf_counter()
+        open_store(path, key=key).close()
+        times.append(time.perf_counter() - start)
+    return Unlock(unsealed, times[0], times[1], count)
+
+
 def report(
-    lat: Latency, thr: Throughput, hist: History, api: tuple[int, float]
+    lat: Latency,
+    thr: Throughput,
+    hist: History,
+    api: tuple[int, float],
+    locked: Throughput,
+    unlocked: Unlock,
 ) -> tuple[list[str], list[str]]:
     """The printed figure lines, and the Markdown table of targets."""
     s50, s99 = percentile(lat.stored_ms, 0.5), percentile(lat.stored_ms, 0.99)
@@ -356,6 +400,8 @@ def report(
     rate = thr.messages / thr.seconds
     store_rate = thr.messages / thr.store_only_seconds
     api_rate = api[0] / api[1]
+    locked_rate = locked.messages / locked.seconds
+    locked_store_rate = locked.messages / locked.store_only_seconds
     lines = [
         f"latency, {len(lat.delivered_ms)} messages one at a time: send -> stored by the "
         f"receiver p50 {s50:.3f} ms, p99 {s99:.3f} ms; send -> delivered receipt stored by "
@@ -376,6 +422,17 @@ def report(
         f"history: latest 50 of {hist.messages} messages after reopening: first call "
         f"{hist.first_ms:.3f} ms, median of 20 {hist.median_ms:.3f} ms "
         f"(filled in {hist.fill_seconds:.1f} s)",
+        f"locked profiles (both stores encrypted at rest, SQLCipher): {locked.messages} "
+        f"messages delivered and receipted in {locked.seconds:.2f} s = {locked_rate:.0f} "
+        f"messages/s ({locked.dropped} dropped by the link queue)",
+        f"  baseline: the plain figure above, {rate:.0f} messages/s (ratio "
+        f"{locked_rate / rate:.2f}); Store.add_incoming alone, encrypted: "
+        f"{locked_store_rate:.0f} messages/s (ratio {locked_store_rate / store_rate:.2f} "
+        f"of plain)",
+        f"unlocking a locked profile: key file opened (Argon2id, 3 passes over 256 MiB) in "
+        f"{unlocked.unseal_s:.3f} s, then its store of {unlocked.messages:,} messages in "
+        f"{unlocked.open_s:.3f} s = {unlocked.unseal_s + unlocked.open_s:.3f} s; "
+        f"the same store plain opens in {unlocked.plain_open_s:.3f} s",
     ]
 
     def verdict(met: bool) -> str:
@@ -403,6 +460,12 @@ def report(
         f"| latest page (50) of a {hist.messages:,}-message conversation, reopened store "
         f"| ≤ 50 ms | first call {hist.first_ms:.3f} ms, median of 20 {hist.median_ms:.3f} ms "
         f"| — | {verdict(max(hist.first_ms, hist.median_ms) <= 50)} |",
+        f"| durable messages/s, both profiles locked (issue 17) | ≥ 70 % of plain "
+        f"| {locked_rate:,.0f}/s | plain {rate:,.0f}/s (ratio {locked_rate / rate:.2f}) "
+        f"| {verdict(locked_rate >= 0.7 * rate)} |",
+        f"| unlocking a profile (key file + store of {unlocked.messages:,} messages) | ≤ 1 s "
+        f"| {unlocked.unseal_s + unlocked.open_s:.3f} s | plain store opens in "
+        f"{unlocked.plain_open_s:.3f} s | {verdict(unlocked.unseal_s + unlocked.open_s <= 1)} |",
     ]
     return lines, table
 
@@ -439,9 +502,11 @@ def main() -> int:
         thr = trio.run(throughput, burst, tmp, args.yield_every)
         api = trio.run(api_throughput, burst, tmp)
         hist = history(conversation, tmp)
+        locked = trio.run(throughput, burst, tmp, args.yield_every, True)
+        unlocked = unlock(tmp, conversation // 5)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    lines, table = report(lat, thr, hist, api)
+    lines, table = report(lat, thr, hist, api, locked, unlocked)
     print("\n".join(lines))
     print("\n".join(table))
     print(f"(bench took {time.perf_counter() - started:.0f} s)")

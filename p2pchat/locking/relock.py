@@ -33,7 +33,7 @@ from p2pchat.identity import LockedKey, plain_key_text
 from p2pchat.locking.sealed import DATABASE_KEY_BYTES, Secrets, seal
 from p2pchat.profile import KEY_FILE, Profile
 from p2pchat.store.database import DATABASE_FILE, check_integrity
-from p2pchat.store.driver import ENCRYPTS, sqlite, use_key
+from p2pchat.store.driver import ENCRYPTS, cipher_settings, sqlite, use_key
 
 STAGED = ".relock"  # the suffix of the new files before the commit
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -124,6 +124,9 @@ def _export(database: Path, old_key: bytes | None, target: Path, new_key: bytes 
         # KEY '' attaches a plain file; x'…' a raw key, as PRAGMA key takes it.
         spec = "" if new_key is None else f"x'{new_key.hex()}'"
         conn.execute("ATTACH DATABASE ? AS relocked KEY ?", (str(target), spec))
+        if new_key is not None:
+            for setting in cipher_settings("relocked"):
+                conn.execute(setting)
         conn.execute("SELECT sqlcipher_export('relocked')")
         conn.execute(f"PRAGMA relocked.user_version = {version:d}")
         conn.execute("DETACH DATABASE relocked")
