@@ -25,7 +25,7 @@ TEXT_OUT = "the treasure is under the third oak"
 TEXT_IN = "bring a shovel and the lantern"
 ROOM_TEXT = "room secret: the boat leaves at dawn"
 BOB_NICK = "Bartholomew"
-PROMPT = b"Passphrase for "
+PROMPTS = (b"Passphrase for ", b"New passphrase: ", b"The same again: ")
 ROOM_NAME = "Smugglers Cove"
 
 
@@ -156,7 +156,8 @@ def on_a_terminal(home: Path, *args: str, typed: list[str]) -> tuple[int, str]:
                 break
             shown += chunk
             # Answered once per prompt, once it is shown (getpass turns echo off first).
-            if answers and shown.count(PROMPT) > asked and shown.endswith(b": "):
+            prompts = sum(shown.count(prompt) for prompt in PROMPTS)
+            if answers and prompts > asked and shown.endswith(b": "):
                 asked += 1
                 os.write(fd, answers.pop(0).encode() + b"\n")
     finally:
@@ -181,3 +182,27 @@ def test_the_terminal_asks_without_echo_three_times_then_says_it_plainly(tmp_pat
     code, shown = on_a_terminal(home, "contacts", "list", typed=["wrong", PASSPHRASE])
     assert code == 0, shown
     assert shown.count("Passphrase for") == 2 and PASSPHRASE not in shown
+
+
+@pytest.mark.timeout(300)
+def test_locking_on_the_terminal_asks_twice_and_refuses_what_would_not_do(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "ann"
+    assert p2pchat(home, "id").returncode == 0
+    code, shown = on_a_terminal(home, "passphrase", "set", typed=["short"])
+    assert code == 1 and "at least 8 characters; nothing was changed" in shown
+    code, shown = on_a_terminal(home, "passphrase", "set",
+                                typed=["long enough words", "other long words"])  # fmt: skip
+    assert code == 1 and "the two passphrases differ; nothing was changed" in shown
+    assert p2pchat(home, "passphrase", "status").stdout.strip() == "not locked"
+    code, shown = on_a_terminal(home, "passphrase", "set",
+                                typed=["long enough words", "long enough words"])  # fmt: skip
+    assert code == 0 and "Locked." in shown and "long enough" not in shown
+    code, shown = on_a_terminal(home, "passphrase", "change",
+                                typed=["long enough words", "a newer passphrase",
+                                       "a newer passphrase"])  # fmt: skip
+    assert code == 0 and "The old passphrase opens nothing any more" in shown
+    code, shown = on_a_terminal(home, "passphrase", "remove", typed=["a newer passphrase"])
+    assert code == 0 and "no longer encrypted" in shown
+    assert p2pchat(home, "passphrase", "status").stdout.strip() == "not locked"
