@@ -39,6 +39,7 @@ from p2pchat.net.server import (
     serve_secure,
 )
 from p2pchat.noise import HandshakeState
+from p2pchat.session import SessionConfig
 from p2pchat.wire.framing import FrameDecoder, encode_frame
 from p2pchat.wire.messages import wire_message
 
@@ -261,13 +262,21 @@ def raw_tcp_rate(size: int, total_bytes: int, tmp: Path) -> float:
     return float(result["bytes"] / result["seconds"])
 
 
-def secure_rate(size: int, count: int, tmp: Path, name: str) -> dict[str, float]:
+def secure_rate(
+    size: int, count: int, tmp: Path, name: str, padded: bool = True
+) -> dict[str, float]:
+    """``padded``: the sender offers padding/1 (the receiver always does), as our
+    nodes do; False measures the same without it."""
     port_file = tmp / f"{name}.port"
     receiver = _spawn("--receiver-secure", str(port_file))
     port = _wait_port(port_file)
+    features = SessionConfig().features if padded else frozenset()
+    config = ConnectionConfig(session=SessionConfig(features=features))
 
     async def send() -> None:
-        async with open_secure_connection("127.0.0.1", port, Identity.generate()) as conn:
+        async with open_secure_connection(
+            "127.0.0.1", port, Identity.generate(), config=config
+        ) as conn:
             message = BenchData(os.urandom(size))
             for _ in range(count - 1):
                 await conn.send(message)
@@ -434,9 +443,47 @@ def bench_throughput(quick: bool, tmp: Path, rounds: int = 3) -> None:
 def bench_small(quick: bool, tmp: Path) -> None:
     small_count = 200_000 if quick else 1_000_000
     small = secure_rate(100, small_count, tmp, "small")
+    plain = secure_rate(100, small_count, tmp, "small-unpadded", padded=False)
+    rate, unpadded = small["messages_per_s"], plain["messages_per_s"]
     print(
-        f"small messages: {small['messages_per_s']:.0f} 100-byte messages/s one way on one "
-        f"connection ({small_count} messages)"
+        f"small messages: {rate:.0f} 100-byte messages/s one way on one connection "
+        f"({small_count} messages), padded (padding/1); without padding {unpadded:.0f}/s "
+        f"(ratio {rate / unpadded:.2f})"
+    )
+    bench_padding()
+
+
+# Chat-like sizes of one message alone in a transport message (a reply typed and sent):
+# what padding adds when nothing else shares the plaintext.
+PADDING_SIZES = (40, 60, 90, 140, 200, 320, 500, 800, 1300, 2100, 3400, 4100)
+
+
+def bench_padding(rounds: int = 20_000) -> None:
+    """The cost of padding one message per plaintext, in process: bytes on the wire and
+    the time to cut and encrypt a plaintext (records.py and ChaCha20-Poly1305), padded
+    and not, over PADDING_SIZES."""
+    from p2pchat.noise.crypto import TAG_BYTES, encrypt_in_place
+    from p2pchat.session.records import RecordWriter
+
+    key = os.urandom(32)
+    results = {}
+    for pad in (False, True):
+        writer = RecordWriter()
+        writer.pad = pad
+        wire = 0
+        start = time.perf_counter()
+        for n in range(rounds):
+            writer.push(b"m" * PADDING_SIZES[n % len(PADDING_SIZES)])
+            buffer, [size] = writer.pop_plaintexts(1, 0, TAG_BYTES)
+            encrypt_in_place(key, n, b"", buffer, 0, size)
+            wire += size + TAG_BYTES + 2
+        results[pad] = (wire, time.perf_counter() - start)
+    (plain_bytes, plain_s), (padded_bytes, padded_s) = results[False], results[True]
+    print(
+        f"padding, one message per transport message ({len(PADDING_SIZES)} chat-like sizes "
+        f"40-4100 bytes, {rounds} messages): {padded_bytes / plain_bytes - 1:+.1%} bytes on "
+        f"the wire, {padded_s / rounds * 1e6:.2f} us per message to cut and encrypt against "
+        f"{plain_s / rounds * 1e6:.2f} us unpadded (ratio {padded_s / plain_s:.2f})"
     )
 
 

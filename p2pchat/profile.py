@@ -117,7 +117,7 @@ class Profile:
         return self.secrets.database_key if self.locked else None
 
     def relocked(self, secrets: Secrets, locked: LockedKey | None) -> None:
-        """The profile's lock was put on, changed or taken off (p2pchat.locking.relock)."""
+        """The profile's lock was put on, changed or taken off (p2pchat.relock)."""
         self.locked_key = locked
         self._secrets = secrets
 

@@ -38,6 +38,7 @@ FLOORS: dict[str, int] = {
     "chat": 3,
     "files": 3,
     "images": 3,  # decoding pictures within limits (thumbnails, previews)
+    "locking": 3,  # a locked profile's key file and where its passphrase comes from
     # Side by side, unaware of each other: the disk, the profile, the transport.
     "store": 4,
     "profile": 4,
@@ -48,6 +49,8 @@ FLOORS: dict[str, int] = {
     "sim": 4,
     "discovery": 5,
     "node": 6,
+    # Changing a profile's lock in place: its key file, its store and peers.json.
+    "relock": 6,
     # Every user action once, as a typed call (the front ends' way to the node).
     "commands": 7,
     "api": 8,

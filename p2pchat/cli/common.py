@@ -18,11 +18,11 @@ from p2pchat.chat.relay import RelayLimits
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers, static_targets
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import ProfileError
-from p2pchat.locking.relock import finish_relock
 from p2pchat.node.chat import ChatSettings
 from p2pchat.node.files import FileSettings, OfferLimits
 from p2pchat.node.node import NodeSettings
 from p2pchat.profile import Profile
+from p2pchat.relock import finish_relock
 from p2pchat.store import DATABASE_FILE, Store, open_store
 from p2pchat.wire.messages import Status
 

@@ -1,5 +1,5 @@
 """`p2pchat passphrase set|change|remove|status`: lock a profile with a passphrase,
-change it, take it off (p2pchat.locking.relock does it in place, crash-safe)."""
+change it, take it off (p2pchat.relock does it in place, crash-safe)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from p2pchat.locking.passphrase import (
     default_source,
     keyring_set,
 )
-from p2pchat.locking.relock import relock
 from p2pchat.profile import Profile, ProfileLock
+from p2pchat.relock import relock
 
 MIN_PASSPHRASE_CHARS = 8
 

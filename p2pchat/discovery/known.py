@@ -148,7 +148,7 @@ class KnownPeers:
 
     def copy_to(self, path: Path, key: bytes | None) -> None:
         """Write what this file holds to ``path`` under ``key`` (the profile's lock
-        changes: p2pchat.locking.relock), durably; OSError if it cannot."""
+        changes: p2pchat.relock), durably; OSError if it cannot."""
         data = _encoded(self._peers, None if key is None else nacl.secret.SecretBox(_file_key(key)))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from p2pchat.errors import (
@@ -44,6 +44,7 @@ from p2pchat.wire.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from p2pchat.wire.messages import (
     MAX_INVITE_TOKEN,
     MAX_PING_DATA,
+    PADDING_FEATURE,
     Close,
     HandshakeAuth,
     HandshakeHello,
@@ -91,7 +92,9 @@ class SessionState(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
     versions: tuple[int, ...] = SUPPORTED_VERSIONS
-    features: frozenset[str] = field(default_factory=frozenset)
+    # Every session offers padding (§4.2); other features are added by what the node
+    # can serve (files/1 with a store).
+    features: frozenset[str] = frozenset({PADDING_FEATURE})
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # Replies the peer asked for (Pongs) and has not taken yet: above this many bytes
     # the session stops reading its input until they drain (docs/protocol.md §4.3).
@@ -454,6 +457,8 @@ class SecureSession:
                 raise HandshakeRefused(refusal.reason, code=refusal.code)
         self.peer_key = auth.identity_key
         self.features = self.config.features & frozenset(auth.features)
+        padded = PADDING_FEATURE in self.features
+        self._records_out.pad = self._records_in.padding_allowed = padded
 
     def _finish_handshake(self, *, announce: bool = True) -> None:
         initiator_to_responder, responder_to_initiator = self._handshake.split()

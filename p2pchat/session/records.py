@@ -6,6 +6,10 @@ Flag bit 0 (FINAL) marks the last chunk of a message; a message larger than one
 plaintext spans several records in consecutive Noise messages. Many small messages
 share one plaintext, which is what makes small messages cheap (one AEAD call and one
 socket write for hundreds of them).
+
+With the ``padding/1`` feature (docs/protocol.md §4.2), each plaintext is padded to a
+Padmé size with one PADDING record (flag bit 1) that the receiver skips: what a
+listener sees of the lengths of messages is then their size class, not their size.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from p2pchat.errors import RemoteProtocolError
 
 FINAL = 0x01
+PADDING = 0x02  # a record that carries nothing: skipped (only with padding/1)
 RECORD_HEADER_BYTES = 3
 MAX_PLAINTEXT_BYTES = 0xFFFF - 16  # the Noise message limit minus the AEAD tag
 
@@ -28,9 +33,10 @@ class RecordWriter:
     string inside a message travels by reference until it is copied into its frame.
     """
 
-    __slots__ = ("_offset", "_queue", "pending_bytes", "popped_bytes")
+    __slots__ = ("_offset", "_queue", "pad", "pending_bytes", "popped_bytes")
 
     def __init__(self) -> None:
+        self.pad = False  # pad each plaintext to its Padmé size (padding/1 negotiated)
         self._queue: deque[tuple[bytes | memoryview, bool]] = deque()
         self._offset = 0  # bytes of _queue[0] already cut into an earlier plaintext
         self.pending_bytes = 0
@@ -87,11 +93,14 @@ class RecordWriter:
                 else:
                     offset += take
             plans.append((plan, size))
+        if self.pad:
+            plans = [(plan, padded_size(size)) for plan, size in plans]
         buffer = allocate(sum(head + size + tail for _, size in plans))
         position = 0
         payload = 0
-        for plan, _ in plans:
+        for plan, padded in plans:
             position += head
+            start_of_plaintext = position
             for piece, start, take, final in plan:
                 buffer[position] = FINAL if final else 0
                 buffer[position + 1] = take >> 8
@@ -103,6 +112,15 @@ class RecordWriter:
                     buffer[position : position + take] = memoryview(piece)[start : start + take]
                 position += take
                 payload += take
+            filler = start_of_plaintext + padded - position
+            if filler:  # at least a record header and a byte (padded_size sees to it)
+                buffer[position] = PADDING
+                buffer[position + 1] = (filler - RECORD_HEADER_BYTES) >> 8
+                buffer[position + 2] = (filler - RECORD_HEADER_BYTES) & 0xFF
+                buffer[position + RECORD_HEADER_BYTES : position + filler] = bytes(
+                    filler - RECORD_HEADER_BYTES
+                )
+                position += filler
             position += tail
         for _ in range(index):
             queue.popleft()
@@ -120,13 +138,35 @@ class RecordWriter:
         return bytes(self.pop_plaintext())
 
 
+def padme(length: int) -> int:
+    """Padmé (the PURBs paper's padding): ``length`` rounded up so that only its
+    top log2(log2(length)) + 1 bits may be set — at most about 12 % more, and a
+    plaintext's size says at most O(log log) bits about what it held."""
+    if length < 2:
+        return length
+    exponent = length.bit_length() - 1  # floor(log2(length))
+    mantissa_bits = exponent.bit_length()  # floor(log2(exponent)) + 1
+    mask = (1 << (exponent - mantissa_bits)) - 1
+    return (length + mask) & ~mask
+
+
+def padded_size(size: int) -> int:
+    """The size a plaintext of ``size`` bytes of records is sent at under padding/1:
+    its Padmé size with room for a padding record (a header and at least one byte),
+    at most the plaintext limit; a plaintext too near the limit for a padding record
+    goes as it is (only bulk data fills one so far)."""
+    target = min(padme(size + RECORD_HEADER_BYTES + 1), MAX_PLAINTEXT_BYTES)
+    return target if target - size > RECORD_HEADER_BYTES else size
+
+
 class RecordReader:
     """Reassembles messages from plaintexts; bounds the size of any one message."""
 
-    __slots__ = ("_partial", "_partial_bytes", "max_message_bytes")
+    __slots__ = ("_partial", "_partial_bytes", "max_message_bytes", "padding_allowed")
 
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
+        self.padding_allowed = False  # padding/1 negotiated: PADDING records skipped
         self._partial: list[memoryview] = []
         self._partial_bytes = 0
 
@@ -154,10 +194,13 @@ class RecordReader:
             flags = plaintext[offset]
             length = (plaintext[offset + 1] << 8) | plaintext[offset + 2]
             offset += RECORD_HEADER_BYTES
-            if flags & ~FINAL:
+            if flags & ~FINAL and not (flags == PADDING and self.padding_allowed):
                 raise RemoteProtocolError(f"unknown record flags {flags:#04x}", code="bad-record")
             if length == 0 or offset + length > end:
                 raise RemoteProtocolError("record length out of bounds", code="bad-record")
+            if flags == PADDING:
+                offset += length
+                continue
             self._partial_bytes += length
             if self._partial_bytes > self.max_message_bytes:
                 raise RemoteProtocolError(

@@ -606,6 +606,7 @@ class RoomEnvelope:
 # --- files (docs/protocol.md §16; sent only where both sides list the feature files/1) ---
 
 FILES_FEATURE = "files/1"
+PADDING_FEATURE = "padding/1"  # transport plaintexts padded to Padmé sizes (§4.2)
 FILE_ROOT_BYTES = 32
 FILE_BLOCK_BYTES = 256 * 1024  # every block but a file's last is exactly this long
 MAX_FILE_NAME_CHARS = 255

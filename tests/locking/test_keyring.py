@@ -12,8 +12,8 @@ import pytest
 
 from p2pchat.errors import ProfileError
 from p2pchat.locking.passphrase import KEYRING_SERVICE, FromKeyring, keyring_get, keyring_set
-from p2pchat.locking.relock import relock
 from p2pchat.profile import open_profile
+from p2pchat.relock import relock
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

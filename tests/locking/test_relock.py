@@ -1,5 +1,5 @@
 """Locking a profile in place, changing the passphrase, taking it off
-(p2pchat.locking.relock): what it leaves on disk, and that a stop at any step leaves
+(p2pchat.relock): what it leaves on disk, and that a stop at any step leaves
 the old profile or the new one whole — never neither, never a mix."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
 from p2pchat.errors import IdentityError, ProfileError, StoreError
 from p2pchat.locking.passphrase import FromTerminal
-from p2pchat.locking.relock import STAGED, relock
 from p2pchat.profile import KEY_FILE, Profile, open_profile
+from p2pchat.relock import STAGED, relock
 from p2pchat.store import DATABASE_FILE, Store, open_store
 
 FRIEND = bytes(range(1, 33))
@@ -38,7 +38,7 @@ def opened(home: Path, *answers: str) -> Profile:
 
 
 def store_of(profile: Profile) -> Store:
-    from p2pchat.locking.relock import finish_relock
+    from p2pchat.relock import finish_relock
 
     finish_relock(profile.home, profile.database_key)
     return open_store(profile.home / DATABASE_FILE, key=profile.database_key)
