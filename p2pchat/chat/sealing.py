@@ -23,6 +23,7 @@ CONTENT_PREFIX = b"p2pchat-sealed-v1:"
 # What a sealed box adds to its plaintext: an ephemeral public key and a MAC.
 BOX_OVERHEAD = nacl.bindings.crypto_box_SEALBYTES
 MAX_CONTENT = MAX_SEALED_BOX - BOX_OVERHEAD - len(CONTENT_PREFIX) - 32
+SEALED_PREFIX_BYTES = len(CONTENT_PREFIX) + 32  # before the content in the box's plaintext
 
 
 def _signed_bytes(envelope: Sealed) -> bytes:

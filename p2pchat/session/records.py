@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from p2pchat.errors import RemoteProtocolError
+from p2pchat.wire.padding import padme
 
 FINAL = 0x01
 PADDING = 0x02  # a record that carries nothing: skipped (only with padding/1)
@@ -136,18 +137,6 @@ class RecordWriter:
     def next_plaintext(self) -> bytes:
         """One plaintext as bytes (for tests)."""
         return bytes(self.pop_plaintext())
-
-
-def padme(length: int) -> int:
-    """Padmé (the PURBs paper's padding): ``length`` rounded up so that only its
-    top log2(log2(length)) + 1 bits may be set — at most about 12 % more, and a
-    plaintext's size says at most O(log log) bits about what it held."""
-    if length < 2:
-        return length
-    exponent = length.bit_length() - 1  # floor(log2(length))
-    mantissa_bits = exponent.bit_length()  # floor(log2(exponent)) + 1
-    mask = (1 << (exponent - mantissa_bits)) - 1
-    return (length + mask) & ~mask
 
 
 def padded_size(size: int) -> int:

@@ -20,6 +20,7 @@ import msgpack
 
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError
 from p2pchat.wire.messages import MESSAGE_TYPES
+from p2pchat.wire.padding import padme
 
 # The largest message any peer must accept (docs/protocol.md §4.2, §9). Our largest is
 # a MeshGossip of 256 records at their limits (~2.4 MB; typically ~64 KB), then an
@@ -204,6 +205,7 @@ def _to_wire(obj: Any) -> Any:
 
 # One packer for the process: creating one per call costs more than packing a small message.
 # Packing is synchronous and the codec is only used from the trio thread.
+PAD_FIELD = "pad"  # reserved in every message: padding, ignored as unknown (§5)
 _pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, default=_to_wire).pack
 
 
@@ -266,6 +268,34 @@ class Codec:
             raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
         body = {name: getattr(message, name) for name in spec.names}
         encoded: bytes = _pack([message.TYPE_ID, body])
+        if len(encoded) > self.max_message_bytes:
+            raise LocalProtocolError(
+                f"{type(message).__name__} encodes to {len(encoded)} bytes, over the "
+                f"{self.max_message_bytes}-byte limit"
+            )
+        return encoded
+
+    def encode_padded(self, message: Any, overhead: int = 0) -> bytes:
+        """:meth:`encode`, with a ``pad`` field of zero bytes (§5: no message has a field
+        of that name, and unknown fields are ignored) so that the encoding plus
+        ``overhead`` bytes is a Padmé size (§4.2), or the least above it the field's
+        length headers allow. What a sealed envelope's box holds (§13.4): a relay then
+        sees a size class, not the length of the text."""
+        spec = _specs().get(getattr(message, "TYPE_ID", -1))
+        if spec is None or spec.cls is not type(message):
+            raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
+        body = {name: getattr(message, name) for name in spec.names}
+        body[PAD_FIELD] = b""
+        bare = len(_pack([message.TYPE_ID, body]))
+        target = padme(bare + overhead) - overhead
+        filler = target - bare
+        while filler > 0:
+            body[PAD_FIELD] = bytes(filler)
+            encoded: bytes = _pack([message.TYPE_ID, body])
+            if len(encoded) <= target or filler == 1:
+                break
+            filler -= len(encoded) - target  # the bin header grew: take it off the filler
+        encoded = _pack([message.TYPE_ID, body])
         if len(encoded) > self.max_message_bytes:
             raise LocalProtocolError(
                 f"{type(message).__name__} encodes to {len(encoded)} bytes, over the "

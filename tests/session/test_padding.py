@@ -17,10 +17,11 @@ from p2pchat.session.records import (
     RecordReader,
     RecordWriter,
     padded_size,
-    padme,
 )
+from p2pchat.wire.codec import Codec
 from p2pchat.wire.framing import FrameDecoder
 from p2pchat.wire.messages import PADDING_FEATURE, ChatMessage
+from p2pchat.wire.padding import padme
 from tests.session.pairs import events, make_pair, pump
 
 
@@ -113,3 +114,19 @@ def test_sessions_pad_only_when_both_offered_it(both: bool) -> None:
         assert all(size - tag == padme(size - tag) for size in sizes), sizes
     else:
         assert any(size - tag != padme(size - tag) for size in sizes), sizes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=4096), st.integers(0, 100))
+def test_a_padded_encoding_decodes_to_the_same_message_at_a_padme_size(
+    text: str, overhead: int
+) -> None:
+    # What sealed envelopes carry (§13.4): the extra "pad" field is ignored as unknown.
+    codec = Codec()
+    message = ChatMessage(bytes(16), 3, 4, text)
+    padded = codec.encode_padded(message, overhead)
+    assert codec.decode(padded) == message
+    size = len(padded) + overhead
+    assert padme(size) == size or padme(size - 1) == size - 1 or padme(size - 2) == size - 2
+    # At most Padmé's 12 % over the message with an empty pad field (6 bytes more).
+    assert size <= (len(codec.encode(message)) + 6 + overhead) * 1.12 + 3

@@ -11,7 +11,7 @@ import os
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.relay import RelayLoad, choose_relays, kept_until, refusal
 from p2pchat.chat.rules import MessageState
-from p2pchat.chat.sealing import seal
+from p2pchat.chat.sealing import MAX_CONTENT, SEALED_PREFIX_BYTES, seal
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError
 from p2pchat.identity import encode_peer_id
 from p2pchat.node.chat.context import ChatContext
@@ -56,7 +56,10 @@ class Relay:
         if not relays:
             return 0
         try:
-            encoded = ctx.codec.encode(content)
+            # Padded so that what a relay sees of the box is a size class (§13.4).
+            encoded = ctx.codec.encode_padded(content, SEALED_PREFIX_BYTES)
+            if len(encoded) > MAX_CONTENT:  # the longest texts: sealed as they are
+                encoded = ctx.codec.encode(content)
         except LocalProtocolError as error:
             log.warning("cannot seal for %s: %s", encode_peer_id(recipient), error)
             return 0
