@@ -88,6 +88,8 @@ def update_topbar(app: ChatApp) -> None:
         f"p2pchat ─ {app.profile.nick} "
         f"({PRESENCE_MARKS.get(status, '●')} {PRESENCE_WORDS.get(status, status)})"
     )
+    if app.profile.locked:
+        left += " · locked"  # encrypted on disk (p2pchat passphrase): said, not assumed
     if app.settings.contacts_only:
         left += " · contacts only"
     online = len([s for s in app.seen.values() if s.status != "offline" and s.proven])

@@ -131,3 +131,33 @@ def test_a_peer_nearby_that_refused_us_is_the_status_bar_s_advice(
             await host.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_status_bar_says_when_the_profile_is_locked(
+    people: Callable[[str], Person],
+) -> None:
+    from p2pchat.identity import LockedKey
+    from p2pchat.locking.sealed import Secrets
+
+    ann, bob = people("ann"), people("bob")
+    # As `passphrase set` leaves a running profile (the window never sees the file).
+    secrets = Secrets(ann.profile.identity.seed, bytes(32))
+    ann.profile.relocked(secrets, LockedKey(ann.profile.home / "identity.key", "sealed"))
+
+    async def scenario() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            ann_app = app_for(ann, host, contacts_only=False)
+            bob_app = app_for(bob, host, contacts_only=False)
+            async with (
+                ann_app.run_test(size=SIZE) as ann_pilot,
+                bob_app.run_test(size=SIZE),
+            ):
+                await until(ann_pilot, lambda: ann_app.node and bob_app.node, "both nodes")
+                assert "ann (● available) · locked" in topbar(ann_app)
+                assert "locked" not in topbar(bob_app)
+        finally:
+            await host.stop()
+
+    asyncio.run(scenario())
