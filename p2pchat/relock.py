@@ -32,7 +32,7 @@ from p2pchat.errors import ProfileError, StoreError
 from p2pchat.identity import LockedKey, plain_key_text
 from p2pchat.locking.sealed import DATABASE_KEY_BYTES, Secrets, seal
 from p2pchat.profile import KEY_FILE, Profile
-from p2pchat.store.database import DATABASE_FILE, check_integrity
+from p2pchat.store.database import DATABASE_FILE, check_integrity, sync_directory, sync_file
 from p2pchat.store.driver import ENCRYPTS, cipher_settings, sqlite, use_key
 
 STAGED = ".relock"  # the suffix of the new files before the commit
@@ -64,7 +64,7 @@ def relock(profile: Profile, passphrase: bytes | None, step: Step = lambda _: No
     _write_durably(_staged(key_file), text)
     step("key file written")
     os.replace(_staged(key_file), key_file)
-    _sync_folder(home)
+    sync_directory(home)
     step("committed")
     finish_relock(home, new_key)
     profile.relocked(new, None if passphrase is None else LockedKey(key_file, text))
@@ -84,7 +84,7 @@ def finish_relock(home: Path, database_key: bytes | None) -> None:
     database = home / DATABASE_FILE
     staged = _staged(database)
     if not staged.exists():
-        _sync_folder(home)
+        sync_directory(home)
         return
     if _opens(staged, database_key):
         for end in _SIDE_FILES:  # the old database's: they must not meet the new one
@@ -96,7 +96,7 @@ def finish_relock(home: Path, database_key: bytes | None) -> None:
         for end in _SIDE_FILES:
             with contextlib.suppress(FileNotFoundError):
                 staged.with_name(staged.name + end).unlink()
-    _sync_folder(home)
+    sync_directory(home)
 
 
 def _staged(path: Path) -> Path:
@@ -134,11 +134,7 @@ def _export(database: Path, old_key: bytes | None, target: Path, new_key: bytes 
         raise ProfileError(f"cannot copy the message database {database}: {error}") from error
     finally:
         conn.close()
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_file(target)
 
 
 def _write_durably(path: Path, text: str) -> None:
@@ -147,12 +143,3 @@ def _write_durably(path: Path, text: str) -> None:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -216,11 +216,7 @@ def _create(path: Path, migrations: Sequence[Migration], key: bytes | None) -> N
                 conn.execute("PRAGMA journal_mode = WAL")
             finally:
                 conn.close()
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_file(tmp)
             os.link(tmp, path)
         except FileExistsError:
             return  # another process was first: open its file
@@ -238,7 +234,7 @@ def _create(path: Path, migrations: Sequence[Migration], key: bytes | None) -> N
             raise StoreError(
                 f"cannot create the message database {path}: {error}", code=error.code
             ) from error
-        _sync_directory(path.parent)
+        sync_directory(path.parent)
     finally:
         for leftover in (tmp, *(tmp.with_name(tmp.name + end) for end in _SIDE_FILES)):
             with contextlib.suppress(OSError):
@@ -248,8 +244,18 @@ def _create(path: Path, migrations: Sequence[Migration], key: bytes | None) -> N
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
-def _sync_directory(directory: Path) -> None:
-    # The new name must survive a power cut as surely as the contents did.
+def sync_file(path: Path) -> None:
+    """Make what was written to ``path`` durable (OSError if the disk refuses)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make the names in ``directory`` durable: a new name must survive a power cut as
+    surely as the contents did (a file system that cannot sync a folder is let be)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:

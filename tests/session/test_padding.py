@@ -19,10 +19,10 @@ from p2pchat.session.records import (
     padded_size,
 )
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.framing import FrameDecoder
 from p2pchat.wire.messages import PADDING_FEATURE, ChatMessage
 from p2pchat.wire.padding import padme
 from tests.session.pairs import events, make_pair, pump
+from tests.session.test_handshake_errors import frames
 
 
 def test_padme_matches_the_papers_examples_and_bounds() -> None:
@@ -84,12 +84,7 @@ def test_a_padding_record_without_the_feature_is_refused() -> None:
 
 
 def frame_sizes(data: bytes) -> list[int]:
-    decoder = FrameDecoder()
-    decoder.feed(data)
-    sizes = []
-    while (frame := decoder.next_frame()) is not None:
-        sizes.append(len(frame))
-    return sizes
+    return [len(frame) for frame in frames(data)]
 
 
 @pytest.mark.parametrize("both", [True, False])
