@@ -15,6 +15,7 @@ from pathlib import Path
 
 from p2pchat.diskfaults import DISK_FULL, IO_ERROR, disk_fault
 from p2pchat.errors import StoreError
+from p2pchat.store.announce import AnnounceTables
 from p2pchat.store.codes import sqlite_code as _code
 from p2pchat.store.contacts import ContactTables
 from p2pchat.store.driver import sqlite as sqlite3
@@ -33,6 +34,7 @@ BUSY_TIMEOUT_MS = 5000
 
 
 class Store(
+    AnnounceTables,
     ContactTables,
     MessageTables,
     InviteTables,

@@ -300,7 +300,20 @@ _V10: Migration = (
     "CREATE INDEX file_transfers_by_root ON file_transfers (root)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+# Private announcements (docs/protocol.md §10.2): the announce key each contact gave us,
+# and our own (the row of our own identity key), each with its generation.
+_V11: Migration = (
+    """CREATE TABLE announce_keys (
+        peer BLOB PRIMARY KEY NOT NULL CHECK (length(peer) = 32),
+        key BLOB NOT NULL CHECK (length(key) = 32),
+        generation INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11
+)  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

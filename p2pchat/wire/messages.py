@@ -848,3 +848,25 @@ class FileHave:
     TYPE_ID: ClassVar[int]
     root: bytes = limit(size=FILE_ROOT_BYTES)
     held: bytes = limit(max_len=MAX_HAVE_BYTES, default=b"")
+
+
+# --------------------------------------------------------------------------- discovery
+
+ANNOUNCE_FEATURE = "announce/1"  # private announcements: contacts' announce keys (§10.2)
+ANNOUNCE_KEY_BYTES = 32
+
+
+@wire_message(60)
+@dataclass(frozen=True, slots=True)
+class AnnounceKey:
+    """The sender's announce key (§10.2): what lets a contact recognise the tokens of
+    its private mDNS records. ``generation`` grows each time the key is replaced (a
+    contact removed or blocked), so an older key arriving late never replaces it."""
+
+    TYPE_ID: ClassVar[int]
+    key: bytes = limit(size=ANNOUNCE_KEY_BYTES)
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.generation <= MAX_WIRE_INT:
+            raise ValueError("generation must be from 0 to 2**63 - 1")
