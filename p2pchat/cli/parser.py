@@ -279,6 +279,13 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         help="announce without nick and status (peers learn them only after connecting)",
     )
     parser.add_argument(
+        "--private-discovery",
+        action="store_true",
+        help="announce a token only your contacts recognise, never your id, nick or "
+        'status (or "private_discovery": true in config.json); strangers see an '
+        "anonymous p2pchat node and reach you only by an invite code",
+    )
+    parser.add_argument(
         "--contacts-only",
         action="store_true",
         help="talk to contacts only: refuse strangers' connections, dial no stranger, "

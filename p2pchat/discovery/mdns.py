@@ -15,7 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +27,8 @@ from p2pchat.discovery.records import (
     Announcement,
     DiscoveredPeer,
     InvalidRecord,
+    PrivateAnnouncement,
+    PrivateRecord,
     parse_record,
 )
 
@@ -97,10 +99,13 @@ class Mdns:
         self._info: ServiceInfo | None = None
         self._known: dict[str, DiscoveredPeer] = {}
         self.ignored_instances: set[str] = set()
+        # Private records (§10.2): whose token is this (a contact's key, or None)?
+        self.recognise: Callable[[str], bytes | None] | None = None
+        self.anonymous: set[str] = set()  # private records no key of ours recognised
 
     # ------------------------------------------------------------- announcing
 
-    async def announce(self, announcement: Announcement) -> str:
+    async def announce(self, announcement: Announcement | PrivateAnnouncement) -> str:
         """Register (or update) our service; returns the instance name in use."""
         from zeroconf import NonUniqueNameException, ServiceInfo
 
@@ -178,6 +183,7 @@ class Mdns:
                     if (previous := resolving.pop(name, None)) is not None:
                         previous.cancel()
                     if state_change is ServiceStateChange.Removed:
+                        self.anonymous.discard(name)
                         gone = self._known.pop(name, None)
                         if gone is not None:
                             await send.send(PeerGone(name, gone))
@@ -229,6 +235,15 @@ class Mdns:
         except InvalidRecord as reason:
             log.debug("ignoring mDNS record %s: %s", name, reason)
             return None
+        if isinstance(peer, PrivateRecord):
+            owner = self.recognise(peer.token) if self.recognise is not None else None
+            if owner is None:
+                # A stranger's, a contact's whose key we lack, ours, or another hour's.
+                log.debug("an anonymous p2pchat node: %s", name)
+                if len(self.anonymous) < MAX_KNOWN_INSTANCES:
+                    self.anonymous.add(name)
+                return None
+            peer = peer.as_peer(owner)
         if peer.peer_id == self._own_peer_id:
             return None
         first = name not in self._known

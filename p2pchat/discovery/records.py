@@ -10,15 +10,18 @@ is malformed in any way is rejected here with a reason, never half-used.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from p2pchat.identity import decode_peer_id
+from p2pchat.discovery.tokens import parse_token
+from p2pchat.identity import decode_peer_id, encode_peer_id
 from p2pchat.wire.messages import MAX_NICK_CHARS, SETTABLE_STATUSES, Status
 
 SERVICE_TYPE = "_p2pchat._tcp.local."
 TXT_VERSION = "1"
+PRIVATE_TXT_VERSION = "2"  # a private announcement: a token instead of id, nick, status
 MAX_INSTANCE_BYTES = 63  # a DNS label
 MAX_TXT_ENTRY_BYTES = 255
 MAX_TXT_ENTRIES = 32
@@ -61,6 +64,50 @@ class Announcement:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateAnnouncement:
+    """What a node in private discovery tells the network (docs/protocol.md §10.2):
+    that a p2pchat node listens there, and a token only its contacts recognise. The
+    instance label is random, drawn anew with each token."""
+
+    port: int
+    versions: tuple[int, ...]
+    token: str
+    label: str = field(default_factory=lambda: private_label())
+
+    def txt(self) -> dict[str, str]:
+        return {
+            "txtvers": PRIVATE_TXT_VERSION,
+            "v": ",".join(str(version) for version in self.versions),
+            "t": self.token,
+        }
+
+    def instance_name(self) -> str:
+        return self.label
+
+
+def private_label() -> str:
+    """An instance label that says nothing but "p2pchat" (the service type does)."""
+    return f"p2pchat-{os.urandom(5).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateRecord:
+    """A validated private announcement seen on the network: whose it is, only a
+    contact holding its announce key can tell (p2pchat.discovery.tokens)."""
+
+    instance: str
+    token: str
+    addresses: tuple[str, ...]
+    port: int
+    versions: tuple[int, ...]
+
+    def as_peer(self, peer_key: bytes) -> DiscoveredPeer:
+        """The record as a peer's, once a contact's key recognised its token."""
+        return DiscoveredPeer(self.instance, encode_peer_id(peer_key), peer_key,
+                              self.addresses, self.port, self.versions, None, None)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class DiscoveredPeer:
     """A validated record seen on the network (not yet proven by a handshake)."""
 
@@ -81,7 +128,7 @@ def parse_record(
     port: int | None,
     *,
     supported_versions: Iterable[int],
-) -> DiscoveredPeer:
+) -> DiscoveredPeer | PrivateRecord:
     """Validate one resolved service; raise InvalidRecord saying what is wrong."""
     if len(properties) > MAX_TXT_ENTRIES:
         raise InvalidRecord(f"{len(properties)} TXT entries is too many")
@@ -95,11 +142,21 @@ def parse_record(
         if len(raw_key) + len(raw_value or b"") + 1 > MAX_TXT_ENTRY_BYTES:
             raise InvalidRecord(f"TXT entry {key!r} is over {MAX_TXT_ENTRY_BYTES} bytes")
         txt[key] = value
-    if txt.get("txtvers") != TXT_VERSION:
+    if txt.get("txtvers") not in (TXT_VERSION, PRIVATE_TXT_VERSION):
         raise InvalidRecord(f"unknown txtvers {txt.get('txtvers')!r}")
     versions = _parse_versions(txt.get("v"))
     if not set(versions) & set(supported_versions):
         raise InvalidRecord(f"no protocol version in common (peer speaks {versions})")
+    if port is None or not 0 < port < 65536:
+        raise InvalidRecord(f"bad port {port!r}")
+    usable = tuple(address for address in addresses if _usable(address))
+    if not usable:
+        raise InvalidRecord("no usable address")
+    if txt["txtvers"] == PRIVATE_TXT_VERSION:
+        token = txt.get("t", "")
+        if parse_token(token) is None:
+            raise InvalidRecord("a private record without a valid token")
+        return PrivateRecord(instance, token, usable, port, versions)
     peer_id = txt.get("id", "")
     try:
         peer_key = decode_peer_id(peer_id)
@@ -114,11 +171,6 @@ def parse_record(
         status = next((s for s in SETTABLE_STATUSES if s == txt["status"]), None)
         if status is None:
             raise InvalidRecord(f"unknown status {txt['status']!r}")
-    if port is None or not 0 < port < 65536:
-        raise InvalidRecord(f"bad port {port!r}")
-    usable = tuple(address for address in addresses if _usable(address))
-    if not usable:
-        raise InvalidRecord("no usable address")
     return DiscoveredPeer(
         instance=instance,
         peer_id=peer_id.lower(),

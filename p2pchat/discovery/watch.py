@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +14,8 @@ from p2pchat.addresses import format_host_port
 from p2pchat.chat.names import line_id
 from p2pchat.discovery.dial import OnVerified
 from p2pchat.discovery.mdns import DiscoveryEvent, Mdns, PeerGone, PeerSeen
-from p2pchat.discovery.records import Announcement, DiscoveredPeer
+from p2pchat.discovery.records import Announcement, DiscoveredPeer, PrivateAnnouncement
+from p2pchat.discovery.tokens import WINDOW_SECONDS
 from p2pchat.discovery.verify import Verdict, verify_peer
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig
@@ -46,7 +49,8 @@ async def watch(
     identity: Identity,
     report: Reporter,
     *,
-    announcement: Announcement | None,
+    announcement: Announcement | PrivateAnnouncement | None,
+    fresh_token: Callable[[], str] | None = None,
     on_verified: OnVerified | None = None,
     authorize: Authorizer | None = None,
     wanted: Callable[[str], bool] | None = None,
@@ -74,6 +78,8 @@ async def watch(
         await nursery.start(mdns.browse, send)
         if announcement is not None:
             await mdns.announce(announcement)
+        if isinstance(announcement, PrivateAnnouncement) and fresh_token is not None:
+            nursery.start_soon(_rotate, mdns, announcement, fresh_token)
         task_status.started()
         async for event in events:
             if isinstance(event, PeerSeen):
@@ -98,6 +104,21 @@ async def watch(
                 proven.pop(event.instance, None)
                 refused.pop(event.instance, None)
                 report("gone", f"gone: {describe(event.peer)}", id=event.peer.peer_id)
+
+
+async def _rotate(
+    mdns: Mdns, announcement: PrivateAnnouncement, fresh_token: Callable[[], str]
+) -> None:
+    """A private announcement is withdrawn and made again, with a new token and a new
+    instance label, at the start of every hour (a little after, at random: nodes that
+    started together do not all rotate in the same second). Nothing links the new
+    record to the old one but the address."""
+    while True:
+        left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+        await trio.sleep(left + random.uniform(1, 30))
+        announcement = PrivateAnnouncement(announcement.port, announcement.versions, fresh_token())
+        await mdns.withdraw()
+        await mdns.announce(announcement)
 
 
 async def _verify(

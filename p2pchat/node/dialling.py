@@ -21,12 +21,13 @@ from p2pchat.chat.names import line_id
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import Target
 from p2pchat.discovery.mdns import open_mdns
-from p2pchat.discovery.records import Announcement
+from p2pchat.discovery.records import Announcement, PrivateAnnouncement
 from p2pchat.discovery.watch import watch
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import StoreError
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.node.admission import Admission
+from p2pchat.node.announce import AnnounceKeys
 from p2pchat.node.chat import ChatService
 from p2pchat.node.events import DiscoveryNote, NodeEvent
 from p2pchat.node.meshrun import MeshRunner
@@ -51,8 +52,10 @@ class Dialler:
         mesh: MeshRunner,
         rng: random.Random,
         emit: Callable[[NodeEvent], None],
+        announce: AnnounceKeys | None = None,
     ) -> None:
         self._identity = identity
+        self._announce = announce
         self._peer_id = identity.peer_id
         self._settings = settings
         self._store = settings.store
@@ -95,18 +98,27 @@ class Dialler:
             supported_versions=SUPPORTED_VERSIONS,
             interfaces=settings.interfaces,
         ) as mdns:
-            announcement = Announcement(
-                peer_id=self._peer_id,
-                port=port,
-                versions=SUPPORTED_VERSIONS,
-                nick=settings.nick if settings.announce_nick else None,
-                status=Status(settings.status) if settings.announce_nick else None,
-            )
+            announcement: Announcement | PrivateAnnouncement
+            fresh_token = None
+            if self._announce is not None:
+                mdns.recognise = self._announce.recognise  # contacts' private records
+            if settings.private_discovery and self._announce is not None:
+                fresh_token = self._announce.token
+                announcement = PrivateAnnouncement(port, SUPPORTED_VERSIONS, fresh_token())
+            else:
+                announcement = Announcement(
+                    peer_id=self._peer_id,
+                    port=port,
+                    versions=SUPPORTED_VERSIONS,
+                    nick=settings.nick if settings.announce_nick else None,
+                    status=Status(settings.status) if settings.announce_nick else None,
+                )
             await watch(
                 mdns,
                 self._identity,
                 self.note,
                 announcement=announcement,
+                fresh_token=fresh_token,
                 on_verified=self.verified,
                 authorize=self._admission.authorize,
                 wanted=self._admission.wanted if settings.contacts_only else None,

@@ -25,6 +25,7 @@ from p2pchat.node.files import FILE_MESSAGES
 from p2pchat.node.guard import guarded
 from p2pchat.node.rooms import ROOM_WIRE
 from p2pchat.session.core import Refusal
+from p2pchat.wire.messages import AnnounceKey
 
 if TYPE_CHECKING:
     from p2pchat.node.node import Node
@@ -75,6 +76,8 @@ class NodeLinkOwner:
             node.chat.receive(peer, message, link.address if link else "")
         elif isinstance(message, FILE_MESSAGES) and node.files is not None:
             guarded(partial(node.files.receive, message=message), peer)
+        elif isinstance(message, AnnounceKey) and node.announce is not None:
+            guarded(partial(node.announce.receive, message=message), peer)
         else:
             log.debug("ignoring %s from %s", type(message).__name__, encode_peer_id(peer))
 
@@ -93,6 +96,8 @@ class NodeLinkOwner:
             guarded(node.rooms.session_up, peer)
         if node.files is not None:
             guarded(node.files.session_up, peer)
+        if node.announce is not None:
+            guarded(node.announce.session_up, peer)
 
     def on_down(self, peer: bytes, reason: str) -> None:
         self._emit(PeerDisconnected(peer, reason))

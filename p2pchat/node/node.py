@@ -45,6 +45,7 @@ from p2pchat.net.groups import raise_sole
 from p2pchat.net.links import LinkManager
 from p2pchat.net.server import listener_addresses, serve_secure
 from p2pchat.node.admission import Admission
+from p2pchat.node.announce import AnnounceKeys
 from p2pchat.node.chat import ChatService
 from p2pchat.node.dialling import Dialler
 from p2pchat.node.events import (
@@ -66,7 +67,7 @@ from p2pchat.node.settings import Invitation as Invitation
 from p2pchat.node.settings import NodeSettings as NodeSettings
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.wallclock import now_ms
-from p2pchat.wire.messages import FILES_FEATURE, SETTABLE_STATUSES
+from p2pchat.wire.messages import ANNOUNCE_FEATURE, FILES_FEATURE, SETTABLE_STATUSES
 
 log = logging.getLogger("p2pchat.node")
 
@@ -95,9 +96,10 @@ class Node:
         self._drop_log = LogLimiter()
         self.addresses: tuple[str, ...] = ()
         if settings.store is not None:
-            # With a store the node takes files: its sessions say so (§16.3).
+            # With a store the node takes files and keeps announce keys: its sessions
+            # say so (§16.3, §10.2).
             session = settings.connection.session
-            features = session.features | {FILES_FEATURE}
+            features = session.features | {FILES_FEATURE, ANNOUNCE_FEATURE}
             settings.connection = dataclasses.replace(
                 settings.connection, session=dataclasses.replace(session, features=features)
             )
@@ -122,6 +124,7 @@ class Node:
         self.chat: ChatService | None = None
         self.rooms: RoomService | None = None
         self.files: FileService | None = None
+        self.announce: AnnounceKeys | None = None
         if settings.store is not None:
             self.chat = ChatService(
                 identity,
@@ -146,6 +149,9 @@ class Node:
                 settings.store, self.links, self.chat, self._emit, settings.files,
                 me=identity.public_key, rooms=self.rooms,
             )  # fmt: skip
+            self.announce = AnnounceKeys(settings.store, self.links, identity.public_key)
+            self.chat.on_contact_added = self.announce.contact_added
+            self.chat.on_contact_dropped = self.announce.contact_dropped
 
         # The node's parts (the link manager asks them through its owner).
         self.admission = Admission(self.chat, contacts_only=settings.contacts_only)
@@ -158,6 +164,7 @@ class Node:
             mesh=self.mesh_runner,
             rng=self._rng,
             emit=self._emit,
+            announce=self.announce,
         )
 
     @property

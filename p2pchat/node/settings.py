@@ -33,6 +33,9 @@ class NodeSettings:
     port: int = 0
     mdns: bool = True
     announce_nick: bool = True
+    # Announce a token only contacts recognise instead of id, nick and status
+    # (docs/protocol.md §10.2); needs a store (where the announce keys are).
+    private_discovery: bool = False
     interfaces: list[str] | None = None
     static: list[Target] = field(default_factory=list)
     known_peers: KnownPeers | None = None

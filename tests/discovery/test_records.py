@@ -11,8 +11,11 @@ from p2pchat.discovery.records import (
     Announcement,
     DiscoveredPeer,
     InvalidRecord,
+    PrivateAnnouncement,
+    PrivateRecord,
     parse_record,
 )
+from p2pchat.discovery.tokens import make_token
 from p2pchat.identity import Identity
 from p2pchat.wire.messages import Status
 
@@ -30,8 +33,10 @@ def announced(**changes: object) -> dict[bytes, bytes | None]:
 
 def parse(properties: dict[bytes, bytes | None], addresses: tuple[str, ...] = ("198.18.0.2",),
           port: int | None = 7483) -> DiscoveredPeer:  # fmt: skip
-    return parse_record("x._p2pchat._tcp.local.", properties, addresses, port,
+    peer = parse_record("x._p2pchat._tcp.local.", properties, addresses, port,
                         supported_versions=(1,))  # fmt: skip
+    assert isinstance(peer, DiscoveredPeer)
+    return peer
 
 
 def test_announcement_round_trips() -> None:
@@ -53,7 +58,8 @@ def test_without_nick_and_status() -> None:
 @pytest.mark.parametrize(
     ("changes", "addresses", "port", "why"),
     [
-        ({"txtvers": "2"}, ("198.18.0.2",), 7483, "txtvers"),
+        ({"txtvers": "3"}, ("198.18.0.2",), 7483, "txtvers"),
+        ({"txtvers": "2"}, ("198.18.0.2",), 7483, "token"),  # private, with no token
         ({"txtvers": None}, ("198.18.0.2",), 7483, "txtvers"),
         ({"v": "2,3"}, ("198.18.0.2",), 7483, "no protocol version in common"),
         ({"v": "one"}, ("198.18.0.2",), 7483, "version list"),
@@ -108,3 +114,25 @@ def test_any_record_is_either_valid_or_rejected(
 ) -> None:
     with contextlib.suppress(InvalidRecord):
         parse(properties, tuple(addresses), port)
+
+
+def test_a_private_announcement_says_nothing_but_a_token() -> None:
+    token = make_token(bytes(32), 1_796_000_000)
+    announcement = PrivateAnnouncement(7483, (1,), token)
+    assert announcement.txt() == {"txtvers": "2", "v": "1", "t": token}
+    label = announcement.instance_name()
+    assert label.startswith("p2pchat-") and len(label) == len("p2pchat-") + 10
+    assert PrivateAnnouncement(7483, (1,), token).instance_name() != label  # drawn anew
+    properties = {key.encode(): value.encode() for key, value in announcement.txt().items()}
+    record = parse_record(f"{label}._p2pchat._tcp.local.", properties, ["198.18.0.2"], 7483,
+                          supported_versions=(1,))  # fmt: skip
+    assert isinstance(record, PrivateRecord) and record.token == token
+    peer = record.as_peer(Identity(b"\x07" * 32).public_key)
+    assert peer.peer_id == PEER_ID and peer.nick is None and peer.status is None
+
+
+@pytest.mark.parametrize("token", ["", "short", "1" * 32, "A" * 40, "é" * 32])
+def test_a_private_record_without_a_valid_token_is_rejected(token: str) -> None:
+    properties: dict[bytes, bytes | None] = {b"txtvers": b"2", b"v": b"1", b"t": token.encode()}
+    with pytest.raises(InvalidRecord, match="token"):
+        parse(properties)

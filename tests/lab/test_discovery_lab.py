@@ -81,3 +81,68 @@ def test_an_independent_mdns_client_sees_our_service(
     assert service["port"] == int(node.address.rsplit(":", 1)[1])
     txt = set(service["txt"])
     assert {"txtvers=1", "v=1", f"id={node.id}", "nick=seen-by-js", "status=away"} <= txt
+
+
+def contacts_with_keys(homes: list[Path]) -> None:
+    """Make each profile a contact of the others with their announce keys, as their
+    sessions would (tests/net/test_announce.py shows the exchange itself)."""
+    from p2pchat.profile import open_profile
+    from p2pchat.store import DATABASE_FILE, open_store
+
+    profiles = [open_profile(home) for home in homes]
+    keys = {}
+    for profile in profiles:
+        with open_store(profile.home / DATABASE_FILE) as store:
+            keys[profile.identity.public_key] = store.own_announce_key(
+                profile.identity.public_key, now=1
+            )
+    for profile in profiles:
+        me = profile.identity.public_key
+        with open_store(profile.home / DATABASE_FILE) as store:
+            for peer, (key, generation) in keys.items():
+                if peer != me:
+                    store.add_contact(peer, now=1)
+                    store.set_announce_key(peer, key, generation, now=1)
+
+
+def test_private_discovery_contacts_find_each_other_and_a_listener_learns_nothing(
+    lab: Lab, tmp_path: Path, nodes: list[Node]
+) -> None:
+    """Issue 17: two contacts in private discovery find and prove each other by mDNS
+    alone; a third host's independent mDNS client records only anonymous instances
+    with tokens (no id, nick or status); a stranger in private discovery too sees
+    neither of them (and they do not see it)."""
+    if shutil.which("node") is None or not (NODE_MODULES / "multicast-dns").is_dir():
+        pytest.fail(f"the lab needs node and multicast-dns in {NODE_MODULES}")
+    ann_host, bob_host, eve_host, listener = (lab.add_host() for _ in range(4))
+    homes = [tmp_path / "ann", tmp_path / "bob"]
+    contacts_with_keys(homes)
+    ann = start(ann_host, homes[0], "--nick", "ann", "--private-discovery")
+    bob = start(bob_host, homes[1], "--nick", "bob", "--private-discovery")
+    eve = start(eve_host, tmp_path / "eve", "--nick", "eve", "--private-discovery")
+    nodes.extend([ann, bob, eve])
+    ann.wait_for("verified", id=bob.id)
+    bob.wait_for("verified", id=ann.id)
+    result = listener.run(
+        "env", f"NODE_PATH={NODE_MODULES}", "node", str(MDNS_JS), listener.address,
+        "_p2pchat._tcp.local", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)
+    assert len(services) == 3
+    everything = result.stdout
+    for node in (ann, bob, eve):
+        assert node.id not in everything
+    for word in ("ann", "bob", "eve", "nick=", "status=", "id="):
+        assert word not in everything, word
+    for service in services:
+        assert service["instance"].startswith("p2pchat-")
+        txt = dict(entry.split("=", 1) for entry in service["txt"])
+        assert txt.keys() == {"txtvers", "v", "t"} and txt["txtvers"] == "2"
+    # Eve is nobody's contact: nothing of hers was proven, and she proved no one.
+    time.sleep(2)
+    for node in (ann, bob, eve):
+        while not node.events.empty():
+            node.seen.append(node.events.get())
+    assert not [e for e in ann.seen + bob.seen if e.get("id") == eve.id]
+    assert not [e for e in eve.seen if e["event"] in ("discovered", "verified")]

@@ -94,6 +94,10 @@ class ChatService:
         # DISK_PAUSE_MAX) before trying the held input and the retries again.
         self._held_until = 0.0
         self._pause = 0.0
+        # Told when someone becomes a contact, and when a contact is blocked (the node
+        # gives or replaces its announce key, §10.2).
+        self.on_contact_added: Callable[[bytes], None] = lambda _: None
+        self.on_contact_dropped: Callable[[bytes], None] = lambda _: None
 
     # ------------------------------------------------------------------ commands
 
@@ -146,6 +150,8 @@ class ChatService:
         nick = nick or (request.nick if request else self._ctx.peers.nick_of(peer))
         contact = self.store.add_contact(peer, petname=petname, nick=nick, now=now_ms())
         self._ctx.remember(peer, Relation.BLOCKED if contact.blocked else Relation.CONTACT)
+        if not contact.blocked:
+            self.on_contact_added(peer)
         if request is not None:
             # An empty receipt asks the sender to retry what it holds for us now:
             # the messages the gate held back while this was a request.
@@ -162,8 +168,11 @@ class ChatService:
     def set_blocked(self, peer: bytes, blocked: bool) -> None:
         if peer == self.me:
             raise ValueError("that is your own id")
+        was = self.store.contact(peer)
         self.store.set_blocked(peer, blocked, now=now_ms())
         self._ctx.forget(peer)
+        if blocked and was is not None and was.is_contact and not was.blocked:
+            self.on_contact_dropped(peer)
         if blocked:
             # An open session would otherwise outlive the block.
             self._ctx.links.close(peer, code="not-authorized", reason="blocked")

@@ -1,0 +1,77 @@
+"""Announce keys between contacts (docs/protocol.md §10.2): we give ours to each
+contact when a session with it opens (or it becomes a contact while one is open), keep
+each contact's, and make a new one when someone who held ours is blocked. With them,
+a node in private discovery announces a token instead of its id, and its contacts
+recognise it (p2pchat.discovery.tokens)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from p2pchat.discovery.tokens import make_token, recognise
+from p2pchat.identity import encode_peer_id
+from p2pchat.net.links import LinkManager
+from p2pchat.store import Store
+from p2pchat.wallclock import now_ms
+from p2pchat.wire.messages import ANNOUNCE_FEATURE, AnnounceKey
+
+log = logging.getLogger("p2pchat.discovery")
+
+
+class AnnounceKeys:
+    def __init__(self, store: Store, links: LinkManager, me: bytes) -> None:
+        self._store = store
+        self._links = links
+        self._me = me
+
+    # ------------------------------------------------------------------ ours
+
+    def token(self) -> str:
+        """A fresh token for an announcement made now."""
+        key, _ = self._store.own_announce_key(self._me, now=now_ms())
+        return make_token(key, time.time())
+
+    def session_up(self, peer: bytes) -> None:
+        """A session opened: a contact gets our key (every time: cheap, and a contact
+        that lost its store, or missed a new generation, has it again)."""
+        if self._is_contact(peer):
+            self._give(peer)
+
+    def contact_added(self, peer: bytes) -> None:
+        if self._links.is_connected(peer):
+            self._give(peer)
+
+    def contact_dropped(self, peer: bytes) -> None:
+        """``peer`` no longer is a contact (blocked): it must not recognise us from now
+        on, so a new key, given to every contact in session (the others get it on
+        their next session)."""
+        self._store.replace_own_announce_key(self._me, now=now_ms())
+        for contact in self._store.contacts():
+            if contact.peer != peer and self._links.is_connected(contact.peer):
+                self.session_up(contact.peer)
+
+    def _give(self, peer: bytes) -> None:
+        link = self._links.links.get(peer)
+        if link is None or ANNOUNCE_FEATURE not in link.connection.features:
+            return  # an older p2pchat: it finds us by remembered addresses, not tokens
+        key, generation = self._store.own_announce_key(self._me, now=now_ms())
+        self._links.send(peer, AnnounceKey(key, generation))
+
+    # ---------------------------------------------------------------- theirs
+
+    def receive(self, peer: bytes, message: AnnounceKey) -> None:
+        """A peer's key: kept if it is a contact (a stranger's would let us follow a
+        stranger, and costs a row), unless we hold a later generation."""
+        if not self._is_contact(peer):
+            log.debug("ignoring an announce key from %s: not a contact", encode_peer_id(peer))
+            return
+        self._store.set_announce_key(peer, message.key, message.generation, now=now_ms())
+
+    def recognise(self, token: str) -> bytes | None:
+        """Which contact made this token, if any (within an hour of our clock)."""
+        return recognise(token, self._store.contacts_announce_keys(), time.time())
+
+    def _is_contact(self, peer: bytes) -> bool:
+        contact = self._store.contact(peer)
+        return contact is not None and contact.is_contact and not contact.blocked

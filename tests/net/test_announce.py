@@ -1,0 +1,66 @@
+"""Announce keys between contacts (docs/protocol.md §10.2): given in session to
+contacts only, kept from contacts only, replaced when a contact is blocked — so a
+blocked contact's key stops recognising our private announcements."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import trio
+
+from p2pchat.discovery.tokens import make_token, recognise
+from tests.net.chatpeers import ChatPeer, wait_for
+from tests.net.test_chat import friends, peers
+
+
+def own_key(peer: ChatPeer) -> bytes:
+    assert peer.store is not None
+    return peer.store.own_announce_key(peer.key, now=0)[0]
+
+
+def kept(peer: ChatPeer) -> dict[bytes, bytes]:
+    """The announce keys ``peer`` keeps of its contacts."""
+    assert peer.store is not None
+    return peer.store.contacts_announce_keys()
+
+
+def rows_for(owner: ChatPeer, peer: bytes) -> int:
+    """Rows ``owner`` keeps for ``peer`` at all (a contact or not)."""
+    assert owner.store is not None
+    return owner.store._count("SELECT count(*) FROM announce_keys WHERE peer = ?", (peer,))
+
+
+async def test_contacts_exchange_keys_strangers_get_none_and_a_block_replaces_ours(
+    tmp_path: Path,
+) -> None:
+    ann, bob, cat = peers(tmp_path, "ann", "bob", "cat")
+    async with trio.open_nursery() as nursery:
+        await friends(nursery, ann, bob)
+        await wait_for(lambda: kept(bob).get(ann.key) == own_key(ann)
+                       and kept(ann).get(bob.key) == own_key(bob), 30, "keys")  # fmt: skip
+
+        # Cat, a stranger in session with ann: neither gives the other a key.
+        await cat.start(nursery)
+        cat.introduce(ann)
+        await wait_for(lambda: cat.connected_to(ann), 30, "cat's session")
+        await trio.sleep(0.5)
+        assert rows_for(cat, ann.key) == 0 and rows_for(ann, cat.key) == 0
+
+        # Cat becomes a contact while the session is open: ann's key goes at once.
+        cat.befriend(ann)
+        ann.chat.add_contact(cat.key)
+        await wait_for(lambda: kept(cat).get(ann.key) == own_key(ann), 30, "cat's key of ann")
+
+        # Ann blocks bob: a new key, given to cat (in session), not to bob.
+        old = own_key(ann)
+        ann.chat.set_blocked(bob.key, True)
+        new = own_key(ann)
+        assert new != old
+        await wait_for(lambda: kept(cat).get(ann.key) == new, 30, "cat's new key of ann")
+        assert kept(bob).get(ann.key) == old
+        token = make_token(new, time.time())
+        assert recognise(token, kept(cat), time.time()) == ann.key
+        assert recognise(token, kept(bob), time.time()) is None
+        for peer in (ann, bob, cat):
+            await peer.stop()
