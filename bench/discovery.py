@@ -4,7 +4,9 @@
 
 1. First sight: a daemon is started N times on one host; time from starting the
    process to another host's daemon reporting it ("discovered"), next to
-   python-zeroconf's own register -> browse time measured in the same lab (ratio).
+   python-zeroconf's own register -> browse time measured in the same lab (ratio);
+   then the same with the subject in private discovery and the observer its contact
+   (recognising its token).
 2. Reconnect: a restarted node dials the remembered address of a peer; time from its
    "listening" line (and from process start) to "verified".
 3. Crowd: N daemons on N hosts; time from the last start until every node has seen
@@ -24,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.discovery.nodes import Node
+from tests.discovery.nodes import Node, contacts_with_keys
 from tests.lab.netlab import Host, Lab, LabUnavailable
 
 ZEROCONF_REGISTER = textwrap.dedent(
@@ -65,14 +67,21 @@ def start(host: Host, home: Path, *args: str) -> Node:
     return node
 
 
-def first_sight(lab: Lab, tmp: Path, starts: int) -> list[float]:
+def first_sight(lab: Lab, tmp: Path, starts: int, private: bool = False) -> list[float]:
+    """``private``: the subject announces privately (docs/protocol.md §10.2) and the
+    observer is its contact, holding its announce key: sight is recognition."""
     observer_host, subject_host = lab.add_host(), lab.add_host()
-    observer = start(observer_host, tmp / "observer")
+    kind = "private" if private else "public"
+    homes = [tmp / f"observer-{kind}", tmp / f"subject-{kind}"]
+    if private:
+        contacts_with_keys(homes)
+    observer = start(observer_host, homes[0])
+    extra = ("--private-discovery",) if private else ()
     times = []
     try:
         for round_number in range(starts):
             began = time.monotonic()
-            subject = start(subject_host, tmp / "subject", "--nick", "subject")
+            subject = start(subject_host, homes[1], "--nick", "subject", *extra)
             observer.wait_for("discovered", timeout=10, id=subject.id)
             seen_at = observer.seen[-1].get("_at", time.monotonic())
             times.append(seen_at - began)
@@ -175,11 +184,15 @@ def main() -> int:
         return 1
     try:
         ours = first_sight(lab, tmp, args.starts)
+        private = first_sight(lab, tmp, args.starts, private=True)
         baseline = zeroconf_baseline(lab, args.starts)
         print(f"first sight of a new node ({args.starts} starts): p2pchat daemon start -> "
               f"listed by another node: {summary(ours)}; python-zeroconf register -> "
               f"browse: {summary(baseline)}; ratio "
               f"{statistics.median(ours) / statistics.median(baseline):.2f}")  # fmt: skip
+        print(f"first sight in private discovery ({args.starts} starts): daemon start -> "
+              f"recognised by a contact: {summary(private)}; ratio to public "
+              f"{statistics.median(private) / statistics.median(ours):.2f}")  # fmt: skip
         listening, started = reconnect(lab, tmp, args.starts)
         print(
             f"reconnect to a remembered address ({args.starts} restarts): "

@@ -100,3 +100,25 @@ class Node:
         except subprocess.TimeoutExpired:  # pragma: no cover - a hang is the failure
             self.process.kill()
             raise
+
+
+def contacts_with_keys(homes: list[Path]) -> None:
+    """Make each profile a contact of the others with their announce keys, as their
+    sessions would (tests/net/test_announce.py shows the exchange itself)."""
+    from p2pchat.profile import open_profile
+    from p2pchat.store import DATABASE_FILE, open_store
+
+    profiles = [open_profile(home) for home in homes]
+    keys = {}
+    for profile in profiles:
+        with open_store(profile.home / DATABASE_FILE) as store:
+            keys[profile.identity.public_key] = store.own_announce_key(
+                profile.identity.public_key, now=1
+            )
+    for profile in profiles:
+        me = profile.identity.public_key
+        with open_store(profile.home / DATABASE_FILE) as store:
+            for peer, (key, generation) in keys.items():
+                if peer != me:
+                    store.add_contact(peer, now=1)
+                    store.set_announce_key(peer, key, generation, now=1)

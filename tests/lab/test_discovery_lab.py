@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.discovery.nodes import GOODBYE_S, Node
+from tests.discovery.nodes import GOODBYE_S, Node, contacts_with_keys
 from tests.lab.netlab import Host, Lab
 
 
@@ -81,28 +81,6 @@ def test_an_independent_mdns_client_sees_our_service(
     assert service["port"] == int(node.address.rsplit(":", 1)[1])
     txt = set(service["txt"])
     assert {"txtvers=1", "v=1", f"id={node.id}", "nick=seen-by-js", "status=away"} <= txt
-
-
-def contacts_with_keys(homes: list[Path]) -> None:
-    """Make each profile a contact of the others with their announce keys, as their
-    sessions would (tests/net/test_announce.py shows the exchange itself)."""
-    from p2pchat.profile import open_profile
-    from p2pchat.store import DATABASE_FILE, open_store
-
-    profiles = [open_profile(home) for home in homes]
-    keys = {}
-    for profile in profiles:
-        with open_store(profile.home / DATABASE_FILE) as store:
-            keys[profile.identity.public_key] = store.own_announce_key(
-                profile.identity.public_key, now=1
-            )
-    for profile in profiles:
-        me = profile.identity.public_key
-        with open_store(profile.home / DATABASE_FILE) as store:
-            for peer, (key, generation) in keys.items():
-                if peer != me:
-                    store.add_contact(peer, now=1)
-                    store.set_announce_key(peer, key, generation, now=1)
 
 
 def test_private_discovery_contacts_find_each_other_and_a_listener_learns_nothing(
