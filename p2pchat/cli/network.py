@@ -9,6 +9,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from functools import partial
 from typing import Any
 
@@ -39,8 +40,9 @@ from p2pchat.discovery.known import (
     static_targets,
 )
 from p2pchat.discovery.mdns import local_addresses, open_mdns
+from p2pchat.discovery.tokens import recognise
 from p2pchat.discovery.watch import watch
-from p2pchat.errors import ConnectionClosed
+from p2pchat.errors import ConnectionClosed, StoreError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.net.server import open_secure_connection
 from p2pchat.profile import Profile, ProfileLock
@@ -273,16 +275,22 @@ def cmd_peers(profile: Profile, args: argparse.Namespace) -> int:
     if not 0 <= args.wait <= 3600:
         print("p2pchat: --wait takes 0 to 3600 seconds", file=sys.stderr)
         return EXIT_USAGE
-    found = trio.run(_collect_peers, profile, args.wait, interfaces)
+    found, anonymous = trio.run(_collect_peers, profile, args.wait, interfaces)
     if args.json:
         print_json(found)
-    elif not found:
+        return 0
+    if anonymous:
+        print(
+            f"{anonymous} anonymous p2pchat node{'s' if anonymous > 1 else ''} (private "
+            "discovery: not your contacts, or contacts that have not given you their key yet)"
+        )
+    if not found and not anonymous:
         print(
             f"no peers seen in {args.wait:g} s. If you expected some: they may be on "
             "another network segment, or multicast may be blocked here (Wi-Fi client "
             "isolation, VPN); use an invite code or --peer HOST:PORT."
         )
-    else:
+    elif found:
         for peer in found:
             # "proven": a handshake showed the id; "verified" is for compared safety numbers
             mark = "proven" if peer["verified"] else "not proven"
@@ -296,8 +304,10 @@ def cmd_peers(profile: Profile, args: argparse.Namespace) -> int:
 
 async def _collect_peers(
     profile: Profile, wait: float, interfaces: list[str] | None
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
+    """(the peers seen, and how many private records no contact's key recognised)."""
     found: dict[str, dict[str, Any]] = {}
+    keys = _contacts_announce_keys(profile)
 
     def record(name: str, text: str, **fields: Any) -> None:
         if name in ("discovered", "updated", "verified"):
@@ -314,7 +324,19 @@ async def _collect_peers(
         ) as mdns,
         trio.open_nursery() as nursery,
     ):
+        mdns.recognise = lambda token: recognise(token, keys, time.time())
         await nursery.start(partial(watch, mdns, profile.identity, record, announcement=None))
         await trio.sleep(wait)
         nursery.cancel_scope.cancel()
-    return sorted(found.values(), key=lambda peer: (peer["nick"] or "", peer["id"]))
+        anonymous = len(mdns.anonymous)
+    return sorted(found.values(), key=lambda peer: (peer["nick"] or "", peer["id"])), anonymous
+
+
+def _contacts_announce_keys(profile: Profile) -> dict[bytes, bytes]:
+    """Our contacts' announce keys, to recognise their private records (none if the
+    store cannot be read: the plain records are listed all the same)."""
+    try:
+        with open_profile_store(profile) as store:
+            return store.contacts_announce_keys()
+    except StoreError:
+        return {}

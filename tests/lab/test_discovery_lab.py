@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -117,6 +118,12 @@ def test_private_discovery_contacts_find_each_other_and_a_listener_learns_nothin
         assert service["instance"].startswith("p2pchat-")
         txt = dict(entry.split("=", 1) for entry in service["txt"])
         assert txt.keys() == {"txtvers", "v", "t"} and txt["txtvers"] == "2"
+    # `p2pchat peers` of someone else on the network: three anonymous nodes, no one named.
+    shown = listener.run(sys.executable, "-m", "p2pchat", "--home", str(tmp_path / "zoe"),
+                         "peers", "--wait", "3", "--interface", listener.address)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("3 anonymous p2pchat nodes"), shown.stdout
+    assert ann.id not in shown.stdout and "no peers seen" not in shown.stdout
     # Eve is nobody's contact: nothing of hers was proven, and she proved no one.
     time.sleep(2)
     for node in (ann, bob, eve):
