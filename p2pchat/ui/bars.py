@@ -90,6 +90,8 @@ def update_topbar(app: ChatApp) -> None:
     )
     if app.profile.locked:
         left += " · locked"  # encrypted on disk (p2pchat passphrase): said, not assumed
+    if app.settings.private_discovery:
+        left += " · private"  # announced as a token only contacts recognise (§10.2)
     if app.settings.contacts_only:
         left += " · contacts only"
     online = len([s for s in app.seen.values() if s.status != "offline" and s.proven])

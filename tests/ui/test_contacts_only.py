@@ -133,7 +133,7 @@ def test_a_peer_nearby_that_refused_us_is_the_status_bar_s_advice(
     asyncio.run(scenario())
 
 
-def test_the_status_bar_says_when_the_profile_is_locked(
+def test_the_status_bar_says_when_the_profile_is_locked_or_announced_privately(
     people: Callable[[str], Person],
 ) -> None:
     from p2pchat.identity import LockedKey
@@ -150,13 +150,15 @@ def test_the_status_bar_says_when_the_profile_is_locked(
         try:
             ann_app = app_for(ann, host, contacts_only=False)
             bob_app = app_for(bob, host, contacts_only=False)
+            bob_app.settings.private_discovery = True
             async with (
                 ann_app.run_test(size=SIZE) as ann_pilot,
                 bob_app.run_test(size=SIZE),
             ):
                 await until(ann_pilot, lambda: ann_app.node and bob_app.node, "both nodes")
                 assert "ann (● available) · locked" in topbar(ann_app)
-                assert "locked" not in topbar(bob_app)
+                assert "locked" not in topbar(bob_app) and "private" not in topbar(ann_app)
+                assert "bob (● available) · private" in topbar(bob_app)
         finally:
             await host.stop()
 
