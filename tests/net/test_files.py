@@ -32,6 +32,18 @@ def file_events(peer: ChatPeer, kind: str) -> list[FileEvent]:
     return [e for e in peer.events if isinstance(e, FileEvent) and e.kind == kind]
 
 
+async def done_event(peer: ChatPeer, offer_id: bytes, timeout: float = 30) -> FileEvent:
+    """The peer's ``done`` event of the offer, once its event reader has it (the store
+    says "done" a moment before: events reach the test through a task of their own)."""
+
+    def found() -> list[FileEvent]:
+        return [e for e in file_events(peer, "done") if e.offer_id == offer_id]
+
+    await wait_for(lambda: bool(found()), timeout, "the done event")
+    [done] = found()
+    return done
+
+
 def state(peer: ChatPeer, offer_id: bytes) -> str:
     transfer = peer.store.transfer(offer_id) if peer.node is not None and peer.store else None
     return transfer.state if transfer else ""
@@ -157,10 +169,9 @@ async def restart_until_saved(
     await bob.start(nursery)
     bob.introduce(ann)
     await wait_for(lambda: state(bob, sent.offer_id) == "done", 60, "the file")
-    [done] = file_events(bob, "done")
+    done = await done_event(bob, sent.offer_id)
     assert Path(done.path).read_bytes() == source.read_bytes()
-    await wait_for(lambda: state(ann, sent.offer_id) == "done", 30, "ann hears it is done")
-    [delivered] = [e for e in file_events(ann, "done") if e.offer_id == sent.offer_id]
+    delivered = await done_event(ann, sent.offer_id)
     return delivered.done_bytes
 
 
@@ -212,8 +223,7 @@ async def test_a_stop_between_saving_a_file_and_recording_it_is_finished_on_rest
         await wait_for(lambda: state(bob, sent.offer_id) == "offered", 30, "the offer")
         files(bob).accept(sent.offer_id)
         await wait_for(lambda: state(bob, sent.offer_id) == "done", 30, "the file")
-        [done] = file_events(bob, "done")
-        saved = Path(done.path)
+        saved = Path((await done_event(bob, sent.offer_id)).path)
         assert bob.store is not None
         # As the store was when the stop came: accepted, every block held.
         bob.store.set_transfer_state(sent.offer_id, "accepted", now=1, path="")
