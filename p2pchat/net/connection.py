@@ -326,8 +326,12 @@ class SecureConnection:
                             code="hello-timeout",
                         )
                     if not data:
+                        # Also what a node in private discovery does to an initiator
+                        # that cannot knock (§10.2): say so, it is the likely cause.
                         raise ConnectionClosed(
-                            "the peer closed the connection during the handshake",
+                            "the peer closed the connection during the handshake (a "
+                            "node in private discovery answers only its contacts and "
+                            "invite codes)",
                             by_peer=True,
                             code="eof",
                         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from p2pchat.chat.invites import token_key
 from p2pchat.discovery.tokens import make_token, recognise
 from p2pchat.identity import encode_peer_id
 from p2pchat.net.links import LinkManager
@@ -20,10 +21,11 @@ log = logging.getLogger("p2pchat.discovery")
 
 
 class AnnounceKeys:
-    def __init__(self, store: Store, links: LinkManager, me: bytes) -> None:
+    def __init__(self, store: Store, me: bytes) -> None:
         self._store = store
-        self._links = links
         self._me = me
+        # Set once the node's link manager exists (which is built with our knocks).
+        self.links: LinkManager | None = None
 
     # ------------------------------------------------------------------ ours
 
@@ -39,7 +41,7 @@ class AnnounceKeys:
             self._give(peer)
 
     def contact_added(self, peer: bytes) -> None:
-        if self._links.is_connected(peer):
+        if self._require_links().is_connected(peer):
             self._give(peer)
 
     def contact_dropped(self, peer: bytes) -> None:
@@ -48,15 +50,15 @@ class AnnounceKeys:
         their next session)."""
         self._store.replace_own_announce_key(self._me, now=now_ms())
         for contact in self._store.contacts():
-            if contact.peer != peer and self._links.is_connected(contact.peer):
+            if contact.peer != peer and self._require_links().is_connected(contact.peer):
                 self.session_up(contact.peer)
 
     def _give(self, peer: bytes) -> None:
-        link = self._links.links.get(peer)
+        link = self._require_links().links.get(peer)
         if link is None or ANNOUNCE_FEATURE not in link.connection.features:
             return  # an older p2pchat: it finds us by remembered addresses, not tokens
         key, generation = self._store.own_announce_key(self._me, now=now_ms())
-        self._links.send(peer, AnnounceKey(key, generation))
+        self._require_links().send(peer, AnnounceKey(key, generation))
 
     # ---------------------------------------------------------------- theirs
 
@@ -71,6 +73,27 @@ class AnnounceKeys:
     def recognise(self, token: str) -> bytes | None:
         """Which contact made this token, if any (within an hour of our clock)."""
         return recognise(token, self._store.contacts_announce_keys(), time.time())
+
+    # ---------------------------------------------------------------- knocks
+
+    def knock_key(self, peer: bytes | None, invite: bytes) -> bytes | None:
+        """What to knock with when dialling ``peer`` (§3, §10.2): the key of the invite
+        code we redeem, else the peer's announce key if it gave us one."""
+        if invite:
+            return token_key(invite)
+        if peer is None:
+            return None
+        return self._store.contacts_announce_keys().get(peer)
+
+    def knock_keys(self) -> list[bytes]:
+        """Whose knocks we answer while hiding: our contacts (our announce key) and the
+        holders of our outstanding invite codes."""
+        key, _ = self._store.own_announce_key(self._me, now=now_ms())
+        return [key, *self._store.invite_keys(now=now_ms())]
+
+    def _require_links(self) -> LinkManager:
+        assert self.links is not None, "the node sets links before any session"
+        return self.links
 
     def _is_contact(self, peer: bytes) -> bool:
         contact = self._store.contact(peer)

@@ -121,7 +121,11 @@ class Dialler:
                 fresh_token=fresh_token,
                 on_verified=self.verified,
                 authorize=self._admission.authorize,
-                wanted=self._admission.wanted if settings.contacts_only else None,
+                # In private discovery we dial only contacts: dialling a stranger would
+                # show it who we are (our identity goes out in handshake message 3).
+                wanted=self._admission.wanted
+                if settings.contacts_only or settings.private_discovery
+                else None,
                 config=settings.connection,
                 task_status=task_status,
             )

@@ -95,14 +95,20 @@ class Node:
         self.take_event: Callable[[NodeEvent], bool] | None = None
         self._drop_log = LogLimiter()
         self.addresses: tuple[str, ...] = ()
+        self.announce: AnnounceKeys | None = None
         if settings.store is not None:
             # With a store the node takes files and keeps announce keys: its sessions
-            # say so (§16.3, §10.2).
+            # say so (§16.3, §10.2); it knocks on its contacts' doors, and in private
+            # discovery it answers only those who knock (§3).
+            self.announce = AnnounceKeys(settings.store, identity.public_key)
             session = settings.connection.session
-            features = session.features | {FILES_FEATURE, ANNOUNCE_FEATURE}
-            settings.connection = dataclasses.replace(
-                settings.connection, session=dataclasses.replace(session, features=features)
+            session = dataclasses.replace(
+                session,
+                features=session.features | {FILES_FEATURE, ANNOUNCE_FEATURE},
+                knock_key=self.announce.knock_key,
+                knock_keys=self.announce.knock_keys if settings.private_discovery else None,
             )
+            settings.connection = dataclasses.replace(settings.connection, session=session)
         self.links = LinkManager(
             identity,
             nursery,
@@ -124,7 +130,6 @@ class Node:
         self.chat: ChatService | None = None
         self.rooms: RoomService | None = None
         self.files: FileService | None = None
-        self.announce: AnnounceKeys | None = None
         if settings.store is not None:
             self.chat = ChatService(
                 identity,
@@ -149,7 +154,8 @@ class Node:
                 settings.store, self.links, self.chat, self._emit, settings.files,
                 me=identity.public_key, rooms=self.rooms,
             )  # fmt: skip
-            self.announce = AnnounceKeys(settings.store, self.links, identity.public_key)
+            assert self.announce is not None
+            self.announce.links = self.links
             self.chat.on_contact_added = self.announce.contact_added
             self.chat.on_contact_dropped = self.announce.contact_dropped
 

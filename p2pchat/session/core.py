@@ -15,10 +15,13 @@ apart already does: record packing (:mod:`.records`) and the events (:mod:`.even
 from __future__ import annotations
 
 import enum
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import nacl.bindings
 
 from p2pchat.errors import (
     HandshakeRefused,
@@ -37,6 +40,7 @@ from p2pchat.session.events import (
     PongReceived,
     SessionEvent,
 )
+from p2pchat.session.knock import knock, knocked
 from p2pchat.session.records import RecordReader, RecordWriter
 from p2pchat.wire.codec import DEFAULT_MAX_MESSAGE_BYTES, Codec, UnknownMessage
 from p2pchat.wire.framing import HEADER_BYTES as FRAME_HEADER_BYTES
@@ -95,6 +99,11 @@ class SessionConfig:
     # Every session offers padding (§4.2); other features are added by what the node
     # can serve (files/1 with a store).
     features: frozenset[str] = frozenset({PADDING_FEATURE})
+    # Knocks (§3, §10.2). An initiator's key to knock with, given whom it dials and the
+    # invite token it presents (None: no knock); a hiding responder's keys that a knock
+    # must match before it says who it is (None: it answers anyone, as by default).
+    knock_key: Callable[[bytes | None, bytes], bytes | None] | None = None
+    knock_keys: Callable[[], list[bytes]] | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # Replies the peer asked for (Pongs) and has not taken yet: above this many bytes
     # the session stops reading its input until they drain (docs/protocol.md §4.3).
@@ -142,6 +151,12 @@ class SecureSession:
         self.features: frozenset[str] = frozenset()
         self.handshake_hash: bytes | None = None
         self.unknown_messages_skipped = 0
+        knock_key = None
+        if initiator and self.config.knock_key is not None:
+            knock_key = self.config.knock_key(expected_peer, invite)
+            if knock_key is not None and ephemeral_key is None:
+                ephemeral_key = os.urandom(32)  # the knock is bound to its public half
+        self._knock_with = (knock_key, ephemeral_key)
         self._handshake = HandshakeState(
             NOISE_PROTOCOL,
             initiator=initiator,
@@ -167,7 +182,7 @@ class SecureSession:
         self._now = 0.0
         self._pings: TokenBucket | None = None
         if initiator:
-            hello = HandshakeHello(versions=self.config.versions)
+            hello = HandshakeHello(versions=self.config.versions, knock=self._knock())
             self._emit_frame(self._handshake.write_message(self._codec.encode(hello)))
 
     # ----------------------------------------------------------------- outputs
@@ -373,11 +388,28 @@ class SecureSession:
         self._emit_frame(self._handshake.write_message(self._codec.encode(reject)))
         return HandshakeRefused(reason, code=code)
 
+    def _knock(self) -> bytes:
+        key, ephemeral = self._knock_with
+        if key is None or ephemeral is None:
+            return b""
+        return knock(key, nacl.bindings.crypto_scalarmult_base(ephemeral))
+
     def _responder_reads_hello(self, plaintext: bytes) -> None:
         try:
             hello = self._decode_payload(plaintext, 1, (HandshakeHello,))
         except RemoteProtocolError as error:
             raise self._reject(error.code, str(error)) from error
+        if self.config.knock_keys is not None:
+            ephemeral = self._handshake.remote_ephemeral
+            assert ephemeral is not None
+            if not knocked(self.config.knock_keys(), ephemeral, hello.knock):
+                # Hiding: message 2 would carry our static key, so nothing is sent at
+                # all; the initiator sees the connection close, and learns no one.
+                self.state = SessionState.CLOSED
+                raise HandshakeRefused(
+                    "an initiator without a knock we know (we hide from strangers)",
+                    code="hidden",
+                )
         common = set(hello.versions) & set(self.config.versions)
         if not common:
             raise self._reject(

@@ -32,6 +32,12 @@ class InviteTables(StoreCore):
         )
         return cursor.rowcount > 0
 
+    def invite_keys(self, *, now: int) -> list[bytes]:
+        """The keys of the codes still outstanding (at most MAX_OUTSTANDING): what a
+        hiding node takes a knock under, besides its announce key (§10.2)."""
+        rows = self._all("SELECT token_key FROM invites WHERE expires_at > ?", (now,))
+        return [bytes(row[0]) for row in rows]
+
     def count_invites(self, *, now: int) -> int:
         """Tokens still outstanding (unexpired)."""
         return self._count("SELECT count(*) FROM invites WHERE expires_at > ?", (now,))

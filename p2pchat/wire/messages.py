@@ -65,6 +65,9 @@ def _check_version(value: int) -> None:
         raise ValueError(f"a protocol version must be from 1 to {MAX_VERSION_NUMBER}")
 
 
+KNOCK_BYTES = 16
+
+
 @wire_message(1)
 @dataclass(frozen=True, slots=True)
 class HandshakeHello:
@@ -72,6 +75,9 @@ class HandshakeHello:
 
     TYPE_ID: ClassVar[int]
     versions: tuple[int, ...] = limit(max_len=16)
+    # A knock (§3, §10.2): proof that the initiator holds the responder's announce key
+    # (or an invite of its), without naming either; empty when it has none.
+    knock: bytes = limit(max_len=KNOCK_BYTES, default=b"")
 
     def __post_init__(self) -> None:
         for version in self.versions:

@@ -125,6 +125,12 @@ def test_private_discovery_contacts_find_each_other_and_a_listener_learns_nothin
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("3 anonymous p2pchat nodes"), shown.stdout
     assert ann.id not in shown.stdout and "no peers seen" not in shown.stdout
+    # An active prober dialling ann's address: the connection closes, no id comes back.
+    probed = listener.run(sys.executable, "-m", "p2pchat", "--home", str(tmp_path / "zoe"),
+                          "ping", ann.address, "--count", "1")  # fmt: skip
+    assert probed.returncode != 0
+    assert ann.id not in probed.stdout + probed.stderr
+    assert "private discovery answers only its contacts" in probed.stdout + probed.stderr
     # Eve is nobody's contact: nothing of hers was proven, and she proved no one.
     time.sleep(2)
     for node in (ann, bob, eve):

@@ -29,6 +29,7 @@ class ChatPeer:
     relay: bool = True
     limits: LinkLimits = field(default_factory=LinkLimits)
     contacts_only: bool = False
+    private_discovery: bool = False  # hidden from whoever cannot knock (§10.2)
     link_retry_ms: int = LINK_RETRY_MS  # the chat backstop for what went over a session
     max_input_bytes: int = MAX_INPUT_BYTES  # chat input held before more is dropped
     downloads: Path | None = None  # where accepted files go (none accepted without)
@@ -69,6 +70,7 @@ class ChatPeer:
             ),
             limits=self.limits,
             contacts_only=self.contacts_only,
+            private_discovery=self.private_discovery,
             files=FileSettings(
                 downloads=self.downloads, offers=OfferLimits(auto_accept=self.auto_accept)
             ),

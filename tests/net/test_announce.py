@@ -9,6 +9,7 @@ from pathlib import Path
 
 import trio
 
+from p2pchat.discovery.known import Target, parse_invite
 from p2pchat.discovery.tokens import make_token, recognise
 from tests.net.chatpeers import ChatPeer, wait_for
 from tests.net.test_chat import friends, peers
@@ -64,3 +65,40 @@ async def test_contacts_exchange_keys_strangers_get_none_and_a_block_replaces_ou
         assert recognise(token, kept(bob), time.time()) is None
         for peer in (ann, bob, cat):
             await peer.stop()
+
+
+async def test_a_hiding_node_answers_contacts_and_invite_codes_and_no_one_else(
+    tmp_path: Path,
+) -> None:
+    """In private discovery a node says who it is only to an initiator that knocks
+    with its announce key (a contact) or an outstanding invite code's key: a stranger
+    dialling its address learns nothing, not even its id (§3, §10.2)."""
+    ann = ChatPeer("ann", tmp_path / "ann", private_discovery=True)
+    bob, carol, dave = peers(tmp_path, "bob", "carol", "dave")
+    async with trio.open_nursery() as nursery:
+        for peer in (ann, bob, carol, dave):
+            await peer.start(nursery)
+        assert ann.node and bob.node and carol.node and dave.node
+        host, port = ann.address.rsplit(":", 1)
+
+        # A stranger at the address: the connection closes; no id, no session.
+        notes = await dave.node.connect([Target(host, int(port))])
+        assert [n.name for n in notes] != ["verified"]
+        assert all(ann.identity.peer_id not in str(n.fields) + n.text for n in notes)
+        assert not dave.connected_to(ann) and dave.store is not None
+        assert dave.store.contact(ann.key) is None
+
+        # An invite code: knocks with the code's key, and is admitted.
+        code = ann.node.invite("ann").code
+        notes = await carol.node.connect(parse_invite(code))
+        assert [n.name for n in notes] == ["verified"]
+
+        # Bob becomes a contact (ann dials him: hiding is for what comes in), gets
+        # ann's key in that session, and then knocks his own way in.
+        bob.befriend(ann)
+        ann.befriend(bob)
+        ann.introduce(bob)
+        await wait_for(lambda: kept(bob).get(ann.key) == own_key(ann), 30, "bob has ann's key")
+        notes = await bob.node.connect([Target(host, int(port), ann.identity.peer_id)])
+        assert [n.name for n in notes] == ["verified"], notes
+        nursery.cancel_scope.cancel()

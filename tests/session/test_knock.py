@@ -1,0 +1,66 @@
+"""Knocks (docs/protocol.md §3, §10.2): a hiding responder says who it is only to an
+initiator whose message 1 carries a knock under one of its keys; to anyone else it
+sends nothing at all."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from p2pchat.errors import HandshakeRefused
+from p2pchat.identity import Identity
+from p2pchat.session import HandshakeComplete, SecureSession, SessionConfig, SessionState
+from p2pchat.session.knock import knock, knocked
+from tests.session.pairs import events, pump
+
+KEY = bytes(range(32))
+
+
+def hiding(keys: list[bytes]) -> SessionConfig:
+    return SessionConfig(knock_keys=lambda: keys)
+
+
+def knocking(key: bytes | None) -> SessionConfig:
+    return SessionConfig(knock_key=lambda peer, invite: key)
+
+
+def meet(initiator: SessionConfig, responder: SessionConfig) -> tuple[SecureSession, SecureSession]:
+    alice, bob = Identity.generate(), Identity.generate()
+    a = SecureSession(alice, initiator=True, config=initiator, expected_peer=bob.public_key)
+    b = SecureSession(bob, initiator=False, config=responder)
+    return a, b
+
+
+def test_a_knock_under_the_responders_key_opens_the_handshake() -> None:
+    a, b = meet(knocking(KEY), hiding([os.urandom(32), KEY]))
+    pump(a, b)
+    assert a.state is b.state is SessionState.OPEN
+    assert isinstance(events(a)[0], HandshakeComplete)
+
+
+@pytest.mark.parametrize("key", [None, os.urandom(32)], ids=["no knock", "another key"])
+def test_anyone_else_gets_nothing_not_even_message_2(key: bytes | None) -> None:
+    a, b = meet(knocking(key), hiding([KEY]))
+    first = a.data_to_send()
+    with pytest.raises(HandshakeRefused) as refused:
+        b.receive_data(first)
+    assert refused.value.code == "hidden"
+    assert b.data_to_send() == b""  # no message 2, no static key, no reject: silence
+    assert b.state is SessionState.CLOSED and b.peer_key is None
+
+
+def test_without_hiding_a_knock_changes_nothing() -> None:
+    for initiator in (knocking(KEY), knocking(None)):
+        a, b = meet(initiator, SessionConfig())
+        pump(a, b)
+        assert a.state is b.state is SessionState.OPEN
+
+
+def test_a_copied_knock_is_worth_nothing_with_another_ephemeral() -> None:
+    ephemeral, other = os.urandom(32), os.urandom(32)
+    presented = knock(KEY, ephemeral)
+    assert knocked([KEY], ephemeral, presented)
+    assert not knocked([KEY], other, presented)
+    assert not knocked([KEY], ephemeral, presented[:-1])
+    assert not knocked([], ephemeral, presented)
