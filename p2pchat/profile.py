@@ -233,6 +233,13 @@ def open_profile(home: Path) -> Profile:
     _ensure_private_dir(home)
     key, created = load_or_create_key(home / KEY_FILE)
     config = _read_config(home / CONFIG_FILE)
+    if created and "private_discovery" not in config:
+        # New profiles announce privately (docs/protocol.md §10.2): nobody on the
+        # network learns who they are until they choose otherwise. Older profiles keep
+        # what they had (the key is absent from their config: public).
+        config["private_discovery"] = True
+        with contextlib.suppress(ProfileError):  # a full disk: this run is private still
+            _write_config(home / CONFIG_FILE, config)
     nick_value = config.get("nick")
     nick = _default_nick()
     if isinstance(nick_value, str):

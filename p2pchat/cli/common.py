@@ -81,7 +81,8 @@ def node_settings(
         port=port,
         mdns=not args.no_mdns,
         announce_nick=not args.no_announce_nick,
-        private_discovery=args.private_discovery or profile.flag("private_discovery"),
+        private_discovery=not args.public_discovery
+        and (args.private_discovery or profile.flag("private_discovery")),
         interfaces=interfaces,
         static=args.static_targets,
         known_peers=KnownPeers(

@@ -278,12 +278,21 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="announce without nick and status (peers learn them only after connecting)",
     )
-    parser.add_argument(
+    visibility = parser.add_mutually_exclusive_group()
+    visibility.add_argument(
         "--private-discovery",
         action="store_true",
         help="announce a token only your contacts recognise, never your id, nick or "
-        'status (or "private_discovery": true in config.json); strangers see an '
-        "anonymous p2pchat node and reach you only by an invite code",
+        'status (the default of new profiles: "private_discovery": true in '
+        "config.json); strangers see an anonymous p2pchat node and reach you only by "
+        "an invite code",
+    )
+    visibility.add_argument(
+        "--public-discovery",
+        action="store_true",
+        help="announce your peer id, nick and status to everyone on the network, so "
+        'that people nearby can find you (this run; set "private_discovery": false '
+        "in config.json to keep it)",
     )
     parser.add_argument(
         "--contacts-only",

@@ -84,7 +84,7 @@ from p2pchat.ui.people import (
     jump_targets,
     system_entry,
 )
-from p2pchat.ui.screens.first_run import FirstRunScreen
+from p2pchat.ui.screens.first_run import FirstRun, FirstRunScreen
 from p2pchat.ui.screens.help import HelpScreen
 from p2pchat.ui.system import SystemConsole
 from p2pchat.ui.widgets.composer import Composer
@@ -235,13 +235,15 @@ class ChatApp(App[None]):
         else:
             self.run_worker(self._start_node(), exclusive=True, group="node")
 
-    def _nick_chosen(self, nick: str | None) -> None:
-        if nick:
+    def _nick_chosen(self, chosen: FirstRun | None) -> None:
+        if chosen:
             try:
-                self.profile.set_nick(nick)
+                self.profile.set_nick(chosen.nick)
+                self.profile.update_config(private_discovery=not chosen.visible)
             except ProfileError as error:  # a full disk: this run uses it, unsaved
                 self.notify(f"{error}.", title="Nick not saved", severity="error")
             self.settings.nick = self.profile.nick
+            self.settings.private_discovery = not chosen.visible
         self.update_topbar()
         self.run_worker(self._start_node(), exclusive=True, group="node")
 

@@ -336,8 +336,11 @@ def test_first_run_asks_for_a_nick_then_starts_the_node(people: Callable[[str], 
                 assert app.profile.nick == "Carol Q"
                 assert open_profile(app.profile.home).nick == "Carol Q"  # saved
                 assert '"nick": "Carol Q"' in (app.profile.home / CONFIG_FILE).read_text()
+                # Not seen by people nearby unless asked for (the box was left empty).
+                assert open_profile(app.profile.home).flag("private_discovery")
                 await until(pilot, lambda: app.node is not None, "the node")
                 assert app.node is not None and app.node.settings.nick == "Carol Q"
+                assert app.node.settings.private_discovery
                 assert "Carol Q (● available)" in str(app.query_one("#topbar", Static).content)
         finally:
             await host.stop()
@@ -388,6 +391,31 @@ def test_bad_input_warns_and_the_app_keeps_running(people: Callable[[str], Perso
                     lambda: "dan2 (●" in str(app.query_one("#topbar", Static).content),
                     "the new nick in the top bar",
                 )
+        finally:
+            await host.stop()
+
+    asyncio.run(scenario())
+
+
+def test_first_run_can_choose_to_be_seen_by_people_nearby(
+    people: Callable[[str], Person],
+) -> None:
+    dave = people("dave")
+
+    async def scenario() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            app = dave.app(host, ask_nick=True)
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.pause()
+                screen = app.screen
+                assert isinstance(screen, FirstRunScreen)
+                await pilot.click("#visible")
+                await pilot.click("#start")
+                await until(pilot, lambda: app.node is not None, "the node")
+                assert app.node is not None and not app.node.settings.private_discovery
+                assert not open_profile(app.profile.home).flag("private_discovery")
         finally:
             await host.stop()
 
