@@ -144,6 +144,11 @@ async def launch(
     home.mkdir(exist_ok=True)
     command = ["-m", "p2pchat", "--home", str(home), "daemon", "--json", "--no-mdns",
                "--listen", "127.0.0.1:0", "--nick", name]  # fmt: skip
+    if python == sys.executable and cwd == ROOT:
+        # This version's profiles default to private discovery, which answers no
+        # stranger: the benches' daemons meet as strangers (older versions know
+        # neither the option nor the default).
+        command.append("--public-discovery")
     if profile:
         command = ["-c", _PROFILED, str(profile), *command[2:]]
     if floor:

@@ -22,8 +22,12 @@ def p2pchat(*args: str) -> list[str]:
 
 @contextmanager
 def daemon(home: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
+    # Public unless asked: these daemons meet as strangers (new profiles default to
+    # private discovery, which answers no stranger, docs/protocol.md §10.2).
+    visibility = () if "--private-discovery" in extra else ("--public-discovery",)
+    arguments = ["daemon", "--listen", "127.0.0.1:0", "--no-mdns", *visibility, *extra]
     process = subprocess.Popen(
-        p2pchat("--home", str(home), "daemon", "--listen", "127.0.0.1:0", "--no-mdns", *extra),
+        p2pchat("--home", str(home), *arguments),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -252,7 +252,10 @@ def test_node_json_on_a_full_disk_is_skipped_and_written_later(disk: Disk) -> No
     health.attach(events.append)
     disk.fill()
     assert not write_node_state(profile, 7483, None, health)
-    assert sorted(p.name for p in profile.home.iterdir()) == ["identity.key"]  # no .tmp
+    assert sorted(p.name for p in profile.home.iterdir()) == [
+        "config.json",
+        "identity.key",
+    ]  # no .tmp
     assert [type(e) for e in events] == [DiskTrouble]
     disk.free()
     assert write_node_state(profile, 7483, None, health)

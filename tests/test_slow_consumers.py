@@ -30,7 +30,7 @@ from p2pchat.store import open_store
 from tests.test_chat_cli import cli
 
 DAEMON = (sys.executable, "-m", "p2pchat")
-OPTIONS = ("--listen", "127.0.0.1:0", "--no-mdns")
+OPTIONS = ("--listen", "127.0.0.1:0", "--no-mdns", "--public-discovery")
 FLOOD = 6_000  # messages: more than the stdout queue holds (MAX_LINES)
 RSS_GROWTH_LIMIT = 32 * 1024 * 1024  # the stdout queue holds MAX_BYTES; the rest is margin
 

@@ -136,7 +136,7 @@ class P2pchatAgents:
             command = [
                 *self._prefix(host), sys.executable, "-m", "p2pchat", "--home", str(home),
                 "daemon", "--json", "--no-mdns", "--listen", f"{host.address}:{PORT}",
-                "--nick", f"h{host.index}", *peers,
+                "--nick", f"h{host.index}", "--public-discovery", *peers,
             ]  # fmt: skip
             with open(self.root / f"p2pchat-h{host.index}.stderr", "ab") as log:
                 process = subprocess.Popen(

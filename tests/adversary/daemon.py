@@ -49,8 +49,11 @@ class Daemon:
         self.log_path = log or home.parent / f"{home.name}.stderr"
         env = {**os.environ, "P2PCHAT_INTERFACES": "127.0.0.1", "PYTHONPATH": str(REPO),
                **(env or {})}  # fmt: skip
+        # Public: the victim answers strangers, whom these tests play (a node in private
+        # discovery, the default of new profiles, would not answer them at all).
+        visibility = () if "--private-discovery" in args else ("--public-discovery",)
         command = [sys.executable, "-m", "p2pchat", "--home", str(home), "daemon", "--json",
-                   "--no-mdns", "--listen", "127.0.0.1:0", *args]  # fmt: skip
+                   "--no-mdns", "--listen", "127.0.0.1:0", *visibility, *args]  # fmt: skip
         with open(self.log_path, "ab") as stderr:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env

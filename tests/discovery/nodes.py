@@ -31,8 +31,11 @@ class Node:
     def __init__(
         self, home: Path, *args: str, prefix: tuple[str, ...] = (), stdin: bool = False
     ) -> None:
+        # Public unless the test says otherwise: these tests are about being found by
+        # anyone nearby (new profiles default to private discovery, §10.2).
+        visibility = () if "--private-discovery" in args else ("--public-discovery",)
         command = [*prefix, sys.executable, "-m", "p2pchat", "--home", str(home), "daemon",
-                   "--json", *args]  # fmt: skip
+                   "--json", *visibility, *args]  # fmt: skip
         # stderr goes to a file: an unread pipe fills up and freezes the daemon.
         home.mkdir(parents=True, exist_ok=True)
         self.log_path = home.parent / f"{home.name}.stderr"

@@ -12,7 +12,7 @@ import pytest
 from p2pchat.discovery.known import KNOWN_FILE, KnownPeers
 from p2pchat.errors import IdentityError, ProfileError, StoreError
 from p2pchat.locking.passphrase import FromTerminal
-from p2pchat.profile import KEY_FILE, Profile, open_profile
+from p2pchat.profile import CONFIG_FILE, KEY_FILE, Profile, open_profile
 from p2pchat.relock import STAGED, relock
 from p2pchat.store import DATABASE_FILE, Store, open_store
 
@@ -76,7 +76,10 @@ def test_locking_encrypts_every_file_and_the_passphrase_opens_them(tmp_path: Pat
     assert TEXT.encode() in raw_bytes(home) and NICK.encode() in raw_bytes(home)  # plain before
     relock(profile, b"correct horse battery")
     assert profile.locked and profile.identity.seed == seed
-    assert sorted(p.name for p in home.iterdir()) == sorted([KEY_FILE, DATABASE_FILE, KNOWN_FILE])
+    assert sorted(p.name for p in home.iterdir()) == sorted(
+        [KEY_FILE, DATABASE_FILE, KNOWN_FILE, CONFIG_FILE]
+    )
+    assert (home / CONFIG_FILE).read_text().split() == ["{", '"private_discovery":', "true", "}"]
     everything = raw_bytes(home)
     for secret in (TEXT.encode(), NICK.encode(), seed, seed.hex().encode(), b"198.18.0.7"):
         assert secret not in everything

@@ -100,5 +100,9 @@ async def test_a_hiding_node_answers_contacts_and_invite_codes_and_no_one_else(
         ann.introduce(bob)
         await wait_for(lambda: kept(bob).get(ann.key) == own_key(ann), 30, "bob has ann's key")
         notes = await bob.node.connect([Target(host, int(port), ann.identity.peer_id)])
-        assert [n.name for n in notes] == ["verified"], notes
+        # Answered: verified, or — their session from ann's dial still up — a handshake
+        # completed and then closed as a duplicate (which a hidden ann would never
+        # have let him reach).
+        [note] = notes
+        assert note.name == "verified" or "already exists" in note.fields["detail"], notes
         nursery.cancel_scope.cancel()

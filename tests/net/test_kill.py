@@ -154,7 +154,7 @@ class Daemon:
         """Start a process; it is up once ``wait_listening`` returns."""
         command = [sys.executable, "-m", "p2pchat", "--home", str(self.home), "daemon",
                    "--json", "--listen", f"127.0.0.1:{self.port}", "--no-mdns",
-                   "--peer", f"127.0.0.1:{self.peer_port}"]  # fmt: skip
+                   "--public-discovery", "--peer", f"127.0.0.1:{self.peer_port}"]  # fmt: skip
         with open(self.log_path, "a") as log:
             self.runs.append(Incarnation(command, log))
 

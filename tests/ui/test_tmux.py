@@ -98,9 +98,10 @@ def test_a_message_typed_in_one_window_appears_in_the_other(tmp_path: Path, tmux
     ann_port, bob_port = free_port(), free_port()
     program = f"{shlex.quote(sys.executable)} -m p2pchat"
     env = "P2PCHAT_INTERFACES=127.0.0.1 TERM=xterm-256color"
-    tmux.start("ann", f"env {env} {program} --home {ann_home} --nick ann --no-mdns "
+    program += " --public-discovery --no-mdns"  # they meet as strangers, by address
+    tmux.start("ann", f"env {env} {program} --home {ann_home} --nick ann "
                       f"--listen 127.0.0.1:{ann_port}")  # fmt: skip
-    tmux.start("bob", f"env {env} {program} --home {bob_home} --nick bob --no-mdns "
+    tmux.start("bob", f"env {env} {program} --home {bob_home} --nick bob "
                       f"--listen 127.0.0.1:{bob_port} --peer 127.0.0.1:{ann_port}")  # fmt: skip
     tmux.wait_for("ann", "p2pchat ─ ann")
     tmux.wait_for("bob", "1 peer")
