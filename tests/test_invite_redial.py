@@ -37,11 +37,15 @@ def wait_for(process: subprocess.Popen[str], event: str, **fields: object) -> di
 
 
 @pytest.mark.timeout(90)
-def test_the_accepting_side_redials_after_a_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("visibility", ["--public-discovery", "--private-discovery"])
+def test_the_accepting_side_redials_after_a_restart(tmp_path: Path, visibility: str) -> None:
+    """Also in private discovery (§10.2), where each hides from whoever cannot knock:
+    the code's key knocks until the session has given each the other's announce key,
+    and the redial after the restart knocks with that."""
     ann, bob = tmp_path / "ann", tmp_path / "bob"
     ann_id, bob_id = run(ann, "id")["id"], run(bob, "id")["id"]
-    with daemon(bob, "--json", "--nick", "bob") as (bob_process, _):
-        with daemon(ann, "--json", "--nick", "ann") as (ann_process, _):
+    with daemon(bob, "--json", "--nick", "bob", visibility) as (bob_process, _):
+        with daemon(ann, "--json", "--nick", "ann", visibility) as (ann_process, _):
             code = run(ann, "invite")["invite"]
             assert run(bob, "connect", code)["state"] == "verified"
             wait_for(ann_process, "connected", id=bob_id)
@@ -50,7 +54,7 @@ def test_the_accepting_side_redials_after_a_restart(tmp_path: Path) -> None:
             wait_for(ann_process, "presence", id=bob_id)
         # ann comes back on another port, where bob's remembered address no longer
         # reaches her: only ann can bring the link back, and at once.
-        with daemon(ann, "--json") as (ann_process, _):
+        with daemon(ann, "--json", visibility) as (ann_process, _):
             connected = wait_for(ann_process, "connected", id=bob_id)
             wait_for(bob_process, "connected", id=ann_id)
     assert connected["address"].startswith("127.0.0.1:")

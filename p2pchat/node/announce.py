@@ -19,11 +19,18 @@ from p2pchat.wire.messages import ANNOUNCE_FEATURE, AnnounceKey
 
 log = logging.getLogger("p2pchat.discovery")
 
+CODE_GRACE = 600.0  # seconds an invite code still knocks after its first use
+
 
 class AnnounceKeys:
     def __init__(self, store: Store, me: bytes) -> None:
         self._store = store
         self._me = me
+        # An invite code opens the first session, before any announce key is given;
+        # the links that follow it (the link manager's own dial, the other side's redial)
+        # knock with the code's key for a while more, until the keys have been exchanged.
+        self._codes_used: dict[bytes, tuple[bytes, float]] = {}  # peer -> (key, until)
+        self._codes_redeemed: dict[bytes, float] = {}  # code key -> until
         # Set once the node's link manager exists (which is built with our knocks).
         self.links: LinkManager | None = None
 
@@ -78,18 +85,44 @@ class AnnounceKeys:
 
     def knock_key(self, peer: bytes | None, invite: bytes) -> bytes | None:
         """What to knock with when dialling ``peer`` (§3, §10.2): the key of the invite
-        code we redeem, else the peer's announce key if it gave us one."""
+        code we redeem, else the peer's announce key if it gave us one, else the key of
+        a code of its we used within CODE_GRACE."""
         if invite:
             return token_key(invite)
         if peer is None:
             return None
-        return self._store.contacts_announce_keys().get(peer)
+        key = self._store.contacts_announce_keys().get(peer)
+        if key is None and peer in self._codes_used:
+            code_key, until = self._codes_used[peer]
+            key = code_key if time.monotonic() < until else None
+        return key
 
     def knock_keys(self) -> list[bytes]:
-        """Whose knocks we answer while hiding: our contacts (our announce key) and the
-        holders of our outstanding invite codes."""
+        """Whose knocks we answer while hiding: our contacts (our announce key), the
+        holders of our outstanding invite codes, and of the codes redeemed within
+        CODE_GRACE."""
         key, _ = self._store.own_announce_key(self._me, now=now_ms())
-        return [key, *self._store.invite_keys(now=now_ms())]
+        now = time.monotonic()
+        recent = [code for code, until in self._codes_redeemed.items() if now < until]
+        return [key, *self._store.invite_keys(now=now_ms()), *recent]
+
+    def code_used(self, peer: bytes, invite: bytes) -> None:
+        """We dial ``peer`` with its invite code."""
+        self._forget_expired()
+        self._codes_used[peer] = (token_key(invite), time.monotonic() + CODE_GRACE)
+
+    def code_redeemed(self, code_key: bytes) -> None:
+        """One of our invite codes was redeemed (and is spent for admission)."""
+        self._forget_expired()
+        self._codes_redeemed[code_key] = time.monotonic() + CODE_GRACE
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic()
+        for table in (self._codes_redeemed,):
+            for code in [c for c, until in table.items() if until <= now]:
+                del table[code]
+        for peer in [p for p, (_, until) in self._codes_used.items() if until <= now]:
+            del self._codes_used[peer]
 
     def _require_links(self) -> LinkManager:
         assert self.links is not None, "the node sets links before any session"

@@ -166,6 +166,10 @@ class Dialler:
         """Invite codes with their token, the rest under our usual policy."""
         codes = [t for t in targets if t.source == "invite" and t.peer_id]
         others = [t for t in targets if t not in codes and self._dialable(t)]
+        if self._announce is not None:
+            for code in codes:
+                if code.peer_id and code.invite:
+                    self._announce.code_used(decode_peer_id(code.peer_id), code.invite)
         async with trio.open_nursery() as nursery:
             if codes:
                 verified, policy = self._code_verified, self._admission.authorize_code

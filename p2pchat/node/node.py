@@ -158,6 +158,7 @@ class Node:
             self.announce.links = self.links
             self.chat.on_contact_added = self.announce.contact_added
             self.chat.on_contact_dropped = self.announce.contact_dropped
+            self.chat.on_code_redeemed = self.announce.code_redeemed
 
         # The node's parts (the link manager asks them through its owner).
         self.admission = Admission(self.chat, contacts_only=settings.contacts_only)

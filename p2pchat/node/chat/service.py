@@ -98,6 +98,7 @@ class ChatService:
         # gives or replaces its announce key, §10.2).
         self.on_contact_added: Callable[[bytes], None] = lambda _: None
         self.on_contact_dropped: Callable[[bytes], None] = lambda _: None
+        self.on_code_redeemed: Callable[[bytes], None] = lambda _: None
 
     # ------------------------------------------------------------------ commands
 
@@ -214,6 +215,7 @@ class ChatService:
             if not self.store.redeem_invite(token_key(invite), now=now_ms()):
                 return False
             self.add_contact(peer)
+        self.on_code_redeemed(token_key(invite))
         log.info("invite code redeemed by %s: now a contact", encode_peer_id(peer))
         return True
 
