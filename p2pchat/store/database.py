@@ -259,11 +259,7 @@ def sync_directory(directory: Path) -> None:
     """Make the names in ``directory`` durable: a new name must survive a power cut as
     surely as the contents did (a file system that cannot sync a folder is let be)."""
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_file(directory)
 
 
 def _os_code(error: OSError) -> str:
