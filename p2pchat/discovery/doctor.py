@@ -188,6 +188,14 @@ async def run_checks(
                    "not dialled and their connections are refused, so only contacts show up",
                    "if you expected someone else: add them (p2pchat contacts add ID) or "
                    "exchange an invite code (p2pchat invite, p2pchat connect CODE)")  # fmt: skip
+    if private_discovery(home):
+        report.add(True, "private discovery",
+                   "this profile announces itself privately: only its contacts recognise it "
+                   "on the network, and it answers no one else, so strangers cannot see it "
+                   "and it does not dial them",
+                   "to meet someone new: exchange an invite code (p2pchat invite, p2pchat "
+                   'connect CODE); to be seen by everyone nearby: "private_discovery": false '
+                   "in config.json, or --public-discovery")  # fmt: skip
     return report
 
 
@@ -221,6 +229,15 @@ def contacts_only(home: Path) -> bool:
         if isinstance(state, dict) and "contacts_only" in state:
             return state["contacts_only"] is True
     return False
+
+
+def private_discovery(home: Path) -> bool:
+    """The profile's setting (config.json; a run with --public-discovery aside)."""
+    try:
+        config = json.loads((home / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("private_discovery") is True
 
 
 async def _check_node(home: Path, found: list[Interface], report: Report) -> None:

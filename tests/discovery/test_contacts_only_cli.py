@@ -122,6 +122,18 @@ def test_doctor_names_the_mode_as_a_reason_nobody_shows_up(tmp_path: Path) -> No
     assert "p2pchat invite" in finding.advice
 
 
+@LOOPBACK_MDNS  # the doctor's multicast round trip
+def test_doctor_names_private_discovery_as_a_reason_nobody_shows_up(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"private_discovery": True}))
+    report = trio.run(partial(run_checks, tmp_path, ["127.0.0.1"], node=False))
+    [finding] = [f for f in report.findings if f.check == "private discovery"]
+    assert finding.ok and "strangers cannot see it" in finding.detail
+    assert "p2pchat invite" in finding.advice and "--public-discovery" in finding.advice
+    (tmp_path / "config.json").write_text(json.dumps({"private_discovery": False}))
+    report = trio.run(partial(run_checks, tmp_path, ["127.0.0.1"], node=False))
+    assert not [f for f in report.findings if f.check == "private discovery"]
+
+
 def test_the_text_output_says_the_mode_after_the_listening_line(tmp_path: Path) -> None:
     with daemon(tmp_path / "a", "--contacts-only") as (process, info):
         assert str(info["addresses"][0]).startswith("127.0.0.1:")  # type: ignore[index]
