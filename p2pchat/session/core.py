@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import nacl.bindings
-
 from p2pchat.errors import (
     HandshakeRefused,
     LocalProtocolError,
@@ -30,7 +28,7 @@ from p2pchat.errors import (
     RemoteProtocolError,
 )
 from p2pchat.identity import Identity, encode_peer_id, verify_static_key_signature
-from p2pchat.noise import CipherState, HandshakeState
+from p2pchat.noise import CipherState, HandshakeState, crypto
 from p2pchat.noise.crypto import TAG_BYTES
 from p2pchat.ratelimit import TokenBucket
 from p2pchat.session.events import (
@@ -151,12 +149,13 @@ class SecureSession:
         self.features: frozenset[str] = frozenset()
         self.handshake_hash: bytes | None = None
         self.unknown_messages_skipped = 0
+        hello_knock = b""
         knock_key = None
         if initiator and self.config.knock_key is not None:
             knock_key = self.config.knock_key(expected_peer, invite)
-            if knock_key is not None and ephemeral_key is None:
-                ephemeral_key = os.urandom(32)  # the knock is bound to its public half
-        self._knock_with = (knock_key, ephemeral_key)
+        if knock_key is not None:
+            ephemeral_key = ephemeral_key or os.urandom(32)  # the knock is bound to it
+            hello_knock = knock(knock_key, crypto.public_key(ephemeral_key))
         self._handshake = HandshakeState(
             NOISE_PROTOCOL,
             initiator=initiator,
@@ -182,7 +181,7 @@ class SecureSession:
         self._now = 0.0
         self._pings: TokenBucket | None = None
         if initiator:
-            hello = HandshakeHello(versions=self.config.versions, knock=self._knock())
+            hello = HandshakeHello(versions=self.config.versions, knock=hello_knock)
             self._emit_frame(self._handshake.write_message(self._codec.encode(hello)))
 
     # ----------------------------------------------------------------- outputs
@@ -387,12 +386,6 @@ class SecureSession:
         reject = HandshakeReject(code=code, reason=reason[:512])
         self._emit_frame(self._handshake.write_message(self._codec.encode(reject)))
         return HandshakeRefused(reason, code=code)
-
-    def _knock(self) -> bytes:
-        key, ephemeral = self._knock_with
-        if key is None or ephemeral is None:
-            return b""
-        return knock(key, nacl.bindings.crypto_scalarmult_base(ephemeral))
 
     def _responder_reads_hello(self, plaintext: bytes) -> None:
         try:

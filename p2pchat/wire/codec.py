@@ -203,6 +203,14 @@ def _to_wire(obj: Any) -> Any:
     return {name: getattr(obj, name) for name in names}
 
 
+def _body(message: Any) -> dict[str, Any]:
+    """The fields of a registered wire message, by name, as the encoding carries them."""
+    spec = _specs().get(getattr(message, "TYPE_ID", -1))
+    if spec is None or spec.cls is not type(message):
+        raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
+    return {name: getattr(message, name) for name in spec.names}
+
+
 # One packer for the process: creating one per call costs more than packing a small message.
 # Packing is synchronous and the codec is only used from the trio thread.
 PAD_FIELD = "pad"  # reserved in every message: padding, ignored as unknown (§5)
@@ -263,39 +271,28 @@ class Codec:
         self.max_message_bytes = max_message_bytes
 
     def encode(self, message: Any) -> bytes:
-        spec = _specs().get(getattr(message, "TYPE_ID", -1))
-        if spec is None or spec.cls is not type(message):
-            raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
-        body = {name: getattr(message, name) for name in spec.names}
-        encoded: bytes = _pack([message.TYPE_ID, body])
-        if len(encoded) > self.max_message_bytes:
-            raise LocalProtocolError(
-                f"{type(message).__name__} encodes to {len(encoded)} bytes, over the "
-                f"{self.max_message_bytes}-byte limit"
-            )
-        return encoded
+        body = _body(message)  # first: it refuses what is not a wire message
+        return self._within_limit(message, _pack([message.TYPE_ID, body]))
 
     def encode_padded(self, message: Any, overhead: int = 0) -> bytes:
         """:meth:`encode`, with a ``pad`` field of zero bytes (§5: no message has a field
         of that name, and unknown fields are ignored) so that the encoding plus
-        ``overhead`` bytes is a Padmé size (§4.2), or the least above it the field's
-        length headers allow. What a sealed envelope's box holds (§13.4): a relay then
-        sees a size class, not the length of the text."""
-        spec = _specs().get(getattr(message, "TYPE_ID", -1))
-        if spec is None or spec.cls is not type(message):
-            raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
-        body = {name: getattr(message, name) for name in spec.names}
+        ``overhead`` bytes is a Padmé size (§4.2), or up to 2 bytes over where the
+        field's length header grows. What a sealed envelope's box holds (§13.4): a relay
+        then sees a size class, not the length of the text."""
+        body = _body(message)
         body[PAD_FIELD] = b""
         bare = len(_pack([message.TYPE_ID, body]))
         target = padme(bare + overhead) - overhead
-        filler = target - bare
-        while filler > 0:
-            body[PAD_FIELD] = bytes(filler)
-            encoded: bytes = _pack([message.TYPE_ID, body])
-            if len(encoded) <= target or filler == 1:
-                break
-            filler -= len(encoded) - target  # the bin header grew: take it off the filler
-        encoded = _pack([message.TYPE_ID, body])
+        body[PAD_FIELD] = bytes(target - bare)
+        encoded: bytes = _pack([message.TYPE_ID, body])
+        over = len(encoded) - target  # the bin header grew: take it off the filler
+        if over > 0 and target - bare > over:
+            body[PAD_FIELD] = bytes(target - bare - over)
+            encoded = _pack([message.TYPE_ID, body])
+        return self._within_limit(message, encoded)
+
+    def _within_limit(self, message: Any, encoded: bytes) -> bytes:
         if len(encoded) > self.max_message_bytes:
             raise LocalProtocolError(
                 f"{type(message).__name__} encodes to {len(encoded)} bytes, over the "
