@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import sys
 
-from p2pchat.cli.common import EXIT_ERROR, EXIT_USAGE
+from p2pchat.cli.common import EXIT_USAGE
 from p2pchat.errors import ProfileError
 from p2pchat.locking.passphrase import (
     FORGOTTEN,
@@ -82,6 +82,3 @@ def _new_passphrase(args: argparse.Namespace) -> str:
         if not same:
             raise ProfileError("the two passphrases differ; nothing was changed")
     return text
-
-
-__all__ = ["EXIT_ERROR", "cmd_passphrase"]

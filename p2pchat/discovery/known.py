@@ -136,15 +136,7 @@ class KnownPeers:
 
     def _open(self, raw: bytes) -> str:
         """The file's JSON text; ValueError if it is sealed and cannot be opened."""
-        if not raw.startswith(SEALED_HEADER):
-            return raw.decode("utf-8")
-        if self._box is None:
-            raise ValueError("sealed, and this profile is not locked (any more)")
-        try:
-            sealed = base64.b64decode(raw[len(SEALED_HEADER) :].strip(), validate=True)
-            return self._box.decrypt(sealed).decode("utf-8")
-        except (binascii.Error, nacl.exceptions.CryptoError) as error:
-            raise ValueError(f"sealed under another key: {error}") from None
+        return _opened(raw, self._box)
 
     def copy_to(self, path: Path, key: bytes | None) -> None:
         """Write what this file holds to ``path`` under ``key`` (the profile's lock
@@ -197,14 +189,27 @@ def opens_under(path: Path, key: bytes | None) -> bool:
         raw = path.read_bytes()
     except OSError:
         return False
-    if key is None:
-        return not raw.startswith(SEALED_HEADER)
-    try:
-        box = nacl.secret.SecretBox(_file_key(key))
-        box.decrypt(base64.b64decode(raw[len(SEALED_HEADER) :].strip(), validate=True))
-    except (binascii.Error, nacl.exceptions.CryptoError, ValueError):
+    if raw.startswith(SEALED_HEADER) != (key is not None):
         return False
-    return raw.startswith(SEALED_HEADER)
+    try:
+        _opened(raw, None if key is None else nacl.secret.SecretBox(_file_key(key)))
+    except ValueError:  # UnicodeDecodeError is one
+        return False
+    return True
+
+
+def _opened(raw: bytes, box: nacl.secret.SecretBox | None) -> str:
+    """The JSON text of a peers file, plain or sealed with ``box``; ValueError if it is
+    sealed and ``box`` cannot open it."""
+    if not raw.startswith(SEALED_HEADER):
+        return raw.decode("utf-8")
+    if box is None:
+        raise ValueError("sealed, and this profile is not locked (any more)")
+    try:
+        sealed = base64.b64decode(raw[len(SEALED_HEADER) :].strip(), validate=True)
+        return box.decrypt(sealed).decode("utf-8")
+    except (binascii.Error, nacl.exceptions.CryptoError) as error:
+        raise ValueError(f"sealed under another key: {error}") from None
 
 
 def _encoded(peers: dict[str, dict[str, Any]], box: nacl.secret.SecretBox | None) -> bytes:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import time
 
+import trio
+
 from p2pchat.chat.invites import token_key
 from p2pchat.discovery.tokens import make_token, recognise
 from p2pchat.identity import encode_peer_id
@@ -94,7 +96,7 @@ class AnnounceKeys:
         key = self._store.contacts_announce_keys().get(peer)
         if key is None and peer in self._codes_used:
             code_key, until = self._codes_used[peer]
-            key = code_key if time.monotonic() < until else None
+            key = code_key if trio.current_time() < until else None
         return key
 
     def knock_keys(self) -> list[bytes]:
@@ -102,27 +104,25 @@ class AnnounceKeys:
         holders of our outstanding invite codes, and of the codes redeemed within
         CODE_GRACE."""
         key, _ = self._store.own_announce_key(self._me, now=now_ms())
-        now = time.monotonic()
+        now = trio.current_time()
         recent = [code for code, until in self._codes_redeemed.items() if now < until]
         return [key, *self._store.invite_keys(now=now_ms()), *recent]
 
     def code_used(self, peer: bytes, invite: bytes) -> None:
         """We dial ``peer`` with its invite code."""
         self._forget_expired()
-        self._codes_used[peer] = (token_key(invite), time.monotonic() + CODE_GRACE)
+        self._codes_used[peer] = (token_key(invite), trio.current_time() + CODE_GRACE)
 
     def code_redeemed(self, code_key: bytes) -> None:
         """One of our invite codes was redeemed (and is spent for admission)."""
         self._forget_expired()
-        self._codes_redeemed[code_key] = time.monotonic() + CODE_GRACE
+        self._codes_redeemed[code_key] = trio.current_time() + CODE_GRACE
 
     def _forget_expired(self) -> None:
-        now = time.monotonic()
-        for table in (self._codes_redeemed,):
-            for code in [c for c, until in table.items() if until <= now]:
-                del table[code]
-        for peer in [p for p, (_, until) in self._codes_used.items() if until <= now]:
-            del self._codes_used[peer]
+        now = trio.current_time()
+        self._codes_redeemed = {c: until for c, until in self._codes_redeemed.items()
+                                if until > now}  # fmt: skip
+        self._codes_used = {p: used for p, used in self._codes_used.items() if used[1] > now}
 
     def _require_links(self) -> LinkManager:
         assert self.links is not None, "the node sets links before any session"
