@@ -76,3 +76,33 @@ async def test_a_flood_of_records_is_bounded() -> None:
             if mdns._judge(name, info) is not None:
                 accepted += 1
         assert accepted == mdns_module.MAX_KNOWN_INSTANCES
+
+
+async def test_a_flood_of_anonymous_private_records_is_bounded() -> None:
+    """Private records no key recognises (§10.2) are only counted, and the count is
+    bounded like the tracked instances; each costs one recognition, asked once."""
+    import socket
+
+    from zeroconf import ServiceInfo
+
+    from p2pchat.discovery import mdns as mdns_module
+    from p2pchat.discovery.records import SERVICE_TYPE, PrivateAnnouncement
+    from p2pchat.discovery.tokens import make_token
+
+    asked: list[str] = []
+
+    def nobody(token: str) -> bytes | None:
+        asked.append(token)
+        return None
+
+    async with open_mdns(own_peer_id="me", supported_versions=(1,), interfaces=LOOPBACK) as mdns:
+        mdns.recognise = nobody
+        flood = mdns_module.MAX_KNOWN_INSTANCES + 50
+        for index in range(flood):
+            name = f"p2pchat-{index:010x}.{SERVICE_TYPE}"
+            txt = PrivateAnnouncement(9, (1,), make_token(bytes(32), 0)).txt()
+            loopback = [socket.inet_aton("127.0.0.1")]
+            info = ServiceInfo(SERVICE_TYPE, name, addresses=loopback, port=9, properties=txt)
+            assert mdns._judge(name, info) is None  # anonymous: nothing to report or dial
+        assert len(mdns.anonymous) == mdns_module.MAX_KNOWN_INSTANCES
+        assert len(asked) == flood
