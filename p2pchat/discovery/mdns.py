@@ -91,8 +91,12 @@ class Mdns:
         own_peer_id: str,
         supported_versions: Sequence[int],
         addresses: Sequence[str],
+        interfaces: Sequence[str] | None = None,
     ) -> None:
+        """``interfaces``: the addresses chosen to announce; None: whatever the machine
+        has, looked up again by :meth:`addresses_moved`."""
         self._zeroconf = zeroconf
+        self._interfaces = list(interfaces) if interfaces else None
         self._own_peer_id = own_peer_id
         self._versions = tuple(supported_versions)
         self._addresses = list(addresses)
@@ -104,6 +108,15 @@ class Mdns:
         self.anonymous: set[str] = set()  # private records no key of ours recognised
 
     # ------------------------------------------------------------- announcing
+
+    def addresses_moved(self) -> bool:
+        """Whether the machine's addresses changed since we last announced them (a
+        new network): if so, the next announcement carries the new ones."""
+        current = local_addresses(self._interfaces)
+        if sorted(current) == sorted(self._addresses):
+            return False
+        self._addresses = current
+        return True
 
     async def announce(self, announcement: Announcement | PrivateAnnouncement) -> str:
         """Register (or update) our service; returns the instance name in use."""
@@ -298,6 +311,7 @@ async def open_mdns(
         own_peer_id=own_peer_id,
         supported_versions=supported_versions,
         addresses=local_addresses(chosen),
+        interfaces=chosen,
     )
     try:
         yield mdns

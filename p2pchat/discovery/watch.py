@@ -24,6 +24,7 @@ from p2pchat.session.core import Authorizer
 log = logging.getLogger("p2pchat.discovery")
 
 MAX_CONCURRENT_VERIFICATIONS = 8
+NETWORK_CHECK_SECONDS = 5.0  # how often a private node looks for a change of network
 
 # report(event_name, human_text, **json_fields)
 Reporter = Callable[..., None]
@@ -107,18 +108,31 @@ async def watch(
 
 
 async def _rotate(
-    mdns: Mdns, announcement: PrivateAnnouncement, fresh_token: Callable[[], str]
+    mdns: Mdns,
+    announcement: PrivateAnnouncement,
+    fresh_token: Callable[[], str],
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """A private announcement is withdrawn and made again, with a new token and a new
     instance label, at the start of every hour (a little after, at random: nodes that
-    started together do not all rotate in the same second). Nothing links the new
-    record to the old one but the address."""
+    started together do not all rotate in the same second), and as soon as the machine's
+    addresses change (a new network: its listeners must not be able to link the record
+    to the one heard on the last). Nothing links the new record to the old one but the
+    address."""
+
+    def next_hour() -> float:
+        return clock() + WINDOW_SECONDS - clock() % WINDOW_SECONDS + random.uniform(1, 30)
+
+    due = next_hour()
     while True:
-        left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
-        await trio.sleep(left + random.uniform(1, 30))
+        await trio.sleep(max(0.0, min(NETWORK_CHECK_SECONDS, due - clock())))
+        if not mdns.addresses_moved() and clock() < due:
+            continue
         announcement = PrivateAnnouncement(announcement.port, announcement.versions, fresh_token())
         await mdns.withdraw()
         await mdns.announce(announcement)
+        due = next_hour()
 
 
 async def _verify(
