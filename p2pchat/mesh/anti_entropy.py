@@ -197,8 +197,8 @@ class AntiEntropy(Part):
         lacking: list[Member] = []
         unknown: list[tuple[bool, int, Member]] = []
         for member in candidates:
-            if member is None:
-                continue
+            if member is None or self._members.is_unlisted(member.peer):
+                continue  # unknown, or never named to anyone else (§11.1)
             entry = self._members.entry(member)
             known = theirs.get(member.peer)
             if not newer(entry, known):

@@ -137,7 +137,10 @@ class Mesh:
             views.linked = linked
         self._repair = AntiEntropy(shared, views, gate, gossip, now=now)
         detector.before_probe = self._repair.ride  # a due summary goes with a ping
-        self._own = OwnRecord(shared, identity, detector, gossip)
+        # Peers we hold a session with, told by the driver: where an unlisted record of
+        # ours goes, and the only way we know an unlisted member is still there.
+        self._sessions: set[bytes] = set()
+        self._own = OwnRecord(shared, identity, detector, gossip, self._session_peers)
         self._intake = Intake(shared, gate, views, gossip, detector, self._own, tree)
         self._routes: dict[type, Handler] = {
             MeshPing: self._on_ping,
@@ -191,6 +194,31 @@ class Mesh:
             assert member is not None
             self._events.put(PresenceChanged.of(member))
 
+    def session_up(self, peer: bytes) -> None:
+        """A session with ``peer`` opened. If our record is unlisted, it gets it now:
+        nobody else will pass it on (§11.1)."""
+        if self.stopped or peer == self.me:
+            return
+        self._sessions.add(peer)
+        if self.members.revive(peer):
+            member = self.members.get(peer)
+            assert member is not None
+            self._events.put(PresenceChanged.of(member))
+        own = self.members.own
+        if own.unlisted and self._gate.admits(peer):
+            self._outgoing.send(peer, MeshGossip(records=(own,)))
+
+    def keeps(self, peer: bytes) -> bool:
+        """Whether the session with ``peer`` must stay open: a neighbour's, or an online
+        unlisted member's (it is online to us only while a session shows it is)."""
+        if peer in self._views.active:
+            return True
+        member = self.members.get(peer)
+        return member is not None and member.online and self.members.is_unlisted(peer)
+
+    def _session_peers(self) -> list[bytes]:
+        return sorted(peer for peer in self._sessions if self._gate.admits(peer))
+
     def introduce(self, peers: Iterable[bytes], now: float) -> None:
         """Peers we may contact (discovery, static peers, invites): candidates to join."""
         self._views.introduce(peers, now)
@@ -240,8 +268,16 @@ class Mesh:
             self._gossip.flush(now)
 
     def link_down(self, peer: bytes, now: float) -> None:
-        """The transport to ``peer`` broke: probe it now rather than at its turn."""
-        if self.stopped or peer not in self._views.active:
+        """The transport to ``peer`` broke: probe it now rather than at its turn. An
+        unlisted member is offline from now on (to us alone: nobody else hears of it)."""
+        self._sessions.discard(peer)
+        if self.stopped:
+            return
+        member = self.members.get(peer)
+        if member is not None and member.online and self.members.is_unlisted(peer):
+            self.members.offer_claim(self.members.our_claim(member, "dead"), now)
+            self._events.put(PresenceChanged.of(member))
+        if peer not in self._views.active:
             return
         self._detector.link_down(peer, now)
         self._gossip.flush(now)

@@ -9,7 +9,8 @@ session breaks, and anti-entropy repairs what a broken session lost. Suspicions 
 their answers are not news: they travel between the accuser and the subject alone
 (:mod:`.failure`, :mod:`.own_record`).
 A member forgotten to make room is dropped from the news and from the views before
-anything more is sent: what is dropped is never passed on.
+anything more is sent: what is dropped is never passed on. Neither is an unlisted
+member (§11.1): its record and any claim about it stay with us.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ class Dissemination(Part):
         neighbours = sorted(self._views.active)
         reachable = [peer for peer in neighbours if not self.unreachable(peer)]
         lazy_push = self._config.lazy_push
+        unlisted = self._members.is_unlisted
         for item, source in self._flood:
+            if unlisted(_about(item)):
+                continue
             if isinstance(item, PresenceRecord):
                 # A record is safe to pass anyone (only a newer one of its owner's
                 # replaces it), and on a tree a neighbour skipped here may be a whole

@@ -267,6 +267,8 @@ class FailureDetector(Part):
         if message.target == self._me:
             self._outgoing.send(sender, MeshProbeResult(message.seq, self._me, True))
             return
+        if self._members.is_unlisted(message.target):
+            return  # an answer would tell the asker where an unlisted member is (§11.1)
         if not self._relay_budget.take(sender, now):
             return  # over its budget: unanswered, as if lost
         if not self.linked(message.target) and not self._may_dial_for_relay(now):
@@ -442,7 +444,9 @@ class FailureDetector(Part):
             # A second direct try in parallel with the helpers (memberlist does the same
             # over TCP): with 10% loss it cuts false suspicions about five-fold.
             self._outgoing.send(probe.target, MeshPing(seq, routine=probe.routine))
-        others = sorted(self._views.active - {probe.target})
+        # Asking a helper about an unlisted member would name it to the helper (§11.1).
+        unlisted = self._members.is_unlisted(probe.target)
+        others = [] if unlisted else sorted(self._views.active - {probe.target})
         probe.helpers = self._rng.sample(others, min(self._config.indirect_probes, len(others)))
         for helper in probe.helpers:
             self._outgoing.send(helper, MeshProbeRequest(seq, probe.target))

@@ -5,7 +5,8 @@ not stored, so never passed on, and anti-entropy brings a skipped update later. 
 is new is reported to the caller and, unless it came as a repair (old news), spread
 on if it is news (a record, a dead claim; a suspicion is never passed on). A claim
 about us is answered; a new suspicion of a neighbour is checked by probing it
-ourselves; a member declared dead leaves the views.
+ourselves; a member declared dead leaves the views. An unlisted record (§11.1) is taken
+from its owner only, and is never news: it goes no further.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class Intake(Part):
                 continue
             if not self._gate.admits(record.owner):
                 continue  # contacts-only: a stranger's record, which a contact passes on
+            if record.unlisted and sender != record.owner:
+                continue  # passed on against its owner's wish: by an old or hostile peer
             if before is None and not self._gate.may_add(sender, record.owner, now):
                 dropped += 1  # not stored, so never passed on
                 continue
@@ -101,7 +104,8 @@ class Intake(Part):
                 member = self._members.get(record.owner)
                 assert member is not None
                 self._events.put(PresenceChanged.of(member))
-                if fresh:  # repairs are old news: pushing them on would flood the mesh
+                if fresh and not record.unlisted:  # repairs are old news: pushing them
+                    # on would flood the mesh
                     self._gossip.spread(record, sender)
                 if was_dead and member.online and sender == record.owner:
                     self._views.add_passive(record.owner)

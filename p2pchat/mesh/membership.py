@@ -9,6 +9,10 @@ alive. Only the owner can make a higher version, so only the owner can refute.
 The list is bounded (``capacity``): when it is full a newcomer takes the place of the
 member :mod:`p2pchat.mesh.eviction` picks (hearsay first, contacts never), or is
 refused if every member stands higher than it.
+
+An unlisted member (a node in private discovery, §11.1) is held like any other but is
+never named to anyone: it is left out of the summary, the bucket hashes, the digest
+entries and the random draws that pick peers to suggest or to keep in reserve.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ class Membership:
         self._proven_pending: OrderedDict[bytes, None] = OrderedDict()
         self._proven_pending_max = proven_pending
         self._evicted: list[PresenceRecord] = []
+        self._unlisted: set[bytes] = set()  # members (us too) whose record is unlisted
         self.rejected: dict[Verdict, int] = {}
         self.refused_full = 0  # newcomers refused: every member stood higher
         self.set_own(own)
@@ -159,6 +164,28 @@ class Membership:
 
     def in_state(self, state: State) -> set[bytes]:
         return self._by_state[state]
+
+    def is_unlisted(self, peer: bytes) -> bool:
+        return peer in self._unlisted
+
+    def _list(self, peer: bytes, unlisted: bool) -> None:
+        """Keep ``peer`` (not us) in the random draws only while its record is listed."""
+        if unlisted:
+            self._unlisted.add(peer)
+            if peer in self._peer_index:
+                self._drop_from_draws(peer)
+        else:
+            self._unlisted.discard(peer)
+            if peer != self.me and peer not in self._peer_index:
+                self._peer_index[peer] = len(self._peer_list)
+                self._peer_list.append(peer)
+
+    def _drop_from_draws(self, peer: bytes) -> None:
+        index = self._peer_index.pop(peer)
+        last = self._peer_list.pop()
+        if last != peer:
+            self._peer_list[index] = last
+            self._peer_index[last] = index
 
     def _set_state(self, member: Member, state: State) -> None:
         self._by_state[member.state].discard(member.peer)
@@ -217,11 +244,9 @@ class Membership:
         self._store.forget(peer)
         self._order.remove(peer)
         self._by_state[member.state].discard(peer)
-        index = self._peer_index.pop(peer)
-        last = self._peer_list.pop()
-        if last != peer:
-            self._peer_list[index] = last
-            self._peer_index[last] = index
+        if peer in self._peer_index:
+            self._drop_from_draws(peer)
+        self._unlisted.discard(peer)
         self._evicted.append(member.record)
         self._summary = None
 
@@ -233,6 +258,7 @@ class Membership:
             raise ValueError(f"own record refused: {judgement.verdict.value} {judgement.reason}")
         member = self._members.setdefault(self.me, Member(record, proven=True))
         member.record = record
+        self._list(self.me, record.unlisted)
         self._set_state(member, _state_for(record))
         self._summary = None
 
@@ -254,8 +280,7 @@ class Membership:
                 self.refused_full += 1
                 return Change.NONE
             self._members[record.owner] = member
-            self._peer_index[record.owner] = len(self._peer_list)
-            self._peer_list.append(record.owner)
+            self._list(record.owner, record.unlisted)
             self._order.place(record.owner, member.standing, True, introducer)
             self._set_state(member, _state_for(record))
         elif member.state in (State.SUSPECT, State.DEAD) and member.claim_version >= record.version:
@@ -263,6 +288,7 @@ class Membership:
         else:
             member.record = record
             self._set_state(member, _state_for(record))
+        self._list(record.owner, record.unlisted)
         self._summary = None
         return Change.NEW
 
@@ -298,6 +324,16 @@ class Membership:
         member.confirmers = {claim.accuser}
         return Change.NEW
 
+    def revive(self, peer: bytes) -> bool:
+        """An unlisted member we marked offline when its session broke has a session
+        again: what its record says, at the same version (it sends no newer one)."""
+        member = self._members.get(peer)
+        if member is None or peer not in self._unlisted or member.state is not State.DEAD:
+            return False
+        self._set_state(member, _state_for(member.record))
+        self._summary = None
+        return True
+
     def clear_suspicion(self, peer: bytes) -> bool:
         """``peer`` showed it is alive to us (it sent us a message, or a suspicion only
         heard from others lapsed): alive again at the same version. A claim about that
@@ -313,13 +349,17 @@ class Membership:
     def entry(self, member: Member) -> DigestEntry:
         return DigestEntry(member.peer, member.record.version, member.state is State.DEAD)
 
+    def _listed(self) -> Iterator[tuple[bytes, Member]]:
+        unlisted = self._unlisted
+        return ((peer, m) for peer, m in self._members.items() if peer not in unlisted)
+
     def entries(self) -> list[DigestEntry]:
-        return [self.entry(member) for member in self._members.values()]
+        return [self.entry(member) for _, member in self._listed()]
 
     def entries_in(self, mask: bytes) -> list[DigestEntry]:
         """Our entries in the buckets of ``mask``, and version 0 for each proven peer
         whose record we lack there: the other side sends what it holds of them."""
-        held = [self.entry(m) for peer, m in self._members.items() if in_mask(mask, peer)]
+        held = [self.entry(m) for peer, m in self._listed() if in_mask(mask, peer)]
         pending = [DigestEntry(p, 0) for p in self._proven_pending if in_mask(mask, p)]
         return held + pending
 
@@ -328,7 +368,7 @@ class Membership:
         summary = self.summary()
         if self._buckets is None or self._buckets[0] != summary:
             dead = self._by_state[State.DEAD]
-            triples = ((peer, m.record.version, peer in dead) for peer, m in self._members.items())
+            triples = ((peer, m.record.version, peer in dead) for peer, m in self._listed())
             self._buckets = (summary, bucket_hashes(triples))
         return self._buckets[1]
 
@@ -336,7 +376,7 @@ class Membership:
         """A 16-byte hash of every (owner, version, dead): equal summaries, equal views."""
         if self._summary is None:
             dead = self._by_state[State.DEAD]
-            triples = ((peer, m.record.version, peer in dead) for peer, m in self._members.items())
+            triples = ((peer, m.record.version, peer in dead) for peer, m in self._listed())
             self._summary = summary_of(triples)
         return self._summary
 

@@ -6,10 +6,15 @@ the claim's source and its accuser at once. A local suspicion (one only its accu
 holds) needs no new version: the accuser drops it when we answer. If gossip brings our
 own record at a version above ours, we restarted and lost our counter: we continue
 above it.
+
+An unlisted record (a node in private discovery, §11.1) is not news: nobody passes it
+on, so we hand each version to every peer we hold a session with ourselves, and answer
+claims only to those.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,12 +29,19 @@ from p2pchat.wire.messages import MeshClaim, MeshGossip, PresenceRecord
 
 class OwnRecord(Part):
     def __init__(
-        self, shared: Shared, identity: Identity, detector: FailureDetector, gossip: Dissemination
+        self,
+        shared: Shared,
+        identity: Identity,
+        detector: FailureDetector,
+        gossip: Dissemination,
+        sessions: Callable[[], list[bytes]],
     ) -> None:
+        """``sessions()``: the admitted peers we hold a session with, in a fixed order."""
         super().__init__(shared)
         self._identity = identity
         self._detector = detector
         self._gossip = gossip
+        self._sessions = sessions
 
     def publish(self, **changes: Any) -> PresenceRecord:
         """Sign and spread the next version of our record, with ``changes`` applied."""
@@ -44,7 +56,10 @@ class OwnRecord(Part):
         record = sign(replace(self._members.own, version=version, **changes), self._identity)
         self._members.set_own(record)
         self._events.put(PresenceChanged(record, self._members.own_state, proven=True))
-        self._gossip.spread(record, None)  # pushed when the core flushes, after this call
+        if record.unlisted:
+            self._tell(record, *self._sessions())
+        else:
+            self._gossip.spread(record, None)  # pushed when the core flushes, after this
         return record
 
     def refute(self, claim: MeshClaim, source: bytes) -> None:
@@ -68,5 +83,8 @@ class OwnRecord(Part):
     def _tell(self, record: PresenceRecord, *peers: bytes) -> None:
         # The accuser too: after a partition it is on the other side, where the push
         # of our new version would not reach yet; from it, it spreads there as news.
-        for peer in sorted(set(peers) - {self._me, bytes(32)}):
+        chosen = set(peers) - {self._me, bytes(32)}
+        if record.unlisted:  # sent to one we hold no session with, it would dial
+            chosen &= set(self._sessions())
+        for peer in sorted(chosen):
             self._outgoing.send(peer, MeshGossip(records=(record,)))

@@ -23,6 +23,10 @@ from p2pchat.wire.codec import signed_fields
 from p2pchat.wire.messages import MAX_NICK_CHARS, MAX_STATUS_TEXT_CHARS, PresenceRecord, Status
 
 SIGNATURE_CONTEXT = b"p2pchat-presence-v1:"
+# An unlisted record signs under a context of its own and covers the flag: a relay that
+# cleared the flag to pass the record on would break its signature (§11.1).
+UNLISTED_CONTEXT = b"p2pchat-presence-unlisted-v1:"
+_LISTED_OMITS = frozenset(("signature", "unlisted"))
 STATUSES = frozenset(Status)
 MAX_VERSION = 2**63 - 1
 
@@ -37,8 +41,11 @@ class Verdict(enum.Enum):
 
 
 def signing_bytes(record: PresenceRecord) -> bytes:
-    """What the owner signs: a context string and the fields as one msgpack array."""
-    return SIGNATURE_CONTEXT + signed_fields(record)
+    """What the owner signs: a context string and the fields as one msgpack array (a
+    listed record's without the ``unlisted`` flag, as before the flag existed)."""
+    if record.unlisted:
+        return UNLISTED_CONTEXT + signed_fields(record)
+    return SIGNATURE_CONTEXT + signed_fields(record, omit=_LISTED_OMITS)
 
 
 def sign(record: PresenceRecord, identity: Identity) -> PresenceRecord:
@@ -57,6 +64,7 @@ def make_record(
     status_text: str = "",
     addresses: tuple[str, ...] = (),
     protocol: int = 1,
+    unlisted: bool = False,
 ) -> PresenceRecord:
     record = PresenceRecord(
         owner=identity.public_key,
@@ -66,6 +74,7 @@ def make_record(
         status_text=status_text,
         addresses=addresses,
         protocol=protocol,
+        unlisted=unlisted,
     )
     problem = _invalid(record)
     if problem:

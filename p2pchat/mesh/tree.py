@@ -219,8 +219,8 @@ class NewsTree(Part):
             records.append(self._members.own)
             return
         member = self._members.get(entry.owner)
-        if member is None:
-            return
+        if member is None or self._members.is_unlisted(entry.owner):
+            return  # unknown, or never named to anyone else (§11.1)
         if entry.dead and member.state is State.DEAD and member.claim_version >= entry.version:
             claims.append(self._members.our_claim(member, "dead"))
         elif member.record.version >= entry.version:

@@ -94,7 +94,8 @@ class Views(Part):
             self._add_neighbor(sender)
             self._outgoing.send(sender, MeshNeighborReply(accepted=True))
         else:
-            suggestions = self._rng.sample(sorted(self.active), min(4, len(self.active)))
+            listed = sorted(p for p in self.active if not self._members.is_unlisted(p))
+            suggestions = self._rng.sample(listed, min(4, len(listed)))
             self._outgoing.send(sender, MeshNeighborReply(False, tuple(suggestions)))
 
     def on_neighbor_reply(self, sender: bytes, message: MeshNeighborReply, now: float) -> None:

@@ -45,7 +45,7 @@ class NodeLinkOwner:
 
     def needed(self, peer: bytes) -> bool:
         mesh = self._node.mesh
-        return mesh is not None and peer in mesh.active
+        return mesh is not None and mesh.keeps(peer)
 
     def priority(self, peer: bytes) -> Value:
         """What a session with ``peer`` is worth to us, for the link manager's slots."""
@@ -86,6 +86,7 @@ class NodeLinkOwner:
         mesh = self._node.mesh
         if mesh is not None:
             mesh.mark_proven(peer)  # ranks it above gossip hearsay (§12.6)
+            mesh.session_up(peer)
             self._node.mesh_runner.pump()
 
     def on_session(self, peer: bytes) -> None:

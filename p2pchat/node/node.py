@@ -303,6 +303,9 @@ class Node:
             status=settings.status,
             status_text=settings.status_text,
             addresses=self.addresses,
+            # In private discovery our record goes to contacts only, and no further
+            # (§11.1); so does our mesh: a stranger would learn who we are.
+            unlisted=settings.private_discovery,
         )
         self.mesh_runner.mesh = Mesh(
             self.identity,
@@ -311,7 +314,7 @@ class Node:
             rng=random.Random(self._rng.getrandbits(64)),
             config=settings.mesh,
             protected=self.admission.is_contact,
-            contacts_only=settings.contacts_only,
+            contacts_only=settings.contacts_only or settings.private_discovery,
             linked=self.links.linked,
         )
         self._emit(Listening(self.identity.public_key, self.addresses))

@@ -250,13 +250,14 @@ def _specs() -> dict[int, _StructSpec]:
     return _compiled
 
 
-def signed_fields(message: Any, *, omit: str = "signature") -> bytes:
-    """The canonical bytes a signature covers: every field but ``omit``, in declaration
-    order, as one msgpack array (arrays, unlike maps, have one encoding)."""
+def signed_fields(message: Any, *, omit: str | frozenset[str] = "signature") -> bytes:
+    """The canonical bytes a signature covers: every field but those in ``omit``, in
+    declaration order, as one msgpack array (arrays, unlike maps, have one encoding)."""
     spec = _specs().get(getattr(message, "TYPE_ID", -1))
     if spec is None or spec.cls is not type(message):
         raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
-    return _pack([getattr(message, name) for name in spec.names if name != omit])
+    left_out = frozenset((omit,)) if isinstance(omit, str) else omit
+    return _pack([getattr(message, name) for name in spec.names if name not in left_out])
 
 
 class Codec:

@@ -215,6 +215,10 @@ class PresenceRecord:
     addresses: tuple[str, ...] = limit(max_len=8, item_max_len=MAX_ADDRESS_CHARS, default=())
     protocol: int = 1
     signature: bytes = limit(size=64, default=bytes(64))
+    # A node in private discovery: receivers take it from its owner only and never pass
+    # it on, list it in a digest or name it to a third node (§11.1). After the
+    # signature so that a listed record signs the bytes it always did.
+    unlisted: bool = False
 
     def __post_init__(self) -> None:
         _check_range("a record version", self.version, 1, MAX_MESH_INT)

@@ -55,6 +55,22 @@ def test_the_signed_presence_record_vector() -> None:
     assert signed_by_owner(codec.decode(codec.encode(record)))
 
 
+def test_the_unlisted_record_vector() -> None:
+    vector = vector_after("### 11.1 Unlisted records")
+    record = make_record(
+        Identity(bytes(range(32))),
+        version=1_700_000_000_000,
+        nick="alice",
+        status="away",
+        addresses=("198.18.0.2:7483",),
+        unlisted=True,
+    )
+    assert signing_bytes(record).hex() == vector["signed bytes"]
+    assert record.signature.hex() == vector["signature"]
+    codec = Codec()
+    assert signed_by_owner(codec.decode(codec.encode(record)))
+
+
 def test_a_signature_over_a_longer_encoding_does_not_verify() -> None:
     identity = Identity(bytes(range(32)))
     record = make_record(identity, version=7, nick="bob")
