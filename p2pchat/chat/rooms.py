@@ -52,6 +52,10 @@ AAD_PREFIX = b"p2pchat-room-aad-v1:"
 MAX_KEPT_EPOCHS = 64  # old epoch keys a member keeps for late messages
 MAX_KEYS_PER_EPOCH = 4  # concurrent rotations can give one epoch several keys
 MAX_EPOCH_JUMP = 1_000_000  # a key update may not push the epoch further than this
+# An epoch's key is not used for a new message once the epoch holds this many messages
+# or is this old: the writer starts a new epoch first (§15.4, periodic re-keying).
+REKEY_MESSAGES = 1_000
+REKEY_AFTER_MS = 7 * 24 * 3600 * 1000
 
 _codec = Codec()
 _Message = TypeVar("_Message", RoomEnvelope, RoomText)
@@ -543,6 +547,20 @@ def apply_leave(room: Room, notice: RoomLeave, from_member: bytes, own: bytes) -
 def _plausible(highest: int, clock: int) -> int:
     """A clock from a key update or invitation, if believable (else ignored: 0)."""
     return clock if clock_acceptable(highest, clock) else 0
+
+
+def rekey_due(
+    messages: int,
+    began: int,
+    now: int,
+    *,
+    most_messages: int = REKEY_MESSAGES,
+    longest: int = REKEY_AFTER_MS,
+) -> bool:
+    """Whether an epoch that began at ``began`` (ms; 0: unknown, so old) and holds
+    ``messages`` messages has served its time: a member about to write starts a new one
+    first."""
+    return messages >= most_messages or now - began >= longest
 
 
 def rotator(room: Room) -> bytes | None:

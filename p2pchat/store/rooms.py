@@ -14,6 +14,9 @@ from p2pchat.store.indexing import SearchIndexing
 from p2pchat.store.rows import RoomKeyRow, RoomMessage, RoomRow, RowReader
 
 MAX_ROOM_EPOCHS = 64  # epochs of keys kept per room (late messages of older epochs)
+# ...and for how long after a newer epoch began: a key state stolen later opens no room
+# message older than this before the current epoch (docs/security.md).
+KEEP_ENDED_EPOCH_MS = 7 * 24 * 3600 * 1000
 MEMBER_BYTES = 32
 
 _ROOM = RowReader(RoomRow)
@@ -88,19 +91,22 @@ class RoomTables(SearchIndexing):
     # --- room keys -----------------------------------------------------------------
 
     def add_room_key(
-        self, room_id: bytes, epoch: int, key: bytes, members: Iterable[bytes]
+        self, room_id: bytes, epoch: int, key: bytes, members: Iterable[bytes], *, now: int
     ) -> None:
         """Keep the key of ``epoch`` and the members it was given to (stored again, the
-        key takes the new list: a leave shrinks it without a new key); then drop the
-        keys of all but the newest MAX_ROOM_EPOCHS epochs. The room must be stored."""
+        key takes the new list and keeps when it arrived: a leave shrinks it without a
+        new key); then drop the keys of all but the newest MAX_ROOM_EPOCHS epochs, and
+        of epochs that ended KEEP_ENDED_EPOCH_MS ago (:meth:`prune_room_keys`). The room
+        must be stored. ``now``: the time in ms."""
         member_set = set(members)
         if any(len(member) != MEMBER_BYTES for member in member_set):
             raise LocalProtocolError(f"a room member is a {MEMBER_BYTES}-byte identity key")
         with self.transaction():
             self._exec(
-                """INSERT INTO room_keys (room_id, epoch, key, members) VALUES (?, ?, ?, ?)
+                """INSERT INTO room_keys (room_id, epoch, key, members, added_at)
+                VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (room_id, epoch, key) DO UPDATE SET members = excluded.members""",
-                (room_id, epoch, key, b"".join(sorted(member_set))),
+                (room_id, epoch, key, b"".join(sorted(member_set)), now),
             )
             # Walks the primary key backwards over at most MAX_ROOM_EPOCHS + 1 epochs.
             self._exec(
@@ -110,6 +116,33 @@ class RoomTables(SearchIndexing):
                         ORDER BY epoch DESC LIMIT ?))""",
                 (room_id, room_id, MAX_ROOM_EPOCHS),
             )
+            self.prune_room_keys(room_id, now=now)
+
+    def prune_room_keys(self, room_id: bytes, *, now: int) -> int:
+        """Drop the keys of epochs that ended more than KEEP_ENDED_EPOCH_MS before
+        ``now``: every epoch before the newest one whose key arrived that long ago (it
+        ended when a newer one arrived). How many keys went."""
+        return self._exec(
+            """DELETE FROM room_keys WHERE room_id = ? AND epoch < (
+                SELECT max(epoch) FROM room_keys
+                WHERE room_id = ? AND added_at > 0 AND added_at <= ?)""",
+            (room_id, room_id, now - KEEP_ENDED_EPOCH_MS),
+        ).rowcount
+
+    def epoch_began(self, room_id: bytes, epoch: int) -> int:
+        """When the first key of ``epoch`` arrived (ms; 0 if unknown)."""
+        row = self._one(
+            "SELECT min(added_at) FROM room_keys WHERE room_id = ? AND epoch = ?",
+            (room_id, epoch),
+        )
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def room_messages_since(self, room_id: bytes, since: int) -> int:
+        """How many messages of the room were stored from ``since`` (ms) on."""
+        return self._count(
+            "SELECT count(*) FROM room_messages WHERE room_id = ? AND received_at >= ?",
+            (room_id, since),
+        )
 
     def room_keys(self, room_id: bytes) -> list[RoomKeyRow]:
         """The kept keys of a room, newest epoch first (several keys of one epoch by key)."""

@@ -311,8 +311,12 @@ _V11: Migration = (
     ) WITHOUT ROWID""",
 )
 
+# When each room key arrived (ms; 0: before this column): the age of an epoch, which
+# bounds how long its key is used (periodic re-keying) and kept once it ended.
+_V12: Migration = ("ALTER TABLE room_keys ADD COLUMN added_at INTEGER NOT NULL DEFAULT 0",)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12
 )  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 

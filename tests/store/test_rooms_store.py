@@ -124,8 +124,8 @@ def test_delete_room_cascades_to_its_keys_and_messages(store: Store) -> None:
     room(store)
     room(store, OTHER, name="other")
     for epoch in range(3):
-        store.add_room_key(ROOM, epoch, key(epoch), [ALICE, ME])
-    store.add_room_key(OTHER, 0, key(9), [ME])
+        store.add_room_key(ROOM, epoch, key(epoch), [ALICE, ME], now=1)
+    store.add_room_key(OTHER, 0, key(9), [ME], now=1)
     for n in range(5):
         message(store, n)
     message(store, 10, OTHER)
@@ -144,7 +144,7 @@ def test_delete_room_cascades_to_its_keys_and_messages(store: Store) -> None:
 
 def test_keys_and_messages_need_a_stored_room(store: Store) -> None:
     with pytest.raises(StoreError):
-        store.add_room_key(ROOM, 0, key(1), [ME])
+        store.add_room_key(ROOM, 0, key(1), [ME], now=1)
     with pytest.raises(StoreError):
         message(store, 1)
     assert tables(store) == {"rooms": 0, "room_keys": 0, "room_messages": 0}
@@ -155,11 +155,11 @@ def test_keys_and_messages_need_a_stored_room(store: Store) -> None:
 
 def test_room_keys_newest_epoch_first_with_members(store: Store) -> None:
     room(store)
-    store.add_room_key(ROOM, 0, key(1), [ME])
-    store.add_room_key(ROOM, 2, key(3), iter([BOB, ME, ALICE]))
-    store.add_room_key(ROOM, 1, key(2), (ME, ALICE, ME))  # a repeated member is kept once
+    store.add_room_key(ROOM, 0, key(1), [ME], now=1)
+    store.add_room_key(ROOM, 2, key(3), iter([BOB, ME, ALICE]), now=1)
+    store.add_room_key(ROOM, 1, key(2), (ME, ALICE, ME), now=1)  # a repeated member is kept once
     # A concurrent rotation: a second key for epoch 2.
-    store.add_room_key(ROOM, 2, key(0), [ME, CAROL])
+    store.add_room_key(ROOM, 2, key(0), [ME, CAROL], now=1)
     assert store.room_keys(ROOM) == [
         RoomKeyRow(ROOM, 2, key(0), frozenset({ME, CAROL})),
         RoomKeyRow(ROOM, 2, key(3), frozenset({ALICE, BOB, ME})),
@@ -176,17 +176,17 @@ def test_room_keys_newest_epoch_first_with_members(store: Store) -> None:
 def test_a_repeated_room_key_takes_the_new_member_list(store: Store) -> None:
     """A leave keeps the epoch and key but shrinks the list: it must survive a restart."""
     room(store)
-    store.add_room_key(ROOM, 4, key(1), [ME, ALICE])
-    store.add_room_key(ROOM, 4, key(1), [ME])  # alice left
+    store.add_room_key(ROOM, 4, key(1), [ME, ALICE], now=1)
+    store.add_room_key(ROOM, 4, key(1), [ME], now=1)  # alice left
     assert store.room_keys(ROOM) == [RoomKeyRow(ROOM, 4, key(1), frozenset({ME}))]
 
 
 def test_room_keys_are_checked(store: Store) -> None:
     room(store)
     with pytest.raises(LocalProtocolError):
-        store.add_room_key(ROOM, 0, key(1), [ME, b"short"])
+        store.add_room_key(ROOM, 0, key(1), [ME, b"short"], now=1)
     with pytest.raises(StoreError):
-        store.add_room_key(ROOM, 0, b"short key", [ME])
+        store.add_room_key(ROOM, 0, b"short key", [ME], now=1)
     assert store.room_keys(ROOM) == []
 
 
@@ -194,29 +194,29 @@ def test_room_keys_keep_the_newest_64_epochs(store: Store) -> None:
     assert MAX_ROOM_EPOCHS == 64
     room(store)
     room(store, OTHER, name="other")
-    store.add_room_key(OTHER, 0, key(0), [ME])
+    store.add_room_key(OTHER, 0, key(0), [ME], now=1)
     with store.transaction():
         for epoch in range(MAX_ROOM_EPOCHS):
-            store.add_room_key(ROOM, epoch, key(epoch), [ME])
-    store.add_room_key(ROOM, 10, key(200), [ME])  # a second key in epoch 10
+            store.add_room_key(ROOM, epoch, key(epoch), [ME], now=1)
+    store.add_room_key(ROOM, 10, key(200), [ME], now=1)  # a second key in epoch 10
     assert len(store.room_keys(ROOM)) == MAX_ROOM_EPOCHS + 1
     assert store.room_keys(ROOM)[-1].epoch == 0
 
-    store.add_room_key(ROOM, MAX_ROOM_EPOCHS, key(99), [ME])
+    store.add_room_key(ROOM, MAX_ROOM_EPOCHS, key(99), [ME], now=1)
     epochs = [k.epoch for k in store.room_keys(ROOM)]
     assert epochs[0] == MAX_ROOM_EPOCHS and epochs[-1] == 1
     assert len(set(epochs)) == MAX_ROOM_EPOCHS
     assert epochs.count(10) == 2  # both keys of a kept epoch stay
 
     # Epochs may jump; the oldest ones go, whole epochs at a time.
-    store.add_room_key(ROOM, 1000, key(100), [ME])
-    store.add_room_key(ROOM, 1001, key(101), [ME])
+    store.add_room_key(ROOM, 1000, key(100), [ME], now=1)
+    store.add_room_key(ROOM, 1001, key(101), [ME], now=1)
     epochs = [k.epoch for k in store.room_keys(ROOM)]
     assert len(set(epochs)) == MAX_ROOM_EPOCHS
     assert epochs[-1] == 3 and 10 in epochs
 
     # A key older than every kept epoch is dropped at once.
-    store.add_room_key(ROOM, 0, key(0), [ME])
+    store.add_room_key(ROOM, 0, key(0), [ME], now=1)
     assert min(k.epoch for k in store.room_keys(ROOM)) == 3
     # Other rooms are not trimmed by this one.
     assert len(store.room_keys(OTHER)) == 1
@@ -336,7 +336,7 @@ def test_writes_join_an_outer_transaction(store: Store) -> None:
 
     with pytest.raises(Boom), store.transaction():
         room(store)
-        store.add_room_key(ROOM, 0, key(1), [ME])
+        store.add_room_key(ROOM, 0, key(1), [ME], now=1)
         message(store, 1)
         store.set_room_clock(ROOM, 5)
         raise Boom
@@ -344,7 +344,7 @@ def test_writes_join_an_outer_transaction(store: Store) -> None:
 
     with store.transaction():
         room(store)
-        store.add_room_key(ROOM, 0, key(1), [ME])
+        store.add_room_key(ROOM, 0, key(1), [ME], now=1)
         message(store, 1)
         store.mark_room_read(ROOM)
     assert tables(store) == {"rooms": 1, "room_keys": 1, "room_messages": 1}
@@ -374,7 +374,7 @@ def test_a_version_1_database_is_upgraded_and_keeps_its_rows(db_path: Path) -> N
         assert kept is not None and kept.text == "hi"
         assert new.rooms() == []
         room(new)
-        new.add_room_key(ROOM, 0, key(1), [ME])
+        new.add_room_key(ROOM, 0, key(1), [ME], now=1)
         assert message(new, 2) is not None
     with open_store(db_path) as again:
         assert again.schema_version == SCHEMA_VERSION
@@ -430,3 +430,35 @@ def test_the_latest_page_of_a_long_room_is_fast(store: Store) -> None:
     assert "room_messages_unread" in plan(
         "SELECT count(*) FROM room_messages WHERE room_id = ? AND read = 0", (ROOM,)
     )
+
+
+def test_keys_of_epochs_that_ended_a_week_ago_are_dropped(store: Store) -> None:
+    """What periodic re-keying buys (docs/security.md): a key state stolen later holds
+    no key of an epoch that ended more than KEEP_ENDED_EPOCH_MS before."""
+    from p2pchat.store.rooms import KEEP_ENDED_EPOCH_MS
+
+    room(store)
+    day = 24 * 3600 * 1000
+    store.add_room_key(ROOM, 0, key(0), [ME], now=0)  # from before the column: unknown
+    store.add_room_key(ROOM, 1, key(1), [ME], now=1 * day)
+    store.add_room_key(ROOM, 2, key(2), [ME], now=8 * day)  # epoch 1 ended on day 8
+    store.add_room_key(ROOM, 3, key(3), [ME], now=9 * day)  # epoch 2 ended on day 9
+    assert [r.epoch for r in store.room_keys(ROOM)] == [3, 2, 1]  # epoch 0 ended day 1
+    assert store.epoch_began(ROOM, 2) == 8 * day and store.epoch_began(ROOM, 7) == 0
+    assert store.prune_room_keys(ROOM, now=8 * day + KEEP_ENDED_EPOCH_MS - 1) == 0
+    assert store.prune_room_keys(ROOM, now=8 * day + KEEP_ENDED_EPOCH_MS) == 1
+    assert [r.epoch for r in store.room_keys(ROOM)] == [3, 2]
+    assert store.prune_room_keys(ROOM, now=10**15) == 1  # the current epoch's key stays
+    assert [r.epoch for r in store.room_keys(ROOM)] == [3]
+    # A key stored again (a leave shrinks its list) keeps when it first arrived.
+    store.add_room_key(ROOM, 3, key(3), [ME], now=10**15)
+    assert store.epoch_began(ROOM, 3) == 9 * day
+
+
+def test_messages_since_counts_what_arrived_from_then(store: Store) -> None:
+    room(store)
+    for n in range(5):
+        message(store, n)
+    received = sorted(m.received_at for m in store.room_history(ROOM, limit=10))
+    assert store.room_messages_since(ROOM, 0) == 5
+    assert store.room_messages_since(ROOM, received[3]) == 2

@@ -14,6 +14,8 @@ import trio
 
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import (
+    REKEY_AFTER_MS,
+    REKEY_MESSAGES,
     Room,
     RoomKeys,
     apply_key_update,
@@ -23,6 +25,7 @@ from p2pchat.chat.rooms import (
     join,
     leave,
     new_room,
+    rekey_due,
     remove,
     rotate,
     rotator,
@@ -34,6 +37,7 @@ from p2pchat.node.rooms.broadcast import RoomBroadcasts
 from p2pchat.node.rooms.invitations import Invitations
 from p2pchat.node.rooms.outbox import PairwiseOutbox
 from p2pchat.node.rooms.state import RoomState, log
+from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import (
     MAX_TOPIC_CHARS,
     RoomGraft,
@@ -72,6 +76,8 @@ class Membership:
         self._said_joined: set[tuple[bytes, bytes]] = set()
         # room -> (epoch, added, removed): our latest change, re-made if it loses a race
         self._intents: dict[bytes, tuple[int, frozenset[bytes], frozenset[bytes]]] = {}
+        self.rekey_messages = REKEY_MESSAGES  # settable: tests re-key sooner
+        self.rekey_after_ms = REKEY_AFTER_MS
 
     # ------------------------------------------------------------------ our changes
 
@@ -138,6 +144,26 @@ class Membership:
         self._state.changed(after, self._state.me)
         return after
 
+    def rekey_if_due(self, room_id: bytes) -> Room:
+        """Before we write to the room: if its epoch has served its time (REKEY_MESSAGES
+        messages, or REKEY_AFTER_MS), start a new one with the same members, so that no
+        key protects more than that (§15.4). Concurrent re-keys settle as any change."""
+        room = self._state.room(room_id)
+        began, messages = self._state.epoch_use_of(room)
+        if not rekey_due(messages, began, now_ms(), most_messages=self.rekey_messages,
+                         longest=self.rekey_after_ms):  # fmt: skip
+            return room
+        try:
+            after, updates = rotate(room, self._state.me, os.urandom(32))
+        except ValueError as error:  # out of epochs: keep the key, say why
+            log.warning("room %s cannot re-key: %s", room_id.hex(), error)
+            return room
+        self._save(after)
+        for member, update in updates:
+            self._outbox.send(member, update)
+        self._state.changed(after, self._state.me)
+        return after
+
     def _save(self, room: Room) -> None:
         self._state.save_row(room, joined=True)
         self._state.rooms[room.room_id] = room
@@ -190,7 +216,7 @@ class Membership:
                 # A concurrent change that lost the tie-break: its key stays readable.
                 if keys.add(update.epoch, update.key, update.members):
                     state.store.add_room_key(room.room_id, update.epoch, update.key,
-                                             update.members)  # fmt: skip
+                                             update.members, now=now_ms())  # fmt: skip
                     self._broadcasts.retry_parked(room.room_id)
                 return
             raise

@@ -93,6 +93,7 @@ class RoomService:
     def _load(self) -> None:
         for row in self.store.rooms():
             keys = RoomKeys(row.room_id)
+            self.store.prune_room_keys(row.room_id, now=now_ms())
             rows = self.store.room_keys(row.room_id)
             for key_row in reversed(rows):  # oldest first, so the newest key wins
                 keys.add(key_row.epoch, key_row.key, key_row.members)
@@ -167,7 +168,7 @@ class RoomService:
     ) -> RoomMessage:
         """Write to the room (``action``: a /me line; ``topic``: ``text`` becomes the
         room's topic, for every member; ``file``: the message shares this file)."""
-        room = self.state.room(room_id)
+        room = self._membership.rekey_if_due(room_id)
         room, clock = tick(room)
         now = now_ms()
         msg_id = os.urandom(16)

@@ -44,6 +44,9 @@ class RoomState:
         self.sessions: set[bytes] = set()  # peers with an open session
         self.wake = Wake()
         self.refused = 0  # room inputs refused (all kinds), for tests and diagnostics
+        # room -> (epoch, when it began, messages stored since): what periodic re-keying
+        # asks before each message we write; counted from the store once per epoch.
+        self.epoch_use: dict[bytes, tuple[int, int, int]] = {}
         self._log_limit = LogLimiter(LOG_INTERVAL)
 
     def room(self, room_id: bytes) -> Room:
@@ -77,7 +80,23 @@ class RoomState:
                 inviter=inviter or self.me,
                 now=now_ms(),
             )
-            self.store.add_room_key(room.room_id, room.epoch, room.key, room.members)
+            self.store.add_room_key(room.room_id, room.epoch, room.key, room.members,
+                                    now=now_ms())  # fmt: skip
+
+    def epoch_use_of(self, room: Room) -> tuple[int, int]:
+        """When the room's current epoch began (ms) and how many messages it holds."""
+        use = self.epoch_use.get(room.room_id)
+        if use is None or use[0] != room.epoch:
+            began = self.store.epoch_began(room.room_id, room.epoch)
+            use = (room.epoch, began, self.store.room_messages_since(room.room_id, began))
+            self.epoch_use[room.room_id] = use
+        return use[1], use[2]
+
+    def counted(self, room_id: bytes) -> None:
+        """A message of the room was stored (ours or a member's)."""
+        use = self.epoch_use.get(room_id)
+        if use is not None:
+            self.epoch_use[room_id] = (use[0], use[1], use[2] + 1)
 
     def changed(self, room: Room, by: bytes) -> None:
         """Tell the front ends what ``room`` is now; ``by``: whose message (or command,

@@ -70,6 +70,8 @@ class MessageStorage:
                 store.set_room_topic(envelope.room_id, inner.text, clock=inner.clock,
                                      msg_id=envelope.msg_id)  # fmt: skip
             store.set_room_clock(envelope.room_id, room_clock)
+        if stored is not None:
+            self._state.counted(envelope.room_id)
         return stored
 
     def store_or_hold(
