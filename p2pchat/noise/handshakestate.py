@@ -1,4 +1,8 @@
-"""HandshakeState (Noise spec §5.3) driven by the pattern tables in ``patterns``."""
+"""HandshakeState (Noise spec §5.3) driven by the pattern tables in ``patterns``.
+
+Patterns with psk modifiers (§9) run in psk mode: every ``e`` token also feeds the
+ephemeral into MixKey, and each ``psk`` token mixes the next pre-shared key.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from p2pchat.noise.cipherstate import CipherState
 from p2pchat.noise.patterns import HandshakePattern, parse_protocol_name
 from p2pchat.noise.symmetricstate import SymmetricState
 
+PSK_BYTES = 32
+
 
 class HandshakeState:
     """One side of a Noise handshake for any pattern of the 25519_ChaChaPoly_BLAKE2b suite.
@@ -17,6 +23,10 @@ class HandshakeState:
     Keys are raw bytes: ``s`` and ``e`` are local *private* keys (public halves are
     derived), ``rs`` and ``re`` remote public keys known in advance. ``e`` is for test
     vectors; normally a fresh ephemeral is generated when the pattern needs it.
+
+    ``psks`` are 32-byte pre-shared keys, one per ``psk`` token in the order they are
+    used. A side that learns its psk only from the handshake (a responder choosing it
+    by message 1) passes ``defer_psks=True`` and calls :meth:`set_psks` in time.
     """
 
     def __init__(
@@ -30,6 +40,7 @@ class HandshakeState:
         rs: bytes | None = None,
         re: bytes | None = None,
         psks: Sequence[bytes] = (),
+        defer_psks: bool = False,
     ) -> None:
         parsed = parse_protocol_name(protocol_name)
         self.pattern: HandshakePattern = parsed.pattern
@@ -40,14 +51,15 @@ class HandshakeState:
         self._e_pub = crypto.public_key(e) if e is not None else None
         self._rs = rs
         self._re = re
-        self._psks = list(psks)
-        if len(self._psks) != self.pattern.psk_count:
+        self._psks: list[bytes] | None = None
+        self._psks_used = 0
+        if self.pattern.psk_count and not psks and not defer_psks:
             raise LocalProtocolError(
-                f"{protocol_name} needs {self.pattern.psk_count} pre-shared keys, "
-                f"got {len(self._psks)}"
+                f"{protocol_name} needs {self.pattern.psk_count} pre-shared key(s): pass psks, "
+                "or defer_psks=True and call set_psks before they are used"
             )
-        if any(len(psk) != 32 for psk in self._psks):
-            raise LocalProtocolError("a pre-shared key has 32 bytes")
+        if psks or not defer_psks:
+            self.set_psks(psks)
         self._uses_psk = self.pattern.psk_count > 0
         self._symmetric = SymmetricState(protocol_name.encode("ascii"))
         self._symmetric.mix_hash(prologue)
@@ -105,6 +117,22 @@ class HandshakeState:
     def local_static_public(self) -> bytes | None:
         return self._s_pub
 
+    def set_psks(self, psks: Sequence[bytes]) -> None:
+        """Give (or replace) the pre-shared keys; allowed until the first is used."""
+        if self._psks_used:
+            raise LocalProtocolError("a pre-shared key was already used in this handshake")
+        needed = self.pattern.psk_count
+        if len(psks) != needed:
+            raise LocalProtocolError(
+                f"this pattern needs {needed} pre-shared key(s), got {len(psks)}"
+            )
+        for psk in psks:
+            if len(psk) != PSK_BYTES:
+                raise LocalProtocolError(
+                    f"a pre-shared key must be exactly {PSK_BYTES} bytes, got {len(psk)}"
+                )
+        self._psks = [bytes(psk) for psk in psks]
+
     def split(self) -> tuple[CipherState, CipherState]:
         """(initiator→responder, responder→initiator) ciphers; only once finished."""
         if self._result is None:
@@ -132,7 +160,7 @@ class HandshakeState:
                     raise LocalProtocolError("this pattern needs a local static key")
                 out.append(symmetric.encrypt_and_hash(self._s_pub))
             elif token == "psk":
-                symmetric.mix_key_and_hash(self._psks.pop(0))
+                symmetric.mix_key_and_hash(self._next_psk())
             else:
                 symmetric.mix_key(self._dh(token))
         out.append(symmetric.encrypt_and_hash(payload))
@@ -175,7 +203,7 @@ class HandshakeState:
                 self._rs = symmetric.decrypt_and_hash(self._take(message, offset, size))
                 offset += size
             elif token == "psk":
-                symmetric.mix_key_and_hash(self._psks.pop(0))
+                symmetric.mix_key_and_hash(self._next_psk())
             else:
                 symmetric.mix_key(self._dh(token))
         remainder = message[offset:]
@@ -200,6 +228,12 @@ class HandshakeState:
             raise LocalProtocolError(f"token {token} needs keys this side does not have")
         return crypto.dh(local, remote)
 
+    def _next_psk(self) -> bytes:
+        assert self._psks is not None  # _check_turn refused the message otherwise
+        psk = self._psks[self._psks_used]
+        self._psks_used += 1
+        return psk
+
     def _check_turn(self, *, writing: bool) -> None:
         if self._broken:
             raise LocalProtocolError("this handshake already failed")
@@ -208,6 +242,9 @@ class HandshakeState:
         if self.is_my_turn != writing:
             action = "write" if writing else "read"
             raise LocalProtocolError(f"it is not this side's turn to {action} a message")
+        # Checked before any token is processed, so the caller can set_psks and retry.
+        if self._psks is None and "psk" in self.pattern.messages[self._message_index]:
+            raise LocalProtocolError("the pre-shared keys are needed now: call set_psks first")
 
     def _advance(self) -> None:
         self._message_index += 1

@@ -1,4 +1,8 @@
-"""Noise handshake patterns as data, and protocol-name parsing (spec rev 34, §7, §9, §10)."""
+"""Noise handshake patterns as data, and protocol-name parsing (spec rev 34, §7, §9, §10).
+
+Names may carry psk modifiers (§9.2), several joined by ``+`` as in ``XXpsk0+psk3``:
+``psk0`` puts a ``psk`` token first in message 1, ``pskN`` last in message N.
+"""
 
 from __future__ import annotations
 
@@ -88,7 +92,7 @@ def pattern(base: str, modifiers: tuple[str, ...] = ()) -> HandshakePattern:
     messages = [list(_tokens(message)) for message in messages_text]
     psk_count = 0
     for modifier in modifiers:
-        match = re.fullmatch(r"psk(\d+)", modifier)
+        match = re.fullmatch(r"psk(0|[1-9][0-9]*)", modifier)
         if match is None:
             raise UnsupportedProtocol(f"unsupported pattern modifier {modifier!r}")
         position = int(match.group(1))

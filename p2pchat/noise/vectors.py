@@ -4,7 +4,7 @@
 
 Prints one line per failing vector and a last line ``N passed, M failed, K skipped``;
 exits 1 if any vector failed or the file is unusable. Vectors for suites this engine
-does not implement are skipped.
+does not implement are skipped; psk vectors (fields ``init_psks``/``resp_psks``) run.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class Result:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    psk_passed: int = 0  # of passed, those with psk modifiers
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -104,7 +105,7 @@ def run_vectors(vectors: Sequence[dict[str, Any]]) -> Result:
     for number, vector in enumerate(vectors):
         name = vector.get("protocol_name", f"vector #{number}") if isinstance(vector, dict) else ""
         try:
-            parse_protocol_name(str(name))
+            protocol = parse_protocol_name(str(name))
         except UnsupportedProtocol:
             result.skipped += 1
             continue
@@ -115,6 +116,8 @@ def run_vectors(vectors: Sequence[dict[str, Any]]) -> Result:
             result.failures.append(f"FAIL #{number} {name}: {exc}")
         else:
             result.passed += 1
+            if protocol.pattern.psk_count:
+                result.psk_passed += 1
     return result
 
 

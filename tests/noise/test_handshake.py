@@ -8,8 +8,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2pchat.errors import LocalProtocolError, RemoteProtocolError
-from p2pchat.noise import HandshakeState, UnsupportedProtocol, all_pattern_names
+from p2pchat.errors import DecryptionError, LocalProtocolError, RemoteProtocolError
+from p2pchat.noise import (
+    HandshakeState,
+    UnsupportedProtocol,
+    all_pattern_names,
+    parse_protocol_name,
+)
 from p2pchat.noise.crypto import public_key
 from p2pchat.noise.patterns import pattern
 
@@ -167,3 +172,125 @@ def test_arbitrary_bytes_only_raise_remote_errors(data: bytes, stage: int) -> No
         target = initiator
     with contextlib.suppress(RemoteProtocolError):
         target.read_message(data)
+
+
+XXPSK3 = f"Noise_XXpsk3_{SUITE}"
+
+
+def xxpsk3(
+    initiator_psk: bytes, responder_psk: bytes | None
+) -> tuple[HandshakeState, HandshakeState]:
+    """Two XXpsk3 sides; the responder's psk is deferred when None."""
+    initiator = HandshakeState(XXPSK3, initiator=True, s=os.urandom(32), psks=[initiator_psk])
+    responder = HandshakeState(
+        XXPSK3,
+        initiator=False,
+        s=os.urandom(32),
+        psks=[responder_psk] if responder_psk is not None else [],
+        defer_psks=responder_psk is None,
+    )
+    return initiator, responder
+
+
+def assert_transport_works(initiator: HandshakeState, responder: HandshakeState) -> None:
+    assert initiator.handshake_hash == responder.handshake_hash
+    i_send, i_recv = initiator.split()
+    r_recv, r_send = responder.split()
+    for i in range(3):
+        assert r_recv.decrypt_with_ad(b"", i_send.encrypt_with_ad(b"", b"hi %d" % i)) == (
+            b"hi %d" % i
+        )
+        assert i_recv.decrypt_with_ad(b"", r_send.encrypt_with_ad(b"", b"yo %d" % i)) == (
+            b"yo %d" % i
+        )
+
+
+def test_xxpsk3_with_the_same_psk_completes_and_interoperates() -> None:
+    psk = os.urandom(32)
+    initiator, responder = xxpsk3(psk, psk)
+    assert responder.read_message(initiator.write_message(b"one")) == b"one"
+    assert initiator.read_message(responder.write_message(b"two")) == b"two"
+    assert responder.read_message(initiator.write_message(b"three")) == b"three"
+    assert_transport_works(initiator, responder)
+
+
+def test_xxpsk3_with_different_psks_fails_at_message_3_and_splits_nothing() -> None:
+    initiator, responder = xxpsk3(os.urandom(32), os.urandom(32))
+    responder.read_message(initiator.write_message())
+    initiator.read_message(responder.write_message())
+    with pytest.raises(DecryptionError):
+        responder.read_message(initiator.write_message(b"three"))
+    assert not responder.is_finished
+    with pytest.raises(LocalProtocolError, match="not finished"):
+        responder.split()
+
+
+def test_in_psk_mode_the_e_token_keys_the_cipher() -> None:
+    # Before ee there is no key in NN, so message 1's payload goes in clear; in psk mode
+    # MixKey(e) keys the cipher at once and the payload gets a tag (§9.2).
+    payload = b"payload"
+    plain = HandshakeState(f"Noise_NN_{SUITE}", initiator=True).write_message(payload)
+    with_psk = HandshakeState(f"Noise_NNpsk2_{SUITE}", initiator=True, psks=[os.urandom(32)])
+    message = with_psk.write_message(payload)
+    assert plain[32:] == payload
+    assert len(message) == 32 + len(payload) + 16 and payload not in message
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
+def test_a_psk_of_the_wrong_length_is_refused(size: int) -> None:
+    with pytest.raises(LocalProtocolError, match="exactly 32 bytes"):
+        HandshakeState(XXPSK3, initiator=True, s=os.urandom(32), psks=[bytes(size)])
+    _, responder = xxpsk3(os.urandom(32), None)
+    with pytest.raises(LocalProtocolError, match="exactly 32 bytes"):
+        responder.set_psks([bytes(size)])
+
+
+def test_the_number_of_psks_must_match_the_pattern() -> None:
+    psk = os.urandom(32)
+    with pytest.raises(LocalProtocolError, match="needs 2"):
+        HandshakeState(f"Noise_XXpsk0+psk3_{SUITE}", initiator=True, psks=[psk])
+    with pytest.raises(LocalProtocolError, match="needs 0"):
+        HandshakeState(f"Noise_XX_{SUITE}", initiator=True, psks=[psk])
+    with pytest.raises(LocalProtocolError, match="set_psks"):
+        HandshakeState(XXPSK3, initiator=False)  # no psk, and not deferred either
+
+
+def test_the_responder_can_set_its_psk_after_reading_message_1() -> None:
+    psk = os.urandom(32)
+    initiator, responder = xxpsk3(psk, None)
+    responder.read_message(initiator.write_message(b"which psk: 7"))
+    initiator.read_message(responder.write_message())
+    message_3 = initiator.write_message(b"three")
+    with pytest.raises(LocalProtocolError, match="set_psks"):
+        responder.read_message(message_3)  # refused before touching any state...
+    responder.set_psks([psk])
+    assert responder.read_message(message_3) == b"three"  # ...so it can be retried
+    assert_transport_works(initiator, responder)
+    with pytest.raises(LocalProtocolError, match="already used"):
+        responder.set_psks([psk])
+
+
+def test_a_deferred_psk0_is_needed_before_message_1_is_read() -> None:
+    psk = os.urandom(32)
+    protocol = f"Noise_NNpsk0_{SUITE}"
+    initiator = HandshakeState(protocol, initiator=True, psks=[psk])
+    responder = HandshakeState(protocol, initiator=False, defer_psks=True)
+    message_1 = initiator.write_message(b"one")
+    with pytest.raises(LocalProtocolError, match="set_psks"):
+        responder.read_message(message_1)
+    responder.set_psks([psk])
+    assert responder.read_message(message_1) == b"one"
+    assert initiator.read_message(responder.write_message(b"two")) == b"two"
+    assert_transport_works(initiator, responder)
+
+
+def test_multiple_psk_modifiers_parse_in_order() -> None:
+    parsed = parse_protocol_name(f"Noise_XXpsk0+psk3_{SUITE}")
+    assert parsed.pattern.messages == (("psk", "e"), ("e", "ee", "s", "es"), ("s", "se", "psk"))
+    assert parse_protocol_name(f"Noise_NNpsk2_{SUITE}").pattern.messages == (
+        ("e",),
+        ("e", "ee", "psk"),
+    )
+    for bad in ("psk01", "psk", "psk-1", "PSK0"):
+        with pytest.raises(UnsupportedProtocol):
+            parse_protocol_name(f"Noise_XX{bad}_{SUITE}")
