@@ -30,6 +30,7 @@ FLOORS: dict[str, int] = {
     "diskfaults": 1,
     "feed": 1,
     "logfile": 2,
+    "networks": 2,  # a private network's key and what derives from it (pure)
     # Pure cores: bytes and values in, bytes, values and events out.
     "wire": 2,
     "noise": 2,

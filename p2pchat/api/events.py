@@ -104,6 +104,7 @@ def print_event(node: Node, event: NodeEvent, out: EventSink) -> None:
             status_text=event.status_text,
             state=event.state,
             proven=event.proven,
+            network=event.network,
         )
     elif isinstance(event, DiscoveryNote):
         out.event(event.name, event.text, **event.fields)

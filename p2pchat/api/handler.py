@@ -522,6 +522,7 @@ def _peer_json(peer: Peer) -> dict[str, Any]:
         "state": presence.state,
         "proven": presence.proven,
         "connected": peer.connected,
+        "network": peer.network,
     }
 
 

@@ -54,6 +54,7 @@ HANDLERS: dict[str, str] = {
     "history": "p2pchat.cli.client",
     "search": "p2pchat.cli.client",
     "ui": "p2pchat.cli.launcher",
+    "network": "p2pchat.cli.networks",
 }
 
 

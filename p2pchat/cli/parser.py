@@ -120,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     peers.add_argument("--json", action="store_true", help="print one JSON array")
     _add_discovery_options(peers)
 
+    network = commands.add_parser(
+        "network",
+        help="private networks: create one, give its code, join, list, leave",
+        description="A private network is a key shared by invite code: its members find, "
+        "reach and understand only each other under it, and anyone without the key sees "
+        "nothing it can name. Changes take effect when p2pchat next starts.",
+    )
+    network_commands = network.add_subparsers(dest="network_command", metavar="ACTION")
+    network_commands.add_parser("create", help="make a new network").add_argument("name")
+    network_commands.add_parser("invite", help="print a network's code").add_argument("name")
+    joining = network_commands.add_parser("join", help="join a network by its code")
+    joining.add_argument("code", metavar="CODE")
+    joining.add_argument("--name", default="", help="your name for it (default: the code's)")
+    network_commands.add_parser("leave", help="leave a network").add_argument("name")
+    network_list = network_commands.add_parser("list", help="list networks (the default)")
+    network_list.add_argument("--json", action="store_true", help="print one JSON array")
+    network.add_argument("--json", action="store_true", help="print one JSON array")
+
     contacts = commands.add_parser("contacts", help="list and manage contacts and requests")
     contact_commands = contacts.add_subparsers(dest="contacts_command", metavar="ACTION")
     listing = contact_commands.add_parser("list", help="list contacts (the default)")

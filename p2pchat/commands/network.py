@@ -35,6 +35,7 @@ class Peer:
 
     presence: Presence
     connected: bool
+    network: str = ""  # the private network we met it in (§17), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +93,14 @@ class NetworkCommands(CommandContext):
         if node.mesh is None:
             return []
         connected = set(node.connected())
-        return [
-            Peer(member, encode_peer_id(member.peer) in connected)
-            for member in node.members()
-            if not member.is_self
-        ]
+        peers = []
+        for member in node.members():
+            if member.is_self:
+                continue
+            network = node.networks.network_of(member.peer)
+            peers.append(Peer(member, encode_peer_id(member.peer) in connected,
+                              network.name if network is not None else ""))  # fmt: skip
+        return peers
 
     def invite(self) -> Invitation:
         """A new invite code with the node's addresses and a fresh one-time token (kept in

@@ -92,10 +92,13 @@ class Mdns:
         supported_versions: Sequence[int],
         addresses: Sequence[str],
         interfaces: Sequence[str] | None = None,
+        service_type: str = SERVICE_TYPE,
     ) -> None:
         """``interfaces``: the addresses chosen to announce; None: whatever the machine
-        has, looked up again by :meth:`addresses_moved`."""
+        has, looked up again by :meth:`addresses_moved`. ``service_type``: ours, or a
+        private network's (§17.2)."""
         self._zeroconf = zeroconf
+        self.service_type = service_type
         self._interfaces = list(interfaces) if interfaces else None
         self._own_peer_id = own_peer_id
         self._versions = tuple(supported_versions)
@@ -106,6 +109,12 @@ class Mdns:
         # Private records (§10.2): whose token is this (a contact's key, or None)?
         self.recognise: Callable[[str], bytes | None] | None = None
         self.anonymous: set[str] = set()  # private records no key of ours recognised
+
+    def sibling(self, service_type: str) -> Mdns:
+        """Another service on the same zeroconf instance (a private network's)."""
+        return Mdns(self._zeroconf, own_peer_id=self._own_peer_id,
+                    supported_versions=self._versions, addresses=self._addresses,
+                    interfaces=self._interfaces, service_type=service_type)  # fmt: skip
 
     # ------------------------------------------------------------- announcing
 
@@ -123,9 +132,10 @@ class Mdns:
         from zeroconf import NonUniqueNameException, ServiceInfo
 
         registered = self._info
+        service = self.service_type
         info = ServiceInfo(
-            SERVICE_TYPE,
-            registered.name if registered else f"{announcement.instance_name()}.{SERVICE_TYPE}",
+            service,
+            registered.name if registered else f"{announcement.instance_name()}.{service}",
             addresses=[socket.inet_aton(address) for address in self._addresses],
             port=announcement.port,
             properties=announcement.txt(),
@@ -185,7 +195,7 @@ class Mdns:
                 )
 
         browser = await trio.to_thread.run_sync(
-            lambda: ServiceBrowser(self._zeroconf, SERVICE_TYPE, handlers=[on_change])
+            lambda: ServiceBrowser(self._zeroconf, self.service_type, handlers=[on_change])
         )
         task_status.started()
         resolving: dict[str, trio.CancelScope] = {}
@@ -221,7 +231,9 @@ class Mdns:
             for delay in RESOLVE_RETRY_DELAYS:
                 await trio.sleep(delay)
                 info = await trio.to_thread.run_sync(
-                    lambda: self._zeroconf.get_service_info(SERVICE_TYPE, name, RESOLVE_TIMEOUT_MS),
+                    lambda: self._zeroconf.get_service_info(
+                        self.service_type, name, RESOLVE_TIMEOUT_MS
+                    ),
                     abandon_on_cancel=True,
                 )
                 # An answer can be incomplete (the address records not in yet): retry.
@@ -248,6 +260,8 @@ class Mdns:
         except InvalidRecord as reason:
             log.debug("ignoring mDNS record %s: %s", name, reason)
             return None
+        if self._info is not None and name == self._info.name:
+            return None  # our own record
         if isinstance(peer, PrivateRecord):
             owner = self.recognise(peer.token) if self.recognise is not None else None
             if owner is None:

@@ -80,7 +80,7 @@ async def watch(
         if announcement is not None:
             await mdns.announce(announcement)
         if isinstance(announcement, PrivateAnnouncement) and fresh_token is not None:
-            nursery.start_soon(_rotate, mdns, announcement, fresh_token)
+            nursery.start_soon(rotate_announcement, mdns, announcement, fresh_token)
         task_status.started()
         async for event in events:
             if isinstance(event, PeerSeen):
@@ -107,7 +107,7 @@ async def watch(
                 report("gone", f"gone: {describe(event.peer)}", id=event.peer.peer_id)
 
 
-async def _rotate(
+async def rotate_announcement(
     mdns: Mdns,
     announcement: PrivateAnnouncement,
     fresh_token: Callable[[], str],

@@ -40,6 +40,7 @@ from p2pchat.identity import Identity
 from p2pchat.net.groups import raise_sole
 from p2pchat.net.inbox import Inbox
 from p2pchat.net.large import LargeMessageSlots
+from p2pchat.networks.keys import Network
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session import (
     MessageReceived,
@@ -149,6 +150,11 @@ class SecureConnection:
     @property
     def version(self) -> int | None:
         return self._session.version
+
+    @property
+    def network(self) -> Network | None:
+        """The private network this session runs under (§17), if any."""
+        return self._session.network
 
     @property
     def features(self) -> frozenset[str]:
@@ -655,6 +661,7 @@ async def secure_connection(
     on_hello: Callable[[], None] | None = None,
     log_limiter: LogLimiter | None = None,
     invite: bytes = b"",
+    network: Network | None = None,
 ) -> AsyncIterator[SecureConnection]:
     """Handshake over ``stream`` and yield the open connection; close it on exit.
 
@@ -671,6 +678,7 @@ async def secure_connection(
         expected_peer=expected_peer,
         authorize=authorize,
         invite=invite,
+        network=network,
     )
     connection = SecureConnection(stream, session, config)
     try:

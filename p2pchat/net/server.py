@@ -19,6 +19,7 @@ from p2pchat.net.connection import (
     secure_connection,
 )
 from p2pchat.net.handshakes import HandshakeLimits, HandshakeSlots
+from p2pchat.networks.keys import Network
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import Authorizer
 
@@ -39,10 +40,12 @@ async def open_secure_connection(
     expected_peer: bytes | None = None,
     authorize: Authorizer | None = None,
     invite: bytes = b"",
+    network: Network | None = None,
 ) -> AsyncIterator[SecureConnection]:
     """Dial ``host:port`` and handshake. Raises OSError or ConnectionClosed on failure.
 
-    ``invite``: the token of the invite code being dialled (needs ``expected_peer``)."""
+    ``invite``: the token of the invite code being dialled (needs ``expected_peer``);
+    ``network``: dial as a member of this private network (§17)."""
     with trio.fail_after(CONNECT_TIMEOUT):
         stream = await trio.open_tcp_stream(host, port)
     async with secure_connection(
@@ -53,6 +56,7 @@ async def open_secure_connection(
         expected_peer=expected_peer,
         authorize=authorize,
         invite=invite,
+        network=network,
     ) as connection:
         yield connection
 

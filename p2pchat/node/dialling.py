@@ -20,17 +20,20 @@ from p2pchat.addresses import parse_host_port
 from p2pchat.chat.names import line_id
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import Target
-from p2pchat.discovery.mdns import open_mdns
+from p2pchat.discovery.mdns import Mdns, open_mdns
+from p2pchat.discovery.network_watch import watch_network
 from p2pchat.discovery.records import Announcement, PrivateAnnouncement
 from p2pchat.discovery.watch import watch
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import StoreError
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
+from p2pchat.networks.keys import Network
 from p2pchat.node.admission import Admission
 from p2pchat.node.announce import AnnounceKeys
 from p2pchat.node.chat import ChatService
 from p2pchat.node.events import DiscoveryNote, NodeEvent
 from p2pchat.node.meshrun import MeshRunner
+from p2pchat.node.networks import NetworkMembers
 from p2pchat.node.settings import NodeSettings
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.wallclock import now_ms
@@ -53,8 +56,10 @@ class Dialler:
         rng: random.Random,
         emit: Callable[[NodeEvent], None],
         announce: AnnounceKeys | None = None,
+        networks: NetworkMembers | None = None,
     ) -> None:
         self._identity = identity
+        self._networks = networks
         self._announce = announce
         self._peer_id = identity.peer_id
         self._settings = settings
@@ -113,22 +118,40 @@ class Dialler:
                     nick=settings.nick if settings.announce_nick else None,
                     status=Status(settings.status) if settings.announce_nick else None,
                 )
-            await watch(
-                mdns,
-                self._identity,
-                self.note,
-                announcement=announcement,
-                fresh_token=fresh_token,
-                on_verified=self.verified,
-                authorize=self._admission.authorize,
-                # In private discovery we dial only contacts: dialling a stranger would
-                # show it who we are (our identity goes out in handshake message 3).
-                wanted=self._admission.wanted
-                if settings.contacts_only or settings.private_discovery
-                else None,
-                config=settings.connection,
-                task_status=task_status,
-            )
+            async with trio.open_nursery() as nursery:
+                for network in self._networks.all() if self._networks is not None else []:
+                    nursery.start_soon(partial(
+                        watch_network, mdns.sibling(network.service_type), network,
+                        self._identity, port, SUPPORTED_VERSIONS, self.network_member,
+                        config=settings.connection,
+                    ))  # fmt: skip
+                await self._watch(mdns, announcement, fresh_token, task_status)
+
+    async def _watch(
+        self,
+        mdns: Mdns,
+        announcement: Announcement | PrivateAnnouncement,
+        fresh_token: Callable[[], str] | None,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        """Our own announcement, and the peers mDNS shows on our service type."""
+        settings = self._settings
+        await watch(
+            mdns,
+            self._identity,
+            self.note,
+            announcement=announcement,
+            fresh_token=fresh_token,
+            on_verified=self.verified,
+            authorize=self._admission.authorize,
+            # In private discovery we dial only contacts: dialling a stranger would
+            # show it who we are (our identity goes out in handshake message 3).
+            wanted=self._admission.wanted
+            if settings.contacts_only or settings.private_discovery
+            else None,
+            config=settings.connection,
+            task_status=task_status,
+        )
 
     async def keep_trying(self, targets: list[Target]) -> None:
         """Dial static and remembered peers until each answered once, backing off. One
@@ -223,6 +246,15 @@ class Dialler:
             mesh.mark_proven(key)
             mesh.introduce([key], trio.current_time())
             self._mesh.pump()
+
+    def network_member(self, peer: bytes, address: str, network: Network) -> None:
+        """A network handshake proved ``peer`` a member of ``network`` at ``address``."""
+        if self._networks is not None:
+            self._networks.joined(peer, network)
+        peer_id = encode_peer_id(peer)
+        self.note("verified", f"{line_id(peer_id)} at {address}: a member of {network.name}",
+                  id=peer_id, addresses=[address], network=network.name)  # fmt: skip
+        self.verified(peer_id, address)
 
     def _code_verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
         """A handshake proved an invite code's identity: it becomes a contact (we used

@@ -78,6 +78,7 @@ class Presence:
     version: int
     is_self: bool = False
     proven: bool = False
+    network: str = ""  # the private network we met it in (docs/protocol.md §17), if any
 
 
 @dataclass(frozen=True, slots=True)

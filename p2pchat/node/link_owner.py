@@ -83,6 +83,9 @@ class NodeLinkOwner:
 
     def on_up(self, peer: bytes, address: str) -> None:
         self._emit(PeerConnected(peer, address))
+        link = self._node.links.links.get(peer)
+        if link is not None and link.connection.network is not None:
+            self._node.networks.joined(peer, link.connection.network)
         mesh = self._node.mesh
         if mesh is not None:
             mesh.mark_proven(peer)  # ranks it above gossip hearsay (§12.6)

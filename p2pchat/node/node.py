@@ -61,6 +61,7 @@ from p2pchat.node.events import (
 from p2pchat.node.files import FileService
 from p2pchat.node.link_owner import NodeLinkOwner
 from p2pchat.node.meshrun import MeshRunner, log_refusal
+from p2pchat.node.networks import NetworkMembers
 from p2pchat.node.presence import PresenceBoard
 from p2pchat.node.rooms import RoomService
 from p2pchat.node.settings import Invitation as Invitation
@@ -96,6 +97,20 @@ class Node:
         self._drop_log = LogLimiter()
         self.addresses: tuple[str, ...] = ()
         self.announce: AnnounceKeys | None = None
+        self.networks = NetworkMembers(
+            settings.store.networks() if settings.store is not None else []
+        )
+        if self.networks:
+            # Members are dialled under their network, and a member's knock is answered
+            # whether or not we hide from strangers (§17.1).
+            settings.connection = dataclasses.replace(
+                settings.connection,
+                session=dataclasses.replace(
+                    settings.connection.session,
+                    network_for=self.networks.network_of,
+                    networks=self.networks.all,
+                ),
+            )
         if settings.store is not None:
             # With a store the node takes files and keeps announce keys: its sessions
             # say so (§16.3, §10.2); it knocks on its contacts' doors, and in private
@@ -162,7 +177,8 @@ class Node:
 
         # The node's parts (the link manager asks them through its owner).
         self.admission = Admission(self.chat, contacts_only=settings.contacts_only)
-        self._presence = PresenceBoard(identity.public_key, self._emit, self.chat, self.rooms)
+        self._presence = PresenceBoard(identity.public_key, self._emit, self.chat, self.rooms,
+                                       network_of=self._network_name)  # fmt: skip
         self.dialler = Dialler(
             identity,
             settings,
@@ -172,7 +188,12 @@ class Node:
             rng=self._rng,
             emit=self._emit,
             announce=self.announce,
+            networks=self.networks,
         )
+
+    def _network_name(self, peer: bytes) -> str:
+        network = self.networks.network_of(peer)
+        return network.name if network is not None else ""
 
     @property
     def mesh(self) -> Mesh | None:
@@ -313,7 +334,8 @@ class Node:
             now=trio.current_time(),
             rng=random.Random(self._rng.getrandbits(64)),
             config=settings.mesh,
-            protected=self.admission.is_contact,
+            # A member of one of our networks is admitted as a contact is (§17.3).
+            protected=lambda peer: self.admission.is_contact(peer) or self.networks.is_member(peer),
             contacts_only=settings.contacts_only or settings.private_discovery,
             linked=self.links.linked,
         )

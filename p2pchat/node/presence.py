@@ -22,13 +22,16 @@ class PresenceBoard:
         emit: Callable[[NodeEvent], None],
         chat: ChatService | None,
         rooms: RoomService | None,
+        network_of: Callable[[bytes], str] = lambda peer: "",
     ) -> None:
+        """``network_of(peer)``: the name of the private network we met ``peer`` in."""
         self._me = me
+        self._network_of = network_of
         self._emit = emit
         self._chat = chat
         self._rooms = rooms
         # What was last shown per peer: nick, status, status text, online, proven.
-        self._shown: dict[bytes, tuple[str, str, str, bool, bool]] = {}
+        self._shown: dict[bytes, tuple[str, str, str, bool, bool, str]] = {}
 
     def presence(
         self, record: PresenceRecord, state: State | str, proven: bool = False
@@ -43,12 +46,14 @@ class PresenceBoard:
             version=record.version,
             is_self=record.owner == self._me,
             proven=proven,
+            network=self._network_of(record.owner),
         )
 
     def changed(self, event: PresenceChanged) -> None:
         presence = self.presence(event.record, event.state, event.proven)
         online = presence.status is not Status.OFFLINE
-        shown = (presence.nick, presence.status, presence.status_text, online, presence.proven)
+        shown = (presence.nick, presence.status, presence.status_text, online, presence.proven,
+                 presence.network)  # fmt: skip
         if self._shown.get(event.record.owner) == shown:
             return  # a suspicion, or a refutation: nothing a person would see changed
         self._shown[event.record.owner] = shown

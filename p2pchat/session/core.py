@@ -28,6 +28,7 @@ from p2pchat.errors import (
     RemoteProtocolError,
 )
 from p2pchat.identity import Identity, encode_peer_id, verify_static_key_signature
+from p2pchat.networks.keys import Network
 from p2pchat.noise import CipherState, HandshakeState, crypto
 from p2pchat.noise.crypto import TAG_BYTES
 from p2pchat.ratelimit import TokenBucket
@@ -56,6 +57,9 @@ from p2pchat.wire.messages import (
 )
 
 NOISE_PROTOCOL = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
+# Between members of a private network (§17): the network's pre-shared key is mixed in
+# with message 3, so no one without it completes a handshake or reads a byte after.
+NETWORK_NOISE_PROTOCOL = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
 PROTOCOL_NAME = b"p2pchat"
 # Version of the handshake layout itself (prologue, payloads, records). Bumping it makes
 # old and new peers fail the handshake, so it changes only for incompatible redesigns;
@@ -102,6 +106,10 @@ class SessionConfig:
     # must match before it says who it is (None: it answers anyone, as by default).
     knock_key: Callable[[bytes | None, bytes], bytes | None] | None = None
     knock_keys: Callable[[], list[bytes]] | None = None
+    # Private networks (§17): the network an initiator dials a peer under (None: none),
+    # and the networks a responder belongs to, whose members' knocks it answers.
+    network_for: Callable[[bytes | None], Network | None] | None = None
+    networks: Callable[[], list[Network]] | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # Replies the peer asked for (Pongs) and has not taken yet: above this many bytes
     # the session stops reading its input until they drain (docs/protocol.md §4.3).
@@ -125,8 +133,12 @@ class SecureSession:
         codec: Codec | None = None,
         ephemeral_key: bytes | None = None,
         invite: bytes = b"",
+        network: Network | None = None,
     ) -> None:
         """``ephemeral_key`` fixes the Noise ephemeral: for deterministic tests only.
+
+        ``network``: an initiator dials as a member of this private network (§17), with
+        its pre-shared key and its knock (default: what ``config.network_for`` says).
 
         ``invite``: the token of the invite code an initiator dials (docs/protocol.md
         §10.1). It goes out in handshake message 3, encrypted to the responder, and only
@@ -149,19 +161,27 @@ class SecureSession:
         self.features: frozenset[str] = frozenset()
         self.handshake_hash: bytes | None = None
         self.unknown_messages_skipped = 0
+        if initiator and network is None and self.config.network_for is not None:
+            network = self.config.network_for(expected_peer)
+        self.network = network if initiator else None  # a responder learns it in message 1
+        self._awaiting_hello = not initiator
         hello_knock = b""
         knock_key = None
-        if initiator and self.config.knock_key is not None:
+        if network is not None:
+            knock_key = network.knock_key
+        elif initiator and self.config.knock_key is not None:
             knock_key = self.config.knock_key(expected_peer, invite)
         if knock_key is not None:
             ephemeral_key = ephemeral_key or os.urandom(32)  # the knock is bound to it
             hello_knock = knock(knock_key, crypto.public_key(ephemeral_key))
+        self.noise_protocol = NETWORK_NOISE_PROTOCOL if network is not None else NOISE_PROTOCOL
         self._handshake = HandshakeState(
-            NOISE_PROTOCOL,
+            self.noise_protocol,
             initiator=initiator,
             prologue=PROLOGUE,
             s=identity.noise_static_private,
             e=ephemeral_key,
+            psks=(network.psk,) if network is not None else (),
         )
         self._send_cipher: CipherState | None = None
         self._recv_cipher: CipherState | None = None
@@ -358,6 +378,11 @@ class SecureSession:
     # completed the handshake, in a Close (docs/protocol.md §3).
 
     def _handshake_frame(self, frame: memoryview) -> None:
+        if self._awaiting_hello:
+            self._awaiting_hello = False
+            networks = self.config.networks() if self.config.networks is not None else []
+            if networks and self._network_hello(bytes(frame), networks):
+                return
         plaintext = self._handshake.read_message(bytes(frame))
         if self.initiator:
             self._initiator_reads_auth(plaintext)
@@ -387,12 +412,47 @@ class SecureSession:
         self._emit_frame(self._handshake.write_message(self._codec.encode(reject)))
         return HandshakeRefused(reason, code=code)
 
+    def _network_hello(self, frame: bytes, networks: list[Network]) -> bool:
+        """Whether message 1 opens a network handshake (§17.1): ``XXpsk3`` reads it
+        (its payload is encrypted under a key only that protocol name gives; an ``XX``
+        message 1 fails that check). Then its knock must be one of our networks', which
+        picks the pre-shared key; else we hide, as from any stranger."""
+        candidate = HandshakeState(
+            NETWORK_NOISE_PROTOCOL,
+            initiator=False,
+            prologue=PROLOGUE,
+            s=self.identity.noise_static_private,
+            defer_psks=True,
+        )
+        try:
+            plaintext = candidate.read_message(frame)
+        except RemoteProtocolError:
+            return False  # not a network handshake: the plain one reads it
+        ephemeral = candidate.remote_ephemeral
+        assert ephemeral is not None
+        try:
+            hello = self._decode_payload(plaintext, 1, (HandshakeHello,))
+        except RemoteProtocolError:
+            hello = HandshakeHello()
+        member = [n for n in networks if knocked((n.knock_key,), ephemeral, hello.knock)]
+        if not member:
+            self.state = SessionState.CLOSED
+            raise HandshakeRefused(
+                "a network handshake without a knock of our networks (we hide)", code="hidden"
+            )
+        candidate.set_psks((member[0].psk,))
+        self._handshake = candidate
+        self.noise_protocol = NETWORK_NOISE_PROTOCOL
+        self.network = member[0]
+        self._responder_reads_hello(plaintext)
+        return True
+
     def _responder_reads_hello(self, plaintext: bytes) -> None:
         try:
             hello = self._decode_payload(plaintext, 1, (HandshakeHello,))
         except RemoteProtocolError as error:
             raise self._reject(error.code, str(error)) from error
-        if self.config.knock_keys is not None:
+        if self.config.knock_keys is not None and self.network is None:
             ephemeral = self._handshake.remote_ephemeral
             assert ephemeral is not None
             if not knocked(self.config.knock_keys(), ephemeral, hello.knock):

@@ -23,6 +23,7 @@ from p2pchat.store.driver import use_key
 from p2pchat.store.files import FileTables
 from p2pchat.store.invites import InviteTables
 from p2pchat.store.messages import MessageTables
+from p2pchat.store.networks import NetworkTables
 from p2pchat.store.notices import NoticeTables
 from p2pchat.store.relay import RelayTables
 from p2pchat.store.rooms import RoomTables
@@ -43,6 +44,7 @@ class Store(
     SearchTables,
     NoticeTables,
     FileTables,
+    NetworkTables,
 ):
     """The message database. Create with :func:`open_store`; close when done.
 

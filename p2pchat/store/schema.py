@@ -315,8 +315,18 @@ _V11: Migration = (
 # bounds how long its key is used (periodic re-keying) and kept once it ended.
 _V12: Migration = ("ALTER TABLE room_keys ADD COLUMN added_at INTEGER NOT NULL DEFAULT 0",)
 
+# Private networks (docs/protocol.md §17): each one's key, under a name of our own.
+_V13: Migration = (
+    """CREATE TABLE networks (
+        network_id BLOB PRIMARY KEY NOT NULL CHECK (length(network_id) = 8),
+        name TEXT NOT NULL UNIQUE,
+        key BLOB NOT NULL CHECK (length(key) = 32),
+        added_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13
 )  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 

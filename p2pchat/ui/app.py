@@ -801,7 +801,7 @@ def _stands_for(event: NodeEvent) -> int:
 def _seen(presence: Presence) -> Seen:
     """A member as the sidebar keeps it: ids become text here, at the edge."""
     return Seen(encode_peer_id(presence.peer), presence.nick, presence.status,
-                presence.status_text, presence.proven)  # fmt: skip
+                presence.status_text, presence.proven, presence.network)  # fmt: skip
 
 
 def _is_invitation(entry: Entry) -> bool:

@@ -64,6 +64,8 @@ def update_title(app: ChatApp) -> None:
     ]
     if seen and seen.status_text:
         parts.append(f'"{seen.status_text}"')
+    if seen and seen.network:
+        parts.append(f"in network {seen.network}")
     if entry is not None and entry.section is Section.REQUESTS:
         if entry.rooms:
             parts.append(member_of(entry.rooms))

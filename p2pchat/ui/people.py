@@ -47,6 +47,7 @@ class Seen:
     status: Status
     status_text: str = ""
     proven: bool = False  # a session or a handshake showed it, not just gossip
+    network: str = ""  # the private network we met it in, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class Entry:
     blocked: bool = False
     clash: bool = False  # another identity shows the same name
     rooms: tuple[str, ...] = ()  # a request: the rooms we share with them
+    network: str = ""  # the private network we met it in, if any
 
     @property
     def key(self) -> str:
@@ -131,6 +133,7 @@ def build_entries(
                 unread.get(peer_id, 0),
                 contact.verified,
                 contact.blocked,
+                network=presence.network if presence else "",
             )
         )
     entries.sort(key=lambda e: (e.blocked, e.status == "offline", e.name.casefold(), e.peer_id))
@@ -157,7 +160,14 @@ def build_entries(
             )
         )
     nearby = [
-        Entry(Section.NEARBY, s.peer_id, shown_name(s.peer_id, s.nick), s.status, s.status_text)
+        Entry(
+            Section.NEARBY,
+            s.peer_id,
+            shown_name(s.peer_id, s.nick),
+            s.status,
+            s.status_text,
+            network=s.network,
+        )
         for s in seen
         if s.peer_id not in contact_ids
         and s.peer_id not in request_ids

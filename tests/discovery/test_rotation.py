@@ -12,7 +12,7 @@ import trio.testing
 from p2pchat.discovery.mdns import Mdns
 from p2pchat.discovery.records import PrivateAnnouncement
 from p2pchat.discovery.tokens import WINDOW_SECONDS
-from p2pchat.discovery.watch import NETWORK_CHECK_SECONDS, _rotate
+from p2pchat.discovery.watch import NETWORK_CHECK_SECONDS, rotate_announcement
 
 HOUR_START = 1_800_000_000 - 1_800_000_000 % WINDOW_SECONDS
 
@@ -47,7 +47,9 @@ async def test_a_new_network_gets_a_new_token_at_once_and_the_hour_another(
     first = PrivateAnnouncement(7483, (1,), next(tokens))
     async with trio.open_nursery() as nursery:
         mdns = cast(Mdns, fake)
-        nursery.start_soon(lambda: _rotate(mdns, first, lambda: next(tokens), clock=clock))
+        nursery.start_soon(
+            lambda: rotate_announcement(mdns, first, lambda: next(tokens), clock=clock)
+        )
         await trio.sleep(600)
         assert fake.announced == []  # the same network, within the hour: nothing
         fake.addresses = ["198.18.1.7"]  # the laptop moves to another network

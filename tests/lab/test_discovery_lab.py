@@ -15,11 +15,11 @@ from tests.discovery.nodes import GOODBYE_S, Node, contacts_with_keys
 from tests.lab.netlab import Host, Lab
 
 
-def start(host: Host, home: Path, *args: str) -> Node:
+def start(host: Host, home: Path, *args: str, stdin: bool = False) -> Node:
     node = Node(
         home,
         "--listen", f"{host.address}:0", "--interface", host.address, *args,
-        prefix=host.exec_prefix,
+        prefix=host.exec_prefix, stdin=stdin,
     )  # fmt: skip
     host.processes.append(node.process)
     return node
@@ -138,3 +138,47 @@ def test_private_discovery_contacts_find_each_other_and_a_listener_learns_nothin
             node.seen.append(node.events.get())
     assert not [e for e in ann.seen + bob.seen if e.get("id") == eve.id]
     assert not [e for e in eve.seen if e["event"] in ("discovered", "verified")]
+
+
+def test_a_private_network_of_three_is_invisible_to_a_fourth_node(
+    lab: Lab, tmp_path: Path, nodes: list[Node]
+) -> None:
+    """Issue 17: three profiles that share a network key (and are not each other's
+    contacts) find, prove and see each other through the network's own mDNS service
+    and XXpsk3 handshakes; a fourth node on the same link learns no id of theirs, and
+    a handshake with one's address gets nothing back. (They see it: it announces its id
+    to everyone; they do not dial it, being in private discovery.)"""
+    hosts = [lab.add_host() for _ in range(4)]
+    homes = [tmp_path / name for name in ("ann", "bob", "cat", "dan")]
+
+    def cli(home: Path, *args: str) -> str:
+        done = hosts[0].run(sys.executable, "-m", "p2pchat", "--home", str(home), *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    code = cli(homes[0], "network", "create", "Team").splitlines()[-1]
+    for home in homes[1:3]:
+        cli(home, "network", "join", code)
+    members = [start(hosts[i], homes[i], "--nick", f"Member{i}", "--private-discovery",
+                     stdin=True) for i in range(3)]  # fmt: skip
+    # The outsider announces itself, browses and meshes with anyone who lets it.
+    dan = start(hosts[3], homes[3], "--nick", "Outsider", stdin=True)
+    nodes.extend([*members, dan])
+    for node in members:
+        for other in members:
+            if other is not node:
+                node.wait_for("verified", id=other.id, network="Team")
+                node.wait_for("presence", id=other.id, status="avail")
+    # Each member lists the others as members of Team.
+    members[0].command({"cmd": "peers", "id": 1})
+    listed = members[0].wait_for("peers")["peers"]
+    assert {(p["id"], p["network"]) for p in listed} >= {(m.id, "Team") for m in members[1:]}
+    # The outsider: asked now, after the members met, it knows none of them.
+    dan.command({"cmd": "peers", "id": 2})
+    assert dan.wait_for("peers")["peers"] == []
+    ids = {m.id for m in members}
+    assert not [e for e in dan.seen if e.get("id") in ids]
+    probed = hosts[3].run(sys.executable, "-m", "p2pchat", "--home", str(tmp_path / "zoe"),
+                          "ping", members[0].address, "--count", "1")  # fmt: skip
+    assert probed.returncode != 0
+    assert members[0].id not in probed.stdout + probed.stderr

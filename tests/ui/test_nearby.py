@@ -92,3 +92,26 @@ async def scenario(tmp_path: Path) -> None:
             assert "  + 3 unconfirmed" in lines
             assert any("mallory1" in line for line in lines)
             assert FAKES[0].peer_id not in app.seen
+
+
+def test_a_member_of_a_private_network_shows_which(tmp_path: Path) -> None:
+    """A peer met in one of our private networks (docs/protocol.md §17) carries the
+    network's name in the sidebar, and in the title of its conversation."""
+
+    async def run() -> None:
+        with open_store(tmp_path / DATABASE_FILE) as store:
+            profile = Profile(home=tmp_path, identity=ME, nick="me", created=False, config={})
+            settings = NodeSettings(nick="me", host="127.0.0.1", mdns=False, store=store)
+            app = ChatApp(profile, settings, host=IdleHost(), desktop_notifications=False)
+            async with app.run_test(size=(100, 30)) as pilot:
+                event = Presence(BOB.public_key, "bob", Status.AVAILABLE, "", "alive", 1,
+                                 proven=True, network="Team")  # fmt: skip
+                app.post_message(NodeEventArrived(event))
+                lines = await refreshed(pilot, app, "● bob [Team]")
+                assert "● bob [Team]" in lines, lines
+                app.open_conversation(BOB.peer_id)
+                await pilot.pause(0.2)
+                title = str(app.query_one("#chat-title").render())
+                assert "in network Team" in title, title
+
+    asyncio.run(run())

@@ -85,7 +85,9 @@ class Sidebar(OptionList):
             badges += " ✔"
         if entry.clash:
             badges += " ⚠"
-        if entry.section is Section.NEARBY:
+        if entry.network:  # met in a private network of ours
+            badges += f" [{entry.network}]"
+        elif entry.section is Section.NEARBY:
             badges += " (new)"
         if entry.status == "invited":
             badges += " (invited)"

@@ -1,0 +1,39 @@
+"""The private networks a node belongs to (docs/protocol.md §17), and which network each
+member met so far belongs to: what its handshakes run under, and why the mesh admits
+it as it admits a contact."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from p2pchat.networks.keys import Network
+
+MAX_MEMBERS = 4096  # members remembered in this run: each proved it holds a key of ours
+
+
+class NetworkMembers:
+    def __init__(self, networks: list[Network]) -> None:
+        self.networks = list(networks)
+        self._members: OrderedDict[bytes, Network] = OrderedDict()
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def all(self) -> list[Network]:
+        return self.networks
+
+    def joined(self, peer: bytes, network: Network) -> None:
+        """A network handshake proved ``peer`` a member of ``network``."""
+        if network not in self.networks:
+            return
+        self._members[peer] = network
+        self._members.move_to_end(peer)
+        while len(self._members) > MAX_MEMBERS:
+            self._members.popitem(last=False)
+
+    def network_of(self, peer: bytes | None) -> Network | None:
+        """The network we met ``peer`` in, if any: later dials to it run under it."""
+        return self._members.get(peer) if peer is not None else None
+
+    def is_member(self, peer: bytes) -> bool:
+        return peer in self._members
