@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from p2pchat.chat.gate import Relation
 from p2pchat.networks.keys import Network
+from p2pchat.node.ports import Relations
 
 MAX_MEMBERS = 4096  # members remembered in this run: each proved it holds a key of ours
 
@@ -37,3 +39,18 @@ class NetworkMembers:
 
     def is_member(self, peer: bytes) -> bool:
         return peer in self._members
+
+
+class WithNetworks:
+    """What a peer is to us for rooms (§17.3): a member of one of our networks counts as
+    a contact (it may invite us, we may invite it), unless we blocked it."""
+
+    def __init__(self, relations: Relations, members: NetworkMembers) -> None:
+        self._relations = relations
+        self._members = members
+
+    def relation(self, peer: bytes) -> Relation:
+        relation = self._relations.relation(peer)
+        if relation is Relation.STRANGER and self._members.is_member(peer):
+            return Relation.CONTACT
+        return relation

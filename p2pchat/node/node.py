@@ -61,7 +61,7 @@ from p2pchat.node.events import (
 from p2pchat.node.files import FileService
 from p2pchat.node.link_owner import NodeLinkOwner
 from p2pchat.node.meshrun import MeshRunner, log_refusal
-from p2pchat.node.networks import NetworkMembers
+from p2pchat.node.networks import NetworkMembers, WithNetworks
 from p2pchat.node.presence import PresenceBoard
 from p2pchat.node.rooms import RoomService
 from p2pchat.node.settings import Invitation as Invitation
@@ -161,7 +161,7 @@ class Node:
                 settings.store,
                 links=self.links,
                 peers=self,
-                relations=self.chat,
+                relations=WithNetworks(self.chat, self.networks),
                 emit=self._emit,
                 rng=random.Random(self._rng.getrandbits(64)),
             )

@@ -82,6 +82,7 @@ from p2pchat.ui.people import (
     build_entries,
     hearsay_count,
     jump_targets,
+    room_network,
     system_entry,
 )
 from p2pchat.ui.screens.first_run import FirstRun, FirstRunScreen
@@ -536,6 +537,7 @@ class ChatApp(App[None]):
                 row.name,
                 0 if not row.joined else commands.room_unread(row.room_id),
                 invited=not row.joined,
+                network=self._room_network(row.room_id) if row.joined else "",
             )
             for row in self._remember_names(commands.stored_rooms())
         ]
@@ -549,6 +551,13 @@ class ChatApp(App[None]):
         sidebar.show(self._entries, unconfirmed=hearsay_count(self._entries, self._seen.values()),
                      system=system_entry(self.system.log.unread_errors))  # fmt: skip
         refresh_member_panel(self)
+
+    def _room_network(self, room_id: bytes) -> str:
+        try:
+            members = self.commands.room(room_id).members
+        except CommandError:
+            return ""
+        return room_network(members, self.me, self._seen)
 
     def on_resize(self) -> None:
         if self.query(MemberPanel):

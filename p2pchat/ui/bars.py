@@ -21,7 +21,14 @@ from p2pchat.commands import CommandError
 from p2pchat.diskfaults import DISK_FULL
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
 from p2pchat.node.events import DiskTrouble
-from p2pchat.ui.people import PRESENCE_MARKS, PRESENCE_WORDS, Section, counted, member_of
+from p2pchat.ui.people import (
+    PRESENCE_MARKS,
+    PRESENCE_WORDS,
+    Section,
+    counted,
+    member_of,
+    room_network,
+)
 
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
@@ -169,6 +176,9 @@ def room_title(app: ChatApp, room_hex: str) -> str:
         return f"# {name}"
     online = sum(1 for m in room.members if m == app.me or online_key(app, m))
     title = f"# {name} · {counted(len(room.members), 'member')} · {online} online"
+    network = room_network(room.members, app.me, app.seen)
+    if network:
+        title += f" · in network {network}"
     topic = " ".join(app.commands.room_topic(room_id).split())  # one line
     return f"{title} · {topic}" if topic else title
 

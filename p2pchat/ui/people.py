@@ -101,6 +101,19 @@ class RoomLine:
     name: str
     unread: int = 0
     invited: bool = False
+    network: str = ""  # the private network all its other members were met in
+
+
+def room_network(members: Iterable[bytes], me: bytes, seen: Mapping[str, Seen]) -> str:
+    """The private network a room belongs to, as far as we can tell: the one every
+    other member was met in ("" if they are not all members of one network, or it is
+    only us)."""
+    networks = {
+        shown.network if (shown := seen.get(encode_peer_id(member))) is not None else ""
+        for member in members
+        if member != me
+    }
+    return networks.pop() if len(networks) == 1 else ""
 
 
 def build_entries(
@@ -138,7 +151,14 @@ def build_entries(
         )
     entries.sort(key=lambda e: (e.blocked, e.status == "offline", e.name.casefold(), e.peer_id))
     room_entries = [
-        Entry(Section.ROOMS, r.room_id, r.name, "invited" if r.invited else "room", unread=r.unread)
+        Entry(
+            Section.ROOMS,
+            r.room_id,
+            r.name,
+            "invited" if r.invited else "room",
+            unread=r.unread,
+            network=r.network,
+        )
         for r in rooms
     ]
     entries += sorted(room_entries, key=lambda e: (e.status == "invited", e.name.casefold()))

@@ -170,11 +170,19 @@ def test_a_private_network_of_three_is_invisible_to_a_fourth_node(
                 node.wait_for("verified", id=other.id, network="Team")
                 node.wait_for("presence", id=other.id, status="avail")
     # Each member lists the others as members of Team.
-    members[0].command({"cmd": "peers", "id": 1})
+    members[0].command({"cmd": "peers", "tag": 1})
     listed = members[0].wait_for("peers")["peers"]
     assert {(p["id"], p["network"]) for p in listed} >= {(m.id, "Team") for m in members[1:]}
+    # Members are not contacts, yet a member may open a room to the others (§17.3).
+    members[0].command({"cmd": "room_create", "name": "ops", "tag": 3})
+    room = members[0].wait_for("room_create")["room"]["id"]
+    members[0].command({"cmd": "room_invite", "room": room, "ids": [members[1].id], "tag": 4})
+    members[1].wait_for("room_invite", room=room)
+    members[1].command({"cmd": "room_join", "room": room, "tag": 5})
+    members[1].command({"cmd": "room_send", "room": room, "text": "on my way", "tag": 6})
+    members[0].wait_for("room_message", room=room, text="on my way")
     # The outsider: asked now, after the members met, it knows none of them.
-    dan.command({"cmd": "peers", "id": 2})
+    dan.command({"cmd": "peers", "tag": 2})
     assert dan.wait_for("peers")["peers"] == []
     ids = {m.id for m in members}
     assert not [e for e in dan.seen if e.get("id") in ids]

@@ -115,3 +115,19 @@ def test_a_member_of_a_private_network_shows_which(tmp_path: Path) -> None:
                 assert "in network Team" in title, title
 
     asyncio.run(run())
+
+
+def test_a_room_whose_other_members_share_one_network_is_shown_in_it() -> None:
+    from p2pchat.ui.people import room_network
+
+    carol = Identity(bytes([10]) * 32)
+    seen = {
+        BOB.peer_id: Seen(BOB.peer_id, "bob", Status.AVAILABLE, proven=True, network="Team"),
+        carol.peer_id: Seen(carol.peer_id, "carol", Status.AVAILABLE, network="Team"),
+        DAVE.peer_id: Seen(DAVE.peer_id, "dave", Status.AVAILABLE),
+    }
+    me = ME.public_key
+    assert room_network([me, BOB.public_key, carol.public_key], me, seen) == "Team"
+    assert room_network([me, BOB.public_key, DAVE.public_key], me, seen) == ""  # mixed
+    assert room_network([me, FAKES[0].public_key, BOB.public_key], me, seen) == ""  # unseen
+    assert room_network([me], me, seen) == ""  # only us
