@@ -70,6 +70,9 @@ class Dialler:
         self._rng = rng
         self._emit = emit
         self._hints: dict[bytes, list[str]] = {}
+        # Private records no key of ours recognises, on our service type (§10.2): people
+        # nearby who show themselves to their contacts only.
+        self.anonymous_nearby: Callable[[], int] = lambda: 0
         self._verified_addresses: set[str] = set()
 
     # ------------------------------------------------------------------ addresses
@@ -103,6 +106,7 @@ class Dialler:
             supported_versions=SUPPORTED_VERSIONS,
             interfaces=settings.interfaces,
         ) as mdns:
+            self.anonymous_nearby = lambda: len(mdns.anonymous)
             announcement: Announcement | PrivateAnnouncement
             fresh_token = None
             if self._announce is not None:

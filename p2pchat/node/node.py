@@ -191,6 +191,10 @@ class Node:
             networks=self.networks,
         )
 
+    def anonymous_nearby(self) -> int:
+        """p2pchat nodes mDNS shows nearby that announce a token no key of ours knows."""
+        return self.dialler.anonymous_nearby()
+
     def _network_name(self, peer: bytes) -> str:
         network = self.networks.network_of(peer)
         return network.name if network is not None else ""

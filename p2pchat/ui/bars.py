@@ -125,6 +125,9 @@ def update_topbar(app: ChatApp) -> None:
         right = "no contact online · /invite makes a code"
     elif time.monotonic() - state.started < NO_PEERS_AFTER:
         right = "discovering…"
+    elif hidden := anonymous_nearby(app):
+        right = f"{counted(hidden, 'p2pchat node')} nearby, shown to their contacts only"
+        right += " · /invite or /connect"
     else:
         right = state.advice or "no peers found yet: /invite or /connect"
         if not state.advice_asked:
@@ -137,6 +140,11 @@ def update_topbar(app: ChatApp) -> None:
     # redrawn with the top bar, on every presence change.
     if app.current_peer is not None or app.current_room is not None:
         update_title(app)
+
+
+def anonymous_nearby(app: ChatApp) -> int:
+    """Nodes in private discovery nearby that we cannot recognise (strangers to us)."""
+    return app.node.anonymous_nearby() if app.node is not None else 0
 
 
 def ask_doctor(app: ChatApp) -> None:

@@ -56,7 +56,9 @@ _SPECS = (
     _spec("/me TEXT", "say what you do: /me waves shows * alice waves", "text"),
     _spec("/connect CODE|HOST:PORT", "reach someone by invite code or address", "code"),
     _spec(
-        "/invite [NICK-OR-ID]", "in a room: invite a contact; else show your invite code", "peer"
+        "/invite [NICK-OR-ID]",
+        "in a room: invite a contact (or a member of your network); else show your invite code",
+        "peer",
     ),
     _spec(
         "/send PATH",

@@ -379,8 +379,10 @@ def list_section(app: ChatApp, section: Section, empty: str) -> None:
 def contact_to_invite(app: ChatApp, query: str) -> bytes:
     peer_id = resolve(app, query)
     entry = app.entry(peer_id)
-    if entry is None or entry.section is not Section.CONTACTS:
-        # Rooms admit contacts only (their keys go to people we chose).
+    in_network = entry is not None and entry.network and not entry.blocked
+    if entry is None or (entry.section is not Section.CONTACTS and not in_network):
+        # Rooms admit contacts only (their keys go to people we chose), and members of
+        # our private networks (docs/protocol.md §17.3).
         name = query.strip() if entry is None else entry.name
         name = name if not any(c.isspace() for c in name) else peer_id
         raise CommandError(f"{name} is not a contact: add them first with /add {name}")

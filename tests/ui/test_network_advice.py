@@ -42,3 +42,32 @@ def test_alone_on_loopback_the_advice_is_an_invite_code(people: Callable[[str], 
         assert "no peers found" in advice and "/invite" in advice, advice
 
     asyncio.run(main())
+
+
+def test_nodes_in_private_discovery_nearby_are_counted_not_called_nobody(
+    people: Callable[[str], Person],
+) -> None:
+    """Strangers in private discovery announce only tokens we cannot recognise: the bar
+    says they are there and how to reach them, instead of "no peers found"."""
+    ann = people("ann")
+    settings = NodeSettings(nick="ann", host="127.0.0.1", port=ann.port, mdns=False,
+                            interfaces=["127.0.0.1"], store=ann.store)  # fmt: skip
+
+    async def main() -> None:
+        host = NodeHost()
+        await host.start()
+        try:
+            app = ChatApp(ann.profile, settings, host=host, desktop_notifications=False)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.node is not None, "the node")
+                assert app.node is not None
+                app.node.dialler.anonymous_nearby = lambda: 3  # what mDNS would count
+                app.top_bar.started -= bars.NO_PEERS_AFTER  # a while with nobody
+                app.settings.mdns = True  # the bar's advice is about mDNS
+                bars.update_topbar(app)
+                shown = str(app.query_one("#topbar").render())
+                assert "3 p2pchat nodes nearby, shown to their contacts only" in shown, shown
+        finally:
+            await host.stop()
+
+    asyncio.run(main())
