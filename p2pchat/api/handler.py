@@ -85,6 +85,7 @@ class ApiHandler:
             "verify": self.verify,
             "set_status": self.set_status,
             "peers": self.peers,
+            "networks_reload": self.networks_reload,
             "rooms": self.rooms,
             "room_create": self.room_create,
             "room_invite": self.room_invite,
@@ -296,6 +297,9 @@ class ApiHandler:
 
     async def peers(self, command: dict[str, Any]) -> dict[str, Any]:
         return {"peers": [_peer_json(peer) for peer in self.actions.peers()]}
+
+    async def networks_reload(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {"networks": self.actions.reload_networks()}
 
     # ------------------------------------------------------------------ rooms
 

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="private networks: create one, give its code, join, list, leave",
         description="A private network is a key shared by invite code: its members find, "
         "reach and understand only each other under it, and anyone without the key sees "
-        "nothing it can name. Changes take effect when p2pchat next starts.",
+        "nothing it can name. A running p2pchat is told of a change at once.",
     )
     network_commands = network.add_subparsers(dest="network_command", metavar="ACTION")
     network_commands.add_parser("create", help="make a new network").add_argument("name")

@@ -102,6 +102,11 @@ class NetworkCommands(CommandContext):
                               network.name if network is not None else ""))  # fmt: skip
         return peers
 
+    def reload_networks(self) -> list[str]:
+        """The running node reads our private networks again (`p2pchat network` changed
+        them): the names of those it now announces and browses under."""
+        return self.require_node().reload_networks()
+
     def invite(self) -> Invitation:
         """A new invite code with the node's addresses and a fresh one-time token (kept in
         the store), which admits whoever dials it first, for a week."""

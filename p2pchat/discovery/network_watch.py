@@ -53,23 +53,40 @@ async def watch_network(
     keys = {_MEMBER: network.announce_key}
     mdns.recognise = lambda token: recognise(token, keys, time.time())
     send, events = trio.open_memory_channel[DiscoveryEvent](64)
+    announcement = PrivateAnnouncement(port, versions, fresh_token())
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mdns.browse, send)
+            await mdns.announce(announcement)
+            nursery.start_soon(rotate_announcement, mdns, announcement, fresh_token)
+            await _meet_each(events, network, identity, on_member, config, nursery)
+    finally:
+        # Left while the node runs: members see the record go at once (its goodbye).
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await mdns.withdraw()
+
+
+async def _meet_each(
+    events: trio.MemoryReceiveChannel[DiscoveryEvent],
+    network: Network,
+    identity: Identity,
+    on_member: OnMember,
+    config: ConnectionConfig | None,
+    nursery: trio.Nursery,
+) -> None:
+    """Meet each member whose record shows up (again, if it moved)."""
     meeting = trio.CapacityLimiter(MAX_CONCURRENT_VERIFICATIONS)
     met: dict[str, tuple[tuple[str, ...], int]] = {}  # instance -> where we met it
-    announcement = PrivateAnnouncement(port, versions, fresh_token())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(mdns.browse, send)
-        await mdns.announce(announcement)
-        nursery.start_soon(rotate_announcement, mdns, announcement, fresh_token)
-        async for event in events:
-            if not isinstance(event, PeerSeen):
-                continue
-            peer = event.peer
-            place = (peer.addresses, peer.port)
-            if met.get(peer.instance) == place:
-                continue
-            met[peer.instance] = place
-            nursery.start_soon(_meet, peer.addresses, peer.port, network, identity,
-                               on_member, meeting, config)  # fmt: skip
+    async for event in events:
+        if not isinstance(event, PeerSeen):
+            continue
+        peer = event.peer
+        place = (peer.addresses, peer.port)
+        if met.get(peer.instance) == place:
+            continue
+        met[peer.instance] = place
+        nursery.start_soon(_meet, peer.addresses, peer.port, network, identity,
+                           on_member, meeting, config)  # fmt: skip
 
 
 async def _meet(

@@ -73,6 +73,9 @@ class Dialler:
         # Private records no key of ours recognises, on our service type (§10.2): people
         # nearby who show themselves to their contacts only.
         self.anonymous_nearby: Callable[[], int] = lambda: 0
+        # While discovery runs: where network watchers run, and each one's scope.
+        self._network_place: tuple[Mdns, trio.Nursery, int] | None = None
+        self._watching: dict[bytes, trio.CancelScope] = {}
         self._verified_addresses: set[str] = set()
 
     # ------------------------------------------------------------------ addresses
@@ -123,13 +126,34 @@ class Dialler:
                     status=Status(settings.status) if settings.announce_nick else None,
                 )
             async with trio.open_nursery() as nursery:
-                for network in self._networks.all() if self._networks is not None else []:
-                    nursery.start_soon(partial(
-                        watch_network, mdns.sibling(network.service_type), network,
-                        self._identity, port, SUPPORTED_VERSIONS, self.network_member,
-                        config=settings.connection,
-                    ))  # fmt: skip
-                await self._watch(mdns, announcement, fresh_token, task_status)
+                self._network_place = (mdns, nursery, port)
+                self.networks_changed()
+                try:
+                    await self._watch(mdns, announcement, fresh_token, task_status)
+                finally:
+                    self._network_place = None
+
+    def networks_changed(self) -> None:
+        """Watch each of our networks on mDNS, and no other (one joined or left while
+        running): a watcher starts or stops at once."""
+        if self._network_place is None:
+            return  # no mDNS: nothing to announce or browse
+        mdns, nursery, port = self._network_place
+        ours = {n.network_id: n for n in self._networks.all()} if self._networks else {}
+        for network_id in set(self._watching) - set(ours):
+            self._watching.pop(network_id).cancel()
+        for network_id, network in ours.items():
+            if network_id not in self._watching:
+                scope = self._watching[network_id] = trio.CancelScope()
+                nursery.start_soon(self._watch_network, mdns, network, port, scope)
+
+    async def _watch_network(
+        self, mdns: Mdns, network: Network, port: int, scope: trio.CancelScope
+    ) -> None:
+        with scope:
+            await watch_network(mdns.sibling(network.service_type), network, self._identity,
+                                port, SUPPORTED_VERSIONS, self.network_member,
+                                config=self._settings.connection)  # fmt: skip
 
     async def _watch(
         self,

@@ -24,6 +24,14 @@ class NetworkMembers:
     def all(self) -> list[Network]:
         return self.networks
 
+    def replace(self, networks: list[Network]) -> None:
+        """Our networks changed (joined or left while running): members met in one we
+        left are no longer dialled under it."""
+        self.networks = list(networks)
+        for peer, network in list(self._members.items()):
+            if network not in self.networks:
+                del self._members[peer]
+
     def joined(self, peer: bytes, network: Network) -> None:
         """A network handshake proved ``peer`` a member of ``network``."""
         if network not in self.networks:

@@ -100,9 +100,10 @@ class Node:
         self.networks = NetworkMembers(
             settings.store.networks() if settings.store is not None else []
         )
-        if self.networks:
+        if settings.store is not None:
             # Members are dialled under their network, and a member's knock is answered
-            # whether or not we hide from strangers (§17.1).
+            # whether or not we hide from strangers (§17.1). Looked up at each handshake:
+            # networks joined while running count at once.
             settings.connection = dataclasses.replace(
                 settings.connection,
                 session=dataclasses.replace(
@@ -190,6 +191,21 @@ class Node:
             announce=self.announce,
             networks=self.networks,
         )
+
+    def reload_networks(self) -> list[str]:
+        """Read our private networks from the store again (one was joined or left by
+        `p2pchat network` while we run): announce and browse under each now. Their
+        names."""
+        if self.store is None:
+            return []
+        self.networks.replace(self.store.networks())
+        self.dialler.networks_changed()
+        ours = self.networks.all()
+        for peer, link in list(self.links.links.items()):
+            network = link.connection.network
+            if network is not None and network not in ours:  # one we left: its sessions end
+                self.links.close(peer, "bye", f"we left the network {network.name}")
+        return [network.name for network in ours]
 
     def anonymous_nearby(self) -> int:
         """p2pchat nodes mDNS shows nearby that announce a token no key of ours knows."""

@@ -190,3 +190,16 @@ def test_a_private_network_of_three_is_invisible_to_a_fourth_node(
                           "ping", members[0].address, "--count", "1")  # fmt: skip
     assert probed.returncode != 0
     assert members[0].id not in probed.stdout + probed.stderr
+    # Given the code, the running outsider joins at once, and meets them all...
+    assert "uses it now" in cli(homes[3], "network", "join", code)
+    for member in members:
+        dan.wait_for("verified", id=member.id, network="Team")
+        member.wait_for("verified", id=dan.id, network="Team")
+    # ...and, leaving, ends the sessions it held under the network (only what comes
+    # from now on counts: its verifying handshakes' sessions closed earlier).
+    while not dan.events.empty():
+        dan.events.get()
+    dan.seen.clear()
+    assert "stopped using it" in cli(homes[3], "network", "leave", "Team")
+    for member in members:
+        dan.wait_for("disconnected", id=member.id)
