@@ -83,17 +83,23 @@ class NodeLinkOwner:
 
     def on_up(self, peer: bytes, address: str) -> None:
         self._emit(PeerConnected(peer, address))
-        link = self._node.links.links.get(peer)
-        if link is not None and link.connection.network is not None:
-            self._node.networks.joined(peer, link.connection.network)
         mesh = self._node.mesh
         if mesh is not None:
             mesh.mark_proven(peer)  # ranks it above gossip hearsay (§12.6)
-            mesh.session_up(peer)
             self._node.mesh_runner.pump()
 
     def on_session(self, peer: bytes) -> None:
+        """Every new session, a replacement of one too (a dial that crossed the peer's,
+        a verifying handshake's session followed by the real one)."""
         node = self._node
+        link = node.links.links.get(peer)
+        if link is not None and link.connection.network is not None:
+            node.networks.joined(peer, link.connection.network)
+        if node.mesh is not None:
+            # Our unlisted record goes with each session: one sent on a session that was
+            # replaced at once may never have been read (§11.1).
+            node.mesh.session_up(peer)
+            node.mesh_runner.pump()
         if node.chat is not None:
             guarded(node.chat.peer_up, peer)
         if node.rooms is not None:
