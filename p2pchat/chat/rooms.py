@@ -53,7 +53,7 @@ MAX_KEPT_EPOCHS = 64  # old epoch keys a member keeps for late messages
 MAX_KEYS_PER_EPOCH = 4  # concurrent rotations can give one epoch several keys
 MAX_EPOCH_JUMP = 1_000_000  # a key update may not push the epoch further than this
 # An epoch's key is not used for a new message once the epoch holds this many messages
-# or is this old: the writer starts a new epoch first (§15.4, periodic re-keying).
+# or is this old: the writer starts a new epoch first (§15.3, periodic re-keying).
 REKEY_MESSAGES = 1_000
 REKEY_AFTER_MS = 7 * 24 * 3600 * 1000
 

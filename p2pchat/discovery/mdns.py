@@ -109,6 +109,9 @@ class Mdns:
         # Private records (§10.2): whose token is this (a contact's key, or None)?
         self.recognise: Callable[[str], bytes | None] | None = None
         self.anonymous: set[str] = set()  # private records no key of ours recognised
+        # A private network's service type (§17.2): only its members' private records
+        # count; anything else announced there is ignored, not dialled.
+        self.private_only = False
 
     def sibling(self, service_type: str) -> Mdns:
         """Another service on the same zeroconf instance (a private network's)."""
@@ -262,6 +265,9 @@ class Mdns:
             return None
         if self._info is not None and name == self._info.name:
             return None  # our own record
+        if self.private_only and not isinstance(peer, PrivateRecord):
+            log.debug("ignoring mDNS record %s: not a private record", name)
+            return None
         if isinstance(peer, PrivateRecord):
             owner = self.recognise(peer.token) if self.recognise is not None else None
             if owner is None:

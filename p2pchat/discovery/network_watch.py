@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import trio
@@ -24,10 +25,13 @@ from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.server import open_secure_connection
 from p2pchat.networks.keys import Network
+from p2pchat.session.core import Authorizer
 
 log = logging.getLogger("p2pchat.discovery")
 
 MEET_TIMEOUT = 5.0
+MAX_WAITING_MEETINGS = 16  # more records at once than this: the rest wait for their next
+MAX_PLACES_MET = 256  # addresses remembered as met (a member's record renews each hour)
 # What a member's token is recognised as: the record names no one; the handshake does.
 _MEMBER = bytes(32)
 
@@ -44,14 +48,17 @@ async def watch_network(
     on_member: OnMember,
     *,
     config: ConnectionConfig | None = None,
+    authorize: Authorizer | None = None,
 ) -> None:
-    """Announce and browse ``network`` until cancelled."""
+    """Announce and browse ``network`` until cancelled. ``authorize``: our policy in
+    the handshakes we make (a blocked member is not met)."""
 
     def fresh_token() -> str:
         return make_token(network.announce_key, time.time())
 
     keys = {_MEMBER: network.announce_key}
     mdns.recognise = lambda token: recognise(token, keys, time.time())
+    mdns.private_only = True
     send, events = trio.open_memory_channel[DiscoveryEvent](64)
     announcement = PrivateAnnouncement(port, versions, fresh_token())
     try:
@@ -59,57 +66,70 @@ async def watch_network(
             await nursery.start(mdns.browse, send)
             await mdns.announce(announcement)
             nursery.start_soon(rotate_announcement, mdns, announcement, fresh_token)
-            await _meet_each(events, network, identity, on_member, config, nursery)
+            meet = _Meeting(network, identity, on_member, config, authorize)
+            await meet.each(events, nursery)
     finally:
         # Left while the node runs: members see the record go at once (its goodbye).
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             await mdns.withdraw()
 
 
-async def _meet_each(
-    events: trio.MemoryReceiveChannel[DiscoveryEvent],
-    network: Network,
-    identity: Identity,
-    on_member: OnMember,
-    config: ConnectionConfig | None,
-    nursery: trio.Nursery,
-) -> None:
-    """Meet each member whose record shows up (again, if it moved)."""
-    meeting = trio.CapacityLimiter(MAX_CONCURRENT_VERIFICATIONS)
-    met: dict[str, tuple[tuple[str, ...], int]] = {}  # instance -> where we met it
-    async for event in events:
-        if not isinstance(event, PeerSeen):
-            continue
-        peer = event.peer
-        place = (peer.addresses, peer.port)
-        if met.get(peer.instance) == place:
-            continue
-        met[peer.instance] = place
-        nursery.start_soon(_meet, peer.addresses, peer.port, network, identity,
-                           on_member, meeting, config)  # fmt: skip
+class _Meeting:
+    """Meets each member whose record shows up at a place (addresses and port) not met
+    yet: a member's hourly new record at the same place is not met again (that would
+    open a session to replace the live one). Bounded: places remembered, and meetings
+    waiting for a slot (a flood of records costs at most that many handshakes)."""
 
+    def __init__(
+        self,
+        network: Network,
+        identity: Identity,
+        on_member: OnMember,
+        config: ConnectionConfig | None,
+        authorize: Authorizer | None,
+    ) -> None:
+        self._network = network
+        self._identity = identity
+        self._on_member = on_member
+        self._config = config
+        self._authorize = authorize
+        self._slots = trio.CapacityLimiter(MAX_CONCURRENT_VERIFICATIONS)
+        self._met: OrderedDict[tuple[tuple[str, ...], int], None] = OrderedDict()
 
-async def _meet(
-    hosts: tuple[str, ...],
-    port: int,
-    network: Network,
-    identity: Identity,
-    on_member: OnMember,
-    meeting: trio.CapacityLimiter,
-    config: ConnectionConfig | None,
-) -> None:
-    async with meeting:
-        for host in hosts:
-            address = format_host_port(host, port)
-            try:
-                with trio.fail_after(MEET_TIMEOUT):
-                    async with open_secure_connection(
-                        host, port, identity, config=config, network=network
-                    ) as connection:
-                        peer = connection.peer_key
-            except (OSError, ConnectionClosed, trio.TooSlowError) as error:
-                log.debug("network %s: no member at %s (%s)", network.name, address, error)
+    async def each(
+        self, events: trio.MemoryReceiveChannel[DiscoveryEvent], nursery: trio.Nursery
+    ) -> None:
+        async for event in events:
+            if not isinstance(event, PeerSeen):
                 continue
-            if peer is not None and peer != identity.public_key:
-                on_member(peer, address, network)
-            return
+            place = (event.peer.addresses, event.peer.port)
+            if place in self._met:
+                self._met.move_to_end(place)
+                continue
+            if self._slots.statistics().tasks_waiting >= MAX_WAITING_MEETINGS:
+                continue  # not remembered: met when its record comes again
+            self._met[place] = None
+            while len(self._met) > MAX_PLACES_MET:
+                self._met.popitem(last=False)
+            nursery.start_soon(self._meet, place)
+
+    async def _meet(self, place: tuple[tuple[str, ...], int]) -> None:
+        hosts, port = place
+        network = self._network
+        async with self._slots:
+            for host in hosts:
+                address = format_host_port(host, port)
+                try:
+                    with trio.fail_after(MEET_TIMEOUT):
+                        async with open_secure_connection(
+                            host, port, self._identity, config=self._config,
+                            authorize=self._authorize, network=network,
+                        ) as connection:  # fmt: skip
+                            peer = connection.peer_key
+                except (OSError, ConnectionClosed, trio.TooSlowError) as error:
+                    log.debug("network %s: no member at %s (%s)", network.name, address, error)
+                    continue
+                if peer is not None and peer != self._identity.public_key:
+                    self._on_member(peer, address, network)
+                return
+        self._met.pop(place, None)  # nobody there: try again when its record comes again

@@ -277,6 +277,7 @@ class Mesh:
         if member is not None and member.online and self.members.is_unlisted(peer):
             self.members.offer_claim(self.members.our_claim(member, "dead"), now)
             self._events.put(PresenceChanged.of(member))
+            self._views.forget(peer, now)  # no neighbour slot, no probes: it is gone
         if peer not in self._views.active:
             return
         self._detector.link_down(peer, now)

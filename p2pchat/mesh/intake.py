@@ -123,6 +123,8 @@ class Intake(Part):
             if claim.subject == self._me:
                 self._own.refute(claim, sender)
                 continue
+            if self._members.is_unlisted(claim.subject):
+                continue  # only a session with it tells whether it is there (§11.1)
             change = self._members.offer_claim(claim, now)
             if change is Change.NONE:
                 continue

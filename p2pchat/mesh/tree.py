@@ -216,7 +216,8 @@ class NewsTree(Part):
         self, entry: DigestEntry, records: list[PresenceRecord], claims: list[MeshClaim]
     ) -> None:
         if entry.owner == self._me:
-            records.append(self._members.own)
+            if not self._members.own.unlisted:  # that one we hand out ourselves (§11.1)
+                records.append(self._members.own)
             return
         member = self._members.get(entry.owner)
         if member is None or self._members.is_unlisted(entry.owner):

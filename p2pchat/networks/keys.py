@@ -2,10 +2,9 @@
 
 One random 32-byte key, shared by invite code, makes a network. From it, each with
 BLAKE2b under a personalisation of its own (so no derived value tells anything about
-another, or about the key): the pre-shared key of every handshake (Noise ``XXpsk3``),
-the knock key that tells a member's handshake from a stranger's before anything is
-revealed, the key that makes the network's mDNS tokens, the mDNS service name, and a
-short id to name the network by.
+another, or about the key): the pre-shared key of every handshake (Noise ``XXpsk0``),
+the key that makes the network's mDNS tokens, the mDNS service name, and a short id to
+name the network by.
 """
 
 from __future__ import annotations
@@ -59,13 +58,8 @@ class Network:
 
     @property
     def psk(self) -> bytes:
-        """The pre-shared key of every handshake between members (``XXpsk3``)."""
+        """The pre-shared key of every handshake between members (``XXpsk0``)."""
         return _derive(self.key, b"p2pchat-net-psk")
-
-    @property
-    def knock_key(self) -> bytes:
-        """What an initiator knocks with (§3): a member's responder answers no one else."""
-        return _derive(self.key, b"p2pchat-net-knk")
 
     @property
     def announce_key(self) -> bytes:

@@ -153,7 +153,8 @@ class Dialler:
         with scope:
             await watch_network(mdns.sibling(network.service_type), network, self._identity,
                                 port, SUPPORTED_VERSIONS, self.network_member,
-                                config=self._settings.connection)  # fmt: skip
+                                config=self._settings.connection,
+                                authorize=self._admission.authorize)  # fmt: skip
 
     async def _watch(
         self,

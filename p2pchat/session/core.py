@@ -58,8 +58,10 @@ from p2pchat.wire.messages import (
 
 NOISE_PROTOCOL = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
 # Between members of a private network (§17): the network's pre-shared key is mixed in
-# with message 3, so no one without it completes a handshake or reads a byte after.
-NETWORK_NOISE_PROTOCOL = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
+# before message 1, so no one without it reads or writes any message of the handshake,
+# and neither side's static key reaches anyone without it (docs/architecture.md says why
+# not XXpsk3, whose key comes in only at message 3).
+NETWORK_NOISE_PROTOCOL = "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2b"
 PROTOCOL_NAME = b"p2pchat"
 # Version of the handshake layout itself (prologue, payloads, records). Bumping it makes
 # old and new peers fail the handshake, so it changes only for incompatible redesigns;
@@ -167,9 +169,7 @@ class SecureSession:
         self._awaiting_hello = not initiator
         hello_knock = b""
         knock_key = None
-        if network is not None:
-            knock_key = network.knock_key
-        elif initiator and self.config.knock_key is not None:
+        if initiator and network is None and self.config.knock_key is not None:
             knock_key = self.config.knock_key(expected_peer, invite)
         if knock_key is not None:
             ephemeral_key = ephemeral_key or os.urandom(32)  # the knock is bound to it
@@ -413,56 +413,51 @@ class SecureSession:
         return HandshakeRefused(reason, code=code)
 
     def _network_hello(self, frame: bytes, networks: list[Network]) -> bool:
-        """Whether message 1 opens a network handshake (§17.1): ``XXpsk3`` reads it
-        (its payload is encrypted under a key only that protocol name gives; an ``XX``
-        message 1 fails that check). Then its knock must be one of our networks', which
-        picks the pre-shared key; else we hide, as from any stranger."""
-        candidate = HandshakeState(
-            NETWORK_NOISE_PROTOCOL,
-            initiator=False,
-            prologue=PROLOGUE,
-            s=self.identity.noise_static_private,
-            defer_psks=True,
-        )
-        try:
-            plaintext = candidate.read_message(frame)
-        except RemoteProtocolError:
-            return False  # not a network handshake: the plain one reads it
-        ephemeral = candidate.remote_ephemeral
-        assert ephemeral is not None
-        try:
-            hello = self._decode_payload(plaintext, 1, (HandshakeHello,))
-        except RemoteProtocolError:
-            hello = HandshakeHello()
-        member = [n for n in networks if knocked((n.knock_key,), ephemeral, hello.knock)]
-        if not member:
-            self.state = SessionState.CLOSED
-            raise HandshakeRefused(
-                "a network handshake without a knock of our networks (we hide)", code="hidden"
+        """Whether message 1 opens a handshake of one of our networks (§17.1): it reads
+        as ``XXpsk0`` under that network's pre-shared key (its payload is encrypted under
+        a key the pre-shared key goes into: no other key opens it, and an ``XX`` message
+        1, plaintext, opens under none). If none of ours opens it, the plain handshake
+        reads it (and a hiding responder then sends nothing)."""
+        for network in networks:
+            candidate = HandshakeState(
+                NETWORK_NOISE_PROTOCOL,
+                initiator=False,
+                prologue=PROLOGUE,
+                s=self.identity.noise_static_private,
+                psks=(network.psk,),
             )
-        candidate.set_psks((member[0].psk,))
-        self._handshake = candidate
-        self.noise_protocol = NETWORK_NOISE_PROTOCOL
-        self.network = member[0]
-        self._responder_reads_hello(plaintext)
-        return True
+            try:
+                plaintext = candidate.read_message(frame)
+            except RemoteProtocolError:
+                continue
+            self._handshake = candidate
+            self.network = network
+            self.noise_protocol = NETWORK_NOISE_PROTOCOL
+            self._responder_reads_hello(plaintext)
+            return True
+        return False
+
+    def _hide(self, reason: str) -> HandshakeRefused:
+        """Close without message 2: it would carry our static key (§3, §10.2)."""
+        self.state = SessionState.CLOSED
+        return HandshakeRefused(reason, code="hidden")
 
     def _responder_reads_hello(self, plaintext: bytes) -> None:
+        knock_keys = self.config.knock_keys if self.network is None else None
+        hiding = knock_keys is not None
         try:
             hello = self._decode_payload(plaintext, 1, (HandshakeHello,))
         except RemoteProtocolError as error:
+            if hiding:  # a reject would go in message 2, with our static key
+                raise self._hide(f"{error} (we hide from strangers)") from error
             raise self._reject(error.code, str(error)) from error
-        if self.config.knock_keys is not None and self.network is None:
+        if knock_keys is not None:
             ephemeral = self._handshake.remote_ephemeral
             assert ephemeral is not None
-            if not knocked(self.config.knock_keys(), ephemeral, hello.knock):
-                # Hiding: message 2 would carry our static key, so nothing is sent at
-                # all; the initiator sees the connection close, and learns no one.
-                self.state = SessionState.CLOSED
-                raise HandshakeRefused(
-                    "an initiator without a knock we know (we hide from strangers)",
-                    code="hidden",
-                )
+            if not knocked(knock_keys(), ephemeral, hello.knock):
+                # Hiding: nothing is sent at all; the initiator sees the connection
+                # close, and learns no one.
+                raise self._hide("an initiator without a knock we know (we hide from strangers)")
         common = set(hello.versions) & set(self.config.versions)
         if not common:
             raise self._reject(

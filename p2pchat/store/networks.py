@@ -3,8 +3,12 @@ In a locked profile they are encrypted with the rest of the database."""
 
 from __future__ import annotations
 
+import logging
+
 from p2pchat.networks.keys import Network
 from p2pchat.store.core import StoreCore
+
+log = logging.getLogger("p2pchat.store")
 
 MAX_NETWORKS = 32  # per profile: each costs an mDNS browser and a knock to check
 
@@ -29,14 +33,23 @@ class NetworkTables(StoreCore):
             return True
 
     def networks(self) -> list[Network]:
-        """Our networks, by name."""
+        """Our networks, by name (a row no network can have, written by hand, say, is
+        left out and logged: the node starts without it)."""
         rows = self._all("SELECT name, key FROM networks ORDER BY name")
-        return [Network(str(row[0]), bytes(row[1])) for row in rows]
+        return [network for row in rows if (network := _network(row)) is not None]
 
     def network(self, name: str) -> Network | None:
         row = self._one("SELECT name, key FROM networks WHERE name = ?", (name,))
-        return Network(str(row[0]), bytes(row[1])) if row is not None else None
+        return _network(row) if row is not None else None
 
     def remove_network(self, name: str) -> bool:
         """Leave the network called ``name``; False if there is none."""
         return self._exec("DELETE FROM networks WHERE name = ?", (name,)).rowcount > 0
+
+
+def _network(row: tuple[object, ...]) -> Network | None:
+    try:
+        return Network(str(row[0]), bytes(row[1]))  # type: ignore[call-overload]
+    except (ValueError, TypeError) as error:
+        log.warning("ignoring the stored network %r: %s", row[0], error)
+        return None

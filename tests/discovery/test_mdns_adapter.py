@@ -106,3 +106,36 @@ async def test_a_flood_of_anonymous_private_records_is_bounded() -> None:
             assert mdns._judge(name, info) is None  # anonymous: nothing to report or dial
         assert len(mdns.anonymous) == mdns_module.MAX_KNOWN_INSTANCES
         assert len(asked) == flood
+
+
+async def test_a_networks_service_type_takes_only_its_members_private_records() -> None:
+    """Anyone on the link can announce under a private network's service type (its name
+    is no secret): a record with an id, or a token no member made, is ignored, never
+    dialled (docs/protocol.md §17.2)."""
+    import socket
+
+    from zeroconf import ServiceInfo
+
+    from p2pchat.discovery.records import PrivateAnnouncement
+    from p2pchat.discovery.tokens import make_token, recognise
+    from p2pchat.networks.keys import Network
+
+    network = Network("crew", bytes([3]) * 32)
+    async with open_mdns(own_peer_id="me", supported_versions=(1,), interfaces=LOOPBACK) as main:
+        mdns = main.sibling(network.service_type)
+        mdns.private_only = True
+        mdns.recognise = lambda token: recognise(token, {bytes(32): network.announce_key}, 0)
+        service = network.service_type
+        loopback = [socket.inet_aton("127.0.0.1")]
+
+        def judged(name: str, txt: dict[str, str]) -> object:
+            info = ServiceInfo(service, f"{name}.{service}", addresses=loopback, port=9,
+                               properties=txt)  # fmt: skip
+            return mdns._judge(f"{name}.{service}", info)
+
+        impostor = Announcement(Identity.generate().peer_id, 9, (1,), nick="evil")
+        assert judged("evil", impostor.txt()) is None
+        stranger = PrivateAnnouncement(9, (1,), make_token(bytes([4]) * 32, 0))
+        assert judged("p2pchat-0000000001", stranger.txt()) is None
+        member = PrivateAnnouncement(9, (1,), make_token(network.announce_key, 0))
+        assert isinstance(judged("p2pchat-0000000002", member.txt()), PeerSeen)

@@ -200,3 +200,16 @@ def test_the_owner_hands_its_record_to_session_peers_alone() -> None:
         NOW,
     )
     assert {p for p, _ in m.take_outgoing()} == {also_contact.public_key}
+
+
+def test_a_third_party_cannot_declare_it_dead_and_grafts_never_get_it() -> None:
+    m = relay_mesh()
+    with_hidden_member(m)
+    claim = MeshClaim(HIDDEN.public_key, 10**12, "dead", OTHERS[0].public_key)
+    m.receive(OTHERS[0].public_key, MeshGossip(claims=(claim,)), NOW)
+    member = m.members.get(HIDDEN.public_key)
+    assert member is not None and member.online  # its session says otherwise
+    # The owner itself answers no graft with its unlisted record.
+    owner = Mesh(HIDDEN, hidden_record(1), now=NOW, rng=random.Random(5))
+    owner.receive(RELAY.public_key, MeshGraft((DigestEntry(HIDDEN.public_key, 1),)), NOW)
+    assert not [msg for _, msg in owner.take_outgoing() if isinstance(msg, MeshGossip)]

@@ -15,10 +15,10 @@ KEY = bytes(range(32))
 
 def test_derived_values_differ_from_each_other_and_from_another_key() -> None:
     one, other = Network("home", KEY), Network("home", bytes(32))
-    derived = [one.psk, one.knock_key, one.announce_key, one.network_id]
-    assert len({bytes(value) for value in derived}) == 4
+    derived = [one.psk, one.announce_key, one.network_id]
+    assert len({bytes(value) for value in derived}) == 3
     assert KEY not in derived
-    for name in ("psk", "knock_key", "announce_key", "network_id", "service_type"):
+    for name in ("psk", "announce_key", "network_id", "service_type"):
         assert getattr(one, name) != getattr(other, name)
     assert Network("another name", KEY).service_type == one.service_type  # the key decides
 

@@ -26,3 +26,16 @@ def test_join_list_rename_and_leave(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at most"):
         store.add_network(Network("one more", bytes([200]) * 32), now=5)
     store.close()
+
+
+def test_a_row_no_network_can_have_is_left_out(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "messages.db")
+    good = Network("home", bytes([1]) * 32)
+    store.add_network(good, now=1)
+    store._exec(  # written by hand, or by a bug: a name with a control character
+        "INSERT INTO networks (network_id, name, key, added_at) VALUES (?, ?, ?, 1)",
+        (bytes(8), "bad\x07name", bytes(32)),
+    )
+    assert store.networks() == [good]
+    assert store.network("bad\x07name") is None
+    store.close()

@@ -1,10 +1,8 @@
-"""Handshakes between members of a private network (docs/protocol.md §17.1): XXpsk3
-under the network's key, chosen by the responder from the knock in message 1. Memory
-pairs, no sockets."""
+"""Handshakes between members of a private network (docs/protocol.md §17.1): XXpsk0
+under the network's pre-shared key, which the responder finds by the key message 1
+opens under. Memory pairs, no sockets."""
 
 from __future__ import annotations
-
-from typing import cast
 
 import pytest
 
@@ -18,6 +16,7 @@ from tests.session.pairs import events, pump
 
 HOME = Network("home", bytes([1]) * 32)
 WORK = Network("work", bytes([2]) * 32)
+ELSEWHERE = Network("home", bytes([9]) * 32)  # the same name, another key
 
 
 def member_of(*networks: Network, hiding: bool = False) -> SessionConfig:
@@ -26,9 +25,12 @@ def member_of(*networks: Network, hiding: bool = False) -> SessionConfig:
     )
 
 
-def pair(network: Network | None, responder: SessionConfig) -> tuple[SecureSession, SecureSession]:
+def pair(
+    network: Network | None, responder: SessionConfig, initiator: SessionConfig | None = None
+) -> tuple[SecureSession, SecureSession]:
     alice, bob = Identity.generate(), Identity.generate()
-    a = SecureSession(alice, initiator=True, expected_peer=bob.public_key, network=network)
+    a = SecureSession(alice, initiator=True, config=initiator, expected_peer=bob.public_key,
+                      network=network)  # fmt: skip
     b = SecureSession(bob, initiator=False, config=responder)
     return a, b
 
@@ -53,31 +55,40 @@ def test_a_plain_handshake_still_works_with_a_member_that_does_not_hide() -> Non
     assert a.noise_protocol == b.noise_protocol == NOISE_PROTOCOL
 
 
-def test_a_stranger_to_the_network_gets_nothing_not_even_message_2() -> None:
-    outsider = Network("home", bytes([9]) * 32)  # the same name, another key
-    a, b = pair(outsider, member_of(HOME))
-    first = a.data_to_send()
+def test_a_hiding_member_sends_an_outsider_nothing_not_even_message_2() -> None:
+    a, b = pair(ELSEWHERE, member_of(HOME, hiding=True))
     with pytest.raises(HandshakeRefused) as refused:
-        b.receive_data(first)
+        b.receive_data(a.data_to_send())
     assert refused.value.code == "hidden"
     assert b.data_to_send() == b"" and b.state is SessionState.CLOSED
     assert b.peer_key is None
 
 
-class KnockWithoutKey:
-    """Holds a member's knock key (copied, say) but not the pre-shared key."""
-
-    name = "home"
-    knock_key = HOME.knock_key
-    psk = bytes([7]) * 32
-
-
-def test_a_knock_without_the_pre_shared_key_fails_at_message_3() -> None:
-    """Message 2 comes (the knock matched), but without the pre-shared key message 3
-    fails: the responder opens nothing, and takes no identity from it."""
-    a, b = pair(cast(Network, KnockWithoutKey()), member_of(HOME))
-    b.receive_data(a.data_to_send())
-    a.receive_data(b.data_to_send())
+def test_a_member_dialling_an_impostor_reveals_nothing() -> None:
+    """Someone announcing under the network's service type without its key (the label
+    is public): it cannot read message 1, nor write a message 2 the member opens, so
+    the member never sends message 3, its static key, nor opens anything."""
+    member, impostor = pair(HOME, SessionConfig())  # the impostor answers as XX
+    first = member.data_to_send()
     with pytest.raises(RemoteProtocolError):
-        b.receive_data(a.data_to_send())
-    assert b.state is not SessionState.OPEN and b.peer_key is None
+        impostor.receive_data(first)  # its payload is no HandshakeHello to the impostor
+    # Even an impostor running XXpsk0 with a key of its own fails: message 2 does not
+    # open under the member's key, and message 3 never leaves.
+    member, impostor = pair(HOME, member_of(ELSEWHERE))
+    with pytest.raises(HandshakeRefused):  # not its network: read as XX, rejected ...
+        impostor.receive_data(member.data_to_send())
+    reply = impostor.data_to_send()  # ... in a message 2 the member cannot open
+    assert reply
+    with pytest.raises(RemoteProtocolError):
+        member.receive_data(reply)
+    assert member.data_to_send() == b"" and member.state is not SessionState.OPEN
+    assert member.peer_key is None
+
+
+def test_a_hiding_responder_answers_garbage_in_message_1_with_silence() -> None:
+    """A prober's message 1 that is not a HandshakeHello must not draw a reject: the
+    reject travels in message 2, with the responder's static key."""
+    a, b = pair(ELSEWHERE, SessionConfig(knock_keys=lambda: []))  # b is in no network
+    with pytest.raises(HandshakeRefused) as refused:
+        b.receive_data(a.data_to_send())  # an XXpsk0 message 1 reads as garbage in XX
+    assert refused.value.code == "hidden" and b.data_to_send() == b""

@@ -280,6 +280,12 @@ class RoomBroadcasts:
             del parked[key]
         return parked
 
+    def behind(self, room_id: bytes, epoch: int) -> bool:
+        """Whether members write in an epoch above ``epoch`` that we have no key of yet
+        (messages of it wait here): we are behind, a key update is on its way."""
+        parked = self._parking(room_id, trio.current_time())
+        return any(item.epoch > epoch for item in parked.values())
+
     def retry_parked(self, room_id: bytes) -> None:
         """Read the parked messages whose key has come (a key update was taken)."""
         state = self._state

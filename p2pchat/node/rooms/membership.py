@@ -147,8 +147,13 @@ class Membership:
     def rekey_if_due(self, room_id: bytes) -> Room:
         """Before we write to the room: if its epoch has served its time (REKEY_MESSAGES
         messages, or REKEY_AFTER_MS), start a new one with the same members, so that no
-        key protects more than that (§15.4). Concurrent re-keys settle as any change."""
+        key protects more than that (§15.3). Concurrent re-keys settle as any change; not
+        while messages of a later epoch wait for its key (we are behind)."""
         room = self._state.room(room_id)
+        if self._broadcasts.behind(room_id, room.epoch):
+            # Others are past our epoch: a new one made from ours could be refused as
+            # older than theirs, and what we write under it read by nobody.
+            return room
         began, messages = self._state.epoch_use_of(room)
         if not rekey_due(messages, began, now_ms(), most_messages=self.rekey_messages,
                          longest=self.rekey_after_ms):  # fmt: skip
