@@ -6,7 +6,8 @@
    process to another host's daemon reporting it ("discovered"), next to
    python-zeroconf's own register -> browse time measured in the same lab (ratio);
    then the same with the subject in private discovery and the observer its contact
-   (recognising its token).
+   (recognising its token), and with both in a private network and not contacts (the
+   observer proving it a member with a network handshake, docs/protocol.md §17).
 2. Reconnect: a restarted node dials the remembered address of a peer; time from its
    "listening" line (and from process start) to "verified".
 3. Crowd: N daemons on N hosts; time from the last start until every node has seen
@@ -67,26 +68,41 @@ def start(host: Host, home: Path, *args: str) -> Node:
     return node
 
 
-def first_sight(lab: Lab, tmp: Path, starts: int, private: bool = False) -> list[float]:
+def first_sight(lab: Lab, tmp: Path, starts: int, kind: str = "public") -> list[float]:
     """``private``: the subject announces privately (docs/protocol.md §10.2) and the
-    observer is its contact, holding its announce key: sight is recognition."""
+    observer is its contact, holding its announce key: sight is recognition.
+    ``network``: both are members of one private network, strangers otherwise, and in
+    private discovery: sight is a network handshake that proved the subject (§17)."""
     observer_host, subject_host = lab.add_host(), lab.add_host()
-    kind = "private" if private else "public"
     homes = [tmp / f"observer-{kind}", tmp / f"subject-{kind}"]
-    if private:
+    if kind == "private":
         contacts_with_keys(homes)
-    observer = start(observer_host, homes[0])
-    extra = ("--private-discovery",) if private else ()
+    if kind == "network":
+
+        def cli(home: Path, *args: str) -> str:
+            command = [sys.executable, "-m", "p2pchat", "--home", str(home), *args]
+            return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+        code = cli(homes[0], "network", "create", "bench").splitlines()[-1]
+        cli(homes[1], "network", "join", code)
+    extra = ("--private-discovery",) if kind != "public" else ()
+    observer = start(observer_host, homes[0], *extra)
     times = []
     try:
         for round_number in range(starts):
             began = time.monotonic()
             subject = start(subject_host, homes[1], "--nick", "subject", *extra)
-            observer.wait_for("discovered", timeout=10, id=subject.id)
+            if kind == "network":
+                observer.wait_for("verified", timeout=10, id=subject.id, network="bench")
+            else:
+                observer.wait_for("discovered", timeout=10, id=subject.id)
             seen_at = observer.seen[-1].get("_at", time.monotonic())
             times.append(seen_at - began)
             subject.stop()
-            observer.wait_for("gone", timeout=5, id=subject.id)
+            if kind == "network":  # its record is on the network's service type only
+                observer.wait_for("disconnected", timeout=10, id=subject.id)
+            else:
+                observer.wait_for("gone", timeout=5, id=subject.id)
             observer.seen.clear()
             del round_number
     finally:
@@ -184,7 +200,8 @@ def main() -> int:
         return 1
     try:
         ours = first_sight(lab, tmp, args.starts)
-        private = first_sight(lab, tmp, args.starts, private=True)
+        private = first_sight(lab, tmp, args.starts, kind="private")
+        network = first_sight(lab, tmp, args.starts, kind="network")
         baseline = zeroconf_baseline(lab, args.starts)
         print(f"first sight of a new node ({args.starts} starts): p2pchat daemon start -> "
               f"listed by another node: {summary(ours)}; python-zeroconf register -> "
@@ -193,6 +210,9 @@ def main() -> int:
         print(f"first sight in private discovery ({args.starts} starts): daemon start -> "
               f"recognised by a contact: {summary(private)}; ratio to public "
               f"{statistics.median(private) / statistics.median(ours):.2f}")  # fmt: skip
+        print(f"first sight in a private network ({args.starts} starts): daemon start -> "
+              f"proven a member by a network handshake: {summary(network)}; ratio to public "
+              f"{statistics.median(network) / statistics.median(ours):.2f}")  # fmt: skip
         listening, started = reconnect(lab, tmp, args.starts)
         print(
             f"reconnect to a remembered address ({args.starts} restarts): "
