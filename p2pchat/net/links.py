@@ -246,6 +246,7 @@ class LinkManager:
                         connection, address = opened
                         await self._run(connection, dialled_by=self.me, address=address)
                         return
+                    self.owner.unreached(peer)
             except _DIAL_ERRORS as error:
                 log.debug("session with %s ended: %s", encode_peer_id(peer), error)
             self._failed(peer)

@@ -45,6 +45,10 @@ class LinkOwner(Protocol):
         """The session with ``peer`` ended and no other replaced it."""
         ...
 
+    def unreached(self, peer: bytes) -> None:
+        """A dial reached ``peer`` at none of its addresses (before the backoff)."""
+        ...
+
     def on_session(self, peer: bytes) -> None:
         """A session with ``peer`` started, also one replacing another (what was in
         flight on the old one may need sending again)."""

@@ -88,6 +88,12 @@ class NodeLinkOwner:
             mesh.mark_proven(peer)  # ranks it above gossip hearsay (§12.6)
             self._node.mesh_runner.pump()
 
+    def unreached(self, peer: bytes) -> None:
+        # A member we met under a network that no handshake under it reaches now: it may
+        # have left the network. The next dial is a plain one (a contact's, with its
+        # knock); if it is still a member, its network record brings it back (§17.1).
+        self._node.networks.forget(peer)
+
     def on_session(self, peer: bytes) -> None:
         """Every new session, a replacement of one too (a dial that crossed the peer's,
         a verifying handshake's session followed by the real one)."""

@@ -41,6 +41,9 @@ class NetworkMembers:
         while len(self._members) > MAX_MEMBERS:
             self._members.popitem(last=False)
 
+    def forget(self, peer: bytes) -> None:
+        self._members.pop(peer, None)
+
     def network_of(self, peer: bytes | None) -> Network | None:
         """The network we met ``peer`` in, if any: later dials to it run under it."""
         return self._members.get(peer) if peer is not None else None

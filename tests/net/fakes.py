@@ -78,6 +78,7 @@ class FakeLinkOwner:
     addresses: Callable[[bytes], list[str]] = lambda peer: []
     values: dict[bytes, Value] = field(default_factory=dict)
     received: list[tuple[bytes, Any]] = field(default_factory=list)
+    unreached_peers: list[bytes] = field(default_factory=list)
     on_received: Callable[[bytes, Any], None] | None = None
 
     def resolve(self, peer: bytes) -> list[str]:
@@ -102,6 +103,9 @@ class FakeLinkOwner:
 
     def on_down(self, peer: bytes, reason: str) -> None:
         pass
+
+    def unreached(self, peer: bytes) -> None:
+        self.unreached_peers.append(peer)
 
     def on_session(self, peer: bytes) -> None:
         pass
@@ -144,6 +148,9 @@ class WatchedOwner:
 
     def on_down(self, peer: bytes, reason: str) -> None:
         self.inner.on_down(peer, reason)
+
+    def unreached(self, peer: bytes) -> None:
+        self.inner.unreached(peer)
 
     def on_session(self, peer: bytes) -> None:
         self.inner.on_session(peer)

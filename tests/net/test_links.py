@@ -740,3 +740,22 @@ async def test_a_message_reaches_the_owner_in_the_readers_step_in_order() -> Non
         # (it sends nothing), and ours took none of the 40.
         assert counter.steps == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_dial_that_reaches_no_address_is_told_to_the_owner() -> None:
+    """The node forgets then that it met the peer in a private network (it may have
+    left: the next dial is a plain one, docs/protocol.md §17.1)."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens there once it is closed
+    nobody = Identity.generate().public_key
+    async with trio.open_nursery() as nursery:
+        dialler = manager(nursery, resolve=lambda peer: [f"127.0.0.1:{port}"])
+        dialler.links.send(nobody, empty_receipt())
+        with trio.fail_after(30):
+            while not dialler.owner.unreached_peers:
+                await trio.sleep(0.01)
+        assert dialler.owner.unreached_peers == [nobody]
+        nursery.cancel_scope.cancel()
