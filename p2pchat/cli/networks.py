@@ -5,22 +5,15 @@ each other under it. A running node is told of a change at once."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import trio
 
 from p2pchat.api.control import call_control
 from p2pchat.cli.common import EXIT_ERROR, EXIT_USAGE, open_profile_store, print_json
-from p2pchat.networks.keys import (
-    NETWORK_KEY_BYTES,
-    Network,
-    network_code,
-    network_name_problem,
-    parse_network_code,
-)
+from p2pchat.commands import CommandError, Commands
+from p2pchat.networks.keys import network_name_problem, parse_network_code
 from p2pchat.profile import Profile
-from p2pchat.wallclock import now_ms
 
 
 def _tell_node(profile: Profile, *, left: bool = False) -> str:
@@ -33,64 +26,55 @@ def _tell_node(profile: Profile, *, left: bool = False) -> str:
     return "the running p2pchat has stopped using it" if left else "the running p2pchat uses it now"
 
 
-def _say_problem(text: str, code: int = EXIT_USAGE) -> int:
-    print(f"p2pchat: {text}", file=sys.stderr)
-    return code
+def _typing_problem(args: argparse.Namespace, action: str) -> str | None:
+    """What is wrong with a name or code as typed (exit 2), before anything is opened."""
+    if action == "create":
+        return network_name_problem(args.name)
+    if action == "join":
+        try:
+            parse_network_code(args.code)
+        except ValueError as error:
+            return str(error)
+        return network_name_problem(args.name) if args.name else None
+    return None
 
 
 def cmd_network(profile: Profile, args: argparse.Namespace) -> int:
     action = args.network_command or "list"
+    problem = _typing_problem(args, action)
+    if problem:
+        print(f"p2pchat: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     store = open_profile_store(profile)
+    commands = Commands(profile.identity, store)  # the running node is told below
     try:
         if action == "list":
-            networks = store.networks()
+            networks = commands.networks()
             if args.json:
                 print_json([{"name": n.name, "id": n.network_id.hex()} for n in networks])
             elif not networks:
                 print("no private networks: p2pchat network create NAME, or join CODE")
             for network in networks if not args.json else []:
                 print(f"{network.name:<32} {network.network_id.hex()}")
-            return 0
-        if action == "create":
-            problem = network_name_problem(args.name)
-            if problem:
-                return _say_problem(problem)
-            network = Network(args.name, os.urandom(NETWORK_KEY_BYTES))
-            try:
-                store.add_network(network, now=now_ms())
-            except ValueError as error:
-                return _say_problem(str(error), EXIT_ERROR)
+        elif action == "create":
+            network = commands.create_network(args.name)
             print(f"created the private network {network.name!r}; {_tell_node(profile)}.")
             print("Give this code to each member, in person or over a channel you trust:")
-            print(network_code(network))
-            return 0
-        if action == "invite":
-            found = store.network(args.name)
-            if found is None:
-                return _say_problem(f"no network named {args.name!r}", EXIT_ERROR)
-            print(network_code(found))
-            return 0
-        if action == "join":
-            try:
-                network = parse_network_code(args.code)
-                if args.name:
-                    network = Network(args.name, network.key)
-            except ValueError as error:
-                return _say_problem(str(error))
-            try:
-                added = store.add_network(network, now=now_ms())
-            except ValueError as error:
-                return _say_problem(str(error), EXIT_ERROR)
-            if not added:
+            print(commands.network_code(network.name))
+        elif action == "invite":
+            print(commands.network_code(args.name))
+        elif action == "join":
+            joined = commands.join_network(args.code, args.name)
+            if joined is None:
                 print("already a member of that network")
             else:
-                print(f"joined the private network {network.name!r}; {_tell_node(profile)}.")
-            return 0
-        if action == "leave":
-            if not store.remove_network(args.name):
-                return _say_problem(f"no network named {args.name!r}", EXIT_ERROR)
+                print(f"joined the private network {joined.name!r}; {_tell_node(profile)}.")
+        elif action == "leave":
+            commands.leave_network(args.name)
             print(f"left {args.name!r}: its key is deleted; {_tell_node(profile, left=True)}.")
-            return 0
-        raise AssertionError(action)
+        return 0
+    except CommandError as error:
+        print(f"p2pchat: {error}", file=sys.stderr)
+        return EXIT_ERROR
     finally:
         store.close()

@@ -22,6 +22,7 @@ from p2pchat.commands.base import CommandError
 from p2pchat.commands.files import FileCommands
 from p2pchat.commands.messages import Delivery, MessageCommands
 from p2pchat.commands.network import Connected, NetworkCommands, Peer, PingResult
+from p2pchat.commands.networks import PrivateNetworkCommands
 from p2pchat.commands.notices import NoticeCommands
 from p2pchat.commands.people import PeopleCommands, Verification
 from p2pchat.commands.rooms import JoinedRoom, Member, RoomCommands, RoomList
@@ -47,6 +48,7 @@ class Commands(
     MessageCommands,
     RoomCommands,
     NetworkCommands,
+    PrivateNetworkCommands,
     SearchCommands,
     NoticeCommands,
     FileCommands,

@@ -94,6 +94,7 @@ class _Meeting:
         self._config = config
         self._authorize = authorize
         self._slots = trio.CapacityLimiter(MAX_CONCURRENT_VERIFICATIONS)
+        self._pending = 0  # meetings scheduled and not over: running or waiting a slot
         self._met: OrderedDict[tuple[tuple[str, ...], int], None] = OrderedDict()
 
     async def each(
@@ -106,14 +107,21 @@ class _Meeting:
             if place in self._met:
                 self._met.move_to_end(place)
                 continue
-            if self._slots.statistics().tasks_waiting >= MAX_WAITING_MEETINGS:
+            if self._pending >= MAX_CONCURRENT_VERIFICATIONS + MAX_WAITING_MEETINGS:
                 continue  # not remembered: met when its record comes again
+            self._pending += 1
             self._met[place] = None
             while len(self._met) > MAX_PLACES_MET:
                 self._met.popitem(last=False)
             nursery.start_soon(self._meet, place)
 
     async def _meet(self, place: tuple[tuple[str, ...], int]) -> None:
+        try:
+            await self._meet_at(place)
+        finally:
+            self._pending -= 1
+
+    async def _meet_at(self, place: tuple[tuple[str, ...], int]) -> None:
         hosts, port = place
         network = self._network
         async with self._slots:

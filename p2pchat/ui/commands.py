@@ -79,6 +79,11 @@ _SPECS = (
     _spec("/verify [NICK-OR-ID]", "compare safety numbers (default: this chat)", "peer"),
     _spec("/search WORDS", "find messages with these words in all conversations", "text"),
     _spec("/peers", "list who is around"),
+    _spec(
+        "/network [ACTION]",
+        "private networks: list yours; create NAME, join CODE, invite NAME (its code), leave NAME",
+        "text",
+    ),
     _spec("/contacts", "list your contacts"),
     _spec("/requests", "list contact requests waiting for you"),
     _spec("/system", "open the system conversation: command output, network notes, errors"),

@@ -359,6 +359,35 @@ def cmd_topic(app: ChatApp, args: str) -> None:
     in_node(app, lambda commands: commands.set_topic(room_id, args), "")
 
 
+def cmd_network(app: ChatApp, args: str) -> None:
+    """Private networks (docs/protocol.md §17): a key shared by code; members find and
+    see only each other under it."""
+    action, _, rest = args.strip().partition(" ")
+    rest = rest.strip()
+    if action in ("", "list"):
+        networks = app.commands.networks()
+        lines = [f"{n.name} · /network invite {n.name} shows its code" for n in networks]
+        app.system.listing(
+            f"Private networks ({len(networks)})",
+            lines or ["none: /network create NAME makes one, /network join CODE joins one"],
+        )
+    elif action == "invite" and rest:
+        code = app.commands.network_code(rest)
+        app.system.listing(f"Code of {rest}: give it in person or over a channel you trust",
+                           [code])  # fmt: skip
+    elif action == "create" and rest:
+        in_node(app, lambda commands: commands.create_network(rest),
+                f"Network {rest} created: /network invite {rest} shows its code")  # fmt: skip
+    elif action == "join" and rest:
+        in_node(app, lambda commands: commands.join_network(rest),
+                "Joined: its members show up here as they are found")  # fmt: skip
+    elif action == "leave" and rest:
+        in_node(app, lambda commands: commands.leave_network(rest),
+                f"Left {rest}: its key is deleted")  # fmt: skip
+    else:
+        raise CommandError("/network, /network create NAME, join CODE, invite NAME or leave NAME")
+
+
 def cmd_contacts(app: ChatApp, args: str) -> None:
     list_section(app, Section.CONTACTS, "No contacts yet: pick someone under NEARBY.")
 
@@ -504,6 +533,7 @@ HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "unblock": cmd_unblock,
     "verify": cmd_verify,
     "peers": cmd_peers,
+    "network": cmd_network,
     "search": cmd_search,
     "send": cmd_send,
     "files": cmd_files,
