@@ -39,6 +39,13 @@ class Admission:
         chat = self._chat
         return None if chat is None else chat.authorize(peer, invite, wanted=True)
 
+    def authorize_member(self, peer: bytes, invite: bytes) -> Refusal | None:
+        """For a session under one of our private networks: the peer holds its key, so it
+        is taken as a contact is, in contacts-only mode too; only a block stands in the
+        way (docs/protocol.md §17.3)."""
+        chat = self._chat
+        return None if chat is None else chat.authorize(peer, invite, wanted=True)
+
     def wanted(self, peer_id: str) -> bool:
         return self.is_contact(decode_peer_id(peer_id))
 

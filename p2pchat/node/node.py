@@ -110,6 +110,9 @@ class Node:
                     settings.connection.session,
                     network_for=self.networks.network_of,
                     networks=self.networks.all,
+                    authorize_member=lambda peer, invite: self.admission.authorize_member(
+                        peer, invite
+                    ),
                 ),
             )
         if settings.store is not None:

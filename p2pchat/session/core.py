@@ -112,6 +112,9 @@ class SessionConfig:
     # and the networks a responder belongs to, whose members' knocks it answers.
     network_for: Callable[[bytes | None], Network | None] | None = None
     networks: Callable[[], list[Network]] | None = None
+    # The policy for a peer that proved it holds one of our networks' keys (None: the
+    # session's ``authorize``): a member is taken as a contact is (§17.3).
+    authorize_member: Authorizer | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # Replies the peer asked for (Pongs) and has not taken yet: above this many bytes
     # the session stops reading its input until they drain (docs/protocol.md §4.3).
@@ -529,10 +532,13 @@ class SecureSession:
             )
         if auth.identity_key == self.identity.public_key:
             raise HandshakeRefused("this is a connection to ourselves", code="self-connection")
-        if self._authorize is not None:
+        authorize = self._authorize
+        if self.network is not None and self.config.authorize_member is not None:
+            authorize = self.config.authorize_member
+        if authorize is not None:
             # A responder's HandshakeAuth carries no invite that means anything to us.
             invite = b"" if self.initiator else auth.invite
-            refusal = self._authorize(auth.identity_key, invite)
+            refusal = authorize(auth.identity_key, invite)
             if refusal is not None:
                 raise HandshakeRefused(refusal.reason, code=refusal.code)
         self.peer_key = auth.identity_key

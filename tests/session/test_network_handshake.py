@@ -92,3 +92,34 @@ def test_a_hiding_responder_answers_garbage_in_message_1_with_silence() -> None:
     with pytest.raises(HandshakeRefused) as refused:
         b.receive_data(a.data_to_send())  # an XXpsk0 message 1 reads as garbage in XX
     assert refused.value.code == "hidden" and b.data_to_send() == b""
+
+
+def test_a_member_is_judged_by_the_member_policy_not_the_strangers_one() -> None:
+    """In contacts-only mode a stranger is refused; a peer that proved it holds one of
+    our networks' keys is taken as a contact is (§17.3), a blocked one still is not."""
+    from p2pchat.session.core import Refusal
+
+    refuse = Refusal("contacts-only", "contacts only")
+    blocked: set[bytes] = set()
+    config = SessionConfig(
+        networks=lambda: [HOME],
+        authorize_member=lambda peer, invite: refuse if peer in blocked else None,
+    )
+
+    def meet(network: Network | None) -> tuple[SecureSession, SecureSession]:
+        alice, bob = Identity.generate(), Identity.generate()
+        a = SecureSession(alice, initiator=True, expected_peer=bob.public_key, network=network)
+        b = SecureSession(bob, initiator=False, config=config,
+                          authorize=lambda peer, invite: refuse)  # fmt: skip
+        return a, b
+
+    a, b = meet(HOME)
+    pump(a, b)
+    assert a.state is b.state is SessionState.OPEN
+    a, b = meet(None)
+    with pytest.raises(HandshakeRefused):
+        pump(a, b)
+    a, b = meet(HOME)
+    blocked.add(a.identity.public_key)
+    with pytest.raises(HandshakeRefused):
+        pump(a, b)
