@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import segno
 import trio
 
 from p2pchat.api.control import call_control
@@ -62,7 +63,13 @@ def cmd_network(profile: Profile, args: argparse.Namespace) -> int:
             print("Give this code to each member, in person or over a channel you trust:")
             print(commands.network_code(network.name))
         elif action == "invite":
-            print(commands.network_code(args.name))
+            code = commands.network_code(args.name)
+            if args.qr:
+                # Light modules in reverse video: on a dark terminal the code reads dark
+                # on light, as scanners want (on a light one it is inverted, which many
+                # phone scanners still read); level M, never Micro QR.
+                segno.make(code, error="m", micro=False).terminal(out=sys.stdout)
+            print(code)
         elif action == "join":
             joined = commands.join_network(args.code, args.name)
             if joined is None:

@@ -129,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     network_commands = network.add_subparsers(dest="network_command", metavar="ACTION")
     network_commands.add_parser("create", help="make a new network").add_argument("name")
-    network_commands.add_parser("invite", help="print a network's code").add_argument("name")
+    network_invite = network_commands.add_parser("invite", help="print a network's code")
+    network_invite.add_argument("name")
+    network_invite.add_argument(
+        "--qr", action="store_true", help="also as a QR code, for a phone to scan and pass on"
+    )
     joining = network_commands.add_parser("join", help="join a network by its code")
     joining.add_argument("code", metavar="CODE")
     joining.add_argument("--name", default="", help="your name for it (default: the code's)")
