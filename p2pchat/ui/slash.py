@@ -31,6 +31,7 @@ from p2pchat.ui.commands import (
 from p2pchat.ui.messages import Sent
 from p2pchat.ui.paths import complete_path
 from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, people_for_lookup
+from p2pchat.ui.screens.network_code import NetworkCodeScreen
 from p2pchat.ui.screens.search import cmd_search
 from p2pchat.ui.screens.verify import VerifyScreen
 from p2pchat.ui.widgets.composer import Composer
@@ -375,6 +376,7 @@ def cmd_network(app: ChatApp, args: str) -> None:
         code = app.commands.network_code(rest)
         app.system.listing(f"Code of {rest}: give it in person or over a channel you trust",
                            [code])  # fmt: skip
+        app.push_screen(NetworkCodeScreen(rest, code))
     elif action == "create" and rest:
         in_node(app, lambda commands: commands.create_network(rest),
                 f"Network {rest} created: /network invite {rest} shows its code")  # fmt: skip

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from p2pchat.networks.keys import Network, network_code
 from p2pchat.ui.app import ChatApp
+from p2pchat.ui.screens.network_code import NetworkCodeScreen
+from p2pchat.ui.screens.verify import qr_lines
 from p2pchat.ui.widgets.system_pane import SystemPane
 from tests.ui.test_app import (  # noqa: F401  (people is a fixture)
     Person,
@@ -32,6 +35,14 @@ def test_a_network_is_made_shown_joined_and_left(people: Callable[[str], Person]
         await type_line(pilot, "/network create Crew")
         await until(pilot, lambda: [n.name for n in node.networks.all()] == ["Crew"], "Crew")
         await type_line(pilot, "/network invite Crew")
+        await until(pilot, lambda: isinstance(app.screen, NetworkCodeScreen), "the QR code")
+        shown = app.screen
+        assert isinstance(shown, NetworkCodeScreen)
+        qr = str(shown.query_one("#qr", Static).render())
+        assert qr.splitlines() == qr_lines(shown.code)  # the QR code of exactly that code
+        assert app.commands.network_code("Crew") == shown.code
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, NetworkCodeScreen), "closed")
         await pilot.press("f2")
         await until(pilot, lambda: "p2pchat-network:" in pane_text(app), "the code")
         await type_line(pilot, f"/network join {network_code(other)}")
