@@ -109,7 +109,7 @@ class SessionConfig:
     knock_key: Callable[[bytes | None, bytes], bytes | None] | None = None
     knock_keys: Callable[[], list[bytes]] | None = None
     # Private networks (§17): the network an initiator dials a peer under (None: none),
-    # and the networks a responder belongs to, whose members' knocks it answers.
+    # and the networks a responder belongs to: it reads message 1 under each one's key.
     network_for: Callable[[bytes | None], Network | None] | None = None
     networks: Callable[[], list[Network]] | None = None
     # The policy for a peer that proved it holds one of our networks' keys (None: the
@@ -142,8 +142,8 @@ class SecureSession:
     ) -> None:
         """``ephemeral_key`` fixes the Noise ephemeral: for deterministic tests only.
 
-        ``network``: an initiator dials as a member of this private network (§17), with
-        its pre-shared key and its knock (default: what ``config.network_for`` says).
+        ``network``: an initiator dials as a member of this private network (§17), under
+        its pre-shared key (default: what ``config.network_for`` says).
 
         ``invite``: the token of the invite code an initiator dials (docs/protocol.md
         §10.1). It goes out in handshake message 3, encrypted to the responder, and only

@@ -4,6 +4,7 @@ In a locked profile they are encrypted with the rest of the database."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from p2pchat.networks.keys import Network
 from p2pchat.store.core import StoreCore
@@ -47,9 +48,9 @@ class NetworkTables(StoreCore):
         return self._exec("DELETE FROM networks WHERE name = ?", (name,)).rowcount > 0
 
 
-def _network(row: tuple[object, ...]) -> Network | None:
+def _network(row: Any) -> Network | None:
     try:
-        return Network(str(row[0]), bytes(row[1]))  # type: ignore[call-overload]
+        return Network(str(row[0]), bytes(row[1]))
     except (ValueError, TypeError) as error:
         log.warning("ignoring the stored network %r: %s", row[0], error)
         return None
