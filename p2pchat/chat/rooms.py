@@ -168,6 +168,14 @@ class RoomKeys:
     def epochs(self) -> list[int]:
         return sorted(self._epochs)
 
+    def keep_from(self, epoch: int) -> int:
+        """Forget the keys of every epoch before ``epoch`` (they ended long ago); how
+        many epochs went."""
+        old = [e for e in self._epochs if e < epoch]
+        for e in old:
+            del self._epochs[e]
+        return len(old)
+
     def keys(self, epoch: int) -> list[tuple[bytes, frozenset[bytes]]]:
         """The keys of ``epoch`` with their members, newest first (empty if unknown)."""
         return list(reversed(self._epochs.get(epoch, {}).items()))

@@ -52,3 +52,28 @@ async def test_the_writer_re_keys_after_the_budget_and_everyone_reads_on(
         for peer in peers:
             assert rooms_of(peer).rooms[room_id].epoch == start + 2
         nursery.cancel_scope.cancel()
+
+
+async def test_a_running_node_drops_keys_of_epochs_that_ended_a_week_ago(
+    tmp_path: Path,
+) -> None:
+    """Memory as well as the store: a key state read from a running node holds no key of
+    an epoch that ended more than a week before (docs/protocol.md §15.3)."""
+    async with trio.open_nursery() as nursery:
+        (ann,) = await start_all(tmp_path, nursery, 1)
+        rooms = rooms_of(ann)
+        room_id = rooms.create("lab").room_id
+        rooms._membership.rekey_messages = 1  # every line starts a new epoch
+        for n in range(4):
+            rooms.send(room_id, f"line {n}")
+        keys = rooms.state.keys[room_id]
+        assert len(keys.epochs()) == 4
+        assert rooms.prune_keys() == 0  # nothing ended a week ago yet
+        assert ann.store is not None
+        ann.store._exec("UPDATE room_keys SET added_at = 1")  # as if a month had passed
+        assert rooms.prune_keys() == 3
+        newest = rooms.rooms[room_id].epoch
+        assert keys.epochs() == [newest]
+        assert [row.epoch for row in ann.store.room_keys(room_id)] == [newest]
+        rooms.send(room_id, "still writing")  # the room goes on (in a new epoch)
+        nursery.cancel_scope.cancel()

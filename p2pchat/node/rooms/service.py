@@ -45,7 +45,8 @@ from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave
 
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
-JOIN_TEXT = "joined the room"  # the join notice's text, for peers that predate it
+JOIN_TEXT = "joined the room"
+PRUNE_INTERVAL = 3600.0  # seconds between drops of keys of epochs that ended a week ago  # the join notice's text, for peers that predate it
 
 
 class RoomService:
@@ -296,12 +297,26 @@ class RoomService:
         self.state.sessions.discard(peer)
         self.broadcasts.reachability_changed(peer)
 
+    def prune_keys(self) -> int:
+        """Drop, from the store and from memory, the keys of epochs that ended more than
+        a week ago (docs/protocol.md §15.3): a running node holds them no longer than a
+        stopped one. Run every PRUNE_INTERVAL; how many epochs went from memory."""
+        dropped = 0
+        for room_id, keys in list(self.state.keys.items()):
+            self.store.prune_room_keys(room_id, now=now_ms())
+            kept = {row.epoch for row in self.store.room_keys(room_id)}
+            if kept:
+                dropped += keys.keep_from(min(kept))
+        return dropped
+
     async def run(self) -> None:
+        next_prune = trio.current_time() + PRUNE_INTERVAL
         while True:
             deadline = self.broadcasts.next_deadline()
             if self.storage.held:
                 deadline = min(deadline, trio.current_time() + DISK_RETRY)
-            deadline = min(deadline, self._outbox.next_try, self._membership.next_resend)
+            deadline = min(deadline, self._outbox.next_try, self._membership.next_resend,
+                           next_prune)  # fmt: skip
             if not self.inputs:
                 await self.state.wake.wait(deadline)
             await self._take_inputs()
@@ -313,6 +328,9 @@ class RoomService:
                     self._outbox.offer()
                 if now >= self._membership.next_resend:
                     self._membership.resend_due()
+                if now >= next_prune:
+                    next_prune = now + PRUNE_INTERVAL
+                    self.prune_keys()
                 self.broadcasts.tick(now)
             except Exception:  # a bug must not stop the rooms (or spin)
                 log.exception("room pass failed")
