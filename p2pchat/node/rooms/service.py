@@ -45,8 +45,8 @@ from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave
 
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
-JOIN_TEXT = "joined the room"
-PRUNE_INTERVAL = 3600.0  # seconds between drops of keys of epochs that ended a week ago  # the join notice's text, for peers that predate it
+JOIN_TEXT = "joined the room"  # the join notice's text, for peers that predate it
+PRUNE_INTERVAL = 3600.0  # seconds between drops of keys of epochs that ended a week ago
 
 
 class RoomService:
