@@ -77,3 +77,20 @@ async def test_a_running_node_drops_keys_of_epochs_that_ended_a_week_ago(
         assert [row.epoch for row in ann.store.room_keys(room_id)] == [newest]
         rooms.send(room_id, "still writing")  # the room goes on (in a new epoch)
         nursery.cancel_scope.cancel()
+
+
+async def test_late_messages_of_an_earlier_epoch_do_not_count_towards_the_budget(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        (ann,) = await start_all(tmp_path, nursery, 1)
+        rooms = rooms_of(ann)
+        room = rooms.create("lab")
+        state = rooms.state
+        assert state.epoch_use_of(room)[1] == 0
+        state.counted(room.room_id, room.epoch + 1)  # not ours (yet): not counted
+        state.counted(room.room_id, room.epoch - 1 if room.epoch else 99)
+        assert state.epoch_use_of(room)[1] == 0
+        state.counted(room.room_id, room.epoch)
+        assert state.epoch_use_of(room)[1] == 1
+        nursery.cancel_scope.cancel()

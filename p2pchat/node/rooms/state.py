@@ -92,10 +92,12 @@ class RoomState:
             self.epoch_use[room.room_id] = use
         return use[1], use[2]
 
-    def counted(self, room_id: bytes) -> None:
-        """A message of the room was stored (ours or a member's)."""
+    def counted(self, room_id: bytes, epoch: int) -> None:
+        """A message of the room was stored (ours or a member's), sealed in ``epoch``:
+        it counts towards that epoch's budget if it is the current one (a late message
+        of an earlier epoch, caught up, does not)."""
         use = self.epoch_use.get(room_id)
-        if use is not None:
+        if use is not None and use[0] == epoch:
             self.epoch_use[room_id] = (use[0], use[1], use[2] + 1)
 
     def changed(self, room: Room, by: bytes) -> None:

@@ -71,7 +71,7 @@ class MessageStorage:
                                      msg_id=envelope.msg_id)  # fmt: skip
             store.set_room_clock(envelope.room_id, room_clock)
         if stored is not None:
-            self._state.counted(envelope.room_id)
+            self._state.counted(envelope.room_id, envelope.epoch)
         return stored
 
     def store_or_hold(
