@@ -104,8 +104,9 @@ class Intake(Part):
                 member = self._members.get(record.owner)
                 assert member is not None
                 self._events.put(PresenceChanged.of(member))
-                if fresh and not record.unlisted:  # repairs are old news: pushing them
-                    # on would flood the mesh
+                # Repairs are old news (pushing them on would flood the mesh), and an
+                # unlisted record goes no further than us (§11.1).
+                if fresh and not record.unlisted:
                     self._gossip.spread(record, sender)
                 if was_dead and member.online and sender == record.owner:
                     self._views.add_passive(record.owner)

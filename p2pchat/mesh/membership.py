@@ -280,7 +280,6 @@ class Membership:
                 self.refused_full += 1
                 return Change.NONE
             self._members[record.owner] = member
-            self._list(record.owner, record.unlisted)
             self._order.place(record.owner, member.standing, True, introducer)
             self._set_state(member, _state_for(record))
         elif member.state in (State.SUSPECT, State.DEAD) and member.claim_version >= record.version:

@@ -33,16 +33,12 @@ class Admission:
             return Refusal(CONTACTS_ONLY, CONTACTS_ONLY_REASON)
         return None
 
-    def authorize_code(self, peer: bytes, invite: bytes) -> Refusal | None:
-        """For the dial of an invite code: the code names the peer (the handshake has
-        checked it is that identity), so only a block stands in the way."""
-        chat = self._chat
-        return None if chat is None else chat.authorize(peer, invite, wanted=True)
-
-    def authorize_member(self, peer: bytes, invite: bytes) -> Refusal | None:
-        """For a session under one of our private networks: the peer holds its key, so it
-        is taken as a contact is, in contacts-only mode too; only a block stands in the
-        way (docs/protocol.md §17.3)."""
+    def authorize_chosen(self, peer: bytes, invite: bytes) -> Refusal | None:
+        """For a peer we chose, not a stranger: the dial of an invite code (the code
+        names the peer, and the handshake checked it is that identity), or a session
+        under one of our private networks (the peer holds its key: it is taken as a
+        contact is, in contacts-only mode too, docs/protocol.md §17.3). Only a block
+        stands in the way."""
         chat = self._chat
         return None if chat is None else chat.authorize(peer, invite, wanted=True)
 

@@ -132,6 +132,7 @@ class Dialler:
                     await self._watch(mdns, announcement, fresh_token, task_status)
                 finally:
                     self._network_place = None
+                    self._watching.clear()
 
     def networks_changed(self) -> None:
         """Watch each of our networks on mDNS, and no other (one joined or left while
@@ -139,7 +140,8 @@ class Dialler:
         if self._network_place is None:
             return  # no mDNS: nothing to announce or browse
         mdns, nursery, port = self._network_place
-        ours = {n.network_id: n for n in self._networks.all()} if self._networks else {}
+        networks = self._networks.all() if self._networks is not None else []
+        ours = {network.network_id: network for network in networks}
         for network_id in set(self._watching) - set(ours):
             self._watching.pop(network_id).cancel()
         for network_id, network in ours.items():
@@ -224,7 +226,7 @@ class Dialler:
                     self._announce.code_used(decode_peer_id(code.peer_id), code.invite)
         async with trio.open_nursery() as nursery:
             if codes:
-                verified, policy = self._code_verified, self._admission.authorize_code
+                verified, policy = self._code_verified, self._admission.authorize_chosen
                 nursery.start_soon(
                     partial(
                         dial_all,

@@ -18,9 +18,6 @@ class NetworkMembers:
         self.networks = list(networks)
         self._members: OrderedDict[bytes, Network] = OrderedDict()
 
-    def __bool__(self) -> bool:
-        return bool(self.networks)
-
     def all(self) -> list[Network]:
         return self.networks
 

@@ -101,16 +101,16 @@ class Node:
             settings.store.networks() if settings.store is not None else []
         )
         if settings.store is not None:
-            # Members are dialled under their network, and a member's knock is answered
-            # whether or not we hide from strangers (§17.1). Looked up at each handshake:
-            # networks joined while running count at once.
+            # Members are dialled under their network, and a member's message 1 is read
+            # under its network's key whether or not we hide from strangers (§17.1).
+            # Looked up at each handshake: networks joined while running count at once.
             settings.connection = dataclasses.replace(
                 settings.connection,
                 session=dataclasses.replace(
                     settings.connection.session,
                     network_for=self.networks.network_of,
                     networks=self.networks.all,
-                    authorize_member=lambda peer, invite: self.admission.authorize_member(
+                    authorize_member=lambda peer, invite: self.admission.authorize_chosen(
                         peer, invite
                     ),
                 ),

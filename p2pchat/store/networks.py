@@ -11,7 +11,8 @@ from p2pchat.store.core import StoreCore
 
 log = logging.getLogger("p2pchat.store")
 
-MAX_NETWORKS = 32  # per profile: each costs an mDNS browser and a knock to check
+MAX_NETWORKS = 32  # per profile: each costs an mDNS browser, and a trial read of every
+# handshake's message 1 (docs/protocol.md §17.1)
 
 
 class NetworkTables(StoreCore):
