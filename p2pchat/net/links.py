@@ -246,7 +246,8 @@ class LinkManager:
                         connection, address = opened
                         await self._run(connection, dialled_by=self.me, address=address)
                         return
-                    self.owner.unreached(peer)
+                    if not self.is_connected(peer):  # not a dial that met the peer's own
+                        self.owner.unreached(peer)
             except _DIAL_ERRORS as error:
                 log.debug("session with %s ended: %s", encode_peer_id(peer), error)
             self._failed(peer)

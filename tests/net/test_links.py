@@ -759,3 +759,19 @@ async def test_a_dial_that_reaches_no_address_is_told_to_the_owner() -> None:
                 await trio.sleep(0.01)
         assert dialler.owner.unreached_peers == [nobody]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_dial_that_meets_the_peers_own_session_is_not_unreached() -> None:
+    """Two dials cross: ours finds the session the peer opened already in place and
+    stops there. That is no failure to reach the peer (the node would otherwise forget
+    the network it met the peer in)."""
+    async with trio.open_nursery() as nursery:
+        ann = manager(nursery, resolve=lambda peer: ["127.0.0.1:9"])
+        bob = manager(nursery)
+        theirs, ours = await _open(nursery, bob.links, ann.links)  # bob dialled ann
+        _take_up(nursery, ann.links, ours, bob.links.me)
+        _take_up(nursery, bob.links, theirs, bob.links.me)
+        await wait_for(lambda: bob.links.me in ann.links.links, 5, "bob's session")
+        await ann.links._dial(bob.links.me)  # our own dial, a moment late
+        assert ann.owner.unreached_peers == []
+        nursery.cancel_scope.cancel()
