@@ -198,6 +198,7 @@ def room_json(room: Room) -> dict[str, Any]:
         "name": room.name,
         "epoch": room.epoch,
         "members": sorted(encode_peer_id(member) for member in room.members),
+        "forward_secret": room.chained,
     }
 
 

@@ -28,6 +28,13 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
+from p2pchat.chat.chains import (
+    ChainError,
+    ChainId,
+    RoomChains,
+    key_id,
+    nonce_index,
+)
 from p2pchat.chat.rules import clock_acceptable, text_problem
 from p2pchat.errors import RemoteProtocolError
 from p2pchat.identity import Identity
@@ -84,7 +91,11 @@ def room_name_problem(name: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Room:
-    """One member's view of a room at its current epoch."""
+    """One member's view of a room at its current epoch.
+
+    ``key`` is empty once a chained epoch's key is deleted (every member showed it
+    holds it, §15.7); ``key_id`` names it still. ``chained``: messages of the epoch
+    use sender chains (§15.7), not the key itself."""
 
     room_id: bytes
     name: str
@@ -93,6 +104,14 @@ class Room:
     members: frozenset[bytes]
     clock: int = 0  # the highest Lamport clock seen in the room
     rotated_by: bytes = b""  # the member who made the current epoch (tie-break)
+    chained: bool = False
+    key_id: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.key:  # recomputed on every replace() that brings a key
+            object.__setattr__(self, "key_id", key_id(self.key))
+        elif len(self.key_id) != 32:
+            raise ValueError("a room without its key needs the key's id")
 
 
 def _check_key(key: bytes) -> None:
@@ -100,7 +119,9 @@ def _check_key(key: bytes) -> None:
         raise ValueError(f"a room key has {ROOM_KEY_BYTES} bytes")
 
 
-def new_room(name: str, room_id: bytes, key: bytes, creator: bytes) -> Room:
+def new_room(
+    name: str, room_id: bytes, key: bytes, creator: bytes, *, chained: bool = False
+) -> Room:
     """A room whose only member is ``creator``; ``room_id`` and ``key`` from a CSPRNG."""
     problem = room_name_problem(name)
     if problem:
@@ -110,46 +131,87 @@ def new_room(name: str, room_id: bytes, key: bytes, creator: bytes) -> Room:
     _check_key(key)
     if len(creator) != 32:
         raise ValueError("a member is a 32-byte identity key")
-    return Room(room_id, name, 0, key, frozenset((creator,)), 0, creator)
+    return Room(room_id, name, 0, key, frozenset((creator,)), 0, creator, chained)
 
 
 # --- keys ---
+
+
+@dataclass(slots=True)
+class EpochKey:
+    """One key of an epoch: its id, the key (empty once deleted, §15.7), the members it
+    was given to, whether the epoch's messages use sender chains, and the members seen
+    holding it (a message of theirs under it was read, or they sent it to us)."""
+
+    key_id: bytes
+    key: bytes = field(repr=False)
+    members: frozenset[bytes]
+    chained: bool = False
+    holders: set[bytes] = field(default_factory=set)
+
+    def unheld_by(self) -> frozenset[bytes]:
+        """The members not yet seen holding the key."""
+        return self.members - self.holders
 
 
 class RoomKeys:
     """The keys of one room by epoch, with the members each key was given to.
 
     Keeps the newest MAX_KEPT_EPOCHS epochs so that late messages of earlier epochs
-    stay readable; a concurrent rotation (§15.4) may add a second key to an epoch.
+    stay readable; a concurrent rotation (§15.4) may add a second key to an epoch. Keys
+    are named by their id (:func:`p2pchat.chat.chains.key_id`): a chained epoch's key is
+    deleted before its epoch ends (§15.7), its id stays.
     """
 
-    __slots__ = ("_epochs", "_limit", "room_id")
+    __slots__ = ("_epochs", "_limit", "chains", "room_id")
 
     def __init__(self, room_id: bytes, *, limit: int = MAX_KEPT_EPOCHS) -> None:
         self.room_id = room_id
         self._limit = limit
-        # epoch -> {key: members}; dicts keep insertion order, newest key last
-        self._epochs: dict[int, dict[bytes, frozenset[bytes]]] = {}
+        # epoch -> {key id: key}; dicts keep insertion order, newest key last
+        self._epochs: dict[int, dict[bytes, EpochKey]] = {}
+        self.chains = RoomChains()
 
     def __len__(self) -> int:
         return len(self._epochs)
 
-    def add(self, epoch: int, key: bytes, members: Iterable[bytes]) -> bool:
-        """Record (or update the members of) ``key`` at ``epoch``. False if it was not
-        kept: older than every epoch we keep, or a fifth key for one epoch (the first
-        MAX_KEYS_PER_EPOCH stay, so a member sending key after key cannot push out the
-        one the room uses)."""
-        _check_key(key)
+    def add(
+        self,
+        epoch: int,
+        key: bytes,
+        members: Iterable[bytes],
+        *,
+        chained: bool = False,
+        kid: bytes = b"",
+    ) -> bool:
+        """Record (or update the members of) ``key`` at ``epoch`` (a deleted key by its
+        id ``kid``, ``key`` empty). False if it was not kept: older than every epoch we
+        keep, or a fifth key for one epoch (the first MAX_KEYS_PER_EPOCH stay, so a
+        member sending key after key cannot push out the one the room uses). A chained
+        key's chains begin here, one per member."""
+        if key:
+            _check_key(key)
+            kid = key_id(key)
+        elif len(kid) != 32:
+            raise ValueError("a deleted key is named by its 32-byte id")
         keys = self._epochs.get(epoch)
         if keys is None:
             if len(self._epochs) >= self._limit and epoch < min(self._epochs):
                 return False  # older than everything we keep
             keys = self._epochs[epoch] = {}
             while len(self._epochs) > self._limit:
-                del self._epochs[min(self._epochs)]
-        if key not in keys and len(keys) >= MAX_KEYS_PER_EPOCH:
+                old = min(self._epochs)
+                del self._epochs[old]
+                self.chains.keep_from(old + 1)
+        entry = keys.get(kid)
+        if entry is None and len(keys) >= MAX_KEYS_PER_EPOCH:
             return False
-        keys[key] = frozenset(members)
+        if entry is None:
+            entry = keys[kid] = EpochKey(kid, key, frozenset(members), chained)
+        else:
+            entry.members = frozenset(members)
+        if entry.chained and entry.key:
+            self.chains.start(self.room_id, epoch, entry.key, entry.members)
         return True
 
     def full(self, epoch: int) -> bool:
@@ -157,13 +219,16 @@ class RoomKeys:
         return len(self._epochs.get(epoch, ())) >= MAX_KEYS_PER_EPOCH
 
     def holds(self, epoch: int, key: bytes) -> bool:
-        return key in self._epochs.get(epoch, {})
+        return key_id(key) in self._epochs.get(epoch, {})
+
+    def entry(self, epoch: int, kid: bytes) -> EpochKey | None:
+        return self._epochs.get(epoch, {}).get(kid)
 
     def add_room(self, room: Room) -> None:
         """Record the room's current key and members (after any change to them)."""
         if room.room_id != self.room_id:
             raise ValueError("these keys belong to another room")
-        self.add(room.epoch, room.key, room.members)
+        self.add(room.epoch, room.key, room.members, chained=room.chained, kid=room.key_id)
 
     def epochs(self) -> list[int]:
         return sorted(self._epochs)
@@ -174,15 +239,25 @@ class RoomKeys:
         old = [e for e in self._epochs if e < epoch]
         for e in old:
             del self._epochs[e]
+        self.chains.keep_from(epoch)
         return len(old)
 
-    def keys(self, epoch: int) -> list[tuple[bytes, frozenset[bytes]]]:
-        """The keys of ``epoch`` with their members, newest first (empty if unknown)."""
-        return list(reversed(self._epochs.get(epoch, {}).items()))
+    def keys(self, epoch: int) -> list[EpochKey]:
+        """The keys of ``epoch``, newest first (empty if unknown)."""
+        return list(reversed(self._epochs.get(epoch, {}).values()))
 
     def members_at(self, epoch: int) -> frozenset[bytes]:
         """Everyone who held a key of ``epoch``."""
-        return frozenset().union(*self._epochs.get(epoch, {}).values())
+        return frozenset().union(*(entry.members for entry in self._epochs.get(epoch, {}).values()))
+
+    def held_chained(self) -> list[tuple[int, EpochKey]]:
+        """The chained keys not deleted yet, with their epochs."""
+        return [
+            (epoch, entry)
+            for epoch, keys in sorted(self._epochs.items())
+            for entry in keys.values()
+            if entry.chained and entry.key
+        ]
 
 
 # --- messages ---
@@ -225,14 +300,15 @@ def room_text(
     action: bool = False,
     topic: bool = False,
     joined: bool = False,
+    keyed: bool = False,
     file: SharedFile | None = None,
 ) -> RoomText:
     """The plaintext of a room message."""
     if file is None:
         return RoomText(clock=clock, time=time, text=text, action=action, topic=topic,
-                        joined=joined)  # fmt: skip
+                        joined=joined, keyed=keyed)  # fmt: skip
     return RoomText(clock=clock, time=time, text=text, action=action, topic=topic,
-                    joined=joined, file_root=file.root, file_size=file.size,
+                    joined=joined, keyed=keyed, file_root=file.root, file_size=file.size,
                     file_name=file.name, file_type=file.media_type,
                     file_thumbnail=file.thumbnail)  # fmt: skip
 
@@ -257,13 +333,18 @@ def seal_room_message(
     action: bool = False,
     topic: bool = False,
     joined: bool = False,
+    keyed: bool = False,
     file: SharedFile | None = None,
+    message_key: bytes | None = None,
 ) -> RoomEnvelope:
     """Encrypt and sign a message to the room at its current epoch (``action``: a /me
-    line; ``topic``: the text is the room's new topic; ``joined``: our join notice).
+    line; ``topic``: the text is the room's new topic; ``joined``: our join notice;
+    ``keyed``: our key notice, §15.7).
 
     ``msg_id`` (16 bytes) and ``nonce`` (24 bytes) come from a CSPRNG; ``clock`` is
-    the room's next Lamport clock (:func:`tick`), ``time`` the wall clock in ms.
+    the room's next Lamport clock (:func:`tick`), ``time`` the wall clock in ms. In a
+    chained epoch (§15.7) ``message_key`` is the next key of our chain and ``nonce``
+    begins with its index (:func:`p2pchat.chat.chains.chained_nonce`).
     """
     if identity.public_key not in room.members:
         raise ValueError("only a member can write to the room")
@@ -276,11 +357,15 @@ def seal_room_message(
         raise ValueError(problem)
     if not (0 < clock <= MAX_WIRE_INT and 0 <= time <= MAX_WIRE_INT):
         raise ValueError("clock must be from 1 and time from 0, both to 2**63 - 1")
-    inner = room_text(clock, time, text, action=action, topic=topic, joined=joined, file=file)
+    if room.chained != (message_key is not None):
+        raise ValueError("a chained epoch takes a message key, and only a chained one")
+    key = room.key if message_key is None else message_key
+    inner = room_text(clock, time, text, action=action, topic=topic, joined=joined,
+                      keyed=keyed, file=file)  # fmt: skip
     plain = _codec.encode(inner)
     author = identity.public_key
     box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-        plain, _aad(room.room_id, room.epoch, msg_id, author), nonce, room.key
+        plain, _aad(room.room_id, room.epoch, msg_id, author), nonce, key
     )
     unsigned = RoomEnvelope(
         room_id=room.room_id,
@@ -327,21 +412,44 @@ def check_room_envelope(envelope: RoomEnvelope) -> None:
 
 
 def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
+    """Check and decrypt a room message (:func:`open_room_message_at`, the chain it
+    used left as it was)."""
+    return open_room_message_at(room_keys, envelope)[0]
+
+
+def open_room_message_at(
+    room_keys: RoomKeys, envelope: RoomEnvelope
+) -> tuple[RoomText, tuple[ChainId, int] | None]:
     """Check and decrypt a room message; RemoteProtocolError ``bad-room-message`` if the
     epoch is unknown, the author held no key of it, the signature or the box is bad, or
-    the content is not a valid RoomText. The caller still checks the clock
-    (:func:`observe`) and deduplicates by ``msg_id``."""
+    the content is not a valid RoomText. With the text, the chain and index whose
+    message key opened it (None for an unchained epoch): nothing is deleted here, the
+    caller takes the key (``room_keys.chains.take``) once it keeps the message. The
+    caller still checks the clock (:func:`observe`) and deduplicates by ``msg_id``."""
     if envelope.room_id != room_keys.room_id:
         raise bad_message("it belongs to another room")
     keys = room_keys.keys(envelope.epoch)
     if not keys:
         raise bad_message(f"epoch {envelope.epoch} is unknown")
-    candidates = [key for key, members in keys if envelope.author in members]
+    candidates = [entry for entry in keys if envelope.author in entry.members]
     if not candidates:
         raise bad_message(f"the author is not a member at epoch {envelope.epoch}")
     check_room_envelope(envelope)
     aad = _aad(envelope.room_id, envelope.epoch, envelope.msg_id, envelope.author)
-    for key in candidates:
+    index = nonce_index(envelope.nonce)
+    used: tuple[ChainId, int] | None = None
+    problem = "it cannot be decrypted"
+    for entry in candidates:
+        if entry.chained:
+            chain_id = (envelope.epoch, entry.key_id, envelope.author)
+            try:
+                key = room_keys.chains.key_for(chain_id, index)
+            except ChainError as error:
+                problem = str(error)
+                continue
+            used = (chain_id, index)
+        else:
+            key, used = entry.key, None
         try:
             plain = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
                 envelope.box, aad, envelope.nonce, key
@@ -350,14 +458,14 @@ def open_room_message(room_keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
             continue
         break
     else:
-        raise bad_message("it cannot be decrypted")
-    text = _decoded(plain, RoomText, "its content")
-    problem = text_problem(text.text)
-    if problem:
         raise bad_message(problem)
+    text = _decoded(plain, RoomText, "its content")
+    problem_text = text_problem(text.text)
+    if problem_text:
+        raise bad_message(problem_text)
     if text.clock < 1:
         raise bad_message("its clock is below 1")
-    return text
+    return text, used
 
 
 # --- clocks ---
@@ -387,29 +495,40 @@ def _key_updates(room: Room, sender: bytes, skip: Set[bytes]) -> list[tuple[byte
         key=room.key,
         members=tuple(sorted(room.members)),
         clock=room.clock,
+        chained=room.chained,
     )
     return [(member, update) for member in sorted(room.members - skip - {sender})]
 
 
-def _next_epoch(room: Room, by: bytes, members: frozenset[bytes], new_key: bytes) -> Room:
+def _next_epoch(
+    room: Room, by: bytes, members: frozenset[bytes], new_key: bytes, chained: bool
+) -> Room:
     if by not in room.members:
         raise ValueError("only a member can change the room")
     _check_key(new_key)
-    if new_key == room.key:
+    if key_id(new_key) == room.key_id:
         raise ValueError("a new epoch needs a fresh key")
     if room.epoch >= MAX_WIRE_INT:
         raise ValueError("the room has run out of epochs")
-    return replace(room, epoch=room.epoch + 1, key=new_key, members=members, rotated_by=by)
+    return replace(room, epoch=room.epoch + 1, key=new_key, members=members, rotated_by=by,
+                   chained=chained)  # fmt: skip
 
 
 def invite(
-    room: Room, inviter: bytes, new_members: bytes | Collection[bytes], new_key: bytes
+    room: Room,
+    inviter: bytes,
+    new_members: bytes | Collection[bytes],
+    new_key: bytes,
+    *,
+    chained: bool = False,
 ) -> tuple[Room, RoomInvite, list[tuple[bytes, RoomKeyUpdate]]]:
     """Add one member or several at once: a new epoch with ``new_key``, so the
     newcomers cannot read what was said before. Returns the room, the invitation (the
     same for every newcomer) and a key update for each other member (pairs of
     recipient and message). Several at once cost one epoch and one update per member,
-    where one at a time would cost an epoch and an update per member per newcomer."""
+    where one at a time would cost an epoch and an update per member per newcomer.
+    ``chained``: the new epoch uses sender chains (§15.7); say so only if every member
+    of it can (the feature ``room-chains/1``)."""
     newcomers = frozenset((new_members,) if isinstance(new_members, bytes) else new_members)
     if not newcomers:
         raise ValueError("nobody to invite")
@@ -419,7 +538,7 @@ def invite(
         raise ValueError("already a member")
     if len(room.members) + len(newcomers) > MAX_ROOM_MEMBERS:
         raise ValueError(f"a room has at most {MAX_ROOM_MEMBERS} members")
-    after = _next_epoch(room, inviter, room.members | newcomers, new_key)
+    after = _next_epoch(room, inviter, room.members | newcomers, new_key, chained)
     return after, invitation_for(after, inviter), _key_updates(after, inviter, newcomers)
 
 
@@ -434,11 +553,12 @@ def invitation_for(room: Room, inviter: bytes) -> RoomInvite:
         members=tuple(sorted(room.members)),
         inviter=inviter,
         clock=room.clock,
+        chained=room.chained,
     )
 
 
 def remove(
-    room: Room, remover: bytes, member: bytes, new_key: bytes
+    room: Room, remover: bytes, member: bytes, new_key: bytes, *, chained: bool = False
 ) -> tuple[Room, list[tuple[bytes, RoomKeyUpdate]], RoomLeave]:
     """Remove ``member``: a new epoch with ``new_key`` that it never receives. Returns the
     room, a key update for each remaining member, and the notice for the removed one."""
@@ -446,16 +566,16 @@ def remove(
         raise ValueError("not a member")
     if member == remover:
         raise ValueError("use leave() to leave a room")
-    after = _next_epoch(room, remover, room.members - {member}, new_key)
+    after = _next_epoch(room, remover, room.members - {member}, new_key, chained)
     notice = RoomLeave(room_id=room.room_id, member=member)
     return after, _key_updates(after, remover, frozenset()), notice
 
 
 def rotate(
-    room: Room, own: bytes, new_key: bytes
+    room: Room, own: bytes, new_key: bytes, *, chained: bool = False
 ) -> tuple[Room, list[tuple[bytes, RoomKeyUpdate]]]:
     """A new epoch with the same members (after a leave, see :func:`rotator`)."""
-    after = _next_epoch(room, own, room.members, new_key)
+    after = _next_epoch(room, own, room.members, new_key, chained)
     return after, _key_updates(after, own, frozenset())
 
 
@@ -471,7 +591,7 @@ def apply_key_update(room: Room, update: RoomKeyUpdate, from_member: bytes, own:
         raise _bad_update("it is for another room")
     if (
         update.epoch == room.epoch
-        and update.key == room.key
+        and key_id(update.key) == room.key_id
         and frozenset(update.members) == room.members
     ):
         return room
@@ -482,7 +602,9 @@ def apply_key_update(room: Room, update: RoomKeyUpdate, from_member: bytes, own:
     if own not in update.members:
         raise _bad_update("we are not in the new member list")
     if update.epoch == room.epoch:
-        if not (room.rotated_by and from_member < room.rotated_by) or update.key == room.key:
+        if not (room.rotated_by and from_member < room.rotated_by) or (
+            key_id(update.key) == room.key_id
+        ):
             raise _bad_update(f"epoch {update.epoch} is already set")
     elif update.epoch < room.epoch:
         raise _bad_update(f"epoch {update.epoch} is older than ours ({room.epoch})")
@@ -494,6 +616,7 @@ def apply_key_update(room: Room, update: RoomKeyUpdate, from_member: bytes, own:
         key=update.key,
         members=frozenset(update.members),
         rotated_by=from_member,
+        chained=update.chained,
         clock=max(room.clock, _plausible(room.clock, update.clock)),
     )
 
@@ -526,6 +649,7 @@ def join(invitation: RoomInvite, own: bytes, from_member: bytes) -> Room:
         members=frozenset(invitation.members),
         rotated_by=from_member,
         clock=invitation.clock,
+        chained=invitation.chained,
     )
 
 

@@ -109,7 +109,8 @@ class NodeLinkOwner:
         if node.chat is not None:
             guarded(node.chat.peer_up, peer)
         if node.rooms is not None:
-            guarded(node.rooms.session_up, peer)
+            features = None if link is None else link.connection.features
+            guarded(partial(node.rooms.session_up, features=features), peer)
         if node.files is not None:
             guarded(node.files.session_up, peer)
         if node.announce is not None:

@@ -68,7 +68,12 @@ from p2pchat.node.settings import Invitation as Invitation
 from p2pchat.node.settings import NodeSettings as NodeSettings
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.wallclock import now_ms
-from p2pchat.wire.messages import ANNOUNCE_FEATURE, FILES_FEATURE, SETTABLE_STATUSES
+from p2pchat.wire.messages import (
+    ANNOUNCE_FEATURE,
+    FILES_FEATURE,
+    ROOM_CHAINS_FEATURE,
+    SETTABLE_STATUSES,
+)
 
 log = logging.getLogger("p2pchat.node")
 
@@ -123,7 +128,7 @@ class Node:
             session = settings.connection.session
             session = dataclasses.replace(
                 session,
-                features=session.features | {FILES_FEATURE, ANNOUNCE_FEATURE},
+                features=session.features | {FILES_FEATURE, ANNOUNCE_FEATURE, ROOM_CHAINS_FEATURE},
                 knock_key=self.announce.knock_key,
                 knock_keys=self.announce.knock_keys if settings.private_discovery else None,
             )

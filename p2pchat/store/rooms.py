@@ -11,7 +11,7 @@ from typing import Any
 from p2pchat.errors import LocalProtocolError
 from p2pchat.store.core import CHUNK
 from p2pchat.store.indexing import SearchIndexing
-from p2pchat.store.rows import RoomKeyRow, RoomMessage, RoomRow, RowReader
+from p2pchat.store.rows import RoomChainRow, RoomKeyRow, RoomMessage, RoomRow, RowReader
 
 MAX_ROOM_EPOCHS = 64  # epochs of keys kept per room (late messages of older epochs)
 # ...and for how long after a newer epoch began: a key state stolen later opens no room
@@ -23,15 +23,20 @@ _ROOM = RowReader(RoomRow)
 _ROOM_MESSAGE = RowReader(RoomMessage)
 
 
+def _members(data: bytes) -> frozenset[bytes]:
+    return frozenset(data[i : i + MEMBER_BYTES] for i in range(0, len(data), MEMBER_BYTES))
+
+
 def _room_key(row: Any) -> RoomKeyRow:
-    members: bytes = row[3]
+    held = bool(row[5])
     return RoomKeyRow(
         room_id=row[0],
         epoch=row[1],
-        key=row[2],
-        members=frozenset(
-            members[i : i + MEMBER_BYTES] for i in range(0, len(members), MEMBER_BYTES)
-        ),
+        key=row[2] if held else b"",
+        members=_members(row[3]),
+        key_id=b"" if held else row[2],
+        chained=bool(row[4]),
+        holders=_members(row[6]),
     )
 
 
@@ -91,23 +96,40 @@ class RoomTables(SearchIndexing):
     # --- room keys -----------------------------------------------------------------
 
     def add_room_key(
-        self, room_id: bytes, epoch: int, key: bytes, members: Iterable[bytes], *, now: int
+        self,
+        room_id: bytes,
+        epoch: int,
+        key: bytes,
+        members: Iterable[bytes],
+        *,
+        now: int,
+        chained: bool = False,
+        key_id: bytes = b"",
     ) -> None:
         """Keep the key of ``epoch`` and the members it was given to (stored again, the
         key takes the new list and keeps when it arrived: a leave shrinks it without a
         new key); then drop the keys of all but the newest MAX_ROOM_EPOCHS epochs, and
         of epochs that ended KEEP_ENDED_EPOCH_MS ago (:meth:`prune_room_keys`). The room
-        must be stored. ``now``: the time in ms."""
+        must be stored. ``now``: the time in ms. A key deleted already (§15.7) comes as
+        an empty ``key`` and its ``key_id``: only its members change."""
         member_set = set(members)
         if any(len(member) != MEMBER_BYTES for member in member_set):
             raise LocalProtocolError(f"a room member is a {MEMBER_BYTES}-byte identity key")
         with self.transaction():
-            self._exec(
-                """INSERT INTO room_keys (room_id, epoch, key, members, added_at)
-                VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (room_id, epoch, key) DO UPDATE SET members = excluded.members""",
-                (room_id, epoch, key, b"".join(sorted(member_set)), now),
-            )
+            stored = b"".join(sorted(member_set))
+            if key:
+                self._exec(
+                    """INSERT INTO room_keys (room_id, epoch, key, members, added_at, chained)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (room_id, epoch, key) DO UPDATE SET members = excluded.members""",
+                    (room_id, epoch, key, stored, now, int(chained)),
+                )
+            else:
+                self._exec(
+                    """UPDATE room_keys SET members = ? WHERE room_id = ? AND epoch = ?
+                    AND key = ? AND held = 0""",
+                    (stored, room_id, epoch, key_id),
+                )
             # Walks the primary key backwards over at most MAX_ROOM_EPOCHS + 1 epochs.
             self._exec(
                 """DELETE FROM room_keys WHERE room_id = ? AND epoch < (
@@ -121,13 +143,88 @@ class RoomTables(SearchIndexing):
     def prune_room_keys(self, room_id: bytes, *, now: int) -> int:
         """Drop the keys of epochs that ended more than KEEP_ENDED_EPOCH_MS before
         ``now``: every epoch before the newest one whose key arrived that long ago (it
-        ended when a newer one arrived). How many keys went."""
-        return self._exec(
-            """DELETE FROM room_keys WHERE room_id = ? AND epoch < (
-                SELECT max(epoch) FROM room_keys
-                WHERE room_id = ? AND added_at > 0 AND added_at <= ?)""",
-            (room_id, room_id, now - KEEP_ENDED_EPOCH_MS),
-        ).rowcount
+        ended when a newer one arrived), with their chains. How many keys went."""
+        with self.transaction():
+            went = self._exec(
+                """DELETE FROM room_keys WHERE room_id = ? AND epoch < (
+                    SELECT max(epoch) FROM room_keys
+                    WHERE room_id = ? AND added_at > 0 AND added_at <= ?)""",
+                (room_id, room_id, now - KEEP_ENDED_EPOCH_MS),
+            ).rowcount
+            self._exec(
+                """DELETE FROM room_chains WHERE room_id = ? AND epoch NOT IN (
+                    SELECT epoch FROM room_keys WHERE room_id = ?)""",
+                (room_id, room_id),
+            )
+        return went
+
+    def forget_room_key(self, room_id: bytes, epoch: int, key: bytes, key_id: bytes) -> None:
+        """Delete a chained epoch's key (every member holds it, §15.7): its id takes its
+        place, the row stays (members, holders, when it came)."""
+        self._exec(
+            "UPDATE room_keys SET key = ?, held = 0 WHERE room_id = ? AND epoch = ? AND key = ?",
+            (key_id, room_id, epoch, key),
+        )
+
+    def set_room_key_holders(
+        self, room_id: bytes, epoch: int, key_or_id: bytes, holders: Iterable[bytes]
+    ) -> None:
+        """The members seen holding a key (named by the key, or by its id once deleted)."""
+        self._exec(
+            "UPDATE room_keys SET holders = ? WHERE room_id = ? AND epoch = ? AND key = ?",
+            (b"".join(sorted(holders)), room_id, epoch, key_or_id),
+        )
+
+    def put_room_chain(self, row: RoomChainRow) -> None:
+        """Store one author's chain as we hold it now (its taken keys are gone)."""
+        self._exec(
+            """INSERT INTO room_chains (room_id, epoch, key_id, author, next_index,
+                chain_key, skipped) VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (room_id, epoch, key_id, author) DO UPDATE SET
+                next_index = excluded.next_index, chain_key = excluded.chain_key,
+                skipped = excluded.skipped""",
+            (
+                row.room_id,
+                row.epoch,
+                row.key_id,
+                row.author,
+                row.next_index,
+                row.chain_key,
+                row.skipped,
+            ),
+        )
+
+    def room_chains(self, room_id: bytes) -> list[RoomChainRow]:
+        rows = self._all(
+            """SELECT room_id, epoch, key_id, author, next_index, chain_key, skipped
+            FROM room_chains WHERE room_id = ?""",
+            (room_id,),
+        )
+        return [RoomChainRow(*row) for row in rows]
+
+    # --- what peers can do ---------------------------------------------------------
+
+    def set_peer_features(self, peer: bytes, features: Iterable[str], *, now: int) -> None:
+        """What ``peer``'s latest session offered (§3)."""
+        self._exec(
+            """INSERT INTO peer_features (peer, features, seen_at) VALUES (?, ?, ?)
+            ON CONFLICT (peer) DO UPDATE SET features = excluded.features,
+                seen_at = excluded.seen_at""",
+            (peer, " ".join(sorted(features)), now),
+        )
+
+    def peer_features(self, peers: Iterable[bytes]) -> dict[bytes, frozenset[str]]:
+        """The features each of ``peers`` last offered (a peer never met is left out)."""
+        found: dict[bytes, frozenset[str]] = {}
+        wanted = list(peers)
+        for i in range(0, len(wanted), CHUNK):
+            part = wanted[i : i + CHUNK]
+            marks = ",".join("?" * len(part))
+            for peer, features in self._all(
+                f"SELECT peer, features FROM peer_features WHERE peer IN ({marks})", part
+            ):
+                found[peer] = frozenset(features.split())
+        return found
 
     def epoch_began(self, room_id: bytes, epoch: int) -> int:
         """When the first key of ``epoch`` arrived (ms; 0 if unknown)."""
@@ -147,8 +244,8 @@ class RoomTables(SearchIndexing):
     def room_keys(self, room_id: bytes) -> list[RoomKeyRow]:
         """The kept keys of a room, newest epoch first (several keys of one epoch by key)."""
         rows = self._all(
-            """SELECT room_id, epoch, key, members FROM room_keys WHERE room_id = ?
-            ORDER BY epoch DESC, key""",
+            """SELECT room_id, epoch, key, members, chained, held, holders FROM room_keys
+            WHERE room_id = ? ORDER BY epoch DESC, key""",
             (room_id,),
         )
         return [_room_key(row) for row in rows]

@@ -116,8 +116,22 @@ class RoomRow:
 class RoomKeyRow:
     room_id: bytes
     epoch: int
-    key: bytes
+    key: bytes  # empty once deleted (§15.7): then key_id names it
     members: frozenset[bytes]
+    key_id: bytes = b""
+    chained: bool = False
+    holders: frozenset[bytes] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChainRow:
+    room_id: bytes
+    epoch: int
+    key_id: bytes
+    author: bytes
+    next_index: int
+    chain_key: bytes
+    skipped: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -325,8 +325,34 @@ _V13: Migration = (
     ) WITHOUT ROWID""",
 )
 
+# Sender chains in room epochs (docs/protocol.md §15.7). room_keys.held = 0: the key
+# was deleted and the ``key`` column holds its id; holders: members seen holding it,
+# 32-byte keys concatenated. room_chains: one author's chain as we hold it; skipped:
+# the keys of messages skipped, an 8-byte index and a 32-byte key each. peer_features:
+# what each peer's sessions last offered (§3), for choices made while it is away.
+_V14: Migration = (
+    "ALTER TABLE room_keys ADD COLUMN chained INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE room_keys ADD COLUMN held INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE room_keys ADD COLUMN holders BLOB NOT NULL DEFAULT x''",
+    """CREATE TABLE room_chains (
+        room_id BLOB NOT NULL REFERENCES rooms (room_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        key_id BLOB NOT NULL CHECK (length(key_id) = 32),
+        author BLOB NOT NULL CHECK (length(author) = 32),
+        next_index INTEGER NOT NULL,
+        chain_key BLOB NOT NULL CHECK (length(chain_key) = 32),
+        skipped BLOB NOT NULL,
+        PRIMARY KEY (room_id, epoch, key_id, author)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE peer_features (
+        peer BLOB PRIMARY KEY NOT NULL CHECK (length(peer) = 32),
+        features TEXT NOT NULL,
+        seen_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14
 )  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 

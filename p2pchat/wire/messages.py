@@ -556,6 +556,7 @@ class RoomInvite:
     # The room's topic as the sender knows it ("" if none): the newcomer cannot read the
     # message that set it.
     topic: str = limit(max_len=MAX_TOPIC_CHARS, default="")
+    chained: bool = False  # the epoch's messages use sender chains (§15.7)
 
     def __post_init__(self) -> None:
         _check_epoch(self.epoch)
@@ -575,6 +576,7 @@ class RoomKeyUpdate:
     key: bytes = limit(size=ROOM_KEY_BYTES)
     members: tuple[bytes, ...] = limit(max_len=MAX_ROOM_MEMBERS)
     clock: int = 0  # the sender's room clock, as in RoomInvite
+    chained: bool = False  # the epoch's messages use sender chains (§15.7)
 
     def __post_init__(self) -> None:
         _check_epoch(self.epoch)
@@ -616,6 +618,7 @@ class RoomEnvelope:
 # --- files (docs/protocol.md §16; sent only where both sides list the feature files/1) ---
 
 FILES_FEATURE = "files/1"
+ROOM_CHAINS_FEATURE = "room-chains/1"  # sender chains in room epochs (§15.7)
 PADDING_FEATURE = "padding/1"  # transport plaintexts padded to Padmé sizes (§4.2)
 FILE_ROOT_BYTES = 32
 FILE_BLOCK_BYTES = 256 * 1024  # every block but a file's last is exactly this long
@@ -645,6 +648,7 @@ class RoomText:
     action: bool = False
     topic: bool = False
     joined: bool = False
+    keyed: bool = False  # a key notice (§15.7): the author holds this epoch's key
     # A file shared with the room (§16.4): empty file_root for none.
     file_root: bytes = limit(max_len=FILE_ROOT_BYTES, default=b"")
     file_size: int = 0

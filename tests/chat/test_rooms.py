@@ -351,7 +351,7 @@ def test_room_keys_are_bounded() -> None:
     # key for one epoch cannot push out the key the room uses.
     kept = [keys.add(4, key(20 + n), (A,)) for n in range(10)]
     assert kept == [True] * 3 + [False] * 7
-    assert [k for k, _ in keys.keys(4)] == [key(22), key(21), key(20), key(5)]
+    assert [e.key for e in keys.keys(4)] == [key(22), key(21), key(20), key(5)]
     assert keys.full(4) and not keys.full(3) and keys.holds(4, key(5))
     assert keys.add(4, key(5), (A, B))  # a key it holds: its members are updated
     assert keys.members_at(4) == frozenset({A, B})

@@ -22,6 +22,7 @@ from p2pchat.node.events import RoomEvent
 from p2pchat.node.rooms import RoomService
 from p2pchat.store import Store, open_store
 from p2pchat.wire.codec import Codec
+from p2pchat.wire.messages import ROOM_CHAINS_FEATURE
 from tests.net.fakes import FakeLinks, FakePeers, FakeRelations
 
 CODEC = Codec()
@@ -29,8 +30,18 @@ Hold = Callable[[bytes, bytes, Any], bool]
 
 
 class RoomNet:
-    def __init__(self, tmp: Path, count: int, *, config: BroadcastConfig | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        count: int,
+        *,
+        config: BroadcastConfig | None = None,
+        chained: bool = True,
+    ) -> None:
+        """``chained``: every node has met every other in a session that offered sender
+        chains (§15.7), so the epochs they make use them; False: as with older peers."""
         self.tmp = tmp
+        self.chained = chained
         self.config = config
         self.cut_links: set[frozenset[bytes]] = set()
         self.log: list[tuple[bytes, bytes, Any]] = []  # everything sent, delivered or not
@@ -53,6 +64,10 @@ class RoomNet:
         me = identity.public_key
         if me not in self.stores:
             self.stores[me] = open_store(self.tmp / f"n{index}.db")
+            features = [ROOM_CHAINS_FEATURE] if self.chained else []
+            for peer in self.keys:
+                if peer != me:
+                    self.stores[me].set_peer_features(peer, features, now=1)
 
         def send(peer: bytes, message: Any) -> bool:
             if self.refuse(me, peer, message):

@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 import p2pchat.node.rooms.broadcast as room_broadcast
-from p2pchat.chat.rooms import MAX_KEYS_PER_EPOCH, _signed_bytes, seal_room_message
+from p2pchat.chat.rooms import MAX_KEYS_PER_EPOCH, _signed_bytes
 from p2pchat.identity import Identity
 from p2pchat.node.rooms import (
     LOG_INTERVAL,
@@ -118,8 +118,7 @@ async def test_a_refused_room_message_is_not_stored_passed_on_or_served(tmp_path
     net.queue.clear()
     # The genuine message under that id still gets through, and on to the others.
     room_c = net.s(2).rooms[room_id]
-    genuine = seal_room_message(net.ids[2], room_c, target, room_c.clock + 1, 1, "real",
-                                b"r" * 24)  # fmt: skip
+    genuine, _ = net.s(2)._seal(room_c, target, room_c.clock + 1, 1, "real")
     net.s(0).receive(c, gossip(genuine))
     net.pump()
     assert net.texts(0, room_id) == ["real"]
@@ -141,7 +140,7 @@ async def test_a_strangers_room_traffic_costs_no_signature_check(
     net = RoomNet(tmp_path, 3)
     stranger = net.ids[2]
     room_id = net.form([1])
-    opened = Counter(monkeypatch, "open_room_message")
+    opened = Counter(monkeypatch, "open_room_message_at")
     checked = Counter(monkeypatch, "check_room_envelope")
     tree = net.s(0).broadcasts.trees[room_id]
     before = dict(tree.memory)
@@ -174,7 +173,7 @@ async def test_a_hostile_member_gets_a_bounded_number_of_costly_checks(
     hostile = net.ids[1]
     room_id = net.form((1, 2))
     epoch = net.s(0).rooms[room_id].epoch
-    opened = Counter(monkeypatch, "open_room_message")
+    opened = Counter(monkeypatch, "open_room_message_at")
     attack = [gossip(signed(hostile, room_id, epoch, os.urandom(16))) for _ in range(10_000)]
     for message in attack[:5_000]:
         net.s(0).receive(hostile.public_key, message)

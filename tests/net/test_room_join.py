@@ -58,8 +58,10 @@ async def test_a_room_joined_all_at_once_learns_every_join_without_a_full_mesh(
         # The notices are not messages: nothing stored, nothing to read; nor are they
         # served in catch-up, where each joiner's digests would fetch them again.
         assert all(net.texts(index, room_id) == [] for index in range(MEMBERS))
+        # Each joiner's notice, and the creator's key notice (§15.7): sent once the last
+        # invitee it held back joined (the joiners' notices say they hold the key).
         for index in range(MEMBERS):
-            assert net.s(index).broadcasts.trees[room_id].memory["ephemeral"] == MEMBERS - 1
+            assert net.s(index).broadcasts.trees[room_id].memory["ephemeral"] == MEMBERS
         assert not [m for _, _, m in net.log if isinstance(m, RoomGossip) and m.repair]
         net.s(17).send(room_id, "hello from a newcomer")
         await net.settle(3)

@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from p2pchat.chat.chains import ChainId
 from p2pchat.chat.rooms import (
     MAX_EPOCH_JUMP,
     Room,
@@ -29,7 +30,7 @@ from p2pchat.chat.rooms import (
     check_room_envelope,
     gossip_envelope,
     observe,
-    open_room_message,
+    open_room_message_at,
 )
 from p2pchat.errors import RemoteProtocolError
 from p2pchat.mesh.plumtree import Broadcast, BroadcastConfig
@@ -61,12 +62,17 @@ class Parked:
     since: float
 
 
-def open_message(room: Room, keys: RoomKeys, envelope: RoomEnvelope) -> RoomText:
-    """The text of a room message; refused if it does not open or its clock is not
-    plausible."""
-    inner = open_room_message(keys, envelope)
+ChainUse = tuple[ChainId, int]  # the chain and index whose key opened a message
+
+
+def open_message(
+    room: Room, keys: RoomKeys, envelope: RoomEnvelope
+) -> tuple[RoomText, ChainUse | None]:
+    """The text of a room message, and the chain key that opened it (taken once it is
+    stored, §15.7); refused if it does not open or its clock is not plausible."""
+    inner, used = open_room_message_at(keys, envelope)
     observe(room, inner.clock)
-    return inner
+    return inner, used
 
 
 class RoomBroadcasts:
@@ -94,7 +100,7 @@ class RoomBroadcasts:
         # room -> (msg id, author) -> message of an epoch whose key we lack yet (bounded)
         self.parked: dict[bytes, dict[tuple[bytes, bytes], Parked]] = {}
         # Judged and opened by _check, stored by _deliver in the same pass.
-        self._opened: dict[tuple[bytes, bytes], tuple[RoomEnvelope, RoomText]] = {}
+        self._opened: dict[tuple[bytes, bytes], tuple[RoomEnvelope, RoomText, ChainUse | None]] = {}
         self._epochs: OrderedDict[bytes, int] = OrderedDict()  # msg id -> epoch (LRU)
         self._refusals = KeyedBuckets(REFUSAL_RATE, REFUSAL_BURST, capacity=1024)
         self.unchecked = 0  # room messages dropped unchecked (carrier over its budget)
@@ -254,11 +260,11 @@ class RoomBroadcasts:
                 return False
             if envelope.author not in keys.members_at(envelope.epoch):
                 raise bad_message(f"the author is not a member at epoch {envelope.epoch}")
-            inner = self._costly(carrier, now, open_message, room, keys, envelope)
+            inner, used = self._costly(carrier, now, open_message, room, keys, envelope)
         except RemoteProtocolError as error:
             state.refuse(carrier, error)
             return False
-        self._opened[(room_id, msg_id)] = (envelope, inner)
+        self._opened[(room_id, msg_id)] = (envelope, inner, used)
         self._note_epoch(msg_id, envelope.epoch)
         return True
 
@@ -312,16 +318,16 @@ class RoomBroadcasts:
                 envelope = gossip_envelope(room_id, msg_id, item.payload)
                 if envelope.author not in keys.members_at(envelope.epoch):
                     raise bad_message(f"the author is not a member at epoch {envelope.epoch}")
-                inner = open_message(room, keys, envelope)
+                inner, used = open_message(room, keys, envelope)
             except RemoteProtocolError as error:
                 state.refuse(item.carrier, error)
                 continue
             # Read late: served from now on, but not pushed (the others had their chance).
             tree.remember(msg_id, item.payload)
-            if inner.joined:
+            if inner.joined or inner.keyed:
                 tree.ephemeral(msg_id)
             self._note_epoch(msg_id, envelope.epoch)
-            self._storage.store_or_hold(room_id, envelope, inner, item.payload)
+            self._storage.store_or_hold(room_id, envelope, inner, item.payload, used)
             room = state.rooms[room_id]
         if not parked:
             self.parked.pop(room_id, None)
@@ -375,7 +381,7 @@ class RoomBroadcasts:
         opened = self._opened.pop((room_id, msg_id), None)
         if opened is None:
             return  # our own message: stored when it was written
-        envelope, inner = opened
-        if inner.joined:  # a join notice: not served in catch-up (§15.2)
+        envelope, inner, used = opened
+        if inner.joined or inner.keyed:  # a notice: not served in catch-up (§15.2, §15.7)
             self.trees[room_id].ephemeral(msg_id)
-        self._storage.store_or_hold(room_id, envelope, inner, payload)
+        self._storage.store_or_hold(room_id, envelope, inner, payload, used)

@@ -7,11 +7,12 @@ all) and the keys of the newest RESEND_EPOCHS epochs."""
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 
 import trio
 
+from p2pchat.chat.chains import key_id
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import (
     REKEY_AFTER_MS,
@@ -40,6 +41,7 @@ from p2pchat.node.rooms.state import RoomState, log
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import (
     MAX_TOPIC_CHARS,
+    ROOM_CHAINS_FEATURE,
     RoomGraft,
     RoomInvite,
     RoomKeyUpdate,
@@ -78,14 +80,24 @@ class Membership:
         self._intents: dict[bytes, tuple[int, frozenset[bytes], frozenset[bytes]]] = {}
         self.rekey_messages = REKEY_MESSAGES  # settable: tests re-key sooner
         self.rekey_after_ms = REKEY_AFTER_MS
+        # Told of each chained key we took (room, epoch, key id): the service says in the
+        # room that we hold it (a key notice, §15.7).
+        self.key_adopted: Callable[[bytes, int, bytes], None] = lambda *key: None
+
+    def _chained(self, members: frozenset[bytes]) -> bool:
+        """Whether an epoch of ``members`` may use sender chains (§15.7): every other
+        member's latest session offered the feature."""
+        others = members - {self._state.me}
+        offered = self._state.store.peer_features(others)
+        return all(ROOM_CHAINS_FEATURE in offered.get(member, ()) for member in others)
 
     # ------------------------------------------------------------------ our changes
 
     def create(self, name: str) -> Room:
-        room = new_room(name, os.urandom(16), os.urandom(32), self._state.me)
+        room = new_room(name, os.urandom(16), os.urandom(32), self._state.me, chained=True)
         self._save(room)
         self._state.changed(room, self._state.me)
-        return room
+        return self._state.room(room.room_id)  # its key may be gone (§15.7)
 
     def invite(self, room_id: bytes, peers: Collection[bytes]) -> Room:
         """Invite contacts into a room, all of them in one new epoch."""
@@ -95,7 +107,13 @@ class Membership:
         for peer in sorted(newcomers):
             if self._relations.relation(peer) is not Relation.CONTACT:
                 raise ValueError("invite contacts only: add them first")
-        after, invitation, updates = invite(room, state.me, newcomers, os.urandom(32))
+        after, invitation, updates = invite(
+            room,
+            state.me,
+            newcomers,
+            os.urandom(32),
+            chained=self._chained(room.members | newcomers),
+        )
         self._intents[room_id] = (after.epoch, newcomers, frozenset())
         # No room traffic to them until they join.
         state.pending.setdefault(room_id, set()).update(newcomers)
@@ -107,13 +125,13 @@ class Membership:
         for member, update in updates:
             self._outbox.send(member, update)
         state.changed(after, state.me)
-        return after
+        return self._state.room(after.room_id)  # its key may be gone (§15.7)
 
     def join(self, room_id: bytes) -> Room:
         state = self._state
         invitation, inviter = self._invitations.take(room_id)
         room = join(invitation, state.me, inviter)
-        self._save(room)
+        self._save(room, sender=inviter)
         state.changed(room, state.me)
         # Joining is said on the wire by taking part (§15.3): an empty graft asks the
         # members near us on the rings (whose trees we join) and the inviter (who
@@ -123,7 +141,7 @@ class Membership:
         announcement = RoomGraft(room_id, ())
         for member in sorted((self._broadcasts.near(room_id) | {inviter}) - {state.me}):
             self._outbox.send(member, announcement)
-        return room
+        return self._state.room(room.room_id)  # its key may be gone (§15.7)
 
     def leave(self, room_id: bytes) -> None:
         room = self._state.room(room_id)
@@ -134,7 +152,13 @@ class Membership:
 
     def remove(self, room_id: bytes, member: bytes) -> Room:
         room = self._state.room(room_id)
-        after, updates, notice = remove(room, self._state.me, member, os.urandom(32))
+        after, updates, notice = remove(
+            room,
+            self._state.me,
+            member,
+            os.urandom(32),
+            chained=self._chained(room.members - {member}),
+        )
         self._intents[room_id] = (after.epoch, frozenset(), frozenset((member,)))
         self._forget_member(room_id, member)
         self._save(after)
@@ -142,7 +166,7 @@ class Membership:
             self._outbox.send(recipient, update)
         self._outbox.send(member, notice)
         self._state.changed(after, self._state.me)
-        return after
+        return self._state.room(after.room_id)  # its key may be gone (§15.7)
 
     def rekey_if_due(self, room_id: bytes) -> Room:
         """Before we write to the room: if its epoch has served its time (REKEY_MESSAGES
@@ -159,7 +183,9 @@ class Membership:
                          longest=self.rekey_after_ms):  # fmt: skip
             return room
         try:
-            after, updates = rotate(room, self._state.me, os.urandom(32))
+            after, updates = rotate(
+                room, self._state.me, os.urandom(32), chained=self._chained(room.members)
+            )
         except ValueError as error:  # out of epochs: keep the key, say why
             log.warning("room %s cannot re-key: %s", room_id.hex(), error)
             return room
@@ -167,13 +193,23 @@ class Membership:
         for member, update in updates:
             self._outbox.send(member, update)
         self._state.changed(after, self._state.me)
-        return after
+        return self._state.room(room_id)
 
-    def _save(self, room: Room) -> None:
-        self._state.save_row(room, joined=True)
-        self._state.rooms[room.room_id] = room
-        self._state.keys.setdefault(room.room_id, RoomKeys(room.room_id)).add_room(room)
+    def _save(self, room: Room, *, sender: bytes = b"") -> None:
+        """Keep the room as it is now (``sender``: the member who gave us its key)."""
+        state = self._state
+        with state.store.transaction():
+            state.save_row(room, joined=True)
+            state.rooms[room.room_id] = room
+            state.keys.setdefault(room.room_id, RoomKeys(room.room_id)).add_room(room)
+            state.save_key_chains(room.room_id, room.epoch, room.key_id)
+        for holder in (state.me, sender):
+            if holder:
+                state.note_holder(room.room_id, room.epoch, room.key_id, holder)
+        state.forget_key_if_held(room.room_id, room.epoch, room.key_id)  # a leave may do it
         self._broadcasts.sync_tree(room)
+        if room.chained:
+            self.key_adopted(room.room_id, room.epoch, room.key_id)
 
     def _drop(self, room_id: bytes, reason: str) -> None:
         state = self._state
@@ -194,7 +230,7 @@ class Membership:
         lost the tie-break): a key update for us."""
         update = RoomKeyUpdate(room_id=invitation.room_id, epoch=invitation.epoch,
                                key=invitation.key, members=invitation.members,
-                               clock=invitation.clock)  # fmt: skip
+                               clock=invitation.clock, chained=invitation.chained)  # fmt: skip
         self.key_update(peer, update)
 
     def key_update(self, peer: bytes, update: RoomKeyUpdate) -> None:
@@ -203,7 +239,10 @@ class Membership:
         room = state.room(update.room_id)
         keys = state.keys[room.room_id]
         if keys.holds(update.epoch, update.key):
-            return  # a key we hold (re-sent when a session opened): nothing new
+            # A key we hold (re-sent when a session opened): nothing new, but the
+            # sender holds it too.
+            state.note_holder(room.room_id, update.epoch, key_id(update.key), peer)
+            return
         if update.epoch == room.epoch and keys.full(update.epoch):
             raise RemoteProtocolError(
                 f"room update refused: epoch {update.epoch} has as many keys as it may",
@@ -219,9 +258,16 @@ class Membership:
                 and state.me in update.members
             ):
                 # A concurrent change that lost the tie-break: its key stays readable.
-                if keys.add(update.epoch, update.key, update.members):
-                    state.store.add_room_key(room.room_id, update.epoch, update.key,
-                                             update.members, now=now_ms())  # fmt: skip
+                if keys.add(update.epoch, update.key, update.members, chained=update.chained):
+                    with state.store.transaction():
+                        state.store.add_room_key(room.room_id, update.epoch, update.key,
+                                                 update.members, now=now_ms(),
+                                                 chained=update.chained)  # fmt: skip
+                        state.save_key_chains(room.room_id, update.epoch, key_id(update.key))
+                    for holder in (state.me, peer):
+                        state.note_holder(room.room_id, update.epoch, key_id(update.key), holder)
+                    if update.chained:
+                        self.key_adopted(room.room_id, update.epoch, key_id(update.key))
                     self._broadcasts.retry_parked(room.room_id)
                 return
             raise
@@ -233,7 +279,7 @@ class Membership:
             state.pending.setdefault(room.room_id, set()).update(added)
         for member in room.members - after.members:
             self._forget_member(room.room_id, member)
-        self._save(after)
+        self._save(after, sender=peer)
         state.changed(after, peer)
         self._broadcasts.retry_parked(room.room_id)
         intent = self._intents.get(room.room_id)
@@ -261,7 +307,9 @@ class Membership:
             return
         if rotator(after) == state.me:  # the one who rotates, so the leaver's key dies
             try:
-                after, updates = rotate(after, state.me, os.urandom(32))
+                after, updates = rotate(
+                    after, state.me, os.urandom(32), chained=self._chained(after.members)
+                )
             except ValueError as error:  # out of epochs: keep the room as it is, say why
                 log.warning("room %s cannot rotate: %s", notice.room_id.hex(), error)
                 updates = []
@@ -288,6 +336,7 @@ class Membership:
                 del state.pending[room_id]
             if room is not None:
                 self._broadcasts.sync_tree(room)
+                self._state.wake.set()  # key notices may have waited for this member
         said = (room_id, member) in self._said_joined
         if (held_back or notice) and not said and room is not None and member in room.members:
             self._said_joined.add((room_id, member))
@@ -326,7 +375,7 @@ class Membership:
     def _resend(self, room_id: bytes, invitee: bytes) -> None:
         sends, _ = self._unanswered[(room_id, invitee)]
         room = self._state.rooms.get(room_id)
-        if room is None or invitee not in room.members or sends >= MAX_INVITE_SENDS:
+        if room is None or invitee not in room.members or sends >= MAX_INVITE_SENDS or not room.key:
             del self._unanswered[(room_id, invitee)]
             return
         self._unanswered[(room_id, invitee)] = (sends + 1, _resend_at(sends + 1))
@@ -347,10 +396,12 @@ class Membership:
         if keys is None:
             return
         for epoch in keys.epochs()[-RESEND_EPOCHS:]:
-            for key, members in reversed(keys.keys(epoch)):
-                if peer in members and me in members:
-                    update = RoomKeyUpdate(room_id=room_id, epoch=epoch, key=key,
-                                           members=tuple(sorted(members)))  # fmt: skip
+            for entry in reversed(keys.keys(epoch)):
+                # A deleted key (§15.7) every member holds: nothing to give.
+                if entry.key and peer in entry.members and me in entry.members:
+                    update = RoomKeyUpdate(room_id=room_id, epoch=epoch, key=entry.key,
+                                           members=tuple(sorted(entry.members)),
+                                           chained=entry.chained)  # fmt: skip
                     self._outbox.send(peer, update)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import trio
 
+from p2pchat.chat.chains import Chain, chained_nonce, key_id
 from p2pchat.chat.rooms import (
     Room,
     RoomKeys,
@@ -36,16 +38,17 @@ from p2pchat.node.rooms.invitations import Invitations
 from p2pchat.node.rooms.membership import Membership
 from p2pchat.node.rooms.outbox import PairwiseOutbox
 from p2pchat.node.rooms.state import LOG_INTERVAL, RoomState, log
-from p2pchat.node.rooms.storing import DISK_RETRY, MessageStorage
+from p2pchat.node.rooms.storing import DISK_RETRY, ChainUse, MessageStorage
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.store import RoomMessage, Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.codec import Codec
-from p2pchat.wire.messages import RoomInvite, RoomKeyUpdate, RoomLeave
+from p2pchat.wire.messages import RoomEnvelope, RoomInvite, RoomKeyUpdate, RoomLeave
 
 PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
 JOIN_TEXT = "joined the room"  # the join notice's text, for peers that predate it
+KEY_NOTICE_TEXT = "holds the key"  # a key notice's text (never shown: §15.7)
 PRUNE_INTERVAL = 3600.0  # seconds between drops of keys of epochs that ended a week ago
 
 
@@ -78,6 +81,11 @@ class RoomService:
         self._membership = Membership(
             self.state, self._outbox, self.broadcasts, self._invitations, relations
         )
+        self._membership.key_adopted = self._key_adopted
+        # Chained keys (room, epoch, key id) we should say we hold (§15.7), and those we
+        # said it of in this run (a key notice, or any message under them).
+        self._notices_due: set[tuple[bytes, int, bytes]] = set()
+        self._noticed: set[tuple[bytes, int, bytes]] = set()
         self._load()
 
     def _joined(self, room_id: bytes, member: bytes) -> None:
@@ -97,16 +105,28 @@ class RoomService:
             self.store.prune_room_keys(row.room_id, now=now_ms())
             rows = self.store.room_keys(row.room_id)
             for key_row in reversed(rows):  # oldest first, so the newest key wins
-                keys.add(key_row.epoch, key_row.key, key_row.members)
+                keys.add(key_row.epoch, key_row.key, key_row.members, chained=key_row.chained,
+                         kid=key_row.key_id)  # fmt: skip
+                kept = keys.entry(key_row.epoch, key_row.key_id or key_id(key_row.key))
+                if kept is not None:
+                    kept.holders.update(key_row.holders)
+            for chain_row in self.store.room_chains(row.room_id):
+                if keys.entry(chain_row.epoch, chain_row.key_id) is not None:
+                    keys.chains.put((chain_row.epoch, chain_row.key_id, chain_row.author),
+                                    Chain(chain_row.next_index, chain_row.chain_key,
+                                          Chain.decode_skipped(chain_row.skipped)))  # fmt: skip
             current = keys.keys(row.epoch)
             if not current:
                 log.warning("room %s has no key for its epoch %d", row.room_id.hex(), row.epoch)
                 continue
-            key, members = current[0]
-            room = Room(row.room_id, row.name, row.epoch, key, members, row.clock)
+            entry = current[0]
+            room = Room(row.room_id, row.name, row.epoch, entry.key, entry.members, row.clock,
+                        chained=entry.chained, key_id=entry.key_id)  # fmt: skip
             if row.joined:
                 self.rooms[row.room_id] = room
                 self.state.keys[row.room_id] = keys
+                for epoch, held in keys.held_chained():  # someone not seen holding it yet
+                    self._notices_due.add((row.room_id, epoch, held.key_id))
             else:
                 self._invitations.restore(room, row.inviter)
         for room in self.rooms.values():
@@ -140,14 +160,75 @@ class RoomService:
         """Say in the room that we joined (§15.3): members who learn it stop holding
         room traffic back from us. Not stored: it is a notice, not something said. Its
         text is what a peer that predates the notice shows, as an action line."""
+        self._send_notice(room_id, JOIN_TEXT, action=True, joined=True)
+
+    def _send_notice(
+        self, room_id: bytes, text: str, *, under: Room | None = None, **flags: bool
+    ) -> None:
+        """A room message not stored: a join notice (§15.3) or a key notice (§15.7);
+        ``under``: the room as of an epoch of ours other than the current one."""
         room, clock = tick(self.state.room(room_id))
+        sealed_in = room if under is None else replace(under, clock=room.clock)
         msg_id = os.urandom(16)
-        envelope = seal_room_message(self.identity, room, msg_id, clock, now_ms(), JOIN_TEXT,
-                                     os.urandom(24), action=True, joined=True)  # fmt: skip
+        envelope, used = self._seal(sealed_in, msg_id, clock, now_ms(), text, **flags)
         self.rooms[room_id] = room
-        self.state.store.set_room_clock(room_id, clock)
+        with self.state.store.transaction():
+            self.state.take_chain_key(room_id, used)
+            self.state.store.set_room_clock(room_id, clock)
         payload = self._codec.encode(envelope)
-        self.broadcasts.send(room_id, msg_id, room.epoch, payload, notice=True)
+        self.broadcasts.send(room_id, msg_id, sealed_in.epoch, payload, notice=True)
+
+    def _seal(
+        self, room: Room, msg_id: bytes, clock: int, now: int, text: str, **flags: Any
+    ) -> tuple[RoomEnvelope, ChainUse]:
+        """Our message to ``room`` at its epoch: in a chained epoch, under the next key
+        of our chain (taken by the caller as it stores or sends it, §15.7)."""
+        message_key: bytes | None = None
+        nonce = os.urandom(24)
+        used: ChainUse = None
+        if room.chained:
+            chain_id = (room.epoch, room.key_id, self.me)
+            chain = self.state.keys[room.room_id].chains.get(chain_id)
+            if chain is None:
+                raise ValueError("our chain in this room's epoch is missing")
+            message_key = chain.key_for(chain.next_index)
+            nonce = chained_nonce(chain.next_index, os.urandom(16))
+            used = (chain_id, chain.next_index)
+            self._noticed.add((room.room_id, room.epoch, room.key_id))  # it shows we hold it
+        envelope = seal_room_message(self.identity, room, msg_id, clock, now, text, nonce,
+                                     message_key=message_key, **flags)  # fmt: skip
+        return envelope, used
+
+    def _key_adopted(self, room_id: bytes, epoch: int, kid: bytes) -> None:
+        self._notices_due.add((room_id, epoch, kid))
+        self.state.wake.set()
+
+    def _send_key_notices(self) -> None:
+        """Say under each chained key we took that we hold it (§15.7), once per key,
+        when none of its members is still an invitee we hold back (a newcomer would miss
+        it: it gets no room traffic until it joins; its join wakes us again). Also under
+        a key that is no longer the current one (a member back from away takes several
+        at once): the others keep each until every member was seen holding it."""
+        for due in sorted(self._notices_due):
+            room_id, epoch, kid = due
+            room = self.rooms.get(room_id)
+            keys = self.state.keys.get(room_id)
+            entry = None if keys is None else keys.entry(epoch, kid)
+            if (
+                room is None
+                or entry is None
+                or not entry.chained
+                or due in self._noticed
+                or entry.members <= {self.me}  # nobody else to tell
+            ):
+                self._notices_due.discard(due)
+                continue
+            if self.state.pending.get(room_id, set()) & entry.members:
+                continue
+            self._notices_due.discard(due)
+            under = replace(room, epoch=epoch, key=b"", key_id=kid, chained=True,
+                            members=entry.members)  # fmt: skip
+            self._send_notice(room_id, KEY_NOTICE_TEXT, under=under, keyed=True)
 
     def decline(self, room_id: bytes) -> None:
         self._invitations.decline(room_id)
@@ -173,12 +254,12 @@ class RoomService:
         room, clock = tick(room)
         now = now_ms()
         msg_id = os.urandom(16)
-        envelope = seal_room_message(self.identity, room, msg_id, clock, now, text,
-                                     os.urandom(24), action=action, topic=topic,
-                                     file=file)  # fmt: skip
+        envelope, used = self._seal(room, msg_id, clock, now, text, action=action, topic=topic,
+                                    file=file)  # fmt: skip
         payload = self._codec.encode(envelope)
         inner = room_text(clock, now, text, action=action, topic=topic, file=file)
-        stored = self.storage.write(envelope, inner, payload, received_at=now, room_clock=clock)
+        stored = self.storage.write(envelope, inner, payload, received_at=now, room_clock=clock,
+                                    used=used)  # fmt: skip
         assert stored is not None
         self.rooms[room_id] = room
         self.broadcasts.send(room_id, msg_id, room.epoch, payload)
@@ -276,10 +357,13 @@ class RoomService:
     def peer_offline(self, peer: bytes) -> None:
         self.broadcasts.reachability_changed(peer, offline=True)
 
-    def session_up(self, peer: bytes) -> None:
+    def session_up(self, peer: bytes, features: frozenset[str] | None = None) -> None:
         """A session with ``peer`` opened (either side dialled; also a replacement): it
         may have missed invitations, key updates and messages while it was away or while
-        our link was down, however briefly (§15.3, "members coming back")."""
+        our link was down, however briefly (§15.3, "members coming back"). ``features``:
+        what the session offers, kept for the epochs we make while it is away."""
+        if features is not None:
+            self.store.set_peer_features(peer, features, now=now_ms())
         self.state.sessions.add(peer)
         self.broadcasts.reachability_changed(peer)
         now = trio.current_time()
@@ -331,6 +415,8 @@ class RoomService:
                 if now >= next_prune:
                     next_prune = now + PRUNE_INTERVAL
                     self.prune_keys()
+                if self._notices_due:
+                    self._send_key_notices()
                 self.broadcasts.tick(now)
             except Exception:  # a bug must not stop the rooms (or spin)
                 log.exception("room pass failed")

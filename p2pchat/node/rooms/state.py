@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import trio
 
+from p2pchat.chat.chains import ChainId
 from p2pchat.chat.rooms import Room, RoomKeys
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.events import RoomChanged, RoomEvent
 from p2pchat.node.ports import Peers
 from p2pchat.node.wake import Wake
 from p2pchat.ratelimit import LogLimiter
-from p2pchat.store import Store
+from p2pchat.store import RoomChainRow, Store
 from p2pchat.wallclock import now_ms
 
 log = logging.getLogger("p2pchat.rooms")
@@ -81,7 +83,8 @@ class RoomState:
                 now=now_ms(),
             )
             self.store.add_room_key(room.room_id, room.epoch, room.key, room.members,
-                                    now=now_ms())  # fmt: skip
+                                    now=now_ms(), chained=room.chained,
+                                    key_id=room.key_id)  # fmt: skip
 
     def epoch_use_of(self, room: Room) -> tuple[int, int]:
         """When the room's current epoch began (ms) and how many messages it holds."""
@@ -116,3 +119,67 @@ class RoomState:
         more = f" (and {skipped} more since the last line)" if skipped else ""
         log.info("room input from %s refused%s: %s%s", encode_peer_id(peer),
                  f" [{code}]" if code else "", error, more)  # fmt: skip
+
+    # ------------------------------------------------------------------ chains (§15.7)
+
+    def save_chains(self, room_id: bytes, chain_ids: list[ChainId]) -> None:
+        """Store the chains as memory holds them now."""
+        keys = self.keys.get(room_id)
+        if keys is None:
+            return
+        for chain_id in chain_ids:
+            chain = keys.chains.get(chain_id)
+            if chain is not None:
+                epoch, kid, author = chain_id
+                self.store.put_room_chain(RoomChainRow(room_id, epoch, kid, author,
+                                                       chain.next_index, chain.chain_key,
+                                                       chain.encode_skipped()))  # fmt: skip
+
+    def save_key_chains(self, room_id: bytes, epoch: int, kid: bytes) -> None:
+        """Store every chain of a key (when it arrives: they must outlive the key)."""
+        keys = self.keys.get(room_id)
+        entry = None if keys is None else keys.entry(epoch, kid)
+        if keys is None or entry is None or not entry.chained:
+            return
+        with self.store.transaction():
+            self.save_chains(room_id, [(epoch, kid, member) for member in sorted(entry.members)])
+
+    def take_chain_key(self, room_id: bytes, used: tuple[ChainId, int] | None) -> None:
+        """Delete the message key that opened a message we keep (its chain moves past
+        it), in memory and in the store: the caller's transaction, with the message."""
+        keys = self.keys.get(room_id)
+        if used is None or keys is None:
+            return
+        chain_id, index = used
+        self.save_chains(room_id, keys.chains.take(chain_id, index))
+
+    def held_by(self, room_id: bytes, used: tuple[ChainId, int] | None, member: bytes) -> None:
+        """A message of ``member`` under a chained key was read: it holds that key."""
+        if used is not None:
+            epoch, kid, _ = used[0]
+            self.note_holder(room_id, epoch, kid, member)
+
+    def note_holder(self, room_id: bytes, epoch: int, kid: bytes, member: bytes) -> None:
+        """``member`` holds the key ``kid`` of ``epoch``; once every member of the key
+        does, nobody needs it from us any more: it is deleted (its chains stay)."""
+        keys = self.keys.get(room_id)
+        entry = None if keys is None else keys.entry(epoch, kid)
+        if entry is None or not entry.chained or member in entry.holders:
+            return
+        entry.holders.add(member)
+        stored_as = entry.key or entry.key_id
+        self.store.set_room_key_holders(room_id, epoch, stored_as, entry.holders)
+        self.forget_key_if_held(room_id, epoch, kid)
+
+    def forget_key_if_held(self, room_id: bytes, epoch: int, kid: bytes) -> None:
+        """Delete a chained key every member of which holds it (memory and store)."""
+        keys = self.keys.get(room_id)
+        entry = None if keys is None else keys.entry(epoch, kid)
+        if entry is None or not entry.chained or not entry.key or entry.unheld_by():
+            return
+        self.store.forget_room_key(room_id, epoch, entry.key, kid)
+        entry.key = b""
+        room = self.rooms.get(room_id)
+        if room is not None and room.epoch == epoch and room.key_id == kid:
+            self.rooms[room_id] = replace(room, key=b"")
+        log.debug("room %s: key of epoch %d deleted, every member holds it", room_id.hex(), epoch)

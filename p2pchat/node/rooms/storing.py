@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from p2pchat.chat.chains import ChainId
 from p2pchat.chat.rooms import SharedFile, observe, shared_file
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import LocalProtocolError, RemoteProtocolError, StoreError
@@ -19,6 +20,7 @@ from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import RoomEnvelope, RoomText
 
 DISK_RETRY = 2.0  # seconds between tries to store what a full disk refused
+ChainUse = tuple[ChainId, int] | None  # the chain key that opened a message (§15.7)
 
 
 class MessageStorage:
@@ -37,7 +39,7 @@ class MessageStorage:
         # Told of each stored message that shares a file (the file service's hook).
         self.file_shared: Callable[[bytes, bytes, bytes, int, SharedFile], None] | None = None
         # room -> msg id -> a message the disk refused, to store when it takes it (bounded)
-        self.held: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes]]] = {}
+        self.held: dict[bytes, dict[bytes, tuple[RoomEnvelope, RoomText, bytes, ChainUse]]] = {}
 
     def write(
         self,
@@ -47,12 +49,15 @@ class MessageStorage:
         *,
         received_at: int,
         room_clock: int,
+        used: ChainUse = None,
     ) -> RoomMessage | None:
         """Add a room message (``payload`` the encoded ``envelope``, ``inner`` its text)
-        and the room's clock after it, in one transaction; None if it was stored
-        already. Ours is stored read."""
+        and the room's clock after it, in one transaction, with the deletion of the
+        chain key that opened it (``used``, §15.7); None if it was stored already. Ours
+        is stored read."""
         store = self._state.store
         with store.transaction():
+            self._state.take_chain_key(envelope.room_id, used)
             stored = store.add_room_message(
                 room_id=envelope.room_id,
                 msg_id=envelope.msg_id,
@@ -75,12 +80,17 @@ class MessageStorage:
         return stored
 
     def store_or_hold(
-        self, room_id: bytes, envelope: RoomEnvelope, inner: RoomText, payload: bytes
+        self,
+        room_id: bytes,
+        envelope: RoomEnvelope,
+        inner: RoomText,
+        payload: bytes,
+        used: ChainUse = None,
     ) -> None:
         """Store a message the tree took; if the disk refuses it, hold it to store later
         (the tree has it as received and will not deliver it again)."""
         try:
-            self._store(room_id, envelope, inner, payload)
+            self._store(room_id, envelope, inner, payload, used)
         except (RemoteProtocolError, LocalProtocolError) as error:
             self._state.refuse(envelope.author, error)
         except StoreError as error:
@@ -89,7 +99,7 @@ class MessageStorage:
                 return
             held = self.held.setdefault(room_id, {})
             if len(held) < MAX_PARKED:
-                held[envelope.msg_id] = (envelope, inner, payload)
+                held[envelope.msg_id] = (envelope, inner, payload, used)
             else:  # rare: repaired by a digest after our next restart
                 log.warning("room %s: too many messages wait for the disk; one is dropped "
                             "here until the next start", room_id.hex())  # fmt: skip
@@ -101,12 +111,12 @@ class MessageStorage:
         for room_id in list(self.held):
             held = self.held[room_id]
             while held:
-                msg_id, (envelope, inner, payload) = next(iter(held.items()))
+                msg_id, (envelope, inner, payload, used) = next(iter(held.items()))
                 if room_id not in self._state.rooms:
                     held.clear()
                     break
                 try:
-                    self._store(room_id, envelope, inner, payload)
+                    self._store(room_id, envelope, inner, payload, used)
                 except StoreError as error:
                     if disk_fault(error) is not None:
                         return
@@ -117,20 +127,31 @@ class MessageStorage:
             del self.held[room_id]
 
     def _store(
-        self, room_id: bytes, envelope: RoomEnvelope, inner: RoomText, payload: bytes
+        self,
+        room_id: bytes,
+        envelope: RoomEnvelope,
+        inner: RoomText,
+        payload: bytes,
+        used: ChainUse,
     ) -> None:
         state = self._state
         room = state.rooms.get(room_id)
         if room is None:
             return
         room = observe(room, inner.clock)
-        if inner.joined:  # a join notice: nothing to store or show, the author joined
-            state.store.set_room_clock(room_id, room.clock)
+        if inner.joined or inner.keyed:  # a notice: nothing to store or show
+            with state.store.transaction():
+                state.take_chain_key(room_id, used)
+                state.store.set_room_clock(room_id, room.clock)
             state.rooms[room_id] = room
-            self._announced(room_id, envelope.author)
+            state.held_by(room_id, used, envelope.author)
+            if inner.joined:  # the author joined
+                self._announced(room_id, envelope.author)
             return
-        stored = self.write(envelope, inner, payload, received_at=now_ms(), room_clock=room.clock)
+        stored = self.write(envelope, inner, payload, received_at=now_ms(), room_clock=room.clock,
+                            used=used)  # fmt: skip
         state.rooms[room_id] = room
+        state.held_by(room_id, used, envelope.author)
         self._wrote(room_id, envelope.author)  # it wrote: it has joined
         if stored is not None:
             own = envelope.author == state.me
