@@ -136,7 +136,11 @@ class Daemon:
             env["PYTHONPATH"] = str(src)
         command = ["ip", "netns", "exec", lab.names[index - 1], sys.executable, "-m", "p2pchat",
                    "--home", str(home), "daemon", "--json", "--no-mdns",
-                   "--listen", f"{lab.address(index)}:{PORT}", "--nick", f"n{index}"]  # fmt: skip
+                   "--listen", f"{lab.address(index)}:{PORT}", "--nick", f"n{index}",
+                   # The members meet through the hub's address and are made contacts
+                   # by id afterwards: a node in private discovery (the default of new
+                   # profiles) would not answer a dial from someone not yet a contact.
+                   "--public-discovery"]  # fmt: skip
         if peer:
             command += ["--peer", peer]
         home.mkdir(parents=True, exist_ok=True)

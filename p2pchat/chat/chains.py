@@ -40,9 +40,12 @@ def _hash(key: bytes, data: bytes, person: bytes) -> bytes:
     return hashlib.blake2b(data, key=key, digest_size=KEY_BYTES, person=person).digest()
 
 
-def key_id(key: bytes) -> bytes:
-    """What names an epoch key once the key itself is gone (32 bytes, not secret)."""
-    return hashlib.blake2b(key, digest_size=KEY_BYTES, person=_KEY_ID).digest()
+def key_id(key: bytes, chained: bool) -> bytes:
+    """What names an epoch key, with how it is used (chained or not), once the key
+    itself is gone (32 bytes, not secret). The flag is part of the name: an update that
+    gives a key with the other flag gives another key (§15.7), so a member cannot
+    change how others use a key they hold."""
+    return hashlib.blake2b(key + bytes((chained,)), digest_size=KEY_BYTES, person=_KEY_ID).digest()
 
 
 def first_chain_key(key: bytes, room_id: bytes, epoch: int, author: bytes) -> bytes:
@@ -134,12 +137,14 @@ ChainId = tuple[int, bytes, bytes]  # (epoch, key id, author)
 
 
 class RoomChains:
-    """Every chain of one room: (epoch, key id, author) -> Chain."""
+    """Every chain of one room: (epoch, key id, author) -> Chain, and how many skipped
+    keys they hold in all (kept within MAX_SKIPPED_PER_ROOM)."""
 
-    __slots__ = ("_chains",)
+    __slots__ = ("_chains", "_skipped")
 
     def __init__(self) -> None:
         self._chains: dict[ChainId, Chain] = {}
+        self._skipped = 0
 
     def __len__(self) -> int:
         return len(self._chains)
@@ -148,7 +153,7 @@ class RoomChains:
         """Derive chain key 0 of each member of ``key`` that has no chain yet (a member
         list only grows for a given key by a repeat, so this runs once per member);
         how many chains began."""
-        kid = key_id(key)
+        kid = key_id(key, True)
         began = 0
         for member in members:
             if (epoch, kid, member) not in self._chains:
@@ -161,8 +166,13 @@ class RoomChains:
     def get(self, chain_id: ChainId) -> Chain | None:
         return self._chains.get(chain_id)
 
-    def put(self, chain_id: ChainId, chain: Chain) -> None:
+    def put(self, chain_id: ChainId, chain: Chain) -> list[ChainId]:
+        """Hold ``chain`` (loaded, or taken from :meth:`after_take` once stored); the
+        chains changed to keep the room within MAX_SKIPPED_PER_ROOM (to store)."""
+        old = self._chains.get(chain_id)
+        self._skipped += len(chain.skipped) - (0 if old is None else len(old.skipped))
         self._chains[chain_id] = chain
+        return self._trim() if self._skipped > MAX_SKIPPED_PER_ROOM else []
 
     def key_for(self, chain_id: ChainId, index: int) -> bytes:
         chain = self._chains.get(chain_id)
@@ -170,36 +180,41 @@ class RoomChains:
             raise ChainError("no chain of this author under this key")
         return chain.key_for(index)
 
-    def take(self, chain_id: ChainId, index: int) -> list[ChainId]:
-        """Delete the key of message ``index`` of the chain; the chains changed (to store),
-        including those whose skipped keys went to keep the room within
-        MAX_SKIPPED_PER_ROOM."""
+    def after_take(self, chain_id: ChainId, index: int) -> Chain | None:
+        """The chain as it is once the key of message ``index`` is deleted: a copy, so
+        that memory changes only once the store has taken it (:meth:`put`)."""
         chain = self._chains.get(chain_id)
         if chain is None:
-            return []
-        added = chain.take(index)
-        changed = [chain_id]
-        if added:
-            changed += self._trim()
-        return changed
+            return None
+        after = Chain(chain.next_index, chain.chain_key, dict(chain.skipped))
+        after.take(index)
+        return after
+
+    def take(self, chain_id: ChainId, index: int) -> list[ChainId]:
+        """Delete the key of message ``index`` of the chain, in memory only; the chains
+        changed (to store)."""
+        after = self.after_take(chain_id, index)
+        return [] if after is None else [chain_id, *self.put(chain_id, after)]
 
     def _trim(self) -> list[ChainId]:
-        total = sum(len(chain.skipped) for chain in self._chains.values())
-        changed: list[ChainId] = []
-        for chain_id in sorted(self._chains):  # oldest epochs first
-            if total <= MAX_SKIPPED_PER_ROOM:
-                break
+        """Drop skipped keys until the room is within its bound: always the oldest of
+        the chain that holds the most (so one member skipping far ahead in epoch after
+        epoch loses its own, not the few an honest author's late messages need)."""
+        changed: set[ChainId] = set()
+        while self._skipped > MAX_SKIPPED_PER_ROOM:
+            chain_id = max(self._chains, key=lambda c: (len(self._chains[c].skipped), c))
             chain = self._chains[chain_id]
-            while chain.skipped and total > MAX_SKIPPED_PER_ROOM:
-                del chain.skipped[min(chain.skipped)]
-                total -= 1
-                changed.append(chain_id)
-        return sorted(set(changed))
+            excess = min(len(chain.skipped), self._skipped - MAX_SKIPPED_PER_ROOM)
+            for old in sorted(chain.skipped)[:excess]:
+                del chain.skipped[old]
+            self._skipped -= excess
+            changed.add(chain_id)
+        return sorted(changed)
 
     def keep_from(self, epoch: int) -> None:
         """Forget the chains of every epoch before ``epoch``."""
         for chain_id in [c for c in self._chains if c[0] < epoch]:
-            del self._chains[chain_id]
+            self._skipped -= len(self._chains.pop(chain_id).skipped)
 
     def skipped(self) -> int:
-        return sum(len(chain.skipped) for chain in self._chains.values())
+        return self._skipped

@@ -109,7 +109,7 @@ class Room:
 
     def __post_init__(self) -> None:
         if self.key:  # recomputed on every replace() that brings a key
-            object.__setattr__(self, "key_id", key_id(self.key))
+            object.__setattr__(self, "key_id", key_id(self.key, self.chained))
         elif len(self.key_id) != 32:
             raise ValueError("a room without its key needs the key's id")
 
@@ -191,7 +191,7 @@ class RoomKeys:
         key's chains begin here, one per member."""
         if key:
             _check_key(key)
-            kid = key_id(key)
+            kid = key_id(key, chained)
         elif len(kid) != 32:
             raise ValueError("a deleted key is named by its 32-byte id")
         keys = self._epochs.get(epoch)
@@ -218,8 +218,8 @@ class RoomKeys:
         """Whether ``epoch`` holds as many keys as it may."""
         return len(self._epochs.get(epoch, ())) >= MAX_KEYS_PER_EPOCH
 
-    def holds(self, epoch: int, key: bytes) -> bool:
-        return key_id(key) in self._epochs.get(epoch, {})
+    def holds(self, epoch: int, key: bytes, chained: bool) -> bool:
+        return key_id(key, chained) in self._epochs.get(epoch, {})
 
     def entry(self, epoch: int, kid: bytes) -> EpochKey | None:
         return self._epochs.get(epoch, {}).get(kid)
@@ -249,15 +249,6 @@ class RoomKeys:
     def members_at(self, epoch: int) -> frozenset[bytes]:
         """Everyone who held a key of ``epoch``."""
         return frozenset().union(*(entry.members for entry in self._epochs.get(epoch, {}).values()))
-
-    def held_chained(self) -> list[tuple[int, EpochKey]]:
-        """The chained keys not deleted yet, with their epochs."""
-        return [
-            (epoch, entry)
-            for epoch, keys in sorted(self._epochs.items())
-            for entry in keys.values()
-            if entry.chained and entry.key
-        ]
 
 
 # --- messages ---
@@ -506,7 +497,7 @@ def _next_epoch(
     if by not in room.members:
         raise ValueError("only a member can change the room")
     _check_key(new_key)
-    if key_id(new_key) == room.key_id:
+    if key_id(new_key, room.chained) == room.key_id:
         raise ValueError("a new epoch needs a fresh key")
     if room.epoch >= MAX_WIRE_INT:
         raise ValueError("the room has run out of epochs")
@@ -591,7 +582,7 @@ def apply_key_update(room: Room, update: RoomKeyUpdate, from_member: bytes, own:
         raise _bad_update("it is for another room")
     if (
         update.epoch == room.epoch
-        and key_id(update.key) == room.key_id
+        and key_id(update.key, update.chained) == room.key_id
         and frozenset(update.members) == room.members
     ):
         return room
@@ -603,7 +594,7 @@ def apply_key_update(room: Room, update: RoomKeyUpdate, from_member: bytes, own:
         raise _bad_update("we are not in the new member list")
     if update.epoch == room.epoch:
         if not (room.rotated_by and from_member < room.rotated_by) or (
-            key_id(update.key) == room.key_id
+            key_id(update.key, update.chained) == room.key_id
         ):
             raise _bad_update(f"epoch {update.epoch} is already set")
     elif update.epoch < room.epoch:

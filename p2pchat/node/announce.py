@@ -13,8 +13,9 @@ import trio
 
 from p2pchat.chat.invites import token_key
 from p2pchat.discovery.tokens import make_token, recognise
-from p2pchat.identity import encode_peer_id
+from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.links import LinkManager
+from p2pchat.session.knock import pair_knock_key
 from p2pchat.store import Store
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import ANNOUNCE_FEATURE, AnnounceKey
@@ -25,9 +26,11 @@ CODE_GRACE = 600.0  # seconds an invite code still knocks after its first use
 
 
 class AnnounceKeys:
-    def __init__(self, store: Store, me: bytes) -> None:
+    def __init__(self, store: Store, identity: Identity) -> None:
         self._store = store
-        self._me = me
+        self._identity = identity
+        self._me = identity.public_key
+        self._pair_keys: dict[bytes, bytes] = {}  # peer -> the knock key we share
         # An invite code opens the first session, before any announce key is given;
         # the links that follow it (the link manager's own dial, the other side's redial)
         # knock with the code's key for a while more, until the keys have been exchanged.
@@ -97,16 +100,26 @@ class AnnounceKeys:
         if key is None and peer in self._codes_used:
             code_key, until = self._codes_used[peer]
             key = code_key if trio.current_time() < until else None
+        if key is None and self._is_contact(peer):
+            key = self._pair_key(peer)  # a contact added by id: no session gave us its key
+        return key
+
+    def _pair_key(self, peer: bytes) -> bytes:
+        key = self._pair_keys.get(peer)
+        if key is None:
+            key = self._pair_keys[peer] = pair_knock_key(self._identity, peer)
         return key
 
     def knock_keys(self) -> list[bytes]:
-        """Whose knocks we answer while hiding: our contacts (our announce key), the
-        holders of our outstanding invite codes, and of the codes redeemed within
-        CODE_GRACE."""
+        """Whose knocks we answer while hiding: our contacts (our announce key, or the
+        key each shares with us), the holders of our outstanding invite codes, and of
+        the codes redeemed within CODE_GRACE."""
         key, _ = self._store.own_announce_key(self._me, now=now_ms())
         now = trio.current_time()
         recent = [code for code, until in self._codes_redeemed.items() if now < until]
-        return [key, *self._store.invite_keys(now=now_ms()), *recent]
+        contacts = [c.peer for c in self._store.contacts() if c.is_contact and not c.blocked]
+        pairs = [self._pair_key(peer) for peer in contacts]
+        return [key, *self._store.invite_keys(now=now_ms()), *recent, *pairs]
 
     def code_used(self, peer: bytes, invite: bytes) -> None:
         """We dial ``peer`` with its invite code."""

@@ -124,7 +124,7 @@ class Node:
             # With a store the node takes files and keeps announce keys: its sessions
             # say so (§16.3, §10.2); it knocks on its contacts' doors, and in private
             # discovery it answers only those who knock (§3).
-            self.announce = AnnounceKeys(settings.store, identity.public_key)
+            self.announce = AnnounceKeys(settings.store, identity)
             session = settings.connection.session
             session = dataclasses.replace(
                 session,

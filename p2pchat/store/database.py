@@ -105,8 +105,9 @@ def open_store(
         conn.execute("PRAGMA foreign_keys = ON")
         # Deleted rows (a room epoch's key once every member holds it, a read message's
         # chain key: docs/protocol.md §15.7) are zeroed in their pages, not left in the
-        # free space. FAST: without extra I/O; docs/security.md says what still remains.
-        conn.execute("PRAGMA secure_delete = FAST")
+        # free space or in pages freed whole (skipped keys overflow into those): ON, not
+        # FAST. docs/security.md says what still remains.
+        conn.execute("PRAGMA secure_delete = ON")
         version = migrate(conn, path, migrations)
     except sqlite3.DatabaseError as error:
         conn.close()

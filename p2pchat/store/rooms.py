@@ -158,6 +158,13 @@ class RoomTables(SearchIndexing):
             )
         return went
 
+    def drop_room_keys_before(self, room_id: bytes, epoch: int) -> None:
+        """Forget the keys (and chains) of a room's epochs before ``epoch``: those an
+        invitation brought before the one we joined with, which we never use."""
+        with self.transaction():
+            self._exec("DELETE FROM room_keys WHERE room_id = ? AND epoch < ?", (room_id, epoch))
+            self._exec("DELETE FROM room_chains WHERE room_id = ? AND epoch < ?", (room_id, epoch))
+
     def forget_room_key(self, room_id: bytes, epoch: int, key: bytes, key_id: bytes) -> None:
         """Delete a chained epoch's key (every member holds it, §15.7): its id takes its
         place, the row stays (members, holders, when it came)."""
@@ -212,6 +219,13 @@ class RoomTables(SearchIndexing):
                 seen_at = excluded.seen_at""",
             (peer, " ".join(sorted(features)), now),
         )
+
+    def add_peer_feature(self, peer: bytes, feature: str, *, now: int) -> None:
+        """``peer`` showed it has ``feature`` (by using it), whatever its sessions with
+        us offered: kept with what they did."""
+        known = self.peer_features([peer]).get(peer, frozenset())
+        if feature not in known:
+            self.set_peer_features(peer, known | {feature}, now=now)
 
     def peer_features(self, peers: Iterable[bytes]) -> dict[bytes, frozenset[str]]:
         """The features each of ``peers`` last offered (a peer never met is left out)."""

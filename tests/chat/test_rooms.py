@@ -352,7 +352,7 @@ def test_room_keys_are_bounded() -> None:
     kept = [keys.add(4, key(20 + n), (A,)) for n in range(10)]
     assert kept == [True] * 3 + [False] * 7
     assert [e.key for e in keys.keys(4)] == [key(22), key(21), key(20), key(5)]
-    assert keys.full(4) and not keys.full(3) and keys.holds(4, key(5))
+    assert keys.full(4) and not keys.full(3) and keys.holds(4, key(5), False)
     assert keys.add(4, key(5), (A, B))  # a key it holds: its members are updated
     assert keys.members_at(4) == frozenset({A, B})
     keys.add(4, key(5), (A,))
@@ -585,3 +585,15 @@ def test_bad_inner_content_is_refused() -> None:
     other = RoomKeys(b"o" * 16)
     with pytest.raises(RemoteProtocolError, match="another room"):
         open_room_message(other, sealed_raw(codec.encode(RoomText(clock=1, time=1, text="x"))))
+
+
+def test_a_key_with_the_other_flag_is_another_key() -> None:
+    """The chained flag is part of a key's name (§15.7): an update that gives a key we
+    hold with the flag flipped does not change how we use it; it is a second key of
+    that epoch, under the rules for those."""
+    keys = RoomKeys(RID)
+    assert keys.add(4, key(5), (A, B), chained=True)
+    assert keys.add(4, key(5), (A, B), chained=False)
+    assert [entry.chained for entry in keys.keys(4)] == [False, True]
+    assert keys.holds(4, key(5), True) and keys.holds(4, key(5), False)
+    assert len(keys.chains) == 2  # the chained one's: one chain per member

@@ -110,3 +110,30 @@ async def test_a_hiding_node_answers_contacts_and_invite_codes_and_no_one_else(
         [note] = notes
         assert note.name == "verified" or "already exists" in note.fields["detail"], notes
         nursery.cancel_scope.cancel()
+
+
+async def test_contacts_added_by_id_knock_with_the_key_they_share(tmp_path: Path) -> None:
+    """Two nodes in private discovery that became contacts by id, before any session
+    gave either the other's announce key, still get past each other's hiding: each
+    knocks with the key the two share (a Diffie-Hellman of their identity keys). One
+    that is blocked does not."""
+    ann = ChatPeer("ann", tmp_path / "ann", private_discovery=True)
+    eve = ChatPeer("eve", tmp_path / "eve", private_discovery=True)
+    fay = ChatPeer("fay", tmp_path / "fay", private_discovery=True)
+    async with trio.open_nursery() as nursery:
+        for peer in (ann, eve, fay):
+            await peer.start(nursery)
+        assert ann.node and eve.node and fay.node
+        host, port = ann.address.rsplit(":", 1)
+        target = [Target(host, int(port), ann.identity.peer_id)]
+        for peer in (eve, fay):
+            peer.befriend(ann)
+            ann.befriend(peer)
+        ann.chat.set_blocked(fay.key, True)
+        assert kept(eve).get(ann.key) is None  # no session yet: no announce key
+        [note] = await eve.node.connect(target)
+        assert note.name == "verified", note
+        notes = await fay.node.connect(target)
+        assert [n.name for n in notes] != ["verified"]
+        assert not fay.connected_to(ann)
+        nursery.cancel_scope.cancel()

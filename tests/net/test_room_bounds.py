@@ -236,7 +236,7 @@ async def test_a_hostile_member_cannot_grow_the_keys_of_an_epoch(tmp_path: Path)
     assert len(keys.keys(room.epoch)) == MAX_KEYS_PER_EPOCH
     stored = [row for row in net.stores[a].room_keys(room_id) if row.epoch == room.epoch]
     assert len(stored) == MAX_KEYS_PER_EPOCH
-    assert keys.holds(room.epoch, net.s(0).rooms[room_id].key)  # the one in use stays
+    assert keys.entry(room.epoch, net.s(0).rooms[room_id].key_id)  # the one in use stays
     for i in range(1_000):  # and new epochs, one after another
         update = RoomKeyUpdate(room_id=room_id, epoch=room.epoch + 1 + i, key=os.urandom(32),
                                members=members)  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -15,8 +16,9 @@ import trio.testing
 from p2pchat.chat.chains import MAX_SKIP, chained_nonce, message_key, next_chain_key
 from p2pchat.chat.gate import Relation
 from p2pchat.chat.rooms import RoomKeys, open_room_message_at, seal_room_message
-from p2pchat.errors import RemoteProtocolError
+from p2pchat.errors import RemoteProtocolError, StoreError
 from p2pchat.node.rooms import RoomService
+from p2pchat.node.rooms.service import KEY_NOTICE_AGAIN
 from p2pchat.store import open_store
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import RoomEnvelope, RoomGossip, RoomInvite, RoomKeyUpdate
@@ -267,3 +269,69 @@ async def test_real_nodes_chain_their_epochs_and_drop_the_keys(tmp_path: Path) -
             stored = peer.store.room_keys(room_id)[0]
             assert stored.chained and stored.key == b"" and len(stored.holders) == 3
         nursery.cancel_scope.cancel()
+
+
+async def test_a_message_the_store_refused_can_be_read_when_it_comes_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain moves past a message only once the message is stored: a write that
+    fails (not for a full disk: the message is dropped, to come again by catch-up after
+    a restart) leaves its key, also when the author's next message is stored, so the
+    copy that comes again opens."""
+    net = RoomNet(tmp_path, 2)
+    async with trio.open_nursery() as nursery:
+        await net.run(nursery)
+        room_id = net.form([1])
+        await net.settle(1)
+        bob_store = net.stores[net.keys[1]]
+        original = bob_store.add_room_message
+
+        def broken(**fields: Any) -> Any:
+            raise StoreError("database is locked")
+
+        monkeypatch.setattr(bob_store, "add_room_message", broken)
+        dropped = net.s(0).send(room_id, "dropped").msg_id
+        net.pump()
+        monkeypatch.setattr(bob_store, "add_room_message", original)
+        net.s(0).send(room_id, "next")
+        net.pump()
+        assert net.texts(1, room_id) == ["next"]
+        nursery.cancel_scope.cancel()
+    [(_, payload)] = net.stores[net.keys[0]].room_envelopes(room_id, [dropped])
+    restarted = net.start(1)
+    restarted.receive(net.keys[0], RoomGossip(room_id, dropped, 1, payload))
+    assert sorted(net.texts(1, room_id)) == ["dropped", "next"]
+    net.close()
+
+
+async def test_a_member_whose_notice_was_lost_says_it_again_when_given_the_key(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Carol's room messages are lost for a while (her join notice with them): the
+    others keep the key. When ann, who still holds it, gives it to her again (a new
+    session), carol says she holds it again (not more than every KEY_NOTICE_AGAIN),
+    and then nobody keeps it."""
+    net = RoomNet(tmp_path, 3)
+    carol = net.keys[2]
+    async with trio.open_nursery() as nursery:
+        await net.run(nursery)
+        room_id = net.s(0).create("r").room_id
+        net.s(0).invite(room_id, net.keys[1], carol)
+        net.pump()
+        net.s(1).join(room_id)
+        net.s(2).join(room_id)
+
+        def lost(src: bytes, dst: bytes, message: Any) -> bool:
+            return src == carol and isinstance(message, RoomGossip)
+
+        for _ in range(40):
+            net.pump(hold=lost)
+            net.queue = [item for item in net.queue if not lost(*item)]
+            await trio.sleep(0.05)
+        assert all(net.s(i).rooms[room_id].key != b"" for i in (0, 1))
+        await trio.sleep(KEY_NOTICE_AGAIN)
+        net.heal(0, 2)  # a new session: ann gives carol the keys she holds
+        await net.settle(3)
+        assert all(net.s(i).rooms[room_id].key == b"" for i in range(3))
+        nursery.cancel_scope.cancel()
+    net.close()

@@ -244,7 +244,7 @@ async def test_a_key_re_sent_to_an_invitee_is_a_no_op(tmp_path: Path) -> None:
     invitation = net.s(2).invitations()[0]
     smaller = tuple(m for m in invitation.members if m != b)
     again = RoomKeyUpdate(room_id=room_id, epoch=invitation.epoch, key=invitation.key,
-                          members=smaller)  # fmt: skip
+                          members=smaller, chained=invitation.chained)  # fmt: skip
     net.s(2).receive(a, again)
     assert net.s(2).refused == 0
     assert net.s(2).invitations() == [invitation]

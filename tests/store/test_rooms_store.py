@@ -10,6 +10,7 @@ from p2pchat.store import (
     MAX_ROOM_EPOCHS,
     MIGRATIONS,
     SCHEMA_VERSION,
+    RoomChainRow,
     RoomKeyRow,
     RoomMessage,
     RoomRow,
@@ -462,3 +463,31 @@ def test_messages_since_counts_what_arrived_from_then(store: Store) -> None:
     received = sorted(m.received_at for m in store.room_history(ROOM, limit=10))
     assert store.room_messages_since(ROOM, 0) == 5
     assert store.room_messages_since(ROOM, received[3]) == 2
+
+
+# --- sender chains (docs/protocol.md §15.7) --------------------------------------------
+
+
+def test_deleted_chain_keys_and_room_keys_leave_no_bytes_in_the_file(db_path: Path) -> None:
+    """Skipped keys are a blob big enough to overflow into pages of their own, which a
+    shrinking row frees whole; a deleted epoch key is rewritten in place. With
+    ``secure_delete`` on, neither leaves its bytes in the database file."""
+    from p2pchat.chat.chains import Chain, key_id
+
+    with open_store(db_path) as store:
+        room(store)
+        epoch_key = b"\xe7" * 32
+        store.add_room_key(ROOM, 1, epoch_key, (ALICE, BOB), now=1, chained=True)
+        chain = Chain(0, b"\x11" * 32)
+        skipped = {i: bytes([0x80 + i % 64]) * 24 + i.to_bytes(8, "big") for i in range(200)}
+        chain.skipped = dict(skipped)
+        kid = key_id(epoch_key, True)
+        row = RoomChainRow(ROOM, 1, kid, ALICE, 200, chain.chain_key, chain.encode_skipped())
+        store.put_room_chain(row)
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.put_room_chain(RoomChainRow(ROOM, 1, kid, ALICE, 200, chain.chain_key, b""))
+        store.forget_room_key(ROOM, 1, epoch_key, kid)
+        assert store.room_keys(ROOM)[0].key == b""
+    raw = b"".join(path.read_bytes() for path in db_path.parent.glob(db_path.name + "*"))
+    assert epoch_key not in raw
+    assert not [i for i, value in skipped.items() if value in raw]

@@ -83,7 +83,11 @@ class Invitations:
         if pending is None:
             return
         invitation, inviter = pending
-        if (update.epoch, update.key) == (invitation.epoch, invitation.key):
+        if (update.epoch, update.key, update.chained) == (
+            invitation.epoch,
+            invitation.key,
+            invitation.chained,
+        ):
             return  # the key we hold (re-sent when a session opened)
         before = join(invitation, self._state.me, inviter)
         after = apply_key_update(before, update, peer, self._state.me)

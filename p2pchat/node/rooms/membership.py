@@ -83,6 +83,9 @@ class Membership:
         # Told of each chained key we took (room, epoch, key id): the service says in the
         # room that we hold it (a key notice, §15.7).
         self.key_adopted: Callable[[bytes, int, bytes], None] = lambda *key: None
+        # Told of a current chained key a member gave us again (so it may not know we
+        # hold it): the service says so again, at most every so often.
+        self.key_asked: Callable[[bytes, int, bytes], None] = lambda *key: None
 
     def _chained(self, members: frozenset[bytes]) -> bool:
         """Whether an epoch of ``members`` may use sender chains (§15.7): every other
@@ -131,6 +134,9 @@ class Membership:
         state = self._state
         invitation, inviter = self._invitations.take(room_id)
         room = join(invitation, state.me, inviter)
+        # The keys of epochs before this one that the invitation brought while it
+        # waited: never used (a member joins at the invitation's epoch), so not kept.
+        state.store.drop_room_keys_before(room_id, room.epoch)
         self._save(room, sender=inviter)
         state.changed(room, state.me)
         # Joining is said on the wire by taking part (§15.3): an empty graft asks the
@@ -238,10 +244,14 @@ class Membership:
         state = self._state
         room = state.room(update.room_id)
         keys = state.keys[room.room_id]
-        if keys.holds(update.epoch, update.key):
+        kid = key_id(update.key, update.chained)
+        if keys.holds(update.epoch, update.key, update.chained):
             # A key we hold (re-sent when a session opened): nothing new, but the
-            # sender holds it too.
-            state.note_holder(room.room_id, update.epoch, key_id(update.key), peer)
+            # sender holds it too, and still holds it itself, so it may not know we do:
+            # say it again (at most every KEY_NOTICE_AGAIN).
+            state.note_holder(room.room_id, update.epoch, kid, peer)
+            if update.epoch == room.epoch and update.chained:
+                self.key_asked(room.room_id, update.epoch, kid)
             return
         if update.epoch == room.epoch and keys.full(update.epoch):
             raise RemoteProtocolError(
@@ -257,17 +267,16 @@ class Membership:
                 and peer in update.members
                 and state.me in update.members
             ):
-                # A concurrent change that lost the tie-break: its key stays readable.
+                # A concurrent change that lost the tie-break: its key stays readable
+                # (and goes once every member was seen at a later epoch, §15.7).
                 if keys.add(update.epoch, update.key, update.members, chained=update.chained):
                     with state.store.transaction():
                         state.store.add_room_key(room.room_id, update.epoch, update.key,
                                                  update.members, now=now_ms(),
                                                  chained=update.chained)  # fmt: skip
-                        state.save_key_chains(room.room_id, update.epoch, key_id(update.key))
+                        state.save_key_chains(room.room_id, update.epoch, kid)
                     for holder in (state.me, peer):
-                        state.note_holder(room.room_id, update.epoch, key_id(update.key), holder)
-                    if update.chained:
-                        self.key_adopted(room.room_id, update.epoch, key_id(update.key))
+                        state.note_holder(room.room_id, update.epoch, kid, holder)
                     self._broadcasts.retry_parked(room.room_id)
                 return
             raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -49,6 +48,7 @@ PAIRWISE = (RoomInvite, RoomKeyUpdate, RoomLeave)
 ROOM_WIRE = (*PAIRWISE, *ROOM_MESSAGES)
 JOIN_TEXT = "joined the room"  # the join notice's text, for peers that predate it
 KEY_NOTICE_TEXT = "holds the key"  # a key notice's text (never shown: §15.7)
+KEY_NOTICE_AGAIN = 600.0  # a member giving us our key again gets a notice this often
 PRUNE_INTERVAL = 3600.0  # seconds between drops of keys of epochs that ended a week ago
 
 
@@ -82,10 +82,11 @@ class RoomService:
             self.state, self._outbox, self.broadcasts, self._invitations, relations
         )
         self._membership.key_adopted = self._key_adopted
-        # Chained keys (room, epoch, key id) we should say we hold (§15.7), and those we
-        # said it of in this run (a key notice, or any message under them).
+        self._membership.key_asked = self._key_asked
+        # Chained keys (room, epoch, key id) we should say we hold (§15.7), and, per
+        # room, when we last said it of its current keys (a key notice, or any message).
         self._notices_due: set[tuple[bytes, int, bytes]] = set()
-        self._noticed: set[tuple[bytes, int, bytes]] = set()
+        self._noticed: dict[bytes, dict[tuple[int, bytes], float]] = {}
         self._load()
 
     def _joined(self, room_id: bytes, member: bytes) -> None:
@@ -107,7 +108,9 @@ class RoomService:
             for key_row in reversed(rows):  # oldest first, so the newest key wins
                 keys.add(key_row.epoch, key_row.key, key_row.members, chained=key_row.chained,
                          kid=key_row.key_id)  # fmt: skip
-                kept = keys.entry(key_row.epoch, key_row.key_id or key_id(key_row.key))
+                kept = keys.entry(
+                    key_row.epoch, key_row.key_id or key_id(key_row.key, key_row.chained)
+                )
                 if kept is not None:
                     kept.holders.update(key_row.holders)
             for chain_row in self.store.room_chains(row.room_id):
@@ -125,8 +128,12 @@ class RoomService:
             if row.joined:
                 self.rooms[row.room_id] = room
                 self.state.keys[row.room_id] = keys
-                for epoch, held in keys.held_chained():  # someone not seen holding it yet
-                    self._notices_due.add((row.room_id, epoch, held.key_id))
+                for epoch in keys.epochs():  # a stop between noting a holder and deleting
+                    for entry in keys.keys(epoch):
+                        self.state.forget_key_if_held(row.room_id, epoch, entry.key_id)
+                room = self.rooms[row.room_id]
+                if room.chained and room.key:  # someone was not seen holding it yet
+                    self._notices_due.add((row.room_id, room.epoch, room.key_id))
             else:
                 self._invitations.restore(room, row.inviter)
         for room in self.rooms.values():
@@ -162,21 +169,19 @@ class RoomService:
         text is what a peer that predates the notice shows, as an action line."""
         self._send_notice(room_id, JOIN_TEXT, action=True, joined=True)
 
-    def _send_notice(
-        self, room_id: bytes, text: str, *, under: Room | None = None, **flags: bool
-    ) -> None:
-        """A room message not stored: a join notice (§15.3) or a key notice (§15.7);
-        ``under``: the room as of an epoch of ours other than the current one."""
+    def _send_notice(self, room_id: bytes, text: str, **flags: bool) -> None:
+        """A room message not stored: a join notice (§15.3) or a key notice (§15.7)."""
         room, clock = tick(self.state.room(room_id))
-        sealed_in = room if under is None else replace(under, clock=room.clock)
         msg_id = os.urandom(16)
-        envelope, used = self._seal(sealed_in, msg_id, clock, now_ms(), text, **flags)
+        envelope, used = self._seal(room, msg_id, clock, now_ms(), text, **flags)
         self.rooms[room_id] = room
+        taken = self.state.chain_after(room_id, used)
         with self.state.store.transaction():
-            self.state.take_chain_key(room_id, used)
+            self.state.store_chain(room_id, taken)
             self.state.store.set_room_clock(room_id, clock)
+        self.state.chain_kept(room_id, taken)
         payload = self._codec.encode(envelope)
-        self.broadcasts.send(room_id, msg_id, sealed_in.epoch, payload, notice=True)
+        self.broadcasts.send(room_id, msg_id, room.epoch, payload, notice=True)
 
     def _seal(
         self, room: Room, msg_id: bytes, clock: int, now: int, text: str, **flags: Any
@@ -194,21 +199,35 @@ class RoomService:
             message_key = chain.key_for(chain.next_index)
             nonce = chained_nonce(chain.next_index, os.urandom(16))
             used = (chain_id, chain.next_index)
-            self._noticed.add((room.room_id, room.epoch, room.key_id))  # it shows we hold it
+            self._said_we_hold(room)  # any message under the key shows we hold it
         envelope = seal_room_message(self.identity, room, msg_id, clock, now, text, nonce,
                                      message_key=message_key, **flags)  # fmt: skip
         return envelope, used
+
+    def _said_we_hold(self, room: Room) -> None:
+        said = self._noticed.setdefault(room.room_id, {})
+        for epoch, kid in [key for key in said if key[0] < room.epoch]:
+            del said[(epoch, kid)]  # only the current epoch's keys are remembered
+        said[(room.epoch, room.key_id)] = trio.current_time()
 
     def _key_adopted(self, room_id: bytes, epoch: int, kid: bytes) -> None:
         self._notices_due.add((room_id, epoch, kid))
         self.state.wake.set()
 
+    def _key_asked(self, room_id: bytes, epoch: int, kid: bytes) -> None:
+        """A member gave us our current key again: it still holds it, so it may not
+        have seen us holding it (our notice lost, or sent before it joined)."""
+        said = self._noticed.get(room_id, {}).get((epoch, kid))
+        if said is None or trio.current_time() - said >= KEY_NOTICE_AGAIN:
+            self._noticed.get(room_id, {}).pop((epoch, kid), None)
+            self._key_adopted(room_id, epoch, kid)
+
     def _send_key_notices(self) -> None:
-        """Say under each chained key we took that we hold it (§15.7), once per key,
-        when none of its members is still an invitee we hold back (a newcomer would miss
-        it: it gets no room traffic until it joins; its join wakes us again). Also under
-        a key that is no longer the current one (a member back from away takes several
-        at once): the others keep each until every member was seen holding it."""
+        """Say under each room's current chained key that we hold it (§15.7), once per
+        key unless asked again, when none of its members is still an invitee we hold
+        back (a newcomer would miss it: it gets no room traffic until it joins; its join
+        wakes us again). A key that is no longer current needs none: a member seen at
+        a later epoch needs no earlier key."""
         for due in sorted(self._notices_due):
             room_id, epoch, kid = due
             room = self.rooms.get(room_id)
@@ -217,18 +236,17 @@ class RoomService:
             if (
                 room is None
                 or entry is None
-                or not entry.chained
-                or due in self._noticed
+                or (room.epoch, room.key_id) != (epoch, kid)
+                or not room.chained
+                or (epoch, kid) in self._noticed.get(room_id, {})
                 or entry.members <= {self.me}  # nobody else to tell
             ):
                 self._notices_due.discard(due)
                 continue
             if self.state.pending.get(room_id, set()) & entry.members:
                 continue
+            self._send_notice(room_id, KEY_NOTICE_TEXT, keyed=True)
             self._notices_due.discard(due)
-            under = replace(room, epoch=epoch, key=b"", key_id=kid, chained=True,
-                            members=entry.members)  # fmt: skip
-            self._send_notice(room_id, KEY_NOTICE_TEXT, under=under, keyed=True)
 
     def decline(self, room_id: bytes) -> None:
         self._invitations.decline(room_id)

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import trio
 
-from p2pchat.chat.chains import ChainId
+from p2pchat.chat.chains import Chain, ChainId
 from p2pchat.chat.rooms import Room, RoomKeys
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.events import RoomChanged, RoomEvent
@@ -22,8 +22,11 @@ from p2pchat.node.wake import Wake
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.store import RoomChainRow, Store
 from p2pchat.wallclock import now_ms
+from p2pchat.wire.messages import ROOM_CHAINS_FEATURE
 
 log = logging.getLogger("p2pchat.rooms")
+
+TakenKey = tuple[ChainId, Chain] | None  # a chain as it is once a message key is deleted
 
 LOG_INTERVAL = 60.0  # one log line per refused peer per interval
 MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk)
@@ -50,6 +53,7 @@ class RoomState:
         # asks before each message we write; counted from the store once per epoch.
         self.epoch_use: dict[bytes, tuple[int, int, int]] = {}
         self._log_limit = LogLimiter(LOG_INTERVAL)
+        self._can_chain: set[bytes] = set()  # authors seen writing under chained keys
 
     def room(self, room_id: bytes) -> Room:
         """A room we joined; ValueError if we are not in it."""
@@ -144,32 +148,63 @@ class RoomState:
         with self.store.transaction():
             self.save_chains(room_id, [(epoch, kid, member) for member in sorted(entry.members)])
 
-    def take_chain_key(self, room_id: bytes, used: tuple[ChainId, int] | None) -> None:
-        """Delete the message key that opened a message we keep (its chain moves past
-        it), in memory and in the store: the caller's transaction, with the message."""
+    def chain_after(self, room_id: bytes, used: tuple[ChainId, int] | None) -> TakenKey:
+        """The chain that opened a message as it is once that message's key is deleted:
+        stored with the message (:meth:`store_chain`), taken into memory only once the
+        store has it (:meth:`chain_kept`), so that a write that fails loses no key."""
         keys = self.keys.get(room_id)
         if used is None or keys is None:
-            return
+            return None
         chain_id, index = used
-        self.save_chains(room_id, keys.chains.take(chain_id, index))
+        after = keys.chains.after_take(chain_id, index)
+        return None if after is None else (chain_id, after)
+
+    def store_chain(self, room_id: bytes, taken: TakenKey) -> None:
+        """Within the caller's transaction."""
+        if taken is not None:
+            chain_id, chain = taken
+            epoch, kid, author = chain_id
+            row = RoomChainRow(room_id, epoch, kid, author, chain.next_index, chain.chain_key,
+                               chain.encode_skipped())  # fmt: skip
+            self.store.put_room_chain(row)
+
+    def chain_kept(self, room_id: bytes, taken: TakenKey) -> None:
+        """The store has the chain: memory follows (and trims the room's skipped keys)."""
+        keys = self.keys.get(room_id)
+        if taken is not None and keys is not None:
+            self.save_chains(room_id, keys.chains.put(*taken))
 
     def held_by(self, room_id: bytes, used: tuple[ChainId, int] | None, member: bytes) -> None:
-        """A message of ``member`` under a chained key was read: it holds that key."""
-        if used is not None:
-            epoch, kid, _ = used[0]
-            self.note_holder(room_id, epoch, kid, member)
+        """A message of ``member`` under a chained key was read: it holds that key, and
+        its node can chain (an epoch we make may be chained for it, §15.7)."""
+        if used is None:
+            return
+        epoch, kid, _ = used[0]
+        self.note_holder(room_id, epoch, kid, member)
+        if member not in self._can_chain:
+            self._can_chain.add(member)
+            self.store.add_peer_feature(member, ROOM_CHAINS_FEATURE, now=now_ms())
 
     def note_holder(self, room_id: bytes, epoch: int, kid: bytes, member: bytes) -> None:
-        """``member`` holds the key ``kid`` of ``epoch``; once every member of the key
-        does, nobody needs it from us any more: it is deleted (its chains stay)."""
+        """``member`` holds the key ``kid`` of ``epoch``, so it needs no key of an
+        earlier epoch from anyone either (it refuses those, §15.3). A key that every
+        member holds or no longer needs is deleted (its chains stay)."""
         keys = self.keys.get(room_id)
         entry = None if keys is None else keys.entry(epoch, kid)
-        if entry is None or not entry.chained or member in entry.holders:
+        if keys is None or entry is None or not entry.chained or member in entry.holders:
             return
-        entry.holders.add(member)
-        stored_as = entry.key or entry.key_id
-        self.store.set_room_key_holders(room_id, epoch, stored_as, entry.holders)
-        self.forget_key_if_held(room_id, epoch, kid)
+        done = [(epoch, entry)] + [
+            (earlier, other)
+            for earlier in keys.epochs()
+            if earlier < epoch
+            for other in keys.keys(earlier)
+            if other.chained and member in other.members and member not in other.holders
+        ]
+        with self.store.transaction():
+            for at, held in done:
+                held.holders.add(member)
+                self.store.set_room_key_holders(room_id, at, held.key or held.key_id, held.holders)
+                self.forget_key_if_held(room_id, at, held.key_id)
 
     def forget_key_if_held(self, room_id: bytes, epoch: int, kid: bytes) -> None:
         """Delete a chained key every member of which holds it (memory and store)."""

@@ -56,8 +56,9 @@ class MessageStorage:
         chain key that opened it (``used``, §15.7); None if it was stored already. Ours
         is stored read."""
         store = self._state.store
+        taken = self._state.chain_after(envelope.room_id, used)
         with store.transaction():
-            self._state.take_chain_key(envelope.room_id, used)
+            self._state.store_chain(envelope.room_id, taken)
             stored = store.add_room_message(
                 room_id=envelope.room_id,
                 msg_id=envelope.msg_id,
@@ -75,6 +76,7 @@ class MessageStorage:
                 store.set_room_topic(envelope.room_id, inner.text, clock=inner.clock,
                                      msg_id=envelope.msg_id)  # fmt: skip
             store.set_room_clock(envelope.room_id, room_clock)
+        self._state.chain_kept(envelope.room_id, taken)
         if stored is not None:
             self._state.counted(envelope.room_id, envelope.epoch)
         return stored
@@ -140,9 +142,11 @@ class MessageStorage:
             return
         room = observe(room, inner.clock)
         if inner.joined or inner.keyed:  # a notice: nothing to store or show
+            taken = state.chain_after(room_id, used)
             with state.store.transaction():
-                state.take_chain_key(room_id, used)
+                state.store_chain(room_id, taken)
                 state.store.set_room_clock(room_id, room.clock)
+            state.chain_kept(room_id, taken)
             state.rooms[room_id] = room
             state.held_by(room_id, used, envelope.author)
             if inner.joined:  # the author joined
