@@ -4,14 +4,16 @@ sends nothing at all."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
+import nacl.bindings
 import pytest
 
 from p2pchat.errors import HandshakeRefused
 from p2pchat.identity import Identity
 from p2pchat.session import HandshakeComplete, SecureSession, SessionConfig, SessionState
-from p2pchat.session.knock import knock, knocked
+from p2pchat.session.knock import knock, knocked, pair_knock_key
 from tests.session.pairs import events, pump
 
 KEY = bytes(range(32))
@@ -64,3 +66,20 @@ def test_a_copied_knock_is_worth_nothing_with_another_ephemeral() -> None:
     assert not knocked([KEY], other, presented)
     assert not knocked([KEY], ephemeral, presented[:-1])
     assert not knocked([], ephemeral, presented)
+
+
+def test_two_contacts_compute_the_same_pair_key_and_nobody_else_does() -> None:
+    """docs/protocol.md §10.2: X25519 of one side's secret and the other's public key
+    (both converted from Ed25519 by libsodium), bound to both identity keys."""
+    ann, bob, eve = (Identity(bytes([n]) * 32) for n in (1, 2, 3))
+    shared = pair_knock_key(ann, bob.public_key)
+    assert shared == pair_knock_key(bob, ann.public_key)
+    assert pair_knock_key(eve, ann.public_key) == pair_knock_key(ann, eve.public_key) != shared
+    secret = nacl.bindings.crypto_sign_ed25519_sk_to_curve25519(
+        ann.signing_key._signing_key  # the 64-byte libsodium secret key
+    )
+    public = nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(bob.public_key)
+    low, high = sorted((ann.public_key, bob.public_key))
+    expected = hashlib.blake2b(nacl.bindings.crypto_scalarmult(secret, public) + low + high,
+                               digest_size=32, person=b"p2pchat-pairknck").digest()  # fmt: skip
+    assert shared == expected
