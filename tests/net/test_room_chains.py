@@ -71,6 +71,14 @@ def opens(keys: RoomKeys, envelope: RoomEnvelope) -> bool:
     return True
 
 
+async def room_of_three(net: RoomNet, nursery: trio.Nursery) -> bytes:
+    """Node 0's room with nodes 1 and 2 in it, the nodes' timers running, settled."""
+    await net.run(nursery)
+    room_id = net.form([1, 2])
+    await net.settle(2)
+    return room_id
+
+
 async def chat(net: RoomNet, room_id: bytes, lines: int) -> list[str]:
     said = []
     for n in range(lines):
@@ -89,9 +97,7 @@ async def test_a_stolen_store_opens_no_room_message_read_before(
     files; without (as with an older peer in the room) it opens them all."""
     net = RoomNet(tmp_path, 3, chained=chained)
     async with trio.open_nursery() as nursery:
-        await net.run(nursery)
-        room_id = net.form([1, 2])
-        await net.settle(2)
+        room_id = await room_of_three(net, nursery)
         said = await chat(net, room_id, 9)
         assert all(net.texts(i, room_id) == said for i in range(3))
         room = net.s(1).rooms[room_id]
@@ -119,9 +125,7 @@ async def test_a_member_away_keeps_the_key_alive_until_it_comes_back(
 ) -> None:
     net = RoomNet(tmp_path, 3)
     async with trio.open_nursery() as nursery:
-        await net.run(nursery)
-        room_id = net.form([1, 2])
-        await net.settle(2)
+        room_id = await room_of_three(net, nursery)
         assert all(net.s(i).rooms[room_id].key == b"" for i in range(3))
         # Carol goes away; ann re-keys before each of two lines (her budget is spent).
         away = net.keys[2]
@@ -165,9 +169,7 @@ async def test_chains_outlive_a_restart_late_messages_included(
 ) -> None:
     net = RoomNet(tmp_path, 3)
     async with trio.open_nursery() as nursery:
-        await net.run(nursery)
-        room_id = net.form([1, 2])
-        await net.settle(2)
+        room_id = await room_of_three(net, nursery)
         # Ann writes two lines while bob's sessions are cut; he gets the second first.
         for i in (0, 2):
             net.cut(i, 1)
@@ -221,9 +223,7 @@ async def test_a_member_cannot_make_others_store_unbounded_skipped_keys(
     refused; within it, the skipped keys are bounded; the room goes on."""
     net = RoomNet(tmp_path, 3)
     async with trio.open_nursery() as nursery:
-        await net.run(nursery)
-        room_id = net.form([1, 2])
-        await net.settle(2)
+        room_id = await room_of_three(net, nursery)
         mallory = net.s(2)
         room = mallory.rooms[room_id]
         chain = mallory.state.keys[room_id].chains.get((room.epoch, room.key_id, net.keys[2]))
