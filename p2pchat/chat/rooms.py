@@ -293,13 +293,15 @@ def room_text(
     joined: bool = False,
     keyed: bool = False,
     file: SharedFile | None = None,
+    nick: str = "",
 ) -> RoomText:
-    """The plaintext of a room message."""
+    """The plaintext of a room message (``nick``: the author's, §15.2)."""
     if file is None:
         return RoomText(clock=clock, time=time, text=text, action=action, topic=topic,
-                        joined=joined, keyed=keyed)  # fmt: skip
+                        joined=joined, keyed=keyed, nick=nick)  # fmt: skip
     return RoomText(clock=clock, time=time, text=text, action=action, topic=topic,
-                    joined=joined, keyed=keyed, file_root=file.root, file_size=file.size,
+                    joined=joined, keyed=keyed, nick=nick, file_root=file.root,
+                    file_size=file.size,
                     file_name=file.name, file_type=file.media_type,
                     file_thumbnail=file.thumbnail)  # fmt: skip
 
@@ -327,6 +329,7 @@ def seal_room_message(
     keyed: bool = False,
     file: SharedFile | None = None,
     message_key: bytes | None = None,
+    nick: str = "",
 ) -> RoomEnvelope:
     """Encrypt and sign a message to the room at its current epoch (``action``: a /me
     line; ``topic``: the text is the room's new topic; ``joined``: our join notice;
@@ -352,7 +355,7 @@ def seal_room_message(
         raise ValueError("a chained epoch takes a message key, and only a chained one")
     key = room.key if message_key is None else message_key
     inner = room_text(clock, time, text, action=action, topic=topic, joined=joined,
-                      keyed=keyed, file=file)  # fmt: skip
+                      keyed=keyed, file=file, nick=nick)  # fmt: skip
     plain = _codec.encode(inner)
     author = identity.public_key
     box = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(

@@ -83,11 +83,18 @@ class CommandContext:
             contact = self._store.contact(peer)
             presence = self.presence(peer)
             request = self._store.request(peer) if presence is None else None
+        nick = presence.nick if presence else self.room_nick(peer)
         return person_name(
             contact_name=contact.name if contact else "",
-            nick=presence.nick if presence else "",
+            nick=nick,
             request_nick=request.nick if request else "",
         )
+
+    def room_nick(self, peer: bytes) -> str:
+        """The nick ``peer``'s latest room message carried, if a node runs and one came
+        (a fellow room member we see no presence of)."""
+        rooms = None if self.node is None else self.node.rooms
+        return "" if rooms is None else rooms.nick_of(peer)
 
     # ------------------------------------------------------------------ requirements
 

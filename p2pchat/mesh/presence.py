@@ -88,6 +88,11 @@ def next_version(previous: int, now_ms: int) -> int:
     return max(previous + 1, now_ms)
 
 
+def nick_problem(nick: str) -> str | None:
+    """What is wrong with a nick (a record's, or one a room message carries), if anything."""
+    return text_problem(nick, "")
+
+
 def text_problem(nick: str, status_text: str) -> str | None:
     """What is wrong with a nick or status text for a record, if anything."""
     if len(nick) > MAX_NICK_CHARS:  # the wire limits, checked before signing

@@ -174,6 +174,7 @@ class Node:
                 emit=self._emit,
                 rng=random.Random(self._rng.getrandbits(64)),
             )
+            self.rooms.own_nick = self._own_nick
             self.files = FileService(
                 settings.store, self.links, self.chat, self._emit, settings.files,
                 me=identity.public_key, rooms=self.rooms,
@@ -320,9 +321,19 @@ class Node:
         online.discard(me)
         return sorted(online)
 
+    def _own_nick(self) -> str:
+        """Our nick as our room messages carry it (§15.2): the one we publish now."""
+        own = "" if self.mesh is None else str(self.mesh.own.nick)
+        return own or self.settings.nick
+
     def nick_of(self, peer: bytes) -> str:
+        """Its presence record's nick; else the one its latest room message carried (a
+        fellow member we see no presence of, §15.2)."""
         member = None if self.mesh is None else self.mesh.members.get(peer)
-        return "" if member is None else str(member.record.nick)
+        nick = "" if member is None else str(member.record.nick)
+        if not nick and self.rooms is not None:
+            nick = self.rooms.nick_of(peer)
+        return nick
 
     # ------------------------------------------------------------------ running
 

@@ -668,7 +668,9 @@ class ChatApp(App[None]):
             if entry.peer_id == peer_id:
                 return entry.name
         seen = self._seen.get(peer_id)
-        return shown_name(peer_id, seen.nick if seen else "")
+        return shown_name(
+            peer_id, seen.nick if seen and seen.nick else self.commands.room_nick(key)
+        )
 
     # ------------------------------------------------------------------ for slash and bars
 

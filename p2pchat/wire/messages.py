@@ -649,6 +649,9 @@ class RoomText:
     topic: bool = False
     joined: bool = False
     keyed: bool = False  # a key notice (§15.7): the author holds this epoch's key
+    # The author's nick as it wrote (§15.2): a name for members who see no presence of
+    # it (not a contact, in private discovery); shown as a presence nick is, no more.
+    nick: str = limit(max_len=MAX_NICK_CHARS, default="")
     # A file shared with the room (§16.4): empty file_root for none.
     file_root: bytes = limit(max_len=FILE_ROOT_BYTES, default=b"")
     file_size: int = 0

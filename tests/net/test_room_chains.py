@@ -335,3 +335,25 @@ async def test_a_member_whose_notice_was_lost_says_it_again_when_given_the_key(
         assert all(net.s(i).rooms[room_id].key == b"" for i in range(3))
         nursery.cancel_scope.cancel()
     net.close()
+
+
+async def test_a_member_is_named_by_the_nick_its_room_messages_carry(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A fellow member we see no presence of (not our contact, in private discovery)
+    is called by the nick its latest room message carried (§15.2 "Nick"); one a
+    presence record could not carry is ignored."""
+    net = RoomNet(tmp_path, 3)
+    for index, nick in enumerate(("ann", "bob", "cat\x07")):
+        net.s(index).own_nick = lambda nick=nick: nick  # type: ignore[misc]
+    async with trio.open_nursery() as nursery:
+        room_id = await room_of_three(net, nursery)  # the join notices carry them
+        assert net.s(2).nick_of(net.keys[1]) == "bob"
+        assert net.s(1).nick_of(net.keys[0]) == "ann"
+        assert net.s(0).nick_of(net.keys[2]) == ""  # a control character: not a nick
+        net.s(1).own_nick = lambda: "bobby"
+        net.s(1).send(room_id, "call me bobby")
+        await net.settle(1)
+        assert net.s(2).nick_of(net.keys[1]) == "bobby"
+        nursery.cancel_scope.cancel()
+    net.close()

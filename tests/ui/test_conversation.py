@@ -403,6 +403,29 @@ def test_a_room_widens_its_name_column_for_someone_who_joined_later() -> None:
     run(scenario)
 
 
+def test_a_member_known_by_id_is_renamed_on_its_earlier_lines_when_its_nick_comes() -> None:
+    # Seen in tmux: in private discovery a member who is not our contact showed by id on
+    # a line written before its nick came in a later room message (protocol §15.2).
+    room = b"\x09" * 16
+    names = {ME: "alice", BOB: ""}
+
+    def known(key: bytes) -> str:
+        return names[key] or key.hex()[:8]
+
+    async def scenario(pilot: Pilot[None], view: ConversationView) -> None:
+        view.show(RoomPages(room, [ME, BOB]), ME, room, known, room=True, people=[ME, BOB])
+        await pilot.pause()
+        assert BOB.hex()[:8] in shown(view)
+        names[BOB] = "bob"  # its next message carried its nick
+        later = RoomMessage(9, room, msg_id(9), BOB, 10, START, START, "hi again", False)
+        view.add(room_message_as_stored(later, ME))
+        await pilot.pause()
+        text = shown(view)
+        assert "bob" in text and BOB.hex()[:8] not in text, text
+
+    run(scenario)
+
+
 def test_a_narrow_room_keeps_its_text_wide() -> None:
     # Seen at 80x24: a 16-cell name column and a column for delivery marks (which room
     # messages never have) left the text 15 cells.

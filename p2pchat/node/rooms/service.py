@@ -81,6 +81,7 @@ class RoomService:
         self._membership = Membership(
             self.state, self._outbox, self.broadcasts, self._invitations, relations
         )
+        self.own_nick: Callable[[], str] = lambda: ""  # the node's: our messages carry it
         self._membership.key_adopted = self._key_adopted
         self._membership.key_asked = self._key_asked
         # Chained keys (room, epoch, key id) we should say we hold (§15.7), and, per
@@ -201,7 +202,8 @@ class RoomService:
             used = (chain_id, chain.next_index)
             self._said_we_hold(room)  # any message under the key shows we hold it
         envelope = seal_room_message(self.identity, room, msg_id, clock, now, text, nonce,
-                                     message_key=message_key, **flags)  # fmt: skip
+                                     message_key=message_key, nick=self.own_nick(),
+                                     **flags)  # fmt: skip
         return envelope, used
 
     def _said_we_hold(self, room: Room) -> None:
@@ -284,6 +286,10 @@ class RoomService:
         self.state.emit(RoomMessageIn(room_id, msg_id, self.me, text, now, clock, True, action,
                                       topic, file is not None))  # fmt: skip
         return stored
+
+    def nick_of(self, peer: bytes) -> str:
+        """The nick ``peer`` wrote its latest room message under ("" if none came)."""
+        return self.state.nicks.get(peer, "")
 
     def member_keys(self, room_id: bytes) -> frozenset[bytes]:
         """The members of a room we are in (empty if we are not)."""

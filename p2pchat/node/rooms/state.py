@@ -8,6 +8,7 @@ The service (service.py) creates one RoomState and hands it to each part.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -16,6 +17,7 @@ import trio
 from p2pchat.chat.chains import Chain, ChainId
 from p2pchat.chat.rooms import Room, RoomKeys
 from p2pchat.identity import Identity, encode_peer_id
+from p2pchat.mesh.presence import nick_problem
 from p2pchat.node.events import RoomChanged, RoomEvent
 from p2pchat.node.ports import Peers
 from p2pchat.node.wake import Wake
@@ -30,6 +32,7 @@ TakenKey = tuple[ChainId, Chain] | None  # a chain as it is once a message key i
 
 LOG_INTERVAL = 60.0  # one log line per refused peer per interval
 MAX_PARKED = 256  # messages per room waiting for their epoch's key (or for the disk)
+MAX_NICKS = 4096  # room members' nicks from their messages, the newest authors kept
 
 
 class RoomState:
@@ -54,6 +57,8 @@ class RoomState:
         self.epoch_use: dict[bytes, tuple[int, int, int]] = {}
         self._log_limit = LogLimiter(LOG_INTERVAL)
         self._can_chain: set[bytes] = set()  # authors seen writing under chained keys
+        # author -> the nick its latest room message carried (§15.2), newest last
+        self.nicks: OrderedDict[bytes, str] = OrderedDict()
 
     def room(self, room_id: bytes) -> Room:
         """A room we joined; ValueError if we are not in it."""
@@ -89,6 +94,16 @@ class RoomState:
             self.store.add_room_key(room.room_id, room.epoch, room.key, room.members,
                                     now=now_ms(), chained=room.chained,
                                     key_id=room.key_id)  # fmt: skip
+
+    def heard_nick(self, author: bytes, nick: str) -> None:
+        """A member's room message said what it calls itself: kept (the newest
+        MAX_NICKS authors) if a presence record could carry it."""
+        if author == self.me or not nick or nick_problem(nick):
+            return
+        self.nicks[author] = nick
+        self.nicks.move_to_end(author)
+        while len(self.nicks) > MAX_NICKS:
+            self.nicks.popitem(last=False)
 
     def epoch_use_of(self, room: Room) -> tuple[int, int]:
         """When the room's current epoch began (ms) and how many messages it holds."""

@@ -141,6 +141,7 @@ class MessageStorage:
         if room is None:
             return
         room = observe(room, inner.clock)
+        state.heard_nick(envelope.author, inner.nick)
         if inner.joined or inner.keyed:  # a notice: nothing to store or show
             taken = state.chain_after(room_id, used)
             with state.store.transaction():

@@ -487,10 +487,12 @@ class ConversationView(ScrollView, can_focus=True):
             # and the page load that reaches its place will bring it.
             return
         at_end = self.is_vertical_scroll_end
+        renamed = self._room and self._renamed(message.sender)
         widened = self._widen_names_for(message.sender)
-        if widened:
+        if widened or renamed:
             # Someone new writes in a room (joined after it was opened): every line is
-            # redrawn with the wider name column, rather than cutting their name.
+            # redrawn with the wider name column, rather than cutting their name. Or a
+            # member we knew only by id said its nick (docs/protocol.md §15.2).
             self._generation += 1
         entry = _Entry(message, _local_time(message))
         self._entries.insert(index, entry)
@@ -518,6 +520,17 @@ class ConversationView(ScrollView, can_focus=True):
         """The name column at ``width``: the widest name, but at most a quarter of a
         narrow pane (weechat's prefix_align_max), so that the text keeps its room."""
         return min(self._name_width, max(_NARROW_NAME, width // 4))
+
+    def _renamed(self, sender: bytes) -> bool:
+        """Whether ``sender``'s name changed since its lines were drawn (kept if so)."""
+        old = self._names.get(sender)
+        if old is None or not sender:
+            return False
+        new = self._fresh_name(sender)
+        if new == old:
+            return False
+        self._names[sender] = new
+        return True
 
     def _widen_names_for(self, sender: bytes) -> bool:
         """Widen the name column of a room to fit ``sender`` (up to _MAX_NAME); True if
@@ -764,8 +777,11 @@ class ConversationView(ScrollView, can_focus=True):
     def _display_name(self, key: bytes) -> str:
         name = self._names.get(key)
         if name is None:
-            name = self._names[key] = _plain(self._name_of(key)).replace("\n", " ")
+            name = self._names[key] = self._fresh_name(key)
         return name
+
+    def _fresh_name(self, key: bytes) -> str:
+        return _plain(self._name_of(key)).replace("\n", " ")
 
     def _separator(self, day: date) -> Strip:
         strip = self._separators.get(day)
