@@ -40,7 +40,14 @@ async def test_a_room_of_three_shares_a_file_and_members_serve_each_other(
         for member in (bob, carol):
             await wait_for(in_state(member, shared.offer_id, "offered"), 60,
                            "the offer in the room")  # fmt: skip
-            [offer] = [e for e in member.events if isinstance(e, FileEvent) and e.kind == "offer"]
+
+            def offers(member: ChatPeer = member) -> list[FileEvent]:
+                return [e for e in member.events if isinstance(e, FileEvent) and e.kind == "offer"]
+
+            # The event reaches the test through the node's event channel, after the
+            # store says "offered" (seen once beside two busy loops).
+            await wait_for(lambda: bool(offers()), 60, "the offer's event")
+            [offer] = offers()
             assert (offer.room, offer.peer, offer.name) == (room_id, author.key, "minutes.pdf")
             # A reader without files sees the line the message carries.
             assert member.store is not None
