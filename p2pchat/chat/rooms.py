@@ -14,13 +14,13 @@ milliseconds. See docs/protocol.md §15.
   can read it. Members order messages by (Lamport clock, msg_id), like a one-to-one
   conversation (:func:`p2pchat.chat.rules.order_key`).
 
-One module of about 500 lines: keys, messages, clocks and membership all turn on one
-``Room`` and its ``RoomKeys``, and are read together against §15.
+Messages, clocks and membership turn on one ``Room`` and are read together against
+§15; a room's keys by epoch (``RoomKeys``) are in room_keys.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Set
+from collections.abc import Collection, Set
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -31,10 +31,16 @@ import nacl.signing
 from p2pchat.chat.chains import (
     ChainError,
     ChainId,
-    RoomChains,
     key_id,
     nonce_index,
 )
+
+# The keys moved to room_keys.py; their names are still read from here.
+from p2pchat.chat.room_keys import MAX_KEPT_EPOCHS as MAX_KEPT_EPOCHS
+from p2pchat.chat.room_keys import MAX_KEYS_PER_EPOCH as MAX_KEYS_PER_EPOCH
+from p2pchat.chat.room_keys import EpochKey as EpochKey
+from p2pchat.chat.room_keys import RoomKeys as RoomKeys
+from p2pchat.chat.room_keys import check_key
 from p2pchat.chat.rules import clock_acceptable, text_problem
 from p2pchat.errors import RemoteProtocolError
 from p2pchat.identity import Identity
@@ -45,7 +51,6 @@ from p2pchat.wire.messages import (
     MAX_WIRE_INT,
     MSG_ID_BYTES,
     ROOM_ID_BYTES,
-    ROOM_KEY_BYTES,
     ROOM_NONCE_BYTES,
     RoomEnvelope,
     RoomInvite,
@@ -56,8 +61,6 @@ from p2pchat.wire.messages import (
 
 SIGNATURE_PREFIX = b"p2pchat-room-msg-v1:"
 AAD_PREFIX = b"p2pchat-room-aad-v1:"
-MAX_KEPT_EPOCHS = 64  # old epoch keys a member keeps for late messages
-MAX_KEYS_PER_EPOCH = 4  # concurrent rotations can give one epoch several keys
 MAX_EPOCH_JUMP = 1_000_000  # a key update may not push the epoch further than this
 # An epoch's key is not used for a new message once the epoch holds this many messages
 # or is this old: the writer starts a new epoch first (§15.3, periodic re-keying).
@@ -114,11 +117,6 @@ class Room:
             raise ValueError("a room without its key needs the key's id")
 
 
-def _check_key(key: bytes) -> None:
-    if len(key) != ROOM_KEY_BYTES:
-        raise ValueError(f"a room key has {ROOM_KEY_BYTES} bytes")
-
-
 def new_room(
     name: str, room_id: bytes, key: bytes, creator: bytes, *, chained: bool = False
 ) -> Room:
@@ -128,127 +126,10 @@ def new_room(
         raise ValueError(problem)
     if len(room_id) != ROOM_ID_BYTES:
         raise ValueError(f"a room id has {ROOM_ID_BYTES} bytes")
-    _check_key(key)
+    check_key(key)
     if len(creator) != 32:
         raise ValueError("a member is a 32-byte identity key")
     return Room(room_id, name, 0, key, frozenset((creator,)), 0, creator, chained)
-
-
-# --- keys ---
-
-
-@dataclass(slots=True)
-class EpochKey:
-    """One key of an epoch: its id, the key (empty once deleted, §15.7), the members it
-    was given to, whether the epoch's messages use sender chains, and the members seen
-    holding it (a message of theirs under it was read, or they sent it to us)."""
-
-    key_id: bytes
-    key: bytes = field(repr=False)
-    members: frozenset[bytes]
-    chained: bool = False
-    holders: set[bytes] = field(default_factory=set)
-
-    def unheld_by(self) -> frozenset[bytes]:
-        """The members not yet seen holding the key."""
-        return self.members - self.holders
-
-
-class RoomKeys:
-    """The keys of one room by epoch, with the members each key was given to.
-
-    Keeps the newest MAX_KEPT_EPOCHS epochs so that late messages of earlier epochs
-    stay readable; a concurrent rotation (§15.4) may add a second key to an epoch. Keys
-    are named by their id (:func:`p2pchat.chat.chains.key_id`): a chained epoch's key is
-    deleted before its epoch ends (§15.7), its id stays.
-    """
-
-    __slots__ = ("_epochs", "_limit", "chains", "room_id")
-
-    def __init__(self, room_id: bytes, *, limit: int = MAX_KEPT_EPOCHS) -> None:
-        self.room_id = room_id
-        self._limit = limit
-        # epoch -> {key id: key}; dicts keep insertion order, newest key last
-        self._epochs: dict[int, dict[bytes, EpochKey]] = {}
-        self.chains = RoomChains()
-
-    def __len__(self) -> int:
-        return len(self._epochs)
-
-    def add(
-        self,
-        epoch: int,
-        key: bytes,
-        members: Iterable[bytes],
-        *,
-        chained: bool = False,
-        kid: bytes = b"",
-    ) -> bool:
-        """Record (or update the members of) ``key`` at ``epoch`` (a deleted key by its
-        id ``kid``, ``key`` empty). False if it was not kept: older than every epoch we
-        keep, or a fifth key for one epoch (the first MAX_KEYS_PER_EPOCH stay, so a
-        member sending key after key cannot push out the one the room uses). A chained
-        key's chains begin here, one per member."""
-        if key:
-            _check_key(key)
-            kid = key_id(key, chained)
-        elif len(kid) != 32:
-            raise ValueError("a deleted key is named by its 32-byte id")
-        keys = self._epochs.get(epoch)
-        if keys is None:
-            if len(self._epochs) >= self._limit and epoch < min(self._epochs):
-                return False  # older than everything we keep
-            keys = self._epochs[epoch] = {}
-            while len(self._epochs) > self._limit:
-                old = min(self._epochs)
-                del self._epochs[old]
-                self.chains.keep_from(old + 1)
-        entry = keys.get(kid)
-        if entry is None and len(keys) >= MAX_KEYS_PER_EPOCH:
-            return False
-        if entry is None:
-            entry = keys[kid] = EpochKey(kid, key, frozenset(members), chained)
-        else:
-            entry.members = frozenset(members)
-        if entry.chained and entry.key:
-            self.chains.start(self.room_id, epoch, entry.key, entry.members)
-        return True
-
-    def full(self, epoch: int) -> bool:
-        """Whether ``epoch`` holds as many keys as it may."""
-        return len(self._epochs.get(epoch, ())) >= MAX_KEYS_PER_EPOCH
-
-    def holds(self, epoch: int, key: bytes, chained: bool) -> bool:
-        return key_id(key, chained) in self._epochs.get(epoch, {})
-
-    def entry(self, epoch: int, kid: bytes) -> EpochKey | None:
-        return self._epochs.get(epoch, {}).get(kid)
-
-    def add_room(self, room: Room) -> None:
-        """Record the room's current key and members (after any change to them)."""
-        if room.room_id != self.room_id:
-            raise ValueError("these keys belong to another room")
-        self.add(room.epoch, room.key, room.members, chained=room.chained, kid=room.key_id)
-
-    def epochs(self) -> list[int]:
-        return sorted(self._epochs)
-
-    def keep_from(self, epoch: int) -> int:
-        """Forget the keys of every epoch before ``epoch`` (they ended long ago); how
-        many epochs went."""
-        old = [e for e in self._epochs if e < epoch]
-        for e in old:
-            del self._epochs[e]
-        self.chains.keep_from(epoch)
-        return len(old)
-
-    def keys(self, epoch: int) -> list[EpochKey]:
-        """The keys of ``epoch``, newest first (empty if unknown)."""
-        return list(reversed(self._epochs.get(epoch, {}).values()))
-
-    def members_at(self, epoch: int) -> frozenset[bytes]:
-        """Everyone who held a key of ``epoch``."""
-        return frozenset().union(*(entry.members for entry in self._epochs.get(epoch, {}).values()))
 
 
 # --- messages ---
@@ -499,7 +380,7 @@ def _next_epoch(
 ) -> Room:
     if by not in room.members:
         raise ValueError("only a member can change the room")
-    _check_key(new_key)
+    check_key(new_key)
     if key_id(new_key, room.chained) == room.key_id:
         raise ValueError("a new epoch needs a fresh key")
     if room.epoch >= MAX_WIRE_INT:

@@ -19,6 +19,7 @@ from p2pchat.chat.rooms import RoomKeys, open_room_message_at, seal_room_message
 from p2pchat.errors import RemoteProtocolError, StoreError
 from p2pchat.node.rooms import RoomService
 from p2pchat.node.rooms.service import KEY_NOTICE_AGAIN
+from p2pchat.node.rooms.state import MAX_NICKS
 from p2pchat.store import open_store
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import RoomEnvelope, RoomGossip, RoomInvite, RoomKeyUpdate
@@ -355,5 +356,10 @@ async def test_a_member_is_named_by_the_nick_its_room_messages_carry(
         net.s(1).send(room_id, "call me bobby")
         await net.settle(1)
         assert net.s(2).nick_of(net.keys[1]) == "bobby"
+        # Bounded: the newest MAX_NICKS authors' nicks stay.
+        for n in range(MAX_NICKS + 100):
+            net.s(2).state.heard_nick(n.to_bytes(32, "big"), f"n{n}")
+        assert len(net.s(2).state.nicks) == MAX_NICKS
+        assert net.s(2).nick_of((MAX_NICKS + 99).to_bytes(32, "big")) == f"n{MAX_NICKS + 99}"
         nursery.cancel_scope.cancel()
     net.close()
