@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from p2pchat.allocator import keep_freed_buffers
 from p2pchat.cli.common import EXIT_ERROR
 from p2pchat.cli.parser import build_parser
 from p2pchat.diskfaults import DiskHealth
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One per process: the log, the profile, the store and the address book report
     # a full or failing disk to it; a node turns that into events (p2pchat.diskfaults).
     args.disk = DiskHealth()
+    keep_freed_buffers()
     log_to_stream(
         [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], sys.stderr, args.disk
     )
