@@ -13,22 +13,24 @@ _TRANSFER = RowReader(FileTransfer)
 class FileTables(StoreCore):
     """The ``file_transfers`` table."""
 
-    def add_transfer(self, transfer: FileTransfer, *, leaves: bytes = b"") -> bool:
+    def add_transfer(
+        self, transfer: FileTransfer, *, leaves: bytes = b"", stamp: bytes = b""
+    ) -> bool:
         """Store a new offer, placed in its conversation after the newest message there
         (a room's at its message's clock); False (and nothing changed) if its id is
-        stored already."""
+        stored already. Ours come with the leaf hashes of the file and its stamp."""
         cursor = self._exec(
             """INSERT INTO file_transfers (offer_id, peer, outgoing, root, size, name,
                 media_type, thumbnail, offered_at, state, reason, path, updated_at,
-                save_to, room_id, leaves, clock)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN ? ELSE
+                save_to, room_id, leaves, source_stamp, clock)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN ? ELSE
                 coalesce((SELECT max(clock) FROM messages WHERE peer = ?), 0) END)
             ON CONFLICT (offer_id) DO NOTHING""",
             (
                 transfer.offer_id, transfer.peer, int(transfer.outgoing), transfer.root,
                 transfer.size, transfer.name, transfer.media_type, transfer.thumbnail,
                 transfer.offered_at, transfer.state, transfer.reason, transfer.path,
-                transfer.updated_at, transfer.save_to, transfer.room_id, leaves,
+                transfer.updated_at, transfer.save_to, transfer.room_id, leaves, stamp,
                 bool(transfer.room_id), transfer.clock, transfer.peer,
             ),
         )  # fmt: skip
@@ -117,8 +119,14 @@ class FileTables(StoreCore):
         )
 
     def transfer_leaves(self, offer_id: bytes) -> bytes:
-        row = self._one("SELECT leaves FROM file_transfers WHERE offer_id = ?", (offer_id,))
-        return b"" if row is None else bytes(row[0])
+        return self.transfer_source(offer_id)[0]
+
+    def transfer_source(self, offer_id: bytes) -> tuple[bytes, bytes]:
+        """The leaf hashes and the stamp of the file of our offer ``offer_id``."""
+        row = self._one(
+            "SELECT leaves, source_stamp FROM file_transfers WHERE offer_id = ?", (offer_id,)
+        )
+        return (b"", b"") if row is None else (bytes(row[0]), bytes(row[1]))
 
     def transfer_held(self, offer_id: bytes) -> bytes:
         row = self._one("SELECT held FROM file_transfers WHERE offer_id = ?", (offer_id,))

@@ -351,8 +351,13 @@ _V14: Migration = (
     ) WITHOUT ROWID""",
 )
 
+# The stat of a file we offer as it was when hashed (device, inode, size, mtime and
+# ctime; empty: not known): while it is the same, blocks are served without being
+# hashed again (p2pchat/node/files/disk.py, file_stamp).
+_V15: Migration = ("ALTER TABLE file_transfers ADD COLUMN source_stamp BLOB NOT NULL DEFAULT x''",)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15
 )  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -218,6 +218,8 @@ _pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, default=_to_wi
 
 
 LARGE_BYTES = 8192  # byte strings this long are passed by reference in encode_pieces
+# ... of these types (a bytearray: a file block read in place, p2pchat/node/files/disk.py).
+_BYTES = (bytes, bytearray)
 
 
 def _map_header(entries: int) -> bytes:
@@ -313,7 +315,7 @@ class Codec:
         if spec is None or spec.cls is not type(message):
             raise LocalProtocolError(f"{type(message).__name__} is not a registered wire message")
         if not any(
-            type(value := getattr(message, name)) is bytes and len(value) >= LARGE_BYTES
+            type(value := getattr(message, name)) in _BYTES and len(value) >= LARGE_BYTES
             for name in spec.bytes_fields
         ):
             return [self.encode(message)]
@@ -325,7 +327,7 @@ class Codec:
         for name in spec.names:
             value = getattr(message, name)
             head += _pack(name)
-            if type(value) is bytes and len(value) >= LARGE_BYTES:
+            if type(value) in _BYTES and len(value) >= LARGE_BYTES:
                 head += _bin_header(len(value))
                 pieces += (bytes(head), value)
                 total += len(head) + len(value)

@@ -10,14 +10,17 @@ import fcntl
 import mmap
 import os
 import shutil
+import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from p2pchat.files.blocks import (
     BLOCK_SIZE,
     HashTree,
     block_count,
+    block_length,
     file_root,
     leaf_hash,
     verify_block,
@@ -27,32 +30,108 @@ from p2pchat.files.names import safe_name, unique_name
 PARTIAL_FOLDER = ".p2pchat-partial"  # inside the downloads folder: files not yet whole
 
 
-def hash_file(path: Path) -> tuple[int, bytes]:
-    """(size, the leaf hashes of its blocks, 32 bytes each), reading it once."""
+def hash_file(path: Path) -> tuple[int, bytes, bytes]:
+    """(size, the leaf hashes of its blocks, 32 bytes each, its stamp), reading it once.
+    The stamp is empty if the file changed while it was read (its blocks are then
+    checked against their leaves whenever they are served)."""
     leaves = bytearray()
     size = 0
     with open(path, "rb") as source:
+        before = file_stamp(source.fileno())
         while block := source.read(BLOCK_SIZE):
             leaves += leaf_hash(block)
             size += len(block)
-    return size, bytes(leaves)
+        after = file_stamp(source.fileno())
+    return size, bytes(leaves), before if before == after else b""
+
+
+def file_stamp(fd: int) -> bytes:
+    """What tells a file changed without reading it: device, inode, size, and the times
+    of the last change of its content (mtime) and of the file in any way (ctime, which
+    no program can set back), each to the nanosecond."""
+    stat = os.fstat(fd)
+    return struct.pack(
+        ">QQQqq", stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+    )
 
 
 def tree_of(leaves: bytes) -> HashTree:
     return HashTree(leaves[i : i + 32] for i in range(0, len(leaves), 32))
 
 
-def read_blocks(path: Path, size: int, wanted: Sequence[tuple[int, bytes]]) -> list[bytes | None]:
+def read_blocks(
+    path: Path, size: int, wanted: Sequence[tuple[int, bytes]], stamp: bytes = b""
+) -> list[bytes | None]:
     """The blocks ``(index, leaf hash)`` of the file at ``path``, each None if the file
-    is not the one we hashed any more (another size, or that block changed)."""
+    is not the one we hashed any more (another size, or that block changed). A file
+    whose ``stamp`` (:func:`file_stamp`, taken when it was hashed) is still the same is
+    taken to be unchanged; any other is checked block by block against the leaves."""
     with open(path, "rb") as source:
-        if os.fstat(source.fileno()).st_size != size:
+        fd = source.fileno()
+        if os.fstat(fd).st_size != size:
             return [None] * len(wanted)
-        blocks = [os.pread(source.fileno(), BLOCK_SIZE, index * BLOCK_SIZE) for index, _ in wanted]
+        unchanged = bool(stamp) and file_stamp(fd) == stamp
+        blocks = [os.pread(fd, BLOCK_SIZE, index * BLOCK_SIZE) for index, _ in wanted]
+    if unchanged:
+        return list(blocks)
     return [
         block if leaf_hash(block) == leaf else None
         for block, (_, leaf) in zip(blocks, wanted, strict=True)
     ]
+
+
+# Reading in the event loop. A block read from the page cache costs less than the trip
+# to a worker thread and back (two wake-ups; docs/performance.md, "Files"). RWF_NOWAIT
+# makes the kernel answer from the cache or say it cannot; only then is a thread used.
+RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+
+
+def reads_without_waiting(path: Path) -> bool:
+    """Whether the file system of ``path`` tells a read that would wait apart from one
+    that would not (local ones do; network and FUSE ones refuse the flag). Only such
+    files are read in the event loop. Blocking: for a worker thread."""
+    if not RWF_NOWAIT:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        os.preadv(fd, [bytearray(1)], 0, RWF_NOWAIT)
+    except BlockingIOError:
+        return True  # understood, and not in the cache now
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def read_cached(path: Path, size: int, indices: Sequence[int], stamp: bytes) -> list[bytes] | None:
+    """Blocks ``indices`` of the file at ``path``, all from the page cache, in the event
+    loop; None if any would wait for the disk, or the file does not have ``stamp`` any
+    more (each then read by :func:`read_blocks`, in a worker thread). Only for files of
+    which :func:`reads_without_waiting` said yes."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if not stamp or file_stamp(fd) != stamp:
+            return None
+        blocks: list[bytes] = []
+        for index in indices:
+            block = bytearray(block_length(size, index))
+            if os.preadv(fd, [block], index * BLOCK_SIZE, RWF_NOWAIT) != len(block):
+                return None
+            # Read in place, so a bytearray; bytes would cost a copy of each block. It
+            # is never changed after this, and the codec sends it as it would bytes.
+            blocks.append(cast(bytes, block))
+        return blocks
+    except OSError:  # BlockingIOError: not all in the cache; the rest: the thread says
+        return None
+    finally:
+        os.close(fd)
 
 
 def partial_path(downloads: Path, offer_id: bytes) -> Path:
@@ -68,7 +147,9 @@ def partial_path(downloads: Path, offer_id: bytes) -> Path:
 # the cache as before.
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 DIRECT_ALIGN = 4096
-_aligned = threading.local()  # a page-aligned block buffer per worker thread
+RUN_BLOCKS = 8  # blocks written in one call at most (the writer's batch)
+DIRECT_RUN_BYTES = RUN_BLOCKS * BLOCK_SIZE
+_aligned = threading.local()  # a page-aligned buffer for a run, per worker thread
 
 
 def open_partial(part: Path, *, direct: bool = False) -> int:
@@ -84,31 +165,58 @@ def open_partial(part: Path, *, direct: bool = False) -> int:
 
 
 def write_block(fd: int, offset: int, data: bytes) -> None:
-    """Write ``data`` at ``offset``: directly if ``fd`` was opened so and the lengths
-    allow it, else through the page cache (the short last block); a file system that
-    refuses a direct write has ``fd`` written through the cache from then on."""
+    """Write ``data`` at ``offset`` (see :func:`write_run`)."""
+    write_run(fd, offset, [data])
+
+
+def write_run(fd: int, offset: int, pieces: Sequence[bytes]) -> None:
+    """Write ``pieces`` one after the other from ``offset``, in one call: directly if
+    ``fd`` was opened so and the lengths allow it, else through the page cache (a run
+    ending with the short last block); a file system that refuses a direct write has
+    ``fd`` written through the cache from then on."""
+    total = sum(len(piece) for piece in pieces)
     flags = fcntl.fcntl(fd, fcntl.F_GETFL) if O_DIRECT else 0
     if not flags & O_DIRECT:
-        os.pwrite(fd, data, offset)
+        _write_pieces(fd, offset, pieces)
         return
-    if offset % DIRECT_ALIGN or len(data) % DIRECT_ALIGN or len(data) > BLOCK_SIZE:
+    if offset % DIRECT_ALIGN or total % DIRECT_ALIGN or total > DIRECT_RUN_BYTES:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~O_DIRECT)
         try:
-            os.pwrite(fd, data, offset)
+            _write_pieces(fd, offset, pieces)
         finally:
             fcntl.fcntl(fd, fcntl.F_SETFL, flags)
         return
     buffer = getattr(_aligned, "buffer", None)
     if buffer is None:
-        buffer = _aligned.buffer = mmap.mmap(-1, BLOCK_SIZE)  # page-aligned
-    buffer[: len(data)] = data
+        buffer = _aligned.buffer = mmap.mmap(-1, DIRECT_RUN_BYTES)  # page-aligned
+    position = 0
+    for piece in pieces:
+        buffer[position : position + len(piece)] = piece
+        position += len(piece)
     try:
-        os.pwrite(fd, memoryview(buffer)[: len(data)], offset)
+        _write_all(fd, offset, memoryview(buffer)[:total])
     except OSError as error:
         if error.errno != errno.EINVAL:
             raise
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~O_DIRECT)
-        os.pwrite(fd, data, offset)
+        _write_all(fd, offset, memoryview(buffer)[:total])
+
+
+def _write_pieces(fd: int, offset: int, pieces: Sequence[bytes]) -> None:
+    for piece in pieces:  # through the cache: a call each costs little beside the copy
+        _write_all(fd, offset, piece)
+        offset += len(piece)
+
+
+def _write_all(fd: int, offset: int, data: bytes | memoryview) -> None:
+    """pwrite until all of ``data`` is written: a write cut short (the disk filling up)
+    is continued, and the next one says why it cannot be."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.EIO, "the disk took none of the block")
+        view, offset = view[written:], offset + written
 
 
 def check_and_write(
@@ -121,16 +229,8 @@ def check_and_write(
     proofs_fd: int | None = None,
 ) -> bool:
     """Write block ``index`` if it is the file's (§16.1); False, writing nothing, if not.
-    ``proofs_fd``: also keep its proof there (a room file's, served on to others).
-    Meant for a worker thread: hashing and writing release the GIL, so this runs beside
-    the event loop's decrypting of the next blocks."""
-    if not verify_block(root, size, index, data, proof):
-        return False
-    write_block(fd, index * BLOCK_SIZE, data)
-    if proofs_fd is not None:
-        slot = proof_slot(block_count(size))
-        os.pwrite(proofs_fd, bytes([len(proof)]) + b"".join(proof), index * slot)
-    return True
+    ``proofs_fd``: also keep its proof there (a room file's, served on to others)."""
+    return check_and_write_all(fd, root, size, [(index, data, proof)], proofs_fd)[0]
 
 
 # A block come for a file: its index, its bytes and its proof (§16.3 FileBlock).
@@ -140,10 +240,32 @@ Arrived = tuple[int, bytes, Sequence[bytes]]
 def check_and_write_all(
     fd: int, root: bytes, size: int, blocks: Sequence[Arrived], proofs_fd: int | None = None
 ) -> list[bool]:
-    """:func:`check_and_write` for each of ``blocks``, in order: one trip to a worker
-    thread for all the blocks that came while the last ones were written (each trip
-    costs the event loop a wake-up and the thread a wait for the GIL)."""
-    return [check_and_write(fd, root, size, *block, proofs_fd) for block in blocks]
+    """Check each of ``blocks`` (§16.1) and write those that are the file's, saying
+    which were: blocks that follow each other go in one write (fewer calls and, with
+    direct I/O, fewer waits for the disk), and all in one trip to a worker thread (each
+    trip costs the event loop a wake-up and the thread a wait for the GIL). Hashing and
+    writing release the GIL, so this runs beside the event loop's decrypting of the
+    next blocks. ``proofs_fd``: also keep each block's proof there (a room file's,
+    served on to others)."""
+    verdicts = [verify_block(root, size, index, data, proof) for index, data, proof in blocks]
+    good = [block for block, verdict in zip(blocks, verdicts, strict=True) if verdict]
+    run: list[bytes] = []
+    start = 0
+    for index, data, _ in good:
+        follows = run and index == start + len(run) and len(run) < RUN_BLOCKS
+        if run and not follows:
+            write_run(fd, start * BLOCK_SIZE, run)
+            run = []
+        if not run:
+            start = index
+        run.append(data)
+    if run:
+        write_run(fd, start * BLOCK_SIZE, run)
+    if proofs_fd is not None:
+        slot = proof_slot(block_count(size))
+        for index, _, proof in good:
+            os.pwrite(proofs_fd, bytes([len(proof)]) + b"".join(proof), index * slot)
+    return verdicts
 
 
 def proofs_path(downloads: Path, offer_id: bytes) -> Path:
@@ -260,7 +382,7 @@ def _saved_before(
 def content_root(path: Path) -> bytes | None:
     """The root (§16.1) of the file at ``path`` as it is now; None if it cannot be read."""
     try:
-        size, leaves = hash_file(path)
+        size, leaves, _ = hash_file(path)
     except OSError:
         return None
     return file_root(size, tree_of(leaves).root)

@@ -97,7 +97,7 @@ class FileService:
         connection = await self._links.session(peer, SESSION_WAIT)
         if connection is not None and FILES_FEATURE not in connection.features:
             raise FilesNotSupported(NOT_SUPPORTED)
-        size, leaves = await trio.to_thread.run_sync(hash_file, path)
+        size, leaves, stamp = await trio.to_thread.run_sync(hash_file, path)
         root = file_root(size, tree_of(leaves).root)
         now = now_ms()
         media_type = mimetypes.guess_type(path.name)[0] or ""
@@ -108,7 +108,7 @@ class FileService:
             os.urandom(16), peer, True, root, size, path.name[:MAX_FILE_NAME_CHARS],
             media_type[:MAX_MEDIA_TYPE_CHARS], small, now, "offered", "", str(path.resolve()), now,
         )  # fmt: skip
-        self._store.add_transfer(transfer, leaves=leaves)
+        self._store.add_transfer(transfer, leaves=leaves, stamp=stamp)
         if self._links.is_connected(peer):
             self._links.send(peer, self.uploads.offer_message(transfer))
         return transfer
@@ -122,7 +122,7 @@ class FileService:
         if not path.is_file():
             raise FileNotFoundError(errno.ENOENT, "not a file", str(path))
         self._room_service.state.room(room_id)  # KeyError-like refusal if not a member
-        size, leaves = await trio.to_thread.run_sync(hash_file, path)
+        size, leaves, stamp = await trio.to_thread.run_sync(hash_file, path)
         if block_count(size) > MAX_ROOM_FILE_BLOCKS:
             raise ValueError(f"a file shared with a room is at most {MAX_ROOM_FILE_BLOCKS // 4} MiB"
                              f" ({MAX_ROOM_FILE_BLOCKS} blocks)")  # fmt: skip
@@ -141,7 +141,7 @@ class FileService:
             message.msg_id, message.author, True, root, size, name, media_type, small, now,
             "offered", "", str(path.resolve()), now, clock=message.clock, room_id=room_id,
         )  # fmt: skip
-        self._store.add_transfer(transfer, leaves=leaves)
+        self._store.add_transfer(transfer, leaves=leaves, stamp=stamp)
         return transfer
 
     def uploaded(self, offer_id: bytes) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -24,7 +25,13 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.files.blocks import HashTree, block_count
 from p2pchat.net.links import LinkManager
 from p2pchat.node.events import FileEvent
-from p2pchat.node.files.disk import read_blocks, read_held_block, tree_of
+from p2pchat.node.files.disk import (
+    read_blocks,
+    read_cached,
+    read_held_block,
+    reads_without_waiting,
+    tree_of,
+)
 from p2pchat.node.files.downloads import PROGRESS_INTERVAL
 from p2pchat.node.files.rooms import RoomFiles
 from p2pchat.store import FileTransfer, Store
@@ -34,7 +41,7 @@ from p2pchat.wire.messages import FileAnswer, FileBlock, FileOffer, FileRequest,
 log = logging.getLogger("p2pchat.files")
 
 SERVE_QUEUE = 64  # block indices waiting to be served, per peer
-TREES_KEPT = 16  # hash trees of offers being served, kept in memory
+TREES_KEPT = 16  # what we know of the files of offers being served, kept in memory
 READ_BATCH = 4  # blocks of one offer read from the disk in one go, at most
 READ_AHEAD = 2 * READ_BATCH  # blocks read ahead of the one being sent, per peer
 SERVING = ("offered", "waiting", "accepted")  # states in which we serve an offer's blocks
@@ -50,6 +57,18 @@ MOVES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+@dataclass
+class Source:
+    """The file of an offer of ours being served: its hash tree (for proofs), its stamp
+    when it was hashed (disk.file_stamp: while it is the same, the file is), and whether
+    its blocks may be read in the event loop (None: not asked yet)."""
+
+    tree: HashTree
+    stamp: bytes
+    cached_reads: bool | None = None
+    row: FileTransfer | None = None  # the offer, while it is served (_row_to_serve)
+
+
 # A block read to serve: the row, the index, the data (None: not there or not the same
 # any more) and its proof (None: ours, from our hash tree).
 Read = tuple[FileTransfer, int, bytes | None, tuple[bytes, ...] | None]
@@ -62,7 +81,7 @@ class Uploads:
         self._emit = emit
         self._queues: dict[bytes, deque[tuple[bytes, int]]] = {}  # peer -> (offer_id, index)
         self._serving: set[bytes] = set()  # peers with a serving task
-        self._trees: dict[bytes, HashTree] = {}  # offer_id -> tree, the last TREES_KEPT
+        self._sources: dict[bytes, Source] = {}  # offer_id -> its file, the last TREES_KEPT
         # offer_id -> bytes handed to the session so far (ours being served; the end of
         # an offer forgets it): what a sender can show of the receiver's progress.
         self.sent_bytes: dict[bytes, int] = {}
@@ -115,9 +134,11 @@ class Uploads:
         self._store.set_transfer_state(transfer.offer_id, state, now=now_ms(), reason=reason)
         sent = self.sent_bytes.get(transfer.offer_id, 0)
         if state in ENDED:
-            self._trees.pop(transfer.offer_id, None)
+            self._sources.pop(transfer.offer_id, None)
             self.sent_bytes.pop(transfer.offer_id, None)
             self._progress_at.pop(transfer.offer_id, None)
+        elif (source := self._sources.get(transfer.offer_id)) and source.row is not None:
+            source.row = replace(source.row, state=state, reason=reason)
         kind = {"done": "done", "failed": "failed"}.get(state, "answer")
         self._emit(FileEvent(kind, transfer.offer_id, transfer.peer, True, transfer.name,
                              transfer.size, state, sent, reason, transfer.path))  # fmt: skip
@@ -164,7 +185,7 @@ class Uploads:
         remembered: a download asks for a file's blocks many times over)."""
         known = self._serving_offer.get((peer, root))
         if known is not None:
-            transfer = self._store.transfer(known)
+            transfer = self._row_to_serve(known)
             if transfer is not None and transfer.state in SERVING:
                 return transfer
         for transfer in self._store.transfers(peer, states=SERVING):
@@ -207,7 +228,7 @@ class Uploads:
             queue = self._queues[peer]
             while queue:
                 offer_id, index = queue.popleft()
-                transfer = self._store.transfer(offer_id)
+                transfer = self._row_to_serve(offer_id)
                 if transfer is None:
                     continue
                 if not transfer.outgoing:  # a room file we fetched: served on
@@ -215,22 +236,35 @@ class Uploads:
                     continue
                 if transfer.state not in SERVING:
                     continue
-                # The blocks of this offer next in the queue go in the same trip to a
-                # worker thread (each trip costs a wake-up on both sides).
+                # The blocks of this offer next in the queue are read together (in a
+                # worker thread, one trip: each costs a wake-up on both sides).
                 indices = [index]
                 while queue and queue[0][0] == offer_id and len(indices) < READ_BATCH:
                     indices.append(queue.popleft()[1])
-                leaves = self._tree(offer_id).leaves
-                try:
-                    blocks = await trio.to_thread.run_sync(
-                        read_blocks, Path(transfer.path), transfer.size,
-                        [(i, leaves[i]) for i in indices],
-                    )  # fmt: skip
-                except OSError as error:
-                    log.warning("cannot read %s to serve it: %s", transfer.path, error)
-                    blocks = [None] * len(indices)
+                blocks = await self._read(transfer, indices)
                 for block_index, block in zip(indices, blocks, strict=True):
                     await send.send((transfer, block_index, block, None))
+
+    async def _read(self, transfer: FileTransfer, indices: list[int]) -> list[bytes | None]:
+        """Blocks ``indices`` of our offer's file, each None if it is not what we offered
+        (or cannot be read): from the page cache in the event loop where the file system
+        allows it, else in a worker thread."""
+        source = self._source(transfer.offer_id)
+        path = Path(transfer.path)
+        if source.cached_reads is None:
+            source.cached_reads = await trio.to_thread.run_sync(reads_without_waiting, path)
+        if source.cached_reads:
+            blocks = read_cached(path, transfer.size, indices, source.stamp)
+            if blocks is not None:
+                return list(blocks)
+        leaves = source.tree.leaves
+        try:
+            return await trio.to_thread.run_sync(
+                read_blocks, path, transfer.size, [(i, leaves[i]) for i in indices], source.stamp
+            )
+        except OSError as error:
+            log.warning("cannot read %s to serve it: %s", transfer.path, error)
+            return [None] * len(indices)
 
     async def _read_held(self, transfer: FileTransfer, index: int) -> Read:
         where = self.serving_path(transfer) if transfer.state in ("accepted", "done") else None
@@ -264,7 +298,7 @@ class Uploads:
             self.session_down(peer)
             return False
         if proof is None:
-            proof = tuple(self._tree(transfer.offer_id).proof(index))
+            proof = tuple(self._source(transfer.offer_id).tree.proof(index))
         try:
             # Waits while the session holds more than its high-water mark: blocks go out
             # as fast as the peer reads them, and a chat message waits behind that only.
@@ -285,11 +319,24 @@ class Uploads:
                                  path=transfer.path))  # fmt: skip
         return True
 
-    def _tree(self, offer_id: bytes) -> HashTree:
-        tree = self._trees.get(offer_id)
-        if tree is None:
-            tree = tree_of(self._store.transfer_leaves(offer_id))
-            while len(self._trees) >= TREES_KEPT:
-                del self._trees[next(iter(self._trees))]
-            self._trees[offer_id] = tree
-        return tree
+    def _row_to_serve(self, offer_id: bytes) -> FileTransfer | None:
+        """The row of ``offer_id``; for an offer of ours being served, kept with its
+        source: asked for at every request and every read, and only _move changes it
+        (from one serving state to another, or to an end, which drops the source)."""
+        source = self._sources.get(offer_id)
+        if source is not None and source.row is not None:
+            return source.row
+        transfer = self._store.transfer(offer_id)
+        if transfer is not None and transfer.outgoing and transfer.state in SERVING:
+            self._source(offer_id).row = transfer
+        return transfer
+
+    def _source(self, offer_id: bytes) -> Source:
+        source = self._sources.get(offer_id)
+        if source is None:
+            leaves, stamp = self._store.transfer_source(offer_id)
+            source = Source(tree_of(leaves), stamp)
+            while len(self._sources) >= TREES_KEPT:
+                del self._sources[next(iter(self._sources))]
+            self._sources[offer_id] = source
+        return source
