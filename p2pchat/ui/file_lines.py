@@ -133,6 +133,9 @@ class FileLine:
         bar = "█" * filled + "░" * (BAR_WIDTH - filled)
         text = (f"{bar} {self.fraction:4.0%} · {format_size(self.done_bytes)} of "
                 f"{format_size(self.size)}")  # fmt: skip
+        if not self.outgoing and self.size and self.done_bytes >= self.size:
+            here = format_size(self.size)
+            return f"{bar} {self.fraction:4.0%} · {here} here · checking and saving"
         rate = self.rate
         if rate > 0:
             left = format_duration((self.size - self.done_bytes) / rate)

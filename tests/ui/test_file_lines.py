@@ -35,6 +35,18 @@ def test_progress_shows_rate_and_time_left_then_falls_to_waiting() -> None:
     assert any(changed)
 
 
+def test_every_block_here_reads_as_saving_not_as_time_left() -> None:
+    """Between the last block and ``done`` the file is made durable (and a resumed one
+    checked whole: seconds for a large file); no stale rate or time left meanwhile."""
+    shown = line()
+    shown.moved("accepted", 50_000_000, 0.0)
+    shown.moved("accepted", 100_000_000, 1.0)
+    assert shown.status().endswith("100% · 100 MB here · checking and saving")
+    sending = line(outgoing=True)
+    sending.moved("accepted", 100_000_000, 1.0)
+    assert "checking" not in sending.status()
+
+
 def test_each_state_offers_its_actions() -> None:
     assert line("offered").actions() == [FileAction.ACCEPT, FileAction.SAVE_AS,
                                          FileAction.DECLINE]  # fmt: skip

@@ -407,6 +407,9 @@ class Downloads:
         download = self.active.pop(offer_id)
         self._save(offer_id, download)
         self._forget(offer_id)
+        # Every block is here: the last progress (events come twice a second) would
+        # otherwise stand while the file is made durable and, if resumed, checked whole.
+        self._event("progress", self._row(offer_id), download.held_bytes)
         assert self.nursery is not None and self.folder is not None
         self.nursery.start_soon(self._finish, offer_id, download, self.folder)
 
