@@ -39,6 +39,7 @@ FLOORS: dict[str, int] = {
     "mesh": 3,
     "chat": 3,
     "files": 3,
+    "xmpp": 3,  # XML streams of XMPP link-local messaging (XEP-0174), hardened
     "images": 3,  # decoding pictures within limits (thumbnails, previews)
     "locking": 3,  # a locked profile's key file and where its passphrase comes from
     # Side by side, unaware of each other: the disk, the profile, the transport.
@@ -156,7 +157,7 @@ def test_the_rule_catches_an_import_going_up(tmp_path: Path) -> None:
 # House rule 1: the pure cores do no I/O and keep no time or chance of their own. Time
 # comes in as an argument and randomness as an injected generator, which they may name
 # in annotations (imports under ``if TYPE_CHECKING:``) but never import to run.
-PURE_CORES = ("wire", "noise", "session", "mesh", "chat", "files")
+PURE_CORES = ("wire", "noise", "session", "mesh", "chat", "files", "xmpp")
 IMPURE_MODULES = frozenset({"trio", "asyncio", "socket", "sqlite3", "time", "random"})
 
 

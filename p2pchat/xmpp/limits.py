@@ -1,0 +1,36 @@
+"""The bounds of one inbound XML stream: what a peer can make the parser hold.
+
+A stranger on the LAN can push against each; tests/xmpp/test_parser_hostile.py does.
+"""
+
+from __future__ import annotations
+
+# Elements nested in one stanza, the stanza itself being 1. A message with an XHTML-IM
+# body needs about 6; 16 leaves room for formatting and extensions, while each level
+# costs a Python frame in whoever walks the tree.
+MAX_DEPTH = 16
+# Bytes of one stanza, from its start tag's "<" to its end tag's "<", counted on the
+# input as it arrives, so a larger one is refused within one check interval after
+# passing the bound, long before it would be buffered whole. A chat message is a few
+# KiB at most (p2pchat's own text bound is 4096 characters).
+MAX_STANZA_BYTES = 64 * 1024
+# Characters of text in one stanza, all its elements together; a body of 4096 wide
+# characters, mirrored in XHTML-IM, fits many times over.
+MAX_STANZA_TEXT = 32 * 1024
+# Attributes of one element, namespace declarations included.
+MAX_ATTRIBUTES = 32
+# Characters of one attribute value, and of one name (with its namespace). A JID a
+# link-local client uses is user@host; 1024 covers any real one.
+MAX_ATTRIBUTE_CHARS = 1024
+MAX_NAME_CHARS = 1024
+# Bytes of one unfinished token (a tag, a reference) that expat holds. Expat parses a
+# token only once it is complete and scans it again from its start on every feed, so a
+# peer trickling a huge tag byte by byte would cost us quadratic time; this keeps that
+# to a few tens of milliseconds. Real tags are a few hundred bytes; a tag with many
+# long attributes can meet this bound before MAX_ATTRIBUTES or MAX_ATTRIBUTE_CHARS.
+MAX_TOKEN_BYTES = 8 * 1024
+# The bounds above that depend on how far the input has been parsed are checked each
+# time the stream passes a multiple of this offset: the same offsets however the bytes
+# arrive, so the outcome never depends on the split. Expat is never handed more than
+# this at once, so a 10 MB feed is not buffered either.
+CHECK_INTERVAL = 4 * 1024
