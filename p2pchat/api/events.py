@@ -25,6 +25,8 @@ from p2pchat.node.events import (
     DiskTrouble,
     EventsDropped,
     FileEvent,
+    LinkLocalMessage,
+    LinkLocalPresence,
     Listening,
     MessageIn,
     NodeEvent,
@@ -40,6 +42,7 @@ from p2pchat.node.events import (
     RoomMessageIn,
 )
 from p2pchat.node.node import Node
+from p2pchat.node.xmpp.bridge import PROTOCOL
 
 
 class EventSink(Protocol):
@@ -118,9 +121,42 @@ def print_event(node: Node, event: NodeEvent, out: EventSink) -> None:
         # An error nobody's command caused: no "cmd", a "code" to act on (docs/api.md).
         out.event("error", f"error: {event.text}", error=event.text, code=event.code,
                   file=event.file)  # fmt: skip
+    elif isinstance(event, LinkLocalPresence):
+        _print_link_local_presence(event, out)
+    elif isinstance(event, LinkLocalMessage):
+        out.event(
+            "message",
+            f"message from {event.jid} (XMPP, not encrypted): {event.text}",
+            **{"from": event.jid},
+            protocol=PROTOCOL,
+            encrypted=False,
+            text=event.text,
+            time=event.time,
+        )
     elif isinstance(event, DiskRecovered):
         out.event("recovered", f"recovered: {event.file} can be written again",
                   file=event.file)  # fmt: skip
+
+
+def _print_link_local_presence(event: LinkLocalPresence, out: EventSink) -> None:
+    if event.gone:
+        out.event("presence", f"presence: {event.jid} (XMPP) left", id=event.jid,
+                  protocol=PROTOCOL, status="offline", state="gone")  # fmt: skip
+        return
+    text = f" — {event.message}" if event.message else ""
+    out.event(
+        "presence",
+        f"presence: {event.name} ({event.jid}, XMPP, not encrypted) is {event.status}{text}",
+        id=event.jid,
+        protocol=PROTOCOL,
+        encrypted=False,
+        nick=event.name,
+        status=event.status.value,
+        status_text=event.message,
+        state="alive",
+        addresses=list(event.addresses),
+        client=event.client,
+    )
 
 
 def _print_chat_event(node: Node, event: ChatEvent, out: EventSink) -> None:

@@ -40,8 +40,10 @@ from p2pchat.errors import P2PChatError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.events import NodeEvent
 from p2pchat.node.node import Node
+from p2pchat.node.xmpp.bridge import PROTOCOL, XmppError
 from p2pchat.store import Store, StoredMessage
 from p2pchat.wire.messages import MAX_PING_DATA, SETTABLE_STATUSES
+from p2pchat.xmpp.records import LinkLocalPeer
 
 log = logging.getLogger("p2pchat.api")
 MAX_PINGS = 10  # per ping command: within the peer's Ping rate (docs/protocol.md §6)
@@ -203,12 +205,27 @@ class ApiHandler:
     # ------------------------------------------------------------------ messages
 
     async def send(self, command: dict[str, Any]) -> dict[str, Any]:
+        target = command.get("to")
+        if isinstance(target, str) and "@" in target:  # an XMPP link-local peer
+            return await self._send_link_local(target, str_arg(command, "text"))
         peer = peer_arg(command, "to")
         text = str_arg(command, "text")
         wait = float_arg(command, "wait", 0, 0, 600)
         stored = self.actions.send(peer, text, action=bool_arg(command, "action"))
         self._on_change()  # shown at once, not only once the wait for delivery is over
         return await self._sent(stored, wait)
+
+    async def _send_link_local(self, jid: str, text: str) -> dict[str, Any]:
+        """A message to an XMPP link-local peer (docs/api.md): unencrypted, unstored
+        yet, and sent or refused at once (XEP-0174 has no receipts)."""
+        bridge = self.node.xmpp if self.node is not None else None
+        if bridge is None:
+            raise ApiError("XMPP link-local is off: start with --xmpp-link-local")
+        try:
+            await bridge.send(jid, text)
+        except XmppError as error:
+            raise ApiError(str(error)) from None
+        return {"to": jid, "state": "sent", "protocol": PROTOCOL, "encrypted": False}
 
     async def _sent(self, stored: StoredMessage, wait: float = 0) -> dict[str, Any]:
         delivery = await self.actions.delivery(stored, wait)
@@ -296,7 +313,10 @@ class ApiHandler:
         return {"nick": own.nick, "status": own.status, "text": own.status_text}
 
     async def peers(self, command: dict[str, Any]) -> dict[str, Any]:
-        return {"peers": [_peer_json(peer) for peer in self.actions.peers()]}
+        ours = [_peer_json(peer) for peer in self.actions.peers()]
+        bridge = self.node.xmpp if self.node is not None else None
+        theirs = [link_local_json(peer) for peer in bridge.peers.values()] if bridge else []
+        return {"peers": ours + theirs}
 
     async def networks_reload(self, command: dict[str, Any]) -> dict[str, Any]:
         return {"networks": self.actions.reload_networks()}
@@ -516,10 +536,25 @@ def _batchable(command: dict[str, Any]) -> bool:
     return command.get("cmd") == "send" and type(wait) in (int, float) and wait == 0
 
 
+def link_local_json(peer: LinkLocalPeer) -> dict[str, Any]:
+    """An XMPP link-local peer as ``peers`` lists it (docs/api.md)."""
+    return {
+        "id": peer.jid,
+        "protocol": PROTOCOL,
+        "encrypted": False,
+        "nick": peer.name,
+        "status": peer.status.value,
+        "status_text": peer.message,
+        "addresses": [f"{address}:{peer.port}" for address in peer.addresses],
+        "client": peer.client,
+    }
+
+
 def _peer_json(peer: Peer) -> dict[str, Any]:
     presence = peer.presence
     return {
         "id": encode_peer_id(presence.peer),
+        "protocol": "p2pchat",
         "nick": presence.nick,
         "status": presence.status,
         "status_text": presence.status_text,

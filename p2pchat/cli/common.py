@@ -100,6 +100,9 @@ def node_settings(
         ),
         disk=getattr(args, "disk", None),
         contacts_only=_contacts_only(profile, args),
+        xmpp_link_local=bool(getattr(args, "xmpp_link_local", False))
+        or profile.flag("xmpp_link_local"),
+        xmpp_name=getattr(args, "xmpp_name", "") or "",
     )
 
 

@@ -323,6 +323,19 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         "relay nothing for them; invite codes still work (config.json: "
         '"contacts_only": true)',
     )
+    parser.add_argument(
+        "--xmpp-link-local",
+        action="store_true",
+        help="also be seen and spoken to by XMPP link-local clients on the network "
+        "(Pidgin's and finch's Bonjour, Adium, Messages): UNENCRYPTED, like them; needs "
+        'mDNS (config.json: "xmpp_link_local": true)',
+    )
+    parser.add_argument(
+        "--xmpp-name",
+        metavar="USER@HOST",
+        default="",
+        help="the name XMPP link-local clients see (default: your nick @ this host name)",
+    )
 
 
 def _add_discovery_options(parser: argparse.ArgumentParser) -> None:

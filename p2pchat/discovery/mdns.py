@@ -113,6 +113,16 @@ class Mdns:
         # count; anything else announced there is ignored, not dialled.
         self.private_only = False
 
+    @property
+    def zeroconf(self) -> Zeroconf:
+        """The zeroconf instance, for another service on it (the XMPP bridge's)."""
+        return self._zeroconf
+
+    @property
+    def addresses(self) -> list[str]:
+        """The IPv4 addresses announced."""
+        return list(self._addresses)
+
     def sibling(self, service_type: str) -> Mdns:
         """Another service on the same zeroconf instance (a private network's)."""
         return Mdns(self._zeroconf, own_peer_id=self._own_peer_id,

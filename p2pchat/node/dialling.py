@@ -35,6 +35,7 @@ from p2pchat.node.events import DiscoveryNote, NodeEvent
 from p2pchat.node.meshrun import MeshRunner
 from p2pchat.node.networks import NetworkMembers
 from p2pchat.node.settings import NodeSettings
+from p2pchat.node.xmpp.bridge import XmppBridge
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import PresenceRecord, Status
@@ -57,8 +58,10 @@ class Dialler:
         emit: Callable[[NodeEvent], None],
         announce: AnnounceKeys | None = None,
         networks: NetworkMembers | None = None,
+        xmpp: XmppBridge | None = None,
     ) -> None:
         self._identity = identity
+        self._xmpp = xmpp
         self._networks = networks
         self._announce = announce
         self._peer_id = identity.peer_id
@@ -126,6 +129,8 @@ class Dialler:
                     status=Status(settings.status) if settings.announce_nick else None,
                 )
             async with trio.open_nursery() as nursery:
+                if self._xmpp is not None:
+                    await nursery.start(self._xmpp.run, mdns.zeroconf, mdns.addresses)
                 self._network_place = (mdns, nursery, port)
                 self.networks_changed()
                 try:

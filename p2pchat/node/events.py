@@ -25,6 +25,8 @@ __all__ = [
     "DiskTrouble",
     "EventsDropped",
     "FileEvent",
+    "LinkLocalMessage",
+    "LinkLocalPresence",
     "Listening",
     "MessageIn",
     "NodeEvent",
@@ -216,6 +218,33 @@ class FileEvent:
     room: bytes = b""  # a file shared with this room (``peer``: its author)
 
 
+# ------------------------------------------------------- XMPP link-local (XEP-0174)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkLocalPresence:
+    """An XMPP link-local peer appeared, changed (``gone`` False) or left. Nothing it
+    says is encrypted or proven: its record is anyone's word on the network."""
+
+    jid: str  # user@machine, its instance name
+    name: str
+    status: Status = Status.OFFLINE
+    message: str = ""
+    addresses: tuple[str, ...] = ()
+    client: str = ""
+    gone: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkLocalMessage:
+    """A message from an XMPP link-local peer: it came unencrypted, from whoever sent it
+    from the address its record announced."""
+
+    jid: str
+    text: str
+    time: int  # our clock, ms: XEP-0174 messages carry no time
+
+
 NodeEvent = (
     Listening
     | PeerConnected
@@ -228,4 +257,6 @@ NodeEvent = (
     | EventsDropped
     | DiskTrouble
     | DiskRecovered
+    | LinkLocalPresence
+    | LinkLocalMessage
 )

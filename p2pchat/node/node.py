@@ -30,6 +30,7 @@ from typing import Any
 
 import trio
 
+from p2pchat import __version__
 from p2pchat.addresses import format_host_port
 from p2pchat.backlog import approx_size
 from p2pchat.discovery.known import Target, make_invite
@@ -66,6 +67,7 @@ from p2pchat.node.presence import PresenceBoard
 from p2pchat.node.rooms import RoomService
 from p2pchat.node.settings import Invitation as Invitation
 from p2pchat.node.settings import NodeSettings as NodeSettings
+from p2pchat.node.xmpp.bridge import LinkLocalSettings, XmppBridge
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import (
@@ -189,6 +191,14 @@ class Node:
         self.admission = Admission(self.chat, contacts_only=settings.contacts_only)
         self._presence = PresenceBoard(identity.public_key, self._emit, self.chat, self.rooms,
                                        network_of=self._network_name)  # fmt: skip
+        self.xmpp: XmppBridge | None = None
+        if settings.xmpp_link_local:
+            self.xmpp = XmppBridge(
+                LinkLocalSettings(settings.nick, settings.status, settings.status_text,
+                                  host=settings.host, port=settings.xmpp_port,
+                                  name=settings.xmpp_name),
+                self._emit, __version__,
+            )  # fmt: skip
         self.dialler = Dialler(
             identity,
             settings,
@@ -199,6 +209,7 @@ class Node:
             emit=self._emit,
             announce=self.announce,
             networks=self.networks,
+            xmpp=self.xmpp,
         )
 
     def reload_networks(self) -> list[str]:
@@ -249,6 +260,8 @@ class Node:
         mesh = self._require_mesh()
         mesh.update_presence(trio.current_time(), nick=nick, status=status, status_text=status_text)
         self.mesh_runner.pump()
+        if self.xmpp is not None:
+            await self.xmpp.set_presence(nick=nick, status=status, text=status_text)
 
     def introduce(self, peer_id: str, address: str | None = None) -> None:
         """Tell the node about a peer to join through (an invite, a static peer)."""

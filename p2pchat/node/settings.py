@@ -53,3 +53,9 @@ class NodeSettings:
     # (`contacts-only`), nobody else is dialled, relayed for or gossiped with; invite
     # codes still admit whoever redeems them.
     contacts_only: bool = False
+    # The XMPP link-local bridge (XEP-0174; off by default, needs mDNS): our user
+    # announced on _presence._tcp under ``xmpp_name`` (empty: nick@host), Pidgin's and
+    # finch's users seen and spoken to, unencrypted (docs/protocol.md §18).
+    xmpp_link_local: bool = False
+    xmpp_name: str = ""
+    xmpp_port: int = 5298

@@ -1,0 +1,280 @@
+"""The XMPP link-local bridge (XEP-0174): p2pchat's user seen and spoken to by Pidgin,
+finch, Adium and Messages users on the same network, and theirs by ours — without any
+encryption, which every front end says (docs/protocol.md, "XMPP link-local bridge").
+
+Off unless asked for (``--xmpp-link-local``). Our user is announced as a
+``_presence._tcp`` instance on the node's zeroconf; others' instances are browsed
+(link_local.py). Streams follow what libpurple does and expects:
+
+- a connection is taken only from an address some browsed instance announced, and its
+  stream header's ``from`` must be an instance announced at that address (libpurple
+  does the same); anything else is closed at once, its reason logged (rate-limited);
+- each side may open its own connection to send (libpurple does, for every
+  conversation); a stream open either way carries messages both ways;
+- a version-less stream header is taken (libpurple sends none).
+
+At most MAX_CONNECTIONS connections are open at once, MAX_PER_ADDRESS from one
+address; every stream is parsed within the hardened parser's bounds (streams.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from p2pchat.discovery.link_local import (
+    LinkLocalDns,
+    LinkLocalEvent,
+    LinkLocalGone,
+    LinkLocalSeen,
+)
+from p2pchat.node.events import LinkLocalMessage, LinkLocalPresence, NodeEvent
+from p2pchat.node.xmpp.streams import StreamFailed, XmppConnection
+from p2pchat.ratelimit import LogLimiter
+from p2pchat.wallclock import now_ms
+from p2pchat.xmpp.events import StanzaReceived, StreamClosed, StreamOpened
+from p2pchat.xmpp.records import LinkLocalPeer, clean, presence_txt
+from p2pchat.xmpp.stanzas import chat_message, read_message, stream_header
+
+log = logging.getLogger("p2pchat.xmpp")
+
+PROTOCOL = "xmpp-link-local"
+DEFAULT_PORT = 5298  # XEP-0174's usual port; another is taken if it is in use
+MAX_CONNECTIONS = 64
+MAX_PER_ADDRESS = 4
+DIAL_TIMEOUT = 5.0
+MAX_TEXT_CHARS = 16_000  # a message we send (a received one is bounded by the parser)
+
+
+class XmppError(Exception):
+    """A message could not go to a link-local peer; the message says why."""
+
+
+@dataclass(slots=True)
+class LinkLocalSettings:
+    nick: str
+    status: str = "avail"
+    status_text: str = ""
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    name: str = ""  # our instance, ``user@machine``; empty: from the nick and host name
+
+
+def default_jid(nick: str) -> str:
+    """``nick@machine``, each part reduced to what an instance name and XMPP allow."""
+    user = "".join(c for c in clean(nick, 32) if c.isalnum() or c in "-_.") or "p2pchat"
+    machine = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-.") or "host"
+    return f"{user}@{machine}"[:63]
+
+
+class XmppBridge:
+    def __init__(
+        self, settings: LinkLocalSettings, emit: Callable[[NodeEvent], None], version: str
+    ) -> None:
+        self.settings = settings
+        self._emit = emit
+        self._version = version
+        self.jid = settings.name or default_jid(settings.nick)
+        self.port = 0
+        self._dns: LinkLocalDns | None = None
+        self._nursery: trio.Nursery | None = None
+        self._connections: set[XmppConnection] = set()
+        self._open: dict[str, XmppConnection] = {}  # jid -> a stream we may write on
+        self._log = LogLimiter(60.0)
+
+    @property
+    def peers(self) -> dict[str, LinkLocalPeer]:
+        return self._dns.peers if self._dns is not None else {}
+
+    # ---------------------------------------------------------------- running
+
+    async def run(
+        self,
+        zeroconf: object,
+        addresses: list[str],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen, announce and browse until cancelled; withdraws our instance after."""
+        listeners = await self._listen()
+        self.port = listeners[0].socket.getsockname()[1]
+        server = f"p2pchat-{self.jid.split('@')[0][:20] or 'node'}-{self.port}.local."
+        self._dns = LinkLocalDns(zeroconf, addresses, server)  # type: ignore[arg-type]
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.jid = await self._dns.announce(self.jid, self.port, self._txt())
+                send, receive = trio.open_memory_channel[LinkLocalEvent](64)
+                await nursery.start(self._dns.browse, send)
+                nursery.start_soon(self._follow, receive)
+                nursery.start_soon(trio.serve_listeners, self._inbound, listeners)
+                log.info("XMPP link-local: %s on port %d", self.jid, self.port)
+                task_status.started()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                for connection in list(self._connections):
+                    await connection.close()
+                await self._dns.withdraw()
+
+    async def _listen(self) -> list[trio.SocketListener]:
+        try:
+            return await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or self.settings.port == 0:
+                raise
+            log.info("port %d is taken: XMPP link-local on another", self.settings.port)
+            return await trio.open_tcp_listeners(0, host=self.settings.host)
+
+    def _txt(self) -> dict[str, str]:
+        settings = self.settings
+        return presence_txt(nick=settings.nick, status=settings.status,
+                            message=settings.status_text, port=self.port,
+                            version=self._version)  # fmt: skip
+
+    async def set_presence(self, *, nick: str | None, status: str | None, text: str | None) -> None:
+        """Our nick, status or status text changed: the TXT record follows."""
+        settings = self.settings
+        settings.nick = settings.nick if nick is None else nick
+        settings.status = settings.status if status is None else status
+        settings.status_text = settings.status_text if text is None else text
+        if self._dns is not None and self._dns.jid is not None:
+            await self._dns.announce(self.jid, self.port, self._txt())
+
+    async def _follow(self, receive: trio.MemoryReceiveChannel[LinkLocalEvent]) -> None:
+        async for event in receive:
+            if isinstance(event, LinkLocalSeen):
+                peer = event.peer
+                self._emit(LinkLocalPresence(peer.jid, peer.name, peer.status, peer.message,
+                                             peer.addresses, peer.client, gone=False))  # fmt: skip
+            elif isinstance(event, LinkLocalGone):
+                self._emit(LinkLocalPresence(event.jid, event.jid.split("@")[0], gone=True))
+                connection = self._open.pop(event.jid, None)
+                if connection is not None:
+                    await connection.close()
+
+    # ---------------------------------------------------------------- streams
+
+    async def _inbound(self, stream: trio.SocketStream) -> None:
+        address = str(stream.socket.getpeername()[0])
+        why = self._refusal(address)
+        if why:
+            self._warn(f"refused an XMPP connection from {address}: {why}")
+            await stream.aclose()
+            return
+        await self._serve(XmppConnection(stream, address), dialled="")
+
+    def _refusal(self, address: str) -> str:
+        if len(self._connections) >= MAX_CONNECTIONS:
+            return f"{MAX_CONNECTIONS} connections are open already"
+        if sum(c.address == address for c in self._connections) >= MAX_PER_ADDRESS:
+            return f"{MAX_PER_ADDRESS} connections from that address are open already"
+        if not any(address in peer.addresses for peer in self.peers.values()):
+            return "no link-local peer announced that address"
+        return ""
+
+    async def _serve(self, connection: XmppConnection, dialled: str) -> None:
+        """Read one connection until it ends. ``dialled``: the peer we opened it to
+        (empty: it came to us)."""
+        self._connections.add(connection)
+        try:
+            async for event in connection.events():
+                if isinstance(event, StreamOpened):
+                    if not await self._opened(connection, event, dialled):
+                        return
+                elif isinstance(event, StanzaReceived) and connection.jid:
+                    self._stanza(connection, event)
+                elif isinstance(event, StreamClosed):
+                    return
+        except StreamFailed as failure:
+            self._warn(f"closed the XMPP stream of {connection.jid or connection.address}: "
+                       f"{failure}")  # fmt: skip
+        finally:
+            self._connections.discard(connection)
+            if self._open.get(connection.jid) is connection:
+                del self._open[connection.jid]
+            await connection.close()
+
+    async def _opened(self, connection: XmppConnection, event: StreamOpened, dialled: str) -> bool:
+        claimed = event.from_jid or dialled
+        peer = self.peers.get(claimed or "")
+        if dialled and claimed != dialled:
+            self._warn(f"{connection.address} answered as {claimed!r}, not {dialled}")
+            return False
+        if peer is None or connection.address not in peer.addresses:
+            self._warn(f"an XMPP stream from {connection.address} claims to be {claimed!r}, "
+                       "which no record announces at that address")  # fmt: skip
+            return False
+        connection.jid = peer.jid
+        if not connection.opened_ours:
+            try:
+                await connection.send(stream_header(self.jid, peer.jid))
+            except ConnectionError:
+                return False
+            connection.opened_ours = True
+        self._open.setdefault(peer.jid, connection)
+        return True
+
+    def _stanza(self, connection: XmppConnection, event: StanzaReceived) -> None:
+        message = read_message(event.element)
+        if message is None or message.body is None:
+            return  # typing notices and other stanzas: nothing to show yet
+        if message.type not in ("chat", "normal"):
+            return
+        text = message.body.strip("\n")
+        if text:
+            self._emit(LinkLocalMessage(connection.jid, text, now_ms()))
+
+    # ---------------------------------------------------------------- sending
+
+    async def send(self, jid: str, text: str) -> None:
+        """Send ``text`` to the link-local peer ``jid``; XmppError saying why not."""
+        if not text or len(text) > MAX_TEXT_CHARS:
+            raise XmppError(f"a message is 1 to {MAX_TEXT_CHARS} characters")
+        connection = self._open.get(jid)
+        if connection is None or connection.closed:
+            connection = await self._dial(jid)
+        try:
+            await connection.send(chat_message(self.jid, jid, text))
+        except ConnectionError as error:
+            raise XmppError(str(error)) from error
+
+    async def _dial(self, jid: str) -> XmppConnection:
+        peer = self.peers.get(jid)
+        if peer is None:
+            raise XmppError(f"{jid} is not on the network now")
+        if self._nursery is None:
+            raise XmppError("XMPP link-local is not running")
+        failures = []
+        for address in peer.addresses:
+            try:
+                with trio.fail_after(DIAL_TIMEOUT):
+                    stream = await trio.open_tcp_stream(address, peer.port)
+            except (OSError, trio.TooSlowError) as error:
+                failures.append(f"{address}:{peer.port}: {error or 'no answer'}")
+                continue
+            connection = XmppConnection(stream, address)
+            connection.jid = jid
+            try:
+                await connection.send(stream_header(self.jid, jid))
+            except ConnectionError as error:
+                failures.append(str(error))
+                continue
+            connection.opened_ours = True
+            self._open[jid] = connection
+            self._nursery.start_soon(self._serve, connection, jid)
+            return connection
+        raise XmppError(f"cannot reach {jid}: {'; '.join(failures)}")
+
+    def _warn(self, text: str) -> None:
+        """Logged at most once a minute per kind of text (a flood of connections or
+        hostile streams must not flood the log)."""
+        skipped = self._log.allow(" ".join(text.split()[:3]), trio.current_time())
+        if skipped is not None:
+            more = f" (and {skipped} more like it)" if skipped else ""
+            log.warning("%s%s", text, more)
