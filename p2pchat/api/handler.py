@@ -43,7 +43,6 @@ from p2pchat.node.node import Node
 from p2pchat.node.xmpp.bridge import PROTOCOL, XmppError
 from p2pchat.store import Store, StoredMessage
 from p2pchat.wire.messages import MAX_PING_DATA, SETTABLE_STATUSES
-from p2pchat.xmpp.records import LinkLocalPeer
 
 log = logging.getLogger("p2pchat.api")
 MAX_PINGS = 10  # per ping command: within the peer's Ping rate (docs/protocol.md §6)
@@ -315,7 +314,7 @@ class ApiHandler:
     async def peers(self, command: dict[str, Any]) -> dict[str, Any]:
         ours = [_peer_json(peer) for peer in self.actions.peers()]
         bridge = self.node.xmpp if self.node is not None else None
-        theirs = [link_local_json(peer) for peer in bridge.peers.values()] if bridge else []
+        theirs = [peer.listed() for peer in bridge.peers.values()] if bridge else []
         return {"peers": ours + theirs}
 
     async def networks_reload(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -534,20 +533,6 @@ def _batchable(command: dict[str, Any]) -> bool:
     """A ``send`` that does not wait for delivery: it may join a batch."""
     wait = command.get("wait", 0)
     return command.get("cmd") == "send" and type(wait) in (int, float) and wait == 0
-
-
-def link_local_json(peer: LinkLocalPeer) -> dict[str, Any]:
-    """An XMPP link-local peer as ``peers`` lists it (docs/api.md)."""
-    return {
-        "id": peer.jid,
-        "protocol": PROTOCOL,
-        "encrypted": False,
-        "nick": peer.name,
-        "status": peer.status.value,
-        "status_text": peer.message,
-        "addresses": [f"{address}:{peer.port}" for address in peer.addresses],
-        "client": peer.client,
-    }
 
 
 def _peer_json(peer: Peer) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from p2pchat.discovery.known import (
     parse_invite,
     static_targets,
 )
+from p2pchat.discovery.link_local import LinkLocalDns, LinkLocalEvent
 from p2pchat.discovery.mdns import local_addresses, open_mdns
 from p2pchat.discovery.tokens import recognise
 from p2pchat.discovery.watch import watch
@@ -294,6 +295,8 @@ def cmd_peers(profile: Profile, args: argparse.Namespace) -> int:
         for peer in found:
             # "proven": a handshake showed the id; "verified" is for compared safety numbers
             mark = "proven" if peer["verified"] else "not proven"
+            if peer["protocol"] != "p2pchat":
+                mark = "XMPP · NOT ENCRYPTED"
             nick = peer["nick"] or "(no nick)"
             print(
                 f"{nick:<20} {peer['status'] or '-':<6} {mark:<10} {peer['id']}  "
@@ -326,10 +329,22 @@ async def _collect_peers(
     ):
         mdns.recognise = lambda token: recognise(token, keys, time.time())
         await nursery.start(partial(watch, mdns, profile.identity, record, announcement=None))
+        # XMPP link-local clients too (docs/protocol.md §18): listed, never dialled.
+        link_local = LinkLocalDns(mdns.zeroconf, mdns.addresses, server="")
+        seen_send, seen = trio.open_memory_channel[LinkLocalEvent](1024)
+        await nursery.start(link_local.browse, seen_send)
+        nursery.start_soon(_drain, seen)
         await trio.sleep(wait)
         nursery.cancel_scope.cancel()
         anonymous = len(mdns.anonymous)
-    return sorted(found.values(), key=lambda peer: (peer["nick"] or "", peer["id"])), anonymous
+    ours = [{**peer, "protocol": "p2pchat"} for peer in found.values()]
+    theirs = [{**peer.listed(), "verified": False} for peer in link_local.peers.values()]
+    return sorted(ours + theirs, key=lambda peer: (peer["nick"] or "", peer["id"])), anonymous
+
+
+async def _drain(events: trio.MemoryReceiveChannel[LinkLocalEvent]) -> None:
+    async for _ in events:
+        pass  # the table (LinkLocalDns.peers) is what is listed
 
 
 def _contacts_announce_keys(profile: Profile) -> dict[bytes, bytes]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from p2pchat.wire.messages import Status
 
 SERVICE_TYPE = "_presence._tcp.local."
+PROTOCOL = "xmpp-link-local"  # how the API and the command line name this kind of peer
 MAX_INSTANCE_BYTES = 63  # one DNS label
 MAX_FIELD_CHARS = 128  # a name or a version, as we keep it
 MAX_MESSAGE_CHARS = 255  # a status text (one TXT string at most anyway)
@@ -50,6 +51,19 @@ class LinkLocalPeer:
         """How to show them: their nick, else their names, else the user part."""
         full = f"{self.first} {self.last}".strip()
         return self.nick or full or self.jid.split("@", 1)[0]
+
+    def listed(self) -> dict[str, object]:
+        """As ``peers`` lists it (docs/api.md): never encrypted, nothing proven."""
+        return {
+            "id": self.jid,
+            "protocol": PROTOCOL,
+            "encrypted": False,
+            "nick": self.name,
+            "status": self.status.value,
+            "status_text": self.message,
+            "addresses": [f"{address}:{self.port}" for address in self.addresses],
+            "client": self.client,
+        }
 
 
 def clean(text: str, limit: int) -> str:

@@ -4,7 +4,9 @@ another; finch is driven and read through libpurple's D-Bus API, never its scree
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +92,16 @@ def test_finch_and_p2pchat_see_and_talk_to_each_other(
         ann.command({"cmd": "peers", "tag": "peers"})
         listed = ann.wait_for("peers", tag="peers")["peers"]
         assert [p["protocol"] for p in listed if p["id"] == finch.jid] == ["xmpp-link-local"]
+
+        # `p2pchat peers` on a third host lists both kinds, each with its protocol.
+        third = lab.add_host()
+        listing = third.run(sys.executable, "-m", "p2pchat", "--home", str(tmp_path / "cat"),
+                            "peers", "--json", "--wait", "4", "--interface", third.address,
+                            timeout=120)  # fmt: skip
+        assert listing.returncode == 0, listing.stderr
+        kinds = {(p["id"], p["protocol"]) for p in json.loads(listing.stdout)}
+        assert {(finch.jid, "xmpp-link-local"), ("ann@annhost", "xmpp-link-local"),
+                (ann.id, "p2pchat")} <= kinds  # fmt: skip
 
         # finch quits: ann sees it go.
         finch.quit()

@@ -38,12 +38,12 @@ from p2pchat.node.xmpp.streams import StreamFailed, XmppConnection
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.wallclock import now_ms
 from p2pchat.xmpp.events import StanzaReceived, StreamClosed, StreamOpened
+from p2pchat.xmpp.records import PROTOCOL as PROTOCOL
 from p2pchat.xmpp.records import LinkLocalPeer, clean, presence_txt
 from p2pchat.xmpp.stanzas import chat_message, read_message, stream_header
 
 log = logging.getLogger("p2pchat.xmpp")
 
-PROTOCOL = "xmpp-link-local"
 DEFAULT_PORT = 5298  # XEP-0174's usual port; another is taken if it is in use
 MAX_CONNECTIONS = 64
 MAX_PER_ADDRESS = 4
