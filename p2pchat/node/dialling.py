@@ -129,8 +129,8 @@ class Dialler:
                     status=Status(settings.status) if settings.announce_nick else None,
                 )
             async with trio.open_nursery() as nursery:
-                if self._xmpp is not None:
-                    await nursery.start(self._xmpp.run, mdns.zeroconf, mdns.addresses)
+                if self._xmpp is not None:  # beside our own announcement, not before it
+                    nursery.start_soon(self._xmpp.run, mdns.zeroconf, mdns.addresses)
                 self._network_place = (mdns, nursery, port)
                 self.networks_changed()
                 try:

@@ -48,6 +48,7 @@ DEFAULT_PORT = 5298  # XEP-0174's usual port; another is taken if it is in use
 MAX_CONNECTIONS = 64
 MAX_PER_ADDRESS = 4
 DIAL_TIMEOUT = 5.0
+REGISTRATION_REPEATS = 4.0  # seconds python-zeroconf re-sends a new registration
 MAX_TEXT_CHARS = 16_000  # a message we send (a received one is bounded by the parser)
 
 
@@ -86,6 +87,7 @@ class XmppBridge:
         self._connections: set[XmppConnection] = set()
         self._open: dict[str, XmppConnection] = {}  # jid -> a stream we may write on
         self._log = LogLimiter(60.0)
+        self._announced_at = 0.0  # trio time our instance was registered
 
     @property
     def peers(self) -> dict[str, LinkLocalPeer]:
@@ -109,6 +111,7 @@ class XmppBridge:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.jid = await self._dns.announce(self.jid, self.port, self._txt())
+                self._announced_at = trio.current_time()
                 send, receive = trio.open_memory_channel[LinkLocalEvent](64)
                 await nursery.start(self._dns.browse, send)
                 nursery.start_soon(self._follow, receive)
@@ -145,6 +148,17 @@ class XmppBridge:
         settings.status_text = settings.status_text if text is None else text
         if self._dns is not None and self._dns.jid is not None:
             await self._dns.announce(self.jid, self.port, self._txt())
+            settled = self._announced_at + REGISTRATION_REPEATS
+            if trio.current_time() < settled and self._nursery is not None:
+                self._nursery.start_soon(self._announce_again, settled)
+
+    async def _announce_again(self, at: float) -> None:
+        """python-zeroconf repeats a new registration's records for a few seconds: an
+        update sent meanwhile can be followed by the old TXT record, and libpurple
+        keeps the last one it heard. Our latest record, once more, after them."""
+        await trio.sleep_until(at)
+        if self._dns is not None and self._dns.jid is not None:
+            await self._dns.announce(self.jid, self.port, self._txt())
 
     async def _follow(self, receive: trio.MemoryReceiveChannel[LinkLocalEvent]) -> None:
         async for event in receive:
@@ -164,7 +178,7 @@ class XmppBridge:
         address = str(stream.socket.getpeername()[0])
         why = self._refusal(address)
         if why:
-            self._warn(f"refused an XMPP connection from {address}: {why}")
+            self._warn(f"refused an XMPP connection from {address}: {why}", kind=why)
             await stream.aclose()
             return
         await self._serve(XmppConnection(stream, address), dialled="")
@@ -193,7 +207,7 @@ class XmppBridge:
                     return
         except StreamFailed as failure:
             self._warn(f"closed the XMPP stream of {connection.jid or connection.address}: "
-                       f"{failure}")  # fmt: skip
+                       f"{failure}", kind=" ".join(str(failure).split()[:4]))  # fmt: skip
         finally:
             self._connections.discard(connection)
             if self._open.get(connection.jid) is connection:
@@ -271,10 +285,16 @@ class XmppBridge:
             return connection
         raise XmppError(f"cannot reach {jid}: {'; '.join(failures)}")
 
-    def _warn(self, text: str) -> None:
-        """Logged at most once a minute per kind of text (a flood of connections or
-        hostile streams must not flood the log)."""
-        skipped = self._log.allow(" ".join(text.split()[:3]), trio.current_time())
+    def _warn(self, text: str, kind: str = "") -> None:
+        """Logged at most once a minute per kind (a flood of connections or hostile
+        streams must not flood the log). The kind is ``kind`` if given, else the text's
+        first three words. Refusals and stream failures name their reason as the kind:
+        their texts all start alike ("refused an XMPP connection from ..."), so keyed on
+        those words a stranger's refused connection hid, for a minute, that another
+        address had hit its connection limit, and a billion-laughs stream that a 10 MB
+        stanza followed (tests/lab/test_xmpp_hostile_lab.py)."""
+        key = kind or " ".join(text.split()[:3])
+        skipped = self._log.allow(key, trio.current_time())
         if skipped is not None:
             more = f" (and {skipped} more like it)" if skipped else ""
             log.warning("%s%s", text, more)
