@@ -16,7 +16,7 @@ machine's two cores; the namespaces' links are veth pairs (no loss, no delay).
   event stamp (``at_us``). Baseline: a TCP round trip between the two namespaces
   (Python sockets, 100 bytes), halved.
 
-Run:  python bench/xmpp.py [--messages N]   (as root: it makes namespaces)
+Run:  python bench/xmpp.py [--messages N] [--write]   (as root: it makes namespaces)
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.perfdoc import write_run
 from tests.discovery.nodes import Node
 from tests.lab.finch import Finch, plain
 from tests.lab.netlab import Host, Lab
@@ -165,11 +166,14 @@ def run(messages: int) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
     began = time.perf_counter()
     lines = run(args.messages)
     print("\n".join(lines))
     print(f"(bench took {time.perf_counter() - began:.0f} s)")
+    if args.write:
+        write_run("xmpp", "XMPP link-local bridge (`bench/xmpp.py`)", "bench/xmpp.py", lines)
     return 0
 
 
