@@ -124,14 +124,16 @@ def print_event(node: Node, event: NodeEvent, out: EventSink) -> None:
     elif isinstance(event, LinkLocalPresence):
         _print_link_local_presence(event, out)
     elif isinstance(event, LinkLocalMessage):
+        waits = " (waiting in requests)" if event.request else ""
         out.event(
             "message",
-            f"message from {event.jid} (XMPP, not encrypted): {event.text}",
+            f"message from {event.jid} (XMPP, not encrypted): {event.text}{waits}",
             **{"from": event.jid},
             protocol=PROTOCOL,
             encrypted=False,
             text=event.text,
             time=event.time,
+            request=event.request,
         )
     elif isinstance(event, DiskRecovered):
         out.event("recovered", f"recovered: {event.file} can be written again",

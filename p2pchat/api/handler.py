@@ -41,7 +41,9 @@ from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.node.events import NodeEvent
 from p2pchat.node.node import Node
 from p2pchat.node.xmpp.bridge import PROTOCOL, XmppError
+from p2pchat.node.xmpp.chats import LinkLocalChats
 from p2pchat.store import Store, StoredMessage
+from p2pchat.store.link_local import LinkLocalRow
 from p2pchat.wire.messages import MAX_PING_DATA, SETTABLE_STATUSES
 
 log = logging.getLogger("p2pchat.api")
@@ -204,9 +206,8 @@ class ApiHandler:
     # ------------------------------------------------------------------ messages
 
     async def send(self, command: dict[str, Any]) -> dict[str, Any]:
-        target = command.get("to")
-        if isinstance(target, str) and "@" in target:  # an XMPP link-local peer
-            return await self._send_link_local(target, str_arg(command, "text"))
+        if (jid := _jid_arg(command, "to")) is not None:  # an XMPP link-local peer
+            return await self._send_link_local(jid, str_arg(command, "text"))
         peer = peer_arg(command, "to")
         text = str_arg(command, "text")
         wait = float_arg(command, "wait", 0, 0, 600)
@@ -238,6 +239,8 @@ class ApiHandler:
         }
 
     async def history(self, command: dict[str, Any]) -> dict[str, Any]:
+        if (jid := _jid_arg(command, "with")) is not None:
+            return self._link_local_history(jid, command)
         peer = peer_arg(command, "with")
         limit = int_arg(command, "limit", 50, 1, 10_000)
         before = _msg_id(str_arg(command, "before")) if "before" in command else None
@@ -248,6 +251,14 @@ class ApiHandler:
             "name": self.actions.name_of(peer),
             "messages": [message_json(m, me) for m in rows],
         }
+
+    def _link_local_history(self, jid: str, command: dict[str, Any]) -> dict[str, Any]:
+        """An XMPP link-local chat (docs/api.md): ``before`` is a row ``id``."""
+        limit = int_arg(command, "limit", 50, 1, 10_000)
+        before = int_arg(command, "before", 2**62, 1, 2**62) if "before" in command else None
+        found = self._link_local().history(jid, limit=limit, before=before)
+        return {"with": jid, "protocol": PROTOCOL, "encrypted": False,
+                "messages": [link_local_row_json(row) for row in found]}  # fmt: skip
 
     async def search(self, command: dict[str, Any]) -> dict[str, Any]:
         text = str_arg(command, "text")
@@ -269,13 +280,28 @@ class ApiHandler:
         return {"contact": self._contact(self.actions.add_contact(peer, petname))}
 
     async def accept(self, command: dict[str, Any]) -> dict[str, Any]:
+        if (jid := _jid_arg(command, "id")) is not None:
+            self._link_local().accept(jid)
+            return {"contact": {"id": jid, "protocol": PROTOCOL, "encrypted": False}}
         return {"contact": self._contact(self.actions.accept(peer_arg(command, "id")))}
 
     async def block(self, command: dict[str, Any]) -> dict[str, Any]:
+        if (jid := _jid_arg(command, "id")) is not None:
+            self._link_local().block(jid)
+            return {"id": jid, "blocked": True, "protocol": PROTOCOL}
         return self._set_blocked(peer_arg(command, "id"), True)
 
     async def unblock(self, command: dict[str, Any]) -> dict[str, Any]:
+        if (jid := _jid_arg(command, "id")) is not None:
+            self._link_local().accept(jid)  # unblocked: a contact, as before it was blocked
+            return {"id": jid, "blocked": False, "protocol": PROTOCOL}
         return self._set_blocked(peer_arg(command, "id"), False)
+
+    def _link_local(self) -> LinkLocalChats:
+        bridge = self.node.xmpp if self.node is not None else None
+        if bridge is None or bridge.chats is None:
+            raise ApiError("XMPP link-local is off: start with --xmpp-link-local")
+        return bridge.chats
 
     async def requests(self, command: dict[str, Any]) -> dict[str, Any]:
         return {"requests": [request_json(r) for r in self.actions.requests()]}
@@ -533,6 +559,18 @@ def _batchable(command: dict[str, Any]) -> bool:
     """A ``send`` that does not wait for delivery: it may join a batch."""
     wait = command.get("wait", 0)
     return command.get("cmd") == "send" and type(wait) in (int, float) and wait == 0
+
+
+def _jid_arg(command: dict[str, Any], name: str) -> str | None:
+    """An XMPP link-local peer's ``user@machine`` if the argument names one (a peer id
+    never holds "@"), else None."""
+    value = command.get(name)
+    return value if isinstance(value, str) and "@" in value else None
+
+
+def link_local_row_json(row: LinkLocalRow) -> dict[str, Any]:
+    return {"id": row.row_id, "outgoing": row.outgoing, "text": row.text, "time": row.at,
+            "encrypted": False}  # fmt: skip
 
 
 def _peer_json(peer: Peer) -> dict[str, Any]:

@@ -243,6 +243,8 @@ class LinkLocalMessage:
     jid: str
     text: str
     time: int  # our clock, ms: XEP-0174 messages carry no time
+    request: bool = False  # not a contact: it waits for our user's say
+    row_id: int = 0  # in the store (0: not kept, a node without one)
 
 
 NodeEvent = (

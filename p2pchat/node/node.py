@@ -68,6 +68,7 @@ from p2pchat.node.rooms import RoomService
 from p2pchat.node.settings import Invitation as Invitation
 from p2pchat.node.settings import NodeSettings as NodeSettings
 from p2pchat.node.xmpp.bridge import LinkLocalSettings, XmppBridge
+from p2pchat.node.xmpp.chats import LinkLocalChats
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import (
@@ -199,6 +200,8 @@ class Node:
                                   name=settings.xmpp_name),
                 self._emit, __version__,
             )  # fmt: skip
+            if settings.store is not None:
+                self.xmpp.chats = LinkLocalChats(settings.store, self._emit)
         self.dialler = Dialler(
             identity,
             settings,

@@ -22,6 +22,7 @@ from p2pchat.store.driver import sqlite as sqlite3
 from p2pchat.store.driver import use_key
 from p2pchat.store.files import FileTables
 from p2pchat.store.invites import InviteTables
+from p2pchat.store.link_local import LinkLocalTables
 from p2pchat.store.messages import MessageTables
 from p2pchat.store.networks import NetworkTables
 from p2pchat.store.notices import NoticeTables
@@ -45,6 +46,7 @@ class Store(
     NoticeTables,
     FileTables,
     NetworkTables,
+    LinkLocalTables,
 ):
     """The message database. Create with :func:`open_store`; close when done.
 

@@ -356,8 +356,28 @@ _V14: Migration = (
 # hashed again (p2pchat/node/files/disk.py, file_stamp).
 _V15: Migration = ("ALTER TABLE file_transfers ADD COLUMN source_stamp BLOB NOT NULL DEFAULT x''",)
 
+# Chats with XMPP link-local peers (docs/protocol.md §18), apart from ours: who each
+# user@machine is to us, and the messages both ways (store/link_local.py).
+_V16: Migration = (
+    """CREATE TABLE link_local_peers (
+        jid TEXT PRIMARY KEY NOT NULL,
+        standing TEXT NOT NULL CHECK (standing IN ('contact', 'request', 'blocked')),
+        address TEXT NOT NULL DEFAULT '',
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE link_local_messages (
+        row_id INTEGER PRIMARY KEY,
+        jid TEXT NOT NULL,
+        outgoing INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        address TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX link_local_messages_by_jid ON link_local_messages (jid, row_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16
 )  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 

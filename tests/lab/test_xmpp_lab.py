@@ -69,16 +69,27 @@ def test_finch_and_p2pchat_see_and_talk_to_each_other(
         assert finch.buddy_alias(buddy) == "ann"
         wait(lambda: finch.buddy_status(buddy) == "available", "ann available in finch")
 
-        # Messages both ways, intact.
+        # Messages both ways, intact; fred is no contact: his wait as a request until
+        # ann answers, which accepts him.
         for text in TEXTS:
             finch.send("ann@annhost", text)
             got = ann.wait_for("message", protocol="xmpp-link-local", text=text)
-            assert (got["from"], got["encrypted"]) == (finch.jid, False)
+            assert (got["from"], got["encrypted"], got["request"]) == (finch.jid, False, True)
         for tag, text in enumerate(TEXTS):
             ann.command({"cmd": "send", "to": finch.jid, "text": text, "tag": tag})
             sent = ann.wait_for("send", tag=tag)
             assert (sent["state"], sent["encrypted"]) == ("sent", False)
             assert finch.wait_received(text) == "ann@annhost"
+        finch.send("ann@annhost", "thanks!")
+        assert ann.wait_for("message", text="thanks!")["request"] is False
+        ann.command({"cmd": "history", "with": finch.jid, "tag": "history"})
+        kept = ann.wait_for("history", tag="history")
+        assert kept["encrypted"] is False
+        assert [(m["outgoing"], m["text"]) for m in kept["messages"]] == [
+            *((False, text) for text in TEXTS),
+            *((True, text) for text in TEXTS),
+            (False, "thanks!"),
+        ]
 
         # Status both ways.
         ann.command({"cmd": "set_status", "status": "away", "text": "at lunch"})

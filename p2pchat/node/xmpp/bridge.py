@@ -34,6 +34,7 @@ from p2pchat.discovery.link_local import (
     LinkLocalSeen,
 )
 from p2pchat.node.events import LinkLocalMessage, LinkLocalPresence, NodeEvent
+from p2pchat.node.xmpp.chats import LinkLocalChats
 from p2pchat.node.xmpp.streams import StreamFailed, XmppConnection
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.wallclock import now_ms
@@ -87,6 +88,8 @@ class XmppBridge:
         self._connections: set[XmppConnection] = set()
         self._open: dict[str, XmppConnection] = {}  # jid -> a stream we may write on
         self._log = LogLimiter(60.0)
+        # Who may write to us and what is kept (chats.py); None: shown, not kept.
+        self.chats: LinkLocalChats | None = None
         self._announced_at = 0.0  # trio time our instance was registered
 
     @property
@@ -241,7 +244,11 @@ class XmppBridge:
         if message.type not in ("chat", "normal"):
             return
         text = message.body.strip("\n")
-        if text:
+        if not text:
+            return
+        if self.chats is not None:
+            self.chats.received(connection.jid, text, connection.address)
+        else:
             self._emit(LinkLocalMessage(connection.jid, text, now_ms()))
 
     # ---------------------------------------------------------------- sending
@@ -250,6 +257,8 @@ class XmppBridge:
         """Send ``text`` to the link-local peer ``jid``; XmppError saying why not."""
         if not text or len(text) > MAX_TEXT_CHARS:
             raise XmppError(f"a message is 1 to {MAX_TEXT_CHARS} characters")
+        if self.chats is not None and self.chats.blocked(jid):
+            raise XmppError(f"{jid} is blocked")
         connection = self._open.get(jid)
         if connection is None or connection.closed:
             connection = await self._dial(jid)
@@ -257,6 +266,8 @@ class XmppBridge:
             await connection.send(chat_message(self.jid, jid, text))
         except ConnectionError as error:
             raise XmppError(str(error)) from error
+        if self.chats is not None:
+            self.chats.sent(jid, text)
 
     async def _dial(self, jid: str) -> XmppConnection:
         peer = self.peers.get(jid)
