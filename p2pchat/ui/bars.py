@@ -101,6 +101,8 @@ def update_topbar(app: ChatApp) -> None:
         left += " · locked"  # encrypted on disk (p2pchat passphrase): said, not assumed
     if app.settings.private_discovery:
         left += " · private"  # announced as a token only contacts recognise (§10.2)
+    if app.settings.xmpp_link_local:
+        left += " · XMPP on, not encrypted"  # Pidgin's and finch's users see us (§18)
     if app.settings.contacts_only:
         left += " · contacts only"
     online = len([s for s in app.seen.values() if s.status != "offline" and s.proven])

@@ -56,6 +56,11 @@ _SPECS = (
     _spec("/me TEXT", "say what you do: /me waves shows * alice waves", "text"),
     _spec("/connect CODE|HOST:PORT", "reach someone by invite code or address", "code"),
     _spec(
+        "/xmpp USER@HOST TEXT",
+        "write to a Pidgin/finch/Adium user nearby (with --xmpp-link-local): NOT ENCRYPTED",
+        "text",
+    ),
+    _spec(
         "/invite [NICK-OR-ID]",
         "in a room: invite a contact (or a member of your network); else show your invite code",
         "peer",

@@ -18,6 +18,7 @@ from p2pchat.chat.rules import text_problem
 from p2pchat.commands import CommandError, Commands, Connected, Target
 from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
+from p2pchat.node.xmpp.bridge import XmppBridge, XmppError
 from p2pchat.ui import clipboard
 from p2pchat.ui.commands import (
     Command,
@@ -34,6 +35,7 @@ from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, people_for_looku
 from p2pchat.ui.screens.network_code import NetworkCodeScreen
 from p2pchat.ui.screens.search import cmd_search
 from p2pchat.ui.screens.verify import VerifyScreen
+from p2pchat.ui.system_log import Kind
 from p2pchat.ui.widgets.composer import Composer
 from p2pchat.wire.messages import MAX_TOPIC_CHARS
 
@@ -501,6 +503,30 @@ async def connect_in_trio(app: ChatApp, targets: list[Target]) -> None:
     app.call_later(app.refresh_sidebar)
 
 
+def cmd_xmpp(app: ChatApp, args: str) -> bool:
+    """/xmpp USER@HOST TEXT: an XMPP link-local chat, for now in the system pane (the
+    window has no conversation view for them yet); every line says it is unencrypted."""
+    app.require_node()
+    node = app.node
+    bridge = node.xmpp if node is not None else None
+    if bridge is None:
+        raise CommandError("XMPP link-local is off: start p2pchat with --xmpp-link-local")
+    jid, _, text = args.strip().partition(" ")
+    if "@" not in jid or not text.strip():
+        raise CommandError("usage: /xmpp USER@HOST TEXT (see /peers for who is nearby)")
+    app.spawn_in_node(xmpp_in_trio, app, bridge, jid, text.strip())
+    return True
+
+
+async def xmpp_in_trio(app: ChatApp, bridge: XmppBridge, jid: str, text: str) -> None:
+    try:
+        await bridge.send(jid, text)
+    except XmppError as error:
+        app.notify(str(error), severity="error")
+        return
+    app.call_later(app.system.say, Kind.OUTPUT, f"XMPP, NOT ENCRYPTED, to {jid}: {text}")
+
+
 def show_connected(app: ChatApp, targets: list[Target], connected: Connected) -> None:
     for note in connected.notes:
         if note.name not in ("verified", "spoof", "unreachable", "refused"):
@@ -549,6 +575,7 @@ HANDLERS: dict[str, Callable[[ChatApp, str], bool | None]] = {
     "requests": cmd_requests,
     "invite": cmd_invite,
     "connect": cmd_connect,
+    "xmpp": cmd_xmpp,
     "find": cmd_find,
     "system": cmd_system,
 }

@@ -22,13 +22,15 @@ from textual.notifications import SeverityLevel
 from p2pchat.identity import encode_peer_id
 from p2pchat.node.events import (
     DiscoveryNote,
+    LinkLocalMessage,
+    LinkLocalPresence,
     Listening,
     NodeEvent,
     PeerConnected,
     PeerDisconnected,
     Presence,
 )
-from p2pchat.ui.people import counted
+from p2pchat.ui.people import PRESENCE_WORDS, counted
 from p2pchat.ui.system_log import Kind, SystemLine, SystemLog
 from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.system_pane import SystemPane
@@ -105,6 +107,21 @@ class SystemConsole:
             self.say(Kind.NOTE, "listening on " + ", ".join(event.addresses))
         elif isinstance(event, Presence) and not event.is_self and event.proven:
             self._presence(event)
+        elif isinstance(event, LinkLocalPresence):
+            self._link_local_presence(event)
+        elif isinstance(event, LinkLocalMessage):
+            waits = " (not a contact: /xmpp to answer accepts)" if event.request else ""
+            self.say(Kind.NOTE, f"XMPP, NOT ENCRYPTED, from {event.jid}: {event.text}{waits}")
+            self.point_here(f"XMPP message from {event.jid}")
+
+    def _link_local_presence(self, event: LinkLocalPresence) -> None:
+        if event.gone:
+            self.say(Kind.WENT, f"{event.jid} (XMPP) went offline")
+            return
+        text = f" — {event.message}" if event.message else ""
+        word = PRESENCE_WORDS.get(event.status.value, event.status.value)
+        self.say(Kind.CAME, f"{event.name} ({event.jid}, XMPP, not encrypted) is {word}{text}"
+                            f"; /xmpp {event.jid} TEXT writes to them")  # fmt: skip
 
     def _presence(self, event: Presence) -> None:
         before = self._app.seen.get(encode_peer_id(event.peer))

@@ -53,16 +53,21 @@ class ReceivedMessage:
     wants_composing_events: bool = False
 
 
-def stream_header(from_jid: str, to_jid: str, *, version: str | None = "1.0") -> bytes:
+def stream_header(
+    from_jid: str, to_jid: str, *, version: str | None = "1.0", declaration: bool = True
+) -> bytes:
     """Our ``<stream:stream>`` start tag, with the XML declaration before it.
 
     libpurple sends no version and ignores ours; XEP-0174 streams are XMPP 1.0 ones, so
-    we say so unless told not to (``version=None``).
+    we say so unless told not to (``version=None``). ``declaration=False`` for the
+    stream we send back on a connection the peer opened: libpurple's parser of the
+    conversations it starts reports an XML declaration there as "extra content" and
+    closes the connection ten seconds later (seen with finch 2.14).
     """
     version_attribute = "" if version is None else f" version='{escape_attribute(version)}'"
     return (
-        "<?xml version='1.0' encoding='UTF-8' ?>"
-        f"<stream:stream xmlns='{CLIENT_NS}' xmlns:stream='{STREAMS_NS}'"
+        ("<?xml version='1.0' encoding='UTF-8' ?>" if declaration else "")
+        + f"<stream:stream xmlns='{CLIENT_NS}' xmlns:stream='{STREAMS_NS}'"
         f" from='{escape_attribute(from_jid)}' to='{escape_attribute(to_jid)}'"
         f"{version_attribute}>"
     ).encode()

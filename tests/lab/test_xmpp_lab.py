@@ -114,6 +114,10 @@ def test_finch_and_p2pchat_see_and_talk_to_each_other(
         assert {(finch.jid, "xmpp-link-local"), ("ann@annhost", "xmpp-link-local"),
                 (ann.id, "p2pchat")} <= kinds  # fmt: skip
 
+        # libpurple parsed every stream of ours without complaint (an XML declaration on
+        # a stream sent back made it close its connection ten seconds later).
+        assert "XML parser error" not in (finch.folder / "finch.log").read_text()
+
         # finch quits: ann sees it go.
         finch.quit()
         ann.wait_for("presence", id=finch.jid, status="offline", state="gone")

@@ -203,3 +203,11 @@ def test_a_message_without_namespace_is_read() -> None:
     assert isinstance(opened, StreamOpened) and opened.xmlns is None
     assert isinstance(stanza, StanzaReceived)
     assert read_message(stanza.element) == ReceivedMessage("a@h", None, "normal", "x")
+
+
+def test_a_stream_sent_back_has_no_xml_declaration() -> None:
+    """libpurple reports one on a stream it did not open as "extra content" and closes
+    the connection (p2pchat/xmpp/stanzas.py, stream_header)."""
+    back = stream_header("ann@annhost", "fred@finchhost", declaration=False)
+    assert back.startswith(b"<stream:stream ")
+    assert stream_header("ann@annhost", "fred@finchhost").endswith(back)

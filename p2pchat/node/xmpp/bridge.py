@@ -230,7 +230,8 @@ class XmppBridge:
         connection.jid = peer.jid
         if not connection.opened_ours:
             try:
-                await connection.send(stream_header(self.jid, peer.jid))
+                # Ours back on the peer's connection: no XML declaration (stanzas.py).
+                await connection.send(stream_header(self.jid, peer.jid, declaration=False))
             except ConnectionError:
                 return False
             connection.opened_ours = True

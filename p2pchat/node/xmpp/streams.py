@@ -82,9 +82,14 @@ class XmppConnection:
     async def close(self) -> None:
         """End our stream (if we opened it) and the connection."""
         if not self.closed and self.opened_ours:
-            with trio.move_on_after(1):
-                with contextlib.suppress(ConnectionError):
-                    await self.send(stream_close())
+            # Shielded: a node stopping (its tasks cancelled) still ends its streams, so
+            # the peer sees the stream end and not a connection cut.
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(1),
+                contextlib.suppress(ConnectionError),
+            ):
+                await self.send(stream_close())
         self.closed = True
         with trio.CancelScope(shield=True):
             await self.stream.aclose()
