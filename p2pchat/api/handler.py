@@ -340,7 +340,7 @@ class ApiHandler:
     async def peers(self, command: dict[str, Any]) -> dict[str, Any]:
         ours = [_peer_json(peer) for peer in self.actions.peers()]
         bridge = self.node.xmpp if self.node is not None else None
-        theirs = [peer.listed() for peer in bridge.peers.values()] if bridge else []
+        theirs = [peer.listed() for peer in bridge.shown.values()] if bridge else []
         return {"peers": ours + theirs}
 
     async def networks_reload(self, command: dict[str, Any]) -> dict[str, Any]:

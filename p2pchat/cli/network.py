@@ -46,6 +46,7 @@ from p2pchat.discovery.watch import watch
 from p2pchat.errors import ConnectionClosed, StoreError
 from p2pchat.identity import decode_peer_id, fingerprint
 from p2pchat.net.server import open_secure_connection
+from p2pchat.node.xmpp.bridge import is_p2pchat
 from p2pchat.profile import Profile, ProfileLock
 from p2pchat.session.core import SUPPORTED_VERSIONS
 from p2pchat.wire.messages import MAX_PING_DATA
@@ -338,7 +339,9 @@ async def _collect_peers(
         nursery.cancel_scope.cancel()
         anonymous = len(mdns.anonymous)
     ours = [{**peer, "protocol": "p2pchat"} for peer in found.values()]
-    theirs = [{**peer.listed(), "verified": False} for peer in link_local.peers.values()]
+    # Other p2pchat nodes' bridges are those nodes again: listed once, as themselves.
+    theirs = [{**peer.listed(), "verified": False} for peer in link_local.peers.values()
+              if not is_p2pchat(peer)]  # fmt: skip
     return sorted(ours + theirs, key=lambda peer: (peer["nick"] or "", peer["id"])), anonymous
 
 

@@ -67,6 +67,11 @@ class LinkLocalSettings:
     name: str = ""  # our instance, ``user@machine``; empty: from the nick and host name
 
 
+def is_p2pchat(peer: LinkLocalPeer) -> bool:
+    """Another p2pchat node's bridge (its TXT record says node=p2pchat)."""
+    return peer.client.split(" ")[0] == "p2pchat"
+
+
 def default_jid(nick: str) -> str:
     """``nick@machine``, each part reduced to what an instance name and XMPP allow."""
     user = "".join(c for c in clean(nick, 32) if c.isalnum() or c in "-_.") or "p2pchat"
@@ -94,7 +99,14 @@ class XmppBridge:
 
     @property
     def peers(self) -> dict[str, LinkLocalPeer]:
+        """Every instance browsed: who may connect to us, from where."""
         return self._dns.peers if self._dns is not None else {}
+
+    @property
+    def shown(self) -> dict[str, LinkLocalPeer]:
+        """The peers to show and write to: not other p2pchat nodes' bridges (a p2pchat
+        user is reached encrypted, on its own service, never in clear through this)."""
+        return {jid: peer for jid, peer in self.peers.items() if not is_p2pchat(peer)}
 
     # ---------------------------------------------------------------- running
 
@@ -167,6 +179,8 @@ class XmppBridge:
         async for event in receive:
             if isinstance(event, LinkLocalSeen):
                 peer = event.peer
+                if is_p2pchat(peer):
+                    continue
                 self._emit(LinkLocalPresence(peer.jid, peer.name, peer.status, peer.message,
                                              peer.addresses, peer.client, gone=False))  # fmt: skip
             elif isinstance(event, LinkLocalGone):
@@ -271,7 +285,7 @@ class XmppBridge:
             self.chats.sent(jid, text)
 
     async def _dial(self, jid: str) -> XmppConnection:
-        peer = self.peers.get(jid)
+        peer = self.shown.get(jid)
         if peer is None:
             raise XmppError(f"{jid} is not on the network now")
         if self._nursery is None:
