@@ -185,50 +185,31 @@ class Mdns:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until cancelled, sending an event for every valid change seen."""
-        from zeroconf import ServiceBrowser, ServiceStateChange
+        async with service_changes(self._zeroconf, self.service_type) as changes:
+            task_status.started()
+            await self._follow(changes, send)
 
-        token = trio.lowlevel.current_trio_token()
-        changes_send, changes = trio.open_memory_channel[tuple[ServiceStateChange, str]](
-            EVENT_QUEUE
-        )
+    async def _follow(
+        self,
+        changes: trio.MemoryReceiveChannel[tuple[ServiceStateChange, str]],
+        send: trio.MemorySendChannel[DiscoveryEvent],
+    ) -> None:
+        from zeroconf import ServiceStateChange
 
-        def on_change(
-            zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
-        ) -> None:
-            # Runs in zeroconf's thread: hand over and return at once. A full queue
-            # drops the change (the record is seen again at its next announcement).
-            with contextlib.suppress(
-                trio.RunFinishedError,
-                trio.WouldBlock,
-                trio.ClosedResourceError,
-                trio.BrokenResourceError,
-            ):
-                trio.from_thread.run_sync(
-                    changes_send.send_nowait, (state_change, name), trio_token=token
-                )
-
-        browser = await trio.to_thread.run_sync(
-            lambda: ServiceBrowser(self._zeroconf, self.service_type, handlers=[on_change])
-        )
-        task_status.started()
         resolving: dict[str, trio.CancelScope] = {}
-        try:
-            async with changes, trio.open_nursery() as nursery:
-                async for state_change, name in changes:
-                    # A newer change supersedes a resolution still in progress.
-                    if (previous := resolving.pop(name, None)) is not None:
-                        previous.cancel()
-                    if state_change is ServiceStateChange.Removed:
-                        self.anonymous.discard(name)
-                        gone = self._known.pop(name, None)
-                        if gone is not None:
-                            await send.send(PeerGone(name, gone))
-                    elif name not in self.ignored_instances:
-                        scope = resolving[name] = trio.CancelScope()
-                        nursery.start_soon(self._resolve, name, scope, send, resolving)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(browser.cancel)
+        async with trio.open_nursery() as nursery:
+            async for state_change, name in changes:
+                # A newer change supersedes a resolution still in progress.
+                if (previous := resolving.pop(name, None)) is not None:
+                    previous.cancel()
+                if state_change is ServiceStateChange.Removed:
+                    self.anonymous.discard(name)
+                    gone = self._known.pop(name, None)
+                    if gone is not None:
+                        await send.send(PeerGone(name, gone))
+                elif name not in self.ignored_instances:
+                    scope = resolving[name] = trio.CancelScope()
+                    nursery.start_soon(self._resolve, name, scope, send, resolving)
 
     async def _resolve(
         self,
@@ -303,6 +284,43 @@ class Mdns:
         """Never report this instance again (its record lied about its identity)."""
         self.ignored_instances.add(instance)
         self._known.pop(instance, None)
+
+
+@asynccontextmanager
+async def service_changes(
+    zeroconf: Zeroconf, service_type: str
+) -> AsyncIterator[trio.MemoryReceiveChannel[tuple[ServiceStateChange, str]]]:
+    """python-zeroconf's browser of ``service_type``, its changes (state, instance
+    name) handed into trio; stopped on exit. Its callbacks run in zeroconf's thread and
+    return at once: a full queue drops a change (the record is seen again at its next
+    announcement)."""
+    from zeroconf import ServiceBrowser, ServiceStateChange
+
+    token = trio.lowlevel.current_trio_token()
+    changes_send, changes = trio.open_memory_channel[tuple[ServiceStateChange, str]](EVENT_QUEUE)
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        with contextlib.suppress(
+            trio.RunFinishedError,
+            trio.WouldBlock,
+            trio.ClosedResourceError,
+            trio.BrokenResourceError,
+        ):
+            trio.from_thread.run_sync(
+                changes_send.send_nowait, (state_change, name), trio_token=token
+            )
+
+    browser = await trio.to_thread.run_sync(
+        lambda: ServiceBrowser(zeroconf, service_type, handlers=[on_change])
+    )
+    try:
+        async with changes:
+            yield changes
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(browser.cancel)
 
 
 def _use_rfc_probe_spacing() -> None:

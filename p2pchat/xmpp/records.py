@@ -25,6 +25,7 @@ PROTOCOL = "xmpp-link-local"  # how the API and the command line name this kind 
 MAX_INSTANCE_BYTES = 63  # one DNS label
 MAX_FIELD_CHARS = 128  # a name or a version, as we keep it
 MAX_MESSAGE_CHARS = 255  # a status text (one TXT string at most anyway)
+TXT_VALUE_BYTES = 250  # a value of ours: "nick=" and it in one TXT string (255 bytes)
 STATUSES = {status.value: status for status in (Status.AVAILABLE, Status.AWAY, Status.BUSY)}
 
 
@@ -74,7 +75,8 @@ def clean(text: str, limit: int) -> str:
         for char in text
         if char.isspace() or unicodedata.category(char)[0] != "C"
     )
-    return " ".join(kept.split())[:limit]
+    # rstrip: the cut may fall just after a space (clean("ab cd", 3) was "ab ").
+    return " ".join(kept.split())[:limit].rstrip(" ")
 
 
 def _field(txt: Mapping[bytes, bytes | None], key: bytes, limit: int = MAX_FIELD_CHARS) -> str:
@@ -135,8 +137,11 @@ def presence_txt(
 ) -> dict[str, str]:
     """Our TXT record: the nick also as ``1st`` (libpurple shows ``1st last`` as the
     buddy's name and ignores ``nick``); away as ``dnd``, because libpurple reads only
-    ``dnd`` as not available (and announces its own away so)."""
-    nick = clean(nick, MAX_FIELD_CHARS)
+    ``dnd`` as not available (and announces its own away so). Each value fits one TXT
+    string with its key (255 bytes): MAX_FIELD_CHARS characters of a nick can be 512
+    bytes, which python-zeroconf refuses to announce (ValueError), so the nick is cut
+    to TXT_VALUE_BYTES as the status text is (tests/xmpp/test_records.py)."""
+    nick = _fit(clean(nick, MAX_FIELD_CHARS), TXT_VALUE_BYTES)
     available = status == Status.AVAILABLE.value or status not in STATUSES
     return {
         "txtvers": "1",
@@ -144,7 +149,7 @@ def presence_txt(
         "last": "",
         "nick": nick,
         "status": Status.AVAILABLE.value if available else Status.BUSY.value,
-        "msg": _fit(clean(message, MAX_MESSAGE_CHARS), 250),
+        "msg": _fit(clean(message, MAX_MESSAGE_CHARS), TXT_VALUE_BYTES),
         "port.p2pj": str(port),
         "node": "p2pchat",
         "ver": version,
@@ -152,5 +157,6 @@ def presence_txt(
 
 
 def _fit(text: str, limit_bytes: int) -> str:
-    """``text`` cut to at most ``limit_bytes`` of UTF-8, never inside a character."""
-    return text.encode("utf-8")[:limit_bytes].decode("utf-8", "ignore")
+    """``text`` cut to at most ``limit_bytes`` of UTF-8, never inside a character (nor
+    before a space: the text stays as clean() leaves it)."""
+    return text.encode("utf-8")[:limit_bytes].decode("utf-8", "ignore").rstrip(" ")
