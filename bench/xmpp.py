@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.perfdoc import write_run
+from perfdoc import write_run
+
 from tests.discovery.nodes import Node
 from tests.lab.finch import Finch, plain
 from tests.lab.netlab import Host, Lab
