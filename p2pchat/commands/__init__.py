@@ -10,7 +10,7 @@ same way, and the front ends need neither the store nor discovery: the values th
 get back are re-exported here.
 
 :class:`Commands` is built from one family per module (``people``, ``messages``,
-``rooms``, ``network``, ``search``, ``notices``, ``files``) over
+``rooms``, ``network``, ``search``, ``notices``, ``files``, ``link_local``) over
 :class:`~p2pchat.commands.base.CommandContext`. A command that cannot be carried out
 raises :class:`CommandError` with a sentence for a person.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 from p2pchat.chat.rooms import Room
 from p2pchat.commands.base import CommandError
 from p2pchat.commands.files import FileCommands
+from p2pchat.commands.link_local import LinkLocalCommands
 from p2pchat.commands.messages import Delivery, MessageCommands
 from p2pchat.commands.network import Connected, NetworkCommands, Peer, PingResult
 from p2pchat.commands.networks import PrivateNetworkCommands
@@ -52,6 +53,7 @@ class Commands(
     SearchCommands,
     NoticeCommands,
     FileCommands,
+    LinkLocalCommands,
 ):
     """Every command, on one profile's identity and store, and its node while one runs
     (:meth:`attach`)."""

@@ -46,6 +46,11 @@ class LinkLocalTables(StoreCore):
         )
         return [str(row[0]) for row in rows]
 
+    def link_local_standings(self) -> dict[str, str]:
+        """Every ``user@machine`` we have a standing with (contact, request, blocked)."""
+        rows = self._all("SELECT jid, standing FROM link_local_peers ORDER BY jid")
+        return {str(row[0]): str(row[1]) for row in rows}
+
     def add_link_local_message(
         self, jid: str, *, outgoing: bool, text: str, at: int, address: str = ""
     ) -> LinkLocalRow:

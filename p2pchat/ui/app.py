@@ -81,6 +81,7 @@ from p2pchat.ui.people import (
     Seen,
     build_entries,
     hearsay_count,
+    is_xmpp_id,
     jump_targets,
     room_network,
     system_entry,
@@ -93,6 +94,7 @@ from p2pchat.ui.widgets.conversation import ConversationView
 from p2pchat.ui.widgets.members import MemberPanel, refresh_member_panel
 from p2pchat.ui.widgets.sidebar import Sidebar
 from p2pchat.ui.widgets.system_pane import SystemPane
+from p2pchat.ui.xmpp_desk import NO_KEY, XmppDesk
 
 log = logging.getLogger("p2pchat.ui")
 
@@ -184,6 +186,7 @@ class ChatApp(App[None]):
             desktop_notifications = desktop_available()
         self._notices = Notices(self, desktop=desktop_notifications)
         self.system = SystemConsole(self)
+        self.xmpp = XmppDesk(self, self._notices)
         self.conversation_notices = ConversationNotices(self)
         self.files = FileDesk(self)
 
@@ -395,10 +398,13 @@ class ChatApp(App[None]):
         if self.node is not None:
             members = (_seen(peer.presence) for peer in self.commands.peers())
             self._seen = {seen.peer_id: seen for seen in members}
+            self.xmpp.resync()
         with contextlib.suppress(NoMatches):
             view = self.query_one(ConversationView)
             if self._room is not None:
                 self._show_room(view, bytes.fromhex(self._room))
+            elif self.xmpp.current is not None:
+                self.xmpp.open(self.xmpp.current)
             elif self._peer is not None:
                 view.show(self.commands, self.me, decode_peer_id(self._peer), self.name_of)
             self.refresh_sidebar()
@@ -408,6 +414,7 @@ class ChatApp(App[None]):
     def _node_event(self, event: NodeEvent) -> None:
         self.system.node_event(event)
         self.conversation_notices.node_event(event)
+        self.xmpp.node_event(event)
         if isinstance(event, EventsDropped):
             self._events_dropped(event.count)
         elif isinstance(event, MessageIn):
@@ -543,11 +550,10 @@ class ChatApp(App[None]):
         ]
         requests = commands.requests()
         shared = {encode_peer_id(r.peer): commands.shared_rooms(r.peer) for r in requests}
-        self._entries = build_entries(
-            commands.contacts(), requests, self._seen.values(), unread, rooms, shared
-        )
+        self._entries = build_entries(commands.contacts(), requests, self._seen.values(), unread,
+                                      rooms, shared, self.xmpp.lines())  # fmt: skip
         sidebar = self.query_one(Sidebar)
-        sidebar.current = SYSTEM_ID if self.system.is_open else self._room or self._peer
+        sidebar.current = self._open_id()
         sidebar.show(self._entries, unconfirmed=hearsay_count(self._entries, self._seen.values()),
                      system=system_entry(self.system.log.unread_errors))  # fmt: skip
         refresh_member_panel(self)
@@ -587,8 +593,15 @@ class ChatApp(App[None]):
         else:
             self.open_conversation(entry.peer_id)
 
+    def _open_id(self) -> str | None:
+        """The sidebar id of what is open: the system conversation, a room, a person or
+        an XMPP peer."""
+        if self.system.is_open:
+            return SYSTEM_ID
+        return self._room or self._peer or self.xmpp.current
+
     def open_room(self, room_hex: str) -> None:
-        self._peer, self._room = None, room_hex
+        self._peer, self._room, self.xmpp.current = None, room_hex, None
         self.system.hide()
         room_id = bytes.fromhex(room_hex)
         self._show_room(self.query_one(ConversationView), room_id)
@@ -605,12 +618,24 @@ class ChatApp(App[None]):
         view.show(self.commands, self.me, room_id, self.name_of, room=True, people=members)
 
     def open_conversation(self, peer_id: str) -> None:
-        self._room = None
+        if is_xmpp_id(peer_id):
+            self.open_xmpp(peer_id)
+            return
+        self._room = self.xmpp.current = None
         self._peer = peer_id
         self.system.hide()
         peer = decode_peer_id(peer_id)
         self.query_one(ConversationView).show(self.commands, self.me, peer, self.name_of)
         self._mark_read(peer_id)
+        self.update_title()
+        self.refresh_sidebar()
+        self.query_one(Composer).focus()
+
+    def open_xmpp(self, jid: str) -> None:
+        """Open the chat with an XMPP link-local peer (``user@machine``)."""
+        self._peer = self._room = None
+        self.system.hide()
+        self.xmpp.open(jid)
         self.update_title()
         self.refresh_sidebar()
         self.query_one(Composer).focus()
@@ -639,7 +664,7 @@ class ChatApp(App[None]):
         """The next (or previous) entry that can be opened: invitations are passed over,
         they open nothing until joined."""
         sidebar = self.query_one(Sidebar)
-        current = SYSTEM_ID if self.system.is_open else self._room or self._peer
+        current = self._open_id()
         for _ in range(len(self._entries)):
             entry = sidebar.neighbour(current, step)
             if entry is None:
@@ -758,7 +783,7 @@ class ChatApp(App[None]):
 
     def action_open_system(self) -> None:
         """Show the system conversation in place of the open one."""
-        self._peer = self._room = None
+        self._peer = self._room = self.xmpp.current = None
         self.system.show()
         self.update_title()
         self.refresh_sidebar()
@@ -782,6 +807,9 @@ class ChatApp(App[None]):
         if self._room is not None:  # a room has no safety number: its members each do
             self.prefill("/verify ")
             self.notify("Verify a member of the room: type their nick (Tab completes)")
+            return
+        if self.xmpp.current is not None:
+            self.notify(NO_KEY.format(jid=self.xmpp.current), severity="warning")
             return
         if self._peer is None:
             self.notify("Open a conversation first, or type /verify NICK")

@@ -58,6 +58,9 @@ def update_title(app: ChatApp) -> None:
     if app.current_room is not None:
         title.update(Text(room_title(app, app.current_room)))
         return
+    if app.xmpp.current is not None:
+        title.update(app.xmpp.title(app.xmpp.current))
+        return
     peer_id = app.current_peer
     if peer_id is None:
         title.update(Text("No conversation open"))

@@ -56,9 +56,9 @@ _SPECS = (
     _spec("/me TEXT", "say what you do: /me waves shows * alice waves", "text"),
     _spec("/connect CODE|HOST:PORT", "reach someone by invite code or address", "code"),
     _spec(
-        "/xmpp USER@HOST TEXT",
-        "write to a Pidgin/finch/Adium user nearby (with --xmpp-link-local): NOT ENCRYPTED",
-        "text",
+        "/xmpp USER@HOST [TEXT]",
+        "chat with a Pidgin/finch/Adium user nearby (with --xmpp-link-local): NOT ENCRYPTED",
+        "peer text",
     ),
     _spec(
         "/invite [NICK-OR-ID]",

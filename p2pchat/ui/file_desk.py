@@ -55,6 +55,9 @@ class FileDesk:
         app = self._app
         room = app.current_room
         peer_id = app.current_peer
+        if app.xmpp.current is not None:
+            raise CommandError("files cannot go to XMPP peers from here: their chats are "
+                               "not encrypted")  # fmt: skip
         if peer_id is None and room is None:
             raise CommandError("open a conversation or a room first: /send offers the file there")
         path = expand_home(_unquoted(typed))

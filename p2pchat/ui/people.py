@@ -63,6 +63,7 @@ class Entry:
     clash: bool = False  # another identity shows the same name
     rooms: tuple[str, ...] = ()  # a request: the rooms we share with them
     network: str = ""  # the private network we met it in, if any
+    xmpp: bool = False  # an XMPP link-local peer: ``peer_id`` is its user@machine
 
     @property
     def key(self) -> str:
@@ -116,6 +117,41 @@ def room_network(members: Iterable[bytes], me: bytes, seen: Mapping[str, Seen]) 
     return networks.pop() if len(networks) == 1 else ""
 
 
+@dataclass(frozen=True, slots=True)
+class XmppLine:
+    """An XMPP link-local peer (docs/protocol.md §18) for the sidebar: what its record
+    says, and where we stand with it (store/link_local.py: "contact", "request",
+    "blocked", or "" for none yet)."""
+
+    jid: str
+    status: str = "offline"
+    status_text: str = ""
+    standing: str = ""
+    unread: int = 0
+
+
+def is_xmpp_id(peer_id: str) -> bool:
+    """An entry's id is a ``user@machine`` (an XMPP peer), not a p2pchat peer id: ours
+    are base32, never with an "@"."""
+    return "@" in peer_id
+
+
+def xmpp_entries(lines: Iterable[XmppLine]) -> list[Entry]:
+    """XMPP peers as entries: contacts and blocked ones under CONTACTS, those who wrote
+    under REQUESTS, others under NEARBY while online. Named by ``user@machine``: it is
+    what their own clients show, and no p2pchat nick looks like one."""
+    entries = []
+    for line in lines:
+        section = {"contact": Section.CONTACTS, "blocked": Section.CONTACTS,
+                   "request": Section.REQUESTS}.get(line.standing, Section.NEARBY)  # fmt: skip
+        if section is Section.NEARBY and line.status == "offline":
+            continue
+        blocked = line.standing == "blocked"
+        entries.append(Entry(section, line.jid, line.jid, line.status, line.status_text,
+                             line.unread, blocked=blocked, xmpp=True))  # fmt: skip
+    return entries
+
+
 def build_entries(
     contacts: Iterable[Contact],
     requests: Iterable[Request],
@@ -123,10 +159,12 @@ def build_entries(
     unread: dict[str, int],
     rooms: Iterable[RoomLine] = (),
     shared: Mapping[str, list[str]] | None = None,
+    xmpp: Iterable[XmppLine] = (),
 ) -> list[Entry]:
     """The sidebar, section by section: contacts (online first, then by name), pending
     requests (oldest first; ``shared`` names the rooms we share with each, by peer id),
-    and nearby proven peers that are neither (by name)."""
+    and nearby proven peers that are neither (by name). XMPP link-local peers
+    (``xmpp``) join the sections they belong in."""
     seen_by_id = {s.peer_id: s for s in seen}
     entries: list[Entry] = []
     contact_ids: set[str] = set()
@@ -149,6 +187,8 @@ def build_entries(
                 network=presence.network if presence else "",
             )
         )
+    linked = xmpp_entries(xmpp)
+    entries += [e for e in linked if e.section is Section.CONTACTS]
     entries.sort(key=lambda e: (e.blocked, e.status == "offline", e.name.casefold(), e.peer_id))
     room_entries = [
         Entry(
@@ -179,6 +219,7 @@ def build_entries(
                 rooms=tuple((shared or {}).get(peer_id, ())),
             )
         )
+    entries += [e for e in linked if e.section is Section.REQUESTS]
     nearby = [
         Entry(
             Section.NEARBY,
@@ -194,6 +235,7 @@ def build_entries(
         and s.status != "offline"
         and s.proven
     ]
+    nearby += [e for e in linked if e.section is Section.NEARBY]
     nearby.sort(key=lambda e: (e.name.casefold(), e.peer_id))
     entries += nearby
     return _flag_clashes(entries)

@@ -18,7 +18,6 @@ from p2pchat.chat.rules import text_problem
 from p2pchat.commands import CommandError, Commands, Connected, Target
 from p2pchat.errors import ProfileError
 from p2pchat.identity import decode_peer_id, fingerprint
-from p2pchat.node.xmpp.bridge import XmppBridge, XmppError
 from p2pchat.ui import clipboard
 from p2pchat.ui.commands import (
     Command,
@@ -31,12 +30,12 @@ from p2pchat.ui.commands import (
 )
 from p2pchat.ui.messages import Sent
 from p2pchat.ui.paths import complete_path
-from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, people_for_lookup
+from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, is_xmpp_id, people_for_lookup
 from p2pchat.ui.screens.network_code import NetworkCodeScreen
 from p2pchat.ui.screens.search import cmd_search
 from p2pchat.ui.screens.verify import VerifyScreen
-from p2pchat.ui.system_log import Kind
 from p2pchat.ui.widgets.composer import Composer
+from p2pchat.ui.xmpp_desk import NO_KEY
 from p2pchat.wire.messages import MAX_TOPIC_CHARS
 
 if TYPE_CHECKING:
@@ -81,6 +80,12 @@ def send(app: ChatApp, text: str, peer_id: str | None = None, *, action: bool = 
             app.notify(str(error), severity="warning")
             return False
         return True
+    xmpp_peer = app.xmpp.current if peer_id is None else peer_id
+    if xmpp_peer is not None and is_xmpp_id(xmpp_peer):
+        if xmpp_peer != app.xmpp.current:
+            app.open_xmpp(xmpp_peer)
+        # XMPP has no actions: its clients show a body starting "/me " as one.
+        return app.xmpp.send(f"/me {text}" if action else text)
     peer_id = peer_id or app.current_peer
     if peer_id is None:
         app.notify("Open a conversation first: pick one on the left, or /msg NICK")
@@ -205,7 +210,7 @@ async def presence_in_trio(app: ChatApp, changes: dict[str, Any]) -> None:
 
 
 def cmd_accept(app: ChatApp, args: str) -> None:
-    make_contact(app, decode_peer_id(resolve(app, args)))
+    make_contact(app, resolve(app, args))
 
 
 def cmd_add(app: ChatApp, args: str) -> None:
@@ -222,10 +227,15 @@ def cmd_add(app: ChatApp, args: str) -> None:
             raise nobody from None
         name = app.name_of(decode_peer_id(known))
         raise CommandError(f"{name} is already a contact: /msg {wanted}") from None
-    make_contact(app, decode_peer_id(peer_id))
+    make_contact(app, peer_id)
 
 
-def make_contact(app: ChatApp, peer: bytes) -> None:
+def make_contact(app: ChatApp, peer_id: str) -> None:
+    if is_xmpp_id(peer_id):
+        app.xmpp.accept(peer_id)
+        return
+    peer = decode_peer_id(peer_id)
+
     def add(commands: Commands) -> object:
         # Someone who sent no request (nearby, say) is added; a request is accepted.
         if commands.request(peer) is None:
@@ -246,7 +256,11 @@ def cmd_unblock(app: ChatApp, args: str) -> None:
 
 
 def blocking(app: ChatApp, args: str, blocked: bool) -> None:
-    peer = decode_peer_id(resolve(app, args))
+    peer_id = resolve(app, args)
+    if is_xmpp_id(peer_id):
+        app.xmpp.set_blocked(peer_id, blocked)
+        return
+    peer = decode_peer_id(peer_id)
     in_node(app, lambda commands: commands.set_blocked(peer, blocked), "")
     name = app.name_of(peer)
     app.notify(f"{name} is {'blocked' if blocked else 'no longer blocked'}")
@@ -254,9 +268,11 @@ def blocking(app: ChatApp, args: str, blocked: bool) -> None:
 
 
 def cmd_verify(app: ChatApp, args: str) -> None:
-    peer_id = resolve(app, args) if args else app.current_peer
+    peer_id = resolve(app, args) if args else app.current_peer or app.xmpp.current
     if peer_id is None:
         raise CommandError("open a conversation, or name someone: /verify NICK")
+    if is_xmpp_id(peer_id):
+        raise CommandError(NO_KEY.format(jid=peer_id))
     show_verify(app, peer_id)
 
 
@@ -289,7 +305,8 @@ def show_verify(app: ChatApp, peer_id: str) -> None:
 def cmd_peers(app: ChatApp, args: str) -> None:
     everyone = [s for s in app.seen.values() if s.status != "offline"]
     online = [s for s in everyone if s.proven]
-    if not online:
+    linked = [line for line in app.xmpp.lines() if line.status != "offline"]
+    if not online and not linked:
         app.system.listing("Nobody found yet", ["/invite gives a code to share; /connect uses one"])
         return
     lines = [
@@ -297,9 +314,11 @@ def cmd_peers(app: ChatApp, args: str) -> None:
         f"({fingerprint(decode_peer_id(s.peer_id))})"
         for s in sorted(online, key=lambda s: s.nick.casefold())
     ]
+    lines += [f"{PRESENCE_MARKS.get(line.status, '○')} {line.jid} (XMPP, not encrypted)"
+              for line in linked]  # fmt: skip
     if len(everyone) > len(online):
         lines.append(f"and {len(everyone) - len(online):,} only heard of through others")
-    app.system.listing(counted(len(online), "peer"), lines)
+    app.system.listing(counted(len(online) + len(linked), "peer"), lines)
 
 
 # rooms
@@ -413,6 +432,9 @@ def contact_to_invite(app: ChatApp, query: str) -> bytes:
     peer_id = resolve(app, query)
     entry = app.entry(peer_id)
     in_network = entry is not None and entry.network and not entry.blocked
+    if entry is not None and entry.xmpp:
+        raise CommandError(f"{entry.name} uses XMPP: rooms are encrypted, so only p2pchat "
+                           "users can join them")  # fmt: skip
     if entry is None or (entry.section is not Section.CONTACTS and not in_network):
         # Rooms admit contacts only (their keys go to people we chose), and members of
         # our private networks (docs/protocol.md §17.3).
@@ -504,27 +526,14 @@ async def connect_in_trio(app: ChatApp, targets: list[Target]) -> None:
 
 
 def cmd_xmpp(app: ChatApp, args: str) -> bool:
-    """/xmpp USER@HOST TEXT: an XMPP link-local chat, for now in the system pane (the
-    window has no conversation view for them yet); every line says it is unencrypted."""
-    app.require_node()
-    node = app.node
-    bridge = node.xmpp if node is not None else None
-    if bridge is None:
-        raise CommandError("XMPP link-local is off: start p2pchat with --xmpp-link-local")
+    """/xmpp USER@HOST [TEXT]: open the chat with an XMPP link-local peer (one not in
+    the sidebar too: its record may not have come yet), and send TEXT if given."""
     jid, _, text = args.strip().partition(" ")
-    if "@" not in jid or not text.strip():
-        raise CommandError("usage: /xmpp USER@HOST TEXT (see /peers for who is nearby)")
-    app.spawn_in_node(xmpp_in_trio, app, bridge, jid, text.strip())
-    return True
-
-
-async def xmpp_in_trio(app: ChatApp, bridge: XmppBridge, jid: str, text: str) -> None:
-    try:
-        await bridge.send(jid, text)
-    except XmppError as error:
-        app.notify(str(error), severity="error")
-        return
-    app.call_later(app.system.say, Kind.OUTPUT, f"XMPP, NOT ENCRYPTED, to {jid}: {text}")
+    if "@" not in jid:
+        raise CommandError("usage: /xmpp USER@HOST [TEXT] (/peers lists who is nearby)")
+    app.xmpp.require_bridge()
+    app.open_xmpp(jid)
+    return app.xmpp.send(text.strip()) if text.strip() else True
 
 
 def show_connected(app: ChatApp, targets: list[Target], connected: Connected) -> None:

@@ -22,7 +22,6 @@ from textual.notifications import SeverityLevel
 from p2pchat.identity import encode_peer_id
 from p2pchat.node.events import (
     DiscoveryNote,
-    LinkLocalMessage,
     LinkLocalPresence,
     Listening,
     NodeEvent,
@@ -109,10 +108,6 @@ class SystemConsole:
             self._presence(event)
         elif isinstance(event, LinkLocalPresence):
             self._link_local_presence(event)
-        elif isinstance(event, LinkLocalMessage):
-            waits = " (not a contact: /xmpp to answer accepts)" if event.request else ""
-            self.say(Kind.NOTE, f"XMPP, NOT ENCRYPTED, from {event.jid}: {event.text}{waits}")
-            self.point_here(f"XMPP message from {event.jid}")
 
     def _link_local_presence(self, event: LinkLocalPresence) -> None:
         if event.gone:
@@ -120,8 +115,7 @@ class SystemConsole:
             return
         text = f" — {event.message}" if event.message else ""
         word = PRESENCE_WORDS.get(event.status.value, event.status.value)
-        self.say(Kind.CAME, f"{event.name} ({event.jid}, XMPP, not encrypted) is {word}{text}"
-                            f"; /xmpp {event.jid} TEXT writes to them")  # fmt: skip
+        self.say(Kind.CAME, f"{event.name} ({event.jid}, XMPP, not encrypted) is {word}{text}")
 
     def _presence(self, event: Presence) -> None:
         before = self._app.seen.get(encode_peer_id(event.peer))

@@ -37,6 +37,7 @@ from p2pchat.node.events import LinkLocalMessage, LinkLocalPresence, NodeEvent
 from p2pchat.node.xmpp.chats import LinkLocalChats
 from p2pchat.node.xmpp.streams import StreamFailed, XmppConnection
 from p2pchat.ratelimit import LogLimiter
+from p2pchat.store.link_local import LinkLocalRow
 from p2pchat.wallclock import now_ms
 from p2pchat.xmpp.events import StanzaReceived, StreamClosed, StreamOpened
 from p2pchat.xmpp.records import PROTOCOL as PROTOCOL
@@ -70,6 +71,12 @@ class LinkLocalSettings:
 def is_p2pchat(peer: LinkLocalPeer) -> bool:
     """Another p2pchat node's bridge (its TXT record says node=p2pchat)."""
     return peer.client.split(" ")[0] == "p2pchat"
+
+
+def presence_of(peer: LinkLocalPeer) -> LinkLocalPresence:
+    """What a browsed instance says, as the node tells it (an event)."""
+    return LinkLocalPresence(peer.jid, peer.name, peer.status, peer.message, peer.addresses,
+                             peer.client, gone=False)  # fmt: skip
 
 
 def default_jid(nick: str) -> str:
@@ -181,8 +188,7 @@ class XmppBridge:
                 peer = event.peer
                 if is_p2pchat(peer):
                     continue
-                self._emit(LinkLocalPresence(peer.jid, peer.name, peer.status, peer.message,
-                                             peer.addresses, peer.client, gone=False))  # fmt: skip
+                self._emit(presence_of(peer))
             elif isinstance(event, LinkLocalGone):
                 self._emit(LinkLocalPresence(event.jid, event.jid.split("@")[0], gone=True))
                 connection = self._open.pop(event.jid, None)
@@ -268,8 +274,9 @@ class XmppBridge:
 
     # ---------------------------------------------------------------- sending
 
-    async def send(self, jid: str, text: str) -> None:
-        """Send ``text`` to the link-local peer ``jid``; XmppError saying why not."""
+    async def send(self, jid: str, text: str) -> LinkLocalRow | None:
+        """Send ``text`` to the link-local peer ``jid``: the message as kept (None on a
+        node without a store); XmppError saying why not."""
         if not text or len(text) > MAX_TEXT_CHARS:
             raise XmppError(f"a message is 1 to {MAX_TEXT_CHARS} characters")
         if self.chats is not None and self.chats.blocked(jid):
@@ -281,8 +288,7 @@ class XmppBridge:
             await connection.send(chat_message(self.jid, jid, text))
         except ConnectionError as error:
             raise XmppError(str(error)) from error
-        if self.chats is not None:
-            self.chats.sent(jid, text)
+        return self.chats.sent(jid, text) if self.chats is not None else None
 
     async def _dial(self, jid: str) -> XmppConnection:
         peer = self.shown.get(jid)

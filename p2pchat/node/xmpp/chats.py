@@ -46,11 +46,11 @@ class LinkLocalChats:
         self._emit(LinkLocalMessage(jid, text, now, request=standing != CONTACT,
                                     row_id=row.row_id))  # fmt: skip
 
-    def sent(self, jid: str, text: str) -> int:
+    def sent(self, jid: str, text: str) -> LinkLocalRow:
         """Our user wrote to ``jid``: a contact from now on (replying accepts)."""
         now = now_ms()
         self._store.set_link_local_standing(jid, CONTACT, address="", now=now)
-        return self._store.add_link_local_message(jid, outgoing=True, text=text, at=now).row_id
+        return self._store.add_link_local_message(jid, outgoing=True, text=text, at=now)
 
     def accept(self, jid: str) -> None:
         self._store.set_link_local_standing(jid, CONTACT, address="", now=now_ms())

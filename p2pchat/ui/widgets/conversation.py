@@ -52,6 +52,11 @@ HINT_EMPTY = "No messages yet. Say hello below."
 MARKS: dict[str, str] = {"queued": "⏱", "sent": "✓", "delivered": "✓✓", "read": "✓✓ read"}
 """Delivery marks of outgoing messages; words and tick counts, so colour is optional."""
 
+UNENCRYPTED = "unencrypted"
+"""The state of a message that went in clear (an XMPP link-local chat, docs/protocol.md
+§18): it carries :data:`UNENCRYPTED_MARK` whichever way it went."""
+UNENCRYPTED_MARK = "not encrypted"
+
 # An older page is read when the top of the view comes this close to the first loaded
 # line, so that it is usually there before the reader reaches the top.
 _NEAR_TOP = 3
@@ -65,6 +70,7 @@ _MIN_TEXT = 10
 # the same whatever the state, so a receipt never changes a message's height (and
 # set_state never has to re-lay out), and the marks line up.
 _MARK_COLUMN = 1 + max(cell_len(mark) for mark in MARKS.values())
+_UNENCRYPTED_COLUMN = 1 + cell_len(UNENCRYPTED_MARK)
 # How far back reveal() pages to find a message (a search result): 10,000 messages.
 _REVEAL_PAGES = 50
 
@@ -271,6 +277,7 @@ class _Styles(NamedTuple):
     hint: Style
     found: Style
     mention: Style
+    unencrypted: Style
 
 
 class ConversationView(ScrollView, can_focus=True):
@@ -288,6 +295,7 @@ class ConversationView(ScrollView, can_focus=True):
         "conversation--mention",
         "conversation--button",
         "conversation--title",
+        "conversation--unencrypted",
     }
 
     class FileClicked(Message):
@@ -317,6 +325,7 @@ class ConversationView(ScrollView, can_focus=True):
     ConversationView > .conversation--mention { color: $warning; text-style: bold; }
     ConversationView > .conversation--button { background: $primary 60%; text-style: bold; }
     ConversationView > .conversation--title { text-style: bold; }
+    ConversationView > .conversation--unencrypted { color: $warning; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -332,6 +341,7 @@ class ConversationView(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self._pages: Pages | None = None
         self._room = False
+        self._mark_column = _MARK_COLUMN
         self._me = b""
         self._peer: bytes | None = None
         self._name_of: Callable[[bytes], str] = lambda key: key.hex()[:8]
@@ -371,12 +381,16 @@ class ConversationView(ScrollView, can_focus=True):
         *,
         room: bool = False,
         people: Iterable[bytes] = (),
+        unencrypted: bool = False,
     ) -> None:
         """Show the conversation with ``peer`` (its newest page), scrolled to the end.
         ``room``: ``peer`` is a room id, and the page comes from the room's messages;
-        ``people``: the room's members, whose names the name column fits."""
+        ``people``: the room's members, whose names the name column fits;
+        ``unencrypted``: a chat in clear, whose every message says so (its state is
+        :data:`UNENCRYPTED`)."""
         self._pages, self._me, self._peer, self._name_of = pages, me, peer, name_of
         self._room = room
+        self._mark_column = _UNENCRYPTED_COLUMN if unencrypted else _MARK_COLUMN
         self._found = None
         self._names = {}
         page = [] if peer is None else self._page(None)
@@ -771,6 +785,7 @@ class ConversationView(ScrollView, can_focus=True):
                 hint=get("conversation--hint"),
                 found=get("conversation--found"),
                 mention=get("conversation--mention"),
+                unencrypted=get("conversation--unencrypted"),
             )
         return self._style_cache
 
@@ -814,7 +829,7 @@ class ConversationView(ScrollView, can_focus=True):
         if message.state == FILE:
             return self._draw_file(entry, name_width)
         # Room messages carry no delivery marks, so rooms keep no column for them.
-        text_width = max(_MIN_TEXT, width - indent - (0 if self._room else _MARK_COLUMN))
+        text_width = max(_MIN_TEXT, width - indent - (0 if self._room else self._mark_column))
         name = self._display_name(message.sender)
         # An action (/me) reads as in IRC: "*" in the name column, "alice waves" beside it.
         text = f"{name} {message.text}" if message.action else message.text
@@ -840,7 +855,9 @@ class ConversationView(ScrollView, can_focus=True):
             Segment(" " * _GAP, base),
             Segment(set_cell_size(lines[0], text_width), text_style),
         ]
-        if message.outgoing:
+        if message.state == UNENCRYPTED:
+            first += [Segment(" ", base), Segment(UNENCRYPTED_MARK, styles.unencrypted)]
+        elif message.outgoing:
             mark = MARKS.get(message.state, "")
             style = styles.read if message.state == "read" else styles.mark
             first += [Segment(" ", base), Segment(mark, style)]

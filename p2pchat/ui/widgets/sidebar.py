@@ -12,6 +12,9 @@ from textual.widgets.option_list import Option
 
 from p2pchat.ui.people import Entry, Section
 
+XMPP_BADGE = "XMPP · not encrypted"
+"""After every XMPP link-local peer's name (docs/protocol.md §18)."""
+
 
 class Sidebar(OptionList):
     """One list with section headings; selecting an entry opens its conversation."""
@@ -87,6 +90,8 @@ class Sidebar(OptionList):
             badges += " ⚠"
         if entry.network:  # met in a private network of ours
             badges += f" [{entry.network}]"
+        elif entry.xmpp:
+            pass  # its own badge, below: a warning, not a note
         elif entry.section is Section.NEARBY:
             badges += " (new)"
         if entry.status == "invited":
@@ -94,8 +99,12 @@ class Sidebar(OptionList):
         if entry.rooms:  # a request from someone in a room with us
             badges += " (" + ", ".join(f"#{name}" for name in entry.rooms) + ")"
         label.append(badges, style="dim")
+        if entry.xmpp:  # never let a clear-text chat pass for a private one (§18)
+            label.append(f" {XMPP_BADGE}", style="yellow")
         if entry.unread:
             count = str(entry.unread) if entry.unread < 1000 else "999+"
+            # A long name or badge is cut, never the count pushed out of sight.
+            label.truncate(max(1, width - len(count) - 1), overflow="ellipsis")
             padding = max(1, width - len(label) - len(count))
             label.append(" " * padding)
             # The system conversation counts only errors: they are shown in red.
