@@ -41,6 +41,7 @@ from p2pchat.store import (
     RoomRow,
     StoredMessage,
 )
+from p2pchat.store.link_local import LinkLocalRow
 from p2pchat.wire.messages import RoomInvite
 
 
@@ -71,6 +72,7 @@ __all__ = [
     "Found",
     "Invitation",
     "JoinedRoom",
+    "LinkLocalRow",
     "Member",
     "Notice",
     "Peer",

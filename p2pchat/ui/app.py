@@ -566,6 +566,7 @@ class ChatApp(App[None]):
         return room_network(members, self.me, self._seen)
 
     def on_resize(self) -> None:
+        self.schedule_refresh()  # the sidebar's lines are cut to its width
         if self.query(MemberPanel):
             refresh_member_panel(self)
 

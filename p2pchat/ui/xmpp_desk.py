@@ -19,12 +19,18 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from p2pchat.chat.rules import text_problem
-from p2pchat.commands import CommandError, Commands, FileTransfer, Notice, RoomMessage
+from p2pchat.commands import (
+    CommandError,
+    Commands,
+    FileTransfer,
+    LinkLocalRow,
+    Notice,
+    RoomMessage,
+    StoredMessage,
+)
 from p2pchat.node.events import LinkLocalMessage, LinkLocalPresence, NodeEvent
 from p2pchat.node.xmpp.bridge import XmppBridge, XmppError, presence_of
 from p2pchat.node.xmpp.chats import LinkLocalChats
-from p2pchat.store import StoredMessage
-from p2pchat.store.link_local import LinkLocalRow
 from p2pchat.ui.notices import Notices
 from p2pchat.ui.people import PRESENCE_MARKS, PRESENCE_WORDS, XmppLine
 from p2pchat.ui.widgets.conversation import UNENCRYPTED, ConversationView
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = b"xmpp:"
 """Before a ``user@machine`` in the key the conversation pane knows the chat by."""
-NOT_PRIVATE = "XMPP · NOT ENCRYPTED: anyone on this network can read this chat"
+NOT_PRIVATE = "XMPP · NOT ENCRYPTED: anyone on the network can read it"
 NO_KEY = "{jid} uses XMPP: it has no key, so there is nothing to verify and no encryption"
 
 

@@ -43,6 +43,8 @@ class Sidebar(OptionList):
         rather than listed (anyone can gossip made-up identities). ``system``: the
         system conversation's entry, drawn first, without a heading."""
         highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
+        # One line per entry: the option list would wrap a long one onto a second.
+        width = self.scrollable_content_region.width or width
         if system is not None:
             entries = [system, *entries]
         self.entries = entries
@@ -91,7 +93,7 @@ class Sidebar(OptionList):
         if entry.network:  # met in a private network of ours
             badges += f" [{entry.network}]"
         elif entry.xmpp:
-            pass  # its own badge, below: a warning, not a note
+            pass  # its own badge, on a line of its own: a warning, not a note
         elif entry.section is Section.NEARBY:
             badges += " (new)"
         if entry.status == "invited":
@@ -99,8 +101,6 @@ class Sidebar(OptionList):
         if entry.rooms:  # a request from someone in a room with us
             badges += " (" + ", ".join(f"#{name}" for name in entry.rooms) + ")"
         label.append(badges, style="dim")
-        if entry.xmpp:  # never let a clear-text chat pass for a private one (§18)
-            label.append(f" {XMPP_BADGE}", style="yellow")
         if entry.unread:
             count = str(entry.unread) if entry.unread < 1000 else "999+"
             # A long name or badge is cut, never the count pushed out of sight.
@@ -110,6 +110,9 @@ class Sidebar(OptionList):
             # The system conversation counts only errors: they are shown in red.
             alarm = "bold reverse red" if entry.section is Section.SYSTEM else "bold reverse"
             label.append(count, style=alarm)
+        label.truncate(width, overflow="ellipsis")
+        if entry.xmpp:  # never let a clear-text chat pass for a private one (§18)
+            label.append(f"\n  {XMPP_BADGE}", style="yellow")
         return label
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
