@@ -13,7 +13,6 @@ warnings (rate-limited).
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from p2pchat.discovery.mdns import service_changes
+from p2pchat.discovery.registration import Registration
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.xmpp.records import SERVICE_TYPE, InvalidPresence, LinkLocalPeer, parse_presence
 
@@ -69,7 +69,7 @@ class LinkLocalDns:
         self._zeroconf = zeroconf
         self._addresses = list(addresses)
         self._server = server
-        self._info: ServiceInfo | None = None
+        self._registration = Registration(zeroconf)
         self.peers: dict[str, LinkLocalPeer] = {}  # jid -> what its record says
         self._log = LogLimiter(60.0)
         self._waiting = 0  # instances being asked for (_resolve)
@@ -77,35 +77,17 @@ class LinkLocalDns:
     @property
     def jid(self) -> str | None:
         """Our instance name, once announced (zeroconf may have renamed it)."""
-        return instance_of(self._info.name) if self._info is not None else None
+        info = self._registration.info
+        return instance_of(info.name) if info is not None else None
 
     async def announce(self, jid: str, port: int, txt: Mapping[str, str]) -> str:
         """Register our instance, or update its TXT record; the name in use."""
-        from zeroconf import ServiceInfo
-
-        registered = self._info
-        info = ServiceInfo(
-            SERVICE_TYPE,
-            registered.name if registered else f"{jid}.{SERVICE_TYPE}",
-            addresses=[socket.inet_aton(address) for address in self._addresses],
-            port=port,
-            properties=dict(txt),
-            server=self._server,
-        )
-        if registered is None:
-            self._info = info
-            await trio.to_thread.run_sync(
-                lambda: self._zeroconf.register_service(info, allow_name_change=True)
-            )
-        else:
-            await trio.to_thread.run_sync(self._zeroconf.update_service, info)
-            self._info = info
+        info = await self._registration.announce(SERVICE_TYPE, jid, self._addresses, port, txt,
+                                                 server=self._server)  # fmt: skip
         return instance_of(info.name)
 
     async def withdraw(self) -> None:
-        if self._info is not None:
-            info, self._info = self._info, None
-            await trio.to_thread.run_sync(self._zeroconf.unregister_service, info)
+        await self._registration.withdraw()
 
     async def browse(
         self,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from p2pchat.discovery.records import (
     PrivateRecord,
     parse_record,
 )
+from p2pchat.discovery.registration import Registration
 
 if TYPE_CHECKING:
     from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
@@ -103,7 +103,7 @@ class Mdns:
         self._own_peer_id = own_peer_id
         self._versions = tuple(supported_versions)
         self._addresses = list(addresses)
-        self._info: ServiceInfo | None = None
+        self._registration = Registration(zeroconf)
         self._known: dict[str, DiscoveredPeer] = {}
         self.ignored_instances: set[str] = set()
         # Private records (§10.2): whose token is this (a contact's key, or None)?
@@ -142,39 +142,15 @@ class Mdns:
 
     async def announce(self, announcement: Announcement | PrivateAnnouncement) -> str:
         """Register (or update) our service; returns the instance name in use."""
-        from zeroconf import NonUniqueNameException, ServiceInfo
-
-        registered = self._info
-        service = self.service_type
-        info = ServiceInfo(
-            service,
-            registered.name if registered else f"{announcement.instance_name()}.{service}",
-            addresses=[socket.inet_aton(address) for address in self._addresses],
-            port=announcement.port,
-            properties=announcement.txt(),
-            server=registered.server if registered else None,
+        name = announcement.instance_name()
+        info = await self._registration.announce(
+            self.service_type, name, self._addresses, announcement.port, announcement.txt()
         )
-        if registered is None:
-            # Set first: a node stopped while registering still sends its goodbye.
-            self._info = info
-            try:
-                await trio.to_thread.run_sync(
-                    lambda: self._zeroconf.register_service(info, allow_name_change=True)
-                )
-            except NonUniqueNameException:  # pragma: no cover - allow_name_change renames
-                log.warning("mDNS name %s is taken", info.name)
-                self._info = None
-                raise
-        else:  # keep the name (and host) we won; only TXT and port change
-            await trio.to_thread.run_sync(self._zeroconf.update_service, info)
-            self._info = info
         return info.name
 
     async def withdraw(self) -> None:
         """Send the goodbye: others drop our record at once."""
-        if self._info is not None:
-            info, self._info = self._info, None
-            await trio.to_thread.run_sync(self._zeroconf.unregister_service, info)
+        await self._registration.withdraw()
 
     # --------------------------------------------------------------- browsing
 
@@ -254,7 +230,8 @@ class Mdns:
         except InvalidRecord as reason:
             log.debug("ignoring mDNS record %s: %s", name, reason)
             return None
-        if self._info is not None and name == self._info.name:
+        ours = self._registration.info
+        if ours is not None and name == ours.name:
             return None  # our own record
         if self.private_only and not isinstance(peer, PrivateRecord):
             log.debug("ignoring mDNS record %s: not a private record", name)
