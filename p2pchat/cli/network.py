@@ -17,7 +17,7 @@ import trio
 
 from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.api.control import call_control
-from p2pchat.api.handler import MAX_PINGS
+from p2pchat.api.network import MAX_PINGS
 from p2pchat.chat.names import line_id
 from p2pchat.cli.common import (
     DEFAULT_PORT,

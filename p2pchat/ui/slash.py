@@ -1,24 +1,27 @@
 """What a composer line does: a message to send, or a slash command to run.
 
-Functions taking the :class:`~p2pchat.ui.app.ChatApp`: the handlers of every slash
-command (``/msg``, ``/accept``, ``/block``, ``/verify``, the room commands, ``/invite``,
-``/connect`` …) and the sending of plain text. Parsing and completion are pure and live
-in :mod:`p2pchat.ui.commands`; this module turns a parsed command into calls on the
+Functions taking the :class:`~p2pchat.ui.app.ChatApp`: the handlers of the slash
+commands (``/msg``, ``/nick``, ``/accept``, ``/block``, ``/verify``, ``/find`` …), the
+table of all of them (:data:`HANDLERS`) and the sending of plain text. The room commands
+(``/create``, ``/join``, ``/invite`` …) live in :mod:`p2pchat.ui.slash_rooms`, the
+network ones (``/peers``, ``/network``, ``/connect``) in :mod:`p2pchat.ui.slash_network`,
+and the helpers all of them use (``in_node``, ``resolve``) in
+:mod:`p2pchat.ui.slash_base`. Parsing and completion are pure and live in
+:mod:`p2pchat.ui.commands`; these modules turn a parsed command into calls on the
 command layer (:mod:`p2pchat.commands`, inside trio through the app) and toasts. A new
-command is one ``cmd_`` function here and its entry in :data:`HANDLERS`.
+command is one ``cmd_`` function here (or in its family's module) and its entry in
+:data:`HANDLERS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from p2pchat.chat.names import shown_name
 from p2pchat.chat.rules import text_problem
-from p2pchat.commands import CommandError, Commands, Connected, Target
+from p2pchat.commands import CommandError, Commands
 from p2pchat.errors import ProfileError
-from p2pchat.identity import decode_peer_id, fingerprint
-from p2pchat.ui import clipboard
+from p2pchat.identity import decode_peer_id
 from p2pchat.ui.commands import (
     Command,
     complete,
@@ -30,18 +33,25 @@ from p2pchat.ui.commands import (
 )
 from p2pchat.ui.messages import Sent
 from p2pchat.ui.paths import complete_path
-from p2pchat.ui.people import PRESENCE_MARKS, Section, counted, is_xmpp_id, people_for_lookup
-from p2pchat.ui.screens.network_code import NetworkCodeScreen
+from p2pchat.ui.people import Section, is_xmpp_id, people_for_lookup
 from p2pchat.ui.screens.search import cmd_search
 from p2pchat.ui.screens.verify import VerifyScreen
+from p2pchat.ui.slash_base import in_node, resolve
+from p2pchat.ui.slash_network import cmd_connect, cmd_network, cmd_peers
+from p2pchat.ui.slash_rooms import (
+    cmd_create,
+    cmd_invite,
+    cmd_join,
+    cmd_leave,
+    cmd_members,
+    cmd_remove,
+    cmd_topic,
+)
 from p2pchat.ui.widgets.composer import Composer
 from p2pchat.ui.xmpp_desk import NO_KEY
-from p2pchat.wire.messages import MAX_TOPIC_CHARS
 
 if TYPE_CHECKING:
     from p2pchat.ui.app import ChatApp
-
-T = TypeVar("T")
 
 
 def complete_line(app: ChatApp, line: str) -> list[str]:
@@ -127,34 +137,6 @@ def run_command(app: ChatApp, command: Command) -> bool:
     except CommandError as error:
         app.notify(str(error), severity="warning")
         return False
-
-
-def in_node(
-    app: ChatApp,
-    action: Callable[[Commands], T],
-    done: str,
-    then: Callable[[T], None] | None = None,
-) -> None:
-    """Run a command inside trio; say ``done`` (or the error) when it ran."""
-    commands = app.commands
-
-    def run() -> None:
-        try:
-            result = action(commands)
-        except CommandError as error:  # e.g. an invitation that is refused
-            app.notify(str(error), severity="warning")
-            return
-        if done:
-            app.notify(done)
-        if then is not None:
-            app.call_later(then, result)
-        app.call_later(app.refresh_sidebar)
-
-    app.call_in_node(run)
-
-
-def resolve(app: ChatApp, query: str) -> str:
-    return resolve_peer(query, people_for_lookup(app.entries))
 
 
 def cmd_help(app: ChatApp, args: str) -> None:
@@ -302,115 +284,6 @@ def show_verify(app: ChatApp, peer_id: str) -> None:
     app.push_screen(screen, done)
 
 
-def cmd_peers(app: ChatApp, args: str) -> None:
-    everyone = [s for s in app.seen.values() if s.status != "offline"]
-    online = [s for s in everyone if s.proven]
-    linked = [line for line in app.xmpp.lines() if line.status != "offline"]
-    if not online and not linked:
-        app.system.listing("Nobody found yet", ["/invite gives a code to share; /connect uses one"])
-        return
-    lines = [
-        f"{PRESENCE_MARKS.get(s.status, '○')} {app.name_of(decode_peer_id(s.peer_id))} "
-        f"({fingerprint(decode_peer_id(s.peer_id))})"
-        for s in sorted(online, key=lambda s: s.nick.casefold())
-    ]
-    lines += [f"{PRESENCE_MARKS.get(line.status, '○')} {line.jid} (XMPP, not encrypted)"
-              for line in linked]  # fmt: skip
-    if len(everyone) > len(online):
-        lines.append(f"and {len(everyone) - len(online):,} only heard of through others")
-    app.system.listing(counted(len(online) + len(linked), "peer"), lines)
-
-
-# rooms
-
-
-def open_room_id(app: ChatApp) -> bytes:
-    if app.current_room is None:
-        raise CommandError("open a room first (or /create NAME)")
-    return bytes.fromhex(app.current_room)
-
-
-def cmd_create(app: ChatApp, args: str) -> None:
-    in_node(app, lambda commands: commands.create_room(args), f"Room #{args} created: /invite NICK",
-            lambda room: app.open_room(room.room_id.hex()))  # fmt: skip
-
-
-def cmd_join(app: ChatApp, args: str) -> None:
-    wanted = args.strip().lstrip("#").casefold()
-    matching = [r for r in app.commands.stored_rooms()
-                if r.name.casefold() == wanted or r.room_id.hex() == wanted]  # fmt: skip
-    joined = [r for r in matching if r.joined]
-    if joined:  # already a member: just open it
-        app.open_room(joined[0].room_id.hex())
-        return
-    invited = [r for r in matching if not r.joined]
-    if not invited:
-        raise CommandError(f"no room or invitation called {args!r}")
-    room_id = invited[0].room_id
-    in_node(app, lambda commands: commands.join_room(room_id), "",
-            lambda room: app.open_room(room.room_id.hex()))  # fmt: skip
-
-
-def cmd_leave(app: ChatApp, args: str) -> None:
-    room_id = open_room_id(app)
-    # What it did is said once, with the room's name, when the node reports it (RoomGone).
-    in_node(app, lambda commands: commands.leave_room(room_id), "")
-
-
-def cmd_remove(app: ChatApp, args: str) -> None:
-    room_id = open_room_id(app)
-    peer = decode_peer_id(resolve(app, args))
-    # Said in the room when the node reports the change (a line, not a toast).
-    in_node(app, lambda commands: commands.remove_from_room(room_id, peer), "")
-
-
-def cmd_members(app: ChatApp, args: str) -> None:
-    open_room_id(app)
-    app.action_members()
-
-
-def cmd_topic(app: ChatApp, args: str) -> None:
-    room_id = open_room_id(app)
-    if not args:
-        topic = app.commands.room_topic(room_id)
-        app.notify(f"The topic: {topic}" if topic else "No topic yet: /topic TEXT sets one")
-        return
-    if len(args) > MAX_TOPIC_CHARS:  # said now, while the line is still there
-        raise CommandError(f"a topic has at most {MAX_TOPIC_CHARS} characters, this one "
-                           f"{len(args)}")  # fmt: skip
-    in_node(app, lambda commands: commands.set_topic(room_id, args), "")
-
-
-def cmd_network(app: ChatApp, args: str) -> None:
-    """Private networks (docs/protocol.md §17): a key shared by code; members find and
-    see only each other under it."""
-    action, _, rest = args.strip().partition(" ")
-    rest = rest.strip()
-    if action in ("", "list"):
-        networks = app.commands.networks()
-        lines = [f"{n.name} · /network invite {n.name} shows its code" for n in networks]
-        app.system.listing(
-            f"Private networks ({len(networks)})",
-            lines or ["none: /network create NAME makes one, /network join CODE joins one"],
-        )
-    elif action == "invite" and rest:
-        code = app.commands.network_code(rest)
-        app.system.listing(f"Code of {rest}: give it in person or over a channel you trust",
-                           [code])  # fmt: skip
-        app.push_screen(NetworkCodeScreen(rest, code))
-    elif action == "create" and rest:
-        in_node(app, lambda commands: commands.create_network(rest),
-                f"Network {rest} created: /network invite {rest} shows its code")  # fmt: skip
-    elif action == "join" and rest:
-        in_node(app, lambda commands: commands.join_network(rest),
-                "Joined: its members show up here as they are found")  # fmt: skip
-    elif action == "leave" and rest:
-        in_node(app, lambda commands: commands.leave_network(rest),
-                f"Left {rest}: its key is deleted")  # fmt: skip
-    else:
-        raise CommandError("/network, /network create NAME, join CODE, invite NAME or leave NAME")
-
-
 def cmd_contacts(app: ChatApp, args: str) -> None:
     list_section(app, Section.CONTACTS, "No contacts yet: pick someone under NEARBY.")
 
@@ -426,62 +299,6 @@ def list_section(app: ChatApp, section: Section, empty: str) -> None:
         return
     lines = [f"{e.mark} {e.name}" + (" ✔" if e.verified else "") for e in rows]
     app.system.listing(f"{section.value.title()} ({len(rows)})", lines)
-
-
-def contact_to_invite(app: ChatApp, query: str) -> bytes:
-    peer_id = resolve(app, query)
-    entry = app.entry(peer_id)
-    in_network = entry is not None and entry.network and not entry.blocked
-    if entry is not None and entry.xmpp:
-        raise CommandError(f"{entry.name} uses XMPP: rooms are encrypted, so only p2pchat "
-                           "users can join them")  # fmt: skip
-    if entry is None or (entry.section is not Section.CONTACTS and not in_network):
-        # Rooms admit contacts only (their keys go to people we chose), and members of
-        # our private networks (docs/protocol.md §17.3).
-        name = query.strip() if entry is None else entry.name
-        name = name if not any(c.isspace() for c in name) else peer_id
-        raise CommandError(f"{name} is not a contact: add them first with /add {name}")
-    return decode_peer_id(peer_id)
-
-
-def invitees(app: ChatApp, args: str) -> list[bytes]:
-    """``/invite alice`` or ``/invite alice bob carol`` (several at once share one new
-    epoch); a nick with spaces in it is tried whole first."""
-    try:
-        return [contact_to_invite(app, args)]
-    except CommandError:
-        words = args.split()
-        if len(words) < 2:
-            raise
-    peers = [contact_to_invite(app, word) for word in words]
-    return list(dict.fromkeys(peers))
-
-
-def cmd_invite(app: ChatApp, args: str) -> None:
-    if args:  # in a room: invite contacts into it
-        room_id = open_room_id(app)
-        peers = invitees(app, args)
-        # Said in the room when the node reports the change (a line, not a toast).
-        in_node(app, lambda commands: commands.invite_to_room(room_id, *peers), "")
-        return
-    app.require_node()
-    try:
-        code = app.commands.invite().code  # a fresh one-time token, remembered in the store
-    except CommandError as error:  # a full disk: the token could not be kept
-        raise CommandError(f"no invite code: {error}") from None
-    if clipboard.copy(app, code):
-        how = "Copied to the clipboard."
-    else:  # nothing says whether the terminal took it: say how to take it instead
-        how = (
-            "Select the line above with the mouse (Shift+drag in most terminals). "
-            "Cut off? Widen the window, or run 'p2pchat invite' in a shell."
-        )
-    app.system.code(
-        "Your invite code: it admits one person, for a week; they type /connect CODE",
-        code,
-        how,
-        short="Invite code" + (" copied" if how.startswith("Copied") else ""),
-    )
 
 
 def cmd_find(app: ChatApp, args: str) -> None:
@@ -509,22 +326,6 @@ def cmd_files(app: ChatApp, args: str) -> None:
     app.files.show_panel()
 
 
-def cmd_connect(app: ChatApp, args: str) -> None:
-    app.require_node()
-    targets = app.commands.parse_target(args)
-    app.spawn_in_node(connect_in_trio, app, targets)
-
-
-async def connect_in_trio(app: ChatApp, targets: list[Target]) -> None:
-    try:
-        connected = await app.commands.connect(targets)
-    except CommandError as error:
-        app.notify(str(error), severity="error")
-        return
-    show_connected(app, targets, connected)
-    app.call_later(app.refresh_sidebar)
-
-
 def cmd_xmpp(app: ChatApp, args: str) -> bool:
     """/xmpp USER@HOST [TEXT]: open the chat with an XMPP link-local peer (one not in
     the sidebar too: its record may not have come yet), and send TEXT if given."""
@@ -534,24 +335,6 @@ def cmd_xmpp(app: ChatApp, args: str) -> bool:
     app.xmpp.require_bridge()
     app.open_xmpp(jid)
     return app.xmpp.send(text.strip()) if text.strip() else True
-
-
-def show_connected(app: ChatApp, targets: list[Target], connected: Connected) -> None:
-    for note in connected.notes:
-        if note.name not in ("verified", "spoof", "unreachable", "refused"):
-            continue
-        text = note.text
-        peer_id = note.fields.get("id")
-        if note.name == "verified" and note.fields.get("via") == "invite" and peer_id:
-            name = note.fields.get("nick") or app.name_of(decode_peer_id(peer_id))
-            text += f" — {name} is now a contact"
-        elif note.name == "refused" and note.fields.get("code") == "contacts-only":
-            target = next((t for t in targets if t.peer_id == peer_id), None)
-            name = (target.nick if target else None) or shown_name(peer_id or "", "")
-            text = f"{name} talks to contacts only"
-            if target is not None and target.invite:
-                text += ": this code was used already or has expired; ask for a new one"
-        app.notify(text, severity="information" if note.name == "verified" else "error")
 
 
 # By name, as the parser spells them; a name missing here gets "not available here".
