@@ -46,6 +46,8 @@ FLOORS: dict[str, int] = {
     "store": 4,
     "profile": 4,
     "net": 4,
+    # Our own tor process and its control protocol (the onion transport's means).
+    "tor": 4,
     # The simulator drives the real cores over a fake network and clock. It sits beside
     # the disk and the transport because it replaces them, so it may not import them
     # (nor anything above); nothing in p2pchat imports it but its old command name.

@@ -5,9 +5,7 @@ Tor's SOCKS port (our SOCKS5 client) to another client's onion service and back.
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -19,21 +17,6 @@ from tests.tor.privnet import TorClient, TorNetwork
 
 # Codes tor gives while the service's descriptor has not reached the directories yet.
 NOT_YET = {0xF0, 0xF2, 0xF3, 0xF7}
-
-
-@pytest.fixture
-def network(tmp_path: Path) -> Iterator[TorNetwork]:
-    if shutil.which("tor") is None or shutil.which("tor-gencert") is None:
-        if os.environ.get("P2PCHAT_LAB_REQUIRED") == "1":
-            pytest.fail("the private Tor network needs tor (Debian package tor)")
-        pytest.skip("the private Tor network needs tor (Debian package tor)")
-    made = TorNetwork(tmp_path / "net")
-    made.start()
-    try:
-        made.wait_for_consensus()
-        yield made
-    finally:
-        made.stop()
 
 
 async def echo(stream: trio.SocketStream) -> None:

@@ -1,0 +1,1 @@
+"""Tor for the onion transport: our own tor process and its control protocol."""

@@ -1,0 +1,27 @@
+"""The private Tor network, made and started for a test and stopped after it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.tor.privnet import TorNetwork
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[TorNetwork]:
+    if shutil.which("tor") is None or shutil.which("tor-gencert") is None:
+        if os.environ.get("P2PCHAT_LAB_REQUIRED") == "1":
+            pytest.fail("the private Tor network needs tor (Debian package tor)")
+        pytest.skip("the private Tor network needs tor (Debian package tor)")
+    made = TorNetwork(tmp_path / "net")
+    made.start()
+    try:
+        made.wait_for_consensus()
+        yield made
+    finally:
+        made.stop()
