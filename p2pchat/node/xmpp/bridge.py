@@ -14,13 +14,17 @@ Off unless asked for (``--xmpp-link-local``). Our user is announced as a
 - a version-less stream header is taken (libpurple sends none).
 
 At most MAX_CONNECTIONS connections are open at once, MAX_PER_ADDRESS from one
-address; every stream is parsed within the hardened parser's bounds (streams.py).
+address; one that has not sent its stream header HEADER_TIMEOUT after it came is
+closed; when every place is held, a connection from an announced address holding fewer
+than another takes the place of that other's idlest (``_make_room``). Every stream is
+parsed within the hardened parser's bounds (streams.py).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +53,12 @@ log = logging.getLogger("p2pchat.xmpp")
 DEFAULT_PORT = 5298  # XEP-0174's usual port; another is taken if it is in use
 MAX_CONNECTIONS = 64
 MAX_PER_ADDRESS = 4
+# Seconds a connection that came to us has to send its stream header, counted from the
+# accept (not from its last byte: a header trickled byte by byte is cut as well). Every
+# XEP-0174 client sends its header first thing, so on a LAN it comes within a round trip;
+# 10 s leaves room for a loaded machine, and a socket that says nothing holds a place
+# that long rather than IDLE_TIMEOUT (30 minutes, streams.py).
+HEADER_TIMEOUT = 10.0
 DIAL_TIMEOUT = 5.0
 REGISTRATION_REPEATS = 4.0  # seconds python-zeroconf re-sends a new registration
 MAX_TEXT_CHARS = 16_000  # a message we send (a received one is bounded by the parser)
@@ -97,7 +107,8 @@ class XmppBridge:
         self.port = 0
         self._dns: LinkLocalDns | None = None
         self._nursery: trio.Nursery | None = None
-        self._connections: set[XmppConnection] = set()
+        # Every connection being served; cancelling its scope closes it (_make_room).
+        self._connections: dict[XmppConnection, trio.CancelScope] = {}
         self._open: dict[str, XmppConnection] = {}  # jid -> a stream we may write on
         self._log = LogLimiter(60.0)
         # Who may write to us and what is kept (chats.py); None: shown, not kept.
@@ -198,41 +209,94 @@ class XmppBridge:
     # ---------------------------------------------------------------- streams
 
     async def _inbound(self, stream: trio.SocketStream) -> None:
-        address = str(stream.socket.getpeername()[0])
+        await self._accept(stream, str(stream.socket.getpeername()[0]))
+
+    async def _accept(self, stream: trio.abc.Stream, address: str) -> None:
+        """Serve a connection that came from ``address``, or close it saying why."""
         why = self._refusal(address)
         if why:
             self._warn(f"refused an XMPP connection from {address}: {why}", kind=why)
             await stream.aclose()
             return
-        await self._serve(XmppConnection(stream, address), dialled="")
+        await self._serve(XmppConnection(stream, address, inbound=True), dialled="")
 
     def _refusal(self, address: str) -> str:
-        if len(self._connections) >= MAX_CONNECTIONS:
-            return f"{MAX_CONNECTIONS} connections are open already"
+        """Why a connection from ``address`` is refused; empty: it is taken (when every
+        place is held, by closing another: _make_room)."""
         if sum(c.address == address for c in self._connections) >= MAX_PER_ADDRESS:
             return f"{MAX_PER_ADDRESS} connections from that address are open already"
         if not any(address in peer.addresses for peer in self.peers.values()):
             return "no link-local peer announced that address"
+        if len(self._connections) >= MAX_CONNECTIONS and not self._make_room(address):
+            return (f"{MAX_CONNECTIONS} connections are open already, "
+                    "and no address holds more of them than that one")  # fmt: skip
         return ""
 
+    def _make_room(self, address: str) -> bool:
+        """Every place is held: if ``address`` holds fewer connections than the address
+        holding the most, close the idlest connection of that address (of those that
+        tie for the most: of any of them) to make room — the longest without a byte
+        either way; of equally idle ones, the oldest. Whether it did.
+
+        Without it, a few hosts (or one with many addresses), each announcing an
+        instance, could hold every place for IDLE_TIMEOUT and keep everyone else out,
+        a contact's Pidgin included. With it, whoever holds the most gives way to whoever
+        holds fewer: a connection from an announced address is refused only when no
+        address holds more than its own (or it holds MAX_PER_ADDRESS already). One pass
+        to count, one to choose: O(connections).
+
+        Only connections that came to us are counted and closed. One we dialled is our
+        user's: we dial only to write to a peer the user chose, so a stranger cannot make
+        us hold one, and closing it would let a stranger cut the user's conversation.
+        Not counting them also keeps our own connection to a peer from counting against
+        the peer's share when it connects back to us (as libpurple does, to send)."""
+        held: dict[str, int] = {}
+        for connection in self._connections:
+            if connection.inbound:
+                held[connection.address] = held.get(connection.address, 0) + 1
+        most = max(held.values(), default=0)
+        if held.get(address, 0) >= most:
+            return False
+        idlest = min(
+            (c for c in self._connections if c.inbound and held[c.address] == most),
+            key=lambda c: (c.last_active, c.opened_at),
+        )
+        # Its place is free now; its _serve closes it (within a second: close() is bounded).
+        self._connections.pop(idlest).cancel()
+        idle = trio.current_time() - idlest.last_active
+        self._warn(f"closed an XMPP connection from {idlest.address} ({most} open from there, "
+                   f"idle {idle:.0f} s) for one from {address}: {MAX_CONNECTIONS} "
+                   "connections are open", kind="closed the idlest for a newcomer")  # fmt: skip
+        return True
+
     async def _serve(self, connection: XmppConnection, dialled: str) -> None:
-        """Read one connection until it ends. ``dialled``: the peer we opened it to
-        (empty: it came to us)."""
-        self._connections.add(connection)
+        """Read one connection until it ends, is closed for another (_make_room), or,
+        having come to us, has not opened its stream within HEADER_TIMEOUT.
+        ``dialled``: the peer we opened it to (empty: it came to us). One we dialled
+        has no header deadline: we sent ours and may write on it without the peer's,
+        and a stranger cannot make us dial; IDLE_TIMEOUT still applies to it."""
+        place = self._connections[connection] = trio.CancelScope()
         try:
-            async for event in connection.events():
-                if isinstance(event, StreamOpened):
-                    if not await self._opened(connection, event, dialled):
+            header_by = math.inf if dialled else trio.current_time() + HEADER_TIMEOUT
+            with place, trio.move_on_at(header_by) as header:
+                async for event in connection.events():
+                    if isinstance(event, StreamOpened):
+                        header.deadline = math.inf
+                        if not await self._opened(connection, event, dialled):
+                            return
+                    elif isinstance(event, StanzaReceived) and connection.jid:
+                        self._stanza(connection, event)
+                    elif isinstance(event, StreamClosed):
                         return
-                elif isinstance(event, StanzaReceived) and connection.jid:
-                    self._stanza(connection, event)
-                elif isinstance(event, StreamClosed):
-                    return
+            if header.cancelled_caught:
+                self._warn(f"closed an XMPP connection from {connection.address}: no stream "
+                           f"header within {HEADER_TIMEOUT:.0f} s",
+                           kind="no stream header")  # fmt: skip
         except StreamFailed as failure:
             self._warn(f"closed the XMPP stream of {connection.jid or connection.address}: "
                        f"{failure}", kind=" ".join(str(failure).split()[:4]))  # fmt: skip
         finally:
-            self._connections.discard(connection)
+            self._connections.pop(connection, None)
             if self._open.get(connection.jid) is connection:
                 del self._open[connection.jid]
             await connection.close()
@@ -304,7 +368,7 @@ class XmppBridge:
             except (OSError, trio.TooSlowError) as error:
                 failures.append(f"{address}:{peer.port}: {error or 'no answer'}")
                 continue
-            connection = XmppConnection(stream, address)
+            connection = XmppConnection(stream, address, inbound=False)
             connection.jid = jid
             try:
                 await connection.send(stream_header(self.jid, jid))

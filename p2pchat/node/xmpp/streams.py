@@ -4,7 +4,8 @@ the hardened parser (p2pchat/xmpp/parser.py) within a byte budget and an idle ti
 Nothing here trusts the peer: what it sends is parsed incrementally with every bound
 the parser has, a connection that sends nothing for IDLE_TIMEOUT is closed, and one
 that fails the parser is closed after a stream error (RFC 6120 §4.9), the reason
-logged once.
+logged once. Each connection keeps when it last carried a byte, either way: when every
+place is held, the bridge closes the idlest (bridge.py, ``_make_room``).
 """
 
 from __future__ import annotations
@@ -34,14 +35,20 @@ class StreamFailed(Exception):
 class XmppConnection:
     """Read events from one connection, write stanzas to it."""
 
-    def __init__(self, stream: trio.SocketStream, address: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, address: str, *, inbound: bool) -> None:
         self.stream = stream
         self.address = address  # the peer's IPv4 address
+        self.inbound = inbound  # the peer connected to us (False: we dialled it)
         self.jid = ""  # the peer's, once its stream header named it
         self.opened_ours = False  # our stream header is sent
         self._parser = XmlStreamParser()
         self._send_lock = trio.Lock()
         self.closed = False
+        self.opened_at = trio.current_time()
+        # trio time of the last byte received from the peer or sent to it. Our sends
+        # count: a stream our user writes on is in use even if the peer only listens
+        # (a peer cannot make us write, beyond our header back and our end of stream).
+        self.last_active = self.opened_at
 
     async def events(self) -> AsyncIterator[XmlEvent]:
         """Each event the peer's bytes complete, until its stream ends or the
@@ -49,13 +56,15 @@ class XmppConnection:
         while not self.closed:
             with trio.move_on_after(IDLE_TIMEOUT) as idle:
                 try:
-                    data = await self.stream.receive_some(READ_SIZE)
+                    # bytes() of bytes is the same object: no copy (a SocketStream's)
+                    data = bytes(await self.stream.receive_some(READ_SIZE))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
             if idle.cancelled_caught:
                 raise StreamFailed(f"nothing from {self.address} in {IDLE_TIMEOUT:.0f} s")
             if not data:
                 return
+            self.last_active = trio.current_time()
             try:
                 events = self._parser.feed(data)
             except XmlStreamError as error:
@@ -78,6 +87,7 @@ class XmppConnection:
             if slow.cancelled_caught:
                 self.closed = True
                 raise ConnectionError(f"{self.address} does not read what we send")
+            self.last_active = trio.current_time()
 
     async def close(self) -> None:
         """End our stream (if we opened it) and the connection."""
