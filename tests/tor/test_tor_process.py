@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from p2pchat.tor.control import Reply, TorControlError
+from p2pchat.tor.onion import onion_address, tor_key
 from p2pchat.tor.process import TorError, TorSettings, run_tor
 from tests.tor.privnet import TorNetwork
 from tests.tor.test_privnet import dial_until_published, echo
@@ -42,7 +43,9 @@ def test_our_tor_publishes_an_onion_service_that_another_reaches(
                 await bob.wait_bootstrapped(120)
                 await ann.control.command("SETEVENTS HS_DESC")
                 started = time.monotonic()
-                service = await ann.control.add_onion("NEW:ED25519-V3", 7676, target)
+                seed = os.urandom(32)
+                service = await ann.control.add_onion(tor_key(seed), 7676, target)
+                assert f"{service}.onion" == onion_address(seed), "tor agrees on our address"
                 with trio.fail_after(60):
                     await uploaded(ann.control.events, service)
                 published = time.monotonic() - started
