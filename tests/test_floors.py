@@ -41,13 +41,14 @@ FLOORS: dict[str, int] = {
     "files": 3,
     "xmpp": 3,  # XML streams of XMPP link-local messaging (XEP-0174), hardened
     "images": 3,  # decoding pictures within limits (thumbnails, previews)
-    "locking": 3,  # a locked profile's key file and where its passphrase comes from
+    "locking": 3,
+    # Our own tor process, its control protocol and onion addresses: the onion
+    # transport's means (net/transports.py dials through it).
+    "tor": 3,  # a locked profile's key file and where its passphrase comes from
     # Side by side, unaware of each other: the disk, the profile, the transport.
     "store": 4,
     "profile": 4,
     "net": 4,
-    # Our own tor process and its control protocol (the onion transport's means).
-    "tor": 4,
     # The simulator drives the real cores over a fake network and clock. It sits beside
     # the disk and the transport because it replaces them, so it may not import them
     # (nor anything above); nothing in p2pchat imports it but its old command name.

@@ -40,6 +40,7 @@ from p2pchat.identity import Identity
 from p2pchat.net.groups import raise_sole
 from p2pchat.net.inbox import Inbox
 from p2pchat.net.large import LargeMessageSlots
+from p2pchat.net.transports import Transports
 from p2pchat.networks.keys import Network
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session import (
@@ -90,6 +91,8 @@ class ConnectionConfig:
     # Also shared: protocol violations are logged once per host per minute, so whoever
     # opens many connections to break the protocol does not flood the log.
     close_log: LogLimiter = field(default_factory=lambda: LogLimiter(60.0), compare=False)
+    # Also shared: how a dial reaches an address (over TCP, or an onion through our tor).
+    transports: Transports = field(default_factory=Transports, compare=False)
 
 
 class SecureConnection:

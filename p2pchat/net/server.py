@@ -19,6 +19,7 @@ from p2pchat.net.connection import (
     secure_connection,
 )
 from p2pchat.net.handshakes import HandshakeLimits, HandshakeSlots
+from p2pchat.net.transports import Transports
 from p2pchat.networks.keys import Network
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import Authorizer
@@ -26,7 +27,6 @@ from p2pchat.session.core import Authorizer
 log = logging.getLogger("p2pchat.net")
 
 Handler = Callable[[SecureConnection], Awaitable[None]]
-CONNECT_TIMEOUT = 10.0
 LOG_INTERVAL = 60.0  # at most one line per remote host and kind of refusal this often
 
 
@@ -46,8 +46,8 @@ async def open_secure_connection(
 
     ``invite``: the token of the invite code being dialled (needs ``expected_peer``);
     ``network``: dial as a member of this private network (§17)."""
-    with trio.fail_after(CONNECT_TIMEOUT):
-        stream = await trio.open_tcp_stream(host, port)
+    transports = config.transports if config is not None else Transports()
+    stream = await transports.open(host, port)
     async with secure_connection(
         stream,
         identity,

@@ -45,13 +45,17 @@ REPLIES = {
 }
 
 
-class Socks5Error(Exception):
+class Socks5Error(ConnectionError):
     """The proxy refused or failed the connection (``code``: its reply code, or None
-    when it broke the protocol); ``str()`` says why in words."""
+    when it broke the protocol); ``str()`` says why in words. A ConnectionError, so
+    that whoever handles a failed dial handles this one too."""
 
     def __init__(self, reason: str, code: int | None = None) -> None:
         super().__init__(reason)
         self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class _Stage(enum.Enum):
@@ -182,7 +186,9 @@ async def open_via_socks5(
         await trio.aclose_forcefully(stream)
         if isinstance(error, trio.TooSlowError):
             raise Socks5Error(f"no answer through the proxy in {timeout:g} s") from None
-        if isinstance(error, trio.BrokenResourceError | OSError):
+        if isinstance(error, trio.BrokenResourceError | OSError) and not isinstance(
+            error, Socks5Error
+        ):
             raise Socks5Error(f"the proxy connection broke: {error}") from None
         raise
     return stream

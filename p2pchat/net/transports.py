@@ -1,0 +1,43 @@
+"""How a dial reaches an address: straight over TCP, or, for an onion address, through
+our own tor's SOCKS port (docs/protocol.md §19). One object per node, shared by every
+connection it makes (it sits in the node's ConnectionConfig): the onion side comes on
+when the node's tor is up, and goes off with it."""
+
+from __future__ import annotations
+
+import trio
+
+from p2pchat.net.socks5 import open_via_socks5
+from p2pchat.tor.onion import is_onion, parse_onion
+
+DIRECT_TIMEOUT = 10.0  # s for a TCP connection on the LAN or the internet
+# s for a stream to an onion service: tor fetches its descriptor and meets it at a
+# rendezvous point, which takes a few seconds on the Tor network.
+ONION_TIMEOUT = 60.0
+
+
+class NoTor(ConnectionError):
+    """An onion address, and no tor of ours to reach it through."""
+
+
+class Transports:
+    def __init__(self) -> None:
+        self.tor_socks: tuple[str, int] | None = None  # our tor's SOCKS port, once it runs
+
+    @staticmethod
+    def kind(host: str) -> str:
+        """``onion`` or ``direct``: how an address is reached (what the UI shows)."""
+        return "onion" if is_onion(host) else "direct"
+
+    async def open(self, host: str, port: int) -> trio.abc.Stream:
+        """A stream to ``host:port``; OSError (ConnectionError) saying why not."""
+        if not is_onion(host):
+            with trio.fail_after(DIRECT_TIMEOUT):
+                return await trio.open_tcp_stream(host, port)
+        try:
+            parse_onion(host)
+        except ValueError as error:
+            raise ConnectionError(f"{host}: {error}") from None
+        if self.tor_socks is None:
+            raise NoTor(f"{host} is reached through Tor, and Tor is off: start p2pchat with --tor")
+        return await open_via_socks5(self.tor_socks, host, port, timeout=ONION_TIMEOUT)
