@@ -9,6 +9,15 @@ from __future__ import annotations
 # body needs about 6; 16 leaves room for formatting and extensions, while each level
 # costs a Python frame in whoever walks the tree.
 MAX_DEPTH = 16
+# Elements in one stanza, the stanza itself being 1 (as for MAX_DEPTH), at any depth. A
+# chat message has about 10 (body, its XHTML-IM mirror, a typing notice), plus one
+# <br/> per line break in the mirror, which libpurple and we both write: so 256 would
+# refuse, and close the stream over, a paste of 250 lines. 1024 fits a 64 KiB message
+# whose lines average 29 characters or more (a line costs twice its length and 6 bytes).
+# Without this bound 64 KiB of "<a/>" is 16,000 elements held as Python objects, 2.2 MiB
+# per stream; with it about 150 KiB (each element costs 130 to 1,200 bytes held, the
+# most when in a long namespace).
+MAX_STANZA_ELEMENTS = 1024
 # Bytes of one stanza, from its start tag's "<" to its end tag's "<", counted on the
 # input as it arrives, so a larger one is refused within one check interval after
 # passing the bound, long before it would be buffered whole. A chat message is a few
@@ -23,6 +32,18 @@ MAX_ATTRIBUTES = 32
 # link-local client uses is user@host; 1024 covers any real one.
 MAX_ATTRIBUTE_CHARS = 1024
 MAX_NAME_CHARS = 1024
+# Characters of the names in one stanza, all together: each element's and each
+# attribute's, with its namespace, as often as it occurs. Expat writes every name out
+# with its namespace, so a peer that declares a 1000-character namespace once makes each
+# "<p:a/>" (6 bytes) and each " p:b=''" (7 bytes) after it a new string of 1 KB: 60 KiB
+# of them held 7.6 MiB (26 MiB if the namespace's characters take 4 bytes), 490 MiB over
+# 64 streams, within every other bound. A message in the usual namespaces spends 15 to
+# 50 characters an element ("http://www.w3.org/1999/xhtml br" is 31), so
+# MAX_STANZA_ELEMENTS of them fit twice over; with this bound a stanza's names hold at
+# most 256 KiB (4 bytes a character, at worst); the example above then holds 150 KiB.
+# Sharing repeated names would not do instead: a peer varies the local part, and the
+# table would need a bound of its own (pyexpat's, kept for the stream's life, is off).
+MAX_STANZA_NAME_CHARS = 64 * 1024
 # Bytes of one unfinished token (a tag, a reference) that expat holds. Expat parses a
 # token only once it is complete and scans it again from its start on every feed, so a
 # peer trickling a huge tag byte by byte would cost us quadratic time; this keeps that

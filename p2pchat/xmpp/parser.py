@@ -16,6 +16,7 @@ Every resource a peer can make us hold is bounded (limits.py). The first fault r
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from typing import NoReturn
 from xml.parsers import expat
@@ -35,6 +36,8 @@ from p2pchat.xmpp.limits import (
     MAX_DEPTH,
     MAX_NAME_CHARS,
     MAX_STANZA_BYTES,
+    MAX_STANZA_ELEMENTS,
+    MAX_STANZA_NAME_CHARS,
     MAX_STANZA_TEXT,
     MAX_TOKEN_BYTES,
 )
@@ -42,6 +45,8 @@ from p2pchat.xmpp.namespaces import STREAMS_NS
 from p2pchat.xmpp.utf8 import Utf8Gate
 
 _XML_WHITESPACE = " \t\r\n"
+# A start tag, from its "<" to its ">" (which may also stand in a quoted value).
+_START_TAG = re.compile(rb"""<(?:[^'">]|'[^']*'|"[^"]*")*>""")
 
 
 class _State(enum.Enum):
@@ -60,8 +65,12 @@ class XmlStreamParser:
 
     def __init__(self) -> None:
         # UTF-8 whatever the XML declaration says (XMPP allows nothing else, and the
-        # declaration is checked below); names come as "namespace local".
-        self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=" ")
+        # declaration is checked below); names come as "namespace local". Not interned:
+        # pyexpat would keep each distinct name, namespace and all, in a table that lives
+        # as long as the stream, so varying local names in a long namespace would grow it
+        # by 1 KB per 7 bytes sent. What a stanza's names hold is bounded instead
+        # (MAX_STANZA_NAME_CHARS), and no Python string of them is kept after it.
+        self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=" ", intern=None)
         self._expat.ordered_attributes = True
         self._expat.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         # Newer expat (2.6+) may defer parsing an unfinished token until much more data
@@ -78,7 +87,10 @@ class XmlStreamParser:
         self._default_namespace: str | None = None
         self._stanza_start = 0  # byte offset of the open stanza's "<"
         self._stanza_text = 0  # characters of text in it so far
+        self._stanza_elements = 0  # elements begun in it so far, itself included
+        self._stanza_names = 0  # characters of its elements' and attributes' names so far
         self._stream_end_at = 0  # byte offset of "</stream:stream>"
+        self._stream_empty = False  # whether the stream came as "<stream:stream …/>"
         self._taken = 0
         self._failure: XmlStreamError | None = None
 
@@ -123,8 +135,12 @@ class XmlStreamParser:
         try:
             self._expat.Parse(good, False)
         except _StreamEnded:
-            # Expat stopped at the stream's end tag, which has one ">", at its end.
-            end = offset + good.index(b">", max(self._stream_end_at - offset, 0))
+            if self._stream_empty:
+                # Expat stopped right after "<stream:stream …/>", which ends with ">".
+                end = self._stream_end_at - 1
+            else:
+                # Expat stopped at the stream's end tag, which has one ">", at its end.
+                end = offset + good.index(b">", max(self._stream_end_at - offset, 0))
             if end + 1 < self._taken:
                 raise _malformed("bytes after the end of the stream") from None
             return True
@@ -179,16 +195,25 @@ class XmlStreamParser:
         declared, self._declared = self._declared, 0
         if len(flat) // 2 + declared > MAX_ATTRIBUTES:
             raise _too_big(f"<{name}> has over {MAX_ATTRIBUTES} attributes")
-        attributes = tuple(_attribute(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
         if self._state is _State.PROLOG:
-            self._open_stream(namespace, name, attributes)
+            self._open_stream(namespace, name, _attributes(flat))
             return
         if not self._stack:
             self._stanza_start = self._expat.CurrentByteIndex
             self._stanza_text = 0
+            self._stanza_elements = 0
+            self._stanza_names = 0
         elif len(self._stack) >= MAX_DEPTH:
             raise _too_big(f"elements are nested over {MAX_DEPTH} deep")
-        self._stack.append(OpenElement(name, namespace, attributes))
+        # Counted on a complete start tag, so the split of the bytes cannot matter, and
+        # before its names are kept.
+        self._stanza_elements += 1
+        if self._stanza_elements > MAX_STANZA_ELEMENTS:
+            raise _too_big(f"a stanza has over {MAX_STANZA_ELEMENTS} elements")
+        self._stanza_names += len(expanded) + sum(map(len, flat[::2]))
+        if self._stanza_names > MAX_STANZA_NAME_CHARS:
+            raise _too_big(f"a stanza's names are over {MAX_STANZA_NAME_CHARS} characters")
+        self._stack.append(OpenElement(name, namespace, _attributes(flat)))
 
     def _open_stream(
         self, namespace: str, name: str, attributes: tuple[tuple[str, str], ...]
@@ -203,6 +228,9 @@ class XmlStreamParser:
             raise XmlStreamError(
                 f"the stream starts with <{name}>, not <stream>", code="bad-format"
             )
+        # Expat holds the whole tag, and reports the end of an empty one after it.
+        tag = _START_TAG.match(self._expat.GetInputContext() or b"")
+        self._stream_empty = tag is not None and tag[0].endswith(b"/>")
         values = dict(attributes)
         self._state = _State.OPEN
         self._events.append(
@@ -249,6 +277,11 @@ def _split(expanded: str) -> tuple[str, str]:
         raise _too_big(f"a name is over {MAX_NAME_CHARS} characters")
     namespace, _, local = expanded.rpartition(" ")
     return namespace, local
+
+
+def _attributes(flat: list[str]) -> tuple[tuple[str, str], ...]:
+    """The attributes of expat's ``[name, value, name, value…]``, in document order."""
+    return tuple(_attribute(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
 
 
 def _attribute(expanded: str, value: str) -> tuple[str, str]:

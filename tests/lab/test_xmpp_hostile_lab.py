@@ -23,7 +23,7 @@ import pytest
 
 from p2pchat.discovery.link_local import MAX_PEERS, MAX_PEERS_PER_ADDRESS
 from p2pchat.node.xmpp.bridge import MAX_CONNECTIONS, MAX_PER_ADDRESS, PROTOCOL
-from p2pchat.xmpp.limits import MAX_DEPTH, MAX_STANZA_BYTES, MAX_STANZA_TEXT
+from p2pchat.xmpp.limits import MAX_DEPTH, MAX_STANZA_ELEMENTS, MAX_STANZA_TEXT
 from tests.adversary.memory import MIB, Memory, memory, mib
 from tests.discovery.nodes import Node
 from tests.lab.netlab import Host, Lab
@@ -37,11 +37,11 @@ MALLORY = "mallory@evilhost"
 PORT = 5298  # XEP-0174's usual port: free in a lab host, so the bridge takes it
 CLOSED_WITHIN = 20.0  # s: a guard against a daemon that never closes, not a speed test
 # What one hostile stream may add to the daemon's peak resident size (VmHWM over VmRSS
-# before). A stanza is cut at MAX_STANZA_TEXT characters or MAX_STANZA_BYTES bytes and
-# read 16 KiB at a time; measured: 0.1 MiB for 10 MB of text, 2.3 MiB for 10 MB of
-# empty elements (the ~16,000 elements of the first 64 KiB, as Python objects, until
-# the cut: the parser bounds bytes, depth and text, not elements). Buffering the
-# stanza whole would take 10 MB and more.
+# before). A stanza is cut at MAX_STANZA_TEXT characters, MAX_STANZA_BYTES bytes or
+# MAX_STANZA_ELEMENTS elements and read 16 KiB at a time; measured before the element
+# bound: 0.1 MiB for 10 MB of text, 2.3 MiB for 10 MB of empty elements (~16,000 of
+# them as Python objects until the byte cut). Buffering the stanza whole would take
+# 10 MB and more.
 STREAM_GROWTH_BOUND = 4 * MIB
 TEN_MB = 10_000_000
 # What 4,000 flooded names may add: python-zeroconf's cache holds their records for
@@ -319,12 +319,14 @@ def test_the_connection_cap_holds_across_addresses(scene: Scene) -> None:
         started,
     )
     kept = [conn for conn in held if conn not in (held[0], held[MAX_PER_ADDRESS])]
-    # Each stream left holds a stanza begun, just under MAX_STANZA_BYTES, of empty
-    # elements: what costs the parser most (16,000 elements as Python objects;
-    # measured: 139 MiB for 64 streams). The bound: MAX_CONNECTIONS times one stream's.
+    # Each stream left holds a stanza begun with as many empty elements as a stanza may
+    # have: what costs the parser most (before the element bound, 16,000 elements
+    # in 64 KiB took 139 MiB for 64 streams). The bound: MAX_CONNECTIONS times one
+    # stream's.
     before = scene.reset_peak()
+    most = b"<message>" + b"<i/>" * (MAX_STANZA_ELEMENTS - 1)
     for conn in [*kept, newcomer]:
-        mallory.ask("send", conn=conn, data=b64(b"<message>" + b"<i/>" * 16_000))
+        mallory.ask("send", conn=conn, data=b64(most))
     # Places are given back as streams end (their stanzas taken whole first: every
     # byte sent before is parsed by then).
     for conn in held[1:MAX_PER_ADDRESS]:
@@ -405,13 +407,13 @@ def test_xml_bombs_huge_stanzas_bad_utf8_and_silence_are_cut(scene: Scene) -> No
         scene.assert_logged_once(reason, started)
 
     # 10 MB in one stanza, as text or as empty elements: cut once it passes
-    # MAX_STANZA_TEXT characters or MAX_STANZA_BYTES bytes, before the daemon's peak RSS
+    # MAX_STANZA_TEXT characters or MAX_STANZA_ELEMENTS elements, before the daemon's peak RSS
     # grew STREAM_GROWTH_BOUND, and the writer finds the connection reset long before
     # it has written it all.
     head = header(MALLORY) + b"<message type='chat'><body>"
     for fill, reason in [
         (b"A", f"policy-violation: a stanza has over {MAX_STANZA_TEXT} characters of text"),
-        (b"<i/>", f"policy-violation: a stanza is over {MAX_STANZA_BYTES} bytes"),
+        (b"<i/>", f"policy-violation: a stanza has over {MAX_STANZA_ELEMENTS} elements"),
     ]:
         for _ in range(3):
             before = scene.reset_peak()

@@ -3,11 +3,21 @@ p2pchat/xmpp/limits.py pushed one past its edge and far beyond."""
 
 from __future__ import annotations
 
+import contextlib
+import tracemalloc
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 
-from p2pchat.xmpp.events import StanzaReceived, StreamOpened, XmlStreamError
+from p2pchat.xmpp.element import Element, escape_text
+from p2pchat.xmpp.events import (
+    StanzaReceived,
+    StreamClosed,
+    StreamOpened,
+    XmlEvent,
+    XmlStreamError,
+)
 from p2pchat.xmpp.limits import (
     CHECK_INTERVAL,
     MAX_ATTRIBUTE_CHARS,
@@ -15,13 +25,17 @@ from p2pchat.xmpp.limits import (
     MAX_DEPTH,
     MAX_NAME_CHARS,
     MAX_STANZA_BYTES,
+    MAX_STANZA_ELEMENTS,
+    MAX_STANZA_NAME_CHARS,
     MAX_STANZA_TEXT,
     MAX_TOKEN_BYTES,
 )
 from p2pchat.xmpp.parser import XmlStreamParser
-from tests.xmpp.streams import HEADER, outcome, refusal, stanzas_of
+from p2pchat.xmpp.stanzas import ChatState, chat_message, read_message
+from tests.xmpp.streams import HEADER, bytewise, events_of, outcome, refusal, stanzas_of
 
 MB = 1024 * 1024
+KIB = 1024
 STREAM_START = (
     b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
 )
@@ -99,6 +113,11 @@ def test_only_the_predefined_entities_and_character_references_exist() -> None:
     refusal(HEADER + b"<message>&nbsp;</message>", "not-well-formed", "undefined entity")
 
 
+# An empty element of 128 bytes, spaces in its tag: 64 KiB of them are 512 elements
+# (within MAX_STANZA_ELEMENTS) and hold no text, so only the byte bound stops them.
+PADDED = b"<a" + b" " * 124 + b"/>"
+
+
 def refused_within(data: bytes, chunk: int) -> tuple[XmlStreamError, int]:
     """The error feeding ``data`` in pieces of ``chunk`` bytes, and how many bytes had
     been fed when it came."""
@@ -115,11 +134,12 @@ def refused_within(data: bytes, chunk: int) -> tuple[XmlStreamError, int]:
     ("stanza", "match"),
     [
         (b"<message><body>" + b"a" * (10 * MB), f"over {MAX_STANZA_TEXT} characters of text"),
-        (b"<message>" + b"<a/>" * (10 * MB // 4), f"a stanza is over {MAX_STANZA_BYTES} bytes"),
+        (b"<message>" + b"<a/>" * (10 * MB // 4), f"over {MAX_STANZA_ELEMENTS} elements"),
+        (b"<message>" + PADDED * (10 * MB // 128), f"a stanza is over {MAX_STANZA_BYTES} bytes"),
         (b"<message to='" + b"a" * (10 * MB), f"over {MAX_TOKEN_BYTES} bytes"),
         (b"<!--" + b"a" * (10 * MB), f"over {MAX_TOKEN_BYTES} bytes"),
     ],
-    ids=["text", "elements", "attribute", "comment"],
+    ids=["text", "elements", "padded-elements", "attribute", "comment"],
 )
 def test_a_10_mb_stanza_is_refused_long_before_it_is_buffered(stanza: bytes, match: str) -> None:
     data = HEADER + stanza
@@ -162,10 +182,10 @@ def test_a_megabyte_of_keepalive_whitespace_is_fine() -> None:
 
 def stanza_of_size(size: int) -> bytes:
     """A stanza of ``size`` bytes from its start tag's "<" to its end tag's "<", of
-    empty elements only (no text)."""
-    filler = size - len(b"<message>") - len(b"<a/>")
-    count, spaces = divmod(filler, 4)
-    return b"<message>" + b"<a/>" * count + b"<a" + b" " * spaces + b"/></message>"
+    empty elements only (no text), padded so they stay within MAX_STANZA_ELEMENTS."""
+    filler = size - len(b"<message>") - 256  # the last element takes 256 to 383 bytes
+    count, spaces = divmod(filler, len(PADDED))
+    return b"<message>" + PADDED * count + b"<a" + b" " * (spaces + 252) + b"/></message>"
 
 
 def test_a_stanza_may_have_exactly_the_byte_bound() -> None:
@@ -209,6 +229,99 @@ def test_a_depth_bomb_is_refused_at_the_first_level_too_deep() -> None:
     assert parser.bytes_taken <= len(HEADER) + CHECK_INTERVAL
 
 
+def of_elements(count: int) -> bytes:
+    """A stanza of ``count`` elements, itself included: a message of empty ones."""
+    return b"<message>" + b"<a/>" * (count - 1) + b"</message>"
+
+
+def mirrored(count: int) -> bytes:
+    """A stanza of ``count`` elements at several depths: a message of line breaks, as
+    libpurple and we write one (the XHTML-IM mirror of a text of many lines)."""
+    return (
+        b"<message><html xmlns='http://jabber.org/protocol/xhtml-im'>"
+        b"<body xmlns='http://www.w3.org/1999/xhtml'><font>"
+        + b"<br/>" * (count - 4)
+        + b"</font></body></html></message>"
+    )
+
+
+@pytest.mark.parametrize("stanza", [of_elements, mirrored])
+def test_elements_per_stanza_are_bounded_however_the_bytes_are_split(
+    stanza: Callable[[int], bytes],
+) -> None:
+    [message] = stanzas_of(stanza(MAX_STANZA_ELEMENTS))  # fed whole and byte by byte
+    assert sum(1 for _ in message.iter()) == MAX_STANZA_ELEMENTS
+    data = HEADER + stanza(MAX_STANZA_ELEMENTS + 1)
+    refused = ("policy-violation", f"a stanza has over {MAX_STANZA_ELEMENTS} elements")
+    for size in (len(data), 1, 7, CHECK_INTERVAL):
+        events, error = outcome(data[i : i + size] for i in range(0, len(data), size))
+        assert error == refused
+        assert [type(event) for event in events] == [StreamOpened]
+
+
+def peak_while_feeding(
+    parser: XmlStreamParser, pieces: Iterable[bytes]
+) -> tuple[int, list[XmlEvent]]:
+    """The most memory Python held at once, over what it held before, while ``parser``
+    took ``pieces`` (up to its refusal, if it refuses), and the events it returned
+    (which count in that memory too)."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        events: list[XmlEvent] = []
+        with contextlib.suppress(XmlStreamError):
+            for piece in pieces:
+                events += parser.feed(piece)
+        return tracemalloc.get_traced_memory()[1] - before, events
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+
+
+# 64 KiB of the cheapest element there is, within MAX_STANZA_BYTES: 16,000 elements.
+EMPTY_ELEMENTS = of_elements((MAX_STANZA_BYTES - len(b"<message>")) // len(b"<a/>") + 1)
+# What the parser may hold of a stanza it refuses for its elements: each element held
+# costs about 140 bytes (an OpenElement, its lists, the closed Element, its name), 256
+# allowed; and 128 KiB for expat's buffers and the pieces handed to it.
+ELEMENTS_HELD = MAX_STANZA_ELEMENTS * 256 + 128 * KIB
+
+
+def test_64_kib_of_empty_elements_is_refused_holding_little(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ELEMENTS_HELD <= 512 * KIB
+    for feeding in ([EMPTY_ELEMENTS], bytewise(EMPTY_ELEMENTS)):
+        parser = XmlStreamParser()
+        parser.feed(HEADER)
+        peak, events = peak_while_feeding(parser, feeding)
+        assert peak < ELEMENTS_HELD
+        assert events == []
+        with pytest.raises(XmlStreamError, match=f"over {MAX_STANZA_ELEMENTS} elements"):
+            parser.feed(b"")
+        # refused at the first element too many, its bytes hardly past the bound's
+        assert parser.bytes_taken <= len(HEADER) + 4 * MAX_STANZA_ELEMENTS + CHECK_INTERVAL
+    # Without the bound the same stanza is taken, all of it held at once: over 1 MiB.
+    # (Its names, 15 characters an element, would also pass MAX_STANZA_NAME_CHARS.)
+    monkeypatch.setattr("p2pchat.xmpp.parser.MAX_STANZA_ELEMENTS", len(EMPTY_ELEMENTS))
+    monkeypatch.setattr("p2pchat.xmpp.parser.MAX_STANZA_NAME_CHARS", 100 * MB)
+    parser = XmlStreamParser()
+    parser.feed(HEADER)
+    peak, events = peak_while_feeding(parser, [EMPTY_ELEMENTS])
+    assert [type(event) for event in events] == [StanzaReceived]
+    assert peak > max(MB, 2 * ELEMENTS_HELD)
+
+
+def test_the_element_count_starts_again_with_each_stanza() -> None:
+    full = of_elements(MAX_STANZA_ELEMENTS)
+    assert len(stanzas_of(full + b" " + full + full)) == 3  # fed whole and byte by byte
+    events, error = outcome(bytewise(HEADER + full + full + of_elements(MAX_STANZA_ELEMENTS + 1)))
+    assert [type(event) for event in events] == [StreamOpened, StanzaReceived, StanzaReceived]
+    assert error == ("policy-violation", f"a stanza has over {MAX_STANZA_ELEMENTS} elements")
+
+
 def with_attributes(count: int, declarations: int = 0) -> bytes:
     attributes = b"".join(b" a%d='%d'" % (i, i) for i in range(count))
     namespaces = b"".join(b" xmlns:p%d='urn:%d'" % (i, i) for i in range(declarations))
@@ -250,6 +363,174 @@ def test_names_and_namespaces_are_bounded() -> None:
     refusal(HEADER + b"<message xmlns='urn:%s'/>" % long_name, "policy-violation", match)
 
 
+def name_chars(stanza: Element) -> int:
+    """What the names of ``stanza`` spend of MAX_STANZA_NAME_CHARS: each element's and
+    each attribute's, as expat writes it ("namespace local", or "local" alone)."""
+    total = 0
+    for element in stanza.iter():
+        namespace = len(element.namespace) + 1 if element.namespace else 0
+        total += namespace + len(element.name)
+        # "{namespace}local" is one character longer than "namespace local"
+        total += sum(len(key) - key.startswith("{") for key, _ in element.attributes)
+    return total
+
+
+# A namespace that makes every name in it over 1000 characters, in 1000 characters of
+# ASCII or of 4-byte UTF-8 (which Python holds in 4 bytes a character too).
+LONG_NAMESPACES = ["urn:" + "x" * 996, "\U0001d569" * 1000]
+
+
+def long_names(namespace: str, elements: int) -> bytes:
+    """A message declaring ``namespace`` once, as p, then ``elements`` empty elements in
+    it, each with as many attributes in it as allowed: 32 names of over 1000 characters
+    for each 280 bytes."""
+    attributes = b"".join(b" p:b%d=''" % i for i in range(MAX_ATTRIBUTES - 1))
+    element = b"<p:a" + attributes + b"/>"
+    return b"<message xmlns:p='%s'>" % namespace.encode() + element * elements + b"</message>"
+
+
+def within_other_bounds(namespace: str) -> bytes:
+    """As many elements of ``long_names`` as the byte bound lets through."""
+    element = len(long_names("", 1)) - len(long_names("", 0))
+    stanza = long_names(namespace, (MAX_STANZA_BYTES - len(long_names(namespace, 0))) // element)
+    elements = stanza.count(b"<p:a")
+    assert len(stanza) <= MAX_STANZA_BYTES and elements + 1 <= MAX_STANZA_ELEMENTS
+    return stanza
+
+
+# What the parser may hold of a stanza it refuses for its names: the names kept, 4 bytes
+# a character at worst; the names of the start tag being read, which expat and then
+# pyexpat write out in full before the parser can count them; and 256 KiB for the
+# objects that hold them, expat's buffers and the pieces handed to it.
+NAMES_HELD = 4 * (MAX_STANZA_NAME_CHARS + 2 * MAX_ATTRIBUTES * MAX_NAME_CHARS) + 256 * KIB
+
+
+@pytest.mark.parametrize("namespace", LONG_NAMESPACES, ids=["ascii", "astral"])
+def test_names_in_a_long_namespace_are_refused_holding_little(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stanza = within_other_bounds(namespace)
+    match = f"a stanza's names are over {MAX_STANZA_NAME_CHARS} characters"
+    for feeding in ([stanza], bytewise(stanza)):
+        parser = XmlStreamParser()
+        parser.feed(HEADER)
+        peak, events = peak_while_feeding(parser, feeding)
+        assert peak < NAMES_HELD
+        assert events == []
+        with pytest.raises(XmlStreamError, match=match) as caught:
+            parser.feed(b"")
+        assert caught.value.code == "policy-violation"
+        # refused at the element that passes the bound: the third
+        assert parser.bytes_taken <= len(HEADER) + len(long_names(namespace, 3)) + CHECK_INTERVAL
+    # Without the bound the same stanza is taken, all of it held at once: MiBs of names.
+    monkeypatch.setattr("p2pchat.xmpp.parser.MAX_STANZA_NAME_CHARS", 100 * MB)
+    parser = XmlStreamParser()
+    parser.feed(HEADER)
+    peak, events = peak_while_feeding(parser, [stanza])
+    assert [type(event) for event in events] == [StanzaReceived]
+    assert peak > 4 * NAMES_HELD
+
+
+def retained_after_distinct_names(namespace: str) -> int:
+    """The memory a stream keeps after 100 stanzas of 60 names each in ``namespace``, no
+    two alike, over what it held before them."""
+    parser = XmlStreamParser()
+    parser.feed(HEADER)
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100):
+            elements = b"".join(b"<p:n%d_%d/>" % (i, j) for j in range(60))
+            stanza = b"<message xmlns:p='%s'>%s</message>" % (namespace.encode(), elements)
+            assert [type(event) for event in parser.feed(stanza)] == [StanzaReceived]
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+
+
+def test_a_stream_keeps_no_names_of_its_past_stanzas_but_expats_own() -> None:
+    # Expat keeps each distinct name as written ("p:n1_2", some 70 bytes with its
+    # entry), whatever its namespace; pyexpat's table would keep "urn:xxx… n1_2" too.
+    short = retained_after_distinct_names("urn:a")
+    assert short < 6000 * 100
+    assert retained_after_distinct_names(LONG_NAMESPACES[0]) < short + 256 * KIB
+
+
+def named(chars: int) -> bytes:
+    """A message whose names spend exactly ``chars`` characters (over 2000): elements of
+    1002 in a long namespace, then one with an attribute name making up the rest."""
+    message, element = len("jabber:client message"), len("jabber:client x")
+    count, rest = divmod(chars - message - element - 1, 1002)
+    return (
+        b"<message xmlns:p='%s'>" % LONG_NAMESPACES[0].encode()
+        + b"<p:a/>" * count
+        + b"<x %s=''/>" % (b"n" * (rest + 1))
+        + b"</message>"
+    )
+
+
+def test_the_name_bound_is_met_exactly_however_the_bytes_are_split() -> None:
+    [message] = stanzas_of(named(MAX_STANZA_NAME_CHARS))  # fed whole and byte by byte
+    assert name_chars(message) == MAX_STANZA_NAME_CHARS
+    data = HEADER + named(MAX_STANZA_NAME_CHARS + 1)
+    refused = ("policy-violation", f"a stanza's names are over {MAX_STANZA_NAME_CHARS} characters")
+    for size in (len(data), 1, 7, CHECK_INTERVAL):
+        events, error = outcome(data[i : i + size] for i in range(0, len(data), size))
+        assert error == refused
+        assert [type(event) for event in events] == [StreamOpened]
+
+
+def test_the_name_count_starts_again_with_each_stanza() -> None:
+    full = named(MAX_STANZA_NAME_CHARS)
+    assert len(stanzas_of(full + b" " + full + full)) == 3  # fed whole and byte by byte
+    data = HEADER + full + full + named(MAX_STANZA_NAME_CHARS + 1)
+    events, error = outcome(bytewise(data))
+    assert [type(event) for event in events] == [StreamOpened, StanzaReceived, StanzaReceived]
+    assert error == (
+        "policy-violation",
+        f"a stanza's names are over {MAX_STANZA_NAME_CHARS} characters",
+    )
+
+
+def lines_for(elements: int, others: int) -> str:
+    """A text of 16,000 characters or more, in as many short lines as make a message of
+    ``elements`` when mirrored with one <br/> per line break besides ``others``."""
+    return "\n".join(f"line {index:04d} is ok" for index in range(elements - others + 1))
+
+
+def as_libpurple_writes(text: str) -> bytes:
+    """A message as libpurple writes one (see test_libpurple.py), ``text`` mirrored."""
+    xhtml = escape_text(text).replace("\n", "<br/>")
+    return (
+        b"<message to='bob@bobhost' from='ann@annhost' type='chat'>"
+        b"<body>%s</body><html xmlns='http://www.w3.org/1999/xhtml'><body><font>%s"
+        b"</font></body></html><x xmlns='jabber:x:event'><composing/></x></message>"
+        % (escape_text(text).encode(), xhtml.encode())
+    )
+
+
+def as_we_write(text: str) -> bytes:
+    return chat_message("ann@annhost", "bob@bobhost", text, chat_state=ChatState.ACTIVE)
+
+
+@pytest.mark.parametrize(
+    ("write", "others"), [(as_libpurple_writes, 7), (as_we_write, 6)], ids=["libpurple", "ours"]
+)
+def test_a_long_message_of_many_lines_spends_under_half_the_name_bound(
+    write: Callable[[str], bytes], others: int
+) -> None:
+    text = lines_for(MAX_STANZA_ELEMENTS, others)
+    assert len(text) >= 16_000
+    [message] = stanzas_of(write(text))  # fed whole and byte by byte
+    assert sum(1 for _ in message.iter()) == MAX_STANZA_ELEMENTS
+    received = read_message(message)
+    assert received is not None and received.body == text
+    assert name_chars(message) < MAX_STANZA_NAME_CHARS // 2
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -284,6 +565,14 @@ def test_invalid_utf8_split_across_feeds_is_found_where_it_starts() -> None:
 def test_a_utf16_stream_is_refused() -> None:
     refusal("<stream:stream>".encode("utf-16"), "not-well-formed", "invalid UTF-8 at byte 0")
     refusal(b"<?xml version='1.0' encoding='UTF-16'?>", "unsupported-encoding", "UTF-8 only")
+
+
+def test_a_stream_may_end_in_its_own_start_tag_and_nothing_may_follow() -> None:
+    # Expat reports the end of "<stream:stream …/>" after its ">", not at its "<".
+    for empty in (HEADER[:-1] + b"/>", HEADER[:-1] + b" a='>/'/>"):
+        assert [type(event) for event in events_of(empty)] == [StreamOpened, StreamClosed]
+        for after in (b" ", b"<", b"</x>", b"</stream:stream>"):
+            refusal(empty + after, "not-well-formed", "bytes after the end of the stream")
 
 
 def test_what_came_before_a_refusal_is_kept() -> None:
