@@ -40,6 +40,7 @@ from p2pchat.node.events import (
     RoomInvited,
     RoomMemberJoined,
     RoomMessageIn,
+    TorState,
 )
 from p2pchat.node.node import Node
 from p2pchat.node.xmpp.bridge import PROTOCOL
@@ -138,6 +139,19 @@ def print_event(node: Node, event: NodeEvent, out: EventSink) -> None:
     elif isinstance(event, DiskRecovered):
         out.event("recovered", f"recovered: {event.file} can be written again",
                   file=event.file)  # fmt: skip
+    elif isinstance(event, TorState):
+        _print_tor_state(event, out)
+
+
+def _print_tor_state(event: TorState, out: EventSink) -> None:
+    text = {
+        "starting": "Tor: starting",
+        "connecting": f"Tor: connecting to the Tor network ({event.progress}%: {event.step})",
+        "on": f"Tor: on, reachable at {event.address}",
+        "failed": f"Tor: off ({event.reason})",
+    }.get(event.state, f"Tor: {event.state}")
+    out.event("tor", text, state=event.state, progress=event.progress, step=event.step,
+              address=event.address, reason=event.reason)  # fmt: skip
 
 
 def _print_link_local_presence(event: LinkLocalPresence, out: EventSink) -> None:

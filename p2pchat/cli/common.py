@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from p2pchat.addresses import parse_host_port
@@ -24,6 +25,7 @@ from p2pchat.node.node import NodeSettings
 from p2pchat.profile import Profile
 from p2pchat.relock import finish_relock
 from p2pchat.store import DATABASE_FILE, Store, open_store
+from p2pchat.tor.process import TorSettings
 from p2pchat.wire.messages import Status
 
 DEFAULT_PORT = 7483
@@ -103,7 +105,23 @@ def node_settings(
         xmpp_link_local=bool(getattr(args, "xmpp_link_local", False))
         or profile.flag("xmpp_link_local"),
         xmpp_name=getattr(args, "xmpp_name", "") or "",
+        tor=tor_settings(profile, args),
     )
+
+
+def tor_settings(profile: Profile, args: argparse.Namespace) -> TorSettings | None:
+    """--tor or "tor": true in config.json: our own tor, in the profile's ``tor``
+    folder, with the lines of --torrc-extra (or "torrc_extra") added to its torrc."""
+    if not (getattr(args, "tor", False) or profile.flag("tor")):
+        return None
+    extra_file = getattr(args, "torrc_extra", "") or str(profile.config.get("torrc_extra", ""))
+    extra = ""
+    if extra_file:
+        try:
+            extra = Path(extra_file).expanduser().read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ProfileError(f"--torrc-extra {extra_file}: {error}") from None
+    return TorSettings(profile.home / "tor", extra=extra)
 
 
 def _contacts_only(profile: Profile, args: argparse.Namespace) -> bool:

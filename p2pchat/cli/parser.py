@@ -336,6 +336,20 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         default="",
         help="the name XMPP link-local clients see (default: your nick @ this host name)",
     )
+    parser.add_argument(
+        "--tor",
+        action="store_true",
+        help="reach contacts beyond the LAN through Tor: starts tor (the tor package) "
+        "with this profile, publishes an onion service and puts its address in your "
+        'invite codes (config.json: "tor": true)',
+    )
+    parser.add_argument(
+        "--torrc-extra",
+        metavar="FILE",
+        default="",
+        help="more lines for that tor's torrc: bridges, a proxy, a private test network "
+        '(config.json: "torrc_extra")',
+    )
 
 
 def _add_discovery_options(parser: argparse.ArgumentParser) -> None:

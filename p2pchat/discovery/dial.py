@@ -15,7 +15,9 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, decode_peer_id
 from p2pchat.net.connection import ConnectionConfig
 from p2pchat.net.server import open_secure_connection
+from p2pchat.net.transports import ONION_TIMEOUT
 from p2pchat.session.core import Authorizer
+from p2pchat.tor.onion import is_onion
 
 log = logging.getLogger("p2pchat.discovery")
 
@@ -45,7 +47,9 @@ async def probe(
     node's own, so that the peer sees the features we offer even on this short session
     (it may keep it as its link with us)."""
     expected = decode_peer_id(target.peer_id) if target.peer_id else None
-    with trio.fail_after(DIAL_TIMEOUT):
+    # Through Tor, the stream alone may take most of a minute (net/transports.py).
+    within = ONION_TIMEOUT + DIAL_TIMEOUT if is_onion(target.host) else DIAL_TIMEOUT
+    with trio.fail_after(within):
         async with open_secure_connection(
             target.host,
             target.port,

@@ -52,6 +52,20 @@ class Listening:
 
 
 @dataclass(frozen=True, slots=True)
+class TorState:
+    """Where our tor stands (--tor, docs/protocol.md §19): ``starting``, ``connecting``
+    (``progress`` percent bootstrapped, ``step`` in tor's words), ``on`` (``address``:
+    our onion service, as invite codes carry it) or ``failed`` (``reason``; the LAN
+    side keeps working)."""
+
+    state: str
+    progress: int = 0
+    step: str = ""
+    address: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PeerConnected:
     peer: bytes
     address: str
@@ -261,4 +275,5 @@ NodeEvent = (
     | DiskRecovered
     | LinkLocalPresence
     | LinkLocalMessage
+    | TorState
 )

@@ -63,6 +63,7 @@ from p2pchat.node.files import FileService
 from p2pchat.node.link_owner import NodeLinkOwner
 from p2pchat.node.meshrun import MeshRunner, log_refusal
 from p2pchat.node.networks import NetworkMembers, WithNetworks
+from p2pchat.node.onion import OnionService
 from p2pchat.node.presence import PresenceBoard
 from p2pchat.node.rooms import RoomService
 from p2pchat.node.settings import Invitation as Invitation
@@ -192,6 +193,10 @@ class Node:
         self.admission = Admission(self.chat, contacts_only=settings.contacts_only)
         self._presence = PresenceBoard(identity.public_key, self._emit, self.chat, self.rooms,
                                        network_of=self._network_name)  # fmt: skip
+        self.onion: OnionService | None = None
+        if settings.tor is not None:
+            self.onion = OnionService(identity, settings.tor, settings.connection.transports,
+                                      self._emit)  # fmt: skip
         self.xmpp: XmppBridge | None = None
         if settings.xmpp_link_local:
             self.xmpp = XmppBridge(
@@ -304,6 +309,8 @@ class Node:
         admits whoever dials it first (and makes it a contact), for a week."""
         token, expires = self.require_chat().new_invite()
         addresses = list(self.addresses)
+        if self.onion is not None and self.onion.address:
+            addresses.append(self.onion.address)  # reachable beyond the LAN, through Tor
         return Invitation(make_invite(self.peer_id, addresses, nick, token), addresses, expires)
 
     async def ping(self, peer: bytes, *, data: bytes = b"", within: float = 5.0) -> float:
@@ -411,6 +418,11 @@ class Node:
             self._nursery.start_soon(self.dialler.keep_trying, targets)
         if settings.mdns:
             await self._nursery.start(self.dialler.run_discovery, port)
+        if self.onion is not None:
+            # Tor reaches our listener on loopback (a wildcard listener answers there).
+            listening = bound[0][0]
+            local = "127.0.0.1" if listening in ("0.0.0.0", "::") else listening
+            self._nursery.start_soon(self.onion.run, (local, port))
         task_status.started()
 
     async def _leave(self) -> None:

@@ -13,6 +13,7 @@ from p2pchat.net.slots import LinkLimits
 from p2pchat.node.chat import ChatSettings
 from p2pchat.node.files import FileSettings
 from p2pchat.store import Store
+from p2pchat.tor.process import TorSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +60,6 @@ class NodeSettings:
     xmpp_link_local: bool = False
     xmpp_name: str = ""
     xmpp_port: int = 5298
+    # Our own tor and onion service (--tor, docs/protocol.md §19; None: off): contacts
+    # reached beyond the LAN, by the onion address invite codes carry.
+    tor: TorSettings | None = None

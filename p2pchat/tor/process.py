@@ -31,6 +31,7 @@ class TorError(Exception):
 
 @dataclass
 class TorSettings:
+    folder: Path  # the tor's own: torrc, data, log (in the profile)
     executable: str = "tor"
     extra: str = ""  # more torrc lines (a private test network's authorities, say)
 

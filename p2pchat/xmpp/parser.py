@@ -35,10 +35,13 @@ from p2pchat.xmpp.limits import (
     MAX_ATTRIBUTES,
     MAX_DEPTH,
     MAX_NAME_CHARS,
+    MAX_STANZA_ATTRIBUTES,
     MAX_STANZA_BYTES,
     MAX_STANZA_ELEMENTS,
     MAX_STANZA_NAME_CHARS,
     MAX_STANZA_TEXT,
+    MAX_STREAM_NAME_CHARS,
+    MAX_STREAM_NAMES,
     MAX_TOKEN_BYTES,
 )
 from p2pchat.xmpp.namespaces import STREAMS_NS
@@ -65,12 +68,14 @@ class XmlStreamParser:
 
     def __init__(self) -> None:
         # UTF-8 whatever the XML declaration says (XMPP allows nothing else, and the
-        # declaration is checked below); names come as "namespace local". Not interned:
-        # pyexpat would keep each distinct name, namespace and all, in a table that lives
-        # as long as the stream, so varying local names in a long namespace would grow it
-        # by 1 KB per 7 bytes sent. What a stanza's names hold is bounded instead
-        # (MAX_STANZA_NAME_CHARS), and no Python string of them is kept after it.
+        # declaration is checked below); names come as "namespace local prefix" (see
+        # _split), the prefix only so that we can count what expat keeps (_keep). Not
+        # interned: pyexpat would keep each distinct name, namespace and all, in a table
+        # that lives as long as the stream, so varying local names in a long namespace
+        # would grow it by 1 KB per 7 bytes sent. What a stanza's names hold is bounded
+        # instead (MAX_STANZA_NAME_CHARS), and no Python string of them is kept after it.
         self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=" ", intern=None)
+        self._expat.namespace_prefixes = True
         self._expat.ordered_attributes = True
         self._expat.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         # Newer expat (2.6+) may defer parsing an unfinished token until much more data
@@ -88,7 +93,17 @@ class XmlStreamParser:
         self._stanza_start = 0  # byte offset of the open stanza's "<"
         self._stanza_text = 0  # characters of text in it so far
         self._stanza_elements = 0  # elements begun in it so far, itself included
+        self._stanza_attributes = 0  # attributes of those elements
         self._stanza_names = 0  # characters of its elements' and attributes' names so far
+        # What expat keeps of the names it has met, for the stream's whole life: one
+        # entry per distinct element name, attribute name (namespace declarations'
+        # included) and prefix, as written ("p:a", not "namespace a"), in three tables;
+        # "xml" is in its table of prefixes from the start.
+        self._element_names: set[str] = set()
+        self._attribute_names: set[str] = set()
+        self._prefixes = {"xml"}
+        self._names_kept = 0  # entries expat added to those tables
+        self._name_chars_kept = 0  # characters of those entries
         self._stream_end_at = 0  # byte offset of "</stream:stream>"
         self._stream_empty = False  # whether the stream came as "<stream:stream …/>"
         self._taken = 0
@@ -187,14 +202,29 @@ class XmlStreamParser:
         self._declared += 1
         if uri is not None and len(uri) > MAX_NAME_CHARS:
             raise _too_big(f"a namespace name is over {MAX_NAME_CHARS} characters")
+        if prefix is None:
+            self._keep(self._attribute_names, "xmlns")
+        else:
+            self._keep(self._attribute_names, f"xmlns:{prefix}")
+            self._keep(self._prefixes, prefix)
         if prefix is None and self._state is _State.PROLOG:
             self._default_namespace = uri
 
     def _on_start(self, expanded: str, flat: list[str]) -> None:
-        namespace, name = _split(expanded)
+        namespace, name, prefix = _split(expanded)
         declared, self._declared = self._declared, 0
-        if len(flat) // 2 + declared > MAX_ATTRIBUTES:
+        count = len(flat) // 2
+        if count + declared > MAX_ATTRIBUTES:
             raise _too_big(f"<{name}> has over {MAX_ATTRIBUTES} attributes")
+        # Counted on a complete start tag, so the split of the bytes cannot matter, and
+        # before its names are kept: here expat has added them to its tables already
+        # (and the declarations, to which _on_namespace saw), the stanza not yet.
+        self._keep_name(self._element_names, name, prefix)
+        names = 0
+        for attribute in flat[::2]:
+            attribute_namespace, local, attribute_prefix = _split(attribute)
+            self._keep_name(self._attribute_names, local, attribute_prefix)
+            names += len(attribute_namespace) + 1 + len(local) if attribute_namespace else len(local)
         if self._state is _State.PROLOG:
             self._open_stream(namespace, name, _attributes(flat))
             return
@@ -202,18 +232,44 @@ class XmlStreamParser:
             self._stanza_start = self._expat.CurrentByteIndex
             self._stanza_text = 0
             self._stanza_elements = 0
+            self._stanza_attributes = 0
             self._stanza_names = 0
         elif len(self._stack) >= MAX_DEPTH:
             raise _too_big(f"elements are nested over {MAX_DEPTH} deep")
-        # Counted on a complete start tag, so the split of the bytes cannot matter, and
-        # before its names are kept.
         self._stanza_elements += 1
         if self._stanza_elements > MAX_STANZA_ELEMENTS:
             raise _too_big(f"a stanza has over {MAX_STANZA_ELEMENTS} elements")
-        self._stanza_names += len(expanded) + sum(map(len, flat[::2]))
+        self._stanza_attributes += count
+        if self._stanza_attributes > MAX_STANZA_ATTRIBUTES:
+            raise _too_big(f"a stanza has over {MAX_STANZA_ATTRIBUTES} attributes")
+        # "namespace local", as held: the prefix is not
+        names += len(namespace) + 1 + len(name) if namespace else len(name)
+        self._stanza_names += names
         if self._stanza_names > MAX_STANZA_NAME_CHARS:
             raise _too_big(f"a stanza's names are over {MAX_STANZA_NAME_CHARS} characters")
         self._stack.append(OpenElement(name, namespace, _attributes(flat)))
+
+    def _keep_name(self, table: set[str], local: str, prefix: str) -> None:
+        if prefix:
+            self._keep(table, f"{prefix}:{local}")
+            self._keep(self._prefixes, prefix)
+        else:
+            self._keep(table, local)
+
+    def _keep(self, table: set[str], name: str) -> None:
+        """Count ``name`` in ``table``, which mirrors one of expat's, unless it is there
+        already: expat keeps it until the stream ends, so the stream's are bounded."""
+        if name in table:
+            return
+        table.add(name)
+        self._names_kept += 1
+        if self._names_kept > MAX_STREAM_NAMES:
+            raise _too_big(f"the stream has used over {MAX_STREAM_NAMES} distinct names")
+        self._name_chars_kept += len(name)
+        if self._name_chars_kept > MAX_STREAM_NAME_CHARS:
+            raise _too_big(
+                f"the stream's distinct names are over {MAX_STREAM_NAME_CHARS} characters"
+            )
 
     def _open_stream(
         self, namespace: str, name: str, attributes: tuple[tuple[str, str], ...]
@@ -271,12 +327,19 @@ class XmlStreamParser:
         self._stack[-1].text.append(data)
 
 
-def _split(expanded: str) -> tuple[str, str]:
-    """("namespace", "local") from expat's "namespace local" (or "local" alone)."""
+def _split(expanded: str) -> tuple[str, str, str]:
+    """("namespace", "local", "prefix") from expat's "namespace local prefix" (a
+    prefixed name), "namespace local" (in the default namespace) or "local" (in none);
+    "" for what is absent. Unambiguous, as no part may hold a space: local names and
+    prefixes are XML names, and expat (2.4.5 and later) refuses a namespace name holding
+    its separator, which _on_namespace checks too."""
     if len(expanded) > MAX_NAME_CHARS:
         raise _too_big(f"a name is over {MAX_NAME_CHARS} characters")
-    namespace, _, local = expanded.rpartition(" ")
-    return namespace, local
+    namespace, _, rest = expanded.partition(" ")
+    if not rest:
+        return "", namespace, ""
+    local, _, prefix = rest.partition(" ")
+    return namespace, local, prefix
 
 
 def _attributes(flat: list[str]) -> tuple[tuple[str, str], ...]:
@@ -287,7 +350,7 @@ def _attributes(flat: list[str]) -> tuple[tuple[str, str], ...]:
 def _attribute(expanded: str, value: str) -> tuple[str, str]:
     if len(value) > MAX_ATTRIBUTE_CHARS:
         raise _too_big(f"an attribute value is over {MAX_ATTRIBUTE_CHARS} characters")
-    namespace, local = _split(expanded)
+    namespace, local, _ = _split(expanded)
     return (f"{{{namespace}}}{local}" if namespace else local), value
 
 

@@ -32,7 +32,7 @@ def test_our_tor_publishes_an_onion_service_that_another_reaches(
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        settings = TorSettings(extra=network.client_torrc())
+        settings = TorSettings(tmp_path, extra=network.client_torrc())
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
             target = ("127.0.0.1", listeners[0].socket.getsockname()[1])
@@ -70,14 +70,14 @@ def test_our_tor_publishes_an_onion_service_that_another_reaches(
 
 async def test_a_missing_tor_is_said_with_how_to_install_it(tmp_path: Path) -> None:
     with pytest.raises(TorError, match="apt install tor"):
-        async with run_tor(tmp_path, TorSettings(executable="no-such-tor")):
+        async with run_tor(tmp_path, TorSettings(tmp_path, executable="no-such-tor")):
             pass
 
 
 async def test_a_tor_that_cannot_start_says_why(tmp_path: Path) -> None:
     if os.geteuid() != 0 and not Path("/usr/sbin/tor").exists():
         pytest.skip("needs tor")
-    settings = TorSettings(extra="NoSuchOption 1")
+    settings = TorSettings(tmp_path / "tor", extra="NoSuchOption 1")
     with pytest.raises(TorError, match=r"tor stopped at start: .*NoSuchOption"):
         async with run_tor(tmp_path / "tor", settings):
             pass

@@ -1,0 +1,106 @@
+"""Our onion service (--tor, docs/protocol.md §19): the node's own tor, started with it,
+publishing one onion service that leads to the node's listener, and lending its SOCKS
+port to the node's dials (net/transports.py) for as long as it runs.
+
+The service's key is derived from the profile's identity key, so the address stays the
+same from one start to the next and is sealed whenever the identity is (a locked
+profile), with no second secret to keep; the derivation is one way, so the onion key
+tells nothing of the identity key. The address goes only into invite codes (and, later,
+into encrypted sessions), never into mDNS or the mesh's gossip.
+
+If tor is missing or fails, the node says so (a TorState event) and goes on without it:
+the LAN side never depends on Tor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+
+import trio
+
+from p2pchat.addresses import format_host_port
+from p2pchat.identity import Identity
+from p2pchat.net.transports import Transports
+from p2pchat.node.events import NodeEvent, TorState
+from p2pchat.tor.control import Reply, TorControl, TorControlError
+from p2pchat.tor.onion import onion_address, tor_key
+from p2pchat.tor.process import TorError, TorSettings, run_tor
+
+log = logging.getLogger("p2pchat.tor")
+
+ONION_PORT = 7676  # the port our onion service offers (any will do: it is ours alone)
+BOOTSTRAP_WITHIN = 300.0  # s for tor to join the Tor network before we give up
+PUBLISHED_WITHIN = 120.0  # s for the service's descriptor to reach a directory
+PROGRESS_EVERY = 0.5  # s between looks at tor's bootstrap progress
+
+
+def onion_seed(identity: Identity) -> bytes:
+    """The onion service's key seed: one way from the identity's."""
+    return hashlib.blake2b(identity.seed, digest_size=32, person=b"p2pchat-onion").digest()
+
+
+class OnionService:
+    def __init__(
+        self,
+        identity: Identity,
+        settings: TorSettings,
+        transports: Transports,
+        emit: Callable[[NodeEvent], None],
+    ) -> None:
+        self._seed = onion_seed(identity)
+        self._settings = settings
+        self._transports = transports
+        self._emit = emit
+        self.onion = onion_address(self._seed)  # known before tor runs: it is ours
+        self.address = ""  # ``onion:port`` once published
+        self.state = TorState("starting")
+
+    def _say(self, state: TorState) -> None:
+        self.state = state
+        self._emit(state)
+
+    async def run(self, local: tuple[str, int]) -> None:
+        """Until cancelled: tor started, bootstrapped, our service published for the
+        listener at ``local``. A failure is said, logged, and ends only this."""
+        self._say(TorState("starting"))
+        try:
+            async with run_tor(self._settings.folder, self._settings) as tor:
+                self._transports.tor_socks = tor.socks
+                await self._bootstrap(tor.control)
+                await tor.control.command("SETEVENTS HS_DESC")
+                service = await tor.control.add_onion(tor_key(self._seed), ONION_PORT, local)
+                with trio.move_on_after(PUBLISHED_WITHIN):
+                    await _uploaded(tor.control.events, service)
+                self.address = format_host_port(f"{service}.onion", ONION_PORT)
+                self._say(TorState("on", 100, address=self.address))
+                await trio.sleep_forever()
+        except (TorError, TorControlError) as error:
+            log.warning("Tor is off: %s", error)
+            self._say(TorState("failed", reason=str(error)))
+        finally:
+            self._transports.tor_socks = None
+            self.address = ""
+
+    async def _bootstrap(self, control: TorControl) -> None:
+        said = -1
+        with trio.move_on_after(BOOTSTRAP_WITHIN):
+            while True:
+                progress, step = await control.bootstrap_progress()
+                if progress != said:
+                    said = progress
+                    self._say(TorState("connecting", progress, step))
+                if progress >= 100:
+                    return
+                await trio.sleep(PROGRESS_EVERY)
+        raise TorError(f"tor has not connected to the Tor network in {BOOTSTRAP_WITHIN:g} s "
+                       f"(its last step: {self.state.step or 'none'})")  # fmt: skip
+
+
+async def _uploaded(events: trio.MemoryReceiveChannel[Reply], service: str) -> None:
+    """Until tor says our service's descriptor reached a directory."""
+    async for event in events:
+        words = event.lines[0].split() if event.lines else []
+        if words[:3] == ["HS_DESC", "UPLOADED", service]:
+            return

@@ -1,0 +1,63 @@
+"""Two daemons with --tor on the private Tor network: each publishes its onion service
+(the same address the profile's key gives, before and after a restart), an invite code
+that carries only the onion address is redeemed through Tor, and a message goes across.
+Both daemons also listen on 127.0.0.1; the code names no address of it, so the session
+can only come through Tor (the connect answer says where it went)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+from tests.discovery.nodes import Node
+from tests.tor.privnet import TorNetwork
+
+TOR_UP_WITHIN = 180.0  # s: a guard against a hung tor, not a speed target
+
+
+def onion_only(code: str) -> str:
+    """The invite code with its LAN addresses taken out."""
+    head, _, query = code.partition("?")
+    kept = [(key, value) for key, value in urllib.parse.parse_qsl(query)
+            if key != "addr" or ".onion:" in value]  # fmt: skip
+    return f"{head}?{urllib.parse.urlencode(kept, safe=':[]')}"
+
+
+def daemon(home: Path, torrc: Path) -> Node:
+    return Node(home, "--listen", "127.0.0.1:0", "--no-mdns", "--tor", "--torrc-extra",
+                str(torrc), stdin=True)  # fmt: skip
+
+
+def test_an_invite_code_with_only_an_onion_address_brings_two_people_together(
+    network: TorNetwork, tmp_path: Path
+) -> None:
+    torrc = tmp_path / "privnet.torrc"
+    torrc.write_text(network.client_torrc())
+    ann, bob = daemon(tmp_path / "ann", torrc), daemon(tmp_path / "bob", torrc)
+    try:
+        on = ann.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+        bob.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+        assert on["address"].endswith(".onion:7676"), on
+        ann.command({"cmd": "invite", "tag": "code"})
+        invited = ann.wait_for("invite", tag="code")
+        assert on["address"] in invited["addresses"]
+        code = onion_only(invited["invite"])
+        assert "127.0.0.1" not in code and ".onion" in code
+
+        bob.command({"cmd": "connect", "target": code, "tag": "connect"})
+        connected = bob.wait_for("connect", tag="connect", timeout=TOR_UP_WITHIN)
+        assert (connected["state"], connected["id"]) == ("verified", ann.id), connected
+        assert connected["address"] == on["address"], "the session came through Tor"
+
+        bob.command({"cmd": "send", "to": ann.id, "text": "hello through Tor", "tag": "s"})
+        got = ann.wait_for("message", text="hello through Tor", timeout=TOR_UP_WITHIN)
+        assert got["from"] == bob.id
+    finally:
+        ann.stop()
+        bob.stop()
+    # The address is the profile's: the same after a restart.
+    again = daemon(tmp_path / "ann", torrc)
+    try:
+        assert again.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)["address"] == on["address"]
+    finally:
+        again.stop()
