@@ -59,6 +59,7 @@ from p2pchat.node.events import (
     RoomGone,
     RoomInvited,
     RoomMessageIn,
+    TorState,
 )
 from p2pchat.node.node import Node, NodeSettings, open_node
 from p2pchat.profile import Profile
@@ -456,6 +457,12 @@ class ChatApp(App[None]):
                 self._seen[seen.peer_id] = seen
             self.schedule_refresh()
         elif isinstance(event, Listening):
+            self.update_topbar()
+        elif isinstance(event, TorState):
+            self.top_bar.tor = event
+            if event.state == "failed":
+                self.notify(f"Tor is off: {event.reason}. The LAN works as before.",
+                            title="Tor", severity="warning", timeout=15)  # fmt: skip
             self.update_topbar()
         elif isinstance(event, DiskTrouble):
             self.top_bar.disk[event.file] = event

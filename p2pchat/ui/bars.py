@@ -20,7 +20,7 @@ from textual.widgets import Static
 from p2pchat.commands import CommandError
 from p2pchat.diskfaults import DISK_FULL
 from p2pchat.identity import decode_peer_id, encode_peer_id, fingerprint
-from p2pchat.node.events import DiskTrouble
+from p2pchat.node.events import DiskTrouble, TorState
 from p2pchat.ui.people import (
     PRESENCE_MARKS,
     PRESENCE_WORDS,
@@ -46,8 +46,20 @@ class TopBarState:
     # Peers nearby that proved who they are but refused us (they talk to their
     # contacts only): the likely reason nobody shows up. Bounded by what mDNS tracks.
     refused_by: set[str] = field(default_factory=set)
+    tor: TorState | None = None  # where our tor stands (--tor)
     advice: str = ""
     advice_asked: bool = False
+
+
+def tor_words(state: TorState | None) -> str:
+    """Our tor's state in the top bar's words."""
+    if state is None or state.state == "starting":
+        return "Tor starting…"
+    if state.state == "connecting":
+        return f"Tor connecting {state.progress}%"
+    if state.state == "on":
+        return "Tor on"
+    return f"Tor off: {state.reason}"
 
 
 def update_title(app: ChatApp) -> None:
@@ -108,6 +120,8 @@ def update_topbar(app: ChatApp) -> None:
         left += " · XMPP on, not encrypted"  # Pidgin's and finch's users see us (§18)
     if app.settings.contacts_only:
         left += " · contacts only"
+    if app.settings.tor is not None:
+        left += f" · {tor_words(state.tor)}"
     online = len([s for s in app.seen.values() if s.status != "offline" and s.proven])
     if state.disk:
         trouble = next(iter(state.disk.values()))
