@@ -345,6 +345,8 @@ class ApiHandler(RoomApi, FileApi, NetworkApi):
         shown = contact_json(contact)
         presence = self.actions.presence(contact.peer)
         shown["status"] = presence.status if presence else "offline"
+        node = self.actions.node
+        shown["via"] = node.reached_via(contact.peer) if node is not None else ""
         if presence is not None and presence.nick:  # the nick they announce now
             shown["nick"] = presence.nick
             shown["name"] = person_name(contact_name=contact.petname, nick=presence.nick)

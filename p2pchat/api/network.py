@@ -89,4 +89,5 @@ def _peer_json(peer: Peer) -> dict[str, Any]:
         "proven": presence.proven,
         "connected": peer.connected,
         "network": peer.network,
+        "via": peer.via,
     }

@@ -36,6 +36,7 @@ class Peer:
     presence: Presence
     connected: bool
     network: str = ""  # the private network we met it in (§17), if any
+    via: str = ""  # how its session goes: "direct", "tor" (§19), or "" without one
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,8 @@ class NetworkCommands(CommandContext):
                 continue
             network = node.networks.network_of(member.peer)
             peers.append(Peer(member, encode_peer_id(member.peer) in connected,
-                              network.name if network is not None else ""))  # fmt: skip
+                              network.name if network is not None else "",
+                              node.reached_via(member.peer)))  # fmt: skip
         return peers
 
     def reload_networks(self) -> list[str]:

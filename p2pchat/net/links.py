@@ -40,12 +40,13 @@ import trio
 from p2pchat.addresses import parse_host_port
 from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity, encode_peer_id
-from p2pchat.net.connection import ConnectionConfig, SecureConnection
+from p2pchat.net.connection import ConnectionConfig, SecureConnection, host_of
 from p2pchat.net.owner import LinkOwner
 from p2pchat.net.server import open_secure_connection
 from p2pchat.net.sizes import estimate_size
 from p2pchat.net.slots import Link, LinkLimits, Value, plan_admission
 from p2pchat.ratelimit import LogLimiter
+from p2pchat.tor.onion import is_onion
 
 log = logging.getLogger("p2pchat.net.links")
 
@@ -57,6 +58,7 @@ BACK_OFF_CODES = frozenset({"busy", "evicted", "contacts-only", "not-authorized"
 
 # What ends a dial or a dialled session without being a bug of ours.
 _DIAL_ERRORS = (OSError, ConnectionClosed, trio.TooSlowError, ValueError)
+TOR_ADDRESS = "tor"  # where a session that came through our onion service came from
 
 
 @dataclass(slots=True)
@@ -95,6 +97,7 @@ class LinkManager:
         self._rng = rng or random.Random()
         self.links: dict[bytes, Link] = {}
         self._dials: dict[bytes, _Pending] = {}
+        self._going_direct: set[bytes] = set()  # Tor sessions being moved to the LAN
         self._backoff: dict[bytes, _Backoff] = {}
         self._dial_slots = trio.CapacityLimiter(self.limits.max_dials)
         self._log_limiter = LogLimiter(self.limits.log_interval)
@@ -256,7 +259,7 @@ class LinkManager:
             self._signal_change()
 
     async def _connect(
-        self, peer: bytes, stack: contextlib.AsyncExitStack
+        self, peer: bytes, stack: contextlib.AsyncExitStack, *, direct: bool = False
     ) -> tuple[SecureConnection, str] | None:
         """A session with ``peer`` at the first of its addresses that answers, entered
         into ``stack``. A dial slot is held for the handshakes only: it bounds how many
@@ -265,8 +268,11 @@ class LinkManager:
         invitations to 99 members went out 16 every 30 s)."""
         async with self._dial_slots:
             for address in self.owner.resolve(peer):
+                if direct and is_onion(host_of(address)):
+                    continue  # moving off Tor: LAN addresses only
                 current = self.links.get(peer)
-                if current is not None and not current.closing:
+                moving = direct and current is not None and current.via_tor
+                if current is not None and not current.closing and not moving:
                     return None
                 try:
                     host, port = parse_host_port(address)
@@ -339,6 +345,35 @@ class LinkManager:
         """The handler for inbound sessions (give it to ``serve_secure``)."""
         await self._run(connection, dialled_by=connection.peer_key, address=None)
 
+    async def serve_tor(self, connection: SecureConnection) -> None:
+        """The handler for sessions that came through our onion service: all from our
+        tor on loopback, so they are known by where they came in, ``tor`` (and share
+        one host's slots, whoever is behind them)."""
+        await self._run(connection, dialled_by=connection.peer_key, address=TOR_ADDRESS)
+
+    def prefer_direct(self, peer: bytes) -> None:
+        """``peer`` was found on the LAN: a session with it through Tor moves to a
+        direct one, dialled now, which replaces it on both sides (``_replaces``); what
+        was queued or in flight goes on the new session."""
+        link = self.links.get(peer)
+        if link is None or not link.via_tor or link.closing or peer in self._going_direct:
+            return
+        self._going_direct.add(peer)
+        self._nursery.start_soon(self._dial_direct, peer)
+
+    async def _dial_direct(self, peer: bytes) -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                opened = await self._connect(peer, stack, direct=True)
+                if opened is not None:
+                    self._going_direct.discard(peer)
+                    connection, address = opened
+                    await self._run(connection, dialled_by=self.me, address=address)
+        except _DIAL_ERRORS as error:
+            log.debug("a direct session with %s failed: %s", encode_peer_id(peer), error)
+        finally:
+            self._going_direct.discard(peer)
+
     async def _run(
         self, connection: SecureConnection, *, dialled_by: bytes, address: str | None
     ) -> None:
@@ -356,6 +391,7 @@ class LinkManager:
             now,
             address or connection.remote_address,
             useful_at=now,
+            via_tor=address is not None and (address == TOR_ADDRESS or is_onion(host_of(address))),
         )
         old = moved_from = self.links.get(peer)
         if old is not None and old.closing:
@@ -502,7 +538,11 @@ class LinkManager:
         old.outbox.close()
 
     def _replaces(self, new: Link, old: Link) -> bool:
-        """Which of two sessions with one peer survives, decided alike on both sides."""
+        """Which of two sessions with one peer survives, decided alike on both sides: a
+        direct one over one through Tor (both sides know which is which), else the one
+        the lower key dialled, else the newer."""
+        if new.via_tor != old.via_tor:
+            return old.via_tor
         if new.dialled_by != old.dialled_by:
             return new.dialled_by < old.dialled_by
         return True  # the same side dialled again: the old session is stale (a restart)

@@ -65,6 +65,7 @@ class Link:
     useful_at: float = 0.0  # when it last did something useful (or opened)
     queued: int = 0  # estimated bytes waiting in the outbox
     closing: bool = False  # evicted or closed by us: no longer holds a slot
+    via_tor: bool = False  # through an onion service, ours or the peer's (§19)
     drained: trio.Event = field(default_factory=trio.Event)  # set when the writer moved on
 
     def host(self) -> str:

@@ -219,6 +219,7 @@ class Node:
             networks=self.networks,
             xmpp=self.xmpp,
         )
+        self.dialler.found_direct = self.links.prefer_direct
 
     def reload_networks(self) -> list[str]:
         """Read our private networks from the store again (one was joined or left by
@@ -297,6 +298,13 @@ class Node:
 
     def connected(self) -> list[str]:
         return sorted(encode_peer_id(peer) for peer in self.links.links)
+
+    def reached_via(self, peer: bytes) -> str:
+        """How the session with ``peer`` goes: ``tor``, ``direct``, or ``""`` (none)."""
+        link = self.links.links.get(peer)
+        if link is None or link.closing:
+            return ""
+        return "tor" if link.via_tor else "direct"
 
     async def connect(self, targets: list[Target]) -> list[DiscoveryNote]:
         """Dial an invite code's or an address's targets now (the API's and the UI's
@@ -419,10 +427,21 @@ class Node:
         if settings.mdns:
             await self._nursery.start(self.dialler.run_discovery, port)
         if self.onion is not None:
-            # Tor reaches our listener on loopback (a wildcard listener answers there).
-            listening = bound[0][0]
-            local = "127.0.0.1" if listening in ("0.0.0.0", "::") else listening
-            self._nursery.start_soon(self.onion.run, (local, port))
+            # Tor reaches us at a listener of its own, on loopback: sessions through it
+            # are known as such (a move to the LAN replaces them), and strangers behind
+            # Tor wait for handshakes apart from those on the LAN.
+            tor_listeners = await self._nursery.start(
+                partial(
+                    serve_secure,
+                    self.links.serve_tor,
+                    self.identity,
+                    host="127.0.0.1",
+                    port=0,
+                    config=settings.connection,
+                    authorize=self.admission.authorize,
+                )
+            )
+            self._nursery.start_soon(self.onion.run, listener_addresses(tor_listeners)[0])
         task_status.started()
 
     async def _leave(self) -> None:

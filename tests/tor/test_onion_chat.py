@@ -6,7 +6,9 @@ can only come through Tor (the connect answer says where it went)."""
 
 from __future__ import annotations
 
+import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.discovery.nodes import Node
@@ -61,3 +63,51 @@ def test_an_invite_code_with_only_an_onion_address_brings_two_people_together(
         assert again.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)["address"] == on["address"]
     finally:
         again.stop()
+
+
+def test_a_session_through_tor_moves_to_the_lan_when_the_peer_is_found_there(
+    network: TorNetwork, tmp_path: Path
+) -> None:
+    """bob reaches ann through Tor, then finds her on the LAN (here: a connect to her
+    direct address, as mDNS would find her): the session moves to the direct path, and
+    messages sent around the move each arrive once."""
+    torrc = tmp_path / "privnet.torrc"
+    torrc.write_text(network.client_torrc())
+    ann, bob = daemon(tmp_path / "ann", torrc), daemon(tmp_path / "bob", torrc)
+    try:
+        on = ann.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+        bob.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+        ann.command({"cmd": "invite", "tag": "code"})
+        code = onion_only(ann.wait_for("invite", tag="code")["invite"])
+        bob.command({"cmd": "connect", "target": code, "tag": "tor"})
+        assert bob.wait_for("connect", tag="tor", timeout=TOR_UP_WITHIN)["address"] == on["address"]
+        bob.command({"cmd": "send", "to": ann.id, "text": "before the move", "tag": "m1"})
+        ann.wait_for("message", text="before the move", timeout=TOR_UP_WITHIN)
+        assert via(bob, ann.id) == "tor" and via(ann, bob.id) == "tor"
+
+        bob.command({"cmd": "connect", "target": ann.address, "tag": "lan"})
+        assert bob.wait_for("connect", tag="lan")["state"] == "verified"
+        for n in range(20):  # sent while the sessions change places
+            bob.command({"cmd": "send", "to": ann.id, "text": f"during {n}", "tag": f"d{n}"})
+        for n in range(20):
+            ann.wait_for("message", text=f"during {n}", timeout=TOR_UP_WITHIN)
+        wait_until(lambda: via(bob, ann.id) == "direct" and via(ann, bob.id) == "direct")
+        texts = [e["text"] for e in ann.seen if e.get("event") == "message"]
+        assert len(texts) == len(set(texts)) == 21, "each message once"
+    finally:
+        ann.stop()
+        bob.stop()
+
+
+def via(node: Node, peer_id: str) -> str:
+    node.command({"cmd": "contacts", "tag": "contacts"})
+    listed = node.wait_for("contacts", tag="contacts")["contacts"]
+    node.seen = [e for e in node.seen if e.get("tag") != "contacts"]  # asked again later
+    return next((str(c["via"]) for c in listed if c["id"] == peer_id), "")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = TOR_UP_WITHIN) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the session did not move to the LAN"
+        time.sleep(0.2)
