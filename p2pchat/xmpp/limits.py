@@ -28,8 +28,19 @@ MAX_STANZA_BYTES = 64 * 1024
 MAX_STANZA_TEXT = 32 * 1024
 # Attributes of one element, namespace declarations included.
 MAX_ATTRIBUTES = 32
-# Characters of one attribute value, and of one name (with its namespace). A JID a
-# link-local client uses is user@host; 1024 covers any real one.
+# Attributes of one stanza, all its elements together (namespace declarations are not
+# counted: nothing of them is held past their start tag). A chat message has 3 to 9
+# (iChat's); XHTML-IM puts one or two on a <span>, <a> or <img> and none on a <br/>,
+# so even a message of MAX_STANZA_ELEMENTS has few. Each attribute held costs about 120
+# bytes (its pair and its name) however short its name, and MAX_ATTRIBUTES and
+# MAX_STANZA_ELEMENTS together allow 32,000 while MAX_STANZA_NAME_CHARS counts only
+# characters: without this bound 64 KiB of " a1=''" (31 to an element) is 9,600
+# attributes and 30,000 characters of names, which held 1.1 MiB at once per stream, 70
+# MiB over 64 streams. With it a stanza's attributes hold at most about 120 KiB; that
+# stanza, refused, 130 KiB.
+MAX_STANZA_ATTRIBUTES = 1024
+# Characters of one attribute value, and of one name (with its namespace and prefix), or
+# prefix. A JID a link-local client uses is user@host; 1024 covers any real one.
 MAX_ATTRIBUTE_CHARS = 1024
 MAX_NAME_CHARS = 1024
 # Characters of the names in one stanza, all together: each element's and each
@@ -44,6 +55,22 @@ MAX_NAME_CHARS = 1024
 # Sharing repeated names would not do instead: a peer varies the local part, and the
 # table would need a bound of its own (pyexpat's, kept for the stream's life, is off).
 MAX_STANZA_NAME_CHARS = 64 * 1024
+# Distinct names of one stream, and their characters together. Expat keeps every
+# element name, attribute name (namespace declarations' too: "xmlns:p") and prefix it
+# meets, as written ("p:a", not "namespace a"), in tables that live as long as the
+# stream, which may be for ever while the peer talks; neither expat nor pyexpat can
+# turn that off. Each costs about 70 bytes besides its characters, so 1 MB of "<n1/>",
+# "<n2/>"... spread over stanzas, within every bound above, kept 6 to 7 MiB per stream,
+# and more with every stanza. A client's vocabulary is small: libpurple, iChat and we
+# together use 30 names of 175 characters (the longest iChat's "ichatballooncolor");
+# 512 names and 8 Ki characters (16 a name) leave room for all of XHTML-IM and many
+# extensions. Expat's copies and the parser's own (by which it tells a name met before
+# from a new one) then hold at most about 220 KiB; measured, 100 KiB. A stream that
+# passes either bound is refused as for any other, and the peer may open a new one.
+# (A new expat parser for each stanza would drop the tables, but it would have to be
+# told the stream's namespaces and byte offsets again, and costs more than counting.)
+MAX_STREAM_NAMES = 512
+MAX_STREAM_NAME_CHARS = 8 * 1024
 # Bytes of one unfinished token (a tag, a reference) that expat holds. Expat parses a
 # token only once it is complete and scans it again from its start on every feed, so a
 # peer trickling a huge tag byte by byte would cost us quadratic time; this keeps that

@@ -73,7 +73,8 @@ class XmlStreamParser:
         # interned: pyexpat would keep each distinct name, namespace and all, in a table
         # that lives as long as the stream, so varying local names in a long namespace
         # would grow it by 1 KB per 7 bytes sent. What a stanza's names hold is bounded
-        # instead (MAX_STANZA_NAME_CHARS), and no Python string of them is kept after it.
+        # instead (MAX_STANZA_NAME_CHARS), and no Python string of them is kept after it
+        # but the stream's distinct names as written (_keep, MAX_STREAM_NAMES).
         self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=" ", intern=None)
         self._expat.namespace_prefixes = True
         self._expat.ordered_attributes = True
@@ -137,10 +138,13 @@ class XmlStreamParser:
                     self._check_progress()
         except XmlStreamError as error:
             self._state = _State.FAILED
-            self._failure = error
-            error.events = tuple(self._events)
+            # Kept without its traceback (which holds ``data``) or its events.
+            self._failure = XmlStreamError(error.reason, code=error.code)
+            error.events, self._events = tuple(self._events), []
             raise
-        return self._events
+        # Not held past the call, so a stanza is held only as long as the caller does.
+        events, self._events = self._events, []
+        return events
 
     def _take(self, piece: bytes) -> bool:
         """Hand ``piece`` to expat, through the UTF-8 gate; True if the stream ended."""
@@ -202,6 +206,10 @@ class XmlStreamParser:
         self._declared += 1
         if uri is not None and len(uri) > MAX_NAME_CHARS:
             raise _too_big(f"a namespace name is over {MAX_NAME_CHARS} characters")
+        if uri is not None and " " in uri:  # expat 2.4.5 and later refuse it already
+            raise _malformed("a namespace name holds a space")
+        if prefix is not None and len(prefix) > MAX_NAME_CHARS:
+            raise _too_big(f"a namespace prefix is over {MAX_NAME_CHARS} characters")
         if prefix is None:
             self._keep(self._attribute_names, "xmlns")
         else:
@@ -213,20 +221,17 @@ class XmlStreamParser:
     def _on_start(self, expanded: str, flat: list[str]) -> None:
         namespace, name, prefix = _split(expanded)
         declared, self._declared = self._declared, 0
-        count = len(flat) // 2
-        if count + declared > MAX_ATTRIBUTES:
+        if len(flat) // 2 + declared > MAX_ATTRIBUTES:
             raise _too_big(f"<{name}> has over {MAX_ATTRIBUTES} attributes")
-        # Counted on a complete start tag, so the split of the bytes cannot matter, and
-        # before its names are kept: here expat has added them to its tables already
-        # (and the declarations, to which _on_namespace saw), the stanza not yet.
+        names = [_split(attribute) for attribute in flat[::2]]
+        # Expat has added this tag's names to its tables already (_on_namespace counted
+        # its declarations'): count them, the stream header's too. On a complete start
+        # tag, as every count below, so the split of the bytes cannot matter.
         self._keep_name(self._element_names, name, prefix)
-        names = 0
-        for attribute in flat[::2]:
-            attribute_namespace, local, attribute_prefix = _split(attribute)
+        for _, local, attribute_prefix in names:
             self._keep_name(self._attribute_names, local, attribute_prefix)
-            names += len(attribute_namespace) + 1 + len(local) if attribute_namespace else len(local)
         if self._state is _State.PROLOG:
-            self._open_stream(namespace, name, _attributes(flat))
+            self._open_stream(namespace, name, _attributes(names, flat[1::2]))
             return
         if not self._stack:
             self._stanza_start = self._expat.CurrentByteIndex
@@ -236,20 +241,22 @@ class XmlStreamParser:
             self._stanza_names = 0
         elif len(self._stack) >= MAX_DEPTH:
             raise _too_big(f"elements are nested over {MAX_DEPTH} deep")
+        # Counted before the element and its attributes are kept.
         self._stanza_elements += 1
         if self._stanza_elements > MAX_STANZA_ELEMENTS:
             raise _too_big(f"a stanza has over {MAX_STANZA_ELEMENTS} elements")
-        self._stanza_attributes += count
+        self._stanza_attributes += len(names)
         if self._stanza_attributes > MAX_STANZA_ATTRIBUTES:
             raise _too_big(f"a stanza has over {MAX_STANZA_ATTRIBUTES} attributes")
-        # "namespace local", as held: the prefix is not
-        names += len(namespace) + 1 + len(name) if namespace else len(name)
-        self._stanza_names += names
+        self._stanza_names += _held(namespace, name) + sum(
+            _held(attribute_namespace, local) for attribute_namespace, local, _ in names
+        )
         if self._stanza_names > MAX_STANZA_NAME_CHARS:
             raise _too_big(f"a stanza's names are over {MAX_STANZA_NAME_CHARS} characters")
-        self._stack.append(OpenElement(name, namespace, _attributes(flat)))
+        self._stack.append(OpenElement(name, namespace, _attributes(names, flat[1::2])))
 
     def _keep_name(self, table: set[str], local: str, prefix: str) -> None:
+        """Count a name as expat keeps it: as written, its prefix apart too."""
         if prefix:
             self._keep(table, f"{prefix}:{local}")
             self._keep(self._prefixes, prefix)
@@ -342,15 +349,24 @@ def _split(expanded: str) -> tuple[str, str, str]:
     return namespace, local, prefix
 
 
-def _attributes(flat: list[str]) -> tuple[tuple[str, str], ...]:
-    """The attributes of expat's ``[name, value, name, value…]``, in document order."""
-    return tuple(_attribute(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+def _held(namespace: str, local: str) -> int:
+    """The characters a name spends of MAX_STANZA_NAME_CHARS: those of "namespace local"
+    (or "local" alone), as the parser holds it; the prefix is not held."""
+    return len(namespace) + 1 + len(local) if namespace else len(local)
 
 
-def _attribute(expanded: str, value: str) -> tuple[str, str]:
+def _attributes(
+    names: list[tuple[str, str, str]], values: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """The attributes of a start tag, from its split names and their values, in
+    document order."""
+    return tuple(_attribute(name, value) for name, value in zip(names, values, strict=True))
+
+
+def _attribute(name: tuple[str, str, str], value: str) -> tuple[str, str]:
     if len(value) > MAX_ATTRIBUTE_CHARS:
         raise _too_big(f"an attribute value is over {MAX_ATTRIBUTE_CHARS} characters")
-    namespace, local, _ = _split(expanded)
+    namespace, local, _ = name
     return (f"{{{namespace}}}{local}" if namespace else local), value
 
 

@@ -24,10 +24,12 @@ from p2pchat.xmpp.limits import (
     MAX_ATTRIBUTES,
     MAX_DEPTH,
     MAX_NAME_CHARS,
+    MAX_STANZA_ATTRIBUTES,
     MAX_STANZA_BYTES,
     MAX_STANZA_ELEMENTS,
     MAX_STANZA_NAME_CHARS,
     MAX_STANZA_TEXT,
+    MAX_STREAM_NAMES,
     MAX_TOKEN_BYTES,
 )
 from p2pchat.xmpp.parser import XmlStreamParser
@@ -336,6 +338,71 @@ def test_attributes_per_element_are_bounded_namespace_declarations_included() ->
     refusal(HEADER + with_attributes(MAX_ATTRIBUTES - 1, 2), "policy-violation", match)
 
 
+def of_attributes(count: int) -> bytes:
+    """A message of ``count`` attributes, 31 to each empty element but the last ("a0=''"
+    to "a30=''", as short as they come); the message itself has none."""
+    per_element = MAX_ATTRIBUTES - 1
+    full, rest = divmod(count, per_element)
+    sizes = [per_element] * full + ([rest] if rest else [])
+    elements = (b"<a%s/>" % b"".join(b" a%d=''" % i for i in range(size)) for size in sizes)
+    return b"<message>" + b"".join(elements) + b"</message>"
+
+
+def test_attributes_per_stanza_are_bounded_however_the_bytes_are_split() -> None:
+    [message] = stanzas_of(of_attributes(MAX_STANZA_ATTRIBUTES))  # whole and byte by byte
+    assert sum(len(element.attributes) for element in message.iter()) == MAX_STANZA_ATTRIBUTES
+    data = HEADER + of_attributes(MAX_STANZA_ATTRIBUTES + 1)
+    refused = ("policy-violation", f"a stanza has over {MAX_STANZA_ATTRIBUTES} attributes")
+    for size in (len(data), 1, 7, CHECK_INTERVAL):
+        events, error = outcome(data[i : i + size] for i in range(0, len(data), size))
+        assert error == refused
+        assert [type(event) for event in events] == [StreamOpened]
+    # Each stanza has its own count.
+    full = of_attributes(MAX_STANZA_ATTRIBUTES)
+    assert len(stanzas_of(full + full + full)) == 3
+
+
+# 64 KiB of the shortest attributes there are, within every other bound: 9,600
+# attributes in 310 elements, 30,000 characters of names.
+_ELEMENT = len(of_attributes(MAX_ATTRIBUTES - 1)) - len(of_attributes(0))
+SHORT_ATTRIBUTES = of_attributes(
+    (MAX_STANZA_BYTES - len(of_attributes(0))) // _ELEMENT * (MAX_ATTRIBUTES - 1)
+)
+# What the parser may hold of a stanza it refuses for its attributes: each attribute
+# held costs about 120 bytes (its pair, its name, its share of expat's list), 192
+# allowed; and 64 KiB for the few elements that carry them, expat's buffers and the
+# pieces handed to it.
+ATTRIBUTES_HELD = MAX_STANZA_ATTRIBUTES * 192 + 64 * KIB
+
+
+def test_64_kib_of_short_attributes_is_refused_holding_little(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert len(SHORT_ATTRIBUTES) <= MAX_STANZA_BYTES
+    assert SHORT_ATTRIBUTES.count(b"<") <= MAX_STANZA_ELEMENTS
+    assert SHORT_ATTRIBUTES.count(b"=") > 9 * MAX_STANZA_ATTRIBUTES
+    for feeding in ([SHORT_ATTRIBUTES], bytewise(SHORT_ATTRIBUTES)):
+        parser = XmlStreamParser()
+        parser.feed(HEADER)
+        peak, events = peak_while_feeding(parser, feeding)
+        assert peak < ATTRIBUTES_HELD
+        assert events == []
+        with pytest.raises(XmlStreamError, match=f"over {MAX_STANZA_ATTRIBUTES} attributes"):
+            parser.feed(b"")
+        # refused at the first attribute too many, its bytes hardly past the bound's
+        limit = len(of_attributes(MAX_STANZA_ATTRIBUTES + MAX_ATTRIBUTES))
+        assert parser.bytes_taken <= len(HEADER) + limit + CHECK_INTERVAL
+    # Without the bound the same stanza is taken, all of it held at once: over 1 MiB.
+    monkeypatch.setattr("p2pchat.xmpp.parser.MAX_STANZA_ATTRIBUTES", 100 * MB)
+    parser = XmlStreamParser()
+    parser.feed(HEADER)
+    peak, events = peak_while_feeding(parser, [SHORT_ATTRIBUTES])
+    [event] = events
+    assert isinstance(event, StanzaReceived)
+    assert name_chars(event.element) < MAX_STANZA_NAME_CHARS // 2
+    assert peak > 3 * ATTRIBUTES_HELD
+
+
 def test_an_attribute_bomb_is_refused_without_reading_it_all() -> None:
     parser = XmlStreamParser()
     with pytest.raises(XmlStreamError) as caught:
@@ -423,7 +490,9 @@ def test_names_in_a_long_namespace_are_refused_holding_little(
         # refused at the element that passes the bound: the third
         assert parser.bytes_taken <= len(HEADER) + len(long_names(namespace, 3)) + CHECK_INTERVAL
     # Without the bound the same stanza is taken, all of it held at once: MiBs of names.
+    # (Its 7,000 attributes would pass MAX_STANZA_ATTRIBUTES too.)
     monkeypatch.setattr("p2pchat.xmpp.parser.MAX_STANZA_NAME_CHARS", 100 * MB)
+    monkeypatch.setattr("p2pchat.xmpp.parser.MAX_STANZA_ATTRIBUTES", 100 * MB)
     parser = XmlStreamParser()
     parser.feed(HEADER)
     peak, events = peak_while_feeding(parser, [stanza])
@@ -431,9 +500,14 @@ def test_names_in_a_long_namespace_are_refused_holding_little(
     assert peak > 4 * NAMES_HELD
 
 
+# Stanzas of 60 distinct names, as many as MAX_STREAM_NAMES lets one stream have
+# (besides the 10 of the header, <message> and the prefix p: test_parser_names.py).
+DISTINCT_STANZAS = (MAX_STREAM_NAMES - 10) // 60
+
+
 def retained_after_distinct_names(namespace: str) -> int:
-    """The memory a stream keeps after 100 stanzas of 60 names each in ``namespace``, no
-    two alike, over what it held before them."""
+    """The memory a stream keeps after DISTINCT_STANZAS stanzas of 60 names each in
+    ``namespace``, no two alike, over what it held before them."""
     parser = XmlStreamParser()
     parser.feed(HEADER)
     tracing = tracemalloc.is_tracing()
@@ -441,7 +515,7 @@ def retained_after_distinct_names(namespace: str) -> int:
         tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(100):
+        for i in range(DISTINCT_STANZAS):
             elements = b"".join(b"<p:n%d_%d/>" % (i, j) for j in range(60))
             stanza = b"<message xmlns:p='%s'>%s</message>" % (namespace.encode(), elements)
             assert [type(event) for event in parser.feed(stanza)] == [StanzaReceived]
@@ -453,10 +527,13 @@ def retained_after_distinct_names(namespace: str) -> int:
 
 def test_a_stream_keeps_no_names_of_its_past_stanzas_but_expats_own() -> None:
     # Expat keeps each distinct name as written ("p:n1_2", some 70 bytes with its
-    # entry), whatever its namespace; pyexpat's table would keep "urn:xxx… n1_2" too.
+    # entry), whatever its namespace, and the parser counts it (as many again; bounded
+    # by MAX_STREAM_NAMES: test_parser_names.py); pyexpat's table would keep
+    # "urn:xxx… n1_2" too, 1 KB a name.
+    assert DISTINCT_STANZAS * 60 >= 480
     short = retained_after_distinct_names("urn:a")
-    assert short < 6000 * 100
-    assert retained_after_distinct_names(LONG_NAMESPACES[0]) < short + 256 * KIB
+    assert short < DISTINCT_STANZAS * 60 * 256
+    assert retained_after_distinct_names(LONG_NAMESPACES[0]) < short + 64 * KIB
 
 
 def named(chars: int) -> bytes:
