@@ -230,6 +230,8 @@ class ChatApp(App[None]):
         self.update_title()
         self.update_topbar()
         self.set_interval(1.0, self.update_topbar)
+        if self.settings.tor is not None:  # a session moves between Tor and the LAN
+            self.set_interval(1.0, self.update_title)
         self.set_interval(1.0, self.files.tick)
         self.query_one(Composer).focus()
         if self._ask_nick:

@@ -88,6 +88,9 @@ def update_title(app: ChatApp) -> None:
         parts.append(f'"{seen.status_text}"')
     if seen and seen.network:
         parts.append(f"in network {seen.network}")
+    node = app.node
+    if node is not None and node.reached_via(decode_peer_id(peer_id)) == "tor":
+        parts.append("via Tor")  # beyond the LAN, through an onion service (§19)
     if entry is not None and entry.section is Section.REQUESTS:
         if entry.rooms:
             parts.append(member_of(entry.rooms))
