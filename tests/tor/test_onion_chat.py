@@ -30,27 +30,41 @@ def daemon(home: Path, torrc: Path) -> Node:
                 str(torrc), stdin=True)  # fmt: skip
 
 
-def test_an_invite_code_with_only_an_onion_address_brings_two_people_together(
-    network: TorNetwork, tmp_path: Path
-) -> None:
+def both_on_tor(network: TorNetwork, tmp_path: Path) -> tuple[Node, Node, str]:
+    """ann and bob with --tor, both on; bob has redeemed ann's code through Tor (the
+    code naming her onion address only). With ann's onion address."""
     torrc = tmp_path / "privnet.torrc"
     torrc.write_text(network.client_torrc())
     ann, bob = daemon(tmp_path / "ann", torrc), daemon(tmp_path / "bob", torrc)
     try:
-        on = ann.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
-        bob.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
-        assert on["address"].endswith(".onion:7676"), on
-        ann.command({"cmd": "invite", "tag": "code"})
-        invited = ann.wait_for("invite", tag="code")
-        assert on["address"] in invited["addresses"]
-        code = onion_only(invited["invite"])
-        assert "127.0.0.1" not in code and ".onion" in code
+        return ann, bob, redeemed_through_tor(ann, bob)
+    except BaseException:
+        ann.stop()
+        bob.stop()
+        raise
 
-        bob.command({"cmd": "connect", "target": code, "tag": "connect"})
-        connected = bob.wait_for("connect", tag="connect", timeout=TOR_UP_WITHIN)
-        assert (connected["state"], connected["id"]) == ("verified", ann.id), connected
-        assert connected["address"] == on["address"], "the session came through Tor"
 
+def redeemed_through_tor(ann: Node, bob: Node) -> str:
+    on = ann.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+    bob.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+    assert on["address"].endswith(".onion:7676"), on
+    ann.command({"cmd": "invite", "tag": "code"})
+    invited = ann.wait_for("invite", tag="code")
+    assert on["address"] in invited["addresses"]
+    code = onion_only(invited["invite"])
+    assert "127.0.0.1" not in code and ".onion" in code
+    bob.command({"cmd": "connect", "target": code, "tag": "connect"})
+    connected = bob.wait_for("connect", tag="connect", timeout=TOR_UP_WITHIN)
+    assert (connected["state"], connected["id"]) == ("verified", ann.id), connected
+    assert connected["address"] == on["address"], "the session came through Tor"
+    return str(on["address"])
+
+
+def test_an_invite_code_with_only_an_onion_address_brings_two_people_together(
+    network: TorNetwork, tmp_path: Path
+) -> None:
+    ann, bob, onion = both_on_tor(network, tmp_path)
+    try:
         bob.command({"cmd": "send", "to": ann.id, "text": "hello through Tor", "tag": "s"})
         got = ann.wait_for("message", text="hello through Tor", timeout=TOR_UP_WITHIN)
         assert got["from"] == bob.id
@@ -58,9 +72,9 @@ def test_an_invite_code_with_only_an_onion_address_brings_two_people_together(
         ann.stop()
         bob.stop()
     # The address is the profile's: the same after a restart.
-    again = daemon(tmp_path / "ann", torrc)
+    again = daemon(tmp_path / "ann", tmp_path / "privnet.torrc")
     try:
-        assert again.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)["address"] == on["address"]
+        assert again.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)["address"] == onion
     finally:
         again.stop()
 
@@ -71,16 +85,8 @@ def test_a_session_through_tor_moves_to_the_lan_when_the_peer_is_found_there(
     """bob reaches ann through Tor, then finds her on the LAN (here: a connect to her
     direct address, as mDNS would find her): the session moves to the direct path, and
     messages sent around the move each arrive once."""
-    torrc = tmp_path / "privnet.torrc"
-    torrc.write_text(network.client_torrc())
-    ann, bob = daemon(tmp_path / "ann", torrc), daemon(tmp_path / "bob", torrc)
+    ann, bob, _ = both_on_tor(network, tmp_path)
     try:
-        on = ann.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
-        bob.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
-        ann.command({"cmd": "invite", "tag": "code"})
-        code = onion_only(ann.wait_for("invite", tag="code")["invite"])
-        bob.command({"cmd": "connect", "target": code, "tag": "tor"})
-        assert bob.wait_for("connect", tag="tor", timeout=TOR_UP_WITHIN)["address"] == on["address"]
         bob.command({"cmd": "send", "to": ann.id, "text": "before the move", "tag": "m1"})
         ann.wait_for("message", text="before the move", timeout=TOR_UP_WITHIN)
         assert via(bob, ann.id) == "tor" and via(ann, bob.id) == "tor"
