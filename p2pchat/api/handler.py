@@ -49,7 +49,7 @@ log = logging.getLogger("p2pchat.api")
 # Commands that change nothing another front end shows (the rest call ``on_change``).
 READING = frozenset({"history", "search", "contacts", "requests", "peers", "rooms", "room_history",
                      "room_members", "ping", "version", "invite", "subscribe", "files",
-                     "quit"})  # fmt: skip
+                     "quit", "tor"})  # fmt: skip
 Command = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -114,6 +114,7 @@ class ApiHandler(RoomApi, FileApi, NetworkApi):
             "invite": self.invite,
             "connect": self.connect,
             "ping": self.ping,
+            "tor": self.tor,
             "version": self.version,
             "subscribe": self.subscribe,
             "quit": self.quit,

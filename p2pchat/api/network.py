@@ -60,6 +60,16 @@ class NetworkApi:
             "contact": outcome.contact,
         }
 
+    async def tor(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Where the node's own tor stands (as its last ``tor`` event said), or
+        ``"off"`` when the node runs without --tor."""
+        node = self.actions.require_node()
+        if node.onion is None:
+            return {"state": "off", "progress": 0, "step": "", "address": "", "reason": ""}
+        state = node.onion.state
+        return {"state": state.state, "progress": state.progress, "step": state.step,
+                "address": state.address, "reason": state.reason}  # fmt: skip
+
     async def ping(self, command: dict[str, Any]) -> dict[str, Any]:
         self.actions.require_node()
         peer = peer_arg(command, "id")

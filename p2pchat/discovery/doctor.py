@@ -182,6 +182,7 @@ async def run_checks(
         await _check_node(home, found, report)
         if ask is not None:
             await _check_mesh(ask, report)
+            await _check_tor(ask, report)
     if contacts_only(home):
         report.add(True, "contacts only",
                    "this profile talks to its contacts only: strangers' announcements are "
@@ -298,6 +299,32 @@ async def _check_mesh(ask: AskNode, report: Report) -> None:
                    "if the checks above pass, nobody else may run p2pchat on this "
                    "network; else exchange an invite code (p2pchat invite on one side, "
                    "p2pchat connect CODE on the other) or start with --peer HOST:PORT")  # fmt: skip
+
+
+async def _check_tor(ask: AskNode, report: Report) -> None:
+    """With --tor: whether the node's own tor is up, joined the Tor network and
+    published our onion service, and what to do if not (docs/protocol.md §19)."""
+    try:
+        answer = await ask({"cmd": "tor"})
+    except (OSError, ValueError):
+        return  # said by the mesh check
+    if answer is None or answer.get("event") != "tor" or answer.get("state") == "off":
+        return
+    state, reason = answer.get("state"), str(answer.get("reason", ""))
+    if state == "on":
+        report.add(True, "Tor", f"on: contacts beyond the LAN reach this node at "
+                   f"{answer.get('address')} (the address your invite codes carry)")  # fmt: skip
+    elif state == "failed":
+        advice = ("install tor (Debian/Ubuntu: sudo apt install tor; macOS: brew install tor)"
+                  if "not installed" in reason else
+                  "see the profile's tor/notice.log; a network that blocks Tor needs "
+                  "bridges (lines in --torrc-extra)")  # fmt: skip
+        report.add(False, "Tor", f"off: {reason}", advice)
+    else:
+        report.add(False, "Tor", f"not connected yet ({answer.get('progress', 0)}%: "
+                   f"{answer.get('step') or 'starting'})",
+                   "tor is still joining the Tor network: give it a minute; if it stays "
+                   "here, this network may block Tor (add bridges with --torrc-extra)")  # fmt: skip
 
 
 def _unreachable_advice(port: int, interface: Interface) -> str:

@@ -6,10 +6,14 @@ can only come through Tor (the connect answer says where it went)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.discovery.nodes import Node
 from tests.tor.privnet import TorNetwork
@@ -117,3 +121,36 @@ def wait_until(condition: Callable[[], bool], timeout: float = TOR_UP_WITHIN) ->
     while not condition():
         assert time.monotonic() < deadline, "the session did not move to the LAN"
         time.sleep(0.2)
+
+
+def doctor(home: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "p2pchat", "--home", str(home), "doctor", "--json",
+         "--interface", "127.0.0.1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return next(f for f in json.loads(done.stdout)["findings"] if f["check"] == "Tor")
+
+
+def test_doctor_says_where_tor_stands_and_what_to_do(network: TorNetwork, tmp_path: Path) -> None:
+    """On: the address. Failed (here: a torrc tor refuses): why, and where to look; the
+    node itself keeps running on the LAN."""
+    torrc = tmp_path / "privnet.torrc"
+    torrc.write_text(network.client_torrc())
+    broken = tmp_path / "broken.torrc"
+    broken.write_text("NoSuchOption 1\n")
+    ann, bad = daemon(tmp_path / "ann", torrc), daemon(tmp_path / "bad", broken)
+    try:
+        on = ann.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+        failed = bad.wait_for("tor", state="failed", timeout=TOR_UP_WITHIN)
+        assert "NoSuchOption" in failed["reason"], failed
+        found = doctor(tmp_path / "ann")
+        assert found["ok"] and on["address"] in found["detail"], found
+        found = doctor(tmp_path / "bad")
+        assert not found["ok"] and "NoSuchOption" in found["detail"], found
+        assert "notice.log" in found["advice"], found
+        bad.command({"cmd": "invite", "tag": "lan"})  # the LAN side still works
+        assert bad.wait_for("invite", tag="lan")["addresses"] == [bad.address]
+    finally:
+        ann.stop()
+        bad.stop()
