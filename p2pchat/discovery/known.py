@@ -28,6 +28,7 @@ from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.chat.invites import decode_token, encode_token
 from p2pchat.diskfaults import DiskHealth
 from p2pchat.identity import decode_peer_id
+from p2pchat.tor.onion import is_onion
 
 log = logging.getLogger("p2pchat.discovery")
 
@@ -125,8 +126,10 @@ class KnownPeers:
     def targets(self) -> list[Target]:
         found = []
         for peer_id, entry in sorted(self._peers.items(), key=lambda item: -item[1]["seen"]):
-            for address in entry["addresses"]:
-                host, port = parse_host_port(address)
+            hosts = [parse_host_port(address) for address in entry["addresses"]]
+            # A peer's addresses are tried in order: the LAN's before its onion address,
+            # which is slower and needs our tor (docs/protocol.md §19.3).
+            for host, port in sorted(hosts, key=lambda hp: is_onion(hp[0])):
                 found.append(Target(host, port, peer_id, "remembered", entry["nick"]))
         return found
 

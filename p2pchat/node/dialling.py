@@ -325,6 +325,10 @@ class Dialler:
             if on_host and address not in self._hints.get(key, ()):
                 self._remember(key, address, str(record.nick) or None)
 
+    def remember_address(self, key: bytes, address: str) -> None:
+        """A contact told us where it listens (its onion address, §19.2)."""
+        self._remember(key, address, None)
+
     def _remember(self, key: bytes, address: str, nick: str | None) -> None:
         """``key`` listens at ``address``: dial it there first, now and after a restart."""
         if self._settings.known_peers is not None:

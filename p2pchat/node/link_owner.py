@@ -25,7 +25,7 @@ from p2pchat.node.files import FILE_MESSAGES
 from p2pchat.node.guard import guarded
 from p2pchat.node.rooms import ROOM_WIRE
 from p2pchat.session.core import Refusal
-from p2pchat.wire.messages import AnnounceKey
+from p2pchat.wire.messages import AnnounceKey, OnionAddress
 
 if TYPE_CHECKING:
     from p2pchat.node.node import Node
@@ -78,6 +78,8 @@ class NodeLinkOwner:
             guarded(partial(node.files.receive, message=message), peer)
         elif isinstance(message, AnnounceKey) and node.announce is not None:
             guarded(partial(node.announce.receive, message=message), peer)
+        elif isinstance(message, OnionAddress) and node.onion is not None:
+            guarded(partial(node.onion.received, message=message), peer)
         else:
             log.debug("ignoring %s from %s", type(message).__name__, encode_peer_id(peer))
 
@@ -115,6 +117,8 @@ class NodeLinkOwner:
             guarded(node.files.session_up, peer)
         if node.announce is not None:
             guarded(node.announce.session_up, peer)
+        if node.onion is not None:
+            guarded(node.onion.session_up, peer)
 
     def on_down(self, peer: bytes, reason: str) -> None:
         self._emit(PeerDisconnected(peer, reason))

@@ -75,6 +75,7 @@ from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import (
     ANNOUNCE_FEATURE,
     FILES_FEATURE,
+    ONION_FEATURE,
     ROOM_CHAINS_FEATURE,
     SETTABLE_STATUSES,
 )
@@ -132,7 +133,10 @@ class Node:
             session = settings.connection.session
             session = dataclasses.replace(
                 session,
-                features=session.features | {FILES_FEATURE, ANNOUNCE_FEATURE, ROOM_CHAINS_FEATURE},
+                features=session.features
+                | {FILES_FEATURE, ANNOUNCE_FEATURE, ROOM_CHAINS_FEATURE}
+                # Contacts tell each other their onion address (§19.2) when Tor is on.
+                | ({ONION_FEATURE} if settings.tor is not None else set()),
                 knock_key=self.announce.knock_key,
                 knock_keys=self.announce.knock_keys if settings.private_discovery else None,
             )
@@ -220,6 +224,10 @@ class Node:
             xmpp=self.xmpp,
         )
         self.dialler.found_direct = self.links.prefer_direct
+        if self.onion is not None:
+            self.onion.links = self.links
+            self.onion.is_contact = self.admission.is_contact
+            self.onion.remember = self.dialler.remember_address
 
     def reload_networks(self) -> list[str]:
         """Read our private networks from the store again (one was joined or left by

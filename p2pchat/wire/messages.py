@@ -887,3 +887,17 @@ class AnnounceKey:
     def __post_init__(self) -> None:
         if not 0 <= self.generation <= MAX_WIRE_INT:
             raise ValueError("generation must be from 0 to 2**63 - 1")
+
+
+ONION_FEATURE = "onion/1"  # contacts tell each other their onion address (§19.2)
+MAX_ONION_ADDRESS_CHARS = 80  # "<56 characters>.onion:<port>" with room to spare
+
+
+@wire_message(61)
+@dataclass(frozen=True, slots=True)
+class OnionAddress:
+    """Where the sender's onion service answers (§19.2), sent to a contact only, over
+    a session that lists ``onion/1``: so the contact can dial back from anywhere."""
+
+    TYPE_ID: ClassVar[int]
+    address: str = limit(max_len=MAX_ONION_ADDRESS_CHARS)

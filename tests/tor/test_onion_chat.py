@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from p2pchat.discovery.known import KNOWN_FILE
 from tests.discovery.nodes import Node
 from tests.tor.privnet import TorNetwork
 
@@ -116,10 +117,12 @@ def via(node: Node, peer_id: str) -> str:
     return next((str(c["via"]) for c in listed if c["id"] == peer_id), "")
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = TOR_UP_WITHIN) -> None:
-    deadline = time.monotonic() + timeout
+def wait_until(
+    condition: Callable[[], bool], what: str = "the session did not move to the LAN"
+) -> None:
+    deadline = time.monotonic() + TOR_UP_WITHIN
     while not condition():
-        assert time.monotonic() < deadline, "the session did not move to the LAN"
+        assert time.monotonic() < deadline, what
         time.sleep(0.2)
 
 
@@ -154,3 +157,28 @@ def test_doctor_says_where_tor_stands_and_what_to_do(network: TorNetwork, tmp_pa
     finally:
         ann.stop()
         bad.stop()
+
+
+def test_contacts_tell_each_other_their_onion_address_inside_the_session(
+    network: TorNetwork, tmp_path: Path
+) -> None:
+    """ann gave bob her onion address in her code; bob's reaches ann only inside their
+    encrypted session (onion/1), never on the LAN: ann remembers it, and after a
+    restart her node dials bob there itself."""
+    ann, bob, _ = both_on_tor(network, tmp_path)
+    bob_onion = str(bob.wait_for("tor", state="on")["address"])
+    known = tmp_path / "ann" / KNOWN_FILE
+    try:
+        wait_until(lambda: known.exists() and bob_onion in known.read_text(),
+                   "ann never learned bob's onion address")  # fmt: skip
+        assert bob_onion not in (tmp_path / "ann" / "node.json").read_text()
+    finally:
+        ann.stop()
+    again = daemon(tmp_path / "ann", tmp_path / "privnet.torrc")
+    try:
+        again.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+        again.command({"cmd": "send", "to": bob.id, "text": "I found you myself", "tag": "s"})
+        bob.wait_for("message", text="I found you myself", timeout=TOR_UP_WITHIN)
+    finally:
+        again.stop()
+        bob.stop()
