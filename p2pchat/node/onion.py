@@ -34,7 +34,6 @@ log = logging.getLogger("p2pchat.tor")
 
 ONION_PORT = 7676  # the port our onion service offers (any will do: it is ours alone)
 BOOTSTRAP_WITHIN = 300.0  # s for tor to join the Tor network before we give up
-PUBLISHED_WITHIN = 120.0  # s for the service's descriptor to reach a directory
 PROGRESS_EVERY = 0.5  # s between looks at tor's bootstrap progress
 
 
@@ -78,8 +77,10 @@ class OnionService:
                 await self._bootstrap(tor.control)
                 await tor.control.command("SETEVENTS HS_DESC")
                 service = await tor.control.add_onion(tor_key(self._seed), ONION_PORT, local)
-                with trio.move_on_after(PUBLISHED_WITHIN):
-                    await _uploaded(tor.control.events, service)
+                # "on" only once a directory has our descriptor: until then nobody can
+                # reach us (tor retries the upload by itself; we wait as long as it takes).
+                self._say(TorState("connecting", 100, "publishing our onion service"))
+                await _uploaded(tor.control.events, service)
                 self.address = format_host_port(f"{service}.onion", ONION_PORT)
                 self._say(TorState("on", 100, address=self.address))
                 self._tell_everyone()

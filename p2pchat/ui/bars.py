@@ -56,6 +56,8 @@ def tor_words(state: TorState | None) -> str:
     if state is None or state.state == "starting":
         return "Tor starting…"
     if state.state == "connecting":
+        if state.progress >= 100:  # joined; our onion service is being published
+            return "Tor publishing…"
         return f"Tor connecting {state.progress}%"
     if state.state == "on":
         return "Tor on"

@@ -15,8 +15,10 @@ import trio
 from p2pchat.net.socks5 import Socks5Error, open_via_socks5
 from tests.tor.privnet import TorClient, TorNetwork
 
-# Codes tor gives while the service's descriptor has not reached the directories yet.
-NOT_YET = {0xF0, 0xF2, 0xF3, 0xF7}
+# Codes that say the service cannot be reached this way at all; any other refusal may
+# be a descriptor not in the directories yet, or a circuit that failed (tor's network
+# is minutes old here, on a busy machine): tried again until the deadline.
+FINAL = {0xF4, 0xF5, 0xF6}
 
 
 async def echo(stream: trio.SocketStream) -> None:
@@ -33,7 +35,7 @@ async def dial_until_published(
         try:
             return await open_via_socks5(proxy, onion, 7676, timeout=30)
         except Socks5Error as error:
-            if error.code not in NOT_YET or time.monotonic() > deadline:
+            if error.code in FINAL or time.monotonic() > deadline:
                 raise
             await trio.sleep(0.5)
 
@@ -53,7 +55,7 @@ def test_a_stream_reaches_an_onion_service_across_the_private_network(
                 await trio.to_thread.run_sync(service.wait_bootstrapped)
                 await trio.to_thread.run_sync(caller.wait_bootstrapped)
                 proxy = ("127.0.0.1", caller.socks_port)
-                stream = await dial_until_published(proxy, service.onion, time.monotonic() + 60)
+                stream = await dial_until_published(proxy, service.onion, time.monotonic() + 120)
                 async with stream:
                     for size in (1, 1000, 100_000):
                         sent = os.urandom(size)
@@ -66,6 +68,7 @@ def test_a_stream_reaches_an_onion_service_across_the_private_network(
                 unknown = "a" * 56 + ".onion"
                 with pytest.raises(Socks5Error) as refused:
                     await open_via_socks5(proxy, unknown, 7676, timeout=60)
+                # Its checksum is wrong: tor refuses it as invalid without asking anyone.
                 assert refused.value.code in {0xF0, 0xF6}, refused.value
             finally:
                 service.stop()

@@ -50,7 +50,7 @@ def test_our_tor_publishes_an_onion_service_that_another_reaches(
                     await uploaded(ann.control.events, service)
                 published = time.monotonic() - started
                 stream = await dial_until_published(bob.socks, f"{service}.onion",
-                                                    time.monotonic() + 60)  # fmt: skip
+                                                    time.monotonic() + 120)  # fmt: skip
                 async with stream:
                     await stream.send_all(b"hello onion")
                     got = b""
