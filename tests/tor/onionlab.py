@@ -138,8 +138,3 @@ class OnionLab:
         for name in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
         self._namespaces.clear()
-
-
-def leftover_namespaces(prefix: str) -> list[str]:
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in listing.splitlines() if line.startswith(prefix)]

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.discovery.nodes import Node
-from tests.tor.onionlab import Host, LabUnavailable, OnionLab, leftover_namespaces
+from tests.lab.netlab import leftover_namespaces
+from tests.tor.onionlab import Host, LabUnavailable, OnionLab
 from tests.tor.privnet import TorNetwork
 
 TOR_UP_WITHIN = 180.0  # s: a guard against a hung tor, not a speed target
