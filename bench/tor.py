@@ -71,7 +71,7 @@ from perfdoc import write_run
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p2pchat.net.socks5 import Socks5Error, open_via_socks5
-from tests.tor.privnet import TorClient, TorNetwork
+from tests.tor.privnet import TorClient, TorNetwork, start_network
 
 TEXT = "x" * 100  # a 100-character message, as in bench/messaging.py
 WINDOW = 256  # messages sent and not yet delivered, at most (docs/api.md §2.1)
@@ -528,10 +528,8 @@ def main() -> int:
           flush=True)  # fmt: skip
     began = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="p2pchat-bench-tor-"))
-    network = TorNetwork(tmp / "net")
+    network, consensus = start_network(tmp / "net")
     try:
-        network.start()
-        consensus = network.wait_for_consensus()
         # The raw baseline first: its two tor clients wait until the young network
         # serves clients, so the daemons' start-up is not the network's own.
         base = trio.run(raw, network, tmp, args.rounds, args.messages)

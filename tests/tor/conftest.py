@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tor.privnet import TorNetwork
+from tests.tor.privnet import TorNetwork, start_network
 
 
 @pytest.fixture
@@ -18,10 +18,8 @@ def network(tmp_path: Path) -> Iterator[TorNetwork]:
         if os.environ.get("P2PCHAT_LAB_REQUIRED") == "1":
             pytest.fail("the private Tor network needs tor (Debian package tor)")
         pytest.skip("the private Tor network needs tor (Debian package tor)")
-    made = TorNetwork(tmp_path / "net")
-    made.start()
+    made, _ = start_network(tmp_path / "net")
     try:
-        made.wait_for_consensus()
         yield made
     finally:
         made.stop()

@@ -12,6 +12,7 @@ needs to join it.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -146,10 +147,11 @@ class TorNetwork:
         for relay in self.members:  # every torrc names every authority: written again
             (relay.folder / "torrc").write_text(self._torrc(relay))
         for relay in self.members:
-            relay.process = subprocess.Popen(
-                [*self.prefix, TOR, "-f", str(relay.folder / "torrc")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            with (relay.folder / "start.log").open("wb") as early:
+                relay.process = subprocess.Popen(
+                    [*self.prefix, TOR, "-f", str(relay.folder / "torrc")],
+                    stdout=early, stderr=subprocess.STDOUT,
+                )  # fmt: skip
 
     def stop(self) -> None:
         for relay in self.members:
@@ -174,22 +176,66 @@ class TorNetwork:
                     return time.monotonic() - started
             for relay in self.members:
                 if relay.process is not None and relay.process.poll() is not None:
-                    log = (relay.folder / "notice.log").read_text(errors="replace")
-                    raise RuntimeError(f"{relay.name} ended:\n{log[-3000:]}")
+                    raise MemberEnded(f"{relay.name} ended:\n{last_words(relay.folder)}")
             time.sleep(0.2)
         raise RuntimeError(f"no consensus with all {len(self.members)} relays in {timeout} s")
 
 
+def start_network(
+    root: Path, address: str = "127.0.0.1", prefix: tuple[str, ...] = (), attempts: int = 2
+) -> tuple[TorNetwork, float]:
+    """A network made in ``root`` and up (with its consensus seconds); made again with
+    other ports, in a fresh folder, if one of its tors ended on the way."""
+    for attempt in range(1, attempts + 1):
+        network = TorNetwork(root / f"try{attempt}", address=address, prefix=prefix)
+        network.start()
+        try:
+            return network, network.wait_for_consensus()
+        except MemberEnded:
+            network.stop()
+            if attempt == attempts:
+                raise
+        except BaseException:
+            network.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
+class MemberEnded(RuntimeError):
+    """A tor of the network ended before the network was up (a port taken meanwhile,
+    most often): worth one more try with other ports."""
+
+
+def last_words(folder: Path) -> str:
+    """The end of what a tor in ``folder`` said: its log file, or what it printed before
+    it opened one (a bad port or torrc ends it before that)."""
+    said = ""
+    for name in ("start.log", "notice.log"):
+        if (folder / name).exists():
+            said += (folder / name).read_text(errors="replace")
+    return said[-3000:] or "(nothing)"
+
+
+# Ports below the kernel's ephemeral range (32768 up): a port picked there cannot be
+# taken meanwhile as the local end of some outgoing connection, as a port the kernel
+# picked (bind to 0) can, before tor binds it. Random, so parallel tests differ.
+_PORTS = range(20000, 32000)
+
+
 def free_ports() -> Iterator[int]:
-    """Ports free on this machine now (the kernel's choice, so parallel tests differ)."""
+    """Ports free on this machine now, each given once per call."""
     given: set[int] = set()
     while True:
+        port = random.choice(_PORTS)
+        if port in given:
+            continue
         with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port not in given:
-            given.add(port)
-            yield port
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        given.add(port)
+        yield port
 
 
 def _fingerprint(output: str) -> str:
@@ -227,10 +273,11 @@ class TorClient:
             lines += [f"HiddenServiceDir {self.folder / 'onion'}",
                       f"HiddenServicePort {self.onion_port} {host}:{port}"]  # fmt: skip
         (self.folder / "torrc").write_text("\n".join(lines) + "\n")
-        self.process = subprocess.Popen(
-            [*self.network.prefix, TOR, "-f", str(self.folder / "torrc")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with (self.folder / "start.log").open("wb") as early:
+            self.process = subprocess.Popen(
+                [*self.network.prefix, TOR, "-f", str(self.folder / "torrc")],
+                stdout=early, stderr=subprocess.STDOUT,
+            )  # fmt: skip
 
     def wait_bootstrapped(self, timeout: float = 120) -> float:
         """Seconds until this client says it is fully bootstrapped."""
@@ -240,7 +287,7 @@ class TorClient:
             if log.exists() and "Bootstrapped 100%" in log.read_text(errors="replace"):
                 return time.monotonic() - started
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"tor ended:\n{log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(f"tor ended:\n{last_words(self.folder)}")
             time.sleep(0.1)
         raise RuntimeError(f"not bootstrapped in {timeout} s")
 

@@ -19,7 +19,7 @@ import pytest
 from tests.discovery.nodes import Node
 from tests.lab.netlab import leftover_namespaces
 from tests.tor.onionlab import Host, LabUnavailable, OnionLab
-from tests.tor.privnet import TorNetwork
+from tests.tor.privnet import TorNetwork, start_network
 
 TOR_UP_WITHIN = 180.0  # s: a guard against a hung tor, not a speed target
 
@@ -42,10 +42,14 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         if os.environ.get("P2PCHAT_LAB_REQUIRED") == "1":
             pytest.fail(f"the onion lab is unavailable: {reason}")
         pytest.skip(f"the onion lab is unavailable: {reason}")
-    network = TorNetwork(tmp_path / "net", address=hosts.tor.address, prefix=hosts.tor.exec_prefix)
     try:
-        network.start()
-        network.wait_for_consensus()
+        network, _ = start_network(
+            tmp_path / "net", address=hosts.tor.address, prefix=hosts.tor.exec_prefix
+        )
+    except BaseException:
+        hosts.close()
+        raise
+    try:
         yield Lab(hosts, network)
     finally:
         network.stop()
