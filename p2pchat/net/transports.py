@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import trio
 
-from p2pchat.net.socks5 import open_via_socks5
+from p2pchat.net.socks5 import Socks5Error, open_via_socks5
 from p2pchat.tor.onion import is_onion, parse_onion
 
 DIRECT_TIMEOUT = 10.0  # s for a TCP connection on the LAN or the internet
 # s for a stream to an onion service: tor fetches its descriptor and meets it at a
 # rendezvous point, which takes a few seconds on the Tor network.
 ONION_TIMEOUT = 60.0
+# Refusals that say a circuit failed on the way, not that the service is away: tried
+# again at once (a fresh circuit), within ONION_TIMEOUT, at most ONION_TRIES times in
+# all. "Not published" (0xF0) is not among them: an offline contact would cost a
+# directory lookup a second; node/remote.py tries it again minutes later instead.
+TRANSIENT = frozenset({1, 6, 0xF2, 0xF3, 0xF7})
+ONION_TRIES = 3
 
 
 class NoTor(ConnectionError):
@@ -40,4 +46,14 @@ class Transports:
             raise ConnectionError(f"{host}: {error}") from None
         if self.tor_socks is None:
             raise NoTor(f"{host} is reached through Tor, and Tor is off: start p2pchat with --tor")
-        return await open_via_socks5(self.tor_socks, host, port, timeout=ONION_TIMEOUT)
+        deadline = trio.current_time() + ONION_TIMEOUT
+        for attempt in range(1, ONION_TRIES + 1):
+            left = deadline - trio.current_time()
+            try:
+                return await open_via_socks5(self.tor_socks, host, port, timeout=left)
+            except Socks5Error as error:
+                if error.code not in TRANSIENT or attempt == ONION_TRIES:
+                    raise
+                if deadline - trio.current_time() < 1:
+                    raise
+        raise AssertionError("unreachable")

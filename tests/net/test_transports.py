@@ -1,0 +1,90 @@
+"""An onion dial through our tor (net/transports.py): a circuit that failed on the way
+is tried again, within the onion timeout and a few tries; a service that is not
+published is not (an offline contact would cost a lookup a second). Against a stub
+SOCKS5 proxy on 127.0.0.1 that answers each connection with the next code of a list."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from p2pchat.net.socks5 import Socks5Error
+from p2pchat.net.transports import ONION_TRIES, NoTor, Transports
+from p2pchat.tor.onion import onion_address
+from tests.net.test_socks5 import reply
+
+ONION = onion_address(bytes(32))  # a valid v3 address: its checksum is checked first
+
+
+async def scripted_proxy(
+    listeners: list[trio.SocketListener], codes: list[int], asked: list[str]
+) -> None:
+    """Answers the n-th CONNECT with ``codes[n]`` (0: success, then echo)."""
+
+    async def serve(client: trio.SocketStream) -> None:
+        async with client:
+            assert await client.receive_some(3) == b"\x05\x01\x00"
+            await client.send_all(b"\x05\x00")
+            head = await receive_exactly(client, 5)
+            assert head[:4] == b"\x05\x01\x00\x03"  # a name, never an address
+            name = await receive_exactly(client, head[4] + 2)
+            asked.append(name[:-2].decode())
+            code = codes[min(len(asked), len(codes)) - 1]
+            await client.send_all(reply(code))
+            if code == 0:
+                async for data in client:
+                    await client.send_all(data)
+
+    await trio.serve_listeners(serve, listeners)
+
+
+async def receive_exactly(stream: trio.SocketStream, count: int) -> bytes:
+    got = b""
+    while len(got) < count:
+        got += await stream.receive_some(count - len(got))
+    return got
+
+
+async def dial(codes: list[int]) -> tuple[trio.abc.Stream | Socks5Error, list[str]]:
+    asked: list[str] = []
+    transports = Transports()
+    async with trio.open_nursery() as nursery:
+        proxies = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        nursery.start_soon(scripted_proxy, proxies, codes, asked)
+        transports.tor_socks = ("127.0.0.1", proxies[0].socket.getsockname()[1])
+        outcome: trio.abc.Stream | Socks5Error
+        try:
+            outcome = await transports.open(ONION, 7676)
+        except Socks5Error as error:
+            outcome = error
+        else:
+            async with outcome:
+                await outcome.send_all(b"ping")
+                assert await receive_exactly(outcome, 4) == b"ping"  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+    return outcome, asked
+
+
+@pytest.mark.parametrize("failure", [0x01, 0x06, 0xF2, 0xF3, 0xF7])
+async def test_a_circuit_that_failed_is_tried_again(failure: int) -> None:
+    outcome, asked = await dial([failure, 0])
+    assert not isinstance(outcome, Socks5Error), outcome
+    assert asked == [ONION, ONION]
+
+
+@pytest.mark.parametrize("final", [0xF0, 0xF4, 0xF5, 0xF6, 0x05])
+async def test_a_service_away_or_refusing_is_said_at_once(final: int) -> None:
+    outcome, asked = await dial([final, 0])
+    assert isinstance(outcome, Socks5Error) and outcome.code == final
+    assert len(asked) == 1
+
+
+async def test_tries_are_few() -> None:
+    outcome, asked = await dial([0xF2] * 10)
+    assert isinstance(outcome, Socks5Error) and outcome.code == 0xF2
+    assert len(asked) == ONION_TRIES
+
+
+async def test_without_tor_an_onion_address_is_refused_with_advice() -> None:
+    with pytest.raises(NoTor, match="--tor"):
+        await Transports().open(ONION, 7676)
