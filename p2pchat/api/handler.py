@@ -30,6 +30,7 @@ from p2pchat.api.protocol import (
     found_json,
     int_arg,
     message_json,
+    milliseconds,
     peer_arg,
     request_json,
     str_arg,
@@ -348,6 +349,7 @@ class ApiHandler(RoomApi, FileApi, NetworkApi):
         shown["status"] = presence.status if presence else "offline"
         node = self.actions.node
         shown["via"] = node.reached_via(contact.peer) if node is not None else ""
+        shown["rtt_ms"] = milliseconds(node.latency(contact.peer) if node is not None else None)
         if presence is not None and presence.nick:  # the nick they announce now
             shown["nick"] = presence.nick
             shown["name"] = person_name(contact_name=contact.petname, nick=presence.nick)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from p2pchat.api.link_local import LinkLocalApi
-from p2pchat.api.protocol import ApiError, int_arg, peer_arg, str_arg
+from p2pchat.api.protocol import ApiError, int_arg, milliseconds, peer_arg, str_arg
 from p2pchat.commands import CommandError, Commands, Peer
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.wire.messages import MAX_PING_DATA
@@ -100,4 +100,5 @@ def _peer_json(peer: Peer) -> dict[str, Any]:
         "connected": peer.connected,
         "network": peer.network,
         "via": peer.via,
+        "rtt_ms": milliseconds(peer.rtt),
     }

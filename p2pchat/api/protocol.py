@@ -131,6 +131,11 @@ def float_arg(command: dict[str, Any], name: str, default: float, low: float, hi
 # --------------------------------------------------------------- rows as JSON
 
 
+def milliseconds(seconds: float | None) -> float | None:
+    """A duration for JSON: milliseconds to a tenth, or None (not measured)."""
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
 def message_json(message: StoredMessage, me: bytes) -> dict[str, Any]:
     return {
         "msg_id": message.msg_id.hex(),

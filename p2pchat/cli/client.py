@@ -66,7 +66,8 @@ def cmd_contacts(profile: Profile, args: argparse.Namespace) -> int:
                     for mark, on in (("verified", row["verified"]), ("blocked", row["blocked"]))
                     if on
                 )
-                print(f"{row['name'] or '(no name)':<20} {row['status']:<8} {row['id']} {marks}")
+                print(f"{row['name'] or '(no name)':<20} {row['status']:<8} "
+                      f"{reached(row):<12} {row['id']} {marks}")  # fmt: skip
         else:
             for row in rows:
                 print(f"{row['nick'] or '(no nick)':<20} {row['messages']} message(s)  {row['id']}")
@@ -202,3 +203,12 @@ async def _send_with_own_node(
                     await trio.sleep(0.1)
         tasks.cancel_scope.cancel()
     return answer
+
+
+def reached(row: dict[str, Any]) -> str:
+    """How a contact's session goes, and its round trip: "LAN 2 ms", "Tor 480 ms", "-"."""
+    via = {"direct": "LAN", "tor": "Tor"}.get(row.get("via") or "", "")
+    if not via:
+        return "-"
+    rtt = row.get("rtt_ms")
+    return via if rtt is None else f"{via} {rtt:.0f} ms"

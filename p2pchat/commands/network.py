@@ -37,6 +37,7 @@ class Peer:
     connected: bool
     network: str = ""  # the private network we met it in (§17), if any
     via: str = ""  # how its session goes: "direct", "tor" (§19), or "" without one
+    rtt: float | None = None  # the session's last round trip in seconds, if measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,10 @@ class NetworkCommands(CommandContext):
             if member.is_self:
                 continue
             network = node.networks.network_of(member.peer)
-            peers.append(Peer(member, encode_peer_id(member.peer) in connected,
+            peer = member.peer
+            peers.append(Peer(member, encode_peer_id(peer) in connected,
                               network.name if network is not None else "",
-                              node.reached_via(member.peer)))  # fmt: skip
+                              node.reached_via(peer), node.latency(peer)))  # fmt: skip
         return peers
 
     def reload_networks(self) -> list[str]:

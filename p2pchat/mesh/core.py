@@ -127,7 +127,10 @@ class Mesh:
         self._gate = gate = Gate(
             shared, self.admission, protected=protected, contacts_only=contacts_only
         )
-        self._views = views = Views(shared, admits=gate.admits, now=now)
+        # Peers we hold a session with, told by the driver: where an unlisted record of
+        # ours goes, and the only way we know an unlisted member is still there.
+        self._sessions: set[bytes] = set()
+        self._views = views = Views(shared, admits=self._may_neighbour, now=now)
         self._tree = tree = NewsTree(shared, admits=gate.admits, neighbours=lambda: views.active)
         self._gossip = gossip = Dissemination(shared, views, tree)
         self._detector = detector = FailureDetector(shared, views, gossip, now=now)
@@ -137,10 +140,9 @@ class Mesh:
             views.linked = linked
         self._repair = AntiEntropy(shared, views, gate, gossip, now=now)
         detector.before_probe = self._repair.ride  # a due summary goes with a ping
-        # Peers we hold a session with, told by the driver: where an unlisted record of
-        # ours goes, and the only way we know an unlisted member is still there.
-        self._sessions: set[bytes] = set()
-        self._own = OwnRecord(shared, identity, detector, gossip, self._session_peers)
+        self._own = OwnRecord(
+            shared, identity, detector, gossip, self._session_peers, self._pairwise_peers
+        )
         self._intake = Intake(shared, gate, views, gossip, detector, self._own, tree)
         self._routes: dict[type, Handler] = {
             MeshPing: self._on_ping,
@@ -194,9 +196,12 @@ class Mesh:
             assert member is not None
             self._events.put(PresenceChanged.of(member))
 
-    def session_up(self, peer: bytes) -> None:
+    def session_up(self, peer: bytes, *, pairwise: bool = False) -> None:
         """A session with ``peer`` opened. If our record is unlisted, it gets it now:
-        nobody else will pass it on (§11.1)."""
+        nobody else will pass it on (§11.1). ``pairwise``: the session runs through Tor,
+        so presence is between the two of us alone (§19.5): the peer gets our record
+        now and each new version, only its own record is taken from it, and it is
+        nobody's neighbour; a session on the LAN ends that."""
         if self.stopped or peer == self.me:
             return
         self._sessions.add(peer)
@@ -204,8 +209,11 @@ class Mesh:
             member = self.members.get(peer)
             assert member is not None
             self._events.put(PresenceChanged.of(member))
+        self.members.set_pairwise(peer, pairwise)
+        if pairwise:
+            self._views.remove(peer)  # a neighbour through Tor would carry the LAN's news
         own = self.members.own
-        if own.unlisted and self._gate.admits(peer):
+        if (own.unlisted or pairwise) and self._gate.admits(peer):
             self._outgoing.send(peer, MeshGossip(records=(own,)))
 
     def keeps(self, peer: bytes) -> bool:
@@ -218,6 +226,12 @@ class Mesh:
 
     def _session_peers(self) -> list[bytes]:
         return sorted(peer for peer in self._sessions if self._gate.admits(peer))
+
+    def _pairwise_peers(self) -> list[bytes]:
+        return [peer for peer in self._session_peers() if self.members.is_pairwise(peer)]
+
+    def _may_neighbour(self, peer: bytes) -> bool:
+        return self._gate.admits(peer) and not self.members.is_pairwise(peer)
 
     def introduce(self, peers: Iterable[bytes], now: float) -> None:
         """Peers we may contact (discovery, static peers, invites): candidates to join."""
@@ -255,6 +269,9 @@ class Mesh:
         if self.stopped or sender == self.me:
             return
         self.mark_proven(sender)
+        if self.members.is_pairwise(sender):
+            self._from_pairwise(sender, message, now)
+            return
         self._detector.heard_from(sender, now)
         handler = self._routes.get(type(message))
         if handler is not None:
@@ -269,11 +286,14 @@ class Mesh:
 
     def link_down(self, peer: bytes, now: float) -> None:
         """The transport to ``peer`` broke: probe it now rather than at its turn. An
-        unlisted member is offline from now on (to us alone: nobody else hears of it)."""
+        unlisted or pairwise member is offline from now on (to us alone: nobody else
+        hears of it)."""
         self._sessions.discard(peer)
         if self.stopped:
             return
         member = self.members.get(peer)
+        if member is None:
+            self.members.set_pairwise(peer, False)  # only members are remembered as such
         if member is not None and member.online and self.members.is_unlisted(peer):
             self.members.offer_claim(self.members.our_claim(member, "dead"), now)
             self._events.put(PresenceChanged.of(member))
@@ -305,6 +325,16 @@ class Mesh:
         return self._events.take()
 
     # ------------------------------------------------------------------ routes
+
+    def _from_pairwise(self, sender: bytes, message: Any, now: float) -> None:
+        """A peer through Tor: its own record is all we take (never passed on), a request
+        to be our neighbour is refused, and the rest, which would carry or ask for the
+        LAN's members, is not answered (§19.5)."""
+        if isinstance(message, MeshGossip):
+            own = tuple(record for record in message.records if record.owner == sender)
+            self._intake.absorb(sender, own, (), now, fresh=False)
+        elif isinstance(message, MeshNeighbor):
+            self._outgoing.send(sender, MeshNeighborReply(False))
 
     def _on_ping(self, sender: bytes, message: MeshPing, now: float) -> None:
         self._intake.absorb(sender, message.records, message.claims, now)

@@ -6,7 +6,8 @@ is new is reported to the caller and, unless it came as a repair (old news), spr
 on if it is news (a record, a dead claim; a suspicion is never passed on). A claim
 about us is answered; a new suspicion of a neighbour is checked by probing it
 ourselves; a member declared dead leaves the views. An unlisted record (§11.1) is taken
-from its owner only, and is never news: it goes no further.
+from its owner only, and is never news: it goes no further; nor does a pairwise
+member's (§19.5).
 """
 
 from __future__ import annotations
@@ -106,9 +107,10 @@ class Intake(Part):
                 self._events.put(PresenceChanged.of(member))
                 # Repairs are old news (pushing them on would flood the mesh), and an
                 # unlisted record goes no further than us (§11.1).
-                if fresh and not record.unlisted:
+                private = self._members.is_unlisted(record.owner)  # or pairwise (§19.5)
+                if fresh and not private:
                     self._gossip.spread(record, sender)
-                if was_dead and member.online and sender == record.owner:
+                if was_dead and member.online and sender == record.owner and not private:
                     self._views.add_passive(record.owner)
         return dropped, skipped
 

@@ -12,7 +12,9 @@ refused if every member stands higher than it.
 
 An unlisted member (a node in private discovery, §11.1) is held like any other but is
 never named to anyone: it is left out of the summary, the bucket hashes, the digest
-entries and the random draws that pick peers to suggest or to keep in reserve.
+entries and the random draws that pick peers to suggest or to keep in reserve. So is a
+pairwise member (a contact reached through Tor, §19.5), whatever its record says: it is
+ours alone until a session shows it on the LAN.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class Membership:
         self._proven_pending_max = proven_pending
         self._evicted: list[PresenceRecord] = []
         self._unlisted: set[bytes] = set()  # members (us too) whose record is unlisted
+        self._pairwise: set[bytes] = set()  # peers met through Tor, not on the LAN (§19.5)
         self.rejected: dict[Verdict, int] = {}
         self.refused_full = 0  # newcomers refused: every member stood higher
         self.set_own(own)
@@ -166,19 +169,36 @@ class Membership:
         return self._by_state[state]
 
     def is_unlisted(self, peer: bytes) -> bool:
-        return peer in self._unlisted
+        """Whether ``peer`` is named to nobody: its record is unlisted, or it is pairwise."""
+        return peer in self._unlisted or peer in self._pairwise
+
+    def is_pairwise(self, peer: bytes) -> bool:
+        return peer in self._pairwise
+
+    def set_pairwise(self, peer: bytes, pairwise: bool) -> None:
+        """``peer`` reaches us through Tor alone (True), or showed itself on the LAN."""
+        if peer == self.me:
+            return
+        if pairwise:
+            self._pairwise.add(peer)
+        else:
+            self._pairwise.discard(peer)
+        if peer in self._members:
+            self._list(peer, peer in self._unlisted)
+            self._summary = None
 
     def _list(self, peer: bytes, unlisted: bool) -> None:
-        """Keep ``peer`` (not us) in the random draws only while its record is listed."""
+        """Keep ``peer`` (not us) in the random draws only while it may be named."""
         if unlisted:
             self._unlisted.add(peer)
-            if peer in self._peer_index:
-                self._drop_from_draws(peer)
         else:
             self._unlisted.discard(peer)
-            if peer != self.me and peer not in self._peer_index:
-                self._peer_index[peer] = len(self._peer_list)
-                self._peer_list.append(peer)
+        if self.is_unlisted(peer) or peer == self.me:
+            if peer in self._peer_index:
+                self._drop_from_draws(peer)
+        elif peer not in self._peer_index:
+            self._peer_index[peer] = len(self._peer_list)
+            self._peer_list.append(peer)
 
     def _drop_from_draws(self, peer: bytes) -> None:
         index = self._peer_index.pop(peer)
@@ -247,6 +267,7 @@ class Membership:
         if peer in self._peer_index:
             self._drop_from_draws(peer)
         self._unlisted.discard(peer)
+        self._pairwise.discard(peer)
         self._evicted.append(member.record)
         self._summary = None
 
@@ -327,7 +348,7 @@ class Membership:
         """An unlisted member we marked offline when its session broke has a session
         again: what its record says, at the same version (it sends no newer one)."""
         member = self._members.get(peer)
-        if member is None or peer not in self._unlisted or member.state is not State.DEAD:
+        if member is None or not self.is_unlisted(peer) or member.state is not State.DEAD:
             return False
         self._set_state(member, _state_for(member.record))
         self._summary = None
@@ -349,8 +370,12 @@ class Membership:
         return DigestEntry(member.peer, member.record.version, member.state is State.DEAD)
 
     def _listed(self) -> Iterator[tuple[bytes, Member]]:
-        unlisted = self._unlisted
-        return ((peer, m) for peer, m in self._members.items() if peer not in unlisted)
+        unlisted, pairwise = self._unlisted, self._pairwise
+        return (
+            (peer, m)
+            for peer, m in self._members.items()
+            if peer not in unlisted and peer not in pairwise
+        )
 
     def entries(self) -> list[DigestEntry]:
         return [self.entry(member) for _, member in self._listed()]

@@ -9,7 +9,8 @@ above it.
 
 An unlisted record (a node in private discovery, §11.1) is not news: nobody passes it
 on, so we hand each version to every peer we hold a session with ourselves, and answer
-claims only to those.
+claims only to those. Peers through Tor (pairwise, §19.5) hear no gossip, so they get
+each version from us too.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ class OwnRecord(Part):
         detector: FailureDetector,
         gossip: Dissemination,
         sessions: Callable[[], list[bytes]],
+        pairwise: Callable[[], list[bytes]],
     ) -> None:
-        """``sessions()``: the admitted peers we hold a session with, in a fixed order."""
+        """``sessions()``: the admitted peers we hold a session with, in a fixed order;
+        ``pairwise()``: those of them reached through Tor (§19.5)."""
         super().__init__(shared)
         self._identity = identity
         self._detector = detector
         self._gossip = gossip
         self._sessions = sessions
+        self._pairwise = pairwise
 
     def publish(self, **changes: Any) -> PresenceRecord:
         """Sign and spread the next version of our record, with ``changes`` applied."""
@@ -60,6 +64,7 @@ class OwnRecord(Part):
             self._tell(record, *self._sessions())
         else:
             self._gossip.spread(record, None)  # pushed when the core flushes, after this
+            self._tell(record, *self._pairwise())  # nobody passes news to them but us
         return record
 
     def refute(self, claim: MeshClaim, source: bytes) -> None:

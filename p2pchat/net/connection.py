@@ -28,7 +28,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -67,6 +67,11 @@ class ConnectionConfig:
     # Near-zero idle traffic: one small ping after this long with nothing received.
     keepalive_interval: float = 20.0
     idle_timeout: float = 60.0
+    # Through Tor (docs/protocol.md §19.4): a round trip takes hundreds of milliseconds
+    # and a circuit that is rebuilt stalls for seconds, so the session waits longer
+    # before it calls the peer gone, and pings less often (each ping crosses six relays).
+    tor_keepalive_interval: float = 60.0
+    tor_idle_timeout: float = 180.0
     # A peer that accepts no bytes for this long is treated as gone (slow-reader defence).
     send_timeout: float = 30.0
     close_timeout: float = 1.0
@@ -117,6 +122,10 @@ class SecureConnection:
         # the nonces whose pong did arrive go into _ponged.
         self._pings: dict[int, trio.Event] = {}
         self._ponged: set[int] = set()
+        # The last round trip measured, in seconds (a ping's, a keepalive's): what
+        # ``peers`` and ``contacts`` show as the latency; None until one was measured.
+        self.rtt: float | None = None
+        self._keepalive_ping: tuple[int, float] | None = None  # nonce, sent at
         self._last_receive = trio.current_time()
         self._reads = 0  # reads that brought data: the keepalive's "heard since we pinged"
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
@@ -301,7 +310,8 @@ class SecureConnection:
             assert self.closed is not None  # only a close wakes us without a pong
             raise self.closed
         self._ponged.discard(nonce)
-        return trio.current_time() - start
+        self.rtt = trio.current_time() - start
+        return self.rtt
 
     async def aclose(self, code: str = "bye", reason: str = "") -> None:
         """Say goodbye to the peer (best effort, bounded time) and close the socket."""
@@ -553,10 +563,20 @@ class SecureConnection:
                 # Unblocks the reader and frees the socket now, not when the caller exits.
                 await trio.aclose_forcefully(self._stream)
 
-    async def run_keepalive(self) -> None:
+    def through_tor(self) -> None:
+        """This session runs through Tor: Tor's timers from the keepalive's next turn
+        (at most the usual interval away), §19.4."""
         config = self.config
+        self.config = replace(
+            config,
+            keepalive_interval=config.tor_keepalive_interval,
+            idle_timeout=config.tor_idle_timeout,
+        )
+
+    async def run_keepalive(self) -> None:
         pinged_at_read: int | None = None  # self._reads when we last pinged
         while self.closed is None:
+            config = self.config  # read each time: a session through Tor gets other timers
             now = trio.current_time()
             idle = now - self._last_receive
             if idle >= config.idle_timeout:
@@ -576,7 +596,9 @@ class SecureConnection:
             if idle >= config.keepalive_interval and not waiting:
                 pinged_at_read = self._reads
                 waiting = True
-                self._session.ping(secrets.randbits(63))
+                nonce = secrets.randbits(63)
+                self._keepalive_ping = (nonce, now)
+                self._session.ping(nonce)
                 self._wake_writer.set()
             wait = config.idle_timeout if waiting else config.keepalive_interval
             await trio.sleep_until(max(self._last_receive + wait, now + 0.001))
@@ -600,6 +622,9 @@ class SecureConnection:
 
     def _handle_control_event(self, event: object) -> None:
         if isinstance(event, PongReceived):
+            if self._keepalive_ping is not None and self._keepalive_ping[0] == event.nonce:
+                self.rtt = trio.current_time() - self._keepalive_ping[1]
+                self._keepalive_ping = None
             waiter = self._pings.get(event.nonce)
             if waiter is not None:
                 self._ponged.add(event.nonce)

@@ -38,7 +38,7 @@ from typing import Any
 import trio
 
 from p2pchat.addresses import parse_host_port
-from p2pchat.errors import ConnectionClosed
+from p2pchat.errors import ConnectionClosed, LocalProtocolError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.connection import ConnectionConfig, SecureConnection, host_of
 from p2pchat.net.owner import LinkOwner
@@ -393,6 +393,8 @@ class LinkManager:
             useful_at=now,
             via_tor=address is not None and (address == TOR_ADDRESS or is_onion(host_of(address))),
         )
+        if link.via_tor:
+            connection.through_tor()
         old = moved_from = self.links.get(peer)
         if old is not None and old.closing:
             old = None  # on its way out: the newcomer needs a slot of its own
@@ -433,6 +435,7 @@ class LinkManager:
             self.owner.on_session(peer)  # also for a replacement: it resends what was in flight
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, link)
+                nursery.start_soon(_measure, connection)
                 try:
                     await self._read(link)
                 except ConnectionClosed as closed:
@@ -607,3 +610,10 @@ class LinkManager:
         with trio.move_on_after(1.0):
             for link in list(self.links.values()):
                 await link.connection.aclose()
+
+
+async def _measure(connection: SecureConnection) -> None:
+    """One round trip at the start of a session, for the latency ``peers`` and
+    ``contacts`` show (the keepalive's pings keep it fresh on a quiet session)."""
+    with contextlib.suppress(ConnectionClosed, LocalProtocolError):
+        await connection.ping()

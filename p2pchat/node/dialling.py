@@ -37,7 +37,7 @@ from p2pchat.node.networks import NetworkMembers
 from p2pchat.node.settings import NodeSettings
 from p2pchat.node.xmpp.bridge import XmppBridge
 from p2pchat.session.core import SUPPORTED_VERSIONS
-from p2pchat.tor.onion import is_onion
+from p2pchat.tor.onion import is_onion_address
 from p2pchat.wallclock import now_ms
 from p2pchat.wire.messages import PresenceRecord, Status
 
@@ -106,7 +106,7 @@ class Dialler:
             if member is not None:
                 addresses += [a for a in member.record.addresses if a not in addresses]
         # The LAN first, Tor last: a direct session is faster and needs no tor (§19).
-        return sorted(addresses, key=_through_tor)
+        return sorted(addresses, key=is_onion_address)
 
     # ------------------------------------------------------------------ discovery
 
@@ -282,7 +282,7 @@ class Dialler:
                 self._settings.known_peers.remember(peer_id, address, nick)  # never raises
             return
         self._remember(key, address, nick)
-        if self.found_direct is not None and not _through_tor(address):
+        if self.found_direct is not None and not is_onion_address(address):
             self.found_direct(key)  # a session through Tor moves to the LAN (§19)
         mesh = self._mesh.mesh
         if mesh is not None:
@@ -347,10 +347,3 @@ class Dialler:
 
     def note(self, name: str, text: str, **fields: Any) -> None:
         self._emit(DiscoveryNote(name, text, fields))
-
-
-def _through_tor(address: str) -> bool:
-    try:
-        return is_onion(parse_host_port(address)[0])
-    except ValueError:
-        return False

@@ -105,8 +105,9 @@ class NodeLinkOwner:
             node.networks.joined(peer, link.connection.network)
         if node.mesh is not None:
             # Our unlisted record goes with each session: one sent on a session that was
-            # replaced at once may never have been read (§11.1).
-            node.mesh.session_up(peer)
+            # replaced at once may never have been read (§11.1). Through Tor, presence
+            # is pairwise; a session on the LAN ends that (§19.5).
+            node.mesh.session_up(peer, pairwise=link is not None and link.via_tor)
             node.mesh_runner.pump()
         if node.chat is not None:
             guarded(node.chat.peer_up, peer)

@@ -36,7 +36,7 @@ from p2pchat.backlog import approx_size
 from p2pchat.discovery.known import Target, make_invite
 from p2pchat.discovery.mdns import local_addresses
 from p2pchat.diskfaults import DiskEvent, DiskHealth, DiskRecovered
-from p2pchat.errors import ConnectionClosed
+from p2pchat.errors import ConnectionClosed, StoreError
 from p2pchat.feed import Feed
 from p2pchat.identity import Identity, decode_peer_id, encode_peer_id
 from p2pchat.mesh.core import MemberForgotten, Mesh, MeshEvent, PresenceChanged
@@ -65,6 +65,7 @@ from p2pchat.node.meshrun import MeshRunner, log_refusal
 from p2pchat.node.networks import NetworkMembers, WithNetworks
 from p2pchat.node.onion import OnionService
 from p2pchat.node.presence import PresenceBoard
+from p2pchat.node.remote import RemoteContacts
 from p2pchat.node.rooms import RoomService
 from p2pchat.node.settings import Invitation as Invitation
 from p2pchat.node.settings import NodeSettings as NodeSettings
@@ -224,10 +225,38 @@ class Node:
             xmpp=self.xmpp,
         )
         self.dialler.found_direct = self.links.prefer_direct
+        self.remote: RemoteContacts | None = None
         if self.onion is not None:
             self.onion.links = self.links
             self.onion.is_contact = self.admission.is_contact
             self.onion.remember = self.dialler.remember_address
+            transports = settings.connection.transports
+            self.remote = RemoteContacts(
+                self.links,
+                contacts=self._contact_keys,
+                resolve=self.dialler.resolve,
+                on_lan=self._on_lan,
+                tor_ready=lambda: transports.tor_socks is not None,
+                rng=random.Random(self._rng.getrandbits(64)),
+            )
+
+    def _contact_keys(self) -> list[bytes]:
+        store = self.store
+        if store is None:
+            return []
+        try:
+            return [c.peer for c in store.contacts() if c.is_contact and not c.blocked]
+        except StoreError as error:  # asked again in half a minute
+            log.debug("cannot list contacts to keep in touch: %s", error)
+            return []
+
+    def _on_lan(self, peer: bytes) -> bool:
+        """Whether the mesh shows ``peer`` online on the LAN (not through Tor alone)."""
+        mesh = self.mesh
+        if mesh is None:
+            return False
+        member = mesh.members.get(peer)
+        return member is not None and member.online and not mesh.members.is_pairwise(peer)
 
     def reload_networks(self) -> list[str]:
         """Read our private networks from the store again (one was joined or left by
@@ -313,6 +342,12 @@ class Node:
         if link is None or link.closing:
             return ""
         return "tor" if link.via_tor else "direct"
+
+    def latency(self, peer: bytes) -> float | None:
+        """The last round trip measured on the session with ``peer``, in seconds; None
+        without a session or before the first measure."""
+        link = self.links.links.get(peer)
+        return None if link is None or link.closing else link.connection.rtt
 
     async def connect(self, targets: list[Target]) -> list[DiscoveryNote]:
         """Dial an invite code's or an address's targets now (the API's and the UI's
@@ -450,6 +485,8 @@ class Node:
                 )
             )
             self._nursery.start_soon(self.onion.run, listener_addresses(tor_listeners)[0])
+        if self.remote is not None:
+            self._nursery.start_soon(self.remote.run)
         task_status.started()
 
     async def _leave(self) -> None:

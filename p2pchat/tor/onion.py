@@ -15,6 +15,8 @@ import hashlib
 import nacl.bindings
 import nacl.signing
 
+from p2pchat.addresses import parse_host_port
+
 VERSION = 3
 SUFFIX = ".onion"
 ADDRESS_CHARS = 56  # base32 of 32 + 2 + 1 bytes
@@ -46,6 +48,14 @@ def tor_key(seed: bytes) -> str:
 def is_onion(host: str) -> bool:
     """Whether ``host`` names an onion service (checked or not: see parse_onion)."""
     return host.lower().endswith(SUFFIX)
+
+
+def is_onion_address(address: str) -> bool:
+    """Whether ``address`` (``host:port``) is an onion service's; False if malformed."""
+    try:
+        return is_onion(parse_host_port(address)[0])
+    except ValueError:
+        return False
 
 
 def parse_onion(host: str) -> bytes:

@@ -58,9 +58,13 @@ class Peer:
     session: Session
     early: list[Message] = field(default_factory=list)  # arrived with handshake message 2
     closed: bool = False
+    # A reader answering the victim's Pings (it pings each new session once) and an
+    # attack task may both send: one at a time, records packed in the order sent.
+    _sending: trio.Lock = field(default_factory=trio.Lock)
 
     async def send(self, *messages: bytes) -> None:
-        await self.stream.send_all(self.session.pack(list(messages)))
+        async with self._sending:
+            await self.stream.send_all(self.session.pack(list(messages)))
 
     async def read(self, *, answer_pings: bool = True) -> list[Message]:
         """The messages of the next read; [] once the victim has closed."""
