@@ -325,8 +325,9 @@ class SecureConnection:
 
     # -------------------------------------------------------------- handshake
 
-    async def handshake(self, on_hello: Callable[[], None] | None = None) -> None:
-        """Run the handshake. A responder calls ``on_hello`` once message 1 is in."""
+    async def handshake(self, on_hello: Callable[[bool], None] | None = None) -> None:
+        """Run the handshake. A responder calls ``on_hello`` once message 1 is in, with
+        whether it knocked with a key we know (a contact's, an invite holder's)."""
         session = self._session
         waiting_for_hello = not session.initiator
         try:
@@ -361,7 +362,7 @@ class SecureConnection:
                     if waiting_for_hello and session.version is not None:
                         waiting_for_hello = False
                         if on_hello is not None:
-                            on_hello()
+                            on_hello(session.knocked_in)
         except trio.TooSlowError:
             raise ConnectionClosed(
                 f"no handshake within {self.config.handshake_timeout:g} s",
@@ -686,7 +687,7 @@ async def secure_connection(
     config: ConnectionConfig | None = None,
     expected_peer: bytes | None = None,
     authorize: Authorizer | None = None,
-    on_hello: Callable[[], None] | None = None,
+    on_hello: Callable[[bool], None] | None = None,
     log_limiter: LogLimiter | None = None,
     invite: bytes = b"",
     network: Network | None = None,

@@ -3,7 +3,9 @@
 A handshake costs us CPU (X25519, Ed25519) and a slot while it waits for the peer, so
 only so many run at once. When the slots are full, a newcomer is never refused: the
 handshake that has been pending longest is dropped to make room, and one that has not
-even delivered handshake message 1 goes before one that has. Silent sockets therefore
+even delivered handshake message 1 goes before one that has, which goes before one
+whose message 1 knocked with a key we know (a contact's or an invite holder's, §3):
+strangers, however many, only ever push out each other. Silent sockets therefore
 cannot keep real handshakes out, however many a stranger opens and re-opens: a real
 peer sends message 1 at once and finishes within a round trip, long before the next
 63 newcomers could push it out. The same rule holds within one address's share, which
@@ -27,13 +29,14 @@ class HandshakeLimits:
 class PendingHandshake:
     """One inbound handshake in progress; ``scope`` cancels it if it is pushed out."""
 
-    __slots__ = ("address", "dropped", "hello", "number", "scope")
+    __slots__ = ("address", "dropped", "hello", "knocked", "number", "scope")
 
     def __init__(self, address: str, scope: trio.CancelScope, number: int) -> None:
         self.address = address
         self.scope = scope
         self.number = number  # arrival order
         self.hello = False  # handshake message 1 is in
+        self.knocked = False  # ...with a knock we know: a contact's, an invite holder's
         self.dropped = False
 
 
@@ -80,9 +83,11 @@ class HandshakeSlots:
         self._by_address.setdefault(address, {})[slot.number] = slot
         return slot, drops
 
-    def hello(self, slot: PendingHandshake) -> None:
-        """Handshake message 1 is in: ``slot`` goes after the silent ones when dropping."""
+    def hello(self, slot: PendingHandshake, knocked: bool = False) -> None:
+        """Handshake message 1 is in: ``slot`` goes after the silent ones when dropping,
+        and, ``knocked`` with a key we know, after every stranger's."""
         slot.hello = True
+        slot.knocked = knocked
 
     def release(self, slot: PendingHandshake) -> None:
         """The handshake ended (either way); idempotent."""
@@ -102,8 +107,12 @@ class HandshakeSlots:
 
 
 def _oldest(pending: dict[int, PendingHandshake]) -> PendingHandshake:
-    """The longest-pending handshake that is still silent, else the longest-pending."""
+    """The longest-pending handshake that is still silent, else the longest-pending
+    stranger's, else the longest-pending."""
     for slot in pending.values():
         if not slot.hello:
+            return slot
+    for slot in pending.values():
+        if not slot.knocked:
             return slot
     return next(iter(pending.values()))

@@ -108,6 +108,10 @@ class SessionConfig:
     # must match before it says who it is (None: it answers anyone, as by default).
     knock_key: Callable[[bytes | None, bytes], bytes | None] | None = None
     knock_keys: Callable[[], list[bytes]] | None = None
+    # A responder that does not hide still recognises these knocks (a contact's, an
+    # invite holder's): not to answer anyone less, but so that its handshake slots keep
+    # such a handshake when a flood makes room (net/handshakes.py, §9).
+    known_knocks: Callable[[], list[bytes]] | None = None
     # Private networks (§17): the network an initiator dials a peer under (None: none),
     # and the networks a responder belongs to: it reads message 1 under each one's key.
     network_for: Callable[[bytes | None], Network | None] | None = None
@@ -163,6 +167,8 @@ class SecureSession:
         self.state = SessionState.HANDSHAKING
         self.peer_key: bytes | None = None
         self.version: int | None = None
+        # A responder's: message 1 knocked with a key we know (§3, §10.2).
+        self.knocked_in = False
         self.features: frozenset[str] = frozenset()
         self.handshake_hash: bytes | None = None
         self.unknown_messages_skipped = 0
@@ -461,6 +467,11 @@ class SecureSession:
                 # Hiding: nothing is sent at all; the initiator sees the connection
                 # close, and learns no one.
                 raise self._hide("an initiator without a knock we know (we hide from strangers)")
+            self.knocked_in = True
+        elif hello.knock and self.network is None and self.config.known_knocks is not None:
+            ephemeral = self._handshake.remote_ephemeral
+            assert ephemeral is not None
+            self.knocked_in = knocked(self.config.known_knocks(), ephemeral, hello.knock)
         common = set(hello.versions) & set(self.config.versions)
         if not common:
             raise self._reject(

@@ -92,7 +92,10 @@ def update_title(app: ChatApp) -> None:
         parts.append(f"in network {seen.network}")
     node = app.node
     if node is not None and node.reached_via(decode_peer_id(peer_id)) == "tor":
-        parts.append("via Tor")  # beyond the LAN, through an onion service (§19)
+        # Beyond the LAN, through an onion service (§19); the round trip tells the
+        # user why a receipt takes a moment there.
+        rtt = node.latency(decode_peer_id(peer_id))
+        parts.append("via Tor" if rtt is None else f"via Tor ({rtt * 1000:.0f} ms)")
     if entry is not None and entry.section is Section.REQUESTS:
         if entry.rooms:
             parts.append(member_of(entry.rooms))

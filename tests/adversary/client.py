@@ -114,11 +114,14 @@ async def open_session(
     with_message_3: list[bytes] | None = None,
     invite: bytes = b"",
     features: tuple[str, ...] = (),
+    stream: trio.SocketStream | None = None,
 ) -> Peer:
     """Dial and handshake as the initiator. ``with_message_3``: messages written in the
     same socket write as handshake message 3; ``invite``: a code's token to present;
-    ``features``: the features we list. Raises HandshakeFailed or OSError."""
-    stream = await dial(port, local_host=local_host, rcvbuf=rcvbuf)
+    ``features``: the features we list; ``stream``: one already open (through a SOCKS
+    proxy, say) instead of a dial to ``port``. Raises HandshakeFailed or OSError."""
+    if stream is None:
+        stream = await dial(port, local_host=local_host, rcvbuf=rcvbuf)
     session = Session(identity, initiator=True, invite=invite, features=features)
     try:
         await stream.send_all(session.take_output())

@@ -44,6 +44,26 @@ async def test_a_full_table_drops_the_oldest_silent_handshake() -> None:
     assert len(slots) == 3 and slots.dropped == 3
 
 
+async def test_a_knocked_handshake_is_pushed_out_only_when_every_other_is_knocked_too() -> None:
+    """All of Tor's connections come from 127.0.0.1: a contact's handshake through Tor
+    shares that address's slots with a stranger's flood, and outlives it."""
+    slots = HandshakeSlots(HandshakeLimits(max_pending=10, max_pending_per_address=3))
+    contact, contact_scope, _ = admit(slots, "127.0.0.1")
+    slots.hello(contact, knocked=True)
+    for _ in range(50):  # strangers' handshakes that send message 1 and never finish
+        stranger, _, dropped = admit(slots, "127.0.0.1")
+        slots.hello(stranger)
+        assert not contact_scope.cancel_called
+    friend, _, _ = admit(slots, "127.0.0.1")
+    slots.hello(friend, knocked=True)
+    _, _, dropped = admit(slots, "127.0.0.1")  # a stranger's still goes first
+    assert not contact_scope.cancel_called
+    other, _, _ = admit(slots, "127.0.0.1")
+    slots.hello(other, knocked=True)  # three knocked ones: the oldest of them goes
+    _, _, dropped = admit(slots, "127.0.0.1")
+    assert contact_scope.cancel_called and dropped == ["127.0.0.1"]
+
+
 async def test_one_address_has_its_own_share_and_pushes_out_only_its_own() -> None:
     slots = HandshakeSlots(HandshakeLimits(max_pending=10, max_pending_per_address=2))
     admit(slots, "other")
@@ -93,7 +113,7 @@ async def test_a_late_but_complete_message_1_is_served(
             Identity.generate(),
             initiator=False,
             config=config,
-            on_hello=lambda: hellos.append(trio.current_time()),
+            on_hello=lambda knocked: hellos.append(trio.current_time()),
         ) as connection:
             assert connection.peer_key is not None
     assert hellos == [pytest.approx(2.9)]

@@ -59,6 +59,22 @@ def test_without_hiding_a_knock_changes_nothing() -> None:
         assert a.state is b.state is SessionState.OPEN
 
 
+@pytest.mark.parametrize(
+    ("key", "recognised"),
+    [(KEY, True), (os.urandom(32), False), (None, False)],
+    ids=["known", "unknown", "none"],
+)
+def test_a_responder_that_does_not_hide_still_tells_a_known_knock(
+    key: bytes | None, recognised: bool
+) -> None:
+    """What its handshake slots keep when a flood makes room (net/handshakes.py): it
+    answers everyone alike."""
+    a, b = meet(knocking(key), SessionConfig(known_knocks=lambda: [os.urandom(32), KEY]))
+    pump(a, b)
+    assert a.state is b.state is SessionState.OPEN
+    assert b.knocked_in is recognised
+
+
 def test_a_copied_knock_is_worth_nothing_with_another_ephemeral() -> None:
     ephemeral, other = os.urandom(32), os.urandom(32)
     presented = knock(KEY, ephemeral)
