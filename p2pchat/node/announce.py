@@ -13,6 +13,7 @@ import trio
 
 from p2pchat.chat.invites import token_key
 from p2pchat.discovery.tokens import make_token, recognise
+from p2pchat.errors import StoreError
 from p2pchat.identity import Identity, encode_peer_id
 from p2pchat.net.links import LinkManager
 from p2pchat.session.knock import pair_knock_key
@@ -115,11 +116,26 @@ class AnnounceKeys:
         key each shares with us), the holders of our outstanding invite codes, and of
         the codes redeemed within CODE_GRACE."""
         key, _ = self._store.own_announce_key(self._me, now=now_ms())
+        return [key, *self._other_knock_keys()]
+
+    def known_knocks(self) -> list[bytes]:
+        """The keys of :meth:`knock_keys` for a responder that does not hide and only
+        wants to tell a contact's or an invite holder's handshake from a stranger's
+        (net/handshakes.py): read, never made (a stranger's handshake writes nothing),
+        and none when the store cannot answer (the handshake is then a stranger's)."""
+        try:
+            own = self._store.announce_key(self._me)
+            return [*([own] if own is not None else []), *self._other_knock_keys()]
+        except StoreError as error:
+            log.debug("no knock recognised: the store cannot answer (%s)", error)
+            return []
+
+    def _other_knock_keys(self) -> list[bytes]:
         now = trio.current_time()
         recent = [code for code, until in self._codes_redeemed.items() if now < until]
         contacts = [c.peer for c in self._store.contacts() if c.is_contact and not c.blocked]
         pairs = [self._pair_key(peer) for peer in contacts]
-        return [key, *self._store.invite_keys(now=now_ms()), *recent, *pairs]
+        return [*self._store.invite_keys(now=now_ms()), *recent, *pairs]
 
     def code_used(self, peer: bytes, invite: bytes) -> None:
         """We dial ``peer`` with its invite code."""

@@ -140,7 +140,7 @@ class Node:
                 | ({ONION_FEATURE} if settings.tor is not None else set()),
                 knock_key=self.announce.knock_key,
                 knock_keys=self.announce.knock_keys if settings.private_discovery else None,
-                known_knocks=self.announce.knock_keys,
+                known_knocks=self.announce.known_knocks,
             )
             settings.connection = dataclasses.replace(settings.connection, session=session)
         self.links = LinkManager(

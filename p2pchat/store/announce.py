@@ -26,6 +26,11 @@ class AnnounceTables(StoreCore):
             )
             return key, 0
 
+    def announce_key(self, peer: bytes) -> bytes | None:
+        """``peer``'s announce key (ours with our own id), if one is stored; makes none."""
+        row = self._one("SELECT key FROM announce_keys WHERE peer = ?", (peer,))
+        return None if row is None else bytes(row[0])
+
     def replace_own_announce_key(self, me: bytes, *, now: int) -> tuple[bytes, int]:
         """A new announce key (someone who held the old one is no longer a contact):
         the next generation."""
