@@ -38,7 +38,7 @@ class LabUnavailable(Exception):
     """Namespaces cannot be made here (not root, no iproute2, no kernel support)."""
 
 
-def _ip(*args: str) -> None:
+def ip(*args: str) -> None:
     result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         raise LabUnavailable(f"ip {' '.join(args)}: {result.stderr.strip()}")
@@ -73,16 +73,16 @@ class Lab:
         self._namespaces: list[str] = []
         try:
             self._add_namespace(self.switch)
-            _ip("-n", self.switch, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-            _ip("-n", self.switch, "link", "set", "br0", "up")
+            ip("-n", self.switch, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+            ip("-n", self.switch, "link", "set", "br0", "up")
         except LabUnavailable:
             self.close()
             raise
 
     def _add_namespace(self, name: str) -> None:
-        _ip("netns", "add", name)
+        ip("netns", "add", name)
         self._namespaces.append(name)
-        _ip("-n", name, "link", "set", "lo", "up")
+        ip("-n", name, "link", "set", "lo", "up")
 
     def add_host(self) -> Host:
         index = len(self.hosts) + 1
@@ -90,22 +90,22 @@ class Lab:
         address = f"{self.subnet}.{index + 1}"
         self._add_namespace(name)
         port = f"p{index}"
-        _ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+        ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0",
             "netns", name)  # fmt: skip
-        _ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
-        _ip("-n", name, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", "eth0")
-        _ip("-n", name, "link", "set", "eth0", "up")
+        ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
+        ip("-n", name, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", "eth0")
+        ip("-n", name, "link", "set", "eth0", "up")
         # mDNS and tools like dig need a route for the multicast group.
-        _ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "eth0")
         host = Host(name, address)
         self.hosts.append(host)
         return host
 
     def cut(self, host: Host) -> None:
-        _ip("-n", self.switch, "link", "set", f"p{self.hosts.index(host) + 1}", "down")
+        ip("-n", self.switch, "link", "set", f"p{self.hosts.index(host) + 1}", "down")
 
     def restore(self, host: Host) -> None:
-        _ip("-n", self.switch, "link", "set", f"p{self.hosts.index(host) + 1}", "up")
+        ip("-n", self.switch, "link", "set", f"p{self.hosts.index(host) + 1}", "up")
 
     def close(self) -> None:
         for host in self.hosts:

@@ -29,6 +29,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from tests.lab.netlab import Host as LabHost
+from tests.lab.netlab import LabUnavailable, ip
+
 TOR_ADDRESS = "198.19.252.1"  # on T's loopback: where the private Tor network listens
 LINKS = {"a": "198.19.253", "b": "198.19.254"}  # each host's /24 with T
 
@@ -49,29 +52,9 @@ except OSError as error:
 """
 
 
-class LabUnavailable(Exception):
-    """Namespaces cannot be made here (not root, no iproute2)."""
-
-
-def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-    if result.returncode != 0:
-        raise LabUnavailable(f"ip {' '.join(args)}: {result.stderr.strip()}")
-
-
-@dataclass(frozen=True)
-class Host:
-    name: str  # the namespace
-    address: str
-
-    @property
-    def exec_prefix(self) -> tuple[str, ...]:
-        return ("ip", "netns", "exec", self.name)
-
-    def run(self, *command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.exec_prefix, *command], capture_output=True, text=True, timeout=timeout
-        )
+@dataclass
+class Host(LabHost):
+    """A lab host (its namespace and address) that can also probe a port."""
 
     def probe(self, address: str, port: int, timeout: float = 2.0) -> str:
         """What a TCP connect from here to ``address:port`` comes to (see PROBE)."""
@@ -93,7 +76,7 @@ class OnionLab:
         self._namespaces: list[str] = []
         try:
             self.tor = Host(self._namespace("t"), TOR_ADDRESS)
-            _ip("-n", self.tor.name, "addr", "add", f"{TOR_ADDRESS}/32", "dev", "lo")
+            ip("-n", self.tor.name, "addr", "add", f"{TOR_ADDRESS}/32", "dev", "lo")
             # Written, not trusted: a kernel may copy the machine's own setting.
             self.tor.run("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward")
             self.a = self._host("a")
@@ -104,22 +87,22 @@ class OnionLab:
 
     def _namespace(self, suffix: str) -> str:
         name = f"{self.prefix}{suffix}"
-        _ip("netns", "add", name)
+        ip("netns", "add", name)
         self._namespaces.append(name)
-        _ip("-n", name, "link", "set", "lo", "up")  # our daemons' tor listens there
+        ip("-n", name, "link", "set", "lo", "up")  # our daemons' tor listens there
         return name
 
     def _host(self, suffix: str) -> Host:
         subnet = LINKS[suffix]
         name = self._namespace(suffix)
         port = f"to-{suffix}"  # T's end of the link
-        _ip("-n", self.tor.name, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+        ip("-n", self.tor.name, "link", "add", port, "type", "veth", "peer", "name", "eth0",
             "netns", name)  # fmt: skip
-        _ip("-n", self.tor.name, "addr", "add", f"{subnet}.1/24", "dev", port)
-        _ip("-n", self.tor.name, "link", "set", port, "up")
-        _ip("-n", name, "addr", "add", f"{subnet}.2/24", "dev", "eth0")
-        _ip("-n", name, "link", "set", "eth0", "up")
-        _ip("-n", name, "route", "add", "default", "via", f"{subnet}.1")
+        ip("-n", self.tor.name, "addr", "add", f"{subnet}.1/24", "dev", port)
+        ip("-n", self.tor.name, "link", "set", port, "up")
+        ip("-n", name, "addr", "add", f"{subnet}.2/24", "dev", "eth0")
+        ip("-n", name, "link", "set", "eth0", "up")
+        ip("-n", name, "route", "add", "default", "via", f"{subnet}.1")
         return Host(name, f"{subnet}.2")
 
     def gateway(self, host: Host) -> str:

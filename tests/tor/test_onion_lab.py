@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.discovery.nodes import Node
-from tests.lab.netlab import leftover_namespaces
-from tests.tor.onionlab import Host, LabUnavailable, OnionLab
+from tests.lab.netlab import LabUnavailable, leftover_namespaces
+from tests.tor.onionlab import Host, OnionLab
 from tests.tor.privnet import TorNetwork, start_network
 
 TOR_UP_WITHIN = 180.0  # s: a guard against a hung tor, not a speed target
