@@ -4,7 +4,6 @@ p2pchat/xmpp/limits.py pushed one past its edge and far beyond."""
 from __future__ import annotations
 
 import contextlib
-import tracemalloc
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from p2pchat.xmpp.limits import (
 from p2pchat.xmpp.parser import XmlStreamParser
 from p2pchat.xmpp.stanzas import ChatState, chat_message, read_message
 from tests.xmpp.streams import HEADER, bytewise, events_of, outcome, refusal, stanzas_of
+from tests.xmpp.tracing import traced
 
 MB = 1024 * 1024
 KIB = 1024
@@ -267,20 +267,12 @@ def peak_while_feeding(
     """The most memory Python held at once, over what it held before, while ``parser``
     took ``pieces`` (up to its refusal, if it refuses), and the events it returned
     (which count in that memory too)."""
-    tracing = tracemalloc.is_tracing()
-    if not tracing:
-        tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
+    with traced() as memory:
         events: list[XmlEvent] = []
         with contextlib.suppress(XmlStreamError):
             for piece in pieces:
                 events += parser.feed(piece)
-        return tracemalloc.get_traced_memory()[1] - before, events
-    finally:
-        if not tracing:
-            tracemalloc.stop()
+        return memory.peak(), events
 
 
 # 64 KiB of the cheapest element there is, within MAX_STANZA_BYTES: 16,000 elements.
@@ -510,19 +502,12 @@ def retained_after_distinct_names(namespace: str) -> int:
     ``namespace``, no two alike, over what it held before them."""
     parser = XmlStreamParser()
     parser.feed(HEADER)
-    tracing = tracemalloc.is_tracing()
-    if not tracing:
-        tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+    with traced() as memory:
         for i in range(DISTINCT_STANZAS):
             elements = b"".join(b"<p:n%d_%d/>" % (i, j) for j in range(60))
             stanza = b"<message xmlns:p='%s'>%s</message>" % (namespace.encode(), elements)
             assert [type(event) for event in parser.feed(stanza)] == [StanzaReceived]
-        return tracemalloc.get_traced_memory()[0] - before
-    finally:
-        if not tracing:
-            tracemalloc.stop()
+        return memory.now()
 
 
 def test_a_stream_keeps_no_names_of_its_past_stanzas_but_expats_own() -> None:

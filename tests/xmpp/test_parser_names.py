@@ -4,7 +4,6 @@ MAX_STREAM_NAME_CHARS met exactly, and a flood of distinct names across stanzas.
 from __future__ import annotations
 
 import re
-import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +19,7 @@ from p2pchat.xmpp.parser import XmlStreamParser
 from p2pchat.xmpp.stanzas import ChatState, chat_message, chat_state_notice
 from tests.xmpp.streams import END, HEADER, LIBPURPLE_HEADER, outcome, stanzas_of
 from tests.xmpp.test_libpurple import ICHAT, PIDGIN
+from tests.xmpp.tracing import traced
 
 MB = 1024 * 1024
 KIB = 1024
@@ -216,11 +216,7 @@ def kept_after_flood(name: Callable[[int], bytes], size: int, chunk: int) -> tup
     data = b"".join(pieces)
     parser = XmlStreamParser()
     parser.feed(HEADER)
-    tracing = tracemalloc.is_tracing()
-    if not tracing:
-        tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+    with traced() as memory:
         reason = ""
         try:
             for start in range(0, len(data), chunk):
@@ -229,10 +225,7 @@ def kept_after_flood(name: Callable[[int], bytes], size: int, chunk: int) -> tup
             assert error.code == "policy-violation"
             reason = error.reason
             error.events = ()  # the stanzas it came with are the caller's to keep or not
-        return tracemalloc.get_traced_memory()[0] - before, reason, parser.bytes_taken
-    finally:
-        if not tracing:
-            tracemalloc.stop()
+        return memory.now(), reason, parser.bytes_taken
 
 
 @pytest.mark.parametrize("kind", FLOODS)
