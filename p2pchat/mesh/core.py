@@ -200,8 +200,8 @@ class Mesh:
         """A session with ``peer`` opened. If our record is unlisted, it gets it now:
         nobody else will pass it on (§11.1). ``pairwise``: the session runs through Tor,
         so presence is between the two of us alone (§19.5): the peer gets our record
-        now and each new version, only its own record is taken from it, and it is
-        nobody's neighbour; a session on the LAN ends that."""
+        (without our addresses) now and each new version, only its own record is
+        taken from it, and it is nobody's neighbour; a session on the LAN ends that."""
         if self.stopped or peer == self.me:
             return
         self._sessions.add(peer)
@@ -212,7 +212,7 @@ class Mesh:
         self.members.set_pairwise(peer, pairwise)
         if pairwise:
             self._views.remove(peer)  # a neighbour through Tor would carry the LAN's news
-        own = self.members.own
+        own = self._own.for_tor() if pairwise else self.members.own
         if (own.unlisted or pairwise) and self._gate.admits(peer):
             self._outgoing.send(peer, MeshGossip(records=(own,)))
 

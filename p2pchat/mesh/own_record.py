@@ -10,7 +10,7 @@ above it.
 An unlisted record (a node in private discovery, §11.1) is not news: nobody passes it
 on, so we hand each version to every peer we hold a session with ourselves, and answer
 claims only to those. Peers through Tor (pairwise, §19.5) hear no gossip, so they get
-each version from us too.
+each version from us too, without our addresses.
 """
 
 from __future__ import annotations
@@ -46,6 +46,18 @@ class OwnRecord(Part):
         self._gossip = gossip
         self._sessions = sessions
         self._pairwise = pairwise
+        self._withheld: PresenceRecord | None = None  # the last one for_tor() signed
+
+    def for_tor(self) -> PresenceRecord:
+        """Our record as a peer through Tor gets it (§19.5): the same version with no
+        addresses (they are those of our machine, which Tor hides), signed anew."""
+        own = self._members.own
+        if not own.addresses:
+            return own
+        withheld = self._withheld
+        if withheld is None or withheld.version != own.version:
+            withheld = self._withheld = sign(replace(own, addresses=()), self._identity)
+        return withheld
 
     def publish(self, **changes: Any) -> PresenceRecord:
         """Sign and spread the next version of our record, with ``changes`` applied."""
@@ -91,5 +103,8 @@ class OwnRecord(Part):
         chosen = set(peers) - {self._me, bytes(32)}
         if record.unlisted:  # sent to one we hold no session with, it would dial
             chosen &= set(self._sessions())
+        through_tor = set(self._pairwise())
         for peer in sorted(chosen):
-            self._outgoing.send(peer, MeshGossip(records=(record,)))
+            # Through Tor, never our addresses (§19.5).
+            sent = self.for_tor() if peer in through_tor else record
+            self._outgoing.send(peer, MeshGossip(records=(sent,)))

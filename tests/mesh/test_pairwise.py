@@ -10,7 +10,7 @@ import random
 from p2pchat.identity import Identity
 from p2pchat.mesh.core import Mesh, PresenceChanged
 from p2pchat.mesh.membership import State
-from p2pchat.mesh.presence import make_record
+from p2pchat.mesh.presence import make_record, signed_by_owner
 from p2pchat.wire.codec import Codec
 from p2pchat.wire.messages import (
     DigestEntry,
@@ -116,6 +116,28 @@ def test_it_gets_our_record_on_the_session_and_each_new_version() -> None:
     m.leave(NOW + 1)
     to_remote = [msg for peer, msg in m.take_outgoing() if peer == REMOTE.public_key]
     assert [r.status for msg in to_remote for r in msg.records] == ["offline"]
+
+
+def test_our_addresses_never_go_through_tor() -> None:
+    """Tor hides where we are: the peer gets our record signed anew without them, at the
+    same version; the LAN still gets them."""
+    here = ("198.18.0.5:7483", "[fd00::5]:7483")
+    m = Mesh(ME, make_record(ME, version=1, nick="Me", addresses=here), now=NOW,
+             rng=random.Random(6))  # fmt: skip
+    lan = LAN[0].public_key
+    m.session_up(lan)
+    m.receive(lan, MeshNeighbor(urgent=True), NOW)
+    m.session_up(REMOTE.public_key, pairwise=True)
+    m.update_presence(NOW, status="away")
+    m.leave(NOW + 1)
+    sent = m.take_outgoing()
+    to_remote = [r for p, msg in sent if p == REMOTE.public_key
+                 for r in getattr(msg, "records", ())]  # fmt: skip
+    to_lan = [r for p, msg in sent if p == lan for r in getattr(msg, "records", ())]
+    assert [(r.version, r.status) for r in to_remote] == [(1, "avail"), (2, "away"),
+                                                          (3, "offline")]  # fmt: skip
+    assert all(r.addresses == () and signed_by_owner(r) for r in to_remote)
+    assert to_lan and all(r.addresses == here for r in to_lan if r.owner == ME.public_key)
 
 
 def test_only_its_own_record_is_taken_from_it() -> None:
