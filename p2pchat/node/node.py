@@ -368,14 +368,22 @@ class Node:
     async def ping(self, peer: bytes, *, data: bytes = b"", within: float = 5.0) -> float:
         """Round-trip time in seconds of one Ping to ``peer``, over its session (dialled
         if there is none). ConnectionClosed if there is no session within ``within``."""
-        connection = await self.links.session(peer, within)
-        if connection is None:
-            raise ConnectionClosed(
-                "no session: the peer is unknown, unreachable or refused", by_peer=False,
-                code="unreachable",
-            )  # fmt: skip
         with trio.fail_after(within):
-            return await connection.ping(data)
+            for attempt in range(2):
+                connection = await self.links.session(peer, within)
+                if connection is None:
+                    raise ConnectionClosed(
+                        "no session: the peer is unknown, unreachable or refused",
+                        by_peer=False, code="unreachable",
+                    )  # fmt: skip
+                try:
+                    return await connection.ping(data)
+                except ConnectionClosed as closed:
+                    # A session replaced meanwhile (crossed dials, a move from Tor to
+                    # the LAN): the ping goes again on the one that replaced it.
+                    if closed.code != "duplicate" or attempt:
+                        raise
+        raise AssertionError("unreachable")
 
     def peer_verified(self, peer_id: str, address: str, nick: str | None = None) -> None:
         """A handshake proved ``peer_id`` at ``address`` (an invite, /connect): join it."""
