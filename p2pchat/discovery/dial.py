@@ -113,8 +113,11 @@ async def _dial_peer(
                 return  # the same answer at its other addresses
             failures.append(f"{target.address}: {closed}")
             continue
-        except OSError:
-            failures.append(f"{target.address}: could not connect")
+        except OSError as error:
+            # Through Tor the proxy says why in words (net/socks5.py): "the onion
+            # service is not published now (its owner may be offline)".
+            why = getattr(error, "strerror", None) or str(error)
+            failures.append(f"{target.address}: could not connect" + (f" ({why})" if why else ""))
             continue
         except trio.TooSlowError:
             failures.append(f"{target.address}: timed out")

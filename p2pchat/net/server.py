@@ -47,7 +47,9 @@ async def open_secure_connection(
     ``invite``: the token of the invite code being dialled (needs ``expected_peer``);
     ``network``: dial as a member of this private network (§17)."""
     transports = config.transports if config is not None else Transports()
-    stream = await transports.open(host, port)
+    # An invite code's maker is online now: through Tor, its onion service may just not
+    # be in every directory yet, so that dial is patient (net/transports.py).
+    stream = await transports.open(host, port, patient=bool(invite))
     async with secure_connection(
         stream,
         identity,

@@ -20,6 +20,11 @@ ONION_TIMEOUT = 60.0
 # directory lookup a second; node/remote.py tries it again minutes later instead.
 TRANSIENT = frozenset({1, 6, 0xF2, 0xF3, 0xF7})
 ONION_TRIES = 3
+# A dial that is *patient* (an invite code's: its maker is online, but its onion service
+# may have been published a moment ago, and not every directory has it yet) also tries
+# again after "not published", waiting 1, 2, 4 … s in between, within ONION_TIMEOUT.
+NOT_PUBLISHED = 0xF0
+PATIENT_TRIES = 6
 
 
 class NoTor(ConnectionError):
@@ -35,8 +40,9 @@ class Transports:
         """``onion`` or ``direct``: how an address is reached (what the UI shows)."""
         return "onion" if is_onion(host) else "direct"
 
-    async def open(self, host: str, port: int) -> trio.abc.Stream:
-        """A stream to ``host:port``; OSError (ConnectionError) saying why not."""
+    async def open(self, host: str, port: int, *, patient: bool = False) -> trio.abc.Stream:
+        """A stream to ``host:port``; OSError (ConnectionError) saying why not.
+        ``patient``: an onion service that is not published yet is asked again."""
         if not is_onion(host):
             with trio.fail_after(DIRECT_TIMEOUT):
                 return await trio.open_tcp_stream(host, port)
@@ -47,13 +53,21 @@ class Transports:
         if self.tor_socks is None:
             raise NoTor(f"{host} is reached through Tor, and Tor is off: start p2pchat with --tor")
         deadline = trio.current_time() + ONION_TIMEOUT
-        for attempt in range(1, ONION_TRIES + 1):
+        tries = PATIENT_TRIES if patient else ONION_TRIES
+        pause = 0.5
+        for attempt in range(1, tries + 1):
             left = deadline - trio.current_time()
             try:
                 return await open_via_socks5(self.tor_socks, host, port, timeout=left)
             except Socks5Error as error:
-                if error.code not in TRANSIENT or attempt == ONION_TRIES:
+                waiting = patient and error.code == NOT_PUBLISHED
+                if (error.code not in TRANSIENT and not waiting) or attempt == tries:
                     raise
-                if deadline - trio.current_time() < 1:
+                if waiting:
+                    pause *= 2
+                    if deadline - trio.current_time() < pause + 1:
+                        raise
+                    await trio.sleep(pause)
+                elif deadline - trio.current_time() < 1:
                     raise
         raise AssertionError("unreachable")

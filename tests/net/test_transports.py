@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from p2pchat.net.socks5 import Socks5Error
-from p2pchat.net.transports import ONION_TRIES, NoTor, Transports
+from p2pchat.net.transports import ONION_TIMEOUT, ONION_TRIES, PATIENT_TRIES, NoTor, Transports
 from p2pchat.tor.onion import onion_address
 from tests.net.test_socks5 import reply
 
@@ -45,7 +45,9 @@ async def receive_exactly(stream: trio.SocketStream, count: int) -> bytes:
     return got
 
 
-async def dial(codes: list[int]) -> tuple[trio.abc.Stream | Socks5Error, list[str]]:
+async def dial(
+    codes: list[int], *, patient: bool = False
+) -> tuple[trio.abc.Stream | Socks5Error, list[str]]:
     asked: list[str] = []
     transports = Transports()
     async with trio.open_nursery() as nursery:
@@ -54,7 +56,7 @@ async def dial(codes: list[int]) -> tuple[trio.abc.Stream | Socks5Error, list[st
         transports.tor_socks = ("127.0.0.1", proxies[0].socket.getsockname()[1])
         outcome: trio.abc.Stream | Socks5Error
         try:
-            outcome = await transports.open(ONION, 7676)
+            outcome = await transports.open(ONION, 7676, patient=patient)
         except Socks5Error as error:
             outcome = error
         else:
@@ -88,3 +90,24 @@ async def test_tries_are_few() -> None:
 async def test_without_tor_an_onion_address_is_refused_with_advice() -> None:
     with pytest.raises(NoTor, match="--tor"):
         await Transports().open(ONION, 7676)
+
+
+async def test_an_invite_codes_dial_waits_for_a_service_published_a_moment_ago(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Its maker is online: "not published" then means not in every directory yet."""
+    began = trio.current_time()
+    outcome, asked = await dial([0xF0, 0xF0, 0xF0, 0], patient=True)
+    assert not isinstance(outcome, Socks5Error), outcome
+    assert len(asked) == 4
+    assert 1 + 2 + 4 <= trio.current_time() - began < ONION_TIMEOUT  # 1, 2, 4 s apart
+
+
+async def test_a_patient_dial_gives_up_within_the_onion_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    began = trio.current_time()
+    outcome, asked = await dial([0xF0] * 20, patient=True)
+    assert isinstance(outcome, Socks5Error) and outcome.code == 0xF0
+    assert len(asked) <= PATIENT_TRIES
+    assert trio.current_time() - began < ONION_TIMEOUT
