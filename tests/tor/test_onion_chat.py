@@ -60,7 +60,7 @@ def redeemed_through_tor(ann: Node, bob: Node) -> str:
     assert "127.0.0.1" not in code and ".onion" in code
     bob.command({"cmd": "connect", "target": code, "tag": "connect"})
     connected = bob.wait_for("connect", tag="connect", timeout=TOR_UP_WITHIN)
-    assert (connected["state"], connected["id"]) == ("verified", ann.id), connected
+    assert (connected["state"], connected["id"]) == ("verified", ann.id), connected.get("detail")
     assert connected["address"] == on["address"], "the session came through Tor"
     return str(on["address"])
 

@@ -67,35 +67,50 @@ async def flood(proxy: tuple[str, int], address: str, stop: threading.Event, res
                 except trio.BrokenResourceError:
                     pass
 
+    opening = [0]  # sessions being opened: the census waits for them (each may evict)
+
     async def stranger() -> None:
         while not stop.is_set():
+            opening[0] += 1
             try:
-                stream = await open_via_socks5(proxy, host, port, timeout=60)
-                peer = await open_session(0, identity(), stream=stream)
-            except (Socks5Error, HandshakeFailed, OSError):
+                peer = await admitted()
+            finally:
+                opening[0] -= 1
+            if peer is None:
                 result.refused += 1
                 await trio.sleep(0.5)
-                continue
-            await hold(peer)
+            else:
+                await hold(peer)
+
+    async def admitted() -> Peer | None:
+        """A session ann answered a Ping on, or None: refused (her Close came instead,
+        or the connection broke)."""
+        try:
+            stream = await open_via_socks5(proxy, host, port, timeout=60)
+            peer = await open_session(0, identity(), stream=stream)
+        except (Socks5Error, HandshakeFailed, OSError):
+            return None
+        try:
+            if await peer.round_trip():
+                return peer
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await peer.aclose()
+        return None
 
     async def hold(peer: Peer) -> None:
+        result.sessions_opened += 1
+        result.held += 1
         try:
-            if not await peer.round_trip():  # refused: ann's Close came instead
-                result.refused += 1
-                return
-            result.sessions_opened += 1
-            result.held += 1
-            try:
-                while not peer.closed and not census.is_set():
-                    with trio.move_on_after(0.5):
-                        await peer.read()  # answers ann's Pings: a live session
-                if census.is_set():
-                    counted.append(await peer.round_trip())
-            finally:
-                result.held -= 1
+            while not peer.closed and not census.is_set():
+                with trio.move_on_after(0.5):
+                    await peer.read()  # answers ann's Pings: a live session
+            if census.is_set():
+                counted.append(await peer.round_trip())
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
+            result.held -= 1
             await peer.aclose()
 
     async with trio.open_nursery() as nursery:
@@ -104,7 +119,7 @@ async def flood(proxy: tuple[str, int], address: str, stop: threading.Event, res
         async with trio.open_nursery() as strangers:
             for _ in range(STRANGERS):
                 strangers.start_soon(stranger)
-            while not stop.is_set():
+            while not stop.is_set() or opening[0]:
                 await trio.sleep(0.2)
             census.set()  # the strangers' loops end with their sessions' answers
         result.census = sum(counted)
@@ -143,9 +158,7 @@ def test_a_flood_through_tor_leaves_invited_contacts_and_the_lan_served(
             wait_for_flood(result)
             dave.command({"cmd": "connect", "target": code, "tag": "in"})
             connected = dave.wait_for("connect", tag="in", timeout=TOR_UP_WITHIN)
-            assert connected["state"] == "verified", {
-                k: connected[k] for k in connected if k != "_at"
-            }
+            assert connected["state"] == "verified", connected.get("detail")
             for n in range(MESSAGES):
                 dave.command({"cmd": "send", "to": ann.id, "text": f"dave {n}", "tag": f"d{n}"})
                 carol.command({"cmd": "send", "to": ann.id, "text": f"carol {n}", "tag": f"c{n}"})

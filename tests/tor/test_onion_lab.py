@@ -103,7 +103,8 @@ def test_two_hosts_with_no_route_between_them_chat_through_tor(lab: Lab, tmp_pat
 
         bob.command({"cmd": "connect", "target": code, "tag": "connect"})
         connected = bob.wait_for("connect", tag="connect", timeout=TOR_UP_WITHIN)
-        assert (connected["state"], connected["id"]) == ("verified", ann.id), connected
+        verified = (connected["state"], connected["id"]) == ("verified", ann.id)
+        assert verified, connected.get("detail")
         assert connected["address"] == on["address"], "the session came through Tor"
 
         # A message each way; each one's sender hears it was delivered.
