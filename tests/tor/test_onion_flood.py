@@ -38,7 +38,6 @@ LOG_LINES = 32  # what the flood may add to ann's log: one line per host and rea
 class Flood:
     silent_opened: int = 0
     sessions_opened: int = 0  # sessions ann answered a Ping on
-    held: int = 0  # such sessions open now, as far as the attacker knows
     refused: int = 0
     census: int = -1  # sessions still answering once the attacker stopped opening any
 
@@ -100,7 +99,6 @@ async def flood(proxy: tuple[str, int], address: str, stop: threading.Event, res
 
     async def hold(peer: Peer) -> None:
         result.sessions_opened += 1
-        result.held += 1
         try:
             while not peer.closed and not census.is_set():
                 with trio.move_on_after(0.5):
@@ -110,7 +108,6 @@ async def flood(proxy: tuple[str, int], address: str, stop: threading.Event, res
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            result.held -= 1
             await peer.aclose()
 
     async with trio.open_nursery() as nursery:
