@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
@@ -30,7 +31,7 @@ from p2pchat.discovery.records import (
     PrivateRecord,
     parse_record,
 )
-from p2pchat.discovery.registration import Registration
+from p2pchat.discovery.registration import Registration, readdress
 
 if TYPE_CHECKING:
     from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
@@ -68,17 +69,45 @@ DiscoveryEvent = PeerSeen | PeerGone
 
 
 def local_addresses(interfaces: Sequence[str] | None) -> list[str]:
-    """The IPv4 addresses we announce: the chosen interfaces, or every non-loopback one."""
+    """The IPv4 addresses we announce: the chosen interfaces, or every non-loopback one
+    on an interface that is up (a link without carrier carries no multicast)."""
     if interfaces:
         return list(interfaces)
     import ifaddr
 
     found = []
     for adapter in ifaddr.get_adapters():
+        if not _running(adapter.name):
+            continue
         for ip in adapter.ips:
             if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback:
                 found.append(ip.ip)
     return found or ["127.0.0.1"]
+
+
+IFF_UP = 0x1  # linux/if.h
+
+
+def _running(interface: str) -> bool:
+    """Whether the interface is up with carrier, where Linux says (elsewhere: yes)."""
+    device = Path("/sys/class/net", interface)
+    try:
+        flags = int((device / "flags").read_text(), 16)
+        state = (device / "operstate").read_text().strip()
+    except (OSError, ValueError):
+        return True
+    # "unknown": a driver that does not report it (dummy, tun): trust the up flag.
+    return bool(flags & IFF_UP) and state in ("up", "unknown")
+
+
+class _Place:
+    """Where a zeroconf instance is, shared by every service on it: the addresses
+    announced, and an event set (and replaced) each time they change."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self.addresses = list(addresses)
+        self.moves = 0
+        self.moved = trio.Event()
 
 
 class Mdns:
@@ -93,16 +122,17 @@ class Mdns:
         addresses: Sequence[str],
         interfaces: Sequence[str] | None = None,
         service_type: str = SERVICE_TYPE,
+        place: _Place | None = None,
     ) -> None:
         """``interfaces``: the addresses chosen to announce; None: whatever the machine
-        has, looked up again by :meth:`addresses_moved`. ``service_type``: ours, or a
-        private network's (§17.2)."""
+        has (:meth:`move` follows a change). ``service_type``: ours, or a private
+        network's (§17.2)."""
         self._zeroconf = zeroconf
         self.service_type = service_type
         self._interfaces = list(interfaces) if interfaces else None
         self._own_peer_id = own_peer_id
         self._versions = tuple(supported_versions)
-        self._addresses = list(addresses)
+        self._place = place if place is not None else _Place(addresses)
         self._registration = Registration(zeroconf)
         self._known: dict[str, DiscoveredPeer] = {}
         self.ignored_instances: set[str] = set()
@@ -121,31 +151,53 @@ class Mdns:
     @property
     def addresses(self) -> list[str]:
         """The IPv4 addresses announced."""
-        return list(self._addresses)
+        return list(self._place.addresses)
 
     def sibling(self, service_type: str) -> Mdns:
         """Another service on the same zeroconf instance (a private network's)."""
         return Mdns(self._zeroconf, own_peer_id=self._own_peer_id,
-                    supported_versions=self._versions, addresses=self._addresses,
-                    interfaces=self._interfaces, service_type=service_type)  # fmt: skip
+                    supported_versions=self._versions, addresses=self._place.addresses,
+                    interfaces=self._interfaces, service_type=service_type,
+                    place=self._place)  # fmt: skip
+
+    # ------------------------------------------------------------- moving
+
+    async def move(self, addresses: list[str]) -> None:
+        """The machine is on another network (its addresses are now ``addresses``):
+        a private record is withdrawn from the old one (its announcer gives it a new
+        token: nothing links it to the record heard there, §10.2), every other
+        service on this zeroconf names the new addresses, zeroconf listens and sends
+        on the interfaces as they are now (announcing those services there at once),
+        and every browser asks the new network at once (:meth:`wait_moved`)."""
+        await readdress(self._zeroconf, addresses)
+        if self._interfaces is None:
+            await trio.to_thread.run_sync(self._zeroconf.update_interfaces)
+        self._place.addresses = list(addresses)
+        self._place.moves += 1
+        moved, self._place.moved = self._place.moved, trio.Event()
+        moved.set()
+
+    @property
+    def moves(self) -> int:
+        """How many times :meth:`move` was done."""
+        return self._place.moves
+
+    async def wait_moved(self, since: int) -> None:
+        """Until :attr:`moves` is past ``since`` (at once if it is already: a move
+        made while the caller was busy is not missed)."""
+        while self._place.moves <= since:
+            await self._place.moved.wait()
 
     # ------------------------------------------------------------- announcing
-
-    def addresses_moved(self) -> bool:
-        """Whether the machine's addresses changed since we last announced them (a
-        new network): if so, the next announcement carries the new ones."""
-        current = local_addresses(self._interfaces)
-        if sorted(current) == sorted(self._addresses):
-            return False
-        self._addresses = current
-        return True
 
     async def announce(self, announcement: Announcement | PrivateAnnouncement) -> str:
         """Register (or update) our service; returns the instance name in use."""
         name = announcement.instance_name()
         info = await self._registration.announce(
-            self.service_type, name, self._addresses, announcement.port, announcement.txt()
-        )
+            self.service_type, name, self._place.addresses, announcement.port,
+            announcement.txt(),
+            unique_name=isinstance(announcement, PrivateAnnouncement),
+        )  # fmt: skip
         return info.name
 
     async def withdraw(self) -> None:
@@ -160,10 +212,19 @@ class Mdns:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run until cancelled, sending an event for every valid change seen."""
-        async with service_changes(self._zeroconf, self.service_type) as changes:
-            task_status.started()
-            await self._follow(changes, send)
+        """Run until cancelled, sending an event for every valid change seen. After a
+        change of network the browser starts again: a new one asks at once, on every
+        interface zeroconf has now (an old one would next ask in minutes)."""
+        started = task_status
+        while True:
+            moves = self.moves
+            async with service_changes(self._zeroconf, self.service_type) as changes:
+                started.started()
+                started = trio.TASK_STATUS_IGNORED
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._follow, changes, send)
+                    await self.wait_moved(moves)
+                    nursery.cancel_scope.cancel()
 
     async def _follow(
         self,

@@ -24,7 +24,9 @@ from p2pchat.session.core import Authorizer
 log = logging.getLogger("p2pchat.discovery")
 
 MAX_CONCURRENT_VERIFICATIONS = 8
-NETWORK_CHECK_SECONDS = 5.0  # how often a private node looks for a change of network
+# How often a private node compares the wall clock with its next rotation: the hour
+# comes by the wall clock, which a suspend or a clock change moves.
+CLOCK_CHECK_SECONDS = 60.0
 
 # report(event_name, human_text, **json_fields)
 Reporter = Callable[..., None]
@@ -116,19 +118,22 @@ async def rotate_announcement(
 ) -> None:
     """A private announcement is withdrawn and made again, with a new token and a new
     instance label, at the start of every hour (a little after, at random: nodes that
-    started together do not all rotate in the same second), and as soon as the machine's
-    addresses change (a new network: its listeners must not be able to link the record
-    to the one heard on the last). Nothing links the new record to the old one but the
-    address."""
+    started together do not all rotate in the same second), and as soon as the machine
+    is on another network (a new network's listeners must not be able to link the
+    record to the one heard on the last; Mdns.move withdrew that one). Nothing links
+    the new record to the old one but the address."""
 
     def next_hour() -> float:
         return clock() + WINDOW_SECONDS - clock() % WINDOW_SECONDS + random.uniform(1, 30)
 
     due = next_hour()
+    moves = mdns.moves
     while True:
-        await trio.sleep(max(0.0, min(NETWORK_CHECK_SECONDS, due - clock())))
-        if not mdns.addresses_moved() and clock() < due:
+        with trio.move_on_after(max(0.0, min(CLOCK_CHECK_SECONDS, due - clock()))):
+            await mdns.wait_moved(moves)
+        if mdns.moves == moves and clock() < due:
             continue
+        moves = mdns.moves
         announcement = PrivateAnnouncement(announcement.port, announcement.versions, fresh_token())
         await mdns.withdraw()
         await mdns.announce(announcement)

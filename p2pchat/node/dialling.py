@@ -18,9 +18,10 @@ import trio
 
 from p2pchat.addresses import parse_host_port
 from p2pchat.chat.names import line_id
+from p2pchat.discovery.address_watch import wait_for_new_addresses
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import Target
-from p2pchat.discovery.mdns import Mdns, open_mdns
+from p2pchat.discovery.mdns import Mdns, local_addresses, open_mdns
 from p2pchat.discovery.network_watch import watch_network
 from p2pchat.discovery.records import Announcement, PrivateAnnouncement
 from p2pchat.discovery.watch import watch
@@ -84,6 +85,9 @@ class Dialler:
         # Told when a handshake proves a peer on the LAN (the node moves a session with
         # it off Tor).
         self.found_direct: Callable[[bytes], None] | None = None
+        # Told the machine's new addresses when they change (our record names them; the
+        # node says so, as a ``network_changed`` note).
+        self.addresses_moved: Callable[[list[str]], None] | None = None
 
     # ------------------------------------------------------------------ addresses
 
@@ -111,6 +115,8 @@ class Dialler:
     # ------------------------------------------------------------------ discovery
 
     async def run_discovery(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
+        """Announce and browse on mDNS until cancelled; when the machine's addresses
+        change (a cable, another Wi-Fi), mDNS follows them (Mdns.move)."""
         settings = self._settings
         async with open_mdns(
             own_peer_id=self._peer_id,
@@ -136,6 +142,8 @@ class Dialler:
             async with trio.open_nursery() as nursery:
                 if self._xmpp is not None:  # beside our own announcement, not before it
                     nursery.start_soon(self._xmpp.run, mdns.zeroconf, mdns.addresses)
+                if not settings.interfaces:  # chosen ones stay as they are
+                    nursery.start_soon(self._follow_moves, mdns)
                 self._network_place = (mdns, nursery, port)
                 self.networks_changed()
                 try:
@@ -143,6 +151,25 @@ class Dialler:
                 finally:
                     self._network_place = None
                     self._watching.clear()
+
+    async def _follow_moves(self, mdns: Mdns) -> None:
+        """Each time the machine's addresses change: mDNS moves to the interfaces it
+        has now, and the node is told (our record names the addresses)."""
+        while True:
+            before = mdns.addresses
+            moved = await wait_for_new_addresses(before, lambda: local_addresses(None))
+            log.info("the network changed: now on %s (was %s)", ", ".join(moved),
+                     ", ".join(before))  # fmt: skip
+            if self.addresses_moved is not None:
+                self.addresses_moved(moved)
+            try:
+                await mdns.move(moved)
+            except (OSError, RuntimeError) as error:
+                # zeroconf could not join the new network: discovery carries on where
+                # it can; the next change tries again.
+                log.warning("mDNS could not follow the change of network: %s", error)
+                self.note("network_changed", f"mDNS could not follow the new network: {error}",
+                          error=str(error))  # fmt: skip
 
     def networks_changed(self) -> None:
         """Watch each of our networks on mDNS, and no other (one joined or left while

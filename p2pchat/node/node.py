@@ -107,6 +107,7 @@ class Node:
         self.take_event: Callable[[NodeEvent], bool] | None = None
         self._drop_log = LogLimiter()
         self.addresses: tuple[str, ...] = ()
+        self._bound: list[tuple[str, int]] = []  # our listeners' (host, port)
         self.announce: AnnounceKeys | None = None
         self.networks = NetworkMembers(
             settings.store.networks() if settings.store is not None else []
@@ -226,6 +227,7 @@ class Node:
             xmpp=self.xmpp,
         )
         self.dialler.found_direct = self.links.prefer_direct
+        self.dialler.addresses_moved = self._addresses_moved
         self.remote: RemoteContacts | None = None
         if self.onion is not None:
             self.onion.links = self.links
@@ -286,6 +288,27 @@ class Node:
     def mesh(self) -> Mesh | None:
         """The mesh, once the node has started."""
         return self.mesh_runner.mesh
+
+    def _reachable_at(self, machine: Callable[[], list[str]]) -> tuple[str, ...]:
+        """Where others reach our listener: its own address, or the machine's when it
+        listens on all of them (``machine()``)."""
+        port = self._bound[0][1]
+        hosts = [host for host, _ in self._bound]
+        if any(host in ("0.0.0.0", "::") for host in hosts):
+            hosts = machine()
+        return tuple(format_host_port(host, port) for host in hosts)[:8]
+
+    def _addresses_moved(self, machine: list[str]) -> None:
+        """The machine is on another network: our record names where we are now
+        (contacts dial us there), and the user hears of it."""
+        addresses = self._reachable_at(lambda: machine)
+        self.dialler.note("network_changed", "network changed: now on " + ", ".join(addresses),
+                          addresses=list(addresses))  # fmt: skip
+        if addresses == self.addresses or self.mesh_runner.mesh is None:
+            return
+        self.addresses = addresses
+        self.mesh_runner.mesh.update_presence(trio.current_time(), addresses=addresses)
+        self.mesh_runner.pump()
 
     # ------------------------------------------------------------------ commands
 
@@ -433,12 +456,9 @@ class Node:
                 authorize=self.admission.authorize,
             )
         )
-        bound = listener_addresses(listeners)
-        port = bound[0][1]
-        hosts = [host for host, _ in bound]
-        if any(host in ("0.0.0.0", "::") for host in hosts):
-            hosts = local_addresses(settings.interfaces)
-        self.addresses = tuple(format_host_port(host, port) for host in hosts)[:8]
+        self._bound = listener_addresses(listeners)
+        port = self._bound[0][1]
+        self.addresses = self._reachable_at(lambda: local_addresses(settings.interfaces))
         record = make_record(
             self.identity,
             version=next_version(0, now_ms()),

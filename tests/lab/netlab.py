@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,19 @@ class Host:
             [*self.exec_prefix, *command], capture_output=True, text=True, timeout=timeout
         )
 
+    def wait_link(self, state: str, device: str = "eth0", timeout: float = 30) -> None:
+        """Until the kernel says ``device`` is ``state`` (``up``, ``lowerlayerdown``...):
+        a new link's carrier is reported a moment after it is set up (the kernel's link
+        watch), and a program started before would see it down."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.run("cat", f"/sys/class/net/{device}/operstate").stdout.strip()
+            if seen == state:
+                return
+            if time.monotonic() > deadline:
+                raise LabUnavailable(f"{self.name} {device} stayed {seen}, not {state}")
+            time.sleep(0.02)
+
 
 class Lab:
     def __init__(self, tag: str = "") -> None:
@@ -99,6 +113,7 @@ class Lab:
         ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "eth0")
         host = Host(name, address)
         self.hosts.append(host)
+        host.wait_link("up")
         return host
 
     def cut(self, host: Host) -> None:
