@@ -7,8 +7,12 @@ answers. The handshake proved the id all the same: the record is verified.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import trio
 
+from p2pchat.discovery import verify
 from p2pchat.discovery.known import Target
 from p2pchat.discovery.verify import Verdict, verify_peer
 from p2pchat.identity import Identity
@@ -43,3 +47,35 @@ async def test_a_peer_that_dialled_us_is_verified_though_it_keeps_its_own_sessio
             assert result.verdict is Verdict.VERIFIED, result.detail
             assert result.address == f"127.0.0.1:{peer_port}"
             assert small.peer_id in verifier.connected(), "its own session was kept"
+
+
+async def test_an_address_that_never_answers_does_not_hold_up_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record names an address of the peer's other network first, where packets
+    vanish (here: a listener that accepts and never says a word). The next address
+    is tried beside it, and proves the peer, while the first is still silent. (The
+    silent one's timeout is made an hour: a verification that waited for it would
+    hang, and the guard below would fail the test.)"""
+    monkeypatch.setattr(verify, "VERIFY_TIMEOUT", 3600.0)
+    peer_identity, verifier = Identity.generate(), Identity.generate()
+    settings = NodeSettings(nick="peer", host="127.0.0.1", mdns=False, limits=LOOPBACK)
+    held: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        held.append(stream)
+        await trio.sleep_forever()
+
+    async with open_node(peer_identity, settings) as peer, trio.open_nursery() as nursery:
+        port = int(peer.addresses[0].rsplit(":", 1)[1])
+        silent = await trio.open_tcp_listeners(port, host="127.0.0.2")
+        nursery.start_soon(trio.serve_listeners, hold, silent)
+        record = replace(
+            seen(peer_identity, "peer", port).peer, addresses=("127.0.0.2", "127.0.0.1")
+        )
+        with trio.fail_after(60):
+            result = await verify_peer(record, verifier)
+        assert result.verdict is Verdict.VERIFIED, result.detail
+        assert result.address == f"127.0.0.1:{port}"
+        assert len(held) == 1, "the silent address was tried first"
+        nursery.cancel_scope.cancel()
