@@ -164,6 +164,8 @@ class XmppBridge:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 for connection in list(self._connections):
                     await connection.close()
+                for listener in listeners:  # the port is free when discovery starts again
+                    await listener.aclose()
                 await self._dns.withdraw()
 
     async def _listen(self) -> list[trio.SocketListener]:
