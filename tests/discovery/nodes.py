@@ -63,14 +63,20 @@ class Node:
             except json.JSONDecodeError:
                 self.events.put({"event": "garbage", "line": line, "_at": at})
 
+    def answer(self, tag: str, timeout: float = 60) -> dict[str, Any]:
+        """The answer to the command tagged ``tag``, whatever it is (an error too)."""
+        return self.wait_for("", timeout, tag=tag)
+
     def wait_for(self, name: str, timeout: float = 60, **match: Any) -> dict[str, Any]:
-        """The first event called ``name`` whose fields include ``match``.
+        """The first event called ``name`` (any, if ``""``) whose fields include ``match``.
 
         ``timeout`` is a guard against waiting forever, not a speed test: on a busy
         machine a daemon may take many times its usual second to start or to answer.
         """
         for event in self.seen:
-            if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
+            if event["event"] == (name or event["event"]) and all(
+                event.get(k) == v for k, v in match.items()
+            ):
                 return event
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -79,7 +85,9 @@ class Node:
             except queue.Empty:
                 break
             self.seen.append(event)
-            if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
+            if event["event"] == (name or event["event"]) and all(
+                event.get(k) == v for k, v in match.items()
+            ):
                 return event
         stderr = self.log_path.read_text()[-4000:]
         summary = [(e["event"], e.get("nick"), str(e.get("id", ""))[:8]) for e in self.seen]

@@ -34,6 +34,7 @@ from tests.lab.netlab import LabUnavailable, ip
 
 TOR_ADDRESS = "198.19.252.1"  # on T's loopback: where the private Tor network listens
 LINKS = {"a": "198.19.253", "b": "198.19.254"}  # each host's /24 with T
+LAN = "198.19.251"  # the /24 of the cable :meth:`OnionLab.join_lan` lays between A and B
 
 # A TCP connect from inside a namespace: ``ok``, ``refused`` (something answered: a
 # host reached, no listener), ``timeout`` (nothing answered: dropped on the way) or
@@ -103,7 +104,20 @@ class OnionLab:
         ip("-n", name, "addr", "add", f"{subnet}.2/24", "dev", "eth0")
         ip("-n", name, "link", "set", "eth0", "up")
         ip("-n", name, "route", "add", "default", "via", f"{subnet}.1")
-        return Host(name, f"{subnet}.2")
+        host = Host(name, f"{subnet}.2")
+        host.wait_link("up")  # a daemon started before would not see the address as ours
+        return host
+
+    def join_lan(self) -> tuple[str, str]:
+        """A cable between A and B: a link of their own (``LAN``.2 and .3), T not on
+        it; from now on they reach each other directly. Their addresses on it."""
+        ip("-n", self.a.name, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0",
+           "netns", self.b.name)  # fmt: skip
+        addresses = (f"{LAN}.2", f"{LAN}.3")
+        for host, address in zip((self.a, self.b), addresses, strict=True):
+            ip("-n", host.name, "addr", "add", f"{address}/24", "dev", "lan0")
+            ip("-n", host.name, "link", "set", "lan0", "up")
+        return addresses
 
     def gateway(self, host: Host) -> str:
         """T's address on ``host``'s link."""

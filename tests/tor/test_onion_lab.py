@@ -1,14 +1,19 @@
 """Issue 19's "done when": two people whose machines cannot reach each other chat
-through Tor. Two daemons in two network namespaces with no route between them
-(tests/tor/onionlab.py: A and B, each linked only to a namespace T that does not
-forward), and the private Tor network in T. An invite code that carries only the
-onion address brings them together; messages go both ways and their receipts come
-back, all through Tor."""
+through Tor, then meet on a LAN. Two daemons in two network namespaces with no route
+between them (tests/tor/onionlab.py: A and B, each linked only to a namespace T that
+does not forward), and the private Tor network in T. An invite code that carries only
+the onion address brings them together; messages go both ways and their receipts come
+back, all through Tor. Then a cable joins A and B: each daemon notices its new
+network, mDNS (real multicast, private discovery as a new profile has it) shows each
+to the other, and the session moves off Tor, while messages keep going: none lost,
+none twice, in order."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,8 +71,11 @@ def onion_only(code: str) -> str:
 
 
 def daemon(host: Host, home: Path, torrc: Path) -> Node:
-    return Node(home, "--listen", f"{host.address}:0", "--no-mdns", "--tor", "--torrc-extra",
-                str(torrc), prefix=host.exec_prefix, stdin=True)  # fmt: skip
+    """A user's node: every interface, mDNS on them (the suite's guard, mDNS on loopback
+    alone, tests/conftest.py, is lifted inside the lab's namespaces), Tor on."""
+    prefix = (*host.exec_prefix, "env", "-u", "P2PCHAT_INTERFACES")
+    return Node(home, "--listen", "0.0.0.0:0", "--private-discovery", "--tor", "--torrc-extra",
+                str(torrc), prefix=prefix, stdin=True)  # fmt: skip
 
 
 def port_of(address: str) -> int:
@@ -126,6 +134,47 @@ def test_two_hosts_with_no_route_between_them_chat_through_tor(lab: Lab, tmp_pat
         assert bob.wait_for("read", tag="read")["marked"] == 1
         read = ann.wait_for("receipt", msg_id=sent_to[bob.id], state="read", timeout=TOR_UP_WITHIN)
         assert read["to"] == bob.id
+
+        # Bob comes into ann's office: a cable between A and B, with messages from him
+        # before, during and after the move.
+        queued = [send(bob, ann, f"before the cable {n}") for n in range(3)]
+        ann_lan, bob_lan = hosts.join_lan()
+        queued += [send(bob, ann, f"as the cable goes in {n}") for n in range(3)]
+        for node, address in ((ann, ann_lan), (bob, bob_lan)):
+            changed = node.wait_for("network_changed", timeout=TOR_UP_WITHIN)
+            assert f"{address}:{port_of(node.address)}" in changed["addresses"], changed
+        # (Whoever dialled: the address is ann's on the LAN, her listener's or the port
+        # she dialled from.)
+        assert session_address(bob, ann).startswith(f"{ann_lan}:"), "the session moved"
+        queued += [send(bob, ann, f"on the LAN {n}") for n in range(3)]
+        for msg_id in queued:
+            bob.wait_for("receipt", msg_id=msg_id, state="delivered", timeout=TOR_UP_WITHIN)
+            ann.wait_for("message", msg_id=msg_id)
+        arrived = [event["msg_id"] for event in ann.seen
+                   if event["event"] == "message" and event["from"] == bob.id]  # fmt: skip
+        assert arrived[-len(queued) :] == queued, "each once, in order"
+        assert len(arrived) == len(set(arrived)), "none twice"
     finally:
         ann.stop()
         bob.stop()
+
+
+def send(sender: Node, receiver: Node, text: str) -> str:
+    """Send ``text``; its msg_id (the node took it, not yet delivered)."""
+    sender.command({"cmd": "send", "to": receiver.id, "text": text, "tag": text})
+    return str(sender.wait_for("send", tag=text)["msg_id"])
+
+
+def session_address(node: Node, peer: Node, timeout: float = TOR_UP_WITHIN) -> str:
+    """Where ``node``'s session with ``peer`` goes once it is direct, or the last seen
+    (through Tor) if it did not move within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    address = ""
+    for tag in itertools.count():
+        node.command({"cmd": "ping", "id": peer.id, "tag": f"ping {tag}"})
+        # An error while the session is being replaced: none for now, asked again.
+        address = str(node.answer(f"ping {tag}", timeout=timeout).get("address", ""))
+        if (address and ".onion" not in address) or time.monotonic() > deadline:
+            return address
+        time.sleep(0.05)
+    raise AssertionError("unreachable")
