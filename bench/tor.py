@@ -155,11 +155,23 @@ def tor_settled(daemon: Watched) -> bool:
     return any(event["state"] in ("on", "failed") for event in daemon.tor)
 
 
-async def launch(nursery: trio.Nursery, home: Path, name: str, torrc: Path | None) -> Watched:
+LOOPBACK_ONLY = ("--no-mdns", "--listen", "127.0.0.1:0", "--public-discovery")
+
+
+async def launch(
+    nursery: trio.Nursery,
+    home: Path,
+    name: str,
+    torrc: Path | None,
+    *,
+    prefix: tuple[str, ...] = (),
+    options: tuple[str, ...] = LOOPBACK_ONLY,
+) -> Watched:
+    """A daemon with a new profile in ``home``; ``prefix``: what runs it (a network
+    namespace's ``ip netns exec``)."""
     home.mkdir()
-    command = [sys.executable, "-m", "p2pchat", "--home", str(home), "daemon", "--json",
-               "--no-mdns", "--listen", "127.0.0.1:0", "--nick", name,
-               "--public-discovery"]  # fmt: skip
+    command = [*prefix, sys.executable, "-m", "p2pchat", "--home", str(home), "daemon",
+               "--json", "--nick", name, *options]  # fmt: skip
     if torrc is not None:
         command += ["--tor", "--torrc-extra", str(torrc)]
     started = time.time()
