@@ -85,6 +85,28 @@ def local_addresses(interfaces: Sequence[str] | None) -> list[str]:
     return found or ["127.0.0.1"]
 
 
+def on_link_first(hosts: list[str]) -> list[str]:
+    """``hosts`` with those on one of the machine's own networks (its interfaces'
+    subnets) first, in their order: a peer's record names its addresses on every
+    network it is on, and those on ours are the ones we reach."""
+    import ifaddr
+
+    networks = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                networks.append(ipaddress.ip_network(f"{ip.ip}/{ip.network_prefix}", strict=False))
+
+    def ours(host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in networks)
+
+    return sorted(hosts, key=lambda host: not ours(host))
+
+
 IFF_UP = 0x1  # linux/if.h
 
 

@@ -44,7 +44,9 @@ def peer_fields(peer: DiscoveredPeer, *, verified: bool) -> dict[str, Any]:
 
 def describe(peer: DiscoveredPeer) -> str:
     name = peer.nick or "(no nick)"
-    return f"{name} ({line_id(peer.peer_id)}) at {format_host_port(peer.addresses[0], peer.port)}"
+    places = ", ".join(format_host_port(host, peer.port) for host in peer.addresses[:3])
+    more = f" and {len(peer.addresses) - 3} more" if len(peer.addresses) > 3 else ""
+    return f"{name} ({line_id(peer.peer_id)}) at {places}{more}"
 
 
 async def watch(
@@ -58,9 +60,15 @@ async def watch(
     authorize: Authorizer | None = None,
     wanted: Callable[[str], bool] | None = None,
     config: ConnectionConfig | None = None,
+    instead: Callable[[DiscoveredPeer], bool] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Announce (unless ``announcement`` is None), then browse and report until cancelled.
+
+    ``instead(peer)``: true when the caller acts on the record itself rather than have
+    it verified (a peer it shares a session with through Tor: the session moves to the
+    record's addresses, and that dial proves the id). A verification's connection
+    would itself take the place of that session on the peer's side, then close.
 
     Each record is proven by a handshake, unless ``wanted(peer_id)`` says no: then it is
     reported (not verified, ``"dialled": false``) and nobody is dialled for it. That is
@@ -98,6 +106,8 @@ async def watch(
                     report("discovered", f"discovered: {describe(peer)}{note}", **fields)
                 else:
                     report("updated", f"updated: {describe(peer)}{note}", **fields)
+                if not verified and dial and instead is not None and instead(peer):
+                    continue
                 if not verified and dial and refused.get(peer.instance) != place:
                     nursery.start_soon(
                         _verify, mdns, identity, peer, report, (proven, refused), on_verified,

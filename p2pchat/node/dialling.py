@@ -16,14 +16,14 @@ from typing import Any
 
 import trio
 
-from p2pchat.addresses import parse_host_port
+from p2pchat.addresses import format_host_port, parse_host_port
 from p2pchat.chat.names import line_id
 from p2pchat.discovery.address_watch import wait_for_new_addresses
 from p2pchat.discovery.dial import dial_all
 from p2pchat.discovery.known import Target
-from p2pchat.discovery.mdns import Mdns, local_addresses, open_mdns
+from p2pchat.discovery.mdns import Mdns, local_addresses, on_link_first, open_mdns
 from p2pchat.discovery.network_watch import watch_network
-from p2pchat.discovery.records import Announcement, PrivateAnnouncement
+from p2pchat.discovery.records import Announcement, DiscoveredPeer, PrivateAnnouncement
 from p2pchat.discovery.watch import watch
 from p2pchat.diskfaults import disk_fault
 from p2pchat.errors import StoreError
@@ -85,6 +85,8 @@ class Dialler:
         # Told when a handshake proves a peer on the LAN (the node moves a session with
         # it off Tor).
         self.found_direct: Callable[[bytes], None] | None = None
+        # Whether the session with a peer goes through Tor now.
+        self.through_tor: Callable[[bytes], bool] | None = None
         # Told the machine's new addresses when they change (our record names them; the
         # node says so, as a ``network_changed`` note).
         self.addresses_moved: Callable[[list[str]], None] | None = None
@@ -218,8 +220,23 @@ class Dialler:
             if settings.contacts_only or settings.private_discovery
             else None,
             config=settings.connection,
+            instead=self._move_off_tor,
             task_status=task_status,
         )
+
+    def _move_off_tor(self, peer: DiscoveredPeer) -> bool:
+        """A record of a peer we share a session with through Tor: that session moves
+        to the record's addresses (those on one of our networks first), and the dial
+        proves the id; no verification, whose connection the peer would take for the
+        session's replacement and then see closed. False: verify it as usual."""
+        if self.through_tor is None or self.found_direct is None:
+            return False
+        if not self.through_tor(peer.peer_key):
+            return False
+        for host in reversed(on_link_first(list(peer.addresses))):
+            self.hint(peer.peer_key, format_host_port(host, peer.port))
+        self.found_direct(peer.peer_key)
+        return True
 
     async def keep_trying(self, targets: list[Target]) -> None:
         """Dial static and remembered peers until each answered once, backing off. One

@@ -20,7 +20,7 @@ from p2pchat.identity import encode_peer_id
 from p2pchat.mesh.core import MESH_MESSAGES
 from p2pchat.net.slots import Value
 from p2pchat.node.chat import CHAT_MESSAGES
-from p2pchat.node.events import NodeEvent, PeerConnected, PeerDisconnected
+from p2pchat.node.events import DiscoveryNote, NodeEvent, PeerConnected, PeerDisconnected
 from p2pchat.node.files import FILE_MESSAGES
 from p2pchat.node.guard import guarded
 from p2pchat.node.rooms import ROOM_WIRE
@@ -39,6 +39,7 @@ class NodeLinkOwner:
         # it): they are looked up when the link manager asks, never before.
         self._node = node
         self._emit = emit
+        self._via_tor: dict[bytes, bool] = {}  # each session's way, to tell of a move
 
     def resolve(self, peer: bytes) -> list[str]:
         return self._node.dialler.resolve(peer)
@@ -103,6 +104,8 @@ class NodeLinkOwner:
         link = node.links.links.get(peer)
         if link is not None and link.connection.network is not None:
             node.networks.joined(peer, link.connection.network)
+        if link is not None:
+            self._tell_move(peer, link.via_tor, link.address)
         if node.mesh is not None:
             # Our unlisted record goes with each session: one sent on a session that was
             # replaced at once may never have been read (§11.1). Through Tor, presence
@@ -121,7 +124,23 @@ class NodeLinkOwner:
         if node.onion is not None:
             guarded(node.onion.session_up, peer)
 
+    def _tell_move(self, peer: bytes, via_tor: bool, address: str) -> None:
+        """A session that replaced one going the other way (Tor, the LAN): say so; the
+        peer never went offline."""
+        before = self._via_tor.get(peer)
+        self._via_tor[peer] = via_tor
+        if before is None or before == via_tor:
+            return
+        mesh = self._node.mesh
+        member = mesh.members.get(peer) if mesh is not None else None
+        name = (member.record.nick if member is not None else "") or encode_peer_id(peer)[:12]
+        where = "through Tor" if via_tor else f"to the LAN ({address})"
+        self._emit(DiscoveryNote("moved", f"the session with {name} moved {where}",
+                                 {"id": encode_peer_id(peer), "address": address,
+                                  "via": "tor" if via_tor else "direct"}))  # fmt: skip
+
     def on_down(self, peer: bytes, reason: str) -> None:
+        self._via_tor.pop(peer, None)
         self._emit(PeerDisconnected(peer, reason))
         node = self._node
         if node.chat is not None:

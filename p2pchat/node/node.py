@@ -227,6 +227,7 @@ class Node:
             xmpp=self.xmpp,
         )
         self.dialler.found_direct = self.links.prefer_direct
+        self.dialler.through_tor = lambda peer: self.reached_via(peer) == "tor"
         self.dialler.addresses_moved = self._addresses_moved
         self.remote: RemoteContacts | None = None
         if self.onion is not None:

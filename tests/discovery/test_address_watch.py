@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from p2pchat.discovery.address_watch import kernel_news, next_addresses
+from p2pchat.discovery.mdns import on_link_first
 
 
 class Machine:
@@ -100,3 +101,10 @@ def test_on_linux_the_kernel_tells_us() -> None:
     with kernel_news() as news:
         assert news is not None
         assert news.family == socket.AF_NETLINK
+
+
+def test_a_peers_addresses_on_our_own_networks_come_first() -> None:
+    """Loopback's 127.0.0.0/8 is one of this machine's networks; 198.18.255.0/24 is
+    none of them (no test here puts it on an interface of the machine's own)."""
+    hosts = ["198.18.255.1", "127.0.0.5", "not an address", "127.0.0.9"]
+    assert on_link_first(hosts) == ["127.0.0.5", "127.0.0.9", "198.18.255.1", "not an address"]

@@ -138,6 +138,7 @@ def test_two_hosts_with_no_route_between_them_chat_through_tor(lab: Lab, tmp_pat
         # Bob comes into ann's office: a cable between A and B, with messages from him
         # before, during and after the move.
         queued = [send(bob, ann, f"before the cable {n}") for n in range(3)]
+        marks = {node.id: len(node.seen) for node in (ann, bob)}
         ann_lan, bob_lan = hosts.join_lan()
         queued += [send(bob, ann, f"as the cable goes in {n}") for n in range(3)]
         for node, address in ((ann, ann_lan), (bob, bob_lan)):
@@ -150,6 +151,12 @@ def test_two_hosts_with_no_route_between_them_chat_through_tor(lab: Lab, tmp_pat
         for msg_id in queued:
             bob.wait_for("receipt", msg_id=msg_id, state="delivered", timeout=TOR_UP_WITHIN)
             ann.wait_for("message", msg_id=msg_id)
+        # Each side was told of the move, and neither saw the other go for a moment.
+        for node, peer in ((ann, bob), (bob, ann)):
+            assert node.wait_for("moved", id=peer.id)["via"] == "direct"
+            since = node.seen[marks[node.id] :]
+            gone = [e for e in since if e["event"] == "disconnected" and e["id"] == peer.id]
+            assert gone == [], gone
         arrived = [event["msg_id"] for event in ann.seen
                    if event["event"] == "message" and event["from"] == bob.id]  # fmt: skip
         assert arrived[-len(queued) :] == queued, "each once, in order"
