@@ -28,7 +28,7 @@ from p2pchat.identity import decode_peer_id
 from p2pchat.node.events import FileEvent, Presence
 from p2pchat.node.files import FILE_MESSAGES
 from p2pchat.ui.host import NodeHost
-from p2pchat.wire.messages import FILES_FEATURE, FileOffer
+from p2pchat.wire.messages import FILES_FEATURE, ONION_FEATURE, FileOffer, OnionAddress
 from tests.net.chatpeers import ChatPeer, wait_for
 from tests.ui.test_app import (
     SIZE,
@@ -164,8 +164,11 @@ async def chat_and_presence_with_the_old_release(
                 and e.kind == "failed"] == ["their p2pchat cannot receive files yet"]  # fmt: skip
 
         # Forced past the service, an offer is a type bob's release does not know: it
-        # skips it and the session stays, as the spec says (§5, §8).
+        # skips it and the session stays, as the spec says (§5, §8); so is an onion
+        # address (§19.2, type 61), which a node sends only where onion/1 is listed.
+        assert ONION_FEATURE not in session.features
         real_send(bob_key, FileOffer(offer_id=bytes(16), root=bytes(32), size=1, name="x"))
+        real_send(bob_key, OnionAddress("a" * 56 + ".onion:7676"))
         commands.send(bob_key, "still there?")
         await until_event(bob, lambda e: e["event"] == "message" and e["text"] == "still there?")
         bob.command(cmd="send", to=ann.identity.peer_id, text="yes")
