@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import count
 from typing import cast
 
@@ -40,19 +41,24 @@ class FakeMdns:
         return announcement.instance_name()
 
 
+def rotating(
+    nursery: trio.Nursery, fake: FakeMdns, clock: Callable[[], float]
+) -> PrivateAnnouncement:
+    """A rotation started on ``fake`` by the wall clock ``clock``; its first record."""
+    tokens = (f"{n:032x}" for n in count(1))
+    first = PrivateAnnouncement(7483, (1,), next(tokens))
+    mdns = cast(Mdns, fake)
+    nursery.start_soon(lambda: rotate_announcement(mdns, first, lambda: next(tokens), clock=clock))
+    return first
+
+
 async def test_the_token_changes_with_each_hour_and_not_between(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    tokens = (f"{n:032x}" for n in count(1))
     start = trio.current_time()
-    clock = lambda: HOUR_START + 600 + (trio.current_time() - start)  # noqa: E731
     fake = FakeMdns()
-    first = PrivateAnnouncement(7483, (1,), next(tokens))
     async with trio.open_nursery() as nursery:
-        mdns = cast(Mdns, fake)
-        nursery.start_soon(
-            lambda: rotate_announcement(mdns, first, lambda: next(tokens), clock=clock)
-        )
+        first = rotating(nursery, fake, lambda: HOUR_START + 600 + (trio.current_time() - start))
         # The next one comes with the hour (within its 30 s of spread), not before.
         hour = start + WINDOW_SECONDS - 600
         await trio.sleep(hour - trio.current_time() - 1)
@@ -71,17 +77,11 @@ async def test_a_wall_clock_moved_forward_is_noticed_within_a_minute(
 ) -> None:
     """A suspended laptop wakes up hours later: trio's clock did not move, the wall
     clock did, and the stale token goes within the minute."""
-    tokens = (f"{n:032x}" for n in count(1))
     start = trio.current_time()
     skipped = 0.0
-    clock = lambda: HOUR_START + 600 + skipped + (trio.current_time() - start)  # noqa: E731
     fake = FakeMdns()
     async with trio.open_nursery() as nursery:
-        mdns = cast(Mdns, fake)
-        first = PrivateAnnouncement(7483, (1,), next(tokens))
-        nursery.start_soon(
-            lambda: rotate_announcement(mdns, first, lambda: next(tokens), clock=clock)
-        )
+        rotating(nursery, fake, lambda: HOUR_START + 600 + skipped + (trio.current_time() - start))
         await trio.sleep(10)
         skipped = 3 * WINDOW_SECONDS
         woke = trio.current_time()
@@ -94,16 +94,10 @@ async def test_a_wall_clock_moved_forward_is_noticed_within_a_minute(
 async def test_a_new_network_gets_a_new_token_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    tokens = (f"{n:032x}" for n in count(1))
     start = trio.current_time()
-    clock = lambda: HOUR_START + 600 + (trio.current_time() - start)  # noqa: E731
     fake = FakeMdns()
-    first = PrivateAnnouncement(7483, (1,), next(tokens))
     async with trio.open_nursery() as nursery:
-        mdns = cast(Mdns, fake)
-        nursery.start_soon(
-            lambda: rotate_announcement(mdns, first, lambda: next(tokens), clock=clock)
-        )
+        first = rotating(nursery, fake, lambda: HOUR_START + 600 + (trio.current_time() - start))
         await trio.sleep(600)
         assert fake.announced == []  # the same network, within the hour: nothing
         fake.move()  # the laptop moves to another network
