@@ -182,3 +182,37 @@ def test_contacts_tell_each_other_their_onion_address_inside_the_session(
     finally:
         again.stop()
         bob.stop()
+
+
+def test_someone_else_at_a_contacts_onion_address_is_a_spoof(
+    network: TorNetwork, tmp_path: Path
+) -> None:
+    """A code names ann but an onion address where carol answers (a forged code, or an
+    address that now leads elsewhere): the handshake shows carol's key, not ann's; bob
+    is warned, nothing is admitted, and the real ann is still reached afterwards."""
+    torrc = tmp_path / "privnet.torrc"
+    torrc.write_text(network.client_torrc())
+    ann, bob = daemon(tmp_path / "ann", torrc), daemon(tmp_path / "bob", torrc)
+    carol = daemon(tmp_path / "carol", torrc)
+    try:
+        ann_onion = ann.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)["address"]
+        carol_onion = carol.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)["address"]
+        bob.wait_for("tor", state="on", timeout=TOR_UP_WITHIN)
+        ann.command({"cmd": "invite", "tag": "code"})
+        code = onion_only(ann.wait_for("invite", tag="code")["invite"])
+        forged = code.replace(ann_onion, carol_onion)
+        assert forged != code and ann.id in forged
+        bob.command({"cmd": "connect", "target": forged, "tag": "forged"})
+        answer = bob.wait_for("connect", tag="forged", timeout=TOR_UP_WITHIN)
+        assert answer["state"] != "verified", answer
+        spoof = bob.wait_for("spoof", id=ann.id, timeout=TOR_UP_WITHIN)
+        assert spoof["address"] == carol_onion, spoof
+        bob.command({"cmd": "contacts", "tag": "contacts"})
+        assert [c["id"] for c in bob.wait_for("contacts", tag="contacts")["contacts"]] == []
+        # The real code still works (its one-time token was not spent on carol).
+        bob.command({"cmd": "connect", "target": code, "tag": "real"})
+        real = bob.wait_for("connect", tag="real", timeout=TOR_UP_WITHIN)
+        assert (real["state"], real["address"]) == ("verified", ann_onion), real
+    finally:
+        for node in (ann, bob, carol):
+            node.stop()
