@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -112,7 +113,7 @@ async def move(lab: OnionLab, network: TorNetwork, tmp: Path) -> Move:
             ann, bob = daemons
             for daemon in daemons:
                 daemon.keep_events = True
-                await daemon.wait("tor on", lambda d=daemon: tor_settled(d), TOR_UP_WITHIN)
+                await daemon.wait("tor on", partial(tor_settled, daemon), TOR_UP_WITHIN)
                 if daemon.tor[-1]["state"] != "on":
                     raise RuntimeError(f"{daemon.name}'s tor: {daemon.tor[-1]}")
             onion = ann.tor[-1]["address"]
@@ -140,7 +141,7 @@ async def _move(lab: OnionLab, ann: Watched, bob: Watched, onion: str) -> Move:
             tag = next(bob.send_tags)
             written = time.time()
             await bob.write({"cmd": "send", "to": ann.peer_id, "text": f"m{tag}", "tag": tag})
-            await bob.wait("send answer", lambda tag=tag: tag in bob.sends)
+            await bob.wait("send answer", partial(bob.sends.__contains__, tag))
             sent_at[bob.sends[tag]["msg_id"]] = written
             order.append(bob.sends[tag]["msg_id"])
             deadline = cable + AFTER
