@@ -5,15 +5,21 @@ only so many run at once. When the slots are full, a newcomer is never refused: 
 handshake that has been pending longest is dropped to make room, and one that has not
 even delivered handshake message 1 goes before one that has, which goes before one
 whose message 1 knocked with a key we know (a contact's or an invite holder's, §3):
-strangers, however many, only ever push out each other. Silent sockets therefore
-cannot keep real handshakes out, however many a stranger opens and re-opens: a real
-peer sends message 1 at once and finishes within a round trip, long before the next
+strangers, however many, only ever push out each other. A handshake whose first bytes
+are waiting in its socket, not read yet (a busy node), is not silent: it goes after
+the silent ones, before those whose message 1 was read and was a stranger's. Silent
+sockets therefore cannot keep real handshakes out, however many a stranger opens and
+re-opens: a real peer sends message 1 at once and finishes within a round trip, long before the next
 63 newcomers could push it out. The same rule holds within one address's share, which
-also applies to loopback (see docs/protocol.md §9).
+also applies to loopback (see docs/protocol.md §9), and so to every handshake that came
+through our onion service (all from our tor): there a flood of silent sockets churns
+the share fast, and a contact's message 1 may wait in its socket for a node busy
+with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 
@@ -29,12 +35,19 @@ class HandshakeLimits:
 class PendingHandshake:
     """One inbound handshake in progress; ``scope`` cancels it if it is pushed out."""
 
-    __slots__ = ("address", "dropped", "hello", "knocked", "number", "scope")
+    __slots__ = ("address", "dropped", "hello", "knocked", "number", "scope", "waiting")
 
-    def __init__(self, address: str, scope: trio.CancelScope, number: int) -> None:
+    def __init__(
+        self,
+        address: str,
+        scope: trio.CancelScope,
+        number: int,
+        waiting: Callable[[], bool] | None = None,
+    ) -> None:
         self.address = address
         self.scope = scope
         self.number = number  # arrival order
+        self.waiting = waiting  # whether bytes wait in its socket (None: cannot tell)
         self.hello = False  # handshake message 1 is in
         self.knocked = False  # ...with a knock we know: a contact's, an invite holder's
         self.dropped = False
@@ -62,9 +75,15 @@ class HandshakeSlots:
     def pending_from(self, address: str) -> int:
         return len(self._by_address.get(address, ()))
 
-    def admit(self, address: str, scope: trio.CancelScope) -> tuple[PendingHandshake, list[Drop]]:
+    def admit(
+        self,
+        address: str,
+        scope: trio.CancelScope,
+        waiting: Callable[[], bool] | None = None,
+    ) -> tuple[PendingHandshake, list[Drop]]:
         """Take a slot for a new handshake from ``address``, pushing out (cancelling)
-        the oldest pending ones if the limits are reached. Returns what was dropped."""
+        the oldest pending ones if the limits are reached. Returns what was dropped.
+        ``waiting()``: whether bytes from the peer wait unread in its socket."""
         limits = self.limits
         drops: list[Drop] = []
         same = self._by_address.get(address, {})
@@ -78,7 +97,7 @@ class HandshakeSlots:
             self._drop(
                 _oldest(self._pending), f"all {limits.max_pending} handshake slots busy", drops
             )
-        slot = PendingHandshake(address, scope, next(self._numbers))
+        slot = PendingHandshake(address, scope, next(self._numbers), waiting)
         self._pending[slot.number] = slot
         self._by_address.setdefault(address, {})[slot.number] = slot
         return slot, drops
@@ -108,10 +127,15 @@ class HandshakeSlots:
 
 def _oldest(pending: dict[int, PendingHandshake]) -> PendingHandshake:
     """The longest-pending handshake that is still silent, else the longest-pending
-    stranger's, else the longest-pending."""
+    whose first bytes are unread, else stranger's, else the longest-pending."""
+    unread = None
     for slot in pending.values():
         if not slot.hello:
-            return slot
+            if slot.waiting is None or not slot.waiting():
+                return slot
+            unread = unread or slot
+    if unread is not None:
+        return unread
     for slot in pending.values():
         if not slot.knocked:
             return slot

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -89,6 +90,28 @@ async def serve_secure(
     await trio.serve_listeners(on_stream, listeners, task_status=task_status)
 
 
+def bytes_waiting(stream: trio.abc.Stream) -> Callable[[], bool] | None:
+    """For a socket: whether bytes from the peer wait in it unread (FIONREAD); None
+    where that cannot be asked."""
+    sock = getattr(stream, "socket", None)
+    try:
+        import fcntl
+        import termios
+    except ImportError:  # not Unix
+        return None
+    if sock is None:
+        return None
+
+    def waiting() -> bool:
+        try:
+            count = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return False
+        return int.from_bytes(count, sys.byteorder) > 0
+
+    return waiting
+
+
 class InboundHandshakes:
     """What the connections of one listener share: handshake slots and log limits."""
 
@@ -113,7 +136,7 @@ async def serve_one(
     slots = server.slots
     try:
         with trio.CancelScope() as scope:
-            slot, drops = slots.admit(host, scope)
+            slot, drops = slots.admit(host, scope, bytes_waiting(stream))
             for drop in drops:
                 skipped = server.drops.allow((drop.address, drop.reason), trio.current_time())
                 if skipped is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import pytest
@@ -13,15 +14,16 @@ from p2pchat.errors import ConnectionClosed
 from p2pchat.identity import Identity
 from p2pchat.net.connection import ConnectionConfig, secure_connection
 from p2pchat.net.handshakes import HandshakeLimits, HandshakeSlots, PendingHandshake
+from p2pchat.net.server import bytes_waiting
 from p2pchat.session import SecureSession
 from tests.net.helpers import running_server
 
 
 def admit(
-    slots: HandshakeSlots, address: str
+    slots: HandshakeSlots, address: str, waiting: Callable[[], bool] | None = None
 ) -> tuple[PendingHandshake, trio.CancelScope, list[str]]:
     scope = trio.CancelScope()
-    slot, drops = slots.admit(address, scope)
+    slot, drops = slots.admit(address, scope, waiting)
     return slot, scope, [drop.address for drop in drops]
 
 
@@ -193,3 +195,39 @@ async def test_stalled_sockets_reopened_as_they_close_do_not_keep_real_handshake
     assert reopened >= 10  # each real handshake pushed a silent socket out
     # One log line per address and reason, not one per dropped socket.
     assert 1 <= len(drop_lines) <= 2 * len(sources) < reopened
+
+
+async def test_a_handshake_whose_first_bytes_wait_unread_is_not_taken_for_silent() -> None:
+    """Through Tor every handshake shares one address, and a flood of silent sockets
+    churns its share: a contact's message 1 may sit in its socket while the node is
+    busy with them. Such a handshake goes after the truly silent ones, before one whose
+    message 1 was read and was a stranger's."""
+    slots = HandshakeSlots(HandshakeLimits(max_pending=10, max_pending_per_address=3))
+    _, contact_scope, _ = admit(slots, "127.0.0.1", lambda: True)
+    for _ in range(50):  # silent sockets, opened and re-opened
+        admit(slots, "127.0.0.1", lambda: False)
+        assert not contact_scope.cancel_called
+    stranger, stranger_scope, _ = admit(slots, "127.0.0.1", lambda: True)
+    slots.hello(stranger)
+    # The contact's unread handshake and a stranger's outlive another silent one...
+    admit(slots, "127.0.0.1", lambda: False)
+    assert not contact_scope.cancel_called and not stranger_scope.cancel_called
+    admit(slots, "127.0.0.1", lambda: True)  # ...which an unread one pushes out
+    # No silent one left: of the unread ones the oldest goes, before the stranger's.
+    admit(slots, "127.0.0.1", lambda: False)
+    assert contact_scope.cancel_called and not stranger_scope.cancel_called
+
+
+async def test_bytes_waiting_in_a_real_socket_are_seen() -> None:
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server = await listener.accept()
+    async with listener, client, server:
+        waiting = bytes_waiting(server)
+        assert waiting is not None and not waiting()
+        await client.send_all(b"message 1")
+        while not waiting():  # the kernel hands the bytes over at once on loopback
+            await trio.sleep(0.01)
+        assert await server.receive_some(100) == b"message 1"
+        assert not waiting()
