@@ -22,6 +22,7 @@ from p2pchat.tor.onion import is_onion
 log = logging.getLogger("p2pchat.discovery")
 
 DIAL_TIMEOUT = 5.0
+ONION_TRIES = 3  # handshakes through Tor a busy responder closed early, at most
 # Refusals by local policy (either side's): the peer is there, but one of the two will
 # not talk to the other; dialling again changes nothing until someone changes a list.
 
@@ -65,6 +66,28 @@ async def probe(
     return peer_id, "handshake proved the id"
 
 
+async def _probe_again_through_tor(
+    target: Target,
+    identity: Identity,
+    authorize: Authorizer | None,
+    config: ConnectionConfig | None,
+) -> str | None:
+    """:func:`probe`; through Tor, a handshake the peer closed before it was done is
+    tried again (ONION_TRIES in all): every handshake through an onion service comes
+    from its tor, and shares one address's slots there, which a flood of strangers
+    churns (net/handshakes.py); ours may have been pushed out before its first bytes
+    were read. (On the LAN the same close means a node that hides from us, §10.2.)"""
+    for attempt in range(ONION_TRIES):
+        try:
+            peer_id, _ = await probe(target, identity, authorize, config=config)
+            return peer_id
+        except ConnectionClosed as closed:
+            if closed.code != "eof" or not is_onion(target.host) or attempt + 1 == ONION_TRIES:
+                raise
+            log.debug("%s closed our handshake; trying again", target.address)
+    raise AssertionError("unreachable")
+
+
 async def dial_all(
     targets: list[Target],
     identity: Identity,
@@ -98,7 +121,7 @@ async def _dial_peer(
     spoofed = False
     for target in targets:
         try:
-            peer_id, _ = await probe(target, identity, authorize, config=config)
+            peer_id = await _probe_again_through_tor(target, identity, authorize, config)
         except ConnectionClosed as closed:
             if closed.code == "unexpected-identity":
                 spoofed = True
