@@ -678,6 +678,28 @@ def remote_address(stream: trio.abc.Stream) -> str:
     return format_host_port(host, port)
 
 
+def new_session(
+    identity: Identity,
+    *,
+    initiator: bool,
+    config: ConnectionConfig | None = None,
+    expected_peer: bytes | None = None,
+    authorize: Authorizer | None = None,
+    invite: bytes = b"",
+    network: Network | None = None,
+) -> SecureSession:
+    """A session for :func:`secure_connection`; an initiator's has message 1 ready."""
+    return SecureSession(
+        identity,
+        initiator=initiator,
+        config=(config or ConnectionConfig()).session,
+        expected_peer=expected_peer,
+        authorize=authorize,
+        invite=invite,
+        network=network,
+    )
+
+
 @asynccontextmanager
 async def secure_connection(
     stream: trio.abc.Stream,
@@ -691,6 +713,7 @@ async def secure_connection(
     log_limiter: LogLimiter | None = None,
     invite: bytes = b"",
     network: Network | None = None,
+    session: SecureSession | None = None,
 ) -> AsyncIterator[SecureConnection]:
     """Handshake over ``stream`` and yield the open connection; close it on exit.
 
@@ -698,17 +721,15 @@ async def secure_connection(
     A responder calls ``on_hello`` once handshake message 1 is in. Handshake failures
     are logged, at most one line per remote host per interval of ``log_limiter``.
     ``invite``: an initiator's invite token for ``expected_peer`` (protocol §10.1).
+    ``session``: an initiator's session made beforehand by :func:`new_session`, whose
+    message 1 the caller already sent on ``stream`` (with the stream's opening); the
+    arguments that make a session are then not used.
     """
     config = config or ConnectionConfig()
-    session = SecureSession(
-        identity,
-        initiator=initiator,
-        config=config.session,
-        expected_peer=expected_peer,
-        authorize=authorize,
-        invite=invite,
-        network=network,
-    )
+    if session is None:
+        session = new_session(identity, initiator=initiator, config=config,
+                              expected_peer=expected_peer, authorize=authorize,
+                              invite=invite, network=network)  # fmt: skip
     connection = SecureConnection(stream, session, config)
     try:
         await connection.handshake(on_hello)

@@ -16,6 +16,7 @@ from p2pchat.net.connection import (
     ConnectionConfig,
     SecureConnection,
     host_of,
+    new_session,
     remote_address,
     secure_connection,
 )
@@ -48,18 +49,16 @@ async def open_secure_connection(
     ``invite``: the token of the invite code being dialled (needs ``expected_peer``);
     ``network``: dial as a member of this private network (§17)."""
     transports = config.transports if config is not None else Transports()
+    # Message 1 goes with the stream's opening: through Tor, in the same request
+    # (net/socks5.py), so the onion service's node never sees a silent handshake.
+    session = new_session(identity, initiator=True, config=config, expected_peer=expected_peer,
+                          authorize=authorize, invite=invite, network=network)  # fmt: skip
+    first = session.handshake_data_to_send()
     # An invite code's maker is online now: through Tor, its onion service may just not
     # be in every directory yet, so that dial is patient (net/transports.py).
-    stream = await transports.open(host, port, patient=bool(invite))
+    stream = await transports.open(host, port, patient=bool(invite), first=first)
     async with secure_connection(
-        stream,
-        identity,
-        initiator=True,
-        config=config,
-        expected_peer=expected_peer,
-        authorize=authorize,
-        invite=invite,
-        network=network,
+        stream, identity, initiator=True, config=config, session=session
     ) as connection:
         yield connection
 

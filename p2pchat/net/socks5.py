@@ -161,10 +161,16 @@ def _connect_request(host: str, port: int) -> bytes:
 
 
 async def open_via_socks5(
-    proxy: tuple[str, int], host: str, port: int, *, timeout: float
+    proxy: tuple[str, int], host: str, port: int, *, timeout: float, first: bytes = b""
 ) -> trio.SocketStream:
     """A TCP stream to ``host:port`` through the SOCKS5 proxy at ``proxy``, within
-    ``timeout`` seconds; Socks5Error saying why not (the proxy unreachable too)."""
+    ``timeout`` seconds; Socks5Error saying why not (the proxy unreachable too).
+
+    ``first``: bytes for ``host``, sent right behind the CONNECT request, before the
+    proxy's reply (tor takes such "optimistic data" and delivers it with the stream):
+    an onion service then gets them the moment its connection opens, not one circuit
+    round trip later (~56 ms here), so the node behind it never sees our handshake as
+    a silent one (net/handshakes.py), and the handshake is a round trip shorter."""
     client = Socks5Client(host, port)
     try:
         with trio.fail_after(timeout):
@@ -180,8 +186,9 @@ async def open_via_socks5(
                 if not data:
                     raise Socks5Error("the proxy closed the connection")
                 answer = client.feed(data)
-                if answer:
-                    await stream.send_all(answer)
+                if answer:  # the CONNECT request: the only answer without authentication
+                    await stream.send_all(answer + first)
+                    first = b""
     except BaseException as error:
         await trio.aclose_forcefully(stream)
         if isinstance(error, trio.TooSlowError):

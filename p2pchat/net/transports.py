@@ -40,12 +40,23 @@ class Transports:
         """``onion`` or ``direct``: how an address is reached (what the UI shows)."""
         return "onion" if is_onion(host) else "direct"
 
-    async def open(self, host: str, port: int, *, patient: bool = False) -> trio.abc.Stream:
+    async def open(
+        self, host: str, port: int, *, patient: bool = False, first: bytes = b""
+    ) -> trio.abc.Stream:
         """A stream to ``host:port``; OSError (ConnectionError) saying why not.
-        ``patient``: an onion service that is not published yet is asked again."""
+        ``patient``: an onion service that is not published yet is asked again.
+        ``first``: the bytes to send first (sent again on each try: the other end of a
+        failed one never had them); through Tor, they go with the request (socks5.py)."""
         if not is_onion(host):
             with trio.fail_after(DIRECT_TIMEOUT):
-                return await trio.open_tcp_stream(host, port)
+                stream = await trio.open_tcp_stream(host, port)
+            if first:
+                try:
+                    await stream.send_all(first)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+            return stream
         try:
             parse_onion(host)
         except ValueError as error:
@@ -58,7 +69,7 @@ class Transports:
         for attempt in range(1, tries + 1):
             left = deadline - trio.current_time()
             try:
-                return await open_via_socks5(self.tor_socks, host, port, timeout=left)
+                return await open_via_socks5(self.tor_socks, host, port, timeout=left, first=first)
             except Socks5Error as error:
                 waiting = patient and error.code == NOT_PUBLISHED
                 if (error.code not in TRANSIENT and not waiting) or attempt == tries:

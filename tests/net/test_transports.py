@@ -111,3 +111,38 @@ async def test_a_patient_dial_gives_up_within_the_onion_timeout(
     assert isinstance(outcome, Socks5Error) and outcome.code == 0xF0
     assert len(asked) <= PATIENT_TRIES
     assert trio.current_time() - began < ONION_TIMEOUT
+
+
+async def test_the_first_bytes_go_with_the_request_before_the_reply_on_every_try() -> None:
+    """Message 1 rides with the CONNECT request (tor delivers it with the stream: the
+    onion service's node never sees a silent handshake), and again with each try."""
+    early: list[bytes] = []
+    first = b"handshake message 1"
+
+    async def serve(client: trio.SocketStream) -> None:
+        async with client:
+            assert await client.receive_some(3) == b"\x05\x01\x00"
+            await client.send_all(b"\x05\x00")
+            head = await receive_exactly(client, 5)
+            await receive_exactly(client, head[4] + 2)
+            # Before any reply: the client cannot be waiting for one to send these.
+            with trio.fail_after(30):  # a guard: they are already in the socket
+                early.append(await receive_exactly(client, len(first)))
+            if len(early) == 1:
+                await client.send_all(reply(0x06))  # a circuit failed: tried again
+                return
+            await client.send_all(reply(0))
+            async for data in client:
+                await client.send_all(data)
+
+    transports = Transports()
+    async with trio.open_nursery() as nursery:
+        proxies = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        nursery.start_soon(trio.serve_listeners, serve, proxies)
+        transports.tor_socks = ("127.0.0.1", proxies[0].socket.getsockname()[1])
+        stream = await transports.open(ONION, 7676, first=first)
+        async with stream:
+            await stream.send_all(b"more")
+            assert await receive_exactly(stream, 4) == b"more"  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+    assert early == [first, first]
