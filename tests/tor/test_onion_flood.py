@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import trio
 
 from p2pchat.addresses import parse_host_port
@@ -123,6 +124,7 @@ async def flood(proxy: tuple[str, int], address: str, stop: threading.Event, res
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.timeout(600)  # its own guards wait for tor several times: a busy machine
 def test_a_flood_through_tor_leaves_invited_contacts_and_the_lan_served(
     network: TorNetwork, tmp_path: Path
 ) -> None:

@@ -82,6 +82,7 @@ def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
+@pytest.mark.timeout(600)  # its own guards wait for tor several times: a busy machine
 def test_two_hosts_with_no_route_between_them_chat_through_tor(lab: Lab, tmp_path: Path) -> None:
     hosts, network = lab.hosts, lab.network
     torrc = tmp_path / "privnet.torrc"
