@@ -23,3 +23,14 @@ def network(tmp_path: Path) -> Iterator[TorNetwork]:
         yield made
     finally:
         made.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that runs a private Tor network (a dozen tor processes) shares one
+    worker: side by side on a busy 2-core machine their young networks starved each
+    other until a client found no path for a circuit within a minute."""
+    for item in items:
+        path = str(item.path)
+        if "/tests/tor/" in path and ("network" in getattr(item, "fixturenames", ())
+                                       or path.endswith("test_onion_lab.py")):  # fmt: skip
+            item.add_marker(pytest.mark.xdist_group("tor-network"))
