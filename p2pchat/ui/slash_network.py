@@ -103,4 +103,7 @@ def show_connected(app: ChatApp, targets: list[Target], connected: Connected) ->
             text = f"{name} talks to contacts only"
             if target is not None and target.invite:
                 text += ": this code was used already or has expired; ask for a new one"
-        app.notify(text, severity="information" if note.name == "verified" else "error")
+        # A proof is already a line of the system conversation (the node's note): its
+        # toast is not copied there. A failure is, as an error that marks the entry.
+        app.notify(text, severity="information" if note.name == "verified" else "error",
+                   system=note.name != "verified")  # fmt: skip

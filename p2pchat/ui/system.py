@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 
-from p2pchat.identity import encode_peer_id
+from p2pchat.chat.names import shown_name
+from p2pchat.identity import decode_peer_id, encode_peer_id
 from p2pchat.node.events import (
     DiscoveryNote,
     LinkLocalPresence,
@@ -97,7 +98,7 @@ class SystemConsole:
         app's view of who was online is still the one before)."""
         app = self._app
         if isinstance(event, DiscoveryNote):
-            self.say(Kind.NOTE, event.text)
+            self.say(Kind.NOTE, self._named(event))
         elif isinstance(event, PeerConnected):
             self.say(Kind.CAME, f"connected to {app.name_of(event.peer)} ({event.address})")
         elif isinstance(event, PeerDisconnected):
@@ -108,6 +109,20 @@ class SystemConsole:
             self._presence(event)
         elif isinstance(event, LinkLocalPresence):
             self._link_local_presence(event)
+
+    def _named(self, note: DiscoveryNote) -> str:
+        """The note's text, with the name we know for its peer where its record gave
+        none (a contact's private record carries no nick, §10.2)."""
+        peer_id = note.fields.get("id")
+        if "(no nick)" not in note.text or not isinstance(peer_id, str):
+            return note.text
+        try:
+            name = self._app.name_of(decode_peer_id(peer_id))
+        except ValueError:
+            return note.text
+        if name == shown_name(peer_id, ""):
+            return note.text  # only its id: the line shows that already
+        return note.text.replace("(no nick)", name, 1)
 
     def _link_local_presence(self, event: LinkLocalPresence) -> None:
         if event.gone:

@@ -80,6 +80,21 @@ def test_the_status_bar_shows_the_mode_and_an_invite_makes_a_contact(
                     lambda: any("ann is now a contact" in m for _, m in notifications(bob_app)),
                     "bob's confirmation",
                 )
+                # The proof is one line of bob's system conversation, not two (the
+                # node's note and the toast's copy).
+                proofs = [line.text for line in bob_app.system.log.lines
+                          if line.text.startswith("proven: ann")]  # fmt: skip
+                assert len(proofs) == 1, proofs
+                # ann's private record, seen later on mDNS, names nobody: bob's window
+                # gives it the name he knows her by.
+                node = bob_app.node
+                assert node is not None
+                text = f"discovered: (no nick) ({ann.peer_id[:12]}…) at 198.18.0.9:7483"
+                found = DiscoveryNote("discovered", text, {"id": ann.peer_id})
+                host.call(lambda: node._emit(found))
+                await until(bob_pilot, lambda: any(line.text == text.replace("(no nick)", "ann")
+                                                   for line in bob_app.system.log.lines),
+                            "the named line")  # fmt: skip
                 contact = ann.store.contact(bob.key)
                 assert contact is not None and contact.is_contact  # by the token
                 assert ann.store.count_invites(now=0) == 0
