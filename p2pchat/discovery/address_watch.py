@@ -2,8 +2,8 @@
 Wi-Fi, a VPN, or (in the lab) a link added to a namespace.
 
 mDNS listens on the interfaces that were up when zeroconf started, and our record
-names the addresses we had then: after a change both are stale, so discovery starts
-again on the new set (see Dialler.run_discovery). On Linux the kernel tells us at
+names the addresses we had then: after a change both are stale, so mDNS moves to the
+new set (Mdns.move, called by Dialler._follow_moves). On Linux the kernel tells us at
 once (a netlink socket subscribed to link and IPv4 address changes); elsewhere, or
 if that socket cannot be opened, we look again every ``poll`` seconds. Either way an
 idle node costs nothing on the wire, and a wake-up per ``poll`` at most.

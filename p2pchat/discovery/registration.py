@@ -80,9 +80,13 @@ class Registration:
                 self.info = None
                 raise
         else:
-            await trio.to_thread.run_sync(self._zeroconf.update_service, info)
-            self.info = info
+            await self._update(info)
         return info
+
+    async def _update(self, info: ServiceInfo) -> None:
+        """Announce ``info``'s records in place of those of the registered instance."""
+        await trio.to_thread.run_sync(self._zeroconf.update_service, info)
+        self.info = info
 
     async def _readdress(self, addresses: list[str]) -> None:
         self.addresses = list(addresses)
@@ -94,16 +98,16 @@ class Registration:
             # a new one there, with a new token (see Mdns.move).
             await self.withdraw()
             return
-        info = registered.__class__(
+        from zeroconf import ServiceInfo
+
+        await self._update(ServiceInfo(
             registered.type,
             registered.name,
             addresses=[socket.inet_aton(address) for address in addresses],
             port=registered.port,
             properties=registered.properties,
             server=registered.server,
-        )
-        await trio.to_thread.run_sync(self._zeroconf.update_service, info)
-        self.info = info
+        ))  # fmt: skip
 
     async def withdraw(self) -> None:
         """Send the goodbye: others drop our record at once."""

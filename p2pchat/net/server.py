@@ -26,6 +26,12 @@ from p2pchat.networks.keys import Network
 from p2pchat.ratelimit import LogLimiter
 from p2pchat.session.core import Authorizer
 
+try:  # FIONREAD (bytes_waiting): Unix
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not Unix
+    fcntl = termios = None  # type: ignore[assignment]
+
 log = logging.getLogger("p2pchat.net")
 
 Handler = Callable[[SecureConnection], Awaitable[None]]
@@ -93,12 +99,7 @@ def bytes_waiting(stream: trio.abc.Stream) -> Callable[[], bool] | None:
     """For a socket: whether bytes from the peer wait in it unread (FIONREAD); None
     where that cannot be asked."""
     sock = getattr(stream, "socket", None)
-    try:
-        import fcntl
-        import termios
-    except ImportError:  # not Unix
-        return None
-    if sock is None:
+    if sock is None or fcntl is None or termios is None:
         return None
 
     def waiting() -> bool:

@@ -164,7 +164,7 @@ class XmppBridge:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 for connection in list(self._connections):
                     await connection.close()
-                for listener in listeners:  # the port is free when discovery starts again
+                for listener in listeners:  # the port is free at once for a new bridge
                     await listener.aclose()
                 await self._dns.withdraw()
 
