@@ -10,10 +10,8 @@ none twice, in order."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,9 +143,11 @@ def test_two_hosts_with_no_route_between_them_chat_through_tor(lab: Lab, tmp_pat
         for node, address in ((ann, ann_lan), (bob, bob_lan)):
             changed = node.wait_for("network_changed", timeout=TOR_UP_WITHIN)
             assert f"{address}:{port_of(node.address)}" in changed["addresses"], changed
-        # (Whoever dialled: the address is ann's on the LAN, her listener's or the port
-        # she dialled from.)
-        assert session_address(bob, ann).startswith(f"{ann_lan}:"), "the session moved"
+        # bob hears the session moved, and a ping goes there. (Whoever dialled: the
+        # address is ann's on the LAN, her listener's or the port she dialled from.)
+        assert bob.wait_for("moved", id=ann.id, timeout=TOR_UP_WITHIN)["via"] == "direct"
+        bob.command({"cmd": "ping", "id": ann.id, "tag": "ping"})
+        assert bob.answer("ping").get("address", "").startswith(f"{ann_lan}:"), "it moved"
         queued += [send(bob, ann, f"on the LAN {n}") for n in range(3)]
         for msg_id in queued:
             bob.wait_for("receipt", msg_id=msg_id, state="delivered", timeout=TOR_UP_WITHIN)
@@ -171,18 +171,3 @@ def send(sender: Node, receiver: Node, text: str) -> str:
     """Send ``text``; its msg_id (the node took it, not yet delivered)."""
     sender.command({"cmd": "send", "to": receiver.id, "text": text, "tag": text})
     return str(sender.wait_for("send", tag=text)["msg_id"])
-
-
-def session_address(node: Node, peer: Node, timeout: float = TOR_UP_WITHIN) -> str:
-    """Where ``node``'s session with ``peer`` goes once it is direct, or the last seen
-    (through Tor) if it did not move within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    address = ""
-    for tag in itertools.count():
-        node.command({"cmd": "ping", "id": peer.id, "tag": f"ping {tag}"})
-        # An error while the session is being replaced: none for now, asked again.
-        address = str(node.answer(f"ping {tag}", timeout=timeout).get("address", ""))
-        if (address and ".onion" not in address) or time.monotonic() > deadline:
-            return address
-        time.sleep(0.05)
-    raise AssertionError("unreachable")
